@@ -1,0 +1,5 @@
+"""`python -m creditflow …`: the command-line interface."""
+
+from .entrypoints.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Firebase adapters: Firestore, Realtime Database, Cloud Storage, Cloud Tasks, Auth."""

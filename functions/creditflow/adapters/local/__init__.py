@@ -1,0 +1,1 @@
+"""The embedded, single-machine runtime: SQLite store, key files."""

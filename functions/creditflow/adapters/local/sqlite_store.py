@@ -1,0 +1,280 @@
+"""The ledger store on SQLite: WAL, one writer at a time (BEGIN IMMEDIATE), safe across threads and processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ...domain.accounts import SystemTotals, UserAccount
+from ...domain.entries import Entry
+from ...domain.errors import StoreConflict
+from ...domain.holds import Hold
+from ...domain.idempotency import IdempotencyRecord
+from ...domain.lots import Lot
+from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
+from .sqlite_schema import SCHEMA
+
+_ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at"
+_ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
+_LOT = "id, account, kind, granted, remaining, held, priority, expires_at, created_at, created_seq, source"
+_HOLD = "id, account, target, amount, allocations, status, posted, expires_at, created_at, closed_at, replaced_by"
+
+
+def _account(row: tuple) -> UserAccount:
+    return UserAccount(id=row[0], status=row[1], available=row[2], held=row[3], seq=row[4], head=row[5],
+                       version=row[6], created_at=row[7], updated_at=row[8])
+
+
+def _entry(row: tuple) -> Entry:
+    return Entry(id=row[0], account=row[1], seq=row[2], kind=row[3], at=row[4], body=bytes(row[5]), hash=row[6],
+                 signature=row[7], key_id=row[8])
+
+
+def _lot(row: tuple) -> Lot:
+    return Lot(id=row[0], account=row[1], kind=row[2], granted=row[3], remaining=row[4], held=row[5],
+               priority=row[6], expires_at=row[7], created_at=row[8], created_seq=row[9], source=row[10])
+
+
+def _hold(row: tuple) -> Hold:
+    return Hold(id=row[0], account=row[1], target=row[2], amount=row[3],
+                allocations=[(lot, amount) for lot, amount in json.loads(row[4])], status=row[5], posted=row[6],
+                expires_at=row[7], created_at=row[8], closed_at=row[9], replaced_by=row[10])
+
+
+def _checkpoint(row: tuple) -> StoredCheckpoint:
+    return StoredCheckpoint(size=row[0], root=bytes(row[1]), note=row[2], key_id=row[3], created_at=row[4])
+
+
+class _Reads:
+    """Queries shared by transactions and plain reads; `self.db` is a connection."""
+
+    db: sqlite3.Connection
+
+    def account(self, account_id: str) -> UserAccount | None:
+        row = self.db.execute(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        return _account(row) if row else None
+
+    def open_lots(self, account_id: str) -> list[Lot]:
+        rows = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? AND open = 1", (account_id,))
+        return [_lot(row) for row in rows]
+
+    def pending_holds(self, account_id: str) -> list[Hold]:
+        rows = self.db.execute(f"SELECT {_HOLD} FROM holds WHERE account = ? AND status = 'pending'", (account_id,))
+        return [_hold(row) for row in rows]
+
+    def hold(self, hold_id: str) -> Hold | None:
+        row = self.db.execute(f"SELECT {_HOLD} FROM holds WHERE id = ?", (hold_id,)).fetchone()
+        return _hold(row) if row else None
+
+
+class SqliteTransaction(_Reads):
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def idempotency(self, scope: str, key: str) -> IdempotencyRecord | None:
+        row = self.db.execute("SELECT command, request, result, created_at FROM idempotency WHERE scope = ? "
+                              "AND key = ?", (scope, key)).fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(scope, key, row[0], json.loads(row[1]), json.loads(row[2]), row[3])
+
+    def write(self, changes: Changes) -> None:
+        db = self.db
+        db.executemany(f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?,?,?,?,?,?,?,?,?)",
+                       [_account_row(a) for a in changes.new_accounts])
+        db.executemany("UPDATE accounts SET status=?, available=?, held=?, seq=?, head=?, version=?, "
+                       "updated_at=? WHERE id=?",
+                       [(a.status, a.available, a.held, a.seq, a.head, a.version, a.updated_at, a.id)
+                        for a in changes.accounts])
+        db.executemany(f"INSERT INTO entries ({_ENTRY}) VALUES (?,?,?,?,?,?,?,?,?)",
+                       [(e.id, e.account, e.seq, e.kind, e.at, e.body, e.hash, e.signature, e.key_id)
+                        for e in changes.entries])
+        db.executemany(f"INSERT OR REPLACE INTO lots ({_LOT}, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                       [(lot.id, lot.account, lot.kind, lot.granted, lot.remaining, lot.held, lot.priority,
+                         lot.expires_at, lot.created_at, lot.created_seq, lot.source, int(lot.is_open))
+                        for lot in changes.lots])
+        db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       [(h.id, h.account, h.target, h.amount, json.dumps(h.allocations), h.status, h.posted,
+                         h.expires_at, h.created_at, h.closed_at, h.replaced_by) for h in changes.holds])
+        db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) DO "
+                       "UPDATE SET balance = balance + excluded.balance, pending = pending + excluded.pending",
+                       [(name, t.balance, t.pending) for name, t in changes.system.items()])
+        db.executemany("INSERT INTO idempotency (scope, key, command, request, result, created_at) "
+                       "VALUES (?,?,?,?,?,?)",
+                       [(r.scope, r.key, r.command, json.dumps(r.request), json.dumps(r.result), r.created_at)
+                        for r in changes.idempotency])
+
+
+def _account_row(a: UserAccount) -> tuple:
+    return (a.id, a.status, a.available, a.held, a.seq, a.head, a.version, a.created_at, a.updated_at)
+
+
+class SqliteLedgerStore(_Reads):
+    """One database file; a connection per thread; writers serialised by SQLite's own lock."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000) -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             timeout=self._busy_timeout_ms / 1000)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        return db
+
+    @property
+    def db(self) -> sqlite3.Connection:  # type: ignore[override]
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise StoreConflict(str(error)) from error
+        try:
+            yield SqliteTransaction(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            db.execute("ROLLBACK")
+            raise StoreConflict(str(error)) from error
+
+    # -- reads ------------------------------------------------------------------------------------------------
+
+    def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            return self.account(account_id), self.open_lots(account_id), self.pending_holds(account_id)
+        finally:
+            db.execute("COMMIT")
+
+    def entry(self, entry_id: str) -> Entry | None:
+        row = self.db.execute(f"SELECT {_ENTRY} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return _entry(row) if row else None
+
+    def history(self, account_id: str, *, before_seq: int | None, kinds: frozenset[str] | None,
+                since: str | None, until: str | None, limit: int) -> list[Entry]:
+        sql = f"SELECT {_ENTRY} FROM entries WHERE account = ?"
+        args: list[object] = [account_id]
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            args.append(before_seq)
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args.extend(sorted(kinds))
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND at < ?"
+            args.append(until)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        return [_entry(row) for row in self.db.execute(sql, args)]
+
+    def chain(self, account_id: str) -> Iterator[Entry]:
+        cursor = self.db.execute(f"SELECT {_ENTRY} FROM entries WHERE account = ? ORDER BY seq", (account_id,))
+        for row in cursor:
+            yield _entry(row)
+
+    def entry_accounts(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT DISTINCT account FROM entries")}
+
+    def user_accounts(self) -> Iterator[UserAccount]:
+        for row in self.db.execute(f"SELECT {_ACCOUNT} FROM accounts ORDER BY id").fetchall():
+            yield _account(row)
+
+    def system_totals(self) -> dict[str, SystemTotals]:
+        rows = self.db.execute("SELECT id, balance, pending FROM system_accounts")
+        return {row[0]: SystemTotals(row[1], row[2]) for row in rows}
+
+    def lots_of(self, account_id: str) -> list[Lot]:
+        rows = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? ORDER BY created_seq", (account_id,))
+        return [_lot(row) for row in rows]
+
+    def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT account FROM holds WHERE status = 'pending' AND expires_at <= ? "
+            "UNION SELECT account FROM lots WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ? "
+            "LIMIT ?", (now, now, limit))
+        return [row[0] for row in rows]
+
+    def record_conflict(self, conflict: IdempotencyConflictRecord) -> None:
+        self.db.execute("INSERT INTO idempotency_conflicts (scope, key, command, field, at) VALUES (?,?,?,?,?)",
+                        (conflict.scope, conflict.key, conflict.command, conflict.field, conflict.at))
+
+    def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
+        rows = self.db.execute("SELECT scope, key, command, field, at FROM idempotency_conflicts ORDER BY n DESC "
+                               "LIMIT ?", (limit,))
+        return [IdempotencyConflictRecord(*row) for row in rows]
+
+    # -- the Merkle log ----------------------------------------------------------------------------------------
+
+    def sequence(self, limit: int) -> int:
+        """Give the oldest unsequenced entries the next leaf indexes, in commit order; returns how many."""
+        with self.transaction():
+            db = self.db
+            size = self.tree_size()
+            rows = db.execute("SELECT rowid, id, hash FROM entries WHERE leaf IS NULL ORDER BY rowid LIMIT ?",
+                              (limit,)).fetchall()
+            db.executemany("INSERT INTO leaves (idx, entry_id, data) VALUES (?, ?, ?)",
+                           [(size + n, row[1], bytes.fromhex(row[2])) for n, row in enumerate(rows)])
+            db.executemany("UPDATE entries SET leaf = ? WHERE rowid = ?",
+                           [(size + n, row[0]) for n, row in enumerate(rows)])
+        return len(rows)
+
+    def tree_size(self) -> int:
+        row = self.db.execute("SELECT max(idx) FROM leaves").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        rows = self.db.execute("SELECT data FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+        return [bytes(row[0]) for row in rows]
+
+    def leaf_entry_ids(self, start: int, end: int) -> list[str]:
+        rows = self.db.execute("SELECT entry_id FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end))
+        return [row[0] for row in rows]
+
+    def leaf_index(self, entry_id: str) -> int | None:
+        row = self.db.execute("SELECT leaf FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self.db.execute("INSERT OR IGNORE INTO checkpoints (size, root, note, key_id, created_at) VALUES "
+                        "(?,?,?,?,?)", (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.key_id,
+                                        checkpoint.created_at))
+
+    def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None:
+        if size is None:
+            row = self.db.execute("SELECT * FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        else:
+            row = self.db.execute("SELECT * FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return _checkpoint(row) if row else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        return [_checkpoint(row) for row in self.db.execute("SELECT * FROM checkpoints ORDER BY size")]

@@ -1,0 +1,195 @@
+"""The account aggregate: one user account, its open lots and pending holds, and the rules that move credits.
+
+Every change appends a sealed entry to the account's hash chain and records what it did to system accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .accounts import SystemTotals, UserAccount
+from .entries import Entry, seal
+from .errors import (
+    AccountClosed,
+    AmountTooLarge,
+    HoldAlreadyPosted,
+    HoldAlreadyVoided,
+    HoldExpired,
+    InvalidGrant,
+    PostExceedsHold,
+)
+from .holds import POSTED, VOIDED, Hold
+from .ids import new_id
+from .lots import LOT_KINDS, Lot, allocate
+from .money import MAX_MICROS, format_credits
+from .signing import SigningKey
+
+
+@dataclass
+class Book:
+    account: UserAccount
+    lots: dict[str, Lot]
+    holds: dict[str, Hold]
+    now: str
+    key: SigningKey
+    entries: list[Entry] = field(default_factory=list)
+    touched_lots: dict[str, Lot] = field(default_factory=dict)
+    touched_holds: dict[str, Hold] = field(default_factory=dict)
+    system: dict[str, SystemTotals] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, account: UserAccount, lots: list[Lot], holds: list[Hold], now: str, key: SigningKey) -> Book:
+        return cls(account, {lot.id: lot for lot in lots}, {hold.id: hold for hold in holds}, now, key)
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    def grant(self, amount: int, *, source: str, lot_kind: str, key: str, expires_at: str | None = None,
+              priority: int = 0, reference: str | None = None, memo: dict[str, str] | None = None) -> Entry:
+        self._require_open()
+        if lot_kind not in LOT_KINDS:
+            raise InvalidGrant(f"lot kind must be one of {list(LOT_KINDS)}, not {lot_kind!r}")
+        if expires_at is not None and expires_at <= self.now:
+            raise InvalidGrant(f"grant would expire at {expires_at}, which is not in the future")
+        if self.account.available + self.account.held + amount > MAX_MICROS:
+            raise AmountTooLarge("the account balance would no longer fit in 64 bits")
+        lot = Lot(id=new_id("lot"), account=self.account.id, kind=lot_kind, granted=amount, remaining=amount,
+                  created_at=self.now, created_seq=self.account.seq + 1, priority=priority,
+                  expires_at=expires_at, source=source)
+        self._touch_lot(lot)
+        self.account.available += amount
+        self._system(source).balance -= amount
+        return self._append("grant", amount, source, key, lot=lot.id, lot_kind=lot_kind, priority=priority,
+                            expires=expires_at, reference=reference, memo=memo or {})
+
+    def hold(self, amount: int, *, target: str, expires_at: str, key: str,
+             memo: dict[str, str] | None = None) -> tuple[Hold, Entry]:
+        self._require_open()
+        plan = allocate(list(self.lots.values()), amount, self.now)
+        for lot_id, take in plan:
+            lot = self.lots[lot_id]
+            lot.remaining -= take
+            lot.held += take
+            self._touch_lot(lot)
+        hold = Hold(id=new_id("hold"), account=self.account.id, target=target, amount=amount,
+                    expires_at=expires_at, created_at=self.now, allocations=plan)
+        self.holds[hold.id] = hold
+        self.touched_holds[hold.id] = hold
+        self.account.available -= amount
+        self.account.held += amount
+        self._system(target).pending += amount
+        entry = self._append("hold", amount, target, key, hold=hold.id, expires=expires_at,
+                             lots=[[lot_id, str(take)] for lot_id, take in plan], memo=memo or {})
+        return hold, entry
+
+    def post(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None) -> Entry:
+        """Settle a hold for `amount` (at most the held amount); the rest returns to its lots."""
+        self._require_pending(hold)
+        if hold.is_expired(self.now):
+            raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and can no longer be settled",
+                              hold=hold.id)
+        if amount > hold.amount:
+            raise PostExceedsHold(f"cannot settle {format_credits(amount)} credits against a reservation of "
+                                  f"{format_credits(hold.amount)}", hold=hold.id, held=hold.amount)
+        to_consume = amount
+        for lot_id, take in hold.allocations:
+            used = min(take, to_consume)
+            to_consume -= used
+            self._return_to_lot(lot_id, take, take - used)
+        released = hold.amount - amount
+        self._close(hold, POSTED, posted=amount)
+        self.account.held -= hold.amount
+        self.account.available += released
+        totals = self._system(hold.target)
+        totals.balance += amount
+        totals.pending -= hold.amount
+        return self._append("settle", amount, hold.target, key, hold=hold.id, released=str(released),
+                            memo=memo or {})
+
+    def void(self, hold: Hold, *, key: str, reason: str = "released") -> Entry:
+        self._require_pending(hold)
+        for lot_id, take in hold.allocations:
+            self._return_to_lot(lot_id, take, take)
+        self._close(hold, VOIDED)
+        self.account.held -= hold.amount
+        self.account.available += hold.amount
+        self._system(hold.target).pending -= hold.amount
+        return self._append("release", hold.amount, hold.target, key, hold=hold.id, reason=reason)
+
+    def extend(self, hold: Hold, *, expires_at: str, key: str) -> tuple[Hold, Entry]:
+        """Void the hold and place a new one for the same amount and target, in one step."""
+        self._require_pending(hold)
+        if hold.is_expired(self.now):
+            raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot be extended",
+                              hold=hold.id)
+        self.void(hold, key=key, reason="extended")
+        new_hold, entry = self.hold(hold.amount, target=hold.target, expires_at=expires_at, key=key,
+                                    memo={"extends": hold.id})
+        hold.replaced_by = new_hold.id
+        return new_hold, entry
+
+    def expire_lot(self, lot: Lot) -> Entry:
+        amount = lot.remaining
+        lot.remaining = 0
+        self._touch_lot(lot)
+        self.account.available -= amount
+        self._system("expiry").balance += amount
+        return self._append("expire", amount, "expiry", f"expire:{lot.id}", lot=lot.id)
+
+    def sweep(self) -> list[Entry]:
+        """Void pending holds past their timeout, then expire what is left in lots past their expiry."""
+        done: list[Entry] = []
+        for hold in [h for h in self.holds.values() if h.status == "pending" and h.is_expired(self.now)]:
+            done.append(self.void(hold, key=f"expire:{hold.id}", reason="expired"))
+        for lot in [lot for lot in self.lots.values() if lot.remaining > 0 and lot.is_expired(self.now)]:
+            done.append(self.expire_lot(lot))
+        return done
+
+    def close(self) -> None:
+        self.account.status = "closed"
+        self.account.version += 1
+        self.account.updated_at = self.now
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if not self.account.is_open:
+            raise AccountClosed(f"account {self.account.id} is closed", account=self.account.id)
+
+    def _require_pending(self, hold: Hold) -> None:
+        if hold.status == POSTED:
+            raise HoldAlreadyPosted(f"reservation {hold.id} was already settled", hold=hold.id)
+        if hold.status == VOIDED:
+            raise HoldAlreadyVoided(f"reservation {hold.id} was already released", hold=hold.id)
+
+    def _return_to_lot(self, lot_id: str, held: int, returned: int) -> None:
+        lot = self.lots[lot_id]
+        lot.held -= held
+        lot.remaining += returned
+        self._touch_lot(lot)
+
+    def _close(self, hold: Hold, status: str, posted: int = 0) -> None:
+        hold.status = status
+        hold.posted = posted
+        hold.closed_at = self.now
+        self.touched_holds[hold.id] = hold
+
+    def _touch_lot(self, lot: Lot) -> None:
+        self.lots[lot.id] = lot
+        self.touched_lots[lot.id] = lot
+
+    def _system(self, account_id: str) -> SystemTotals:
+        return self.system.setdefault(account_id, SystemTotals())
+
+    def _append(self, kind: str, amount: int, counterparty: str, key: str, **extra: Any) -> Entry:
+        fields = {"id": new_id("tx"), "account": self.account.id, "kind": kind, "amount": str(amount),
+                  "counterparty": counterparty, "at": self.now, "key": key,
+                  "balance": {"available": str(self.account.available), "held": str(self.account.held)},
+                  **{name: value for name, value in extra.items() if value is not None}}
+        entry = seal(fields, seq=self.account.seq + 1, prev=self.account.head, key=self.key)
+        self.account.seq = entry.seq
+        self.account.head = entry.hash
+        self.account.version += 1
+        self.account.updated_at = self.now
+        self.entries.append(entry)
+        return entry

@@ -1,0 +1,132 @@
+"""The named taxonomy of ledger errors; each carries a stable code and a message a person understands."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LedgerError(Exception):
+    """Base of every refusal the ledger gives; nothing was changed when one is raised."""
+
+    code: ClassVar[str] = "ledger-error"
+    title: ClassVar[str] = "Ledger error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "title": self.title, "detail": self.detail, **self.context}
+
+
+class InvalidAmount(LedgerError):
+    code = "invalid-amount"
+    title = "Invalid amount"
+
+
+class AmountTooLarge(InvalidAmount):
+    code = "amount-too-large"
+    title = "Amount too large"
+
+
+class InvalidAccount(LedgerError):
+    code = "invalid-account"
+    title = "Invalid account id"
+
+
+class UnknownAccount(LedgerError):
+    code = "unknown-account"
+    title = "Unknown account"
+    status = 404
+
+
+class AccountExists(LedgerError):
+    code = "account-exists"
+    title = "Account already exists"
+    status = 409
+
+
+class AccountClosed(LedgerError):
+    code = "account-closed"
+    title = "Account closed"
+    status = 409
+
+
+class InsufficientFunds(LedgerError):
+    code = "insufficient-funds"
+    title = "Insufficient credits"
+    status = 402
+
+
+class UnknownHold(LedgerError):
+    code = "unknown-hold"
+    title = "Unknown reservation"
+    status = 404
+
+
+class HoldExpired(LedgerError):
+    code = "hold-expired"
+    title = "Reservation expired"
+    status = 409
+
+
+class HoldAlreadyPosted(LedgerError):
+    code = "hold-already-posted"
+    title = "Reservation already settled"
+    status = 409
+
+
+class HoldAlreadyVoided(LedgerError):
+    code = "hold-already-voided"
+    title = "Reservation already released"
+    status = 409
+
+
+class PostExceedsHold(LedgerError):
+    code = "post-exceeds-hold"
+    title = "Settlement exceeds reservation"
+    status = 409
+
+
+class InvalidIdempotencyKey(LedgerError):
+    code = "invalid-idempotency-key"
+    title = "Invalid idempotency key"
+
+
+class IdempotencyConflict(LedgerError):
+    code = "idempotency-conflict"
+    title = "Idempotency key reused with a different request"
+    status = 409
+
+
+class InvalidGrant(LedgerError):
+    code = "invalid-grant"
+    title = "Invalid grant"
+
+
+class InvalidCursor(LedgerError):
+    code = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+class UnknownEntry(LedgerError):
+    code = "unknown-entry"
+    title = "Unknown ledger entry"
+    status = 404
+
+
+class InconsistentTree(LedgerError):
+    code = "inconsistent-tree"
+    title = "Ledger tree is inconsistent with its last checkpoint"
+    status = 500
+
+
+class StoreConflict(Exception):
+    """A transaction lost a race; the unit of work retries it. Never shown to users."""
+
+
+class InvalidQuery(LedgerError):
+    code = "invalid-query"
+    title = "Invalid query"

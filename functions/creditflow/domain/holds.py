@@ -1,0 +1,31 @@
+"""Reservations: two-phase pending transfers from a user's available credits to a usage account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PENDING, POSTED, VOIDED = "pending", "posted", "voided"
+
+
+@dataclass
+class Hold:
+    """A pending transfer; `allocations` says which lots the held credits came from."""
+
+    id: str
+    account: str
+    target: str
+    amount: int
+    expires_at: str
+    created_at: str
+    allocations: list[tuple[str, int]] = field(default_factory=list)
+    status: str = PENDING
+    posted: int = 0
+    closed_at: str | None = None
+    replaced_by: str | None = None
+
+    def is_expired(self, now: str) -> bool:
+        return self.expires_at <= now
+
+    def is_live(self, now: str) -> bool:
+        """Pending and not past its timeout; an expired pending hold counts as void on read."""
+        return self.status == PENDING and not self.is_expired(now)

@@ -1,0 +1,43 @@
+"""Idempotency keys: a retry with the same request returns the first result; a changed request is a conflict."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import IdempotencyConflict, InvalidIdempotencyKey
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}")
+
+
+def require_key(key: object) -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise InvalidIdempotencyKey(
+            f"idempotency key {key!r} must be 1-255 letters, digits, '.', '_', ':' or '-', starting with a letter "
+            "or digit")
+    return key
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    scope: str
+    key: str
+    command: str
+    request: dict[str, Any]
+    result: dict[str, Any]
+    created_at: str
+
+
+def replay(record: IdempotencyRecord, command: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The stored result when the request matches the recorded one; IdempotencyConflict naming the field otherwise."""
+    if record.command != command:
+        raise IdempotencyConflict(
+            f"idempotency key {record.key!r} was used for {record.command}, not {command}",
+            key=record.key, field="command")
+    for name in sorted(set(record.request) | set(request)):
+        if record.request.get(name) != request.get(name):
+            raise IdempotencyConflict(
+                f"idempotency key {record.key!r} was first used with {name}={record.request.get(name)!r}, "
+                f"now {name}={request.get(name)!r}", key=record.key, field=name)
+    return record.result

@@ -1,0 +1,100 @@
+"""Ed25519 signing keys and a verification keyring, with C2SP signed-note key ids and vkeys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.signing
+
+ALG_ED25519 = b"\x01"
+
+
+def key_id_for(name: str, public_key: bytes) -> bytes:
+    """The 4-byte C2SP signed-note key id: SHA-256(name ‖ '\\n' ‖ 0x01 ‖ public key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n" + ALG_ED25519 + public_key).digest()[:4]
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    name: str
+    key: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        return key_id_for(self.name, self.key)
+
+    @property
+    def vkey(self) -> str:
+        """The note verifier key: name+hex(key id)+base64(0x01 ‖ key)."""
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ALG_ED25519 + self.key).decode()}"
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> PublicKey:
+        try:
+            name, key_hex, blob = vkey.strip().split("+", 2)
+            raw = base64.b64decode(blob, validate=True)
+        except ValueError as error:
+            raise ValueError(f"not a verifier key (name+keyid+base64): {vkey!r}") from error
+        if not name or len(raw) != 33 or raw[:1] != ALG_ED25519:
+            raise ValueError(f"not an Ed25519 verifier key: {vkey!r}")
+        public = cls(name, raw[1:])
+        if public.key_id.hex() != key_hex.lower():
+            raise ValueError(f"verifier key id {key_hex} does not match its key")
+        return public
+
+
+class SigningKey:
+    """The platform's Ed25519 private key under a name (the log origin)."""
+
+    def __init__(self, name: str, seed: bytes) -> None:
+        self._key = nacl.signing.SigningKey(seed)
+        self.seed = seed
+        self.public = PublicKey(name, bytes(self._key.verify_key))
+
+    @classmethod
+    def generate(cls, name: str) -> SigningKey:
+        return cls(name, bytes(nacl.signing.SigningKey.generate()))
+
+    @property
+    def name(self) -> str:
+        return self.public.name
+
+    @property
+    def key_id(self) -> bytes:
+        return self.public.key_id
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message).signature
+
+
+class Keyring:
+    """Public keys accepted for verification, by key id; rotated-out keys stay here."""
+
+    def __init__(self, keys: Iterable[PublicKey] = ()) -> None:
+        self._keys: dict[str, tuple[PublicKey, nacl.signing.VerifyKey]] = {}
+        for key in keys:
+            self.add(key)
+
+    def add(self, key: PublicKey) -> None:
+        self._keys[key.key_id.hex()] = (key, nacl.signing.VerifyKey(key.key))
+
+    def get(self, key_id: str) -> PublicKey | None:
+        found = self._keys.get(key_id)
+        return found[0] if found else None
+
+    def public_keys(self) -> list[PublicKey]:
+        return [key for key, _ in self._keys.values()]
+
+    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool:
+        found = self._keys.get(key_id)
+        if found is None or len(signature) != 64:
+            return False
+        try:
+            found[1].verify(message, signature)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""Thin entry points: HTTP, triggers, CLI. They translate and delegate to services."""

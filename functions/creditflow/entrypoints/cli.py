@@ -1,0 +1,215 @@
+"""`creditflow serve | ledger … | users … | keys …`: operate and verify a Creditflow ledger from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..domain.errors import LedgerError
+from ..domain.money import format_credits, parse_credits
+
+DEFAULT_DATA_DIR = os.environ.get("CREDITFLOW_DATA_DIR", ".creditflow")
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _platform(args: argparse.Namespace):  # deferred import keeps `--help` fast
+    from ..bootstrap import build
+    from ..config import Settings
+
+    return build(Settings.from_env(runtime="local", data_dir=Path(args.data_dir)))
+
+
+def _findings(findings: list, ok_message: str) -> int:
+    for finding in findings:
+        print(f"{finding.severity.upper()} [{finding.check}] {finding.subject}: {finding.detail}")
+    errors = [f for f in findings if f.severity == "error"]
+    print(ok_message if not errors else f"FAILED: {len(errors)} problem(s)")
+    return 0 if not errors else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    platform = _platform(args)
+    integrity = platform.integrity
+    if args.entry:
+        result = integrity.verify_entry(args.entry)
+        _print(result)
+        return 0 if result["ok"] else 1
+    findings = integrity.validate_chains(signatures=not args.no_signatures)
+    if args.checkpoint:
+        findings += integrity.check_presented(Path(args.checkpoint).read_text())
+    return _findings(findings, "OK: every chain verifies" + (" and the checkpoint is consistent"
+                                                              if args.checkpoint else ""))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    report = _platform(args).integrity.audit(args.user, signatures=not args.no_signatures)
+    if args.json:
+        _print(report.to_dict())
+        return 0 if report.ok else 1
+    print(f"audit of {report.scope}: {report.accounts} accounts, {report.entries} entries, "
+          f"tree size {report.tree_size}, latest checkpoint {report.checkpoint_size}")
+    print("totals: " + ", ".join(f"{name}={value}" for name, value in report.totals.items()))
+    if report.idempotency_conflicts:
+        print(f"idempotency conflicts seen: {len(report.idempotency_conflicts)}")
+    return _findings(report.findings, "OK: the ledger audits clean")
+
+
+def cmd_proof(args: argparse.Namespace) -> int:
+    export = _platform(args).integrity.export_entry(args.entry)
+    text = json.dumps(export, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    print(_platform(args).integrity.publish_checkpoint().note, end="")
+    return 0
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    result = _platform(args).integrity.consistency(args.old, args.new)
+    _print(result)
+    return 0 if result["consistent"] else 1
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    """Check an exported entry with nothing but the public key: no data folder, no network."""
+    from ..domain.proofs import verify_export
+    from ..domain.signing import Keyring, PublicKey
+
+    source = Path(args.public_key)
+    vkeys = source.read_text().split() if source.exists() else [args.public_key]
+    try:
+        keyring = Keyring(PublicKey.from_vkey(vkey) for vkey in vkeys)
+        export = json.loads(Path(args.export).read_text())
+    except (ValueError, OSError) as error:
+        print(f"FAILED: {error}")
+        return 1
+    return _findings(verify_export(export, keyring), "OK: signature, canonical form and inclusion in the signed "
+                                                      "checkpoint all verify")
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    platform = _platform(args)
+    print(f"active: {platform.key.public.vkey}")
+    for key in platform.keyring.public_keys():
+        print(f"verify: {key.vkey}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from ..adapters.local.key_files import KeyFiles
+    from ..config import Settings
+
+    settings = Settings.from_env(runtime="local", data_dir=Path(args.data_dir))
+    key = KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
+    print(f"active: {key.public.vkey}")
+    return 0
+
+
+def cmd_users_open(args: argparse.Namespace) -> int:
+    account = _platform(args).credits.open_account(args.uid)
+    _print({"account": account.id, "status": account.status})
+    return 0
+
+
+def cmd_users_grant(args: argparse.Namespace) -> int:
+    expires = datetime.fromisoformat(args.expires).astimezone(UTC) if args.expires else None
+    result = _platform(args).credits.grant(args.uid, parse_credits(args.credits), source=args.source,
+                                           lot_kind=args.kind, key=args.key, expires_at=expires,
+                                           reference=args.reference)
+    _print(result)
+    return 0
+
+
+def cmd_users_balance(args: argparse.Namespace) -> int:
+    balance = _platform(args).credits.balance(args.uid)
+    _print({"account": balance.account, "available": format_credits(balance.available),
+            "held": format_credits(balance.held), "available_micros": balance.available,
+            "held_micros": balance.held, "lots": [lot.__dict__ for lot in balance.lots]})
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .local_runtime import serve
+
+    return serve(host=args.host, port=args.port, data_dir=Path(args.data_dir))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="creditflow", description="Creditflow: credits, a signed ledger and "
+                                   "metered AI on Firebase or on one machine.")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(group: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        command = group.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        if handler is not cmd_verify_export:
+            command.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the local data folder")
+        return command
+
+    serve = add(commands, "serve", cmd_serve, "run the local platform (embedded SQLite store)")
+    serve.add_argument("--host", default=os.environ.get("CREDITFLOW_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("CREDITFLOW_PORT", "8080")))
+
+    ledger = commands.add_parser("ledger", help="verify, audit and prove the ledger").add_subparsers(
+        dest="ledger_command", required=True, metavar="ACTION")
+    verify = add(ledger, "verify", cmd_verify, "verify every chain, one entry, or a presented checkpoint")
+    verify.add_argument("--entry", help="verify this entry: signature, chain link, inclusion")
+    verify.add_argument("--checkpoint", help="a signed checkpoint note someone was shown: is it consistent?")
+    verify.add_argument("--no-signatures", action="store_true", help="skip signature checks (faster)")
+    audit = add(ledger, "audit", cmd_audit, "full audit: conservation, balances, chains, Merkle log, checkpoints")
+    audit.add_argument("--user", help="audit only this user's account")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--no-signatures", action="store_true", help="skip signature checks (faster)")
+    proof = add(ledger, "proof", cmd_proof, "export an entry with its inclusion proof and signed checkpoint")
+    proof.add_argument("entry")
+    proof.add_argument("--out", help="write the export to this file")
+    add(ledger, "checkpoint", cmd_checkpoint, "sequence new entries and publish a signed checkpoint")
+    consistency = add(ledger, "consistency", cmd_consistency, "consistency proof between two checkpoints")
+    consistency.add_argument("old", type=int)
+    consistency.add_argument("new", type=int)
+    export = add(ledger, "verify-export", cmd_verify_export, "check an exported entry offline with the public key")
+    export.add_argument("export", help="the file `ledger proof --out` wrote")
+    export.add_argument("--public-key", required=True, help="the verifier key (name+id+key) or a file of them")
+
+    keys = commands.add_parser("keys", help="the ledger signing keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION")
+    add(keys, "show", cmd_keys_show, "print the active key and every key accepted for verification")
+    add(keys, "rotate", cmd_keys_rotate, "make a new active signing key; old keys still verify")
+
+    users = commands.add_parser("users", help="accounts and grants").add_subparsers(
+        dest="users_command", required=True, metavar="ACTION")
+    add(users, "open", cmd_users_open, "open a user's account").add_argument("uid")
+    grant = add(users, "grant", cmd_users_grant, "grant credits to a user")
+    grant.add_argument("uid")
+    grant.add_argument("credits", help="decimal credits, e.g. 12.5")
+    grant.add_argument("--key", required=True, help="idempotency key")
+    grant.add_argument("--source", default="admin", choices=["admin", "welcome", "stripe", "crypto"])
+    grant.add_argument("--kind", default="promotional", choices=["promotional", "paid"])
+    grant.add_argument("--expires", help="ISO 8601 expiry time")
+    grant.add_argument("--reference", help="payment reference")
+    add(users, "balance", cmd_users_balance, "show a user's balance").add_argument("uid")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except LedgerError as error:
+        print(f"error: {error.title}: {error.detail}", file=sys.stderr)
+        return 2

@@ -1,0 +1,122 @@
+"""The interfaces services need from the outside world (typing.Protocol); adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from .domain.accounts import SystemTotals, UserAccount
+from .domain.entries import Entry
+from .domain.holds import Hold
+from .domain.idempotency import IdempotencyRecord
+from .domain.lots import Lot
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass
+class Changes:
+    """Everything one ledger transaction writes; an adapter stores it all or nothing."""
+
+    accounts: list[UserAccount] = field(default_factory=list)
+    new_accounts: list[UserAccount] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    lots: list[Lot] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    system: dict[str, SystemTotals] = field(default_factory=dict)  # deltas
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+    key_id: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class IdempotencyConflictRecord:
+    scope: str
+    key: str
+    command: str
+    field: str
+    at: str
+
+
+class LedgerTransaction(Protocol):
+    """One unit of work: reads see a consistent snapshot; `write` is applied at commit, all or nothing.
+
+    Adapters raise `StoreConflict` from the context manager when a concurrent transaction won; the
+    service layer retries. All reads must come before `write` (Firestore's rule).
+    """
+
+    def account(self, account_id: str) -> UserAccount | None: ...
+
+    def open_lots(self, account_id: str) -> list[Lot]: ...
+
+    def pending_holds(self, account_id: str) -> list[Hold]: ...
+
+    def hold(self, hold_id: str) -> Hold | None: ...
+
+    def idempotency(self, scope: str, key: str) -> IdempotencyRecord | None: ...
+
+    def write(self, changes: Changes) -> None: ...
+
+
+class LedgerStore(Protocol):
+    """The authoritative ledger store (SQLite locally, Firestore in production)."""
+
+    def transaction(self) -> AbstractContextManager[LedgerTransaction]: ...
+
+    # reads outside a transaction
+    def account(self, account_id: str) -> UserAccount | None: ...
+
+    def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]: ...
+
+    def hold(self, hold_id: str) -> Hold | None: ...
+
+    def entry(self, entry_id: str) -> Entry | None: ...
+
+    def history(self, account_id: str, *, before_seq: int | None, kinds: frozenset[str] | None,
+                since: str | None, until: str | None, limit: int) -> list[Entry]: ...
+
+    def chain(self, account_id: str) -> Iterator[Entry]: ...
+
+    def entry_accounts(self) -> set[str]: ...
+
+    def user_accounts(self) -> Iterator[UserAccount]: ...
+
+    def system_totals(self) -> dict[str, SystemTotals]: ...
+
+    def lots_of(self, account_id: str) -> list[Lot]: ...
+
+    def accounts_to_sweep(self, now: str, limit: int) -> list[str]: ...
+
+    def record_conflict(self, conflict: IdempotencyConflictRecord) -> None: ...
+
+    def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]: ...
+
+    # the Merkle log: a sequencer assigns leaves in batches
+    def sequence(self, limit: int) -> int: ...
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        """Raw leaf inputs (entry hashes) at indexes start..end-1."""
+
+    def tree_size(self) -> int: ...
+
+    def leaf_index(self, entry_id: str) -> int | None: ...
+
+    def leaf_entry_ids(self, start: int, end: int) -> list[str]: ...
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
+
+    def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None: ...
+
+    def checkpoints(self) -> list[StoredCheckpoint]: ...

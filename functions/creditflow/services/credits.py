@@ -1,0 +1,303 @@
+"""Credit use cases: open accounts, grant, reserve, settle, release, extend, sweep, balance, history."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..domain.accounts import (
+    ISSUANCE_ACCOUNTS,
+    USAGE_ACCOUNTS,
+    UserAccount,
+    require_system_account,
+    user_account,
+)
+from ..domain.balance import Balance, effective_balance
+from ..domain.book import Book
+from ..domain.entries import Entry
+from ..domain.errors import (
+    IdempotencyConflict,
+    InvalidCursor,
+    InvalidGrant,
+    InvalidQuery,
+    UnknownAccount,
+    UnknownHold,
+)
+from ..domain.holds import Hold
+from ..domain.idempotency import IdempotencyRecord, replay, require_key
+from ..domain.money import require_amount
+from ..domain.signing import SigningKey
+from ..domain.timefmt import iso, parse_iso
+from ..ports import Changes, Clock, IdempotencyConflictRecord, LedgerStore, LedgerTransaction
+from .transactions import run_in_transaction
+
+ENTRY_KINDS = frozenset({"grant", "hold", "settle", "release", "expire"})
+MAX_HISTORY_PAGE = 200
+MAX_MEMO_ITEMS = 16
+MAX_HOLD_TTL = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class LedgerPolicy:
+    reservation_ttl: timedelta
+    max_reservation: int
+
+
+def _memo(memo: dict[str, str] | None) -> dict[str, str]:
+    memo = memo or {}
+    if (not isinstance(memo, dict) or len(memo) > MAX_MEMO_ITEMS
+            or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 256
+                       for k, v in memo.items())):
+        raise InvalidQuery(f"memo must be at most {MAX_MEMO_ITEMS} string pairs (keys ≤ 64, values ≤ 256 chars)")
+    return memo
+
+
+class Credits:
+    def __init__(self, store: LedgerStore, key: SigningKey, clock: Clock, policy: LedgerPolicy) -> None:
+        self.store = store
+        self.key = key
+        self.clock = clock
+        self.policy = policy
+
+    # -- accounts -------------------------------------------------------------------------------------------
+
+    def open_account(self, uid: str) -> UserAccount:
+        """Open the user's account; opening an open account returns it unchanged."""
+        account_id = user_account(uid)
+
+        def work(tx: LedgerTransaction) -> UserAccount:
+            existing = tx.account(account_id)
+            if existing is not None:
+                return existing
+            now = iso(self.clock.now())
+            account = UserAccount(id=account_id, created_at=now, updated_at=now)
+            tx.write(Changes(new_accounts=[account]))
+            return account
+
+        return run_in_transaction(self.store, work)
+
+    def close_account(self, uid: str) -> UserAccount:
+        """Refuse new grants and holds from now on; pending holds can still be settled or released."""
+        account_id = user_account(uid)
+
+        def work(tx: LedgerTransaction) -> UserAccount:
+            account = tx.account(account_id)
+            if account is None:
+                raise UnknownAccount(f"no account {account_id}", account=account_id)
+            if account.is_open:
+                Book.load(account, [], [], iso(self.clock.now()), self.key).close()
+                tx.write(Changes(accounts=[account]))
+            return account
+
+        return run_in_transaction(self.store, work)
+
+    # -- money movements ------------------------------------------------------------------------------------
+
+    def grant(self, uid: str, amount: int, *, source: str, lot_kind: str, key: str,
+              expires_at: datetime | None = None, priority: int = 0, reference: str | None = None,
+              memo: dict[str, str] | None = None) -> dict[str, Any]:
+        account_id = user_account(uid)
+        amount = require_amount(amount)
+        source_account = require_system_account(f"issuance:{source}", ISSUANCE_ACCOUNTS)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
+            raise InvalidGrant("priority must be an integer from -1000 to 1000")
+        if reference is not None and (not isinstance(reference, str) or not 0 < len(reference) <= 256):
+            raise InvalidGrant("payment reference must be 1-256 characters")
+        expires = iso(expires_at) if expires_at is not None else None
+        request = {"account": account_id, "amount": amount, "lot_kind": lot_kind, "expires_at": expires,
+                   "priority": priority, "reference": reference, "memo": _memo(memo)}
+
+        def action(book: Book) -> dict[str, Any]:
+            entry = book.grant(amount, source=source_account, lot_kind=lot_kind, key=key, expires_at=expires,
+                               priority=priority, reference=reference, memo=memo)
+            return {"entry": entry.id, "lot": entry.fields()["lot"], **self._balances(book)}
+
+        return self._mutate(account_id, source_account, "grant", key, request, action)
+
+    def reserve(self, uid: str, amount: int, *, key: str, target: str = "usage:chat",
+                ttl: timedelta | None = None, memo: dict[str, str] | None = None) -> dict[str, Any]:
+        account_id = user_account(uid)
+        amount = require_amount(amount, maximum=self.policy.max_reservation)
+        target = require_system_account(target, USAGE_ACCOUNTS)
+        ttl = self._ttl(ttl)
+        request = {"account": account_id, "amount": amount, "target": target, "ttl": int(ttl.total_seconds()),
+                   "memo": _memo(memo)}
+
+        def action(book: Book) -> dict[str, Any]:
+            expires = iso(parse_iso(book.now) + ttl)
+            hold, entry = book.hold(amount, target=target, expires_at=expires, key=key, memo=memo)
+            return {"hold": hold.id, "entry": entry.id, "amount": amount, "expires_at": expires,
+                    **self._balances(book)}
+
+        return self._mutate(account_id, account_id, "reserve", key, request, action)
+
+    def settle(self, uid: str, hold_id: str, amount: int, *, key: str,
+               memo: dict[str, str] | None = None) -> dict[str, Any]:
+        """Post the hold for the actual cost (at most what is held); the rest returns to the user."""
+        account_id = user_account(uid)
+        amount = require_amount(amount, allow_zero=True)
+        request = {"hold": hold_id, "amount": amount, "memo": _memo(memo)}
+
+        def action(book: Book) -> dict[str, Any]:
+            entry = book.post(self._hold_of(book, hold_id), amount, key=key, memo=memo)
+            return {"hold": hold_id, "entry": entry.id, "charged": amount,
+                    "released": int(entry.fields()["released"]), **self._balances(book)}
+
+        return self._mutate(account_id, account_id, "settle", key, request, action, hold_id)
+
+    def release(self, uid: str, hold_id: str, *, key: str) -> dict[str, Any]:
+        account_id = user_account(uid)
+
+        def action(book: Book) -> dict[str, Any]:
+            entry = book.void(self._hold_of(book, hold_id), key=key)
+            return {"hold": hold_id, "entry": entry.id, "released": int(entry.fields()["amount"]),
+                    **self._balances(book)}
+
+        return self._mutate(account_id, account_id, "release", key, {"hold": hold_id}, action, hold_id)
+
+    def extend(self, uid: str, hold_id: str, *, key: str, ttl: timedelta | None = None) -> dict[str, Any]:
+        """Replace a live hold with a new one for the same amount and a later timeout, atomically."""
+        account_id = user_account(uid)
+        ttl = self._ttl(ttl)
+
+        def action(book: Book) -> dict[str, Any]:
+            expires = iso(parse_iso(book.now) + ttl)
+            new_hold, entry = book.extend(self._hold_of(book, hold_id), expires_at=expires, key=key)
+            return {"hold": new_hold.id, "replaces": hold_id, "entry": entry.id, "amount": new_hold.amount,
+                    "expires_at": expires, **self._balances(book)}
+
+        request = {"hold": hold_id, "ttl": int(ttl.total_seconds())}
+        return self._mutate(account_id, account_id, "extend", key, request, action, hold_id)
+
+    def sweep(self, limit: int = 500) -> int:
+        """Void expired holds and expire lots past their date, account by account; returns entries written."""
+        written = 0
+        for account_id in self.store.accounts_to_sweep(iso(self.clock.now()), limit):
+            def work(tx: LedgerTransaction, account_id: str = account_id) -> int:
+                account = tx.account(account_id)
+                if account is None:
+                    return 0
+                book = Book.load(account, tx.open_lots(account_id), tx.pending_holds(account_id),
+                                 iso(self.clock.now()), self.key)
+                entries = book.sweep()
+                if entries:
+                    tx.write(self._changes(book))
+                return len(entries)
+
+            written += run_in_transaction(self.store, work)
+        return written
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    def balance(self, uid: str) -> Balance:
+        account_id = user_account(uid)
+        account, lots, holds = self.store.balance_view(account_id)
+        if account is None:
+            raise UnknownAccount(f"no account {account_id}", account=account_id)
+        return effective_balance(account, lots, holds, iso(self.clock.now()))
+
+    def hold(self, uid: str, hold_id: str) -> Hold:
+        hold = self.store.hold(hold_id) if isinstance(hold_id, str) else None
+        if hold is None or hold.account != user_account(uid):
+            raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
+        return hold
+
+    def history(self, uid: str, *, cursor: str | None = None, kinds: frozenset[str] | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 50) -> tuple[list[Entry], str | None]:
+        """A page of the account's entries, newest first, and the cursor of the next page (None at the end)."""
+        account_id = user_account(uid)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise InvalidQuery(f"limit must be from 1 to {MAX_HISTORY_PAGE}")
+        if kinds is not None and not kinds <= ENTRY_KINDS:
+            raise InvalidQuery(f"unknown kinds {sorted(kinds - ENTRY_KINDS)}; use {sorted(ENTRY_KINDS)}")
+        if since is not None and until is not None and since >= until:
+            raise InvalidQuery("since must be before until")
+        if self.store.account(account_id) is None:
+            raise UnknownAccount(f"no account {account_id}", account=account_id)
+        before = decode_cursor(cursor) if cursor is not None else None
+        page = self.store.history(account_id, before_seq=before, kinds=kinds,
+                                  since=iso(since) if since else None, until=iso(until) if until else None,
+                                  limit=limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        return page, encode_cursor(page[-1].seq) if more else None
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _ttl(self, ttl: timedelta | None) -> timedelta:
+        if ttl is None:
+            return self.policy.reservation_ttl
+        if not isinstance(ttl, timedelta) or not timedelta(seconds=1) <= ttl <= MAX_HOLD_TTL:
+            raise InvalidQuery("a reservation lasts from 1 second to 7 days")
+        return timedelta(seconds=int(ttl.total_seconds()))
+
+    @staticmethod
+    def _hold_of(book: Book, hold_id: str) -> Hold:
+        hold = book.holds.get(hold_id)
+        if hold is None:
+            raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
+        return hold
+
+    @staticmethod
+    def _balances(book: Book) -> dict[str, int]:
+        return {"available": book.account.available, "held": book.account.held}
+
+    @staticmethod
+    def _changes(book: Book) -> Changes:
+        return Changes(accounts=[book.account], entries=book.entries, lots=list(book.touched_lots.values()),
+                       holds=list(book.touched_holds.values()), system=book.system)
+
+    def _mutate(self, account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
+                action: Callable[[Book], dict[str, Any]], hold_id: str | None = None) -> dict[str, Any]:
+        """Run one command on one account exactly once per idempotency key, in a single transaction."""
+        key = require_key(key)
+        if hold_id is not None and not isinstance(hold_id, str):
+            raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
+
+        def work(tx: LedgerTransaction) -> dict[str, Any]:
+            record = tx.idempotency(scope, key)
+            if record is not None:
+                return {**replay(record, command, request), "replayed": True}
+            account = tx.account(account_id)
+            if account is None:
+                raise UnknownAccount(f"no account {account_id}", account=account_id)
+            lots, holds = tx.open_lots(account_id), tx.pending_holds(account_id)
+            if hold_id is not None and all(h.id != hold_id for h in holds):
+                closed = tx.hold(hold_id)  # settled or released already: the book names which
+                if closed is not None and closed.account == account_id:
+                    holds.append(closed)
+            book = Book.load(account, lots, holds, iso(self.clock.now()), self.key)
+            book.sweep()
+            result = action(book)
+            changes = self._changes(book)
+            changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result, book.now))
+            tx.write(changes)
+            return {**result, "replayed": False}
+
+        try:
+            return run_in_transaction(self.store, work)
+        except IdempotencyConflict as conflict:
+            self.store.record_conflict(IdempotencyConflictRecord(
+                scope, key, command, conflict.context.get("field", ""), iso(self.clock.now())))
+            raise
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "seq" or not number.isdigit() or len(number) > 19:
+            raise ValueError(text)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise InvalidCursor("the cursor is not one this API gave out") from error
+

@@ -1,0 +1,314 @@
+"""Integrity use cases: sequencing entries into the Merkle log, signed checkpoints, proofs, verification, audit."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain import merkle
+from ..domain.accounts import SystemTotals, user_account
+from ..domain.audit import Finding, check_account_head, check_entry_body, verify_chain
+from ..domain.checkpoint import Checkpoint, NoteError, open_checkpoint, sign_checkpoint
+from ..domain.entries import GENESIS_HASH, Entry, signature_ok
+from ..domain.errors import InconsistentTree, InvalidQuery, UnknownEntry
+from ..domain.holds import PENDING
+from ..domain.proofs import build_export
+from ..domain.signing import Keyring, SigningKey
+from ..domain.timefmt import iso
+from ..ports import Clock, LedgerStore, StoredCheckpoint
+
+
+@dataclass
+class AuditReport:
+    scope: str
+    accounts: int = 0
+    entries: int = 0
+    tree_size: int = 0
+    checkpoint_size: int | None = None
+    totals: dict[str, int] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    idempotency_conflicts: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "scope": self.scope, "accounts": self.accounts, "entries": self.entries,
+                "tree_size": self.tree_size, "checkpoint_size": self.checkpoint_size, "totals": self.totals,
+                "findings": [f.to_dict() for f in self.findings],
+                "idempotency_conflicts": self.idempotency_conflicts}
+
+
+class Integrity:
+    def __init__(self, store: LedgerStore, key: SigningKey, keyring: Keyring, clock: Clock,
+                 origin: str, batch: int = 10_000) -> None:
+        self.store = store
+        self.key = key
+        self.keyring = keyring
+        self.clock = clock
+        self.origin = origin
+        self.batch = batch
+
+    # -- the log --------------------------------------------------------------------------------------------
+
+    def sequence(self) -> int:
+        """Move every committed entry into the Merkle log, a batch per transaction."""
+        total = 0
+        while (done := self.store.sequence(self.batch)) > 0:
+            total += done
+            if done < self.batch:
+                break
+        return total
+
+    def _leaf_hashes(self, size: int) -> list[bytes]:
+        return [merkle.leaf_hash(data) for data in self.store.leaves(0, size)]
+
+    def publish_checkpoint(self) -> StoredCheckpoint:
+        """Sign a new tree head, only if the tree is consistent with the last one; unchanged trees keep theirs."""
+        self.sequence()
+        size = self.store.tree_size()
+        latest = self.store.checkpoint()
+        if latest is not None and latest.size == size:
+            return latest
+        hashes = self._leaf_hashes(size)
+        new_root = merkle.root_of_hashes(hashes)
+        if latest is not None:
+            self._require_trusted(latest)
+            proof = merkle.consistency_proof_from_hashes(hashes, latest.size) if latest.size else []
+            if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root, proof):
+                raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
+                                       f"{latest.size}; refusing to sign", checkpoint=latest.size)
+        note = sign_checkpoint(Checkpoint(self.origin, size, new_root), self.key)
+        stored = StoredCheckpoint(size, new_root, note, self.key.key_id.hex(), iso(self.clock.now()))
+        self.store.add_checkpoint(stored)
+        return stored
+
+    def _require_trusted(self, stored: StoredCheckpoint) -> None:
+        try:
+            signed = open_checkpoint(stored.note, self.keyring, self.origin)
+        except NoteError as error:
+            raise InconsistentTree(f"stored checkpoint at size {stored.size} does not verify: {error}",
+                                   checkpoint=stored.size) from error
+        if (signed.checkpoint.size, signed.checkpoint.root) != (stored.size, stored.root):
+            raise InconsistentTree(f"stored checkpoint at size {stored.size} differs from its signed note",
+                                   checkpoint=stored.size)
+
+    def latest_checkpoint(self) -> StoredCheckpoint:
+        return self.store.checkpoint() or self.publish_checkpoint()
+
+    def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:
+        """A consistency proof between two stored checkpoints."""
+        old, new = self.store.checkpoint(old_size), self.store.checkpoint(new_size)
+        if old is None or new is None or old_size > new_size:
+            raise InvalidQuery("both sizes must be stored checkpoints, the first no larger than the second")
+        hashes = self._leaf_hashes(new_size)
+        proof = merkle.consistency_proof_from_hashes(hashes, old_size) if old_size > 0 else []
+        return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old.root).decode(),
+                "to_root": base64.b64encode(new.root).decode(),
+                "proof": [base64.b64encode(p).decode() for p in proof],
+                "consistent": merkle.verify_consistency(old_size, new_size, old.root, new.root, proof)}
+
+    def check_presented(self, note: str) -> list[Finding]:
+        """Is a checkpoint someone was shown (signed by us) consistent with the log as it is now?"""
+        try:
+            theirs = open_checkpoint(note, self.keyring, self.origin).checkpoint
+        except NoteError as error:
+            return [Finding("checkpoint", "presented", f"presented checkpoint: {error}")]
+        size = self.store.tree_size()
+        if theirs.size > size:
+            return [Finding("checkpoint", f"checkpoint:{theirs.size}", f"presented checkpoint of size "
+                            f"{theirs.size} is larger than the log ({size}): entries were removed, or it is forked")]
+        hashes = self._leaf_hashes(size)
+        ours = merkle.root_of_hashes(hashes)
+        proof = merkle.consistency_proof_from_hashes(hashes, theirs.size) if theirs.size else []
+        if not merkle.verify_consistency(theirs.size, size, theirs.root, ours, proof):
+            return [Finding("checkpoint", f"checkpoint:{theirs.size}", f"presented checkpoint at size "
+                            f"{theirs.size} is not consistent with the log: a forked view")]
+        return []
+
+    # -- entries --------------------------------------------------------------------------------------------
+
+    def _entry_for(self, entry_id: str, uid: str | None) -> Entry:
+        entry = self.store.entry(entry_id) if isinstance(entry_id, str) else None
+        if entry is None or (uid is not None and entry.account != user_account(uid)):
+            raise UnknownEntry(f"no ledger entry {entry_id!r}" + (" on this account" if uid else ""))
+        return entry
+
+    def _covering_checkpoint(self, entry: Entry) -> tuple[int, StoredCheckpoint]:
+        index = self.store.leaf_index(entry.id)
+        latest = self.store.checkpoint()
+        if index is None or latest is None or index >= latest.size:
+            latest = self.publish_checkpoint()
+            index = self.store.leaf_index(entry.id)
+        assert index is not None
+        return index, latest
+
+    def verify_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
+        """Signature, link to the previous entry, and inclusion in the latest signed checkpoint."""
+        entry = self._entry_for(entry_id, uid)
+        fields, findings = check_entry_body(entry, strict=True)
+        if fields is not None and not signature_ok(entry, self.keyring):
+            findings.append(Finding("signature", entry.id, f"entry {entry.id}: signature does not verify"))
+        previous = self.store.history(entry.account, before_seq=entry.seq, kinds=None, since=None, until=None,
+                                      limit=1)
+        expected_prev = previous[0].hash if previous else GENESIS_HASH
+        if fields is not None and fields.get("prev") != expected_prev:
+            findings.append(Finding("chain", entry.id, f"entry {entry.id} does not link to the entry before it"))
+        index, checkpoint = self._covering_checkpoint(entry)
+        hashes = self._leaf_hashes(checkpoint.size)
+        proof = merkle.inclusion_proof_from_hashes(hashes, index)
+        included = merkle.verify_inclusion(merkle.leaf_hash(bytes.fromhex(entry.hash)), index, checkpoint.size,
+                                           proof, checkpoint.root)
+        if not included:
+            findings.append(Finding("inclusion", entry.id, f"entry {entry.id} is not leaf {index} of the tree in "
+                                                           f"checkpoint {checkpoint.size}"))
+        return {"ok": not findings, "entry": entry.to_dict(), "previous_entry": previous[0].id if previous else None,
+                "signature_ok": not any(f.check == "signature" for f in findings),
+                "chain_ok": not any(f.check in ("chain", "hash", "placement") for f in findings),
+                "included": included, "leaf_index": index, "tree_size": checkpoint.size,
+                "inclusion_proof": [base64.b64encode(p).decode() for p in proof],
+                "checkpoint": checkpoint.note, "findings": [f.to_dict() for f in findings]}
+
+    def export_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
+        entry = self._entry_for(entry_id, uid)
+        index, checkpoint = self._covering_checkpoint(entry)
+        proof = merkle.inclusion_proof_from_hashes(self._leaf_hashes(checkpoint.size), index)
+        return build_export(entry, index, proof, checkpoint.note)
+
+    # -- whole-ledger checks --------------------------------------------------------------------------------
+
+    def validate_chains(self, uid: str | None = None, signatures: bool = True) -> list[Finding]:
+        report = AuditReport(scope="chains")
+        self._walk_accounts(report, [user_account(uid)] if uid else None, signatures, {}, {})
+        return report.findings
+
+    def audit(self, uid: str | None = None, signatures: bool = True) -> AuditReport:
+        """Chains, balances, lots and holds, conservation, the Merkle log and every stored checkpoint."""
+        only = [user_account(uid)] if uid else None
+        report = AuditReport(scope=only[0] if only else "ledger")
+        hashes: dict[str, str] = {}
+        replayed: dict[str, SystemTotals] = {}
+        self._walk_accounts(report, only, signatures, hashes, replayed)
+        if only is None:
+            self._check_system(report, replayed)
+        self._check_log(report, hashes, whole=only is None)
+        report.idempotency_conflicts = [
+            {"scope": c.scope, "key": c.key, "command": c.command, "field": c.field, "at": c.at}
+            for c in self.store.conflicts(100) if only is None or c.scope == only[0]]
+        return report
+
+    def _walk_accounts(self, report: AuditReport, only: list[str] | None, signatures: bool,
+                       hashes: dict[str, str], replayed: dict[str, SystemTotals]) -> None:
+        now = iso(self.clock.now())
+        keyring = self.keyring if signatures else None
+        user_total = held_total = 0
+        known = {account.id: account for account in self.store.user_accounts()} if only is None else {}
+        accounts = [known[a] for a in sorted(known)] if only is None else [
+            a for a in (self.store.account(i) for i in only) if a is not None]
+        for account in accounts:
+            chain = verify_chain(account.id, self.store.chain(account.id), keyring)
+            report.findings.extend(chain.findings)
+            report.findings.extend(check_account_head(account, chain))
+            report.findings.extend(self._check_lots_and_holds(account.id, account.available, account.held, now))
+            report.accounts += 1
+            report.entries += chain.entries
+            hashes.update(chain.hashes)
+            for name, totals in chain.system.items():
+                merged = replayed.setdefault(name, SystemTotals())
+                merged.balance += totals.balance
+                merged.pending += totals.pending
+            user_total += account.available + account.held
+            held_total += account.held
+        if only is None:
+            for stray in sorted(self.store.entry_accounts() - set(known)):
+                chain = verify_chain(stray, self.store.chain(stray), keyring)
+                report.entries += chain.entries
+                report.findings.append(Finding("placement", stray, f"{chain.entries} entries are stored for "
+                                               f"{stray}, which is not an account"))
+        report.totals.update({"users": user_total, "held": held_total})
+
+    def _check_lots_and_holds(self, account_id: str, available: int, held: int, now: str) -> list[Finding]:
+        found = []
+        lots = self.store.lots_of(account_id)
+        holds = [h for h in self.store.balance_view(account_id)[2] if h.status == PENDING]
+        if sum(lot.remaining for lot in lots) != available:
+            found.append(Finding("lots", account_id, f"account {account_id}: lots hold "
+                                 f"{sum(lot.remaining for lot in lots)} available but the account says {available}"))
+        if sum(h.amount for h in holds) != held:
+            found.append(Finding("holds", account_id, f"account {account_id}: pending holds add up to "
+                                 f"{sum(h.amount for h in holds)} but the account holds {held}"))
+        allocated: dict[str, int] = {}
+        for hold in holds:
+            if sum(take for _, take in hold.allocations) != hold.amount:
+                found.append(Finding("holds", hold.id, f"hold {hold.id}: its lots do not add up to its amount"))
+            for lot_id, take in hold.allocations:
+                allocated[lot_id] = allocated.get(lot_id, 0) + take
+            if hold.is_expired(now):
+                found.append(Finding("holds", hold.id, f"hold {hold.id} of {account_id} expired at "
+                                     f"{hold.expires_at} and is still counted as held until the sweeper voids it",
+                                     severity="warning"))
+        for lot in lots:
+            if lot.held != allocated.get(lot.id, 0) or lot.remaining < 0:
+                found.append(Finding("lots", lot.id, f"lot {lot.id}: {lot.held} held but holds draw "
+                                     f"{allocated.get(lot.id, 0)} from it"))
+        return found
+
+    def _check_system(self, report: AuditReport, replayed: dict[str, SystemTotals]) -> None:
+        stored = self.store.system_totals()
+        for name in sorted(set(stored) | set(replayed)):
+            have, want = stored.get(name, SystemTotals()), replayed.get(name, SystemTotals())
+            if (have.balance, have.pending) != (want.balance, want.pending):
+                report.findings.append(Finding("balance", name, f"system account {name}: stored balance "
+                                       f"{have.balance} (pending {have.pending}) but entries give {want.balance} "
+                                       f"(pending {want.pending})"))
+        system_total = sum(t.balance for t in stored.values())
+        pending_total = sum(t.pending for t in stored.values())
+        report.totals.update({"system": system_total, "sum": report.totals["users"] + system_total,
+                              "pending": pending_total})
+        if report.totals["sum"] != 0:
+            report.findings.append(Finding("conservation", "ledger", f"accounts sum to {report.totals['sum']}, "
+                                           "not zero: credits were created or destroyed outside a transfer"))
+        if pending_total != report.totals["held"]:
+            report.findings.append(Finding("conservation", "ledger", f"users hold {report.totals['held']} but "
+                                           f"system accounts expect {pending_total} pending"))
+
+    def _check_log(self, report: AuditReport, hashes: dict[str, str], whole: bool) -> None:
+        size = self.store.tree_size()
+        report.tree_size = size
+        leaves = self.store.leaves(0, size)
+        entry_ids = self.store.leaf_entry_ids(0, size)
+        if len(leaves) != size:
+            report.findings.append(Finding("merkle", "log", f"the log has {len(leaves)} leaves where its indexes "
+                                           f"say {size}: leaves were deleted"))
+        for index, (data, entry_id) in enumerate(zip(leaves, entry_ids, strict=True)):
+            expected = hashes.get(entry_id)
+            if expected is None:
+                if whole:
+                    report.findings.append(Finding("merkle", entry_id, f"leaf {index} records entry {entry_id}, "
+                                                   "which is missing or altered"))
+            elif data.hex() != expected:
+                report.findings.append(Finding("merkle", entry_id, f"leaf {index} records a different hash for "
+                                               f"entry {entry_id} than the entry has now"))
+        leaf_hashes = [merkle.leaf_hash(data) for data in leaves]
+        stored = self.store.checkpoints()
+        roots = merkle.prefix_roots(leaf_hashes, {c.size for c in stored})
+        for checkpoint in stored:
+            subject = f"checkpoint:{checkpoint.size}"
+            try:
+                signed = open_checkpoint(checkpoint.note, self.keyring, self.origin).checkpoint
+            except NoteError as error:
+                report.findings.append(Finding("checkpoint", subject, f"checkpoint {checkpoint.size}: {error}"))
+                continue
+            if (signed.size, signed.root) != (checkpoint.size, checkpoint.root):
+                report.findings.append(Finding("checkpoint", subject, f"checkpoint {checkpoint.size}: stored "
+                                               "size or root differs from its signed note"))
+            elif checkpoint.size not in roots:
+                report.findings.append(Finding("checkpoint", subject, f"checkpoint {checkpoint.size} covers more "
+                                               f"leaves than the log has ({len(leaves)})"))
+            elif roots[checkpoint.size] != checkpoint.root:
+                report.findings.append(Finding("checkpoint", subject, f"checkpoint {checkpoint.size} does not "
+                                               "match the log: history was rewritten or the checkpoint is forked"))
+        if stored:
+            report.checkpoint_size = stored[-1].size
