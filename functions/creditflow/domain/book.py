@@ -159,6 +159,8 @@ class Book:
     def _require_pending(self, hold: Hold) -> None:
         if hold.status == POSTED:
             raise HoldAlreadyPosted(f"reservation {hold.id} was already settled", hold=hold.id)
+        if hold.status == VOIDED and hold.closed_at is not None and hold.closed_at >= hold.expires_at:
+            raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and was released", hold=hold.id)
         if hold.status == VOIDED:
             raise HoldAlreadyVoided(f"reservation {hold.id} was already released", hold=hold.id)
 

@@ -1,0 +1,63 @@
+"""Shared fixtures: a platform on a real SQLite file with a clock the test controls."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform, build
+from creditflow.config import Settings
+
+CREDIT = 1_000_000
+
+
+@dataclass
+class SteppedClock:
+    """A clock that stands still until the test moves it."""
+
+    moment: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+def make_platform(data_dir: Path, clock: SteppedClock | None = None, **settings: object) -> Platform:
+    return build(Settings.from_env(runtime="local", data_dir=data_dir, **settings), clock=clock)
+
+
+@pytest.fixture
+def platform(tmp_path: Path, clock: SteppedClock) -> Iterator[Platform]:
+    built = make_platform(tmp_path / "data", clock)
+    yield built
+    built.store.close()  # type: ignore[attr-defined]
+
+
+def funded(platform: Platform, uid: str, credits: int, **grant: object) -> None:
+    platform.credits.open_account(uid)
+    platform.credits.grant(uid, credits * CREDIT, source=str(grant.pop("source", "admin")),
+                           lot_kind=str(grant.pop("lot_kind", "paid")), key=f"fund-{uid}-{credits}", **grant)
+
+
+def database_digest(path: Path) -> str:
+    """A digest of every row of every table: equal digests mean nothing was written."""
+    digest = hashlib.sha256()
+    with sqlite3.connect(path) as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            digest.update(table.encode())
+            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1"):
+                digest.update(repr(row).encode())
+    return digest.hexdigest()

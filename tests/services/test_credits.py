@@ -1,0 +1,185 @@
+"""Credit use cases through the services on a real SQLite store."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain import errors
+from tests.conftest import CREDIT, SteppedClock, database_digest, funded
+
+
+def test_reserve_settle_release_and_balance(platform: Platform) -> None:
+    credits = platform.credits
+    funded(platform, "alice", 100)
+    hold = credits.reserve("alice", 30 * CREDIT, key="r1", target="usage:image")
+    assert (hold["available"], hold["held"]) == (70 * CREDIT, 30 * CREDIT)
+    settled = credits.settle("alice", hold["hold"], 12 * CREDIT, key="s1")
+    assert (settled["charged"], settled["released"]) == (12 * CREDIT, 18 * CREDIT)
+    other = credits.reserve("alice", 5 * CREDIT, key="r2")
+    credits.release("alice", other["hold"], key="x1")
+    balance = credits.balance("alice")
+    assert (balance.available, balance.held) == (88 * CREDIT, 0)
+    assert platform.store.system_totals()["usage:image"].balance == 12 * CREDIT
+    assert platform.integrity.audit().ok
+
+
+def test_retries_return_the_first_result_and_conflicts_are_recorded(platform: Platform) -> None:
+    credits = platform.credits
+    funded(platform, "bob", 10)
+    first = credits.reserve("bob", 2 * CREDIT, key="same")
+    again = credits.reserve("bob", 2 * CREDIT, key="same")
+    assert again["replayed"] and {**again, "replayed": False} == first
+    assert credits.balance("bob").held == 2 * CREDIT
+    with pytest.raises(errors.IdempotencyConflict) as conflict:
+        credits.reserve("bob", 3 * CREDIT, key="same")
+    assert conflict.value.context["field"] == "amount"
+    settle = credits.settle("bob", first["hold"], CREDIT, key="settle-1")
+    assert credits.settle("bob", first["hold"], CREDIT, key="settle-1")["entry"] == settle["entry"]
+    report = platform.integrity.audit()
+    assert report.ok and [c["field"] for c in report.idempotency_conflicts] == ["amount"]
+
+
+def test_grant_keys_are_scoped_to_the_issuer(platform: Platform) -> None:
+    """A payment event id replayed for another user is a conflict, not a second grant."""
+    credits = platform.credits
+    credits.open_account("a")
+    credits.open_account("b")
+    credits.grant("a", 5 * CREDIT, source="stripe", lot_kind="paid", key="evt_1", reference="pi_1")
+    with pytest.raises(errors.IdempotencyConflict) as conflict:
+        credits.grant("b", 5 * CREDIT, source="stripe", lot_kind="paid", key="evt_1", reference="pi_1")
+    assert conflict.value.context["field"] == "account"
+    assert credits.balance("b").available == 0
+
+
+def test_expired_holds_read_as_void_and_the_sweeper_voids_them(platform: Platform, clock: SteppedClock) -> None:
+    credits = platform.credits
+    funded(platform, "carol", 10)
+    hold = credits.reserve("carol", 4 * CREDIT, key="r", ttl=timedelta(minutes=5))
+    clock.advance(minutes=6)
+    assert (credits.balance("carol").available, credits.balance("carol").held) == (10 * CREDIT, 0)
+    warnings = [f for f in platform.integrity.audit().findings if f.severity == "warning"]
+    assert [f.subject for f in warnings] == [hold["hold"]]
+    with pytest.raises(errors.HoldExpired):
+        credits.settle("carol", hold["hold"], CREDIT, key="s")
+    assert credits.sweep() == 1
+    assert credits.hold("carol", hold["hold"]).status == "voided"
+    assert credits.sweep() == 0
+    assert platform.integrity.audit().findings == []
+
+
+def test_default_reservation_expiry_comes_from_configuration(platform: Platform) -> None:
+    funded(platform, "dan", 10)
+    hold = platform.credits.reserve("dan", CREDIT, key="r")
+    assert hold["expires_at"] == "2026-01-01T00:30:00.000000Z"
+
+
+def test_lot_expiry_shows_in_history(platform: Platform, clock: SteppedClock) -> None:
+    credits = platform.credits
+    credits.open_account("erin")
+    credits.grant("erin", 5 * CREDIT, source="welcome", lot_kind="promotional", key="w",
+                  expires_at=clock.now() + timedelta(days=1))
+    credits.grant("erin", 2 * CREDIT, source="stripe", lot_kind="paid", key="p", reference="pi_9")
+    clock.advance(days=2)
+    assert credits.balance("erin").available == 2 * CREDIT
+    credits.sweep()
+    page, _ = credits.history("erin", kinds=frozenset({"expire"}))
+    assert [(e.kind, e.fields()["amount"]) for e in page] == [("expire", str(5 * CREDIT))]
+    assert platform.store.system_totals()["expiry"].balance == 5 * CREDIT
+
+
+def test_history_pages_with_a_cursor_and_filters(platform: Platform, clock: SteppedClock) -> None:
+    credits = platform.credits
+    funded(platform, "fay", 100)
+    for n in range(7):
+        clock.advance(seconds=1)
+        hold = credits.reserve("fay", CREDIT, key=f"r{n}")
+        credits.settle("fay", hold["hold"], CREDIT, key=f"s{n}")
+    seen, cursor = [], None
+    while True:
+        page, cursor = credits.history("fay", cursor=cursor, limit=4)
+        seen += [e.seq for e in page]
+        if cursor is None:
+            break
+    assert seen == list(range(15, 0, -1))
+    settles, _ = credits.history("fay", kinds=frozenset({"settle"}), limit=50)
+    assert len(settles) == 7
+    window, _ = credits.history("fay", since=clock.now() - timedelta(seconds=1), limit=50)
+    assert [e.kind for e in window] == ["settle", "hold", "settle", "hold"]
+
+
+def test_reads_are_scoped_to_the_owner(platform: Platform) -> None:
+    funded(platform, "owner", 10)
+    platform.credits.open_account("intruder")
+    hold = platform.credits.reserve("owner", CREDIT, key="r")
+    with pytest.raises(errors.UnknownHold):
+        platform.credits.hold("intruder", hold["hold"])
+    with pytest.raises(errors.UnknownHold):
+        platform.credits.settle("intruder", hold["hold"], CREDIT, key="steal")
+    with pytest.raises(errors.UnknownEntry):
+        platform.integrity.verify_entry(hold["entry"], "intruder")
+    assert platform.integrity.verify_entry(hold["entry"], "owner")["ok"]
+
+
+def _bad_inputs(platform: Platform, hold_id: str) -> list:
+    c = platform.credits
+    return [
+        (errors.InvalidAmount, lambda: c.reserve("u", -5, key="k")),
+        (errors.InvalidAmount, lambda: c.reserve("u", 0, key="k")),
+        (errors.InvalidAmount, lambda: c.reserve("u", 1.5, key="k")),
+        (errors.InvalidAmount, lambda: c.reserve("u", "10", key="k")),
+        (errors.InvalidAmount, lambda: c.reserve("u", True, key="k")),
+        (errors.AmountTooLarge, lambda: c.reserve("u", 10_001 * CREDIT, key="k")),
+        (errors.AmountTooLarge, lambda: c.grant("u", 2**64, source="admin", lot_kind="paid", key="k")),
+        (errors.AmountTooLarge, lambda: c.grant("u", 2**63 - 1, source="admin", lot_kind="paid", key="k")),
+        (errors.InvalidAmount, lambda: c.settle("u", hold_id, -1, key="k")),
+        (errors.InvalidAmount, lambda: c.grant("u", 0, source="admin", lot_kind="paid", key="k")),
+        (errors.UnknownAccount, lambda: c.reserve("nobody", CREDIT, key="k")),
+        (errors.UnknownAccount, lambda: c.grant("nobody", CREDIT, source="admin", lot_kind="paid", key="k")),
+        (errors.InvalidAccount, lambda: c.reserve("bad uid!", CREDIT, key="k")),
+        (errors.InvalidAccount, lambda: c.reserve("u", CREDIT, key="k", target="user:someone")),
+        (errors.InvalidAccount, lambda: c.grant("u", CREDIT, source="mint", lot_kind="paid", key="k")),
+        (errors.InvalidGrant, lambda: c.grant("u", CREDIT, source="admin", lot_kind="free", key="k")),
+        (errors.InvalidIdempotencyKey, lambda: c.reserve("u", CREDIT, key="")),
+        (errors.InvalidIdempotencyKey, lambda: c.reserve("u", CREDIT, key="has space")),
+        (errors.InvalidIdempotencyKey, lambda: c.reserve("u", CREDIT, key=None)),
+        (errors.UnknownHold, lambda: c.settle("u", "hold_nope", CREDIT, key="k")),
+        (errors.UnknownHold, lambda: c.release("u", 12, key="k")),
+        (errors.PostExceedsHold, lambda: c.settle("u", hold_id, 2 * CREDIT, key="k")),
+        (errors.InsufficientFunds, lambda: c.reserve("u", 10 * CREDIT, key="k")),
+        (errors.InvalidQuery, lambda: c.reserve("u", CREDIT, key="k", ttl=timedelta(days=30))),
+        (errors.InvalidQuery, lambda: c.reserve("u", CREDIT, key="k", memo={"a": 1})),
+        (errors.IdempotencyConflict, lambda: c.reserve("u", 2 * CREDIT, key="first")),
+    ]
+
+
+def test_bad_input_is_refused_by_name_and_changes_nothing(platform: Platform, tmp_path: Path) -> None:
+    funded(platform, "u", 5)
+    hold = platform.credits.reserve("u", CREDIT, key="first")
+    before = database_digest(tmp_path / "data" / "ledger.sqlite3")
+    cases = _bad_inputs(platform, hold["hold"])
+    for expected, call in cases:
+        with pytest.raises(expected):
+            call()
+    platform.store.db.execute("DELETE FROM idempotency_conflicts")  # the one recorded refusal, by design
+    assert database_digest(tmp_path / "data" / "ledger.sqlite3") == before
+
+
+def test_holds_on_closed_accounts_are_refused(platform: Platform, tmp_path: Path) -> None:
+    funded(platform, "gone", 5)
+    hold = platform.credits.reserve("gone", CREDIT, key="r")
+    platform.credits.close_account("gone")
+    before = database_digest(tmp_path / "data" / "ledger.sqlite3")
+    with pytest.raises(errors.AccountClosed):
+        platform.credits.reserve("gone", CREDIT, key="r2")
+    with pytest.raises(errors.AccountClosed):
+        platform.credits.grant("gone", CREDIT, source="admin", lot_kind="paid", key="g2")
+    assert database_digest(tmp_path / "data" / "ledger.sqlite3") == before
+    platform.credits.settle("gone", hold["hold"], CREDIT, key="s")
+    assert platform.integrity.audit().ok
+
+
+def test_open_account_is_idempotent(platform: Platform) -> None:
+    first = platform.credits.open_account("zed")
+    assert platform.credits.open_account("zed") == first
