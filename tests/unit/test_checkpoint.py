@@ -4,7 +4,6 @@ import base64
 import hashlib
 
 import pytest
-
 from creditflow.domain.checkpoint import Checkpoint, NoteError, open_checkpoint, parse_checkpoint, sign_checkpoint
 from creditflow.domain.signing import Keyring, PublicKey, SigningKey
 
@@ -19,7 +18,7 @@ def test_key_id_is_the_c2sp_key_hash() -> None:
 
 def test_vkey_round_trip_and_refusals() -> None:
     assert PublicKey.from_vkey(KEY.public.vkey) == KEY.public
-    name, key_id, blob = KEY.public.vkey.split("+", 2)
+    name, _key_id, blob = KEY.public.vkey.split("+", 2)
     with pytest.raises(ValueError):
         PublicKey.from_vkey(f"{name}+00000000+{blob}")
     with pytest.raises(ValueError):
@@ -49,7 +48,7 @@ def test_open_verifies_and_parses() -> None:
     lambda n: n.replace("\n\n", "\n"),
     lambda n: n.rstrip("\n"),
 ])
-def test_any_change_to_the_note_is_refused(change) -> None:  # noqa: ANN001
+def test_any_change_to_the_note_is_refused(change) -> None:
     note = sign_checkpoint(Checkpoint("example.com/log", 8, ROOT), KEY)
     with pytest.raises(NoteError):
         open_checkpoint(change(note), Keyring([KEY.public]), "example.com/log")

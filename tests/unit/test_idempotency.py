@@ -1,5 +1,4 @@
 import pytest
-
 from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey
 from creditflow.domain.idempotency import IdempotencyRecord, replay, require_key
 

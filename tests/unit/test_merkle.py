@@ -3,10 +3,9 @@
 import hashlib
 
 import pytest
+from creditflow.domain import merkle
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from creditflow.domain import merkle
 
 LEAVES = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                                      "606162636465666768696a6b6c6d6e6f"]]
@@ -137,7 +136,7 @@ GOOD = merkle.inclusion_proof(LEAVES, 5)
     ("not bytes", 5, 8, GOOD, ROOT8),
     (LEAF5, 5, 8, ["x" * 32, *GOOD[1:]], ROOT8),
 ])
-def test_verify_inclusion_says_false_to_malformed_proofs(leaf, index, size, proof, root) -> None:  # noqa: ANN001
+def test_verify_inclusion_says_false_to_malformed_proofs(leaf, index, size, proof, root) -> None:
     assert merkle.verify_inclusion(leaf, index, size, proof, root) is False
 
 
@@ -160,7 +159,7 @@ CONSISTENT = merkle.consistency_proof(LEAVES, 3)
     (0, 8, OLD3, ROOT8, []),
     ("3", 8, OLD3, ROOT8, CONSISTENT),
 ])
-def test_verify_consistency_says_false_to_malformed_proofs(old, new, old_root, new_root, proof) -> None:  # noqa: ANN001
+def test_verify_consistency_says_false_to_malformed_proofs(old, new, old_root, new_root, proof) -> None:
     assert merkle.verify_consistency(old, new, old_root, new_root, proof) is False
 
 
