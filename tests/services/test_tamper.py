@@ -1,0 +1,161 @@
+"""Tampering with the stored ledger is detected, and the report names the entry, account or checkpoint."""
+
+import base64
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from creditflow.bootstrap import Platform
+from creditflow.domain.checkpoint import Checkpoint, sign_checkpoint
+from creditflow.domain.entries import seal
+from creditflow.domain.signing import SigningKey
+
+from tests.conftest import CREDIT, funded
+
+
+@pytest.fixture
+def ledger(platform: Platform, tmp_path: Path) -> tuple[Platform, sqlite3.Connection, list[str]]:
+    funded(platform, "alice", 50)
+    funded(platform, "bob", 20)
+    for n in range(3):
+        hold = platform.credits.reserve("alice", 5 * CREDIT, key=f"a{n}")
+        platform.credits.settle("alice", hold["hold"], 2 * CREDIT, key=f"as{n}")
+    platform.credits.reserve("bob", CREDIT, key="b0")
+    platform.integrity.publish_checkpoint()
+    assert platform.integrity.audit().findings == []
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    ids = [row[0] for row in db.execute("SELECT id FROM entries WHERE account = 'user:alice' ORDER BY seq")]
+    return platform, db, ids
+
+
+def named(platform: Platform) -> dict[str, set[str]]:
+    report = platform.integrity.audit()
+    assert not report.ok
+    found: dict[str, set[str]] = {}
+    for finding in report.findings:
+        found.setdefault(finding.check, set()).add(finding.subject)
+    return found
+
+
+@pytest.mark.parametrize("position", [0, 17, 60, 101, -40, -2])
+def test_any_changed_byte_in_a_body_names_the_entry(ledger, position: int) -> None:
+    platform, db, ids = ledger
+    body = bytearray(db.execute("SELECT body FROM entries WHERE id = ?", (ids[3],)).fetchone()[0])
+    body[position] ^= 0x01
+    db.execute("UPDATE entries SET body = ? WHERE id = ?", (bytes(body), ids[3]))
+    assert ids[3] in named(platform)["hash"]
+
+
+def test_rewritten_amount_with_a_recomputed_hash_fails_the_signature(ledger) -> None:
+    platform, db, ids = ledger
+    body = json.loads(db.execute("SELECT body FROM entries WHERE id = ?", (ids[2],)).fetchone()[0])
+    body["amount"] = "1"
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    db.execute("UPDATE entries SET body = ?, hash = ? WHERE id = ?", (raw, hashlib.sha256(raw).hexdigest(), ids[2]))
+    found = named(platform)
+    assert ids[2] in found["signature"]
+    assert ids[3] in found["chain"]  # the next entry no longer links
+    assert ids[2] in found["merkle"]  # and the log recorded the old hash
+
+
+@pytest.mark.parametrize("column", ["hash", "signature", "key_id"])
+def test_changed_columns_name_the_entry(ledger, column: str) -> None:
+    platform, db, ids = ledger
+    value = db.execute(f"SELECT {column} FROM entries WHERE id = ?", (ids[1],)).fetchone()[0]
+    flipped = value[:-2] + ("00" if value[-2:] != "00" else "11")
+    db.execute(f"UPDATE entries SET {column} = ? WHERE id = ?", (flipped, ids[1]))
+    found = named(platform)
+    assert any(ids[1] in subjects for subjects in found.values())
+
+
+def test_deleting_an_entry_in_the_middle_breaks_the_chain_at_the_next(ledger) -> None:
+    platform, db, ids = ledger
+    db.execute("DELETE FROM entries WHERE id = ?", (ids[2],))
+    found = named(platform)
+    assert ids[3] in found["chain"]
+    assert ids[2] in found["merkle"]
+
+
+def test_deleting_the_last_entry_is_seen_at_the_account_head(ledger) -> None:
+    platform, db, ids = ledger
+    db.execute("DELETE FROM entries WHERE id = ?", (ids[-1],))
+    found = named(platform)
+    assert "user:alice" in found["chain"]
+    assert ids[-1] in found["merkle"]
+
+
+def test_reordering_entries_is_detected(ledger) -> None:
+    platform, db, ids = ledger
+    db.execute("UPDATE entries SET seq = -1 WHERE id = ?", (ids[1],))
+    db.execute("UPDATE entries SET seq = 2 WHERE id = ?", (ids[2],))
+    db.execute("UPDATE entries SET seq = 3 WHERE id = ?", (ids[1],))
+    found = named(platform)
+    assert {ids[1], ids[2]} <= found["placement"]
+    assert ids[2] in found["chain"]
+
+
+def test_an_inserted_entry_signed_by_another_key_is_named(ledger) -> None:
+    platform, db, ids = ledger
+    head = db.execute("SELECT seq, head FROM accounts WHERE id = 'user:alice'").fetchone()
+    forged = seal({"id": "tx_forged", "account": "user:alice", "kind": "grant", "amount": str(10**9),
+                   "counterparty": "issuance:admin", "at": "2026-01-01T00:00:00.000000Z", "key": "x",
+                   "balance": {"available": "0", "held": "0"}},
+                  seq=head[0] + 1, prev=head[1], key=SigningKey.generate(platform.settings.ledger_origin))
+    db.execute("INSERT INTO entries (id, account, seq, kind, at, body, hash, signature, key_id) VALUES "
+               "(?,?,?,?,?,?,?,?,?)", (forged.id, forged.account, forged.seq, forged.kind, forged.at, forged.body,
+                                       forged.hash, forged.signature, forged.key_id))
+    found = named(platform)
+    assert "tx_forged" in found["signature"]
+    assert "user:alice" in found["chain"]
+
+
+def test_an_entry_moved_to_another_account_is_named(ledger) -> None:
+    platform, db, ids = ledger
+    db.execute("UPDATE entries SET account = 'user:bob', seq = 99 WHERE id = ?", (ids[-1],))
+    found = named(platform)
+    assert ids[-1] in found["placement"]
+
+
+def test_a_changed_balance_names_the_account(ledger) -> None:
+    platform, db, _ = ledger
+    db.execute("UPDATE accounts SET available = available + 1 WHERE id = 'user:bob'")
+    found = named(platform)
+    assert "user:bob" in found["balance"]
+    assert "ledger" in found["conservation"]
+
+
+def test_a_forked_checkpoint_is_named(ledger) -> None:
+    platform, db, _ = ledger
+    size = platform.store.tree_size()
+    fork = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, size, hashlib.sha256(b"fork").digest()),
+                           platform.key)
+    [finding] = platform.integrity.check_presented(fork)
+    assert finding.subject == f"checkpoint:{size}"
+    honest = platform.store.checkpoint().note
+    assert platform.integrity.check_presented(honest) == []
+    db.execute("UPDATE checkpoints SET note = ?, root = ? WHERE size = ?",
+               (fork, hashlib.sha256(b"fork").digest(), size))
+    assert f"checkpoint:{size}" in named(platform)["checkpoint"]
+
+
+def test_a_rewritten_log_is_refused_before_signing(ledger) -> None:
+    from creditflow.domain.errors import InconsistentTree
+
+    platform, db, ids = ledger
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
+    platform.credits.reserve("bob", CREDIT, key="b1")
+    with pytest.raises(InconsistentTree):
+        platform.integrity.publish_checkpoint()
+    assert "checkpoint:" + str(platform.store.checkpoint().size) in named(platform)["checkpoint"]
+
+
+def test_verify_entry_reports_signature_chain_and_inclusion(ledger) -> None:
+    platform, db, ids = ledger
+    good = platform.integrity.verify_entry(ids[2])
+    assert good["ok"] and good["included"] and good["signature_ok"] and good["chain_ok"]
+    signature = base64.b64encode(b"\x00" * 64).decode()
+    db.execute("UPDATE entries SET signature = ? WHERE id = ?", (signature, ids[2]))
+    bad = platform.integrity.verify_entry(ids[2])
+    assert not bad["ok"] and not bad["signature_ok"] and bad["included"]
