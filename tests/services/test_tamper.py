@@ -97,7 +97,7 @@ def test_reordering_entries_is_detected(ledger) -> None:
 
 
 def test_an_inserted_entry_signed_by_another_key_is_named(ledger) -> None:
-    platform, db, ids = ledger
+    platform, db, _ids = ledger
     head = db.execute("SELECT seq, head FROM accounts WHERE id = 'user:alice'").fetchone()
     forged = seal({"id": "tx_forged", "account": "user:alice", "kind": "grant", "amount": str(10**9),
                    "counterparty": "issuance:admin", "at": "2026-01-01T00:00:00.000000Z", "key": "x",
@@ -143,7 +143,7 @@ def test_a_forked_checkpoint_is_named(ledger) -> None:
 def test_a_rewritten_log_is_refused_before_signing(ledger) -> None:
     from creditflow.domain.errors import InconsistentTree
 
-    platform, db, ids = ledger
+    platform, db, _ids = ledger
     db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
     platform.credits.reserve("bob", CREDIT, key="b1")
     with pytest.raises(InconsistentTree):
