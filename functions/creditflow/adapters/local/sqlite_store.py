@@ -30,7 +30,8 @@ def _account(row: tuple) -> UserAccount:
 
 
 def _entry(row: tuple) -> Entry:
-    return Entry(id=row[0], account=row[1], seq=row[2], kind=row[3], at=row[4], body=bytes(row[5]), hash=row[6],
+    body = row[5].encode() if isinstance(row[5], str) else bytes(row[5])  # a hand-edited row may hold text
+    return Entry(id=row[0], account=row[1], seq=row[2], kind=row[3], at=row[4], body=body, hash=row[6],
                  signature=row[7], key_id=row[8])
 
 

@@ -1,0 +1,96 @@
+"""The command line, run as a user would: audit, proofs, offline verification with only the public key."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CREDIT, make_platform
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+def cli(*args: str, cwd: Path = FUNCTIONS) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "creditflow", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(FUNCTIONS)})
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    platform = make_platform(folder)
+    platform.credits.open_account("ada")
+    platform.credits.grant("ada", 10 * CREDIT, source="admin", lot_kind="paid", key="g")
+    hold = platform.credits.reserve("ada", 3 * CREDIT, key="r")
+    platform.credits.settle("ada", hold["hold"], CREDIT, key="s")
+    return folder
+
+
+def test_help_lists_the_cli() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "ledger", "keys", "users"):
+        assert command in result.stdout
+
+
+def test_audit_verify_and_checkpoint(data: Path) -> None:
+    assert cli("ledger", "audit", "--data-dir", str(data)).returncode == 0
+    assert "OK" in cli("ledger", "verify", "--data-dir", str(data)).stdout
+    note = cli("ledger", "checkpoint", "--data-dir", str(data)).stdout
+    assert note.splitlines()[:2] == ["creditflow.local/ledger", "3"]
+    report = json.loads(cli("ledger", "audit", "--json", "--data-dir", str(data)).stdout)
+    assert report["ok"] and report["totals"]["sum"] == 0 and report["checkpoint_size"] == 3
+
+
+def test_a_proof_verifies_offline_with_only_the_public_key(data: Path, tmp_path: Path) -> None:
+    entry = sqlite3.connect(data / "ledger.sqlite3").execute("SELECT id FROM entries WHERE seq = 2").fetchone()[0]
+    export = tmp_path / "proof.json"
+    assert cli("ledger", "proof", entry, "--out", str(export), "--data-dir", str(data)).returncode == 0
+    vkey = cli("keys", "show", "--data-dir", str(data)).stdout.split()[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ok = cli("ledger", "verify-export", str(export), "--public-key", vkey, cwd=elsewhere)
+    assert ok.returncode == 0, ok.stdout
+    stranger = make_platform(tmp_path / "stranger").key.public.vkey
+    assert cli("ledger", "verify-export", str(export), "--public-key", stranger).returncode == 1
+    document = json.loads(export.read_text())
+    document["entry"]["body"] = document["entry"]["body"].replace('"amount":"3000000"', '"amount":"1"')
+    export.write_text(json.dumps(document))
+    bad = cli("ledger", "verify-export", str(export), "--public-key", vkey)
+    assert bad.returncode == 1 and entry in bad.stdout
+
+
+def test_a_tampered_store_fails_with_a_named_entry(data: Path) -> None:
+    db = sqlite3.connect(data / "ledger.sqlite3", isolation_level=None)
+    entry = db.execute("SELECT id FROM entries WHERE seq = 3").fetchone()[0]
+    db.execute("UPDATE entries SET body = replace(body, 'settle', 'settlf') WHERE id = ?", (entry,))
+    result = cli("ledger", "audit", "--data-dir", str(data))
+    assert result.returncode == 1 and entry in result.stdout
+    assert cli("ledger", "verify", "--data-dir", str(data)).returncode == 1
+
+
+def test_rotated_keys_keep_old_entries_verifiable(data: Path) -> None:
+    old = cli("keys", "show", "--data-dir", str(data)).stdout.split()[1]
+    assert cli("keys", "rotate", "--data-dir", str(data)).returncode == 0
+    shown = cli("keys", "show", "--data-dir", str(data)).stdout
+    assert old in shown and shown.split()[1] != old
+    assert cli("users", "grant", "ada", "2.5", "--key", "after-rotation", "--data-dir", str(data)).returncode == 0
+    assert cli("ledger", "audit", "--data-dir", str(data)).returncode == 0
+    balance = json.loads(cli("users", "balance", "ada", "--data-dir", str(data)).stdout)
+    assert balance["available"] == "11.5"
+
+
+def test_consistency_between_checkpoints(data: Path) -> None:
+    cli("ledger", "checkpoint", "--data-dir", str(data))
+    cli("users", "grant", "ada", "1", "--key", "more", "--data-dir", str(data))
+    cli("ledger", "checkpoint", "--data-dir", str(data))
+    result = cli("ledger", "consistency", "3", "4", "--data-dir", str(data))
+    assert result.returncode == 0 and json.loads(result.stdout)["consistent"]
+
+
+def test_errors_exit_non_zero_with_a_message(data: Path) -> None:
+    result = cli("users", "grant", "ada", "-1", "--key", "neg", "--data-dir", str(data))
+    assert result.returncode == 2 and "Invalid amount" in result.stderr
