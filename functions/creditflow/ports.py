@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .domain.accounts import SystemTotals, UserAccount
 from .domain.entries import Entry
 from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
 from .domain.lots import Lot
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -52,18 +53,22 @@ class IdempotencyConflictRecord:
 
 class LedgerTransaction(Protocol):
     """One unit of work: reads see a consistent snapshot; `write` is applied at commit, all or nothing.
-
-    Adapters raise `StoreConflict` from the context manager when a concurrent transaction won; the
-    service layer retries. All reads must come before `write` (Firestore's rule).
-    """
+    All reads must come before `write` (Firestore's rule)."""
 
     def account(self, account_id: str) -> UserAccount | None: ...
 
-    def open_lots(self, account_id: str) -> list[Lot]: ...
-
-    def pending_holds(self, account_id: str) -> list[Hold]: ...
-
     def hold(self, hold_id: str) -> Hold | None: ...
+
+    def expired_holds(self, account_id: str, now: str) -> list[Hold]:
+        """Pending holds of the account whose timeout has passed."""
+
+    def expired_lots(self, account_id: str, now: str) -> list[Lot]:
+        """Lots of the account past their expiry with credits still available."""
+
+    def lots_by_id(self, lot_ids: Collection[str]) -> list[Lot]: ...
+
+    def spendable_lots(self, account_id: str, now: str) -> Iterable[Lot]:
+        """Unexpired lots with credits available, in spend order (see domain.lots.spend_order_key), lazily."""
 
     def idempotency(self, scope: str, key: str) -> IdempotencyRecord | None: ...
 
@@ -73,7 +78,9 @@ class LedgerTransaction(Protocol):
 class LedgerStore(Protocol):
     """The authoritative ledger store (SQLite locally, Firestore in production)."""
 
-    def transaction(self) -> AbstractContextManager[LedgerTransaction]: ...
+    def run(self, work: Callable[[LedgerTransaction], T]) -> T:
+        """Run `work` in one transaction: all its writes or none. Raises StoreConflict when a concurrent
+        transaction won; the caller retries."""
 
     # reads outside a transaction
     def account(self, account_id: str) -> UserAccount | None: ...

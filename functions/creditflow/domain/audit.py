@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
+
+import orjson
 
 from .accounts import SystemTotals, UserAccount
 from .entries import GENESIS_HASH, Entry, canonical, signature_ok
@@ -70,19 +71,23 @@ def apply_entry(report: ChainReport, fields: dict[str, Any]) -> None:
 
 def check_entry_body(entry: Entry, strict: bool = False) -> tuple[dict[str, Any] | None, list[Finding]]:
     """The entry's fields if its body hashes to its hash and agrees with where it is stored."""
-    if hashlib.sha256(entry.body).hexdigest() != entry.hash:
+    if sha256(entry.body).hexdigest() != entry.hash:
         return None, [Finding("hash", entry.id, f"entry {entry.id} (#{entry.seq} of {entry.account}): "
                                                   "stored body does not hash to the stored hash; it was altered")]
     try:
-        fields = json.loads(entry.body)
-    except ValueError:
+        fields = orjson.loads(entry.body)
+    except orjson.JSONDecodeError:
         return None, [Finding("hash", entry.id, f"entry {entry.id}: body is not JSON")]
-    found = []
-    for name, stored in (("id", entry.id), ("account", entry.account), ("seq", entry.seq), ("kind", entry.kind),
-                         ("at", entry.at)):
-        if fields.get(name) != stored:
-            found.append(Finding("placement", entry.id, f"entry {entry.id}: body says {name}={fields.get(name)!r} "
-                                                        f"but it is stored with {name}={stored!r}"))
+    if (type(fields) is dict and fields.get("id") == entry.id and fields.get("account") == entry.account
+            and fields.get("seq") == entry.seq and fields.get("kind") == entry.kind and fields.get("at") == entry.at
+            and not strict):
+        return fields, []
+    if type(fields) is not dict:
+        return None, [Finding("hash", entry.id, f"entry {entry.id}: body is not a JSON object")]
+    found = [Finding("placement", entry.id, f"entry {entry.id}: body says {name}={fields.get(name)!r} but it is "
+                     f"stored with {name}={stored!r}")
+             for name, stored in (("id", entry.id), ("account", entry.account), ("seq", entry.seq),
+                                  ("kind", entry.kind), ("at", entry.at)) if fields.get(name) != stored]
     if strict and canonical(fields) != entry.body:
         found.append(Finding("canonical", entry.id, f"entry {entry.id}: body is not RFC 8785 canonical JSON"))
     return fields, found
@@ -92,32 +97,33 @@ def verify_chain(account: str, entries: Iterable[Entry], keyring: Keyring | None
                  strict: bool = False) -> ChainReport:
     """Walk one account's entries in stored order: hashes, placement, links, signatures, running balances."""
     report = ChainReport(account)
+    findings = report.findings
     for entry in entries:
         report.entries += 1
         fields, found = check_entry_body(entry, strict)
-        report.findings.extend(found)
+        if found:
+            findings.extend(found)
         if fields is None:
             report.last_seq, report.last_hash = entry.seq, entry.hash
             continue
         report.hashes[entry.id] = entry.hash
         if entry.seq != report.last_seq + 1:
-            report.findings.append(Finding("chain", entry.id, f"entry {entry.id} has sequence {entry.seq} right "
-                                           f"after {report.last_seq}: entries are missing or out of order"))
+            findings.append(Finding("chain", entry.id, f"entry {entry.id} has sequence {entry.seq} right "
+                                    f"after {report.last_seq}: entries are missing or out of order"))
         if fields.get("prev") != report.last_hash:
-            report.findings.append(Finding("chain", entry.id, f"entry {entry.id} (#{entry.seq}) does not link to "
-                                           "the entry before it: the chain was cut, reordered or spliced"))
+            findings.append(Finding("chain", entry.id, f"entry {entry.id} (#{entry.seq}) does not link to "
+                                    "the entry before it: the chain was cut, reordered or spliced"))
         if keyring is not None and not signature_ok(entry, keyring):
-            report.findings.append(Finding("signature", entry.id, f"entry {entry.id}: signature does not verify "
-                                           f"with key {entry.key_id}"))
+            findings.append(Finding("signature", entry.id, f"entry {entry.id}: signature does not verify "
+                                    f"with key {entry.key_id}"))
         try:
             apply_entry(report, fields)
             stated = fields["balance"]
-            if (int(stated["available"]), int(stated["held"])) != (report.available, report.held):
-                report.findings.append(Finding("balance", entry.id, f"entry {entry.id}: states balance "
-                                               f"{stated} but replay gives available={report.available}, "
-                                               f"held={report.held}"))
+            if stated["available"] != str(report.available) or stated["held"] != str(report.held):
+                findings.append(Finding("balance", entry.id, f"entry {entry.id}: states balance {stated} but "
+                                        f"replay gives available={report.available}, held={report.held}"))
         except (KeyError, TypeError, ValueError) as error:
-            report.findings.append(Finding("entry", entry.id, f"entry {entry.id}: cannot be replayed ({error})"))
+            findings.append(Finding("entry", entry.id, f"entry {entry.id}: cannot be replayed ({error})"))
         report.last_seq, report.last_hash = entry.seq, entry.hash
     return report
 

@@ -5,6 +5,8 @@ Every change appends a sealed entry to the account's hash chain and records what
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,7 @@ from .errors import (
 )
 from .holds import POSTED, VOIDED, Hold
 from .ids import new_id
-from .lots import LOT_KINDS, Lot, allocate
+from .lots import LOT_KINDS, Lot, allocate, spend_order_key
 from .money import MAX_MICROS, format_credits
 from .signing import SigningKey
 
@@ -62,12 +64,13 @@ class Book:
         return self._append("grant", amount, source, key, lot=lot.id, lot_kind=lot_kind, priority=priority,
                             expires=expires_at, reference=reference, memo=memo or {})
 
-    def hold(self, amount: int, *, target: str, expires_at: str, key: str,
+    def hold(self, amount: int, *, target: str, expires_at: str, key: str, candidates: Iterable[Lot] = (),
              memo: dict[str, str] | None = None) -> tuple[Hold, Entry]:
+        """Hold `amount` from the lots spending order picks; `candidates` are stored lots, in spend order."""
         self._require_open()
-        plan = allocate(list(self.lots.values()), amount, self.now)
-        for lot_id, take in plan:
-            lot = self.lots[lot_id]
+        taken = allocate(self._spendable(candidates), amount, self.now)
+        plan = [(lot.id, take) for lot, take in taken]
+        for lot, take in taken:
             lot.remaining -= take
             lot.held += take
             self._touch_lot(lot)
@@ -116,7 +119,8 @@ class Book:
         self._system(hold.target).pending -= hold.amount
         return self._append("release", hold.amount, hold.target, key, hold=hold.id, reason=reason)
 
-    def extend(self, hold: Hold, *, expires_at: str, key: str) -> tuple[Hold, Entry]:
+    def extend(self, hold: Hold, *, expires_at: str, key: str,
+               candidates: Iterable[Lot] = ()) -> tuple[Hold, Entry]:
         """Void the hold and place a new one for the same amount and target, in one step."""
         self._require_pending(hold)
         if hold.is_expired(self.now):
@@ -124,7 +128,7 @@ class Book:
                               hold=hold.id)
         self.void(hold, key=key, reason="extended")
         new_hold, entry = self.hold(hold.amount, target=hold.target, expires_at=expires_at, key=key,
-                                    memo={"extends": hold.id})
+                                    candidates=candidates, memo={"extends": hold.id})
         hold.replaced_by = new_hold.id
         return new_hold, entry
 
@@ -151,6 +155,11 @@ class Book:
         self.account.updated_at = self.now
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _spendable(self, stored: Iterable[Lot]) -> Iterator[Lot]:
+        """Lots already in memory (possibly changed by this transaction) merged with stored ones, in spend order."""
+        in_memory = sorted(self.lots.values(), key=spend_order_key)
+        return heapq.merge(in_memory, (lot for lot in stored if lot.id not in self.lots), key=spend_order_key)
 
     def _require_open(self) -> None:
         if not self.account.is_open:

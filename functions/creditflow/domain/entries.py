@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import rfc8785
 
 from .signing import Keyring, SigningKey
@@ -31,7 +31,7 @@ class Entry:
     key_id: str
 
     def fields(self) -> dict[str, Any]:
-        return json.loads(self.body)
+        return orjson.loads(self.body)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "account": self.account, "seq": self.seq, "kind": self.kind, "at": self.at,
@@ -43,7 +43,33 @@ class Entry:
                    body=data["body"].encode(), hash=data["hash"], signature=data["signature"], key_id=data["key_id"])
 
 
+_SAFE_INTEGER = 2**53 - 1
+_LEAVES = (str, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """True when RFC 8785 output equals orjson's sorted output: ASCII keys, strings, safe integers, no floats."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return True
+    if kind is int:
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+    if kind is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical(fields: dict[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON. For the plain values entries hold, orjson's sorted compact encoding is
+    byte-identical and many times faster (a property test checks it against `rfc8785`); anything else
+    goes through the `rfc8785` package."""
+    if _plain(fields):
+        try:
+            return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate: let rfc8785 refuse it
     return rfc8785.dumps(fields)
 
 

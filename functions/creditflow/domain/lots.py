@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import InsufficientFunds
 from .money import format_credits
 
 LOT_KINDS = ("promotional", "paid")
-_FAR_FUTURE = "9999-12-31T23:59:59.999999Z"
+FAR_FUTURE = "9999-12-31T23:59:59.999999Z"
 
 
 @dataclass
@@ -37,16 +38,18 @@ class Lot:
 
 def spend_order_key(lot: Lot) -> tuple[int, str, int, str, int]:
     """Lower priority number first, then soonest expiry, promotional before paid, then oldest."""
-    return (lot.priority, lot.expires_at or _FAR_FUTURE, LOT_KINDS.index(lot.kind), lot.created_at, lot.created_seq)
+    return (lot.priority, lot.expires_at or FAR_FUTURE, LOT_KINDS.index(lot.kind), lot.created_at, lot.created_seq)
 
 
-def allocate(lots: list[Lot], amount: int, now: str) -> list[tuple[str, int]]:
-    """Choose which unexpired lots pay `amount`, in spend order; raise InsufficientFunds when they cannot."""
-    plan: list[tuple[str, int]] = []
+def allocate(lots_in_spend_order: Iterable[Lot], amount: int, now: str) -> list[tuple[Lot, int]]:
+    """Choose which unexpired lots pay `amount`, reading lots only as far as needed; InsufficientFunds if short."""
+    plan: list[tuple[Lot, int]] = []
     needed = amount
-    for lot in sorted((lot for lot in lots if lot.remaining > 0 and not lot.is_expired(now)), key=spend_order_key):
+    for lot in lots_in_spend_order:
+        if lot.remaining <= 0 or lot.is_expired(now):
+            continue
         take = min(lot.remaining, needed)
-        plan.append((lot.id, take))
+        plan.append((lot, take))
         needed -= take
         if needed == 0:
             return plan

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
+from nacl.bindings import crypto_sign_open
 
 ALG_ED25519 = b"\x01"
 
@@ -75,26 +76,26 @@ class Keyring:
     """Public keys accepted for verification, by key id; rotated-out keys stay here."""
 
     def __init__(self, keys: Iterable[PublicKey] = ()) -> None:
-        self._keys: dict[str, tuple[PublicKey, nacl.signing.VerifyKey]] = {}
+        self._keys: dict[str, PublicKey] = {}
         for key in keys:
             self.add(key)
 
     def add(self, key: PublicKey) -> None:
-        self._keys[key.key_id.hex()] = (key, nacl.signing.VerifyKey(key.key))
+        nacl.signing.VerifyKey(key.key)  # refuses a malformed key now rather than at first use
+        self._keys[key.key_id.hex()] = key
 
     def get(self, key_id: str) -> PublicKey | None:
-        found = self._keys.get(key_id)
-        return found[0] if found else None
+        return self._keys.get(key_id)
 
     def public_keys(self) -> list[PublicKey]:
-        return [key for key, _ in self._keys.values()]
+        return list(self._keys.values())
 
     def verify(self, key_id: str, message: bytes, signature: bytes) -> bool:
-        found = self._keys.get(key_id)
-        if found is None or len(signature) != 64:
+        key = self._keys.get(key_id)
+        if key is None or len(signature) != 64:
             return False
         try:
-            found[1].verify(message, signature)
+            crypto_sign_open(signature + message, key.key)
         except nacl.exceptions.BadSignatureError:
             return False
         return True

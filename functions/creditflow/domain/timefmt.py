@@ -8,7 +8,7 @@ _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_FORMAT)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:

@@ -111,7 +111,7 @@ class Credits:
         request = {"account": account_id, "amount": amount, "lot_kind": lot_kind, "expires_at": expires,
                    "priority": priority, "reference": reference, "memo": _memo(memo)}
 
-        def action(book: Book) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             entry = book.grant(amount, source=source_account, lot_kind=lot_kind, key=key, expires_at=expires,
                                priority=priority, reference=reference, memo=memo)
             return {"entry": entry.id, "lot": entry.fields()["lot"], **self._balances(book)}
@@ -127,9 +127,10 @@ class Credits:
         request = {"account": account_id, "amount": amount, "target": target, "ttl": int(ttl.total_seconds()),
                    "memo": _memo(memo)}
 
-        def action(book: Book) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             expires = iso(parse_iso(book.now) + ttl)
-            hold, entry = book.hold(amount, target=target, expires_at=expires, key=key, memo=memo)
+            hold, entry = book.hold(amount, target=target, expires_at=expires, key=key, memo=memo,
+                                    candidates=tx.spendable_lots(account_id, book.now))
             return {"hold": hold.id, "entry": entry.id, "amount": amount, "expires_at": expires,
                     **self._balances(book)}
 
@@ -142,7 +143,7 @@ class Credits:
         amount = require_amount(amount, allow_zero=True)
         request = {"hold": hold_id, "amount": amount, "memo": _memo(memo)}
 
-        def action(book: Book) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             entry = book.post(self._hold_of(book, hold_id), amount, key=key, memo=memo)
             return {"hold": hold_id, "entry": entry.id, "charged": amount,
                     "released": int(entry.fields()["released"]), **self._balances(book)}
@@ -152,7 +153,7 @@ class Credits:
     def release(self, uid: str, hold_id: str, *, key: str) -> dict[str, Any]:
         account_id = user_account(uid)
 
-        def action(book: Book) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             entry = book.void(self._hold_of(book, hold_id), key=key)
             return {"hold": hold_id, "entry": entry.id, "released": int(entry.fields()["amount"]),
                     **self._balances(book)}
@@ -164,9 +165,10 @@ class Credits:
         account_id = user_account(uid)
         ttl = self._ttl(ttl)
 
-        def action(book: Book) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             expires = iso(parse_iso(book.now) + ttl)
-            new_hold, entry = book.extend(self._hold_of(book, hold_id), expires_at=expires, key=key)
+            new_hold, entry = book.extend(self._hold_of(book, hold_id), expires_at=expires, key=key,
+                                          candidates=tx.spendable_lots(account_id, book.now))
             return {"hold": new_hold.id, "replaces": hold_id, "entry": entry.id, "amount": new_hold.amount,
                     "expires_at": expires, **self._balances(book)}
 
@@ -178,11 +180,9 @@ class Credits:
         written = 0
         for account_id in self.store.accounts_to_sweep(iso(self.clock.now()), limit):
             def work(tx: LedgerTransaction, account_id: str = account_id) -> int:
-                account = tx.account(account_id)
-                if account is None:
+                if tx.account(account_id) is None:
                     return 0
-                book = Book.load(account, tx.open_lots(account_id), tx.pending_holds(account_id),
-                                 iso(self.clock.now()), self.key)
+                book = self._load(tx, account_id, iso(self.clock.now()))
                 entries = book.sweep()
                 if entries:
                     tx.write(self._changes(book))
@@ -236,6 +236,21 @@ class Credits:
             raise InvalidQuery("a reservation lasts from 1 second to 7 days")
         return timedelta(seconds=int(ttl.total_seconds()))
 
+    def _load(self, tx: LedgerTransaction, account_id: str, now: str, hold_id: str | None = None) -> Book:
+        """The account with just what this command touches: expired holds and lots, and the named hold."""
+        account = tx.account(account_id)
+        if account is None:
+            raise UnknownAccount(f"no account {account_id}", account=account_id)
+        holds = tx.expired_holds(account_id, now)
+        if hold_id is not None and all(h.id != hold_id for h in holds):
+            named = tx.hold(hold_id)
+            if named is not None and named.account == account_id:
+                holds.append(named)
+        lots = {lot.id: lot for lot in tx.expired_lots(account_id, now)}
+        wanted = {lot_id for hold in holds if hold.status == "pending" for lot_id, _ in hold.allocations}
+        lots.update((lot.id, lot) for lot in tx.lots_by_id(wanted - set(lots)))
+        return Book.load(account, list(lots.values()), holds, now, self.key)
+
     @staticmethod
     def _hold_of(book: Book, hold_id: str) -> Hold:
         hold = book.holds.get(hold_id)
@@ -253,7 +268,8 @@ class Credits:
                        holds=list(book.touched_holds.values()), system=book.system)
 
     def _mutate(self, account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
-                action: Callable[[Book], dict[str, Any]], hold_id: str | None = None) -> dict[str, Any]:
+                action: Callable[[Book, LedgerTransaction], dict[str, Any]],
+                hold_id: str | None = None) -> dict[str, Any]:
         """Run one command on one account exactly once per idempotency key, in a single transaction."""
         key = require_key(key)
         if hold_id is not None and not isinstance(hold_id, str):
@@ -263,17 +279,10 @@ class Credits:
             record = tx.idempotency(scope, key)
             if record is not None:
                 return {**replay(record, command, request), "replayed": True}
-            account = tx.account(account_id)
-            if account is None:
-                raise UnknownAccount(f"no account {account_id}", account=account_id)
-            lots, holds = tx.open_lots(account_id), tx.pending_holds(account_id)
-            if hold_id is not None and all(h.id != hold_id for h in holds):
-                closed = tx.hold(hold_id)  # settled or released already: the book names which
-                if closed is not None and closed.account == account_id:
-                    holds.append(closed)
-            book = Book.load(account, lots, holds, iso(self.clock.now()), self.key)
+            now = iso(self.clock.now())
+            book = self._load(tx, account_id, now, hold_id)
             book.sweep()
-            result = action(book)
+            result = action(book, tx)
             changes = self._changes(book)
             changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result, book.now))
             tx.write(changes)

@@ -18,8 +18,7 @@ def run_in_transaction(store: LedgerStore, work: Callable[[LedgerTransaction], T
     delay = 0.002
     for attempt in range(attempts):
         try:
-            with store.transaction() as tx:
-                return work(tx)
+            return store.run(work)
         except StoreConflict:
             if attempt == attempts - 1:
                 raise

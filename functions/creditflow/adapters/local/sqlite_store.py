@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
 
 from ...domain.accounts import SystemTotals, UserAccount
 from ...domain.entries import Entry
 from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
-from ...domain.lots import Lot
+from ...domain.lots import FAR_FUTURE, Lot
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from .sqlite_schema import SCHEMA
 
@@ -22,6 +25,10 @@ _ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated
 _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
 _LOT = "id, account, kind, granted, remaining, held, priority, expires_at, created_at, created_seq, source"
 _HOLD = "id, account, target, amount, allocations, status, posted, expires_at, created_at, closed_at, replaced_by"
+
+
+_SPEND_EXPIRY = f"coalesce(expires_at, '{FAR_FUTURE}')"
+_SPEND_ORDER = f"priority, {_SPEND_EXPIRY}, kind = 'paid', created_at, created_seq"  # = domain spend_order_key
 
 
 def _account(row: tuple) -> UserAccount:
@@ -76,12 +83,36 @@ class SqliteTransaction(_Reads):
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
+    def expired_holds(self, account_id: str, now: str) -> list[Hold]:
+        rows = self.db.execute(f"SELECT {_HOLD} FROM holds WHERE account = ? AND status = 'pending' AND "
+                               "expires_at <= ?", (account_id, now))
+        return [_hold(row) for row in rows]
+
+    def expired_lots(self, account_id: str, now: str) -> list[Lot]:
+        rows = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? AND open = 1 AND expires_at IS NOT NULL "
+                               "AND expires_at <= ? AND remaining > 0", (account_id, now))
+        return [_lot(row) for row in rows]
+
+    def lots_by_id(self, lot_ids: Collection[str]) -> list[Lot]:
+        if not lot_ids:
+            return []
+        marks = ",".join("?" * len(lot_ids))
+        return [_lot(row) for row in self.db.execute(f"SELECT {_LOT} FROM lots WHERE id IN ({marks})",
+                                                     list(lot_ids))]
+
+    def spendable_lots(self, account_id: str, now: str) -> Iterator[Lot]:
+        cursor = self.db.execute(
+            f"SELECT {_LOT} FROM lots WHERE account = ? AND open = 1 AND remaining > 0 AND {_SPEND_EXPIRY} > ? "
+            f"ORDER BY {_SPEND_ORDER}", (account_id, now))
+        for row in cursor:
+            yield _lot(row)
+
     def idempotency(self, scope: str, key: str) -> IdempotencyRecord | None:
         row = self.db.execute("SELECT command, request, result, created_at FROM idempotency WHERE scope = ? "
                               "AND key = ?", (scope, key)).fetchone()
         if row is None:
             return None
-        return IdempotencyRecord(scope, key, row[0], json.loads(row[1]), json.loads(row[2]), row[3])
+        return IdempotencyRecord(scope, key, row[0], orjson.loads(row[1]), orjson.loads(row[2]), row[3])
 
     def write(self, changes: Changes) -> None:
         db = self.db
@@ -106,12 +137,26 @@ class SqliteTransaction(_Reads):
                        [(name, t.balance, t.pending) for name, t in changes.system.items()])
         db.executemany("INSERT INTO idempotency (scope, key, command, request, result, created_at) "
                        "VALUES (?,?,?,?,?,?)",
-                       [(r.scope, r.key, r.command, json.dumps(r.request), json.dumps(r.result), r.created_at)
+                       [(r.scope, r.key, r.command, orjson.dumps(r.request), orjson.dumps(r.result), r.created_at)
                         for r in changes.idempotency])
 
 
 def _account_row(a: UserAccount) -> tuple:
     return (a.id, a.status, a.available, a.held, a.seq, a.head, a.version, a.created_at, a.updated_at)
+
+
+T = TypeVar("T")
+_MAX_BATCH = 256
+
+
+class _Job:
+    __slots__ = ("error", "finished", "result", "work")
+
+    def __init__(self, work: Callable[[SqliteTransaction], Any]) -> None:
+        self.work = work
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
 
 
 class SqliteLedgerStore(_Reads):
@@ -122,6 +167,9 @@ class SqliteLedgerStore(_Reads):
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
+        self._leader = threading.Lock()  # whoever holds it commits everything queued so far
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Job] = []
         with self._connect() as db:
             db.executescript(SCHEMA)
 
@@ -131,6 +179,8 @@ class SqliteLedgerStore(_Reads):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("PRAGMA cache_size=-65536")
         return db
 
     @property
@@ -147,14 +197,14 @@ class SqliteLedgerStore(_Reads):
             self._local.db = None
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             raise StoreConflict(str(error)) from error
         try:
-            yield SqliteTransaction(db)
+            yield db
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -163,6 +213,43 @@ class SqliteLedgerStore(_Reads):
         except sqlite3.OperationalError as error:
             db.execute("ROLLBACK")
             raise StoreConflict(str(error)) from error
+
+    def run(self, work: Callable[[SqliteTransaction], T]) -> T:
+        """Run `work` atomically. Concurrent callers are committed together (group commit): each job runs in
+        its own savepoint, so a refused job changes nothing, and no job returns before the commit is durable."""
+        job = _Job(work)
+        with self._queue_lock:
+            self._queue.append(job)
+        while not job.finished:
+            with self._leader:
+                if job.finished:
+                    break
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                self._commit(batch)
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    def _commit(self, batch: list[_Job]) -> None:
+        try:
+            with self._write_transaction() as db:
+                tx = SqliteTransaction(db)
+                for job in batch:
+                    db.execute("SAVEPOINT job")
+                    try:
+                        job.result = job.work(tx)
+                    except Exception as error:  # the job's own refusal: undo it alone
+                        db.execute("ROLLBACK TO job")
+                        job.error = error
+                    db.execute("RELEASE job")
+        except Exception as error:
+            for job in batch:
+                job.result, job.error = None, error if isinstance(error, StoreConflict) else StoreConflict(
+                    f"commit failed: {error}")
+        finally:
+            for job in batch:
+                job.finished = True
 
     # -- reads ------------------------------------------------------------------------------------------------
 
@@ -221,7 +308,8 @@ class SqliteLedgerStore(_Reads):
     def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
         rows = self.db.execute(
             "SELECT account FROM holds WHERE status = 'pending' AND expires_at <= ? "
-            "UNION SELECT account FROM lots WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ? "
+            "UNION SELECT account FROM lots WHERE open = 1 AND expires_at IS NOT NULL AND expires_at <= ? "
+            "AND remaining > 0 "
             "LIMIT ?", (now, now, limit))
         return [row[0] for row in rows]
 
@@ -238,15 +326,18 @@ class SqliteLedgerStore(_Reads):
 
     def sequence(self, limit: int) -> int:
         """Give the oldest unsequenced entries the next leaf indexes, in commit order; returns how many."""
-        with self.transaction():
-            db = self.db
-            size = self.tree_size()
-            rows = db.execute("SELECT rowid, id, hash FROM entries WHERE leaf IS NULL ORDER BY rowid LIMIT ?",
-                              (limit,)).fetchall()
-            db.executemany("INSERT INTO leaves (idx, entry_id, data) VALUES (?, ?, ?)",
-                           [(size + n, row[1], bytes.fromhex(row[2])) for n, row in enumerate(rows)])
-            db.executemany("UPDATE entries SET leaf = ? WHERE rowid = ?",
-                           [(size + n, row[0]) for n, row in enumerate(rows)])
+        return self.run(lambda tx: self._sequence(tx.db, limit))
+
+    @staticmethod
+    def _sequence(db: sqlite3.Connection, limit: int) -> int:
+        size, last = db.execute("SELECT coalesce(max(idx) + 1, 0), coalesce(max(entry_rowid), 0) FROM leaves"
+                                ).fetchone()
+        rows = db.execute("SELECT rowid, id, hash FROM entries WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                          (last, limit)).fetchall()
+        db.executemany("INSERT INTO leaves (idx, entry_id, data, entry_rowid) VALUES (?, ?, ?, ?)",
+                       [(size + n, row[1], bytes.fromhex(row[2]), row[0]) for n, row in enumerate(rows)])
+        db.executemany("UPDATE entries SET leaf = ? WHERE rowid = ?",
+                       [(size + n, row[0]) for n, row in enumerate(rows)])
         return len(rows)
 
     def tree_size(self) -> int:

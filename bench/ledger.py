@@ -1,0 +1,137 @@
+"""Ledger benchmarks: transfers per second through the services, and audit verification speed.
+
+Prints each figure beside its target (and PyNaCl's raw verify rate, measured in the same run). Not a test.
+Run: make bench   (or: functions/venv/bin/python bench/ledger.py [--quick])
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
+
+import nacl.signing
+from creditflow.bootstrap import Platform, build
+from creditflow.config import Settings
+from creditflow.domain import merkle
+from creditflow.domain.audit import verify_chain
+from nacl.bindings import crypto_sign_open
+
+CREDIT = 1_000_000
+
+
+def platform_in(folder: str) -> Platform:
+    return build(Settings.from_env(runtime="local", data_dir=Path(folder)))
+
+
+def row(name: str, value: float, unit: str, target: str) -> None:
+    print(f"  {name:<46} {value:>12,.0f} {unit:<10} target {target}")
+
+
+def transfers(platform: Platform, uids: list[str], threads: int, per_thread: int, tag: str) -> float:
+    """Grants (one posted transfer each) spread over uids from `threads` threads; returns transfers/s."""
+    barrier = threading.Barrier(threads + 1)
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for n in range(per_thread):
+            uid = uids[(t * per_thread + n) % len(uids)]
+            platform.credits.grant(uid, CREDIT, source="admin", lot_kind="paid", key=f"{tag}-{t}-{n}")
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return threads * per_thread / (time.perf_counter() - started)
+
+
+def two_phase(platform: Platform, uid: str, count: int, tag: str) -> float:
+    """Reserve then settle (two transfers: the pending one and its post) on one account; returns transfers/s."""
+    started = time.perf_counter()
+    for n in range(count):
+        hold = platform.credits.reserve(uid, CREDIT, key=f"{tag}-r{n}")
+        platform.credits.settle(uid, hold["hold"], CREDIT // 2, key=f"{tag}-s{n}")
+    return 2 * count / (time.perf_counter() - started)
+
+
+def raw_verify_rate(count: int) -> float:
+    """PyNaCl's lowest-level Ed25519 verify (crypto_sign_open) on 32-byte messages, the anchor."""
+    key = nacl.signing.SigningKey.generate()
+    signed, public = bytes(key.sign(os.urandom(32))), bytes(key.verify_key)
+    started = time.perf_counter()
+    for _ in range(count):
+        crypto_sign_open(signed, public)
+    return count / (time.perf_counter() - started)
+
+
+def verify_all(chains: dict, keyring: object) -> float:
+    """Seconds to verify every chain (hashes, placement, links, replay, optionally signatures) and the root."""
+    started = time.perf_counter()
+    hashes = []
+    for account, chain in chains.items():
+        report = verify_chain(account, chain, keyring)
+        hashes.extend(bytes.fromhex(h) for h in report.hashes.values())
+    merkle.root(hashes)
+    return time.perf_counter() - started
+
+
+def audit_rates(platform: Platform, rounds: int = 3) -> tuple[float, float, float, int]:
+    """Best of `rounds`, interleaved so machine noise hits all three figures alike."""
+    store = platform.store
+    chains = {a.id: list(store.chain(a.id)) for a in store.user_accounts()}
+    entries = sum(len(c) for c in chains.values())
+    hash_rate = signed_rate = raw = 0.0
+    for _ in range(rounds):
+        hash_rate = max(hash_rate, entries / verify_all(chains, None))
+        signed_rate = max(signed_rate, entries / verify_all(chains, platform.keyring))
+        raw = max(raw, raw_verify_rate(entries))
+    return hash_rate, signed_rate, raw, entries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer operations, for a smoke run")
+    args = parser.parse_args()
+    scale = 0.2 if args.quick else 1.0
+    print(f"ledger benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}, SQLite WAL "
+          "synchronous=NORMAL\n")
+    with tempfile.TemporaryDirectory() as folder:
+        platform = platform_in(folder)
+        uids = [f"u{n}" for n in range(1000)]
+        for uid in uids:
+            platform.credits.open_account(uid)
+        print("transfers through the services (grant = one posted transfer, signed and chained):")
+        for threads in (1, 2, 8):
+            rate = transfers(platform, uids, threads, int(8000 * scale) // threads, f"t{threads}")
+            row(f"1000 accounts, {threads} thread(s)", rate, "transfers/s", "≥ 5,000/s")
+        rate = transfers(platform, ["u0"], 1, int(5000 * scale), "hot")
+        row("one hot account, 1 thread", rate, "transfers/s", "≥ 1,000/s")
+        rate = transfers(platform, ["u1"], 4, int(5000 * scale) // 4, "hot4")
+        row("one hot account, 4 threads", rate, "transfers/s", "≥ 1,000/s")
+        rate = two_phase(platform, "u0", int(2000 * scale), "2p")
+        row("one hot account, reserve + settle", rate, "transfers/s", "≥ 1,000/s")
+
+        print("\naudit verification:")
+        hash_rate, signed_rate, raw, entries = audit_rates(platform)
+        row(f"hash + link + replay + Merkle ({entries:,} entries)", hash_rate, "entries/s", "≥ 100,000/s")
+        row("PyNaCl raw Ed25519 verify (crypto_sign_open)", raw, "verifies/s", "(anchor)")
+        row("full path with signatures", signed_rate, "entries/s",
+            f"≥ 80 % of raw = {0.8 * raw:,.0f}/s  -> {100 * signed_rate / raw:.0f} % of raw")
+        started = time.perf_counter()
+        report = platform.integrity.audit()
+        row("whole audit through the service (all checks)", report.entries / (time.perf_counter() - started),
+            "entries/s", "(includes store reads, lots, holds, checkpoints)")
+        platform.store.close()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()
