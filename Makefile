@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := functions/venv
 PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+TOOLS := tools/node_modules/.installed-stamp
 
 .PHONY: venv run test lint bench clean
 
@@ -10,6 +11,10 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
+
+$(TOOLS): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(TOOLS)
 
 venv: $(STAMP)
 
@@ -19,11 +24,11 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint
+test: lint $(TOOLS)
 	$(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) bench/ledger.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis

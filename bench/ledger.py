@@ -17,11 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 
 import nacl.signing
+from nacl.bindings import crypto_sign_open
+
 from creditflow.bootstrap import Platform, build
 from creditflow.config import Settings
 from creditflow.domain import merkle
 from creditflow.domain.audit import verify_chain
-from nacl.bindings import crypto_sign_open
 
 CREDIT = 1_000_000
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from creditflow.bootstrap import Platform, build
 from creditflow.config import Settings
 

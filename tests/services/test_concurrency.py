@@ -9,7 +9,6 @@ from pathlib import Path
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.errors import HoldAlreadyPosted, HoldAlreadyVoided, InsufficientFunds
-
 from tests.conftest import CREDIT, funded, make_platform
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"

@@ -4,9 +4,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from creditflow.bootstrap import Platform
 from creditflow.domain import errors
-
 from tests.conftest import CREDIT, SteppedClock, database_digest, funded
 
 

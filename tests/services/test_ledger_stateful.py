@@ -5,11 +5,11 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from creditflow.domain.errors import HoldExpired, IdempotencyConflict, InsufficientFunds, LedgerError
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
+from creditflow.domain.errors import HoldExpired, IdempotencyConflict, InsufficientFunds, LedgerError
 from tests.conftest import CREDIT, SteppedClock, make_platform
 
 USERS = ("ann", "ben", "cat")
@@ -65,7 +65,7 @@ class LedgerMachine(RuleBasedStateMachine):
         uid, hold_id = hold
         if hold_id == "hold_none":
             return
-        amount = self.platform.store.hold(hold_id).amount * fraction // 100
+        amount = self.platform.store.hold(f"user:{uid}", hold_id).amount * fraction // 100
         self.run("settle", uid, hold_id, amount, key=self.key())
 
     @rule(hold=holds)

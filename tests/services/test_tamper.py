@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from creditflow.bootstrap import Platform
 from creditflow.domain.checkpoint import Checkpoint, sign_checkpoint
 from creditflow.domain.entries import seal
 from creditflow.domain.signing import SigningKey
-
 from tests.conftest import CREDIT, funded
 
 

@@ -1,6 +1,7 @@
 """The account aggregate on its own: lots, holds, posts, voids, expiry, chained entries."""
 
 import pytest
+
 from creditflow.domain.accounts import UserAccount
 from creditflow.domain.audit import verify_chain
 from creditflow.domain.balance import effective_balance

@@ -2,10 +2,11 @@
 
 import pytest
 import rfc8785
-from creditflow.domain.entries import canonical
-from creditflow.domain.timefmt import iso, parse_iso
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from creditflow.domain.entries import canonical
+from creditflow.domain.timefmt import iso, parse_iso
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
                     st.text(st.characters(exclude_categories=("Cs",))))

@@ -4,6 +4,7 @@ import base64
 import hashlib
 
 import pytest
+
 from creditflow.domain.checkpoint import Checkpoint, NoteError, open_checkpoint, parse_checkpoint, sign_checkpoint
 from creditflow.domain.signing import Keyring, PublicKey, SigningKey
 

@@ -1,4 +1,5 @@
 import pytest
+
 from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey
 from creditflow.domain.idempotency import IdempotencyRecord, replay, require_key
 

@@ -3,9 +3,10 @@
 import hashlib
 
 import pytest
-from creditflow.domain import merkle
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from creditflow.domain import merkle
 
 LEAVES = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                                      "606162636465666768696a6b6c6d6e6f"]]

@@ -1,8 +1,9 @@
 import pytest
-from creditflow.domain.errors import AmountTooLarge, InvalidAmount
-from creditflow.domain.money import MAX_MICROS, format_credits, parse_credits, require_amount
 from hypothesis import given
 from hypothesis import strategies as st
+
+from creditflow.domain.errors import AmountTooLarge, InvalidAmount
+from creditflow.domain.money import MAX_MICROS, format_credits, parse_credits, require_amount
 
 
 @pytest.mark.parametrize(("text", "micros"), [

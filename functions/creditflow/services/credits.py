@@ -201,8 +201,8 @@ class Credits:
         return effective_balance(account, lots, holds, iso(self.clock.now()))
 
     def hold(self, uid: str, hold_id: str) -> Hold:
-        hold = self.store.hold(hold_id) if isinstance(hold_id, str) else None
-        if hold is None or hold.account != user_account(uid):
+        hold = self.store.hold(user_account(uid), hold_id) if isinstance(hold_id, str) else None
+        if hold is None:
             raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
         return hold
 
@@ -243,12 +243,12 @@ class Credits:
             raise UnknownAccount(f"no account {account_id}", account=account_id)
         holds = tx.expired_holds(account_id, now)
         if hold_id is not None and all(h.id != hold_id for h in holds):
-            named = tx.hold(hold_id)
-            if named is not None and named.account == account_id:
+            named = tx.hold(account_id, hold_id)
+            if named is not None:
                 holds.append(named)
         lots = {lot.id: lot for lot in tx.expired_lots(account_id, now)}
         wanted = {lot_id for hold in holds if hold.status == "pending" for lot_id, _ in hold.allocations}
-        lots.update((lot.id, lot) for lot in tx.lots_by_id(wanted - set(lots)))
+        lots.update((lot.id, lot) for lot in tx.lots_by_id(account_id, wanted - set(lots)))
         return Book.load(account, list(lots.values()), holds, now, self.key)
 
     @staticmethod

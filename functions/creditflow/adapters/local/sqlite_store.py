@@ -74,8 +74,9 @@ class _Reads:
         rows = self.db.execute(f"SELECT {_HOLD} FROM holds WHERE account = ? AND status = 'pending'", (account_id,))
         return [_hold(row) for row in rows]
 
-    def hold(self, hold_id: str) -> Hold | None:
-        row = self.db.execute(f"SELECT {_HOLD} FROM holds WHERE id = ?", (hold_id,)).fetchone()
+    def hold(self, account_id: str, hold_id: str) -> Hold | None:
+        row = self.db.execute(f"SELECT {_HOLD} FROM holds WHERE id = ? AND account = ?", (hold_id, account_id)
+                              ).fetchone()
         return _hold(row) if row else None
 
 
@@ -93,12 +94,13 @@ class SqliteTransaction(_Reads):
                                "AND expires_at <= ? AND remaining > 0", (account_id, now))
         return [_lot(row) for row in rows]
 
-    def lots_by_id(self, lot_ids: Collection[str]) -> list[Lot]:
+    def lots_by_id(self, account_id: str, lot_ids: Collection[str]) -> list[Lot]:
         if not lot_ids:
             return []
         marks = ",".join("?" * len(lot_ids))
-        return [_lot(row) for row in self.db.execute(f"SELECT {_LOT} FROM lots WHERE id IN ({marks})",
-                                                     list(lot_ids))]
+        rows = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? AND id IN ({marks})",
+                               [account_id, *lot_ids])
+        return [_lot(row) for row in rows]
 
     def spendable_lots(self, account_id: str, now: str) -> Iterator[Lot]:
         cursor = self.db.execute(

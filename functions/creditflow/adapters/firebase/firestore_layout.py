@@ -1,0 +1,89 @@
+"""How ledger objects map to Firestore documents (DESIGN §3).
+
+accounts/{id}                      one document per user account (balances, chain head)
+accounts/{id}/entries/{entryId}    the account's chained, signed entries
+entry_refs/{entryId}               {account, hash, leaf}: finds an entry by id; the sequencer's queue (leaf null)
+lots/{lotId}, holds/{holdId}       grants and reservations, with their account
+system_accounts/{id}/shards/{n}    a system account's balance spread over shards (it is hot)
+idempotency/{sha256(scope, key)}   first results of mutating commands
+ledger_log/state, …/chunks/{n}     the Merkle log's size and its leaves, CHUNK to a document
+checkpoints/{size}                 signed tree heads
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ...domain.accounts import UserAccount
+from ...domain.entries import Entry
+from ...domain.holds import Hold
+from ...domain.lots import FAR_FUTURE, Lot
+
+ACCOUNTS = "accounts"
+ENTRY_REFS = "entry_refs"
+LOTS = "lots"
+HOLDS = "holds"
+SYSTEM = "system_accounts"
+SHARDS = 16  # a system account is hot (every spend credits usage:chat): its balance is spread over shards
+IDEMPOTENCY = "idempotency"
+CONFLICTS = "idempotency_conflicts"
+LOG = "ledger_log"
+CHECKPOINTS = "checkpoints"
+CHUNK = 256  # leaves per log chunk document
+
+
+def idempotency_id(scope: str, key: str) -> str:
+    return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
+
+
+def checkpoint_id(size: int) -> str:
+    return f"{size:020d}"
+
+
+def account_doc(a: UserAccount) -> dict[str, Any]:
+    return {"id": a.id, "status": a.status, "available": a.available, "held": a.held, "seq": a.seq,
+            "head": a.head, "version": a.version, "createdAt": a.created_at, "updatedAt": a.updated_at}
+
+
+def account_of(d: dict[str, Any]) -> UserAccount:
+    return UserAccount(id=d["id"], status=d["status"], available=d["available"], held=d["held"], seq=d["seq"],
+                       head=d["head"], version=d["version"], created_at=d["createdAt"], updated_at=d["updatedAt"])
+
+
+def entry_doc(e: Entry) -> dict[str, Any]:
+    return {"id": e.id, "account": e.account, "seq": e.seq, "kind": e.kind, "at": e.at, "body": e.body,
+            "hash": e.hash, "signature": e.signature, "keyId": e.key_id}
+
+
+def entry_of(d: dict[str, Any]) -> Entry:
+    body = d["body"] if isinstance(d["body"], bytes) else str(d["body"]).encode()
+    return Entry(id=d["id"], account=d["account"], seq=d["seq"], kind=d["kind"], at=d["at"], body=body,
+                 hash=d["hash"], signature=d["signature"], key_id=d["keyId"])
+
+
+def lot_doc(lot: Lot) -> dict[str, Any]:
+    return {"id": lot.id, "account": lot.account, "kind": lot.kind, "granted": lot.granted,
+            "remaining": lot.remaining, "held": lot.held, "priority": lot.priority, "expiresAt": lot.expires_at,
+            "spendExpiry": lot.expires_at or FAR_FUTURE, "paidRank": int(lot.kind == "paid"),
+            "createdAt": lot.created_at, "createdSeq": lot.created_seq, "source": lot.source, "open": lot.is_open}
+
+
+def lot_of(d: dict[str, Any]) -> Lot:
+    return Lot(id=d["id"], account=d["account"], kind=d["kind"], granted=d["granted"], remaining=d["remaining"],
+               held=d["held"], priority=d["priority"], expires_at=d["expiresAt"], created_at=d["createdAt"],
+               created_seq=d["createdSeq"], source=d["source"])
+
+
+def hold_doc(h: Hold) -> dict[str, Any]:
+    return {"id": h.id, "account": h.account, "target": h.target, "amount": h.amount,
+            "allocations": [{"lot": lot, "amount": amount} for lot, amount in h.allocations], "status": h.status,
+            "posted": h.posted, "expiresAt": h.expires_at, "createdAt": h.created_at, "closedAt": h.closed_at,
+            "replacedBy": h.replaced_by}
+
+
+def hold_of(d: dict[str, Any]) -> Hold:
+    return Hold(id=d["id"], account=d["account"], target=d["target"], amount=d["amount"],
+                allocations=[(a["lot"], a["amount"]) for a in d["allocations"]], status=d["status"],
+                posted=d["posted"], expires_at=d["expiresAt"], created_at=d["createdAt"], closed_at=d["closedAt"],
+                replaced_by=d["replacedBy"])

@@ -1,0 +1,325 @@
+"""The ledger store on Firestore, with Firestore transactions (reads first, then buffered writes)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as google_errors
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ...domain.accounts import SYSTEM_ACCOUNTS, SystemTotals, UserAccount
+from ...domain.entries import Entry
+from ...domain.errors import StoreConflict
+from ...domain.holds import Hold
+from ...domain.idempotency import IdempotencyRecord
+from ...domain.lots import Lot
+from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
+from . import firestore_layout as layout
+
+T = TypeVar("T")
+DESC = firestore.Query.DESCENDING
+
+
+def _where(query: Any, field: str, op: str, value: Any) -> Any:
+    return query.where(filter=FieldFilter(field, op, value))
+
+
+class FirestoreTransaction:
+    def __init__(self, client: firestore.Client, transaction: firestore.Transaction) -> None:
+        self.client = client
+        self.tx = transaction
+
+    def _account_ref(self, account_id: str) -> Any:
+        return self.client.collection(layout.ACCOUNTS).document(account_id)
+
+    def account(self, account_id: str) -> UserAccount | None:
+        snapshot = self._account_ref(account_id).get(transaction=self.tx)
+        return layout.account_of(snapshot.to_dict()) if snapshot.exists else None
+
+    def hold(self, account_id: str, hold_id: str) -> Hold | None:
+        snapshot = self.client.collection(layout.HOLDS).document(hold_id).get(transaction=self.tx)
+        hold = layout.hold_of(snapshot.to_dict()) if snapshot.exists else None
+        return hold if hold is not None and hold.account == account_id else None
+
+    def expired_holds(self, account_id: str, now: str) -> list[Hold]:
+        query = _where(_where(_where(self.client.collection(layout.HOLDS), "account", "==", account_id),
+                              "status", "==", "pending"), "expiresAt", "<=", now)
+        return [layout.hold_of(s.to_dict()) for s in query.stream(transaction=self.tx)]
+
+    def expired_lots(self, account_id: str, now: str) -> list[Lot]:
+        query = _where(_where(_where(self.client.collection(layout.LOTS), "account", "==", account_id),
+                              "open", "==", True), "expiresAt", "<=", now)
+        return [lot for lot in (layout.lot_of(s.to_dict()) for s in query.stream(transaction=self.tx))
+                if lot.remaining > 0]
+
+    def lots_by_id(self, account_id: str, lot_ids: Collection[str]) -> list[Lot]:
+        if not lot_ids:
+            return []
+        refs = [self.client.collection(layout.LOTS).document(lot_id) for lot_id in lot_ids]
+        found = [layout.lot_of(s.to_dict()) for s in self.client.get_all(refs, transaction=self.tx) if s.exists]
+        return [lot for lot in found if lot.account == account_id]
+
+    def spendable_lots(self, account_id: str, now: str) -> Iterator[Lot]:
+        query = (_where(_where(self.client.collection(layout.LOTS), "account", "==", account_id), "open", "==", True)
+                 .order_by("priority").order_by("spendExpiry").order_by("paidRank").order_by("createdAt")
+                 .order_by("createdSeq"))
+        for snapshot in query.stream(transaction=self.tx):
+            lot = layout.lot_of(snapshot.to_dict())
+            if lot.remaining > 0 and not lot.is_expired(now):
+                yield lot
+
+    def idempotency(self, scope: str, key: str) -> IdempotencyRecord | None:
+        ref = self.client.collection(layout.IDEMPOTENCY).document(layout.idempotency_id(scope, key))
+        snapshot = ref.get(transaction=self.tx)
+        if not snapshot.exists:
+            return None
+        d = snapshot.to_dict()
+        return IdempotencyRecord(d["scope"], d["key"], d["command"], d["request"], d["result"], d["createdAt"])
+
+    def write(self, changes: Changes) -> None:
+        tx, client = self.tx, self.client
+        for account in changes.new_accounts:
+            tx.create(self._account_ref(account.id), layout.account_doc(account))
+        for account in changes.accounts:
+            tx.set(self._account_ref(account.id), layout.account_doc(account))
+        for entry in changes.entries:
+            tx.create(self._account_ref(entry.account).collection("entries").document(entry.id),
+                      layout.entry_doc(entry))
+            tx.create(client.collection(layout.ENTRY_REFS).document(entry.id),
+                      {"id": entry.id, "account": entry.account, "hash": entry.hash, "leaf": None,
+                       "committedAt": firestore.SERVER_TIMESTAMP})
+        for lot in changes.lots:
+            tx.set(client.collection(layout.LOTS).document(lot.id), layout.lot_doc(lot))
+        for hold in changes.holds:
+            tx.set(client.collection(layout.HOLDS).document(hold.id), layout.hold_doc(hold))
+        for name, delta in changes.system.items():
+            shard = client.collection(layout.SYSTEM).document(name).collection("shards").document(
+                str(random.randrange(layout.SHARDS)))
+            tx.set(shard, {"balance": firestore.Increment(delta.balance),
+                           "pending": firestore.Increment(delta.pending)}, merge=True)
+        for record in changes.idempotency:
+            tx.create(client.collection(layout.IDEMPOTENCY).document(layout.idempotency_id(record.scope, record.key)),
+                      {"scope": record.scope, "key": record.key, "command": record.command,
+                       "request": record.request, "result": record.result, "createdAt": record.created_at})
+
+
+class FirestoreLedgerStore:
+    """Accounts, their entries, lots and holds; sharded system accounts; the Merkle log in chunks."""
+
+    def __init__(self, client: firestore.Client, attempts: int = 8) -> None:
+        self.client = client
+        self.attempts = attempts
+
+    @classmethod
+    def from_environment(cls) -> FirestoreLedgerStore:
+        project = os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow"
+        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
+
+            return cls(firestore.Client(project=project, credentials=AnonymousCredentials()))
+        import firebase_admin
+        from firebase_admin import firestore as admin_firestore
+
+        if not firebase_admin._apps:
+            firebase_admin.initialize_app()
+        return cls(admin_firestore.client())
+
+    def run(self, work: Callable[[FirestoreTransaction], T]) -> T:
+        @firestore.transactional
+        def attempt(transaction: firestore.Transaction) -> T:
+            return work(FirestoreTransaction(self.client, transaction))
+
+        try:
+            return attempt(self.client.transaction(max_attempts=self.attempts))
+        except google_errors.Aborted as error:
+            raise StoreConflict(str(error)) from error
+        except ValueError as error:
+            if isinstance(error.__cause__, google_errors.Aborted):
+                raise StoreConflict(str(error)) from error
+            raise
+
+    # -- reads ------------------------------------------------------------------------------------------------
+
+    def _account_ref(self, account_id: str) -> Any:
+        return self.client.collection(layout.ACCOUNTS).document(account_id)
+
+    def account(self, account_id: str) -> UserAccount | None:
+        snapshot = self._account_ref(account_id).get()
+        return layout.account_of(snapshot.to_dict()) if snapshot.exists else None
+
+    def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
+        def read(tx: FirestoreTransaction) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
+            mine = {name: _where(self.client.collection(name), "account", "==", account_id)
+                    for name in (layout.LOTS, layout.HOLDS)}
+            lots = _where(mine[layout.LOTS], "open", "==", True).stream(transaction=tx.tx)
+            holds = _where(mine[layout.HOLDS], "status", "==", "pending").stream(transaction=tx.tx)
+            return (tx.account(account_id), [layout.lot_of(s.to_dict()) for s in lots],
+                    [layout.hold_of(s.to_dict()) for s in holds])
+
+        return self.run(read)
+
+    def hold(self, account_id: str, hold_id: str) -> Hold | None:
+        snapshot = self.client.collection(layout.HOLDS).document(hold_id).get()
+        hold = layout.hold_of(snapshot.to_dict()) if snapshot.exists else None
+        return hold if hold is not None and hold.account == account_id else None
+
+    def _entry_ref(self, entry_id: str) -> Any:
+        return self.client.collection(layout.ENTRY_REFS).document(entry_id).get()
+
+    def entry(self, entry_id: str) -> Entry | None:
+        ref = self._entry_ref(entry_id)
+        if not ref.exists:
+            return None
+        snapshot = self._account_ref(ref.get("account")).collection("entries").document(entry_id).get()
+        return layout.entry_of(snapshot.to_dict()) if snapshot.exists else None
+
+    def history(self, account_id: str, *, before_seq: int | None, kinds: frozenset[str] | None,
+                since: str | None, until: str | None, limit: int) -> list[Entry]:
+        query = self._account_ref(account_id).collection("entries")
+        if before_seq is not None:
+            query = _where(query, "seq", "<", before_seq)
+        if kinds:
+            query = _where(query, "kind", "in", sorted(kinds))
+        if since is not None:
+            query = _where(query, "at", ">=", since)
+        if until is not None:
+            query = _where(query, "at", "<", until)
+        query = query.order_by("seq", direction=DESC).limit(limit)
+        return [layout.entry_of(s.to_dict()) for s in query.stream()]
+
+    def chain(self, account_id: str) -> Iterator[Entry]:
+        for snapshot in self._account_ref(account_id).collection("entries").order_by("seq").stream():
+            yield layout.entry_of(snapshot.to_dict())
+
+    def entry_accounts(self) -> set[str]:
+        return {s.get("account") for s in self.client.collection(layout.ENTRY_REFS).select(["account"]).stream()}
+
+    def user_accounts(self) -> Iterator[UserAccount]:
+        for snapshot in self.client.collection(layout.ACCOUNTS).order_by("id").stream():
+            yield layout.account_of(snapshot.to_dict())
+
+    def system_totals(self) -> dict[str, SystemTotals]:
+        totals: dict[str, SystemTotals] = {}
+        for name in sorted(SYSTEM_ACCOUNTS):
+            for shard in self.client.collection(layout.SYSTEM).document(name).collection("shards").stream():
+                merged = totals.setdefault(name, SystemTotals())
+                merged.balance += shard.get("balance") or 0
+                merged.pending += shard.get("pending") or 0
+        return totals
+
+    def lots_of(self, account_id: str) -> list[Lot]:
+        stream = _where(self.client.collection(layout.LOTS), "account", "==", account_id).stream()
+        return sorted((layout.lot_of(s.to_dict()) for s in stream), key=lambda lot: lot.created_seq)
+
+    def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
+        holds = _where(_where(self.client.collection(layout.HOLDS), "status", "==", "pending"),
+                       "expiresAt", "<=", now).limit(limit).stream()
+        lots = _where(_where(self.client.collection(layout.LOTS), "open", "==", True),
+                      "expiresAt", "<=", now).limit(limit).stream()
+        accounts = {s.get("account") for s in holds} | {s.get("account") for s in lots if s.get("remaining") > 0}
+        return sorted(accounts)[:limit]
+
+    def record_conflict(self, conflict: IdempotencyConflictRecord) -> None:
+        self.client.collection(layout.CONFLICTS).add(
+            {"scope": conflict.scope, "key": conflict.key, "command": conflict.command, "field": conflict.field,
+             "at": conflict.at})
+
+    def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
+        stream = self.client.collection(layout.CONFLICTS).order_by("at", direction=DESC).limit(limit).stream()
+        return [IdempotencyConflictRecord(s.get("scope"), s.get("key"), s.get("command"), s.get("field"),
+                                          s.get("at")) for s in stream]
+
+    # -- the Merkle log ----------------------------------------------------------------------------------------
+
+    def _state_ref(self) -> Any:
+        return self.client.collection(layout.LOG).document("state")
+
+    def sequence(self, limit: int) -> int:
+        """Give unsequenced entries the next leaf indexes in one transaction (at most ~200 per batch)."""
+        batch = min(limit, 200)
+
+        def work(tx: FirestoreTransaction) -> int:
+            state = self._state_ref().get(transaction=tx.tx)
+            size = state.get("size") if state.exists else 0
+            query = (_where(self.client.collection(layout.ENTRY_REFS), "leaf", "==", None)
+                     .order_by("committedAt").order_by("id").limit(batch))
+            rows = list(query.stream(transaction=tx.tx))
+            chunks: dict[int, dict[str, Any]] = {}
+            for n, snapshot in enumerate(rows):
+                index = size + n
+                chunk_no = index // layout.CHUNK
+                if chunk_no not in chunks:
+                    ref = self.client.collection(layout.LOG).document("state").collection("chunks").document(
+                        f"{chunk_no:012d}")
+                    existing = ref.get(transaction=tx.tx)
+                    chunks[chunk_no] = existing.to_dict() if existing.exists else {"data": [], "entryIds": []}
+                    chunks[chunk_no]["ref"] = ref
+                chunks[chunk_no]["data"].append(bytes.fromhex(snapshot.get("hash")))
+                chunks[chunk_no]["entryIds"].append(snapshot.get("id"))
+            for n, snapshot in enumerate(rows):
+                tx.tx.update(snapshot.reference, {"leaf": size + n})
+            for chunk in chunks.values():
+                ref = chunk.pop("ref")
+                tx.tx.set(ref, chunk)
+            tx.tx.set(self._state_ref(), {"size": size + len(rows)})
+            return len(rows)
+
+        return self.run(work)
+
+    def tree_size(self) -> int:
+        state = self._state_ref().get()
+        return state.get("size") if state.exists else 0
+
+    def _chunks(self, start: int, end: int) -> Iterator[tuple[int, bytes, str]]:
+        chunks = self._state_ref().collection("chunks")
+        refs = [chunks.document(f"{n:012d}") for n in range(start // layout.CHUNK, (end - 1) // layout.CHUNK + 1)]
+        found = {s.id: s for s in self.client.get_all(refs) if s.exists}
+        for ref in refs:
+            snapshot = found.get(ref.id)
+            if snapshot is None:
+                continue
+            base = int(ref.id) * layout.CHUNK
+            for offset, (data, entry_id) in enumerate(zip(snapshot.get("data"), snapshot.get("entryIds"),
+                                                          strict=True)):
+                if start <= base + offset < end:
+                    yield base + offset, data, entry_id
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        return [data for _, data, _ in self._chunks(start, end)] if end > start else []
+
+    def leaf_entry_ids(self, start: int, end: int) -> list[str]:
+        return [entry_id for _, _, entry_id in self._chunks(start, end)] if end > start else []
+
+    def leaf_index(self, entry_id: str) -> int | None:
+        ref = self._entry_ref(entry_id)
+        return ref.get("leaf") if ref.exists else None
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        ref = self.client.collection(layout.CHECKPOINTS).document(layout.checkpoint_id(checkpoint.size))
+        with contextlib.suppress(google_errors.AlreadyExists):  # checkpoints are immutable once published
+            ref.create({"size": checkpoint.size, "root": checkpoint.root, "note": checkpoint.note,
+                        "keyId": checkpoint.key_id, "createdAt": checkpoint.created_at})
+
+    def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None:
+        if size is None:
+            found = list(self.client.collection(layout.CHECKPOINTS).order_by("size", direction=DESC).limit(1)
+                         .stream())
+            snapshot = found[0] if found else None
+        else:
+            snapshot = self.client.collection(layout.CHECKPOINTS).document(layout.checkpoint_id(size)).get()
+            snapshot = snapshot if snapshot.exists else None
+        return _checkpoint_of(snapshot.to_dict()) if snapshot else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        stream = self.client.collection(layout.CHECKPOINTS).order_by("size").stream()
+        return [_checkpoint_of(s.to_dict()) for s in stream]
+
+
+def _checkpoint_of(d: dict[str, Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(size=d["size"], root=d["root"], note=d["note"], key_id=d["keyId"],
+                            created_at=d["createdAt"])
