@@ -1,0 +1,18 @@
+"""Plain functions behind scheduled and event triggers; idempotent, since triggers arrive at least once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .runtime import platform
+
+
+def expire_holds(limit: int = 500) -> dict[str, Any]:
+    """Void holds past their timeout and expire lots past their date; returns how many entries that wrote."""
+    return {"entries": platform().credits.sweep(limit)}
+
+
+def publish_checkpoint() -> dict[str, Any]:
+    """Sequence new entries into the Merkle log and sign a tree head when the tree grew."""
+    checkpoint = platform().integrity.publish_checkpoint()
+    return {"size": checkpoint.size, "note": checkpoint.note}

@@ -1,0 +1,65 @@
+"""`creditflow serve` as a user runs it: real HTTP on loopback, a graceful stop on SIGTERM."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    data = tmp_path / "data"
+    process = subprocess.Popen([sys.executable, "-m", "creditflow", "serve", "--port", "0", "--data-dir", str(data)],
+                               cwd=FUNCTIONS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    match = re.search(r"on (http://[\d.]+:\d+)", first)
+    assert match, first
+    yield match.group(1), process, data
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def test_serves_health_checkpoints_and_keys_then_stops_cleanly(server) -> None:
+    url, process, data = server
+    status, _, body = get(f"{url}/api/v1/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, kind, note = get(f"{url}/api/v1/ledger/checkpoint")
+    assert status == 200 and kind.startswith("text/plain") and note.startswith("creditflow.local/ledger\n0\n")
+    keys = json.loads(get(f"{url}/api/v1/ledger/public-keys")[2])
+    assert keys["active"] in keys["keys"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert (data / "ledger.sqlite3").exists() and (data / "keys" / "signing.json").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("path", "status", "code"), [
+    ("/api/v1/nothing-here", 404, "not-found"),
+    ("/api/v1/ledger/consistency?from=a&to=2", 400, "invalid-query"),
+    ("/api/v1/ledger/consistency?from=5&to=9", 400, "invalid-query"),
+])
+def test_bad_requests_get_problem_json(server, path: str, status: int, code: str) -> None:
+    url, _, _ = server
+    got, kind, body = get(url + path)
+    assert (got, kind) == (status, "application/problem+json")
+    assert json.loads(body)["type"].endswith("/" + code)
