@@ -52,8 +52,10 @@ class LedgerMachine(RuleBasedStateMachine):
         from datetime import timedelta
 
         expires = self.clock.now() + timedelta(minutes=expires_in) if expires_in else None
+        key = self.key()
         self.run("grant", uid, amount, source="stripe" if paid else "welcome",
-                 lot_kind="paid" if paid else "promotional", key=self.key(), expires_at=expires)
+                 lot_kind="paid" if paid else "promotional", key=key, expires_at=expires,
+                 reference=f"pi_{key}" if paid else None)
 
     @rule(target=holds, uid=st.sampled_from(USERS), amount=amounts)
     def reserve(self, uid: str, amount: int) -> tuple[str, str]:

@@ -39,6 +39,7 @@ ENTRY_KINDS = frozenset({"grant", "hold", "settle", "release", "expire"})
 MAX_HISTORY_PAGE = 200
 MAX_MEMO_ITEMS = 16
 MAX_HOLD_TTL = timedelta(days=7)
+PAYMENT_SOURCES = frozenset({"stripe", "crypto"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class Credits:
             raise InvalidGrant("priority must be an integer from -1000 to 1000")
         if reference is not None and (not isinstance(reference, str) or not 0 < len(reference) <= 256):
             raise InvalidGrant("payment reference must be 1-256 characters")
+        if source in PAYMENT_SOURCES and (reference is None or lot_kind != "paid"):
+            raise InvalidGrant(f"a {source} grant is a paid lot and carries its payment reference")
         expires = iso(expires_at) if expires_at is not None else None
         request = {"account": account_id, "amount": amount, "lot_kind": lot_kind, "expires_at": expires,
                    "priority": priority, "reference": reference, "memo": _memo(memo)}

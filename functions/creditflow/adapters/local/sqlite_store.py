@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -49,7 +48,7 @@ def _lot(row: tuple) -> Lot:
 
 def _hold(row: tuple) -> Hold:
     return Hold(id=row[0], account=row[1], target=row[2], amount=row[3],
-                allocations=[(lot, amount) for lot, amount in json.loads(row[4])], status=row[5], posted=row[6],
+                allocations=[(lot, amount) for lot, amount in orjson.loads(row[4])], status=row[5], posted=row[6],
                 expires_at=row[7], created_at=row[8], closed_at=row[9], replaced_by=row[10])
 
 
@@ -118,29 +117,34 @@ class SqliteTransaction(_Reads):
 
     def write(self, changes: Changes) -> None:
         db = self.db
-        db.executemany(f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?,?,?,?,?,?,?,?,?)",
-                       [_account_row(a) for a in changes.new_accounts])
-        db.executemany("UPDATE accounts SET status=?, available=?, held=?, seq=?, head=?, version=?, "
-                       "updated_at=? WHERE id=?",
-                       [(a.status, a.available, a.held, a.seq, a.head, a.version, a.updated_at, a.id)
-                        for a in changes.accounts])
-        db.executemany(f"INSERT INTO entries ({_ENTRY}) VALUES (?,?,?,?,?,?,?,?,?)",
-                       [(e.id, e.account, e.seq, e.kind, e.at, e.body, e.hash, e.signature, e.key_id)
-                        for e in changes.entries])
-        db.executemany(f"INSERT OR REPLACE INTO lots ({_LOT}, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                       [(lot.id, lot.account, lot.kind, lot.granted, lot.remaining, lot.held, lot.priority,
-                         lot.expires_at, lot.created_at, lot.created_seq, lot.source, int(lot.is_open))
-                        for lot in changes.lots])
-        db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                       [(h.id, h.account, h.target, h.amount, json.dumps(h.allocations), h.status, h.posted,
-                         h.expires_at, h.created_at, h.closed_at, h.replaced_by) for h in changes.holds])
-        db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) DO "
-                       "UPDATE SET balance = balance + excluded.balance, pending = pending + excluded.pending",
-                       [(name, t.balance, t.pending) for name, t in changes.system.items()])
-        db.executemany("INSERT INTO idempotency (scope, key, command, request, result, created_at) "
-                       "VALUES (?,?,?,?,?,?)",
-                       [(r.scope, r.key, r.command, orjson.dumps(r.request), orjson.dumps(r.result), r.created_at)
-                        for r in changes.idempotency])
+        if changes.new_accounts:
+            db.executemany(f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?,?,?,?,?,?,?,?,?)",
+                           [_account_row(a) for a in changes.new_accounts])
+        for a in changes.accounts:
+            db.execute("UPDATE accounts SET status=?, available=?, held=?, seq=?, head=?, version=?, updated_at=? "
+                       "WHERE id=?", (a.status, a.available, a.held, a.seq, a.head, a.version, a.updated_at, a.id))
+        if changes.entries:
+            db.executemany(f"INSERT INTO entries ({_ENTRY}) VALUES (?,?,?,?,?,?,?,?,?)",
+                           [(e.id, e.account, e.seq, e.kind, e.at, e.body, e.hash, e.signature, e.key_id)
+                            for e in changes.entries])
+        if changes.lots:
+            db.executemany(f"INSERT OR REPLACE INTO lots ({_LOT}, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           [(lot.id, lot.account, lot.kind, lot.granted, lot.remaining, lot.held, lot.priority,
+                             lot.expires_at, lot.created_at, lot.created_seq, lot.source, int(lot.is_open))
+                            for lot in changes.lots])
+        if changes.holds:
+            db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           [(h.id, h.account, h.target, h.amount, orjson.dumps(h.allocations), h.status, h.posted,
+                             h.expires_at, h.created_at, h.closed_at, h.replaced_by) for h in changes.holds])
+        if changes.system:
+            db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) "
+                           "DO UPDATE SET balance = balance + excluded.balance, pending = pending + excluded.pending",
+                           [(name, t.balance, t.pending) for name, t in changes.system.items()])
+        if changes.idempotency:
+            db.executemany("INSERT INTO idempotency (scope, key, command, request, result, created_at) "
+                           "VALUES (?,?,?,?,?,?)",
+                           [(r.scope, r.key, r.command, orjson.dumps(r.request), orjson.dumps(r.result),
+                             r.created_at) for r in changes.idempotency])
 
 
 def _account_row(a: UserAccount) -> tuple:
@@ -169,8 +173,8 @@ class SqliteLedgerStore(_Reads):
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        self._leader = threading.Lock()  # whoever holds it commits everything queued so far
-        self._queue_lock = threading.Lock()
+        self._turn = threading.Condition()  # guards the queue; the leader commits everything queued so far
+        self._leading = False
         self._queue: list[_Job] = []
         with self._connect() as db:
             db.executescript(SCHEMA)
@@ -220,15 +224,21 @@ class SqliteLedgerStore(_Reads):
         """Run `work` atomically. Concurrent callers are committed together (group commit): each job runs in
         its own savepoint, so a refused job changes nothing, and no job returns before the commit is durable."""
         job = _Job(work)
-        with self._queue_lock:
+        with self._turn:
             self._queue.append(job)
-        while not job.finished:
-            with self._leader:
-                if job.finished:
-                    break
-                with self._queue_lock:
-                    batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-                self._commit(batch)
+            while not job.finished:
+                if self._leading:
+                    self._turn.wait()
+                    continue
+                self._leading = True
+                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                self._turn.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    self._turn.acquire()
+                    self._leading = False
+                    self._turn.notify_all()
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
@@ -237,6 +247,9 @@ class SqliteLedgerStore(_Reads):
         try:
             with self._write_transaction() as db:
                 tx = SqliteTransaction(db)
+                if len(batch) == 1:  # alone: a refusal rolls the whole transaction back
+                    batch[0].result = batch[0].work(tx)
+                    return
                 for job in batch:
                     db.execute("SAVEPOINT job")
                     try:
@@ -246,9 +259,12 @@ class SqliteLedgerStore(_Reads):
                         job.error = error
                     db.execute("RELEASE job")
         except Exception as error:
-            for job in batch:
-                job.result, job.error = None, error if isinstance(error, StoreConflict) else StoreConflict(
-                    f"commit failed: {error}")
+            if len(batch) == 1:  # a lone job's own refusal, or its commit failing: its transaction rolled back
+                batch[0].result, batch[0].error = None, error
+            else:  # the shared transaction failed: nothing of the batch is committed, every job may retry
+                conflict = error if isinstance(error, StoreConflict) else StoreConflict(f"commit failed: {error}")
+                for job in batch:
+                    job.result, job.error = None, conflict
         finally:
             for job in batch:
                 job.finished = True
