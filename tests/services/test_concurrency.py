@@ -109,3 +109,46 @@ def test_the_same_key_from_many_threads_moves_money_once(platform: Platform) -> 
                     time.time() + 0.5)
     assert len(set(results)) == 1
     assert platform.credits.balance("dup").held == CREDIT
+
+
+RELEASER = """
+import json, sys, time
+from pathlib import Path
+from creditflow.bootstrap import build
+from creditflow.config import Settings
+from creditflow.domain.errors import HoldAlreadyPosted, HoldAlreadyVoided
+platform = build(Settings.from_env(runtime="local", data_dir=Path(sys.argv[1])))
+start, holds, released = float(sys.argv[2]), json.loads(sys.argv[3]), []
+while time.time() < start:
+    time.sleep(0.0005)
+for hold in holds:
+    try:
+        platform.credits.release("split", hold, key=f"release-{hold}")
+        released.append(hold)
+    except (HoldAlreadyPosted, HoldAlreadyVoided):
+        pass
+print(json.dumps(released))
+"""
+
+
+def test_settles_in_one_process_race_releases_in_another(tmp_path: Path) -> None:
+    platform = make_platform(tmp_path / "data")
+    funded(platform, "split", 100)
+    holds = [platform.credits.reserve("split", 2 * CREDIT, key=f"r{n}")["hold"] for n in range(40)]
+    start = time.time() + 1.5
+    other = subprocess.Popen([sys.executable, "-c", RELEASER, str(tmp_path / "data"), str(start), json.dumps(holds)],
+                             cwd=FUNCTIONS, stdout=subprocess.PIPE, text=True)
+    while time.time() < start:
+        time.sleep(0.0005)
+    settled = []
+    for hold in reversed(holds):
+        try:
+            platform.credits.settle("split", hold, CREDIT, key=f"settle-{hold}")
+            settled.append(hold)
+        except (HoldAlreadyPosted, HoldAlreadyVoided):
+            pass
+    released = json.loads(other.communicate(timeout=120)[0])
+    assert sorted(settled + released) == sorted(holds)
+    balance = platform.credits.balance("split")
+    assert (balance.available, balance.held) == (100 * CREDIT - len(settled) * CREDIT, 0)
+    assert platform.integrity.audit().ok
