@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
 from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.signing import Keyring, PublicKey, SigningKey
-from .ports import Clock, LedgerStore
+from .ports import Clock, LedgerStore, Realtime, TokenVerifier, WelcomeClaims
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
+from .services.mirror import BalanceMirror, LowBalancePolicy
+from .services.welcome import WelcomeBonus, WelcomePolicy
 
 
 @dataclass
@@ -23,6 +26,10 @@ class Platform:
     clock: Clock
     credits: Credits
     integrity: Integrity
+    realtime: Realtime
+    mirror: BalanceMirror
+    welcome: WelcomeBonus
+    tokens: TokenVerifier
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -49,6 +56,48 @@ def build_store(settings: Settings) -> LedgerStore:
     return SqliteLedgerStore(settings.data_dir / "ledger.sqlite3", synchronous=settings.sqlite_synchronous)
 
 
+def build_realtime(settings: Settings) -> Realtime:
+    if settings.runtime == "firebase":
+        import os
+
+        from .adapters.firebase.rtdb import RealtimeDatabase
+
+        host = os.environ.get("FIREBASE_DATABASE_EMULATOR_HOST")
+        project = os.environ.get("GCLOUD_PROJECT", "demo-creditflow")
+        url = os.environ.get("FIREBASE_DATABASE_URL") or (
+            f"http://{host}?ns={project}-default-rtdb" if host else f"https://{project}-default-rtdb.firebaseio.com")
+        return RealtimeDatabase(url)
+    from .adapters.local.tree import LocalTree
+
+    return LocalTree(settings.data_dir / "realtime.sqlite3")
+
+
+def build_claims(settings: Settings, store: LedgerStore) -> WelcomeClaims:
+    if settings.runtime == "firebase":
+        from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
+
+        return FirestoreWelcomeClaims(store.client)  # type: ignore[attr-defined]
+    from .adapters.local.welcome_claims import SqliteWelcomeClaims
+
+    return SqliteWelcomeClaims(settings.data_dir / "welcome.sqlite3")
+
+
+def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
+    """Firebase ID tokens in production and whenever the Auth emulator runs; local dev tokens otherwise."""
+    if settings.runtime == "firebase" or settings.auth_emulator_host:
+        from .adapters.firebase.auth import FirebaseTokens
+
+        return FirebaseTokens()
+    from .adapters.local.dev_tokens import DevTokens
+
+    return DevTokens(dev_token_key(key))
+
+
+def dev_token_key(key: SigningKey) -> SigningKey:
+    """Dev tokens get their own key, derived from the ledger key so that one secret is kept."""
+    return SigningKey("creditflow-dev-tokens", hashlib.sha256(b"creditflow dev tokens\n" + key.seed).digest())
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
@@ -57,6 +106,15 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     key, keyring = load_keys(settings)
     policy = LedgerPolicy(reservation_ttl=timedelta(minutes=settings.reservation_expiry_minutes),
                           max_reservation=settings.max_reservation_amount)
-    return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock,
-                    credits=Credits(store, key, clock, policy),
-                    integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch))
+    credits = Credits(store, key, clock, policy)
+    realtime = build_realtime(settings)
+    mirror = BalanceMirror(realtime, credits, clock, LowBalancePolicy(
+        settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
+    credits.after_commit.append(mirror.on_commit)
+    welcome = WelcomeBonus(credits, build_claims(settings, store), clock, WelcomePolicy(
+        settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
+        settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
+        pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
+    return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
+                    integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
+                    realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key))

@@ -24,6 +24,19 @@ class Settings:
     max_reservation_amount: int = 10_000 * MICROS_PER_CREDIT
     sqlite_synchronous: str = "NORMAL"
     sequencer_batch: int = 10_000
+    welcome_bonus_amount: int = 1000 * MICROS_PER_CREDIT
+    welcome_bonus_expiry_days: int | None = None
+    welcome_require_verified_email: bool = False
+    welcome_per_ip_limit: int = 3
+    welcome_ip_window_hours: int = 24
+    low_balance_threshold: int = 50 * MICROS_PER_CREDIT
+    low_balance_percent: int = 10  # of the last paid top-up
+    rate_limit_per_minute: int = 600
+    credit_packs: tuple[tuple[int, int, str], ...] = (
+        (100 * MICROS_PER_CREDIT, 500, "usd"), (500 * MICROS_PER_CREDIT, 2000, "usd"),
+        (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
+    payment_methods: tuple[str, ...] = ("stripe",)
+    auth_emulator_host: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -39,7 +52,22 @@ class Settings:
             "max_reservation_amount": _credits("MAX_RESERVATION_AMOUNT", "10000"),
             "sqlite_synchronous": env.get("SQLITE_SYNCHRONOUS", "NORMAL").upper(),
             "sequencer_batch": int(env.get("SEQUENCER_BATCH", "10000")),
+            "welcome_bonus_amount": _credits("WELCOME_BONUS_AMOUNT", "1000"),
+            "welcome_bonus_expiry_days": int(env["WELCOME_BONUS_EXPIRY_DAYS"]) if env.get(
+                "WELCOME_BONUS_EXPIRY_DAYS") else None,
+            "welcome_require_verified_email": env.get("WELCOME_REQUIRE_VERIFIED_EMAIL", "false").lower() in (
+                "1", "true", "yes"),
+            "welcome_per_ip_limit": int(env.get("WELCOME_PER_IP_LIMIT", "3")),
+            "welcome_ip_window_hours": int(env.get("WELCOME_IP_WINDOW_HOURS", "24")),
+            "low_balance_threshold": _credits("LOW_BALANCE_THRESHOLD", "50"),
+            "low_balance_percent": int(env.get("LOW_BALANCE_PERCENT", "10")),
+            "rate_limit_per_minute": int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
+            "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
+            "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
         }
+        if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
+            values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
+                pack.split(":") for pack in env["CREDIT_PACKS"].split(",")))
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
@@ -54,3 +82,5 @@ class Settings:
             raise ValueError("RESERVATION_EXPIRY_MINUTES must be between 1 and 10080")
         if self.max_reservation_amount <= 0:
             raise ValueError("MAX_RESERVATION_AMOUNT must be positive")
+        if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
+            raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")

@@ -127,3 +127,40 @@ class LedgerStore(Protocol):
     def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None: ...
 
     def checkpoints(self) -> list[StoredCheckpoint]: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as the identity provider vouches."""
+
+    uid: str
+    admin: bool = False
+    email: str | None = None
+    email_verified: bool = False
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Caller:
+        """The caller a bearer token names; raises `InvalidToken` when it is forged, expired or malformed."""
+
+
+class Realtime(Protocol):
+    """The realtime tree (Realtime Database, or the local tree): the mirror clients listen to."""
+
+    def set(self, path: str, value: object) -> None: ...
+
+    def set_if_newer(self, path: str, value: dict, version: int) -> bool:
+        """Write `value` (which carries `version`) unless what is stored has a version at least as new."""
+
+    def get(self, path: str) -> object: ...
+
+
+class WelcomeClaims(Protocol):
+    """Who claimed the welcome bonus from which device and network (both stored hashed)."""
+
+    def claim_device(self, device_hash: str, uid: str, at: str) -> str:
+        """Record the device for uid if no one has it; returns the uid that holds the device."""
+
+    def count_ip_claims(self, ip_hash: str, since: str) -> int: ...
+
+    def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None: ...

@@ -130,3 +130,27 @@ class StoreConflict(Exception):
 class InvalidQuery(LedgerError):
     code = "invalid-query"
     title = "Invalid query"
+
+
+class InvalidToken(LedgerError):
+    code = "invalid-token"
+    title = "Invalid or expired credentials"
+    status = 401
+
+
+class Forbidden(LedgerError):
+    code = "forbidden"
+    title = "Forbidden"
+    status = 403
+
+
+class WelcomeRefused(LedgerError):
+    code = "welcome-bonus-refused"
+    title = "Welcome bonus refused"
+    status = 409
+
+
+class RateLimited(LedgerError):
+    code = "rate-limited"
+    title = "Too many requests"
+    status = 429

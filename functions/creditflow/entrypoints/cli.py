@@ -143,6 +143,20 @@ def cmd_users_balance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev_token(args: argparse.Namespace) -> int:
+    """Print a local dev token (the local runtime accepts them when no Auth emulator runs)."""
+    from ..adapters.local.dev_tokens import DevTokens
+    from ..bootstrap import dev_token_key, load_keys
+    from ..config import Settings
+    from ..domain.accounts import user_account
+
+    user_account(args.uid)  # refuses a malformed uid
+    key, _ = load_keys(Settings.from_env(runtime="local", data_dir=Path(args.data_dir)))
+    print(DevTokens(dev_token_key(key)).issue(args.uid, admin=args.admin, email=args.email,
+                                              ttl_seconds=args.ttl))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .local_runtime import serve
 
@@ -164,6 +178,12 @@ def parser() -> argparse.ArgumentParser:
     serve = add(commands, "serve", cmd_serve, "run the local platform (embedded SQLite store)")
     serve.add_argument("--host", default=os.environ.get("CREDITFLOW_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("CREDITFLOW_PORT", "8080")))
+
+    token = add(commands, "dev-token", cmd_dev_token, "print a local dev token for a user")
+    token.add_argument("uid")
+    token.add_argument("--admin", action="store_true", help="with the admin claim")
+    token.add_argument("--email", help="the email claim (verified)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
 
     ledger = commands.add_parser("ledger", help="verify, audit and prove the ledger").add_subparsers(
         dest="ledger_command", required=True, metavar="ACTION")

@@ -33,9 +33,12 @@ def every(seconds: float, job: Callable[[], object], stop: threading.Event, name
 
 def banner(platform: Platform, url: str, data_dir: Path) -> str:
     return (f"Creditflow local runtime on {url} (data in {data_dir}, ledger key {platform.key.public.vkey})\n"
-            f"  health:      curl {url}/api/v1/health\n"
-            f"  checkpoint:  curl {url}/api/v1/ledger/checkpoint\n"
-            f"  audit:       python -m creditflow ledger audit --data-dir {data_dir}\n"
+            f"  a dev token:  TOKEN=$(cd functions && venv/bin/python -m creditflow dev-token alice "
+            f"--data-dir {data_dir})\n"
+            f"  balance:      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/credits/balance\n"
+            f"  welcome:      curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+            f"-d '{{}}' {url}/api/v1/credits/welcome-bonus\n"
+            f"  API:          {url}/api/v1/openapi.json    checkpoint: {url}/api/v1/ledger/checkpoint\n"
             "Stop with Ctrl-C.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import Changes, Clock, IdempotencyConflictRecord, LedgerStore, LedgerTransaction
 from .transactions import run_in_transaction
 
+log = logging.getLogger(__name__)
 ENTRY_KINDS = frozenset({"grant", "hold", "settle", "release", "expire"})
 MAX_HISTORY_PAGE = 200
 MAX_MEMO_ITEMS = 16
@@ -63,6 +65,15 @@ class Credits:
         self.key = key
         self.clock = clock
         self.policy = policy
+        self.after_commit: list[Callable[[UserAccount], None]] = []  # e.g. the realtime mirror
+
+    def _committed(self, account: UserAccount) -> None:
+        """Tell observers an account changed; they must not fail the command that already committed."""
+        for observer in self.after_commit:
+            try:
+                observer(account)
+            except Exception:  # the mirror heals on the next change or on sync-balance
+                log.exception("after-commit observer failed for %s", account.id)
 
     # -- accounts -------------------------------------------------------------------------------------------
 
@@ -79,7 +90,10 @@ class Credits:
             tx.write(Changes(new_accounts=[account]))
             return account
 
-        return run_in_transaction(self.store, work)
+        account = run_in_transaction(self.store, work)
+        if account.version == 0:
+            self._committed(account)
+        return account
 
     def close_account(self, uid: str) -> UserAccount:
         """Refuse new grants and holds from now on; pending holds can still be settled or released."""
@@ -182,16 +196,21 @@ class Credits:
         """Void expired holds and expire lots past their date, account by account; returns entries written."""
         written = 0
         for account_id in self.store.accounts_to_sweep(iso(self.clock.now()), limit):
-            def work(tx: LedgerTransaction, account_id: str = account_id) -> int:
+            swept: list[UserAccount] = []
+
+            def work(tx: LedgerTransaction, account_id: str = account_id, swept: list[UserAccount] = swept) -> int:
                 if tx.account(account_id) is None:
                     return 0
                 book = self._load(tx, account_id, iso(self.clock.now()))
                 entries = book.sweep()
                 if entries:
                     tx.write(self._changes(book))
+                    swept.append(book.account)
                 return len(entries)
 
             written += run_in_transaction(self.store, work)
+            if swept:
+                self._committed(swept[-1])
         return written
 
     # -- reads ----------------------------------------------------------------------------------------------
@@ -289,14 +308,19 @@ class Credits:
             changes = self._changes(book)
             changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result, book.now))
             tx.write(changes)
+            touched.append(book.account)
             return {**result, "replayed": False}
 
+        touched: list[UserAccount] = []
         try:
-            return run_in_transaction(self.store, work)
+            result = run_in_transaction(self.store, work)
         except IdempotencyConflict as conflict:
             self.store.record_conflict(IdempotencyConflictRecord(
                 scope, key, command, conflict.context.get("field", ""), iso(self.clock.now())))
             raise
+        if touched:
+            self._committed(touched[-1])
+        return result
 
 
 def encode_cursor(seq: int) -> str:

@@ -1,62 +1,78 @@
-"""The Flask application: health and the public ledger endpoints (checkpoint, consistency, keys)."""
+"""The Flask application: the REST API, its OpenAPI document, and the realtime tree as server-sent events."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 
+from ... import __version__
 from ...bootstrap import Platform
-from ...domain.errors import InvalidQuery, LedgerError
+from ...domain.errors import Forbidden, InvalidToken
+from .api import Api, RateLimiter
+from .realtime_rules import ReadRules
+from .routes import register
 
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
-    """An RFC 9457 problem document."""
-    response = jsonify({"type": f"https://creditflow.dev/problems/{code}", "title": title, "status": status,
-                        "detail": detail, **extra})
-    response.status_code = status
-    response.mimetype = PROBLEM
-    return response
+RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
+KEEP_ALIVE_SECONDS = 15.0
 
 
 def create_app(platform: Platform) -> Flask:
     app = Flask("creditflow")
-    integrity = platform.integrity
+    api = Api(app, platform.tokens, RateLimiter(platform.settings.rate_limit_per_minute), "Creditflow",
+              __version__)
+    register(api, platform)
+    document = api.openapi()
 
-    @app.errorhandler(LedgerError)
-    def ledger_error(error: LedgerError) -> Response:
-        return problem(error.status, error.code, error.title, error.detail)
+    @app.get("/api/v1/openapi.json")
+    def openapi() -> Response:
+        return jsonify(document)
 
-    @app.errorhandler(404)
-    def not_found(_: Exception) -> Response:
-        return problem(404, "not-found", "Not found", f"no route for {request.path}")
+    tree = getattr(platform.realtime, "feed", None)
+    if tree is not None:  # the local tree streams; on Firebase, clients listen to Realtime Database itself
+        rules = ReadRules.from_file(RULES_FILE)
 
-    @app.errorhandler(405)
-    def not_allowed(_: Exception) -> Response:
-        return problem(405, "method-not-allowed", "Method not allowed", f"{request.method} is not allowed here")
-
-    @app.get("/api/v1/health")
-    def health() -> Response:
-        return jsonify({"status": "ok", "runtime": platform.settings.runtime,
-                        "tree_size": platform.store.tree_size()})
-
-    @app.get("/api/v1/ledger/checkpoint")
-    def checkpoint() -> Response:
-        return Response(integrity.latest_checkpoint().note, mimetype="text/plain; charset=utf-8")
-
-    @app.get("/api/v1/ledger/consistency")
-    def consistency() -> Response:
-        try:
-            old, new = int(request.args["from"]), int(request.args["to"])
-        except (KeyError, ValueError) as error:
-            raise InvalidQuery("from and to must be checkpoint sizes (whole numbers)") from error
-        return jsonify(integrity.consistency(old, new))
-
-    @app.get("/api/v1/ledger/public-keys")
-    def public_keys() -> Response:
-        return jsonify({"origin": platform.settings.ledger_origin, "active": platform.key.public.vkey,
-                        "keys": [key.vkey for key in platform.keyring.public_keys()]})
+        @app.get("/realtime/")
+        @app.get("/realtime/<path:path>")
+        def realtime(path: str = "") -> Response:
+            return stream(platform, rules, path.removesuffix(".json"))
 
     return app
+
+
+def stream(platform: Platform, rules: ReadRules, path: str) -> Response:
+    """Realtime Database REST streaming: `put` events with {path, data}, and keep-alives."""
+    from ...adapters.local.tree import join, split
+
+    token = request.args.get("auth") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    caller = platform.tokens.verify(token) if token else None
+    segments = split(path)
+    if not rules.can_read(caller, segments):
+        raise Forbidden("the rules do not let you read " + join(segments)) if caller else InvalidToken(
+            "sign in to read " + join(segments))
+    tree = platform.realtime
+    feed = tree.feed  # type: ignore[attr-defined]
+    watched = join(segments)
+
+    def events() -> Iterator[str]:
+        seen = feed.seq
+        yield f"event: put\ndata: {json.dumps({'path': '/', 'data': tree.get(watched)})}\n\n"
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            changed = feed.wait(seen, KEEP_ALIVE_SECONDS)
+            if not changed:
+                yield "event: keep-alive\ndata: null\n\n"
+                continue
+            seen = changed[-1][0]
+            for _, where in changed:
+                if where == watched or where.startswith(watched.rstrip("/") + "/"):
+                    relative = where[len(watched.rstrip("/")):] or "/"
+                    yield f"event: put\ndata: {json.dumps({'path': relative, 'data': tree.get(where)})}\n\n"
+                elif watched.startswith(where.rstrip("/") + "/"):
+                    yield f"event: put\ndata: {json.dumps({'path': '/', 'data': tree.get(watched)})}\n\n"
+
+    return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                      "X-Accel-Buffering": "no"})

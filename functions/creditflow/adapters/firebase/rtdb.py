@@ -1,0 +1,36 @@
+"""The realtime mirror on Firebase Realtime Database (firebase_admin.db)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RealtimeDatabase:
+    def __init__(self, url: str) -> None:
+        import firebase_admin
+        from firebase_admin import db
+
+        if not firebase_admin._apps:
+            firebase_admin.initialize_app(options={"databaseURL": url})
+        self._db = db
+
+    def set(self, path: str, value: object) -> None:
+        self._db.reference(path).set(value)
+
+    def set_if_newer(self, path: str, value: dict, version: int) -> bool:
+        written = False
+
+        def update(current: Any) -> Any:
+            nonlocal written
+            if isinstance(current, dict) and isinstance(current.get("version"), int) and (
+                    current["version"] >= version):
+                written = False
+                return current
+            written = True
+            return value
+
+        self._db.reference(path).transaction(update)
+        return written
+
+    def get(self, path: str) -> Any:
+        return self._db.reference(path).get()

@@ -1,0 +1,218 @@
+"""A small route registry over Flask: auth, rate limits, Pydantic validation in and out, problem+json errors,
+and the OpenAPI 3.1 document generated from the same models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flask import Flask, Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from ...domain.errors import InvalidToken, LedgerError, RateLimited
+from ...ports import Caller, TokenVerifier
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+PROBLEM_BASE = "https://creditflow.dev/problems/"
+MAX_BODY = 64 * 1024
+Auth = Literal["none", "user", "admin"]
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
+    """An RFC 9457 problem document with a stable type per error."""
+    response = jsonify({"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail, **extra})
+    response.status_code = status
+    response.mimetype = PROBLEM
+    return response
+
+
+class RateLimiter:
+    """A token bucket per caller: `per_minute` requests a minute, bursting to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, who: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[who] = (tokens, now)
+                retry = max(1, int((1 - tokens) / self.rate + 0.999))
+                raise RateLimited(f"slow down: try again in {retry} s", retry_after=retry)
+            self._buckets[who] = (tokens - 1, now)
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    summary: str
+    auth: Auth
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    produces: str = "application/json"
+    idempotent_header: bool = False
+    errors: list[int] = field(default_factory=list)
+
+
+class Api:
+    def __init__(self, app: Flask, tokens: TokenVerifier, limiter: RateLimiter, title: str, version: str) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.limiter = limiter
+        self.title = title
+        self.version = version
+        self.operations: list[Operation] = []
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+        self._install_error_handlers()
+
+    def _install_error_handlers(self) -> None:
+        app = self.app
+
+        @app.errorhandler(LedgerError)
+        def ledger_error(error: LedgerError) -> Response:
+            extra = {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) or v is None}
+            response = problem(error.status, error.code, error.title, error.detail, **extra)
+            if isinstance(error, RateLimited):
+                response.headers["Retry-After"] = str(error.context["retry_after"])
+            if isinstance(error, InvalidToken):
+                response.headers["WWW-Authenticate"] = 'Bearer realm="creditflow"'
+            return response
+
+        @app.errorhandler(ValidationError)
+        def invalid(error: ValidationError) -> Response:
+            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+                      for e in error.errors(include_url=False)]
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            return problem(400, "invalid-request", "Invalid request", detail, errors=errors)
+
+        @app.errorhandler(HTTPException)
+        def http_error(error: HTTPException) -> Response:
+            code = (error.name or "error").lower().replace(" ", "-")
+            return problem(error.code or 500, code, error.name, error.description or error.name)
+
+        @app.errorhandler(Exception)
+        def unexpected(error: Exception) -> Response:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return problem(500, "internal", "Internal error", "something went wrong on our side; nothing was "
+                           "charged twice, and the request can be retried with the same Idempotency-Key")
+
+    def caller(self, auth: Auth) -> Caller | None:
+        if auth == "none":
+            return None
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("send Authorization: Bearer <Firebase ID token>")
+        caller = self.tokens.verify(token.strip())
+        if auth == "admin" and not caller.admin:
+            from ...domain.errors import Forbidden
+
+            raise Forbidden("this needs an admin account")
+        self.limiter.take(caller.uid)
+        return caller
+
+    def route(self, method: str, path: str, *, summary: str, auth: Auth = "user", body: type[BaseModel] | None = None,
+              query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
+              produces: str = "application/json", idempotent_header: bool = False,
+              errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
+                              list(errors))
+        self.operations.append(operation)
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            def view(**params: Any) -> Any:
+                arguments: dict[str, Any] = dict(params)
+                caller = self.caller(auth)
+                if caller is not None:
+                    arguments["caller"] = caller
+                if body is not None:
+                    arguments["body"] = self._body(body)
+                if query is not None:
+                    arguments["query"] = query.model_validate(dict(request.args.items()))
+                result = handler(**arguments)
+                if isinstance(result, BaseModel):
+                    return Response(result.model_dump_json(by_alias=True), mimetype="application/json")
+                return result
+
+            view.__name__ = handler.__name__
+            flask_path = path.replace("{", "<").replace("}", ">")
+            self.app.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
+            return handler
+
+        return register
+
+    @staticmethod
+    def _body(model: type[BaseModel]) -> BaseModel:
+        if not request.is_json:
+            from ...domain.errors import InvalidQuery
+
+            raise InvalidQuery("send a JSON body with Content-Type: application/json")
+        raw = request.get_data(cache=True)
+        return model.model_validate_json(raw or b"null")
+
+    def openapi(self) -> dict[str, Any]:
+        """OpenAPI 3.1, generated from the registered operations and their Pydantic models."""
+        schemas: dict[str, Any] = {}
+
+        def ref(model: type[BaseModel]) -> dict[str, str]:
+            schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas[name] = definition
+            schemas[model.__name__] = schema
+            return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+        problem_ref = {"content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        from .schemas import Problem
+
+        ref(Problem)
+        paths: dict[str, Any] = {}
+        for op in self.operations:
+            entry: dict[str, Any] = {"summary": op.summary, "operationId": op.path.strip("/").replace("/", "_")
+                                     .replace("{", "").replace("}", "").replace("-", "_") + "_" + op.method.lower(),
+                                     "responses": {}}
+            parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string",
+                                                                                     "maxLength": 64}}
+                          for name in _path_params(op.path)]
+            if op.query is not None:
+                for name, prop in op.query.model_json_schema()["properties"].items():
+                    parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
+            if op.idempotent_header:
+                parameters.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                                   "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}$"}})
+            if parameters:
+                entry["parameters"] = parameters
+            if op.body is not None:
+                entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
+            if op.response is not None:
+                entry["responses"]["200"] = {"description": "OK",
+                                             "content": {op.produces: {"schema": ref(op.response)}}}
+            else:
+                entry["responses"]["200"] = {"description": "OK", "content": {op.produces: {"schema":
+                                                                                             {"type": "string"}}}}
+            statuses = {400, 404, 405, 413, 415, 500, *op.errors}
+            if op.auth != "none":
+                entry["security"] = [{"bearer": []}]
+                statuses |= {401, 429} | ({403} if op.auth == "admin" else set())
+            for status in sorted(statuses):
+                entry["responses"][str(status)] = {"description": "problem", **problem_ref}
+            paths.setdefault(op.path, {})[op.method.lower()] = entry
+        return {"openapi": "3.1.0", "info": {"title": self.title, "version": self.version},
+                "paths": paths, "components": {"schemas": schemas, "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token"}}}}
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]

@@ -1,0 +1,204 @@
+"""The REST API under /api/v1: credits, identity and the public ledger endpoints, each read scoped to its caller."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Response, request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from ...bootstrap import Platform
+from ...domain.errors import InvalidIdempotencyKey
+from ...domain.timefmt import iso
+from ...ports import Caller
+from ...services.analytics import usage
+from . import schemas as s
+from .api import Api
+
+V1 = "/api/v1"
+CATEGORIES = {"chat": "usage:chat", "image": "usage:image", "vision": "usage:vision", "agent": "usage:agent"}
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, max_length=64)
+    kind: str | None = Field(default=None, max_length=64, description="comma-separated: grant,hold,settle,…")
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class SinceQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: AwareDatetime | None = None
+
+
+class ConsistencyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: int = Field(alias="from", ge=0)
+    to: int = Field(ge=0)
+
+
+def idempotency_key() -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise InvalidIdempotencyKey("this request changes money: send an Idempotency-Key header")
+    return key
+
+
+def entry_out(entry: Any) -> s.EntryOut:
+    fields = entry.fields()
+    released = fields.get("released")
+    return s.EntryOut(id=entry.id, seq=entry.seq, kind=entry.kind, at=entry.at,
+                      amount=s.Money.of(int(fields["amount"])),
+                      counterparty=fields["counterparty"], hold=fields.get("hold"), lot=fields.get("lot"),
+                      released=s.Money.of(int(released)) if released is not None else None,
+                      reason=fields.get("reason"), reference=fields.get("reference"), memo=fields.get("memo", {}),
+                      balance_after={k: s.Money.of(int(v)) for k, v in fields["balance"].items()}, hash=entry.hash)
+
+
+def register(api: Api, platform: Platform) -> None:
+    credits, integrity = platform.credits, platform.integrity
+
+    def account_of(caller: Caller) -> str:
+        account = credits.open_account(caller.uid)  # first touch opens the account
+        return account.id
+
+    @api.route("GET", f"{V1}/health", summary="Liveness and the log size", auth="none", response=s.Health)
+    def health() -> s.Health:
+        return s.Health(status="ok", runtime=platform.settings.runtime, tree_size=platform.store.tree_size())
+
+    @api.route("GET", f"{V1}/me", summary="The caller and their account", response=s.Me)
+    def me(caller: Caller) -> s.Me:
+        account = credits.open_account(caller.uid)
+        return s.Me(uid=caller.uid, email=caller.email, email_verified=caller.email_verified, admin=caller.admin,
+                    account=account.id, status=account.status)
+
+    @api.route("GET", f"{V1}/credits/balance", summary="Available and held credits, by lot", response=s.BalanceOut)
+    def balance(caller: Caller) -> s.BalanceOut:
+        account_of(caller)
+        b = credits.balance(caller.uid)
+        lots = [s.LotOut(id=lot.id, kind=lot.kind, available=s.Money.of(lot.available), held=s.Money.of(lot.held),
+                         priority=lot.priority, expires_at=lot.expires_at) for lot in b.lots]
+        return s.BalanceOut(account=b.account, available=s.Money.of(b.available), held=s.Money.of(b.held),
+                            total=s.Money.of(b.available + b.held), version=b.version, updated_at=b.updated_at,
+                            lots=lots)
+
+    @api.route("GET", f"{V1}/credits/history", summary="The caller's entries, newest first, a page at a time",
+               query=HistoryQuery, response=s.HistoryOut)
+    def history(caller: Caller, query: HistoryQuery) -> s.HistoryOut:
+        account_of(caller)
+        kinds = frozenset(k.strip() for k in query.kind.split(",") if k.strip()) if query.kind else None
+        page, cursor = credits.history(caller.uid, cursor=query.cursor, kinds=kinds, since=query.since,
+                                       until=query.until, limit=query.limit)
+        return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)
+
+    @api.route("GET", f"{V1}/credits/analytics", summary="Usage by category, model and day; hold efficiency",
+               query=SinceQuery, response=s.AnalyticsOut)
+    def analytics(caller: Caller, query: SinceQuery) -> s.AnalyticsOut:
+        account_of(caller)
+        data = usage(platform.store, caller.uid, iso(query.since) if query.since else None)
+        money = s.Money.of
+        return s.AnalyticsOut(charged=money(data["charged"]),
+                              by_category={k: money(v) for k, v in data["by_category"].items()},
+                              by_model={k: money(v) for k, v in data["by_model"].items()},
+                              by_day={k: money(v) for k, v in data["by_day"].items()},
+                              settled_holds=data["settled_holds"], released_holds=data["released_holds"],
+                              utilisation_percent=data["utilisation_percent"],
+                              average_charge=money(data["average_charge"]))
+
+    @api.route("GET", f"{V1}/credits/low-balance-check", summary="Is the balance low, and what to buy",
+               response=s.LowBalanceOut)
+    def low_balance(caller: Caller) -> s.LowBalanceOut:
+        account_of(caller)
+        return s.LowBalanceOut.model_validate(platform.mirror.check(caller.uid))
+
+    @api.route("POST", f"{V1}/credits/welcome-bonus", summary="Claim the welcome bonus once", body=s.WelcomeIn,
+               response=s.WelcomeOut, errors=(409,))
+    def welcome(caller: Caller, body: s.WelcomeIn) -> s.WelcomeOut:
+        result = platform.welcome.claim(caller, body.deviceFingerprint, request.remote_addr)
+        return s.WelcomeOut(granted=s.Money.of(result["granted"]), entry=result["entry"], lot=result["lot"],
+                            expires_at=result["expires_at"], available=s.Money.of(result["available"]))
+
+    @api.route("GET", f"{V1}/credits/verify/{{transactionId}}", summary="Signature, chain link and inclusion proof",
+               response=s.VerificationOut)
+    def verify(caller: Caller, transactionId: str) -> s.VerificationOut:
+        return s.VerificationOut.model_validate(
+            integrity.verify_entry(transactionId, None if caller.admin else caller.uid))
+
+    @api.route("GET", f"{V1}/credits/validate-chain", summary="Validate the caller's hash chain",
+               response=s.FindingsOut)
+    def validate_chain(caller: Caller) -> s.FindingsOut:
+        account = account_of(caller)
+        findings = integrity.validate_chains(caller.uid)
+        return s.FindingsOut(ok=not findings, account=account, findings=[f.to_dict() for f in findings])
+
+    @api.route("GET", f"{V1}/credits/audit", summary="Audit: the whole ledger for admins, the caller's account else",
+               response=s.AuditOut)
+    def audit(caller: Caller) -> s.AuditOut:
+        if not caller.admin:
+            account_of(caller)
+        return s.AuditOut.model_validate(integrity.audit(None if caller.admin else caller.uid).to_dict())
+
+    @api.route("POST", f"{V1}/credits/sync-balance", summary="Rewrite the realtime mirror from the ledger",
+               response=s.MirrorOut)
+    def sync_balance(caller: Caller) -> s.MirrorOut:
+        account_of(caller)
+        return s.MirrorOut.model_validate(platform.mirror.publish(caller.uid))
+
+    @api.route("POST", f"{V1}/credits/reserve", summary="Hold credits for a piece of work", body=s.ReserveIn,
+               response=s.ReservationOut, idempotent_header=True, errors=(402, 409))
+    def reserve(caller: Caller, body: s.ReserveIn) -> s.ReservationOut:
+        key = idempotency_key()
+        account_of(caller)
+        ttl = timedelta(seconds=body.ttlSeconds) if body.ttlSeconds else None
+        result = credits.reserve(caller.uid, body.micros(), key=key, target=CATEGORIES[body.category], ttl=ttl,
+                                 memo=body.memo)
+        return s.ReservationOut(reservationId=result["hold"], entry=result["entry"],
+                                amount=s.Money.of(result["amount"]), category=body.category,
+                                expires_at=result["expires_at"], available=s.Money.of(result["available"]),
+                                held=s.Money.of(result["held"]), replayed=result["replayed"])
+
+    @api.route("POST", f"{V1}/credits/release-reservation", summary="Release a hold; nothing is charged",
+               body=s.ReleaseIn, response=s.ReleaseOut, idempotent_header=True, errors=(409,))
+    def release(caller: Caller, body: s.ReleaseIn) -> s.ReleaseOut:
+        key = idempotency_key()
+        account_of(caller)
+        result = credits.release(caller.uid, body.reservationId, key=key)
+        return s.ReleaseOut(reservationId=body.reservationId, entry=result["entry"],
+                            released=s.Money.of(result["released"]), available=s.Money.of(result["available"]),
+                            held=s.Money.of(result["held"]), replayed=result["replayed"])
+
+    @api.route("POST", f"{V1}/credits/check-insufficient", summary="Would this amount fit? If not, what to buy",
+               body=s.CheckInsufficientIn, response=s.InsufficientOut)
+    def check_insufficient(caller: Caller, body: s.CheckInsufficientIn) -> s.InsufficientOut:
+        account_of(caller)
+        required = body.micros()
+        available = credits.balance(caller.uid).available
+        shortfall = max(0, required - available)
+        packs = [{"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur}}
+                 for c, p, cur in platform.settings.credit_packs if shortfall == 0 or c >= shortfall] or [
+            {"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur}}
+            for c, p, cur in platform.settings.credit_packs[-1:]]
+        return s.InsufficientOut(sufficient=shortfall == 0, required=s.Money.of(required),
+                                 available=s.Money.of(available), shortfall=s.Money.of(shortfall),
+                                 packs=packs if shortfall else [],
+                                 payment_methods=list(platform.settings.payment_methods))
+
+    @api.route("GET", f"{V1}/ledger/checkpoint", summary="The latest signed checkpoint (C2SP signed note)",
+               auth="none", produces="text/plain")
+    def checkpoint() -> Response:
+        return Response(integrity.latest_checkpoint().note, mimetype="text/plain")
+
+    @api.route("GET", f"{V1}/ledger/consistency", summary="Consistency proof between two checkpoints",
+               auth="none", query=ConsistencyQuery, response=s.ConsistencyOut)
+    def consistency(query: ConsistencyQuery) -> s.ConsistencyOut:
+        return s.ConsistencyOut.model_validate(integrity.consistency(query.from_, query.to))
+
+    @api.route("GET", f"{V1}/ledger/public-keys", summary="The keys that verify entries and checkpoints",
+               auth="none", response=s.PublicKeysOut)
+    def public_keys() -> s.PublicKeysOut:
+        return s.PublicKeysOut(origin=platform.settings.ledger_origin, active=platform.key.public.vkey,
+                               keys=[key.vkey for key in platform.keyring.public_keys()])
+

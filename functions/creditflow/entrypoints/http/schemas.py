@@ -1,0 +1,233 @@
+"""Pydantic v2 models of every request and response body of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ...domain.money import format_credits, parse_credits
+
+
+class Strict(BaseModel):
+    """Requests refuse fields they do not know and values of the wrong type."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Money(BaseModel):
+    credits: str = Field(description="decimal credits, exact", examples=["12.5"])
+    micros: int = Field(description="integer micro-credits (1 credit = 1,000,000)", examples=[12_500_000])
+
+    @classmethod
+    def of(cls, micros: int) -> Money:
+        return cls(credits=format_credits(micros), micros=micros)
+
+
+class AmountIn(Strict):
+    """An amount as decimal credits (`amount`) or integer micro-credits (`amountMicros`), exactly one of them."""
+
+    amount: str | None = Field(default=None, max_length=32, examples=["2.5"])
+    amountMicros: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def one_amount(self) -> AmountIn:
+        if (self.amount is None) == (self.amountMicros is None):
+            raise ValueError("give exactly one of amount (decimal credits) or amountMicros (integer)")
+        return self
+
+    def micros(self) -> int:
+        return self.amountMicros if self.amountMicros is not None else parse_credits(self.amount or "")
+
+
+class ReserveIn(AmountIn):
+    category: Literal["chat", "image", "vision", "agent"] = "chat"
+    ttlSeconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    memo: dict[str, str] | None = Field(default=None, max_length=16)
+
+
+class ReleaseIn(Strict):
+    reservationId: str = Field(min_length=1, max_length=64)
+
+
+class CheckInsufficientIn(AmountIn):
+    pass
+
+
+class WelcomeIn(Strict):
+    deviceFingerprint: str | None = Field(default=None, min_length=8, max_length=512)
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    runtime: str
+    tree_size: int
+
+
+class Me(BaseModel):
+    uid: str
+    email: str | None
+    email_verified: bool
+    admin: bool
+    account: str
+    status: str
+
+
+class LotOut(BaseModel):
+    id: str
+    kind: str
+    available: Money
+    held: Money
+    priority: int
+    expires_at: str | None
+
+
+class BalanceOut(BaseModel):
+    account: str
+    available: Money
+    held: Money
+    total: Money
+    version: int
+    updated_at: str
+    lots: list[LotOut]
+
+
+class EntryOut(BaseModel):
+    id: str
+    seq: int
+    kind: str
+    at: str
+    amount: Money
+    counterparty: str
+    hold: str | None = None
+    lot: str | None = None
+    released: Money | None = None
+    reason: str | None = None
+    reference: str | None = None
+    memo: dict[str, str] = {}
+    balance_after: dict[str, Money]
+    hash: str
+
+
+class HistoryOut(BaseModel):
+    entries: list[EntryOut]
+    next_cursor: str | None
+
+
+class ReservationOut(BaseModel):
+    reservationId: str
+    entry: str
+    amount: Money
+    category: str
+    expires_at: str
+    available: Money
+    held: Money
+    replayed: bool
+
+
+class ReleaseOut(BaseModel):
+    reservationId: str
+    entry: str
+    released: Money
+    available: Money
+    held: Money
+    replayed: bool
+
+
+class WelcomeOut(BaseModel):
+    granted: Money
+    entry: str
+    lot: str
+    expires_at: str | None
+    available: Money
+
+
+class LowBalanceOut(BaseModel):
+    status: Literal["ok", "low", "empty"]
+    available: Money
+    threshold: Money
+    recommendations: list[str]
+    packs: list[dict[str, Any]]
+
+
+class InsufficientOut(BaseModel):
+    sufficient: bool
+    required: Money
+    available: Money
+    shortfall: Money
+    packs: list[dict[str, Any]]
+    payment_methods: list[str]
+
+
+class AnalyticsOut(BaseModel):
+    charged: Money
+    by_category: dict[str, Money]
+    by_model: dict[str, Money]
+    by_day: dict[str, Money]
+    settled_holds: int
+    released_holds: int
+    utilisation_percent: float | None
+    average_charge: Money
+
+
+class VerificationOut(BaseModel):
+    ok: bool
+    entry: dict[str, Any]
+    previous_entry: str | None
+    signature_ok: bool
+    chain_ok: bool
+    included: bool
+    leaf_index: int
+    tree_size: int
+    inclusion_proof: list[str]
+    checkpoint: str
+    findings: list[dict[str, str]]
+
+
+class FindingsOut(BaseModel):
+    ok: bool
+    account: str
+    findings: list[dict[str, str]]
+
+
+class AuditOut(BaseModel):
+    ok: bool
+    scope: str
+    accounts: int
+    entries: int
+    tree_size: int
+    checkpoint_size: int | None
+    totals: dict[str, int]
+    findings: list[dict[str, str]]
+    idempotency_conflicts: list[dict[str, str]]
+
+
+class MirrorOut(BaseModel):
+    available: int
+    held: int
+    version: int
+    updatedAt: str
+
+
+class ConsistencyOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from")
+    to: int
+    from_root: str
+    to_root: str
+    proof: list[str]
+    consistent: bool
+
+
+class PublicKeysOut(BaseModel):
+    origin: str
+    active: str
+    keys: list[str]

@@ -1,0 +1,35 @@
+"""Usage analytics from a user's own entries: by category, model and day, and how well holds were sized."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..domain.accounts import user_account
+from ..ports import LedgerStore
+
+
+def usage(store: LedgerStore, uid: str, since: str | None = None) -> dict[str, Any]:
+    by_category: dict[str, int] = defaultdict(int)
+    by_model: dict[str, int] = defaultdict(int)
+    by_day: dict[str, int] = defaultdict(int)
+    charged = reserved = settles = releases = 0
+    for entry in store.chain(user_account(uid)):
+        if since is not None and entry.at < since:
+            continue
+        if entry.kind == "settle":
+            fields = entry.fields()
+            amount = int(fields["amount"])
+            charged += amount
+            reserved += amount + int(fields["released"])
+            settles += 1
+            by_category[fields["counterparty"].removeprefix("usage:")] += amount
+            by_model[fields.get("memo", {}).get("model", "unknown")] += amount
+            by_day[entry.at[:10]] += amount
+        elif entry.kind == "release":
+            releases += 1
+    return {"charged": charged, "by_category": dict(by_category), "by_model": dict(by_model),
+            "by_day": dict(sorted(by_day.items())), "settled_holds": settles, "released_holds": releases,
+            "reserved_for_settled": reserved,
+            "utilisation_percent": round(100 * charged / reserved, 1) if reserved else None,
+            "average_charge": charged // settles if settles else 0}

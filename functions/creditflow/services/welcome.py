@@ -1,0 +1,66 @@
+"""The welcome bonus: once per user, once per device, a few per network, optionally only for verified emails."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ..domain.errors import WelcomeRefused
+from ..domain.timefmt import iso
+from ..ports import Caller, Clock, WelcomeClaims
+from .credits import Credits
+
+
+@dataclass(frozen=True)
+class WelcomePolicy:
+    amount: int
+    expiry_days: int | None
+    require_verified_email: bool
+    per_ip_limit: int
+    ip_window: timedelta
+
+
+class WelcomeBonus:
+    def __init__(self, credits: Credits, claims: WelcomeClaims, clock: Clock, policy: WelcomePolicy,
+                 pepper: bytes) -> None:
+        self.credits = credits
+        self.claims = claims
+        self.clock = clock
+        self.policy = policy
+        self._pepper = pepper
+
+    def _hash(self, kind: str, value: str) -> str:
+        return hmac.new(self._pepper, f"{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
+
+    def claim(self, caller: Caller, device: str | None = None, ip: str | None = None) -> dict[str, Any]:
+        policy, uid, now = self.policy, caller.uid, self.clock.now()
+        if policy.amount <= 0:
+            raise WelcomeRefused("there is no welcome bonus on this platform", reason="disabled")
+        if policy.require_verified_email and not caller.email_verified:
+            raise WelcomeRefused("verify your email address to receive the welcome bonus",
+                                 reason="email-not-verified")
+        account = self.credits.open_account(uid)
+        key = f"welcome:{uid}"
+        if self.credits.store.run(lambda tx: tx.idempotency("issuance:welcome", key)) is not None:
+            raise WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
+        if device:
+            holder = self.claims.claim_device(self._hash("device", device), uid, iso(now))
+            if holder != uid:
+                raise WelcomeRefused("this device already received a welcome bonus", reason="device-used")
+        if ip:
+            ip_hash = self._hash("ip", ip)
+            if self.claims.count_ip_claims(ip_hash, iso(now - policy.ip_window)) >= policy.per_ip_limit:
+                raise WelcomeRefused("too many welcome bonuses were claimed from your network recently; try later",
+                                     reason="network-limit")
+        expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
+        result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional", key=key,
+                                    expires_at=expires)
+        if result["replayed"]:  # a concurrent claim won the race
+            raise WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
+        if ip:
+            self.claims.record_ip_claim(ip_hash, uid, iso(now))
+        return {"granted": policy.amount, "entry": result["entry"], "lot": result["lot"], "account": account.id,
+                "expires_at": iso(expires) if expires else None, "available": result["available"]}
