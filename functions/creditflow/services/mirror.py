@@ -59,16 +59,17 @@ class BalanceMirror:
                 "recommendations": advice, "packs": packs if status != "ok" else []}
 
     def _notice_low_balance(self, uid: str, available: int) -> None:
-        """One notification per crossing below the threshold; rising above it re-arms."""
+        """One notification each time the balance falls from at-or-above the threshold to below it (a new,
+        empty account has not crossed anything)."""
         state_path = f"/notificationState/{uid}"
-        state = self.realtime.get(state_path) or {}
-        below = isinstance(state, dict) and state.get("lowBalance") is True
+        state = self.realtime.get(state_path)
+        armed = isinstance(state, dict) and state.get("armed") is True
         threshold = self.threshold(uid)
-        if available < threshold and not below:
+        if available >= threshold and not armed:
+            self.realtime.set(state_path, {"armed": True})
+        elif available < threshold and armed:
+            self.realtime.set(state_path, {"armed": False})
             self.realtime.set(f"/notifications/{uid}/{new_id('n')}", {
                 "type": "low_balance", "available": available, "threshold": threshold,
                 "message": f"Your balance is {format_credits(available)} credits, below "
                            f"{format_credits(threshold)}.", "createdAt": iso(self.clock.now()), "read": False})
-            self.realtime.set(state_path, {"lowBalance": True})
-        elif available >= threshold and below:
-            self.realtime.set(state_path, {"lowBalance": False})

@@ -186,6 +186,17 @@ def register(api: Api, platform: Platform) -> None:
                                  packs=packs if shortfall else [],
                                  payment_methods=list(platform.settings.payment_methods))
 
+    @api.route("POST", f"{V1}/admin/grants", summary="Grant credits to a user (admins only)", auth="admin",
+               body=s.AdminGrantIn, response=s.GrantOut, idempotent_header=True, errors=(403, 404, 409))
+    def admin_grant(caller: Caller, body: s.AdminGrantIn) -> s.GrantOut:
+        key = idempotency_key()
+        amount = body.micros()
+        account = credits.open_account(body.uid).id
+        result = credits.grant(body.uid, amount, source="admin", lot_kind=body.kind, key=key,
+                               expires_at=body.expiresAt, reference=body.reference, memo={"by": caller.uid})
+        return s.GrantOut(account=account, entry=result["entry"], lot=result["lot"], granted=s.Money.of(amount),
+                          available=s.Money.of(result["available"]), replayed=result["replayed"])
+
     @api.route("GET", f"{V1}/ledger/checkpoint", summary="The latest signed checkpoint (C2SP signed note)",
                auth="none", produces="text/plain")
     def checkpoint() -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ...domain.money import format_credits, parse_credits
 
@@ -56,6 +56,22 @@ class CheckInsufficientIn(AmountIn):
 
 class WelcomeIn(Strict):
     deviceFingerprint: str | None = Field(default=None, min_length=8, max_length=512)
+
+
+class AdminGrantIn(AmountIn):
+    uid: str = Field(min_length=1, max_length=128)
+    kind: Literal["promotional", "paid"] = "promotional"
+    expiresAt: AwareDatetime | None = None
+    reference: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class GrantOut(BaseModel):
+    account: str
+    entry: str
+    lot: str
+    granted: Money
+    available: Money
+    replayed: bool
 
 
 class Problem(BaseModel):

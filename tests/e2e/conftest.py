@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import LocalServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    running = LocalServer(tmp_path_factory.mktemp("api") / "data", RATE_LIMIT_PER_MINUTE="100000",
+                          WELCOME_PER_IP_LIMIT="1000")
+    yield running
+    running.stop()
+
+
+def ledger_digest(data: Path) -> str:
+    """Every ledger row but the record of refused idempotency keys (kept on purpose)."""
+    import hashlib
+    import sqlite3
+
+    digest = hashlib.sha256()
+    with sqlite3.connect(data / "ledger.sqlite3") as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name != "
+                                   "'idempotency_conflicts' ORDER BY name"):
+            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1"):
+                digest.update(repr((table, row)).encode())
+    return digest.hexdigest()

@@ -1,0 +1,248 @@
+"""The credits API over real HTTP against a started local runtime."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.e2e.conftest import ledger_digest
+from tests.e2e.server import LocalServer
+
+CREDIT = 1_000_000
+
+
+def funded(server: LocalServer, uid: str, credits: str) -> str:
+    admin = server.token("root", admin=True)
+    reply = server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": credits, "kind": "paid"},
+                        token=admin, headers={"Idempotency-Key": f"fund-{uid}-{credits}"})
+    assert reply.status == 200, reply.body
+    return server.token(uid)
+
+
+def test_reserve_release_balance_and_history(server: LocalServer) -> None:
+    token = funded(server, "hana", "10")
+    reserve = server.call("POST", "/api/v1/credits/reserve", {"amountMicros": 2_500_000, "category": "image"},
+                          token=token, headers={"Idempotency-Key": "h-r1"})
+    assert reserve.status == 200 and reserve.json["amount"] == {"credits": "2.5", "micros": 2_500_000}
+    balance = server.call("GET", "/api/v1/credits/balance", token=token).json
+    assert balance["available"]["credits"] == "7.5" and balance["held"]["micros"] == 2_500_000
+    release = server.call("POST", "/api/v1/credits/release-reservation",
+                          {"reservationId": reserve.json["reservationId"]}, token=token,
+                          headers={"Idempotency-Key": "h-x1"})
+    assert release.status == 200 and release.json["released"]["credits"] == "2.5"
+    history = server.call("GET", "/api/v1/credits/history?limit=2", token=token).json
+    assert [e["kind"] for e in history["entries"]] == ["release", "hold"] and history["next_cursor"]
+    rest = server.call("GET", f"/api/v1/credits/history?cursor={history['next_cursor']}", token=token).json
+    assert [e["kind"] for e in rest["entries"]] == ["grant"] and rest["next_cursor"] is None
+    grants = server.call("GET", "/api/v1/credits/history?kind=grant", token=token).json["entries"]
+    assert grants[0]["amount"]["credits"] == "10" and grants[0]["balance_after"]["available"]["credits"] == "10"
+
+
+def test_idempotency_key_semantics(server: LocalServer) -> None:
+    token = funded(server, "ivan", "10")
+    body = {"amount": "1", "category": "chat"}
+    first = server.call("POST", "/api/v1/credits/reserve", body, token=token, headers={"Idempotency-Key": "i-1"})
+    again = server.call("POST", "/api/v1/credits/reserve", body, token=token, headers={"Idempotency-Key": "i-1"})
+    assert again.json["reservationId"] == first.json["reservationId"] and again.json["replayed"] is True
+    changed = server.call("POST", "/api/v1/credits/reserve", {**body, "amount": "2"}, token=token,
+                          headers={"Idempotency-Key": "i-1"})
+    assert changed.status == 409 and changed.json["field"] == "amount"
+    missing = server.call("POST", "/api/v1/credits/reserve", body, token=token)
+    assert missing.status == 400 and missing.json["type"].endswith("/invalid-idempotency-key")
+    assert server.call("GET", "/api/v1/credits/balance", token=token).json["held"]["credits"] == "1"
+
+
+def test_insufficient_credits_come_with_payment_options(server: LocalServer) -> None:
+    token = funded(server, "jill", "3")
+    refused = server.call("POST", "/api/v1/credits/reserve", {"amount": "5"}, token=token,
+                          headers={"Idempotency-Key": "j-1"})
+    assert refused.status == 402 and refused.json["shortfall"] == 2 * CREDIT
+    check = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "5"}, token=token).json
+    assert check["sufficient"] is False and check["shortfall"]["credits"] == "2"
+    assert check["packs"] and check["payment_methods"] == ["stripe"]
+    fits = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "1"}, token=token).json
+    assert fits["sufficient"] is True and fits["packs"] == []
+    low = server.call("GET", "/api/v1/credits/low-balance-check", token=token).json
+    assert low["status"] == "low" and low["threshold"]["credits"] == "50"
+
+
+def test_no_user_sees_or_moves_another_users_credits(server: LocalServer) -> None:
+    alice, mallory = funded(server, "alice", "10"), funded(server, "mallory", "1")
+    hold = server.call("POST", "/api/v1/credits/reserve", {"amount": "3"}, token=alice,
+                       headers={"Idempotency-Key": "a-1"}).json
+    stolen = server.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]},
+                         token=mallory, headers={"Idempotency-Key": "m-1"})
+    assert stolen.status == 404
+    assert server.call("GET", f"/api/v1/credits/verify/{hold['entry']}", token=mallory).status == 404
+    assert server.call("GET", f"/api/v1/credits/verify/{hold['entry']}", token=alice).json["ok"] is True
+    own = server.call("GET", "/api/v1/credits/audit", token=mallory).json
+    assert own["scope"] == "user:mallory" and own["accounts"] == 1
+    history = server.call("GET", "/api/v1/credits/history", token=mallory).json["entries"]
+    assert all(e["hold"] != hold["reservationId"] for e in history)
+    assert server.call("GET", "/api/v1/credits/balance", token=alice).json["held"]["credits"] == "3"
+    forged = server.call("POST", "/api/v1/admin/grants", {"uid": "mallory", "amount": "1000"}, token=mallory,
+                         headers={"Idempotency-Key": "m-2"})
+    assert forged.status == 403 and forged.content_type == "application/problem+json"
+    whole = server.call("GET", "/api/v1/credits/audit", token=server.token("root", admin=True)).json
+    assert whole["scope"] == "ledger" and whole["ok"] is True
+
+
+def test_two_hundred_concurrent_reserves_against_twenty(server: LocalServer) -> None:
+    token = funded(server, "rush", "20")
+
+    def reserve(n: int) -> int:
+        return server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token,
+                           headers={"Idempotency-Key": f"rush-{n}"}).status
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(reserve, range(200)))
+    assert statuses.count(200) == 20 and statuses.count(402) == 180
+    balance = server.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (0, 20 * CREDIT)
+
+
+def test_welcome_bonus_once_per_user_and_device(server: LocalServer) -> None:
+    tokens = [server.token(f"new{n}") for n in range(3)]
+
+    def claim(token: str) -> int:
+        return server.call("POST", "/api/v1/credits/welcome-bonus", {"deviceFingerprint": "same-device-xyz"},
+                           token=token).status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(claim, [tokens[0]] * 8))
+    assert statuses.count(200) == 1 and statuses.count(409) == 7
+    again = server.call("POST", "/api/v1/credits/welcome-bonus", {}, token=tokens[0])
+    assert again.status == 409 and again.json["reason"] == "already-claimed"
+    reused = server.call("POST", "/api/v1/credits/welcome-bonus", {"deviceFingerprint": "same-device-xyz"},
+                         token=tokens[1])
+    assert reused.status == 409 and reused.json["reason"] == "device-used"
+    fresh = server.call("POST", "/api/v1/credits/welcome-bonus", {"deviceFingerprint": "another-device"},
+                        token=tokens[2])
+    assert fresh.status == 200 and fresh.json["granted"]["credits"] == "1000"
+    balance = server.call("GET", "/api/v1/credits/balance", token=tokens[0]).json
+    assert balance["available"]["credits"] == "1000" and balance["lots"][0]["kind"] == "promotional"
+
+
+def test_the_realtime_mirror_streams_balances_to_their_owner_only(server: LocalServer) -> None:
+    import urllib.error
+    import urllib.request
+
+    token = funded(server, "sse", "5")
+    stream = urllib.request.urlopen(f"{server.url}/realtime/balances/sse?auth={token}", timeout=10)
+    assert stream.readline() == b"event: put\n"
+    first = stream.readline()
+    assert b'"available": 5000000' in first
+    server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "s-1"})
+    seen = b""
+    deadline = time.monotonic() + 10
+    while b'"available": 4000000' not in seen and time.monotonic() < deadline:
+        seen += stream.readline()
+    assert b'"held": 1000000' in seen
+    stream.close()
+    for path, expected in (("/realtime/balances/sse", 401), (f"/realtime/balances/other?auth={token}", 403),
+                           (f"/realtime/requests?auth={token}", 403)):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + path, timeout=10)
+        assert refused.value.code == expected
+
+
+def test_low_balance_notifies_once_per_crossing(server: LocalServer) -> None:
+    import json
+    import urllib.request
+
+    token = funded(server, "lowa", "60")
+    server.call("POST", "/api/v1/credits/reserve", {"amount": "15"}, token=token, headers={"Idempotency-Key": "l-1"})
+    server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "l-2"})
+    stream = urllib.request.urlopen(f"{server.url}/realtime/notifications/lowa?auth={token}", timeout=10)
+    stream.readline()
+    notices = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
+    stream.close()
+    assert [n["type"] for n in notices.values()] == ["low_balance"]
+
+
+BAD = [
+    ("POST", "/api/v1/credits/reserve", b"{not json", 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": 5}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "5", "extra": 1}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "-5"}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "0.0000001"}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "99999999999999"}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amountMicros": 1.5}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amountMicros": 99999999999999999999}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amountMicros": 0}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "1", "amountMicros": 1}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "1", "category": "food"}', 400),
+    ("POST", "/api/v1/credits/reserve", b'{"amount": "20000"}', 400),
+    ("POST", "/api/v1/credits/reserve", b"[]", 400),
+    ("POST", "/api/v1/credits/reserve", b"x" * 70_000, 413),
+    ("POST", "/api/v1/credits/release-reservation", b'{"reservationId": "hold_nope"}', 404),
+    ("POST", "/api/v1/credits/release-reservation", b'{"reservationId": 7}', 400),
+    ("GET", "/api/v1/credits/history?cursor=!!!", None, 400),
+    ("GET", "/api/v1/credits/history?limit=100000", None, 400),
+    ("GET", "/api/v1/credits/history?kind=steal", None, 400),
+    ("GET", "/api/v1/credits/history?since=yesterday", None, 400),
+    ("GET", "/api/v1/credits/history?bogus=1", None, 400),
+    ("GET", "/api/v1/credits/verify/tx_nope", None, 404),
+    ("PUT", "/api/v1/credits/balance", None, 405),
+    ("GET", "/api/v1/nowhere", None, 404),
+]
+
+
+def test_bad_input_gets_problem_json_and_changes_nothing(server: LocalServer) -> None:
+    token = funded(server, "badger", "10")
+    server.call("GET", "/api/v1/credits/balance", token=token)
+    before = ledger_digest(server.data)
+    for method, path, raw, status in BAD:
+        reply = server.call(method, path, token=token, raw=raw, headers={"Idempotency-Key": "bad-1"})
+        assert (reply.status, reply.content_type) == (status, "application/problem+json"), (path, raw, reply.body)
+        assert reply.json["status"] == status and reply.json["detail"]
+    assert ledger_digest(server.data) == before
+
+
+@pytest.mark.parametrize("credentials", [
+    None, "Bearer", "Bearer not-a-token", "Basic dXNlcjpwYXNz",
+    "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+])
+def test_missing_or_forged_tokens_are_refused(server: LocalServer, credentials: str | None) -> None:
+    headers = {"Authorization": credentials} if credentials else {}
+    reply = server.call("GET", "/api/v1/credits/balance", headers=headers)
+    assert reply.status == 401 and reply.content_type == "application/problem+json"
+    assert reply.headers.get("WWW-Authenticate", "").startswith("Bearer")
+
+
+def test_expired_tokens_and_tokens_from_another_key_are_refused(server: LocalServer, tmp_path) -> None:
+    expired = server.token("late", ttl_seconds=-10)
+    assert server.call("GET", "/api/v1/me", token=expired).status == 401
+    other = LocalServer.__new__(LocalServer)
+    other.data, other._tokens = tmp_path / "elsewhere", None
+    from creditflow.bootstrap import build
+    from creditflow.config import Settings
+
+    build(Settings.from_env(runtime="local", data_dir=other.data))
+    assert server.call("GET", "/api/v1/me", token=other.token("intruder")).status == 401
+
+
+def test_rate_limits_answer_429_with_retry_after(tmp_path) -> None:
+    limited = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="5")
+    try:
+        token = limited.token("busy")
+        statuses = [limited.call("GET", "/api/v1/me", token=token) for _ in range(7)]
+        assert [r.status for r in statuses].count(429) == 2
+        assert int(statuses[-1].headers["Retry-After"]) >= 1
+        assert limited.call("GET", "/api/v1/me", token=limited.token("other")).status == 200
+    finally:
+        limited.stop()
+
+
+def test_openapi_describes_every_route(server: LocalServer) -> None:
+    document = server.call("GET", "/api/v1/openapi.json").json
+    assert document["openapi"] == "3.1.0"
+    for path in ("/api/v1/credits/balance", "/api/v1/credits/history", "/api/v1/credits/analytics",
+                 "/api/v1/credits/low-balance-check", "/api/v1/credits/welcome-bonus",
+                 "/api/v1/credits/verify/{transactionId}", "/api/v1/credits/validate-chain", "/api/v1/credits/audit",
+                 "/api/v1/credits/sync-balance", "/api/v1/credits/reserve", "/api/v1/credits/release-reservation",
+                 "/api/v1/credits/check-insufficient", "/api/v1/me", "/api/v1/ledger/checkpoint",
+                 "/api/v1/ledger/consistency", "/api/v1/ledger/public-keys", "/api/v1/health"):
+        assert path in document["paths"], path
