@@ -1,0 +1,79 @@
+"""Security rules: database.rules.json evaluated offline by targaryen; firestore.rules checked for shape
+(and by the Firestore emulator when it runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGARYEN = ROOT / "tools" / "node_modules" / ".bin" / "targaryen"
+SPEC = Path(__file__).with_name("database.rules.spec.json")
+
+
+def targaryen(rules: Path) -> subprocess.CompletedProcess[str]:
+    if not TARGARYEN.exists() or not shutil.which("node"):
+        pytest.skip("targaryen is not installed (make installs it under tools/)")
+    return subprocess.run([str(TARGARYEN), str(rules), str(SPEC)], capture_output=True, text=True, timeout=120)
+
+
+def test_database_rules_pass_every_case() -> None:
+    result = targaryen(ROOT / "database.rules.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"0 failures in (\d+) tests", result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize("loosen", [
+    lambda rules: rules["rules"]["balances"]["$uid"].update({".write": "auth != null"}),
+    lambda rules: rules["rules"]["tasks"]["$uid"].update({".read": "auth != null"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].update(
+        {".write": "auth != null && auth.uid === $uid"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].pop("$other"),
+])
+def test_the_cases_catch_a_loosened_rule(tmp_path: Path, loosen) -> None:
+    rules = json.loads((ROOT / "database.rules.json").read_text())
+    loosen(rules)
+    weaker = tmp_path / "rules.json"
+    weaker.write_text(json.dumps(rules))
+    assert targaryen(weaker).returncode != 0
+
+
+def test_firestore_rules_let_no_client_write_anything() -> None:
+    text = (ROOT / "firestore.rules").read_text()
+    assert text.startswith("rules_version = '2';")
+    allows = re.findall(r"allow ([a-z, ]+): if ([^;]+);", text)
+    assert allows, "no allow statements found"
+    for operations, condition in allows:
+        if "write" in operations or "create" in operations or "update" in operations or "delete" in operations:
+            assert condition.strip() == "false", f"clients may {operations} when {condition}"
+    assert re.search(r"match /\{document=\*\*\} \{ allow read, write: if false; \}", text)
+    reads = dict((op, cond) for op, cond in allows if op.strip() == "read")
+    assert all("request.auth" in cond or cond.strip() == "false" for cond in reads.values())
+
+
+@pytest.mark.skipif(not os.environ.get("FIRESTORE_EMULATOR_HOST"),
+                    reason="FIRESTORE_EMULATOR_HOST is not set: Google's Firestore emulator (which evaluates "
+                           "firestore.rules) needs a Java jar that cannot be downloaded here")
+def test_firestore_rules_in_the_emulator() -> None:
+    import urllib.request
+
+    host = os.environ["FIRESTORE_EMULATOR_HOST"]
+    project = "demo-creditflow-rules"
+    put = urllib.request.Request(f"http://{host}/emulator/v1/projects/{project}:securityRules", method="PUT",
+                                 data=json.dumps({"rules": {"files": [{"name": "firestore.rules", "content": (
+                                     ROOT / "firestore.rules").read_text()}]}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(put, timeout=30)
+    write = urllib.request.Request(
+        f"http://{host}/v1/projects/{project}/databases/(default)/documents/accounts?documentId=user:x",
+        method="POST", data=json.dumps({"fields": {"available": {"integerValue": "999"}}}).encode(),
+        headers={"Content-Type": "application/json"})  # an unauthenticated client
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(write, timeout=30)
+    assert refused.value.code == 403
