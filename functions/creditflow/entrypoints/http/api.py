@@ -4,6 +4,7 @@ and the OpenAPI 3.1 document generated from the same models."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -101,7 +102,11 @@ class Api:
         @app.errorhandler(HTTPException)
         def http_error(error: HTTPException) -> Response:
             code = (error.name or "error").lower().replace(" ", "-")
-            return problem(error.code or 500, code, error.name, error.description or error.name)
+            response = problem(error.code or 500, code, error.name, error.description or error.name)
+            for name, value in error.get_headers():
+                if name.lower() != "content-type":  # e.g. Allow on 405
+                    response.headers[name] = value
+            return response
 
         @app.errorhandler(Exception)
         def unexpected(error: Exception) -> Response:
@@ -141,7 +146,7 @@ class Api:
                 if body is not None:
                     arguments["body"] = self._body(body)
                 if query is not None:
-                    arguments["query"] = query.model_validate(dict(request.args.items()))
+                    arguments["query"] = self._query(query)
                 result = handler(**arguments)
                 if isinstance(result, BaseModel):
                     return Response(result.model_dump_json(by_alias=True), mimetype="application/json")
@@ -153,6 +158,18 @@ class Api:
             return handler
 
         return register
+
+    @staticmethod
+    def _query(model: type[BaseModel]) -> BaseModel:
+        """Query strings, validated against the model; integers must be written as integers ("5", not "5.0")."""
+        properties = model.model_json_schema()["properties"]
+        values = dict(request.args.items())
+        for name, value in values.items():
+            if properties.get(name, {}).get("type") == "integer" and not re.fullmatch(r"-?[0-9]{1,19}", value):
+                from ...domain.errors import InvalidQuery
+
+                raise InvalidQuery(f"{name} must be a whole number")
+        return model.model_validate(values)
 
     @staticmethod
     def _body(model: type[BaseModel]) -> BaseModel:
@@ -187,8 +204,10 @@ class Api:
                                                                                      "maxLength": 64}}
                           for name in _path_params(op.path)]
             if op.query is not None:
-                for name, prop in op.query.model_json_schema()["properties"].items():
-                    parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
+                query_schema = op.query.model_json_schema()
+                for name, prop in query_schema["properties"].items():
+                    parameters.append({"name": name, "in": "query", "required": name in query_schema.get(
+                        "required", []), "schema": prop})
             if op.idempotent_header:
                 parameters.append({"name": "Idempotency-Key", "in": "header", "required": True,
                                    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}$"}})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 from flask import Response, request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
-from ...domain.errors import InvalidIdempotencyKey
+from ...domain.errors import InvalidIdempotencyKey, InvalidQuery
 from ...domain.timefmt import iso
 from ...ports import Caller
 from ...services.analytics import usage
@@ -20,18 +20,32 @@ V1 = "/api/v1"
 CATEGORIES = {"chat": "usage:chat", "image": "usage:image", "vision": "usage:vision", "agent": "usage:agent"}
 
 
+KINDS = "(?:grant|hold|settle|release|expire)"
+Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
+
+
+def moment(text: str | None) -> datetime | None:
+    """An RFC 3339 time from a query, or None; a well-formed but impossible date is refused."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise InvalidQuery(f"{text!r} is not a real date and time") from error
+
+
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, max_length=64)
-    kind: str | None = Field(default=None, max_length=64, description="comma-separated: grant,hold,settle,…")
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,18}$", description="next_cursor of a page")
+    kind: str | None = Field(default=None, pattern=f"^{KINDS}(?:,{KINDS})*$", description="e.g. grant,settle")
+    since: Moment | None = None
+    until: Moment | None = None
     limit: int = Field(default=50, ge=1, le=200)
 
 
 class SinceQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: AwareDatetime | None = None
+    since: Moment | None = None
 
 
 class ConsistencyQuery(BaseModel):
@@ -90,15 +104,16 @@ def register(api: Api, platform: Platform) -> None:
     def history(caller: Caller, query: HistoryQuery) -> s.HistoryOut:
         account_of(caller)
         kinds = frozenset(k.strip() for k in query.kind.split(",") if k.strip()) if query.kind else None
-        page, cursor = credits.history(caller.uid, cursor=query.cursor, kinds=kinds, since=query.since,
-                                       until=query.until, limit=query.limit)
+        page, cursor = credits.history(caller.uid, cursor=query.cursor, kinds=kinds, since=moment(query.since),
+                                       until=moment(query.until), limit=query.limit)
         return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)
 
     @api.route("GET", f"{V1}/credits/analytics", summary="Usage by category, model and day; hold efficiency",
                query=SinceQuery, response=s.AnalyticsOut)
     def analytics(caller: Caller, query: SinceQuery) -> s.AnalyticsOut:
         account_of(caller)
-        data = usage(platform.store, caller.uid, iso(query.since) if query.since else None)
+        since = moment(query.since)
+        data = usage(platform.store, caller.uid, iso(since) if since else None)
         money = s.Money.of
         return s.AnalyticsOut(charged=money(data["charged"]),
                               by_category={k: money(v) for k, v in data["by_category"].items()},

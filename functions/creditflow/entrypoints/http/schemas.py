@@ -24,10 +24,16 @@ class Money(BaseModel):
         return cls(credits=format_credits(micros), micros=micros)
 
 
+# A positive decimal of credits: no sign, no leading zeros, at most 12 whole digits and 6 decimals (fits 64 bits).
+POSITIVE_CREDITS = (r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,6})?|0\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
+                    r"|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$")
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$"
+
+
 class AmountIn(Strict):
     """An amount as decimal credits (`amount`) or integer micro-credits (`amountMicros`), exactly one of them."""
 
-    amount: str | None = Field(default=None, max_length=32, examples=["2.5"])
+    amount: str | None = Field(default=None, pattern=POSITIVE_CREDITS, examples=["2.5"])
     amountMicros: int | None = Field(default=None, ge=1, le=2**63 - 1)
 
     @model_validator(mode="after")
