@@ -1,8 +1,10 @@
 """Firebase entry points: decorators only, each delegating to creditflow.entrypoints (imported on first use)."""
 
-from firebase_functions import https_fn, scheduler_fn
+from firebase_admin import initialize_app
+from firebase_functions import firestore_fn, https_fn, scheduler_fn
 from firebase_functions.options import MemoryOption
 
+initialize_app()  # callable functions verify ID tokens with the default app before our code runs
 SECRETS = ["LEDGER_SIGNING_KEY"]
 
 
@@ -11,6 +13,13 @@ def api(request: https_fn.Request) -> https_fn.Response:
     from creditflow.entrypoints.http.firebase import handle
 
     return handle(request)
+
+
+@https_fn.on_call(secrets=SECRETS)
+def claimWelcomeBonus(request: https_fn.CallableRequest) -> dict:
+    from creditflow.entrypoints.callables import claim_welcome_bonus
+
+    return claim_welcome_bonus(request.auth, request.data, request.raw_request.remote_addr)
 
 
 @scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
@@ -25,3 +34,10 @@ def publishCheckpoint(event: scheduler_fn.ScheduledEvent) -> None:
     from creditflow.entrypoints.triggers import publish_checkpoint
 
     publish_checkpoint()
+
+
+@firestore_fn.on_document_written(document="accounts/{accountId}", secrets=SECRETS)
+def mirrorAccount(event: firestore_fn.Event[firestore_fn.Change[firestore_fn.DocumentSnapshot | None]]) -> None:
+    from creditflow.entrypoints.triggers import mirror_account
+
+    mirror_account(event.params["accountId"])

@@ -110,7 +110,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     realtime = build_realtime(settings)
     mirror = BalanceMirror(realtime, credits, clock, LowBalancePolicy(
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
-    credits.after_commit.append(mirror.on_commit)
+    if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
+        credits.after_commit.append(mirror.on_commit)
     welcome = WelcomeBonus(credits, build_claims(settings, store), clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),

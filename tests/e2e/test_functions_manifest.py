@@ -15,8 +15,12 @@ def test_every_function_its_trigger_and_options() -> None:
     out = subprocess.run([sys.executable, "-c", MANIFEST], cwd=FUNCTIONS, capture_output=True, text=True,
                          check=True, timeout=120).stdout
     endpoints = yaml.safe_load(out)["endpoints"]
-    assert set(endpoints) == {"api", "expireHolds", "publishCheckpoint"}
+    assert set(endpoints) == {"api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount"}
     assert "httpsTrigger" in endpoints["api"]
+    assert "callableTrigger" in endpoints["claimWelcomeBonus"]
+    trigger = endpoints["mirrorAccount"]["eventTrigger"]
+    assert trigger["eventType"] == "google.cloud.firestore.document.v1.written"
+    assert trigger["eventFilterPathPatterns"] == {"document": "accounts/{accountId}"}
     assert endpoints["expireHolds"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
     assert endpoints["publishCheckpoint"]["scheduleTrigger"]["schedule"] == "every 5 minutes"
     for endpoint in endpoints.values():

@@ -16,3 +16,10 @@ def publish_checkpoint() -> dict[str, Any]:
     """Sequence new entries into the Merkle log and sign a tree head when the tree grew."""
     checkpoint = platform().integrity.publish_checkpoint()
     return {"size": checkpoint.size, "note": checkpoint.note}
+
+
+def mirror_account(account_id: str) -> dict[str, Any] | None:
+    """Rewrite /balances/{uid} after the account document changed (Firestore trigger; versions keep order)."""
+    if not account_id.startswith("user:"):
+        return None
+    return platform().mirror.publish(account_id.removeprefix("user:"))

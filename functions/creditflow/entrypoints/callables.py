@@ -1,0 +1,34 @@
+"""Bodies of callable functions: Firebase hands them a verified caller; errors become HttpsError codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.errors import LedgerError
+from ..ports import Caller
+from .runtime import platform
+
+# our HTTP status -> the callable protocol's error code
+_CODES = {400: "invalid-argument", 401: "unauthenticated", 402: "failed-precondition", 403: "permission-denied",
+          404: "not-found", 409: "already-exists", 429: "resource-exhausted"}
+
+
+def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
+    """`claimWelcomeBonus`: {deviceFingerprint?} -> the grant, or an HttpsError naming why it was refused."""
+    from firebase_functions import https_fn
+
+    if auth is None:
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.UNAUTHENTICATED, "sign in first")
+    device = data.get("deviceFingerprint") if isinstance(data, dict) else None
+    if device is not None and (not isinstance(device, str) or not 8 <= len(device) <= 512):
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT,
+                                  "deviceFingerprint must be a string of 8-512 characters")
+    token = auth.token or {}
+    caller = Caller(uid=auth.uid, admin=token.get("admin") is True, email=token.get("email"),
+                    email_verified=token.get("email_verified") is True)
+    try:
+        return platform().welcome.claim(caller, device, ip)
+    except LedgerError as error:
+        code = https_fn.FunctionsErrorCode(_CODES.get(error.status, "failed-precondition"))
+        raise https_fn.HttpsError(code, error.detail, {"type": error.code, **{
+            k: v for k, v in error.context.items() if isinstance(v, str | int | bool)}}) from error

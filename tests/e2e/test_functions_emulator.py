@@ -1,0 +1,46 @@
+"""The real Firebase functions and Auth emulators (firebase-tools, offline): `api` and the `claimWelcomeBonus`
+callable answer a user signed in through the Auth emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIREBASE = ROOT / "tools" / "node_modules" / ".bin" / "firebase"
+
+
+def framework_workers() -> set[int]:
+    found = subprocess.run(["pgrep", "-f", "functions-framework"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in found.split()}
+
+
+@pytest.mark.skipif(not FIREBASE.exists(), reason="firebase-tools is not installed (make installs it under tools/)")
+def test_api_and_callable_in_the_functions_emulator(tmp_path: Path) -> None:
+    env_local = ROOT / "functions" / ".env.local"  # emulator-only settings: the embedded store, a fresh folder
+    env_local.write_text(f"CREDITFLOW_RUNTIME=local\nCREDITFLOW_DATA_DIR={tmp_path / 'data'}\n")
+    before = framework_workers()
+    try:
+        run = subprocess.run(
+            [str(FIREBASE), "emulators:exec", "--only", "auth,functions", "--project", "demo-creditflow",
+             f"{sys.executable} tests/e2e/emulator_probe.py"],
+            cwd=ROOT, capture_output=True, text=True, timeout=480)
+    finally:
+        env_local.unlink(missing_ok=True)
+        for pid in framework_workers() - before:  # the emulator leaves its Python workers behind
+            subprocess.run(["kill", str(pid)], check=False)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("PROBE ")), None)
+    assert line is not None, run.stdout[-4000:] + run.stderr[-2000:]
+    probe = json.loads(line.removeprefix("PROBE "))
+    status, me = probe["me"]
+    assert status == 200 and me["uid"] == probe["uid"] and me["account"] == f"user:{probe['uid']}"
+    assert probe["anonymous"][0] == 401
+    status, welcome = probe["welcome"]
+    assert status == 200 and welcome["result"]["granted"] == 1_000_000_000
+    status, again = probe["again"]
+    assert status == 409 and again["error"]["details"]["reason"] == "already-claimed"
+    assert probe["balance"][1]["available"]["credits"] == "1000"
