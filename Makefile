@@ -29,6 +29,7 @@ test: lint $(TOOLS)
 
 bench: $(STAMP)
 	$(PY) bench/ledger.py
+	$(PY) bench/coldstart.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis
