@@ -49,7 +49,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
-    server = create_server(create_app(platform), host=host, port=port, threads=16)
+    # every open event stream holds a thread: leave plenty for requests
+    server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")
     every(CHECKPOINT_SECONDS, platform.integrity.publish_checkpoint, stop, "checkpoints")

@@ -1,0 +1,99 @@
+"""Identity against the real Firebase Auth emulator (firebase-tools, offline): ID tokens, the admin custom claim,
+and dev tokens refused once real identity is on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import LocalServer
+
+ROOT = Path(__file__).resolve().parents[2]
+FIREBASE = ROOT / "tools" / "node_modules" / ".bin" / "firebase"
+PROJECT = "demo-creditflow"
+
+
+def post(url: str, body: object, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def auth_emulator() -> Iterator[str]:
+    if not FIREBASE.exists():
+        pytest.skip("firebase-tools is not installed (make installs it under tools/)")
+    emulator = subprocess.Popen([str(FIREBASE), "emulators:start", "--only", "auth", "--project", PROJECT],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = "127.0.0.1:9099"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", 9099), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        emulator.kill()
+        pytest.fail("the Auth emulator did not start")
+    yield host
+    emulator.terminate()
+    emulator.wait(timeout=30)
+
+
+class Users:
+    def __init__(self, host: str) -> None:
+        self.base = f"http://{host}/identitytoolkit.googleapis.com/v1"
+
+    def sign_up(self, email: str) -> tuple[str, str]:
+        made = post(f"{self.base}/accounts:signUp?key=fake", {"email": email, "password": "secret-123",
+                                                                "returnSecureToken": True})
+        return made["localId"], made["idToken"]
+
+    def make_admin(self, uid: str, email: str) -> str:
+        post(f"{self.base}/projects/{PROJECT}/accounts:update",
+             {"localId": uid, "customAttributes": json.dumps({"admin": True})}, token="owner")
+        return post(f"{self.base}/accounts:signInWithPassword?key=fake",
+                    {"email": email, "password": "secret-123", "returnSecureToken": True})["idToken"]
+
+
+@pytest.fixture(scope="module")
+def emulated(auth_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Users]]:
+    server = LocalServer(tmp_path_factory.mktemp("auth") / "data", FIREBASE_AUTH_EMULATOR_HOST=auth_emulator,
+                         GCLOUD_PROJECT=PROJECT)
+    yield server, Users(auth_emulator)
+    server.stop()
+
+
+def test_id_tokens_identify_the_caller(emulated: tuple[LocalServer, Users]) -> None:
+    server, users = emulated
+    uid, token = users.sign_up("ada@example.com")
+    me = server.call("GET", "/api/v1/me", token=token)
+    assert me.status == 200 and me.json["uid"] == uid and me.json["email"] == "ada@example.com"
+    assert me.json["admin"] is False
+
+
+def test_admin_comes_from_the_custom_claim(emulated: tuple[LocalServer, Users]) -> None:
+    server, users = emulated
+    uid, token = users.sign_up("boss@example.com")
+    grant = {"uid": uid, "amount": "5"}
+    assert server.call("POST", "/api/v1/admin/grants", grant, token=token,
+                       headers={"Idempotency-Key": "g-1"}).status == 403
+    admin = users.make_admin(uid, "boss@example.com")
+    granted = server.call("POST", "/api/v1/admin/grants", grant, token=admin, headers={"Idempotency-Key": "g-1"})
+    assert granted.status == 200 and granted.json["granted"]["credits"] == "5"
+    assert server.call("GET", "/api/v1/credits/audit", token=admin).json["scope"] == "ledger"
+
+
+def test_dev_and_forged_tokens_are_refused_when_real_identity_is_on(emulated: tuple[LocalServer, Users]) -> None:
+    server, _ = emulated
+    assert server.call("GET", "/api/v1/me", token=server.token("dev-user")).status == 401
+    assert server.call("GET", "/api/v1/me", token="eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").status == 401
