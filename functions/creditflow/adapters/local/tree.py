@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,23 +140,17 @@ class LocalTree:
         parts = split(path)
         if not parts:
             raise InvalidQuery("the root cannot be written")
-        with self._write:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self._write_at(parts, value)
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-        self.feed.publish(join(parts))
+        self._write_if(parts, value, None)
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
-        parts = split(path)
+        return self._write_if(split(path), value, lambda current: not _newer_or_same(current, version))
+
+    def _write_if(self, parts: list[str], value: object, wanted: Callable[[Any], bool] | None) -> bool:
+        """Write in one transaction, when `wanted` (given what is there now) agrees; then tell listeners."""
         with self._write:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                current = self._read(parts)
-                if _newer_or_same(current, version):
+                if wanted is not None and not wanted(self._read(parts)):
                     self.db.execute("ROLLBACK")
                     return False
                 self._write_at(parts, value)
