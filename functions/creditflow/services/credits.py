@@ -64,13 +64,13 @@ class Credits:
         self.key = key
         self.clock = clock
         self.policy = policy
-        self.after_commit: list[Callable[[UserAccount], None]] = []  # e.g. the realtime mirror
+        self.after_commit: list[Callable[[UserAccount, list[Entry]], None]] = []  # e.g. the realtime mirror
 
-    def _committed(self, account: UserAccount) -> None:
+    def _committed(self, account: UserAccount, entries: list[Entry]) -> None:
         """Tell observers an account changed; they must not fail the command that already committed."""
         for observer in self.after_commit:
             try:
-                observer(account)
+                observer(account, entries)
             except Exception:  # the mirror heals on the next change or on sync-balance
                 log.exception("after-commit observer failed for %s", account.id)
 
@@ -91,7 +91,7 @@ class Credits:
 
         account = run_in_transaction(self.store, work)
         if account.version == 0:
-            self._committed(account)
+            self._committed(account, [])
         return account
 
     def close_account(self, uid: str) -> UserAccount:
@@ -195,21 +195,22 @@ class Credits:
         """Void expired holds and expire lots past their date, account by account; returns entries written."""
         written = 0
         for account_id in self.store.accounts_to_sweep(iso(self.clock.now()), limit):
-            swept: list[UserAccount] = []
+            swept: list[tuple[UserAccount, list[Entry]]] = []
 
-            def work(tx: LedgerTransaction, account_id: str = account_id, swept: list[UserAccount] = swept) -> int:
+            def work(tx: LedgerTransaction, account_id: str = account_id,
+                     swept: list[tuple[UserAccount, list[Entry]]] = swept) -> int:
                 if tx.account(account_id) is None:
                     return 0
                 book = self._load(tx, account_id, iso(self.clock.now()))
                 entries = book.sweep()
                 if entries:
                     tx.write(self._changes(book))
-                    swept.append(book.account)
+                    swept.append((book.account, entries))
                 return len(entries)
 
             written += run_in_transaction(self.store, work)
             if swept:
-                self._committed(swept[-1])
+                self._committed(*swept[-1])
         return written
 
     # -- reads ----------------------------------------------------------------------------------------------
@@ -307,10 +308,10 @@ class Credits:
             changes = self._changes(book)
             changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result, book.now))
             tx.write(changes)
-            touched.append(book.account)
+            touched.append((book.account, book.entries))
             return {**result, "replayed": False}
 
-        touched: list[UserAccount] = []
+        touched: list[tuple[UserAccount, list[Entry]]] = []
         try:
             result = run_in_transaction(self.store, work)
         except IdempotencyConflict as conflict:
@@ -318,7 +319,7 @@ class Credits:
                 scope, key, command, conflict.context.get("field", ""), iso(self.clock.now())))
             raise
         if touched:
-            self._committed(touched[-1])
+            self._committed(*touched[-1])
         return result
 
 

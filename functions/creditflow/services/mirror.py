@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.accounts import USER_PREFIX, UserAccount
+from ..domain.entries import Entry
 from ..domain.ids import new_id
 from ..domain.money import format_credits
 from ..domain.timefmt import iso
@@ -33,21 +34,40 @@ class BalanceMirror:
         self.clock = clock
         self.policy = policy
 
-    def on_commit(self, account: UserAccount) -> None:
-        self.publish(account.id[len(USER_PREFIX):])
+    def on_commit(self, account: UserAccount, entries: list[Entry]) -> None:
+        """After a commit: the account row is the balance (the command swept it first), so nothing is re-read."""
+        top_up = next((int(f["amount"]) for f in (e.fields() for e in reversed(entries) if e.kind == "grant")
+                       if f.get("lot_kind") == "paid"), None)
+        self._write(account.id[len(USER_PREFIX):], account.available, account.held, account.version, top_up)
 
     def publish(self, uid: str) -> dict[str, Any]:
+        """Rewrite the mirror from the ledger (sync-balance)."""
         balance = self.credits.balance(uid)
-        mirror = {"available": balance.available, "held": balance.held, "version": balance.version,
-                  "updatedAt": iso(self.clock.now())}
-        self.realtime.set_if_newer(f"/balances/{uid}", mirror, balance.version)
-        self._notice_low_balance(uid, balance.available)
+        return self._write(uid, balance.available, balance.held, balance.version, None)
+
+    def _write(self, uid: str, available: int, held: int, version: int, top_up: int | None) -> dict[str, Any]:
+        mirror = {"available": available, "held": held, "version": version, "updatedAt": iso(self.clock.now())}
+        self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
+        self._notice_low_balance(uid, available, top_up)
         return mirror
 
-    def threshold(self, uid: str) -> int:
+    def _state(self, uid: str) -> dict[str, Any]:
+        state = self.realtime.get(f"/notificationState/{uid}")
+        return state if isinstance(state, dict) else {}
+
+    def _last_top_up(self, uid: str, state: dict[str, Any]) -> int:
+        """The last paid grant, as the mirror saw it; asked of the lots only when the mirror has not seen one."""
+        seen = state.get("lastTopUp")
+        if isinstance(seen, int):
+            return seen
         paid = [lot for lot in self.credits.store.lots_of(f"{USER_PREFIX}{uid}") if lot.kind == "paid"]
-        last_top_up = paid[-1].granted if paid else 0
+        return paid[-1].granted if paid else 0
+
+    def _threshold(self, last_top_up: int) -> int:
         return max(self.policy.absolute, last_top_up * self.policy.percent_of_top_up // 100)
+
+    def threshold(self, uid: str) -> int:
+        return self._threshold(self._last_top_up(uid, self._state(uid)))
 
     def check(self, uid: str) -> dict[str, Any]:
         available = self.credits.balance(uid).available
@@ -58,18 +78,20 @@ class BalanceMirror:
         return {"status": status, "available": money(available), "threshold": money(threshold),
                 "recommendations": advice, "packs": packs if status != "ok" else []}
 
-    def _notice_low_balance(self, uid: str, available: int) -> None:
+    def _notice_low_balance(self, uid: str, available: int, top_up: int | None) -> None:
         """One notification each time the balance falls from at-or-above the threshold to below it (a new,
         empty account has not crossed anything)."""
-        state_path = f"/notificationState/{uid}"
-        state = self.realtime.get(state_path)
-        armed = isinstance(state, dict) and state.get("armed") is True
-        threshold = self.threshold(uid)
+        state = self._state(uid)
+        changed = {**state, "lastTopUp": top_up if top_up is not None else self._last_top_up(uid, state)}
+        threshold = self._threshold(changed["lastTopUp"])
+        armed = state.get("armed") is True
         if available >= threshold and not armed:
-            self.realtime.set(state_path, {"armed": True})
+            changed["armed"] = True
         elif available < threshold and armed:
-            self.realtime.set(state_path, {"armed": False})
+            changed["armed"] = False
             self.realtime.set(f"/notifications/{uid}/{new_id('n')}", {
                 "type": "low_balance", "available": available, "threshold": threshold,
                 "message": f"Your balance is {format_credits(available)} credits, below "
                            f"{format_credits(threshold)}.", "createdAt": iso(self.clock.now()), "read": False})
+        if changed != state:
+            self.realtime.set(f"/notificationState/{uid}", changed)
