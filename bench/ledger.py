@@ -111,6 +111,9 @@ def main() -> None:
         for uid in uids:
             platform.credits.open_account(uid)
         print("transfers through the services (grant = one posted transfer, signed and chained):")
+        rate = transfers(platform, uids, 1, int(4000 * scale), "mirrored")
+        row("1000 accounts, 1 thread, with the realtime mirror", rate, "transfers/s", "(the platform as served)")
+        platform.credits.after_commit.clear()  # the ledger alone from here on
         for threads in (1, 2, 8):
             rate = transfers(platform, uids, threads, int(8000 * scale) // threads, f"t{threads}")
             row(f"1000 accounts, {threads} thread(s)", rate, "transfers/s", "≥ 5,000/s")
