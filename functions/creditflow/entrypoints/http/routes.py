@@ -61,6 +61,14 @@ def idempotency_key() -> str:
     return key
 
 
+def client_address(platform: Platform) -> str | None:
+    """The caller's network address: on Firebase, Google's front end puts it first in X-Forwarded-For."""
+    if platform.settings.runtime == "firebase":
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        return forwarded.split(",")[0].strip() or request.remote_addr
+    return request.remote_addr
+
+
 def entry_out(entry: Any) -> s.EntryOut:
     fields = entry.fields()
     released = fields.get("released")
@@ -132,7 +140,7 @@ def register(api: Api, platform: Platform) -> None:
     @api.route("POST", f"{V1}/credits/welcome-bonus", summary="Claim the welcome bonus once", body=s.WelcomeIn,
                response=s.WelcomeOut, errors=(409,))
     def welcome(caller: Caller, body: s.WelcomeIn) -> s.WelcomeOut:
-        result = platform.welcome.claim(caller, body.deviceFingerprint, request.remote_addr)
+        result = platform.welcome.claim(caller, body.deviceFingerprint, client_address(platform))
         return s.WelcomeOut(granted=s.Money.of(result["granted"]), entry=result["entry"], lot=result["lot"],
                             expires_at=result["expires_at"], available=s.Money.of(result["available"]))
 
