@@ -246,3 +246,40 @@ def test_openapi_describes_every_route(server: LocalServer) -> None:
                  "/api/v1/credits/check-insufficient", "/api/v1/me", "/api/v1/ledger/checkpoint",
                  "/api/v1/ledger/consistency", "/api/v1/ledger/public-keys", "/api/v1/health"):
         assert path in document["paths"], path
+
+
+def test_proofs_chain_validation_and_consistency_over_http(server: LocalServer) -> None:
+    token = funded(server, "prover", "4")
+    entry = server.call("GET", "/api/v1/credits/history?kind=grant", token=token).json["entries"][0]["id"]
+    proof = server.call("GET", f"/api/v1/credits/verify/{entry}", token=token).json
+    assert proof["ok"] and proof["included"] and proof["checkpoint"].startswith("creditflow.local/ledger\n")
+    first = int(server.call("GET", "/api/v1/ledger/checkpoint").body.decode().split("\n")[1])
+    chain = server.call("GET", "/api/v1/credits/validate-chain", token=token).json
+    assert chain == {"ok": True, "account": "user:prover", "findings": []}
+    hold = server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token,
+                       headers={"Idempotency-Key": "p-1"}).json
+    later = server.call("GET", f"/api/v1/credits/verify/{hold['entry']}", token=token).json  # signs a new head
+    assert later["ok"] and later["tree_size"] > first
+    consistency = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={later['tree_size']}").json
+    assert consistency["consistent"] is True and consistency["proof"]
+
+
+def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:
+    import sqlite3
+
+    token = funded(server, "synced", "3")
+    with sqlite3.connect(server.data / "realtime.sqlite3") as db:
+        db.execute("UPDATE tree SET value = ? WHERE path = ?",
+                   (b'{"available": 999999999, "held": 0, "version": 999}', "/balances/synced"))
+    mirror = server.call("POST", "/api/v1/credits/sync-balance", token=token)
+    assert mirror.status == 200 and mirror.json["available"] == 3 * CREDIT
+
+
+def test_analytics_count_what_was_charged(server: LocalServer) -> None:
+    token = funded(server, "counted", "10")
+    hold = server.call("POST", "/api/v1/credits/reserve", {"amount": "4", "category": "vision"}, token=token,
+                       headers={"Idempotency-Key": "c-1"}).json
+    server.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]},
+                token=token, headers={"Idempotency-Key": "c-2"})
+    analytics = server.call("GET", "/api/v1/credits/analytics?since=2020-01-01T00:00:00Z", token=token).json
+    assert analytics["charged"]["micros"] == 0 and analytics["released_holds"] == 1

@@ -188,3 +188,20 @@ def test_holds_on_closed_accounts_are_refused(platform: Platform, tmp_path: Path
 def test_open_account_is_idempotent(platform: Platform) -> None:
     first = platform.credits.open_account("zed")
     assert platform.credits.open_account("zed") == first
+
+
+def test_analytics_group_charges_by_category_model_and_day(platform: Platform, clock: SteppedClock) -> None:
+    from creditflow.services.analytics import usage
+
+    funded(platform, "stats", 100)
+    for n, (target, model, charge) in enumerate([("usage:chat", "m1", 2), ("usage:chat", "m2", 3),
+                                                  ("usage:image", "flux", 5)]):
+        hold = platform.credits.reserve("stats", 10 * CREDIT, key=f"r{n}", target=target)
+        platform.credits.settle("stats", hold["hold"], charge * CREDIT, key=f"s{n}", memo={"model": model})
+        clock.advance(days=1)
+    data = usage(platform.store, "stats")
+    assert data["charged"] == 10 * CREDIT
+    assert data["by_category"] == {"chat": 5 * CREDIT, "image": 5 * CREDIT}
+    assert data["by_model"] == {"m1": 2 * CREDIT, "m2": 3 * CREDIT, "flux": 5 * CREDIT}
+    assert list(data["by_day"]) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert data["utilisation_percent"] == round(100 * 10 / 30, 1)
