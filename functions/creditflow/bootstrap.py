@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import resources
 
 from .adapters.clock import SystemClock
 from .config import Settings
+from .domain.catalog import Catalog
 from .domain.signing import Keyring, PublicKey, SigningKey
-from .ports import Clock, LedgerStore, Realtime, TokenVerifier, WelcomeClaims
+from .ports import ChatProvider, Clock, LedgerStore, Realtime, TokenVerifier, WelcomeClaims
+from .services.chat import MeteredChat
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.mirror import BalanceMirror, LowBalancePolicy
@@ -30,6 +34,7 @@ class Platform:
     mirror: BalanceMirror
     welcome: WelcomeBonus
     tokens: TokenVerifier
+    chat: MeteredChat
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -98,6 +103,25 @@ def dev_token_key(key: SigningKey) -> SigningKey:
     return SigningKey("creditflow-dev-tokens", hashlib.sha256(b"creditflow dev tokens\n" + key.seed).digest())
 
 
+def build_providers(settings: Settings) -> dict[str, ChatProvider]:
+    """The configured OpenAI-compatible provider; with none configured, the local runtime's offline demo."""
+    if settings.ai_platform_api_key and settings.ai_platform_base_url:
+        from .adapters.ai.openai_compatible import OpenAICompatible
+
+        return {"platform": OpenAICompatible("platform", settings.ai_platform_base_url,
+                                             settings.ai_platform_api_key)}
+    if settings.runtime == "local":
+        from .adapters.ai.demo import DemoProvider
+
+        return {"demo": DemoProvider()}
+    return {}
+
+
+def build_catalog(providers: dict[str, ChatProvider]) -> Catalog:
+    records = json.loads(resources.files("creditflow.catalog").joinpath("models.json").read_text())["models"]
+    return Catalog.from_records(records, set(providers))
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
@@ -116,6 +140,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
+    providers = build_providers(settings)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
-                    realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key))
+                    realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
+                    chat=MeteredChat(credits, build_catalog(providers), providers))

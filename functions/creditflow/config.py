@@ -37,6 +37,8 @@ class Settings:
         (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
     payment_methods: tuple[str, ...] = ("stripe",)
     auth_emulator_host: str | None = None
+    ai_platform_api_key: str | None = None
+    ai_platform_base_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +66,8 @@ class Settings:
             "rate_limit_per_minute": int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
+            "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
+            "ai_platform_base_url": env.get("AI_PLATFORM_BASE_URL") or None,
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -82,5 +86,7 @@ class Settings:
             raise ValueError("RESERVATION_EXPIRY_MINUTES must be between 1 and 10080")
         if self.max_reservation_amount <= 0:
             raise ValueError("MAX_RESERVATION_AMOUNT must be positive")
+        if bool(self.ai_platform_api_key) != bool(self.ai_platform_base_url):
+            raise ValueError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")

@@ -164,3 +164,21 @@ class WelcomeClaims(Protocol):
     def count_ip_claims(self, ip_hash: str, since: str) -> int: ...
 
     def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    model: str
+    prompt_tokens: int | None  # None when the provider reported no usage
+    completion_tokens: int | None
+    finish_reason: str | None
+
+
+class ChatProvider(Protocol):
+    """An OpenAI-compatible chat endpoint (or the offline demo)."""
+
+    name: str
+
+    def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> ChatReply:
+        """One non-streaming completion; raises ProviderUnavailable on 5xx, 429, timeouts and broken replies."""

@@ -154,3 +154,9 @@ class RateLimited(LedgerError):
     code = "rate-limited"
     title = "Too many requests"
     status = 429
+
+
+class ProviderUnavailable(LedgerError):
+    code = "provider-unavailable"
+    title = "The model provider failed"
+    status = 502

@@ -209,6 +209,29 @@ def register(api: Api, platform: Platform) -> None:
                                  packs=packs if shortfall else [],
                                  payment_methods=list(platform.settings.payment_methods))
 
+    @api.route("GET", f"{V1}/models", summary="The models on offer, with prices (demo models say so)",
+               response=s.ModelsOut)
+    def models(caller: Caller) -> s.ModelsOut:
+        return s.ModelsOut(models=[s.ModelOut(
+            id=m.id, label=m.label, provider=m.provider, demo=m.demo, capabilities=sorted(m.capabilities),
+            input_per_million=s.Money.of(m.input_per_million), output_per_million=s.Money.of(m.output_per_million),
+            context_window=m.context_window, max_output=m.max_output) for m in platform.chat.catalog.models()])
+
+    @api.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
+               body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502))
+    def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut:
+        key = idempotency_key()
+        account_of(caller)
+        result = platform.chat.chat(caller.uid, [m.model_dump() for m in body.messages], key=key,
+                                    model=body.model, max_tokens=body.maxTokens)
+        return s.ChatOut(text=result["text"], model=result["model"], provider=result["provider"],
+                         demo=result["demo"], finish_reason=result["finish_reason"],
+                         usage=s.UsageOut(prompt_tokens=result["prompt_tokens"],
+                                          completion_tokens=result["completion_tokens"],
+                                          reported_by_provider=result["usage_reported"]),
+                         charged=s.Money.of(result["charged"]), estimated=s.Money.of(result["estimated"]),
+                         reservationId=result["reservation"], entry=result["entry"], replayed=result["replayed"])
+
     @api.route("POST", f"{V1}/admin/grants", summary="Grant credits to a user (admins only)", auth="admin",
                body=s.AdminGrantIn, response=s.GrantOut, idempotent_header=True, errors=(403, 404, 409))
     def admin_grant(caller: Caller, body: s.AdminGrantIn) -> s.GrantOut:

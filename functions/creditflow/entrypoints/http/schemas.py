@@ -80,6 +80,53 @@ class GrantOut(BaseModel):
     replayed: bool
 
 
+class Message(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1, max_length=100_000)
+
+
+class ChatIn(Strict):
+    messages: list[Message] = Field(min_length=1, max_length=200)
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    maxTokens: int | None = Field(default=None, ge=1, le=32_768)
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    reported_by_provider: bool
+
+
+class ChatOut(BaseModel):
+    text: str
+    model: str
+    provider: str
+    demo: bool
+    finish_reason: str | None
+    usage: UsageOut
+    charged: Money
+    estimated: Money
+    reservationId: str
+    entry: str
+    replayed: bool
+
+
+class ModelOut(BaseModel):
+    id: str
+    label: str
+    provider: str
+    demo: bool
+    capabilities: list[str]
+    input_per_million: Money
+    output_per_million: Money
+    context_window: int
+    max_output: int
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]
+
+
 class Problem(BaseModel):
     type: str
     title: str

@@ -1,0 +1,1 @@
+"""Model providers: OpenAI-compatible HTTP endpoints through the official SDK, and the offline demo."""

@@ -1,0 +1,85 @@
+"""POST /api/v1/chat over real HTTP: the offline demo, and a real OpenAI-compatible upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.server import LocalServer
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+def fund(server: LocalServer, uid: str, credits: str) -> str:
+    server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": credits},
+                token=server.token("root", admin=True), headers={"Idempotency-Key": f"fund-{uid}"})
+    return server.token(uid)
+
+
+def test_demo_chat_with_nothing_configured(server: LocalServer) -> None:
+    token = fund(server, "chatty", "1")
+    models = server.call("GET", "/api/v1/models", token=token).json["models"]
+    assert [(m["id"], m["demo"]) for m in models] == [("demo-chat", True)]
+    reply = server.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "hi"}]}, token=token,
+                        headers={"Idempotency-Key": "chat-1"})
+    assert reply.status == 200 and reply.json["demo"] is True and reply.json["text"].startswith("[demo")
+    charged = reply.json["charged"]["micros"]
+    balance = server.call("GET", "/api/v1/credits/balance", token=token).json
+    assert balance["available"]["micros"] == 1_000_000 - charged and balance["held"]["micros"] == 0
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def real(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    running = LocalServer(tmp_path_factory.mktemp("chat") / "data", AI_PLATFORM_API_KEY="test-key",
+                          AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000")
+    yield running
+    running.stop()
+
+
+def test_a_provider_call_is_metered_from_reported_usage(real: LocalServer, upstream: FakeOpenAI) -> None:
+    token = fund(real, "payer", "1")
+    reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hello"}]},
+                      token=token, headers={"Idempotency-Key": "p-1"})
+    assert reply.status == 200, reply.body
+    assert reply.json["usage"] == {"prompt_tokens": 100, "completion_tokens": 50, "reported_by_provider": True}
+    assert reply.json["charged"] == {"credits": "0.000033", "micros": 33} and reply.json["demo"] is False
+    assert upstream.requests[-1]["model"] == LLAMA
+
+
+def test_provider_failure_is_a_502_problem_and_costs_nothing(real: LocalServer) -> None:
+    token = fund(real, "unlucky", "1")
+    reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "FAIL500"}]},
+                      token=token, headers={"Idempotency-Key": "u-1"})
+    assert reply.status == 502 and reply.content_type == "application/problem+json"
+    balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000, 0)
+
+
+def test_an_unaffordable_call_is_refused_before_the_provider(real: LocalServer, upstream: FakeOpenAI) -> None:
+    token = real.token("broke")
+    before = len(upstream.requests)
+    reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
+                      token=token, headers={"Idempotency-Key": "b-1"})
+    assert reply.status == 402 and reply.json["shortfall"] > 0
+    assert len(upstream.requests) == before
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"messages": []}, 400),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, 400),
+    ({"messages": [{"role": "user", "content": "hi"}], "maxTokens": 10**9}, 400),
+    ({"messages": [{"role": "user", "content": "hi"}], "model": "no/such"}, 404),
+])
+def test_bad_chat_requests(real: LocalServer, body: dict, status: int) -> None:
+    token = fund(real, "careful", "1")
+    reply = real.call("POST", "/api/v1/chat", body, token=token, headers={"Idempotency-Key": "bad-1"})
+    assert reply.status == status and reply.content_type == "application/problem+json"

@@ -1,0 +1,122 @@
+"""Metered chat through the real openai SDK against an OpenAI-compatible server the test starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.catalog import Catalog, UnknownModel, UnpricedModel, model_from
+from creditflow.domain.errors import InsufficientFunds, InvalidQuery, ProviderUnavailable
+from creditflow.domain.pricing import cost, estimate, estimate_tokens, token_cost
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+PRICE_IN, PRICE_OUT = 130_000, 400_000  # µc per 1M tokens, from the catalog
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Platform:
+    return make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key",
+                         ai_platform_base_url=upstream.url)
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+
+
+def test_a_call_is_held_then_settled_on_reported_usage(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    result = ai.chat.chat("u", ask("hello"), key="c1", model=LLAMA, max_tokens=200)
+    assert result["text"] == "echo: hello" and result["usage_reported"] and not result["demo"]
+    expected = token_cost(100, PRICE_IN) + token_cost(50, PRICE_OUT)
+    assert result["charged"] == expected == 33
+    assert result["estimated"] >= expected
+    assert upstream.requests[0]["max_tokens"] == 200 and upstream.requests[0]["model"] == LLAMA
+    assert ai.credits.balance("u").available == CREDIT - expected
+    settle = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()
+    assert settle["memo"] == {"model": LLAMA, "provider": "platform", "prompt_tokens": "100",
+                              "completion_tokens": "50", "usage": "reported"}
+    assert ai.integrity.audit().ok
+
+
+def test_missing_usage_settles_on_a_local_estimate_flagged_for_reconciliation(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    result = ai.chat.chat("u", ask("NOUSAGE please"), key="c2", model=LLAMA)
+    assert not result["usage_reported"]
+    memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
+    assert memo["usage"] == "estimated" and memo["reconcile"] == "usage missing"
+    assert result["charged"] == cost(ai.chat.catalog.get(LLAMA, "chat"), result["prompt_tokens"],
+                                     estimate_tokens([result["text"]]))
+
+
+@pytest.mark.parametrize("trouble", ["FAIL500", "RATE429", "BROKEN"])
+def test_provider_failures_release_the_hold(ai: Platform, trouble: str) -> None:
+    funded(ai, "u", 1)
+    with pytest.raises(ProviderUnavailable):
+        ai.chat.chat("u", ask(trouble), key=f"c-{trouble}", model=LLAMA)
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0)
+    kinds = [e.kind for e in ai.credits.history("u")[0]]
+    assert kinds == ["release", "hold", "grant"]  # exactly one financial outcome
+
+
+def test_a_call_the_balance_cannot_cover_never_reaches_the_provider(ai: Platform, upstream: FakeOpenAI) -> None:
+    ai.credits.open_account("poor")
+    with pytest.raises(InsufficientFunds) as refused:
+        ai.chat.chat("poor", ask("hello"), key="c3", model=LLAMA)
+    assert refused.value.context["shortfall"] > 0
+    assert upstream.requests == []
+
+
+def test_a_retry_with_the_same_key_charges_once(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    first = ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
+    ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
+    assert ai.credits.balance("u").available == CREDIT - first["charged"]
+
+
+def test_models_must_exist_and_fit(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    with pytest.raises(UnknownModel):
+        ai.chat.chat("u", ask("hi"), key="c4", model="no/such-model")
+    with pytest.raises(InvalidQuery):
+        ai.chat.chat("u", ask("x" * 400_000), key="c5", model="Qwen/Qwen2.5-VL-72B-Instruct")
+
+
+def test_the_demo_provider_answers_offline_and_says_so(tmp_path: Path, clock: SteppedClock) -> None:
+    platform = make_platform(tmp_path / "demo", clock)
+    funded(platform, "d", 1)
+    result = platform.chat.chat("d", ask("hello"), key="d1")
+    assert result["demo"] and result["model"] == "demo-chat" and result["text"].startswith("[demo")
+    assert result["charged"] > 0
+    again = platform.chat.chat("d", ask("hello"), key="d2")
+    assert again["text"] == result["text"]  # deterministic
+
+
+def test_unpriced_models_are_refused_not_free() -> None:
+    with pytest.raises(UnpricedModel):
+        model_from({"id": "free", "provider": "platform", "capabilities": ["chat"], "prices": {},
+                    "context_window": 10, "max_output": 5})
+    with pytest.raises(UnpricedModel):
+        Catalog.from_records([{"id": "half", "provider": "platform", "capabilities": ["chat"],
+                               "prices": {"input_per_million": "1"}, "context_window": 10, "max_output": 5}],
+                             {"platform"})
+
+
+def test_estimates_cover_what_the_model_can_cost() -> None:
+    model = model_from({"id": "m", "provider": "p", "capabilities": ["chat"], "context_window": 1000,
+                        "max_output": 100, "prices": {"input_per_million": "2", "output_per_million": "6"}})
+    guess = estimate(model, ["héllo wörld " * 20], 100)
+    assert guess.micros >= cost(model, guess.prompt_tokens, 100)
+    assert token_cost(1, 1) == 1 and token_cost(0, 10**6) == 0 and token_cost(3, 500_000) == 2
