@@ -1,10 +1,11 @@
 """Run inside `firebase emulators:exec --only auth,functions`: calls `api` and `claimWelcomeBonus` through the
-functions emulator with an ID token from the Auth emulator, and prints what came back as JSON."""
+functions emulator with an ID token from the Auth emulator, and writes what came back to the file named."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 
@@ -39,7 +40,8 @@ def main() -> None:
         "balance": call(f"{functions}/api/api/v1/credits/balance", token=token),
         "uid": user["localId"],  # type: ignore[index]
     }
-    print("PROBE " + json.dumps(results))
+    with open(sys.argv[1], "w") as out:  # a file: the emulator interleaves its own output with stdout
+        json.dump(results, out)
 
 
 if __name__ == "__main__":

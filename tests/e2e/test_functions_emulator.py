@@ -27,15 +27,15 @@ def test_api_and_callable_in_the_functions_emulator(tmp_path: Path) -> None:
     try:
         run = subprocess.run(
             [str(FIREBASE), "emulators:exec", "--only", "auth,functions", "--project", "demo-creditflow",
-             f"{sys.executable} tests/e2e/emulator_probe.py"],
+             f"{sys.executable} tests/e2e/emulator_probe.py {tmp_path / 'probe.json'}"],
             cwd=ROOT, capture_output=True, text=True, timeout=480)
     finally:
         env_local.unlink(missing_ok=True)
         for pid in framework_workers() - before:  # the emulator leaves its Python workers behind
             subprocess.run(["kill", str(pid)], check=False)
-    line = next((x for x in run.stdout.splitlines() if x.startswith("PROBE ")), None)
-    assert line is not None, run.stdout[-4000:] + run.stderr[-2000:]
-    probe = json.loads(line.removeprefix("PROBE "))
+    written = tmp_path / "probe.json"
+    assert written.exists(), run.stdout[-4000:] + run.stderr[-2000:]
+    probe = json.loads(written.read_text())
     status, me = probe["me"]
     assert status == 200 and me["uid"] == probe["uid"] and me["account"] == f"user:{probe['uid']}"
     assert probe["anonymous"][0] == 401
