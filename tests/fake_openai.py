@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
-FAIL500, RATE429 and BROKEN make it fail those ways, NOUSAGE leaves usage out, anything else is answered
-with 100 prompt tokens and 50 completion tokens."""
+FAIL500, RATE429 and BROKEN make it fail those ways, NOUSAGE leaves usage out, BREAKSTREAM cuts a stream
+after two pieces; anything else is answered with 100 prompt tokens and 50 completion tokens (streams send
+the reply word by word, then a usage chunk when stream_options.include_usage asks for it)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class FakeOpenAI:
                     return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})
                 if "BROKEN" in last:
                     return self._send(200, None, raw=b"{not json")
+                if body.get("stream"):
+                    return self._stream(body, last)
                 reply: dict[str, Any] = {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -36,6 +39,31 @@ class FakeOpenAI:
                 if "NOUSAGE" not in last:
                     reply["usage"] = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
                 return self._send(200, reply)
+
+            def _stream(self, body: dict[str, Any], last: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+                words = f"echo: {last}".split(" ")
+                for n, word in enumerate(words):
+                    if "BREAKSTREAM" in last and n == 2:
+                        self.wfile.write(b"data: {\"id\": \"chatcmpl-2\", \"choi")  # cut mid-chunk
+                        self.wfile.flush()
+                        self.connection.shutdown(2)
+                        return
+                    delta = {"index": 0, "delta": {"content": word if n == 0 else " " + word}, "finish_reason": None}
+                    self._event({**base, "choices": [delta]})
+                self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage") and "NOUSAGE" not in last:
+                    self._event({**base, "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 50,
+                                                                   "total_tokens": 150}})
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+            def _event(self, payload: object) -> None:
+                self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                self.wfile.flush()
 
             def _send(self, status: int, payload: object, raw: bytes | None = None) -> None:
                 data = raw if raw is not None else json.dumps(payload).encode()

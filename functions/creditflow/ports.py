@@ -175,6 +175,16 @@ class ChatReply:
     finish_reason: str | None
 
 
+@dataclass(frozen=True)
+class StreamPiece:
+    """A piece of a streamed reply: text, and on the last piece the usage the provider reported (if any)."""
+
+    text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+
+
 class ChatProvider(Protocol):
     """An OpenAI-compatible chat endpoint (or the offline demo)."""
 
@@ -182,3 +192,7 @@ class ChatProvider(Protocol):
 
     def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> ChatReply:
         """One non-streaming completion; raises ProviderUnavailable on 5xx, 429, timeouts and broken replies."""
+
+    def stream(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> Iterator[StreamPiece]:
+        """A streamed completion asking for usage at the end; ProviderUnavailable when it cannot start or
+        breaks (after pieces were yielded, the caller settles on what it saw)."""

@@ -83,3 +83,41 @@ def test_bad_chat_requests(real: LocalServer, body: dict, status: int) -> None:
     token = fund(real, "careful", "1")
     reply = real.call("POST", "/api/v1/chat", body, token=token, headers={"Idempotency-Key": "bad-1"})
     assert reply.status == status and reply.content_type == "application/problem+json"
+
+
+def read_events(reply_body: bytes) -> list[tuple[str, dict]]:
+    import json
+
+    events = []
+    for block in reply_body.decode().split("\n\n"):
+        lines = [line for line in block.split("\n") if line]
+        if not lines:
+            continue
+        kind = next((line[7:] for line in lines if line.startswith("event: ")), "message")
+        data = next(line[6:] for line in lines if line.startswith("data: "))
+        events.append((kind, json.loads(data)))
+    return events
+
+
+def test_a_streamed_chat_over_http(real: LocalServer, upstream: FakeOpenAI) -> None:
+    token = fund(real, "streamer", "1")
+    reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "stream": True,
+                                               "messages": [{"role": "user", "content": "stream this"}]},
+                      token=token, headers={"Idempotency-Key": "st-1"})
+    assert reply.status == 200 and reply.content_type.startswith("text/event-stream")
+    events = read_events(reply.body)
+    assert "".join(data["delta"] for kind, data in events if kind == "message") == "echo: stream this"
+    kind, done = events[-1]
+    assert kind == "done" and done["charged"] == 33 and done["usage_reported"] is True
+    assert upstream.requests[-1]["stream"] is True
+    balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
+
+
+def test_a_stream_whose_provider_is_down_is_a_502_problem(real: LocalServer) -> None:
+    token = fund(real, "down", "1")
+    reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "stream": True,
+                                               "messages": [{"role": "user", "content": "FAIL500"}]},
+                      token=token, headers={"Idempotency-Key": "dn-1"})
+    assert reply.status == 502 and reply.content_type == "application/problem+json"
+    assert real.call("GET", "/api/v1/credits/balance", token=token).json["available"]["micros"] == 1_000_000

@@ -120,3 +120,53 @@ def test_estimates_cover_what_the_model_can_cost() -> None:
     guess = estimate(model, ["héllo wörld " * 20], 100)
     assert guess.micros >= cost(model, guess.prompt_tokens, 100)
     assert token_cost(1, 1) == 1 and token_cost(0, 10**6) == 0 and token_cost(3, 500_000) == 2
+
+
+def test_a_stream_is_settled_on_its_usage_chunk(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    pieces = list(ai.chat.stream("u", ask("hello streaming world"), key="s1", model=LLAMA))
+    assert "".join(p.get("delta", "") for p in pieces) == "echo: hello streaming world"
+    done = pieces[-1]
+    assert done["done"] and done["usage_reported"] and done["charged"] == 33
+    assert upstream.requests[-1]["stream_options"] == {"include_usage": True}
+    assert ai.credits.balance("u").held == 0
+
+
+def test_a_stream_without_usage_or_that_breaks_settles_on_an_estimate(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    no_usage = list(ai.chat.stream("u", ask("NOUSAGE here"), key="s2", model=LLAMA))[-1]
+    assert not no_usage["usage_reported"] and no_usage["charged"] > 0
+    broken = list(ai.chat.stream("u", ask("BREAKSTREAM now please"), key="s3", model=LLAMA))
+    assert [p["delta"] for p in broken if "delta" in p] == ["echo:", " BREAKSTREAM"]
+    assert not broken[-1]["usage_reported"]
+    memos = [e.fields()["memo"]["reconcile"] for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]]
+    assert memos == ["stream broke", "usage missing"]
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_client_that_goes_away_pays_at_least_its_input(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    stream = ai.chat.stream("u", ask("a long question " * 50), key="s4", model=LLAMA)
+    assert "delta" in next(stream)
+    stream.close()  # the client disconnected
+    settle = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()
+    model = ai.chat.catalog.get(LLAMA, "chat")
+    prompt = int(settle["memo"]["prompt_tokens"])
+    assert int(settle["amount"]) >= token_cost(prompt, model.input_per_million) > 0
+    assert settle["memo"]["reconcile"] == "cancelled"
+    assert ai.credits.balance("u").held == 0
+
+
+def test_a_stream_that_cannot_start_costs_nothing(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    stream = ai.chat.stream("u", ask("FAIL500"), key="s5", model=LLAMA)
+    with pytest.raises(ProviderUnavailable):
+        next(stream)
+    assert (ai.credits.balance("u").available, ai.credits.balance("u").held) == (CREDIT, 0)
+
+
+def test_an_unaffordable_stream_is_refused_before_it_starts(ai: Platform, upstream: FakeOpenAI) -> None:
+    ai.credits.open_account("poor")
+    with pytest.raises(InsufficientFunds):
+        ai.chat.stream("poor", ask("hello"), key="s6", model=LLAMA)
+    assert upstream.requests == []

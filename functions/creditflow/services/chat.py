@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from ..domain.catalog import Catalog
+from ..domain.catalog import Catalog, Model
 from ..domain.errors import InvalidQuery, ProviderUnavailable
-from ..domain.pricing import cost, estimate, estimate_tokens
+from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, token_cost
 from ..ports import ChatProvider
 from .credits import Credits
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call that holds credits: which model, the estimate the hold was sized by, and the hold."""
+
+    uid: str
+    key: str
+    model: Model
+    max_output: int
+    guess: Estimate
+    hold: dict[str, Any]
 
 
 class MeteredChat:
@@ -17,10 +31,10 @@ class MeteredChat:
         self.catalog = catalog
         self.providers = providers
 
-    def chat(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
-             max_tokens: int | None = None) -> dict[str, Any]:
-        """One completion paid from the user's credits. The hold is placed before any provider is contacted,
-        so a call the balance cannot cover is refused with the shortfall and costs nothing."""
+    def _hold(self, uid: str, messages: list[dict[str, str]], key: str, model: str | None,
+              max_tokens: int | None) -> Call:
+        """Price the call and hold its estimate before any provider is contacted: a call the balance cannot
+        cover is refused with the shortfall and costs nothing."""
         chosen = self.catalog.get(model, "chat")
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
         guess = estimate(chosen, [m["content"] for m in messages], max_out)
@@ -29,22 +43,77 @@ class MeteredChat:
                                f"{chosen.id}'s context window of {chosen.context_window}")
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target="usage:chat",
                                     memo={"model": chosen.id})
-        try:
-            reply = self.providers[chosen.provider].complete(chosen.id, messages, max_out)
-        except ProviderUnavailable:
-            self.credits.release(uid, hold["hold"], key=f"{key}:release")
-            raise
-        reported = reply.prompt_tokens is not None and reply.completion_tokens is not None
-        prompt = reply.prompt_tokens if reported else guess.prompt_tokens
-        completion = reply.completion_tokens if reported else estimate_tokens([reply.text])
-        price = cost(chosen, prompt, completion)  # type: ignore[arg-type]
-        charged = min(price, hold["amount"])
-        memo = {"model": chosen.id, "provider": chosen.provider, "prompt_tokens": str(prompt),
+        return Call(uid, key, chosen, max_out, guess, hold)
+
+    def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
+                why: str | None = None) -> dict[str, Any]:
+        """Post the hold for what the call cost: reported usage when there is one, else a local estimate
+        flagged for reconciliation; never more than was held."""
+        reported = prompt is not None and completion is not None and why is None
+        prompt = prompt if reported else call.guess.prompt_tokens
+        completion = completion if reported else estimate_tokens([text]) if text else 0
+        price = cost(call.model, prompt, completion)  # type: ignore[arg-type]
+        if why == "cancelled":  # a cancelled call pays at least its input
+            price = max(price, token_cost(call.guess.prompt_tokens, call.model.input_per_million))
+        charged = min(price, call.hold["amount"])
+        memo = {"model": call.model.id, "provider": call.model.provider, "prompt_tokens": str(prompt),
                 "completion_tokens": str(completion), "usage": "reported" if reported else "estimated"}
-        if not reported or price > hold["amount"]:
-            memo["reconcile"] = "usage missing" if not reported else f"cost {price} above hold"
-        settled = self.credits.settle(uid, hold["hold"], charged, key=f"{key}:settle", memo=memo)
-        return {"text": reply.text, "model": chosen.id, "provider": chosen.provider, "demo": chosen.demo,
-                "finish_reason": reply.finish_reason, "prompt_tokens": prompt, "completion_tokens": completion,
-                "usage_reported": reported, "charged": charged, "estimated": guess.micros,
-                "reservation": hold["hold"], "entry": settled["entry"], "replayed": settled["replayed"]}
+        if not reported:
+            memo["reconcile"] = why or "usage missing"
+        elif price > call.hold["amount"]:
+            memo["reconcile"] = f"cost {price} above hold"
+        settled = self.credits.settle(call.uid, call.hold["hold"], charged, key=f"{call.key}:settle", memo=memo)
+        return {"model": call.model.id, "provider": call.model.provider, "demo": call.model.demo,
+                "prompt_tokens": prompt, "completion_tokens": completion, "usage_reported": reported,
+                "charged": charged, "estimated": call.guess.micros, "reservation": call.hold["hold"],
+                "entry": settled["entry"], "replayed": settled["replayed"]}
+
+    def _release(self, call: Call) -> None:
+        self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
+
+    def chat(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
+             max_tokens: int | None = None) -> dict[str, Any]:
+        """One completion paid from the user's credits."""
+        call = self._hold(uid, messages, key, model, max_tokens)
+        try:
+            reply = self.providers[call.model.provider].complete(call.model.id, messages, call.max_output)
+        except ProviderUnavailable:
+            self._release(call)
+            raise
+        return {"text": reply.text, "finish_reason": reply.finish_reason,
+                **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
+
+    def stream(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
+               max_tokens: int | None = None) -> Iterator[dict[str, Any]]:
+        """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
+        last {"done": ...} with the charge. Every way out settles or releases the hold exactly once: a broken
+        stream or a missing usage chunk settles on a local estimate, a client that goes away pays at least
+        its input, a provider that fails before the first piece costs nothing."""
+        call = self._hold(uid, messages, key, model, max_tokens)
+        return self._pieces(call, messages)
+
+    def _pieces(self, call: Call, messages: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+        text: list[str] = []
+        prompt = completion = None
+        finish = None
+        outcome = "cancelled"
+        try:
+            for piece in self.providers[call.model.provider].stream(call.model.id, messages, call.max_output):
+                if piece.text:
+                    text.append(piece.text)
+                    yield {"delta": piece.text}
+                if piece.prompt_tokens is not None:
+                    prompt, completion = piece.prompt_tokens, piece.completion_tokens
+                finish = piece.finish_reason or finish
+            outcome = "complete" if finish is not None else "broken"  # ended without a finish: cut off
+        except ProviderUnavailable:
+            outcome = "broken" if text else "failed"
+            if outcome == "failed":
+                self._release(call)
+                raise
+        finally:
+            if outcome == "cancelled":  # the consumer stopped reading: the generator is being closed
+                self._settle(call, "".join(text), None, None, why="cancelled")
+        result = self._settle(call, "".join(text), prompt, completion,
+                              why="stream broke" if outcome == "broken" else None)
+        yield {"done": True, "finish_reason": finish, **result}

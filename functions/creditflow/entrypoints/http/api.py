@@ -66,6 +66,7 @@ class Operation:
     produces: str = "application/json"
     idempotent_header: bool = False
     errors: list[int] = field(default_factory=list)
+    also: tuple[str, ...] = ()  # further content types a 200 may have (e.g. text/event-stream)
 
 
 class Api:
@@ -132,9 +133,10 @@ class Api:
     def route(self, method: str, path: str, *, summary: str, auth: Auth = "user", body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               produces: str = "application/json", idempotent_header: bool = False,
-              errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              errors: tuple[int, ...] = (), also: tuple[str, ...] = ()
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
-                              list(errors))
+                              list(errors), also)
         self.operations.append(operation)
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -216,8 +218,9 @@ class Api:
             if op.body is not None:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
             if op.response is not None:
-                entry["responses"]["200"] = {"description": "OK",
-                                             "content": {op.produces: {"schema": ref(op.response)}}}
+                content = {op.produces: {"schema": ref(op.response)},
+                           **{kind: {"schema": _content_schema(kind)} for kind in op.also}}
+                entry["responses"]["200"] = {"description": "OK", "content": content}
             else:
                 entry["responses"]["200"] = {"description": "OK", "content": {op.produces: {"schema":
                                                                                              {"type": "string"}}}}
@@ -231,6 +234,15 @@ class Api:
         return {"openapi": "3.1.0", "info": {"title": self.title, "version": self.version},
                 "paths": paths, "components": {"schemas": schemas, "securitySchemes": {
                     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token"}}}}
+
+
+def _content_schema(kind: str) -> dict[str, Any]:
+    """Server-sent events are described event by event: an event name and a JSON document as its data."""
+    if kind == "text/event-stream":
+        return {"type": "object", "required": ["data"], "properties": {
+            "event": {"type": "string", "enum": ["message", "done"]}, "data": {"type": "string"},
+            "id": {"type": "string"}, "retry": {"type": "integer"}}}
+    return {"type": "string"}
 
 
 def _path_params(path: str) -> list[str]:

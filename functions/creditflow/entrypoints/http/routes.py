@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -67,6 +70,26 @@ def client_address(platform: Platform) -> str | None:
         forwarded = request.headers.get("X-Forwarded-For", "")
         return forwarded.split(",")[0].strip() or request.remote_addr
     return request.remote_addr
+
+
+def stream_chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> Response:
+    """Server-sent events: `data: {"delta": …}` pieces, then `event: done` with the charge. The hold is placed
+    and the first piece awaited before the 200 goes out, so refusals and dead providers are plain problems."""
+    pieces = platform.chat.stream(caller.uid, [m.model_dump() for m in body.messages], key=key, model=body.model,
+                                  max_tokens=body.maxTokens)
+    first = next(pieces)
+
+    def events() -> Iterator[str]:
+        try:
+            for piece in itertools.chain([first], pieces):
+                if piece.get("done"):
+                    yield f"event: done\ndata: {json.dumps(piece)}\n\n"
+                else:
+                    yield f"data: {json.dumps(piece)}\n\n"
+        finally:
+            pieces.close()  # a client that left: the chat service settles what was used
+
+    return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def entry_out(entry: Any) -> s.EntryOut:
@@ -218,10 +241,13 @@ def register(api: Api, platform: Platform) -> None:
             context_window=m.context_window, max_output=m.max_output) for m in platform.chat.catalog.models()])
 
     @api.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
-               body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502))
-    def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut:
+               body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502),
+               also=("text/event-stream",))
+    def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut | Response:
         key = idempotency_key()
         account_of(caller)
+        if body.stream:
+            return stream_chat(platform, caller, body, key)
         result = platform.chat.chat(caller.uid, [m.model_dump() for m in body.messages], key=key,
                                     model=body.model, max_tokens=body.maxTokens)
         return s.ChatOut(text=result["text"], model=result["model"], provider=result["provider"],

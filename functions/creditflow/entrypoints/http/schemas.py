@@ -89,6 +89,8 @@ class ChatIn(Strict):
     messages: list[Message] = Field(min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=128)
     maxTokens: int | None = Field(default=None, ge=1, le=32_768)
+    stream: bool = Field(default=False, description="answer as server-sent events: data {delta} …, then "
+                                                    "event done with the charge")
 
 
 class UsageOut(BaseModel):
