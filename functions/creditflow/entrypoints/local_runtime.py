@@ -58,6 +58,9 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     def shutdown(signum: int, _: object) -> None:
         log.info("signal %s: stopping", signum)
         stop.set()
+        feed = getattr(platform.realtime, "feed", None)
+        if feed is not None:
+            feed.close()  # event streams end instead of holding their threads
         server.close()
 
     signal.signal(signal.SIGINT, shutdown)

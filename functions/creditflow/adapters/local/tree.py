@@ -55,6 +55,13 @@ class ChangeFeed:
         self._changed = threading.Condition()
         self._events: list[tuple[int, str]] = []
         self._seq = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """Wake every listener for good (the server is stopping)."""
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
 
     @property
     def seq(self) -> int:
@@ -69,7 +76,7 @@ class ChangeFeed:
 
     def wait(self, after: int, timeout: float) -> list[tuple[int, str]]:
         with self._changed:
-            self._changed.wait_for(lambda: self._seq > after, timeout)
+            self._changed.wait_for(lambda: self._seq > after or self.closed, timeout)
             return [event for event in self._events if event[0] > after]
 
 

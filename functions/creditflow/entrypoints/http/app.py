@@ -61,7 +61,7 @@ def stream(platform: Platform, rules: ReadRules, path: str) -> Response:
         seen = feed.seq
         yield f"event: put\ndata: {json.dumps({'path': '/', 'data': tree.get(watched)})}\n\n"
         deadline = time.monotonic() + 3600
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not feed.closed:
             changed = feed.wait(seen, KEEP_ALIVE_SECONDS)
             if not changed:
                 yield "event: keep-alive\ndata: null\n\n"
