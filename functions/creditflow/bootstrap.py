@@ -13,7 +13,8 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.catalog import Catalog
 from .domain.signing import Keyring, PublicKey, SigningKey
-from .ports import ChatProvider, Clock, LedgerStore, Realtime, TokenVerifier, WelcomeClaims
+from .ports import ApiKeys, ChatProvider, Clock, LedgerStore, Realtime, TokenVerifier, WelcomeClaims
+from .services.api_keys import GatewayKeys
 from .services.chat import MeteredChat
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
@@ -35,6 +36,7 @@ class Platform:
     welcome: WelcomeBonus
     tokens: TokenVerifier
     chat: MeteredChat
+    keys: GatewayKeys
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -85,6 +87,16 @@ def build_claims(settings: Settings, store: LedgerStore) -> WelcomeClaims:
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
 
     return SqliteWelcomeClaims(settings.data_dir / "welcome.sqlite3")
+
+
+def build_api_keys(settings: Settings, store: LedgerStore) -> ApiKeys:
+    if settings.runtime == "firebase":
+        from .adapters.firebase.api_keys import FirestoreApiKeys
+
+        return FirestoreApiKeys(store.client)  # type: ignore[attr-defined]
+    from .adapters.local.api_keys import SqliteApiKeys
+
+    return SqliteApiKeys(settings.data_dir / "api_keys.sqlite3")
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -144,4 +156,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=MeteredChat(credits, build_catalog(providers), providers))
+                    chat=MeteredChat(credits, build_catalog(providers), providers),
+                    keys=GatewayKeys(build_api_keys(settings, store), clock))

@@ -196,3 +196,30 @@ class ChatProvider(Protocol):
     def stream(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> Iterator[StreamPiece]:
         """A streamed completion asking for usage at the end; ProviderUnavailable when it cannot start or
         breaks (after pieces were yielded, the caller settles on what it saw)."""
+
+
+@dataclass
+class ApiKey:
+    """A gateway key: only its hash is kept; `prefix` identifies it to its owner."""
+
+    id: str
+    uid: str
+    name: str
+    prefix: str
+    hash: str
+    created_at: str
+    limit: int | None = None  # µc this key may spend in all, or None
+    spent: int = 0
+    revoked_at: str | None = None
+
+
+class ApiKeys(Protocol):
+    def add(self, key: ApiKey) -> None: ...
+
+    def by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    def of_user(self, uid: str) -> list[ApiKey]: ...
+
+    def revoke(self, uid: str, key_id: str, at: str) -> bool: ...
+
+    def add_spend(self, key_id: str, micros: int) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ class MeteredChat:
         self.providers = providers
 
     def _hold(self, uid: str, messages: list[dict[str, str]], key: str, model: str | None,
-              max_tokens: int | None) -> Call:
+              max_tokens: int | None, admit: Callable[[int], None] | None = None) -> Call:
         """Price the call and hold its estimate before any provider is contacted: a call the balance cannot
         cover is refused with the shortfall and costs nothing."""
         chosen = self.catalog.get(model, "chat")
@@ -41,6 +41,8 @@ class MeteredChat:
         if guess.prompt_tokens + max_out > chosen.context_window:
             raise InvalidQuery(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
                                f"{chosen.id}'s context window of {chosen.context_window}")
+        if admit is not None:  # e.g. an API key's own credit limit
+            admit(guess.micros)
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target="usage:chat",
                                     memo={"model": chosen.id})
         return Call(uid, key, chosen, max_out, guess, hold)
@@ -72,9 +74,9 @@ class MeteredChat:
         self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
 
     def chat(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
-             max_tokens: int | None = None) -> dict[str, Any]:
+             max_tokens: int | None = None, admit: Callable[[int], None] | None = None) -> dict[str, Any]:
         """One completion paid from the user's credits."""
-        call = self._hold(uid, messages, key, model, max_tokens)
+        call = self._hold(uid, messages, key, model, max_tokens, admit)
         try:
             reply = self.providers[call.model.provider].complete(call.model.id, messages, call.max_output)
         except ProviderUnavailable:
@@ -84,12 +86,13 @@ class MeteredChat:
                 **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
 
     def stream(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
-               max_tokens: int | None = None) -> Iterator[dict[str, Any]]:
+               max_tokens: int | None = None, admit: Callable[[int], None] | None = None
+               ) -> Iterator[dict[str, Any]]:
         """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
         last {"done": ...} with the charge. Every way out settles or releases the hold exactly once: a broken
         stream or a missing usage chunk settles on a local estimate, a client that goes away pays at least
         its input, a provider that fails before the first piece costs nothing."""
-        call = self._hold(uid, messages, key, model, max_tokens)
+        call = self._hold(uid, messages, key, model, max_tokens, admit)
         return self._pieces(call, messages)
 
     def _pieces(self, call: Call, messages: list[dict[str, str]]) -> Iterator[dict[str, Any]]:

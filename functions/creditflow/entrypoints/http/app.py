@@ -13,6 +13,7 @@ from ... import __version__
 from ...bootstrap import Platform
 from ...domain.errors import Forbidden, InvalidToken
 from .api import Api, RateLimiter
+from .gateway import create_gateway
 from .realtime_rules import ReadRules
 from .routes import register
 
@@ -25,6 +26,7 @@ def create_app(platform: Platform) -> Flask:
     api = Api(app, platform.tokens, RateLimiter(platform.settings.rate_limit_per_minute), "Creditflow",
               __version__)
     register(api, platform)
+    app.register_blueprint(create_gateway(platform))
     document = api.openapi()
 
     @app.get("/api/v1/openapi.json")

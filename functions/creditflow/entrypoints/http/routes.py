@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.errors import InvalidIdempotencyKey, InvalidQuery
+from ...domain.money import parse_credits
 from ...domain.timefmt import iso
 from ...ports import Caller
 from ...services.analytics import usage
@@ -257,6 +258,28 @@ def register(api: Api, platform: Platform) -> None:
                                           reported_by_provider=result["usage_reported"]),
                          charged=s.Money.of(result["charged"]), estimated=s.Money.of(result["estimated"]),
                          reservationId=result["reservation"], entry=result["entry"], replayed=result["replayed"])
+
+    def key_out(key: Any) -> s.KeyOut:
+        return s.KeyOut(id=key.id, name=key.name, prefix=key.prefix, created_at=key.created_at,
+                        limit=s.Money.of(key.limit) if key.limit is not None else None, spent=s.Money.of(key.spent),
+                        revoked_at=key.revoked_at)
+
+    @api.route("POST", f"{V1}/keys", summary="Create a gateway API key (cf_…), shown once", body=s.KeyIn,
+               response=s.NewKeyOut)
+    def create_key(caller: Caller, body: s.KeyIn) -> s.NewKeyOut:
+        account_of(caller)
+        secret, key = platform.keys.create(caller.uid, body.name,
+                                           parse_credits(body.limit) if body.limit else None)
+        return s.NewKeyOut(key=secret, **key_out(key).model_dump())
+
+    @api.route("GET", f"{V1}/keys", summary="The caller's gateway keys, by prefix", response=s.KeysOut)
+    def list_keys(caller: Caller) -> s.KeysOut:
+        return s.KeysOut(keys=[key_out(k) for k in platform.keys.list(caller.uid)])
+
+    @api.route("DELETE", f"{V1}/keys/{{keyId}}", summary="Revoke a gateway key", response=s.RevokedOut)
+    def revoke_key(caller: Caller, keyId: str) -> s.RevokedOut:
+        platform.keys.revoke(caller.uid, keyId)
+        return s.RevokedOut(id=keyId, revoked=True)
 
     @api.route("POST", f"{V1}/admin/grants", summary="Grant credits to a user (admins only)", auth="admin",
                body=s.AdminGrantIn, response=s.GrantOut, idempotent_header=True, errors=(403, 404, 409))

@@ -129,6 +129,34 @@ class ModelsOut(BaseModel):
     models: list[ModelOut]
 
 
+class KeyIn(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    limit: str | None = Field(default=None, pattern=POSITIVE_CREDITS, description="credits this key may spend")
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: str
+    limit: Money | None
+    spent: Money
+    revoked_at: str | None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the secret; shown this once, stored only as a hash")
+
+
+class KeysOut(BaseModel):
+    keys: list[KeyOut]
+
+
+class RevokedOut(BaseModel):
+    id: str
+    revoked: bool
+
+
 class Problem(BaseModel):
     type: str
     title: str

@@ -1,0 +1,42 @@
+"""Gateway API keys on Firestore: api_keys/{hash} (hashes only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ...ports import ApiKey
+
+
+class FirestoreApiKeys:
+    def __init__(self, client: firestore.Client) -> None:
+        self.keys = client.collection("api_keys")
+
+    def add(self, key: ApiKey) -> None:
+        self.keys.document(key.hash).create(asdict(key))
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        snapshot = self.keys.document(key_hash).get()
+        return ApiKey(**snapshot.to_dict()) if snapshot.exists else None
+
+    def _by_id(self, key_id: str) -> firestore.DocumentSnapshot | None:
+        found = list(self.keys.where(filter=FieldFilter("id", "==", key_id)).limit(1).stream())
+        return found[0] if found else None
+
+    def of_user(self, uid: str) -> list[ApiKey]:
+        found = [ApiKey(**s.to_dict()) for s in self.keys.where(filter=FieldFilter("uid", "==", uid)).stream()]
+        return sorted(found, key=lambda key: key.created_at)
+
+    def revoke(self, uid: str, key_id: str, at: str) -> bool:
+        snapshot = self._by_id(key_id)
+        if snapshot is None or snapshot.get("uid") != uid or snapshot.get("revoked_at"):
+            return False
+        snapshot.reference.update({"revoked_at": at})
+        return True
+
+    def add_spend(self, key_id: str, micros: int) -> None:
+        snapshot = self._by_id(key_id)
+        if snapshot is not None:
+            snapshot.reference.update({"spent": firestore.Increment(micros)})

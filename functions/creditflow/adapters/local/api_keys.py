@@ -1,0 +1,54 @@
+"""Gateway API keys on SQLite (hashes only)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ...ports import ApiKey
+
+_COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at"
+
+
+def _key(row: tuple) -> ApiKey:
+    return ApiKey(id=row[0], uid=row[1], name=row[2], prefix=row[3], hash=row[4], created_at=row[5], limit=row[6],
+                  spent=row[7], revoked_at=row[8])
+
+
+class SqliteApiKeys:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self.db.execute("CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, uid TEXT NOT NULL, name TEXT NOT "
+                        "NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
+                        "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)")
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def add(self, key: ApiKey) -> None:
+        self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (key.id, key.uid, key.name, key.prefix, key.hash, key.created_at, key.limit, key.spent,
+                         key.revoked_at))
+
+    def by_hash(self, key_hash: str) -> ApiKey | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE hash = ?", (key_hash,)).fetchone()
+        return _key(row) if row else None
+
+    def of_user(self, uid: str) -> list[ApiKey]:
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE uid = ? ORDER BY created_at", (uid,))
+        return [_key(row) for row in rows]
+
+    def revoke(self, uid: str, key_id: str, at: str) -> bool:
+        done = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND uid = ? AND revoked_at IS NULL",
+                               (at, key_id, uid))
+        return done.rowcount == 1
+
+    def add_spend(self, key_id: str, micros: int) -> None:
+        self.db.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (micros, key_id))

@@ -1,0 +1,72 @@
+"""Per-user gateway keys `cf_…`: shown once, stored hashed, listed by prefix, revocable, with an optional limit."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from ..domain.errors import InvalidQuery, InvalidToken, LedgerError, UnknownEntry
+from ..domain.ids import new_id
+from ..domain.money import format_credits, require_amount
+from ..domain.timefmt import iso
+from ..ports import ApiKey, ApiKeys, Caller, Clock
+
+PREFIX = "cf_"
+MAX_KEYS = 25
+
+
+class KeyLimitReached(LedgerError):
+    code = "key-limit-reached"
+    title = "This API key has spent its credit limit"
+    status = 402
+
+
+def key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class GatewayKeys:
+    def __init__(self, keys: ApiKeys, clock: Clock) -> None:
+        self.keys = keys
+        self.clock = clock
+
+    def create(self, uid: str, name: str, limit: int | None = None) -> tuple[str, ApiKey]:
+        """A new key; the secret is returned here and never again."""
+        if limit is not None:
+            require_amount(limit, name="limit")
+        if len([k for k in self.keys.of_user(uid) if k.revoked_at is None]) >= MAX_KEYS:
+            raise InvalidQuery(f"at most {MAX_KEYS} active keys; revoke one first")
+        secret = PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(id=new_id("key"), uid=uid, name=name, prefix=secret[:10], hash=key_hash(secret),
+                     created_at=iso(self.clock.now()), limit=limit)
+        self.keys.add(key)
+        return secret, key
+
+    def list(self, uid: str) -> list[ApiKey]:
+        return self.keys.of_user(uid)
+
+    def revoke(self, uid: str, key_id: str) -> None:
+        if not self.keys.revoke(uid, key_id, iso(self.clock.now())):
+            raise UnknownEntry(f"no active key {key_id!r} of yours")
+
+    def caller(self, secret: str) -> tuple[Caller, ApiKey]:
+        """Who a `cf_` key speaks for; refuses unknown and revoked keys alike."""
+        key = self.keys.by_hash(key_hash(secret)) if secret.startswith(PREFIX) else None
+        if key is None or key.revoked_at is not None:
+            raise InvalidToken("the API key is not valid")
+        return Caller(uid=key.uid), key
+
+    def check_limit(self, key: ApiKey, hold: int) -> None:
+        if key.limit is not None and key.spent + hold > key.limit:
+            raise KeyLimitReached(f"key {key.prefix}… has {format_credits(key.limit - key.spent)} credits left of "
+                                  f"its limit, and this call may cost {format_credits(hold)}")
+
+    def spent(self, key: ApiKey, micros: int) -> None:
+        if micros:
+            self.keys.add_spend(key.id, micros)
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name, "prefix": key.prefix, "created_at": key.created_at,
+            "limit": key.limit, "spent": key.spent, "revoked_at": key.revoked_at}
