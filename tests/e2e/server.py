@@ -77,6 +77,12 @@ class LocalServer:
             return Reply(error.code, error.headers, error.read())
 
     def stop(self) -> int:
+        """SIGTERM, as an operator would; a server still busy after a minute is killed (and says so)."""
         if self.process.poll() is None:
             self.process.terminate()
-        return self.process.wait(timeout=30)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            return -9

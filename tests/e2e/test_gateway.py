@@ -81,3 +81,48 @@ def test_a_key_spends_only_its_owners_credits(server: LocalServer) -> None:
         client(server, poor_key).chat.completions.create(model="demo-chat",
                                                          messages=[{"role": "user", "content": "hi"}])
     assert refused.value.status_code == 402
+
+
+def test_a_burst_of_a_thousand_requests_never_spends_more_than_the_balance(tmp_path) -> None:
+    import json
+    import sqlite3
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    burst = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="100000")
+    try:
+        probe = new_key(burst, "probe", credits="1")
+        client(burst, probe).chat.completions.create(model="demo-chat", max_tokens=16,
+                                                     messages=[{"role": "user", "content": "burst"}])
+        # Size the balance from what one call holds (its estimate), as the probe user's history shows.
+        history = burst.call("GET", "/api/v1/credits/history?kind=hold", token=burst.token("probe")).json
+        held = history["entries"][0]["amount"]["micros"]
+        key = new_key(burst, "burst", credits=f"{10 * held / 1_000_000:.6f}")
+
+        def call(n: int) -> int:
+            request = urllib.request.Request(
+                f"{burst.url}/v1/chat/completions", method="POST",
+                data=json.dumps({"model": "demo-chat", "max_tokens": 16,
+                                 "messages": [{"role": "user", "content": "burst"}]}).encode(),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            statuses = list(pool.map(call, range(1000)))
+        assert set(statuses) <= {200, 402} and statuses.count(200) >= 10
+        balance = burst.call("GET", "/api/v1/credits/balance", token=burst.token("burst")).json
+        assert balance["held"]["micros"] == 0 and balance["available"]["micros"] >= 0
+        with sqlite3.connect(burst.data / "ledger.sqlite3") as db:
+            assert db.execute("SELECT count(*) FROM holds WHERE status = 'pending'").fetchone()[0] == 0
+            charged = db.execute("SELECT coalesce(sum(posted), 0) FROM holds WHERE account = 'user:burst'"
+                                 ).fetchone()[0]
+        assert charged <= 10 * held
+        audit = burst.call("GET", "/api/v1/credits/audit", token=burst.token("root", admin=True)).json
+        assert audit["ok"] and audit["totals"]["sum"] == 0
+    finally:
+        burst.stop()
