@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
-FAIL500, RATE429 and BROKEN make it fail those ways, NOUSAGE leaves usage out, BREAKSTREAM cuts a stream
-after two pieces; anything else is answered with 100 prompt tokens and 50 completion tokens (streams send
-the reply word by word, then a usage chunk when stream_options.include_usage asks for it)."""
+FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
+usage out, BREAKSTREAM cuts a stream after two pieces; anything else is answered with 100 prompt tokens
+and 50 completion tokens (streams send the reply word by word, then a usage chunk when
+stream_options.include_usage asks for it)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 last = body["messages"][-1]["content"]
-                if "FAIL500" in last:
+                if "FAIL500" in last or ("FAILLLAMA" in last and "Llama" in body["model"]):
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
                 if "RATE429" in last:
                     return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})

@@ -9,7 +9,7 @@ import pytest
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.catalog import Catalog, UnknownModel, UnpricedModel, model_from
-from creditflow.domain.errors import InsufficientFunds, InvalidQuery, ProviderUnavailable
+from creditflow.domain.errors import AlreadyAnswered, InsufficientFunds, InvalidQuery, ProviderUnavailable
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, token_cost
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -82,8 +82,10 @@ def test_a_call_the_balance_cannot_cover_never_reaches_the_provider(ai: Platform
 def test_a_retry_with_the_same_key_charges_once(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 1)
     first = ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
-    ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
+    with pytest.raises(AlreadyAnswered):
+        ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
     assert ai.credits.balance("u").available == CREDIT - first["charged"]
+    assert len(upstream.requests) == 1  # and the provider was not asked twice
 
 
 def test_models_must_exist_and_fit(ai: Platform) -> None:
@@ -170,3 +172,52 @@ def test_an_unaffordable_stream_is_refused_before_it_starts(ai: Platform, upstre
     with pytest.raises(InsufficientFunds):
         ai.chat.stream("poor", ask("hello"), key="s6", model=LLAMA)
     assert upstream.requests == []
+
+
+def test_routing_falls_back_to_the_next_model_and_records_who_served(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    result = ai.chat.chat("u", ask("FAILLLAMA please"), key="r1")
+    assert result["model"] == "Qwen/Qwen2.5-VL-72B-Instruct" and result["tried"][0].startswith(LLAMA)
+    kinds = [(e.kind, e.fields().get("memo", {}).get("model")) for e in ai.credits.history("u")[0]]
+    assert kinds[:4] == [("settle", "Qwen/Qwen2.5-VL-72B-Instruct"), ("hold", "Qwen/Qwen2.5-VL-72B-Instruct"),
+                         ("release", None), ("hold", LLAMA)]
+    assert ai.credits.balance("u").available == CREDIT - result["charged"]
+    with pytest.raises(AlreadyAnswered):  # the same request again is not answered (or charged) twice
+        ai.chat.chat("u", ask("FAILLLAMA please"), key="r1")
+    assert ai.credits.balance("u").available == CREDIT - result["charged"]
+
+
+def test_a_named_model_does_not_fall_back(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    with pytest.raises(ProviderUnavailable):
+        ai.chat.chat("u", ask("FAILLLAMA"), key="r2", model=LLAMA)
+
+
+def test_an_open_breaker_skips_a_failing_model_until_it_recovers(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    for n in range(3):
+        ai.chat.chat("u", ask("FAILLLAMA"), key=f"b{n}")  # Llama fails, Qwen answers
+    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "open"
+    skipped = ai.chat.chat("u", ask("hello"), key="b3")
+    assert skipped["model"] != LLAMA and skipped["tried"] == [f"{LLAMA}: breaker open"]
+    now[0] += 31  # cool-down over: one trial call goes to Llama, and it works
+    trial = ai.chat.chat("u", ask("hello"), key="b4")
+    assert trial["model"] == LLAMA and ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+
+
+def test_breaker_rules() -> None:
+    from creditflow.domain.health import Breaker
+
+    breaker = Breaker()
+    for _ in range(2):
+        breaker.record(False, 0.1, 0.0)
+    assert breaker.state(0.0) == "closed"
+    breaker.record(False, 0.1, 0.0)
+    assert breaker.state(1.0) == "open" and not breaker.admits(1.0)
+    assert breaker.state(31.0) == "half-open" and breaker.admits(31.0)
+    breaker.record(False, 0.1, 31.0)  # the trial failed: open again
+    assert breaker.state(32.0) == "open"
+    breaker.record(True, 0.1, 62.0)
+    assert breaker.state(62.0) == "closed"

@@ -160,3 +160,9 @@ class ProviderUnavailable(LedgerError):
     code = "provider-unavailable"
     title = "The model provider failed"
     status = 502
+
+
+class AlreadyAnswered(LedgerError):
+    code = "already-answered"
+    title = "This request was already answered"
+    status = 409

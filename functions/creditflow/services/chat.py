@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain.catalog import Catalog, Model
-from ..domain.errors import InvalidQuery, ProviderUnavailable
+from ..domain.catalog import Catalog, Model, UnknownModel
+from ..domain.errors import AlreadyAnswered, InvalidQuery, ProviderUnavailable
+from ..domain.health import Health
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, token_cost
 from ..ports import ChatProvider
 from .credits import Credits
@@ -26,10 +28,23 @@ class Call:
 
 
 class MeteredChat:
-    def __init__(self, credits: Credits, catalog: Catalog, providers: dict[str, ChatProvider]) -> None:
+    def __init__(self, credits: Credits, catalog: Catalog, providers: dict[str, ChatProvider],
+                 health: Health | None = None, now: Callable[[], float] = time.monotonic) -> None:
         self.credits = credits
         self.catalog = catalog
         self.providers = providers
+        self.health = health or Health()
+        self.now = now
+
+    def route(self, model: str | None, capability: str = "chat") -> list[Model]:
+        """The models to try, in order. A named model is the only one; otherwise every healthy model that can
+        do the job, cheapest first (by output price, then input price)."""
+        if model is not None:
+            return [self.catalog.get(model, capability)]
+        offered = sorted(self.catalog.models(capability), key=lambda m: (m.output_per_million, m.input_per_million))
+        if not offered:
+            raise UnknownModel(f"no model for {capability} is configured")
+        return offered
 
     def _hold(self, uid: str, messages: list[dict[str, str]], key: str, model: str | None,
               max_tokens: int | None, admit: Callable[[int], None] | None = None) -> Call:
@@ -75,15 +90,34 @@ class MeteredChat:
 
     def chat(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
              max_tokens: int | None = None, admit: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """One completion paid from the user's credits."""
-        call = self._hold(uid, messages, key, model, max_tokens, admit)
-        try:
-            reply = self.providers[call.model.provider].complete(call.model.id, messages, call.max_output)
-        except ProviderUnavailable:
-            self._release(call)
-            raise
-        return {"text": reply.text, "finish_reason": reply.finish_reason,
-                **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
+        """One completion paid from the user's credits. Without a named model it is routed, and falls back to
+        the next model on a provider failure or an open breaker; each try holds and releases on its own."""
+        candidates = self.route(model)
+        tried: list[str] = []
+        for n, candidate in enumerate(candidates):
+            if not self.health.admits(candidate.id, self.now()):
+                tried.append(f"{candidate.id}: breaker open")
+                continue
+            call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, admit)
+            if call.hold["replayed"]:  # a retry of a request we have seen
+                status = self.credits.hold(uid, call.hold["hold"]).status
+                if status == "posted":
+                    raise AlreadyAnswered("this request was already answered and charged; see your history",
+                                          reservation=call.hold["hold"])
+                if status == "voided":  # this model failed last time: go on to the next
+                    continue
+            started = self.now()
+            try:
+                reply = self.providers[candidate.provider].complete(candidate.id, messages, call.max_output)
+            except ProviderUnavailable as failure:
+                self.health.record(candidate.id, False, self.now() - started, self.now())
+                self._release(call)
+                tried.append(f"{candidate.id}: {failure.detail}")
+                continue
+            self.health.record(candidate.id, True, self.now() - started, self.now())
+            return {"text": reply.text, "finish_reason": reply.finish_reason, "tried": tried,
+                    **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
+        raise ProviderUnavailable("no model could answer: " + "; ".join(tried), tried=len(tried))
 
     def stream(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
                max_tokens: int | None = None, admit: Callable[[int], None] | None = None
