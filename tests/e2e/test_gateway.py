@@ -25,7 +25,9 @@ def client(server: LocalServer, key: str) -> openai.OpenAI:
 
 def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-user"))
-    assert [m.id for m in sdk.models.list()] == ["demo-chat"]
+    assert [m.id for m in sdk.models.list()] == ["demo-chat", "auto"]
+    routed = sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert routed.model == "demo-chat"
     raw = sdk.chat.completions.with_raw_response.create(model="demo-chat",
                                                         messages=[{"role": "user", "content": "hi"}])
     completion = raw.parse()

@@ -126,7 +126,10 @@ class MeteredChat:
         last {"done": ...} with the charge. Every way out settles or releases the hold exactly once: a broken
         stream or a missing usage chunk settles on a local estimate, a client that goes away pays at least
         its input, a provider that fails before the first piece costs nothing."""
-        call = self._hold(uid, messages, key, model, max_tokens, admit)
+        chosen = next((m for m in self.route(model) if self.health.admits(m.id, self.now())), None)
+        if chosen is None:
+            raise ProviderUnavailable("every model that could answer is failing right now; try again shortly")
+        call = self._hold(uid, messages, key, chosen.id, max_tokens, admit)
         return self._pieces(call, messages)
 
     def _pieces(self, call: Call, messages: list[dict[str, str]]) -> Iterator[dict[str, Any]]:

@@ -85,9 +85,11 @@ def create_gateway(platform: Platform) -> Blueprint:
     @gateway.get("/models")
     def models() -> Response:
         authenticate()
-        return jsonify({"object": "list", "data": [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
-             "creditflow": {"label": m.label, "demo": m.demo}} for m in platform.chat.catalog.models()]})
+        listed = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
+                   "creditflow": {"label": m.label, "demo": m.demo}} for m in platform.chat.catalog.models()]
+        auto = {"id": "auto", "object": "model", "created": 0, "owned_by": "creditflow",
+                "creditflow": {"label": "the cheapest healthy model, with fallback", "demo": False}}
+        return jsonify({"object": "list", "data": [*listed, auto]})
 
     @gateway.post("/embeddings")
     def embeddings() -> Response:
@@ -106,12 +108,14 @@ def create_gateway(platform: Platform) -> Blueprint:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise GatewayError(400, "model is required", "invalid_request_error", param="model")
-        chosen = platform.chat.catalog.get(model, "chat")
+        routed = platform.chat.route(None if model == "auto" else model)  # "auto": cheapest healthy, with fallback
+        ceiling = max(m.max_output for m in routed)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                       or not 1 <= max_tokens <= chosen.max_output):
-            raise GatewayError(400, f"max_tokens must be an integer from 1 to {chosen.max_output} for {model}",
+                                       or not 1 <= max_tokens <= ceiling):
+            raise GatewayError(400, f"max_tokens must be an integer from 1 to {ceiling} for {model}",
                                "invalid_request_error", param="max_tokens")
+        model = None if model == "auto" else model
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise GatewayError(400, "stream must be a boolean", "invalid_request_error", param="stream")
@@ -126,7 +130,7 @@ def create_gateway(platform: Platform) -> Blueprint:
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,
                                           admit=admit)
             first = next(pieces)
-            return Response(_chunks(platform, key, model, first, pieces, include_usage),
+            return Response(_chunks(platform, key, model or routed[0].id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
         result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, admit=admit)
         platform.keys.spent(key, result["charged"])
