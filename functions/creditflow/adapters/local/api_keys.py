@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 from ...ports import ApiKey
+from .sqlite_connections import ThreadConnections
 
 _COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at"
 
@@ -18,19 +18,14 @@ def _key(row: tuple) -> ApiKey:
 
 class SqliteApiKeys:
     def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, uid TEXT NOT NULL, name TEXT NOT "
                         "NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
                         "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)")
 
     @property
     def db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-        return db
+        return self._connections.db
 
     def add(self, key: ApiKey) -> None:
         self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",

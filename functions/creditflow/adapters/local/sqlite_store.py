@@ -18,6 +18,7 @@ from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
+from .sqlite_connections import ThreadConnections
 from .sqlite_schema import SCHEMA
 
 _ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at"
@@ -170,37 +171,19 @@ class SqliteLedgerStore(_Reads):
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000) -> None:
         self.path = str(path)
-        self._synchronous = synchronous
-        self._busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
+        self._connections = ThreadConnections(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
+                                              pragmas=("PRAGMA cache_size=-65536",))
         self._turn = threading.Condition()  # guards the queue; the leader commits everything queued so far
         self._leading = False
         self._queue: list[_Job] = []
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                             timeout=self._busy_timeout_ms / 1000)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-        db.execute("PRAGMA wal_autocheckpoint=0")
-        db.execute("PRAGMA cache_size=-65536")
-        return db
+        self.db.executescript(SCHEMA)
 
     @property
     def db(self) -> sqlite3.Connection:  # type: ignore[override]
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._connect()
-        return db
+        return self._connections.db
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._connections.close()
 
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:

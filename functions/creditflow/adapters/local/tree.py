@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ...domain.errors import InvalidQuery
+from .sqlite_connections import ThreadConnections
 
 MAX_EVENTS = 10_000
 
@@ -84,20 +85,14 @@ class LocalTree:
     """Each row holds the subtree at one path; writes replace subtrees as Realtime Database `set` does."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
         self.feed = ChangeFeed()
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         self._write = threading.Lock()
         self.db.execute("CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
 
     @property
     def db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        return db
+        return self._connections.db
 
     def _rows_under(self, key: str) -> Iterator[tuple[str, bytes]]:
         prefix = key.rstrip("/") + "/"

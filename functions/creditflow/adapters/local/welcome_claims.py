@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
+
+from .sqlite_connections import ThreadConnections
 
 
 class SqliteWelcomeClaims:
     def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         self.db.executescript(
             "CREATE TABLE IF NOT EXISTS welcome_devices (device TEXT PRIMARY KEY, uid TEXT NOT NULL, "
             "at TEXT NOT NULL) WITHOUT ROWID;"
@@ -19,10 +19,7 @@ class SqliteWelcomeClaims:
 
     @property
     def db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        return db
+        return self._connections.db
 
     def claim_device(self, device_hash: str, uid: str, at: str) -> str:
         self.db.execute("INSERT OR IGNORE INTO welcome_devices (device, uid, at) VALUES (?, ?, ?)",

@@ -1,0 +1,34 @@
+"""One SQLite connection per thread, in autocommit mode (transactions are begun explicitly), WAL journal."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+
+class ThreadConnections:
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
+                 pragmas: tuple[str, ...] = ()) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._pragmas = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={synchronous}",
+                         f"PRAGMA busy_timeout={busy_timeout_ms}", *pragmas)
+        self._timeout = busy_timeout_ms / 1000
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._timeout)
+            for pragma in self._pragmas:
+                db.execute(pragma)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
