@@ -13,7 +13,7 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.catalog import Catalog
 from .domain.signing import Keyring, PublicKey, SigningKey
-from .ports import ApiKeys, ChatProvider, Clock, LedgerStore, Realtime, TokenVerifier, WelcomeClaims
+from .ports import ApiKeys, ChatProvider, Clock, LedgerStore, PreferenceStore, Realtime, TokenVerifier, WelcomeClaims
 from .services.api_keys import GatewayKeys
 from .services.chat import MeteredChat
 from .services.credits import Credits, LedgerPolicy
@@ -99,6 +99,16 @@ def build_api_keys(settings: Settings, store: LedgerStore) -> ApiKeys:
     return SqliteApiKeys(settings.data_dir / "api_keys.sqlite3")
 
 
+def build_preferences(settings: Settings, store: LedgerStore) -> PreferenceStore:
+    if settings.runtime == "firebase":
+        from .adapters.firebase.preferences import FirestorePreferences
+
+        return FirestorePreferences(store.client)  # type: ignore[attr-defined]
+    from .adapters.local.preferences import SqlitePreferences
+
+    return SqlitePreferences(settings.data_dir / "preferences.sqlite3")
+
+
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
     """Firebase ID tokens in production and whenever the Auth emulator runs; local dev tokens otherwise."""
     if settings.runtime == "firebase" or settings.auth_emulator_host:
@@ -156,5 +166,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=MeteredChat(credits, build_catalog(providers), providers),
+                    chat=MeteredChat(credits, build_catalog(providers), providers,
+                                     preferences=build_preferences(settings, store)),
                     keys=GatewayKeys(build_api_keys(settings, store), clock))

@@ -223,3 +223,16 @@ class ApiKeys(Protocol):
     def revoke(self, uid: str, key_id: str, at: str) -> bool: ...
 
     def add_spend(self, key_id: str, micros: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Preferences:
+    preferred_model: str | None = None
+    max_credits_per_request: int | None = None  # µc
+    cost_saving: bool = False
+
+
+class PreferenceStore(Protocol):
+    def get(self, uid: str) -> Preferences: ...
+
+    def put(self, uid: str, preferences: Preferences) -> None: ...

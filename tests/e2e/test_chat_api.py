@@ -121,3 +121,17 @@ def test_a_stream_whose_provider_is_down_is_a_502_problem(real: LocalServer) -> 
                       token=token, headers={"Idempotency-Key": "dn-1"})
     assert reply.status == 502 and reply.content_type == "application/problem+json"
     assert real.call("GET", "/api/v1/credits/balance", token=token).json["available"]["micros"] == 1_000_000
+
+
+def test_preferences_over_http(real: LocalServer) -> None:
+    token = fund(real, "picky", "1")
+    assert real.call("GET", "/api/v1/me/preferences", token=token).json == {
+        "preferredModel": None, "maxCreditsPerRequest": None, "costSaving": False}
+    saved = real.call("PUT", "/api/v1/me/preferences", {"preferredModel": "Qwen/Qwen2.5-VL-72B-Instruct",
+                                                        "maxCreditsPerRequest": "0.5"}, token=token)
+    assert saved.status == 200 and saved.json["maxCreditsPerRequest"]["micros"] == 500_000
+    reply = real.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "hi"}]}, token=token,
+                      headers={"Idempotency-Key": "pk-1"})
+    assert reply.json["model"] == "Qwen/Qwen2.5-VL-72B-Instruct"
+    unknown = real.call("PUT", "/api/v1/me/preferences", {"preferredModel": "no/such"}, token=token)
+    assert unknown.status == 404 and unknown.content_type == "application/problem+json"

@@ -221,3 +221,20 @@ def test_breaker_rules() -> None:
     assert breaker.state(32.0) == "open"
     breaker.record(True, 0.1, 62.0)
     assert breaker.state(62.0) == "closed"
+
+
+def test_preferences_steer_routing_and_cap_a_request(ai: Platform) -> None:
+    from creditflow.ports import Preferences
+    from creditflow.services.chat import OverRequestLimit
+
+    funded(ai, "u", 1)
+    qwen = "Qwen/Qwen2.5-VL-72B-Instruct"
+    ai.chat.preferences.put("u", Preferences(preferred_model=qwen))
+    assert ai.chat.chat("u", ask("hello"), key="p1")["model"] == qwen
+    ai.chat.preferences.put("u", Preferences(preferred_model=qwen, cost_saving=True))
+    assert ai.chat.chat("u", ask("hello"), key="p2")["model"] == LLAMA  # cheapest first (a tie: catalog order)
+    ai.chat.preferences.put("u", Preferences(max_credits_per_request=5))
+    before = ai.credits.balance("u").available
+    with pytest.raises(OverRequestLimit):
+        ai.chat.chat("u", ask("hello"), key="p3")
+    assert ai.credits.balance("u").available == before and ai.credits.balance("u").held == 0

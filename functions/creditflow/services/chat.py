@@ -8,11 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.catalog import Catalog, Model, UnknownModel
-from ..domain.errors import AlreadyAnswered, InvalidQuery, ProviderUnavailable
+from ..domain.errors import AlreadyAnswered, InvalidQuery, LedgerError, ProviderUnavailable
 from ..domain.health import Health
+from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, token_cost
-from ..ports import ChatProvider
+from ..ports import ChatProvider, Preferences, PreferenceStore
 from .credits import Credits
+
+
+class OverRequestLimit(LedgerError):
+    code = "over-request-limit"
+    title = "Above your per-request limit"
+    status = 409
 
 
 @dataclass(frozen=True)
@@ -29,21 +36,30 @@ class Call:
 
 class MeteredChat:
     def __init__(self, credits: Credits, catalog: Catalog, providers: dict[str, ChatProvider],
-                 health: Health | None = None, now: Callable[[], float] = time.monotonic) -> None:
+                 health: Health | None = None, now: Callable[[], float] = time.monotonic,
+                 preferences: PreferenceStore | None = None) -> None:
         self.credits = credits
         self.catalog = catalog
         self.providers = providers
         self.health = health or Health()
         self.now = now
+        self.preferences = preferences
 
-    def route(self, model: str | None, capability: str = "chat") -> list[Model]:
-        """The models to try, in order. A named model is the only one; otherwise every healthy model that can
-        do the job, cheapest first (by output price, then input price)."""
+    def preferences_of(self, uid: str | None) -> Preferences:
+        return self.preferences.get(uid) if self.preferences is not None and uid is not None else Preferences()
+
+    def route(self, model: str | None, capability: str = "chat", uid: str | None = None) -> list[Model]:
+        """The models to try, in order. A named model is the only one. Otherwise the user's preferred model
+        first (unless cost-saving is on), then every model that can do the job, cheapest first."""
         if model is not None:
             return [self.catalog.get(model, capability)]
         offered = sorted(self.catalog.models(capability), key=lambda m: (m.output_per_million, m.input_per_million))
         if not offered:
             raise UnknownModel(f"no model for {capability} is configured")
+        wanted = self.preferences_of(uid)
+        preferred = [m for m in offered if m.id == wanted.preferred_model]
+        if preferred and not wanted.cost_saving:
+            offered = preferred + [m for m in offered if m.id != wanted.preferred_model]
         return offered
 
     def _hold(self, uid: str, messages: list[dict[str, str]], key: str, model: str | None,
@@ -58,6 +74,10 @@ class MeteredChat:
                                f"{chosen.id}'s context window of {chosen.context_window}")
         if admit is not None:  # e.g. an API key's own credit limit
             admit(guess.micros)
+        cap = self.preferences_of(uid).max_credits_per_request
+        if cap is not None and guess.micros > cap:
+            raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
+                                   f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target="usage:chat",
                                     memo={"model": chosen.id})
         return Call(uid, key, chosen, max_out, guess, hold)
@@ -92,7 +112,7 @@ class MeteredChat:
              max_tokens: int | None = None, admit: Callable[[int], None] | None = None) -> dict[str, Any]:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own."""
-        candidates = self.route(model)
+        candidates = self.route(model, uid=uid)
         tried: list[str] = []
         for n, candidate in enumerate(candidates):
             if not self.health.admits(candidate.id, self.now()):
@@ -126,7 +146,7 @@ class MeteredChat:
         last {"done": ...} with the charge. Every way out settles or releases the hold exactly once: a broken
         stream or a missing usage chunk settles on a local estimate, a client that goes away pays at least
         its input, a provider that fails before the first piece costs nothing."""
-        chosen = next((m for m in self.route(model) if self.health.admits(m.id, self.now())), None)
+        chosen = next((m for m in self.route(model, uid=uid) if self.health.admits(m.id, self.now())), None)
         if chosen is None:
             raise ProviderUnavailable("every model that could answer is failing right now; try again shortly")
         call = self._hold(uid, messages, key, chosen.id, max_tokens, admit)

@@ -15,7 +15,7 @@ from ...bootstrap import Platform
 from ...domain.errors import InvalidIdempotencyKey, InvalidQuery
 from ...domain.money import parse_credits
 from ...domain.timefmt import iso
-from ...ports import Caller
+from ...ports import Caller, Preferences
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Api
@@ -120,6 +120,26 @@ def register(api: Api, platform: Platform) -> None:
         account = credits.open_account(caller.uid)
         return s.Me(uid=caller.uid, email=caller.email, email_verified=caller.email_verified, admin=caller.admin,
                     account=account.id, status=account.status)
+
+    def preferences_out(prefs: Preferences) -> s.PreferencesOut:
+        cap = prefs.max_credits_per_request
+        return s.PreferencesOut(preferredModel=prefs.preferred_model, costSaving=prefs.cost_saving,
+                                maxCreditsPerRequest=s.Money.of(cap) if cap is not None else None)
+
+    @api.route("GET", f"{V1}/me/preferences", summary="The caller's model preferences", response=s.PreferencesOut)
+    def get_preferences(caller: Caller) -> s.PreferencesOut:
+        return preferences_out(platform.chat.preferences_of(caller.uid))
+
+    @api.route("PUT", f"{V1}/me/preferences", summary="Set the preferred model, a per-request cap, cost-saving",
+               body=s.PreferencesIn, response=s.PreferencesOut)
+    def put_preferences(caller: Caller, body: s.PreferencesIn) -> s.PreferencesOut:
+        if body.preferredModel is not None:
+            platform.chat.catalog.get(body.preferredModel, "chat")  # refuses an unknown model
+        prefs = Preferences(preferred_model=body.preferredModel, cost_saving=body.costSaving,
+                            max_credits_per_request=parse_credits(body.maxCreditsPerRequest)
+                            if body.maxCreditsPerRequest else None)
+        platform.chat.preferences.put(caller.uid, prefs)  # type: ignore[union-attr]
+        return preferences_out(prefs)
 
     @api.route("GET", f"{V1}/credits/balance", summary="Available and held credits, by lot", response=s.BalanceOut)
     def balance(caller: Caller) -> s.BalanceOut:

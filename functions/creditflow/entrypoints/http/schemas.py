@@ -157,6 +157,18 @@ class RevokedOut(BaseModel):
     revoked: bool
 
 
+class PreferencesIn(Strict):
+    preferredModel: str | None = Field(default=None, min_length=1, max_length=128)
+    maxCreditsPerRequest: str | None = Field(default=None, pattern=POSITIVE_CREDITS)
+    costSaving: bool = False
+
+
+class PreferencesOut(BaseModel):
+    preferredModel: str | None
+    maxCreditsPerRequest: Money | None
+    costSaving: bool
+
+
 class Problem(BaseModel):
     type: str
     title: str

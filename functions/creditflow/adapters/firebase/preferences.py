@@ -1,0 +1,21 @@
+"""Users' routing preferences on Firestore: preferences/{uid}."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from google.cloud import firestore
+
+from ...ports import Preferences
+
+
+class FirestorePreferences:
+    def __init__(self, client: firestore.Client) -> None:
+        self.collection = client.collection("preferences")
+
+    def get(self, uid: str) -> Preferences:
+        snapshot = self.collection.document(uid).get()
+        return Preferences(**snapshot.to_dict()) if snapshot.exists else Preferences()
+
+    def put(self, uid: str, preferences: Preferences) -> None:
+        self.collection.document(uid).set(asdict(preferences))
