@@ -238,3 +238,16 @@ def test_preferences_steer_routing_and_cap_a_request(ai: Platform) -> None:
     with pytest.raises(OverRequestLimit):
         ai.chat.chat("u", ask("hello"), key="p3")
     assert ai.credits.balance("u").available == before and ai.credits.balance("u").held == 0
+
+
+def test_a_refused_trial_call_does_not_leave_the_breaker_stuck(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    for n in range(3):
+        ai.chat.chat("u", ask("FAILLLAMA"), key=f"t{n}")
+    now[0] += 31  # half-open: the next call is Llama's trial
+    ai.credits.open_account("broke")
+    with pytest.raises(InsufficientFunds):
+        ai.chat.chat("broke", ask("hello"), key="t-broke")
+    assert ai.chat.chat("u", ask("hello"), key="t4")["model"] == LLAMA  # the trial slot was freed

@@ -70,6 +70,10 @@ class Health:
     def record(self, model_id: str, ok: bool, seconds: float, now: float) -> None:
         self.breaker(model_id).record(ok, seconds, now)
 
+    def untried(self, model_id: str) -> None:
+        """An admitted call that never reached the provider (refused, or a replay): free the trial slot."""
+        self.breaker(model_id).trial_running = False
+
     def report(self, now: float) -> dict[str, dict[str, object]]:
         return {model: {"state": b.state(now), "error_rate": round(b.error_rate, 3),
                         "p50_ms": round(sorted(b.latencies)[len(b.latencies) // 2] * 1000, 1) if b.latencies else None}

@@ -118,8 +118,13 @@ class MeteredChat:
             if not self.health.admits(candidate.id, self.now()):
                 tried.append(f"{candidate.id}: breaker open")
                 continue
-            call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, admit)
+            try:
+                call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, admit)
+            except LedgerError:
+                self.health.untried(candidate.id)
+                raise
             if call.hold["replayed"]:  # a retry of a request we have seen
+                self.health.untried(candidate.id)
                 status = self.credits.hold(uid, call.hold["hold"]).status
                 if status == "posted":
                     raise AlreadyAnswered("this request was already answered and charged; see your history",
@@ -149,6 +154,7 @@ class MeteredChat:
         chosen = next((m for m in self.route(model, uid=uid) if self.health.admits(m.id, self.now())), None)
         if chosen is None:
             raise ProviderUnavailable("every model that could answer is failing right now; try again shortly")
+        self.health.untried(chosen.id)  # streams do not feed the breaker (yet): never hold a trial slot
         call = self._hold(uid, messages, key, chosen.id, max_tokens, admit)
         return self._pieces(call, messages)
 
