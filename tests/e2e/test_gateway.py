@@ -128,3 +128,23 @@ def test_a_burst_of_a_thousand_requests_never_spends_more_than_the_balance(tmp_p
         assert audit["ok"] and audit["totals"]["sum"] == 0
     finally:
         burst.stop()
+
+
+def test_langchain_openai_spends_through_the_gateway(server: LocalServer) -> None:
+    from langchain_openai import ChatOpenAI
+
+    key = new_key(server, "gw-langchain")
+    chat = ChatOpenAI(base_url=f"{server.url}/v1", api_key=key, model="demo-chat", max_retries=0,
+                      stream_usage=True)  # with a custom base URL, usage on streams needs stream_usage
+    answer = chat.invoke("hello from langchain")
+    assert answer.content.startswith("[demo") and answer.usage_metadata["total_tokens"] > 0
+    pieces = list(chat.stream("hello from langchain"))
+    streamed = pieces[0]
+    for piece in pieces[1:]:
+        streamed += piece
+    assert streamed.content == answer.content
+    assert streamed.usage_metadata is not None and streamed.usage_metadata["output_tokens"] > 0
+    token = server.token("gw-langchain")
+    spent = server.call("GET", "/api/v1/keys", token=token).json["keys"][0]["spent"]["micros"]
+    balance = server.call("GET", "/api/v1/credits/balance", token=token).json
+    assert spent > 0 and balance["available"]["micros"] == 5_000_000 - spent and balance["held"]["micros"] == 0
