@@ -79,34 +79,22 @@ def build_realtime(settings: Settings) -> Realtime:
     return LocalTree(settings.data_dir / "realtime.sqlite3")
 
 
-def build_claims(settings: Settings, store: LedgerStore) -> WelcomeClaims:
-    if settings.runtime == "firebase":
-        from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
-
-        return FirestoreWelcomeClaims(store.client)  # type: ignore[attr-defined]
-    from .adapters.local.welcome_claims import SqliteWelcomeClaims
-
-    return SqliteWelcomeClaims(settings.data_dir / "welcome.sqlite3")
-
-
-def build_api_keys(settings: Settings, store: LedgerStore) -> ApiKeys:
+def build_user_stores(settings: Settings, store: LedgerStore) -> tuple[WelcomeClaims, ApiKeys, PreferenceStore]:
+    """The small per-user stores: Firestore collections on Firebase, one SQLite file each locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.api_keys import FirestoreApiKeys
-
-        return FirestoreApiKeys(store.client)  # type: ignore[attr-defined]
-    from .adapters.local.api_keys import SqliteApiKeys
-
-    return SqliteApiKeys(settings.data_dir / "api_keys.sqlite3")
-
-
-def build_preferences(settings: Settings, store: LedgerStore) -> PreferenceStore:
-    if settings.runtime == "firebase":
         from .adapters.firebase.preferences import FirestorePreferences
+        from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
-        return FirestorePreferences(store.client)  # type: ignore[attr-defined]
+        client = store.client  # type: ignore[attr-defined]
+        return FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client)
+    from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.preferences import SqlitePreferences
+    from .adapters.local.welcome_claims import SqliteWelcomeClaims
 
-    return SqlitePreferences(settings.data_dir / "preferences.sqlite3")
+    folder = settings.data_dir
+    return (SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
+            SqlitePreferences(folder / "preferences.sqlite3"))
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -158,7 +146,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
-    welcome = WelcomeBonus(credits, build_claims(settings, store), clock, WelcomePolicy(
+    claims, api_keys, preferences = build_user_stores(settings, store)
+    welcome = WelcomeBonus(credits, claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
@@ -167,5 +156,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
                     chat=MeteredChat(credits, build_catalog(providers), providers,
-                                     preferences=build_preferences(settings, store)),
-                    keys=GatewayKeys(build_api_keys(settings, store), clock))
+                                     preferences=preferences),
+                    keys=GatewayKeys(api_keys, clock))

@@ -224,8 +224,8 @@ def test_breaker_rules() -> None:
 
 
 def test_preferences_steer_routing_and_cap_a_request(ai: Platform) -> None:
+    from creditflow.domain.errors import OverRequestLimit
     from creditflow.ports import Preferences
-    from creditflow.services.chat import OverRequestLimit
 
     funded(ai, "u", 1)
     qwen = "Qwen/Qwen2.5-VL-72B-Instruct"

@@ -166,3 +166,15 @@ class AlreadyAnswered(LedgerError):
     code = "already-answered"
     title = "This request was already answered"
     status = 409
+
+
+class OverRequestLimit(LedgerError):
+    code = "over-request-limit"
+    title = "Above your per-request limit"
+    status = 409
+
+
+class KeyLimitReached(LedgerError):
+    code = "key-limit-reached"
+    title = "This API key has spent its credit limit"
+    status = 402

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from ..domain.errors import InvalidQuery, InvalidToken, LedgerError, UnknownEntry
+from ..domain.errors import InvalidQuery, InvalidToken, KeyLimitReached, UnknownEntry
 from ..domain.ids import new_id
 from ..domain.money import format_credits, require_amount
 from ..domain.timefmt import iso
@@ -14,12 +14,6 @@ from ..ports import ApiKey, ApiKeys, Caller, Clock
 
 PREFIX = "cf_"
 MAX_KEYS = 25
-
-
-class KeyLimitReached(LedgerError):
-    code = "key-limit-reached"
-    title = "This API key has spent its credit limit"
-    status = 402
 
 
 def key_hash(secret: str) -> str:

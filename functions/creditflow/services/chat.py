@@ -8,18 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.catalog import Catalog, Model, UnknownModel
-from ..domain.errors import AlreadyAnswered, InvalidQuery, LedgerError, ProviderUnavailable
+from ..domain.errors import AlreadyAnswered, InvalidQuery, LedgerError, OverRequestLimit, ProviderUnavailable
 from ..domain.health import Health
 from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, token_cost
 from ..ports import ChatProvider, Preferences, PreferenceStore
 from .credits import Credits
-
-
-class OverRequestLimit(LedgerError):
-    code = "over-request-limit"
-    title = "Above your per-request limit"
-    status = 409
 
 
 @dataclass(frozen=True)

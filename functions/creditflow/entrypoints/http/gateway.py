@@ -13,10 +13,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from ...bootstrap import Platform
 from ...domain.catalog import UnknownModel
-from ...domain.errors import InsufficientFunds, InvalidToken, LedgerError, ProviderUnavailable
+from ...domain.errors import InsufficientFunds, InvalidToken, KeyLimitReached, LedgerError, ProviderUnavailable
 from ...domain.ids import new_id
 from ...domain.money import format_credits
-from ...services.api_keys import KeyLimitReached
 
 ROLES = {"system", "user", "assistant", "developer"}
 
