@@ -2,14 +2,24 @@
 FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
 usage out, BREAKSTREAM cuts a stream after two pieces; anything else is answered with 100 prompt tokens
 and 50 completion tokens (streams send the reply word by word, then a usage chunk when
-stream_options.include_usage asks for it)."""
+stream_options.include_usage asks for it). With `tools` in the request and a user message last, it calls the
+first tool with {"q": <message>}; after a tool result it answers "tool said: <result>". /v1/embeddings gives
+8-dimensional vectors of hashed words and counts one prompt token per word."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+def vector(text: str) -> list[float]:
+    out = [0.0] * 8
+    for word in text.lower().split():
+        out[hashlib.sha256(word.encode()).digest()[0] % 8] += 1.0
+    return out
 
 
 class FakeOpenAI:
@@ -24,7 +34,13 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
-                last = body["messages"][-1]["content"]
+                if self.path.endswith("/embeddings"):
+                    return self._embeddings(body)
+                final = body["messages"][-1]
+                last = final["content"] if isinstance(final.get("content"), str) else json.dumps(final["content"])
+                if final["role"] == "tool":
+                    last = f"tool said: {last}"
+                tool = body["tools"][0]["function"]["name"] if body.get("tools") and final["role"] == "user" else None
                 if "FAIL500" in last or ("FAILLLAMA" in last and "Llama" in body["model"]):
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
                 if "RATE429" in last:
@@ -32,20 +48,40 @@ class FakeOpenAI:
                 if "BROKEN" in last:
                     return self._send(200, None, raw=b"{not json")
                 if body.get("stream"):
-                    return self._stream(body, last)
+                    return self._stream(body, last, tool)
+                message: dict[str, Any] = {"role": "assistant", "content": f"echo: {last}"}
+                if tool:
+                    message = {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "call_1", "type": "function",
+                         "function": {"name": tool, "arguments": json.dumps({"q": last})}}]}
                 reply: dict[str, Any] = {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": f"echo: {last}"}}]}
+                    "choices": [{"index": 0, "finish_reason": "tool_calls" if tool else "stop", "message": message}]}
                 if "NOUSAGE" not in last:
                     reply["usage"] = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
                 return self._send(200, reply)
 
-            def _stream(self, body: dict[str, Any], last: str) -> None:
+            def _embeddings(self, body: dict[str, Any]) -> None:
+                inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+                data = [{"object": "embedding", "index": n, "embedding": vector(text)} for n, text in enumerate(inputs)]
+                words = sum(len(text.split()) for text in inputs)
+                self._send(200, {"object": "list", "data": data, "model": body["model"],
+                                 "usage": {"prompt_tokens": words, "total_tokens": words}})
+
+            def _stream(self, body: dict[str, Any], last: str, tool: str | None) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+                if tool:  # a tool call, its arguments in two pieces, as OpenAI streams them
+                    arguments = json.dumps({"q": last})
+                    self._event({**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
+                        {"index": 0, "id": "call_1", "type": "function",
+                         "function": {"name": tool, "arguments": arguments[:5]}}]}}]})
+                    self._event({**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
+                        {"index": 0, "function": {"arguments": arguments[5:]}}]}}]})
+                    self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                    return self._usage_and_done(body, last)
                 words = f"echo: {last}".split(" ")
                 for n, word in enumerate(words):
                     if "BREAKSTREAM" in last and n == 2:
@@ -56,6 +92,10 @@ class FakeOpenAI:
                     delta = {"index": 0, "delta": {"content": word if n == 0 else " " + word}, "finish_reason": None}
                     self._event({**base, "choices": [delta]})
                 self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self._usage_and_done(body, last)
+
+            def _usage_and_done(self, body: dict[str, Any], last: str) -> None:
+                base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
                 if (body.get("stream_options") or {}).get("include_usage") and "NOUSAGE" not in last:
                     self._event({**base, "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 50,
                                                                    "total_tokens": 150}})

@@ -13,9 +13,20 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.catalog import Catalog
 from .domain.signing import Keyring, PublicKey, SigningKey
-from .ports import ApiKeys, ChatProvider, Clock, LedgerStore, PreferenceStore, Realtime, TokenVerifier, WelcomeClaims
+from .ports import (
+    ApiKeys,
+    ChatProvider,
+    Clock,
+    ConversationStore,
+    LedgerStore,
+    PreferenceStore,
+    Realtime,
+    TokenVerifier,
+    WelcomeClaims,
+)
 from .services.api_keys import GatewayKeys
 from .services.chat import MeteredChat
+from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.mirror import BalanceMirror, LowBalancePolicy
@@ -37,6 +48,7 @@ class Platform:
     tokens: TokenVerifier
     chat: MeteredChat
     keys: GatewayKeys
+    conversations: Conversations
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -79,22 +91,34 @@ def build_realtime(settings: Settings) -> Realtime:
     return LocalTree(settings.data_dir / "realtime.sqlite3")
 
 
-def build_user_stores(settings: Settings, store: LedgerStore) -> tuple[WelcomeClaims, ApiKeys, PreferenceStore]:
+@dataclass(frozen=True)
+class UserStores:
+    claims: WelcomeClaims
+    api_keys: ApiKeys
+    preferences: PreferenceStore
+    conversations: ConversationStore
+
+
+def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
     """The small per-user stores: Firestore collections on Firebase, one SQLite file each locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.api_keys import FirestoreApiKeys
+        from .adapters.firebase.conversations import FirestoreConversations
         from .adapters.firebase.preferences import FirestorePreferences
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
         client = store.client  # type: ignore[attr-defined]
-        return FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client)
+        return UserStores(FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client),
+                          FirestoreConversations(client))
     from .adapters.local.api_keys import SqliteApiKeys
+    from .adapters.local.conversations import SqliteConversations
     from .adapters.local.preferences import SqlitePreferences
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
 
     folder = settings.data_dir
-    return (SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
-            SqlitePreferences(folder / "preferences.sqlite3"))
+    return UserStores(SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
+                      SqlitePreferences(folder / "preferences.sqlite3"),
+                      SqliteConversations(folder / "conversations.sqlite3"))
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -146,15 +170,15 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
-    claims, api_keys, preferences = build_user_stores(settings, store)
-    welcome = WelcomeBonus(credits, claims, clock, WelcomePolicy(
+    users = build_user_stores(settings, store)
+    welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
     providers = build_providers(settings)
+    chat = MeteredChat(credits, build_catalog(providers), providers, preferences=users.preferences)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=MeteredChat(credits, build_catalog(providers), providers,
-                                     preferences=preferences),
-                    keys=GatewayKeys(api_keys, clock))
+                    chat=chat, keys=GatewayKeys(users.api_keys, clock),
+                    conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens))

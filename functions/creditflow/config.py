@@ -32,6 +32,7 @@ class Settings:
     low_balance_threshold: int = 50 * MICROS_PER_CREDIT
     low_balance_percent: int = 10  # of the last paid top-up
     rate_limit_per_minute: int = 600
+    memory_context_tokens: int = 6000  # the most a conversation's history sends with each turn
     credit_packs: tuple[tuple[int, int, str], ...] = (
         (100 * MICROS_PER_CREDIT, 500, "usd"), (500 * MICROS_PER_CREDIT, 2000, "usd"),
         (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
@@ -64,6 +65,7 @@ class Settings:
             "low_balance_threshold": _credits("LOW_BALANCE_THRESHOLD", "50"),
             "low_balance_percent": int(env.get("LOW_BALANCE_PERCENT", "10")),
             "rate_limit_per_minute": int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
+            "memory_context_tokens": int(env.get("MEMORY_CONTEXT_TOKENS", "6000")),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
@@ -88,5 +90,7 @@ class Settings:
             raise ValueError("MAX_RESERVATION_AMOUNT must be positive")
         if bool(self.ai_platform_api_key) != bool(self.ai_platform_base_url):
             raise ValueError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
+        if self.memory_context_tokens < 256:
+            raise ValueError("MEMORY_CONTEXT_TOKENS must be at least 256")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")

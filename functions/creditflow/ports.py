@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .domain.accounts import SystemTotals, UserAccount
 from .domain.entries import Entry
 from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
 from .domain.lots import Lot
+from .domain.memory import StoredMessage
 
 T = TypeVar("T")
 
@@ -166,6 +167,9 @@ class WelcomeClaims(Protocol):
     def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None: ...
 
 
+Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content (text or parts), tool calls and results
+
+
 @dataclass(frozen=True)
 class ChatReply:
     text: str
@@ -173,29 +177,45 @@ class ChatReply:
     prompt_tokens: int | None  # None when the provider reported no usage
     completion_tokens: int | None
     finish_reason: str | None
+    tool_calls: list[dict[str, Any]] | None = None  # in OpenAI's wire format, passed through untouched
 
 
 @dataclass(frozen=True)
 class StreamPiece:
-    """A piece of a streamed reply: text, and on the last piece the usage the provider reported (if any)."""
+    """A piece of a streamed reply: text or tool-call deltas, and on the last piece the usage the provider
+    reported (if any)."""
 
     text: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI delta.tool_calls, passed through untouched
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: list[list[float]]  # one per input, in order (floats: these are not money)
+    model: str
+    prompt_tokens: int | None  # None when the provider reported no usage
 
 
 class ChatProvider(Protocol):
-    """An OpenAI-compatible chat endpoint (or the offline demo)."""
+    """An OpenAI-compatible endpoint (or the offline demo). `options` are OpenAI request fields passed through
+    as they are (tools, tool_choice, temperature, …)."""
 
     name: str
 
-    def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> ChatReply:
+    def complete(self, model: str, messages: Messages, max_tokens: int,
+                 options: dict[str, Any] | None = None) -> ChatReply:
         """One non-streaming completion; raises ProviderUnavailable on 5xx, 429, timeouts and broken replies."""
 
-    def stream(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> Iterator[StreamPiece]:
+    def stream(self, model: str, messages: Messages, max_tokens: int,
+               options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
         """A streamed completion asking for usage at the end; ProviderUnavailable when it cannot start or
         breaks (after pieces were yielded, the caller settles on what it saw)."""
+
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        """Embeddings of `inputs`; ProviderUnavailable as for completions."""
 
 
 @dataclass
@@ -236,3 +256,39 @@ class PreferenceStore(Protocol):
     def get(self, uid: str) -> Preferences: ...
 
     def put(self, uid: str, preferences: Preferences) -> None: ...
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    uid: str
+    title: str
+    created_at: str
+    updated_at: str
+    messages: int = 0
+    summary: str = ""
+    summary_upto: int = 0  # the last message seq the summary covers
+
+
+class ConversationStore(Protocol):
+    def create(self, conversation: Conversation) -> None: ...
+
+    def get(self, uid: str, conversation_id: str) -> Conversation | None:
+        """The conversation if it exists and is `uid`'s; None for another user's (never tell them apart)."""
+
+    def of_user(self, uid: str, limit: int, before: str | None) -> list[Conversation]:
+        """Newest activity first; `before` is an updated_at|id cursor from an earlier page."""
+
+    def delete(self, uid: str, conversation_id: str) -> bool: ...
+
+    def messages(self, uid: str, conversation_id: str) -> list[StoredMessage]: ...
+
+    def has_turn(self, uid: str, conversation_id: str, turn: str) -> bool: ...
+
+    def append_turn(self, uid: str, conversation_id: str, turn: str, messages: list[tuple[str, str]],
+                    at: str) -> bool:
+        """Adds the (role, content) messages of one request atomically, once: False if `turn` is stored."""
+
+    def set_summary(self, uid: str, conversation_id: str, summary: str, upto: int) -> None: ...
+
+    def set_vectors(self, uid: str, conversation_id: str, vectors: dict[int, list[float]]) -> None: ...

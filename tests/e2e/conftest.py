@@ -6,12 +6,29 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.server import LocalServer
+from tests.fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     running = LocalServer(tmp_path_factory.mktemp("api") / "data", RATE_LIMIT_PER_MINUTE="100000",
                           WELCOME_PER_IP_LIMIT="1000")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def real(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The local runtime with an OpenAI-compatible upstream configured as its platform provider."""
+    running = LocalServer(tmp_path_factory.mktemp("chat") / "data", AI_PLATFORM_API_KEY="test-key",
+                          AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000")
     yield running
     running.stop()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.e2e.server import LocalServer
@@ -21,28 +19,14 @@ def fund(server: LocalServer, uid: str, credits: str) -> str:
 def test_demo_chat_with_nothing_configured(server: LocalServer) -> None:
     token = fund(server, "chatty", "1")
     models = server.call("GET", "/api/v1/models", token=token).json["models"]
-    assert [(m["id"], m["demo"]) for m in models] == [("demo-chat", True)]
+    assert [(m["id"], m["demo"], m["capabilities"]) for m in models] == [("demo-chat", True, ["chat"]),
+                                                                       ("demo-embed", True, ["embedding"])]
     reply = server.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "hi"}]}, token=token,
                         headers={"Idempotency-Key": "chat-1"})
     assert reply.status == 200 and reply.json["demo"] is True and reply.json["text"].startswith("[demo")
     charged = reply.json["charged"]["micros"]
     balance = server.call("GET", "/api/v1/credits/balance", token=token).json
     assert balance["available"]["micros"] == 1_000_000 - charged and balance["held"]["micros"] == 0
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def real(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    running = LocalServer(tmp_path_factory.mktemp("chat") / "data", AI_PLATFORM_API_KEY="test-key",
-                          AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000")
-    yield running
-    running.stop()
 
 
 def test_a_provider_call_is_metered_from_reported_usage(real: LocalServer, upstream: FakeOpenAI) -> None:
@@ -135,3 +119,44 @@ def test_preferences_over_http(real: LocalServer) -> None:
     assert reply.json["model"] == "Qwen/Qwen2.5-VL-72B-Instruct"
     unknown = real.call("PUT", "/api/v1/me/preferences", {"preferredModel": "no/such"}, token=token)
     assert unknown.status == 404 and unknown.content_type == "application/problem+json"
+
+
+def test_conversations_over_http(real: LocalServer, upstream: FakeOpenAI) -> None:
+    token = fund(real, "talker", "1")
+    made = real.call("POST", "/api/v1/conversations", {"title": "trip"}, token=token)
+    assert made.status == 200 and made.json["messages"] == 0
+    chat_id = made.json["id"]
+    for n, text in enumerate(["first", "second"]):
+        reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "conversationId": chat_id,
+                                                   "messages": [{"role": "user", "content": text}]},
+                          token=token, headers={"Idempotency-Key": f"talk-{n}"})
+        assert reply.status == 200 and reply.json["conversationId"] == chat_id
+    assert upstream.requests[-1]["messages"][:2] == [{"role": "user", "content": "first"},
+                                                     {"role": "assistant", "content": "echo: first"}]
+    assert reply.json["memory"] == {"buffered": 2, "summarised": 0, "recalled": 0,
+                                    "charged": {"credits": "0", "micros": 0}}
+    streamed = real.call("POST", "/api/v1/chat", {"model": LLAMA, "conversationId": chat_id, "stream": True,
+                                                  "messages": [{"role": "user", "content": "third"}]},
+                         token=token, headers={"Idempotency-Key": "talk-2"})
+    assert read_events(streamed.body)[-1][1]["memory"]["buffered"] == 4
+    detail = real.call("GET", f"/api/v1/conversations/{chat_id}", token=token).json
+    assert [(m["role"], m["content"]) for m in detail["history"]][-2:] == [("user", "third"),
+                                                                          ("assistant", "echo: third")]
+    listed = real.call("GET", "/api/v1/conversations?limit=5", token=token).json
+    assert [c["id"] for c in listed["conversations"]] == [chat_id] and listed["conversations"][0]["messages"] == 6
+    intruder = fund(real, "snoop", "1")
+    for method, path in (("GET", f"/api/v1/conversations/{chat_id}"), ("DELETE", f"/api/v1/conversations/{chat_id}")):
+        refused = real.call(method, path, token=intruder)
+        assert refused.status == 404 and refused.content_type == "application/problem+json"
+    theirs = real.call("POST", "/api/v1/chat", {"model": LLAMA, "conversationId": chat_id,
+                                                "messages": [{"role": "user", "content": "peek"}]},
+                       token=intruder, headers={"Idempotency-Key": "peek"})
+    assert theirs.status == 404
+    assert real.call("GET", "/api/v1/credits/balance", token=intruder).json["available"]["micros"] == 1_000_000
+    bad = real.call("POST", "/api/v1/chat", {"conversationId": "conv_x; drop",
+                                             "messages": [{"role": "user", "content": "x"}]},
+                    token=token, headers={"Idempotency-Key": "bad-conv"})
+    assert bad.status == 400 and bad.content_type == "application/problem+json"
+    assert real.call("GET", "/api/v1/conversations?cursor=nope", token=token).status == 400
+    assert real.call("DELETE", f"/api/v1/conversations/{chat_id}", token=token).json["deleted"] is True
+    assert real.call("GET", f"/api/v1/conversations/{chat_id}", token=token).status == 404

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
+from creditflow.domain.pricing import IMAGE_TOKENS, estimate_tokens, token_cost
 from tests.e2e.server import LocalServer
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+VISION = "Qwen/Qwen2.5-VL-72B-Instruct"
 
 
 def new_key(server: LocalServer, uid: str, credits: str | None = "5", limit: str | None = None) -> str:
@@ -25,7 +32,7 @@ def client(server: LocalServer, key: str) -> openai.OpenAI:
 
 def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-user"))
-    assert [m.id for m in sdk.models.list()] == ["demo-chat", "auto"]
+    assert [m.id for m in sdk.models.list()] == ["demo-chat", "demo-embed", "auto"]
     routed = sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     assert routed.model == "demo-chat"
     raw = sdk.chat.completions.with_raw_response.create(model="demo-chat",
@@ -86,7 +93,6 @@ def test_a_key_spends_only_its_owners_credits(server: LocalServer) -> None:
 
 
 def test_a_burst_of_a_thousand_requests_never_spends_more_than_the_balance(tmp_path) -> None:
-    import json
     import sqlite3
     import urllib.error
     import urllib.request
@@ -148,3 +154,91 @@ def test_langchain_openai_spends_through_the_gateway(server: LocalServer) -> Non
     spent = server.call("GET", "/api/v1/keys", token=token).json["keys"][0]["spent"]["micros"]
     balance = server.call("GET", "/api/v1/credits/balance", token=token).json
     assert spent > 0 and balance["available"]["micros"] == 5_000_000 - spent and balance["held"]["micros"] == 0
+
+
+WEATHER = [{"type": "function", "function": {"name": "weather", "description": "the weather in a city",
+                                             "parameters": {"type": "object",
+                                                            "properties": {"q": {"type": "string"}}}}}]
+
+
+def test_tools_pass_through_plain_and_streamed(real: LocalServer, upstream: FakeOpenAI) -> None:
+    sdk = client(real, new_key(real, "gw-tools"))
+    asked = [{"role": "user", "content": "weather in Oslo?"}]
+    raw = sdk.chat.completions.with_raw_response.create(model=LLAMA, messages=asked, tools=WEATHER,
+                                                        tool_choice="auto", temperature=0.2)
+    first = raw.parse()
+    assert upstream.requests[-1]["tools"] == WEATHER and upstream.requests[-1]["tool_choice"] == "auto"
+    assert upstream.requests[-1]["temperature"] == 0.2
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and first.choices[0].message.content is None
+    assert call.function.name == "weather" and json.loads(call.function.arguments) == {"q": "weather in Oslo?"}
+    assert int(raw.headers["x-creditflow-charged-micros"]) == 33  # 100 in, 50 out, as the upstream reported
+    answered = sdk.chat.completions.create(model=LLAMA, tools=WEATHER, messages=[
+        *asked, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+    assert answered.choices[0].message.content == "echo: tool said: sunny"
+    chunks = list(sdk.chat.completions.create(model=LLAMA, messages=asked, tools=WEATHER, stream=True,
+                                              stream_options={"include_usage": True}))
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "weather"
+    assert json.loads("".join(d.function.arguments for d in deltas)) == {"q": "weather in Oslo?"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage.prompt_tokens == 100 and chunks[-1].creditflow["charged_micros"] == 33
+    balance = real.call("GET", "/api/v1/credits/balance", token=real.token("gw-tools")).json
+    assert balance["available"]["micros"] == 5_000_000 - 3 * 33 and balance["held"]["micros"] == 0
+    with pytest.raises(openai.BadRequestError) as several:
+        sdk.chat.completions.create(model=LLAMA, messages=asked, n=2)
+    assert several.value.body["param"] == "n"
+    with pytest.raises(openai.BadRequestError):  # a tool result must say which call it answers
+        sdk.chat.completions.create(model=LLAMA, messages=[{"role": "tool", "content": "sunny"}])
+
+
+def test_images_need_a_vision_model_and_are_held_for(real: LocalServer, upstream: FakeOpenAI) -> None:
+    sdk = client(real, new_key(real, "gw-vision"))
+    picture = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                            {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}]
+    with pytest.raises(openai.NotFoundError):  # Llama reads no images
+        sdk.chat.completions.create(model=LLAMA, messages=picture)
+    seen = sdk.chat.completions.create(model="auto", messages=picture)
+    assert seen.model == VISION and upstream.requests[-1]["messages"] == picture
+    held = real.call("GET", "/api/v1/credits/history?kind=hold", token=real.token("gw-vision")).json["entries"]
+    assert held[0]["memo"]["model"] == VISION  # the image is in the estimate the hold was sized by:
+    assert held[0]["amount"]["micros"] >= token_cost(IMAGE_TOKENS, 130_000)
+
+
+def test_embeddings_are_metered(server: LocalServer, real: LocalServer, upstream: FakeOpenAI) -> None:
+    sdk = client(server, new_key(server, "gw-embed"))
+    raw = sdk.embeddings.with_raw_response.create(model="demo-embed", input=[
+        "credits held before the call", "the call holds credits first", "penguins swim in cold water"])
+    out = raw.parse()  # the SDK asks for base64 and decodes it
+    a, b, c = (item.embedding for item in out.data)
+    assert len(a) == 256 and out.usage.prompt_tokens > 0
+    assert dot(a, b) > dot(a, c)  # shared words, closer vectors
+    charged = int(raw.headers["x-creditflow-charged-micros"])
+    assert charged == token_cost(out.usage.prompt_tokens, 20_000)
+    plain = real_post(server, new_key(server, "gw-embed-2"), "/v1/embeddings",
+                      {"model": "demo-embed", "input": "hello", "encoding_format": "float"})
+    assert plain["data"][0]["embedding"][:3] == [pytest.approx(x) for x in sdk.embeddings.create(
+        model="demo-embed", input="hello").data[0].embedding[:3]]
+    for bad in ({"model": "demo-embed", "input": []}, {"model": "demo-embed", "input": [1, 2, 3]},
+                {"model": "demo-embed", "input": "x", "dimensions": 8}, {"model": "", "input": "x"}):
+        with pytest.raises(openai.BadRequestError):
+            sdk.embeddings.create(**bad)
+    with pytest.raises(openai.NotFoundError):
+        sdk.embeddings.create(model="demo-chat", input="a chat model does not embed")
+    balance = server.call("GET", "/api/v1/credits/balance", token=server.token("gw-embed")).json
+    assert balance["available"]["micros"] == 5_000_000 - charged - token_cost(estimate_tokens(["hello"]), 20_000)
+    upstreamed = client(real, new_key(real, "gw-embed-real")).embeddings.with_raw_response.create(
+        model="BAAI/bge-en-icl", input="four words right here")
+    assert upstreamed.parse().usage.prompt_tokens == 4 and upstream.requests[-1]["input"] == ["four words right here"]
+    assert int(upstreamed.headers["x-creditflow-charged-micros"]) == token_cost(4, 10_000)
+
+
+def dot(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def real_post(server: LocalServer, key: str, path: str, body: dict) -> dict:
+    reply = server.call("POST", path, body, headers={"Authorization": f"Bearer {key}"})
+    assert reply.status == 200, reply.body
+    return reply.json

@@ -10,7 +10,7 @@ import pytest
 from creditflow.bootstrap import Platform
 from creditflow.domain.catalog import Catalog, UnknownModel, UnpricedModel, model_from
 from creditflow.domain.errors import AlreadyAnswered, InsufficientFunds, InvalidQuery, ProviderUnavailable
-from creditflow.domain.pricing import cost, estimate, estimate_tokens, token_cost
+from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_tokens, token_cost
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -119,8 +119,9 @@ def test_unpriced_models_are_refused_not_free() -> None:
 def test_estimates_cover_what_the_model_can_cost() -> None:
     model = model_from({"id": "m", "provider": "p", "capabilities": ["chat"], "context_window": 1000,
                         "max_output": 100, "prices": {"input_per_million": "2", "output_per_million": "6"}})
-    guess = estimate(model, ["héllo wörld " * 20], 100)
+    guess = estimate(model, prompt_tokens([{"role": "user", "content": "héllo wörld " * 20}]), 100)
     assert guess.micros >= cost(model, guess.prompt_tokens, 100)
+    assert guess.prompt_tokens >= len("héllo wörld " * 20) // 4  # above what real tokenizers count
     assert token_cost(1, 1) == 1 and token_cost(0, 10**6) == 0 and token_cost(3, 500_000) == 2
 
 

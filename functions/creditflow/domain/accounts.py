@@ -9,7 +9,7 @@ from .errors import InvalidAccount
 
 USER_PREFIX = "user:"
 ISSUANCE_ACCOUNTS = frozenset({"issuance:welcome", "issuance:stripe", "issuance:crypto", "issuance:admin"})
-USAGE_ACCOUNTS = frozenset({"usage:chat", "usage:image", "usage:vision", "usage:agent"})
+USAGE_ACCOUNTS = frozenset({"usage:chat", "usage:image", "usage:vision", "usage:agent", "usage:embedding"})
 SYSTEM_ACCOUNTS = ISSUANCE_ACCOUNTS | USAGE_ACCOUNTS | {"expiry", "refund"}
 _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}")
 

@@ -2,21 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .catalog import Model
 
 PER_MESSAGE_TOKENS = 4  # role and separators, as chat templates add them
 REPLY_PRIMER_TOKENS = 3
 SAFETY_MARGIN_PERCENT = 25  # on the prompt estimate, which counts without the model's tokenizer
+IMAGE_TOKENS = 1_600  # per image part: above what OpenAI-style vision models bill for a detailed 1024x1024 image
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:
     """An offline over-estimate of prompt tokens: one token per 3 UTF-8 bytes (real tokenizers average ~4
     bytes per token on English and ~2.5-3 on most other scripts), plus chat framing."""
     return sum(math.ceil(len(text.encode()) / 3) + PER_MESSAGE_TOKENS for text in texts) + REPLY_PRIMER_TOKENS
+
+
+def message_texts(messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any] | None = None
+                  ) -> tuple[list[str], int]:
+    """Everything in a request the model reads as tokens, as texts, and the number of images: string or
+    text-part content, tool calls and results, and the tool and response-format schemas."""
+    texts: list[str] = []
+    images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            parts = [part for part in content if isinstance(part, Mapping)]
+            texts.append("".join(str(p.get("text", "")) for p in parts if p.get("type") == "text"))
+            images += sum(1 for p in parts if p.get("type") == "image_url")
+        else:
+            texts.append("")
+        extra = {k: message[k] for k in ("name", "tool_calls", "tool_call_id") if message.get(k) is not None}
+        if extra:
+            texts[-1] += json.dumps(extra, ensure_ascii=False)
+    for name in ("tools", "response_format"):
+        if options and options.get(name) is not None:
+            texts.append(json.dumps(options[name], ensure_ascii=False))
+    return texts, images
+
+
+def prompt_tokens(messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any] | None = None) -> int:
+    texts, images = message_texts(messages, options)
+    return estimate_tokens(texts) + images * IMAGE_TOKENS
 
 
 def token_cost(tokens: int, per_million: int) -> int:
@@ -31,8 +64,8 @@ class Estimate:
     micros: int
 
 
-def estimate(model: Model, texts: Sequence[str], max_output_tokens: int) -> Estimate:
-    prompt = estimate_tokens(texts)
+def estimate(model: Model, prompt: int, max_output_tokens: int) -> Estimate:
+    """The hold for a call: the prompt estimate plus the safety margin, and the whole output allowance."""
     padded = prompt + prompt * SAFETY_MARGIN_PERCENT // 100
     micros = token_cost(padded, model.input_per_million) + token_cost(max_output_tokens, model.output_per_million)
     return Estimate(prompt, max_output_tokens, max(micros, 1))

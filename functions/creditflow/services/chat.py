@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import AlreadyAnswered, InvalidQuery, LedgerError, OverRequestLimit, ProviderUnavailable
 from ..domain.health import Health
 from ..domain.money import format_credits
-from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, token_cost
-from ..ports import ChatProvider, Preferences, PreferenceStore
+from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
+from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
 from .credits import Credits
 
 
@@ -26,6 +27,18 @@ class Call:
     max_output: int
     guess: Estimate
     hold: dict[str, Any]
+    options: dict[str, Any] | None = None
+
+
+def capability_of(messages: Messages) -> str:
+    """A request with image parts needs a vision model; any other needs chat."""
+    return "vision" if message_texts(messages)[1] else "chat"
+
+
+def reply_tokens(text: str, tool_calls: list[dict[str, Any]] | None) -> int:
+    """A local estimate of what a reply cost, for when the provider did not say."""
+    said = [text] + ([json.dumps(tool_calls)] if tool_calls else [])
+    return estimate_tokens(said) if text or tool_calls else 0
 
 
 class MeteredChat:
@@ -56,13 +69,20 @@ class MeteredChat:
             offered = preferred + [m for m in offered if m.id != wanted.preferred_model]
         return offered
 
-    def _hold(self, uid: str, messages: list[dict[str, str]], key: str, model: str | None,
-              max_tokens: int | None, admit: Callable[[int], None] | None = None) -> Call:
-        """Price the call and hold its estimate before any provider is contacted: a call the balance cannot
-        cover is refused with the shortfall and costs nothing."""
-        chosen = self.catalog.get(model, "chat")
+    def _hold(self, uid: str, messages: Messages, key: str, model: str | None, max_tokens: int | None,
+              admit: Callable[[int], None] | None = None, options: dict[str, Any] | None = None) -> Call:
+        """Price a completion and hold its estimate before any provider is contacted."""
+        capability = capability_of(messages)
+        chosen = self.catalog.get(model, capability)
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        guess = estimate(chosen, [m["content"] for m in messages], max_out)
+        return self._reserve(uid, chosen, prompt_tokens(messages, options), max_out, key, admit, options,
+                             f"usage:{capability}")
+
+    def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
+                 admit: Callable[[int], None] | None, options: dict[str, Any] | None, target: str) -> Call:
+        """Hold what a call may cost: a call the balance, the key's limit or the user's per-request cap cannot
+        cover is refused here, with the shortfall, and costs nothing."""
+        guess = estimate(chosen, prompt, max_out)
         if guess.prompt_tokens + max_out > chosen.context_window:
             raise InvalidQuery(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
                                f"{chosen.id}'s context window of {chosen.context_window}")
@@ -72,17 +92,26 @@ class MeteredChat:
         if cap is not None and guess.micros > cap:
             raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
                                    f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
-        hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target="usage:chat",
-                                    memo={"model": chosen.id})
-        return Call(uid, key, chosen, max_out, guess, hold)
+        hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id})
+        return Call(uid, key, chosen, max_out, guess, hold, options)
+
+    def _replayed(self, call: Call) -> str:
+        """What became of an earlier request with this key: a posted one is refused (it was answered and
+        charged), a voided one failed and the caller may go on, a pending one is still running."""
+        self.health.untried(call.model.id)
+        status = self.credits.hold(call.uid, call.hold["hold"]).status
+        if status == "posted":
+            raise AlreadyAnswered("this request was already answered and charged; see your history",
+                                  reservation=call.hold["hold"])
+        return status
 
     def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
-                why: str | None = None) -> dict[str, Any]:
+                why: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Post the hold for what the call cost: reported usage when there is one, else a local estimate
         flagged for reconciliation; never more than was held."""
         reported = prompt is not None and completion is not None and why is None
         prompt = prompt if reported else call.guess.prompt_tokens
-        completion = completion if reported else estimate_tokens([text]) if text else 0
+        completion = completion if reported else reply_tokens(text, tool_calls)
         price = cost(call.model, prompt, completion)  # type: ignore[arg-type]
         if why == "cancelled":  # a cancelled call pays at least its input
             price = max(price, token_cost(call.guess.prompt_tokens, call.model.input_per_million))
@@ -102,32 +131,29 @@ class MeteredChat:
     def _release(self, call: Call) -> None:
         self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
 
-    def chat(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
-             max_tokens: int | None = None, admit: Callable[[int], None] | None = None) -> dict[str, Any]:
+    def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
+             max_tokens: int | None = None, admit: Callable[[int], None] | None = None,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own."""
-        candidates = self.route(model, uid=uid)
+        candidates = self.route(model, capability_of(messages), uid=uid)
         tried: list[str] = []
         for n, candidate in enumerate(candidates):
             if not self.health.admits(candidate.id, self.now()):
                 tried.append(f"{candidate.id}: breaker open")
                 continue
             try:
-                call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, admit)
+                call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, admit,
+                                  options)
             except LedgerError:
                 self.health.untried(candidate.id)
                 raise
-            if call.hold["replayed"]:  # a retry of a request we have seen
-                self.health.untried(candidate.id)
-                status = self.credits.hold(uid, call.hold["hold"]).status
-                if status == "posted":
-                    raise AlreadyAnswered("this request was already answered and charged; see your history",
-                                          reservation=call.hold["hold"])
-                if status == "voided":  # this model failed last time: go on to the next
-                    continue
+            if call.hold["replayed"] and self._replayed(call) == "voided":  # failed last time: try the next model
+                continue
             started = self.now()
             try:
-                reply = self.providers[candidate.provider].complete(candidate.id, messages, call.max_output)
+                reply = self.providers[candidate.provider].complete(candidate.id, messages, call.max_output,
+                                                                    options)
             except ProviderUnavailable as failure:
                 self.health.record(candidate.id, False, self.now() - started, self.now())
                 self._release(call)
@@ -135,45 +161,69 @@ class MeteredChat:
                 continue
             self.health.record(candidate.id, True, self.now() - started, self.now())
             return {"text": reply.text, "finish_reason": reply.finish_reason, "tried": tried,
-                    **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
+                    "tool_calls": reply.tool_calls,
+                    **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
+                                   tool_calls=reply.tool_calls)}
         raise ProviderUnavailable("no model could answer: " + "; ".join(tried), tried=len(tried))
 
-    def stream(self, uid: str, messages: list[dict[str, str]], *, key: str, model: str | None = None,
-               max_tokens: int | None = None, admit: Callable[[int], None] | None = None
-               ) -> Iterator[dict[str, Any]]:
+    def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
+              admit: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Embeddings paid from the user's credits: held on an estimate of the input, settled on reported usage."""
+        chosen = self.catalog.get(model, "embedding")
+        call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, admit, None, "usage:embedding")
+        if call.hold["replayed"] and self._replayed(call) == "voided":
+            raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
+        started = self.now()
+        try:
+            out = self.providers[chosen.provider].embed(chosen.id, inputs)
+        except ProviderUnavailable:
+            self.health.record(chosen.id, False, self.now() - started, self.now())
+            self._release(call)
+            raise
+        self.health.record(chosen.id, True, self.now() - started, self.now())
+        return {"vectors": out.vectors,
+                **self._settle(call, "", out.prompt_tokens, 0 if out.prompt_tokens is not None else None)}
+
+    def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
+               max_tokens: int | None = None, admit: Callable[[int], None] | None = None,
+               options: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
         last {"done": ...} with the charge. Every way out settles or releases the hold exactly once: a broken
         stream or a missing usage chunk settles on a local estimate, a client that goes away pays at least
         its input, a provider that fails before the first piece costs nothing."""
-        chosen = next((m for m in self.route(model, uid=uid) if self.health.admits(m.id, self.now())), None)
+        routed = self.route(model, capability_of(messages), uid=uid)
+        chosen = next((m for m in routed if self.health.admits(m.id, self.now())), None)
         if chosen is None:
             raise ProviderUnavailable("every model that could answer is failing right now; try again shortly")
         self.health.untried(chosen.id)  # streams do not feed the breaker (yet): never hold a trial slot
-        call = self._hold(uid, messages, key, chosen.id, max_tokens, admit)
+        call = self._hold(uid, messages, key, chosen.id, max_tokens, admit, options)
         return self._pieces(call, messages)
 
-    def _pieces(self, call: Call, messages: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    def _pieces(self, call: Call, messages: Messages) -> Iterator[dict[str, Any]]:
         text: list[str] = []
+        calls: list[dict[str, Any]] = []  # tool-call deltas, kept only to estimate a reply without usage
         prompt = completion = None
         finish = None
         outcome = "cancelled"
         try:
-            for piece in self.providers[call.model.provider].stream(call.model.id, messages, call.max_output):
-                if piece.text:
+            provider = self.providers[call.model.provider]
+            for piece in provider.stream(call.model.id, messages, call.max_output, call.options):
+                if piece.text or piece.tool_calls:
                     text.append(piece.text)
-                    yield {"delta": piece.text}
+                    calls.extend(piece.tool_calls or ())
+                    yield {"delta": piece.text, **({"tool_calls": piece.tool_calls} if piece.tool_calls else {})}
                 if piece.prompt_tokens is not None:
                     prompt, completion = piece.prompt_tokens, piece.completion_tokens
                 finish = piece.finish_reason or finish
             outcome = "complete" if finish is not None else "broken"  # ended without a finish: cut off
         except ProviderUnavailable:
-            outcome = "broken" if text else "failed"
+            outcome = "broken" if text or calls else "failed"
             if outcome == "failed":
                 self._release(call)
                 raise
         finally:
             if outcome == "cancelled":  # the consumer stopped reading: the generator is being closed
-                self._settle(call, "".join(text), None, None, why="cancelled")
+                self._settle(call, "".join(text), None, None, why="cancelled", tool_calls=calls)
         result = self._settle(call, "".join(text), prompt, completion,
-                              why="stream broke" if outcome == "broken" else None)
+                              why="stream broke" if outcome == "broken" else None, tool_calls=calls)
         yield {"done": True, "finish_reason": finish, **result}

@@ -1,32 +1,55 @@
-"""The offline `demo` provider: deterministic text and token counts, labelled as demo in every reply."""
+"""The offline `demo` provider: deterministic text, token counts and embeddings, labelled as demo in every reply."""
 
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from collections.abc import Iterator
+from typing import Any
 
-from ...domain.pricing import estimate_tokens
-from ...ports import ChatReply, StreamPiece
+from ...domain.pricing import estimate_tokens, prompt_tokens
+from ...ports import ChatReply, Embedded, Messages, StreamPiece
 
 WORDS = ("credits", "ledger", "signed", "merkle", "reserve", "settle", "stream", "model", "token", "demo")
+DIMENSIONS = 256
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def demo_vector(text: str) -> list[float]:
+    """A bag of hashed words, normalised: texts that share words point the same way, so recall works offline."""
+    vector = [0.0] * DIMENSIONS
+    for word in _words(text):
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[int.from_bytes(digest[:4], "big") % DIMENSIONS] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 class DemoProvider:
     name = "demo"
 
-    def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> ChatReply:
-        digest = hashlib.sha256("\n".join(m.get("content", "") for m in messages).encode()).digest()
+    def complete(self, model: str, messages: Messages, max_tokens: int,
+                 options: dict[str, Any] | None = None) -> ChatReply:
+        digest = hashlib.sha256("\n".join(str(m.get("content", "")) for m in messages).encode()).digest()
         count = min(max_tokens, 8 + digest[0] % 24)
         words = " ".join(WORDS[b % len(WORDS)] for b in digest[:count])
         text = f"[demo reply, not a real model] {words}"
-        return ChatReply(text=text, model=model, prompt_tokens=estimate_tokens([m.get("content", "")
-                                                                                 for m in messages]),
+        return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options),
                          completion_tokens=min(max_tokens, count + 6), finish_reason="stop")
 
-    def stream(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> Iterator[StreamPiece]:
-        reply = self.complete(model, messages, max_tokens)
+    def stream(self, model: str, messages: Messages, max_tokens: int,
+               options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
+        reply = self.complete(model, messages, max_tokens, options)
         words = reply.text.split(" ")
         for n, word in enumerate(words):
             yield StreamPiece(text=word if n == 0 else " " + word)
         yield StreamPiece(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           finish_reason="stop")
+
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        return Embedded(vectors=[demo_vector(text) for text in inputs], model=model,
+                        prompt_tokens=estimate_tokens(inputs))

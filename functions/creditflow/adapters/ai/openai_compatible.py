@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import openai
 
 from ...domain.errors import ProviderUnavailable
-from ...ports import ChatReply, StreamPiece
+from ...ports import ChatReply, Embedded, Messages, StreamPiece
 
 
 class OpenAICompatible:
@@ -15,42 +17,59 @@ class OpenAICompatible:
         self.name = name
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
 
-    def complete(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> ChatReply:
+    @contextmanager
+    def _failures(self, doing: str) -> Iterator[None]:
+        """The SDK's errors as ProviderUnavailable, which routing falls back on."""
         try:
-            response = self._client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
-                                                            max_tokens=max_tokens)
+            yield
         except openai.APIStatusError as error:
             raise ProviderUnavailable(f"{self.name} answered {error.status_code}", provider=self.name,
                                       upstream_status=error.status_code) from error
-        except openai.APIError as error:  # timeouts, refused connections
-            raise ProviderUnavailable(f"{self.name} could not be reached: {type(error).__name__}",
-                                      provider=self.name) from error
+        except openai.APIError as error:  # timeouts, refused connections, broken streams
+            raise ProviderUnavailable(f"{self.name} {doing}: {type(error).__name__}", provider=self.name) from error
         except ValueError as error:  # a reply that is not JSON
             raise ProviderUnavailable(f"{self.name} sent a reply that is not JSON", provider=self.name) from error
+
+    def complete(self, model: str, messages: Messages, max_tokens: int,
+                 options: dict[str, Any] | None = None) -> ChatReply:
+        with self._failures("could not be reached"):
+            response = self._client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                                            max_tokens=max_tokens, **(options or {}))
         if not response.choices:
             raise ProviderUnavailable(f"{self.name} returned no choices", provider=self.name)
-        usage = response.usage
-        return ChatReply(text=response.choices[0].message.content or "", model=response.model or model,
+        usage, message = response.usage, response.choices[0].message
+        calls = [call.model_dump(exclude_none=True) for call in message.tool_calls] if message.tool_calls else None
+        return ChatReply(text=message.content or "", model=response.model or model,
                          prompt_tokens=usage.prompt_tokens if usage else None,
                          completion_tokens=usage.completion_tokens if usage else None,
-                         finish_reason=response.choices[0].finish_reason)
+                         finish_reason=response.choices[0].finish_reason, tool_calls=calls)
 
-    def stream(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> Iterator[StreamPiece]:
-        try:
+    def stream(self, model: str, messages: Messages, max_tokens: int,
+               options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
+        with self._failures("stream broke"):
             chunks = self._client.chat.completions.create(
                 model=model, messages=messages, max_tokens=max_tokens, stream=True,  # type: ignore[arg-type]
-                stream_options={"include_usage": True})  # a custom base URL drops usage on streams without it
+                stream_options={"include_usage": True}, **(options or {}))  # custom base URLs drop usage otherwise
             for chunk in chunks:
                 usage = getattr(chunk, "usage", None)
                 choice = chunk.choices[0] if chunk.choices else None
-                text = (choice.delta.content or "") if choice is not None and choice.delta is not None else ""
-                if text or usage is not None or (choice is not None and choice.finish_reason):
+                delta = choice.delta if choice is not None else None
+                text = (delta.content or "") if delta is not None else ""
+                calls = ([call.model_dump(exclude_none=True) for call in delta.tool_calls]
+                         if delta is not None and delta.tool_calls else None)
+                if text or calls or usage is not None or (choice is not None and choice.finish_reason):
                     yield StreamPiece(text=text, prompt_tokens=usage.prompt_tokens if usage else None,
                                       completion_tokens=usage.completion_tokens if usage else None,
-                                      finish_reason=choice.finish_reason if choice is not None else None)
-        except openai.APIStatusError as error:
-            raise ProviderUnavailable(f"{self.name} answered {error.status_code}", provider=self.name,
-                                      upstream_status=error.status_code) from error
-        except (openai.APIError, ValueError) as error:  # timeouts, refused or broken streams
-            raise ProviderUnavailable(f"{self.name} stream broke: {type(error).__name__}",
-                                      provider=self.name) from error
+                                      finish_reason=choice.finish_reason if choice is not None else None,
+                                      tool_calls=calls)
+
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        with self._failures("could not be reached"):
+            response = self._client.embeddings.create(model=model, input=inputs)
+        vectors = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
+        if len(vectors) != len(inputs):
+            raise ProviderUnavailable(f"{self.name} returned {len(vectors)} embeddings for {len(inputs)} inputs",
+                                      provider=self.name)
+        usage = response.usage
+        return Embedded(vectors=vectors, model=response.model or model,
+                        prompt_tokens=usage.prompt_tokens if usage else None)

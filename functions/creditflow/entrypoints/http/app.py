@@ -13,6 +13,7 @@ from ... import __version__
 from ...bootstrap import Platform
 from ...domain.errors import Forbidden, InvalidToken
 from .api import Api, RateLimiter
+from .conversation_routes import register_conversations
 from .gateway import create_gateway
 from .realtime_rules import ReadRules
 from .routes import register
@@ -26,6 +27,7 @@ def create_app(platform: Platform) -> Flask:
     api = Api(app, platform.tokens, RateLimiter(platform.settings.rate_limit_per_minute), "Creditflow",
               __version__)
     register(api, platform)
+    register_conversations(api, platform)
     app.register_blueprint(create_gateway(platform))
     document = api.openapi()
 

@@ -3,8 +3,10 @@ user's credits through the same hold → call → settle path as /api/v1/chat. E
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +18,15 @@ from ...domain.catalog import UnknownModel
 from ...domain.errors import InsufficientFunds, InvalidToken, KeyLimitReached, LedgerError, ProviderUnavailable
 from ...domain.ids import new_id
 from ...domain.money import format_credits
+from ...services.chat import capability_of
 
-ROLES = {"system", "user", "assistant", "developer"}
+ROLES = {"system", "user", "assistant", "developer", "tool"}
+PART_TYPES = {"text", "image_url"}
+MAX_EMBEDDING_INPUTS = 2048
+# OpenAI request fields handed to the provider as they are; `n` (several choices) is refused: it multiplies the
+# cost past what was held. Anything else unknown is dropped, as OpenAI-compatible servers commonly do.
+PASS_THROUGH = ("tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "stop", "seed",
+                "presence_penalty", "frequency_penalty", "response_format", "logit_bias", "user")
 
 
 class GatewayError(Exception):
@@ -46,19 +55,50 @@ def _translate(error: LedgerError) -> GatewayError:
                         "invalid_request_error" if error.status < 500 else "api_error", error.code)
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
+def _base64(vector: list[float]) -> str:
+    """OpenAI's base64 encoding: little-endian float32s (the openai SDK asks for it by default)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _bad(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", param=param)
+
+
+def _content_ok(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    if content is None:  # an assistant turn that only calls tools
+        return message.get("role") == "assistant" and bool(message.get("tool_calls"))
+    if isinstance(content, str):
+        return True
+    return isinstance(content, list) and bool(content) and all(
+        isinstance(part, dict) and part.get("type") in PART_TYPES for part in content)
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages, checked for shape and passed on as sent (a `developer` turn becomes `system`, which every
+    OpenAI-compatible server knows)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise GatewayError(400, "messages must be a non-empty array", "invalid_request_error", param="messages")
+        raise _bad("messages must be a non-empty array", "messages")
     cleaned = []
     for n, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(
-                message.get("content"), str):
-            raise GatewayError(400, f"messages[{n}] needs a role ({', '.join(sorted(ROLES))}) and string content",
-                               "invalid_request_error", param=f"messages[{n}]")
-        cleaned.append({"role": "system" if message["role"] == "developer" else message["role"],
-                        "content": message["content"]})
+        if not isinstance(message, dict) or message.get("role") not in ROLES or not _content_ok(message):
+            raise _bad(f"messages[{n}] needs a role ({', '.join(sorted(ROLES))}) and content: a string or an array "
+                       "of text and image_url parts", f"messages[{n}]")
+        if message["role"] == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise _bad(f"messages[{n}] is a tool result and needs its tool_call_id", f"messages[{n}].tool_call_id")
+        if "tool_calls" in message and not isinstance(message["tool_calls"], list):
+            raise _bad(f"messages[{n}].tool_calls must be an array", f"messages[{n}].tool_calls")
+        cleaned.append({**message, "role": "system" if message["role"] == "developer" else message["role"]})
     return cleaned
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("n", 1) != 1:
+        raise _bad("n must be 1: each request is held and charged for one choice", "n")
+    if "tools" in body and not isinstance(body["tools"], list):
+        raise _bad("tools must be an array", "tools")
+    return {name: body[name] for name in PASS_THROUGH if body.get(name) is not None}
 
 
 def create_gateway(platform: Platform) -> Blueprint:
@@ -92,33 +132,58 @@ def create_gateway(platform: Platform) -> Blueprint:
 
     @gateway.post("/embeddings")
     def embeddings() -> Response:
-        authenticate()
+        uid, key = authenticate()
         body = request.get_json(silent=True)
-        model = body.get("model") if isinstance(body, dict) else None
-        raise GatewayError(404, f"no embedding model {model!r} is configured", "invalid_request_error",
-                           "model_not_found", "model")
+        if not isinstance(body, dict):
+            raise _bad("the body must be a JSON object")
+        model, inputs = body.get("model"), body.get("input")
+        if not isinstance(model, str) or not model:
+            raise _bad("model is required", "model")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not 1 <= len(inputs) <= MAX_EMBEDDING_INPUTS or not all(
+                isinstance(text, str) and text for text in inputs):
+            raise _bad(f"input must be a non-empty string or an array of 1 to {MAX_EMBEDDING_INPUTS} non-empty "
+                       "strings (token arrays are not accepted)", "input")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise _bad("encoding_format must be float or base64", "encoding_format")
+        if body.get("dimensions") is not None:
+            raise _bad("dimensions is not supported: vectors come at the model's own size", "dimensions")
+        platform.chat.catalog.get(model, "embedding")  # unknown models are refused before any hold
+        result = platform.chat.embed(uid, inputs, key=request.headers.get("Idempotency-Key") or new_id("gw"),
+                                     model=model, admit=lambda hold: platform.keys.check_limit(key, hold))
+        platform.keys.spent(key, result["charged"])
+        data = [{"object": "embedding", "index": n,
+                 "embedding": _base64(vector) if encoding == "base64" else vector}
+                for n, vector in enumerate(result["vectors"])]
+        response = jsonify({"object": "list", "data": data, "model": result["model"],
+                            "usage": {"prompt_tokens": result["prompt_tokens"],
+                                      "total_tokens": result["prompt_tokens"]},
+                            "creditflow": charge_view(result)})
+        response.headers["x-creditflow-charged-micros"] = str(result["charged"])
+        return response
 
     @gateway.post("/chat/completions")
     def chat_completions() -> Response:
         uid, key = authenticate()
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise GatewayError(400, "the body must be a JSON object", "invalid_request_error")
+            raise _bad("the body must be a JSON object")
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise GatewayError(400, "model is required", "invalid_request_error", param="model")
-        routed = platform.chat.route(None if model == "auto" else model)  # "auto": cheapest healthy, with fallback
+            raise _bad("model is required", "model")
+        messages, options = _messages(body), _options(body)
+        # "auto": the cheapest healthy model that can read the messages, with fallback
+        routed = platform.chat.route(None if model == "auto" else model, capability_of(messages))
         ceiling = max(m.max_output for m in routed)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or not 1 <= max_tokens <= ceiling):
-            raise GatewayError(400, f"max_tokens must be an integer from 1 to {ceiling} for {model}",
-                               "invalid_request_error", param="max_tokens")
+            raise _bad(f"max_tokens must be an integer from 1 to {ceiling} for {model}", "max_tokens")
         model = None if model == "auto" else model
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
-            raise GatewayError(400, "stream must be a boolean", "invalid_request_error", param="stream")
-        messages = _messages(body)
+            raise _bad("stream must be a boolean", "stream")
         idempotency = request.headers.get("Idempotency-Key") or new_id("gw")
 
         def admit(hold: int) -> None:
@@ -127,17 +192,20 @@ def create_gateway(platform: Platform) -> Blueprint:
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,
-                                          admit=admit)
+                                          admit=admit, options=options)
             first = next(pieces)
             return Response(_chunks(platform, key, model or routed[0].id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, admit=admit)
+        result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, admit=admit,
+                                    options=options)
+        message: dict[str, Any] = {"role": "assistant", "content": result["text"]}
+        if result["tool_calls"]:
+            message = {"role": "assistant", "content": result["text"] or None, "tool_calls": result["tool_calls"]}
         platform.keys.spent(key, result["charged"])
         response = jsonify({
             "id": f"chatcmpl-{result['entry']}", "object": "chat.completion", "created": int(time.time()),
             "model": result["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
-                         "finish_reason": result["finish_reason"] or "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": result["finish_reason"] or "stop"}],
             "usage": {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
                       "total_tokens": result["prompt_tokens"] + result["completion_tokens"]},
             "creditflow": charge_view(result)})
@@ -172,7 +240,10 @@ def _chunks(platform: Platform, key: Any, model: str, first: dict[str, Any], pie
                                            "total_tokens": piece["prompt_tokens"] + piece["completion_tokens"]},
                                 creditflow=charge_view(piece))
             else:
-                yield chunk([{"index": 0, "delta": {"content": piece["delta"]}, "finish_reason": None}])
+                delta = {"content": piece["delta"]} if piece["delta"] else {}
+                if piece.get("tool_calls"):
+                    delta["tool_calls"] = piece["tool_calls"]
+                yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
         yield "data: [DONE]\n\n"
     finally:
         pieces.close()  # type: ignore[attr-defined]

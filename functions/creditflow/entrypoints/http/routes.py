@@ -21,7 +21,7 @@ from . import schemas as s
 from .api import Api
 
 V1 = "/api/v1"
-CATEGORIES = {"chat": "usage:chat", "image": "usage:image", "vision": "usage:vision", "agent": "usage:agent"}
+CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
 
 
 KINDS = "(?:grant|hold|settle|release|expire)"
@@ -73,11 +73,9 @@ def client_address(platform: Platform) -> str | None:
     return request.remote_addr
 
 
-def stream_chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> Response:
+def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
     """Server-sent events: `data: {"delta": …}` pieces, then `event: done` with the charge. The hold is placed
     and the first piece awaited before the 200 goes out, so refusals and dead providers are plain problems."""
-    pieces = platform.chat.stream(caller.uid, [m.model_dump() for m in body.messages], key=key, model=body.model,
-                                  max_tokens=body.maxTokens)
     first = next(pieces)
 
     def events() -> Iterator[str]:
@@ -88,7 +86,7 @@ def stream_chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) ->
                 else:
                     yield f"data: {json.dumps(piece)}\n\n"
         finally:
-            pieces.close()  # a client that left: the chat service settles what was used
+            pieces.close()  # type: ignore[attr-defined]  # a client that left: the chat service settles
 
     return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -267,17 +265,27 @@ def register(api: Api, platform: Platform) -> None:
     def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut | Response:
         key = idempotency_key()
         account_of(caller)
-        if body.stream:
-            return stream_chat(platform, caller, body, key)
-        result = platform.chat.chat(caller.uid, [m.model_dump() for m in body.messages], key=key,
-                                    model=body.model, max_tokens=body.maxTokens)
+        messages = [m.model_dump() for m in body.messages]
+        ask = {"key": key, "model": body.model, "max_tokens": body.maxTokens}
+        if body.conversationId is not None:
+            talk = platform.conversations
+            if body.stream:
+                return stream_chat(talk.stream(caller.uid, body.conversationId, messages, **ask))
+            result = talk.chat(caller.uid, body.conversationId, messages, **ask)
+        elif body.stream:
+            return stream_chat(platform.chat.stream(caller.uid, messages, **ask))
+        else:
+            result = platform.chat.chat(caller.uid, messages, **ask)
+        memory = result.get("memory")
         return s.ChatOut(text=result["text"], model=result["model"], provider=result["provider"],
                          demo=result["demo"], finish_reason=result["finish_reason"],
                          usage=s.UsageOut(prompt_tokens=result["prompt_tokens"],
                                           completion_tokens=result["completion_tokens"],
                                           reported_by_provider=result["usage_reported"]),
                          charged=s.Money.of(result["charged"]), estimated=s.Money.of(result["estimated"]),
-                         reservationId=result["reservation"], entry=result["entry"], replayed=result["replayed"])
+                         reservationId=result["reservation"], entry=result["entry"], replayed=result["replayed"],
+                         conversationId=body.conversationId,
+                         memory=s.MemoryOut(**{**memory, "charged": s.Money.of(memory["charged"])}) if memory else None)
 
     def key_out(key: Any) -> s.KeyOut:
         return s.KeyOut(id=key.id, name=key.name, prefix=key.prefix, created_at=key.created_at,

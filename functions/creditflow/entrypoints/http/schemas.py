@@ -47,7 +47,7 @@ class AmountIn(Strict):
 
 
 class ReserveIn(AmountIn):
-    category: Literal["chat", "image", "vision", "agent"] = "chat"
+    category: Literal["chat", "image", "vision", "agent", "embedding"] = "chat"
     ttlSeconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     memo: dict[str, str] | None = Field(default=None, max_length=16)
 
@@ -88,6 +88,9 @@ class Message(Strict):
 class ChatIn(Strict):
     messages: list[Message] = Field(min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=128)
+    conversationId: str | None = Field(default=None, pattern=r"^conv_[0-9a-f]{20}$",
+                                       description="continue this conversation: its memory goes to the model, "
+                                                   "and this turn is stored in it")
     maxTokens: int | None = Field(default=None, ge=1, le=32_768)
     stream: bool = Field(default=False, description="answer as server-sent events: data {delta} …, then "
                                                     "event done with the charge")
@@ -97,6 +100,13 @@ class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     reported_by_provider: bool
+
+
+class MemoryOut(BaseModel):
+    buffered: int = Field(description="stored messages sent verbatim")
+    summarised: int = Field(description="older messages carried by the running summary")
+    recalled: int = Field(description="older messages recalled by similarity")
+    charged: Money = Field(description="what summaries and embeddings for this turn cost")
 
 
 class ChatOut(BaseModel):
@@ -111,6 +121,43 @@ class ChatOut(BaseModel):
     reservationId: str
     entry: str
     replayed: bool
+    conversationId: str | None = None
+    memory: MemoryOut | None = None
+
+
+class ConversationIn(Strict):
+    title: str = Field(default="New conversation", min_length=1, max_length=200)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    messages: int
+
+
+class ConversationsOut(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class StoredMessageOut(BaseModel):
+    seq: int
+    role: str
+    content: str
+    at: str
+
+
+class ConversationDetailOut(ConversationOut):
+    summary: str = Field(description="the running summary of messages older than the buffer")
+    summary_upto: int
+    history: list[StoredMessageOut]
+
+
+class DeletedOut(BaseModel):
+    id: str
+    deleted: bool
 
 
 class ModelOut(BaseModel):

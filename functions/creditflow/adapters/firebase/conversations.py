@@ -1,0 +1,98 @@
+"""Conversations on Firestore: conversations/{id} (with `uid`, which the rules check) and its messages/{seq}."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ...domain.memory import StoredMessage
+from ...ports import Conversation
+
+
+def _message(data: dict) -> StoredMessage:
+    vector = data.get("vector")
+    return StoredMessage(seq=data["seq"], role=data["role"], content=data["content"], at=data["at"],
+                         turn=data["turn"], vector=tuple(vector) if vector else None)
+
+
+class FirestoreConversations:
+    def __init__(self, client: firestore.Client) -> None:
+        self.client = client
+        self.collection = client.collection("conversations")
+
+    def _mine(self, uid: str, conversation_id: str) -> firestore.DocumentSnapshot | None:
+        snapshot = self.collection.document(conversation_id).get()
+        return snapshot if snapshot.exists and snapshot.get("uid") == uid else None
+
+    def create(self, conversation: Conversation) -> None:
+        self.collection.document(conversation.id).create(asdict(conversation))
+
+    def get(self, uid: str, conversation_id: str) -> Conversation | None:
+        snapshot = self._mine(uid, conversation_id)
+        return Conversation(**snapshot.to_dict()) if snapshot is not None else None
+
+    def of_user(self, uid: str, limit: int, before: str | None) -> list[Conversation]:
+        query = (self.collection.where(filter=FieldFilter("uid", "==", uid))
+                 .order_by("updated_at", direction=firestore.Query.DESCENDING)
+                 .order_by("id", direction=firestore.Query.DESCENDING))
+        if before is not None:
+            at, _, last = before.partition("|")
+            query = query.start_after({"updated_at": at, "id": last})
+        return [Conversation(**s.to_dict()) for s in query.limit(limit).stream()]
+
+    def delete(self, uid: str, conversation_id: str) -> bool:
+        snapshot = self._mine(uid, conversation_id)
+        if snapshot is None:
+            return False
+        for message in snapshot.reference.collection("messages").stream():
+            message.reference.delete()
+        snapshot.reference.delete()
+        return True
+
+    def messages(self, uid: str, conversation_id: str) -> list[StoredMessage]:
+        snapshot = self._mine(uid, conversation_id)
+        if snapshot is None:
+            return []
+        return [_message(s.to_dict()) for s in snapshot.reference.collection("messages").order_by("seq").stream()]
+
+    def has_turn(self, uid: str, conversation_id: str, turn: str) -> bool:
+        snapshot = self._mine(uid, conversation_id)
+        return snapshot is not None and any(
+            snapshot.reference.collection("messages").where(filter=FieldFilter("turn", "==", turn)).limit(1).stream())
+
+    def append_turn(self, uid: str, conversation_id: str, turn: str, messages: list[tuple[str, str]],
+                    at: str) -> bool:
+        reference = self.collection.document(conversation_id)
+
+        @firestore.transactional
+        def append(transaction: firestore.Transaction) -> bool:
+            snapshot = reference.get(transaction=transaction)
+            if not snapshot.exists or snapshot.get("uid") != uid:
+                return False
+            seen = reference.collection("messages").where(filter=FieldFilter("turn", "==", turn)).limit(1)
+            if list(seen.stream(transaction=transaction)):
+                return False
+            count = snapshot.get("messages")
+            for n, (role, content) in enumerate(messages, start=count + 1):
+                transaction.create(reference.collection("messages").document(f"{n:010d}"),
+                                   {"seq": n, "role": role, "content": content, "at": at, "turn": turn})
+            transaction.update(reference, {"messages": count + len(messages), "updated_at": at})
+            return True
+
+        return append(self.client.transaction())
+
+    def set_summary(self, uid: str, conversation_id: str, summary: str, upto: int) -> None:
+        snapshot = self._mine(uid, conversation_id)
+        if snapshot is not None and snapshot.get("summary_upto") < upto:
+            snapshot.reference.update({"summary": summary, "summary_upto": upto})
+
+    def set_vectors(self, uid: str, conversation_id: str, vectors: dict[int, list[float]]) -> None:
+        snapshot = self._mine(uid, conversation_id)
+        if snapshot is None:
+            return
+        batch = self.client.batch()
+        for seq, vector in vectors.items():
+            batch.update(snapshot.reference.collection("messages").document(f"{seq:010d}"), {"vector": vector})
+        batch.commit()

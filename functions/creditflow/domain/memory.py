@@ -1,0 +1,113 @@
+"""Conversation memory (pure): which stored messages go back to the model, within a token budget.
+
+The newest messages go verbatim (the buffer); older ones are carried by a running summary, and, when an
+embedding model is configured, the older messages most like the new one are recalled verbatim as well.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .pricing import estimate_tokens
+
+SUMMARY_SHARE = 8  # at most 1/8 of the budget for the running summary
+RECALL_SHARE = 8  # and 1/8 for recalled messages, when recall is on
+MAX_SUMMARY_TOKENS = 1024
+RECALL_COUNT = 4
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    seq: int  # 1, 2, … in the conversation
+    role: str  # user | assistant | system
+    content: str
+    at: str
+    turn: str  # the request (Idempotency-Key) that added it
+    vector: tuple[float, ...] | None = None
+
+    @property
+    def tokens(self) -> int:
+        return estimate_tokens([self.content]) - estimate_tokens([])  # the message alone, without reply priming
+
+
+@dataclass(frozen=True)
+class Budget:
+    buffer: int
+    summary: int
+    recall: int
+
+
+def budget(prompt_room: int, recall: bool) -> Budget:
+    """Split the tokens history may take: summary and recall shares first, the rest for the buffer."""
+    summary = min(MAX_SUMMARY_TOKENS, prompt_room // SUMMARY_SHARE)
+    recalled = prompt_room // RECALL_SHARE if recall else 0
+    return Budget(buffer=max(0, prompt_room - summary - recalled), summary=summary, recall=recalled)
+
+
+@dataclass(frozen=True)
+class Plan:
+    buffer: list[StoredMessage]  # sent verbatim, oldest first
+    older: list[StoredMessage]  # everything before the buffer
+    unsummarised: list[StoredMessage]  # older messages the summary does not cover yet
+
+
+def plan(history: Sequence[StoredMessage], summary_upto: int, space: Budget) -> Plan:
+    """The longest run of newest messages that fits the buffer; what is older must be in the summary."""
+    used, start = 0, len(history)
+    while start > 0 and used + history[start - 1].tokens <= space.buffer:
+        start -= 1
+        used += history[start].tokens
+    older = list(history[:start])
+    return Plan(buffer=list(history[start:]), older=older, unsummarised=[m for m in older if m.seq > summary_upto])
+
+
+def chunks(messages: Sequence[StoredMessage], room: int) -> list[list[StoredMessage]]:
+    """Messages in order, cut into runs of at most `room` tokens (a longer message is cut down to fit)."""
+    runs: list[list[StoredMessage]] = [[]]
+    used = 0
+    for message in messages:
+        if runs[-1] and used + message.tokens > room:
+            runs.append([])
+            used = 0
+        runs[-1].append(message)
+        used += message.tokens
+    return [run for run in runs if run]
+
+
+def transcript(messages: Sequence[StoredMessage], room: int) -> str:
+    """Messages as `role: text` lines, each cut to fit `room` tokens in all (3 bytes a token, as estimated)."""
+    share = max(1, room * 3 // max(1, len(messages)))
+    return "\n".join(f"{m.role}: {_cut(m.content, share)}" for m in messages)
+
+
+def clip(text: str, room: int) -> str:
+    """`text` cut to about `room` tokens (a model that ignores max_tokens cannot blow the budget)."""
+    return _cut(text, room * 3)
+
+
+def _cut(text: str, limit_bytes: int) -> str:
+    data = text.encode()
+    return text if len(data) <= limit_bytes else data[:limit_bytes].decode(errors="ignore") + " …"
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(a) != len(b):
+        return -1.0
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norms if norms else 0.0
+
+
+def recall(older: Sequence[StoredMessage], query: Sequence[float], room: int,
+           count: int = RECALL_COUNT) -> list[StoredMessage]:
+    """The older messages most like the query that fit `room` tokens, back in conversation order."""
+    ranked = sorted((m for m in older if m.vector is not None), key=lambda m: cosine(m.vector, query),  # type: ignore[arg-type]
+                    reverse=True)
+    chosen, used = [], 0
+    for message in ranked[:count]:
+        if used + message.tokens <= room:
+            chosen.append(message)
+            used += message.tokens
+    return sorted(chosen, key=lambda m: m.seq)

@@ -1,0 +1,55 @@
+"""Conversations under /api/v1/conversations: start, list, read and delete, each scoped to the caller."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...bootstrap import Platform
+from ...ports import Caller, Conversation
+from . import schemas as s
+from .api import Api
+
+V1 = "/api/v1"
+
+
+class ConversationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, pattern=r"^[0-9T:.+Z-]{20,35}\|conv_[0-9a-f]{20}$",
+                               description="next_cursor of a page")
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+def conversation_out(conversation: Conversation) -> s.ConversationOut:
+    c = conversation
+    return s.ConversationOut(id=c.id, title=c.title, created_at=c.created_at, updated_at=c.updated_at,
+                             messages=c.messages)
+
+
+def register_conversations(api: Api, platform: Platform) -> None:
+    talk = platform.conversations
+
+    @api.route("POST", f"{V1}/conversations", summary="Start a conversation (chat in it with conversationId)",
+               body=s.ConversationIn, response=s.ConversationOut)
+    def start_conversation(caller: Caller, body: s.ConversationIn) -> s.ConversationOut:
+        return conversation_out(talk.start(caller.uid, body.title))
+
+    @api.route("GET", f"{V1}/conversations", summary="The caller's conversations, latest activity first",
+               query=ConversationsQuery, response=s.ConversationsOut)
+    def list_conversations(caller: Caller, query: ConversationsQuery) -> s.ConversationsOut:
+        page, cursor = talk.list(caller.uid, query.limit, query.cursor)
+        return s.ConversationsOut(conversations=[conversation_out(c) for c in page], next_cursor=cursor)
+
+    @api.route("GET", f"{V1}/conversations/{{conversationId}}", summary="A conversation with its messages",
+               response=s.ConversationDetailOut)
+    def read_conversation(caller: Caller, conversationId: str) -> s.ConversationDetailOut:
+        conversation = talk.get(caller.uid, conversationId)
+        history = [s.StoredMessageOut(seq=m.seq, role=m.role, content=m.content, at=m.at)
+                   for m in talk.messages(caller.uid, conversationId)]
+        return s.ConversationDetailOut(**conversation_out(conversation).model_dump(), summary=conversation.summary,
+                                       summary_upto=conversation.summary_upto, history=history)
+
+    @api.route("DELETE", f"{V1}/conversations/{{conversationId}}", summary="Delete a conversation and its messages",
+               response=s.DeletedOut)
+    def delete_conversation(caller: Caller, conversationId: str) -> s.DeletedOut:
+        talk.delete(caller.uid, conversationId)
+        return s.DeletedOut(id=conversationId, deleted=True)

@@ -1,0 +1,173 @@
+"""Conversations: persisted per user, and chat with memory (buffer, running summary, vector recall), every
+model call on the way (summaries and embeddings included) metered like any other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import memory
+from ..domain.errors import AlreadyAnswered, InvalidQuery, UnknownEntry
+from ..domain.ids import new_id
+from ..domain.pricing import prompt_tokens
+from ..domain.timefmt import iso
+from ..ports import Clock, Conversation, ConversationStore, Messages
+from .chat import MeteredChat
+
+SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
+             "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
+             "questions; drop pleasantries. Answer with the summary only, in at most {words} words.")
+MAX_CONVERSATIONS_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Context:
+    """What goes to the model for one turn, and what memory did to build it (for the response)."""
+
+    messages: Messages
+    buffered: int
+    summarised: int
+    recalled: int
+    charged: int  # µc spent on summaries and embeddings for this turn
+
+
+class Conversations:
+    def __init__(self, chat: MeteredChat, store: ConversationStore, clock: Clock, context_tokens: int) -> None:
+        self.metered = chat
+        self.store = store
+        self.clock = clock
+        self.context_tokens = context_tokens  # history never takes more than this, whatever the model's window
+
+    def start(self, uid: str, title: str) -> Conversation:
+        now = iso(self.clock.now())
+        conversation = Conversation(id=new_id("conv"), uid=uid, title=title, created_at=now, updated_at=now)
+        self.store.create(conversation)
+        return conversation
+
+    def get(self, uid: str, conversation_id: str) -> Conversation:
+        found = self.store.get(uid, conversation_id)
+        if found is None:
+            raise UnknownEntry(f"no conversation {conversation_id!r} of yours")
+        return found
+
+    def list(self, uid: str, limit: int, cursor: str | None) -> tuple[list[Conversation], str | None]:
+        page = self.store.of_user(uid, min(limit, MAX_CONVERSATIONS_PAGE), cursor)
+        more = len(page) == limit
+        return page, f"{page[-1].updated_at}|{page[-1].id}" if more and page else None
+
+    def messages(self, uid: str, conversation_id: str) -> list[memory.StoredMessage]:
+        self.get(uid, conversation_id)
+        return self.store.messages(uid, conversation_id)
+
+    def delete(self, uid: str, conversation_id: str) -> None:
+        if not self.store.delete(uid, conversation_id):
+            raise UnknownEntry(f"no conversation {conversation_id!r} of yours")
+
+    def chat(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
+             max_tokens: int | None = None) -> dict[str, Any]:
+        """One turn: the context from memory, a metered completion, then the turn stored (once per key)."""
+        context = self._context(uid, conversation_id, new, key, model, max_tokens)
+        result = self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens)
+        self._remember(uid, conversation_id, key, new, result["text"])
+        return {**result, "memory": memory_view(context)}
+
+    def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
+               max_tokens: int | None = None) -> Iterator[dict[str, Any]]:
+        """As `chat`, streamed; the turn is stored when the reply is complete (a cut-off reply is charged as
+        the chat service says, and not remembered)."""
+        context = self._context(uid, conversation_id, new, key, model, max_tokens)
+        pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens)
+        return self._remembering(uid, conversation_id, key, new, pieces, context)
+
+    def _remembering(self, uid: str, conversation_id: str, key: str, new: Messages,
+                     pieces: Iterator[dict[str, Any]], context: Context) -> Iterator[dict[str, Any]]:
+        said: list[str] = []
+        try:
+            for piece in pieces:
+                if piece.get("done"):
+                    if piece.get("finish_reason") is not None:
+                        self._remember(uid, conversation_id, key, new, "".join(said))
+                    piece = {**piece, "memory": memory_view(context)}
+                else:
+                    said.append(piece["delta"])
+                yield piece
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+
+    def _remember(self, uid: str, conversation_id: str, key: str, new: Messages, reply: str) -> None:
+        turn = [(m["role"], m["content"]) for m in new] + [("assistant", reply)]
+        self.store.append_turn(uid, conversation_id, key, turn, iso(self.clock.now()))
+
+    def _context(self, uid: str, conversation_id: str, new: Messages, key: str, model: str | None,
+                 max_tokens: int | None) -> Context:
+        conversation = self.get(uid, conversation_id)
+        if self.store.has_turn(uid, conversation_id, key):
+            raise AlreadyAnswered("this request was already answered and is in the conversation")
+        candidates = self.metered.route(model, uid=uid)
+        room = min(min(self.context_tokens, m.context_window - min(max_tokens or m.max_output, m.max_output))
+                   for m in candidates) - prompt_tokens(new)
+        if room < 0:
+            raise InvalidQuery("the new messages alone do not fit the context of the model")
+        recall_on = bool(self.metered.catalog.models("embedding"))
+        space = memory.budget(room, recall_on)
+        history = self.store.messages(uid, conversation_id)
+        charged = 0
+        shape = memory.plan(history, conversation.summary_upto, space)
+        summary = conversation.summary
+        if shape.unsummarised:
+            summary, cost = self._summarise(uid, conversation_id, summary, shape.unsummarised, space, key,
+                                            candidates[0].id)
+            charged += cost
+        recalled: list[memory.StoredMessage] = []
+        if recall_on and shape.older:
+            recalled, cost = self._recall(uid, conversation_id, history, new, shape.older, space, key)
+            charged += cost
+        messages: Messages = []
+        if summary:
+            messages.append({"role": "system", "content": f"Summary of the conversation so far:\n{summary}"})
+        if recalled:
+            messages.append({"role": "system", "content": "Earlier messages that may matter now:\n"
+                             + memory.transcript(recalled, space.recall)})
+        messages += [{"role": m.role, "content": m.content} for m in shape.buffer] + list(new)
+        return Context(messages, len(shape.buffer), len(shape.older), len(recalled), charged)
+
+    def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: list[memory.StoredMessage],
+                   space: memory.Budget, key: str, model: str) -> tuple[str, int]:
+        """Fold the messages the summary lacks into it, a model call per run that fits; each is metered."""
+        charged = 0
+        for run in memory.chunks(fresh, space.buffer):
+            prompt = [{"role": "system", "content": SUMMARISE.format(words=max(20, space.summary * 3 // 4))},
+                      {"role": "user", "content": f"Previous summary:\n{summary or '(none)'}\n\nNew messages:\n"
+                                                  + memory.transcript(run, space.buffer)}]
+            try:
+                result = self.metered.chat(uid, prompt, key=f"{key}:summary:{run[-1].seq}", model=model,
+                                        max_tokens=max(16, space.summary))
+            except AlreadyAnswered:  # a retry after this summary was made and stored: use the stored one
+                return self.get(uid, conversation_id).summary, charged
+            summary, charged = memory.clip(result["text"].strip(), space.summary), charged + result["charged"]
+            self.store.set_summary(uid, conversation_id, summary, run[-1].seq)
+        return summary, charged
+
+    def _recall(self, uid: str, conversation_id: str, history: list[memory.StoredMessage], new: Messages,
+                older: list[memory.StoredMessage], space: memory.Budget, key: str
+                ) -> tuple[list[memory.StoredMessage], int]:
+        """Embed what has no vector yet and the new message (one metered call), then rank older messages."""
+        missing = [m for m in history if m.vector is None]
+        query = " ".join(m["content"] for m in new if m["role"] == "user") or new[-1]["content"]
+        try:
+            result = self.metered.embed(uid, [m.content for m in missing] + [query], key=f"{key}:embed")
+        except AlreadyAnswered:  # a retry of a turn that failed after embedding: recall is skipped, not re-paid
+            return [], 0
+        vectors = {m.seq: v for m, v in zip(missing, result["vectors"], strict=False)}
+        if vectors:
+            self.store.set_vectors(uid, conversation_id, vectors)
+        with_vectors = [m if m.vector is not None or m.seq not in vectors else
+                        memory.StoredMessage(m.seq, m.role, m.content, m.at, m.turn, tuple(vectors[m.seq]))
+                        for m in older]
+        return memory.recall(with_vectors, result["vectors"][-1], space.recall), result["charged"]
+
+
+def memory_view(context: Context) -> dict[str, int]:
+    return {"buffered": context.buffered, "summarised": context.summarised, "recalled": context.recalled,
+            "charged": context.charged}

@@ -1,0 +1,176 @@
+"""Conversations with memory: the buffer, a metered running summary, and vector recall of older messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from creditflow.adapters.ai.demo import DemoProvider
+from creditflow.bootstrap import Platform
+from creditflow.domain import memory
+from creditflow.domain.errors import AlreadyAnswered, UnknownEntry
+from creditflow.ports import ChatReply
+from creditflow.services.conversations import SUMMARISE
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+class RecordingDemo(DemoProvider):
+    """The real offline demo provider, keeping what it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[dict[str, Any]]] = []
+
+    def complete(self, model: str, messages: list[dict[str, Any]], max_tokens: int,
+                 options: dict[str, Any] | None = None) -> ChatReply:
+        self.sent.append(messages)
+        return super().complete(model, messages, max_tokens, options)
+
+
+@pytest.fixture
+def demo(tmp_path: Path, clock: SteppedClock) -> Iterator[tuple[Platform, RecordingDemo]]:
+    platform = make_platform(tmp_path / "data", clock, memory_context_tokens=400)
+    recording = RecordingDemo()
+    platform.chat.providers["demo"] = recording
+    yield platform, recording
+    platform.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    yield server
+    server.stop()
+
+
+def say(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_turns_are_stored_once_and_sent_back_as_the_buffer(tmp_path: Path, clock: SteppedClock,
+                                                          upstream: FakeOpenAI) -> None:
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url)
+    funded(ai, "u", 1)
+    talk = ai.conversations
+    chat = talk.start("u", "planning")
+    first = talk.chat("u", chat.id, say("hello there"), key="t1", model=LLAMA)
+    assert first["memory"] == {"buffered": 0, "summarised": 0, "recalled": 0, "charged": 0}
+    talk.chat("u", chat.id, say("and again"), key="t2", model=LLAMA)
+    assert upstream.requests[-1]["messages"] == [
+        {"role": "user", "content": "hello there"}, {"role": "assistant", "content": "echo: hello there"},
+        {"role": "user", "content": "and again"}]
+    with pytest.raises(AlreadyAnswered):  # a retry neither charges nor stores the turn twice
+        talk.chat("u", chat.id, say("and again"), key="t2", model=LLAMA)
+    stored = talk.messages("u", chat.id)
+    assert [(m.seq, m.role, m.turn) for m in stored] == [(1, "user", "t1"), (2, "assistant", "t1"),
+                                                         (3, "user", "t2"), (4, "assistant", "t2")]
+    assert talk.get("u", chat.id).messages == 4
+    assert ai.credits.balance("u").available == CREDIT - 2 * 33
+    with pytest.raises(UnknownEntry):  # another user cannot read, chat in or delete it
+        talk.messages("intruder", chat.id)
+    with pytest.raises(UnknownEntry):
+        talk.chat("intruder", chat.id, say("hi"), key="x", model=LLAMA)
+    with pytest.raises(UnknownEntry):
+        talk.delete("intruder", chat.id)
+    talk.delete("u", chat.id)
+    with pytest.raises(UnknownEntry):
+        talk.get("u", chat.id)
+    assert ai.integrity.audit().ok
+
+
+def test_older_messages_are_summarised_by_a_metered_call(demo: tuple[Platform, RecordingDemo]) -> None:
+    ai, provider = demo
+    ai.chat.catalog._models.pop("demo-embed")  # no embedding model: summary only
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "long")
+    turns = [ai.conversations.chat("u", chat.id, say(f"fact {n}: " + "ledger entries are signed " * 8),
+                                   key=f"t{n}", max_tokens=64) for n in range(8)]
+    summarised = [t for t in turns if t["memory"]["summarised"]]
+    assert summarised, "the history outgrew the 400-token budget, so older messages must be summarised"
+    assert sum(t["memory"]["charged"] for t in summarised) > 0
+    summary_calls = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
+    assert summary_calls and "fact 0" in summary_calls[0][1]["content"]
+    last = provider.sent[-1]
+    assert last[0]["content"].startswith("Summary of the conversation so far:")
+    assert last[-1]["content"].startswith("fact 7")
+    sent_tokens = sum(memory.StoredMessage(0, m["role"], m["content"], "", "").tokens for m in last)
+    assert sent_tokens <= 400  # the budget holds
+    conversation = ai.conversations.get("u", chat.id)
+    assert conversation.summary and conversation.summary_upto > 0
+    settles = ai.credits.history("u", kinds=frozenset({"settle"}))[0]
+    assert len(settles) == len(turns) + len(summary_calls)  # each summary is its own ledger charge
+    spent = CREDIT - ai.credits.balance("u").available
+    assert spent == sum(t["charged"] + t["memory"]["charged"] for t in turns)
+    assert ai.integrity.audit().ok
+
+
+def test_older_messages_like_the_new_one_are_recalled(demo: tuple[Platform, RecordingDemo]) -> None:
+    ai, provider = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "pets")
+    ai.conversations.chat("u", chat.id, say("remember that my cat is called Whiskers"), key="cat")
+    for n in range(10):
+        ai.conversations.chat("u", chat.id, say(f"bananas grow fastest in tropical climates, note {n}"),
+                              key=f"f{n}", max_tokens=32)
+    turn = ai.conversations.chat("u", chat.id, say("what is my cat called?"), key="ask", max_tokens=32)
+    assert turn["memory"]["recalled"] >= 1 and turn["memory"]["charged"] > 0
+    recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
+    assert recalled and "my cat is called Whiskers" in recalled[0]
+    embeds = [e for e in ai.credits.history("u", kinds=frozenset({"hold"}))[0]
+              if e.fields()["counterparty"] == "usage:embedding"]
+    assert embeds  # embeddings are held and charged like any call
+    assert all(m.vector is not None for m in ai.conversations.messages("u", chat.id)[:-2])
+    assert ai.integrity.audit().ok
+
+
+def test_a_streamed_turn_is_stored_when_complete(demo: tuple[Platform, RecordingDemo]) -> None:
+    ai, _ = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "stream")
+    pieces = list(ai.conversations.stream("u", chat.id, say("stream to me"), key="s1"))
+    text = "".join(p.get("delta", "") for p in pieces)
+    assert pieces[-1]["done"] and "memory" in pieces[-1]
+    assert [(m.role, m.content) for m in ai.conversations.messages("u", chat.id)] == [
+        ("user", "stream to me"), ("assistant", text)]
+    cut = ai.conversations.stream("u", chat.id, say("stop early"), key="s2")
+    next(cut)
+    cut.close()  # the client went away: charged for what was used, not remembered
+    assert len(ai.conversations.messages("u", chat.id)) == 2
+    assert ai.credits.balance("u").held == 0
+
+
+def test_conversations_are_listed_newest_first_a_page_at_a_time(demo: tuple[Platform, RecordingDemo],
+                                                               clock: SteppedClock) -> None:
+    ai, _ = demo
+    made = []
+    for n in range(5):
+        made.append(ai.conversations.start("u", f"c{n}").id)
+        clock.advance(seconds=1)
+    ai.conversations.start("someone-else", "theirs")
+    page, cursor = ai.conversations.list("u", 3, None)
+    rest, end = ai.conversations.list("u", 3, cursor)
+    assert [c.id for c in page + rest] == made[::-1] and end is None
+
+
+messages = st.lists(st.text(min_size=1, max_size=300), min_size=0, max_size=40)
+
+
+@given(texts=messages, room=st.integers(min_value=0, max_value=2000), upto=st.integers(min_value=0, max_value=45))
+@settings(max_examples=200, deadline=None)
+def test_a_plan_keeps_the_newest_messages_within_the_buffer(texts: list[str], room: int, upto: int) -> None:
+    history = [memory.StoredMessage(n + 1, "user", text, "", "t") for n, text in enumerate(texts)]
+    space = memory.budget(room, recall=True)
+    shape = memory.plan(history, upto, space)
+    assert shape.older + shape.buffer == history  # nothing lost, order kept
+    assert sum(m.tokens for m in shape.buffer) <= space.buffer
+    assert shape.unsummarised == [m for m in shape.older if m.seq > upto]
+    if shape.older:  # the buffer is the longest newest run that fits
+        assert sum(m.tokens for m in [shape.older[-1], *shape.buffer]) > space.buffer
+    assert space.buffer + space.summary + space.recall <= room
