@@ -231,6 +231,7 @@ class ApiKey:
     limit: int | None = None  # µc this key may spend in all, or None
     spent: int = 0
     revoked_at: str | None = None
+    reserved: int = 0  # µc held by calls in flight, counted against the limit until they settle
 
 
 class ApiKeys(Protocol):
@@ -242,7 +243,11 @@ class ApiKeys(Protocol):
 
     def revoke(self, uid: str, key_id: str, at: str) -> bool: ...
 
-    def add_spend(self, key_id: str, micros: int) -> None: ...
+    def reserve(self, key_id: str, micros: int) -> bool:
+        """Atomically count `micros` against the key's limit; False (and nothing changes) if it would pass it."""
+
+    def settle(self, key_id: str, reserved: int, spent: int) -> None:
+        """Atomically: `reserved` is no longer in flight, `spent` is spent."""
 
 
 @dataclass(frozen=True)

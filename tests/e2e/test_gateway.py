@@ -242,3 +242,32 @@ def real_post(server: LocalServer, key: str, path: str, body: dict) -> dict:
     reply = server.call("POST", path, body, headers={"Authorization": f"Bearer {key}"})
     assert reply.status == 200, reply.body
     return reply.json
+
+
+def test_concurrent_calls_never_pass_a_keys_limit(server: LocalServer) -> None:
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    probe = client(server, new_key(server, "gw-limit-probe"))
+    probe.chat.completions.create(model="demo-chat", max_tokens=16, messages=[{"role": "user", "content": "x"}])
+    history = server.call("GET", "/api/v1/credits/history?kind=hold", token=server.token("gw-limit-probe")).json
+    held = history["entries"][0]["amount"]["micros"]
+    key = new_key(server, "gw-limit", credits="5", limit=f"{3 * held / 1_000_000:.6f}")
+
+    def call(n: int) -> int:
+        try:
+            client(server, key).chat.completions.create(model="demo-chat", max_tokens=16,
+                                                        messages=[{"role": "user", "content": "x"}])
+            return 200
+        except openai.APIStatusError as error:
+            return error.status_code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(call, range(60)))
+    assert set(statuses) <= {200, 402} and statuses.count(200) >= 3
+    listed = server.call("GET", "/api/v1/keys", token=server.token("gw-limit")).json["keys"][0]
+    assert listed["spent"]["micros"] <= listed["limit"]["micros"]
+    with sqlite3.connect(server.data / "api_keys.sqlite3") as db:
+        assert db.execute("SELECT reserved FROM api_keys WHERE id = ?", (listed["id"],)).fetchone()[0] == 0
+    balance = server.call("GET", "/api/v1/credits/balance", token=server.token("gw-limit")).json
+    assert 5_000_000 - balance["available"]["micros"] == listed["spent"]["micros"]

@@ -252,3 +252,32 @@ def test_a_refused_trial_call_does_not_leave_the_breaker_stuck(ai: Platform) -> 
     with pytest.raises(InsufficientFunds):
         ai.chat.chat("broke", ask("hello"), key="t-broke")
     assert ai.chat.chat("u", ask("hello"), key="t4")["model"] == LLAMA  # the trial slot was freed
+
+
+def test_a_stream_falls_back_before_its_first_piece_and_feeds_the_breaker(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    for n in range(3):
+        pieces = list(ai.chat.stream("u", ask("FAILLLAMA stream"), key=f"sf{n}"))
+        done = pieces[-1]
+        assert done["model"] == "Qwen/Qwen2.5-VL-72B-Instruct" and done["tried"][0].startswith(LLAMA)
+        assert "".join(p.get("delta", "") for p in pieces) == "echo: FAILLLAMA stream"
+    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "open"  # stream failures count
+    skipped = list(ai.chat.stream("u", ask("hello"), key="sf3"))[-1]
+    assert skipped["tried"] == [f"{LLAMA}: breaker open"]
+    held = [e for e in ai.credits.history("u", kinds=frozenset({"hold", "release", "settle"}))[0]]
+    assert sum(1 for e in held if e.kind == "release") == 3 and sum(1 for e in held if e.kind == "settle") == 4
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_client_leaving_a_stream_says_nothing_about_the_model(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    for n in range(5):
+        pieces = ai.chat.stream("u", ask("leave early"), key=f"gone{n}", model=LLAMA)
+        next(pieces)
+        pieces.close()
+    assert ai.chat.health.report(now[0]).get(LLAMA, {"state": "closed"})["state"] == "closed"
+    assert ai.credits.balance("u").held == 0

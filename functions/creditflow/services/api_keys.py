@@ -51,14 +51,31 @@ class GatewayKeys:
             raise InvalidToken("the API key is not valid")
         return Caller(uid=key.uid), key
 
-    def check_limit(self, key: ApiKey, hold: int) -> None:
-        if key.limit is not None and key.spent + hold > key.limit:
-            raise KeyLimitReached(f"key {key.prefix}… has {format_credits(key.limit - key.spent)} credits left of "
-                                  f"its limit, and this call may cost {format_credits(hold)}")
+    def spending(self, key: ApiKey) -> KeySpend:
+        return KeySpend(self.keys, key)
 
-    def spent(self, key: ApiKey, micros: int) -> None:
-        if micros:
-            self.keys.add_spend(key.id, micros)
+
+class KeySpend:
+    """One request's spending through a key. Each hold the request places is first counted against the key's
+    limit in one atomic step (so concurrent calls cannot pass it together); `finish` swaps what was counted for
+    what was charged. A crash in between leaves the key counting more, never less."""
+
+    def __init__(self, keys: ApiKeys, key: ApiKey) -> None:
+        self.keys = keys
+        self.key = key
+        self.reserved = 0
+
+    def admit(self, hold: int) -> None:
+        if not self.keys.reserve(self.key.id, hold):
+            left = None if self.key.limit is None else self.key.limit - self.key.spent
+            raise KeyLimitReached(f"key {self.key.prefix}… has at most {format_credits(max(0, left or 0))} credits "
+                                  f"left of its limit, and this call may cost {format_credits(hold)}")
+        self.reserved += hold
+
+    def finish(self, charged: int) -> None:
+        if self.reserved or charged:
+            self.keys.settle(self.key.id, self.reserved, charged)
+        self.reserved = 0
 
 
 def key_view(key: ApiKey) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import AlreadyAnswered, InvalidQuery, LedgerError, OverRequestLimit, ProviderUnavailable
@@ -15,6 +15,15 @@ from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
 from .credits import Credits
+
+
+class Spend(Protocol):
+    """A budget outside the ledger that a request's holds count against (an API key's limit): `admit` each
+    hold before it is placed (raising to refuse it), then `finish` once with what the request was charged."""
+
+    def admit(self, hold: int) -> None: ...
+
+    def finish(self, charged: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -70,24 +79,24 @@ class MeteredChat:
         return offered
 
     def _hold(self, uid: str, messages: Messages, key: str, model: str | None, max_tokens: int | None,
-              admit: Callable[[int], None] | None = None, options: dict[str, Any] | None = None) -> Call:
+              spend: Spend | None = None, options: dict[str, Any] | None = None) -> Call:
         """Price a completion and hold its estimate before any provider is contacted."""
         capability = capability_of(messages)
         chosen = self.catalog.get(model, capability)
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return self._reserve(uid, chosen, prompt_tokens(messages, options), max_out, key, admit, options,
+        return self._reserve(uid, chosen, prompt_tokens(messages, options), max_out, key, spend, options,
                              f"usage:{capability}")
 
     def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
-                 admit: Callable[[int], None] | None, options: dict[str, Any] | None, target: str) -> Call:
+                 spend: Spend | None, options: dict[str, Any] | None, target: str) -> Call:
         """Hold what a call may cost: a call the balance, the key's limit or the user's per-request cap cannot
         cover is refused here, with the shortfall, and costs nothing."""
         guess = estimate(chosen, prompt, max_out)
         if guess.prompt_tokens + max_out > chosen.context_window:
             raise InvalidQuery(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
                                f"{chosen.id}'s context window of {chosen.context_window}")
-        if admit is not None:  # e.g. an API key's own credit limit
-            admit(guess.micros)
+        if spend is not None:  # e.g. an API key's own credit limit
+            spend.admit(guess.micros)
         cap = self.preferences_of(uid).max_credits_per_request
         if cap is not None and guess.micros > cap:
             raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
@@ -131,99 +140,160 @@ class MeteredChat:
     def _release(self, call: Call) -> None:
         self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
 
-    def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
-             max_tokens: int | None = None, admit: Callable[[int], None] | None = None,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One completion paid from the user's credits. Without a named model it is routed, and falls back to
-        the next model on a provider failure or an open breaker; each try holds and releases on its own."""
-        candidates = self.route(model, capability_of(messages), uid=uid)
-        tried: list[str] = []
-        for n, candidate in enumerate(candidates):
+    def _next_call(self, uid: str, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
+                   tried: list[str], max_tokens: int | None, spend: Spend | None,
+                   options: dict[str, Any] | None) -> Call:
+        """Hold for the next routed model whose breaker admits a call (the n-th model's hold has key `key:n`);
+        ProviderUnavailable, naming what was tried, when none is left."""
+        for n, candidate in rest:
             if not self.health.admits(candidate.id, self.now()):
                 tried.append(f"{candidate.id}: breaker open")
                 continue
             try:
-                call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, admit,
+                call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, spend,
                                   options)
             except LedgerError:
                 self.health.untried(candidate.id)
                 raise
             if call.hold["replayed"] and self._replayed(call) == "voided":  # failed last time: try the next model
                 continue
-            started = self.now()
-            try:
-                reply = self.providers[candidate.provider].complete(candidate.id, messages, call.max_output,
-                                                                    options)
-            except ProviderUnavailable as failure:
-                self.health.record(candidate.id, False, self.now() - started, self.now())
-                self._release(call)
-                tried.append(f"{candidate.id}: {failure.detail}")
-                continue
-            self.health.record(candidate.id, True, self.now() - started, self.now())
-            return {"text": reply.text, "finish_reason": reply.finish_reason, "tried": tried,
-                    "tool_calls": reply.tool_calls,
-                    **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
-                                   tool_calls=reply.tool_calls)}
-        raise ProviderUnavailable("no model could answer: " + "; ".join(tried), tried=len(tried))
+            return call
+        raise ProviderUnavailable("no model could answer: " + ("; ".join(tried) or "none is available"),
+                                  tried=len(tried))
+
+    def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
+             max_tokens: int | None = None, spend: Spend | None = None,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One completion paid from the user's credits. Without a named model it is routed, and falls back to
+        the next model on a provider failure or an open breaker; each try holds and releases on its own."""
+        rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
+        tried: list[str] = []
+        charged = 0
+        try:
+            while True:
+                call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options)
+                started = self.now()
+                try:
+                    reply = self.providers[call.model.provider].complete(call.model.id, messages, call.max_output,
+                                                                         options)
+                except ProviderUnavailable as failure:
+                    self.health.record(call.model.id, False, self.now() - started, self.now())
+                    self._release(call)
+                    tried.append(f"{call.model.id}: {failure.detail}")
+                    continue
+                self.health.record(call.model.id, True, self.now() - started, self.now())
+                result = {"text": reply.text, "finish_reason": reply.finish_reason, "tried": tried,
+                          "tool_calls": reply.tool_calls,
+                          **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
+                                         tool_calls=reply.tool_calls)}
+                charged = result["charged"]
+                return result
+        finally:
+            if spend is not None:
+                spend.finish(charged)
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
-              admit: Callable[[int], None] | None = None) -> dict[str, Any]:
+              spend: Spend | None = None) -> dict[str, Any]:
         """Embeddings paid from the user's credits: held on an estimate of the input, settled on reported usage."""
-        chosen = self.catalog.get(model, "embedding")
-        call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, admit, None, "usage:embedding")
-        if call.hold["replayed"] and self._replayed(call) == "voided":
-            raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
-        started = self.now()
+        charged = 0
         try:
-            out = self.providers[chosen.provider].embed(chosen.id, inputs)
-        except ProviderUnavailable:
-            self.health.record(chosen.id, False, self.now() - started, self.now())
-            self._release(call)
-            raise
-        self.health.record(chosen.id, True, self.now() - started, self.now())
-        return {"vectors": out.vectors,
-                **self._settle(call, "", out.prompt_tokens, 0 if out.prompt_tokens is not None else None)}
-
-    def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
-               max_tokens: int | None = None, admit: Callable[[int], None] | None = None,
-               options: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
-        last {"done": ...} with the charge. Every way out settles or releases the hold exactly once: a broken
-        stream or a missing usage chunk settles on a local estimate, a client that goes away pays at least
-        its input, a provider that fails before the first piece costs nothing."""
-        routed = self.route(model, capability_of(messages), uid=uid)
-        chosen = next((m for m in routed if self.health.admits(m.id, self.now())), None)
-        if chosen is None:
-            raise ProviderUnavailable("every model that could answer is failing right now; try again shortly")
-        self.health.untried(chosen.id)  # streams do not feed the breaker (yet): never hold a trial slot
-        call = self._hold(uid, messages, key, chosen.id, max_tokens, admit, options)
-        return self._pieces(call, messages)
-
-    def _pieces(self, call: Call, messages: Messages) -> Iterator[dict[str, Any]]:
-        text: list[str] = []
-        calls: list[dict[str, Any]] = []  # tool-call deltas, kept only to estimate a reply without usage
-        prompt = completion = None
-        finish = None
-        outcome = "cancelled"
-        try:
-            provider = self.providers[call.model.provider]
-            for piece in provider.stream(call.model.id, messages, call.max_output, call.options):
-                if piece.text or piece.tool_calls:
-                    text.append(piece.text)
-                    calls.extend(piece.tool_calls or ())
-                    yield {"delta": piece.text, **({"tool_calls": piece.tool_calls} if piece.tool_calls else {})}
-                if piece.prompt_tokens is not None:
-                    prompt, completion = piece.prompt_tokens, piece.completion_tokens
-                finish = piece.finish_reason or finish
-            outcome = "complete" if finish is not None else "broken"  # ended without a finish: cut off
-        except ProviderUnavailable:
-            outcome = "broken" if text or calls else "failed"
-            if outcome == "failed":
+            chosen = self.catalog.get(model, "embedding")
+            call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, spend, None, "usage:embedding")
+            if call.hold["replayed"] and self._replayed(call) == "voided":
+                raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
+            started = self.now()
+            try:
+                out = self.providers[chosen.provider].embed(chosen.id, inputs)
+            except ProviderUnavailable:
+                self.health.record(chosen.id, False, self.now() - started, self.now())
                 self._release(call)
                 raise
+            self.health.record(chosen.id, True, self.now() - started, self.now())
+            result = {"vectors": out.vectors,
+                      **self._settle(call, "", out.prompt_tokens, 0 if out.prompt_tokens is not None else None)}
+            charged = result["charged"]
+            return result
         finally:
-            if outcome == "cancelled":  # the consumer stopped reading: the generator is being closed
-                self._settle(call, "".join(text), None, None, why="cancelled", tool_calls=calls)
-        result = self._settle(call, "".join(text), prompt, completion,
-                              why="stream broke" if outcome == "broken" else None, tool_calls=calls)
-        yield {"done": True, "finish_reason": finish, **result}
+            if spend is not None:
+                spend.finish(charged)
+
+    def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
+               max_tokens: int | None = None, spend: Spend | None = None,
+               options: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
+        last {"done": ...} with the charge. A model that fails before its first piece is released and the
+        next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
+        broken stream or a missing usage chunk settles on a local estimate, a client that goes away pays at
+        least its input. Outcomes feed the breaker; a client that goes away says nothing about the model."""
+        rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
+        tried: list[str] = []
+        try:
+            call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options)
+        except BaseException:
+            if spend is not None:
+                spend.finish(0)
+            raise
+        return self._pieces(call, messages, key, rest, tried, max_tokens, spend)
+
+    def _pieces(self, call: Call, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
+                tried: list[str], max_tokens: int | None, spend: Spend | None) -> Iterator[dict[str, Any]]:
+        charged = 0
+        try:
+            while True:
+                relay = Relay()
+                started = self.now()
+                try:
+                    yield from relay.pieces(self.providers[call.model.provider], call, messages)
+                finally:
+                    if relay.outcome == "cancelled":  # the consumer stopped reading: the generator is closing
+                        self.health.untried(call.model.id)
+                        charged = self._settle(call, relay.text, None, None, why="cancelled",
+                                               tool_calls=relay.calls)["charged"]
+                self.health.record(call.model.id, relay.outcome == "complete", self.now() - started, self.now())
+                if relay.outcome == "failed":  # nothing reached the client: release, and on to the next model
+                    self._release(call)
+                    tried.append(f"{call.model.id}: {relay.failure}")
+                    call = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend, call.options)
+                    continue
+                result = self._settle(call, relay.text, relay.prompt, relay.completion,
+                                      why="stream broke" if relay.outcome == "broken" else None,
+                                      tool_calls=relay.calls)
+                charged = result["charged"]
+                yield {"done": True, "finish_reason": relay.finish, "tried": tried, **result}
+                return
+        finally:
+            if spend is not None:
+                spend.finish(charged)
+
+
+class Relay:
+    """One provider stream passed on piece by piece, remembering what it said and how it ended:
+    complete, broken (cut off after some pieces), failed (nothing came) or cancelled (the consumer left)."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+        self.calls: list[dict[str, Any]] = []  # tool-call deltas, kept only to estimate a reply without usage
+        self.prompt: int | None = None
+        self.completion: int | None = None
+        self.finish: str | None = None
+        self.outcome = "cancelled"
+        self.failure = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(self.said)
+
+    def pieces(self, provider: ChatProvider, call: Call, messages: Messages) -> Iterator[dict[str, Any]]:
+        try:
+            for piece in provider.stream(call.model.id, messages, call.max_output, call.options):
+                if piece.text or piece.tool_calls:
+                    self.said.append(piece.text)
+                    self.calls.extend(piece.tool_calls or ())
+                    yield {"delta": piece.text, **({"tool_calls": piece.tool_calls} if piece.tool_calls else {})}
+                if piece.prompt_tokens is not None:
+                    self.prompt, self.completion = piece.prompt_tokens, piece.completion_tokens
+                self.finish = piece.finish_reason or self.finish
+            self.outcome = "complete" if self.finish is not None else "broken"  # no finish: cut off
+        except ProviderUnavailable as failure:
+            self.outcome = "broken" if self.said else "failed"
+            self.failure = failure.detail

@@ -36,7 +36,22 @@ class FirestoreApiKeys:
         snapshot.reference.update({"revoked_at": at})
         return True
 
-    def add_spend(self, key_id: str, micros: int) -> None:
-        snapshot = self._by_id(key_id)
-        if snapshot is not None:
-            snapshot.reference.update({"spent": firestore.Increment(micros)})
+    def reserve(self, key_id: str, micros: int) -> bool:
+        found = self._by_id(key_id)
+        if found is None:
+            return False
+
+        @firestore.transactional
+        def reserve(transaction: firestore.Transaction) -> bool:
+            key = found.reference.get(transaction=transaction).to_dict()
+            if key["limit"] is not None and key["spent"] + key.get("reserved", 0) + micros > key["limit"]:
+                return False
+            transaction.update(found.reference, {"reserved": key.get("reserved", 0) + micros})
+            return True
+
+        return reserve(found.reference._client.transaction())
+
+    def settle(self, key_id: str, reserved: int, spent: int) -> None:
+        found = self._by_id(key_id)
+        if found is not None:
+            found.reference.update({"reserved": firestore.Increment(-reserved), "spent": firestore.Increment(spent)})

@@ -8,12 +8,12 @@ from pathlib import Path
 from ...ports import ApiKey
 from .sqlite_connections import ThreadConnections
 
-_COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at"
+_COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at, reserved"
 
 
 def _key(row: tuple) -> ApiKey:
     return ApiKey(id=row[0], uid=row[1], name=row[2], prefix=row[3], hash=row[4], created_at=row[5], limit=row[6],
-                  spent=row[7], revoked_at=row[8])
+                  spent=row[7], revoked_at=row[8], reserved=row[9])
 
 
 class SqliteApiKeys:
@@ -21,16 +21,19 @@ class SqliteApiKeys:
         self._connections = ThreadConnections(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, uid TEXT NOT NULL, name TEXT NOT "
                         "NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
-                        "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)")
+                        "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT, "
+                        "reserved INTEGER NOT NULL DEFAULT 0)")
+        if "reserved" not in {row[1] for row in self.db.execute("PRAGMA table_info(api_keys)")}:  # older folders
+            self.db.execute("ALTER TABLE api_keys ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0")
 
     @property
     def db(self) -> sqlite3.Connection:
         return self._connections.db
 
     def add(self, key: ApiKey) -> None:
-        self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+        self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (key.id, key.uid, key.name, key.prefix, key.hash, key.created_at, key.limit, key.spent,
-                         key.revoked_at))
+                         key.revoked_at, key.reserved))
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
         row = self.db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE hash = ?", (key_hash,)).fetchone()
@@ -45,5 +48,11 @@ class SqliteApiKeys:
                                (at, key_id, uid))
         return done.rowcount == 1
 
-    def add_spend(self, key_id: str, micros: int) -> None:
-        self.db.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (micros, key_id))
+    def reserve(self, key_id: str, micros: int) -> bool:
+        done = self.db.execute("UPDATE api_keys SET reserved = reserved + ? WHERE id = ? AND (credit_limit IS NULL "
+                               "OR spent + reserved + ? <= credit_limit)", (micros, key_id, micros))
+        return done.rowcount == 1
+
+    def settle(self, key_id: str, reserved: int, spent: int) -> None:
+        self.db.execute("UPDATE api_keys SET reserved = max(0, reserved - ?), spent = spent + ? WHERE id = ?",
+                        (reserved, spent, key_id))

@@ -151,8 +151,7 @@ def create_gateway(platform: Platform) -> Blueprint:
             raise _bad("dimensions is not supported: vectors come at the model's own size", "dimensions")
         platform.chat.catalog.get(model, "embedding")  # unknown models are refused before any hold
         result = platform.chat.embed(uid, inputs, key=request.headers.get("Idempotency-Key") or new_id("gw"),
-                                     model=model, admit=lambda hold: platform.keys.check_limit(key, hold))
-        platform.keys.spent(key, result["charged"])
+                                     model=model, spend=platform.keys.spending(key))
         data = [{"object": "embedding", "index": n,
                  "embedding": _base64(vector) if encoding == "base64" else vector}
                 for n, vector in enumerate(result["vectors"])]
@@ -185,23 +184,19 @@ def create_gateway(platform: Platform) -> Blueprint:
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
         idempotency = request.headers.get("Idempotency-Key") or new_id("gw")
-
-        def admit(hold: int) -> None:
-            platform.keys.check_limit(key, hold)
-
+        spend = platform.keys.spending(key)
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,
-                                          admit=admit, options=options)
+                                          spend=spend, options=options)
             first = next(pieces)
-            return Response(_chunks(platform, key, model or routed[0].id, first, pieces, include_usage),
+            return Response(_chunks(model or routed[0].id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, admit=admit,
+        result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, spend=spend,
                                     options=options)
         message: dict[str, Any] = {"role": "assistant", "content": result["text"]}
         if result["tool_calls"]:
             message = {"role": "assistant", "content": result["text"] or None, "tool_calls": result["tool_calls"]}
-        platform.keys.spent(key, result["charged"])
         response = jsonify({
             "id": f"chatcmpl-{result['entry']}", "object": "chat.completion", "created": int(time.time()),
             "model": result["model"],
@@ -220,8 +215,8 @@ def charge_view(result: dict[str, Any]) -> dict[str, Any]:
             "demo": result["demo"], "usage_reported_by_provider": result["usage_reported"]}
 
 
-def _chunks(platform: Platform, key: Any, model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]],
-            include_usage: bool) -> Iterator[str]:
+def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]], include_usage: bool
+            ) -> Iterator[str]:
     """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]."""
     chunk_id, created = new_id("chatcmpl"), int(time.time())
 
@@ -232,7 +227,6 @@ def _chunks(platform: Platform, key: Any, model: str, first: dict[str, Any], pie
     try:
         for piece in itertools.chain([first], pieces):
             if piece.get("done"):
-                platform.keys.spent(key, piece["charged"])
                 yield chunk([{"index": 0, "delta": {}, "finish_reason": piece.get("finish_reason") or "stop"}])
                 if include_usage:
                     yield chunk([], usage={"prompt_tokens": piece["prompt_tokens"],
