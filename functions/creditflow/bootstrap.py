@@ -11,10 +11,10 @@ from importlib import resources
 
 from .adapters.clock import SystemClock
 from .config import Settings
-from .domain.catalog import Catalog
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .ports import (
     ApiKeys,
+    CatalogOverrides,
     ChatProvider,
     Clock,
     ConversationStore,
@@ -25,6 +25,7 @@ from .ports import (
     WelcomeClaims,
 )
 from .services.api_keys import GatewayKeys
+from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
@@ -97,20 +98,23 @@ class UserStores:
     api_keys: ApiKeys
     preferences: PreferenceStore
     conversations: ConversationStore
+    catalog_overrides: CatalogOverrides
 
 
 def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
     """The small per-user stores: Firestore collections on Firebase, one SQLite file each locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.api_keys import FirestoreApiKeys
+        from .adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
         from .adapters.firebase.conversations import FirestoreConversations
         from .adapters.firebase.preferences import FirestorePreferences
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
         client = store.client  # type: ignore[attr-defined]
         return UserStores(FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client),
-                          FirestoreConversations(client))
+                          FirestoreConversations(client), FirestoreCatalogOverrides(client))
     from .adapters.local.api_keys import SqliteApiKeys
+    from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
     from .adapters.local.preferences import SqlitePreferences
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
@@ -118,7 +122,8 @@ def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
     folder = settings.data_dir
     return UserStores(SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
                       SqlitePreferences(folder / "preferences.sqlite3"),
-                      SqliteConversations(folder / "conversations.sqlite3"))
+                      SqliteConversations(folder / "conversations.sqlite3"),
+                      SqliteCatalogOverrides(folder / "catalog.sqlite3"))
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -151,9 +156,10 @@ def build_providers(settings: Settings) -> dict[str, ChatProvider]:
     return {}
 
 
-def build_catalog(providers: dict[str, ChatProvider]) -> Catalog:
+def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverrides, clock: Clock) -> LiveCatalog:
+    """The packaged catalog (models of configured providers only) with the admins' overrides."""
     records = json.loads(resources.files("creditflow.catalog").joinpath("models.json").read_text())["models"]
-    return Catalog.from_records(records, set(providers))
+    return LiveCatalog(records, set(providers), overrides, clock)
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
@@ -176,7 +182,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
     providers = build_providers(settings)
-    chat = MeteredChat(credits, build_catalog(providers), providers, preferences=users.preferences)
+    chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock), providers,
+                       preferences=users.preferences)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),

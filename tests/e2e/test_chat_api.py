@@ -160,3 +160,42 @@ def test_conversations_over_http(real: LocalServer, upstream: FakeOpenAI) -> Non
     assert real.call("GET", "/api/v1/conversations?cursor=nope", token=token).status == 400
     assert real.call("DELETE", f"/api/v1/conversations/{chat_id}", token=token).json["deleted"] is True
     assert real.call("GET", f"/api/v1/conversations/{chat_id}", token=token).status == 404
+
+
+def test_admins_override_the_catalog(real: LocalServer) -> None:
+    admin, user = real.token("root", admin=True), fund(real, "catalog-user", "1")
+    listed = real.call("GET", "/api/v1/admin/models", token=admin).json["models"]
+    assert {m["id"]: m["source"] for m in listed}[LLAMA] == "package"
+    assert real.call("GET", "/api/v1/admin/models", token=user).status == 403
+    repriced = real.call("PUT", "/api/v1/admin/models", {"model": LLAMA, "prices": {
+        "input_per_million": "1", "output_per_million": "2"}}, token=admin)
+    assert repriced.status == 200
+    llama = next(m for m in repriced.json["models"] if m["id"] == LLAMA)
+    assert llama["source"] == "package+override" and llama["input_per_million"]["micros"] == 1_000_000
+    reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
+                      token=user, headers={"Idempotency-Key": "priced-1"})
+    assert reply.json["charged"]["micros"] == 100 + 100  # 100 in at 1 credit/1M, 50 out at 2 credits/1M
+    off = real.call("PUT", "/api/v1/admin/models", {"model": LLAMA, "enabled": False}, token=admin)
+    assert next(m for m in off.json["models"] if m["id"] == LLAMA)["enabled"] is False
+    assert LLAMA not in [m["id"] for m in real.call("GET", "/api/v1/models", token=user).json["models"]]
+    refused = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
+                        token=user, headers={"Idempotency-Key": "priced-2"})
+    assert refused.status == 404
+    added = real.call("PUT", "/api/v1/admin/models", {
+        "model": "mistralai/Mistral-Nemo", "provider": "platform", "capabilities": ["chat"], "context_window": 4096,
+        "max_output": 512, "prices": {"input_per_million": "0.04", "output_per_million": "0.12"}}, token=admin)
+    assert {m["id"]: m["source"] for m in added.json["models"]}["mistralai/Mistral-Nemo"] == "override"
+    for bad in ({"model": "free/model", "provider": "platform", "capabilities": ["chat"], "context_window": 10,
+                 "max_output": 5},  # no price: never offered free
+                {"model": "nowhere/model", "provider": "elsewhere", "capabilities": ["chat"], "context_window": 10,
+                 "max_output": 5, "prices": {"input_per_million": "1", "output_per_million": "1"}},
+                {"model": LLAMA, "prices": {"input_per_million": "0", "output_per_million": "1"}},
+                {"model": LLAMA, "max_output": 10**9}, {"model": LLAMA, "surprise": True}):
+        before = real.call("GET", "/api/v1/admin/models", token=admin).json
+        answer = real.call("PUT", "/api/v1/admin/models", bad, token=admin)
+        assert answer.status in (400, 409) and answer.content_type == "application/problem+json", bad
+        assert real.call("GET", "/api/v1/admin/models", token=admin).json == before
+    dropped = real.call("DELETE", f"/api/v1/admin/models?model={LLAMA}", token=admin).json["models"]
+    assert next(m for m in dropped if m["id"] == LLAMA)["enabled"] is True
+    assert real.call("DELETE", f"/api/v1/admin/models?model={LLAMA}", token=admin).status == 404
+    real.call("DELETE", "/api/v1/admin/models?model=mistralai/Mistral-Nemo", token=admin)

@@ -87,7 +87,7 @@ def test_turns_are_stored_once_and_sent_back_as_the_buffer(tmp_path: Path, clock
 
 def test_older_messages_are_summarised_by_a_metered_call(demo: tuple[Platform, RecordingDemo]) -> None:
     ai, provider = demo
-    ai.chat.catalog._models.pop("demo-embed")  # no embedding model: summary only
+    ai.chat.catalog.put("demo-embed", {"enabled": False})  # no embedding model: summary only
     funded(ai, "u", 1)
     chat = ai.conversations.start("u", "long")
     turns = [ai.conversations.chat("u", chat.id, say(f"fact {n}: " + "ledger entries are signed " * 8),

@@ -45,6 +45,8 @@ def model_from(data: dict[str, Any]) -> Model:
     prices = data.get("prices") or {}
     if "input_per_million" not in prices or "output_per_million" not in prices:
         raise UnpricedModel(f"model {data.get('id')!r} has no input and output price; it cannot be offered")
+    if parse_credits(str(prices["input_per_million"])) <= 0:
+        raise UnpricedModel(f"model {data.get('id')!r} has no input price above zero; nothing is offered free")
     capabilities = frozenset(data.get("capabilities", []))
     if not capabilities or not capabilities <= CAPABILITIES:
         raise ValueError(f"model {data.get('id')!r}: capabilities must be among {sorted(CAPABILITIES)}")
@@ -56,9 +58,41 @@ def model_from(data: dict[str, Any]) -> Model:
                  enabled=bool(data.get("enabled", True)))
 
 
+OVERRIDABLE = frozenset({"provider", "label", "capabilities", "prices", "context_window", "max_output", "enabled"})
+
+
+def merged(records: list[dict[str, Any]], overrides: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The packaged records with admin overrides laid over them field by field (prices as a whole); an
+    override for an id the package lacks is a new model and must be complete."""
+    by_id = {record["id"]: dict(record) for record in records}
+    for model_id, fields in overrides.items():
+        by_id[model_id] = {**by_id.get(model_id, {}), **fields, "id": model_id}
+    return list(by_id.values())
+
+
+def check_override(model_id: str, fields: dict[str, Any], base: dict[str, Any] | None) -> Model:
+    """The model an override would make: refuses unknown fields and anything `model_from` refuses (above all a
+    missing price: fail closed)."""
+    unknown = set(fields) - OVERRIDABLE
+    if unknown:
+        raise ValueError(f"cannot override {sorted(unknown)}; only {sorted(OVERRIDABLE)}")
+    record = {**(base or {}), **fields, "id": model_id}
+    missing = [name for name in ("provider", "capabilities", "context_window", "max_output") if name not in record]
+    if missing:
+        raise ValueError(f"model {model_id!r} is not in the packaged catalog, so the override needs {missing}")
+    model = model_from(record)
+    if model.context_window <= 0 or model.max_output < 0 or model.max_output > model.context_window:
+        raise ValueError("context_window must be positive and max_output between 0 and the context window")
+    return model
+
+
 class Catalog:
     def __init__(self, models: list[Model]) -> None:
         self._models = {model.id: model for model in models}
+
+    def all(self) -> list[Model]:
+        """Every model, disabled ones included (for admins)."""
+        return list(self._models.values())
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]], providers: set[str]) -> Catalog:

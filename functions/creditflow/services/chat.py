@@ -14,6 +14,7 @@ from ..domain.health import Health
 from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
+from .catalog import LiveCatalog
 from .credits import Credits
 
 
@@ -51,7 +52,7 @@ def reply_tokens(text: str, tool_calls: list[dict[str, Any]] | None) -> int:
 
 
 class MeteredChat:
-    def __init__(self, credits: Credits, catalog: Catalog, providers: dict[str, ChatProvider],
+    def __init__(self, credits: Credits, catalog: Catalog | LiveCatalog, providers: dict[str, ChatProvider],
                  health: Health | None = None, now: Callable[[], float] = time.monotonic,
                  preferences: PreferenceStore | None = None) -> None:
         self.credits = credits

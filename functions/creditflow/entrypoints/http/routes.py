@@ -251,13 +251,39 @@ def register(api: Api, platform: Platform) -> None:
                                  packs=packs if shortfall else [],
                                  payment_methods=list(platform.settings.payment_methods))
 
+    def model_out(m: Any) -> s.ModelOut:
+        return s.ModelOut(id=m.id, label=m.label, provider=m.provider, demo=m.demo, capabilities=sorted(m.capabilities),
+                          input_per_million=s.Money.of(m.input_per_million),
+                          output_per_million=s.Money.of(m.output_per_million), context_window=m.context_window,
+                          max_output=m.max_output)
+
     @api.route("GET", f"{V1}/models", summary="The models on offer, with prices (demo models say so)",
                response=s.ModelsOut)
     def models(caller: Caller) -> s.ModelsOut:
-        return s.ModelsOut(models=[s.ModelOut(
-            id=m.id, label=m.label, provider=m.provider, demo=m.demo, capabilities=sorted(m.capabilities),
-            input_per_million=s.Money.of(m.input_per_million), output_per_million=s.Money.of(m.output_per_million),
-            context_window=m.context_window, max_output=m.max_output) for m in platform.chat.catalog.models()])
+        return s.ModelsOut(models=[model_out(m) for m in platform.chat.catalog.models()])
+
+    def admin_models() -> s.AdminModelsOut:
+        catalog = platform.chat.catalog
+        return s.AdminModelsOut(models=[s.AdminModelOut(**model_out(m).model_dump(), enabled=m.enabled,
+                                                        source=catalog.source(m.id)) for m in catalog.all()])
+
+    @api.route("GET", f"{V1}/admin/models", summary="Every model, disabled ones too, and where each comes from",
+               auth="admin", response=s.AdminModelsOut)
+    def list_admin_models(caller: Caller) -> s.AdminModelsOut:
+        return admin_models()
+
+    @api.route("PUT", f"{V1}/admin/models", summary="Override a packaged model's fields, or add a model (priced)",
+               auth="admin", body=s.ModelOverrideIn, response=s.AdminModelsOut, errors=(409,))
+    def override_model(caller: Caller, body: s.ModelOverrideIn) -> s.AdminModelsOut:
+        fields = body.model_dump(exclude_none=True, exclude={"model"})
+        platform.chat.catalog.put(body.model, fields)
+        return admin_models()
+
+    @api.route("DELETE", f"{V1}/admin/models", summary="Drop a model's override (the packaged record applies again)",
+               auth="admin", query=s.ModelQuery, response=s.AdminModelsOut)
+    def drop_model_override(caller: Caller, query: s.ModelQuery) -> s.AdminModelsOut:
+        platform.chat.catalog.remove(query.model)
+        return admin_models()
 
     @api.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
                body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502),

@@ -176,6 +176,36 @@ class ModelsOut(BaseModel):
     models: list[ModelOut]
 
 
+class PricesIn(Strict):
+    input_per_million: str = Field(pattern=POSITIVE_CREDITS, description="credits per 1M input tokens")
+    output_per_million: str = Field(pattern=f"(?:^0$)|{POSITIVE_CREDITS}", description="credits per 1M output "
+                                                                                        "tokens (0 for embeddings)")
+
+
+class ModelOverrideIn(Strict):
+    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
+    provider: str | None = Field(default=None, min_length=1, max_length=64)
+    label: str | None = Field(default=None, min_length=1, max_length=128)
+    capabilities: list[Literal["chat", "vision", "image", "embedding"]] | None = Field(default=None, min_length=1)
+    prices: PricesIn | None = None
+    context_window: int | None = Field(default=None, ge=1, le=10_000_000)
+    max_output: int | None = Field(default=None, ge=0, le=1_000_000)
+    enabled: bool | None = None
+
+
+class AdminModelOut(ModelOut):
+    enabled: bool
+    source: Literal["package", "override", "package+override"]
+
+
+class AdminModelsOut(BaseModel):
+    models: list[AdminModelOut]
+
+
+class ModelQuery(Strict):
+    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
+
+
 class KeyIn(Strict):
     name: str = Field(min_length=1, max_length=64)
     limit: str | None = Field(default=None, pattern=POSITIVE_CREDITS, description="credits this key may spend")
