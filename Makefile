@@ -5,7 +5,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench bench-gateway clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,8 @@ bench: $(STAMP)
 	$(PY) bench/ledger.py
 	$(PY) bench/coldstart.py
 
+bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first use
+	$(PY) bench/gateway.py
+
 clean:
-	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm

@@ -51,6 +51,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
     # every open event stream holds a thread: leave plenty for requests
     server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)
+    platform.mirror.publish_all()  # the mirror may trail the ledger if the last run was killed
+    platform.mirror.run_in_background()  # balance writes leave the request threads
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")
     every(CHECKPOINT_SECONDS, platform.integrity.publish_checkpoint, stop, "checkpoints")
@@ -71,5 +73,7 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     except OSError:
         if not stop.is_set():
             raise
+    platform.mirror.flush()
+    platform.mirror.stop()
     platform.integrity.publish_checkpoint()  # leave a signed head over everything written
     return 0

@@ -79,6 +79,9 @@ class Credits:
     def open_account(self, uid: str) -> UserAccount:
         """Open the user's account; opening an open account returns it unchanged."""
         account_id = user_account(uid)
+        known = self.store.account(account_id)  # the common case, a plain read: no write transaction to queue
+        if known is not None:
+            return known
 
         def work(tx: LedgerTransaction) -> UserAccount:
             existing = tx.account(account_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +15,20 @@ from ..domain.money import format_credits
 from ..domain.timefmt import iso
 from ..ports import Clock, Realtime
 from .credits import Credits
+
+log = logging.getLogger(__name__)
+BATCH = 512
+
+
+@dataclass(frozen=True)
+class Change:
+    """A committed change to one user's balance, as the mirror needs it."""
+
+    uid: str
+    available: int
+    held: int
+    version: int
+    top_up: int | None  # the amount of a paid grant in the change, if any
 
 
 @dataclass(frozen=True)
@@ -26,29 +43,102 @@ def money(micros: int) -> dict[str, Any]:
 
 
 class BalanceMirror:
-    """Writes /balances/{uid} after every committed change (never older over newer) and notices low balances."""
+    """Writes /balances/{uid} after every committed change (never older over newer) and notices low balances.
+
+    By default each change is written on the thread that committed it. `run_in_background` hands changes to
+    one writer thread instead, which takes them in commit order a batch at a time: per user it writes the
+    newest balance once and replays every change through the low-balance notices (so each crossing still
+    notifies once). The mirror is never authoritative: `publish_all` rewrites it from the ledger."""
 
     def __init__(self, realtime: Realtime, credits: Credits, clock: Clock, policy: LowBalancePolicy) -> None:
         self.realtime = realtime
         self.credits = credits
         self.clock = clock
         self.policy = policy
+        self._queue: queue.SimpleQueue[Change | None] | None = None
+        self._writer: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._pending = 0
 
     def on_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After a commit: the account row is the balance (the command swept it first), so nothing is re-read."""
         top_up = next((int(f["amount"]) for f in (e.fields() for e in reversed(entries) if e.kind == "grant")
                        if f.get("lot_kind") == "paid"), None)
-        self._write(account.id[len(USER_PREFIX):], account.available, account.held, account.version, top_up)
+        change = Change(account.id[len(USER_PREFIX):], account.available, account.held, account.version, top_up)
+        if self._queue is None:
+            self._apply(change.uid, [change])
+            return
+        with self._idle:
+            self._pending += 1
+        self._queue.put(change)
+
+    def run_in_background(self) -> None:
+        if self._writer is None:
+            self._queue = queue.SimpleQueue()
+            self._writer = threading.Thread(target=self._drain, name="balance-mirror", daemon=True)
+            self._writer.start()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every change handed over so far is written; False if that took longer than `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self) -> None:
+        if self._writer is not None and self._queue is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+            self._queue = None
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        source = self._queue
+        while True:
+            first = source.get()
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(source.get_nowait())
+                except queue.Empty:
+                    break
+            changes = [c for c in batch if c is not None]
+            by_user: dict[str, list[Change]] = {}
+            for change in changes:
+                by_user.setdefault(change.uid, []).append(change)
+            for uid, mine in by_user.items():
+                try:
+                    self._apply(uid, mine)
+                except Exception:  # a mirror write must never stop the writer; the ledger is unaffected
+                    log.exception("mirroring %s failed; POST /credits/sync-balance rewrites it", uid)
+            with self._idle:
+                self._pending -= len(changes)
+                self._idle.notify_all()
+            if len(changes) < len(batch):
+                return
+
+    def _apply(self, uid: str, changes: list[Change]) -> None:
+        newest = max(changes, key=lambda c: c.version)
+        self._write_balance(uid, newest.available, newest.held, newest.version)
+        self._notice_low_balance(uid, [(c.available, c.top_up) for c in changes])
 
     def publish(self, uid: str) -> dict[str, Any]:
         """Rewrite the mirror from the ledger (sync-balance)."""
         balance = self.credits.balance(uid)
-        return self._write(uid, balance.available, balance.held, balance.version, None)
+        mirror = self._write_balance(uid, balance.available, balance.held, balance.version)
+        self._notice_low_balance(uid, [(balance.available, None)])
+        return mirror
 
-    def _write(self, uid: str, available: int, held: int, version: int, top_up: int | None) -> dict[str, Any]:
+    def publish_all(self) -> int:
+        """Rewrite every user's mirror from the ledger (at start, after a crash may have cut the writer short)."""
+        count = 0
+        for account in self.credits.store.user_accounts():
+            self._write_balance(account.id[len(USER_PREFIX):], account.available, account.held, account.version)
+            count += 1
+        return count
+
+    def _write_balance(self, uid: str, available: int, held: int, version: int) -> dict[str, Any]:
         mirror = {"available": available, "held": held, "version": version, "updatedAt": iso(self.clock.now())}
         self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
-        self._notice_low_balance(uid, available, top_up)
         return mirror
 
     def _state(self, uid: str) -> dict[str, Any]:
@@ -78,20 +168,22 @@ class BalanceMirror:
         return {"status": status, "available": money(available), "threshold": money(threshold),
                 "recommendations": advice, "packs": packs if status != "ok" else []}
 
-    def _notice_low_balance(self, uid: str, available: int, top_up: int | None) -> None:
+    def _notice_low_balance(self, uid: str, balances: list[tuple[int, int | None]]) -> None:
         """One notification each time the balance falls from at-or-above the threshold to below it (a new,
-        empty account has not crossed anything)."""
+        empty account has not crossed anything). `balances` are (available, paid top-up or None), in order."""
         state = self._state(uid)
-        changed = {**state, "lastTopUp": top_up if top_up is not None else self._last_top_up(uid, state)}
-        threshold = self._threshold(changed["lastTopUp"])
-        armed = state.get("armed") is True
-        if available >= threshold and not armed:
-            changed["armed"] = True
-        elif available < threshold and armed:
-            changed["armed"] = False
-            self.realtime.set(f"/notifications/{uid}/{new_id('n')}", {
-                "type": "low_balance", "available": available, "threshold": threshold,
-                "message": f"Your balance is {format_credits(available)} credits, below "
-                           f"{format_credits(threshold)}.", "createdAt": iso(self.clock.now()), "read": False})
+        changed = dict(state)
+        for available, top_up in balances:
+            changed["lastTopUp"] = top_up if top_up is not None else self._last_top_up(uid, changed)
+            threshold = self._threshold(changed["lastTopUp"])
+            armed = changed.get("armed") is True
+            if available >= threshold and not armed:
+                changed["armed"] = True
+            elif available < threshold and armed:
+                changed["armed"] = False
+                self.realtime.set(f"/notifications/{uid}/{new_id('n')}", {
+                    "type": "low_balance", "available": available, "threshold": threshold,
+                    "message": f"Your balance is {format_credits(available)} credits, below "
+                               f"{format_credits(threshold)}.", "createdAt": iso(self.clock.now()), "read": False})
         if changed != state:
             self.realtime.set(f"/notificationState/{uid}", changed)
