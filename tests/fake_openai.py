@@ -1,16 +1,17 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
 FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
-usage out, BREAKSTREAM cuts a stream after two pieces; anything else is answered with 100 prompt tokens
-and 50 completion tokens (streams send the reply word by word, then a usage chunk when
-stream_options.include_usage asks for it). With `tools` in the request and a user message last, it calls the
-first tool with {"q": <message>}; after a tool result it answers "tool said: <result>". /v1/embeddings gives
-8-dimensional vectors of hashed words and counts one prompt token per word."""
+usage out, BREAKSTREAM cuts a stream after two pieces, SLOWLLAMA makes Llama models wait 3 s; anything else
+is answered with 100 prompt tokens and 50 completion tokens (streams send the reply word by word, then a
+usage chunk when stream_options.include_usage asks for it). With `tools` in the request and a user message
+last, it calls the first tool with {"q": <message>}; after a tool result it answers "tool said: <result>".
+/v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token per word."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -43,6 +44,8 @@ class FakeOpenAI:
                 tool = body["tools"][0]["function"]["name"] if body.get("tools") and final["role"] == "user" else None
                 if "FAIL500" in last or ("FAILLLAMA" in last and "Llama" in body["model"]):
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+                if "SLOWLLAMA" in last and "Llama" in body["model"]:
+                    time.sleep(3)
                 if "RATE429" in last:
                     return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})
                 if "BROKEN" in last:

@@ -8,9 +8,11 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
+from pathlib import Path
 
 from .adapters.clock import SystemClock
 from .config import Settings
+from .domain.catalog import merged
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .ports import (
     ApiKeys,
@@ -143,12 +145,15 @@ def dev_token_key(key: SigningKey) -> SigningKey:
 
 
 def build_providers(settings: Settings) -> dict[str, ChatProvider]:
-    """The configured OpenAI-compatible provider; with none configured, the local runtime's offline demo."""
+    """The configured OpenAI-compatible providers; with none configured, the local runtime's offline demo."""
+    configured = dict(settings.ai_providers)
     if settings.ai_platform_api_key and settings.ai_platform_base_url:
+        configured["platform"] = (settings.ai_platform_base_url, settings.ai_platform_api_key)
+    if configured:
         from .adapters.ai.openai_compatible import OpenAICompatible
 
-        return {"platform": OpenAICompatible("platform", settings.ai_platform_base_url,
-                                             settings.ai_platform_api_key)}
+        return {name: OpenAICompatible(name, url, key, timeout=settings.ai_timeout_seconds)
+                for name, (url, key) in configured.items()}
     if settings.runtime == "local":
         from .adapters.ai.demo import DemoProvider
 
@@ -156,9 +161,12 @@ def build_providers(settings: Settings) -> dict[str, ChatProvider]:
     return {}
 
 
-def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverrides, clock: Clock) -> LiveCatalog:
+def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverrides, clock: Clock,
+                  extra: Path | None = None) -> LiveCatalog:
     """The packaged catalog (models of configured providers only) with the admins' overrides."""
     records = json.loads(resources.files("creditflow.catalog").joinpath("models.json").read_text())["models"]
+    if extra is not None:  # AI_CATALOG_FILE: records for further providers (or replacing packaged ones by id)
+        records = merged(records, {r["id"]: r for r in json.loads(extra.read_text())["models"]})
     return LiveCatalog(records, set(providers), overrides, clock)
 
 
@@ -182,7 +190,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
     providers = build_providers(settings)
-    chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock), providers,
+    chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
+                       providers,
                        preferences=users.preferences)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,9 @@ class Settings:
     auth_emulator_host: str | None = None
     ai_platform_api_key: str | None = None
     ai_platform_base_url: str | None = None
+    ai_providers: dict[str, tuple[str, str]] = field(default_factory=dict)  # further providers: name → (url, key)
+    ai_timeout_seconds: float = 60.0
+    ai_catalog_file: Path | None = None  # more catalog records, for the further providers' models
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -70,6 +75,9 @@ class Settings:
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
             "ai_platform_base_url": env.get("AI_PLATFORM_BASE_URL") or None,
+            "ai_providers": _providers(env),
+            "ai_timeout_seconds": float(env.get("AI_TIMEOUT_SECONDS", "60")),
+            "ai_catalog_file": Path(env["AI_CATALOG_FILE"]) if env.get("AI_CATALOG_FILE") else None,
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -90,7 +98,29 @@ class Settings:
             raise ValueError("MAX_RESERVATION_AMOUNT must be positive")
         if bool(self.ai_platform_api_key) != bool(self.ai_platform_base_url):
             raise ValueError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
+        if not 0 < self.ai_timeout_seconds <= 600:
+            raise ValueError("AI_TIMEOUT_SECONDS must be above 0 and at most 600")
+        if self.ai_catalog_file is not None and not self.ai_catalog_file.is_file():
+            raise ValueError(f"AI_CATALOG_FILE {self.ai_catalog_file} is not a file")
         if self.memory_context_tokens < 256:
             raise ValueError("MEMORY_CONTEXT_TOKENS must be at least 256")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
+
+
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """AI_PROVIDERS=name,… with AI_PROVIDER_<NAME>_BASE_URL and AI_PROVIDER_<NAME>_API_KEY for each."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in (n.strip() for n in env.get("AI_PROVIDERS", "").split(",") if n.strip()):
+        if not PROVIDER_NAME.match(name) or name in ("demo", "platform"):
+            raise ValueError(f"AI_PROVIDERS: {name!r} must be lower-case letters, digits and _ (demo and platform "
+                             "are taken)")
+        url, key = (env.get(f"AI_PROVIDER_{name.upper()}_{part}") for part in ("BASE_URL", "API_KEY"))
+        if not url or not key:
+            raise ValueError(f"AI_PROVIDERS names {name}: set AI_PROVIDER_{name.upper()}_BASE_URL and "
+                             f"AI_PROVIDER_{name.upper()}_API_KEY")
+        found[name] = (url, key)
+    return found

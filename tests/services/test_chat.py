@@ -281,3 +281,45 @@ def test_a_client_leaving_a_stream_says_nothing_about_the_model(ai: Platform) ->
         pieces.close()
     assert ai.chat.health.report(now[0]).get(LLAMA, {"state": "closed"})["state"] == "closed"
     assert ai.credits.balance("u").held == 0
+
+
+def test_further_providers_and_a_timeout_that_falls_back(tmp_path: Path, clock: SteppedClock,
+                                                          upstream: FakeOpenAI) -> None:
+    import json
+
+    backup = FakeOpenAI()
+    try:
+        extra = tmp_path / "models.json"
+        extra.write_text(json.dumps({"models": [{
+            "id": "backup/model-b", "provider": "backup", "capabilities": ["chat"], "context_window": 8192,
+            "max_output": 1024, "prices": {"input_per_million": "0.5", "output_per_million": "1"}}]}))
+        ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                           ai_providers={"backup": (backup.url, "k2")}, ai_timeout_seconds=0.5, ai_catalog_file=extra)
+        funded(ai, "u", 1)
+        served = ai.chat.chat("u", ask("hello backup"), key="p1", model="backup/model-b")
+        assert served["provider"] == "backup" and backup.requests[-1]["model"] == "backup/model-b"
+        assert served["charged"] == token_cost(100, 500_000) + token_cost(50, 1_000_000)
+        slow = ai.chat.chat("u", ask("SLOWLLAMA please"), key="p2")  # Llama times out; the next model answers
+        assert slow["model"] != LLAMA and slow["tried"][0].startswith(f"{LLAMA}: platform could not be reached")
+        outcomes = [e.kind for e in ai.credits.history("u", kinds=frozenset({"hold", "release", "settle"}))[0]]
+        assert outcomes[:4] == ["settle", "hold", "release", "hold"]  # one release, one charge for the request
+        assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+    finally:
+        backup.stop()
+
+
+@pytest.mark.parametrize(("variables", "complaint"), [
+    ({"AI_PROVIDERS": "backup"}, "AI_PROVIDER_BACKUP_BASE_URL"),
+    ({"AI_PROVIDERS": "Demo"}, "lower-case"),
+    ({"AI_PROVIDERS": "platform", "AI_PROVIDER_PLATFORM_BASE_URL": "u", "AI_PROVIDER_PLATFORM_API_KEY": "k"}, "taken"),
+    ({"AI_TIMEOUT_SECONDS": "0"}, "AI_TIMEOUT_SECONDS"),
+    ({"AI_CATALOG_FILE": "/no/such/file.json"}, "AI_CATALOG_FILE"),
+])
+def test_provider_configuration_is_checked(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
+                                           complaint: str) -> None:
+    from creditflow.config import Settings
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=complaint):
+        Settings.from_env()
