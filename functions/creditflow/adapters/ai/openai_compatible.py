@@ -51,22 +51,18 @@ class OpenAICompatible:
 
     def stream(self, model: str, messages: Messages, max_tokens: int,
                options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
+        """The SDK's stream (its SSE decoding and error events) with chunks kept as plain dicts: building its
+        chunk models cost more CPU than everything else a streamed call does."""
         with self._failures("stream broke"):
-            chunks = self._client.chat.completions.create(
-                model=model, messages=messages, max_tokens=max_tokens, stream=True,  # type: ignore[arg-type]
-                stream_options={"include_usage": True}, **(options or {}))  # custom base URLs drop usage otherwise
+            chunks = self._client.post(
+                "/chat/completions", cast_to=object, stream=True, stream_cls=openai.Stream[object],
+                body={"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
+                      "stream_options": {"include_usage": True},  # custom base URLs drop usage otherwise
+                      **(options or {})})
             for chunk in chunks:
-                usage = getattr(chunk, "usage", None)
-                choice = chunk.choices[0] if chunk.choices else None
-                delta = choice.delta if choice is not None else None
-                text = (delta.content or "") if delta is not None else ""
-                calls = ([call.model_dump(exclude_none=True) for call in delta.tool_calls]
-                         if delta is not None and delta.tool_calls else None)
-                if text or calls or usage is not None or (choice is not None and choice.finish_reason):
-                    yield StreamPiece(text=text, prompt_tokens=usage.prompt_tokens if usage else None,
-                                      completion_tokens=usage.completion_tokens if usage else None,
-                                      finish_reason=choice.finish_reason if choice is not None else None,
-                                      tool_calls=calls)
+                piece = _piece(chunk)
+                if piece is not None:
+                    yield piece
 
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         with self._failures("could not be reached"):
@@ -78,3 +74,20 @@ class OpenAICompatible:
         usage = response.usage
         return Embedded(vectors=vectors, model=response.model or model,
                         prompt_tokens=usage.prompt_tokens if usage else None)
+
+
+def _piece(chunk: object) -> StreamPiece | None:
+    """A chat.completion.chunk as a StreamPiece; None when it carries nothing (role-only deltas)."""
+    if not isinstance(chunk, dict):
+        raise ValueError("a stream chunk that is not a JSON object")
+    usage = chunk.get("usage") or {}
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    reported = isinstance(prompt, int) and isinstance(completion, int)
+    choices = chunk.get("choices") or []
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    delta = choice.get("delta") or {}
+    text, calls, finish = delta.get("content") or "", delta.get("tool_calls") or None, choice.get("finish_reason")
+    if not (text or calls or reported or finish):
+        return None
+    return StreamPiece(text=text, prompt_tokens=prompt if reported else None,
+                       completion_tokens=completion if reported else None, finish_reason=finish, tool_calls=calls)

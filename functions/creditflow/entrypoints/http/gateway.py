@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import struct
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from ...bootstrap import Platform
@@ -216,13 +216,13 @@ def charge_view(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]], include_usage: bool
-            ) -> Iterator[str]:
+            ) -> Iterator[bytes]:
     """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]."""
     chunk_id, created = new_id("chatcmpl"), int(time.time())
 
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        return "data: " + json.dumps({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                                      "model": model, "choices": choices, **extra}) + "\n\n"
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return b"data: " + orjson.dumps({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+                                         "model": model, "choices": choices, **extra}) + b"\n\n"
 
     try:
         for piece in itertools.chain([first], pieces):
@@ -238,6 +238,6 @@ def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]],
                 if piece.get("tool_calls"):
                     delta["tool_calls"] = piece["tool_calls"]
                 yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-        yield "data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n"
     finally:
         pieces.close()  # type: ignore[attr-defined]
