@@ -271,3 +271,19 @@ def test_concurrent_calls_never_pass_a_keys_limit(server: LocalServer) -> None:
         assert db.execute("SELECT reserved FROM api_keys WHERE id = ?", (listed["id"],)).fetchone()[0] == 0
     balance = server.call("GET", "/api/v1/credits/balance", token=server.token("gw-limit")).json
     assert 5_000_000 - balance["available"]["micros"] == listed["spent"]["micros"]
+
+
+def test_the_gateway_shares_the_users_rate_limit(tmp_path) -> None:
+    limited = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="3")
+    try:
+        sdk = client(limited, new_key(limited, "gw-hasty"))  # making the key takes one of the three
+        sdk.models.list()
+        sdk.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError) as refused:
+            sdk.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
+        assert refused.value.body["code"] == "rate_limit_exceeded"
+        assert int(refused.value.response.headers["Retry-After"]) >= 1
+        balance = limited.call("GET", "/api/v1/credits/balance", token=limited.token("gw-hasty"))
+        assert balance.status == 429  # the same bucket
+    finally:
+        limited.stop()

@@ -48,6 +48,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     from .http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
     # every open event stream holds a thread: leave plenty for requests
     server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)

@@ -28,7 +28,7 @@ def create_app(platform: Platform) -> Flask:
               __version__)
     register(api, platform)
     register_conversations(api, platform)
-    app.register_blueprint(create_gateway(platform))
+    app.register_blueprint(create_gateway(platform, api.limiter))  # one rate limit per user, both APIs
     document = api.openapi()
 
     @app.get("/api/v1/openapi.json")

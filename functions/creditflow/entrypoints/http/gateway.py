@@ -15,10 +15,18 @@ from flask import Blueprint, Response, jsonify, request
 
 from ...bootstrap import Platform
 from ...domain.catalog import UnknownModel
-from ...domain.errors import InsufficientFunds, InvalidToken, KeyLimitReached, LedgerError, ProviderUnavailable
+from ...domain.errors import (
+    InsufficientFunds,
+    InvalidToken,
+    KeyLimitReached,
+    LedgerError,
+    ProviderUnavailable,
+    RateLimited,
+)
 from ...domain.ids import new_id
 from ...domain.money import format_credits
 from ...services.chat import capability_of
+from .api import RateLimiter
 
 ROLES = {"system", "user", "assistant", "developer", "tool"}
 PART_TYPES = {"text", "image_url"}
@@ -51,6 +59,8 @@ def _translate(error: LedgerError) -> GatewayError:
         return GatewayError(404, error.detail, "invalid_request_error", "model_not_found", "model")
     if isinstance(error, ProviderUnavailable):
         return GatewayError(502, error.detail, "api_error", "upstream_error")
+    if isinstance(error, RateLimited):
+        return GatewayError(429, error.detail, "rate_limit_error", "rate_limit_exceeded")
     return GatewayError(error.status if error.status < 500 else 500, error.detail,
                         "invalid_request_error" if error.status < 500 else "api_error", error.code)
 
@@ -101,7 +111,7 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
     return {name: body[name] for name in PASS_THROUGH if body.get(name) is not None}
 
 
-def create_gateway(platform: Platform) -> Blueprint:
+def create_gateway(platform: Platform, limiter: RateLimiter) -> Blueprint:
     gateway = Blueprint("gateway", __name__, url_prefix="/v1")
 
     @gateway.errorhandler(GatewayError)
@@ -110,7 +120,10 @@ def create_gateway(platform: Platform) -> Blueprint:
 
     @gateway.errorhandler(LedgerError)
     def ledger_error(error: LedgerError) -> Response:
-        return error_response(_translate(error))
+        response = error_response(_translate(error))
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(error.context.get("retry_after", 1))
+        return response
 
     def authenticate() -> tuple[str, Any]:
         header = request.headers.get("Authorization", "")
@@ -118,6 +131,7 @@ def create_gateway(platform: Platform) -> Blueprint:
         if scheme.lower() != "bearer" or not secret.strip():
             raise GatewayError(401, "send Authorization: Bearer cf_…", "invalid_request_error", "invalid_api_key")
         caller, key = platform.keys.caller(secret.strip())
+        limiter.take(caller.uid)
         platform.credits.open_account(caller.uid)
         return caller.uid, key
 
