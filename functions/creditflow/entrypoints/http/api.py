@@ -70,8 +70,10 @@ class Operation:
 
 
 class Api:
-    def __init__(self, app: Flask, tokens: TokenVerifier, limiter: RateLimiter, title: str, version: str) -> None:
+    def __init__(self, app: Flask, tokens: TokenVerifier, limiter: RateLimiter, title: str, version: str,
+                 problem_extra: Callable[[LedgerError], dict[str, Any]] | None = None) -> None:
         self.app = app
+        self.problem_extra = problem_extra  # more members for a refusal's problem (e.g. how to pay)
         self.tokens = tokens
         self.limiter = limiter
         self.title = title
@@ -86,6 +88,8 @@ class Api:
         @app.errorhandler(LedgerError)
         def ledger_error(error: LedgerError) -> Response:
             extra = {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) or v is None}
+            if self.problem_extra is not None:
+                extra.update(self.problem_extra(error))
             response = problem(error.status, error.code, error.title, error.detail, **extra)
             if isinstance(error, RateLimited):
                 response.headers["Retry-After"] = str(error.context["retry_after"])

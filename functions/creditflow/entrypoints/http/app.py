@@ -16,7 +16,7 @@ from .api import Api, RateLimiter
 from .conversation_routes import register_conversations
 from .gateway import create_gateway
 from .realtime_rules import ReadRules
-from .routes import register
+from .routes import payment_options, register
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
 KEEP_ALIVE_SECONDS = 15.0
@@ -25,7 +25,7 @@ KEEP_ALIVE_SECONDS = 15.0
 def create_app(platform: Platform) -> Flask:
     app = Flask("creditflow")
     api = Api(app, platform.tokens, RateLimiter(platform.settings.rate_limit_per_minute), "Creditflow",
-              __version__)
+              __version__, problem_extra=lambda error: payment_options(platform, error))
     register(api, platform)
     register_conversations(api, platform)
     app.register_blueprint(create_gateway(platform, api.limiter))  # one rate limit per user, both APIs

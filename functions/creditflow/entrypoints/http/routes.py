@@ -12,7 +12,7 @@ from flask import Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
-from ...domain.errors import InvalidIdempotencyKey, InvalidQuery
+from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQuery, LedgerError
 from ...domain.money import parse_credits
 from ...domain.timefmt import iso
 from ...ports import Caller, Preferences
@@ -89,6 +89,21 @@ def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
             pieces.close()  # type: ignore[attr-defined]  # a client that left: the chat service settles
 
     return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def packs_covering(platform: Platform, shortfall: int) -> list[dict[str, Any]]:
+    """The credit packs that cover a shortfall (the largest when none does)."""
+    offered = platform.settings.credit_packs
+    return [{"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur}}
+            for c, p, cur in [pack for pack in offered if shortfall == 0 or pack[0] >= shortfall] or offered[-1:]]
+
+
+def payment_options(platform: Platform, error: LedgerError) -> dict[str, Any]:
+    """What a refusal for want of credits adds to its problem: the packs that would cover it and how to pay."""
+    if not isinstance(error, InsufficientFunds):
+        return {}
+    return {"packs": packs_covering(platform, int(error.context.get("shortfall", 0))),
+            "payment_methods": list(platform.settings.payment_methods)}
 
 
 def entry_out(entry: Any) -> s.EntryOut:
@@ -242,10 +257,7 @@ def register(api: Api, platform: Platform) -> None:
         required = body.micros()
         available = credits.balance(caller.uid).available
         shortfall = max(0, required - available)
-        packs = [{"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur}}
-                 for c, p, cur in platform.settings.credit_packs if shortfall == 0 or c >= shortfall] or [
-            {"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur}}
-            for c, p, cur in platform.settings.credit_packs[-1:]]
+        packs = packs_covering(platform, shortfall)
         return s.InsufficientOut(sufficient=shortfall == 0, required=s.Money.of(required),
                                  available=s.Money.of(available), shortfall=s.Money.of(shortfall),
                                  packs=packs if shortfall else [],

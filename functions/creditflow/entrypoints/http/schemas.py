@@ -247,10 +247,16 @@ class PreferencesOut(BaseModel):
 
 
 class Problem(BaseModel):
+    """RFC 9457; refusals add what they know (e.g. `field`, `retry_after`)."""
+
+    model_config = ConfigDict(extra="allow")
     type: str
     title: str
     status: int
     detail: str
+    shortfall: int | None = Field(default=None, description="insufficient funds: µc missing")
+    packs: list[dict[str, Any]] | None = Field(default=None, description="insufficient funds: packs that cover it")
+    payment_methods: list[str] | None = Field(default=None, description="insufficient funds: how to pay")
 
 
 class Health(BaseModel):
