@@ -108,7 +108,6 @@ class MeteredChat:
     def _replayed(self, call: Call) -> str:
         """What became of an earlier request with this key: a posted one is refused (it was answered and
         charged), a voided one failed and the caller may go on, a pending one is still running."""
-        self.health.untried(call.model.id)
         status = self.credits.hold(call.uid, call.hold["hold"]).status
         if status == "posted":
             raise AlreadyAnswered("this request was already answered and charged; see your history",
@@ -156,8 +155,10 @@ class MeteredChat:
             except LedgerError:
                 self.health.untried(candidate.id)
                 raise
-            if call.hold["replayed"] and self._replayed(call) == "voided":  # failed last time: try the next model
-                continue
+            if call.hold["replayed"]:  # a retry: whatever happens next says nothing new about the model
+                self.health.untried(candidate.id)
+                if self._replayed(call) == "voided":  # failed last time: try the next model
+                    continue
             return call
         raise ProviderUnavailable("no model could answer: " + ("; ".join(tried) or "none is available"),
                                   tried=len(tried))
