@@ -196,6 +196,17 @@ def test_admins_override_the_catalog(real: LocalServer) -> None:
         answer = real.call("PUT", "/api/v1/admin/models", bad, token=admin)
         assert answer.status in (400, 409) and answer.content_type == "application/problem+json", bad
         assert real.call("GET", "/api/v1/admin/models", token=admin).json == before
+    flux = next(m for m in listed if m["id"] == "black-forest-labs/flux-schnell")
+    assert flux["capabilities"] == ["image"] and {(p["size"], p["steps"]) for p in flux["image_prices"]} == {
+        ("512x512", 4), ("1024x1024", 4)}
+    images = real.call("PUT", "/api/v1/admin/models", {"model": "black-forest-labs/flux-schnell", "prices": {
+        "per_image": {"1024x1024": {"4": "0.002"}}}}, token=admin).json["models"]
+    assert next(m for m in images if m["id"] == "black-forest-labs/flux-schnell")["image_prices"] == [
+        {"size": "1024x1024", "steps": 4, "price": {"credits": "0.002", "micros": 2000}}]
+    unpriced = real.call("PUT", "/api/v1/admin/models", {"model": "black-forest-labs/flux-dev", "prices": {
+        "per_image": {}}}, token=admin)
+    assert unpriced.status == 409 and unpriced.content_type == "application/problem+json"
+    real.call("DELETE", "/api/v1/admin/models?model=black-forest-labs/flux-schnell", token=admin)
     dropped = real.call("DELETE", f"/api/v1/admin/models?model={LLAMA}", token=admin).json["models"]
     assert next(m for m in dropped if m["id"] == LLAMA)["enabled"] is True
     assert real.call("DELETE", f"/api/v1/admin/models?model={LLAMA}", token=admin).status == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,8 @@ from .errors import LedgerError
 from .money import parse_credits
 
 CAPABILITIES = frozenset({"chat", "vision", "image", "embedding"})
+TOKEN_CAPABILITIES = frozenset({"chat", "vision", "embedding"})  # priced per token; "image" is priced per image
+IMAGE_SIZE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
 
 
 class UnknownModel(LedgerError):
@@ -34,6 +37,7 @@ class Model:
     context_window: int
     max_output: int
     enabled: bool = True
+    image_prices: tuple[tuple[str, int, int], ...] = ()  # (size "WxH", steps, µc per image)
 
     @property
     def demo(self) -> bool:
@@ -41,21 +45,53 @@ class Model:
 
 
 def model_from(data: dict[str, Any]) -> Model:
-    """One catalog record; refuses one without a complete price (fail closed: never free by omission)."""
+    """One catalog record; refuses one without a complete price (fail closed: never free by omission): token
+    prices for chat, vision and embedding models, a price per image size and step count for image models."""
     prices = data.get("prices") or {}
-    if "input_per_million" not in prices or "output_per_million" not in prices:
-        raise UnpricedModel(f"model {data.get('id')!r} has no input and output price; it cannot be offered")
-    if parse_credits(str(prices["input_per_million"])) <= 0:
-        raise UnpricedModel(f"model {data.get('id')!r} has no input price above zero; nothing is offered free")
     capabilities = frozenset(data.get("capabilities", []))
     if not capabilities or not capabilities <= CAPABILITIES:
         raise ValueError(f"model {data.get('id')!r}: capabilities must be among {sorted(CAPABILITIES)}")
+    token_priced = bool(capabilities & TOKEN_CAPABILITIES)
+    if token_priced and ("input_per_million" not in prices or "output_per_million" not in prices):
+        raise UnpricedModel(f"model {data.get('id')!r} has no input and output price; it cannot be offered")
+    if token_priced and parse_credits(str(prices["input_per_million"])) <= 0:
+        raise UnpricedModel(f"model {data.get('id')!r} has no input price above zero; nothing is offered free")
     return Model(id=str(data["id"]), provider=str(data["provider"]), label=str(data.get("label", data["id"])),
                  capabilities=capabilities,
-                 input_per_million=parse_credits(str(prices["input_per_million"])),
-                 output_per_million=parse_credits(str(prices["output_per_million"])),
+                 input_per_million=parse_credits(str(prices.get("input_per_million", "0"))),
+                 output_per_million=parse_credits(str(prices.get("output_per_million", "0"))),
                  context_window=int(data["context_window"]), max_output=int(data["max_output"]),
-                 enabled=bool(data.get("enabled", True)))
+                 enabled=bool(data.get("enabled", True)),
+                 image_prices=_image_prices(str(data.get("id")), prices) if "image" in capabilities else ())
+
+
+def _image_prices(model_id: str, prices: dict[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    """`per_image: {"1024x1024": {"4": "0.0013"}}`: credits per image by size and steps, each above zero."""
+    table = prices.get("per_image")
+    if not isinstance(table, dict) or not table:
+        raise UnpricedModel(f"image model {model_id!r} has no price per image; it cannot be offered")
+    found = []
+    for size, by_steps in table.items():
+        if not IMAGE_SIZE.match(str(size)) or not isinstance(by_steps, dict) or not by_steps:
+            raise ValueError(f"model {model_id!r}: per_image maps sizes like 1024x1024 to {{steps: credits}}")
+        for steps, price in by_steps.items():
+            if not str(steps).isdigit() or not 1 <= int(steps) <= 1000:
+                raise ValueError(f"model {model_id!r}: steps must be a whole number from 1 to 1000")
+            micros = parse_credits(str(price))
+            if micros <= 0:
+                raise UnpricedModel(f"model {model_id!r}: {size} at {steps} steps has no price above zero")
+            found.append((str(size), int(steps), micros))
+    return tuple(sorted(found))
+
+
+def image_cost(model: Model, size: str, steps: int, count: int = 1) -> int:
+    """What `count` images cost; only a priced size and step count is offered (fail closed)."""
+    price = next((p for s, n, p in model.image_prices if s == size and n == steps), None)
+    if price is None:
+        offered = ", ".join(f"{s} at {n} steps" for s, n, _ in model.image_prices) or "nothing"
+        raise UnpricedModel(f"{model.id} has no price for {size} at {steps} steps; priced: {offered}",
+                            model=model.id)
+    return price * count
 
 
 OVERRIDABLE = frozenset({"provider", "label", "capabilities", "prices", "context_window", "max_output", "enabled"})

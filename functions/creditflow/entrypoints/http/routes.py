@@ -267,7 +267,9 @@ def register(api: Api, platform: Platform) -> None:
         return s.ModelOut(id=m.id, label=m.label, provider=m.provider, demo=m.demo, capabilities=sorted(m.capabilities),
                           input_per_million=s.Money.of(m.input_per_million),
                           output_per_million=s.Money.of(m.output_per_million), context_window=m.context_window,
-                          max_output=m.max_output)
+                          max_output=m.max_output, image_prices=[s.ImagePriceOut(size=size, steps=steps,
+                                                                                 price=s.Money.of(micros))
+                                                                 for size, steps, micros in m.image_prices])
 
     @api.route("GET", f"{V1}/models", summary="The models on offer, with prices (demo models say so)",
                response=s.ModelsOut)

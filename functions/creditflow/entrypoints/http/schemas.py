@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -160,6 +160,12 @@ class DeletedOut(BaseModel):
     deleted: bool
 
 
+class ImagePriceOut(BaseModel):
+    size: str
+    steps: int
+    price: Money
+
+
 class ModelOut(BaseModel):
     id: str
     label: str
@@ -170,6 +176,7 @@ class ModelOut(BaseModel):
     output_per_million: Money
     context_window: int
     max_output: int
+    image_prices: list[ImagePriceOut] = Field(default_factory=list, description="per image, by size and steps")
 
 
 class ModelsOut(BaseModel):
@@ -177,9 +184,15 @@ class ModelsOut(BaseModel):
 
 
 class PricesIn(Strict):
-    input_per_million: str = Field(pattern=POSITIVE_CREDITS, description="credits per 1M input tokens")
-    output_per_million: str = Field(pattern=f"(?:^0$)|{POSITIVE_CREDITS}", description="credits per 1M output "
-                                                                                        "tokens (0 for embeddings)")
+    input_per_million: str | None = Field(default=None, pattern=POSITIVE_CREDITS,
+                                          description="credits per 1M input tokens")
+    output_per_million: str | None = Field(default=None, pattern=f"(?:^0$)|{POSITIVE_CREDITS}",
+                                           description="credits per 1M output tokens (0 for embeddings)")
+    per_image: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")],
+                    dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}$")],
+                         Annotated[str, Field(pattern=POSITIVE_CREDITS)]]] | None = Field(
+        default=None, description='image models: {"1024x1024": {"4": "0.0013"}}, credits per image by size and '
+                                  "steps")
 
 
 class ModelOverrideIn(Strict):
