@@ -1,0 +1,101 @@
+"""One contract for the per-user stores the AI features use (conversations, catalog overrides, gateway keys),
+on SQLite always and on Firestore emulators as the ledger contract is."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creditflow.ports import ApiKey, Conversation
+from tests.contract.conftest import BACKENDS, _firestore_at
+
+T0, T1, T2 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:01.000000Z", "2026-01-01T00:00:02.000000Z"
+
+
+@pytest.fixture(params=BACKENDS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    if request.param == "sqlite":
+        from creditflow.adapters.local.api_keys import SqliteApiKeys
+        from creditflow.adapters.local.catalog_overrides import SqliteCatalogOverrides
+        from creditflow.adapters.local.conversations import SqliteConversations
+
+        yield {"conversations": SqliteConversations(tmp_path / "c.sqlite3"), "backend": request.param,
+               "overrides": SqliteCatalogOverrides(tmp_path / "o.sqlite3"), "keys": SqliteApiKeys(tmp_path / "k.db")}
+        return
+    if request.param == "firestore-emulator":
+        if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            pytest.skip("FIRESTORE_EMULATOR_HOST is not set: Google's Firestore emulator needs a Java jar that "
+                        "cannot be downloaded here")
+        host = os.environ["FIRESTORE_EMULATOR_HOST"]
+    else:
+        host = request.getfixturevalue("compat_firestore")
+    from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
+    from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
+    from creditflow.adapters.firebase.conversations import FirestoreConversations
+
+    client = _firestore_at(host).client  # type: ignore[attr-defined]
+    yield {"conversations": FirestoreConversations(client), "overrides": FirestoreCatalogOverrides(client),
+           "keys": FirestoreApiKeys(client), "backend": request.param}
+
+
+def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str, Any]) -> None:
+    talk = stores["conversations"]
+    for n, at in enumerate((T0, T1, T2)):
+        talk.create(Conversation(id=f"conv_{n}", uid="a", title=f"c{n}", created_at=at, updated_at=at))
+    talk.create(Conversation(id="conv_x", uid="b", title="theirs", created_at=T0, updated_at=T0))
+    assert talk.append_turn("a", "conv_0", "t1", [("user", "hi"), ("assistant", "hello")], T2)
+    assert not talk.append_turn("a", "conv_0", "t1", [("user", "hi"), ("assistant", "hello")], T2)  # once
+    assert not talk.append_turn("b", "conv_0", "t2", [("user", "mine?")], T2)  # not theirs
+    assert talk.append_turn("a", "conv_0", "t2", [("user", "again")], T2)
+    assert [(m.seq, m.role, m.content, m.turn) for m in talk.messages("a", "conv_0")] == [
+        (1, "user", "hi", "t1"), (2, "assistant", "hello", "t1"), (3, "user", "again", "t2")]
+    assert talk.messages("b", "conv_0") == [] and talk.get("b", "conv_0") is None
+    assert talk.has_turn("a", "conv_0", "t1") and not talk.has_turn("a", "conv_0", "t3")
+    assert talk.get("a", "conv_0").messages == 3
+    talk.set_vectors("a", "conv_0", {1: [0.5, -0.25], 2: [1.0, 0.0]})
+    assert [m.vector for m in talk.messages("a", "conv_0")] == [(0.5, -0.25), (1.0, 0.0), None]
+    talk.set_summary("a", "conv_0", "they greeted", 2)
+    talk.set_summary("a", "conv_0", "older summary", 1)  # never goes back
+    assert (talk.get("a", "conv_0").summary, talk.get("a", "conv_0").summary_upto) == ("they greeted", 2)
+    assert [c.id for c in talk.of_user("a", 2, None)] == ["conv_2", "conv_0"]  # latest first (T2 both), then by id
+    assert not talk.delete("b", "conv_0") and talk.delete("a", "conv_0")
+    assert talk.get("a", "conv_0") is None and talk.messages("a", "conv_0") == []
+
+
+def test_conversations_come_a_page_at_a_time(stores: dict[str, Any]) -> None:
+    if stores["backend"] == "firestore-compat":
+        pytest.skip("the community Firestore emulator ignores query cursors (start_after): it cannot show paging")
+    talk = stores["conversations"]
+    for n, at in enumerate((T0, T1, T2, T2)):
+        talk.create(Conversation(id=f"conv_{n}", uid="a", title=f"c{n}", created_at=at, updated_at=at))
+    first = talk.of_user("a", 2, None)
+    assert [c.id for c in first] == ["conv_3", "conv_2"]
+    rest = talk.of_user("a", 2, f"{first[-1].updated_at}|{first[-1].id}")
+    assert [c.id for c in rest] == ["conv_1", "conv_0"]
+    assert talk.of_user("a", 2, f"{rest[-1].updated_at}|{rest[-1].id}") == []
+
+
+def test_catalog_overrides_round_trip(stores: dict[str, Any]) -> None:
+    overrides = stores["overrides"]
+    overrides.put("meta-llama/Llama-3.3-70B-Instruct", {"enabled": False}, T0)
+    overrides.put("new/model", {"provider": "platform", "prices": {"input_per_million": "1"}}, T0)
+    overrides.put("meta-llama/Llama-3.3-70B-Instruct", {"enabled": True, "label": "L"}, T1)
+    assert overrides.all() == {"meta-llama/Llama-3.3-70B-Instruct": {"enabled": True, "label": "L"},
+                               "new/model": {"provider": "platform", "prices": {"input_per_million": "1"}}}
+    assert overrides.delete("new/model") and not overrides.delete("new/model")
+    assert list(overrides.all()) == ["meta-llama/Llama-3.3-70B-Instruct"]
+
+
+def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
+    keys = stores["keys"]
+    keys.add(ApiKey(id="key_1", uid="a", name="n", prefix="cf_abcdefg", hash="h1", created_at=T0, limit=10))
+    assert keys.reserve("key_1", 6) and not keys.reserve("key_1", 5)  # 6 in flight: 5 more would pass 10
+    keys.settle("key_1", 6, 4)  # the call cost 4
+    assert keys.reserve("key_1", 6) and not keys.reserve("key_1", 1)
+    key = keys.by_hash("h1")
+    assert (key.spent, key.reserved) == (4, 6)
+    assert keys.revoke("a", "key_1", T1) and not keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1)
