@@ -174,3 +174,16 @@ def test_a_plan_keeps_the_newest_messages_within_the_buffer(texts: list[str], ro
     if shape.older:  # the buffer is the longest newest run that fits
         assert sum(m.tokens for m in [shape.older[-1], *shape.buffer]) > space.buffer
     assert space.buffer + space.summary + space.recall <= room
+
+
+def test_a_small_window_bounds_the_history_and_every_turn_fits(demo: tuple[Platform, RecordingDemo]) -> None:
+    ai, provider = demo
+    ai.conversations.context_tokens = 100_000  # the model's window is the tighter bound here
+    ai.chat.catalog.put("demo-chat", {"context_window": 700, "max_output": 100})
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "tight")
+    for n in range(12):  # would raise InvalidQuery if the context outgrew the window
+        ai.conversations.chat("u", chat.id, say(f"turn {n}: " + "signed ledger entries " * 6), key=f"w{n}")
+    from creditflow.domain.pricing import prompt_tokens
+
+    assert prompt_tokens(provider.sent[-1]) + 100 <= 700

@@ -19,6 +19,7 @@ SUMMARISE = ("You keep the memory of a conversation between a user and an assist
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
              "questions; drop pleasantries. Answer with the summary only, in at most {words} words.")
 MAX_CONVERSATIONS_PAGE = 100
+FRAMING_TOKENS = 64  # the summary and recall messages' own headings and chat framing
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Conversations:
             raise AlreadyAnswered("this request was already answered and is in the conversation")
         candidates = self.metered.route(model, uid=uid)
         room = min(min(self.context_tokens, m.context_window - min(max_tokens or m.max_output, m.max_output))
-                   for m in candidates) - prompt_tokens(new)
+                   for m in candidates) - prompt_tokens(new) - FRAMING_TOKENS
         if room < 0:
             raise InvalidQuery("the new messages alone do not fit the context of the model")
         recall_on = bool(self.metered.catalog.models("embedding"))
