@@ -54,13 +54,22 @@ class Plan:
 
 
 def plan(history: Sequence[StoredMessage], summary_upto: int, space: Budget) -> Plan:
-    """The longest run of newest messages that fits the buffer; what is older must be in the summary."""
-    used, start = 0, len(history)
-    while start > 0 and used + history[start - 1].tokens <= space.buffer:
-        start -= 1
-        used += history[start].tokens
+    """Everything after the summary goes verbatim while it fits the buffer. When it no longer does, the
+    buffer keeps only the newest messages that fit half of it and the rest joins the summary: one summary
+    call then makes room for several turns, instead of one call every turn."""
+    start = next((n for n, m in enumerate(history) if m.seq > summary_upto), len(history))
+    if sum(m.tokens for m in history[start:]) > space.buffer:
+        start = len(history) - len(_newest_within(history[start:], space.buffer // 2))
     older = list(history[:start])
     return Plan(buffer=list(history[start:]), older=older, unsummarised=[m for m in older if m.seq > summary_upto])
+
+
+def _newest_within(messages: Sequence[StoredMessage], room: int) -> list[StoredMessage]:
+    used, start = 0, len(messages)
+    while start > 0 and used + messages[start - 1].tokens <= room:
+        start -= 1
+        used += messages[start].tokens
+    return list(messages[start:])
 
 
 def chunks(messages: Sequence[StoredMessage], room: int) -> list[list[StoredMessage]]:

@@ -125,7 +125,7 @@ class Conversations:
             recalled, cost = self._recall(uid, conversation_id, history, new, shape.older, space, key)
             charged += cost
         messages: Messages = []
-        if summary:
+        if summary and shape.older:
             messages.append({"role": "system", "content": f"Summary of the conversation so far:\n{summary}"})
         if recalled:
             messages.append({"role": "system", "content": "Earlier messages that may matter now:\n"
