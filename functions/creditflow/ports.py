@@ -217,6 +217,9 @@ class ChatProvider(Protocol):
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         """Embeddings of `inputs`; ProviderUnavailable as for completions."""
 
+    def chain_model(self, model: str, max_tokens: int) -> Any:
+        """A LangChain chat model on this provider (a `BaseChatModel` reporting `usage_metadata`), for chains."""
+
 
 @dataclass
 class ApiKey:

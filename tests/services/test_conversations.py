@@ -191,3 +191,30 @@ def test_a_small_window_bounds_the_history_and_every_turn_fits(demo: tuple[Platf
     from creditflow.domain.pricing import prompt_tokens
 
     assert prompt_tokens(provider.sent[-1]) + 100 <= 700
+
+
+def test_the_summary_chain_runs_on_langchain_openai_and_is_metered(tmp_path: Path, clock: SteppedClock,
+                                                                   upstream: FakeOpenAI) -> None:
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from creditflow.domain.errors import ProviderUnavailable
+
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=300)
+    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})  # summaries only: no recall
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "chained")
+    turns = [ai.conversations.chat("u", chat.id, say(f"note {n}: " + "the ledger is signed " * 10), key=f"c{n}",
+                                   model=LLAMA, max_tokens=64) for n in range(5)]
+    asked = [r for r in upstream.requests if r["messages"][0]["content"].startswith(SUMMARISE[:40])]
+    assert asked and asked[0]["model"] == LLAMA  # ChatOpenAI sent the chain's prompt to the provider
+    memos = [e.fields()["memo"] for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]]
+    assert len(memos) == len(turns) + len(asked) and all(m["usage"] == "reported" for m in memos)
+    assert sum(t["memory"]["charged"] for t in turns) == 33 * len(asked)  # 100 in, 50 out, as reported
+    prompt = ChatPromptTemplate.from_messages([("human", "{text}")])
+    upstream.stop()  # a chain whose provider cannot be reached is released, not charged
+    before = ai.credits.balance("u")
+    with pytest.raises(ProviderUnavailable):
+        ai.chat.run_chain("u", prompt, {"text": "hello"}, key="chain-down", model=LLAMA)
+    after = ai.credits.balance("u")
+    assert (after.available, after.held) == (before.available, before.held) and ai.integrity.audit().ok

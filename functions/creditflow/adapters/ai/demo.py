@@ -50,6 +50,11 @@ class DemoProvider:
         yield StreamPiece(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           finish_reason="stop")
 
+    def chain_model(self, model: str, max_tokens: int) -> Any:
+        from .demo_chain import DemoChatModel
+
+        return DemoChatModel(provider=self, model=model, max_tokens=max_tokens)
+
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         return Embedded(vectors=[demo_vector(text) for text in inputs], model=model,
                         prompt_tokens=estimate_tokens(inputs))

@@ -17,6 +17,7 @@ class OpenAICompatible:
     def __init__(self, name: str, base_url: str, api_key: str, timeout: float = 60.0) -> None:
         self.name = name
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+        self._settings = {"base_url": base_url, "api_key": api_key, "timeout": timeout}
 
     @contextmanager
     def _failures(self, doing: str) -> Iterator[None]:
@@ -63,6 +64,14 @@ class OpenAICompatible:
                 piece = _piece(chunk)
                 if piece is not None:
                     yield piece
+
+    def chain_model(self, model: str, max_tokens: int) -> Any:
+        """langchain-openai's ChatOpenAI on this endpoint. stream_usage: with a custom base URL it otherwise
+        drops the usage of streamed calls, and chains are metered on that usage."""
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,  # type: ignore[call-arg]
+                          **self._settings)
 
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         with self._failures("could not be reached"):
