@@ -57,24 +57,36 @@ class Upstream(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")  # and keep-alive, as real providers stream
         self.end_headers()
         chunk = {**base, "object": "chat.completion.chunk"}
         for n, word in enumerate(REPLY.split(" ")):
             piece = {"index": 0, "delta": {"content": word if n == 0 else " " + word}, "finish_reason": None}
-            self.wfile.write(b"data: " + json.dumps({**chunk, "choices": [piece]}).encode() + b"\n\n")
-        self.wfile.write(b"data: " + json.dumps({**chunk, "choices": [
-            {"index": 0, "delta": {}, "finish_reason": "stop"}]}).encode() + b"\n\n")
+            self._event({**chunk, "choices": [piece]})
+        self._event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
-            self.wfile.write(b"data: " + json.dumps({**chunk, "choices": [], "usage": usage}).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.close_connection = True
+            self._event({**chunk, "choices": [], "usage": usage})
+        self._send_chunk(b"data: [DONE]\n\n")
+        self._send_chunk(b"")
+
+    def _event(self, payload: dict) -> None:
+        self._send_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    def _send_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+class QuietServer(ThreadingHTTPServer):
+    request_queue_size = 256
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients closing kept-alive connections
+            super().handle_error(request, client_address)
 
 
 def serve_upstream(port_file: str) -> None:
-    ThreadingHTTPServer.request_queue_size = 256
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", 0), Upstream)
     Path(port_file).write_text(str(server.server_address[1]))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever()
