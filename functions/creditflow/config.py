@@ -34,6 +34,7 @@ class Settings:
     low_balance_threshold: int = 50 * MICROS_PER_CREDIT
     low_balance_percent: int = 10  # of the last paid top-up
     rate_limit_per_minute: int = 600
+    key_rate_limit_per_minute: int = 600  # each gateway key, on top of its user's limit
     memory_context_tokens: int = 6000  # the most a conversation's history sends with each turn
     credit_packs: tuple[tuple[int, int, str], ...] = (
         (100 * MICROS_PER_CREDIT, 500, "usd"), (500 * MICROS_PER_CREDIT, 2000, "usd"),
@@ -70,6 +71,8 @@ class Settings:
             "low_balance_threshold": _credits("LOW_BALANCE_THRESHOLD", "50"),
             "low_balance_percent": int(env.get("LOW_BALANCE_PERCENT", "10")),
             "rate_limit_per_minute": int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
+            "key_rate_limit_per_minute": int(env.get("KEY_RATE_LIMIT_PER_MINUTE", env.get("RATE_LIMIT_PER_MINUTE",
+                                                                                         "600"))),
             "memory_context_tokens": int(env.get("MEMORY_CONTEXT_TOKENS", "6000")),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
@@ -102,6 +105,8 @@ class Settings:
             raise ValueError("AI_TIMEOUT_SECONDS must be above 0 and at most 600")
         if self.ai_catalog_file is not None and not self.ai_catalog_file.is_file():
             raise ValueError(f"AI_CATALOG_FILE {self.ai_catalog_file} is not a file")
+        if self.key_rate_limit_per_minute <= 0:
+            raise ValueError("KEY_RATE_LIMIT_PER_MINUTE must be positive")
         if self.memory_context_tokens < 256:
             raise ValueError("MEMORY_CONTEXT_TOKENS must be at least 256")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:

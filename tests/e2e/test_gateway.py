@@ -273,17 +273,20 @@ def test_concurrent_calls_never_pass_a_keys_limit(server: LocalServer) -> None:
     assert 5_000_000 - balance["available"]["micros"] == listed["spent"]["micros"]
 
 
-def test_the_gateway_shares_the_users_rate_limit(tmp_path) -> None:
-    limited = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="3")
+def test_the_gateway_shares_the_users_rate_limit_and_each_key_has_its_own(tmp_path) -> None:
+    limited = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="4", KEY_RATE_LIMIT_PER_MINUTE="2")
     try:
-        sdk = client(limited, new_key(limited, "gw-hasty"))  # making the key takes one of the three
-        sdk.models.list()
-        sdk.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
-        with pytest.raises(openai.RateLimitError) as refused:
-            sdk.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
+        first = client(limited, new_key(limited, "gw-hasty"))  # making a key takes one of the user's four
+        first.models.list()
+        first.chat.completions.create(model="demo-chat", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError) as refused:  # the key's two are gone
+            first.models.list()
         assert refused.value.body["code"] == "rate_limit_exceeded"
         assert int(refused.value.response.headers["Retry-After"]) >= 1
+        second = client(limited, new_key(limited, "gw-hasty", credits=None))  # the user's fourth
+        with pytest.raises(openai.RateLimitError):  # a fresh key, but the user's four are gone
+            second.models.list()
         balance = limited.call("GET", "/api/v1/credits/balance", token=limited.token("gw-hasty"))
-        assert balance.status == 429  # the same bucket
+        assert balance.status == 429  # the same bucket as the REST API
     finally:
         limited.stop()

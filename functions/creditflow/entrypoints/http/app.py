@@ -28,7 +28,9 @@ def create_app(platform: Platform) -> Flask:
               __version__, problem_extra=lambda error: payment_options(platform, error))
     register(api, platform)
     register_conversations(api, platform)
-    app.register_blueprint(create_gateway(platform, api.limiter))  # one rate limit per user, both APIs
+    # the user's limit is shared by both APIs; each gateway key has its own as well
+    app.register_blueprint(create_gateway(platform, api.limiter,
+                                          RateLimiter(platform.settings.key_rate_limit_per_minute)))
     document = api.openapi()
 
     @app.get("/api/v1/openapi.json")

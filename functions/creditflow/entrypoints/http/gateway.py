@@ -111,7 +111,7 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
     return {name: body[name] for name in PASS_THROUGH if body.get(name) is not None}
 
 
-def create_gateway(platform: Platform, limiter: RateLimiter) -> Blueprint:
+def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLimiter) -> Blueprint:
     gateway = Blueprint("gateway", __name__, url_prefix="/v1")
 
     @gateway.errorhandler(GatewayError)
@@ -131,6 +131,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter) -> Blueprint:
         if scheme.lower() != "bearer" or not secret.strip():
             raise GatewayError(401, "send Authorization: Bearer cf_…", "invalid_request_error", "invalid_api_key")
         caller, key = platform.keys.caller(secret.strip())
+        key_limiter.take(key.id)
         limiter.take(caller.uid)
         platform.credits.open_account(caller.uid)
         return caller.uid, key
