@@ -252,6 +252,9 @@ class ApiKeys(Protocol):
     def settle(self, key_id: str, reserved: int, spent: int) -> None:
         """Atomically: `reserved` is no longer in flight, `spent` is spent."""
 
+    def clear_reserved(self) -> int:
+        """Forget every in-flight count (only when no request can be in flight, e.g. as a runtime starts)."""
+
 
 @dataclass(frozen=True)
 class Preferences:

@@ -99,3 +99,11 @@ def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
     key = keys.by_hash("h1")
     assert (key.spent, key.reserved) == (4, 6)
     assert keys.revoke("a", "key_1", T1) and not keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1)
+
+
+def test_in_flight_counts_can_be_cleared_when_nothing_runs(stores: dict[str, Any]) -> None:
+    keys = stores["keys"]
+    keys.add(ApiKey(id="key_2", uid="a", name="n", prefix="cf_hijklmn", hash="h2", created_at=T0, limit=10))
+    assert keys.reserve("key_2", 9) and not keys.reserve("key_2", 2)  # a call that will never finish
+    assert keys.clear_reserved() == 1
+    assert keys.reserve("key_2", 2) and keys.by_hash("h2").reserved == 2

@@ -54,6 +54,10 @@ class GatewayKeys:
     def spending(self, key: ApiKey) -> KeySpend:
         return KeySpend(self.keys, key)
 
+    def forget_in_flight(self) -> int:
+        """As a single-process runtime starts nothing is in flight: counts left by calls a kill cut short go."""
+        return self.keys.clear_reserved()
+
 
 class KeySpend:
     """One request's spending through a key. Each hold the request places is first counted against the key's

@@ -55,3 +55,9 @@ class FirestoreApiKeys:
         found = self._by_id(key_id)
         if found is not None:
             found.reference.update({"reserved": firestore.Increment(-reserved), "spent": firestore.Increment(spent)})
+
+    def clear_reserved(self) -> int:
+        stuck = list(self.keys.where(filter=FieldFilter("reserved", ">", 0)).stream())
+        for snapshot in stuck:
+            snapshot.reference.update({"reserved": 0})
+        return len(stuck)

@@ -56,3 +56,6 @@ class SqliteApiKeys:
     def settle(self, key_id: str, reserved: int, spent: int) -> None:
         self.db.execute("UPDATE api_keys SET reserved = max(0, reserved - ?), spent = spent + ? WHERE id = ?",
                         (reserved, spent, key_id))
+
+    def clear_reserved(self) -> int:
+        return self.db.execute("UPDATE api_keys SET reserved = 0 WHERE reserved != 0").rowcount
