@@ -38,6 +38,10 @@ def banner(platform: Platform, url: str, data_dir: Path) -> str:
             f"  balance:      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/credits/balance\n"
             f"  welcome:      curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
             f"-d '{{}}' {url}/api/v1/credits/welcome-bonus\n"
+            f"  chat:         curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+            f"-H 'Idempotency-Key: hi-1' -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}' "
+            f"{url}/api/v1/chat\n"
+            f"  OpenAI SDKs:  base_url {url}/v1 with a key from POST {url}/api/v1/keys\n"
             f"  API:          {url}/api/v1/openapi.json    checkpoint: {url}/api/v1/ledger/checkpoint\n"
             "Stop with Ctrl-C.")
 
