@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
 FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
-usage out, BREAKSTREAM cuts a stream after two pieces, SLOWLLAMA makes Llama models wait 3 s; anything else
+usage out, BREAKSTREAM cuts a stream after two pieces (mid-chunk), ERREVENT sends an error event after two,
+SLOWLLAMA makes Llama models wait 3 s; anything else
 is answered with 100 prompt tokens and 50 completion tokens (streams send the reply word by word, then a
 usage chunk when stream_options.include_usage asks for it). With `tools` in the request and a user message
 last, it calls the first tool with {"q": <message>}; after a tool result it answers "tool said: <result>".
@@ -8,8 +9,11 @@ last, it calls the first tool with {"q": <message>}; after a tool result it answ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,14 +27,29 @@ def vector(text: str) -> list[float]:
     return out
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # connections cut by a client or by stop()
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.connections: list[socket.socket] = []  # kept alive: stop() cuts them too
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # kept-alive connections; streams in chunked encoding, as providers do
+
             def log_message(self, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                outer.connections.append(self.connection)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -74,6 +93,7 @@ class FakeOpenAI:
             def _stream(self, body: dict[str, Any], last: str, tool: str | None) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
                 if tool:  # a tool call, its arguments in two pieces, as OpenAI streams them
@@ -88,10 +108,14 @@ class FakeOpenAI:
                 words = f"echo: {last}".split(" ")
                 for n, word in enumerate(words):
                     if "BREAKSTREAM" in last and n == 2:
-                        self.wfile.write(b"data: {\"id\": \"chatcmpl-2\", \"choi")  # cut mid-chunk
+                        self.wfile.write(b"40\r\ndata: {\"id\": \"chatcmpl-2\", \"choi")  # cut mid-chunk
                         self.wfile.flush()
                         self.connection.shutdown(2)
+                        self.close_connection = True
                         return
+                    if "ERREVENT" in last and n == 2:  # an error event mid-stream, then the stream ends
+                        self._event({"error": {"message": "overloaded", "type": "server_error"}})
+                        return self._chunk(b"")
                     delta = {"index": 0, "delta": {"content": word if n == 0 else " " + word}, "finish_reason": None}
                     self._event({**base, "choices": [delta]})
                 self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
@@ -102,11 +126,14 @@ class FakeOpenAI:
                 if (body.get("stream_options") or {}).get("include_usage") and "NOUSAGE" not in last:
                     self._event({**base, "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 50,
                                                                    "total_tokens": 150}})
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
 
             def _event(self, payload: object) -> None:
-                self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
             def _send(self, status: int, payload: object, raw: bytes | None = None) -> None:
@@ -117,7 +144,7 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -125,3 +152,6 @@ class FakeOpenAI:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)

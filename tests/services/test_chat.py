@@ -323,3 +323,20 @@ def test_provider_configuration_is_checked(monkeypatch: pytest.MonkeyPatch, vari
         monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=complaint):
         Settings.from_env()
+
+
+def test_an_error_event_mid_stream_settles_what_was_seen(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    pieces = list(ai.chat.stream("u", ask("ERREVENT after two"), key="ee", model=LLAMA))
+    assert [p["delta"] for p in pieces if "delta" in p] == ["echo:", " ERREVENT"]
+    memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
+    assert memo["usage"] == "estimated" and memo["reconcile"] == "stream broke"
+    assert ai.credits.balance("u").held == 0
+
+
+def test_streams_reuse_the_providers_connection(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    for n in range(4):
+        list(ai.chat.stream("u", ask("again"), key=f"re{n}", model=LLAMA))
+        ai.chat.chat("u", ask("and plain"), key=f"rp{n}", model=LLAMA)
+    assert len(upstream.connections) == 1  # the SDK's own stream would open one per call

@@ -52,18 +52,28 @@ class OpenAICompatible:
 
     def stream(self, model: str, messages: Messages, max_tokens: int,
                options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
-        """The SDK's stream (its SSE decoding and error events) with chunks kept as plain dicts: building its
-        chunk models cost more CPU than everything else a streamed call does."""
+        """Posted through the SDK's client (auth, timeouts, its status errors), its body read here as server-sent
+        events to the very end: the SDK's own stream stops reading at [DONE], which throws the connection away
+        (a new TCP and TLS handshake for every streamed call), and its chunk models cost more CPU than the
+        rest of a streamed call."""
         with self._failures("stream broke"):
-            chunks = self._client.post(
+            opened = self._client.post(
                 "/chat/completions", cast_to=object, stream=True, stream_cls=openai.Stream[object],
                 body={"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
                       "stream_options": {"include_usage": True},  # custom base URLs drop usage otherwise
                       **(options or {})})
-            for chunk in chunks:
-                piece = _piece(chunk)
-                if piece is not None:
-                    yield piece
+            try:
+                for chunk in _events(opened.response.iter_lines()):
+                    piece = _piece(chunk)
+                    if piece is not None:
+                        yield piece
+            except (openai.APIError, ValueError):
+                raise
+            except Exception as error:  # the HTTP client's own errors while reading: a cut or a timeout
+                raise ProviderUnavailable(f"{self.name} stream broke: {type(error).__name__}",
+                                          provider=self.name) from error
+            finally:
+                opened.response.close()  # read to the end, so the connection goes back to the pool
 
     def chain_model(self, model: str, max_tokens: int) -> Any:
         """langchain-openai's ChatOpenAI on this endpoint. stream_usage: with a custom base URL it otherwise
@@ -100,3 +110,28 @@ def _piece(chunk: object) -> StreamPiece | None:
         return None
     return StreamPiece(text=text, prompt_tokens=prompt if reported else None,
                        completion_tokens=completion if reported else None, finish_reason=finish, tool_calls=calls)
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The JSON `data:` of each server-sent event, until the body ends ([DONE] is read past, not obeyed). An
+    event cut off by the end of the body is dropped: the stream then reads as broken."""
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif not line and data:
+            payload, data = "\n".join(data), []
+            if payload != "[DONE]":
+                yield _event(payload)
+    if data and data != ["[DONE]"]:
+        try:
+            yield _event("\n".join(data))
+        except ValueError:
+            return
+
+
+def _event(payload: str) -> dict[str, Any]:
+    event = orjson.loads(payload)
+    if isinstance(event, dict) and event.get("error"):
+        raise openai.APIError(str(event["error"]), request=None, body=event["error"])  # type: ignore[arg-type]
+    return event
