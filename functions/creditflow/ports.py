@@ -217,8 +217,9 @@ class ChatProvider(Protocol):
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         """Embeddings of `inputs`; ProviderUnavailable as for completions."""
 
-    def chain_model(self, model: str, max_tokens: int) -> Any:
-        """A LangChain chat model on this provider (a `BaseChatModel` reporting `usage_metadata`), for chains."""
+    def chain(self, model: str, messages: Messages, max_tokens: int) -> ChatReply:
+        """One step of a chain, run with LangChain on this provider (langchain-openai for real providers);
+        usage as the chain's model reported it; ProviderUnavailable on any failure."""
 
 
 @dataclass

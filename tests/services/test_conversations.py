@@ -195,8 +195,6 @@ def test_a_small_window_bounds_the_history_and_every_turn_fits(demo: tuple[Platf
 
 def test_the_summary_chain_runs_on_langchain_openai_and_is_metered(tmp_path: Path, clock: SteppedClock,
                                                                    upstream: FakeOpenAI) -> None:
-    from langchain_core.prompts import ChatPromptTemplate
-
     from creditflow.domain.errors import ProviderUnavailable
 
     ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
@@ -211,10 +209,9 @@ def test_the_summary_chain_runs_on_langchain_openai_and_is_metered(tmp_path: Pat
     memos = [e.fields()["memo"] for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]]
     assert len(memos) == len(turns) + len(asked) and all(m["usage"] == "reported" for m in memos)
     assert sum(t["memory"]["charged"] for t in turns) == 33 * len(asked)  # 100 in, 50 out, as reported
-    prompt = ChatPromptTemplate.from_messages([("human", "{text}")])
     upstream.stop()  # a chain whose provider cannot be reached is released, not charged
     before = ai.credits.balance("u")
     with pytest.raises(ProviderUnavailable):
-        ai.chat.run_chain("u", prompt, {"text": "hello"}, key="chain-down", model=LLAMA)
+        ai.chat.run_chain("u", say("hello {not a template}"), key="chain-down", model=LLAMA)
     after = ai.credits.balance("u")
     assert (after.available, after.held) == (before.available, before.held) and ai.integrity.audit().ok

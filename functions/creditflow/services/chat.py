@@ -219,29 +219,24 @@ class MeteredChat:
             if spend is not None:
                 spend.finish(charged)
 
-    def run_chain(self, uid: str, prompt: Any, inputs: dict[str, Any], *, key: str, model: str | None = None,
+    def run_chain(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                   max_tokens: int | None = None) -> dict[str, Any]:
-        """A LangChain chain (`prompt | chat model`, the model from the provider's `chain_model`: langchain-openai
-        for real providers) paid from the user's credits: held on the formatted prompt, settled on the
-        `usage_metadata` the model reports, like any call."""
+        """A chain step (run by the provider with LangChain) paid from the user's credits: held on its prompt,
+        settled on the usage the chain's model reports, like any call."""
         chosen = self.catalog.get(model, "chat")
-        formatted = [{"role": m.type, "content": str(m.content)} for m in prompt.format_messages(**inputs)]
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        call = self._reserve(uid, chosen, prompt_tokens(formatted), max_out, key, None, None, "usage:chat")
+        call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat")
         if call.hold["replayed"] and self._replayed(call) == "voided":
             raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
         started = self.now()
         try:
-            answer = (prompt | self.providers[chosen.provider].chain_model(chosen.id, max_out)).invoke(inputs)
-        except Exception as failure:  # whatever the chain's model raised: nothing was used, nothing is charged
+            reply = self.providers[chosen.provider].chain(chosen.id, messages, max_out)
+        except ProviderUnavailable:
             self.health.record(chosen.id, False, self.now() - started, self.now())
             self._release(call)
-            raise ProviderUnavailable(f"{chosen.provider} failed in a chain: {type(failure).__name__}",
-                                      provider=chosen.provider) from failure
+            raise
         self.health.record(chosen.id, True, self.now() - started, self.now())
-        usage = getattr(answer, "usage_metadata", None) or {}
-        text = answer.content if isinstance(answer.content, str) else str(answer.content)
-        return {"text": text, **self._settle(call, text, usage.get("input_tokens"), usage.get("output_tokens"))}
+        return {"text": reply.text, **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
 
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, spend: Spend | None = None,

@@ -135,18 +135,15 @@ class Conversations:
 
     def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: list[memory.StoredMessage],
                    space: memory.Budget, key: str, model: str) -> tuple[str, int]:
-        """Fold the messages the summary lacks into it: a LangChain chain per run that fits, each metered."""
-        from langchain_core.prompts import ChatPromptTemplate
-
-        prompt = ChatPromptTemplate.from_messages([
-            ("system", SUMMARISE), ("human", "Previous summary:\n{summary}\n\nNew messages:\n{transcript}")])
+        """Fold the messages the summary lacks into it: a metered chain step per run that fits."""
         charged = 0
         for run in memory.chunks(fresh, space.buffer):
-            inputs = {"words": max(20, space.summary * 3 // 4), "summary": summary or "(none)",
-                      "transcript": memory.transcript(run, space.buffer)}
+            prompt = [{"role": "system", "content": SUMMARISE.format(words=max(20, space.summary * 3 // 4))},
+                      {"role": "user", "content": f"Previous summary:\n{summary or '(none)'}\n\nNew messages:\n"
+                                                  + memory.transcript(run, space.buffer)}]
             try:
-                result = self.metered.run_chain(uid, prompt, inputs, key=f"{key}:summary:{run[-1].seq}",
-                                                model=model, max_tokens=max(16, space.summary))
+                result = self.metered.run_chain(uid, prompt, key=f"{key}:summary:{run[-1].seq}", model=model,
+                                                max_tokens=max(16, space.summary))
             except AlreadyAnswered:  # a retry after this summary was made and stored: use the stored one
                 return self.get(uid, conversation_id).summary, charged
             summary, charged = memory.clip(result["text"].strip(), space.summary), charged + result["charged"]

@@ -50,10 +50,11 @@ class DemoProvider:
         yield StreamPiece(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           finish_reason="stop")
 
-    def chain_model(self, model: str, max_tokens: int) -> Any:
+    def chain(self, model: str, messages: Messages, max_tokens: int) -> ChatReply:
+        from .chains import run_step
         from .demo_chain import DemoChatModel
 
-        return DemoChatModel(provider=self, model=model, max_tokens=max_tokens)
+        return run_step(DemoChatModel(provider=self, model=model, max_tokens=max_tokens), self.name, messages)
 
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         return Embedded(vectors=[demo_vector(text) for text in inputs], model=model,

@@ -75,13 +75,16 @@ class OpenAICompatible:
             finally:
                 opened.response.close()  # read to the end, so the connection goes back to the pool
 
-    def chain_model(self, model: str, max_tokens: int) -> Any:
-        """langchain-openai's ChatOpenAI on this endpoint. stream_usage: with a custom base URL it otherwise
-        drops the usage of streamed calls, and chains are metered on that usage."""
+    def chain(self, model: str, messages: Messages, max_tokens: int) -> ChatReply:
+        """On langchain-openai's ChatOpenAI. stream_usage: with a custom base URL it otherwise drops the usage
+        of streamed calls, and chains are metered on that usage."""
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,  # type: ignore[call-arg]
-                          **self._settings)
+        from .chains import run_step
+
+        llm = ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,  # type: ignore[call-arg]
+                         **self._settings)
+        return run_step(llm, self.name, messages)
 
     def embed(self, model: str, inputs: list[str]) -> Embedded:
         with self._failures("could not be reached"):
