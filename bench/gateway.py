@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,17 +76,14 @@ class Upstream(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
 
-class QuietServer(ThreadingHTTPServer):
-    request_queue_size = 256
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients closing kept-alive connections
-            super().handle_error(request, client_address)
-
-
 def serve_upstream(port_file: str) -> None:
-    server = QuietServer(("127.0.0.1", 0), Upstream)
+    sys.path.insert(0, str(ROOT))
+    from tests.fake_openai import QuietServer
+
+    class Server(QuietServer):
+        request_queue_size = 256  # 20 clients connecting at once
+
+    server = Server(("127.0.0.1", 0), Upstream)
     Path(port_file).write_text(str(server.server_address[1]))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever()

@@ -148,12 +148,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
     @gateway.post("/embeddings")
     def embeddings() -> Response:
         uid, key = authenticate()
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise _bad("the body must be a JSON object")
-        model, inputs = body.get("model"), body.get("input")
-        if not isinstance(model, str) or not model:
-            raise _bad("model is required", "model")
+        body, model = _body_and_model()
+        inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(inputs, list) or not 1 <= len(inputs) <= MAX_EMBEDDING_INPUTS or not all(
                 isinstance(text, str) and text for text in inputs):
@@ -170,22 +166,14 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         data = [{"object": "embedding", "index": n,
                  "embedding": _base64(vector) if encoding == "base64" else vector}
                 for n, vector in enumerate(result["vectors"])]
-        response = jsonify({"object": "list", "data": data, "model": result["model"],
-                            "usage": {"prompt_tokens": result["prompt_tokens"],
-                                      "total_tokens": result["prompt_tokens"]},
-                            "creditflow": charge_view(result)})
-        response.headers["x-creditflow-charged-micros"] = str(result["charged"])
-        return response
+        return charged_response(result, {"object": "list", "data": data, "model": result["model"],
+                                         "usage": {"prompt_tokens": result["prompt_tokens"],
+                                                   "total_tokens": result["prompt_tokens"]}})
 
     @gateway.post("/chat/completions")
     def chat_completions() -> Response:
         uid, key = authenticate()
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise _bad("the body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise _bad("model is required", "model")
+        body, model = _body_and_model()
         messages, options = _messages(body), _options(body)
         # "auto": the cheapest healthy model that can read the messages, with fallback
         routed = platform.chat.route(None if model == "auto" else model, capability_of(messages))
@@ -212,17 +200,31 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         message: dict[str, Any] = {"role": "assistant", "content": result["text"]}
         if result["tool_calls"]:
             message = {"role": "assistant", "content": result["text"] or None, "tool_calls": result["tool_calls"]}
-        response = jsonify({
+        return charged_response(result, {
             "id": f"chatcmpl-{result['entry']}", "object": "chat.completion", "created": int(time.time()),
             "model": result["model"],
             "choices": [{"index": 0, "message": message, "finish_reason": result["finish_reason"] or "stop"}],
             "usage": {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
-                      "total_tokens": result["prompt_tokens"] + result["completion_tokens"]},
-            "creditflow": charge_view(result)})
-        response.headers["x-creditflow-charged-micros"] = str(result["charged"])
-        return response
+                      "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}})
 
     return gateway
+
+
+def _body_and_model() -> tuple[dict[str, Any], str]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _bad("the body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("model is required", "model")
+    return body, model
+
+
+def charged_response(result: dict[str, Any], payload: dict[str, Any]) -> Response:
+    """The OpenAI payload with what the call was charged, in the body and in x-creditflow-charged-micros."""
+    response = jsonify({**payload, "creditflow": charge_view(result)})
+    response.headers["x-creditflow-charged-micros"] = str(result["charged"])
+    return response
 
 
 def charge_view(result: dict[str, Any]) -> dict[str, Any]:
