@@ -283,7 +283,8 @@ class Conversation:
 
 
 class ConversationStore(Protocol):
-    def create(self, conversation: Conversation) -> None: ...
+    def create(self, conversation: Conversation) -> bool:
+        """Adds it; False (and nothing changes) when one with its id exists."""
 
     def get(self, uid: str, conversation_id: str) -> Conversation | None:
         """The conversation if it exists and is `uid`'s; None for another user's (never tell them apart)."""

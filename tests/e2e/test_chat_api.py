@@ -161,6 +161,9 @@ def test_conversations_over_http(real: LocalServer, upstream: FakeOpenAI) -> Non
     assert real.call("GET", "/api/v1/conversations?cursor=nope", token=token).status == 400
     assert real.call("DELETE", f"/api/v1/conversations/{chat_id}", token=token).json["deleted"] is True
     assert real.call("GET", f"/api/v1/conversations/{chat_id}", token=token).status == 404
+    keyed = [real.call("POST", "/api/v1/conversations", {"title": "again"}, token=token,
+                       headers={"Idempotency-Key": "start-again"}) for _ in range(2)]
+    assert keyed[0].status == 200 and keyed[0].json == keyed[1].json  # a retry returns the same conversation
 
 
 def test_admins_override_the_catalog(real: LocalServer) -> None:

@@ -215,3 +215,17 @@ def test_the_summary_chain_runs_on_langchain_openai_and_is_metered(tmp_path: Pat
         ai.chat.run_chain("u", say("hello {not a template}"), key="chain-down", model=LLAMA)
     after = ai.credits.balance("u")
     assert (after.available, after.held) == (before.available, before.held) and ai.integrity.audit().ok
+
+
+def test_starting_a_conversation_with_a_key_is_idempotent(demo: tuple[Platform, RecordingDemo]) -> None:
+    from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey
+
+    ai, _ = demo
+    first = ai.conversations.start("u", "plans", key="start-1")
+    assert ai.conversations.start("u", "plans", key="start-1") == first
+    assert ai.conversations.start("someone-else", "plans", key="start-1").id != first.id
+    with pytest.raises(IdempotencyConflict):
+        ai.conversations.start("u", "other plans", key="start-1")
+    with pytest.raises(InvalidIdempotencyKey):
+        ai.conversations.start("u", "plans", key="")
+    assert [c.id for c in ai.conversations.list("u", 10, None)[0]] == [first.id]

@@ -3,12 +3,14 @@ model call on the way (summaries and embeddings included) metered like any other
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..domain import memory
-from ..domain.errors import AlreadyAnswered, InvalidQuery, UnknownEntry
+from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownEntry
+from ..domain.idempotency import require_key
 from ..domain.ids import new_id
 from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
@@ -40,11 +42,19 @@ class Conversations:
         self.clock = clock
         self.context_tokens = context_tokens  # history never takes more than this, whatever the model's window
 
-    def start(self, uid: str, title: str) -> Conversation:
+    def start(self, uid: str, title: str, key: str | None = None) -> Conversation:
+        """A new conversation; with an idempotency key, a retry returns the one the first request made."""
         now = iso(self.clock.now())
-        conversation = Conversation(id=new_id("conv"), uid=uid, title=title, created_at=now, updated_at=now)
-        self.store.create(conversation)
-        return conversation
+        made = new_id("conv") if key is None else (
+            "conv_" + hashlib.sha256(f"{uid}\n{require_key(key)}".encode()).hexdigest()[:20])
+        conversation = Conversation(id=made, uid=uid, title=title, created_at=now, updated_at=now)
+        if self.store.create(conversation):
+            return conversation
+        earlier = self.get(uid, made)
+        if earlier.title != title:
+            raise IdempotencyConflict("this Idempotency-Key started a conversation with another title",
+                                      field="title")
+        return earlier
 
     def get(self, uid: str, conversation_id: str) -> Conversation:
         found = self.store.get(uid, conversation_id)

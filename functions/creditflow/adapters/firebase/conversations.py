@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -26,8 +27,12 @@ class FirestoreConversations:
         snapshot = self.collection.document(conversation_id).get()
         return snapshot if snapshot.exists and snapshot.get("uid") == uid else None
 
-    def create(self, conversation: Conversation) -> None:
-        self.collection.document(conversation.id).create(asdict(conversation))
+    def create(self, conversation: Conversation) -> bool:
+        try:
+            self.collection.document(conversation.id).create(asdict(conversation))
+        except AlreadyExists:
+            return False
+        return True
 
     def get(self, uid: str, conversation_id: str) -> Conversation | None:
         snapshot = self._mine(uid, conversation_id)

@@ -40,10 +40,12 @@ class SqliteConversations:
     def db(self) -> sqlite3.Connection:
         return self._connections.db
 
-    def create(self, conversation: Conversation) -> None:
+    def create(self, conversation: Conversation) -> bool:
         c = conversation
-        self.db.execute(f"INSERT INTO conversations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                        (c.id, c.uid, c.title, c.created_at, c.updated_at, c.messages, c.summary, c.summary_upto))
+        added = self.db.execute(f"INSERT OR IGNORE INTO conversations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                                (c.id, c.uid, c.title, c.created_at, c.updated_at, c.messages, c.summary,
+                                 c.summary_upto))
+        return added.rowcount == 1
 
     def get(self, uid: str, conversation_id: str) -> Conversation | None:
         row = self.db.execute(f"SELECT {_COLUMNS} FROM conversations WHERE id = ? AND uid = ?",

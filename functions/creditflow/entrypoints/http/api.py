@@ -64,7 +64,7 @@ class Operation:
     query: type[BaseModel] | None
     response: type[BaseModel] | None
     produces: str = "application/json"
-    idempotent_header: bool = False
+    idempotent_header: bool | Literal["optional"] = False  # True: the header is required
     errors: list[int] = field(default_factory=list)
     also: tuple[str, ...] = ()  # further content types a 200 may have (e.g. text/event-stream)
 
@@ -136,7 +136,7 @@ class Api:
 
     def route(self, method: str, path: str, *, summary: str, auth: Auth = "user", body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
-              produces: str = "application/json", idempotent_header: bool = False,
+              produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
               errors: tuple[int, ...] = (), also: tuple[str, ...] = ()
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
@@ -215,7 +215,7 @@ class Api:
                     parameters.append({"name": name, "in": "query", "required": name in query_schema.get(
                         "required", []), "schema": prop})
             if op.idempotent_header:
-                parameters.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                parameters.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotent_header is True,
                                    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}$"}})
             if parameters:
                 entry["parameters"] = parameters

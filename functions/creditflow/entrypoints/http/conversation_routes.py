@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
@@ -29,9 +30,10 @@ def register_conversations(api: Api, platform: Platform) -> None:
     talk = platform.conversations
 
     @api.route("POST", f"{V1}/conversations", summary="Start a conversation (chat in it with conversationId)",
-               body=s.ConversationIn, response=s.ConversationOut)
+               body=s.ConversationIn, response=s.ConversationOut,
+               idempotent_header="optional", errors=(409,))
     def start_conversation(caller: Caller, body: s.ConversationIn) -> s.ConversationOut:
-        return conversation_out(talk.start(caller.uid, body.title))
+        return conversation_out(talk.start(caller.uid, body.title, request.headers.get("Idempotency-Key")))
 
     @api.route("GET", f"{V1}/conversations", summary="The caller's conversations, latest activity first",
                query=ConversationsQuery, response=s.ConversationsOut)
