@@ -139,9 +139,14 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
     return DevTokens(dev_token_key(key))
 
 
+def derived_secret(key: SigningKey, purpose: str) -> bytes:
+    """A secret for one purpose, derived from the ledger key so that one secret is kept."""
+    return hashlib.sha256(f"creditflow {purpose}\n".encode() + key.seed).digest()
+
+
 def dev_token_key(key: SigningKey) -> SigningKey:
-    """Dev tokens get their own key, derived from the ledger key so that one secret is kept."""
-    return SigningKey("creditflow-dev-tokens", hashlib.sha256(b"creditflow dev tokens\n" + key.seed).digest())
+    """Dev tokens get their own key, derived from the ledger key."""
+    return SigningKey("creditflow-dev-tokens", derived_secret(key, "dev tokens"))
 
 
 def build_providers(settings: Settings) -> dict[str, ChatProvider]:
@@ -196,5 +201,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=chat, keys=GatewayKeys(users.api_keys, clock),
+                    chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys")),
                     conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens))

@@ -239,7 +239,8 @@ class ApiKey:
 
 
 class ApiKeys(Protocol):
-    def add(self, key: ApiKey) -> None: ...
+    def add(self, key: ApiKey) -> bool:
+        """Store a new key; False (and nothing changes) if its id or hash is already stored."""
 
     def by_hash(self, key_hash: str) -> ApiKey | None: ...
 

@@ -101,6 +101,14 @@ def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
     assert keys.revoke("a", "key_1", T1) and not keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1)
 
 
+def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
+    keys = stores["keys"]
+    key = ApiKey(id="key_3", uid="a", name="n", prefix="cf_opqrstu", hash="h3", created_at=T0)
+    assert keys.add(key) and not keys.add(key)
+    assert not keys.add(ApiKey(id="key_4", uid="a", name="other", prefix="cf_opqrstu", hash="h3", created_at=T1))
+    assert [k.id for k in keys.of_user("a") if k.hash == "h3"] == ["key_3"] and keys.by_hash("h3").name == "n"
+
+
 def test_in_flight_counts_can_be_cleared_when_nothing_runs(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_2", uid="a", name="n", prefix="cf_hijklmn", hash="h2", created_at=T0, limit=10))

@@ -84,6 +84,20 @@ def test_revoked_keys_and_key_limits(server: LocalServer) -> None:
     assert server.call("DELETE", f"/api/v1/keys/{key_id}", token=server.token("someone-else")).status == 404
 
 
+def test_making_a_key_is_idempotent_with_an_idempotency_key(server: LocalServer) -> None:
+    token = server.token("gw-retry")
+    made = [server.call("POST", "/api/v1/keys", {"name": "ci", "limit": "2"}, token=token,
+                        headers={"Idempotency-Key": "ci-key-1"}) for _ in range(2)]
+    assert [m.status for m in made] == [200, 200] and made[0].json == made[1].json
+    assert [k["id"] for k in server.call("GET", "/api/v1/keys", token=token).json["keys"]] == [made[0].json["id"]]
+    assert client(server, made[1].json["key"]).models.list().data  # the secret a retry got works
+    other = server.call("POST", "/api/v1/keys", {"name": "ci", "limit": "3"}, token=token,
+                        headers={"Idempotency-Key": "ci-key-1"})
+    assert other.status == 409 and other.content_type == "application/problem+json"
+    assert "limit" in other.json["detail"]
+    assert len(server.call("GET", "/api/v1/keys", token=token).json["keys"]) == 1
+
+
 def test_a_key_spends_only_its_owners_credits(server: LocalServer) -> None:
     poor_key = new_key(server, "gw-poor", credits=None)
     with pytest.raises(openai.APIStatusError) as refused:

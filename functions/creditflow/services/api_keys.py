@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from typing import Any
 
-from ..domain.errors import InvalidQuery, InvalidToken, KeyLimitReached, UnknownEntry
+from ..domain.errors import IdempotencyConflict, InvalidQuery, InvalidToken, KeyLimitReached, UnknownEntry
+from ..domain.idempotency import require_key
 from ..domain.ids import new_id
 from ..domain.money import format_credits, require_amount
 from ..domain.timefmt import iso
@@ -21,21 +24,55 @@ def key_hash(secret: str) -> str:
 
 
 class GatewayKeys:
-    def __init__(self, keys: ApiKeys, clock: Clock) -> None:
+    def __init__(self, keys: ApiKeys, clock: Clock, replay_secret: bytes) -> None:
         self.keys = keys
         self.clock = clock
+        self._replay_secret = replay_secret  # derives the secret of a key made with an idempotency key
 
-    def create(self, uid: str, name: str, limit: int | None = None) -> tuple[str, ApiKey]:
-        """A new key; the secret is returned here and never again."""
+    def create(self, uid: str, name: str, limit: int | None = None,
+               idempotency_key: str | None = None) -> tuple[str, ApiKey]:
+        """A new key; the secret is returned here and never again, except to a retry of this very request.
+
+        With an idempotency key the secret is not random but derived from it (HMAC under a server secret), so a
+        retry re-derives the same secret and finds the key it made, which stays stored by its hash alone."""
         if limit is not None:
             require_amount(limit, name="limit")
+        if idempotency_key is None:
+            secret, key_id = PREFIX + secrets.token_urlsafe(32), new_id("key")
+        else:
+            secret, key_id = self._derived(uid, require_key(idempotency_key))
+            made = self._made(uid, key_id)
+            if made is not None:
+                return secret, self._replayed(made, secret, name, limit)
         if len([k for k in self.keys.of_user(uid) if k.revoked_at is None]) >= MAX_KEYS:
             raise InvalidQuery(f"at most {MAX_KEYS} active keys; revoke one first")
-        secret = PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey(id=new_id("key"), uid=uid, name=name, prefix=secret[:10], hash=key_hash(secret),
+        key = ApiKey(id=key_id, uid=uid, name=name, prefix=secret[:10], hash=key_hash(secret),
                      created_at=iso(self.clock.now()), limit=limit)
-        self.keys.add(key)
-        return secret, key
+        if self.keys.add(key):
+            return secret, key
+        raced = self._made(uid, key_id)  # the same request ran twice at once, and the other one stored it first
+        if raced is None:
+            raise IdempotencyConflict("this Idempotency-Key is in use by another request", field="key")
+        return secret, self._replayed(raced, secret, name, limit)
+
+    def _made(self, uid: str, key_id: str) -> ApiKey | None:
+        return next((k for k in self.keys.of_user(uid) if k.id == key_id), None)
+
+    def _derived(self, uid: str, idempotency_key: str) -> tuple[str, str]:
+        """The secret and the id of the key that (uid, idempotency key) makes."""
+        mac = hmac.new(self._replay_secret, f"{uid}\n{idempotency_key}".encode(), hashlib.sha256).digest()
+        secret = PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        return secret, "key_" + hashlib.sha256(f"{uid}\n{idempotency_key}".encode()).hexdigest()[:20]
+
+    @staticmethod
+    def _replayed(made: ApiKey, secret: str, name: str, limit: int | None) -> ApiKey:
+        if made.hash != key_hash(secret):  # the server secret changed since (the ledger key was rotated)
+            raise IdempotencyConflict("this Idempotency-Key made a key whose secret can no longer be shown; "
+                                      "revoke it and make a new one", field="key")
+        for field, before, now in (("name", made.name, name), ("limit", made.limit, limit)):
+            if before != now:
+                raise IdempotencyConflict(f"this Idempotency-Key made a key with another {field}", field=field)
+        return made
 
     def list(self, uid: str) -> list[ApiKey]:
         return self.keys.of_user(uid)

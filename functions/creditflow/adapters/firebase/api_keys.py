@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -14,8 +15,12 @@ class FirestoreApiKeys:
     def __init__(self, client: firestore.Client) -> None:
         self.keys = client.collection("api_keys")
 
-    def add(self, key: ApiKey) -> None:
-        self.keys.document(key.hash).create(asdict(key))
+    def add(self, key: ApiKey) -> bool:
+        try:
+            self.keys.document(key.hash).create(asdict(key))
+        except AlreadyExists:  # a key with this hash (its document id) is stored
+            return False
+        return True
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
         snapshot = self.keys.document(key_hash).get()

@@ -30,10 +30,11 @@ class SqliteApiKeys:
     def db(self) -> sqlite3.Connection:
         return self._connections.db
 
-    def add(self, key: ApiKey) -> None:
-        self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (key.id, key.uid, key.name, key.prefix, key.hash, key.created_at, key.limit, key.spent,
-                         key.revoked_at, key.reserved))
+    def add(self, key: ApiKey) -> bool:
+        done = self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                               (key.id, key.uid, key.name, key.prefix, key.hash, key.created_at, key.limit, key.spent,
+                                key.revoked_at, key.reserved))
+        return done.rowcount == 1
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
         row = self.db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE hash = ?", (key_hash,)).fetchone()

@@ -332,12 +332,13 @@ def register(api: Api, platform: Platform) -> None:
                         limit=s.Money.of(key.limit) if key.limit is not None else None, spent=s.Money.of(key.spent),
                         revoked_at=key.revoked_at)
 
-    @api.route("POST", f"{V1}/keys", summary="Create a gateway API key (cf_…), shown once", body=s.KeyIn,
-               response=s.NewKeyOut)
+    @api.route("POST", f"{V1}/keys", summary="Create a gateway API key (cf_…), shown once (and to a retry with "
+               "the same Idempotency-Key)", body=s.KeyIn, response=s.NewKeyOut, idempotent_header="optional",
+               errors=(409,))
     def create_key(caller: Caller, body: s.KeyIn) -> s.NewKeyOut:
         account_of(caller)
-        secret, key = platform.keys.create(caller.uid, body.name,
-                                           parse_credits(body.limit) if body.limit else None)
+        secret, key = platform.keys.create(caller.uid, body.name, parse_credits(body.limit) if body.limit else None,
+                                           request.headers.get("Idempotency-Key"))
         return s.NewKeyOut(key=secret, **key_out(key).model_dump())
 
     @api.route("GET", f"{V1}/keys", summary="The caller's gateway keys, by prefix", response=s.KeysOut)

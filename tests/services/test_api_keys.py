@@ -1,0 +1,95 @@
+"""Gateway keys: made once per Idempotency-Key (a retry gets the same key and secret), stored by hash alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from creditflow.adapters.local.api_keys import SqliteApiKeys
+from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey, InvalidQuery
+from creditflow.services.api_keys import MAX_KEYS, GatewayKeys, key_hash
+from tests.conftest import SteppedClock
+
+SERVER_SECRET = b"s" * 32
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteApiKeys:
+    return SqliteApiKeys(tmp_path / "keys.sqlite3")
+
+
+@pytest.fixture
+def keys(store: SqliteApiKeys) -> GatewayKeys:
+    return GatewayKeys(store, SteppedClock(), SERVER_SECRET)
+
+
+def test_without_an_idempotency_key_every_call_makes_a_new_key(keys: GatewayKeys, store: SqliteApiKeys) -> None:
+    first, second = keys.create("ann", "laptop"), keys.create("ann", "laptop")
+    assert first[0] != second[0] and first[1].id != second[1].id
+    assert len(store.of_user("ann")) == 2
+
+
+def test_a_retry_gets_the_same_key_and_secret_and_stores_nothing_more(keys: GatewayKeys,
+                                                                       store: SqliteApiKeys) -> None:
+    secret, key = keys.create("ann", "laptop", 5_000_000, idempotency_key="make-laptop-key")
+    again, replayed = keys.create("ann", "laptop", 5_000_000, idempotency_key="make-laptop-key")
+    assert (again, replayed.id) == (secret, key.id)
+    assert secret.startswith("cf_") and len(secret) == len("cf_") + 43
+    stored = store.of_user("ann")
+    assert [k.id for k in stored] == [key.id] and stored[0].hash == key_hash(secret)
+    assert keys.caller(secret)[0].uid == "ann"  # the replayed secret is the working one
+    other, _ = keys.create("bob", "laptop", 5_000_000, idempotency_key="make-laptop-key")
+    assert other != secret and keys.caller(other)[0].uid == "bob"  # the same key string is scoped to its user
+
+
+@pytest.mark.parametrize(("name", "limit", "field"), [("desktop", 5_000_000, "name"), ("laptop", None, "limit"),
+                                                      ("laptop", 7_000_000, "limit")])
+def test_the_same_idempotency_key_with_other_fields_is_a_conflict(keys: GatewayKeys, store: SqliteApiKeys,
+                                                                  name: str, limit: int | None, field: str) -> None:
+    keys.create("ann", "laptop", 5_000_000, idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict) as refused:
+        keys.create("ann", name, limit, idempotency_key="k1")
+    assert refused.value.context["field"] == field
+    assert len(store.of_user("ann")) == 1
+
+
+def test_after_the_server_secret_changes_a_retry_is_refused_not_doubled(keys: GatewayKeys,
+                                                                        store: SqliteApiKeys) -> None:
+    keys.create("ann", "laptop", idempotency_key="k1")
+    rotated = GatewayKeys(store, SteppedClock(), b"r" * 32)
+    with pytest.raises(IdempotencyConflict, match="can no longer be shown"):
+        rotated.create("ann", "laptop", idempotency_key="k1")
+    assert len(store.of_user("ann")) == 1
+
+
+def test_concurrent_retries_make_one_key(keys: GatewayKeys, store: SqliteApiKeys) -> None:
+    secrets: list[str] = []
+    barrier = threading.Barrier(12)
+
+    def make() -> None:
+        barrier.wait()
+        secrets.append(keys.create("ann", "ci", idempotency_key="ci-key")[0])
+
+    threads = [threading.Thread(target=make) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(secrets) == 12 and len(set(secrets)) == 1
+    assert len(store.of_user("ann")) == 1
+
+
+def test_a_retry_is_answered_even_at_the_key_cap(keys: GatewayKeys) -> None:
+    for n in range(MAX_KEYS):
+        keys.create("ann", f"k{n}", idempotency_key=f"k{n}")
+    with pytest.raises(InvalidQuery, match="at most"):
+        keys.create("ann", "one more", idempotency_key="one-more")
+    assert keys.create("ann", "k3", idempotency_key="k3")[1].name == "k3"
+
+
+def test_a_malformed_idempotency_key_is_refused_and_stores_nothing(keys: GatewayKeys, store: SqliteApiKeys) -> None:
+    with pytest.raises(InvalidIdempotencyKey):
+        keys.create("ann", "laptop", idempotency_key="not a key!")
+    assert store.of_user("ann") == []
