@@ -201,5 +201,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys")),
+                    chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys"),
+                                                policy.reservation_ttl),
                     conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens))

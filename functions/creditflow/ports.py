@@ -235,7 +235,6 @@ class ApiKey:
     limit: int | None = None  # µc this key may spend in all, or None
     spent: int = 0
     revoked_at: str | None = None
-    reserved: int = 0  # µc held by calls in flight, counted against the limit until they settle
 
 
 class ApiKeys(Protocol):
@@ -248,14 +247,16 @@ class ApiKeys(Protocol):
 
     def revoke(self, uid: str, key_id: str, at: str) -> bool: ...
 
-    def reserve(self, key_id: str, micros: int) -> bool:
-        """Atomically count `micros` against the key's limit; False (and nothing changes) if it would pass it."""
+    def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
+        """Atomically count `micros` more for `call` against the key's limit, until `until` at the latest: a
+        call whose `until` is past `now` counts no more (a crash cut it off, and its ledger hold has expired).
+        False (and nothing changes) if the count would pass the limit."""
 
-    def settle(self, key_id: str, reserved: int, spent: int) -> None:
-        """Atomically: `reserved` is no longer in flight, `spent` is spent."""
+    def settle(self, key_id: str, call: str, spent: int) -> None:
+        """Atomically: `call` is no longer in flight, and `spent` is spent."""
 
-    def clear_reserved(self) -> int:
-        """Forget every in-flight count (only when no request can be in flight, e.g. as a runtime starts)."""
+    def in_flight(self, key_id: str, now: str) -> int:
+        """µc counted for the key's calls in flight at `now`."""
 
 
 @dataclass(frozen=True)

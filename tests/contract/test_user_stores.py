@@ -93,11 +93,12 @@ def test_catalog_overrides_round_trip(stores: dict[str, Any]) -> None:
 def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_1", uid="a", name="n", prefix="cf_abcdefg", hash="h1", created_at=T0, limit=10))
-    assert keys.reserve("key_1", 6) and not keys.reserve("key_1", 5)  # 6 in flight: 5 more would pass 10
-    keys.settle("key_1", 6, 4)  # the call cost 4
-    assert keys.reserve("key_1", 6) and not keys.reserve("key_1", 1)
-    key = keys.by_hash("h1")
-    assert (key.spent, key.reserved) == (4, 6)
+    assert keys.reserve("key_1", "c1", 6, T2, T0) and not keys.reserve("key_1", "c2", 5, T2, T0)  # 6 + 5 > 10
+    assert keys.in_flight("key_1", T0) == 6
+    keys.settle("key_1", "c1", 4)  # the call cost 4
+    assert keys.in_flight("key_1", T0) == 0 and keys.by_hash("h1").spent == 4
+    assert keys.reserve("key_1", "c2", 3, T2, T0) and keys.reserve("key_1", "c2", 3, T2, T0)  # one call, two holds
+    assert keys.in_flight("key_1", T0) == 6 and not keys.reserve("key_1", "c3", 1, T2, T0)
     assert keys.revoke("a", "key_1", T1) and not keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1)
 
 
@@ -109,9 +110,12 @@ def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
     assert [k.id for k in keys.of_user("a") if k.hash == "h3"] == ["key_3"] and keys.by_hash("h3").name == "n"
 
 
-def test_in_flight_counts_can_be_cleared_when_nothing_runs(stores: dict[str, Any]) -> None:
+def test_a_call_cut_off_stops_counting_when_its_time_is_up(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_2", uid="a", name="n", prefix="cf_hijklmn", hash="h2", created_at=T0, limit=10))
-    assert keys.reserve("key_2", 9) and not keys.reserve("key_2", 2)  # a call that will never finish
-    assert keys.clear_reserved() == 1
-    assert keys.reserve("key_2", 2) and keys.by_hash("h2").reserved == 2
+    assert keys.reserve("key_2", "cut", 9, T1, T0)  # a call that will never finish (its process was killed)
+    assert not keys.reserve("key_2", "next", 2, T2, T0)  # until T1 it counts
+    assert keys.in_flight("key_2", T1) == 0  # from T1 on, it does not
+    assert keys.reserve("key_2", "next", 2, T2, T1) and keys.in_flight("key_2", T1) == 2
+    keys.settle("key_2", "cut", 0)  # settling a call whose time is up changes nothing but what was spent
+    assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 0

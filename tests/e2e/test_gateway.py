@@ -282,7 +282,7 @@ def test_concurrent_calls_never_pass_a_keys_limit(server: LocalServer) -> None:
     listed = server.call("GET", "/api/v1/keys", token=server.token("gw-limit")).json["keys"][0]
     assert listed["spent"]["micros"] <= listed["limit"]["micros"]
     with sqlite3.connect(server.data / "api_keys.sqlite3") as db:
-        assert db.execute("SELECT reserved FROM api_keys WHERE id = ?", (listed["id"],)).fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM api_key_calls WHERE key_id = ?", (listed["id"],)).fetchone()[0] == 0
     balance = server.call("GET", "/api/v1/credits/balance", token=server.token("gw-limit")).json
     assert 5_000_000 - balance["available"]["micros"] == listed["spent"]["micros"]
 

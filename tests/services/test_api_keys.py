@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from creditflow.adapters.local.api_keys import SqliteApiKeys
-from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey, InvalidQuery
-from creditflow.services.api_keys import MAX_KEYS, GatewayKeys, key_hash
+from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey, InvalidQuery, KeyLimitReached
+from creditflow.domain.timefmt import iso
+from creditflow.services.api_keys import CALL_MARGIN, MAX_KEYS, GatewayKeys, key_hash
 from tests.conftest import SteppedClock
 
 SERVER_SECRET = b"s" * 32
+HOLD_TTL = timedelta(minutes=10)
 
 
 @pytest.fixture
@@ -21,8 +24,13 @@ def store(tmp_path: Path) -> SqliteApiKeys:
 
 
 @pytest.fixture
-def keys(store: SqliteApiKeys) -> GatewayKeys:
-    return GatewayKeys(store, SteppedClock(), SERVER_SECRET)
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def keys(store: SqliteApiKeys, clock: SteppedClock) -> GatewayKeys:
+    return GatewayKeys(store, clock, SERVER_SECRET, HOLD_TTL)
 
 
 def test_without_an_idempotency_key_every_call_makes_a_new_key(keys: GatewayKeys, store: SqliteApiKeys) -> None:
@@ -58,7 +66,7 @@ def test_the_same_idempotency_key_with_other_fields_is_a_conflict(keys: GatewayK
 def test_after_the_server_secret_changes_a_retry_is_refused_not_doubled(keys: GatewayKeys,
                                                                         store: SqliteApiKeys) -> None:
     keys.create("ann", "laptop", idempotency_key="k1")
-    rotated = GatewayKeys(store, SteppedClock(), b"r" * 32)
+    rotated = GatewayKeys(store, SteppedClock(), b"r" * 32, HOLD_TTL)
     with pytest.raises(IdempotencyConflict, match="can no longer be shown"):
         rotated.create("ann", "laptop", idempotency_key="k1")
     assert len(store.of_user("ann")) == 1
@@ -93,3 +101,29 @@ def test_a_malformed_idempotency_key_is_refused_and_stores_nothing(keys: Gateway
     with pytest.raises(InvalidIdempotencyKey):
         keys.create("ann", "laptop", idempotency_key="not a key!")
     assert store.of_user("ann") == []
+
+
+def test_a_call_cut_off_by_a_crash_holds_the_keys_limit_only_until_its_hold_expires(
+        keys: GatewayKeys, store: SqliteApiKeys, clock: SteppedClock) -> None:
+    _, key = keys.create("ann", "capped", 10_000_000)
+    keys.spending(key).admit(8_000_000)  # the process dies here: finish never runs
+    with pytest.raises(KeyLimitReached):
+        keys.spending(key).admit(3_000_000)
+    clock.advance(seconds=(HOLD_TTL + CALL_MARGIN).total_seconds() - 1)
+    with pytest.raises(KeyLimitReached):  # its ledger hold may still be settled until then
+        keys.spending(key).admit(3_000_000)
+    clock.advance(seconds=1)
+    later = keys.spending(key)
+    later.admit(3_000_000)
+    later.finish(2_000_000)
+    assert store.in_flight(key.id, iso(clock.now())) == 0 and store.by_hash(key.hash).spent == 2_000_000
+
+
+def test_a_key_without_a_limit_counts_nothing_in_flight(keys: GatewayKeys, store: SqliteApiKeys,
+                                                        clock: SteppedClock) -> None:
+    _, key = keys.create("ann", "open")
+    spend = keys.spending(key)
+    spend.admit(50_000_000)
+    assert store.in_flight(key.id, iso(clock.now())) == 0
+    spend.finish(1_000_000)
+    assert store.by_hash(key.hash).spent == 1_000_000

@@ -58,7 +58,6 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     # every open event stream holds a thread: leave plenty for requests
     server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)
     platform.mirror.publish_all()  # the mirror may trail the ledger if the last run was killed
-    platform.keys.forget_in_flight()  # calls cut off by a kill left their keys' in-flight counts behind
     platform.mirror.run_in_background()  # balance writes leave the request threads
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")

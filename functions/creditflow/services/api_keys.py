@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from ..domain.errors import IdempotencyConflict, InvalidQuery, InvalidToken, KeyLimitReached, UnknownEntry
@@ -17,6 +18,7 @@ from ..ports import ApiKey, ApiKeys, Caller, Clock
 
 PREFIX = "cf_"
 MAX_KEYS = 25
+CALL_MARGIN = timedelta(minutes=1)
 
 
 def key_hash(secret: str) -> str:
@@ -24,10 +26,11 @@ def key_hash(secret: str) -> str:
 
 
 class GatewayKeys:
-    def __init__(self, keys: ApiKeys, clock: Clock, replay_secret: bytes) -> None:
+    def __init__(self, keys: ApiKeys, clock: Clock, replay_secret: bytes, hold_ttl: timedelta) -> None:
         self.keys = keys
         self.clock = clock
         self._replay_secret = replay_secret  # derives the secret of a key made with an idempotency key
+        self._call_lasts = hold_ttl + CALL_MARGIN  # a call's count outlives its ledger hold, placed just after
 
     def create(self, uid: str, name: str, limit: int | None = None,
                idempotency_key: str | None = None) -> tuple[str, ApiKey]:
@@ -89,34 +92,37 @@ class GatewayKeys:
         return Caller(uid=key.uid), key
 
     def spending(self, key: ApiKey) -> KeySpend:
-        return KeySpend(self.keys, key)
-
-    def forget_in_flight(self) -> int:
-        """As a single-process runtime starts nothing is in flight: counts left by calls a kill cut short go."""
-        return self.keys.clear_reserved()
+        return KeySpend(self.keys, key, self.clock, self._call_lasts)
 
 
 class KeySpend:
-    """One request's spending through a key. Each hold the request places is first counted against the key's
-    limit in one atomic step (so concurrent calls cannot pass it together); `finish` swaps what was counted for
-    what was charged. A crash in between leaves the key counting more, never less."""
+    """One request's spending through a key with a limit. Each hold the request places is first counted against
+    the limit, as this call's, in one atomic step (so concurrent calls cannot pass it together); `finish` swaps
+    what was counted for what was charged. A crash in between leaves the count standing only until the call's
+    time is up (its ledger hold has expired by then). A key without a limit only adds up what it spent."""
 
-    def __init__(self, keys: ApiKeys, key: ApiKey) -> None:
+    def __init__(self, keys: ApiKeys, key: ApiKey, clock: Clock, lasts: timedelta) -> None:
         self.keys = keys
         self.key = key
-        self.reserved = 0
+        self.clock = clock
+        self.lasts = lasts
+        self.call = new_id("call")
+        self.counted = False
 
     def admit(self, hold: int) -> None:
-        if not self.keys.reserve(self.key.id, hold):
-            left = None if self.key.limit is None else self.key.limit - self.key.spent
-            raise KeyLimitReached(f"key {self.key.prefix}… has at most {format_credits(max(0, left or 0))} credits "
+        if self.key.limit is None:
+            return
+        now = self.clock.now()
+        if not self.keys.reserve(self.key.id, self.call, hold, iso(now + self.lasts), iso(now)):
+            left = self.key.limit - self.key.spent
+            raise KeyLimitReached(f"key {self.key.prefix}… has at most {format_credits(max(0, left))} credits "
                                   f"left of its limit, and this call may cost {format_credits(hold)}")
-        self.reserved += hold
+        self.counted = True
 
     def finish(self, charged: int) -> None:
-        if self.reserved or charged:
-            self.keys.settle(self.key.id, self.reserved, charged)
-        self.reserved = 0
+        if self.counted or charged:
+            self.keys.settle(self.key.id, self.call, charged)
+        self.counted = False
 
 
 def key_view(key: ApiKey) -> dict[str, Any]:

@@ -1,14 +1,17 @@
-"""Gateway API keys on Firestore: api_keys/{hash} (hashes only)."""
+"""Gateway API keys on Firestore: api_keys/{hash} (hashes only), with the calls in flight in a map field."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...ports import ApiKey
+
+IN_FLIGHT = "in_flight"  # {call id: {"micros", "until"}}: what calls in flight count against the limit
+_FIELDS = {field.name for field in fields(ApiKey)}
 
 
 class FirestoreApiKeys:
@@ -24,14 +27,14 @@ class FirestoreApiKeys:
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
         snapshot = self.keys.document(key_hash).get()
-        return ApiKey(**snapshot.to_dict()) if snapshot.exists else None
+        return _key(snapshot.to_dict()) if snapshot.exists else None
 
     def _by_id(self, key_id: str) -> firestore.DocumentSnapshot | None:
         found = list(self.keys.where(filter=FieldFilter("id", "==", key_id)).limit(1).stream())
         return found[0] if found else None
 
     def of_user(self, uid: str) -> list[ApiKey]:
-        found = [ApiKey(**s.to_dict()) for s in self.keys.where(filter=FieldFilter("uid", "==", uid)).stream()]
+        found = [_key(s.to_dict()) for s in self.keys.where(filter=FieldFilter("uid", "==", uid)).stream()]
         return sorted(found, key=lambda key: key.created_at)
 
     def revoke(self, uid: str, key_id: str, at: str) -> bool:
@@ -41,7 +44,7 @@ class FirestoreApiKeys:
         snapshot.reference.update({"revoked_at": at})
         return True
 
-    def reserve(self, key_id: str, micros: int) -> bool:
+    def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
         found = self._by_id(key_id)
         if found is None:
             return False
@@ -49,20 +52,38 @@ class FirestoreApiKeys:
         @firestore.transactional
         def reserve(transaction: firestore.Transaction) -> bool:
             key = found.reference.get(transaction=transaction).to_dict()
-            if key["limit"] is not None and key["spent"] + key.get("reserved", 0) + micros > key["limit"]:
+            flying, limit = _live(key, now), key["limit"]
+            if limit is not None and key["spent"] + sum(c["micros"] for c in flying.values()) + micros > limit:
                 return False
-            transaction.update(found.reference, {"reserved": key.get("reserved", 0) + micros})
+            earlier = flying.get(call, {"micros": 0, "until": until})
+            flying[call] = {"micros": earlier["micros"] + micros, "until": max(earlier["until"], until)}
+            transaction.update(found.reference, {IN_FLIGHT: flying})  # the map, without calls past their time
             return True
 
         return reserve(found.reference._client.transaction())
 
-    def settle(self, key_id: str, reserved: int, spent: int) -> None:
+    def settle(self, key_id: str, call: str, spent: int) -> None:
         found = self._by_id(key_id)
-        if found is not None:
-            found.reference.update({"reserved": firestore.Increment(-reserved), "spent": firestore.Increment(spent)})
+        if found is None:
+            return
 
-    def clear_reserved(self) -> int:
-        stuck = list(self.keys.where(filter=FieldFilter("reserved", ">", 0)).stream())
-        for snapshot in stuck:
-            snapshot.reference.update({"reserved": 0})
-        return len(stuck)
+        @firestore.transactional
+        def settle(transaction: firestore.Transaction) -> None:
+            key = found.reference.get(transaction=transaction).to_dict()
+            flying = {other: c for other, c in (key.get(IN_FLIGHT) or {}).items() if other != call}
+            transaction.update(found.reference, {IN_FLIGHT: flying, "spent": key["spent"] + spent})
+
+        settle(found.reference._client.transaction())
+
+    def in_flight(self, key_id: str, now: str) -> int:
+        found = self._by_id(key_id)
+        return sum(c["micros"] for c in _live(found.to_dict(), now).values()) if found is not None else 0
+
+
+def _live(key: dict, now: str) -> dict[str, dict]:
+    """The key document's calls in flight whose time is not up."""
+    return {call: c for call, c in (key.get(IN_FLIGHT) or {}).items() if c["until"] > now}
+
+
+def _key(document: dict) -> ApiKey:
+    return ApiKey(**{name: value for name, value in document.items() if name in _FIELDS})

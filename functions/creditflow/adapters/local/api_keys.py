@@ -1,4 +1,4 @@
-"""Gateway API keys on SQLite (hashes only)."""
+"""Gateway API keys on SQLite (hashes only), with each call in flight counted until it settles or times out."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 from ...ports import ApiKey
 from .sqlite_connections import ThreadConnections
 
-_COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at, reserved"
+_COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at"
 
 
 def _key(row: tuple) -> ApiKey:
     return ApiKey(id=row[0], uid=row[1], name=row[2], prefix=row[3], hash=row[4], created_at=row[5], limit=row[6],
-                  spent=row[7], revoked_at=row[8], reserved=row[9])
+                  spent=row[7], revoked_at=row[8])
 
 
 class SqliteApiKeys:
@@ -21,19 +21,18 @@ class SqliteApiKeys:
         self._connections = ThreadConnections(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, uid TEXT NOT NULL, name TEXT NOT "
                         "NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
-                        "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT, "
-                        "reserved INTEGER NOT NULL DEFAULT 0)")
-        if "reserved" not in {row[1] for row in self.db.execute("PRAGMA table_info(api_keys)")}:  # older folders
-            self.db.execute("ALTER TABLE api_keys ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0")
+                        "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS api_key_calls (key_id TEXT NOT NULL, call TEXT NOT NULL, "
+                        "micros INTEGER NOT NULL, until TEXT NOT NULL, PRIMARY KEY (key_id, call)) WITHOUT ROWID")
 
     @property
     def db(self) -> sqlite3.Connection:
         return self._connections.db
 
     def add(self, key: ApiKey) -> bool:
-        done = self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        done = self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                                (key.id, key.uid, key.name, key.prefix, key.hash, key.created_at, key.limit, key.spent,
-                                key.revoked_at, key.reserved))
+                                key.revoked_at))
         return done.rowcount == 1
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
@@ -49,14 +48,28 @@ class SqliteApiKeys:
                                (at, key_id, uid))
         return done.rowcount == 1
 
-    def reserve(self, key_id: str, micros: int) -> bool:
-        done = self.db.execute("UPDATE api_keys SET reserved = reserved + ? WHERE id = ? AND (credit_limit IS NULL "
-                               "OR spent + reserved + ? <= credit_limit)", (micros, key_id, micros))
-        return done.rowcount == 1
+    def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
+        with self._connections.transaction() as db:
+            row = db.execute("SELECT credit_limit, spent FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM api_key_calls WHERE key_id = ? AND until <= ?", (key_id, now))
+            if row[0] is not None and row[1] + _in_flight(db, key_id, now) + micros > row[0]:
+                return False
+            db.execute("INSERT INTO api_key_calls (key_id, call, micros, until) VALUES (?, ?, ?, ?) ON CONFLICT "
+                       "DO UPDATE SET micros = micros + excluded.micros, until = max(until, excluded.until)",
+                       (key_id, call, micros, until))
+            return True
 
-    def settle(self, key_id: str, reserved: int, spent: int) -> None:
-        self.db.execute("UPDATE api_keys SET reserved = max(0, reserved - ?), spent = spent + ? WHERE id = ?",
-                        (reserved, spent, key_id))
+    def settle(self, key_id: str, call: str, spent: int) -> None:
+        with self._connections.transaction() as db:
+            db.execute("DELETE FROM api_key_calls WHERE key_id = ? AND call = ?", (key_id, call))
+            db.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (spent, key_id))
 
-    def clear_reserved(self) -> int:
-        return self.db.execute("UPDATE api_keys SET reserved = 0 WHERE reserved != 0").rowcount
+    def in_flight(self, key_id: str, now: str) -> int:
+        return _in_flight(self.db, key_id, now)
+
+
+def _in_flight(db: sqlite3.Connection, key_id: str, now: str) -> int:
+    return db.execute("SELECT coalesce(sum(micros), 0) FROM api_key_calls WHERE key_id = ? AND until > ?",
+                      (key_id, now)).fetchone()[0]
