@@ -252,8 +252,9 @@ class ApiKeys(Protocol):
         call whose `until` is past `now` counts no more (a crash cut it off, and its ledger hold has expired).
         False (and nothing changes) if the count would pass the limit."""
 
-    def settle(self, key_id: str, call: str, spent: int) -> None:
-        """Atomically: `call` is no longer in flight, and `spent` is spent."""
+    def settle(self, key_id: str, call: str | None, spent: int) -> None:
+        """`spent` is spent, and `call` (if one was counted) is no longer in flight. A crash part way may leave the
+        call counted (until its time is up), never the spending uncounted."""
 
     def in_flight(self, key_id: str, now: str) -> int:
         """µc counted for the key's calls in flight at `now`."""

@@ -121,7 +121,7 @@ class KeySpend:
 
     def finish(self, charged: int) -> None:
         if self.counted or charged:
-            self.keys.settle(self.key.id, self.call, charged)
+            self.keys.settle(self.key.id, self.call if self.counted else None, charged)
         self.counted = False
 
 

@@ -62,7 +62,7 @@ class FirestoreApiKeys:
 
         return reserve(found.reference._client.transaction())
 
-    def settle(self, key_id: str, call: str, spent: int) -> None:
+    def settle(self, key_id: str, call: str | None, spent: int) -> None:
         found = self._by_id(key_id)
         if found is None:
             return

@@ -61,10 +61,12 @@ class SqliteApiKeys:
                        (key_id, call, micros, until))
             return True
 
-    def settle(self, key_id: str, call: str, spent: int) -> None:
-        with self._connections.transaction() as db:
-            db.execute("DELETE FROM api_key_calls WHERE key_id = ? AND call = ?", (key_id, call))
-            db.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (spent, key_id))
+    def settle(self, key_id: str, call: str | None, spent: int) -> None:
+        """Two statements, each atomic, in the safe order: a crash between them counts the call twice (until its
+        time is up), never not at all. One is cheaper than a transaction here, where every request comes by."""
+        self.db.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (spent, key_id))
+        if call is not None:
+            self.db.execute("DELETE FROM api_key_calls WHERE key_id = ? AND call = ?", (key_id, call))
 
     def in_flight(self, key_id: str, now: str) -> int:
         return _in_flight(self.db, key_id, now)
