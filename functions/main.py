@@ -1,43 +1,69 @@
-"""Firebase entry points: decorators only, each delegating to creditflow.entrypoints (imported on first use)."""
+"""Firebase entry points: decorators only, each delegating to creditflow.entrypoints (imported on first use).
+
+An instance started for one function (Cloud Functions and the emulator name it in FUNCTION_TARGET) defines only
+that function, so its cold start imports only its own trigger's SDK module; deploy-time discovery, which sets no
+target, defines them all.
+"""
+
+import os
 
 from firebase_admin import initialize_app
-from firebase_functions import firestore_fn, https_fn, scheduler_fn
-from firebase_functions.options import MemoryOption
 
 initialize_app()  # callable functions verify ID tokens with the default app before our code runs
 SECRETS = ["LEDGER_SIGNING_KEY"]
+TARGET = os.environ.get("FUNCTION_TARGET") or None
 
 
-@https_fn.on_request(secrets=SECRETS, memory=MemoryOption.MB_512)
-def api(request: https_fn.Request) -> https_fn.Response:
-    from creditflow.entrypoints.http.firebase import handle
-
-    return handle(request)
+def serves(name: str) -> bool:
+    return TARGET is None or name == TARGET
 
 
-@https_fn.on_call(secrets=SECRETS)
-def claimWelcomeBonus(request: https_fn.CallableRequest) -> dict:
-    from creditflow.entrypoints.callables import claim_welcome_bonus
+if serves("api"):
+    from firebase_functions import https_fn
+    from firebase_functions.options import MemoryOption
 
-    return claim_welcome_bonus(request.auth, request.data, request.raw_request.remote_addr)
+    @https_fn.on_request(secrets=SECRETS, memory=MemoryOption.MB_512)
+    def api(request: https_fn.Request) -> https_fn.Response:
+        from creditflow.entrypoints.http.firebase import handle
 
-
-@scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
-def expireHolds(event: scheduler_fn.ScheduledEvent) -> None:
-    from creditflow.entrypoints.triggers import expire_holds
-
-    expire_holds()
+        return handle(request)
 
 
-@scheduler_fn.on_schedule(schedule="every 5 minutes", secrets=SECRETS)
-def publishCheckpoint(event: scheduler_fn.ScheduledEvent) -> None:
-    from creditflow.entrypoints.triggers import publish_checkpoint
+if serves("claimWelcomeBonus"):
+    from firebase_functions import https_fn
 
-    publish_checkpoint()
+    @https_fn.on_call(secrets=SECRETS)
+    def claimWelcomeBonus(request: https_fn.CallableRequest) -> dict:
+        from creditflow.entrypoints.callables import claim_welcome_bonus
+
+        return claim_welcome_bonus(request.auth, request.data, request.raw_request.remote_addr)
 
 
-@firestore_fn.on_document_written(document="accounts/{accountId}", secrets=SECRETS)
-def mirrorAccount(event: firestore_fn.Event[firestore_fn.Change[firestore_fn.DocumentSnapshot | None]]) -> None:
-    from creditflow.entrypoints.triggers import mirror_account
+if serves("expireHolds") or serves("publishCheckpoint"):
+    from firebase_functions import scheduler_fn
 
-    mirror_account(event.params["accountId"])
+    if serves("expireHolds"):
+
+        @scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
+        def expireHolds(event: scheduler_fn.ScheduledEvent) -> None:
+            from creditflow.entrypoints.triggers import expire_holds
+
+            expire_holds()
+
+    if serves("publishCheckpoint"):
+
+        @scheduler_fn.on_schedule(schedule="every 5 minutes", secrets=SECRETS)
+        def publishCheckpoint(event: scheduler_fn.ScheduledEvent) -> None:
+            from creditflow.entrypoints.triggers import publish_checkpoint
+
+            publish_checkpoint()
+
+
+if serves("mirrorAccount"):
+    from firebase_functions import firestore_fn
+
+    @firestore_fn.on_document_written(document="accounts/{accountId}", secrets=SECRETS)
+    def mirrorAccount(event: firestore_fn.Event[firestore_fn.Change[firestore_fn.DocumentSnapshot | None]]) -> None:
+        from creditflow.entrypoints.triggers import mirror_account
+
+        mirror_account(event.params["accountId"])
