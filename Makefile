@@ -35,4 +35,4 @@ bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first us
 	$(PY) bench/gateway.py
 
 clean:
-	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm
+	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions

@@ -4,8 +4,9 @@ An instance of a deployed function imports main.py with FUNCTION_TARGET naming i
 the emulator set it); main.py then defines, and imports the SDK module of, that function alone. Each function's
 cold start is measured so, and deploy-time discovery (no target: every function) is shown beside them.
 Each figure is the median of several fresh interpreters, run interleaved. Target: main.py ≤ 1.2× the bare SDKs.
-Run: make bench   (or: functions/venv/bin/python bench/coldstart.py [--runs N] [--python PATH], PATH being e.g.
-a venv with only functions/requirements.txt installed, as Cloud Functions builds it)
+Measured in bench/.venv-functions (git-ignored), a venv with only functions/requirements.txt installed, as Cloud
+Functions builds it: the development venv holds test tools that some SDK modules import when present.
+Run: make bench   (or: functions/venv/bin/python bench/coldstart.py [--runs N] [--python PATH])
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = ROOT / "functions"
+DEPLOY_VENV = ROOT / "bench" / ".venv-functions"
 SDKS = "import firebase_functions, firebase_admin, google.cloud.firestore, flask"
 TARGETS = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount")
 TIMER = "import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
@@ -32,11 +35,31 @@ def seconds(python: str, code: str, target: str | None = None) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def deployment_python() -> str:
+    """The interpreter of a venv holding what a deploy installs (made on first use), or this one if that fails."""
+    python = DEPLOY_VENV / "bin" / "python"
+    stamp = DEPLOY_VENV / ".requirements"
+    wanted = (FUNCTIONS / "requirements.txt").read_text()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    print(f"installing functions/requirements.txt into {DEPLOY_VENV.relative_to(ROOT)} (once) …", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(DEPLOY_VENV)], check=True)
+        subprocess.run([str(DEPLOY_VENV / "bin" / "pip"), "install", "-q", "-r", str(FUNCTIONS / "requirements.txt")],
+                       check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as error:
+        print(f"  could not build it ({error}; {(error.stderr or '')[-1000:]}); measuring in {sys.executable} instead")
+        return sys.executable
+    stamp.write_text(wanted)
+    return str(python)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--python", default=sys.executable, help="the interpreter (venv) to measure in")
+    parser.add_argument("--python", help="the interpreter to measure in (default: bench/.venv-functions)")
     args = parser.parse_args()
+    args.python = args.python or deployment_python()
     names = ("bare SDKs", *TARGETS, "discovery")
     samples: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.runs):  # interleaved, so that drift on the machine hits every figure alike
