@@ -119,3 +119,5 @@ def test_a_call_cut_off_stops_counting_when_its_time_is_up(stores: dict[str, Any
     assert keys.reserve("key_2", "next", 2, T2, T1) and keys.in_flight("key_2", T1) == 2
     keys.settle("key_2", "cut", 0)  # settling a call whose time is up changes nothing but what was spent
     assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 0
+    keys.settle("key_2", None, 3)  # a call that was never counted (its key had no limit then) only spends
+    assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 3

@@ -66,6 +66,9 @@ class FirestoreApiKeys:
         found = self._by_id(key_id)
         if found is None:
             return
+        if call is None:  # nothing was counted in flight (a key without a limit)
+            found.reference.update({"spent": firestore.Increment(spent)})
+            return
 
         @firestore.transactional
         def settle(transaction: firestore.Transaction) -> None:
