@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from ...ports import ApiKey
-from .sqlite_connections import ThreadConnections
+from .sqlite_connections import SqliteFile
 
 _COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at"
 
@@ -16,18 +16,13 @@ def _key(row: tuple) -> ApiKey:
                   spent=row[7], revoked_at=row[8])
 
 
-class SqliteApiKeys:
+class SqliteApiKeys(SqliteFile):
     def __init__(self, path: Path | str) -> None:
-        self._connections = ThreadConnections(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, uid TEXT NOT NULL, name TEXT NOT "
-                        "NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
-                        "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS api_key_calls (key_id TEXT NOT NULL, call TEXT NOT NULL, "
-                        "micros INTEGER NOT NULL, until TEXT NOT NULL, PRIMARY KEY (key_id, call)) WITHOUT ROWID")
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._connections.db
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, uid TEXT NOT NULL, name TEXT "
+                               "NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
+                               "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)",
+                         "CREATE TABLE IF NOT EXISTS api_key_calls (key_id TEXT NOT NULL, call TEXT NOT NULL, "
+                         "micros INTEGER NOT NULL, until TEXT NOT NULL, PRIMARY KEY (key_id, call)) WITHOUT ROWID")
 
     def add(self, key: ApiKey) -> bool:
         done = self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",

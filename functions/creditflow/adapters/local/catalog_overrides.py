@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from .sqlite_connections import ThreadConnections
+from .sqlite_connections import SqliteFile
 
 
-class SqliteCatalogOverrides:
+class SqliteCatalogOverrides(SqliteFile):
     def __init__(self, path: Path | str) -> None:
-        self._connections = ThreadConnections(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS catalog_overrides (model TEXT PRIMARY KEY, fields TEXT NOT NULL, "
-                        "updated_at TEXT NOT NULL) WITHOUT ROWID")
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._connections.db
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS catalog_overrides (model TEXT PRIMARY KEY, "
+                               "fields TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID")
 
     def all(self) -> dict[str, dict[str, Any]]:
         return {model: json.loads(fields) for model, fields in

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 from pathlib import Path
 
 from ...domain.memory import StoredMessage
 from ...ports import Conversation
-from .sqlite_connections import ThreadConnections
+from .sqlite_connections import SqliteFile
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, uid TEXT NOT NULL, title TEXT NOT NULL, "
@@ -30,15 +29,9 @@ def _unpack(blob: bytes | None) -> tuple[float, ...] | None:
     return struct.unpack(f"<{len(blob) // 4}f", blob) if blob else None
 
 
-class SqliteConversations:
+class SqliteConversations(SqliteFile):
     def __init__(self, path: Path | str) -> None:
-        self._connections = ThreadConnections(path)
-        for statement in _SCHEMA:
-            self.db.execute(statement)
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._connections.db
+        super().__init__(path, *_SCHEMA)
 
     def create(self, conversation: Conversation) -> bool:
         c = conversation

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from ...ports import Preferences
-from .sqlite_connections import ThreadConnections
+from .sqlite_connections import SqliteFile
 
 
-class SqlitePreferences:
+class SqlitePreferences(SqliteFile):
     def __init__(self, path: Path | str) -> None:
-        self._connections = ThreadConnections(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS preferences (uid TEXT PRIMARY KEY, preferred_model TEXT, "
-                        "max_credits_per_request INTEGER, cost_saving INTEGER NOT NULL) WITHOUT ROWID")
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._connections.db
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS preferences (uid TEXT PRIMARY KEY, preferred_model TEXT, "
+                               "max_credits_per_request INTEGER, cost_saving INTEGER NOT NULL) WITHOUT ROWID")
 
     def get(self, uid: str) -> Preferences:
         row = self.db.execute("SELECT preferred_model, max_credits_per_request, cost_saving FROM preferences "

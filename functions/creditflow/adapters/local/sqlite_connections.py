@@ -46,3 +46,16 @@ class ThreadConnections:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+class SqliteFile:
+    """A small store in a SQLite file of its own: a connection per thread, and its tables made on first open."""
+
+    def __init__(self, path: Path | str, *schema: str) -> None:
+        self._connections = ThreadConnections(path)
+        for statement in schema:
+            self.db.execute(statement)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._connections.db

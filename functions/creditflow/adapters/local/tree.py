@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import orjson
 
 from ...domain.errors import InvalidQuery
-from .sqlite_connections import ThreadConnections
+from .sqlite_connections import SqliteFile
 
 MAX_EVENTS = 10_000
 
@@ -81,18 +80,14 @@ class ChangeFeed:
             return [event for event in self._events if event[0] > after]
 
 
-class LocalTree:
+class LocalTree(SqliteFile):
     """Each row holds the subtree at one path; writes replace subtrees as Realtime Database `set` does."""
 
     def __init__(self, path: Path | str) -> None:
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) "
+                               "WITHOUT ROWID")
         self.feed = ChangeFeed()
-        self._connections = ThreadConnections(path)
         self._write = threading.Lock()
-        self.db.execute("CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._connections.db
 
     def _rows_under(self, key: str) -> Iterator[tuple[str, bytes]]:
         prefix = key.rstrip("/") + "/"

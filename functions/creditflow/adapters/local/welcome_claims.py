@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from .sqlite_connections import ThreadConnections
+from .sqlite_connections import SqliteFile
 
 
-class SqliteWelcomeClaims:
+class SqliteWelcomeClaims(SqliteFile):
     def __init__(self, path: Path | str) -> None:
-        self._connections = ThreadConnections(path)
-        self.db.executescript(
-            "CREATE TABLE IF NOT EXISTS welcome_devices (device TEXT PRIMARY KEY, uid TEXT NOT NULL, "
-            "at TEXT NOT NULL) WITHOUT ROWID;"
-            "CREATE TABLE IF NOT EXISTS welcome_ips (ip TEXT NOT NULL, uid TEXT NOT NULL, at TEXT NOT NULL, "
-            "PRIMARY KEY (ip, uid)) WITHOUT ROWID;")
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        return self._connections.db
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS welcome_devices (device TEXT PRIMARY KEY, "
+                               "uid TEXT NOT NULL, at TEXT NOT NULL) WITHOUT ROWID",
+                         "CREATE TABLE IF NOT EXISTS welcome_ips (ip TEXT NOT NULL, uid TEXT NOT NULL, "
+                         "at TEXT NOT NULL, PRIMARY KEY (ip, uid)) WITHOUT ROWID")
 
     def claim_device(self, device_hash: str, uid: str, at: str) -> str:
         self.db.execute("INSERT OR IGNORE INTO welcome_devices (device, uid, at) VALUES (?, ?, ?)",
