@@ -39,24 +39,24 @@ if serves("claimWelcomeBonus"):
         return claim_welcome_bonus(request.auth, request.data, request.raw_request.remote_addr)
 
 
-if serves("expireHolds") or serves("publishCheckpoint"):
+if serves("expireHolds"):
     from firebase_functions import scheduler_fn
 
-    if serves("expireHolds"):
+    @scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
+    def expireHolds(event: scheduler_fn.ScheduledEvent) -> None:
+        from creditflow.entrypoints.triggers import expire_holds
 
-        @scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
-        def expireHolds(event: scheduler_fn.ScheduledEvent) -> None:
-            from creditflow.entrypoints.triggers import expire_holds
+        expire_holds()
 
-            expire_holds()
 
-    if serves("publishCheckpoint"):
+if serves("publishCheckpoint"):
+    from firebase_functions import scheduler_fn
 
-        @scheduler_fn.on_schedule(schedule="every 5 minutes", secrets=SECRETS)
-        def publishCheckpoint(event: scheduler_fn.ScheduledEvent) -> None:
-            from creditflow.entrypoints.triggers import publish_checkpoint
+    @scheduler_fn.on_schedule(schedule="every 5 minutes", secrets=SECRETS)
+    def publishCheckpoint(event: scheduler_fn.ScheduledEvent) -> None:
+        from creditflow.entrypoints.triggers import publish_checkpoint
 
-            publish_checkpoint()
+        publish_checkpoint()
 
 
 if serves("mirrorAccount"):
