@@ -21,10 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+
+from tests.fake_openai import EventStreamHandler, QuietServer  # noqa: E402
+
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM = "litellm[proxy]==1.108.7"
 MODEL = "meta-llama/Llama-3.3-70B-Instruct"  # priced in Creditflow's packaged catalog
@@ -35,12 +38,8 @@ REPLY = "a short reply from the upstream"
 
 # ---- the upstream: a minimal OpenAI-compatible server (HTTP/1.1 keep-alive), run in its own process ----
 
-class Upstream(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Upstream(EventStreamHandler):
     disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stalls
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -66,20 +65,11 @@ class Upstream(BaseHTTPRequestHandler):
         self._event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event({**chunk, "choices": [], "usage": usage})
-        self._send_chunk(b"data: [DONE]\n\n")
-        self._send_chunk(b"")
-
-    def _event(self, payload: dict) -> None:
-        self._send_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
-
-    def _send_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
 
 
 def serve_upstream(port_file: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    from tests.fake_openai import QuietServer
-
     class Server(QuietServer):
         request_queue_size = 256  # 20 clients connecting at once
 
@@ -214,7 +204,6 @@ def start_upstream(folder: Path) -> tuple[subprocess.Popen, int]:
 
 
 def start_creditflow(folder: Path, upstream: int) -> tuple[object, int, dict[str, str]]:
-    sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
     from tests.e2e.server import LocalServer
 
     server = LocalServer(folder / "creditflow", AI_PLATFORM_API_KEY="bench", RATE_LIMIT_PER_MINUTE="1000000000",

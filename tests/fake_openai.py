@@ -35,18 +35,29 @@ class QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class EventStreamHandler(BaseHTTPRequestHandler):
+    """Kept-alive HTTP/1.1; a stream answers in chunked encoding, a server-sent event a chunk, as providers do."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _event(self, payload: object) -> None:
+        self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.connections: list[socket.socket] = []  # kept alive: stop() cuts them too
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # kept-alive connections; streams in chunked encoding, as providers do
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(EventStreamHandler):
             def setup(self) -> None:
                 super().setup()
                 outer.connections.append(self.connection)
@@ -128,13 +139,6 @@ class FakeOpenAI:
                                                                    "total_tokens": 150}})
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
-
-            def _event(self, payload: object) -> None:
-                self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
-
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
 
             def _send(self, status: int, payload: object, raw: bytes | None = None) -> None:
                 data = raw if raw is not None else json.dumps(payload).encode()
