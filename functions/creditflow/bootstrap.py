@@ -193,11 +193,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
-        pepper=hashlib.sha256(b"creditflow welcome\n" + key.seed).digest())
+        pepper=derived_secret(key, "welcome"))
     providers = build_providers(settings)
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
-                       providers,
-                       preferences=users.preferences)
+                       providers, preferences=users.preferences)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
