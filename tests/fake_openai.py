@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
 FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
 usage out, BREAKSTREAM cuts a stream after two pieces (mid-chunk), ERREVENT sends an error event after two,
-SLOWLLAMA makes Llama models wait 3 s; anything else
+SLOWLLAMA makes Llama models wait 3 s; UNSAFE anywhere in the messages or inputs is refused with 400, as
+OpenAI refuses content its safety system flags, and so is a `temperature` that is not a number; anything else
 is answered with 100 prompt tokens and 50 completion tokens (streams send the reply word by word, then a
 usage chunk when stream_options.include_usage asks for it). With `tools` in the request and a user message
 last, it calls the first tool with {"q": <message>}; after a tool result it answers "tool said: <result>".
@@ -65,6 +66,15 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
+                if "UNSAFE" in json.dumps(body.get("messages", body.get("input"))):
+                    return self._send(400, {"error": {
+                        "message": "Your request was rejected as a result of our safety system.",
+                        "type": "invalid_request_error", "param": None, "code": "content_policy_violation"}})
+                temperature = body.get("temperature", 0)
+                if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+                    return self._send(400, {"error": {"message": "temperature: Input should be a valid number",
+                                                      "type": "invalid_request_error", "param": "temperature",
+                                                      "code": None}})
                 if self.path.endswith("/embeddings"):
                     return self._embeddings(body)
                 final = body["messages"][-1]

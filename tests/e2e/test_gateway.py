@@ -207,6 +207,26 @@ def test_tools_pass_through_plain_and_streamed(real: LocalServer, upstream: Fake
         sdk.chat.completions.create(model=LLAMA, messages=[{"role": "tool", "content": "sunny"}])
 
 
+def test_a_request_the_provider_rejects_gets_its_error_and_costs_nothing(real: LocalServer,
+                                                                         upstream: FakeOpenAI) -> None:
+    sdk = client(real, new_key(real, "gw-rejected"))
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as rejected:
+            sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
+                                        temperature="hot", stream=stream)  # type: ignore[arg-type]
+        assert rejected.value.body["param"] == "temperature" and "temperature" in rejected.value.body["message"]
+        assert upstream.requests[-1]["model"] == LLAMA  # not passed on to the next model
+    with pytest.raises(openai.BadRequestError) as unsafe:
+        sdk.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "UNSAFE"}])
+    assert unsafe.value.code == "content_policy_violation" and "safety system" in unsafe.value.body["message"]
+    problem = real.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "UNSAFE"}]},
+                        token=real.token("gw-rejected"), headers={"Idempotency-Key": "unsafe-1"})
+    assert problem.status == 400 and problem.headers["Content-Type"] == "application/problem+json"
+    assert problem.json["type"].endswith("/provider-rejected-request") and "safety" in problem.json["detail"]
+    balance = real.call("GET", "/api/v1/credits/balance", token=real.token("gw-rejected")).json
+    assert balance["available"]["micros"] == 5_000_000 and balance["held"]["micros"] == 0
+
+
 def test_images_need_a_vision_model_and_are_held_for(real: LocalServer, upstream: FakeOpenAI) -> None:
     sdk = client(real, new_key(real, "gw-vision"))
     picture = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},

@@ -9,7 +9,13 @@ import pytest
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.catalog import Catalog, UnknownModel, UnpricedModel, model_from
-from creditflow.domain.errors import AlreadyAnswered, InsufficientFunds, InvalidQuery, ProviderUnavailable
+from creditflow.domain.errors import (
+    AlreadyAnswered,
+    InsufficientFunds,
+    InvalidQuery,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_tokens, token_cost
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -69,6 +75,38 @@ def test_provider_failures_release_the_hold(ai: Platform, trouble: str) -> None:
     assert (balance.available, balance.held) == (CREDIT, 0)
     kinds = [e.kind for e in ai.credits.history("u")[0]]
     assert kinds == ["release", "hold", "grant"]  # exactly one financial outcome
+
+
+def test_a_request_the_provider_rejects_is_the_callers_to_fix(ai: Platform, upstream: FakeOpenAI) -> None:
+    """A 400 from the provider is the request's fault, not the model's: no fallback to the next model, nothing
+    charged, and the breaker is left alone however often it happens (else one user's bad calls would shut a
+    model for everyone)."""
+    funded(ai, "u", 1)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    for n in range(4):
+        with pytest.raises(ProviderRejected) as rejected:
+            ai.chat.chat("u", ask("hello"), key=f"bad{n}", options={"temperature": "hot"})
+    with pytest.raises(ProviderRejected):
+        list(ai.chat.stream("u", ask("hello"), key="bad-stream", options={"temperature": "hot"}))
+    assert rejected.value.status == 400 and rejected.value.context["param"] == "temperature"
+    assert "temperature" in rejected.value.detail
+    assert [r["model"] for r in upstream.requests] == [LLAMA] * 5  # routed to Llama first, and no further
+    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+    with pytest.raises(ProviderRejected):  # content the provider's safety system refuses: not tried elsewhere
+        ai.chat.chat("u", ask("something UNSAFE"), key="unsafe")
+    with pytest.raises(ProviderRejected):
+        ai.chat.embed("u", ["UNSAFE words"], key="unsafe-embed")
+    with pytest.raises(ProviderRejected):  # through langchain-openai
+        ai.chat.run_chain("u", ask("UNSAFE"), key="unsafe-chain", model=LLAMA)
+    assert [r["model"] for r in upstream.requests][5:] == [LLAMA, "BAAI/bge-en-icl", LLAMA]
+    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+    assert ai.chat.chat("u", ask("hello"), key="good")["model"] == LLAMA
+    balance = ai.credits.balance("u")
+    assert balance.held == 0 and balance.available == CREDIT - 33
+    kinds = [e.kind for e in ai.credits.history("u")[0]]
+    assert kinds == ["settle", "hold", *["release", "hold"] * 8, "grant"]  # one outcome each, none charged
+    assert ai.integrity.audit().ok
 
 
 def test_a_call_the_balance_cannot_cover_never_reaches_the_provider(ai: Platform, upstream: FakeOpenAI) -> None:

@@ -162,6 +162,15 @@ class ProviderUnavailable(LedgerError):
     status = 502
 
 
+class ProviderRejected(LedgerError):
+    """The provider refused the request itself (400, 413, 422): the caller's to fix. Another model is not tried,
+    nothing is charged, and the model's health is untouched."""
+
+    code = "provider-rejected-request"
+    title = "The model provider rejected the request"
+    status = 400
+
+
 class AlreadyAnswered(LedgerError):
     code = "already-answered"
     title = "This request was already answered"

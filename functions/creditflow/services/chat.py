@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..domain.catalog import Catalog, Model, UnknownModel
-from ..domain.errors import AlreadyAnswered, InvalidQuery, LedgerError, OverRequestLimit, ProviderUnavailable
+from ..domain.errors import (
+    AlreadyAnswered,
+    InvalidQuery,
+    LedgerError,
+    OverRequestLimit,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from ..domain.health import Health
 from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
@@ -140,6 +147,12 @@ class MeteredChat:
     def _release(self, call: Call) -> None:
         self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
 
+    def _refused(self, call: Call) -> None:
+        """The provider refused the request itself: nothing is charged, and the model's health learns nothing
+        (one user's malformed calls must not open a breaker for everyone)."""
+        self.health.untried(call.model.id)
+        self._release(call)
+
     def _next_call(self, uid: str, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
                    tried: list[str], max_tokens: int | None, spend: Spend | None,
                    options: dict[str, Any] | None) -> Call:
@@ -178,6 +191,9 @@ class MeteredChat:
                 try:
                     reply = self.providers[call.model.provider].complete(call.model.id, messages, call.max_output,
                                                                          options)
+                except ProviderRejected:
+                    self._refused(call)
+                    raise
                 except ProviderUnavailable as failure:
                     self.health.record(call.model.id, False, self.now() - started, self.now())
                     self._release(call)
@@ -206,6 +222,9 @@ class MeteredChat:
             started = self.now()
             try:
                 out = self.providers[chosen.provider].embed(chosen.id, inputs)
+            except ProviderRejected:
+                self._refused(call)
+                raise
             except ProviderUnavailable:
                 self.health.record(chosen.id, False, self.now() - started, self.now())
                 self._release(call)
@@ -231,6 +250,9 @@ class MeteredChat:
         started = self.now()
         try:
             reply = self.providers[chosen.provider].chain(chosen.id, messages, max_out)
+        except ProviderRejected:
+            self._refused(call)
+            raise
         except ProviderUnavailable:
             self.health.record(chosen.id, False, self.now() - started, self.now())
             self._release(call)
@@ -270,6 +292,8 @@ class MeteredChat:
                         self.health.untried(call.model.id)
                         charged = self._settle(call, relay.text, None, None, why="cancelled",
                                                tool_calls=relay.calls)["charged"]
+                    elif relay.outcome == "rejected":  # raised on to the caller, before any piece
+                        self._refused(call)
                 self.health.record(call.model.id, relay.outcome == "complete", self.now() - started, self.now())
                 if relay.outcome == "failed":  # nothing reached the client: release, and on to the next model
                     self._release(call)
@@ -289,7 +313,8 @@ class MeteredChat:
 
 class Relay:
     """One provider stream passed on piece by piece, remembering what it said and how it ended:
-    complete, broken (cut off after some pieces), failed (nothing came) or cancelled (the consumer left)."""
+    complete, broken (cut off after some pieces), failed (nothing came), rejected (the provider refused the
+    request) or cancelled (the consumer left)."""
 
     def __init__(self) -> None:
         self.said: list[str] = []
@@ -315,6 +340,9 @@ class Relay:
                     self.prompt, self.completion = piece.prompt_tokens, piece.completion_tokens
                 self.finish = piece.finish_reason or self.finish
             self.outcome = "complete" if self.finish is not None else "broken"  # no finish: cut off
+        except ProviderRejected:
+            self.outcome = "rejected"  # at the start: a provider refuses a request before it answers any of it
+            raise
         except ProviderUnavailable as failure:
             self.outcome = "broken" if self.said else "failed"
             self.failure = failure.detail

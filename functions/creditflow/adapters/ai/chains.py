@@ -6,13 +6,15 @@ from typing import Any
 
 from ...domain.errors import ProviderUnavailable
 from ...ports import ChatReply, Messages
+from .refusals import REJECTED, rejected
 
 KINDS = {"system": "system", "user": "human", "assistant": "ai"}
 
 
 def run_step(llm: Any, provider: str, messages: Messages) -> ChatReply:
     """`messages` through `llm` (langchain-openai's ChatOpenAI, or the demo's model); usage from its
-    `usage_metadata`. Whatever the model raises means nothing was used: ProviderUnavailable."""
+    `usage_metadata`. Whatever the model raises means nothing was used: ProviderRejected when the provider refused
+    the request itself (the openai SDK's status errors carry the status), else ProviderUnavailable."""
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.prompts.chat import MessagesPlaceholder
 
@@ -20,6 +22,9 @@ def run_step(llm: Any, provider: str, messages: Messages) -> ChatReply:
     try:
         answer = chain.invoke({"history": [(KINDS.get(m["role"], "human"), m["content"]) for m in messages]})
     except Exception as failure:
+        status = getattr(failure, "status_code", None)
+        if status in REJECTED:
+            raise rejected(provider, status, getattr(failure, "body", None)) from failure
         raise ProviderUnavailable(f"{provider} failed in a chain: {type(failure).__name__}",
                                   provider=provider) from failure
     usage = getattr(answer, "usage_metadata", None) or {}

@@ -14,6 +14,7 @@ import orjson
 
 from ...domain.errors import ProviderUnavailable
 from ...ports import ChatReply, Embedded, Messages, StreamPiece
+from .refusals import REJECTED, rejected
 
 
 class OpenAICompatible:
@@ -39,10 +40,13 @@ class OpenAICompatible:
 
     @contextmanager
     def _failures(self, doing: str) -> Iterator[None]:
-        """The SDK's errors as ProviderUnavailable, which routing falls back on."""
+        """The SDK's errors as ProviderUnavailable, which routing falls back on, or as ProviderRejected when the
+        provider refused the request itself."""
         try:
             yield
         except openai.APIStatusError as error:
+            if error.status_code in REJECTED:
+                raise rejected(self.name, error.status_code, error.body) from error
             raise ProviderUnavailable(f"{self.name} answered {error.status_code}", provider=self.name,
                                       upstream_status=error.status_code) from error
         except openai.APIError as error:  # timeouts, refused connections, broken streams

@@ -20,6 +20,7 @@ from ...domain.errors import (
     InvalidToken,
     KeyLimitReached,
     LedgerError,
+    ProviderRejected,
     ProviderUnavailable,
     RateLimited,
 )
@@ -57,6 +58,9 @@ def _translate(error: LedgerError) -> GatewayError:
         return GatewayError(402, error.detail, "insufficient_quota", "insufficient_quota")
     if isinstance(error, UnknownModel):
         return GatewayError(404, error.detail, "invalid_request_error", "model_not_found", "model")
+    if isinstance(error, ProviderRejected):  # the provider's own message, and the code and parameter it named
+        return GatewayError(400, error.detail, "invalid_request_error", error.context.get("upstream_code"),
+                            error.context.get("param"))
     if isinstance(error, ProviderUnavailable):
         return GatewayError(502, error.detail, "api_error", "upstream_error")
     if isinstance(error, RateLimited):
