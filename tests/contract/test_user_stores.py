@@ -121,3 +121,13 @@ def test_a_call_cut_off_stops_counting_when_its_time_is_up(stores: dict[str, Any
     assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 0
     keys.settle("key_2", None, 3)  # a call that was never counted (its key had no limit then) only spends
     assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 3
+
+
+def test_a_call_whose_hold_was_extended_counts_until_its_new_time(stores: dict[str, Any]) -> None:
+    keys = stores["keys"]
+    keys.add(ApiKey(id="key_3", uid="a", name="n", prefix="cf_opqrstu", hash="h3", created_at=T0, limit=10))
+    assert keys.reserve("key_3", "long", 9, T1, T0)
+    keys.settle("key_3", None, 1)  # another call spent the rest of the limit meanwhile
+    assert keys.reserve("key_3", "long", 0, T2, T0)  # counting nothing more only moves its time on
+    assert keys.in_flight("key_3", T1) == 9 and not keys.reserve("key_3", "other", 1, T2, T1)
+    assert keys.in_flight("key_3", T2) == 0

@@ -185,6 +185,32 @@ def test_a_stream_without_usage_or_that_breaks_settles_on_an_estimate(ai: Platfo
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_a_stream_that_outlasts_its_hold_keeps_it_and_is_charged_once(ai: Platform, clock: SteppedClock) -> None:
+    """Holds time out (30 minutes here) so that a crashed call frees its credits; a stream still running is
+    not a crashed call: its hold is extended while it streams, and the end of the stream settles it."""
+    from creditflow.domain.timefmt import iso
+
+    funded(ai, "u", 1)
+    _, key = ai.keys.create("u", "capped", CREDIT)  # and its key's limit keeps counting the call in flight
+    pieces = ai.chat.stream("u", ask("a long answer"), key="long", model=LLAMA, spend=ai.keys.spending(key))
+    said = [next(pieces)["delta"]]
+    for _ in range(3):  # the model is slow: 20 minutes between pieces, and the sweeper runs meanwhile
+        clock.advance(minutes=20)
+        ai.credits.sweep()
+        said.append(next(pieces)["delta"])
+        assert ai.keys.keys.in_flight(key.id, iso(clock.now())) == ai.credits.balance("u").held > 0
+    done = list(pieces)[-1]
+    assert "".join(said) == "echo: a long answer" and done["charged"] == 33 and done["usage_reported"]
+    assert ai.keys.keys.in_flight(key.id, iso(clock.now())) == 0 and ai.keys.keys.by_hash(key.hash).spent == 33
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    kinds = [e.kind for e in ai.credits.history("u")[0]]
+    assert kinds == ["settle", "hold", "release", "hold", "release", "hold", "release", "hold", "grant"]
+    with pytest.raises(AlreadyAnswered):  # a retry finds the request answered, through the extended holds
+        list(ai.chat.stream("u", ask("a long answer"), key="long", model=LLAMA))
+    assert ai.credits.balance("u").available == CREDIT - 33 and ai.integrity.audit().ok
+
+
 def test_a_client_that_goes_away_pays_at_least_its_input(ai: Platform) -> None:
     funded(ai, "u", 1)
     stream = ai.chat.stream("u", ask("a long question " * 50), key="s4", model=LLAMA)

@@ -119,6 +119,12 @@ class KeySpend:
                                   f"left of its limit, and this call may cost {format_credits(hold)}")
         self.counted = True
 
+    def prolong(self) -> None:
+        """The call's hold was extended: count it in flight until the new hold has expired too."""
+        if self.counted:
+            now = self.clock.now()
+            self.keys.reserve(self.key.id, self.call, 0, iso(now + self.lasts), iso(now))
+
     def finish(self, charged: int) -> None:
         if self.counted or charged:
             self.keys.settle(self.key.id, self.call if self.counted else None, charged)

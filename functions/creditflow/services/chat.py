@@ -20,6 +20,7 @@ from ..domain.errors import (
 from ..domain.health import Health
 from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
+from ..domain.timefmt import parse_iso
 from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
 from .catalog import LiveCatalog
 from .credits import Credits
@@ -32,6 +33,9 @@ class Spend(Protocol):
     def admit(self, hold: int) -> None: ...
 
     def finish(self, charged: int) -> None: ...
+
+    def prolong(self) -> None:
+        """The request's hold was extended: count it as long again."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,10 @@ class MeteredChat:
     def _replayed(self, call: Call) -> str:
         """What became of an earlier request with this key: a posted one is refused (it was answered and
         charged), a voided one failed and the caller may go on, a pending one is still running."""
-        status = self.credits.hold(call.uid, call.hold["hold"]).status
+        hold = self.credits.hold(call.uid, call.hold["hold"])
+        while hold.replaced_by is not None:  # extended while it streamed: what became of the last one
+            hold = self.credits.hold(call.uid, hold.replaced_by)
+        status = hold.status
         if status == "posted":
             raise AlreadyAnswered("this request was already answered and charged; see your history",
                                   reservation=call.hold["hold"])
@@ -286,7 +293,8 @@ class MeteredChat:
                 relay = Relay()
                 started = self.now()
                 try:
-                    yield from relay.pieces(self.providers[call.model.provider], call, messages)
+                    yield from relay.pieces(self.providers[call.model.provider], call, messages,
+                                            HoldKeeper(self.credits, call, spend))
                 finally:
                     if relay.outcome == "cancelled":  # the consumer stopped reading: the generator is closing
                         self.health.untried(call.model.id)
@@ -311,6 +319,31 @@ class MeteredChat:
                 spend.finish(charged)
 
 
+class HoldKeeper:
+    """Keeps a streaming call's hold alive. Holds time out so that a crashed call frees its credits, but a
+    stream still running has not crashed: once half of its hold's time is gone, the hold is extended (a void
+    and a new hold for the same amount, in one step), and so is the call's count against its key's limit."""
+
+    def __init__(self, credits: Credits, call: Call, spend: Spend | None) -> None:
+        self.credits, self.call, self.spend = credits, call, spend
+        self.extended = 0
+        self._plan()
+
+    def _plan(self) -> None:
+        self.renew_at = parse_iso(self.call.hold["expires_at"]) - self.credits.policy.reservation_ttl / 2
+
+    def __call__(self) -> None:
+        if self.credits.clock.now() < self.renew_at:
+            return
+        self.extended += 1
+        kept = self.credits.extend(self.call.uid, self.call.hold["hold"],
+                                   key=f"{self.call.key}:extend:{self.extended}")
+        self.call.hold.update(hold=kept["hold"], expires_at=kept["expires_at"])
+        if self.spend is not None:
+            self.spend.prolong()
+        self._plan()
+
+
 class Relay:
     """One provider stream passed on piece by piece, remembering what it said and how it ended:
     complete, broken (cut off after some pieces), failed (nothing came), rejected (the provider refused the
@@ -329,9 +362,11 @@ class Relay:
     def text(self) -> str:
         return "".join(self.said)
 
-    def pieces(self, provider: ChatProvider, call: Call, messages: Messages) -> Iterator[dict[str, Any]]:
+    def pieces(self, provider: ChatProvider, call: Call, messages: Messages,
+               keep: Callable[[], None]) -> Iterator[dict[str, Any]]:
         try:
             for piece in provider.stream(call.model.id, messages, call.max_output, call.options):
+                keep()
                 if piece.text or piece.tool_calls:
                     self.said.append(piece.text)
                     self.calls.extend(piece.tool_calls or ())

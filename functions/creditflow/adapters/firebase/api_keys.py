@@ -53,7 +53,8 @@ class FirestoreApiKeys:
         def reserve(transaction: firestore.Transaction) -> bool:
             key = found.reference.get(transaction=transaction).to_dict()
             flying, limit = _live(key, now), key["limit"]
-            if limit is not None and key["spent"] + sum(c["micros"] for c in flying.values()) + micros > limit:
+            counted = key["spent"] + sum(c["micros"] for c in flying.values())
+            if micros and limit is not None and counted + micros > limit:
                 return False
             earlier = flying.get(call, {"micros": 0, "until": until})
             flying[call] = {"micros": earlier["micros"] + micros, "until": max(earlier["until"], until)}

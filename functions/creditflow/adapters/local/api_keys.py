@@ -49,7 +49,7 @@ class SqliteApiKeys(SqliteFile):
             if row is None:
                 return False
             db.execute("DELETE FROM api_key_calls WHERE key_id = ? AND until <= ?", (key_id, now))
-            if row[0] is not None and row[1] + _in_flight(db, key_id, now) + micros > row[0]:
+            if micros and row[0] is not None and row[1] + _in_flight(db, key_id, now) + micros > row[0]:
                 return False
             db.execute("INSERT INTO api_key_calls (key_id, call, micros, until) VALUES (?, ?, ?, ?) ON CONFLICT "
                        "DO UPDATE SET micros = micros + excluded.micros, until = max(until, excluded.until)",
