@@ -103,6 +103,10 @@ class Settings:
             raise ValueError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
         if not 0 < self.ai_timeout_seconds <= 600:
             raise ValueError("AI_TIMEOUT_SECONDS must be above 0 and at most 600")
+        if self.ai_timeout_seconds * 2 > self.reservation_expiry_minutes * 60:  # a call's hold must outlast it
+            raise ValueError(f"AI_TIMEOUT_SECONDS ({self.ai_timeout_seconds:g}) must be at most half of "
+                             f"RESERVATION_EXPIRY_MINUTES ({self.reservation_expiry_minutes} min): a provider call "
+                             "must end well before its hold times out")
         if self.ai_catalog_file is not None and not self.ai_catalog_file.is_file():
             raise ValueError(f"AI_CATALOG_FILE {self.ai_catalog_file} is not a file")
         if self.key_rate_limit_per_minute <= 0:

@@ -377,6 +377,7 @@ def test_further_providers_and_a_timeout_that_falls_back(tmp_path: Path, clock: 
     ({"AI_PROVIDERS": "Demo"}, "lower-case"),
     ({"AI_PROVIDERS": "platform", "AI_PROVIDER_PLATFORM_BASE_URL": "u", "AI_PROVIDER_PLATFORM_API_KEY": "k"}, "taken"),
     ({"AI_TIMEOUT_SECONDS": "0"}, "AI_TIMEOUT_SECONDS"),
+    ({"RESERVATION_EXPIRY_MINUTES": "1"}, "at most half of RESERVATION_EXPIRY_MINUTES"),  # the timeout is 60 s
     ({"AI_CATALOG_FILE": "/no/such/file.json"}, "AI_CATALOG_FILE"),
 ])
 def test_provider_configuration_is_checked(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
