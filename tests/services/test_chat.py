@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,6 +126,31 @@ def test_a_retry_with_the_same_key_charges_once(ai: Platform, upstream: FakeOpen
         ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
     assert ai.credits.balance("u").available == CREDIT - first["charged"]
     assert len(upstream.requests) == 1  # and the provider was not asked twice
+
+
+def test_a_retry_while_the_first_call_still_runs_is_refused_not_answered_twice(ai: Platform,
+                                                                             upstream: FakeOpenAI) -> None:
+    """Else N requests sent at once with one Idempotency-Key would get N answers from the provider for the
+    price of one."""
+    from creditflow.domain.errors import RequestInProgress
+
+    funded(ai, "u", 1)
+    first: dict[str, object] = {}
+    running = threading.Thread(target=lambda: first.update(
+        ai.chat.chat("u", ask("SLOWLLAMA"), key="dup", model=LLAMA)))
+    running.start()
+    while not upstream.requests:  # the first call has been held and sent
+        time.sleep(0.01)
+    for again in (lambda: ai.chat.chat("u", ask("SLOWLLAMA"), key="dup", model=LLAMA),
+                  lambda: next(ai.chat.stream("u", ask("SLOWLLAMA"), key="dup", model=LLAMA))):
+        with pytest.raises(RequestInProgress) as refused:
+            again()
+        assert refused.value.status == 409 and "still running" in refused.value.detail
+    running.join()
+    assert len(upstream.requests) == 1 and first["charged"] == 33
+    with pytest.raises(AlreadyAnswered):
+        ai.chat.chat("u", ask("SLOWLLAMA"), key="dup", model=LLAMA)
+    assert ai.credits.balance("u").available == CREDIT - 33 and ai.credits.balance("u").held == 0
 
 
 def test_models_must_exist_and_fit(ai: Platform) -> None:

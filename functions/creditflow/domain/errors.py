@@ -177,6 +177,12 @@ class AlreadyAnswered(LedgerError):
     status = 409
 
 
+class RequestInProgress(LedgerError):
+    code = "request-in-progress"
+    title = "This request is still running"
+    status = 409
+
+
 class OverRequestLimit(LedgerError):
     code = "over-request-limit"
     title = "Above your per-request limit"

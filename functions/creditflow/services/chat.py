@@ -16,11 +16,12 @@ from ..domain.errors import (
     OverRequestLimit,
     ProviderRejected,
     ProviderUnavailable,
+    RequestInProgress,
 )
 from ..domain.health import Health
 from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
-from ..domain.timefmt import parse_iso
+from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
 from .catalog import LiveCatalog
 from .credits import Credits
@@ -116,17 +117,19 @@ class MeteredChat:
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id})
         return Call(uid, key, chosen, max_out, guess, hold, options)
 
-    def _replayed(self, call: Call) -> str:
-        """What became of an earlier request with this key: a posted one is refused (it was answered and
-        charged), a voided one failed and the caller may go on, a pending one is still running."""
+    def _require_failed(self, call: Call) -> None:
+        """A retry may go on only if the earlier request with its key failed (its hold voided or lapsed): one
+        that was answered and charged is refused, and so is one still running."""
         hold = self.credits.hold(call.uid, call.hold["hold"])
         while hold.replaced_by is not None:  # extended while it streamed: what became of the last one
             hold = self.credits.hold(call.uid, hold.replaced_by)
-        status = hold.status
-        if status == "posted":
+        if hold.status == "posted":
             raise AlreadyAnswered("this request was already answered and charged; see your history",
                                   reservation=call.hold["hold"])
-        return status
+        if hold.is_live(iso(self.credits.clock.now())):  # answering it again would give two replies for one
+            raise RequestInProgress(f"a request with this Idempotency-Key is still running (if it was cut off, its "
+                                    f"hold lapses at {hold.expires_at}): wait for it, or send a new key",
+                                    reservation=hold.id)
 
     def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
                 why: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -177,8 +180,8 @@ class MeteredChat:
                 raise
             if call.hold["replayed"]:  # a retry: whatever happens next says nothing new about the model
                 self.health.untried(candidate.id)
-                if self._replayed(call) == "voided":  # failed last time: try the next model
-                    continue
+                self._require_failed(call)  # it failed last time: try the next model
+                continue
             return call
         raise ProviderUnavailable("no model could answer: " + ("; ".join(tried) or "none is available"),
                                   tried=len(tried))
@@ -224,7 +227,8 @@ class MeteredChat:
         try:
             chosen = self.catalog.get(model, "embedding")
             call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, spend, None, "usage:embedding")
-            if call.hold["replayed"] and self._replayed(call) == "voided":
+            if call.hold["replayed"]:
+                self._require_failed(call)
                 raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
             started = self.now()
             try:
@@ -252,7 +256,8 @@ class MeteredChat:
         chosen = self.catalog.get(model, "chat")
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
         call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat")
-        if call.hold["replayed"] and self._replayed(call) == "voided":
+        if call.hold["replayed"]:
+            self._require_failed(call)
             raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
         started = self.now()
         try:
