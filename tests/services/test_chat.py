@@ -238,6 +238,18 @@ def test_a_stream_that_outlasts_its_hold_keeps_it_and_is_charged_once(ai: Platfo
     assert ai.credits.balance("u").available == CREDIT - 33 and ai.integrity.audit().ok
 
 
+def test_a_hold_that_cannot_be_extended_still_settles_the_stream_in_its_time(ai: Platform,
+                                                                           clock: SteppedClock) -> None:
+    funded(ai, "u", 1)
+    pieces = ai.chat.stream("u", ask("a long answer"), key="closing", model=LLAMA)
+    next(pieces)
+    ai.credits.close_account("u")  # no new holds from now on: the hold cannot be extended, only settled
+    clock.advance(minutes=20)
+    done = list(pieces)[-1]
+    assert done["charged"] == 33 and ai.credits.balance("u").held == 0
+    assert [e.kind for e in ai.credits.history("u")[0]] == ["settle", "hold", "grant"]
+
+
 def test_a_client_that_goes_away_pays_at_least_its_input(ai: Platform) -> None:
     funded(ai, "u", 1)
     stream = ai.chat.stream("u", ask("a long question " * 50), key="s4", model=LLAMA)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..domain.catalog import Catalog, Model, UnknownModel
@@ -25,6 +27,8 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
 from .catalog import LiveCatalog
 from .credits import Credits
+
+log = logging.getLogger(__name__)
 
 
 class Spend(Protocol):
@@ -341,8 +345,14 @@ class HoldKeeper:
         if self.credits.clock.now() < self.renew_at:
             return
         self.extended += 1
-        kept = self.credits.extend(self.call.uid, self.call.hold["hold"],
-                                   key=f"{self.call.key}:extend:{self.extended}")
+        try:
+            kept = self.credits.extend(self.call.uid, self.call.hold["hold"],
+                                       key=f"{self.call.key}:extend:{self.extended}")
+        except LedgerError as refused:  # e.g. the account was closed meanwhile: settle within the time left
+            log.warning("hold %s of %s could not be extended: %s", self.call.hold["hold"], self.call.uid,
+                        refused.detail)
+            self.renew_at = datetime.max.replace(tzinfo=UTC)
+            return
         self.call.hold.update(hold=kept["hold"], expires_at=kept["expires_at"])
         if self.spend is not None:
             self.spend.prolong()
