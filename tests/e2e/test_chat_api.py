@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.e2e.server import LocalServer
@@ -97,6 +99,40 @@ def test_a_streamed_chat_over_http(real: LocalServer, upstream: FakeOpenAI) -> N
     assert upstream.requests[-1]["stream"] is True
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
+
+
+def test_a_client_that_leaves_a_stream_pays_at_least_its_input(real: LocalServer, upstream: FakeOpenAI) -> None:
+    """Over real HTTP: the server notices the client has gone at its next write, stops reading the provider and
+    settles the hold on what was said (at least the input), flagged for reconciliation."""
+    import http.client
+    import json
+
+    token = fund(real, "leaver", "1")
+    words = " ".join(["DRIP"] + ["word"] * 40)
+    for path, body in (("/api/v1/chat", {"model": LLAMA, "stream": True}),
+                       ("/v1/chat/completions", {"model": LLAMA, "stream": True, "max_tokens": 500})):
+        key = real.call("POST", "/api/v1/keys", {"name": "leaver"}, token=token).json["key"]
+        connection = http.client.HTTPConnection(real.url.removeprefix("http://"), timeout=10)
+        connection.request("POST", path, json.dumps({**body, "messages": [{"role": "user", "content": words}]}),
+                           {"Content-Type": "application/json", "Idempotency-Key": f"leave-{len(path)}",
+                            "Authorization": f"Bearer {token if path.startswith('/api') else key}"})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        assert b"data: " in response.readline() + response.readline()  # the first piece
+        response.close()  # and away: the socket closes with the last of its users
+        connection.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+        if balance["held"]["micros"] == 0:
+            break
+        time.sleep(0.2)
+    assert balance["held"]["micros"] == 0  # both holds settled long before they would expire
+    settles = real.call("GET", "/api/v1/credits/history?kind=settle", token=token).json["entries"]
+    assert len(settles) == 2
+    for settle in settles:
+        assert settle["memo"]["reconcile"] == "cancelled" and settle["amount"]["micros"] > 0
+    assert balance["available"]["micros"] == 1_000_000 - sum(s["amount"]["micros"] for s in settles)
 
 
 def test_a_stream_whose_provider_is_down_is_a_502_problem(real: LocalServer) -> None:
