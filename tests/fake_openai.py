@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
 FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
 usage out, BREAKSTREAM cuts a stream after two pieces (mid-chunk), ERREVENT sends an error event after two,
-SLOWLLAMA makes Llama models wait 3 s, DRIP streams a word every 0.3 s. UNSAFE anywhere in the messages or
+SLOWLLAMA makes Llama models wait 3 s, DRIP streams a word every 0.3 s, STALL stalls a stream for 2 s after two
+pieces. UNSAFE anywhere in the messages or
 inputs is refused with 400, as OpenAI refuses content its safety system flags, and so is a `temperature` that
 is not a number. Anything else is answered with 100 prompt tokens and 50 completion tokens (streams send the
 reply word by word, then a usage chunk when stream_options.include_usage asks for it). With `tools` in the
@@ -140,8 +141,8 @@ class FakeOpenAI:
                         return self._chunk(b"")
                     delta = {"index": 0, "delta": {"content": word if n == 0 else " " + word}, "finish_reason": None}
                     self._event({**base, "choices": [delta]})
-                    if "DRIP" in last:
-                        time.sleep(0.3)
+                    if "DRIP" in last or ("STALL" in last and n == 1):
+                        time.sleep(0.3 if "DRIP" in last else 2)
                 self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                 self._usage_and_done(body, last)
 

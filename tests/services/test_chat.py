@@ -406,6 +406,11 @@ def test_further_providers_and_a_timeout_that_falls_back(tmp_path: Path, clock: 
         assert slow["model"] != LLAMA and slow["tried"][0].startswith(f"{LLAMA}: platform could not be reached")
         outcomes = [e.kind for e in ai.credits.history("u", kinds=frozenset({"hold", "release", "settle"}))[0]]
         assert outcomes[:4] == ["settle", "hold", "release", "hold"]  # one release, one charge for the request
+        pieces = list(ai.chat.stream("u", ask("STALL after two"), key="p3", model=LLAMA))  # stalls past 0.5 s
+        assert [p["delta"] for p in pieces if "delta" in p] == ["echo:", " STALL"]
+        assert pieces[-1]["charged"] > 0 and not pieces[-1]["usage_reported"]  # settled on what was said
+        memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
+        assert memo["reconcile"] == "stream broke"
         assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
     finally:
         backup.stop()
