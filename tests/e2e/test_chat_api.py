@@ -135,6 +135,26 @@ def test_a_client_that_leaves_a_stream_pays_at_least_its_input(real: LocalServer
     assert balance["available"]["micros"] == 1_000_000 - sum(s["amount"]["micros"] for s in settles)
 
 
+def test_a_retry_while_the_first_request_runs_is_a_409_problem(real: LocalServer, upstream: FakeOpenAI) -> None:
+    import threading
+
+    token = fund(real, "impatient", "1")
+    ask = {"model": LLAMA, "messages": [{"role": "user", "content": "SLOWLLAMA please"}]}
+    sent = len(upstream.requests)
+    first = threading.Thread(target=real.call, args=("POST", "/api/v1/chat", ask),
+                             kwargs={"token": token, "headers": {"Idempotency-Key": "twice-1"}})
+    first.start()
+    while len(upstream.requests) == sent:  # the first request reached the provider, which takes 3 s
+        time.sleep(0.02)
+    again = real.call("POST", "/api/v1/chat", ask, token=token, headers={"Idempotency-Key": "twice-1"})
+    first.join()
+    assert again.status == 409 and again.content_type == "application/problem+json"
+    assert again.json["type"].endswith("/request-in-progress") and "still running" in again.json["detail"]
+    assert len(upstream.requests) == sent + 1
+    balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
+
+
 def test_a_stream_whose_provider_is_down_is_a_502_problem(real: LocalServer) -> None:
     token = fund(real, "down", "1")
     reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "stream": True,
