@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import struct
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from ...bootstrap import Platform
 from ...domain.catalog import UnknownModel
@@ -29,8 +31,8 @@ from ...domain.money import format_credits
 from ...services.chat import capability_of
 from .api import RateLimiter
 
+log = logging.getLogger(__name__)
 ROLES = {"system", "user", "assistant", "developer", "tool"}
-PART_TYPES = {"text", "image_url"}
 MAX_EMBEDDING_INPUTS = 2048
 # OpenAI request fields handed to the provider as they are; `n` (several choices) is refused: it multiplies the
 # cost past what was held. Anything else unknown is dropped, as OpenAI-compatible servers commonly do.
@@ -84,8 +86,17 @@ def _content_ok(message: dict[str, Any]) -> bool:
         return message.get("role") == "assistant" and bool(message.get("tool_calls"))
     if isinstance(content, str):
         return True
-    return isinstance(content, list) and bool(content) and all(
-        isinstance(part, dict) and part.get("type") in PART_TYPES for part in content)
+    return isinstance(content, list) and bool(content) and all(_part_ok(part) for part in content)
+
+
+def _part_ok(part: object) -> bool:
+    """{"type": "text", "text": str} or {"type": "image_url", "image_url": {"url": str, …}}."""
+    if not isinstance(part, dict):
+        return False
+    if part.get("type") == "text":
+        return isinstance(part.get("text"), str)
+    image = part.get("image_url")
+    return part.get("type") == "image_url" and isinstance(image, dict) and isinstance(image.get("url"), str)
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -110,8 +121,9 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 def _options(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("n", 1) != 1:
         raise _bad("n must be 1: each request is held and charged for one choice", "n")
-    if "tools" in body and not isinstance(body["tools"], list):
-        raise _bad("tools must be an array", "tools")
+    tools = body.get("tools", [])
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise _bad("tools must be an array of objects", "tools")
     return {name: body[name] for name in PASS_THROUGH if body.get(name) is not None}
 
 
@@ -128,6 +140,23 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if isinstance(error, RateLimited):
             response.headers["Retry-After"] = str(error.context.get("retry_after", 1))
         return response
+
+    @gateway.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def unknown(rest: str) -> Response:
+        """Any other /v1 address or method, answered in OpenAI's words rather than as a problem document."""
+        raise GatewayError(404, f"Invalid URL ({request.method} /v1/{rest})", "invalid_request_error")
+
+    @gateway.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:  # e.g. 413 for a body past the size limit
+        status = error.code or 500
+        return error_response(GatewayError(status, error.description or error.name,
+                                           "invalid_request_error" if status < 500 else "api_error"))
+
+    @gateway.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(GatewayError(500, "something went wrong on our side; nothing was charged twice",
+                                           "api_error"))
 
     def authenticate() -> tuple[str, Any]:
         header = request.headers.get("Authorization", "")
@@ -193,7 +222,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         idempotency = request.headers.get("Idempotency-Key") or new_id("gw")
         spend = platform.keys.spending(key)
         if stream:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = _include_usage(body)
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,
                                           spend=spend, options=options)
             first = next(pieces)
@@ -212,6 +241,18 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                       "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}})
 
     return gateway
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise _bad("stream_options must be an object", "stream_options")
+    include = options.get("include_usage", False)
+    if not isinstance(include, bool):
+        raise _bad("stream_options.include_usage must be a boolean", "stream_options.include_usage")
+    return include
 
 
 def _body_and_model() -> tuple[dict[str, Any], str]:
