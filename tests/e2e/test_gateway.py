@@ -103,6 +103,23 @@ def test_bad_bodies_get_openai_errors_and_cost_nothing(server: LocalServer, body
     assert [e["kind"] for e in entries] == ["grant"]
 
 
+@pytest.mark.parametrize("idempotency_key", ["bad key!", "k" * 201])
+def test_a_bad_idempotency_key_is_refused_in_its_own_words(server: LocalServer, idempotency_key: str) -> None:
+    sdk = client(server, new_key(server, "gw-keyed"))
+    for call in (lambda: sdk.chat.completions.create(model="demo-chat", messages=HI,
+                                                     extra_headers={"Idempotency-Key": idempotency_key}),
+                 lambda: sdk.embeddings.create(model="demo-embed", input="x",
+                                               extra_headers={"Idempotency-Key": idempotency_key})):
+        with pytest.raises(openai.BadRequestError) as refused:
+            call()
+        assert refused.value.body["message"].startswith(f"Idempotency-Key {idempotency_key!r} must be 1-200")
+    rest = server.call("POST", "/api/v1/chat", {"messages": HI}, token=server.token("gw-keyed"),
+                       headers={"Idempotency-Key": idempotency_key})
+    assert rest.status == 400 and rest.json["detail"].startswith(f"Idempotency-Key {idempotency_key!r}")
+    entries = server.call("GET", "/api/v1/credits/history", token=server.token("gw-keyed")).json["entries"]
+    assert [e["kind"] for e in entries] == ["grant"]
+
+
 def test_unknown_addresses_under_v1_get_openai_errors(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-lost"))
     with pytest.raises(openai.NotFoundError) as missing:  # not offered yet: images come with their own issue

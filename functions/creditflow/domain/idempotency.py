@@ -19,6 +19,19 @@ def require_key(key: object) -> str:
     return key
 
 
+MAX_REQUEST_KEY = 200  # 255 less the longest suffix a step adds (such as ':summary:<seq>:extend:<n>')
+
+
+def require_request_key(key: object) -> str:
+    """A client's key for a request of several ledger steps (a hold, its settle, the holds of fallbacks and of
+    memory), each keyed by it plus a suffix: it must leave room for them."""
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or len(key) > MAX_REQUEST_KEY:
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key {key!r} must be 1-{MAX_REQUEST_KEY} letters, digits, '.', '_', ':' or '-', starting with "
+            "a letter or digit")
+    return key
+
+
 @dataclass(frozen=True)
 class IdempotencyRecord:
     scope: str

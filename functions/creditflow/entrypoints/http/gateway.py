@@ -26,6 +26,7 @@ from ...domain.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from ...domain.idempotency import require_request_key
 from ...domain.ids import new_id
 from ...domain.money import format_credits
 from ...services.chat import capability_of
@@ -194,7 +195,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if body.get("dimensions") is not None:
             raise _bad("dimensions is not supported: vectors come at the model's own size", "dimensions")
         platform.chat.catalog.get(model, "embedding")  # unknown models are refused before any hold
-        result = platform.chat.embed(uid, inputs, key=request.headers.get("Idempotency-Key") or new_id("gw"),
+        result = platform.chat.embed(uid, inputs, key=_request_key(),
                                      model=model, spend=platform.keys.spending(key))
         data = [{"object": "embedding", "index": n,
                  "embedding": _base64(vector) if encoding == "base64" else vector}
@@ -219,7 +220,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
-        idempotency = request.headers.get("Idempotency-Key") or new_id("gw")
+        idempotency = _request_key()
         spend = platform.keys.spending(key)
         if stream:
             include_usage = _include_usage(body)
@@ -241,6 +242,12 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                       "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}})
 
     return gateway
+
+
+def _request_key() -> str:
+    """The client's Idempotency-Key, if it sent one (OpenAI's SDKs send none by default): a fresh one otherwise."""
+    sent = request.headers.get("Idempotency-Key")
+    return new_id("gw") if sent is None else require_request_key(sent)
 
 
 def _include_usage(body: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQuery, LedgerError
+from ...domain.idempotency import require_request_key
 from ...domain.money import parse_credits
 from ...domain.timefmt import iso
 from ...ports import Caller, Preferences
@@ -303,7 +304,7 @@ def register(api: Api, platform: Platform) -> None:
                body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502),
                also=("text/event-stream",))
     def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut | Response:
-        key = idempotency_key()
+        key = require_request_key(idempotency_key())
         account_of(caller)
         messages = [m.model_dump() for m in body.messages]
         ask = {"key": key, "model": body.model, "max_tokens": body.maxTokens}
