@@ -33,6 +33,9 @@ def client(server: LocalServer, key: str) -> openai.OpenAI:
 def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-user"))
     assert [m.id for m in sdk.models.list()] == ["demo-chat", "demo-embed", "auto"]
+    assert sdk.models.retrieve("demo-chat").owned_by == "demo" and sdk.models.retrieve("auto").id == "auto"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("gpt-nope")
     routed = sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     assert routed.model == "demo-chat"
     raw = sdk.chat.completions.with_raw_response.create(model="demo-chat",
@@ -125,7 +128,8 @@ def test_unknown_addresses_under_v1_get_openai_errors(server: LocalServer) -> No
     with pytest.raises(openai.NotFoundError) as missing:  # not offered yet: images come with their own issue
         sdk.images.generate(prompt="a cat", model="demo-image")
     assert missing.value.body["message"] == "Invalid URL (POST /v1/images/generations)"
-    for method, path in (("GET", "/v1/chat/completions"), ("DELETE", "/v1/models"), ("POST", "/v1/nowhere")):
+    for method, path in (("GET", "/v1/chat/completions"), ("DELETE", "/v1/models"), ("POST", "/v1/nowhere"),
+                         ("POST", "/v1/models/demo-chat")):
         reply = server.call(method, path)
         assert reply.status == 404 and reply.json["error"]["type"] == "invalid_request_error", (method, path)
 
@@ -236,6 +240,7 @@ WEATHER = [{"type": "function", "function": {"name": "weather", "description": "
 
 def test_tools_pass_through_plain_and_streamed(real: LocalServer, upstream: FakeOpenAI) -> None:
     sdk = client(real, new_key(real, "gw-tools"))
+    assert sdk.models.retrieve(LLAMA).id == LLAMA  # an id with a slash in it
     asked = [{"role": "user", "content": "weather in Oslo?"}]
     raw = sdk.chat.completions.with_raw_response.create(model=LLAMA, messages=asked, tools=WEATHER,
                                                         tool_choice="auto", temperature=0.2)

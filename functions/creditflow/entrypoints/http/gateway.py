@@ -33,6 +33,8 @@ from ...services.chat import capability_of
 from .api import RateLimiter
 
 log = logging.getLogger(__name__)
+AUTO = {"id": "auto", "object": "model", "created": 0, "owned_by": "creditflow",
+        "creditflow": {"label": "the cheapest healthy model, with fallback", "demo": False}}
 ROLES = {"system", "user", "assistant", "developer", "tool"}
 MAX_EMBEDDING_INPUTS = 2048
 # OpenAI request fields handed to the provider as they are; `n` (several choices) is refused: it multiplies the
@@ -170,14 +172,24 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         platform.credits.open_account(caller.uid)
         return caller.uid, key
 
+    def offered() -> list[dict[str, Any]]:
+        listed = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
+                   "creditflow": {"label": m.label, "demo": m.demo}} for m in platform.chat.catalog.models()]
+        return [*listed, AUTO]
+
     @gateway.get("/models")
     def models() -> Response:
         authenticate()
-        listed = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
-                   "creditflow": {"label": m.label, "demo": m.demo}} for m in platform.chat.catalog.models()]
-        auto = {"id": "auto", "object": "model", "created": 0, "owned_by": "creditflow",
-                "creditflow": {"label": "the cheapest healthy model, with fallback", "demo": False}}
-        return jsonify({"object": "list", "data": [*listed, auto]})
+        return jsonify({"object": "list", "data": offered()})
+
+    @gateway.get("/models/<path:model_id>")
+    def model(model_id: str) -> Response:
+        authenticate()
+        found = next((m for m in offered() if m["id"] == model_id), None)
+        if found is None:
+            raise GatewayError(404, f"The model '{model_id}' does not exist", "invalid_request_error",
+                               "model_not_found", "model")
+        return jsonify(found)
 
     @gateway.post("/embeddings")
     def embeddings() -> Response:
