@@ -271,6 +271,20 @@ def stop(process: subprocess.Popen) -> None:
 
 # ---- the report ----
 
+def adapter_cpu_ms(upstream: int, body: dict, calls: int = 500) -> float:
+    """CPU per call of the provider adapter alone (the official openai SDK, as the gateway calls it), serially
+    in this process against the same upstream: a part of every metered request that no ledger work can cut."""
+    from creditflow.adapters.ai.openai_compatible import OpenAICompatible
+
+    adapter = OpenAICompatible("bench", f"http://127.0.0.1:{upstream}/v1", "bench")
+    for _ in range(50):
+        adapter.complete(body["model"], body["messages"], body["max_tokens"])
+    started = time.process_time()
+    for _ in range(calls):
+        adapter.complete(body["model"], body["messages"], body["max_tokens"])
+    return (time.process_time() - started) / calls * 1000
+
+
 def report(title: str, results: list[Result]) -> None:
     print(f"\n{title}")
     print(f"  {'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU ms/req':>19}{'failed':>8}")
@@ -326,6 +340,8 @@ def main() -> None:
             flowing = [load(name, port, path, headers, streamed, args.stream_requests, args.concurrency, pid, True)
                        for name, port, path, headers, pid in targets]
             report("streaming", flowing)
+            print(f"\n  for scale: one provider call through the openai SDK alone (the gateway's adapter, serially, "
+                  f"to the same upstream) costs {adapter_cpu_ms(upstream_port, body):.2f} ms of CPU")
         finally:
             for halt in reversed(started):
                 halt()
