@@ -283,10 +283,12 @@ def test_a_request_the_provider_rejects_gets_its_error_and_costs_nothing(real: L
     with pytest.raises(openai.BadRequestError) as unsafe:
         sdk.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "UNSAFE"}])
     assert unsafe.value.code == "content_policy_violation" and "safety system" in unsafe.value.body["message"]
-    problem = real.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "UNSAFE"}]},
-                        token=real.token("gw-rejected"), headers={"Idempotency-Key": "unsafe-1"})
-    assert problem.status == 400 and problem.headers["Content-Type"] == "application/problem+json"
-    assert problem.json["type"].endswith("/provider-rejected-request") and "safety" in problem.json["detail"]
+    for n, stream in enumerate((False, True)):
+        problem = real.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "UNSAFE"}],
+                                                      "stream": stream},
+                            token=real.token("gw-rejected"), headers={"Idempotency-Key": f"unsafe-{n}"})
+        assert problem.status == 400 and problem.headers["Content-Type"] == "application/problem+json"
+        assert problem.json["type"].endswith("/provider-rejected-request") and "safety" in problem.json["detail"]
     balance = real.call("GET", "/api/v1/credits/balance", token=real.token("gw-rejected")).json
     assert balance["available"]["micros"] == 5_000_000 and balance["held"]["micros"] == 0
 
