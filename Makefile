@@ -19,7 +19,7 @@ $(TOOLS): tools/package.json tools/package-lock.json
 venv: $(STAMP)
 
 run: $(STAMP)
-	cd functions && $(PY) -m creditflow serve --data-dir $(CURDIR)/.creditflow
+	cd functions && $(PY) -m creditflow serve --data-dir "$${CREDITFLOW_DATA_DIR:-$(CURDIR)/.creditflow}"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
