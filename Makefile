@@ -19,7 +19,7 @@ $(TOOLS): tools/package.json tools/package-lock.json
 venv: $(STAMP)
 
 run: $(STAMP)
-	cd functions && $(PY) -m creditflow serve --data-dir "$${CREDITFLOW_DATA_DIR:-$(CURDIR)/.creditflow}"
+	cd functions && $(PY) -m creditflow serve --data-dir "$${CREDITFLOW_DATA_DIR:-$(CURDIR)/.creditflow}" --port "$${CREDITFLOW_PORT:-8080}"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

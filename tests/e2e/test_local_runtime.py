@@ -64,3 +64,16 @@ def test_bad_requests_get_problem_json(server, path: str, status: int, code: str
     got, kind, body = get(url + path)
     assert (got, kind) == (status, "application/problem+json")
     assert json.loads(body)["type"].endswith("/" + code)
+
+
+def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "creditflow", "serve", "--port", str(port), "--data-dir",
+                               str(tmp_path / "data")], cwd=FUNCTIONS, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"127.0.0.1:{port} is in use" in done.stderr and "--port" in done.stderr

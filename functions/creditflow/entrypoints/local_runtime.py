@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,12 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
         logging.getLogger(chatty).setLevel(logging.WARNING)
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
-    # every open event stream holds a thread: leave plenty for requests
-    server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)
+    try:  # every open event stream holds a thread: leave plenty for requests
+        server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)
+    except OSError as error:
+        print(f"{host}:{port} is in use or cannot be listened on ({error.strerror}): stop what holds it, or choose "
+              "another port with --port (make run: CREDITFLOW_PORT=8081 make run)", file=sys.stderr)
+        return 1
     platform.mirror.publish_all()  # the mirror may trail the ledger if the last run was killed
     platform.mirror.run_in_background()  # balance writes leave the request threads
     stop = threading.Event()
