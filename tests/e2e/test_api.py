@@ -132,8 +132,11 @@ def test_the_realtime_mirror_streams_balances_to_their_owner_only(server: LocalS
     token = funded(server, "sse", "5")
     stream = urllib.request.urlopen(f"{server.url}/realtime/balances/sse?auth={token}", timeout=10)
     assert stream.readline() == b"event: put\n"
-    first = stream.readline()
-    assert b'"available": 5000000' in first
+    seen = stream.readline()  # the mirror as it is now: the grant's balance, or null until the writer has run
+    deadline = time.monotonic() + 10
+    while b'"available": 5000000' not in seen and time.monotonic() < deadline:
+        seen += stream.readline()
+    assert b'"available": 5000000' in seen
     server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "s-1"})
     seen = b""
     deadline = time.monotonic() + 10
@@ -155,10 +158,13 @@ def test_low_balance_notifies_once_per_crossing(server: LocalServer) -> None:
     token = funded(server, "lowa", "60")
     server.call("POST", "/api/v1/credits/reserve", {"amount": "15"}, token=token, headers={"Idempotency-Key": "l-1"})
     server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "l-2"})
-    stream = urllib.request.urlopen(f"{server.url}/realtime/notifications/lowa?auth={token}", timeout=10)
-    stream.readline()
-    notices = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
-    stream.close()
+    notices, deadline = None, time.monotonic() + 10
+    while notices is None and time.monotonic() < deadline:  # nothing until the mirror's writer has run
+        stream = urllib.request.urlopen(f"{server.url}/realtime/notifications/lowa?auth={token}", timeout=10)
+        stream.readline()
+        notices = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
+        stream.close()
+        time.sleep(0.05)
     assert [n["type"] for n in notices.values()] == ["low_balance"]
 
 

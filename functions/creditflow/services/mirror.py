@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ from .credits import Credits
 
 log = logging.getLogger(__name__)
 BATCH = 512
+# The background writer waits this long after a change before it writes, so that changes arriving meanwhile are
+# written together, once per user. Woken for every change instead, it contends with the committing threads for
+# the GIL on each one: about 0.8 ms more CPU per hold-and-settle, measured with one thread committing.
+LINGER_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,10 @@ class BalanceMirror:
     """Writes /balances/{uid} after every committed change (never older over newer) and notices low balances.
 
     By default each change is written on the thread that committed it. `run_in_background` hands changes to
-    one writer thread instead, which takes them in commit order a batch at a time: per user it writes the
-    newest balance once and replays every change through the low-balance notices (so each crossing still
-    notifies once). The mirror is never authoritative: `publish_all` rewrites it from the ledger."""
+    one writer thread instead, which takes them in commit order a batch at a time (what arrives within
+    LINGER_SECONDS of the first): per user it writes the newest balance once and replays every change through
+    the low-balance notices (so each crossing still notifies once). The mirror is never authoritative:
+    `publish_all` rewrites it from the ledger."""
 
     def __init__(self, realtime: Realtime, credits: Credits, clock: Clock, policy: LowBalancePolicy) -> None:
         self.realtime = realtime
@@ -95,6 +101,8 @@ class BalanceMirror:
         source = self._queue
         while True:
             first = source.get()
+            if first is not None:
+                time.sleep(LINGER_SECONDS)
             batch = [first]
             while len(batch) < BATCH:
                 try:

@@ -1,0 +1,44 @@
+"""The realtime mirror's background writer: the newest balance per user, written once per batch."""
+
+from __future__ import annotations
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.services import mirror
+from tests.conftest import CREDIT, funded
+
+
+def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mirror, "LINGER_SECONDS", 1.0)  # long enough for every change below to join one batch
+    funded(platform, "u", 100)
+    platform.mirror.run_in_background()
+    try:
+        feed = platform.realtime.feed  # type: ignore[attr-defined]
+        before = feed.seq
+        for n in range(60):  # 120 changes to one balance, committed back to back
+            hold = platform.credits.reserve("u", CREDIT, key=f"r{n}")
+            platform.credits.settle("u", hold["hold"], CREDIT // 2, key=f"s{n}")
+        assert platform.mirror.flush()
+        balance = platform.credits.balance("u")
+        mirrored = platform.realtime.get("/balances/u")
+        assert mirrored["version"] == balance.version and mirrored["available"] == balance.available == 70 * CREDIT
+        assert mirrored["held"] == 0
+        assert feed.seq - before <= 4  # the balance (and the notification state) once a batch, not once a change
+    finally:
+        platform.mirror.stop()
+
+
+def test_a_low_balance_crossing_inside_a_batch_still_notifies_once(platform: Platform) -> None:
+    funded(platform, "l", 100)
+    platform.mirror.run_in_background()
+    try:
+        for n in range(12):  # down from 100 credits in steps of 10: the threshold (50 here) is crossed once
+            hold = platform.credits.reserve("l", 10 * CREDIT, key=f"r{n}")
+            platform.credits.settle("l", hold["hold"], 10 * CREDIT if n < 9 else 0, key=f"s{n}")
+        assert platform.mirror.flush()
+        notices = platform.realtime.get("/notifications/l") or {}
+        assert [n["type"] for n in notices.values()] == ["low_balance"]
+    finally:
+        platform.mirror.stop()
