@@ -271,14 +271,29 @@ def test_proofs_chain_validation_and_consistency_over_http(server: LocalServer) 
 
 
 def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:
+    import json
     import sqlite3
+    import urllib.request
+
+    def stored() -> dict:
+        stream = urllib.request.urlopen(f"{server.url}/realtime/balances/synced?auth={token}", timeout=10)
+        stream.readline()
+        mirrored = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
+        stream.close()
+        return mirrored
 
     token = funded(server, "synced", "3")
-    with sqlite3.connect(server.data / "realtime.sqlite3") as db:
-        db.execute("UPDATE tree SET value = ? WHERE path = ?",
-                   (b'{"available": 999999999, "held": 0, "version": 999}', "/balances/synced"))
+    deadline = time.monotonic() + 10
+    while (stored() or {}).get("available") != 3 * CREDIT and time.monotonic() < deadline:  # the writer has run
+        time.sleep(0.05)
+    with sqlite3.connect(server.data / "realtime.sqlite3") as db:  # damaged, and with a version from the future
+        changed = db.execute("UPDATE tree SET value = ? WHERE path = ?",
+                             (b'{"available": 999999999, "held": 0, "version": 999}', "/balances/synced"))
+        assert changed.rowcount == 1
+    assert stored()["available"] == 999999999
     mirror = server.call("POST", "/api/v1/credits/sync-balance", token=token)
     assert mirror.status == 200 and mirror.json["available"] == 3 * CREDIT
+    assert stored()["available"] == 3 * CREDIT and stored()["version"] == mirror.json["version"]
 
 
 def test_analytics_count_what_was_charged(server: LocalServer) -> None:

@@ -43,6 +43,10 @@ class LowBalancePolicy:
     packs: tuple[tuple[int, int, str], ...]
 
 
+def _differs(stored: object, mirror: dict[str, Any]) -> bool:
+    return not isinstance(stored, dict) or any(stored.get(k) != mirror[k] for k in ("available", "held", "version"))
+
+
 def money(micros: int) -> dict[str, Any]:
     return {"credits": format_credits(micros), "micros": micros}
 
@@ -130,9 +134,13 @@ class BalanceMirror:
         self._notice_low_balance(uid, [(c.available, c.top_up) for c in changes])
 
     def publish(self, uid: str) -> dict[str, Any]:
-        """Rewrite the mirror from the ledger (sync-balance)."""
+        """Rewrite the mirror from the ledger (sync-balance). A stored mirror that disagrees with the ledger at
+        a version the ledger has not moved past is damaged (say, a version from the future): it is replaced."""
         balance = self.credits.balance(uid)
         mirror = self._write_balance(uid, balance.available, balance.held, balance.version)
+        stored = self.realtime.get(f"/balances/{uid}")
+        if _differs(stored, mirror) and self.credits.balance(uid).version == balance.version:
+            self.realtime.set(f"/balances/{uid}", mirror)
         self._notice_low_balance(uid, [(balance.available, None)])
         return mirror
 
