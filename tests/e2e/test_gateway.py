@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -121,6 +122,20 @@ def test_a_bad_idempotency_key_is_refused_in_its_own_words(server: LocalServer, 
     assert rest.status == 400 and rest.json["detail"].startswith(f"Idempotency-Key {idempotency_key!r}")
     entries = server.call("GET", "/api/v1/credits/history", token=server.token("gw-keyed")).json["entries"]
     assert [e["kind"] for e in entries] == ["grant"]
+
+
+def test_a_replayed_request_is_final_for_the_sdks_retries(server: LocalServer) -> None:
+    """The openai SDK retries a 409 twice by default (it reads one as a lock timeout); ours are final for their
+    Idempotency-Key, and say so with x-should-retry: false, which the SDK obeys."""
+    key = new_key(server, "gw-retried")
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=2)  # the SDK's default
+    sent = {"model": "demo-chat", "messages": HI, "extra_headers": {"Idempotency-Key": "once-1"}}
+    sdk.chat.completions.create(**sent)
+    started = time.monotonic()
+    with pytest.raises(openai.ConflictError) as again:
+        sdk.chat.completions.create(**sent)
+    assert again.value.response.headers["x-should-retry"] == "false" and again.value.code == "already-answered"
+    assert time.monotonic() - started < 0.4  # no retries: the SDK waits at least 0.5 s before one
 
 
 def test_unknown_addresses_under_v1_get_openai_errors(server: LocalServer) -> None:

@@ -53,6 +53,8 @@ def error_response(error: GatewayError) -> Response:
     response = jsonify({"error": {"message": error.message, "type": error.kind, "param": error.param,
                                   "code": error.code}})
     response.status_code = error.status
+    if error.status == 409:  # final for its Idempotency-Key; OpenAI's SDKs retry a 409 unless told not to
+        response.headers["x-should-retry"] = "false"
     return response
 
 
