@@ -308,6 +308,23 @@ def test_a_request_the_provider_rejects_gets_its_error_and_costs_nothing(real: L
     assert balance["available"]["micros"] == 5_000_000 and balance["held"]["micros"] == 0
 
 
+def test_a_stream_the_provider_cuts_off_ends_in_an_error_event_not_a_clean_stop(real: LocalServer) -> None:
+    """As OpenAI does when a stream fails part way: an error event, which the SDK raises, after what was said."""
+    sdk = client(real, new_key(real, "gw-cut"))
+    said, usage = [], None
+    asked = [{"role": "user", "content": "BREAKSTREAM after two"}]  # the provider cuts it after two pieces
+    with pytest.raises(openai.APIError) as cut:
+        for chunk in sdk.chat.completions.create(model=LLAMA, messages=asked, stream=True,
+                                                 stream_options={"include_usage": True}):
+            said.extend(c.delta.content or "" for c in chunk.choices)
+            assert all(c.finish_reason is None for c in chunk.choices)  # never a finish that says all is well
+            usage = chunk.usage or usage
+    assert "".join(said) == "echo: BREAKSTREAM" and "broke off" in str(cut.value)
+    assert usage is not None and usage.completion_tokens > 0  # what it was charged for, estimated
+    settle = real.call("GET", "/api/v1/credits/history?kind=settle", token=real.token("gw-cut")).json["entries"][0]
+    assert settle["memo"]["reconcile"] == "stream broke" and settle["amount"]["micros"] > 0
+
+
 def test_images_need_a_vision_model_and_are_held_for(real: LocalServer, upstream: FakeOpenAI) -> None:
     sdk = client(real, new_key(real, "gw-vision"))
     picture = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},

@@ -321,7 +321,8 @@ class MeteredChat:
                                       why="stream broke" if relay.outcome == "broken" else None,
                                       tool_calls=relay.calls)
                 charged = result["charged"]
-                yield {"done": True, "finish_reason": relay.finish, "tried": tried, **result}
+                yield {"done": True, "finish_reason": relay.finish, "broken": relay.outcome == "broken", "tried": tried,
+                       **result}
                 return
         finally:
             if spend is not None:

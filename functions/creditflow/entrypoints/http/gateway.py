@@ -300,7 +300,8 @@ def charge_view(result: dict[str, Any]) -> dict[str, Any]:
 
 def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]], include_usage: bool
             ) -> Iterator[bytes]:
-    """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]."""
+    """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]. A stream the provider cut
+    off gets no finish chunk but, after the usage, an error event as OpenAI sends one (the SDKs raise it)."""
     chunk_id, created = new_id("chatcmpl"), int(time.time())
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -310,12 +311,18 @@ def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]],
     try:
         for piece in itertools.chain([first], pieces):
             if piece.get("done"):
-                yield chunk([{"index": 0, "delta": {}, "finish_reason": piece.get("finish_reason") or "stop"}])
+                if not piece.get("broken"):
+                    yield chunk([{"index": 0, "delta": {}, "finish_reason": piece.get("finish_reason") or "stop"}])
                 if include_usage:
                     yield chunk([], usage={"prompt_tokens": piece["prompt_tokens"],
                                            "completion_tokens": piece["completion_tokens"],
                                            "total_tokens": piece["prompt_tokens"] + piece["completion_tokens"]},
                                 creditflow=charge_view(piece))
+                if piece.get("broken"):
+                    yield b"data: " + orjson.dumps({"error": {
+                        "message": "the provider's stream broke off; what was sent is charged, on an estimate "
+                                   f"({format_credits(piece['charged'])} credits)",
+                        "type": "api_error", "param": None, "code": "stream_broken"}}) + b"\n\n"
             else:
                 delta = {"content": piece["delta"]} if piece["delta"] else {}
                 if piece.get("tool_calls"):
