@@ -245,7 +245,8 @@ class ApiKeys(Protocol):
 
     def of_user(self, uid: str) -> list[ApiKey]: ...
 
-    def revoke(self, uid: str, key_id: str, at: str) -> bool: ...
+    def revoke(self, uid: str, key_id: str, at: str) -> bool:
+        """Revoke the user's key at `at` (a key revoked before keeps its first time); False if it is not theirs."""
 
     def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
         """Atomically count `micros` more for `call` against the key's limit, until `until` at the latest: a

@@ -99,7 +99,9 @@ def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
     assert keys.in_flight("key_1", T0) == 0 and keys.by_hash("h1").spent == 4
     assert keys.reserve("key_1", "c2", 3, T2, T0) and keys.reserve("key_1", "c2", 3, T2, T0)  # one call, two holds
     assert keys.in_flight("key_1", T0) == 6 and not keys.reserve("key_1", "c3", 1, T2, T0)
-    assert keys.revoke("a", "key_1", T1) and not keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1)
+    assert keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1) and not keys.revoke("a", "key_9", T1)
+    assert keys.revoke("a", "key_1", T2)  # revoking again is no error: it stays revoked, at its first time
+    assert keys.by_hash("h1").revoked_at == T1
 
 
 def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from creditflow.adapters.ai.demo import DemoProvider
 from creditflow.bootstrap import Platform
 from creditflow.domain import memory
-from creditflow.domain.errors import AlreadyAnswered, UnknownEntry
+from creditflow.domain.errors import AlreadyAnswered, UnknownConversation
 from creditflow.ports import ChatReply
 from creditflow.services.conversations import SUMMARISE
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
@@ -73,14 +73,14 @@ def test_turns_are_stored_once_and_sent_back_as_the_buffer(tmp_path: Path, clock
                                                          (3, "user", "t2"), (4, "assistant", "t2")]
     assert talk.get("u", chat.id).messages == 4
     assert ai.credits.balance("u").available == CREDIT - 2 * 33
-    with pytest.raises(UnknownEntry):  # another user cannot read, chat in or delete it
+    with pytest.raises(UnknownConversation):  # another user cannot read, chat in or delete it
         talk.messages("intruder", chat.id)
-    with pytest.raises(UnknownEntry):
+    with pytest.raises(UnknownConversation):
         talk.chat("intruder", chat.id, say("hi"), key="x", model=LLAMA)
-    with pytest.raises(UnknownEntry):
+    with pytest.raises(UnknownConversation):
         talk.delete("intruder", chat.id)
     talk.delete("u", chat.id)
-    with pytest.raises(UnknownEntry):
+    with pytest.raises(UnknownConversation):
         talk.get("u", chat.id)
     assert ai.integrity.audit().ok
 

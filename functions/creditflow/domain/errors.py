@@ -117,6 +117,18 @@ class UnknownEntry(LedgerError):
     status = 404
 
 
+class UnknownKey(LedgerError):
+    code = "unknown-key"
+    title = "Unknown API key"
+    status = 404
+
+
+class UnknownConversation(LedgerError):
+    code = "unknown-conversation"
+    title = "Unknown conversation"
+    status = 404
+
+
 class InconsistentTree(LedgerError):
     code = "inconsistent-tree"
     title = "Ledger tree is inconsistent with its last checkpoint"

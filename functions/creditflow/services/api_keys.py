@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from ..domain.errors import IdempotencyConflict, InvalidQuery, InvalidToken, KeyLimitReached, UnknownEntry
+from ..domain.errors import IdempotencyConflict, InvalidQuery, InvalidToken, KeyLimitReached, UnknownKey
 from ..domain.idempotency import require_key
 from ..domain.ids import new_id
 from ..domain.money import format_credits, require_amount
@@ -81,8 +81,9 @@ class GatewayKeys:
         return self.keys.of_user(uid)
 
     def revoke(self, uid: str, key_id: str) -> None:
+        """Revoke one of the user's keys; revoking it again changes nothing and is no error (a retry)."""
         if not self.keys.revoke(uid, key_id, iso(self.clock.now())):
-            raise UnknownEntry(f"no active key {key_id!r} of yours")
+            raise UnknownKey(f"no key {key_id!r} of yours")
 
     def caller(self, secret: str) -> tuple[Caller, ApiKey]:
         """Who a `cf_` key speaks for; refuses unknown and revoked keys alike."""

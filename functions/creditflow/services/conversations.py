@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain import memory
-from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownEntry
+from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownConversation
 from ..domain.idempotency import require_key
 from ..domain.ids import new_id
 from ..domain.pricing import prompt_tokens
@@ -59,7 +59,7 @@ class Conversations:
     def get(self, uid: str, conversation_id: str) -> Conversation:
         found = self.store.get(uid, conversation_id)
         if found is None:
-            raise UnknownEntry(f"no conversation {conversation_id!r} of yours")
+            raise UnknownConversation(f"no conversation {conversation_id!r} of yours")
         return found
 
     def list(self, uid: str, limit: int, cursor: str | None) -> tuple[list[Conversation], str | None]:
@@ -73,7 +73,7 @@ class Conversations:
 
     def delete(self, uid: str, conversation_id: str) -> None:
         if not self.store.delete(uid, conversation_id):
-            raise UnknownEntry(f"no conversation {conversation_id!r} of yours")
+            raise UnknownConversation(f"no conversation {conversation_id!r} of yours")
 
     def chat(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None) -> dict[str, Any]:

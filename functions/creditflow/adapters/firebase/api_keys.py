@@ -38,10 +38,16 @@ class FirestoreApiKeys:
         return sorted(found, key=lambda key: key.created_at)
 
     def revoke(self, uid: str, key_id: str, at: str) -> bool:
-        snapshot = self._by_id(key_id)
-        if snapshot is None or snapshot.get("uid") != uid or snapshot.get("revoked_at"):
+        found = self._by_id(key_id)
+        if found is None or found.get("uid") != uid:
             return False
-        snapshot.reference.update({"revoked_at": at})
+
+        @firestore.transactional
+        def revoke(transaction: firestore.Transaction) -> None:  # a key revoked before keeps its first time
+            if not found.reference.get(transaction=transaction).get("revoked_at"):
+                transaction.update(found.reference, {"revoked_at": at})
+
+        revoke(found.reference._client.transaction())
         return True
 
     def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:

@@ -39,7 +39,7 @@ class SqliteApiKeys(SqliteFile):
         return [_key(row) for row in rows]
 
     def revoke(self, uid: str, key_id: str, at: str) -> bool:
-        done = self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND uid = ? AND revoked_at IS NULL",
+        done = self.db.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND uid = ?",
                                (at, key_id, uid))
         return done.rowcount == 1
 
