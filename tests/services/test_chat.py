@@ -344,6 +344,30 @@ def test_preferences_steer_routing_and_cap_a_request(ai: Platform) -> None:
     assert ai.credits.balance("u").available == before and ai.credits.balance("u").held == 0
 
 
+def test_a_routed_call_passes_over_a_model_above_the_per_request_cap(ai: Platform) -> None:
+    """The cap is the most a request may cost: routing goes on to a model that fits it, and a named model (or
+    a request no model fits) is refused, holding nothing."""
+    from creditflow.domain.errors import OverRequestLimit
+    from creditflow.ports import Preferences
+
+    funded(ai, "u", 1)
+    qwen = "Qwen/Qwen2.5-VL-72B-Instruct"
+    ai.chat.catalog.put(qwen, {"prices": {"input_per_million": "1.3", "output_per_million": "4"}})  # 10x Llama
+    cap = 300  # µc: Llama's estimate for 200 tokens out fits (about 100), Qwen's does not (about 850)
+    ai.chat.preferences.put("u", Preferences(preferred_model=qwen, max_credits_per_request=cap))
+    routed = ai.chat.chat("u", ask("hello"), key="c1", max_tokens=200)
+    assert routed["model"] == LLAMA and routed["tried"][0].startswith(f"{qwen}: this call may cost up to")
+    streamed = list(ai.chat.stream("u", ask("hello"), key="c2", max_tokens=200))[-1]
+    assert streamed["model"] == LLAMA
+    for named in (lambda: ai.chat.chat("u", ask("hello"), key="c3", model=qwen, max_tokens=200),
+                  lambda: ai.chat.chat("u", ask("hello"), key="c4", max_tokens=2000)):  # no model fits
+        with pytest.raises(OverRequestLimit):
+            named()
+    held = [e.fields()["memo"]["model"] for e in ai.credits.history("u", kinds=frozenset({"hold"}))[0]]
+    assert held == [LLAMA, LLAMA]  # nothing was ever held for a call over the cap
+    assert ai.credits.balance("u").held == 0
+
+
 def test_a_refused_trial_call_does_not_leave_the_breaker_stuck(ai: Platform) -> None:
     funded(ai, "u", 1)
     now = [1000.0]

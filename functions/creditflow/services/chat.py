@@ -112,12 +112,12 @@ class MeteredChat:
         if guess.prompt_tokens + max_out > chosen.context_window:
             raise InvalidQuery(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
                                f"{chosen.id}'s context window of {chosen.context_window}")
-        if spend is not None:  # e.g. an API key's own credit limit
-            spend.admit(guess.micros)
         cap = self.preferences_of(uid).max_credits_per_request
         if cap is not None and guess.micros > cap:
             raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
                                    f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
+        if spend is not None:  # e.g. an API key's own credit limit
+            spend.admit(guess.micros)
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id})
         return Call(uid, key, chosen, max_out, guess, hold, options)
 
@@ -171,7 +171,9 @@ class MeteredChat:
                    tried: list[str], max_tokens: int | None, spend: Spend | None,
                    options: dict[str, Any] | None) -> Call:
         """Hold for the next routed model whose breaker admits a call (the n-th model's hold has key `key:n`);
-        ProviderUnavailable, naming what was tried, when none is left."""
+        ProviderUnavailable, naming what was tried, when none is left. A model whose estimate is above the
+        user's per-request cap is passed over; when that is why none is left, the refusal is OverRequestLimit."""
+        over: OverRequestLimit | None = None
         for n, candidate in rest:
             if not self.health.admits(candidate.id, self.now()):
                 tried.append(f"{candidate.id}: breaker open")
@@ -179,6 +181,11 @@ class MeteredChat:
             try:
                 call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, spend,
                                   options)
+            except OverRequestLimit as refused:
+                self.health.untried(candidate.id)
+                tried.append(f"{candidate.id}: {refused.detail}")
+                over = refused if over is None or refused.context["estimate"] < over.context["estimate"] else over
+                continue
             except LedgerError:
                 self.health.untried(candidate.id)
                 raise
@@ -187,6 +194,8 @@ class MeteredChat:
                 self._require_failed(call)  # it failed last time: try the next model
                 continue
             return call
+        if over is not None:
+            raise over
         raise ProviderUnavailable("no model could answer: " + ("; ".join(tried) or "none is available"),
                                   tried=len(tried))
 
