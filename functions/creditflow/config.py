@@ -40,6 +40,7 @@ class Settings:
         (100 * MICROS_PER_CREDIT, 500, "usd"), (500 * MICROS_PER_CREDIT, 2000, "usd"),
         (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
     payment_methods: tuple[str, ...] = ("stripe",)
+    cors_origins: tuple[str, ...] = ("*",)  # the web origins browsers may call the API from; "*" is any
     auth_emulator_host: str | None = None
     ai_platform_api_key: str | None = None
     ai_platform_base_url: str | None = None
@@ -75,6 +76,7 @@ class Settings:
                                                                                          "600"))),
             "memory_context_tokens": int(env.get("MEMORY_CONTEXT_TOKENS", "6000")),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
+            "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
             "ai_platform_base_url": env.get("AI_PLATFORM_BASE_URL") or None,
@@ -109,6 +111,9 @@ class Settings:
                              "must end well before its hold times out")
         if self.ai_catalog_file is not None and not self.ai_catalog_file.is_file():
             raise ValueError(f"AI_CATALOG_FILE {self.ai_catalog_file} is not a file")
+        if not self.cors_origins or not all(o == "*" or ORIGIN.fullmatch(o) for o in self.cors_origins):
+            raise ValueError("CORS_ORIGINS must be * or origins like https://app.example.com (scheme and host, an "
+                             "optional port, no path), separated by commas")
         if self.key_rate_limit_per_minute <= 0:
             raise ValueError("KEY_RATE_LIMIT_PER_MINUTE must be positive")
         if self.memory_context_tokens < 256:
@@ -118,6 +123,7 @@ class Settings:
 
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:

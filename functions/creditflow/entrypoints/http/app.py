@@ -23,7 +23,13 @@ KEEP_ALIVE_SECONDS = 15.0
 
 
 def create_app(platform: Platform) -> Flask:
+    from flask_cors import CORS
+
     app = Flask("creditflow")
+    # browsers may call from the web app's origins; auth is a bearer token, never a cookie
+    CORS(app, origins=list(platform.settings.cors_origins), methods=["GET", "POST", "PUT", "DELETE"],
+         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600,
+         expose_headers=["x-creditflow-charged-micros", "Retry-After", "x-should-retry", "WWW-Authenticate"])
     api = Api(app, platform.tokens, RateLimiter(platform.settings.rate_limit_per_minute), "Creditflow",
               __version__, problem_extra=lambda error: payment_options(platform, error))
     register(api, platform)
