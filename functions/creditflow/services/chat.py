@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -167,6 +168,22 @@ class MeteredChat:
         self.health.untried(call.model.id)
         self._release(call)
 
+    @contextmanager
+    def _calling(self, call: Call) -> Iterator[None]:
+        """Around one provider call: its outcome feeds the model's health, and a refused or failed call releases
+        its hold (the error goes on to the caller)."""
+        started = self.now()
+        try:
+            yield
+        except ProviderRejected:
+            self._refused(call)
+            raise
+        except ProviderUnavailable:
+            self.health.record(call.model.id, False, self.now() - started, self.now())
+            self._release(call)
+            raise
+        self.health.record(call.model.id, True, self.now() - started, self.now())
+
     def _next_call(self, uid: str, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
                    tried: list[str], max_tokens: int | None, spend: Spend | None,
                    options: dict[str, Any] | None) -> Call:
@@ -210,19 +227,13 @@ class MeteredChat:
         try:
             while True:
                 call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options)
-                started = self.now()
                 try:
-                    reply = self.providers[call.model.provider].complete(call.model.id, messages, call.max_output,
-                                                                         options)
-                except ProviderRejected:
-                    self._refused(call)
-                    raise
-                except ProviderUnavailable as failure:
-                    self.health.record(call.model.id, False, self.now() - started, self.now())
-                    self._release(call)
+                    with self._calling(call):
+                        reply = self.providers[call.model.provider].complete(call.model.id, messages,
+                                                                             call.max_output, options)
+                except ProviderUnavailable as failure:  # released: on to the next model
                     tried.append(f"{call.model.id}: {failure.detail}")
                     continue
-                self.health.record(call.model.id, True, self.now() - started, self.now())
                 result = {"text": reply.text, "finish_reason": reply.finish_reason, "tried": tried,
                           "tool_calls": reply.tool_calls,
                           **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
@@ -243,17 +254,8 @@ class MeteredChat:
             if call.hold["replayed"]:
                 self._require_failed(call)
                 raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
-            started = self.now()
-            try:
+            with self._calling(call):
                 out = self.providers[chosen.provider].embed(chosen.id, inputs)
-            except ProviderRejected:
-                self._refused(call)
-                raise
-            except ProviderUnavailable:
-                self.health.record(chosen.id, False, self.now() - started, self.now())
-                self._release(call)
-                raise
-            self.health.record(chosen.id, True, self.now() - started, self.now())
             result = {"vectors": out.vectors,
                       **self._settle(call, "", out.prompt_tokens, 0 if out.prompt_tokens is not None else None)}
             charged = result["charged"]
@@ -272,17 +274,8 @@ class MeteredChat:
         if call.hold["replayed"]:
             self._require_failed(call)
             raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
-        started = self.now()
-        try:
+        with self._calling(call):
             reply = self.providers[chosen.provider].chain(chosen.id, messages, max_out)
-        except ProviderRejected:
-            self._refused(call)
-            raise
-        except ProviderUnavailable:
-            self.health.record(chosen.id, False, self.now() - started, self.now())
-            self._release(call)
-            raise
-        self.health.record(chosen.id, True, self.now() - started, self.now())
         return {"text": reply.text, **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
 
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
