@@ -11,10 +11,10 @@ from .errors import IdempotencyConflict, InvalidIdempotencyKey
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}")
 
 
-def require_key(key: object) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
+def require_key(key: object, *, longest: int = 255, named: str = "idempotency key") -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or len(key) > longest:
         raise InvalidIdempotencyKey(
-            f"idempotency key {key!r} must be 1-255 letters, digits, '.', '_', ':' or '-', starting with a letter "
+            f"{named} {key!r} must be 1-{longest} letters, digits, '.', '_', ':' or '-', starting with a letter "
             "or digit")
     return key
 
@@ -25,11 +25,7 @@ MAX_REQUEST_KEY = 200  # 255 less the longest suffix a step adds (such as ':summ
 def require_request_key(key: object) -> str:
     """A client's key for a request of several ledger steps (a hold, its settle, the holds of fallbacks and of
     memory), each keyed by it plus a suffix: it must leave room for them."""
-    if not isinstance(key, str) or not _KEY.fullmatch(key) or len(key) > MAX_REQUEST_KEY:
-        raise InvalidIdempotencyKey(
-            f"Idempotency-Key {key!r} must be 1-{MAX_REQUEST_KEY} letters, digits, '.', '_', ':' or '-', starting with "
-            "a letter or digit")
-    return key
+    return require_key(key, longest=MAX_REQUEST_KEY, named="Idempotency-Key")
 
 
 @dataclass(frozen=True)

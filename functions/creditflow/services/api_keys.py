@@ -11,7 +11,7 @@ from typing import Any
 
 from ..domain.errors import IdempotencyConflict, InvalidQuery, InvalidToken, KeyLimitReached, UnknownKey
 from ..domain.idempotency import require_key
-from ..domain.ids import new_id
+from ..domain.ids import keyed_id, new_id
 from ..domain.money import format_credits, require_amount
 from ..domain.timefmt import iso
 from ..ports import ApiKey, ApiKeys, Caller, Clock
@@ -65,7 +65,7 @@ class GatewayKeys:
         """The secret and the id of the key that (uid, idempotency key) makes."""
         mac = hmac.new(self._replay_secret, f"{uid}\n{idempotency_key}".encode(), hashlib.sha256).digest()
         secret = PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-        return secret, "key_" + hashlib.sha256(f"{uid}\n{idempotency_key}".encode()).hexdigest()[:20]
+        return secret, keyed_id("key", uid, idempotency_key)
 
     @staticmethod
     def _replayed(made: ApiKey, secret: str, name: str, limit: int | None) -> ApiKey:

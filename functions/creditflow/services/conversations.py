@@ -3,7 +3,6 @@ model call on the way (summaries and embeddings included) metered like any other
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from ..domain import memory
 from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownConversation
 from ..domain.idempotency import require_key
-from ..domain.ids import new_id
+from ..domain.ids import keyed_id, new_id
 from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
 from ..ports import Clock, Conversation, ConversationStore, Messages
@@ -45,8 +44,7 @@ class Conversations:
     def start(self, uid: str, title: str, key: str | None = None) -> Conversation:
         """A new conversation; with an idempotency key, a retry returns the one the first request made."""
         now = iso(self.clock.now())
-        made = new_id("conv") if key is None else (
-            "conv_" + hashlib.sha256(f"{uid}\n{require_key(key)}".encode()).hexdigest()[:20])
+        made = new_id("conv") if key is None else keyed_id("conv", uid, require_key(key))
         conversation = Conversation(id=made, uid=uid, title=title, created_at=now, updated_at=now)
         if self.store.create(conversation):
             return conversation
