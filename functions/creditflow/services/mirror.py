@@ -137,9 +137,9 @@ class BalanceMirror:
         """Rewrite the mirror from the ledger (sync-balance). A stored mirror that disagrees with the ledger at
         a version the ledger has not moved past is damaged (say, a version from the future): it is replaced."""
         balance = self.credits.balance(uid)
-        mirror = self._write_balance(uid, balance.available, balance.held, balance.version)
-        stored = self.realtime.get(f"/balances/{uid}")
-        if _differs(stored, mirror) and self.credits.balance(uid).version == balance.version:
+        mirror, written = self._write_balance(uid, balance.available, balance.held, balance.version)
+        if not written and _differs(self.realtime.get(f"/balances/{uid}"), mirror) and (
+                self.credits.balance(uid).version == balance.version):
             self.realtime.set(f"/balances/{uid}", mirror)
         self._notice_low_balance(uid, [(balance.available, None)])
         return mirror
@@ -152,10 +152,10 @@ class BalanceMirror:
             count += 1
         return count
 
-    def _write_balance(self, uid: str, available: int, held: int, version: int) -> dict[str, Any]:
+    def _write_balance(self, uid: str, available: int, held: int, version: int) -> tuple[dict[str, Any], bool]:
+        """The mirror document, and whether it was written (not when the stored one is as new or newer)."""
         mirror = {"available": available, "held": held, "version": version, "updatedAt": iso(self.clock.now())}
-        self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
-        return mirror
+        return mirror, self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
 
     def _state(self, uid: str) -> dict[str, Any]:
         state = self.realtime.get(f"/notificationState/{uid}")
