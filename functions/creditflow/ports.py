@@ -207,19 +207,20 @@ class ChatProvider(Protocol):
 
     def complete(self, model: str, messages: Messages, max_tokens: int,
                  options: dict[str, Any] | None = None) -> ChatReply:
-        """One non-streaming completion; raises ProviderUnavailable on 5xx, 429, timeouts and broken replies."""
+        """One non-streaming completion; raises ProviderUnavailable on 5xx, 429, timeouts and broken replies, and
+        ProviderRejected when the provider refuses the request itself (400, 413, 422)."""
 
     def stream(self, model: str, messages: Messages, max_tokens: int,
                options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
         """A streamed completion asking for usage at the end; ProviderUnavailable when it cannot start or
-        breaks (after pieces were yielded, the caller settles on what it saw)."""
+        breaks (after pieces were yielded, the caller settles on what it saw), ProviderRejected as above."""
 
     def embed(self, model: str, inputs: list[str]) -> Embedded:
-        """Embeddings of `inputs`; ProviderUnavailable as for completions."""
+        """Embeddings of `inputs`; ProviderRejected and ProviderUnavailable as for completions."""
 
     def chain(self, model: str, messages: Messages, max_tokens: int) -> ChatReply:
         """One step of a chain, run with LangChain on this provider (langchain-openai for real providers);
-        usage as the chain's model reported it; ProviderUnavailable on any failure."""
+        usage as the chain's model reported it; ProviderRejected or ProviderUnavailable as for completions."""
 
 
 @dataclass
