@@ -18,6 +18,7 @@ from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
+from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
 from .sqlite_schema import SCHEMA
 
@@ -166,16 +167,63 @@ class _Job:
         self.finished = False
 
 
+class _Turns:
+    """Whose turn it is to write in this process: one leader at a time commits every job queued so far. A pause (a
+    WAL restart's) goes before the jobs still queued, which a lock alone would let starve it."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()  # guards all below
+        self._leading = False
+        self._pauses = 0
+        self._queue: list[_Job] = []
+
+    def run(self, job: _Job, commit: Callable[[list[_Job]], None]) -> None:
+        """Queue `job` and return once it is finished: committed by whichever caller leads, maybe this one."""
+        with self._turn:
+            self._queue.append(job)
+            while not job.finished:
+                if self._leading or self._pauses:
+                    self._turn.wait()
+                    continue
+                self._leading = True
+                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                self._turn.release()
+                try:
+                    commit(batch)
+                finally:
+                    self._turn.acquire()
+                    self._leading = False
+                    self._turn.notify_all()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Take the turn as a leader would, so that this process commits nothing meanwhile."""
+        with self._turn:
+            self._pauses += 1
+            while self._leading:
+                self._turn.wait()
+            self._pauses -= 1
+            self._leading = True
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._leading = False
+                self._turn.notify_all()
+
+
 class SqliteLedgerStore(_Reads):
     """One database file; a connection per thread; writers serialised by SQLite's own lock."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000) -> None:
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
+                 wal_restart_frames: int = RESTART_FRAMES) -> None:
         self.path = str(path)
+        self._turns = _Turns()
+        self.wal_checkpoints = BackgroundCheckpoints(path, restart_frames=wal_restart_frames,
+                                                     pause_writers=self._turns.paused)
+        pragmas = ("PRAGMA cache_size=-65536", *self.wal_checkpoints.writer_pragmas)
         self._connections = ThreadConnections(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
-                                              pragmas=("PRAGMA cache_size=-65536",))
-        self._turn = threading.Condition()  # guards the queue; the leader commits everything queued so far
-        self._leading = False
-        self._queue: list[_Job] = []
+                                              pragmas=pragmas)
         self.db.executescript(SCHEMA)
 
     @property
@@ -183,6 +231,7 @@ class SqliteLedgerStore(_Reads):
         return self._connections.db
 
     def close(self) -> None:
+        self.wal_checkpoints.stop()
         self._connections.close()
 
     @contextmanager
@@ -207,21 +256,7 @@ class SqliteLedgerStore(_Reads):
         """Run `work` atomically. Concurrent callers are committed together (group commit): each job runs in
         its own savepoint, so a refused job changes nothing, and no job returns before the commit is durable."""
         job = _Job(work)
-        with self._turn:
-            self._queue.append(job)
-            while not job.finished:
-                if self._leading:
-                    self._turn.wait()
-                    continue
-                self._leading = True
-                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-                self._turn.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._turn.acquire()
-                    self._leading = False
-                    self._turn.notify_all()
+        self._turns.run(job, self._commit)
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
@@ -251,6 +286,7 @@ class SqliteLedgerStore(_Reads):
         finally:
             for job in batch:
                 job.finished = True
+            self.wal_checkpoints.nudge()
 
     # -- reads ------------------------------------------------------------------------------------------------
 

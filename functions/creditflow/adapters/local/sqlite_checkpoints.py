@@ -1,0 +1,99 @@
+"""WAL checkpoints from a thread of their own, so that no commit waits while pages are copied into the main file.
+
+SQLite's default checkpoints inside the commit that crosses 1000 WAL frames: in the ledger that is one commit in
+about ninety, and it took half of all commit time (milliseconds of copying and fsync on the caller's thread). Here
+writers only nudge; a daemon thread runs PASSIVE checkpoints at most every `interval` seconds, and once the log
+holds `restart_frames` frames a RESTART one, with the store's writers paused (`pause_writers`; SQLite's busy wait
+alone would starve under steady writes), which copies what is left and makes the next writer start the log from its
+beginning: the WAL stays bounded however long writes go on. Writers keep a far
+larger autocheckpoint of their own, a safety net should this thread ever stall.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
+from pathlib import Path
+
+RESTART_FRAMES = 8192  # 32 MiB of 4 KiB pages
+WRITER_SAFETY_FRAMES = 65536  # 256 MiB: writers checkpoint themselves only if this thread has stalled
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # a restarted WAL file is truncated to this (PRAGMA journal_size_limit)
+
+
+class BackgroundCheckpoints:
+    def __init__(self, path: Path | str, *, interval: float = 0.02, restart_frames: int = RESTART_FRAMES,
+                 busy_timeout_ms: int = 250,
+                 pause_writers: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
+        self.path = str(path)
+        self.pause_writers = pause_writers
+        self.interval = interval
+        self.restart_frames = restart_frames
+        self._busy_timeout = busy_timeout_ms / 1000
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.runs = 0  # checkpoints run, for tests and curiosity
+        weakref.finalize(self, _signal_end, self._wake, self._stop)
+
+    writer_pragmas = (f"PRAGMA wal_autocheckpoint={WRITER_SAFETY_FRAMES}",
+                      f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+
+    def nudge(self) -> None:
+        """Called after a commit: the thread checkpoints soon (started on first use)."""
+        if self._thread is None:
+            with self._start:
+                if self._thread is None and not self._stop.is_set():
+                    thread = threading.Thread(target=_checkpoint_loop, args=(weakref.ref(self),), daemon=True,
+                                              name=f"wal-checkpoints:{Path(self.path).name}")
+                    thread.start()
+                    self._thread = thread
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ends the thread; nudges afterwards do nothing."""
+        self._stop.set()
+        self._wake.set()
+        with self._start:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def checkpoint(self, db: sqlite3.Connection) -> None:
+        _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= self.restart_frames:
+            with self.pause_writers():
+                db.execute("PRAGMA wal_checkpoint(RESTART)")
+        self.runs += 1
+
+
+def _signal_end(wake: threading.Event, stop: threading.Event) -> None:
+    stop.set()
+    wake.set()
+
+
+def _checkpoint_loop(owner_ref: weakref.ref[BackgroundCheckpoints]) -> None:
+    """The thread's body; it holds its owner only weakly, so a store dropped without close() lets it end."""
+    owner = owner_ref()
+    if owner is None:
+        return
+    wake, stop, interval = owner._wake, owner._stop, owner.interval
+    db = sqlite3.connect(owner.path, isolation_level=None, check_same_thread=False, timeout=owner._busy_timeout)
+    del owner
+    try:
+        while True:
+            wake.wait(timeout=60)
+            wake.clear()
+            owner = owner_ref()
+            if owner is None:
+                return
+            with suppress(sqlite3.Error):  # busy or locked: the next nudge tries again (writers' own limit is the net)
+                owner.checkpoint(db)
+            del owner
+            if stop.wait(interval):
+                return
+    finally:
+        db.close()

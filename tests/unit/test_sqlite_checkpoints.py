@@ -1,0 +1,82 @@
+"""The embedded ledger's WAL is checkpointed by a thread of its own, and stays bounded under sustained writes."""
+
+from __future__ import annotations
+
+import gc
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from creditflow.adapters.local.sqlite_store import SqliteLedgerStore
+from creditflow.domain.accounts import UserAccount
+from creditflow.ports import Changes
+
+PAGE = 4096
+
+
+def open_accounts(store: SqliteLedgerStore, first: int, count: int) -> None:
+    for n in range(first, first + count):
+        account = UserAccount(id=f"user:u{n}", created_at="2026-01-01T00:00:00Z", head=f"{n:064x}")
+        store.run(lambda tx, account=account: tx.write(Changes(new_accounts=[account])))
+
+
+def accounts_in_main_file(path: Path, copy: Path) -> int:
+    """Accounts in the database as its main file alone holds them (no WAL beside it): what checkpoints copied."""
+    copy.write_bytes(path.read_bytes())
+    db = sqlite3.connect(copy)
+    try:
+        return db.execute("SELECT count(*) FROM accounts").fetchone()[0]
+    except sqlite3.DatabaseError:  # copied while a checkpoint was writing
+        return -1
+    finally:
+        db.close()
+        for leftover in copy.parent.glob(f"{copy.name}*"):
+            leftover.unlink()
+
+
+def until(condition: object, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_commits_are_copied_into_the_main_file_by_the_background_thread(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    store = SqliteLedgerStore(path)
+    writer_limit = store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert writer_limit > 1000  # the writer no longer checkpoints inside its commits at SQLite's default
+    name = f"wal-checkpoints:{path.name}"
+    open_accounts(store, 0, 50)
+
+    assert until(lambda: accounts_in_main_file(path, tmp_path / "copy.sqlite3") == 50)
+    assert store.wal_checkpoints.runs > 0
+    assert any(t.name == name for t in threading.enumerate())
+    store.close()
+    assert not any(t.name == name for t in threading.enumerate())
+
+
+def test_the_wal_stays_bounded_however_long_writes_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    store = SqliteLedgerStore(path, wal_restart_frames=64)
+    open_accounts(store, 0, 10_000)  # 10,000 commits of at least a page each, with no pause between them
+    # Without the restarts the log would hold every one of those frames (the writers' own limit is far higher).
+    # With them it holds about what is written between two runs of the thread, past the threshold.
+    assert Path(f"{path}-wal").stat().st_size < 6000 * PAGE
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT count(*) FROM accounts").fetchone()[0] == 10_000
+    store.close()
+
+
+def test_a_store_dropped_without_close_lets_its_thread_end(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    store = SqliteLedgerStore(path)
+    open_accounts(store, 0, 3)
+    name = f"wal-checkpoints:{path.name}"
+    assert until(lambda: any(t.name == name for t in threading.enumerate()))
+    del store
+    gc.collect()
+    assert until(lambda: not any(t.name == name for t in threading.enumerate()))
