@@ -204,7 +204,10 @@ def test_bad_input_gets_problem_json_and_changes_nothing(server: LocalServer) ->
         reply = server.call(method, path, token=token, raw=raw, headers={"Idempotency-Key": "bad-1"})
         assert (reply.status, reply.content_type) == (status, "application/problem+json"), (path, raw, reply.body)
         assert reply.json["status"] == status and reply.json["detail"]
+        assert "(?:" not in reply.json["detail"] and "[0-9]" not in reply.json["detail"], reply.json  # in words
     assert ledger_digest(server.data) == before
+    wording = server.call("GET", "/api/v1/credits/history?since=yesterday&kind=steal", token=token).json["detail"]
+    assert "like 2026-01-31T12:00:00Z" in wording and "grant, hold, settle, release, expire" in wording
 
 
 @pytest.mark.parametrize("credentials", [

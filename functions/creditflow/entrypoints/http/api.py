@@ -13,10 +13,12 @@ from typing import Any, Literal
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
 from ...domain.errors import InvalidToken, LedgerError, RateLimited
 from ...ports import Caller, TokenVerifier
+from .schemas import PATTERN_MEANINGS
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -69,6 +71,13 @@ class Operation:
     also: tuple[str, ...] = ()  # further content types a 200 may have (e.g. text/event-stream)
 
 
+def _message(error: ErrorDetails) -> str:
+    """Pydantic's message, except that a failed pattern is said in words where its meaning is known."""
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_MEANINGS.get(error.get("ctx", {}).get("pattern", ""), error["msg"])
+    return error["msg"]
+
+
 class Api:
     def __init__(self, app: Flask, tokens: TokenVerifier, limiter: RateLimiter, title: str, version: str,
                  problem_extra: Callable[[LedgerError], dict[str, Any]] | None = None) -> None:
@@ -99,7 +108,7 @@ class Api:
 
         @app.errorhandler(ValidationError)
         def invalid(error: ValidationError) -> Response:
-            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": _message(e)}
                       for e in error.errors(include_url=False)]
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             return problem(400, "invalid-request", "Invalid request", detail, errors=errors)

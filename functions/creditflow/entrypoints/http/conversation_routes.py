@@ -15,7 +15,8 @@ V1 = "/api/v1"
 
 class ConversationsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=r"^[0-9T:.+Z-]{20,35}\|conv_[0-9a-f]{20}$",
+    cursor: str | None = Field(default=None, pattern=s.described(r"^[0-9T:.+Z-]{20,35}\|conv_[0-9a-f]{20}$",
+                                                                 s.NOT_A_CURSOR),
                                description="next_cursor of a page")
     limit: int = Field(default=20, ge=1, le=100)
 

@@ -41,8 +41,10 @@ def moment(text: str | None) -> datetime | None:
 
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,18}$", description="next_cursor of a page")
-    kind: str | None = Field(default=None, pattern=f"^{KINDS}(?:,{KINDS})*$", description="e.g. grant,settle")
+    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,18}$", s.NOT_A_CURSOR),
+                               description="next_cursor of a page")
+    kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=s.described(
+        f"^{KINDS}(?:,{KINDS})*$", "must be one or more of grant, hold, settle, release, expire, separated by commas"))
     since: Moment | None = None
     until: Moment | None = None
     limit: int = Field(default=50, ge=1, le=200)

@@ -24,10 +24,29 @@ class Money(BaseModel):
         return cls(credits=format_credits(micros), micros=micros)
 
 
+PATTERN_MEANINGS: dict[str, str] = {}  # what a pattern asks for, in words: said instead of the regex when it fails
+
+
+def described(pattern: str, meaning: str) -> str:
+    """`pattern`, remembered with what it means for error messages."""
+    PATTERN_MEANINGS[pattern] = meaning
+    return pattern
+
+
 # A positive decimal of credits: no sign, no leading zeros, at most 12 whole digits and 6 decimals (fits 64 bits).
-POSITIVE_CREDITS = (r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,6})?|0\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
-                    r"|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$")
-RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$"
+POSITIVE_CREDITS = described(
+    r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,6})?|0\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
+    r"|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$",
+    'must be a positive number of credits written as a string, like "2.5" (at most 6 decimals, no sign)')
+RFC3339 = described(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$",
+    "must be an RFC 3339 date and time with its offset, like 2026-01-31T12:00:00Z")
+NOT_A_CURSOR = "must be the next_cursor of a page this endpoint returned"
+CREDITS_OR_ZERO = described(f"(?:^0$)|{POSITIVE_CREDITS}", PATTERN_MEANINGS[POSITIVE_CREDITS] + ", or 0")
+MODEL_ID = described(r"^[A-Za-z0-9._:/-]+$", "may hold only letters, digits and . _ : / -")
+CONVERSATION_ID = described(r"^conv_[0-9a-f]{20}$", "must be a conversation id: conv_ and 20 hexadecimal digits")
+IMAGE_SIZE = described(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", "must be an image size like 1024x1024")
+IMAGE_STEPS = described(r"^[1-9][0-9]{0,3}$", "must be a number of steps from 1 to 9999")
 
 
 class AmountIn(Strict):
@@ -88,7 +107,7 @@ class Message(Strict):
 class ChatIn(Strict):
     messages: list[Message] = Field(min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=128)
-    conversationId: str | None = Field(default=None, pattern=r"^conv_[0-9a-f]{20}$",
+    conversationId: str | None = Field(default=None, pattern=CONVERSATION_ID,
                                        description="continue this conversation: its memory goes to the model, "
                                                    "and this turn is stored in it")
     maxTokens: int | None = Field(default=None, ge=1, le=32_768)
@@ -186,17 +205,17 @@ class ModelsOut(BaseModel):
 class PricesIn(Strict):
     input_per_million: str | None = Field(default=None, pattern=POSITIVE_CREDITS,
                                           description="credits per 1M input tokens")
-    output_per_million: str | None = Field(default=None, pattern=f"(?:^0$)|{POSITIVE_CREDITS}",
+    output_per_million: str | None = Field(default=None, pattern=CREDITS_OR_ZERO,
                                            description="credits per 1M output tokens (0 for embeddings)")
-    per_image: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")],
-                    dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}$")],
-                         Annotated[str, Field(pattern=POSITIVE_CREDITS)]]] | None = Field(
+    per_image: dict[Annotated[str, Field(pattern=IMAGE_SIZE)],
+                    dict[Annotated[str, Field(pattern=IMAGE_STEPS)], Annotated[str, Field(pattern=POSITIVE_CREDITS)]]
+                    ] | None = Field(
         default=None, description='image models: {"1024x1024": {"4": "0.0013"}}, credits per image by size and '
                                   "steps")
 
 
 class ModelOverrideIn(Strict):
-    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
+    model: str = Field(min_length=1, max_length=128, pattern=MODEL_ID)
     provider: str | None = Field(default=None, min_length=1, max_length=64)
     label: str | None = Field(default=None, min_length=1, max_length=128)
     capabilities: list[Literal["chat", "vision", "image", "embedding"]] | None = Field(default=None, min_length=1)
@@ -216,7 +235,7 @@ class AdminModelsOut(BaseModel):
 
 
 class ModelQuery(Strict):
-    model: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$")
+    model: str = Field(min_length=1, max_length=128, pattern=MODEL_ID)
 
 
 class KeyIn(Strict):
