@@ -61,7 +61,10 @@ def test_insufficient_credits_come_with_payment_options(server: LocalServer) -> 
     assert refused.status == 402 and refused.json["shortfall"] == 2 * CREDIT
     check = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "5"}, token=token).json
     assert check["sufficient"] is False and check["shortfall"]["credits"] == "2"
-    assert check["packs"] and check["payment_methods"] == ["stripe"]
+    assert check["payment_methods"] == ["stripe"]
+    assert [(p["credits"]["credits"], p["quantity"]) for p in check["packs"]] == [("100", 1), ("500", 1), ("2000", 1)]
+    big = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "4503"}, token=token).json
+    assert [(p["credits"]["credits"], p["quantity"]) for p in big["packs"]] == [("2000", 3)]  # 4500 short
     fits = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "1"}, token=token).json
     assert fits["sufficient"] is True and fits["packs"] == []
     low = server.call("GET", "/api/v1/credits/low-balance-check", token=token).json

@@ -95,10 +95,12 @@ def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
 
 
 def packs_covering(platform: Platform, shortfall: int) -> list[dict[str, Any]]:
-    """The credit packs that cover a shortfall (the largest when none does)."""
+    """The credit packs that cover a shortfall, each with how many of it cover it: 1 for every pack large enough,
+    else as many of the largest pack as it takes."""
     offered = platform.settings.credit_packs
-    return [{"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur}}
-            for c, p, cur in [pack for pack in offered if shortfall == 0 or pack[0] >= shortfall] or offered[-1:]]
+    fitting = [pack for pack in offered if pack[0] >= shortfall] or sorted(offered)[-1:]
+    return [{"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur},
+             "quantity": max(1, -(-shortfall // c))} for c, p, cur in fitting]
 
 
 def payment_options(platform: Platform, error: LedgerError) -> dict[str, Any]:

@@ -287,7 +287,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     shortfall: int | None = Field(default=None, description="insufficient funds: µc missing")
-    packs: list[dict[str, Any]] | None = Field(default=None, description="insufficient funds: packs that cover it")
+    packs: list[dict[str, Any]] | None = Field(default=None,
+                                               description="insufficient funds: packs that cover it, and how many")
     payment_methods: list[str] | None = Field(default=None, description="insufficient funds: how to pay")
 
 
