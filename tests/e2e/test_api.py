@@ -274,6 +274,12 @@ def test_proofs_chain_validation_and_consistency_over_http(server: LocalServer) 
     assert later["ok"] and later["tree_size"] > first
     consistency = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={later['tree_size']}").json
     assert consistency["consistent"] is True and consistency["proof"]
+    to_latest = server.call("GET", f"/api/v1/ledger/consistency?from={first}").json  # to: the latest by default
+    assert to_latest["to"] >= later["tree_size"] and to_latest["consistent"] is True
+    unknown = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={first + 1000}")
+    assert unknown.status == 400 and f"no checkpoint of size {first + 1000} is stored" in unknown.json["detail"]
+    beyond = server.call("GET", f"/api/v1/ledger/consistency?from={first + 1000}").json["detail"]
+    assert beyond == f"from ({first + 1000}) must be no larger than to ({to_latest['to']}, the latest checkpoint)"
 
 
 def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:

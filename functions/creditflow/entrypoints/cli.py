@@ -201,7 +201,7 @@ def parser() -> argparse.ArgumentParser:
     add(ledger, "checkpoint", cmd_checkpoint, "sequence new entries and publish a signed checkpoint")
     consistency = add(ledger, "consistency", cmd_consistency, "consistency proof between two checkpoints")
     consistency.add_argument("old", type=int)
-    consistency.add_argument("new", type=int)
+    consistency.add_argument("new", type=int, nargs="?", help="default: the latest checkpoint")
     export = add(ledger, "verify-export", cmd_verify_export, "check an exported entry offline with the public key")
     export.add_argument("export", help="the file `ledger proof --out` wrote")
     export.add_argument("--public-key", required=True, help="the verifier key (name+id+key) or a file of them")

@@ -98,11 +98,19 @@ class Integrity:
     def latest_checkpoint(self) -> StoredCheckpoint:
         return self.store.checkpoint() or self.publish_checkpoint()
 
-    def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:
-        """A consistency proof between two stored checkpoints."""
+    def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+        """A consistency proof between two stored checkpoints (the second by default the latest)."""
+        latest = self.store.checkpoint()
+        if latest is None:
+            raise InvalidQuery("no checkpoint has been published yet")
+        latest_note = "" if new_size is not None else ", the latest checkpoint"
+        new_size = latest.size if new_size is None else new_size
+        if old_size > new_size:
+            raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size}{latest_note})")
         old, new = self.store.checkpoint(old_size), self.store.checkpoint(new_size)
-        if old is None or new is None or old_size > new_size:
-            raise InvalidQuery("both sizes must be stored checkpoints, the first no larger than the second")
+        if old is None or new is None:
+            raise InvalidQuery(f"no checkpoint of size {old_size if old is None else new_size} is stored (the latest "
+                               f"is of size {latest.size}); ask with sizes of checkpoints this ledger published")
         hashes = self._leaf_hashes(new_size)
         proof = merkle.consistency_proof_from_hashes(hashes, old_size) if old_size > 0 else []
         return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old.root).decode(),

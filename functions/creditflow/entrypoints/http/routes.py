@@ -58,7 +58,7 @@ class SinceQuery(BaseModel):
 class ConsistencyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     from_: int = Field(alias="from", ge=0)
-    to: int = Field(ge=0)
+    to: int | None = Field(default=None, ge=0, description="default: the latest checkpoint")
 
 
 def idempotency_key() -> str:
