@@ -6,7 +6,7 @@ import pytest
 
 from creditflow.bootstrap import Platform
 from creditflow.services import mirror
-from tests.conftest import CREDIT, funded
+from tests.conftest import CREDIT, SteppedClock, funded
 
 
 def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
@@ -42,3 +42,13 @@ def test_a_low_balance_crossing_inside_a_batch_still_notifies_once(platform: Pla
         assert [n["type"] for n in notices.values()] == ["low_balance"]
     finally:
         platform.mirror.stop()
+
+
+def test_sync_balance_of_a_current_mirror_answers_with_what_is_stored(platform: Platform, clock: SteppedClock) -> None:
+    funded(platform, "s", 10)
+    stored = platform.realtime.get("/balances/s")
+    clock.advance(minutes=5)
+    assert platform.mirror.publish("s") == stored == platform.realtime.get("/balances/s")  # not a newer updatedAt
+    platform.realtime.set("/balances/s", {**stored, "available": 1})  # damaged at the ledger's version: repaired
+    repaired = platform.mirror.publish("s")
+    assert repaired["available"] == 10 * CREDIT and platform.realtime.get("/balances/s") == repaired

@@ -138,9 +138,12 @@ class BalanceMirror:
         a version the ledger has not moved past is damaged (say, a version from the future): it is replaced."""
         balance = self.credits.balance(uid)
         mirror, written = self._write_balance(uid, balance.available, balance.held, balance.version)
-        if not written and _differs(self.realtime.get(f"/balances/{uid}"), mirror) and (
-                self.credits.balance(uid).version == balance.version):
-            self.realtime.set(f"/balances/{uid}", mirror)
+        if not written:  # the stored one is as new or newer: answer with it, unless it is damaged
+            stored = self.realtime.get(f"/balances/{uid}")
+            if not _differs(stored, mirror) or self.credits.balance(uid).version != balance.version:
+                mirror = stored if isinstance(stored, dict) else mirror
+            else:
+                self.realtime.set(f"/balances/{uid}", mirror)
         self._notice_low_balance(uid, [(balance.available, None)])
         return mirror
 
