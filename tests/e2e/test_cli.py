@@ -94,3 +94,21 @@ def test_consistency_between_checkpoints(data: Path) -> None:
 def test_errors_exit_non_zero_with_a_message(data: Path) -> None:
     result = cli("users", "grant", "ada", "-1", "--key", "neg", "--data-dir", str(data))
     assert result.returncode == 2 and "Invalid amount" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("ledger", "audit"), ("ledger", "verify"), ("users", "balance", "ada"),
+                                     ("keys", "show"), ("dev-token", "ada")])
+def test_a_folder_without_a_ledger_is_refused_not_audited_as_a_new_one(tmp_path: Path, command: tuple) -> None:
+    mistyped = tmp_path / "no-such-data"
+    result = cli(*command, "--data-dir", str(mistyped))
+    assert result.returncode == 2 and "no Creditflow ledger in" in result.stderr and "OK" not in result.stdout
+    assert not mistyped.exists()
+
+
+def test_a_grant_with_an_unreadable_expiry_is_a_usage_error(data: Path) -> None:
+    result = cli("users", "grant", "ada", "1", "--key", "x", "--expires", "tomorrow", "--data-dir", str(data))
+    assert result.returncode == 2 and "is not an ISO 8601 time" in result.stderr and "Traceback" not in result.stderr
+    naive = cli("users", "grant", "ada", "1", "--key", "y", "--expires", "2099-01-01T00:00", "--data-dir", str(data))
+    assert naive.returncode == 0
+    lots = json.loads(cli("users", "balance", "ada", "--data-dir", str(data)).stdout)["lots"]
+    assert "2099-01-01T00:00:00.000000Z" in [lot["expires_at"] for lot in lots]  # no offset given: UTC

@@ -21,11 +21,21 @@ def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _existing_data(args: argparse.Namespace) -> Path:
+    """The data folder of a platform that has run: a mistyped folder must not be audited as a new, clean ledger."""
+    folder = Path(args.data_dir)
+    if not (folder / "ledger.sqlite3").is_file():
+        print(f"error: no Creditflow ledger in {folder.resolve()}; give the folder `make run` uses with --data-dir "
+              "(or CREDITFLOW_DATA_DIR), or start the platform there first", file=sys.stderr)
+        raise SystemExit(2)
+    return folder
+
+
 def _platform(args: argparse.Namespace):  # deferred import keeps `--help` fast
     from ..bootstrap import build
     from ..config import Settings
 
-    return build(Settings.from_env(runtime="local", data_dir=Path(args.data_dir)))
+    return build(Settings.from_env(runtime="local", data_dir=_existing_data(args)))
 
 
 def _findings(findings: list, ok_message: str) -> int:
@@ -114,7 +124,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from ..adapters.local.key_files import KeyFiles
     from ..config import Settings
 
-    settings = Settings.from_env(runtime="local", data_dir=Path(args.data_dir))
+    settings = Settings.from_env(runtime="local", data_dir=_existing_data(args))
     key = KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
     print(f"active: {key.public.vkey}")
     return 0
@@ -126,10 +136,18 @@ def cmd_users_open(args: argparse.Namespace) -> int:
     return 0
 
 
+def moment(text: str) -> datetime:
+    """An ISO 8601 time from the command line; one without an offset is UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time like 2027-01-31T12:00:00Z") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def cmd_users_grant(args: argparse.Namespace) -> int:
-    expires = datetime.fromisoformat(args.expires).astimezone(UTC) if args.expires else None
     result = _platform(args).credits.grant(args.uid, parse_credits(args.credits), source=args.source,
-                                           lot_kind=args.kind, key=args.key, expires_at=expires,
+                                           lot_kind=args.kind, key=args.key, expires_at=args.expires,
                                            reference=args.reference)
     _print(result)
     return 0
@@ -151,7 +169,7 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     from ..domain.accounts import user_account
 
     user_account(args.uid)  # refuses a malformed uid
-    key, _ = load_keys(Settings.from_env(runtime="local", data_dir=Path(args.data_dir)))
+    key, _ = load_keys(Settings.from_env(runtime="local", data_dir=_existing_data(args)))
     print(DevTokens(dev_token_key(key)).issue(args.uid, admin=args.admin, email=args.email,
                                               ttl_seconds=args.ttl))
     return 0
@@ -220,7 +238,7 @@ def parser() -> argparse.ArgumentParser:
     grant.add_argument("--key", required=True, help="idempotency key")
     grant.add_argument("--source", default="admin", choices=["admin", "welcome", "stripe", "crypto"])
     grant.add_argument("--kind", default="promotional", choices=["promotional", "paid"])
-    grant.add_argument("--expires", help="ISO 8601 expiry time")
+    grant.add_argument("--expires", type=moment, help="ISO 8601 expiry time (UTC unless it gives an offset)")
     grant.add_argument("--reference", help="payment reference")
     add(users, "balance", cmd_users_balance, "show a user's balance").add_argument("uid")
     return root
