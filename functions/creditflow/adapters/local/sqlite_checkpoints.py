@@ -5,14 +5,16 @@ about ninety, and it took half of all commit time (milliseconds of copying and f
 writers only nudge; a daemon thread runs PASSIVE checkpoints at most every `interval` seconds, and once the log
 holds `restart_frames` frames a RESTART one, with the store's writers paused (`pause_writers`; SQLite's busy wait
 alone would starve under steady writes), which copies what is left and makes the next writer start the log from its
-beginning: the WAL stays bounded however long writes go on. Writers keep a far
-larger autocheckpoint of their own, a safety net should this thread ever stall.
+beginning: the WAL stays bounded however long writes go on. A restart waits at most the busy timeout for readers
+still using the log; refused, it is tried again only after a backoff, so a long read does not keep writers paused.
+Writers keep a far larger autocheckpoint of their own, a safety net should this thread ever stall.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
@@ -21,11 +23,12 @@ from pathlib import Path
 RESTART_FRAMES = 8192  # 32 MiB of 4 KiB pages
 WRITER_SAFETY_FRAMES = 65536  # 256 MiB: writers checkpoint themselves only if this thread has stalled
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # a restarted WAL file is truncated to this (PRAGMA journal_size_limit)
+MIN_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between restarts a reader refused (writers wait ≤ busy timeout each)
 
 
 class BackgroundCheckpoints:
     def __init__(self, path: Path | str, *, interval: float = 0.02, restart_frames: int = RESTART_FRAMES,
-                 busy_timeout_ms: int = 250,
+                 busy_timeout_ms: int = 50,
                  pause_writers: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         self.path = str(path)
         self.pause_writers = pause_writers
@@ -37,6 +40,9 @@ class BackgroundCheckpoints:
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
         self.runs = 0  # checkpoints run, for tests and curiosity
+        self.restarts_refused = 0
+        self._restart_after = 0.0  # monotonic time before which no restart is tried again (a reader held the log)
+        self._backoff = MIN_BACKOFF
         weakref.finalize(self, _signal_end, self._wake, self._stop)
 
     writer_pragmas = (f"PRAGMA wal_autocheckpoint={WRITER_SAFETY_FRAMES}",
@@ -64,9 +70,15 @@ class BackgroundCheckpoints:
 
     def checkpoint(self, db: sqlite3.Connection) -> None:
         _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if frames >= self.restart_frames:
+        if frames >= self.restart_frames and time.monotonic() >= self._restart_after:
             with self.pause_writers():
-                db.execute("PRAGMA wal_checkpoint(RESTART)")
+                busy, _frames, _copied = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if busy:  # a long read (an audit, say) still uses the log: pausing writers again soon would stall them
+                self.restarts_refused += 1
+                self._restart_after = time.monotonic() + self._backoff
+                self._backoff = min(2 * self._backoff, MAX_BACKOFF)
+            else:
+                self._backoff = MIN_BACKOFF
         self.runs += 1
 
 
