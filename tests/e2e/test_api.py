@@ -194,6 +194,7 @@ BAD = [
     ("GET", "/api/v1/credits/history?since=yesterday", None, 400),
     ("GET", "/api/v1/credits/history?bogus=1", None, 400),
     ("GET", "/api/v1/credits/verify/tx_nope", None, 404),
+    ("GET", "/api/v1/ledger/consistency?from=1&to=10000000000000000000", None, 400),  # beyond 64 bits
     ("PUT", "/api/v1/credits/balance", None, 405),
     ("GET", "/api/v1/nowhere", None, 404),
 ]

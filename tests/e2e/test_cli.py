@@ -87,6 +87,8 @@ def test_consistency_between_checkpoints(data: Path) -> None:
     cli("ledger", "checkpoint", "--data-dir", str(data))
     cli("users", "grant", "ada", "1", "--key", "more", "--data-dir", str(data))
     cli("ledger", "checkpoint", "--data-dir", str(data))
+    huge = cli("ledger", "consistency", "3", str(10**19), "--data-dir", str(data))
+    assert huge.returncode == 2 and f"no checkpoint of size {10**19} is stored" in huge.stderr
     result = cli("ledger", "consistency", "3", "4", "--data-dir", str(data))
     assert result.returncode == 0 and json.loads(result.stdout)["consistent"]
 

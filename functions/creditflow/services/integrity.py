@@ -107,7 +107,8 @@ class Integrity:
         new_size = latest.size if new_size is None else new_size
         if old_size > new_size:
             raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size}{latest_note})")
-        old, new = self.store.checkpoint(old_size), self.store.checkpoint(new_size)
+        old = self.store.checkpoint(old_size)
+        new = self.store.checkpoint(new_size) if new_size <= latest.size else None  # and the store's integers
         if old is None or new is None:
             raise InvalidQuery(f"no checkpoint of size {old_size if old is None else new_size} is stored (the latest "
                                f"is of size {latest.size}); ask with sizes of checkpoints this ledger published")

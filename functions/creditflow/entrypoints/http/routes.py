@@ -26,6 +26,7 @@ CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "age
 
 
 KINDS = "(?:grant|hold|settle|release|expire)"
+MAX_TREE_SIZE = 2**63 - 1  # what the store's integers hold
 Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
 
 
@@ -57,8 +58,8 @@ class SinceQuery(BaseModel):
 
 class ConsistencyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: int = Field(alias="from", ge=0)
-    to: int | None = Field(default=None, ge=0, description="default: the latest checkpoint")
+    from_: int = Field(alias="from", ge=0, le=MAX_TREE_SIZE)
+    to: int | None = Field(default=None, ge=0, le=MAX_TREE_SIZE, description="default: the latest checkpoint")
 
 
 def idempotency_key() -> str:
