@@ -189,6 +189,7 @@ BAD = [
     ("POST", "/api/v1/credits/release-reservation", b'{"reservationId": "hold_nope"}', 404),
     ("POST", "/api/v1/credits/release-reservation", b'{"reservationId": 7}', 400),
     ("GET", "/api/v1/credits/history?cursor=!!!", None, 400),
+    ("GET", "/api/v1/credits/history?cursor=9999999999999999999", None, 400),  # beyond 64 bits
     ("GET", "/api/v1/credits/history?limit=100000", None, 400),
     ("GET", "/api/v1/credits/history?kind=steal", None, 400),
     ("GET", "/api/v1/credits/history?since=yesterday", None, 400),

@@ -107,6 +107,9 @@ def test_history_pages_with_a_cursor_and_filters(platform: Platform, clock: Step
     assert len(settles) == 7
     window, _ = credits.history("fay", since=clock.now() - timedelta(seconds=1), limit=50)
     assert [e.kind for e in window] == ["settle", "hold", "settle", "hold"]
+    for forged in ("0", "-1", "abc", "9" * 19, str(2**63)):  # never given out; the last two overflow SQLite
+        with pytest.raises(errors.InvalidCursor):
+            credits.history("fay", cursor=forged)
 
 
 def test_reads_are_scoped_to_the_owner(platform: Platform) -> None:

@@ -332,7 +332,7 @@ def encode_cursor(seq: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
-    if not (isinstance(cursor, str) and re.fullmatch(r"[1-9][0-9]{0,18}", cursor)):
+    if not (isinstance(cursor, str) and re.fullmatch(r"[1-9][0-9]{0,17}", cursor)):  # < 10**18: fits 64 bits
         raise InvalidCursor("the cursor is not one this API gave out")
     return int(cursor)
 

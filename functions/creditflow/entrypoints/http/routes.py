@@ -42,7 +42,7 @@ def moment(text: str | None) -> datetime | None:
 
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,18}$", s.NOT_A_CURSOR),
+    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,17}$", s.NOT_A_CURSOR),
                                description="next_cursor of a page")
     kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=s.described(
         f"^{KINDS}(?:,{KINDS})*$", "must be one or more of grant, hold, settle, release, expire, separated by commas"))
