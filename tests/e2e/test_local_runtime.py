@@ -77,3 +77,11 @@ def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
                                str(tmp_path / "data")], cwd=FUNCTIONS, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"127.0.0.1:{port} is in use" in done.stderr and "--port" in done.stderr
+
+
+@pytest.mark.parametrize("flag, env", [(["--port", "99999"], {}), ([], {"CREDITFLOW_PORT": "eighty"})])
+def test_a_port_that_is_not_one_is_a_usage_error(tmp_path: Path, flag: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "creditflow", "serve", *flag, "--data-dir", str(tmp_path / "data")],
+                          cwd=FUNCTIONS, capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert done.returncode == 2 and "is not a TCP port (0-65535" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()

@@ -145,6 +145,13 @@ def moment(text: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def tcp_port(text: str) -> int:
+    """A TCP port from the command line; 0 takes any free one."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; 0 takes any free port)")
+    return int(text)
+
+
 def cmd_users_grant(args: argparse.Namespace) -> int:
     result = _platform(args).credits.grant(args.uid, parse_credits(args.credits), source=args.source,
                                            lot_kind=args.kind, key=args.key, expires_at=args.expires,
@@ -195,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
 
     serve = add(commands, "serve", cmd_serve, "run the local platform (embedded SQLite store)")
     serve.add_argument("--host", default=os.environ.get("CREDITFLOW_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("CREDITFLOW_PORT", "8080")))
+    serve.add_argument("--port", type=tcp_port, default=os.environ.get("CREDITFLOW_PORT", "8080"))  # converted too
 
     token = add(commands, "dev-token", cmd_dev_token, "print a local dev token for a user")
     token.add_argument("uid")
