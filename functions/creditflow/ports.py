@@ -300,7 +300,10 @@ class ConversationStore(Protocol):
 
     def delete(self, uid: str, conversation_id: str) -> bool: ...
 
-    def messages(self, uid: str, conversation_id: str) -> list[StoredMessage]: ...
+    def messages(self, uid: str, conversation_id: str, *, before: int | None = None,
+                 limit: int | None = None) -> list[StoredMessage]:
+        """In seq order: all of them, or with `limit` the latest `limit` below seq `before` (none for another
+        user's conversation)."""
 
     def has_turn(self, uid: str, conversation_id: str, turn: str) -> bool: ...
 

@@ -79,6 +79,18 @@ def test_conversations_come_a_page_at_a_time(stores: dict[str, Any]) -> None:
     assert talk.of_user("a", 2, f"{rest[-1].updated_at}|{rest[-1].id}") == []
 
 
+def test_messages_come_latest_first_a_page_at_a_time(stores: dict[str, Any]) -> None:
+    talk = stores["conversations"]
+    talk.create(Conversation(id="conv_m", uid="a", title="long", created_at=T0, updated_at=T0))
+    for n in range(7):
+        talk.append_turn("a", "conv_m", f"t{n}", [("user", f"m{n}")], T1)
+    assert [m.seq for m in talk.messages("a", "conv_m", limit=3)] == [5, 6, 7]  # the latest, oldest first
+    assert [m.seq for m in talk.messages("a", "conv_m", before=5, limit=3)] == [2, 3, 4]
+    assert [m.seq for m in talk.messages("a", "conv_m", before=2, limit=3)] == [1]
+    assert [m.seq for m in talk.messages("a", "conv_m", before=4)] == [1, 2, 3]
+    assert talk.messages("b", "conv_m", limit=3) == []
+
+
 def test_catalog_overrides_round_trip(stores: dict[str, Any]) -> None:
     overrides = stores["overrides"]
     overrides.put("meta-llama/Llama-3.3-70B-Instruct", {"enabled": False}, T0)

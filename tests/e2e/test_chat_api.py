@@ -199,6 +199,11 @@ def test_conversations_over_http(real: LocalServer, upstream: FakeOpenAI) -> Non
     detail = real.call("GET", f"/api/v1/conversations/{chat_id}", token=token).json
     assert [(m["role"], m["content"]) for m in detail["history"]][-2:] == [("user", "third"),
                                                                           ("assistant", "echo: third")]
+    latest = real.call("GET", f"/api/v1/conversations/{chat_id}?limit=4", token=token).json
+    assert [m["seq"] for m in latest["history"]] == [3, 4, 5, 6] and latest["next_cursor"] == "3"
+    older = real.call("GET", f"/api/v1/conversations/{chat_id}?limit=4&cursor=3", token=token).json
+    assert [m["seq"] for m in older["history"]] == [1, 2] and older["next_cursor"] is None
+    assert real.call("GET", f"/api/v1/conversations/{chat_id}?limit=0", token=token).status == 400
     listed = real.call("GET", "/api/v1/conversations?limit=5", token=token).json
     assert [c["id"] for c in listed["conversations"]] == [chat_id] and listed["conversations"][0]["messages"] == 6
     intruder = fund(real, "snoop", "1")

@@ -69,6 +69,15 @@ class Conversations:
         self.get(uid, conversation_id)
         return self.store.messages(uid, conversation_id)
 
+    def page_of_messages(self, uid: str, conversation_id: str, limit: int,
+                         cursor: str | None = None) -> tuple[list[memory.StoredMessage], str | None]:
+        """A page of messages, oldest first: the latest `limit` ones, or those before the cursor of a later page;
+        and the cursor of the page before it, if any."""
+        self.get(uid, conversation_id)
+        before = int(cursor) if cursor is not None else None
+        page = self.store.messages(uid, conversation_id, before=before, limit=limit)
+        return page, str(page[0].seq) if len(page) == limit and page[0].seq > 1 else None
+
     def delete(self, uid: str, conversation_id: str) -> None:
         if not self.store.delete(uid, conversation_id):
             raise UnknownConversation(f"no conversation {conversation_id!r} of yours")

@@ -56,11 +56,18 @@ class FirestoreConversations:
         snapshot.reference.delete()
         return True
 
-    def messages(self, uid: str, conversation_id: str) -> list[StoredMessage]:
+    def messages(self, uid: str, conversation_id: str, *, before: int | None = None,
+                 limit: int | None = None) -> list[StoredMessage]:
         snapshot = self._mine(uid, conversation_id)
         if snapshot is None:
             return []
-        return [_message(s.to_dict()) for s in snapshot.reference.collection("messages").order_by("seq").stream()]
+        query = snapshot.reference.collection("messages")
+        if before is not None:
+            query = query.where(filter=FieldFilter("seq", "<", before))
+        query = query.order_by("seq", direction=firestore.Query.DESCENDING)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_message(s.to_dict()) for s in reversed(list(query.stream()))]
 
     def has_turn(self, uid: str, conversation_id: str, turn: str) -> bool:
         snapshot = self._mine(uid, conversation_id)

@@ -62,12 +62,13 @@ class SqliteConversations(SqliteFile):
                 db.execute("DELETE FROM messages WHERE conversation = ?", (conversation_id,))
         return gone.rowcount == 1
 
-    def messages(self, uid: str, conversation_id: str) -> list[StoredMessage]:
+    def messages(self, uid: str, conversation_id: str, *, before: int | None = None,
+                 limit: int | None = None) -> list[StoredMessage]:
         rows = self.db.execute("SELECT m.seq, m.role, m.content, m.at, m.turn, m.vector FROM messages m JOIN "
-                               "conversations c ON c.id = m.conversation WHERE c.id = ? AND c.uid = ? ORDER BY m.seq",
-                               (conversation_id, uid))
+                               "conversations c ON c.id = m.conversation WHERE c.id = ? AND c.uid = ? AND m.seq < ? "
+                               "ORDER BY m.seq DESC LIMIT ?", (conversation_id, uid, before or 2**62, limit or -1))
         return [StoredMessage(seq, role, content, at, turn, _unpack(vector))
-                for seq, role, content, at, turn, vector in rows]
+                for seq, role, content, at, turn, vector in reversed(rows.fetchall())]
 
     def has_turn(self, uid: str, conversation_id: str, turn: str) -> bool:
         return self.db.execute("SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation "

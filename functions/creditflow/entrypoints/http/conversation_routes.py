@@ -21,6 +21,13 @@ class ConversationsQuery(BaseModel):
     limit: int = Field(default=20, ge=1, le=100)
 
 
+class MessagesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,11}$", s.NOT_A_CURSOR),
+                               description="next_cursor of a page: the messages before it")
+    limit: int = Field(default=100, ge=1, le=500)
+
+
 def conversation_out(conversation: Conversation) -> s.ConversationOut:
     c = conversation
     return s.ConversationOut(id=c.id, title=c.title, created_at=c.created_at, updated_at=c.updated_at,
@@ -42,14 +49,15 @@ def register_conversations(api: Api, platform: Platform) -> None:
         page, cursor = talk.list(caller.uid, query.limit, query.cursor)
         return s.ConversationsOut(conversations=[conversation_out(c) for c in page], next_cursor=cursor)
 
-    @api.route("GET", f"{V1}/conversations/{{conversationId}}", summary="A conversation with its messages",
-               response=s.ConversationDetailOut)
-    def read_conversation(caller: Caller, conversationId: str) -> s.ConversationDetailOut:
+    @api.route("GET", f"{V1}/conversations/{{conversationId}}",
+               summary="A conversation with its latest messages (older ones a page at a time, by next_cursor)",
+               query=MessagesQuery, response=s.ConversationDetailOut)
+    def read_conversation(caller: Caller, conversationId: str, query: MessagesQuery) -> s.ConversationDetailOut:
         conversation = talk.get(caller.uid, conversationId)
-        history = [s.StoredMessageOut(seq=m.seq, role=m.role, content=m.content, at=m.at)
-                   for m in talk.messages(caller.uid, conversationId)]
+        page, cursor = talk.page_of_messages(caller.uid, conversationId, query.limit, query.cursor)
+        history = [s.StoredMessageOut(seq=m.seq, role=m.role, content=m.content, at=m.at) for m in page]
         return s.ConversationDetailOut(**conversation_out(conversation).model_dump(), summary=conversation.summary,
-                                       summary_upto=conversation.summary_upto, history=history)
+                                       summary_upto=conversation.summary_upto, history=history, next_cursor=cursor)
 
     @api.route("DELETE", f"{V1}/conversations/{{conversationId}}", summary="Delete a conversation and its messages",
                response=s.DeletedOut)

@@ -171,7 +171,8 @@ class StoredMessageOut(BaseModel):
 class ConversationDetailOut(ConversationOut):
     summary: str = Field(description="the running summary of messages older than the buffer")
     summary_upto: int
-    history: list[StoredMessageOut]
+    history: list[StoredMessageOut] = Field(description="oldest first: the latest page of messages")
+    next_cursor: str | None = Field(description="the page of older messages: pass it as cursor")
 
 
 class DeletedOut(BaseModel):
