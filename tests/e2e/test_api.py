@@ -318,3 +318,18 @@ def test_analytics_count_what_was_charged(server: LocalServer) -> None:
                 token=token, headers={"Idempotency-Key": "c-2"})
     analytics = server.call("GET", "/api/v1/credits/analytics?since=2020-01-01T00:00:00Z", token=token).json
     assert analytics["charged"]["micros"] == 0 and analytics["released_holds"] == 1
+
+
+def test_openapi_gives_each_route_the_idempotency_keys_it_takes(server: LocalServer) -> None:
+    paths = server.call("GET", "/api/v1/openapi.json").json["paths"]
+
+    def key_schema(path: str) -> dict:
+        return next(p["schema"] for p in paths[path]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+
+    assert key_schema("/api/v1/credits/reserve")["maxLength"] == 255
+    assert key_schema("/api/v1/chat")["maxLength"] == 200  # each step of a call adds to the key
+    token = funded(server, "keylen", "1")
+    for length, status in ((255, 200), (256, 400)):
+        reply = server.call("POST", "/api/v1/credits/reserve", {"amount": "0.1"}, token=token,
+                            headers={"Idempotency-Key": "k" * length})
+        assert reply.status == status

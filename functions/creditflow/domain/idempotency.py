@@ -8,11 +8,12 @@ from typing import Any
 
 from .errors import IdempotencyConflict, InvalidIdempotencyKey
 
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}")
+MAX_KEY = 255
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
 
 
-def require_key(key: object, *, longest: int = 255, named: str = "idempotency key") -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key) or len(key) > longest:
+def require_key(key: object, *, longest: int = MAX_KEY, named: str = "idempotency key") -> str:
+    if not isinstance(key, str) or len(key) > longest or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey(
             f"{named} {key!r} must be 1-{longest} letters, digits, '.', '_', ':' or '-', starting with a letter "
             "or digit")

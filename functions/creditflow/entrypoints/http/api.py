@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
 from ...domain.errors import InvalidToken, LedgerError, RateLimited
+from ...domain.idempotency import MAX_KEY
 from ...ports import Caller, TokenVerifier
 from .schemas import PATTERN_MEANINGS
 
@@ -69,6 +70,7 @@ class Operation:
     idempotent_header: bool | Literal["optional"] = False  # True: the header is required
     errors: list[int] = field(default_factory=list)
     also: tuple[str, ...] = ()  # further content types a 200 may have (e.g. text/event-stream)
+    longest_key: int = MAX_KEY  # the longest Idempotency-Key the route takes
 
 
 def _message(error: ErrorDetails) -> str:
@@ -146,10 +148,10 @@ class Api:
     def route(self, method: str, path: str, *, summary: str, auth: Auth = "user", body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
-              errors: tuple[int, ...] = (), also: tuple[str, ...] = ()
+              errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
-                              list(errors), also)
+                              list(errors), also, longest_key)
         self.operations.append(operation)
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -225,7 +227,8 @@ class Api:
                         "required", []), "schema": prop})
             if op.idempotent_header:
                 parameters.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotent_header is True,
-                                   "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,254}$"}})
+                                   "schema": {"type": "string", "maxLength": op.longest_key,
+                                              "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"}})
             if parameters:
                 entry["parameters"] = parameters
             if op.body is not None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQuery, LedgerError
-from ...domain.idempotency import require_request_key
+from ...domain.idempotency import MAX_REQUEST_KEY, require_request_key
 from ...domain.money import parse_credits
 from ...domain.timefmt import iso
 from ...ports import Caller, Preferences
@@ -307,7 +307,7 @@ def register(api: Api, platform: Platform) -> None:
 
     @api.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
                body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502),
-               also=("text/event-stream",))
+               also=("text/event-stream",), longest_key=MAX_REQUEST_KEY)
     def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut | Response:
         key = require_request_key(idempotency_key())
         account_of(caller)
