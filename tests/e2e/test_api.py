@@ -318,6 +318,10 @@ def test_analytics_count_what_was_charged(server: LocalServer) -> None:
                 token=token, headers={"Idempotency-Key": "c-2"})
     analytics = server.call("GET", "/api/v1/credits/analytics?since=2020-01-01T00:00:00Z", token=token).json
     assert analytics["charged"]["micros"] == 0 and analytics["released_holds"] == 1
+    recent = server.call("GET", "/api/v1/credits/analytics", token=token).json  # the last 30 days by default
+    assert recent["released_holds"] == 1 and recent["until"] is None and recent["since"] > "2026-"
+    before = server.call("GET", "/api/v1/credits/analytics?until=2020-01-01T00:00:00Z", token=token).json
+    assert before["released_holds"] == 0 and before["since"].startswith("2019-12-02")
 
 
 def test_openapi_gives_each_route_the_idempotency_keys_it_takes(server: LocalServer) -> None:

@@ -26,6 +26,7 @@ CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "age
 
 
 KINDS = "(?:grant|hold|settle|release|expire)"
+ANALYTICS_DAYS = 30
 MAX_TREE_SIZE = 2**63 - 1  # what the store's integers hold
 Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
 
@@ -51,9 +52,10 @@ class HistoryQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
 
 
-class SinceQuery(BaseModel):
+class AnalyticsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: Moment | None = None
+    since: Moment | None = Field(default=None, description=f"default: {ANALYTICS_DAYS} days ago")
+    until: Moment | None = Field(default=None, description="default: now")
 
 
 class ConsistencyQuery(BaseModel):
@@ -179,14 +181,17 @@ def register(api: Api, platform: Platform) -> None:
                                        until=moment(query.until), limit=query.limit)
         return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)
 
-    @api.route("GET", f"{V1}/credits/analytics", summary="Usage by category, model and day; hold efficiency",
-               query=SinceQuery, response=s.AnalyticsOut)
-    def analytics(caller: Caller, query: SinceQuery) -> s.AnalyticsOut:
+    @api.route("GET", f"{V1}/credits/analytics",
+               summary="Usage by category, model and day, and hold efficiency, in a window (default: 30 days)",
+               query=AnalyticsQuery, response=s.AnalyticsOut)
+    def analytics(caller: Caller, query: AnalyticsQuery) -> s.AnalyticsOut:
         account_of(caller)
-        since = moment(query.since)
-        data = usage(platform.store, caller.uid, iso(since) if since else None)
+        until = moment(query.until)
+        since = moment(query.since) or (until or platform.clock.now()) - timedelta(days=ANALYTICS_DAYS)
+        window = iso(since), iso(until) if until else None
+        data = usage(platform.store, caller.uid, *window)
         money = s.Money.of
-        return s.AnalyticsOut(charged=money(data["charged"]),
+        return s.AnalyticsOut(since=window[0], until=window[1], charged=money(data["charged"]),
                               by_category={k: money(v) for k, v in data["by_category"].items()},
                               by_model={k: money(v) for k, v in data["by_model"].items()},
                               by_day={k: money(v) for k, v in data["by_day"].items()},

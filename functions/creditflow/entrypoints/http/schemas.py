@@ -395,6 +395,8 @@ class InsufficientOut(BaseModel):
 
 
 class AnalyticsOut(BaseModel):
+    since: str = Field(description="the window counted: entries at or after this time …")
+    until: str | None = Field(description="… and before this one (none: up to now)")
     charged: Money
     by_category: dict[str, Money]
     by_model: dict[str, Money]
