@@ -208,3 +208,24 @@ def test_analytics_group_charges_by_category_model_and_day(platform: Platform, c
     assert data["by_model"] == {"m1": 2 * CREDIT, "m2": 3 * CREDIT, "flux": 5 * CREDIT}
     assert list(data["by_day"]) == ["2026-01-01", "2026-01-02", "2026-01-03"]
     assert data["utilisation_percent"] == round(100 * 10 / 30, 1)
+
+
+def test_verifying_entries_hashes_the_log_once_then_only_what_is_new(platform: Platform) -> None:
+    for n in range(7):
+        platform.credits.open_account(f"v{n}")
+    for n in range(600):
+        platform.credits.grant(f"v{n % 7}", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    platform.integrity.publish_checkpoint()
+    entries = [platform.credits.history(f"v{n}", limit=1)[0][0] for n in range(7)]
+    assert platform.integrity.verify_entry(entries[0].id)["ok"]
+    read = platform.integrity.subtrees.leaves_read
+    assert all(platform.integrity.verify_entry(e.id)["ok"] for e in entries[1:])
+    assert platform.integrity.subtrees.leaves_read - read < 6 * 256  # not 6 × 600
+    for n in range(300):
+        platform.credits.grant("v0", CREDIT, source="admin", lot_kind="paid", key=f"more{n}")
+    platform.integrity.publish_checkpoint()
+    read = platform.integrity.subtrees.leaves_read
+    newest = platform.credits.history("v0", limit=1)[0][0]
+    exported = platform.integrity.export_entry(newest.id)
+    assert platform.integrity.verify_entry(newest.id)["ok"] and exported["inclusion_proof"]
+    assert platform.integrity.subtrees.leaves_read - read < 600  # the new leaves, not the whole log again

@@ -159,3 +159,16 @@ def test_verify_entry_reports_signature_chain_and_inclusion(ledger) -> None:
     db.execute("UPDATE entries SET signature = ? WHERE id = ?", (signature, ids[2]))
     bad = platform.integrity.verify_entry(ids[2])
     assert not bad["ok"] and not bad["signature_ok"] and bad["included"]
+
+
+def test_an_entry_changed_after_its_proof_was_remembered_still_fails_verification(ledger) -> None:
+    platform, db, ids = ledger
+    assert platform.integrity.verify_entry(ids[2])["ok"]  # proofs now come from remembered subtree hashes
+    body = bytearray(db.execute("SELECT body FROM entries WHERE id = ?", (ids[3],)).fetchone()[0])
+    body[60] ^= 0x01
+    db.execute("UPDATE entries SET body = ? WHERE id = ?", (bytes(body), ids[3]))
+    report = platform.integrity.verify_entry(ids[3])
+    assert not report["ok"] and not report["chain_ok"]  # its body no longer gives its hash
+    db.execute("UPDATE entries SET hash = ? WHERE id = ?", (hashlib.sha256(bytes(body)).hexdigest(), ids[3]))
+    report = platform.integrity.verify_entry(ids[3])
+    assert not report["ok"] and not report["included"] and not report["signature_ok"]  # the new hash is in no tree

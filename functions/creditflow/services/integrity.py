@@ -13,10 +13,12 @@ from ..domain.checkpoint import Checkpoint, NoteError, open_checkpoint, sign_che
 from ..domain.entries import GENESIS_HASH, Entry, signature_ok
 from ..domain.errors import InconsistentTree, InvalidQuery, UnknownEntry
 from ..domain.holds import PENDING
+from ..domain.merkle_subtrees import consistency_path, inclusion_path
 from ..domain.proofs import build_export
 from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
 from ..ports import Clock, LedgerStore, StoredCheckpoint
+from .subtree_cache import SubtreeCache
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Integrity:
         self.clock = clock
         self.origin = origin
         self.batch = batch
+        self.subtrees = SubtreeCache(store.leaves)  # proofs for users; audits and checkpoints hash the leaves
 
     # -- the log --------------------------------------------------------------------------------------------
 
@@ -112,8 +115,7 @@ class Integrity:
         if old is None or new is None:
             raise InvalidQuery(f"no checkpoint of size {old_size if old is None else new_size} is stored (the latest "
                                f"is of size {latest.size}); ask with sizes of checkpoints this ledger published")
-        hashes = self._leaf_hashes(new_size)
-        proof = merkle.consistency_proof_from_hashes(hashes, old_size) if old_size > 0 else []
+        proof = consistency_path(self.subtrees, old_size, new_size) if old_size > 0 else []
         return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old.root).decode(),
                 "to_root": base64.b64encode(new.root).decode(),
                 "proof": [base64.b64encode(p).decode() for p in proof],
@@ -166,8 +168,7 @@ class Integrity:
         if fields is not None and fields.get("prev") != expected_prev:
             findings.append(Finding("chain", entry.id, f"entry {entry.id} does not link to the entry before it"))
         index, checkpoint = self._covering_checkpoint(entry)
-        hashes = self._leaf_hashes(checkpoint.size)
-        proof = merkle.inclusion_proof_from_hashes(hashes, index)
+        proof = inclusion_path(self.subtrees, index, checkpoint.size)
         included = merkle.verify_inclusion(merkle.leaf_hash(bytes.fromhex(entry.hash)), index, checkpoint.size,
                                            proof, checkpoint.root)
         if not included:
@@ -183,7 +184,7 @@ class Integrity:
     def export_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
         entry = self._entry_for(entry_id, uid)
         index, checkpoint = self._covering_checkpoint(entry)
-        proof = merkle.inclusion_proof_from_hashes(self._leaf_hashes(checkpoint.size), index)
+        proof = inclusion_path(self.subtrees, index, checkpoint.size)
         return build_export(entry, index, proof, checkpoint.note)
 
     # -- whole-ledger checks --------------------------------------------------------------------------------
