@@ -123,6 +123,12 @@ class LedgerStore(Protocol):
 
     def leaf_entry_ids(self, start: int, end: int) -> list[str]: ...
 
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        """Remembered hashes of perfect subtrees of 2**level leaves starting in start..end-1, by start."""
+
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None:
+        """Remember them (by start), replacing what was remembered: hashes built from the leaves again."""
+
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
 
     def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None: ...

@@ -85,6 +85,15 @@ def test_checkpoints_are_stored_once_per_size(store: LedgerStore) -> None:
     assert store.checkpoint(4) is None
 
 
+def test_subtree_hashes_are_remembered_by_level_and_start(store: LedgerStore) -> None:
+    store.add_subtree_hashes(8, {0: b"a" * 32, 256: b"b" * 32, 768: b"d" * 32})
+    store.add_subtree_hashes(9, {0: b"c" * 32})
+    assert store.subtree_hashes(8, 0, 1024) == {0: b"a" * 32, 256: b"b" * 32, 768: b"d" * 32}
+    store.add_subtree_hashes(8, {256: b"x" * 32})  # built again from the leaves: it replaces
+    assert store.subtree_hashes(8, 256, 768) == {256: b"x" * 32}
+    assert store.subtree_hashes(9, 0, 1) == {0: b"c" * 32} and store.subtree_hashes(9, 512, 1024) == {}
+
+
 def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedClock) -> None:
     credits, integrity, store = on_store.credits, on_store.integrity, on_store.store
     credits.open_account("c")

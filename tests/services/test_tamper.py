@@ -172,3 +172,20 @@ def test_an_entry_changed_after_its_proof_was_remembered_still_fails_verificatio
     db.execute("UPDATE entries SET hash = ? WHERE id = ?", (hashlib.sha256(bytes(body)).hexdigest(), ids[3]))
     report = platform.integrity.verify_entry(ids[3])
     assert not report["ok"] and not report["included"] and not report["signature_ok"]  # the new hash is in no tree
+
+
+def test_a_tampered_remembered_subtree_hash_fails_proofs_and_is_named(platform: Platform, tmp_path: Path) -> None:
+    for uid in ("t0", "t1", "t2"):
+        platform.credits.open_account(uid)
+    for n in range(300):
+        platform.credits.grant(f"t{n % 3}", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    platform.integrity.publish_checkpoint()
+    last = platform.credits.history("t2", limit=1)[0][0]  # leaf 299: its proof needs the hash of leaves 0..255
+    assert platform.integrity.verify_entry(last.id)["ok"]
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    assert db.execute("SELECT count(*) FROM subtrees WHERE level = 8 AND start = 0").fetchone()[0] == 1
+    db.execute("UPDATE subtrees SET hash = ? WHERE level = 8 AND start = 0", (b"\x00" * 32,))
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    report = platform.integrity.verify_entry(last.id)
+    assert not report["ok"] and not report["included"]  # a wrong remembered hash fails a proof, never passes one
+    assert "subtree:8:0" in named(platform)["merkle"]

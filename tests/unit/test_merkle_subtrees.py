@@ -50,3 +50,29 @@ def test_a_subtree_beyond_the_log_is_refused() -> None:
         inclusion_path(cache, 10, 10)
     with pytest.raises(ValueError):
         consistency_path(cache, 0, 10)
+
+
+class DictStore:
+    """Remembered subtree hashes in a dict, as a store would keep them (the contract suite checks the real ones)."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[tuple[int, int], bytes] = {}
+
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        return {s: h for (lv, s), h in self.hashes.items() if lv == level and start <= s < end}
+
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None:
+        for start, value in hashes.items():
+            self.hashes.setdefault((level, start), value)
+
+
+def test_another_process_starts_warm_from_the_remembered_hashes() -> None:
+    leaves, store = leaves_of(70_000), DictStore()
+    first = SubtreeCache(lambda start, end: leaves[start:end], store)
+    assert inclusion_path(first, 40_000, len(leaves)) == merkle.inclusion_proof(leaves, 40_000)
+    assert store.hashes  # what it built is remembered
+    second = SubtreeCache(lambda start, end: leaves[start:end], store)  # a new process, an empty memory
+    for index in (3, 40_000, 69_999):
+        assert inclusion_path(second, index, len(leaves)) == merkle.inclusion_proof(leaves, index)
+        assert consistency_path(second, index + 1, len(leaves)) == merkle.consistency_proof(leaves, index + 1)
+    assert second.leaves_read < 6 * 2 * 256  # its proofs read a few partial blocks, never the log

@@ -52,7 +52,7 @@ class Integrity:
         self.clock = clock
         self.origin = origin
         self.batch = batch
-        self.subtrees = SubtreeCache(store.leaves)  # proofs for users; audits and checkpoints hash the leaves
+        self.subtrees = SubtreeCache(store.leaves, store)  # proofs for users; audits and checkpoints hash leaves
 
     # -- the log --------------------------------------------------------------------------------------------
 
@@ -322,3 +322,16 @@ class Integrity:
                                                "match the log: history was rewritten or the checkpoint is forked"))
         if stored:
             report.checkpoint_size = stored[-1].size
+        self._check_subtrees(report, leaf_hashes)
+
+    def _check_subtrees(self, report: AuditReport, leaf_hashes: list[bytes]) -> None:
+        """Every remembered subtree hash against the leaves: a wrong one would only make proofs fail, but name it."""
+        level, hashes = 0, leaf_hashes
+        while len(hashes) > 1:
+            level, hashes = level + 1, [merkle.node_hash(hashes[n], hashes[n + 1])
+                                        for n in range(0, len(hashes) - 1, 2)]
+            for start, remembered in self.store.subtree_hashes(level, 0, len(leaf_hashes)).items():
+                index = start >> level
+                if start % (1 << level) or index >= len(hashes) or hashes[index] != remembered:
+                    report.findings.append(Finding("merkle", f"subtree:{level}:{start}", f"the remembered hash of "
+                                                   f"the {1 << level} leaves from {start} is not theirs"))

@@ -1,25 +1,35 @@
 """Perfect subtree hashes of the Merkle log, remembered: proofs for users' entries without hashing every leaf.
 
 Leaves never change once in the log, so a remembered subtree hash stays the hash of what was sequenced; a proof
-built from it is checked against the signed checkpoint all the same. Audits and new checkpoints do not use it:
-they hash the leaves as stored.
+built from it is checked against the signed checkpoint all the same (a tampered remembered hash makes a proof fail,
+never pass, and the audit names it). New checkpoints and audits do not use them: they hash the leaves as stored.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from ..domain.merkle import leaf_hash, node_hash, root_of_hashes
 
 BLOCK_LEVEL = 8  # remembered subtrees hold at least 256 leaves: about 2 × 32 bytes per 256 leaves in memory
 
 
-class SubtreeCache:
-    """A `SubtreeHash` from `read_leaves(start, end)`, remembering subtrees from BLOCK_LEVEL up; thread-safe."""
+class SubtreeStore(Protocol):
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]: ...
 
-    def __init__(self, read_leaves: Callable[[int, int], list[bytes]], block_level: int = BLOCK_LEVEL) -> None:
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None: ...
+
+
+class SubtreeCache:
+    """A `SubtreeHash` from `read_leaves(start, end)`, remembering subtrees from BLOCK_LEVEL up in memory and, when
+    given a store, in it (so another process starts warm); thread-safe."""
+
+    def __init__(self, read_leaves: Callable[[int, int], list[bytes]], store: SubtreeStore | None = None,
+                 block_level: int = BLOCK_LEVEL) -> None:
         self.read_leaves = read_leaves
+        self.store = store
         self.block_level = block_level
         self._known: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
@@ -32,7 +42,8 @@ class SubtreeCache:
         if level < self.block_level:
             return root_of_hashes(self._leaf_hashes(start, start + (1 << level)))
         with self._lock:
-            self._fill(start, level)
+            if (start, level) not in self._known:
+                self._fill(start, level)
         return self._known[(start, level)]
 
     def _leaf_hashes(self, start: int, end: int) -> list[bytes]:
@@ -43,21 +54,32 @@ class SubtreeCache:
         return [leaf_hash(data) for data in leaves]
 
     def _fill(self, start: int, level: int) -> None:
-        """Remember the subtree and every one of BLOCK_LEVEL and up inside it: the unknown blocks are read in one
-        pass, the levels above built from them."""
-        if (start, level) in self._known:
-            return
-        size = 1 << self.block_level
-        blocks = range(start, start + (1 << level), size)
-        missing = [b for b in blocks if (b, self.block_level) not in self._known]
+        """Find the subtree in the store, or build it and every subtree of BLOCK_LEVEL and up inside it: blocks
+        from the store where it has them, the others from their leaves read in one pass, the levels above from
+        those; what was built is stored."""
+        if self.store is not None:
+            stored = self.store.subtree_hashes(level, start, start + 1)
+            if start in stored:
+                self._known[(start, level)] = stored[start]
+                return
+        bottom, end = self.block_level, start + (1 << level)
+        size = 1 << bottom
+        blocks = {b: self._known[(b, bottom)] for b in range(start, end, size) if (b, bottom) in self._known}
+        if self.store is not None and len(blocks) < (end - start) // size:
+            blocks.update(self.store.subtree_hashes(bottom, start, end))
+        built: dict[int, dict[int, bytes]] = {}
+        missing = [b for b in range(start, end, size) if b not in blocks]
         if missing:
             hashes = self._leaf_hashes(missing[0], missing[-1] + size)
-            for b in missing:
-                offset = b - missing[0]
-                self._known[(b, self.block_level)] = root_of_hashes(hashes[offset:offset + size])
-        for up in range(self.block_level + 1, level + 1):
-            width = 1 << up
-            half = width >> 1
-            for s in range(start, start + (1 << level), width):
+            built[bottom] = {b: root_of_hashes(hashes[b - missing[0]:b - missing[0] + size]) for b in missing}
+            blocks.update(built[bottom])
+        self._known.update(((b, bottom), value) for b, value in blocks.items())
+        for up in range(bottom + 1, level + 1):
+            half = 1 << (up - 1)
+            for s in range(start, end, 2 * half):
                 if (s, up) not in self._known:
-                    self._known[(s, up)] = node_hash(self._known[(s, up - 1)], self._known[(s + half, up - 1)])
+                    value = node_hash(self._known[(s, up - 1)], self._known[(s + half, up - 1)])
+                    self._known[(s, up)] = built.setdefault(up, {})[s] = value
+        if self.store is not None:
+            for built_level, values in built.items():
+                self.store.add_subtree_hashes(built_level, values)

@@ -7,6 +7,7 @@ lots/{lotId}, holds/{holdId}       grants and reservations, with their account
 system_accounts/{id}/shards/{n}    a system account's balance spread over shards (it is hot)
 idempotency/{sha256(scope, key)}   first results of mutating commands
 ledger_log/state, …/chunks/{n}     the Merkle log's size and its leaves, CHUNK to a document
+…/subtrees/{level}-{start}         remembered hashes of perfect subtrees (for proofs without every leaf)
 checkpoints/{size}                 signed tree heads
 """
 
@@ -35,6 +36,10 @@ CHUNK = 256  # leaves per log chunk document
 
 def idempotency_id(scope: str, key: str) -> str:
     return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
+
+
+def subtree_id(level: int, start: int) -> str:
+    return f"{level:02d}-{start:020d}"
 
 
 def checkpoint_id(size: int) -> str:

@@ -299,6 +299,29 @@ class FirestoreLedgerStore:
         ref = self._entry_ref(entry_id)
         return ref.get("leaf") if ref.exists else None
 
+    def _subtrees(self) -> Any:
+        return self._state_ref().collection("subtrees")
+
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        size = 1 << level
+        first = -(-start // size) * size
+        refs = [self._subtrees().document(layout.subtree_id(level, s)) for s in range(first, end, size)]
+        found: dict[int, bytes] = {}
+        for batch in range(0, len(refs), 300):
+            for snapshot in self.client.get_all(refs[batch:batch + 300]):
+                if snapshot.exists:
+                    found[snapshot.get("start")] = snapshot.get("hash")
+        return found
+
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None:
+        items = sorted(hashes.items())
+        for batch in range(0, len(items), 400):
+            writes = self.client.batch()
+            for start, value in items[batch:batch + 400]:
+                writes.set(self._subtrees().document(layout.subtree_id(level, start)),
+                           {"level": level, "start": start, "hash": value})
+            writes.commit()
+
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         ref = self.client.collection(layout.CHECKPOINTS).document(layout.checkpoint_id(checkpoint.size))
         with contextlib.suppress(google_errors.AlreadyExists):  # checkpoints are immutable once published

@@ -393,6 +393,16 @@ class SqliteLedgerStore(_Reads):
         row = self.db.execute("SELECT leaf FROM entries WHERE id = ?", (entry_id,)).fetchone()
         return None if row is None else row[0]
 
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        rows = self.db.execute("SELECT start, hash FROM subtrees WHERE level = ? AND start >= ? AND start < ?",
+                               (level, start, end))
+        return {row[0]: bytes(row[1]) for row in rows}
+
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None:
+        rows = [(level, start, value) for start, value in hashes.items()]
+        self.run(lambda tx: tx.db.executemany("INSERT OR REPLACE INTO subtrees (level, start, hash) VALUES (?, ?, ?)",
+                                              rows))
+
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self.db.execute("INSERT OR IGNORE INTO checkpoints (size, root, note, key_id, created_at) VALUES "
                         "(?,?,?,?,?)", (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.key_id,
