@@ -15,6 +15,7 @@ from creditflow.bootstrap import Platform
 from creditflow.domain import memory
 from creditflow.domain.errors import AlreadyAnswered, UnknownConversation
 from creditflow.ports import ChatReply
+from creditflow.services import conversations
 from creditflow.services.conversations import SUMMARISE
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -129,6 +130,21 @@ def test_older_messages_like_the_new_one_are_recalled(demo: tuple[Platform, Reco
     assert embeds  # embeddings are held and charged like any call
     assert all(m.vector is not None for m in ai.conversations.messages("u", chat.id)[:-2])
     assert ai.integrity.audit().ok
+
+
+def test_a_turn_reads_only_the_latest_messages_of_a_long_conversation(demo: tuple[Platform, RecordingDemo],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    ai, provider = demo
+    monkeypatch.setattr(conversations, "MEMORY_WINDOW", 12)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "long")
+    ai.conversations.chat("u", chat.id, say("remember that my cat is called Whiskers"), key="cat")
+    for n in range(10):  # 20 messages more: the cat is now outside the window of 12
+        ai.conversations.chat("u", chat.id, say(f"bananas grow fastest in tropical climates, note {n}"),
+                              key=f"f{n}", max_tokens=32)
+    turn = ai.conversations.chat("u", chat.id, say("what is my cat called?"), key="ask", max_tokens=32)
+    assert not any("Whiskers" in m["content"] for m in provider.sent[-1])  # recalled when it was within reach
+    assert turn["memory"]["buffered"] + turn["memory"]["summarised"] <= 12
 
 
 def test_a_streamed_turn_is_stored_when_complete(demo: tuple[Platform, RecordingDemo]) -> None:

@@ -21,6 +21,7 @@ SUMMARISE = ("You keep the memory of a conversation between a user and an assist
              "questions; drop pleasantries. Answer with the summary only, in at most {words} words.")
 MAX_CONVERSATIONS_PAGE = 100
 FRAMING_TOKENS = 64  # the summary and recall messages' own headings and chat framing
+MEMORY_WINDOW = 1000  # the latest messages a turn reads (buffer, summary, recall): a turn costs the same at any age
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Conversations:
             raise InvalidQuery("the new messages alone do not fit the context of the model")
         recall_on = bool(self.metered.catalog.models("embedding"))
         space = memory.budget(room, recall_on)
-        history = self.store.messages(uid, conversation_id)
+        history = self.store.messages(uid, conversation_id, limit=MEMORY_WINDOW)
         charged = 0
         shape = memory.plan(history, conversation.summary_upto, space)
         summary = conversation.summary
