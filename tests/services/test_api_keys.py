@@ -11,7 +11,7 @@ import pytest
 from creditflow.adapters.local.api_keys import SqliteApiKeys
 from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey, InvalidQuery, KeyLimitReached
 from creditflow.domain.timefmt import iso
-from creditflow.services.api_keys import CALL_MARGIN, MAX_KEYS, GatewayKeys, key_hash
+from creditflow.services.api_keys import CALL_MARGIN, MAX_KEYS, SHOWN_REVOKED, GatewayKeys, key_hash
 from tests.conftest import SteppedClock
 
 SERVER_SECRET = b"s" * 32
@@ -127,3 +127,14 @@ def test_a_key_without_a_limit_counts_nothing_in_flight(keys: GatewayKeys, store
     assert store.in_flight(key.id, iso(clock.now())) == 0
     spend.finish(1_000_000)
     assert store.by_hash(key.hash).spent == 1_000_000
+
+
+def test_the_list_shows_active_keys_and_only_the_latest_revoked(keys: GatewayKeys, clock: SteppedClock) -> None:
+    kept = keys.create("ann", "kept")[1]
+    for n in range(SHOWN_REVOKED + 5):
+        made = keys.create("ann", f"old-{n}")[1]
+        clock.advance(seconds=1)
+        keys.revoke("ann", made.id)
+    listed = keys.list("ann")
+    assert kept.id in [k.id for k in listed] and len(listed) == 1 + SHOWN_REVOKED
+    assert {k.name for k in listed if k.revoked_at} == {f"old-{n}" for n in range(5, SHOWN_REVOKED + 5)}

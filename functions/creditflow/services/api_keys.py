@@ -18,6 +18,7 @@ from ..ports import ApiKey, ApiKeys, Caller, Clock
 
 PREFIX = "cf_"
 MAX_KEYS = 25
+SHOWN_REVOKED = 25  # the list shows every active key and the latest revoked ones, not every key ever revoked
 CALL_MARGIN = timedelta(minutes=1)
 
 
@@ -78,7 +79,11 @@ class GatewayKeys:
         return made
 
     def list(self, uid: str) -> list[ApiKey]:
-        return self.keys.of_user(uid)
+        """Every active key and the SHOWN_REVOKED latest revoked ones, in the store's order."""
+        keys = self.keys.of_user(uid)
+        revoked = sorted((k for k in keys if k.revoked_at is not None), key=lambda k: k.revoked_at or "")
+        shown = {k.id for k in revoked[-SHOWN_REVOKED:]}
+        return [k for k in keys if k.revoked_at is None or k.id in shown]
 
     def revoke(self, uid: str, key_id: str) -> None:
         """Revoke one of the user's keys; revoking it again changes nothing and is no error (a retry)."""
