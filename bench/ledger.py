@@ -59,6 +59,43 @@ def transfers(platform: Platform, uids: list[str], threads: int, per_thread: int
     return threads * per_thread / (time.perf_counter() - started)
 
 
+def raw_sql_rate(folder: str, count: int) -> float:
+    """Grants/s of the same statements a grant runs, as raw SQL on a store of the same schema, pragmas and
+    background checkpoints, with no Python service around them: the floor this machine's SQLite sets."""
+    from creditflow.adapters.local.sqlite_store import SqliteLedgerStore
+
+    store = SqliteLedgerStore(Path(folder) / "raw.sqlite3")
+    db, body, sig = store.db, b"{" + b"x" * 400 + b"}", "s" * 88
+    db.executemany("INSERT INTO accounts VALUES (?, 'open', 0, 0, 0, ?, 0, 'now', 'now')",
+                   [(f"user:u{n}", "0" * 64) for n in range(1000)])
+    started = time.perf_counter()
+    for n in range(count):
+        account, key = f"user:u{n % 1000}", f"raw-{n}"
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("SELECT result FROM idempotency WHERE scope = 'issuance:admin' AND key = ?", (key,)).fetchone()
+        seq = db.execute("SELECT seq FROM accounts WHERE id = ?", (account,)).fetchone()[0] + 1
+        db.execute("SELECT id FROM holds WHERE account = ? AND status = 'pending' AND expires_at <= 'now'",
+                   (account,)).fetchall()
+        db.execute("SELECT id FROM lots WHERE account = ? AND open = 1 AND expires_at IS NOT NULL AND "
+                   "expires_at <= 'now' AND remaining > 0", (account,)).fetchall()
+        db.execute("INSERT INTO entries (id, account, seq, kind, at, body, hash, signature, key_id) VALUES "
+                   "(?, ?, ?, 'grant', 'now', ?, ?, ?, 'k')", (os.urandom(10).hex(), account, seq, body,
+                                                                 os.urandom(32).hex(), sig))
+        db.execute("INSERT INTO lots VALUES (?, ?, 'paid', 1, 1, 0, 0, NULL, 'now', ?, 'admin', 1)",
+                   (os.urandom(10).hex(), account, seq))
+        db.execute("UPDATE accounts SET available = available + 1, seq = ?, head = ?, version = version + 1 "
+                   "WHERE id = ?", (seq, os.urandom(32).hex(), account))
+        db.execute("INSERT INTO system_accounts VALUES ('issuance:admin', -1, 0) ON CONFLICT (id) DO UPDATE SET "
+                   "balance = balance - 1")
+        db.execute("INSERT INTO idempotency VALUES ('issuance:admin', ?, 'grant', ?, ?, 'now')",
+                   (key, "{" + "r" * 150 + "}", "{" + "r" * 120 + "}"))
+        db.execute("COMMIT")
+        store.wal_checkpoints.nudge()
+    rate = count / (time.perf_counter() - started)
+    store.close()
+    return rate
+
+
 def grant_latencies(platform: Platform, uids: list[str], count: int, tag: str) -> tuple[float, float, float]:
     """p50, p99 and worst time of one grant in µs, one thread: a commit that copies the WAL shows in the tail."""
     took = []
@@ -151,6 +188,8 @@ def main() -> None:
         for threads in (1, 2, 8):
             rate = transfers(platform, uids, threads, int(8000 * scale) // threads, f"t{threads}")
             row(f"1000 accounts, {threads} thread(s)", rate, "transfers/s", "≥ 5,000/s")
+        rate = raw_sql_rate(folder, int(4000 * scale))
+        row("the same SQL, raw: no Python services", rate, "grants/s", "(anchor: this machine's SQLite floor)")
         p50, p99, worst = grant_latencies(platform, uids, int(4000 * scale), "latency")
         print(f"  {'one grant, 1 thread: p50 / p99 / worst':<46} {p50:>8,.0f} / {p99:,.0f} / {worst:,.0f} µs"
               "  (WAL checkpoints run off the writers' thread)")
