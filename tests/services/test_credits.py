@@ -226,9 +226,10 @@ def test_verifying_entries_hashes_the_log_once_then_only_what_is_new(platform: P
     assert platform.integrity.verify_entry(entries[3].id)["ok"] and restarted.leaves_read < 2 * 256  # the store's
     for n in range(300):
         platform.credits.grant("v0", CREDIT, source="admin", lot_kind="paid", key=f"more{n}")
-    platform.integrity.publish_checkpoint()
-    read = platform.integrity.subtrees.leaves_read
+    read, before = platform.integrity.subtrees.leaves_read, platform.store.checkpoint().size
     newest = platform.credits.history("v0", limit=1)[0][0]
-    exported = platform.integrity.export_entry(newest.id)
-    assert platform.integrity.verify_entry(newest.id)["ok"] and exported["inclusion_proof"]
+    verified = platform.integrity.verify_entry(newest.id)  # newer than the last head: a new head is signed first
+    assert verified["ok"] and verified["tree_size"] == before + 300
     assert platform.integrity.subtrees.leaves_read - read < 600  # the new leaves, not the whole log again
+    assert platform.integrity.export_entry(newest.id)["inclusion_proof"]
+    assert platform.integrity.audit().ok  # the head signed from remembered hashes is the log's

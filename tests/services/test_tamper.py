@@ -11,6 +11,7 @@ import pytest
 from creditflow.bootstrap import Platform
 from creditflow.domain.checkpoint import Checkpoint, sign_checkpoint
 from creditflow.domain.entries import seal
+from creditflow.domain.errors import InconsistentTree
 from creditflow.domain.signing import SigningKey
 from tests.conftest import CREDIT, funded
 
@@ -141,8 +142,6 @@ def test_a_forked_checkpoint_is_named(ledger) -> None:
 
 
 def test_a_rewritten_log_is_refused_before_signing(ledger) -> None:
-    from creditflow.domain.errors import InconsistentTree
-
     platform, db, _ids = ledger
     db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
     platform.credits.reserve("bob", CREDIT, key="b1")
@@ -189,3 +188,7 @@ def test_a_tampered_remembered_subtree_hash_fails_proofs_and_is_named(platform: 
     report = platform.integrity.verify_entry(last.id)
     assert not report["ok"] and not report["included"]  # a wrong remembered hash fails a proof, never passes one
     assert "subtree:8:0" in named(platform)["merkle"]
+    platform.credits.grant("t0", CREDIT, source="admin", lot_kind="paid", key="after")
+    newest = platform.credits.history("t0", limit=1)[0][0]
+    with pytest.raises(InconsistentTree):  # a head extended from a wrong remembered hash is never signed
+        platform.integrity.verify_entry(newest.id)

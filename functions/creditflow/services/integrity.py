@@ -13,7 +13,7 @@ from ..domain.checkpoint import Checkpoint, NoteError, open_checkpoint, sign_che
 from ..domain.entries import GENESIS_HASH, Entry, signature_ok
 from ..domain.errors import InconsistentTree, InvalidQuery, UnknownEntry
 from ..domain.holds import PENDING
-from ..domain.merkle_subtrees import consistency_path, inclusion_path
+from ..domain.merkle_subtrees import consistency_path, inclusion_path, range_root
 from ..domain.proofs import build_export
 from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
@@ -68,18 +68,31 @@ class Integrity:
     def _leaf_hashes(self, size: int) -> list[bytes]:
         return [merkle.leaf_hash(data) for data in self.store.leaves(0, size)]
 
-    def publish_checkpoint(self) -> StoredCheckpoint:
-        """Sign a new tree head, only if the tree is consistent with the last one; unchanged trees keep theirs."""
+    def publish_checkpoint(self, *, rehash: bool = True) -> StoredCheckpoint:
+        """Sign a new tree head, only if the tree is consistent with the last one; unchanged trees keep theirs.
+
+        With `rehash` (the scheduled publisher, the CLI) every stored leaf is hashed again, so a rewritten log is
+        refused here. Without it (a user verifying an entry newer than the last head) the tree is extended from
+        remembered subtree hashes and the new leaves, at the cost of the new leaves alone; it is still signed only
+        if consistent with the last signed head, and a rewrite of older leaves is left to the next rehash or audit."""
         self.sequence()
         size = self.store.tree_size()
         latest = self.store.checkpoint()
         if latest is not None and latest.size == size:
             return latest
-        hashes = self._leaf_hashes(size)
-        new_root = merkle.root_of_hashes(hashes)
+        if rehash:
+            hashes = self._leaf_hashes(size)
+            new_root = merkle.root_of_hashes(hashes)
+        else:
+            new_root = range_root(self.subtrees, 0, size)
         if latest is not None:
             self._require_trusted(latest)
-            proof = merkle.consistency_proof_from_hashes(hashes, latest.size) if latest.size else []
+            if latest.size > size:
+                proof: list[bytes] = []
+            elif rehash:
+                proof = merkle.consistency_proof_from_hashes(hashes, latest.size) if latest.size else []
+            else:
+                proof = consistency_path(self.subtrees, latest.size, size) if latest.size else []
             if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root, proof):
                 raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
                                        f"{latest.size}; refusing to sign", checkpoint=latest.size)
@@ -151,7 +164,7 @@ class Integrity:
         index = self.store.leaf_index(entry.id)
         latest = self.store.checkpoint()
         if index is None or latest is None or index >= latest.size:
-            latest = self.publish_checkpoint()
+            latest = self.publish_checkpoint(rehash=False)
             index = self.store.leaf_index(entry.id)
         assert index is not None
         return index, latest

@@ -7,6 +7,7 @@ never pass, and the audit names it). New checkpoints and audits do not use them:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -14,6 +15,7 @@ from typing import Protocol
 from ..domain.merkle import leaf_hash, node_hash, root_of_hashes
 
 BLOCK_LEVEL = 8  # remembered subtrees hold at least 256 leaves: about 2 × 32 bytes per 256 leaves in memory
+SMALL_SUBTREES = 4096
 
 
 class SubtreeStore(Protocol):
@@ -34,17 +36,23 @@ class SubtreeCache:
         self._known: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
         self.leaves_read = 0  # for tests and curiosity
+        # Below BLOCK_LEVEL, the few latest subtrees: a root, a consistency and an inclusion proof of one call
+        # meet the same ones (a bounded memory, as leaves beyond the last block are read again and again).
+        self._small = functools.lru_cache(maxsize=SMALL_SUBTREES)(self._small_subtree)
 
     def __call__(self, start: int, level: int) -> bytes:
         known = self._known.get((start, level))
         if known is not None:
             return known
         if level < self.block_level:
-            return root_of_hashes(self._leaf_hashes(start, start + (1 << level)))
+            return self._small(start, level)
         with self._lock:
             if (start, level) not in self._known:
                 self._fill(start, level)
         return self._known[(start, level)]
+
+    def _small_subtree(self, start: int, level: int) -> bytes:
+        return root_of_hashes(self._leaf_hashes(start, start + (1 << level)))
 
     def _leaf_hashes(self, start: int, end: int) -> list[bytes]:
         leaves = self.read_leaves(start, end)
