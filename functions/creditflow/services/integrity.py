@@ -18,7 +18,7 @@ from ..domain.proofs import build_export
 from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
 from ..ports import Clock, LedgerStore, StoredCheckpoint
-from .subtree_cache import SubtreeCache
+from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 
 
 @dataclass
@@ -80,19 +80,9 @@ class Integrity:
         latest = self.store.checkpoint()
         if latest is not None and latest.size == size:
             return latest
-        if rehash:
-            hashes = self._leaf_hashes(size)
-            new_root = merkle.root_of_hashes(hashes)
-        else:
-            new_root = range_root(self.subtrees, 0, size)
+        new_root, proof = self._extension(size, latest.size if latest is not None else 0, rehash)
         if latest is not None:
             self._require_trusted(latest)
-            if latest.size > size:
-                proof: list[bytes] = []
-            elif rehash:
-                proof = merkle.consistency_proof_from_hashes(hashes, latest.size) if latest.size else []
-            else:
-                proof = consistency_path(self.subtrees, latest.size, size) if latest.size else []
             if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root, proof):
                 raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
                                        f"{latest.size}; refusing to sign", checkpoint=latest.size)
@@ -100,6 +90,16 @@ class Integrity:
         stored = StoredCheckpoint(size, new_root, note, self.key.key_id.hex(), iso(self.clock.now()))
         self.store.add_checkpoint(stored)
         return stored
+
+    def _extension(self, size: int, old_size: int, rehash: bool) -> tuple[bytes, list[bytes]]:
+        """The head of the tree of `size` leaves, and its consistency proof from `old_size` (none from 0 or from a
+        larger tree): from every stored leaf hashed again, or from remembered subtrees and the new leaves."""
+        proving = 0 < old_size <= size
+        if rehash:
+            hashes = self._leaf_hashes(size)
+            return (merkle.root_of_hashes(hashes),
+                    merkle.consistency_proof_from_hashes(hashes, old_size) if proving else [])
+        return range_root(self.subtrees, 0, size), consistency_path(self.subtrees, old_size, size) if proving else []
 
     def _require_trusted(self, stored: StoredCheckpoint) -> None:
         try:
@@ -338,11 +338,14 @@ class Integrity:
         self._check_subtrees(report, leaf_hashes)
 
     def _check_subtrees(self, report: AuditReport, leaf_hashes: list[bytes]) -> None:
-        """Every remembered subtree hash against the leaves: a wrong one would only make proofs fail, but name it."""
+        """Every remembered subtree hash against the leaves: a wrong one would only make proofs fail, but name it.
+        Only levels from BLOCK_LEVEL up are remembered, so only those are asked of the store."""
         level, hashes = 0, leaf_hashes
         while len(hashes) > 1:
             level, hashes = level + 1, [merkle.node_hash(hashes[n], hashes[n + 1])
                                         for n in range(0, len(hashes) - 1, 2)]
+            if level < BLOCK_LEVEL:
+                continue
             for start, remembered in self.store.subtree_hashes(level, 0, len(leaf_hashes)).items():
                 index = start >> level
                 if start % (1 << level) or index >= len(hashes) or hashes[index] != remembered:
