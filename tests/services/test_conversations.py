@@ -147,6 +147,31 @@ def test_a_turn_reads_only_the_latest_messages_of_a_long_conversation(demo: tupl
     assert turn["memory"]["buffered"] + turn["memory"]["summarised"] <= 12
 
 
+def test_messages_that_leave_the_window_unsummarised_are_summarised_then(demo: tuple[Platform, RecordingDemo],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short messages still fit the buffer when they leave the window: the summary takes them in as they go,
+    instead of their dropping out of the conversation's memory."""
+    ai, provider = demo
+    monkeypatch.setattr(conversations, "MEMORY_WINDOW", 6)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "short")
+    ai.conversations.chat("u", chat.id, say("my cat is Whiskers"), key="cat", max_tokens=8)
+    for n in range(3):
+        ai.conversations.chat("u", chat.id, say(f"ok {n}"), key=f"ok{n}", max_tokens=8)
+    assert ai.conversations.get("u", chat.id).summary_upto == 0  # everything still fits the buffer
+    turn = ai.conversations.chat("u", chat.id, say("and my cat?"), key="ask", max_tokens=8)
+    summarised = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
+    assert len(summarised) == 1 and "Whiskers" in summarised[0][1]["content"]
+    assert ai.conversations.get("u", chat.id).summary_upto == 2  # the first turn, now out of the window of 6
+    assert turn["memory"]["charged"] > 0
+    assert provider.sent[-1][0]["content"].startswith("Summary of the conversation so far")
+    assert [m["content"] for m in provider.sent[-1][1::2]] == ["ok 0", "ok 1", "ok 2", "and my cat?"]
+    again = ai.conversations.chat("u", chat.id, say("thanks"), key="thanks", max_tokens=8)
+    assert len([m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]) == 2  # 3, 4 left it
+    assert ai.conversations.get("u", chat.id).summary_upto == 4 and again["memory"]["charged"] > 0
+    assert ai.integrity.audit().ok
+
+
 def test_a_streamed_turn_is_stored_when_complete(demo: tuple[Platform, RecordingDemo]) -> None:
     ai, _ = demo
     funded(ai, "u", 1)

@@ -134,6 +134,10 @@ class Conversations:
         charged = 0
         shape = memory.plan(history, conversation.summary_upto, space)
         summary = conversation.summary
+        first = history[0].seq if history else 1
+        for lapsed in self._beyond_window(uid, conversation_id, conversation.summary_upto, first):
+            summary, cost = self._summarise(uid, conversation_id, summary, lapsed, space, key, candidates[0].id)
+            charged += cost
         if shape.unsummarised:
             summary, cost = self._summarise(uid, conversation_id, summary, shape.unsummarised, space, key,
                                             candidates[0].id)
@@ -143,13 +147,27 @@ class Conversations:
             recalled, cost = self._recall(uid, conversation_id, history, new, shape.older, space, key)
             charged += cost
         messages: Messages = []
-        if summary and shape.older:
+        if summary and (shape.older or first > 1):
             messages.append({"role": "system", "content": f"Summary of the conversation so far:\n{summary}"})
         if recalled:
             messages.append({"role": "system", "content": "Earlier messages that may matter now:\n"
                              + memory.transcript(recalled, space.recall)})
         messages += [{"role": m.role, "content": m.content} for m in shape.buffer] + list(new)
         return Context(messages, len(shape.buffer), len(shape.older), len(recalled), charged)
+
+    def _beyond_window(self, uid: str, conversation_id: str, summary_upto: int,
+                       first: int) -> Iterator[list[memory.StoredMessage]]:
+        """The messages before the window (seq < `first`) that the summary lacks, oldest first, a window's worth
+        at a time. There are some only when messages left the window while they still fitted the buffer (many
+        short ones); once summarised, they are never read again."""
+        done = summary_upto
+        while done + 1 < first:
+            end = min(first, done + 1 + MEMORY_WINDOW)
+            page = [m for m in self.store.messages(uid, conversation_id, before=end, limit=MEMORY_WINDOW)
+                    if m.seq > done]
+            if page:
+                yield page
+            done = end - 1
 
     def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: list[memory.StoredMessage],
                    space: memory.Budget, key: str, model: str) -> tuple[str, int]:
