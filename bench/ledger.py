@@ -165,6 +165,20 @@ def verify_times(platform: Platform) -> tuple[float, float]:
     return took[0], took[1]
 
 
+def publish_times(platform: Platform, uids: list[str], new: int = 100) -> tuple[float, float]:
+    """ms to sign a checkpoint after `new` more grants: hashing every stored leaf again (`ledger checkpoint`), and
+    extended from remembered subtree hashes and the new leaves (the scheduled publishers)."""
+    took = []
+    for rehash in (True, False):
+        for n in range(new):
+            platform.credits.grant(uids[n % len(uids)], CREDIT, source="admin", lot_kind="paid", key=f"p{rehash}-{n}")
+        platform.integrity.sequence()
+        started = time.perf_counter()
+        platform.integrity.publish_checkpoint(rehash=rehash)
+        took.append((time.perf_counter() - started) * 1000)
+    return took[0], took[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer operations, for a smoke run")
@@ -209,6 +223,9 @@ def main() -> None:
         every_leaf, remembered = verify_times(platform)
         print(f"  {'verify one entry: every leaf hashed / subtrees':<46} {every_leaf:>8,.1f} / {remembered:,.1f} ms"
               "  (remembered subtree hashes, read by a fresh process)")
+        every_leaf, extended = publish_times(platform, uids)
+        print(f"  {'checkpoint after 100 grants: every leaf / new':<46} {every_leaf:>8,.1f} / {extended:,.1f} ms"
+              f"  ({platform.store.tree_size():,} leaves; `ledger checkpoint` / the scheduled publishers)")
         started = time.perf_counter()
         report = platform.integrity.audit()
         row("whole audit through the service (all checks)", report.entries / (time.perf_counter() - started),

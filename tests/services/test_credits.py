@@ -233,3 +233,23 @@ def test_verifying_entries_hashes_the_log_once_then_only_what_is_new(platform: P
     assert platform.integrity.subtrees.leaves_read - read < 600  # the new leaves, not the whole log again
     assert platform.integrity.export_entry(newest.id)["inclusion_proof"]
     assert platform.integrity.audit().ok  # the head signed from remembered hashes is the log's
+
+
+def test_a_scheduled_checkpoint_hashes_what_is_new_not_the_whole_log(platform: Platform,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(5):
+        platform.credits.open_account(f"c{n}")
+    for n in range(1500):
+        platform.credits.grant(f"c{n % 5}", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    before = platform.integrity.publish_checkpoint()
+    for n in range(40):
+        platform.credits.grant(f"c{n % 5}", CREDIT, source="admin", lot_kind="paid", key=f"new{n}")
+    read: list[int] = []
+    leaves = platform.store.leaves
+    monkeypatch.setattr(platform.store, "leaves", lambda start, end: read.append(end - start) or leaves(start, end))
+    platform.integrity.subtrees.read_leaves = platform.store.leaves
+    after = platform.integrity.publish_checkpoint()  # what the timer and the publishCheckpoint function call
+    assert after.size == before.size + 40
+    assert 40 <= sum(read) < 2 * 256  # the last partial block, not the 1,540 leaves of the log
+    assert platform.integrity.consistency(before.size, after.size)["consistent"]
+    assert platform.integrity.audit().ok  # which hashes every leaf: the head signed is the log's

@@ -145,9 +145,26 @@ def test_a_rewritten_log_is_refused_before_signing(ledger) -> None:
     platform, db, _ids = ledger
     db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
     platform.credits.reserve("bob", CREDIT, key="b1")
+    with pytest.raises(InconsistentTree):  # `ledger checkpoint` hashes every leaf again
+        platform.integrity.publish_checkpoint(rehash=True)
+    assert "checkpoint:" + str(platform.store.checkpoint().size) in named(platform)["checkpoint"]
+    restarted = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)
+    platform.integrity.subtrees = restarted  # a fresh process remembers no hash of these few leaves: it reads them
     with pytest.raises(InconsistentTree):
         platform.integrity.publish_checkpoint()
-    assert "checkpoint:" + str(platform.store.checkpoint().size) in named(platform)["checkpoint"]
+
+
+def test_the_scheduled_publisher_signs_the_tree_it_remembers_not_a_rewritten_one(ledger) -> None:
+    platform, db, _ids = ledger
+    before = platform.store.checkpoint()
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
+    platform.credits.reserve("bob", CREDIT, key="b1")
+    after = platform.integrity.publish_checkpoint()  # extended from the hashes it remembers and the new leaf
+    assert after.size == before.size + 1
+    assert platform.integrity.consistency(before.size, after.size)["consistent"]
+    [first] = platform.store.leaf_entry_ids(0, 1)
+    assert platform.integrity.verify_entry(first)["ok"]  # the entry of leaf 0 is still in the signed tree
+    assert f"checkpoint:{after.size}" in named(platform)["checkpoint"]  # and the audit names the rewritten log
 
 
 def test_verify_entry_reports_signature_chain_and_inclusion(ledger) -> None:

@@ -52,7 +52,7 @@ class Integrity:
         self.clock = clock
         self.origin = origin
         self.batch = batch
-        self.subtrees = SubtreeCache(store.leaves, store)  # proofs for users; audits and checkpoints hash leaves
+        self.subtrees = SubtreeCache(store.leaves, store)  # proofs and checkpoints; audits hash every leaf
 
     # -- the log --------------------------------------------------------------------------------------------
 
@@ -68,13 +68,14 @@ class Integrity:
     def _leaf_hashes(self, size: int) -> list[bytes]:
         return [merkle.leaf_hash(data) for data in self.store.leaves(0, size)]
 
-    def publish_checkpoint(self, *, rehash: bool = True) -> StoredCheckpoint:
+    def publish_checkpoint(self, *, rehash: bool = False) -> StoredCheckpoint:
         """Sign a new tree head, only if the tree is consistent with the last one; unchanged trees keep theirs.
 
-        With `rehash` (the scheduled publisher, the CLI) every stored leaf is hashed again, so a rewritten log is
-        refused here. Without it (a user verifying an entry newer than the last head) the tree is extended from
-        remembered subtree hashes and the new leaves, at the cost of the new leaves alone; it is still signed only
-        if consistent with the last signed head, and a rewrite of older leaves is left to the next rehash or audit."""
+        The head is extended from remembered subtree hashes and the new leaves, so publishing costs what is new,
+        not the whole log (the scheduled publishers, a user verifying an entry newer than the last head). With
+        `rehash` (`ledger checkpoint`) every stored leaf is hashed again, so a rewritten log is refused before
+        signing; otherwise a rewrite of older leaves fails the proofs of its entries and is named by the audit,
+        and a wrong remembered hash makes the head inconsistent with the last signed one, which is refused."""
         self.sequence()
         size = self.store.tree_size()
         latest = self.store.checkpoint()
@@ -164,7 +165,7 @@ class Integrity:
         index = self.store.leaf_index(entry.id)
         latest = self.store.checkpoint()
         if index is None or latest is None or index >= latest.size:
-            latest = self.publish_checkpoint(rehash=False)
+            latest = self.publish_checkpoint()
             index = self.store.leaf_index(entry.id)
         assert index is not None
         return index, latest

@@ -2,7 +2,8 @@
 
 Leaves never change once in the log, so a remembered subtree hash stays the hash of what was sequenced; a proof
 built from it is checked against the signed checkpoint all the same (a tampered remembered hash makes a proof fail,
-never pass, and the audit names it). New checkpoints and audits do not use them: they hash the leaves as stored.
+never pass, and the audit names it). New checkpoints are extended from them too, and signed only if consistent with
+the last signed head; audits and `ledger checkpoint` do not use them: they hash the leaves as stored.
 """
 
 from __future__ import annotations
