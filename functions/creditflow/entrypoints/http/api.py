@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.dev/problems/"
 MAX_BODY = 64 * 1024
+FORGET_AFTER_BUCKETS = 4096  # the rate limiter sweeps out refilled buckets when it holds this many
 Auth = Literal["none", "user", "admin"]
 
 
@@ -37,16 +38,19 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
 
 
 class RateLimiter:
-    """A token bucket per caller: `per_minute` requests a minute, bursting to the same number."""
+    """A token bucket per caller: `per_minute` requests a minute, bursting to the same number. A bucket that has
+    filled up again is forgotten (it is what a caller never seen gets), so memory follows the recent callers."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
+        self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._sweep_at = FORGET_AFTER_BUCKETS
         self._lock = threading.Lock()
 
     def take(self, who: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             tokens, last = self._buckets.get(who, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
@@ -55,6 +59,20 @@ class RateLimiter:
                 retry = max(1, int((1 - tokens) / self.rate + 0.999))
                 raise RateLimited(f"slow down: try again in {retry} s", retry_after=retry)
             self._buckets[who] = (tokens - 1, now)
+            if len(self._buckets) >= self._sweep_at:
+                self._forget_full(now)
+
+    @property
+    def remembered(self) -> int:
+        """How many callers' buckets are kept."""
+        return len(self._buckets)
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the buckets that have refilled since they were last used; the next sweep waits for twice as many
+        buckets as remain, so sweeping costs O(1) a request."""
+        self._buckets = {who: (tokens, last) for who, (tokens, last) in self._buckets.items()
+                         if tokens + (now - last) * self.rate < self.capacity}
+        self._sweep_at = max(FORGET_AFTER_BUCKETS, 2 * len(self._buckets))
 
 
 @dataclass
