@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS lots (
 CREATE INDEX IF NOT EXISTS lots_open ON lots (account, priority, coalesce(expires_at, '9999-12-31T23:59:59.999999Z'),
     kind = 'paid', created_at, created_seq) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS lots_expiring ON lots (account, expires_at) WHERE open = 1 AND expires_at IS NOT NULL;
+-- the sweeper's: lots past their date across accounts, without a scan of every lot that will expire some day
+CREATE INDEX IF NOT EXISTS lots_due ON lots (expires_at, account) WHERE open = 1 AND expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, target TEXT NOT NULL, amount INTEGER NOT NULL,
     allocations TEXT NOT NULL, status TEXT NOT NULL, posted INTEGER NOT NULL, expires_at TEXT NOT NULL,
