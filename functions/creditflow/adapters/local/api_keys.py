@@ -22,7 +22,8 @@ class SqliteApiKeys(SqliteFile):
                                "NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
                                "credit_limit INTEGER, spent INTEGER NOT NULL, revoked_at TEXT)",
                          "CREATE TABLE IF NOT EXISTS api_key_calls (key_id TEXT NOT NULL, call TEXT NOT NULL, "
-                         "micros INTEGER NOT NULL, until TEXT NOT NULL, PRIMARY KEY (key_id, call)) WITHOUT ROWID")
+                         "micros INTEGER NOT NULL, until TEXT NOT NULL, PRIMARY KEY (key_id, call)) WITHOUT ROWID",
+                         "CREATE INDEX IF NOT EXISTS api_keys_of_user ON api_keys (uid, created_at)")
 
     def add(self, key: ApiKey) -> bool:
         done = self.db.execute(f"INSERT INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",

@@ -1,5 +1,14 @@
 """The embedded ledger's tables. Each money movement touches few b-trees: every page it dirties is WAL I/O."""
 
+import sqlite3
+
+LOTS_KEY = "PRIMARY KEY (account, id)"  # an account's lots side by side: the audit reads them all, account by account
+LOTS_TABLE = f"""CREATE TABLE IF NOT EXISTS lots (
+    id TEXT NOT NULL, account TEXT NOT NULL, kind TEXT NOT NULL, granted INTEGER NOT NULL,
+    remaining INTEGER NOT NULL, held INTEGER NOT NULL, priority INTEGER NOT NULL, expires_at TEXT,
+    created_at TEXT NOT NULL, created_seq INTEGER NOT NULL, source TEXT NOT NULL, open INTEGER NOT NULL,
+    {LOTS_KEY}) WITHOUT ROWID;
+"""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, available INTEGER NOT NULL, held INTEGER NOT NULL,
@@ -11,11 +20,7 @@ CREATE TABLE IF NOT EXISTS entries (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at TEXT NOT NULL,
     body BLOB NOT NULL, hash TEXT NOT NULL, signature TEXT NOT NULL, key_id TEXT NOT NULL, leaf INTEGER,
     UNIQUE (account, seq));
-CREATE TABLE IF NOT EXISTS lots (
-    id TEXT PRIMARY KEY, account TEXT NOT NULL, kind TEXT NOT NULL, granted INTEGER NOT NULL,
-    remaining INTEGER NOT NULL, held INTEGER NOT NULL, priority INTEGER NOT NULL, expires_at TEXT,
-    created_at TEXT NOT NULL, created_seq INTEGER NOT NULL, source TEXT NOT NULL, open INTEGER NOT NULL)
-    WITHOUT ROWID;
+""" + LOTS_TABLE + """
 CREATE INDEX IF NOT EXISTS lots_open ON lots (account, priority, coalesce(expires_at, '9999-12-31T23:59:59.999999Z'),
     kind = 'paid', created_at, created_seq) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS lots_expiring ON lots (account, expires_at) WHERE open = 1 AND expires_at IS NOT NULL;
@@ -40,3 +45,22 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, key_id TEXT NOT NULL,
     created_at TEXT NOT NULL);
 """
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a data folder an earlier version made up to SCHEMA, in one transaction (before SCHEMA runs): lots were
+    keyed by id alone, so reading an account's lots scanned every lot."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'lots'").fetchone()
+        if row is not None and LOTS_KEY not in row[0]:
+            for index in ("lots_open", "lots_expiring", "lots_due"):
+                db.execute(f"DROP INDEX IF EXISTS {index}")
+            db.execute("ALTER TABLE lots RENAME TO lots_before")
+            db.execute(LOTS_TABLE)
+            db.execute("INSERT INTO lots SELECT * FROM lots_before")
+            db.execute("DROP TABLE lots_before")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

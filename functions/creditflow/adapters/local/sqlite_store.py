@@ -20,7 +20,7 @@ from ...domain.lots import FAR_FUTURE, Lot
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
-from .sqlite_schema import SCHEMA
+from .sqlite_schema import SCHEMA, migrate
 
 _ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at"
 _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
@@ -224,6 +224,7 @@ class SqliteLedgerStore(_Reads):
         pragmas = ("PRAGMA cache_size=-65536", *self.wal_checkpoints.writer_pragmas)
         self._connections = ThreadConnections(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
                                               pragmas=pragmas)
+        migrate(self.db)
         self.db.executescript(SCHEMA)
 
     @property
@@ -367,8 +368,8 @@ class SqliteLedgerStore(_Reads):
 
     @staticmethod
     def _sequence(db: sqlite3.Connection, limit: int) -> int:
-        size, last = db.execute("SELECT coalesce(max(idx) + 1, 0), coalesce(max(entry_rowid), 0) FROM leaves"
-                                ).fetchone()
+        last_leaf = db.execute("SELECT idx, entry_rowid FROM leaves ORDER BY idx DESC LIMIT 1").fetchone()
+        size, last = (last_leaf[0] + 1, last_leaf[1]) if last_leaf else (0, 0)  # leaves follow entries' rowids
         rows = db.execute("SELECT rowid, id, hash FROM entries WHERE rowid > ? ORDER BY rowid LIMIT ?",
                           (last, limit)).fetchall()
         db.executemany("INSERT INTO leaves (idx, entry_id, data, entry_rowid) VALUES (?, ?, ?, ?)",
