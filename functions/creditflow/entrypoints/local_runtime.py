@@ -6,15 +6,23 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from ..bootstrap import Platform, build
 from ..config import Settings
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 log = logging.getLogger("creditflow")
 SWEEP_SECONDS = 15.0
 CHECKPOINT_SECONDS = 60.0
+THREADS = 64  # cheroot's workers: one per request or open event stream (idle keep-alive connections hold none)
+ACCEPT_QUEUE = 256  # the listen backlog: 20 clients connecting at once overflow the default of 5 (connection resets)
+SHUTDOWN_SECONDS = 30.0
 
 
 def every(seconds: float, job: Callable[[], object], stop: threading.Event, name: str) -> threading.Thread:
@@ -30,6 +38,19 @@ def every(seconds: float, job: Callable[[], object], stop: threading.Event, name
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def slashes_decoded(app: WSGIApplication) -> WSGIApplication:
+    """cheroot leaves %2F quoted in PATH_INFO (WSGI and other servers decode it): decode the path from the raw
+    request target, so that /v1/models/meta-llama%2FLlama… names the model as the OpenAI SDKs mean it."""
+
+    def decoded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raw = environ.get("REQUEST_URI", "")
+        if "%2f" in raw.lower():
+            environ["PATH_INFO"] = unquote(urlsplit(raw).path, encoding="latin-1")
+        return app(environ, start_response)
+
+    return decoded
 
 
 def banner(platform: Platform, url: str, data_dir: Path) -> str:
@@ -48,7 +69,7 @@ def banner(platform: Platform, url: str, data_dir: Path) -> str:
 
 
 def serve(host: str, port: int, data_dir: Path) -> int:
-    from waitress.server import create_server
+    from cheroot.wsgi import Server
 
     from .http.app import create_app
 
@@ -56,11 +77,14 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
         logging.getLogger(chatty).setLevel(logging.WARNING)
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
-    try:  # every open event stream holds a thread: leave plenty for requests
-        server = create_server(create_app(platform), host=host, port=port, threads=64, connection_limit=1000)
+    # every open event stream holds a thread: leave plenty for requests; a deep accept queue for bursts of clients
+    server = Server((host, port), slashes_decoded(create_app(platform)), numthreads=THREADS,
+                    request_queue_size=ACCEPT_QUEUE, shutdown_timeout=SHUTDOWN_SECONDS)
+    try:
+        server.prepare()
     except OSError as error:
-        print(f"{host}:{port} is in use or cannot be listened on ({error.strerror}): stop what holds it, or choose "
-              "another port with --port (make run: CREDITFLOW_PORT=8081 make run)", file=sys.stderr)
+        print(f"{host}:{port} is in use or cannot be listened on ({error.strerror or error}): stop what holds it, "
+              "or choose another port with --port (make run: CREDITFLOW_PORT=8081 make run)", file=sys.stderr)
         return 1
     platform.mirror.publish_all()  # the mirror may trail the ledger if the last run was killed
     platform.mirror.run_in_background()  # balance writes leave the request threads
@@ -71,19 +95,19 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     def shutdown(signum: int, _: object) -> None:
         log.info("signal %s: stopping", signum)
         stop.set()
-        feed = getattr(platform.realtime, "feed", None)
-        if feed is not None:
-            feed.close()  # event streams end instead of holding their threads
-        server.close()
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
-    print(banner(platform, f"http://{server.effective_host}:{server.effective_port}", data_dir), flush=True)
-    try:
-        server.run()
-    except OSError:
-        if not stop.is_set():
-            raise
+    serving = threading.Thread(target=server.serve, name="http", daemon=True)
+    serving.start()
+    bound_host, bound_port = server.bind_addr[:2]
+    print(banner(platform, f"http://{bound_host}:{bound_port}", data_dir), flush=True)
+    stop.wait()
+    feed = getattr(platform.realtime, "feed", None)
+    if feed is not None:
+        feed.close()  # event streams end instead of holding their threads
+    server.stop()  # no new connections; requests in flight finish (up to SHUTDOWN_SECONDS)
+    serving.join(timeout=SHUTDOWN_SECONDS)
     platform.mirror.flush()
     platform.mirror.stop()
     platform.integrity.publish_checkpoint()  # leave a signed head over everything written
