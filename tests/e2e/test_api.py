@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -213,6 +215,30 @@ def test_bad_input_gets_problem_json_and_changes_nothing(server: LocalServer) ->
     assert ledger_digest(server.data) == before
     wording = server.call("GET", "/api/v1/credits/history?since=yesterday&kind=steal", token=token).json["detail"]
     assert "like 2026-01-31T12:00:00Z" in wording and "grant, hold, settle, release, expire" in wording
+
+
+def test_chunked_bodies_are_measured_like_any_other(server: LocalServer) -> None:
+    """A body sent in chunks has no Content-Length: past the limit it is refused with 413 all the same, not read
+    cut short; within it, it is read whole."""
+    token = funded(server, "chunker", "10")
+    before = ledger_digest(server.data)
+    host, port = server.url.removeprefix("http://").split(":")
+
+    def chunked(body: bytes, key: str) -> tuple[int, str, bytes]:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("POST", "/api/v1/credits/reserve", body=iter([body[:20], body[20:]]),
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                    "Idempotency-Key": key}, encode_chunked=True)
+        reply = connection.getresponse()
+        answer = (reply.status, reply.getheader("Content-Type", ""), reply.read())
+        connection.close()
+        return answer
+
+    status, kind, _ = chunked(b'{"amount": "1", "memo": {"note": "' + b"x" * 100_000 + b'"}}', "chunk-big")
+    assert (status, kind) == (413, "application/problem+json")
+    assert ledger_digest(server.data) == before
+    status, _, body = chunked(b'{"amount": "1", "memo": {"note": "' + b"y" * 100 + b'"}}', "chunk-small")
+    assert status in (200, 201) and json.loads(body)["amount"]["micros"] == 1_000_000
 
 
 @pytest.mark.parametrize("credentials", [

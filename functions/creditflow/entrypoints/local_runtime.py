@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 import sys
@@ -53,6 +54,23 @@ def slashes_decoded(app: WSGIApplication) -> WSGIApplication:
     return decoded
 
 
+def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
+    """cheroot hands a chunked request body over as a stream without CONTENT_LENGTH, which Flask cuts at its limit
+    (a body past it would read as truncated JSON). Read such a body here, up to one byte past `limit`, and give the
+    app its length, so that an oversized body is refused with 413 whichever way it was sent."""
+
+    def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            stream, body = environ["wsgi.input"], bytearray()
+            while len(body) <= limit and (piece := stream.read(limit + 1 - len(body))):  # a chunk at a time
+                body += piece
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            del environ["HTTP_TRANSFER_ENCODING"]  # read whole: Werkzeug ignores a length beside "chunked"
+        return app(environ, start_response)
+
+    return measured
+
+
 def banner(platform: Platform, url: str, data_dir: Path) -> str:
     return (f"Creditflow local runtime on {url} (data in {data_dir}, ledger key {platform.key.public.vkey})\n"
             f"  a dev token:  TOKEN=$(cd functions && venv/bin/python -m creditflow dev-token alice "
@@ -71,6 +89,7 @@ def banner(platform: Platform, url: str, data_dir: Path) -> str:
 def serve(host: str, port: int, data_dir: Path) -> int:
     from cheroot.wsgi import Server
 
+    from .http.api import MAX_BODY
     from .http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -78,7 +97,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
     # every open event stream holds a thread: leave plenty for requests; a deep accept queue for bursts of clients
-    server = Server((host, port), slashes_decoded(create_app(platform)), numthreads=THREADS,
+    app = bodies_measured(slashes_decoded(create_app(platform)), MAX_BODY)
+    server = Server((host, port), app, numthreads=THREADS,
                     request_queue_size=ACCEPT_QUEUE, shutdown_timeout=SHUTDOWN_SECONDS)
     try:
         server.prepare()
