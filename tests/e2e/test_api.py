@@ -276,6 +276,30 @@ def test_rate_limits_answer_429_with_retry_after(tmp_path) -> None:
         limited.stop()
 
 
+def test_a_restart_catches_the_mirror_up_with_the_ledger(tmp_path) -> None:
+    """A kill can leave the mirror behind the ledger: the next start rewrites it, while already serving."""
+    import sqlite3
+    import urllib.request
+
+    first = LocalServer(tmp_path / "data")
+    token = funded(first, "trail", "7")
+    first.stop()
+    with sqlite3.connect(tmp_path / "data" / "realtime.sqlite3") as tree:  # as if killed before the mirror wrote
+        assert tree.execute("DELETE FROM tree WHERE path LIKE '/balances/trail%'").rowcount == 1
+    again = LocalServer(tmp_path / "data")
+    try:
+        mirrored, deadline = None, time.monotonic() + 20
+        while mirrored is None and time.monotonic() < deadline:
+            stream = urllib.request.urlopen(f"{again.url}/realtime/balances/trail?auth={token}", timeout=10)
+            stream.readline()
+            mirrored = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
+            stream.close()
+            time.sleep(0.05)
+        assert mirrored is not None and mirrored["available"] == 7_000_000
+    finally:
+        again.stop()
+
+
 def test_openapi_describes_every_route(server: LocalServer) -> None:
     document = server.call("GET", "/api/v1/openapi.json").json
     assert document["openapi"] == "3.1.0"

@@ -52,3 +52,26 @@ def test_sync_balance_of_a_current_mirror_answers_with_what_is_stored(platform: 
     platform.realtime.set("/balances/s", {**stored, "available": 1})  # damaged at the ledger's version: repaired
     repaired = platform.mirror.publish("s")
     assert repaired["available"] == 10 * CREDIT and platform.realtime.get("/balances/s") == repaired
+
+
+def test_the_writer_first_catches_the_mirror_up_with_the_ledger(platform: Platform) -> None:
+    """After a kill the mirror may trail the ledger: the writer rewrites it from the ledger, then takes changes,
+    and a change committed while it catches up is never overwritten by an older balance."""
+    funded(platform, "behind", 10)
+    funded(platform, "gone", 10)
+    hooks = list(platform.credits.after_commit)
+    platform.credits.after_commit.clear()  # as if killed before the mirror wrote these
+    platform.credits.reserve("behind", 3 * CREDIT, key="unseen")
+    platform.realtime.set("/balances/gone", None)
+    platform.credits.after_commit.extend(hooks)
+    platform.mirror.run_in_background(catch_up=True)
+    try:
+        platform.credits.reserve("behind", CREDIT, key="while-catching-up")
+        assert platform.mirror.flush()
+        for uid in ("behind", "gone"):
+            balance, mirrored = platform.credits.balance(uid), platform.realtime.get(f"/balances/{uid}")
+            assert (mirrored["available"], mirrored["held"], mirrored["version"]) == (
+                balance.available, balance.held, balance.version)
+        assert platform.realtime.get("/balances/behind")["held"] == 4 * CREDIT
+    finally:
+        platform.mirror.stop()

@@ -106,8 +106,6 @@ def serve(host: str, port: int, data_dir: Path) -> int:
         print(f"{host}:{port} is in use or cannot be listened on ({error.strerror or error}): stop what holds it, "
               "or choose another port with --port (make run: CREDITFLOW_PORT=8081 make run)", file=sys.stderr)
         return 1
-    platform.mirror.publish_all()  # the mirror may trail the ledger if the last run was killed
-    platform.mirror.run_in_background()  # balance writes leave the request threads
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")
     every(CHECKPOINT_SECONDS, platform.integrity.publish_checkpoint, stop, "checkpoints")
@@ -122,6 +120,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     serving.start()
     bound_host, bound_port = server.bind_addr[:2]
     print(banner(platform, f"http://{bound_host}:{bound_port}", data_dir), flush=True)
+    platform.mirror.run_in_background(catch_up=True)  # balance writes leave the request threads; after a kill the
+    # mirror may trail the ledger: its writer first rewrites it from the ledger, while the server already answers
     stop.wait()
     feed = getattr(platform.realtime, "feed", None)
     if feed is not None:

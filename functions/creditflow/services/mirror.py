@@ -82,11 +82,22 @@ class BalanceMirror:
             self._pending += 1
         self._queue.put(change)
 
-    def run_in_background(self) -> None:
+    def run_in_background(self, *, catch_up: bool = False) -> None:
+        """Hand changes to a writer thread from now on. With `catch_up`, it first rewrites every user's mirror from
+        the ledger (`publish_all`: after a kill the mirror may trail), so that a start need not wait for that;
+        changes committed meanwhile queue up behind it, and versions keep the newest."""
         if self._writer is None:
             self._queue = queue.SimpleQueue()
-            self._writer = threading.Thread(target=self._drain, name="balance-mirror", daemon=True)
+            self._writer = threading.Thread(target=self._catch_up_then_drain if catch_up else self._drain,
+                                            name="balance-mirror", daemon=True)
             self._writer.start()
+
+    def _catch_up_then_drain(self) -> None:
+        try:
+            log.info("mirror caught up with the ledger: %d balances checked", self.publish_all())
+        except Exception:  # the writer must still run; sync-balance rewrites a user's mirror on demand
+            log.exception("catching the mirror up with the ledger failed")
+        self._drain()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every change handed over so far is written; False if that took longer than `timeout`."""
