@@ -51,6 +51,54 @@ def test_an_instance_defines_and_imports_only_its_own_function(target: str) -> N
              "'firebase_functions.firestore_fn' in sys.modules)")
     defined, firestore_trigger = python(probe, target).strip().rsplit(" ", 1)
     assert defined == repr([target])
-    assert firestore_trigger == str(target == "mirrorAccount")  # the heaviest SDK module, for its function only
+    assert firestore_trigger == "False"  # the heaviest SDK module: only deploy-time discovery declares with it
     endpoints = yaml.safe_load(python(MANIFEST, target))["endpoints"]
-    assert set(endpoints) == {target}
+    # mirrorAccount's instance is a plain CloudEvent handler (next test); discovery, which declares it, sets no target
+    assert set(endpoints) == (set() if target == "mirrorAccount" else {target})
+
+
+FIRESTORE_EVENT = """
+import json, sys
+import creditflow.entrypoints.triggers as triggers
+seen = []
+triggers.mirror_account = seen.append  # the platform needs Firestore and RTDB: record what it is asked instead
+from cloudevents.http import CloudEvent
+from google.events.cloud import firestore as events
+import main
+path = "accounts/" + sys.argv[1]
+data = events.DocumentEventData.serialize(events.DocumentEventData(value=events.Document(
+    name="projects/demo-creditflow/databases/(default)/documents/" + path)))
+main.mirrorAccount(CloudEvent({
+    "id": "1", "specversion": "1.0", "type": "google.cloud.firestore.document.v1.written",
+    "source": "//firestore.googleapis.com/projects/demo-creditflow/databases/(default)", "time": "2026-11-28T00:00:00Z",
+    "document": path, "subject": "documents/" + path, "database": "(default)", "namespace": "(default)",
+    "project": "demo-creditflow", "location": "nam5", "datacontenttype": "application/protobuf"}, data))
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("account", ["user:alice", "user:Q1-w_2.x~"])
+def test_the_firestore_trigger_instance_mirrors_what_the_sdk_decorated_one_does(account: str) -> None:
+    """The same Firestore event (as Eventarc sends it: attributes and a protobuf document) reaches the platform as
+    the same account, through the SDK's decorator (deploy-time discovery defines that one) and through the plain
+    handler an instance of mirrorAccount defines, which does without firestore_fn."""
+    env = {"GOOGLE_CLOUD_PROJECT": "demo-creditflow", "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"}  # never called
+    asked = {}
+    for target in (None, "mirrorAccount"):
+        done = subprocess.run([sys.executable, "-c", FIRESTORE_EVENT, account], cwd=FUNCTIONS, capture_output=True,
+                              text=True, timeout=120, env={**{k: v for k, v in os.environ.items()
+                                                              if k != "FUNCTION_TARGET"}, **env,
+                                                           **({"FUNCTION_TARGET": target} if target else {})})
+        assert done.returncode == 0, done.stderr[-2000:]
+        asked[target] = done.stdout.strip()
+    assert asked == {None: f'["{account}"]', "mirrorAccount": f'["{account}"]'}
+
+
+def test_the_instance_handler_mirrors_account_documents_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from creditflow.entrypoints import triggers
+
+    asked: list[str] = []
+    monkeypatch.setattr(triggers, "mirror_account", asked.append)
+    for document in ("accounts/user:bob", "accounts/user:bob/entries/tx_1", "holds/h1", "accounts/", "accounts"):
+        triggers.mirror_account_document(document)
+    assert asked == ["user:bob"]

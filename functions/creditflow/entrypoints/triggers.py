@@ -23,3 +23,11 @@ def mirror_account(account_id: str) -> dict[str, Any] | None:
     if not account_id.startswith("user:"):
         return None
     return platform().mirror.publish(account_id.removeprefix("user:"))
+
+
+def mirror_account_document(document: str) -> dict[str, Any] | None:
+    """As `mirror_account`, from the path of the document that changed (`accounts/{accountId}`)."""
+    collection, _, account_id = document.partition("/")
+    if collection != "accounts" or not account_id or "/" in account_id:
+        return None
+    return mirror_account(account_id)
