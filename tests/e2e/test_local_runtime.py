@@ -25,6 +25,9 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     assert process.stdout is not None
     first = process.stdout.readline()
     match = re.search(r"on (http://[\d.]+:\d+)", first)
+    if match is None:  # no banner first: end the server before failing, or it outlives the test run
+        process.kill()
+        process.wait()
     assert match, first
     yield match.group(1), process, data
     if process.poll() is None:
