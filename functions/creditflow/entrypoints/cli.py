@@ -9,10 +9,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import LedgerError
 from ..domain.money import format_credits, parse_credits
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 DEFAULT_DATA_DIR = os.environ.get("CREDITFLOW_DATA_DIR", ".creditflow")
 
@@ -31,11 +34,16 @@ def _existing_data(args: argparse.Namespace) -> Path:
     return folder
 
 
-def _platform(args: argparse.Namespace):  # deferred import keeps `--help` fast
-    from ..bootstrap import build
+def _settings(args: argparse.Namespace) -> Settings:  # deferred import keeps `--help` fast
     from ..config import Settings
 
-    return build(Settings.from_env(runtime="local", data_dir=_existing_data(args)))
+    return Settings.from_env(runtime="local", data_dir=_existing_data(args))
+
+
+def _platform(args: argparse.Namespace):
+    from ..bootstrap import build
+
+    return build(_settings(args))
 
 
 def _findings(findings: list, ok_message: str) -> int:
@@ -122,9 +130,8 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from ..adapters.local.key_files import KeyFiles
-    from ..config import Settings
 
-    settings = Settings.from_env(runtime="local", data_dir=_existing_data(args))
+    settings = _settings(args)
     key = KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
     print(f"active: {key.public.vkey}")
     return 0
@@ -172,11 +179,10 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     """Print a local dev token (the local runtime accepts them when no Auth emulator runs)."""
     from ..adapters.local.dev_tokens import DevTokens
     from ..bootstrap import dev_token_key, load_keys
-    from ..config import Settings
     from ..domain.accounts import user_account
 
     user_account(args.uid)  # refuses a malformed uid
-    key, _ = load_keys(Settings.from_env(runtime="local", data_dir=_existing_data(args)))
+    key, _ = load_keys(_settings(args))
     print(DevTokens(dev_token_key(key)).issue(args.uid, admin=args.admin, email=args.email,
                                               ttl_seconds=args.ttl))
     return 0

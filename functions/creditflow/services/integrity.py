@@ -145,9 +145,7 @@ class Integrity:
         if theirs.size > size:
             return [Finding("checkpoint", f"checkpoint:{theirs.size}", f"presented checkpoint of size "
                             f"{theirs.size} is larger than the log ({size}): entries were removed, or it is forked")]
-        hashes = self._leaf_hashes(size)
-        ours = merkle.root_of_hashes(hashes)
-        proof = merkle.consistency_proof_from_hashes(hashes, theirs.size) if theirs.size else []
+        ours, proof = self._extension(size, theirs.size, rehash=True)
         if not merkle.verify_consistency(theirs.size, size, theirs.root, ours, proof):
             return [Finding("checkpoint", f"checkpoint:{theirs.size}", f"presented checkpoint at size "
                             f"{theirs.size} is not consistent with the log: a forked view")]
