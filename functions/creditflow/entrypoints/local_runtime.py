@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..bootstrap import Platform, build
@@ -24,6 +24,8 @@ CHECKPOINT_SECONDS = 60.0
 THREADS = 64  # cheroot's workers: one per request or open event stream (idle keep-alive connections hold none)
 ACCEPT_QUEUE = 256  # the listen backlog: 20 clients connecting at once overflow the default of 5 (connection resets)
 SHUTDOWN_SECONDS = 30.0
+OVERSIZED_READ = 16 * 1024 * 1024  # the most of a refused (413) body read before the connection closes
+READ_SIZE = 64 * 1024
 
 
 def every(seconds: float, job: Callable[[], object], stop: threading.Event, name: str) -> threading.Thread:
@@ -57,16 +59,33 @@ def slashes_decoded(app: WSGIApplication) -> WSGIApplication:
 def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
     """cheroot hands a chunked request body over as a stream without CONTENT_LENGTH, which Flask cuts at its limit
     (a body past it would read as truncated JSON). Read such a body here, up to one byte past `limit`, and give the
-    app its length, so that an oversized body is refused with 413 whichever way it was sent."""
+    app its length, so that an oversized body is refused with 413 whichever way it was sent.
+
+    cheroot closes the connection after a 413 without reading the rest of the body, and closing a socket with bytes
+    unread resets the connection: a client still sending (Python's http.client, say, which reads no answer before
+    its body is sent) got a broken pipe instead of the 413. So the rest of a refused body is read and dropped first,
+    up to OVERSIZED_READ bytes; past that the connection is cut, as a defence."""
 
     def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
         if not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            stream, body = environ["wsgi.input"], bytearray()
+            body = bytearray()
             while len(body) <= limit and (piece := stream.read(limit + 1 - len(body))):  # a chunk at a time
                 body += piece
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
             del environ["HTTP_TRANSFER_ENCODING"]  # read whole: Werkzeug ignores a length beside "chunked"
-        return app(environ, start_response)
+        statuses: list[str] = []
+
+        def noted(status: str, *rest: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, *rest)
+
+        reply = app(environ, noted)
+        if statuses and statuses[-1].startswith("413"):
+            dropped = 0
+            while dropped < OVERSIZED_READ and (piece := stream.read(min(READ_SIZE, OVERSIZED_READ - dropped))):
+                dropped += len(piece)
+        return reply
 
     return measured
 
