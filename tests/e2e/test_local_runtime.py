@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -68,6 +69,38 @@ def test_bad_requests_get_problem_json(server, path: str, status: int, code: str
     assert (got, kind) == (status, "application/problem+json")
     assert json.loads(body)["type"].endswith("/" + code)
 
+
+
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict[str, str], dict]:
+    """Send bytes as they are (no client would send these) and read the answer to the end."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while piece := connection.recv(65536):
+            answer += piece
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [
+    (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431,
+     "request-header-fields-too-large"),
+    (b"GET /api/v1/health?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad-request"),
+    (b"NOT A REQUEST\r\n\r\n", 400, "bad-request"),
+])
+def test_requests_the_server_refuses_itself_get_problem_json(server, request_bytes: bytes, status: int,
+                                                            code: str) -> None:
+    """Refused by the HTTP server before the app sees them (cheroot's default took headers of any size: a 50 MB
+    header was held in memory whole): a problem document all the same, and the server goes on serving."""
+    url, _, _ = server
+    got, headers, problem = raw_exchange(url, request_bytes)
+    assert (got, headers["content-type"], problem["status"]) == (status, "application/problem+json", status)
+    assert problem["type"].endswith("/" + code) and problem["detail"]
+    assert headers.get("connection") == "close"
+    assert get(f"{url}/api/v1/health")[0] == 200
 
 def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
     import socket

@@ -1,0 +1,109 @@
+"""The local runtime's HTTP server: cheroot, adjusted where it differs from the servers the same app meets elsewhere
+(Cloud Functions' and the emulator's): limits, decoded slashes, measured chunked bodies, refusals as problems."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from cheroot import errors
+from cheroot.server import HTTPConnection, HTTPRequest
+from cheroot.wsgi import Server
+
+from .http.api import PROBLEM, PROBLEM_BASE
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+THREADS = 64  # cheroot's workers: one per request or open event stream (idle keep-alive connections hold none)
+ACCEPT_QUEUE = 256  # the listen backlog: 20 clients connecting at once overflow the default of 5 (connection resets)
+SHUTDOWN_SECONDS = 30.0
+MAX_HEADERS = 64 * 1024  # request line and headers; cheroot's default is no limit (a 50 MB header was held whole)
+OVERSIZED_READ = 16 * 1024 * 1024  # the most of a refused (413) body read before the connection closes
+READ_SIZE = 64 * 1024
+
+
+def http_server(host: str, port: int, app: WSGIApplication, max_body: int) -> Server:
+    server = Server((host, port), bodies_measured(slashes_decoded(app), max_body), numthreads=THREADS,
+                    request_queue_size=ACCEPT_QUEUE, shutdown_timeout=SHUTDOWN_SECONDS)
+    server.max_request_header_size = MAX_HEADERS
+    server.ConnectionClass = _Connection
+    return server
+
+
+class _ProblemRequest(HTTPRequest):
+    """A request whose refusals by cheroot itself (a malformed request line, headers past the limit, an HTTP version
+    it does not speak), which never reach the app, are problem documents like the app's, not plain text."""
+
+    def simple_response(self, status: Any, msg: Any = "") -> None:
+        status = str(status)
+        if status[:3] == "413":  # cheroot's body limit is unset (the app's applies): these are headers past MAX_HEADERS
+            status = "431 Request Header Fields Too Large"
+        if status[:3] in {"414", "431"} and self.response_protocol != "HTTP/1.1":  # HTTP/1.0 has neither status
+            status = "400 Bad Request"
+        self.close_connection = True  # what is left of the request is unread: the connection cannot go on
+        reason = status[4:]
+        detail = msg.decode("latin-1") if isinstance(msg, bytes) else str(msg or reason)
+        body = json.dumps({"type": PROBLEM_BASE + reason.lower().replace(" ", "-"), "title": reason,
+                           "status": int(status[:3]), "detail": detail}).encode()
+        head = [f"{self.server.protocol} {status}", f"Content-Type: {PROBLEM}", f"Content-Length: {len(body)}",
+                "Connection: close"]
+        try:
+            self.conn.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError as error:
+            if error.args[0] not in errors.socket_errors_to_ignore:
+                raise
+
+
+class _Connection(HTTPConnection):
+    RequestHandlerClass = _ProblemRequest
+
+
+def slashes_decoded(app: WSGIApplication) -> WSGIApplication:
+    """cheroot leaves %2F quoted in PATH_INFO (WSGI and other servers decode it): decode the path from the raw
+    request target, so that /v1/models/meta-llama%2FLlama… names the model as the OpenAI SDKs mean it."""
+
+    def decoded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raw = environ.get("REQUEST_URI", "")
+        if "%2f" in raw.lower():
+            environ["PATH_INFO"] = unquote(urlsplit(raw).path, encoding="latin-1")
+        return app(environ, start_response)
+
+    return decoded
+
+
+def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
+    """cheroot hands a chunked request body over as a stream without CONTENT_LENGTH, which Flask cuts at its limit
+    (a body past it would read as truncated JSON). Read such a body here, up to one byte past `limit`, and give the
+    app its length, so that an oversized body is refused with 413 whichever way it was sent.
+
+    cheroot closes the connection after a 413 without reading the rest of the body, and closing a socket with bytes
+    unread resets the connection: a client still sending (Python's http.client, say, which reads no answer before
+    its body is sent) got a broken pipe instead of the 413. So the rest of a refused body is read and dropped first,
+    up to OVERSIZED_READ bytes; past that the connection is cut, as a defence."""
+
+    def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
+        if not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = bytearray()
+            while len(body) <= limit and (piece := stream.read(limit + 1 - len(body))):  # a chunk at a time
+                body += piece
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            del environ["HTTP_TRANSFER_ENCODING"]  # read whole: Werkzeug ignores a length beside "chunked"
+        statuses: list[str] = []
+
+        def noted(status: str, *rest: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, *rest)
+
+        reply = app(environ, noted)
+        if statuses and statuses[-1].startswith("413"):
+            dropped = 0
+            while dropped < OVERSIZED_READ and (piece := stream.read(min(READ_SIZE, OVERSIZED_READ - dropped))):
+                dropped += len(piece)
+        return reply
+
+    return measured
