@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,25 @@ def funded(server: LocalServer, uid: str, credits: str) -> str:
                         token=admin, headers={"Idempotency-Key": f"fund-{uid}-{credits}"})
     assert reply.status == 200, reply.body
     return server.token(uid)
+
+
+def snapshot_when(server: LocalServer, path: str, token: str, ready: Callable[[Any], bool], seconds: float = 20) -> Any:
+    """The data at `path` once `ready` says so: a stream's first event is the data as it is; while not ready, wait
+    on that stream for a change, then look again (a stream for each change seen, not one per poll: each holds a
+    server thread until the server next writes to it, and a caller may hold only a few)."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{server.url}/realtime/{path}?auth={token}", timeout=seconds) as stream:
+            assert stream.readline() == b"event: put\n"
+            data = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
+            if ready(data):
+                return data
+            for line in stream:  # keep-alives, until something under the path changes
+                if line == b"event: put\n" or time.monotonic() > deadline:
+                    break
+    raise AssertionError(f"{path} never became ready")
 
 
 def test_reserve_release_balance_and_history(server: LocalServer) -> None:
@@ -157,19 +178,11 @@ def test_the_realtime_mirror_streams_balances_to_their_owner_only(server: LocalS
 
 
 def test_low_balance_notifies_once_per_crossing(server: LocalServer) -> None:
-    import json
-    import urllib.request
 
     token = funded(server, "lowa", "60")
     server.call("POST", "/api/v1/credits/reserve", {"amount": "15"}, token=token, headers={"Idempotency-Key": "l-1"})
     server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "l-2"})
-    notices, deadline = None, time.monotonic() + 10
-    while notices is None and time.monotonic() < deadline:  # nothing until the mirror's writer has run
-        stream = urllib.request.urlopen(f"{server.url}/realtime/notifications/lowa?auth={token}", timeout=10)
-        stream.readline()
-        notices = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
-        stream.close()
-        time.sleep(0.05)
+    notices = snapshot_when(server, "notifications/lowa", token, lambda data: data is not None)  # once written
     assert [n["type"] for n in notices.values()] == ["low_balance"]
 
 
@@ -296,10 +309,47 @@ def test_rate_limits_answer_429_with_retry_after(tmp_path) -> None:
         limited.stop()
 
 
+
+def test_open_event_streams_cannot_take_every_server_thread(tmp_path) -> None:
+    """Each open stream holds one of the server's worker threads: 70 of one user's took them all, and the server
+    answered nothing more. A caller may hold MAX_STREAMS_PER_CALLER (then 429), everyone MAX_STREAMS (then 503),
+    and requests are still answered."""
+    import socket
+
+    from creditflow.entrypoints.http.app import MAX_STREAMS, MAX_STREAMS_PER_CALLER
+    from creditflow.entrypoints.local_http import THREADS
+
+    assert MAX_STREAMS <= THREADS // 2
+    own = LocalServer(tmp_path / "data")
+    host, port = own.url.removeprefix("http://").split(":")
+    opened: list[socket.socket] = []
+
+    def open_stream(uid: str) -> tuple[int, bytes]:
+        connection = socket.create_connection((host, int(port)), timeout=10)
+        opened.append(connection)
+        connection.sendall(f"GET /realtime/balances/{uid}?auth={own.token(uid)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += connection.recv(4096)
+        return int(head.split()[1]), head.lower()
+
+    try:
+        assert [open_stream("ann")[0] for _ in range(MAX_STREAMS_PER_CALLER)] == [200] * MAX_STREAMS_PER_CALLER
+        status, head = open_stream("ann")
+        assert status == 429 and b"application/problem+json" in head and b"retry-after:" in head
+        others = [f"user{n}" for n in range(MAX_STREAMS - MAX_STREAMS_PER_CALLER)]
+        assert {open_stream(uid)[0] for uid in others} == {200}
+        status, head = open_stream("zed")
+        assert status == 503 and b"application/problem+json" in head and b"retry-after:" in head
+        assert own.call("GET", "/api/v1/health").status == 200
+    finally:
+        for connection in opened:
+            connection.close()
+        own.stop()
+
 def test_a_restart_catches_the_mirror_up_with_the_ledger(tmp_path) -> None:
     """A kill can leave the mirror behind the ledger: the next start rewrites it, while already serving."""
     import sqlite3
-    import urllib.request
 
     first = LocalServer(tmp_path / "data")
     token = funded(first, "trail", "7")
@@ -308,14 +358,8 @@ def test_a_restart_catches_the_mirror_up_with_the_ledger(tmp_path) -> None:
         assert tree.execute("DELETE FROM tree WHERE path LIKE '/balances/trail%'").rowcount == 1
     again = LocalServer(tmp_path / "data")
     try:
-        mirrored, deadline = None, time.monotonic() + 20
-        while mirrored is None and time.monotonic() < deadline:
-            stream = urllib.request.urlopen(f"{again.url}/realtime/balances/trail?auth={token}", timeout=10)
-            stream.readline()
-            mirrored = json.loads(stream.readline().decode().removeprefix("data: "))["data"]
-            stream.close()
-            time.sleep(0.05)
-        assert mirrored is not None and mirrored["available"] == 7_000_000
+        mirrored = snapshot_when(again, "balances/trail", token, lambda data: data is not None)
+        assert mirrored["available"] == 7_000_000
     finally:
         again.stop()
 

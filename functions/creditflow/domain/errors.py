@@ -168,6 +168,12 @@ class RateLimited(LedgerError):
     status = 429
 
 
+class ServerBusy(LedgerError):
+    code = "server-busy"
+    title = "The server is busy"
+    status = 503
+
+
 class ProviderUnavailable(LedgerError):
     code = "provider-unavailable"
     title = "The model provider failed"

@@ -120,7 +120,7 @@ class Api:
             if self.problem_extra is not None:
                 extra.update(self.problem_extra(error))
             response = problem(error.status, error.code, error.title, error.detail, **extra)
-            if isinstance(error, RateLimited):
+            if "retry_after" in error.context:  # RateLimited, ServerBusy
                 response.headers["Retry-After"] = str(error.context["retry_after"])
             if isinstance(error, InvalidToken):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="creditflow"'

@@ -17,9 +17,12 @@ from .conversation_routes import register_conversations
 from .gateway import create_gateway
 from .realtime_rules import ReadRules
 from .routes import payment_options, register
+from .stream_slots import StreamSlots
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
-KEEP_ALIVE_SECONDS = 15.0
+KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
+MAX_STREAMS = 32  # half the local server's worker threads (local_http.THREADS): the rest answer requests
+MAX_STREAMS_PER_CALLER = 8  # a user's tabs and devices; one stream can watch a whole subtree
 
 
 def create_app(platform: Platform) -> Flask:
@@ -46,17 +49,19 @@ def create_app(platform: Platform) -> Flask:
     tree = getattr(platform.realtime, "feed", None)
     if tree is not None:  # the local tree streams; on Firebase, clients listen to Realtime Database itself
         rules = ReadRules.from_file(RULES_FILE)
+        slots = StreamSlots(MAX_STREAMS, MAX_STREAMS_PER_CALLER)
 
         @app.get("/realtime/")
         @app.get("/realtime/<path:path>")
         def realtime(path: str = "") -> Response:
-            return stream(platform, rules, path.removesuffix(".json"))
+            return stream(platform, rules, slots, path.removesuffix(".json"))
 
     return app
 
 
-def stream(platform: Platform, rules: ReadRules, path: str) -> Response:
-    """Realtime Database REST streaming: `put` events with {path, data}, and keep-alives."""
+def stream(platform: Platform, rules: ReadRules, slots: StreamSlots, path: str) -> Response:
+    """Realtime Database REST streaming: `put` events with {path, data}, and keep-alives. Each open stream holds a
+    slot, given back when the server closes the response (a client gone is noticed at the next write)."""
     from ...adapters.local.tree import join, split
 
     token = request.args.get("auth") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -65,6 +70,7 @@ def stream(platform: Platform, rules: ReadRules, path: str) -> Response:
     if not rules.can_read(caller, segments):
         raise Forbidden("the rules do not let you read " + join(segments)) if caller else InvalidToken(
             "sign in to read " + join(segments))
+    give_back = slots.take(caller.uid if caller else f"address:{request.remote_addr}")
     tree = platform.realtime
     feed = tree.feed  # type: ignore[attr-defined]
     watched = join(segments)
@@ -86,5 +92,7 @@ def stream(platform: Platform, rules: ReadRules, path: str) -> Response:
                 elif watched.startswith(where.rstrip("/") + "/"):
                     yield f"event: put\ndata: {json.dumps({'path': '/', 'data': tree.get(watched)})}\n\n"
 
-    return Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
-                                                                      "X-Accel-Buffering": "no"})
+    response = Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                          "X-Accel-Buffering": "no"})
+    response.call_on_close(give_back)
+    return response
