@@ -17,7 +17,8 @@ _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}")
 def user_account(uid: str) -> str:
     """The ledger account id of a user; refuses a uid that is not 1-128 safe characters."""
     if not isinstance(uid, str) or not _UID.fullmatch(uid):
-        raise InvalidAccount(f"{uid!r} is not a valid user id (1-128 letters, digits, '_', '.', '@' or '-')")
+        raise InvalidAccount(f"{uid!r} is not a valid user id (1-128 ASCII letters, digits, '_', '.', '@' or '-', "
+                             "starting with a letter or digit)")
     return USER_PREFIX + uid
 
 

@@ -15,7 +15,7 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
 def require_key(key: object, *, longest: int = MAX_KEY, named: str = "idempotency key") -> str:
     if not isinstance(key, str) or len(key) > longest or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey(
-            f"{named} {key!r} must be 1-{longest} letters, digits, '.', '_', ':' or '-', starting with a letter "
+            f"{named} {key!r} must be 1-{longest} ASCII letters, digits, '.', '_', ':' or '-', starting with a letter "
             "or digit")
     return key
 

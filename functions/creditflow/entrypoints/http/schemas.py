@@ -43,7 +43,7 @@ RFC3339 = described(
     "must be an RFC 3339 date and time with its offset, like 2026-01-31T12:00:00Z")
 NOT_A_CURSOR = "must be the next_cursor of a page this endpoint returned"
 CREDITS_OR_ZERO = described(f"(?:^0$)|{POSITIVE_CREDITS}", PATTERN_MEANINGS[POSITIVE_CREDITS] + ", or 0")
-MODEL_ID = described(r"^[A-Za-z0-9._:/-]+$", "may hold only letters, digits and . _ : / -")
+MODEL_ID = described(r"^[A-Za-z0-9._:/-]+$", "may hold only ASCII letters, digits and . _ : / -")
 CONVERSATION_ID = described(r"^conv_[0-9a-f]{20}$", "must be a conversation id: conv_ and 20 hexadecimal digits")
 IMAGE_SIZE = described(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", "must be an image size like 1024x1024")
 IMAGE_STEPS = described(r"^[1-9][0-9]{0,3}$", "must be a number of steps from 1 to 9999")
