@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterable
+from contextlib import suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cheroot import errors
 from cheroot.server import HTTPConnection, HTTPRequest
-from cheroot.wsgi import Server
+from cheroot.wsgi import Gateway_10, Server
 
 from .http.api import PROBLEM, PROBLEM_BASE
 
@@ -26,17 +31,90 @@ OVERSIZED_READ = 16 * 1024 * 1024  # the most of a refused (413) body read befor
 READ_SIZE = 64 * 1024
 
 
-def http_server(host: str, port: int, app: WSGIApplication, max_body: int) -> Server:
-    server = Server((host, port), bodies_measured(slashes_decoded(app), max_body), numthreads=THREADS,
-                    request_queue_size=ACCEPT_QUEUE, shutdown_timeout=SHUTDOWN_SECONDS)
-    server.max_request_header_size = MAX_HEADERS
-    server.ConnectionClass = _Connection
-    return server
+REQUEST_SECONDS = 20.0  # the most a client may take to send a whole request: line, headers and body
+REQUEST_READ = "creditflow.request_read"  # in environ: called once the body is read, which ends the request's deadline
+
+
+def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
+                request_seconds: float = REQUEST_SECONDS) -> Server:
+    return _Server((host, port), bodies_measured(slashes_decoded(app), max_body), numthreads=THREADS,
+                   request_queue_size=ACCEPT_QUEUE, shutdown_timeout=SHUTDOWN_SECONDS, request_seconds=request_seconds)
+
+
+class _Deadlines:
+    """Requests that must arrive whole by a deadline. cheroot gives a worker thread to a connection once its first
+    bytes arrive, then waits up to its timeout for each further read, with no limit on the whole: a client that
+    trickles a byte now and then held the thread for good, and 64 such held them all. A watchdog shuts the
+    connections of requests past their deadline, which ends the worker's wait."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._reading: dict[object, tuple[float, socket.socket]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def start(self, request: object, connection: socket.socket) -> None:
+        with self._lock:
+            self._reading[request] = (time.monotonic() + self.seconds, connection)
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="request-deadlines", daemon=True)
+                self._watchdog.start()
+
+    def done(self, request: object) -> None:
+        with self._lock:
+            self._reading.pop(request, None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.seconds / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [request for request, (deadline, _) in self._reading.items() if deadline <= now]
+                connections = [self._reading.pop(request)[1] for request in late]
+            for connection in connections:
+                with suppress(OSError):  # already closed
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(Server):
+    def __init__(self, *args: Any, request_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadlines = _Deadlines(request_seconds)
+        self.max_request_header_size = MAX_HEADERS
+        self.ConnectionClass = _Connection
+        self.gateway = _Gateway
+
+    def stop(self) -> None:
+        self.deadlines.stop()
+        super().stop()
+
+
+class _Gateway(Gateway_10):
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[REQUEST_READ] = partial(self.req.server.deadlines.done, self.req)
+        return environ
 
 
 class _ProblemRequest(HTTPRequest):
     """A request whose refusals by cheroot itself (a malformed request line, headers past the limit, an HTTP version
     it does not speak), which never reach the app, are problem documents like the app's, not plain text."""
+
+    def parse_request(self) -> None:
+        """Read the request line and headers, within the request's deadline."""
+        self.server.deadlines.start(self, self.conn.socket)
+        super().parse_request()
+        if not self.ready:
+            self.server.deadlines.done(self)
+
+    def respond(self) -> None:
+        try:
+            super().respond()
+        finally:
+            self.server.deadlines.done(self)
 
     def simple_response(self, status: Any, msg: Any = "") -> None:
         status = str(status)
@@ -80,19 +158,24 @@ def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
     (a body past it would read as truncated JSON). Read such a body here, up to one byte past `limit`, and give the
     app its length, so that an oversized body is refused with 413 whichever way it was sent.
 
+    A body within the limit is read here too, whole, before the app runs: its request's deadline ends then (see
+    _Deadlines), not while the app works, which for a call to a model can take a minute.
+
     cheroot closes the connection after a 413 without reading the rest of the body, and closing a socket with bytes
     unread resets the connection: a client still sending (Python's http.client, say, which reads no answer before
     its body is sent) got a broken pipe instead of the 413. So the rest of a refused body is read and dropped first,
-    up to OVERSIZED_READ bytes; past that the connection is cut, as a defence."""
+    up to OVERSIZED_READ bytes and within the deadline; past either the connection is cut, as a defence."""
 
     def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         stream = environ["wsgi.input"]
         if not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            body = bytearray()
-            while len(body) <= limit and (piece := stream.read(limit + 1 - len(body))):  # a chunk at a time
-                body += piece
+            body = _read(stream, limit + 1)
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
             del environ["HTTP_TRANSFER_ENCODING"]  # read whole: Werkzeug ignores a length beside "chunked"
+        elif _length(environ) <= limit:  # read here, so that the request's deadline covers it
+            environ["wsgi.input"] = io.BytesIO(_read(stream, _length(environ)))
+        if _length(environ) <= limit:  # read whole; a body refused unread still has the rest to come
+            environ.get(REQUEST_READ, _nothing)()
         statuses: list[str] = []
 
         def noted(status: str, *rest: Any) -> Any:
@@ -107,3 +190,23 @@ def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
         return reply
 
     return measured
+
+
+def _read(stream: Any, most: int) -> bytes:
+    """Up to `most` bytes of a body, a piece at a time, until it ends."""
+    body = bytearray()
+    while len(body) < most and (piece := stream.read(min(READ_SIZE, most - len(body)))):
+        body += piece
+    return bytes(body)
+
+
+def _length(environ: WSGIEnvironment) -> int:
+    """The body's declared length (cheroot has refused a malformed one already)."""
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _nothing() -> None:
+    return None
