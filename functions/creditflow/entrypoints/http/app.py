@@ -70,7 +70,6 @@ def stream(platform: Platform, rules: ReadRules, slots: StreamSlots, path: str) 
     if not rules.can_read(caller, segments):
         raise Forbidden("the rules do not let you read " + join(segments)) if caller else InvalidToken(
             "sign in to read " + join(segments))
-    give_back = slots.take(caller.uid if caller else f"address:{request.remote_addr}")
     tree = platform.realtime
     feed = tree.feed  # type: ignore[attr-defined]
     watched = join(segments)
@@ -92,6 +91,7 @@ def stream(platform: Platform, rules: ReadRules, slots: StreamSlots, path: str) 
                 elif watched.startswith(where.rstrip("/") + "/"):
                     yield f"event: put\ndata: {json.dumps({'path': '/', 'data': tree.get(watched)})}\n\n"
 
+    give_back = slots.take(caller.uid if caller else f"address:{request.remote_addr}")
     response = Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
                                                                           "X-Accel-Buffering": "no"})
     response.call_on_close(give_back)
