@@ -316,10 +316,10 @@ def test_open_event_streams_cannot_take_every_server_thread(tmp_path) -> None:
     and requests are still answered."""
     import socket
 
-    from creditflow.entrypoints.http.app import MAX_STREAMS, MAX_STREAMS_PER_CALLER
+    from creditflow.entrypoints.http.app import MAX_CALLS, MAX_STREAMS, MAX_STREAMS_PER_CALLER
     from creditflow.entrypoints.local_http import THREADS
 
-    assert MAX_STREAMS <= THREADS // 2
+    assert MAX_STREAMS + MAX_CALLS <= THREADS * 3 // 4  # a quarter of the threads for everything else
     own = LocalServer(tmp_path / "data")
     host, port = own.url.removeprefix("http://").split(":")
     opened: list[socket.socket] = []

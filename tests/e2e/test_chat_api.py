@@ -275,3 +275,35 @@ def test_admins_override_the_catalog(real: LocalServer) -> None:
     assert next(m for m in dropped if m["id"] == LLAMA)["enabled"] is True
     assert real.call("DELETE", f"/api/v1/admin/models?model={LLAMA}", token=admin).status == 404
     real.call("DELETE", "/api/v1/admin/models?model=mistralai/Mistral-Nemo", token=admin)
+
+
+def test_a_user_has_at_most_so_many_model_calls_in_flight(real: LocalServer, upstream: FakeOpenAI) -> None:
+    """Each call in flight holds a server thread until the provider answers: a user may have MAX_CALLS_PER_CALLER
+    at once, one more is refused with 429 before any hold or provider call, and another user is still served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from creditflow.entrypoints.http.app import MAX_CALLS_PER_CALLER
+
+    token, other = fund(real, "eager", "100"), fund(real, "patient", "1")
+    slow = {"model": LLAMA, "messages": [{"role": "user", "content": "SLOWLLAMA please"}]}
+    sent = len(upstream.requests)
+    with ThreadPoolExecutor(MAX_CALLS_PER_CALLER) as pool:
+        calls = [pool.submit(real.call, "POST", "/api/v1/chat", slow, token=token,
+                             headers={"Idempotency-Key": f"eager-{n}"}) for n in range(MAX_CALLS_PER_CALLER)]
+        deadline = time.monotonic() + 20
+        while len(upstream.requests) < sent + MAX_CALLS_PER_CALLER and time.monotonic() < deadline:
+            time.sleep(0.02)  # every call reached the provider, which takes 3 s
+        refused = real.call("POST", "/api/v1/chat", slow, token=token, headers={"Idempotency-Key": "eager-more"})
+        served = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
+                           token=other, headers={"Idempotency-Key": "patient-1"})
+        assert [call.result().status for call in calls] == [200] * MAX_CALLS_PER_CALLER
+    assert (refused.status, refused.content_type) == (429, "application/problem+json")
+    assert "model calls in flight" in refused.json["detail"] and int(refused.headers["Retry-After"]) >= 1
+    assert served.status == 200
+    assert len(upstream.requests) == sent + MAX_CALLS_PER_CALLER + 1  # the refused call reached no provider
+    holds = real.call("GET", "/api/v1/credits/history?kind=hold&limit=200", token=token).json["entries"]
+    assert len(holds) == MAX_CALLS_PER_CALLER
+    assert real.call("GET", "/api/v1/credits/balance", token=token).json["held"]["micros"] == 0
+    again = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
+                      token=token, headers={"Idempotency-Key": "eager-after"})
+    assert again.status == 200  # every slot was given back

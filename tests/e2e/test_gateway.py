@@ -56,6 +56,23 @@ def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     assert keys[0]["spent"]["micros"] >= 2 * charged and "key" not in keys[0]
 
 
+
+def test_every_call_gives_back_its_place_among_the_calls_in_flight(server: LocalServer) -> None:
+    """A streamed reply holds its place until the stream ends, a refused call until its error is sent: more calls
+    in a row than a user may have at once all go through."""
+    from creditflow.entrypoints.http.app import MAX_CALLS_PER_CALLER
+
+    sdk = client(server, new_key(server, "gw-steady", credits="50"))
+    capped = client(server, new_key(server, "gw-steady", credits=None, limit="0.000001"))  # the same user's
+    asked = [{"role": "user", "content": "again"}]
+    for n in range(MAX_CALLS_PER_CALLER + 4):
+        if n % 2:
+            assert list(sdk.chat.completions.create(model="demo-chat", messages=asked, stream=True))
+        else:
+            with pytest.raises(openai.APIStatusError) as refused:  # by the key's limit, once its place was taken
+                capped.chat.completions.create(model="demo-chat", messages=asked)
+            assert refused.value.status_code == 402
+
 def test_bad_keys_models_and_parameters_get_openai_errors(server: LocalServer) -> None:
     key = new_key(server, "gw-careful")
     with pytest.raises(openai.AuthenticationError):
@@ -217,7 +234,8 @@ def test_a_burst_of_a_thousand_requests_never_spends_more_than_the_balance(tmp_p
 
         with ThreadPoolExecutor(max_workers=100) as pool:
             statuses = list(pool.map(call, range(1000)))
-        assert set(statuses) <= {200, 402} and statuses.count(200) >= 10
+        # 429: past the user's model calls in flight (MAX_CALLS_PER_CALLER); such a call is refused before any hold
+        assert set(statuses) <= {200, 402, 429} and statuses.count(200) >= 10
         balance = burst.call("GET", "/api/v1/credits/balance", token=burst.token("burst")).json
         assert balance["held"]["micros"] == 0 and balance["available"]["micros"] >= 0
         with sqlite3.connect(burst.data / "ledger.sqlite3") as db:

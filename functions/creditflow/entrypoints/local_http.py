@@ -23,7 +23,8 @@ from .http.api import PROBLEM, PROBLEM_BASE
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-THREADS = 64  # cheroot's workers: one per request or open event stream (idle keep-alive connections hold none)
+THREADS = 128  # cheroot's workers: one per request, model call or event stream (idle keep-alive connections hold
+# none); the app caps the streams and the calls in flight, which hold theirs for long, at 32 and 64
 ACCEPT_QUEUE = 256  # the listen backlog: 20 clients connecting at once overflow the default of 5 (connection resets)
 SHUTDOWN_SECONDS = 30.0
 MAX_HEADERS = 64 * 1024  # request line and headers; cheroot's default is no limit (a 50 MB header was held whole)

@@ -17,12 +17,15 @@ from .conversation_routes import register_conversations
 from .gateway import create_gateway
 from .realtime_rules import ReadRules
 from .routes import payment_options, register
-from .stream_slots import StreamSlots
+from .slots import Slots, count_calls
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
-MAX_STREAMS = 32  # half the local server's worker threads (local_http.THREADS): the rest answer requests
+# What may hold one of the local server's worker threads (local_http.THREADS, 128) for long; the rest answer requests
+MAX_STREAMS = 32  # open event streams
 MAX_STREAMS_PER_CALLER = 8  # a user's tabs and devices; one stream can watch a whole subtree
+MAX_CALLS = 64  # model calls in flight, each up to the provider's timeout
+MAX_CALLS_PER_CALLER = 32
 
 
 def create_app(platform: Platform) -> Flask:
@@ -49,7 +52,9 @@ def create_app(platform: Platform) -> Flask:
     tree = getattr(platform.realtime, "feed", None)
     if tree is not None:  # the local tree streams; on Firebase, clients listen to Realtime Database itself
         rules = ReadRules.from_file(RULES_FILE)
-        slots = StreamSlots(MAX_STREAMS, MAX_STREAMS_PER_CALLER)
+        slots = Slots(MAX_STREAMS, MAX_STREAMS_PER_CALLER, "event streams open",
+                      "close one (one stream can watch a whole subtree)")
+        count_calls(app, Slots(MAX_CALLS, MAX_CALLS_PER_CALLER, "model calls in flight", "wait for one to finish"))
 
         @app.get("/realtime/")
         @app.get("/realtime/<path:path>")
@@ -59,7 +64,7 @@ def create_app(platform: Platform) -> Flask:
     return app
 
 
-def stream(platform: Platform, rules: ReadRules, slots: StreamSlots, path: str) -> Response:
+def stream(platform: Platform, rules: ReadRules, slots: Slots, path: str) -> Response:
     """Realtime Database REST streaming: `put` events with {path, data}, and keep-alives. Each open stream holds a
     slot, given back when the server closes the response (a client gone is noticed at the next write)."""
     from ...adapters.local.tree import join, split

@@ -25,12 +25,14 @@ from ...domain.errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
+    ServerBusy,
 )
 from ...domain.idempotency import require_request_key
 from ...domain.ids import new_id
 from ...domain.money import format_credits
 from ...services.chat import capability_of
 from .api import RateLimiter
+from .slots import take_call_slot
 
 log = logging.getLogger(__name__)
 AUTO = {"id": "auto", "object": "model", "created": 0, "owned_by": "creditflow",
@@ -72,6 +74,8 @@ def _translate(error: LedgerError) -> GatewayError:
         return GatewayError(502, error.detail, "api_error", "upstream_error")
     if isinstance(error, RateLimited):
         return GatewayError(429, error.detail, "rate_limit_error", "rate_limit_exceeded")
+    if isinstance(error, ServerBusy):  # OpenAI's SDKs retry a 503 after Retry-After
+        return GatewayError(503, error.detail, "api_error", "server_busy")
     return GatewayError(error.status if error.status < 500 else 500, error.detail,
                         "invalid_request_error" if error.status < 500 else "api_error", error.code)
 
@@ -142,7 +146,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
     @gateway.errorhandler(LedgerError)
     def ledger_error(error: LedgerError) -> Response:
         response = error_response(_translate(error))
-        if isinstance(error, RateLimited):
+        if isinstance(error, RateLimited | ServerBusy):
             response.headers["Retry-After"] = str(error.context.get("retry_after", 1))
         return response
 
@@ -209,6 +213,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if body.get("dimensions") is not None:
             raise _bad("dimensions is not supported: vectors come at the model's own size", "dimensions")
         platform.chat.catalog.get(model, "embedding")  # unknown models are refused before any hold
+        take_call_slot(uid)
         result = platform.chat.embed(uid, inputs, key=_request_key(),
                                      model=model, spend=platform.keys.spending(key))
         data = [{"object": "embedding", "index": n,
@@ -236,6 +241,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
             raise _bad("stream must be a boolean", "stream")
         idempotency = _request_key()
         spend = platform.keys.spending(key)
+        take_call_slot(uid)
         if stream:
             include_usage = _include_usage(body)
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,

@@ -20,6 +20,7 @@ from ...ports import Caller, Preferences
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Api
+from .slots import take_call_slot
 
 V1 = "/api/v1"
 CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
@@ -316,6 +317,7 @@ def register(api: Api, platform: Platform) -> None:
     def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut | Response:
         key = require_request_key(idempotency_key())
         account_of(caller)
+        take_call_slot(caller.uid)
         messages = [m.model_dump() for m in body.messages]
         ask = {"key": key, "model": body.model, "max_tokens": body.maxTokens}
         if body.conversationId is not None:
