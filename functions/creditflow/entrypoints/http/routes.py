@@ -312,7 +312,7 @@ def register(api: Api, platform: Platform) -> None:
         return admin_models()
 
     @api.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
-               body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502),
+               body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502, 503),
                also=("text/event-stream",), longest_key=MAX_REQUEST_KEY)
     def chat(caller: Caller, body: s.ChatIn) -> s.ChatOut | Response:
         key = require_request_key(idempotency_key())
