@@ -50,7 +50,8 @@ def create_app(platform: Platform) -> Flask:
         return jsonify(document)
 
     tree = getattr(platform.realtime, "feed", None)
-    if tree is not None:  # the local tree streams; on Firebase, clients listen to Realtime Database itself
+    if tree is not None:  # the local runtime: its tree streams (on Firebase, clients listen to Realtime Database
+        # itself), and its one server's threads are shared by everyone (a Cloud Functions instance caps its own)
         rules = ReadRules.from_file(RULES_FILE)
         slots = Slots(MAX_STREAMS, MAX_STREAMS_PER_CALLER, "event streams open",
                       "close one (one stream can watch a whole subtree)")
