@@ -1,5 +1,6 @@
 """The local runtime's HTTP server: cheroot, adjusted where it differs from the servers the same app meets elsewhere
-(Cloud Functions' and the emulator's): limits, decoded slashes, measured chunked bodies, refusals as problems."""
+(Cloud Functions' and the emulator's): limits, a deadline for a request to arrive, decoded slashes, measured
+chunked bodies, refusals as problems."""
 
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ SHUTDOWN_SECONDS = 30.0
 MAX_HEADERS = 64 * 1024  # request line and headers; cheroot's default is no limit (a 50 MB header was held whole)
 OVERSIZED_READ = 16 * 1024 * 1024  # the most of a refused (413) body read before the connection closes
 READ_SIZE = 64 * 1024
-
-
 REQUEST_SECONDS = 20.0  # the most a client may take to send a whole request: line, headers and body
 REQUEST_READ = "creditflow.request_read"  # in environ: called once the body is read, which ends the request's deadline
 
