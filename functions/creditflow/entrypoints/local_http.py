@@ -168,14 +168,17 @@ def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
 
     def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         stream = environ["wsgi.input"]
-        if not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        chunked = not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked:
             body = _read(stream, limit + 1)
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
             del environ["HTTP_TRANSFER_ENCODING"]  # read whole: Werkzeug ignores a length beside "chunked"
-        elif _length(environ) <= limit:  # read here, so that the request's deadline covers it
-            environ["wsgi.input"] = io.BytesIO(_read(stream, _length(environ)))
-        if _length(environ) <= limit:  # read whole; a body refused unread still has the rest to come
-            environ.get(REQUEST_READ, _nothing)()
+        length = _length(environ)
+        if length <= limit:  # else refused unread, with the rest still to come
+            if not chunked:  # read here, so that the request's deadline covers it
+                environ["wsgi.input"] = io.BytesIO(_read(stream, length))
+            if (read := environ.get(REQUEST_READ)) is not None:
+                read()
         statuses: list[str] = []
 
         def noted(status: str, *rest: Any) -> Any:
@@ -206,7 +209,3 @@ def _length(environ: WSGIEnvironment) -> int:
         return int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 0
-
-
-def _nothing() -> None:
-    return None

@@ -146,8 +146,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
     @gateway.errorhandler(LedgerError)
     def ledger_error(error: LedgerError) -> Response:
         response = error_response(_translate(error))
-        if isinstance(error, RateLimited | ServerBusy):
-            response.headers["Retry-After"] = str(error.context.get("retry_after", 1))
+        if "retry_after" in error.context:  # RateLimited, ServerBusy: as the API's problems do
+            response.headers["Retry-After"] = str(error.context["retry_after"])
         return response
 
     @gateway.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

@@ -22,11 +22,11 @@ class Slots:
         self.what = what
         self.advice = advice
         self._open: dict[str, int] = {}
+        self._taken = 0  # the sum of _open
         self._lock = threading.Lock()
 
     def open_count(self) -> int:
-        with self._lock:
-            return sum(self._open.values())
+        return self._taken
 
     def take(self, caller: str) -> Callable[[], None]:
         """A slot for `caller`, and what gives it back (once, however often it is called). Refused with
@@ -35,17 +35,20 @@ class Slots:
             if self._open.get(caller, 0) >= self.per_caller:
                 raise RateLimited(f"you have {self.per_caller} {self.what} at once, the most one caller may: "
                                   f"{self.advice}", retry_after=RETRY_SECONDS)
-            if sum(self._open.values()) >= self.total:
+            if self._taken >= self.total:
                 raise ServerBusy(f"this server is at its {self.total} {self.what} at once: try again shortly",
                                  retry_after=RETRY_SECONDS)
             self._open[caller] = self._open.get(caller, 0) + 1
-        given_back = threading.Event()
+            self._taken += 1
+        held = True
 
         def give_back() -> None:
+            nonlocal held
             with self._lock:
-                if given_back.is_set():
+                if not held:
                     return
-                given_back.set()
+                held = False
+                self._taken -= 1
                 left = self._open[caller] - 1
                 if left:
                     self._open[caller] = left
