@@ -88,6 +88,8 @@ class FakeOpenAI:
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
                 if "SLOWLLAMA" in last and "Llama" in body["model"]:
                     time.sleep(3)
+                if "PAUSE" in last:  # a reply that takes a moment: long enough for a client to race it
+                    time.sleep(0.02)
                 if "RATE429" in last:
                     return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})
                 if "BROKEN" in last:
@@ -141,6 +143,8 @@ class FakeOpenAI:
                         return self._chunk(b"")
                     delta = {"index": 0, "delta": {"content": word if n == 0 else " " + word}, "finish_reason": None}
                     self._event({**base, "choices": [delta]})
+                    if "PAUSE" in last:
+                        time.sleep(0.005)
                     if "DRIP" in last or ("STALL" in last and n == 1):
                         time.sleep(0.3 if "DRIP" in last else 2)
                 self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})

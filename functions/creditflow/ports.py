@@ -13,6 +13,7 @@ from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
 from .domain.lots import Lot
 from .domain.memory import StoredMessage
+from .domain.shortfalls import Shortfall
 
 T = TypeVar("T")
 
@@ -32,6 +33,7 @@ class Changes:
     holds: list[Hold] = field(default_factory=list)
     system: dict[str, SystemTotals] = field(default_factory=dict)  # deltas
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
+    shortfalls: list[Shortfall] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class LedgerStore(Protocol):
     def record_conflict(self, conflict: IdempotencyConflictRecord) -> None: ...
 
     def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]: ...
+
+    def shortfalls(self, limit: int) -> list[Shortfall]:
+        """The latest recorded shortfalls, newest first."""
 
     # the Merkle log: a sequencer assigns leaves in batches
     def sequence(self, limit: int) -> int: ...

@@ -18,13 +18,15 @@ from .errors import (
     HoldAlreadyPosted,
     HoldAlreadyVoided,
     HoldExpired,
+    HoldInUse,
     InvalidGrant,
     PostExceedsHold,
 )
-from .holds import POSTED, VOIDED, Hold
+from .holds import CLIENT, POSTED, VOIDED, Hold
 from .ids import new_id
 from .lots import LOT_KINDS, Lot, allocate, spend_order_key
 from .money import MAX_MICROS, format_credits
+from .shortfalls import Shortfall
 from .signing import SigningKey
 
 
@@ -39,6 +41,7 @@ class Book:
     touched_lots: dict[str, Lot] = field(default_factory=dict)
     touched_holds: dict[str, Hold] = field(default_factory=dict)
     system: dict[str, SystemTotals] = field(default_factory=dict)
+    shortfalls: list[Shortfall] = field(default_factory=list)
 
     @classmethod
     def load(cls, account: UserAccount, lots: list[Lot], holds: list[Hold], now: str, key: SigningKey) -> Book:
@@ -65,8 +68,9 @@ class Book:
                             expires=expires_at, reference=reference, memo=memo or {})
 
     def hold(self, amount: int, *, target: str, expires_at: str, key: str, candidates: Iterable[Lot] = (),
-             memo: dict[str, str] | None = None) -> tuple[Hold, Entry]:
-        """Hold `amount` from the lots spending order picks; `candidates` are stored lots, in spend order."""
+             memo: dict[str, str] | None = None, owner: str = CLIENT) -> tuple[Hold, Entry]:
+        """Hold `amount` from the lots spending order picks; `candidates` are stored lots, in spend order. A hold
+        the platform places for a call or task names its `owner`, so that only it can close the hold."""
         self._require_open()
         taken = allocate(self._spendable(candidates), amount, self.now)
         plan = [(lot.id, take) for lot, take in taken]
@@ -75,14 +79,15 @@ class Book:
             lot.held += take
             self._touch_lot(lot)
         hold = Hold(id=new_id("hold"), account=self.account.id, target=target, amount=amount,
-                    expires_at=expires_at, created_at=self.now, allocations=plan)
+                    expires_at=expires_at, created_at=self.now, allocations=plan, owner=owner)
         self.holds[hold.id] = hold
         self.touched_holds[hold.id] = hold
         self.account.available -= amount
         self.account.held += amount
         self._system(target).pending += amount
         entry = self._append("hold", amount, target, key, hold=hold.id, expires=expires_at,
-                             lots=[[lot_id, str(take)] for lot_id, take in plan], memo=memo or {})
+                             lots=[[lot_id, str(take)] for lot_id, take in plan], memo=memo or {},
+                             owner=owner if owner != CLIENT else None)
         return hold, entry
 
     def post(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None) -> Entry:
@@ -109,7 +114,12 @@ class Book:
         return self._append("settle", amount, hold.target, key, hold=hold.id, released=str(released),
                             memo=memo or {})
 
-    def void(self, hold: Hold, *, key: str, reason: str = "released") -> Entry:
+    def void(self, hold: Hold, *, key: str, reason: str = "released", by: str | None = None) -> Entry:
+        """Release the hold; `by` names who asks (a client may release only the holds it placed itself)."""
+        if by is not None and by != hold.owner:
+            raise HoldInUse(f"reservation {hold.id} belongs to a {hold.owner} of the platform: that {hold.owner} "
+                            f"settles or releases it when it ends (or it lapses at {hold.expires_at})",
+                            hold=hold.id, owner=hold.owner)
         self._require_pending(hold)
         for lot_id, take in hold.allocations:
             self._return_to_lot(lot_id, take, take)
@@ -128,9 +138,30 @@ class Book:
                               hold=hold.id)
         self.void(hold, key=key, reason="extended")
         new_hold, entry = self.hold(hold.amount, target=hold.target, expires_at=expires_at, key=key,
-                                    candidates=candidates, memo={"extends": hold.id})
+                                    candidates=candidates, memo={"extends": hold.id}, owner=hold.owner)
         hold.replaced_by = new_hold.id
         return new_hold, entry
+
+    def charge_lapsed(self, lapsed: Hold, amount: int, *, key: str, expires_at: str, candidates: Iterable[Lot] = (),
+                      memo: dict[str, str] | None = None) -> Entry | None:
+        """Charge work whose hold lapsed before it was settled (it expired, and the sweeper voided it) for what was
+        delivered: from the available balance, as a hold posted at once, as far as the balance goes. What it cannot
+        cover is recorded as a shortfall (in the entry's memo and in `shortfalls`), never dropped."""
+        if lapsed.status != VOIDED:
+            raise HoldAlreadyPosted(f"reservation {lapsed.id} was already settled", hold=lapsed.id)
+        collected = min(amount, self.account.available) if self.account.is_open else 0
+        missing = amount - collected
+        memo = {**(memo or {}), "lapsed_hold": lapsed.id, **({"shortfall": str(missing)} if missing else {})}
+        entry = None
+        if collected:
+            charge, _ = self.hold(collected, target=lapsed.target, expires_at=expires_at, key=key,
+                                  candidates=candidates, memo={"lapsed_hold": lapsed.id}, owner=lapsed.owner)
+            entry = self.post(charge, collected, key=key, memo=memo)
+        if missing:
+            self.shortfalls.append(Shortfall(self.account.id, key, lapsed.id, amount, collected,
+                                             "closed account" if not self.account.is_open else "balance too low",
+                                             self.now))
+        return entry
 
     def expire_lot(self, lot: Lot) -> Entry:
         amount = lot.remaining

@@ -84,6 +84,15 @@ class HoldAlreadyVoided(LedgerError):
     status = 409
 
 
+class HoldInUse(LedgerError):
+    """The hold belongs to a call or task of the platform: only that call's settle or release, or the sweeper,
+    closes it (a client that released it mid-stream would keep the reply unpaid)."""
+
+    code = "hold-in-use"
+    title = "Reservation in use by the platform"
+    status = 409
+
+
 class PostExceedsHold(LedgerError):
     code = "post-exceeds-hold"
     title = "Settlement exceeds reservation"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PENDING, POSTED, VOIDED = "pending", "posted", "voided"
+CLIENT, CALL, TASK = "client", "call", "task"  # who may close a hold: its client, or the call or task that placed it
+OWNERS = frozenset({CLIENT, CALL, TASK})
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Hold:
     posted: int = 0
     closed_at: str | None = None
     replaced_by: str | None = None
+    owner: str = CLIENT
 
     def is_expired(self, now: str) -> bool:
         return self.expires_at <= now

@@ -22,6 +22,7 @@ from ..domain.errors import (
     RequestInProgress,
 )
 from ..domain.health import Health
+from ..domain.holds import CALL
 from ..domain.money import format_credits
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..domain.timefmt import iso, parse_iso
@@ -119,7 +120,8 @@ class MeteredChat:
                                    f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
         if spend is not None:  # e.g. an API key's own credit limit
             spend.admit(guess.micros)
-        hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id})
+        hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id},
+                                    owner=CALL)  # the call's own: only its settle or release closes it
         return Call(uid, key, chosen, max_out, guess, hold, options)
 
     def _require_failed(self, call: Call) -> None:
@@ -153,11 +155,12 @@ class MeteredChat:
             memo["reconcile"] = why or "usage missing"
         elif price > call.hold["amount"]:
             memo["reconcile"] = f"cost {price} above hold"
-        settled = self.credits.settle(call.uid, call.hold["hold"], charged, key=f"{call.key}:settle", memo=memo)
+        settled = self.credits.settle(call.uid, call.hold["hold"], charged, key=f"{call.key}:settle", memo=memo,
+                                      charge_if_lapsed=True)  # delivered: a lapsed hold is no reason to charge 0
         return {"model": call.model.id, "provider": call.model.provider, "demo": call.model.demo,
                 "prompt_tokens": prompt, "completion_tokens": completion, "usage_reported": reported,
-                "charged": charged, "estimated": call.guess.micros, "reservation": call.hold["hold"],
-                "entry": settled["entry"], "replayed": settled["replayed"]}
+                "charged": settled["charged"], "shortfall": settled["shortfall"], "estimated": call.guess.micros,
+                "reservation": call.hold["hold"], "entry": settled["entry"], "replayed": settled["replayed"]}
 
     def _release(self, call: Call) -> None:
         self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")

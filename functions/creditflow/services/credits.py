@@ -27,9 +27,10 @@ from ..domain.errors import (
     UnknownAccount,
     UnknownHold,
 )
-from ..domain.holds import Hold
+from ..domain.holds import CLIENT, OWNERS, VOIDED, Hold
 from ..domain.idempotency import IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
+from ..domain.shortfalls import Shortfall
 from ..domain.signing import SigningKey
 from ..domain.timefmt import iso, parse_iso
 from ..ports import Changes, Clock, IdempotencyConflictRecord, LedgerStore, LedgerTransaction
@@ -138,42 +139,60 @@ class Credits:
         return self._mutate(account_id, source_account, "grant", key, request, action)
 
     def reserve(self, uid: str, amount: int, *, key: str, target: str = "usage:chat",
-                ttl: timedelta | None = None, memo: dict[str, str] | None = None) -> dict[str, Any]:
+                ttl: timedelta | None = None, memo: dict[str, str] | None = None,
+                owner: str = CLIENT) -> dict[str, Any]:
+        """Hold credits; `owner` is who may release the hold: the client that asked, or a call or task of the
+        platform, whose hold only it (or the sweeper) closes."""
         account_id = user_account(uid)
         amount = require_amount(amount, maximum=self.policy.max_reservation)
         target = require_system_account(target, USAGE_ACCOUNTS)
+        if owner not in OWNERS:
+            raise InvalidQuery(f"unknown hold owner {owner!r}")
         ttl = self._ttl(ttl)
         request = {"account": account_id, "amount": amount, "target": target, "ttl": int(ttl.total_seconds()),
-                   "memo": _memo(memo)}
+                   "memo": _memo(memo), **({"owner": owner} if owner != CLIENT else {})}
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             expires = iso(parse_iso(book.now) + ttl)
-            hold, entry = book.hold(amount, target=target, expires_at=expires, key=key, memo=memo,
+            hold, entry = book.hold(amount, target=target, expires_at=expires, key=key, memo=memo, owner=owner,
                                     candidates=tx.spendable_lots(account_id, book.now))
             return {"hold": hold.id, "entry": entry.id, "amount": amount, "expires_at": expires,
                     **self._balances(book)}
 
         return self._mutate(account_id, account_id, "reserve", key, request, action)
 
-    def settle(self, uid: str, hold_id: str, amount: int, *, key: str,
-               memo: dict[str, str] | None = None) -> dict[str, Any]:
-        """Post the hold for the actual cost (at most what is held); the rest returns to the user."""
+    def settle(self, uid: str, hold_id: str, amount: int, *, key: str, memo: dict[str, str] | None = None,
+               charge_if_lapsed: bool = False) -> dict[str, Any]:
+        """Post the hold for the actual cost (at most what is held); the rest returns to the user. With
+        `charge_if_lapsed` (work already delivered: a call's reply), a hold that lapsed meanwhile is no reason to
+        charge nothing: the cost is taken from the available balance, and what it cannot cover is recorded as a
+        shortfall (`shortfall` in the result)."""
         account_id = user_account(uid)
         amount = require_amount(amount, allow_zero=True)
         request = {"hold": hold_id, "amount": amount, "memo": _memo(memo)}
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
-            entry = book.post(self._hold_of(book, hold_id), amount, key=key, memo=memo)
+            hold = self._hold_of(book, hold_id)
+            if charge_if_lapsed and hold.status == VOIDED:
+                expires = iso(parse_iso(book.now) + timedelta(minutes=1))
+                entry = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
+                                           candidates=tx.spendable_lots(account_id, book.now))
+                collected = amount - sum(s.missing for s in book.shortfalls)
+                return {"hold": hold_id, "entry": entry.id if entry else None, "charged": collected, "released": 0,
+                        "shortfall": amount - collected, **self._balances(book)}
+            entry = book.post(hold, amount, key=key, memo=memo)
             return {"hold": hold_id, "entry": entry.id, "charged": amount,
-                    "released": int(entry.fields()["released"]), **self._balances(book)}
+                    "released": int(entry.fields()["released"]), "shortfall": 0, **self._balances(book)}
 
         return self._mutate(account_id, account_id, "settle", key, request, action, hold_id)
 
-    def release(self, uid: str, hold_id: str, *, key: str) -> dict[str, Any]:
+    def release(self, uid: str, hold_id: str, *, key: str, by: str | None = None) -> dict[str, Any]:
+        """Void the hold. `by` names who asks: the public route passes CLIENT, so a hold the platform placed for
+        a call or task is refused there (HoldInUse) and stays with its call."""
         account_id = user_account(uid)
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
-            entry = book.void(self._hold_of(book, hold_id), key=key)
+            entry = book.void(self._hold_of(book, hold_id), key=key, by=by)
             return {"hold": hold_id, "entry": entry.id, "released": int(entry.fields()["amount"]),
                     **self._balances(book)}
 
@@ -193,6 +212,12 @@ class Credits:
 
         request = {"hold": hold_id, "ttl": int(ttl.total_seconds())}
         return self._mutate(account_id, account_id, "extend", key, request, action, hold_id)
+
+    def shortfalls(self, limit: int = 100) -> list[Shortfall]:
+        """The latest charges that could not be collected whole (for admins)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidQuery("limit must be from 1 to 1000")
+        return self.store.shortfalls(limit)
 
     def sweep(self, limit: int = 500) -> int:
         """Void expired holds and expire lots past their date, account by account; returns entries written."""
@@ -290,7 +315,7 @@ class Credits:
     @staticmethod
     def _changes(book: Book) -> Changes:
         return Changes(accounts=[book.account], entries=book.entries, lots=list(book.touched_lots.values()),
-                       holds=list(book.touched_holds.values()), system=book.system)
+                       holds=list(book.touched_holds.values()), system=book.system, shortfalls=book.shortfalls)
 
     def _mutate(self, account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
                 action: Callable[[Book, LedgerTransaction], dict[str, Any]],

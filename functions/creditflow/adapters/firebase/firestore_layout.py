@@ -18,8 +18,9 @@ from typing import Any
 
 from ...domain.accounts import UserAccount
 from ...domain.entries import Entry
-from ...domain.holds import Hold
+from ...domain.holds import CLIENT, Hold
 from ...domain.lots import FAR_FUTURE, Lot
+from ...domain.shortfalls import Shortfall
 
 ACCOUNTS = "accounts"
 ENTRY_REFS = "entry_refs"
@@ -29,6 +30,7 @@ SYSTEM = "system_accounts"
 SHARDS = 16  # a system account is hot (every spend credits usage:chat): its balance is spread over shards
 IDEMPOTENCY = "idempotency"
 CONFLICTS = "idempotency_conflicts"
+SHORTFALLS = "shortfalls"
 LOG = "ledger_log"
 CHECKPOINTS = "checkpoints"
 CHUNK = 256  # leaves per log chunk document
@@ -84,11 +86,21 @@ def hold_doc(h: Hold) -> dict[str, Any]:
     return {"id": h.id, "account": h.account, "target": h.target, "amount": h.amount,
             "allocations": [{"lot": lot, "amount": amount} for lot, amount in h.allocations], "status": h.status,
             "posted": h.posted, "expiresAt": h.expires_at, "createdAt": h.created_at, "closedAt": h.closed_at,
-            "replacedBy": h.replaced_by}
+            "replacedBy": h.replaced_by, "owner": h.owner}
+
+
+def shortfall_doc(f: Shortfall) -> dict[str, Any]:
+    return {"account": f.account, "key": f.key, "reference": f.reference, "owed": f.owed, "collected": f.collected,
+            "reason": f.reason, "at": f.at}
+
+
+def shortfall_of(d: dict[str, Any]) -> Shortfall:
+    return Shortfall(account=d["account"], key=d["key"], reference=d["reference"], owed=d["owed"],
+                     collected=d["collected"], reason=d["reason"], at=d["at"])
 
 
 def hold_of(d: dict[str, Any]) -> Hold:
     return Hold(id=d["id"], account=d["account"], target=d["target"], amount=d["amount"],
                 allocations=[(a["lot"], a["amount"]) for a in d["allocations"]], status=d["status"],
                 posted=d["posted"], expires_at=d["expiresAt"], created_at=d["createdAt"], closed_at=d["closedAt"],
-                replaced_by=d["replacedBy"])
+                replaced_by=d["replacedBy"], owner=d.get("owner", CLIENT))

@@ -18,6 +18,7 @@ from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
+from ...domain.shortfalls import Shortfall
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from . import firestore_layout as layout
 
@@ -106,6 +107,9 @@ class FirestoreTransaction:
             tx.create(client.collection(layout.IDEMPOTENCY).document(layout.idempotency_id(record.scope, record.key)),
                       {"scope": record.scope, "key": record.key, "command": record.command,
                        "request": record.request, "result": record.result, "createdAt": record.created_at})
+        for shortfall in changes.shortfalls:  # one per charge: its id is the charge's idempotency key
+            tx.create(client.collection(layout.SHORTFALLS).document(
+                layout.idempotency_id(shortfall.account, shortfall.key)), layout.shortfall_doc(shortfall))
 
 
 class FirestoreLedgerStore:
@@ -228,6 +232,10 @@ class FirestoreLedgerStore:
         self.client.collection(layout.CONFLICTS).add(
             {"scope": conflict.scope, "key": conflict.key, "command": conflict.command, "field": conflict.field,
              "at": conflict.at})
+
+    def shortfalls(self, limit: int) -> list[Shortfall]:
+        stream = self.client.collection(layout.SHORTFALLS).order_by("at", direction=DESC).limit(limit).stream()
+        return [layout.shortfall_of(s.to_dict()) for s in stream]
 
     def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
         stream = self.client.collection(layout.CONFLICTS).order_by("at", direction=DESC).limit(limit).stream()

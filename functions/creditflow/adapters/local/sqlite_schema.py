@@ -29,7 +29,7 @@ CREATE INDEX IF NOT EXISTS lots_due ON lots (expires_at, account) WHERE open = 1
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, target TEXT NOT NULL, amount INTEGER NOT NULL,
     allocations TEXT NOT NULL, status TEXT NOT NULL, posted INTEGER NOT NULL, expires_at TEXT NOT NULL,
-    created_at TEXT NOT NULL, closed_at TEXT, replaced_by TEXT) WITHOUT ROWID;
+    created_at TEXT NOT NULL, closed_at TEXT, replaced_by TEXT, owner TEXT NOT NULL DEFAULT 'client') WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_pending ON holds (account, expires_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, command TEXT NOT NULL, request TEXT NOT NULL, result TEXT NOT NULL,
@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE TABLE IF NOT EXISTS idempotency_conflicts (
     n INTEGER PRIMARY KEY, scope TEXT NOT NULL, key TEXT NOT NULL, command TEXT NOT NULL, field TEXT NOT NULL,
     at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shortfalls (
+    account TEXT NOT NULL, key TEXT NOT NULL, reference TEXT NOT NULL, owed INTEGER NOT NULL,
+    collected INTEGER NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (account, key));
+CREATE INDEX IF NOT EXISTS shortfalls_by_time ON shortfalls (at);
 CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, entry_id TEXT NOT NULL, data BLOB NOT NULL,
     entry_rowid INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subtrees (level INTEGER NOT NULL, start INTEGER NOT NULL, hash BLOB NOT NULL,
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 def migrate(db: sqlite3.Connection) -> None:
     """Bring a data folder an earlier version made up to SCHEMA, in one transaction (before SCHEMA runs): lots were
-    keyed by id alone, so reading an account's lots scanned every lot."""
+    keyed by id alone, so reading an account's lots scanned every lot; holds had no owner (all were the client's:
+    calls' holds placed before owners existed have ended long since, by settle or by the sweeper)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'lots'").fetchone()
@@ -60,6 +65,9 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute(LOTS_TABLE)
             db.execute("INSERT INTO lots SELECT * FROM lots_before")
             db.execute("DROP TABLE lots_before")
+        holds = [row[1] for row in db.execute("PRAGMA table_info(holds)")]
+        if holds and "owner" not in holds:
+            db.execute("ALTER TABLE holds ADD COLUMN owner TEXT NOT NULL DEFAULT 'client'")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -17,6 +17,7 @@ from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
+from ...domain.shortfalls import Shortfall
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
@@ -25,7 +26,9 @@ from .sqlite_schema import SCHEMA, migrate
 _ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at"
 _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
 _LOT = "id, account, kind, granted, remaining, held, priority, expires_at, created_at, created_seq, source"
-_HOLD = "id, account, target, amount, allocations, status, posted, expires_at, created_at, closed_at, replaced_by"
+_SHORTFALL = "account, key, reference, owed, collected, reason, at"
+_HOLD = ("id, account, target, amount, allocations, status, posted, expires_at, created_at, closed_at, replaced_by, "
+         "owner")
 
 
 _SPEND_EXPIRY = f"coalesce(expires_at, '{FAR_FUTURE}')"
@@ -51,7 +54,7 @@ def _lot(row: tuple) -> Lot:
 def _hold(row: tuple) -> Hold:
     return Hold(id=row[0], account=row[1], target=row[2], amount=row[3],
                 allocations=[(lot, amount) for lot, amount in orjson.loads(row[4])], status=row[5], posted=row[6],
-                expires_at=row[7], created_at=row[8], closed_at=row[9], replaced_by=row[10])
+                expires_at=row[7], created_at=row[8], closed_at=row[9], replaced_by=row[10], owner=row[11])
 
 
 def _checkpoint(row: tuple) -> StoredCheckpoint:
@@ -135,9 +138,9 @@ class SqliteTransaction(_Reads):
                              lot.expires_at, lot.created_at, lot.created_seq, lot.source, int(lot.is_open))
                             for lot in changes.lots])
         if changes.holds:
-            db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                            [(h.id, h.account, h.target, h.amount, orjson.dumps(h.allocations), h.status, h.posted,
-                             h.expires_at, h.created_at, h.closed_at, h.replaced_by) for h in changes.holds])
+                             h.expires_at, h.created_at, h.closed_at, h.replaced_by, h.owner) for h in changes.holds])
         if changes.system:
             db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) "
                            "DO UPDATE SET balance = balance + excluded.balance, pending = pending + excluded.pending",
@@ -147,6 +150,10 @@ class SqliteTransaction(_Reads):
                            "VALUES (?,?,?,?,?,?)",
                            [(r.scope, r.key, r.command, orjson.dumps(r.request), orjson.dumps(r.result),
                              r.created_at) for r in changes.idempotency])
+        if changes.shortfalls:
+            db.executemany(f"INSERT INTO shortfalls ({_SHORTFALL}) VALUES (?,?,?,?,?,?,?)",
+                           [(f.account, f.key, f.reference, f.owed, f.collected, f.reason, f.at)
+                            for f in changes.shortfalls])
 
 
 def _account_row(a: UserAccount) -> tuple:
@@ -359,6 +366,10 @@ class SqliteLedgerStore(_Reads):
         rows = self.db.execute("SELECT scope, key, command, field, at FROM idempotency_conflicts ORDER BY n DESC "
                                "LIMIT ?", (limit,))
         return [IdempotencyConflictRecord(*row) for row in rows]
+
+    def shortfalls(self, limit: int) -> list[Shortfall]:
+        rows = self.db.execute(f"SELECT {_SHORTFALL} FROM shortfalls ORDER BY at DESC LIMIT ?", (limit,))
+        return [Shortfall(*row) for row in rows]
 
     # -- the Merkle log ----------------------------------------------------------------------------------------
 

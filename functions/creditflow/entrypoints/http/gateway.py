@@ -300,8 +300,11 @@ def charged_response(result: dict[str, Any], payload: dict[str, Any]) -> Respons
 
 
 def charge_view(result: dict[str, Any]) -> dict[str, Any]:
-    return {"charged_micros": result["charged"], "charged_credits": format_credits(result["charged"]),
+    view = {"charged_micros": result["charged"], "charged_credits": format_credits(result["charged"]),
             "demo": result["demo"], "usage_reported_by_provider": result["usage_reported"]}
+    if result.get("shortfall"):  # the call's hold had lapsed and the balance could not pay it all
+        view["shortfall_micros"] = result["shortfall"]
+    return view
 
 
 def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]], include_usage: bool

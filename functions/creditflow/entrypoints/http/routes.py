@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQuery, LedgerError
+from ...domain.holds import CLIENT
 from ...domain.idempotency import MAX_REQUEST_KEY, require_request_key
 from ...domain.money import parse_credits
 from ...domain.timefmt import iso
@@ -257,7 +258,7 @@ def register(api: Api, platform: Platform) -> None:
     def release(caller: Caller, body: s.ReleaseIn) -> s.ReleaseOut:
         key = idempotency_key()
         account_of(caller)
-        result = credits.release(caller.uid, body.reservationId, key=key)
+        result = credits.release(caller.uid, body.reservationId, key=key, by=CLIENT)
         return s.ReleaseOut(reservationId=body.reservationId, entry=result["entry"],
                             released=s.Money.of(result["released"]), available=s.Money.of(result["available"]),
                             held=s.Money.of(result["held"]), replayed=result["replayed"])
@@ -337,6 +338,7 @@ def register(api: Api, platform: Platform) -> None:
                                           reported_by_provider=result["usage_reported"]),
                          charged=s.Money.of(result["charged"]), estimated=s.Money.of(result["estimated"]),
                          reservationId=result["reservation"], entry=result["entry"], replayed=result["replayed"],
+                         shortfall=s.Money.of(result["shortfall"]) if result.get("shortfall") else None,
                          conversationId=body.conversationId,
                          memory=s.MemoryOut(**{**memory, "charged": s.Money.of(memory["charged"])}) if memory else None)
 
@@ -373,6 +375,14 @@ def register(api: Api, platform: Platform) -> None:
                                expires_at=body.expiresAt, reference=body.reference, memo={"by": caller.uid})
         return s.GrantOut(account=account, entry=result["entry"], lot=result["lot"], granted=s.Money.of(amount),
                           available=s.Money.of(result["available"]), replayed=result["replayed"])
+
+    @api.route("GET", f"{V1}/admin/shortfalls", summary="Work delivered whose cost could not be collected whole "
+               "(its hold had lapsed and the balance fell short), newest first", auth="admin",
+               query=s.ShortfallsQuery, response=s.ShortfallsOut)
+    def shortfalls(caller: Caller, query: s.ShortfallsQuery) -> s.ShortfallsOut:
+        return s.ShortfallsOut(shortfalls=[s.ShortfallOut(
+            account=f.account, reference=f.reference, owed=s.Money.of(f.owed), collected=s.Money.of(f.collected),
+            missing=s.Money.of(f.missing), reason=f.reason, at=f.at) for f in credits.shortfalls(query.limit)])
 
     @api.route("GET", f"{V1}/ledger/checkpoint", summary="The latest signed checkpoint (C2SP signed note)",
                auth="none", produces="text/plain")

@@ -138,7 +138,10 @@ class ChatOut(BaseModel):
     charged: Money
     estimated: Money
     reservationId: str
-    entry: str
+    entry: str | None = Field(description="the entry that charged the reply; none only when its hold had lapsed and "
+                              "nothing could be collected (see shortfall)")
+    shortfall: Money | None = Field(default=None, description="what the reply cost beyond what could be collected "
+                                    "after its hold lapsed (recorded for the admins); absent when paid in full")
     replayed: bool
     conversationId: str | None = None
     memory: MemoryOut | None = None
@@ -461,3 +464,22 @@ class PublicKeysOut(BaseModel):
     origin: str
     active: str
     keys: list[str]
+
+
+class ShortfallOut(BaseModel):
+    account: str
+    reference: str = Field(description="what was charged for: the call's or task's lapsed reservation")
+    owed: Money = Field(description="what the delivered work cost")
+    collected: Money = Field(description="what the available balance paid of it")
+    missing: Money
+    reason: str
+    at: str
+
+
+class ShortfallsOut(BaseModel):
+    shortfalls: list[ShortfallOut]
+
+
+class ShortfallsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=1000)

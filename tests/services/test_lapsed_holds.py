@@ -1,0 +1,140 @@
+"""A call's hold that lapsed before the call settled (it expired and the sweeper voided it) is no reason to charge
+nothing for a reply already delivered: the cost comes from the available balance, and what that cannot cover is
+recorded as a shortfall, in the entry's memo and for the admins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.errors import HoldAlreadyPosted, HoldExpired, HoldInUse
+from creditflow.domain.holds import CALL, CLIENT
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Platform:
+    return make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url)
+
+
+def lapse(platform: Platform, clock: SteppedClock) -> None:
+    clock.advance(minutes=31)
+    assert platform.credits.sweep() >= 1
+
+
+def test_a_clients_release_of_a_calls_hold_is_refused_and_changes_nothing(platform: Platform) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    with pytest.raises(HoldInUse) as refused:
+        platform.credits.release("u", hold, key="r", by=CLIENT)
+    assert refused.value.status == 409 and "belongs to a call" in refused.value.detail
+    assert platform.credits.balance("u").held == CREDIT // 2
+    assert platform.credits.release("u", hold, key="r2")["released"] == CREDIT // 2  # the call itself may
+
+
+def test_an_extended_hold_stays_with_its_call(platform: Platform) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    extended = platform.credits.extend("u", hold, key="e")["hold"]
+    assert platform.credits.hold("u", extended).owner == CALL
+    with pytest.raises(HoldInUse):
+        platform.credits.release("u", extended, key="r", by=CLIENT)
+
+
+def test_a_lapsed_hold_is_charged_from_the_available_balance(platform: Platform, clock: SteppedClock) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    lapse(platform, clock)
+    with pytest.raises(HoldExpired):  # settling it as such is refused, as before
+        platform.credits.settle("u", hold, 300_000, key="s0")
+    settled = platform.credits.settle("u", hold, 300_000, key="s", memo={"model": "m"}, charge_if_lapsed=True)
+    assert (settled["charged"], settled["shortfall"]) == (300_000, 0)
+    assert platform.credits.balance("u").available == CREDIT - 300_000
+    entry = platform.store.entry(settled["entry"]).fields()  # type: ignore[union-attr]
+    assert entry["kind"] == "settle" and entry["memo"] == {"model": "m", "lapsed_hold": hold}
+    assert platform.credits.settle("u", hold, 300_000, key="s", memo={"model": "m"},
+                                   charge_if_lapsed=True)["replayed"] is True  # once per key
+    assert platform.credits.balance("u").available == CREDIT - 300_000
+    assert platform.credits.shortfalls() == [] and platform.integrity.audit().ok
+
+
+def test_what_the_balance_cannot_cover_is_recorded_never_dropped(platform: Platform, clock: SteppedClock) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    lapse(platform, clock)
+    platform.credits.reserve("u", CREDIT - 100_000, key="elsewhere")  # the balance went on something else
+    settled = platform.credits.settle("u", hold, 300_000, key="s", charge_if_lapsed=True)
+    assert (settled["charged"], settled["shortfall"]) == (100_000, 200_000)
+    assert platform.credits.balance("u").available == 0
+    memo = platform.store.entry(settled["entry"]).fields()["memo"]  # type: ignore[union-attr]
+    assert memo == {"lapsed_hold": hold, "shortfall": "200000"}
+    [shortfall] = platform.credits.shortfalls()
+    assert (shortfall.account, shortfall.reference, shortfall.owed, shortfall.collected, shortfall.missing) == (
+        "user:u", hold, 300_000, 100_000, 200_000)
+    platform.credits.settle("u", hold, 300_000, key="s", charge_if_lapsed=True)  # a retry records nothing more
+    assert len(platform.credits.shortfalls()) == 1 and platform.integrity.audit().ok
+
+
+def test_nothing_available_still_leaves_a_record(platform: Platform, clock: SteppedClock) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    lapse(platform, clock)
+    platform.credits.reserve("u", CREDIT, key="all")
+    settled = platform.credits.settle("u", hold, 300_000, key="s", charge_if_lapsed=True)
+    assert (settled["charged"], settled["shortfall"], settled["entry"]) == (0, 300_000, None)
+    assert [s.missing for s in platform.credits.shortfalls()] == [300_000]
+
+
+def test_a_settled_hold_is_not_charged_again(platform: Platform) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    platform.credits.settle("u", hold, 1000, key="s1")
+    with pytest.raises(HoldAlreadyPosted):
+        platform.credits.settle("u", hold, 1000, key="s2", charge_if_lapsed=True)
+
+
+def test_a_stream_whose_hold_lapsed_midway_is_still_charged(ai: Platform, clock: SteppedClock) -> None:
+    funded(ai, "u", 1)
+    pieces = ai.chat.stream("u", [{"role": "user", "content": "a reply in several words"}], key="c", model=LLAMA)
+    first = next(pieces)
+    assert first["delta"]
+    lapse(ai, clock)  # the hold can no longer be extended: it is gone
+    done = next(p for p in pieces if p.get("done"))
+    assert done["charged"] == 33 and done["shortfall"] == 0
+    assert ai.credits.balance("u").available == CREDIT - 33 and ai.credits.balance("u").held == 0
+    assert ai.integrity.audit().ok
+
+
+def test_admins_see_shortfalls_over_http(platform: Platform, clock: SteppedClock) -> None:
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http.app import create_app
+
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
+    lapse(platform, clock)
+    platform.credits.reserve("u", CREDIT, key="all")
+    platform.credits.settle("u", hold, 300_000, key="s", charge_if_lapsed=True)
+    tokens = DevTokens(dev_token_key(platform.key))
+    client = create_app(platform).test_client()
+    user = client.get("/api/v1/admin/shortfalls", headers={"Authorization": f"Bearer {tokens.issue('u')}"})
+    assert user.status_code == 403
+    admin = client.get("/api/v1/admin/shortfalls?limit=5",
+                       headers={"Authorization": f"Bearer {tokens.issue('root', admin=True)}"})
+    assert admin.status_code == 200
+    [row] = admin.json["shortfalls"]
+    assert (row["account"], row["reference"], row["missing"]["micros"], row["reason"]) == (
+        "user:u", hold, 300_000, "balance too low")
