@@ -129,7 +129,13 @@ def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
-    """Firebase ID tokens in production and whenever the Auth emulator runs; local dev tokens otherwise."""
+    """Firebase ID tokens in production and whenever the Auth emulator runs; local dev tokens otherwise. With the
+    Auth emulator's variable set, firebase-admin checks no signature: on Firebase that is allowed only inside the
+    emulator suite, and the local runtime then listens on loopback only (local_runtime.serve)."""
+    if settings.runtime == "firebase" and settings.auth_emulator_host and not settings.functions_emulator:
+        from .adapters.firebase.auth import RefuseEveryToken
+
+        return RefuseEveryToken()
     if settings.runtime == "firebase" or settings.auth_emulator_host:
         from .adapters.firebase.auth import FirebaseTokens
 

@@ -41,7 +41,8 @@ class Settings:
         (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
     payment_methods: tuple[str, ...] = ("stripe",)
     cors_origins: tuple[str, ...] = ("*",)  # the web origins browsers may call the API from; "*" is any
-    auth_emulator_host: str | None = None
+    auth_emulator_host: str | None = None  # FIREBASE_AUTH_EMULATOR_HOST: tokens are then NOT signature-checked
+    functions_emulator: bool = False  # FUNCTIONS_EMULATOR=true: the Firebase emulator suite runs this code
     ai_platform_api_key: str | None = None
     ai_platform_base_url: str | None = None
     ai_providers: dict[str, tuple[str, str]] = field(default_factory=dict)  # further providers: name → (url, key)
@@ -78,6 +79,7 @@ class Settings:
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
             "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
+            "functions_emulator": env.get("FUNCTIONS_EMULATOR", "").lower() == "true",
             "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
             "ai_platform_base_url": env.get("AI_PLATFORM_BASE_URL") or None,
             "ai_providers": _providers(env),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from .domain.accounts import SystemTotals, UserAccount
+from .domain.accounts import SystemTotals, UserAccount, require_uid
 from .domain.entries import Entry
 from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
@@ -149,6 +149,9 @@ class Caller:
     admin: bool = False
     email: str | None = None
     email_verified: bool = False
+
+    def __post_init__(self) -> None:
+        require_uid(self.uid)  # a token may name any uid; the platform serves only those its stores can hold
 
 
 class TokenVerifier(Protocol):

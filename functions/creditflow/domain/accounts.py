@@ -5,20 +5,35 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import InvalidAccount
+from .errors import InvalidAccount, UnsupportedUid
 
 USER_PREFIX = "user:"
 ISSUANCE_ACCOUNTS = frozenset({"issuance:welcome", "issuance:stripe", "issuance:crypto", "issuance:admin"})
 USAGE_ACCOUNTS = frozenset({"usage:chat", "usage:image", "usage:vision", "usage:agent", "usage:embedding"})
 SYSTEM_ACCOUNTS = ISSUANCE_ACCOUNTS | USAGE_ACCOUNTS | {"expiry", "refund"}
-_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}")
+# A uid names the user's account, documents (Firestore ids) and Realtime Database paths (/balances/{uid}): RTDB keys
+# cannot hold '.', '$', '#', '[', ']', '/' or control characters, so only uids every store can hold are accepted.
+_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@\-]{0,127}")
+UID_RULE = "1-128 ASCII letters, digits, '_', '@' or '-', starting with a letter or digit"
+
+
+def is_accepted_uid(uid: object) -> bool:
+    return isinstance(uid, str) and _UID.fullmatch(uid) is not None
+
+
+def require_uid(uid: object) -> str:
+    """The uid, when every store of the platform can hold it; refused at first touch otherwise, before any account
+    is opened (a uid such as 'john.doe' could open an account but never reach its realtime balance)."""
+    if not is_accepted_uid(uid):
+        raise UnsupportedUid(f"the user id {uid!r} cannot be used here: user ids must be {UID_RULE} (Realtime "
+                             f"Database paths cannot hold the others)", uid=str(uid)[:128])
+    return str(uid)
 
 
 def user_account(uid: str) -> str:
     """The ledger account id of a user; refuses a uid that is not 1-128 safe characters."""
-    if not isinstance(uid, str) or not _UID.fullmatch(uid):
-        raise InvalidAccount(f"{uid!r} is not a valid user id (1-128 ASCII letters, digits, '_', '.', '@' or '-', "
-                             "starting with a letter or digit)")
+    if not is_accepted_uid(uid):
+        raise InvalidAccount(f"{uid!r} is not a valid user id ({UID_RULE})")
     return USER_PREFIX + uid
 
 

@@ -36,6 +36,12 @@ class InvalidAccount(LedgerError):
     title = "Invalid account id"
 
 
+class UnsupportedUid(LedgerError):
+    code = "unsupported-user-id"
+    title = "User id not supported"
+    status = 403
+
+
 class UnknownAccount(LedgerError):
     code = "unknown-account"
     title = "Unknown account"

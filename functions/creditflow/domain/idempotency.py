@@ -9,14 +9,14 @@ from typing import Any
 from .errors import IdempotencyConflict, InvalidIdempotencyKey
 
 MAX_KEY = 255
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]*")  # '@': keys made from a uid (welcome:{uid}) must hold any uid
 
 
 def require_key(key: object, *, longest: int = MAX_KEY, named: str = "idempotency key") -> str:
     if not isinstance(key, str) or len(key) > longest or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey(
-            f"{named} {key!r} must be 1-{longest} ASCII letters, digits, '.', '_', ':' or '-', starting with a letter "
-            "or digit")
+            f"{named} {key!r} must be 1-{longest} ASCII letters, digits, '.', '_', ':', '@' or '-', starting with a "
+            "letter or digit")
     return key
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import sys
@@ -47,6 +48,16 @@ def banner(platform: Platform, url: str, data_dir: Path) -> str:
             "Stop with Ctrl-C.")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(host: str, port: int, data_dir: Path) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
@@ -55,7 +66,16 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    platform = build(Settings.from_env(runtime="local", data_dir=data_dir))
+    settings = Settings.from_env(runtime="local", data_dir=data_dir)
+    if settings.auth_emulator_host:
+        if not is_loopback(host):
+            print(f"FIREBASE_AUTH_EMULATOR_HOST is set: tokens are not signature-checked in that mode, so the local "
+                  f"runtime serves only on loopback, not on {host}; unset it or use --host 127.0.0.1", file=sys.stderr)
+            return 2
+        print(f"WARNING: FIREBASE_AUTH_EMULATOR_HOST={settings.auth_emulator_host} is set: ID tokens are not "
+              "signature-checked (the Auth emulator's mode), so ANY token is accepted, admin claims included. "
+              "Serving on loopback only.", file=sys.stderr, flush=True)
+    platform = build(settings)
     server = http_server(host, port, create_app(platform), MAX_BODY)
     try:
         server.prepare()

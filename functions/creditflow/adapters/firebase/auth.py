@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from firebase_admin import credentials
 
 from ...domain.errors import InvalidToken
 from ...ports import Caller
+
+log = logging.getLogger(__name__)
+UNCHECKED = ("FIREBASE_AUTH_EMULATOR_HOST is set outside the Firebase emulators (FUNCTIONS_EMULATOR is not true): "
+             "firebase-admin would then accept unsigned tokens, so no token is accepted; unset it")
+
+
+class RefuseEveryToken:
+    """What verifies tokens on Firebase when the Auth emulator's variable leaked into a real deployment: in that mode
+    firebase-admin skips signature checks, so an unsigned token claiming `admin: true` would pass. Nothing does."""
+
+    def __init__(self) -> None:
+        log.error("refusing every ID token: %s", UNCHECKED)
+
+    def verify(self, token: str) -> Caller:
+        log.error("ID token refused: %s", UNCHECKED)
+        raise InvalidToken("this deployment cannot verify ID tokens (misconfigured: see its log)")
 
 
 class FirebaseTokens:

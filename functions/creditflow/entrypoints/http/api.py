@@ -246,7 +246,7 @@ class Api:
             if op.idempotent_header:
                 parameters.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotent_header is True,
                                    "schema": {"type": "string", "maxLength": op.longest_key,
-                                              "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"}})
+                                              "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$"}})
             if parameters:
                 entry["parameters"] = parameters
             if op.body is not None:
