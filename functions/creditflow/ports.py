@@ -170,6 +170,65 @@ class Realtime(Protocol):
     def get(self, path: str) -> object: ...
 
 
+@dataclass(frozen=True)
+class TreeEvent:
+    """A committed write under a watched realtime path: which path, the values its pattern bound (`{uid}` etc.),
+    and the data before and after (None where there was none)."""
+
+    path: str
+    params: dict[str, str]
+    before: Any
+    after: Any
+
+
+TreeHandler = Callable[[TreeEvent], None]
+
+
+class RealtimeTriggers(Protocol):
+    """Functions run on writes under a path pattern such as `/requests/{uid}/{requestId}`: RTDB triggers on
+    Firebase (declared in main.py), the local tree's change feed locally. Delivered at least once, after commit;
+    handlers are idempotent. Locally a write's events are stored in the write's transaction and survive a restart."""
+
+    def on_write(self, pattern: str, handler: TreeHandler) -> None: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of long work for the queue: `id` is its idempotency key (a job with an id already queued is not
+    queued again), `queue` one of QUEUES (priority), `payload` small JSON."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    queue: str = "normal"
+    delay_seconds: float = 0.0
+
+
+QUEUES = ("high", "normal", "low")  # on Cloud Tasks: the task-queue functions runTaskHigh, runTask, runTaskLow
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt at a job: `attempt` counts from 1; `final` when no retry follows a failure of this attempt."""
+
+    attempt: int
+    final: bool
+
+
+JobHandler = Callable[[Job, Delivery], None]  # raises to have the job retried (with backoff) until attempts run out
+
+
+class TaskQueue(Protocol):
+    """Durable delivery of jobs, at least once, with retries, backoff and priorities: Cloud Tasks on Firebase, a
+    queue on SQLite with leases locally."""
+
+    def enqueue(self, job: Job) -> bool:
+        """Queue the job unless one with its id was queued already (then False)."""
+
+    def cancel(self, job_id: str) -> bool:
+        """Drop a job not yet running (True if it was dropped); a running one finishes its attempt."""
+
+
 class WelcomeClaims(Protocol):
     """Who claimed the welcome bonus from which device and network (both stored hashed)."""
 
