@@ -138,3 +138,20 @@ def test_admins_see_shortfalls_over_http(platform: Platform, clock: SteppedClock
     [row] = admin.json["shortfalls"]
     assert (row["account"], row["reference"], row["missing"]["micros"], row["reason"]) == (
         "user:u", hold, 300_000, "balance too low")
+
+
+def test_capture_charges_part_of_a_hold_and_keeps_the_rest_with_its_owner(platform: Platform) -> None:
+    from creditflow.domain.holds import TASK
+
+    funded(platform, "u", 1)
+    first = platform.credits.reserve("u", 600_000, key="t:hold", owner=TASK)["hold"]
+    step = platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"})
+    assert (step["charged"], step["held"]) == (100_000, 500_000) and step["hold"] != first
+    assert platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"})["hold"] == step["hold"]
+    kept = platform.credits.hold("u", step["hold"])
+    assert (kept.owner, kept.amount, kept.target) == (TASK, 500_000, "usage:chat")
+    assert platform.credits.hold("u", first).replaced_by == step["hold"]
+    last = platform.credits.capture("u", step["hold"], 500_000, key="t:n2:2")
+    assert last["hold"] is None and last["held"] == 0
+    balance = platform.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 600_000, 0) and platform.integrity.audit().ok

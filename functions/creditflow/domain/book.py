@@ -142,6 +142,21 @@ class Book:
         hold.replaced_by = new_hold.id
         return new_hold, entry
 
+    def capture(self, hold: Hold, amount: int, *, key: str, candidates: Iterable[Lot] = (),
+                memo: dict[str, str] | None = None) -> tuple[Hold | None, Entry]:
+        """Post `amount` of a pending hold and keep the rest held: a new hold for the rest, with the same owner,
+        target and timeout, linked from the old one (a task's budget, spent call by call). None when nothing is
+        left to hold."""
+        self._require_pending(hold)
+        rest = hold.amount - amount
+        entry = self.post(hold, amount, key=key, memo=memo)
+        if rest == 0:
+            return None, entry
+        kept, _ = self.hold(rest, target=hold.target, expires_at=hold.expires_at, key=key, candidates=candidates,
+                            memo={"continues": hold.id}, owner=hold.owner)
+        hold.replaced_by = kept.id
+        return kept, entry
+
     def charge_lapsed(self, lapsed: Hold, amount: int, *, key: str, expires_at: str, candidates: Iterable[Lot] = (),
                       memo: dict[str, str] | None = None) -> Entry | None:
         """Charge work whose hold lapsed before it was settled (it expired, and the sweeper voided it) for what was

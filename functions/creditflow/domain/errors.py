@@ -204,6 +204,14 @@ class ProviderRejected(LedgerError):
     status = 400
 
 
+class BudgetExhausted(LedgerError):
+    """A task's next model call could cost more than what is left of its hold (its maxCredits)."""
+
+    code = "budget-exhausted"
+    title = "The task's credit limit is reached"
+    status = 402
+
+
 class AlreadyAnswered(LedgerError):
     code = "already-answered"
     title = "This request was already answered"

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import (
     AlreadyAnswered,
+    BudgetExhausted,
     InvalidQuery,
     LedgerError,
     OverRequestLimit,
@@ -45,6 +46,20 @@ class Spend(Protocol):
         """The request's hold was extended: count it as long again."""
 
 
+@dataclass
+class Budget:
+    """A task's hold that its model calls are charged from, call by call (each capture keeps the rest held under a
+    new hold id), instead of each call holding credits of its own."""
+
+    uid: str
+    hold: str
+    remaining: int  # µc still held
+    expires_at: str
+
+    def call_hold(self) -> dict[str, Any]:
+        return {"hold": self.hold, "amount": self.remaining, "expires_at": self.expires_at, "replayed": False}
+
+
 @dataclass(frozen=True)
 class Call:
     """A call that holds credits: which model, the estimate the hold was sized by, and the hold."""
@@ -56,6 +71,7 @@ class Call:
     guess: Estimate
     hold: dict[str, Any]
     options: dict[str, Any] | None = None
+    budget: Budget | None = None  # a task's: charged by capture from it, never released
 
 
 def capability_of(messages: Messages) -> str:
@@ -97,17 +113,26 @@ class MeteredChat:
             offered = preferred + [m for m in offered if m.id != wanted.preferred_model]
         return offered
 
+    def quote(self, uid: str, messages: Messages, model: str | None = None,
+              max_tokens: int | None = None) -> tuple[Model, Estimate]:
+        """What a call would hold, before anything is held: the first routed model and its estimate."""
+        chosen = self.route(model, capability_of(messages), uid=uid)[0]
+        max_out = min(max_tokens or chosen.max_output, chosen.max_output)
+        return chosen, estimate(chosen, prompt_tokens(messages), max_out)
+
     def _hold(self, uid: str, messages: Messages, key: str, model: str | None, max_tokens: int | None,
-              spend: Spend | None = None, options: dict[str, Any] | None = None) -> Call:
+              spend: Spend | None = None, options: dict[str, Any] | None = None,
+              budget: Budget | None = None) -> Call:
         """Price a completion and hold its estimate before any provider is contacted."""
         capability = capability_of(messages)
         chosen = self.catalog.get(model, capability)
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
         return self._reserve(uid, chosen, prompt_tokens(messages, options), max_out, key, spend, options,
-                             f"usage:{capability}")
+                             f"usage:{capability}", budget)
 
     def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
-                 spend: Spend | None, options: dict[str, Any] | None, target: str) -> Call:
+                 spend: Spend | None, options: dict[str, Any] | None, target: str,
+                 budget: Budget | None = None) -> Call:
         """Hold what a call may cost: a call the balance, the key's limit or the user's per-request cap cannot
         cover is refused here, with the shortfall, and costs nothing."""
         guess = estimate(chosen, prompt, max_out)
@@ -118,6 +143,12 @@ class MeteredChat:
         if cap is not None and guess.micros > cap:
             raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
                                    f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
+        if budget is not None:  # within a task's hold: what is left of it must cover the call
+            if guess.micros > budget.remaining:
+                raise BudgetExhausted(f"this call may cost up to {format_credits(guess.micros)} credits but the task "
+                                      f"has {format_credits(budget.remaining)} left of its limit",
+                                      estimate=guess.micros, remaining=budget.remaining)
+            return Call(uid, key, chosen, max_out, guess, budget.call_hold(), options, budget)
         if spend is not None:  # e.g. an API key's own credit limit
             spend.admit(guess.micros)
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id},
@@ -155,15 +186,21 @@ class MeteredChat:
             memo["reconcile"] = why or "usage missing"
         elif price > call.hold["amount"]:
             memo["reconcile"] = f"cost {price} above hold"
-        settled = self.credits.settle(call.uid, call.hold["hold"], charged, key=f"{call.key}:settle", memo=memo,
-                                      charge_if_lapsed=True)  # delivered: a lapsed hold is no reason to charge 0
+        if call.budget is not None:  # a task's call: charged from the task's hold, the rest kept for later calls
+            settled = self.credits.capture(call.uid, call.budget.hold, charged, key=f"{call.key}:settle", memo=memo)
+            call.budget.hold, call.budget.remaining = settled["hold"], settled["held"]
+            settled["shortfall"] = 0
+        else:
+            settled = self.credits.settle(call.uid, call.hold["hold"], charged, key=f"{call.key}:settle", memo=memo,
+                                          charge_if_lapsed=True)  # delivered: a lapsed hold is no reason to charge 0
         return {"model": call.model.id, "provider": call.model.provider, "demo": call.model.demo,
                 "prompt_tokens": prompt, "completion_tokens": completion, "usage_reported": reported,
                 "charged": settled["charged"], "shortfall": settled["shortfall"], "estimated": call.guess.micros,
                 "reservation": call.hold["hold"], "entry": settled["entry"], "replayed": settled["replayed"]}
 
     def _release(self, call: Call) -> None:
-        self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
+        if call.budget is None:  # a task's hold stays with the task: nothing of it was spent
+            self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
 
     def _refused(self, call: Call) -> None:
         """The provider refused the request itself: nothing is charged, and the model's health learns nothing
@@ -189,7 +226,7 @@ class MeteredChat:
 
     def _next_call(self, uid: str, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
                    tried: list[str], max_tokens: int | None, spend: Spend | None,
-                   options: dict[str, Any] | None) -> Call:
+                   options: dict[str, Any] | None, budget: Budget | None = None) -> Call:
         """Hold for the next routed model whose breaker admits a call (the n-th model's hold has key `key:n`);
         ProviderUnavailable, naming what was tried, when none is left. A model whose estimate is above the
         user's per-request cap is passed over; when that is why none is left, the refusal is OverRequestLimit."""
@@ -200,7 +237,7 @@ class MeteredChat:
                 continue
             try:
                 call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, spend,
-                                  options)
+                                  options, budget)
             except OverRequestLimit as refused:
                 self.health.untried(candidate.id)
                 tried.append(f"{candidate.id}: {refused.detail}")
@@ -221,7 +258,7 @@ class MeteredChat:
 
     def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, spend: Spend | None = None,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
+             options: dict[str, Any] | None = None, budget: Budget | None = None) -> dict[str, Any]:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own."""
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
@@ -229,7 +266,7 @@ class MeteredChat:
         charged = 0
         try:
             while True:
-                call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options)
+                call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
                 try:
                     with self._calling(call):
                         reply = self.providers[call.model.provider].complete(call.model.id, messages,
@@ -283,7 +320,7 @@ class MeteredChat:
 
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, spend: Spend | None = None,
-               options: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+               options: dict[str, Any] | None = None, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
         """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
         last {"done": ...} with the charge. A model that fails before its first piece is released and the
         next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
@@ -292,7 +329,7 @@ class MeteredChat:
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
         try:
-            call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options)
+            call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
         except BaseException:
             if spend is not None:
                 spend.finish(0)
@@ -320,7 +357,8 @@ class MeteredChat:
                 if relay.outcome == "failed":  # nothing reached the client: release, and on to the next model
                     self._release(call)
                     tried.append(f"{call.model.id}: {relay.failure}")
-                    call = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend, call.options)
+                    call = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend, call.options,
+                                           call.budget)
                     continue
                 result = self._settle(call, relay.text, relay.prompt, relay.completion,
                                       why="stream broke" if relay.outcome == "broken" else None,
@@ -348,8 +386,8 @@ class HoldKeeper:
         self.renew_at = parse_iso(self.call.hold["expires_at"]) - self.credits.policy.reservation_ttl / 2
 
     def __call__(self) -> None:
-        if self.credits.clock.now() < self.renew_at:
-            return
+        if self.call.budget is not None or self.credits.clock.now() < self.renew_at:
+            return  # a task's hold lasts until the task's deadline: the task keeps it
         self.extended += 1
         try:
             kept = self.credits.extend(self.call.uid, self.call.hold["hold"],

@@ -14,7 +14,7 @@ from ..domain.ids import keyed_id, new_id
 from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
 from ..ports import Clock, Conversation, ConversationStore, Messages
-from .chat import MeteredChat
+from .chat import Budget, MeteredChat
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
@@ -92,11 +92,12 @@ class Conversations:
         return {**result, "memory": memory_view(context)}
 
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
-               max_tokens: int | None = None) -> Iterator[dict[str, Any]]:
+               max_tokens: int | None = None, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
         """As `chat`, streamed; the turn is stored when the reply is complete (a cut-off reply is charged as
-        the chat service says, and not remembered)."""
+        the chat service says, and not remembered). With a task's `budget`, the reply is charged from it."""
         context = self._context(uid, conversation_id, new, key, model, max_tokens)
-        pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens)
+        pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
+                                     budget=budget)
         return self._remembering(uid, conversation_id, key, new, pieces, context)
 
     def _remembering(self, uid: str, conversation_id: str, key: str, new: Messages,

@@ -186,6 +186,22 @@ class Credits:
 
         return self._mutate(account_id, account_id, "settle", key, request, action, hold_id)
 
+    def capture(self, uid: str, hold_id: str, amount: int, *, key: str,
+                memo: dict[str, str] | None = None) -> dict[str, Any]:
+        """Charge `amount` from a pending hold and keep the rest held under a new hold id (`hold`, None when
+        nothing is left): a task's budget, spent call by call, each capture once per key."""
+        account_id = user_account(uid)
+        amount = require_amount(amount, allow_zero=True)
+        request = {"hold": hold_id, "amount": amount, "memo": _memo(memo)}
+
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+            kept, entry = book.capture(self._hold_of(book, hold_id), amount, key=key, memo=memo,
+                                       candidates=tx.spendable_lots(account_id, book.now))
+            return {"captured_from": hold_id, "hold": kept.id if kept else None, "entry": entry.id, "charged": amount,
+                    "held": kept.amount if kept else 0, "available": book.account.available}
+
+        return self._mutate(account_id, account_id, "capture", key, request, action, hold_id)
+
     def release(self, uid: str, hold_id: str, *, key: str, by: str | None = None) -> dict[str, Any]:
         """Void the hold. `by` names who asks: the public route passes CLIENT, so a hold the platform placed for
         a call or task is refused there (HoldInUse) and stays with its call."""
