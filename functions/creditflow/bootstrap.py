@@ -14,6 +14,7 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.catalog import merged
 from .domain.signing import Keyring, PublicKey, SigningKey
+from .domain.tasks import InvalidTask, TaskRequest
 from .ports import (
     ApiKeys,
     CatalogOverrides,
@@ -23,6 +24,7 @@ from .ports import (
     LedgerStore,
     PreferenceStore,
     Realtime,
+    TaskStore,
     TokenVerifier,
     WelcomeClaims,
 )
@@ -33,6 +35,9 @@ from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.mirror import BalanceMirror, LowBalancePolicy
+from .services.task_routing import Router, RulesClassifier
+from .services.task_runs import ChatRun, request_messages
+from .services.tasks import TaskPolicy, Tasks
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
 
@@ -52,6 +57,7 @@ class Platform:
     chat: MeteredChat
     keys: GatewayKeys
     conversations: Conversations
+    tasks: Tasks
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -101,6 +107,7 @@ class UserStores:
     preferences: PreferenceStore
     conversations: ConversationStore
     catalog_overrides: CatalogOverrides
+    tasks: TaskStore
 
 
 def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
@@ -113,19 +120,22 @@ def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
         client = store.client  # type: ignore[attr-defined]
+        from .adapters.firebase.tasks import FirestoreTasks
+
         return UserStores(FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client),
-                          FirestoreConversations(client), FirestoreCatalogOverrides(client))
+                          FirestoreConversations(client), FirestoreCatalogOverrides(client), FirestoreTasks(client))
     from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
     from .adapters.local.preferences import SqlitePreferences
+    from .adapters.local.tasks import SqliteTasks
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
 
     folder = settings.data_dir
     return UserStores(SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
                       SqlitePreferences(folder / "preferences.sqlite3"),
                       SqliteConversations(folder / "conversations.sqlite3"),
-                      SqliteCatalogOverrides(folder / "catalog.sqlite3"))
+                      SqliteCatalogOverrides(folder / "catalog.sqlite3"), SqliteTasks(folder / "tasks.sqlite3"))
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -181,6 +191,26 @@ def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverride
     return LiveCatalog(records, set(providers), overrides, clock)
 
 
+def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock,
+                chat: MeteredChat, conversations: Conversations) -> Tasks:
+    """The task flow: rules from the packaged data, quotes from the chat service's own estimates."""
+    rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
+
+    def quote(uid: str, request: TaskRequest) -> tuple[str | None, int]:
+        if request.kind in ("chat", "vision"):
+            model, guess = chat.quote(uid, request_messages(request), request.model)
+            return model.id, guess.micros
+        if request.kind == "agent":
+            return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount)
+        raise InvalidTask(f"{request.kind} tasks are not served yet on this platform")
+
+    policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
+                        timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes))
+    chat_run = ChatRun(chat, conversations)
+    return Tasks(store, credits, realtime, clock, policy, RulesClassifier(rules, quote),
+                 Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
@@ -203,9 +233,11 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     providers = build_providers(settings)
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
                        providers, preferences=users.preferences)
+    conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)
+    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
                     chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys"),
                                                 policy.reservation_ttl),
-                    conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens))
+                    conversations=conversations, tasks=tasks)

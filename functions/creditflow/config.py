@@ -48,6 +48,10 @@ class Settings:
     ai_providers: dict[str, tuple[str, str]] = field(default_factory=dict)  # further providers: name → (url, key)
     ai_timeout_seconds: float = 60.0
     ai_catalog_file: Path | None = None  # more catalog records, for the further providers' models
+    inline_capacity: int = 8  # quick tasks running inline at once; past it they are queued
+    agent_budget: int = 5 * MICROS_PER_CREDIT  # held for an agent task that names no maxCredits
+    quick_task_minutes: int = 5  # deadlines
+    long_task_minutes: int = 30
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -85,6 +89,10 @@ class Settings:
             "ai_providers": _providers(env),
             "ai_timeout_seconds": float(env.get("AI_TIMEOUT_SECONDS", "60")),
             "ai_catalog_file": Path(env["AI_CATALOG_FILE"]) if env.get("AI_CATALOG_FILE") else None,
+            "inline_capacity": int(env.get("INLINE_CAPACITY", "8")),
+            "agent_budget": _credits("AGENT_BUDGET", "5"),
+            "quick_task_minutes": int(env.get("QUICK_TASK_MINUTES", "5")),
+            "long_task_minutes": int(env.get("LONG_TASK_MINUTES", "30")),
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -120,6 +128,10 @@ class Settings:
             raise ValueError("KEY_RATE_LIMIT_PER_MINUTE must be positive")
         if self.memory_context_tokens < 256:
             raise ValueError("MEMORY_CONTEXT_TOKENS must be at least 256")
+        if self.inline_capacity < 0 or self.agent_budget <= 0:
+            raise ValueError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
+        if not 1 <= self.quick_task_minutes <= self.long_task_minutes <= 24 * 60:
+            raise ValueError("task deadlines: 1 <= QUICK_TASK_MINUTES <= LONG_TASK_MINUTES <= 1440")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
 

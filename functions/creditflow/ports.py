@@ -14,6 +14,7 @@ from .domain.idempotency import IdempotencyRecord
 from .domain.lots import Lot
 from .domain.memory import StoredMessage
 from .domain.shortfalls import Shortfall
+from .domain.tasks import Task
 
 T = TypeVar("T")
 
@@ -227,6 +228,67 @@ class TaskQueue(Protocol):
 
     def cancel(self, job_id: str) -> bool:
         """Drop a job not yet running (True if it was dropped); a running one finishes its attempt."""
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """A domain event (`task.finished`, `credits.low`, `payment.received`) written in the same transaction as the
+    state change it tells of, and delivered at least once to idempotent handlers; `id` is its idempotency key."""
+
+    id: str
+    kind: str
+    uid: str
+    payload: dict[str, Any]
+    at: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A task whose last attempt failed: its hold was voided; admins may replay it under a new hold."""
+
+    id: str
+    uid: str
+    task_id: str
+    error: str
+    attempts: int
+    last_step: str
+    at: str
+    replayed_at: str | None = None
+
+
+class TaskStore(Protocol):
+    """The authoritative task records (Firestore tasks/{uid}:{id}; SQLite locally), with the outbox and dead
+    letters written beside them."""
+
+    def create(self, task: Task, events: Iterable[OutboxEvent] = ()) -> bool:
+        """Adds the task (with its events, in one transaction); False (and nothing changes) when the user has one
+        with its id."""
+
+    def get(self, uid: str, task_id: str) -> Task | None: ...
+
+    def save(self, task: Task, events: Iterable[OutboxEvent] = ()) -> bool:
+        """Writes the task if the stored one is exactly one version older (compare-and-set), with its events, in one
+        transaction; False when another writer got there first (reload and decide again)."""
+
+    def of_user(self, uid: str, *, states: frozenset[str] | None, kind: str | None, limit: int,
+                before: str | None) -> list[Task]:
+        """Newest first; `before` is a created_at|id cursor from an earlier page."""
+
+    def unfinished(self, limit: int) -> list[Task]:
+        """Tasks not in a terminal state, oldest first (recovery and deadlines)."""
+
+    def pending_events(self, limit: int) -> list[OutboxEvent]: ...
+
+    def event_done(self, event_id: str) -> None: ...
+
+    def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+
+    def dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+
+    def mark_replayed(self, letter_id: str, at: str) -> bool:
+        """True the first time only: a replay happens once."""
 
 
 class WelcomeClaims(Protocol):

@@ -1,0 +1,109 @@
+"""Task records, their outbox and dead letters on SQLite: each task one JSON row, written compare-and-set."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from ...domain.tasks import TERMINAL, Task, task_of, task_record
+from ...ports import DeadLetter, OutboxEvent
+from .sqlite_connections import SqliteFile
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tasks (uid TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, kind TEXT NOT NULL, "
+    "created_at TEXT NOT NULL, version INTEGER NOT NULL, doc BLOB NOT NULL, PRIMARY KEY (uid, id)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (uid, created_at DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (created_at) WHERE state NOT IN "
+    f"({', '.join(repr(s) for s in sorted(TERMINAL))})",
+    "CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
+    "uid TEXT NOT NULL, payload BLOB NOT NULL, at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, uid TEXT NOT NULL, task_id TEXT NOT NULL, "
+    "error TEXT NOT NULL, attempts INTEGER NOT NULL, last_step TEXT NOT NULL, at TEXT NOT NULL, replayed_at TEXT)",
+)
+_LETTER = "id, uid, task_id, error, attempts, last_step, at, replayed_at"
+
+
+class SqliteTasks(SqliteFile):
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path, *_SCHEMA)
+
+    def create(self, task: Task, events: Iterable[OutboxEvent] = ()) -> bool:
+        with self._connections.transaction() as db:
+            added = db.execute("INSERT OR IGNORE INTO tasks (uid, id, state, kind, created_at, version, doc) "
+                               "VALUES (?,?,?,?,?,?,?)", (task.uid, task.id, task.state, task.request.kind,
+                                                          task.created_at, task.version,
+                                                          orjson.dumps(task_record(task))))
+            if added.rowcount != 1:
+                return False
+            self._add_events(db, events)
+        return True
+
+    def get(self, uid: str, task_id: str) -> Task | None:
+        row = self.db.execute("SELECT doc FROM tasks WHERE uid = ? AND id = ?", (uid, task_id)).fetchone()
+        return task_of(orjson.loads(row[0])) if row else None
+
+    def save(self, task: Task, events: Iterable[OutboxEvent] = ()) -> bool:
+        with self._connections.transaction() as db:
+            changed = db.execute("UPDATE tasks SET state = ?, version = ?, doc = ? WHERE uid = ? AND id = ? AND "
+                                 "version = ?", (task.state, task.version, orjson.dumps(task_record(task)), task.uid,
+                                                 task.id, task.version - 1))
+            if changed.rowcount != 1:
+                return False
+            self._add_events(db, events)
+        return True
+
+    @staticmethod
+    def _add_events(db: sqlite3.Connection, events: Iterable[OutboxEvent]) -> None:
+        db.executemany("INSERT OR IGNORE INTO outbox (id, kind, uid, payload, at) VALUES (?,?,?,?,?)",
+                       [(e.id, e.kind, e.uid, orjson.dumps(e.payload), e.at) for e in events])
+
+    def of_user(self, uid: str, *, states: frozenset[str] | None, kind: str | None, limit: int,
+                before: str | None) -> list[Task]:
+        where, args = ["uid = ?"], [uid]
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            args.extend(sorted(states))
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if before:
+            at, _, last = before.partition("|")
+            where.append("(created_at, id) < (?, ?)")
+            args.extend([at, last])
+        rows = self.db.execute(f"SELECT doc FROM tasks WHERE {' AND '.join(where)} "
+                               "ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit))
+        return [task_of(orjson.loads(row[0])) for row in rows]
+
+    def unfinished(self, limit: int) -> list[Task]:
+        rows = self.db.execute("SELECT doc FROM tasks WHERE state NOT IN "
+                               f"({', '.join(repr(s) for s in sorted(TERMINAL))}) ORDER BY created_at LIMIT ?",
+                               (limit,))
+        return [task_of(orjson.loads(row[0])) for row in rows]
+
+    def pending_events(self, limit: int) -> list[OutboxEvent]:
+        rows = self.db.execute("SELECT id, kind, uid, payload, at FROM outbox ORDER BY n LIMIT ?", (limit,))
+        return [OutboxEvent(i, k, u, orjson.loads(p), a) for i, k, u, p, a in rows]
+
+    def event_done(self, event_id: str) -> None:
+        self.db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        self.db.execute(f"INSERT OR IGNORE INTO dead_letters ({_LETTER}) VALUES (?,?,?,?,?,?,?,?)",
+                        (letter.id, letter.uid, letter.task_id, letter.error, letter.attempts, letter.last_step,
+                         letter.at, letter.replayed_at))
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        rows = self.db.execute(f"SELECT {_LETTER} FROM dead_letters ORDER BY at DESC LIMIT ?", (limit,))
+        return [DeadLetter(*row) for row in rows]
+
+    def dead_letter(self, letter_id: str) -> DeadLetter | None:
+        row = self.db.execute(f"SELECT {_LETTER} FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
+        return DeadLetter(*row) if row else None
+
+    def mark_replayed(self, letter_id: str, at: str) -> bool:
+        marked = self.db.execute("UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+                                 (at, letter_id))
+        return marked.rowcount == 1

@@ -1,0 +1,235 @@
+"""Tasks on the bus: the request a client wrote, the task's states, and the one financial outcome each ends with."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from .errors import InvalidQuery, LedgerError
+from .money import parse_credits
+
+KINDS = ("chat", "image", "vision", "agent")
+PRIORITIES = ("high", "normal", "low")
+REQUESTED, ACCEPTED, RUNNING, WAITING = "requested", "accepted", "running", "waiting"
+SUCCEEDED, FAILED, CANCELLED, EXPIRED = "succeeded", "failed", "cancelled", "expired"
+STATES = (REQUESTED, ACCEPTED, RUNNING, WAITING, SUCCEEDED, FAILED, CANCELLED, EXPIRED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
+MOVES = {
+    REQUESTED: {ACCEPTED, FAILED, CANCELLED, EXPIRED},
+    ACCEPTED: {RUNNING, FAILED, CANCELLED, EXPIRED},
+    RUNNING: {RUNNING, WAITING, SUCCEEDED, FAILED, CANCELLED, EXPIRED},  # running again: a redelivery resumes it
+    WAITING: {RUNNING, FAILED, CANCELLED, EXPIRED},
+}
+MAX_INPUT_BYTES = 100_000
+MAX_ANSWER_BYTES = 10_000
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # push ids (20 characters of -0-9A-Z_a-z) and the like
+_FIELDS = frozenset({"kind", "input", "model", "maxCredits", "priority", "conversationId", "createdAt", "cancel",
+                     "answer"})
+POSTED, VOIDED = "posted", "voided"  # a task's financial outcome: its hold charged (in full or part), or freed
+
+
+class InvalidTask(LedgerError):
+    code = "invalid-task"
+    title = "Invalid task request"
+
+
+class UnknownTask(LedgerError):
+    code = "unknown-task"
+    title = "No such task"
+    status = 404
+
+
+class TaskConflict(LedgerError):
+    code = "task-conflict"
+    title = "The task is not in a state that allows this"
+    status = 409
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What a client asked for, validated (the RTDB rules check the shape; this checks what they cannot)."""
+
+    kind: str
+    input: Any
+    model: str | None = None
+    max_credits: int | None = None  # µc
+    priority: str = "normal"
+    conversation_id: str | None = None
+
+    def text(self) -> str:
+        """The prompt: the input itself, or its `prompt`/`goal`/`text` field."""
+        if isinstance(self.input, str):
+            return self.input
+        for name in ("prompt", "goal", "text", "question"):
+            if isinstance(self.input.get(name), str):
+                return str(self.input[name])
+        return ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "input": self.input, "model": self.model, "maxCredits": self.max_credits,
+                "priority": self.priority, "conversationId": self.conversation_id}
+
+
+def require_task_id(task_id: object) -> str:
+    if not isinstance(task_id, str) or not _ID.fullmatch(task_id):
+        raise InvalidTask(f"task id {str(task_id)[:80]!r} must be 1-64 ASCII letters, digits, '-' or '_'")
+    return task_id
+
+
+def _credits(value: object, max_reservation: int) -> int:
+    """maxCredits as micro-credits: a whole number of credits or a decimal string ("2.5"); a JSON number with a
+    fraction is read from its shortest decimal form, never computed with."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidTask("maxCredits must be a number of credits")
+    text = value if isinstance(value, str) else repr(value)
+    try:
+        micros = parse_credits(text)
+    except (LedgerError, ValueError) as error:
+        raise InvalidTask(f"maxCredits {text!r} is not an amount of credits (at most 6 decimals)") from error
+    if micros <= 0:
+        raise InvalidTask("maxCredits must be more than 0")
+    if micros > max_reservation:
+        raise InvalidTask(f"maxCredits may be at most {max_reservation // 1_000_000} credits (MAX_RESERVATION_AMOUNT)")
+    return micros
+
+
+def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
+    """A request as written to /requests/{uid}/{id} (or POSTed to /api/v1/tasks); InvalidTask says what is wrong."""
+    if not isinstance(raw, dict):
+        raise InvalidTask("a task request is a JSON object with kind and input")
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        raise InvalidTask(f"unknown fields {unknown}")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise InvalidTask(f"kind must be one of {', '.join(KINDS)}, not {str(kind)[:40]!r}")
+    value = raw.get("input")
+    if not (isinstance(value, str) and value.strip()) and not (isinstance(value, dict) and value):
+        raise InvalidTask("input must be a non-empty string or object")
+    if len(orjson.dumps(value)) > MAX_INPUT_BYTES:
+        raise InvalidTask(f"input is larger than {MAX_INPUT_BYTES // 1000} KB")
+    model = raw.get("model")
+    if model is not None and (not isinstance(model, str) or not 0 < len(model) <= 128):
+        raise InvalidTask("model must be a model id (see GET /api/v1/models)")
+    priority = raw.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise InvalidTask(f"priority must be one of {', '.join(PRIORITIES)}")
+    conversation = raw.get("conversationId")
+    if conversation is not None and (not isinstance(conversation, str) or not 0 < len(conversation) <= 64):
+        raise InvalidTask("conversationId must be a conversation id")
+    if conversation is not None and kind != "chat":
+        raise InvalidTask("conversationId goes with chat tasks only")
+    max_credits = raw.get("maxCredits")
+    return TaskRequest(kind=kind, input=value, model=model, priority=priority, conversation_id=conversation,
+                       max_credits=None if max_credits is None else _credits(max_credits, max_reservation))
+
+
+@dataclass(frozen=True)
+class Classification:
+    """How a task will run: quick (inline if there is room) or long (queued), and what it should take and cost."""
+
+    speed: str  # quick | long
+    seconds: int
+    estimate: int  # µc: what the hold is sized from
+    rule: str  # which rule decided, for the record
+    model: str | None = None
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """The authoritative task record (Firestore tasks/{id}, SQLite locally); /tasks/{uid}/{id} mirrors it."""
+
+    id: str
+    uid: str
+    request: TaskRequest
+    created_at: str
+    updated_at: str
+    state: str = REQUESTED
+    version: int = 1
+    speed: str | None = None
+    route: str | None = None  # inline | queued
+    route_reason: str | None = None
+    estimate: int = 0
+    seconds: int = 0
+    model: str | None = None
+    hold: str | None = None  # the task's hold now (captures replace it with the rest)
+    reserved: int = 0
+    charged: int = 0
+    outcome: str | None = None  # posted | voided, once terminal
+    progress: float = 0.0  # 0-1, for the bar; not money
+    message: str = ""
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    deadline: str | None = None
+    cancel_requested: bool = False
+    answer: Any = None
+    attempts: int = 0
+    steps: dict[str, Any] = field(default_factory=dict)  # saga steps and metered calls done, by key
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def moved(self, state: str, now: str, **changes: Any) -> Task:
+        """The task in `state` (a move the state machine allows), one version newer."""
+        if state not in MOVES.get(self.state, set()):
+            raise TaskConflict(f"task {self.id} is {self.state}: it cannot become {state}", task=self.id,
+                               state=self.state)
+        return replace(self, state=state, updated_at=now, version=self.version + 1, **changes)
+
+    def changed(self, now: str, **changes: Any) -> Task:
+        """The task with fields changed (progress, steps) in the same state, one version newer."""
+        return replace(self, updated_at=now, version=self.version + 1, **changes)
+
+    def mirror(self) -> dict[str, Any]:
+        """What the client reads at /tasks/{uid}/{id} (camelCase, amounts in µc with credits strings)."""
+        from .money import format_credits
+
+        def money(micros: int) -> dict[str, Any]:
+            return {"credits": format_credits(micros), "micros": micros}
+
+        view: dict[str, Any] = {
+            "id": self.id, "kind": self.request.kind, "state": self.state, "version": self.version,
+            "createdAt": self.created_at, "updatedAt": self.updated_at,
+            "progress": {"fraction": self.progress, "message": self.message},
+            "estimate": money(self.estimate), "reserved": money(self.reserved), "charged": money(self.charged),
+            "estimatedSeconds": self.seconds}
+        for name, value in (("route", self.route), ("routeReason", self.route_reason), ("model", self.model),
+                            ("outcome", self.outcome), ("error", self.error), ("result", self.result),
+                            ("deadline", self.deadline)):
+            if value is not None:
+                view[name] = value
+        if self.state == WAITING and isinstance(self.steps.get("question"), str):
+            view["question"] = self.steps["question"]
+        return view
+
+
+def require_answer(answer: object) -> object:
+    if answer is None or len(orjson.dumps(answer)) > MAX_ANSWER_BYTES:
+        raise InvalidQuery(f"an answer is any JSON value of at most {MAX_ANSWER_BYTES // 1000} KB")
+    return answer
+
+
+def problem_of(error: LedgerError) -> dict[str, Any]:
+    """A refusal as the problem document stored on a failed task (RFC 9457 members, no URLs to resolve)."""
+    extra = {k: v for k, v in error.context.items() if isinstance(v, str | int | bool)}
+    return {"type": error.code, "title": error.title, "status": error.status, "detail": error.detail, **extra}
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    """The task as one JSON document (both stores keep it whole)."""
+    from dataclasses import asdict
+
+    record = asdict(task)
+    record["request"] = asdict(task.request)
+    return record
+
+
+def task_of(record: dict[str, Any]) -> Task:
+    fields = dict(record)
+    fields["request"] = TaskRequest(**fields["request"])
+    return Task(**fields)

@@ -1,0 +1,85 @@
+"""Classify a task (quick or long, how long, what it costs) from rules shipped as data, and route it: inline while
+the inline capacity has room, else queued."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..domain.tasks import Classification, InvalidTask, TaskRequest
+
+Quote = Callable[[str, TaskRequest], tuple[str | None, int]]  # (uid, request) -> (model id, µc the hold needs)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    priority: int
+    when: dict[str, Any]
+    speed: str
+    seconds: int
+
+    def holds(self, request: TaskRequest) -> bool:
+        when = self.when
+        text = request.text() if isinstance(request.input, dict) else request.input
+        checks = {
+            "kind": lambda wanted: request.kind == wanted,
+            "inputCharsOver": lambda n: len(text) > n or len(orjson.dumps(request.input)) > n,
+            "hasImage": lambda wanted: (isinstance(request.input, dict) and "image" in request.input) == wanted,
+            "modelPrefix": lambda prefix: (request.model or "").startswith(prefix),
+            "conversation": lambda wanted: (request.conversation_id is not None) == wanted,
+        }
+        unknown = set(when) - set(checks)
+        if unknown:
+            raise ValueError(f"task rule {self.name!r} has unknown conditions {sorted(unknown)}")
+        return all(checks[name](value) for name, value in when.items())
+
+
+class RulesClassifier:
+    """The first rule that holds, highest priority first; the estimate is what the task's kind prices it at."""
+
+    def __init__(self, rules: list[dict[str, Any]], quote: Quote) -> None:
+        parsed = [Rule(r["name"], int(r.get("priority", 0)), dict(r["when"]), r["speed"], int(r["seconds"]))
+                  for r in rules]
+        if any(rule.speed not in ("quick", "long") for rule in parsed):
+            raise ValueError("a task rule's speed is quick or long")
+        self.rules = sorted(parsed, key=lambda rule: -rule.priority)  # stable: file order within a priority
+        self.quote = quote
+
+    def classify(self, uid: str, request: TaskRequest) -> Classification:
+        rule = next((rule for rule in self.rules if rule.holds(request)), None)
+        if rule is None:
+            raise InvalidTask(f"no rule classifies a {request.kind} task")
+        model, micros = self.quote(uid, request)
+        return Classification(rule.speed, rule.seconds, micros, rule.name, model,
+                              agent=request.input.get("agent") if isinstance(request.input, dict) else None)
+
+
+class Router:
+    """Quick tasks run inline while fewer than `capacity` inline runs are going; past that, and for long tasks,
+    they are queued (quick ones at high priority). The route and why are recorded on the task."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def choose(self, classification: Classification, priority: str) -> tuple[str, str, str]:
+        """(route, why, queue) — and for an inline route a slot is taken: give it back with `done`."""
+        if classification.speed == "long":
+            return "queued", f"long ({classification.rule}): always queued", priority
+        with self._lock:
+            if self._running < self.capacity:
+                self._running += 1
+                return "inline", f"quick ({classification.rule}); inline capacity had room " \
+                                 f"({self._running}/{self.capacity})", "high"
+        return "queued", f"quick ({classification.rule}) but inline capacity was full ({self.capacity}): " \
+                         "queued at high priority", "high"
+
+    def done(self) -> None:
+        with self._lock:
+            self._running -= 1

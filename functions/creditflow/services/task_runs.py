@@ -1,0 +1,137 @@
+"""Running one task: what a run may do (progress, stream, check for a cancel) and the runs of each kind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..domain.tasks import InvalidTask, Task, TaskRequest
+from ..ports import Messages, Realtime
+from .chat import Budget, MeteredChat
+from .conversations import Conversations
+
+STREAM_INTERVAL = 0.05  # at most one write to /streams/{uid}/{task} per 50 ms
+CANCEL_CHECK_INTERVAL = 0.1
+ROLES = frozenset({"system", "user", "assistant"})
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: done (result), stopped (a limit: partial result), waiting (a question for the user) or
+    cancelled (stopped at the user's word; what was used is paid)."""
+
+    status: str
+    result: dict[str, Any] = field(default_factory=dict)
+    question: str | None = None
+
+
+class Context(Protocol):
+    task: Task
+    budget: Budget
+
+    def progress(self, fraction: float, message: str) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+    def stream(self) -> StreamWriter: ...
+
+
+class Run(Protocol):
+    def run(self, context: Context, resume: object | None = None) -> RunOutcome: ...
+
+
+class StreamWriter:
+    """Token pieces to /streams/{uid}/{task}: ordered keys (000001, 000002, …), batched to at most one write per
+    STREAM_INTERVAL, then a final piece with usage and charge."""
+
+    def __init__(self, realtime: Realtime, uid: str, task_id: str, now: Callable[[], float] = time.monotonic) -> None:
+        self.realtime, self.path, self.now = realtime, f"/streams/{uid}/{task_id}", now
+        self.seq = 0
+        self.pending: list[str] = []
+        self.last = 0.0
+
+    def add(self, text: str) -> None:
+        if text:
+            self.pending.append(text)
+        if self.pending and self.now() - self.last >= STREAM_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.seq += 1
+            self.realtime.set(f"{self.path}/{self.seq:06d}", {"text": "".join(self.pending)})
+            self.pending = []
+            self.last = self.now()
+
+    def final(self, piece: dict[str, Any]) -> None:
+        self.flush()
+        self.seq += 1
+        self.realtime.set(f"{self.path}/{self.seq:06d}", {"final": True, **piece})
+
+
+def request_messages(request: TaskRequest) -> Messages:
+    """The messages a chat or vision task sends: its input text, an image part for vision, or messages given."""
+    given = request.input.get("messages") if isinstance(request.input, dict) else None
+    if given is not None:
+        if not (isinstance(given, list) and given and all(
+                isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in given)):
+            raise InvalidTask("input.messages must be a list of {role: system|user|assistant, content: text}")
+        return [{"role": m["role"], "content": m["content"]} for m in given]
+    text = request.text()
+    if not text:
+        raise InvalidTask("a chat task needs input text (a string, or input.prompt)")
+    image = request.input.get("image") if isinstance(request.input, dict) else None
+    if image is not None:
+        if not isinstance(image, str) or not image.startswith(("data:image/", "https://")):
+            raise InvalidTask("input.image must be a data:image/… URL or an https URL")
+        return [{"role": "user", "content": [{"type": "text", "text": text},
+                                             {"type": "image_url", "image_url": {"url": image}}]}]
+    return [{"role": "user", "content": text}]
+
+
+class ChatRun:
+    """A chat (or vision) turn whose tokens go to the task's stream as they arrive, charged from the task's hold;
+    with a conversationId, through the conversation's memory. A cancel stops reading the provider: the call pays
+    for what was used (at least its input) and the rest of the hold is freed."""
+
+    def __init__(self, chat: MeteredChat, conversations: Conversations) -> None:
+        self.chat, self.conversations = chat, conversations
+
+    def run(self, context: Context, resume: object | None = None) -> RunOutcome:
+        task = context.task
+        messages = request_messages(task.request)
+        key = f"task:{task.id}"
+        if task.request.conversation_id:
+            pieces = self.conversations.stream(task.uid, task.request.conversation_id, messages, key=key,
+                                               model=task.model, budget=context.budget)
+        else:
+            pieces = self.chat.stream(task.uid, messages, key=key, model=task.model, budget=context.budget)
+        return self._relay(context, pieces)
+
+    @staticmethod
+    def _relay(context: Context, pieces: Iterator[dict[str, Any]]) -> RunOutcome:
+        writer = context.stream()
+        said: list[str] = []
+        context.progress(0.05, "waiting for the model")
+        try:
+            for piece in pieces:
+                if piece.get("done"):
+                    final = {"usage": {"promptTokens": piece["prompt_tokens"],
+                                       "completionTokens": piece["completion_tokens"]},
+                             "charged": piece["charged"], "model": piece["model"], "demo": piece["demo"],
+                             "broken": piece["broken"]}
+                    writer.final(final)
+                    return RunOutcome("done", {"text": "".join(said), **final})
+                if context.cancelled():
+                    break
+                if piece.get("delta"):
+                    if not said:
+                        context.progress(0.5, "answering")
+                    said.append(piece["delta"])
+                    writer.add(piece["delta"])
+        finally:
+            pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
+        writer.final({"cancelled": True})
+        return RunOutcome("cancelled")

@@ -1,0 +1,425 @@
+"""The task flow, one for every kind: validate → classify → price → reserve → route (inline or queued) → run
+(progress, stream) → settle or void → terminal state → notify. Every step is keyed by the task id, so a trigger
+or queue delivery that arrives twice changes nothing the second time; every terminal state has exactly one
+financial outcome: the task's hold charged for what was used, the rest freed."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from ..domain.errors import (
+    HoldAlreadyPosted,
+    HoldAlreadyVoided,
+    HoldExpired,
+    LedgerError,
+    ProviderUnavailable,
+)
+from ..domain.holds import TASK
+from ..domain.tasks import (
+    ACCEPTED,
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    POSTED,
+    REQUESTED,
+    RUNNING,
+    SUCCEEDED,
+    VOIDED,
+    WAITING,
+    InvalidTask,
+    Task,
+    TaskConflict,
+    TaskRequest,
+    UnknownTask,
+    parse_request,
+    problem_of,
+    require_answer,
+    require_task_id,
+)
+from ..domain.timefmt import iso, parse_iso
+from ..ports import Clock, DeadLetter, Delivery, Job, OutboxEvent, Realtime, TaskQueue, TaskStore
+from .chat import Budget
+from .credits import Credits
+from .task_routing import Router, RulesClassifier
+from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
+
+log = logging.getLogger(__name__)
+RUN_JOB = "task.run"
+NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
+SAVE_TRIES = 8
+
+
+@dataclass(frozen=True)
+class TaskPolicy:
+    max_reservation: int  # µc
+    agent_budget: int  # µc held for an agent task that names no maxCredits
+    quick_deadline: timedelta = timedelta(minutes=5)
+    long_deadline: timedelta = timedelta(minutes=30)
+
+
+class RunContext:
+    """What a run sees: its task, the budget (the task's hold), progress, the stream, and whether to stop."""
+
+    def __init__(self, tasks: Tasks, task: Task, budget: Budget) -> None:
+        self.tasks, self.task, self.budget = tasks, task, budget
+        self._checked, self._cancelled = 0.0, False
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
+                                       hold=self.budget.hold, charged=self.task.reserved - self.budget.remaining)
+
+    def cancelled(self) -> bool:
+        """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
+        if self._cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._checked >= CANCEL_CHECK_INTERVAL:
+            self._checked = now
+            stored = self.tasks.store.get(self.task.uid, self.task.id)
+            self._cancelled = stored is None or stored.cancel_requested or self.tasks._overdue(stored)
+        return self._cancelled
+
+    def stream(self) -> StreamWriter:
+        return StreamWriter(self.tasks.realtime, self.task.uid, self.task.id)
+
+
+class Tasks:
+    def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
+                 classifier: RulesClassifier, router: Router, runs: dict[str, Run], queue: TaskQueue | None = None,
+                 run_inline: Callable[[Callable[[], None]], None] | None = None) -> None:
+        self.store, self.credits, self.realtime, self.clock = store, credits, realtime, clock
+        self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
+        self.queue = queue
+        self.run_inline = run_inline or (lambda work: work())
+
+    # -- what clients ask ------------------------------------------------------------------------------------
+
+    def submit(self, uid: str, task_id: str, raw: object) -> Task:
+        """A request written to /requests/{uid}/{id} (or POSTed): recorded once, then accepted and routed. A bad
+        request ends `failed` at once with its problem on the task, holding nothing."""
+        task_id = require_task_id(task_id)
+        known = self.store.get(uid, task_id)
+        if known is not None:  # a trigger delivered twice, or a REST retry
+            return known
+        now = self._now()
+        try:
+            request = parse_request(raw, max_reservation=self.policy.max_reservation)
+        except InvalidTask as refused:
+            bad = Task(task_id, uid, TaskRequest(kind="chat", input="?"), now, now)
+            failed = bad.moved(FAILED, now, error=problem_of(refused), progress=1.0, message=refused.detail[:200])
+            if self.store.create(failed, [self._finished_event(failed)]):
+                self._after(failed)
+            return self.store.get(uid, task_id) or failed
+        return self._record(uid, task_id, request)
+
+    def _record(self, uid: str, task_id: str, request: TaskRequest) -> Task:
+        now = self._now()
+        task = Task(task_id, uid, request, now, now)
+        if not self.store.create(task):
+            return self.store.get(uid, task_id) or task
+        self._mirror(task)
+        return self.accept(task)
+
+    def get(self, uid: str, task_id: str) -> Task:
+        task = self.store.get(uid, task_id) if isinstance(task_id, str) else None
+        if task is None:
+            raise UnknownTask(f"no task {str(task_id)[:80]!r} of yours", task=str(task_id)[:80])
+        return task
+
+    def list(self, uid: str, *, states: frozenset[str] | None = None, kind: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> tuple[list[Task], str | None]:
+        page = self.store.of_user(uid, states=states, kind=kind, limit=limit + 1, before=cursor)
+        more = len(page) > limit
+        page = page[:limit]
+        return page, f"{page[-1].created_at}|{page[-1].id}" if more else None
+
+    def cancel(self, uid: str, task_id: str) -> Task:
+        """Stop the task at its next step boundary; it pays for what was used and frees the rest. A task not
+        running yet ends at once; a cancel after the end changes nothing."""
+        task = self.get(uid, task_id)
+        if task.terminal or task.cancel_requested:
+            return task
+        task = self._update(task, cancel_requested=True)
+        if task.state in (REQUESTED, ACCEPTED, WAITING):
+            if self.queue is not None:
+                self.queue.cancel(self._job_id(task))
+            return self._finish(task, CANCELLED, message="cancelled")
+        return task  # running: the run sees it between steps
+
+    def answer(self, uid: str, task_id: str, answer: object) -> Task:
+        """The user's answer to a task waiting for it (an agent asking to go past its limit): it runs on."""
+        answer = require_answer(answer)
+        task = self.get(uid, task_id)
+        if task.state != WAITING:
+            raise TaskConflict(f"task {task_id} is {task.state}, not waiting for an answer", task=task_id,
+                               state=task.state)
+        answers = int(task.steps.get("answers", 0)) + 1
+        task = self._update(task, answer=answer, message="answered", steps={**task.steps, "answers": answers})
+        self._enqueue(task, task.request.priority, "answered: running on", f"answer:{answers}")
+        return task
+
+    # -- the flow --------------------------------------------------------------------------------------------
+
+    def accept(self, task: Task) -> Task:
+        """Classify, price, hold and route a requested task. A refusal (unknown model, too little credit) ends it
+        `failed` with the refusal's problem and nothing held."""
+        now = self._now()
+        try:
+            c = self.classifier.classify(task.uid, task.request)
+            held = self._hold_size(task.request, c.estimate)
+            deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
+                                         self.policy.quick_deadline)
+            hold = self.credits.reserve(task.uid, held, key=f"task:{task.id}:hold",
+                                        target=f"usage:{task.request.kind}",
+                                        ttl=deadline - parse_iso(now) + timedelta(minutes=5),
+                                        memo={"task": task.id}, owner=TASK)
+        except LedgerError as refused:
+            return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
+        route, why, queue = self.router.choose(c, task.request.priority)
+        try:
+            accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
+                                  seconds=c.seconds, model=c.model, hold=hold["hold"], reserved=hold["amount"],
+                                  deadline=iso(deadline), message="accepted")
+        except TaskConflict:  # another delivery accepted it first
+            if route == "inline":
+                self.router.done()
+            return self.get(task.uid, task.id)
+        self._dispatch(accepted, why, queue, inline=route == "inline")
+        return self.get(task.uid, task.id)
+
+    def run(self, uid: str, task_id: str, delivery: Delivery | None = None) -> Task:
+        """Run (or resume) the task: a terminal task is left as it is, so a redelivery changes nothing."""
+        task = self.store.get(uid, task_id)
+        if task is None or task.terminal:
+            return task  # type: ignore[return-value]
+        if task.state == REQUESTED:  # crashed between record and accept
+            return self.accept(task)
+        if task.cancel_requested:
+            return self._finish(task, CANCELLED, message="cancelled")
+        if self._overdue(task):
+            return self._finish(task, EXPIRED, message="past its deadline")
+        if task.state == WAITING and task.answer is None:
+            return task
+        resume = task.answer if task.state == WAITING else None
+        hold = self._current_hold(task)
+        task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold,
+                          answer=None)
+        budget = Budget(uid, hold or "", self._held(task), task.deadline or "")
+        context = RunContext(self, task, budget)
+        try:
+            if hold is None:
+                raise InvalidTask("the task's hold is spent")
+            outcome = self.runs[task.request.kind].run(context, resume)
+        except ProviderUnavailable as failure:  # worth another attempt, if one is left
+            return self._failed_attempt(context, failure, delivery)
+        except LedgerError as refused:  # permanent: the request itself cannot be served
+            return self._finish(self._spent(context), FAILED, error=problem_of(refused),
+                                message=refused.detail[:200])
+        except Exception as error:  # a bug or an outage: retried like a provider failure
+            log.exception("task %s of %s failed", task_id, uid)
+            return self._failed_attempt(context, error, delivery)
+        return self._ended(self._spent(context), outcome)
+
+    def expire_overdue(self, limit: int = 500) -> int:
+        """Tasks past their deadline end `expired` (a running one is stopped by its run; one whose worker died is
+        ended here), paying for what was used."""
+        ended = 0
+        for task in self.store.unfinished(limit):
+            if self._overdue(task, grace=timedelta(minutes=1) if task.state == RUNNING else timedelta(0)):
+                self._finish(task, EXPIRED, message="past its deadline")
+                ended += 1
+        return ended
+
+    def recover(self, limit: int = 1000) -> int:
+        """After a restart: every unfinished task runs again (requested ones are accepted, queued ones are already
+        in the durable queue; inline ones, which were not, are queued now)."""
+        resumed = 0
+        for task in self.store.unfinished(limit):
+            if task.state == REQUESTED:
+                self.accept(task)
+            elif task.state in (ACCEPTED, RUNNING) and task.route == "inline":
+                self._enqueue(task, "high", "resumed after a restart")
+            resumed += 1
+        return resumed
+
+    def replay(self, letter_id: str) -> Task:
+        """Run a dead-lettered task again under a new hold: the same request, as a new task id."""
+        letter = self.store.dead_letter(letter_id)
+        if letter is None:
+            raise UnknownTask(f"no dead letter {letter_id!r}", letter=letter_id)
+        old = self.get(letter.uid, letter.task_id)
+        again = f"{old.id[:56]}-replay"
+        if not self.store.mark_replayed(letter_id, self._now()):  # replayed already: that replay
+            return self.get(letter.uid, again)
+        return self._record(letter.uid, again, old.request)
+
+    def deliver_events(self, limit: int = 200) -> int:
+        """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is
+        once)."""
+        delivered = 0
+        for event in self.store.pending_events(limit):
+            if event.kind == "task.finished":
+                self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
+                                  {"kind": event.kind, "at": event.at, **event.payload})
+            self.store.event_done(event.id)
+            delivered += 1
+        return delivered
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _hold_size(self, request: TaskRequest, estimate: int) -> int:
+        if request.kind == "agent":
+            return min(request.max_credits or self.policy.agent_budget, self.policy.max_reservation)
+        if request.max_credits is not None and request.max_credits < estimate:
+            raise InvalidTask(f"maxCredits is below what this request may cost ({estimate} µc): raise it or ask for "
+                              "less output", estimate=estimate)
+        return estimate
+
+    def _dispatch(self, task: Task, why: str, queue: str, *, inline: bool = False) -> None:
+        if inline:
+            def work() -> None:
+                try:
+                    self.run(task.uid, task.id)
+                finally:
+                    self.router.done()
+
+            self.run_inline(work)
+        else:
+            self._enqueue(task, queue, why)
+
+    def _enqueue(self, task: Task, queue: str, why: str, suffix: str = "") -> None:
+        """Queue a run of the task: the job id is the task's (plus what the run is for), so queuing it twice
+        queues it once."""
+        if self.queue is None:
+            raise RuntimeError("no task queue is configured")
+        self.queue.enqueue(Job(self._job_id(task) + (f":{suffix}" if suffix else ""), RUN_JOB,
+                               {"uid": task.uid, "task": task.id}, queue))
+        log.info("task %s of %s queued on %s: %s", task.id, task.uid, queue, why)
+
+    @staticmethod
+    def _job_id(task: Task) -> str:
+        return f"task:{task.uid}:{task.id}"
+
+    def _current_hold(self, task: Task) -> str | None:
+        """The task's live hold: the one recorded, or (after a crash between a capture and the task's save) the
+        one a capture replaced it with."""
+        hold_id = task.hold
+        while hold_id is not None:
+            hold = self.credits.hold(task.uid, hold_id)
+            if hold.replaced_by is None:
+                return hold_id if hold.status == "pending" else None
+            hold_id = hold.replaced_by
+        return None
+
+    def _held(self, task: Task) -> int:
+        return self.credits.hold(task.uid, task.hold).amount if task.hold else 0
+
+    def _spent(self, context: RunContext) -> Task:
+        """The task with its budget as the run left it: the live hold, and what its calls captured."""
+        task = self.store.get(context.task.uid, context.task.id) or context.task
+        return replace(task, hold=context.budget.hold or None,
+                       charged=task.reserved - context.budget.remaining if context.budget.hold else task.reserved)
+
+    def _ended(self, task: Task, outcome: RunOutcome) -> Task:
+        if outcome.status == "waiting":
+            return self._move(task, WAITING, message="waiting for your answer", steps={
+                **task.steps, "question": outcome.question or "go on?"})
+        state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
+        return self._finish(task, state, result=outcome.result or None, message={
+            "done": "done", "stopped": "stopped at its limit (partial result)", "cancelled": "cancelled"}[
+            outcome.status])
+
+    def _failed_attempt(self, context: RunContext, error: Exception, delivery: Delivery | None) -> Task:
+        task = self._spent(context)
+        detail = getattr(error, "detail", None) or str(error) or type(error).__name__
+        if delivery is not None and not delivery.final:
+            self._update(task, message=f"attempt {delivery.attempt} failed: {detail[:150]}; retrying")
+            raise error  # the queue retries with backoff
+        if task.route == "queued" or delivery is not None:
+            self.store.add_dead_letter(DeadLetter(f"dl:{task.uid}:{task.id}", task.uid, task.id, detail[:500],
+                                                  delivery.attempt if delivery else task.attempts, task.state,
+                                                  self._now()))
+        problem = problem_of(error) if isinstance(error, LedgerError) else {
+            "type": "task-failed", "title": "The task failed", "status": 502, "detail": detail[:500]}
+        return self._finish(task, FAILED, error=problem, message=detail[:200])
+
+    def _finish(self, task: Task, state: str, *, error: dict[str, Any] | None = None,
+                result: dict[str, Any] | None = None, message: str = "") -> Task:
+        """The terminal state and its one financial outcome: what was captured stays charged, the rest of the hold
+        is freed (keyed by the task, so a second finish frees nothing twice)."""
+        hold = self._current_hold(task) if task.hold else None
+        left = 0
+        if hold is not None:
+            try:
+                left = self.credits.release(task.uid, hold, key=f"task:{task.id}:close")["released"]
+            except (HoldAlreadyVoided, HoldExpired, HoldAlreadyPosted):
+                left = 0
+        charged = max(0, task.reserved - left) if task.hold else 0
+        if task.hold and hold is None:  # the lineage was spent, or lapsed: what the task recorded stands
+            charged = task.charged
+        outcome = (POSTED if charged else VOIDED) if task.reserved else None
+        for _ in range(SAVE_TRIES):
+            if task.terminal:
+                return task
+            try:
+                final = task.moved(state, self._now(), outcome=outcome, charged=charged, hold=None,
+                                   error=error, result=result, progress=1.0 if state == SUCCEEDED else task.progress,
+                                   message=message[:200])
+            except TaskConflict:
+                return task
+            if self.store.save(final, [self._finished_event(final)]):
+                self._after(final)
+                return final
+            task = self.get(task.uid, task.id)
+        raise TaskConflict(f"task {task.id} kept changing while it was being finished", task=task.id)
+
+    def _finished_event(self, task: Task) -> OutboxEvent:
+        return OutboxEvent(f"task.finished:{task.uid}:{task.id}", "task.finished", task.uid,
+                           {"taskId": task.id, "state": task.state, "charged": task.charged}, task.updated_at)
+
+    def _after(self, task: Task) -> None:
+        self._mirror(task)
+        try:
+            self.deliver_events()
+        except Exception:  # the outbox keeps them: delivered on the next pass
+            log.exception("outbox delivery failed")
+
+    def _move(self, task: Task, state: str, **changes: Any) -> Task:
+        for _ in range(SAVE_TRIES):
+            moved = task.moved(state, self._now(), **changes)
+            if self.store.save(moved):
+                self._mirror(moved)
+                return moved
+            task = self.get(task.uid, task.id)
+            if task.terminal:
+                raise TaskConflict(f"task {task.id} is already {task.state}", task=task.id, state=task.state)
+        raise TaskConflict(f"task {task.id} kept changing", task=task.id)
+
+    def _update(self, task: Task, **changes: Any) -> Task:
+        for _ in range(SAVE_TRIES):
+            changed = task.changed(self._now(), **changes)
+            if self.store.save(changed):
+                self._mirror(changed)
+                return changed
+            task = self.get(task.uid, task.id)
+            if task.terminal:
+                return task
+        raise TaskConflict(f"task {task.id} kept changing", task=task.id)
+
+    def _mirror(self, task: Task) -> None:
+        try:
+            self.realtime.set_if_newer(f"/tasks/{task.uid}/{task.id}", task.mirror(), task.version)
+        except Exception:  # the mirror is not authoritative: the next change rewrites it
+            log.exception("could not mirror task %s", task.id)
+
+    def _overdue(self, task: Task, grace: timedelta = timedelta(0)) -> bool:
+        return task.deadline is not None and parse_iso(task.deadline) + grace <= self.clock.now()
+
+    def _now(self) -> str:
+        return iso(self.clock.now())

@@ -1,0 +1,116 @@
+"""The task flow on the local runtime's stores, against an OpenAI-compatible server the test starts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Platform:
+    return make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url)
+
+
+def stream_of(platform: Platform, uid: str, task_id: str) -> list[dict]:
+    pieces = platform.realtime.get(f"/streams/{uid}/{task_id}") or {}
+    return [pieces[key] for key in sorted(pieces)]
+
+
+def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
+    assert task.state == SUCCEEDED and task.route == "inline" and "inline capacity had room" in task.route_reason
+    assert task.charged == 33 and task.outcome == "posted" and task.result["text"] == "echo: hello there"
+    pieces = stream_of(ai, "u", "t1")
+    assert "".join(p.get("text", "") for p in pieces[:-1]) == "echo: hello there"
+    assert pieces[-1]["final"] is True and pieces[-1]["charged"] == 33
+    assert pieces[-1]["usage"] == {"promptTokens": 100, "completionTokens": 50}
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    mirror = ai.realtime.get("/tasks/u/t1")
+    assert mirror["state"] == "succeeded" and mirror["charged"]["micros"] == 33 and mirror["route"] == "inline"
+    notes = ai.realtime.get("/notifications/u")
+    assert [n["state"] for n in notes.values()] == ["succeeded"]
+    again = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
+    assert again == ai.tasks.get("u", "t1") and len(upstream.requests) == 1  # a second delivery: nothing new
+    assert ai.tasks.run("u", "t1").state == SUCCEEDED and ai.credits.balance("u").available == CREDIT - 33
+    assert ai.integrity.audit().ok
+
+
+@pytest.mark.parametrize(("request_body", "problem"), [
+    ({"kind": "poem", "input": "x"}, "invalid-task"),
+    ({"kind": "chat"}, "invalid-task"),
+    ({"kind": "chat", "input": "x" * 100_001}, "invalid-task"),
+    ({"kind": "chat", "input": "x", "maxCredits": 0}, "invalid-task"),
+    ({"kind": "chat", "input": "x", "maxCredits": 10**9}, "invalid-task"),
+    ({"kind": "chat", "input": "x", "maxCredits": True}, "invalid-task"),
+    ({"kind": "chat", "input": "x", "surprise": 1}, "invalid-task"),
+    ({"kind": "chat", "input": "x", "model": "no/such-model"}, "unknown-model"),
+    ({"kind": "chat", "input": "x", "model": LLAMA, "maxCredits": "0.000001"}, "invalid-task"),
+    ("not an object", "invalid-task"),
+])
+def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: object, problem: str) -> None:
+    funded(ai, "u", 1)
+    task = ai.tasks.submit("u", "bad", request_body)
+    assert task.state == FAILED and task.error["type"] == problem and task.error["detail"]
+    assert task.charged == 0 and task.hold is None
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0)
+    assert ai.realtime.get("/tasks/u/bad")["error"]["type"] == problem
+
+
+def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Platform) -> None:
+    ai.credits.open_account("poor")
+    task = ai.tasks.submit("poor", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
+    assert task.state == FAILED and task.error["type"] == "insufficient-funds" and task.error["status"] == 402
+    assert ai.credits.balance("poor").held == 0
+
+
+def test_a_cancel_mid_stream_pays_for_what_was_used_and_frees_the_rest(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    words = " ".join(["DRIP"] + ["word"] * 30)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(ai.tasks.submit(
+        "u", "long", {"kind": "chat", "input": words, "model": LLAMA})))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not stream_of(ai, "u", "long") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ai.tasks.cancel("u", "long").cancel_requested
+    worker.join(timeout=20)
+    task = ai.tasks.get("u", "long")
+    assert task.state == CANCELLED and task.outcome == "posted" and 0 < task.charged < task.reserved
+    assert stream_of(ai, "u", "long")[-1] == {"final": True, "cancelled": True}
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - task.charged, 0)
+    assert ai.tasks.cancel("u", "long") == task  # after the end: nothing changes
+    assert ai.integrity.audit().ok
+
+
+def test_a_task_is_its_owners_alone(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    ai.tasks.submit("u", "mine", {"kind": "chat", "input": "hi", "model": LLAMA})
+    from creditflow.domain.tasks import UnknownTask
+
+    for attempt in (lambda: ai.tasks.get("other", "mine"), lambda: ai.tasks.cancel("other", "mine"),
+                    lambda: ai.tasks.answer("other", "mine", "yes")):
+        with pytest.raises(UnknownTask):
+            attempt()
