@@ -114,3 +114,13 @@ def test_a_task_is_its_owners_alone(ai: Platform) -> None:
                     lambda: ai.tasks.answer("other", "mine", "yes")):
         with pytest.raises(UnknownTask):
             attempt()
+
+
+@pytest.mark.parametrize("answer", [None, 2**70, "x" * 10_001, [[[[1]]]] * 3000])
+def test_answers_every_store_cannot_keep_are_refused(ai: Platform, answer: object) -> None:
+    from creditflow.domain.errors import InvalidQuery
+
+    funded(ai, "u", 1)
+    ai.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
+    with pytest.raises(InvalidQuery):
+        ai.tasks.answer("u", "t", answer)

@@ -209,8 +209,14 @@ class Task:
 
 
 def require_answer(answer: object) -> object:
-    if answer is None or len(orjson.dumps(answer)) > MAX_ANSWER_BYTES:
-        raise InvalidQuery(f"an answer is any JSON value of at most {MAX_ANSWER_BYTES // 1000} KB")
+    """Any JSON value of at most MAX_ANSWER_BYTES that every store can keep (integers within 64 bits)."""
+    try:
+        size = len(orjson.dumps(answer)) if answer is not None else MAX_ANSWER_BYTES + 1
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, nesting too deep
+        size = MAX_ANSWER_BYTES + 1
+    if size > MAX_ANSWER_BYTES:
+        raise InvalidQuery(f"an answer is a JSON value of at most {MAX_ANSWER_BYTES // 1000} KB (integers within "
+                           "64 bits)")
     return answer
 
 

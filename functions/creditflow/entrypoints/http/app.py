@@ -18,6 +18,7 @@ from .gateway import create_gateway
 from .realtime_rules import ReadRules
 from .routes import payment_options, register
 from .slots import Slots, count_calls
+from .task_routes import register_tasks
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
@@ -40,6 +41,7 @@ def create_app(platform: Platform) -> Flask:
               __version__, problem_extra=lambda error: payment_options(platform, error))
     register(api, platform)
     register_conversations(api, platform)
+    register_tasks(api, platform)
     # the user's limit is shared by both APIs; each gateway key has its own as well
     app.register_blueprint(create_gateway(platform, api.limiter,
                                           RateLimiter(platform.settings.key_rate_limit_per_minute)))

@@ -1,0 +1,61 @@
+"""The REST mirror of the bus, over HTTP: /api/v1/tasks and the admins' dead letters."""
+
+from __future__ import annotations
+
+from tests.e2e.server import LocalServer
+from tests.e2e.test_chat_api import LLAMA, fund
+
+
+def test_submit_read_list_and_cancel_a_task(real: LocalServer) -> None:
+    token = fund(real, "tasker", "1")
+    body = {"kind": "chat", "input": "hello bus", "model": LLAMA}
+    reply = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "req-1"})
+    assert reply.status == 200, reply.body
+    task = reply.json
+    assert task["id"] == "req-1" and task["state"] == "succeeded" and task["charged"]["micros"] == 33
+    assert task["outcome"] == "posted" and task["result"]["text"] == "echo: hello bus" and task["route"] == "inline"
+    again = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "req-1"})
+    assert again.status == 200 and again.json["version"] == task["version"]  # a retry: the task as it is
+    assert real.call("GET", "/api/v1/tasks/req-1", token=token).json == task
+    listed = real.call("GET", "/api/v1/tasks?state=succeeded&kind=chat", token=token).json
+    assert [t["id"] for t in listed["tasks"]] == ["req-1"] and listed["nextCursor"] is None
+    cancelled = real.call("POST", "/api/v1/tasks/req-1/cancel", token=token)
+    assert cancelled.status == 200 and cancelled.json["state"] == "succeeded"  # after the end: nothing changes
+    balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
+
+
+def test_bad_task_requests_are_refused_and_keep_nothing(real: LocalServer) -> None:
+    token = fund(real, "careless", "1")
+    for body, key, status in (
+            ({"kind": "poem", "input": "x"}, "b-1", 400),
+            ({"kind": "chat", "input": ""}, "b-2", 400),
+            ({"kind": "chat", "input": "x", "maxCredits": "0"}, "b-3", 400),
+            ({"kind": "chat", "input": "x", "maxCredits": "99999999"}, "b-4", 400),
+            ({"kind": "chat", "input": "x"}, "not/a/request/id", 400),
+            ({"kind": "chat", "input": "x", "extra": 1}, "b-5", 400)):
+        reply = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": key})
+        assert reply.status == status and reply.content_type == "application/problem+json", (body, reply.body)
+    assert real.call("GET", "/api/v1/tasks", token=token).json["tasks"] == []
+    unknown = real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "x", "model": "no/such"}, token=token,
+                        headers={"Idempotency-Key": "b-6"})
+    assert unknown.status == 200 and unknown.json["state"] == "failed"
+    assert unknown.json["error"]["type"] == "unknown-model" and unknown.json["reserved"]["micros"] == 0
+    balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000, 0)
+
+
+def test_a_task_is_read_and_cancelled_by_its_owner_only(real: LocalServer) -> None:
+    owner = fund(real, "owner-t", "1")
+    other = real.token("stranger-t")
+    real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "mine", "model": LLAMA}, token=owner,
+              headers={"Idempotency-Key": "private-1"})
+    for method, path in (("GET", "/api/v1/tasks/private-1"), ("POST", "/api/v1/tasks/private-1/cancel")):
+        reply = real.call(method, path, token=other)
+        assert reply.status == 404 and reply.json["type"].endswith("/unknown-task")
+    answer = real.call("POST", "/api/v1/tasks/private-1/answer", {"answer": True}, token=owner)
+    assert answer.status == 409 and "not waiting" in answer.json["detail"]
+    assert real.call("GET", "/api/v1/admin/dead-letters", token=owner).status == 403
+    admin = real.token("root", admin=True)
+    assert real.call("GET", "/api/v1/admin/dead-letters", token=admin).json == {"deadLetters": []}
+    assert real.call("POST", "/api/v1/admin/dead-letters/nope/replay", token=admin).status == 404
