@@ -83,3 +83,45 @@ if serves("mirrorAccount"):
             from creditflow.entrypoints.triggers import mirror_account_document
 
             mirror_account_document(event["document"])
+
+
+if serves("submitRequest"):
+    from firebase_functions import db_fn
+
+    @db_fn.on_value_created(reference="/requests/{uid}/{requestId}", secrets=SECRETS)
+    def submitRequest(event: db_fn.Event[object]) -> None:
+        from creditflow.entrypoints.triggers import request_written
+
+        request_written(event.params["uid"], event.params["requestId"], None, event.data)
+
+
+if serves("cancelRequest"):
+    from firebase_functions import db_fn
+
+    @db_fn.on_value_written(reference="/requests/{uid}/{requestId}/cancel", secrets=SECRETS)
+    def cancelRequest(event: db_fn.Event[db_fn.Change[object]]) -> None:
+        from creditflow.entrypoints.triggers import request_written
+
+        request_written(event.params["uid"], event.params["requestId"], {"cancel": event.data.before},
+                        {"cancel": event.data.after})
+
+
+if serves("answerRequest"):
+    from firebase_functions import db_fn
+
+    @db_fn.on_value_written(reference="/requests/{uid}/{requestId}/answer", secrets=SECRETS)
+    def answerRequest(event: db_fn.Event[db_fn.Change[object]]) -> None:
+        from creditflow.entrypoints.triggers import request_written
+
+        request_written(event.params["uid"], event.params["requestId"], {"answer": event.data.before},
+                        {"answer": event.data.after})
+
+
+if serves("expireTasks"):
+    from firebase_functions import scheduler_fn
+
+    @scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
+    def expireTasks(event: scheduler_fn.ScheduledEvent) -> None:
+        from creditflow.entrypoints.triggers import expire_tasks
+
+        expire_tasks()

@@ -11,7 +11,8 @@ import yaml
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 MANIFEST = ("from firebase_functions.private.serving import functions_as_yaml, get_functions\n"
             "print(functions_as_yaml(get_functions()))")
-FUNCTIONS_DEFINED = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount")
+FUNCTIONS_DEFINED = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount", "submitRequest",
+                     "cancelRequest", "answerRequest", "expireTasks")
 
 
 def python(code: str, target: str | None = None) -> str:
@@ -25,7 +26,7 @@ def python(code: str, target: str | None = None) -> str:
 
 def test_every_function_its_trigger_and_options() -> None:
     endpoints = yaml.safe_load(python(MANIFEST))["endpoints"]
-    assert set(endpoints) == {"api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount"}
+    assert set(endpoints) == set(FUNCTIONS_DEFINED)
     assert "httpsTrigger" in endpoints["api"]
     assert "callableTrigger" in endpoints["claimWelcomeBonus"]
     trigger = endpoints["mirrorAccount"]["eventTrigger"]
@@ -33,6 +34,14 @@ def test_every_function_its_trigger_and_options() -> None:
     assert trigger["eventFilterPathPatterns"] == {"document": "accounts/{accountId}"}
     assert endpoints["expireHolds"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
     assert endpoints["publishCheckpoint"]["scheduleTrigger"]["schedule"] == "every 5 minutes"
+    assert endpoints["expireTasks"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
+    for name, event, ref in (("submitRequest", "created", "requests/{uid}/{requestId}"),
+                             ("cancelRequest", "written", "requests/{uid}/{requestId}/cancel"),
+                             ("answerRequest", "written", "requests/{uid}/{requestId}/answer")):
+        trigger = endpoints[name]["eventTrigger"]
+        assert trigger["eventType"] == f"google.firebase.database.ref.v1.{event}"
+        assert trigger["eventFilterPathPatterns"] == {"instance": "*", "ref": ref}
+        assert trigger["retry"] is False  # RTDB triggers have no retry: the handlers are idempotent
     for endpoint in endpoints.values():
         assert endpoint["secretEnvironmentVariables"] == [{"key": "LEDGER_SIGNING_KEY"}]
 

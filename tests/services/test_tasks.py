@@ -124,3 +124,18 @@ def test_answers_every_store_cannot_keep_are_refused(ai: Platform, answer: objec
     ai.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
     with pytest.raises(InvalidQuery):
         ai.tasks.answer("u", "t", answer)
+
+
+def test_request_writes_as_the_bus_delivers_them_at_least_once(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    written = {"kind": "chat", "input": "bus", "model": LLAMA, "createdAt": 1}
+    first = ai.tasks.on_request_written("u", "r1", None, written)
+    assert first is not None and first.state == SUCCEEDED
+    for _ in range(3):  # redelivered: nothing new happens
+        assert ai.tasks.on_request_written("u", "r1", None, written) == ai.tasks.get("u", "r1")
+    late = ai.tasks.on_request_written("u", "r1", written, {**written, "cancel": True})
+    assert late is not None and late.state == SUCCEEDED  # a cancel after the end changes nothing
+    ignored = ai.tasks.on_request_written("u", "r1", written, {**written, "answer": "yes"})
+    assert ignored is not None and ignored.state == SUCCEEDED  # not waiting: the answer is ignored
+    assert ai.tasks.on_request_written("u", "r1", written, None) is None
+    assert len(upstream.requests) == 1 and ai.credits.balance("u").available == CREDIT - 33

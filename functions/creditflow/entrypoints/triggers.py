@@ -31,3 +31,15 @@ def mirror_account_document(document: str) -> dict[str, Any] | None:
     if collection != "accounts" or not account_id or "/" in account_id:
         return None
     return mirror_account(account_id)
+
+
+def request_written(uid: str, request_id: str, before: Any, after: Any) -> dict[str, Any] | None:
+    """A write under /requests/{uid}/{requestId} (RTDB trigger on Firebase, the tree's change feed locally)."""
+    task = platform().tasks.on_request_written(uid, request_id, before, after)
+    return {"task": task.id, "state": task.state} if task is not None else None
+
+
+def expire_tasks() -> dict[str, Any]:
+    """Tasks past their deadline end expired; the outbox is delivered (scheduled)."""
+    tasks = platform().tasks
+    return {"expired": tasks.expire_overdue(), "events": tasks.deliver_events()}

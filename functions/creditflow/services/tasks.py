@@ -126,6 +126,24 @@ class Tasks:
         self._mirror(task)
         return self.accept(task)
 
+    def on_request_written(self, uid: str, request_id: str, before: object, after: object) -> Task | None:
+        """A write under /requests/{uid}/{requestId}, as the bus delivers it (at least once): a new request is
+        submitted, `cancel: true` cancels, a new `answer` answers. What the rules let through but the flow refuses
+        is recorded on the task (an answer to a task not waiting is ignored: the task says why it is not)."""
+        before = before if isinstance(before, dict) else {}
+        if not isinstance(after, dict):
+            return None  # deleted: the task record stays
+        if self.store.get(uid, request_id) is None:
+            return self.submit(uid, request_id, {k: v for k, v in after.items() if k not in ("cancel", "answer")})
+        if after.get("cancel") is True and before.get("cancel") is not True:
+            return self.cancel(uid, request_id)
+        if "answer" in after and after.get("answer") != before.get("answer"):
+            try:
+                return self.answer(uid, request_id, after["answer"])
+            except (TaskConflict, LedgerError) as refused:
+                log.info("answer to task %s of %s ignored: %s", request_id, uid, refused.detail)
+        return self.store.get(uid, request_id)
+
     def get(self, uid: str, task_id: str) -> Task:
         task = self.store.get(uid, task_id) if isinstance(task_id, str) else None
         if task is None:
