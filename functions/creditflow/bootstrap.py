@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -34,6 +36,8 @@ from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.welcome import WelcomeBonus, WelcomePolicy
+
+log = logging.getLogger("creditflow")
 
 
 @dataclass
@@ -134,9 +138,9 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
         from .adapters.firebase.auth import FirebaseTokens
 
         return FirebaseTokens()
-    from .adapters.local.dev_tokens import DevTokens
+    from .adapters.local.dev_tokens import DevTokens, dev_token_command
 
-    return DevTokens(dev_token_key(key))
+    return DevTokens(dev_token_key(settings, key), how_to_get=dev_token_command(settings.data_dir))
 
 
 def derived_secret(key: SigningKey, purpose: str) -> bytes:
@@ -144,9 +148,49 @@ def derived_secret(key: SigningKey, purpose: str) -> bytes:
     return hashlib.sha256(f"creditflow {purpose}\n".encode() + key.seed).digest()
 
 
-def dev_token_key(key: SigningKey) -> SigningKey:
-    """Dev tokens get their own key, derived from the ledger key."""
-    return SigningKey("creditflow-dev-tokens", derived_secret(key, "dev tokens"))
+def dev_token_key(settings: Settings, key: SigningKey) -> SigningKey:
+    """Dev tokens get their own key. With key files it is kept beside them and outlives rotations of the ledger key
+    (a token issued before `keys rotate` still passes, and one issued after passes in a runtime started before); it
+    is first derived from the ledger key of the day, so tokens issued before it was kept pass too. With the key in
+    LEDGER_SIGNING_KEY, it is derived from that key."""
+    def first() -> bytes:
+        return derived_secret(key, "dev tokens")
+
+    if settings.signing_key:
+        return SigningKey("creditflow-dev-tokens", first())
+    from .adapters.local.key_files import KeyFiles
+
+    return SigningKey("creditflow-dev-tokens", KeyFiles(settings.data_dir, settings.ledger_origin).secret(
+        "dev tokens", first))
+
+
+def key_watch(platform: Platform) -> Callable[[], bool] | None:
+    """For the local runtime's timer: a check that takes up a rotation done on its key files (`creditflow keys
+    rotate`) while it runs, so that it signs with the new key and lists it without a restart. The new public key
+    joins the keyring before anything is signed with it. None where the key comes from LEDGER_SIGNING_KEY."""
+    settings = platform.settings
+    if settings.signing_key or settings.runtime != "local":
+        return None
+    from .adapters.local.key_files import KeyFiles
+
+    files = KeyFiles(settings.data_dir, settings.ledger_origin)
+    seen = files.stamp()
+
+    def check() -> bool:
+        nonlocal seen
+        now = files.stamp()
+        if now == seen:
+            return False
+        key, keyring = files.load()  # a half-written file raises: seen stays, and the next check tries again
+        for public in keyring.public_keys():
+            platform.keyring.add(public)
+        if key.key_id != platform.key.key_id:
+            platform.key = platform.credits.key = platform.integrity.key = key
+            log.info("the signing key changed on disk: now signing with %s", key.public.vkey)
+        seen = now
+        return True
+
+    return check
 
 
 def build_providers(settings: Settings) -> dict[str, ChatProvider]:

@@ -114,3 +114,15 @@ def test_a_grant_with_an_unreadable_expiry_is_a_usage_error(data: Path) -> None:
     assert naive.returncode == 0
     lots = json.loads(cli("users", "balance", "ada", "--data-dir", str(data)).stdout)["lots"]
     assert "2099-01-01T00:00:00.000000Z" in [lot["expires_at"] for lot in lots]  # no offset given: UTC
+
+
+def test_the_cli_runs_from_any_folder_with_paths_from_there_and_says_where_it_wrote(data: Path, tmp_path: Path) -> None:
+    entry = sqlite3.connect(data / "ledger.sqlite3").execute("SELECT id FROM entries WHERE seq = 2").fetchone()[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    wrapper = FUNCTIONS.parent / "creditflow"  # the README's `./creditflow`, here run from another folder
+    result = subprocess.run([str(wrapper), "ledger", "proof", entry, "--out", "proof.json", "--data-dir", "../data"],
+                            cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {elsewhere / 'proof.json'}"
+    assert json.loads((elsewhere / "proof.json").read_text())["entry"]["id"] == entry
