@@ -126,3 +126,25 @@ def test_the_cli_runs_from_any_folder_with_paths_from_there_and_says_where_it_wr
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote {elsewhere / 'proof.json'}"
     assert json.loads((elsewhere / "proof.json").read_text())["entry"]["id"] == entry
+
+
+def test_the_readmes_command_line_block_runs_as_written(tmp_path: Path) -> None:
+    """Every line of the README's CLI block, from a folder whose ./.creditflow is the data folder (as the
+    repository root is once `make run` has run there), with TX and the key filled in."""
+    readme = (FUNCTIONS.parent / "README.md").read_text()
+    section = readme[readme.index("## The command line"):]
+    block = section[section.index("```sh\n") + 6:section.index("```\n", section.index("```sh\n") + 6)]
+    platform = make_platform(tmp_path / ".creditflow")
+    platform.credits.open_account("ada")
+    platform.credits.grant("ada", 10 * CREDIT, source="admin", lot_kind="paid", key="g")
+    entry = sqlite3.connect(tmp_path / ".creditflow" / "ledger.sqlite3").execute(
+        "SELECT id FROM entries WHERE seq = 1").fetchone()[0]
+    vkey = platform.key.public.vkey
+    for line in block.splitlines():
+        command = line.split("  #")[0].strip().replace("[--entry TX] [--checkpoint NOTE]", f"--entry {entry}")
+        command = command.replace(" TX ", f" {entry} ").replace("'creditflow.local/ledger+…'", f"'{vkey}'")
+        assert command.startswith("./creditflow "), line
+        ran = subprocess.run(str(FUNCTIONS.parent) + command[1:], shell=True, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+    assert json.loads((tmp_path / "proof.json").read_text())["entry"]["id"] == entry
