@@ -148,20 +148,22 @@ def derived_secret(key: SigningKey, purpose: str) -> bytes:
     return hashlib.sha256(f"creditflow {purpose}\n".encode() + key.seed).digest()
 
 
-def dev_token_key(settings: Settings, key: SigningKey) -> SigningKey:
-    """Dev tokens get their own key. With key files it is kept beside them and outlives rotations of the ledger key
-    (a token issued before `keys rotate` still passes, and one issued after passes in a runtime started before); it
-    is first derived from the ledger key of the day, so tokens issued before it was kept pass too. With the key in
-    LEDGER_SIGNING_KEY, it is derived from that key."""
-    def first() -> bytes:
-        return derived_secret(key, "dev tokens")
-
-    if settings.signing_key:
-        return SigningKey("creditflow-dev-tokens", first())
+def kept_secret(settings: Settings, key: SigningKey, purpose: str) -> bytes:
+    """A secret for one purpose that a rotation of the ledger key leaves alone. With key files it is kept beside
+    them (keys/<purpose>.secret), first derived from the ledger key of the day, so that what it keyed before it was
+    kept (dev tokens, gateway keys shown again to a retry, the welcome bonus's address counts) still matches; with the
+    key in LEDGER_SIGNING_KEY (production), it is derived from that key."""
+    if settings.signing_key or settings.runtime != "local":
+        return derived_secret(key, purpose)
     from .adapters.local.key_files import KeyFiles
 
-    return SigningKey("creditflow-dev-tokens", KeyFiles(settings.data_dir, settings.ledger_origin).secret(
-        "dev tokens", first))
+    return KeyFiles(settings.data_dir, settings.ledger_origin).secret(purpose, lambda: derived_secret(key, purpose))
+
+
+def dev_token_key(settings: Settings, key: SigningKey) -> SigningKey:
+    """Dev tokens get their own key, which outlives rotations of the ledger key: a token issued before `keys
+    rotate` still passes, and one issued after passes in a runtime started before."""
+    return SigningKey("creditflow-dev-tokens", kept_secret(settings, key, "dev tokens"))
 
 
 def key_watch(platform: Platform) -> Callable[[], bool] | None:
@@ -237,13 +239,13 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
-        pepper=derived_secret(key, "welcome"))
+        pepper=kept_secret(settings, key, "welcome"))
     providers = build_providers(settings)
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
                        providers, preferences=users.preferences)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys"),
+                    chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                                 policy.reservation_ttl),
                     conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens))
