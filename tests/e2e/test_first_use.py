@@ -146,3 +146,5 @@ def test_a_missing_token_says_how_to_get_a_dev_token_for_this_runtime(running: L
     assert command.split()[1:] == ["dev-token", "UID", "--data-dir", str(running.data.resolve())]
     made = subprocess.run(command.replace("UID", "dora"), shell=True, capture_output=True, text=True, timeout=120)
     assert running.call("GET", "/api/v1/credits/balance", token=made.stdout.strip()).status == 200
+    stream = running.call("GET", "/realtime/balances/dora.json")  # an event stream without ?auth= says it too
+    assert stream.status == 401 and command in stream.json["detail"]
