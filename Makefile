@@ -5,21 +5,28 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run test lint bench bench-gateway clean
+.PHONY: venv run cli test lint bench bench-gateway clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
+	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
+	     "about a minute, quiet until it is done..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@start=$$(date +%s); $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
+	  echo "Installed in $$(( $$(date +%s) - start )) s."
 	@touch $(STAMP)
 
 $(TOOLS): tools/package.json tools/package-lock.json
+	@echo "Installing the Node tools the tests use into tools/node_modules (first run: a minute or two)..."
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(TOOLS)
 
 venv: $(STAMP)
 
 run: $(STAMP)
-	cd functions && $(PY) -m creditflow serve --data-dir "$${CREDITFLOW_DATA_DIR:-$(CURDIR)/.creditflow}" --port "$${CREDITFLOW_PORT:-8080}"
+	./creditflow serve --data-dir "$${CREDITFLOW_DATA_DIR:-$(CURDIR)/.creditflow}" --port "$${CREDITFLOW_PORT:-8080}"
+
+cli: $(STAMP)  # the command line, e.g. make cli ARGS="ledger audit" (or ./creditflow ledger audit)
+	./creditflow $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

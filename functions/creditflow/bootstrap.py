@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -39,6 +41,8 @@ from .services.task_routing import Router, RulesClassifier
 from .services.task_runs import ChatRun, request_messages
 from .services.tasks import TaskPolicy, Tasks
 from .services.welcome import WelcomeBonus, WelcomePolicy
+
+log = logging.getLogger("creditflow")
 
 
 @dataclass
@@ -150,9 +154,9 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
         from .adapters.firebase.auth import FirebaseTokens
 
         return FirebaseTokens()
-    from .adapters.local.dev_tokens import DevTokens
+    from .adapters.local.dev_tokens import DevTokens, dev_token_command
 
-    return DevTokens(dev_token_key(key))
+    return DevTokens(dev_token_key(settings, key), how_to_get=dev_token_command(settings.data_dir))
 
 
 def derived_secret(key: SigningKey, purpose: str) -> bytes:
@@ -160,9 +164,51 @@ def derived_secret(key: SigningKey, purpose: str) -> bytes:
     return hashlib.sha256(f"creditflow {purpose}\n".encode() + key.seed).digest()
 
 
-def dev_token_key(key: SigningKey) -> SigningKey:
-    """Dev tokens get their own key, derived from the ledger key."""
-    return SigningKey("creditflow-dev-tokens", derived_secret(key, "dev tokens"))
+def kept_secret(settings: Settings, key: SigningKey, purpose: str) -> bytes:
+    """A secret for one purpose that a rotation of the ledger key leaves alone. With key files it is kept beside
+    them (keys/<purpose>.secret), first derived from the ledger key of the day, so that what it keyed before it was
+    kept (dev tokens, gateway keys shown again to a retry, the welcome bonus's address counts) still matches; with the
+    key in LEDGER_SIGNING_KEY (production), it is derived from that key."""
+    if settings.signing_key or settings.runtime != "local":
+        return derived_secret(key, purpose)
+    from .adapters.local.key_files import KeyFiles
+
+    return KeyFiles(settings.data_dir, settings.ledger_origin).secret(purpose, lambda: derived_secret(key, purpose))
+
+
+def dev_token_key(settings: Settings, key: SigningKey) -> SigningKey:
+    """Dev tokens get their own key, which outlives rotations of the ledger key: a token issued before `keys
+    rotate` still passes, and one issued after passes in a runtime started before."""
+    return SigningKey("creditflow-dev-tokens", kept_secret(settings, key, "dev tokens"))
+
+
+def key_watch(platform: Platform) -> Callable[[], bool] | None:
+    """For the local runtime's timer: a check that takes up a rotation done on its key files (`creditflow keys
+    rotate`) while it runs, so that it signs with the new key and lists it without a restart. The new public key
+    joins the keyring before anything is signed with it. None where the key comes from LEDGER_SIGNING_KEY."""
+    settings = platform.settings
+    if settings.signing_key or settings.runtime != "local":
+        return None
+    from .adapters.local.key_files import KeyFiles
+
+    files = KeyFiles(settings.data_dir, settings.ledger_origin)
+    seen = files.stamp()
+
+    def check() -> bool:
+        nonlocal seen
+        now = files.stamp()
+        if now == seen:
+            return False
+        key, keyring = files.load()  # a half-written file raises: seen stays, and the next check tries again
+        for public in keyring.public_keys():
+            platform.keyring.add(public)
+        if key.key_id != platform.key.key_id:
+            platform.key = platform.credits.key = platform.integrity.key = key
+            log.info("the signing key changed on disk: now signing with %s", key.public.vkey)
+        seen = now
+        return True
+
+    return check
 
 
 def build_providers(settings: Settings) -> dict[str, ChatProvider]:
@@ -229,7 +275,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
-        pepper=derived_secret(key, "welcome"))
+        pepper=kept_secret(settings, key, "welcome"))
     providers = build_providers(settings)
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
                        providers, preferences=users.preferences)
@@ -238,6 +284,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys"),
+                    chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                                 policy.reservation_ttl),
                     conversations=conversations, tasks=tasks)

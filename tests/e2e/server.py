@@ -58,8 +58,9 @@ class LocalServer:
             from creditflow.bootstrap import dev_token_key, load_keys
             from creditflow.config import Settings
 
-            key, _ = load_keys(Settings.from_env(runtime="local", data_dir=self.data))
-            self._tokens = DevTokens(dev_token_key(key))
+            settings = Settings.from_env(runtime="local", data_dir=self.data)
+            key, _ = load_keys(settings)
+            self._tokens = DevTokens(dev_token_key(settings, key))
         return self._tokens.issue(uid, **claims)
 
     def call(self, method: str, path: str, body: Any = None, *, token: str | None = None, raw: bytes | None = None,

@@ -114,3 +114,37 @@ def test_a_grant_with_an_unreadable_expiry_is_a_usage_error(data: Path) -> None:
     assert naive.returncode == 0
     lots = json.loads(cli("users", "balance", "ada", "--data-dir", str(data)).stdout)["lots"]
     assert "2099-01-01T00:00:00.000000Z" in [lot["expires_at"] for lot in lots]  # no offset given: UTC
+
+
+def test_the_cli_runs_from_any_folder_with_paths_from_there_and_says_where_it_wrote(data: Path, tmp_path: Path) -> None:
+    entry = sqlite3.connect(data / "ledger.sqlite3").execute("SELECT id FROM entries WHERE seq = 2").fetchone()[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    wrapper = FUNCTIONS.parent / "creditflow"  # the README's `./creditflow`, here run from another folder
+    result = subprocess.run([str(wrapper), "ledger", "proof", entry, "--out", "proof.json", "--data-dir", "../data"],
+                            cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {elsewhere / 'proof.json'}"
+    assert json.loads((elsewhere / "proof.json").read_text())["entry"]["id"] == entry
+
+
+def test_the_readmes_command_line_block_runs_as_written(tmp_path: Path) -> None:
+    """Every line of the README's CLI block, from a folder whose ./.creditflow is the data folder (as the
+    repository root is once `make run` has run there), with TX and the key filled in."""
+    readme = (FUNCTIONS.parent / "README.md").read_text()
+    section = readme[readme.index("## The command line"):]
+    block = section[section.index("```sh\n") + 6:section.index("```\n", section.index("```sh\n") + 6)]
+    platform = make_platform(tmp_path / ".creditflow")
+    platform.credits.open_account("ada")
+    platform.credits.grant("ada", 10 * CREDIT, source="admin", lot_kind="paid", key="g")
+    entry = sqlite3.connect(tmp_path / ".creditflow" / "ledger.sqlite3").execute(
+        "SELECT id FROM entries WHERE seq = 1").fetchone()[0]
+    vkey = platform.key.public.vkey
+    for line in block.splitlines():
+        command = line.split("  #")[0].strip().replace("[--entry TX] [--checkpoint NOTE]", f"--entry {entry}")
+        command = command.replace(" TX ", f" {entry} ").replace("'creditflow.local/ledger+…'", f"'{vkey}'")
+        assert command.startswith("./creditflow "), line
+        ran = subprocess.run(str(FUNCTIONS.parent) + command[1:], shell=True, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+    assert json.loads((tmp_path / "proof.json").read_text())["entry"]["id"] == entry

@@ -85,8 +85,9 @@ def cmd_proof(args: argparse.Namespace) -> int:
     export = _platform(args).integrity.export_entry(args.entry)
     text = json.dumps(export, indent=2)
     if args.out:
-        Path(args.out).write_text(text + "\n")
-        print(f"wrote {args.out}")
+        out = Path(args.out).resolve()  # relative to where the command was run
+        out.write_text(text + "\n")
+        print(f"wrote {out}")
     else:
         print(text)
     return 0
@@ -130,10 +131,20 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from ..adapters.local.key_files import KeyFiles
+    from .local_runtime import KEY_CHECK_SECONDS, runtime_holding
 
     settings = _settings(args)
+    if settings.signing_key:
+        print("error: the signing key comes from LEDGER_SIGNING_KEY, not from the key files: rotate it there (and "
+              "list the old verifier key in LEDGER_VERIFY_KEYS)", file=sys.stderr)
+        return 2
     key = KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
     print(f"active: {key.public.vkey}")
+    print(f"old keys keep verifying; dev tokens are unaffected; key files in {(settings.data_dir / 'keys').resolve()}")
+    holder = runtime_holding(settings.data_dir)
+    if holder is not None:
+        print(f"the runtime serving this folder (PID {holder}) signs with the new key within {KEY_CHECK_SECONDS:g} s; "
+              "no restart needed")
     return 0
 
 
@@ -182,8 +193,9 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     from ..domain.accounts import user_account
 
     user_account(args.uid)  # refuses a malformed uid
-    key, _ = load_keys(_settings(args))
-    print(DevTokens(dev_token_key(key)).issue(args.uid, admin=args.admin, email=args.email,
+    settings = _settings(args)
+    key, _ = load_keys(settings)
+    print(DevTokens(dev_token_key(settings, key)).issue(args.uid, admin=args.admin, email=args.email,
                                               ttl_seconds=args.ttl))
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.wsgi import Gateway_10, Server
 
 from .http.api import PROBLEM, PROBLEM_BASE
+from .http.app import CALLER
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -33,12 +35,67 @@ OVERSIZED_READ = 16 * 1024 * 1024  # the most of a refused (413) body read befor
 READ_SIZE = 64 * 1024
 REQUEST_SECONDS = 20.0  # the most a client may take to send a whole request: line, headers and body
 REQUEST_READ = "creditflow.request_read"  # in environ: called once the body is read, which ends the request's deadline
+QUIET_PATHS = frozenset({"/api/v1/health"})  # polled by monitors: logged only at DEBUG
 
 
 def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
-                request_seconds: float = REQUEST_SECONDS) -> Server:
-    return _Server((host, port), bodies_measured(slashes_decoded(app), max_body), numthreads=THREADS,
-                   request_queue_size=ACCEPT_QUEUE, shutdown_timeout=SHUTDOWN_SECONDS, request_seconds=request_seconds)
+                request_seconds: float = REQUEST_SECONDS, access_log: logging.Logger | None = None) -> Server:
+    served = bodies_measured(slashes_decoded(app), max_body)
+    if access_log is not None:
+        served = requests_logged(served, access_log)
+    return _Server((host, port), served, numthreads=THREADS, request_queue_size=ACCEPT_QUEUE,
+                   shutdown_timeout=SHUTDOWN_SECONDS, request_seconds=request_seconds)
+
+
+def requests_logged(app: WSGIApplication, log: logging.Logger) -> WSGIApplication:
+    """One line per request once its response is closed: method, path (never the query, which may carry a token),
+    status, milliseconds from the app's start to the response's end (a stream's whole life) and the caller's uid,
+    as the app noted it in environ[CALLER] ("-" for none). QUIET_PATHS go at DEBUG."""
+
+    def logged(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO", "")
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if not log.isEnabledFor(level):
+            return app(environ, start_response)
+        status = ["-"]
+
+        def noted(line: str, *rest: Any) -> Any:
+            status[0] = line[:3]
+            return start_response(line, *rest)
+
+        def done() -> None:
+            log.log(level, "%s %s %s %.1f ms %s", environ.get("REQUEST_METHOD", "-"), path, status[0],
+                    (time.perf_counter() - started) * 1000, environ.get(CALLER, "-"))
+
+        try:
+            reply = app(environ, noted)
+        except BaseException:
+            status[0] = "500"
+            done()
+            raise
+        return _Closed(reply, done)
+
+    return logged
+
+
+class _Closed:
+    """A response that calls `done` once the server closes it (every WSGI server closes what it was given)."""
+
+    def __init__(self, reply: Iterable[bytes], done: Any) -> None:
+        self._reply = reply
+        self._done = done
+
+    def __iter__(self) -> Any:
+        return iter(self._reply)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._reply, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()
 
 
 class _Deadlines:

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-from ..bootstrap import Platform, build
+from ..bootstrap import Platform, build, key_watch
 from ..config import Settings
 
 log = logging.getLogger("creditflow")
 SWEEP_SECONDS = 15.0
 CHECKPOINT_SECONDS = 60.0
+KEY_CHECK_SECONDS = 2.0  # how soon a `keys rotate` on the running runtime's folder is taken up
+LOCK_FILE = "runtime.lock"  # in the data folder: held (flock) by the runtime serving it, and holds its PID
+
+
+def hold_folder(data_dir: Path) -> IO[str] | str:
+    """Take the data folder for this process's life (the lock goes with the process, a kill -9 included): the open
+    lock file, or, when another runtime holds it, that runtime's PID as it wrote it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        return holder
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def runtime_holding(data_dir: Path) -> int | None:
+    """The PID of the runtime serving `data_dir`, if one is (read, not locked: a runtime starting meanwhile must not
+    find its folder taken)."""
+    try:
+        pid = int((data_dir / LOCK_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # no file, no PID (stopped cleanly), or no such process (killed)
+        return None
+    return pid
 
 
 def every(seconds: float, job: Callable[[], object], stop: threading.Event, name: str) -> threading.Thread:
@@ -34,9 +68,11 @@ def every(seconds: float, job: Callable[[], object], stop: threading.Event, name
 
 
 def banner(platform: Platform, url: str, data_dir: Path) -> str:
-    return (f"Creditflow local runtime on {url} (data in {data_dir}, ledger key {platform.key.public.vkey})\n"
-            f"  a dev token:  TOKEN=$(cd functions && venv/bin/python -m creditflow dev-token alice "
-            f"--data-dir {data_dir})\n"
+    from ..adapters.local.dev_tokens import cli_command, dev_token_command
+
+    return (f"Creditflow local runtime on {url} (data in {data_dir.resolve()}, ledger key "
+            f"{platform.key.public.vkey})\n"
+            f"  a dev token:  TOKEN=$({dev_token_command(data_dir, 'alice')})\n"
             f"  balance:      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/credits/balance\n"
             f"  welcome:      curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
             f"-d '{{}}' {url}/api/v1/credits/welcome-bonus\n"
@@ -44,8 +80,11 @@ def banner(platform: Platform, url: str, data_dir: Path) -> str:
             f"-H 'Idempotency-Key: hi-1' -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}' "
             f"{url}/api/v1/chat\n"
             f"  OpenAI SDKs:  base_url {url}/v1 with a key from POST {url}/api/v1/keys\n"
-            f"  API:          {url}/api/v1/openapi.json    checkpoint: {url}/api/v1/ledger/checkpoint\n"
-            "Stop with Ctrl-C.")
+            f"  API:          {url}/api/v1/docs (reference)  {url}/api/v1/openapi.json    checkpoint: "
+            f"{url}/api/v1/ledger/checkpoint\n"
+            f"  the CLI:      {cli_command()} --help\n"
+            "Requests are logged one line each (method, path, status, ms, caller; /api/v1/health only with "
+            "CREDITFLOW_LOG_HEALTH=1). Stop with Ctrl-C.")
 
 
 def is_loopback(host: str) -> bool:
@@ -59,13 +98,30 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(host: str, port: int, data_dir: Path) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    access_log = logging.getLogger("creditflow.requests")
+    if os.environ.get("CREDITFLOW_LOG_HEALTH", "").lower() in {"1", "true", "yes"}:
+        access_log.setLevel(logging.DEBUG)
+    lock = hold_folder(data_dir)
+    if isinstance(lock, str):
+        print(f"{data_dir.resolve()} is served by another Creditflow runtime already (PID {lock}): two on one folder "
+              "would run two sweepers and sequencers on one ledger. Stop that one, or give this one another "
+              "folder with --data-dir (make run: CREDITFLOW_DATA_DIR=/some/dir).", file=sys.stderr)
+        return 1
+    try:
+        return _serve(host, port, data_dir, access_log)
+    finally:
+        lock.truncate(0)  # stopped: no PID to name (a kill -9 leaves it, and the lock goes anyway)
+        lock.close()
+
+
+def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
     from .local_http import SHUTDOWN_SECONDS, http_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
-        logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = Settings.from_env(runtime="local", data_dir=data_dir)
     if settings.auth_emulator_host:
         if not is_loopback(host):
@@ -76,7 +132,7 @@ def serve(host: str, port: int, data_dir: Path) -> int:
               "signature-checked (the Auth emulator's mode), so ANY token is accepted, admin claims included. "
               "Serving on loopback only.", file=sys.stderr, flush=True)
     platform = build(settings)
-    server = http_server(host, port, create_app(platform), MAX_BODY)
+    server = http_server(host, port, create_app(platform), MAX_BODY, access_log=access_log)
     try:
         server.prepare()
     except OSError as error:
@@ -86,6 +142,9 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")
     every(CHECKPOINT_SECONDS, platform.integrity.publish_checkpoint, stop, "checkpoints")
+    keys_changed = key_watch(platform)
+    if keys_changed is not None:
+        every(KEY_CHECK_SECONDS, keys_changed, stop, "key-watch")
 
     def shutdown(signum: int, _: object) -> None:
         log.info("signal %s: stopping", signum)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from ...domain.signing import Keyring, PublicKey, SigningKey
 
+Stamp = tuple[tuple[int, int, int] | None, ...]
+
 
 class KeyFiles:
-    """keys/signing.json holds the active key (mode 0600); keys/verify.txt every public key ever active."""
+    """keys/signing.json holds the active key (mode 0600); keys/verify.txt every public key ever active; and
+    keys/<purpose>.secret the secrets a rotation must leave alone (the dev tokens' key), each made once."""
 
     def __init__(self, data_dir: Path, name: str) -> None:
         self.folder = Path(data_dir) / "keys"
@@ -28,11 +33,27 @@ class KeyFiles:
     def load_or_create(self) -> tuple[SigningKey, Keyring]:
         if not self._signing.exists():
             self._install(SigningKey.generate(self.name))
+        return self.load()
+
+    def load(self) -> tuple[SigningKey, Keyring]:
+        """The active key and every key to verify with, as the files hold them now."""
         data = json.loads(self._signing.read_text())
         key = SigningKey(data["name"], base64.b64decode(data["seed"]))
         keyring = Keyring(PublicKey.from_vkey(line) for line in self._verify.read_text().split() if line)
         keyring.add(key.public)
         return key, keyring
+
+    def stamp(self) -> Stamp:
+        """What the key files are now (inode, modification time, size): a change means a rotation happened."""
+
+        def of(path: Path) -> tuple[int, int, int] | None:
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                return None
+            return status.st_ino, status.st_mtime_ns, status.st_size
+
+        return of(self._signing), of(self._verify)
 
     def rotate(self) -> SigningKey:
         """Make a new active key; the old one stays in the keyring so its signatures still verify."""
@@ -41,14 +62,35 @@ class KeyFiles:
         self._install(key)
         return key
 
+    def secret(self, purpose: str, first: Callable[[], bytes]) -> bytes:
+        """The secret kept for `purpose`, made by `first()` the first time it is asked for and never changed after,
+        whatever happens to the signing key. Two processes asking at once keep the same one (the file is created
+        whole, once: the loser reads the winner's)."""
+        path = self.folder / f"{purpose.replace(' ', '-')}.secret"
+        if not path.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{secrets.token_hex(8)}.tmp")  # one per caller
+            self._write_private(temporary, {"purpose": purpose, "secret": base64.b64encode(first()).decode()})
+            try:
+                os.link(temporary, path)  # fails if another process made it first
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        return base64.b64decode(json.loads(path.read_text())["secret"])
+
     def _install(self, key: SigningKey) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._verify.open("a") as out:
             out.write(key.public.vkey + "\n")
         temporary = self._signing.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._write_private(temporary, {"name": key.name, "seed": base64.b64encode(key.seed).decode()})
+        os.replace(temporary, self._signing)
+
+    @staticmethod
+    def _write_private(path: Path, data: dict[str, str]) -> None:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
-            json.dump({"name": key.name, "seed": base64.b64encode(key.seed).decode()}, out)
+            json.dump(data, out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temporary, self._signing)

@@ -100,8 +100,10 @@ def _message(error: ErrorDetails) -> str:
 
 class Api:
     def __init__(self, app: Flask, tokens: TokenVerifier, limiter: RateLimiter, title: str, version: str,
-                 problem_extra: Callable[[LedgerError], dict[str, Any]] | None = None) -> None:
+                 problem_extra: Callable[[LedgerError], dict[str, Any]] | None = None,
+                 missing_token: str = "send Authorization: Bearer <Firebase ID token>") -> None:
         self.app = app
+        self.missing_token = missing_token  # the 401's detail for a request without a token: how to get one
         self.problem_extra = problem_extra  # more members for a refusal's problem (e.g. how to pay)
         self.tokens = tokens
         self.limiter = limiter
@@ -154,7 +156,7 @@ class Api:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise InvalidToken("send Authorization: Bearer <Firebase ID token>")
+            raise InvalidToken(self.missing_token)
         caller = self.tokens.verify(token.strip())
         if auth == "admin" and not caller.admin:
             from ...domain.errors import Forbidden
@@ -209,9 +211,11 @@ class Api:
     @staticmethod
     def _body(model: type[BaseModel]) -> BaseModel:
         if not request.is_json:
-            from ...domain.errors import InvalidQuery
+            from werkzeug.exceptions import UnsupportedMediaType
 
-            raise InvalidQuery("send a JSON body with Content-Type: application/json")
+            raise UnsupportedMediaType("send the body as JSON, with the header Content-Type: application/json"
+                                       + (f" (this request's is {request.mimetype})" if request.mimetype else
+                                          " (this request has none)"))
         raw = request.get_data(cache=True)
         return model.model_validate_json(raw or b"null")
 

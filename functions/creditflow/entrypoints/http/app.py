@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file
 
 from ... import __version__
 from ...bootstrap import Platform
@@ -21,6 +21,9 @@ from .slots import Slots, count_calls
 from .task_routes import register_tasks
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
+WEB_INDEX = Path(__file__).resolve().parents[4] / "web" / "index.html"  # the client app's page (Hosting serves web/)
+API_DOCS = Path(__file__).resolve().with_name("api_docs.html")  # renders the OpenAPI document, offline
+CALLER = "creditflow.uid"  # in environ: the uid of the request's caller, once known (for the request log)
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
 # What may hold one of the local server's worker threads (local_http.THREADS, 128) for long; the rest answer requests
 MAX_STREAMS = 32  # open event streams
@@ -33,12 +36,15 @@ def create_app(platform: Platform) -> Flask:
     from flask_cors import CORS
 
     app = Flask("creditflow")
+    how_to_get = getattr(platform.tokens, "how_to_get", "")  # local dev tokens say how to get one
     # browsers may call from the web app's origins; auth is a bearer token, never a cookie
     CORS(app, origins=list(platform.settings.cors_origins), methods=["GET", "POST", "PUT", "DELETE"],
          allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600,
          expose_headers=["x-creditflow-charged-micros", "Retry-After", "x-should-retry", "WWW-Authenticate"])
-    api = Api(app, platform.tokens, RateLimiter(platform.settings.rate_limit_per_minute), "Creditflow",
-              __version__, problem_extra=lambda error: payment_options(platform, error))
+    api = Api(app, platform.tokens, _CallerNoted(platform.settings.rate_limit_per_minute), "Creditflow",
+              __version__, problem_extra=lambda error: payment_options(platform, error),
+              missing_token=f"send Authorization: Bearer <dev token>; get one with: {how_to_get}" if how_to_get
+              else "send Authorization: Bearer <Firebase ID token>")
     register(api, platform)
     register_conversations(api, platform)
     register_tasks(api, platform)
@@ -51,6 +57,17 @@ def create_app(platform: Platform) -> Flask:
     def openapi() -> Response:
         return jsonify(document)
 
+    @app.get("/api/v1/docs")
+    def docs() -> Response:
+        """The API reference: a page that renders /api/v1/openapi.json with its own script (nothing fetched from
+        elsewhere)."""
+        return send_file(API_DOCS, mimetype="text/html", max_age=0)
+
+    @app.get("/")
+    def home() -> Response:
+        """The client app's page, until the app itself is served here; where web/ is absent, the API reference."""
+        return send_file(WEB_INDEX if WEB_INDEX.is_file() else API_DOCS, mimetype="text/html", max_age=0)
+
     tree = getattr(platform.realtime, "feed", None)
     if tree is not None:  # the local runtime: its tree streams (on Firebase, clients listen to Realtime Database
         # itself), and its one server's threads are shared by everyone (a Cloud Functions instance caps its own)
@@ -62,22 +79,34 @@ def create_app(platform: Platform) -> Flask:
         @app.get("/realtime/")
         @app.get("/realtime/<path:path>")
         def realtime(path: str = "") -> Response:
-            return stream(platform, rules, slots, path.removesuffix(".json"))
+            return stream(platform, rules, slots, path.removesuffix(".json"), how_to_get)
 
     return app
 
 
-def stream(platform: Platform, rules: ReadRules, slots: Slots, path: str) -> Response:
+class _CallerNoted(RateLimiter):
+    """The users' rate limiter, which every signed-in request (the API's and the gateway's) passes once its caller is
+    known: it notes the caller's uid for the request log too, at the cost of one dict write."""
+
+    def take(self, who: str) -> None:
+        request.environ[CALLER] = who
+        super().take(who)
+
+
+def stream(platform: Platform, rules: ReadRules, slots: Slots, path: str, how_to_get: str = "") -> Response:
     """Realtime Database REST streaming: `put` events with {path, data}, and keep-alives. Each open stream holds a
     slot, given back when the server closes the response (a client gone is noticed at the next write)."""
     from ...adapters.local.tree import join, split
 
     token = request.args.get("auth") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     caller = platform.tokens.verify(token) if token else None
+    if caller is not None:
+        request.environ[CALLER] = caller.uid
     segments = split(path)
     if not rules.can_read(caller, segments):
         raise Forbidden("the rules do not let you read " + join(segments)) if caller else InvalidToken(
-            "sign in to read " + join(segments))
+            "sign in to read " + join(segments) + (f" (?auth=<dev token>; get one with: {how_to_get})"
+                                                   if how_to_get else ""))
     tree = platform.realtime
     feed = tree.feed  # type: ignore[attr-defined]
     watched = join(segments)
