@@ -87,8 +87,9 @@ class Integrity:
             if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root, proof):
                 raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
                                        f"{latest.size}; refusing to sign", checkpoint=latest.size)
-        note = sign_checkpoint(Checkpoint(self.origin, size, new_root), self.key)
-        stored = StoredCheckpoint(size, new_root, note, self.key.key_id.hex(), iso(self.clock.now()))
+        key = self.key  # read once: a rotation picked up meanwhile must not name another key than the one that signed
+        note = sign_checkpoint(Checkpoint(self.origin, size, new_root), key)
+        stored = StoredCheckpoint(size, new_root, note, key.key_id.hex(), iso(self.clock.now()))
         self.store.add_checkpoint(stored)
         return stored
 
