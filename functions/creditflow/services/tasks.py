@@ -289,6 +289,10 @@ class Tasks:
             delivered += 1
         return delivered
 
+    def journal(self, uid: str, task_id: str) -> TaskJournal:
+        """Where a saga run by this task keeps its steps: the task record itself (compare-and-set)."""
+        return TaskJournal(self, uid, task_id)
+
     # -- internals -------------------------------------------------------------------------------------------
 
     def _hold_size(self, request: TaskRequest, estimate: int) -> int:
@@ -441,3 +445,17 @@ class Tasks:
 
     def _now(self) -> str:
         return iso(self.clock.now())
+
+
+class TaskJournal:
+    """A saga's journal kept in its task's record (steps["saga"]), written compare-and-set with the task."""
+
+    def __init__(self, tasks: Tasks, uid: str, task_id: str) -> None:
+        self.tasks, self.uid, self.task_id = tasks, uid, task_id
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        return dict(self.tasks.get(self.uid, self.task_id).steps.get("saga", {}))
+
+    def record(self, step: str, entry: dict[str, Any]) -> None:
+        task = self.tasks.get(self.uid, self.task_id)
+        self.tasks._update(task, steps={**task.steps, "saga": {**task.steps.get("saga", {}), step: entry}})

@@ -1,0 +1,103 @@
+"""Sagas over a task's journal: resume at the first unfinished step, undo in reverse on a permanent failure, once."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from creditflow.bootstrap import Platform
+from creditflow.services.sagas import Permanent, Saga, SagaFailed, Step
+from tests.conftest import funded
+
+STEPS = ("reserve", "generate", "store", "thumbnail", "settle")
+EXAMPLES = itertools.count()
+
+
+class Crash(Exception):
+    """A worker dying mid-saga: anything that is not Permanent leaves the saga to be resumed."""
+
+
+class World:
+    """What the steps do to the outside, so the test can see each step ran once and each undo ran once."""
+
+    def __init__(self, crash_at: set[str], fail_at: str | None) -> None:
+        self.ran: list[str] = []
+        self.undone: list[str] = []
+        self.crash_at, self.fail_at = set(crash_at), fail_at
+
+    def step(self, name: str) -> Step:
+        def run(earlier: dict[str, Any]) -> Any:
+            assert list(earlier) == list(STEPS[:STEPS.index(name)])  # every earlier output, in order
+            if name in self.crash_at:
+                self.crash_at.discard(name)  # the next delivery gets past it
+                raise Crash(name)
+            if name == self.fail_at:
+                raise Permanent(f"{name} cannot be done")
+            self.ran.append(name)
+            return {"made": name}
+
+        def undo(output: Any) -> None:
+            assert output == {"made": name}
+            self.undone.append(name)
+
+        return Step(name, run, undo)
+
+
+def a_task(platform: Platform, task_id: str) -> None:
+    funded(platform, "u", 1)
+    platform.tasks.submit("u", task_id, {"kind": "chat", "input": "hi"})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(crash_at=st.sets(st.sampled_from(STEPS)), fail_at=st.none() | st.sampled_from(STEPS))
+def test_any_crashes_and_a_failure_keep_each_step_once(platform: Platform, crash_at: set[str],
+                                                     fail_at: str | None) -> None:
+    task_id = f"saga{next(EXAMPLES)}"  # the platform lives across examples: a task of its own each
+    a_task(platform, task_id)
+    world = World(crash_at, fail_at)
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", task_id)
+    outcome = None
+    for _ in range(len(STEPS) + 2):  # redeliveries
+        try:
+            outcome = saga.run(journal)
+            break
+        except Crash:
+            continue
+        except SagaFailed as failed:
+            outcome = failed
+            break
+    if fail_at is None:
+        assert outcome == {name: {"made": name} for name in STEPS}
+        assert world.ran == list(STEPS) and world.undone == []
+    else:
+        assert isinstance(outcome, SagaFailed) and outcome.step == fail_at
+        done = list(STEPS[:STEPS.index(fail_at)])
+        assert world.ran == done and world.undone == done[::-1]
+        with pytest.raises(SagaFailed):  # delivered again: nothing runs, nothing is undone twice
+            saga.run(journal)
+        saga.undo(journal, "again")
+        assert world.ran == done and world.undone == done[::-1]
+
+
+def test_undo_after_a_cancel_undoes_the_finished_steps_once(platform: Platform) -> None:
+    a_task(platform, "cancelled")
+    world = World({"store"}, None)
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", "cancelled")
+    with pytest.raises(Crash):
+        saga.run(journal)
+    saga.undo(journal, "cancelled")
+    saga.undo(journal, "cancelled")
+    assert world.undone == ["generate", "reserve"]
+    with pytest.raises(SagaFailed):
+        saga.run(journal)
+
+
+def test_step_names_are_unique() -> None:
+    with pytest.raises(ValueError):
+        Saga("x", (Step("a", lambda _: 1), Step("a", lambda _: 2)))
