@@ -128,7 +128,7 @@ def test_admins_see_shortfalls_over_http(platform: Platform, clock: SteppedClock
     lapse(platform, clock)
     platform.credits.reserve("u", CREDIT, key="all")
     platform.credits.settle("u", hold, 300_000, key="s", charge_if_lapsed=True)
-    tokens = DevTokens(dev_token_key(platform.key))
+    tokens = DevTokens(dev_token_key(platform.settings, platform.key))
     client = create_app(platform).test_client()
     user = client.get("/api/v1/admin/shortfalls", headers={"Authorization": f"Bearer {tokens.issue('u')}"})
     assert user.status_code == 403
