@@ -226,3 +226,12 @@ class KeyLimitReached(LedgerError):
     code = "key-limit-reached"
     title = "This API key has spent its credit limit"
     status = 402
+
+
+class BudgetExhausted(LedgerError):
+    """A task's next metered call could take its spending past the task's `maxCredits`: the call is not made and
+    nothing is charged for it. Context: `spent` and `limit` (µc), and `needed`, what the next call may cost."""
+
+    code = "budget-exhausted"
+    title = "The task has used the credits it was allowed"
+    status = 402
