@@ -4,6 +4,7 @@ an OpenAI-compatible server the test starts (its TOOLPLAN marker scripts the too
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from creditflow.domain.agents import AgentLimits
 from creditflow.domain.errors import BudgetExhausted
 from creditflow.domain.pricing import estimate, prompt_tokens
 from creditflow.ports import ChatReply, Messages
+from tests import firestore_emulator
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -103,8 +105,31 @@ def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Iterator[Pl
     built.store.close()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    why = firestore_emulator.missing()
+    if why:
+        pytest.skip(why)
+    with firestore_emulator.firestore_emulator() as host:
+        yield host
+
+
 @pytest.fixture
-def agents(tmp_path: Path) -> Iterator[LangGraphAgents]:
+def agents(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LangGraphAgents]:
+    """The runner on SqliteSaver, or (parametrized "firestore") on FirestoreSaver in Google's emulator."""
+    if getattr(request, "param", "sqlite") == "firestore":
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import firestore
+
+        from creditflow.adapters.firebase.checkpointer import FirestoreSaver
+
+        host = request.getfixturevalue("emulator")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("FIRESTORE_EMULATOR_HOST", host)
+            client = firestore.Client(project=f"demo-agents-{uuid.uuid4().hex[:10]}",
+                                      credentials=AnonymousCredentials())
+        yield LangGraphAgents(FirestoreSaver(client))
+        return
     saver = sqlite_checkpointer(tmp_path / "data")
     yield LangGraphAgents(saver)
     saver.conn.close()
@@ -145,6 +170,7 @@ def test_every_superstep_is_checkpointed_under_the_tasks_thread(ai: Platform, ag
     assert list(agents.checkpointer.list({"configurable": {"thread_id": "t1"}})) == []  # the uid is in the thread
 
 
+@pytest.mark.parametrize("agents", ["sqlite", "firestore"], indirect=True)
 def test_a_worker_killed_mid_graph_resumes_and_no_call_is_paid_twice(ai: Platform, agents: LangGraphAgents,
                                                                      upstream: FakeOpenAI) -> None:
     context = TaskContext(ai, "alice", "t2")
@@ -185,6 +211,7 @@ def test_a_task_over_its_credit_limit_stops_with_its_partial_result(ai: Platform
     assert context.spent == 2 * CALL_COST <= context.max_credits
 
 
+@pytest.mark.parametrize("agents", ["sqlite", "firestore"], indirect=True)
 def test_over_the_limit_it_waits_for_approval_and_goes_on_from_the_checkpoint(ai: Platform, agents: LangGraphAgents,
                                                                             upstream: FakeOpenAI) -> None:
     limit = budget_for_two_calls(ai, agents)
