@@ -59,9 +59,15 @@ def _sqlite(path: Path) -> SqliteSaver:
 @pytest.fixture(params=SAVERS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     if request.param == "sqlite":
-        made = Backend(_sqlite(tmp_path / "agents.sqlite3"), lambda: _sqlite(tmp_path / "agents.sqlite3"))
-        yield made
-        made.saver.conn.close()  # type: ignore[attr-defined]
+        opened: list[SqliteSaver] = []
+
+        def open_sqlite() -> SqliteSaver:
+            opened.append(_sqlite(tmp_path / "agents.sqlite3"))
+            return opened[-1]
+
+        yield Backend(open_sqlite(), open_sqlite)
+        for saver in opened:
+            saver.conn.close()
         return
     if request.param == "community-firestore":
         try:
@@ -271,3 +277,31 @@ def test_an_interrupted_graph_resumes_with_the_answer_on_another_saver(backend: 
     again = graph.compile(checkpointer=backend.reopen())
     assert again.invoke(Command(resume="yes"), thread, durability="sync") == {"answer": "yes"}
     assert again.get_state(thread).next == ()
+
+
+def test_firestore_keeps_a_thread_under_its_document_and_every_document_under_a_mebibyte(emulator: str) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from creditflow.adapters.firebase.checkpointer import FirestoreSaver
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FIRESTORE_EMULATOR_HOST", emulator)
+        client = firestore.Client(project=f"demo-agents-{uuid.uuid4().hex[:10]}", credentials=AnonymousCredentials())
+    saver = FirestoreSaver(client)
+    put(saver, "alice:task-1", "0001", blob=os.urandom(2_500_000))
+    saver.put_writes(config("alice:task-1", "", "0001"), [("blob", os.urandom(1_200_000))], "task")
+
+    def documents(ref: Any) -> Iterator[Any]:
+        for collection in ref.collections():
+            for snapshot in collection.stream():
+                yield snapshot
+                yield from documents(snapshot.reference)
+
+    thread = client.collection("checkpoints").document("alice:task-1")
+    found = list(documents(thread))
+    assert {snapshot.reference.path.split("/")[3] for snapshot in found} == {"root"}
+    assert len(found) == 1 + 1 + 3 + 1 + 2  # namespace, head, its chunks, the write, its chunks
+    assert max(len(snapshot.get("data") or b"") for snapshot in found if "data" in (snapshot.to_dict() or {})) \
+        <= 1_000_000
+    assert [ref.id for ref in client.collection("checkpoints").list_documents()] == ["alice:task-1"]
