@@ -431,4 +431,5 @@ class AgentRunner(Protocol):
             resume: object | None = None) -> AgentOutcome:
         """Run (or go on with) the agent task `context.task_id` towards `goal`. Runs again with the same task id
         continue from the last checkpoint (a redelivery after a crash, with `resume` None; or the user's answer
-        to a waiting agent's question, as `resume`); a finished task returns its outcome again."""
+        to a waiting agent's question, as `resume`: before resuming with a yes, raise the task's limit to the
+        outcome's `approve_up_to`, or the agent asks again); a finished task returns its outcome again."""
