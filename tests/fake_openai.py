@@ -7,8 +7,10 @@ inputs is refused with 400, as OpenAI refuses content its safety system flags, a
 is not a number. Anything else is answered with 100 prompt tokens and 50 completion tokens (streams send the
 reply word by word, then a usage chunk when stream_options.include_usage asks for it). With `tools` in the
 request and a user message last, it calls the first tool with {"q": <message>}; after a tool result it answers
-"tool said: <result>". /v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token
-per word."""
+"tool said: <result>". TOOLPLAN:[["name", {args}], ...] in a user message (with `tools` sent) scripts a
+tool-calling conversation: while fewer tool results than planned calls are in the request it calls the next
+planned tool (ids call_1, call_2, ...), then answers "done: <result> | <result> | ..." (plain replies only).
+/v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token per word."""
 
 from __future__ import annotations
 
@@ -28,6 +30,34 @@ def vector(text: str) -> list[float]:
     for word in text.lower().split():
         out[hashlib.sha256(word.encode()).digest()[0] % 8] += 1.0
     return out
+
+
+def tool_plan(body: dict[str, Any]) -> list[list[Any]] | None:
+    """The TOOLPLAN a user message of the request carries, when the request offers tools."""
+    if not body.get("tools"):
+        return None
+    for message in body["messages"]:
+        content = message.get("content")
+        if message["role"] == "user" and isinstance(content, str) and "TOOLPLAN:" in content:
+            plan, _ = json.JSONDecoder().raw_decode(content.split("TOOLPLAN:", 1)[1].lstrip())
+            return plan
+    return None
+
+
+def planned_reply(body: dict[str, Any], plan: list[list[Any]]) -> dict[str, Any]:
+    """The next planned tool call, or the final answer once every planned call has its result."""
+    results = [str(m.get("content")) for m in body["messages"] if m["role"] == "tool"]
+    if len(results) < len(plan):
+        name, arguments = plan[len(results)]
+        message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{len(results) + 1}", "type": "function",
+             "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+        finish = "tool_calls"
+    else:
+        message, finish = {"role": "assistant", "content": "done: " + " | ".join(results)}, "stop"
+    return {"id": "chatcmpl-3", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -84,6 +114,9 @@ class FakeOpenAI:
                 if final["role"] == "tool":
                     last = f"tool said: {last}"
                 tool = body["tools"][0]["function"]["name"] if body.get("tools") and final["role"] == "user" else None
+                plan = tool_plan(body)
+                if plan is not None and not body.get("stream"):
+                    return self._send(200, planned_reply(body, plan))
                 if "FAIL500" in last or ("FAILLLAMA" in last and "Llama" in body["model"]):
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
                 if "SLOWLLAMA" in last and "Llama" in body["model"]:

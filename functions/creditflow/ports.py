@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from .domain.accounts import SystemTotals, UserAccount, require_uid
+from .domain.agents import AgentLimits, AgentOutcome
 from .domain.entries import Entry
 from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
@@ -459,3 +460,38 @@ class CatalogOverrides(Protocol):
     def put(self, model_id: str, fields: dict[str, Any], at: str) -> None: ...
 
     def delete(self, model_id: str) -> bool: ...
+
+
+class AgentContext(Protocol):
+    """What a running agent may do: everything it spends goes through here, against the task's hold, and
+    everything it reads is the task owner's (`uid`): tools see the user's data through it and nothing else."""
+
+    task_id: str
+    uid: str
+
+    def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,
+                 max_tokens: int | None = None) -> ChatReply:
+        """One metered model call keyed by (task, node, step): a call already made for that key returns its
+        recorded reply and is not charged again. Raises BudgetExhausted (nothing charged) when the next call
+        could take the task past its maxCredits."""
+
+    def progress(self, fraction: float, message: str) -> None: ...
+
+    def cancelled(self) -> bool:
+        """The user asked to cancel: the agent stops between nodes."""
+
+    def recall(self, query: str, limit: int = 5) -> list[str]:
+        """Passages of the user's own conversations most like `query`."""
+
+    def document(self, reference: str) -> str:
+        """The text of a document the user uploaded or attached; LookupError when the user has none by that
+        reference (another user's included: never tell them apart)."""
+
+
+class AgentRunner(Protocol):
+    def run(self, context: AgentContext, agent: str, goal: str, *, limits: AgentLimits,
+            resume: object | None = None) -> AgentOutcome:
+        """Run (or go on with) the agent task `context.task_id` towards `goal`. Runs again with the same task id
+        continue from the last checkpoint (a redelivery after a crash, with `resume` None; or the user's answer
+        to a waiting agent's question, as `resume`: before resuming with a yes, raise the task's limit to the
+        outcome's `approve_up_to`, or the agent asks again); a finished task returns its outcome again."""

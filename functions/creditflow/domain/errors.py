@@ -204,14 +204,6 @@ class ProviderRejected(LedgerError):
     status = 400
 
 
-class BudgetExhausted(LedgerError):
-    """A task's next model call could cost more than what is left of its hold (its maxCredits)."""
-
-    code = "budget-exhausted"
-    title = "The task's credit limit is reached"
-    status = 402
-
-
 class AlreadyAnswered(LedgerError):
     code = "already-answered"
     title = "This request was already answered"
@@ -233,4 +225,13 @@ class OverRequestLimit(LedgerError):
 class KeyLimitReached(LedgerError):
     code = "key-limit-reached"
     title = "This API key has spent its credit limit"
+    status = 402
+
+
+class BudgetExhausted(LedgerError):
+    """A task's next metered call could take its spending past the task's `maxCredits`: the call is not made and
+    nothing is charged for it. Context: `spent` and `limit` (µc), and `needed`, what the next call may cost."""
+
+    code = "budget-exhausted"
+    title = "The task has used the credits it was allowed"
     status = 402

@@ -55,6 +55,7 @@ class Budget:
     hold: str
     remaining: int  # µc still held
     expires_at: str
+    limit: int = 0  # µc: what the task may spend in all (its maxCredits)
 
     def call_hold(self) -> dict[str, Any]:
         return {"hold": self.hold, "amount": self.remaining, "expires_at": self.expires_at, "replayed": False}
@@ -147,7 +148,8 @@ class MeteredChat:
             if guess.micros > budget.remaining:
                 raise BudgetExhausted(f"this call may cost up to {format_credits(guess.micros)} credits but the task "
                                       f"has {format_credits(budget.remaining)} left of its limit",
-                                      estimate=guess.micros, remaining=budget.remaining)
+                                      needed=guess.micros, spent=budget.limit - budget.remaining,
+                                      limit=budget.limit)
             return Call(uid, key, chosen, max_out, guess, budget.call_hold(), options, budget)
         if spend is not None:  # e.g. an API key's own credit limit
             spend.admit(guess.micros)

@@ -228,7 +228,7 @@ class Tasks:
         hold = self._current_hold(task)
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold,
                           answer=None)
-        budget = Budget(uid, hold or "", self._held(task), task.deadline or "")
+        budget = Budget(uid, hold or "", self._held(task), task.deadline or "", task.reserved)
         context = RunContext(self, task, budget)
         try:
             if hold is None:
