@@ -19,12 +19,12 @@ from werkzeug.exceptions import HTTPException
 from ...domain.errors import InvalidToken, LedgerError, RateLimited
 from ...domain.idempotency import MAX_KEY
 from ...ports import Caller, TokenVerifier
+from .json_body import MAX_BODY, InvalidBody, parse
 from .schemas import PATTERN_MEANINGS
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.dev/problems/"
-MAX_BODY = 64 * 1024
 FORGET_AFTER_BUCKETS = 4096  # the rate limiter sweeps out refilled buckets when it holds this many
 Auth = Literal["none", "user", "admin"]
 
@@ -133,6 +133,13 @@ class Api:
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             return problem(400, "invalid-request", "Invalid request", detail, errors=errors)
 
+        @app.errorhandler(InvalidBody)
+        def invalid_body(error: InvalidBody) -> Response:  # past a limit of the one JSON reader
+            if error.status == 413:
+                return problem(413, "request-entity-too-large", "Request Entity Too Large", error.message)
+            return problem(400, "invalid-request", "Invalid request", f"(body): {error.message}",
+                           errors=[{"field": "(body)", "message": error.message}])
+
         @app.errorhandler(HTTPException)
         def http_error(error: HTTPException) -> Response:
             code = (error.name or "error").lower().replace(" ", "-")
@@ -212,8 +219,9 @@ class Api:
             from ...domain.errors import InvalidQuery
 
             raise InvalidQuery("send a JSON body with Content-Type: application/json")
-        raw = request.get_data(cache=True)
-        return model.model_validate_json(raw or b"null")
+        raw = request.get_data(cache=True) or b"null"
+        parse(raw)  # the limits every surface shares; the model then reads the same bytes as JSON (dates as text)
+        return model.model_validate_json(raw)
 
     def openapi(self) -> dict[str, Any]:
         """OpenAPI 3.1, generated from the registered operations and their Pydantic models."""

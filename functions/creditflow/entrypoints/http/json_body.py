@@ -1,0 +1,51 @@
+"""The one reader of JSON request bodies, with one set of limits for every surface (/api/v1, the /v1 gateway):
+at most MAX_BODY bytes, UTF-8 text holding only Unicode scalar values (no lone surrogates, escaped or not),
+standard JSON (no NaN or Infinity), nested at most MAX_DEPTH arrays and objects deep. A body past a limit is
+refused before anything reads its fields, so it can change nothing; each surface words the refusal its own way
+(a problem document on /api/v1, OpenAI's error body on /v1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+MAX_BODY = 64 * 1024  # bytes; the server refuses a longer body (413) before reading it
+MAX_DEPTH = 64  # arrays and objects inside each other; deep enough for any tool's JSON Schema
+
+
+class InvalidBody(Exception):
+    """A body that is not JSON within the limits; `status` 400, or 413 past the size limit."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+TOO_DEEP = f"the body is nested too deep: at most {MAX_DEPTH} arrays and objects inside each other"
+
+
+def parse(raw: bytes) -> Any:
+    """The JSON document in `raw`, or InvalidBody saying which limit it passed."""
+    if len(raw) > MAX_BODY:
+        raise InvalidBody(f"the body is {len(raw)} bytes; at most {MAX_BODY} are accepted", status=413)
+    try:
+        document = orjson.loads(raw)  # refuses invalid UTF-8, lone surrogates, NaN, and past 1,024 levels deep
+    except orjson.JSONDecodeError as error:
+        raise InvalidBody(TOO_DEEP if "depth limit" in str(error) else f"the body is not valid JSON: {error}"
+                          ) from error
+    if _depth(document) > MAX_DEPTH:
+        raise InvalidBody(TOO_DEEP)
+    return document
+
+
+def _depth(document: Any) -> int:
+    """How many arrays and objects deep the document goes, found without recursion (no depth can exhaust the
+    stack); a body has at most 64 KiB of them, so this is quick."""
+    deepest, stack = 0, [(document, 1)] if isinstance(document, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
+                     if isinstance(child, dict | list))
+    return deepest
