@@ -31,6 +31,20 @@ def funded(server: LocalServer, uid: str, credits: str = "20") -> str:
     return server.token(uid)
 
 
+def test_history_over_an_empty_window_is_an_empty_page(server: LocalServer) -> None:
+    """Entries at or after since and before until: since equal to until (or after it) is a window with nothing in
+    it, not a bad request."""
+    token = funded(server, "window")
+    at = server.call("GET", "/api/v1/credits/history", token=token).json["entries"][0]["at"]
+    assert [e["kind"] for e in server.call("GET", f"/api/v1/credits/history?since={at}", token=token).json[
+        "entries"]] == ["grant"]
+    for since, until in ((at, at), ("2999-01-02T00:00:00Z", "2999-01-01T00:00:00Z"),
+                         ("2026-01-01T00:00:00Z", "2025-12-31T22:00:00-02:00")):  # the same moment
+        reply = server.call("GET", f"/api/v1/credits/history?since={since}&until={until}".replace("+", "%2B"),
+                            token=token)
+        assert (reply.status, reply.json) == (200, {"entries": [], "next_cursor": None}), reply.body
+
+
 def test_consistency_from_the_empty_tree_and_sizes_never_signed(server: LocalServer) -> None:
     """from=0 (the schema's minimum) is the empty tree, consistent with every checkpoint; a size no checkpoint has
     is not found (404), where it was a bad request."""
@@ -48,6 +62,51 @@ def test_consistency_from_the_empty_tree_and_sizes_never_signed(server: LocalSer
         assert missing.json["type"].endswith("/unknown-checkpoint") and "is stored" in missing.json["detail"]
 
 
+def test_whole_numbers_may_be_written_with_a_fraction_or_exponent(server: LocalServer) -> None:
+    """JSON Schema's integers include 186.0 and 1e3; a body so written is taken, exactly, up to 2**53."""
+    token = funded(server, "floaty")
+    hold = server.call("POST", "/api/v1/credits/reserve", raw=b'{"amountMicros": 2500000.0, "ttlSeconds": 6e1}',
+                       token=token, headers={"Idempotency-Key": "floaty-1"})
+    assert hold.status == 200 and hold.json["amount"]["micros"] == 2_500_000, hold.body
+    chat = server.call("POST", "/api/v1/chat", raw=b'{"messages": [{"role": "user", "content": "hi"}], '
+                       b'"maxTokens": 186.0}', token=token, headers={"Idempotency-Key": "floaty-2"})
+    assert chat.status == 200, chat.body
+    for raw in (b'{"amountMicros": 2500000.5}', b'{"amountMicros": true}', b'{"amountMicros": "2500000"}',
+                b'{"amountMicros": 1e300}'):
+        refused = server.call("POST", "/api/v1/credits/check-insufficient", raw=raw, token=token)
+        assert refused.status == 400 and refused.json["errors"][0]["field"] == "amountMicros", (raw, refused.body)
+
+
+def test_the_schema_says_exactly_one_amount(server: LocalServer, document: dict[str, Any]) -> None:
+    token = funded(server, "oneof")
+    for name, path in (("CheckInsufficientIn", "/api/v1/credits/check-insufficient"),
+                       ("ReserveIn", "/api/v1/credits/reserve")):
+        schema = body_schema(document, name)
+        for body in ({}, {"amount": None, "amountMicros": None}, {"amount": "1", "amountMicros": 1_000_000}):
+            assert not schema.is_valid(body), (name, body)
+            reply = server.call("POST", path, body, token=token, headers={"Idempotency-Key": "oneof-1"})
+            assert reply.status == 400 and "exactly one of amount" in reply.json["detail"], reply.body
+        for body in ({"amount": "1"}, {"amountMicros": 1_000_000}, {"amount": "1", "amountMicros": None}):
+            assert schema.is_valid(body), (name, body)
+    assert not body_schema(document, "AdminGrantIn").is_valid({"uid": "someone"})
+
+
+def test_the_schema_says_the_largest_hold(server: LocalServer, document: dict[str, Any]) -> None:
+    """MAX_RESERVATION_AMOUNT (10,000 credits here) is in the reserve body's schema, in both forms."""
+    schema = body_schema(document, "ReserveIn")
+    for body in ({"amount": "10000"}, {"amount": "10000.000000"}, {"amount": "9999.999999"}, {"amount": "0.000001"},
+                 {"amountMicros": 10_000_000_000}):
+        assert schema.is_valid(body), body
+    for body in ({"amount": "10000.000001"}, {"amount": "10001"}, {"amount": "99999"}, {"amount": "0"},
+                 {"amountMicros": 10_000_000_001}):
+        assert not schema.is_valid(body), body
+    token = funded(server, "biggest", "10001")
+    for body, status in (({"amount": "10000.000001"}, 400), ({"amount": "10000"}, 200)):
+        reply = server.call("POST", "/api/v1/credits/reserve", body, token=token,
+                            headers={"Idempotency-Key": f"big-{status}"})
+        assert reply.status == status, reply.body
+
+
 def test_the_twenty_sixth_key_is_a_conflict_with_the_keys_there_are(server: LocalServer) -> None:
     token = server.token("keyring")
     for n in range(25):
@@ -58,3 +117,24 @@ def test_the_twenty_sixth_key_is_a_conflict_with_the_keys_there_are(server: Loca
     key = server.call("GET", "/api/v1/keys", token=token).json["keys"][0]["id"]
     assert server.call("DELETE", f"/api/v1/keys/{key}", token=token).status == 200
     assert server.call("POST", "/api/v1/keys", {"name": "one more"}, token=token).status == 200
+
+
+def test_admin_operations_declare_the_admin_role_and_403(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if (path, method) in ADMIN_PATHS:
+                assert operation["security"] == [{"bearer": ["admin"]}], (path, method)
+                assert "403" in operation["responses"] and "admin" in operation["responses"]["403"]["description"]
+            elif "security" in operation:
+                assert operation["security"] == [{"bearer": []}], (path, method)
+    assert {(p, m) for p, ops in document["paths"].items() for m in ops if p.startswith("/api/v1/admin")} == ADMIN_PATHS
+
+
+def test_the_schema_says_what_a_user_id_is(server: LocalServer, document: dict[str, Any]) -> None:
+    schema = body_schema(document, "AdminGrantIn")
+    assert schema.is_valid({"uid": "ada.lovelace@example", "amount": "1"})
+    for uid in ("a b", "-dash", "\tv"):
+        assert not schema.is_valid({"uid": uid, "amount": "1"}), uid
+        refused = server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": "1"},
+                              token=server.token("root", admin=True), headers={"Idempotency-Key": "uid-1"})
+        assert refused.status == 400 and "must be a user id" in refused.json["detail"], refused.body

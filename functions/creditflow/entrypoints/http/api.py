@@ -267,15 +267,17 @@ class Api:
                 entry["responses"]["200"] = {"description": "OK", "content": {op.produces: {"schema":
                                                                                              {"type": "string"}}}}
             statuses = {400, 404, 405, 413, 415, 500, *op.errors}
-            if op.auth != "none":
-                entry["security"] = [{"bearer": []}]
+            if op.auth != "none":  # admins are users whose token carries the admin claim: that role is named
+                entry["security"] = [{"bearer": ["admin"] if op.auth == "admin" else []}]
                 statuses |= {401, 429} | ({403} if op.auth == "admin" else set())
             for status in sorted(statuses):
-                entry["responses"][str(status)] = {"description": "problem", **problem_ref}
+                said = "problem: the caller is not an admin" if op.auth == "admin" and status == 403 else "problem"
+                entry["responses"][str(status)] = {"description": said, **problem_ref}
             paths.setdefault(op.path, {})[op.method.lower()] = entry
         return {"openapi": "3.1.0", "info": {"title": self.title, "version": self.version},
                 "paths": paths, "components": {"schemas": schemas, "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token"}}}}
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token",
+                               "description": "a Firebase ID token; role admin: with the custom claim admin: true"}}}}
 
 
 def _content_schema(kind: str) -> dict[str, Any]:
