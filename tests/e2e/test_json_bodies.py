@@ -126,3 +126,23 @@ def test_the_api_refuses_the_same_bodies_with_a_problem(server: LocalServer, pat
     else:
         assert "surrogate" in answer["detail"]
     assert ledger_digest(server.data) == before
+
+
+def test_the_welcome_callable_keeps_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Firebase's callable functions parse their own bodies; what that parser lets through is held to the same
+    limits before anything is read from it (a lone surrogate broke the device hash: INTERNAL, a 500)."""
+    from types import SimpleNamespace
+
+    from firebase_functions import https_fn
+
+    from creditflow.entrypoints import callables
+
+    monkeypatch.setattr(callables, "platform", lambda: pytest.fail("a refused body reached the platform"))
+    deep: object = "x"
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    for data in ({"deviceFingerprint": "\ud800abcdefgh"}, {"deviceFingerprint": "abcdefgh", "\udc00": 1},
+                 {"deviceFingerprint": "abcdefgh", "more": deep}, {"deviceFingerprint": "abcdefgh", "n": float("nan")}):
+        with pytest.raises(https_fn.HttpsError) as refused:
+            callables.claim_welcome_bonus(SimpleNamespace(uid="ada", token={}), data, "127.0.0.1")
+        assert refused.value.code == https_fn.FunctionsErrorCode.INVALID_ARGUMENT, data

@@ -6,6 +6,7 @@ refused before anything reads its fields, so it can change nothing; each surface
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -34,18 +35,43 @@ def parse(raw: bytes) -> Any:
     except orjson.JSONDecodeError as error:
         raise InvalidBody(TOO_DEEP if "depth limit" in str(error) else f"the body is not valid JSON: {error}"
                           ) from error
-    if _depth(document) > MAX_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and not _within_depth(document):  # (strings only add)
         raise InvalidBody(TOO_DEEP)
     return document
 
 
-def _depth(document: Any) -> int:
-    """How many arrays and objects deep the document goes, found without recursion (no depth can exhaust the
-    stack); a body has at most 64 KiB of them, so this is quick."""
-    deepest, stack = 0, [(document, 1)] if isinstance(document, dict | list) else []
+def _within_depth(document: Any) -> bool:
+    """Whether a parsed document is nested at most MAX_DEPTH deep: level by level, without recursion (about 10 ms
+    for the worst 64 KiB body, 10,000 small arrays)."""
+    level, depth = [document], 1
+    while level:
+        if depth > MAX_DEPTH:
+            return False
+        inner: list[Any] = []
+        for node in level:
+            inner += [child for child in (node.values() if node.__class__ is dict else node)
+                      if child.__class__ is dict or child.__class__ is list]
+        level, depth = inner, depth + 1
+    return True
+
+
+def check(document: Any) -> None:
+    """The limits, on a document someone else parsed (Firebase's callable functions parse their own bodies):
+    nested at most MAX_DEPTH deep, strings (keys too) of Unicode scalar values only, numbers finite. Walked
+    without recursion, so no depth can exhaust the stack; a body has at most 64 KiB of it, so this is quick."""
+    stack = [(document, 1)]
     while stack:
         node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)
-                     if isinstance(child, dict | list))
-    return deepest
+        if isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise InvalidBody(TOO_DEEP)
+            if isinstance(node, dict):
+                stack.extend((key, depth) for key in node)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+        elif isinstance(node, str):
+            try:
+                node.encode()
+            except UnicodeEncodeError as error:
+                raise InvalidBody("the body holds a lone UTF-16 surrogate: strings must be valid Unicode") from error
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise InvalidBody("the body holds NaN or Infinity, which JSON does not have")
