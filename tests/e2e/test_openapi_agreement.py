@@ -138,3 +138,19 @@ def test_the_schema_says_what_a_user_id_is(server: LocalServer, document: dict[s
         refused = server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": "1"},
                               token=server.token("root", admin=True), headers={"Idempotency-Key": "uid-1"})
         assert refused.status == 400 and "must be a user id" in refused.json["detail"], refused.body
+
+
+def test_a_chat_takes_as_many_messages_as_the_schema_says_and_no_more(server: LocalServer,
+                                                                      document: dict[str, Any]) -> None:
+    """Reported by fuzzing elsewhere (more messages than maxItems taken), not reproduced here: kept as a guard on
+    the boundary, read from the document."""
+    most = document["components"]["schemas"]["ChatIn"]["properties"]["messages"]["maxItems"]
+    token = funded(server, "talker")
+    said = [{"role": "user", "content": "x"}]
+    too_many = server.call("POST", "/api/v1/chat", {"messages": said * (most + 1)}, token=token,
+                           headers={"Idempotency-Key": "talk-1"})
+    assert too_many.status == 400 and too_many.json["errors"][0]["field"] == "messages", too_many.body
+    entries = server.call("GET", "/api/v1/credits/history", token=token).json["entries"]
+    assert [e["kind"] for e in entries] == ["grant"]
+    assert server.call("POST", "/api/v1/chat", {"messages": said * most}, token=token,
+                       headers={"Idempotency-Key": "talk-2"}).status == 200
