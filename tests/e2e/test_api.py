@@ -393,9 +393,11 @@ def test_proofs_chain_validation_and_consistency_over_http(server: LocalServer) 
     to_latest = server.call("GET", f"/api/v1/ledger/consistency?from={first}").json  # to: the latest by default
     assert to_latest["to"] >= later["tree_size"] and to_latest["consistent"] is True
     unknown = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={first + 1000}")
-    assert unknown.status == 400 and f"no checkpoint of size {first + 1000} is stored" in unknown.json["detail"]
-    beyond = server.call("GET", f"/api/v1/ledger/consistency?from={first + 1000}").json["detail"]
-    assert beyond == f"from ({first + 1000}) must be no larger than to ({to_latest['to']}, the latest checkpoint)"
+    assert unknown.status == 404 and f"no checkpoint of size {first + 1000} is stored" in unknown.json["detail"]
+    beyond = server.call("GET", f"/api/v1/ledger/consistency?from={first + 1000}")
+    assert beyond.status == 404 and f"the latest is of size {to_latest['to']}" in beyond.json["detail"]
+    backwards = server.call("GET", f"/api/v1/ledger/consistency?from={later['tree_size']}&to={first}").json["detail"]
+    assert backwards == f"from ({later['tree_size']}) must be no larger than to ({first})"
 
 
 def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:

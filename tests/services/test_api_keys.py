@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.adapters.local.api_keys import SqliteApiKeys
-from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey, InvalidQuery, KeyLimitReached
+from creditflow.domain.errors import IdempotencyConflict, InvalidIdempotencyKey, KeyLimitReached, TooManyKeys
 from creditflow.domain.timefmt import iso
 from creditflow.services.api_keys import CALL_MARGIN, MAX_KEYS, SHOWN_REVOKED, GatewayKeys, key_hash
 from tests.conftest import SteppedClock
@@ -92,7 +92,7 @@ def test_concurrent_retries_make_one_key(keys: GatewayKeys, store: SqliteApiKeys
 def test_a_retry_is_answered_even_at_the_key_cap(keys: GatewayKeys) -> None:
     for n in range(MAX_KEYS):
         keys.create("ann", f"k{n}", idempotency_key=f"k{n}")
-    with pytest.raises(InvalidQuery, match="at most"):
+    with pytest.raises(TooManyKeys, match="at most"):
         keys.create("ann", "one more", idempotency_key="one-more")
     assert keys.create("ann", "k3", idempotency_key="k3")[1].name == "k3"
 

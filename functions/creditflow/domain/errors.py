@@ -144,6 +144,18 @@ class UnknownConversation(LedgerError):
     status = 404
 
 
+class UnknownCheckpoint(LedgerError):
+    code = "unknown-checkpoint"
+    title = "No checkpoint of that size"
+    status = 404
+
+
+class TooManyKeys(LedgerError):
+    code = "too-many-keys"
+    title = "Too many active API keys"
+    status = 409
+
+
 class InconsistentTree(LedgerError):
     code = "inconsistent-tree"
     title = "Ledger tree is inconsistent with its last checkpoint"

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..domain.errors import LedgerError
 from ..ports import Caller
+from .http.json_body import InvalidBody, check
 from .runtime import platform
 
 # our HTTP status -> the callable protocol's error code
@@ -19,6 +20,10 @@ def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
 
     if auth is None:
         raise https_fn.HttpsError(https_fn.FunctionsErrorCode.UNAUTHENTICATED, "sign in first")
+    try:  # the SDK parsed the body; it must keep the limits every surface keeps (a lone surrogate broke the hash)
+        check(data)
+    except InvalidBody as error:
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, error.message) from error
     device = data.get("deviceFingerprint") if isinstance(data, dict) else None
     if device is not None and (not isinstance(device, str) or not 8 <= len(device) <= 512):
         raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT,

@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from ..domain.errors import IdempotencyConflict, InvalidQuery, InvalidToken, KeyLimitReached, UnknownKey
+from ..domain.errors import IdempotencyConflict, InvalidToken, KeyLimitReached, TooManyKeys, UnknownKey
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.money import format_credits, require_amount
@@ -49,7 +49,7 @@ class GatewayKeys:
             if made is not None:
                 return secret, self._replayed(made, secret, name, limit)
         if len([k for k in self.keys.of_user(uid) if k.revoked_at is None]) >= MAX_KEYS:
-            raise InvalidQuery(f"at most {MAX_KEYS} active keys; revoke one first")
+            raise TooManyKeys(f"at most {MAX_KEYS} active keys; revoke one first", limit=MAX_KEYS)
         key = ApiKey(id=key_id, uid=uid, name=name, prefix=secret[:10], hash=key_hash(secret),
                      created_at=iso(self.clock.now()), limit=limit)
         if self.keys.add(key):

@@ -11,7 +11,7 @@ from ..domain.accounts import SystemTotals, user_account
 from ..domain.audit import Finding, check_account_head, check_entry_body, verify_chain
 from ..domain.checkpoint import Checkpoint, NoteError, open_checkpoint, sign_checkpoint
 from ..domain.entries import GENESIS_HASH, Entry, signature_ok
-from ..domain.errors import InconsistentTree, InvalidQuery, UnknownEntry
+from ..domain.errors import InconsistentTree, InvalidQuery, UnknownCheckpoint, UnknownEntry
 from ..domain.holds import PENDING
 from ..domain.merkle_subtrees import consistency_path, inclusion_path, range_root
 from ..domain.proofs import build_export
@@ -117,24 +117,31 @@ class Integrity:
         return self.store.checkpoint() or self.publish_checkpoint()
 
     def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
-        """A consistency proof between two stored checkpoints (the second by default the latest)."""
+        """A consistency proof between two checkpoints this ledger signed (the second by default the latest). The
+        empty tree (size 0) comes before every checkpoint; a size never signed is not found (404)."""
         latest = self.store.checkpoint()
         if latest is None:
-            raise InvalidQuery("no checkpoint has been published yet")
+            raise UnknownCheckpoint("no checkpoint has been published yet")
         latest_note = "" if new_size is not None else ", the latest checkpoint"
         new_size = latest.size if new_size is None else new_size
+        old_root, new_root = self._root(old_size, latest), self._root(new_size, latest)
         if old_size > new_size:
             raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size}{latest_note})")
-        old = self.store.checkpoint(old_size)
-        new = self.store.checkpoint(new_size) if new_size <= latest.size else None  # and the store's integers
-        if old is None or new is None:
-            raise InvalidQuery(f"no checkpoint of size {old_size if old is None else new_size} is stored (the latest "
-                               f"is of size {latest.size}); ask with sizes of checkpoints this ledger published")
         proof = consistency_path(self.subtrees, old_size, new_size) if old_size > 0 else []
-        return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old.root).decode(),
-                "to_root": base64.b64encode(new.root).decode(),
+        return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old_root).decode(),
+                "to_root": base64.b64encode(new_root).decode(),
                 "proof": [base64.b64encode(p).decode() for p in proof],
-                "consistent": merkle.verify_consistency(old_size, new_size, old.root, new.root, proof)}
+                "consistent": merkle.verify_consistency(old_size, new_size, old_root, new_root, proof)}
+
+    def _root(self, size: int, latest: StoredCheckpoint) -> bytes:
+        """The root of the checkpoint of `size`: the empty tree's for 0, else a stored one's."""
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        stored = self.store.checkpoint(size) if 0 < size <= latest.size else None  # and the store's integers
+        if stored is None:
+            raise UnknownCheckpoint(f"no checkpoint of size {size} is stored (the latest is of size {latest.size}); "
+                                    "ask with sizes of checkpoints this ledger published")
+        return stored.root
 
     def check_presented(self, note: str) -> list[Finding]:
         """Is a checkpoint someone was shown (signed by us) consistent with the log as it is now?"""

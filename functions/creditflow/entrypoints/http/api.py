@@ -19,12 +19,12 @@ from werkzeug.exceptions import HTTPException
 from ...domain.errors import InvalidToken, LedgerError, RateLimited
 from ...domain.idempotency import MAX_KEY
 from ...ports import Caller, TokenVerifier
+from .json_body import MAX_BODY, InvalidBody, parse
 from .schemas import PATTERN_MEANINGS
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.dev/problems/"
-MAX_BODY = 64 * 1024
 FORGET_AFTER_BUCKETS = 4096  # the rate limiter sweeps out refilled buckets when it holds this many
 Auth = Literal["none", "user", "admin"]
 
@@ -135,6 +135,13 @@ class Api:
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             return problem(400, "invalid-request", "Invalid request", detail, errors=errors)
 
+        @app.errorhandler(InvalidBody)
+        def invalid_body(error: InvalidBody) -> Response:  # past a limit of the one JSON reader
+            if error.status == 413:
+                return problem(413, "request-entity-too-large", "Request Entity Too Large", error.message)
+            return problem(400, "invalid-request", "Invalid request", f"(body): {error.message}",
+                           errors=[{"field": "(body)", "message": error.message}])
+
         @app.errorhandler(HTTPException)
         def http_error(error: HTTPException) -> Response:
             code = (error.name or "error").lower().replace(" ", "-")
@@ -216,8 +223,9 @@ class Api:
             raise UnsupportedMediaType("send the body as JSON, with the header Content-Type: application/json"
                                        + (f" (this request's is {request.mimetype})" if request.mimetype else
                                           " (this request has none)"))
-        raw = request.get_data(cache=True)
-        return model.model_validate_json(raw or b"null")
+        raw = request.get_data(cache=True) or b"null"
+        parse(raw)  # the limits every surface shares; the model then reads the same bytes as JSON (dates as text)
+        return model.model_validate_json(raw)
 
     def openapi(self) -> dict[str, Any]:
         """OpenAPI 3.1, generated from the registered operations and their Pydantic models."""
@@ -263,15 +271,17 @@ class Api:
                 entry["responses"]["200"] = {"description": "OK", "content": {op.produces: {"schema":
                                                                                              {"type": "string"}}}}
             statuses = {400, 404, 405, 413, 415, 500, *op.errors}
-            if op.auth != "none":
-                entry["security"] = [{"bearer": []}]
+            if op.auth != "none":  # admins are users whose token carries the admin claim: that role is named
+                entry["security"] = [{"bearer": ["admin"] if op.auth == "admin" else []}]
                 statuses |= {401, 429} | ({403} if op.auth == "admin" else set())
             for status in sorted(statuses):
-                entry["responses"][str(status)] = {"description": "problem", **problem_ref}
+                said = "problem: the caller is not an admin" if op.auth == "admin" and status == 403 else "problem"
+                entry["responses"][str(status)] = {"description": said, **problem_ref}
             paths.setdefault(op.path, {})[op.method.lower()] = entry
         return {"openapi": "3.1.0", "info": {"title": self.title, "version": self.version},
                 "paths": paths, "components": {"schemas": schemas, "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token"}}}}
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token",
+                               "description": "a Firebase ID token; role admin: with the custom claim admin: true"}}}}
 
 
 def _content_schema(kind: str) -> dict[str, Any]:

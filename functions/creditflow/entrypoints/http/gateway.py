@@ -32,6 +32,7 @@ from ...domain.ids import new_id
 from ...domain.money import format_credits
 from ...services.chat import capability_of
 from .api import RateLimiter
+from .json_body import InvalidBody, parse
 from .slots import take_call_slot
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,12 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 
 def _body_and_model() -> tuple[dict[str, Any], str]:
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise _bad("the body must be a JSON object, sent with Content-Type: application/json")
+    try:
+        body = parse(request.get_data(cache=True))
+    except InvalidBody as error:
+        raise GatewayError(error.status, error.message, "invalid_request_error") from error
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object")
     model = body.get("model")

@@ -179,8 +179,11 @@ def register(api: Api, platform: Platform) -> None:
     def history(caller: Caller, query: HistoryQuery) -> s.HistoryOut:
         account_of(caller)
         kinds = frozenset(k.strip() for k in query.kind.split(",") if k.strip()) if query.kind else None
-        page, cursor = credits.history(caller.uid, cursor=query.cursor, kinds=kinds, since=moment(query.since),
-                                       until=moment(query.until), limit=query.limit)
+        since, until = moment(query.since), moment(query.until)
+        if since is not None and until is not None and since >= until:  # entries at or after since, before until
+            return s.HistoryOut(entries=[], next_cursor=None)  # an empty window holds none (the schema allows it)
+        page, cursor = credits.history(caller.uid, cursor=query.cursor, kinds=kinds, since=since, until=until,
+                                       limit=query.limit)
         return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)
 
     @api.route("GET", f"{V1}/credits/analytics",
@@ -240,7 +243,8 @@ def register(api: Api, platform: Platform) -> None:
         account_of(caller)
         return s.MirrorOut.model_validate(platform.mirror.publish(caller.uid))
 
-    @api.route("POST", f"{V1}/credits/reserve", summary="Hold credits for a piece of work", body=s.ReserveIn,
+    @api.route("POST", f"{V1}/credits/reserve", summary="Hold credits for a piece of work",
+               body=s.reserve_in(platform.settings.max_reservation_amount),
                response=s.ReservationOut, idempotent_header=True, errors=(402, 409))
     def reserve(caller: Caller, body: s.ReserveIn) -> s.ReservationOut:
         key = idempotency_key()

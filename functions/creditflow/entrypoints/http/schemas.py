@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ...domain.money import format_credits, parse_credits
 
@@ -13,6 +14,24 @@ class Strict(BaseModel):
     """Requests refuse fields they do not know and values of the wrong type."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+EXACT_FLOATS = 2**53  # every whole number up to this is exactly a JSON number with a fraction or exponent
+
+
+def _whole(value: object) -> object:
+    """JSON Schema counts 186.0 and 1e3 as integers, so a body may write a whole number so; it is taken as that
+    integer where a double holds it exactly. Past 2**53 it may not be what was written: that is refused."""
+    if type(value) is float and value.is_integer():
+        if abs(value) > EXACT_FLOATS:
+            raise PydanticCustomError("int_inexact", "write a whole number above 2**53 without a fraction or exponent")
+        return int(value)
+    return value
+
+
+def whole(ge: int, le: int) -> Any:
+    """An integer from `ge` to `le` in a request body, 186.0 included (booleans are not)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_whole)]
 
 
 class Money(BaseModel):
@@ -49,11 +68,58 @@ IMAGE_SIZE = described(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", "must be an image s
 IMAGE_STEPS = described(r"^[1-9][0-9]{0,3}$", "must be a number of steps from 1 to 9999")
 
 
+def _digits(low: int, high: int) -> str:
+    return str(low) if low == high else f"[{low}-{high}]"
+
+
+def _below(number: str) -> list[str]:
+    """Regexes of the whole numbers from 1 up to `number` - 1, written without leading zeros."""
+    k = len(number)
+    parts = [f"[1-9][0-9]{{0,{k - 2}}}"] if k > 1 else []  # fewer digits
+    for i, digit in enumerate(int(d) for d in number):  # as many digits, smaller at position i
+        low = 1 if i == 0 else 0
+        if digit > low:
+            parts.append(number[:i] + _digits(low, digit - 1) + (f"[0-9]{{{k - i - 1}}}" if k - i > 1 else ""))
+    return parts
+
+
+def _fraction_at_most(six: str) -> str:
+    """Regex of the decimals (1 to 6 digits) worth at most .`six`: each no larger, digit by digit, than as many
+    digits of it."""
+    parts = []
+    for m in range(1, 7):
+        prefix = six[:m]
+        parts.append(prefix)
+        for i, digit in enumerate(int(d) for d in prefix):
+            if digit > 0:
+                parts.append(prefix[:i] + _digits(0, digit - 1) + (f"[0-9]{{{m - i - 1}}}" if m - i > 1 else ""))
+    return "|".join(parts)
+
+
+def credits_up_to(limit: int) -> str:
+    """POSITIVE_CREDITS, but at most `limit` micro-credits: what a schema can say of a limit on a decimal string."""
+    whole, fraction = divmod(limit, 1_000_000)
+    if not 1 <= whole < 10**12:  # below a credit the schema does not say the limit (the server still keeps it)
+        return POSITIVE_CREDITS
+    below = _below(str(whole))
+    branches = [f"(?:{'|'.join(below)})(?:\\.[0-9]{{1,6}})?"] if below else []
+    branches.append(f"{whole}(?:\\.(?:{_fraction_at_most(f'{fraction:06d}')}))?")
+    branches.append(POSITIVE_CREDITS[POSITIVE_CREDITS.index("0\\.(?:"):-2])  # 0.000001 to 0.999999
+    return f"^(?:{'|'.join(branches)})$"
+
+
+def one_amount_said(schema: dict[str, Any]) -> None:
+    """What AmountIn.one_amount checks, said in its JSON Schema: exactly one of amount and amountMicros."""
+    schema["oneOf"] = [{"required": ["amount"], "properties": {"amount": {"type": "string"}}},
+                       {"required": ["amountMicros"], "properties": {"amountMicros": {"type": "integer"}}}]
+
+
 class AmountIn(Strict):
     """An amount as decimal credits (`amount`) or integer micro-credits (`amountMicros`), exactly one of them."""
 
+    model_config = ConfigDict(json_schema_extra=one_amount_said)
     amount: str | None = Field(default=None, pattern=POSITIVE_CREDITS, examples=["2.5"])
-    amountMicros: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    amountMicros: whole(1, 2**63 - 1) | None = None
 
     @model_validator(mode="after")
     def one_amount(self) -> AmountIn:
@@ -67,8 +133,21 @@ class AmountIn(Strict):
 
 class ReserveIn(AmountIn):
     category: Literal["chat", "image", "vision", "agent", "embedding"] = "chat"
-    ttlSeconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    ttlSeconds: whole(1, 7 * 24 * 3600) | None = None
     memo: dict[str, str] | None = Field(default=None, max_length=16)
+
+
+def reserve_in(limit: int) -> type[ReserveIn]:
+    """ReserveIn whose schema says the configured MAX_RESERVATION_AMOUNT; the service refuses more (amount-too-large),
+    so a request the schema allows is one it takes."""
+
+    def said(schema: dict[str, Any]) -> None:
+        one_amount_said(schema)
+        schema["properties"]["amount"]["anyOf"][0]["pattern"] = credits_up_to(limit)
+        schema["properties"]["amountMicros"]["anyOf"][0]["maximum"] = limit
+
+    return type("ReserveIn", (ReserveIn,), {"__module__": __name__, "__doc__": ReserveIn.__doc__,
+                                            "model_config": ConfigDict(json_schema_extra=said)})
 
 
 class ReleaseIn(Strict):
@@ -83,8 +162,12 @@ class WelcomeIn(Strict):
     deviceFingerprint: str | None = Field(default=None, min_length=8, max_length=512)
 
 
+USER_ID = described(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$", "must be a user id: 1-128 ASCII letters, digits, "
+                    "'_', '.', '@' or '-', starting with a letter or digit")
+
+
 class AdminGrantIn(AmountIn):
-    uid: str = Field(min_length=1, max_length=128)
+    uid: str = Field(min_length=1, max_length=128, pattern=USER_ID)
     kind: Literal["promotional", "paid"] = "promotional"
     expiresAt: AwareDatetime | None = None
     reference: str | None = Field(default=None, min_length=1, max_length=256)
@@ -110,7 +193,7 @@ class ChatIn(Strict):
     conversationId: str | None = Field(default=None, pattern=CONVERSATION_ID,
                                        description="continue this conversation: its memory goes to the model, "
                                                    "and this turn is stored in it")
-    maxTokens: int | None = Field(default=None, ge=1, le=32_768)
+    maxTokens: whole(1, 32_768) | None = None
     stream: bool = Field(default=False, description="answer as server-sent events: data {delta} …, then "
                                                     "event done with the charge")
 
@@ -224,8 +307,8 @@ class ModelOverrideIn(Strict):
     label: str | None = Field(default=None, min_length=1, max_length=128)
     capabilities: list[Literal["chat", "vision", "image", "embedding"]] | None = Field(default=None, min_length=1)
     prices: PricesIn | None = None
-    context_window: int | None = Field(default=None, ge=1, le=10_000_000)
-    max_output: int | None = Field(default=None, ge=0, le=1_000_000)
+    context_window: whole(1, 10_000_000) | None = None
+    max_output: whole(0, 1_000_000) | None = None
     enabled: bool | None = None
 
 

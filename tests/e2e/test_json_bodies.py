@@ -1,0 +1,148 @@
+"""One JSON reader with one set of limits for every surface: bodies nested too deep, or holding lone UTF-16
+surrogates, are refused with 400 in each surface's own words (OpenAI's error body on /v1, a problem document on
+/api/v1), before anything is held or charged."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from creditflow.entrypoints.http.json_body import MAX_DEPTH
+from tests.e2e.conftest import ledger_digest
+from tests.e2e.server import LocalServer
+from tests.e2e.test_gateway import new_key
+
+DEEP = 10_000
+HI = b'[{"role": "user", "content": "hi"}]'
+
+
+def arrays(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def objects(depth: int) -> bytes:
+    return b'{"a":' * (depth - 1) + b'{"a":1' + b"}" * depth
+
+
+def chat(extra: bytes = b"", content: bytes = b'"hi"') -> bytes:
+    return b'{"model": "demo-chat", "messages": [{"role": "user", "content": ' + content + b"}]" + extra + b"}"
+
+
+def embed(text: bytes = b'"hello"', extra: bytes = b"") -> bytes:
+    return b'{"model": "demo-embed", "input": ' + text + extra + b"}"
+
+
+V1_REFUSED = [
+    ("/v1/chat/completions", arrays(DEEP)),
+    ("/v1/chat/completions", objects(DEEP)),
+    ("/v1/chat/completions", chat(b', "temperature": ' + arrays(DEEP))),
+    ("/v1/chat/completions", chat(b', "metadata": ' + objects(DEEP))),
+    ("/v1/chat/completions", chat(content=arrays(DEEP))),
+    ("/v1/chat/completions", chat(b', "tools": ' + arrays(MAX_DEPTH))),  # one past the limit
+    ("/v1/chat/completions", chat(content=b'"\\ud800"')),  # a lone high surrogate in a value
+    ("/v1/chat/completions", chat(content=b'"a\\udc00b"')),  # a lone low one
+    ("/v1/chat/completions", chat(b', "\\ud83d": 1')),  # in a key
+    ("/v1/chat/completions", chat(b', "\\udfff": 1')),
+    ("/v1/chat/completions", chat(content=b'"\\udc00\\ud800"')),  # low before high is no pair
+    ("/v1/chat/completions", chat(content=b'"\xed\xa0\x80"')),  # a surrogate written as UTF-8 bytes
+    ("/v1/chat/completions", chat(b', "temperature": NaN')),  # not JSON either
+    ("/v1/embeddings", arrays(DEEP)),
+    ("/v1/embeddings", objects(DEEP)),
+    ("/v1/embeddings", embed(arrays(DEEP))),
+    ("/v1/embeddings", embed(extra=b', "user": ' + objects(DEEP))),
+    ("/v1/embeddings", embed(b'"\\ud800"')),
+    ("/v1/embeddings", embed(b'["ok", "\\udc00"]')),
+    ("/v1/embeddings", embed(extra=b', "\\ud800": "x"')),
+]
+
+
+def post(server: LocalServer, path: str, body: bytes, secret: str, key: str = "json-1") -> tuple[int, str, dict]:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("POST", path, body, {"Authorization": f"Bearer {secret}", "Content-Type": "application/json",
+                                            "Idempotency-Key": key})
+    reply = connection.getresponse()
+    answer = reply.status, reply.getheader("Content-Type", ""), json.loads(reply.read())
+    connection.close()
+    return answer
+
+
+@pytest.mark.parametrize(("path", "body"), V1_REFUSED)
+def test_the_gateway_refuses_deep_or_unpaired_bodies_in_openais_words(server: LocalServer, path: str,
+                                                                       body: bytes) -> None:
+    key = new_key(server, "json-gw")
+    assert len(body) < 64 * 1024
+    status, kind, answer = post(server, path, body, key)
+    assert (status, kind) == (400, "application/json"), answer
+    assert set(answer) == {"error"} and answer["error"]["type"] == "invalid_request_error", answer
+    assert answer["error"]["param"] is None and answer["error"]["code"] is None and answer["error"]["message"]
+    if b"[[[[" in body or b'{"a":{"a":' in body:
+        assert f"at most {MAX_DEPTH} arrays and objects" in answer["error"]["message"]
+    history = server.call("GET", "/api/v1/credits/history", token=server.token("json-gw")).json["entries"]
+    assert [e["kind"] for e in history] == ["grant"]  # nothing held, nothing charged
+    balance = server.call("GET", "/api/v1/credits/balance", token=server.token("json-gw")).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (5_000_000, 0)
+
+
+def test_the_limits_are_the_same_on_the_gateway_for_what_is_accepted(server: LocalServer) -> None:
+    """Nested exactly as deep as allowed, and with a real surrogate pair, a call goes through."""
+    key = new_key(server, "json-ok")
+    deepest = arrays(MAX_DEPTH - 1)  # inside the top-level object
+    status, _, answer = post(server, "/v1/chat/completions", chat(b', "metadata": ' + deepest,
+                                                                  b'"\\ud83d\\ude00 hi"'), key, "ok-1")
+    assert status == 200, answer
+    status, _, answer = post(server, "/v1/embeddings", embed(b'"\\ud83d\\ude00"', b', "user": ' + deepest), key,
+                             "ok-2")
+    assert status == 200 and answer["data"][0]["embedding"], answer
+
+
+API_REFUSED = [
+    ("/api/v1/credits/reserve", arrays(DEEP)),
+    ("/api/v1/credits/reserve", objects(DEEP)),
+    ("/api/v1/credits/reserve", b'{"amount": "1", "memo": ' + objects(DEEP) + b"}"),
+    ("/api/v1/credits/reserve", b'{"amount": "1", "memo": ' + arrays(100) + b"}"),
+    ("/api/v1/credits/reserve", b'{"amount": "1", "memo": {"note": "\\ud800"}}'),
+    ("/api/v1/credits/reserve", b'{"amount": "1", "memo": {"\\udc00": "x"}}'),
+    ("/api/v1/chat", b'{"messages": ' + HI[:-1] + b", " + arrays(DEEP) + b"]}"),
+    ("/api/v1/chat", b'{"messages": [{"role": "user", "content": "\\udbff"}]}'),
+    ("/api/v1/chat", b'{"messages": [{"role": "user", "content": "x\\ude00"}]}'),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), API_REFUSED)
+def test_the_api_refuses_the_same_bodies_with_a_problem(server: LocalServer, path: str, body: bytes) -> None:
+    admin = server.token("root", admin=True)
+    server.call("POST", "/api/v1/admin/grants", {"uid": "json-api", "amount": "5"}, token=admin,
+                headers={"Idempotency-Key": "json-api"})
+    before = ledger_digest(server.data)
+    status, kind, answer = post(server, path, body, server.token("json-api"))
+    assert (status, kind) == (400, "application/problem+json"), answer
+    assert answer["type"].endswith("/invalid-request") and answer["status"] == 400, answer
+    assert [e["field"] for e in answer["errors"]] == ["(body)"] and answer["detail"].startswith("(body): ")
+    if b"[[[[" in body or b'{"a":{"a":' in body:
+        assert f"at most {MAX_DEPTH} arrays and objects" in answer["detail"]
+    else:
+        assert "surrogate" in answer["detail"]
+    assert ledger_digest(server.data) == before
+
+
+def test_the_welcome_callable_keeps_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Firebase's callable functions parse their own bodies; what that parser lets through is held to the same
+    limits before anything is read from it (a lone surrogate broke the device hash: INTERNAL, a 500)."""
+    from types import SimpleNamespace
+
+    from firebase_functions import https_fn
+
+    from creditflow.entrypoints import callables
+
+    monkeypatch.setattr(callables, "platform", lambda: pytest.fail("a refused body reached the platform"))
+    deep: object = "x"
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    for data in ({"deviceFingerprint": "\ud800abcdefgh"}, {"deviceFingerprint": "abcdefgh", "\udc00": 1},
+                 {"deviceFingerprint": "abcdefgh", "more": deep}, {"deviceFingerprint": "abcdefgh", "n": float("nan")}):
+        with pytest.raises(https_fn.HttpsError) as refused:
+            callables.claim_welcome_bonus(SimpleNamespace(uid="ada", token={}), data, "127.0.0.1")
+        assert refused.value.code == https_fn.FunctionsErrorCode.INVALID_ARGUMENT, data

@@ -1,0 +1,156 @@
+"""The OpenAPI document and the server agree: what the schema allows is taken (or refused only for the state of
+things: funds, a conflict, something not found), and what it refuses is refused. One test per disagreement that
+schema fuzzing found."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from tests.e2e.server import LocalServer
+
+ADMIN_PATHS = {("/api/v1/admin/grants", "post"), ("/api/v1/admin/models", "get"), ("/api/v1/admin/models", "put"),
+               ("/api/v1/admin/models", "delete")}
+
+
+@pytest.fixture(scope="module")
+def document(server: LocalServer) -> dict[str, Any]:
+    return server.call("GET", "/api/v1/openapi.json").json
+
+
+def body_schema(document: dict[str, Any], name: str) -> jsonschema_rs.Draft202012Validator:
+    return jsonschema_rs.Draft202012Validator(document["components"]["schemas"][name])
+
+
+def funded(server: LocalServer, uid: str, credits: str = "20") -> str:
+    reply = server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": credits},
+                        token=server.token("root", admin=True), headers={"Idempotency-Key": f"agree-{uid}"})
+    assert reply.status == 200, reply.body
+    return server.token(uid)
+
+
+def test_history_over_an_empty_window_is_an_empty_page(server: LocalServer) -> None:
+    """Entries at or after since and before until: since equal to until (or after it) is a window with nothing in
+    it, not a bad request."""
+    token = funded(server, "window")
+    at = server.call("GET", "/api/v1/credits/history", token=token).json["entries"][0]["at"]
+    assert [e["kind"] for e in server.call("GET", f"/api/v1/credits/history?since={at}", token=token).json[
+        "entries"]] == ["grant"]
+    for since, until in ((at, at), ("2999-01-02T00:00:00Z", "2999-01-01T00:00:00Z"),
+                         ("2026-01-01T00:00:00Z", "2025-12-31T22:00:00-02:00")):  # the same moment
+        reply = server.call("GET", f"/api/v1/credits/history?since={since}&until={until}".replace("+", "%2B"),
+                            token=token)
+        assert (reply.status, reply.json) == (200, {"entries": [], "next_cursor": None}), reply.body
+
+
+def test_consistency_from_the_empty_tree_and_sizes_never_signed(server: LocalServer) -> None:
+    """from=0 (the schema's minimum) is the empty tree, consistent with every checkpoint; a size no checkpoint has
+    is not found (404), where it was a bad request."""
+    funded(server, "prover0")
+    latest = int(server.call("GET", "/api/v1/ledger/checkpoint").body.decode().split("\n")[1])
+    empty = server.call("GET", "/api/v1/ledger/consistency?from=0")
+    assert empty.status == 200, empty.body
+    assert empty.json["to"] >= latest and empty.json["consistent"] is True and empty.json["proof"] == []
+    assert empty.json["from_root"] == "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # SHA-256 of nothing
+    zero = server.call("GET", "/api/v1/ledger/consistency?from=0&to=0")
+    assert zero.status == 200 and zero.json["consistent"] is True
+    for query in (f"from={latest + 10**6}", f"from=1&to={latest + 10**6}", "from=9223372036854775807"):
+        missing = server.call("GET", f"/api/v1/ledger/consistency?{query}")
+        assert (missing.status, missing.content_type) == (404, "application/problem+json"), (query, missing.body)
+        assert missing.json["type"].endswith("/unknown-checkpoint") and "is stored" in missing.json["detail"]
+
+
+def test_whole_numbers_may_be_written_with_a_fraction_or_exponent(server: LocalServer) -> None:
+    """JSON Schema's integers include 186.0 and 1e3; a body so written is taken, exactly, up to 2**53."""
+    token = funded(server, "floaty")
+    hold = server.call("POST", "/api/v1/credits/reserve", raw=b'{"amountMicros": 2500000.0, "ttlSeconds": 6e1}',
+                       token=token, headers={"Idempotency-Key": "floaty-1"})
+    assert hold.status == 200 and hold.json["amount"]["micros"] == 2_500_000, hold.body
+    chat = server.call("POST", "/api/v1/chat", raw=b'{"messages": [{"role": "user", "content": "hi"}], '
+                       b'"maxTokens": 186.0}', token=token, headers={"Idempotency-Key": "floaty-2"})
+    assert chat.status == 200, chat.body
+    for raw in (b'{"amountMicros": 2500000.5}', b'{"amountMicros": true}', b'{"amountMicros": "2500000"}',
+                b'{"amountMicros": 1e300}'):
+        refused = server.call("POST", "/api/v1/credits/check-insufficient", raw=raw, token=token)
+        assert refused.status == 400 and refused.json["errors"][0]["field"] == "amountMicros", (raw, refused.body)
+
+
+def test_the_schema_says_exactly_one_amount(server: LocalServer, document: dict[str, Any]) -> None:
+    token = funded(server, "oneof")
+    for name, path in (("CheckInsufficientIn", "/api/v1/credits/check-insufficient"),
+                       ("ReserveIn", "/api/v1/credits/reserve")):
+        schema = body_schema(document, name)
+        for body in ({}, {"amount": None, "amountMicros": None}, {"amount": "1", "amountMicros": 1_000_000}):
+            assert not schema.is_valid(body), (name, body)
+            reply = server.call("POST", path, body, token=token, headers={"Idempotency-Key": "oneof-1"})
+            assert reply.status == 400 and "exactly one of amount" in reply.json["detail"], reply.body
+        for body in ({"amount": "1"}, {"amountMicros": 1_000_000}, {"amount": "1", "amountMicros": None}):
+            assert schema.is_valid(body), (name, body)
+    assert not body_schema(document, "AdminGrantIn").is_valid({"uid": "someone"})
+
+
+def test_the_schema_says_the_largest_hold(server: LocalServer, document: dict[str, Any]) -> None:
+    """MAX_RESERVATION_AMOUNT (10,000 credits here) is in the reserve body's schema, in both forms."""
+    schema = body_schema(document, "ReserveIn")
+    for body in ({"amount": "10000"}, {"amount": "10000.000000"}, {"amount": "9999.999999"}, {"amount": "0.000001"},
+                 {"amountMicros": 10_000_000_000}):
+        assert schema.is_valid(body), body
+    for body in ({"amount": "10000.000001"}, {"amount": "10001"}, {"amount": "99999"}, {"amount": "0"},
+                 {"amountMicros": 10_000_000_001}):
+        assert not schema.is_valid(body), body
+    token = funded(server, "biggest", "10001")
+    for body, status in (({"amount": "10000.000001"}, 400), ({"amount": "10000"}, 200)):
+        reply = server.call("POST", "/api/v1/credits/reserve", body, token=token,
+                            headers={"Idempotency-Key": f"big-{status}"})
+        assert reply.status == status, reply.body
+
+
+def test_the_twenty_sixth_key_is_a_conflict_with_the_keys_there_are(server: LocalServer) -> None:
+    token = server.token("keyring")
+    for n in range(25):
+        assert server.call("POST", "/api/v1/keys", {"name": f"k{n}"}, token=token).status == 200
+    refused = server.call("POST", "/api/v1/keys", {"name": "one more"}, token=token)
+    assert (refused.status, refused.content_type) == (409, "application/problem+json"), refused.body
+    assert refused.json["type"].endswith("/too-many-keys") and "revoke one first" in refused.json["detail"]
+    key = server.call("GET", "/api/v1/keys", token=token).json["keys"][0]["id"]
+    assert server.call("DELETE", f"/api/v1/keys/{key}", token=token).status == 200
+    assert server.call("POST", "/api/v1/keys", {"name": "one more"}, token=token).status == 200
+
+
+def test_admin_operations_declare_the_admin_role_and_403(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if (path, method) in ADMIN_PATHS:
+                assert operation["security"] == [{"bearer": ["admin"]}], (path, method)
+                assert "403" in operation["responses"] and "admin" in operation["responses"]["403"]["description"]
+            elif "security" in operation:
+                assert operation["security"] == [{"bearer": []}], (path, method)
+    assert {(p, m) for p, ops in document["paths"].items() for m in ops if p.startswith("/api/v1/admin")} == ADMIN_PATHS
+
+
+def test_the_schema_says_what_a_user_id_is(server: LocalServer, document: dict[str, Any]) -> None:
+    schema = body_schema(document, "AdminGrantIn")
+    assert schema.is_valid({"uid": "ada.lovelace@example", "amount": "1"})
+    for uid in ("a b", "-dash", "\tv"):
+        assert not schema.is_valid({"uid": uid, "amount": "1"}), uid
+        refused = server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": "1"},
+                              token=server.token("root", admin=True), headers={"Idempotency-Key": "uid-1"})
+        assert refused.status == 400 and "must be a user id" in refused.json["detail"], refused.body
+
+
+def test_a_chat_takes_as_many_messages_as_the_schema_says_and_no_more(server: LocalServer,
+                                                                      document: dict[str, Any]) -> None:
+    """Reported by fuzzing elsewhere (more messages than maxItems taken), not reproduced here: kept as a guard on
+    the boundary, read from the document."""
+    most = document["components"]["schemas"]["ChatIn"]["properties"]["messages"]["maxItems"]
+    token = funded(server, "talker")
+    said = [{"role": "user", "content": "x"}]
+    too_many = server.call("POST", "/api/v1/chat", {"messages": said * (most + 1)}, token=token,
+                           headers={"Idempotency-Key": "talk-1"})
+    assert too_many.status == 400 and too_many.json["errors"][0]["field"] == "messages", too_many.body
+    entries = server.call("GET", "/api/v1/credits/history", token=token).json["entries"]
+    assert [e["kind"] for e in entries] == ["grant"]
+    assert server.call("POST", "/api/v1/chat", {"messages": said * most}, token=token,
+                       headers={"Idempotency-Key": "talk-2"}).status == 200
