@@ -14,10 +14,13 @@ from pathlib import Path
 
 from .adapters.clock import SystemClock
 from .config import Settings
+from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tasks import InvalidTask, TaskRequest
 from .ports import (
+    AgentContext,
+    AgentRunner,
     ApiKeys,
     CatalogOverrides,
     ChatProvider,
@@ -38,7 +41,7 @@ from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.task_routing import Router, RulesClassifier
-from .services.task_runs import ChatRun, request_messages
+from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import TaskPolicy, Tasks
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
@@ -253,8 +256,34 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes))
     chat_run = ChatRun(chat, conversations)
-    return Tasks(store, credits, realtime, clock, policy, RulesClassifier(rules, quote),
-                 Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
+    tasks = Tasks(store, credits, realtime, clock, policy, RulesClassifier(rules, quote),
+                  Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
+    tasks.runs["agent"] = AgentRun(LazyAgents(settings, store), chat, conversations,
+                                   lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
+    return tasks
+
+
+class LazyAgents:
+    """The LangGraph agents, built on their first run: importing LangGraph costs every function's cold start."""
+
+    def __init__(self, settings: Settings, store: TaskStore) -> None:
+        self.settings, self.store = settings, store
+        self._runner: AgentRunner | None = None
+
+    def run(self, context: AgentContext, agent: str, goal: str, *, limits: AgentLimits,
+            resume: object | None = None) -> AgentOutcome:
+        if self._runner is None:
+            from .adapters.ai.agents import LangGraphAgents
+
+            if self.settings.runtime == "firebase":
+                from .adapters.firebase.checkpointer import FirestoreSaver
+
+                self._runner = LangGraphAgents(FirestoreSaver(self.store.client))  # type: ignore[attr-defined]
+            else:
+                from .adapters.local.agent_checkpoints import sqlite_checkpointer
+
+                self._runner = LangGraphAgents(sqlite_checkpointer(self.settings.data_dir))
+        return self._runner.run(context, agent, goal, limits=limits, resume=resume)
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None,

@@ -139,3 +139,57 @@ def test_request_writes_as_the_bus_delivers_them_at_least_once(ai: Platform, ups
     assert ignored is not None and ignored.state == SUCCEEDED  # not waiting: the answer is ignored
     assert ai.tasks.on_request_written("u", "r1", written, None) is None
     assert len(upstream.requests) == 1 and ai.credits.balance("u").available == CREDIT - 33
+
+
+def plan(*calls: tuple[str, dict]) -> str:
+    import json
+
+    return "work it out TOOLPLAN:" + json.dumps([list(call) for call in calls])
+
+
+THREE = plan(("arithmetic", {"expression": "6 * 7"}), ("arithmetic", {"expression": "2 ** 10"}),
+             ("arithmetic", {"expression": "(1 + 2) * 3"}))
+
+
+def test_an_agent_task_with_three_tool_calls_pays_each_call_from_its_hold(ai: Platform,
+                                                                         upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent1", {"kind": "agent", "input": {"goal": THREE, "agent": "analysis"},
+                                           "model": LLAMA, "maxCredits": 1})
+    assert task.route == "queued" or task.state == SUCCEEDED  # long: queued where a queue runs it
+    if task.route == "queued":
+        task = ai.tasks.run("u", "agent1")
+    assert task.state == SUCCEEDED, task.error
+    assert task.result["text"].startswith("done: 42 | 1024 | 9") and task.result["toolCalls"] == 3
+    calls = [r for r in upstream.requests if r.get("tools")]
+    assert len(calls) == 4 and task.charged == 4 * 33 and task.reserved == CREDIT
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (5 * CREDIT - 4 * 33, 0)
+    again = ai.tasks.run("u", "agent1")  # a redelivery after the end: nothing more
+    assert again.charged == task.charged and len([r for r in upstream.requests if r.get("tools")]) == 4
+    assert ai.integrity.audit().ok
+
+
+def test_an_agent_over_its_limit_stops_with_its_partial_result(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent2", {"kind": "agent", "input": {"goal": THREE}, "model": LLAMA,
+                                           "maxCredits": "0.03"})
+    task = ai.tasks.run("u", "agent2") if not task.terminal else task
+    assert task.state == SUCCEEDED and task.result["partial"] is True and "credit limit" in task.result["reason"]
+    assert task.charged <= task.reserved == 30_000
+    assert ai.credits.balance("u").held == 0
+
+
+def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent3", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.03"})
+    task = ai.tasks.run("u", "agent3") if not task.terminal and task.state != "waiting" else task
+    assert task.state == "waiting" and "approve up to" in task.mirror()["question"]
+    asked = task.steps["approveUpTo"]
+    assert asked > task.reserved
+    answered = ai.tasks.answer("u", "agent3", True)
+    assert answered.reserved == asked
+    done = ai.tasks.run("u", "agent3")
+    assert done.state == SUCCEEDED and done.result["partial"] is False and done.charged <= asked
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok

@@ -129,15 +129,15 @@ class Book:
         self._system(hold.target).pending -= hold.amount
         return self._append("release", hold.amount, hold.target, key, hold=hold.id, reason=reason)
 
-    def extend(self, hold: Hold, *, expires_at: str, key: str,
-               candidates: Iterable[Lot] = ()) -> tuple[Hold, Entry]:
-        """Void the hold and place a new one for the same amount and target, in one step."""
+    def extend(self, hold: Hold, *, expires_at: str, key: str, candidates: Iterable[Lot] = (),
+               amount: int | None = None) -> tuple[Hold, Entry]:
+        """Void the hold and place a new one for the same amount (or `amount`) and target, in one step."""
         self._require_pending(hold)
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot be extended",
                               hold=hold.id)
         self.void(hold, key=key, reason="extended")
-        new_hold, entry = self.hold(hold.amount, target=hold.target, expires_at=expires_at, key=key,
+        new_hold, entry = self.hold(amount or hold.amount, target=hold.target, expires_at=expires_at, key=key,
                                     candidates=candidates, memo={"extends": hold.id}, owner=hold.owner)
         hold.replaced_by = new_hold.id
         return new_hold, entry

@@ -60,10 +60,10 @@ class TaskRequest:
     conversation_id: str | None = None
 
     def text(self) -> str:
-        """The prompt: the input itself, or its `prompt`/`goal`/`text` field."""
+        """The prompt: the input itself, or its `prompt` or `goal`."""
         if isinstance(self.input, str):
             return self.input
-        for name in ("prompt", "goal", "text", "question"):
+        for name in ("prompt", "goal"):
             if isinstance(self.input.get(name), str):
                 return str(self.input[name])
         return ""
@@ -107,9 +107,16 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
     if kind not in KINDS:
         raise InvalidTask(f"kind must be one of {', '.join(KINDS)}, not {str(kind)[:40]!r}")
     value = raw.get("input")
-    if not (isinstance(value, str) and value.strip()) and not (isinstance(value, dict) and value):
-        raise InvalidTask("input must be a non-empty string or object")
-    if len(orjson.dumps(value)) > MAX_INPUT_BYTES:
+    if isinstance(value, dict):
+        _require_input_object(value)
+    elif not (isinstance(value, str) and value.strip()):
+        raise InvalidTask("input must be a prompt (a string that is not blank) or an object with a prompt, goal or "
+                          "messages")
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as error:
+        raise InvalidTask("input holds a value no store can keep (an integer beyond 64 bits?)") from error
+    if size > MAX_INPUT_BYTES:
         raise InvalidTask(f"input is larger than {MAX_INPUT_BYTES // 1000} KB")
     model = raw.get("model")
     if model is not None and (not isinstance(model, str) or not 0 < len(model) <= 128):
@@ -125,6 +132,26 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
     max_credits = raw.get("maxCredits")
     return TaskRequest(kind=kind, input=value, model=model, priority=priority, conversation_id=conversation,
                        max_credits=None if max_credits is None else _credits(max_credits, max_reservation))
+
+
+INPUT_FIELDS = {"prompt": str, "goal": str, "messages": list, "image": str, "agent": str, "approval": bool,
+                "documents": dict}
+
+
+def _require_input_object(value: dict[str, Any]) -> None:
+    """An input object: a prompt, a goal or messages, and only the fields a task reads, each of its type."""
+    unknown = sorted(set(value) - set(INPUT_FIELDS))
+    if unknown:
+        raise InvalidTask(f"unknown input fields {unknown[:5]}: an input holds {', '.join(INPUT_FIELDS)}")
+    for name, kind in INPUT_FIELDS.items():
+        if name in value and (not isinstance(value[name], kind) or isinstance(value[name], bool) != (kind is bool)):
+            raise InvalidTask(f"input.{name} must be a {kind.__name__}")
+    if not any(isinstance(value.get(name), str) and value[name].strip() for name in ("prompt", "goal")) and not (
+            isinstance(value.get("messages"), list) and value["messages"]):
+        raise InvalidTask("input needs a prompt or a goal (text that is not blank) or messages")
+    documents = value.get("documents", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in documents.items()):
+        raise InvalidTask("input.documents maps names to texts")
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,8 @@ class Credits:
         nothing is left): a task's budget, spent call by call, each capture once per key."""
         account_id = user_account(uid)
         amount = require_amount(amount, allow_zero=True)
-        request = {"hold": hold_id, "amount": amount, "memo": _memo(memo)}
+        # not the hold id: a task resumed after a crash names the hold the capture left, and must get the capture
+        request = {"capture": amount, "memo": _memo(memo)}
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             kept, entry = book.capture(self._hold_of(book, hold_id), amount, key=key, memo=memo,
@@ -214,19 +215,23 @@ class Credits:
 
         return self._mutate(account_id, account_id, "release", key, {"hold": hold_id}, action, hold_id)
 
-    def extend(self, uid: str, hold_id: str, *, key: str, ttl: timedelta | None = None) -> dict[str, Any]:
-        """Replace a live hold with a new one for the same amount and a later timeout, atomically."""
+    def extend(self, uid: str, hold_id: str, *, key: str, ttl: timedelta | None = None,
+               amount: int | None = None) -> dict[str, Any]:
+        """Replace a live hold with a new one for the same amount (or `amount`: a task whose user approved a
+        higher limit) and a later timeout, atomically; a larger amount the balance cannot cover is refused."""
         account_id = user_account(uid)
         ttl = self._ttl(ttl)
+        if amount is not None:
+            amount = require_amount(amount, maximum=self.policy.max_reservation)
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             expires = iso(parse_iso(book.now) + ttl)
             new_hold, entry = book.extend(self._hold_of(book, hold_id), expires_at=expires, key=key,
-                                          candidates=tx.spendable_lots(account_id, book.now))
+                                          candidates=tx.spendable_lots(account_id, book.now), amount=amount)
             return {"hold": new_hold.id, "replaces": hold_id, "entry": entry.id, "amount": new_hold.amount,
                     "expires_at": expires, **self._balances(book)}
 
-        request = {"hold": hold_id, "ttl": int(ttl.total_seconds())}
+        request = {"hold": hold_id, "ttl": int(ttl.total_seconds()), **({"amount": amount} if amount else {})}
         return self._mutate(account_id, account_id, "extend", key, request, action, hold_id)
 
     def shortfalls(self, limit: int = 100) -> list[Shortfall]:

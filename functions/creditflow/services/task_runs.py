@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..domain.agents import AGENTS, AgentLimits
 from ..domain.tasks import InvalidTask, Task, TaskRequest
-from ..ports import Messages, Realtime
+from ..ports import AgentRunner, ChatReply, Messages, Realtime
 from .chat import Budget, MeteredChat
 from .conversations import Conversations
 
@@ -135,3 +136,90 @@ class ChatRun:
             pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
         writer.final({"cancelled": True})
         return RunOutcome("cancelled")
+
+
+class AgentContextOfTask:
+    """What an agent task may do, all of it the owner's: model calls metered against the task's hold (keyed by
+    task, node and step; a call already made answers from the task's record, and a capture already made is not
+    made again), progress, cancel, and the owner's own conversation memory."""
+
+    def __init__(self, context: Context, chat: MeteredChat, conversations: Conversations,
+                 record: Callable[[str, dict[str, Any]], None], recorded: Callable[[], dict[str, Any]]) -> None:
+        self.context, self.chat, self.conversations = context, chat, conversations
+        self.record, self.recorded = record, recorded
+        self.task_id, self.uid = context.task.id, context.task.uid
+
+    def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,
+                 max_tokens: int | None = None) -> ChatReply:
+        key = f"task:{self.task_id}:{node}:{step}"
+        done = self.recorded().get(key)
+        if done is not None:
+            return ChatReply(**done)
+        result = self.chat.chat(self.uid, messages, key=key, model=self.context.task.model, max_tokens=max_tokens,
+                                options={"tools": tools} if tools else None, budget=self.context.budget)
+        reply = ChatReply(result["text"], result["model"], result["prompt_tokens"], result["completion_tokens"],
+                          result["finish_reason"], result["tool_calls"])
+        self.record(key, {"text": reply.text, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
+                          "completion_tokens": reply.completion_tokens, "finish_reason": reply.finish_reason,
+                          "tool_calls": reply.tool_calls})
+        return reply
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.context.progress(fraction, message)
+
+    def cancelled(self) -> bool:
+        return self.context.cancelled()
+
+    def recall(self, query: str, limit: int = 5) -> list[str]:
+        """The owner's own conversations, latest first, the passages that share most words with the query."""
+        words = {w for w in query.lower().split() if len(w) > 2}
+        found: list[tuple[int, str]] = []
+        for conversation in self.conversations.list(self.uid, 20, None)[0]:
+            for message in self.conversations.messages(self.uid, conversation.id)[-200:]:
+                shared = len(words & set(message.content.lower().split()))
+                if shared:
+                    found.append((shared, message.content[:1000]))
+        return [text for _, text in sorted(found, key=lambda hit: -hit[0])[:limit]]
+
+    def document(self, reference: str) -> str:
+        """A document attached to the task's own input (`input.documents`: {reference: text}); uploads arrive with
+        the media issue. Another task's or user's documents are never reachable from here."""
+        documents = self.context.task.request.input.get("documents") if isinstance(
+            self.context.task.request.input, dict) else None
+        if isinstance(documents, dict) and isinstance(documents.get(reference), str):
+            return str(documents[reference])
+        raise LookupError(f"no document {reference!r}")
+
+
+class AgentRun:
+    """An agent task: a LangGraph graph (behind the AgentRunner port) resumed from its checkpoint on every
+    delivery. Its limit is the task's hold: past it the agent stops with its partial result, or (with
+    input.approval) waits for the user's answer."""
+
+    def __init__(self, runner: AgentRunner, chat: MeteredChat, conversations: Conversations,
+                 record: Callable[[Task, str, dict[str, Any]], None]) -> None:
+        self.runner, self.chat, self.conversations, self._record = runner, chat, conversations, record
+
+    def run(self, context: Context, resume: object | None = None) -> RunOutcome:
+        task = context.task
+        spec = task.request.input if isinstance(task.request.input, dict) else {}
+        agent = spec.get("agent", "research")
+        if agent not in AGENTS:
+            raise InvalidTask(f"input.agent must be one of {', '.join(AGENTS)}")
+        goal = task.request.text()
+        if not goal:
+            raise InvalidTask("an agent task needs a goal (a string, or input.goal)")
+        limits = AgentLimits(approval_to_exceed=spec.get("approval") is True)
+        calls: dict[str, dict[str, Any]] = dict(task.steps.get("calls", {}))
+
+        def record(key: str, reply: dict[str, Any]) -> None:
+            calls[key] = reply
+            self._record(task, key, reply)
+
+        agent_context = AgentContextOfTask(context, self.chat, self.conversations, record, lambda: calls)
+        outcome = self.runner.run(agent_context, agent, goal, limits=limits, resume=resume)
+        result = {"text": outcome.result, "partial": outcome.partial, "steps": outcome.steps,
+                  "toolCalls": outcome.tool_calls, **({"reason": outcome.reason} if outcome.reason else {})}
+        if outcome.status == "waiting":
+            return RunOutcome("waiting", {**result, "approveUpTo": outcome.approve_up_to}, outcome.question)
+        return RunOutcome(outcome.status, result)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from ..domain.agents import approves
 from ..domain.errors import (
     HoldAlreadyPosted,
     HoldAlreadyVoided,
@@ -178,7 +179,9 @@ class Tasks:
             raise TaskConflict(f"task {task_id} is {task.state}, not waiting for an answer", task=task_id,
                                state=task.state)
         answers = int(task.steps.get("answers", 0)) + 1
-        task = self._update(task, answer=answer, message="answered", steps={**task.steps, "answers": answers})
+        raised = self._raise_limit(task, answer, answers)
+        task = self._update(task, answer=answer, message="answered", steps={**task.steps, "answers": answers},
+                            **raised)
         self._enqueue(task, task.request.priority, "answered: running on", f"answer:{answers}")
         return task
 
@@ -289,6 +292,27 @@ class Tasks:
             delivered += 1
         return delivered
 
+    def _raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:
+        """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still
+        waiting, when the balance cannot cover it)."""
+        asked = task.steps.get("approveUpTo")
+        if not (isinstance(asked, int) and asked > task.reserved and approves(answer)):
+            return {}
+        hold = self._current_hold(task)
+        if hold is None:
+            raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
+        remaining = self.credits.hold(task.uid, hold).amount
+        deadline = parse_iso(task.deadline) if task.deadline else self.clock.now()
+        raised = self.credits.extend(task.uid, hold, key=f"task:{task.id}:raise:{n}",
+                                     amount=remaining + asked - task.reserved,
+                                     ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
+        return {"hold": raised["hold"], "reserved": asked}
+
+    def record_call(self, uid: str, task_id: str, key: str, reply: dict[str, Any]) -> None:
+        """Keep a model call's reply in the task, so that a resumed run answers from it instead of calling again."""
+        task = self.get(uid, task_id)
+        self._update(task, steps={**task.steps, "calls": {**task.steps.get("calls", {}), key: reply}})
+
     def journal(self, uid: str, task_id: str) -> TaskJournal:
         """Where a saga run by this task keeps its steps: the task record itself (compare-and-set)."""
         return TaskJournal(self, uid, task_id)
@@ -351,7 +375,8 @@ class Tasks:
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
         if outcome.status == "waiting":
             return self._move(task, WAITING, message="waiting for your answer", steps={
-                **task.steps, "question": outcome.question or "go on?"})
+                **task.steps, "question": outcome.question or "go on?",
+                "approveUpTo": outcome.result.get("approveUpTo")})
         state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
         return self._finish(task, state, result=outcome.result or None, message={
             "done": "done", "stopped": "stopped at its limit (partial result)", "cancelled": "cancelled"}[

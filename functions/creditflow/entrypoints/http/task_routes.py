@@ -36,7 +36,7 @@ def register_tasks(api: Api, platform: Platform) -> None:
         if task_id is None:
             raise InvalidIdempotencyKey("send the request id as the Idempotency-Key header")
         require_task_id(task_id)
-        raw = body.model_dump(exclude_none=True)
+        raw = body.model_dump(exclude_none=True)  # the input object's unset fields go too
         parse_request(raw, max_reservation=platform.settings.max_reservation_amount)  # refused here: nothing kept
         return task_out(tasks.submit(caller.uid, task_id, raw))
 

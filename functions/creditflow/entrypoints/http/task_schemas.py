@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .schemas import Money, Strict, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
+
+
+Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+Int53 = Annotated[int, Field(ge=-(2**53), le=2**53)]
+
+
+class TaskMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class TaskInput(BaseModel):
+    """A task's input as an object: a prompt, a goal or messages, with what the kind reads besides."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["prompt"]}, {"required": ["goal"]}, {"required": ["messages"]}]})
+    prompt: Text | None = None
+    goal: Text | None = Field(default=None, description="what an agent works towards")
+    messages: list[TaskMessage] | None = Field(default=None, min_length=1)
+    image: str | None = Field(default=None, pattern=r"^(data:image/|https://)", description="for vision")
+    agent: Literal["research", "code", "analysis"] | None = None
+    approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")
+    documents: dict[str, str] | None = Field(default=None, description="texts an agent may read, by name")
 
 
 class TaskIn(Strict):
@@ -16,7 +40,7 @@ class TaskIn(Strict):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["chat", "image", "vision", "agent"]
-    input: str | dict[str, Any] = Field(description="the prompt, or an object (prompt, messages, image, goal, agent)")
+    input: Text | TaskInput = Field(description="the prompt, or an object with a prompt, a goal or messages")
     model: str | None = Field(default=None, max_length=128)
     maxCredits: str | int | None = Field(default=None, description="the most the task may cost, in credits "
                                          "(whole, or a decimal string such as \"2.5\")")
@@ -71,7 +95,9 @@ class TasksQuery(BaseModel):
 
 class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    answer: Any = Field(description="any JSON value of at most 10 KB (for an agent: true, or a new limit)")
+    answer: bool | Annotated[str, StringConstraints(max_length=10_000)] | Int53 | dict[
+        str, bool | Annotated[str, StringConstraints(max_length=1000)] | Int53 | None] = Field(
+        description="for an agent asking to go past its limit: true (or \"yes\", or {\"approved\": true})")
 
 
 class DeadLetterOut(BaseModel):
