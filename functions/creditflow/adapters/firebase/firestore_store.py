@@ -14,12 +14,12 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.accounts import SYSTEM_ACCOUNTS, SystemTotals, UserAccount
 from ...domain.entries import Entry
-from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from . import firestore_layout as layout
+from .firestore_transactions import run_transaction
 
 T = TypeVar("T")
 DESC = firestore.Query.DESCENDING
@@ -109,11 +109,15 @@ class FirestoreTransaction:
 
 
 class FirestoreLedgerStore:
-    """Accounts, their entries, lots and holds; sharded system accounts; the Merkle log in chunks."""
+    """Accounts, their entries, lots and holds; sharded system accounts; the Merkle log in chunks.
 
-    def __init__(self, client: firestore.Client, attempts: int = 8) -> None:
+    A transaction is tried `attempts` times by the SDK (each ABORTED one begins again, with backoff), and a unit of
+    work that still lost is run `retries` more times by the service layer; then the caller gets a 503."""
+
+    def __init__(self, client: firestore.Client, attempts: int = 5, retries: int = 2) -> None:
         self.client = client
         self.attempts = attempts
+        self.retries = retries
 
     @classmethod
     def from_environment(cls) -> FirestoreLedgerStore:
@@ -130,18 +134,8 @@ class FirestoreLedgerStore:
         return cls(admin_firestore.client())
 
     def run(self, work: Callable[[FirestoreTransaction], T]) -> T:
-        @firestore.transactional
-        def attempt(transaction: firestore.Transaction) -> T:
-            return work(FirestoreTransaction(self.client, transaction))
-
-        try:
-            return attempt(self.client.transaction(max_attempts=self.attempts))
-        except google_errors.Aborted as error:
-            raise StoreConflict(str(error)) from error
-        except ValueError as error:
-            if isinstance(error.__cause__, google_errors.Aborted):
-                raise StoreConflict(str(error)) from error
-            raise
+        return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),
+                               self.attempts)
 
     # -- reads ------------------------------------------------------------------------------------------------
 
