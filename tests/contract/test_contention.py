@@ -68,7 +68,7 @@ def test_a_locked_key_document_is_a_503_on_the_gateway_and_the_api(
 
     platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock,
                      store=FirestoreLedgerStore(firestore_client, attempts=1, retries=0))
-    platform.keys.keys = FirestoreApiKeys(firestore_client)  # the Firestore key store, as on Firebase
+    platform.keys.keys = FirestoreApiKeys(firestore_client, attempts=1)  # the Firestore key store, as on Firebase
     platform.credits.open_account("bo")
     platform.credits.grant("bo", 50 * CREDIT, source="admin", lot_kind="paid", key="g")
     secret, key = platform.keys.create("bo", "limited", limit=10 * CREDIT)

@@ -17,8 +17,9 @@ _FIELDS = {field.name for field in fields(ApiKey)}
 
 
 class FirestoreApiKeys:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, attempts: int = ATTEMPTS) -> None:
         self.client = client
+        self.attempts = attempts  # tries of each transaction before a lost race is a StoreConflict (a 503)
         self.keys = client.collection("api_keys")
 
     def add(self, key: ApiKey) -> bool:
@@ -49,7 +50,7 @@ class FirestoreApiKeys:
             if not found.reference.get(transaction=transaction).get("revoked_at"):
                 transaction.update(found.reference, {"revoked_at": at})
 
-        run_transaction(self.client, revoke, ATTEMPTS)
+        run_transaction(self.client, revoke, self.attempts)
         return True
 
     def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
@@ -68,7 +69,7 @@ class FirestoreApiKeys:
             transaction.update(found.reference, {IN_FLIGHT: flying})  # the map, without calls past their time
             return True
 
-        return run_transaction(self.client, reserve, ATTEMPTS)
+        return run_transaction(self.client, reserve, self.attempts)
 
     def settle(self, key_id: str, call: str | None, spent: int) -> None:
         found = self._by_id(key_id)
@@ -83,7 +84,7 @@ class FirestoreApiKeys:
             flying = {other: c for other, c in (key.get(IN_FLIGHT) or {}).items() if other != call}
             transaction.update(found.reference, {IN_FLIGHT: flying, "spent": key["spent"] + spent})
 
-        run_transaction(self.client, settle, ATTEMPTS)
+        run_transaction(self.client, settle, self.attempts)
 
     def in_flight(self, key_id: str, now: str) -> int:
         found = self._by_id(key_id)
