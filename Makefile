@@ -5,7 +5,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run cli test lint bench bench-gateway bench-agents clean
+.PHONY: venv run cli test lint bench bench-firestore bench-gateway bench-agents clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
@@ -37,6 +37,10 @@ test: lint $(TOOLS)
 bench: $(STAMP)
 	$(PY) bench/ledger.py
 	$(PY) bench/coldstart.py
+	$(PY) bench/firestore.py
+
+bench-firestore: $(STAMP)  # document reads and writes per operation, on Google's Firestore emulator
+	$(PY) bench/firestore.py
 
 bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first use
 	$(PY) bench/gateway.py

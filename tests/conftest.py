@@ -13,6 +13,7 @@ import pytest
 
 from creditflow.bootstrap import Platform, build
 from creditflow.config import Settings
+from tests.firestore_emulator import FirestoreEmulator, find_jar
 
 CREDIT = 1_000_000
 
@@ -28,6 +29,19 @@ class SteppedClock:
 
     def advance(self, **delta: float) -> None:
         self.moment += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> Iterator[FirestoreEmulator]:
+    """Google's Firestore emulator, started once for the session on a free loopback port (only when a test asks)."""
+    jar, why = find_jar()
+    if jar is None:
+        pytest.skip(why)
+    emulator = FirestoreEmulator(jar)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
 
 
 @pytest.fixture

@@ -278,7 +278,9 @@ class LazyAgents:
             if self.settings.runtime == "firebase":
                 from .adapters.firebase.checkpointer import FirestoreSaver
 
-                self._runner = LangGraphAgents(FirestoreSaver(self.store.client))  # type: ignore[attr-defined]
+                # not "checkpoints": that collection holds the ledger's signed tree heads
+                self._runner = LangGraphAgents(FirestoreSaver(self.store.client,  # type: ignore[attr-defined]
+                                                              "agent_checkpoints"))
             else:
                 from .adapters.local.agent_checkpoints import sqlite_checkpointer
 

@@ -83,6 +83,8 @@ class LedgerTransaction(Protocol):
 class LedgerStore(Protocol):
     """The authoritative ledger store (SQLite locally, Firestore in production)."""
 
+    retries: int  # how many more times a unit of work that lost a race is run again before giving up
+
     def run(self, work: Callable[[LedgerTransaction], T]) -> T:
         """Run `work` in one transaction: all its writes or none. Raises StoreConflict when a concurrent
         transaction won; the caller retries."""

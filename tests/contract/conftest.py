@@ -1,13 +1,9 @@
-"""The ledger store contract runs against SQLite always; against Google's Firestore emulator when
-FIRESTORE_EMULATOR_HOST is set; and against the community Firestore emulator that make installs."""
+"""The contract suites run against SQLite always and against Google's Firestore emulator (started once per session
+by tests/conftest.py; skipped, with the reason, only where its Debian package or Java is missing). Each Firestore
+test gets a project of its own: an empty database no other test sees."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +13,9 @@ from creditflow.bootstrap import Platform, build
 from creditflow.config import Settings
 from creditflow.ports import LedgerStore
 from tests.conftest import SteppedClock
+from tests.firestore_emulator import FirestoreEmulator
 
-ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ["sqlite", "firestore-emulator", "firestore-compat"]
+BACKENDS = ["sqlite", "firestore-emulator"]
 
 
 def _sqlite(tmp_path: Path) -> LedgerStore:
@@ -28,55 +24,21 @@ def _sqlite(tmp_path: Path) -> LedgerStore:
     return SqliteLedgerStore(tmp_path / "ledger.sqlite3")
 
 
-def _firestore_at(host: str) -> LedgerStore:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
-
-    from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
-
-    project = f"demo-creditflow-{uuid.uuid4().hex[:10]}"  # a fresh, empty database per test
-    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host  # the client reads it when it is made
-    try:
-        return FirestoreLedgerStore(firestore.Client(project=project, credentials=AnonymousCredentials()))
-    finally:
-        if saved is None:
-            del os.environ["FIRESTORE_EMULATOR_HOST"]
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
-
-
-@pytest.fixture(scope="session")
-def compat_firestore() -> Iterator[str]:
-    """The community Firestore emulator (Node, installed under tools/ by make), on a free loopback port."""
-    script = ROOT / "tools" / "firestore-compat-server.js"
-    if not (ROOT / "tools" / "node_modules" / "@firestore-emulator" / "server").is_dir() or not shutil.which("node"):
-        pytest.skip("the community Firestore emulator is not installed (make installs it under tools/)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["node", str(script), str(port)], cwd=ROOT / "tools", stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    try:
-        if server.stdout is None or server.stdout.readline().strip() != "ready":
-            pytest.fail("the community Firestore emulator did not start")
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+@pytest.fixture
+def firestore_client(firestore_emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch) -> object:
+    """A server-side client on a fresh project, with FIRESTORE_EMULATOR_HOST set while the test runs."""
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
+    return firestore_emulator.client()
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStore]:
     if request.param == "sqlite":
         made = _sqlite(tmp_path)
-    elif request.param == "firestore-emulator":
-        if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
-            pytest.skip("FIRESTORE_EMULATOR_HOST is not set: Google's Firestore emulator needs a Java jar that "
-                        "cannot be downloaded here")
-        made = _firestore_at(os.environ["FIRESTORE_EMULATOR_HOST"])
     else:
-        made = _firestore_at(request.getfixturevalue("compat_firestore"))
+        from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
+
+        made = FirestoreLedgerStore(request.getfixturevalue("firestore_client"))
     yield made
     close = getattr(made, "close", None)
     if close:

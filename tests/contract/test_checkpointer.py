@@ -30,7 +30,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from tests import firestore_emulator
+from tests.firestore_emulator import FirestoreEmulator
 
 SAVERS = ["sqlite", "firestore", "community-firestore"]
 
@@ -42,12 +42,9 @@ class Backend:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    why = firestore_emulator.missing()
-    if why:
-        pytest.skip(why)
-    with firestore_emulator.firestore_emulator() as host:
-        yield host
+def emulator(firestore_emulator: FirestoreEmulator) -> str:
+    """The session's emulator (tests/conftest.py), skipped with the reason where it cannot run."""
+    return firestore_emulator.host
 
 
 def _sqlite(path: Path) -> SqliteSaver:

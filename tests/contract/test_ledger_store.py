@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from datetime import timedelta
 
@@ -122,24 +121,34 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
     assert report.totals["sum"] == 0
 
 
+# Google's emulator takes transaction locks with a ~2 s timeout and livelocks once 9 or more transactions contend
+# for one document (firebase-tools#2452; production uses wound-wait), so there a few writers race; SQLite takes 20.
+RACERS = {"sqlite": (20, 5), "firestore-emulator": (3, 2)}  # (writers, credits they share)
+
+
 def test_concurrent_reserves_never_overdraw(on_store: Platform, request: pytest.FixtureRequest) -> None:
-    if "firestore-compat" in request.node.name:
-        pytest.skip("the community Firestore emulator does not abort conflicting transactions (seen here: 20 of "
-                    "20 concurrent reserves on a balance for 5 committed), so it cannot show this")
+    writers, affordable = RACERS[request.node.callspec.params["store"]]
     credits = on_store.credits
     credits.open_account("hot")
-    credits.grant("hot", 5 * CREDIT, source="admin", lot_kind="paid", key="g")
+    credits.grant("hot", affordable * CREDIT, source="admin", lot_kind="paid", key="g")
     wins: list[str] = []
+    refused: list[int] = []
+    start = threading.Barrier(writers)
 
     def reserve(n: int) -> None:
-        with contextlib.suppress(InsufficientFunds):
+        start.wait()
+        try:
             wins.append(credits.reserve("hot", CREDIT, key=f"r{n}")["hold"])
+        except InsufficientFunds:
+            refused.append(n)
 
-    threads = [threading.Thread(target=reserve, args=(n,)) for n in range(20)]
+    threads = [threading.Thread(target=reserve, args=(n,)) for n in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(wins) == 5
-    assert credits.balance("hot").available == 0
+    assert (len(wins), len(refused)) == (affordable, writers - affordable)  # every writer had an answer
+    assert len(set(wins)) == affordable
+    balance = credits.balance("hot")
+    assert (balance.available, balance.held) == (0, affordable * CREDIT)
     assert on_store.integrity.audit().ok

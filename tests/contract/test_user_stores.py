@@ -3,15 +3,14 @@ on SQLite always and on Firestore emulators as the ledger contract is."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from creditflow.ports import ApiKey, Conversation
-from tests.contract.conftest import BACKENDS, _firestore_at
+from creditflow.ports import ApiKey, Conversation, Preferences
+from tests.contract.conftest import BACKENDS
 
 T0, T1, T2 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:01.000000Z", "2026-01-01T00:00:02.000000Z"
 
@@ -22,24 +21,24 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         from creditflow.adapters.local.api_keys import SqliteApiKeys
         from creditflow.adapters.local.catalog_overrides import SqliteCatalogOverrides
         from creditflow.adapters.local.conversations import SqliteConversations
+        from creditflow.adapters.local.preferences import SqlitePreferences
+        from creditflow.adapters.local.welcome_claims import SqliteWelcomeClaims
 
         yield {"conversations": SqliteConversations(tmp_path / "c.sqlite3"), "backend": request.param,
-               "overrides": SqliteCatalogOverrides(tmp_path / "o.sqlite3"), "keys": SqliteApiKeys(tmp_path / "k.db")}
+               "overrides": SqliteCatalogOverrides(tmp_path / "o.sqlite3"), "keys": SqliteApiKeys(tmp_path / "k.db"),
+               "preferences": SqlitePreferences(tmp_path / "p.sqlite3"),
+               "claims": SqliteWelcomeClaims(tmp_path / "w.sqlite3")}
         return
-    if request.param == "firestore-emulator":
-        if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
-            pytest.skip("FIRESTORE_EMULATOR_HOST is not set: Google's Firestore emulator needs a Java jar that "
-                        "cannot be downloaded here")
-        host = os.environ["FIRESTORE_EMULATOR_HOST"]
-    else:
-        host = request.getfixturevalue("compat_firestore")
     from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
     from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
     from creditflow.adapters.firebase.conversations import FirestoreConversations
+    from creditflow.adapters.firebase.preferences import FirestorePreferences
+    from creditflow.adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
-    client = _firestore_at(host).client  # type: ignore[attr-defined]
+    client = request.getfixturevalue("firestore_client")
     yield {"conversations": FirestoreConversations(client), "overrides": FirestoreCatalogOverrides(client),
-           "keys": FirestoreApiKeys(client), "backend": request.param}
+           "keys": FirestoreApiKeys(client), "preferences": FirestorePreferences(client),
+           "claims": FirestoreWelcomeClaims(client), "backend": request.param}
 
 
 def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str, Any]) -> None:
@@ -67,8 +66,6 @@ def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str
 
 
 def test_conversations_come_a_page_at_a_time(stores: dict[str, Any]) -> None:
-    if stores["backend"] == "firestore-compat":
-        pytest.skip("the community Firestore emulator ignores query cursors (start_after): it cannot show paging")
     talk = stores["conversations"]
     for n, at in enumerate((T0, T1, T2, T2)):
         talk.create(Conversation(id=f"conv_{n}", uid="a", title=f"c{n}", created_at=at, updated_at=at))
@@ -145,3 +142,25 @@ def test_a_call_whose_hold_was_extended_counts_until_its_new_time(stores: dict[s
     assert keys.reserve("key_3", "long", 0, T2, T0)  # counting nothing more only moves its time on
     assert keys.in_flight("key_3", T1) == 9 and not keys.reserve("key_3", "other", 1, T2, T1)
     assert keys.in_flight("key_3", T2) == 0
+
+
+def test_preferences_are_each_users_own(stores: dict[str, Any]) -> None:
+    preferences = stores["preferences"]
+    assert preferences.get("a") == Preferences()  # nothing stored: the defaults
+    mine = Preferences(preferred_model="demo-chat", max_credits_per_request=2_500_000, cost_saving=True)
+    preferences.put("a", mine)
+    assert preferences.get("a") == mine and preferences.get("b") == Preferences()
+    preferences.put("a", Preferences(cost_saving=True))  # a put replaces the whole record
+    assert preferences.get("a") == Preferences(cost_saving=True)
+
+
+def test_a_device_claims_the_welcome_bonus_once_and_networks_are_counted(stores: dict[str, Any]) -> None:
+    claims = stores["claims"]
+    assert claims.claim_device("dev1", "a", T0) == "a"
+    assert claims.claim_device("dev1", "b", T1) == "a"  # the first claimant keeps it
+    assert claims.claim_device("dev1", "a", T2) == "a"
+    for uid, at in (("a", T0), ("b", T1), ("c", T2)):
+        claims.record_ip_claim("net1", uid, at)
+    claims.record_ip_claim("net1", "b", T1)  # one user counts once
+    assert claims.count_ip_claims("net1", T0) == 3 and claims.count_ip_claims("net1", T1) == 2
+    assert claims.count_ip_claims("net2", T0) == 0

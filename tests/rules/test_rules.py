@@ -1,10 +1,9 @@
-"""Security rules: database.rules.json evaluated offline by targaryen; firestore.rules checked for shape
-(and by the Firestore emulator when it runs)."""
+"""Security rules: database.rules.json evaluated offline by targaryen; firestore.rules checked for shape here
+(test_firestore_rules.py runs it on Google's Firestore emulator)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -53,27 +52,5 @@ def test_firestore_rules_let_no_client_write_anything() -> None:
         if "write" in operations or "create" in operations or "update" in operations or "delete" in operations:
             assert condition.strip() == "false", f"clients may {operations} when {condition}"
     assert re.search(r"match /\{document=\*\*\} \{ allow read, write: if false; \}", text)
-    reads = dict((op, cond) for op, cond in allows if op.strip() == "read")
-    assert all("request.auth" in cond or cond.strip() == "false" for cond in reads.values())
-
-
-@pytest.mark.skipif(not os.environ.get("FIRESTORE_EMULATOR_HOST"),
-                    reason="FIRESTORE_EMULATOR_HOST is not set: Google's Firestore emulator (which evaluates "
-                           "firestore.rules) needs a Java jar that cannot be downloaded here")
-def test_firestore_rules_in_the_emulator() -> None:
-    import urllib.request
-
-    host = os.environ["FIRESTORE_EMULATOR_HOST"]
-    project = "demo-creditflow-rules"
-    put = urllib.request.Request(f"http://{host}/emulator/v1/projects/{project}:securityRules", method="PUT",
-                                 data=json.dumps({"rules": {"files": [{"name": "firestore.rules", "content": (
-                                     ROOT / "firestore.rules").read_text()}]}}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(put, timeout=30)
-    write = urllib.request.Request(
-        f"http://{host}/v1/projects/{project}/databases/(default)/documents/accounts?documentId=user:x",
-        method="POST", data=json.dumps({"fields": {"available": {"integerValue": "999"}}}).encode(),
-        headers={"Content-Type": "application/json"})  # an unauthenticated client
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(write, timeout=30)
-    assert refused.value.code == 403
+    reads = [cond for op, cond in allows if op.strip() == "read"]
+    assert all(re.search(r"request\.auth|owns\(|isUser\(", cond) or cond.strip() == "false" for cond in reads)

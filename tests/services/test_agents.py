@@ -19,9 +19,9 @@ from creditflow.domain.agents import AgentLimits
 from creditflow.domain.errors import BudgetExhausted
 from creditflow.domain.pricing import estimate, prompt_tokens
 from creditflow.ports import ChatReply, Messages
-from tests import firestore_emulator
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
+from tests.firestore_emulator import FirestoreEmulator
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
 CALL_COST = 33  # µc: 100 prompt and 50 completion tokens of LLAMA, as the fake server reports
@@ -106,12 +106,9 @@ def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Iterator[Pl
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    why = firestore_emulator.missing()
-    if why:
-        pytest.skip(why)
-    with firestore_emulator.firestore_emulator() as host:
-        yield host
+def emulator(firestore_emulator: FirestoreEmulator) -> str:
+    """The session's emulator (tests/conftest.py), skipped with the reason where it cannot run."""
+    return firestore_emulator.host
 
 
 @pytest.fixture

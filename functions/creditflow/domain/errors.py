@@ -163,7 +163,7 @@ class InconsistentTree(LedgerError):
 
 
 class StoreConflict(Exception):
-    """A transaction lost a race; the unit of work retries it. Never shown to users."""
+    """A transaction lost a race; the unit of work retries it. Shown to users only as `Contended`."""
 
 
 class InvalidQuery(LedgerError):
@@ -199,6 +199,19 @@ class ServerBusy(LedgerError):
     code = "server-busy"
     title = "The server is busy"
     status = 503
+
+
+class Contended(ServerBusy):
+    """Transactions kept losing races for the same documents (on Firestore, one account's document is locked by
+    each transaction that touches it) past the store's retry budget: nothing was written; retry later."""
+
+    code = "contention"
+    title = "Too many changes to the same account at once"
+
+    @classmethod
+    def of(cls, conflict: StoreConflict) -> Contended:
+        return cls("too many changes to the same records at once: nothing was changed; retry after a moment "
+                   "(with the same Idempotency-Key)", retry_after=1, cause=str(conflict)[:200])
 
 
 class ProviderUnavailable(LedgerError):

@@ -44,7 +44,8 @@ class WelcomeBonus:
                                  reason="email-not-verified")
         account = self.credits.open_account(uid)
         key = f"welcome:{uid}"
-        if self.credits.store.run(lambda tx: tx.idempotency("issuance:welcome", key)) is not None:
+        # an account with no entry yet cannot have had the bonus: only an older one costs this read
+        if account.seq > 0 and self.credits.store.run(lambda tx: tx.idempotency("issuance:welcome", key)) is not None:
             raise WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
         if device:
             holder = self.claims.claim_device(self._hash("device", device), uid, iso(now))

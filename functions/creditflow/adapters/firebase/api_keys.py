@@ -9,13 +9,17 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...ports import ApiKey
+from .firestore_transactions import run_transaction
 
 IN_FLIGHT = "in_flight"  # {call id: {"micros", "until"}}: what calls in flight count against the limit
+ATTEMPTS = 5  # a key's document is one point of contention, as an account's is
 _FIELDS = {field.name for field in fields(ApiKey)}
 
 
 class FirestoreApiKeys:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, attempts: int = ATTEMPTS) -> None:
+        self.client = client
+        self.attempts = attempts  # tries of each transaction before a lost race is a StoreConflict (a 503)
         self.keys = client.collection("api_keys")
 
     def add(self, key: ApiKey) -> bool:
@@ -42,12 +46,11 @@ class FirestoreApiKeys:
         if found is None or found.get("uid") != uid:
             return False
 
-        @firestore.transactional
         def revoke(transaction: firestore.Transaction) -> None:  # a key revoked before keeps its first time
             if not found.reference.get(transaction=transaction).get("revoked_at"):
                 transaction.update(found.reference, {"revoked_at": at})
 
-        revoke(found.reference._client.transaction())
+        run_transaction(self.client, revoke, self.attempts)
         return True
 
     def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
@@ -55,7 +58,6 @@ class FirestoreApiKeys:
         if found is None:
             return False
 
-        @firestore.transactional
         def reserve(transaction: firestore.Transaction) -> bool:
             key = found.reference.get(transaction=transaction).to_dict()
             flying, limit = _live(key, now), key["limit"]
@@ -67,7 +69,7 @@ class FirestoreApiKeys:
             transaction.update(found.reference, {IN_FLIGHT: flying})  # the map, without calls past their time
             return True
 
-        return reserve(found.reference._client.transaction())
+        return run_transaction(self.client, reserve, self.attempts)
 
     def settle(self, key_id: str, call: str | None, spent: int) -> None:
         found = self._by_id(key_id)
@@ -77,13 +79,12 @@ class FirestoreApiKeys:
             found.reference.update({"spent": firestore.Increment(spent)})
             return
 
-        @firestore.transactional
         def settle(transaction: firestore.Transaction) -> None:
             key = found.reference.get(transaction=transaction).to_dict()
             flying = {other: c for other, c in (key.get(IN_FLIGHT) or {}).items() if other != call}
             transaction.update(found.reference, {IN_FLIGHT: flying, "spent": key["spent"] + spent})
 
-        settle(found.reference._client.transaction())
+        run_transaction(self.client, settle, self.attempts)
 
     def in_flight(self, key_id: str, now: str) -> int:
         found = self._by_id(key_id)

@@ -10,6 +10,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.memory import StoredMessage
 from ...ports import Conversation
+from .firestore_transactions import run_transaction
 
 
 def _message(data: dict) -> StoredMessage:
@@ -78,7 +79,6 @@ class FirestoreConversations:
                     at: str) -> bool:
         reference = self.collection.document(conversation_id)
 
-        @firestore.transactional
         def append(transaction: firestore.Transaction) -> bool:
             snapshot = reference.get(transaction=transaction)
             if not snapshot.exists or snapshot.get("uid") != uid:
@@ -93,7 +93,7 @@ class FirestoreConversations:
             transaction.update(reference, {"messages": count + len(messages), "updated_at": at})
             return True
 
-        return append(self.client.transaction())
+        return run_transaction(self.client, append, 5)
 
     def set_summary(self, uid: str, conversation_id: str, summary: str, upto: int) -> None:
         snapshot = self._mine(uid, conversation_id)

@@ -1,6 +1,6 @@
 """How ledger objects map to Firestore documents (DESIGN §3).
 
-accounts/{id}                      one document per user account (balances, chain head)
+accounts/{id}                      one document per user account (balances, chain head, expiry index)
 accounts/{id}/entries/{entryId}    the account's chained, signed entries
 entry_refs/{entryId}               {account, hash, leaf}: finds an entry by id; the sequencer's queue (leaf null)
 lots/{lotId}, holds/{holdId}       grants and reservations, with their account
@@ -14,6 +14,7 @@ checkpoints/{size}                 signed tree heads
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...domain.accounts import UserAccount
@@ -48,9 +49,49 @@ def checkpoint_id(size: int) -> str:
     return f"{size:020d}"
 
 
-def account_doc(a: UserAccount) -> dict[str, Any]:
-    return {"id": a.id, "status": a.status, "available": a.available, "held": a.held, "seq": a.seq,
-            "head": a.head, "version": a.version, "createdAt": a.created_at, "updatedAt": a.updated_at}
+EXPIRING = "expiring"  # the account document's expiry index: {"holds": {id: expiresAt}, "lots": {id: expiresAt}}
+
+
+@dataclass
+class Expiring:
+    """When each pending hold and each open lot with an expiry of one account expires, kept in the account's own
+    document by every transaction that writes it: a command learns with the account whether it must sweep, and
+    which documents, instead of querying holds and lots (a query is a billed read even when it finds nothing)."""
+
+    holds: dict[str, str] = field(default_factory=dict)
+    lots: dict[str, str] = field(default_factory=dict)
+
+    def keep_hold(self, hold: Hold) -> None:
+        if hold.status == "pending":
+            self.holds[hold.id] = hold.expires_at
+        else:
+            self.holds.pop(hold.id, None)
+
+    def keep_lot(self, lot: Lot) -> None:
+        if lot.is_open and lot.expires_at is not None:
+            self.lots[lot.id] = lot.expires_at
+        else:
+            self.lots.pop(lot.id, None)
+
+    def due_holds(self, now: str) -> list[str]:
+        return sorted(i for i, at in self.holds.items() if at <= now)
+
+    def due_lots(self, now: str) -> list[str]:
+        return sorted(i for i, at in self.lots.items() if at <= now)
+
+
+def expiring_of(d: dict[str, Any]) -> Expiring | None:
+    index = d.get(EXPIRING)
+    return Expiring(dict(index.get("holds") or {}), dict(index.get("lots") or {})) if index is not None else None
+
+
+def account_doc(a: UserAccount, expiring: Expiring | None = None) -> dict[str, Any]:
+    """The account's document; without its expiry index the next command rebuilds it (with two queries)."""
+    document = {"id": a.id, "status": a.status, "available": a.available, "held": a.held, "seq": a.seq,
+                "head": a.head, "version": a.version, "createdAt": a.created_at, "updatedAt": a.updated_at}
+    if expiring is not None:
+        document[EXPIRING] = {"holds": expiring.holds, "lots": expiring.lots}
+    return document
 
 
 def account_of(d: dict[str, Any]) -> UserAccount:

@@ -14,13 +14,13 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.accounts import SYSTEM_ACCOUNTS, SystemTotals, UserAccount
 from ...domain.entries import Entry
-from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
 from ...domain.shortfalls import Shortfall
 from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from . import firestore_layout as layout
+from .firestore_transactions import run_transaction
 
 T = TypeVar("T")
 DESC = firestore.Query.DESCENDING
@@ -31,16 +31,46 @@ def _where(query: Any, field: str, op: str, value: Any) -> Any:
 
 
 class FirestoreTransaction:
+    """One attempt of a transaction. Each account document carries its expiry index (firestore_layout.EXPIRING):
+    read with the account, it tells whether any hold or lot of the account has expired, so a command's sweep costs
+    no query (each a billed read even when it finds nothing) unless one has, and then reads just those."""
+
     def __init__(self, client: firestore.Client, transaction: firestore.Transaction) -> None:
         self.client = client
         self.tx = transaction
+        self.expiring: dict[str, layout.Expiring | None] = {}  # by account read here; None: the index is missing
 
     def _account_ref(self, account_id: str) -> Any:
         return self.client.collection(layout.ACCOUNTS).document(account_id)
 
     def account(self, account_id: str) -> UserAccount | None:
         snapshot = self._account_ref(account_id).get(transaction=self.tx)
-        return layout.account_of(snapshot.to_dict()) if snapshot.exists else None
+        if not snapshot.exists:
+            return None
+        document = snapshot.to_dict()
+        self.expiring[account_id] = layout.expiring_of(document)
+        return layout.account_of(document)
+
+    def _index(self, account_id: str) -> layout.Expiring:
+        """The account's expiry index; where it is missing (an account written before it, or by a transaction that
+        did not keep it), rebuilt from every pending hold and open lot of the account, and kept from then on."""
+        index = self.expiring.get(account_id)
+        if index is None:
+            holds = _where(_where(self.client.collection(layout.HOLDS), "account", "==", account_id),
+                           "status", "==", "pending").stream(transaction=self.tx)
+            lots = _where(_where(self.client.collection(layout.LOTS), "account", "==", account_id),
+                          "open", "==", True).stream(transaction=self.tx)
+            index = layout.Expiring()
+            for hold in (layout.hold_of(s.to_dict()) for s in holds):
+                index.keep_hold(hold)
+            for lot in (layout.lot_of(s.to_dict()) for s in lots):
+                index.keep_lot(lot)
+            self.expiring[account_id] = index
+        return index
+
+    def _due(self, collection: str, ids: list[str]) -> list[dict[str, Any]]:
+        refs = [self.client.collection(collection).document(i) for i in ids]
+        return [s.to_dict() for s in self.client.get_all(refs, transaction=self.tx) if s.exists] if refs else []
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get(transaction=self.tx)
@@ -48,15 +78,13 @@ class FirestoreTransaction:
         return hold if hold is not None and hold.account == account_id else None
 
     def expired_holds(self, account_id: str, now: str) -> list[Hold]:
-        query = _where(_where(_where(self.client.collection(layout.HOLDS), "account", "==", account_id),
-                              "status", "==", "pending"), "expiresAt", "<=", now)
-        return [layout.hold_of(s.to_dict()) for s in query.stream(transaction=self.tx)]
+        holds = (layout.hold_of(d) for d in self._due(layout.HOLDS, self._index(account_id).due_holds(now)))
+        return [h for h in holds if h.account == account_id and h.status == "pending" and h.expires_at <= now]
 
     def expired_lots(self, account_id: str, now: str) -> list[Lot]:
-        query = _where(_where(_where(self.client.collection(layout.LOTS), "account", "==", account_id),
-                              "open", "==", True), "expiresAt", "<=", now)
-        return [lot for lot in (layout.lot_of(s.to_dict()) for s in query.stream(transaction=self.tx))
-                if lot.remaining > 0]
+        lots = (layout.lot_of(d) for d in self._due(layout.LOTS, self._index(account_id).due_lots(now)))
+        return [lot for lot in lots if lot.account == account_id and lot.is_open and lot.remaining > 0
+                and lot.expires_at is not None and lot.expires_at <= now]
 
     def lots_by_id(self, account_id: str, lot_ids: Collection[str]) -> list[Lot]:
         if not lot_ids:
@@ -85,9 +113,23 @@ class FirestoreTransaction:
     def write(self, changes: Changes) -> None:
         tx, client = self.tx, self.client
         for account in changes.new_accounts:
-            tx.create(self._account_ref(account.id), layout.account_doc(account))
+            self.expiring[account.id] = layout.Expiring()
+        for hold in changes.holds:
+            index = self.expiring.get(hold.account)
+            if index is not None:
+                index.keep_hold(hold)
+        for lot in changes.lots:
+            index = self.expiring.get(lot.account)
+            if index is not None:
+                index.keep_lot(lot)
+        written = {a.id for a in changes.new_accounts} | {a.id for a in changes.accounts}
+        for account_id in {x.account for x in [*changes.holds, *changes.lots]} - written:
+            # holds or lots changed without their account: its index can no longer be trusted
+            tx.update(self._account_ref(account_id), {layout.EXPIRING: firestore.DELETE_FIELD})
+        for account in changes.new_accounts:
+            tx.create(self._account_ref(account.id), layout.account_doc(account, self.expiring.get(account.id)))
         for account in changes.accounts:
-            tx.set(self._account_ref(account.id), layout.account_doc(account))
+            tx.set(self._account_ref(account.id), layout.account_doc(account, self.expiring.get(account.id)))
         for entry in changes.entries:
             tx.create(self._account_ref(entry.account).collection("entries").document(entry.id),
                       layout.entry_doc(entry))
@@ -113,11 +155,15 @@ class FirestoreTransaction:
 
 
 class FirestoreLedgerStore:
-    """Accounts, their entries, lots and holds; sharded system accounts; the Merkle log in chunks."""
+    """Accounts, their entries, lots and holds; sharded system accounts; the Merkle log in chunks.
 
-    def __init__(self, client: firestore.Client, attempts: int = 8) -> None:
+    A transaction is tried `attempts` times by the SDK (each ABORTED one begins again, with backoff), and a unit of
+    work that still lost is run `retries` more times by the service layer; then the caller gets a 503."""
+
+    def __init__(self, client: firestore.Client, attempts: int = 5, retries: int = 2) -> None:
         self.client = client
         self.attempts = attempts
+        self.retries = retries
 
     @classmethod
     def from_environment(cls) -> FirestoreLedgerStore:
@@ -134,18 +180,8 @@ class FirestoreLedgerStore:
         return cls(admin_firestore.client())
 
     def run(self, work: Callable[[FirestoreTransaction], T]) -> T:
-        @firestore.transactional
-        def attempt(transaction: firestore.Transaction) -> T:
-            return work(FirestoreTransaction(self.client, transaction))
-
-        try:
-            return attempt(self.client.transaction(max_attempts=self.attempts))
-        except google_errors.Aborted as error:
-            raise StoreConflict(str(error)) from error
-        except ValueError as error:
-            if isinstance(error.__cause__, google_errors.Aborted):
-                raise StoreConflict(str(error)) from error
-            raise
+        return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),
+                               self.attempts)
 
     # -- reads ------------------------------------------------------------------------------------------------
 

@@ -6,16 +6,24 @@ from typing import Any
 
 
 class RealtimeDatabase:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, app: Any = None) -> None:
         import firebase_admin
         from firebase_admin import db
 
-        if not firebase_admin._apps:
+        if app is None and not firebase_admin._apps:
             firebase_admin.initialize_app(options={"databaseURL": url})
         self._db = db
+        self._url = url
+        self._app = app
+
+    def _ref(self, path: str) -> Any:
+        return self._db.reference(path, app=self._app, url=self._url)
 
     def set(self, path: str, value: object) -> None:
-        self._db.reference(path).set(value)
+        if value is None:  # firebase-admin refuses to send null ("Value must not be None"); a delete is the same
+            self._ref(path).delete()
+        else:
+            self._ref(path).set(value)
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
         written = False
@@ -29,8 +37,8 @@ class RealtimeDatabase:
             written = True
             return value
 
-        self._db.reference(path).transaction(update)
+        self._ref(path).transaction(update)
         return written
 
     def get(self, path: str) -> Any:
-        return self._db.reference(path).get()
+        return self._ref(path).get()

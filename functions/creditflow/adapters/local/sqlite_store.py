@@ -222,6 +222,8 @@ class _Turns:
 class SqliteLedgerStore(_Reads):
     """One database file; a connection per thread; writers serialised by SQLite's own lock."""
 
+    retries = 24  # a lost race here is a busy lock or a failed group commit: cheap to run again
+
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
                  wal_restart_frames: int = RESTART_FRAMES) -> None:
         self.path = str(path)

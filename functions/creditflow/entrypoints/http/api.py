@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
-from ...domain.errors import InvalidToken, LedgerError, RateLimited
+from ...domain.errors import Contended, InvalidToken, LedgerError, RateLimited, StoreConflict
 from ...domain.idempotency import MAX_KEY
 from ...ports import Caller, TokenVerifier
 from .json_body import MAX_BODY, InvalidBody, parse
@@ -127,6 +127,10 @@ class Api:
             if isinstance(error, InvalidToken):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="creditflow"'
             return response
+
+        @app.errorhandler(StoreConflict)
+        def contended(error: StoreConflict) -> Response:  # a lost race outside a use case's retries
+            return ledger_error(Contended.of(error))
 
         @app.errorhandler(ValidationError)
         def invalid(error: ValidationError) -> Response:

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from ...bootstrap import Platform
 from ...domain.catalog import UnknownModel
 from ...domain.errors import (
+    Contended,
     InsufficientFunds,
     InvalidToken,
     KeyLimitReached,
@@ -26,6 +27,7 @@ from ...domain.errors import (
     ProviderUnavailable,
     RateLimited,
     ServerBusy,
+    StoreConflict,
 )
 from ...domain.idempotency import require_request_key
 from ...domain.ids import new_id
@@ -150,6 +152,10 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if "retry_after" in error.context:  # RateLimited, ServerBusy: as the API's problems do
             response.headers["Retry-After"] = str(error.context["retry_after"])
         return response
+
+    @gateway.errorhandler(StoreConflict)
+    def contended(error: StoreConflict) -> Response:  # a lost race outside a use case's retries
+        return ledger_error(Contended.of(error))
 
     @gateway.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def unknown(rest: str) -> Response:

@@ -1,0 +1,96 @@
+"""A contention timeout on Firestore reaches HTTP clients as a retryable 503 with Retry-After, and moves no money.
+
+Another client holds the account document in an open transaction, as a burst of holds on one user would; the
+emulator then ABORTs the API's commit after its ~2 s lock timeout. The store's retry budget is cut to one try so
+the test takes seconds, not the minutes a full budget would wait."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
+from creditflow.bootstrap import build
+from creditflow.config import Settings
+from creditflow.entrypoints.http.app import create_app
+from tests.conftest import CREDIT, SteppedClock
+from tests.firestore_emulator import FirestoreEmulator
+
+
+def test_a_lock_timeout_is_a_503_with_retry_after_and_no_money_moves(
+        firestore_client: Any, firestore_emulator: FirestoreEmulator, tmp_path: Path, clock: SteppedClock) -> None:
+    store = FirestoreLedgerStore(firestore_client, attempts=1, retries=0)
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock, store=store)
+    platform.credits.open_account("alice")
+    platform.credits.grant("alice", 5 * CREDIT, source="admin", lot_kind="paid", key="g")
+    api = create_app(platform).test_client()
+    token = platform.tokens.issue("alice")  # type: ignore[attr-defined]
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "hold-1"}
+    before = firestore_client.collection("accounts").document("user:alice").get()
+
+    other = firestore_emulator.client(firestore_client.project)  # another server instance, mid-transaction
+    blocker = other.transaction()
+    blocker._begin()
+    assert other.collection("accounts").document("user:alice").get(transaction=blocker).exists
+    try:
+        started = time.monotonic()
+        refused = api.post("/api/v1/credits/reserve", json={"amount": "2", "category": "chat"}, headers=headers)
+        waited = time.monotonic() - started
+    finally:
+        blocker._rollback()
+    assert refused.status_code == 503, refused.get_data(as_text=True)
+    assert refused.mimetype == "application/problem+json"
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.get_json()["type"].endswith("/contention")
+    assert waited >= 1  # it was the lock timeout that refused it, not anything quicker
+    after = firestore_client.collection("accounts").document("user:alice").get()
+    assert after.update_time == before.update_time  # nothing was written
+    assert not list(firestore_client.collection("holds").stream())
+    balance = platform.credits.balance("alice")
+    assert (balance.available, balance.held) == (5 * CREDIT, 0)
+
+    retried = api.post("/api/v1/credits/reserve", json={"amount": "2", "category": "chat"}, headers=headers)
+    assert retried.status_code in (200, 201), retried.get_data(as_text=True)
+    again = api.post("/api/v1/credits/reserve", json={"amount": "2", "category": "chat"}, headers=headers)
+    first, replay = retried.get_json(), again.get_json()
+    assert (first.pop("replayed"), replay.pop("replayed")) == (False, True)
+    assert replay == first  # the same key: the first result, once
+    balance = platform.credits.balance("alice")
+    assert (balance.available, balance.held) == (3 * CREDIT, 2 * CREDIT)
+
+
+def test_a_locked_key_document_is_a_503_on_the_gateway_and_the_api(
+        firestore_client: Any, firestore_emulator: FirestoreEmulator, tmp_path: Path, clock: SteppedClock) -> None:
+    """Lost races outside a ledger use case (the gateway key's own transaction) are answered the same way: the
+    gateway in OpenAI's error body, the REST API as a problem; both 503 with Retry-After."""
+    from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
+
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock,
+                     store=FirestoreLedgerStore(firestore_client, attempts=1, retries=0))
+    platform.keys.keys = FirestoreApiKeys(firestore_client, attempts=1)  # the Firestore key store, as on Firebase
+    platform.credits.open_account("bo")
+    platform.credits.grant("bo", 50 * CREDIT, source="admin", lot_kind="paid", key="g")
+    secret, key = platform.keys.create("bo", "limited", limit=10 * CREDIT)
+    app = create_app(platform).test_client()
+    token = platform.tokens.issue("bo")  # type: ignore[attr-defined]
+    document = firestore_client.collection("api_keys").document(key.hash)
+
+    other = firestore_emulator.client(firestore_client.project)
+    blocker = other.transaction()
+    blocker._begin()
+    document_seen = other.collection("api_keys").document(key.hash).get(transaction=blocker)
+    assert document_seen.exists
+    try:
+        called = app.post("/v1/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                          json={"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]})
+        revoked = app.delete(f"/api/v1/keys/{key.id}", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        blocker._rollback()
+    assert called.status_code == 503, called.get_data(as_text=True)
+    assert called.headers["Retry-After"] == "1" and called.get_json()["error"]["type"] == "api_error"
+    assert revoked.status_code == 503 and revoked.headers["Retry-After"] == "1", revoked.get_data(as_text=True)
+    assert revoked.get_json()["type"].endswith("/contention")
+    assert document.get().to_dict() == document_seen.to_dict()  # neither wrote anything to the key
+    balance = platform.credits.balance("bo")
+    assert (balance.available, balance.held) == (50 * CREDIT, 0)  # the chat's ledger hold was given back

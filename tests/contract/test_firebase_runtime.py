@@ -1,0 +1,50 @@
+"""The Firebase composition root on Google's Firestore emulator: bootstrap picks the Firestore ledger and user
+stores from the environment (FIRESTORE_EMULATOR_HOST, GCLOUD_PROJECT) as a deployed function does."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform, build
+from creditflow.config import Settings
+from creditflow.ports import Caller, Conversation
+from tests.conftest import CREDIT
+from tests.firestore_emulator import FirestoreEmulator
+
+
+@pytest.fixture
+def on_firebase(firestore_emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch,
+                tmp_path: Path) -> Iterator[tuple[Platform, str]]:
+    import firebase_admin
+
+    project = firestore_emulator.project()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
+    monkeypatch.setenv("GCLOUD_PROJECT", project)
+    monkeypatch.setenv("FIREBASE_DATABASE_EMULATOR_HOST", "127.0.0.1:9")  # never called: the trigger mirrors
+    before = set(firebase_admin._apps)
+    try:
+        yield build(Settings.from_env(runtime="firebase", data_dir=tmp_path,
+                                      signing_key=base64.b64encode(bytes(range(32))).decode())), project
+    finally:
+        for name in set(firebase_admin._apps) - before:  # leave firebase-admin as other tests expect it
+            firebase_admin.delete_app(firebase_admin._apps[name])
+
+
+def test_the_firebase_runtime_keeps_everything_in_firestore(on_firebase: tuple[Platform, str],
+                                                            firestore_emulator: FirestoreEmulator) -> None:
+    platform, project = on_firebase
+    granted = platform.welcome.claim(Caller(uid="ana", email_verified=True), device="phone", ip="192.0.2.7")
+    hold = platform.credits.reserve("ana", 2 * CREDIT, key="r1")
+    platform.credits.settle("ana", hold["hold"], CREDIT, key="s1")
+    platform.conversations.store.create(Conversation(id="conv_1", uid="ana", title="t", created_at="2026-01-01",
+                                                     updated_at="2026-01-01"))
+    assert platform.credits.balance("ana").available == granted["granted"] - CREDIT
+    seen = firestore_emulator.client(project)  # another client on the same project sees it all
+    assert seen.collection("accounts").document("user:ana").get().get("available") == granted["granted"] - CREDIT
+    assert {c.id for c in seen.collections()} >= {"accounts", "holds", "lots", "idempotency", "welcome_devices",
+                                                  "welcome_ips", "conversations"}
+    assert platform.integrity.audit().ok
