@@ -20,9 +20,11 @@ from .ports import (
     ChatProvider,
     Clock,
     ConversationStore,
+    JobHandler,
     LedgerStore,
     PreferenceStore,
     Realtime,
+    TaskQueue,
     TokenVerifier,
     WelcomeClaims,
 )
@@ -32,6 +34,7 @@ from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
+from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
@@ -52,6 +55,8 @@ class Platform:
     chat: MeteredChat
     keys: GatewayKeys
     conversations: Conversations
+    jobs: JobRouter  # the queue's handler: register a handler per job kind
+    queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -92,6 +97,23 @@ def build_realtime(settings: Settings) -> Realtime:
     from .adapters.local.tree import LocalTree
 
     return LocalTree(settings.data_dir / "realtime.sqlite3")
+
+
+def build_queue(settings: Settings, handler: JobHandler) -> TaskQueue:
+    """Cloud Tasks (the task-queue functions' queues) on Firebase; locally a queue on SQLite whose worker threads
+    run `handler`, from `start()` on."""
+    if settings.runtime == "firebase":
+        from .adapters.firebase.task_queue import CloudTasksQueue
+
+        return CloudTasksQueue(settings.functions_region)
+    from .adapters.local.queue import QueueSettings, SqliteTaskQueue
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteTaskQueue(settings.data_dir / "queue.sqlite3", handler, QueueSettings(
+        workers=settings.queue_workers, lease_seconds=settings.queue_lease_seconds,
+        max_attempts=settings.queue_max_attempts, backoff_base_seconds=settings.queue_backoff_base_seconds,
+        backoff_max_seconds=settings.queue_backoff_max_seconds,
+        retention_seconds=settings.queue_retention_hours * 3600), synchronous=settings.sqlite_synchronous)
 
 
 @dataclass(frozen=True)
@@ -203,9 +225,12 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     providers = build_providers(settings)
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
                        providers, preferences=users.preferences)
+    jobs = JobRouter()
+    jobs.register(PING, Ping(realtime, clock))
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
                     chat=chat, keys=GatewayKeys(users.api_keys, clock, derived_secret(key, "gateway keys"),
                                                 policy.reservation_ttl),
-                    conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens))
+                    conversations=Conversations(chat, users.conversations, clock, settings.memory_context_tokens),
+                    jobs=jobs, queue=build_queue(settings, jobs))
