@@ -5,7 +5,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run test lint bench bench-gateway clean
+.PHONY: venv run test lint bench bench-gateway bench-bus clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(STAMP)
 
 bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first use
 	$(PY) bench/gateway.py
+
+bench-bus: $(STAMP)
+	$(PY) bench/bus.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions

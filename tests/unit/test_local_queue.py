@@ -373,3 +373,15 @@ def test_stop_waits_for_a_running_job_up_to_its_timeout(tmp_path: Path) -> None:
     time.sleep(0.2)
     status = queue.status("j")
     assert status is not None and status.state == "done"
+
+
+def test_leasing_seeks_the_next_job_without_scanning_or_sorting_the_backlog(queue: SqliteTaskQueue,
+                                                                            clock: Clock) -> None:
+    from tests.unit.test_sqlite_query_plans import plans
+
+    for n in range(50):
+        queue.enqueue(Job(f"later{n}", "ok", {}, queue="high", delay_seconds=60))
+        queue.enqueue(Job(f"now{n}", "ok", {}, queue="low"))
+    steps = plans(queue._connections.db, lambda: (queue.run_next(), queue._idle_wait(), queue.run_next()))
+    assert steps and all("jobs_ready" in step for step in steps if "jobs" in step), steps
+    assert not [step for step in steps if step.startswith("SCAN") or "TEMP B-TREE" in step], steps

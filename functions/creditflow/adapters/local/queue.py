@@ -4,20 +4,22 @@ Semantics (the TaskQueue port, as Cloud Tasks gives them in production):
 
 - `enqueue` is idempotent by job id: a second enqueue of an id returns False and changes nothing, while the job
   waits, runs, after it finished (its id is kept for `retention_seconds`), while it is a dead letter.
-- A worker leases the next due job, high before normal before low, then oldest first, in one `BEGIN IMMEDIATE`
-  transaction, so two workers (threads or processes on the same file) never hold the same job. A lease lasts
-  `lease_seconds`; a heartbeat extends the leases of the jobs this process runs, so a long job keeps its lease and
-  a job whose process died (kill -9) is leased again once its lease has run out.
+- A worker leases the next due job, high before normal before low, then the one due longest first (for jobs
+  queued without a delay, the oldest), in one `BEGIN IMMEDIATE` transaction, so two workers (threads, or processes
+  on the same file) never hold the same job. A lease lasts `lease_seconds`; a heartbeat extends the leases of the
+  jobs this process runs, so a long job keeps its lease, and a job whose process died (kill -9) is leased again
+  once its lease has run out.
 - A handler that raises is retried after an exponential backoff with jitter (base·2^(attempt-1), capped, then
   between half and all of it), up to `max_attempts`; `Delivery.final` tells the handler it has the last one. A job
   whose last attempt failed, or whose worker died on its last attempt, becomes a dead letter: listed by
   `dead_letters()`, re-queued for a new series of attempts by `replay(id)`.
 - Delivery is at least once: a handler that outlives its lease (its process stalled past it) may run twice.
 
-Why not huey's SqliteHuey (a well-kept queue that runs on SQLite): it dequeues by deleting the row, so a job whose
-worker is killed mid-run is lost (no lease, no redelivery); its task ids are not idempotency keys (enqueueing an id
-twice runs it twice); and retries have a fixed delay, with no dead letters to list and replay. Those are the rules
-money-moving handlers depend on, so this module keeps the few statements that give them.
+Why not huey's SqliteHuey (3.5, a well-kept queue that runs on SQLite): its dequeue deletes the task's row, so a
+task whose worker is killed mid-run is lost (no lease, no redelivery); a task id is not an idempotency key (the
+table is keyed by a row number, so enqueueing an id twice runs it twice); its retry backoff has no jitter; and a task
+out of retries is gone, with no dead letters to list and replay. Those are the rules the platform's handlers depend
+on, so this module keeps the few statements that give them.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ SCHEMA = (
     "kind TEXT NOT NULL, payload TEXT NOT NULL, queue TEXT NOT NULL, priority INTEGER NOT NULL, "
     "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due REAL NOT NULL, lease TEXT, "
     "enqueued_at REAL NOT NULL, finished_at REAL, last_error TEXT)",
-    "CREATE INDEX IF NOT EXISTS jobs_next ON jobs (priority, seq) WHERE state IN ('queued', 'running')",
-    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due) WHERE state IN ('queued', 'running')",
+    # the next job of a priority is one seek, however many jobs wait (or wait for a later time) before it
+    "CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority, due) WHERE state IN ('queued', 'running')",
     "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE state IN ('done', 'cancelled')",
     "CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL, "
     "queue TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, at REAL NOT NULL)",
@@ -199,10 +201,10 @@ class SqliteTaskQueue:
         settings = self.settings
         with self._transaction() as db:
             while True:
-                row = db.execute(
-                    "SELECT seq, id, kind, payload, queue, state, attempts FROM jobs "
-                    "WHERE state IN ('queued', 'running') AND due <= ? ORDER BY priority, seq LIMIT 1",
-                    (now,)).fetchone()
+                row = next((found for found in (db.execute(
+                    "SELECT seq, id, kind, payload, queue, state, attempts FROM jobs INDEXED BY jobs_ready "
+                    "WHERE state IN ('queued', 'running') AND priority = ? AND due <= ? ORDER BY due, seq LIMIT 1",
+                    (rank, now)).fetchone() for rank in PRIORITY.values()) if found is not None), None)
                 if row is None:
                     return None
                 seq, job_id, kind, payload, queue, state, attempts = row
@@ -334,11 +336,13 @@ class SqliteTaskQueue:
     def _idle_wait(self) -> float:
         """How long an idle worker sleeps: until the next job is due, at most `poll_seconds` (other processes may
         queue jobs; an enqueue in this process wakes it at once)."""
-        row = self._connections.db.execute(
-            "SELECT min(due) FROM jobs WHERE state IN ('queued', 'running')").fetchone()
-        if row[0] is None:
+        db = self._connections.db
+        dues = [row[0] for row in (db.execute(
+            "SELECT min(due) FROM jobs INDEXED BY jobs_ready WHERE state IN ('queued', 'running') AND priority = ?",
+            (rank,)).fetchone() for rank in PRIORITY.values()) if row[0] is not None]
+        if not dues:
             return self.settings.poll_seconds
-        return min(self.settings.poll_seconds, max(0.001, row[0] - self._now()))
+        return min(self.settings.poll_seconds, max(0.001, min(dues) - self._now()))
 
     def _keep_leases(self) -> None:
         beat = max(0.05, self.settings.lease_seconds / 3)
