@@ -5,7 +5,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run cli test lint bench bench-firestore bench-gateway bench-agents clean
+.PHONY: venv run cli test lint bench bench-firestore bench-gateway bench-agents bench-bus clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
@@ -47,6 +47,8 @@ bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first us
 
 bench-agents: $(STAMP)  # what checkpointing each agent superstep on SQLite costs, beside no checkpointer
 	$(PY) bench/agents.py
+bench-bus: $(STAMP)
+	$(PY) bench/bus.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions

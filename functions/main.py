@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 initialize_app()  # callable functions verify ID tokens with the default app before our code runs
 SECRETS = ["LEDGER_SIGNING_KEY"]
 TARGET = os.environ.get("FUNCTION_TARGET") or None
+# The task-queue functions' Cloud Tasks queues, one per priority (creditflow.adapters.firebase.task_queue enqueues):
+# retried up to 5 attempts, 10 s after the first failure, doubling up to 10 min; each queue's own dispatch limits;
+# an attempt may run 9 minutes (within Cloud Tasks' 10-minute dispatch deadline).
+TASK_RETRY = {"max_attempts": 5, "min_backoff_seconds": 10, "max_backoff_seconds": 600, "max_doublings": 6}
+TASK_RATES = {"runTaskHigh": (200, 100), "runTask": (100, 50), "runTaskLow": (20, 10)}  # (concurrent, per second)
 
 
 def serves(name: str) -> bool:
@@ -125,3 +130,38 @@ if serves("expireTasks"):
         from creditflow.entrypoints.triggers import expire_tasks
 
         expire_tasks()
+if serves("runTaskHigh") or serves("runTask") or serves("runTaskLow"):
+    from firebase_functions import tasks_fn
+    from firebase_functions.options import RateLimits, RetryConfig
+
+    def task_options(name: str) -> dict:
+        concurrent, per_second = TASK_RATES[name]
+        return {"secrets": SECRETS, "timeout_sec": 540, "retry_config": RetryConfig(**TASK_RETRY),
+                "rate_limits": RateLimits(max_concurrent_dispatches=concurrent, max_dispatches_per_second=per_second)}
+
+
+if serves("runTaskHigh"):
+
+    @tasks_fn.on_task_dispatched(**task_options("runTaskHigh"))
+    def runTaskHigh(request: tasks_fn.CallableRequest) -> dict:
+        from creditflow.entrypoints.triggers import run_dispatched_task
+
+        return run_dispatched_task(request.data, request.raw_request.headers, TASK_RETRY["max_attempts"])
+
+
+if serves("runTask"):
+
+    @tasks_fn.on_task_dispatched(**task_options("runTask"))
+    def runTask(request: tasks_fn.CallableRequest) -> dict:
+        from creditflow.entrypoints.triggers import run_dispatched_task
+
+        return run_dispatched_task(request.data, request.raw_request.headers, TASK_RETRY["max_attempts"])
+
+
+if serves("runTaskLow"):
+
+    @tasks_fn.on_task_dispatched(**task_options("runTaskLow"))
+    def runTaskLow(request: tasks_fn.CallableRequest) -> dict:
+        from creditflow.entrypoints.triggers import run_dispatched_task
+
+        return run_dispatched_task(request.data, request.raw_request.headers, TASK_RETRY["max_attempts"])

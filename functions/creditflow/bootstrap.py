@@ -26,9 +26,11 @@ from .ports import (
     ChatProvider,
     Clock,
     ConversationStore,
+    JobHandler,
     LedgerStore,
     PreferenceStore,
     Realtime,
+    TaskQueue,
     TaskStore,
     TokenVerifier,
     WelcomeClaims,
@@ -39,10 +41,11 @@ from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
+from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.task_routing import Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
-from .services.tasks import TaskPolicy, Tasks
+from .services.tasks import RUN_JOB, TaskPolicy, Tasks
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
 log = logging.getLogger("creditflow")
@@ -65,6 +68,8 @@ class Platform:
     keys: GatewayKeys
     conversations: Conversations
     tasks: Tasks
+    jobs: JobRouter  # the queue's handler: register a handler per job kind
+    queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -105,6 +110,23 @@ def build_realtime(settings: Settings) -> Realtime:
     from .adapters.local.tree import LocalTree
 
     return LocalTree(settings.data_dir / "realtime.sqlite3")
+
+
+def build_queue(settings: Settings, handler: JobHandler) -> TaskQueue:
+    """Cloud Tasks (the task-queue functions' queues) on Firebase; locally a queue on SQLite whose worker threads
+    run `handler`, from `start()` on."""
+    if settings.runtime == "firebase":
+        from .adapters.firebase.task_queue import CloudTasksQueue
+
+        return CloudTasksQueue(settings.functions_region)
+    from .adapters.local.queue import QueueSettings, SqliteTaskQueue
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteTaskQueue(settings.data_dir / "queue.sqlite3", handler, QueueSettings(
+        workers=settings.queue_workers, lease_seconds=settings.queue_lease_seconds,
+        max_attempts=settings.queue_max_attempts, backoff_base_seconds=settings.queue_backoff_base_seconds,
+        backoff_max_seconds=settings.queue_backoff_max_seconds,
+        retention_seconds=settings.queue_retention_hours * 3600), synchronous=settings.sqlite_synchronous)
 
 
 @dataclass(frozen=True)
@@ -311,10 +333,15 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
                        providers, preferences=users.preferences)
     conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)
+    jobs = JobRouter()
+    jobs.register(PING, Ping(realtime, clock))
+    queue = build_queue(settings, jobs)
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
+    tasks.queue = queue
+    jobs.register(RUN_JOB, tasks.handle_job)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
                     chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                                 policy.reservation_ttl),
-                    conversations=conversations, tasks=tasks)
+                    conversations=conversations, tasks=tasks, jobs=jobs, queue=queue)

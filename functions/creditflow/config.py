@@ -52,6 +52,13 @@ class Settings:
     agent_budget: int = 5 * MICROS_PER_CREDIT  # held for an agent task that names no maxCredits
     quick_task_minutes: int = 5  # deadlines
     long_task_minutes: int = 30
+    queue_workers: int = 4  # the local queue's worker threads
+    queue_lease_seconds: float = 60.0  # a running job's lease; a heartbeat extends it while the job runs
+    queue_max_attempts: int = 5  # the local queue's; on Firebase, the task-queue functions' RetryConfig in main.py
+    queue_backoff_base_seconds: float = 1.0  # the wait after a first failed attempt, doubled after each
+    queue_backoff_max_seconds: float = 300.0
+    queue_retention_hours: float = 24.0  # how long a finished job's id stays taken
+    functions_region: str = "us-central1"  # where the task-queue functions (and so their queues) are deployed
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -93,6 +100,13 @@ class Settings:
             "agent_budget": _credits("AGENT_BUDGET", "5"),
             "quick_task_minutes": int(env.get("QUICK_TASK_MINUTES", "5")),
             "long_task_minutes": int(env.get("LONG_TASK_MINUTES", "30")),
+            "queue_workers": int(env.get("QUEUE_WORKERS", "4")),
+            "queue_lease_seconds": float(env.get("QUEUE_LEASE_SECONDS", "60")),
+            "queue_max_attempts": int(env.get("QUEUE_MAX_ATTEMPTS", "5")),
+            "queue_backoff_base_seconds": float(env.get("QUEUE_BACKOFF_BASE_SECONDS", "1")),
+            "queue_backoff_max_seconds": float(env.get("QUEUE_BACKOFF_MAX_SECONDS", "300")),
+            "queue_retention_hours": float(env.get("QUEUE_RETENTION_HOURS", "24")),
+            "functions_region": env.get("FUNCTIONS_REGION", "us-central1"),
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -132,6 +146,16 @@ class Settings:
             raise ValueError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
         if not 1 <= self.quick_task_minutes <= self.long_task_minutes <= 24 * 60:
             raise ValueError("task deadlines: 1 <= QUICK_TASK_MINUTES <= LONG_TASK_MINUTES <= 1440")
+        if not 0 <= self.queue_workers <= 64:
+            raise ValueError("QUEUE_WORKERS must be between 0 and 64")
+        if not 1 <= self.queue_max_attempts <= 100:
+            raise ValueError("QUEUE_MAX_ATTEMPTS must be between 1 and 100")
+        if not 0.5 <= self.queue_lease_seconds <= 3600:
+            raise ValueError("QUEUE_LEASE_SECONDS must be between 0.5 and 3600")
+        if not 0 <= self.queue_backoff_base_seconds <= self.queue_backoff_max_seconds:
+            raise ValueError("QUEUE_BACKOFF_BASE_SECONDS must be at least 0 and at most QUEUE_BACKOFF_MAX_SECONDS")
+        if self.queue_retention_hours < 0:
+            raise ValueError("QUEUE_RETENTION_HOURS must not be negative")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
 

@@ -12,7 +12,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 MANIFEST = ("from firebase_functions.private.serving import functions_as_yaml, get_functions\n"
             "print(functions_as_yaml(get_functions()))")
 FUNCTIONS_DEFINED = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount", "submitRequest",
-                     "cancelRequest", "answerRequest", "expireTasks")
+                     "cancelRequest", "answerRequest", "expireTasks", "runTaskHigh", "runTask", "runTaskLow")
 
 
 def python(code: str, target: str | None = None) -> str:
@@ -44,6 +44,23 @@ def test_every_function_its_trigger_and_options() -> None:
         assert trigger["retry"] is False  # RTDB triggers have no retry: the handlers are idempotent
     for endpoint in endpoints.values():
         assert endpoint["secretEnvironmentVariables"] == [{"key": "LEDGER_SIGNING_KEY"}]
+
+
+def test_one_task_queue_function_per_priority_with_its_retries_and_rate_limits() -> None:
+    """The queues the production TaskQueue enqueues into (one per priority) are declared with the retry policy the
+    job handler's `Delivery.final` assumes (main.TASK_RETRY) and each queue's own dispatch limits."""
+    from creditflow.adapters.firebase.task_queue import FUNCTIONS
+
+    endpoints = yaml.safe_load(python(MANIFEST))["endpoints"]
+    retry = {"maxAttempts": 5, "minBackoffSeconds": 10, "maxBackoffSeconds": 600, "maxDoublings": 6}
+    limits = {"runTaskHigh": (200, 100), "runTask": (100, 50), "runTaskLow": (20, 10)}
+    assert set(FUNCTIONS.values()) == set(limits)
+    for name, (concurrent, per_second) in limits.items():
+        trigger = endpoints[name]["taskQueueTrigger"]
+        assert {k: v for k, v in trigger["retryConfig"].items() if v is not None} == retry
+        assert trigger["rateLimits"] == {"maxConcurrentDispatches": concurrent, "maxDispatchesPerSecond": per_second}
+        assert endpoints[name]["timeoutSeconds"] == 540
+        assert "_" not in name  # Cloud Tasks queue names of task-queue functions may not hold one
 
 
 def test_main_imports_no_heavy_modules() -> None:

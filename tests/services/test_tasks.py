@@ -173,23 +173,25 @@ def test_an_agent_task_with_three_tool_calls_pays_each_call_from_its_hold(ai: Pl
 def test_an_agent_over_its_limit_stops_with_its_partial_result(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 5)
     task = ai.tasks.submit("u", "agent2", {"kind": "agent", "input": {"goal": THREE}, "model": LLAMA,
-                                           "maxCredits": "0.03"})
+                                           "maxCredits": "0.0003"})  # below what one call may cost
     task = ai.tasks.run("u", "agent2") if not task.terminal else task
     assert task.state == SUCCEEDED and task.result["partial"] is True and "credit limit" in task.result["reason"]
-    assert task.charged <= task.reserved == 30_000
+    assert task.charged == 0 and task.outcome == "voided" and not [r for r in upstream.requests if r.get("tools")]
     assert ai.credits.balance("u").held == 0
 
 
 def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 5)
     task = ai.tasks.submit("u", "agent3", {"kind": "agent", "input": {"goal": THREE, "approval": True},
-                                           "model": LLAMA, "maxCredits": "0.03"})
+                                           "model": LLAMA, "maxCredits": "0.0003"})
     task = ai.tasks.run("u", "agent3") if not task.terminal and task.state != "waiting" else task
-    assert task.state == "waiting" and "approve up to" in task.mirror()["question"]
-    asked = task.steps["approveUpTo"]
-    assert asked > task.reserved
-    answered = ai.tasks.answer("u", "agent3", True)
-    assert answered.reserved == asked
-    done = ai.tasks.run("u", "agent3")
-    assert done.state == SUCCEEDED and done.result["partial"] is False and done.charged <= asked
+    asked_for = []
+    while task.state == "waiting" and len(asked_for) < 10:
+        assert "approve up to" in task.mirror()["question"]
+        asked_for.append(task.steps["approveUpTo"])
+        answered = ai.tasks.answer("u", "agent3", True)
+        assert answered.reserved == asked_for[-1] > task.reserved
+        task = ai.tasks.run("u", "agent3")
+    assert asked_for and task.state == SUCCEEDED and task.result["partial"] is False
+    assert task.result["text"].startswith("done: 42 | 1024 | 9") and 0 < task.charged <= task.reserved
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok

@@ -158,7 +158,9 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
     print(banner(platform, f"http://{bound_host}:{bound_port}", data_dir), flush=True)
     platform.mirror.run_in_background(catch_up=True)  # balance writes leave the request threads; after a kill the
     # mirror may trail the ledger: its writer first rewrites it from the ledger, while the server already answers
+    platform.queue.start()  # type: ignore[attr-defined]  # the local queue's workers (QUEUE_WORKERS)
     stop.wait()
+    platform.queue.stop(SHUTDOWN_SECONDS)  # type: ignore[attr-defined]  # running jobs finish; queued ones stay
     feed = getattr(platform.realtime, "feed", None)
     if feed is not None:
         feed.close()  # event streams end instead of holding their threads

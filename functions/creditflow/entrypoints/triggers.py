@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .runtime import platform
@@ -43,3 +44,21 @@ def expire_tasks() -> dict[str, Any]:
     """Tasks past their deadline end expired; the outbox is delivered (scheduled)."""
     tasks = platform().tasks
     return {"expired": tasks.expire_overdue(), "events": tasks.deliver_events()}
+
+def run_job(data: dict[str, Any], attempt: int, final: bool) -> dict[str, Any]:
+    """Run one delivery of a queued job (a task-queue function's task): rebuild the job from the task's data and
+    hand it to the platform's job handler. An exception fails the attempt, and Cloud Tasks retries it."""
+    from ..adapters.firebase.task_queue import job_from
+    from ..ports import Delivery
+
+    job = job_from(data)
+    platform().jobs(job, Delivery(attempt, final))
+    return {"job": job.id, "attempt": attempt}
+
+
+def run_dispatched_task(data: dict[str, Any], headers: Mapping[str, str], max_attempts: int) -> dict[str, Any]:
+    """As `run_job`, numbering the attempt from the header Cloud Tasks sets (`X-CloudTasks-TaskRetryCount`, 0 on
+    the first attempt); the attempt is final when it is the queue's last (`max_attempts` of its RetryConfig)."""
+    retries = headers.get("X-CloudTasks-TaskRetryCount") or "0"
+    attempt = int(retries) + 1 if retries.isdigit() else 1
+    return run_job(data, attempt, attempt >= max_attempts)

@@ -247,6 +247,10 @@ class Tasks:
             return self._failed_attempt(context, error, delivery)
         return self._ended(self._spent(context), outcome)
 
+    def handle_job(self, job: Job, delivery: Delivery) -> None:
+        """The queue's delivery of a task's run (at least once: a run of a terminal task changes nothing)."""
+        self.run(str(job.payload["uid"]), str(job.payload["task"]), delivery)
+
     def expire_overdue(self, limit: int = 500) -> int:
         """Tasks past their deadline end `expired` (a running one is stopped by its run; one whose worker died is
         ended here), paying for what was used."""

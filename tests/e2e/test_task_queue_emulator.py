@@ -1,0 +1,84 @@
+"""The task-queue functions in the Firebase functions and tasks emulators (firebase-tools, offline): jobs enqueued
+through firebase-admin by the production TaskQueue adapter reach runTaskHigh, runTask and runTaskLow and run,
+a failed attempt is retried with the next attempt number, and an id is queued once."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIREBASE = ROOT / "tools" / "node_modules" / ".bin" / "firebase"
+
+
+def framework_workers() -> set[int]:
+    """The functions emulator's Python workers running this checkout's functions (other checkouts' runs on the
+    machine are left alone)."""
+    found = subprocess.run(["pgrep", "-f", "functions-framework"], capture_output=True, text=True).stdout
+    mine = set()
+    for pid in (int(p) for p in found.split()):
+        try:
+            if Path(f"/proc/{pid}/cwd").resolve() == ROOT / "functions":
+                mine.add(pid)
+        except OSError:  # gone already
+            continue
+    return mine
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FIREBASE.exists(), reason="firebase-tools is not installed (make installs it under tools/)")
+def test_jobs_reach_the_task_queue_functions_through_the_tasks_emulator(tmp_path: Path) -> None:
+    # Ports of their own (the repository's firebase.json names fixed ones another emulator run may hold); the
+    # config sits beside firebase.json, since firebase-tools takes the project folder from where it is.
+    functions, tasks, hub, logging, eventarc = free_ports(5)
+    config = ROOT / f".firebase-queue-e2e-{tasks}.json"
+    config.write_text(json.dumps({
+        "functions": json.loads((ROOT / "firebase.json").read_text())["functions"],
+        "emulators": {"singleProjectMode": True, "functions": {"host": "127.0.0.1", "port": functions},
+                      "tasks": {"host": "127.0.0.1", "port": tasks}, "hub": {"host": "127.0.0.1", "port": hub},
+                      "logging": {"host": "127.0.0.1", "port": logging},
+                      "eventarc": {"host": "127.0.0.1", "port": eventarc}, "ui": {"enabled": False}}}))
+    env_local = ROOT / "functions" / ".env.local"  # emulator-only settings: the embedded store, a fresh folder
+    data = tmp_path / "data"
+    data.mkdir()
+    env_local.write_text(f"CREDITFLOW_RUNTIME=local\nCREDITFLOW_DATA_DIR={data}\n")
+    before = framework_workers()
+    try:
+        run = subprocess.run(
+            [str(FIREBASE), "--config", str(config), "emulators:exec", "--only", "functions,tasks", "--project",
+             "demo-creditflow", f"{sys.executable} tests/e2e/task_queue_probe.py {data} {tmp_path / 'probe.json'}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=480,
+            env={**os.environ, "PYTHONPATH": f"{ROOT / 'functions'}:{ROOT}"})
+    finally:
+        env_local.unlink(missing_ok=True)
+        config.unlink(missing_ok=True)
+        for pid in framework_workers() - before:  # the emulator leaves its Python workers behind
+            subprocess.run(["kill", str(pid)], check=False)
+    (tmp_path / "emulators.log").write_text(run.stdout + run.stderr)
+    written = tmp_path / "probe.json"
+    assert written.exists(), run.stdout[-4000:] + run.stderr[-2000:]
+    probe = json.loads(written.read_text())
+    assert probe["enqueued"] == [True, True, True]
+    assert probe["again"] is False and probe["again-after-run"] is False  # Cloud Tasks keeps the id taken
+    assert probe["cancel-unknown"] is False
+    attempts = probe["attempts"]
+    assert sorted(attempts["ping-retried"]) == ["1", "2"], run.stdout[-4000:]
+    assert [attempts["ping-retried"][n]["final"] for n in ("1", "2")] == [False, False]
+    assert sorted(attempts["ping-high"]) == ["1"] and sorted(attempts["ping-low"]) == ["1"]
