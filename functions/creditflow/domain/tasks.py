@@ -127,8 +127,6 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
     conversation = raw.get("conversationId")
     if conversation is not None and (not isinstance(conversation, str) or not 0 < len(conversation) <= 64):
         raise InvalidTask("conversationId must be a conversation id")
-    if conversation is not None and kind != "chat":
-        raise InvalidTask("conversationId goes with chat tasks only")
     max_credits = raw.get("maxCredits")
     return TaskRequest(kind=kind, input=value, model=model, priority=priority, conversation_id=conversation,
                        max_credits=None if max_credits is None else _credits(max_credits, max_reservation))

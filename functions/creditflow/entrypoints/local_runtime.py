@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +20,7 @@ from ..config import Settings
 log = logging.getLogger("creditflow")
 SWEEP_SECONDS = 15.0
 CHECKPOINT_SECONDS = 60.0
+TASK_SWEEP_SECONDS = 5.0  # task deadlines and the outbox
 KEY_CHECK_SECONDS = 2.0  # how soon a `keys rotate` on the running runtime's folder is taken up
 LOCK_FILE = "runtime.lock"  # in the data folder: held (flock) by the runtime serving it, and holds its PID
 
@@ -159,8 +161,14 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
     platform.mirror.run_in_background(catch_up=True)  # balance writes leave the request threads; after a kill the
     # mirror may trail the ledger: its writer first rewrites it from the ledger, while the server already answers
     platform.queue.start()  # type: ignore[attr-defined]  # the local queue's workers (QUEUE_WORKERS)
+    inline = ThreadPoolExecutor(max(1, platform.settings.inline_capacity), thread_name_prefix="inline-task")
+    platform.tasks.run_inline = inline.submit  # quick tasks run beside the trigger that accepted them
+    platform.tasks.recover()  # after a kill: tasks that were running inline are queued again, requested accepted
+    every(TASK_SWEEP_SECONDS, platform.tasks.expire_overdue, stop, "task-deadlines")
+    every(TASK_SWEEP_SECONDS, platform.tasks.deliver_events, stop, "outbox")
     stop.wait()
     platform.queue.stop(SHUTDOWN_SECONDS)  # type: ignore[attr-defined]  # running jobs finish; queued ones stay
+    inline.shutdown(wait=True, cancel_futures=False)
     feed = getattr(platform.realtime, "feed", None)
     if feed is not None:
         feed.close()  # event streams end instead of holding their threads

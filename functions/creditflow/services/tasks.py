@@ -336,6 +336,8 @@ class Tasks:
             def work() -> None:
                 try:
                     self.run(task.uid, task.id)
+                except Exception:  # run ends the task itself; this is a bug, and expire_overdue ends the task
+                    log.exception("inline run of task %s of %s failed", task.id, task.uid)
                 finally:
                     self.router.done()
 

@@ -25,6 +25,7 @@ from .schemas import PATTERN_MEANINGS
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.dev/problems/"
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$"  # domain.idempotency's rule, said in the schema
 FORGET_AFTER_BUCKETS = 4096  # the rate limiter sweeps out refilled buckets when it holds this many
 Auth = Literal["none", "user", "admin"]
 
@@ -89,6 +90,7 @@ class Operation:
     errors: list[int] = field(default_factory=list)
     also: tuple[str, ...] = ()  # further content types a 200 may have (e.g. text/event-stream)
     longest_key: int = MAX_KEY  # the longest Idempotency-Key the route takes
+    key_pattern: str = KEY_PATTERN  # what the route's Idempotency-Key may hold
 
 
 def _message(error: ErrorDetails) -> str:
@@ -179,10 +181,11 @@ class Api:
     def route(self, method: str, path: str, *, summary: str, auth: Auth = "user", body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
-              errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY
+              errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY,
+              key_pattern: str = KEY_PATTERN
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
-                              list(errors), also, longest_key)
+                              list(errors), also, longest_key, key_pattern)
         self.operations.append(operation)
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -262,7 +265,7 @@ class Api:
             if op.idempotent_header:
                 parameters.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotent_header is True,
                                    "schema": {"type": "string", "maxLength": op.longest_key,
-                                              "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$"}})
+                                              "pattern": op.key_pattern}})
             if parameters:
                 entry["parameters"] = parameters
             if op.body is not None:

@@ -162,8 +162,8 @@ class WelcomeIn(Strict):
     deviceFingerprint: str | None = Field(default=None, min_length=8, max_length=512)
 
 
-USER_ID = described(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$", "must be a user id: 1-128 ASCII letters, digits, "
-                    "'_', '.', '@' or '-', starting with a letter or digit")
+USER_ID = described(r"^[A-Za-z0-9][A-Za-z0-9_@-]{0,127}$", "must be a user id: 1-128 ASCII letters, digits, "
+                    "'_', '@' or '-', starting with a letter or digit")
 
 
 class AdminGrantIn(AmountIn):

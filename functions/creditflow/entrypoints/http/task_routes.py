@@ -29,8 +29,10 @@ def register_tasks(api: Api, platform: Platform) -> None:
     tasks = platform.tasks
 
     @api.route("POST", f"{V1}/tasks", summary="Submit a task, as writing /requests/{uid}/{id} does (the "
-               "Idempotency-Key is the request id; a retry returns the task as it is now)", body=t.TaskIn,
-               response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409), longest_key=64)
+               "Idempotency-Key is the request id; a retry returns the task as it is now)",
+               body=t.task_in(platform.settings.max_reservation_amount),
+               response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409), longest_key=64,
+               key_pattern=r"^[A-Za-z0-9_-]{1,64}$")
     def submit_task(caller: Caller, body: t.TaskIn) -> t.TaskOut:
         task_id = request.headers.get("Idempotency-Key")
         if task_id is None:

@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .schemas import Money, Strict, described
+from .schemas import Money, Strict, credits_up_to, described, whole
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 
 
 Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
-Int53 = Annotated[int, Field(ge=-(2**53), le=2**53)]
+Int53 = whole(-(2**53), 2**53)
 
 
 class TaskMessage(BaseModel):
@@ -25,7 +25,9 @@ class TaskInput(BaseModel):
     """A task's input as an object: a prompt, a goal or messages, with what the kind reads besides."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"required": ["prompt"]}, {"required": ["goal"]}, {"required": ["messages"]}]})
+        {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+        {"required": ["goal"], "properties": {"goal": {"type": "string"}}},
+        {"required": ["messages"], "properties": {"messages": {"type": "array"}}}]})
     prompt: Text | None = None
     goal: Text | None = Field(default=None, description="what an agent works towards")
     messages: list[TaskMessage] | None = Field(default=None, min_length=1)
@@ -42,11 +44,12 @@ class TaskIn(Strict):
     kind: Literal["chat", "image", "vision", "agent"]
     input: Text | TaskInput = Field(description="the prompt, or an object with a prompt, a goal or messages")
     model: str | None = Field(default=None, max_length=128)
-    maxCredits: str | int | None = Field(default=None, description="the most the task may cost, in credits "
-                                         "(whole, or a decimal string such as \"2.5\")")
+    maxCredits: str | whole(1, 2**53) | None = Field(
+        default=None, description="the most the task may cost, in credits (whole, or a decimal string such as "
+        "\"2.5\"), at most MAX_RESERVATION_AMOUNT")
     priority: Literal["high", "normal", "low"] = "normal"
     conversationId: str | None = Field(default=None, max_length=64)
-    createdAt: int | None = Field(default=None, description="ms since the epoch, as the client wrote it")
+    createdAt: whole(0, 2**53) | None = Field(default=None, description="ms since the epoch, as the client wrote it")
 
 
 class Progress(BaseModel):
@@ -95,9 +98,11 @@ class TasksQuery(BaseModel):
 
 class AnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    answer: bool | Annotated[str, StringConstraints(max_length=10_000)] | Int53 | dict[
-        str, bool | Annotated[str, StringConstraints(max_length=1000)] | Int53 | None] = Field(
-        description="for an agent asking to go past its limit: true (or \"yes\", or {\"approved\": true})")
+    answer: bool | Annotated[str, StringConstraints(max_length=1000)] | Int53 | Annotated[dict[
+        Annotated[str, StringConstraints(max_length=32)],
+        bool | Annotated[str, StringConstraints(max_length=100)] | Int53 | None], Field(max_length=8)] = Field(
+        description="for an agent asking to go past its limit: true (or \"yes\", or {\"approved\": true}); "
+                    "at most 10 KB as JSON, which these bounds keep")
 
 
 class DeadLetterOut(BaseModel):
@@ -118,3 +123,17 @@ class DeadLettersOut(BaseModel):
 class DeadLettersQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+def task_in(limit: int) -> type[TaskIn]:
+    """TaskIn whose schema says the configured MAX_RESERVATION_AMOUNT, as the reserve route's does: a maxCredits
+    the schema allows is one the flow takes."""
+
+    def said(schema: dict[str, Any]) -> None:
+        branches = schema["properties"]["maxCredits"]["anyOf"]
+        branches[0]["pattern"] = credits_up_to(limit)
+        branches[1]["maximum"] = limit // 1_000_000
+
+    return type("TaskIn", (TaskIn,), {"__module__": __name__, "__doc__": TaskIn.__doc__,
+                                      "model_config": ConfigDict(extra="forbid", strict=True,
+                                                                 json_schema_extra=said)})
