@@ -97,6 +97,9 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     serving.start()
     bound_host, bound_port = server.bind_addr[:2]
     print(banner(platform, f"http://{bound_host}:{bound_port}", data_dir), flush=True)
+    start_triggers = getattr(platform.realtime, "start_triggers", None)
+    if start_triggers is not None:
+        start_triggers()  # tree write triggers: those pending since the last run first
     platform.mirror.run_in_background(catch_up=True)  # balance writes leave the request threads; after a kill the
     # mirror may trail the ledger: its writer first rewrites it from the ledger, while the server already answers
     stop.wait()
@@ -107,5 +110,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     serving.join(timeout=SHUTDOWN_SECONDS)
     platform.mirror.flush()
     platform.mirror.stop()
+    stop_triggers = getattr(platform.realtime, "stop_triggers", None)
+    if stop_triggers is not None:
+        stop_triggers()  # what is still pending is delivered at the next start
     platform.integrity.publish_checkpoint()  # leave a signed head over everything written
     return 0
