@@ -13,9 +13,16 @@ class RealtimeDatabase:
         if not firebase_admin._apps:
             firebase_admin.initialize_app(options={"databaseURL": url})
         self._db = db
+        self._url = url  # every reference names it: the app's databaseURL may be another database's
+
+    def _ref(self, path: str) -> Any:
+        return self._db.reference(path, url=self._url)
 
     def set(self, path: str, value: object) -> None:
-        self._db.reference(path).set(value)
+        if value is None:  # Realtime Database deletes a node set to null; firebase-admin's set() refuses None
+            self._ref(path).delete()
+        else:
+            self._ref(path).set(value)
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
         written = False
@@ -29,8 +36,8 @@ class RealtimeDatabase:
             written = True
             return value
 
-        self._db.reference(path).transaction(update)
+        self._ref(path).transaction(update)
         return written
 
     def get(self, path: str) -> Any:
-        return self._db.reference(path).get()
+        return self._ref(path).get()
