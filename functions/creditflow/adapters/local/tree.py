@@ -203,7 +203,8 @@ class LocalTree(SqliteFile):
         parts = split(path)
         return self._transact(parts, {"": value}, lambda read, _, __: not _newer_or_same(read(tuple(parts)), version))
 
-    def put(self, parts: list[str], value: Any, *, check: Check | None = None, if_match: str | None = None) -> Any:
+    def put(self, parts: list[str], value: Any, *, check: Check | None = None, if_match: str | None = None,
+            now: int | None = None) -> Any:
         """Realtime Database's PUT: replace the value at the path (server values resolved) and answer it. With
         `if_match`, only when the ETag of what is there now is that one (else Unchanged); `check` may refuse."""
         written: dict[str, Any] = {}
@@ -216,10 +217,11 @@ class LocalTree(SqliteFile):
             written.update(resolved)
             return True
 
-        self._transact(parts, {"": value}, wanted)
+        self._transact(parts, {"": value}, wanted, now=now)
         return written[""]
 
-    def patch(self, parts: list[str], children: dict[str, Any], *, check: Check | None = None) -> dict[str, Any]:
+    def patch(self, parts: list[str], children: dict[str, Any], *, check: Check | None = None,
+              now: int | None = None) -> dict[str, Any]:
         """Realtime Database's PATCH: write each (relative path → value) below the path, all or none."""
         if not isinstance(children, dict):
             raise InvalidQuery("Invalid data; a PATCH takes an object of paths to values")
@@ -241,24 +243,24 @@ class LocalTree(SqliteFile):
             written.update(resolved)
             return True
 
-        self._transact(parts, relative, wanted, patch=True)
+        self._transact(parts, relative, wanted, patch=True, now=now)
         return written
 
-    def push(self, parts: list[str], value: Any, *, check: Check | None = None) -> str:
+    def push(self, parts: list[str], value: Any, *, check: Check | None = None, now: int | None = None) -> str:
         """Realtime Database's POST: the value under a new push id (time-ordered), which is answered."""
-        name = self.push_ids.next()
-        self.put([*parts, name], value, check=check)
+        name = self.push_ids.next(now)
+        self.put([*parts, name], value, check=check, now=now)
         return name
 
     def delete(self, parts: list[str], *, check: Check | None = None, if_match: str | None = None) -> None:
         self.put(parts, None, check=check, if_match=if_match)
 
     def _transact(self, parts: list[str], children: dict[str, Any], wanted: Check | None, *,
-                  patch: bool = False) -> bool:
+                  patch: bool = False, now: int | None = None) -> bool:
         """Write each relative path → value below `parts` in one transaction (with the trigger events it fires),
         when `wanted` (given a reader of the tree now, the path, and the values with server values resolved) agrees;
-        then tell listeners and the trigger dispatcher."""
-        stamp = now_ms()
+        then tell listeners and the trigger dispatcher. `now` (ms) is what server timestamps become."""
+        stamp = now_ms() if now is None else now
         targets = {key: parts + split(key) for key in children}
         with self._write:
             self.db.execute("BEGIN IMMEDIATE")

@@ -96,11 +96,11 @@ class RealtimeSurface:
     def can_read(self, who: Identity, parts: tuple[str, ...]) -> bool:
         return who.admin or self.rules.can_read(who.auth, parts, self.tree.read, now_ms())
 
-    def check(self, who: Identity) -> Callable[..., bool] | None:
-        """What the tree asks, inside the write's transaction, before it writes (nothing for an admin)."""
+    def check(self, who: Identity, stamp: int) -> Callable[..., bool] | None:
+        """What the tree asks, inside the write's transaction, before it writes (nothing for an admin). The rules'
+        `now` is the time server timestamps in the write become."""
         if who.admin:
             return None
-        stamp = now_ms()
         return lambda read, where, resolved: self.rules.can_update(who.auth, where, resolved, read, stamp)
 
     # -------------------------------------------------------------------------------------------- the routes
@@ -174,17 +174,18 @@ class RealtimeSurface:
 
     def write(self, who: Identity, parts: tuple[str, ...], method: str) -> Response:
         keys = list(parts)
-        check = self.check(who)
+        stamp = now_ms()
+        check = self.check(who, stamp)
         if_match = request.headers.get("if-match") if method in ("PUT", "DELETE") else None
         try:
             if method == "PUT":
-                written = self.tree.put(keys, self.body(), check=check, if_match=if_match)
+                written = self.tree.put(keys, self.body(), check=check, if_match=if_match, now=stamp)
             elif method == "DELETE":
-                written = self.tree.put(keys, None, check=check, if_match=if_match)
+                written = self.tree.put(keys, None, check=check, if_match=if_match, now=stamp)
             elif method == "PATCH":
-                written = self.tree.patch(keys, self.body(), check=check)
+                written = self.tree.patch(keys, self.body(), check=check, now=stamp)
             else:
-                return self.answer({"name": self.tree.push(keys, self.body(), check=check)})
+                return self.answer({"name": self.tree.push(keys, self.body(), check=check, now=stamp)})
         except Refused:
             return self.denied(who)
         except Unchanged as stale:
