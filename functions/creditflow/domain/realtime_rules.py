@@ -268,13 +268,23 @@ class Snapshot:
         return None if self.path is None else self.read(self.path)
 
     def member(self, name: str) -> Any:
-        methods = {"val": self.value, "exists": lambda: self.value() is not None,
-                   "child": self.child, "parent": self.parent, "hasChild": self.has_child,
-                   "hasChildren": self.has_children, "getPriority": lambda: None,
-                   "isNumber": lambda: _kind(self.value()) == "number",
-                   "isString": lambda: isinstance(self.value(), str),
-                   "isBoolean": lambda: isinstance(self.value(), bool)}
-        return Method(methods[name]) if name in methods else None
+        method = _SNAPSHOT_METHODS.get(name)
+        return Method(getattr(self, method)) if method is not None else None
+
+    def exists(self) -> bool:
+        return self.value() is not None
+
+    def priority(self) -> None:
+        return None  # priorities are not kept
+
+    def is_number(self) -> bool:
+        return _kind(self.value()) == "number"
+
+    def is_string(self) -> bool:
+        return isinstance(self.value(), str)
+
+    def is_boolean(self) -> bool:
+        return isinstance(self.value(), bool)
 
     def child(self, path: Any) -> Snapshot:
         if not isinstance(path, str):
@@ -295,6 +305,11 @@ class Snapshot:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise RuleError("hasChildren() takes a list of names")
         return all(self.has_child(name) for name in names)
+
+
+_SNAPSHOT_METHODS = {"val": "value", "exists": "exists", "child": "child", "parent": "parent", "hasChild": "has_child",
+                     "hasChildren": "has_children", "getPriority": "priority", "isNumber": "is_number",
+                     "isString": "is_string", "isBoolean": "is_boolean"}
 
 
 def _kind(value: Any) -> str:
@@ -584,12 +599,12 @@ class Rules:
         deepest: tuple[RuleNode, dict[str, str]] | None = None
         for where, node, bound in self._walk(path):
             local = {**scope, **bound, "data": Snapshot(before, where), "newData": Snapshot(after, where)}
-            exists = after(where) is not None
-            if permitted and not exists:
+            if permitted and after(where) is None:
                 break
             if not permitted and node.write is not None:
                 permitted = holds(node.write, local)
-            if exists and node.validate is not None and not holds(node.validate, local):
+            # the new data is read only where a rule needs it (never the whole tree at the root for nothing)
+            if node.validate is not None and after(where) is not None and not holds(node.validate, local):
                 return False
             if where == path:
                 deepest = (node, bound)
