@@ -57,6 +57,12 @@ def test_errors_are_realtime_databases(server: LocalServer) -> None:
          'Index not defined, add ".indexOn": ".value", for path "/tasks/err-user", to the rules'),
         (server.call("GET", "/realtime/tasks/err-user.json?limitToFirst=2", token=token), 400,
          "orderBy must be defined when other query parameters are defined"),
+        (server.call("PUT", "/realtime/requests/err-user/deep.json", raw=b"[" * 30_000 + b"]" * 30_000,
+                     token=token), 400, None),
+        (server.call("PUT", "/realtime/requests/err-user/deep.json", {"kind": "chat", "createdAt": 1, "input": (
+            json.loads('{"a":' * 40 + "1" + "}" * 40))}, token=token), 400, None),
+        (server.call("PUT", "/realtime/requests/err-user/inf.json", raw=b'{"n": Infinity}', token=token), 400,
+         None),
         (server.call("PUT", "/realtime/requests/err-user/big.json", {"kind": "chat", "input": "x" * 70_000,
                                                                       "createdAt": 1}, token=token), 413, None),
     ]
@@ -80,6 +86,8 @@ def test_conditional_writes_and_queries(server: LocalServer) -> None:
     assert fresh.status == 200 and fresh.json is True
     for n in range(3):
         server.call("PUT", f"/realtime/requests/etag-user/q{n}.json", request_body(), token=token)
+    huge = server.call("PUT", "/realtime/requests/etag-user/h.json", request_body(maxCredits=10 ** 30), token=token)
+    assert huge.status == 200 and huge.json["maxCredits"] == 1e30  # a double, as Realtime Database keeps it
     shallow = server.call("GET", "/realtime/requests/etag-user/q1.json?shallow=true", token=token).json
     assert shallow == {"kind": True, "input": True, "createdAt": True}
 

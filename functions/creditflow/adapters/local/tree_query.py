@@ -16,6 +16,7 @@ from ...domain.errors import InvalidQuery
 
 NULL_ETAG = "null_etag"
 MAX_KEY_BYTES = 768
+MAX_DEPTH = 32  # Realtime Database's limit on the depth of a path
 _BAD_KEY = re.compile(r"[.#$\[\]/\x00-\x1f\x7f]")
 _INTEGER_KEY = re.compile(r"(0|-?[1-9]\d{0,9})")
 
@@ -32,6 +33,8 @@ def normalize(value: Any, now_ms: int, current: Callable[[tuple[str, ...]], Any]
     """The value as Realtime Database stores it: arrays become objects keyed "0", "1", …; nulls and empty objects
     vanish; server values ({".sv": "timestamp"}, {".sv": {"increment": n}}) are resolved. Bad keys or values raise
     InvalidQuery (400)."""
+    if len(path) > MAX_DEPTH:
+        raise InvalidQuery(f"Invalid data; the tree is at most {MAX_DEPTH} levels deep")
     if isinstance(value, list):
         value = {str(i): v for i, v in enumerate(value)}
     if isinstance(value, dict):
@@ -51,6 +54,8 @@ def normalize(value: Any, now_ms: int, current: Callable[[tuple[str, ...]], Any]
         return kept or None
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise InvalidQuery("Invalid data; numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
+        return float(value)  # Realtime Database keeps numbers as doubles
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise InvalidQuery("Invalid data; couldn't parse JSON object, array, or value")

@@ -169,7 +169,7 @@ class RealtimeSurface:
         raw = request.get_data(cache=False)
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidQuery("Invalid data; couldn't parse JSON object, array, or value.") from None
 
     def write(self, who: Identity, parts: tuple[str, ...], method: str) -> Response:
