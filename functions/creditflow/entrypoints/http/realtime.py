@@ -14,6 +14,7 @@ emulator mode sends `owner`); it is never set by default, and then no token is a
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import time
@@ -79,7 +80,7 @@ class RealtimeSurface:
         token = request.args.get("auth") or (header[7:].strip() if header[:7].lower() == "bearer " else "")
         if not token:
             return Identity(False, None)
-        if self.admin_token is not None and token == self.admin_token:
+        if self.admin_token is not None and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             override = request.args.get("auth_variable_override")
             if override is None:
                 return Identity(True, None, token)
@@ -120,6 +121,8 @@ class RealtimeSurface:
             who = self.identify()
         except InvalidToken:
             return rtdb_error(401, "Could not parse auth token.")
+        except InvalidQuery as error:
+            return rtdb_error(400, error.detail)
         try:
             if method == "GET":
                 streaming = not suffixed or "text/event-stream" in request.headers.get("Accept", "")
@@ -128,7 +131,7 @@ class RealtimeSurface:
                 return self.write(who, parts, method)
             return rtdb_error(405, f"{method} is not supported")
         except InvalidQuery as error:
-            return rtdb_error(400, error.detail if hasattr(error, "detail") else str(error))
+            return rtdb_error(400, error.detail)
         except RequestEntityTooLarge:
             return rtdb_error(413, "Payload too large")
 
