@@ -126,13 +126,21 @@ def test_streams_carry_puts_and_patches(server: LocalServer, stream_lines: Any) 
     assert (kind, data) == ("patch", {"path": "/", "data": {"cancel": True}})
 
 
-def test_firebase_admins_token_is_admin_only_when_the_runtime_says_so(tmp_path: Path) -> None:
-    own = LocalServer(tmp_path / "data", CREDITFLOW_RTDB_ADMIN_TOKEN="owner")
+def test_the_admin_token_when_the_runtime_names_it_and_the_write_budget(tmp_path: Path) -> None:
+    own = LocalServer(tmp_path / "data", CREDITFLOW_RTDB_ADMIN_TOKEN="owner", RATE_LIMIT_PER_MINUTE="3")
     try:
         owner = {"Authorization": "Bearer owner"}
-        assert own.call("PUT", "/tasks/u/t1.json?ns=x", {"state": "waiting"}, headers=owner).status == 200
+        for n in range(5):  # the server's own identity has no budget
+            assert own.call("PUT", f"/tasks/u/t{n}.json?ns=x", {"state": "waiting"}, headers=owner).status == 200
         assert own.call("GET", "/realtime/tasks/u/t1/state.json", headers=owner).json == "waiting"
         assert own.call("GET", "/realtime/tasks/u/t1/state.json?auth=wrong").status == 401
+        token = own.token("u")
+        statuses = [own.call("PUT", f"/realtime/requests/u/r{n}.json", request_body(), token=token).status
+                    for n in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = own.call("PUT", "/realtime/requests/u/r9.json", request_body(), token=token)
+        assert refused.status == 429 and "error" in refused.json and int(refused.headers["Retry-After"]) >= 1
+        assert own.call("GET", "/realtime/requests/u/r0/kind.json", token=token).json == "chat"  # reads go on
     finally:
         own.stop()
 

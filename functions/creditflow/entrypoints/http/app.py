@@ -53,6 +53,6 @@ def create_app(platform: Platform) -> Flask:
                       "close one (one stream can watch a whole subtree)")
         count_calls(app, Slots(MAX_CALLS, MAX_CALLS_PER_CALLER, "model calls in flight", "wait for one to finish"))
 
-        register_realtime(app, platform, RULES_FILE, slots)
+        register_realtime(app, platform, RULES_FILE, slots, api.limiter)
 
     return app

@@ -5,7 +5,8 @@ Bearer`; `print=silent|pretty`; `X-Firebase-ETag` / `if-match` / `if-none-match`
 `shallow`; `orderBy` with `limitToFirst|Last`, `startAt`, `endAt`, `equalTo`; server values. Every request is
 checked against database.rules.json as Realtime Database checks it. Errors are Realtime Database's: a JSON
 `{"error": "..."}` with its status (400 bad request, 401 signed out or bad token, 403 denied to a signed-in
-caller, 412 ETag mismatch); a caller over the stream limits gets the platform's 429/503 problem.
+caller, 412 ETag mismatch, 429 past the caller's request budget, shared with the API); a caller over the stream
+limits gets the platform's 429/503 problem.
 
 The server's own writes go through the tree's methods, not this surface, and need no rules (as firebase-admin's
 do not). Tests may name one bearer token as that admin identity with CREDITFLOW_RTDB_ADMIN_TOKEN (firebase-admin in
@@ -29,9 +30,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ...adapters.local.tree import LocalTree, Refused, Unchanged, join, now_ms, split
 from ...adapters.local.tree_query import etag, order_by, run_query, shallow, to_wire
 from ...bootstrap import Platform
-from ...domain.errors import InvalidQuery, InvalidToken
+from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
 from ...domain.realtime_rules import Rules
 from ...ports import Caller
+from .api import RateLimiter
 from .slots import Slots
 
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
@@ -66,12 +68,14 @@ def load_rules(path: Path) -> Rules:
 
 
 class RealtimeSurface:
-    def __init__(self, platform: Platform, rules: Rules, slots: Slots, admin_token: str | None) -> None:
+    def __init__(self, platform: Platform, rules: Rules, slots: Slots, admin_token: str | None,
+                 limiter: RateLimiter | None = None) -> None:
         self.platform = platform
         self.tree: LocalTree = platform.realtime  # type: ignore[assignment]
         self.rules = rules
         self.slots = slots
         self.admin_token = admin_token or None
+        self.limiter = limiter
 
     # ---------------------------------------------------------------------------------------------- identity
 
@@ -177,6 +181,12 @@ class RealtimeSurface:
 
     def write(self, who: Identity, parts: tuple[str, ...], method: str) -> Response:
         keys = list(parts)
+        if self.limiter is not None and not who.admin:  # a write costs a transaction: the caller's API budget
+            try:
+                self.limiter.take(who.auth["uid"] if who.auth and "uid" in who.auth else
+                                  f"address:{request.remote_addr}")
+            except RateLimited as error:
+                return rtdb_error(429, error.detail, **{"Retry-After": str(error.context["retry_after"])})
         stamp = now_ms()
         check = self.check(who, stamp)
         if_match = request.headers.get("if-match") if method in ("PUT", "DELETE") else None
@@ -266,9 +276,12 @@ class RealtimeSurface:
         return response
 
 
-def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: Slots) -> None:
-    """Serve the local tree at /realtime (only where the platform's realtime tree is the local one)."""
-    surface = RealtimeSurface(platform, load_rules(rules_file), slots, os.environ.get(ADMIN_TOKEN_VARIABLE))
+def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: Slots,
+                      limiter: RateLimiter | None = None) -> None:
+    """Serve the local tree at /realtime (only where the platform's realtime tree is the local one). Writes take
+    from `limiter`, the per-user budget the API shares."""
+    surface = RealtimeSurface(platform, load_rules(rules_file), slots, os.environ.get(ADMIN_TOKEN_VARIABLE),
+                              limiter)
 
     @app.route("/realtime/", defaults={"path": ""}, methods=list(METHODS))
     @app.route("/realtime/<path:path>", methods=list(METHODS))
