@@ -121,7 +121,9 @@ def test_streams_carry_puts_and_patches(server: LocalServer, stream_lines: Any) 
     assert next(events) == ("put", {"path": "/", "data": {"kind": "chat", "input": "hello", "createdAt": 5}})
     server.call("PATCH", "/realtime/requests/sse-user/r1.json", {"cancel": True}, token=token)
     kind, data = next(events)
-    while kind == "keep-alive":
+    for _ in range(3):  # keep-alives come every 5 s; the patch must come before the third
+        if kind != "keep-alive":
+            break
         kind, data = next(events)
     assert (kind, data) == ("patch", {"path": "/", "data": {"cancel": True}})
 
@@ -192,3 +194,23 @@ def test_a_stream_ends_with_auth_revoked_when_its_token_expires(platform: Any, t
     assert set(rest[:-1]) == {"event: keep-alive\ndata: null\n\n"}
     assert rest[-1] == "event: auth_revoked\ndata: credential is no longer valid\n\n"
     assert time.monotonic() - started < 10
+
+
+def test_a_query_streams_its_result_whenever_it_changes(platform: Any, tmp_path: Path, monkeypatch) -> None:
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
+    tree = platform.realtime
+    tree.set("/tasks/u", {"t1": {"createdAt": 1}, "t2": {"createdAt": 2}, "t3": {"createdAt": 3}})
+    rules = {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid", ".indexOn": ["createdAt"]}}}}
+    events = in_process_stream(platform, rules, tmp_path, DevTokens(dev_token_key(platform.key)).issue("u"),
+                               '/realtime/tasks/u.json?orderBy="createdAt"&limitToLast=2')
+    assert json.loads(next(events).split("data: ")[1]) == {"path": "/", "data": {"t2": {"createdAt": 2},
+                                                                                 "t3": {"createdAt": 3}}}
+    tree.set("/tasks/u/t0", {"createdAt": 0})  # outside the last two: nothing to send
+    tree.set("/tasks/u/t4", {"createdAt": 4})
+    sent = next(e for e in events if not e.startswith("event: keep-alive"))
+    assert json.loads(sent.split("data: ")[1]) == {"path": "/", "data": {"t3": {"createdAt": 3},
+                                                                         "t4": {"createdAt": 4}}}

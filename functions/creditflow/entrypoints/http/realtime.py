@@ -153,11 +153,9 @@ class RealtimeSurface:
         is_shallow = request.args.get("shallow") == "true"
         if order is not None and is_shallow:
             return rtdb_error(400, "Mixing 'shallow' and querying parameters is not supported")
-        if order is not None and order not in ("$key", "$priority"):
-            wanted = ".value" if order == "$value" else order
-            if not self.rules.indexed(parts, wanted):
-                return rtdb_error(400, f"Index not defined, add \".indexOn\": \"{wanted}\", for path "
-                                       f"\"{join(list(parts))}\", to the rules")
+        unindexed = self.unindexed(parts, order)
+        if unindexed is not None:
+            return unindexed
         value = self.tree.read(parts)
         headers: dict[str, str] = {}
         if request.headers.get("X-Firebase-ETag", "").lower() == "true" or "if-none-match" in request.headers:
@@ -171,6 +169,16 @@ class RealtimeSurface:
         elif is_shallow:
             value = shallow(value)
         return self.answer(value, **headers)
+
+    def unindexed(self, parts: tuple[str, ...], order: str | None) -> Response | None:
+        """Realtime Database's 400 for ordering by a child or by value without an `.indexOn` for it."""
+        if order is None or order in ("$key", "$priority"):
+            return None
+        wanted = ".value" if order == "$value" else order
+        if self.rules.indexed(parts, wanted):
+            return None
+        return rtdb_error(400, f"Index not defined, add \".indexOn\": \"{wanted}\", for path "
+                               f"\"{join(list(parts))}\", to the rules")
 
     def body(self) -> Any:
         raw = request.get_data(cache=False)
@@ -214,66 +222,105 @@ class RealtimeSurface:
 
     def stream(self, who: Identity, parts: tuple[str, ...]) -> Response:
         """Realtime Database REST streaming: `put` and `patch` events with {path, data}, `keep-alive`s, `cancel`
-        when the rules stop allowing the read, `auth_revoked` when the token stops being valid. Each open stream
-        holds a slot, given back when the server closes the response (a client gone is noticed at the next
-        write)."""
+        when the rules stop allowing the read, `auth_revoked` when the token stops being valid. A stream of a
+        query (orderBy…) sends the query's result again, whole, whenever it changes. Each open stream holds a
+        slot, given back when the server closes the response (a client gone is noticed at the next write)."""
         if not self.can_read(who, parts):
             return self.denied(who)
-        tree, feed, watched = self.tree, self.tree.feed, join(list(parts))
-        base = watched.rstrip("/")
-
-        def event(kind: str, path: str, data: Any) -> str:
-            return f"event: {kind}\ndata: {json.dumps({'path': path, 'data': to_wire(data)})}\n\n"
-
-        def still_valid() -> bool:
-            if who.admin or who.token is None:
-                return True
-            try:
-                self.platform.tokens.verify(who.token)
-            except InvalidToken:
-                return False
-            return True
-
-        def events() -> Iterator[str]:
-            seen = feed.seq
-            current = tree.read(parts)
-            last = etag(current)
-            yield event("put", "/", current)
-            deadline = time.monotonic() + STREAM_SECONDS
-            while time.monotonic() < deadline and not feed.closed:
-                changed = feed.wait(seen, KEEP_ALIVE_SECONDS)
-                if not still_valid():
-                    yield f"event: auth_revoked\ndata: {REVOKED}\n\n"
-                    return
-                if not changed:
-                    yield "event: keep-alive\ndata: null\n\n"
-                    continue
-                seen = changed[-1][0]
-                if not self.can_read(who, parts):
-                    yield "event: cancel\ndata: null\n\n"
-                    return
-                for seq, where in changed:
-                    patch_keys = feed.patch_keys(seq)
-                    if where == watched or where.startswith(base + "/"):
-                        relative = where[len(base):] or "/"
-                        if patch_keys is None:
-                            yield event("put", relative, tree.get(where))
-                        else:
-                            yield event("patch", relative, {key: tree.get(where.rstrip("/") + "/" + key)
-                                                            for key in patch_keys})
-                        last = etag(tree.read(parts))
-                    elif watched.startswith(where.rstrip("/") + "/"):  # written above the watched path
-                        now = tree.read(parts)
-                        if etag(now) != last:
-                            last = etag(now)
-                            yield event("put", "/", now)
-
+        order = order_by(request.args)
+        unindexed = self.unindexed(parts, order)
+        if unindexed is not None:
+            return unindexed
+        if order is not None:
+            run_query({}, order, request.args)  # a bad query is refused now, not in the stream
+            events = self.query_events(who, parts, order, dict(request.args))
+        else:
+            events = self.node_events(who, parts)
         give_back = self.slots.take(who.auth["uid"] if who.auth and "uid" in who.auth else
                                     "admin" if who.admin else f"address:{request.remote_addr}")
-        response = Response(events(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
-                                                                              "X-Accel-Buffering": "no"})
+        response = Response(events, mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                            "X-Accel-Buffering": "no"})
         response.call_on_close(give_back)
         return response
+
+    def still_valid(self, who: Identity) -> bool:
+        if who.admin or who.token is None:
+            return True
+        try:
+            self.platform.tokens.verify(who.token)
+        except InvalidToken:
+            return False
+        return True
+
+    def changes(self, who: Identity, parts: tuple[str, ...], seen: int) -> Iterator[str | list[tuple[int, str]]]:
+        """Batches of changes from the feed after `seen` (taken before the first value was read, so nothing is
+        missed in between), and events to send as they are: keep-alives, and the last one when the token
+        (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. Ends after an hour, or at shutdown."""
+        feed = self.tree.feed
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline and not feed.closed:
+            changed = feed.wait(seen, KEEP_ALIVE_SECONDS)
+            if not self.still_valid(who):
+                yield f"event: auth_revoked\ndata: {REVOKED}\n\n"
+                return
+            if not changed:
+                yield "event: keep-alive\ndata: null\n\n"
+                continue
+            seen = changed[-1][0]
+            if not self.can_read(who, parts):
+                yield "event: cancel\ndata: null\n\n"
+                return
+            yield changed
+
+    def node_events(self, who: Identity, parts: tuple[str, ...]) -> Iterator[str]:
+        tree, feed, watched = self.tree, self.tree.feed, join(list(parts))
+        base = watched.rstrip("/")
+        seen = feed.seq
+        current = tree.read(parts)
+        last = etag(current)
+        yield _event("put", "/", current)
+        for changed in self.changes(who, parts, seen):
+            if isinstance(changed, str):
+                yield changed
+                continue
+            for seq, where in changed:
+                patch_keys = feed.patch_keys(seq)
+                if where == watched or where.startswith(base + "/"):
+                    relative = where[len(base):] or "/"
+                    if patch_keys is None:
+                        yield _event("put", relative, tree.get(where))
+                    else:
+                        yield _event("patch", relative, {key: tree.get(where.rstrip("/") + "/" + key)
+                                                         for key in patch_keys})
+                    last = etag(tree.read(parts))
+                elif watched.startswith(where.rstrip("/") + "/"):  # written above the watched path
+                    now = tree.read(parts)
+                    if etag(now) != last:
+                        last = etag(now)
+                        yield _event("put", "/", now)
+
+    def query_events(self, who: Identity, parts: tuple[str, ...], order: str, params: dict[str, str]) -> \
+            Iterator[str]:
+        watched = join(list(parts))
+        base = watched.rstrip("/")
+        seen = self.tree.feed.seq
+        current = run_query(self.tree.read(parts), order, params)
+        last = etag(current)
+        yield _event("put", "/", current)
+        for changed in self.changes(who, parts, seen):
+            if isinstance(changed, str):
+                yield changed
+                continue
+            if any(where == watched or where.startswith(base + "/") or watched.startswith(where.rstrip("/") + "/")
+                   for _, where in changed):
+                current = run_query(self.tree.read(parts), order, params)
+                if etag(current) != last:
+                    last = etag(current)
+                    yield _event("put", "/", current)
+
+
+def _event(kind: str, path: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'path': path, 'data': to_wire(data)})}\n\n"
 
 
 def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: Slots,
