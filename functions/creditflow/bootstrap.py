@@ -30,6 +30,7 @@ from .ports import (
     LedgerStore,
     PreferenceStore,
     Realtime,
+    RealtimeTriggers,
     TaskQueue,
     TaskStore,
     TokenVerifier,
@@ -45,7 +46,7 @@ from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.task_routing import Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
-from .services.tasks import RUN_JOB, TaskPolicy, Tasks
+from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
 log = logging.getLogger("creditflow")
@@ -339,6 +340,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
+    if isinstance(realtime, RealtimeTriggers):  # the local tree; on Firebase, main.py declares the RTDB triggers
+        realtime.on_write(REQUESTS, lambda event: tasks.on_request_written(
+            event.params["uid"], event.params["requestId"], event.before, event.after))
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),

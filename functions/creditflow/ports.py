@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .domain.accounts import SystemTotals, UserAccount, require_uid
 from .domain.agents import AgentLimits, AgentOutcome
@@ -188,6 +188,7 @@ class TreeEvent:
 TreeHandler = Callable[[TreeEvent], None]
 
 
+@runtime_checkable
 class RealtimeTriggers(Protocol):
     """Functions run on writes under a path pattern such as `/requests/{uid}/{requestId}`: RTDB triggers on
     Firebase (declared in main.py), the local tree's change feed locally. Delivered at least once, after commit;

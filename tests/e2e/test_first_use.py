@@ -147,4 +147,4 @@ def test_a_missing_token_says_how_to_get_a_dev_token_for_this_runtime(running: L
     made = subprocess.run(command.replace("UID", "dora"), shell=True, capture_output=True, text=True, timeout=120)
     assert running.call("GET", "/api/v1/credits/balance", token=made.stdout.strip()).status == 200
     stream = running.call("GET", "/realtime/balances/dora.json")  # an event stream without ?auth= says it too
-    assert stream.status == 401 and command in stream.json["detail"]
+    assert stream.status == 401 and command in stream.json["error"]  # Realtime Database's error body

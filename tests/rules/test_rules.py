@@ -34,6 +34,20 @@ def test_database_rules_pass_every_case() -> None:
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].update(
         {".write": "auth != null && auth.uid === $uid"}),
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].pop("$other"),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["answer"].update(
+        {".write": "auth != null && auth.uid === $uid && data.parent().exists()"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["answer"].update({".validate": True}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["cancel"].update(
+        {".validate": "newData.val() === true"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["priority"].update(
+        {".validate": "newData.isString()"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["conversationId"].update(
+        {".validate": "newData.isString()"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["maxCredits"].update(
+        {".validate": "newData.isNumber()"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["createdAt"].update(
+        {".validate": "newData.isNumber()"}),
+    lambda rules: rules["rules"]["notifications"]["$uid"].update({".read": "auth != null"}),
 ])
 def test_the_cases_catch_a_loosened_rule(tmp_path: Path, loosen) -> None:
     rules = json.loads((ROOT / "database.rules.json").read_text())

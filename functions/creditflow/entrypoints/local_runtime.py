@@ -164,6 +164,9 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
     inline = ThreadPoolExecutor(max(1, platform.settings.inline_capacity), thread_name_prefix="inline-task")
     platform.tasks.run_inline = inline.submit  # quick tasks run beside the trigger that accepted them
     platform.tasks.recover()  # after a kill: tasks that were running inline are queued again, requested accepted
+    start_triggers = getattr(platform.realtime, "start_triggers", None)
+    if start_triggers is not None:
+        start_triggers()  # tree write triggers (task requests): those pending since the last run first
     every(TASK_SWEEP_SECONDS, platform.tasks.expire_overdue, stop, "task-deadlines")
     every(TASK_SWEEP_SECONDS, platform.tasks.deliver_events, stop, "outbox")
     stop.wait()
@@ -176,5 +179,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
     serving.join(timeout=SHUTDOWN_SECONDS)
     platform.mirror.flush()
     platform.mirror.stop()
+    stop_triggers = getattr(platform.realtime, "stop_triggers", None)
+    if stop_triggers is not None:
+        stop_triggers()  # what is still pending is delivered at the next start
     platform.integrity.publish_checkpoint()  # leave a signed head over everything written
     return 0

@@ -52,6 +52,7 @@ from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
 log = logging.getLogger(__name__)
 RUN_JOB = "task.run"
+REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
 NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
 SAVE_TRIES = 8
 
@@ -120,6 +121,7 @@ class Tasks:
         return self._record(uid, task_id, request)
 
     def _record(self, uid: str, task_id: str, request: TaskRequest) -> Task:
+        self.credits.open_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first
         now = self._now()
         task = Task(task_id, uid, request, now, now)
         if not self.store.create(task):

@@ -13,7 +13,7 @@ class RealtimeDatabase:
         if app is None and not firebase_admin._apps:
             firebase_admin.initialize_app(options={"databaseURL": url})
         self._db = db
-        self._url = url
+        self._url = url  # every reference names it: the app's databaseURL may be another database's
         self._app = app
 
     def _ref(self, path: str) -> Any:

@@ -1,8 +1,10 @@
-"""The local realtime tree: a JSON tree on SQLite with Realtime Database semantics and a change feed."""
+"""The local realtime tree: a JSON tree on SQLite with Realtime Database semantics, a change feed for event
+streams, conditional (ETag) writes, multi-path updates, pushes, and durable write triggers (tree_triggers)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,11 @@ from typing import Any
 import orjson
 
 from ...domain.errors import InvalidQuery
+from ...ports import TreeHandler
+from .push_ids import PushIds
 from .sqlite_connections import SqliteFile
+from .tree_query import etag, normalize
+from .tree_triggers import Triggers
 
 MAX_EVENTS = 10_000
 
@@ -49,11 +55,13 @@ def _newer_or_same(current: Any, version: int) -> bool:
 
 
 class ChangeFeed:
-    """Changed paths in order; listeners wait for anything newer than the sequence number they saw."""
+    """Changed paths in order; listeners wait for anything newer than the sequence number they saw. A multi-path
+    update is one change at its base path, with the relative paths it wrote (patch_keys)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._events: list[tuple[int, str]] = []
+        self._patches: dict[int, tuple[str, ...]] = {}
         self._seq = 0
         self.closed = False
 
@@ -67,12 +75,21 @@ class ChangeFeed:
     def seq(self) -> int:
         return self._seq
 
-    def publish(self, path: str) -> None:
+    def publish(self, path: str, patch_keys: tuple[str, ...] | None = None) -> None:
         with self._changed:
             self._seq += 1
             self._events.append((self._seq, path))
-            del self._events[:-MAX_EVENTS]
+            if patch_keys is not None:
+                self._patches[self._seq] = patch_keys
+            if len(self._events) > MAX_EVENTS:
+                for seq, _ in self._events[:-MAX_EVENTS]:
+                    self._patches.pop(seq, None)
+                del self._events[:-MAX_EVENTS]
             self._changed.notify_all()
+
+    def patch_keys(self, seq: int) -> tuple[str, ...] | None:
+        """The relative paths a change wrote when it was a multi-path update, else None."""
+        return self._patches.get(seq)
 
     def wait(self, after: int, timeout: float) -> list[tuple[int, str]]:
         with self._changed:
@@ -80,23 +97,51 @@ class ChangeFeed:
             return [event for event in self._events if event[0] > after]
 
 
+class Refused(Exception):
+    """A write the check given to it refused (the rules, on the REST surface)."""
+
+
+class Unchanged(Exception):
+    """A conditional write whose ETag no longer matches: what is there now, and its ETag."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("the ETag does not match")
+        self.value = value
+        self.etag = etag(value)
+
+
+Reader = Callable[[tuple[str, ...]], Any]
+# (read, the path written at, {relative path: value with server values resolved}) -> whether to write
+Check = Callable[[Reader, tuple[str, ...], dict[str, Any]], bool]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class LocalTree(SqliteFile):
-    """Each row holds the subtree at one path; writes replace subtrees as Realtime Database `set` does."""
+    """Each row holds the subtree at one path; writes replace subtrees as Realtime Database `set` does. Writes made
+    through these methods are the server's own (no rules, as firebase-admin's); the REST surface passes `check`."""
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, "CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) "
                                "WITHOUT ROWID")
         self.feed = ChangeFeed()
+        self.triggers = Triggers(lambda: self.db)
+        self.push_ids = PushIds()
         self._write = threading.Lock()
+
+    # ----------------------------------------------------------------------------------------------- reading
 
     def _rows_under(self, key: str) -> Iterator[tuple[str, bytes]]:
         prefix = key.rstrip("/") + "/"
         yield from self.db.execute("SELECT path, value FROM tree WHERE path >= ? AND path < ?",
                                    (prefix, prefix[:-1] + "0"))
 
-    def _read(self, parts: list[str]) -> Any:
+    def _read(self, parts: list[str] | tuple[str, ...]) -> Any:
+        parts = list(parts)
         key = join(parts)
-        for depth in range(len(parts), -1, -1):  # a row at the path or above it holds the answer
+        for depth in range(len(parts), 0, -1):  # a row at the path or above it holds the answer
             row = self.db.execute("SELECT value FROM tree WHERE path = ?", (join(parts[:depth]),)).fetchone()
             if row is not None:
                 return _at(orjson.loads(row[0]), parts[depth:])
@@ -112,9 +157,20 @@ class LocalTree(SqliteFile):
     def get(self, path: str) -> Any:
         return self._read(split(path))
 
+    def read(self, parts: tuple[str, ...]) -> Any:
+        """The value at a path given as keys (what rules read through)."""
+        return self._read(parts)
+
+    # ----------------------------------------------------------------------------------------------- writing
+
     def _write_at(self, parts: list[str], value: Any) -> None:
         db, key = self.db, join(parts)
-        for depth in range(len(parts) - 1, -1, -1):  # an ancestor row: rewrite it with the change inside
+        if not parts:  # the whole tree: a row per top-level key
+            db.execute("DELETE FROM tree")
+            for child, subtree in (_prune(value) or {}).items():
+                db.execute("INSERT INTO tree (path, value) VALUES (?, ?)", (join([child]), orjson.dumps(subtree)))
+            return
+        for depth in range(len(parts) - 1, 0, -1):  # an ancestor row: rewrite it with the change inside
             row = db.execute("SELECT value FROM tree WHERE path = ?", (join(parts[:depth]),)).fetchone()
             if row is not None:
                 whole = orjson.loads(row[0]) or {}
@@ -125,8 +181,12 @@ class LocalTree(SqliteFile):
                         child = node[part] = {}
                     node = child
                 node[parts[-1]] = value
-                db.execute("UPDATE tree SET value = ? WHERE path = ?", (orjson.dumps(_prune(whole) or {}),
-                                                                       join(parts[:depth])))
+                pruned = _prune(whole)
+                if pruned is None:
+                    db.execute("DELETE FROM tree WHERE path = ?", (join(parts[:depth]),))
+                else:
+                    db.execute("UPDATE tree SET value = ? WHERE path = ?", (orjson.dumps(pruned),
+                                                                           join(parts[:depth])))
                 return
         db.execute("DELETE FROM tree WHERE path = ? OR (path >= ? AND path < ?)", (key, key + "/", key + "0"))
         value = _prune(value)
@@ -137,23 +197,104 @@ class LocalTree(SqliteFile):
         parts = split(path)
         if not parts:
             raise InvalidQuery("the root cannot be written")
-        self._write_if(parts, value, None)
+        self._transact(parts, {"": value}, None)
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
-        return self._write_if(split(path), value, lambda current: not _newer_or_same(current, version))
+        parts = split(path)
+        return self._transact(parts, {"": value}, lambda read, _, __: not _newer_or_same(read(tuple(parts)), version))
 
-    def _write_if(self, parts: list[str], value: object, wanted: Callable[[Any], bool] | None) -> bool:
-        """Write in one transaction, when `wanted` (given what is there now) agrees; then tell listeners."""
+    def put(self, parts: list[str], value: Any, *, check: Check | None = None, if_match: str | None = None,
+            now: int | None = None) -> Any:
+        """Realtime Database's PUT: replace the value at the path (server values resolved) and answer it. With
+        `if_match`, only when the ETag of what is there now is that one (else Unchanged); `check` may refuse."""
+        written: dict[str, Any] = {}
+
+        def wanted(read: Reader, where: tuple[str, ...], resolved: dict[str, Any]) -> bool:
+            if check is not None and not check(read, where, resolved):
+                raise Refused()
+            if if_match is not None and etag(read(tuple(parts))) != if_match:
+                raise Unchanged(read(tuple(parts)))
+            written.update(resolved)
+            return True
+
+        self._transact(parts, {"": value}, wanted, now=now)
+        return written[""]
+
+    def patch(self, parts: list[str], children: dict[str, Any], *, check: Check | None = None,
+              now: int | None = None) -> dict[str, Any]:
+        """Realtime Database's PATCH: write each (relative path → value) below the path, all or none."""
+        if not isinstance(children, dict):
+            raise InvalidQuery("Invalid data; a PATCH takes an object of paths to values")
+        relative: dict[str, Any] = {}
+        for key, value in children.items():
+            keys = split(key)
+            if not keys:
+                raise InvalidQuery("Invalid data; a PATCH path cannot be empty")
+            relative["/".join(keys)] = value
+        seen = sorted(relative, key=len)
+        for i, key in enumerate(seen):  # one path inside another would make the update ambiguous
+            if any(other.startswith(key + "/") for other in seen[i + 1:]):
+                raise InvalidQuery(f"Invalid data; path {key} is an ancestor of another path in the update")
+        written: dict[str, Any] = {}
+
+        def wanted(read: Reader, where: tuple[str, ...], resolved: dict[str, Any]) -> bool:
+            if check is not None and not check(read, where, resolved):
+                raise Refused()
+            written.update(resolved)
+            return True
+
+        self._transact(parts, relative, wanted, patch=True, now=now)
+        return written
+
+    def push(self, parts: list[str], value: Any, *, check: Check | None = None, now: int | None = None) -> str:
+        """Realtime Database's POST: the value under a new push id (time-ordered), which is answered."""
+        name = self.push_ids.next(now)
+        self.put([*parts, name], value, check=check, now=now)
+        return name
+
+    def delete(self, parts: list[str], *, check: Check | None = None, if_match: str | None = None) -> None:
+        self.put(parts, None, check=check, if_match=if_match)
+
+    def _transact(self, parts: list[str], children: dict[str, Any], wanted: Check | None, *,
+                  patch: bool = False, now: int | None = None) -> bool:
+        """Write each relative path → value below `parts` in one transaction (with the trigger events it fires),
+        when `wanted` (given a reader of the tree now, the path, and the values with server values resolved) agrees;
+        then tell listeners and the trigger dispatcher. `now` (ms) is what server timestamps become."""
+        stamp = now_ms() if now is None else now
+        targets = {key: parts + split(key) for key in children}
         with self._write:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                if wanted is not None and not wanted(self._read(parts)):
+                resolved = {key: normalize(value, stamp, self.read, tuple(targets[key]))
+                            for key, value in children.items()}
+                if wanted is not None and not wanted(self.read, tuple(parts), resolved):
                     self.db.execute("ROLLBACK")
                     return False
-                self._write_at(parts, value)
+                plan = self.triggers.plan(self.read, [tuple(t) for t in targets.values()]) \
+                    if self.triggers.watching else None
+                for key, value in resolved.items():
+                    self._write_at(targets[key], value)
+                fired = self.triggers.record(plan) if plan is not None else 0
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
-        self.feed.publish(join(parts))
+        if patch:
+            self.feed.publish(join(parts), tuple(children))
+        else:
+            self.feed.publish(join(parts))
+        if fired:
+            self.triggers.committed()
         return True
+
+    # ---------------------------------------------------------------------------------------------- triggers
+
+    def on_write(self, pattern: str, handler: TreeHandler) -> None:
+        """RealtimeTriggers: `handler` gets a TreeEvent for each write under `pattern`, at least once."""
+        self.triggers.on_write(pattern, handler)
+
+    def start_triggers(self) -> None:
+        self.triggers.start()
+
+    def stop_triggers(self) -> None:
+        self.triggers.stop()

@@ -25,6 +25,7 @@ from .schemas import PATTERN_MEANINGS
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.dev/problems/"
+CALLER = "creditflow.uid"  # in environ: the uid of the request's caller, once known (for the request log)
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$"  # domain.idempotency's rule, said in the schema
 FORGET_AFTER_BUCKETS = 4096  # the rate limiter sweeps out refilled buckets when it holds this many
 Auth = Literal["none", "user", "admin"]

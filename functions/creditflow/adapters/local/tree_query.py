@@ -1,0 +1,196 @@
+"""Realtime Database's data model on plain JSON: what a value may hold, server values, ETags, arrays on the
+wire, shallow reads and ordered, filtered queries (orderBy, limitToFirst/Last, startAt, endAt, equalTo)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from ...domain.errors import InvalidQuery
+
+NULL_ETAG = "null_etag"
+MAX_KEY_BYTES = 768
+MAX_DEPTH = 32  # Realtime Database's limit on the depth of a path
+_BAD_KEY = re.compile(r"[.#$\[\]/\x00-\x1f\x7f]")
+_INTEGER_KEY = re.compile(r"(0|-?[1-9]\d{0,9})")
+
+
+def etag(value: Any) -> str:
+    """A digest of the value (the same for equal values, whatever the key order), or null_etag for no value."""
+    if value is None:
+        return NULL_ETAG
+    digest = hashlib.sha1(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).digest()
+    return base64.b64encode(digest).decode()
+
+
+def normalize(value: Any, now_ms: int, current: Callable[[tuple[str, ...]], Any], path: tuple[str, ...] = ()) -> Any:
+    """The value as Realtime Database stores it: arrays become objects keyed "0", "1", …; nulls and empty objects
+    vanish; server values ({".sv": "timestamp"}, {".sv": {"increment": n}}) are resolved. Bad keys or values raise
+    InvalidQuery (400)."""
+    if len(path) > MAX_DEPTH:
+        raise InvalidQuery(f"Invalid data; the tree is at most {MAX_DEPTH} levels deep")
+    if isinstance(value, list):
+        value = {str(i): v for i, v in enumerate(value)}
+    if isinstance(value, dict):
+        if ".sv" in value:
+            return _server_value(value, now_ms, current(path))
+        kept: dict[str, Any] = {}
+        for key, child in value.items():
+            if key in (".priority", ".value"):
+                raise InvalidQuery("priorities are not supported here")
+            if not key or _BAD_KEY.search(key) or len(key.encode()) > MAX_KEY_BYTES:
+                raise InvalidQuery(f"Invalid data; couldn't parse key beginning at {key[:40]!r}. Keys can't be "
+                                   "empty, contain \".\", \"#\", \"$\", \"/\", \"[\", or \"]\", or be longer than "
+                                   f"{MAX_KEY_BYTES} bytes")
+            child = normalize(child, now_ms, current, (*path, key))
+            if child is not None:
+                kept[key] = child
+        return kept or None
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise InvalidQuery("Invalid data; numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
+        return float(value)  # Realtime Database keeps numbers as doubles
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise InvalidQuery("Invalid data; couldn't parse JSON object, array, or value")
+
+
+def _server_value(value: dict[str, Any], now_ms: int, current: Any) -> Any:
+    sv = value[".sv"]
+    if len(value) == 1 and sv == "timestamp":
+        return now_ms
+    if len(value) == 1 and isinstance(sv, dict) and set(sv) == {"increment"}:
+        step = sv["increment"]
+        if isinstance(step, bool) or not isinstance(step, int | float):
+            raise InvalidQuery("Invalid data; increment takes a number")
+        base = current if isinstance(current, int | float) and not isinstance(current, bool) else 0
+        return base + step
+    raise InvalidQuery(f"Invalid data; unknown server value {json.dumps(sv)}")
+
+
+def to_wire(value: Any) -> Any:
+    """Objects whose keys are all small integers come back as arrays, as Realtime Database sends them."""
+    if not isinstance(value, dict):
+        return value
+    converted = {key: to_wire(child) for key, child in value.items()}
+    if converted and all(re.fullmatch(r"0|[1-9]\d{0,8}", key) for key in converted):
+        top = max(int(key) for key in converted)
+        if top < 2 * len(converted):
+            return [converted.get(str(i)) for i in range(top + 1)]
+    return converted
+
+
+def shallow(value: Any) -> Any:
+    return {key: True for key in value} if isinstance(value, dict) else value
+
+
+# ------------------------------------------------------------------------------------------------------- ordering
+
+def _key_order(key: str) -> tuple:
+    if _INTEGER_KEY.fullmatch(key):
+        return (0, int(key), "")
+    return (1, 0, key)
+
+
+def _value_order(value: Any) -> tuple:
+    """null < false < true < numbers < strings < objects, as Realtime Database orders values."""
+    if value is None:
+        return (0, 0, "")
+    if value is False:
+        return (1, 0, "")
+    if value is True:
+        return (2, 0, "")
+    if isinstance(value, int | float):
+        return (3, value, "")
+    if isinstance(value, str):
+        return (4, 0, value)
+    return (5, 0, "")
+
+
+def _child_at(value: Any, path: str) -> Any:
+    for part in (p for p in path.split("/") if p):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _json_param(params: Mapping[str, str], name: str) -> Any:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidQuery(f"{name} must be a valid JSON value") from None
+
+
+def _limit(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidQuery(f"{name} must be a positive integer")
+    return int(raw)
+
+
+QUERY_PARAMS = ("orderBy", "limitToFirst", "limitToLast", "startAt", "endAt", "equalTo")
+
+
+def order_by(params: Mapping[str, str]) -> str | None:
+    """The query's orderBy ("$key", "$value", "$priority" or a child path), or None for a plain read."""
+    if not any(name in params for name in QUERY_PARAMS):
+        return None
+    order = _json_param(params, "orderBy")
+    if order is None:
+        raise InvalidQuery("orderBy must be defined when other query parameters are defined")
+    if not isinstance(order, str) or not order:
+        raise InvalidQuery("orderBy must be a valid JSON encoded path")
+    return order
+
+
+def run_query(value: Any, order: str, params: Mapping[str, str]) -> Any:
+    """The children of `value` ordered by `order`, kept by startAt/endAt/equalTo and the limits."""
+    first, last = _limit(params, "limitToFirst"), _limit(params, "limitToLast")
+    if first is not None and last is not None:
+        raise InvalidQuery("limitToFirst and limitToLast cannot both be set")
+    if "equalTo" in params and ("startAt" in params or "endAt" in params):
+        raise InvalidQuery("equalTo cannot be set with startAt or endAt")
+    if not isinstance(value, dict):
+        return value
+    start, end = _json_param(params, "startAt"), _json_param(params, "endAt")
+    if "equalTo" in params:
+        start = end = _json_param(params, "equalTo")
+    if order == "$key":
+        for name, bound in (("startAt", start), ("endAt", end)):
+            if bound is not None and not isinstance(bound, str):
+                raise InvalidQuery(f"{name} must be a string when ordering by key")
+
+        def rank(item: tuple[str, Any]) -> tuple:
+            return _key_order(item[0])
+
+        low = None if start is None else _key_order(start)
+        high = None if end is None else _key_order(end)
+    else:
+        def index(item: tuple[str, Any]) -> Any:
+            return item[1] if order == "$value" else (None if order == "$priority" else _child_at(item[1], order))
+
+        def rank(item: tuple[str, Any]) -> tuple:
+            return (*_value_order(index(item)), _key_order(item[0]))
+
+        low = None if "startAt" not in params and "equalTo" not in params else (*_value_order(start),)
+        high = None if "endAt" not in params and "equalTo" not in params else (*_value_order(end),)
+    items = sorted(value.items(), key=rank)
+    kept = [item for item in items if (low is None or rank(item)[:len(low)] >= low)
+            and (high is None or rank(item)[:len(high)] <= high)]
+    if first is not None:
+        kept = kept[:first]
+    if last is not None:
+        kept = kept[-last:]
+    return dict(kept)

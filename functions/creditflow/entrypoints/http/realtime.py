@@ -1,0 +1,351 @@
+"""The local tree over Realtime Database's REST protocol, at /realtime/{path}.json (and /realtime/{path}, which
+streams; and /{path}.json?ns=…, where firebase-admin's emulator mode sends its requests): GET (JSON, or
+server-sent events with Accept: text/event-stream), PUT, PATCH, POST (push), DELETE; `auth=` or `Authorization:
+Bearer`; `print=silent|pretty`; `X-Firebase-ETag` / `if-match` / `if-none-match`;
+`shallow`; `orderBy` with `limitToFirst|Last`, `startAt`, `endAt`, `equalTo`; server values. Every request is
+checked against database.rules.json as Realtime Database checks it. Errors are Realtime Database's: a JSON
+`{"error": "..."}` with its status (400 bad request, 401 signed out or bad token, 403 denied to a signed-in
+caller, 412 ETag mismatch, 429 past the caller's request budget, shared with the API); a caller over the stream
+limits gets the platform's 429/503 problem.
+
+The server's own writes go through the tree's methods, not this surface, and need no rules (as firebase-admin's
+do not). Tests may name one bearer token as that admin identity with CREDITFLOW_RTDB_ADMIN_TOKEN (firebase-admin in
+emulator mode sends `owner`); it is never set by default, and then no token is an admin here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ...adapters.local.tree import LocalTree, Refused, Unchanged, join, now_ms, split
+from ...adapters.local.tree_query import etag, order_by, run_query, shallow, to_wire
+from ...bootstrap import Platform
+from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
+from ...domain.realtime_rules import Rules
+from ...ports import Caller
+from .api import CALLER, RateLimiter
+from .slots import Slots
+
+KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
+STREAM_SECONDS = 3600  # a stream is closed after an hour; clients reconnect (as they do on Realtime Database)
+ADMIN_TOKEN_VARIABLE = "CREDITFLOW_RTDB_ADMIN_TOKEN"
+REVOKED = "credential is no longer valid"  # what Realtime Database's auth_revoked event carries
+METHODS = ("GET", "PUT", "PATCH", "POST", "DELETE")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking: an admin (no rules apply), or `auth` as the rules see it (None when signed out)."""
+
+    admin: bool
+    auth: dict[str, Any] | None
+    token: str | None = None
+
+
+def auth_variable(caller: Caller) -> dict[str, Any]:
+    """Realtime Database's `auth` for a verified caller."""
+    return {"uid": caller.uid, "provider": "custom",
+            "token": {"sub": caller.uid, "admin": caller.admin, "email": caller.email,
+                      "email_verified": caller.email_verified}}
+
+
+def rtdb_error(status: int, message: str, **headers: str) -> Response:
+    return Response(json.dumps({"error": message}), status, mimetype="application/json", headers=headers)
+
+
+def load_rules(path: Path) -> Rules:
+    return Rules(json.loads(path.read_text()) if path.exists() else {"rules": {".read": False, ".write": False}})
+
+
+class RealtimeSurface:
+    def __init__(self, platform: Platform, rules: Rules, slots: Slots, admin_token: str | None,
+                 limiter: RateLimiter | None = None, how_to_get: str = "") -> None:
+        self.platform = platform
+        self.tree: LocalTree = platform.realtime  # type: ignore[assignment]
+        self.rules = rules
+        self.slots = slots
+        self.admin_token = admin_token or None
+        self.limiter = limiter
+        self.how_to_get = how_to_get  # the local runtime's dev tokens: how to get one, for a refusal to say
+
+    # ---------------------------------------------------------------------------------------------- identity
+
+    def identify(self) -> Identity:
+        header = request.headers.get("Authorization", "")
+        token = request.args.get("auth") or (header[7:].strip() if header[:7].lower() == "bearer " else "")
+        if not token:
+            return Identity(False, None)
+        if self.admin_token is not None and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            override = request.args.get("auth_variable_override")
+            if override is None:
+                return Identity(True, None, token)
+            try:
+                auth = json.loads(override)
+            except ValueError:
+                raise InvalidQuery("auth_variable_override must be JSON") from None
+            return Identity(False, auth if isinstance(auth, dict) else None)
+        caller = self.platform.tokens.verify(token)
+        request.environ[CALLER] = caller.uid
+        return Identity(False, auth_variable(caller), token)
+
+    def denied(self, who: Identity) -> Response:
+        if who.auth is not None:
+            return rtdb_error(403, "Permission denied")
+        return rtdb_error(401, "Permission denied" + (f": sign in with ?auth=<dev token>; get one with: "
+                                                      f"{self.how_to_get}" if self.how_to_get else ""))
+
+    def can_read(self, who: Identity, parts: tuple[str, ...]) -> bool:
+        return who.admin or self.rules.can_read(who.auth, parts, self.tree.read, now_ms())
+
+    def check(self, who: Identity, stamp: int) -> Callable[..., bool] | None:
+        """What the tree asks, inside the write's transaction, before it writes (nothing for an admin). The rules'
+        `now` is the time server timestamps in the write become."""
+        if who.admin:
+            return None
+        return lambda read, where, resolved: self.rules.can_update(who.auth, where, resolved, read, stamp)
+
+    # -------------------------------------------------------------------------------------------- the routes
+
+    def handle(self, path: str) -> Response:
+        suffixed = path.endswith(".json")
+        method = request.method
+        if method == "POST":
+            method = (request.headers.get("X-HTTP-Method-Override") or request.args.get("x-http-method-override")
+                      or "POST").upper()
+        try:
+            parts = tuple(split(path.removesuffix(".json")))
+        except InvalidQuery:
+            return rtdb_error(400, "Invalid path. Paths must be non-empty strings and can't contain \".\", \"#\", "
+                                   "\"$\", \"[\", or \"]\"")
+        try:
+            who = self.identify()
+        except InvalidToken:
+            return rtdb_error(401, "Could not parse auth token.")
+        except InvalidQuery as error:
+            return rtdb_error(400, error.detail)
+        try:
+            if method == "GET":
+                streaming = not suffixed or "text/event-stream" in request.headers.get("Accept", "")
+                return self.stream(who, parts) if streaming else self.read(who, parts)
+            if method in ("PUT", "PATCH", "POST", "DELETE"):
+                return self.write(who, parts, method)
+            return rtdb_error(405, f"{method} is not supported")
+        except InvalidQuery as error:
+            return rtdb_error(400, error.detail)
+        except RequestEntityTooLarge:
+            return rtdb_error(413, "Payload too large")
+
+    def answer(self, value: Any, status: int = 200, **headers: str) -> Response:
+        if request.args.get("print") == "silent":
+            return Response(status=204, headers=headers)
+        indent = 2 if request.args.get("print") == "pretty" else None
+        return Response(json.dumps(to_wire(value), indent=indent, ensure_ascii=False), status,
+                        mimetype="application/json", headers=headers)
+
+    def read(self, who: Identity, parts: tuple[str, ...]) -> Response:
+        if not self.can_read(who, parts):
+            return self.denied(who)
+        order = order_by(request.args)
+        is_shallow = request.args.get("shallow") == "true"
+        if order is not None and is_shallow:
+            return rtdb_error(400, "Mixing 'shallow' and querying parameters is not supported")
+        unindexed = self.unindexed(parts, order)
+        if unindexed is not None:
+            return unindexed
+        value = self.tree.read(parts)
+        headers: dict[str, str] = {}
+        if request.headers.get("X-Firebase-ETag", "").lower() == "true" or "if-none-match" in request.headers:
+            if order is not None:
+                return rtdb_error(400, "ETag cannot be used with queries")
+            headers["ETag"] = etag(value)
+            if request.headers.get("if-none-match") == headers["ETag"]:
+                return Response(status=304, headers=headers)
+        if order is not None:
+            value = run_query(value, order, request.args)
+        elif is_shallow:
+            value = shallow(value)
+        return self.answer(value, **headers)
+
+    def unindexed(self, parts: tuple[str, ...], order: str | None) -> Response | None:
+        """Realtime Database's 400 for ordering by a child or by value without an `.indexOn` for it."""
+        if order is None or order in ("$key", "$priority"):
+            return None
+        wanted = ".value" if order == "$value" else order
+        if self.rules.indexed(parts, wanted):
+            return None
+        return rtdb_error(400, f"Index not defined, add \".indexOn\": \"{wanted}\", for path "
+                               f"\"{join(list(parts))}\", to the rules")
+
+    def body(self) -> Any:
+        raw = request.get_data(cache=False)
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise InvalidQuery("Invalid data; couldn't parse JSON object, array, or value.") from None
+
+    def write(self, who: Identity, parts: tuple[str, ...], method: str) -> Response:
+        keys = list(parts)
+        if self.limiter is not None and not who.admin:  # a write costs a transaction: the caller's API budget
+            try:
+                self.limiter.take(who.auth["uid"] if who.auth and "uid" in who.auth else
+                                  f"address:{request.remote_addr}")
+            except RateLimited as error:
+                return rtdb_error(429, error.detail, **{"Retry-After": str(error.context["retry_after"])})
+        stamp = now_ms()
+        check = self.check(who, stamp)
+        if_match = request.headers.get("if-match") if method in ("PUT", "DELETE") else None
+        try:
+            if method == "PUT":
+                written = self.tree.put(keys, self.body(), check=check, if_match=if_match, now=stamp)
+            elif method == "DELETE":
+                written = self.tree.put(keys, None, check=check, if_match=if_match, now=stamp)
+            elif method == "PATCH":
+                written = self.tree.patch(keys, self.body(), check=check, now=stamp)
+            else:
+                return self.answer({"name": self.tree.push(keys, self.body(), check=check, now=stamp)})
+        except Refused:
+            return self.denied(who)
+        except Unchanged as stale:
+            shown = stale.value if self.can_read(who, parts) else None
+            return Response(json.dumps(to_wire(shown)), 412, mimetype="application/json",
+                            headers={"ETag": stale.etag})
+        headers = {}
+        if if_match is not None or request.headers.get("X-Firebase-ETag", "").lower() == "true":
+            headers["ETag"] = etag(written if method != "PATCH" else self.tree.read(parts))
+        return self.answer(written, **headers)
+
+    # ------------------------------------------------------------------------------------------------ streams
+
+    def stream(self, who: Identity, parts: tuple[str, ...]) -> Response:
+        """Realtime Database REST streaming: `put` and `patch` events with {path, data}, `keep-alive`s, `cancel`
+        when the rules stop allowing the read, `auth_revoked` when the token stops being valid. A stream of a
+        query (orderBy…) sends the query's result again, whole, whenever it changes. Each open stream holds a
+        slot, given back when the server closes the response (a client gone is noticed at the next write)."""
+        if not self.can_read(who, parts):
+            return self.denied(who)
+        order = order_by(request.args)
+        unindexed = self.unindexed(parts, order)
+        if unindexed is not None:
+            return unindexed
+        if order is not None:
+            run_query({}, order, request.args)  # a bad query is refused now, not in the stream
+            events = self.query_events(who, parts, order, dict(request.args))
+        else:
+            events = self.node_events(who, parts)
+        give_back = self.slots.take(who.auth["uid"] if who.auth and "uid" in who.auth else
+                                    "admin" if who.admin else f"address:{request.remote_addr}")
+        response = Response(events, mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                            "X-Accel-Buffering": "no"})
+        response.call_on_close(give_back)
+        return response
+
+    def still_valid(self, who: Identity) -> bool:
+        if who.admin or who.token is None:
+            return True
+        try:
+            self.platform.tokens.verify(who.token)
+        except InvalidToken:
+            return False
+        return True
+
+    def changes(self, who: Identity, parts: tuple[str, ...], seen: int) -> Iterator[str | list[tuple[int, str]]]:
+        """Batches of changes from the feed after `seen` (taken before the first value was read, so nothing is
+        missed in between), and events to send as they are: keep-alives, and the last one when the token
+        (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. Ends after an hour, or at shutdown."""
+        feed = self.tree.feed
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline and not feed.closed:
+            changed = feed.wait(seen, KEEP_ALIVE_SECONDS)
+            if not self.still_valid(who):
+                yield f"event: auth_revoked\ndata: {REVOKED}\n\n"
+                return
+            if not changed:
+                yield "event: keep-alive\ndata: null\n\n"
+                continue
+            seen = changed[-1][0]
+            if not self.can_read(who, parts):
+                yield "event: cancel\ndata: null\n\n"
+                return
+            yield changed
+
+    def node_events(self, who: Identity, parts: tuple[str, ...]) -> Iterator[str]:
+        tree, feed, watched = self.tree, self.tree.feed, join(list(parts))
+        base = watched.rstrip("/")
+        seen = feed.seq
+        current = tree.read(parts)
+        last = etag(current)
+        yield _event("put", "/", current)
+        for changed in self.changes(who, parts, seen):
+            if isinstance(changed, str):
+                yield changed
+                continue
+            for seq, where in changed:
+                patch_keys = feed.patch_keys(seq)
+                if where == watched or where.startswith(base + "/"):
+                    relative = where[len(base):] or "/"
+                    if patch_keys is None:
+                        yield _event("put", relative, tree.get(where))
+                    else:
+                        yield _event("patch", relative, {key: tree.get(where.rstrip("/") + "/" + key)
+                                                         for key in patch_keys})
+                    last = etag(tree.read(parts))
+                elif watched.startswith(where.rstrip("/") + "/"):  # written above the watched path
+                    now = tree.read(parts)
+                    if etag(now) != last:
+                        last = etag(now)
+                        yield _event("put", "/", now)
+
+    def query_events(self, who: Identity, parts: tuple[str, ...], order: str, params: dict[str, str]) -> \
+            Iterator[str]:
+        watched = join(list(parts))
+        base = watched.rstrip("/")
+        seen = self.tree.feed.seq
+        current = run_query(self.tree.read(parts), order, params)
+        last = etag(current)
+        yield _event("put", "/", current)
+        for changed in self.changes(who, parts, seen):
+            if isinstance(changed, str):
+                yield changed
+                continue
+            if any(where == watched or where.startswith(base + "/") or watched.startswith(where.rstrip("/") + "/")
+                   for _, where in changed):
+                current = run_query(self.tree.read(parts), order, params)
+                if etag(current) != last:
+                    last = etag(current)
+                    yield _event("put", "/", current)
+
+
+def _event(kind: str, path: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'path': path, 'data': to_wire(data)})}\n\n"
+
+
+def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: Slots,
+                      limiter: RateLimiter | None = None, how_to_get: str = "") -> None:
+    """Serve the local tree at /realtime (only where the platform's realtime tree is the local one). Writes take
+    from `limiter`, the per-user budget the API shares."""
+    surface = RealtimeSurface(platform, load_rules(rules_file), slots, os.environ.get(ADMIN_TOKEN_VARIABLE),
+                              limiter, how_to_get)
+
+    @app.route("/realtime/", defaults={"path": ""}, methods=list(METHODS))
+    @app.route("/realtime/<path:path>", methods=list(METHODS))
+    def realtime(path: str) -> Response:
+        return surface.handle(path)
+
+    @app.before_request
+    def emulator_paths() -> Response | None:
+        """firebase-admin (and Firebase's REST clients) in emulator mode call {host}/{path}.json?ns={database}:
+        those requests are this surface's too (there is one database here, whatever the namespace)."""
+        if ("ns" in request.args and request.path.endswith(".json") and request.method in METHODS
+                and not request.path.startswith("/realtime/")):
+            return surface.handle(request.path.lstrip("/"))
+        return None

@@ -1,0 +1,124 @@
+"""The orchestration bus end to end on the local runtime, with a client that speaks only Realtime Database's REST
+protocol: it writes /requests/{uid}/{id}, then reads /tasks and /streams (plain reads and server-sent events)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import LocalServer
+from tests.e2e.test_chat_api import LLAMA, fund
+
+TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
+NOW = {".sv": "timestamp"}
+
+
+def rtdb(server: LocalServer, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{server.url}/realtime/{path}.json?auth={token}", data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"null")
+
+
+def ended(server: LocalServer, uid: str, task_id: str, token: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, task = rtdb(server, "GET", f"tasks/{uid}/{task_id}", token)
+        assert status == 200
+        if task and task["state"] in TERMINAL:
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not end: {task}")
+
+
+def test_a_chat_request_streams_its_tokens_and_is_charged_once(real: LocalServer) -> None:
+    token = fund(real, "bus-chat", "1")
+    events = urllib.request.urlopen(urllib.request.Request(  # as EventSource asks
+        f"{real.url}/realtime/streams/bus-chat.json?auth={token}", headers={"Accept": "text/event-stream"}),
+        timeout=20)
+    assert events.readline() == b"event: put\n"
+    status, _ = rtdb(real, "PUT", "requests/bus-chat/r1", token,
+                     {"kind": "chat", "input": "hello over the bus", "model": LLAMA, "createdAt": NOW})
+    assert status == 200
+    seen = b""
+    deadline = time.monotonic() + 20
+    while b'"final": true' not in seen and time.monotonic() < deadline:
+        seen += events.readline()
+    events.close()
+    assert b"echo:" in seen and b'"final": true' in seen  # tokens arrived live, then the final piece
+    task = ended(real, "bus-chat", "r1", token)
+    assert task["state"] == "succeeded" and task["charged"]["micros"] == 33 and task["outcome"] == "posted"
+    _, pieces = rtdb(real, "GET", "streams/bus-chat/r1", token)
+    keys = sorted(pieces)
+    assert "".join(pieces[k].get("text", "") for k in keys[:-1]) == "echo: hello over the bus"
+    assert pieces[keys[-1]]["final"] is True and pieces[keys[-1]]["charged"] == 33
+    rtdb(real, "PUT", "requests/bus-chat/r1/cancel", token, True)  # after the end: changes nothing
+    time.sleep(0.3)
+    assert ended(real, "bus-chat", "r1", token)["state"] == "succeeded"
+    _, balance = rtdb(real, "GET", "balances/bus-chat", token)
+    assert balance["available"] == 1_000_000 - 33 and balance["held"] == 0
+    _, notes = rtdb(real, "GET", "notifications/bus-chat", token)
+    assert [n["state"] for n in notes.values() if n.get("kind") == "task.finished"] == ["succeeded"]
+
+
+def test_an_agent_request_with_three_tool_calls(real: LocalServer) -> None:
+    token = fund(real, "bus-agent", "5")
+    goal = "work it out TOOLPLAN:" + json.dumps([["arithmetic", {"expression": "6 * 7"}],
+                                                  ["arithmetic", {"expression": "2 ** 10"}],
+                                                  ["arithmetic", {"expression": "(1 + 2) * 3"}]])
+    status, _ = rtdb(real, "PUT", "requests/bus-agent/a1", token,
+                     {"kind": "agent", "input": {"goal": goal, "agent": "analysis"}, "model": LLAMA,
+                      "maxCredits": 1, "createdAt": NOW})
+    assert status == 200
+    task = ended(real, "bus-agent", "a1", token, timeout=60)
+    assert task["state"] == "succeeded" and task["route"] == "queued", task
+    assert task["result"]["text"].startswith("done: 42 | 1024 | 9") and task["result"]["toolCalls"] == 3
+    assert task["charged"]["micros"] == 4 * 33 and task["reserved"]["micros"] == 1_000_000
+    _, balance = rtdb(real, "GET", "balances/bus-agent", token)
+    assert balance["held"] == 0 and balance["available"] == 5_000_000 - 4 * 33
+
+
+def test_a_cancel_written_mid_stream_stops_the_reply(real: LocalServer) -> None:
+    token = fund(real, "bus-cancel", "1")
+    words = " ".join(["DRIP"] + ["word"] * 40)
+    rtdb(real, "PUT", "requests/bus-cancel/c1", token, {"kind": "chat", "input": words, "model": LLAMA,
+                                                          "createdAt": NOW})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not rtdb(real, "GET", "streams/bus-cancel/c1", token)[1]:
+        time.sleep(0.05)
+    assert rtdb(real, "PUT", "requests/bus-cancel/c1/cancel", token, True)[0] == 200
+    task = ended(real, "bus-cancel", "c1", token)
+    assert task["state"] == "cancelled" and 0 < task["charged"]["micros"] < task["reserved"]["micros"]
+    _, balance = rtdb(real, "GET", "balances/bus-cancel", token)
+    assert balance["held"] == 0 and balance["available"] == 1_000_000 - task["charged"]["micros"]
+
+
+def test_insufficient_credits_fail_at_once_with_the_402_problem(real: LocalServer) -> None:
+    token = real.token("bus-poor")
+    rtdb(real, "PUT", "requests/bus-poor/p1", token, {"kind": "chat", "input": "hi", "model": LLAMA,
+                                                        "createdAt": NOW})
+    task = ended(real, "bus-poor", "p1", token)
+    assert task["state"] == "failed" and task["error"]["status"] == 402
+    assert task["error"]["type"] == "insufficient-funds" and task["reserved"]["micros"] == 0
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("requests/someone-else/x1", {"kind": "chat", "input": "hi", "createdAt": NOW}),  # another user's path
+    ("requests/bus-rules/x2", {"kind": "poem", "input": "hi", "createdAt": NOW}),  # an unknown kind
+    ("requests/bus-rules/x3", {"kind": "chat", "input": "hi", "createdAt": NOW, "charged": 0}),  # a field of ours
+    ("tasks/bus-rules/x4", {"state": "succeeded"}),  # the server's record
+    ("balances/bus-rules", {"available": 10**12}),  # the mirror of money
+])
+def test_what_the_rules_refuse_changes_nothing(real: LocalServer, path: str, body: dict) -> None:
+    token = real.token("bus-rules")
+    status, answer = rtdb(real, "PUT", path, token, body)
+    assert status in (401, 403) and answer == {"error": "Permission denied"}
+    assert rtdb(real, "GET", "tasks/bus-rules", token)[1] is None

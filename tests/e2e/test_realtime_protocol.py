@@ -1,0 +1,218 @@
+"""The local runtime's Realtime Database REST surface as client apps use it, over real HTTP: requests written
+under the rules, errors as Realtime Database gives them, conditional writes, event streams. (firebase-admin's own
+client drives it in tests/contract/test_realtime.py.)"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import LocalServer
+
+
+def request_body(**fields: Any) -> dict[str, Any]:
+    return {"kind": "chat", "input": "hello", "createdAt": {".sv": "timestamp"}, **fields}
+
+
+def test_a_client_writes_a_request_then_may_only_cancel_it(server: LocalServer) -> None:
+    alice, bob = server.token("rq-alice"), server.token("rq-bob")
+    made = server.call("PUT", "/realtime/requests/rq-alice/r1.json", request_body(priority="high"), token=alice)
+    assert made.status == 200 and made.content_type.startswith("application/json")
+    assert made.json["priority"] == "high" and abs(made.json["createdAt"] - time.time() * 1000) < 60_000
+    assert server.call("GET", "/realtime/requests/rq-alice/r1.json", token=alice).json == made.json
+    assert server.call("GET", "/realtime/requests/rq-alice/r1.json", token=bob).status == 403
+    again = server.call("PUT", "/realtime/requests/rq-alice/r1.json", request_body(), token=alice)
+    assert (again.status, again.json) == (403, {"error": "Permission denied"})  # create-only
+    assert server.call("PUT", "/realtime/requests/rq-alice/r1/input.json", "changed", token=alice).status == 403
+    cancel = server.call("PATCH", "/realtime/requests/rq-alice/r1.json?print=silent", {"cancel": True}, token=alice)
+    assert (cancel.status, cancel.body) == (204, b"")
+    assert server.call("GET", "/realtime/requests/rq-alice/r1/cancel.json", token=alice).json is True
+    pushed = server.call("POST", "/realtime/requests/rq-alice.json", request_body(kind="agent"), token=alice)
+    assert pushed.status == 200 and len(pushed.json["name"]) == 20
+    assert server.call("GET", f"/realtime/requests/rq-alice/{pushed.json['name']}/kind.json", token=alice).json == \
+        "agent"
+    for bad in (request_body(kind="mine-bitcoin"), request_body(charged=0), request_body(maxCredits=-1),
+                {"kind": "chat", "input": "no createdAt"}):
+        assert server.call("PUT", "/realtime/requests/rq-alice/bad.json", bad, token=alice).status == 403
+    assert server.call("PUT", "/realtime/requests/rq-bob/r1.json", request_body(), token=alice).status == 403
+    assert server.call("PUT", "/realtime/balances/rq-alice.json", {"available": 10 ** 12}, token=alice).status == 403
+
+
+def test_errors_are_realtime_databases(server: LocalServer) -> None:
+    token = server.token("err-user")
+    cases = [
+        (server.call("GET", "/realtime/balances/err-user.json"), 401, "Permission denied"),
+        (server.call("GET", "/realtime/balances/err-user.json?auth=forged"), 401, "Could not parse auth token."),
+        (server.call("GET", "/.json?ns=creditflow", headers={"Authorization": "Bearer owner"}), 401,
+         "Could not parse auth token."),  # firebase-admin's emulator token is no one unless the runtime says so
+        (server.call("PUT", "/realtime/requests/err-user/r1.json", raw=b"{not json", token=token), 400, None),
+        (server.call("GET", "/realtime/a/b$c.json", token=token), 400, None),
+        (server.call("GET", '/realtime/tasks/err-user.json?orderBy="$value"', token=token), 400,
+         'Index not defined, add ".indexOn": ".value", for path "/tasks/err-user", to the rules'),
+        (server.call("GET", "/realtime/tasks/err-user.json?limitToFirst=2", token=token), 400,
+         "orderBy must be defined when other query parameters are defined"),
+        (server.call("PUT", "/realtime/requests/err-user/deep.json", raw=b"[" * 30_000 + b"]" * 30_000,
+                     token=token), 400, None),
+        (server.call("PUT", "/realtime/requests/err-user/deep.json", {"kind": "chat", "createdAt": 1, "input": (
+            json.loads('{"a":' * 40 + "1" + "}" * 40))}, token=token), 400, None),
+        (server.call("PUT", "/realtime/requests/err-user/inf.json", raw=b'{"n": Infinity}', token=token), 400,
+         None),
+        (server.call("PUT", "/realtime/requests/err-user/big.json", {"kind": "chat", "input": "x" * 70_000,
+                                                                      "createdAt": 1}, token=token), 413, None),
+    ]
+    for reply, status, message in cases:
+        assert reply.status == status, reply.body
+        if status != 413:  # the server's body limit answers before any route
+            # a refusal without a token adds, in the local runtime, how to get a dev token
+            assert "error" in reply.json and (message is None or reply.json["error"].startswith(message))
+
+
+def test_conditional_writes_and_queries(server: LocalServer) -> None:
+    token = server.token("etag-user")
+    path = "/realtime/requests/etag-user/r1"
+    read = server.call("GET", f"{path}.json", token=token, headers={"X-Firebase-ETag": "true"})
+    assert read.json is None and read.headers["ETag"] == "null_etag"
+    made = server.call("PUT", f"{path}.json", request_body(), token=token, headers={"if-match": "null_etag"})
+    assert made.status == 200 and made.headers["ETag"] != "null_etag"
+    stale = server.call("PUT", f"{path}/cancel.json", True, token=token, headers={"if-match": "not-the-etag"})
+    assert stale.status == 412 and stale.json is None and stale.headers["ETag"] == "null_etag"
+    assert server.call("GET", f"{path}/cancel.json", token=token).json is None
+    fresh = server.call("PUT", f"{path}/cancel.json", True, token=token, headers={"if-match": "null_etag"})
+    assert fresh.status == 200 and fresh.json is True
+    for n in range(3):
+        server.call("PUT", f"/realtime/requests/etag-user/q{n}.json", request_body(), token=token)
+    huge = server.call("PUT", "/realtime/requests/etag-user/h.json", request_body(maxCredits=10 ** 30), token=token)
+    assert huge.status == 200 and huge.json["maxCredits"] == 1e30  # a double, as Realtime Database keeps it
+    shallow = server.call("GET", "/realtime/requests/etag-user/q1.json?shallow=true", token=token).json
+    assert shallow == {"kind": True, "input": True, "createdAt": True}
+
+
+@pytest.fixture
+def stream_lines(server: LocalServer) -> Iterator[Any]:
+    opened: list[Any] = []
+
+    def open_stream(path: str, token: str) -> Iterator[tuple[str, Any]]:
+        request = urllib.request.Request(f"{server.url}{path}?auth={token}", headers={"Accept": "text/event-stream"})
+        stream = urllib.request.urlopen(request, timeout=15)
+        opened.append(stream)
+
+        def events() -> Iterator[tuple[str, Any]]:
+            while True:
+                kind = stream.readline().decode().removeprefix("event: ").strip()
+                data = stream.readline().decode().removeprefix("data: ").strip()
+                stream.readline()
+                yield kind, json.loads(data) if data.startswith(("{", "n", "[")) else data
+        return events()
+
+    yield open_stream
+    for stream in opened:
+        stream.close()
+
+
+def test_streams_carry_puts_and_patches(server: LocalServer, stream_lines: Any) -> None:
+    token = server.token("sse-user")
+    server.call("PUT", "/realtime/requests/sse-user/r1.json", request_body(createdAt=5), token=token)
+    events = stream_lines("/realtime/requests/sse-user/r1.json", token)
+    assert next(events) == ("put", {"path": "/", "data": {"kind": "chat", "input": "hello", "createdAt": 5}})
+    server.call("PATCH", "/realtime/requests/sse-user/r1.json", {"cancel": True}, token=token)
+    kind, data = next(events)
+    for _ in range(3):  # keep-alives come every 5 s; the patch must come before the third
+        if kind != "keep-alive":
+            break
+        kind, data = next(events)
+    assert (kind, data) == ("patch", {"path": "/", "data": {"cancel": True}})
+
+
+def test_the_admin_token_when_the_runtime_names_it_and_the_write_budget(tmp_path: Path) -> None:
+    own = LocalServer(tmp_path / "data", CREDITFLOW_RTDB_ADMIN_TOKEN="owner", RATE_LIMIT_PER_MINUTE="3")
+    try:
+        owner = {"Authorization": "Bearer owner"}
+        for n in range(5):  # the server's own identity has no budget
+            assert own.call("PUT", f"/tasks/u/t{n}.json?ns=x", {"state": "waiting"}, headers=owner).status == 200
+        assert own.call("GET", "/realtime/tasks/u/t1/state.json", headers=owner).json == "waiting"
+        assert own.call("GET", "/realtime/tasks/u/t1/state.json?auth=wrong").status == 401
+        token = own.token("u")
+        statuses = [own.call("PUT", f"/realtime/requests/u/r{n}.json", request_body(), token=token).status
+                    for n in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = own.call("PUT", "/realtime/requests/u/r9.json", request_body(), token=token)
+        assert refused.status == 429 and "error" in refused.json and int(refused.headers["Retry-After"]) >= 1
+        assert own.call("GET", "/realtime/requests/u/r0/kind.json", token=token).json == "chat"  # reads go on
+    finally:
+        own.stop()
+
+
+def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, token: str, path: str) -> Iterator[str]:
+    """An event stream from the surface served in process, with the given rules."""
+    from flask import Flask
+
+    from creditflow.entrypoints.http.realtime import register_realtime
+    from creditflow.entrypoints.http.slots import Slots
+
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    app = Flask("realtime-events")
+    register_realtime(app, platform, tmp_path / "rules.json", Slots(4, 2, "event streams open", "close one"))
+    reply = app.test_client().get(path, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {token}"},
+                                  buffered=False)
+    assert reply.status_code == 200, reply.data
+    return (chunk.decode() for chunk in reply.response)
+
+
+def test_a_stream_is_cancelled_when_the_rules_stop_allowing_it(platform: Any, tmp_path: Path, monkeypatch) -> None:
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
+    platform.realtime.set("/rooms/r1", {"members": {"u": True}, "topic": "tea"})
+    events = in_process_stream(platform, {"rules": {"rooms": {"$room": {
+        ".read": "data.child('members').child(auth.uid).val() === true"}}}}, tmp_path,
+        DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"), "/realtime/rooms/r1.json")
+    assert next(events).startswith('event: put\ndata: {"path": "/", "data": {"members"')
+    platform.realtime.set("/rooms/r1/members/u", None)  # the server takes the member out
+    rest = list(events)  # the stream ends after the cancel
+    assert rest[-1] == "event: cancel\ndata: null\n\n" and not any(e.startswith("event: put") for e in rest)
+
+
+def test_a_stream_ends_with_auth_revoked_when_its_token_expires(platform: Any, tmp_path: Path, monkeypatch) -> None:
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
+    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u", ttl_seconds=1)
+    events = in_process_stream(platform, {"rules": {"open": {".read": "auth != null"}}}, tmp_path, token,
+                               "/realtime/open.json")
+    started = time.monotonic()
+    assert next(events) == 'event: put\ndata: {"path": "/", "data": null}\n\n'
+    rest = list(events)
+    assert set(rest[:-1]) == {"event: keep-alive\ndata: null\n\n"}
+    assert rest[-1] == "event: auth_revoked\ndata: credential is no longer valid\n\n"
+    assert time.monotonic() - started < 10
+
+
+def test_a_query_streams_its_result_whenever_it_changes(platform: Any, tmp_path: Path, monkeypatch) -> None:
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
+    tree = platform.realtime
+    tree.set("/tasks/u", {"t1": {"createdAt": 1}, "t2": {"createdAt": 2}, "t3": {"createdAt": 3}})
+    rules = {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid", ".indexOn": ["createdAt"]}}}}
+    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u")
+    events = in_process_stream(platform, rules, tmp_path, token,
+                               '/realtime/tasks/u.json?orderBy="createdAt"&limitToLast=2')
+    assert json.loads(next(events).split("data: ")[1]) == {"path": "/", "data": {"t2": {"createdAt": 2},
+                                                                                 "t3": {"createdAt": 3}}}
+    tree.set("/tasks/u/t0", {"createdAt": 0})  # outside the last two: nothing to send
+    tree.set("/tasks/u/t4", {"createdAt": 4})
+    sent = next(e for e in events if not e.startswith("event: keep-alive"))
+    assert json.loads(sent.split("data: ")[1]) == {"path": "/", "data": {"t3": {"createdAt": 3},
+                                                                         "t4": {"createdAt": 4}}}

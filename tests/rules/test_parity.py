@@ -1,0 +1,189 @@
+"""The local runtime's rules evaluator gives targaryen's verdict on every row of a table of reads, writes and
+multi-path updates: database.rules.json with different callers, existing data, invalid fields, cancel and answer;
+and a rule set that exercises the expression language's corners (operators, types, string methods)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creditflow.adapters.local.tree_query import normalize
+from creditflow.domain.realtime_rules import Rules, at
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGARYEN = ROOT / "tools" / "node_modules" / "targaryen"
+NOW = 1_764_000_000_000
+
+CHAT = {"kind": "chat", "input": "hi", "createdAt": 1}
+DATA = {
+    "requests": {"alice": {"r1": {"kind": "chat", "input": "hello", "createdAt": 1},
+                           "r3": {"kind": "agent", "input": "plan", "createdAt": 1},
+                           "r4": {"kind": "agent", "input": "plan", "createdAt": 1, "cancel": True}}},
+    "tasks": {"alice": {"r1": {"state": "running"}, "r3": {"state": "waiting"}, "r4": {"state": "waiting"}},
+              "bob": {"b1": {"state": "waiting"}}},
+    "streams": {"alice": {"r1": {"0": "tok", "1": "en"}}},
+    "balances": {"alice": {"available": 5, "held": 0, "version": 3}, "bob": {"available": 1, "version": 1}},
+    "notifications": {"alice": {"n1": {"type": "low_balance"}}},
+}
+ALICE, BOB, ADMINISH = {"uid": "alice"}, {"uid": "bob"}, {"uid": "carol", "token": {"admin": True}}
+
+FEATURES = {"rules": {
+    "open": {".read": True, ".write": "newData.isNumber() ? newData.val() >= 0 && newData.val() % 2 === 0 : false"},
+    "posts": {"$post": {
+        ".read": "data.child('public').val() === true || (auth != null && data.child('owner').val() === auth.uid)",
+        ".write": "auth != null && (!data.exists() || data.child('owner').val() === auth.uid)",
+        ".validate": "newData.hasChildren(['owner', 'title']) && newData.child('owner').val() === auth.uid",
+        "title": {".validate": "newData.isString() && newData.val().length >= 3 && !newData.val().contains('spam')"
+                               " && !newData.val().beginsWith(' ') && newData.val().toLowerCase() !== 'untitled'"},
+        "slug": {".validate": "newData.val().matches(/^[a-z0-9-]+$/i) && newData.val().endsWith('-' + $post)"},
+        "score": {".validate": "newData.val() > data.val() || !data.exists()"},
+        "tags": {"$tag": {".validate": "newData.val() === true && $tag.length < 10"}},
+        "public": {".validate": "newData.isBoolean()"},
+        "owner": {".validate": "newData.isString()"},
+        "$other": {".validate": False}}},
+    "admins": {".read": "auth.token.admin === true", ".write": "auth != null && auth.token.admin == true"},
+    "math": {"$n": {".write": "newData.val() === $n.length * 2 + 1 - 1 / 1 || newData.val() + '' === $n"}},
+    "parents": {"$a": {"$b": {".write": "newData.parent().parent().child($a).child($b).exists() && "
+                                        "root.child('open').val() != null && newData.parent().hasChild($b)"}}},
+}}
+
+
+def row(op: str, path: str, auth: dict | None, value: Any = None, *, data: Any = DATA, rules: str = "project",
+        now: int = NOW) -> dict[str, Any]:
+    return {"op": op, "path": path, "auth": auth, "value": value, "data": data, "rules": rules, "now": now}
+
+
+def project_rows() -> list[dict[str, Any]]:
+    rows = []
+    for path in ("balances/alice", "balances/alice/available", "balances/bob", "balances", "", "tasks/alice",
+                 "tasks/alice/r1", "tasks", "streams/alice/r1", "streams/bob", "notifications/alice",
+                 "notifications/bob/n9", "requests/alice/r1", "requests/alice", "requests/bob/x", "nothing/here"):
+        rows += [row("read", path, ALICE), row("read", path, None)]
+    rows += [row("read", "balances/bob", BOB), row("read", "tasks/alice/r1", BOB),
+             row("read", "requests/alice/r1/kind", ALICE), row("read", "requests/alice/r1/kind", ADMINISH)]
+    r2 = "requests/alice/r2"
+    rows += [
+        row("write", r2, ALICE, CHAT), row("write", r2, BOB, CHAT), row("write", r2, None, CHAT),
+        row("write", r2, ALICE, {**CHAT, "createdAt": NOW}), row("write", r2, ALICE, {**CHAT, "createdAt": NOW + 1}),
+        row("write", r2, ALICE, {**CHAT, "kind": "image", "input": {"prompt": "a cat"}, "model": "flux",
+                                 "maxCredits": 2.5, "priority": "high", "conversationId": "c1"}),
+        row("write", r2, ALICE, {**CHAT, "kind": "video"}), row("write", r2, ALICE, {**CHAT, "kind": "CHAT"}),
+        row("write", r2, ALICE, {**CHAT, "kind": "chat\n"}), row("write", r2, ALICE, {**CHAT, "input": None}),
+        row("write", r2, ALICE, {**CHAT, "input": "x" * 100_000}),
+        row("write", r2, ALICE, {**CHAT, "input": "x" * 100_001}),
+        row("write", r2, ALICE, {**CHAT, "input": "\U0001F600" * 50_000}),
+        row("write", r2, ALICE, {**CHAT, "input": "\U0001F600" * 50_001}),
+        row("write", r2, ALICE, {**CHAT, "input": True}), row("write", r2, ALICE, {**CHAT, "maxCredits": 0}),
+        row("write", r2, ALICE, {**CHAT, "maxCredits": 0.001}), row("write", r2, ALICE, {**CHAT, "maxCredits": True}),
+        row("write", r2, ALICE, {**CHAT, "priority": "low"}), row("write", r2, ALICE, {**CHAT, "priority": "LOW"}),
+        row("write", r2, ALICE, {**CHAT, "model": "m" * 128}), row("write", r2, ALICE, {**CHAT, "model": "m" * 129}),
+        row("write", r2, ALICE, {**CHAT, "extra": {"nested": 1}}), row("write", r2, ALICE, {**CHAT, "cancel": True}),
+        row("write", r2, ALICE, {**CHAT, "answer": "early"}), row("write", r2, ALICE, "just a string"),
+        row("write", r2, ALICE, None), row("write", "requests/alice/r1", ALICE, CHAT),
+        row("write", "requests/alice/r1", ALICE, None), row("write", "requests/alice/r1/cancel", ALICE, True),
+        row("write", "requests/alice/r1/cancel", BOB, True), row("write", "requests/alice/r1/cancel", ALICE, 1),
+        row("write", "requests/alice/r4/cancel", ALICE, None), row("write", "requests/alice/zz/cancel", ALICE, True),
+        row("write", "requests/alice/r1/kind", ALICE, "agent"), row("write", "requests/alice/r1/x", ALICE, 1),
+        row("write", "requests/alice/r3/answer", ALICE, "yes"), row("write", "requests/alice/r3/answer", ALICE, 7),
+        row("write", "requests/alice/r3/answer", ALICE, "a" * 10_240),
+        row("write", "requests/alice/r3/answer", ALICE, "a" * 10_241),
+        row("write", "requests/alice/r3/answer", ALICE, {"pick": 2}),
+        row("write", "requests/alice/r3/answer", BOB, "yes"), row("write", "requests/alice/r3/answer", None, "yes"),
+        row("write", "requests/alice/r1/answer", ALICE, "yes"),
+        row("write", "requests/alice/r3/answer", ALICE, "yes",
+            data={**DATA, "tasks": {"alice": {"r3": {"state": "running"}}}}),
+        row("write", "requests/bob/b1/answer", ALICE, "yes"),
+        row("write", "balances/alice", ALICE, {"available": 10 ** 9}), row("write", "tasks/alice/r1/state", ALICE,
+                                                                          "succeeded"),
+        row("write", "streams/alice/r1/2", ALICE, "x"), row("write", "notifications/alice/n1", ALICE, None),
+        row("write", "", ALICE, None), row("write", "requests/alice", ALICE, {"r7": CHAT}),
+        row("update", "requests/alice/r1", ALICE, {"cancel": True}),
+        row("update", "requests/alice/r1", ALICE, {"cancel": True, "kind": "agent"}),
+        row("update", "requests/alice", ALICE, {"r5": CHAT, "r6": {**CHAT, "kind": "image"}}),
+        row("update", "requests/alice", ALICE, {"r5": CHAT, "r1/cancel": True}),
+        row("update", "requests/alice", ALICE, {"r5": CHAT, "r6": {**CHAT, "kind": "nope"}}),
+        row("update", "", ALICE, {"requests/alice/r5": CHAT, "balances/alice/available": 1}),
+        row("update", "requests/alice/r3", ALICE, {"answer": "ok", "cancel": True}),
+        row("update", "requests/alice/r2", ALICE, {"kind": "chat", "input": "hi", "createdAt": 1}),
+        row("update", "requests/alice/r2", BOB, {"kind": "chat", "input": "hi", "createdAt": 1}),
+    ]
+    return rows
+
+
+def feature_rows() -> list[dict[str, Any]]:
+    post = {"owner": "alice", "title": "Hello"}
+    data = {"open": 2, "posts": {"p1": {"owner": "alice", "title": "First", "public": True, "score": 5},
+                                 "p2": {"owner": "bob", "title": "Private"}},
+            "parents": {"a": {"b": 1}}}
+
+    def f(op: str, path: str, auth: dict | None, value: Any = None) -> dict[str, Any]:
+        return row(op, path, auth, value, data=data, rules="features")
+
+    return [
+        f("write", "open", None, 4), f("write", "open", None, 3), f("write", "open", None, -2),
+        f("write", "open", None, "4"), f("read", "open/x", None),
+        f("read", "posts/p1", None), f("read", "posts/p2", None), f("read", "posts/p2", BOB),
+        f("read", "posts/p2", ALICE), f("read", "posts/p1/title", None),
+        f("write", "posts/p3", ALICE, post), f("write", "posts/p3", ALICE, {**post, "owner": "bob"}),
+        f("write", "posts/p3", ALICE, {**post, "title": "no"}),
+        f("write", "posts/p3", ALICE, {**post, "title": "spam!"}),
+        f("write", "posts/p3", ALICE, {**post, "title": " Hello"}),
+        f("write", "posts/p3", ALICE, {**post, "title": "UNTITLED"}),
+        f("write", "posts/p3", ALICE, {**post, "slug": "my-post-p3"}),
+        f("write", "posts/p3", ALICE, {**post, "slug": "MY-POST-p3"}),
+        f("write", "posts/p3", ALICE, {**post, "slug": "my post-p3"}),
+        f("write", "posts/p3", ALICE, {**post, "slug": "my-post-p4"}),
+        f("write", "posts/p3", ALICE, {**post, "tags": {"short": True}}),
+        f("write", "posts/p3", ALICE, {**post, "tags": {"muchtoolongtag": True}}),
+        f("write", "posts/p3", ALICE, {**post, "tags": {"a": "yes"}}),
+        f("write", "posts/p3", ALICE, {**post, "public": "yes"}), f("write", "posts/p3", ALICE, {**post, "x": 1}),
+        f("write", "posts/p1/score", ALICE, 6), f("write", "posts/p1/score", ALICE, 4),
+        f("write", "posts/p1/score", ALICE, "6"), f("write", "posts/p2/title", ALICE, "Mine now"),
+        f("write", "posts/p3", None, post), f("update", "posts", ALICE, {"p3": post, "p4/owner": "alice"}),
+        f("read", "admins", ADMINISH), f("read", "admins", ALICE), f("read", "admins", None),
+        f("write", "admins/x", ADMINISH, 1), f("write", "admins/x", ALICE, 1),
+        f("write", "math/abc", None, 7), f("write", "math/abc", None, 6), f("write", "math/12", None, 12),
+        f("write", "math/12", None, "12"), f("write", "parents/a/b", None, 2), f("write", "parents/a/c", None, 2),
+    ]
+
+
+def targaryen_verdicts(rows: list[dict[str, Any]], tmp_path: Path) -> list[bool]:
+    if not (TARGARYEN / "package.json").exists() or not shutil.which("node"):
+        pytest.skip("targaryen is not installed (make installs it under tools/)")
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps({"rules": {"project": json.loads((ROOT / "database.rules.json").read_text()),
+                                           "features": FEATURES}, "rows": rows}))
+    result = subprocess.run(["node", str(Path(__file__).with_name("targaryen_verdicts.js")), str(TARGARYEN),
+                             str(cases)], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(result.stdout)
+
+
+def local_verdict(rules: Rules, case: dict[str, Any]) -> bool:
+    data = case["data"]
+
+    def read(path: tuple[str, ...]) -> Any:
+        return at(data, path)
+
+    path = tuple(p for p in case["path"].split("/") if p)
+    if case["op"] == "read":
+        return rules.can_read(case["auth"], path, read, case["now"])
+    patch = {"": case["value"]} if case["op"] == "write" else case["value"]
+    resolved = {key: normalize(value, case["now"], read) for key, value in patch.items()}  # as the tree stores it
+    return rules.can_update(case["auth"], path, resolved, read, case["now"])
+
+
+def test_every_verdict_is_targaryens(tmp_path: Path) -> None:
+    rows = project_rows() + feature_rows()
+    expected = targaryen_verdicts(rows, tmp_path)
+    rule_sets = {"project": Rules(json.loads((ROOT / "database.rules.json").read_text())), "features": Rules(FEATURES)}
+    differ = [(case["op"], case["path"], case["auth"], str(case["value"])[:80], want)
+              for case, want in zip(rows, expected, strict=True)
+              if local_verdict(rule_sets[case["rules"]], case) != want]
+    assert not differ, differ
+    assert len(rows) >= 60
+    assert 0.25 < sum(expected) / len(expected) < 0.75  # the table holds plenty of both verdicts

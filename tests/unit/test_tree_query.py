@@ -1,0 +1,72 @@
+"""Realtime Database's data model in the local tree: push ids, ordering, queries, arrays, ETags, server values."""
+
+from typing import Any
+
+import pytest
+
+from creditflow.adapters.local.push_ids import PUSH_CHARS, PushIds
+from creditflow.adapters.local.tree_query import etag, normalize, order_by, run_query, shallow, to_wire
+from creditflow.domain.errors import InvalidQuery
+
+
+def nothing(_: tuple[str, ...]) -> Any:
+    return None
+
+
+def test_push_ids_sort_in_the_order_they_were_made() -> None:
+    ids = PushIds()
+    made = [ids.next(1_764_000_000_000) for _ in range(500)] + [ids.next(1_764_000_000_001)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(len(i) == 20 and set(i) <= set(PUSH_CHARS) for i in made)
+    assert made[0][:8] == made[1][:8] != made[-1][:8]  # the first 8 characters are the time
+    assert "".join(sorted(PUSH_CHARS)) == PUSH_CHARS  # the alphabet is in ASCII order, so ids sort as strings
+
+
+def test_values_order_as_realtime_database_orders_them() -> None:
+    children = {"a": "b", "b": 2, "c": True, "e": False, "f": {"x": 1}, "g": 1.5, "h": "a", "i": -1}
+    assert list(run_query(children, "$value", {})) == ["e", "c", "i", "g", "b", "h", "a", "f"]
+    keys = {"10": 1, "9": 1, "a": 1, "-1": 1, "B": 1}
+    assert list(run_query(keys, "$key", {})) == ["-1", "9", "10", "B", "a"]  # integer keys first, numerically
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"limitToFirst": "2"}, ["u4", "u2"]),  # a child without the field orders first, as null
+    ({"limitToLast": "1"}, ["u1"]),
+    ({"startAt": "20"}, ["u3", "u1"]),
+    ({"endAt": "20"}, ["u4", "u2", "u3"]),
+    ({"equalTo": "20"}, ["u3"]),
+    ({"startAt": "11", "endAt": "29", "limitToFirst": "5"}, ["u3"]),
+])
+def test_queries_by_child(params: dict[str, str], expected: list[str]) -> None:
+    users = {"u1": {"age": 30}, "u2": {"age": 10}, "u3": {"age": 20}, "u4": {"name": "no age"}}
+    assert list(run_query(users, "age", params)) == expected
+
+
+def test_query_parameters_are_checked() -> None:
+    assert order_by({}) is None and order_by({"orderBy": '"$key"'}) == "$key"
+    for bad in ({"limitToFirst": "1"}, {"orderBy": "$key"}, {"orderBy": "5"}):
+        with pytest.raises(InvalidQuery):
+            order_by(bad)
+    for bad in ({"limitToFirst": "0"}, {"limitToFirst": "1", "limitToLast": "1"}, {"startAt": "x"},
+                {"equalTo": "1", "startAt": "1"}):
+        with pytest.raises(InvalidQuery):
+            run_query({"a": 1}, "$value", bad)
+    with pytest.raises(InvalidQuery):
+        run_query({"a": 1}, "$key", {"startAt": "1"})  # keys are strings
+
+
+def test_what_is_stored_and_what_is_sent() -> None:
+    assert normalize({"a": [1, None, 3], "b": {}, "c": None, "t": {".sv": "timestamp"}}, 7, nothing) == {
+        "a": {"0": 1, "2": 3}, "t": 7}
+    assert normalize({"n": {".sv": {"increment": 2}}}, 0, lambda path: 40 if path == ("n",) else None) == {"n": 42}
+    for bad in ({"a.b": 1}, {"": 1}, {"a/b": 1}, {".priority": 1}, {"x": {".sv": "nonsense"}}, float("nan")):
+        with pytest.raises(InvalidQuery):
+            normalize(bad, 0, nothing)
+    assert to_wire({"0": "a", "1": "b", "3": "d"}) == ["a", "b", None, "d"]
+    assert to_wire({"0": "a", "9": "b"}) == {"0": "a", "9": "b"}  # too sparse for an array
+    assert shallow({"a": {"b": 1}, "c": 2}) == {"a": True, "c": True} and shallow(5) == 5
+
+
+def test_etags_follow_the_value_not_its_key_order() -> None:
+    assert etag({"a": 1, "b": 2}) == etag({"b": 2, "a": 1}) != etag({"a": 1, "b": 3})
+    assert etag(None) == "null_etag"
