@@ -30,6 +30,19 @@ class InvalidImageRequest(LedgerError):
     title = "Invalid image request"
 
 
+class InvalidImage(LedgerError):
+    """Bytes that are not an image of an allowed format, or one that cannot be decoded whole."""
+
+    code = "invalid-image"
+    title = "Not a usable image"
+
+
+class ImageTooLarge(InvalidImage):
+    code = "image-too-large"
+    title = "Image too large"
+    status = 413
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """What an image model offers and what it costs (all µc)."""
