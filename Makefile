@@ -5,7 +5,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run cli test lint bench bench-gateway clean
+.PHONY: venv run cli test lint bench bench-gateway bench-media clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
@@ -40,6 +40,9 @@ bench: $(STAMP)
 
 bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first use
 	$(PY) bench/gateway.py
+
+bench-media: $(STAMP)  # thumbnails per second and peak memory for 1024² and 2048² originals
+	$(PY) bench/media.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions
