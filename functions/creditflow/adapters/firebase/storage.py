@@ -23,6 +23,7 @@ class CloudStorageBlobs:
         self._client = client or storage.Client()
         self._bucket = self._client.bucket(bucket)
         self._signing = signing_credentials
+        self._runtime: Any = None  # the runtime's own credentials, refreshed only when their token lapses
 
     def put(self, path: str, data: bytes, content_type: str, cache_control: str | None = None,
             metadata: dict[str, str] | None = None) -> None:
@@ -73,8 +74,10 @@ class CloudStorageBlobs:
             import google.auth
             from google.auth.transport.requests import Request
 
-            credentials, _ = google.auth.default()
-            credentials.refresh(Request())
-            options.update(service_account_email=credentials.service_account_email,
-                           access_token=credentials.token)
+            if self._runtime is None:
+                self._runtime, _ = google.auth.default()
+            if not self._runtime.valid:
+                self._runtime.refresh(Request())
+            options.update(service_account_email=self._runtime.service_account_email,
+                           access_token=self._runtime.token)
         return blob.generate_signed_url(**options)
