@@ -156,3 +156,19 @@ def test_dominant_colours_most_common_first() -> None:
     colours = tools.dominant_colours(encoded(image, "PNG"), count=3)
     assert colours[0] == ("#ff0000", 75) and colours[1] == ("#0000ff", 25)
     assert tools.dominant_colours(encoded(image, "PNG"), count=3) == colours  # the same every time
+
+
+def test_strip_keeps_a_gif_a_gif() -> None:
+    gif = encoded(halves(64, 32).convert("P"), "GIF", comment=b"SecretCam")
+    stripped = tools.strip(gif)
+    assert opened(stripped).format == "GIF" and opened(stripped).size == (64, 32) and b"SecretCam" not in stripped
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "RGBA", "I;16", "1"])
+def test_thumbnails_of_every_mode_are_webp(mode: str) -> None:
+    base = halves(600, 400)
+    image = base.convert("L").convert("I;16") if mode == "I;16" else base.convert(mode)
+    data = encoded(image, "JPEG" if mode == "CMYK" else "PNG")
+    assert opened(data).mode == mode
+    thumb = opened(tools.thumbnails(data)[256])
+    assert thumb.format == "WEBP" and thumb.size == (256, 171) and thumb.mode in ("RGB", "RGBA")

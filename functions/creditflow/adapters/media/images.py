@@ -19,8 +19,8 @@ from ...domain.images import ImageTooLarge, InvalidImage
 from ...ports import ImageFacts, ImageLimits
 
 ORIENTATION = 0x0112
-SAVE_AS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "PNG"}  # strip/downscale keep the format; a GIF's
-# first frame becomes a PNG (no model reads an animation, and Pillow's GIF writer would re-quantise it)
+SAVE_AS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "GIF"}  # strip keeps the format (a GIF its first
+# frame, palette as it was); downscale makes a GIF's first frame a PNG (resampled, it is no longer a palette image)
 METADATA = ("exif", "xmp", "XML:com.adobe.xmp", "comment", "icc_profile", "photoshop", "iptc")
 
 
@@ -174,7 +174,7 @@ class PillowImages:
         if max_side < 16:
             raise ValueError("max_side must be at least 16")
         with _open(data, self.limits) as image, _decoding("downscale"):
-            format = SAVE_AS.get(str(image.format), "PNG")
+            format = "PNG" if image.format == "GIF" else SAVE_AS.get(str(image.format), "PNG")
             if image.format == "JPEG":
                 image.draft("RGB", (max_side, max_side))
             upright = _upright(image)
