@@ -5,7 +5,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
 
-.PHONY: venv run cli test lint bench bench-firestore bench-gateway bench-agents bench-bus clean
+.PHONY: venv run cli test lint bench bench-firestore bench-gateway bench-agents bench-bus bench-media clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
@@ -47,8 +47,11 @@ bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first us
 
 bench-agents: $(STAMP)  # what checkpointing each agent superstep on SQLite costs, beside no checkpointer
 	$(PY) bench/agents.py
-bench-bus: $(STAMP)
+bench-bus: $(STAMP)  # the durable queue: jobs per second, enqueue-to-start latency
 	$(PY) bench/bus.py
+
+bench-media: $(STAMP)  # thumbnails per second and peak memory for 1024² and 2048² originals
+	$(PY) bench/media.py
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions

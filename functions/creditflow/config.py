@@ -59,6 +59,9 @@ class Settings:
     queue_backoff_max_seconds: float = 300.0
     queue_retention_hours: float = 24.0  # how long a finished job's id stays taken
     functions_region: str = "us-central1"  # where the task-queue functions (and so their queues) are deployed
+    media_bucket: str | None = None  # Cloud Storage bucket for images (Firebase's default bucket if unset)
+    media_url_seconds: int = 3600  # how long a signed media URL serves (at most 7 days, as V4 URLs)
+    media_max_upload_bytes: int = 20 * 1024 * 1024  # an uploaded or downloaded image, at most
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -107,6 +110,9 @@ class Settings:
             "queue_backoff_max_seconds": float(env.get("QUEUE_BACKOFF_MAX_SECONDS", "300")),
             "queue_retention_hours": float(env.get("QUEUE_RETENTION_HOURS", "24")),
             "functions_region": env.get("FUNCTIONS_REGION", "us-central1"),
+            "media_bucket": env.get("MEDIA_BUCKET") or None,
+            "media_url_seconds": int(env.get("MEDIA_URL_SECONDS", "3600")),
+            "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -156,11 +162,19 @@ class Settings:
             raise ValueError("QUEUE_BACKOFF_BASE_SECONDS must be at least 0 and at most QUEUE_BACKOFF_MAX_SECONDS")
         if self.queue_retention_hours < 0:
             raise ValueError("QUEUE_RETENTION_HOURS must not be negative")
+        if not 1 <= self.media_url_seconds <= 7 * 24 * 3600:
+            raise ValueError("MEDIA_URL_SECONDS must be from 1 to 604800 (7 days, the longest a V4 URL lasts)")
+        if not 1024 <= self.media_max_upload_bytes <= 64 * 1024 * 1024:
+            raise ValueError("MEDIA_MAX_UPLOAD_BYTES must be from 1024 to 67108864")
+        if self.media_bucket is not None and not BUCKET.fullmatch(self.media_bucket):
+            raise ValueError(f"MEDIA_BUCKET {self.media_bucket!r} is not a bucket name (3-222 lower-case letters, "
+                             "digits, ., - and _)")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
 
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 

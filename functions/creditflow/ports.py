@@ -498,3 +498,95 @@ class AgentRunner(Protocol):
         continue from the last checkpoint (a redelivery after a crash, with `resume` None; or the user's answer
         to a waiting agent's question, as `resume`: before resuming with a yes, raise the task's limit to the
         outcome's `approve_up_to`, or the agent asks again); a finished task returns its outcome again."""
+
+
+# Media: image generation, image checks and thumbnails, blob storage.
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    content_type: str  # image/png, image/jpeg, image/webp
+    seed: int | None = None  # when the provider says which seed drew it
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    def generate(self, model: str, prompt: str, width: int, height: int, steps: int, n: int,
+                 extras: dict[str, Any] | None = None) -> list[GeneratedImage]:
+        """`n` images of width × height. Raises ProviderUnavailable on a 5xx, 429, timeout or an unusable reply
+        (fall back, charge nothing) and ProviderRejected, with the provider's message, when it refuses the request
+        itself (400, 413, 422). The bytes are the provider's: check them (ImageTools.inspect) before storing."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000  # width × height as the header declares it, checked before anything is decoded
+    formats: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF"})  # Pillow's names
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    format: str  # as sniffed from the bytes (Pillow's name), never from a header or file name
+    content_type: str
+    width: int  # as displayed: EXIF orientation applied
+    height: int
+    frames: int
+    orientation: int  # the EXIF orientation tag, 1 when there is none
+    has_metadata: bool  # EXIF, XMP, ICC or text chunks
+    size: int  # bytes
+
+
+class ImageTools(Protocol):
+    def inspect(self, data: bytes, limits: ImageLimits | None = None) -> ImageFacts:
+        """The real type and size; raises InvalidImage (not an image, a format not allowed, truncated) or
+        ImageTooLarge (bytes, or pixels declared by the header: a decompression bomb is refused undecoded)."""
+
+    def thumbnails(self, data: bytes, sides: tuple[int, ...] = (256, 512)) -> dict[int, bytes]:
+        """WebP thumbnails whose long side is each of `sides` (never enlarged), upright, without metadata."""
+
+    def strip(self, data: bytes) -> bytes:
+        """The image in its own format, upright (EXIF orientation applied), without EXIF or other metadata."""
+
+    def downscale(self, data: bytes, max_side: int) -> bytes:
+        """At most `max_side` on its long side, upright and stripped, in its own format (PNG if it has none)."""
+
+    def dominant_colours(self, data: bytes, count: int = 5) -> list[tuple[str, int]]:
+        """The main colours as ("#rrggbb", percent of the pixels), most common first."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    path: str
+    data: bytes
+    content_type: str
+    cache_control: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    path: str
+    size: int
+    content_type: str
+
+
+class BlobStore(Protocol):
+    """Media by path (`users/{uid}/images/{taskId}/…`); paths are relative, `/`-separated, without `..`."""
+
+    def put(self, path: str, data: bytes, content_type: str, cache_control: str | None = None,
+            metadata: dict[str, str] | None = None) -> None:
+        """Writes the whole object (replacing one at that path): readers see the old one or the new one."""
+
+    def get(self, path: str) -> Blob | None: ...
+
+    def delete(self, path: str) -> bool:
+        """Idempotent: False when there was nothing to delete."""
+
+    def list(self, prefix: str) -> list[BlobInfo]:
+        """The objects whose path starts with `prefix`, by path."""
+
+    def signed_url(self, path: str, expires_in: int) -> str:
+        """A URL that serves the object to whoever holds it for `expires_in` seconds, and then no more."""

@@ -22,7 +22,8 @@ def test_demo_chat_with_nothing_configured(server: LocalServer) -> None:
     token = fund(server, "chatty", "1")
     models = server.call("GET", "/api/v1/models", token=token).json["models"]
     assert [(m["id"], m["demo"], m["capabilities"]) for m in models] == [("demo-chat", True, ["chat"]),
-                                                                       ("demo-embed", True, ["embedding"])]
+                                                                       ("demo-embed", True, ["embedding"]),
+                                                                       ("demo-image", True, ["image"])]
     reply = server.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "hi"}]}, token=token,
                         headers={"Idempotency-Key": "chat-1"})
     assert reply.status == 200 and reply.json["demo"] is True and reply.json["text"].startswith("[demo")

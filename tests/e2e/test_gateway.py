@@ -33,7 +33,7 @@ def client(server: LocalServer, key: str) -> openai.OpenAI:
 
 def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-user"))
-    assert [m.id for m in sdk.models.list()] == ["demo-chat", "demo-embed", "auto"]
+    assert [m.id for m in sdk.models.list()] == ["demo-chat", "demo-embed", "demo-image", "auto"]
     assert sdk.models.retrieve("demo-chat").owned_by == "demo" and sdk.models.retrieve("auto").id == "auto"
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("gpt-nope")

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LedgerError
+from .images import ImageSpec, limits_from, sample_prices
 from .money import parse_credits
 
 CAPABILITIES = frozenset({"chat", "vision", "image", "embedding"})
-TOKEN_CAPABILITIES = frozenset({"chat", "vision", "embedding"})  # priced per token; "image" is priced per image
+TOKEN_CAPABILITIES = frozenset({"chat", "vision", "embedding"})  # per token; "image" per megapixel-step
 IMAGE_SIZE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
 
 
@@ -37,16 +38,21 @@ class Model:
     context_window: int
     max_output: int
     enabled: bool = True
-    image_prices: tuple[tuple[str, int, int], ...] = ()  # (size "WxH", steps, µc per image)
+    image: ImageSpec | None = None  # image models: price per megapixel-step, sizes, steps, extras
 
     @property
     def demo(self) -> bool:
         return self.provider == "demo"
 
+    @property
+    def image_prices(self) -> tuple[tuple[str, int, int], ...]:
+        """Example prices to show: (size "WxH", steps, µc per image); `domain.images.quote_images` prices any."""
+        return sample_prices(self.image) if self.image is not None else ()
+
 
 def model_from(data: dict[str, Any]) -> Model:
     """One catalog record; refuses one without a complete price (fail closed: never free by omission): token
-    prices for chat, vision and embedding models, a price per image size and step count for image models."""
+    prices for chat, vision and embedding models, a price per megapixel-step for image models."""
     prices = data.get("prices") or {}
     capabilities = frozenset(data.get("capabilities", []))
     if not capabilities or not capabilities <= CAPABILITIES:
@@ -62,43 +68,58 @@ def model_from(data: dict[str, Any]) -> Model:
                  output_per_million=parse_credits(str(prices.get("output_per_million", "0"))),
                  context_window=int(data["context_window"]), max_output=int(data["max_output"]),
                  enabled=bool(data.get("enabled", True)),
-                 image_prices=_image_prices(str(data.get("id")), prices) if "image" in capabilities else ())
+                 image=_image_spec(str(data.get("id")), prices, data.get("images"))
+                 if "image" in capabilities else None)
 
 
-def _image_prices(model_id: str, prices: dict[str, Any]) -> tuple[tuple[str, int, int], ...]:
-    """`per_image: {"1024x1024": {"4": "0.0013"}}`: credits per image by size and steps, each above zero."""
-    table = prices.get("per_image")
+def _image_spec(model_id: str, prices: dict[str, Any], limits: object) -> ImageSpec:
+    """An image model's price and limits. `per_megapixel_step` (credits per 1,000,000 pixel-steps, above zero) and
+    `image_floor` (credits per image at least, default 0), within the record's `images` limits; or, from overrides
+    written before those existed, the legacy `per_image` table ({"1024x1024": {"4": "0.0013"}}), read as fixed
+    prices for exactly those sizes and steps, so that a stored override keeps its meaning and the catalog loads."""
+    if "per_megapixel_step" in prices and "per_image" in prices:
+        raise ValueError(f"model {model_id!r}: price images per_megapixel_step or per_image, not both")
+    if "per_image" in prices:
+        fixed = _fixed_prices(model_id, prices["per_image"])
+        steps = [s for _, _, s, _ in fixed]
+        return ImageSpec(per_megapixel_step=0, fixed=fixed, min_steps=min(steps), max_steps=max(steps),
+                         default_steps=min(steps))
+    if "per_megapixel_step" not in prices:
+        raise UnpricedModel(f"image model {model_id!r} has no price per megapixel-step; it cannot be offered")
+    per_step = parse_credits(str(prices["per_megapixel_step"]))
+    floor = parse_credits(str(prices.get("image_floor", "0")))
+    if per_step <= 0:
+        raise UnpricedModel(f"image model {model_id!r} has no price per megapixel-step above zero")
+    if floor < 0:
+        raise ValueError(f"model {model_id!r}: image_floor must not be negative")
+    return limits_from(model_id, per_step, floor, limits)
+
+
+def _fixed_prices(model_id: str, table: object) -> tuple[tuple[int, int, int, int], ...]:
+    """The legacy `per_image` table: credits per image by size and steps, each above zero."""
     if not isinstance(table, dict) or not table:
         raise UnpricedModel(f"image model {model_id!r} has no price per image; it cannot be offered")
     found = []
     for size, by_steps in table.items():
         if not IMAGE_SIZE.match(str(size)) or not isinstance(by_steps, dict) or not by_steps:
             raise ValueError(f"model {model_id!r}: per_image maps sizes like 1024x1024 to {{steps: credits}}")
+        width, height = (int(side) for side in str(size).split("x"))
         for steps, price in by_steps.items():
             if not str(steps).isdigit() or not 1 <= int(steps) <= 1000:
                 raise ValueError(f"model {model_id!r}: steps must be a whole number from 1 to 1000")
             micros = parse_credits(str(price))
             if micros <= 0:
                 raise UnpricedModel(f"model {model_id!r}: {size} at {steps} steps has no price above zero")
-            found.append((str(size), int(steps), micros))
+            found.append((width, height, int(steps), micros))
     return tuple(sorted(found))
 
 
-def image_cost(model: Model, size: str, steps: int, count: int = 1) -> int:
-    """What `count` images cost; only a priced size and step count is offered (fail closed)."""
-    price = next((p for s, n, p in model.image_prices if s == size and n == steps), None)
-    if price is None:
-        offered = ", ".join(f"{s} at {n} steps" for s, n, _ in model.image_prices) or "nothing"
-        raise UnpricedModel(f"{model.id} has no price for {size} at {steps} steps; priced: {offered}",
-                            model=model.id)
-    return price * count
-
-
-OVERRIDABLE = frozenset({"provider", "label", "capabilities", "prices", "context_window", "max_output", "enabled"})
+OVERRIDABLE = frozenset({"provider", "label", "capabilities", "prices", "images", "context_window", "max_output",
+                         "enabled"})
 
 
 def merged(records: list[dict[str, Any]], overrides: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The packaged records with admin overrides laid over them field by field (prices as a whole); an
+    """The packaged records with admin overrides laid over them field by field (prices and images as a whole); an
     override for an id the package lacks is a new model and must be complete."""
     by_id = {record["id"]: dict(record) for record in records}
     for model_id, fields in overrides.items():

@@ -1,0 +1,1 @@
+"""Media with Pillow: image checks, thumbnails, stripping; blob paths."""

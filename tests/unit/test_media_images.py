@@ -1,0 +1,174 @@
+"""Image checks and derivatives on real Pillow: the real type is sniffed, bombs are refused undecoded, thumbnails
+and stripped copies are upright and carry no EXIF."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+
+import pytest
+from PIL import Image
+
+from creditflow.adapters.media.images import PillowImages
+from creditflow.domain.images import ImageTooLarge, InvalidImage
+from creditflow.ports import ImageLimits
+from tests.media_samples import encoded, exif, halves, noise, png_header, png_with_text, rotated_jpeg
+
+tools = PillowImages()
+
+
+def opened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def near(pixel: tuple[int, ...], colour: tuple[int, int, int]) -> bool:
+    return all(abs(a - b) < 40 for a, b in zip(pixel[:3], colour, strict=True))
+
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+@pytest.mark.parametrize(("data", "format", "size"), [
+    (encoded(halves(64, 32), "PNG"), "PNG", (64, 32)),
+    (encoded(halves(64, 32), "JPEG"), "JPEG", (64, 32)),
+    (encoded(halves(64, 32), "WEBP"), "WEBP", (64, 32)),
+    (encoded(halves(64, 32).convert("P"), "GIF"), "GIF", (64, 32)),
+])
+def test_the_real_type_and_size_are_read(data: bytes, format: str, size: tuple[int, int]) -> None:
+    facts = tools.inspect(data)
+    assert (facts.format, (facts.width, facts.height), facts.size, facts.frames) == (format, size, len(data), 1)
+    assert facts.content_type == f"image/{format.lower()}" and facts.orientation == 1
+
+
+def test_orientation_and_metadata_are_reported() -> None:
+    facts = tools.inspect(rotated_jpeg())
+    assert (facts.width, facts.height, facts.orientation, facts.has_metadata) == (200, 400, 6, True)
+    assert tools.inspect(png_with_text()).has_metadata
+    assert not tools.inspect(encoded(halves(64, 32), "PNG")).has_metadata
+
+
+def test_an_animation_counts_its_frames() -> None:
+    frames = [halves(32, 32, left=(n * 60, 0, 0)).convert("P") for n in range(3)]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert tools.inspect(data).frames == 3
+
+
+@pytest.mark.parametrize("data", [
+    b"hello, world", b"%PDF-1.7\n1 0 obj", b"<html><body>not an image</body></html>", b"\x89PNG\r\n\x1a\n",
+    encoded(noise(64, 32), "PNG")[:2000], encoded(noise(64, 32), "JPEG")[:1000],  # truncated: the header reads
+    encoded(halves(64, 32), "BMP"), encoded(halves(64, 32), "TIFF"),  # real images, formats not accepted
+    b"",
+])
+def test_what_is_not_an_accepted_image_is_refused(data: bytes) -> None:
+    with pytest.raises(InvalidImage) as refused:
+        tools.inspect(data)
+    assert refused.value.status == 400
+    for derive in (tools.thumbnails, tools.strip):
+        with pytest.raises(InvalidImage):
+            derive(data)
+
+
+@pytest.mark.parametrize("side", [8_000, 20_000, 30_000])  # past our limit only; past Pillow's own guards too
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(side: int) -> None:
+    bomb = png_header(side, side)
+    assert len(bomb) < 2_000  # a few hundred bytes that would decode to 400-900 MB
+    tracemalloc.start()
+    try:
+        for check in (tools.inspect, tools.thumbnails, tools.strip, tools.dominant_colours):
+            with pytest.raises(ImageTooLarge, match="pixels") as refused:
+                check(bomb)
+            assert refused.value.status == 413
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # nothing near the decoded size was allocated
+
+
+def test_limits_on_bytes_pixels_and_formats() -> None:
+    data = encoded(halves(100, 100), "PNG")
+    with pytest.raises(ImageTooLarge, match="bytes"):
+        tools.inspect(data, ImageLimits(max_bytes=len(data) - 1))
+    with pytest.raises(ImageTooLarge, match="100x100"):
+        tools.inspect(data, ImageLimits(max_pixels=9_999))
+    with pytest.raises(InvalidImage, match="JPEG"):
+        tools.inspect(data, ImageLimits(formats=frozenset({"JPEG"})))
+    assert tools.inspect(data, ImageLimits(max_pixels=10_000)).width == 100
+
+
+def test_thumbnails_are_webp_upright_and_without_exif() -> None:
+    thumbs = tools.thumbnails(rotated_jpeg())
+    assert set(thumbs) == {256, 512}
+    small = opened(thumbs[256])
+    assert small.format == "WEBP" and small.size == (128, 256)  # shown the right way: tall, red on top
+    assert near(small.getpixel((64, 20)), RED) and near(small.getpixel((64, 236)), BLUE)
+    assert opened(thumbs[512]).size == (200, 400)  # never enlarged past the original
+    for data in thumbs.values():
+        assert not opened(data).getexif() and "exif" not in opened(data).info and b"SecretCam" not in data
+
+
+def test_thumbnails_of_a_large_image_have_the_long_side_asked_for() -> None:
+    photo = encoded(halves(2048, 1536), "JPEG", quality=90)
+    thumbs = tools.thumbnails(photo)
+    assert opened(thumbs[512]).size == (512, 384) and opened(thumbs[256]).size == (256, 192)
+    assert near(opened(thumbs[256]).getpixel((10, 100)), RED) and near(opened(thumbs[256]).getpixel((250, 100)), BLUE)
+
+
+def test_thumbnails_keep_transparency() -> None:
+    clear = Image.new("RGBA", (600, 300), (0, 0, 0, 0))
+    clear.paste((0, 255, 0, 255), (0, 0, 300, 300))
+    thumb = opened(tools.thumbnails(encoded(clear, "PNG"))[256])
+    assert thumb.mode == "RGBA" and thumb.getpixel((200, 64))[3] == 0 and thumb.getpixel((20, 64))[3] == 255
+
+
+def test_strip_turns_the_image_upright_and_drops_exif_in_its_own_format() -> None:
+    stripped = tools.strip(rotated_jpeg())
+    image = opened(stripped)
+    assert image.format == "JPEG" and image.size == (200, 400) and near(image.getpixel((100, 10)), RED)
+    assert not image.getexif() and b"SecretCam" not in stripped
+    assert tools.inspect(stripped).orientation == 1 and not tools.inspect(stripped).has_metadata
+
+
+def test_strip_drops_exif_comments_and_text_chunks() -> None:
+    upright_jpeg = encoded(halves(300, 200), "JPEG", exif=exif(1), comment=b"SecretCam")
+    png = png_with_text()
+    for data, format in ((upright_jpeg, "JPEG"), (png, "PNG")):
+        assert b"SecretCam" in data
+        stripped = tools.strip(data)
+        assert b"SecretCam" not in stripped and opened(stripped).format == format
+        assert opened(stripped).size == (300, 200) and not tools.inspect(stripped).has_metadata
+
+
+def test_downscale_shrinks_to_the_long_side_and_never_enlarges() -> None:
+    wide = tools.downscale(encoded(halves(2000, 1000), "JPEG", exif=exif(1)), 512)
+    assert opened(wide).format == "JPEG" and opened(wide).size == (512, 256) and b"SecretCam" not in wide
+    turned = opened(tools.downscale(rotated_jpeg(), 100))
+    assert turned.size == (50, 100) and near(turned.getpixel((25, 5)), RED)
+    assert opened(tools.downscale(encoded(halves(64, 32), "PNG"), 512)).size == (64, 32)
+    gif = opened(tools.downscale(encoded(halves(64, 32).convert("P"), "GIF"), 32))
+    assert gif.format == "PNG" and gif.size == (32, 16)
+
+
+def test_dominant_colours_most_common_first() -> None:
+    image = Image.new("RGB", (400, 100), BLUE)
+    image.paste(RED, (0, 0, 300, 100))  # three quarters red
+    colours = tools.dominant_colours(encoded(image, "PNG"), count=3)
+    assert colours[0] == ("#ff0000", 75) and colours[1] == ("#0000ff", 25)
+    assert tools.dominant_colours(encoded(image, "PNG"), count=3) == colours  # the same every time
+
+
+def test_strip_keeps_a_gif_a_gif() -> None:
+    gif = encoded(halves(64, 32).convert("P"), "GIF", comment=b"SecretCam")
+    stripped = tools.strip(gif)
+    assert opened(stripped).format == "GIF" and opened(stripped).size == (64, 32) and b"SecretCam" not in stripped
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "RGBA", "I;16", "1"])
+def test_thumbnails_of_every_mode_are_webp(mode: str) -> None:
+    base = halves(600, 400)
+    image = base.convert("L").convert("I;16") if mode == "I;16" else base.convert(mode)
+    data = encoded(image, "JPEG" if mode == "CMYK" else "PNG")
+    assert opened(data).mode == mode
+    thumb = opened(tools.thumbnails(data)[256])
+    assert thumb.format == "WEBP" and thumb.size == (256, 171) and thumb.mode in ("RGB", "RGBA")
