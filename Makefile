@@ -47,6 +47,7 @@ bench-gateway: $(STAMP)  # installs LiteLLM into bench/.venv-litellm on first us
 
 bench-agents: $(STAMP)  # what checkpointing each agent superstep on SQLite costs, beside no checkpointer
 	$(PY) bench/agents.py
+
 bench-bus: $(STAMP)  # the durable queue: jobs per second, enqueue-to-start latency
 	$(PY) bench/bus.py
 
