@@ -1,0 +1,113 @@
+"""One contract for the task store (records written compare-and-set, with their outbox events and dead letters),
+on SQLite always and on Google's Firestore emulator, as the ledger contract is."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from creditflow.domain.tasks import ACCEPTED, FAILED, REQUESTED, RUNNING, SUCCEEDED, Task, TaskRequest
+from creditflow.ports import DeadLetter, OutboxEvent, TaskStore
+from tests.contract.conftest import BACKENDS
+
+T = [f"2026-01-01T00:00:0{n}.000000Z" for n in range(10)]
+
+
+@pytest.fixture(params=BACKENDS)
+def tasks(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]:
+    if request.param == "sqlite":
+        from creditflow.adapters.local.tasks import SqliteTasks
+
+        yield SqliteTasks(tmp_path / "tasks.sqlite3")
+        return
+    from creditflow.adapters.firebase.tasks import FirestoreTasks
+
+    yield FirestoreTasks(request.getfixturevalue("firestore_client"))
+
+
+def a_task(uid: str, task_id: str, at: str, kind: str = "chat") -> Task:
+    return Task(task_id, uid, TaskRequest(kind, {"prompt": "hi", "documents": {"a": "b"}}, model="m",
+                                          max_credits=5), at, at)
+
+
+def event(uid: str, task_id: str, at: str) -> OutboxEvent:
+    return OutboxEvent(f"task.finished:{uid}:{task_id}", "task.finished", uid, {"taskId": task_id}, at)
+
+
+def test_a_task_is_created_once_and_read_back_whole_by_its_owner_only(tasks: TaskStore) -> None:
+    task = a_task("alice", "t1", T[0])
+    assert tasks.create(task) is True
+    assert tasks.create(replace(task, request=TaskRequest("agent", "other"))) is False  # a second delivery
+    assert tasks.get("alice", "t1") == task
+    assert tasks.get("bob", "t1") is None and tasks.get("alice", "t2") is None
+    assert tasks.create(a_task("bob", "t1", T[1])) is True  # request ids are the clients': per user
+
+
+def test_saves_are_compare_and_set_and_carry_their_events(tasks: TaskStore) -> None:
+    task = a_task("alice", "t1", T[0])
+    tasks.create(task)
+    accepted = task.moved(ACCEPTED, T[1], hold="hold_1", reserved=500)
+    assert tasks.save(accepted) is True
+    assert tasks.save(task.moved(FAILED, T[1])) is False  # written from a stale read: refused, nothing changes
+    assert tasks.get("alice", "t1") == accepted
+    done = accepted.moved(RUNNING, T[2]).moved(SUCCEEDED, T[3], charged=33, outcome="posted",
+                                                result={"text": "hi"})
+    assert tasks.save(done) is False  # two versions ahead: not the next one
+    running = accepted.moved(RUNNING, T[2])
+    assert tasks.save(running) is True
+    finished = running.moved(SUCCEEDED, T[3], charged=33, outcome="posted", result={"text": "hi"})
+    assert tasks.save(finished, [event("alice", "t1", T[3])]) is True
+    assert tasks.get("alice", "t1") == finished
+    assert [e.id for e in tasks.pending_events(10)] == ["task.finished:alice:t1"]
+    tasks.event_done("task.finished:alice:t1")
+    tasks.event_done("task.finished:alice:t1")  # twice is once
+    assert tasks.pending_events(10) == []
+
+
+def test_racing_writers_one_wins_each_version(tasks: TaskStore) -> None:
+    task = a_task("alice", "race", T[0])
+    tasks.create(task)
+    wins: list[str] = []
+
+    def write(name: str) -> None:
+        if tasks.save(task.moved(ACCEPTED, T[1], route=name)):
+            wins.append(name)
+
+    writers = [threading.Thread(target=write, args=(f"w{n}",)) for n in range(3)]  # the emulator: 2-8 at most
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert len(wins) == 1 and tasks.get("alice", "race").route == wins[0]  # type: ignore[union-attr]
+
+
+def test_pages_by_user_state_and_kind_and_the_unfinished(tasks: TaskStore) -> None:
+    for n in range(5):
+        tasks.create(a_task("alice", f"t{n}", T[n], kind="agent" if n % 2 else "chat"))
+    tasks.create(a_task("bob", "b0", T[5]))
+    first = tasks.get("alice", "t0")
+    assert first is not None and tasks.save(first.moved(FAILED, T[6]))
+    page = tasks.of_user("alice", states=None, kind=None, limit=2, before=None)
+    assert [t.id for t in page] == ["t4", "t3"]
+    more = tasks.of_user("alice", states=None, kind=None, limit=10, before=f"{page[-1].created_at}|{page[-1].id}")
+    assert [t.id for t in more] == ["t2", "t1", "t0"]
+    assert [t.id for t in tasks.of_user("alice", states=frozenset({REQUESTED}), kind="agent", limit=10,
+                                        before=None)] == ["t3", "t1"]
+    assert [t.id for t in tasks.of_user("alice", states=frozenset({FAILED}), kind=None, limit=10,
+                                        before=None)] == ["t0"]
+    assert [t.id for t in tasks.unfinished(10)] == ["t1", "t2", "t3", "t4", "b0"]  # oldest first
+
+
+def test_dead_letters_are_listed_and_replayed_once(tasks: TaskStore) -> None:
+    letter = DeadLetter("dl:alice:t1", "alice", "t1", "provider down", 5, "running", T[1])
+    tasks.add_dead_letter(letter)
+    tasks.add_dead_letter(DeadLetter("dl:bob:t2", "bob", "t2", "bug", 5, "running", T[2]))
+    assert [d.id for d in tasks.dead_letters(10)] == ["dl:bob:t2", "dl:alice:t1"]
+    assert tasks.dead_letter("dl:alice:t1") == letter and tasks.dead_letter("nope") is None
+    assert tasks.mark_replayed("dl:alice:t1", T[3]) is True
+    assert tasks.mark_replayed("dl:alice:t1", T[4]) is False
+    assert tasks.dead_letter("dl:alice:t1").replayed_at == T[3]  # type: ignore[union-attr]
