@@ -15,13 +15,12 @@ from typing import Any
 
 from ..domain.agents import approves
 from ..domain.errors import (
-    HoldAlreadyPosted,
     HoldAlreadyVoided,
     HoldExpired,
     LedgerError,
     ProviderUnavailable,
 )
-from ..domain.holds import TASK
+from ..domain.holds import PENDING, TASK, Hold
 from ..domain.tasks import (
     ACCEPTED,
     CANCELLED,
@@ -74,7 +73,8 @@ class RunContext:
 
     def progress(self, fraction: float, message: str) -> None:
         self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
-                                       hold=self.budget.hold, charged=self.task.reserved - self.budget.remaining)
+                                       hold=self.budget.hold or self.task.hold,
+                                       charged=self.task.reserved - self.budget.remaining)
 
     def cancelled(self) -> bool:
         """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
@@ -360,16 +360,20 @@ class Tasks:
     def _job_id(task: Task) -> str:
         return f"task:{task.uid}:{task.id}"
 
+    def _lineage_end(self, task: Task) -> Hold | None:
+        """The last hold of the task's lineage (captures, raises and extensions each replace the one before), in
+        whatever state it is: the task may have recorded an earlier one (a crash between a capture and its save)."""
+        if task.hold is None:
+            return None
+        hold = self.credits.hold(task.uid, task.hold)
+        while hold.replaced_by is not None:
+            hold = self.credits.hold(task.uid, hold.replaced_by)
+        return hold
+
     def _current_hold(self, task: Task) -> str | None:
-        """The task's live hold: the one recorded, or (after a crash between a capture and the task's save) the
-        one a capture replaced it with."""
-        hold_id = task.hold
-        while hold_id is not None:
-            hold = self.credits.hold(task.uid, hold_id)
-            if hold.replaced_by is None:
-                return hold_id if hold.status == "pending" else None
-            hold_id = hold.replaced_by
-        return None
+        """The task's live hold, if its lineage still ends in a pending one."""
+        end = self._lineage_end(task)
+        return end.id if end is not None and end.status == PENDING else None
 
     def _held(self, task: Task) -> int:
         return self.credits.hold(task.uid, task.hold).amount if task.hold else 0
@@ -377,7 +381,7 @@ class Tasks:
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
         task = self.store.get(context.task.uid, context.task.id) or context.task
-        return replace(task, hold=context.budget.hold or None,
+        return replace(task, hold=context.budget.hold or task.hold,  # spent whole: the lineage still ends there
                        charged=task.reserved - context.budget.remaining if context.budget.hold else task.reserved)
 
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
@@ -408,16 +412,16 @@ class Tasks:
                 result: dict[str, Any] | None = None, message: str = "") -> Task:
         """The terminal state and its one financial outcome: what was captured stays charged, the rest of the hold
         is freed (keyed by the task, so a second finish frees nothing twice)."""
-        hold = self._current_hold(task) if task.hold else None
-        left = 0
-        if hold is not None:
-            try:
-                left = self.credits.release(task.uid, hold, key=f"task:{task.id}:close")["released"]
-            except (HoldAlreadyVoided, HoldExpired, HoldAlreadyPosted):
-                left = 0
-        charged = max(0, task.reserved - left) if task.hold else 0
-        if task.hold and hold is None:  # the lineage was spent, or lapsed: what the task recorded stands
-            charged = task.charged
+        end = self._lineage_end(task)
+        left = 0  # what of the lineage's last hold goes back to the user
+        if end is not None:
+            left = end.amount - end.posted if end.status != PENDING else end.amount
+            if end.status == PENDING:
+                try:
+                    left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close")["released"]
+                except (HoldAlreadyVoided, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
+                    left = end.amount
+        charged = task.reserved - left if end is not None else 0  # what the lineage's captures took
         outcome = (POSTED if charged else VOIDED) if task.reserved else None
         for _ in range(SAVE_TRIES):
             if task.terminal:

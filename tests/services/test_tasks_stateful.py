@@ -1,0 +1,110 @@
+"""A Hypothesis state machine over task events: submissions and their duplicates, deliveries (repeated, out of
+order), cancels, a crash between recording a request and accepting it, restarts, deadlines. Whatever the order,
+each task ends in one terminal state that never changes, with one financial outcome, never charged more than it
+held, and the ledger holds exactly what unfinished tasks hold."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.tasks import TERMINAL, Task, TaskRequest
+from creditflow.ports import Delivery
+from tests.conftest import CREDIT, SteppedClock, make_platform
+
+UID = "machine"
+IDS = st.sampled_from([f"t{n}" for n in range(5)])
+FUNDS = 3 * CREDIT
+
+
+class TaskEvents(RuleBasedStateMachine):
+    @initialize()
+    def start(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="tasks-machine-"))
+        self.clock = SteppedClock()
+        self.platform: Platform = make_platform(self.folder / "data", self.clock)
+        self.platform.credits.open_account(UID)
+        self.platform.credits.grant(UID, FUNDS, source="admin", lot_kind="paid", key="fund")
+        self.ended: dict[str, tuple[str, int]] = {}  # task id -> (terminal state, charged) when first seen ended
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def known(self) -> list[Task]:
+        tasks = self.platform.tasks
+        return [t for t in (tasks.store.get(UID, f"t{n}") for n in range(5)) if t is not None]
+
+    @rule(task_id=IDS, long=st.booleans(), poor=st.booleans())
+    def submit(self, task_id: str, long: bool, poor: bool) -> None:
+        """A request written (or written again: a duplicate trigger delivery). A long one is queued."""
+        text = ("x " * 10_001) if long else "hello"
+        request = {"kind": "chat", "input": text, "model": "demo-chat"}
+        if poor:
+            request["maxCredits"] = "0.000001"  # below the estimate: fails at once, holding nothing
+        self.platform.tasks.submit(UID, task_id, request)
+
+    @rule(task_id=IDS, attempt=st.integers(1, 3), final=st.booleans())
+    def deliver(self, task_id: str, attempt: int, final: bool) -> None:
+        """A queue delivery, any number of times, in any order against the other events."""
+        self.platform.tasks.run(UID, task_id, Delivery(attempt, final))
+
+    @rule(task_id=IDS)
+    def cancel(self, task_id: str) -> None:
+        if self.platform.tasks.store.get(UID, task_id) is not None:
+            self.platform.tasks.cancel(UID, task_id)
+
+    @rule(task_id=IDS)
+    def crash_after_recording(self, task_id: str) -> None:
+        """The process died right after the request was recorded, before it was accepted."""
+        now = "2026-01-01T00:00:00.000000Z"
+        self.platform.tasks.store.create(Task(task_id, UID, TaskRequest("chat", "after a crash", "demo-chat"),
+                                              now, now))
+
+    @rule()
+    def restart(self) -> None:
+        self.platform.tasks.recover()
+
+    @precondition(lambda self: True)
+    @rule(minutes=st.sampled_from([1, 10, 40]))
+    def time_passes(self, minutes: int) -> None:
+        self.clock.advance(minutes=minutes)
+        self.platform.tasks.expire_overdue()
+        self.platform.credits.sweep()
+
+    @invariant()
+    def each_task_ends_once_with_one_outcome(self) -> None:
+        for task in self.known():
+            assert task.charged <= max(task.reserved, 0), task
+            if task.terminal:
+                assert task.hold is None and task.state in TERMINAL
+                assert task.outcome == ("posted" if task.charged else "voided") if task.reserved else \
+                    task.outcome is None and task.charged == 0
+                first = self.ended.setdefault(task.id, (task.state, task.charged))
+                assert first == (task.state, task.charged), f"{task.id} ended twice: {first} then {task.state}"
+
+    @invariant()
+    def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
+        if not hasattr(self, "platform"):
+            return
+        tasks, credits = self.platform.tasks, self.platform.credits
+        live = 0
+        for task in self.known():
+            hold = tasks._current_hold(task) if task.hold else None
+            if task.terminal:
+                assert hold is None, f"{task.id} ended with hold {hold} still pending"
+            elif hold is not None:
+                live += credits.hold(UID, hold).amount
+        balance = credits.balance(UID)
+        assert balance.held == live
+        assert balance.available + balance.held + sum(t.charged for t in self.known() if t.terminal) == FUNDS
+
+
+TaskEvents.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow])
+test_task_events = TaskEvents.TestCase
