@@ -87,6 +87,7 @@ class EventStreamHandler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.failing = False  # set to make every request fail with 503 until it is cleared
         self.connections: list[socket.socket] = []  # kept alive: stop() cuts them too
         outer = self
 
@@ -98,6 +99,8 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
+                if outer.failing:  # the whole provider down, whatever the request
+                    return self._send(503, {"error": {"message": "provider down", "type": "server_error"}})
                 if "UNSAFE" in json.dumps(body.get("messages", body.get("input"))):
                     return self._send(400, {"error": {
                         "message": "Your request was rejected as a result of our safety system.",

@@ -195,3 +195,40 @@ def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform
     assert asked_for and task.state == SUCCEEDED and task.result["partial"] is False
     assert task.result["text"].startswith("done: 42 | 1024 | 9") and 0 < task.charged <= task.reserved
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tmp_path: Path,
+                                                                              upstream: FakeOpenAI) -> None:
+    """Through the real queue: every attempt fails, the last leaves a dead letter (nothing charged, nothing held);
+    once the provider is back, the admins' replay runs it again under a new hold."""
+    platform = make_platform(tmp_path / "data", None, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                             queue_max_attempts=3, queue_backoff_base_seconds=0.01, queue_backoff_max_seconds=0.05)
+    funded(platform, "u", 1)
+    upstream.failing = True
+    platform.queue.start()  # type: ignore[attr-defined]
+    try:
+        task = platform.tasks.submit("u", "poison", {"kind": "chat", "input": "x " * 10_001, "model": LLAMA})
+        assert task.route == "queued"
+        deadline = time.monotonic() + 30
+        while not platform.tasks.get("u", "poison").terminal and time.monotonic() < deadline:
+            time.sleep(0.05)
+        task = platform.tasks.get("u", "poison")
+        assert task.state == FAILED and task.outcome == "voided" and task.charged == 0 and task.attempts == 3
+        [letter] = platform.tasks.store.dead_letters(10)
+        assert (letter.task_id, letter.attempts) == ("poison", 3) and "answered 503" in letter.error
+        balance = platform.credits.balance("u")
+        assert (balance.available, balance.held) == (CREDIT, 0)
+        upstream.failing = False
+        from creditflow.domain.health import Health
+
+        platform.chat.health = Health()  # the model's breaker opened on those failures: its 30 s have passed
+        again = platform.tasks.replay(letter.id)
+        assert again.id == "poison-replay" and platform.tasks.replay(letter.id).id == again.id  # once
+        while not platform.tasks.get("u", again.id).terminal and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+        replayed = platform.tasks.get("u", again.id)
+        assert replayed.state == SUCCEEDED and replayed.charged > 0
+        balance = platform.credits.balance("u")
+        assert (balance.available, balance.held) == (CREDIT - replayed.charged, 0) and platform.integrity.audit().ok
+    finally:
+        platform.queue.stop(5)  # type: ignore[attr-defined]
