@@ -1,7 +1,10 @@
-"""Bus benchmarks. The durable queue (the local runtime's, on SQLite): no-op jobs per second through its workers,
-the enqueue rate alone, and the wait from enqueue to a handler's start, beside their targets and beside the anchor
-every job pays for: SQLite write transactions per second on the same kind of file (a job takes three: enqueue,
-lease, finish). Not a test.
+"""Bus benchmarks. Through the bus (the local runtime's objects in process, an OpenAI-compatible server whose
+first token comes after 50 ms): the time from a request written to /requests to its first token readable on
+/streams, beside the provider's own first-token time, at 1 and 20 users; and the time from a restart to 100
+interrupted tasks running again. The durable queue (the local runtime's, on SQLite): no-op jobs per second
+through its workers, the enqueue rate alone, and the wait from enqueue to a handler's start, beside their targets
+and beside the anchor every job pays for: SQLite write transactions per second on the same kind of file (a job
+takes three: enqueue, lease, finish). Not a test.
 Run: make bench-bus   (or: functions/venv/bin/python bench/bus.py [--quick])
 """
 
@@ -16,11 +19,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue
-from creditflow.ports import Delivery, Job
+from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue  # noqa: E402
+from creditflow.ports import Delivery, Job  # noqa: E402
 
 
 def row(name: str, value: float, unit: str, target: str) -> None:
@@ -164,12 +169,117 @@ def queue_figures(quick: bool) -> None:
               f"p99 {percentile(waits, 99):,.1f} ms, worst {max(waits):,.1f} ms (mean {statistics.mean(waits):,.1f})")
 
 
+def bus_platform(folder: Path, upstream_url: str, **settings: object) -> Any:
+    from creditflow.bootstrap import build
+    from creditflow.config import Settings
+
+    return build(Settings.from_env(runtime="local", data_dir=folder, ai_platform_api_key="k",
+                                   ai_platform_base_url=upstream_url, rate_limit_per_minute=10**9, **settings))
+
+
+def first_token_figures(quick: bool) -> None:
+    """Request written -> first token readable, through the tree's trigger, the task flow and the stream writer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    from tests.fake_openai import FakeOpenAI
+
+    upstream = FakeOpenAI()
+    model = "meta-llama/Llama-3.3-70B-Instruct"
+    client = openai.OpenAI(base_url=upstream.url, api_key="k", max_retries=0)
+    direct = []
+    for _ in range(20 if quick else 60):
+        started = time.perf_counter()
+        stream = client.chat.completions.create(model=model, stream=True,
+                                                messages=[{"role": "user", "content": "WAIT50 hi there"}])
+        next(iter(stream))
+        direct.append((time.perf_counter() - started) * 1000)
+        stream.close()
+    with tempfile.TemporaryDirectory(prefix="bench-bus-") as temp:
+        platform = bus_platform(Path(temp), upstream.url, inline_capacity=32)
+        pool = ThreadPoolExecutor(32, thread_name_prefix="inline-task")
+        platform.tasks.run_inline = pool.submit
+        platform.realtime.start_triggers()
+        platform.queue.start()
+        print("through the bus (request written -> first token on /streams; provider: first token after 50 ms):")
+        print(f"  {'anchor: the provider alone, openai SDK, 1 user':<50} p50 {percentile(direct, 50):,.1f} ms, "
+              f"p99 {percentile(direct, 99):,.1f} ms")
+        for users in (1, 20):
+            waits: list[float] = []
+            lock = threading.Lock()
+
+            def user(n: int, users: int = users, waits: list[float] = waits, lock: threading.Lock = lock) -> None:
+                uid = f"bench{users}x{n}"
+                platform.credits.open_account(uid)
+                platform.credits.grant(uid, 100 * 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
+                for k in range(5 if quick else 15):
+                    started = time.perf_counter()
+                    platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": "WAIT50 hi there",
+                                                                   "model": model, "createdAt": 1})
+                    while platform.realtime.get(f"/streams/{uid}/r{k}/000001") is None:
+                        time.sleep(0.0005)
+                    with lock:
+                        waits.append((time.perf_counter() - started) * 1000)
+
+            threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            added = percentile(waits, 50) - percentile(direct, 50)
+            label = f"{users} user" + ("s" if users > 1 else "")
+            print(f"  {label:<50} p50 {percentile(waits, 50):,.1f} ms, "
+                  f"p99 {percentile(waits, 99):,.1f} ms: {added:+,.1f} ms p50 beside the provider "
+                  f"(target <= 15 ms added)")
+        platform.queue.stop(5)
+        platform.realtime.stop_triggers()
+        pool.shutdown(wait=True)
+    upstream.stop()
+
+
+def recovery_figures(count: int = 100) -> None:
+    """Tasks accepted to run inline when the process died; a new process on the same folder: how soon is every one
+    running again (its first attempt begun), and done."""
+    from tests.fake_openai import FakeOpenAI
+
+    upstream = FakeOpenAI()
+    with tempfile.TemporaryDirectory(prefix="bench-bus-") as temp:
+        before = bus_platform(Path(temp), upstream.url)
+        before.tasks.run_inline = lambda work: None  # killed before any inline run began
+        for n in range(count):
+            uid = f"r{n}"
+            before.credits.open_account(uid)
+            before.credits.grant(uid, 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
+            before.tasks.submit(uid, "t", {"kind": "chat", "input": "hello",
+                                           "model": "meta-llama/Llama-3.3-70B-Instruct"})
+        after = bus_platform(Path(temp), upstream.url, queue_workers=16)
+        started = time.perf_counter()
+        after.queue.start()
+        after.tasks.recover()
+        running = done = None
+        while done is None:
+            tasks = [after.tasks.store.get(f"r{n}", "t") for n in range(count)]
+            if running is None and all(t is not None and t.attempts >= 1 for t in tasks):
+                running = time.perf_counter() - started
+            if all(t is not None and t.terminal for t in tasks):
+                done = time.perf_counter() - started
+            time.sleep(0.005)
+        after.queue.stop(5)
+        print(f"recovery: {count} interrupted tasks, a restart on the same folder (16 queue workers):")
+        print(f"  {'every one running again':<50} {running:>10.2f} s        target <= 2 s")
+        print(f"  {'every one done':<50} {done:>10.2f} s")
+    upstream.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer jobs: a rough figure in a few seconds")
     args = parser.parse_args()
     print(f"bus benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}")
     queue_figures(args.quick)
+    first_token_figures(args.quick)
+    recovery_figures()
 
 
 if __name__ == "__main__":

@@ -166,6 +166,8 @@ class FakeOpenAI:
                         {"index": 0, "function": {"arguments": arguments[5:]}}]}}]})
                     self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
                     return self._usage_and_done(body, last)
+                if "WAIT50" in last:  # a provider with a fixed first-token time (the bus benchmark's anchor)
+                    time.sleep(0.05)
                 words = f"echo: {last}".split(" ")
                 for n, word in enumerate(words):
                     if "BREAKSTREAM" in last and n == 2:
