@@ -130,6 +130,15 @@ class FakeOpenAI:
                     return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})
                 if "BROKEN" in last:
                     return self._send(200, None, raw=b"{not json")
+                schema = (body.get("response_format") or {}).get("json_schema", {})
+                if schema.get("name") == "task_class":  # a model that answers the task classifier's schema
+                    verdict = {"speed": "long", "seconds": 42} if "LONGJOB" in last else {"speed": "quick",
+                                                                                         "seconds": 3}
+                    return self._send(200, {"id": "chatcmpl-4", "object": "chat.completion", "created": 1,
+                                            "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": json.dumps(verdict)}}],
+                                            "usage": {"prompt_tokens": 60, "completion_tokens": 8,
+                                                      "total_tokens": 68}})
                 if body.get("stream"):
                     return self._stream(body, last, tool)
                 message: dict[str, Any] = {"role": "assistant", "content": f"echo: {last}"}

@@ -44,7 +44,7 @@ from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
-from .services.task_routing import Router, RulesClassifier
+from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
 from .services.welcome import WelcomeBonus, WelcomePolicy
@@ -279,7 +279,10 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes))
     chat_run = ChatRun(chat, conversations)
-    tasks = Tasks(store, credits, realtime, clock, policy, RulesClassifier(rules, quote),
+    classifier: RulesClassifier | ModelClassifier = RulesClassifier(rules, quote)
+    if settings.task_classifier_model:  # a cheap model judges quick or long; the rules stay its fallback
+        classifier = ModelClassifier(classifier, chat.chat, settings.task_classifier_model)
+    tasks = Tasks(store, credits, realtime, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
     tasks.runs["agent"] = AgentRun(LazyAgents(settings, store), chat, conversations,
                                    lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))

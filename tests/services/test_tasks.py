@@ -232,3 +232,23 @@ def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tm
         assert (balance.available, balance.held) == (CREDIT - replayed.charged, 0) and platform.integrity.audit().ok
     finally:
         platform.queue.stop(5)  # type: ignore[attr-defined]
+
+
+def test_a_model_classifier_judges_speed_metered_and_falls_back_to_the_rules(tmp_path: Path, clock: SteppedClock,
+                                                                             upstream: FakeOpenAI) -> None:
+    judged = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                           task_classifier_model=LLAMA)
+    funded(judged, "u", 1)
+    long = judged.tasks.submit("u", "m1", {"kind": "chat", "input": "a LONGJOB please", "model": LLAMA})
+    assert (long.speed, long.seconds, long.route, long.route_reason.startswith("long (model")) == (
+        "long", 42, "queued", True)
+    quick = judged.tasks.submit("u", "m2", {"kind": "chat", "input": "hi", "model": LLAMA})
+    assert (quick.speed, quick.seconds, quick.state) == ("quick", 3, SUCCEEDED)
+    asked = [r for r in upstream.requests if r.get("response_format")]
+    assert len(asked) == 2  # each task asked once; the answers were metered like any call:
+    classified = [e for e in judged.credits.history("u", kinds=frozenset({"settle"}))[0]
+                  if e.fields()["memo"].get("completion_tokens") == "8"]
+    assert len(classified) == 2 and all(int(e.fields()["amount"]) > 0 for e in classified)
+    upstream.failing = True  # the classifier's model is down: the rules decide, the task still runs (and fails)
+    fallback = judged.tasks.submit("u", "m3", {"kind": "chat", "input": "LONGJOB again", "model": LLAMA})
+    assert fallback.speed == "quick" and fallback.route_reason.startswith("quick (chat is quick)")

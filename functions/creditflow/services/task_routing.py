@@ -3,15 +3,17 @@ the inline capacity has room, else queued."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from ..domain.tasks import Classification, InvalidTask, TaskRequest
 
+log = logging.getLogger(__name__)
 Quote = Callable[[str, TaskRequest], tuple[str | None, int]]  # (uid, request) -> (model id, µc the hold needs)
 
 
@@ -50,7 +52,7 @@ class RulesClassifier:
         self.rules = sorted(parsed, key=lambda rule: -rule.priority)  # stable: file order within a priority
         self.quote = quote
 
-    def classify(self, uid: str, request: TaskRequest) -> Classification:
+    def classify(self, uid: str, request: TaskRequest, key: str | None = None) -> Classification:
         rule = next((rule for rule in self.rules if rule.holds(request)), None)
         if rule is None:
             raise InvalidTask(f"no rule classifies a {request.kind} task")
@@ -83,3 +85,43 @@ class Router:
     def done(self) -> None:
         with self._lock:
             self._running -= 1
+
+
+CLASS_SCHEMA = {"type": "json_schema", "json_schema": {"name": "task_class", "strict": True, "schema": {
+    "type": "object", "additionalProperties": False, "required": ["speed", "seconds"],
+    "properties": {"speed": {"type": "string", "enum": ["quick", "long"]},
+                   "seconds": {"type": "integer", "minimum": 1, "maximum": 3600}}}}}
+ASK = ("Classify this AI task for a scheduler. quick: one model reply within seconds; long: several steps or more "
+       "than half a minute. Answer with JSON {\"speed\": \"quick\"|\"long\", \"seconds\": expected duration}.")
+
+
+class ModelClassifier:
+    """A cheap model judges quick or long (a JSON schema answer), metered like any call and charged to the user;
+    any failure (no such model, a refusal, an answer off the schema, too little credit) falls back to the rules.
+    The estimate, and so the hold, always comes from the task's own price."""
+
+    def __init__(self, rules: RulesClassifier, ask: Callable[..., dict[str, Any]], model: str) -> None:
+        self.rules, self.ask, self.model = rules, ask, model
+
+    def classify(self, uid: str, request: TaskRequest, key: str | None = None) -> Classification:
+        ruled = self.rules.classify(uid, request, key)
+        if key is None:
+            return ruled
+        described = {"kind": request.kind, "input": request.text()[:2000], "model": request.model,
+                     "conversation": request.conversation_id is not None}
+        try:
+            reply = self.ask(uid, [{"role": "system", "content": ASK},
+                                   {"role": "user", "content": orjson.dumps(described).decode()}],
+                             key=f"{key}:classify", model=self.model, max_tokens=40,
+                             options={"response_format": CLASS_SCHEMA})
+            judged = orjson.loads(reply["text"])
+            speed, seconds = judged["speed"], judged["seconds"]
+            if speed not in ("quick", "long") or isinstance(seconds, bool) or not isinstance(seconds, int) \
+                    or not 1 <= seconds <= 3600:
+                raise ValueError(f"off the schema: {judged!r}")
+        except Exception as failure:  # the rules decide instead, whatever went wrong
+            log.info("model classifier fell back to the rules for %s: %s", uid, failure)
+            return ruled
+        if request.kind in ("agent", "image") and speed == "quick":
+            speed = "long"  # never inline: they run as sagas and graphs on the queue
+        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}")

@@ -46,7 +46,7 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, DeadLetter, Delivery, Job, OutboxEvent, Realtime, TaskQueue, TaskStore
 from .chat import Budget
 from .credits import Credits
-from .task_routing import Router, RulesClassifier
+from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ class RunContext:
 
 class Tasks:
     def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
-                 classifier: RulesClassifier, router: Router, runs: dict[str, Run], queue: TaskQueue | None = None,
+                 classifier: RulesClassifier | ModelClassifier, router: Router, runs: dict[str, Run],
+                 queue: TaskQueue | None = None,
                  run_inline: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.store, self.credits, self.realtime, self.clock = store, credits, realtime, clock
         self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
@@ -194,7 +195,7 @@ class Tasks:
         `failed` with the refusal's problem and nothing held."""
         now = self._now()
         try:
-            c = self.classifier.classify(task.uid, task.request)
+            c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
             held = self._hold_size(task.request, c.estimate)
             deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
                                          self.policy.quick_deadline)
