@@ -34,6 +34,7 @@ from .ports import (
     TaskQueue,
     TaskStore,
     TokenVerifier,
+    TreeEvent,
     WelcomeClaims,
 )
 from .services.api_keys import GatewayKeys
@@ -337,15 +338,18 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
                        providers, preferences=users.preferences)
     conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)
-    jobs = JobRouter()
+    jobs = JobRouter(twice=settings.duplicate_deliveries)
     jobs.register(PING, Ping(realtime, clock))
     queue = build_queue(settings, jobs)
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
+    def request_written(event: TreeEvent) -> None:
+        for _ in range(2 if settings.duplicate_deliveries else 1):
+            tasks.on_request_written(event.params["uid"], event.params["requestId"], event.before, event.after)
+
     if isinstance(realtime, RealtimeTriggers):  # the local tree; on Firebase, main.py declares the RTDB triggers
-        realtime.on_write(REQUESTS, lambda event: tasks.on_request_written(
-            event.params["uid"], event.params["requestId"], event.before, event.after))
+        realtime.on_write(REQUESTS, request_written)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),

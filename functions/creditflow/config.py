@@ -53,6 +53,7 @@ class Settings:
     quick_task_minutes: int = 5  # deadlines
     long_task_minutes: int = 30
     task_classifier_model: str | None = None  # a cheap model that classifies tasks; unset: the rules alone
+    duplicate_deliveries: bool = False  # a test mode: every trigger and queue delivery is handled twice
     queue_workers: int = 4  # the local queue's worker threads
     queue_lease_seconds: float = 60.0  # a running job's lease; a heartbeat extends it while the job runs
     queue_max_attempts: int = 5  # the local queue's; on Firebase, the task-queue functions' RetryConfig in main.py
@@ -105,6 +106,7 @@ class Settings:
             "quick_task_minutes": int(env.get("QUICK_TASK_MINUTES", "5")),
             "long_task_minutes": int(env.get("LONG_TASK_MINUTES", "30")),
             "task_classifier_model": env.get("TASK_CLASSIFIER_MODEL") or None,
+            "duplicate_deliveries": env.get("CREDITFLOW_DUPLICATE_DELIVERIES", "").lower() in ("1", "true", "yes"),
             "queue_workers": int(env.get("QUEUE_WORKERS", "4")),
             "queue_lease_seconds": float(env.get("QUEUE_LEASE_SECONDS", "60")),
             "queue_max_attempts": int(env.get("QUEUE_MAX_ATTEMPTS", "5")),

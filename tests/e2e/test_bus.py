@@ -7,12 +7,14 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e.server import LocalServer
 from tests.e2e.test_chat_api import LLAMA, fund
+from tests.fake_openai import FakeOpenAI
 
 TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 NOW = {".sv": "timestamp"}
@@ -122,3 +124,32 @@ def test_what_the_rules_refuse_changes_nothing(real: LocalServer, path: str, bod
     status, answer = rtdb(real, "PUT", path, token, body)
     assert status in (401, 403) and answer == {"error": "Permission denied"}
     assert rtdb(real, "GET", "tasks/bus-rules", token)[1] is None
+
+
+@pytest.fixture(scope="module")
+def doubled(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The local runtime in its test mode where every trigger and queue delivery is handled twice."""
+    running = LocalServer(tmp_path_factory.mktemp("doubled") / "data", AI_PLATFORM_API_KEY="test-key",
+                          AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000",
+                          CREDITFLOW_DUPLICATE_DELIVERIES="1")
+    yield running
+    running.stop()
+
+
+def test_every_delivery_twice_changes_no_outcome(real: LocalServer, doubled: LocalServer) -> None:
+    """The same requests on a runtime that delivers once and on one that delivers everything twice: the same
+    states, charges and balances."""
+    goal = "work it out TOOLPLAN:" + json.dumps([["arithmetic", {"expression": "6 * 7"}]])
+    requests = {"d1": {"kind": "chat", "input": "twice or once", "model": LLAMA, "createdAt": NOW},
+                "d2": {"kind": "agent", "input": {"goal": goal}, "model": LLAMA, "maxCredits": 1, "createdAt": NOW},
+                "d3": {"kind": "chat", "input": "x " * 10_001, "model": LLAMA, "createdAt": NOW}}  # long: queued
+    outcomes = []
+    for server in (real, doubled):
+        token = fund(server, "twice", "5")
+        for task_id, body in requests.items():
+            assert rtdb(server, "PUT", f"requests/twice/{task_id}", token, body)[0] == 200
+        ended_tasks = {task_id: ended(server, "twice", task_id, token, timeout=60) for task_id in requests}
+        _, balance = rtdb(server, "GET", "balances/twice", token)
+        outcomes.append(({k: (t["state"], t["charged"]["micros"], t["outcome"]) for k, t in ended_tasks.items()},
+                         (balance["available"], balance["held"])))
+    assert outcomes[0] == outcomes[1] and outcomes[0][1][1] == 0

@@ -143,3 +143,14 @@ def test_queue_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
             bad.setenv(name, value)
             with pytest.raises(ValueError, match=name):
                 Settings.from_env(runtime="local", data_dir=tmp_path)
+
+
+def test_the_duplicate_delivery_mode_hands_every_job_over_twice() -> None:
+    from creditflow.ports import Delivery, Job
+    from creditflow.services.jobs import JobRouter
+
+    seen: list[tuple[str, int]] = []
+    router = JobRouter(twice=True)
+    router.register("k", lambda job, delivery: seen.append((job.id, delivery.attempt)))
+    router(Job("j1", "k", {}), Delivery(1, False))
+    assert seen == [("j1", 1), ("j1", 1)]

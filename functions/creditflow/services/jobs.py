@@ -13,8 +13,9 @@ class UnknownJobKind(LookupError):
 class JobRouter:
     """The one JobHandler a queue is built with: it hands each job to the handler registered for its kind."""
 
-    def __init__(self) -> None:
+    def __init__(self, twice: bool = False) -> None:
         self._handlers: dict[str, JobHandler] = {}
+        self.twice = twice  # a test mode: every delivery arrives twice, as at-least-once delivery may
 
     def register(self, kind: str, handler: JobHandler) -> None:
         if kind in self._handlers:
@@ -29,6 +30,8 @@ class JobRouter:
         if handler is None:
             raise UnknownJobKind(f"no handler for job kind {job.kind!r}")
         handler(job, delivery)
+        if self.twice:
+            handler(job, delivery)
 
 
 PING = "queue.ping"
