@@ -90,13 +90,6 @@ class TaskContext:
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Iterator[Platform]:
     built = make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url)
     funded(built, "alice", 10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,6 @@ from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
 PRICE_IN, PRICE_OUT = 130_000, 400_000  # µc per 1M tokens, from the catalog
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Platform:
-    return make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key",
-                         ai_platform_base_url=upstream.url)
 
 
 def ask(text: str) -> list[dict[str, str]]:

@@ -4,30 +4,14 @@ recorded as a shortfall, in the entry's memo and for the admins."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.errors import HoldAlreadyPosted, HoldExpired, HoldInUse
 from creditflow.domain.holds import CALL, CLIENT
-from tests.conftest import CREDIT, SteppedClock, funded, make_platform
-from tests.fake_openai import FakeOpenAI
+from tests.conftest import CREDIT, SteppedClock, funded
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Platform:
-    return make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url)
 
 
 def lapse(platform: Platform, clock: SteppedClock) -> None:

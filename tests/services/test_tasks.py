@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,6 @@ from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ai(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Platform:
-    return make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url)
 
 
 def stream_of(platform: Platform, uid: str, task_id: str) -> list[dict]:
