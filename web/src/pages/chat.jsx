@@ -108,7 +108,7 @@ export function ChatPage() {
     <section aria-labelledby="chat-title">
       <h2 id="chat-title">{detail ? detail.title : "Chat (no conversation: no memory)"}</h2>
       {detail && detail.summary && <p class="muted">Memory summary: {detail.summary}</p>}
-      <div class="messages" aria-live="polite" aria-label="Messages" data-testid="messages">
+      <div class="messages" aria-live="polite" aria-label="Conversation so far" data-testid="messages">
         {!messages.length ? <Empty>No messages yet.</Empty> : messages.map((m, i) =>
           <div key={i} class={`msg ${m.role}`}><strong>{m.role === "user" ? "You" : "Assistant"}:</strong> {m.text}
             {m.streaming && <span class="muted"> (streaming…)</span>}
