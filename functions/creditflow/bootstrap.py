@@ -30,6 +30,7 @@ from .ports import (
     TokenVerifier,
     WelcomeClaims,
 )
+from .services.analytics import UsageRollups
 from .services.api_keys import GatewayKeys
 from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
@@ -62,6 +63,7 @@ class Platform:
     keys: GatewayKeys
     conversations: Conversations
     tasks: Tasks
+    usage: UsageRollups | None = None  # the platform's daily usage (admins' analytics); local runtime only so far
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -257,6 +259,16 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
                  Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
 
 
+def build_usage_rollups(settings: Settings) -> UsageRollups | None:
+    """Daily usage rollups, kept as entries are committed: a small SQLite file beside the ledger locally. On
+    Firebase none yet (Firestore documents per day are the plan), so the admins' analytics say so."""
+    if settings.runtime != "local":
+        return None
+    from .adapters.local.usage_rollups import SqliteUsageRollups
+
+    return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
@@ -271,6 +283,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
+    usage = build_usage_rollups(settings)
+    if usage is not None:
+        credits.after_commit.append(usage.on_commit)
     users = build_user_stores(settings, store)
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
@@ -281,8 +296,10 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                        providers, preferences=users.preferences)
     conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
+    integrity = Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch)
+    integrity.rollups = usage  # audits check them against the ledger
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
-                    integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
+                    integrity=integrity, usage=usage,
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
                     chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                                 policy.reservation_ttl),

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flask import Response, request, send_from_directory
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotImplemented as NotServedHere
 
 from ...bootstrap import Platform
 from ...domain.accounts import UID_RULE, require_uid, user_account
-from ...domain.errors import UnknownAccount
+from ...domain.errors import InvalidQuery, UnknownAccount
 from ...ports import Caller
 from . import schemas as s
 from .api import Api
@@ -59,6 +61,49 @@ class AdminHistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,17}$", s.NOT_A_CURSOR))
     limit: int = Field(default=50, ge=1, le=200)
+
+
+DAY = s.described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "must be a date like 2026-01-31")
+MAX_ANALYTICS_DAYS = 366
+
+
+class AdminAnalyticsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str | None = Field(default=None, alias="from", pattern=DAY, description="first day (UTC); default: "
+                              "29 days before `to`")
+    to: str | None = Field(default=None, pattern=DAY, description="last day (UTC), included; default: today")
+    by: Literal["day", "category", "model"] = "day"
+
+
+class UsageGroupOut(BaseModel):
+    key: str
+    charged: s.Money
+
+
+class AdminAnalyticsOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    by: str
+    charged: s.Money
+    settles: int
+    releases: int
+    days: list[str] = Field(description="every day of the window, oldest first")
+    groups: list[UsageGroupOut] = Field(description="totals per group, largest first")
+    series: dict[str, list[int]] = Field(description="per group: µc charged on each of `days`")
+
+
+class RebuiltOut(BaseModel):
+    rows: int
+
+
+def _day(text: str | None, default: date) -> date:
+    if text is None:
+        return default
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise InvalidQuery(f"{text!r} is not a real date") from error
 
 
 def _loopback(address: str | None) -> bool:
@@ -158,3 +203,33 @@ def register_web(api: Api, platform: Platform) -> None:
         existing(uid)
         page, cursor = credits.history(uid, cursor=query.cursor, limit=query.limit)
         return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)
+
+    def rollups() -> Any:
+        if platform.usage is None:
+            raise NotServedHere("usage rollups are kept by the local runtime only so far: on Firebase, use "
+                                 "/api/v1/credits/analytics per user")
+        return platform.usage
+
+    @api.route("GET", f"{V1}/admin/analytics", summary="Platform usage by day, category or model, from daily "
+               "rollups kept as entries are written (admins)", auth="admin", query=AdminAnalyticsQuery,
+               response=AdminAnalyticsOut, errors=(501,))
+    def admin_analytics(caller: Caller, query: AdminAnalyticsQuery) -> AdminAnalyticsOut:
+        last = _day(query.to, platform.clock.now().date())
+        first = _day(query.from_, last - timedelta(days=29))
+        if first > last:
+            raise InvalidQuery(f"from ({first}) must be no later than to ({last})")
+        if (last - first).days >= MAX_ANALYTICS_DAYS:
+            raise InvalidQuery(f"ask for at most {MAX_ANALYTICS_DAYS} days at once")
+        data = rollups().read(first.isoformat(), last.isoformat(), query.by)
+        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        groups = sorted(data["groups"].items(), key=lambda item: (-item[1], item[0]))
+        return AdminAnalyticsOut(from_=days[0], to=days[-1], by=query.by, charged=s.Money.of(data["charged"]),
+                                 settles=data["settles"], releases=data["releases"], days=days,
+                                 groups=[UsageGroupOut(key=k, charged=s.Money.of(v)) for k, v in groups],
+                                 series={k: [data["series"][k].get(day, 0) for day in days] for k, _ in groups})
+
+    @api.route("POST", f"{V1}/admin/analytics/rebuild", summary="Rewrite the usage rollups from the ledger "
+               "(admins; after an audit names a day that disagrees)", auth="admin", response=RebuiltOut,
+               errors=(501,))
+    def rebuild_analytics(caller: Caller) -> RebuiltOut:
+        return RebuiltOut(rows=rollups().rebuild(platform.store))
