@@ -93,6 +93,16 @@ class AdminAnalyticsOut(BaseModel):
     series: dict[str, list[int]] = Field(description="per group: µc charged on each of `days`")
 
 
+class ModelHealthOut(BaseModel):
+    state: str = Field(description="closed (healthy), open (skipped for now) or half-open (on trial)")
+    errorRate: float
+    p50Ms: float | None
+
+
+class ModelsHealthOut(BaseModel):
+    models: dict[str, ModelHealthOut] = Field(description="the models called since this instance started")
+
+
 class RebuiltOut(BaseModel):
     rows: int
 
@@ -233,3 +243,11 @@ def register_web(api: Api, platform: Platform) -> None:
                errors=(501,))
     def rebuild_analytics(caller: Caller) -> RebuiltOut:
         return RebuiltOut(rows=rollups().rebuild(platform.store))
+
+    @api.route("GET", f"{V1}/admin/models/health", summary="Each model's circuit breaker as this instance sees it: "
+               "state, error rate and median latency (admins)", auth="admin", response=ModelsHealthOut)
+    def models_health(caller: Caller) -> ModelsHealthOut:
+        chat = platform.chat
+        report = chat.health.report(chat.now())
+        return ModelsHealthOut(models={model: ModelHealthOut(state=str(h["state"]), errorRate=h["error_rate"],
+                                                             p50Ms=h["p50_ms"]) for model, h in report.items()})
