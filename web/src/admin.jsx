@@ -25,7 +25,7 @@ function Chart({ days, series, title }) {
       title, width: Math.max(280, box.current.clientWidth), height: 260,
       series: [{}, ...names.map((name, i) => ({ label: name, stroke: palette[i % palette.length], width: 2,
         dash: dashes[i % dashes.length], value: (u, v) => (v == null ? "—" : `${(v / 1e6).toFixed(6)} cr`) }))],
-      axes: [{}, { values: (u, ticks) => ticks.map((v) => `${+(v / 1e6).toFixed(4)}`), label: "credits" }],
+      axes: [{}, { values: (u, ticks) => ticks.map((v) => `${+(v / 1e6).toFixed(6)}`), label: "credits" }],
     }, [xs, ...names.map((name) => series[name])], box.current);
     return () => plot.destroy();
   }, [days, series, title]);

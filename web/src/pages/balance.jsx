@@ -20,6 +20,15 @@ export function useLive(path) {
   return [value, status];
 }
 
+function NoticeText({ notice }) {
+  if (notice.kind === "task.finished") {
+    return <>Task <a href={`#/tasks/${encodeURIComponent(notice.taskId)}`}>{notice.taskId}</a> {notice.state}, charged{" "}
+      {credits(notice.charged)} ({when(notice.at)})</>;
+  }
+  if (notice.type === "low_balance") return <><strong>Low balance</strong>: {notice.message}</>;
+  return <><strong>{notice.kind || notice.type || "Notice"}</strong>: {notice.message || ""}</>;
+}
+
 export function BalancePage({ session }) {
   const [mirror, live] = useLive(`balances/${session.uid}`);
   const [notes] = useLive(`notifications/${session.uid}`);
@@ -38,7 +47,9 @@ export function BalancePage({ session }) {
   const shown = mirror && (!balance || mirror.version >= balance.version) ? mirror : balance;
   const notices = Object.entries(notes || {}).map(([id, n]) => ({ id, ...n }))
     .sort((a, b) => String(b.at || b.createdAt || "").localeCompare(String(a.at || a.createdAt || ""))).slice(0, 10);
-  const low = notices.find((n) => (n.kind || n.type || "").includes("low"));
+  const micros = (m) => (typeof m === "number" ? m : m ? m.micros : null);
+  const lastLow = notices.find((n) => n.type === "low_balance");
+  const low = lastLow && shown && micros(shown.available) < lastLow.threshold ? lastLow : null; // still below it
   return <>
     <section class="card" aria-labelledby="balance-title">
       <h2 id="balance-title">Your balance</h2>
@@ -71,7 +82,7 @@ export function BalancePage({ session }) {
     <section class="card" aria-labelledby="notes-title">
       <h2 id="notes-title">Notifications</h2>
       {!notices.length ? <Empty>No notifications.</Empty> : <ul>{notices.map((n) =>
-        <li key={n.id}><strong>{n.kind || n.type || "notice"}</strong>: {n.message || JSON.stringify(n)}</li>)}</ul>}
+        <li key={n.id}><NoticeText notice={n} /></li>)}</ul>}
     </section>
   </>;
 }
