@@ -123,6 +123,24 @@ def test_sign_in_claim_the_bonus_and_the_balance_changes_live_when_another_page_
     assert repainted < 1.0, f"the first page repainted {repainted:.2f} s after the spend"
 
 
+def test_the_low_balance_notice_comes_live_and_goes_when_the_balance_is_back(context: Any, web: LocalServer) -> None:
+    token = funded(web, "lou")
+    page = context.new_page()
+    sign_in(page, web, "lou")
+    page.get_by_text("Updates: Live").wait_for()
+    assert page.get_by_test_id("low-balance").count() == 0
+    hold = web.call("POST", "/api/v1/credits/reserve", {"amount": "960", "category": "image"}, token=token,
+                    headers={"Idempotency-Key": "lou-big-hold"}).json  # 40 left: below the 50 threshold
+    notice = page.get_by_test_id("low-balance")
+    notice.wait_for(timeout=3000)
+    assert notice.inner_text().startswith("Low balance:") and "below 50" in notice.inner_text()  # said in words
+    assert page.get_by_test_id("held").inner_text() == "960 cr"
+    web.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]}, token=token,
+             headers={"Idempotency-Key": "lou-release"})
+    notice.wait_for(state="detached", timeout=3000)
+    assert page.get_by_test_id("available").inner_text() == "1000 cr"
+
+
 def test_a_chat_reply_streams_then_shows_its_charge(context: Any, web: LocalServer) -> None:
     funded(web, "bea")
     page = context.new_page()
