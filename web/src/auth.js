@@ -5,7 +5,7 @@ const KEY = "creditflow.session";
 const listeners = new Set();
 let session = load();
 let firebase = null; // the lazily loaded Firebase module, once configured
-let config = null;
+let config = null; // a promise of what the server offers
 
 function load() {
   try {
@@ -46,7 +46,7 @@ export function useToken(token, how = "dev") {
 }
 
 export async function currentToken() {
-  if (session && session.how === "firebase" && firebase) return firebase.idToken();
+  if (session && session.how === "firebase" && firebase) return (await firebase.idToken()) || session.token;
   return session ? session.token : null;
 }
 
@@ -58,21 +58,24 @@ export function signOut(reason) {
 }
 
 /** What the server offers: { runtime, devSignIn, realtime, firebase }. */
-export async function webConfig() {
-  if (config) return config;
+export function webConfig() {
+  if (!config) config = readConfig(); // one request, however many ask at once
+  return config;
+}
+
+async function readConfig() {
+  let found = {};
   try {
     const response = await fetch("/api/v1/web/config");
-    config = response.ok ? await response.json() : {};
-  } catch {
-    config = {};
-  }
-  if (!config.firebase && config.runtime === "firebase") {
+    if (response.ok) found = await response.json();
+  } catch { /* offline: no way to sign in is said */ }
+  if (!found.firebase && found.runtime === "firebase") {
     try { // Firebase Hosting serves the project's web config here
       const init = await fetch("/__/firebase/init.json");
-      if (init.ok) config.firebase = await init.json();
+      if (init.ok) found.firebase = await init.json();
     } catch { /* none: sign-in says so */ }
   }
-  return config;
+  return found;
 }
 
 export async function devSignIn(uid) {
@@ -83,9 +86,15 @@ export async function devSignIn(uid) {
   useToken(body.token, "dev");
 }
 
-/** The Firebase Auth SDK, bundled as its own chunk, loaded only when the server names a Firebase project. */
-export async function firebaseAuth() {
-  if (firebase) return firebase;
+let starting = null;
+
+/** The Firebase Auth SDK, bundled as its own chunk, loaded (once) only when the server names a Firebase project. */
+export function firebaseAuth() {
+  if (!starting) starting = startFirebase().catch((error) => { starting = null; throw error; });
+  return starting;
+}
+
+async function startFirebase() {
   const cfg = await webConfig();
   if (!cfg.firebase) throw new Error("no Firebase project is configured for this app");
   const module = await import("./firebase-auth.js");
@@ -100,3 +109,6 @@ export async function firebaseAuth() {
   });
   return firebase;
 }
+
+// A Firebase session outlives the page: the SDK restores its user (and refreshes the ID token) on the next load.
+if (session && session.how === "firebase") firebaseAuth().catch(() => signOut("Firebase sign-in is not available here"));

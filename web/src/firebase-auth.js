@@ -12,7 +12,10 @@ export async function start(options, emulator, changed) {
   return {
     signIn: (email, password) => signInWithEmailAndPassword(auth, email, password),
     signUp: (email, password) => createUserWithEmailAndPassword(auth, email, password),
-    idToken: async () => (auth.currentUser ? auth.currentUser.getIdToken() : null),
+    idToken: async () => { // after a reload the SDK restores its user asynchronously: wait for it
+      await auth.authStateReady();
+      return auth.currentUser ? auth.currentUser.getIdToken() : null;
+    },
     signOut: () => fbSignOut(auth),
   };
 }
