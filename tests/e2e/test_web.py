@@ -179,6 +179,25 @@ def test_a_task_progress_reaches_100_percent_with_its_final_charge(context: Any,
     assert charged == f"{stored['charged']['credits']} cr" and stored["charged"]["micros"] > 0
 
 
+def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: LocalServer) -> None:
+    funded(web, "cam")
+    page = context.new_page()
+    sign_in(page, web, "cam", "tasks")
+    page.get_by_label("Prompt").fill("DRIP " + "slowly " * 40)  # echoed a word every 0.3 s: 12 s
+    page.get_by_role("button", name="Submit the task").click()
+    task = page.get_by_test_id("task").first
+    output = task.get_by_test_id("task-output")
+    output.wait_for(timeout=20000)  # tokens from /streams/{uid}/{task}, while it runs
+    assert task.get_attribute("data-state") == "running" and output.inner_text()
+    task.get_by_role("button", name="Cancel this task").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=task]').dataset.state === 'cancelled'",
+                           timeout=20000)
+    stored = web.call("GET", "/api/v1/tasks?limit=1", token=web.token("cam")).json["tasks"][0]
+    assert stored["state"] == "cancelled"
+    assert task.get_by_test_id("task-charged").inner_text() == f"{stored['charged']['credits']} cr"
+    assert task.get_by_role("button", name="Cancel this task").count() == 0  # nothing to cancel at its end
+
+
 def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(context: Any, web: LocalServer) -> None:
     funded(web, "dee")
     page = context.new_page()
