@@ -259,11 +259,14 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
                  Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
 
 
-def build_usage_rollups(settings: Settings) -> UsageRollups | None:
-    """Daily usage rollups, kept as entries are committed: a small SQLite file beside the ledger locally. On
-    Firebase none yet (Firestore documents per day are the plan), so the admins' analytics say so."""
-    if settings.runtime != "local":
-        return None
+def build_usage_rollups(settings: Settings, store: LedgerStore) -> UsageRollups | None:
+    """Daily usage rollups, kept as entries are committed: Firestore documents (sharded) on Firebase, a small
+    SQLite file beside the ledger locally."""
+    if settings.runtime == "firebase":
+        from .adapters.firebase.usage_rollups import FirestoreUsageRollups
+
+        client = getattr(store, "client", None)
+        return UsageRollups(FirestoreUsageRollups(client)) if client is not None else None
     from .adapters.local.usage_rollups import SqliteUsageRollups
 
     return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
@@ -283,7 +286,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
-    usage = build_usage_rollups(settings)
+    usage = build_usage_rollups(settings, store)
     if usage is not None:
         credits.after_commit.append(usage.on_commit)
     users = build_user_stores(settings, store)

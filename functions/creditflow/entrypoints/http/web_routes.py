@@ -216,8 +216,8 @@ def register_web(api: Api, platform: Platform) -> None:
 
     def rollups() -> Any:
         if platform.usage is None:
-            raise NotServedHere("usage rollups are kept by the local runtime only so far: on Firebase, use "
-                                 "/api/v1/credits/analytics per user")
+            raise NotServedHere("this deployment keeps no usage rollups (its ledger store has no Firestore "
+                                "client); use /api/v1/credits/analytics per user")
         return platform.usage
 
     @api.route("GET", f"{V1}/admin/analytics", summary="Platform usage by day, category or model, from daily "
