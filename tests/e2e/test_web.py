@@ -231,6 +231,51 @@ def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(contex
     assert result.locator("[data-check=hash]").get_attribute("data-ok") == "true"  # it says which check failed
 
 
+def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> None:
+    token = funded(web, "max")
+    for n in range(12):  # 12 holds and 12 releases: with the grant, 25 entries
+        hold = web.call("POST", "/api/v1/credits/reserve", {"amount": "1", "category": "image"}, token=token,
+                        headers={"Idempotency-Key": f"max-hold-{n}"}).json
+        web.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]},
+                 token=token, headers={"Idempotency-Key": f"max-release-{n}"})
+    page = context.new_page()
+    sign_in(page, web, "max", "history")
+    rows = page.get_by_test_id("entry")
+    rows.first.wait_for()
+    assert rows.count() == 20 and rows.first.locator("td").first.inner_text() == "25"  # newest first
+    page.get_by_role("button", name="Older entries").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 5")
+    assert rows.last.locator("td").first.inner_text() == "1"
+    assert page.get_by_role("button", name="Older entries").is_disabled()
+    page.get_by_role("button", name="Newer entries").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 20")
+    page.get_by_label("grant").check()
+    page.get_by_role("button", name="Apply the filters").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 1")
+    assert "grant" in rows.first.inner_text()
+    page.get_by_label("From").fill("2001-01-01T00:00")
+    page.get_by_label("Until").fill("2001-01-02T00:00")
+    page.get_by_role("button", name="Apply the filters").click()
+    page.get_by_text("No entries match these filters.").wait_for()
+
+
+def test_preferences_are_saved_and_read_back(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    sign_in(page, web, "nia", "settings")
+    model = page.locator("#pref-model option").nth(1).get_attribute("value")
+    page.get_by_label("Model", exact=True).select_option(model)
+    page.get_by_label("Cost-saving routing (prefer cheaper models)").check()
+    page.get_by_label("Most one request may cost (credits; empty: no cap)").fill("2.5")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved.").wait_for()
+    stored = web.call("GET", "/api/v1/me/preferences", token=web.token("nia")).json
+    assert stored["preferredModel"] == model and stored["costSaving"] is True
+    assert stored["maxCreditsPerRequest"]["credits"] == "2.5"
+    page.reload()
+    page.get_by_label("Most one request may cost (credits; empty: no cap)").wait_for()
+    assert page.get_by_label("Most one request may cost (credits; empty: no cap)").input_value() == "2.5"
+
+
 def test_keys_are_shown_once_listed_and_revoked(context: Any, web: LocalServer) -> None:
     page = context.new_page()
     sign_in(page, web, "eli", "keys")
