@@ -23,9 +23,13 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	@touch $(STAMP)
 
 $(TOOLS): tools/package.json tools/package-lock.json
-	@echo "Installing the Node tools the tests use into tools/node_modules (first run: a minute or two)..."
-	cd tools && npm ci --no-audit --no-fund --loglevel=error
-	@touch $(TOOLS)
+	@# a link to an install shared by several checkouts is left alone: npm ci would empty it under the others
+	@if [ -L tools/node_modules ]; then \
+	  echo "tools/node_modules links to a shared install ($$(readlink tools/node_modules)): not reinstalling it"; \
+	else \
+	  echo "Installing the Node tools the tests use into tools/node_modules (first run: a minute or two)..."; \
+	  cd tools && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	fi
 
 $(WEB_MODULES): web/package.json web/package-lock.json
 	@echo "Installing the web app's npm packages into web/node_modules (first run: a minute or so)..."
