@@ -145,6 +145,8 @@ def test_a_chat_reply_streams_then_shows_its_charge(context: Any, web: LocalServ
     funded(web, "bea")
     page = context.new_page()
     sign_in(page, web, "bea", "chat")
+    held: list[Any] = []  # the conversation's own read, answered only after the reply: a slow network
+    page.route("**/api/v1/conversations/*", lambda route: held.append(route))
     page.get_by_role("button", name="New conversation").click()
     page.get_by_role("button", name="Leave the conversation").wait_for()
     assert "auto picks the cheapest" in page.get_by_test_id("price").inner_text()
@@ -161,6 +163,13 @@ def test_a_chat_reply_streams_then_shows_its_charge(context: Any, web: LocalServ
     assert "(streaming…)" in partial and len(messages.inner_text()) > len(partial)  # pieces arrived one by one
     assert re.search(r"Charged \d+(\.\d+)? cr", charge.inner_text())
     assert "memory:" in charge.inner_text()  # in a conversation: what memory did
+    reply = messages.inner_text()
+    assert held, "the conversation was read"
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/v1/conversations/*")
+    page.get_by_role("heading", name=re.compile("^Conversation ")).wait_for()  # its title, once read
+    assert messages.inner_text() == reply  # the streamed reply is not wiped by the late read
 
 
 def test_a_task_progress_reaches_100_percent_with_its_final_charge(context: Any, web: LocalServer) -> None:

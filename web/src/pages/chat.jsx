@@ -38,11 +38,15 @@ export function ChatPage() {
   useEffect(() => {
     setMessages([]);
     setDetail(null);
-    if (!current) return;
+    if (!current) return undefined;
+    let stale = false; // another conversation was opened meanwhile
     api("GET", `/conversations/${current}`).then((d) => {
+      if (stale) return;
       setDetail(d);
-      setMessages(d.history.map((m) => ({ role: m.role, text: m.content })));
-    }, setError);
+      // a message sent while this loaded is kept as it streams (its turn may or may not be in this history)
+      setMessages((sent) => (sent.length ? sent : d.history.map((m) => ({ role: m.role, text: m.content }))));
+    }, (error) => { if (!stale) setError(error); });
+    return () => { stale = true; };
   }, [current]);
 
   const create = async () => {
