@@ -4,8 +4,15 @@ VENV := functions/venv
 PY := $(CURDIR)/$(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 TOOLS := tools/node_modules/.installed-stamp
+WEB_MODULES := web/node_modules/.installed-stamp
+WEB_BUILT := web/dist/index.html
+WEB_SOURCES := $(wildcard web/src/*.js web/src/*.jsx web/src/pages/*.jsx) web/build.mjs web/index.html \
+	web/admin.html web/styles.css
 
-.PHONY: venv run cli test lint bench bench-firestore bench-gateway bench-agents bench-bus bench-media clean
+.DEFAULT_GOAL := all
+.PHONY: all venv web chromium run cli test lint bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-web clean
+
+all: venv web  # `make`: the Python packages, and the web app built into web/dist
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
@@ -16,13 +23,32 @@ $(STAMP): requirements-dev.txt functions/requirements.txt
 	@touch $(STAMP)
 
 $(TOOLS): tools/package.json tools/package-lock.json
-	@echo "Installing the Node tools the tests use into tools/node_modules (first run: a minute or two)..."
-	cd tools && npm ci --no-audit --no-fund --loglevel=error
-	@touch $(TOOLS)
+	@# a link to an install shared by several checkouts is left alone: npm ci would empty it under the others
+	@if [ -L tools/node_modules ]; then \
+	  echo "tools/node_modules links to a shared install ($$(readlink tools/node_modules)): not reinstalling it"; \
+	else \
+	  echo "Installing the Node tools the tests use into tools/node_modules (first run: a minute or two)..."; \
+	  cd tools && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	fi
+
+$(WEB_MODULES): web/package.json web/package-lock.json
+	@echo "Installing the web app's npm packages into web/node_modules (first run: a minute or so)..."
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_MODULES)
+
+$(WEB_BUILT): $(WEB_MODULES) $(WEB_SOURCES)
+	cd web && node build.mjs
 
 venv: $(STAMP)
 
-run: $(STAMP)
+web: $(WEB_BUILT)  # the client app and admin console, bundled by esbuild into web/dist (served at /)
+
+chromium:  # Debian's Chromium for the browser tests, installed when missing and we are root (else they skip)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
+run: $(STAMP) $(WEB_BUILT)
 	./creditflow serve --data-dir "$${CREDITFLOW_DATA_DIR:-$(CURDIR)/.creditflow}" --port "$${CREDITFLOW_PORT:-8080}"
 
 cli: $(STAMP)  # the command line, e.g. make cli ARGS="ledger audit" (or ./creditflow ledger audit)
@@ -31,7 +57,7 @@ cli: $(STAMP)  # the command line, e.g. make cli ARGS="ledger audit" (or ./credi
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint $(TOOLS)
+test: lint $(TOOLS) $(WEB_BUILT) chromium
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -54,5 +80,8 @@ bench-bus: $(STAMP)  # the durable queue: jobs per second, enqueue-to-start late
 bench-media: $(STAMP)  # thumbnails per second and peak memory for 1024² and 2048² originals
 	$(PY) bench/media.py
 
+bench-web: $(STAMP) $(WEB_BUILT) chromium  # bundle sizes, spend-to-repaint and cold-load times in Chromium
+	$(PY) bench/web.py
+
 clean:
-	rm -rf $(VENV) tools/node_modules .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions
+	rm -rf $(VENV) tools/node_modules web/node_modules web/dist .pytest_cache .ruff_cache .hypothesis bench/.venv-litellm bench/.venv-functions

@@ -37,6 +37,7 @@ from .ports import (
     TreeEvent,
     WelcomeClaims,
 )
+from .services.analytics import UsageRollups
 from .services.api_keys import GatewayKeys
 from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
@@ -72,6 +73,7 @@ class Platform:
     tasks: Tasks
     jobs: JobRouter  # the queue's handler: register a handler per job kind
     queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
+    usage: UsageRollups | None = None  # the platform's daily usage (admins' analytics); local runtime only so far
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -315,6 +317,19 @@ class LazyAgents:
         return self._runner.run(context, agent, goal, limits=limits, resume=resume)
 
 
+def build_usage_rollups(settings: Settings, store: LedgerStore) -> UsageRollups | None:
+    """Daily usage rollups, kept as entries are committed: Firestore documents (sharded) on Firebase, a small
+    SQLite file beside the ledger locally."""
+    if settings.runtime == "firebase":
+        from .adapters.firebase.usage_rollups import FirestoreUsageRollups
+
+        client = getattr(store, "client", None)
+        return UsageRollups(FirestoreUsageRollups(client)) if client is not None else None
+    from .adapters.local.usage_rollups import SqliteUsageRollups
+
+    return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
@@ -329,6 +344,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
+    usage = build_usage_rollups(settings, store)
+    if usage is not None:
+        credits.after_commit.append(usage.on_commit)
     users = build_user_stores(settings, store)
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
@@ -344,14 +362,18 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
+
     def request_written(event: TreeEvent) -> None:
         for _ in range(2 if settings.duplicate_deliveries else 1):
             tasks.on_request_written(event.params["uid"], event.params["requestId"], event.before, event.after)
 
     if isinstance(realtime, RealtimeTriggers):  # the local tree; on Firebase, main.py declares the RTDB triggers
         realtime.on_write(REQUESTS, request_written)
+
+    integrity = Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch)
+    integrity.rollups = usage  # audits check them against the ledger
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
-                    integrity=Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch),
+                    integrity=integrity, usage=usage,
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
                     chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                                 policy.reservation_ttl),

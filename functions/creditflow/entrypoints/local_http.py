@@ -43,7 +43,9 @@ def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
     served = bodies_measured(slashes_decoded(app), max_body)
     if access_log is not None:
         served = requests_logged(served, access_log)
-    return _Server((host, port), served, numthreads=THREADS, request_queue_size=ACCEPT_QUEUE,
+    # SERVER_NAME is the address listened on (cheroot's default is the machine's name): the dev sign-in is offered
+    # only when it is loopback
+    return _Server((host, port), served, numthreads=THREADS, request_queue_size=ACCEPT_QUEUE, server_name=host,
                    shutdown_timeout=SHUTDOWN_SECONDS, request_seconds=request_seconds)
 
 

@@ -1,12 +1,14 @@
-"""Usage analytics from a user's own entries: by category, model and day, and how well holds were sized."""
+"""Usage analytics: a user's own, from their entries (by category, model and day, and how well holds were sized);
+the platform's, from daily rollups kept as entries are written."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 from ..domain.accounts import user_account
+from ..domain.audit import Finding
 from ..domain.entries import Entry
 from ..ports import LedgerStore
 
@@ -48,3 +50,102 @@ def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | N
             "reserved_for_settled": reserved,
             "utilisation_percent": round(100 * charged / reserved, 1) if reserved else None,
             "average_charge": charged // settles if settles else 0}
+
+
+# -- platform-wide usage, rolled up by day as entries are written ------------------------------------------------
+
+RollupKey = tuple[str, str, str]  # day (YYYY-MM-DD, UTC), category, model
+ROLLUP_BY = ("day", "category", "model")
+
+
+def rollup_item(entry: Entry) -> tuple[RollupKey, int, int, int] | None:
+    """What one entry adds to the daily rollups: (day, category, model), charged µc, settles, releases."""
+    if entry.kind not in COUNTED:
+        return None
+    fields = entry.fields()
+    category = str(fields.get("counterparty", "usage:unknown")).removeprefix("usage:")
+    model = str((fields.get("memo") or {}).get("model", "unknown"))
+    if entry.kind == "settle":
+        return (entry.at[:10], category, model), int(fields["amount"]), 1, 0
+    return (entry.at[:10], category, model), 0, 0, 1
+
+
+def rollups_from(entries: Iterable[Entry]) -> dict[RollupKey, tuple[int, int, int]]:
+    totals: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for entry in entries:
+        item = rollup_item(entry)
+        if item is not None:
+            key, charged, settles, releases = item
+            row = totals[key]
+            row[0] += charged
+            row[1] += settles
+            row[2] += releases
+    return {key: (row[0], row[1], row[2]) for key, row in totals.items()}
+
+
+class RollupStore(Protocol):
+    def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
+        """Count each (entry id, key, charged, settles, releases) once: an entry id seen before adds nothing."""
+
+    def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
+        """The rollup rows of the days in [since_day, until_day]."""
+
+    def replace(self, totals: dict[RollupKey, tuple[int, int, int]], entry_ids: Iterable[str]) -> None:
+        """Rewrite every row (a rebuild from the ledger)."""
+
+
+class UsageRollups:
+    """Daily usage totals by category and model over every user, kept up to date by an after-commit observer so
+    that the admins' analytics read a few rows per day instead of the ledger. The ledger stays authoritative:
+    the audit recomputes the rollups from it and names every day that disagrees, and `rebuild` rewrites them
+    (an observer that did not run, e.g. a crash between a commit and its rollup write, leaves a gap the audit
+    finds)."""
+
+    def __init__(self, store: RollupStore) -> None:
+        self.store = store
+
+    def on_commit(self, account: Any, entries: list[Entry]) -> None:
+        items = [(entry.id, *item) for entry in entries if (item := rollup_item(entry)) is not None]
+        if items:
+            self.store.add(items)
+
+    def read(self, since_day: str, until_day: str, by: str) -> dict[str, Any]:
+        """Totals per group (`by` day, category or model) and per day and group, for charts."""
+        groups: dict[str, int] = defaultdict(int)
+        series: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        settles = releases = charged = 0
+        for (day, category, model), amount, settled, released in self.store.rows(since_day, until_day):
+            group = {"day": day, "category": category, "model": model}[by]
+            groups[group] += amount
+            series[group][day] += amount
+            charged += amount
+            settles += settled
+            releases += released
+        return {"charged": charged, "settles": settles, "releases": releases, "groups": dict(groups),
+                "series": {group: dict(days) for group, days in series.items()}}
+
+    def expected(self, ledger: LedgerStore) -> tuple[dict[RollupKey, tuple[int, int, int]], list[str]]:
+        """The rollups as the ledger says they are (a read of every user's settles and releases)."""
+        entries = [entry for account in ledger.user_accounts()
+                   for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
+        return rollups_from(entries), [entry.id for entry in entries]
+
+    def check(self, ledger: LedgerStore) -> list[Finding]:
+        """Every day whose stored rollups disagree with the ledger, named with what differs."""
+        expected, _ = self.expected(ledger)
+        stored = {key: (amount, settled, released) for key, amount, settled, released in
+                  self.store.rows("0000-00-00", "9999-99-99")}
+        findings = []
+        for key in sorted(set(expected) | set(stored)):
+            want, have = expected.get(key, (0, 0, 0)), stored.get(key, (0, 0, 0))
+            if want != have:
+                day, category, model = key
+                findings.append(Finding("rollup", f"usage:{day}", f"usage rollup of {day} ({category}, {model}) "
+                                        f"holds {have[0]} µc in {have[1]} settles and {have[2]} releases; the ledger "
+                                        f"says {want[0]} µc in {want[1]} and {want[2]}"))
+        return findings
+
+    def rebuild(self, ledger: LedgerStore) -> int:
+        totals, ids = self.expected(ledger)
+        self.store.replace(totals, ids)
+        return len(totals)

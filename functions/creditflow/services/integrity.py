@@ -18,6 +18,7 @@ from ..domain.proofs import build_export
 from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
 from ..ports import Clock, LedgerStore, StoredCheckpoint
+from .analytics import UsageRollups
 from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 
 
@@ -53,6 +54,7 @@ class Integrity:
         self.origin = origin
         self.batch = batch
         self.subtrees = SubtreeCache(store.leaves, store)  # proofs and checkpoints; audits hash every leaf
+        self.rollups: UsageRollups | None = None  # the daily usage rollups, which whole-ledger audits check
 
     # -- the log --------------------------------------------------------------------------------------------
 
@@ -224,6 +226,8 @@ class Integrity:
         if only is None:
             self._check_system(report, replayed)
         self._check_log(report, hashes, whole=only is None)
+        if only is None and self.rollups is not None:
+            report.findings.extend(self.rollups.check(self.store))
         report.idempotency_conflicts = [
             {"scope": c.scope, "key": c.key, "command": c.command, "field": c.field, "at": c.at}
             for c in self.store.conflicts(100) if only is None or c.scope == only[0]]

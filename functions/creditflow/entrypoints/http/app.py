@@ -16,9 +16,9 @@ from .realtime import register_realtime
 from .routes import payment_options, register
 from .slots import Slots, count_calls
 from .task_routes import register_tasks
+from .web_routes import register_web
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
-WEB_INDEX = Path(__file__).resolve().parents[4] / "web" / "index.html"  # the client app's page (Hosting serves web/)
 API_DOCS = Path(__file__).resolve().with_name("api_docs.html")  # renders the OpenAPI document, offline
 # What may hold one of the local server's worker threads (local_http.THREADS, 128) for long; the rest answer requests
 MAX_STREAMS = 32  # open event streams
@@ -44,6 +44,7 @@ def create_app(platform: Platform) -> Flask:
     register(api, platform)
     register_conversations(api, platform)
     register_tasks(api, platform)
+    register_web(api, platform)  # the client app at /, its dev sign-in and the admin console's reads
     # the user's limit is shared by both APIs; each gateway key has its own as well
     app.register_blueprint(create_gateway(platform, api.limiter,
                                           RateLimiter(platform.settings.key_rate_limit_per_minute)))
@@ -58,11 +59,6 @@ def create_app(platform: Platform) -> Flask:
         """The API reference: a page that renders /api/v1/openapi.json with its own script (nothing fetched from
         elsewhere)."""
         return send_file(API_DOCS, mimetype="text/html", max_age=0)
-
-    @app.get("/")
-    def home() -> Response:
-        """The client app's page, until the app itself is served here; where web/ is absent, the API reference."""
-        return send_file(WEB_INDEX if WEB_INDEX.is_file() else API_DOCS, mimetype="text/html", max_age=0)
 
     tree = getattr(platform.realtime, "feed", None)
     if tree is not None:  # the local runtime: its tree streams (on Firebase, clients listen to Realtime Database

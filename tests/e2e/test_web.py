@@ -1,0 +1,472 @@
+"""The web app in Debian's Chromium (Playwright), against a local runtime started here with an OpenAI-compatible
+test server: sign-in, the live balance, chat, tasks, verification in the browser, keys, and bad input."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import LocalServer
+from tests.fake_openai import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parents[2]
+DIST = ROOT / "web" / "dist"
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+USER_PAGES = ["", "chat", "tasks", "history", "keys", "settings", "images", "payments"]
+
+
+def needs_browser() -> Any:
+    """The Playwright module, or a skip that says what is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it when run as "
+                    "root: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+    if not (DIST / "index.html").is_file() or not AXE.is_file():
+        pytest.skip("the web app is not built: run make web (npm ci and the esbuild build in web/)")
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = needs_browser()
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def web(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    running = LocalServer(tmp_path_factory.mktemp("web") / "data", AI_PLATFORM_API_KEY="test-key",
+                          AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000",
+                          WELCOME_PER_IP_LIMIT="1000")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    made = browser.new_context(viewport={"width": 1280, "height": 900})
+    made.set_default_timeout(15000)
+    yield made
+    made.close()
+
+
+def sign_in(page: Any, server: LocalServer, uid: str, path: str = "") -> None:
+    page.goto(f"{server.url}/#/{path}")
+    page.get_by_label("User id").fill(uid)
+    page.get_by_role("button", name="Sign in as this user").click()
+    page.get_by_text(f"Signed in as {uid}").wait_for()
+
+
+def use_token(page: Any, server: LocalServer, token: str, path: str = "") -> None:
+    page.goto(f"{server.url}/{path}")
+    page.get_by_label(re.compile("Or paste a token")).fill(token)
+    page.get_by_role("button", name="Use this token").click()
+
+
+def funded(server: LocalServer, uid: str) -> str:
+    token = server.token(uid)
+    assert server.call("POST", "/api/v1/credits/welcome-bonus", {}, token=token).status == 200
+    return token
+
+
+def test_the_page_says_this_is_the_local_runtimes_dev_sign_in(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    page.goto(web.url + "/")
+    page.get_by_text("local runtime's dev sign-in").wait_for()
+    config = web.call("GET", "/api/v1/web/config").json
+    assert config["devSignIn"] is True and config["realtime"] == "/realtime" and config["firebase"] is None
+
+
+def test_sign_in_claim_the_bonus_and_the_balance_changes_live_when_another_page_spends(
+        browser: Any, context: Any, web: LocalServer) -> None:
+    first = context.new_page()
+    sign_in(first, web, "ada")
+    first.get_by_text("Updates: Live").wait_for()
+    first.get_by_role("button", name="Claim the welcome bonus").click()
+    first.get_by_text("Welcome bonus: 1000 cr granted.").wait_for()
+    available = first.get_by_test_id("available")
+    first.wait_for_function("() => document.querySelector('[data-testid=available]').textContent === '1000 cr'")
+    assert first.get_by_role("cell", name="promotional").is_visible()  # the lot
+
+    other = browser.new_context()
+    try:
+        second = other.new_page()
+        sign_in(second, web, "ada", "chat")
+        second.get_by_label("Message", exact=True).fill("spend a little")
+        second.get_by_role("button", name="Send").click()
+        second.get_by_test_id("charge").wait_for()
+        charged_at = time.monotonic()
+        first.wait_for_function("() => document.querySelector('[data-testid=available]').textContent !== '1000 cr'",
+                                timeout=3000)
+        repainted = time.monotonic() - charged_at
+    finally:
+        other.close()
+    balance = web.call("GET", "/api/v1/credits/balance", token=web.token("ada")).json
+    assert available.inner_text() == f"{balance['available']['credits']} cr"  # what the ledger says, unreloaded
+    assert repainted < 1.0, f"the first page repainted {repainted:.2f} s after the spend"
+
+
+def test_the_low_balance_notice_comes_live_and_goes_when_the_balance_is_back(context: Any, web: LocalServer) -> None:
+    token = funded(web, "lou")
+    page = context.new_page()
+    sign_in(page, web, "lou")
+    page.get_by_text("Updates: Live").wait_for()
+    assert page.get_by_test_id("low-balance").count() == 0
+    hold = web.call("POST", "/api/v1/credits/reserve", {"amount": "960", "category": "image"}, token=token,
+                    headers={"Idempotency-Key": "lou-big-hold"}).json  # 40 left: below the 50 threshold
+    notice = page.get_by_test_id("low-balance")
+    notice.wait_for(timeout=3000)
+    assert notice.inner_text().startswith("Low balance:") and "below 50" in notice.inner_text()  # said in words
+    assert page.get_by_test_id("held").inner_text() == "960 cr"
+    web.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]}, token=token,
+             headers={"Idempotency-Key": "lou-release"})
+    notice.wait_for(state="detached", timeout=3000)
+    assert page.get_by_test_id("available").inner_text() == "1000 cr"
+
+
+def test_a_chat_reply_streams_then_shows_its_charge(context: Any, web: LocalServer) -> None:
+    funded(web, "bea")
+    page = context.new_page()
+    sign_in(page, web, "bea", "chat")
+    held: list[Any] = []  # the conversation's own read, answered only after the reply: a slow network
+    page.route("**/api/v1/conversations/*", lambda route: held.append(route))
+    page.get_by_role("button", name="New conversation").click()
+    page.get_by_role("button", name="Leave the conversation").wait_for()
+    assert "auto picks the cheapest" in page.get_by_test_id("price").inner_text()
+    model = page.locator("#chat-model option").nth(1).get_attribute("value")
+    page.get_by_label("Model").select_option(model)
+    assert re.search(r"Price: [\d.]+ cr per million input tokens", page.get_by_test_id("price").inner_text())
+    page.get_by_label("Message", exact=True).fill("DRIP please say several words")
+    page.get_by_role("button", name="Send").click()
+    messages = page.get_by_test_id("messages")
+    page.get_by_text("(streaming…)").wait_for()
+    partial = messages.inner_text()
+    charge = page.get_by_test_id("charge")
+    charge.wait_for()
+    assert "(streaming…)" in partial and len(messages.inner_text()) > len(partial)  # pieces arrived one by one
+    assert re.search(r"Charged \d+(\.\d+)? cr", charge.inner_text())
+    assert "memory:" in charge.inner_text()  # in a conversation: what memory did
+    reply = messages.inner_text()
+    assert held, "the conversation was read"
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/v1/conversations/*")
+    page.get_by_role("heading", name=re.compile("^Conversation ")).wait_for()  # its title, once read
+    assert messages.inner_text() == reply  # the streamed reply is not wiped by the late read
+
+
+def test_a_task_progress_reaches_100_percent_with_its_final_charge(context: Any, web: LocalServer) -> None:
+    funded(web, "cyd")
+    page = context.new_page()
+    sign_in(page, web, "cyd", "tasks")
+    page.get_by_label("Prompt").fill("a task for the progress bar")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_text(re.compile(r"Submitted task .* \(through the (REST API|realtime bus)\)")).wait_for()
+    task = page.get_by_test_id("task").first
+    task.get_by_test_id("task-percent").filter(has_text="100 %").wait_for(timeout=30000)
+    page.wait_for_function("() => document.querySelector('[data-testid=task]').dataset.state === 'succeeded'")
+    assert task.locator("progress").get_attribute("value") == "100"
+    charged = task.get_by_test_id("task-charged").inner_text()
+    stored = web.call("GET", "/api/v1/tasks?limit=1", token=web.token("cyd")).json["tasks"][0]
+    assert charged == f"{stored['charged']['credits']} cr" and stored["charged"]["micros"] > 0
+
+
+def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: LocalServer) -> None:
+    funded(web, "cam")
+    page = context.new_page()
+    sign_in(page, web, "cam", "tasks")
+    page.get_by_label("Prompt").fill("DRIP " + "slowly " * 40)  # echoed a word every 0.3 s: 12 s
+    page.get_by_role("button", name="Submit the task").click()
+    task = page.get_by_test_id("task").first
+    output = task.get_by_test_id("task-output")
+    output.wait_for(timeout=20000)  # tokens from /streams/{uid}/{task}, while it runs
+    assert task.get_attribute("data-state") == "running" and output.inner_text()
+    task.get_by_role("button", name="Cancel this task").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=task]').dataset.state === 'cancelled'",
+                           timeout=20000)
+    stored = web.call("GET", "/api/v1/tasks?limit=1", token=web.token("cam")).json["tasks"][0]
+    assert stored["state"] == "cancelled"
+    assert task.get_by_test_id("task-charged").inner_text() == f"{stored['charged']['credits']} cr"
+    assert task.get_by_role("button", name="Cancel this task").count() == 0  # nothing to cancel at its end
+
+
+def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(context: Any, web: LocalServer) -> None:
+    funded(web, "dee")
+    page = context.new_page()
+    sign_in(page, web, "dee", "history")
+    row = page.get_by_test_id("entry").first
+    entry_id = row.get_attribute("data-entry")
+    row.get_by_role("button", name=f"Verify entry {entry_id}").click()
+    result = row.get_by_test_id("verification")
+    result.wait_for()
+    assert result.get_attribute("data-ok") == "true", result.inner_text()
+    assert "Verified in your browser" in result.inner_text()
+    checks = {li.get_attribute("data-check"): li.get_attribute("data-ok") for li in result.locator("li").all()}
+    assert checks == {name: "true" for name in ("hash", "canonical", "signature", "chain", "checkpoint", "inclusion",
+                                                "latest")}
+
+    with sqlite3.connect(web.data / "ledger.sqlite3") as db:  # flip the signature's first byte, as an attacker
+        (signature,) = db.execute("SELECT signature FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        raw = bytearray(base64.b64decode(signature))
+        raw[0] ^= 0xFF
+        db.execute("UPDATE entries SET signature = ? WHERE id = ?", (base64.b64encode(raw).decode(), entry_id))
+    page.reload()
+    row = page.locator(f"[data-entry='{entry_id}']")
+    row.get_by_role("button", name=f"Verify entry {entry_id}").click()
+    result = row.get_by_test_id("verification")
+    result.wait_for()
+    assert result.get_attribute("data-ok") == "false"
+    text = result.inner_text()
+    assert "Verification FAILED" in text
+    assert result.locator("[data-check=signature]").get_attribute("data-ok") == "false"
+    assert "the signature does not verify with the published key" in text
+    assert result.locator("[data-check=hash]").get_attribute("data-ok") == "true"  # it says which check failed
+
+
+def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> None:
+    token = funded(web, "max")
+    for n in range(12):  # 12 holds and 12 releases: with the grant, 25 entries
+        hold = web.call("POST", "/api/v1/credits/reserve", {"amount": "1", "category": "image"}, token=token,
+                        headers={"Idempotency-Key": f"max-hold-{n}"}).json
+        web.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]},
+                 token=token, headers={"Idempotency-Key": f"max-release-{n}"})
+    page = context.new_page()
+    sign_in(page, web, "max", "history")
+    rows = page.get_by_test_id("entry")
+    rows.first.wait_for()
+    assert rows.count() == 20 and rows.first.locator("td").first.inner_text() == "25"  # newest first
+    page.get_by_role("button", name="Older entries").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 5")
+    assert rows.last.locator("td").first.inner_text() == "1"
+    assert page.get_by_role("button", name="Older entries").is_disabled()
+    page.get_by_role("button", name="Newer entries").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 20")
+    page.get_by_label("grant").check()
+    page.get_by_role("button", name="Apply the filters").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 1")
+    assert "grant" in rows.first.inner_text()
+    page.get_by_label("From").fill("2001-01-01T00:00")
+    page.get_by_label("Until").fill("2001-01-02T00:00")
+    page.get_by_role("button", name="Apply the filters").click()
+    page.get_by_text("No entries match these filters.").wait_for()
+
+
+def test_preferences_are_saved_and_read_back(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    sign_in(page, web, "nia", "settings")
+    model = page.locator("#pref-model option").nth(1).get_attribute("value")
+    page.get_by_label("Model", exact=True).select_option(model)
+    page.get_by_label("Cost-saving routing (prefer cheaper models)").check()
+    page.get_by_label("Most one request may cost (credits; empty: no cap)").fill("2.5")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Saved.").wait_for()
+    stored = web.call("GET", "/api/v1/me/preferences", token=web.token("nia")).json
+    assert stored["preferredModel"] == model and stored["costSaving"] is True
+    assert stored["maxCreditsPerRequest"]["credits"] == "2.5"
+    page.reload()
+    page.get_by_label("Most one request may cost (credits; empty: no cap)").wait_for()
+    assert page.get_by_label("Most one request may cost (credits; empty: no cap)").input_value() == "2.5"
+
+
+def test_keys_are_shown_once_listed_and_revoked(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    sign_in(page, web, "eli", "keys")
+    page.get_by_text("No keys yet.").wait_for()
+    page.get_by_label("Name").fill("my app")
+    page.get_by_label("Credit limit (optional)").fill("5")
+    page.get_by_role("button", name="Create a key").click()
+    secret = page.get_by_test_id("new-key").inner_text()
+    assert secret.startswith("cf_")
+    row = page.get_by_test_id("key-row").first
+    assert "my app" in row.inner_text() and "5 cr" in row.inner_text() and secret not in page.inner_text("table")
+    page.get_by_role("button", name="Revoke key my app").click()
+    page.get_by_text(re.compile("^revoked ")).wait_for()
+    assert web.call("GET", "/v1/models", headers={"Authorization": f"Bearer {secret}"}).status == 401
+
+
+def test_an_expired_or_forged_token_signs_out_with_the_servers_reason(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    use_token(page, web, web.token("fay", ttl_seconds=-120))
+    notice = page.get_by_text(re.compile("^Signed out:"))
+    notice.wait_for()
+    assert "expired" in notice.inner_text().lower()
+    token = web.token("fay")
+    head, body, signature = token.split(".")
+    forged_body = base64.urlsafe_b64encode(json.dumps({**json.loads(base64.urlsafe_b64decode(body + "==")),
+                                                       "admin": True}).encode()).decode().rstrip("=")
+    use_token(page, web, f"{head}.{forged_body}.{signature}", "admin.html")
+    notice = page.get_by_text(re.compile("^Signed out:"))
+    notice.wait_for()
+    assert "refused" in notice.inner_text() and "Signature verification failed" in notice.inner_text()
+    assert page.get_by_label("User id").is_visible()  # back at the sign-in form, nothing of fay's shown
+
+
+def test_every_kind_of_api_error_shows_its_problem_detail(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    sign_in(page, web, "gus")
+    statuses = [400, 402, 403, 404, 409, 413, 415, 429, 500, 503]
+    def answering(status: int, detail: str) -> Any:
+        def answer(route: Any) -> None:
+            route.fulfill(status=status, content_type="application/problem+json",
+                          body=json.dumps({"type": f"https://creditflow.dev/problems/x{status}", "title": "T",
+                                           "status": status, "detail": detail}))
+        return answer
+
+    for status in statuses:
+        detail = f"the detail of a {status}, as the server wrote it"
+        page.route("**/api/v1/keys", answering(status, detail))
+        page.goto(f"{web.url}/#/keys")
+        page.reload()
+        alert = page.get_by_role("alert").filter(has_text=detail)
+        alert.wait_for()
+        assert f"Error {status}" in alert.inner_text()
+        page.unroute("**/api/v1/keys")
+    # and real ones: a bad filter (400) and chat without credits (402)
+    page.goto(f"{web.url}/#/history")
+    page.get_by_label("From").fill("2026-05-02T10:00")
+    page.get_by_label("Until").fill("2026-05-01T10:00")
+    page.get_by_role("button", name="Apply the filters").click()
+    page.get_by_role("alert").filter(has_text="since must be before until").wait_for()
+    page.goto(f"{web.url}/#/chat")
+    page.get_by_label("Message", exact=True).fill("I have no credits")
+    page.get_by_role("button", name="Send").click()
+    alert = page.get_by_role("alert").filter(has_text="Error 402")
+    alert.wait_for()
+    assert "credits" in alert.inner_text()
+
+
+def test_another_users_task_url_shows_not_found_and_leaks_nothing(context: Any, web: LocalServer) -> None:
+    token = funded(web, "hal")
+    secret = "hal's private prompt 7c1e"
+    made = web.call("POST", "/api/v1/tasks", {"kind": "chat", "input": secret}, token=token,
+                    headers={"Idempotency-Key": "hal-task-1"})
+    assert made.status == 200, made.body
+    page = context.new_page()
+    sign_in(page, web, "ivy", "tasks/hal-task-1")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "Error 404" in alert.inner_text()
+    page.wait_for_timeout(500)  # whatever would arrive late arrives
+    assert secret not in page.content(), page.content()
+    assert "hal" not in page.inner_text("main").replace("'hal-task-1'", "")  # only the id that was asked for
+
+
+class CuttableProxy:
+    """A TCP relay on loopback in front of the runtime: cut() closes every connection through it, as a network
+    that drops does; new connections go through again."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self.lock:
+            cutting, self.open = self.open, []
+        for sock in cutting:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+def test_a_cut_network_is_said_and_the_stream_reconnects_and_goes_on(context: Any, web: LocalServer) -> None:
+    proxy = CuttableProxy(web.url)
+    try:
+        page = context.new_page()
+        sign_in(page, LocalServerAt(proxy.url, web), "jo")
+        page.get_by_text("Updates: Live").wait_for()
+        proxy.cut()
+        page.get_by_text("Connection lost: reconnecting…").wait_for(timeout=10000)
+        page.get_by_text("Reconnected: live again").wait_for(timeout=15000)
+        funded(web, "jo")  # a change after the cut arrives over the new stream
+        page.wait_for_function("() => document.querySelector('[data-testid=available]').textContent === '1000 cr'")
+    finally:
+        proxy.close()
+
+
+class LocalServerAt:
+    """The runtime seen at another address (through the proxy)."""
+
+    def __init__(self, url: str, server: LocalServer) -> None:
+        self.url = url
+        self.server = server
+
+
+def test_dev_sign_in_gives_user_tokens_only_and_only_where_it_is_offered(web: LocalServer,
+                                                                          tmp_path: Path) -> None:
+    reply = web.call("POST", "/api/v1/dev/sign-in", {"uid": "kim"})
+    assert reply.status == 200
+    token = reply.json["token"]
+    me = web.call("GET", "/api/v1/me", token=token).json
+    assert me["uid"] == "kim" and me["admin"] is False
+    assert web.call("POST", "/api/v1/dev/sign-in", {"uid": "kim", "admin": True}).status == 400  # no such field
+    refused = web.call("POST", "/api/v1/dev/sign-in", {"uid": "john.doe"})
+    assert refused.status == 403 and refused.json["type"].endswith("/unsupported-user-id")
+    everywhere = LocalServer(tmp_path / "open", CREDITFLOW_HOST="0.0.0.0")  # not loopback: not offered
+    try:
+        assert everywhere.call("GET", "/api/v1/web/config").json["devSignIn"] is False
+        closed = everywhere.call("POST", "/api/v1/dev/sign-in", {"uid": "kim"})
+        assert closed.status == 404 and "loopback" in closed.json["detail"]
+    finally:
+        everywhere.stop()
+
+
+def test_without_a_build_the_home_page_says_to_run_make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from creditflow.bootstrap import build
+    from creditflow.config import Settings
+    from creditflow.entrypoints.http import app as app_module
+    from creditflow.entrypoints.http import web_routes
+
+    monkeypatch.setattr(web_routes, "WEB_DIST", tmp_path / "missing")
+    client = app_module.create_app(build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"))).test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and "Run <code>make</code>" in page.text and 'href="/api/v1/docs"' in page.text
+    assert client.get("/app.js").status_code == 404

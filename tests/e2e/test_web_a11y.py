@@ -1,0 +1,148 @@
+"""Every page of the app and the console, at 360 and 1280 px: keyboard-only reach of every action with a visible
+focus, no serious axe-core violation (axe injected from web/node_modules), nothing wider than the screen, and a
+screenshot of each in tests/e2e/screenshots/ (git-ignored)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import LocalServer
+from tests.e2e.test_web import AXE, SHOTS, USER_PAGES, browser, use_token  # noqa: F401  (a fixture)
+from tests.fake_openai import FakeOpenAI
+
+ADMIN_PAGES = ["", "ledger", "models", "dead-letters", "shortfalls", "users"]
+WIDTHS = (360, 1280)
+INTERACTIVE = ("a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), "
+               "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])")
+
+
+@pytest.fixture(scope="module")
+def lived_in(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """A runtime where 'kay' has credits, an entry of each common kind, a key, a conversation and a task."""
+    running = LocalServer(tmp_path_factory.mktemp("a11y") / "data", AI_PLATFORM_API_KEY="test-key",
+                          AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000")
+    token = running.token("kay")
+    assert running.call("POST", "/api/v1/credits/welcome-bonus", {}, token=token).status == 200
+    assert running.call("POST", "/api/v1/keys", {"name": "laptop"}, token=token).status == 200
+    assert running.call("POST", "/api/v1/conversations", {"title": "Trip plans"}, token=token).status == 200
+    assert running.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "hello"}]}, token=token,
+                        headers={"Idempotency-Key": "kay-1"}).status == 200
+    assert running.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "summarise"}, token=token,
+                        headers={"Idempotency-Key": "kay-task"}).status == 200
+    yield running
+    running.stop()
+
+
+def settle(page: Any) -> None:
+    """Wait until nothing on the page says it is loading."""
+    page.wait_for_function("() => !document.querySelector('main').innerText.includes('Loading')")
+    page.wait_for_timeout(150)
+
+
+def keyboard_reaches_every_action(page: Any, where: str) -> None:
+    count = page.evaluate(f"""() => {{
+        const all = [...document.querySelectorAll("{INTERACTIVE}")].filter((el) => el.offsetParent !== null ||
+            el === document.activeElement);
+        all.forEach((el, i) => el.setAttribute('data-kbd', i));
+        return all.length;
+    }}""")
+    assert count > 0, where
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
+    reached: set[str] = set()
+    unfocused_outline: list[str] = []
+    for _ in range(count * 2 + 10):
+        page.keyboard.press("Tab")
+        focus = page.evaluate("""() => { const el = document.activeElement; if (!el || el === document.body)
+            return null; const style = getComputedStyle(el); return [el.getAttribute('data-kbd'),
+            style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2, el.outerHTML.slice(0, 80)]; }""")
+        if focus is None or focus[0] is None:
+            continue
+        reached.add(focus[0])
+        if not focus[1]:
+            unfocused_outline.append(focus[2])
+        if len(reached) == count:
+            break
+    missing = page.evaluate("(reached) => [...document.querySelectorAll('[data-kbd]')].filter((el) => "
+                            "!reached.includes(el.getAttribute('data-kbd'))).map((el) => el.outerHTML.slice(0, 120))",
+                            sorted(reached))
+    assert not missing, f"{where}: Tab never reaches {missing}"
+    assert not unfocused_outline, f"{where}: no visible focus on {unfocused_outline}"
+
+
+def axe_serious(page: Any) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => (await axe.run(document, {runOnly: {type: 'tag',
+        values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})).violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join('; ')})`)""")
+    return found
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_user_page_is_keyboard_reachable_accessible_and_fits(browser: Any, lived_in: LocalServer,  # noqa: F811
+                                                                   width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    context.set_default_timeout(15000)
+    try:
+        page = context.new_page()
+        use_token(page, lived_in, lived_in.token("kay"))
+        page.get_by_text("Signed in as kay").wait_for()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for name in USER_PAGES:
+            page.goto(f"{lived_in.url}/#/{name}")
+            settle(page)
+            where = f"user page '{name or 'balance'}' at {width} px"
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width, f"{where} is wider"
+            page.screenshot(path=str(SHOTS / f"app-{name or 'balance'}-{width}.png"), full_page=True)
+            assert axe_serious(page) == [], where
+            keyboard_reaches_every_action(page, where)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_console_page_is_keyboard_reachable_accessible_and_fits(browser: Any, lived_in: LocalServer,  # noqa: F811
+                                                                      width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    context.set_default_timeout(15000)
+    try:
+        page = context.new_page()
+        use_token(page, lived_in, lived_in.token("root", admin=True), "admin.html")
+        page.get_by_text("Signed in as root (admin)").wait_for()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for name in ADMIN_PAGES:
+            page.goto(f"{lived_in.url}/admin.html#/{name}")
+            settle(page)
+            if name == "users":  # a looked-up user shows the grant form and their entries
+                page.get_by_label("User id").fill("kay")
+                page.get_by_role("button", name="Look up").click()
+                page.get_by_text("Grant credits").wait_for()
+            where = f"console page '{name or 'usage'}' at {width} px"
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width, f"{where} is wider"
+            page.screenshot(path=str(SHOTS / f"admin-{name or 'usage'}-{width}.png"), full_page=True)
+            assert axe_serious(page) == [], where
+            keyboard_reaches_every_action(page, where)
+    finally:
+        context.close()
+
+
+def test_the_sign_in_page_is_accessible_too(browser: Any, lived_in: LocalServer) -> None:  # noqa: F811
+    context = browser.new_context(viewport={"width": 360, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(lived_in.url + "/")
+        page.get_by_text("local runtime's dev sign-in").wait_for()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "sign-in-360.png"), full_page=True)
+        assert axe_serious(page) == []
+        keyboard_reaches_every_action(page, "sign-in at 360 px")
+        page.keyboard.press("Shift+Tab")  # and the form works from the keyboard alone
+        page.get_by_label("User id").focus()
+        page.keyboard.type("lee")
+        page.keyboard.press("Enter")
+        page.get_by_text("Signed in as lee").wait_for()
+    finally:
+        context.close()

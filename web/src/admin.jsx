@@ -1,0 +1,267 @@
+// The operators' console (admin claim): usage over time with charts, ledger health, models, dead letters,
+// shortfalls, and user lookup with balance, history and a grant form.
+import { useEffect, useRef, useState } from "preact/hooks";
+import uPlot from "uplot";
+import { api, newKey } from "./api.js";
+import { openCheckpoint, parseVkey } from "./verify.js";
+import { verifyConsistency } from "./merkle.js";
+import { Empty, Loading, Problem, Shell, credits, mount, useAction, useLoad, useRoute, when } from "./ui.jsx";
+
+const LINKS = [["", "Usage"], ["ledger", "Ledger health"], ["models", "Models"], ["dead-letters", "Dead letters"],
+  ["shortfalls", "Shortfalls"], ["users", "Users"]];
+const isoDay = (d) => d.toISOString().slice(0, 10);
+const daysAgo = (n) => isoDay(new Date(Date.now() - n * 86400000));
+const fromB64 = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+
+function Chart({ days, series, title }) {
+  const box = useRef(null);
+  useEffect(() => {
+    if (!box.current || !days.length) return undefined;
+    const xs = days.map((d) => Date.parse(`${d}T00:00:00Z`) / 1000);
+    const names = Object.keys(series);
+    const palette = ["#0b57d0", "#b3261e", "#146c2e", "#7a4f00", "#6a1b9a", "#00695c", "#37474f"];
+    const dashes = [undefined, [6, 3], [2, 3], [10, 4, 2, 4]]; // told apart by line style too, not colour alone
+    const plot = new uPlot({
+      title, width: Math.max(280, box.current.clientWidth), height: 260,
+      series: [{}, ...names.map((name, i) => ({ label: name, stroke: palette[i % palette.length], width: 2,
+        dash: dashes[i % dashes.length], value: (u, v) => (v == null ? "—" : `${(v / 1e6).toFixed(6)} cr`) }))],
+      axes: [{}, { values: (u, ticks) => ticks.map((v) => `${+(v / 1e6).toFixed(6)}`), label: "credits" }],
+    }, [xs, ...names.map((name) => series[name])], box.current);
+    return () => plot.destroy();
+  }, [days, series, title]);
+  return <div ref={box} role="img" aria-label={`${title}: the table below gives the same figures`}
+    data-testid="chart" />;
+}
+
+function UsagePage() {
+  const [from, setFrom] = useState(daysAgo(29));
+  const [to, setTo] = useState(daysAgo(0));
+  const [by, setBy] = useState("category");
+  const [asked, setAsked] = useState({ from: daysAgo(29), to: daysAgo(0), by: "category" });
+  const data = useLoad(() => api("GET", `/admin/analytics?${new URLSearchParams(asked)}`), [asked]);
+  const preset = (n) => { setFrom(daysAgo(n - 1)); setTo(daysAgo(0)); setAsked({ from: daysAgo(n - 1), to: daysAgo(0), by }); };
+  return <>
+    <form class="card" onSubmit={(e) => { e.preventDefault(); setAsked({ from, to, by }); }}>
+      <h2>Usage over time</h2>
+      <div class="row">
+        <div><label for="u-from">From</label><input id="u-from" type="date" value={from} required
+          onInput={(e) => setFrom(e.target.value)} /></div>
+        <div><label for="u-to">To</label><input id="u-to" type="date" value={to} required
+          onInput={(e) => setTo(e.target.value)} /></div>
+        <div><label for="u-by">Grouped by</label><select id="u-by" value={by} onChange={(e) => setBy(e.target.value)}>
+          <option value="day">day</option><option value="category">category</option><option value="model">model</option>
+        </select></div>
+        <button type="submit">Show</button>
+      </div>
+      <div class="row" role="group" aria-label="Quick ranges">
+        {[7, 30, 90].map((n) => <button key={n} type="button" class="secondary" onClick={() => preset(n)}>
+          Last {n} days</button>)}
+      </div>
+    </form>
+    {data.loading ? <Loading what="usage" /> : data.error ? <Problem error={data.error} /> : <section class="card">
+      <p>Charged <strong data-testid="usage-total">{credits(data.data.charged)}</strong> in {data.data.settles}{" "}
+        settled calls ({data.data.releases} holds released), {data.data.from} to {data.data.to}.</p>
+      {!data.data.groups.length ? <Empty>No usage in this range.</Empty> : <>
+        <Chart days={data.data.days} series={data.data.series} title={`Credits charged per day, by ${data.data.by}`} />
+        <div class="table-wrap"><table>
+          <caption>Totals by {data.data.by}</caption>
+          <thead><tr><th scope="col">{data.data.by}</th><th scope="col" class="num">Charged</th></tr></thead>
+          <tbody>{data.data.groups.map((g) => <tr key={g.key}><td>{g.key}</td>
+            <td class="num">{credits(g.charged)}</td></tr>)}</tbody></table></div>
+      </>}
+    </section>}
+  </>;
+}
+
+function LedgerPage() {
+  const [audit, setAudit] = useState(null);
+  const [runAudit, auditing, auditError] = useAction(async () => setAudit(await api("GET", "/credits/audit")));
+  const latest = useLoad(async () => {
+    const [note, published] = await Promise.all([api("GET", "/ledger/checkpoint"), api("GET", "/ledger/public-keys")]);
+    const keys = new Map([published.active, ...published.keys].map((v) => { const k = parseVkey(v); return [k.keyId, k]; }));
+    return { note, keys, checkpoint: openCheckpoint(note, keys) };
+  });
+  const [from, setFrom] = useState("");
+  const [to, setTo] = useState("");
+  const [consistency, setConsistency] = useState(null);
+  const [check, checking, checkError] = useAction(async () => {
+    const proof = await api("GET", `/ledger/consistency?from=${from}${to ? `&to=${to}` : ""}`);
+    const ok = verifyConsistency(proof.from, proof.to, fromB64(proof.from_root), fromB64(proof.to_root),
+      proof.proof.map(fromB64));
+    setConsistency({ ...proof, checkedHere: ok });
+  });
+  return <>
+    <section class="card" aria-labelledby="audit-title">
+      <h2 id="audit-title">Audit the whole ledger</h2>
+      <p>Conservation, every balance, chain, signature, the Merkle log, every checkpoint and the usage rollups.</p>
+      <button type="button" onClick={runAudit} disabled={auditing}>{auditing ? "Auditing…" : "Run an audit"}</button>
+      <Problem error={auditError} />
+      {audit && <div class={audit.ok ? "success" : "error"} role="status" data-testid="audit">
+        <strong>{audit.ok ? "The audit passed" : "The audit FAILED"}</strong>: {audit.accounts} accounts,{" "}
+        {audit.entries} entries, tree of {audit.tree_size}, last checkpoint {audit.checkpoint_size ?? "none"}.
+        {audit.findings.length ? <ul>{audit.findings.map((f, i) => <li key={i}>[{f.severity}] {f.check}: {f.detail}</li>)}</ul> : null}
+      </div>}
+    </section>
+    <section class="card" aria-labelledby="cp-title">
+      <h2 id="cp-title">Latest signed checkpoint</h2>
+      {latest.loading ? <Loading what="the checkpoint" /> : latest.error ? <Problem error={latest.error} /> : <>
+        <p class="success">Its signature verifies in this browser with key {latest.data.checkpoint.keyId}: a tree
+          of <strong>{latest.data.checkpoint.size}</strong> entries.</p>
+        <pre class="mono">{latest.data.note}</pre></>}
+    </section>
+    <form class="card" onSubmit={(e) => { e.preventDefault(); check(); }}>
+      <h2>Consistency between two checkpoints</h2>
+      <div class="row">
+        <div><label for="c-from">Older tree size</label><input id="c-from" inputMode="numeric" pattern="[0-9]+"
+          required value={from} onInput={(e) => setFrom(e.target.value)} /></div>
+        <div><label for="c-to">Newer tree size (empty: the latest)</label><input id="c-to" inputMode="numeric"
+          pattern="[0-9]+" value={to} onInput={(e) => setTo(e.target.value)} /></div>
+        <button type="submit" disabled={checking}>Check</button>
+      </div>
+      <Problem error={checkError} />
+      {consistency && <p class={consistency.checkedHere ? "success" : "error"} role="status">
+        {consistency.checkedHere ? "Consistent" : "NOT consistent"} (checked in this browser): tree {consistency.from} →{" "}
+        {consistency.to}, {consistency.proof.length} proof hashes.</p>}
+    </form>
+  </>;
+}
+
+function ModelsPage() {
+  const models = useLoad(() => api("GET", "/admin/models"));
+  const health = useLoad(() => api("GET", "/admin/models/health"));
+  const [prices, setPrices] = useState({});
+  const [put, busy, error] = useAction(async (body) => {
+    await api("PUT", "/admin/models", body);
+    await models.reload();
+  });
+  if (models.loading) return <Loading what="models" />;
+  if (models.error) return <Problem error={models.error} />;
+  return <section class="card"><h2>Models</h2><Problem error={error} />
+    <div class="table-wrap"><table>
+      <thead><tr><th scope="col">Model</th><th scope="col">Status</th><th scope="col">Health</th>
+        <th scope="col">Price per million tokens (input / output)</th><th scope="col">Reprice input</th></tr></thead>
+      <tbody>{models.data.models.map((m) => {
+        const h = health.data?.models?.[m.id];
+        return <tr key={m.id} data-testid="model-row"><td><strong>{m.id}</strong><br />
+          <span class="muted">{m.provider}{m.demo ? ", demo" : ""}; {m.source}</span></td>
+          <td>{m.enabled ? "enabled" : "disabled"}<br /><button type="button" class="secondary" disabled={busy}
+            aria-label={`${m.enabled ? "Disable" : "Enable"} ${m.id}`}
+            onClick={() => put({ model: m.id, enabled: !m.enabled })}>{m.enabled ? "Disable" : "Enable"}</button></td>
+          <td>{h ? `${h.state}, ${Math.round(h.errorRate * 100)} % errors${h.p50Ms != null ? `, p50 ${h.p50Ms} ms` : ""}`
+            : "not called yet"}</td>
+          <td>{m.input_per_million.credits} / {m.output_per_million.credits} cr</td>
+          <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { input_per_million: prices[m.id] } }); }}>
+            <label for={`price-${m.id}`} class="visually-hidden">New input price of {m.id}</label>
+            <input id={`price-${m.id}`} required inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" size="8"
+              value={prices[m.id] || ""} onInput={(e) => setPrices({ ...prices, [m.id]: e.target.value })} />{" "}
+            <button type="submit" class="secondary" disabled={busy} aria-label={`Reprice ${m.id}`}>Reprice</button>
+          </form></td></tr>;
+      })}</tbody></table></div></section>;
+}
+
+function DeadLettersPage() {
+  const letters = useLoad(() => api("GET", "/admin/dead-letters"));
+  const [replayed, setReplayed] = useState(null);
+  const [replay, busy, error] = useAction(async (id) => {
+    setReplayed(await api("POST", `/admin/dead-letters/${encodeURIComponent(id)}/replay`));
+    await letters.reload();
+  });
+  return <section class="card"><h2>Dead letters</h2><Problem error={error} />
+    {replayed && <p class="success" role="status">Replayed as task {replayed.id}: {replayed.state}.</p>}
+    {letters.loading ? <Loading what="dead letters" /> : letters.error ? <Problem error={letters.error} /> :
+      !letters.data.deadLetters.length ? <Empty>No dead letters: every task's last attempt succeeded or is pending.</Empty> :
+      <div class="table-wrap"><table><thead><tr><th scope="col">When</th><th scope="col">User</th>
+        <th scope="col">Task</th><th scope="col">Error</th><th scope="col">Attempts</th><th scope="col">Replay</th></tr></thead>
+        <tbody>{letters.data.deadLetters.map((l) => <tr key={l.id}><td>{when(l.at)}</td><td>{l.uid}</td>
+          <td><code>{l.taskId}</code> ({l.lastStep})</td><td>{l.error}</td><td>{l.attempts}</td>
+          <td>{l.replayedAt ? `replayed ${when(l.replayedAt)}` : <button type="button" disabled={busy}
+            aria-label={`Replay ${l.taskId}`} onClick={() => replay(l.id)}>Replay</button>}</td></tr>)}</tbody>
+      </table></div>}
+  </section>;
+}
+
+function ShortfallsPage() {
+  const list = useLoad(() => api("GET", "/admin/shortfalls"));
+  return <section class="card"><h2>Shortfalls</h2>
+    <p>Work delivered whose cost could not be collected whole: its hold had lapsed and the balance fell short.</p>
+    {list.loading ? <Loading what="shortfalls" /> : list.error ? <Problem error={list.error} /> :
+      !list.data.shortfalls.length ? <Empty>No shortfalls.</Empty> : <div class="table-wrap"><table>
+        <thead><tr><th scope="col">When</th><th scope="col">Account</th><th scope="col" class="num">Owed</th>
+          <th scope="col" class="num">Collected</th><th scope="col" class="num">Missing</th><th scope="col">Why</th></tr></thead>
+        <tbody>{list.data.shortfalls.map((f, i) => <tr key={i}><td>{when(f.at)}</td><td>{f.account}</td>
+          <td class="num">{credits(f.owed)}</td><td class="num">{credits(f.collected)}</td>
+          <td class="num">{credits(f.missing)}</td><td>{f.reason}</td></tr>)}</tbody></table></div>}
+  </section>;
+}
+
+function UserPage() {
+  const [uid, setUid] = useState("");
+  const [shown, setShown] = useState(null);
+  const user = useLoad(() => (shown ? Promise.all([api("GET", `/admin/users/${encodeURIComponent(shown)}`),
+    api("GET", `/admin/users/${encodeURIComponent(shown)}/history?limit=20`)]) : null), [shown]);
+  const [amount, setAmount] = useState("");
+  const [kind, setKind] = useState("promotional");
+  const [reference, setReference] = useState("");
+  const [granted, setGranted] = useState(null);
+  const [grant, granting, grantError] = useAction(async () => {
+    setGranted(await api("POST", "/admin/grants", { uid: shown, amount, kind, ...(reference ? { reference } : {}) },
+      { idempotencyKey: newKey("grant") }));
+    setAmount("");
+    await user.reload();
+  });
+  return <>
+    <form class="card" onSubmit={(e) => { e.preventDefault(); setGranted(null); setShown(uid.trim()); }}>
+      <h2>Look up a user</h2>
+      <div class="row"><div><label for="lookup-uid">User id</label><input id="lookup-uid" required value={uid}
+        onInput={(e) => setUid(e.target.value)} /></div><button type="submit">Look up</button></div>
+    </form>
+    {shown && (user.loading ? <Loading what="the user" /> : user.error ? <Problem error={user.error} /> : user.data && <>
+      <section class="card" aria-labelledby="user-title"><h2 id="user-title">{user.data[0].uid}</h2>
+        <p>Account {user.data[0].account} ({user.data[0].status}): available{" "}
+          <strong data-testid="user-available">{credits(user.data[0].balance.available)}</strong>, held{" "}
+          {credits(user.data[0].balance.held)}.</p>
+        <form onSubmit={(e) => { e.preventDefault(); grant(); }}>
+          <h3>Grant credits</h3>
+          <div class="row">
+            <div><label for="g-amount">Amount (credits)</label><input id="g-amount" required inputMode="decimal"
+              pattern="[0-9]+(\.[0-9]{1,6})?" value={amount} onInput={(e) => setAmount(e.target.value)} /></div>
+            <div><label for="g-kind">Kind</label><select id="g-kind" value={kind} onChange={(e) => setKind(e.target.value)}>
+              <option value="promotional">promotional</option><option value="paid">paid</option></select></div>
+            <div><label for="g-ref">Reference (optional)</label><input id="g-ref" value={reference}
+              onInput={(e) => setReference(e.target.value)} /></div>
+            <button type="submit" disabled={granting}>Grant</button>
+          </div>
+          <Problem error={grantError} />
+          {granted && <p class="success" role="status">Granted {credits(granted.granted)}.</p>}
+        </form>
+      </section>
+      <section class="card"><h2>Their latest entries</h2>
+        {!user.data[1].entries.length ? <Empty>No entries.</Empty> : <div class="table-wrap"><table>
+          <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Kind</th>
+            <th scope="col" class="num">Amount</th><th scope="col">With</th></tr></thead>
+          <tbody>{user.data[1].entries.map((e) => <tr key={e.id}><td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}</td>
+            <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td></tr>)}</tbody></table></div>}
+      </section></>)}
+  </>;
+}
+
+function Admin() {
+  const route = useRoute();
+  return <Shell title="Creditflow admin console" links={LINKS} route={route} other={<a href="/">User app</a>}>
+    {(session) => {
+      if (!session.admin) {
+        return <div class="error" role="alert">This console needs an admin account: {session.uid} is not one.
+          Sign out and paste an admin token (<code>./creditflow dev-token UID --admin</code> locally).</div>;
+      }
+      switch (route) {
+        case "ledger": return <LedgerPage />;
+        case "models": return <ModelsPage />;
+        case "dead-letters": return <DeadLettersPage />;
+        case "shortfalls": return <ShortfallsPage />;
+        case "users": return <UserPage />;
+        default: return <UsagePage />;
+      }
+    }}</Shell>;
+}
+
+mount(Admin);

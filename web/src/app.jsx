@@ -1,0 +1,31 @@
+// The user app: balance, chat, tasks, history with in-browser proofs, API keys, preferences.
+import { Shell, mount, useRoute } from "./ui.jsx";
+import { BalancePage } from "./pages/balance.jsx";
+import { ChatPage } from "./pages/chat.jsx";
+import { TasksPage } from "./pages/tasks.jsx";
+import { HistoryPage } from "./pages/history.jsx";
+import { KeysPage } from "./pages/keys.jsx";
+import { NotYet, SettingsPage } from "./pages/settings.jsx";
+
+const LINKS = [["", "Balance"], ["chat", "Chat"], ["tasks", "Tasks"], ["history", "History"], ["keys", "API keys"],
+  ["settings", "Preferences"], ["images", "Images"], ["payments", "Buy credits"]];
+
+function App() {
+  const route = useRoute();
+  const [page, arg] = route.split("/");
+  return <Shell title="Creditflow" links={LINKS} route={page}
+    other={<a href="/admin.html">Admin console</a>}>{(session) => {
+      switch (page) {
+        case "chat": return <ChatPage session={session} />;
+        case "tasks": return <TasksPage session={session} taskId={arg ? decodeURIComponent(arg) : null} />;
+        case "history": return <HistoryPage session={session} />;
+        case "keys": return <KeysPage session={session} />;
+        case "settings": return <SettingsPage session={session} />;
+        case "images": return <NotYet what="Images and vision" />;
+        case "payments": return <NotYet what="Buying credits (Stripe, crypto)" />;
+        default: return <BalancePage session={session} />;
+      }
+    }}</Shell>;
+}
+
+mount(App);

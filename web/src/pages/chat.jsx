@@ -1,0 +1,136 @@
+// Chat in conversations: replies stream over POST /api/v1/chat (server-sent events); the model and its price are
+// shown before sending; each reply shows its charge and what conversation memory did.
+import { useEffect, useState } from "preact/hooks";
+import { api, newKey, postStream } from "../api.js";
+import { Empty, Loading, Problem, useLoad } from "../ui.jsx";
+
+export const fromMicros = (micros) => `${(Number(micros || 0) / 1e6).toFixed(6).replace(/\.?0+$/, "")} cr`;
+
+export function ModelPicker({ id, value, onChange, capability = "chat" }) {
+  const models = useLoad(() => api("GET", "/models"));
+  if (models.loading) return <Loading what="models" />;
+  if (models.error) return <Problem error={models.error} />;
+  const offered = models.data.models.filter((m) => m.capabilities.includes(capability));
+  const chosen = offered.find((m) => m.id === value);
+  return <div>
+    <label for={id}>Model</label>
+    <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
+      <option value="">auto: the cheapest healthy model</option>
+      {offered.map((m) => <option key={m.id} value={m.id}>{m.label || m.id}{m.demo ? " (demo)" : ""}</option>)}
+    </select>
+    <p class="muted" data-testid="price">{chosen ? <>Price: {chosen.input_per_million.credits} cr per million
+      input tokens, {chosen.output_per_million.credits} cr per million output tokens
+      {chosen.demo ? ". A demo model: offline, answers are not real" : ""}.</>
+      : "auto picks the cheapest healthy model that can read the request; its price shows on the reply."}</p>
+  </div>;
+}
+
+export function ChatPage() {
+  const list = useLoad(() => api("GET", "/conversations"));
+  const [current, setCurrent] = useState(null);
+  const [detail, setDetail] = useState(null);
+  const [messages, setMessages] = useState([]);
+  const [text, setText] = useState("");
+  const [model, setModel] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+
+  useEffect(() => {
+    setMessages([]);
+    setDetail(null);
+    if (!current) return undefined;
+    let stale = false; // another conversation was opened meanwhile
+    api("GET", `/conversations/${current}`).then((d) => {
+      if (stale) return;
+      setDetail(d);
+      // a message sent while this loaded is kept as it streams (its turn may or may not be in this history)
+      setMessages((sent) => (sent.length ? sent : d.history.map((m) => ({ role: m.role, text: m.content }))));
+    }, (error) => { if (!stale) setError(error); });
+    return () => { stale = true; };
+  }, [current]);
+
+  const create = async () => {
+    setError(null);
+    try {
+      const made = await api("POST", "/conversations", { title: `Conversation ${new Date().toLocaleString()}` });
+      await list.reload();
+      setCurrent(made.id);
+    } catch (caught) { setError(caught); }
+  };
+  const remove = async (id) => {
+    setError(null);
+    try {
+      await api("DELETE", `/conversations/${id}`);
+      if (current === id) setCurrent(null);
+      await list.reload();
+    } catch (caught) { setError(caught); }
+  };
+  const send = async (event) => {
+    event.preventDefault();
+    if (!text.trim()) return;
+    setError(null);
+    setBusy(true);
+    const asked = text;
+    setText("");
+    const reply = { role: "assistant", text: "", streaming: true };
+    setMessages((ms) => [...ms, { role: "user", text: asked }, reply]);
+    const update = (change) => setMessages((ms) => [...ms.slice(0, -1), { ...ms[ms.length - 1], ...change }]);
+    let said = "";
+    try {
+      const body = { messages: [{ role: "user", content: asked }], stream: true,
+        ...(model ? { model } : {}), ...(current ? { conversationId: current } : {}) };
+      await postStream("/chat", body, newKey("chat"), (name, data) => {
+        if (name === "done") {
+          update({ streaming: false, done: data, text: data.text ?? said });
+        } else if (data.delta) {
+          said += data.delta;
+          update({ text: said });
+        }
+      });
+    } catch (caught) {
+      update({ streaming: false, failed: true });
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return <div class="chat">
+    <section aria-labelledby="convs-title">
+      <h2 id="convs-title">Conversations</h2>
+      <button type="button" onClick={create}>New conversation</button>
+      {list.loading ? <Loading what="conversations" /> : list.error ? <Problem error={list.error} /> :
+        !list.data.conversations.length ? <Empty>No conversations yet. Without one, each message stands alone.</Empty> :
+        <ul>{list.data.conversations.map((c) => <li key={c.id}>
+          <button type="button" class="secondary" aria-pressed={current === c.id} onClick={() => setCurrent(c.id)}>
+            {c.title}</button>{" "}
+          <button type="button" class="secondary" aria-label={`Delete ${c.title}`} onClick={() => remove(c.id)}>
+            Delete</button></li>)}</ul>}
+      {current && <p><button type="button" class="secondary" onClick={() => setCurrent(null)}>
+        Leave the conversation</button></p>}
+    </section>
+    <section aria-labelledby="chat-title">
+      <h2 id="chat-title">{detail ? detail.title : "Chat (no conversation: no memory)"}</h2>
+      {detail && detail.summary && <p class="muted">Memory summary: {detail.summary}</p>}
+      <div class="messages" aria-live="polite" aria-label="Conversation so far" data-testid="messages">
+        {!messages.length ? <Empty>No messages yet.</Empty> : messages.map((m, i) =>
+          <div key={i} class={`msg ${m.role}`}><strong>{m.role === "user" ? "You" : "Assistant"}:</strong> {m.text}
+            {m.streaming && <span class="muted"> (streaming…)</span>}
+            {m.failed && <span> (failed: see the error)</span>}
+            {m.done && <div class="muted" data-testid="charge">Charged {fromMicros(m.done.charged)}
+              {m.done.model ? ` by ${m.done.model}` : ""}{m.done.demo ? " (demo model)" : ""}
+              {m.done.broken ? "; the stream broke: charged on an estimate" : ""}
+              {m.done.memory ? `; memory: ${m.done.memory.buffered} buffered, ${m.done.memory.summarised} summarised, ` +
+                `${m.done.memory.recalled} recalled` : ""}</div>}
+          </div>)}
+      </div>
+      <Problem error={error} />
+      <form onSubmit={send}>
+        <ModelPicker id="chat-model" value={model} onChange={setModel} />
+        <label for="chat-text">Message</label>
+        <textarea id="chat-text" value={text} onInput={(e) => setText(e.target.value)} required />
+        <button type="submit" disabled={busy}>{busy ? "Replying…" : "Send"}</button>
+      </form>
+    </section>
+  </div>;
+}

@@ -1,0 +1,130 @@
+// Tasks: submitted by writing /requests/{uid}/{id} through Realtime Database's REST protocol, or by POST
+// /api/v1/tasks where the server takes no writes there (405); followed live from /tasks/{uid} (state, progress)
+// and /streams/{uid} (tokens); cancelled, answered when waiting, with their final charge.
+import { useState } from "preact/hooks";
+import { api, ApiError, newKey } from "../api.js";
+import { write } from "../realtime.js";
+import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
+import { LiveStatus, useLive } from "./balance.jsx";
+import { ModelPicker } from "./chat.jsx";
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+
+/** Through the bus when it takes writes, else the REST mirror. */
+async function viaBus(path, value, rest) {
+  try {
+    if (await write(path, value)) return "bus";
+  } catch (error) {
+    throw new ApiError(error.problem?.status || 400, { detail: error.message });
+  }
+  await rest();
+  return "rest";
+}
+
+export async function submitTask(uid, request) {
+  const id = newKey("task").replace(/[^A-Za-z0-9_-]/g, "");
+  const how = await viaBus(`requests/${uid}/${id}`, { ...request, createdAt: Date.now() },
+    () => api("POST", "/tasks", request, { idempotencyKey: id }));
+  return { id, how };
+}
+
+function streamText(pieces) {
+  return Object.keys(pieces || {}).sort().map((k) => pieces[k].text || "").join("");
+}
+
+export function TaskCard({ task, uid, pieces, onChanged }) {
+  const [answer, setAnswer] = useState("");
+  const [act, busy, error] = useAction(async (what, body) => {
+    const path = `requests/${uid}/${task.id}/${what === "cancel" ? "cancel" : "answer"}`;
+    await viaBus(path, what === "cancel" ? true : body.answer,
+      () => api("POST", `/tasks/${task.id}/${what}`, what === "cancel" ? undefined : body));
+    if (onChanged) onChanged();
+  });
+  const percent = Math.round(100 * (task.progress?.fraction || 0));
+  const said = streamText(pieces);
+  const final = Object.values(pieces || {}).find((p) => p.final);
+  return <article class="card" aria-label={`Task ${task.id}`} data-testid="task" data-state={task.state}>
+    <h3>{task.kind} task <code>{task.id}</code></h3>
+    <p>State: <strong data-testid="task-state">{task.state}</strong>
+      {task.route ? ` (${task.route}${task.routeReason ? `: ${task.routeReason}` : ""})` : ""}</p>
+    <label for={`p-${task.id}`}>Progress: <span data-testid="task-percent">{percent} %</span>
+      {task.progress?.message ? ` — ${task.progress.message}` : ""}</label>
+    <progress id={`p-${task.id}`} max="100" value={percent}>{percent} %</progress>
+    <p>Estimate {credits(task.estimate)}, held {credits(task.reserved)}, charged{" "}
+      <strong data-testid="task-charged">{credits(task.charged)}</strong>
+      {task.outcome ? ` (${task.outcome === "posted" ? "charged" : "hold freed"})` : ""}</p>
+    {said && <div class="msg" aria-label="Live output" data-testid="task-output">{said}</div>}
+    {final && final.charged != null && <p class="muted">Stream finished.</p>}
+    {task.error && <div class="error">Failed: {task.error.detail || task.error.title}</div>}
+    {task.result && <details><summary>Result</summary><pre class="mono">{JSON.stringify(task.result, null, 2)}</pre></details>}
+    {task.state === "waiting" && <form onSubmit={(e) => { e.preventDefault(); act("answer", { answer: answer || true }); }}>
+      <p><strong>The task asks:</strong> {task.question || "may it go on?"}</p>
+      <label for={`a-${task.id}`}>Your answer (empty to approve)</label>
+      <input id={`a-${task.id}`} value={answer} onInput={(e) => setAnswer(e.target.value)} />
+      <button type="submit" disabled={busy}>Approve / answer</button>
+    </form>}
+    {!TERMINAL.has(task.state) && <button type="button" class="secondary" disabled={busy}
+      onClick={() => act("cancel")}>Cancel this task</button>}
+    <Problem error={error} />
+    <p class="muted">Created {when(task.createdAt)}, updated {when(task.updatedAt)}</p>
+  </article>;
+}
+
+function TaskForm({ uid, onSubmitted }) {
+  const [kind, setKind] = useState("chat");
+  const [input, setInput] = useState("");
+  const [model, setModel] = useState("");
+  const [max, setMax] = useState("");
+  const [done, setDone] = useState(null);
+  const [submit, busy, error] = useAction(async () => {
+    const request = { kind, input, ...(model ? { model } : {}), ...(max ? { maxCredits: max } : {}) };
+    const result = await submitTask(uid, request);
+    setDone(result);
+    setInput("");
+    onSubmitted(result);
+  });
+  return <form class="card" onSubmit={(e) => { e.preventDefault(); submit(); }}>
+    <h2>New task</h2>
+    <div class="row">
+      <div><label for="task-kind">Kind</label>
+        <select id="task-kind" value={kind} onChange={(e) => setKind(e.target.value)}>
+          <option value="chat">chat</option><option value="agent">agent</option></select></div>
+      <div><label for="task-max">Most it may cost (credits, optional)</label>
+        <input id="task-max" inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" value={max}
+          onInput={(e) => setMax(e.target.value)} /></div>
+    </div>
+    <ModelPicker id="task-model" value={model} onChange={setModel} />
+    <label for="task-input">{kind === "agent" ? "Goal" : "Prompt"}</label>
+    <textarea id="task-input" required value={input} onInput={(e) => setInput(e.target.value)} />
+    <button type="submit" disabled={busy}>{busy ? "Submitting…" : "Submit the task"}</button>
+    {done && <p class="success" role="status">Submitted task {done.id} ({done.how === "bus" ? "through the realtime bus"
+      : "through the REST API"}).</p>}
+    <Problem error={error} />
+  </form>;
+}
+
+export function TasksPage({ session, taskId }) {
+  const [tasks, live] = useLive(`tasks/${session.uid}`);
+  const [streams] = useLive(`streams/${session.uid}`);
+  const one = useLoad(() => (taskId ? api("GET", `/tasks/${encodeURIComponent(taskId)}`) : null), [taskId]);
+  if (taskId) {
+    const task = (tasks && tasks[taskId]) || one.data;
+    return <>
+      <p><a href="#/tasks">All tasks</a></p>
+      <LiveStatus {...live} />
+      {one.error ? <Problem error={one.error} /> : !task ? <Loading what="the task" /> :
+        <TaskCard task={task} uid={session.uid} pieces={streams?.[taskId]} />}
+    </>;
+  }
+  const list = Object.values(tasks || {}).sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+  return <>
+    <TaskForm uid={session.uid} onSubmitted={() => {}} />
+    <section aria-labelledby="tasks-title">
+      <h2 id="tasks-title">Your tasks</h2>
+      <LiveStatus {...live} />
+      {tasks === null && live.status === "connecting" ? <Loading what="tasks" /> : !list.length ?
+        <Empty>No tasks yet.</Empty> : list.map((task) => <TaskCard key={task.id} task={task} uid={session.uid}
+          pieces={streams?.[task.id]} />)}
+    </section>
+  </>;
+}

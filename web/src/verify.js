@@ -1,0 +1,154 @@
+// Checks one ledger entry IN THE BROWSER, as the Python verifier (domain/audit.py, entries.py, merkle.py,
+// checkpoint.py, services/integrity.py verify_entry) does: the body hashes to the entry hash; the body is RFC 8785
+// canonical JSON and agrees with where the entry is stored; the Ed25519 signature over the hash verifies with a
+// published key; the body links to the hash of the account's previous entry; the checkpoint (a C2SP signed note)
+// verifies; the entry is leaf `leaf_index` of that tree (RFC 6962 inclusion proof); and that tree is consistent
+// with the latest signed checkpoint. The server's own verdicts are never used: only its data.
+import * as ed from "@noble/ed25519";
+import { sha256, sha512 } from "@noble/hashes/sha2.js";
+import { api } from "./api.js";
+import { canonical } from "./canonical.js";
+import { equal, leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
+
+ed.hashes.sha512 = sha512;
+const GENESIS = "0".repeat(64);
+const utf8 = (text) => new TextEncoder().encode(text);
+const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+function fromHex(text) {
+  if (!/^([0-9a-f]{2})*$/i.test(text)) throw new Error("not hexadecimal");
+  return Uint8Array.from(text.match(/../g) || [], (pair) => parseInt(pair, 16));
+}
+function fromBase64(text) {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4) throw new Error("not base64");
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+/** A C2SP note verifier key: name+hex(key id)+base64(0x01 ‖ Ed25519 key), its key id checked. */
+export function parseVkey(vkey) {
+  const [name, id, blob] = [vkey.split("+")[0], vkey.split("+")[1], vkey.split("+").slice(2).join("+")];
+  const raw = fromBase64(blob);
+  if (!name || raw.length !== 33 || raw[0] !== 1) throw new Error(`not an Ed25519 verifier key: ${vkey}`);
+  const key = raw.slice(1);
+  const keyId = toHex(sha256(new Uint8Array([...utf8(`${name}\n`), 1, ...key])).slice(0, 4));
+  if (keyId !== id.toLowerCase()) throw new Error(`verifier key id ${id} does not match its key`);
+  return { name, keyId, key };
+}
+
+/** A C2SP signed note holding a tlog checkpoint: answers { origin, size, root, keyId } or raises why not. */
+export function openCheckpoint(note, keys) {
+  const cut = note.lastIndexOf("\n\n");
+  if (cut < 0 || !note.endsWith("\n")) throw new Error("a signed note is a text, a blank line, then signature lines");
+  const body = note.slice(0, cut + 1);
+  let verifiedBy = null;
+  for (const line of note.slice(cut + 2, -1).split("\n")) {
+    if (!line.startsWith("\u2014 ")) throw new Error(`malformed signature line ${JSON.stringify(line)}`);
+    const [name, blob] = line.slice(2).split(" ");
+    const raw = fromBase64(blob || "");
+    const known = keys.get(toHex(raw.slice(0, 4)));
+    if (known && known.name === name && ed.verify(raw.slice(4), utf8(body), known.key)) verifiedBy = known.keyId;
+  }
+  if (!verifiedBy) throw new Error("no signature on the checkpoint verifies with a published key");
+  const lines = body.split("\n");
+  if (lines.length < 4 || !/^(0|[1-9][0-9]*)$/.test(lines[1])) throw new Error("the checkpoint body is malformed");
+  const root = fromBase64(lines[2]);
+  if (root.length !== 32) throw new Error("the checkpoint's root hash is not 32 bytes");
+  return { origin: lines[0], size: Number(lines[1]), root, keyId: verifiedBy };
+}
+
+async function check(checks, name, what, run) {
+  try {
+    const result = await run();
+    const ok = result === true || (result && result.ok === true);
+    checks.push({ name, what, ok, detail: ok ? (result.detail || "") : (result && result.detail) || "it does not" });
+    return ok;
+  } catch (error) {
+    checks.push({ name, what, ok: false, detail: error.message });
+    return false;
+  }
+}
+
+/** Every check on one entry: { ok, entryId, checks: [{ name, what, ok, detail }] }. */
+export async function verifyEntry(entryId) {
+  const [report, published, latestNote] = await Promise.all([
+    api("GET", `/credits/verify/${encodeURIComponent(entryId)}`),
+    api("GET", "/ledger/public-keys"),
+    api("GET", "/ledger/checkpoint"),
+  ]);
+  const keys = new Map();
+  for (const vkey of new Set([published.active, ...(published.keys || [])])) {
+    const key = parseVkey(vkey);
+    keys.set(key.keyId, key);
+  }
+  const entry = report.entry;
+  const checks = [];
+  let fields = null;
+  const hashOk = await check(checks, "hash", "the entry's body hashes (SHA-256) to its hash", () => {
+    const got = toHex(sha256(utf8(entry.body)));
+    return got === entry.hash ? { ok: true, detail: entry.hash } :
+      { ok: false, detail: `the body hashes to ${got}, not to the stored hash ${entry.hash}: it was altered` };
+  });
+  await check(checks, "canonical", "the body is RFC 8785 canonical JSON and matches where the entry is stored",
+    () => {
+      fields = JSON.parse(entry.body);
+      if (canonical(fields) !== entry.body) return { ok: false, detail: "the body is not RFC 8785 canonical JSON" };
+      const wrong = ["id", "account", "seq", "kind", "at"].filter((name) => fields[name] !== entry[name]);
+      return wrong.length ? { ok: false, detail: `the body disagrees on ${wrong.join(", ")}` } : true;
+    });
+  await check(checks, "signature", "the platform's Ed25519 signature over the hash verifies", () => {
+    const key = keys.get(entry.key_id);
+    if (!key) return { ok: false, detail: `key ${entry.key_id} is not among the published keys` };
+    const ok = ed.verify(fromBase64(entry.signature), fromHex(entry.hash), key.key);
+    return ok ? { ok: true, detail: `with key ${key.name}+${key.keyId}` } :
+      { ok: false, detail: `the signature does not verify with the published key ${key.name}+${key.keyId}: the ` +
+        "signature or the entry was altered" };
+  });
+  await check(checks, "chain", "the entry links to the account's previous entry", async () => {
+    if (!fields) return { ok: false, detail: "the body could not be read" };
+    let expected = GENESIS;
+    let before = "the start of the chain";
+    if (entry.seq > 1) {
+      const page = await api("GET", `/credits/history?cursor=${entry.seq}&limit=1`);
+      const previous = page.entries[0];
+      if (!previous || previous.seq !== entry.seq - 1) {
+        return { ok: false, detail: `entry #${entry.seq - 1} of the account is missing` };
+      }
+      expected = previous.hash;
+      before = `entry #${previous.seq} (${previous.id})`;
+    }
+    return fields.prev === expected ? { ok: true, detail: `prev = ${expected.slice(0, 16)}…, ${before}` } :
+      { ok: false, detail: `the body's prev ${String(fields.prev).slice(0, 16)}… is not the hash of ${before}` };
+  });
+  let checkpoint = null;
+  await check(checks, "checkpoint", "the checkpoint proving it is signed by a published key", () => {
+    checkpoint = openCheckpoint(report.checkpoint, keys);
+    return { ok: true, detail: `tree of ${checkpoint.size} entries, ${checkpoint.origin}` };
+  });
+  await check(checks, "inclusion", "the entry is in the tree (RFC 6962 inclusion proof)", () => {
+    if (!checkpoint) return { ok: false, detail: "no verified checkpoint to check it against" };
+    if (!hashOk && !/^[0-9a-f]{64}$/.test(entry.hash)) return { ok: false, detail: "the entry hash is malformed" };
+    const proof = report.inclusion_proof.map(fromBase64);
+    const ok = verifyInclusion(leafHash(fromHex(entry.hash)), report.leaf_index, checkpoint.size, proof,
+      checkpoint.root);
+    return ok ? { ok: true, detail: `leaf ${report.leaf_index} of ${checkpoint.size}, ${proof.length} hashes` } :
+      { ok: false, detail: `the proof does not make it leaf ${report.leaf_index} of the tree of ${checkpoint.size}` };
+  });
+  await check(checks, "latest", "that tree is consistent with the latest signed checkpoint", async () => {
+    if (!checkpoint) return { ok: false, detail: "no verified checkpoint to start from" };
+    const latest = openCheckpoint(latestNote, keys);
+    if (latest.size < checkpoint.size) {
+      const again = openCheckpoint(await api("GET", "/ledger/checkpoint"), keys); // one was signed meanwhile
+      if (again.size < checkpoint.size) return { ok: false, detail: "the latest checkpoint is older than the proof's" };
+      Object.assign(latest, again);
+    }
+    if (latest.size === checkpoint.size) {
+      return equal(latest.root, checkpoint.root) ? { ok: true, detail: `it is the latest (size ${latest.size})` } :
+        { ok: false, detail: "two checkpoints of one size disagree: the log was rewritten" };
+    }
+    const proof = await api("GET", `/ledger/consistency?from=${checkpoint.size}&to=${latest.size}`);
+    const ok = verifyConsistency(checkpoint.size, latest.size, checkpoint.root, latest.root,
+      proof.proof.map(fromBase64));
+    return ok ? { ok: true, detail: `size ${checkpoint.size} → ${latest.size}, ${proof.proof.length} hashes` } :
+      { ok: false, detail: `the consistency proof from ${checkpoint.size} to ${latest.size} does not verify` };
+  });
+  return { ok: checks.every((c) => c.ok), entryId, checks };
+}
