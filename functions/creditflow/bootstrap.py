@@ -273,7 +273,8 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
 
     def quote(uid: str, request: TaskRequest) -> tuple[str | None, int]:
         if request.kind in ("chat", "vision"):
-            model, guess = chat.quote(uid, request_messages(request), request.model)
+            history = settings.memory_context_tokens if request.conversation_id else 0  # the most memory sends
+            model, guess = chat.quote(uid, request_messages(request), request.model, more_prompt=history)
             return model.id, guess.micros
         if request.kind == "agent":
             return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount)

@@ -239,3 +239,22 @@ def test_a_model_classifier_judges_speed_metered_and_falls_back_to_the_rules(tmp
     upstream.failing = True  # the classifier's model is down: the rules decide, the task still runs (and fails)
     fallback = judged.tasks.submit("u", "m3", {"kind": "chat", "input": "LONGJOB again", "model": LLAMA})
     assert fallback.speed == "quick" and fallback.route_reason.startswith("quick (chat is quick)")
+
+
+def test_a_chat_task_in_a_conversation_is_remembered_there(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 1)
+    conversation = ai.conversations.start("u", "bus talk")
+    first = ai.tasks.submit("u", "turn1", {"kind": "chat", "input": "my name is Ada", "model": LLAMA,
+                                           "conversationId": conversation.id})
+    second = ai.tasks.submit("u", "turn2", {"kind": "chat", "input": "what is my name?", "model": LLAMA,
+                                            "conversationId": conversation.id})
+    assert first.state == second.state == SUCCEEDED
+    said = [(m.role, m.content) for m in ai.conversations.messages("u", conversation.id)]
+    assert said[:2] == [("user", "my name is Ada"), ("assistant", "echo: my name is Ada")]
+    assert ("user", "what is my name?") in said
+    sent = upstream.requests[-1]["messages"]
+    assert {"role": "user", "content": "my name is Ada"} in sent  # the history went back to the model
+    funded(ai, "v", 1)
+    other = ai.tasks.submit("v", "turn1", {"kind": "chat", "input": "hi", "model": LLAMA,
+                                           "conversationId": conversation.id})
+    assert other.state == FAILED and other.error["type"] == "unknown-conversation"  # another user's: never theirs

@@ -114,12 +114,13 @@ class MeteredChat:
             offered = preferred + [m for m in offered if m.id != wanted.preferred_model]
         return offered
 
-    def quote(self, uid: str, messages: Messages, model: str | None = None,
-              max_tokens: int | None = None) -> tuple[Model, Estimate]:
-        """What a call would hold, before anything is held: the first routed model and its estimate."""
+    def quote(self, uid: str, messages: Messages, model: str | None = None, max_tokens: int | None = None,
+              more_prompt: int = 0) -> tuple[Model, Estimate]:
+        """What a call would hold, before anything is held: the first routed model and its estimate (with
+        `more_prompt` tokens the caller will add, such as a conversation's history)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return chosen, estimate(chosen, prompt_tokens(messages), max_out)
+        return chosen, estimate(chosen, prompt_tokens(messages) + more_prompt, max_out)
 
     def _hold(self, uid: str, messages: Messages, key: str, model: str | None, max_tokens: int | None,
               spend: Spend | None = None, options: dict[str, Any] | None = None,
