@@ -13,7 +13,10 @@ from tests.e2e.server import LocalServer
 
 ADMIN_PATHS = {("/api/v1/admin/grants", "post"), ("/api/v1/admin/models", "get"), ("/api/v1/admin/models", "put"),
                ("/api/v1/admin/models", "delete"), ("/api/v1/admin/shortfalls", "get"),
-               ("/api/v1/admin/dead-letters", "get"), ("/api/v1/admin/dead-letters/{letterId}/replay", "post")}
+               ("/api/v1/admin/dead-letters", "get"), ("/api/v1/admin/dead-letters/{letterId}/replay", "post"),
+               ("/api/v1/admin/analytics", "get"), ("/api/v1/admin/analytics/rebuild", "post"),
+               ("/api/v1/admin/models/health", "get"), ("/api/v1/admin/users/{uid}", "get"),
+               ("/api/v1/admin/users/{uid}/history", "get")}
 
 
 @pytest.fixture(scope="module")
