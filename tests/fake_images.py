@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.fake_openai import QuietServer
+from tests.fake_openai import QuietServer, send_json, stop_serving
 
 
 def drawn(width: int, height: int, format: str = "PNG", shade: int = 0) -> bytes:
@@ -107,12 +107,7 @@ class FakeImages:
                 return None
 
             def _json(self, status: int, payload: object) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
         self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -121,8 +116,4 @@ class FakeImages:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+        stop_serving(self.server, self.connections)

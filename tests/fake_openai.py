@@ -60,6 +60,25 @@ def planned_reply(body: dict[str, Any], plan: list[list[Any]]) -> dict[str, Any]
             "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: object, raw: bytes | None = None) -> None:
+    """A whole JSON answer (or `raw` bytes claiming to be one), with its length."""
+    data = raw if raw is not None else json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def stop_serving(server: ThreadingHTTPServer, connections: list[socket.socket]) -> None:
+    """Shut the server down and cut the connections it kept alive."""
+    server.shutdown()
+    server.server_close()
+    for connection in connections:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+
+
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -206,12 +225,7 @@ class FakeOpenAI:
                 self._chunk(b"")
 
             def _send(self, status: int, payload: object, raw: bytes | None = None) -> None:
-                data = raw if raw is not None else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, raw)
 
         self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -219,8 +233,4 @@ class FakeOpenAI:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+        stop_serving(self.server, self.connections)
