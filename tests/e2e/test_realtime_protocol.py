@@ -191,8 +191,8 @@ def test_a_stream_ends_with_auth_revoked_when_its_token_expires(platform: Any, t
                                "/realtime/open.json")
     started = time.monotonic()
     assert next(events) == 'event: put\ndata: {"path": "/", "data": null}\n\n'
-    rest = list(events)
-    assert set(rest[:-1]) == {"event: keep-alive\ndata: null\n\n"}
+    rest = list(events)  # keep-alives until the token lapses; none if it lapses before the first is due
+    assert set(rest[:-1]) <= {"event: keep-alive\ndata: null\n\n"}
     assert rest[-1] == "event: auth_revoked\ndata: credential is no longer valid\n\n"
     assert time.monotonic() - started < 10
 
