@@ -68,6 +68,7 @@ class Platform:
     welcome: WelcomeBonus
     tokens: TokenVerifier
     chat: MeteredChat
+    catalog: LiveCatalog  # the models on offer, with the admins' overrides (the one chat routes over)
     keys: GatewayKeys
     conversations: Conversations
     tasks: Tasks
@@ -283,9 +284,10 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes))
     chat_run = ChatRun(chat, conversations)
-    classifier: RulesClassifier | ModelClassifier = RulesClassifier(rules, quote)
+    by_rules = RulesClassifier(rules, quote)
+    classifier: RulesClassifier | ModelClassifier = by_rules
     if settings.task_classifier_model:  # a cheap model judges quick or long; the rules stay its fallback
-        classifier = ModelClassifier(classifier, chat.chat, settings.task_classifier_model)
+        classifier = ModelClassifier(by_rules, chat.chat, settings.task_classifier_model)
     tasks = Tasks(store, credits, realtime, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
     tasks.runs["agent"] = AgentRun(LazyAgents(settings, store), chat, conversations,
@@ -354,8 +356,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=kept_secret(settings, key, "welcome"))
     providers = build_providers(settings)
-    chat = MeteredChat(credits, build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file),
-                       providers, preferences=users.preferences)
+    catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
+    chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
     conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)
     jobs = JobRouter(twice=settings.duplicate_deliveries)
     jobs.register(PING, Ping(realtime, clock))
@@ -376,6 +378,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=integrity, usage=usage,
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
-                                                policy.reservation_ttl),
+                    chat=chat, catalog=catalog,
+                    keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
+                                     policy.reservation_ttl),
                     conversations=conversations, tasks=tasks, jobs=jobs, queue=queue)

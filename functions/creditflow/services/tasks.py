@@ -95,7 +95,7 @@ class Tasks:
     def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
                  classifier: RulesClassifier | ModelClassifier, router: Router, runs: dict[str, Run],
                  queue: TaskQueue | None = None,
-                 run_inline: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 run_inline: Callable[[Callable[[], None]], object] | None = None) -> None:
         self.store, self.credits, self.realtime, self.clock = store, credits, realtime, clock
         self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
         self.queue = queue

@@ -104,7 +104,7 @@ class OpenAICompatible:
 
         from .chains import run_step
 
-        llm = ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,  # type: ignore[call-arg]
+        llm = ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,
                          **self._settings)
         return run_step(llm, self.name, messages)
 

@@ -269,7 +269,7 @@ class SqliteLedgerStore(_Reads):
         self._turns.run(job, self._commit)
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[return-value]
+        return job.result
 
     def _commit(self, batch: list[_Job]) -> None:
         try:

@@ -235,14 +235,13 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         uid, key = authenticate()
         body, model = _body_and_model()
         messages, options = _messages(body), _options(body)
-        # "auto": the cheapest healthy model that can read the messages, with fallback
-        routed = platform.chat.route(None if model == "auto" else model, capability_of(messages))
+        requested = None if model == "auto" else model  # "auto": the cheapest healthy model that can read them
+        routed = platform.chat.route(requested, capability_of(messages))
         ceiling = max(m.max_output for m in routed)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or not 1 <= max_tokens <= ceiling):
             raise _bad(f"max_tokens must be an integer from 1 to {ceiling} for {model}", "max_tokens")
-        model = None if model == "auto" else model
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
@@ -251,12 +250,12 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         take_call_slot(uid)
         if stream:
             include_usage = _include_usage(body)
-            pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,
+            pieces = platform.chat.stream(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens,
                                           spend=spend, options=options)
             first = next(pieces)
-            return Response(_chunks(model or routed[0].id, first, pieces, include_usage),
+            return Response(_chunks(requested or routed[0].id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, spend=spend,
+        result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
                                     options=options)
         message: dict[str, Any] = {"role": "assistant", "content": result["text"]}
         if result["tool_calls"]:

@@ -145,7 +145,7 @@ class RealtimeSurface:
         except RequestEntityTooLarge:
             return rtdb_error(413, "Payload too large")
 
-    def answer(self, value: Any, status: int = 200, **headers: str) -> Response:
+    def answer(self, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         if request.args.get("print") == "silent":
             return Response(status=204, headers=headers)
         indent = 2 if request.args.get("print") == "pretty" else None
@@ -174,7 +174,7 @@ class RealtimeSurface:
             value = run_query(value, order, request.args)
         elif is_shallow:
             value = shallow(value)
-        return self.answer(value, **headers)
+        return self.answer(value, headers=headers)
 
     def unindexed(self, parts: tuple[str, ...], order: str | None) -> Response | None:
         """Realtime Database's 400 for ordering by a child or by value without an `.indexOn` for it."""
@@ -222,7 +222,7 @@ class RealtimeSurface:
         headers = {}
         if if_match is not None or request.headers.get("X-Firebase-ETag", "").lower() == "true":
             headers["ETag"] = etag(written if method != "PATCH" else self.tree.read(parts))
-        return self.answer(written, **headers)
+        return self.answer(written, headers=headers)
 
     # ------------------------------------------------------------------------------------------------ streams
 
