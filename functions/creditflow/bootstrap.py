@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .adapters.clock import SystemClock
 from .config import Settings
@@ -74,7 +75,7 @@ class Platform:
     tasks: Tasks
     jobs: JobRouter  # the queue's handler: register a handler per job kind
     queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
-    usage: UsageRollups | None = None  # the platform's daily usage (admins' analytics); local runtime only so far
+    usage: UsageRollups | None = None  # the daily usage (admins' analytics), kept as entries commit
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -90,11 +91,24 @@ def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
     return KeyFiles(settings.data_dir, settings.ledger_origin).load_or_create()
 
 
-def build_store(settings: Settings) -> LedgerStore:
+def firestore_of(settings: Settings, store: LedgerStore | None) -> Any:
+    """The Firestore client every firebase adapter shares (the given store's, if one was given); None locally."""
+    if settings.runtime != "firebase":
+        return None
+    from .adapters.firebase.firestore_store import FirestoreLedgerStore
+
+    if isinstance(store, FirestoreLedgerStore):
+        return store.client
+    from .adapters.firebase.firestore_client import firestore_client
+
+    return firestore_client(settings.project, emulated=settings.firestore_emulator_host is not None)
+
+
+def build_store(settings: Settings, firestore: Any = None) -> LedgerStore:
     if settings.runtime == "firebase":
         from .adapters.firebase.firestore_store import FirestoreLedgerStore
 
-        return FirestoreLedgerStore.from_environment()
+        return FirestoreLedgerStore(firestore)
     from .adapters.local.sqlite_store import SqliteLedgerStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -103,15 +117,9 @@ def build_store(settings: Settings) -> LedgerStore:
 
 def build_realtime(settings: Settings) -> Realtime:
     if settings.runtime == "firebase":
-        import os
-
         from .adapters.firebase.rtdb import RealtimeDatabase
 
-        host = os.environ.get("FIREBASE_DATABASE_EMULATOR_HOST")
-        project = os.environ.get("GCLOUD_PROJECT", "demo-creditflow")
-        url = os.environ.get("FIREBASE_DATABASE_URL") or (
-            f"http://{host}?ns={project}-default-rtdb" if host else f"https://{project}-default-rtdb.firebaseio.com")
-        return RealtimeDatabase(url)
+        return RealtimeDatabase(settings.realtime_url)
     from .adapters.local.tree import LocalTree
 
     return LocalTree(settings.data_dir / "realtime.sqlite3")
@@ -123,7 +131,7 @@ def build_queue(settings: Settings, handler: JobHandler) -> TaskQueue:
     if settings.runtime == "firebase":
         from .adapters.firebase.task_queue import CloudTasksQueue
 
-        return CloudTasksQueue(settings.functions_region)
+        return CloudTasksQueue(settings.functions_region, emulated=settings.tasks_emulator_host is not None)
     from .adapters.local.queue import QueueSettings, SqliteTaskQueue
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,20 +152,19 @@ class UserStores:
     tasks: TaskStore
 
 
-def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
+def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
     """The small per-user stores: Firestore collections on Firebase, one SQLite file each locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.api_keys import FirestoreApiKeys
         from .adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
         from .adapters.firebase.conversations import FirestoreConversations
         from .adapters.firebase.preferences import FirestorePreferences
+        from .adapters.firebase.tasks import FirestoreTasks
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
-        client = store.client  # type: ignore[attr-defined]
-        from .adapters.firebase.tasks import FirestoreTasks
-
-        return UserStores(FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client),
-                          FirestoreConversations(client), FirestoreCatalogOverrides(client), FirestoreTasks(client))
+        db = firestore
+        return UserStores(FirestoreWelcomeClaims(db), FirestoreApiKeys(db), FirestorePreferences(db),
+                          FirestoreConversations(db), FirestoreCatalogOverrides(db), FirestoreTasks(db))
     from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
@@ -183,7 +190,8 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
     if settings.runtime == "firebase" or settings.auth_emulator_host:
         from .adapters.firebase.auth import FirebaseTokens
 
-        return FirebaseTokens()
+        return FirebaseTokens(settings.project, emulated=bool(settings.auth_emulator_host
+                                                              or settings.firestore_emulator_host))
     from .adapters.local.dev_tokens import DevTokens, dev_token_command
 
     return DevTokens(dev_token_key(settings, key), how_to_get=dev_token_command(settings.data_dir))
@@ -268,7 +276,7 @@ def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverride
 
 
 def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock,
-                chat: MeteredChat, conversations: Conversations) -> Tasks:
+                chat: MeteredChat, conversations: Conversations, firestore: Any = None) -> Tasks:
     """The task flow: rules from the packaged data, quotes from the chat service's own estimates."""
     rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
 
@@ -290,7 +298,7 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
         classifier = ModelClassifier(by_rules, chat.chat, settings.task_classifier_model)
     tasks = Tasks(store, credits, realtime, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
-    tasks.runs["agent"] = AgentRun(LazyAgents(settings, store), chat, conversations,
+    tasks.runs["agent"] = AgentRun(LazyAgents(settings, firestore), chat, conversations,
                                    lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
     return tasks
 
@@ -298,8 +306,8 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
 class LazyAgents:
     """The LangGraph agents, built on their first run: importing LangGraph costs every function's cold start."""
 
-    def __init__(self, settings: Settings, store: TaskStore) -> None:
-        self.settings, self.store = settings, store
+    def __init__(self, settings: Settings, firestore: Any = None) -> None:
+        self.settings, self.firestore = settings, firestore
         self._runner: AgentRunner | None = None
 
     def run(self, context: AgentContext, agent: str, goal: str, *, limits: AgentLimits,
@@ -311,8 +319,7 @@ class LazyAgents:
                 from .adapters.firebase.checkpointer import FirestoreSaver
 
                 # not "checkpoints": that collection holds the ledger's signed tree heads
-                self._runner = LangGraphAgents(FirestoreSaver(self.store.client,  # type: ignore[attr-defined]
-                                                              "agent_checkpoints"))
+                self._runner = LangGraphAgents(FirestoreSaver(self.firestore, "agent_checkpoints"))
             else:
                 from .adapters.local.agent_checkpoints import sqlite_checkpointer
 
@@ -320,14 +327,13 @@ class LazyAgents:
         return self._runner.run(context, agent, goal, limits=limits, resume=resume)
 
 
-def build_usage_rollups(settings: Settings, store: LedgerStore) -> UsageRollups | None:
+def build_usage_rollups(settings: Settings, firestore: Any = None) -> UsageRollups:
     """Daily usage rollups, kept as entries are committed: Firestore documents (sharded) on Firebase, a small
     SQLite file beside the ledger locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.usage_rollups import FirestoreUsageRollups
 
-        client = getattr(store, "client", None)
-        return UsageRollups(FirestoreUsageRollups(client)) if client is not None else None
+        return UsageRollups(FirestoreUsageRollups(firestore))
     from .adapters.local.usage_rollups import SqliteUsageRollups
 
     return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
@@ -337,7 +343,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
     clock = clock or SystemClock()
-    store = store or build_store(settings)
+    firestore = firestore_of(settings, store)
+    store = store or build_store(settings, firestore)
     key, keyring = load_keys(settings)
     policy = LedgerPolicy(reservation_ttl=timedelta(minutes=settings.reservation_expiry_minutes),
                           max_reservation=settings.max_reservation_amount)
@@ -347,10 +354,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
-    usage = build_usage_rollups(settings, store)
-    if usage is not None:
-        credits.after_commit.append(usage.on_commit)
-    users = build_user_stores(settings, store)
+    usage = build_usage_rollups(settings, firestore)
+    credits.after_commit.append(usage.on_commit)
+    users = build_user_stores(settings, firestore)
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
@@ -362,7 +368,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     jobs = JobRouter(twice=settings.duplicate_deliveries)
     jobs.register(PING, Ping(realtime, clock))
     queue = build_queue(settings, jobs)
-    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations)
+    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
 

@@ -21,7 +21,7 @@ from creditflow.services.jobs import PING, Ping
 def main() -> None:
     data, out = Path(sys.argv[1]), Path(sys.argv[2])
     firebase_admin.initialize_app(options={"projectId": "demo-creditflow"})
-    queue = CloudTasksQueue()
+    queue = CloudTasksQueue(emulated=True)
     seen: dict[str, object] = {
         "enqueued": [queue.enqueue(Job("ping-retried", PING, {"failAttempts": 1})),
                      queue.enqueue(Job("ping-high", PING, {}, queue="high")),

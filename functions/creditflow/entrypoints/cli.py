@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import LocalDefaults
 from ..domain.errors import LedgerError
 from ..domain.money import format_credits, parse_credits
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-DEFAULT_DATA_DIR = os.environ.get("CREDITFLOW_DATA_DIR", ".creditflow")
+DEFAULTS = LocalDefaults.from_env()
 
 
 def _print(data: Any) -> None:
@@ -215,12 +215,12 @@ def parser() -> argparse.ArgumentParser:
         command = group.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(handler=handler)
         if handler is not cmd_verify_export:
-            command.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the local data folder")
+            command.add_argument("--data-dir", default=DEFAULTS.data_dir, help="the local data folder")
         return command
 
     serve = add(commands, "serve", cmd_serve, "run the local platform (embedded SQLite store)")
-    serve.add_argument("--host", default=os.environ.get("CREDITFLOW_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=tcp_port, default=os.environ.get("CREDITFLOW_PORT", "8080"))  # converted too
+    serve.add_argument("--host", default=DEFAULTS.host)
+    serve.add_argument("--port", type=tcp_port, default=DEFAULTS.port)  # converted too
 
     token = add(commands, "dev-token", cmd_dev_token, "print a local dev token for a user")
     token.add_argument("uid")

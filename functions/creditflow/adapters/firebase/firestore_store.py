@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
@@ -168,20 +167,6 @@ class FirestoreLedgerStore:
         self.client = client
         self.attempts = attempts
         self.retries = retries
-
-    @classmethod
-    def from_environment(cls) -> FirestoreLedgerStore:
-        project = os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow"
-        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
-            from google.auth.credentials import AnonymousCredentials
-
-            return cls(firestore.Client(project=project, credentials=AnonymousCredentials()))
-        import firebase_admin
-        from firebase_admin import firestore as admin_firestore
-
-        if not firebase_admin._apps:
-            firebase_admin.initialize_app()
-        return cls(admin_firestore.client())
 
     def run(self, work: Callable[[FirestoreTransaction], T]) -> T:
         return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),

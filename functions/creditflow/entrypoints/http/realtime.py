@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from .slots import Slots
 
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
 STREAM_SECONDS = 3600  # a stream is closed after an hour; clients reconnect (as they do on Realtime Database)
-ADMIN_TOKEN_VARIABLE = "CREDITFLOW_RTDB_ADMIN_TOKEN"
 REVOKED = "credential is no longer valid"  # what Realtime Database's auth_revoked event carries
 METHODS = ("GET", "PUT", "PATCH", "POST", "DELETE")
 
@@ -333,7 +331,7 @@ def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: S
                       limiter: RateLimiter | None = None, how_to_get: str = "") -> None:
     """Serve the local tree at /realtime (only where the platform's realtime tree is the local one). Writes take
     from `limiter`, the per-user budget the API shares."""
-    surface = RealtimeSurface(platform, load_rules(rules_file), slots, os.environ.get(ADMIN_TOKEN_VARIABLE),
+    surface = RealtimeSurface(platform, load_rules(rules_file), slots, platform.settings.realtime_admin_token,
                               limiter, how_to_get)
 
     @app.route("/realtime/", defaults={"path": ""}, methods=list(METHODS))
