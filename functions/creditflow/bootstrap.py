@@ -19,6 +19,7 @@ from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tasks import InvalidTask, TaskRequest
+from .domain.tree_events import TreeEvent
 from .ports import (
     AgentContext,
     AgentRunner,
@@ -35,7 +36,6 @@ from .ports import (
     TaskQueue,
     TaskStore,
     TokenVerifier,
-    TreeEvent,
     WelcomeClaims,
 )
 from .services.analytics import UsageRollups

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue, backoff_seconds
-from creditflow.ports import Delivery, Job
+from creditflow.domain.jobs import Delivery, Job
 
 ROOT = Path(__file__).resolve().parents[2]
 

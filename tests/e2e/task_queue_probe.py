@@ -14,7 +14,7 @@ import firebase_admin
 
 from creditflow.adapters.firebase.task_queue import CloudTasksQueue
 from creditflow.adapters.local.tree import LocalTree
-from creditflow.ports import Job
+from creditflow.domain.jobs import Job
 from creditflow.services.jobs import PING, Ping
 
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain import memory
+from ..domain.conversations import Conversation
 from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownConversation
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
-from ..ports import Clock, Conversation, ConversationStore, Messages
+from ..ports import Clock, ConversationStore, Messages
 from .chat import Budget, MeteredChat
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "

@@ -21,6 +21,8 @@ from ..domain.errors import (
     ProviderUnavailable,
 )
 from ..domain.holds import PENDING, TASK, Hold
+from ..domain.jobs import Delivery, Job
+from ..domain.outbox import DeadLetter, OutboxEvent
 from ..domain.tasks import (
     ACCEPTED,
     CANCELLED,
@@ -43,7 +45,7 @@ from ..domain.tasks import (
     require_task_id,
 )
 from ..domain.timefmt import iso, parse_iso
-from ..ports import Clock, DeadLetter, Delivery, Job, OutboxEvent, Realtime, TaskQueue, TaskStore
+from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget
 from .credits import Credits
 from .task_routing import ModelClassifier, Router, RulesClassifier

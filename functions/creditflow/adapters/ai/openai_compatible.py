@@ -13,7 +13,8 @@ import openai
 import orjson
 
 from ...domain.errors import ProviderUnavailable
-from ...ports import ChatReply, Embedded, Messages, StreamPiece
+from ...domain.replies import ChatReply, Embedded, StreamPiece
+from ...ports import Messages
 from .refusals import REJECTED, rejected
 
 

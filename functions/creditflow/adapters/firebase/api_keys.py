@@ -8,7 +8,7 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ...ports import ApiKey
+from ...domain.api_keys import ApiKey
 from .firestore_layout import document_fields
 from .firestore_transactions import run_transaction
 

@@ -6,8 +6,8 @@ import logging
 
 from firebase_admin import credentials
 
+from ...domain.callers import Caller
 from ...domain.errors import InvalidToken
-from ...ports import Caller
 
 log = logging.getLogger(__name__)
 UNCHECKED = ("FIREBASE_AUTH_EMULATOR_HOST is set outside the Firebase emulators (FUNCTIONS_EMULATOR is not true): "

@@ -8,8 +8,8 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ...domain.conversations import Conversation
 from ...domain.memory import StoredMessage
-from ...ports import Conversation
 from .firestore_layout import document_fields
 from .firestore_transactions import run_transaction
 

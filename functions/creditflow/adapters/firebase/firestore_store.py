@@ -12,12 +12,12 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.accounts import SYSTEM_ACCOUNTS, SystemTotals, UserAccount
+from ...domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from ...domain.entries import Entry
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
 from ...domain.shortfalls import Shortfall
-from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from . import firestore_layout as layout
 from .firestore_transactions import run_transaction
 

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from google.cloud import firestore
 
-from ...ports import Preferences
+from ...domain.preferences import Preferences
 from .firestore_layout import document_fields
 
 

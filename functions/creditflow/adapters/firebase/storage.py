@@ -11,7 +11,7 @@ from typing import Any
 
 from google.api_core import exceptions as gcs_errors
 
-from ...ports import Blob, BlobInfo
+from ...domain.media import Blob, BlobInfo
 from ..local.blobs import check_expiry
 from ..media.paths import safe_path, safe_prefix
 

@@ -14,7 +14,8 @@ import hashlib
 import math
 from typing import Any
 
-from ...ports import QUEUES, Job
+from ...domain.jobs import Job
+from ...ports import QUEUES
 
 DISPATCH_DEADLINE_SECONDS = 600  # Cloud Tasks' own default, set so that the emulator (60 s otherwise) keeps it too;
 # above the task-queue functions' 540 s timeout, so an attempt ends by the function's timeout, not by this

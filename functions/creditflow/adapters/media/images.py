@@ -17,7 +17,7 @@ from typing import Any, cast
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ...domain.images import ImageTooLarge, InvalidImage
-from ...ports import ImageFacts, ImageLimits
+from ...domain.media import ImageFacts, ImageLimits
 
 ORIENTATION = 0x0112
 SAVE_AS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "GIF"}  # strip keeps the format (a GIF its first

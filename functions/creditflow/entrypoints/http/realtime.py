@@ -29,9 +29,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ...adapters.local.tree import LocalTree, Refused, Unchanged, join, now_ms, split
 from ...adapters.local.tree_query import etag, order_by, run_query, shallow, to_wire
 from ...bootstrap import Platform
+from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
 from ...domain.realtime_rules import Rules
-from ...ports import Caller
 from .api import CALLER, RateLimiter
 from .slots import Slots
 

@@ -12,12 +12,13 @@ from flask import Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
+from ...domain.callers import Caller
 from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQuery, LedgerError
 from ...domain.holds import CLIENT
 from ...domain.idempotency import MAX_REQUEST_KEY, require_request_key
 from ...domain.money import parse_credits
+from ...domain.preferences import Preferences
 from ...domain.timefmt import iso
-from ...ports import Caller, Preferences
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Api

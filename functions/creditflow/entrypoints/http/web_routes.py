@@ -15,8 +15,8 @@ from werkzeug.exceptions import NotImplemented as NotServedHere
 
 from ...bootstrap import Platform
 from ...domain.accounts import UID_RULE, require_uid, user_account
+from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, UnknownAccount
-from ...ports import Caller
 from . import schemas as s
 from .api import Api
 
