@@ -197,6 +197,22 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
     return DevTokens(dev_token_key(settings, key), how_to_get=dev_token_command(settings.data_dir))
 
 
+def issue_dev_token(settings: Settings, uid: str, *, admin: bool = False, email: str | None = None,
+                    ttl_seconds: int = 3600) -> str:
+    """A local dev token, signed with the key the running local runtime checks it with."""
+    from .adapters.local.dev_tokens import DevTokens
+
+    key, _ = load_keys(settings)
+    return DevTokens(dev_token_key(settings, key)).issue(uid, admin=admin, email=email, ttl_seconds=ttl_seconds)
+
+
+def rotate_key_files(settings: Settings) -> SigningKey:
+    """A new ledger signing key in the local key files; the old ones keep verifying."""
+    from .adapters.local.key_files import KeyFiles
+
+    return KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
+
+
 def derived_secret(key: SigningKey, purpose: str) -> bytes:
     """A secret for one purpose, derived from the ledger key so that one secret is kept."""
     return hashlib.sha256(f"creditflow {purpose}\n".encode() + key.seed).digest()
