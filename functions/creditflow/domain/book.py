@@ -19,6 +19,7 @@ from .errors import (
     HoldAlreadyVoided,
     HoldExpired,
     HoldInUse,
+    InsufficientFunds,
     InvalidGrant,
     PostExceedsHold,
 )
@@ -72,7 +73,23 @@ class Book:
         """Hold `amount` from the lots spending order picks; `candidates` are stored lots, in spend order. A hold
         the platform places for a call or task names its `owner`, so that only it can close the hold."""
         self._require_open()
-        taken = allocate(self._spendable(candidates), amount, self.now)
+        return self._place_hold(allocate(self._spendable(candidates), amount, self.now), amount, target=target,
+                                expires_at=expires_at, key=key, memo=memo, owner=owner)
+
+    def hold_from_lot(self, lot: Lot, amount: int, *, target: str, expires_at: str, key: str,
+                      memo: dict[str, str] | None = None, owner: str = CLIENT) -> tuple[Hold, Entry]:
+        """Hold `amount` from one lot only: what a refund or a dispute takes back of the lot its payment bought."""
+        self._require_open()
+        lot = self.lots.get(lot.id, lot)
+        if lot.is_expired(self.now) or not 0 < amount <= lot.remaining:
+            raise InsufficientFunds(f"lot {lot.id} has {format_credits(lot.remaining)} credits left, not "
+                                    f"{format_credits(amount)}", shortfall=max(0, amount - lot.remaining))
+        self.lots[lot.id] = lot
+        return self._place_hold([(lot, amount)], amount, target=target, expires_at=expires_at, key=key, memo=memo,
+                                owner=owner)
+
+    def _place_hold(self, taken: list[tuple[Lot, int]], amount: int, *, target: str, expires_at: str, key: str,
+                    memo: dict[str, str] | None, owner: str) -> tuple[Hold, Entry]:
         plan = [(lot.id, take) for lot, take in taken]
         for lot, take in taken:
             lot.remaining -= take

@@ -132,6 +132,12 @@ class UnknownEntry(LedgerError):
     status = 404
 
 
+class UnknownLot(LedgerError):
+    code = "unknown-lot"
+    title = "Unknown lot"
+    status = 404
+
+
 class UnknownKey(LedgerError):
     code = "unknown-key"
     title = "Unknown API key"

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 PENDING, POSTED, VOIDED = "pending", "posted", "voided"
 CLIENT, CALL, TASK = "client", "call", "task"  # who may close a hold: its client, or the call or task that placed it
-OWNERS = frozenset({CLIENT, CALL, TASK})
+PAYMENT = "payment"  # a hold the payments service placed on a disputed payment's credits: only it closes the hold
+OWNERS = frozenset({CLIENT, CALL, TASK, PAYMENT})
 
 
 @dataclass

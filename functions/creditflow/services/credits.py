@@ -27,8 +27,9 @@ from ..domain.errors import (
     InvalidQuery,
     UnknownAccount,
     UnknownHold,
+    UnknownLot,
 )
-from ..domain.holds import CLIENT, OWNERS, VOIDED, Hold
+from ..domain.holds import CLIENT, OWNERS, PAYMENT, VOIDED, Hold
 from ..domain.idempotency import IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
 from ..domain.shortfalls import Shortfall
@@ -234,6 +235,34 @@ class Credits:
 
         request = {"hold": hold_id, "ttl": int(ttl.total_seconds()), **({"amount": amount} if amount else {})}
         return self._mutate(account_id, account_id, "extend", key, request, action, hold_id)
+
+    def reclaim(self, uid: str, lot_id: str, amount: int, *, key: str, pending: bool, ttl: timedelta,
+                memo: dict[str, str]) -> dict[str, Any]:
+        """Take back up to `amount` of what is left of one paid lot, for its payment's refund (posted at once to
+        `refund`) or dispute (`pending`: a hold only the payments service closes). What was spent already cannot be
+        taken: `unrecovered` says how much."""
+        account_id = user_account(uid)
+        amount = require_amount(amount)
+        request = {"lot": lot_id, "amount": amount, "pending": pending, "memo": _memo(memo)}
+
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+            stored = tx.lots_by_id(account_id, [lot_id])
+            if not stored:
+                raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
+            lot = book.lots.get(lot_id, stored[0])
+            taken = 0 if lot.is_expired(book.now) else min(amount, lot.remaining)
+            hold = entry = None
+            if taken:
+                expires = iso(parse_iso(book.now) + ttl)
+                placed, placed_entry = book.hold_from_lot(lot, taken, target="refund", expires_at=expires, key=key,
+                                                          memo=memo, owner=PAYMENT)
+                hold, entry = placed.id, placed_entry.id
+                if not pending:
+                    entry = book.post(placed, taken, key=key, memo=memo).id
+            return {"hold": hold, "entry": entry, "taken": taken, "unrecovered": amount - taken,
+                    **self._balances(book)}
+
+        return self._mutate(account_id, account_id, "reclaim", key, request, action)
 
     def shortfalls(self, limit: int = 100) -> list[Shortfall]:
         """The latest charges that could not be collected whole (for admins)."""
