@@ -17,6 +17,7 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
+from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tasks import InvalidTask, TaskRequest
 from .domain.tree_events import TreeEvent
@@ -30,6 +31,7 @@ from .ports import (
     ConversationStore,
     JobHandler,
     LedgerStore,
+    PaymentStore,
     PreferenceStore,
     Realtime,
     RealtimeTriggers,
@@ -47,6 +49,7 @@ from .services.credits import Credits, LedgerPolicy
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
+from .services.payments import Payments, PaymentUrls
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
@@ -73,6 +76,7 @@ class Platform:
     keys: GatewayKeys
     conversations: Conversations
     tasks: Tasks
+    payments: Payments
     jobs: JobRouter  # the queue's handler: register a handler per job kind
     queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
     usage: UsageRollups | None = None  # the daily usage (admins' analytics), kept as entries commit
@@ -150,6 +154,7 @@ class UserStores:
     conversations: ConversationStore
     catalog_overrides: CatalogOverrides
     tasks: TaskStore
+    payments: PaymentStore
 
 
 def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
@@ -158,16 +163,19 @@ def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
         from .adapters.firebase.api_keys import FirestoreApiKeys
         from .adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
         from .adapters.firebase.conversations import FirestoreConversations
+        from .adapters.firebase.payments import FirestorePayments
         from .adapters.firebase.preferences import FirestorePreferences
         from .adapters.firebase.tasks import FirestoreTasks
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
         db = firestore
         return UserStores(FirestoreWelcomeClaims(db), FirestoreApiKeys(db), FirestorePreferences(db),
-                          FirestoreConversations(db), FirestoreCatalogOverrides(db), FirestoreTasks(db))
+                          FirestoreConversations(db), FirestoreCatalogOverrides(db), FirestoreTasks(db),
+                          FirestorePayments(db))
     from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
+    from .adapters.local.payments import SqlitePayments
     from .adapters.local.preferences import SqlitePreferences
     from .adapters.local.tasks import SqliteTasks
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
@@ -176,7 +184,8 @@ def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
     return UserStores(SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
                       SqlitePreferences(folder / "preferences.sqlite3"),
                       SqliteConversations(folder / "conversations.sqlite3"),
-                      SqliteCatalogOverrides(folder / "catalog.sqlite3"), SqliteTasks(folder / "tasks.sqlite3"))
+                      SqliteCatalogOverrides(folder / "catalog.sqlite3"), SqliteTasks(folder / "tasks.sqlite3"),
+                      SqlitePayments(folder / "payments.sqlite3"))
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -355,6 +364,18 @@ def build_usage_rollups(settings: Settings, firestore: Any = None) -> UsageRollu
     return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
 
 
+def build_payments(settings: Settings, credits: Credits, store: PaymentStore, realtime: Realtime,
+                   clock: Clock) -> Payments:
+    """Credit packs and card payments through Stripe (answering 503 until its two secrets are set)."""
+    cards = None
+    if settings.stripe_secret_key and settings.stripe_webhook_secret:
+        from .adapters.payments.stripe_cards import StripeCards
+
+        cards = StripeCards(settings.stripe_secret_key, settings.stripe_webhook_secret, settings.stripe_api_base)
+    return Payments(credits, store, cards, packs_from(settings.credit_packs), realtime, clock,
+                    PaymentUrls(settings.payment_success_url, settings.payment_cancel_url))
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
@@ -403,4 +424,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     chat=chat, catalog=catalog,
                     keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                      policy.reservation_ttl),
-                    conversations=conversations, tasks=tasks, jobs=jobs, queue=queue)
+                    conversations=conversations, tasks=tasks, jobs=jobs, queue=queue,
+                    payments=build_payments(settings, credits, users.payments, realtime, clock))

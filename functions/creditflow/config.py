@@ -40,6 +40,11 @@ class Settings:
         (100 * MICROS_PER_CREDIT, 500, "usd"), (500 * MICROS_PER_CREDIT, 2000, "usd"),
         (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
     payment_methods: tuple[str, ...] = ("stripe",)
+    stripe_secret_key: str | None = None  # STRIPE_SECRET_KEY (Secret Manager in production)
+    stripe_webhook_secret: str | None = None  # STRIPE_WEBHOOK_SECRET: checks the Stripe-Signature of events
+    stripe_api_base: str | None = None  # STRIPE_API_BASE: another Stripe API address (tests: a local server)
+    payment_success_url: str = "http://127.0.0.1:8080/?payment=done"  # where Checkout returns after paying
+    payment_cancel_url: str = "http://127.0.0.1:8080/?payment=cancelled"
     cors_origins: tuple[str, ...] = ("*",)  # the web origins browsers may call the API from; "*" is any
     auth_emulator_host: str | None = None  # FIREBASE_AUTH_EMULATOR_HOST: tokens are then NOT signature-checked
     functions_emulator: bool = False  # FUNCTIONS_EMULATOR=true: the Firebase emulator suite runs this code
@@ -109,6 +114,11 @@ class Settings:
                                                                                          "600"))),
             "memory_context_tokens": int(env.get("MEMORY_CONTEXT_TOKENS", "6000")),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
+            "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or None,
+            "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET") or None,
+            "stripe_api_base": env.get("STRIPE_API_BASE") or None,
+            "payment_success_url": env.get("PAYMENT_SUCCESS_URL", "http://127.0.0.1:8080/?payment=done"),
+            "payment_cancel_url": env.get("PAYMENT_CANCEL_URL", "http://127.0.0.1:8080/?payment=cancelled"),
             "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "functions_emulator": env.get("FUNCTIONS_EMULATOR", "").lower() == "true",
@@ -193,6 +203,12 @@ class Settings:
             raise ValueError("MEDIA_URL_SECONDS must be from 1 to 604800 (7 days, the longest a V4 URL lasts)")
         if not 1024 <= self.media_max_upload_bytes <= 64 * 1024 * 1024:
             raise ValueError("MEDIA_MAX_UPLOAD_BYTES must be from 1024 to 67108864")
+        if bool(self.stripe_secret_key) != bool(self.stripe_webhook_secret):
+            raise ValueError("set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET together")
+        for name, url in (("PAYMENT_SUCCESS_URL", self.payment_success_url),
+                          ("PAYMENT_CANCEL_URL", self.payment_cancel_url)):
+            if not re.fullmatch(r"https?://[^\s]+", url):
+                raise ValueError(f"{name} must be an http(s) URL, not {url!r}")
         if self.media_bucket is not None and not BUCKET.fullmatch(self.media_bucket):
             raise ValueError(f"MEDIA_BUCKET {self.media_bucket!r} is not a bucket name (3-222 lower-case letters, "
                              "digits, ., - and _)")

@@ -20,6 +20,7 @@ from .domain.lots import Lot
 from .domain.media import Blob, BlobInfo, GeneratedImage, ImageFacts, ImageLimits
 from .domain.memory import StoredMessage
 from .domain.outbox import DeadLetter, OutboxEvent
+from .domain.payments import Pack, Payment
 from .domain.preferences import Preferences
 from .domain.replies import ChatReply, Embedded, StreamPiece
 from .domain.shortfalls import Shortfall
@@ -392,3 +393,43 @@ class BlobStore(Protocol):
 
     def signed_url(self, path: str, expires_in: int) -> str:
         """A URL that serves the object to whoever holds it for `expires_in` seconds, and then no more."""
+
+
+class PaymentStore(Protocol):
+    """Payments, the provider's events already handled, and each user's customer id at the provider."""
+
+    def payment(self, payment_id: str) -> Payment | None: ...
+
+    def by_intent(self, payment_intent: str) -> Payment | None: ...
+
+    def save(self, payment: Payment) -> None: ...
+
+    def of_user(self, uid: str, limit: int) -> list[Payment]:
+        """Newest first."""
+
+    def all(self, limit: int) -> list[Payment]:
+        """Newest first (for the admins' report)."""
+
+    def handled(self, event_id: str) -> bool: ...
+
+    def mark_handled(self, event_id: str, kind: str, at: str) -> None: ...
+
+    def customer(self, uid: str) -> str | None: ...
+
+    def keep_customer(self, uid: str, customer: str) -> str:
+        """Keep `customer` as the user's unless one is kept already; returns the one kept."""
+
+
+class CardPayments(Protocol):
+    """The card payment provider's API (Stripe): customers, checkout pages, signed events."""
+
+    def create_customer(self, uid: str, key: str) -> str: ...
+
+    def create_checkout(self, *, uid: str, customer: str, pack: Pack, success_url: str, cancel_url: str,
+                        key: str) -> tuple[str, str]:
+        """A hosted checkout page for one pack: (its id, its URL)."""
+
+    def event(self, body: bytes, signature: str) -> dict[str, Any]:
+        """The event a webhook delivered, as plain data, once its signature over the raw body is checked (and its
+        timestamp is neither too old nor too far ahead); InvalidWebhook otherwise."""
+

@@ -7,14 +7,19 @@ import pytest
 
 from tests.e2e.server import LocalServer
 from tests.fake_openai import FakeOpenAI
+from tests.fake_stripe import FakeStripe
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The local runtime, with Stripe's API played by a test server (so checkout answers, as configured)."""
+    stripe = FakeStripe()
     running = LocalServer(tmp_path_factory.mktemp("api") / "data", RATE_LIMIT_PER_MINUTE="100000",
-                          WELCOME_PER_IP_LIMIT="1000")
+                          WELCOME_PER_IP_LIMIT="1000", STRIPE_SECRET_KEY="sk_test_e2e",
+                          STRIPE_WEBHOOK_SECRET="whsec_e2e", STRIPE_API_BASE=stripe.url)
     yield running
     running.stop()
+    stripe.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ ADMIN_PATHS = {("/api/v1/admin/grants", "post"), ("/api/v1/admin/models", "get")
                ("/api/v1/admin/dead-letters", "get"), ("/api/v1/admin/dead-letters/{letterId}/replay", "post"),
                ("/api/v1/admin/analytics", "get"), ("/api/v1/admin/analytics/rebuild", "post"),
                ("/api/v1/admin/models/health", "get"), ("/api/v1/admin/users/{uid}", "get"),
-               ("/api/v1/admin/users/{uid}/history", "get")}
+               ("/api/v1/admin/users/{uid}/history", "get"), ("/api/v1/admin/payments", "get")}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from creditflow.domain.api_keys import ApiKey
 from creditflow.domain.changes import Changes, IdempotencyConflictRecord
 from creditflow.domain.conversations import Conversation
 from creditflow.domain.outbox import DeadLetter, OutboxEvent
+from creditflow.domain.payments import Payment
 from creditflow.domain.preferences import Preferences
 from creditflow.domain.shortfalls import Shortfall
 from creditflow.domain.tasks import Task, TaskRequest
@@ -41,6 +42,9 @@ READERS = {
     "conversations/*/messages/*": "owner",
     "preferences/*": "owner",
     "tasks/*": "owner",
+    "payments/*": "owner",
+    "payment_events/*": "nobody",
+    "payment_customers/*": "nobody",
     "outbox/*": "nobody",
     "dead_letters/*": "nobody",
     "shortfalls/*": "nobody",
@@ -95,6 +99,8 @@ def _owner(path: str, data: dict[str, Any]) -> str | None:
         return parts[1].removeprefix("user:")
     if parts[0] in ("lots", "holds"):
         return str(data["account"]).removeprefix("user:")
+    if parts[0] == "payments":
+        return str(data["uid"])
     if parts[0] in ("conversations", "tasks"):
         return data.get("uid") if len(parts) == 2 else None  # messages: their conversation's (set below)
     if parts[0] == "preferences":
@@ -121,6 +127,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
     from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
     from creditflow.adapters.firebase.conversations import FirestoreConversations
     from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
+    from creditflow.adapters.firebase.payments import FirestorePayments
     from creditflow.adapters.firebase.preferences import FirestorePreferences
     from creditflow.adapters.firebase.welcome_claims import FirestoreWelcomeClaims
     from creditflow.bootstrap import build
@@ -151,6 +158,10 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         task = Task(f"task_{uid}", uid, TaskRequest("chat", "hi"), T0, T0)
         tasks.create(task, [OutboxEvent(f"task.finished:{uid}:{task.id}", "task.finished", uid, {}, T0)])
         tasks.add_dead_letter(DeadLetter(f"dl:{uid}:{task.id}", uid, task.id, "failed", 5, "running", T0))
+        payments = FirestorePayments(client)
+        payments.save(Payment(f"cs_{uid}", uid, "stripe", "credits-100", CREDIT, 500, "usd", f"pi_{uid}", "lot_x", T0))
+        payments.mark_handled(f"evt_{uid}", "checkout.session.completed", T0)
+        payments.keep_customer(uid, f"cus_{uid}")
         store.run(lambda tx, uid=uid: tx.write(Changes(shortfalls=[
             Shortfall(f"user:{uid}", f"k-{uid}", "hold_x", 5, 2, "balance too low", T0)])))
     store.record_conflict(IdempotencyConflictRecord("user:alice", "r-alice", "reserve", "amount", T0))

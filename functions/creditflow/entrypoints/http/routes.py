@@ -17,6 +17,7 @@ from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQu
 from ...domain.holds import CLIENT
 from ...domain.idempotency import MAX_REQUEST_KEY, require_request_key
 from ...domain.money import parse_credits
+from ...domain.payments import covering
 from ...domain.preferences import Preferences
 from ...domain.timefmt import iso
 from ...services.analytics import usage
@@ -103,10 +104,9 @@ def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
 def packs_covering(platform: Platform, shortfall: int) -> list[dict[str, Any]]:
     """The credit packs that cover a shortfall, each with how many of it cover it: 1 for every pack large enough,
     else as many of the largest pack as it takes."""
-    offered = platform.settings.credit_packs
-    fitting = [pack for pack in offered if pack[0] >= shortfall] or sorted(offered)[-1:]
-    return [{"credits": s.Money.of(c).model_dump(), "price": {"amount": p, "currency": cur},
-             "quantity": max(1, -(-shortfall // c))} for c, p, cur in fitting]
+    return [{"id": pack.id, "credits": s.Money.of(pack.credits).model_dump(),
+             "price": {"amount": pack.price, "currency": pack.currency}, "quantity": quantity}
+            for pack, quantity in covering(platform.payments.packs, shortfall)]
 
 
 def payment_options(platform: Platform, error: LedgerError) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""Payments on Firestore: payments/{id}, payment_events/{eventId}, payment_customers/{uid}."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+
+from google.api_core.exceptions import AlreadyExists
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ...domain.payments import Payment
+from .firestore_layout import document_fields
+
+DESC = firestore.Query.DESCENDING
+
+
+class FirestorePayments:
+    def __init__(self, client: firestore.Client) -> None:
+        self.payments = client.collection("payments")
+        self.events = client.collection("payment_events")
+        self.customers = client.collection("payment_customers")
+
+    def payment(self, payment_id: str) -> Payment | None:
+        snapshot = self.payments.document(payment_id).get()
+        return Payment(**document_fields(snapshot)) if snapshot.exists else None
+
+    def by_intent(self, payment_intent: str) -> Payment | None:
+        found = list(self.payments.where(filter=FieldFilter("payment_intent", "==", payment_intent)).limit(1)
+                     .stream())
+        return Payment(**document_fields(found[0])) if found else None
+
+    def save(self, payment: Payment) -> None:
+        self.payments.document(payment.id).set(asdict(payment))
+
+    def of_user(self, uid: str, limit: int) -> list[Payment]:
+        query = (self.payments.where(filter=FieldFilter("uid", "==", uid)).order_by("created_at", direction=DESC)
+                 .limit(limit))
+        return [Payment(**document_fields(s)) for s in query.stream()]
+
+    def all(self, limit: int) -> list[Payment]:
+        return [Payment(**document_fields(s))
+                for s in self.payments.order_by("created_at", direction=DESC).limit(limit).stream()]
+
+    def handled(self, event_id: str) -> bool:
+        return bool(self.events.document(event_id).get().exists)
+
+    def mark_handled(self, event_id: str, kind: str, at: str) -> None:
+        self.events.document(event_id).set({"kind": kind, "at": at})
+
+    def customer(self, uid: str) -> str | None:
+        snapshot = self.customers.document(uid).get()
+        return str(document_fields(snapshot)["customer"]) if snapshot.exists else None
+
+    def keep_customer(self, uid: str, customer: str) -> str:
+        with contextlib.suppress(AlreadyExists):  # another request kept one first: that one stays
+            self.customers.document(uid).create({"customer": customer})
+        kept = self.customer(uid)
+        assert kept is not None
+        return kept

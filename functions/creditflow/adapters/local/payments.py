@@ -1,0 +1,62 @@
+"""Payments, handled provider events and customer ids on SQLite."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ...domain.payments import Payment
+from .sqlite_connections import SqliteFile
+
+
+class SqlitePayments(SqliteFile):
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(
+            path,
+            "CREATE TABLE IF NOT EXISTS payments (id TEXT PRIMARY KEY, uid TEXT NOT NULL, payment_intent TEXT, "
+            "created_at TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS payments_by_user ON payments (uid, created_at DESC)",
+            "CREATE INDEX IF NOT EXISTS payments_by_intent ON payments (payment_intent)",
+            "CREATE TABLE IF NOT EXISTS payment_events (id TEXT PRIMARY KEY, kind TEXT NOT NULL, at TEXT NOT NULL) "
+            "WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS payment_customers (uid TEXT PRIMARY KEY, customer TEXT NOT NULL) "
+            "WITHOUT ROWID")
+
+    def payment(self, payment_id: str) -> Payment | None:
+        row = self.db.execute("SELECT doc FROM payments WHERE id = ?", (payment_id,)).fetchone()
+        return Payment(**json.loads(row[0])) if row else None
+
+    def by_intent(self, payment_intent: str) -> Payment | None:
+        row = self.db.execute("SELECT doc FROM payments WHERE payment_intent = ?", (payment_intent,)).fetchone()
+        return Payment(**json.loads(row[0])) if row else None
+
+    def save(self, payment: Payment) -> None:
+        self.db.execute("INSERT OR REPLACE INTO payments VALUES (?, ?, ?, ?, ?)",
+                        (payment.id, payment.uid, payment.payment_intent, payment.created_at,
+                         json.dumps(asdict(payment))))
+
+    def of_user(self, uid: str, limit: int) -> list[Payment]:
+        rows = self.db.execute("SELECT doc FROM payments WHERE uid = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+                               (uid, limit))
+        return [Payment(**json.loads(doc)) for (doc,) in rows]
+
+    def all(self, limit: int) -> list[Payment]:
+        rows = self.db.execute("SELECT doc FROM payments ORDER BY created_at DESC, id DESC LIMIT ?", (limit,))
+        return [Payment(**json.loads(doc)) for (doc,) in rows]
+
+    def handled(self, event_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM payment_events WHERE id = ?", (event_id,)).fetchone() is not None
+
+    def mark_handled(self, event_id: str, kind: str, at: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO payment_events VALUES (?, ?, ?)", (event_id, kind, at))
+
+    def customer(self, uid: str) -> str | None:
+        row = self.db.execute("SELECT customer FROM payment_customers WHERE uid = ?", (uid,)).fetchone()
+        return row[0] if row else None
+
+    def keep_customer(self, uid: str, customer: str) -> str:
+        self.db.execute("INSERT OR IGNORE INTO payment_customers VALUES (?, ?)", (uid, customer))
+        kept = self.customer(uid)
+        assert kept is not None
+        return kept

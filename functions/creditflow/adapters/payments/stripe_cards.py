@@ -1,0 +1,78 @@
+"""Card payments through Stripe's SDK (v16, StripeClient): customers, Checkout Sessions, signed webhook events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ...domain.money import format_credits
+from ...domain.payments import InvalidWebhook, Pack, PaymentProviderFailed
+
+TOLERANCE_SECONDS = 300  # how old, or how far ahead, a webhook's signed timestamp may be
+
+
+class StripeCards:
+    def __init__(self, secret_key: str, webhook_secret: str, api_base: str | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        import stripe
+
+        self._stripe = stripe
+        self._client = stripe.StripeClient(secret_key, base_addresses={"api": api_base} if api_base else None,
+                                           max_network_retries=2)
+        self._webhook_secret = webhook_secret
+        self._now = now
+
+    def create_customer(self, uid: str, key: str) -> str:
+        with self._provider_errors():
+            customer = self._client.v1.customers.create(params={"metadata": {"uid": uid}},
+                                                        options={"idempotency_key": key})
+        return str(customer.id)
+
+    def create_checkout(self, *, uid: str, customer: str, pack: Pack, success_url: str, cancel_url: str,
+                        key: str) -> tuple[str, str]:
+        metadata = {"uid": uid, "pack": pack.id, "credits": str(pack.credits)}
+        with self._provider_errors():
+            session = self._client.v1.checkout.sessions.create(params={
+                "mode": "payment", "customer": customer, "client_reference_id": uid,
+                "line_items": [{"quantity": 1, "price_data": {
+                    "currency": pack.currency, "unit_amount": pack.price,
+                    "product_data": {"name": f"{format_credits(pack.credits)} credits"}}}],
+                "metadata": metadata, "payment_intent_data": {"metadata": metadata},
+                "success_url": success_url, "cancel_url": cancel_url}, options={"idempotency_key": key})
+        return str(session.id), str(session.url)
+
+    @contextmanager
+    def _provider_errors(self) -> Iterator[None]:
+        """Stripe refusing or failing is a 502 that says what Stripe said, not a 500."""
+        try:
+            yield
+        except self._stripe.StripeError as error:
+            raise PaymentProviderFailed(f"Stripe: {error.user_message or error}") from error
+
+    def event(self, body: bytes, signature: str) -> dict[str, Any]:
+        stamp = signed_at(signature)
+        if stamp is not None and stamp > self._now() + TOLERANCE_SECONDS:  # the SDK checks only the age
+            raise InvalidWebhook("the signature's timestamp is in the future beyond the tolerance")
+        try:
+            self._stripe.Webhook.construct_event(body, signature, self._webhook_secret, TOLERANCE_SECONDS)
+        except self._stripe.SignatureVerificationError as error:
+            raise InvalidWebhook(f"Stripe-Signature refused: {error.user_message or error}") from error
+        except ValueError as error:
+            raise InvalidWebhook("the body is not a JSON event") from error
+        event = json.loads(body)
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(
+                event.get("type"), str) or not isinstance(event.get("data", {}).get("object"), dict):
+            raise InvalidWebhook("an event needs an id, a type and data.object")
+        return event
+
+
+def signed_at(signature: str) -> int | None:
+    """The `t=` timestamp of a Stripe-Signature header (None when it has none: the SDK refuses that)."""
+    for part in signature.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            return int(value)
+    return None

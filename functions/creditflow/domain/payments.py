@@ -1,0 +1,137 @@
+"""Credit packs and payments: what a user can buy, and what became of each payment (money received, credits
+granted, refunded and taken back, disputed, written off). Integers only: minor currency units and micro-credits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from .errors import LedgerError
+from .money import format_credits
+
+PAID = "paid"
+OPEN, WON, LOST = "open", "won", "lost"  # a dispute's states
+PACK_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+CURRENCY = re.compile(r"[a-z]{3}")
+
+
+class UnknownPack(LedgerError):
+    code = "unknown-pack"
+    title = "Unknown credit pack"
+    status = 404
+
+
+class PaymentsNotConfigured(LedgerError):
+    code = "payments-not-configured"
+    title = "Payments are not configured"
+    status = 503
+
+
+class PaymentProviderFailed(LedgerError):
+    code = "payment-provider-failed"
+    title = "The payment provider failed"
+    status = 502
+
+
+class InvalidWebhook(LedgerError):
+    code = "invalid-webhook"
+    title = "Webhook refused"
+    status = 400
+
+
+class PaymentNotSeen(LedgerError):
+    """An event about a payment this platform has not recorded yet (Stripe delivers in any order): the 5xx makes
+    Stripe deliver it again later, by when the payment is known."""
+
+    code = "payment-not-seen"
+    title = "Payment not seen yet"
+    status = 503
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A credit pack: `credits` bought as a paid lot."""
+
+    id: str
+    credits: int  # micro-credits
+    price: int  # minor units of `currency` (cents)
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not PACK_ID.fullmatch(self.id):
+            raise ValueError(f"pack id {self.id!r}: lower-case letters, digits and -, at most 40")
+        if self.credits <= 0 or self.price <= 0:
+            raise ValueError(f"pack {self.id}: credits and price must be positive")
+        if not CURRENCY.fullmatch(self.currency):
+            raise ValueError(f"pack {self.id}: currency must be a lower-case ISO 4217 code, not {self.currency!r}")
+
+
+def packs_from(configured: tuple[tuple[int, int, str], ...]) -> tuple[Pack, ...]:
+    """The packs of CREDIT_PACKS (credits, price, currency), each named by its credits (`credits-100`)."""
+    return tuple(Pack(f"credits-{format_credits(c).replace('.', '-')}", c, p, cur) for c, p, cur in configured)
+
+
+def covering(packs: tuple[Pack, ...], shortfall: int) -> list[tuple[Pack, int]]:
+    """The packs that cover a shortfall, each with how many of it it takes: 1 of every pack large enough, else as
+    many of the largest as it takes."""
+    fitting = [p for p in packs if p.credits >= shortfall] or sorted(packs, key=lambda p: p.credits)[-1:]
+    return [(p, max(1, -(-shortfall // p.credits))) for p in fitting]
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One payment and what became of it. `id` is the provider's (a Checkout Session's id), the key of its grant."""
+
+    id: str
+    uid: str
+    provider: str
+    pack: str
+    credits: int  # micro-credits granted as the paid lot
+    amount: int  # minor units received
+    currency: str
+    payment_intent: str | None
+    lot: str  # the paid lot
+    created_at: str
+    refunded: int = 0  # minor units refunded so far (cumulative, as the provider says)
+    taken_back: int = 0  # micro-credits taken back from the lot for refunds and lost disputes
+    written_off: int = 0  # micro-credits refunded or lost that had been spent already: not recoverable
+    disputed: int = 0  # micro-credits a dispute concerns
+    dispute_held: int = 0  # of which held back from the lot (the rest had been spent)
+    dispute_hold: str | None = None
+    dispute: str | None = None  # open | won | lost
+
+    def owed_for(self, refunded: int) -> int:
+        """The credits a refund of `refunded` (cumulative minor units) makes owed back, pro rata, rounded down."""
+        return credits_for(self.credits, self.amount, refunded)
+
+    def refund(self, refunded: int, taken: int, unrecovered: int) -> Payment:
+        return replace(self, refunded=max(self.refunded, refunded), taken_back=self.taken_back + taken,
+                       written_off=self.written_off + unrecovered)
+
+
+def credits_for(credits: int, amount: int, part: int) -> int:
+    """`part` of a payment of `amount` (minor units) in credits, pro rata to the `credits` it bought, rounded down."""
+    if amount <= 0:
+        return 0
+    return credits * min(max(part, 0), amount) // amount
+
+
+@dataclass(frozen=True)
+class PaymentTotals:
+    """What the admins' report adds up, per currency: money in and back out, credits that could not be recovered."""
+
+    currency: str
+    payments: int
+    gross: int
+    refunded: int
+    disputed: int  # micro-credits in open or lost disputes
+    written_off: int  # micro-credits
+
+
+def totals(payments: list[Payment]) -> list[PaymentTotals]:
+    by: dict[str, list[Payment]] = {}
+    for p in payments:
+        by.setdefault(p.currency, []).append(p)
+    return [PaymentTotals(cur, len(ps), sum(p.amount for p in ps), sum(p.refunded for p in ps),
+                          sum(p.disputed for p in ps if p.dispute in (OPEN, LOST)), sum(p.written_off for p in ps))
+            for cur, ps in sorted(by.items())]

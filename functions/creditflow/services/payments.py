@@ -1,0 +1,264 @@
+"""Money in: credit packs bought through a card provider's hosted checkout, and the provider's signed events
+(payments, refunds, disputes) turned into ledger entries exactly once however often and in whatever order they
+arrive. Each event is handled under its payment's lock, by ledger commands keyed by the event's business key, and
+marked handled only after that: a crash in between makes the provider deliver it again, and the ledger replays."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from ..domain.holds import PAYMENT
+from ..domain.money import format_credits
+from ..domain.payments import (
+    LOST,
+    OPEN,
+    WON,
+    InvalidWebhook,
+    Pack,
+    Payment,
+    PaymentNotSeen,
+    PaymentsNotConfigured,
+    UnknownPack,
+    credits_for,
+)
+from ..domain.timefmt import iso
+from ..ports import CardPayments, Clock, PaymentStore, Realtime
+from .credits import Credits
+
+log = logging.getLogger(__name__)
+DISPUTE_HOLD = timedelta(days=365)  # Stripe closes a dispute within months; the hold must outlast it
+REFUND_HOLD = timedelta(minutes=1)  # posted in the same transaction: never seen pending
+
+
+@dataclass(frozen=True)
+class CheckoutPage:
+    id: str
+    url: str
+    pack: Pack
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    event: str
+    type: str
+    outcome: str  # what was done: granted, refunded, disputed, ..., replayed, ignored
+
+
+@dataclass(frozen=True)
+class PaymentUrls:
+    success: str
+    cancel: str
+
+
+class Payments:
+    def __init__(self, credits: Credits, store: PaymentStore, cards: CardPayments | None, packs: tuple[Pack, ...],
+                 realtime: Realtime, clock: Clock, urls: PaymentUrls,
+                 missing: str = "set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET") -> None:
+        self.credits, self.store, self.cards = credits, store, cards
+        self.packs = packs
+        self.realtime, self.clock, self.urls = realtime, clock, urls
+        self.missing = missing  # what the 503 says to configure
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def pack(self, pack_id: str) -> Pack:
+        for pack in self.packs:
+            if pack.id == pack_id:
+                return pack
+        raise UnknownPack(f"no credit pack {pack_id!r}; the packs are {', '.join(p.id for p in self.packs)}")
+
+    def checkout(self, uid: str, pack_id: str, key: str) -> CheckoutPage:
+        """A hosted checkout page for one pack; the user's customer at the provider is made once."""
+        cards = self._cards()
+        pack = self.pack(pack_id)
+        customer = self.store.customer(uid) or self.store.keep_customer(
+            uid, cards.create_customer(uid, key=_stripe_key("customer", uid)))
+        page_id, url = cards.create_checkout(uid=uid, customer=customer, pack=pack, success_url=self.urls.success,
+                                             cancel_url=self.urls.cancel, key=_stripe_key("checkout", uid, key))
+        return CheckoutPage(page_id, url, pack)
+
+    def mine(self, uid: str, limit: int = 50) -> list[Payment]:
+        return self.store.of_user(uid, limit)
+
+    def all(self, limit: int = 500) -> list[Payment]:
+        return self.store.all(limit)
+
+    # -- the provider's events ----------------------------------------------------------------------------------
+
+    def webhook(self, body: bytes, signature: str) -> EventOutcome:
+        """Check an event's signature, then act on it once (a replay is acknowledged and does nothing)."""
+        event = self._cards().event(body, signature)
+        event_id, kind, data = event["id"], event["type"], event["data"]["object"]
+        if self.store.handled(event_id):
+            return EventOutcome(event_id, kind, "replayed")
+        handler = self._handlers().get(kind)
+        if handler is None:
+            log.info("Stripe event %s of type %s acknowledged and ignored", event_id, kind)
+            outcome = "ignored"
+        else:
+            outcome = handler(event_id, data)
+        self.store.mark_handled(event_id, kind, iso(self.clock.now()))
+        return EventOutcome(event_id, kind, outcome)
+
+    def _handlers(self) -> dict[str, Callable[[str, dict[str, Any]], str]]:
+        return {"checkout.session.completed": self._completed,
+                "checkout.session.async_payment_succeeded": self._paid,
+                "checkout.session.async_payment_failed": self._failed,
+                "payment_intent.payment_failed": self._failed,
+                "charge.refunded": self._refunded,
+                "charge.dispute.created": self._dispute_opened,
+                "charge.dispute.closed": self._dispute_closed}
+
+    def _completed(self, event_id: str, session: dict[str, Any]) -> str:
+        if session.get("payment_status") != "paid":  # a delayed method: async_payment_succeeded will follow
+            return "awaiting payment"
+        return self._paid(event_id, session)
+
+    def _paid(self, event_id: str, session: dict[str, Any]) -> str:
+        """Grant the paid lot, keyed by the session: its completion and async success cannot both grant."""
+        session_id, uid = _text(session, "id"), _text(session, "client_reference_id")
+        metadata = session.get("metadata") or {}
+        credits, amount = _whole(metadata.get("credits"), "metadata.credits"), _whole(session.get("amount_total"),
+                                                                                       "amount_total")
+        with self._lock(session_id):
+            if self.store.payment(session_id) is not None:
+                return "granted already"
+            self.credits.open_account(uid)  # a user may pay before anything opened their account
+            granted = self.credits.grant(uid, credits, source="stripe", lot_kind="paid", key=f"stripe-{session_id}",
+                                         reference=session_id, memo={"pack": str(metadata.get("pack", ""))})
+            payment = Payment(session_id, uid, "stripe", str(metadata.get("pack", "")), credits, amount,
+                              _text(session, "currency"), session.get("payment_intent"), granted["lot"],
+                              iso(self.clock.now()))
+            self.store.save(payment)
+        self._notify(uid, event_id, "payment.received", payment)
+        return "granted"
+
+    def _failed(self, event_id: str, data: dict[str, Any]) -> str:
+        uid = data.get("client_reference_id") or (data.get("metadata") or {}).get("uid")
+        if isinstance(uid, str) and uid:
+            self.realtime.set(f"/notifications/{uid}/{_key(event_id)}", {
+                "kind": "payment.failed", "at": iso(self.clock.now()),
+                "message": "the payment did not go through; nothing was charged"})
+            return "notified"
+        return "ignored"
+
+    def _refunded(self, event_id: str, charge: dict[str, Any]) -> str:
+        """Take back the credits bought with what was refunded so far (cumulative), pro rata, from the payment's
+        lot; what had been spent is written off on the payment."""
+        payment = self._payment_of(charge)
+        refunded = _whole(charge.get("amount_refunded"), "amount_refunded")
+        with self._lock(payment.id):
+            payment = self._fresh(payment)
+            due = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
+            if due <= 0:
+                return "refunded already"
+            taken = self.credits.reclaim(payment.uid, payment.lot, due, key=f"stripe-refund-{payment.id}-{refunded}",
+                                         pending=False, ttl=REFUND_HOLD, memo={"payment": payment.id,
+                                                                               "reason": "refund"})
+            payment = payment.refund(refunded, taken["taken"], taken["unrecovered"])
+            self.store.save(payment)
+        self._notify(payment.uid, event_id, "payment.refunded", payment)
+        return "refunded"
+
+    def _dispute_opened(self, event_id: str, dispute: dict[str, Any]) -> str:
+        """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""
+        payment = self._payment_of(dispute)
+        amount = _whole(dispute.get("amount"), "amount")
+        with self._lock(payment.id):
+            payment = self._fresh(payment)
+            if payment.dispute is not None:
+                return "disputed already"
+            disputed = credits_for(payment.credits, payment.amount, amount)
+            hold, held = None, 0
+            if disputed:
+                taken = self.credits.reclaim(payment.uid, payment.lot, disputed,
+                                             key=f"stripe-dispute-{_text(dispute, 'id')}", pending=True,
+                                             ttl=DISPUTE_HOLD, memo={"payment": payment.id, "reason": "dispute"})
+                hold, held = taken["hold"], taken["taken"]
+            payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN)
+            self.store.save(payment)
+        self._notify(payment.uid, event_id, "payment.disputed", payment)
+        return "disputed"
+
+    def _dispute_closed(self, event_id: str, dispute: dict[str, Any]) -> str:
+        """Won: the held credits return. Lost: they are taken, and what had been spent is written off."""
+        payment = self._payment_of(dispute)
+        won = dispute.get("status") == "won"
+        with self._lock(payment.id):
+            payment = self._fresh(payment)
+            if payment.dispute != OPEN:
+                return "closed already" if payment.dispute in (WON, LOST) else "no open dispute"
+            key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
+            if payment.dispute_hold is not None and won:
+                self.credits.release(payment.uid, payment.dispute_hold, key=key, by=PAYMENT)
+            elif payment.dispute_hold is not None:
+                self.credits.settle(payment.uid, payment.dispute_hold, payment.dispute_held, key=key,
+                                    memo={"payment": payment.id, "reason": "dispute lost"})
+            lost = 0 if won else payment.disputed - payment.dispute_held
+            payment = replace(payment, dispute=WON if won else LOST, written_off=payment.written_off + lost,
+                              taken_back=payment.taken_back + (0 if won else payment.dispute_held))
+            self.store.save(payment)
+        self._notify(payment.uid, event_id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
+        return "dispute won" if won else "dispute lost"
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _cards(self) -> CardPayments:
+        if self.cards is None:
+            raise PaymentsNotConfigured(f"card payments are not configured on this platform: {self.missing}")
+        return self.cards
+
+    def _payment_of(self, data: dict[str, Any]) -> Payment:
+        intent = data.get("payment_intent")
+        payment = self.store.by_intent(intent) if isinstance(intent, str) and intent else None
+        if payment is None:
+            raise PaymentNotSeen(f"no payment recorded for payment intent {intent!r} yet: deliver it again later",
+                                 retry_after=60)
+        return payment
+
+    def _fresh(self, payment: Payment) -> Payment:
+        """The payment as stored now (read under its lock)."""
+        return self.store.payment(payment.id) or payment
+
+    def _lock(self, payment_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(payment_id, threading.Lock())
+
+    def _notify(self, uid: str, event_id: str, kind: str, payment: Payment) -> None:
+        """A notification named by the event, so a redelivery writes the same one."""
+        self.realtime.set(f"/notifications/{uid}/{_key(event_id)}", {
+            "kind": kind, "at": iso(self.clock.now()), "payment": payment.id,
+            "credits": format_credits(payment.credits), "amount": payment.amount, "currency": payment.currency})
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidWebhook(f"the event's object has no {name}")
+    return value
+
+
+def _whole(value: object, name: str) -> int:
+    """A positive whole number, given as one or as its digits (Stripe's metadata values are strings)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidWebhook(f"the event's {name} is not a whole number")
+    return value
+
+
+def _stripe_key(*parts: str) -> str:
+    """An Idempotency-Key for Stripe (at most 255 characters) from ours, which can be longer."""
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return f"{parts[0]}-{digest}"
+
+
+def _key(event_id: str) -> str:
+    """An event id as a realtime key (no . $ # [ ] /)."""
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in event_id)

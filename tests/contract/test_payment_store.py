@@ -1,0 +1,53 @@
+"""One contract for the payment store (payments, handled events, customers), on SQLite and on Google's Firestore
+emulator."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creditflow.domain.payments import Payment
+from tests.contract.conftest import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        from creditflow.adapters.local.payments import SqlitePayments
+
+        return SqlitePayments(tmp_path / "payments.sqlite3")
+    from creditflow.adapters.firebase.payments import FirestorePayments
+
+    return FirestorePayments(request.getfixturevalue("firestore_client"))
+
+
+def payment(n: int, uid: str = "a", intent: str | None = None) -> Payment:
+    return Payment(f"cs_{n}", uid, "stripe", "credits-100", 100_000_000, 500, "usd", intent or f"pi_{n}",
+                   f"lot_{n}", f"2026-01-01T00:00:0{n}.000000Z")
+
+
+def test_payments_are_kept_whole_and_found_by_id_intent_and_owner(store: Any) -> None:
+    for n, uid in enumerate("aab"):
+        store.save(payment(n, uid))
+    changed = replace(payment(1), refunded=150, taken_back=30_000_000, written_off=1, disputed=7,
+                      dispute_held=5, dispute_hold="hold_1", dispute="open")
+    store.save(changed)
+    assert store.payment("cs_1") == changed and store.payment("cs_9") is None
+    assert store.by_intent("pi_1") == changed and store.by_intent("pi_9") is None
+    assert [p.id for p in store.of_user("a", 10)] == ["cs_1", "cs_0"]  # newest first
+    assert [p.id for p in store.of_user("a", 1)] == ["cs_1"] and store.of_user("c", 10) == []
+    assert [p.id for p in store.all(10)] == ["cs_2", "cs_1", "cs_0"]
+
+
+def test_events_are_marked_handled_once_and_a_customer_is_kept_once(store: Any) -> None:
+    assert not store.handled("evt_1")
+    store.mark_handled("evt_1", "charge.refunded", "2026-01-01T00:00:00.000000Z")
+    store.mark_handled("evt_1", "charge.refunded", "2026-01-01T00:00:01.000000Z")
+    assert store.handled("evt_1") and not store.handled("evt_2")
+    assert store.customer("a") is None
+    assert store.keep_customer("a", "cus_1") == "cus_1"
+    assert store.keep_customer("a", "cus_2") == "cus_1"  # a second checkout racing the first keeps the first
+    assert store.customer("a") == "cus_1" and store.customer("b") is None

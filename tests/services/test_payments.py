@@ -1,0 +1,370 @@
+"""Card payments through Stripe: packs, Checkout Sessions (on a test server speaking Stripe's API), and the
+webhook's events signed with Stripe's scheme over the raw body, each turned into ledger entries exactly once: ten
+replays, twenty concurrent duplicates, events out of order, refunds (cumulative, pro rata), disputes won and lost,
+credits already spent written off. A Hypothesis run interleaves events and spends and checks the money."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.payments import credits_for
+from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.fake_stripe import FakeStripe, event, signature_of, signed
+
+SECRET = "whsec_test_secret"
+PACK = "credits-100"  # 100 credits for $5.00 (the default packs)
+
+
+@pytest.fixture
+def stripe_api() -> Iterator[FakeStripe]:
+    server = FakeStripe()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shop(tmp_path: Path, clock: SteppedClock, stripe_api: FakeStripe) -> Iterator[Platform]:
+    platform = make_platform(tmp_path / "data", clock, stripe_secret_key="sk_test_x", stripe_webhook_secret=SECRET,
+                             stripe_api_base=stripe_api.url)
+    yield platform
+    platform.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def client(shop: Platform) -> Any:
+    from creditflow.entrypoints.http.app import create_app
+
+    return create_app(shop).test_client()
+
+
+def token(platform: Platform, uid: str, admin: bool = False) -> dict[str, str]:
+    from creditflow.bootstrap import issue_dev_token
+
+    return {"Authorization": f"Bearer {issue_dev_token(platform.settings, uid, admin=admin)}"}
+
+
+def send(client: Any, kind: str, data: dict[str, Any], event_id: str | None = None, *, secret: str = SECRET,
+         at: int | None = None, body: bytes | None = None) -> Any:
+    raw, header = signed(event(kind, data, event_id), secret, at)
+    return client.post("/webhooks/stripe", data=body if body is not None else raw,
+                       headers={"Stripe-Signature": header, "Content-Type": "application/json"})
+
+
+def checkout(client: Any, platform: Platform, uid: str, key: str = "k1", pack: str = PACK) -> Any:
+    return client.post("/api/v1/payments/stripe/checkout", json={"pack": pack},
+                       headers={**token(platform, uid), "Idempotency-Key": key})
+
+
+def paid_session(client: Any, platform: Platform, stripe_api: FakeStripe, uid: str, key: str = "k1") -> dict:
+    reply = checkout(client, platform, uid, key)
+    assert reply.status_code == 200, reply.json
+    return stripe_api.paid(reply.json["id"])
+
+
+def available(platform: Platform, uid: str) -> int:
+    platform.credits.open_account(uid)  # as the app's first read does
+    return platform.credits.balance(uid).available
+
+
+def charge(session: dict[str, Any], refunded: int) -> dict[str, Any]:
+    return {"id": f"ch_{session['id'][-10:]}", "object": "charge", "payment_intent": session["payment_intent"],
+            "amount": session["amount_total"], "amount_refunded": refunded, "refunded": refunded > 0}
+
+
+def dispute(session: dict[str, Any], amount: int, status: str = "needs_response") -> dict[str, Any]:
+    return {"id": f"dp_{session['id'][-10:]}", "object": "dispute", "payment_intent": session["payment_intent"],
+            "amount": amount, "status": status}
+
+
+def spend(platform: Platform, uid: str, amount: int, key: str) -> None:
+    hold = platform.credits.reserve(uid, amount, key=f"{key}:hold")["hold"]
+    platform.credits.settle(uid, hold, amount, key=f"{key}:settle")
+
+
+# -- packs and checkout -----------------------------------------------------------------------------------------
+
+
+def test_packs_are_listed_and_offered_when_credits_run_short(shop: Platform, client: Any) -> None:
+    packs = client.get("/api/v1/payments/packs").json
+    assert [p["id"] for p in packs["packs"]] == ["credits-100", "credits-500", "credits-2000"]
+    assert packs["packs"][0] == {"id": "credits-100", "credits": {"credits": "100", "micros": 100 * CREDIT},
+                                 "price": {"amount": 500, "currency": "usd"}}
+    shop.credits.open_account("u")
+    short = client.post("/api/v1/credits/check-insufficient", json={"amount": "300"}, headers=token(shop, "u")).json
+    assert [(p["id"], p["quantity"]) for p in short["packs"]] == [("credits-500", 1), ("credits-2000", 1)]
+    refused = client.post("/api/v1/credits/reserve", json={"amount": "300"},
+                          headers={**token(shop, "u"), "Idempotency-Key": "r1"})
+    assert refused.status_code == 402 and refused.json["packs"][0]["id"] == "credits-500"
+
+
+def test_checkout_makes_a_session_for_the_pack_and_the_customer_once(shop: Platform, client: Any,
+                                                                     stripe_api: FakeStripe) -> None:
+    first = checkout(client, shop, "alice", "k1")
+    again = checkout(client, shop, "alice", "k1")  # a retry: the same page
+    other = checkout(client, shop, "alice", "k2", pack="credits-500")
+    assert first.status_code == 200 and first.json["url"].startswith("https://checkout.stripe.test/")
+    assert again.json["id"] == first.json["id"] and other.json["id"] != first.json["id"]
+    customers = [body for path, body, _ in stripe_api.requests if path == "/v1/customers"]
+    sessions = [body for path, body, _ in stripe_api.requests if path == "/v1/checkout/sessions"]
+    assert len(customers) == 1 and customers[0]["metadata"] == {"uid": "alice"}
+    assert {s["customer"] for s in sessions} == {shop.payments.store.customer("alice")}
+    body = sessions[0]
+    assert (body["mode"], body["client_reference_id"], body["metadata"]) == (
+        "payment", "alice", {"uid": "alice", "pack": PACK, "credits": str(100 * CREDIT)})
+    assert body["line_items"][0]["price_data"]["unit_amount"] == "500"
+    assert body["success_url"] == shop.settings.payment_success_url
+
+
+def test_checkout_refuses_an_unknown_pack_and_says_what_to_configure(tmp_path: Path, shop: Platform,
+                                                                    client: Any) -> None:
+    unknown = checkout(client, shop, "u", pack="credits-7")
+    assert unknown.status_code == 404 and unknown.json["type"].endswith("unknown-pack")
+    from creditflow.entrypoints.http.app import create_app
+
+    bare = make_platform(tmp_path / "bare")
+    reply = create_app(bare).test_client().post("/api/v1/payments/stripe/checkout", json={"pack": PACK},
+                                                headers={**token(bare, "u"), "Idempotency-Key": "k"})
+    assert reply.status_code == 503 and "STRIPE_SECRET_KEY" in reply.json["detail"]
+    hook = create_app(bare).test_client().post("/webhooks/stripe", data=b"{}", headers={"Stripe-Signature": "t=1"})
+    assert hook.status_code == 503 and hook.headers["Content-Type"] == "application/problem+json"
+
+
+# -- the webhook ----------------------------------------------------------------------------------------------
+
+
+def test_a_paid_checkout_grants_its_credits_once_however_often_it_comes(shop: Platform, client: Any,
+                                                                        stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "alice")
+    replies = [send(client, "checkout.session.completed", session, "evt_1") for _ in range(10)]
+    assert [r.json["outcome"] for r in replies] == ["granted"] + ["replayed"] * 9
+    # Stripe also sends async_payment_succeeded for some methods: another event, the same session
+    assert send(client, "checkout.session.async_payment_succeeded", session).json["outcome"] == "granted already"
+    assert available(shop, "alice") == 100 * CREDIT
+    [lot] = shop.credits.balance("alice").lots
+    assert lot.kind == "paid"
+    [payment] = client.get("/api/v1/payments", headers=token(shop, "alice")).json["payments"]
+    assert (payment["id"], payment["credits"]["micros"], payment["price"]) == (
+        session["id"], 100 * CREDIT, {"amount": 500, "currency": "usd"})
+    assert client.get("/api/v1/payments", headers=token(shop, "bob")).json["payments"] == []
+    notes = shop.realtime.get("/notifications/alice")
+    assert [n["kind"] for n in notes.values()] == ["payment.received"]  # type: ignore[union-attr]
+    assert shop.integrity.audit().ok
+
+
+def test_an_unpaid_completion_waits_for_the_async_success(shop: Platform, client: Any,
+                                                          stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    pending = {**session, "payment_status": "unpaid"}
+    assert send(client, "checkout.session.completed", pending).json["outcome"] == "awaiting payment"
+    assert available(shop, "u") == 0
+    assert send(client, "checkout.session.async_payment_succeeded", session).json["outcome"] == "granted"
+    assert available(shop, "u") == 100 * CREDIT
+
+
+def test_failed_payments_notify_and_move_no_money(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    assert send(client, "checkout.session.async_payment_failed", session).json["outcome"] == "notified"
+    intent = {"id": "pi_1", "object": "payment_intent", "metadata": {"uid": "u"}}
+    assert send(client, "payment_intent.payment_failed", intent).json["outcome"] == "notified"
+    assert send(client, "customer.created", {"id": "cus_1"}).json["outcome"] == "ignored"
+    assert shop.payments.mine("u") == [] and available(shop, "u") == 0
+    notes = shop.realtime.get("/notifications/u")
+    assert [n["kind"] for n in notes.values()] == ["payment.failed", "payment.failed"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("case", ["tampered", "wrong secret", "too old", "in the future", "no signature",
+                                  "not json"])
+def test_bad_webhooks_are_refused_and_change_nothing(shop: Platform, client: Any, stripe_api: FakeStripe,
+                                                     case: str) -> None:
+    import time
+
+    session = paid_session(client, shop, stripe_api, "u")
+    raw, header = signed(event("checkout.session.completed", session), SECRET)
+    if case == "tampered":
+        raw = raw.replace(str(100 * CREDIT).encode(), str(900 * CREDIT).encode())
+    elif case == "wrong secret":
+        raw, header = signed(event("checkout.session.completed", session), "whsec_other")
+    elif case == "too old":
+        raw, header = signed(event("checkout.session.completed", session), SECRET, int(time.time()) - 600)
+    elif case == "in the future":
+        raw, header = signed(event("checkout.session.completed", session), SECRET, int(time.time()) + 600)
+    elif case == "no signature":
+        header = ""
+    else:  # signed as it is, but not an event
+        raw = b"not json"
+        header = signature_of(raw, SECRET)
+    reply = client.post("/webhooks/stripe", data=raw, headers={"Stripe-Signature": header})
+    assert reply.status_code == 400, reply.json
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    assert reply.json["type"].endswith("invalid-webhook")
+    assert available(shop, "u") == 0 and shop.payments.mine("u") == []
+
+
+def test_twenty_concurrent_deliveries_grant_once(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    from creditflow.entrypoints.http.app import create_app
+
+    session = paid_session(client, shop, stripe_api, "u")
+    start, outcomes = threading.Barrier(20), []
+
+    def deliver(n: int) -> None:
+        mine = create_app(shop).test_client()
+        start.wait()
+        # half the same event again, half new events about the same session
+        reply = send(mine, "checkout.session.completed", session, "evt_same" if n % 2 else f"evt_{n}")
+        outcomes.append(reply.status_code)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [200] * 20
+    assert available(shop, "u") == 100 * CREDIT and len(shop.credits.balance("u").lots) == 1
+
+
+# -- refunds and disputes -------------------------------------------------------------------------------------
+
+
+def test_a_refund_before_its_payment_is_retried_and_then_takes_back_pro_rata(shop: Platform, client: Any,
+                                                                             stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    early = send(client, "charge.refunded", charge(session, 150), "evt_refund_1")
+    assert early.status_code == 503 and early.headers["Retry-After"] == "60"
+    send(client, "checkout.session.completed", session)
+    again = send(client, "charge.refunded", charge(session, 150), "evt_refund_1")  # Stripe delivers it again
+    assert again.json["outcome"] == "refunded"
+    assert available(shop, "u") == 70 * CREDIT  # $1.50 of $5.00: 30 of 100 credits
+    assert send(client, "charge.refunded", charge(session, 500)).json["outcome"] == "refunded"  # the rest, later
+    assert send(client, "charge.refunded", charge(session, 500)).json["outcome"] == "refunded already"
+    assert available(shop, "u") == 0
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, payment.written_off) == (500, 100 * CREDIT, 0)
+    assert shop.integrity.audit().ok
+
+
+def test_credits_spent_before_a_refund_are_written_off_never_below_zero(shop: Platform, client: Any,
+                                                                        stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 80 * CREDIT, "chat")
+    send(client, "charge.refunded", charge(session, 500))
+    assert available(shop, "u") == 0
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (20 * CREDIT, 80 * CREDIT)
+    admin = client.get("/api/v1/admin/payments", headers=token(shop, "root", admin=True)).json
+    assert admin["totals"] == [{"currency": "usd", "payments": 1, "gross": 500, "refunded": 500,
+                                "disputed": {"credits": "0", "micros": 0},
+                                "writtenOff": {"credits": "80", "micros": 80 * CREDIT}}]
+    assert client.get("/api/v1/admin/payments", headers=token(shop, "u")).status_code == 403
+
+
+def test_a_dispute_holds_the_credits_until_it_is_won(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    assert send(client, "charge.dispute.created", dispute(session, 500)).json["outcome"] == "disputed"
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 100 * CREDIT)
+    [hold] = [h for h in shop.store.balance_view("user:u")[2] if h.status == "pending"]
+    refused = client.post("/api/v1/credits/release-reservation", json={"reservationId": hold.id},
+                          headers={**token(shop, "u"), "Idempotency-Key": "steal"})
+    assert refused.status_code == 409  # the user cannot free a dispute's hold
+    won = dispute(session, 500, "won")
+    assert send(client, "charge.dispute.closed", won).json["outcome"] == "dispute won"
+    assert send(client, "charge.dispute.closed", won).json["outcome"] == "closed already"
+    assert available(shop, "u") == 100 * CREDIT and shop.integrity.audit().ok
+
+
+def test_a_lost_dispute_takes_what_is_left_and_writes_off_the_rest(shop: Platform, client: Any,
+                                                                   stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 30 * CREDIT, "chat")
+    send(client, "charge.dispute.created", dispute(session, 500))
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "lost")).json["outcome"] == "dispute lost"
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 0)
+    [payment] = shop.payments.mine("u")
+    assert (payment.dispute, payment.taken_back, payment.written_off) == ("lost", 70 * CREDIT, 30 * CREDIT)
+    assert shop.integrity.audit().ok
+
+
+# -- any interleaving --------------------------------------------------------------------------------------------
+
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("complete"), st.integers(0, 2)),
+    st.tuples(st.just("refund"), st.integers(0, 2), st.integers(0, 500)),
+    st.tuples(st.just("dispute"), st.integers(0, 2), st.integers(1, 500)),
+    st.tuples(st.just("close"), st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("spend"), st.integers(1, 150)),
+    st.tuples(st.just("replay"),)), max_size=25)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+def test_any_interleaving_of_payment_events_and_spends_keeps_the_money_right(tmp_path_factory: Any,
+                                                                             steps: list[tuple]) -> None:
+    from creditflow.entrypoints.http.app import create_app
+
+    api = FakeStripe()
+    platform = make_platform(tmp_path_factory.mktemp("pay") / "data", SteppedClock(), stripe_secret_key="sk_x",
+                             stripe_webhook_secret=SECRET, stripe_api_base=api.url)
+    try:
+        client = create_app(platform).test_client()
+        sessions = [paid_session(client, platform, api, "u", f"k{n}") for n in range(3)]
+        platform.credits.open_account("u")
+        refunded, sent, spent = [0, 0, 0], [], 0
+        for step in steps:
+            if step[0] == "complete":
+                sent.append(("checkout.session.completed", sessions[step[1]]))
+            elif step[0] == "refund":
+                refunded[step[1]] = max(refunded[step[1]], step[2])  # Stripe's amount_refunded only grows
+                sent.append(("charge.refunded", charge(sessions[step[1]], refunded[step[1]])))
+            elif step[0] == "dispute":
+                sent.append(("charge.dispute.created", dispute(sessions[step[1]], step[2])))
+            elif step[0] == "close":
+                sent.append(("charge.dispute.closed", dispute(sessions[step[1]], 0, "won" if step[2] else "lost")))
+            elif step[0] == "spend":
+                amount = step[1] * CREDIT // 10
+                if available(platform, "u") >= amount:
+                    spend(platform, "u", amount, f"s{len(sent)}-{spent}")
+                    spent += amount
+                continue
+            elif sent:
+                kind, data = sent[-1]  # the last event again, as a new delivery
+                sent.append((kind, data))
+            if not sent:
+                continue
+            kind, data = sent[-1]
+            reply = send(client, kind, data)
+            assert reply.status_code in (200, 503), reply.json  # 503: a payment not seen yet
+            balance = platform.credits.balance("u")
+            assert balance.available >= 0 and balance.held >= 0
+        payments = {p.id: p for p in platform.payments.mine("u")}
+        granted = sum(p.credits for p in payments.values())
+        taken = sum(p.taken_back for p in payments.values())
+        balance = platform.credits.balance("u")
+        assert balance.available + balance.held == granted - taken - spent  # conservation, per user
+        for p in payments.values():  # per payment: credits owed back are taken back or written off, no more
+            owed = p.owed_for(p.refunded)
+            lost = p.disputed if p.dispute == "lost" else 0
+            assert p.taken_back + p.written_off == owed + lost
+            assert p.taken_back <= p.credits and credits_for(p.credits, p.amount, p.refunded) == owed
+        assert platform.integrity.audit(signatures=False).ok
+    finally:
+        platform.store.close()  # type: ignore[attr-defined]
+        api.stop()
+
+
+def test_stripe_failing_is_a_502_that_says_so(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    stripe_api.failing = True
+    reply = checkout(client, shop, "u")
+    assert reply.status_code == 502 and reply.json["detail"].startswith("Stripe:")
+    assert shop.payments.store.customer("u") is None
