@@ -10,7 +10,7 @@ WEB_SOURCES := $(wildcard web/src/*.js web/src/*.jsx web/src/pages/*.jsx) web/bu
 	web/admin.html web/styles.css
 
 .DEFAULT_GOAL := all
-.PHONY: all venv web chromium run cli test lint typecheck bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-web clean
+.PHONY: all venv web chromium run cli test lint typecheck bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-payments bench-web clean
 
 all: venv web  # `make`: the Python packages, and the web app built into web/dist
 
@@ -82,6 +82,9 @@ bench-bus: $(STAMP)  # the durable queue: jobs per second, enqueue-to-start late
 
 bench-media: $(STAMP)  # thumbnails per second and peak memory for 1024² and 2048² originals
 	$(PY) bench/media.py
+
+bench-payments: $(STAMP)  # Stripe webhook events per second, one sender and twenty concurrent (no double grants)
+	$(PY) bench/payments.py
 
 bench-web: $(STAMP) $(WEB_BUILT) chromium  # bundle sizes, spend-to-repaint and cold-load times in Chromium
 	$(PY) bench/web.py
