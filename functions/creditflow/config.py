@@ -43,8 +43,8 @@ class Settings:
     stripe_secret_key: str | None = None  # STRIPE_SECRET_KEY (Secret Manager in production)
     stripe_webhook_secret: str | None = None  # STRIPE_WEBHOOK_SECRET: checks the Stripe-Signature of events
     stripe_api_base: str | None = None  # STRIPE_API_BASE: another Stripe API address (tests: a local server)
-    payment_success_url: str = "http://127.0.0.1:8080/?payment=done"  # where Checkout returns after paying
-    payment_cancel_url: str = "http://127.0.0.1:8080/?payment=cancelled"
+    payment_success_url: str = "http://127.0.0.1:8080/#payments?paid=1"  # where Checkout returns after paying
+    payment_cancel_url: str = "http://127.0.0.1:8080/#payments?cancelled=1"
     cors_origins: tuple[str, ...] = ("*",)  # the web origins browsers may call the API from; "*" is any
     auth_emulator_host: str | None = None  # FIREBASE_AUTH_EMULATOR_HOST: tokens are then NOT signature-checked
     functions_emulator: bool = False  # FUNCTIONS_EMULATOR=true: the Firebase emulator suite runs this code
@@ -117,8 +117,8 @@ class Settings:
             "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or None,
             "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET") or None,
             "stripe_api_base": env.get("STRIPE_API_BASE") or None,
-            "payment_success_url": env.get("PAYMENT_SUCCESS_URL", "http://127.0.0.1:8080/?payment=done"),
-            "payment_cancel_url": env.get("PAYMENT_CANCEL_URL", "http://127.0.0.1:8080/?payment=cancelled"),
+            "payment_success_url": env.get("PAYMENT_SUCCESS_URL", "http://127.0.0.1:8080/#payments?paid=1"),
+            "payment_cancel_url": env.get("PAYMENT_CANCEL_URL", "http://127.0.0.1:8080/#payments?cancelled=1"),
             "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "functions_emulator": env.get("FUNCTIONS_EMULATOR", "").lower() == "true",

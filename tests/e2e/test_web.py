@@ -19,6 +19,7 @@ import pytest
 
 from tests.e2e.server import LocalServer
 from tests.fake_openai import FakeOpenAI
+from tests.fake_stripe import FakeStripe, event, signed
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
@@ -28,6 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 USER_PAGES = ["", "chat", "tasks", "history", "keys", "settings", "images", "payments"]
+HOOKS = "whsec_web"  # the web server's Stripe webhook secret
 
 
 def needs_browser() -> Any:
@@ -51,10 +53,19 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def web(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+def stripe_api() -> Iterator[FakeStripe]:
+    server = FakeStripe()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def web(upstream: FakeOpenAI, stripe_api: FakeStripe, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[LocalServer]:
     running = LocalServer(tmp_path_factory.mktemp("web") / "data", AI_PLATFORM_API_KEY="test-key",
                           AI_PLATFORM_BASE_URL=upstream.url, RATE_LIMIT_PER_MINUTE="100000",
-                          WELCOME_PER_IP_LIMIT="1000")
+                          WELCOME_PER_IP_LIMIT="1000", STRIPE_SECRET_KEY="sk_test_web", STRIPE_WEBHOOK_SECRET=HOOKS,
+                          STRIPE_API_BASE=stripe_api.url)
     yield running
     running.stop()
 
@@ -299,6 +310,29 @@ def test_keys_are_shown_once_listed_and_revoked(context: Any, web: LocalServer) 
     page.get_by_role("button", name="Revoke key my app").click()
     page.get_by_text(re.compile("^revoked ")).wait_for()
     assert web.call("GET", "/v1/models", headers={"Authorization": f"Bearer {secret}"}).status == 401
+
+
+def test_a_pack_is_bought_on_stripe_checkout_and_its_credits_arrive_when_stripe_confirms(
+        context: Any, web: LocalServer, stripe_api: FakeStripe) -> None:
+    page = context.new_page()
+    page.route("https://checkout.stripe.test/**", lambda route: route.fulfill(
+        content_type="text/html", body="<title>Stripe Checkout</title><h1>Stripe Checkout (test)</h1>"))
+    sign_in(page, web, "pia", "payments")
+    page.get_by_text("No payments yet.").wait_for()
+    assert page.get_by_test_id("pack").count() == 3
+    page.get_by_role("button", name=re.compile("^Pay by card: 100 credits for ")).click()
+    page.get_by_role("heading", name="Stripe Checkout (test)").wait_for()
+    [session] = [s for s in stripe_api.sessions.values() if s["client_reference_id"] == "pia"]
+    assert page.url == session["url"]
+    body, header = signed(event("checkout.session.completed", stripe_api.paid(session["id"])), HOOKS)
+    assert web.call("POST", "/webhooks/stripe", raw=body, headers={"Stripe-Signature": header}).status == 200
+    page.goto(f"{web.url}/#payments?paid=1")  # Stripe's success_url
+    page.get_by_text(re.compile("^Thank you")).wait_for()
+    row = page.get_by_test_id("payment-row")
+    row.wait_for()
+    assert "100 cr" in row.inner_text() and "paid" in row.inner_text()
+    page.goto(f"{web.url}/#payments?cancelled=1")
+    page.get_by_text("Checkout was cancelled: nothing was charged.").wait_for()
 
 
 def test_an_expired_or_forged_token_signs_out_with_the_servers_reason(context: Any, web: LocalServer) -> None:

@@ -5,6 +5,7 @@ import { ChatPage } from "./pages/chat.jsx";
 import { TasksPage } from "./pages/tasks.jsx";
 import { HistoryPage } from "./pages/history.jsx";
 import { KeysPage } from "./pages/keys.jsx";
+import { PaymentsPage } from "./pages/payments.jsx";
 import { NotYet, SettingsPage } from "./pages/settings.jsx";
 
 const LINKS = [["", "Balance"], ["chat", "Chat"], ["tasks", "Tasks"], ["history", "History"], ["keys", "API keys"],
@@ -22,7 +23,7 @@ function App() {
         case "keys": return <KeysPage session={session} />;
         case "settings": return <SettingsPage session={session} />;
         case "images": return <NotYet what="Images and vision" />;
-        case "payments": return <NotYet what="Buying credits (Stripe, crypto)" />;
+        case "payments": return <PaymentsPage session={session} />;
         default: return <BalancePage session={session} />;
       }
     }}</Shell>;

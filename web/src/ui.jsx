@@ -23,6 +23,18 @@ export function useRoute() {
   return route;
 }
 
+/** The query of the hash route (`#payments?paid=1`), kept current as the hash changes. */
+export function useHashQuery() {
+  const read = () => new URLSearchParams(location.hash.split("?")[1] || "");
+  const [query, setQuery] = useState(read());
+  useEffect(() => {
+    const changed = () => setQuery(read());
+    addEventListener("hashchange", changed);
+    return () => removeEventListener("hashchange", changed);
+  }, []);
+  return query;
+}
+
 export function useSession() {
   const [state, setState] = useState({ session: getSession(), reason: null });
   useEffect(() => onSession((session, reason) => setState({ session, reason })), []);

@@ -1,0 +1,58 @@
+// Buying credits: the packs, each paid for on Stripe's Checkout page, and the caller's payments with what became of
+// them (refunds, disputes). Credits arrive when Stripe confirms the payment to the server, never from this page.
+import { api, newKey } from "../api.js";
+import { Empty, Loading, Problem, credits, useAction, useHashQuery, useLoad, when } from "../ui.jsx";
+
+/** A price in minor units (cents) in its currency. */
+export function price({ amount, currency }) {
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() })
+      .format(amount / 100);
+  } catch {
+    return `${(amount / 100).toFixed(2)} ${currency.toUpperCase()}`;
+  }
+}
+
+function status(p) {
+  if (p.dispute) return `dispute ${p.dispute}`;
+  if (p.refunded.amount >= p.price.amount) return "refunded";
+  if (p.refunded.amount > 0) return `partly refunded (${price(p.refunded)})`;
+  return "paid";
+}
+
+export function PaymentsPage() {
+  const packs = useLoad(() => api("GET", "/payments/packs"));
+  const payments = useLoad(() => api("GET", "/payments"));
+  const back = useHashQuery();
+  const [buy, buying, buyError] = useAction(async (pack) => {
+    const page = await api("POST", "/payments/stripe/checkout", { pack }, { idempotencyKey: newKey("checkout") });
+    location.assign(page.url);
+  });
+  return <>
+    {back.has("paid") && <div class="success" role="status">Thank you. Your credits are added as soon as Stripe
+      confirms the payment; the balance updates by itself.</div>}
+    {back.has("cancelled") && <div class="card" role="status">Checkout was cancelled: nothing was charged.</div>}
+    <section class="card" aria-labelledby="packs-title">
+      <h2 id="packs-title">Buy credits</h2>
+      <p>You pay on Stripe's Checkout page; Creditflow never sees your card.</p>
+      <Problem error={buyError} />
+      {packs.loading ? <Loading what="packs" /> : packs.error ? <Problem error={packs.error} /> :
+        <ul class="packs">{packs.data.packs.map((p) => <li key={p.id} data-testid="pack">
+          <strong>{credits(p.credits)}</strong> for {price(p.price)}{" "}
+          <button type="button" disabled={buying} onClick={() => buy(p.id)}
+            aria-label={`Pay by card: ${p.credits.credits} credits for ${price(p.price)}`}>Pay by card</button>
+        </li>)}</ul>}
+    </section>
+    <section class="card" aria-labelledby="payments-title">
+      <h2 id="payments-title">Your payments</h2>
+      {payments.loading ? <Loading what="payments" /> : payments.error ? <Problem error={payments.error} /> :
+        !payments.data.payments.length ? <Empty>No payments yet.</Empty> : <div class="table-wrap"><table>
+          <thead><tr><th scope="col">When</th><th scope="col" class="num">Credits</th>
+            <th scope="col" class="num">Paid</th><th scope="col">Status</th>
+            <th scope="col" class="num">Taken back</th></tr></thead>
+          <tbody>{payments.data.payments.map((p) => <tr key={p.id} data-testid="payment-row">
+            <td>{when(p.createdAt)}</td><td class="num">{credits(p.credits)}</td><td class="num">{price(p.price)}</td>
+            <td>{status(p)}</td><td class="num">{credits(p.takenBack)}</td></tr>)}</tbody></table></div>}
+    </section>
+  </>;
+}
