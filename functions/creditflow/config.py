@@ -64,6 +64,10 @@ class Settings:
     media_bucket: str | None = None  # Cloud Storage bucket for images (Firebase's default bucket if unset)
     media_url_seconds: int = 3600  # how long a signed media URL serves (at most 7 days, as V4 URLs)
     media_max_upload_bytes: int = 20 * 1024 * 1024  # an uploaded or downloaded image, at most
+    media_sweep_seconds: float = 300.0  # the local runtime's orphan sweep (on Firebase: sweepMedia, hourly)
+    image_attempts: int = 3  # image provider calls per delivery of a task (5xx, 429, timeouts tried again)
+    image_backoff_seconds: float = 0.5  # before the second call, doubled before each after it
+    crash_after_steps: tuple[str, ...] = ()  # a test mode: kill -9 itself once after each of these image saga steps
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -117,6 +121,11 @@ class Settings:
             "media_bucket": env.get("MEDIA_BUCKET") or None,
             "media_url_seconds": int(env.get("MEDIA_URL_SECONDS", "3600")),
             "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
+            "media_sweep_seconds": float(env.get("MEDIA_SWEEP_SECONDS", "300")),
+            "image_attempts": int(env.get("IMAGE_ATTEMPTS", "3")),
+            "image_backoff_seconds": float(env.get("IMAGE_BACKOFF_SECONDS", "0.5")),
+            "crash_after_steps": tuple(s.strip() for s in env.get("CREDITFLOW_TEST_CRASH_AFTER", "").split(",")
+                                       if s.strip()),
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -173,6 +182,10 @@ class Settings:
         if self.media_bucket is not None and not BUCKET.fullmatch(self.media_bucket):
             raise ValueError(f"MEDIA_BUCKET {self.media_bucket!r} is not a bucket name (3-222 lower-case letters, "
                              "digits, ., - and _)")
+        if not 1 <= self.image_attempts <= 10 or not 0 <= self.image_backoff_seconds <= 60:
+            raise ValueError("IMAGE_ATTEMPTS must be from 1 to 10 and IMAGE_BACKOFF_SECONDS from 0 to 60")
+        if self.media_sweep_seconds <= 0:
+            raise ValueError("MEDIA_SWEEP_SECONDS must be positive")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
 
