@@ -232,7 +232,15 @@ class ImageGeneration:
             for image in outputs["validate"]["images"]:
                 n = image["index"]
                 path = f"{base}{n}.{EXTENSIONS.get(image['contentType'], 'img')}"
-                data = self._bytes(fresh, n, f"{base}incoming-{n}")
+                data = fresh.get(n)
+                if data is None:
+                    staged = self.blobs.get(f"{base}incoming-{n}")
+                    if staged is None:  # written, then the staged copy removed, before a crash: stored already
+                        if self.blobs.get(path) is None:
+                            raise InvalidImage(f"the generated image {n} is gone")
+                        stored.append({**image, "path": path})
+                        continue
+                    data = fresh[n] = staged.data
                 self.blobs.put(path, data, image["contentType"], CACHE_CONTROL,
                                self._metadata(held, task_id, image.get("seed")))
                 stored.append({**image, "path": path})

@@ -248,9 +248,11 @@ class Tasks:
             return task
         resume = task.answer if task.state == WAITING else None
         hold = self._current_hold(task)
-        task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold,
+        # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
+        # its end still finds what the captures charged
+        task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold or task.hold,
                           answer=None)
-        budget = Budget(uid, hold or "", self._held(task), task.deadline or "", task.reserved)
+        budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved)
         context = RunContext(self, task, budget)
         run = self.runs[task.request.kind]
         try:
