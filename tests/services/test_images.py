@@ -82,7 +82,8 @@ def test_an_image_task_is_held_at_its_price_stored_with_thumbnails_and_charged(f
     assert (balance.available, balance.held) == (CREDIT - quote.total, 0)
     mirror = flux.realtime.get("/tasks/u/t1")
     assert mirror["progress"] == {"fraction": 1.0, "message": "done"}
-    assert mirror["result"]["delivered"] == 2 and mirror["result"]["images"]["0"]["id"] == "t1.0"  # arrays as RTDB keeps them
+    assert mirror["result"]["delivered"] == 2  # arrays kept as RTDB keeps them: objects keyed "0", "1", …
+    assert mirror["result"]["images"]["0"]["id"] == "t1.0"
     assert flux.realtime.get("/notifications/u/images-t1")["kind"] == "images.ready"
     assert flux.integrity.audit().ok
 
