@@ -133,13 +133,13 @@ def test_an_expired_url_is_refused(server: LocalServer) -> None:
 
 @pytest.mark.parametrize(("body", "status", "problem"), [
     ({"prompt": "x", "model": "no/such-model"}, 404, "unknown-model"),
-    ({"prompt": "x", "size": "1000x1000"}, 400, "invalid-image-request"),  # demo: multiples of 16
-    ({"prompt": "x", "size": "4096x4096"}, 400, "invalid-image-request"),
-    ({"prompt": "x", "steps": 9}, 400, "invalid-image-request"),
+    ({"prompt": "x", "size": "1000x1000"}, 422, "invalid-image-request"),  # demo: multiples of 16
+    ({"prompt": "x", "size": "4096x4096"}, 422, "invalid-image-request"),
+    ({"prompt": "x", "steps": 9}, 422, "invalid-image-request"),
     ({"prompt": "x", "n": 5}, 400, "invalid-request"),
     ({"prompt": ""}, 400, "invalid-request"),
     ({"prompt": "x" * 10_000}, 400, "invalid-request"),
-    ({"prompt": "x", "negativePrompt": "blur"}, 400, "invalid-image-request"),  # demo takes no negative prompt
+    ({"prompt": "x", "negativePrompt": "blur"}, 422, "invalid-image-request"),  # demo takes no negative prompt
 ])
 def test_bad_rest_requests_are_refused_and_cost_nothing(server: LocalServer, body: dict, status: int,
                                                         problem: str) -> None:
@@ -149,7 +149,7 @@ def test_bad_rest_requests_are_refused_and_cost_nothing(server: LocalServer, bod
     assert server.call("GET", "/api/v1/tasks/bad-1", token=token).status == 404  # nothing was kept
     assert balance(server, token) == (1_000_000, 0)
     quote = server.call("GET", "/api/v1/images/quote?size=1000x1000", token=token)
-    assert quote.status == 400 and quote.json["param"] == "size"
+    assert quote.status == 422 and quote.json["param"] == "size"
 
 
 def test_the_openai_sdk_makes_images_by_url_and_base64(server: LocalServer) -> None:

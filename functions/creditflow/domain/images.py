@@ -28,8 +28,13 @@ DEFAULT_SIZE = (1024, 1024)
 
 
 class InvalidImageRequest(LedgerError):
+    """A request the model cannot serve as asked: a size, steps, n, extra or prompt outside what its catalog entry
+    (or the platform) allows. 422: well formed, but not within the model's limits, which are data an admin may
+    change (the OpenAI-compatible gateway answers it with OpenAI's 400)."""
+
     code = "invalid-image-request"
     title = "Invalid image request"
+    status = 422
 
 
 class InvalidImage(LedgerError):

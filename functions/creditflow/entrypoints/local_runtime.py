@@ -169,6 +169,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
         start_triggers()  # tree write triggers (task requests): those pending since the last run first
     every(TASK_SWEEP_SECONDS, platform.tasks.expire_overdue, stop, "task-deadlines")
     every(TASK_SWEEP_SECONDS, platform.tasks.deliver_events, stop, "outbox")
+    if platform.images is not None:  # blobs of image tasks that never succeeded (a crash between store and settle)
+        every(platform.settings.media_sweep_seconds, platform.images.sweep, stop, "media-sweep")
     stop.wait()
     platform.queue.stop(SHUTDOWN_SECONDS)  # type: ignore[attr-defined]  # running jobs finish; queued ones stay
     inline.shutdown(wait=True, cancel_futures=False)

@@ -170,6 +170,7 @@ class ImageGeneration:
         task = context.task
         uid, task_id = task.uid, task.id
         base = folder(uid, task_id)
+        thumbs: dict[int, dict[int, bytes]] = {}  # made while validating, by index
 
         def step(name: str, work: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
             def guarded(outputs: dict[str, Any]) -> Any:
@@ -210,11 +211,15 @@ class ImageGeneration:
                 self.blobs.delete(f"{base}incoming-{image['index']}")
 
         def validate(outputs: dict[str, Any]) -> dict[str, Any]:
+            """Each image's header (type, size, the bomb guard) and then its pixels, decoded whole once: by making
+            its thumbnails, kept for the thumbnails step (which makes them again only after a crash)."""
             kept, dropped = [], []
             for image in outputs["generate"]["images"]:
                 n = image["index"]
                 try:
-                    facts = self.tools.inspect(self._bytes(fresh, n, f"{base}incoming-{n}"), self.policy.limits)
+                    data = self._bytes(fresh, n, f"{base}incoming-{n}")
+                    facts = self.tools.inspect(data, self.policy.limits, decode=False)
+                    thumbs[n] = self.tools.thumbnails(data, THUMBNAILS)
                 except InvalidImage as refused:  # one bad image is not delivered; the others are
                     dropped.append({"index": n, "reason": refused.detail[:200]})
                     continue
@@ -257,14 +262,17 @@ class ImageGeneration:
             made: dict[str, dict[str, str]] = {}
             for image in outputs["store"]["images"]:
                 n = image["index"]
-                data = fresh.get(n)
-                if data is None:
-                    blob = self.blobs.get(image["path"])
-                    if blob is None:
-                        raise InvalidImage(f"the stored original {image['path']} is gone")
-                    data = blob.data
+                made_before = thumbs.get(n)
+                if made_before is None:  # a run resumed after validate
+                    data = fresh.get(n)
+                    if data is None:
+                        blob = self.blobs.get(image["path"])
+                        if blob is None:
+                            raise InvalidImage(f"the stored original {image['path']} is gone")
+                        data = blob.data
+                    made_before = self.tools.thumbnails(data, THUMBNAILS)
                 paths = {}
-                for side, thumbnail in self.tools.thumbnails(data, THUMBNAILS).items():
+                for side, thumbnail in made_before.items():
                     path = f"{base}{n}-{side}.webp"
                     self.blobs.put(path, thumbnail, "image/webp", CACHE_CONTROL,
                                    self._metadata(held, task_id, image.get("seed")))

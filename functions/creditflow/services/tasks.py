@@ -284,14 +284,18 @@ class Tasks:
         return ended
 
     def recover(self, limit: int = 1000) -> int:
-        """After a restart: every unfinished task runs again (requested ones are accepted, queued ones are already
-        in the durable queue; inline ones, which were not, are queued now)."""
+        """After a restart: every unfinished task runs again (requested ones are accepted; inline ones, which were
+        never in the durable queue, are queued now; queued ones are queued again, which queues nothing when their
+        job is there already but does when a crash came between their acceptance and their job). Each is mirrored
+        again: a crash may have come between a save and its mirror."""
         resumed = 0
         for task in self.store.unfinished(limit):
             if task.state == REQUESTED:
                 self.accept(task)
-            elif task.state in (ACCEPTED, RUNNING) and task.route == "inline":
-                self._enqueue(task, "high", "resumed after a restart")
+            elif task.state in (ACCEPTED, RUNNING):
+                self._mirror(task)
+                queue = "high" if task.route == "inline" or task.speed == "quick" else task.request.priority
+                self._enqueue(task, queue, "resumed after a restart")
             resumed += 1
         return resumed
 

@@ -82,6 +82,9 @@ def _translate(error: LedgerError) -> GatewayError:
     if isinstance(error, ServerBusy):  # OpenAI's SDKs retry a 503 after Retry-After
         return GatewayError(503, error.detail, "api_error", "server_busy")
     param = error.context.get("param")
+    if error.status == 422:  # not within the model's limits: OpenAI says 400
+        return GatewayError(400, error.detail, "invalid_request_error", error.code,
+                            param if isinstance(param, str) else None)
     return GatewayError(error.status if error.status < 500 else 500, error.detail,
                         "invalid_request_error" if error.status < 500 else "api_error", error.code,
                         param if isinstance(param, str) else None)
@@ -375,7 +378,8 @@ def _task_error(error: dict[str, Any]) -> GatewayError:
         return GatewayError(402, detail, "insufficient_quota", "insufficient_quota")
     if kind == "unknown-model":
         return GatewayError(404, detail, "invalid_request_error", "model_not_found", "model")
-    return GatewayError(status, detail, "invalid_request_error", kind or None, error.get("param"))
+    return GatewayError(400 if status == 422 else status, detail, "invalid_request_error", kind or None,
+                        error.get("param"))
 
 
 def _body() -> dict[str, Any]:

@@ -136,7 +136,7 @@ def register_images(api: Api, platform: Platform) -> None:
 
     @api.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
                "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
-               "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409),
+               "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
                longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$")
     def create_images(caller: Caller, body: ImageIn) -> t.TaskOut:
         task_id = request.headers.get("Idempotency-Key")
@@ -152,7 +152,7 @@ def register_images(api: Api, platform: Platform) -> None:
 
     @api.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "
                "and only delivered images are charged", query=ImageQuoteQuery, response=ImageQuoteOut,
-               errors=(404,))
+               errors=(404, 422))
     def quote_images(caller: Caller, query: ImageQuoteQuery) -> ImageQuoteOut:
         model, quote = images.quote(query.model, query.size, query.steps, query.n, query.quality)
         return ImageQuoteOut(model=model.id, size=f"{quote.width}x{quote.height}", width=quote.width,
