@@ -530,6 +530,8 @@ class TaskJournal:
     def load(self) -> dict[str, dict[str, Any]]:
         return dict(self.tasks.get(self.uid, self.task_id).steps.get("saga", {}))
 
-    def record(self, step: str, entry: dict[str, Any]) -> None:
+    def record(self, step: str, entry: dict[str, Any], **changes: Any) -> None:
+        """The step's entry, and with it any other change to the task (such as its progress) in the same save."""
         task = self.tasks.get(self.uid, self.task_id)
-        self.tasks._update(task, steps={**task.steps, "saga": {**task.steps.get("saga", {}), step: entry}})
+        self.tasks._update(task, steps={**task.steps, "saga": {**task.steps.get("saga", {}), step: entry}},
+                           **changes)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from flask import Flask, Response, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from werkzeug.routing import BaseConverter
 
 from ...bootstrap import Platform
 from ...domain.errors import InvalidIdempotencyKey
@@ -129,10 +130,17 @@ def image_request(platform: Platform, body: ImageIn) -> dict[str, Any]:
             **({"model": body.model} if body.model else {})}
 
 
+class ImageIdConverter(BaseConverter):
+    """An image's id, taskId.index, or a task id (all its images), but never a word the routes beside it use."""
+
+    regex = r"(?!quote$)[A-Za-z0-9_-]{1,64}(\.[0-9]{1,2})?"
+
+
 def register_images(api: Api, platform: Platform) -> None:
     images = platform.images
     if images is None:
         return
+    api.app.url_map.converters["image_id"] = ImageIdConverter
 
     @api.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
                "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
@@ -167,7 +175,7 @@ def register_images(api: Api, platform: Platform) -> None:
 
     @api.route("DELETE", f"{V1}/images/{{imageId}}", summary="Delete one of the caller's images (taskId.index), or "
                "all of a task's (taskId): the original and thumbnails go, the ledger entry stays",
-               response=ImagesDeletedOut)
+               response=ImagesDeletedOut, converters={"imageId": "image_id"})
     def delete_image(caller: Caller, imageId: str) -> ImagesDeletedOut:
         return ImagesDeletedOut(**images.delete(caller.uid, imageId))
 
