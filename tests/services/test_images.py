@@ -291,3 +291,33 @@ def test_the_sweep_removes_what_no_succeeded_image_holds(platform: Platform) -> 
     assert sorted(objects(platform, "u")) == ["users/u/images/kept/0-256.webp", "users/u/images/kept/0-512.webp",
                                               "users/u/images/kept/0.png", "users/u/images/running/incoming-0"]
     assert platform.images.sweep()["removed"] == 0
+
+
+@pytest.mark.parametrize("model", [SCHNELL, DEV])
+@pytest.mark.parametrize("size", ["256x256", "512x768", "1024x1024", "1024x576", "2048x2048"])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_the_price_table_by_model_size_steps_and_n(flux: Platform, model: str, size: str, n: int) -> None:
+    """Every offered size at the model's fewest, default and most steps: the price per image is the price per
+    megapixel-step × width × height × steps, rounded up, and never below the floor; n images cost n times that."""
+    spec = flux.images.model(model).image
+    width, height = (int(side) for side in size.split("x"))
+    for steps in (spec.min_steps, spec.default_steps, spec.max_steps):
+        _, quote = flux.images.quote(model, size, steps, n)
+        exact = -(-width * height * steps * spec.per_megapixel_step // 1_000_000)
+        assert quote.per_image == max(spec.floor, exact) and quote.total == n * quote.per_image
+        assert quote.pixel_steps == width * height * steps * n
+
+
+@pytest.mark.parametrize(("model", "size", "steps", "n", "param"), [
+    (SCHNELL, "1000x1000", None, 1, "size"), (SCHNELL, "192x192", None, 1, "size"),
+    (SCHNELL, "2112x1024", None, 1, "size"), (SCHNELL, "1024x1024", 9, 1, "steps"),
+    (DEV, "1024x1024", 51, 1, "steps"), (DEV, "1024x1024", 0, 1, "steps"), (DEV, "1024x1024", None, 5, "n"),
+    (DEV, "1024", None, 1, "size"),
+])
+def test_the_price_table_refuses_what_a_model_does_not_offer(flux: Platform, model: str, size: str,
+                                                             steps: int | None, n: int, param: str) -> None:
+    from creditflow.domain.images import InvalidImageRequest
+
+    with pytest.raises(InvalidImageRequest) as refused:
+        flux.images.quote(model, size, steps, n)
+    assert refused.value.context["param"] == param and refused.value.status == 422
