@@ -184,9 +184,9 @@ def register_media(app: Flask, platform: Platform) -> None:
     """GET /media/{path}?expires=…&sig=…: the local file store's signed URLs. An expired or altered URL is refused
     with 403, whoever asks; the signature binds the path, so no URL reaches another object."""
     blobs = platform.blobs
-    verify = getattr(blobs, "verify", None)
-    if blobs is None or verify is None:
+    if blobs is None or not hasattr(type(blobs), "verify"):  # the type's: Cloud Storage's store is made lazily
         return
+    verify = blobs.verify  # type: ignore[attr-defined]
 
     @app.get("/media/<path:path>")
     def media(path: str) -> Response:
