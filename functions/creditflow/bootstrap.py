@@ -459,6 +459,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                              policy=ImagePolicy(attempts=settings.image_attempts,
                                                 backoff_seconds=settings.image_backoff_seconds,
                                                 url_seconds=settings.media_url_seconds, limits=limits))
+    images.cap_of = lambda uid: chat.preferences_of(uid).max_credits_per_request
     if settings.crash_after_steps:
         images.after_step = crash_after(settings, settings.crash_after_steps)
     conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)

@@ -321,3 +321,15 @@ def test_the_price_table_refuses_what_a_model_does_not_offer(flux: Platform, mod
     with pytest.raises(InvalidImageRequest) as refused:
         flux.images.quote(model, size, steps, n)
     assert refused.value.context["param"] == param and refused.value.status == 422
+
+
+def test_a_price_above_the_users_limit_per_request_is_refused(platform: Platform) -> None:
+    from creditflow.ports import Preferences
+
+    funded(platform, "u", 1)
+    _, quote = platform.images.quote(None, "512x512", None, 2)
+    platform.chat.preferences.put("u", Preferences(max_credits_per_request=quote.total - 1))  # type: ignore
+    task = platform.tasks.submit("u", "capped", {"kind": "image", "input": {"prompt": "x", "size": "512x512",
+                                                                             "n": 2}})
+    assert task.state == FAILED and task.error["type"] == "over-request-limit" and task.reserved == 0
+    assert image_task(platform, "u", "one", "x", size="512x512").state == SUCCEEDED  # one image is within it

@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain.catalog import Model
-from ..domain.errors import LedgerError, ProviderUnavailable
+from ..domain.errors import LedgerError, OverRequestLimit, ProviderUnavailable
 from ..domain.images import (
     ImageQuote,
     InvalidImage,
@@ -39,6 +39,7 @@ from ..domain.images import (
     quote_images,
     steps_for,
 )
+from ..domain.money import format_credits
 from ..domain.tasks import SUCCEEDED, TERMINAL, InvalidTask, Task, TaskRequest, UnknownTask
 from ..domain.timefmt import iso
 from ..ports import BlobStore, Clock, ImageLimits, ImageProvider, ImageTools, Realtime, TaskStore
@@ -128,6 +129,7 @@ class ImageGeneration:
         self.policy = policy or ImagePolicy()
         self.sleep = sleep
         self.after_step: Callable[[Task, str], None] | None = None  # a test mode's hook (a crash between steps)
+        self.cap_of: Callable[[str], int | None] | None = None  # a user's credit limit per request, if they set one
 
     # -- pricing ---------------------------------------------------------------------------------------------
 
@@ -159,8 +161,13 @@ class ImageGeneration:
         return ImagePlan(model, prompt, quote, extras)
 
     def price(self, uid: str, request: TaskRequest) -> tuple[str | None, int]:
-        """The task flow's quote for an image task: its model and its price, which is its hold."""
+        """The task flow's quote for an image task: its model and its price, which is its hold; refused above the
+        user's own limit per request (their preferences), as a chat call is."""
         plan = self.plan(request)
+        cap = self.cap_of(uid) if self.cap_of is not None else None
+        if cap is not None and plan.quote.total > cap:
+            raise OverRequestLimit(f"these images cost {format_credits(plan.quote.total)} credits, above your limit "
+                                   f"of {format_credits(cap)} per request", estimate=plan.quote.total, limit=cap)
         return plan.model.id, plan.quote.total
 
     # -- the run ---------------------------------------------------------------------------------------------

@@ -286,6 +286,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         body = _body()
         request_ = _image_request(body, images)
         plan = images.plan(request_)  # unknown models, sizes, steps, n, extras and prompts refused before any hold
+        images.price(uid, request_)  # and a price above the user's own limit per request
         response_format = body.get("response_format") or "url"
         if response_format not in ("url", "b64_json"):
             raise _bad("response_format must be url or b64_json", "response_format")

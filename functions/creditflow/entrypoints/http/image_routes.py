@@ -155,8 +155,8 @@ def register_images(api: Api, platform: Platform) -> None:
         if known is not None:
             return task_out(known)
         raw = image_request(platform, body)
-        images.plan(parse_request(raw, max_reservation=platform.settings.max_reservation_amount))  # refused here:
-        return task_out(platform.tasks.submit(caller.uid, task_id, raw))  # nothing kept, nothing held
+        images.price(caller.uid, parse_request(raw, max_reservation=platform.settings.max_reservation_amount))
+        return task_out(platform.tasks.submit(caller.uid, task_id, raw))  # refused above: nothing kept or held
 
     @api.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "
                "and only delivered images are charged", query=ImageQuoteQuery, response=ImageQuoteOut,
