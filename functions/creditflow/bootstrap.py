@@ -328,17 +328,20 @@ def crash_after(settings: Settings, steps: tuple[str, ...]) -> Callable[[object,
     the data folder says which kills were done), so a crash test reaches every boundary between steps."""
     import os
     import signal
+    import threading
 
     markers = settings.data_dir / "crash-markers"
+    dying = threading.Lock()  # taken by the one thread that kills: no other marks a step it will not die at
 
     def hook(task: object, step: str) -> None:
-        if step not in steps:
+        if step not in steps or (markers / step).exists():
             return
+        dying.acquire()
         markers.mkdir(parents=True, exist_ok=True)
-        marker = markers / step
         try:
-            marker.open("x").close()
+            (markers / step).open("x").close()
         except FileExistsError:
+            dying.release()
             return
         log.warning("test mode: killing the runtime after image step %s", step)
         os.kill(os.getpid(), signal.SIGKILL)
