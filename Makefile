@@ -10,7 +10,7 @@ WEB_SOURCES := $(wildcard web/src/*.js web/src/*.jsx web/src/pages/*.jsx) web/bu
 	web/admin.html web/styles.css
 
 .DEFAULT_GOAL := all
-.PHONY: all venv web chromium run cli test lint bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-web clean
+.PHONY: all venv web chromium run cli test lint typecheck bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-web clean
 
 all: venv web  # `make`: the Python packages, and the web app built into web/dist
 
@@ -57,7 +57,10 @@ cli: $(STAMP)  # the command line, e.g. make cli ARGS="ledger audit" (or ./credi
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint $(TOOLS) $(WEB_BUILT) chromium
+typecheck: $(STAMP)  # mypy over functions/creditflow, settings in pyproject.toml (pydantic's plugin on)
+	$(PY) -m mypy
+
+test: lint typecheck $(TOOLS) $(WEB_BUILT) chromium
 	$(PY) -m pytest
 
 bench: $(STAMP)

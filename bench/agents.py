@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions"))
 from creditflow.adapters.ai.agents import SPECS, LangGraphAgents, Run, agent_graph, thread_of
 from creditflow.adapters.local.agent_checkpoints import sqlite_checkpointer
 from creditflow.domain.agents import AgentLimits
-from creditflow.ports import ChatReply, Messages
+from creditflow.domain.replies import ChatReply
+from creditflow.ports import Messages
 
 TARGET_MS = 2.0
 EXPRESSIONS = ("6 * 7", "2 ** 10", "(1 + 2) * 3")

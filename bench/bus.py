@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue  # noqa: E402
-from creditflow.ports import Delivery, Job  # noqa: E402
+from creditflow.domain.jobs import Delivery, Job  # noqa: E402
 
 
 def row(name: str, value: float, unit: str, target: str) -> None:

@@ -28,7 +28,7 @@ from creditflow.adapters.firebase.preferences import FirestorePreferences  # noq
 from creditflow.adapters.firebase.welcome_claims import FirestoreWelcomeClaims  # noqa: E402
 from creditflow.bootstrap import Platform, build  # noqa: E402
 from creditflow.config import Settings  # noqa: E402
-from creditflow.ports import Caller  # noqa: E402
+from creditflow.domain.callers import Caller  # noqa: E402
 from tests.firestore_emulator import FirestoreEmulator, find_jar  # noqa: E402
 
 CREDIT = 1_000_000

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
+from .domain.media import ImageLimits
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tasks import InvalidTask, TaskRequest
+from .domain.tree_events import TreeEvent
 from .ports import (
     AgentContext,
     AgentRunner,
@@ -27,7 +30,6 @@ from .ports import (
     ChatProvider,
     Clock,
     ConversationStore,
-    ImageLimits,
     ImageProvider,
     JobHandler,
     LedgerStore,
@@ -37,7 +39,6 @@ from .ports import (
     TaskQueue,
     TaskStore,
     TokenVerifier,
-    TreeEvent,
     WelcomeClaims,
 )
 from .services.analytics import UsageRollups
@@ -72,12 +73,13 @@ class Platform:
     welcome: WelcomeBonus
     tokens: TokenVerifier
     chat: MeteredChat
+    catalog: LiveCatalog  # the models on offer, with the admins' overrides (the one chat routes over)
     keys: GatewayKeys
     conversations: Conversations
     tasks: Tasks
     jobs: JobRouter  # the queue's handler: register a handler per job kind
     queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
-    usage: UsageRollups | None = None  # the platform's daily usage (admins' analytics); local runtime only so far
+    usage: UsageRollups | None = None  # the daily usage (admins' analytics), kept as entries commit
     blobs: BlobStore | None = None  # media: Cloud Storage on Firebase, files under the data folder locally
     images: ImageGeneration | None = None  # image generation: the bus's image tasks, /api/v1/images, /v1/images
 
@@ -95,11 +97,24 @@ def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
     return KeyFiles(settings.data_dir, settings.ledger_origin).load_or_create()
 
 
-def build_store(settings: Settings) -> LedgerStore:
+def firestore_of(settings: Settings, store: LedgerStore | None) -> Any:
+    """The Firestore client every firebase adapter shares (the given store's, if one was given); None locally."""
+    if settings.runtime != "firebase":
+        return None
+    from .adapters.firebase.firestore_store import FirestoreLedgerStore
+
+    if isinstance(store, FirestoreLedgerStore):
+        return store.client
+    from .adapters.firebase.firestore_client import firestore_client
+
+    return firestore_client(settings.project, emulated=settings.firestore_emulator_host is not None)
+
+
+def build_store(settings: Settings, firestore: Any = None) -> LedgerStore:
     if settings.runtime == "firebase":
         from .adapters.firebase.firestore_store import FirestoreLedgerStore
 
-        return FirestoreLedgerStore.from_environment()
+        return FirestoreLedgerStore(firestore)
     from .adapters.local.sqlite_store import SqliteLedgerStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,15 +123,9 @@ def build_store(settings: Settings) -> LedgerStore:
 
 def build_realtime(settings: Settings) -> Realtime:
     if settings.runtime == "firebase":
-        import os
-
         from .adapters.firebase.rtdb import RealtimeDatabase
 
-        host = os.environ.get("FIREBASE_DATABASE_EMULATOR_HOST")
-        project = os.environ.get("GCLOUD_PROJECT", "demo-creditflow")
-        url = os.environ.get("FIREBASE_DATABASE_URL") or (
-            f"http://{host}?ns={project}-default-rtdb" if host else f"https://{project}-default-rtdb.firebaseio.com")
-        return RealtimeDatabase(url)
+        return RealtimeDatabase(settings.realtime_url)
     from .adapters.local.tree import LocalTree
 
     return LocalTree(settings.data_dir / "realtime.sqlite3")
@@ -128,7 +137,7 @@ def build_queue(settings: Settings, handler: JobHandler) -> TaskQueue:
     if settings.runtime == "firebase":
         from .adapters.firebase.task_queue import CloudTasksQueue
 
-        return CloudTasksQueue(settings.functions_region)
+        return CloudTasksQueue(settings.functions_region, emulated=settings.tasks_emulator_host is not None)
     from .adapters.local.queue import QueueSettings, SqliteTaskQueue
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -149,20 +158,19 @@ class UserStores:
     tasks: TaskStore
 
 
-def build_user_stores(settings: Settings, store: LedgerStore) -> UserStores:
+def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
     """The small per-user stores: Firestore collections on Firebase, one SQLite file each locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.api_keys import FirestoreApiKeys
         from .adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
         from .adapters.firebase.conversations import FirestoreConversations
         from .adapters.firebase.preferences import FirestorePreferences
+        from .adapters.firebase.tasks import FirestoreTasks
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
-        client = store.client  # type: ignore[attr-defined]
-        from .adapters.firebase.tasks import FirestoreTasks
-
-        return UserStores(FirestoreWelcomeClaims(client), FirestoreApiKeys(client), FirestorePreferences(client),
-                          FirestoreConversations(client), FirestoreCatalogOverrides(client), FirestoreTasks(client))
+        db = firestore
+        return UserStores(FirestoreWelcomeClaims(db), FirestoreApiKeys(db), FirestorePreferences(db),
+                          FirestoreConversations(db), FirestoreCatalogOverrides(db), FirestoreTasks(db))
     from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
@@ -188,10 +196,27 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
     if settings.runtime == "firebase" or settings.auth_emulator_host:
         from .adapters.firebase.auth import FirebaseTokens
 
-        return FirebaseTokens()
+        return FirebaseTokens(settings.project, emulated=bool(settings.auth_emulator_host
+                                                              or settings.firestore_emulator_host))
     from .adapters.local.dev_tokens import DevTokens, dev_token_command
 
     return DevTokens(dev_token_key(settings, key), how_to_get=dev_token_command(settings.data_dir))
+
+
+def issue_dev_token(settings: Settings, uid: str, *, admin: bool = False, email: str | None = None,
+                    ttl_seconds: int = 3600) -> str:
+    """A local dev token, signed with the key the running local runtime checks it with."""
+    from .adapters.local.dev_tokens import DevTokens
+
+    key, _ = load_keys(settings)
+    return DevTokens(dev_token_key(settings, key)).issue(uid, admin=admin, email=email, ttl_seconds=ttl_seconds)
+
+
+def rotate_key_files(settings: Settings) -> SigningKey:
+    """A new ledger signing key in the local key files; the old ones keep verifying."""
+    from .adapters.local.key_files import KeyFiles
+
+    return KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
 
 
 def derived_secret(key: SigningKey, purpose: str) -> bytes:
@@ -283,16 +308,7 @@ def build_image_providers(settings: Settings) -> dict[str, ImageProvider]:
 
 def media_bucket(settings: Settings) -> str:
     """MEDIA_BUCKET, else the project's default bucket as Cloud Functions describe it (FIREBASE_CONFIG)."""
-    import os
-
-    if settings.media_bucket:
-        return settings.media_bucket
-    try:
-        bucket = json.loads(os.environ.get("FIREBASE_CONFIG") or "{}").get("storageBucket")
-    except ValueError:
-        bucket = None
-    project = os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow"
-    return bucket or f"{project}.appspot.com"
+    return settings.media_bucket or settings.storage_bucket or f"{settings.project}.appspot.com"
 
 
 class LazyBlobs:
@@ -359,7 +375,8 @@ def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverride
 
 
 def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock,
-                chat: MeteredChat, conversations: Conversations, images: ImageGeneration | None = None) -> Tasks:
+                chat: MeteredChat, conversations: Conversations, firestore: Any = None,
+                images: ImageGeneration | None = None) -> Tasks:
     """The task flow: rules from the packaged data, quotes from the chat and image services' own prices."""
     rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
 
@@ -377,24 +394,25 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes))
     chat_run = ChatRun(chat, conversations)
-    classifier: RulesClassifier | ModelClassifier = RulesClassifier(rules, quote)
+    by_rules = RulesClassifier(rules, quote)
+    classifier: RulesClassifier | ModelClassifier = by_rules
     if settings.task_classifier_model:  # a cheap model judges quick or long; the rules stay its fallback
-        classifier = ModelClassifier(classifier, chat.chat, settings.task_classifier_model)
+        classifier = ModelClassifier(by_rules, chat.chat, settings.task_classifier_model)
     tasks = Tasks(store, credits, realtime, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
-    tasks.runs["agent"] = AgentRun(LazyAgents(settings, store), chat, conversations,
+    tasks.runs["agent"] = AgentRun(LazyAgents(settings, firestore), chat, conversations,
                                    lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
     if images is not None:
         images.journal = tasks.journal
-        tasks.runs["image"] = images  # type: ignore[assignment]
+        tasks.runs["image"] = images
     return tasks
 
 
 class LazyAgents:
     """The LangGraph agents, built on their first run: importing LangGraph costs every function's cold start."""
 
-    def __init__(self, settings: Settings, store: TaskStore) -> None:
-        self.settings, self.store = settings, store
+    def __init__(self, settings: Settings, firestore: Any = None) -> None:
+        self.settings, self.firestore = settings, firestore
         self._runner: AgentRunner | None = None
 
     def run(self, context: AgentContext, agent: str, goal: str, *, limits: AgentLimits,
@@ -406,8 +424,7 @@ class LazyAgents:
                 from .adapters.firebase.checkpointer import FirestoreSaver
 
                 # not "checkpoints": that collection holds the ledger's signed tree heads
-                self._runner = LangGraphAgents(FirestoreSaver(self.store.client,  # type: ignore[attr-defined]
-                                                              "agent_checkpoints"))
+                self._runner = LangGraphAgents(FirestoreSaver(self.firestore, "agent_checkpoints"))
             else:
                 from .adapters.local.agent_checkpoints import sqlite_checkpointer
 
@@ -415,14 +432,13 @@ class LazyAgents:
         return self._runner.run(context, agent, goal, limits=limits, resume=resume)
 
 
-def build_usage_rollups(settings: Settings, store: LedgerStore) -> UsageRollups | None:
+def build_usage_rollups(settings: Settings, firestore: Any = None) -> UsageRollups:
     """Daily usage rollups, kept as entries are committed: Firestore documents (sharded) on Firebase, a small
     SQLite file beside the ledger locally."""
     if settings.runtime == "firebase":
         from .adapters.firebase.usage_rollups import FirestoreUsageRollups
 
-        client = getattr(store, "client", None)
-        return UsageRollups(FirestoreUsageRollups(client)) if client is not None else None
+        return UsageRollups(FirestoreUsageRollups(firestore))
     from .adapters.local.usage_rollups import SqliteUsageRollups
 
     return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
@@ -432,7 +448,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
           store: LedgerStore | None = None) -> Platform:
     settings = settings or Settings.from_env()
     clock = clock or SystemClock()
-    store = store or build_store(settings)
+    firestore = firestore_of(settings, store)
+    store = store or build_store(settings, firestore)
     key, keyring = load_keys(settings)
     policy = LedgerPolicy(reservation_ttl=timedelta(minutes=settings.reservation_expiry_minutes),
                           max_reservation=settings.max_reservation_amount)
@@ -442,10 +459,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
-    usage = build_usage_rollups(settings, store)
-    if usage is not None:
-        credits.after_commit.append(usage.on_commit)
-    users = build_user_stores(settings, store)
+    usage = build_usage_rollups(settings, firestore)
+    credits.after_commit.append(usage.on_commit)
+    users = build_user_stores(settings, firestore)
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
@@ -469,7 +485,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     jobs = JobRouter(twice=settings.duplicate_deliveries)
     jobs.register(PING, Ping(realtime, clock))
     queue = build_queue(settings, jobs)
-    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, images)
+    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore, images)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
 
@@ -485,6 +501,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=integrity, usage=usage,
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),
-                    chat=chat, keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
-                                                policy.reservation_ttl),
+                    chat=chat, catalog=catalog,
+                    keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
+                                     policy.reservation_ttl),
                     conversations=conversations, tasks=tasks, jobs=jobs, queue=queue, blobs=blobs, images=images)

@@ -64,11 +64,28 @@ class Settings:
     media_bucket: str | None = None  # Cloud Storage bucket for images (Firebase's default bucket if unset)
     media_url_seconds: int = 3600  # how long a signed media URL serves (at most 7 days, as V4 URLs)
     media_max_upload_bytes: int = 20 * 1024 * 1024  # an uploaded or downloaded image, at most
+    storage_bucket: str | None = None  # FIREBASE_CONFIG's storageBucket (Cloud Functions set it): the default bucket
     media_sweep_seconds: float = 300.0  # the local runtime's orphan sweep (on Firebase: sweepMedia, hourly)
     image_attempts: int = 3  # image provider calls per delivery of a task (5xx, 429, timeouts tried again)
     image_backoff_seconds: float = 0.5  # before the second call, doubled before each after it
     crash_after_steps: tuple[str, ...] = ()  # a test mode: kill -9 itself once after each of these image saga steps
+    project: str = "demo-creditflow"  # GCLOUD_PROJECT (or GOOGLE_CLOUD_PROJECT): the Firebase project
+    database_url: str | None = None  # FIREBASE_DATABASE_URL: the Realtime Database (else the project's default)
+    database_emulator_host: str | None = None  # FIREBASE_DATABASE_EMULATOR_HOST
+    firestore_emulator_host: str | None = None  # FIRESTORE_EMULATOR_HOST: connect without credentials
+    tasks_emulator_host: str | None = None  # CLOUD_TASKS_EMULATOR_HOST (firebase-admin reads it too)
+    realtime_admin_token: str | None = None  # CREDITFLOW_RTDB_ADMIN_TOKEN: firebase-admin's `db` may write /realtime
+    log_health: bool = False  # CREDITFLOW_LOG_HEALTH: log /health requests as well
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def realtime_url(self) -> str:
+        """The Realtime Database the firebase runtime mirrors into and listens on."""
+        if self.database_url:
+            return self.database_url
+        if self.database_emulator_host:
+            return f"http://{self.database_emulator_host}?ns={self.project}-default-rtdb"
+        return f"https://{self.project}-default-rtdb.firebaseio.com"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -121,11 +138,19 @@ class Settings:
             "media_bucket": env.get("MEDIA_BUCKET") or None,
             "media_url_seconds": int(env.get("MEDIA_URL_SECONDS", "3600")),
             "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
+            "storage_bucket": _storage_bucket(env.get("FIREBASE_CONFIG")),
             "media_sweep_seconds": float(env.get("MEDIA_SWEEP_SECONDS", "300")),
             "image_attempts": int(env.get("IMAGE_ATTEMPTS", "3")),
             "image_backoff_seconds": float(env.get("IMAGE_BACKOFF_SECONDS", "0.5")),
             "crash_after_steps": tuple(s.strip() for s in env.get("CREDITFLOW_TEST_CRASH_AFTER", "").split(",")
                                        if s.strip()),
+            "project": env.get("GCLOUD_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow",
+            "database_url": env.get("FIREBASE_DATABASE_URL") or None,
+            "database_emulator_host": env.get("FIREBASE_DATABASE_EMULATOR_HOST") or None,
+            "firestore_emulator_host": env.get("FIRESTORE_EMULATOR_HOST") or None,
+            "tasks_emulator_host": env.get("CLOUD_TASKS_EMULATOR_HOST") or None,
+            "realtime_admin_token": env.get("CREDITFLOW_RTDB_ADMIN_TOKEN") or None,
+            "log_health": env.get("CREDITFLOW_LOG_HEALTH", "").lower() in ("1", "true", "yes"),
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
@@ -195,6 +220,17 @@ BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
+def _storage_bucket(firebase_config: str | None) -> str | None:
+    """The default bucket named in FIREBASE_CONFIG (JSON, as Cloud Functions set it), if any."""
+    import json
+
+    try:
+        bucket = json.loads(firebase_config or "{}").get("storageBucket")
+    except (ValueError, AttributeError):
+        return None
+    return bucket if isinstance(bucket, str) and bucket else None
+
+
 def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """AI_PROVIDERS=name,… with AI_PROVIDER_<NAME>_BASE_URL and AI_PROVIDER_<NAME>_API_KEY for each."""
     found: dict[str, tuple[str, str]] = {}
@@ -208,3 +244,18 @@ def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
                              f"AI_PROVIDER_{name.upper()}_API_KEY")
         found[name] = (url, key)
     return found
+
+
+@dataclass(frozen=True)
+class LocalDefaults:
+    """Where the command line finds the local platform unless told: CREDITFLOW_DATA_DIR, _HOST and _PORT."""
+
+    data_dir: str = ".creditflow"
+    host: str = "127.0.0.1"
+    port: str = "8080"
+
+    @classmethod
+    def from_env(cls) -> LocalDefaults:
+        env = os.environ
+        return cls(env.get("CREDITFLOW_DATA_DIR", cls.data_dir), env.get("CREDITFLOW_HOST", cls.host),
+                   env.get("CREDITFLOW_PORT", cls.port))

@@ -3,57 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .domain.accounts import SystemTotals, UserAccount, require_uid
+from .domain.accounts import SystemTotals, UserAccount
 from .domain.agents import AgentLimits, AgentOutcome
+from .domain.api_keys import ApiKey
+from .domain.callers import Caller
+from .domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
+from .domain.conversations import Conversation
 from .domain.entries import Entry
 from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
+from .domain.jobs import Delivery, Job
 from .domain.lots import Lot
+from .domain.media import Blob, BlobInfo, GeneratedImage, ImageFacts, ImageLimits
 from .domain.memory import StoredMessage
+from .domain.outbox import DeadLetter, OutboxEvent
+from .domain.preferences import Preferences
+from .domain.replies import ChatReply, Embedded, StreamPiece
 from .domain.shortfalls import Shortfall
 from .domain.tasks import Task
+from .domain.tree_events import TreeEvent
 
 T = TypeVar("T")
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
-
-
-@dataclass
-class Changes:
-    """Everything one ledger transaction writes; an adapter stores it all or nothing."""
-
-    accounts: list[UserAccount] = field(default_factory=list)
-    new_accounts: list[UserAccount] = field(default_factory=list)
-    entries: list[Entry] = field(default_factory=list)
-    lots: list[Lot] = field(default_factory=list)
-    holds: list[Hold] = field(default_factory=list)
-    system: dict[str, SystemTotals] = field(default_factory=dict)  # deltas
-    idempotency: list[IdempotencyRecord] = field(default_factory=list)
-    shortfalls: list[Shortfall] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    size: int
-    root: bytes
-    note: str
-    key_id: str
-    created_at: str
-
-
-@dataclass(frozen=True)
-class IdempotencyConflictRecord:
-    scope: str
-    key: str
-    command: str
-    field: str
-    at: str
 
 
 class LedgerTransaction(Protocol):
@@ -145,19 +122,6 @@ class LedgerStore(Protocol):
     def checkpoints(self) -> list[StoredCheckpoint]: ...
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, as the identity provider vouches."""
-
-    uid: str
-    admin: bool = False
-    email: str | None = None
-    email_verified: bool = False
-
-    def __post_init__(self) -> None:
-        require_uid(self.uid)  # a token may name any uid; the platform serves only those its stores can hold
-
-
 class TokenVerifier(Protocol):
     def verify(self, token: str) -> Caller:
         """The caller a bearer token names; raises `InvalidToken` when it is forged, expired or malformed."""
@@ -174,17 +138,6 @@ class Realtime(Protocol):
     def get(self, path: str) -> object: ...
 
 
-@dataclass(frozen=True)
-class TreeEvent:
-    """A committed write under a watched realtime path: which path, the values its pattern bound (`{uid}` etc.),
-    and the data before and after (None where there was none)."""
-
-    path: str
-    params: dict[str, str]
-    before: Any
-    after: Any
-
-
 TreeHandler = Callable[[TreeEvent], None]
 
 
@@ -197,27 +150,7 @@ class RealtimeTriggers(Protocol):
     def on_write(self, pattern: str, handler: TreeHandler) -> None: ...
 
 
-@dataclass(frozen=True)
-class Job:
-    """A unit of long work for the queue: `id` is its idempotency key (a job with an id already queued is not
-    queued again), `queue` one of QUEUES (priority), `payload` small JSON."""
-
-    id: str
-    kind: str
-    payload: dict[str, Any]
-    queue: str = "normal"
-    delay_seconds: float = 0.0
-
-
 QUEUES = ("high", "normal", "low")  # on Cloud Tasks: the task-queue functions runTaskHigh, runTask, runTaskLow
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One attempt at a job: `attempt` counts from 1; `final` when no retry follows a failure of this attempt."""
-
-    attempt: int
-    final: bool
 
 
 JobHandler = Callable[[Job, Delivery], None]  # raises to have the job retried (with backoff) until attempts run out
@@ -232,32 +165,6 @@ class TaskQueue(Protocol):
 
     def cancel(self, job_id: str) -> bool:
         """Drop a job not yet running (True if it was dropped); a running one finishes its attempt."""
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    """A domain event (`task.finished`, `credits.low`, `payment.received`) written in the same transaction as the
-    state change it tells of, and delivered at least once to idempotent handlers; `id` is its idempotency key."""
-
-    id: str
-    kind: str
-    uid: str
-    payload: dict[str, Any]
-    at: str
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A task whose last attempt failed: its hold was voided; admins may replay it under a new hold."""
-
-    id: str
-    uid: str
-    task_id: str
-    error: str
-    attempts: int
-    last_step: str
-    at: str
-    replayed_at: str | None = None
 
 
 class TaskStore(Protocol):
@@ -309,35 +216,6 @@ class WelcomeClaims(Protocol):
 Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content (text or parts), tool calls and results
 
 
-@dataclass(frozen=True)
-class ChatReply:
-    text: str
-    model: str
-    prompt_tokens: int | None  # None when the provider reported no usage
-    completion_tokens: int | None
-    finish_reason: str | None
-    tool_calls: list[dict[str, Any]] | None = None  # in OpenAI's wire format, passed through untouched
-
-
-@dataclass(frozen=True)
-class StreamPiece:
-    """A piece of a streamed reply: text or tool-call deltas, and on the last piece the usage the provider
-    reported (if any)."""
-
-    text: str = ""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None  # OpenAI delta.tool_calls, passed through untouched
-
-
-@dataclass(frozen=True)
-class Embedded:
-    vectors: list[list[float]]  # one per input, in order (floats: these are not money)
-    model: str
-    prompt_tokens: int | None  # None when the provider reported no usage
-
-
 class ChatProvider(Protocol):
     """An OpenAI-compatible endpoint (or the offline demo). `options` are OpenAI request fields passed through
     as they are (tools, tool_choice, temperature, …)."""
@@ -360,21 +238,6 @@ class ChatProvider(Protocol):
     def chain(self, model: str, messages: Messages, max_tokens: int) -> ChatReply:
         """One step of a chain, run with LangChain on this provider (langchain-openai for real providers);
         usage as the chain's model reported it; ProviderRejected or ProviderUnavailable as for completions."""
-
-
-@dataclass
-class ApiKey:
-    """A gateway key: only its hash is kept; `prefix` identifies it to its owner."""
-
-    id: str
-    uid: str
-    name: str
-    prefix: str
-    hash: str
-    created_at: str
-    limit: int | None = None  # µc this key may spend in all, or None
-    spent: int = 0
-    revoked_at: str | None = None
 
 
 class ApiKeys(Protocol):
@@ -402,29 +265,10 @@ class ApiKeys(Protocol):
         """µc counted for the key's calls in flight at `now`."""
 
 
-@dataclass(frozen=True)
-class Preferences:
-    preferred_model: str | None = None
-    max_credits_per_request: int | None = None  # µc
-    cost_saving: bool = False
-
-
 class PreferenceStore(Protocol):
     def get(self, uid: str) -> Preferences: ...
 
     def put(self, uid: str, preferences: Preferences) -> None: ...
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: str
-    uid: str
-    title: str
-    created_at: str
-    updated_at: str
-    messages: int = 0
-    summary: str = ""
-    summary_upto: int = 0  # the last message seq the summary covers
 
 
 class ConversationStore(Protocol):
@@ -503,13 +347,6 @@ class AgentRunner(Protocol):
 # Media: image generation, image checks and thumbnails, blob storage.
 
 
-@dataclass(frozen=True)
-class GeneratedImage:
-    data: bytes
-    content_type: str  # image/png, image/jpeg, image/webp
-    seed: int | None = None  # when the provider says which seed drew it
-
-
 class ImageProvider(Protocol):
     name: str
 
@@ -518,25 +355,6 @@ class ImageProvider(Protocol):
         """`n` images of width × height. Raises ProviderUnavailable on a 5xx, 429, timeout or an unusable reply
         (fall back, charge nothing) and ProviderRejected, with the provider's message, when it refuses the request
         itself (400, 413, 422). The bytes are the provider's: check them (ImageTools.inspect) before storing."""
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 50_000_000  # width × height as the header declares it, checked before anything is decoded
-    formats: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF"})  # Pillow's names
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    format: str  # as sniffed from the bytes (Pillow's name), never from a header or file name
-    content_type: str
-    width: int  # as displayed: EXIF orientation applied
-    height: int
-    frames: int
-    orientation: int  # the EXIF orientation tag, 1 when there is none
-    has_metadata: bool  # EXIF, XMP, ICC or text chunks
-    size: int  # bytes
 
 
 class ImageTools(Protocol):
@@ -557,22 +375,6 @@ class ImageTools(Protocol):
 
     def dominant_colours(self, data: bytes, count: int = 5) -> list[tuple[str, int]]:
         """The main colours as ("#rrggbb", percent of the pixels), most common first."""
-
-
-@dataclass(frozen=True)
-class Blob:
-    path: str
-    data: bytes
-    content_type: str
-    cache_control: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    path: str
-    size: int
-    content_type: str
 
 
 class BlobStore(Protocol):

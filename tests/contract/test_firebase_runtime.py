@@ -11,7 +11,8 @@ import pytest
 
 from creditflow.bootstrap import Platform, build
 from creditflow.config import Settings
-from creditflow.ports import Caller, Conversation
+from creditflow.domain.callers import Caller
+from creditflow.domain.conversations import Conversation
 from tests.conftest import CREDIT
 from tests.firestore_emulator import FirestoreEmulator
 

@@ -9,11 +9,12 @@ import pytest
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.accounts import SystemTotals, UserAccount
+from creditflow.domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from creditflow.domain.errors import InsufficientFunds, LedgerError
 from creditflow.domain.holds import Hold
 from creditflow.domain.idempotency import IdempotencyRecord
 from creditflow.domain.lots import Lot, spend_order_key
-from creditflow.ports import Changes, IdempotencyConflictRecord, LedgerStore, StoredCheckpoint
+from creditflow.ports import LedgerStore
 from tests.conftest import CREDIT, SteppedClock
 
 T0 = "2026-01-01T00:00:00.000000Z"

@@ -19,7 +19,8 @@ import pytest
 from creditflow.adapters.local.push_ids import PUSH_CHARS
 from creditflow.adapters.local.tree import LocalTree
 from creditflow.domain.errors import InvalidQuery
-from creditflow.ports import Realtime, TreeEvent
+from creditflow.domain.tree_events import TreeEvent
+from creditflow.ports import Realtime
 from tests.e2e.server import LocalServer
 
 

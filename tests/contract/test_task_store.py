@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from creditflow.domain.outbox import DeadLetter, OutboxEvent
 from creditflow.domain.tasks import ACCEPTED, FAILED, REQUESTED, RUNNING, SUCCEEDED, Task, TaskRequest
-from creditflow.ports import DeadLetter, OutboxEvent, TaskStore
+from creditflow.ports import TaskStore
 from tests.contract.conftest import BACKENDS
 
 T = [f"2026-01-01T00:00:0{n}.000000Z" for n in range(10)]

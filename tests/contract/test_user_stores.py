@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from creditflow.ports import ApiKey, Conversation, Preferences
+from creditflow.domain.api_keys import ApiKey
+from creditflow.domain.conversations import Conversation
+from creditflow.domain.preferences import Preferences
 from tests.contract.conftest import BACKENDS
 
 T0, T1, T2 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:01.000000Z", "2026-01-01T00:00:02.000000Z"

@@ -14,14 +14,14 @@ import firebase_admin
 
 from creditflow.adapters.firebase.task_queue import CloudTasksQueue
 from creditflow.adapters.local.tree import LocalTree
-from creditflow.ports import Job
+from creditflow.domain.jobs import Job
 from creditflow.services.jobs import PING, Ping
 
 
 def main() -> None:
     data, out = Path(sys.argv[1]), Path(sys.argv[2])
     firebase_admin.initialize_app(options={"projectId": "demo-creditflow"})
-    queue = CloudTasksQueue()
+    queue = CloudTasksQueue(emulated=True)
     seen: dict[str, object] = {
         "enqueued": [queue.enqueue(Job("ping-retried", PING, {"failAttempts": 1})),
                      queue.enqueue(Job("ping-high", PING, {}, queue="high")),

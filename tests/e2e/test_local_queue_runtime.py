@@ -7,7 +7,7 @@ from pathlib import Path
 
 from creditflow.adapters.local.queue import SqliteTaskQueue
 from creditflow.adapters.local.tree import LocalTree
-from creditflow.ports import Job
+from creditflow.domain.jobs import Job
 from creditflow.services.jobs import PING, Ping
 from tests.e2e.server import LocalServer
 

@@ -16,17 +16,13 @@ from typing import Any
 
 import pytest
 
+from creditflow.domain.api_keys import ApiKey
+from creditflow.domain.changes import Changes, IdempotencyConflictRecord
+from creditflow.domain.conversations import Conversation
+from creditflow.domain.outbox import DeadLetter, OutboxEvent
+from creditflow.domain.preferences import Preferences
 from creditflow.domain.shortfalls import Shortfall
 from creditflow.domain.tasks import Task, TaskRequest
-from creditflow.ports import (
-    ApiKey,
-    Changes,
-    Conversation,
-    DeadLetter,
-    IdempotencyConflictRecord,
-    OutboxEvent,
-    Preferences,
-)
 from tests.conftest import CREDIT, SteppedClock
 from tests.firestore_emulator import FirestoreEmulator
 

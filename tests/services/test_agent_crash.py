@@ -14,7 +14,8 @@ from typing import Any
 from creditflow.adapters.ai.agents import LangGraphAgents
 from creditflow.adapters.local.agent_checkpoints import sqlite_checkpointer
 from creditflow.domain.agents import AgentLimits
-from creditflow.ports import ChatReply, Messages
+from creditflow.domain.replies import ChatReply
+from creditflow.ports import Messages
 
 ROOT = Path(__file__).resolve().parents[2]
 GOAL = "add things up"

@@ -18,7 +18,8 @@ from creditflow.bootstrap import Platform
 from creditflow.domain.agents import AgentLimits
 from creditflow.domain.errors import BudgetExhausted
 from creditflow.domain.pricing import estimate, prompt_tokens
-from creditflow.ports import ChatReply, Messages
+from creditflow.domain.replies import ChatReply
+from creditflow.ports import Messages
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 from tests.firestore_emulator import FirestoreEmulator

@@ -315,7 +315,7 @@ def test_breaker_rules() -> None:
 
 def test_preferences_steer_routing_and_cap_a_request(ai: Platform) -> None:
     from creditflow.domain.errors import OverRequestLimit
-    from creditflow.ports import Preferences
+    from creditflow.domain.preferences import Preferences
 
     funded(ai, "u", 1)
     qwen = "Qwen/Qwen2.5-VL-72B-Instruct"
@@ -334,7 +334,7 @@ def test_a_routed_call_passes_over_a_model_above_the_per_request_cap(ai: Platfor
     """The cap is the most a request may cost: routing goes on to a model that fits it, and a named model (or
     a request no model fits) is refused, holding nothing."""
     from creditflow.domain.errors import OverRequestLimit
-    from creditflow.ports import Preferences
+    from creditflow.domain.preferences import Preferences
 
     funded(ai, "u", 1)
     qwen = "Qwen/Qwen2.5-VL-72B-Instruct"

@@ -14,7 +14,7 @@ from creditflow.adapters.ai.demo import DemoProvider
 from creditflow.bootstrap import Platform
 from creditflow.domain import memory
 from creditflow.domain.errors import AlreadyAnswered, UnknownConversation
-from creditflow.ports import ChatReply
+from creditflow.domain.replies import ChatReply
 from creditflow.services import conversations
 from creditflow.services.conversations import SUMMARISE
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.jobs import Delivery
+from creditflow.domain.media import GeneratedImage
 from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
-from creditflow.ports import Delivery, GeneratedImage
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_images import FakeImages, drawn
 
@@ -324,7 +325,7 @@ def test_the_price_table_refuses_what_a_model_does_not_offer(flux: Platform, mod
 
 
 def test_a_price_above_the_users_limit_per_request_is_refused(platform: Platform) -> None:
-    from creditflow.ports import Preferences
+    from creditflow.domain.preferences import Preferences
 
     funded(platform, "u", 1)
     _, quote = platform.images.quote(None, "512x512", None, 2)

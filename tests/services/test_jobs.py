@@ -14,8 +14,8 @@ import pytest
 from creditflow.adapters.firebase.task_queue import job_from, task_body, task_id
 from creditflow.adapters.local.queue import SqliteTaskQueue
 from creditflow.bootstrap import Platform
+from creditflow.domain.jobs import Delivery, Job
 from creditflow.entrypoints import triggers
-from creditflow.ports import Delivery, Job
 from creditflow.services.jobs import PING, JobRouter, Ping, UnknownJobKind
 from tests.conftest import make_platform
 
@@ -146,7 +146,7 @@ def test_queue_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_duplicate_delivery_mode_hands_every_job_over_twice() -> None:
-    from creditflow.ports import Delivery, Job
+    from creditflow.domain.jobs import Delivery, Job
     from creditflow.services.jobs import JobRouter
 
     seen: list[tuple[str, int]] = []

@@ -9,8 +9,8 @@ import pytest
 from creditflow.adapters.local.dev_tokens import DevTokens
 from creditflow.adapters.local.key_files import KeyFiles
 from creditflow.bootstrap import derived_secret, dev_token_key, key_watch
+from creditflow.domain.callers import Caller
 from creditflow.domain.errors import LedgerError
-from creditflow.ports import Caller
 from tests.conftest import CREDIT, make_platform
 
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import TERMINAL, Task, TaskRequest
-from creditflow.ports import Delivery
 from tests.conftest import CREDIT, SteppedClock, make_platform
 
 UID = "machine"

@@ -3,8 +3,8 @@
 
 import pytest
 
+from creditflow.domain.callers import Caller
 from creditflow.domain.errors import WelcomeRefused
-from creditflow.ports import Caller
 from tests.conftest import CREDIT, SteppedClock, make_platform
 
 

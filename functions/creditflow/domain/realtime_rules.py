@@ -89,7 +89,8 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0
 
 
 def _string(source: str, i: int) -> tuple[str, int]:
-    quote, i, out = source[i], i + 1, []
+    quote, i = source[i], i + 1
+    out: list[str] = []
     while i < len(source):
         c = source[i]
         if c == quote:
@@ -555,7 +556,8 @@ class Rules:
 
     def _walk(self, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], RuleNode, dict[str, str]]]:
         """The rule nodes from the root down the path, with the $variables bound so far (stops where none is)."""
-        node, bound = self.root, {}
+        node: RuleNode = self.root
+        bound: dict[str, str] = {}
         yield (), node, bound
         for depth, key in enumerate(path, 1):
             if key in node.children:

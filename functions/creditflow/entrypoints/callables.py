@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.callers import Caller
 from ..domain.errors import LedgerError
-from ..ports import Caller
 from .http.json_body import InvalidBody, check
 from .runtime import platform
 

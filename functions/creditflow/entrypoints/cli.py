@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import LocalDefaults
 from ..domain.errors import LedgerError
 from ..domain.money import format_credits, parse_credits
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-DEFAULT_DATA_DIR = os.environ.get("CREDITFLOW_DATA_DIR", ".creditflow")
+DEFAULTS = LocalDefaults.from_env()
 
 
 def _print(data: Any) -> None:
@@ -130,7 +130,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from ..adapters.local.key_files import KeyFiles
+    from ..bootstrap import rotate_key_files
     from .local_runtime import KEY_CHECK_SECONDS, runtime_holding
 
     settings = _settings(args)
@@ -138,7 +138,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         print("error: the signing key comes from LEDGER_SIGNING_KEY, not from the key files: rotate it there (and "
               "list the old verifier key in LEDGER_VERIFY_KEYS)", file=sys.stderr)
         return 2
-    key = KeyFiles(settings.data_dir, settings.ledger_origin).rotate()
+    key = rotate_key_files(settings)
     print(f"active: {key.public.vkey}")
     print(f"old keys keep verifying; dev tokens are unaffected; key files in {(settings.data_dir / 'keys').resolve()}")
     holder = runtime_holding(settings.data_dir)
@@ -188,15 +188,11 @@ def cmd_users_balance(args: argparse.Namespace) -> int:
 
 def cmd_dev_token(args: argparse.Namespace) -> int:
     """Print a local dev token (the local runtime accepts them when no Auth emulator runs)."""
-    from ..adapters.local.dev_tokens import DevTokens
-    from ..bootstrap import dev_token_key, load_keys
+    from ..bootstrap import issue_dev_token
     from ..domain.accounts import user_account
 
     user_account(args.uid)  # refuses a malformed uid
-    settings = _settings(args)
-    key, _ = load_keys(settings)
-    print(DevTokens(dev_token_key(settings, key)).issue(args.uid, admin=args.admin, email=args.email,
-                                              ttl_seconds=args.ttl))
+    print(issue_dev_token(_settings(args), args.uid, admin=args.admin, email=args.email, ttl_seconds=args.ttl))
     return 0
 
 
@@ -215,12 +211,12 @@ def parser() -> argparse.ArgumentParser:
         command = group.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(handler=handler)
         if handler is not cmd_verify_export:
-            command.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the local data folder")
+            command.add_argument("--data-dir", default=DEFAULTS.data_dir, help="the local data folder")
         return command
 
     serve = add(commands, "serve", cmd_serve, "run the local platform (embedded SQLite store)")
-    serve.add_argument("--host", default=os.environ.get("CREDITFLOW_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=tcp_port, default=os.environ.get("CREDITFLOW_PORT", "8080"))  # converted too
+    serve.add_argument("--host", default=DEFAULTS.host)
+    serve.add_argument("--port", type=tcp_port, default=DEFAULTS.port)  # converted too
 
     token = add(commands, "dev-token", cmd_dev_token, "print a local dev token for a user")
     token.add_argument("uid")

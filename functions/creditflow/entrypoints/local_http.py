@@ -152,7 +152,7 @@ class _Server(Server):
 
 
 class _Gateway(Gateway_10):
-    def get_environ(self) -> dict[str, Any]:
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot annotates it None; it returns it
         environ = super().get_environ()
         environ[REQUEST_READ] = partial(self.req.server.deadlines.done, self.req)
         return environ

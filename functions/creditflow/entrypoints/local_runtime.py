@@ -104,8 +104,6 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
         logging.getLogger(chatty).setLevel(logging.WARNING)
     access_log = logging.getLogger("creditflow.requests")
-    if os.environ.get("CREDITFLOW_LOG_HEALTH", "").lower() in {"1", "true", "yes"}:
-        access_log.setLevel(logging.DEBUG)
     lock_file = data_dir / LOCK_FILE
     killed = lock_file.is_file() and bool(lock_file.read_text().strip())  # a clean stop empties it; a kill does not
     lock = hold_folder(data_dir)
@@ -140,6 +138,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     from .local_http import SHUTDOWN_SECONDS, http_server
 
     settings = Settings.from_env(runtime="local", data_dir=data_dir)
+    if settings.log_health:
+        access_log.setLevel(logging.DEBUG)
     if settings.auth_emulator_host:
         if not is_loopback(host):
             print(f"FIREBASE_AUTH_EMULATOR_HOST is set: tokens are not signature-checked in that mode, so the local "

@@ -56,7 +56,7 @@ def run_job(data: dict[str, Any], attempt: int, final: bool) -> dict[str, Any]:
     """Run one delivery of a queued job (a task-queue function's task): rebuild the job from the task's data and
     hand it to the platform's job handler. An exception fails the attempt, and Cloud Tasks retries it."""
     from ..adapters.firebase.task_queue import job_from
-    from ..ports import Delivery
+    from ..domain.jobs import Delivery
 
     job = job_from(data)
     platform().jobs(job, Delivery(attempt, final))

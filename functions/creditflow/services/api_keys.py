@@ -9,12 +9,14 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from ..domain.api_keys import ApiKey
+from ..domain.callers import Caller
 from ..domain.errors import IdempotencyConflict, InvalidToken, KeyLimitReached, TooManyKeys, UnknownKey
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.money import format_credits, require_amount
 from ..domain.timefmt import iso
-from ..ports import ApiKey, ApiKeys, Caller, Clock
+from ..ports import ApiKeys, Clock
 
 PREFIX = "cf_"
 MAX_KEYS = 25

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from ..domain.catalog import Catalog, Model, UnknownModel, check_override, merged
 from ..domain.errors import InvalidQuery
@@ -49,7 +49,7 @@ class LiveCatalog:
     def all(self) -> list[Model]:
         return self.current.all()
 
-    def source(self, model_id: str) -> str:
+    def source(self, model_id: str) -> Literal["package", "override", "package+override"]:
         packaged = any(record["id"] == model_id for record in self.records)
         overridden = model_id in self._changed
         return "package+override" if packaged and overridden else "override" if overridden else "package"

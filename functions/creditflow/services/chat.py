@@ -25,9 +25,10 @@ from ..domain.errors import (
 from ..domain.health import Health
 from ..domain.holds import CALL
 from ..domain.money import format_credits
+from ..domain.preferences import Preferences
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..domain.timefmt import iso, parse_iso
-from ..ports import ChatProvider, Messages, Preferences, PreferenceStore
+from ..ports import ChatProvider, Messages, PreferenceStore
 from .catalog import LiveCatalog
 from .credits import Credits
 

@@ -8,18 +8,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain import memory
+from ..domain.conversations import Conversation
 from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownConversation
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
-from ..ports import Clock, Conversation, ConversationStore, Messages
+from ..ports import Clock, ConversationStore, Messages
 from .chat import Budget, MeteredChat
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
              "questions; drop pleasantries. Answer with the summary only, in at most {words} words.")
 MAX_CONVERSATIONS_PAGE = 100
+Stored = list[memory.StoredMessage]  # named here: inside Conversations, `list` is its method
 FRAMING_TOKENS = 64  # the summary and recall messages' own headings and chat framing
 MEMORY_WINDOW = 1000  # the latest messages a turn reads (buffer, summary, recall): a turn costs the same at any age
 
@@ -66,12 +68,12 @@ class Conversations:
         more = len(page) == limit
         return page, f"{page[-1].updated_at}|{page[-1].id}" if more and page else None
 
-    def messages(self, uid: str, conversation_id: str) -> list[memory.StoredMessage]:
+    def messages(self, uid: str, conversation_id: str) -> Stored:
         self.get(uid, conversation_id)
         return self.store.messages(uid, conversation_id)
 
     def page_of_messages(self, uid: str, conversation_id: str, limit: int,
-                         cursor: str | None = None) -> tuple[list[memory.StoredMessage], str | None]:
+                         cursor: str | None = None) -> tuple[Stored, str | None]:
         """A page of messages, oldest first: the latest `limit` ones, or those before the cursor of a later page;
         and the cursor of the page before it, if any."""
         self.get(uid, conversation_id)
@@ -143,7 +145,7 @@ class Conversations:
             summary, cost = self._summarise(uid, conversation_id, summary, shape.unsummarised, space, key,
                                             candidates[0].id)
             charged += cost
-        recalled: list[memory.StoredMessage] = []
+        recalled: Stored = []
         if recall_on and shape.older:
             recalled, cost = self._recall(uid, conversation_id, history, new, shape.older, space, key)
             charged += cost
@@ -157,7 +159,7 @@ class Conversations:
         return Context(messages, len(shape.buffer), len(shape.older), len(recalled), charged)
 
     def _beyond_window(self, uid: str, conversation_id: str, summary_upto: int,
-                       first: int) -> Iterator[list[memory.StoredMessage]]:
+                       first: int) -> Iterator[Stored]:
         """The messages before the window (seq < `first`) that the summary lacks, oldest first, a window's worth
         at a time. There are some only when messages left the window while they still fitted the buffer (many
         short ones); once summarised, they are never read again."""
@@ -170,7 +172,7 @@ class Conversations:
                 yield page
             done = end - 1
 
-    def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: list[memory.StoredMessage],
+    def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: Stored,
                    space: memory.Budget, key: str, model: str) -> tuple[str, int]:
         """Fold the messages the summary lacks into it: a metered chain step per run that fits."""
         charged = 0
@@ -187,9 +189,9 @@ class Conversations:
             self.store.set_summary(uid, conversation_id, summary, run[-1].seq)
         return summary, charged
 
-    def _recall(self, uid: str, conversation_id: str, history: list[memory.StoredMessage], new: Messages,
-                older: list[memory.StoredMessage], space: memory.Budget, key: str
-                ) -> tuple[list[memory.StoredMessage], int]:
+    def _recall(self, uid: str, conversation_id: str, history: Stored, new: Messages,
+                older: Stored, space: memory.Budget, key: str
+                ) -> tuple[Stored, int]:
         """Embed what has no vector yet and the new message (one metered call), then rank older messages."""
         missing = [m for m in history if m.vector is None]
         query = " ".join(m["content"] for m in new if m["role"] == "user") or new[-1]["content"]

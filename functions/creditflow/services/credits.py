@@ -18,6 +18,7 @@ from ..domain.accounts import (
 )
 from ..domain.balance import Balance, effective_balance
 from ..domain.book import Book
+from ..domain.changes import Changes, IdempotencyConflictRecord
 from ..domain.entries import Entry
 from ..domain.errors import (
     IdempotencyConflict,
@@ -33,7 +34,7 @@ from ..domain.money import require_amount
 from ..domain.shortfalls import Shortfall
 from ..domain.signing import SigningKey
 from ..domain.timefmt import iso, parse_iso
-from ..ports import Changes, Clock, IdempotencyConflictRecord, LedgerStore, LedgerTransaction
+from ..ports import Clock, LedgerStore, LedgerTransaction
 from .transactions import run_in_transaction
 
 log = logging.getLogger(__name__)

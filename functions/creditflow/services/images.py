@@ -39,10 +39,11 @@ from ..domain.images import (
     quote_images,
     steps_for,
 )
+from ..domain.media import ImageLimits
 from ..domain.money import format_credits
 from ..domain.tasks import SUCCEEDED, TERMINAL, InvalidTask, Task, TaskRequest, UnknownTask
 from ..domain.timefmt import iso
-from ..ports import BlobStore, Clock, ImageLimits, ImageProvider, ImageTools, Realtime, TaskStore
+from ..ports import BlobStore, Clock, ImageProvider, ImageTools, Realtime, TaskStore
 from .catalog import LiveCatalog
 from .sagas import Journal, Saga, SagaFailed, Step
 from .task_runs import Context, RunOutcome

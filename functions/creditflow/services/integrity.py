@@ -9,6 +9,7 @@ from typing import Any
 from ..domain import merkle
 from ..domain.accounts import SystemTotals, user_account
 from ..domain.audit import Finding, check_account_head, check_entry_body, verify_chain
+from ..domain.changes import StoredCheckpoint
 from ..domain.checkpoint import Checkpoint, NoteError, open_checkpoint, sign_checkpoint
 from ..domain.entries import GENESIS_HASH, Entry, signature_ok
 from ..domain.errors import InconsistentTree, InvalidQuery, UnknownCheckpoint, UnknownEntry
@@ -17,7 +18,7 @@ from ..domain.merkle_subtrees import consistency_path, inclusion_path, range_roo
 from ..domain.proofs import build_export
 from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
-from ..ports import Clock, LedgerStore, StoredCheckpoint
+from ..ports import Clock, LedgerStore
 from .analytics import UsageRollups
 from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 

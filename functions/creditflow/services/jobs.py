@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..ports import Clock, Delivery, Job, JobHandler, Realtime
+from ..domain.jobs import Delivery, Job
+from ..ports import Clock, JobHandler, Realtime
 
 
 class UnknownJobKind(LookupError):

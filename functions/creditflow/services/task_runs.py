@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..domain.agents import AGENTS, AgentLimits
+from ..domain.replies import ChatReply
 from ..domain.tasks import InvalidTask, Task, TaskRequest
-from ..ports import AgentRunner, ChatReply, Messages, Realtime
+from ..ports import AgentRunner, Messages, Realtime
 from .chat import Budget, MeteredChat
 from .conversations import Conversations
 

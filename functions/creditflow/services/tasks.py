@@ -21,6 +21,8 @@ from ..domain.errors import (
     ProviderUnavailable,
 )
 from ..domain.holds import PENDING, TASK, Hold
+from ..domain.jobs import Delivery, Job
+from ..domain.outbox import DeadLetter, OutboxEvent
 from ..domain.tasks import (
     ACCEPTED,
     CANCELLED,
@@ -43,7 +45,7 @@ from ..domain.tasks import (
     require_task_id,
 )
 from ..domain.timefmt import iso, parse_iso
-from ..ports import Clock, DeadLetter, Delivery, Job, OutboxEvent, Realtime, TaskQueue, TaskStore
+from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget
 from .credits import Credits
 from .task_routing import ModelClassifier, Router, RulesClassifier
@@ -95,7 +97,7 @@ class Tasks:
     def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
                  classifier: RulesClassifier | ModelClassifier, router: Router, runs: dict[str, Run],
                  queue: TaskQueue | None = None,
-                 run_inline: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 run_inline: Callable[[Callable[[], None]], object] | None = None) -> None:
         self.store, self.credits, self.realtime, self.clock = store, credits, realtime, clock
         self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
         self.queue = queue

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ..domain.callers import Caller
 from ..domain.errors import WelcomeRefused
 from ..domain.timefmt import iso
-from ..ports import Caller, Clock, WelcomeClaims
+from ..ports import Clock, WelcomeClaims
 from .credits import Credits
 
 

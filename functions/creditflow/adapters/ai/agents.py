@@ -10,6 +10,7 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -117,7 +118,7 @@ def _after_tools(state: AgentState) -> str:
     return END if state["ended"] is not None else "model"
 
 
-def agent_graph() -> StateGraph:
+def agent_graph() -> StateGraph[AgentState, Run, AgentState, AgentState]:
     """model → (tool calls?) tools → model … → END; a node that hits a limit or a cancel ends the run."""
     graph = StateGraph(AgentState, context_schema=Run)
     graph.add_node("model", _model)
@@ -130,7 +131,7 @@ def agent_graph() -> StateGraph:
 
 def partial_result(messages: list[dict[str, Any]]) -> str:
     """What an agent stopped early has to show: the last thing it said and every tool result since."""
-    said, found = "", []
+    said, found = "", list[str]()
     for message in messages:
         if message["role"] == "assistant" and message.get("content"):
             said, found = message["content"], []
@@ -151,14 +152,15 @@ class LangGraphAgents:
 
     def __init__(self, checkpointer: BaseCheckpointSaver) -> None:
         self.checkpointer = checkpointer
-        self.graph: CompiledStateGraph = agent_graph().compile(checkpointer=checkpointer)
+        self.graph: CompiledStateGraph[AgentState, Run, AgentState, AgentState] = agent_graph().compile(
+            checkpointer=checkpointer)
 
     def run(self, context: AgentContext, agent: str, goal: str, *, limits: AgentLimits,
             resume: object | None = None) -> AgentOutcome:
         spec = SPECS.get(agent)
         if spec is None:
             raise ValueError(f"unknown agent {agent!r}: one of {', '.join(AGENTS)}")
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_of(context)},
+        config: RunnableConfig = {"configurable": {"thread_id": thread_of(context)},
                                   "recursion_limit": 2 * limits.max_steps + 4}
         before = self.graph.get_state(config)
         payload: Any

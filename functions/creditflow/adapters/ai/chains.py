@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.errors import ProviderUnavailable
-from ...ports import ChatReply, Messages
+from ...domain.replies import ChatReply
+from ...ports import Messages
 from .refusals import REJECTED, rejected
 
 KINDS = {"system": "system", "user": "human", "assistant": "ai"}

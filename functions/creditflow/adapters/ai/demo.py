@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...domain.pricing import estimate_tokens, prompt_tokens
-from ...ports import ChatReply, Embedded, Messages, StreamPiece
+from ...domain.replies import ChatReply, Embedded, StreamPiece
+from ...ports import Messages
 
 WORDS = ("credits", "ledger", "signed", "merkle", "reserve", "settle", "stream", "model", "token", "demo")
 DIMENSIONS = 256

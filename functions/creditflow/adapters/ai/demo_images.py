@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, PngImagePlugin
 
-from ...ports import GeneratedImage
+from ...domain.media import GeneratedImage
 
 LABEL = "demo image, not a real model"
 

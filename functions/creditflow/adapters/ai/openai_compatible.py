@@ -13,7 +13,8 @@ import openai
 import orjson
 
 from ...domain.errors import ProviderUnavailable
-from ...ports import ChatReply, Embedded, Messages, StreamPiece
+from ...domain.replies import ChatReply, Embedded, StreamPiece
+from ...ports import Messages
 from .refusals import REJECTED, rejected
 
 
@@ -104,7 +105,7 @@ class OpenAICompatible:
 
         from .chains import run_step
 
-        llm = ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,  # type: ignore[call-arg]
+        llm = ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,
                          **self._settings)
         return run_step(llm, self.name, messages)
 

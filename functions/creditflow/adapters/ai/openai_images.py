@@ -17,7 +17,7 @@ import httpx2
 import openai
 
 from ...domain.errors import ProviderUnavailable
-from ...ports import GeneratedImage
+from ...domain.media import GeneratedImage
 from .refusals import REJECTED, rejected
 
 MAX_DOWNLOAD = 20 * 1024 * 1024

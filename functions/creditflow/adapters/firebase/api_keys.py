@@ -8,7 +8,8 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ...ports import ApiKey
+from ...domain.api_keys import ApiKey
+from .firestore_layout import document_fields
 from .firestore_transactions import run_transaction
 
 IN_FLIGHT = "in_flight"  # {call id: {"micros", "until"}}: what calls in flight count against the limit
@@ -31,14 +32,14 @@ class FirestoreApiKeys:
 
     def by_hash(self, key_hash: str) -> ApiKey | None:
         snapshot = self.keys.document(key_hash).get()
-        return _key(snapshot.to_dict()) if snapshot.exists else None
+        return _key(document_fields(snapshot)) if snapshot.exists else None
 
     def _by_id(self, key_id: str) -> firestore.DocumentSnapshot | None:
         found = list(self.keys.where(filter=FieldFilter("id", "==", key_id)).limit(1).stream())
         return found[0] if found else None
 
     def of_user(self, uid: str) -> list[ApiKey]:
-        found = [_key(s.to_dict()) for s in self.keys.where(filter=FieldFilter("uid", "==", uid)).stream()]
+        found = [_key(document_fields(s)) for s in self.keys.where(filter=FieldFilter("uid", "==", uid)).stream()]
         return sorted(found, key=lambda key: key.created_at)
 
     def revoke(self, uid: str, key_id: str, at: str) -> bool:
@@ -88,7 +89,7 @@ class FirestoreApiKeys:
 
     def in_flight(self, key_id: str, now: str) -> int:
         found = self._by_id(key_id)
-        return sum(c["micros"] for c in _live(found.to_dict(), now).values()) if found is not None else 0
+        return sum(c["micros"] for c in _live(document_fields(found), now).values()) if found is not None else 0
 
 
 def _live(key: dict, now: str) -> dict[str, dict]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from firebase_admin import credentials
 
+from ...domain.callers import Caller
 from ...domain.errors import InvalidToken
-from ...ports import Caller
 
 log = logging.getLogger(__name__)
 UNCHECKED = ("FIREBASE_AUTH_EMULATOR_HOST is set outside the Firebase emulators (FUNCTIONS_EMULATOR is not true): "
@@ -28,13 +27,14 @@ class RefuseEveryToken:
 
 
 class FirebaseTokens:
-    def __init__(self, project: str | None = None) -> None:
+    def __init__(self, project: str, emulated: bool) -> None:
+        """`emulated`: the Auth or Firestore emulator is in use, so the app needs no credentials."""
         import firebase_admin
 
-        self.project = project or os.environ.get("GCLOUD_PROJECT") or "demo-creditflow"
+        self.project = project
         if not firebase_admin._apps:
             options = {"projectId": self.project}
-            if os.environ.get("FIREBASE_AUTH_EMULATOR_HOST") or os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            if emulated:
                 from google.auth.credentials import AnonymousCredentials
 
                 firebase_admin.initialize_app(_Anonymous(AnonymousCredentials()), options)

@@ -7,6 +7,8 @@ from typing import Any
 
 from google.cloud import firestore
 
+from .firestore_layout import document_fields
+
 
 def _doc_id(model_id: str) -> str:
     return hashlib.sha256(model_id.encode()).hexdigest()[:40]
@@ -17,7 +19,7 @@ class FirestoreCatalogOverrides:
         self.collection = client.collection("catalog_overrides")
 
     def all(self) -> dict[str, dict[str, Any]]:
-        return {data["model"]: data["fields"] for data in (s.to_dict() for s in self.collection.stream())}
+        return {data["model"]: data["fields"] for data in (document_fields(s) for s in self.collection.stream())}
 
     def put(self, model_id: str, fields: dict[str, Any], at: str) -> None:
         self.collection.document(_doc_id(model_id)).set({"model": model_id, "fields": fields, "updated_at": at})

@@ -8,8 +8,9 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ...domain.conversations import Conversation
 from ...domain.memory import StoredMessage
-from ...ports import Conversation
+from .firestore_layout import document_fields
 from .firestore_transactions import run_transaction
 
 
@@ -37,7 +38,7 @@ class FirestoreConversations:
 
     def get(self, uid: str, conversation_id: str) -> Conversation | None:
         snapshot = self._mine(uid, conversation_id)
-        return Conversation(**snapshot.to_dict()) if snapshot is not None else None
+        return Conversation(**document_fields(snapshot)) if snapshot is not None else None
 
     def of_user(self, uid: str, limit: int, before: str | None) -> list[Conversation]:
         query = (self.collection.where(filter=FieldFilter("uid", "==", uid))
@@ -46,7 +47,7 @@ class FirestoreConversations:
         if before is not None:
             at, _, last = before.partition("|")
             query = query.start_after({"updated_at": at, "id": last})
-        return [Conversation(**s.to_dict()) for s in query.limit(limit).stream()]
+        return [Conversation(**document_fields(s)) for s in query.limit(limit).stream()]
 
     def delete(self, uid: str, conversation_id: str) -> bool:
         snapshot = self._mine(uid, conversation_id)

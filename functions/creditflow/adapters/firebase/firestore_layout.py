@@ -36,6 +36,14 @@ LOG = "ledger_log"
 CHECKPOINTS = "checkpoints"
 CHUNK = 256  # leaves per log chunk document
 
+def document_fields(snapshot: Any) -> dict[str, Any]:
+    """The fields of a document snapshot that exists (a streamed one, or one whose `exists` was checked)."""
+    data = snapshot.to_dict()
+    if data is None:
+        raise LookupError(f"{snapshot.reference.path} does not exist")
+    return data
+
+
 
 def idempotency_id(scope: str, key: str) -> str:
     return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()

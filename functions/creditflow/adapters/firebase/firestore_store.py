@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
@@ -13,12 +12,12 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.accounts import SYSTEM_ACCOUNTS, SystemTotals, UserAccount
+from ...domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from ...domain.entries import Entry
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
 from ...domain.shortfalls import Shortfall
-from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from . import firestore_layout as layout
 from .firestore_transactions import run_transaction
 
@@ -70,11 +69,13 @@ class FirestoreTransaction:
 
     def _due(self, collection: str, ids: list[str]) -> list[dict[str, Any]]:
         refs = [self.client.collection(collection).document(i) for i in ids]
-        return [s.to_dict() for s in self.client.get_all(refs, transaction=self.tx) if s.exists] if refs else []
+        if not refs:
+            return []
+        return [layout.document_fields(s) for s in self.client.get_all(refs, transaction=self.tx) if s.exists]
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get(transaction=self.tx)
-        hold = layout.hold_of(snapshot.to_dict()) if snapshot.exists else None
+        hold = layout.hold_of(layout.document_fields(snapshot)) if snapshot.exists else None
         return hold if hold is not None and hold.account == account_id else None
 
     def expired_holds(self, account_id: str, now: str) -> list[Hold]:
@@ -90,7 +91,8 @@ class FirestoreTransaction:
         if not lot_ids:
             return []
         refs = [self.client.collection(layout.LOTS).document(lot_id) for lot_id in lot_ids]
-        found = [layout.lot_of(s.to_dict()) for s in self.client.get_all(refs, transaction=self.tx) if s.exists]
+        found = [layout.lot_of(layout.document_fields(s))
+                 for s in self.client.get_all(refs, transaction=self.tx) if s.exists]
         return [lot for lot in found if lot.account == account_id]
 
     def spendable_lots(self, account_id: str, now: str) -> Iterator[Lot]:
@@ -107,7 +109,7 @@ class FirestoreTransaction:
         snapshot = ref.get(transaction=self.tx)
         if not snapshot.exists:
             return None
-        d = snapshot.to_dict()
+        d = layout.document_fields(snapshot)
         return IdempotencyRecord(d["scope"], d["key"], d["command"], d["request"], d["result"], d["createdAt"])
 
     def write(self, changes: Changes) -> None:
@@ -123,7 +125,8 @@ class FirestoreTransaction:
             if index is not None:
                 index.keep_lot(lot)
         written = {a.id for a in changes.new_accounts} | {a.id for a in changes.accounts}
-        for account_id in {x.account for x in [*changes.holds, *changes.lots]} - written:
+        touched = {hold.account for hold in changes.holds} | {lot.account for lot in changes.lots}
+        for account_id in touched - written:
             # holds or lots changed without their account: its index can no longer be trusted
             tx.update(self._account_ref(account_id), {layout.EXPIRING: firestore.DELETE_FIELD})
         for account in changes.new_accounts:
@@ -165,20 +168,6 @@ class FirestoreLedgerStore:
         self.attempts = attempts
         self.retries = retries
 
-    @classmethod
-    def from_environment(cls) -> FirestoreLedgerStore:
-        project = os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow"
-        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
-            from google.auth.credentials import AnonymousCredentials
-
-            return cls(firestore.Client(project=project, credentials=AnonymousCredentials()))
-        import firebase_admin
-        from firebase_admin import firestore as admin_firestore
-
-        if not firebase_admin._apps:
-            firebase_admin.initialize_app()
-        return cls(admin_firestore.client())
-
     def run(self, work: Callable[[FirestoreTransaction], T]) -> T:
         return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),
                                self.attempts)
@@ -205,7 +194,7 @@ class FirestoreLedgerStore:
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get()
-        hold = layout.hold_of(snapshot.to_dict()) if snapshot.exists else None
+        hold = layout.hold_of(layout.document_fields(snapshot)) if snapshot.exists else None
         return hold if hold is not None and hold.account == account_id else None
 
     def _entry_ref(self, entry_id: str) -> Any:
@@ -241,7 +230,7 @@ class FirestoreLedgerStore:
 
     def user_accounts(self) -> Iterator[UserAccount]:
         for snapshot in self.client.collection(layout.ACCOUNTS).order_by("id").stream():
-            yield layout.account_of(snapshot.to_dict())
+            yield layout.account_of(layout.document_fields(snapshot))
 
     def system_totals(self) -> dict[str, SystemTotals]:
         totals: dict[str, SystemTotals] = {}
@@ -271,7 +260,7 @@ class FirestoreLedgerStore:
 
     def shortfalls(self, limit: int) -> list[Shortfall]:
         stream = self.client.collection(layout.SHORTFALLS).order_by("at", direction=DESC).limit(limit).stream()
-        return [layout.shortfall_of(s.to_dict()) for s in stream]
+        return [layout.shortfall_of(layout.document_fields(s)) for s in stream]
 
     def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
         stream = self.client.collection(layout.CONFLICTS).order_by("at", direction=DESC).limit(limit).stream()
@@ -380,11 +369,11 @@ class FirestoreLedgerStore:
         else:
             snapshot = self.client.collection(layout.CHECKPOINTS).document(layout.checkpoint_id(size)).get()
             snapshot = snapshot if snapshot.exists else None
-        return _checkpoint_of(snapshot.to_dict()) if snapshot else None
+        return _checkpoint_of(layout.document_fields(snapshot)) if snapshot else None
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         stream = self.client.collection(layout.CHECKPOINTS).order_by("size").stream()
-        return [_checkpoint_of(s.to_dict()) for s in stream]
+        return [_checkpoint_of(layout.document_fields(s)) for s in stream]
 
 
 def _checkpoint_of(d: dict[str, Any]) -> StoredCheckpoint:

@@ -6,7 +6,8 @@ from dataclasses import asdict
 
 from google.cloud import firestore
 
-from ...ports import Preferences
+from ...domain.preferences import Preferences
+from .firestore_layout import document_fields
 
 
 class FirestorePreferences:
@@ -15,7 +16,7 @@ class FirestorePreferences:
 
     def get(self, uid: str) -> Preferences:
         snapshot = self.collection.document(uid).get()
-        return Preferences(**snapshot.to_dict()) if snapshot.exists else Preferences()
+        return Preferences(**document_fields(snapshot)) if snapshot.exists else Preferences()
 
     def put(self, uid: str, preferences: Preferences) -> None:
         self.collection.document(uid).set(asdict(preferences))

@@ -11,16 +11,16 @@ from typing import Any
 
 from google.api_core import exceptions as gcs_errors
 
-from ...ports import Blob, BlobInfo
+from ...domain.media import Blob, BlobInfo
 from ..local.blobs import check_expiry
 from ..media.paths import safe_path, safe_prefix
 
 
 class CloudStorageBlobs:
     def __init__(self, bucket: str, client: Any = None, signing_credentials: Any = None) -> None:
-        from google.cloud import storage
+        from google.cloud.storage import Client
 
-        self._client = client or storage.Client()
+        self._client = client or Client()
         self._bucket = self._client.bucket(bucket)
         self._signing = signing_credentials
         self._runtime: Any = None  # the runtime's own credentials, refreshed only when their token lapses

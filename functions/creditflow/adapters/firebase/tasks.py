@@ -9,8 +9,8 @@ from dataclasses import asdict
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ...domain.outbox import DeadLetter, OutboxEvent
 from ...domain.tasks import Task, task_of, task_record
-from ...ports import DeadLetter, OutboxEvent
 
 TASKS, OUTBOX, DEAD_LETTERS = "tasks", "outbox", "dead_letters"
 DESC = firestore.Query.DESCENDING

@@ -75,10 +75,10 @@ class FirestoreUsageRollups:
     def _write(self, operations: Iterable[tuple[str, firestore.DocumentReference, dict | None]]) -> None:
         batch, pending = self.client.batch(), 0
         for kind, reference, data in operations:
-            if kind == "delete":
-                batch.delete(reference)
-            else:
+            if kind == "set" and data is not None:
                 batch.set(reference, data)
+            else:
+                batch.delete(reference)
             pending += 1
             if pending == BATCH:
                 batch.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ...ports import ApiKey
+from ...domain.api_keys import ApiKey
 from .sqlite_connections import SqliteFile
 
 _COLUMNS = "id, uid, name, prefix, hash, created_at, credit_limit, spent, revoked_at"

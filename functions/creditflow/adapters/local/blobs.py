@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from ...ports import Blob, BlobInfo
+from ...domain.media import Blob, BlobInfo
 from ..media.paths import safe_path, safe_prefix
 
 MAGIC = b"CFBLOB1\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from ...domain.conversations import Conversation
 from ...domain.memory import StoredMessage
-from ...ports import Conversation
 from .sqlite_connections import SqliteFile
 
 _SCHEMA = (

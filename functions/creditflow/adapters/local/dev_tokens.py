@@ -10,9 +10,9 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ...domain.callers import Caller
 from ...domain.errors import InvalidToken
 from ...domain.signing import SigningKey
-from ...ports import Caller
 
 ISSUER = "creditflow-local-dev"
 AUDIENCE = "creditflow"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...ports import Preferences
+from ...domain.preferences import Preferences
 from .sqlite_connections import SqliteFile
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...ports import QUEUES, Delivery, Job, JobHandler
+from ...domain.jobs import Delivery, Job
+from ...ports import QUEUES, JobHandler
 from .sqlite_connections import ThreadConnections
 
 log = logging.getLogger("creditflow.queue")

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 import orjson
 
 from ...domain.accounts import SystemTotals, UserAccount
+from ...domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from ...domain.entries import Entry
 from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
 from ...domain.shortfalls import Shortfall
-from ...ports import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
 from .sqlite_schema import SCHEMA, migrate
@@ -269,7 +269,7 @@ class SqliteLedgerStore(_Reads):
         self._turns.run(job, self._commit)
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[return-value]
+        return job.result
 
     def _commit(self, batch: list[_Job]) -> None:
         try:

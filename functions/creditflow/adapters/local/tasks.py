@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
+from ...domain.outbox import DeadLetter, OutboxEvent
 from ...domain.tasks import TERMINAL, Task, task_of, task_record
-from ...ports import DeadLetter, OutboxEvent
 from .sqlite_connections import SqliteFile
 
 _SCHEMA = (

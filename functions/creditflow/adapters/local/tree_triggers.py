@@ -26,7 +26,8 @@ from typing import Any
 import orjson
 
 from ...domain.realtime_rules import at
-from ...ports import TreeEvent, TreeHandler
+from ...domain.tree_events import TreeEvent
+from ...ports import TreeHandler
 
 log = logging.getLogger("creditflow.triggers")
 MAX_ATTEMPTS = 5

@@ -12,11 +12,12 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ...domain.images import ImageTooLarge, InvalidImage
-from ...ports import ImageFacts, ImageLimits
+from ...domain.media import ImageFacts, ImageLimits
 
 ORIENTATION = 0x0112
 SAVE_AS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "GIF"}  # strip keeps the format (a GIF its first
@@ -73,7 +74,7 @@ def _bare(image: Image.Image) -> Image.Image:
 
 def _upright(image: Image.Image) -> Image.Image:
     """The decoded image turned as its EXIF orientation says, without EXIF or other metadata in `info`."""
-    kept = {key: image.info[key] for key in KEPT if key in image.info}
+    kept: dict[str | tuple[int, int], Any] = {key: image.info[key] for key in KEPT if key in image.info}
     turned = ImageOps.exif_transpose(image)
     turned.info = kept
     return turned
@@ -149,7 +150,7 @@ class PillowImages:
             if image.format == "JPEG":
                 image.draft("RGB", (largest, largest))
             orientation = _orientation(image)
-            kept = {key: image.info[key] for key in KEPT if key in image.info}
+            kept: dict[str | tuple[int, int], Any] = {key: image.info[key] for key in KEPT if key in image.info}
             image.load()
             current = image if image.mode in SHRINKABLE else _rgb(image)  # a palette would shrink to noise
             current.thumbnail((largest, largest), Image.Resampling.BICUBIC, reducing_gap=1.0)
@@ -193,5 +194,6 @@ class PillowImages:
         palette = quantised.getpalette() or []
         counted = sorted(quantised.getcolors() or [], key=lambda pair: (-pair[0], pair[1]))
         total = sum(n for n, _ in counted) or 1
+        indexed = cast(list[tuple[int, int]], counted)  # a quantised image's colours are palette indices
         return [("#{:02x}{:02x}{:02x}".format(*palette[3 * index:3 * index + 3]), n * 100 // total)
-                for n, index in counted]
+                for n, index in indexed]

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
+from ...domain.callers import Caller
 from ...domain.errors import Contended, InvalidToken, LedgerError, RateLimited, StoreConflict
 from ...domain.idempotency import MAX_KEY
-from ...ports import Caller, TokenVerifier
+from ...ports import TokenVerifier
 from .json_body import MAX_BODY, InvalidBody, parse
 from .schemas import PATTERN_MEANINGS
 

@@ -6,7 +6,8 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
-from ...ports import Caller, Conversation
+from ...domain.callers import Caller
+from ...domain.conversations import Conversation
 from . import schemas as s
 from .api import Api
 

@@ -242,14 +242,13 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         uid, key = authenticate()
         body, model = _body_and_model()
         messages, options = _messages(body), _options(body)
-        # "auto": the cheapest healthy model that can read the messages, with fallback
-        routed = platform.chat.route(None if model == "auto" else model, capability_of(messages))
+        requested = None if model == "auto" else model  # "auto": the cheapest healthy model that can read them
+        routed = platform.chat.route(requested, capability_of(messages))
         ceiling = max(m.max_output for m in routed)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or not 1 <= max_tokens <= ceiling):
             raise _bad(f"max_tokens must be an integer from 1 to {ceiling} for {model}", "max_tokens")
-        model = None if model == "auto" else model
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
@@ -258,12 +257,12 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         take_call_slot(uid)
         if stream:
             include_usage = _include_usage(body)
-            pieces = platform.chat.stream(uid, messages, key=idempotency, model=model, max_tokens=max_tokens,
+            pieces = platform.chat.stream(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens,
                                           spend=spend, options=options)
             first = next(pieces)
-            return Response(_chunks(model or routed[0].id, first, pieces, include_usage),
+            return Response(_chunks(requested or routed[0].id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
-        result = platform.chat.chat(uid, messages, key=idempotency, model=model, max_tokens=max_tokens, spend=spend,
+        result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
                                     options=options)
         message: dict[str, Any] = {"role": "assistant", "content": result["text"]}
         if result["tool_calls"]:
@@ -354,10 +353,11 @@ def _image_request(body: dict[str, Any], images: Any) -> TaskRequest:
     size = None if size in (None, "auto") else size
     steps = body.get("num_inference_steps")
     quality = body.get("quality")
-    if quality is not None and quality not in QUALITY:
+    if quality is not None and (not isinstance(quality, str) or quality not in QUALITY):
         raise _bad(f"quality must be one of {', '.join(QUALITY)}", "quality")
-    if steps is None and QUALITY.get(quality) is not None:
-        steps = steps_for(images.model(model), None, QUALITY[quality])
+    wanted = QUALITY.get(quality) if isinstance(quality, str) else None
+    if steps is None and wanted is not None:
+        steps = steps_for(images.model(model), None, wanted)
     given = {"prompt": prompt, "size": size, "n": n, "steps": steps, "seed": body.get("seed"),
              "negativePrompt": body.get("negative_prompt")}
     for name, kind in (("steps", int), ("seed", int), ("negativePrompt", str)):

@@ -12,14 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from werkzeug.routing import BaseConverter
 
 from ...bootstrap import Platform
+from ...domain.callers import Caller
 from ...domain.errors import InvalidIdempotencyKey
 from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
 from ...domain.tasks import parse_request, require_task_id
-from ...ports import Caller
 from ...services.images import ImageGeneration
 from . import task_schemas as t
 from .api import Api, problem
-from .schemas import Money, Strict, whole
+from .schemas import WHOLE, Money, Strict
 from .task_routes import task_out
 
 V1 = "/api/v1"
@@ -35,11 +35,13 @@ class ImageIn(Strict):
                               "default: the first on offer")
     size: Annotated[str, StringConstraints(pattern=SIZE)] | None = Field(
         default=None, description="WIDTHxHEIGHT within the model's sizes (default 1024x1024)")
-    n: whole(1, 4) = Field(default=1, description="how many images")
-    steps: whole(1, 1000) | None = Field(default=None, description="within the model's step bounds")
+    n: Annotated[int, Field(ge=1, le=4), WHOLE] = Field(default=1, description="how many images")
+    steps: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(default=None,
+                                                                      description="within the model's step bounds")
     quality: Literal["standard", "hd"] | None = Field(default=None, description="the model's steps for this "
                                                       "quality, when steps is unset")
-    seed: whole(0, 2**32 - 1) | None = Field(default=None, description="where the model takes one")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1), WHOLE] | None = Field(default=None,
+                                                                          description="where the model takes one")
     negativePrompt: Annotated[str, StringConstraints(max_length=MAX_NEGATIVE_PROMPT)] | None = Field(
         default=None, description="where the model takes one")
     priority: Literal["high", "normal", "low"] = "normal"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,15 +29,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ...adapters.local.tree import LocalTree, Refused, Unchanged, join, now_ms, split
 from ...adapters.local.tree_query import etag, order_by, run_query, shallow, to_wire
 from ...bootstrap import Platform
+from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
 from ...domain.realtime_rules import Rules
-from ...ports import Caller
 from .api import CALLER, RateLimiter
 from .slots import Slots
 
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
 STREAM_SECONDS = 3600  # a stream is closed after an hour; clients reconnect (as they do on Realtime Database)
-ADMIN_TOKEN_VARIABLE = "CREDITFLOW_RTDB_ADMIN_TOKEN"
 REVOKED = "credential is no longer valid"  # what Realtime Database's auth_revoked event carries
 METHODS = ("GET", "PUT", "PATCH", "POST", "DELETE")
 
@@ -145,7 +143,7 @@ class RealtimeSurface:
         except RequestEntityTooLarge:
             return rtdb_error(413, "Payload too large")
 
-    def answer(self, value: Any, status: int = 200, **headers: str) -> Response:
+    def answer(self, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         if request.args.get("print") == "silent":
             return Response(status=204, headers=headers)
         indent = 2 if request.args.get("print") == "pretty" else None
@@ -174,7 +172,7 @@ class RealtimeSurface:
             value = run_query(value, order, request.args)
         elif is_shallow:
             value = shallow(value)
-        return self.answer(value, **headers)
+        return self.answer(value, headers=headers)
 
     def unindexed(self, parts: tuple[str, ...], order: str | None) -> Response | None:
         """Realtime Database's 400 for ordering by a child or by value without an `.indexOn` for it."""
@@ -222,7 +220,7 @@ class RealtimeSurface:
         headers = {}
         if if_match is not None or request.headers.get("X-Firebase-ETag", "").lower() == "true":
             headers["ETag"] = etag(written if method != "PATCH" else self.tree.read(parts))
-        return self.answer(written, **headers)
+        return self.answer(written, headers=headers)
 
     # ------------------------------------------------------------------------------------------------ streams
 
@@ -333,7 +331,7 @@ def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: S
                       limiter: RateLimiter | None = None, how_to_get: str = "") -> None:
     """Serve the local tree at /realtime (only where the platform's realtime tree is the local one). Writes take
     from `limiter`, the per-user budget the API shares."""
-    surface = RealtimeSurface(platform, load_rules(rules_file), slots, os.environ.get(ADMIN_TOKEN_VARIABLE),
+    surface = RealtimeSurface(platform, load_rules(rules_file), slots, platform.settings.realtime_admin_token,
                               limiter, how_to_get)
 
     @app.route("/realtime/", defaults={"path": ""}, methods=list(METHODS))

@@ -12,12 +12,13 @@ from flask import Response, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
+from ...domain.callers import Caller
 from ...domain.errors import InsufficientFunds, InvalidIdempotencyKey, InvalidQuery, LedgerError
 from ...domain.holds import CLIENT
 from ...domain.idempotency import MAX_REQUEST_KEY, require_request_key
 from ...domain.money import parse_credits
+from ...domain.preferences import Preferences
 from ...domain.timefmt import iso
-from ...ports import Caller, Preferences
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Api
@@ -294,7 +295,7 @@ def register(api: Api, platform: Platform) -> None:
         return s.ModelsOut(models=[model_out(m) for m in platform.chat.catalog.models()])
 
     def admin_models() -> s.AdminModelsOut:
-        catalog = platform.chat.catalog
+        catalog = platform.catalog
         return s.AdminModelsOut(models=[s.AdminModelOut(**model_out(m).model_dump(), enabled=m.enabled,
                                                         source=catalog.source(m.id)) for m in catalog.all()])
 
@@ -307,13 +308,13 @@ def register(api: Api, platform: Platform) -> None:
                auth="admin", body=s.ModelOverrideIn, response=s.AdminModelsOut, errors=(409,))
     def override_model(caller: Caller, body: s.ModelOverrideIn) -> s.AdminModelsOut:
         fields = body.model_dump(exclude_none=True, exclude={"model"})
-        platform.chat.catalog.put(body.model, fields)
+        platform.catalog.put(body.model, fields)
         return admin_models()
 
     @api.route("DELETE", f"{V1}/admin/models", summary="Drop a model's override (the packaged record applies again)",
                auth="admin", query=s.ModelQuery, response=s.AdminModelsOut)
     def drop_model_override(caller: Caller, query: s.ModelQuery) -> s.AdminModelsOut:
-        platform.chat.catalog.remove(query.model)
+        platform.catalog.remove(query.model)
         return admin_models()
 
     @api.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
@@ -324,16 +325,17 @@ def register(api: Api, platform: Platform) -> None:
         account_of(caller)
         take_call_slot(caller.uid)
         messages = [m.model_dump() for m in body.messages]
-        ask = {"key": key, "model": body.model, "max_tokens": body.maxTokens}
+        model, most = body.model, body.maxTokens
         if body.conversationId is not None:
             talk = platform.conversations
             if body.stream:
-                return stream_chat(talk.stream(caller.uid, body.conversationId, messages, **ask))
-            result = talk.chat(caller.uid, body.conversationId, messages, **ask)
+                return stream_chat(talk.stream(caller.uid, body.conversationId, messages, key=key, model=model,
+                                               max_tokens=most))
+            result = talk.chat(caller.uid, body.conversationId, messages, key=key, model=model, max_tokens=most)
         elif body.stream:
-            return stream_chat(platform.chat.stream(caller.uid, messages, **ask))
+            return stream_chat(platform.chat.stream(caller.uid, messages, key=key, model=model, max_tokens=most))
         else:
-            result = platform.chat.chat(caller.uid, messages, **ask)
+            result = platform.chat.chat(caller.uid, messages, key=key, model=model, max_tokens=most)
         memory = result.get("memory")
         return s.ChatOut(text=result["text"], model=result["model"], provider=result["provider"],
                          demo=result["demo"], finish_reason=result["finish_reason"],

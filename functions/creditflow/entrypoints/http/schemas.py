@@ -29,9 +29,7 @@ def _whole(value: object) -> object:
     return value
 
 
-def whole(ge: int, le: int) -> Any:
-    """An integer from `ge` to `le` in a request body, 186.0 included (booleans are not)."""
-    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_whole)]
+WHOLE = BeforeValidator(_whole)  # an integer in a request body, 186.0 included (booleans are not)
 
 
 class Money(BaseModel):
@@ -119,7 +117,7 @@ class AmountIn(Strict):
 
     model_config = ConfigDict(json_schema_extra=one_amount_said)
     amount: str | None = Field(default=None, pattern=POSITIVE_CREDITS, examples=["2.5"])
-    amountMicros: whole(1, 2**63 - 1) | None = None
+    amountMicros: Annotated[int, Field(ge=1, le=2**63 - 1), WHOLE] | None = None
 
     @model_validator(mode="after")
     def one_amount(self) -> AmountIn:
@@ -133,7 +131,7 @@ class AmountIn(Strict):
 
 class ReserveIn(AmountIn):
     category: Literal["chat", "image", "vision", "agent", "embedding"] = "chat"
-    ttlSeconds: whole(1, 7 * 24 * 3600) | None = None
+    ttlSeconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600), WHOLE] | None = None
     memo: dict[str, str] | None = Field(default=None, max_length=16)
 
 
@@ -193,7 +191,7 @@ class ChatIn(Strict):
     conversationId: str | None = Field(default=None, pattern=CONVERSATION_ID,
                                        description="continue this conversation: its memory goes to the model, "
                                                    "and this turn is stored in it")
-    maxTokens: whole(1, 32_768) | None = None
+    maxTokens: Annotated[int, Field(ge=1, le=32_768), WHOLE] | None = None
     stream: bool = Field(default=False, description="answer as server-sent events: data {delta} …, then "
                                                     "event done with the charge")
 
@@ -307,8 +305,8 @@ class ModelOverrideIn(Strict):
     label: str | None = Field(default=None, min_length=1, max_length=128)
     capabilities: list[Literal["chat", "vision", "image", "embedding"]] | None = Field(default=None, min_length=1)
     prices: PricesIn | None = None
-    context_window: whole(1, 10_000_000) | None = None
-    max_output: whole(0, 1_000_000) | None = None
+    context_window: Annotated[int, Field(ge=1, le=10_000_000), WHOLE] | None = None
+    max_output: Annotated[int, Field(ge=0, le=1_000_000), WHOLE] | None = None
     enabled: bool | None = None
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from flask import request
 
 from ...bootstrap import Platform
+from ...domain.callers import Caller
 from ...domain.errors import InvalidIdempotencyKey
+from ...domain.outbox import DeadLetter
 from ...domain.tasks import Task, parse_request, require_task_id
-from ...ports import Caller, DeadLetter
 from . import task_schemas as t
 from .api import Api
 

@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .schemas import Money, Strict, credits_up_to, described, whole
+from .schemas import WHOLE, Money, Strict, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 
 
 Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
-Int53 = whole(-(2**53), 2**53)
+Int53 = Annotated[int, Field(ge=-(2**53), le=2**53), WHOLE]
 
 
 class TaskMessage(BaseModel):
@@ -52,12 +52,13 @@ class TaskIn(Strict):
     kind: Literal["chat", "image", "vision", "agent"]
     input: Text | TaskInput = Field(description="the prompt, or an object with a prompt, a goal or messages")
     model: str | None = Field(default=None, max_length=128)
-    maxCredits: str | whole(1, 2**53) | None = Field(
+    maxCredits: str | Annotated[int, Field(ge=1, le=2**53), WHOLE] | None = Field(
         default=None, description="the most the task may cost, in credits (whole, or a decimal string such as "
         "\"2.5\"), at most MAX_RESERVATION_AMOUNT")
     priority: Literal["high", "normal", "low"] = "normal"
     conversationId: str | None = Field(default=None, max_length=64)
-    createdAt: whole(0, 2**53) | None = Field(default=None, description="ms since the epoch, as the client wrote it")
+    createdAt: Annotated[int, Field(ge=0, le=2**53), WHOLE] | None = Field(
+        default=None, description="ms since the epoch, as the client wrote it")
 
 
 class Progress(BaseModel):

@@ -4,7 +4,6 @@ sign-in, and the admins' read routes the console needs (user lookup, usage analy
 from __future__ import annotations
 
 import ipaddress
-import os
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -16,8 +15,8 @@ from werkzeug.exceptions import NotImplemented as NotServedHere
 
 from ...bootstrap import Platform
 from ...domain.accounts import UID_RULE, require_uid, user_account
+from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, UnknownAccount
-from ...ports import Caller
 from . import schemas as s
 from .api import Api
 
@@ -165,13 +164,10 @@ def register_web(api: Api, platform: Platform) -> None:
     def web_config() -> WebConfigOut:
         settings = platform.settings
         emulator = settings.auth_emulator_host
-        project = os.environ.get("GCLOUD_PROJECT", "demo-creditflow")
+        project = settings.project
         firebase = {"apiKey": "demo-api-key", "projectId": project, "authDomain": f"{project}.firebaseapp.com"} \
             if emulator else None
-        if settings.runtime == "firebase":
-            realtime = os.environ.get("FIREBASE_DATABASE_URL") or f"https://{project}-default-rtdb.firebaseio.com"
-        else:
-            realtime = "/realtime"
+        realtime = settings.realtime_url if settings.runtime == "firebase" else "/realtime"
         return WebConfigOut(runtime=settings.runtime, devSignIn=dev_sign_in_offered(platform), realtime=realtime,
                             firebase=firebase, authEmulator=emulator)
 

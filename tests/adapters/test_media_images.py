@@ -11,7 +11,7 @@ from PIL import Image
 
 from creditflow.adapters.media.images import PillowImages
 from creditflow.domain.images import ImageTooLarge, InvalidImage
-from creditflow.ports import ImageLimits
+from creditflow.domain.media import ImageLimits
 from tests.media_samples import encoded, exif, halves, noise, png_header, png_with_text, rotated_jpeg
 
 tools = PillowImages()

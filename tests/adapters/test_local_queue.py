@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue, backoff_seconds
-from creditflow.ports import Delivery, Job
+from creditflow.domain.jobs import Delivery, Job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -377,7 +377,7 @@ def test_stop_waits_for_a_running_job_up_to_its_timeout(tmp_path: Path) -> None:
 
 def test_leasing_seeks_the_next_job_without_scanning_or_sorting_the_backlog(queue: SqliteTaskQueue,
                                                                             clock: Clock) -> None:
-    from tests.unit.test_sqlite_query_plans import plans
+    from tests.adapters.test_sqlite_query_plans import plans
 
     for n in range(50):
         queue.enqueue(Job(f"later{n}", "ok", {}, queue="high", delay_seconds=60))

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue
-from creditflow.ports import QUEUES, Delivery, Job
+from creditflow.domain.jobs import Delivery, Job
+from creditflow.ports import QUEUES
 
 MAX_ATTEMPTS = 3
 LEASE = 30.0

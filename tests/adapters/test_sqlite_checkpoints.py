@@ -11,7 +11,7 @@ from pathlib import Path
 
 from creditflow.adapters.local.sqlite_store import SqliteLedgerStore
 from creditflow.domain.accounts import UserAccount
-from creditflow.ports import Changes
+from creditflow.domain.changes import Changes
 
 PAGE = 4096
 

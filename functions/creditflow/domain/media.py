@@ -1,0 +1,47 @@
+"""Images and stored blobs: what a provider made, what Pillow found, what a blob store keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    content_type: str  # image/png, image/jpeg, image/webp
+    seed: int | None = None  # when the provider says which seed drew it
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000  # width × height as the header declares it, checked before anything is decoded
+    formats: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF"})  # Pillow's names
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    format: str  # as sniffed from the bytes (Pillow's name), never from a header or file name
+    content_type: str
+    width: int  # as displayed: EXIF orientation applied
+    height: int
+    frames: int
+    orientation: int  # the EXIF orientation tag, 1 when there is none
+    has_metadata: bool  # EXIF, XMP, ICC or text chunks
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class Blob:
+    path: str
+    data: bytes
+    content_type: str
+    cache_control: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    path: str
+    size: int
+    content_type: str
