@@ -80,7 +80,7 @@ bench-agents: $(STAMP)  # what checkpointing each agent superstep on SQLite cost
 bench-bus: $(STAMP)  # the durable queue: jobs per second, enqueue-to-start latency
 	$(PY) bench/bus.py
 
-bench-media: $(STAMP)  # thumbnails per second and peak memory for 1024² and 2048² originals
+bench-media: $(STAMP)  # thumbnails per second and peak memory (1024², 2048²); an image task's overhead
 	$(PY) bench/media.py
 
 bench-payments: $(STAMP)  # Stripe webhook events per second, one sender and twenty concurrent (no double grants)

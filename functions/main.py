@@ -130,6 +130,16 @@ if serves("expireTasks"):
         from creditflow.entrypoints.triggers import expire_tasks
 
         expire_tasks()
+
+
+if serves("sweepMedia"):
+    from firebase_functions import scheduler_fn
+
+    @scheduler_fn.on_schedule(schedule="every 60 minutes", secrets=SECRETS)
+    def sweepMedia(event: scheduler_fn.ScheduledEvent) -> None:
+        from creditflow.entrypoints.triggers import sweep_media
+
+        sweep_media()
 if serves("runTaskHigh") or serves("runTask") or serves("runTaskLow"):
     from firebase_functions import tasks_fn
     from firebase_functions.options import RateLimits, RetryConfig

@@ -3,7 +3,9 @@ real PNG or JPEG bytes drawn by Pillow, as base64 (`b64_json`, the default) or a
 (`response_format: "url"`). The prompt steers it: FAIL500 and RATE429 fail those ways, SLOW answers after 3 s,
 UNSAFE is refused with 400 as OpenAI refuses content its safety system flags, NOTIMAGE sends bytes that are not an
 image, JPEG draws JPEGs, NOTHING answers with no images, FEWER with one image whatever n asks for, BIGFILE serves a
-URL of 21 MB and SLOWFILE a URL that stalls for 3 s before its body. Every request body is kept in `requests`."""
+URL of 21 MB and SLOWFILE a URL that stalls for 3 s before its body, FLAKY fails with 503 the first two times a
+prompt is asked and answers the third, and a prompt with "DELAY=<ms>" answers after that many milliseconds. Every
+request body is kept in `requests`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import base64
 import contextlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -35,6 +38,7 @@ class FakeImages:
         self.requests: list[dict[str, Any]] = []
         self.files: dict[str, tuple[bytes, str, str]] = {}  # id → (bytes, content type, behaviour)
         self.connections: list[socket.socket] = []
+        self.asked: dict[str, int] = {}  # prompt → how many times it was asked
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +57,12 @@ class FakeImages:
                 if not self.path.endswith("/images/generations"):
                     return self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                 prompt = str(body.get("prompt", ""))
+                outer.asked[prompt] = outer.asked.get(prompt, 0) + 1
+                if "FLAKY" in prompt and outer.asked[prompt] <= 2:
+                    return self._json(503, {"error": {"message": "overloaded", "type": "server_error"}})
+                delay = re.search(r"DELAY=([0-9]{1,5})", prompt)
+                if delay:
+                    time.sleep(int(delay[1]) / 1000)
                 if "FAIL500" in prompt:
                     return self._json(500, {"error": {"message": "the server had an error", "type": "server_error"}})
                 if "RATE429" in prompt:

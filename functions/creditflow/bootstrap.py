@@ -17,6 +17,7 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
+from .domain.media import ImageLimits
 from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tasks import InvalidTask, TaskRequest
@@ -25,10 +26,12 @@ from .ports import (
     AgentContext,
     AgentRunner,
     ApiKeys,
+    BlobStore,
     CatalogOverrides,
     ChatProvider,
     Clock,
     ConversationStore,
+    ImageProvider,
     JobHandler,
     LedgerStore,
     PaymentStore,
@@ -46,6 +49,7 @@ from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
+from .services.images import ImageGeneration, ImagePolicy
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
@@ -80,6 +84,8 @@ class Platform:
     jobs: JobRouter  # the queue's handler: register a handler per job kind
     queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
     usage: UsageRollups | None = None  # the daily usage (admins' analytics), kept as entries commit
+    blobs: BlobStore | None = None  # media: Cloud Storage on Firebase, files under the data folder locally
+    images: ImageGeneration | None = None  # image generation: the bus's image tasks, /api/v1/images, /v1/images
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -291,6 +297,83 @@ def build_providers(settings: Settings) -> dict[str, ChatProvider]:
     return {}
 
 
+def build_image_providers(settings: Settings) -> dict[str, ImageProvider]:
+    """The configured providers' OpenAI-compatible images endpoints (the same names as their chat); with none
+    configured, the local runtime's offline demo, which draws with Pillow."""
+    configured = dict(settings.ai_providers)
+    if settings.ai_platform_api_key and settings.ai_platform_base_url:
+        configured["platform"] = (settings.ai_platform_base_url, settings.ai_platform_api_key)
+    if configured:
+        from .adapters.ai.openai_images import OpenAIImages
+
+        return {name: OpenAIImages(name, url, key, timeout=settings.ai_timeout_seconds)
+                for name, (url, key) in configured.items()}
+    if settings.runtime == "local":
+        from .adapters.ai.demo_images import DemoImages
+
+        return {"demo": DemoImages()}
+    return {}
+
+
+def media_bucket(settings: Settings) -> str:
+    """MEDIA_BUCKET, else the project's default bucket as Cloud Functions describe it (FIREBASE_CONFIG)."""
+    return settings.media_bucket or settings.storage_bucket or f"{settings.project}.appspot.com"
+
+
+class LazyBlobs:
+    """Cloud Storage, its client made on first use: importing google-cloud-storage costs every cold start."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self._store: BlobStore | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._store is None:
+            from .adapters.firebase.storage import CloudStorageBlobs
+
+            self._store = CloudStorageBlobs(self.bucket)
+        return getattr(self._store, name)
+
+
+def build_blobs(settings: Settings, key: SigningKey) -> BlobStore:
+    """Cloud Storage (V4 signed URLs) on Firebase; files under the data folder locally, served by the runtime at
+    /media/… with URLs signed by a secret kept beside the other local secrets."""
+    if settings.runtime == "firebase":
+        return LazyBlobs(media_bucket(settings))  # type: ignore[return-value]
+    from .adapters.local.blobs import LocalBlobs
+
+    return LocalBlobs(settings.data_dir / "media", kept_secret(settings, key, "media urls"))
+
+
+def crash_after(settings: Settings, steps: tuple[str, ...]) -> Callable[[object, str], None]:
+    """A test mode (CREDITFLOW_TEST_CRASH_AFTER=generate,store,…): the process kills itself (SIGKILL) right after
+    each named image saga step has had its effect and before it is recorded, once per step name (a marker file in
+    the data folder says which kills were done), so a crash test reaches every boundary between steps."""
+    import os
+    import signal
+    import threading
+
+    markers = settings.data_dir / "crash-markers"
+    dying = threading.Lock()  # taken by the one thread that kills: no other marks a step it will not die at
+
+    def hook(task: object, step: str) -> None:
+        if step not in steps or (markers / step).exists():
+            return
+        dying.acquire()
+        markers.mkdir(parents=True, exist_ok=True)
+        try:
+            (markers / step).open("x").close()
+        except FileExistsError:
+            dying.release()
+            return
+        log.warning("test mode: killing the runtime after image step %s", step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
 def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverrides, clock: Clock,
                   extra: Path | None = None) -> LiveCatalog:
     """The packaged catalog (models of configured providers only) with the admins' overrides."""
@@ -301,8 +384,9 @@ def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverride
 
 
 def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock,
-                chat: MeteredChat, conversations: Conversations, firestore: Any = None) -> Tasks:
-    """The task flow: rules from the packaged data, quotes from the chat service's own estimates."""
+                chat: MeteredChat, conversations: Conversations, firestore: Any = None,
+                images: ImageGeneration | None = None) -> Tasks:
+    """The task flow: rules from the packaged data, quotes from the chat and image services' own prices."""
     rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
 
     def quote(uid: str, request: TaskRequest) -> tuple[str | None, int]:
@@ -312,6 +396,8 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
             return model.id, guess.micros
         if request.kind == "agent":
             return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount)
+        if request.kind == "image" and images is not None:
+            return images.price(uid, request)
         raise InvalidTask(f"{request.kind} tasks are not served yet on this platform")
 
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
@@ -325,6 +411,9 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
     tasks.runs["agent"] = AgentRun(LazyAgents(settings, firestore), chat, conversations,
                                    lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
+    if images is not None:
+        images.journal = tasks.journal
+        tasks.runs["image"] = images
     return tasks
 
 
@@ -401,11 +490,23 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     providers = build_providers(settings)
     catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
     chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
+    blobs = build_blobs(settings, key)
+    from .adapters.media.images import PillowImages
+
+    limits = ImageLimits(max_bytes=settings.media_max_upload_bytes)
+    images = ImageGeneration(catalog, build_image_providers(settings), PillowImages(limits), blobs, credits, realtime,
+                             clock, users.tasks, journal=lambda uid, task_id: None,  # type: ignore[arg-type,return-value]
+                             policy=ImagePolicy(attempts=settings.image_attempts,
+                                                backoff_seconds=settings.image_backoff_seconds,
+                                                url_seconds=settings.media_url_seconds, limits=limits))
+    images.cap_of = lambda uid: chat.preferences_of(uid).max_credits_per_request
+    if settings.crash_after_steps:
+        images.after_step = crash_after(settings, settings.crash_after_steps)
     conversations = Conversations(chat, users.conversations, clock, settings.memory_context_tokens)
     jobs = JobRouter(twice=settings.duplicate_deliveries)
     jobs.register(PING, Ping(realtime, clock))
     queue = build_queue(settings, jobs)
-    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore)
+    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore, images)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
 
@@ -424,5 +525,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     chat=chat, catalog=catalog,
                     keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                      policy.reservation_ttl),
-                    conversations=conversations, tasks=tasks, jobs=jobs, queue=queue,
+                    conversations=conversations, tasks=tasks, jobs=jobs, queue=queue, blobs=blobs, images=images,
                     payments=build_payments(settings, credits, users.payments, realtime, clock))

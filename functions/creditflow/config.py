@@ -69,6 +69,11 @@ class Settings:
     media_bucket: str | None = None  # Cloud Storage bucket for images (Firebase's default bucket if unset)
     media_url_seconds: int = 3600  # how long a signed media URL serves (at most 7 days, as V4 URLs)
     media_max_upload_bytes: int = 20 * 1024 * 1024  # an uploaded or downloaded image, at most
+    storage_bucket: str | None = None  # FIREBASE_CONFIG's storageBucket (Cloud Functions set it): the default bucket
+    media_sweep_seconds: float = 300.0  # the local runtime's orphan sweep (on Firebase: sweepMedia, hourly)
+    image_attempts: int = 3  # image provider calls per delivery of a task (5xx, 429, timeouts tried again)
+    image_backoff_seconds: float = 0.5  # before the second call, doubled before each after it
+    crash_after_steps: tuple[str, ...] = ()  # a test mode: kill -9 itself once after each of these image saga steps
     project: str = "demo-creditflow"  # GCLOUD_PROJECT (or GOOGLE_CLOUD_PROJECT): the Firebase project
     database_url: str | None = None  # FIREBASE_DATABASE_URL: the Realtime Database (else the project's default)
     database_emulator_host: str | None = None  # FIREBASE_DATABASE_EMULATOR_HOST
@@ -143,6 +148,12 @@ class Settings:
             "media_bucket": env.get("MEDIA_BUCKET") or None,
             "media_url_seconds": int(env.get("MEDIA_URL_SECONDS", "3600")),
             "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
+            "storage_bucket": _storage_bucket(env.get("FIREBASE_CONFIG")),
+            "media_sweep_seconds": float(env.get("MEDIA_SWEEP_SECONDS", "300")),
+            "image_attempts": int(env.get("IMAGE_ATTEMPTS", "3")),
+            "image_backoff_seconds": float(env.get("IMAGE_BACKOFF_SECONDS", "0.5")),
+            "crash_after_steps": tuple(s.strip() for s in env.get("CREDITFLOW_TEST_CRASH_AFTER", "").split(",")
+                                       if s.strip()),
             "project": env.get("GCLOUD_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow",
             "database_url": env.get("FIREBASE_DATABASE_URL") or None,
             "database_emulator_host": env.get("FIREBASE_DATABASE_EMULATOR_HOST") or None,
@@ -212,6 +223,10 @@ class Settings:
         if self.media_bucket is not None and not BUCKET.fullmatch(self.media_bucket):
             raise ValueError(f"MEDIA_BUCKET {self.media_bucket!r} is not a bucket name (3-222 lower-case letters, "
                              "digits, ., - and _)")
+        if not 1 <= self.image_attempts <= 10 or not 0 <= self.image_backoff_seconds <= 60:
+            raise ValueError("IMAGE_ATTEMPTS must be from 1 to 10 and IMAGE_BACKOFF_SECONDS from 0 to 60")
+        if self.media_sweep_seconds <= 0:
+            raise ValueError("MEDIA_SWEEP_SECONDS must be positive")
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
 
@@ -219,6 +234,17 @@ class Settings:
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def _storage_bucket(firebase_config: str | None) -> str | None:
+    """The default bucket named in FIREBASE_CONFIG (JSON, as Cloud Functions set it), if any."""
+    import json
+
+    try:
+        bucket = json.loads(firebase_config or "{}").get("storageBucket")
+    except (ValueError, AttributeError):
+        return None
+    return bucket if isinstance(bucket, str) and bucket else None
 
 
 def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:

@@ -359,9 +359,11 @@ class ImageProvider(Protocol):
 
 
 class ImageTools(Protocol):
-    def inspect(self, data: bytes, limits: ImageLimits | None = None) -> ImageFacts:
+    def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True) -> ImageFacts:
         """The real type and size; raises InvalidImage (not an image, a format not allowed, truncated) or
-        ImageTooLarge (bytes, or pixels declared by the header: a decompression bomb is refused undecoded)."""
+        ImageTooLarge (bytes, or pixels declared by the header: a decompression bomb is refused undecoded). With
+        `decode` False only the header is read (a caller that decodes the image next, as thumbnails do, checks the
+        pixels there)."""
 
     def thumbnails(self, data: bytes, sides: tuple[int, ...] = (256, 512)) -> dict[int, bytes]:
         """WebP thumbnails whose long side is each of `sides` (never enlarged), upright, without metadata."""

@@ -229,3 +229,30 @@ def test_cloud_storage_signed_urls_are_v4_and_expire(storage_emulator: str) -> N
     signed_at = time.mktime(time.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ")) - time.timezone
     assert before - 2 <= signed_at <= time.time() + 2
     assert store.signed_url(path, 60) != store.signed_url(image_path("bob", "task-1", "0.png"), 60)
+
+
+def test_an_image_task_on_cloud_storage(storage_emulator: str, tmp_path: Path) -> None:
+    """The image saga with Cloud Storage behind it (the emulator): originals and thumbnails with their content
+    types, cache control and metadata; a user's delete and the sweep leave nothing of a removed image; V4 URLs."""
+    from tests.conftest import funded, make_platform
+
+    platform = make_platform(tmp_path / "data")
+    store = cloud_storage(storage_emulator, f"media-{uuid.uuid4().hex[:12]}", signing_credentials())
+    platform.images.blobs = platform.blobs = store  # type: ignore[union-attr]
+    funded(platform, "ann", 1)
+    platform.tasks.submit("ann", "t1", {"kind": "image", "input": {"prompt": "a gull", "size": "256x256", "n": 2}})
+    task = platform.tasks.run("ann", "t1")
+    assert task.state == "succeeded" and task.result["delivered"] == 2
+    assert [info.path for info in store.list("users/ann/")] == [
+        f"users/ann/images/t1/{n}{suffix}" for n in (0, 1) for suffix in ("-256.webp", "-512.webp", ".png")]
+    original = store.get("users/ann/images/t1/0.png")
+    assert original.content_type == "image/png" and original.cache_control.endswith("immutable")
+    assert original.metadata["taskId"] == "t1" and original.metadata["model"] == "demo-image"
+    assert store.get("users/ann/images/t1/0-256.webp").content_type == "image/webp"
+    url = platform.images.signed(platform.images.shown(task)[0])["url"]
+    assert "X-Goog-Signature=" in url and "X-Goog-Expires=3600" in url
+    store.put("users/ann/images/gone/0.png", b"stray", "image/png")  # a task no store knows
+    assert platform.images.delete("ann", "t1.0")["objects"] == 3
+    assert platform.images.sweep() == {"removed": 1, "kept": 3}
+    assert len(store.list("users/ann/")) == 3
+    platform.store.close()  # type: ignore[attr-defined]

@@ -12,7 +12,8 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 MANIFEST = ("from firebase_functions.private.serving import functions_as_yaml, get_functions\n"
             "print(functions_as_yaml(get_functions()))")
 FUNCTIONS_DEFINED = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount", "submitRequest",
-                     "cancelRequest", "answerRequest", "expireTasks", "runTaskHigh", "runTask", "runTaskLow")
+                     "cancelRequest", "answerRequest", "expireTasks", "runTaskHigh", "runTask", "runTaskLow",
+                     "sweepMedia")
 
 
 def python(code: str, target: str | None = None) -> str:
@@ -35,6 +36,7 @@ def test_every_function_its_trigger_and_options() -> None:
     assert endpoints["expireHolds"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
     assert endpoints["publishCheckpoint"]["scheduleTrigger"]["schedule"] == "every 5 minutes"
     assert endpoints["expireTasks"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
+    assert endpoints["sweepMedia"]["scheduleTrigger"]["schedule"] == "every 60 minutes"
     for name, event, ref in (("submitRequest", "created", "requests/{uid}/{requestId}"),
                              ("cancelRequest", "written", "requests/{uid}/{requestId}/cancel"),
                              ("answerRequest", "written", "requests/{uid}/{requestId}/answer")):

@@ -157,9 +157,9 @@ def test_a_replayed_request_is_final_for_the_sdks_retries(server: LocalServer) -
 
 def test_unknown_addresses_under_v1_get_openai_errors(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-lost"))
-    with pytest.raises(openai.NotFoundError) as missing:  # not offered yet: images come with their own issue
-        sdk.images.generate(prompt="a cat", model="demo-image")
-    assert missing.value.body["message"] == "Invalid URL (POST /v1/images/generations)"
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.images.edit(image=b"not served", prompt="a cat", model="demo-image")
+    assert missing.value.body["message"] == "Invalid URL (POST /v1/images/edits)"
     for method, path in (("GET", "/v1/chat/completions"), ("DELETE", "/v1/models"), ("POST", "/v1/nowhere"),
                          ("POST", "/v1/models/demo-chat")):
         reply = server.call(method, path)

@@ -23,11 +23,18 @@ SIZE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 EXTRAS = frozenset({"num_inference_steps", "seed", "negative_prompt"})
 MAX_SEED = 2**32 - 1
 MAX_NEGATIVE_PROMPT = 2000
+MAX_PROMPT = 4000  # characters, as OpenAI's images endpoint allows
+DEFAULT_SIZE = (1024, 1024)
 
 
 class InvalidImageRequest(LedgerError):
+    """A request the model cannot serve as asked: a size, steps, n, extra or prompt outside what its catalog entry
+    (or the platform) allows. 422: well formed, but not within the model's limits, which are data an admin may
+    change (the OpenAI-compatible gateway answers it with OpenAI's 400)."""
+
     code = "invalid-image-request"
     title = "Invalid image request"
+    status = 422
 
 
 class InvalidImage(LedgerError):
@@ -184,6 +191,31 @@ def provider_extras(model: Model, steps: int, asked: dict[str, Any] | None = Non
                                       param="negative_prompt")
     sent = {"num_inference_steps": steps} if "num_inference_steps" in spec.extras else {}
     return {**sent, **asked}
+
+
+def check_prompt(prompt: object) -> str:
+    """The prompt of an image request: text that is not blank, of at most MAX_PROMPT characters."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidImageRequest("prompt must be text that is not blank", param="prompt")
+    if len(prompt) > MAX_PROMPT:
+        raise InvalidImageRequest(f"prompt must be at most {MAX_PROMPT} characters, not {len(prompt)}",
+                                  param="prompt", limit=MAX_PROMPT)
+    return prompt
+
+
+def default_size(model: Model) -> tuple[int, int]:
+    """1024x1024 where the model makes it, else the first size it lists (or its smallest square)."""
+    spec = spec_of(model)
+    if spec.fixed:
+        offered = sorted({(w, h) for w, h, _, _ in spec.fixed})
+        return DEFAULT_SIZE if DEFAULT_SIZE in offered else offered[0]
+    if spec.sizes:
+        return DEFAULT_SIZE if DEFAULT_SIZE in spec.sizes else spec.sizes[0]
+    side = DEFAULT_SIZE[0]
+    if spec.min_side <= side <= spec.max_side and side % spec.size_multiple == 0:
+        return DEFAULT_SIZE
+    side = -(-spec.min_side // spec.size_multiple) * spec.size_multiple
+    return side, side
 
 
 def sample_prices(spec: ImageSpec) -> tuple[tuple[str, int, int], ...]:

@@ -133,7 +133,9 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
 
 
 INPUT_FIELDS = {"prompt": str, "goal": str, "messages": list, "image": str, "agent": str, "approval": bool,
-                "documents": dict}
+                "documents": dict,
+                # an image task's (each only where its model's catalog entry allows it: domain.images)
+                "size": str, "n": int, "steps": int, "seed": int, "negativePrompt": str}
 
 
 def _require_input_object(value: dict[str, Any]) -> None:

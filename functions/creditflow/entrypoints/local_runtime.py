@@ -104,6 +104,8 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
         logging.getLogger(chatty).setLevel(logging.WARNING)
     access_log = logging.getLogger("creditflow.requests")
+    lock_file = data_dir / LOCK_FILE
+    killed = lock_file.is_file() and bool(lock_file.read_text().strip())  # a clean stop empties it; a kill does not
     lock = hold_folder(data_dir)
     if isinstance(lock, str):
         print(f"{data_dir.resolve()} is served by another Creditflow runtime already (PID {lock}): two on one folder "
@@ -111,13 +113,26 @@ def serve(host: str, port: int, data_dir: Path) -> int:
               "folder with --data-dir (make run: CREDITFLOW_DATA_DIR=/some/dir).", file=sys.stderr)
         return 1
     try:
-        return _serve(host, port, data_dir, access_log)
+        return _serve(host, port, data_dir, access_log, killed)
     finally:
         lock.truncate(0)  # stopped: no PID to name (a kill -9 leaves it, and the lock goes anyway)
         lock.close()
 
 
-def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> int:
+def reconcile_rollups(platform: Platform) -> int:
+    """After a kill: the usage rollups are written just after each ledger commit, in another file, so a kill between
+    the two leaves a gap. Checked against the ledger before anything runs, and rebuilt from it if they differ."""
+    if platform.usage is None:
+        return 0
+    findings = platform.usage.check(platform.store)
+    if findings:
+        platform.usage.rebuild(platform.store)
+        log.warning("the last run was killed: %d usage rollup rows disagreed with the ledger and were rebuilt",
+                    len(findings))
+    return len(findings)
+
+
+def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, killed: bool = False) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
     from .local_http import SHUTDOWN_SECONDS, http_server
@@ -134,6 +149,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
               "signature-checked (the Auth emulator's mode), so ANY token is accepted, admin claims included. "
               "Serving on loopback only.", file=sys.stderr, flush=True)
     platform = build(settings)
+    if killed:
+        reconcile_rollups(platform)
     server = http_server(host, port, create_app(platform), MAX_BODY, access_log=access_log)
     try:
         server.prepare()
@@ -169,6 +186,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> 
         start_triggers()  # tree write triggers (task requests): those pending since the last run first
     every(TASK_SWEEP_SECONDS, platform.tasks.expire_overdue, stop, "task-deadlines")
     every(TASK_SWEEP_SECONDS, platform.tasks.deliver_events, stop, "outbox")
+    if platform.images is not None:  # blobs of image tasks that never succeeded (a crash between store and settle)
+        every(platform.settings.media_sweep_seconds, platform.images.sweep, stop, "media-sweep")
     stop.wait()
     platform.queue.stop(SHUTDOWN_SECONDS)  # type: ignore[attr-defined]  # running jobs finish; queued ones stay
     inline.shutdown(wait=True, cancel_futures=False)

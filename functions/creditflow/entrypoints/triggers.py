@@ -45,6 +45,13 @@ def expire_tasks() -> dict[str, Any]:
     tasks = platform().tasks
     return {"expired": tasks.expire_overdue(), "events": tasks.deliver_events()}
 
+def sweep_media() -> dict[str, Any]:
+    """Blobs no image belongs to (a task that never succeeded, a deleted image, a staged copy) are removed
+    (scheduled)."""
+    images = platform().images
+    return images.sweep() if images is not None else {"removed": 0, "kept": 0}
+
+
 def run_job(data: dict[str, Any], attempt: int, final: bool) -> dict[str, Any]:
     """Run one delivery of a queued job (a task-queue function's task): rebuild the job from the task's data and
     hand it to the platform's job handler. An exception fails the attempt, and Cloud Tasks retries it."""

@@ -10,15 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..domain.errors import LedgerError
+from ..domain.errors import LedgerError, ProviderUnavailable, ServerBusy
 
 log = logging.getLogger(__name__)
 DONE, UNDONE = "done", "undone"
+TRANSIENT = (ProviderUnavailable, ServerBusy)  # refusals that say "not now": an outage, a busy store, contention
 
 
 class Permanent(Exception):
-    """Raised by a step that can never succeed (a refused request, an invalid result): the saga undoes itself.
-    Any other exception is taken as passing (a provider outage, a crash) and leaves the saga to be resumed."""
+    """Raised by a step that can never succeed (a refused request, an invalid result): the saga undoes itself, as
+    it does for a LedgerError, unless that error is TRANSIENT. Any other exception, and a transient LedgerError, is
+    taken as passing (a provider outage, a busy store, a crash) and leaves the saga to be resumed."""
 
     def __init__(self, reason: str, cause: BaseException | None = None) -> None:
         super().__init__(reason)
@@ -75,6 +77,8 @@ class Saga:
                 progress(n, len(self.steps), step.name)
             try:
                 output = step.run(dict(outputs))
+            except TRANSIENT:
+                raise  # not the request's fault: the saga resumes at this step on the next attempt
             except (Permanent, LedgerError) as failure:
                 reason = failure.reason if isinstance(failure, Permanent) else failure.detail
                 self._undo(journal, outputs)

@@ -123,14 +123,25 @@ class Tasks:
             return self.store.get(uid, task_id) or failed
         return self._record(uid, task_id, request)
 
-    def _record(self, uid: str, task_id: str, request: TaskRequest) -> Task:
+    def submit_now(self, uid: str, task_id: str, request: TaskRequest) -> Task:
+        """A request run to its end in the caller's thread (the synchronous /v1/images/generations): recorded once,
+        held and run here instead of queued, through the same flow and the same run. A retry with the same task id
+        gets the task as it is (terminal, or still running elsewhere); one cut off by a crash is resumed by
+        `recover` after the restart, as an inline task is."""
+        task_id = require_task_id(task_id)
+        known = self.store.get(uid, task_id)
+        if known is not None:
+            return known
+        return self._record(uid, task_id, request, here=True)
+
+    def _record(self, uid: str, task_id: str, request: TaskRequest, here: bool = False) -> Task:
         self.credits.open_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first
-        now = self._now()
-        task = Task(task_id, uid, request, now, now)
+        at = self._now()
+        task = Task(task_id, uid, request, at, at)
         if not self.store.create(task):
             return self.store.get(uid, task_id) or task
         self._mirror(task)
-        return self.accept(task)
+        return self.accept(task, here=here)
 
     def on_request_written(self, uid: str, request_id: str, before: object, after: object) -> Task | None:
         """A write under /requests/{uid}/{requestId}, as the bus delivers it (at least once): a new request is
@@ -192,9 +203,9 @@ class Tasks:
 
     # -- the flow --------------------------------------------------------------------------------------------
 
-    def accept(self, task: Task) -> Task:
+    def accept(self, task: Task, here: bool = False) -> Task:
         """Classify, price, hold and route a requested task. A refusal (unknown model, too little credit) ends it
-        `failed` with the refusal's problem and nothing held."""
+        `failed` with the refusal's problem and nothing held. With `here`, it runs in this thread, to its end."""
         now = self._now()
         try:
             c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
@@ -207,15 +218,20 @@ class Tasks:
                                         memo={"task": task.id}, owner=TASK)
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
-        route, why, queue = self.router.choose(c, task.request.priority)
+        if here:
+            route, why, queue = "inline", "synchronous: run in the caller's request", "high"
+        else:
+            route, why, queue = self.router.choose(c, task.request.priority)
         try:
             accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
                                   seconds=c.seconds, model=c.model, hold=hold["hold"], reserved=hold["amount"],
                                   deadline=iso(deadline), message="accepted")
         except TaskConflict:  # another delivery accepted it first
-            if route == "inline":
+            if route == "inline" and not here:
                 self.router.done()
             return self.get(task.uid, task.id)
+        if here:
+            return self.run(accepted.uid, accepted.id)
         self._dispatch(accepted, why, queue, inline=route == "inline")
         return self.get(task.uid, task.id)
 
@@ -234,14 +250,17 @@ class Tasks:
             return task
         resume = task.answer if task.state == WAITING else None
         hold = self._current_hold(task)
-        task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold,
+        # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
+        # its end still finds what the captures charged
+        task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold or task.hold,
                           answer=None)
-        budget = Budget(uid, hold or "", self._held(task), task.deadline or "", task.reserved)
+        budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved)
         context = RunContext(self, task, budget)
+        run = self.runs[task.request.kind]
         try:
-            if hold is None:
+            if hold is None and not getattr(run, "resumes_spent_hold", False):
                 raise InvalidTask("the task's hold is spent")
-            outcome = self.runs[task.request.kind].run(context, resume)
+            outcome = run.run(context, resume)
         except ProviderUnavailable as failure:  # worth another attempt, if one is left
             return self._failed_attempt(context, failure, delivery)
         except LedgerError as refused:  # permanent: the request itself cannot be served
@@ -267,14 +286,18 @@ class Tasks:
         return ended
 
     def recover(self, limit: int = 1000) -> int:
-        """After a restart: every unfinished task runs again (requested ones are accepted, queued ones are already
-        in the durable queue; inline ones, which were not, are queued now)."""
+        """After a restart: every unfinished task runs again (requested ones are accepted; inline ones, which were
+        never in the durable queue, are queued now; queued ones are queued again, which queues nothing when their
+        job is there already but does when a crash came between their acceptance and their job). Each is mirrored
+        again: a crash may have come between a save and its mirror."""
         resumed = 0
         for task in self.store.unfinished(limit):
             if task.state == REQUESTED:
                 self.accept(task)
-            elif task.state in (ACCEPTED, RUNNING) and task.route == "inline":
-                self._enqueue(task, "high", "resumed after a restart")
+            elif task.state in (ACCEPTED, RUNNING):
+                self._mirror(task)
+                queue = "high" if task.route == "inline" or task.speed == "quick" else task.request.priority
+                self._enqueue(task, queue, "resumed after a restart")
             resumed += 1
         return resumed
 
@@ -436,10 +459,23 @@ class Tasks:
             except TaskConflict:
                 return task
             if self.store.save(final, [self._finished_event(final)]):
+                if state != SUCCEEDED:
+                    self._abandoned(final)
                 self._after(final)
                 return final
             task = self.get(task.uid, task.id)
         raise TaskConflict(f"task {task.id} kept changing while it was being finished", task=task.id)
+
+    def _abandoned(self, task: Task) -> None:
+        """A task that ended without succeeding: its run clears what it left (an image task's stored blobs). A
+        failure here is logged; the run's own sweep clears it later."""
+        abandon = getattr(self.runs.get(task.request.kind), "abandon", None)
+        if abandon is None:
+            return
+        try:
+            abandon(task)
+        except Exception:
+            log.exception("could not clear what task %s of %s left", task.id, task.uid)
 
     def _finished_event(self, task: Task) -> OutboxEvent:
         return OutboxEvent(f"task.finished:{task.uid}:{task.id}", "task.finished", task.uid,
@@ -496,6 +532,8 @@ class TaskJournal:
     def load(self) -> dict[str, dict[str, Any]]:
         return dict(self.tasks.get(self.uid, self.task_id).steps.get("saga", {}))
 
-    def record(self, step: str, entry: dict[str, Any]) -> None:
+    def record(self, step: str, entry: dict[str, Any], **changes: Any) -> None:
+        """The step's entry, and with it any other change to the task (such as its progress) in the same save."""
         task = self.tasks.get(self.uid, self.task_id)
-        self.tasks._update(task, steps={**task.steps, "saga": {**task.steps.get("saga", {}), step: entry}})
+        self.tasks._update(task, steps={**task.steps, "saga": {**task.steps.get("saga", {}), step: entry}},
+                           **changes)

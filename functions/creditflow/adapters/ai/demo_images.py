@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import time
 from typing import Any
 
 from PIL import Image, ImageDraw, PngImagePlugin
@@ -22,8 +23,13 @@ def demo_seed(prompt: str) -> int:
 class DemoImages:
     name = "demo"
 
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds each call waits first, as a model would (bench/media.py's fixed delay)
+
     def generate(self, model: str, prompt: str, width: int, height: int, steps: int, n: int,
                  extras: dict[str, Any] | None = None) -> list[GeneratedImage]:
+        if self.delay:
+            time.sleep(self.delay)
         seed = (extras or {}).get("seed")
         first = seed if isinstance(seed, int) and not isinstance(seed, bool) else demo_seed(prompt)
         seeds = [(first + i) % 2**32 for i in range(n)]

@@ -121,14 +121,15 @@ class PillowImages:
         self.webp_quality = webp_quality
         self.webp_method = webp_method  # 0 fastest .. 6 smallest; 2 is 3× faster than the default 4, 8 % larger
 
-    def inspect(self, data: bytes, limits: ImageLimits | None = None) -> ImageFacts:
+    def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True) -> ImageFacts:
         with _open(data, limits or self.limits) as image, _decoding("inspect"):
             format = str(image.format)
             orientation = _orientation(image)
             metadata = any(key in image.info for key in METADATA) or bool(image.getexif()) or bool(
                 getattr(image, "text", None))
             frames = int(getattr(image, "n_frames", 1))
-            image.load()  # the whole first frame decodes: truncated or corrupt data is refused here
+            if decode:
+                image.load()  # the whole first frame decodes: truncated or corrupt data is refused here
             width, height = image.size
         if orientation in (5, 6, 7, 8):  # turned a quarter: shown the other way round
             width, height = height, width

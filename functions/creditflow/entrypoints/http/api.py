@@ -184,8 +184,10 @@ class Api:
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
               errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY,
-              key_pattern: str = KEY_PATTERN
+              key_pattern: str = KEY_PATTERN, converters: dict[str, str] | None = None
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """`converters` names a Flask converter for a path parameter (so that a route such as /images/{imageId}
+        does not also match /images/quote)."""
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
                               list(errors), also, longest_key, key_pattern)
         self.operations.append(operation)
@@ -206,7 +208,10 @@ class Api:
                 return result
 
             view.__name__ = handler.__name__
-            flask_path = path.replace("{", "<").replace("}", ">")
+            flask_path = path
+            for name, converter in (converters or {}).items():
+                flask_path = flask_path.replace(f"{{{name}}}", f"<{converter}:{name}>")
+            flask_path = flask_path.replace("{", "<").replace("}", ">")
             self.app.add_url_rule(flask_path, endpoint=handler.__name__, view_func=view, methods=[method])
             return handler
 

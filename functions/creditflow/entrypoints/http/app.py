@@ -12,6 +12,7 @@ from ...bootstrap import Platform
 from .api import CALLER, Api, RateLimiter
 from .conversation_routes import register_conversations
 from .gateway import create_gateway
+from .image_routes import register_images, register_media
 from .payment_routes import register_payments
 from .realtime import register_realtime
 from .routes import payment_options, register
@@ -46,6 +47,8 @@ def create_app(platform: Platform) -> Flask:
     register_conversations(api, platform)
     register_tasks(api, platform)
     register_payments(api, app, platform)
+    register_images(api, platform)
+    register_media(app, platform)  # the local file store's signed URLs (Cloud Storage serves its own)
     register_web(api, platform)  # the client app at /, its dev sign-in and the admin console's reads
     # the user's limit is shared by both APIs; each gateway key has its own as well
     app.register_blueprint(create_gateway(platform, api.limiter,

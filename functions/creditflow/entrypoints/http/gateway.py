@@ -30,8 +30,10 @@ from ...domain.errors import (
     StoreConflict,
 )
 from ...domain.idempotency import require_request_key
-from ...domain.ids import new_id
+from ...domain.ids import keyed_id, new_id
+from ...domain.images import steps_for
 from ...domain.money import format_credits
+from ...domain.tasks import TaskRequest
 from ...services.chat import capability_of
 from .api import RateLimiter
 from .json_body import InvalidBody, parse
@@ -79,8 +81,13 @@ def _translate(error: LedgerError) -> GatewayError:
         return GatewayError(429, error.detail, "rate_limit_error", "rate_limit_exceeded")
     if isinstance(error, ServerBusy):  # OpenAI's SDKs retry a 503 after Retry-After
         return GatewayError(503, error.detail, "api_error", "server_busy")
+    param = error.context.get("param")
+    if error.status == 422:  # not within the model's limits: OpenAI says 400
+        return GatewayError(400, error.detail, "invalid_request_error", error.code,
+                            param if isinstance(param, str) else None)
     return GatewayError(error.status if error.status < 500 else 500, error.detail,
-                        "invalid_request_error" if error.status < 500 else "api_error", error.code)
+                        "invalid_request_error" if error.status < 500 else "api_error", error.code,
+                        param if isinstance(param, str) else None)
 
 
 def _base64(vector: list[float]) -> str:
@@ -267,7 +274,125 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
             "usage": {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
                       "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}})
 
+    @gateway.post("/images/generations")
+    def image_generations() -> Response:
+        """OpenAI's images endpoint: the same image task as the bus's and /api/v1/images', run here to its end (the
+        same saga), answered in OpenAI's images response with what it charged."""
+        uid, key = authenticate()
+        images = platform.images
+        if images is None:
+            raise GatewayError(404, "image generation is not served here", "invalid_request_error")
+        body = _body()
+        request_ = _image_request(body, images)
+        plan = images.plan(request_)  # unknown models, sizes, steps, n, extras and prompts refused before any hold
+        images.price(uid, request_)  # and a price above the user's own limit per request
+        response_format = body.get("response_format") or "url"
+        if response_format not in ("url", "b64_json"):
+            raise _bad("response_format must be url or b64_json", "response_format")
+        sent = request.headers.get("Idempotency-Key")
+        task_id = new_id("gw") if sent is None else keyed_id("gw", uid, require_request_key(sent))
+        task = platform.tasks.store.get(uid, task_id)
+        if task is None:  # a retry with the same key is answered from its task, never run twice
+            spend = platform.keys.spending(key)
+            spend.admit(plan.quote.total)
+            charged = 0
+            try:
+                take_call_slot(uid)
+                task = platform.tasks.submit_now(uid, task_id, request_)
+                charged = task.charged
+            finally:
+                spend.finish(charged)
+        if not task.terminal:
+            raise GatewayError(409, "a request with this Idempotency-Key is still running: wait for it, or send a "
+                               "new key", "invalid_request_error", "request_in_progress")
+        if task.state != "succeeded":
+            raise _task_error(task.error or {"status": 500, "detail": f"the image task ended {task.state}"})
+        data = []
+        for image in images.shown(task):
+            if response_format == "b64_json":
+                blob = platform.blobs.get(image["path"]) if platform.blobs is not None else None
+                if blob is None:
+                    raise GatewayError(404, f"image {image['id']} was deleted", "invalid_request_error")
+                data.append({"b64_json": base64.b64encode(blob.data).decode(), "revised_prompt": None})
+            else:
+                url = images.signed(image)["url"]
+                data.append({"url": request.host_url.rstrip("/") + url if url.startswith("/") else url,
+                             "revised_prompt": None})
+        result = task.result or {}
+        response = jsonify({"created": int(time.time()), "data": data, "creditflow": {
+            "charged_micros": task.charged, "charged_credits": format_credits(task.charged),
+            "demo": bool(result.get("demo")), "task_id": task.id, "model": result.get("model"),
+            "delivered": result.get("delivered", len(data)), "asked": result.get("n")}})
+        response.headers["x-creditflow-charged-micros"] = str(task.charged)
+        return response
+
     return gateway
+
+
+QUALITY = {"auto": None, "standard": "standard", "hd": "hd", "high": "hd", "medium": "standard"}
+
+
+def _image_request(body: dict[str, Any], images: Any) -> TaskRequest:
+    """An OpenAI images request as an image task's: quality to steps (num_inference_steps wins), extras passed as the
+    model's catalog entry allows (checked by the service)."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str):
+        raise _bad("prompt must be a string", "prompt")
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise _bad("model must be a model id", "model")
+    model = None if model in (None, "auto") else model
+    n = body.get("n", 1)
+    if n is None:
+        n = 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
+        raise _bad("n must be an integer from 1 to 4", "n")
+    size = body.get("size")
+    if size is not None and not isinstance(size, str):
+        raise _bad("size must be WIDTHxHEIGHT, such as 1024x1024", "size")
+    size = None if size in (None, "auto") else size
+    steps = body.get("num_inference_steps")
+    quality = body.get("quality")
+    if quality is not None and (not isinstance(quality, str) or quality not in QUALITY):
+        raise _bad(f"quality must be one of {', '.join(QUALITY)}", "quality")
+    wanted = QUALITY.get(quality) if isinstance(quality, str) else None
+    if steps is None and wanted is not None:
+        steps = steps_for(images.model(model), None, wanted)
+    given = {"prompt": prompt, "size": size, "n": n, "steps": steps, "seed": body.get("seed"),
+             "negativePrompt": body.get("negative_prompt")}
+    for name, kind in (("steps", int), ("seed", int), ("negativePrompt", str)):
+        value = given[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            param = {"steps": "num_inference_steps", "negativePrompt": "negative_prompt"}.get(name, name)
+            raise _bad(f"{param} must be {'an integer' if kind is int else 'a string'}", param)
+    return TaskRequest(kind="image", input={k: v for k, v in given.items() if v is not None}, model=model)
+
+
+def _task_error(error: dict[str, Any]) -> GatewayError:
+    """A failed image task's problem, in OpenAI's words."""
+    status, kind, detail = int(error.get("status") or 500), str(error.get("type", "")), str(error.get("detail", ""))
+    if kind == "provider-rejected-request":
+        return GatewayError(400, detail, "invalid_request_error", error.get("upstream_code"), error.get("param"))
+    if kind == "provider-unavailable" or status >= 500:
+        return GatewayError(502 if status < 500 or status == 502 else status, detail, "api_error", "upstream_error")
+    if status == 402:
+        return GatewayError(402, detail, "insufficient_quota", "insufficient_quota")
+    if kind == "unknown-model":
+        return GatewayError(404, detail, "invalid_request_error", "model_not_found", "model")
+    return GatewayError(400 if status == 422 else status, detail, "invalid_request_error", kind or None,
+                        error.get("param"))
+
+
+def _body() -> dict[str, Any]:
+    if not request.is_json:
+        raise _bad("the body must be a JSON object, sent with Content-Type: application/json")
+    try:
+        body = parse(request.get_data(cache=True))
+    except InvalidBody as error:
+        raise GatewayError(error.status, error.message, "invalid_request_error") from error
+    if not isinstance(body, dict):
+        raise _bad("the body must be a JSON object")
+    return body
 
 
 def _request_key() -> str:
@@ -289,14 +414,7 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 
 def _body_and_model() -> tuple[dict[str, Any], str]:
-    if not request.is_json:
-        raise _bad("the body must be a JSON object, sent with Content-Type: application/json")
-    try:
-        body = parse(request.get_data(cache=True))
-    except InvalidBody as error:
-        raise GatewayError(error.status, error.message, "invalid_request_error") from error
-    if not isinstance(body, dict):
-        raise _bad("the body must be a JSON object")
+    body = _body()
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("model is required", "model")

@@ -35,6 +35,14 @@ class TaskInput(BaseModel):
     agent: Literal["research", "code", "analysis"] | None = None
     approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")
     documents: dict[str, str] | None = Field(default=None, description="texts an agent may read, by name")
+    size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$",
+                             description="an image task's WIDTHxHEIGHT, as its model allows (default 1024x1024)")
+    n: int | None = Field(default=None, ge=1, le=4, description="how many images (default 1)")
+    steps: int | None = Field(default=None, ge=1, le=1000, description="an image model's steps, within its bounds "
+                              "(default: the model's)")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="where the image model takes one")
+    negativePrompt: str | None = Field(default=None, max_length=2000, description="where the image model takes "
+                                       "one")
 
 
 class TaskIn(Strict):

@@ -1,0 +1,204 @@
+"""Images under /api/v1/images: ask for images (an image task, as the bus's `image` request makes), see what they
+cost first, list and delete the caller's own; and, in the local runtime, /media/… serving the signed URLs that the
+file store gives out (on Firebase those URLs are Cloud Storage's own)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from flask import Flask, Response, request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from werkzeug.routing import BaseConverter
+
+from ...bootstrap import Platform
+from ...domain.callers import Caller
+from ...domain.errors import InvalidIdempotencyKey
+from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
+from ...domain.tasks import parse_request, require_task_id
+from ...services.images import ImageGeneration
+from . import task_schemas as t
+from .api import Api, problem
+from .schemas import WHOLE, Money, Strict
+from .task_routes import task_out
+
+V1 = "/api/v1"
+SIZE = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT, pattern=r"\S")]
+
+
+class ImageIn(Strict):
+    """What to draw; anything unset takes the model's default. The Idempotency-Key is the task's id."""
+
+    prompt: Prompt
+    model: str | None = Field(default=None, max_length=128, description="an image model (GET /api/v1/models); "
+                              "default: the first on offer")
+    size: Annotated[str, StringConstraints(pattern=SIZE)] | None = Field(
+        default=None, description="WIDTHxHEIGHT within the model's sizes (default 1024x1024)")
+    n: Annotated[int, Field(ge=1, le=4), WHOLE] = Field(default=1, description="how many images")
+    steps: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(default=None,
+                                                                      description="within the model's step bounds")
+    quality: Literal["standard", "hd"] | None = Field(default=None, description="the model's steps for this "
+                                                      "quality, when steps is unset")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1), WHOLE] | None = Field(default=None,
+                                                                          description="where the model takes one")
+    negativePrompt: Annotated[str, StringConstraints(max_length=MAX_NEGATIVE_PROMPT)] | None = Field(
+        default=None, description="where the model takes one")
+    priority: Literal["high", "normal", "low"] = "normal"
+
+
+class ImageQuoteQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, max_length=128)
+    size: Annotated[str, StringConstraints(pattern=SIZE)] | None = None
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    n: int = Field(default=1, ge=1, le=4)
+    quality: Literal["standard", "hd"] | None = None
+
+
+class ImageQuoteOut(BaseModel):
+    model: str
+    size: str
+    width: int
+    height: int
+    steps: int
+    n: int
+    perImage: Money = Field(description="the price of each image delivered")
+    price: Money = Field(description="all n images: what the task holds; only delivered images are charged")
+    megapixelSteps: str = Field(description="width × height × steps × n, in millions, exactly")
+    demo: bool
+
+
+class ImagesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=20, ge=1, le=100, description="images a page, at most (a task's images stay together)")
+    cursor: str | None = Field(default=None, max_length=120, description="nextCursor of a page")
+
+
+class ImageOut(BaseModel):
+    id: str = Field(description="taskId.index")
+    taskId: str
+    model: str | None
+    prompt: str
+    size: str
+    width: int
+    height: int
+    contentType: str
+    bytes: int
+    steps: int | None
+    seed: int | None
+    demo: bool
+    createdAt: str
+    price: Money
+    url: str = Field(description="the original, through a signed URL that lapses at urlsExpireAt")
+    thumbnails: dict[str, str] = Field(description="WebP thumbnails by long side (256, 512), signed URLs")
+    urlsExpireAt: str
+
+
+class ImagesOut(BaseModel):
+    images: list[ImageOut]
+    nextCursor: str | None
+
+
+class ImagesDeletedOut(BaseModel):
+    deleted: list[str]
+    objects: int = Field(description="originals and thumbnails removed; the ledger entry that charged them stays")
+
+
+def absolute(url: str) -> str:
+    """A signed URL as the caller can follow it: the local store's are paths on this server."""
+    return request.host_url.rstrip("/") + url if url.startswith("/") else url
+
+
+def image_out(images: ImageGeneration, image: dict[str, Any]) -> ImageOut:
+    signed = images.signed(image)
+    return ImageOut(id=image["id"], taskId=image["taskId"], model=image.get("model"), prompt=image["prompt"],
+                    size=f"{image['width']}x{image['height']}", width=image["width"], height=image["height"],
+                    contentType=image["contentType"], bytes=image["bytes"], steps=image.get("steps"),
+                    seed=image.get("seed"), demo=image["demo"], createdAt=image["createdAt"],
+                    price=Money.of(image.get("perImage") or 0), url=absolute(signed["url"]),
+                    thumbnails={side: absolute(url) for side, url in signed["thumbnails"].items()},
+                    urlsExpireAt=signed["expiresAt"])
+
+
+def image_request(platform: Platform, body: ImageIn) -> dict[str, Any]:
+    """The bus request an ImageIn makes (quality resolved to steps here: a task's input names steps)."""
+    steps = body.steps
+    if body.quality is not None and steps is None:
+        steps = steps_for(platform.images.model(body.model), None, body.quality)  # type: ignore[union-attr]
+    given = {"prompt": body.prompt, "size": body.size, "n": body.n, "steps": steps, "seed": body.seed,
+             "negativePrompt": body.negativePrompt}
+    return {"kind": "image", "input": {k: v for k, v in given.items() if v is not None}, "priority": body.priority,
+            **({"model": body.model} if body.model else {})}
+
+
+class ImageIdConverter(BaseConverter):
+    """An image's id, taskId.index, or a task id (all its images), but never a word the routes beside it use."""
+
+    regex = r"(?!quote$)[A-Za-z0-9_-]{1,64}(\.[0-9]{1,2})?"
+
+
+def register_images(api: Api, platform: Platform) -> None:
+    images = platform.images
+    if images is None:
+        return
+    api.app.url_map.converters["image_id"] = ImageIdConverter
+
+    @api.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
+               "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
+               "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
+               longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    def create_images(caller: Caller, body: ImageIn) -> t.TaskOut:
+        task_id = request.headers.get("Idempotency-Key")
+        if task_id is None:
+            raise InvalidIdempotencyKey("send the task id as the Idempotency-Key header")
+        require_task_id(task_id)
+        known = platform.tasks.store.get(caller.uid, task_id)
+        if known is not None:
+            return task_out(known)
+        raw = image_request(platform, body)
+        images.price(caller.uid, parse_request(raw, max_reservation=platform.settings.max_reservation_amount))
+        return task_out(platform.tasks.submit(caller.uid, task_id, raw))  # refused above: nothing kept or held
+
+    @api.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "
+               "and only delivered images are charged", query=ImageQuoteQuery, response=ImageQuoteOut,
+               errors=(404, 422))
+    def quote_images(caller: Caller, query: ImageQuoteQuery) -> ImageQuoteOut:
+        model, quote = images.quote(query.model, query.size, query.steps, query.n, query.quality)
+        return ImageQuoteOut(model=model.id, size=f"{quote.width}x{quote.height}", width=quote.width,
+                             height=quote.height, steps=quote.steps, n=quote.n, perImage=Money.of(quote.per_image),
+                             price=Money.of(quote.total), megapixelSteps=quote.megapixel_steps, demo=model.demo)
+
+    @api.route("GET", f"{V1}/images", summary="The caller's images, newest first, with signed URLs of the original "
+               "and thumbnails", query=ImagesQuery, response=ImagesOut)
+    def list_images(caller: Caller, query: ImagesQuery) -> ImagesOut:
+        page, cursor = images.images(caller.uid, query.limit, query.cursor)
+        return ImagesOut(images=[image_out(images, image) for image in page], nextCursor=cursor)
+
+    @api.route("DELETE", f"{V1}/images/{{imageId}}", summary="Delete one of the caller's images (taskId.index), or "
+               "all of a task's (taskId): the original and thumbnails go, the ledger entry stays",
+               response=ImagesDeletedOut, converters={"imageId": "image_id"})
+    def delete_image(caller: Caller, imageId: str) -> ImagesDeletedOut:
+        return ImagesDeletedOut(**images.delete(caller.uid, imageId))
+
+
+def register_media(app: Flask, platform: Platform) -> None:
+    """GET /media/{path}?expires=…&sig=…: the local file store's signed URLs. An expired or altered URL is refused
+    with 403, whoever asks; the signature binds the path, so no URL reaches another object."""
+    blobs = platform.blobs
+    if blobs is None or not hasattr(type(blobs), "verify"):  # the type's: Cloud Storage's store is made lazily
+        return
+    verify = blobs.verify  # type: ignore[attr-defined]
+
+    @app.get("/media/<path:path>")
+    def media(path: str) -> Response:
+        if not verify(path, request.args.get("expires", ""), request.args.get("sig", "")):
+            return problem(403, "invalid-media-url", "Invalid or expired link",
+                           "this link has expired or was altered: ask for a new one (GET /api/v1/images)")
+        blob = blobs.get(path)
+        if blob is None:
+            return problem(404, "not-found", "Not Found", "nothing is stored here (any more)")
+        left = max(0, int(request.args["expires"]) - int(time.time()))
+        return Response(blob.data, mimetype=blob.content_type, headers={
+            "Cache-Control": f"private, max-age={min(left, 86400)}", "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline"})

@@ -1,0 +1,336 @@
+"""Image tasks through the task flow and their saga: priced before anything runs, the price held, the provider
+asked (again, with backoff, when it fails in a way that passes), the images checked, stored with thumbnails, and
+only what was delivered charged. Against the OpenAI-compatible image server the tests start, and the demo."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.jobs import Delivery
+from creditflow.domain.media import GeneratedImage
+from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.fake_images import FakeImages, drawn
+
+SCHNELL = "black-forest-labs/flux-schnell"
+DEV = "black-forest-labs/flux-dev"
+
+
+@pytest.fixture(scope="module")
+def images_server() -> Iterator[FakeImages]:
+    fake = FakeImages()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def flux(tmp_path: Path, clock: SteppedClock, images_server: FakeImages) -> Iterator[Platform]:
+    """A platform whose provider is the image server started here (the FLUX-class models are on offer)."""
+    built = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=images_server.url,
+                          image_backoff_seconds=0.0)
+    yield built
+    built.store.close()  # type: ignore[attr-defined]
+
+
+def image_task(platform: Platform, uid: str, task_id: str, prompt: str, model: str | None = None,
+               **fields: Any) -> Any:
+    """Submit on the bus's path and run it as the queue would (the service tests start no queue workers)."""
+    task = platform.tasks.submit(uid, task_id, {"kind": "image", "input": {"prompt": prompt, **fields},
+                                                **({"model": model} if model else {})})
+    if task.terminal:
+        return task
+    assert task.route == "queued" and task.speed == "long"
+    return platform.tasks.run(uid, task_id)
+
+
+def objects(platform: Platform, uid: str = "") -> list[str]:
+    return [info.path for info in platform.blobs.list(f"users/{uid}/" if uid else "users/")]
+
+
+def test_an_image_task_is_held_at_its_price_stored_with_thumbnails_and_charged(flux: Platform,
+                                                                              images_server: FakeImages) -> None:
+    funded(flux, "u", 1)
+    _, quote = flux.images.quote(SCHNELL, "512x256", None, 2)
+    task = flux.tasks.submit("u", "t1", {"kind": "image", "model": SCHNELL,
+                                         "input": {"prompt": "a lighthouse", "size": "512x256", "n": 2, "seed": 9}})
+    assert task.reserved == task.estimate == quote.total and flux.credits.balance("u").held == quote.total
+    task = flux.tasks.run("u", "t1")
+    assert task.state == SUCCEEDED and task.charged == quote.total and task.outcome == "posted"
+    sent = images_server.requests[-1]
+    assert (sent["size"], sent["n"], sent["num_inference_steps"], sent["seed"]) == ("512x256", 2, 4, 9)
+    assert [entry for entry in task.steps["saga"]] == ["reserve", "generate", "validate", "store", "thumbnails",
+                                                        "settle", "notify"]
+    assert sorted(objects(flux, "u")) == ["users/u/images/t1/0-256.webp", "users/u/images/t1/0-512.webp",
+                                          "users/u/images/t1/0.png", "users/u/images/t1/1-256.webp",
+                                          "users/u/images/t1/1-512.webp", "users/u/images/t1/1.png"]
+    original = flux.blobs.get("users/u/images/t1/0.png")
+    assert original.content_type == "image/png" and "immutable" in original.cache_control
+    assert original.metadata["model"] == SCHNELL and original.metadata["taskId"] == "t1"
+    assert len(original.metadata["promptHash"]) == 64 and "a lighthouse" not in str(original.metadata)
+    thumbnail = Image.open(io.BytesIO(flux.blobs.get("users/u/images/t1/0-256.webp").data))
+    assert thumbnail.format == "WEBP" and thumbnail.size == (256, 128)
+    balance = flux.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - quote.total, 0)
+    mirror = flux.realtime.get("/tasks/u/t1")
+    assert mirror["progress"] == {"fraction": 1.0, "message": "done"}
+    assert mirror["result"]["delivered"] == 2  # arrays kept as RTDB keeps them: objects keyed "0", "1", …
+    assert mirror["result"]["images"]["0"]["id"] == "t1.0"
+    assert flux.realtime.get("/notifications/u/images-t1")["kind"] == "images.ready"
+    assert flux.integrity.audit().ok
+
+
+def test_fewer_images_than_asked_are_charged_as_delivered(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    task = image_task(flux, "u", "few", "FEWER please", SCHNELL, n=3, size="256x256")
+    assert task.state == SUCCEEDED and task.result["delivered"] == 1
+    assert task.charged == task.result["perImage"] and task.reserved == 3 * task.result["perImage"]
+    assert flux.credits.balance("u").held == 0
+
+
+def test_a_flaky_provider_is_asked_again_with_backoff(flux: Platform, images_server: FakeImages) -> None:
+    funded(flux, "u", 1)
+    waits: list[float] = []
+    flux.images.sleep = waits.append
+    flux.images.policy = type(flux.images.policy)(attempts=3, backoff_seconds=0.5, limits=flux.images.policy.limits)
+    task = image_task(flux, "u", "flaky", "FLAKY lighthouse", SCHNELL, size="256x256")
+    assert task.state == SUCCEEDED and images_server.asked["FLAKY lighthouse"] == 3 and waits == [0.5, 1.0]
+
+
+def test_an_outage_past_the_attempts_fails_the_delivery_and_charges_nothing(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    task = image_task(flux, "u", "down", "FAIL500 please", SCHNELL, size="256x256")
+    assert task.state == FAILED and task.error["type"] == "provider-unavailable" and task.charged == 0
+    assert task.outcome == "voided" and flux.credits.balance("u").held == 0 and objects(flux, "u") == []
+
+
+@pytest.mark.parametrize(("prompt", "problem"), [
+    ("UNSAFE content", "provider-rejected-request"),  # the provider's 400, its message passed on
+    ("NOTIMAGE please", "provider-unavailable"),  # bytes that are no image, every attempt
+    ("NOTHING at all", "provider-unavailable"),
+])
+def test_what_the_provider_refuses_or_spoils_costs_nothing(flux: Platform, prompt: str, problem: str) -> None:
+    funded(flux, "u", 1)
+    task = image_task(flux, "u", "bad", prompt, SCHNELL, size="256x256")
+    assert task.state == FAILED and task.error["type"] == problem and task.charged == 0
+    if problem == "provider-rejected-request":
+        assert "safety system" in task.error["detail"] and task.error["upstream_code"] == "content_policy_violation"
+    balance = flux.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0) and objects(flux, "u") == []
+
+
+@pytest.mark.parametrize(("body", "problem", "param"), [
+    ({"input": {"prompt": "x"}, "model": "no/such-model"}, "unknown-model", None),
+    ({"input": {"prompt": "x"}, "model": "meta-llama/Llama-3.3-70B-Instruct"}, "unknown-model", None),
+    ({"input": {"prompt": "x", "size": "1000x1000"}}, "invalid-image-request", "size"),  # not a multiple of 64
+    ({"input": {"prompt": "x", "size": "4096x4096"}}, "invalid-image-request", "size"),
+    ({"input": {"prompt": "x", "size": "big"}}, "invalid-image-request", "size"),
+    ({"input": {"prompt": "x", "steps": 9}}, "invalid-image-request", "steps"),  # schnell: 1-8
+    ({"input": {"prompt": "x", "steps": 0}}, "invalid-image-request", "steps"),
+    ({"input": {"prompt": "x", "n": 5}}, "invalid-image-request", "n"),
+    ({"input": {"prompt": "x", "n": 0}}, "invalid-image-request", "n"),
+    ({"input": {"prompt": "x" * 10_000}}, "invalid-image-request", "prompt"),
+    ({"input": {"prompt": "   "}}, "invalid-task", None),  # blank: refused before pricing
+    ({"input": {"goal": "draw"}}, "invalid-image-request", "prompt"),
+    ({"input": {"prompt": "x", "seed": -1}}, "invalid-image-request", "seed"),
+    ({"input": {"prompt": "x", "negativePrompt": "n" * 2001}}, "invalid-image-request", "negative_prompt"),
+    ({"input": {"prompt": "x", "size": 1024}}, "invalid-task", None),
+])
+def test_bad_image_requests_fail_at_once_and_cost_nothing(flux: Platform, images_server: FakeImages, body: dict,
+                                                          problem: str, param: str | None) -> None:
+    funded(flux, "u", 1)
+    asked = len(images_server.requests)
+    task = flux.tasks.submit("u", "bad", {"kind": "image", "model": SCHNELL, **body})
+    assert task.state == FAILED and task.error["type"] == problem and task.error["detail"], task.error
+    if param:
+        assert task.error["param"] == param
+    assert task.reserved == task.charged == 0 and len(images_server.requests) == asked
+    assert flux.credits.balance("u").held == 0
+
+
+def test_extras_are_refused_where_the_model_does_not_take_them(platform: Platform) -> None:
+    funded(platform, "u", 1)  # the demo image model takes a seed but no negative prompt
+    task = platform.tasks.submit("u", "neg", {"kind": "image", "input": {"prompt": "x", "negativePrompt": "blur"}})
+    assert task.state == FAILED and task.error["param"] == "negative_prompt" and task.reserved == 0
+
+
+def test_a_cancel_before_the_run_holds_nothing_and_stores_nothing(platform: Platform) -> None:
+    funded(platform, "u", 1)
+    platform.tasks.submit("u", "c", {"kind": "image", "input": {"prompt": "a cat", "size": "256x256"}})
+    assert platform.tasks.cancel("u", "c").state == CANCELLED
+    assert platform.tasks.run("u", "c").state == CANCELLED
+    assert platform.credits.balance("u").held == 0 and objects(platform) == []
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("step", ["reserve", "generate", "validate", "store", "thumbnails", "settle", "notify"])
+def test_a_crash_after_any_step_resumes_once_and_charges_once(platform: Platform, step: str) -> None:
+    """The run dies after a step's effect and before its record: the next delivery redoes that step (each is
+    idempotent) and goes on; one charge, the originals and thumbnails once, nothing staged left."""
+    funded(platform, "u", 1)
+    crashed: list[str] = []
+
+    def hook(task: object, name: str) -> None:
+        if name == step and not crashed:
+            crashed.append(name)
+            raise Crash(name)
+
+    platform.images.after_step = hook
+    platform.tasks.submit("u", "t", {"kind": "image", "input": {"prompt": "a fox", "size": "256x256", "n": 2}})
+    with pytest.raises(Crash):  # an attempt that is not the last: the queue delivers it again
+        platform.tasks.run("u", "t", Delivery(1, False))
+    task = platform.tasks.run("u", "t", Delivery(2, False))
+    assert crashed == [step] and task.state == SUCCEEDED and task.charged == 2 * task.result["perImage"]
+    assert platform.credits.balance("u").held == 0
+    assert sorted(objects(platform, "u")) == sorted(
+        f"users/u/images/t/{n}{suffix}" for n in (0, 1) for suffix in (".png", "-256.webp", "-512.webp"))
+    captures = [e for e in platform.credits.history("u")[0] if e.kind == "settle"]
+    assert len(captures) == 1
+
+
+EXAMPLES = itertools.count()
+
+
+class Stub:
+    """A provider that delivers what a test says: `good` images of the size asked, then `bad` that are not images
+    (past the provider's own check: JPEG bytes cut short)."""
+
+    name = "demo"
+
+    def __init__(self) -> None:
+        self.good, self.bad = 1, 0
+
+    def generate(self, model: str, prompt: str, width: int, height: int, steps: int, n: int,
+                 extras: dict[str, Any] | None = None) -> list[GeneratedImage]:
+        made = [GeneratedImage(drawn(width, height, shade=i), "image/png") for i in range(self.good)]
+        made += [GeneratedImage(drawn(width, height, "JPEG")[:200], "image/jpeg") for _ in range(self.bad)]
+        return made[:n]
+
+
+@pytest.fixture(scope="module")
+def stubbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Stub]]:
+    built = make_platform(tmp_path_factory.mktemp("stubbed") / "data", SteppedClock())
+    stub = Stub()
+    built.images.providers["demo"] = stub
+    yield built, stub
+    built.store.close()  # type: ignore[attr-defined]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(side=st.sampled_from([256, 320, 512]), steps=st.integers(1, 8), n=st.integers(1, 4),
+       good=st.integers(0, 4), bad=st.integers(0, 4))
+def test_the_charge_is_the_price_of_what_was_delivered_and_the_hold_always_goes(
+        stubbed: tuple[Platform, Stub], side: int, steps: int, n: int, good: int, bad: int) -> None:
+    platform, stub = stubbed
+    stub.good, stub.bad = good, bad
+    uid = f"h{next(EXAMPLES)}"
+    funded(platform, uid, 1)
+    task = image_task(platform, uid, "t", "a fox", size=f"{side}x{side}", steps=steps, n=n)
+    _, quote = platform.images.quote(None, f"{side}x{side}", steps, n)
+    delivered = min(good, n)
+    assert task.reserved == quote.total
+    if delivered:
+        assert task.state == SUCCEEDED and task.charged == quote.per_image * delivered
+        assert len(objects(platform, uid)) == 3 * delivered
+    else:
+        assert task.state == FAILED and task.charged == 0 and objects(platform, uid) == []
+    balance = platform.credits.balance(uid)
+    assert balance.held == 0 and balance.available == CREDIT - task.charged
+
+
+def test_a_users_images_newest_first_paged_and_deleted(platform: Platform, clock: SteppedClock) -> None:
+    funded(platform, "u", 1)
+    funded(platform, "other", 1)
+    for n, count in enumerate((1, 2, 1)):
+        clock.advance(seconds=1)
+        image_task(platform, "u", f"t{n}", f"picture {n}", size="256x256", n=count)
+    image_task(platform, "other", "t0", "not yours", size="256x256")
+    page, cursor = platform.images.images("u", limit=2)
+    assert [image["id"] for image in page] == ["t2.0"] and cursor is not None  # t1's two would pass the limit
+    page2, cursor2 = platform.images.images("u", limit=2, cursor=cursor)
+    assert [image["id"] for image in page2] == ["t1.0", "t1.1"] and cursor2 is not None
+    page3, cursor3 = platform.images.images("u", limit=2, cursor=cursor2)
+    assert [image["id"] for image in page3] == ["t0.0"] and cursor3 is None
+    spent = platform.credits.balance("u").available
+    entries = len(platform.credits.history("u")[0])
+    assert platform.images.delete("u", "t1.0") == {"deleted": ["t1.0"], "objects": 3}
+    assert [image["id"] for image in platform.images.images("u", limit=10)[0]] == ["t2.0", "t1.1", "t0.0"]
+    assert not [p for p in objects(platform, "u") if p.startswith("users/u/images/t1/0")]
+    assert platform.credits.balance("u").available == spent and len(platform.credits.history("u")[0]) == entries
+    for missing in ("t1.0", "t0.7", "nope.0", "t9", ""):
+        with pytest.raises(Exception, match="no image"):
+            platform.images.delete("u", missing)
+    with pytest.raises(Exception, match="no image"):
+        platform.images.delete("other", "t2.0")  # u's image, asked for by another user: as unknown
+    assert objects(platform, "other")  # another user's images were never touched
+    assert platform.images.delete("u", "t1") == {"deleted": ["t1.1"], "objects": 3}  # the rest of a task
+
+
+def test_the_sweep_removes_what_no_succeeded_image_holds(platform: Platform) -> None:
+    funded(platform, "u", 1)
+    image_task(platform, "u", "kept", "a kept picture", size="256x256")
+    platform.tasks.submit("u", "running", {"kind": "image", "input": {"prompt": "still going", "size": "256x256"}})
+    image_task(platform, "u", "failed", "x", model="no/such-model")
+    png = drawn(64, 64)
+    strays = ["users/u/images/failed/0.png", "users/u/images/never-was/0.png", "users/u/images/kept/incoming-0",
+              "users/u/images/running/incoming-0"]
+    for path in strays:
+        platform.blobs.put(path, png, "image/png")
+    assert platform.images.sweep() == {"removed": 3, "kept": 4}
+    assert sorted(objects(platform, "u")) == ["users/u/images/kept/0-256.webp", "users/u/images/kept/0-512.webp",
+                                              "users/u/images/kept/0.png", "users/u/images/running/incoming-0"]
+    assert platform.images.sweep()["removed"] == 0
+
+
+@pytest.mark.parametrize("model", [SCHNELL, DEV])
+@pytest.mark.parametrize("size", ["256x256", "512x768", "1024x1024", "1024x576", "2048x2048"])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_the_price_table_by_model_size_steps_and_n(flux: Platform, model: str, size: str, n: int) -> None:
+    """Every offered size at the model's fewest, default and most steps: the price per image is the price per
+    megapixel-step × width × height × steps, rounded up, and never below the floor; n images cost n times that."""
+    spec = flux.images.model(model).image
+    width, height = (int(side) for side in size.split("x"))
+    for steps in (spec.min_steps, spec.default_steps, spec.max_steps):
+        _, quote = flux.images.quote(model, size, steps, n)
+        exact = -(-width * height * steps * spec.per_megapixel_step // 1_000_000)
+        assert quote.per_image == max(spec.floor, exact) and quote.total == n * quote.per_image
+        assert quote.pixel_steps == width * height * steps * n
+
+
+@pytest.mark.parametrize(("model", "size", "steps", "n", "param"), [
+    (SCHNELL, "1000x1000", None, 1, "size"), (SCHNELL, "192x192", None, 1, "size"),
+    (SCHNELL, "2112x1024", None, 1, "size"), (SCHNELL, "1024x1024", 9, 1, "steps"),
+    (DEV, "1024x1024", 51, 1, "steps"), (DEV, "1024x1024", 0, 1, "steps"), (DEV, "1024x1024", None, 5, "n"),
+    (DEV, "1024", None, 1, "size"),
+])
+def test_the_price_table_refuses_what_a_model_does_not_offer(flux: Platform, model: str, size: str,
+                                                             steps: int | None, n: int, param: str) -> None:
+    from creditflow.domain.images import InvalidImageRequest
+
+    with pytest.raises(InvalidImageRequest) as refused:
+        flux.images.quote(model, size, steps, n)
+    assert refused.value.context["param"] == param and refused.value.status == 422
+
+
+def test_a_price_above_the_users_limit_per_request_is_refused(platform: Platform) -> None:
+    from creditflow.domain.preferences import Preferences
+
+    funded(platform, "u", 1)
+    _, quote = platform.images.quote(None, "512x512", None, 2)
+    platform.chat.preferences.put("u", Preferences(max_credits_per_request=quote.total - 1))  # type: ignore
+    task = platform.tasks.submit("u", "capped", {"kind": "image", "input": {"prompt": "x", "size": "512x512",
+                                                                             "n": 2}})
+    assert task.state == FAILED and task.error["type"] == "over-request-limit" and task.reserved == 0
+    assert image_task(platform, "u", "one", "x", size="512x512").state == SUCCEEDED  # one image is within it
