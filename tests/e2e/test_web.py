@@ -335,6 +335,38 @@ def test_a_pack_is_bought_on_stripe_checkout_and_its_credits_arrive_when_stripe_
     page.get_by_text("Checkout was cancelled: nothing was charged.").wait_for()
 
 
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The local runtime with no provider: its demo models, the image one included."""
+    running = LocalServer(tmp_path_factory.mktemp("offline") / "data", RATE_LIMIT_PER_MINUTE="100000",
+                          WELCOME_PER_IP_LIMIT="1000")
+    yield running
+    running.stop()
+
+
+def test_images_are_priced_made_shown_from_signed_urls_and_deleted(context: Any, offline: LocalServer) -> None:
+    funded(offline, "rae")
+    page = context.new_page()
+    sign_in(page, offline, "rae", "images")
+    page.get_by_text("No images yet.").wait_for()
+    page.get_by_label("Prompt").fill("a lighthouse at dusk")
+    page.get_by_label("Images", exact=True).select_option("2")
+    quote = offline.call("GET", "/api/v1/images/quote?model=demo-image&size=512x512&n=2",
+                         token=offline.token("rae")).json
+    page.get_by_test_id("image-quote").get_by_text(f"{quote['price']['credits']} cr").wait_for()
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_test_id("image-task").get_by_text(re.compile(": succeeded$")).wait_for()
+    images = page.get_by_test_id("image")
+    images.nth(1).wait_for()
+    assert images.count() == 2
+    thumbnail = images.first.get_by_role("img", name="a lighthouse at dusk")
+    thumbnail.wait_for()
+    page.wait_for_function("() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)")
+    assert "/media/" in thumbnail.get_attribute("src") and "sig=" in thumbnail.get_attribute("src")
+    page.get_by_role("button", name=re.compile("^Delete image ")).first.click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=image]').length === 1")
+
+
 def test_an_expired_or_forged_token_signs_out_with_the_servers_reason(context: Any, web: LocalServer) -> None:
     page = context.new_page()
     use_token(page, web, web.token("fay", ttl_seconds=-120))

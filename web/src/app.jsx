@@ -4,9 +4,10 @@ import { BalancePage } from "./pages/balance.jsx";
 import { ChatPage } from "./pages/chat.jsx";
 import { TasksPage } from "./pages/tasks.jsx";
 import { HistoryPage } from "./pages/history.jsx";
+import { ImagesPage } from "./pages/images.jsx";
 import { KeysPage } from "./pages/keys.jsx";
 import { PaymentsPage } from "./pages/payments.jsx";
-import { NotYet, SettingsPage } from "./pages/settings.jsx";
+import { SettingsPage } from "./pages/settings.jsx";
 
 const LINKS = [["", "Balance"], ["chat", "Chat"], ["tasks", "Tasks"], ["history", "History"], ["keys", "API keys"],
   ["settings", "Preferences"], ["images", "Images"], ["payments", "Buy credits"]];
@@ -22,7 +23,7 @@ function App() {
         case "history": return <HistoryPage session={session} />;
         case "keys": return <KeysPage session={session} />;
         case "settings": return <SettingsPage session={session} />;
-        case "images": return <NotYet what="Images and vision" />;
+        case "images": return <ImagesPage session={session} />;
         case "payments": return <PaymentsPage session={session} />;
         default: return <BalancePage session={session} />;
       }

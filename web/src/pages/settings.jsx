@@ -36,10 +36,3 @@ export function SettingsPage() {
     <Problem error={error} />
   </form>;
 }
-
-export function NotYet({ what }) {
-  return <section class="card" aria-labelledby="notyet">
-    <h2 id="notyet">{what}: not available yet</h2>
-    <p>This part of Creditflow is not built yet. Nothing here is simulated.</p>
-  </section>;
-}
