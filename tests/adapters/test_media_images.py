@@ -12,6 +12,7 @@ from PIL import Image
 from creditflow.adapters.media.images import PillowImages
 from creditflow.domain.images import ImageTooLarge, InvalidImage
 from creditflow.domain.media import ImageLimits
+from creditflow.entrypoints.http.statuses import status_of
 from tests.media_samples import encoded, exif, halves, noise, png_header, png_with_text, rotated_jpeg
 
 tools = PillowImages()
@@ -64,7 +65,7 @@ def test_an_animation_counts_its_frames() -> None:
 def test_what_is_not_an_accepted_image_is_refused(data: bytes) -> None:
     with pytest.raises(InvalidImage) as refused:
         tools.inspect(data)
-    assert refused.value.status == 400
+    assert status_of(refused.value) == 400
     for derive in (tools.thumbnails, tools.strip):
         with pytest.raises(InvalidImage):
             derive(data)
@@ -79,7 +80,7 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(side: int) -> None
         for check in (tools.inspect, tools.thumbnails, tools.strip, tools.dominant_colours):
             with pytest.raises(ImageTooLarge, match="pixels") as refused:
                 check(bomb)
-            assert refused.value.status == 413
+            assert status_of(refused.value) == 413
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -20,6 +20,7 @@ from creditflow.config import Settings
 from creditflow.domain.accounts import require_uid
 from creditflow.domain.errors import InvalidToken, UnsupportedUid
 from creditflow.domain.signing import SigningKey
+from creditflow.entrypoints.http.statuses import status_of
 from tests.e2e.server import FUNCTIONS, LocalServer
 
 
@@ -33,7 +34,7 @@ def test_uids_any_store_can_hold_are_accepted(uid: str) -> None:
 def test_uids_realtime_paths_cannot_hold_are_refused(uid: object) -> None:
     with pytest.raises(UnsupportedUid) as refused:
         require_uid(uid)
-    assert refused.value.status == 403 and "Realtime Database" in refused.value.detail
+    assert status_of(refused.value) == 403 and "Realtime Database" in refused.value.detail
 
 
 def test_an_at_sign_uid_reads_its_mirrored_balance(server: LocalServer) -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.errors import HoldAlreadyPosted, HoldExpired, HoldInUse
+from creditflow.domain.errors import HoldAlreadySettled, HoldExpired, HoldInUse
 from creditflow.domain.holds import CALL, CLIENT
+from creditflow.entrypoints.http.statuses import status_of
 from tests.conftest import CREDIT, SteppedClock, funded
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
@@ -24,7 +25,7 @@ def test_a_clients_release_of_a_calls_hold_is_refused_and_changes_nothing(platfo
     hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
     with pytest.raises(HoldInUse) as refused:
         platform.credits.release("u", hold, key="r", by=CLIENT)
-    assert refused.value.status == 409 and "belongs to a call" in refused.value.detail
+    assert status_of(refused.value) == 409 and "belongs to a call" in refused.value.detail
     assert platform.credits.balance("u").held == CREDIT // 2
     assert platform.credits.release("u", hold, key="r2")["released"] == CREDIT // 2  # the call itself may
 
@@ -33,7 +34,7 @@ def test_an_extended_hold_stays_with_its_call(platform: Platform) -> None:
     funded(platform, "u", 1)
     hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
     extended = platform.credits.extend("u", hold, key="e")["hold"]
-    assert platform.credits.hold("u", extended).owner == CALL
+    assert platform.credits.find_hold("u", extended).owner == CALL
     with pytest.raises(HoldInUse):
         platform.credits.release("u", extended, key="r", by=CLIENT)
 
@@ -86,7 +87,7 @@ def test_a_settled_hold_is_not_charged_again(platform: Platform) -> None:
     funded(platform, "u", 1)
     hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL)["hold"]
     platform.credits.settle("u", hold, 1000, key="s1")
-    with pytest.raises(HoldAlreadyPosted):
+    with pytest.raises(HoldAlreadySettled):
         platform.credits.settle("u", hold, 1000, key="s2", charge_if_lapsed=True)
 
 
@@ -132,9 +133,9 @@ def test_capture_charges_part_of_a_hold_and_keeps_the_rest_with_its_owner(platfo
     step = platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"})
     assert (step["charged"], step["held"]) == (100_000, 500_000) and step["hold"] != first
     assert platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"})["hold"] == step["hold"]
-    kept = platform.credits.hold("u", step["hold"])
+    kept = platform.credits.find_hold("u", step["hold"])
     assert (kept.owner, kept.amount, kept.target) == (TASK, 500_000, "usage:chat")
-    assert platform.credits.hold("u", first).replaced_by == step["hold"]
+    assert platform.credits.find_hold("u", first).replaced_by == step["hold"]
     last = platform.credits.capture("u", step["hold"], 500_000, key="t:n2:2")
     assert last["hold"] is None and last["held"] == 0
     balance = platform.credits.balance("u")

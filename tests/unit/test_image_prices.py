@@ -16,6 +16,7 @@ from creditflow.domain.images import (
     quote_images,
     steps_for,
 )
+from creditflow.entrypoints.http.statuses import status_of
 
 PACKAGED = json.loads((Path(__file__).parents[2] / "functions/creditflow/catalog/models.json").read_text())["models"]
 CATALOG = Catalog.from_records(PACKAGED, {"demo", "platform"})
@@ -65,7 +66,7 @@ def test_a_quote_counts_megapixel_steps_exactly() -> None:
 def test_sizes_out_of_bounds_are_refused(model, width: int, height: int, why: str) -> None:
     with pytest.raises(InvalidImageRequest, match=why) as refused:
         quote_images(model, width, height, model.image.default_steps, 1)
-    assert refused.value.status == 422  # well formed, outside the model's limits (OpenAI's 400 on /v1)
+    assert status_of(refused.value) == 422  # well formed, outside the model's limits (OpenAI's 400 on /v1)
 
 
 @pytest.mark.parametrize(("model", "steps"), [(SCHNELL, 0), (SCHNELL, 9), (DEV, 51), (DEMO, 20), (DEV, True)])

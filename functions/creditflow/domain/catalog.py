@@ -18,13 +18,11 @@ IMAGE_SIZE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
 class UnknownModel(LedgerError):
     code = "unknown-model"
     title = "Unknown or unavailable model"
-    status = 404
 
 
 class UnpricedModel(LedgerError):
     code = "unpriced-model"
     title = "Model has no price"
-    status = 409
 
 
 @dataclass(frozen=True)

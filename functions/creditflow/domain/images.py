@@ -34,7 +34,6 @@ class InvalidImageRequest(LedgerError):
 
     code = "invalid-image-request"
     title = "Invalid image request"
-    status = 422
 
 
 class InvalidImage(LedgerError):
@@ -47,7 +46,6 @@ class InvalidImage(LedgerError):
 class ImageTooLarge(InvalidImage):
     code = "image-too-large"
     title = "Image too large"
-    status = 413
 
 
 @dataclass(frozen=True)

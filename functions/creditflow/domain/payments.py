@@ -18,25 +18,21 @@ CURRENCY = re.compile(r"[a-z]{3}")
 class UnknownPack(LedgerError):
     code = "unknown-pack"
     title = "Unknown credit pack"
-    status = 404
 
 
 class PaymentsNotConfigured(LedgerError):
     code = "payments-not-configured"
     title = "Payments are not configured"
-    status = 503
 
 
 class PaymentProviderFailed(LedgerError):
     code = "payment-provider-failed"
     title = "The payment provider failed"
-    status = 502
 
 
 class InvalidWebhook(LedgerError):
     code = "invalid-webhook"
     title = "Webhook refused"
-    status = 400
 
 
 class PaymentNotSeen(LedgerError):
@@ -45,7 +41,6 @@ class PaymentNotSeen(LedgerError):
 
     code = "payment-not-seen"
     title = "Payment not seen yet"
-    status = 503
 
 
 @dataclass(frozen=True)

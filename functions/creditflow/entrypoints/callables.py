@@ -7,6 +7,7 @@ from typing import Any
 from ..domain.callers import Caller
 from ..domain.errors import LedgerError
 from .http.json_body import InvalidBody, check
+from .http.statuses import status_of
 from .runtime import platform
 
 # our HTTP status -> the callable protocol's error code
@@ -34,6 +35,6 @@ def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
     try:
         return platform().welcome.claim(caller, device, ip)
     except LedgerError as error:
-        code = https_fn.FunctionsErrorCode(_CODES.get(error.status, "failed-precondition"))
+        code = https_fn.FunctionsErrorCode(_CODES.get(status_of(error), "failed-precondition"))
         raise https_fn.HttpsError(code, error.detail, {"type": error.code, **{
             k: v for k, v in error.context.items() if isinstance(v, str | int | bool)}}) from error

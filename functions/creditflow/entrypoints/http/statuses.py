@@ -1,0 +1,74 @@
+"""The HTTP status of each refusal: the domain names what went wrong and this table how HTTP says it (a class
+not here takes its nearest ancestor's; 400, the caller's to fix, else)."""
+
+from __future__ import annotations
+
+from ...domain import catalog, errors, images, payments, tasks
+
+STATUS: dict[type[errors.LedgerError], int] = {
+    errors.ProviderRejected: 400,
+    payments.InvalidWebhook: 400,
+    errors.InvalidToken: 401,
+    errors.BudgetExhausted: 402,
+    errors.InsufficientFunds: 402,
+    errors.KeyLimitReached: 402,
+    errors.Forbidden: 403,
+    errors.UnsupportedUid: 403,
+    catalog.UnknownModel: 404,
+    errors.UnknownAccount: 404,
+    errors.UnknownCheckpoint: 404,
+    errors.UnknownConversation: 404,
+    errors.UnknownEntry: 404,
+    errors.UnknownHold: 404,
+    errors.UnknownKey: 404,
+    errors.UnknownLot: 404,
+    payments.UnknownPack: 404,
+    tasks.UnknownTask: 404,
+    catalog.UnpricedModel: 409,
+    errors.AccountClosed: 409,
+    errors.AccountExists: 409,
+    errors.AlreadyAnswered: 409,
+    errors.HoldAlreadyReleased: 409,
+    errors.HoldAlreadySettled: 409,
+    errors.HoldExpired: 409,
+    errors.HoldInUse: 409,
+    errors.IdempotencyConflict: 409,
+    errors.OverRequestLimit: 409,
+    errors.RequestInProgress: 409,
+    errors.SettleExceedsHold: 409,
+    errors.TooManyKeys: 409,
+    errors.WelcomeRefused: 409,
+    tasks.TaskConflict: 409,
+    images.ImageTooLarge: 413,
+    images.InvalidImageRequest: 422,
+    errors.RateLimited: 429,
+    errors.InconsistentTree: 500,
+    errors.ProviderUnavailable: 502,
+    payments.PaymentProviderFailed: 502,
+    errors.ServerBusy: 503,
+    payments.PaymentNotSeen: 503,
+    payments.PaymentsNotConfigured: 503,
+}
+
+
+def status_of(error: errors.LedgerError) -> int:
+    return status_of_kind(type(error))
+
+
+def status_of_kind(refusal: type[errors.LedgerError]) -> int:
+    for kind in refusal.__mro__:
+        status = STATUS.get(kind)
+        if status is not None:
+            return status
+    return 400
+
+
+def status_of_code(code: str) -> int:
+    """The status of the refusal whose problem type is `code` (a failed task's stored problem names only that)."""
+    todo = [errors.LedgerError]
+    while todo:
+        kind = todo.pop()
+        if kind.code == code:
+            return status_of_kind(kind)
+        todo.extend(kind.__subclasses__())
+    return 500
