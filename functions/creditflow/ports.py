@@ -252,13 +252,13 @@ class ApiKeys(Protocol):
     def revoke(self, uid: str, key_id: str, at: str) -> bool:
         """Revoke the user's key at `at` (a key revoked before keeps its first time); False if it is not theirs."""
 
-    def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
+    def claim_spend(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
         """Atomically count `micros` more for `call` against the key's limit, until `until` at the latest: a
         call whose `until` is past `now` counts no more (a crash cut it off, and its ledger hold has expired).
         False (and nothing changes) if the count would pass the limit. With `micros` 0 it only moves the call's
         `until` on (its hold was extended), which always succeeds."""
 
-    def settle(self, key_id: str, call: str | None, spent: int) -> None:
+    def record_spend(self, key_id: str, call: str | None, spent: int) -> None:
         """`spent` is spent, and `call` (if one was counted) is no longer in flight. A crash part way may leave the
         call counted (until its time is up), never the spending uncounted."""
 

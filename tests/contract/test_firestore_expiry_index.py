@@ -44,7 +44,7 @@ def test_expired_holds_and_lots_are_swept_with_or_without_the_index(
         assert _index(on_firestore, "u") is None
     clock.advance(hours=1)  # the hold has expired, the promotional lot not yet
     credits.grant("u", CREDIT, source="admin", lot_kind="paid", key="p2")  # any command sweeps first
-    assert credits.store.hold("user:u", hold["hold"]).status == "voided"
+    assert credits.store.hold("user:u", hold["hold"]).status == "released"
     assert _index(on_firestore, "u") is not None and not _index(on_firestore, "u")["holds"]
     balance = credits.balance("u")
     assert (balance.available, balance.held) == (8 * CREDIT, 0)

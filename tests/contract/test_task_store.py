@@ -55,12 +55,12 @@ def test_saves_are_compare_and_set_and_carry_their_events(tasks: TaskStore) -> N
     assert tasks.save(accepted) is True
     assert tasks.save(task.moved(FAILED, T[1])) is False  # written from a stale read: refused, nothing changes
     assert tasks.get("alice", "t1") == accepted
-    done = accepted.moved(RUNNING, T[2]).moved(SUCCEEDED, T[3], charged=33, outcome="posted",
+    done = accepted.moved(RUNNING, T[2]).moved(SUCCEEDED, T[3], charged=33, outcome="settled",
                                                 result={"text": "hi"})
     assert tasks.save(done) is False  # two versions ahead: not the next one
     running = accepted.moved(RUNNING, T[2])
     assert tasks.save(running) is True
-    finished = running.moved(SUCCEEDED, T[3], charged=33, outcome="posted", result={"text": "hi"})
+    finished = running.moved(SUCCEEDED, T[3], charged=33, outcome="settled", result={"text": "hi"})
     assert tasks.save(finished, [event("alice", "t1", T[3])]) is True
     assert tasks.get("alice", "t1") == finished
     assert [e.id for e in tasks.pending_events(10)] == ["task.finished:alice:t1"]

@@ -104,12 +104,13 @@ def test_catalog_overrides_round_trip(stores: dict[str, Any]) -> None:
 def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_1", uid="a", name="n", prefix="cf_abcdefg", hash="h1", created_at=T0, limit=10))
-    assert keys.reserve("key_1", "c1", 6, T2, T0) and not keys.reserve("key_1", "c2", 5, T2, T0)  # 6 + 5 > 10
+    assert keys.claim_spend("key_1", "c1", 6, T2, T0) and not keys.claim_spend("key_1", "c2", 5, T2, T0)  # 6 + 5 > 10
     assert keys.in_flight("key_1", T0) == 6
-    keys.settle("key_1", "c1", 4)  # the call cost 4
+    keys.record_spend("key_1", "c1", 4)  # the call cost 4
     assert keys.in_flight("key_1", T0) == 0 and keys.by_hash("h1").spent == 4
-    assert keys.reserve("key_1", "c2", 3, T2, T0) and keys.reserve("key_1", "c2", 3, T2, T0)  # one call, two holds
-    assert keys.in_flight("key_1", T0) == 6 and not keys.reserve("key_1", "c3", 1, T2, T0)
+    # one call, two holds:
+    assert keys.claim_spend("key_1", "c2", 3, T2, T0) and keys.claim_spend("key_1", "c2", 3, T2, T0)
+    assert keys.in_flight("key_1", T0) == 6 and not keys.claim_spend("key_1", "c3", 1, T2, T0)
     assert keys.revoke("a", "key_1", T1) and not keys.revoke("b", "key_1", T1) and not keys.revoke("a", "key_9", T1)
     assert keys.revoke("a", "key_1", T2)  # revoking again is no error: it stays revoked, at its first time
     assert keys.by_hash("h1").revoked_at == T1
@@ -126,23 +127,23 @@ def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
 def test_a_call_cut_off_stops_counting_when_its_time_is_up(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_2", uid="a", name="n", prefix="cf_hijklmn", hash="h2", created_at=T0, limit=10))
-    assert keys.reserve("key_2", "cut", 9, T1, T0)  # a call that will never finish (its process was killed)
-    assert not keys.reserve("key_2", "next", 2, T2, T0)  # until T1 it counts
+    assert keys.claim_spend("key_2", "cut", 9, T1, T0)  # a call that will never finish (its process was killed)
+    assert not keys.claim_spend("key_2", "next", 2, T2, T0)  # until T1 it counts
     assert keys.in_flight("key_2", T1) == 0  # from T1 on, it does not
-    assert keys.reserve("key_2", "next", 2, T2, T1) and keys.in_flight("key_2", T1) == 2
-    keys.settle("key_2", "cut", 0)  # settling a call whose time is up changes nothing but what was spent
+    assert keys.claim_spend("key_2", "next", 2, T2, T1) and keys.in_flight("key_2", T1) == 2
+    keys.record_spend("key_2", "cut", 0)  # settling a call whose time is up changes nothing but what was spent
     assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 0
-    keys.settle("key_2", None, 3)  # a call that was never counted (its key had no limit then) only spends
+    keys.record_spend("key_2", None, 3)  # a call that was never counted (its key had no limit then) only spends
     assert keys.in_flight("key_2", T1) == 2 and keys.by_hash("h2").spent == 3
 
 
 def test_a_call_whose_hold_was_extended_counts_until_its_new_time(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_3", uid="a", name="n", prefix="cf_opqrstu", hash="h3", created_at=T0, limit=10))
-    assert keys.reserve("key_3", "long", 9, T1, T0)
-    keys.settle("key_3", None, 1)  # another call spent the rest of the limit meanwhile
-    assert keys.reserve("key_3", "long", 0, T2, T0)  # counting nothing more only moves its time on
-    assert keys.in_flight("key_3", T1) == 9 and not keys.reserve("key_3", "other", 1, T2, T1)
+    assert keys.claim_spend("key_3", "long", 9, T1, T0)
+    keys.record_spend("key_3", None, 1)  # another call spent the rest of the limit meanwhile
+    assert keys.claim_spend("key_3", "long", 0, T2, T0)  # counting nothing more only moves its time on
+    assert keys.in_flight("key_3", T1) == 9 and not keys.claim_spend("key_3", "other", 1, T2, T1)
     assert keys.in_flight("key_3", T2) == 0
 
 

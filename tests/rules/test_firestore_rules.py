@@ -152,7 +152,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         FirestorePreferences(client).put(uid, Preferences(preferred_model="demo-chat"))
         keys.add(ApiKey(id=f"key_{uid}", uid=uid, name="k", prefix="cf_abcdefg", hash=f"hash-{uid}", created_at=T0,
                         limit=CREDIT))
-        keys.reserve(f"key_{uid}", "call", 1, T0, T0)
+        keys.claim_spend(f"key_{uid}", "call", 1, T0, T0)
         FirestoreWelcomeClaims(client).claim_device(f"device-{uid}", uid, T0)
         FirestoreWelcomeClaims(client).record_ip_claim("network", uid, T0)
         task = Task(f"task_{uid}", uid, TaskRequest("chat", "hi"), T0, T0)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.errors import HoldAlreadyPosted, HoldAlreadyVoided, InsufficientFunds
+from creditflow.domain.errors import HoldAlreadyReleased, HoldAlreadySettled, InsufficientFunds
 from tests.conftest import CREDIT, funded, make_platform
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
@@ -90,7 +90,7 @@ def test_settles_racing_releases_have_one_outcome_each(platform: Platform) -> No
                 return hold, "settled"
             platform.credits.release("racer", hold, key=f"v{n}")
             return hold, "released"
-        except (HoldAlreadyPosted, HoldAlreadyVoided):
+        except (HoldAlreadySettled, HoldAlreadyReleased):
             return hold, "refused"
 
     outcomes = _race(40, settle_or_release, time.time() + 0.5)
@@ -116,7 +116,7 @@ import json, sys, time
 from pathlib import Path
 from creditflow.bootstrap import build
 from creditflow.config import Settings
-from creditflow.domain.errors import HoldAlreadyPosted, HoldAlreadyVoided
+from creditflow.domain.errors import HoldAlreadySettled, HoldAlreadyReleased
 platform = build(Settings.from_env(runtime="local", data_dir=Path(sys.argv[1])))
 start, holds, released = float(sys.argv[2]), json.loads(sys.argv[3]), []
 while time.time() < start:
@@ -125,7 +125,7 @@ for hold in holds:
     try:
         platform.credits.release("split", hold, key=f"release-{hold}")
         released.append(hold)
-    except (HoldAlreadyPosted, HoldAlreadyVoided):
+    except (HoldAlreadySettled, HoldAlreadyReleased):
         pass
 print(json.dumps(released))
 """
@@ -145,7 +145,7 @@ def test_settles_in_one_process_race_releases_in_another(tmp_path: Path) -> None
         try:
             platform.credits.settle("split", hold, CREDIT, key=f"settle-{hold}")
             settled.append(hold)
-        except (HoldAlreadyPosted, HoldAlreadyVoided):
+        except (HoldAlreadySettled, HoldAlreadyReleased):
             pass
     released = json.loads(other.communicate(timeout=120)[0])
     assert sorted(settled + released) == sorted(holds)

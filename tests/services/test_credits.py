@@ -64,7 +64,7 @@ def test_expired_holds_read_as_void_and_the_sweeper_voids_them(platform: Platfor
     with pytest.raises(errors.HoldExpired):
         credits.settle("carol", hold["hold"], CREDIT, key="s")
     assert credits.sweep() == 1
-    assert credits.hold("carol", hold["hold"]).status == "voided"
+    assert credits.find_hold("carol", hold["hold"]).status == "released"
     assert credits.sweep() == 0
     assert platform.integrity.audit().findings == []
 
@@ -117,7 +117,7 @@ def test_reads_are_scoped_to_the_owner(platform: Platform) -> None:
     platform.credits.open_account("intruder")
     hold = platform.credits.reserve("owner", CREDIT, key="r")
     with pytest.raises(errors.UnknownHold):
-        platform.credits.hold("intruder", hold["hold"])
+        platform.credits.find_hold("intruder", hold["hold"])
     with pytest.raises(errors.UnknownHold):
         platform.credits.settle("intruder", hold["hold"], CREDIT, key="steal")
     with pytest.raises(errors.UnknownEntry):
@@ -154,7 +154,7 @@ def _bad_inputs(platform: Platform, hold_id: str) -> list:
         (errors.InvalidIdempotencyKey, lambda: c.reserve("u", CREDIT, key=None)),
         (errors.UnknownHold, lambda: c.settle("u", "hold_nope", CREDIT, key="k")),
         (errors.UnknownHold, lambda: c.release("u", 12, key="k")),
-        (errors.PostExceedsHold, lambda: c.settle("u", hold_id, 2 * CREDIT, key="k")),
+        (errors.SettleExceedsHold, lambda: c.settle("u", hold_id, 2 * CREDIT, key="k")),
         (errors.InsufficientFunds, lambda: c.reserve("u", 10 * CREDIT, key="k")),
         (errors.InvalidQuery, lambda: c.reserve("u", CREDIT, key="k", ttl=timedelta(days=30))),
         (errors.InvalidQuery, lambda: c.reserve("u", CREDIT, key="k", memo={"a": 1})),

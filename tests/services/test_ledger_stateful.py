@@ -40,7 +40,7 @@ class LedgerMachine(RuleBasedStateMachine):
         except (InsufficientFunds, HoldExpired):
             return None
         except LedgerError as error:
-            if error.code in ("hold-already-posted", "hold-already-voided", "unknown-hold"):
+            if error.code in ("hold-already-settled", "hold-already-released", "unknown-hold"):
                 return None
             raise
         self.done.append((name, args, kwargs, result))
@@ -127,7 +127,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "(SELECT count(*) FROM entries e WHERE e.kind = 'release' AND json_extract(e.body, '$.hold') = h.id) "
             "FROM holds h").fetchall()
         for status, posts, voids in rows:
-            assert (status, posts, voids) in {("pending", 0, 0), ("posted", 1, 0), ("voided", 0, 1)}
+            assert (status, posts, voids) in {("pending", 0, 0), ("settled", 1, 0), ("released", 0, 1)}
 
     def teardown(self) -> None:
         try:

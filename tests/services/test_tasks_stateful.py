@@ -83,7 +83,7 @@ class TaskEvents(RuleBasedStateMachine):
             assert task.charged <= max(task.reserved, 0), task
             if task.terminal:
                 assert task.hold is None and task.state in TERMINAL
-                assert task.outcome == ("posted" if task.charged else "voided") if task.reserved else \
+                assert task.outcome == ("settled" if task.charged else "released") if task.reserved else \
                     task.outcome is None and task.charged == 0
                 first = self.ended.setdefault(task.id, (task.state, task.charged))
                 assert first == (task.state, task.charged), f"{task.id} ended twice: {first} then {task.state}"
@@ -99,7 +99,7 @@ class TaskEvents(RuleBasedStateMachine):
             if task.terminal:
                 assert hold is None, f"{task.id} ended with hold {hold} still pending"
             elif hold is not None:
-                live += credits.hold(UID, hold).amount
+                live += credits.find_hold(UID, hold).amount
         balance = credits.balance(UID)
         assert balance.held == live
         assert balance.available + balance.held + sum(t.charged for t in self.known() if t.terminal) == FUNDS

@@ -9,12 +9,12 @@ from creditflow.domain.book import Book
 from creditflow.domain.entries import GENESIS_HASH
 from creditflow.domain.errors import (
     AccountClosed,
-    HoldAlreadyPosted,
-    HoldAlreadyVoided,
+    HoldAlreadyReleased,
+    HoldAlreadySettled,
     HoldExpired,
     InsufficientFunds,
     InvalidGrant,
-    PostExceedsHold,
+    SettleExceedsHold,
 )
 from creditflow.domain.signing import Keyring, SigningKey
 
@@ -36,7 +36,7 @@ def test_spend_order_priority_then_expiry_then_promotional_then_oldest() -> None
     b.grant(10, source="issuance:admin", lot_kind="paid", key="d", expires_at=T1)
     b.grant(10, source="issuance:admin", lot_kind="paid", key="e", priority=-1)
     lots = [e.fields()["lot"] for e in b.entries]
-    hold, _ = b.hold(50, target="usage:chat", expires_at=T2, key="h")
+    hold, _ = b.reserve(50, target="usage:chat", expires_at=T2, key="h")
     assert [lot for lot, _ in hold.allocations] == [lots[4], lots[3], lots[2], lots[1], lots[0]]
 
 
@@ -44,15 +44,15 @@ def test_promotional_before_paid_when_expiry_ties() -> None:
     b = book()
     b.grant(5, source="issuance:stripe", lot_kind="paid", key="a")
     b.grant(5, source="issuance:welcome", lot_kind="promotional", key="b")
-    hold, _ = b.hold(5, target="usage:chat", expires_at=T1, key="h")
+    hold, _ = b.reserve(5, target="usage:chat", expires_at=T1, key="h")
     assert hold.allocations == [(b.entries[1].fields()["lot"], 5)]
 
 
 def test_post_less_than_held_returns_the_rest_to_its_lots() -> None:
     b = book()
     b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
-    hold, _ = b.hold(60, target="usage:chat", expires_at=T1, key="h")
-    b.post(hold, 25, key="p")
+    hold, _ = b.reserve(60, target="usage:chat", expires_at=T1, key="h")
+    b.settle(hold, 25, key="p")
     assert (b.account.available, b.account.held) == (75, 0)
     lot = next(iter(b.lots.values()))
     assert (lot.remaining, lot.held) == (75, 0)
@@ -63,25 +63,25 @@ def test_post_less_than_held_returns_the_rest_to_its_lots() -> None:
 def test_hold_outcomes_are_final() -> None:
     b = book()
     b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
-    hold, _ = b.hold(60, target="usage:chat", expires_at=T1, key="h")
-    with pytest.raises(PostExceedsHold):
-        b.post(hold, 61, key="p")
-    b.post(hold, 60, key="p")
-    with pytest.raises(HoldAlreadyPosted):
-        b.void(hold, key="v")
-    other, _ = b.hold(10, target="usage:chat", expires_at=T1, key="h2")
-    b.void(other, key="v2")
-    with pytest.raises(HoldAlreadyVoided):
-        b.post(other, 1, key="p2")
+    hold, _ = b.reserve(60, target="usage:chat", expires_at=T1, key="h")
+    with pytest.raises(SettleExceedsHold):
+        b.settle(hold, 61, key="p")
+    b.settle(hold, 60, key="p")
+    with pytest.raises(HoldAlreadySettled):
+        b.release(hold, key="v")
+    other, _ = b.reserve(10, target="usage:chat", expires_at=T1, key="h2")
+    b.release(other, key="v2")
+    with pytest.raises(HoldAlreadyReleased):
+        b.settle(other, 1, key="p2")
 
 
 def test_expired_hold_cannot_be_posted_and_sweeps_to_void() -> None:
     b = book()
     b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
-    hold, _ = b.hold(60, target="usage:chat", expires_at=T1, key="h")
+    hold, _ = b.reserve(60, target="usage:chat", expires_at=T1, key="h")
     later = Book.load(b.account, list(b.lots.values()), [hold], T1, KEY)
     with pytest.raises(HoldExpired):
-        later.post(hold, 10, key="p")
+        later.settle(hold, 10, key="p")
     with pytest.raises(HoldExpired):
         later.extend(hold, expires_at=T2, key="x")
     assert effective_balance(later.account, list(later.lots.values()), [hold], T1).available == 100
@@ -92,9 +92,9 @@ def test_expired_hold_cannot_be_posted_and_sweeps_to_void() -> None:
 def test_extend_is_void_plus_new_hold() -> None:
     b = book()
     b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
-    hold, _ = b.hold(40, target="usage:image", expires_at=T1, key="h")
+    hold, _ = b.reserve(40, target="usage:image", expires_at=T1, key="h")
     new, _ = b.extend(hold, expires_at=T2, key="x")
-    assert hold.status == "voided" and hold.replaced_by == new.id
+    assert hold.status == "released" and hold.replaced_by == new.id
     assert (new.amount, new.target, new.expires_at) == (40, "usage:image", T2)
     assert [e.kind for e in b.entries] == ["grant", "hold", "release", "hold"]
     assert (b.account.available, b.account.held) == (60, 40)
@@ -106,7 +106,7 @@ def test_expired_lots_leave_through_an_expiry_entry() -> None:
     b.grant(20, source="issuance:stripe", lot_kind="paid", key="g2")
     later = Book.load(b.account, list(b.lots.values()), [], T1, KEY)
     with pytest.raises(InsufficientFunds) as refused:
-        later.hold(21, target="usage:chat", expires_at=T2, key="h")
+        later.reserve(21, target="usage:chat", expires_at=T2, key="h")
     assert refused.value.context["shortfall"] == 1
     [entry] = later.sweep()
     assert (entry.kind, entry.fields()["amount"], entry.fields()["counterparty"]) == ("expire", "30", "expiry")
@@ -120,20 +120,20 @@ def test_grant_validation_and_closed_accounts() -> None:
     with pytest.raises(InvalidGrant):
         b.grant(1, source="issuance:admin", lot_kind="paid", key="g", expires_at=T0)
     b.grant(10, source="issuance:admin", lot_kind="paid", key="g")
-    hold, _ = b.hold(5, target="usage:chat", expires_at=T1, key="h")
+    hold, _ = b.reserve(5, target="usage:chat", expires_at=T1, key="h")
     b.close()
     with pytest.raises(AccountClosed):
-        b.hold(1, target="usage:chat", expires_at=T1, key="h2")
+        b.reserve(1, target="usage:chat", expires_at=T1, key="h2")
     with pytest.raises(AccountClosed):
         b.grant(1, source="issuance:admin", lot_kind="paid", key="g2")
-    b.post(hold, 5, key="p")  # pending holds still settle
+    b.settle(hold, 5, key="p")  # pending holds still settle
 
 
 def test_entries_form_a_signed_chain_that_replays_to_the_balance() -> None:
     b = book()
     b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
-    hold, _ = b.hold(60, target="usage:chat", expires_at=T1, key="h")
-    b.post(hold, 10, key="p")
+    hold, _ = b.reserve(60, target="usage:chat", expires_at=T1, key="h")
+    b.settle(hold, 10, key="p")
     assert b.entries[0].fields()["prev"] == GENESIS_HASH
     assert [e.fields()["prev"] for e in b.entries[1:]] == [e.hash for e in b.entries[:-1]]
     report = verify_chain("user:u", b.entries, Keyring([KEY.public]))

@@ -15,15 +15,15 @@ from .entries import Entry, seal
 from .errors import (
     AccountClosed,
     AmountTooLarge,
-    HoldAlreadyPosted,
-    HoldAlreadyVoided,
+    HoldAlreadyReleased,
+    HoldAlreadySettled,
     HoldExpired,
     HoldInUse,
     InsufficientFunds,
     InvalidGrant,
-    PostExceedsHold,
+    SettleExceedsHold,
 )
-from .holds import CLIENT, POSTED, VOIDED, Hold
+from .holds import CLIENT, RELEASED, SETTLED, Hold
 from .ids import new_id
 from .lots import LOT_KINDS, Lot, allocate, spend_order_key
 from .money import MAX_MICROS, format_credits
@@ -68,7 +68,7 @@ class Book:
         return self._append("grant", amount, source, key, lot=lot.id, lot_kind=lot_kind, priority=priority,
                             expires=expires_at, reference=reference, memo=memo or {})
 
-    def hold(self, amount: int, *, target: str, expires_at: str, key: str, candidates: Iterable[Lot] = (),
+    def reserve(self, amount: int, *, target: str, expires_at: str, key: str, candidates: Iterable[Lot] = (),
              memo: dict[str, str] | None = None, owner: str = CLIENT) -> tuple[Hold, Entry]:
         """Hold `amount` from the lots spending order picks; `candidates` are stored lots, in spend order. A hold
         the platform places for a call or task names its `owner`, so that only it can close the hold."""
@@ -76,7 +76,7 @@ class Book:
         return self._place_hold(allocate(self._spendable(candidates), amount, self.now), amount, target=target,
                                 expires_at=expires_at, key=key, memo=memo, owner=owner)
 
-    def hold_from_lot(self, lot: Lot, amount: int, *, target: str, expires_at: str, key: str,
+    def reserve_from_lot(self, lot: Lot, amount: int, *, target: str, expires_at: str, key: str,
                       memo: dict[str, str] | None = None, owner: str = CLIENT) -> tuple[Hold, Entry]:
         """Hold `amount` from one lot only: what a refund or a dispute takes back of the lot its payment bought."""
         self._require_open()
@@ -107,14 +107,14 @@ class Book:
                              owner=owner if owner != CLIENT else None)
         return hold, entry
 
-    def post(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None) -> Entry:
+    def settle(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None) -> Entry:
         """Settle a hold for `amount` (at most the held amount); the rest returns to its lots."""
         self._require_pending(hold)
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and can no longer be settled",
                               hold=hold.id)
         if amount > hold.amount:
-            raise PostExceedsHold(f"cannot settle {format_credits(amount)} credits against a reservation of "
+            raise SettleExceedsHold(f"cannot settle {format_credits(amount)} credits against a reservation of "
                                   f"{format_credits(hold.amount)}", hold=hold.id, held=hold.amount)
         to_consume = amount
         for lot_id, take in hold.allocations:
@@ -122,7 +122,7 @@ class Book:
             to_consume -= used
             self._return_to_lot(lot_id, take, take - used)
         released = hold.amount - amount
-        self._close(hold, POSTED, posted=amount)
+        self._close(hold, SETTLED, settled=amount)
         self.account.held -= hold.amount
         self.account.available += released
         totals = self._system(hold.target)
@@ -131,7 +131,7 @@ class Book:
         return self._append("settle", amount, hold.target, key, hold=hold.id, released=str(released),
                             memo=memo or {})
 
-    def void(self, hold: Hold, *, key: str, reason: str = "released", by: str | None = None) -> Entry:
+    def release(self, hold: Hold, *, key: str, reason: str = "released", by: str | None = None) -> Entry:
         """Release the hold; `by` names who asks (a client may release only the holds it placed itself)."""
         if by is not None and by != hold.owner:
             raise HoldInUse(f"reservation {hold.id} belongs to a {hold.owner} of the platform: that {hold.owner} "
@@ -140,7 +140,7 @@ class Book:
         self._require_pending(hold)
         for lot_id, take in hold.allocations:
             self._return_to_lot(lot_id, take, take)
-        self._close(hold, VOIDED)
+        self._close(hold, RELEASED)
         self.account.held -= hold.amount
         self.account.available += hold.amount
         self._system(hold.target).pending -= hold.amount
@@ -153,8 +153,8 @@ class Book:
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot be extended",
                               hold=hold.id)
-        self.void(hold, key=key, reason="extended")
-        new_hold, entry = self.hold(amount or hold.amount, target=hold.target, expires_at=expires_at, key=key,
+        self.release(hold, key=key, reason="extended")
+        new_hold, entry = self.reserve(amount or hold.amount, target=hold.target, expires_at=expires_at, key=key,
                                     candidates=candidates, memo={"extends": hold.id}, owner=hold.owner)
         hold.replaced_by = new_hold.id
         return new_hold, entry
@@ -166,10 +166,10 @@ class Book:
         left to hold."""
         self._require_pending(hold)
         rest = hold.amount - amount
-        entry = self.post(hold, amount, key=key, memo=memo)
+        entry = self.settle(hold, amount, key=key, memo=memo)
         if rest == 0:
             return None, entry
-        kept, _ = self.hold(rest, target=hold.target, expires_at=hold.expires_at, key=key, candidates=candidates,
+        kept, _ = self.reserve(rest, target=hold.target, expires_at=hold.expires_at, key=key, candidates=candidates,
                             memo={"continues": hold.id}, owner=hold.owner)
         hold.replaced_by = kept.id
         return kept, entry
@@ -179,16 +179,16 @@ class Book:
         """Charge work whose hold lapsed before it was settled (it expired, and the sweeper voided it) for what was
         delivered: from the available balance, as a hold posted at once, as far as the balance goes. What it cannot
         cover is recorded as a shortfall (in the entry's memo and in `shortfalls`), never dropped."""
-        if lapsed.status != VOIDED:
-            raise HoldAlreadyPosted(f"reservation {lapsed.id} was already settled", hold=lapsed.id)
+        if lapsed.status != RELEASED:
+            raise HoldAlreadySettled(f"reservation {lapsed.id} was already settled", hold=lapsed.id)
         collected = min(amount, self.account.available) if self.account.is_open else 0
         missing = amount - collected
         memo = {**(memo or {}), "lapsed_hold": lapsed.id, **({"shortfall": str(missing)} if missing else {})}
         entry = None
         if collected:
-            charge, _ = self.hold(collected, target=lapsed.target, expires_at=expires_at, key=key,
+            charge, _ = self.reserve(collected, target=lapsed.target, expires_at=expires_at, key=key,
                                   candidates=candidates, memo={"lapsed_hold": lapsed.id}, owner=lapsed.owner)
-            entry = self.post(charge, collected, key=key, memo=memo)
+            entry = self.settle(charge, collected, key=key, memo=memo)
         if missing:
             self.shortfalls.append(Shortfall(self.account.id, key, lapsed.id, amount, collected,
                                              "closed account" if not self.account.is_open else "balance too low",
@@ -207,7 +207,7 @@ class Book:
         """Void pending holds past their timeout, then expire what is left in lots past their expiry."""
         done: list[Entry] = []
         for hold in [h for h in self.holds.values() if h.status == "pending" and h.is_expired(self.now)]:
-            done.append(self.void(hold, key=f"expire:{hold.id}", reason="expired"))
+            done.append(self.release(hold, key=f"expire:{hold.id}", reason="expired"))
         for lot in [lot for lot in self.lots.values() if lot.remaining > 0 and lot.is_expired(self.now)]:
             done.append(self.expire_lot(lot))
         return done
@@ -229,12 +229,12 @@ class Book:
             raise AccountClosed(f"account {self.account.id} is closed", account=self.account.id)
 
     def _require_pending(self, hold: Hold) -> None:
-        if hold.status == POSTED:
-            raise HoldAlreadyPosted(f"reservation {hold.id} was already settled", hold=hold.id)
-        if hold.status == VOIDED and hold.closed_at is not None and hold.closed_at >= hold.expires_at:
+        if hold.status == SETTLED:
+            raise HoldAlreadySettled(f"reservation {hold.id} was already settled", hold=hold.id)
+        if hold.status == RELEASED and hold.closed_at is not None and hold.closed_at >= hold.expires_at:
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and was released", hold=hold.id)
-        if hold.status == VOIDED:
-            raise HoldAlreadyVoided(f"reservation {hold.id} was already released", hold=hold.id)
+        if hold.status == RELEASED:
+            raise HoldAlreadyReleased(f"reservation {hold.id} was already released", hold=hold.id)
 
     def _return_to_lot(self, lot_id: str, held: int, returned: int) -> None:
         lot = self.lots[lot_id]
@@ -242,9 +242,9 @@ class Book:
         lot.remaining += returned
         self._touch_lot(lot)
 
-    def _close(self, hold: Hold, status: str, posted: int = 0) -> None:
+    def _close(self, hold: Hold, status: str, settled: int = 0) -> None:
         hold.status = status
-        hold.posted = posted
+        hold.settled = settled
         hold.closed_at = self.now
         self.touched_holds[hold.id] = hold
 

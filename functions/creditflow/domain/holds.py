@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PENDING, POSTED, VOIDED = "pending", "posted", "voided"
+PENDING, SETTLED, RELEASED = "pending", "settled", "released"
 CLIENT, CALL, TASK = "client", "call", "task"  # who may close a hold: its client, or the call or task that placed it
 PAYMENT = "payment"  # a hold the payments service placed on a disputed payment's credits: only it closes the hold
 OWNERS = frozenset({CLIENT, CALL, TASK, PAYMENT})
@@ -22,7 +22,7 @@ class Hold:
     created_at: str
     allocations: list[tuple[str, int]] = field(default_factory=list)
     status: str = PENDING
-    posted: int = 0
+    settled: int = 0
     closed_at: str | None = None
     replaced_by: str | None = None
     owner: str = CLIENT

@@ -121,7 +121,7 @@ class KeySpend:
         if self.key.limit is None:
             return
         now = self.clock.now()
-        if not self.keys.reserve(self.key.id, self.call, hold, iso(now + self.lasts), iso(now)):
+        if not self.keys.claim_spend(self.key.id, self.call, hold, iso(now + self.lasts), iso(now)):
             left = self.key.limit - self.key.spent
             raise KeyLimitReached(f"key {self.key.prefix}… has at most {format_credits(max(0, left))} credits "
                                   f"left of its limit, and this call may cost {format_credits(hold)}")
@@ -131,11 +131,11 @@ class KeySpend:
         """The call's hold was extended: count it in flight until the new hold has expired too."""
         if self.counted:
             now = self.clock.now()
-            self.keys.reserve(self.key.id, self.call, 0, iso(now + self.lasts), iso(now))
+            self.keys.claim_spend(self.key.id, self.call, 0, iso(now + self.lasts), iso(now))
 
     def finish(self, charged: int) -> None:
         if self.counted or charged:
-            self.keys.settle(self.key.id, self.call if self.counted else None, charged)
+            self.keys.record_spend(self.key.id, self.call if self.counted else None, charged)
         self.counted = False
 
 

@@ -162,10 +162,10 @@ class MeteredChat:
     def _require_failed(self, call: Call) -> None:
         """A retry may go on only if the earlier request with its key failed (its hold voided or lapsed): one
         that was answered and charged is refused, and so is one still running."""
-        hold = self.credits.hold(call.uid, call.hold["hold"])
+        hold = self.credits.find_hold(call.uid, call.hold["hold"])
         while hold.replaced_by is not None:  # extended while it streamed: what became of the last one
-            hold = self.credits.hold(call.uid, hold.replaced_by)
-        if hold.status == "posted":
+            hold = self.credits.find_hold(call.uid, hold.replaced_by)
+        if hold.status == "settled":
             raise AlreadyAnswered("this request was already answered and charged; see your history",
                                   reservation=call.hold["hold"])
         if hold.is_live(iso(self.credits.clock.now())):  # answering it again would give two replies for one

@@ -29,7 +29,7 @@ from ..domain.errors import (
     UnknownHold,
     UnknownLot,
 )
-from ..domain.holds import CLIENT, OWNERS, PAYMENT, VOIDED, Hold
+from ..domain.holds import CLIENT, OWNERS, PAYMENT, RELEASED, Hold
 from ..domain.idempotency import IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
 from ..domain.shortfalls import Shortfall
@@ -156,7 +156,7 @@ class Credits:
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             expires = iso(parse_iso(book.now) + ttl)
-            hold, entry = book.hold(amount, target=target, expires_at=expires, key=key, memo=memo, owner=owner,
+            hold, entry = book.reserve(amount, target=target, expires_at=expires, key=key, memo=memo, owner=owner,
                                     candidates=tx.spendable_lots(account_id, book.now))
             return {"hold": hold.id, "entry": entry.id, "amount": amount, "expires_at": expires,
                     **self._balances(book)}
@@ -175,14 +175,14 @@ class Credits:
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
             hold = self._hold_of(book, hold_id)
-            if charge_if_lapsed and hold.status == VOIDED:
+            if charge_if_lapsed and hold.status == RELEASED:
                 expires = iso(parse_iso(book.now) + timedelta(minutes=1))
                 entry = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
                                            candidates=tx.spendable_lots(account_id, book.now))
                 collected = amount - sum(s.missing for s in book.shortfalls)
                 return {"hold": hold_id, "entry": entry.id if entry else None, "charged": collected, "released": 0,
                         "shortfall": amount - collected, **self._balances(book)}
-            entry = book.post(hold, amount, key=key, memo=memo)
+            entry = book.settle(hold, amount, key=key, memo=memo)
             return {"hold": hold_id, "entry": entry.id, "charged": amount,
                     "released": int(entry.fields()["released"]), "shortfall": 0, **self._balances(book)}
 
@@ -211,7 +211,7 @@ class Credits:
         account_id = user_account(uid)
 
         def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
-            entry = book.void(self._hold_of(book, hold_id), key=key, by=by)
+            entry = book.release(self._hold_of(book, hold_id), key=key, by=by)
             return {"hold": hold_id, "entry": entry.id, "released": int(entry.fields()["amount"]),
                     **self._balances(book)}
 
@@ -254,11 +254,11 @@ class Credits:
             hold = entry = None
             if taken:
                 expires = iso(parse_iso(book.now) + ttl)
-                placed, placed_entry = book.hold_from_lot(lot, taken, target="refund", expires_at=expires, key=key,
+                placed, placed_entry = book.reserve_from_lot(lot, taken, target="refund", expires_at=expires, key=key,
                                                           memo=memo, owner=PAYMENT)
                 hold, entry = placed.id, placed_entry.id
                 if not pending:
-                    entry = book.post(placed, taken, key=key, memo=memo).id
+                    entry = book.settle(placed, taken, key=key, memo=memo).id
             return {"hold": hold, "entry": entry, "taken": taken, "unrecovered": amount - taken,
                     **self._balances(book)}
 
@@ -301,7 +301,7 @@ class Credits:
             raise UnknownAccount(f"no account {account_id}", account=account_id)
         return effective_balance(account, lots, holds, iso(self.clock.now()))
 
-    def hold(self, uid: str, hold_id: str) -> Hold:
+    def find_hold(self, uid: str, hold_id: str) -> Hold:
         hold = self.store.hold(user_account(uid), hold_id) if isinstance(hold_id, str) else None
         if hold is None:
             raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)

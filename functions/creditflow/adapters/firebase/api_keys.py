@@ -54,12 +54,12 @@ class FirestoreApiKeys:
         run_transaction(self.client, revoke, self.attempts)
         return True
 
-    def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
+    def claim_spend(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
         found = self._by_id(key_id)
         if found is None:
             return False
 
-        def reserve(transaction: firestore.Transaction) -> bool:
+        def claim(transaction: firestore.Transaction) -> bool:
             key = found.reference.get(transaction=transaction).to_dict()
             flying, limit = _live(key, now), key["limit"]
             counted = key["spent"] + sum(c["micros"] for c in flying.values())
@@ -70,9 +70,9 @@ class FirestoreApiKeys:
             transaction.update(found.reference, {IN_FLIGHT: flying})  # the map, without calls past their time
             return True
 
-        return run_transaction(self.client, reserve, self.attempts)
+        return run_transaction(self.client, claim, self.attempts)
 
-    def settle(self, key_id: str, call: str | None, spent: int) -> None:
+    def record_spend(self, key_id: str, call: str | None, spent: int) -> None:
         found = self._by_id(key_id)
         if found is None:
             return
@@ -80,12 +80,12 @@ class FirestoreApiKeys:
             found.reference.update({"spent": firestore.Increment(spent)})
             return
 
-        def settle(transaction: firestore.Transaction) -> None:
+        def record(transaction: firestore.Transaction) -> None:
             key = found.reference.get(transaction=transaction).to_dict()
             flying = {other: c for other, c in (key.get(IN_FLIGHT) or {}).items() if other != call}
             transaction.update(found.reference, {IN_FLIGHT: flying, "spent": key["spent"] + spent})
 
-        run_transaction(self.client, settle, self.attempts)
+        run_transaction(self.client, record, self.attempts)
 
     def in_flight(self, key_id: str, now: str) -> int:
         found = self._by_id(key_id)

@@ -134,7 +134,7 @@ def lot_of(d: dict[str, Any]) -> Lot:
 def hold_doc(h: Hold) -> dict[str, Any]:
     return {"id": h.id, "account": h.account, "target": h.target, "amount": h.amount,
             "allocations": [{"lot": lot, "amount": amount} for lot, amount in h.allocations], "status": h.status,
-            "posted": h.posted, "expiresAt": h.expires_at, "createdAt": h.created_at, "closedAt": h.closed_at,
+            "settled": h.settled, "expiresAt": h.expires_at, "createdAt": h.created_at, "closedAt": h.closed_at,
             "replacedBy": h.replaced_by, "owner": h.owner}
 
 
@@ -151,5 +151,5 @@ def shortfall_of(d: dict[str, Any]) -> Shortfall:
 def hold_of(d: dict[str, Any]) -> Hold:
     return Hold(id=d["id"], account=d["account"], target=d["target"], amount=d["amount"],
                 allocations=[(a["lot"], a["amount"]) for a in d["allocations"]], status=d["status"],
-                posted=d["posted"], expires_at=d["expiresAt"], created_at=d["createdAt"], closed_at=d["closedAt"],
+                settled=d["settled"], expires_at=d["expiresAt"], created_at=d["createdAt"], closed_at=d["closedAt"],
                 replaced_by=d["replacedBy"], owner=d.get("owner", CLIENT))

@@ -1,4 +1,4 @@
-"""Gateway API keys on SQLite (hashes only), with each call in flight counted until it settles or times out."""
+"""Gateway API keys on SQLite (hashes only), each call in flight counted until its spending is recorded."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class SqliteApiKeys(SqliteFile):
                                (at, key_id, uid))
         return done.rowcount == 1
 
-    def reserve(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
+    def claim_spend(self, key_id: str, call: str, micros: int, until: str, now: str) -> bool:
         with self._connections.transaction() as db:
             row = db.execute("SELECT credit_limit, spent FROM api_keys WHERE id = ?", (key_id,)).fetchone()
             if row is None:
@@ -57,7 +57,7 @@ class SqliteApiKeys(SqliteFile):
                        (key_id, call, micros, until))
             return True
 
-    def settle(self, key_id: str, call: str | None, spent: int) -> None:
+    def record_spend(self, key_id: str, call: str | None, spent: int) -> None:
         """Two statements, each atomic, in the safe order: a crash between them counts the call twice (until its
         time is up), never not at all. One is cheaper than a transaction here, where every request comes by."""
         self.db.execute("UPDATE api_keys SET spent = spent + ? WHERE id = ?", (spent, key_id))

@@ -28,7 +28,7 @@ CREATE INDEX IF NOT EXISTS lots_expiring ON lots (account, expires_at) WHERE ope
 CREATE INDEX IF NOT EXISTS lots_due ON lots (expires_at, account) WHERE open = 1 AND expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, target TEXT NOT NULL, amount INTEGER NOT NULL,
-    allocations TEXT NOT NULL, status TEXT NOT NULL, posted INTEGER NOT NULL, expires_at TEXT NOT NULL,
+    allocations TEXT NOT NULL, status TEXT NOT NULL, settled INTEGER NOT NULL, expires_at TEXT NOT NULL,
     created_at TEXT NOT NULL, closed_at TEXT, replaced_by TEXT, owner TEXT NOT NULL DEFAULT 'client') WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_pending ON holds (account, expires_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 def migrate(db: sqlite3.Connection) -> None:
     """Bring a data folder an earlier version made up to SCHEMA, in one transaction (before SCHEMA runs): lots were
     keyed by id alone, so reading an account's lots scanned every lot; holds had no owner (all were the client's:
-    calls' holds placed before owners existed have ended long since, by settle or by the sweeper)."""
+    calls' holds placed before owners existed have ended long since, by settle or by the sweeper), and were
+    "posted" or "voided"."""
     db.execute("BEGIN IMMEDIATE")
     try:
         row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'lots'").fetchone()
@@ -68,6 +69,10 @@ def migrate(db: sqlite3.Connection) -> None:
         holds = [row[1] for row in db.execute("PRAGMA table_info(holds)")]
         if holds and "owner" not in holds:
             db.execute("ALTER TABLE holds ADD COLUMN owner TEXT NOT NULL DEFAULT 'client'")
+        if "posted" in holds:  # the words of an earlier version
+            db.execute("ALTER TABLE holds RENAME COLUMN posted TO settled")
+            db.execute("UPDATE holds SET status = CASE status WHEN 'posted' THEN 'settled' ELSE 'released' END "
+                       "WHERE status IN ('posted', 'voided')")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -27,7 +27,7 @@ _ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated
 _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
 _LOT = "id, account, kind, granted, remaining, held, priority, expires_at, created_at, created_seq, source"
 _SHORTFALL = "account, key, reference, owed, collected, reason, at"
-_HOLD = ("id, account, target, amount, allocations, status, posted, expires_at, created_at, closed_at, replaced_by, "
+_HOLD = ("id, account, target, amount, allocations, status, settled, expires_at, created_at, closed_at, replaced_by, "
          "owner")
 
 
@@ -53,7 +53,7 @@ def _lot(row: tuple) -> Lot:
 
 def _hold(row: tuple) -> Hold:
     return Hold(id=row[0], account=row[1], target=row[2], amount=row[3],
-                allocations=[(lot, amount) for lot, amount in orjson.loads(row[4])], status=row[5], posted=row[6],
+                allocations=[(lot, amount) for lot, amount in orjson.loads(row[4])], status=row[5], settled=row[6],
                 expires_at=row[7], created_at=row[8], closed_at=row[9], replaced_by=row[10], owner=row[11])
 
 
@@ -139,7 +139,7 @@ class SqliteTransaction(_Reads):
                             for lot in changes.lots])
         if changes.holds:
             db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                           [(h.id, h.account, h.target, h.amount, orjson.dumps(h.allocations), h.status, h.posted,
+                           [(h.id, h.account, h.target, h.amount, orjson.dumps(h.allocations), h.status, h.settled,
                              h.expires_at, h.created_at, h.closed_at, h.replaced_by, h.owner) for h in changes.holds])
         if changes.system:
             db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) "

@@ -1,0 +1,29 @@
+"""A data folder an earlier version made opens with today's words: its holds were posted or voided, and are now
+settled or released, their amounts kept."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from creditflow.adapters.local.sqlite_store import SqliteLedgerStore
+
+EARLIER_HOLDS = """CREATE TABLE holds (
+    id TEXT PRIMARY KEY, account TEXT NOT NULL, target TEXT NOT NULL, amount INTEGER NOT NULL,
+    allocations TEXT NOT NULL, status TEXT NOT NULL, posted INTEGER NOT NULL, expires_at TEXT NOT NULL,
+    created_at TEXT NOT NULL, closed_at TEXT, replaced_by TEXT, owner TEXT NOT NULL DEFAULT 'client') WITHOUT ROWID"""
+T = "2026-01-01T00:00:00.000000Z"
+
+
+def test_posted_and_voided_holds_are_read_as_settled_and_released(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(EARLIER_HOLDS)
+        db.executemany("INSERT INTO holds VALUES (?, 'user:u', 'usage:chat', 10, '[]', ?, ?, ?, ?, ?, NULL, 'client')",
+                       [("h1", "posted", 7, T, T, T), ("h2", "voided", 0, T, T, T), ("h3", "pending", 0, T, T, None)])
+    store = SqliteLedgerStore(path)
+    held = {h: store.hold("user:u", h) for h in ("h1", "h2", "h3")}
+    assert {h: (hold.status, hold.settled) for h, hold in held.items() if hold} == {
+        "h1": ("settled", 7), "h2": ("released", 0), "h3": ("pending", 0)}
+    SqliteLedgerStore(path)  # a second opening finds nothing left to change
+    assert store.hold("user:u", "h1").settled == 7  # type: ignore[union-attr]
