@@ -56,11 +56,11 @@ def test_reserve_release_balance_and_history(server: LocalServer) -> None:
                           headers={"Idempotency-Key": "h-x1"})
     assert release.status == 200 and release.json["released"]["credits"] == "2.5"
     history = server.call("GET", "/api/v1/credits/history?limit=2", token=token).json
-    assert [e["kind"] for e in history["entries"]] == ["release", "hold"] and history["next_cursor"]
-    rest = server.call("GET", f"/api/v1/credits/history?cursor={history['next_cursor']}", token=token).json
-    assert [e["kind"] for e in rest["entries"]] == ["grant"] and rest["next_cursor"] is None
+    assert [e["kind"] for e in history["entries"]] == ["release", "hold"] and history["nextCursor"]
+    rest = server.call("GET", f"/api/v1/credits/history?cursor={history['nextCursor']}", token=token).json
+    assert [e["kind"] for e in rest["entries"]] == ["grant"] and rest["nextCursor"] is None
     grants = server.call("GET", "/api/v1/credits/history?kind=grant", token=token).json["entries"]
-    assert grants[0]["amount"]["credits"] == "10" and grants[0]["balance_after"]["available"]["credits"] == "10"
+    assert grants[0]["amount"]["credits"] == "10" and grants[0]["balanceAfter"]["available"]["credits"] == "10"
 
 
 def test_idempotency_key_semantics(server: LocalServer) -> None:
@@ -81,10 +81,10 @@ def test_insufficient_credits_come_with_payment_options(server: LocalServer) -> 
     token = funded(server, "jill", "3")
     refused = server.call("POST", "/api/v1/credits/reserve", {"amount": "5"}, token=token,
                           headers={"Idempotency-Key": "j-1"})
-    assert refused.status == 402 and refused.json["shortfall"] == 2 * CREDIT
+    assert refused.status == 402 and refused.json["shortfall"] == {"credits": "2", "micros": 2 * CREDIT}
     check = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "5"}, token=token).json
     assert check["sufficient"] is False and check["shortfall"]["credits"] == "2"
-    assert check["payment_methods"] == ["stripe"]
+    assert check["paymentMethods"] == ["stripe"]
     assert [(p["credits"]["credits"], p["quantity"]) for p in check["packs"]] == [("100", 1), ("500", 1), ("2000", 1)]
     big = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "4503"}, token=token).json
     assert [(p["credits"]["credits"], p["quantity"]) for p in big["packs"]] == [("2000", 3)]  # 4500 short
@@ -160,9 +160,9 @@ def test_the_realtime_mirror_streams_balances_to_their_owner_only(server: LocalS
     assert stream.readline() == b"event: put\n"
     seen = stream.readline()  # the mirror as it is now: the grant's balance, or null until the writer has run
     deadline = time.monotonic() + 10
-    while b'"available": 5000000' not in seen and time.monotonic() < deadline:
+    while b'"micros": 5000000' not in seen and time.monotonic() < deadline:
         seen += stream.readline()
-    assert b'"available": 5000000' in seen
+    assert b'"available": {"credits": "5", "micros": 5000000}' in seen
     server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "s-1"})
     seen = b""
     deadline = time.monotonic() + 10
@@ -359,7 +359,7 @@ def test_a_restart_catches_the_mirror_up_with_the_ledger(tmp_path) -> None:
     again = LocalServer(tmp_path / "data")
     try:
         mirrored = snapshot_when(again, "balances/trail", token, lambda data: data is not None)
-        assert mirrored["available"] == 7_000_000
+        assert mirrored["available"] == {"credits": "7", "micros": 7_000_000}
     finally:
         again.stop()
 
@@ -387,17 +387,17 @@ def test_proofs_chain_validation_and_consistency_over_http(server: LocalServer) 
     hold = server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token,
                        headers={"Idempotency-Key": "p-1"}).json
     later = server.call("GET", f"/api/v1/credits/verify/{hold['entry']}", token=token).json  # signs a new head
-    assert later["ok"] and later["tree_size"] > first
-    consistency = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={later['tree_size']}").json
+    assert later["ok"] and later["treeSize"] > first
+    consistency = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={later['treeSize']}").json
     assert consistency["consistent"] is True and consistency["proof"]
     to_latest = server.call("GET", f"/api/v1/ledger/consistency?from={first}").json  # to: the latest by default
-    assert to_latest["to"] >= later["tree_size"] and to_latest["consistent"] is True
+    assert to_latest["to"] >= later["treeSize"] and to_latest["consistent"] is True
     unknown = server.call("GET", f"/api/v1/ledger/consistency?from={first}&to={first + 1000}")
     assert unknown.status == 404 and f"no checkpoint of size {first + 1000} is stored" in unknown.json["detail"]
     beyond = server.call("GET", f"/api/v1/ledger/consistency?from={first + 1000}")
     assert beyond.status == 404 and f"the latest is of size {to_latest['to']}" in beyond.json["detail"]
-    backwards = server.call("GET", f"/api/v1/ledger/consistency?from={later['tree_size']}&to={first}").json["detail"]
-    assert backwards == f"from ({later['tree_size']}) must be no larger than to ({first})"
+    backwards = server.call("GET", f"/api/v1/ledger/consistency?from={later['treeSize']}&to={first}").json["detail"]
+    assert backwards == f"from ({later['treeSize']}) must be no larger than to ({first})"
 
 
 def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:
@@ -414,7 +414,8 @@ def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:
 
     token = funded(server, "synced", "3")
     deadline = time.monotonic() + 10
-    while (stored() or {}).get("available") != 3 * CREDIT and time.monotonic() < deadline:  # the writer has run
+    written = {"credits": "3", "micros": 3 * CREDIT}
+    while (stored() or {}).get("available") != written and time.monotonic() < deadline:  # the writer has run
         time.sleep(0.05)
     with sqlite3.connect(server.data / "realtime.sqlite3") as db:  # damaged, and with a version from the future
         changed = db.execute("UPDATE tree SET value = ? WHERE path = ?",
@@ -422,8 +423,8 @@ def test_sync_balance_rewrites_a_damaged_mirror(server: LocalServer) -> None:
         assert changed.rowcount == 1
     assert stored()["available"] == 999999999
     mirror = server.call("POST", "/api/v1/credits/sync-balance", token=token)
-    assert mirror.status == 200 and mirror.json["available"] == 3 * CREDIT
-    assert stored()["available"] == 3 * CREDIT and stored()["version"] == mirror.json["version"]
+    assert mirror.status == 200 and mirror.json["available"] == {"credits": "3", "micros": 3 * CREDIT}
+    assert stored()["available"] == mirror.json["available"] and stored()["version"] == mirror.json["version"]
 
 
 def test_analytics_count_what_was_charged(server: LocalServer) -> None:
@@ -433,11 +434,11 @@ def test_analytics_count_what_was_charged(server: LocalServer) -> None:
     server.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]},
                 token=token, headers={"Idempotency-Key": "c-2"})
     analytics = server.call("GET", "/api/v1/credits/analytics?since=2020-01-01T00:00:00Z", token=token).json
-    assert analytics["charged"]["micros"] == 0 and analytics["released_holds"] == 1
+    assert analytics["charged"]["micros"] == 0 and analytics["releasedHolds"] == 1
     recent = server.call("GET", "/api/v1/credits/analytics", token=token).json  # the last 30 days by default
-    assert recent["released_holds"] == 1 and recent["until"] is None and recent["since"] > "2026-"
+    assert recent["releasedHolds"] == 1 and recent["until"] is None and recent["since"] > "2026-"
     before = server.call("GET", "/api/v1/credits/analytics?until=2020-01-01T00:00:00Z", token=token).json
-    assert before["released_holds"] == 0 and before["since"].startswith("2019-12-02")
+    assert before["releasedHolds"] == 0 and before["since"].startswith("2019-12-02")
 
 
 def test_openapi_gives_each_route_the_idempotency_keys_it_takes(server: LocalServer) -> None:

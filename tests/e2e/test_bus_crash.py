@@ -71,7 +71,7 @@ def test_three_kills_lose_nothing_and_charge_nothing_twice(tmp_path, upstream: F
         unfinished = {k: v["state"] for k, v in states.items() if v["state"] not in TERMINAL}
         assert len(states) == TASKS and not unfinished, unfinished
         for task in states.values():
-            assert task["outcome"] == ("posted" if task["charged"]["micros"] else "voided"), task
+            assert task["outcome"] == ("settled" if task["charged"]["micros"] else "released"), task
             assert task["charged"]["micros"] <= task["reserved"]["micros"]
         balance = server.call("GET", "/api/v1/credits/balance", token=token).json
         charged = sum(t["charged"]["micros"] for t in states.values())

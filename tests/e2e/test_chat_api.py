@@ -37,7 +37,7 @@ def test_a_provider_call_is_metered_from_reported_usage(real: LocalServer, upstr
     reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hello"}]},
                       token=token, headers={"Idempotency-Key": "p-1"})
     assert reply.status == 200, reply.body
-    assert reply.json["usage"] == {"prompt_tokens": 100, "completion_tokens": 50, "reported_by_provider": True}
+    assert reply.json["usage"] == {"promptTokens": 100, "completionTokens": 50, "reportedByProvider": True}
     assert reply.json["charged"] == {"credits": "0.000033", "micros": 33} and reply.json["demo"] is False
     assert upstream.requests[-1]["model"] == LLAMA
 
@@ -56,8 +56,8 @@ def test_an_unaffordable_call_is_refused_before_the_provider(real: LocalServer, 
     before = len(upstream.requests)
     reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
                       token=token, headers={"Idempotency-Key": "b-1"})
-    assert reply.status == 402 and reply.json["shortfall"] > 0
-    assert reply.json["payment_methods"] == ["stripe"] and reply.json["packs"][0]["price"]["amount"] > 0
+    assert reply.status == 402 and reply.json["shortfall"]["micros"] > 0
+    assert reply.json["paymentMethods"] == ["stripe"] and reply.json["packs"][0]["price"]["amount"] > 0
     assert len(upstream.requests) == before
 
 
@@ -96,7 +96,8 @@ def test_a_streamed_chat_over_http(real: LocalServer, upstream: FakeOpenAI) -> N
     events = read_events(reply.body)
     assert "".join(data["delta"] for kind, data in events if kind == "message") == "echo: stream this"
     kind, done = events[-1]
-    assert kind == "done" and done["charged"] == 33 and done["usage_reported"] is True
+    assert kind == "done" and done["charged"] == {"credits": "0.000033", "micros": 33}
+    assert done["usage"]["reportedByProvider"] is True and "_" not in "".join(done)
     assert upstream.requests[-1]["stream"] is True
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
@@ -201,9 +202,9 @@ def test_conversations_over_http(real: LocalServer, upstream: FakeOpenAI) -> Non
     assert [(m["role"], m["content"]) for m in detail["history"]][-2:] == [("user", "third"),
                                                                           ("assistant", "echo: third")]
     latest = real.call("GET", f"/api/v1/conversations/{chat_id}?limit=4", token=token).json
-    assert [m["seq"] for m in latest["history"]] == [3, 4, 5, 6] and latest["next_cursor"] == "3"
+    assert [m["seq"] for m in latest["history"]] == [3, 4, 5, 6] and latest["nextCursor"] == "3"
     older = real.call("GET", f"/api/v1/conversations/{chat_id}?limit=4&cursor=3", token=token).json
-    assert [m["seq"] for m in older["history"]] == [1, 2] and older["next_cursor"] is None
+    assert [m["seq"] for m in older["history"]] == [1, 2] and older["nextCursor"] is None
     assert real.call("GET", f"/api/v1/conversations/{chat_id}?limit=0", token=token).status == 400
     listed = real.call("GET", "/api/v1/conversations?limit=5", token=token).json
     assert [c["id"] for c in listed["conversations"]] == [chat_id] and listed["conversations"][0]["messages"] == 6
@@ -234,10 +235,10 @@ def test_admins_override_the_catalog(real: LocalServer) -> None:
     assert {m["id"]: m["source"] for m in listed}[LLAMA] == "package"
     assert real.call("GET", "/api/v1/admin/models", token=user).status == 403
     repriced = real.call("PUT", "/api/v1/admin/models", {"model": LLAMA, "prices": {
-        "input_per_million": "1", "output_per_million": "2"}}, token=admin)
+        "inputPerMillion": "1", "outputPerMillion": "2"}}, token=admin)
     assert repriced.status == 200
     llama = next(m for m in repriced.json["models"] if m["id"] == LLAMA)
-    assert llama["source"] == "package+override" and llama["input_per_million"]["micros"] == 1_000_000
+    assert llama["source"] == "package+override" and llama["inputPerMillion"]["micros"] == 1_000_000
     reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
                       token=user, headers={"Idempotency-Key": "priced-1"})
     assert reply.json["charged"]["micros"] == 100 + 100  # 100 in at 1 credit/1M, 50 out at 2 credits/1M
@@ -248,28 +249,28 @@ def test_admins_override_the_catalog(real: LocalServer) -> None:
                         token=user, headers={"Idempotency-Key": "priced-2"})
     assert refused.status == 404
     added = real.call("PUT", "/api/v1/admin/models", {
-        "model": "mistralai/Mistral-Nemo", "provider": "platform", "capabilities": ["chat"], "context_window": 4096,
-        "max_output": 512, "prices": {"input_per_million": "0.04", "output_per_million": "0.12"}}, token=admin)
+        "model": "mistralai/Mistral-Nemo", "provider": "platform", "capabilities": ["chat"], "contextWindow": 4096,
+        "maxOutput": 512, "prices": {"inputPerMillion": "0.04", "outputPerMillion": "0.12"}}, token=admin)
     assert {m["id"]: m["source"] for m in added.json["models"]}["mistralai/Mistral-Nemo"] == "override"
-    for bad in ({"model": "free/model", "provider": "platform", "capabilities": ["chat"], "context_window": 10,
-                 "max_output": 5},  # no price: never offered free
-                {"model": "nowhere/model", "provider": "elsewhere", "capabilities": ["chat"], "context_window": 10,
-                 "max_output": 5, "prices": {"input_per_million": "1", "output_per_million": "1"}},
-                {"model": LLAMA, "prices": {"input_per_million": "0", "output_per_million": "1"}},
-                {"model": LLAMA, "max_output": 10**9}, {"model": LLAMA, "surprise": True}):
+    for bad in ({"model": "free/model", "provider": "platform", "capabilities": ["chat"], "contextWindow": 10,
+                 "maxOutput": 5},  # no price: never offered free
+                {"model": "nowhere/model", "provider": "elsewhere", "capabilities": ["chat"], "contextWindow": 10,
+                 "maxOutput": 5, "prices": {"inputPerMillion": "1", "outputPerMillion": "1"}},
+                {"model": LLAMA, "prices": {"inputPerMillion": "0", "outputPerMillion": "1"}},
+                {"model": LLAMA, "maxOutput": 10**9}, {"model": LLAMA, "surprise": True}):
         before = real.call("GET", "/api/v1/admin/models", token=admin).json
         answer = real.call("PUT", "/api/v1/admin/models", bad, token=admin)
         assert answer.status in (400, 409) and answer.content_type == "application/problem+json", bad
         assert real.call("GET", "/api/v1/admin/models", token=admin).json == before
     flux = next(m for m in listed if m["id"] == "black-forest-labs/flux-schnell")
-    assert flux["capabilities"] == ["image"] and {(p["size"], p["steps"]) for p in flux["image_prices"]} == {
+    assert flux["capabilities"] == ["image"] and {(p["size"], p["steps"]) for p in flux["imagePrices"]} == {
         ("512x512", 4), ("1024x1024", 4)}
     images = real.call("PUT", "/api/v1/admin/models", {"model": "black-forest-labs/flux-schnell", "prices": {
-        "per_image": {"1024x1024": {"4": "0.002"}}}}, token=admin).json["models"]
-    assert next(m for m in images if m["id"] == "black-forest-labs/flux-schnell")["image_prices"] == [
+        "perImage": {"1024x1024": {"4": "0.002"}}}}, token=admin).json["models"]
+    assert next(m for m in images if m["id"] == "black-forest-labs/flux-schnell")["imagePrices"] == [
         {"size": "1024x1024", "steps": 4, "price": {"credits": "0.002", "micros": 2000}}]
     unpriced = real.call("PUT", "/api/v1/admin/models", {"model": "black-forest-labs/flux-dev", "prices": {
-        "per_image": {}}}, token=admin)
+        "perImage": {}}}, token=admin)
     assert unpriced.status == 409 and unpriced.content_type == "application/problem+json"
     real.call("DELETE", "/api/v1/admin/models?model=black-forest-labs/flux-schnell", token=admin)
     dropped = real.call("DELETE", f"/api/v1/admin/models?model={LLAMA}", token=admin).json["models"]

@@ -42,7 +42,7 @@ def test_audit_verify_and_checkpoint(data: Path) -> None:
     note = cli("ledger", "checkpoint", "--data-dir", str(data)).stdout
     assert note.splitlines()[:2] == ["creditflow.local/ledger", "3"]
     report = json.loads(cli("ledger", "audit", "--json", "--data-dir", str(data)).stdout)
-    assert report["ok"] and report["totals"]["sum"] == 0 and report["checkpoint_size"] == 3
+    assert report["ok"] and report["totals"]["sum"]["micros"] == 0 and report["checkpointSize"] == 3
 
 
 def test_a_proof_verifies_offline_with_only_the_public_key(data: Path, tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_rotated_keys_keep_old_entries_verifiable(data: Path) -> None:
     assert cli("users", "grant", "ada", "2.5", "--key", "after-rotation", "--data-dir", str(data)).returncode == 0
     assert cli("ledger", "audit", "--data-dir", str(data)).returncode == 0
     balance = json.loads(cli("users", "balance", "ada", "--data-dir", str(data)).stdout)
-    assert balance["available"] == "11.5"
+    assert balance["available"] == {"credits": "11.5", "micros": 11_500_000}
 
 
 def test_consistency_between_checkpoints(data: Path) -> None:
@@ -113,7 +113,7 @@ def test_a_grant_with_an_unreadable_expiry_is_a_usage_error(data: Path) -> None:
     naive = cli("users", "grant", "ada", "1", "--key", "y", "--expires", "2099-01-01T00:00", "--data-dir", str(data))
     assert naive.returncode == 0
     lots = json.loads(cli("users", "balance", "ada", "--data-dir", str(data)).stdout)["lots"]
-    assert "2099-01-01T00:00:00.000000Z" in [lot["expires_at"] for lot in lots]  # no offset given: UTC
+    assert "2099-01-01T00:00:00.000000Z" in [lot["expiresAt"] for lot in lots]  # no offset given: UTC
 
 
 def test_the_cli_runs_from_any_folder_with_paths_from_there_and_says_where_it_wrote(data: Path, tmp_path: Path) -> None:

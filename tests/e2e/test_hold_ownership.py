@@ -62,7 +62,7 @@ def call(server: LocalServer, surface: str, stream: bool, token: str, key: str, 
         assert "".join(d["delta"] for kind, d in events if kind == "message").startswith("echo:")
         kind, done = events[-1]
         assert kind == "done", events[-1]
-        return done["charged"]
+        return done["charged"]["micros"]
     body = {"model": LLAMA, "stream": stream, "messages": messages, "max_tokens": 200,
             **({"stream_options": {"include_usage": True}} if stream else {})}
     reply = server.call("POST", "/v1/chat/completions", body,

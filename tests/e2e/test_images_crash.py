@@ -81,7 +81,7 @@ def test_a_kill_between_every_pair_of_steps_leaves_one_outcome_and_no_orphans(tm
         quote = server.call("GET", "/api/v1/images/quote?size=256x256", token=token).json
         per_image = quote["perImage"]["micros"]
         for task_id, task in states.items():
-            assert task["outcome"] == ("posted" if task["charged"]["micros"] else "voided"), task
+            assert task["outcome"] == ("settled" if task["charged"]["micros"] else "released"), task
             assert task["state"] == "succeeded", task  # a crash is never a reason to fail an image task
             assert task["result"]["delivered"] == asked[task_id]
             assert task["charged"]["micros"] == per_image * asked[task_id], task

@@ -46,7 +46,7 @@ def test_history_over_an_empty_window_is_an_empty_page(server: LocalServer) -> N
                          ("2026-01-01T00:00:00Z", "2025-12-31T22:00:00-02:00")):  # the same moment
         reply = server.call("GET", f"/api/v1/credits/history?since={since}&until={until}".replace("+", "%2B"),
                             token=token)
-        assert (reply.status, reply.json) == (200, {"entries": [], "next_cursor": None}), reply.body
+        assert (reply.status, reply.json) == (200, {"entries": [], "nextCursor": None}), reply.body
 
 
 def test_consistency_from_the_empty_tree_and_sizes_never_signed(server: LocalServer) -> None:
@@ -57,7 +57,7 @@ def test_consistency_from_the_empty_tree_and_sizes_never_signed(server: LocalSer
     empty = server.call("GET", "/api/v1/ledger/consistency?from=0")
     assert empty.status == 200, empty.body
     assert empty.json["to"] >= latest and empty.json["consistent"] is True and empty.json["proof"] == []
-    assert empty.json["from_root"] == "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # SHA-256 of nothing
+    assert empty.json["fromRoot"] == "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # SHA-256 of nothing
     zero = server.call("GET", "/api/v1/ledger/consistency?from=0&to=0")
     assert zero.status == 200 and zero.json["consistent"] is True
     for query in (f"from={latest + 10**6}", f"from=1&to={latest + 10**6}", "from=9223372036854775807"):
@@ -158,3 +158,49 @@ def test_a_chat_takes_as_many_messages_as_the_schema_says_and_no_more(server: Lo
     assert [e["kind"] for e in entries] == ["grant"]
     assert server.call("POST", "/api/v1/chat", {"messages": said * most}, token=token,
                        headers={"Idempotency-Key": "talk-2"}).status == 200
+
+
+AMOUNT_NAMES = {"amount", "available", "held", "total", "charged", "estimated", "estimate", "shortfall", "required",
+                "granted", "released", "spent", "limit", "needed", "price", "owed", "collected", "missing",
+                "threshold", "balance", "reserved", "cost", "credits", "perImage", "averageCharge", "totals"}
+
+
+def _properties(schema: dict[str, Any]) -> dict[str, Any]:
+    return schema.get("properties") or {}
+
+
+def _is_integer(prop: dict[str, Any]) -> bool:
+    """An integer property, or a map or list of integers (totals by name, say)."""
+    kinds = [prop, *prop.get("anyOf", []), prop.get("additionalProperties") or {}, prop.get("items") or {}]
+    return any(kind.get("type") == "integer" for kind in kinds if isinstance(kind, dict))
+
+
+def test_api_v1_names_fields_in_camel_case_and_amounts_as_objects(document: dict[str, Any]) -> None:
+    """One convention for /api/v1: camelCase names (`from`, a keyword in Python, too), and every credit amount a
+    {credits, micros} object, never a bare integer. Money in a currency is in its minor units, as Stripe writes it,
+    and says so; an integer amount of micro-credits a request may send is named `…Micros`."""
+    snake, bare = [], []
+    for name, schema in document["components"]["schemas"].items():
+        for prop, spec in _properties(schema).items():
+            if "_" in prop:
+                snake.append(f"{name}.{prop}")
+            fiat = "minor units" in spec.get("description", "")
+            if prop in AMOUNT_NAMES and _is_integer(spec) and not fiat:
+                bare.append(f"{name}.{prop}")
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            snake += [f"{method.upper()} {path} ?{p['name']}" for p in operation.get("parameters", [])
+                      if p["in"] == "query" and "_" in p["name"]]
+    assert snake == [] and bare == []
+
+
+def test_a_refusal_for_want_of_credits_says_its_amounts_as_objects(server: LocalServer) -> None:
+    token = funded(server, "shorty", "1")
+    reply = server.call("POST", "/api/v1/credits/reserve", {"amount": "3"}, token=token,
+                        headers={"Idempotency-Key": "short-1"})
+    assert reply.status == 402 and reply.headers["Content-Type"] == "application/problem+json"
+    assert (reply.json["required"], reply.json["available"], reply.json["shortfall"]) == (
+        {"credits": "3", "micros": 3_000_000}, {"credits": "1", "micros": 1_000_000},
+        {"credits": "2", "micros": 2_000_000})
+    assert reply.json["paymentMethods"] == ["stripe"] and reply.json["packs"]
+    assert all("_" not in name for name in reply.json)

@@ -28,7 +28,7 @@ def test_submit_read_list_and_cancel_a_task(real: LocalServer) -> None:
     assert reply.json["id"] == "req-1" and reply.json["route"] == "inline"
     task = settled(real, token, "req-1")
     assert task["state"] == "succeeded" and task["charged"]["micros"] == 33
-    assert task["outcome"] == "posted" and task["result"]["text"] == "echo: hello bus" and task["route"] == "inline"
+    assert task["outcome"] == "settled" and task["result"]["text"] == "echo: hello bus" and task["route"] == "inline"
     again = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "req-1"})
     assert again.status == 200 and again.json["version"] == task["version"]  # a retry: the task as it is
     assert real.call("GET", "/api/v1/tasks/req-1", token=token).json == task

@@ -107,7 +107,7 @@ def test_ledger_health_models_and_a_grant_from_the_console(context: Any, busy: L
     granted = busy.call("POST", "/api/v1/admin/grants", {"uid": "ann", "amount": "1"}, token=admin(busy),
                         headers={"Idempotency-Key": "grow-the-log"}).json
     proof = busy.call("GET", f"/api/v1/credits/verify/{granted['entry']}", token=admin(busy)).json  # signs a head
-    newer = proof["tree_size"]
+    newer = proof["treeSize"]
     assert int(newer) > int(older)
     page.get_by_label("Older tree size").fill(older)
     page.get_by_role("button", name="Check").click()

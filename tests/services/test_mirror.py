@@ -23,8 +23,9 @@ def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
         assert platform.mirror.flush()
         balance = platform.credits.balance("u")
         mirrored = platform.realtime.get("/balances/u")
-        assert mirrored["version"] == balance.version and mirrored["available"] == balance.available == 70 * CREDIT
-        assert mirrored["held"] == 0
+        assert mirrored["version"] == balance.version
+        assert balance.available == 70 * CREDIT and mirrored["available"] == {"credits": "70", "micros": 70 * CREDIT}
+        assert mirrored["held"] == {"credits": "0", "micros": 0}
         assert feed.seq - before <= 4  # the balance (and the notification state) once a batch, not once a change
     finally:
         platform.mirror.stop()
@@ -51,7 +52,7 @@ def test_sync_balance_of_a_current_mirror_answers_with_what_is_stored(platform: 
     assert platform.mirror.publish("s") == stored == platform.realtime.get("/balances/s")  # not a newer updatedAt
     platform.realtime.set("/balances/s", {**stored, "available": 1})  # damaged at the ledger's version: repaired
     repaired = platform.mirror.publish("s")
-    assert repaired["available"] == 10 * CREDIT and platform.realtime.get("/balances/s") == repaired
+    assert repaired["available"]["micros"] == 10 * CREDIT and platform.realtime.get("/balances/s") == repaired
 
 
 def test_the_writer_first_catches_the_mirror_up_with_the_ledger(platform: Platform) -> None:
@@ -70,8 +71,8 @@ def test_the_writer_first_catches_the_mirror_up_with_the_ledger(platform: Platfo
         assert platform.mirror.flush()
         for uid in ("behind", "gone"):
             balance, mirrored = platform.credits.balance(uid), platform.realtime.get(f"/balances/{uid}")
-            assert (mirrored["available"], mirrored["held"], mirrored["version"]) == (
+            assert (mirrored["available"]["micros"], mirrored["held"]["micros"], mirrored["version"]) == (
                 balance.available, balance.held, balance.version)
-        assert platform.realtime.get("/balances/behind")["held"] == 4 * CREDIT
+        assert platform.realtime.get("/balances/behind")["held"] == {"credits": "4", "micros": 4 * CREDIT}
     finally:
         platform.mirror.stop()

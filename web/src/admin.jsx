@@ -86,7 +86,7 @@ function LedgerPage() {
   const [consistency, setConsistency] = useState(null);
   const [check, checking, checkError] = useAction(async () => {
     const proof = await api("GET", `/ledger/consistency?from=${from}${to ? `&to=${to}` : ""}`);
-    const ok = verifyConsistency(proof.from, proof.to, fromB64(proof.from_root), fromB64(proof.to_root),
+    const ok = verifyConsistency(proof.from, proof.to, fromB64(proof.fromRoot), fromB64(proof.toRoot),
       proof.proof.map(fromB64));
     setConsistency({ ...proof, checkedHere: ok });
   });
@@ -98,7 +98,7 @@ function LedgerPage() {
       <Problem error={auditError} />
       {audit && <div class={audit.ok ? "success" : "error"} role="status" data-testid="audit">
         <strong>{audit.ok ? "The audit passed" : "The audit FAILED"}</strong>: {audit.accounts} accounts,{" "}
-        {audit.entries} entries, tree of {audit.tree_size}, last checkpoint {audit.checkpoint_size ?? "none"}.
+        {audit.entries} entries, tree of {audit.treeSize}, last checkpoint {audit.checkpointSize ?? "none"}.
         {audit.findings.length ? <ul>{audit.findings.map((f, i) => <li key={i}>[{f.severity}] {f.check}: {f.detail}</li>)}</ul> : null}
       </div>}
     </section>
@@ -149,8 +149,8 @@ function ModelsPage() {
             onClick={() => put({ model: m.id, enabled: !m.enabled })}>{m.enabled ? "Disable" : "Enable"}</button></td>
           <td>{h ? `${h.state}, ${Math.round(h.errorRate * 100)} % errors${h.p50Ms != null ? `, p50 ${h.p50Ms} ms` : ""}`
             : "not called yet"}</td>
-          <td>{m.input_per_million.credits} / {m.output_per_million.credits} cr</td>
-          <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { input_per_million: prices[m.id] } }); }}>
+          <td>{m.inputPerMillion.credits} / {m.outputPerMillion.credits} cr</td>
+          <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { inputPerMillion: prices[m.id] } }); }}>
             <label for={`price-${m.id}`} class="visually-hidden">New input price of {m.id}</label>
             <input id={`price-${m.id}`} required inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" size="8"
               value={prices[m.id] || ""} onInput={(e) => setPrices({ ...prices, [m.id]: e.target.value })} />{" "}

@@ -126,11 +126,11 @@ export async function verifyEntry(entryId) {
   await check(checks, "inclusion", "the entry is in the tree (RFC 6962 inclusion proof)", () => {
     if (!checkpoint) return { ok: false, detail: "no verified checkpoint to check it against" };
     if (!hashOk && !/^[0-9a-f]{64}$/.test(entry.hash)) return { ok: false, detail: "the entry hash is malformed" };
-    const proof = report.inclusion_proof.map(fromBase64);
-    const ok = verifyInclusion(leafHash(fromHex(entry.hash)), report.leaf_index, checkpoint.size, proof,
+    const proof = report.inclusionProof.map(fromBase64);
+    const ok = verifyInclusion(leafHash(fromHex(entry.hash)), report.leafIndex, checkpoint.size, proof,
       checkpoint.root);
-    return ok ? { ok: true, detail: `leaf ${report.leaf_index} of ${checkpoint.size}, ${proof.length} hashes` } :
-      { ok: false, detail: `the proof does not make it leaf ${report.leaf_index} of the tree of ${checkpoint.size}` };
+    return ok ? { ok: true, detail: `leaf ${report.leafIndex} of ${checkpoint.size}, ${proof.length} hashes` } :
+      { ok: false, detail: `the proof does not make it leaf ${report.leafIndex} of the tree of ${checkpoint.size}` };
   });
   await check(checks, "latest", "that tree is consistent with the latest signed checkpoint", async () => {
     if (!checkpoint) return { ok: false, detail: "no verified checkpoint to start from" };

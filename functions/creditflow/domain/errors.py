@@ -10,7 +10,7 @@ class LedgerError(Exception):
 
     code: ClassVar[str] = "ledger-error"
     title: ClassVar[str] = "Ledger error"
-    status: ClassVar[int] = 400
+    amounts: ClassVar[frozenset[str]] = frozenset()  # the context members that are micro-credit amounts
 
     def __init__(self, detail: str, **context: Any) -> None:
         super().__init__(detail)
@@ -39,55 +39,47 @@ class InvalidAccount(LedgerError):
 class UnsupportedUid(LedgerError):
     code = "unsupported-user-id"
     title = "User id not supported"
-    status = 403
 
 
 class UnknownAccount(LedgerError):
     code = "unknown-account"
     title = "Unknown account"
-    status = 404
 
 
 class AccountExists(LedgerError):
     code = "account-exists"
     title = "Account already exists"
-    status = 409
 
 
 class AccountClosed(LedgerError):
     code = "account-closed"
     title = "Account closed"
-    status = 409
 
 
 class InsufficientFunds(LedgerError):
     code = "insufficient-funds"
     title = "Insufficient credits"
-    status = 402
+    amounts = frozenset({"required", "available", "shortfall"})
 
 
 class UnknownHold(LedgerError):
     code = "unknown-hold"
     title = "Unknown reservation"
-    status = 404
 
 
 class HoldExpired(LedgerError):
     code = "hold-expired"
     title = "Reservation expired"
-    status = 409
 
 
-class HoldAlreadyPosted(LedgerError):
-    code = "hold-already-posted"
+class HoldAlreadySettled(LedgerError):
+    code = "hold-already-settled"
     title = "Reservation already settled"
-    status = 409
 
 
-class HoldAlreadyVoided(LedgerError):
-    code = "hold-already-voided"
+class HoldAlreadyReleased(LedgerError):
+    code = "hold-already-released"
     title = "Reservation already released"
-    status = 409
 
 
 class HoldInUse(LedgerError):
@@ -96,13 +88,11 @@ class HoldInUse(LedgerError):
 
     code = "hold-in-use"
     title = "Reservation in use by the platform"
-    status = 409
 
 
-class PostExceedsHold(LedgerError):
-    code = "post-exceeds-hold"
+class SettleExceedsHold(LedgerError):
+    code = "settle-exceeds-hold"
     title = "Settlement exceeds reservation"
-    status = 409
 
 
 class InvalidIdempotencyKey(LedgerError):
@@ -113,7 +103,6 @@ class InvalidIdempotencyKey(LedgerError):
 class IdempotencyConflict(LedgerError):
     code = "idempotency-conflict"
     title = "Idempotency key reused with a different request"
-    status = 409
 
 
 class InvalidGrant(LedgerError):
@@ -129,43 +118,36 @@ class InvalidCursor(LedgerError):
 class UnknownEntry(LedgerError):
     code = "unknown-entry"
     title = "Unknown ledger entry"
-    status = 404
 
 
 class UnknownLot(LedgerError):
     code = "unknown-lot"
     title = "Unknown lot"
-    status = 404
 
 
 class UnknownKey(LedgerError):
     code = "unknown-key"
     title = "Unknown API key"
-    status = 404
 
 
 class UnknownConversation(LedgerError):
     code = "unknown-conversation"
     title = "Unknown conversation"
-    status = 404
 
 
 class UnknownCheckpoint(LedgerError):
     code = "unknown-checkpoint"
     title = "No checkpoint of that size"
-    status = 404
 
 
 class TooManyKeys(LedgerError):
     code = "too-many-keys"
     title = "Too many active API keys"
-    status = 409
 
 
 class InconsistentTree(LedgerError):
     code = "inconsistent-tree"
     title = "Ledger tree is inconsistent with its last checkpoint"
-    status = 500
 
 
 class StoreConflict(Exception):
@@ -180,31 +162,26 @@ class InvalidQuery(LedgerError):
 class InvalidToken(LedgerError):
     code = "invalid-token"
     title = "Invalid or expired credentials"
-    status = 401
 
 
 class Forbidden(LedgerError):
     code = "forbidden"
     title = "Forbidden"
-    status = 403
 
 
 class WelcomeRefused(LedgerError):
     code = "welcome-bonus-refused"
     title = "Welcome bonus refused"
-    status = 409
 
 
 class RateLimited(LedgerError):
     code = "rate-limited"
     title = "Too many requests"
-    status = 429
 
 
 class ServerBusy(LedgerError):
     code = "server-busy"
     title = "The server is busy"
-    status = 503
 
 
 class Contended(ServerBusy):
@@ -223,7 +200,6 @@ class Contended(ServerBusy):
 class ProviderUnavailable(LedgerError):
     code = "provider-unavailable"
     title = "The model provider failed"
-    status = 502
 
 
 class ProviderRejected(LedgerError):
@@ -232,31 +208,27 @@ class ProviderRejected(LedgerError):
 
     code = "provider-rejected-request"
     title = "The model provider rejected the request"
-    status = 400
 
 
 class AlreadyAnswered(LedgerError):
     code = "already-answered"
     title = "This request was already answered"
-    status = 409
 
 
 class RequestInProgress(LedgerError):
     code = "request-in-progress"
     title = "This request is still running"
-    status = 409
 
 
 class OverRequestLimit(LedgerError):
     code = "over-request-limit"
     title = "Above your per-request limit"
-    status = 409
+    amounts = frozenset({"estimate", "limit"})
 
 
 class KeyLimitReached(LedgerError):
     code = "key-limit-reached"
     title = "This API key has spent its credit limit"
-    status = 402
 
 
 class BudgetExhausted(LedgerError):
@@ -265,4 +237,4 @@ class BudgetExhausted(LedgerError):
 
     code = "budget-exhausted"
     title = "The task has used the credits it was allowed"
-    status = 402
+    amounts = frozenset({"needed", "spent", "limit"})

@@ -28,7 +28,7 @@ MAX_ANSWER_BYTES = 10_000
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # push ids (20 characters of -0-9A-Z_a-z) and the like
 _FIELDS = frozenset({"kind", "input", "model", "maxCredits", "priority", "conversationId", "createdAt", "cancel",
                      "answer"})
-POSTED, VOIDED = "posted", "voided"  # a task's financial outcome: its hold charged (in full or part), or freed
+SETTLED, RELEASED = "settled", "released"  # a task's financial outcome: its hold charged (in full or part), or freed
 
 
 class InvalidTask(LedgerError):
@@ -39,13 +39,11 @@ class InvalidTask(LedgerError):
 class UnknownTask(LedgerError):
     code = "unknown-task"
     title = "No such task"
-    status = 404
 
 
 class TaskConflict(LedgerError):
     code = "task-conflict"
     title = "The task is not in a state that allows this"
-    status = 409
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,7 @@ class Task:
     hold: str | None = None  # the task's hold now (captures replace it with the rest)
     reserved: int = 0
     charged: int = 0
-    outcome: str | None = None  # posted | voided, once terminal
+    outcome: str | None = None  # settled | released, once terminal
     progress: float = 0.0  # 0-1, for the bar; not money
     message: str = ""
     error: dict[str, Any] | None = None
@@ -248,9 +246,10 @@ def require_answer(answer: object) -> object:
 
 
 def problem_of(error: LedgerError) -> dict[str, Any]:
-    """A refusal as the problem document stored on a failed task (RFC 9457 members, no URLs to resolve)."""
+    """A refusal as the problem document stored on a failed task (RFC 9457 members, no URLs to resolve; no
+    `status` either, as no HTTP response carries it: clients tell refusals apart by `type`)."""
     extra = {k: v for k, v in error.context.items() if isinstance(v, str | int | bool)}
-    return {"type": error.code, "title": error.title, "status": error.status, "detail": error.detail, **extra}
+    return {"type": error.code, "title": error.title, "detail": error.detail, **extra}
 
 
 def task_record(task: Task) -> dict[str, Any]:

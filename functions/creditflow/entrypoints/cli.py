@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from ..config import LocalDefaults
 from ..domain.errors import LedgerError
-from ..domain.money import format_credits, parse_credits
+from ..domain.money import parse_credits
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
 DEFAULTS = LocalDefaults.from_env()
 
 
-def _print(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+def _print(data: BaseModel | dict[str, Any]) -> None:
+    """JSON as the API writes it: camelCase, amounts as {credits, micros} (the API's response models)."""
+    print(data.model_dump_json(indent=2) if isinstance(data, BaseModel) else json.dumps(data, indent=2))
 
 
 def _existing_data(args: argparse.Namespace) -> Path:
@@ -59,7 +62,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     integrity = platform.integrity
     if args.entry:
         result = integrity.verify_entry(args.entry)
-        _print(result)
+        from .http.schemas import VerificationOut
+
+        _print(VerificationOut.model_validate(result))
         return 0 if result["ok"] else 1
     findings = integrity.validate_chains(signatures=not args.no_signatures)
     if args.checkpoint:
@@ -71,7 +76,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     report = _platform(args).integrity.audit(args.user, signatures=not args.no_signatures)
     if args.json:
-        _print(report.to_dict())
+        from .http.views import audit_out
+
+        _print(audit_out(report.to_dict()))
         return 0 if report.ok else 1
     print(f"audit of {report.scope}: {report.accounts} accounts, {report.entries} entries, "
           f"tree size {report.tree_size}, latest checkpoint {report.checkpoint_size}")
@@ -100,7 +107,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_consistency(args: argparse.Namespace) -> int:
     result = _platform(args).integrity.consistency(args.old, args.new)
-    _print(result)
+    from .http.schemas import ConsistencyOut
+
+    _print(ConsistencyOut.model_validate(result))
     return 0 if result["consistent"] else 1
 
 
@@ -171,18 +180,19 @@ def tcp_port(text: str) -> int:
 
 
 def cmd_users_grant(args: argparse.Namespace) -> int:
-    result = _platform(args).credits.grant(args.uid, parse_credits(args.credits), source=args.source,
-                                           lot_kind=args.kind, key=args.key, expires_at=args.expires,
-                                           reference=args.reference)
-    _print(result)
+    from .http.views import grant_out
+
+    credits, amount = _platform(args).credits, parse_credits(args.credits)
+    result = credits.grant(args.uid, amount, source=args.source, lot_kind=args.kind, key=args.key,
+                           expires_at=args.expires, reference=args.reference)
+    _print(grant_out(credits.open_account(args.uid).id, amount, result))
     return 0
 
 
 def cmd_users_balance(args: argparse.Namespace) -> int:
-    balance = _platform(args).credits.balance(args.uid)
-    _print({"account": balance.account, "available": format_credits(balance.available),
-            "held": format_credits(balance.held), "available_micros": balance.available,
-            "held_micros": balance.held, "lots": [lot.__dict__ for lot in balance.lots]})
+    from .http.views import balance_out
+
+    _print(balance_out(_platform(args).credits.balance(args.uid)))
     return 0
 
 

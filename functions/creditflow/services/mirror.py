@@ -168,7 +168,8 @@ class BalanceMirror:
 
     def _write_balance(self, uid: str, available: int, held: int, version: int) -> tuple[dict[str, Any], bool]:
         """The mirror document, and whether it was written (not when the stored one is as new or newer)."""
-        mirror = {"available": available, "held": held, "version": version, "updatedAt": iso(self.clock.now())}
+        mirror = {"available": money(available), "held": money(held), "version": version,
+                  "updatedAt": iso(self.clock.now())}
         return mirror, self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
 
     def _state(self, uid: str) -> dict[str, Any]:

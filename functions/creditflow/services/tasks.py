@@ -15,7 +15,7 @@ from typing import Any
 
 from ..domain.agents import approves
 from ..domain.errors import (
-    HoldAlreadyVoided,
+    HoldAlreadyReleased,
     HoldExpired,
     LedgerError,
     ProviderUnavailable,
@@ -28,11 +28,11 @@ from ..domain.tasks import (
     CANCELLED,
     EXPIRED,
     FAILED,
-    POSTED,
+    RELEASED,
     REQUESTED,
     RUNNING,
+    SETTLED,
     SUCCEEDED,
-    VOIDED,
     WAITING,
     InvalidTask,
     Task,
@@ -333,7 +333,7 @@ class Tasks:
         hold = self._current_hold(task)
         if hold is None:
             raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
-        remaining = self.credits.hold(task.uid, hold).amount
+        remaining = self.credits.find_hold(task.uid, hold).amount
         deadline = parse_iso(task.deadline) if task.deadline else self.clock.now()
         raised = self.credits.extend(task.uid, hold, key=f"task:{task.id}:raise:{n}",
                                      amount=remaining + asked - task.reserved,
@@ -391,9 +391,9 @@ class Tasks:
         whatever state it is: the task may have recorded an earlier one (a crash between a capture and its save)."""
         if task.hold is None:
             return None
-        hold = self.credits.hold(task.uid, task.hold)
+        hold = self.credits.find_hold(task.uid, task.hold)
         while hold.replaced_by is not None:
-            hold = self.credits.hold(task.uid, hold.replaced_by)
+            hold = self.credits.find_hold(task.uid, hold.replaced_by)
         return hold
 
     def _current_hold(self, task: Task) -> str | None:
@@ -402,7 +402,7 @@ class Tasks:
         return end.id if end is not None and end.status == PENDING else None
 
     def _held(self, task: Task) -> int:
-        return self.credits.hold(task.uid, task.hold).amount if task.hold else 0
+        return self.credits.find_hold(task.uid, task.hold).amount if task.hold else 0
 
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
@@ -441,14 +441,14 @@ class Tasks:
         end = self._lineage_end(task)
         left = 0  # what of the lineage's last hold goes back to the user
         if end is not None:
-            left = end.amount - end.posted if end.status != PENDING else end.amount
+            left = end.amount - end.settled if end.status != PENDING else end.amount
             if end.status == PENDING:
                 try:
                     left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close")["released"]
-                except (HoldAlreadyVoided, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
+                except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
                     left = end.amount
         charged = task.reserved - left if end is not None else 0  # what the lineage's captures took
-        outcome = (POSTED if charged else VOIDED) if task.reserved else None
+        outcome = (SETTLED if charged else RELEASED) if task.reserved else None
         for _ in range(SAVE_TRIES):
             if task.terminal:
                 return task

@@ -76,7 +76,7 @@ export function BalancePage({ session }) {
             <th scope="col" class="num">Held</th><th scope="col">Expires</th></tr></thead>
           <tbody>{balance.lots.map((lot) => <tr key={lot.id}><td>{lot.kind}</td>
             <td class="num">{credits(lot.available)}</td><td class="num">{credits(lot.held)}</td>
-            <td>{lot.expires_at ? when(lot.expires_at) : "never"}</td></tr>)}</tbody>
+            <td>{lot.expiresAt ? when(lot.expiresAt) : "never"}</td></tr>)}</tbody>
         </table></div>}
     </section>
     <section class="card" aria-labelledby="notes-title">

@@ -2,9 +2,8 @@
 // shown before sending; each reply shows its charge and what conversation memory did.
 import { useEffect, useState } from "preact/hooks";
 import { api, newKey, postStream } from "../api.js";
-import { Empty, Loading, Problem, useLoad } from "../ui.jsx";
+import { credits, Empty, Loading, Problem, useLoad } from "../ui.jsx";
 
-export const fromMicros = (micros) => `${(Number(micros || 0) / 1e6).toFixed(6).replace(/\.?0+$/, "")} cr`;
 
 export function ModelPicker({ id, value, onChange, capability = "chat" }) {
   const models = useLoad(() => api("GET", "/models"));
@@ -18,8 +17,8 @@ export function ModelPicker({ id, value, onChange, capability = "chat" }) {
       <option value="">auto: the cheapest healthy model</option>
       {offered.map((m) => <option key={m.id} value={m.id}>{m.label || m.id}{m.demo ? " (demo)" : ""}</option>)}
     </select>
-    <p class="muted" data-testid="price">{chosen ? <>Price: {chosen.input_per_million.credits} cr per million
-      input tokens, {chosen.output_per_million.credits} cr per million output tokens
+    <p class="muted" data-testid="price">{chosen ? <>Price: {chosen.inputPerMillion.credits} cr per million
+      input tokens, {chosen.outputPerMillion.credits} cr per million output tokens
       {chosen.demo ? ". A demo model: offline, answers are not real" : ""}.</>
       : "auto picks the cheapest healthy model that can read the request; its price shows on the reply."}</p>
   </div>;
@@ -117,7 +116,7 @@ export function ChatPage() {
           <div key={i} class={`msg ${m.role}`}><strong>{m.role === "user" ? "You" : "Assistant"}:</strong> {m.text}
             {m.streaming && <span class="muted"> (streaming…)</span>}
             {m.failed && <span> (failed: see the error)</span>}
-            {m.done && <div class="muted" data-testid="charge">Charged {fromMicros(m.done.charged)}
+            {m.done && <div class="muted" data-testid="charge">Charged {credits(m.done.charged)}
               {m.done.model ? ` by ${m.done.model}` : ""}{m.done.demo ? " (demo model)" : ""}
               {m.done.broken ? "; the stream broke: charged on an estimate" : ""}
               {m.done.memory ? `; memory: ${m.done.memory.buffered} buffered, ${m.done.memory.summarised} summarised, ` +

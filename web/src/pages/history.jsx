@@ -68,8 +68,8 @@ export function HistoryPage() {
     <div class="row">
       <button type="button" class="secondary" disabled={cursors.length < 2}
         onClick={() => setCursors(cursors.slice(0, -1))}>Newer entries</button>
-      <button type="button" class="secondary" disabled={!page.data?.next_cursor}
-        onClick={() => setCursors([...cursors, page.data.next_cursor])}>Older entries</button>
+      <button type="button" class="secondary" disabled={!page.data?.nextCursor}
+        onClick={() => setCursors([...cursors, page.data.nextCursor])}>Older entries</button>
     </div>
   </>;
 }

@@ -48,8 +48,8 @@ export function KeysPage() {
             <th scope="col" class="num">Limit</th><th scope="col">Created</th><th scope="col">Status</th></tr></thead>
           <tbody>{keys.data.keys.map((k) => <tr key={k.id} data-testid="key-row"><td>{k.name}</td>
             <td><code>{k.prefix}</code></td><td class="num">{credits(k.spent)}</td>
-            <td class="num">{k.limit ? credits(k.limit) : "none"}</td><td>{when(k.created_at)}</td>
-            <td>{k.revoked_at ? `revoked ${when(k.revoked_at)}` : <button type="button" class="secondary"
+            <td class="num">{k.limit ? credits(k.limit) : "none"}</td><td>{when(k.createdAt)}</td>
+            <td>{k.revokedAt ? `revoked ${when(k.revokedAt)}` : <button type="button" class="secondary"
               disabled={revoking} aria-label={`Revoke key ${k.name}`} onClick={() => revoke(k.id)}>Revoke</button>}
             </td></tr>)}</tbody></table></div>}
     </section>

@@ -52,7 +52,7 @@ export function TaskCard({ task, uid, pieces, onChanged }) {
     <progress id={`p-${task.id}`} max="100" value={percent}>{percent} %</progress>
     <p>Estimate {credits(task.estimate)}, held {credits(task.reserved)}, charged{" "}
       <strong data-testid="task-charged">{credits(task.charged)}</strong>
-      {task.outcome ? ` (${task.outcome === "posted" ? "charged" : "hold freed"})` : ""}</p>
+      {task.outcome ? ` (${task.outcome === "settled" ? "charged" : "hold freed"})` : ""}</p>
     {said && <div class="msg" aria-label="Live output" data-testid="task-output">{said}</div>}
     {final && final.charged != null && <p class="muted">Stream finished.</p>}
     {task.error && <div class="error">Failed: {task.error.detail || task.error.title}</div>}

@@ -3,6 +3,7 @@ and the OpenAPI 3.1 document generated from the same models."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import threading
@@ -13,15 +14,19 @@ from typing import Any, Literal
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
+from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.errors import Contended, InvalidToken, LedgerError, RateLimited, StoreConflict
-from ...domain.idempotency import MAX_KEY
+from ...domain.errors import Contended, InvalidIdempotencyKey, InvalidToken, LedgerError, RateLimited, StoreConflict
+from ...domain.idempotency import MAX_KEY, require_key
+from ...domain.money import format_credits
 from ...ports import TokenVerifier
 from .json_body import MAX_BODY, InvalidBody, parse
 from .schemas import PATTERN_MEANINGS
+from .statuses import status_of
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -38,6 +43,17 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
     response.status_code = status
     response.mimetype = PROBLEM
     return response
+
+
+def problem_members(error: LedgerError) -> dict[str, Any]:
+    """What a refusal knows, as problem members: camelCase names, micro-credit amounts as {credits, micros}."""
+    members: dict[str, Any] = {}
+    for name, value in error.context.items():
+        if name in error.amounts and isinstance(value, int):
+            members[to_camel(name)] = {"credits": format_credits(value), "micros": value}
+        elif isinstance(value, str | int | bool) or value is None:
+            members[to_camel(name)] = value
+    return members
 
 
 class RateLimiter:
@@ -102,12 +118,36 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"]
 
 
+@dataclass(frozen=True)
+class Configured:
+    """A route option made from the platform when the routes are included (e.g. a body whose schema says the
+    configured MAX_RESERVATION_AMOUNT)."""
+
+    make: Callable[[Platform], Any]
+
+
+class Routes:
+    """A resource's routes, declared at module level with `route` (Api.route's arguments) and registered by
+    `Api.include`: each handler stays a plain function a reader (and a test) can call."""
+
+    def __init__(self) -> None:
+        self.declared: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+    def route(self, method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def declare(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self.declared.append((method, path, options, handler))
+            return handler
+
+        return declare
+
+
 class Api:
     def __init__(self, app: Flask, tokens: TokenVerifier, limiter: RateLimiter, title: str, version: str,
-                 problem_extra: Callable[[LedgerError], dict[str, Any]] | None = None,
+                 platform: Platform, problem_extra: Callable[[LedgerError], dict[str, Any]] | None = None,
                  missing_token: str = "send Authorization: Bearer <Firebase ID token>") -> None:
         self.app = app
         self.missing_token = missing_token  # the 401's detail for a request without a token: how to get one
+        self.platform = platform  # what handlers that name a `platform` parameter get
         self.problem_extra = problem_extra  # more members for a refusal's problem (e.g. how to pay)
         self.tokens = tokens
         self.limiter = limiter
@@ -122,10 +162,10 @@ class Api:
 
         @app.errorhandler(LedgerError)
         def ledger_error(error: LedgerError) -> Response:
-            extra = {k: v for k, v in error.context.items() if isinstance(v, str | int | bool) or v is None}
+            extra = problem_members(error)
             if self.problem_extra is not None:
                 extra.update(self.problem_extra(error))
-            response = problem(error.status, error.code, error.title, error.detail, **extra)
+            response = problem(status_of(error), error.code, error.title, error.detail, **extra)
             if "retry_after" in error.context:  # RateLimited, ServerBusy
                 response.headers["Retry-After"] = str(error.context["retry_after"])
             if isinstance(error, InvalidToken):
@@ -180,24 +220,42 @@ class Api:
         self.limiter.take(caller.uid)
         return caller
 
+    def include(self, routes: Routes) -> None:
+        """Register a resource module's routes."""
+        for method, path, options, handler in routes.declared:
+            made = {name: value.make(self.platform) if isinstance(value, Configured) else value
+                    for name, value in options.items()}
+            self.route(method, path, **made)(handler)
+
     def route(self, method: str, path: str, *, summary: str, auth: Auth = "user", body: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
               errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY,
-              key_pattern: str = KEY_PATTERN, converters: dict[str, str] | None = None
-              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """`converters` names a Flask converter for a path parameter (so that a route such as /images/{imageId}
-        does not also match /images/quote)."""
+              key_pattern: str = KEY_PATTERN, key_rule: Callable[[str], str] | None = None,
+              converters: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A handler gets what its parameters name: `caller`, `body`, `query`, `platform`, the path's parameters,
+        and `key`, the Idempotency-Key read and checked here (by `key_rule`, else the ledger's rule within
+        `longest_key`; None when the header is optional and absent). `converters` names a Flask converter for a path
+        parameter (so that a route such as /images/{imageId} does not also match /images/quote)."""
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
                               list(errors), also, longest_key, key_pattern)
         self.operations.append(operation)
 
+        def check(sent: str) -> str:
+            return require_key(sent, longest=longest_key, named="Idempotency-Key")
+
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            wants = set(inspect.signature(handler).parameters)
+
             def view(**params: Any) -> Any:
                 arguments: dict[str, Any] = dict(params)
                 caller = self.caller(auth)
                 if caller is not None:
                     arguments["caller"] = caller
+                if "key" in wants:
+                    arguments["key"] = self._key(idempotent_header, key_rule or check)
+                if "platform" in wants:
+                    arguments["platform"] = self.platform
                 if body is not None:
                     arguments["body"] = self._body(body)
                 if query is not None:
@@ -216,6 +274,16 @@ class Api:
             return handler
 
         return register
+
+    @staticmethod
+    def _key(required: bool | Literal["optional"], rule: Callable[[str], str]) -> str | None:
+        sent = request.headers.get("Idempotency-Key")
+        if sent is None:
+            if required is True:
+                raise InvalidIdempotencyKey("this request changes something: send an Idempotency-Key header (any "
+                                            "unique string; a retry sends the same one)")
+            return None
+        return rule(sent)
 
     @staticmethod
     def _query(model: type[BaseModel]) -> BaseModel:

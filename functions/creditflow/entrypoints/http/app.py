@@ -9,15 +9,24 @@ from flask import Flask, Response, jsonify, request, send_file
 
 from ... import __version__
 from ...bootstrap import Platform
+from . import (
+    admin_routes,
+    chat_routes,
+    conversation_routes,
+    credit_routes,
+    key_routes,
+    ledger_routes,
+    me_routes,
+    model_routes,
+)
 from .api import CALLER, Api, RateLimiter
-from .conversation_routes import register_conversations
 from .gateway import create_gateway
 from .image_routes import register_images, register_media
 from .payment_routes import register_payments
 from .realtime import register_realtime
-from .routes import payment_options, register
 from .slots import Slots, count_calls
 from .task_routes import register_tasks
+from .views import payment_options
 from .web_routes import register_web
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
@@ -40,11 +49,12 @@ def create_app(platform: Platform) -> Flask:
          max_age=600,
          expose_headers=["x-creditflow-charged-micros", "Retry-After", "x-should-retry", "WWW-Authenticate", "ETag"])
     api = Api(app, platform.tokens, _CallerNoted(platform.settings.rate_limit_per_minute), "Creditflow",
-              __version__, problem_extra=lambda error: payment_options(platform, error),
+              __version__, platform, problem_extra=lambda error: payment_options(platform, error),
               missing_token=f"send Authorization: Bearer <dev token>; get one with: {how_to_get}" if how_to_get
               else "send Authorization: Bearer <Firebase ID token>")
-    register(api, platform)
-    register_conversations(api, platform)
+    for resource in (me_routes, credit_routes, ledger_routes, chat_routes, conversation_routes, key_routes,
+                     model_routes, admin_routes):
+        api.include(resource.routes)
     register_tasks(api, platform)
     register_payments(api, app, platform)
     register_images(api, platform)

@@ -38,6 +38,7 @@ from ...services.chat import capability_of
 from .api import RateLimiter
 from .json_body import InvalidBody, parse
 from .slots import take_call_slot
+from .statuses import status_of, status_of_code
 
 log = logging.getLogger(__name__)
 AUTO = {"id": "auto", "object": "model", "created": 0, "owned_by": "creditflow",
@@ -82,11 +83,12 @@ def _translate(error: LedgerError) -> GatewayError:
     if isinstance(error, ServerBusy):  # OpenAI's SDKs retry a 503 after Retry-After
         return GatewayError(503, error.detail, "api_error", "server_busy")
     param = error.context.get("param")
-    if error.status == 422:  # not within the model's limits: OpenAI says 400
+    status = status_of(error)
+    if status == 422:  # not within the model's limits: OpenAI says 400
         return GatewayError(400, error.detail, "invalid_request_error", error.code,
                             param if isinstance(param, str) else None)
-    return GatewayError(error.status if error.status < 500 else 500, error.detail,
-                        "invalid_request_error" if error.status < 500 else "api_error", error.code,
+    return GatewayError(status if status < 500 else 500, error.detail,
+                        "invalid_request_error" if status < 500 else "api_error", error.code,
                         param if isinstance(param, str) else None)
 
 
@@ -370,7 +372,8 @@ def _image_request(body: dict[str, Any], images: Any) -> TaskRequest:
 
 def _task_error(error: dict[str, Any]) -> GatewayError:
     """A failed image task's problem, in OpenAI's words."""
-    status, kind, detail = int(error.get("status") or 500), str(error.get("type", "")), str(error.get("detail", ""))
+    kind, detail = str(error.get("type", "")), str(error.get("detail", ""))
+    status = int(error.get("status") or status_of_code(kind))
     if kind == "provider-rejected-request":
         return GatewayError(400, detail, "invalid_request_error", error.get("upstream_code"), error.get("param"))
     if kind == "provider-unavailable" or status >= 500:

@@ -13,13 +13,12 @@ from werkzeug.routing import BaseConverter
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.errors import InvalidIdempotencyKey
 from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
 from ...domain.tasks import parse_request, require_task_id
 from ...services.images import ImageGeneration
 from . import task_schemas as t
 from .api import Api, problem
-from .schemas import WHOLE, Money, Strict
+from .schemas import WHOLE, Money, Out, Strict
 from .task_routes import task_out
 
 V1 = "/api/v1"
@@ -56,7 +55,7 @@ class ImageQuoteQuery(BaseModel):
     quality: Literal["standard", "hd"] | None = None
 
 
-class ImageQuoteOut(BaseModel):
+class ImageQuoteOut(Out):
     model: str
     size: str
     width: int
@@ -75,7 +74,7 @@ class ImagesQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=120, description="nextCursor of a page")
 
 
-class ImageOut(BaseModel):
+class ImageOut(Out):
     id: str = Field(description="taskId.index")
     taskId: str
     model: str | None
@@ -95,12 +94,12 @@ class ImageOut(BaseModel):
     urlsExpireAt: str
 
 
-class ImagesOut(BaseModel):
+class ImagesOut(Out):
     images: list[ImageOut]
     nextCursor: str | None
 
 
-class ImagesDeletedOut(BaseModel):
+class ImagesDeletedOut(Out):
     deleted: list[str]
     objects: int = Field(description="originals and thumbnails removed; the ledger entry that charged them stays")
 
@@ -147,12 +146,9 @@ def register_images(api: Api, platform: Platform) -> None:
     @api.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
                "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
                "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
-               longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    def create_images(caller: Caller, body: ImageIn) -> t.TaskOut:
-        task_id = request.headers.get("Idempotency-Key")
-        if task_id is None:
-            raise InvalidIdempotencyKey("send the task id as the Idempotency-Key header")
-        require_task_id(task_id)
+               longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
+    def create_images(caller: Caller, body: ImageIn, key: str) -> t.TaskOut:
+        task_id = key
         known = platform.tasks.store.get(caller.uid, task_id)
         if known is not None:
             return task_out(known)

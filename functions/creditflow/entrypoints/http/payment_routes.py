@@ -8,21 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.idempotency import MAX_REQUEST_KEY, require_request_key
+from ...domain.idempotency import MAX_REQUEST_KEY
 from ...domain.payments import Pack, Payment, PaymentTotals, totals
 from . import schemas as s
 from .api import Api
-from .routes import idempotency_key
 
 V1 = "/api/v1"
 
 
-class PriceOut(BaseModel):
+class PriceOut(s.Out):
     amount: int = Field(description="minor units of the currency (cents)", examples=[500])
     currency: str = Field(examples=["usd"])
 
 
-class PackOut(BaseModel):
+class PackOut(s.Out):
     id: str
     credits: s.Money
     price: PriceOut
@@ -33,7 +32,7 @@ class PackOut(BaseModel):
                                                                                 currency=pack.currency))
 
 
-class PacksOut(BaseModel):
+class PacksOut(s.Out):
     packs: list[PackOut]
     methods: list[str] = Field(description="how a pack can be paid for")
 
@@ -43,13 +42,13 @@ class CheckoutIn(BaseModel):
     pack: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["credits-100"])
 
 
-class CheckoutOut(BaseModel):
+class CheckoutOut(s.Out):
     id: str = Field(description="the Checkout Session's id")
     url: str = Field(description="where to send the user to pay")
     pack: PackOut
 
 
-class PaymentOut(BaseModel):
+class PaymentOut(s.Out):
     id: str
     provider: str
     pack: str
@@ -71,11 +70,11 @@ class PaymentOut(BaseModel):
                    createdAt=p.created_at)
 
 
-class PaymentsOut(BaseModel):
+class PaymentsOut(s.Out):
     payments: list[PaymentOut]
 
 
-class TotalsOut(BaseModel):
+class TotalsOut(s.Out):
     currency: str
     payments: int
     gross: int = Field(description="minor units received")
@@ -89,7 +88,7 @@ class TotalsOut(BaseModel):
                    disputed=s.Money.of(t.disputed), writtenOff=s.Money.of(t.written_off))
 
 
-class AdminPaymentsOut(BaseModel):
+class AdminPaymentsOut(s.Out):
     payments: list[PaymentOut]
     totals: list[TotalsOut]
 
@@ -106,8 +105,8 @@ def register_payments(api: Api, app: Flask, platform: Platform) -> None:
     @api.route("POST", f"{V1}/payments/stripe/checkout", summary="A Stripe Checkout page for one pack (503 until "
                "Stripe is configured)", body=CheckoutIn, response=CheckoutOut, idempotent_header=True,
                errors=(404, 502, 503), longest_key=MAX_REQUEST_KEY)
-    def stripe_checkout(caller: Caller, body: CheckoutIn) -> CheckoutOut:
-        page = payments.checkout(caller.uid, body.pack, require_request_key(idempotency_key()))
+    def stripe_checkout(caller: Caller, body: CheckoutIn, key: str) -> CheckoutOut:
+        page = payments.checkout(caller.uid, body.pack, key)
         return CheckoutOut(id=page.id, url=page.url, pack=PackOut.of(page.pack))
 
     @api.route("GET", f"{V1}/payments", summary="The caller's payments, newest first", response=PaymentsOut)

@@ -5,15 +5,25 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from ...domain.money import format_credits, parse_credits
 
 
 class Strict(BaseModel):
-    """Requests refuse fields they do not know and values of the wrong type."""
+    """Requests refuse fields they do not know and values of the wrong type; their fields are camelCase on the wire
+    (`context_window` is read from `contextWindow`, and only so)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, validate_by_name=False,
+                              validate_by_alias=True)
+
+
+class Out(BaseModel):
+    """Responses: built in Python by field name, written camelCase on the wire (`created_at` is `createdAt`)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
 
 
 EXACT_FLOATS = 2**53  # every whole number up to this is exactly a JSON number with a fraction or exponent
@@ -32,7 +42,7 @@ def _whole(value: object) -> object:
 WHOLE = BeforeValidator(_whole)  # an integer in a request body, 186.0 included (booleans are not)
 
 
-class Money(BaseModel):
+class Money(Out):
     credits: str = Field(description="decimal credits, exact", examples=["12.5"])
     micros: int = Field(description="integer micro-credits (1 credit = 1,000,000)", examples=[12_500_000])
 
@@ -171,7 +181,7 @@ class AdminGrantIn(AmountIn):
     reference: str | None = Field(default=None, min_length=1, max_length=256)
 
 
-class GrantOut(BaseModel):
+class GrantOut(Out):
     account: str
     entry: str
     lot: str
@@ -196,20 +206,20 @@ class ChatIn(Strict):
                                                     "event done with the charge")
 
 
-class UsageOut(BaseModel):
+class UsageOut(Out):
     prompt_tokens: int
     completion_tokens: int
     reported_by_provider: bool
 
 
-class MemoryOut(BaseModel):
+class MemoryOut(Out):
     buffered: int = Field(description="stored messages sent verbatim")
     summarised: int = Field(description="older messages carried by the running summary")
     recalled: int = Field(description="older messages recalled by similarity")
     charged: Money = Field(description="what summaries and embeddings for this turn cost")
 
 
-class ChatOut(BaseModel):
+class ChatOut(Out):
     text: str
     model: str
     provider: str
@@ -228,11 +238,30 @@ class ChatOut(BaseModel):
     memory: MemoryOut | None = None
 
 
+class ChatDoneOut(Out):
+    """The `done` event that ends a streamed chat: the charge, as ChatOut says it (the text came in the deltas)."""
+
+    model: str
+    provider: str
+    demo: bool
+    finish_reason: str | None
+    usage: UsageOut
+    charged: Money
+    estimated: Money
+    reservationId: str
+    entry: str | None
+    shortfall: Money | None = None
+    replayed: bool
+    memory: MemoryOut | None = None
+    broken: bool = Field(description="the provider's stream broke: charged on an estimate")
+    tried: list[str] = Field(description="models that failed before this one answered")
+
+
 class ConversationIn(Strict):
     title: str = Field(default="New conversation", min_length=1, max_length=200)
 
 
-class ConversationOut(BaseModel):
+class ConversationOut(Out):
     id: str
     title: str
     created_at: str
@@ -240,12 +269,12 @@ class ConversationOut(BaseModel):
     messages: int
 
 
-class ConversationsOut(BaseModel):
+class ConversationsOut(Out):
     conversations: list[ConversationOut]
     next_cursor: str | None
 
 
-class StoredMessageOut(BaseModel):
+class StoredMessageOut(Out):
     seq: int
     role: str
     content: str
@@ -259,18 +288,18 @@ class ConversationDetailOut(ConversationOut):
     next_cursor: str | None = Field(description="the page of older messages: pass it as cursor")
 
 
-class DeletedOut(BaseModel):
+class DeletedOut(Out):
     id: str
     deleted: bool
 
 
-class ImagePriceOut(BaseModel):
+class ImagePriceOut(Out):
     size: str
     steps: int
     price: Money
 
 
-class ModelOut(BaseModel):
+class ModelOut(Out):
     id: str
     label: str
     provider: str
@@ -283,7 +312,7 @@ class ModelOut(BaseModel):
     image_prices: list[ImagePriceOut] = Field(default_factory=list, description="per image, by size and steps")
 
 
-class ModelsOut(BaseModel):
+class ModelsOut(Out):
     models: list[ModelOut]
 
 
@@ -315,7 +344,7 @@ class AdminModelOut(ModelOut):
     source: Literal["package", "override", "package+override"]
 
 
-class AdminModelsOut(BaseModel):
+class AdminModelsOut(Out):
     models: list[AdminModelOut]
 
 
@@ -328,7 +357,7 @@ class KeyIn(Strict):
     limit: str | None = Field(default=None, pattern=POSITIVE_CREDITS, description="credits this key may spend")
 
 
-class KeyOut(BaseModel):
+class KeyOut(Out):
     id: str
     name: str
     prefix: str
@@ -342,11 +371,11 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="the secret; shown this once, stored only as a hash")
 
 
-class KeysOut(BaseModel):
+class KeysOut(Out):
     keys: list[KeyOut]
 
 
-class RevokedOut(BaseModel):
+class RevokedOut(Out):
     id: str
     revoked: bool
 
@@ -357,33 +386,35 @@ class PreferencesIn(Strict):
     costSaving: bool = False
 
 
-class PreferencesOut(BaseModel):
+class PreferencesOut(Out):
     preferredModel: str | None
     maxCreditsPerRequest: Money | None
     costSaving: bool
 
 
-class Problem(BaseModel):
-    """RFC 9457; refusals add what they know (e.g. `field`, `retry_after`)."""
+class Problem(Out):
+    """RFC 9457; refusals add what they know in camelCase (e.g. `field`, `retryAfter`), amounts as {credits, micros}."""
 
     model_config = ConfigDict(extra="allow")
     type: str
     title: str
     status: int
     detail: str
-    shortfall: int | None = Field(default=None, description="insufficient funds: µc missing")
+    required: Money | None = Field(default=None, description="insufficient funds: what the request needs")
+    available: Money | None = Field(default=None, description="insufficient funds: what the balance has")
+    shortfall: Money | None = Field(default=None, description="insufficient funds: what is missing")
     packs: list[dict[str, Any]] | None = Field(default=None,
                                                description="insufficient funds: packs that cover it, and how many")
     payment_methods: list[str] | None = Field(default=None, description="insufficient funds: how to pay")
 
 
-class Health(BaseModel):
+class Health(Out):
     status: str
     runtime: str
     tree_size: int
 
 
-class Me(BaseModel):
+class Me(Out):
     uid: str
     email: str | None
     email_verified: bool
@@ -392,7 +423,7 @@ class Me(BaseModel):
     status: str
 
 
-class LotOut(BaseModel):
+class LotOut(Out):
     id: str
     kind: str
     available: Money
@@ -401,7 +432,7 @@ class LotOut(BaseModel):
     expires_at: str | None
 
 
-class BalanceOut(BaseModel):
+class BalanceOut(Out):
     account: str
     available: Money
     held: Money
@@ -411,7 +442,7 @@ class BalanceOut(BaseModel):
     lots: list[LotOut]
 
 
-class EntryOut(BaseModel):
+class EntryOut(Out):
     id: str
     seq: int
     kind: str
@@ -423,17 +454,17 @@ class EntryOut(BaseModel):
     released: Money | None = None
     reason: str | None = None
     reference: str | None = None
-    memo: dict[str, str] = {}
+    memo: dict[str, str] = Field(default_factory=dict)
     balance_after: dict[str, Money]
     hash: str
 
 
-class HistoryOut(BaseModel):
+class HistoryOut(Out):
     entries: list[EntryOut]
     next_cursor: str | None
 
 
-class ReservationOut(BaseModel):
+class ReservationOut(Out):
     reservationId: str
     entry: str
     amount: Money
@@ -444,7 +475,7 @@ class ReservationOut(BaseModel):
     replayed: bool
 
 
-class ReleaseOut(BaseModel):
+class ReleaseOut(Out):
     reservationId: str
     entry: str
     released: Money
@@ -453,7 +484,7 @@ class ReleaseOut(BaseModel):
     replayed: bool
 
 
-class WelcomeOut(BaseModel):
+class WelcomeOut(Out):
     granted: Money
     entry: str
     lot: str
@@ -461,7 +492,7 @@ class WelcomeOut(BaseModel):
     available: Money
 
 
-class LowBalanceOut(BaseModel):
+class LowBalanceOut(Out):
     status: Literal["ok", "low", "empty"]
     available: Money
     threshold: Money
@@ -469,7 +500,7 @@ class LowBalanceOut(BaseModel):
     packs: list[dict[str, Any]]
 
 
-class InsufficientOut(BaseModel):
+class InsufficientOut(Out):
     sufficient: bool
     required: Money
     available: Money
@@ -478,7 +509,7 @@ class InsufficientOut(BaseModel):
     payment_methods: list[str]
 
 
-class AnalyticsOut(BaseModel):
+class AnalyticsOut(Out):
     since: str = Field(description="the window counted: entries at or after this time …")
     until: str | None = Field(description="… and before this one (none: up to now)")
     charged: Money
@@ -491,7 +522,7 @@ class AnalyticsOut(BaseModel):
     average_charge: Money
 
 
-class VerificationOut(BaseModel):
+class VerificationOut(Out):
     ok: bool
     entry: dict[str, Any]
     previous_entry: str | None
@@ -505,32 +536,32 @@ class VerificationOut(BaseModel):
     findings: list[dict[str, str]]
 
 
-class FindingsOut(BaseModel):
+class FindingsOut(Out):
     ok: bool
     account: str
     findings: list[dict[str, str]]
 
 
-class AuditOut(BaseModel):
+class AuditOut(Out):
     ok: bool
     scope: str
     accounts: int
     entries: int
     tree_size: int
     checkpoint_size: int | None
-    totals: dict[str, int]
+    totals: dict[str, Money]
     findings: list[dict[str, str]]
     idempotency_conflicts: list[dict[str, str]]
 
 
-class MirrorOut(BaseModel):
-    available: int
-    held: int
+class MirrorOut(Out):
+    available: Money
+    held: Money
     version: int
     updatedAt: str
 
 
-class ConsistencyOut(BaseModel):
+class ConsistencyOut(Out):
     model_config = ConfigDict(populate_by_name=True)
 
     from_: int = Field(alias="from")
@@ -541,13 +572,13 @@ class ConsistencyOut(BaseModel):
     consistent: bool
 
 
-class PublicKeysOut(BaseModel):
+class PublicKeysOut(Out):
     origin: str
     active: str
     keys: list[str]
 
 
-class ShortfallOut(BaseModel):
+class ShortfallOut(Out):
     account: str
     reference: str = Field(description="what was charged for: the call's or task's lapsed reservation")
     owed: Money = Field(description="what the delivered work cost")
@@ -557,7 +588,7 @@ class ShortfallOut(BaseModel):
     at: str
 
 
-class ShortfallsOut(BaseModel):
+class ShortfallsOut(Out):
     shortfalls: list[ShortfallOut]
 
 

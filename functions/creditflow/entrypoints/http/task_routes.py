@@ -3,11 +3,8 @@ admins' dead letters."""
 
 from __future__ import annotations
 
-from flask import request
-
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.errors import InvalidIdempotencyKey
 from ...domain.outbox import DeadLetter
 from ...domain.tasks import Task, parse_request, require_task_id
 from . import task_schemas as t
@@ -33,15 +30,11 @@ def register_tasks(api: Api, platform: Platform) -> None:
                "Idempotency-Key is the request id; a retry returns the task as it is now)",
                body=t.task_in(platform.settings.max_reservation_amount),
                response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409), longest_key=64,
-               key_pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    def submit_task(caller: Caller, body: t.TaskIn) -> t.TaskOut:
-        task_id = request.headers.get("Idempotency-Key")
-        if task_id is None:
-            raise InvalidIdempotencyKey("send the request id as the Idempotency-Key header")
-        require_task_id(task_id)
+               key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
+    def submit_task(caller: Caller, body: t.TaskIn, key: str) -> t.TaskOut:
         raw = body.model_dump(exclude_none=True)  # the input object's unset fields go too
         parse_request(raw, max_reservation=platform.settings.max_reservation_amount)  # refused here: nothing kept
-        return task_out(tasks.submit(caller.uid, task_id, raw))
+        return task_out(tasks.submit(caller.uid, key, raw))
 
     @api.route("GET", f"{V1}/tasks", summary="The caller's tasks, newest first, by state and kind",
                query=t.TasksQuery, response=t.TasksOut)

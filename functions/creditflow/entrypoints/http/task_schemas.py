@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .schemas import WHOLE, Money, Strict, credits_up_to, described
+from .schemas import WHOLE, Money, Out, Strict, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 
@@ -66,7 +66,7 @@ class Progress(BaseModel):
     message: str
 
 
-class TaskOut(BaseModel):
+class TaskOut(Out):
     id: str
     kind: str
     state: Literal["requested", "accepted", "running", "waiting", "succeeded", "failed", "cancelled", "expired"]
@@ -81,7 +81,7 @@ class TaskOut(BaseModel):
     route: Literal["inline", "queued"] | None = None
     routeReason: str | None = None
     model: str | None = None
-    outcome: Literal["posted", "voided"] | None = Field(default=None, description="once terminal: its hold "
+    outcome: Literal["settled", "released"] | None = Field(default=None, description="once terminal: its hold "
                                                         "charged (in full or part), or freed")
     error: dict[str, Any] | None = Field(default=None, description="a problem document, when it failed")
     result: dict[str, Any] | None = None
@@ -89,7 +89,7 @@ class TaskOut(BaseModel):
     question: str | None = Field(default=None, description="what a waiting task asks")
 
 
-class TasksOut(BaseModel):
+class TasksOut(Out):
     tasks: list[TaskOut]
     nextCursor: str | None
 
@@ -114,7 +114,7 @@ class AnswerIn(BaseModel):
                     "at most 10 KB as JSON, which these bounds keep")
 
 
-class DeadLetterOut(BaseModel):
+class DeadLetterOut(Out):
     id: str
     uid: str
     taskId: str
@@ -125,7 +125,7 @@ class DeadLetterOut(BaseModel):
     replayedAt: str | None
 
 
-class DeadLettersOut(BaseModel):
+class DeadLettersOut(Out):
     deadLetters: list[DeadLetterOut]
 
 

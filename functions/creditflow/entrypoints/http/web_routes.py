@@ -19,6 +19,7 @@ from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, UnknownAccount
 from . import schemas as s
 from .api import Api
+from .views import balance_out, entry_out
 
 V1 = "/api/v1"
 WEB_DIST = Path(__file__).resolve().parents[4] / "web" / "dist"  # built by `make` (esbuild); Hosting serves it too
@@ -30,7 +31,7 @@ this runtime then serves here. Reload this page afterwards.</p><p>The API works 
 <a href="/api/v1/docs">/api/v1/docs</a>.</p></main></body></html>"""
 
 
-class WebConfigOut(BaseModel):
+class WebConfigOut(s.Out):
     runtime: str
     devSignIn: bool = Field(description="the local runtime's dev sign-in is offered to this caller")
     realtime: str = Field(description="the base URL of the Realtime Database REST protocol")
@@ -43,13 +44,13 @@ class DevSignInIn(BaseModel):
     uid: str = Field(min_length=1, max_length=128, description=f"a user id: {UID_RULE}")
 
 
-class DevSignInOut(BaseModel):
+class DevSignInOut(s.Out):
     uid: str
     token: str = Field(description="a dev token (an hour's), for Authorization: Bearer and ?auth=")
     expiresIn: int
 
 
-class AdminUserOut(BaseModel):
+class AdminUserOut(s.Out):
     uid: str
     account: str
     status: str
@@ -74,12 +75,12 @@ class AdminAnalyticsQuery(BaseModel):
     by: Literal["day", "category", "model"] = "day"
 
 
-class UsageGroupOut(BaseModel):
+class UsageGroupOut(s.Out):
     key: str
     charged: s.Money
 
 
-class AdminAnalyticsOut(BaseModel):
+class AdminAnalyticsOut(s.Out):
     model_config = ConfigDict(populate_by_name=True)
     from_: str = Field(alias="from")
     to: str
@@ -92,17 +93,17 @@ class AdminAnalyticsOut(BaseModel):
     series: dict[str, list[int]] = Field(description="per group: µc charged on each of `days`")
 
 
-class ModelHealthOut(BaseModel):
+class ModelHealthOut(s.Out):
     state: str = Field(description="closed (healthy), open (skipped for now) or half-open (on trial)")
     errorRate: float
     p50Ms: float | None
 
 
-class ModelsHealthOut(BaseModel):
+class ModelsHealthOut(s.Out):
     models: dict[str, ModelHealthOut] = Field(description="the models called since this instance started")
 
 
-class RebuiltOut(BaseModel):
+class RebuiltOut(s.Out):
     rows: int
 
 
@@ -194,18 +195,12 @@ def register_web(api: Api, platform: Platform) -> None:
                response=AdminUserOut, errors=(404,))
     def admin_user(caller: Caller, uid: str) -> AdminUserOut:
         account = existing(uid)
-        b = credits.balance(uid)
-        lots = [s.LotOut(id=lot.id, kind=lot.kind, available=s.Money.of(lot.available), held=s.Money.of(lot.held),
-                         priority=lot.priority, expires_at=lot.expires_at) for lot in b.lots]
-        return AdminUserOut(uid=uid, account=account.id, status=account.status, balance=s.BalanceOut(
-            account=b.account, available=s.Money.of(b.available), held=s.Money.of(b.held),
-            total=s.Money.of(b.available + b.held), version=b.version, updated_at=b.updated_at, lots=lots))
+        return AdminUserOut(uid=uid, account=account.id, status=account.status,
+                            balance=balance_out(credits.balance(uid)))
 
     @api.route("GET", f"{V1}/admin/users/{{uid}}/history", summary="A user's entries, newest first (admins)",
                auth="admin", query=AdminHistoryQuery, response=s.HistoryOut, errors=(404,))
     def admin_user_history(caller: Caller, uid: str, query: AdminHistoryQuery) -> s.HistoryOut:
-        from .routes import entry_out
-
         existing(uid)
         page, cursor = credits.history(uid, cursor=query.cursor, limit=query.limit)
         return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)

@@ -1,0 +1,165 @@
+"""The caller's credits under /api/v1/credits: balance, history, usage, the welcome bonus, and holds (reserve,
+release) for work done outside the platform."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...bootstrap import Platform
+from ...domain.callers import Caller
+from ...domain.errors import InvalidQuery
+from ...domain.holds import CLIENT
+from ...domain.timefmt import iso
+from ...services.analytics import usage
+from . import schemas as s
+from .api import Configured, Routes
+from .views import balance_out, entry_out, packs_covering
+
+V1 = "/api/v1"
+CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
+KINDS = "(?:grant|hold|settle|release|expire)"
+ANALYTICS_DAYS = 30
+Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
+
+routes = Routes()
+
+
+def moment(text: str | None) -> datetime | None:
+    """An RFC 3339 time from a query, or None; a well-formed but impossible date is refused."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise InvalidQuery(f"{text!r} is not a real date and time") from error
+
+
+def account_of(platform: Platform, caller: Caller) -> str:
+    """The caller's account id; the first touch opens it."""
+    return platform.credits.open_account(caller.uid).id
+
+
+def client_address(platform: Platform) -> str | None:
+    """The caller's network address: on Firebase, Google's front end puts it first in X-Forwarded-For."""
+    if platform.settings.runtime == "firebase":
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        return forwarded.split(",")[0].strip() or request.remote_addr
+    return request.remote_addr
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,17}$", s.NOT_A_CURSOR),
+                               description="nextCursor of a page")
+    kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=s.described(
+        f"^{KINDS}(?:,{KINDS})*$", "must be one or more of grant, hold, settle, release, expire, separated by commas"))
+    since: Moment | None = None
+    until: Moment | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class AnalyticsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: Moment | None = Field(default=None, description=f"default: {ANALYTICS_DAYS} days ago")
+    until: Moment | None = Field(default=None, description="default: now")
+
+
+@routes.route("GET", f"{V1}/credits/balance", summary="Available and held credits, by lot", response=s.BalanceOut)
+def balance(platform: Platform, caller: Caller) -> s.BalanceOut:
+    account_of(platform, caller)
+    return balance_out(platform.credits.balance(caller.uid))
+
+
+@routes.route("GET", f"{V1}/credits/history", summary="The caller's entries, newest first, a page at a time",
+              query=HistoryQuery, response=s.HistoryOut)
+def history(platform: Platform, caller: Caller, query: HistoryQuery) -> s.HistoryOut:
+    account_of(platform, caller)
+    kinds = frozenset(k.strip() for k in query.kind.split(",") if k.strip()) if query.kind else None
+    since, until = moment(query.since), moment(query.until)
+    if since is not None and until is not None and since >= until:  # entries at or after since, before until
+        return s.HistoryOut(entries=[], next_cursor=None)  # an empty window holds none (the schema allows it)
+    page, cursor = platform.credits.history(caller.uid, cursor=query.cursor, kinds=kinds, since=since, until=until,
+                                            limit=query.limit)
+    return s.HistoryOut(entries=[entry_out(e) for e in page], next_cursor=cursor)
+
+
+@routes.route("GET", f"{V1}/credits/analytics",
+              summary="Usage by category, model and day, and hold efficiency, in a window (default: 30 days)",
+              query=AnalyticsQuery, response=s.AnalyticsOut)
+def analytics(platform: Platform, caller: Caller, query: AnalyticsQuery) -> s.AnalyticsOut:
+    account_of(platform, caller)
+    until = moment(query.until)
+    since = moment(query.since) or (until or platform.clock.now()) - timedelta(days=ANALYTICS_DAYS)
+    window = iso(since), iso(until) if until else None
+    data = usage(platform.store, caller.uid, *window)
+    money = s.Money.of
+    return s.AnalyticsOut(since=window[0], until=window[1], charged=money(data["charged"]),
+                          by_category={k: money(v) for k, v in data["by_category"].items()},
+                          by_model={k: money(v) for k, v in data["by_model"].items()},
+                          by_day={k: money(v) for k, v in data["by_day"].items()},
+                          settled_holds=data["settled_holds"], released_holds=data["released_holds"],
+                          utilisation_percent=data["utilisation_percent"],
+                          average_charge=money(data["average_charge"]))
+
+
+@routes.route("GET", f"{V1}/credits/low-balance-check", summary="Is the balance low, and what to buy",
+              response=s.LowBalanceOut)
+def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
+    account_of(platform, caller)
+    return s.LowBalanceOut.model_validate(platform.mirror.check(caller.uid))
+
+
+@routes.route("POST", f"{V1}/credits/welcome-bonus", summary="Claim the welcome bonus once", body=s.WelcomeIn,
+              response=s.WelcomeOut, errors=(409,))
+def welcome(platform: Platform, caller: Caller, body: s.WelcomeIn) -> s.WelcomeOut:
+    result = platform.welcome.claim(caller, body.deviceFingerprint, client_address(platform))
+    return s.WelcomeOut(granted=s.Money.of(result["granted"]), entry=result["entry"], lot=result["lot"],
+                        expires_at=result["expires_at"], available=s.Money.of(result["available"]))
+
+
+@routes.route("POST", f"{V1}/credits/sync-balance", summary="Rewrite the realtime mirror from the ledger",
+              response=s.MirrorOut)
+def sync_balance(platform: Platform, caller: Caller) -> s.MirrorOut:
+    account_of(platform, caller)
+    return s.MirrorOut.model_validate(platform.mirror.publish(caller.uid))
+
+
+@routes.route("POST", f"{V1}/credits/reserve", summary="Hold credits for a piece of work",
+              body=Configured(lambda platform: s.reserve_in(platform.settings.max_reservation_amount)),
+              response=s.ReservationOut, idempotent_header=True, errors=(402, 409))
+def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> s.ReservationOut:
+    account_of(platform, caller)
+    ttl = timedelta(seconds=body.ttlSeconds) if body.ttlSeconds else None
+    result = platform.credits.reserve(caller.uid, body.micros(), key=key, target=CATEGORIES[body.category], ttl=ttl,
+                                      memo=body.memo)
+    return s.ReservationOut(reservationId=result["hold"], entry=result["entry"], amount=s.Money.of(result["amount"]),
+                            category=body.category, expires_at=result["expires_at"],
+                            available=s.Money.of(result["available"]), held=s.Money.of(result["held"]),
+                            replayed=result["replayed"])
+
+
+@routes.route("POST", f"{V1}/credits/release-reservation", summary="Release a hold; nothing is charged",
+              body=s.ReleaseIn, response=s.ReleaseOut, idempotent_header=True, errors=(409,))
+def release(platform: Platform, caller: Caller, body: s.ReleaseIn, key: str) -> s.ReleaseOut:
+    account_of(platform, caller)
+    result = platform.credits.release(caller.uid, body.reservationId, key=key, by=CLIENT)
+    return s.ReleaseOut(reservationId=body.reservationId, entry=result["entry"],
+                        released=s.Money.of(result["released"]), available=s.Money.of(result["available"]),
+                        held=s.Money.of(result["held"]), replayed=result["replayed"])
+
+
+@routes.route("POST", f"{V1}/credits/check-insufficient", summary="Would this amount fit? If not, what to buy",
+              body=s.CheckInsufficientIn, response=s.InsufficientOut)
+def check_insufficient(platform: Platform, caller: Caller, body: s.CheckInsufficientIn) -> s.InsufficientOut:
+    account_of(platform, caller)
+    required = body.micros()
+    available = platform.credits.balance(caller.uid).available
+    shortfall = max(0, required - available)
+    return s.InsufficientOut(sufficient=shortfall == 0, required=s.Money.of(required),
+                             available=s.Money.of(available), shortfall=s.Money.of(shortfall),
+                             packs=packs_covering(platform.payments.packs, shortfall) if shortfall else [],
+                             payment_methods=list(platform.settings.payment_methods))

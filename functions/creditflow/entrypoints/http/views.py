@@ -1,0 +1,68 @@
+"""What the services return, as the API's response models: shared by the routes, the admin console's reads and the
+command line's JSON output, so each thing is said one way everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...bootstrap import Platform
+from ...domain.balance import Balance
+from ...domain.errors import InsufficientFunds, LedgerError
+from ...domain.payments import Pack, covering
+from . import schemas as s
+
+
+def balance_out(b: Balance) -> s.BalanceOut:
+    lots = [s.LotOut(id=lot.id, kind=lot.kind, available=s.Money.of(lot.available), held=s.Money.of(lot.held),
+                     priority=lot.priority, expires_at=lot.expires_at) for lot in b.lots]
+    return s.BalanceOut(account=b.account, available=s.Money.of(b.available), held=s.Money.of(b.held),
+                        total=s.Money.of(b.available + b.held), version=b.version, updated_at=b.updated_at, lots=lots)
+
+
+def entry_out(entry: Any) -> s.EntryOut:
+    fields = entry.fields()
+    released = fields.get("released")
+    return s.EntryOut(id=entry.id, seq=entry.seq, kind=entry.kind, at=entry.at,
+                      amount=s.Money.of(int(fields["amount"])),
+                      counterparty=fields["counterparty"], hold=fields.get("hold"), lot=fields.get("lot"),
+                      released=s.Money.of(int(released)) if released is not None else None,
+                      reason=fields.get("reason"), reference=fields.get("reference"), memo=fields.get("memo", {}),
+                      balance_after={k: s.Money.of(int(v)) for k, v in fields["balance"].items()}, hash=entry.hash)
+
+
+def grant_out(account: str, amount: int, result: dict[str, Any]) -> s.GrantOut:
+    return s.GrantOut(account=account, entry=result["entry"], lot=result["lot"], granted=s.Money.of(amount),
+                      available=s.Money.of(result["available"]), replayed=result["replayed"])
+
+
+def audit_out(report: dict[str, Any]) -> s.AuditOut:
+    return s.AuditOut.model_validate({**report, "totals": {k: s.Money.of(v) for k, v in report["totals"].items()}})
+
+
+def packs_covering(packs: tuple[Pack, ...], shortfall: int) -> list[dict[str, Any]]:
+    """The credit packs that cover a shortfall, each with how many of it cover it: 1 for every pack large enough,
+    else as many of the largest pack as it takes."""
+    return [{"id": pack.id, "credits": s.Money.of(pack.credits).model_dump(),
+             "price": {"amount": pack.price, "currency": pack.currency}, "quantity": quantity}
+            for pack, quantity in covering(packs, shortfall)]
+
+
+def reply_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """What a chat reply and a stream's `done` event say of the call: the model, the usage and the charge."""
+    memory = result.get("memory")
+    return {"model": result["model"], "provider": result["provider"], "demo": result["demo"],
+            "finish_reason": result["finish_reason"],
+            "usage": s.UsageOut(prompt_tokens=result["prompt_tokens"], completion_tokens=result["completion_tokens"],
+                                reported_by_provider=result["usage_reported"]),
+            "charged": s.Money.of(result["charged"]), "estimated": s.Money.of(result["estimated"]),
+            "reservationId": result["reservation"], "entry": result["entry"], "replayed": result["replayed"],
+            "shortfall": s.Money.of(result["shortfall"]) if result.get("shortfall") else None,
+            "memory": s.MemoryOut(**{**memory, "charged": s.Money.of(memory["charged"])}) if memory else None}
+
+
+def payment_options(platform: Platform, error: LedgerError) -> dict[str, Any]:
+    """What a refusal for want of credits adds to its problem: the packs that would cover it and how to pay."""
+    if not isinstance(error, InsufficientFunds):
+        return {}
+    return {"packs": packs_covering(platform.payments.packs, int(error.context.get("shortfall", 0))),
+            "paymentMethods": list(platform.settings.payment_methods)}
