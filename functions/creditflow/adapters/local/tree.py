@@ -127,9 +127,9 @@ class LocalTree(SqliteFile):
         super().__init__(path, "CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) "
                                "WITHOUT ROWID")
         self.feed = ChangeFeed()
-        self.triggers = Triggers(lambda: self.db)
+        self._write = self._connections.write_lock  # the tree's writes and its trigger bookkeeping take turns
+        self.triggers = Triggers(lambda: self.db, self._write)
         self.push_ids = PushIds()
-        self._write = threading.Lock()
 
     # ----------------------------------------------------------------------------------------------- reading
 

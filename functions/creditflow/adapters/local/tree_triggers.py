@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,8 +95,10 @@ class Plan:
 
 
 class Triggers:
-    def __init__(self, connection: Callable[[], sqlite3.Connection], workers: int = WORKERS) -> None:
+    def __init__(self, connection: Callable[[], sqlite3.Connection], write_lock: AbstractContextManager[Any],
+                 workers: int = WORKERS) -> None:
         self._db = connection
+        self._write = write_lock  # the file's writers take turns on it
         for statement in SCHEMA:
             self._db().execute(statement)
         self.workers = max(1, workers)
@@ -257,17 +260,20 @@ class Triggers:
                     attempts += 1
                     if attempts >= MAX_ATTEMPTS:
                         log.exception("trigger %s gave up on %s after %d attempts", trigger, path, attempts)
-                        db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
+                        with self._write:
+                            db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
                         with self._lock:
                             self.dropped += 1
                         continue
                     log.warning("trigger %s failed on %s (attempt %d); retrying", trigger, path, attempts,
                                 exc_info=True)
                     delay = BACKOFF_SECONDS * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
-                    db.execute("UPDATE tree_events SET attempts = ?, due = ? WHERE id = ?",
-                               (attempts, time.time() + delay, event_id))
+                    with self._write:
+                        db.execute("UPDATE tree_events SET attempts = ?, due = ? WHERE id = ?",
+                                   (attempts, time.time() + delay, event_id))
                     return  # the node's later events wait for this one
-                db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
+                with self._write:
+                    db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
                 with self._lock:
                     self.delivered += 1
         except Exception:  # a broken database moment: the events stay pending
