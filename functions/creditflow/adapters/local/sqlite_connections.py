@@ -1,28 +1,12 @@
-"""One SQLite connection per thread, in autocommit mode (transactions are begun explicitly), WAL journal.
-
-Writers in this process take turns on a lock of the file's own before BEGIN IMMEDIATE: a thread that finds
-SQLite's write lock taken would otherwise sleep in SQLite's busy handler (1, 2, 5, … 100 ms steps) and wake late,
-so under 20 concurrent writers most of the time went to sleeping, not writing. The lock hands the file over as
-soon as the writer before is done; SQLite's own locking (busy_timeout) still orders writers in other processes."""
+"""One SQLite connection per thread, in autocommit mode (transactions are begun explicitly), WAL journal."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-_WRITERS: dict[str, threading.RLock] = {}
-_WRITERS_LOCK = threading.Lock()
-
-
-def writer_lock(path: Path | str) -> threading.RLock:
-    """The lock this process's writers to the SQLite file at `path` take turns on (one per file)."""
-    key = str(path) if str(path) == ":memory:" else os.path.abspath(path)
-    with _WRITERS_LOCK:
-        return _WRITERS.setdefault(key, threading.RLock())
 
 
 class ThreadConnections:
@@ -33,7 +17,6 @@ class ThreadConnections:
         self._pragmas = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={synchronous}",
                          f"PRAGMA busy_timeout={busy_timeout_ms}", *pragmas)
         self._timeout = busy_timeout_ms / 1000
-        self.write_lock = writer_lock(path)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -48,17 +31,15 @@ class ThreadConnections:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on this thread's connection, in turn with this process's other writers to the
-        file; ROLLBACK on any exception."""
+        """BEGIN IMMEDIATE … COMMIT on this thread's connection; ROLLBACK on any exception."""
         db = self.db
-        with self.write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -88,14 +88,12 @@ class SqliteTasks(SqliteFile):
         return [OutboxEvent(i, k, u, orjson.loads(p), a) for i, k, u, p, a in rows]
 
     def event_done(self, event_id: str) -> None:
-        with self._connections.transaction() as db:
-            db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
+        self.db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        with self._connections.transaction() as db:
-            db.execute(f"INSERT OR IGNORE INTO dead_letters ({_LETTER}) VALUES (?,?,?,?,?,?,?,?)",
-                       (letter.id, letter.uid, letter.task_id, letter.error, letter.attempts, letter.last_step,
-                        letter.at, letter.replayed_at))
+        self.db.execute(f"INSERT OR IGNORE INTO dead_letters ({_LETTER}) VALUES (?,?,?,?,?,?,?,?)",
+                        (letter.id, letter.uid, letter.task_id, letter.error, letter.attempts, letter.last_step,
+                         letter.at, letter.replayed_at))
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         rows = self.db.execute(f"SELECT {_LETTER} FROM dead_letters ORDER BY at DESC LIMIT ?", (limit,))
@@ -106,7 +104,6 @@ class SqliteTasks(SqliteFile):
         return DeadLetter(*row) if row else None
 
     def mark_replayed(self, letter_id: str, at: str) -> bool:
-        with self._connections.transaction() as db:
-            marked = db.execute("UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
-                                (at, letter_id))
+        marked = self.db.execute("UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+                                 (at, letter_id))
         return marked.rowcount == 1

@@ -127,8 +127,7 @@ class LocalTree(SqliteFile):
         super().__init__(path, "CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) "
                                "WITHOUT ROWID")
         self.feed = ChangeFeed()
-        self._write = self._connections.write_lock  # the tree's writes and its trigger bookkeeping take turns
-        self.triggers = Triggers(lambda: self.db, self._write)
+        self.triggers = Triggers(lambda: self.db)
         self.push_ids = PushIds()
 
     # ----------------------------------------------------------------------------------------------- reading
@@ -141,10 +140,10 @@ class LocalTree(SqliteFile):
     def _read(self, parts: list[str] | tuple[str, ...]) -> Any:
         parts = list(parts)
         key = join(parts)
-        for depth in range(len(parts), 0, -1):  # a row at the path or above it holds the answer
-            row = self.db.execute("SELECT value FROM tree WHERE path = ?", (join(parts[:depth]),)).fetchone()
-            if row is not None:
-                return _at(orjson.loads(row[0]), parts[depth:])
+        found = self._deepest_row(parts, len(parts))  # a row at the path or above it holds the answer
+        if found is not None:
+            depth, value = found
+            return _at(orjson.loads(value), parts[depth:])
         tree: dict[str, Any] = {}
         for path, value in self._rows_under(key):  # or rows below it make it up
             node = tree
@@ -153,6 +152,16 @@ class LocalTree(SqliteFile):
                 node = node.setdefault(part, {})
             node[rest[-1]] = orjson.loads(value)
         return _prune(tree)
+
+    def _deepest_row(self, parts: list[str], deepest: int) -> tuple[int, bytes] | None:
+        """The row at `parts[:deepest]` or its nearest ancestor (there is at most one on a path), with its depth:
+        one query for all the depths, where one a depth made every read and write several statements."""
+        if deepest < 1:
+            return None
+        paths = [join(parts[:depth]) for depth in range(1, deepest + 1)]
+        row = self.db.execute(f"SELECT path, value FROM tree WHERE path IN ({','.join('?' * len(paths))}) "
+                              "ORDER BY length(path) DESC LIMIT 1", paths).fetchone()
+        return None if row is None else (paths.index(row[0]) + 1, row[1])
 
     def get(self, path: str) -> Any:
         return self._read(split(path))
@@ -170,24 +179,24 @@ class LocalTree(SqliteFile):
             for child, subtree in (_prune(value) or {}).items():
                 db.execute("INSERT INTO tree (path, value) VALUES (?, ?)", (join([child]), orjson.dumps(subtree)))
             return
-        for depth in range(len(parts) - 1, 0, -1):  # an ancestor row: rewrite it with the change inside
-            row = db.execute("SELECT value FROM tree WHERE path = ?", (join(parts[:depth]),)).fetchone()
-            if row is not None:
-                whole = orjson.loads(row[0]) or {}
-                node = whole
-                for part in parts[depth:-1]:
-                    child = node.get(part)
-                    if not isinstance(child, dict):
-                        child = node[part] = {}
-                    node = child
-                node[parts[-1]] = value
-                pruned = _prune(whole)
-                if pruned is None:
-                    db.execute("DELETE FROM tree WHERE path = ?", (join(parts[:depth]),))
-                else:
-                    db.execute("UPDATE tree SET value = ? WHERE path = ?", (orjson.dumps(pruned),
-                                                                           join(parts[:depth])))
-                return
+        found = self._deepest_row(parts, len(parts) - 1)
+        if found is not None:  # an ancestor row: rewrite it with the change inside
+            depth, row_value = found
+            whole = orjson.loads(row_value) or {}
+            node = whole
+            for part in parts[depth:-1]:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            node[parts[-1]] = value
+            pruned = _prune(whole)
+            if pruned is None:
+                db.execute("DELETE FROM tree WHERE path = ?", (join(parts[:depth]),))
+            else:
+                db.execute("UPDATE tree SET value = ? WHERE path = ?", (orjson.dumps(pruned),
+                                                                       join(parts[:depth])))
+            return
         db.execute("DELETE FROM tree WHERE path = ? OR (path >= ? AND path < ?)", (key, key + "/", key + "0"))
         value = _prune(value)
         if value is not None:
@@ -262,23 +271,22 @@ class LocalTree(SqliteFile):
         then tell listeners and the trigger dispatcher. `now` (ms) is what server timestamps become."""
         stamp = now_ms() if now is None else now
         targets = {key: parts + split(key) for key in children}
-        with self._write:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                resolved = {key: normalize(value, stamp, self.read, tuple(targets[key]))
-                            for key, value in children.items()}
-                if wanted is not None and not wanted(self.read, tuple(parts), resolved):
-                    self.db.execute("ROLLBACK")
-                    return False
-                plan = self.triggers.plan(self.read, [tuple(t) for t in targets.values()]) \
-                    if self.triggers.watching else None
-                for key, value in resolved.items():
-                    self._write_at(targets[key], value)
-                fired = self.triggers.record(plan) if plan is not None else 0
-            except BaseException:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            resolved = {key: normalize(value, stamp, self.read, tuple(targets[key]))
+                        for key, value in children.items()}
+            if wanted is not None and not wanted(self.read, tuple(parts), resolved):
                 self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                return False
+            plan = self.triggers.plan(self.read, [tuple(t) for t in targets.values()]) \
+                if self.triggers.watching else None
+            for key, value in resolved.items():
+                self._write_at(targets[key], value)
+            fired = self.triggers.record(plan) if plan is not None else 0
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
         if patch:
             self.feed.publish(join(parts), tuple(children))
         else:

@@ -5,9 +5,10 @@ node it changed (the write of the node itself, of a child below it, or of an anc
 node's value before and after, in the same SQLite transaction as the write. A dispatcher thread hands pending
 events, after commit, to a few delivery threads (WORKERS): the events of one node go to one thread at a time,
 oldest first, so a node's writes are seen in order while different nodes' are handled side by side (as Firebase
-runs triggers on different nodes concurrently); an event is deleted once its handler returns. A handler that raises is retried
-with exponential backoff (BACKOFF_SECONDS · 2^attempt, with jitter) up to MAX_ATTEMPTS, then logged and dropped
-(counted in `dropped`). Events still pending when the process died are delivered when the dispatcher next starts.
+runs triggers on different nodes concurrently); an event is deleted once its handler returns. A handler that
+raises is retried with exponential backoff (BACKOFF_SECONDS · 2^attempt, with jitter) up to MAX_ATTEMPTS, the
+node's later events waiting behind it, then logged and dropped (counted in `dropped`). Events still pending when
+the process died are delivered when the dispatcher next starts.
 
 Delivery is at least once, not exactly once: a crash after a handler returned but before its event was deleted
 delivers that event again at the next start, so handlers must be idempotent (as Realtime Database triggers on
@@ -23,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,10 +95,8 @@ class Plan:
 
 
 class Triggers:
-    def __init__(self, connection: Callable[[], sqlite3.Connection], write_lock: AbstractContextManager[Any],
-                 workers: int = WORKERS) -> None:
+    def __init__(self, connection: Callable[[], sqlite3.Connection], workers: int = WORKERS) -> None:
         self._db = connection
-        self._write = write_lock  # the file's writers take turns on it
         for statement in SCHEMA:
             self._db().execute(statement)
         self.workers = max(1, workers)
@@ -260,20 +258,17 @@ class Triggers:
                     attempts += 1
                     if attempts >= MAX_ATTEMPTS:
                         log.exception("trigger %s gave up on %s after %d attempts", trigger, path, attempts)
-                        with self._write:
-                            db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
+                        db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
                         with self._lock:
                             self.dropped += 1
                         continue
                     log.warning("trigger %s failed on %s (attempt %d); retrying", trigger, path, attempts,
                                 exc_info=True)
                     delay = BACKOFF_SECONDS * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
-                    with self._write:
-                        db.execute("UPDATE tree_events SET attempts = ?, due = ? WHERE id = ?",
-                                   (attempts, time.time() + delay, event_id))
+                    db.execute("UPDATE tree_events SET attempts = ?, due = ? WHERE id = ?",
+                               (attempts, time.time() + delay, event_id))
                     return  # the node's later events wait for this one
-                with self._write:
-                    db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
+                db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
                 with self._lock:
                     self.delivered += 1
         except Exception:  # a broken database moment: the events stay pending
