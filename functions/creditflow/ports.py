@@ -98,6 +98,11 @@ class LedgerStore(Protocol):
     def shortfalls(self, limit: int) -> list[Shortfall]:
         """The latest recorded shortfalls, newest first."""
 
+    # the ledger's outbox: events written with the change they tell of (Changes.events), oldest first
+    def pending_events(self, limit: int) -> list[OutboxEvent]: ...
+
+    def event_done(self, event_id: str) -> None: ...
+
     # the Merkle log: a sequencer assigns leaves in batches
     def sequence(self, limit: int) -> int: ...
 
