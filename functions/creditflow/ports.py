@@ -340,6 +340,10 @@ class AgentContext(Protocol):
         """The text of a document the user uploaded or attached; LookupError when the user has none by that
         reference (another user's included: never tell them apart)."""
 
+    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
+        """Start an image task for the user (never another), priced and held as any image task; the same `call`
+        of the same agent task starts it once. Its id, state, price and any problem; LookupError when refused."""
+
 
 class AgentRunner(Protocol):
     def run(self, context: AgentContext, agent: str, goal: str, *, limits: AgentLimits,
