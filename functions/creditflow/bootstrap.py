@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
-from .services.images import ImageGeneration, ImagePolicy
+from .services.images import ImageGeneration, ImagePolicy, start_image_task
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
@@ -409,11 +410,12 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
         classifier = ModelClassifier(by_rules, chat.chat, settings.task_classifier_model)
     tasks = Tasks(store, credits, realtime, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
-    tasks.runs["agent"] = AgentRun(LazyAgents(settings, firestore), chat, conversations,
-                                   lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
+    tasks.runs["agent"] = agents = AgentRun(LazyAgents(settings, firestore), chat, conversations,
+                                            lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
     if images is not None:
         images.journal = tasks.journal
         tasks.runs["image"] = images
+        agents.start_image = partial(start_image_task, tasks, images)  # the agents' start_image_task tool
     return tasks
 
 
@@ -480,6 +482,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
+    credits.low_threshold = mirror.threshold_in  # credits.low: written with the change that crosses it
+    credits.after_commit.append(mirror.after_commit)  # and told as a notification after the commit
     usage = build_usage_rollups(settings, firestore)
     credits.after_commit.append(usage.on_commit)
     users = build_user_stores(settings, firestore)

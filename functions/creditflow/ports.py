@@ -98,6 +98,11 @@ class LedgerStore(Protocol):
     def shortfalls(self, limit: int) -> list[Shortfall]:
         """The latest recorded shortfalls, newest first."""
 
+    # the ledger's outbox: events written with the change they tell of (Changes.events), oldest first
+    def pending_events(self, limit: int) -> list[OutboxEvent]: ...
+
+    def event_done(self, event_id: str) -> None: ...
+
     # the Merkle log: a sequencer assigns leaves in batches
     def sequence(self, limit: int) -> int: ...
 
@@ -334,6 +339,10 @@ class AgentContext(Protocol):
     def document(self, reference: str) -> str:
         """The text of a document the user uploaded or attached; LookupError when the user has none by that
         reference (another user's included: never tell them apart)."""
+
+    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
+        """Start an image task for the user (never another), priced and held as any image task; the same `call`
+        of the same agent task starts it once. Its id, state, price and any problem; LookupError when refused."""
 
 
 class AgentRunner(Protocol):

@@ -232,7 +232,8 @@ def test_writes_under_a_pattern_fire_for_each_matching_node(tmp_path: Path) -> N
         wait_for(lambda: len(events) >= 6)
     finally:
         tree.stop_triggers()
-    assert [(e.path, e.params, e.before, e.after) for e in events] == [
+    # each node's events arrive in the order written; different nodes' are delivered side by side
+    assert sorted(((e.path, e.params, e.before, e.after) for e in events), key=lambda e: e[0]) == [
         ("/requests/alice/r1", {"uid": "alice", "requestId": "r1"}, None, {"kind": "chat"}),
         ("/requests/alice/r1", {"uid": "alice", "requestId": "r1"}, {"kind": "chat"},
          {"kind": "chat", "cancel": True}),
@@ -276,6 +277,48 @@ def test_pending_events_survive_a_crash_and_failing_handlers_are_retried(tmp_pat
         triggers.BACKOFF_SECONDS = saved
     assert calls.count("/requests/alice/r1") == 3 and calls.count("/requests/alice/r2") == 1
     assert reopened.triggers.delivered == 2 and reopened.triggers.dropped == 0
+
+
+def test_nodes_are_delivered_side_by_side_and_each_node_in_order(tmp_path: Path) -> None:
+    """A slow handler on one node does not hold up other nodes; a node whose event failed gets its later events
+    only after that one succeeded on its retry (a cancel never overtakes the request it cancels)."""
+    import creditflow.adapters.local.tree_triggers as triggers
+
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    seen: list[tuple[str, object]] = []
+    release = threading.Event()
+    failed: set[str] = set()
+
+    def handler(event: TreeEvent) -> None:
+        if event.path.endswith("slow"):
+            release.wait(10)
+        if event.path.endswith("flaky") and event.path not in failed:
+            failed.add(event.path)
+            raise RuntimeError("the first delivery fails")
+        seen.append((event.path, event.after))
+
+    tree.on_write("/requests/{uid}/{requestId}", handler)
+    saved = triggers.BACKOFF_SECONDS
+    triggers.BACKOFF_SECONDS = 0.05
+    tree.start_triggers()
+    try:
+        tree.set("/requests/a/slow", {"kind": "chat"})
+        tree.set("/requests/a/flaky", {"kind": "chat"})
+        tree.set("/requests/a/flaky/cancel", True)
+        for n in range(5):
+            tree.set(f"/requests/b/r{n}", {"kind": "chat"})
+        wait_for(lambda: sum(1 for path, _ in seen if path.startswith("/requests/b/")) == 5)
+        assert not any(path.endswith("slow") for path, _ in seen)  # still held, and it held nothing else up
+        wait_for(lambda: sum(1 for path, _ in seen if path.endswith("flaky")) == 2)
+        release.set()
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        release.set()
+        tree.stop_triggers()
+        triggers.BACKOFF_SECONDS = saved
+    assert [after for path, after in seen if path.endswith("flaky")] == [
+        {"kind": "chat"}, {"kind": "chat", "cancel": True}]
+    assert tree.triggers.delivered == 8 and tree.triggers.dropped == 0
 
 
 def test_a_handler_that_always_fails_is_dropped_and_counted(tmp_path: Path) -> None:

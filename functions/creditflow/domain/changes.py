@@ -9,6 +9,7 @@ from .entries import Entry
 from .holds import Hold
 from .idempotency import IdempotencyRecord
 from .lots import Lot
+from .outbox import OutboxEvent
 from .shortfalls import Shortfall
 
 
@@ -24,6 +25,7 @@ class Changes:
     system: dict[str, SystemTotals] = field(default_factory=dict)  # deltas
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
     shortfalls: list[Shortfall] = field(default_factory=list)
+    events: list[OutboxEvent] = field(default_factory=list)  # told after commit, at least once (the outbox)
 
 
 @dataclass(frozen=True)

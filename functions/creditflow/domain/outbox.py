@@ -18,6 +18,23 @@ class OutboxEvent:
     at: str
 
 
+CREDITS_LOW = "credits.low"
+
+
+def low_balance_threshold(absolute: int, percent_of_top_up: int, last_top_up: int) -> int:
+    """Below this many µc a balance is low: a fixed floor, or a share of the last paid top-up if that is more."""
+    return max(absolute, last_top_up * percent_of_top_up // 100)
+
+
+def credits_low(uid: str, before: int, after: int, threshold: int, seq: int, at: str) -> OutboxEvent | None:
+    """`credits.low` when a change takes the available balance from at-or-above the threshold to below it (a new,
+    empty account has crossed nothing); its id names the account's entry sequence, so each crossing is one event."""
+    if not before >= threshold > after:
+        return None
+    return OutboxEvent(f"{CREDITS_LOW}:{uid}:{seq}", CREDITS_LOW, uid,
+                       {"available": after, "threshold": threshold}, at)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A task whose last attempt failed: its hold was voided; admins may replay it under a new hold."""

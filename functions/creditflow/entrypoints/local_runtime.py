@@ -186,6 +186,7 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
         start_triggers()  # tree write triggers (task requests): those pending since the last run first
     every(TASK_SWEEP_SECONDS, platform.tasks.expire_overdue, stop, "task-deadlines")
     every(TASK_SWEEP_SECONDS, platform.tasks.deliver_events, stop, "outbox")
+    every(TASK_SWEEP_SECONDS, platform.mirror.deliver_events, stop, "ledger-outbox")  # credits.low, after a crash
     if platform.images is not None:  # blobs of image tasks that never succeeded (a crash between store and settle)
         every(platform.settings.media_sweep_seconds, platform.images.sweep, stop, "media-sweep")
     stop.wait()

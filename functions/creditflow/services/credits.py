@@ -12,6 +12,7 @@ from typing import Any
 from ..domain.accounts import (
     ISSUANCE_ACCOUNTS,
     USAGE_ACCOUNTS,
+    USER_PREFIX,
     UserAccount,
     require_system_account,
     user_account,
@@ -32,6 +33,7 @@ from ..domain.errors import (
 from ..domain.holds import CLIENT, OWNERS, PAYMENT, RELEASED, Hold
 from ..domain.idempotency import IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
+from ..domain.outbox import credits_low
 from ..domain.shortfalls import Shortfall
 from ..domain.signing import SigningKey
 from ..domain.timefmt import iso, parse_iso
@@ -68,6 +70,9 @@ class Credits:
         self.clock = clock
         self.policy = policy
         self.after_commit: list[Callable[[UserAccount, list[Entry]], None]] = []  # e.g. the realtime mirror
+        # the low-balance threshold of a user (given the entries of the change being written), read inside the
+        # transaction of every change that lowers the balance: one that crosses it writes `credits.low` with it
+        self.low_threshold: Callable[[str, list[Entry]], int] | None = None
 
     def _committed(self, account: UserAccount, entries: list[Entry]) -> None:
         """Tell observers an account changed; they must not fail the command that already committed."""
@@ -281,9 +286,10 @@ class Credits:
                 if tx.account(account_id) is None:
                     return 0
                 book = self._load(tx, account_id, iso(self.clock.now()))
+                before = book.account.available
                 entries = book.sweep()
                 if entries:
-                    tx.write(self._changes(book))
+                    tx.write(self._with_events(self._changes(book), book, before))
                     swept.append((book.account, entries))
                 return len(entries)
 
@@ -368,6 +374,18 @@ class Credits:
         return Changes(accounts=[book.account], entries=book.entries, lots=list(book.touched_lots.values()),
                        holds=list(book.touched_holds.values()), system=book.system, shortfalls=book.shortfalls)
 
+    def _with_events(self, changes: Changes, book: Book, before: int) -> Changes:
+        """The change, with `credits.low` when it takes the balance from at-or-above the user's threshold to below
+        it: written in the same transaction, so a crossing is never lost nor told without its change."""
+        after = book.account.available
+        if self.low_threshold is None or after >= before or not book.account.id.startswith(USER_PREFIX):
+            return changes
+        uid = book.account.id[len(USER_PREFIX):]
+        event = credits_low(uid, before, after, self.low_threshold(uid, book.entries), book.account.seq, book.now)
+        if event is not None:
+            changes.events.append(event)
+        return changes
+
     def _mutate(self, account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
                 action: Callable[[Book, LedgerTransaction], dict[str, Any]],
                 hold_id: str | None = None) -> dict[str, Any]:
@@ -382,9 +400,10 @@ class Credits:
                 return {**replay(record, command, request), "replayed": True}
             now = iso(self.clock.now())
             book = self._load(tx, account_id, now, hold_id)
+            before = book.account.available
             book.sweep()
             result = action(book, tx)
-            changes = self._changes(book)
+            changes = self._with_events(self._changes(book), book, before)
             changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result, book.now))
             tx.write(changes)
             touched.append((book.account, book.entries))

@@ -41,13 +41,22 @@ from ..domain.images import (
 )
 from ..domain.media import ImageLimits
 from ..domain.money import format_credits
-from ..domain.tasks import SUCCEEDED, TERMINAL, InvalidTask, Task, TaskRequest, UnknownTask
+from ..domain.tasks import (
+    SUCCEEDED,
+    TERMINAL,
+    InvalidTask,
+    Task,
+    TaskRequest,
+    UnknownTask,
+    parse_request,
+    require_task_id,
+)
 from ..domain.timefmt import iso
 from ..ports import BlobStore, Clock, ImageProvider, ImageTools, Realtime, TaskStore
 from .catalog import LiveCatalog
 from .sagas import Journal, Saga, SagaFailed, Step
 from .task_runs import Context, RunOutcome
-from .tasks import TaskJournal
+from .tasks import TaskJournal, Tasks
 
 log = logging.getLogger(__name__)
 STEPS = ("reserve", "generate", "validate", "store", "thumbnails", "settle", "notify")
@@ -524,3 +533,16 @@ class ImageGeneration:
         if removed:
             log.info("media sweep removed %d orphan objects", removed)
         return {"removed": removed, "kept": kept}
+
+
+def start_image_task(tasks: Tasks, images: ImageGeneration, uid: str, task_id: str, raw: dict[str, Any]) -> Task:
+    """What POST /api/v1/images does, for callers inside the platform (an agent's start_image_task tool): a task
+    already there is returned as it is; a request the price refuses (unknown model, bad size, above the user's
+    own limit) raises before anything is recorded or held; otherwise the task flow takes it (classify, price,
+    hold, queue) for `uid`, and only `uid`."""
+    require_task_id(task_id)
+    known = tasks.store.get(uid, task_id)
+    if known is not None:
+        return known
+    images.price(uid, parse_request(raw, max_reservation=tasks.policy.max_reservation))
+    return tasks.submit(uid, task_id, raw)

@@ -1,9 +1,16 @@
-"""The realtime mirror of balances and the low-balance notifications; Firestore (or SQLite) stays authoritative."""
+"""The realtime mirror of balances and the low-balance notifications; Firestore (or SQLite) stays authoritative.
+
+A low balance is a `credits.low` event the ledger writes in the transaction of the change that crosses the
+threshold (Credits.low_threshold asks this module for the threshold); `deliver_events` turns each into a
+notification under /notifications/{uid}, at least once: after the commit that wrote it, and on every pass of the
+runtime's outbox sweep (so one whose delivery a crash cut short is delivered after the restart). The notification
+is keyed by the event's id, so a second delivery writes nothing new."""
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -11,8 +18,8 @@ from typing import Any
 
 from ..domain.accounts import USER_PREFIX, UserAccount
 from ..domain.entries import Entry
-from ..domain.ids import new_id
 from ..domain.money import format_credits
+from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold
 from ..domain.timefmt import iso
 from ..ports import Clock, Realtime
 from .credits import Credits
@@ -43,6 +50,16 @@ class LowBalancePolicy:
     packs: tuple[tuple[int, int, str], ...]
 
 
+NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
+LOWERING = frozenset({"hold", "settle", "expire"})  # entry kinds a balance may fall by
+
+
+def _paid_top_up(entries: list[Entry]) -> int | None:
+    """The amount of the last paid grant among a change's entries, if any."""
+    return next((int(f["amount"]) for f in (e.fields() for e in reversed(entries) if e.kind == "grant")
+                 if f.get("lot_kind") == "paid"), None)
+
+
 def _differs(stored: object, mirror: dict[str, Any]) -> bool:
     return not isinstance(stored, dict) or any(stored.get(k) != mirror[k] for k in ("available", "held", "version"))
 
@@ -69,12 +86,13 @@ class BalanceMirror:
         self._writer: threading.Thread | None = None
         self._idle = threading.Condition()
         self._pending = 0
+        self._top_ups: dict[str, int] = {}  # uid -> last paid grant (µc), as seen by this process
+        self._top_ups_lock = threading.Lock()
 
     def on_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After a commit: the account row is the balance (the command swept it first), so nothing is re-read."""
-        top_up = next((int(f["amount"]) for f in (e.fields() for e in reversed(entries) if e.kind == "grant")
-                       if f.get("lot_kind") == "paid"), None)
-        change = Change(account.id[len(USER_PREFIX):], account.available, account.held, account.version, top_up)
+        change = Change(account.id[len(USER_PREFIX):], account.available, account.held, account.version,
+                        _paid_top_up(entries))
         if self._queue is None:
             self._apply(change.uid, [change])
             return
@@ -142,7 +160,6 @@ class BalanceMirror:
     def _apply(self, uid: str, changes: list[Change]) -> None:
         newest = max(changes, key=lambda c: c.version)
         self._write_balance(uid, newest.available, newest.held, newest.version)
-        self._notice_low_balance(uid, [(c.available, c.top_up) for c in changes])
 
     def publish(self, uid: str) -> dict[str, Any]:
         """Rewrite the mirror from the ledger (sync-balance). A stored mirror that disagrees with the ledger at
@@ -155,7 +172,6 @@ class BalanceMirror:
                 mirror = stored if isinstance(stored, dict) else mirror
             else:
                 self.realtime.set(f"/balances/{uid}", mirror)
-        self._notice_low_balance(uid, [(balance.available, None)])
         return mirror
 
     def publish_all(self) -> int:
@@ -172,23 +188,59 @@ class BalanceMirror:
                   "updatedAt": iso(self.clock.now())}
         return mirror, self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
 
-    def _state(self, uid: str) -> dict[str, Any]:
-        state = self.realtime.get(f"/notificationState/{uid}")
-        return state if isinstance(state, dict) else {}
-
-    def _last_top_up(self, uid: str, state: dict[str, Any]) -> int:
-        """The last paid grant, as the mirror saw it; asked of the lots only when the mirror has not seen one."""
-        seen = state.get("lastTopUp")
-        if isinstance(seen, int):
-            return seen
+    def _last_top_up(self, uid: str) -> int:
+        """The user's last paid grant (0 if none), from the lots; remembered until the next paid grant."""
+        with self._top_ups_lock:
+            known = self._top_ups.get(uid)
+        if known is not None:
+            return known
         paid = [lot for lot in self.credits.store.lots_of(f"{USER_PREFIX}{uid}") if lot.kind == "paid"]
-        return paid[-1].granted if paid else 0
-
-    def _threshold(self, last_top_up: int) -> int:
-        return max(self.policy.absolute, last_top_up * self.policy.percent_of_top_up // 100)
+        last = paid[-1].granted if paid else 0
+        with self._top_ups_lock:
+            self._top_ups.setdefault(uid, last)
+        return last
 
     def threshold(self, uid: str) -> int:
-        return self._threshold(self._last_top_up(uid, self._state(uid)))
+        return low_balance_threshold(self.policy.absolute, self.policy.percent_of_top_up, self._last_top_up(uid))
+
+    def threshold_in(self, uid: str, entries: list[Entry]) -> int:
+        """The threshold a change is checked against inside its transaction: a paid grant in the change itself
+        counts as the last top-up (Credits.low_threshold)."""
+        top_up = _paid_top_up(entries)
+        if top_up is None:
+            return self.threshold(uid)
+        return low_balance_threshold(self.policy.absolute, self.policy.percent_of_top_up, top_up)
+
+    def after_commit(self, account: UserAccount, entries: list[Entry]) -> None:
+        """After every ledger commit: remember a paid top-up, and deliver what the outbox holds now (a change that
+        crossed the threshold wrote its `credits.low` there)."""
+        top_up = _paid_top_up(entries)
+        if top_up is not None:
+            with self._top_ups_lock:
+                self._top_ups[account.id[len(USER_PREFIX):]] = top_up
+        if any(entry.kind in LOWERING for entry in entries):
+            self.deliver_events()
+
+    def deliver_events(self, limit: int = 200) -> int:
+        """The ledger's outbox, at least once: each `credits.low` becomes /notifications/{uid}/{event id} (written
+        only when not there yet, so a redelivery changes nothing), then the event is marked done."""
+        delivered = 0
+        for event in self.credits.store.pending_events(limit):
+            if event.kind == CREDITS_LOW:
+                self._notify_low(event)
+            self.credits.store.event_done(event.id)
+            delivered += 1
+        return delivered
+
+    def _notify_low(self, event: OutboxEvent) -> None:
+        path = f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}"
+        if self.realtime.get(path) is not None:
+            return
+        available, threshold = int(event.payload["available"]), int(event.payload["threshold"])
+        self.realtime.set(path, {
+            "type": "low_balance", "kind": event.kind, "available": available, "threshold": threshold,
+            "message": f"Your balance is {format_credits(available)} credits, below {format_credits(threshold)}.",
+            "createdAt": event.at, "read": False})
 
     def check(self, uid: str) -> dict[str, Any]:
         available = self.credits.balance(uid).available
@@ -198,23 +250,3 @@ class BalanceMirror:
         advice = [] if status == "ok" else [f"Top up: your balance is below {format_credits(threshold)} credits."]
         return {"status": status, "available": money(available), "threshold": money(threshold),
                 "recommendations": advice, "packs": packs if status != "ok" else []}
-
-    def _notice_low_balance(self, uid: str, balances: list[tuple[int, int | None]]) -> None:
-        """One notification each time the balance falls from at-or-above the threshold to below it (a new,
-        empty account has not crossed anything). `balances` are (available, paid top-up or None), in order."""
-        state = self._state(uid)
-        changed = dict(state)
-        for available, top_up in balances:
-            changed["lastTopUp"] = top_up if top_up is not None else self._last_top_up(uid, changed)
-            threshold = self._threshold(changed["lastTopUp"])
-            armed = changed.get("armed") is True
-            if available >= threshold and not armed:
-                changed["armed"] = True
-            elif available < threshold and armed:
-                changed["armed"] = False
-                self.realtime.set(f"/notifications/{uid}/{new_id('n')}", {
-                    "type": "low_balance", "available": available, "threshold": threshold,
-                    "message": f"Your balance is {format_credits(available)} credits, below "
-                               f"{format_credits(threshold)}.", "createdAt": iso(self.clock.now()), "read": False})
-        if changed != state:
-            self.realtime.set(f"/notificationState/{uid}", changed)

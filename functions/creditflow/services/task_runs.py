@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..domain.agents import AGENTS, AgentLimits
+from ..domain.errors import LedgerError
+from ..domain.money import format_credits
 from ..domain.replies import ChatReply
 from ..domain.tasks import InvalidTask, Task, TaskRequest
 from ..ports import AgentRunner, Messages, Realtime
@@ -145,9 +148,11 @@ class AgentContextOfTask:
     made again), progress, cancel, and the owner's own conversation memory."""
 
     def __init__(self, context: Context, chat: MeteredChat, conversations: Conversations,
-                 record: Callable[[str, dict[str, Any]], None], recorded: Callable[[], dict[str, Any]]) -> None:
+                 record: Callable[[str, dict[str, Any]], None], recorded: Callable[[], dict[str, Any]],
+                 start_image: StartTask | None = None) -> None:
         self.context, self.chat, self.conversations = context, chat, conversations
         self.record, self.recorded = record, recorded
+        self.start_image = start_image
         self.task_id, self.uid = context.task.id, context.task.uid
 
     def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,
@@ -191,6 +196,31 @@ class AgentContextOfTask:
             return str(documents[reference])
         raise LookupError(f"no document {reference!r}")
 
+    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
+        """An image task of this task's owner (the uid is the context's, never an argument), through the flow the
+        REST route uses. Its id is derived from this task and the call, so a resumed run gets the same task."""
+        if self.start_image is None:
+            raise LookupError("image generation is not available on this platform")
+        task_id = image_task_id(self.task_id, call)
+        raw = {"kind": "image", "input": {"prompt": prompt, "n": n, **({"size": size} if size else {})}}
+        try:
+            started = self.start_image(self.uid, task_id, raw)
+        except LedgerError as refused:  # refused before anything was recorded or held
+            raise LookupError(refused.detail) from None
+        if started.error:
+            raise LookupError(str(started.error.get("detail") or started.error.get("title")))
+        return {"taskId": started.id, "state": started.state, "price": format_credits(started.reserved),
+                "estimate": format_credits(started.estimate or 0)}
+
+
+StartTask = Callable[[str, str, dict[str, Any]], Task]  # (uid, task id, request) -> the task as it is now
+
+
+def image_task_id(agent_task: str, call: str) -> str:
+    """The id of the image task an agent task's tool call starts: the same for the same call, within 64 chars."""
+    digest = hashlib.sha256(f"{agent_task}\n{call}".encode()).hexdigest()[:16]
+    return f"{agent_task[:40]}-img-{digest}"
+
 
 class AgentRun:
     """An agent task: a LangGraph graph (behind the AgentRunner port) resumed from its checkpoint on every
@@ -198,8 +228,9 @@ class AgentRun:
     input.approval) waits for the user's answer."""
 
     def __init__(self, runner: AgentRunner, chat: MeteredChat, conversations: Conversations,
-                 record: Callable[[Task, str, dict[str, Any]], None]) -> None:
+                 record: Callable[[Task, str, dict[str, Any]], None], start_image: StartTask | None = None) -> None:
         self.runner, self.chat, self.conversations, self._record = runner, chat, conversations, record
+        self.start_image = start_image  # the image tasks its tool starts (None: no image generation here)
 
     def run(self, context: Context, resume: object | None = None) -> RunOutcome:
         task = context.task
@@ -217,7 +248,8 @@ class AgentRun:
             calls[key] = reply
             self._record(task, key, reply)
 
-        agent_context = AgentContextOfTask(context, self.chat, self.conversations, record, lambda: calls)
+        agent_context = AgentContextOfTask(context, self.chat, self.conversations, record, lambda: calls,
+                                           self.start_image)
         outcome = self.runner.run(agent_context, agent, goal, limits=limits, resume=resume)
         result = {"text": outcome.result, "partial": outcome.partial, "steps": outcome.steps,
                   "toolCalls": outcome.tool_calls, **({"reason": outcome.reason} if outcome.reason else {})}

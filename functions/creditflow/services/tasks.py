@@ -317,12 +317,15 @@ class Tasks:
         once)."""
         delivered = 0
         for event in self.store.pending_events(limit):
-            if event.kind == "task.finished":
-                self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
-                                  {"kind": event.kind, "at": event.at, **event.payload})
-            self.store.event_done(event.id)
+            self._deliver(event)
             delivered += 1
         return delivered
+
+    def _deliver(self, event: OutboxEvent) -> None:
+        if event.kind == "task.finished":
+            self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
+                              {"kind": event.kind, "at": event.at, **event.payload})
+        self.store.event_done(event.id)
 
     def _raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:
         """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still
@@ -482,10 +485,13 @@ class Tasks:
                            {"taskId": task.id, "state": task.state, "charged": task.charged}, task.updated_at)
 
     def _after(self, task: Task) -> None:
+        """After a terminal state is saved: its mirror, and its own event delivered now (not the whole outbox: with
+        16 workers finishing at once, each delivered every pending event again, racing the others on the task
+        file; what a crash left is delivered by the runtime's outbox sweep, `deliver_events`)."""
         self._mirror(task)
         try:
-            self.deliver_events()
-        except Exception:  # the outbox keeps them: delivered on the next pass
+            self._deliver(self._finished_event(task))
+        except Exception:  # the outbox keeps it: delivered on the next pass
             log.exception("outbox delivery failed")
 
     def _move(self, task: Task, state: str, **changes: Any) -> Task:

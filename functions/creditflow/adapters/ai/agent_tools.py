@@ -87,7 +87,7 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]  # JSON Schema of the arguments (an object of strings and integers)
-    run: Callable[[AgentContext, dict[str, Any]], str]
+    run: Callable[[AgentContext, dict[str, Any], str], str]  # (the caller's context, arguments, the call's id)
 
     def schema(self) -> dict[str, Any]:
         """The tool as OpenAI's `tools` entry."""
@@ -100,14 +100,14 @@ def _object(required: dict[str, dict[str, Any]], optional: dict[str, dict[str, A
             "additionalProperties": False}
 
 
-def _recall(context: AgentContext, args: dict[str, Any]) -> str:
+def _recall(context: AgentContext, args: dict[str, Any], _call: str) -> str:
     passages = context.recall(args["query"], min(int(args.get("limit", 5)), 10))
     if not passages:
         return "nothing in your conversations matches"
     return "\n---\n".join(passages)[:MAX_TEXT]
 
 
-def _document(context: AgentContext, args: dict[str, Any]) -> str:
+def _document(context: AgentContext, args: dict[str, Any], _call: str) -> str:
     try:
         text = context.document(args["reference"])
     except LookupError:
@@ -115,16 +115,34 @@ def _document(context: AgentContext, args: dict[str, Any]) -> str:
     return text[:MAX_TEXT]
 
 
+def _start_image(context: AgentContext, args: dict[str, Any], call: str) -> str:
+    """An image task of the calling user's own, priced and held like any (its id is keyed by this agent task and
+    this call, so a resumed run that makes the call again gets the same task, not a second one)."""
+    n = args.get("n", 1)
+    if not 1 <= n <= 4:
+        raise ToolRefused("n must be from 1 to 4")
+    try:
+        started = context.start_image_task(args["prompt"], size=args.get("size"), n=n, call=call)
+    except LookupError as refused:
+        raise ToolRefused(str(refused)) from None
+    return json.dumps(started)
+
+
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("arithmetic", "Evaluate an arithmetic expression exactly: numbers, + - * / // % ** and parentheses.",
-         _object({"expression": {"type": "string"}}), lambda _context, args: arithmetic(args["expression"])),
+         _object({"expression": {"type": "string"}}), lambda _context, args, _call: arithmetic(args["expression"])),
     Tool("recall", "Search the user's own earlier conversations for passages about a query.",
          _object({"query": {"type": "string"}}, {"limit": {"type": "integer", "minimum": 1, "maximum": 10}}),
          _recall),
     Tool("read_document", "Read a document the user uploaded or attached, by its reference.",
          _object({"reference": {"type": "string"}}), _document),
+    Tool("start_image_task", "Start generating images from a prompt, for the user, at the image price the user "
+         "pays for any image task (held now, charged for the images delivered). Answers the task id, its state "
+         "and its price; the images arrive in the user's gallery.",
+         _object({"prompt": {"type": "string"}},
+                 {"size": {"type": "string"}, "n": {"type": "integer", "minimum": 1, "maximum": 4}}),
+         _start_image),
 )}
-# start_image_task is not offered: there is no image task flow to start yet (the images issue comes later).
 
 
 def checked_arguments(tool: Tool, raw: str) -> dict[str, Any]:
@@ -150,12 +168,13 @@ def checked_arguments(tool: Tool, raw: str) -> dict[str, Any]:
     return args
 
 
-def call_tool(context: AgentContext, allowed: tuple[str, ...], name: str, raw_arguments: str) -> str:
-    """Run one tool call for the context's user; a refusal comes back as text the model can act on."""
+def call_tool(context: AgentContext, allowed: tuple[str, ...], name: str, raw_arguments: str, call: str = "") -> str:
+    """Run one tool call for the context's user; a refusal comes back as text the model can act on. `call` is the
+    call's id in the model's reply (the same when a resumed run makes the call again)."""
     tool = TOOLS.get(name) if name in allowed else None
     if tool is None:
         return f"error: there is no tool {name!r}"
     try:
-        return tool.run(context, checked_arguments(tool, raw_arguments))
+        return tool.run(context, checked_arguments(tool, raw_arguments), call)
     except ToolRefused as refused:
         return f"error: {refused}"

@@ -34,13 +34,13 @@ class AgentSpec:
 SPECS: dict[str, AgentSpec] = {spec.name: spec for spec in (
     AgentSpec("research", "You research a question for the user. Look through their earlier conversations and "
               "the documents they name before you answer; say what you found and where.",
-              ("recall", "read_document", "arithmetic")),
+              ("recall", "read_document", "arithmetic", "start_image_task")),
     AgentSpec("code", "You write and explain code for the user. Read the documents they name; use the "
               "arithmetic tool for any calculation instead of guessing. Answer with the code and a short note.",
               ("read_document", "arithmetic")),
     AgentSpec("analysis", "You analyse data for the user: read their documents, compute every figure with the "
               "arithmetic tool, and answer with the figures and what they mean.",
-              ("read_document", "arithmetic", "recall")),
+              ("read_document", "arithmetic", "recall", "start_image_task")),
 )}
 if set(SPECS) != set(AGENTS):
     raise RuntimeError("every agent of domain.agents.AGENTS needs a spec here, and only those")
@@ -103,7 +103,7 @@ def _tools(state: AgentState, runtime: Runtime[Run]) -> dict[str, Any]:
         return {"ended": {"status": "stopped", "reason": f"tool call limit ({run.limits.max_tool_calls}) reached"}}
     results = [{"role": "tool", "tool_call_id": call.get("id", ""),
                 "content": call_tool(run.context, run.spec.tools, call.get("function", {}).get("name", ""),
-                                     call.get("function", {}).get("arguments", ""))}
+                                     call.get("function", {}).get("arguments", ""), str(call.get("id", "")))}
                for call in calls]
     return {"messages": results, "tool_calls": state["tool_calls"] + len(calls)}
 

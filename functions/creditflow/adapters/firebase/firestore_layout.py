@@ -32,6 +32,7 @@ SHARDS = 16  # a system account is hot (every spend credits usage:chat): its bal
 IDEMPOTENCY = "idempotency"
 CONFLICTS = "idempotency_conflicts"
 SHORTFALLS = "shortfalls"
+LEDGER_OUTBOX = "ledger_outbox"  # events written with the ledger change they tell of (credits.low)
 LOG = "ledger_log"
 CHECKPOINTS = "checkpoints"
 CHUNK = 256  # leaves per log chunk document

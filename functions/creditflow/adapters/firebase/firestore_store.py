@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_errors
@@ -17,6 +18,7 @@ from ...domain.entries import Entry
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
+from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
 from . import firestore_layout as layout
 from .firestore_transactions import run_transaction
@@ -155,6 +157,8 @@ class FirestoreTransaction:
         for shortfall in changes.shortfalls:  # one per charge: its id is the charge's idempotency key
             tx.create(client.collection(layout.SHORTFALLS).document(
                 layout.idempotency_id(shortfall.account, shortfall.key)), layout.shortfall_doc(shortfall))
+        for event in changes.events:  # its id is its idempotency key: written twice, it is one event
+            tx.set(client.collection(layout.LEDGER_OUTBOX).document(event.id.replace("/", "_")), asdict(event))
 
 
 class FirestoreLedgerStore:
@@ -261,6 +265,13 @@ class FirestoreLedgerStore:
     def shortfalls(self, limit: int) -> list[Shortfall]:
         stream = self.client.collection(layout.SHORTFALLS).order_by("at", direction=DESC).limit(limit).stream()
         return [layout.shortfall_of(layout.document_fields(s)) for s in stream]
+
+    def pending_events(self, limit: int) -> list[OutboxEvent]:
+        stream = self.client.collection(layout.LEDGER_OUTBOX).order_by("at").limit(limit).stream()
+        return [OutboxEvent(**(s.to_dict() or {})) for s in stream]
+
+    def event_done(self, event_id: str) -> None:
+        self.client.collection(layout.LEDGER_OUTBOX).document(event_id.replace("/", "_")).delete()
 
     def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
         stream = self.client.collection(layout.CONFLICTS).order_by("at", direction=DESC).limit(limit).stream()

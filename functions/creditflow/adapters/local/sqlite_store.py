@@ -18,6 +18,7 @@ from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
+from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
 from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
@@ -154,6 +155,9 @@ class SqliteTransaction(_Reads):
             db.executemany(f"INSERT INTO shortfalls ({_SHORTFALL}) VALUES (?,?,?,?,?,?,?)",
                            [(f.account, f.key, f.reference, f.owed, f.collected, f.reason, f.at)
                             for f in changes.shortfalls])
+        if changes.events:
+            db.executemany("INSERT OR IGNORE INTO outbox (id, kind, uid, payload, at) VALUES (?,?,?,?,?)",
+                           [(e.id, e.kind, e.uid, orjson.dumps(e.payload), e.at) for e in changes.events])
 
 
 def _account_row(a: UserAccount) -> tuple:
@@ -372,6 +376,13 @@ class SqliteLedgerStore(_Reads):
     def shortfalls(self, limit: int) -> list[Shortfall]:
         rows = self.db.execute(f"SELECT {_SHORTFALL} FROM shortfalls ORDER BY at DESC LIMIT ?", (limit,))
         return [Shortfall(*row) for row in rows]
+
+    def pending_events(self, limit: int) -> list[OutboxEvent]:
+        rows = self.db.execute("SELECT id, kind, uid, payload, at FROM outbox ORDER BY n LIMIT ?", (limit,))
+        return [OutboxEvent(i, k, u, orjson.loads(p), a) for i, k, u, p, a in rows]
+
+    def event_done(self, event_id: str) -> None:
+        self.run(lambda tx: tx.db.execute("DELETE FROM outbox WHERE id = ?", (event_id,)))
 
     # -- the Merkle log ----------------------------------------------------------------------------------------
 

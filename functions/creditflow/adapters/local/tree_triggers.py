@@ -2,10 +2,13 @@
 
 A write under a registered pattern such as `/requests/{uid}/{requestId}` stores one pending event per matching
 node it changed (the write of the node itself, of a child below it, or of an ancestor holding such nodes), with the
-node's value before and after, in the same SQLite transaction as the write. A dispatcher thread delivers pending
-events after commit, oldest first; an event is deleted once its handler returns. A handler that raises is retried
-with exponential backoff (BACKOFF_SECONDS · 2^attempt, with jitter) up to MAX_ATTEMPTS, then logged and dropped
-(counted in `dropped`). Events still pending when the process died are delivered when the dispatcher next starts.
+node's value before and after, in the same SQLite transaction as the write. A dispatcher thread hands pending
+events, after commit, to a few delivery threads (WORKERS): the events of one node go to one thread at a time,
+oldest first, so a node's writes are seen in order while different nodes' are handled side by side (as Firebase
+runs triggers on different nodes concurrently); an event is deleted once its handler returns. A handler that
+raises is retried with exponential backoff (BACKOFF_SECONDS · 2^attempt, with jitter) up to MAX_ATTEMPTS, the
+node's later events waiting behind it, then logged and dropped (counted in `dropped`). Events still pending when
+the process died are delivered when the dispatcher next starts.
 
 Delivery is at least once, not exactly once: a crash after a handler returned but before its event was deleted
 delivers that event again at the next start, so handlers must be idempotent (as Realtime Database triggers on
@@ -20,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +36,13 @@ from ...ports import TreeHandler
 log = logging.getLogger("creditflow.triggers")
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 0.5
+WORKERS = 8  # nodes whose events are delivered at once
+BATCH = 100
 SCHEMA = ("CREATE TABLE IF NOT EXISTS tree_events (id INTEGER PRIMARY KEY AUTOINCREMENT, trigger TEXT NOT NULL, "
           "path TEXT NOT NULL, params BLOB NOT NULL, before BLOB NOT NULL, after BLOB NOT NULL, "
-          "attempts INTEGER NOT NULL DEFAULT 0, due REAL NOT NULL DEFAULT 0)")
+          "attempts INTEGER NOT NULL DEFAULT 0, due REAL NOT NULL DEFAULT 0)",
+          "CREATE INDEX IF NOT EXISTS tree_events_by_path ON tree_events (path, id)")
+Row = tuple[int, str, str, bytes, bytes, bytes, int]
 
 Path = tuple[str, ...]
 
@@ -87,9 +95,14 @@ class Plan:
 
 
 class Triggers:
-    def __init__(self, connection: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connection: Callable[[], sqlite3.Connection], workers: int = WORKERS) -> None:
         self._db = connection
-        self._db().execute(SCHEMA)
+        for statement in SCHEMA:
+            self._db().execute(statement)
+        self.workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
+        self._busy: set[str] = set()  # nodes whose events a delivery thread holds now
+        self._lock = threading.Lock()
         self._handlers: dict[str, TreeHandler] = {}
         self._patterns: list[tuple[str, Pattern]] = []
         self._wake = threading.Event()
@@ -158,69 +171,109 @@ class Triggers:
     # -------------------------------------------------------------------------------------------- dispatcher
 
     def start(self) -> None:
-        """Deliver pending events (those left by a crash first) from a thread of their own, until stop()."""
+        """Deliver pending events (those left by a crash first) from threads of their own, until stop()."""
         if self._thread is not None:
             return
         self._stop.clear()
         self._wake.set()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tree-trigger")
         self._thread = threading.Thread(target=self._run, name="tree-triggers", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop handing out events; wait (up to `timeout`) for handlers running now. An event not delivered stays
+        pending for the next start."""
         thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            self._wake.set()
-            thread.join(timeout)
+        if thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        ends = time.monotonic() + timeout
+        thread.join(timeout)
+        pool, self._pool = self._pool, None
+        while self._busy and time.monotonic() < ends:
+            time.sleep(0.005)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def pending(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM tree_events").fetchone()[0]
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before reading: a wake from now on is not lost
             try:
                 wait = self.deliver_due()
             except Exception:  # the dispatcher must outlive a broken database moment
                 log.exception("delivering tree events failed")
                 wait = 1.0
             self._wake.wait(wait)
-            self._wake.clear()
 
     def deliver_due(self) -> float:
-        """Deliver every event due now; how long until the next one is due (at most a second)."""
-        db = self._db()
+        """Hand every node with an event due now (and no earlier event of it waiting for a retry) to a delivery
+        thread, as many nodes as there are free threads; how long until the next one is due (at most a second: a
+        thread that finishes wakes the dispatcher sooner)."""
         known = list(self._handlers)  # events of a trigger not registered here wait for a start that has it
-        if not known:
+        pool = self._pool
+        if not known or pool is None:
             return 1.0
-        marks = ",".join("?" * len(known))
-        rows = db.execute("SELECT id, trigger, path, params, before, after, attempts FROM tree_events "
-                          f"WHERE due <= ? AND trigger IN ({marks}) ORDER BY id LIMIT 100",
-                          (time.time(), *known)).fetchall()
-        for event_id, trigger, path, params, before, after, attempts in rows:
-            if self._stop.is_set():
-                return 0.0
-            handler = self._handlers[trigger]
-            try:
-                handler(TreeEvent(path, orjson.loads(params), orjson.loads(before), orjson.loads(after)))
-            except Exception:
-                attempts += 1
-                if attempts >= MAX_ATTEMPTS:
-                    log.exception("trigger %s gave up on %s after %d attempts", trigger, path, attempts)
-                    db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
-                    self.dropped += 1
-                else:
+        with self._lock:
+            busy = list(self._busy)
+        free = self.workers - len(busy)
+        if free <= 0:
+            return 1.0
+        now = time.time()
+        marks, skip = ",".join("?" * len(known)), ",".join("?" * len(busy))
+        rows: list[Row] = self._db().execute(
+            "SELECT id, trigger, path, params, before, after, attempts FROM tree_events AS e "
+            f"WHERE due <= ? AND trigger IN ({marks}) AND path NOT IN ({skip}) AND NOT EXISTS "
+            "(SELECT 1 FROM tree_events AS f WHERE f.path = e.path AND f.id < e.id AND f.due > ?) "
+            "ORDER BY id LIMIT ?", (now, *known, *busy, now, BATCH)).fetchall()
+        batches: dict[str, list[Row]] = {}
+        for row in rows:
+            batches.setdefault(row[2], []).append(row)
+        for path, events in list(batches.items())[:free]:
+            with self._lock:
+                self._busy.add(path)
+            pool.submit(self._deliver, path, events)
+        if len(batches) >= free or len(rows) == BATCH:
+            return 1.0  # the threads are all busy: each wakes the dispatcher when it is done
+        row = self._db().execute(f"SELECT MIN(due) FROM tree_events WHERE trigger IN ({marks}) AND due > ?",
+                                 (*known, now)).fetchone()
+        if row[0] is None:
+            return 1.0
+        return min(1.0, max(0.0, row[0] - time.time()))
+
+    def _deliver(self, path: str, events: list[Row]) -> None:
+        """One node's due events, in order; a failure puts the rest off until its retry (order is kept)."""
+        try:
+            db = self._db()
+            for event_id, trigger, _, params, before, after, attempts in events:
+                if self._stop.is_set():
+                    return
+                handler = self._handlers[trigger]
+                try:
+                    handler(TreeEvent(path, orjson.loads(params), orjson.loads(before), orjson.loads(after)))
+                except Exception:
+                    attempts += 1
+                    if attempts >= MAX_ATTEMPTS:
+                        log.exception("trigger %s gave up on %s after %d attempts", trigger, path, attempts)
+                        db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
+                        with self._lock:
+                            self.dropped += 1
+                        continue
                     log.warning("trigger %s failed on %s (attempt %d); retrying", trigger, path, attempts,
                                 exc_info=True)
                     delay = BACKOFF_SECONDS * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
                     db.execute("UPDATE tree_events SET attempts = ?, due = ? WHERE id = ?",
                                (attempts, time.time() + delay, event_id))
-                continue
-            db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
-            self.delivered += 1
-        if len(rows) == 100:
-            return 0.0
-        row = db.execute(f"SELECT MIN(due) FROM tree_events WHERE trigger IN ({marks})",
-                         known).fetchone()
-        if row[0] is None:
-            return 1.0
-        return min(1.0, max(0.0, row[0] - time.time()))
+                    return  # the node's later events wait for this one
+                db.execute("DELETE FROM tree_events WHERE id = ?", (event_id,))
+                with self._lock:
+                    self.delivered += 1
+        except Exception:  # a broken database moment: the events stay pending
+            log.exception("delivering tree events of %s failed", path)
+        finally:
+            with self._lock:
+                self._busy.discard(path)
+            self._wake.set()

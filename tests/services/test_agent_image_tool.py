@@ -1,0 +1,129 @@
+"""The agents' start_image_task tool: an image task for the agent task's own user, through the service the REST
+route uses (priced, held at its price, queued), started once per tool call however often a resumed run makes
+the call again, and never for another user."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from creditflow.adapters.ai.agent_tools import call_tool
+from creditflow.bootstrap import Platform
+from creditflow.domain.tasks import ACCEPTED, FAILED, SUCCEEDED, Task, TaskRequest
+from creditflow.services.task_runs import AgentContextOfTask, image_task_id
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.fake_images import FakeImages
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+TOOLS = ("start_image_task",)
+
+
+@pytest.fixture(scope="module")
+def images_server() -> Iterator[FakeImages]:
+    fake = FakeImages()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def flux(tmp_path: Path, clock: SteppedClock, images_server: FakeImages) -> Iterator[Platform]:
+    built = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=images_server.url,
+                          image_backoff_seconds=0.0)
+    yield built
+    built.store.close()  # type: ignore[attr-defined]
+
+
+def agent_context(platform: Platform, uid: str, agent_task: str) -> AgentContextOfTask:
+    """The context an agent task of `uid` hands its tools, wired as the platform wires it."""
+    task = Task(agent_task, uid, TaskRequest(kind="agent", input="draw"), "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z")
+    run = platform.tasks.runs["agent"]
+    return AgentContextOfTask(SimpleNamespace(task=task), run.chat, run.conversations,  # type: ignore[arg-type]
+                              lambda key, reply: None, dict, run.start_image)
+
+
+def test_the_tool_starts_a_held_image_task_of_the_caller_that_runs_and_is_charged(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    context = agent_context(flux, "u", "agent1")
+    answer = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a lighthouse", "n": 2}), "call_1")
+    started = json.loads(answer)
+    task_id = image_task_id("agent1", "call_1")
+    assert started["taskId"] == task_id and started["state"] == ACCEPTED
+    image = flux.tasks.get("u", task_id)
+    _, quote = flux.images.quote(image.model, None, None, 2)
+    assert image.request.kind == "image" and image.reserved == image.estimate == quote.total
+    assert flux.credits.balance("u").held == quote.total  # held at its price, as any image task
+    assert image.route == "queued"  # long: the queue runs it, as for the REST route
+    done = flux.tasks.run("u", task_id)
+    assert done.state == SUCCEEDED and done.charged == quote.total and done.outcome == "posted"
+    assert flux.credits.balance("u").available == CREDIT - quote.total
+    assert all(path.startswith(f"users/u/images/{task_id}/") for path in
+               (info.path for info in flux.blobs.list("users/")))
+
+
+def test_the_same_call_again_starts_nothing_new(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    context = agent_context(flux, "u", "agent1")
+    first = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a boat"}), "call_1")
+    held = flux.credits.balance("u").held
+    again = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a boat"}), "call_1")  # resumed
+    assert json.loads(again)["taskId"] == json.loads(first)["taskId"]
+    assert flux.credits.balance("u").held == held and len(flux.tasks.list("u")[0]) == 1
+    other = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a boat"}), "call_2")
+    assert json.loads(other)["taskId"] != json.loads(first)["taskId"]
+
+
+def test_never_for_another_user(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    funded(flux, "victim", 1)
+    context = agent_context(flux, "u", "agent1")
+    answer = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "x", "uid": "victim"}), "c1")
+    assert answer == "error: unknown arguments: uid"
+    call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "x"}), "c2")
+    assert flux.tasks.list("victim")[0] == [] and flux.credits.balance("victim").held == 0
+    assert len(flux.tasks.list("u")[0]) == 1
+
+
+def test_refusals_come_back_as_text_and_hold_nothing(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    context = agent_context(flux, "u", "agent1")
+    bad_size = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "x", "size": "huge"}), "c1")
+    assert bad_size.startswith("error: ") and flux.tasks.list("u")[0] == []  # refused before it was recorded
+    too_many = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "x", "n": 9}), "c2")
+    assert too_many == "error: n must be from 1 to 4"
+    flux.credits.open_account("poor")
+    poor = agent_context(flux, "poor", "agent2")
+    broke = call_tool(poor, TOOLS, "start_image_task", json.dumps({"prompt": "x"}), "c3")
+    assert broke.startswith("error: ")
+    [failed] = flux.tasks.list("poor")[0]
+    assert failed.state == FAILED and failed.error["status"] == 402 and failed.reserved == 0
+    assert flux.credits.balance("u").held == 0 and flux.credits.balance("poor").held == 0
+
+
+def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: SteppedClock) -> None:
+    """Through LangGraph and the metered chat (the model plans one start_image_task call): the image task is the
+    agent task's user's, held at its price; the agent's answer names it. (The chat server draws no images: the
+    image task stays queued, which is all the tool does.)"""
+    upstream = FakeOpenAI()
+    try:
+        platform = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url)
+        funded(platform, "u", 5)
+        goal = "draw it TOOLPLAN:" + json.dumps([["start_image_task", {"prompt": "a lighthouse at dusk"}]])
+        task = platform.tasks.submit("u", "agent9", {"kind": "agent", "input": {"goal": goal, "agent": "research"},
+                                                     "model": LLAMA, "maxCredits": 1})
+        task = platform.tasks.run("u", "agent9") if not task.terminal else task
+        assert task.state == SUCCEEDED, task.error
+        image_id = image_task_id("agent9", "call_1")
+        image = platform.tasks.get("u", image_id)
+        assert image.request.kind == "image" and image.state == ACCEPTED and image.reserved > 0
+        assert image_id in task.result["text"]
+        assert platform.credits.balance("u").held == image.reserved  # the agent's own hold is settled
+        again = platform.tasks.run("u", "agent9")  # a redelivery after the end: no second image task
+        assert again.state == SUCCEEDED and len(platform.tasks.list("u")[0]) == 2
+    finally:
+        upstream.stop()

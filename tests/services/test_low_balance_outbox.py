@@ -1,0 +1,114 @@
+"""credits.low through the ledger's outbox: written in the transaction of the change that crosses the threshold,
+delivered at least once as a notification under /notifications/{uid}, written once however often it is delivered,
+and delivered after a restart when the process died between the commit and the delivery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.errors import LedgerError
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def low_notices(platform: Platform, uid: str) -> list[dict]:
+    return [n for n in (platform.realtime.get(f"/notifications/{uid}") or {}).values() if n["type"] == "low_balance"]
+
+
+def test_a_crossing_is_an_event_of_its_transaction_and_one_notification(platform: Platform) -> None:
+    funded(platform, "u", 100)  # threshold: 50 credits (or 10% of the 100 paid: 10), so 50
+    platform.credits.reserve("u", 40 * CREDIT, key="r1")  # 60: not crossed
+    assert low_notices(platform, "u") == []
+    platform.credits.reserve("u", 20 * CREDIT, key="r2")  # 40: crossed
+    platform.credits.reserve("u", 20 * CREDIT, key="r3")  # 20: still below, nothing new
+    [notice] = low_notices(platform, "u")
+    assert notice["kind"] == "credits.low" and notice["available"] == 40 * CREDIT and notice["threshold"] == 50 * CREDIT
+    assert platform.credits.store.pending_events(10) == []  # delivered after its commit, and marked done
+
+
+def test_a_refused_change_writes_no_event(platform: Platform) -> None:
+    funded(platform, "u", 60)
+    with pytest.raises(LedgerError):
+        platform.credits.reserve("u", 61 * CREDIT, key="too-much")
+    assert platform.credits.store.pending_events(10) == [] and low_notices(platform, "u") == []
+
+
+def test_racing_spenders_cross_once(tmp_path: Path, clock: SteppedClock) -> None:
+    """20 threads each hold 5 of 100 credits: the balance passes 50 on exactly one of those transactions."""
+    platform = make_platform(tmp_path, clock)
+    funded(platform, "r", 100)
+    barrier = threading.Barrier(20)
+
+    def spend(n: int) -> None:
+        barrier.wait()
+        platform.credits.reserve("r", 5 * CREDIT, key=f"r{n}")
+
+    threads = [threading.Thread(target=spend, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    platform.mirror.deliver_events()
+    assert platform.credits.balance("r").available == 0
+    assert len(low_notices(platform, "r")) == 1
+
+
+def test_a_delivery_that_fails_before_it_is_marked_done_is_delivered_again_and_written_once(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    funded(platform, "u", 100)
+    store = platform.credits.store
+    done = store.event_done
+    calls: list[str] = []
+
+    def lost(event_id: str) -> None:  # the notification was written, then the process lost the acknowledgement
+        calls.append(event_id)
+        raise OSError("gone")
+
+    monkeypatch.setattr(store, "event_done", lost)
+    platform.credits.reserve("u", 60 * CREDIT, key="r1")  # crosses; after_commit's delivery fails (logged)
+    assert len(calls) == 1 and len(store.pending_events(10)) == 1 and len(low_notices(platform, "u")) == 1
+    monkeypatch.setattr(store, "event_done", done)
+    assert platform.mirror.deliver_events() == 1  # again: the handler sees its notification is there
+    assert platform.mirror.deliver_events() == 0
+    assert len(low_notices(platform, "u")) == 1 and store.pending_events(10) == []
+
+
+def test_a_crash_between_commit_and_delivery_is_delivered_after_the_restart_once(tmp_path: Path) -> None:
+    """A process that dies (os._exit, as kill -9) right after the commit that crossed the threshold, before any
+    delivery: the event is in the ledger with its change; the next process delivers it, once."""
+    data = tmp_path / "data"
+    script = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "functions")!r}]
+        from creditflow.bootstrap import build
+        from creditflow.config import Settings
+        platform = build(Settings.from_env(runtime="local", data_dir=Path({str(data)!r})))
+        platform.credits.open_account("c")
+        platform.credits.grant("c", 100_000_000, source="admin", lot_kind="paid", key="fund")
+        platform.mirror.deliver_events = lambda limit=200: os._exit(9)  # dies before delivering
+        platform.credits.reserve("c", 60_000_000, key="cross")
+        os._exit(0)  # not reached
+    """)
+    died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert died.returncode == 9, died.stderr
+    after = make_platform(data)
+    try:
+        assert after.credits.balance("c").available == 40 * CREDIT  # the change committed
+        [event] = after.credits.store.pending_events(10)  # and its event with it
+        assert event.kind == "credits.low" and event.uid == "c"
+        assert low_notices(after, "c") == []  # not delivered before the crash
+        assert after.mirror.deliver_events() == 1  # what the runtime's outbox sweep does after a restart
+        assert after.mirror.deliver_events() == 0
+        [notice] = low_notices(after, "c")
+        assert notice["available"] == 40 * CREDIT
+    finally:
+        after.store.close()  # type: ignore[attr-defined]
