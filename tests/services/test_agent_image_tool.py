@@ -60,7 +60,7 @@ def test_the_tool_starts_a_held_image_task_of_the_caller_that_runs_and_is_charge
     assert flux.credits.balance("u").held == quote.total  # held at its price, as any image task
     assert image.route == "queued"  # long: the queue runs it, as for the REST route
     done = flux.tasks.run("u", task_id)
-    assert done.state == SUCCEEDED and done.charged == quote.total and done.outcome == "posted"
+    assert done.state == SUCCEEDED and done.charged == quote.total and done.outcome == "settled"
     assert flux.credits.balance("u").available == CREDIT - quote.total
     assert all(path.startswith(f"users/u/images/{task_id}/") for path in
                (info.path for info in flux.blobs.list("users/")))
