@@ -166,9 +166,9 @@ def test_the_realtime_mirror_streams_balances_to_their_owner_only(server: LocalS
     server.call("POST", "/api/v1/credits/reserve", {"amount": "1"}, token=token, headers={"Idempotency-Key": "s-1"})
     seen = b""
     deadline = time.monotonic() + 10
-    while b'"available": 4000000' not in seen and time.monotonic() < deadline:
+    while b'"micros": 4000000' not in seen and time.monotonic() < deadline:
         seen += stream.readline()
-    assert b'"held": 1000000' in seen
+    assert b'"held": {"credits": "1", "micros": 1000000}' in seen
     stream.close()
     for path, expected in (("/realtime/balances/sse", 401), (f"/realtime/balances/other?auth={token}", 403),
                            (f"/realtime/requests?auth={token}", 403)):
