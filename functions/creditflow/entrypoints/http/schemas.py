@@ -219,8 +219,9 @@ class MemoryOut(Out):
     charged: Money = Field(description="what summaries and embeddings for this turn cost")
 
 
-class ChatOut(Out):
-    text: str
+class ChargeOut(Out):
+    """What a metered chat call says of itself: the model, the usage and the charge."""
+
     model: str
     provider: str
     demo: bool
@@ -234,25 +235,17 @@ class ChatOut(Out):
     shortfall: Money | None = Field(default=None, description="what the reply cost beyond what could be collected "
                                     "after its hold lapsed (recorded for the admins); absent when paid in full")
     replayed: bool
-    conversationId: str | None = None
     memory: MemoryOut | None = None
 
 
-class ChatDoneOut(Out):
+class ChatOut(ChargeOut):
+    text: str
+    conversationId: str | None = None
+
+
+class ChatDoneOut(ChargeOut):
     """The `done` event that ends a streamed chat: the charge, as ChatOut says it (the text came in the deltas)."""
 
-    model: str
-    provider: str
-    demo: bool
-    finish_reason: str | None
-    usage: UsageOut
-    charged: Money
-    estimated: Money
-    reservationId: str
-    entry: str | None
-    shortfall: Money | None = None
-    replayed: bool
-    memory: MemoryOut | None = None
     broken: bool = Field(description="the provider's stream broke: charged on an estimate")
     tried: list[str] = Field(description="models that failed before this one answered")
 
