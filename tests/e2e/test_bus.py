@@ -61,7 +61,7 @@ def test_a_chat_request_streams_its_tokens_and_is_charged_once(real: LocalServer
     _, pieces = rtdb(real, "GET", "streams/bus-chat/r1", token)
     keys = sorted(pieces)
     assert "".join(pieces[k].get("text", "") for k in keys[:-1]) == "echo: hello over the bus"
-    assert pieces[keys[-1]]["final"] is True and pieces[keys[-1]]["charged"] == 33
+    assert pieces[keys[-1]]["final"] is True and pieces[keys[-1]]["charged"]["micros"] == 33
     rtdb(real, "PUT", "requests/bus-chat/r1/cancel", token, True)  # after the end: changes nothing
     time.sleep(0.3)
     assert ended(real, "bus-chat", "r1", token)["state"] == "succeeded"

@@ -28,7 +28,7 @@ def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstr
     assert task.charged == 33 and task.outcome == "settled" and task.result["text"] == "echo: hello there"
     pieces = stream_of(ai, "u", "t1")
     assert "".join(p.get("text", "") for p in pieces[:-1]) == "echo: hello there"
-    assert pieces[-1]["final"] is True and pieces[-1]["charged"] == 33
+    assert pieces[-1]["final"] is True and pieces[-1]["charged"] == {"credits": "0.000033", "micros": 33}
     assert pieces[-1]["usage"] == {"promptTokens": 100, "completionTokens": 50}
     balance = ai.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT - 33, 0)

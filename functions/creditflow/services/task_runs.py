@@ -125,7 +125,8 @@ class ChatRun:
                 if piece.get("done"):
                     final = {"usage": {"promptTokens": piece["prompt_tokens"],
                                        "completionTokens": piece["completion_tokens"]},
-                             "charged": piece["charged"], "model": piece["model"], "demo": piece["demo"],
+                             "charged": {"credits": format_credits(piece["charged"]), "micros": piece["charged"]},
+                             "model": piece["model"], "demo": piece["demo"],
                              "broken": piece["broken"]}
                     writer.final(final)
                     return RunOutcome("done", {"text": "".join(said), **final})
