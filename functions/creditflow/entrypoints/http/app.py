@@ -14,18 +14,20 @@ from . import (
     chat_routes,
     conversation_routes,
     credit_routes,
+    image_routes,
     key_routes,
     ledger_routes,
     me_routes,
     model_routes,
+    payment_routes,
+    task_routes,
 )
 from .api import CALLER, Api, RateLimiter
 from .gateway import create_gateway
-from .image_routes import register_images, register_media
-from .payment_routes import register_payments
+from .image_routes import ImageIdConverter, register_media
+from .payment_routes import register_stripe_webhook
 from .realtime import register_realtime
 from .slots import Slots, count_calls
-from .task_routes import register_tasks
 from .views import payment_options
 from .web_routes import register_web
 
@@ -53,11 +55,12 @@ def create_app(platform: Platform) -> Flask:
               missing_token=f"send Authorization: Bearer <dev token>; get one with: {how_to_get}" if how_to_get
               else "send Authorization: Bearer <Firebase ID token>")
     for resource in (me_routes, credit_routes, ledger_routes, chat_routes, conversation_routes, key_routes,
-                     model_routes, admin_routes):
+                     model_routes, admin_routes, task_routes, payment_routes):
         api.include(resource.routes)
-    register_tasks(api, platform)
-    register_payments(api, app, platform)
-    register_images(api, platform)
+    if platform.images is not None:
+        app.url_map.converters["image_id"] = ImageIdConverter
+        api.include(image_routes.routes)
+    register_stripe_webhook(app, platform)
     register_media(app, platform)  # the local file store's signed URLs (Cloud Storage serves its own)
     register_web(api, platform)  # the client app at /, its dev sign-in and the admin console's reads
     # the user's limit is shared by both APIs; each gateway key has its own as well

@@ -17,11 +17,13 @@ from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
 from ...domain.tasks import parse_request, require_task_id
 from ...services.images import ImageGeneration
 from . import task_schemas as t
-from .api import Api, problem
+from .api import Routes, problem
 from .schemas import WHOLE, Money, Out, Strict
 from .task_routes import task_out
 
 V1 = "/api/v1"
+
+routes = Routes()
 SIZE = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT, pattern=r"\S")]
 
@@ -137,45 +139,50 @@ class ImageIdConverter(BaseConverter):
     regex = r"(?!quote$)[A-Za-z0-9_-]{1,64}(\.[0-9]{1,2})?"
 
 
-def register_images(api: Api, platform: Platform) -> None:
-    images = platform.images
-    if images is None:
-        return
-    api.app.url_map.converters["image_id"] = ImageIdConverter
+def image_service(platform: Platform) -> ImageGeneration:
+    """The image service; these routes are included only where images are configured."""
+    assert platform.images is not None
+    return platform.images
 
-    @api.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
-               "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
-               "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
-               longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
-    def create_images(caller: Caller, body: ImageIn, key: str) -> t.TaskOut:
-        task_id = key
-        known = platform.tasks.store.get(caller.uid, task_id)
-        if known is not None:
-            return task_out(known)
-        raw = image_request(platform, body)
-        images.price(caller.uid, parse_request(raw, max_reservation=platform.settings.max_reservation_amount))
-        return task_out(platform.tasks.submit(caller.uid, task_id, raw))  # refused above: nothing kept or held
 
-    @api.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "
-               "and only delivered images are charged", query=ImageQuoteQuery, response=ImageQuoteOut,
-               errors=(404, 422))
-    def quote_images(caller: Caller, query: ImageQuoteQuery) -> ImageQuoteOut:
-        model, quote = images.quote(query.model, query.size, query.steps, query.n, query.quality)
-        return ImageQuoteOut(model=model.id, size=f"{quote.width}x{quote.height}", width=quote.width,
-                             height=quote.height, steps=quote.steps, n=quote.n, perImage=Money.of(quote.per_image),
-                             price=Money.of(quote.total), megapixelSteps=quote.megapixel_steps, demo=model.demo)
+@routes.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
+              "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
+              "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
+              longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
+def create_images(platform: Platform, caller: Caller, body: ImageIn, key: str) -> t.TaskOut:
+    task_id = key
+    known = platform.tasks.store.get(caller.uid, task_id)
+    if known is not None:
+        return task_out(known)
+    raw = image_request(platform, body)
+    asked = parse_request(raw, max_reservation=platform.settings.max_reservation_amount)
+    image_service(platform).price(caller.uid, asked)
+    return task_out(platform.tasks.submit(caller.uid, task_id, raw))  # refused above: nothing kept or held
 
-    @api.route("GET", f"{V1}/images", summary="The caller's images, newest first, with signed URLs of the original "
-               "and thumbnails", query=ImagesQuery, response=ImagesOut)
-    def list_images(caller: Caller, query: ImagesQuery) -> ImagesOut:
-        page, cursor = images.images(caller.uid, query.limit, query.cursor)
-        return ImagesOut(images=[image_out(images, image) for image in page], nextCursor=cursor)
 
-    @api.route("DELETE", f"{V1}/images/{{imageId}}", summary="Delete one of the caller's images (taskId.index), or "
-               "all of a task's (taskId): the original and thumbnails go, the ledger entry stays",
-               response=ImagesDeletedOut, converters={"imageId": "image_id"})
-    def delete_image(caller: Caller, imageId: str) -> ImagesDeletedOut:
-        return ImagesDeletedOut(**images.delete(caller.uid, imageId))
+@routes.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "
+              "and only delivered images are charged", query=ImageQuoteQuery, response=ImageQuoteOut,
+              errors=(404, 422))
+def quote_images(platform: Platform, caller: Caller, query: ImageQuoteQuery) -> ImageQuoteOut:
+    model, quote = image_service(platform).quote(query.model, query.size, query.steps, query.n, query.quality)
+    return ImageQuoteOut(model=model.id, size=f"{quote.width}x{quote.height}", width=quote.width,
+                         height=quote.height, steps=quote.steps, n=quote.n, perImage=Money.of(quote.per_image),
+                         price=Money.of(quote.total), megapixelSteps=quote.megapixel_steps, demo=model.demo)
+
+
+@routes.route("GET", f"{V1}/images", summary="The caller's images, newest first, with signed URLs of the original "
+              "and thumbnails", query=ImagesQuery, response=ImagesOut)
+def list_images(platform: Platform, caller: Caller, query: ImagesQuery) -> ImagesOut:
+    images = image_service(platform)
+    page, cursor = images.images(caller.uid, query.limit, query.cursor)
+    return ImagesOut(images=[image_out(images, image) for image in page], nextCursor=cursor)
+
+
+@routes.route("DELETE", f"{V1}/images/{{imageId}}", summary="Delete one of the caller's images (taskId.index), or "
+              "all of a task's (taskId): the original and thumbnails go, the ledger entry stays",
+              response=ImagesDeletedOut, converters={"imageId": "image_id"})
+def delete_image(platform: Platform, caller: Caller, imageId: str) -> ImagesDeletedOut:
+    return ImagesDeletedOut(**image_service(platform).delete(caller.uid, imageId))
 
 
 def register_media(app: Flask, platform: Platform) -> None:

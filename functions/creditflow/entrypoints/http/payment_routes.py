@@ -11,9 +11,11 @@ from ...domain.callers import Caller
 from ...domain.idempotency import MAX_REQUEST_KEY
 from ...domain.payments import Pack, Payment, PaymentTotals, totals
 from . import schemas as s
-from .api import Api
+from .api import Routes
 
 V1 = "/api/v1"
+
+routes = Routes()
 
 
 class PriceOut(s.Out):
@@ -93,32 +95,37 @@ class AdminPaymentsOut(s.Out):
     totals: list[TotalsOut]
 
 
-def register_payments(api: Api, app: Flask, platform: Platform) -> None:
+@routes.route("GET", f"{V1}/payments/packs", summary="The credit packs on sale, and how they can be paid for",
+              auth="none", response=PacksOut)
+def list_packs(platform: Platform) -> PacksOut:
+    return PacksOut(packs=[PackOut.of(p) for p in platform.payments.packs],
+                    methods=list(platform.settings.payment_methods))
+
+
+@routes.route("POST", f"{V1}/payments/stripe/checkout", summary="A Stripe Checkout page for one pack (503 until "
+              "Stripe is configured)", body=CheckoutIn, response=CheckoutOut, idempotent_header=True,
+              errors=(404, 502, 503), longest_key=MAX_REQUEST_KEY)
+def stripe_checkout(platform: Platform, caller: Caller, body: CheckoutIn, key: str) -> CheckoutOut:
+    page = platform.payments.checkout(caller.uid, body.pack, key)
+    return CheckoutOut(id=page.id, url=page.url, pack=PackOut.of(page.pack))
+
+
+@routes.route("GET", f"{V1}/payments", summary="The caller's payments, newest first", response=PaymentsOut)
+def my_payments(platform: Platform, caller: Caller) -> PaymentsOut:
+    return PaymentsOut(payments=[PaymentOut.of(p) for p in platform.payments.mine(caller.uid)])
+
+
+@routes.route("GET", f"{V1}/admin/payments", summary="Every payment (the latest 500) and the totals per currency: "
+              "gross, refunded, disputed, written off (admins)", auth="admin", response=AdminPaymentsOut)
+def admin_payments(platform: Platform, caller: Caller) -> AdminPaymentsOut:
+    found = platform.payments.all()
+    return AdminPaymentsOut(payments=[PaymentOut.of(p) for p in found], totals=[TotalsOut.of(t)
+                                                                               for t in totals(found)])
+
+
+def register_stripe_webhook(app: Flask, platform: Platform) -> None:
+    """Stripe's webhook, outside the API: it signs the raw body and has no bearer token."""
     payments = platform.payments
-
-    @api.route("GET", f"{V1}/payments/packs", summary="The credit packs on sale, and how they can be paid for",
-               auth="none", response=PacksOut)
-    def list_packs() -> PacksOut:
-        return PacksOut(packs=[PackOut.of(p) for p in payments.packs],
-                        methods=list(platform.settings.payment_methods))
-
-    @api.route("POST", f"{V1}/payments/stripe/checkout", summary="A Stripe Checkout page for one pack (503 until "
-               "Stripe is configured)", body=CheckoutIn, response=CheckoutOut, idempotent_header=True,
-               errors=(404, 502, 503), longest_key=MAX_REQUEST_KEY)
-    def stripe_checkout(caller: Caller, body: CheckoutIn, key: str) -> CheckoutOut:
-        page = payments.checkout(caller.uid, body.pack, key)
-        return CheckoutOut(id=page.id, url=page.url, pack=PackOut.of(page.pack))
-
-    @api.route("GET", f"{V1}/payments", summary="The caller's payments, newest first", response=PaymentsOut)
-    def my_payments(caller: Caller) -> PaymentsOut:
-        return PaymentsOut(payments=[PaymentOut.of(p) for p in payments.mine(caller.uid)])
-
-    @api.route("GET", f"{V1}/admin/payments", summary="Every payment (the latest 500) and the totals per currency: "
-               "gross, refunded, disputed, written off (admins)", auth="admin", response=AdminPaymentsOut)
-    def admin_payments(caller: Caller) -> AdminPaymentsOut:
-        found = payments.all()
-        return AdminPaymentsOut(payments=[PaymentOut.of(p) for p in found], totals=[TotalsOut.of(t)
-                                                                                   for t in totals(found)])
 
     @app.post("/webhooks/stripe")
     def stripe_webhook() -> Response:

@@ -8,9 +8,11 @@ from ...domain.callers import Caller
 from ...domain.outbox import DeadLetter
 from ...domain.tasks import Task, parse_request, require_task_id
 from . import task_schemas as t
-from .api import Api
+from .api import Configured, Routes
 
 V1 = "/api/v1"
+
+routes = Routes()
 
 
 def task_out(task: Task) -> t.TaskOut:
@@ -23,46 +25,51 @@ def letter_out(letter: DeadLetter) -> t.DeadLetterOut:
                            replayedAt=letter.replayed_at)
 
 
-def register_tasks(api: Api, platform: Platform) -> None:
-    tasks = platform.tasks
+@routes.route("POST", f"{V1}/tasks", summary="Submit a task, as writing /requests/{uid}/{id} does (the "
+              "Idempotency-Key is the request id; a retry returns the task as it is now)",
+              body=Configured(lambda platform: t.task_in(platform.settings.max_reservation_amount)),
+              response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409), longest_key=64,
+              key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
+def submit_task(platform: Platform, caller: Caller, body: t.TaskIn, key: str) -> t.TaskOut:
+    raw = body.model_dump(exclude_none=True)  # the input object's unset fields go too
+    parse_request(raw, max_reservation=platform.settings.max_reservation_amount)  # refused here: nothing kept
+    return task_out(platform.tasks.submit(caller.uid, key, raw))
 
-    @api.route("POST", f"{V1}/tasks", summary="Submit a task, as writing /requests/{uid}/{id} does (the "
-               "Idempotency-Key is the request id; a retry returns the task as it is now)",
-               body=t.task_in(platform.settings.max_reservation_amount),
-               response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409), longest_key=64,
-               key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
-    def submit_task(caller: Caller, body: t.TaskIn, key: str) -> t.TaskOut:
-        raw = body.model_dump(exclude_none=True)  # the input object's unset fields go too
-        parse_request(raw, max_reservation=platform.settings.max_reservation_amount)  # refused here: nothing kept
-        return task_out(tasks.submit(caller.uid, key, raw))
 
-    @api.route("GET", f"{V1}/tasks", summary="The caller's tasks, newest first, by state and kind",
-               query=t.TasksQuery, response=t.TasksOut)
-    def list_tasks(caller: Caller, query: t.TasksQuery) -> t.TasksOut:
-        states = frozenset(query.state.split(",")) if query.state else None
-        page, cursor = tasks.list(caller.uid, states=states, kind=query.kind, limit=query.limit, cursor=query.cursor)
-        return t.TasksOut(tasks=[task_out(task) for task in page], nextCursor=cursor)
+@routes.route("GET", f"{V1}/tasks", summary="The caller's tasks, newest first, by state and kind",
+              query=t.TasksQuery, response=t.TasksOut)
+def list_tasks(platform: Platform, caller: Caller, query: t.TasksQuery) -> t.TasksOut:
+    states = frozenset(query.state.split(",")) if query.state else None
+    page, cursor = platform.tasks.list(caller.uid, states=states, kind=query.kind, limit=query.limit,
+                                       cursor=query.cursor)
+    return t.TasksOut(tasks=[task_out(task) for task in page], nextCursor=cursor)
 
-    @api.route("GET", f"{V1}/tasks/{{taskId}}", summary="One of the caller's tasks", response=t.TaskOut)
-    def read_task(caller: Caller, taskId: str) -> t.TaskOut:
-        return task_out(tasks.get(caller.uid, taskId))
 
-    @api.route("POST", f"{V1}/tasks/{{taskId}}/cancel", summary="Cancel a task: it stops at its next step, pays "
-               "for what was used and frees the rest (after its end: no change)", response=t.TaskOut)
-    def cancel_task(caller: Caller, taskId: str) -> t.TaskOut:
-        return task_out(tasks.cancel(caller.uid, taskId))
+@routes.route("GET", f"{V1}/tasks/{{taskId}}", summary="One of the caller's tasks", response=t.TaskOut)
+def read_task(platform: Platform, caller: Caller, taskId: str) -> t.TaskOut:
+    return task_out(platform.tasks.get(caller.uid, taskId))
 
-    @api.route("POST", f"{V1}/tasks/{{taskId}}/answer", summary="Answer a task that waits for you", body=t.AnswerIn,
-               response=t.TaskOut, errors=(409,))
-    def answer_task(caller: Caller, taskId: str, body: t.AnswerIn) -> t.TaskOut:
-        return task_out(tasks.answer(caller.uid, taskId, body.answer))
 
-    @api.route("GET", f"{V1}/admin/dead-letters", summary="Tasks whose last attempt failed (their holds voided)",
-               auth="admin", query=t.DeadLettersQuery, response=t.DeadLettersOut)
-    def dead_letters(caller: Caller, query: t.DeadLettersQuery) -> t.DeadLettersOut:
-        return t.DeadLettersOut(deadLetters=[letter_out(letter) for letter in tasks.store.dead_letters(query.limit)])
+@routes.route("POST", f"{V1}/tasks/{{taskId}}/cancel", summary="Cancel a task: it stops at its next step, pays "
+              "for what was used and frees the rest (after its end: no change)", response=t.TaskOut)
+def cancel_task(platform: Platform, caller: Caller, taskId: str) -> t.TaskOut:
+    return task_out(platform.tasks.cancel(caller.uid, taskId))
 
-    @api.route("POST", f"{V1}/admin/dead-letters/{{letterId}}/replay", summary="Run a dead-lettered task again, "
-               "under a new hold, once", auth="admin", response=t.TaskOut, errors=(404,))
-    def replay_dead_letter(caller: Caller, letterId: str) -> t.TaskOut:
-        return task_out(tasks.replay(letterId))
+
+@routes.route("POST", f"{V1}/tasks/{{taskId}}/answer", summary="Answer a task that waits for you", body=t.AnswerIn,
+              response=t.TaskOut, errors=(409,))
+def answer_task(platform: Platform, caller: Caller, taskId: str, body: t.AnswerIn) -> t.TaskOut:
+    return task_out(platform.tasks.answer(caller.uid, taskId, body.answer))
+
+
+@routes.route("GET", f"{V1}/admin/dead-letters", summary="Tasks whose last attempt failed (their holds released)",
+              auth="admin", query=t.DeadLettersQuery, response=t.DeadLettersOut)
+def dead_letters(platform: Platform, caller: Caller, query: t.DeadLettersQuery) -> t.DeadLettersOut:
+    letters = platform.tasks.store.dead_letters(query.limit)
+    return t.DeadLettersOut(deadLetters=[letter_out(letter) for letter in letters])
+
+
+@routes.route("POST", f"{V1}/admin/dead-letters/{{letterId}}/replay", summary="Run a dead-lettered task again, "
+              "under a new hold, once", auth="admin", response=t.TaskOut, errors=(404,))
+def replay_dead_letter(platform: Platform, caller: Caller, letterId: str) -> t.TaskOut:
+    return task_out(platform.tasks.replay(letterId))
