@@ -22,6 +22,7 @@ from .domain.memory import StoredMessage
 from .domain.outbox import DeadLetter, OutboxEvent
 from .domain.payments import Pack, Payment
 from .domain.preferences import Preferences
+from .domain.realtime_query import Check
 from .domain.replies import ChatReply, Embedded, StreamPiece
 from .domain.shortfalls import Shortfall
 from .domain.tasks import Task
@@ -142,6 +143,42 @@ class Realtime(Protocol):
         """Write `value` (which carries `version`) unless what is stored has a version at least as new."""
 
     def get(self, path: str) -> object: ...
+
+
+class RealtimeFeed(Protocol):
+    """The order of a realtime tree's committed changes, for its event streams."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def wait(self, after: int, timeout: float) -> list[tuple[int, str]]:
+        """The changes (sequence, path) after `after`, waiting up to `timeout` s for one."""
+
+    def patch_keys(self, seq: int) -> tuple[str, ...] | None:
+        """The relative paths a change wrote when it was a multi-path update, else None."""
+
+
+@runtime_checkable
+class RealtimeServer(Protocol):
+    """A realtime tree served over Realtime Database's REST protocol by this process (the local runtime's; on Firebase
+    clients talk to Realtime Database itself): reads, conditional writes checked by the rules, and its change feed."""
+
+    feed: RealtimeFeed
+
+    def read(self, parts: tuple[str, ...]) -> Any: ...
+
+    def get(self, path: str) -> Any: ...
+
+    def put(self, parts: list[str], value: Any, *, check: Check | None = None, if_match: str | None = None,
+            now: int | None = None) -> Any: ...
+
+    def patch(self, parts: list[str], children: dict[str, Any], *, check: Check | None = None,
+              now: int | None = None) -> dict[str, Any]: ...
+
+    def push(self, parts: list[str], value: Any, *, check: Check | None = None, now: int | None = None) -> str: ...
 
 
 TreeHandler = Callable[[TreeEvent], None]

@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from creditflow.adapters.local.push_ids import PUSH_CHARS, PushIds
-from creditflow.adapters.local.tree_query import etag, normalize, order_by, run_query, shallow, to_wire
 from creditflow.domain.errors import InvalidQuery
+from creditflow.domain.realtime_query import etag, normalize, order_by, run_query, shallow, to_wire
 
 
 def nothing(_: tuple[str, ...]) -> Any:

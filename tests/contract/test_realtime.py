@@ -345,7 +345,7 @@ def test_a_handler_that_always_fails_is_dropped_and_counted(tmp_path: Path) -> N
 
 
 def test_a_failed_write_fires_nothing(tmp_path: Path) -> None:
-    from creditflow.adapters.local.tree import Refused
+    from creditflow.domain.realtime_query import Refused
 
     tree = LocalTree(tmp_path / "t.sqlite3")
     tree.on_write("/requests/{uid}/{requestId}", lambda event: None)

@@ -157,7 +157,8 @@ def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, toke
 
     (tmp_path / "rules.json").write_text(json.dumps(rules))
     app = Flask("realtime-events")
-    register_realtime(app, platform, tmp_path / "rules.json", Slots(4, 2, "event streams open", "close one"))
+    register_realtime(app, platform, platform.realtime, tmp_path / "rules.json",
+                      Slots(4, 2, "event streams open", "close one"))
     reply = app.test_client().get(path, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {token}"},
                                   buffered=False)
     assert reply.status_code == 200, reply.data

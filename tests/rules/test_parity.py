@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from creditflow.adapters.local.tree_query import normalize
+from creditflow.domain.realtime_query import normalize
 from creditflow.domain.realtime_rules import Rules, at
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,26 +12,14 @@ from typing import Any
 import orjson
 
 from ...domain.errors import InvalidQuery
+from ...domain.realtime_query import Check, Reader, Refused, Unchanged, etag, join, normalize, split
 from ...ports import TreeHandler
 from .push_ids import PushIds
 from .sqlite_connections import SqliteFile
-from .tree_query import etag, normalize
 from .tree_triggers import Triggers
 
 MAX_EVENTS = 10_000
 MAX_BATCH = 128  # writes committed together
-
-
-def split(path: str) -> list[str]:
-    parts = [p for p in path.strip("/").split("/") if p]
-    for part in parts:
-        if part in (".", "..") or any(c in part for c in ".#$[]"):
-            raise InvalidQuery(f"{path!r} is not a valid realtime path")
-    return parts
-
-
-def join(parts: list[str]) -> str:
-    return "/" + "/".join(parts)
 
 
 def _at(value: Any, parts: list[str]) -> Any:
@@ -96,24 +84,6 @@ class ChangeFeed:
         with self._changed:
             self._changed.wait_for(lambda: self._seq > after or self.closed, timeout)
             return [event for event in self._events if event[0] > after]
-
-
-class Refused(Exception):
-    """A write the check given to it refused (the rules, on the REST surface)."""
-
-
-class Unchanged(Exception):
-    """A conditional write whose ETag no longer matches: what is there now, and its ETag."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__("the ETag does not match")
-        self.value = value
-        self.etag = etag(value)
-
-
-Reader = Callable[[tuple[str, ...]], Any]
-# (read, the path written at, {relative path: value with server values resolved}) -> whether to write
-Check = Callable[[Reader, tuple[str, ...], dict[str, Any]], bool]
 
 
 def now_ms() -> int:

@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, request, send_file
 
 from ... import __version__
 from ...bootstrap import Platform
+from ...ports import RealtimeServer
 from . import (
     admin_routes,
     chat_routes,
@@ -78,14 +79,15 @@ def create_app(platform: Platform) -> Flask:
         elsewhere)."""
         return send_file(API_DOCS, mimetype="text/html", max_age=0)
 
-    tree = getattr(platform.realtime, "feed", None)
-    if tree is not None:  # the local runtime: its tree streams (on Firebase, clients listen to Realtime Database
-        # itself), and its one server's threads are shared by everyone (a Cloud Functions instance caps its own)
+    tree = platform.realtime
+    if isinstance(tree, RealtimeServer):  # the local runtime: its tree streams (on Firebase, clients listen to
+        # Realtime Database itself), and its one server's threads are shared by everyone (a Cloud Functions instance
+        # caps its own)
         slots = Slots(MAX_STREAMS, MAX_STREAMS_PER_CALLER, "event streams open",
                       "close one (one stream can watch a whole subtree)")
         count_calls(app, Slots(MAX_CALLS, MAX_CALLS_PER_CALLER, "model calls in flight", "wait for one to finish"))
 
-        register_realtime(app, platform, RULES_FILE, slots, api.limiter, how_to_get)
+        register_realtime(app, platform, tree, RULES_FILE, slots, api.limiter, how_to_get)
 
     return app
 

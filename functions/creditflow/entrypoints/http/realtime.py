@@ -26,14 +26,18 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ...adapters.local.tree import LocalTree, Refused, Unchanged, join, now_ms, split
-from ...adapters.local.tree_query import etag, order_by, run_query, shallow, to_wire
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
+from ...domain.realtime_query import Refused, Unchanged, etag, join, order_by, run_query, shallow, split, to_wire
 from ...domain.realtime_rules import Rules
+from ...ports import RealtimeServer
 from .api import CALLER, RateLimiter
 from .slots import Slots
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
 STREAM_SECONDS = 3600  # a stream is closed after an hour; clients reconnect (as they do on Realtime Database)
@@ -66,10 +70,10 @@ def load_rules(path: Path) -> Rules:
 
 
 class RealtimeSurface:
-    def __init__(self, platform: Platform, rules: Rules, slots: Slots, admin_token: str | None,
+    def __init__(self, platform: Platform, tree: RealtimeServer, rules: Rules, slots: Slots, admin_token: str | None,
                  limiter: RateLimiter | None = None, how_to_get: str = "") -> None:
         self.platform = platform
-        self.tree: LocalTree = platform.realtime  # type: ignore[assignment]
+        self.tree = tree
         self.rules = rules
         self.slots = slots
         self.admin_token = admin_token or None
@@ -327,11 +331,11 @@ def _event(kind: str, path: str, data: Any) -> str:
     return f"event: {kind}\ndata: {json.dumps({'path': path, 'data': to_wire(data)})}\n\n"
 
 
-def register_realtime(app: Flask, platform: Platform, rules_file: Path, slots: Slots,
+def register_realtime(app: Flask, platform: Platform, tree: RealtimeServer, rules_file: Path, slots: Slots,
                       limiter: RateLimiter | None = None, how_to_get: str = "") -> None:
-    """Serve the local tree at /realtime (only where the platform's realtime tree is the local one). Writes take
-    from `limiter`, the per-user budget the API shares."""
-    surface = RealtimeSurface(platform, load_rules(rules_file), slots, platform.settings.realtime_admin_token,
+    """Serve a realtime tree this process holds (the local runtime's) at /realtime. Writes take from `limiter`, the
+    per-user budget the API shares."""
+    surface = RealtimeSurface(platform, tree, load_rules(rules_file), slots, platform.settings.realtime_admin_token,
                               limiter, how_to_get)
 
     @app.route("/realtime/", defaults={"path": ""}, methods=list(METHODS))

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ...domain.errors import InvalidQuery
+from .errors import InvalidQuery
 
 NULL_ETAG = "null_etag"
 MAX_KEY_BYTES = 768
@@ -194,3 +194,33 @@ def run_query(value: Any, order: str, params: Mapping[str, str]) -> Any:
     if last is not None:
         kept = kept[-last:]
     return dict(kept)
+
+
+def split(path: str) -> list[str]:
+    parts = [p for p in path.strip("/").split("/") if p]
+    for part in parts:
+        if part in (".", "..") or any(c in part for c in ".#$[]"):
+            raise InvalidQuery(f"{path!r} is not a valid realtime path")
+    return parts
+
+
+def join(parts: list[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+class Refused(Exception):
+    """A write the check given to it refused (the rules, on the REST surface)."""
+
+
+class Unchanged(Exception):
+    """A conditional write whose ETag no longer matches: what is there now, and its ETag."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("the ETag does not match")
+        self.value = value
+        self.etag = etag(value)
+
+
+Reader = Callable[[tuple[str, ...]], Any]
+# (read, the path written at, {relative path: value with server values resolved}) -> whether to write
+Check = Callable[[Reader, tuple[str, ...], dict[str, Any]], bool]
