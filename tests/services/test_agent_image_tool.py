@@ -101,7 +101,7 @@ def test_refusals_come_back_as_text_and_hold_nothing(flux: Platform) -> None:
     broke = call_tool(poor, TOOLS, "start_image_task", json.dumps({"prompt": "x"}), "c3")
     assert broke.startswith("error: ")
     [failed] = flux.tasks.list("poor")[0]
-    assert failed.state == FAILED and failed.error["status"] == 402 and failed.reserved == 0
+    assert failed.state == FAILED and failed.error["type"] == "insufficient-funds" and failed.reserved == 0
     assert flux.credits.balance("u").held == 0 and flux.credits.balance("poor").held == 0
 
 
