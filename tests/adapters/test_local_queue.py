@@ -265,6 +265,8 @@ def handler(job, delivery):
         out.write(json.dumps([job.id, delivery.attempt]) + "\\n")
     if mode == "hang":
         time.sleep(3600)
+    if mode == "busy":  # a job that takes a moment, as real ones do: a process's workers cannot take them all
+        time.sleep(0.005)
 
 queue = SqliteTaskQueue(path, handler, QueueSettings(workers=4, lease_seconds=1.0, poll_seconds=0.02))
 queue.start()
@@ -315,7 +317,7 @@ def test_two_processes_of_four_workers_run_each_job_once(tmp_path: Path) -> None
     path = tmp_path / "q.sqlite3"
     logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     queue = SqliteTaskQueue(path, Recorder(), QueueSettings())
-    processes = [worker(path, log, "ok") for log in logs]
+    processes = [worker(path, log, "busy") for log in logs]
     try:
         for n in range(600):
             queue.enqueue(Job(f"j{n}", "ok", {}, queue=("high", "normal", "low")[n % 3]))
