@@ -68,7 +68,7 @@ POSITIVE_CREDITS = described(
 RFC3339 = described(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$",
     "must be an RFC 3339 date and time with its offset, like 2026-01-31T12:00:00Z")
-NOT_A_CURSOR = "must be the next_cursor of a page this endpoint returned"
+NOT_A_CURSOR = "must be the nextCursor of a page this endpoint returned"
 CREDITS_OR_ZERO = described(f"(?:^0$)|{POSITIVE_CREDITS}", PATTERN_MEANINGS[POSITIVE_CREDITS] + ", or 0")
 MODEL_ID = described(r"^[A-Za-z0-9._:/-]+$", "may hold only ASCII letters, digits and . _ : / -")
 CONVERSATION_ID = described(r"^conv_[0-9a-f]{20}$", "must be a conversation id: conv_ and 20 hexadecimal digits")
