@@ -149,7 +149,14 @@ def test_every_delivery_twice_changes_no_outcome(real: LocalServer, doubled: Loc
         for task_id, body in requests.items():
             assert rtdb(server, "PUT", f"requests/twice/{task_id}", token, body)[0] == 200
         ended_tasks = {task_id: ended(server, "twice", task_id, token, timeout=60) for task_id in requests}
-        _, balance = rtdb(server, "GET", "balances/twice", token)
+        ledger = server.call("GET", "/api/v1/credits/balance", token=token).json  # authoritative, at once
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the mirror follows the ledger a batch later
+            _, balance = rtdb(server, "GET", "balances/twice", token)
+            if balance["version"] >= ledger["version"]:
+                break
+            time.sleep(0.05)
+        assert (balance["available"], balance["held"]) == (ledger["available"], ledger["held"])
         outcomes.append(({k: (t["state"], t["charged"]["micros"], t["outcome"]) for k, t in ended_tasks.items()},
-                         (balance["available"]["micros"], balance["held"]["micros"])))
+                         (ledger["available"]["micros"], ledger["held"]["micros"])))
     assert outcomes[0] == outcomes[1] and outcomes[0][1][1] == 0
