@@ -92,6 +92,7 @@ def test_the_usage_charts_render_with_data(context: Any, busy: LocalServer) -> N
     page.get_by_label("Grouped by").select_option("model")
     page.get_by_role("button", name="Last 7 days").click()
     page.get_by_role("caption").filter(has_text="Totals by model").wait_for()
+    page.get_by_test_id("chart").locator("canvas").wait_for()  # the chart is drawn again for the new grouping
     assert page.get_by_test_id("chart").locator("canvas").count() == 1
     box = page.get_by_test_id("chart").locator("canvas").bounding_box()
     assert box and box["width"] > 200 and box["height"] > 100
