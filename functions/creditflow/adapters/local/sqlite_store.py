@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
 from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
+from .group_commit import Turns
 from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
 from .sqlite_schema import SCHEMA, migrate
@@ -178,51 +178,6 @@ class _Job:
         self.finished = False
 
 
-class _Turns:
-    """Whose turn it is to write in this process: one leader at a time commits every job queued so far. A pause (a
-    WAL restart's) goes before the jobs still queued, which a lock alone would let starve it."""
-
-    def __init__(self) -> None:
-        self._turn = threading.Condition()  # guards all below
-        self._leading = False
-        self._pauses = 0
-        self._queue: list[_Job] = []
-
-    def run(self, job: _Job, commit: Callable[[list[_Job]], None]) -> None:
-        """Queue `job` and return once it is finished: committed by whichever caller leads, maybe this one."""
-        with self._turn:
-            self._queue.append(job)
-            while not job.finished:
-                if self._leading or self._pauses:
-                    self._turn.wait()
-                    continue
-                self._leading = True
-                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-                self._turn.release()
-                try:
-                    commit(batch)
-                finally:
-                    self._turn.acquire()
-                    self._leading = False
-                    self._turn.notify_all()
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        """Take the turn as a leader would, so that this process commits nothing meanwhile."""
-        with self._turn:
-            self._pauses += 1
-            while self._leading:
-                self._turn.wait()
-            self._pauses -= 1
-            self._leading = True
-        try:
-            yield
-        finally:
-            with self._turn:
-                self._leading = False
-                self._turn.notify_all()
-
-
 class SqliteLedgerStore(_Reads):
     """One database file; a connection per thread; writers serialised by SQLite's own lock."""
 
@@ -231,7 +186,7 @@ class SqliteLedgerStore(_Reads):
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
                  wal_restart_frames: int = RESTART_FRAMES) -> None:
         self.path = str(path)
-        self._turns = _Turns()
+        self._turns: Turns[_Job] = Turns(_MAX_BATCH)
         self.wal_checkpoints = BackgroundCheckpoints(path, restart_frames=wal_restart_frames,
                                                      pause_writers=self._turns.paused)
         pragmas = ("PRAGMA cache_size=-65536", *self.wal_checkpoints.writer_pragmas)

@@ -14,6 +14,7 @@ import orjson
 from ...domain.errors import InvalidQuery
 from ...domain.realtime_query import Check, Reader, Refused, Unchanged, etag, join, normalize, split
 from ...ports import TreeHandler
+from .group_commit import Turns
 from .push_ids import PushIds
 from .sqlite_connections import SqliteFile
 from .tree_triggers import Triggers
@@ -100,36 +101,6 @@ class _Write:
         self.finished = False
 
 
-class _Turns:
-    """Whose turn it is to write the tree in this process: one leader at a time commits every write queued so far
-    (as the ledger store does). Twenty threads writing at once each waited in SQLite's busy handler, which sleeps
-    1, 2, 5 … 100 ms between tries and so wakes late: py-spy put a third of the bus benchmark's samples on BEGIN
-    IMMEDIATE, and a task's first token waited seconds for its mirror and stream writes. Waiting writers now sleep
-    on a condition, woken when their write is committed; SQLite's lock still orders other processes."""
-
-    def __init__(self) -> None:
-        self._turn = threading.Condition()
-        self._leading = False
-        self._queue: list[_Write] = []
-
-    def run(self, write: _Write, commit: Callable[[list[_Write]], None]) -> None:
-        with self._turn:
-            self._queue.append(write)
-            while not write.finished:
-                if self._leading:
-                    self._turn.wait()
-                    continue
-                self._leading = True
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                self._turn.release()
-                try:
-                    commit(batch)
-                finally:
-                    self._turn.acquire()
-                    self._leading = False
-                    self._turn.notify_all()
-
-
 class LocalTree(SqliteFile):
     """Each row holds the subtree at one path; writes replace subtrees as Realtime Database `set` does. Writes made
     through these methods are the server's own (no rules, as firebase-admin's); the REST surface passes `check`."""
@@ -140,7 +111,7 @@ class LocalTree(SqliteFile):
         self.feed = ChangeFeed()
         self.triggers = Triggers(lambda: self.db)
         self.push_ids = PushIds()
-        self._turns = _Turns()
+        self._turns: Turns[_Write] = Turns(MAX_BATCH)
 
     # ----------------------------------------------------------------------------------------------- reading
 
@@ -312,7 +283,7 @@ class LocalTree(SqliteFile):
 
     def _commit(self, batch: list[_Write]) -> None:
         """The writes queued so far, in one transaction, each in a savepoint of its own: a write that is refused
-        or fails changes nothing, and the others are committed (group commit; see _Turns)."""
+        or fails changes nothing, and the others are committed (group commit; see group_commit.Turns)."""
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
