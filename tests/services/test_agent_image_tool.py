@@ -5,37 +5,18 @@ the call again, and never for another user."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-
-import pytest
 
 from creditflow.adapters.ai.agent_tools import call_tool
 from creditflow.bootstrap import Platform
 from creditflow.domain.tasks import ACCEPTED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.services.task_runs import AgentContextOfTask, image_task_id
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
-from tests.fake_images import FakeImages
 from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
 TOOLS = ("start_image_task",)
-
-
-@pytest.fixture(scope="module")
-def images_server() -> Iterator[FakeImages]:
-    fake = FakeImages()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def flux(tmp_path: Path, clock: SteppedClock, images_server: FakeImages) -> Iterator[Platform]:
-    built = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=images_server.url,
-                          image_backoff_seconds=0.0)
-    yield built
-    built.store.close()  # type: ignore[attr-defined]
 
 
 def agent_context(platform: Platform, uid: str, agent_task: str) -> AgentContextOfTask:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,22 +23,6 @@ from tests.fake_images import FakeImages, drawn
 
 SCHNELL = "black-forest-labs/flux-schnell"
 DEV = "black-forest-labs/flux-dev"
-
-
-@pytest.fixture(scope="module")
-def images_server() -> Iterator[FakeImages]:
-    fake = FakeImages()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def flux(tmp_path: Path, clock: SteppedClock, images_server: FakeImages) -> Iterator[Platform]:
-    """A platform whose provider is the image server started here (the FLUX-class models are on offer)."""
-    built = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=images_server.url,
-                          image_backoff_seconds=0.0)
-    yield built
-    built.store.close()  # type: ignore[attr-defined]
 
 
 def image_task(platform: Platform, uid: str, task_id: str, prompt: str, model: str | None = None,
