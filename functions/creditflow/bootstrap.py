@@ -18,6 +18,7 @@ from .adapters.clock import SystemClock
 from .config import Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
+from .domain.crypto import DepositRules, SignIn, Token, checksum_address
 from .domain.media import ImageLimits
 from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
@@ -29,9 +30,11 @@ from .ports import (
     ApiKeys,
     BlobStore,
     CatalogOverrides,
+    Chain,
     ChatProvider,
     Clock,
     ConversationStore,
+    DepositStore,
     ImageProvider,
     JobHandler,
     LedgerStore,
@@ -42,6 +45,7 @@ from .ports import (
     TaskQueue,
     TaskStore,
     TokenVerifier,
+    WalletStore,
     WelcomeClaims,
 )
 from .services.analytics import UsageRollups
@@ -50,6 +54,7 @@ from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
+from .services.deposits import Deposits
 from .services.images import ImageGeneration, ImagePolicy, start_image_task
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
@@ -58,6 +63,7 @@ from .services.payments import Payments, PaymentUrls
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
+from .services.wallets import Wallets
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
 log = logging.getLogger("creditflow")
@@ -82,6 +88,8 @@ class Platform:
     conversations: Conversations
     tasks: Tasks
     payments: Payments
+    wallets: Wallets  # wallets linked by Sign-In with Ethereum (503 until a chain is configured)
+    deposits: Deposits  # crypto deposits: the chain scanner and the admins' review of parked deposits
     jobs: JobRouter  # the queue's handler: register a handler per job kind
     queue: TaskQueue  # locally its workers run only once started (`creditflow serve` starts them)
     usage: UsageRollups | None = None  # the daily usage (admins' analytics), kept as entries commit
@@ -162,6 +170,8 @@ class UserStores:
     catalog_overrides: CatalogOverrides
     tasks: TaskStore
     payments: PaymentStore
+    wallets: WalletStore
+    deposits: DepositStore
 
 
 def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
@@ -170,21 +180,25 @@ def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
         from .adapters.firebase.api_keys import FirestoreApiKeys
         from .adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
         from .adapters.firebase.conversations import FirestoreConversations
+        from .adapters.firebase.deposits import FirestoreDeposits
         from .adapters.firebase.payments import FirestorePayments
         from .adapters.firebase.preferences import FirestorePreferences
         from .adapters.firebase.tasks import FirestoreTasks
+        from .adapters.firebase.wallets import FirestoreWallets
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
         db = firestore
         return UserStores(FirestoreWelcomeClaims(db), FirestoreApiKeys(db), FirestorePreferences(db),
                           FirestoreConversations(db), FirestoreCatalogOverrides(db), FirestoreTasks(db),
-                          FirestorePayments(db))
+                          FirestorePayments(db), FirestoreWallets(db), FirestoreDeposits(db))
     from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
+    from .adapters.local.deposits import SqliteDeposits
     from .adapters.local.payments import SqlitePayments
     from .adapters.local.preferences import SqlitePreferences
     from .adapters.local.tasks import SqliteTasks
+    from .adapters.local.wallets import SqliteWallets
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
 
     folder = settings.data_dir
@@ -192,7 +206,8 @@ def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
                       SqlitePreferences(folder / "preferences.sqlite3"),
                       SqliteConversations(folder / "conversations.sqlite3"),
                       SqliteCatalogOverrides(folder / "catalog.sqlite3"), SqliteTasks(folder / "tasks.sqlite3"),
-                      SqlitePayments(folder / "payments.sqlite3"))
+                      SqlitePayments(folder / "payments.sqlite3"), SqliteWallets(folder / "wallets.sqlite3"),
+                      SqliteDeposits(folder / "deposits.sqlite3"))
 
 
 def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
@@ -467,8 +482,35 @@ def build_payments(settings: Settings, credits: Credits, store: PaymentStore, re
                     PaymentUrls(settings.payment_success_url, settings.payment_cancel_url))
 
 
+def deposit_rules(settings: Settings) -> DepositRules | None:
+    """What the chain scanner takes, from CRYPTO_*; None until a chain and a deposit address are set."""
+    if not (settings.crypto_chain_id and settings.crypto_deposit_address):
+        return None
+    coin = (Token("ETH", None, 18, settings.crypto_credits_per_eth),) if settings.crypto_credits_per_eth else ()
+    return DepositRules(settings.crypto_chain_id, checksum_address(settings.crypto_deposit_address),
+                        coin + tuple(Token(symbol, checksum_address(contract), decimals, rate)
+                                     for symbol, contract, decimals, rate in settings.crypto_tokens),
+                        settings.crypto_confirmations, settings.crypto_start_block, settings.crypto_scan_batch)
+
+
+def build_crypto(settings: Settings, credits: Credits, users: UserStores, realtime: Realtime, clock: Clock,
+                 chain: Chain | None = None) -> tuple[Wallets, Deposits]:
+    """Wallet links (Sign-In with Ethereum on CRYPTO_CHAIN_ID) and the deposit scanner over CRYPTO_RPC_URL."""
+    rules = deposit_rules(settings)
+    if chain is None and settings.crypto_rpc_url:
+        from .adapters.payments.web3_chain import Web3Chain
+
+        chain = Web3Chain.over_http(settings.crypto_rpc_url)
+    sign_in = (SignIn(settings.wallet_signin_domain, settings.wallet_signin_uri, settings.crypto_chain_id)
+               if settings.crypto_chain_id else None)
+    return (Wallets(users.wallets, sign_in, clock),
+            Deposits(credits, users.wallets, users.deposits, chain, rules, realtime, clock))
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
-          store: LedgerStore | None = None) -> Platform:
+          store: LedgerStore | None = None, chain: Chain | None = None) -> Platform:
+    """The platform: every service wired to the adapters of its runtime (`store` and `chain` replace the configured
+    ledger store and chain reader, for tests)."""
     settings = settings or Settings.from_env()
     clock = clock or SystemClock()
     firestore = firestore_of(settings, store)
@@ -521,6 +563,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     if isinstance(realtime, RealtimeTriggers):  # the local tree; on Firebase, main.py declares the RTDB triggers
         realtime.on_write(REQUESTS, request_written)
 
+    wallets, deposits = build_crypto(settings, credits, users, realtime, clock, chain)
     integrity = Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch)
     integrity.rollups = usage  # audits check them against the ledger
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
@@ -530,4 +573,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                      policy.reservation_ttl),
                     conversations=conversations, tasks=tasks, jobs=jobs, queue=queue, blobs=blobs, images=images,
-                    payments=build_payments(settings, credits, users.payments, realtime, clock))
+                    payments=build_payments(settings, credits, users.payments, realtime, clock),
+                    wallets=wallets, deposits=deposits)

@@ -45,6 +45,17 @@ class Settings:
     stripe_api_base: str | None = None  # STRIPE_API_BASE: another Stripe API address (tests: a local server)
     payment_success_url: str = "http://127.0.0.1:8080/#payments?paid=1"  # where Checkout returns after paying
     payment_cancel_url: str = "http://127.0.0.1:8080/#payments?cancelled=1"
+    crypto_rpc_url: str | None = None  # CRYPTO_RPC_URL: a JSON-RPC node of the chain deposits are read from
+    crypto_chain_id: int | None = None  # CRYPTO_CHAIN_ID: that chain (checked against the node), signed into SIWE
+    crypto_deposit_address: str | None = None  # CRYPTO_DEPOSIT_ADDRESS: where users send ETH and tokens
+    crypto_credits_per_eth: int | None = None  # CRYPTO_CREDITS_PER_ETH, in micro-credits (unset: ETH not taken)
+    crypto_tokens: tuple[tuple[str, str, int, int], ...] = ()  # (symbol, contract, decimals, µc per whole unit)
+    crypto_confirmations: int = 12  # blocks on top of a deposit's (its own counts) before it is credited
+    crypto_start_block: int = 0  # where the first scan starts (the deposit address's first block, say)
+    crypto_scan_seconds: float = 15.0  # the local runtime's scanner (on Firebase: scanChain, every minute)
+    crypto_scan_batch: int = 500  # blocks read per request
+    wallet_signin_domain: str = "127.0.0.1:8080"  # WALLET_SIGNIN_DOMAIN: the app's host, as SIWE messages name it
+    wallet_signin_uri: str = "http://127.0.0.1:8080"  # WALLET_SIGNIN_URI
     cors_origins: tuple[str, ...] = ("*",)  # the web origins browsers may call the API from; "*" is any
     auth_emulator_host: str | None = None  # FIREBASE_AUTH_EMULATOR_HOST: tokens are then NOT signature-checked
     functions_emulator: bool = False  # FUNCTIONS_EMULATOR=true: the Firebase emulator suite runs this code
@@ -124,6 +135,18 @@ class Settings:
             "stripe_api_base": env.get("STRIPE_API_BASE") or None,
             "payment_success_url": env.get("PAYMENT_SUCCESS_URL", "http://127.0.0.1:8080/#payments?paid=1"),
             "payment_cancel_url": env.get("PAYMENT_CANCEL_URL", "http://127.0.0.1:8080/#payments?cancelled=1"),
+            "crypto_rpc_url": env.get("CRYPTO_RPC_URL") or None,
+            "crypto_chain_id": int(env["CRYPTO_CHAIN_ID"]) if env.get("CRYPTO_CHAIN_ID") else None,
+            "crypto_deposit_address": env.get("CRYPTO_DEPOSIT_ADDRESS") or None,
+            "crypto_credits_per_eth": parse_credits(env["CRYPTO_CREDITS_PER_ETH"]) if env.get(
+                "CRYPTO_CREDITS_PER_ETH") else None,
+            "crypto_tokens": _tokens(env.get("CRYPTO_TOKENS", "")),
+            "crypto_confirmations": int(env.get("CRYPTO_CONFIRMATIONS", "12")),
+            "crypto_start_block": int(env.get("CRYPTO_START_BLOCK", "0")),
+            "crypto_scan_seconds": float(env.get("CRYPTO_SCAN_SECONDS", "15")),
+            "crypto_scan_batch": int(env.get("CRYPTO_SCAN_BATCH", "500")),
+            "wallet_signin_domain": env.get("WALLET_SIGNIN_DOMAIN", "127.0.0.1:8080"),
+            "wallet_signin_uri": env.get("WALLET_SIGNIN_URI", "http://127.0.0.1:8080"),
             "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "functions_emulator": env.get("FUNCTIONS_EMULATOR", "").lower() == "true",
@@ -227,13 +250,50 @@ class Settings:
             raise ValueError("IMAGE_ATTEMPTS must be from 1 to 10 and IMAGE_BACKOFF_SECONDS from 0 to 60")
         if self.media_sweep_seconds <= 0:
             raise ValueError("MEDIA_SWEEP_SECONDS must be positive")
+        self._validate_crypto()
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
+
+
+    def _validate_crypto(self) -> None:
+        if self.crypto_rpc_url and not (self.crypto_chain_id and self.crypto_deposit_address):
+            raise ValueError("CRYPTO_RPC_URL needs CRYPTO_CHAIN_ID and CRYPTO_DEPOSIT_ADDRESS")
+        if self.crypto_deposit_address and not self.crypto_chain_id:
+            raise ValueError("CRYPTO_DEPOSIT_ADDRESS needs CRYPTO_CHAIN_ID (the chain it is on)")
+        if self.crypto_rpc_url and not re.fullmatch(r"https?://[^\s]+", self.crypto_rpc_url):
+            raise ValueError(f"CRYPTO_RPC_URL must be an http(s) URL, not {self.crypto_rpc_url!r}")
+        if self.crypto_chain_id is not None and self.crypto_chain_id <= 0:
+            raise ValueError("CRYPTO_CHAIN_ID must be positive")
+        for name, address in (("CRYPTO_DEPOSIT_ADDRESS", self.crypto_deposit_address),
+                              *(("CRYPTO_TOKENS", t[1]) for t in self.crypto_tokens)):
+            if address is not None and not ADDRESS.fullmatch(address):
+                raise ValueError(f"{name}: {address!r} is not an address (0x and 40 hex digits)")
+        if self.crypto_credits_per_eth is not None and self.crypto_credits_per_eth <= 0:
+            raise ValueError("CRYPTO_CREDITS_PER_ETH must be positive")
+        if self.crypto_deposit_address and self.crypto_credits_per_eth is None and not self.crypto_tokens:
+            raise ValueError("crypto deposits take nothing: set CRYPTO_CREDITS_PER_ETH or CRYPTO_TOKENS")
+        if self.crypto_confirmations < 1 or self.crypto_start_block < 0 or not 1 <= self.crypto_scan_batch <= 10_000:
+            raise ValueError("CRYPTO_CONFIRMATIONS must be at least 1, CRYPTO_START_BLOCK at least 0 and "
+                             "CRYPTO_SCAN_BATCH from 1 to 10000")
+        if self.crypto_scan_seconds <= 0:
+            raise ValueError("CRYPTO_SCAN_SECONDS must be positive")
 
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def _tokens(text: str) -> tuple[tuple[str, str, int, int], ...]:
+    """CRYPTO_TOKENS=SYMBOL:contract:decimals:credits per whole unit,... (USDC:0xA0b8…:6:1000)."""
+    found = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        parts = item.split(":")
+        if len(parts) != 4 or not parts[2].isdigit():
+            raise ValueError(f"CRYPTO_TOKENS: {item!r} must be SYMBOL:contract:decimals:credits per unit")
+        found.append((parts[0], parts[1], int(parts[2]), parse_credits(parts[3])))
+    return tuple(found)
 
 
 def _storage_bucket(firebase_config: str | None) -> str | None:

@@ -12,6 +12,7 @@ from .domain.api_keys import ApiKey
 from .domain.callers import Caller
 from .domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from .domain.conversations import Conversation
+from .domain.crypto import Deposit, Transfer, Wallet, WalletChallenge
 from .domain.entries import Entry
 from .domain.holds import Hold
 from .domain.idempotency import IdempotencyRecord
@@ -481,3 +482,61 @@ class CardPayments(Protocol):
         """The event a webhook delivered, as plain data, once its signature over the raw body is checked (and its
         timestamp is neither too old nor too far ahead); InvalidWebhook otherwise."""
 
+
+
+class WalletStore(Protocol):
+    """Wallets linked to users (an address to at most one), and the single-use nonces that link them."""
+
+    def keep_challenge(self, challenge: WalletChallenge) -> None: ...
+
+    def take_challenge(self, nonce: str) -> WalletChallenge | None:
+        """The challenge of `nonce`, removed as it is read: of two takers, one gets it."""
+
+    def link(self, wallet: Wallet) -> Wallet:
+        """Link the address unless it is linked already; returns the link kept (maybe another user's)."""
+
+    def unlink(self, address: str, uid: str) -> bool:
+        """Remove the user's link of the address; False when the user had none."""
+
+    def owner(self, address: str) -> Wallet | None: ...
+
+    def of_user(self, uid: str) -> list[Wallet]:
+        """Oldest first."""
+
+
+class DepositStore(Protocol):
+    """Deposits seen on chain and how far the scanner has read each chain."""
+
+    def scanned(self, chain_id: int) -> int | None:
+        """The last block read to its end, None before the first scan."""
+
+    def mark_scanned(self, chain_id: int, block: int) -> None: ...
+
+    def deposit(self, deposit_id: str) -> Deposit | None: ...
+
+    def save(self, deposit: Deposit) -> None: ...
+
+    def of_user(self, uid: str, limit: int) -> list[Deposit]:
+        """Newest block first."""
+
+    def all(self, status: str | None, limit: int) -> list[Deposit]:
+        """Newest block first, of one status or of any."""
+
+
+class Chain(Protocol):
+    """A blockchain read over JSON-RPC: blocks, and transfers of the coin and of tokens to one address."""
+
+    def chain_id(self) -> int: ...
+
+    def head(self) -> int:
+        """The latest block's number."""
+
+    def transfers(self, first: int, last: int, to: str, contracts: Collection[str]) -> list[Transfer]:
+        """Successful transfers to `to` in blocks first..last: ETH sent by transactions, and Transfer logs of the
+        `contracts` (logs marked removed are left out)."""
+
+    def block_hash(self, number: int) -> str | None:
+        """The hash of the canonical block at that height now (None past the head)."""
+
+    def decimals(self, contract: str) -> int:
+        """What the token's contract says its decimals are."""

@@ -19,6 +19,7 @@ import pytest
 from creditflow.domain.api_keys import ApiKey
 from creditflow.domain.changes import Changes, IdempotencyConflictRecord
 from creditflow.domain.conversations import Conversation
+from creditflow.domain.crypto import Deposit, Wallet, WalletChallenge
 from creditflow.domain.outbox import DeadLetter, OutboxEvent
 from creditflow.domain.payments import Payment
 from creditflow.domain.preferences import Preferences
@@ -45,6 +46,10 @@ READERS = {
     "payments/*": "owner",
     "payment_events/*": "nobody",
     "payment_customers/*": "nobody",
+    "wallets/*": "owner",
+    "wallet_challenges/*": "nobody",
+    "deposits/*": "owner",
+    "chain_scans/*": "nobody",
     "outbox/*": "nobody",
     "dead_letters/*": "nobody",
     "shortfalls/*": "nobody",
@@ -99,7 +104,7 @@ def _owner(path: str, data: dict[str, Any]) -> str | None:
         return parts[1].removeprefix("user:")
     if parts[0] in ("lots", "holds"):
         return str(data["account"]).removeprefix("user:")
-    if parts[0] == "payments":
+    if parts[0] in ("payments", "wallets", "deposits"):
         return str(data["uid"])
     if parts[0] in ("conversations", "tasks"):
         return data.get("uid") if len(parts) == 2 else None  # messages: their conversation's (set below)
@@ -126,9 +131,11 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
     from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
     from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
     from creditflow.adapters.firebase.conversations import FirestoreConversations
+    from creditflow.adapters.firebase.deposits import FirestoreDeposits
     from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
     from creditflow.adapters.firebase.payments import FirestorePayments
     from creditflow.adapters.firebase.preferences import FirestorePreferences
+    from creditflow.adapters.firebase.wallets import FirestoreWallets
     from creditflow.adapters.firebase.welcome_claims import FirestoreWelcomeClaims
     from creditflow.bootstrap import build
     from creditflow.config import Settings
@@ -162,6 +169,12 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         payments.save(Payment(f"cs_{uid}", uid, "stripe", "credits-100", CREDIT, 500, "usd", f"pi_{uid}", "lot_x", T0))
         payments.mark_handled(f"evt_{uid}", "checkout.session.completed", T0)
         payments.keep_customer(uid, f"cus_{uid}")
+        address = "0x" + ("a" if uid == "alice" else "b") * 40
+        FirestoreWallets(client).link(Wallet(address, uid, 1, T0))
+        FirestoreWallets(client).keep_challenge(WalletChallenge(f"nonce{uid}", uid, address, 1, "m", T0, T0))
+        FirestoreDeposits(client).save(Deposit(f"1:0x{uid}:0", 1, f"0x{uid}", 0, 7, address, "ETH", 10**18,
+                                               "credited", T0, uid=uid, credits=CREDIT))
+        FirestoreDeposits(client).mark_scanned(1, 7)
         store.run(lambda tx, uid=uid: tx.write(Changes(shortfalls=[
             Shortfall(f"user:{uid}", f"k-{uid}", "hold_x", 5, 2, "balance too low", T0)])))
     store.record_conflict(IdempotencyConflictRecord("user:alice", "r-alice", "reserve", "amount", T0))
@@ -226,7 +239,8 @@ def _query(seeded: Seeded, collection: str, uid: str, field: str | None, value: 
 
 
 @pytest.mark.parametrize(("collection", "field", "value"), [
-    ("holds", "account", "user:alice"), ("lots", "account", "user:alice"), ("conversations", "uid", "alice")])
+    ("holds", "account", "user:alice"), ("lots", "account", "user:alice"), ("conversations", "uid", "alice"),
+    ("deposits", "uid", "alice"), ("wallets", "uid", "alice")])
 def test_a_user_lists_only_what_is_theirs(seeded: Seeded, collection: str, field: str, value: str) -> None:
     assert _query(seeded, collection, "alice", field, value) == 200  # their own, asked for as such
     assert _query(seeded, collection, "bob", field, value) == 403  # someone else's

@@ -1,0 +1,68 @@
+"""Linked wallets and their sign-in nonces on Firestore: wallets/{address}, wallet_challenges/{nonce}."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict
+from typing import Any
+
+from google.api_core.exceptions import AlreadyExists
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ...domain.crypto import Wallet, WalletChallenge
+from .firestore_layout import document_fields
+
+
+class FirestoreWallets:
+    def __init__(self, client: firestore.Client) -> None:
+        self.client = client
+        self.wallets = client.collection("wallets")
+        self.challenges = client.collection("wallet_challenges")
+
+    def keep_challenge(self, challenge: WalletChallenge) -> None:
+        self.challenges.document(challenge.nonce).create(asdict(challenge))
+
+    def take_challenge(self, nonce: str) -> WalletChallenge | None:
+        if not nonce:
+            return None
+        ref = self.challenges.document(nonce)
+
+        @firestore.transactional
+        def take(tx: Any) -> WalletChallenge | None:
+            snapshot = ref.get(transaction=tx)
+            if not snapshot.exists:
+                return None
+            tx.delete(ref)
+            return WalletChallenge(**document_fields(snapshot))
+
+        return take(self.client.transaction())
+
+    def link(self, wallet: Wallet) -> Wallet:
+        with contextlib.suppress(AlreadyExists):  # linked already (maybe to another user): that link stays
+            self.wallets.document(wallet.address).create(asdict(wallet))
+        kept = self.owner(wallet.address)
+        assert kept is not None
+        return kept
+
+    def unlink(self, address: str, uid: str) -> bool:
+        ref = self.wallets.document(address)
+
+        @firestore.transactional
+        def remove(tx: Any) -> bool:
+            snapshot = ref.get(transaction=tx)
+            if not snapshot.exists or document_fields(snapshot)["uid"] != uid:
+                return False
+            tx.delete(ref)
+            return True
+
+        return remove(self.client.transaction())
+
+    def owner(self, address: str) -> Wallet | None:
+        snapshot = self.wallets.document(address).get()
+        return Wallet(**document_fields(snapshot)) if snapshot.exists else None
+
+    def of_user(self, uid: str) -> list[Wallet]:
+        found = [Wallet(**document_fields(s)) for s in self.wallets.where(filter=FieldFilter("uid", "==", uid))
+                 .stream()]
+        return sorted(found, key=lambda w: (w.linked_at, w.address))

@@ -1,0 +1,202 @@
+"""Crypto deposits: a scanner reads the chain from the last block it finished, takes transfers of ETH and of the
+allowlisted tokens to the deposit address once they have their confirmations and their block is still canonical,
+and credits each to the user whose linked wallet sent it, once per (chain id, transaction hash, log index): the
+ledger keys the grant by it, in the grant's own transaction. Deposits from wallets nobody linked wait for an admin."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+
+from ..domain.crypto import (
+    CREDITED,
+    DUST,
+    PARKED,
+    REFUNDED,
+    ChainMismatch,
+    CryptoNotConfigured,
+    Deposit,
+    DepositReviewed,
+    DepositRules,
+    Transfer,
+    UnknownDeposit,
+)
+from ..domain.money import format_credits
+from ..domain.timefmt import iso
+from ..ports import Chain, Clock, DepositStore, Realtime, WalletStore
+from .credits import Credits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """One scan: the blocks read (`last` < `first` when none was due), and what became of the transfers in them."""
+
+    first: int
+    last: int
+    head: int
+    credited: int = 0
+    parked: int = 0
+    dust: int = 0  # worth less than one micro-credit: recorded, not credited
+    seen: int = 0  # found recorded already (an earlier scan read them)
+    reorganised: bool = False  # a block changed while it was read: the scan stopped before it, to read it again
+
+
+class Deposits:
+    def __init__(self, credits: Credits, wallets: WalletStore, store: DepositStore, chain: Chain | None,
+                 rules: DepositRules | None, realtime: Realtime, clock: Clock,
+                 missing: str = "set CRYPTO_RPC_URL, CRYPTO_CHAIN_ID and CRYPTO_DEPOSIT_ADDRESS") -> None:
+        self.credits, self.wallets, self.store = credits, wallets, store
+        self.chain, self.rules = chain, rules
+        self.realtime, self.clock = realtime, clock
+        self.missing = missing
+        self._scanning = threading.Lock()  # one scan at a time in this process; the ledger's keys guard the rest
+        self._reviewing = threading.Lock()
+        self._checked = False
+
+    @property
+    def configured(self) -> bool:
+        return self.chain is not None and self.rules is not None
+
+    def scan(self) -> ScanReport:
+        """Read every confirmed block not read yet, in batches, and act on the deposits in them. A block is marked
+        read only after everything in it is recorded: a crash reads it again, and what was recorded is seen."""
+        chain, rules = self._configured()
+        with self._scanning:
+            self._check(chain, rules)
+            head = chain.head()
+            done = self.store.scanned(rules.chain_id)
+            first = rules.start_block if done is None else done + 1
+            report = ScanReport(first, first - 1, head)
+            due = rules.confirmed_up_to(head)
+            while report.last < due:
+                start = report.last + 1
+                last = min(due, start + rules.batch_blocks - 1)
+                transfers = chain.transfers(start, last, rules.address, rules.contracts)
+                if not self._canonical(chain, transfers):
+                    return replace(report, reorganised=True)
+                for transfer in transfers:
+                    outcome = self._take(transfer, rules)
+                    report = replace(report, **{outcome: getattr(report, outcome) + 1})
+                self.store.mark_scanned(rules.chain_id, last)
+                report = replace(report, last=last)
+            return report
+
+    def mine(self, uid: str, limit: int = 50) -> list[Deposit]:
+        return self.store.of_user(uid, limit)
+
+    def all(self, status: str | None = None, limit: int = 500) -> list[Deposit]:
+        return self.store.all(status, limit)
+
+    def credit_parked(self, deposit_id: str, uid: str, admin: str) -> Deposit:
+        """An admin credits a parked deposit to a user (who showed it was theirs)."""
+        rules = self._configured()[1]
+        with self._reviewing:
+            deposit = self._deposit(deposit_id)
+            if deposit.status == CREDITED and deposit.uid == uid and deposit.reviewed_by is not None:
+                return deposit  # a retry of this review: its answer again
+            deposit = self._parked(deposit)
+            self.credits.open_account(uid)
+            credited = self._credit(replace(deposit, uid=uid, reviewed_by=admin), rules)
+        return credited
+
+    def refund_parked(self, deposit_id: str, admin: str, note: str) -> Deposit:
+        """An admin records that a parked deposit was sent back to its sender (outside the platform)."""
+        with self._reviewing:
+            deposit = self._deposit(deposit_id)
+            if deposit.status == REFUNDED and deposit.note == note:
+                return deposit  # a retry of this review
+            deposit = replace(self._parked(deposit), status=REFUNDED, reviewed_by=admin, note=note)
+            self.store.save(deposit)
+        return deposit
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _configured(self) -> tuple[Chain, DepositRules]:
+        if self.chain is None or self.rules is None:
+            raise CryptoNotConfigured(f"crypto deposits are not configured on this platform: {self.missing}")
+        return self.chain, self.rules
+
+    def _check(self, chain: Chain, rules: DepositRules) -> None:
+        """Once: the chain is the one configured and each token's decimals are what the rates assume."""
+        if self._checked:
+            return
+        if (found := chain.chain_id()) != rules.chain_id:
+            raise ChainMismatch(f"the node at CRYPTO_RPC_URL serves chain {found}, and CRYPTO_CHAIN_ID says "
+                                f"{rules.chain_id}")
+        for token in rules.tokens:
+            if token.contract is not None and (decimals := chain.decimals(token.contract)) != token.decimals:
+                raise ChainMismatch(f"{token.symbol} ({token.contract}) has {decimals} decimals on chain, and "
+                                    f"CRYPTO_TOKENS says {token.decimals}: its rate would be off by a factor of "
+                                    f"10^{abs(decimals - token.decimals)}")
+        self._checked = True
+
+    def _canonical(self, chain: Chain, transfers: list[Transfer]) -> bool:
+        """Each transfer's block is still the one at its height."""
+        hashes: dict[int, str | None] = {}
+        for transfer in transfers:
+            if transfer.block_number not in hashes:
+                hashes[transfer.block_number] = chain.block_hash(transfer.block_number)
+            if hashes[transfer.block_number] != transfer.block_hash:
+                log.warning("block %d changed while it was read: reading it again next scan", transfer.block_number)
+                return False
+        return True
+
+    def _take(self, transfer: Transfer, rules: DepositRules) -> str:
+        if self.store.deposit(transfer.id) is not None:
+            return "seen"
+        token = rules.token(transfer.contract)
+        assert token is not None, "the chain returned a transfer of a contract not asked for"
+        credits, remainder = token.credits_for(transfer.amount)
+        wallet = self.wallets.owner(transfer.sender)
+        deposit = Deposit(transfer.id, transfer.chain_id, transfer.tx_hash, transfer.log_index,
+                          transfer.block_number, transfer.sender, token.symbol, transfer.amount, PARKED,
+                          iso(self.clock.now()), rate=token.micros_per_unit, remainder=remainder)
+        if credits == 0:  # the user's to see, if the wallet is linked; nothing to credit
+            self.store.save(replace(deposit, status=DUST, uid=wallet.uid if wallet else None))
+            return "dust"
+        if wallet is None:
+            log.info("deposit %s from %s, a wallet nobody linked: parked for an admin", transfer.id, transfer.sender)
+            self.store.save(deposit)
+            return "parked"
+        self.credits.open_account(wallet.uid)
+        self._credit(replace(deposit, uid=wallet.uid), rules)
+        return "credited"
+
+    def _credit(self, deposit: Deposit, rules: DepositRules) -> Deposit:
+        """Grant the deposit's paid lot (keyed by its id, so a second grant replays the first), then record it."""
+        assert deposit.uid is not None
+        token = rules.by_symbol(deposit.token)
+        credits, remainder = token.credits_for(deposit.amount)
+        granted = self.credits.grant(deposit.uid, credits, source="crypto", lot_kind="paid", key=f"crypto:{deposit.id}",
+                                     reference=deposit.id, memo={
+                                         "token": token.symbol, "amount": str(deposit.amount),
+                                         "rate": str(token.micros_per_unit), "tx": deposit.tx_hash,
+                                         "remainder": f"{remainder}/10^{token.decimals}", "sender": deposit.sender})
+        credited = replace(deposit, status=CREDITED, credits=credits, rate=token.micros_per_unit,
+                           remainder=remainder, lot=granted["lot"])
+        self.store.save(credited)
+        self.realtime.set(f"/notifications/{deposit.uid}/{_key(deposit.id)}", {
+            "kind": "payment.received", "at": iso(self.clock.now()), "payment": deposit.id,
+            "credits": format_credits(credits), "token": token.symbol, "amount": str(deposit.amount)})
+        return credited
+
+    def _deposit(self, deposit_id: str) -> Deposit:
+        deposit = self.store.deposit(deposit_id)
+        if deposit is None:
+            raise UnknownDeposit(f"no deposit {deposit_id!r}")
+        return deposit
+
+    @staticmethod
+    def _parked(deposit: Deposit) -> Deposit:
+        if deposit.status != PARKED:
+            raise DepositReviewed(f"deposit {deposit.id} is {deposit.status}"
+                                  f"{' to another user' if deposit.uid else ''}, not waiting for review")
+        return deposit
+
+
+def _key(deposit_id: str) -> str:
+    """A deposit id as a realtime key (no . $ # [ ] /)."""
+    return deposit_id.replace(":", "-")

@@ -1,0 +1,282 @@
+"""Crypto deposits on an in-process chain (eth-tester, py-evm): ETH and an ERC-20 compiled with solc, sent from
+linked and unlinked wallets, credited once after their confirmations, however often the same blocks are scanned;
+parked deposits reviewed by an admin; the configuration checked against the chain. Real transactions, real logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from web3 import Web3
+
+from creditflow.adapters.local.deposits import SqliteDeposits
+from creditflow.adapters.payments.web3_chain import Web3Chain
+from creditflow.bootstrap import Platform, build
+from creditflow.config import Settings
+from creditflow.domain.crypto import (
+    CREDITED,
+    DUST,
+    PARKED,
+    REFUNDED,
+    ChainMismatch,
+    CryptoNotConfigured,
+    DepositReviewed,
+    UnknownDeposit,
+    Wallet,
+)
+from tests.conftest import CREDIT, SteppedClock
+from tests.evm import ETHER, deploy_token, in_process_chain, mine, send_eth, send_token
+
+CONFIRMATIONS = 3
+PER_ETH = 1000 * CREDIT  # 1 ETH buys 1000 credits
+PER_TOKEN = 2 * CREDIT  # 1 TST (6 decimals) buys 2 credits
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[dict[str, Any]]:
+    """One chain for the module: the deployer holds the tokens; users' wallets are its funded accounts."""
+    w3 = in_process_chain()
+    accounts = w3.eth.accounts
+    token = deploy_token(w3, accounts[0], "TST", 6)
+    yield {"w3": w3, "token": token, "accounts": accounts}
+
+
+class Scene:
+    def __init__(self, platform: Platform, chain: dict[str, Any], deposit_to: str) -> None:
+        self.platform = platform
+        self.w3: Web3 = chain["w3"]
+        self.token = chain["token"]
+        self.accounts: list[str] = chain["accounts"]
+        self.deposit_to = deposit_to
+
+    def link(self, uid: str, address: str) -> None:
+        self.platform.credits.open_account(uid)
+        self.platform.deposits.wallets.link(Wallet(address, uid, self.platform.settings.crypto_chain_id or 0, "t"))
+
+    def fund(self, wallet: str, tokens: int) -> None:
+        send_token(self.token, self.accounts[0], wallet, tokens)
+
+    def balance(self, uid: str) -> int:
+        return self.platform.credits.balance(uid).available
+
+    def lots(self, uid: str) -> list[Any]:
+        return self.platform.store.lots_of(f"user:{uid}")
+
+
+_deposit_addresses = iter(range(0x10000, 0x20000))  # clear of the precompiles (0x01-0x11)
+
+
+def make_scene(tmp: Path, chain: dict[str, Any], clock: SteppedClock, **overrides: object) -> Scene:
+    """A platform on this chain, with a deposit address of its own (so blocks other tests filled hold nothing for
+    it) and scanning from the current head."""
+    w3: Web3 = chain["w3"]
+    deposit_to = Web3.to_checksum_address(f"0x{next(_deposit_addresses):040x}")
+    values: dict[str, object] = {
+        "crypto_chain_id": w3.eth.chain_id, "crypto_deposit_address": deposit_to, "crypto_credits_per_eth": PER_ETH,
+        "crypto_tokens": (("TST", chain["token"].address, 6, PER_TOKEN),), "crypto_confirmations": CONFIRMATIONS,
+        "crypto_start_block": w3.eth.block_number + 1, "crypto_scan_batch": 7}
+    values.update(overrides)
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp, **values), clock=clock, chain=Web3Chain(w3))
+    return Scene(platform, chain, deposit_to)
+
+
+@pytest.fixture
+def scene(tmp_path: Path, chain: dict[str, Any], clock: SteppedClock) -> Iterator[Scene]:
+    made = make_scene(tmp_path / "data", chain, clock)
+    yield made
+    made.platform.store.close()  # type: ignore[attr-defined]
+
+
+def test_eth_and_token_deposits_are_credited_once_after_their_confirmations(scene: Scene) -> None:
+    alice = scene.accounts[1]
+    scene.link("alice", alice)
+    scene.fund(alice, 5_000_000)
+    send_eth(scene.w3, alice, scene.deposit_to, ETHER // 4)  # 250 credits
+    send_token(scene.token, alice, scene.deposit_to, 1_500_000)  # 1.5 TST: 3 credits
+    first = scene.platform.deposits.scan()
+    assert scene.balance("alice") == 0, "credited before its confirmations"
+    assert first.credited == 0 and first.last == scene.w3.eth.block_number - CONFIRMATIONS + 1
+    mine(scene.w3, CONFIRMATIONS)
+    report = scene.platform.deposits.scan()
+    assert (report.credited, report.parked) == (2, 0)
+    assert scene.balance("alice") == 253 * CREDIT
+    for _ in range(10):
+        again = scene.platform.deposits.scan()
+        assert again.credited == 0
+    assert scene.balance("alice") == 253 * CREDIT
+    mine_ = scene.platform.deposits.mine("alice")
+    assert {d.token: d.credits for d in mine_} == {"ETH": 250 * CREDIT, "TST": 3 * CREDIT}
+    assert all(d.status == CREDITED and d.lot for d in mine_)
+    eth = next(d for d in mine_ if d.token == "ETH")
+    assert eth.id.endswith(":native") and eth.amount == ETHER // 4 and eth.sender == alice
+    lots = scene.lots("alice")
+    assert sorted((lot.kind, lot.source) for lot in lots) == [("paid", "issuance:crypto")] * 2
+
+
+def test_a_grant_already_made_is_not_made_again_when_the_record_of_it_is_lost(scene: Scene, tmp_path: Path) -> None:
+    """A crash between the grant and the deposit's record, or a scanner that forgot how far it read: the ledger's
+    key (chain id, transaction hash, log index) makes the second grant a replay."""
+    bob = scene.accounts[2]
+    scene.link("bob", bob)
+    send_eth(scene.w3, bob, scene.deposit_to, ETHER // 10)
+    mine(scene.w3, CONFIRMATIONS)
+    scene.platform.deposits.scan()
+    assert scene.balance("bob") == 100 * CREDIT
+    for n in range(10):  # a fresh record each time: every scan reads the same blocks from the start
+        scene.platform.deposits.store = SqliteDeposits(tmp_path / f"forgotten-{n}.sqlite3")
+        assert scene.platform.deposits.scan().credited == 1
+    assert scene.balance("bob") == 100 * CREDIT
+    assert len(scene.lots("bob")) == 1
+
+
+def test_a_remainder_below_one_micro_credit_is_recorded_and_dust_is_not_credited(scene: Scene) -> None:
+    carol = scene.accounts[3]
+    scene.link("carol", carol)
+    wei = ETHER // 3  # 333.333… credits: 333_333_333 µc and a remainder
+    send_eth(scene.w3, carol, scene.deposit_to, wei)
+    send_eth(scene.w3, carol, scene.deposit_to, 10**8)  # worth 0.1 µc
+    mine(scene.w3, CONFIRMATIONS)
+    report = scene.platform.deposits.scan()
+    assert (report.credited, report.dust) == (1, 1)
+    assert scene.balance("carol") == wei * PER_ETH // ETHER == 333_333_333
+    found = {d.status: d for d in scene.platform.deposits.mine("carol")}
+    assert found[CREDITED].remainder == wei * PER_ETH % ETHER and found[CREDITED].rate == PER_ETH
+    assert found[DUST].credits == 0
+
+
+def test_a_deposit_from_a_wallet_nobody_linked_waits_for_an_admin(scene: Scene) -> None:
+    stranger = scene.accounts[4]
+    send_eth(scene.w3, stranger, scene.deposit_to, ETHER // 20)
+    send_eth(scene.w3, stranger, scene.deposit_to, ETHER // 50)
+    mine(scene.w3, CONFIRMATIONS)
+    assert scene.platform.deposits.scan().parked == 2
+    parked = scene.platform.deposits.all(PARKED)
+    assert len(parked) == 2 and all(d.uid is None and d.credits == 0 for d in parked)
+    scene.link("dave", stranger)  # linking later does not take deposits already parked
+    assert scene.platform.deposits.scan().credited == 0 and scene.balance("dave") == 0
+    big, small = sorted(parked, key=lambda d: -d.amount)
+    credited = scene.platform.deposits.credit_parked(big.id, "dave", "admin-1")
+    assert credited.status == CREDITED and credited.reviewed_by == "admin-1" and credited.credits == 50 * CREDIT
+    assert scene.platform.deposits.credit_parked(big.id, "dave", "admin-1") == credited  # a retry
+    with pytest.raises(DepositReviewed):
+        scene.platform.deposits.credit_parked(big.id, "erin", "admin-1")
+    refunded = scene.platform.deposits.refund_parked(small.id, "admin-1", "sent back in 0xabc")
+    assert refunded.status == REFUNDED and refunded.credits == 0
+    with pytest.raises(DepositReviewed):
+        scene.platform.deposits.credit_parked(small.id, "dave", "admin-1")
+    with pytest.raises(UnknownDeposit):
+        scene.platform.deposits.credit_parked("1:0xnothing:native", "dave", "admin-1")
+    assert scene.balance("dave") == 50 * CREDIT
+
+
+def test_tokens_not_on_the_allowlist_and_failed_transfers_credit_nothing(scene: Scene, chain: dict[str, Any]) -> None:
+    erin = scene.accounts[5]
+    scene.link("erin", erin)
+    other = deploy_token(scene.w3, scene.accounts[0], "BAD", 6)
+    send_token(other, scene.accounts[0], erin, 10**9)
+    send_token(other, erin, scene.deposit_to, 10**9)  # a Transfer log to us, from a contract nobody allowed
+    with pytest.raises(Exception, match="balance"):  # reverted: no log, no credit
+        scene.token.functions.transfer(scene.deposit_to, 10**12).transact({"from": erin})
+    mine(scene.w3, CONFIRMATIONS)
+    report = scene.platform.deposits.scan()
+    assert (report.credited, report.parked, report.dust) == (0, 0, 0)
+    assert scene.balance("erin") == 0
+
+
+def test_a_reorganised_deposit_is_never_credited(scene: Scene) -> None:
+    frank = scene.accounts[6]
+    scene.link("frank", frank)
+    snapshot = scene.w3.testing.snapshot()  # type: ignore[attr-defined]
+    send_eth(scene.w3, frank, scene.deposit_to, ETHER)
+    assert scene.platform.deposits.scan().credited == 0  # not confirmed yet
+    scene.w3.testing.revert(snapshot)  # type: ignore[attr-defined]  # the block is gone from the chain
+    mine(scene.w3, CONFIRMATIONS + 1)
+    assert scene.platform.deposits.scan().credited == 0
+    assert scene.balance("frank") == 0 and scene.platform.deposits.mine("frank") == []
+
+
+def test_a_configuration_the_chain_contradicts_credits_nothing(tmp_path: Path, chain: dict[str, Any],
+                                                                clock: SteppedClock) -> None:
+    wrong_decimals = make_scene(tmp_path / "a", chain, clock,
+                                crypto_tokens=(("TST", chain["token"].address, 18, PER_TOKEN),))
+    wrong_decimals.link("gina", chain["accounts"][7])
+    send_token(chain["token"], chain["accounts"][0], wrong_decimals.deposit_to, 10**6)
+    mine(chain["w3"], CONFIRMATIONS)
+    with pytest.raises(ChainMismatch, match="6 decimals on chain"):
+        wrong_decimals.platform.deposits.scan()
+    wrong_chain = make_scene(tmp_path / "b", chain, clock, crypto_chain_id=1)
+    with pytest.raises(ChainMismatch, match="serves chain"):
+        wrong_chain.platform.deposits.scan()
+    assert wrong_decimals.platform.deposits.all() == [] and wrong_chain.platform.deposits.all() == []
+
+
+def test_without_a_chain_deposits_answer_that_they_are_not_configured(tmp_path: Path, clock: SteppedClock) -> None:
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path), clock=clock)
+    with pytest.raises(CryptoNotConfigured, match="CRYPTO_RPC_URL"):
+        platform.deposits.scan()
+    assert platform.deposits.all() == []
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.one_of(
+    st.tuples(st.just("deposit"), st.sampled_from([1, 2, 3]), st.integers(1, 10**18)),
+    st.tuples(st.just("spend"), st.sampled_from(["u1", "u2"]), st.integers(1, 200 * CREDIT)),
+    st.tuples(st.just("mine"), st.integers(1, 4), st.just(0)),
+    st.tuples(st.just("scan"), st.just(0), st.just(0))), max_size=14))
+def test_any_interleaving_of_deposits_scans_and_spends_keeps_the_money_whole(
+        steps: list[tuple[str, Any, int]], tmp_path_factory: pytest.TempPathFactory, chain: dict[str, Any]) -> None:
+    scene = make_scene(tmp_path_factory.mktemp("interleaving"), chain, SteppedClock())
+    owners = {scene.accounts[1]: "u1", scene.accounts[2]: "u2"}  # accounts[3] sends from a wallet nobody linked
+    for wallet, uid in owners.items():
+        scene.link(uid, wallet)
+    sent: dict[str, int] = {}
+    for n, (step, who, amount) in enumerate(steps):
+        if step == "deposit":
+            receipt = send_eth(scene.w3, scene.accounts[who], scene.deposit_to, amount)
+            sent[receipt["transactionHash"].to_0x_hex()] = amount
+        elif step == "spend":
+            available = scene.balance(who)
+            if available:
+                hold = scene.platform.credits.reserve(who, min(amount, available), key=f"spend-{n}")
+                scene.platform.credits.settle(who, hold["hold"], min(amount, available), key=f"settle-{n}")
+        elif step == "mine":
+            mine(scene.w3, who)
+        else:
+            scene.platform.deposits.scan()
+    mine(scene.w3, CONFIRMATIONS)
+    scene.platform.deposits.scan()
+    deposits = scene.platform.deposits.all()
+    assert sorted(d.amount for d in deposits) == sorted(sent.values())  # each transfer recorded once
+    for deposit in deposits:
+        owner = owners.get(deposit.sender)
+        expected = deposit.amount * PER_ETH // ETHER
+        if owner is None:
+            assert deposit.status in (PARKED, DUST) and deposit.credits == 0
+        elif expected:
+            assert (deposit.status, deposit.uid, deposit.credits) == (CREDITED, owner, expected)
+    for uid in owners.values():
+        granted = sum(d.credits for d in deposits if d.uid == uid)
+        assert sum(lot.granted for lot in scene.lots(uid)) == granted  # one paid lot per credited deposit, no more
+        assert 0 <= scene.balance(uid) <= granted
+    audit = scene.platform.integrity.audit()
+    assert audit.ok, audit
+    scene.platform.store.close()  # type: ignore[attr-defined]
+
+
+def test_deposits_are_recorded_with_amounts_beyond_64_bits(scene: Scene) -> None:
+    """A wei amount outgrows a 64-bit integer at 18.4 ETH: stores keep it whole."""
+    deposit = scene.platform.deposits.store
+    sample = replace(_sample(), amount=10**24)
+    deposit.save(sample)
+    assert deposit.deposit(sample.id) == sample
+
+
+def _sample() -> Any:
+    from creditflow.domain.crypto import Deposit
+
+    return Deposit("1:0xaa:native", 1, "0xaa", -1, 5, "0x" + "11" * 20, "ETH", 1, PARKED, "2026-01-01T00:00:00Z")
