@@ -140,6 +140,16 @@ if serves("sweepMedia"):
         from creditflow.entrypoints.triggers import sweep_media
 
         sweep_media()
+
+
+if serves("scanChain"):
+    from firebase_functions import scheduler_fn
+
+    @scheduler_fn.on_schedule(schedule="every 1 minutes", secrets=SECRETS)
+    def scanChain(event: scheduler_fn.ScheduledEvent) -> None:
+        from creditflow.entrypoints.triggers import scan_chain
+
+        scan_chain()
 if serves("runTaskHigh") or serves("runTask") or serves("runTaskLow"):
     from firebase_functions import tasks_fn
     from firebase_functions.options import RateLimits, RetryConfig

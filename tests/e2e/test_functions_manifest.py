@@ -13,7 +13,7 @@ MANIFEST = ("from firebase_functions.private.serving import functions_as_yaml, g
             "print(functions_as_yaml(get_functions()))")
 FUNCTIONS_DEFINED = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoint", "mirrorAccount", "submitRequest",
                      "cancelRequest", "answerRequest", "expireTasks", "runTaskHigh", "runTask", "runTaskLow",
-                     "sweepMedia")
+                     "sweepMedia", "scanChain")
 
 
 def python(code: str, target: str | None = None) -> str:
@@ -37,6 +37,7 @@ def test_every_function_its_trigger_and_options() -> None:
     assert endpoints["publishCheckpoint"]["scheduleTrigger"]["schedule"] == "every 5 minutes"
     assert endpoints["expireTasks"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
     assert endpoints["sweepMedia"]["scheduleTrigger"]["schedule"] == "every 60 minutes"
+    assert endpoints["scanChain"]["scheduleTrigger"]["schedule"] == "every 1 minutes"
     for name, event, ref in (("submitRequest", "created", "requests/{uid}/{requestId}"),
                              ("cancelRequest", "written", "requests/{uid}/{requestId}/cancel"),
                              ("answerRequest", "written", "requests/{uid}/{requestId}/answer")):

@@ -16,7 +16,9 @@ ADMIN_PATHS = {("/api/v1/admin/grants", "post"), ("/api/v1/admin/models", "get")
                ("/api/v1/admin/dead-letters", "get"), ("/api/v1/admin/dead-letters/{letterId}/replay", "post"),
                ("/api/v1/admin/analytics", "get"), ("/api/v1/admin/analytics/rebuild", "post"),
                ("/api/v1/admin/models/health", "get"), ("/api/v1/admin/users/{uid}", "get"),
-               ("/api/v1/admin/users/{uid}/history", "get"), ("/api/v1/admin/payments", "get")}
+               ("/api/v1/admin/users/{uid}/history", "get"), ("/api/v1/admin/payments", "get"),
+               ("/api/v1/admin/deposits", "get"), ("/api/v1/admin/deposits/{depositId}/credit", "post"),
+               ("/api/v1/admin/deposits/{depositId}/refund", "post"), ("/api/v1/admin/deposits/scan", "post")}
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     every(TASK_SWEEP_SECONDS, platform.mirror.deliver_events, stop, "ledger-outbox")  # credits.low, after a crash
     if platform.images is not None:  # blobs of image tasks that never succeeded (a crash between store and settle)
         every(platform.settings.media_sweep_seconds, platform.images.sweep, stop, "media-sweep")
+    if platform.deposits.configured:  # crypto deposits: confirmed blocks not read yet
+        every(platform.settings.crypto_scan_seconds, platform.deposits.scan, stop, "chain-scan")
     stop.wait()
     platform.queue.stop(SHUTDOWN_SECONDS)  # type: ignore[attr-defined]  # running jobs finish; queued ones stay
     inline.shutdown(wait=True, cancel_futures=False)

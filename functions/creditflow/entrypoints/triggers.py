@@ -52,6 +52,16 @@ def sweep_media() -> dict[str, Any]:
     return images.sweep() if images is not None else {"removed": 0, "kept": 0}
 
 
+def scan_chain() -> dict[str, Any]:
+    """Crypto deposits: read the confirmed blocks not read yet and credit what linked wallets sent (scheduled; a
+    platform with no chain configured does nothing)."""
+    deposits = platform().deposits
+    if not deposits.configured:
+        return {"scanned": False}
+    report = deposits.scan()
+    return {"scanned": True, "last": report.last, "credited": report.credited, "parked": report.parked}
+
+
 def run_job(data: dict[str, Any], attempt: int, final: bool) -> dict[str, Any]:
     """Run one delivery of a queued job (a task-queue function's task): rebuild the job from the task's data and
     hand it to the platform's job handler. An exception fails the attempt, and Cloud Tasks retries it."""

@@ -109,6 +109,7 @@ class Operation:
     also: tuple[str, ...] = ()  # further content types a 200 may have (e.g. text/event-stream)
     longest_key: int = MAX_KEY  # the longest Idempotency-Key the route takes
     key_pattern: str = KEY_PATTERN  # what the route's Idempotency-Key may hold
+    path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # a path parameter's own schema
 
 
 def _message(error: ErrorDetails) -> str:
@@ -232,13 +233,15 @@ class Api:
               produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
               errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY,
               key_pattern: str = KEY_PATTERN, key_rule: Callable[[str], str] | None = None,
-              converters: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              converters: dict[str, str] | None = None, path_schemas: dict[str, dict[str, Any]] | None = None
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A handler gets what its parameters name: `caller`, `body`, `query`, `platform`, the path's parameters,
         and `key`, the Idempotency-Key read and checked here (by `key_rule`, else the ledger's rule within
         `longest_key`; None when the header is optional and absent). `converters` names a Flask converter for a path
-        parameter (so that a route such as /images/{imageId} does not also match /images/quote)."""
+        parameter (so that a route such as /images/{imageId} does not also match /images/quote), and
+        `path_schemas` what the document says of a path parameter (else: a string of at most 64 characters)."""
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
-                              list(errors), also, longest_key, key_pattern)
+                              list(errors), also, longest_key, key_pattern, path_schemas or {})
         self.operations.append(operation)
 
         def check(sent: str) -> str:
@@ -329,8 +332,8 @@ class Api:
             entry: dict[str, Any] = {"summary": op.summary, "operationId": op.path.strip("/").replace("/", "_")
                                      .replace("{", "").replace("}", "").replace("-", "_") + "_" + op.method.lower(),
                                      "responses": {}}
-            parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string",
-                                                                                     "maxLength": 64}}
+            parameters = [{"name": name, "in": "path", "required": True,
+                           "schema": op.path_schemas.get(name, {"type": "string", "maxLength": 64})}
                           for name in _path_params(op.path)]
             if op.query is not None:
                 query_schema = op.query.model_json_schema()

@@ -22,6 +22,7 @@ from . import (
     model_routes,
     payment_routes,
     task_routes,
+    wallet_routes,
 )
 from .api import CALLER, Api, RateLimiter
 from .gateway import create_gateway
@@ -55,8 +56,9 @@ def create_app(platform: Platform) -> Flask:
               __version__, platform, problem_extra=lambda error: payment_options(platform, error),
               missing_token=f"send Authorization: Bearer <dev token>; get one with: {how_to_get}" if how_to_get
               else "send Authorization: Bearer <Firebase ID token>")
+    app.url_map.converters["wallet_address"] = wallet_routes.AddressConverter
     for resource in (me_routes, credit_routes, ledger_routes, chat_routes, conversation_routes, key_routes,
-                     model_routes, admin_routes, task_routes, payment_routes):
+                     model_routes, admin_routes, task_routes, payment_routes, wallet_routes):
         api.include(resource.routes)
     if platform.images is not None:
         app.url_map.converters["image_id"] = ImageIdConverter

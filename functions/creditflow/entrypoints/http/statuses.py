@@ -3,7 +3,7 @@ not here takes its nearest ancestor's; 400, the caller's to fix, else)."""
 
 from __future__ import annotations
 
-from ...domain import catalog, errors, images, payments, tasks
+from ...domain import catalog, crypto, errors, images, payments, tasks
 
 STATUS: dict[type[errors.LedgerError], int] = {
     errors.ProviderRejected: 400,
@@ -23,6 +23,8 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.UnknownKey: 404,
     errors.UnknownLot: 404,
     payments.UnknownPack: 404,
+    crypto.UnknownDeposit: 404,
+    crypto.UnknownWallet: 404,
     tasks.UnknownTask: 404,
     catalog.UnpricedModel: 409,
     errors.AccountClosed: 409,
@@ -39,8 +41,11 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.TooManyKeys: 409,
     errors.WelcomeRefused: 409,
     tasks.TaskConflict: 409,
+    crypto.DepositReviewed: 409,
+    crypto.WalletTaken: 409,
     images.ImageTooLarge: 413,
     images.InvalidImageRequest: 422,
+    crypto.InvalidWallet: 422,
     errors.RateLimited: 429,
     errors.InconsistentTree: 500,
     errors.ProviderUnavailable: 502,
@@ -48,6 +53,8 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.ServerBusy: 503,
     payments.PaymentNotSeen: 503,
     payments.PaymentsNotConfigured: 503,
+    crypto.ChainMismatch: 503,
+    crypto.CryptoNotConfigured: 503,
 }
 
 
