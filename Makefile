@@ -83,7 +83,7 @@ bench-bus: $(STAMP)  # the durable queue: jobs per second, enqueue-to-start late
 bench-media: $(STAMP)  # thumbnails per second and peak memory (1024², 2048²); an image task's overhead
 	$(PY) bench/media.py
 
-bench-payments: $(STAMP)  # Stripe webhook events per second, one sender and twenty concurrent (no double grants)
+bench-payments: $(STAMP) $(TOOLS)  # Stripe webhook events/s (one sender, twenty: no double grants); the chain scanner on anvil
 	$(PY) bench/payments.py
 
 bench-web: $(STAMP) $(WEB_BUILT) chromium  # bundle sizes, spend-to-repaint and cold-load times in Chromium
