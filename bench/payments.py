@@ -143,7 +143,8 @@ def scanner(folder: Path, blocks: int, deposits: int) -> None:
         print(f"scanner on anvil: {head:,} blocks holding {deposits:,} deposits read in {elapsed:.2f} s: "
               f"{head / elapsed:,.0f} blocks/s, {report.credited / elapsed:,.0f} deposits/s; credited "
               f"{report.credited:,} once (a second scan: {again.credited}), {credited / 10**6:,.0f} credits of "
-              f"{expected / 10**6:,.0f}   (target ≤ {SCAN_TARGET:.0f} s: {'met' if elapsed <= SCAN_TARGET else 'MISSED'})")
+              f"{expected / 10**6:,.0f}   (target ≤ {SCAN_TARGET:.0f} s: "
+              f"{'met' if elapsed <= SCAN_TARGET else 'MISSED'})")
         assert report.credited == deposits and again.credited == 0 and credited == expected
         platform.store.close()  # type: ignore[attr-defined]
     finally:

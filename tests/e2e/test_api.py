@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from web3 import Web3
 
-from tests.e2e.conftest import ledger_digest
+from tests.e2e.conftest import DEPOSIT_ADDRESS, ledger_digest
 from tests.e2e.server import LocalServer
 
 CREDIT = 1_000_000
@@ -84,7 +85,11 @@ def test_insufficient_credits_come_with_payment_options(server: LocalServer) -> 
     assert refused.status == 402 and refused.json["shortfall"] == {"credits": "2", "micros": 2 * CREDIT}
     check = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "5"}, token=token).json
     assert check["sufficient"] is False and check["shortfall"]["credits"] == "2"
-    assert check["paymentMethods"] == ["stripe"]
+    crypto = server.anvil is not None  # type: ignore[attr-defined]  # deposits are read where anvil runs
+    assert check["paymentMethods"] == ["stripe", "crypto"] if crypto else ["stripe"]
+    assert check["crypto"] == ([{"token": "ETH", "contract": None, "chainId": 31337, "amount": str(2 * 10**15),
+                                 "depositAddress": Web3.to_checksum_address(DEPOSIT_ADDRESS), "decimals": 18}]
+                               if crypto else [])  # 2 credits at 1000 credits per ETH
     assert [(p["credits"]["credits"], p["quantity"]) for p in check["packs"]] == [("100", 1), ("500", 1), ("2000", 1)]
     big = server.call("POST", "/api/v1/credits/check-insufficient", {"amount": "4503"}, token=token).json
     assert [(p["credits"]["credits"], p["quantity"]) for p in big["packs"]] == [("2000", 3)]  # 4500 short

@@ -213,6 +213,10 @@ class DepositRules:
     def contracts(self) -> tuple[str, ...]:
         return tuple(t.contract for t in self.tokens if t.contract is not None)
 
+    def covering(self, shortfall: int) -> list[tuple[Token, int]]:
+        """Each coin and token with the least amount of it (base units) whose credits cover `shortfall`."""
+        return [(t, -(-shortfall * 10 ** t.decimals // t.micros_per_unit)) for t in self.tokens]
+
     def confirmed_up_to(self, head: int) -> int:
         """The newest block with enough confirmations (a block has one when it is the head)."""
         return head - self.confirmations + 1

@@ -17,7 +17,7 @@ from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Configured, Routes
-from .views import balance_out, entry_out, packs_covering
+from .views import balance_out, crypto_covering, entry_out, packs_covering, payment_methods
 
 V1 = "/api/v1"
 CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
@@ -162,4 +162,4 @@ def check_insufficient(platform: Platform, caller: Caller, body: s.CheckInsuffic
     return s.InsufficientOut(sufficient=shortfall == 0, required=s.Money.of(required),
                              available=s.Money.of(available), shortfall=s.Money.of(shortfall),
                              packs=packs_covering(platform.payments.packs, shortfall) if shortfall else [],
-                             payment_methods=list(platform.settings.payment_methods))
+                             payment_methods=payment_methods(platform), crypto=crypto_covering(platform, shortfall))

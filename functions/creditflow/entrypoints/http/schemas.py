@@ -399,6 +399,8 @@ class Problem(Out):
     packs: list[dict[str, Any]] | None = Field(default=None,
                                                description="insufficient funds: packs that cover it, and how many")
     payment_methods: list[str] | None = Field(default=None, description="insufficient funds: how to pay")
+    crypto: list[dict[str, Any]] | None = Field(default=None, description="insufficient funds: what to send to the "
+                                                "deposit address, per coin or token, to cover it")
 
 
 class Health(Out):
@@ -500,6 +502,8 @@ class InsufficientOut(Out):
     shortfall: Money
     packs: list[dict[str, Any]]
     payment_methods: list[str]
+    crypto: list[dict[str, Any]] = Field(description="what to send to the deposit address (amount in base units), "
+                                         "per coin or token taken, to cover the shortfall")
 
 
 class AnalyticsOut(Out):

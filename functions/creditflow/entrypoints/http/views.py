@@ -60,9 +60,26 @@ def reply_fields(result: dict[str, Any]) -> dict[str, Any]:
             "memory": s.MemoryOut(**{**memory, "charged": s.Money.of(memory["charged"])}) if memory else None}
 
 
+def crypto_covering(platform: Platform, shortfall: int) -> list[dict[str, Any]]:
+    """What to send to the deposit address, in each coin and token taken, for credits that cover a shortfall."""
+    rules = platform.deposits.rules
+    if not platform.deposits.configured or rules is None or shortfall <= 0:
+        return []
+    return [{"token": token.symbol, "contract": token.contract, "chainId": rules.chain_id,
+             "depositAddress": rules.address, "amount": str(amount), "decimals": token.decimals}
+            for token, amount in rules.covering(shortfall)]
+
+
+def payment_methods(platform: Platform) -> list[str]:
+    """How credits can be bought here: the configured methods, and crypto where a chain is read."""
+    return list(platform.settings.payment_methods) + (["crypto"] if platform.deposits.configured else [])
+
+
 def payment_options(platform: Platform, error: LedgerError) -> dict[str, Any]:
-    """What a refusal for want of credits adds to its problem: the packs that would cover it and how to pay."""
+    """What a refusal for want of credits adds to its problem: the packs that would cover it and how to pay,
+    by card or by sending coin or tokens."""
     if not isinstance(error, InsufficientFunds):
         return {}
-    return {"packs": packs_covering(platform.payments.packs, int(error.context.get("shortfall", 0))),
-            "paymentMethods": list(platform.settings.payment_methods)}
+    shortfall = int(error.context.get("shortfall", 0))
+    return {"packs": packs_covering(platform.payments.packs, shortfall), "paymentMethods": payment_methods(platform),
+            "crypto": crypto_covering(platform, shortfall)}
