@@ -60,6 +60,7 @@ from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.payments import Payments, PaymentUrls
+from .services.reconciliation import PaymentReconciliation
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
@@ -566,6 +567,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     wallets, deposits = build_crypto(settings, credits, users, realtime, clock, chain)
     integrity = Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch)
     integrity.rollups = usage  # audits check them against the ledger
+    integrity.payments = PaymentReconciliation(users.payments, users.deposits)
     return Platform(settings=settings, store=store, key=key, keyring=keyring, clock=clock, credits=credits,
                     integrity=integrity, usage=usage,
                     realtime=realtime, mirror=mirror, welcome=welcome, tokens=build_tokens(settings, key),

@@ -213,9 +213,10 @@ def test_twenty_concurrent_deliveries_grant_once(shop: Platform, client: Any, st
 
     session = paid_session(client, shop, stripe_api, "u")
     start, outcomes = threading.Barrier(20), []
+    clients = [create_app(shop).test_client() for _ in range(20)]  # made here: CPython 3.11's ast is not thread-safe
 
     def deliver(n: int) -> None:
-        mine = create_app(shop).test_client()
+        mine = clients[n]
         start.wait()
         # half the same event again, half new events about the same session
         reply = send(mine, "checkout.session.completed", session, "evt_same" if n % 2 else f"evt_{n}")

@@ -38,6 +38,9 @@ class ChainReport:
     system: dict[str, SystemTotals] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     hashes: dict[str, str] = field(default_factory=dict)  # entry id -> hash, of entries whose body hash checks
+    payment_entries: list[dict[str, Any]] = field(default_factory=list)  # their fields, for reconciling payments
+
+PAYMENT_COUNTERPARTIES = frozenset({"issuance:stripe", "issuance:crypto", "refund"})  # money in, and taken back
 
 
 def apply_entry(report: ChainReport, fields: dict[str, Any]) -> None:
@@ -124,6 +127,8 @@ def verify_chain(account: str, entries: Iterable[Entry], keyring: Keyring | None
                                         f"replay gives available={report.available}, held={report.held}"))
         except (KeyError, TypeError, ValueError) as error:
             findings.append(Finding("entry", entry.id, f"entry {entry.id}: cannot be replayed ({error})"))
+        if fields.get("counterparty") in PAYMENT_COUNTERPARTIES:
+            report.payment_entries.append(fields)
         report.last_seq, report.last_hash = entry.seq, entry.hash
     return report
 

@@ -137,6 +137,7 @@ class Deposit:
     lot: str | None = None
     reviewed_by: str | None = None  # the admin who credited or refunded a parked deposit
     note: str | None = None
+    decimals: int = 18  # the token's, so that credits × 10**decimals + remainder = amount × rate can be checked
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,8 @@ class Deposits:
         wallet = self.wallets.owner(transfer.sender)
         deposit = Deposit(transfer.id, transfer.chain_id, transfer.tx_hash, transfer.log_index,
                           transfer.block_number, transfer.sender, token.symbol, transfer.amount, PARKED,
-                          iso(self.clock.now()), rate=token.micros_per_unit, remainder=remainder)
+                          iso(self.clock.now()), rate=token.micros_per_unit, remainder=remainder,
+                          decimals=token.decimals)
         if credits == 0:  # the user's to see, if the wallet is linked; nothing to credit
             self.store.save(replace(deposit, status=DUST, uid=wallet.uid if wallet else None))
             return "dust"

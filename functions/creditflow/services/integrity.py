@@ -20,6 +20,7 @@ from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
 from ..ports import Clock, LedgerStore
 from .analytics import UsageRollups
+from .reconciliation import PaymentReconciliation
 from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 
 
@@ -56,6 +57,7 @@ class Integrity:
         self.batch = batch
         self.subtrees = SubtreeCache(store.leaves, store)  # proofs and checkpoints; audits hash every leaf
         self.rollups: UsageRollups | None = None  # the daily usage rollups, which whole-ledger audits check
+        self.payments: PaymentReconciliation | None = None  # card payments and deposits, reconciled in audits
 
     # -- the log --------------------------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class Integrity:
 
     def validate_chains(self, uid: str | None = None, signatures: bool = True) -> list[Finding]:
         report = AuditReport(scope="chains")
-        self._walk_accounts(report, [user_account(uid)] if uid else None, signatures, {}, {})
+        self._walk_accounts(report, [user_account(uid)] if uid else None, signatures, {}, {}, {})
         return report.findings
 
     def audit(self, uid: str | None = None, signatures: bool = True) -> AuditReport:
@@ -223,19 +225,23 @@ class Integrity:
         report = AuditReport(scope=only[0] if only else "ledger")
         hashes: dict[str, str] = {}
         replayed: dict[str, SystemTotals] = {}
-        self._walk_accounts(report, only, signatures, hashes, replayed)
+        paid: dict[str, list[dict[str, Any]]] = {}
+        self._walk_accounts(report, only, signatures, hashes, replayed, paid)
         if only is None:
             self._check_system(report, replayed)
         self._check_log(report, hashes, whole=only is None)
         if only is None and self.rollups is not None:
             report.findings.extend(self.rollups.check(self.store))
+        if self.payments is not None:
+            report.findings.extend(self.payments.check(paid, uid))
         report.idempotency_conflicts = [
             {"scope": c.scope, "key": c.key, "command": c.command, "field": c.field, "at": c.at}
             for c in self.store.conflicts(100) if only is None or c.scope == only[0]]
         return report
 
     def _walk_accounts(self, report: AuditReport, only: list[str] | None, signatures: bool,
-                       hashes: dict[str, str], replayed: dict[str, SystemTotals]) -> None:
+                       hashes: dict[str, str], replayed: dict[str, SystemTotals],
+                       paid: dict[str, list[dict[str, Any]]]) -> None:
         now = iso(self.clock.now())
         keyring = self.keyring if signatures else None
         user_total = held_total = 0
@@ -250,6 +256,7 @@ class Integrity:
             report.accounts += 1
             report.entries += chain.entries
             hashes.update(chain.hashes)
+            paid[account.id] = chain.payment_entries
             for name, totals in chain.system.items():
                 merged = replayed.setdefault(name, SystemTotals())
                 merged.balance += totals.balance
