@@ -58,6 +58,14 @@ class FakeStripe:
                 super().setup()
                 outer.connections.append(self.connection)
 
+            def do_GET(self) -> None:
+                outer.requests.append((self.path, {}, dict(self.headers)))
+                if self.path.startswith("/v1/payment_methods"):  # no card is ever saved here (see localstripe)
+                    return send_json(self, 200, {"object": "list", "data": [], "has_more": False,
+                                                 "url": "/v1/payment_methods"})
+                send_json(self, 404, {"error": {"type": "invalid_request_error",
+                                                "message": f"Unrecognized request URL (GET: {self.path})"}})
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 body = unflatten(parse_qsl(raw, keep_blank_values=True))

@@ -50,6 +50,7 @@ from .ports import (
 )
 from .services.analytics import UsageRollups
 from .services.api_keys import GatewayKeys
+from .services.auto_top_ups import AUTO_TOP_UP, AutoTopUps
 from .services.catalog import LiveCatalog
 from .services.chat import MeteredChat
 from .services.conversations import Conversations
@@ -89,6 +90,7 @@ class Platform:
     conversations: Conversations
     tasks: Tasks
     payments: Payments
+    auto_top_ups: AutoTopUps  # opt-in purchases on a saved card when the balance falls below a threshold
     wallets: Wallets  # wallets linked by Sign-In with Ethereum (503 until a chain is configured)
     deposits: Deposits  # crypto deposits: the chain scanner and the admins' review of parked deposits
     jobs: JobRouter  # the queue's handler: register a handler per job kind
@@ -556,6 +558,11 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore, images)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
+    payments = build_payments(settings, credits, users.payments, realtime, clock)
+    auto_top_ups = AutoTopUps(payments, users.payments, realtime, clock)
+    auto_top_ups.queue = queue
+    jobs.register(AUTO_TOP_UP, auto_top_ups)
+    credits.after_commit.append(auto_top_ups.after_commit)  # a balance falling below a user's threshold
 
     def request_written(event: TreeEvent) -> None:
         for _ in range(2 if settings.duplicate_deliveries else 1):
@@ -575,5 +582,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                      policy.reservation_ttl),
                     conversations=conversations, tasks=tasks, jobs=jobs, queue=queue, blobs=blobs, images=images,
-                    payments=build_payments(settings, credits, users.payments, realtime, clock),
+                    payments=payments, auto_top_ups=auto_top_ups,
                     wallets=wallets, deposits=deposits)

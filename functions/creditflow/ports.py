@@ -21,7 +21,7 @@ from .domain.lots import Lot
 from .domain.media import Blob, BlobInfo, GeneratedImage, ImageFacts, ImageLimits
 from .domain.memory import StoredMessage
 from .domain.outbox import DeadLetter, OutboxEvent
-from .domain.payments import Pack, Payment
+from .domain.payments import AutoTopUp, Pack, Payment
 from .domain.preferences import Preferences
 from .domain.realtime_query import Check
 from .domain.replies import ChatReply, Embedded, StreamPiece
@@ -468,6 +468,10 @@ class PaymentStore(Protocol):
     def keep_customer(self, uid: str, customer: str) -> str:
         """Keep `customer` as the user's unless one is kept already; returns the one kept."""
 
+    def auto_top_up(self, uid: str) -> AutoTopUp | None: ...
+
+    def save_auto_top_up(self, settings: AutoTopUp) -> None: ...
+
 
 class CardPayments(Protocol):
     """The card payment provider's API (Stripe): customers, checkout pages, signed events."""
@@ -475,8 +479,15 @@ class CardPayments(Protocol):
     def create_customer(self, uid: str, key: str) -> str: ...
 
     def create_checkout(self, *, uid: str, customer: str, pack: Pack, success_url: str, cancel_url: str,
-                        key: str) -> tuple[str, str]:
-        """A hosted checkout page for one pack: (its id, its URL)."""
+                        key: str, save_card: bool = False) -> tuple[str, str]:
+        """A hosted checkout page for one pack: (its id, its URL); `save_card` keeps the card for off-session use."""
+
+    def saved_card(self, customer: str) -> str | None:
+        """A card the customer saved for payments made without them (its payment method id), if any."""
+
+    def charge_saved_card(self, *, uid: str, customer: str, card: str, pack: Pack, key: str) -> str:
+        """An off-session payment of one pack on the saved card, confirmed at once: its PaymentIntent id (credited
+        when its success event arrives). CardDeclined when the card is declined."""
 
     def event(self, body: bytes, signature: str) -> dict[str, Any]:
         """The event a webhook delivered, as plain data, once its signature over the raw body is checked (and its

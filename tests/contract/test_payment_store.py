@@ -51,3 +51,16 @@ def test_events_are_marked_handled_once_and_a_customer_is_kept_once(store: Any) 
     assert store.keep_customer("a", "cus_1") == "cus_1"
     assert store.keep_customer("a", "cus_2") == "cus_1"  # a second checkout racing the first keeps the first
     assert store.customer("a") == "cus_1" and store.customer("b") is None
+
+
+def test_auto_top_up_settings_are_kept_whole_per_user(store: Any) -> None:
+    from creditflow.domain.payments import AutoTopUp
+
+    assert store.auto_top_up("a") is None
+    settings = AutoTopUp("a", True, 50_000_000, "credits-100", 300_000_000, "2026-01", 100_000_000, 1, "a:7", None)
+    store.save_auto_top_up(settings)
+    stopped = replace(settings, enabled=False, declines=3, stopped="declined 3 times")
+    store.save_auto_top_up(AutoTopUp("b", False))
+    assert store.auto_top_up("a") == settings
+    store.save_auto_top_up(stopped)
+    assert store.auto_top_up("a") == stopped and store.auto_top_up("b") == AutoTopUp("b", False)

@@ -21,7 +21,7 @@ from creditflow.domain.changes import Changes, IdempotencyConflictRecord
 from creditflow.domain.conversations import Conversation
 from creditflow.domain.crypto import Deposit, Wallet, WalletChallenge
 from creditflow.domain.outbox import DeadLetter, OutboxEvent
-from creditflow.domain.payments import Payment
+from creditflow.domain.payments import AutoTopUp, Payment
 from creditflow.domain.preferences import Preferences
 from creditflow.domain.shortfalls import Shortfall
 from creditflow.domain.tasks import Task, TaskRequest
@@ -46,6 +46,7 @@ READERS = {
     "payments/*": "owner",
     "payment_events/*": "nobody",
     "payment_customers/*": "nobody",
+    "auto_top_ups/*": "owner",
     "wallets/*": "owner",
     "wallet_challenges/*": "nobody",
     "deposits/*": "owner",
@@ -108,7 +109,7 @@ def _owner(path: str, data: dict[str, Any]) -> str | None:
         return str(data["uid"])
     if parts[0] in ("conversations", "tasks"):
         return data.get("uid") if len(parts) == 2 else None  # messages: their conversation's (set below)
-    if parts[0] == "preferences":
+    if parts[0] in ("preferences", "auto_top_ups"):
         return parts[1]
     return None
 
@@ -169,6 +170,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         payments.save(Payment(f"cs_{uid}", uid, "stripe", "credits-100", CREDIT, 500, "usd", f"pi_{uid}", "lot_x", T0))
         payments.mark_handled(f"evt_{uid}", "checkout.session.completed", T0)
         payments.keep_customer(uid, f"cus_{uid}")
+        payments.save_auto_top_up(AutoTopUp(uid, True, CREDIT, "credits-100", 10 * CREDIT))
         address = "0x" + ("a" if uid == "alice" else "b") * 40
         FirestoreWallets(client).link(Wallet(address, uid, 1, T0))
         FirestoreWallets(client).keep_challenge(WalletChallenge(f"nonce{uid}", uid, address, 1, "m", T0, T0))

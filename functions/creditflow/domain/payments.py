@@ -43,6 +43,18 @@ class PaymentNotSeen(LedgerError):
     title = "Payment not seen yet"
 
 
+class CardDeclined(LedgerError):
+    """The card payment provider declined a saved card (an auto top-up)."""
+
+    code = "card-declined"
+    title = "Card declined"
+
+
+class AutoTopUpRefused(LedgerError):
+    code = "auto-top-up-refused"
+    title = "Auto top-up refused"
+
+
 @dataclass(frozen=True)
 class Pack:
     """A credit pack: `credits` bought as a paid lot."""
@@ -130,3 +142,47 @@ def totals(payments: list[Payment]) -> list[PaymentTotals]:
     return [PaymentTotals(cur, len(ps), sum(p.amount for p in ps), sum(p.refunded for p in ps),
                           sum(p.disputed for p in ps if p.dispute in (OPEN, LOST)), sum(p.written_off for p in ps))
             for cur, ps in sorted(by.items())]
+
+
+MAX_DECLINES = 3  # declines in a row after which auto top-up turns itself off
+
+
+@dataclass(frozen=True)
+class AutoTopUp:
+    """A user's opt-in: when the balance falls below `threshold`, buy `pack` on the saved card, at most once per
+    crossing and within `monthly_cap` credits bought this way per calendar month (UTC)."""
+
+    uid: str
+    enabled: bool = False
+    threshold: int = 0  # micro-credits
+    pack: str = ""
+    monthly_cap: int = 0  # micro-credits bought by auto top-ups per month, at most
+    month: str = ""  # YYYY-MM of `bought`
+    bought: int = 0  # micro-credits bought by auto top-ups in `month`
+    declines: int = 0  # in a row
+    last_crossing: str | None = None  # the crossing last acted on
+    stopped: str | None = None  # why it turned itself off, if it did
+
+    def bought_in(self, month: str) -> int:
+        return self.bought if self.month == month else 0
+
+    def charged(self, month: str, credits: int, crossing: str) -> AutoTopUp:
+        return replace(self, month=month, bought=self.bought_in(month) + credits, declines=0, last_crossing=crossing)
+
+    def declined(self, crossing: str) -> AutoTopUp:
+        declines = self.declines + 1
+        stop = declines >= MAX_DECLINES
+        return replace(self, declines=declines, last_crossing=crossing, enabled=self.enabled and not stop,
+                       stopped=f"the saved card was declined {declines} times in a row" if stop else self.stopped)
+
+
+def available_before(fields: dict[str, object]) -> int:
+    """The available balance just before a ledger entry, from the balance it states after itself."""
+    after = int(str(fields["balance"]["available"]))  # type: ignore[index]
+    amount = int(str(fields["amount"]))
+    kind = fields["kind"]
+    if kind in ("hold", "expire"):
+        return after + amount
+    if kind == "settle":
+        return after - int(str(fields["released"]))
+    return after - amount  # grant, release

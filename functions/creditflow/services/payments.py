@@ -73,15 +73,21 @@ class Payments:
                 return pack
         raise UnknownPack(f"no credit pack {pack_id!r}; the packs are {', '.join(p.id for p in self.packs)}")
 
-    def checkout(self, uid: str, pack_id: str, key: str) -> CheckoutPage:
-        """A hosted checkout page for one pack; the user's customer at the provider is made once."""
-        cards = self._cards()
+    def checkout(self, uid: str, pack_id: str, key: str, save_card: bool = False) -> CheckoutPage:
+        """A hosted checkout page for one pack (keeping the card for auto top-ups if asked); the user's customer at
+        the provider is made once."""
+        cards = self.require_cards()
         pack = self.pack(pack_id)
-        customer = self.store.customer(uid) or self.store.keep_customer(
-            uid, cards.create_customer(uid, key=_stripe_key("customer", uid)))
-        page_id, url = cards.create_checkout(uid=uid, customer=customer, pack=pack, success_url=self.urls.success,
-                                             cancel_url=self.urls.cancel, key=_stripe_key("checkout", uid, key))
+        kept = ("save-card",) if save_card else ()
+        page_id, url = cards.create_checkout(uid=uid, customer=self.customer(uid), pack=pack,
+                                             success_url=self.urls.success, cancel_url=self.urls.cancel,
+                                             key=provider_key("checkout", uid, key, *kept), save_card=save_card)
         return CheckoutPage(page_id, url, pack)
+
+    def customer(self, uid: str) -> str:
+        """The user's customer at the provider, made once."""
+        return self.store.customer(uid) or self.store.keep_customer(
+            uid, self.require_cards().create_customer(uid, key=provider_key("customer", uid)))
 
     def mine(self, uid: str, limit: int = 50) -> list[Payment]:
         return self.store.of_user(uid, limit)
@@ -93,7 +99,7 @@ class Payments:
 
     def webhook(self, body: bytes, signature: str) -> EventOutcome:
         """Check an event's signature, then act on it once (a replay is acknowledged and does nothing)."""
-        event = self._cards().event(body, signature)
+        event = self.require_cards().event(body, signature)
         event_id, kind, data = event["id"], event["type"], event["data"]["object"]
         if self.store.handled(event_id):
             return EventOutcome(event_id, kind, "replayed")
@@ -111,6 +117,7 @@ class Payments:
                 "checkout.session.async_payment_succeeded": self._paid,
                 "checkout.session.async_payment_failed": self._failed,
                 "payment_intent.payment_failed": self._failed,
+                "payment_intent.succeeded": self._intent_succeeded,
                 "charge.refunded": self._refunded,
                 "charge.dispute.created": self._dispute_opened,
                 "charge.dispute.closed": self._dispute_closed}
@@ -122,19 +129,32 @@ class Payments:
 
     def _paid(self, event_id: str, session: dict[str, Any]) -> str:
         """Grant the paid lot, keyed by the session: its completion and async success cannot both grant."""
-        session_id, uid = _text(session, "id"), _text(session, "client_reference_id")
         metadata = session.get("metadata") or {}
-        credits, amount = _whole(metadata.get("credits"), "metadata.credits"), _whole(session.get("amount_total"),
-                                                                                       "amount_total")
-        with self._lock(session_id):
-            if self.store.payment(session_id) is not None:
+        return self._grant(event_id, _text(session, "id"), _text(session, "client_reference_id"), metadata,
+                           _whole(session.get("amount_total"), "amount_total"), _text(session, "currency"),
+                           session.get("payment_intent"))
+
+    def _intent_succeeded(self, event_id: str, intent: dict[str, Any]) -> str:
+        """An off-session payment this platform made (an auto top-up) succeeded: grant it, keyed by its intent.
+        A checkout's own intent succeeds too; its session's events grant that one."""
+        metadata = intent.get("metadata") or {}
+        if metadata.get("auto_top_up") != "1":
+            return "ignored"
+        return self._grant(event_id, _text(intent, "id"), _text(metadata, "uid"), metadata,
+                           _whole(intent.get("amount"), "amount"), _text(intent, "currency"), _text(intent, "id"))
+
+    def _grant(self, event_id: str, payment_id: str, uid: str, metadata: dict[str, Any], amount: int, currency: str,
+               intent: object) -> str:
+        credits = _whole(metadata.get("credits"), "metadata.credits")
+        pack = str(metadata.get("pack", ""))
+        with self._lock(payment_id):
+            if self.store.payment(payment_id) is not None:
                 return "granted already"
             self.credits.open_account(uid)  # a user may pay before anything opened their account
-            granted = self.credits.grant(uid, credits, source="stripe", lot_kind="paid", key=f"stripe-{session_id}",
-                                         reference=session_id, memo={"pack": str(metadata.get("pack", ""))})
-            payment = Payment(session_id, uid, "stripe", str(metadata.get("pack", "")), credits, amount,
-                              _text(session, "currency"), session.get("payment_intent"), granted["lot"],
-                              iso(self.clock.now()))
+            granted = self.credits.grant(uid, credits, source="stripe", lot_kind="paid", key=f"stripe-{payment_id}",
+                                         reference=payment_id, memo={"pack": pack})
+            payment = Payment(payment_id, uid, "stripe", pack, credits, amount, currency,
+                              intent if isinstance(intent, str) else None, granted["lot"], iso(self.clock.now()))
             self.store.save(payment)
         self._notify(uid, event_id, "payment.received", payment)
         return "granted"
@@ -209,7 +229,7 @@ class Payments:
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
-    def _cards(self) -> CardPayments:
+    def require_cards(self) -> CardPayments:
         if self.cards is None:
             raise PaymentsNotConfigured(f"card payments are not configured on this platform: {self.missing}")
         return self.cards
@@ -253,7 +273,7 @@ def _whole(value: object, name: str) -> int:
     return value
 
 
-def _stripe_key(*parts: str) -> str:
+def provider_key(*parts: str) -> str:
     """An Idempotency-Key for Stripe (at most 255 characters) from ours, which can be longer."""
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return f"{parts[0]}-{digest}"

@@ -1,4 +1,4 @@
-"""Payments on Firestore: payments/{id}, payment_events/{eventId}, payment_customers/{uid}."""
+"""Payments on Firestore: payments/{id}, payment_events/{eventId}, payment_customers/{uid}, auto_top_ups/{uid}."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ...domain.payments import Payment
+from ...domain.payments import AutoTopUp, Payment
 from .firestore_layout import document_fields
 
 DESC = firestore.Query.DESCENDING
@@ -20,6 +20,7 @@ class FirestorePayments:
         self.payments = client.collection("payments")
         self.events = client.collection("payment_events")
         self.customers = client.collection("payment_customers")
+        self.auto_top_ups = client.collection("auto_top_ups")
 
     def payment(self, payment_id: str) -> Payment | None:
         snapshot = self.payments.document(payment_id).get()
@@ -58,3 +59,10 @@ class FirestorePayments:
         kept = self.customer(uid)
         assert kept is not None
         return kept
+
+    def auto_top_up(self, uid: str) -> AutoTopUp | None:
+        snapshot = self.auto_top_ups.document(uid).get()
+        return AutoTopUp(**document_fields(snapshot)) if snapshot.exists else None
+
+    def save_auto_top_up(self, settings: AutoTopUp) -> None:
+        self.auto_top_ups.document(settings.uid).set(asdict(settings))

@@ -1,4 +1,4 @@
-"""Payments, handled provider events and customer ids on SQLite."""
+"""Payments, handled provider events, customer ids and auto top-up settings on SQLite."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ...domain.payments import Payment
+from ...domain.payments import AutoTopUp, Payment
 from .sqlite_connections import SqliteFile
 
 
@@ -21,7 +21,8 @@ class SqlitePayments(SqliteFile):
             "CREATE TABLE IF NOT EXISTS payment_events (id TEXT PRIMARY KEY, kind TEXT NOT NULL, at TEXT NOT NULL) "
             "WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS payment_customers (uid TEXT PRIMARY KEY, customer TEXT NOT NULL) "
-            "WITHOUT ROWID")
+            "WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS auto_top_ups (uid TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID")
 
     def payment(self, payment_id: str) -> Payment | None:
         row = self.db.execute("SELECT doc FROM payments WHERE id = ?", (payment_id,)).fetchone()
@@ -60,3 +61,11 @@ class SqlitePayments(SqliteFile):
         kept = self.customer(uid)
         assert kept is not None
         return kept
+
+    def auto_top_up(self, uid: str) -> AutoTopUp | None:
+        row = self.db.execute("SELECT doc FROM auto_top_ups WHERE uid = ?", (uid,)).fetchone()
+        return AutoTopUp(**json.loads(row[0])) if row else None
+
+    def save_auto_top_up(self, settings: AutoTopUp) -> None:
+        self.db.execute("INSERT OR REPLACE INTO auto_top_ups VALUES (?, ?)", (settings.uid,
+                                                                            json.dumps(asdict(settings))))

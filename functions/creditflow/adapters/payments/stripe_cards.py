@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ...domain.money import format_credits
-from ...domain.payments import InvalidWebhook, Pack, PaymentProviderFailed
+from ...domain.payments import CardDeclined, InvalidWebhook, Pack, PaymentProviderFailed
 
 TOLERANCE_SECONDS = 300  # how old, or how far ahead, a webhook's signed timestamp may be
 
@@ -32,17 +32,39 @@ class StripeCards:
         return str(customer.id)
 
     def create_checkout(self, *, uid: str, customer: str, pack: Pack, success_url: str, cancel_url: str,
-                        key: str) -> tuple[str, str]:
+                        key: str, save_card: bool = False) -> tuple[str, str]:
         metadata = {"uid": uid, "pack": pack.id, "credits": str(pack.credits)}
+        intent: Any = {"metadata": metadata}
+        if save_card:  # the card is attached to the customer, for auto top-ups
+            intent["setup_future_usage"] = "off_session"
         with self._provider_errors():
             session = self._client.v1.checkout.sessions.create(params={
                 "mode": "payment", "customer": customer, "client_reference_id": uid,
                 "line_items": [{"quantity": 1, "price_data": {
                     "currency": pack.currency, "unit_amount": pack.price,
                     "product_data": {"name": f"{format_credits(pack.credits)} credits"}}}],
-                "metadata": metadata, "payment_intent_data": {"metadata": metadata},
+                "metadata": metadata, "payment_intent_data": intent,
                 "success_url": success_url, "cancel_url": cancel_url}, options={"idempotency_key": key})
         return str(session.id), str(session.url)
+
+    def saved_card(self, customer: str) -> str | None:
+        with self._provider_errors():
+            cards = self._client.v1.payment_methods.list(params={"customer": customer, "type": "card", "limit": 1})
+        return str(cards.data[0].id) if cards.data else None
+
+    def charge_saved_card(self, *, uid: str, customer: str, card: str, pack: Pack, key: str) -> str:
+        metadata = {"uid": uid, "pack": pack.id, "credits": str(pack.credits), "auto_top_up": "1"}
+        try:
+            with self._provider_errors():
+                intent = self._client.v1.payment_intents.create(params={
+                    "amount": pack.price, "currency": pack.currency, "customer": customer, "payment_method": card,
+                    "off_session": True, "confirm": True, "metadata": metadata}, options={"idempotency_key": key})
+        except PaymentProviderFailed as failed:
+            if isinstance(failed.__cause__, self._stripe.CardError):
+                raise CardDeclined(f"Stripe declined the saved card: {failed.__cause__.user_message or ''}".strip(),
+                                   decline=str(getattr(failed.__cause__, "code", "") or "")) from failed.__cause__
+            raise
+        return str(intent.id)
 
     @contextmanager
     def _provider_errors(self) -> Iterator[None]:

@@ -4,12 +4,14 @@ webhook at /webhooks/stripe (its raw body is what the signature covers)."""
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.idempotency import MAX_REQUEST_KEY
-from ...domain.payments import Pack, Payment, PaymentTotals, totals
+from ...domain.money import parse_credits
+from ...domain.payments import AutoTopUp, Pack, Payment, PaymentTotals, totals
+from ...domain.timefmt import iso
 from . import schemas as s
 from .api import Routes
 
@@ -39,9 +41,36 @@ class PacksOut(s.Out):
     methods: list[str] = Field(description="how a pack can be paid for")
 
 
-class CheckoutIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CheckoutIn(s.Strict):
     pack: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["credits-100"])
+    save_card: bool = Field(default=False, description="keep the card for auto top-ups (paid without the user)")
+
+
+class AutoTopUpIn(s.Strict):
+    enabled: bool
+    threshold: str = Field(pattern=s.POSITIVE_CREDITS, description="top up when the balance falls below this many "
+                           "credits", examples=["50"])
+    pack: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["credits-100"])
+    monthly_cap: str = Field(pattern=s.POSITIVE_CREDITS, description="credits bought this way per calendar month "
+                             "(UTC), at most", examples=["500"])
+
+
+class AutoTopUpOut(s.Out):
+    enabled: bool
+    threshold: s.Money
+    pack: str
+    monthly_cap: s.Money
+    bought_this_month: s.Money
+    declines: int = Field(description="declines of the saved card in a row (three turn auto top-up off)")
+    stopped: str | None = Field(description="why auto top-up turned itself off, if it did")
+    card_saved: bool
+
+    @classmethod
+    def of(cls, settings: AutoTopUp, month: str, card_saved: bool) -> AutoTopUpOut:
+        return cls(enabled=settings.enabled, threshold=s.Money.of(settings.threshold), pack=settings.pack,
+                   monthly_cap=s.Money.of(settings.monthly_cap),
+                   bought_this_month=s.Money.of(settings.bought_in(month)), declines=settings.declines,
+                   stopped=settings.stopped, card_saved=card_saved)
 
 
 class CheckoutOut(s.Out):
@@ -106,8 +135,29 @@ def list_packs(platform: Platform) -> PacksOut:
               "Stripe is configured)", body=CheckoutIn, response=CheckoutOut, idempotent_header=True,
               errors=(404, 502, 503), longest_key=MAX_REQUEST_KEY)
 def stripe_checkout(platform: Platform, caller: Caller, body: CheckoutIn, key: str) -> CheckoutOut:
-    page = platform.payments.checkout(caller.uid, body.pack, key)
+    page = platform.payments.checkout(caller.uid, body.pack, key, save_card=body.save_card)
     return CheckoutOut(id=page.id, url=page.url, pack=PackOut.of(page.pack))
+
+
+def auto_top_up_out(platform: Platform, settings: AutoTopUp) -> AutoTopUpOut:
+    month = iso(platform.clock.now())[:7]
+    return AutoTopUpOut.of(settings, month, platform.auto_top_ups.has_card(settings.uid))
+
+
+@routes.route("GET", f"{V1}/payments/auto-top-up", summary="The caller's auto top-up: threshold, pack, monthly cap "
+              "and what it bought this month (503 until Stripe is configured)", response=AutoTopUpOut,
+              errors=(502, 503))
+def get_auto_top_up(platform: Platform, caller: Caller) -> AutoTopUpOut:
+    return auto_top_up_out(platform, platform.auto_top_ups.settings(caller.uid))
+
+
+@routes.route("PUT", f"{V1}/payments/auto-top-up", summary="Turn auto top-up on or off: when the balance falls below "
+              "the threshold, the pack is bought on the saved card, once per crossing and within the monthly cap",
+              body=AutoTopUpIn, response=AutoTopUpOut, errors=(404, 409, 502, 503))
+def put_auto_top_up(platform: Platform, caller: Caller, body: AutoTopUpIn) -> AutoTopUpOut:
+    return auto_top_up_out(platform, platform.auto_top_ups.configure(
+        caller.uid, enabled=body.enabled, threshold=parse_credits(body.threshold), pack=body.pack,
+        monthly_cap=parse_credits(body.monthly_cap)))
 
 
 @routes.route("GET", f"{V1}/payments", summary="The caller's payments, newest first", response=PaymentsOut)

@@ -1,0 +1,199 @@
+"""Auto top-up on a saved card, against localstripe (a stateful Stripe API server): the platform's customer, a card
+attached to it as Checkout or Stripe.js would, an off-session PaymentIntent confirmed at once when the balance
+crosses the user's threshold (once per crossing, within the monthly cap), credited by the signed success event;
+declines notify and three in a row turn it off; a refund of a top-up takes its credits back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from creditflow.adapters.local.queue import SqliteTaskQueue
+from creditflow.bootstrap import Platform
+from creditflow.domain.payments import AutoTopUpRefused
+from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.fake_stripe import event, signed
+from tests.localstripe_server import LocalStripe, localstripe_missing
+
+pytestmark = pytest.mark.skipif(localstripe_missing() is not None, reason=localstripe_missing() or "")
+SECRET = "whsec_auto"
+GOOD, DECLINED = "4242424242424242", "4000000000000341"  # the second attaches, and every charge on it fails
+
+
+@pytest.fixture(scope="module")
+def localstripe() -> Iterator[LocalStripe]:
+    server = LocalStripe()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shop(tmp_path: Path, clock: SteppedClock, localstripe: LocalStripe) -> Iterator[Platform]:
+    platform = make_platform(tmp_path / "data", clock, stripe_secret_key="sk_test_auto",
+                             stripe_webhook_secret=SECRET, stripe_api_base=localstripe.url,
+                             queue_backoff_base_seconds=0.0)
+    yield platform
+    platform.store.close()  # type: ignore[attr-defined]
+
+
+def api(localstripe: LocalStripe) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_auto", base_addresses={"api": localstripe.url}, max_network_retries=0)
+
+
+def save_card(shop: Platform, localstripe: LocalStripe, uid: str, number: str = GOOD) -> str:
+    """What a checkout with saveCard (or Stripe.js) leaves: a card attached to the user's customer."""
+    client = api(localstripe)
+    card = client.v1.payment_methods.create(params={"type": "card", "card": {
+        "number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}})  # type: ignore[typeddict-item]
+    client.v1.payment_methods.attach(card.id, params={"customer": shop.payments.customer(uid)})
+    return str(card.id)
+
+
+def spend(shop: Platform, uid: str, credits: int, key: str) -> None:
+    hold = shop.credits.reserve(uid, credits * CREDIT, key=f"{key}-r")
+    shop.credits.settle(uid, hold["hold"], credits * CREDIT, key=f"{key}-s")
+
+
+def run_jobs(shop: Platform) -> int:
+    queue = shop.queue
+    assert isinstance(queue, SqliteTaskQueue)
+    ran = 0
+    while queue.run_next():
+        ran += 1
+    return ran
+
+
+def deliver_success(shop: Platform, localstripe: LocalStripe, uid: str) -> list[Any]:
+    """The signed payment_intent.succeeded events of the user's intents, as Stripe would send them."""
+    client = shop_client(shop)
+    intents = api(localstripe).v1.payment_intents.list()
+    replies = []
+    for intent in intents.data:
+        if intent.metadata.to_dict().get("uid") == uid and intent.status == "succeeded":
+            body, header = signed(event("payment_intent.succeeded", intent.to_dict(), f"evt_{intent.id}"), SECRET)
+            replies.append(client.post("/webhooks/stripe", data=body, headers={"Stripe-Signature": header}))
+    return replies
+
+
+def shop_client(shop: Platform) -> Any:
+    from creditflow.entrypoints.http.app import create_app
+
+    return create_app(shop).test_client()
+
+
+def available(shop: Platform, uid: str) -> int:
+    return shop.credits.balance(uid).available
+
+
+def test_a_crossing_buys_the_pack_once_on_the_saved_card(shop: Platform, localstripe: LocalStripe) -> None:
+    shop.credits.open_account("ann")
+    shop.credits.grant("ann", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    with pytest.raises(AutoTopUpRefused, match="no saved card"):
+        shop.auto_top_ups.configure("ann", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                    monthly_cap=300 * CREDIT)
+    save_card(shop, localstripe, "ann")
+    shop.auto_top_ups.configure("ann", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=300 * CREDIT)
+    spend(shop, "ann", 5, "a")  # 55: above the threshold
+    assert run_jobs(shop) == 0
+    spend(shop, "ann", 10, "b")  # 45: crosses it
+    spend(shop, "ann", 10, "c")  # 35: below already, no second crossing
+    assert run_jobs(shop) == 1
+    replies = deliver_success(shop, localstripe, "ann")
+    assert [r.json["outcome"] for r in replies] == ["granted"]
+    assert available(shop, "ann") == 135 * CREDIT
+    assert [r.json["outcome"] for r in deliver_success(shop, localstripe, "ann")] == ["replayed"]
+    payments = shop.payments.mine("ann")
+    assert [(p.pack, p.credits, p.amount, p.id.startswith("pi_")) for p in payments] == [
+        ("credits-100", 100 * CREDIT, 500, True)]
+    settings = shop.auto_top_ups.settings("ann")
+    assert settings.bought_in("2026-01") == 100 * CREDIT and settings.declines == 0
+    assert shop.integrity.audit().ok and not [f for f in shop.integrity.audit().findings if f.check == "payments"]
+
+
+def test_the_monthly_cap_stops_further_top_ups(shop: Platform, localstripe: LocalStripe) -> None:
+    shop.credits.open_account("bob")
+    shop.credits.grant("bob", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    save_card(shop, localstripe, "bob")
+    shop.auto_top_ups.configure("bob", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=100 * CREDIT)
+    spend(shop, "bob", 20, "a")
+    run_jobs(shop)
+    deliver_success(shop, localstripe, "bob")
+    assert available(shop, "bob") == 140 * CREDIT
+    spend(shop, "bob", 100, "b")  # 40: a second crossing, past the month's cap
+    run_jobs(shop)
+    assert len(shop.payments.mine("bob")) == 1 and available(shop, "bob") == 40 * CREDIT
+    notes = shop.realtime.get("/notifications/bob")
+    assert isinstance(notes, dict) and any(n.get("kind") == "payment.auto-top-up-capped" for n in notes.values())
+
+
+def test_three_declines_in_a_row_turn_auto_top_up_off(shop: Platform, localstripe: LocalStripe,
+                                                      clock: SteppedClock) -> None:
+    shop.credits.open_account("cat")
+    shop.credits.grant("cat", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    save_card(shop, localstripe, "cat", DECLINED)
+    shop.auto_top_ups.configure("cat", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=1000 * CREDIT)
+    for n in range(3):
+        spend(shop, "cat", 20, f"down-{n}")  # crosses the threshold
+        assert run_jobs(shop) == 1
+        shop.credits.grant("cat", 20 * CREDIT, source="admin", lot_kind="promotional", key=f"up-{n}")  # back up
+        clock.advance(seconds=31)  # the settings kept for the check after each change are read again
+    settings = shop.auto_top_ups.settings("cat")
+    assert (settings.enabled, settings.declines) == (False, 3) and "declined 3 times" in (settings.stopped or "")
+    assert shop.payments.mine("cat") == [] and available(shop, "cat") == 60 * CREDIT
+    notes = shop.realtime.get("/notifications/cat")
+    assert isinstance(notes, dict)
+    assert sum(1 for n in notes.values() if n.get("kind") == "payment.auto-top-up-declined") == 3
+    spend(shop, "cat", 20, "after")
+    assert run_jobs(shop) == 0  # off: nothing queued
+
+
+def test_a_refund_of_a_top_up_takes_its_credits_back(shop: Platform, localstripe: LocalStripe) -> None:
+    shop.credits.open_account("dan")
+    shop.credits.grant("dan", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    save_card(shop, localstripe, "dan")
+    shop.auto_top_ups.configure("dan", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=300 * CREDIT)
+    spend(shop, "dan", 20, "a")
+    run_jobs(shop)
+    deliver_success(shop, localstripe, "dan")
+    payment = shop.payments.mine("dan")[0]
+    client = api(localstripe)
+    client.v1.refunds.create(params={"payment_intent": payment.id, "amount": 250})
+    charge = client.v1.payment_intents.retrieve(payment.id).latest_charge
+    charge_id = charge if isinstance(charge, str) else charge.id  # type: ignore[union-attr]
+    refunded = client.v1.charges.retrieve(str(charge_id)).to_dict()
+    assert refunded["amount_refunded"] == 250
+    body, header = signed(event("charge.refunded", refunded, "evt_refund_dan"), SECRET)
+    reply = shop_client(shop).post("/webhooks/stripe", data=body, headers={"Stripe-Signature": header})
+    assert reply.json["outcome"] == "refunded"
+    assert available(shop, "dan") == 90 * CREDIT  # 140 less half of the 100 bought
+    assert shop.integrity.audit().ok and not [f for f in shop.integrity.audit().findings if f.check == "payments"]
+
+
+def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe) -> None:
+    from creditflow.bootstrap import issue_dev_token
+
+    client = shop_client(shop)
+    headers = {"Authorization": f"Bearer {issue_dev_token(shop.settings, 'eve')}"}
+    shown = client.get("/api/v1/payments/auto-top-up", headers=headers)
+    assert shown.status_code == 200 and shown.json["enabled"] is False and shown.json["cardSaved"] is False
+    body = {"enabled": True, "threshold": "50", "pack": "credits-100", "monthlyCap": "300"}
+    refused = client.put("/api/v1/payments/auto-top-up", json=body, headers=headers)
+    assert refused.status_code == 409 and refused.json["type"].endswith("/auto-top-up-refused")
+    save_card(shop, localstripe, "eve")
+    on = client.put("/api/v1/payments/auto-top-up", json=body, headers=headers)
+    assert on.status_code == 200, on.json
+    assert (on.json["enabled"], on.json["threshold"]["credits"], on.json["monthlyCap"]["credits"],
+            on.json["cardSaved"]) == (True, "50", "300", True)
+    low_cap = client.put("/api/v1/payments/auto-top-up", json={**body, "monthlyCap": "10"}, headers=headers)
+    assert low_cap.status_code == 409 and "does not allow one" in low_cap.json["detail"]
+    unknown = client.put("/api/v1/payments/auto-top-up", json={**body, "pack": "credits-7"}, headers=headers)
+    assert unknown.status_code == 404
+    assert client.get("/api/v1/payments/auto-top-up", headers=headers).json["enabled"] is True
