@@ -280,3 +280,35 @@ def _sample() -> Any:
     from creditflow.domain.crypto import Deposit
 
     return Deposit("1:0xaa:native", 1, "0xaa", -1, 5, "0x" + "11" * 20, "ETH", 1, PARKED, "2026-01-01T00:00:00Z")
+
+
+def test_pending_deposits_show_their_confirmations_until_credited(scene: Scene) -> None:
+    gus = scene.accounts[8]
+    scene.link("gus", gus)
+    send_eth(scene.w3, scene.accounts[9], scene.deposit_to, ETHER // 100)  # someone else's: not gus's to see
+    send_eth(scene.w3, gus, scene.deposit_to, ETHER // 10)
+    pending = scene.platform.deposits.pending("gus")
+    assert [(p.token, p.transfer.amount, p.confirmations, p.needed) for p in pending] == [
+        ("ETH", ETHER // 10, 1, CONFIRMATIONS)]
+    mine(scene.w3, 1)
+    assert [p.confirmations for p in scene.platform.deposits.pending("gus")] == [2]
+    mine(scene.w3, CONFIRMATIONS)
+    assert len(scene.platform.deposits.pending("gus")) == 1  # confirmed, not scanned yet: still pending
+    scene.platform.deposits.scan()
+    assert scene.platform.deposits.pending("gus") == [] and scene.balance("gus") == 100 * CREDIT
+    assert scene.platform.deposits.pending("nobody") == []
+
+
+def test_a_node_that_does_not_answer_is_said_so(tmp_path: Path, clock: SteppedClock) -> None:
+    from creditflow.domain.crypto import ChainUnavailable
+    from tests.firestore_emulator import free_port
+
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path, crypto_chain_id=1,
+                                       crypto_rpc_url=f"http://127.0.0.1:{free_port()}",
+                                       crypto_deposit_address="0x" + "de" * 20, crypto_credits_per_eth=CREDIT),
+                     clock=clock)
+    with pytest.raises(ChainUnavailable, match="did not answer"):
+        platform.deposits.scan()
+    platform.deposits.wallets.link(Wallet("0x" + "ab" * 20, "hal", 1, "t"))
+    with pytest.raises(ChainUnavailable):
+        platform.deposits.pending("hal")

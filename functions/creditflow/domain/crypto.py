@@ -50,6 +50,11 @@ class DepositReviewed(LedgerError):
     title = "Deposit no longer waiting for review"
 
 
+class ChainUnavailable(LedgerError):
+    code = "chain-unavailable"
+    title = "The chain's node cannot be reached"
+
+
 class ChainMismatch(LedgerError):
     """The chain does not say what the configuration assumes (another chain id, a token's decimals): nothing is
     credited until the configuration is put right."""

@@ -44,6 +44,19 @@ class ScanReport:
     reorganised: bool = False  # a block changed while it was read: the scan stopped before it, to read it again
 
 
+@dataclass(frozen=True)
+class PendingDeposit:
+    """A transfer from a user's wallet seen on chain and not credited yet: waiting for confirmations or a scan."""
+
+    transfer: Transfer
+    token: str
+    confirmations: int
+    needed: int
+
+
+PENDING_WINDOW = 500  # blocks behind the head looked at for pending deposits, at most
+
+
 class Deposits:
     def __init__(self, credits: Credits, wallets: WalletStore, store: DepositStore, chain: Chain | None,
                  rules: DepositRules | None, realtime: Realtime, clock: Clock,
@@ -83,6 +96,24 @@ class Deposits:
                 self.store.mark_scanned(rules.chain_id, last)
                 report = replace(report, last=last)
             return report
+
+    def pending(self, uid: str) -> list[PendingDeposit]:
+        """The user's transfers on chain not recorded yet (in blocks not confirmed, or not scanned), with how many
+        confirmations each has of those it needs: read live, nothing recorded."""
+        chain, rules = self._configured()
+        wallets = {w.address for w in self.wallets.of_user(uid)}
+        if not wallets:
+            return []
+        head = chain.head()
+        done = self.store.scanned(rules.chain_id)
+        first = max(rules.start_block, head - PENDING_WINDOW + 1,
+                    min(rules.confirmed_up_to(head), done if done is not None else rules.start_block - 1) + 1)
+        if first > head:
+            return []
+        return [PendingDeposit(t, rules.token(t.contract).symbol, head - t.block_number + 1,  # type: ignore[union-attr]
+                               rules.confirmations)
+                for t in chain.transfers(first, head, rules.address, rules.contracts)
+                if t.sender in wallets and self.store.deposit(t.id) is None]
 
     def mine(self, uid: str, limit: int = 50) -> list[Deposit]:
         return self.store.of_user(uid, limit)

@@ -4,19 +4,34 @@ Requests go in JSON-RPC batches where the provider takes them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
+import requests
 from web3 import Web3
-from web3.exceptions import BlockNotFound, Web3TypeError
+from web3.exceptions import BlockNotFound, ProviderConnectionError, TimeExhausted, Web3TypeError
 
-from ...domain.crypto import NATIVE, Transfer
+from ...domain.crypto import NATIVE, ChainUnavailable, Transfer
 
 TRANSFER_TOPIC = "0x" + Web3.keccak(text="Transfer(address,address,uint256)").hex()
 DECIMALS_ABI = [{"name": "decimals", "type": "function", "stateMutability": "view", "inputs": [],
                  "outputs": [{"name": "", "type": "uint8"}]}]
 BATCH = 100  # requests per JSON-RPC batch
 T = TypeVar("T")
+
+
+def _reached(method: Callable[..., T]) -> Callable[..., T]:
+    """The node not answering is ChainUnavailable (a 502 that says so), not a 500."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (OSError, requests.RequestException, ProviderConnectionError, TimeExhausted) as error:
+            raise ChainUnavailable(f"the chain's node did not answer: {error}") from error
+
+    return call
 
 
 class Web3Chain:
@@ -28,22 +43,27 @@ class Web3Chain:
     def over_http(cls, url: str, timeout: float = 30.0) -> Web3Chain:
         return cls(Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout})))
 
+    @_reached
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
 
+    @_reached
     def head(self) -> int:
         return int(self.w3.eth.block_number)
 
+    @_reached
     def block_hash(self, number: int) -> str | None:
         try:
             return _hex(self.w3.eth.get_block(number)["hash"])
         except BlockNotFound:
             return None
 
+    @_reached
     def decimals(self, contract: str) -> int:
         return int(self.w3.eth.contract(address=Web3.to_checksum_address(contract), abi=DECIMALS_ABI)
                    .functions.decimals().call())
 
+    @_reached
     def transfers(self, first: int, last: int, to: str, contracts: Collection[str]) -> list[Transfer]:
         chain_id = self.chain_id()
         found = self._token_transfers(chain_id, first, last, to, contracts) if contracts else []

@@ -52,6 +52,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.InconsistentTree: 500,
     errors.ProviderUnavailable: 502,
     payments.PaymentProviderFailed: 502,
+    crypto.ChainUnavailable: 502,
     errors.ServerBusy: 503,
     payments.PaymentNotSeen: 503,
     payments.PaymentsNotConfigured: 503,

@@ -99,6 +99,20 @@ class DepositsOut(s.Out):
     deposits: list[DepositOut]
 
 
+class PendingDepositOut(s.Out):
+    tx_hash: str
+    block_number: int
+    sender: str
+    token: str
+    amount: str = Field(description="base units sent, as decimal digits")
+    confirmations: int
+    needed: int = Field(description="confirmations it needs before it is credited")
+
+
+class PendingDepositsOut(s.Out):
+    deposits: list[PendingDepositOut]
+
+
 class DepositsQuery(s.Strict):
     model_config = s.Strict.model_config | {"strict": False}  # a query's values are text
     status: Literal["credited", "parked", "refunded", "dust"] | None = None
@@ -161,6 +175,15 @@ def unlink_wallet(platform: Platform, caller: Caller, address: str) -> WalletsOu
               response=DepositsOut)
 def my_deposits(platform: Platform, caller: Caller) -> DepositsOut:
     return DepositsOut(deposits=[DepositOut.of(d) for d in platform.deposits.mine(caller.uid)])
+
+
+@routes.route("GET", f"{V1}/deposits/pending", summary="The caller's transfers on chain not credited yet, with their "
+              "confirmations (read from the chain now)", response=PendingDepositsOut, errors=(502, 503))
+def pending_deposits(platform: Platform, caller: Caller) -> PendingDepositsOut:
+    return PendingDepositsOut(deposits=[PendingDepositOut(
+        tx_hash=p.transfer.tx_hash, block_number=p.transfer.block_number, sender=p.transfer.sender, token=p.token,
+        amount=str(p.transfer.amount), confirmations=p.confirmations, needed=p.needed)
+        for p in platform.deposits.pending(caller.uid)])
 
 
 @routes.route("GET", f"{V1}/admin/deposits", summary="Crypto deposits, newest block first, of one status or all "
