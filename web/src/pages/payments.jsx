@@ -2,6 +2,7 @@
 // them (refunds, disputes). Credits arrive when Stripe confirms the payment to the server, never from this page.
 import { api, newKey } from "../api.js";
 import { Empty, Loading, Problem, credits, useAction, useHashQuery, useLoad, when } from "../ui.jsx";
+import { CryptoTopUp } from "./crypto.jsx";
 
 /** A price in minor units (cents) in its currency. */
 export function price({ amount, currency }) {
@@ -43,6 +44,7 @@ export function PaymentsPage() {
             aria-label={`Pay by card: ${p.credits.credits} credits for ${price(p.price)}`}>Pay by card</button>
         </li>)}</ul>}
     </section>
+    <CryptoTopUp />
     <section class="card" aria-labelledby="payments-title">
       <h2 id="payments-title">Your payments</h2>
       {payments.loading ? <Loading what="payments" /> : payments.error ? <Problem error={payments.error} /> :
