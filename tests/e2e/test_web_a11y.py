@@ -13,7 +13,7 @@ from tests.e2e.server import LocalServer
 from tests.e2e.test_web import AXE, SHOTS, USER_PAGES, browser, use_token  # noqa: F401  (a fixture)
 from tests.fake_openai import FakeOpenAI
 
-ADMIN_PAGES = ["", "ledger", "models", "dead-letters", "shortfalls", "users"]
+ADMIN_PAGES = ["", "ledger", "models", "dead-letters", "shortfalls", "payments", "users"]
 WIDTHS = (360, 1280)
 INTERACTIVE = ("a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), "
                "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])")

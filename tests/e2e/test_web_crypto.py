@@ -121,3 +121,35 @@ def test_without_a_browser_wallet_the_page_says_what_to_do(browser: Any, shop: L
         page.get_by_role("alert").get_by_text(re.compile("no browser wallet was found")).wait_for()
     finally:
         context.close()
+
+
+def test_the_console_shows_crypto_revenue_and_resolves_a_parked_deposit(browser: Any, shop: LocalServer,  # noqa: F811
+                                                                         chain: Anvil) -> None:
+    from tests.e2e.test_web import use_token
+
+    w3 = chain.w3
+    stranger = w3.eth.accounts[5]  # a wallet nobody linked
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction({"from": stranger, "to": DEPOSITS,
+                                                                 "value": ETHER // 10}))
+    chain.mine(3)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15000)
+    try:
+        page = context.new_page()
+        use_token(page, shop, shop.token("root", admin=True), "admin.html")
+        page.get_by_text("Signed in as root (admin)").wait_for()
+        page.goto(f"{shop.url}/admin.html#/payments")
+        page.get_by_role("button", name="Scan the chain now").click()
+        page.get_by_role("status").get_by_text(re.compile("parked")).wait_for()
+        parked = page.get_by_test_id("parked-deposit")
+        parked.wait_for()
+        assert "0.1 ETH" in parked.inner_text() and stranger in parked.inner_text()
+        assert re.search(r"ETH\s+\d+\s+\d+\s+[\d.,]+ cr\s+1", page.get_by_test_id("crypto-totals").inner_text())
+        parked.get_by_label("Credit to user").fill("zoe")
+        parked.get_by_role("button", name="Credit").click()
+        page.get_by_text(re.compile("^Credited .* to zoe")).wait_for()
+        page.get_by_text("Nothing waits for review.").wait_for()
+        balance = shop.call("GET", "/api/v1/credits/balance", token=shop.token("zoe")).json
+        assert balance["available"]["credits"] == "100"
+    finally:
+        context.close()

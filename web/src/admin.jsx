@@ -1,14 +1,17 @@
 // The operators' console (admin claim): usage over time with charts, ledger health, models, dead letters,
-// shortfalls, and user lookup with balance, history and a grant form.
+// shortfalls, payments (revenue by card and crypto, parked deposits to resolve), and user lookup with balance,
+// history and a grant form.
 import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import { api, newKey } from "./api.js";
 import { openCheckpoint, parseVkey } from "./verify.js";
 import { verifyConsistency } from "./merkle.js";
 import { Empty, Loading, Problem, Shell, credits, mount, useAction, useLoad, useRoute, when } from "./ui.jsx";
+import { price } from "./pages/payments.jsx";
+import { units } from "./pages/crypto.jsx";
 
 const LINKS = [["", "Usage"], ["ledger", "Ledger health"], ["models", "Models"], ["dead-letters", "Dead letters"],
-  ["shortfalls", "Shortfalls"], ["users", "Users"]];
+  ["shortfalls", "Shortfalls"], ["payments", "Payments"], ["users", "Users"]];
 const isoDay = (d) => d.toISOString().slice(0, 10);
 const daysAgo = (n) => isoDay(new Date(Date.now() - n * 86400000));
 const fromB64 = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
@@ -194,6 +197,77 @@ function ShortfallsPage() {
   </section>;
 }
 
+function ParkedDeposit({ deposit, onDone }) {
+  const [uid, setUid] = useState("");
+  const [note, setNote] = useState("");
+  const [credit, crediting, creditError] = useAction(async (event) => {
+    event.preventDefault();
+    await api("POST", `/admin/deposits/${encodeURIComponent(deposit.id)}/credit`, { uid });
+    onDone(`Credited ${deposit.id} to ${uid}.`);
+  });
+  const [refund, refunding, refundError] = useAction(async (event) => {
+    event.preventDefault();
+    await api("POST", `/admin/deposits/${encodeURIComponent(deposit.id)}/refund`, { note });
+    onDone(`Recorded ${deposit.id} as sent back.`);
+  });
+  const id = deposit.id.replace(/[^A-Za-z0-9]/g, "-");
+  return <li data-testid="parked-deposit"><p><code>{deposit.txHash}</code>: {units(deposit.amount, deposit.decimals)} {deposit.token}
+    {" "}from <code>{deposit.sender}</code> ({when(deposit.seenAt)})</p>
+    <Problem error={creditError || refundError} />
+    <form class="row" onSubmit={credit}><label for={`uid-${id}`}>Credit to user</label>
+      <input id={`uid-${id}`} value={uid} required onInput={(e) => setUid(e.target.value)} />
+      <button type="submit" disabled={crediting}>Credit</button></form>
+    <form class="row" onSubmit={refund}><label for={`note-${id}`}>Sent back (how)</label>
+      <input id={`note-${id}`} value={note} required onInput={(e) => setNote(e.target.value)} />
+      <button type="submit" disabled={refunding}>Mark refunded</button></form></li>;
+}
+
+function PaymentsPage() {
+  const cards = useLoad(() => api("GET", "/admin/payments"));
+  const crypto = useLoad(() => api("GET", "/admin/deposits"));
+  const [done, setDone] = useState(null);
+  const [scan, scanning, scanError] = useAction(async () => {
+    const report = await api("POST", "/admin/deposits/scan");
+    setDone(`Scanned blocks ${report.first} to ${report.last}: ${report.credited} credited, ${report.parked} parked.`);
+    crypto.reload();
+  });
+  const resolved = (message) => { setDone(message); crypto.reload(); };
+  const parked = crypto.data ? crypto.data.deposits.filter((d) => d.status === "parked") : [];
+  return <>
+    <section class="card" aria-labelledby="cards-title"><h2 id="cards-title">Card payments (Stripe)</h2>
+      {cards.loading ? <Loading what="payments" /> : cards.error ? <Problem error={cards.error} /> :
+        !cards.data.totals.length ? <Empty>No card payments yet.</Empty> : <div class="table-wrap"><table>
+          <thead><tr><th scope="col">Currency</th><th scope="col" class="num">Payments</th>
+            <th scope="col" class="num">Gross</th><th scope="col" class="num">Refunded</th>
+            <th scope="col" class="num">Disputed</th><th scope="col" class="num">Written off</th></tr></thead>
+          <tbody>{cards.data.totals.map((t) => <tr key={t.currency} data-testid="card-totals">
+            <td>{t.currency.toUpperCase()}</td><td class="num">{t.payments}</td>
+            <td class="num">{price({ amount: t.gross, currency: t.currency })}</td>
+            <td class="num">{price({ amount: t.refunded, currency: t.currency })}</td>
+            <td class="num">{credits(t.disputed)}</td><td class="num">{credits(t.writtenOff)}</td></tr>)}</tbody>
+        </table></div>}
+    </section>
+    <section class="card" aria-labelledby="crypto-title"><h2 id="crypto-title">Crypto deposits</h2>
+      <Problem error={scanError} />
+      {done && <p class="success" role="status">{done}</p>}
+      <button type="button" disabled={scanning} onClick={scan}>Scan the chain now</button>
+      {crypto.loading ? <Loading what="deposits" /> : crypto.error ? <Problem error={crypto.error} /> :
+        !crypto.data.totals.length ? <Empty>No deposits yet.</Empty> : <div class="table-wrap"><table>
+          <thead><tr><th scope="col">Token</th><th scope="col" class="num">Credited</th>
+            <th scope="col" class="num">Received (base units)</th><th scope="col" class="num">Credits</th>
+            <th scope="col" class="num">Parked</th></tr></thead>
+          <tbody>{crypto.data.totals.map((t) => <tr key={t.token} data-testid="crypto-totals"><td>{t.token}</td>
+            <td class="num">{t.deposits}</td><td class="num">{t.amount}</td><td class="num">{credits(t.credits)}</td>
+            <td class="num">{t.parked}</td></tr>)}</tbody></table></div>}
+      <h3>Waiting for review</h3>
+      <p>Deposits from wallets nobody linked: credit one to the user who shows it was theirs, or record that it was
+        sent back.</p>
+      {!parked.length ? <Empty>Nothing waits for review.</Empty> :
+        <ul class="parked">{parked.map((d) => <ParkedDeposit key={d.id} deposit={d} onDone={resolved} />)}</ul>}
+    </section>
+  </>;
+}
+
 function UserPage() {
   const [uid, setUid] = useState("");
   const [shown, setShown] = useState(null);
@@ -258,6 +332,7 @@ function Admin() {
         case "models": return <ModelsPage />;
         case "dead-letters": return <DeadLettersPage />;
         case "shortfalls": return <ShortfallsPage />;
+        case "payments": return <PaymentsPage />;
         case "users": return <UserPage />;
         default: return <UsagePage />;
       }

@@ -226,3 +226,23 @@ class DepositRules:
     def confirmed_up_to(self, head: int) -> int:
         """The newest block with enough confirmations (a block has one when it is the head)."""
         return head - self.confirmations + 1
+
+
+@dataclass(frozen=True)
+class DepositTotals:
+    """What the admins' report adds up, per coin or token: deposits credited, base units received, credits."""
+
+    token: str
+    deposits: int
+    amount: int
+    credits: int
+    parked: int  # deposits waiting for an admin
+
+
+def deposit_totals(deposits: list[Deposit]) -> list[DepositTotals]:
+    by: dict[str, list[Deposit]] = {}
+    for d in deposits:
+        by.setdefault(d.token, []).append(d)
+    return [DepositTotals(token, sum(1 for d in ds if d.status == CREDITED),
+                          sum(d.amount for d in ds if d.status == CREDITED), sum(d.credits for d in ds),
+                          sum(1 for d in ds if d.status == PARKED)) for token, ds in sorted(by.items())]

@@ -103,7 +103,7 @@ export function CryptoTopUp() {
         <thead><tr><th scope="col">Seen</th><th scope="col" class="num">Sent</th><th scope="col">Status</th>
           <th scope="col" class="num">Credits</th></tr></thead>
         <tbody>{deposits.data.deposits.map((d) => <tr key={d.id} data-testid="deposit-row">
-          <td>{when(d.seenAt)}</td><td class="num">{units(d.amount, decimalsOf(s, d.token))} {d.token}</td>
+          <td>{when(d.seenAt)}</td><td class="num">{units(d.amount, d.decimals)} {d.token}</td>
           <td>{d.status}</td><td class="num">{credits(d.credits)}</td></tr>)}</tbody></table></div>}
   </section>;
 }

@@ -10,7 +10,7 @@ from werkzeug.routing import BaseConverter
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.crypto import Deposit, Token, Wallet
+from ...domain.crypto import Deposit, Token, Wallet, deposit_totals
 from . import schemas as s
 from .api import Routes
 
@@ -82,6 +82,7 @@ class DepositOut(s.Out):
     sender: str
     token: str
     amount: str = Field(description="base units sent (wei for ETH), as decimal digits")
+    decimals: int = Field(description="the token's decimals: amount ÷ 10^decimals is in whole units")
     status: str = Field(description="credited, parked (sender not linked: an admin reviews it), refunded or dust")
     credits: s.Money
     seen_at: str
@@ -91,12 +92,25 @@ class DepositOut(s.Out):
     @classmethod
     def of(cls, d: Deposit) -> DepositOut:
         return cls(id=d.id, chain_id=d.chain_id, tx_hash=d.tx_hash, block_number=d.block_number, sender=d.sender,
-                   token=d.token, amount=str(d.amount), status=d.status, credits=s.Money.of(d.credits),
-                   seen_at=d.seen_at, reviewed_by=d.reviewed_by, note=d.note)
+                   token=d.token, amount=str(d.amount), decimals=d.decimals, status=d.status,
+                   credits=s.Money.of(d.credits), seen_at=d.seen_at, reviewed_by=d.reviewed_by, note=d.note)
 
 
 class DepositsOut(s.Out):
     deposits: list[DepositOut]
+
+
+class DepositTotalsOut(s.Out):
+    token: str
+    deposits: int = Field(description="deposits credited")
+    amount: str = Field(description="base units received by credited deposits, as decimal digits")
+    credits: s.Money
+    parked: int = Field(description="deposits waiting for an admin")
+
+
+class AdminDepositsOut(s.Out):
+    deposits: list[DepositOut]
+    totals: list[DepositTotalsOut] = Field(description="per coin or token, over the deposits listed")
 
 
 class PendingDepositOut(s.Out):
@@ -187,9 +201,12 @@ def pending_deposits(platform: Platform, caller: Caller) -> PendingDepositsOut:
 
 
 @routes.route("GET", f"{V1}/admin/deposits", summary="Crypto deposits, newest block first, of one status or all "
-              "(admins)", auth="admin", query=DepositsQuery, response=DepositsOut)
-def admin_deposits(platform: Platform, caller: Caller, query: DepositsQuery) -> DepositsOut:
-    return DepositsOut(deposits=[DepositOut.of(d) for d in platform.deposits.all(query.status)])
+              "(admins), with totals per coin or token", auth="admin", query=DepositsQuery, response=AdminDepositsOut)
+def admin_deposits(platform: Platform, caller: Caller, query: DepositsQuery) -> AdminDepositsOut:
+    found = platform.deposits.all(query.status)
+    return AdminDepositsOut(deposits=[DepositOut.of(d) for d in found], totals=[
+        DepositTotalsOut(token=t.token, deposits=t.deposits, amount=str(t.amount), credits=s.Money.of(t.credits),
+                         parked=t.parked) for t in deposit_totals(found)])
 
 
 @routes.route("POST", f"{V1}/admin/deposits/{{depositId}}/credit", summary="Credit a parked deposit to a user "
