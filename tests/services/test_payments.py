@@ -265,6 +265,10 @@ def test_credits_spent_before_a_refund_are_written_off_never_below_zero(shop: Pl
                                 "disputed": {"credits": "0", "micros": 0},
                                 "writtenOff": {"credits": "80", "micros": 80 * CREDIT}}]
     assert client.get("/api/v1/admin/payments", headers=token(shop, "u")).status_code == 403
+    settled = [e.fields() for e in shop.store.chain("user:u") if e.kind == "settle"][-1]  # the write-off, signed
+    assert settled["memo"] == {"payment": payment.id, "reason": "refund", "writtenOff": str(80 * CREDIT)}
+    [short] = [f for f in shop.credits.shortfalls() if f.reference == payment.id]
+    assert (short.owed, short.collected, short.missing) == (100 * CREDIT, 20 * CREDIT, 80 * CREDIT)
 
 
 def test_a_dispute_holds_the_credits_until_it_is_won(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:

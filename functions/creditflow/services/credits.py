@@ -256,14 +256,20 @@ class Credits:
                 raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
             lot = book.lots.get(lot_id, stored[0])
             taken = 0 if lot.is_expired(book.now) else min(amount, lot.remaining)
+            unrecovered = amount - taken
+            said = {**memo, "writtenOff": str(unrecovered)} if unrecovered else memo  # the entry says the rest
             hold = entry = None
             if taken:
                 expires = iso(parse_iso(book.now) + ttl)
                 placed, placed_entry = book.reserve_from_lot(lot, taken, target="refund", expires_at=expires, key=key,
-                                                          memo=memo, owner=PAYMENT)
+                                                          memo=said, owner=PAYMENT)
                 hold, entry = placed.id, placed_entry.id
                 if not pending:
-                    entry = book.settle(placed, taken, key=key, memo=memo).id
+                    entry = book.settle(placed, taken, key=key, memo=said).id
+            if unrecovered:  # spent already: recorded beside the ledger, as any charge not collected whole is
+                book.shortfalls.append(Shortfall(account_id, key, memo.get("payment", lot_id), amount, taken,
+                                                 f"{memo.get('reason', 'refund')}: spent already, written off",
+                                                 book.now))
             return {"hold": hold, "entry": entry, "taken": taken, "unrecovered": amount - taken,
                     **self._balances(book)}
 
