@@ -24,6 +24,7 @@ from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tasks import InvalidTask, TaskRequest
 from .domain.tree_events import TreeEvent
+from .domain.vision import InvalidImagePart
 from .ports import (
     AgentContext,
     AgentRunner,
@@ -36,6 +37,7 @@ from .ports import (
     ConversationStore,
     DepositStore,
     ImageProvider,
+    ImageTools,
     JobHandler,
     LedgerStore,
     PaymentStore,
@@ -65,6 +67,7 @@ from .services.reconciliation import PaymentReconciliation
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
+from .services.vision import VisionInputs
 from .services.wallets import Wallets
 from .services.welcome import WelcomeBonus, WelcomePolicy
 
@@ -299,7 +302,7 @@ def key_watch(platform: Platform) -> Callable[[], bool] | None:
     return check
 
 
-def build_providers(settings: Settings) -> dict[str, ChatProvider]:
+def build_providers(settings: Settings, images: ImageTools | None = None) -> dict[str, ChatProvider]:
     """The configured OpenAI-compatible providers; with none configured, the local runtime's offline demo."""
     configured = dict(settings.ai_providers)
     if settings.ai_platform_api_key and settings.ai_platform_base_url:
@@ -312,7 +315,7 @@ def build_providers(settings: Settings) -> dict[str, ChatProvider]:
     if settings.runtime == "local":
         from .adapters.ai.demo import DemoProvider
 
-        return {"demo": DemoProvider()}
+        return {"demo": DemoProvider(images)}
     return {}
 
 
@@ -485,6 +488,22 @@ def build_payments(settings: Settings, credits: Credits, store: PaymentStore, re
                     PaymentUrls(settings.payment_success_url, settings.payment_cancel_url))
 
 
+def https_images(settings: Settings) -> Callable[[str], bytes] | None:
+    """How image parts given by https URL are read: fetched with limits on Firebase, refused locally unless
+    VISION_FETCH_HTTPS is set."""
+    if settings.runtime == "local" and not settings.vision_fetch_https:
+        return None
+    from .adapters.media.download import DownloadFailed, download
+
+    def fetch(url: str) -> bytes:
+        try:
+            return download(url, timeout=settings.ai_timeout_seconds, max_bytes=settings.media_max_upload_bytes)
+        except DownloadFailed as failed:
+            raise InvalidImagePart(f"the image at {url[:100]} could not be read: {failed.reason}") from failed
+
+    return fetch
+
+
 def deposit_rules(settings: Settings) -> DepositRules | None:
     """What the chain scanner takes, from CRYPTO_*; None until a chain and a deposit address are set."""
     if not (settings.crypto_chain_id and settings.crypto_deposit_address):
@@ -536,14 +555,16 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,
         settings.welcome_per_ip_limit, timedelta(hours=settings.welcome_ip_window_hours)),
         pepper=kept_secret(settings, key, "welcome"))
-    providers = build_providers(settings)
-    catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
-    chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
-    blobs = build_blobs(settings, key)
     from .adapters.media.images import PillowImages
 
     limits = ImageLimits(max_bytes=settings.media_max_upload_bytes)
-    images = ImageGeneration(catalog, build_image_providers(settings), PillowImages(limits), blobs, credits, realtime,
+    tools = PillowImages(limits)
+    providers = build_providers(settings, tools)
+    catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
+    chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
+    blobs = build_blobs(settings, key)
+    chat.vision = VisionInputs(blobs, tools, settings.media_url_seconds, fetch=https_images(settings))
+    images = ImageGeneration(catalog, build_image_providers(settings), tools, blobs, credits, realtime,
                              clock, users.tasks, journal=lambda uid, task_id: None,  # type: ignore[arg-type,return-value]
                              policy=ImagePolicy(attempts=settings.image_attempts,
                                                 backoff_seconds=settings.image_backoff_seconds,

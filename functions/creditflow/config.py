@@ -81,6 +81,7 @@ class Settings:
     media_url_seconds: int = 3600  # how long a signed media URL serves (at most 7 days, as V4 URLs)
     media_max_upload_bytes: int = 20 * 1024 * 1024  # an uploaded or downloaded image, at most
     storage_bucket: str | None = None  # FIREBASE_CONFIG's storageBucket (Cloud Functions set it): the default bucket
+    vision_fetch_https: bool = False  # VISION_FETCH_HTTPS: the local runtime fetches image parts given by https URL
     media_sweep_seconds: float = 300.0  # the local runtime's orphan sweep (on Firebase: sweepMedia, hourly)
     image_attempts: int = 3  # image provider calls per delivery of a task (5xx, 429, timeouts tried again)
     image_backoff_seconds: float = 0.5  # before the second call, doubled before each after it
@@ -173,6 +174,7 @@ class Settings:
             "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
             "storage_bucket": _storage_bucket(env.get("FIREBASE_CONFIG")),
             "media_sweep_seconds": float(env.get("MEDIA_SWEEP_SECONDS", "300")),
+            "vision_fetch_https": env.get("VISION_FETCH_HTTPS", "").lower() in ("1", "true", "yes"),
             "image_attempts": int(env.get("IMAGE_ATTEMPTS", "3")),
             "image_backoff_seconds": float(env.get("IMAGE_BACKOFF_SECONDS", "0.5")),
             "crash_after_steps": tuple(s.strip() for s in env.get("CREDITFLOW_TEST_CRASH_AFTER", "").split(",")

@@ -22,6 +22,7 @@ def test_demo_chat_with_nothing_configured(server: LocalServer) -> None:
     token = fund(server, "chatty", "1")
     models = server.call("GET", "/api/v1/models", token=token).json["models"]
     assert [(m["id"], m["demo"], m["capabilities"]) for m in models] == [("demo-chat", True, ["chat"]),
+                                                                       ("demo-vision", True, ["vision"]),
                                                                        ("demo-embed", True, ["embedding"]),
                                                                        ("demo-image", True, ["image"])]
     reply = server.call("POST", "/api/v1/chat", {"messages": [{"role": "user", "content": "hi"}]}, token=token,

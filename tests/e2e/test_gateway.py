@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -11,6 +12,7 @@ import pytest
 from creditflow.domain.pricing import IMAGE_TOKENS, estimate_tokens, token_cost
 from tests.e2e.server import LocalServer
 from tests.fake_openai import FakeOpenAI
+from tests.media_samples import encoded, halves
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
 VISION = "Qwen/Qwen2.5-VL-72B-Instruct"
@@ -33,7 +35,7 @@ def client(server: LocalServer, key: str) -> openai.OpenAI:
 
 def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-user"))
-    assert [m.id for m in sdk.models.list()] == ["demo-chat", "demo-embed", "demo-image", "auto"]
+    assert [m.id for m in sdk.models.list()] == ["demo-chat", "demo-vision", "demo-embed", "demo-image", "auto"]
     assert sdk.models.retrieve("demo-chat").owned_by == "demo" and sdk.models.retrieve("auto").id == "auto"
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("gpt-nope")
@@ -348,12 +350,13 @@ def test_a_stream_the_provider_cuts_off_ends_in_an_error_event_not_a_clean_stop(
 
 def test_images_need_a_vision_model_and_are_held_for(real: LocalServer, upstream: FakeOpenAI) -> None:
     sdk = client(real, new_key(real, "gw-vision"))
+    png = "data:image/png;base64," + base64.b64encode(encoded(halves(80, 40), "PNG")).decode()
     picture = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
-                                            {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}]
+                                            {"type": "image_url", "image_url": {"url": png}}]}]
     with pytest.raises(openai.NotFoundError):  # Llama reads no images
         sdk.chat.completions.create(model=LLAMA, messages=picture)
     seen = sdk.chat.completions.create(model="auto", messages=picture)
-    assert seen.model == VISION and upstream.requests[-1]["messages"] == picture
+    assert seen.model == VISION and upstream.requests[-1]["messages"] == picture  # checked, and small enough as sent
     held = real.call("GET", "/api/v1/credits/history?kind=hold", token=real.token("gw-vision")).json["entries"]
     assert held[0]["memo"]["model"] == VISION  # the image is in the estimate the hold was sized by:
     assert held[0]["amount"]["micros"] >= token_cost(IMAGE_TOKENS, 130_000)

@@ -27,6 +27,7 @@ class RecordingDemo(DemoProvider):
     """The real offline demo provider, keeping what it was sent."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sent: list[list[dict[str, Any]]] = []
 
     def complete(self, model: str, messages: list[dict[str, Any]], max_tokens: int,

@@ -25,6 +25,9 @@ class UnpricedModel(LedgerError):
     title = "Model has no price"
 
 
+IMAGE_TOKENS = 1_600  # per image part unless a model says: above what OpenAI-style vision models bill for 1024²
+
+
 @dataclass(frozen=True)
 class Model:
     id: str
@@ -37,6 +40,8 @@ class Model:
     max_output: int
     enabled: bool = True
     image: ImageSpec | None = None  # image models: price per megapixel-step, sizes, steps, extras
+    vision_max_side: int = 1024  # vision models: images are downscaled to this on their long side before a call
+    image_tokens: int = IMAGE_TOKENS  # vision models: what one image part counts for in the estimate
 
     @property
     def demo(self) -> bool:
@@ -67,7 +72,25 @@ def model_from(data: dict[str, Any]) -> Model:
                  context_window=int(data["context_window"]), max_output=int(data["max_output"]),
                  enabled=bool(data.get("enabled", True)),
                  image=_image_spec(str(data.get("id")), prices, data.get("images"))
-                 if "image" in capabilities else None)
+                 if "image" in capabilities else None, **_vision(str(data.get("id")), data.get("vision")))
+
+
+def _vision(model_id: str, spec: object) -> dict[str, int]:
+    """A vision model's `vision` record: {"max_side": pixels, "image_tokens": tokens per image}, both optional."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict) or set(spec) - {"max_side", "image_tokens"}:
+        raise ValueError(f"model {model_id!r}: vision is {{max_side, image_tokens}}")
+    found = {}
+    if "max_side" in spec:
+        if not isinstance(spec["max_side"], int) or not 64 <= spec["max_side"] <= 4096:
+            raise ValueError(f"model {model_id!r}: vision.max_side must be a whole number from 64 to 4096")
+        found["vision_max_side"] = spec["max_side"]
+    if "image_tokens" in spec:
+        if not isinstance(spec["image_tokens"], int) or not 1 <= spec["image_tokens"] <= 100_000:
+            raise ValueError(f"model {model_id!r}: vision.image_tokens must be a whole number from 1 to 100000")
+        found["image_tokens"] = spec["image_tokens"]
+    return found
 
 
 def _image_spec(model_id: str, prices: dict[str, Any], limits: object) -> ImageSpec:
@@ -112,8 +135,8 @@ def _fixed_prices(model_id: str, table: object) -> tuple[tuple[int, int, int, in
     return tuple(sorted(found))
 
 
-OVERRIDABLE = frozenset({"provider", "label", "capabilities", "prices", "images", "context_window", "max_output",
-                         "enabled"})
+OVERRIDABLE = frozenset({"provider", "label", "capabilities", "prices", "images", "vision", "context_window",
+                         "max_output", "enabled"})
 
 
 def merged(records: list[dict[str, Any]], overrides: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,12 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Model
+from .catalog import IMAGE_TOKENS, Model
 
 PER_MESSAGE_TOKENS = 4  # role and separators, as chat templates add them
 REPLY_PRIMER_TOKENS = 3
 SAFETY_MARGIN_PERCENT = 25  # on the prompt estimate, which counts without the model's tokenizer
-IMAGE_TOKENS = 1_600  # per image part: above what OpenAI-style vision models bill for a detailed 1024x1024 image
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:
@@ -47,9 +46,11 @@ def message_texts(messages: Sequence[Mapping[str, Any]], options: Mapping[str, A
     return texts, images
 
 
-def prompt_tokens(messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any] | None = None) -> int:
+def prompt_tokens(messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any] | None = None,
+                  image_tokens: int = IMAGE_TOKENS) -> int:
+    """The prompt's tokens estimated, each image counted as the model's catalog entry says (`image_tokens`)."""
     texts, images = message_texts(messages, options)
-    return estimate_tokens(texts) + images * IMAGE_TOKENS
+    return estimate_tokens(texts) + images * image_tokens
 
 
 def token_cost(tokens: int, per_million: int) -> int:

@@ -39,8 +39,10 @@ QUIET_PATHS = frozenset({"/api/v1/health"})  # polled by monitors: logged only a
 
 
 def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
-                request_seconds: float = REQUEST_SECONDS, access_log: logging.Logger | None = None) -> Server:
-    served = bodies_measured(slashes_decoded(app), max_body)
+                request_seconds: float = REQUEST_SECONDS, access_log: logging.Logger | None = None,
+                larger: dict[str, int] | None = None) -> Server:
+    """`larger`: paths whose bodies may be longer than `max_body` (uploads), and how long."""
+    served = bodies_measured(slashes_decoded(app), max_body, larger or {})
     if access_log is not None:
         served = requests_logged(served, access_log)
     # SERVER_NAME is the address listened on (cheroot's default is the machine's name): the dev sign-in is offered
@@ -212,7 +214,7 @@ def slashes_decoded(app: WSGIApplication) -> WSGIApplication:
     return decoded
 
 
-def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
+def bodies_measured(app: WSGIApplication, most: int, larger: dict[str, int] | None = None) -> WSGIApplication:
     """cheroot hands a chunked request body over as a stream without CONTENT_LENGTH, which Flask cuts at its limit
     (a body past it would read as truncated JSON). Read such a body here, up to one byte past `limit`, and give the
     app its length, so that an oversized body is refused with 413 whichever way it was sent.
@@ -226,6 +228,7 @@ def bodies_measured(app: WSGIApplication, limit: int) -> WSGIApplication:
     up to OVERSIZED_READ bytes and within the deadline; past either the connection is cut, as a defence."""
 
     def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        limit = (larger or {}).get(environ.get("PATH_INFO", ""), most)
         stream = environ["wsgi.input"]
         chunked = not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked:

@@ -135,6 +135,7 @@ def reconcile_rollups(platform: Platform) -> int:
 def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, killed: bool = False) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
+    from .http.upload_routes import MAX_UPLOAD_BODY, UPLOADS
     from .local_http import SHUTDOWN_SECONDS, http_server
 
     settings = Settings.from_env(runtime="local", data_dir=data_dir)
@@ -151,7 +152,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     platform = build(settings)
     if killed:
         reconcile_rollups(platform)
-    server = http_server(host, port, create_app(platform), MAX_BODY, access_log=access_log)
+    server = http_server(host, port, create_app(platform), MAX_BODY, access_log=access_log,
+                         larger={UPLOADS: MAX_UPLOAD_BODY})
     try:
         server.prepare()
     except OSError as error:

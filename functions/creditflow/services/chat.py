@@ -31,6 +31,7 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, PreferenceStore
 from .catalog import LiveCatalog
 from .credits import Credits
+from .vision import VisionInputs
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class MeteredChat:
         self.health = health or Health()
         self.now = now
         self.preferences = preferences
+        self.vision: VisionInputs | None = None  # image parts: read, checked and sized for each model
 
     def preferences_of(self, uid: str | None) -> Preferences:
         return self.preferences.get(uid) if self.preferences is not None and uid is not None else Preferences()
@@ -121,7 +123,18 @@ class MeteredChat:
         `more_prompt` tokens the caller will add, such as a conversation's history)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return chosen, estimate(chosen, prompt_tokens(messages) + more_prompt, max_out)
+        return chosen, estimate(chosen, prompt_tokens(messages, None, chosen.image_tokens) + more_prompt, max_out)
+
+    def _resolved(self, uid: str, messages: Messages) -> Messages:
+        """Image parts read and checked, inline (before anything is held: a bad image costs nothing)."""
+        if self.vision is None or capability_of(messages) != "vision":
+            return messages
+        return self.vision.resolve(uid, messages)
+
+    def _sized(self, messages: Messages, model: Model) -> Messages:
+        if self.vision is None or capability_of(messages) != "vision":
+            return messages
+        return self.vision.sized(messages, model)
 
     def _hold(self, uid: str, messages: Messages, key: str, model: str | None, max_tokens: int | None,
               spend: Spend | None = None, options: dict[str, Any] | None = None,
@@ -130,8 +143,8 @@ class MeteredChat:
         capability = capability_of(messages)
         chosen = self.catalog.get(model, capability)
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return self._reserve(uid, chosen, prompt_tokens(messages, options), max_out, key, spend, options,
-                             f"usage:{capability}", budget)
+        return self._reserve(uid, chosen, prompt_tokens(messages, options, chosen.image_tokens), max_out, key, spend,
+                             options, f"usage:{capability}", budget)
 
     def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
                  spend: Spend | None, options: dict[str, Any] | None, target: str,
@@ -265,6 +278,7 @@ class MeteredChat:
              options: dict[str, Any] | None = None, budget: Budget | None = None) -> dict[str, Any]:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own."""
+        messages = self._resolved(uid, messages)
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
         charged = 0
@@ -273,8 +287,8 @@ class MeteredChat:
                 call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
                 try:
                     with self._calling(call):
-                        reply = self.providers[call.model.provider].complete(call.model.id, messages,
-                                                                             call.max_output, options)
+                        reply = self.providers[call.model.provider].complete(
+                            call.model.id, self._sized(messages, call.model), call.max_output, options)
                 except ProviderUnavailable as failure:  # released: on to the next model
                     tried.append(f"{call.model.id}: {failure.detail}")
                     continue
@@ -330,9 +344,10 @@ class MeteredChat:
         next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
         broken stream or a missing usage chunk settles on a local estimate, a client that goes away pays at
         least its input. Outcomes feed the breaker; a client that goes away says nothing about the model."""
-        rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
-        tried: list[str] = []
         try:
+            messages = self._resolved(uid, messages)
+            rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
+            tried: list[str] = []
             call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
         except BaseException:
             if spend is not None:
@@ -348,8 +363,8 @@ class MeteredChat:
                 relay = Relay()
                 started = self.now()
                 try:
-                    yield from relay.pieces(self.providers[call.model.provider], call, messages,
-                                            HoldKeeper(self.credits, call, spend))
+                    yield from relay.pieces(self.providers[call.model.provider], call,
+                                            self._sized(messages, call.model), HoldKeeper(self.credits, call, spend))
                 finally:
                     if relay.outcome == "cancelled":  # the consumer stopped reading: the generator is closing
                         self.health.untried(call.model.id)

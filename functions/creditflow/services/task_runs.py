@@ -89,8 +89,9 @@ def request_messages(request: TaskRequest) -> Messages:
         raise InvalidTask("a chat task needs input text (a string, or input.prompt)")
     image = request.input.get("image") if isinstance(request.input, dict) else None
     if image is not None:
-        if not isinstance(image, str) or not image.startswith(("data:image/", "https://")):
-            raise InvalidTask("input.image must be a data:image/… URL or an https URL")
+        if not isinstance(image, str) or not image.startswith(("data:image/", "https://", "upload:", "image:")):
+            raise InvalidTask("input.image must be a data:image/… URL, upload:<id>, image:<taskId>.<n> or an "
+                              "https URL")
         return [{"role": "user", "content": [{"type": "text", "text": text},
                                              {"type": "image_url", "image_url": {"url": image}}]}]
     return [{"role": "user", "content": text}]

@@ -95,8 +95,8 @@ export function CryptoTopUp() {
     {pending.loading ? <Loading what="transfers on their way" /> : pending.error ? <Problem error={pending.error} /> :
       !pending.data.deposits.length ? <Empty>Nothing on its way.</Empty> : <ul>{pending.data.deposits.map((p) =>
         <li key={p.txHash} data-testid="pending-deposit">{units(p.amount, decimalsOf(s, p.token))} {p.token}:{" "}
-          {Math.min(p.confirmations, p.needed)} of {p.needed} confirmations
-          {p.confirmations >= p.needed ? ", crediting…" : ""}</li>)}</ul>}
+          {Math.min(p.confirmations, p.confirmationsNeeded)} of {p.confirmationsNeeded} confirmations
+          {p.confirmations >= p.confirmationsNeeded ? ", crediting…" : ""}</li>)}</ul>}
     <h3>Your deposits</h3>
     {deposits.loading ? <Loading what="deposits" /> : deposits.error ? <Problem error={deposits.error} /> :
       !deposits.data.deposits.length ? <Empty>No deposits yet.</Empty> : <div class="table-wrap"><table>

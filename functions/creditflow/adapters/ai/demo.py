@@ -10,7 +10,8 @@ from typing import Any
 
 from ...domain.pricing import estimate_tokens, prompt_tokens
 from ...domain.replies import ChatReply, Embedded, StreamPiece
-from ...ports import Messages
+from ...domain.vision import image_parts, image_source
+from ...ports import ImageTools, Messages
 
 WORDS = ("credits", "ledger", "signed", "merkle", "reserve", "settle", "stream", "model", "token", "demo")
 DIMENSIONS = 256
@@ -33,14 +34,37 @@ def demo_vector(text: str) -> list[float]:
 class DemoProvider:
     name = "demo"
 
+    def __init__(self, images: ImageTools | None = None) -> None:
+        self.images = images  # reads the images of vision requests (sizes, colours)
+
     def complete(self, model: str, messages: Messages, max_tokens: int,
                  options: dict[str, Any] | None = None) -> ChatReply:
+        seen = self._seen(messages)
+        if seen:
+            text = "[demo vision, not a real model] " + " ".join(seen)
+            return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options, 256),
+                             completion_tokens=min(max_tokens, estimate_tokens([text])), finish_reason="stop")
         digest = hashlib.sha256("\n".join(str(m.get("content", "")) for m in messages).encode()).digest()
         count = min(max_tokens, 8 + digest[0] % 24)
         words = " ".join(WORDS[b % len(WORDS)] for b in digest[:count])
         text = f"[demo reply, not a real model] {words}"
         return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options),
                          completion_tokens=min(max_tokens, count + 6), finish_reason="stop")
+
+    def _seen(self, messages: Messages) -> list[str]:
+        """What can be told of each inline image without a model: its size and its dominant colours."""
+        if self.images is None:
+            return []
+        said = []
+        for n, (_, _, part) in enumerate(image_parts(messages), 1):
+            source = image_source(part["image_url"]["url"])
+            if source.data is None:
+                continue
+            facts = self.images.inspect(source.data)
+            colours = ", ".join(f"{hex_} ({share}%)" for hex_, share in self.images.dominant_colours(source.data, 3))
+            said.append(f"Image {n}: a {facts.width}×{facts.height} {facts.format} image; dominant colours "
+                        f"{colours}.")
+        return said
 
     def stream(self, model: str, messages: Messages, max_tokens: int,
                options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:

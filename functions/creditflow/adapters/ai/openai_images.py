@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
-import time
 from typing import Any
 
-import httpx2
 import openai
 
 from ...domain.errors import ProviderUnavailable
 from ...domain.media import GeneratedImage
+from ..media.download import DownloadFailed, download
 from .refusals import REJECTED, rejected
 
 MAX_DOWNLOAD = 20 * 1024 * 1024
@@ -99,28 +98,9 @@ class OpenAIImages:
                               seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None)
 
     def _download(self, url: str) -> bytes:
-        if not url.startswith(("https://", "http://")):
-            raise ProviderUnavailable(f"{self.name} sent an image URL that is not http(s)", provider=self.name)
         try:
-            with httpx2.Client(timeout=self.download_timeout, follow_redirects=True) as http, \
-                    http.stream("GET", url) as reply:
-                if reply.status_code != 200:
-                    raise ProviderUnavailable(f"{self.name}'s image URL answered {reply.status_code}",
-                                              provider=self.name, upstream_status=reply.status_code)
-                declared = reply.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > self.max_download:
-                    raise ProviderUnavailable(f"{self.name}'s image is {declared} bytes, over the "
-                                              f"{self.max_download} accepted", provider=self.name)
-                data, deadline = bytearray(), time.monotonic() + self.download_timeout
-                for chunk in reply.iter_bytes():
-                    data += chunk
-                    if time.monotonic() > deadline:  # the timeout above is per read; this is the whole download
-                        raise ProviderUnavailable(f"{self.name}'s image took over {self.download_timeout:g} s",
-                                                  provider=self.name)
-                    if len(data) > self.max_download:
-                        raise ProviderUnavailable(f"{self.name}'s image is over the {self.max_download} bytes "
-                                                  "accepted", provider=self.name)
-                return bytes(data)
-        except httpx2.HTTPError as error:  # timeouts, refused or cut connections
-            raise ProviderUnavailable(f"{self.name}'s image could not be downloaded: {type(error).__name__}",
-                                      provider=self.name) from error
+            return download(url, timeout=self.download_timeout, max_bytes=self.max_download,
+                            schemes=("https://", "http://"))
+        except DownloadFailed as failed:
+            raise ProviderUnavailable(f"{self.name}'s image URL: {failed.reason}", provider=self.name,
+                                      **({"upstream_status": failed.status} if failed.status else {})) from failed

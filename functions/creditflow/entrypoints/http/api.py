@@ -110,6 +110,7 @@ class Operation:
     longest_key: int = MAX_KEY  # the longest Idempotency-Key the route takes
     key_pattern: str = KEY_PATTERN  # what the route's Idempotency-Key may hold
     path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # a path parameter's own schema
+    raw_body: dict[str, Any] | None = None  # a body that is not JSON: its content types and their schemas
 
 
 def _message(error: ErrorDetails) -> str:
@@ -233,15 +234,16 @@ class Api:
               produces: str = "application/json", idempotent_header: bool | Literal["optional"] = False,
               errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY,
               key_pattern: str = KEY_PATTERN, key_rule: Callable[[str], str] | None = None,
-              converters: dict[str, str] | None = None, path_schemas: dict[str, dict[str, Any]] | None = None
-              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              converters: dict[str, str] | None = None, path_schemas: dict[str, dict[str, Any]] | None = None,
+              raw_body: dict[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A handler gets what its parameters name: `caller`, `body`, `query`, `platform`, the path's parameters,
         and `key`, the Idempotency-Key read and checked here (by `key_rule`, else the ledger's rule within
         `longest_key`; None when the header is optional and absent). `converters` names a Flask converter for a path
         parameter (so that a route such as /images/{imageId} does not also match /images/quote), and
-        `path_schemas` what the document says of a path parameter (else: a string of at most 64 characters)."""
+        `path_schemas` what the document says of a path parameter (else: a string of at most 64 characters);
+        `raw_body` the content types of a body the handler reads itself (an upload), with their schemas."""
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
-                              list(errors), also, longest_key, key_pattern, path_schemas or {})
+                              list(errors), also, longest_key, key_pattern, path_schemas or {}, raw_body)
         self.operations.append(operation)
 
         def check(sent: str) -> str:
@@ -348,6 +350,8 @@ class Api:
                 entry["parameters"] = parameters
             if op.body is not None:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
+            if op.raw_body is not None:
+                entry["requestBody"] = {"required": True, "content": op.raw_body}
             if op.response is not None:
                 content = {op.produces: {"schema": ref(op.response)},
                            **{kind: {"schema": _content_schema(kind)} for kind in op.also}}

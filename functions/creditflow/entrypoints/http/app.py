@@ -22,6 +22,7 @@ from . import (
     model_routes,
     payment_routes,
     task_routes,
+    upload_routes,
     wallet_routes,
 )
 from .api import CALLER, Api, RateLimiter
@@ -58,7 +59,7 @@ def create_app(platform: Platform) -> Flask:
               else "send Authorization: Bearer <Firebase ID token>")
     app.url_map.converters["wallet_address"] = wallet_routes.AddressConverter
     for resource in (me_routes, credit_routes, ledger_routes, chat_routes, conversation_routes, key_routes,
-                     model_routes, admin_routes, task_routes, payment_routes, wallet_routes):
+                     model_routes, admin_routes, task_routes, payment_routes, wallet_routes, upload_routes):
         api.include(resource.routes)
     if platform.images is not None:
         app.url_map.converters["image_id"] = ImageIdConverter

@@ -12,6 +12,8 @@ from flask import Response
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.idempotency import MAX_REQUEST_KEY
+from ...domain.vision import InvalidImagePart
+from ...services.chat import capability_of
 from . import schemas as s
 from .api import Routes
 from .credit_routes import account_of
@@ -44,13 +46,15 @@ def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
 
 
 @routes.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
-              body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 502, 503),
+              body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 422, 502, 503),
               also=("text/event-stream",), longest_key=MAX_REQUEST_KEY)
 def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.ChatOut | Response:
     account_of(platform, caller)
     take_call_slot(caller.uid)
-    messages = [m.model_dump() for m in body.messages]
+    messages = [m.openai() for m in body.messages]
     model, most = body.model, body.maxTokens
+    if body.conversationId is not None and capability_of(messages) == "vision":
+        raise InvalidImagePart("a conversation keeps text only: send images without conversationId")
     if body.conversationId is not None:
         talk = platform.conversations
         if body.stream:

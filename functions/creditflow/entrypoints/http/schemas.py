@@ -190,9 +190,33 @@ class GrantOut(Out):
     replayed: bool
 
 
+class TextPart(Strict):
+    type: Literal["text"]
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class ImagePart(Strict):
+    type: Literal["image"]
+    url: str = Field(min_length=1, max_length=60_000, description="a data: URL (data:image/png;base64,…), "
+                     "upload:<id> (POST /api/v1/uploads), image:<taskId>.<n> (a generated image) or https://",
+                     examples=["upload:up_0123456789abcdef01234567"])
+
+    def openai(self) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": self.url}}
+
+
 class Message(Strict):
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1, max_length=100_000)
+    content: Annotated[str, Field(min_length=1, max_length=100_000)] | Annotated[
+        list[Annotated[TextPart | ImagePart, Field(discriminator="type")]], Field(min_length=1, max_length=16)] = Field(
+        description="text, or parts: text and images (a vision model answers)")
+
+    def openai(self) -> dict[str, Any]:
+        """The message as providers take it (image parts as image_url)."""
+        if isinstance(self.content, str):
+            return {"role": self.role, "content": self.content}
+        return {"role": self.role, "content": [p.openai() if isinstance(p, ImagePart) else p.model_dump()
+                                               for p in self.content]}
 
 
 class ChatIn(Strict):

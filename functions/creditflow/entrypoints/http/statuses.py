@@ -3,7 +3,7 @@ not here takes its nearest ancestor's; 400, the caller's to fix, else)."""
 
 from __future__ import annotations
 
-from ...domain import catalog, crypto, errors, images, payments, tasks
+from ...domain import catalog, crypto, errors, images, payments, tasks, vision
 
 STATUS: dict[type[errors.LedgerError], int] = {
     errors.ProviderRejected: 400,
@@ -27,6 +27,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     crypto.UnknownDeposit: 404,
     crypto.UnknownWallet: 404,
     tasks.UnknownTask: 404,
+    vision.UnknownUpload: 404,
     catalog.UnpricedModel: 409,
     errors.AccountClosed: 409,
     errors.AccountExists: 409,
@@ -47,6 +48,8 @@ STATUS: dict[type[errors.LedgerError], int] = {
     crypto.WalletTaken: 409,
     images.ImageTooLarge: 413,
     images.InvalidImageRequest: 422,
+    images.InvalidImage: 422,
+    vision.InvalidImagePart: 422,
     crypto.InvalidWallet: 422,
     errors.RateLimited: 429,
     errors.InconsistentTree: 500,

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .schemas import WHOLE, Money, Out, Strict, credits_up_to, described
+from .schemas import CONVERSATION_ID, WHOLE, Money, Out, Strict, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 
@@ -31,7 +31,8 @@ class TaskInput(BaseModel):
     prompt: Text | None = None
     goal: Text | None = Field(default=None, description="what an agent works towards")
     messages: list[TaskMessage] | None = Field(default=None, min_length=1)
-    image: str | None = Field(default=None, pattern=r"^(data:image/|https://)", description="for vision")
+    image: str | None = Field(default=None, pattern=r"^(data:image/|https://|upload:up_|image:)", max_length=60_000,
+                              description="for vision: a data: URL, upload:<id>, image:<taskId>.<n> or https://")
     agent: Literal["research", "code", "analysis"] | None = None
     approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")
     documents: dict[str, str] | None = Field(default=None, description="texts an agent may read, by name")
@@ -56,7 +57,7 @@ class TaskIn(Strict):
         default=None, description="the most the task may cost, in credits (whole, or a decimal string such as "
         "\"2.5\"), at most MAX_RESERVATION_AMOUNT")
     priority: Literal["high", "normal", "low"] = "normal"
-    conversationId: str | None = Field(default=None, max_length=64)
+    conversationId: str | None = Field(default=None, max_length=64, pattern=CONVERSATION_ID)
     createdAt: Annotated[int, Field(ge=0, le=2**53), WHOLE] | None = Field(
         default=None, description="ms since the epoch, as the client wrote it")
 

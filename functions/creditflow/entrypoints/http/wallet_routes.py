@@ -120,7 +120,7 @@ class PendingDepositOut(s.Out):
     token: str
     amount: str = Field(description="base units sent, as decimal digits")
     confirmations: int
-    needed: int = Field(description="confirmations it needs before it is credited")
+    confirmations_needed: int = Field(description="confirmations it needs before it is credited")
 
 
 class PendingDepositsOut(s.Out):
@@ -196,7 +196,8 @@ def my_deposits(platform: Platform, caller: Caller) -> DepositsOut:
 def pending_deposits(platform: Platform, caller: Caller) -> PendingDepositsOut:
     return PendingDepositsOut(deposits=[PendingDepositOut(
         tx_hash=p.transfer.tx_hash, block_number=p.transfer.block_number, sender=p.transfer.sender, token=p.token,
-        amount=str(p.transfer.amount), confirmations=p.confirmations, needed=p.needed)
+        amount=str(p.transfer.amount), confirmations=p.confirmations,
+        confirmations_needed=p.needed)
         for p in platform.deposits.pending(caller.uid)])
 
 

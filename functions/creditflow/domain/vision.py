@@ -1,0 +1,99 @@
+"""Images in chat: the image parts of messages and what each may point at (a `data:` URL, one of the user's uploads
+or generated images, an https URL), and uploads' ids and paths. Pure: reading and decoding are the services'."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LedgerError
+
+UPLOAD = re.compile(r"upload:(up_[0-9a-f]{24})")
+IMAGE = re.compile(r"image:([A-Za-z0-9_-]{1,64})\.([0-9]{1,2})")
+DATA = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+MAX_UPLOAD = 10 * 1024 * 1024
+MAX_IMAGES = 8  # image parts in one request
+
+
+class InvalidImagePart(LedgerError):
+    code = "invalid-image-part"
+    title = "Image part refused"
+
+
+class UnknownUpload(LedgerError):
+    code = "unknown-upload"
+    title = "Unknown image"
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where an image part's bytes are: inline (`data`), a blob of the user's (`path` under their folder, found by
+    `prefix`), or the web (`url`)."""
+
+    data: bytes | None = None
+    upload: str | None = None
+    image: tuple[str, int] | None = None  # (task id, index)
+    url: str | None = None
+
+
+def image_source(url: object) -> ImageSource:
+    if not isinstance(url, str) or not url:
+        raise InvalidImagePart("an image part's url must be a data: URL, upload:<id>, image:<taskId>.<n> or https://")
+    if url.startswith("data:"):
+        found = DATA.fullmatch(url.strip())
+        if found is None:
+            raise InvalidImagePart("a data: URL must be base64 (data:image/png;base64,…)")
+        if len(found[3]) > MAX_UPLOAD * 4 // 3 + 4:
+            raise InvalidImagePart(f"an inline image is larger than {MAX_UPLOAD // 1024 // 1024} MB: upload it "
+                                   "(POST /api/v1/uploads) and send upload:<id>")
+        try:
+            return ImageSource(data=base64.b64decode(re.sub(r"\s", "", found[3]), validate=True))
+        except (binascii.Error, ValueError) as error:
+            raise InvalidImagePart("the data: URL's base64 does not decode") from error
+    if (upload := UPLOAD.fullmatch(url)) is not None:
+        return ImageSource(upload=upload[1])
+    if (image := IMAGE.fullmatch(url)) is not None:
+        return ImageSource(image=(image[1], int(image[2])))
+    if url.startswith("https://") and len(url) <= 2048:
+        return ImageSource(url=url)
+    raise InvalidImagePart("an image part's url must be a data: URL, upload:<id>, image:<taskId>.<n> or https://")
+
+
+def image_parts(messages: list[dict[str, Any]]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(message index, part index, part) of every image_url part."""
+    for m, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list):
+            for p, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    yield m, p, part
+
+
+def with_urls(messages: list[dict[str, Any]], urls: dict[tuple[int, int], str]) -> list[dict[str, Any]]:
+    """The messages with the image parts at those places pointing at new URLs (the rest untouched)."""
+    out = []
+    for m, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list) and any((m, p) in urls for p in range(len(content))):
+            content = [{**part, "image_url": {**part["image_url"], "url": urls[(m, p)]}} if (m, p) in urls else part
+                       for p, part in enumerate(content)]
+            message = {**message, "content": content}
+        out.append(message)
+    return out
+
+
+def data_url(content_type: str, data: bytes) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+def new_upload_id() -> str:
+    return f"up_{secrets.token_hex(12)}"
+
+
+def upload_path(uid: str, upload_id: str) -> str:
+    return f"users/{uid}/uploads/{upload_id}"

@@ -1,0 +1,61 @@
+"""Images a user uploads for vision (POST /api/v1/uploads): the raw bytes, or multipart with a part named `file`;
+at most 10 MB; the type sniffed from the bytes (never the header's word), EXIF stripped. Chat messages then name
+the image as upload:<id>."""
+
+from __future__ import annotations
+
+from flask import request
+from pydantic import Field
+
+from ...bootstrap import Platform
+from ...domain.callers import Caller
+from ...domain.images import ImageTooLarge
+from ...domain.vision import MAX_UPLOAD, InvalidImagePart
+from . import schemas as s
+from .api import Routes
+
+V1 = "/api/v1"
+UPLOADS = f"{V1}/uploads"
+MAX_UPLOAD_BODY = MAX_UPLOAD + 64 * 1024  # the image and a multipart envelope
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+BODY = {**{kind: BINARY for kind in ("image/png", "image/jpeg", "image/webp", "image/gif",
+                                     "application/octet-stream")},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}}}
+
+routes = Routes()
+
+
+class UploadOut(s.Out):
+    id: str
+    reference: str = Field(description="what an image part's url says to send this image: upload:<id>")
+    url: str = Field(description="a signed URL that shows it for a while")
+    content_type: str = Field(description="as sniffed from the bytes")
+    width: int
+    height: int
+    size: int = Field(description="bytes kept (metadata stripped)")
+
+
+@routes.route("POST", UPLOADS, summary="Upload an image for vision (raw bytes or multipart part `file`, at most "
+              "10 MB); chat messages then send it as upload:<id>", response=UploadOut, raw_body=BODY,
+              errors=(413, 422))
+def upload_image(platform: Platform, caller: Caller) -> UploadOut:
+    vision = platform.chat.vision
+    if vision is None:
+        raise InvalidImagePart("uploads are not kept on this platform")
+    request.max_content_length = MAX_UPLOAD_BODY
+    if request.mimetype == "multipart/form-data":
+        part = request.files.get("file")
+        if part is None:
+            raise InvalidImagePart("a multipart upload needs a part named file holding the image")
+        data = part.read(MAX_UPLOAD + 1)
+    else:
+        data = request.get_data(cache=False)
+    if not data:
+        raise InvalidImagePart("the body is empty: send the image's bytes, or multipart with a part named file")
+    if len(data) > MAX_UPLOAD:
+        raise ImageTooLarge(f"an upload is at most {MAX_UPLOAD // 1024 // 1024} MB")
+    upload = vision.upload(caller.uid, data)
+    return UploadOut(id=upload.id, reference=upload.reference, url=upload.url,
+                     content_type=upload.facts.content_type, width=upload.facts.width,
+                     height=upload.facts.height, size=upload.facts.size)

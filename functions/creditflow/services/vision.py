@@ -1,0 +1,112 @@
+"""Images for vision models: uploads kept for their user, and the image parts of chat messages made ready for a
+provider. Every part is read (inline bytes, the user's own upload or generated image, or an https URL where that is
+allowed), checked by its bytes (format, size, pixels: a decompression bomb is refused undecoded), and sent inline,
+downscaled to the model's largest side; another user's image is never found."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from ..domain.catalog import Model
+from ..domain.media import ImageFacts, ImageLimits
+from ..domain.vision import (
+    MAX_IMAGES,
+    MAX_UPLOAD,
+    ImageSource,
+    InvalidImagePart,
+    UnknownUpload,
+    data_url,
+    image_parts,
+    image_source,
+    new_upload_id,
+    upload_path,
+    with_urls,
+)
+from ..ports import BlobStore, ImageTools, Messages
+
+UPLOAD_LIMITS = ImageLimits(max_bytes=MAX_UPLOAD)
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    facts: ImageFacts
+    url: str  # a signed URL that serves it for a while
+
+    @property
+    def reference(self) -> str:
+        return f"upload:{self.id}"
+
+
+class VisionInputs:
+    def __init__(self, blobs: BlobStore | None, tools: ImageTools, url_seconds: int,
+                 fetch: Callable[[str], bytes] | None = None, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+        self.blobs, self.tools, self.url_seconds = blobs, tools, url_seconds
+        self.fetch = fetch  # https images: production only, unless configuration allows them locally
+        self.limits = limits
+
+    def upload(self, uid: str, data: bytes) -> Upload:
+        """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with
+        EXIF and other metadata stripped."""
+        blobs = self._blobs()
+        facts = self.tools.inspect(data, self.limits)
+        stripped = self.tools.strip(data)
+        upload_id = new_upload_id()
+        path = upload_path(uid, upload_id)
+        blobs.put(path, stripped, facts.content_type, cache_control="private, max-age=3600",
+                  metadata={"uid": uid, "kind": "upload"})
+        return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
+                      blobs.signed_url(path, self.url_seconds))
+
+    def resolve(self, uid: str, messages: Messages) -> Messages:
+        """Every image part as a checked inline image (the user's references read, https fetched where allowed)."""
+        parts = list(image_parts(messages))
+        if len(parts) > MAX_IMAGES:
+            raise InvalidImagePart(f"at most {MAX_IMAGES} images in one request, not {len(parts)}")
+        urls = {}
+        for m, p, part in parts:
+            data = self._bytes(uid, image_source(part.get("image_url", {}).get("url")))
+            facts = self.tools.inspect(data, self.limits)
+            urls[(m, p)] = data_url(facts.content_type, data)
+        return with_urls(messages, urls) if urls else messages
+
+    def sized(self, messages: Messages, model: Model) -> Messages:
+        """The inline images no larger than the model takes on their long side (resolved messages only)."""
+        urls = {}
+        for m, p, part in image_parts(messages):
+            source = image_source(part["image_url"]["url"])
+            assert source.data is not None, "resolve the messages first"
+            facts = self.tools.inspect(source.data, self.limits, decode=False)
+            if max(facts.width, facts.height) > model.vision_max_side:
+                smaller = self.tools.downscale(source.data, model.vision_max_side)
+                urls[(m, p)] = data_url(self.tools.inspect(smaller, self.limits, decode=False).content_type, smaller)
+        return with_urls(messages, urls) if urls else messages
+
+    def _bytes(self, uid: str, source: ImageSource) -> bytes:
+        if source.data is not None:
+            return source.data
+        if source.url is not None:
+            if self.fetch is None:
+                raise InvalidImagePart("images by https URL are not fetched here (the local runtime refuses them "
+                                       "unless VISION_FETCH_HTTPS is set): send a data: URL or upload it")
+            return self.fetch(source.url)
+        blobs = self._blobs()
+        if source.upload is not None:
+            blob = blobs.get(upload_path(uid, source.upload))
+            if blob is None:
+                raise UnknownUpload(f"you have no upload {source.upload}")
+            return blob.data
+        assert source.image is not None
+        task_id, index = source.image
+        for info in blobs.list(f"users/{uid}/images/{task_id}/"):
+            if info.path.rsplit("/", 1)[-1].split(".")[0] == str(index):
+                blob = blobs.get(info.path)
+                if blob is not None:
+                    return blob.data
+        raise UnknownUpload(f"you have no image {task_id}.{index}")
+
+    def _blobs(self) -> BlobStore:
+        if self.blobs is None:
+            raise InvalidImagePart("images are not stored on this platform")
+        return self.blobs

@@ -1,0 +1,172 @@
+"""Vision: images uploaded (raw or multipart, sniffed, EXIF stripped), sent in chat as parts (inline, uploads,
+generated images) through /api/v1/chat and /v1/chat/completions, downscaled to the model's largest side before the
+provider sees them, answered offline by the demo vision model; and every bad image refused at no cost."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from creditflow.bootstrap import Platform, issue_dev_token
+from tests.conftest import SteppedClock, make_platform
+from tests.media_samples import encoded, exif, halves, png_header
+
+CREDIT = 1_000_000
+
+
+@pytest.fixture
+def seeing(tmp_path: Path, clock: SteppedClock) -> Iterator[Platform]:
+    platform = make_platform(tmp_path / "data", clock)
+    yield platform
+    platform.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def client(seeing: Platform) -> Any:
+    from creditflow.entrypoints.http.app import create_app
+
+    return create_app(seeing).test_client()
+
+
+def auth(platform: Platform, uid: str) -> dict[str, str]:
+    platform.credits.open_account(uid)
+    platform.credits.grant(uid, 10 * CREDIT, source="admin", lot_kind="promotional", key=f"fund-{uid}")
+    return {"Authorization": f"Bearer {issue_dev_token(platform.settings, uid)}"}
+
+
+def balance(platform: Platform, uid: str) -> int:
+    return platform.credits.balance(uid).available
+
+
+def upload(client: Any, headers: dict[str, str], data: bytes, kind: str = "image/png") -> Any:
+    return client.post("/api/v1/uploads", data=data, headers={**headers, "Content-Type": kind})
+
+
+def ask(client: Any, headers: dict[str, str], url: str, key: str, **extra: Any) -> Any:
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is in this picture?"},
+                                                      {"type": "image", "url": url}]}], **extra}
+    return client.post("/api/v1/chat", json=body, headers={**headers, "Idempotency-Key": key})
+
+
+def test_an_upload_is_sniffed_stripped_and_answered_about_at_the_models_size(seeing: Platform, client: Any) -> None:
+    headers = auth(seeing, "ann")
+    photo = encoded(halves(1200, 800), "JPEG", quality=90, exif=exif(1))
+    kept = upload(client, headers, photo, "application/octet-stream")  # the header's word is not taken
+    assert kept.status_code == 200, kept.json
+    assert (kept.json["contentType"], kept.json["width"], kept.json["height"]) == ("image/jpeg", 1200, 800)
+    assert kept.json["reference"] == f"upload:{kept.json['id']}"
+    assert seeing.blobs is not None
+    stored = seeing.blobs.get(f"users/ann/uploads/{kept.json['id']}")
+    assert stored is not None and b"SecretCam" in photo and b"SecretCam" not in stored.data
+    before = balance(seeing, "ann")
+    reply = ask(client, headers, kept.json["reference"], "look-1")
+    assert reply.status_code == 200, reply.json
+    assert reply.json["model"] == "demo-vision" and reply.json["demo"] is True
+    assert "512×341 JPEG" in reply.json["text"]  # downscaled to demo-vision's largest side before the call
+    assert "#ff0000" in reply.json["text"] or "#fe0000" in reply.json["text"]
+    assert 0 < before - balance(seeing, "ann") == reply.json["charged"]["micros"]
+    held = [e.fields() for e in seeing.store.chain("user:ann") if e.kind == "hold"][-1]
+    assert held["counterparty"] == "usage:vision"
+
+
+def test_images_inline_by_multipart_and_generated_are_all_seen(seeing: Platform, client: Any) -> None:
+    headers = auth(seeing, "bob")
+    small = encoded(halves(64, 32), "PNG")
+    inline = ask(client, headers, "data:image/png;base64," + base64.b64encode(small).decode(), "inline")
+    assert inline.status_code == 200 and "64×32 PNG" in inline.json["text"]
+    parts = client.post("/api/v1/uploads", data={"file": (io.BytesIO(small), "x.png")}, headers=headers,
+                        content_type="multipart/form-data")
+    assert parts.status_code == 200 and parts.json["width"] == 64
+    assert seeing.blobs is not None  # where the image saga stores a generated image, and its thumbnail beside it
+    seeing.blobs.put("users/bob/images/task_paint/0.png", encoded(halves(256, 256), "PNG"), "image/png")
+    seeing.blobs.put("users/bob/images/task_paint/0-256.webp", encoded(halves(8, 8), "WEBP"), "image/webp")
+    generated = ask(client, headers, "image:task_paint.0", "generated")
+    assert generated.status_code == 200 and "256×256 PNG" in generated.json["text"]
+
+
+def test_the_openai_gateway_takes_image_parts(seeing: Platform, client: Any) -> None:
+    headers = auth(seeing, "cy")
+    secret = client.post("/api/v1/keys", json={"name": "vision"}, headers=headers).json["key"]
+    small = encoded(halves(100, 60), "PNG")
+    reply = client.post("/v1/chat/completions", json={"model": "demo-vision", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "describe"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(small).decode()}}]}]},
+        headers={"Authorization": f"Bearer {secret}"})
+    assert reply.status_code == 200, reply.json
+    assert "100×60 PNG" in reply.json["choices"][0]["message"]["content"]
+    assert int(reply.headers["x-creditflow-charged-micros"]) > 0
+
+
+def test_bad_images_are_refused_and_cost_nothing(seeing: Platform, client: Any) -> None:
+    headers, other = auth(seeing, "dee"), auth(seeing, "eve")
+    theirs = upload(client, other, encoded(halves(40, 40), "PNG")).json["reference"]
+    before = balance(seeing, "dee")
+    refusals = {
+        "another user's upload": ask(client, headers, theirs, "r1"),
+        "an unknown image": ask(client, headers, "image:nothing.0", "r2"),
+        "not an image": ask(client, headers, "data:image/png;base64," + base64.b64encode(b"hello").decode(), "r3"),
+        "a bomb": ask(client, headers, "data:image/png;base64," + base64.b64encode(png_header(20_000, 20_000))
+                      .decode(), "r4"),
+        "https locally": ask(client, headers, "https://example.com/cat.png", "r5"),
+        "not base64": ask(client, headers, "data:image/png;base64,%%%", "r6"),
+        "a bare word": ask(client, headers, "cat.png", "r7"),
+        "a conversation": ask(client, headers, theirs, "r8", conversationId="conv_0123456789abcdef0123"),
+    }
+    statuses = {why: (r.status_code, r.json["type"].rsplit("/", 1)[-1]) for why, r in refusals.items()}
+    assert statuses == {
+        "another user's upload": (404, "unknown-upload"), "an unknown image": (404, "unknown-upload"),
+        "not an image": (422, "invalid-image"), "a bomb": (413, "image-too-large"),
+        "https locally": (422, "invalid-image-part"), "not base64": (422, "invalid-image-part"),
+        "a bare word": (422, "invalid-image-part"), "a conversation": (422, "invalid-image-part")}, statuses
+    assert all(r.headers["Content-Type"] == "application/problem+json" for r in refusals.values())
+    assert balance(seeing, "dee") == before
+    assert upload(client, headers, b"GIF89a not really").status_code == 422
+    assert upload(client, headers, b"").status_code == 422
+    assert upload(client, headers, b"\0" * (10 * 1024 * 1024 + 1)).status_code == 413
+    assert client.post("/api/v1/uploads", data={"other": (io.BytesIO(b"x"), "x")}, headers=headers,
+                       content_type="multipart/form-data").status_code == 422
+
+
+def test_without_a_vision_model_the_refusal_says_so(seeing: Platform, client: Any) -> None:
+    headers = auth(seeing, "fay")
+    admin = {"Authorization": f"Bearer {issue_dev_token(seeing.settings, 'root', admin=True)}"}
+    off = client.put("/api/v1/admin/models", json={"model": "demo-vision", "enabled": False}, headers=admin)
+    assert off.status_code == 200, off.json
+    small = encoded(halves(20, 20), "PNG")
+    refused = ask(client, headers, "data:image/png;base64," + base64.b64encode(small).decode(), "none")
+    assert refused.status_code == 404 and "no model for vision" in refused.json["detail"]
+
+
+def test_an_image_larger_than_the_model_takes_reaches_the_provider_smaller(seeing: Platform) -> None:
+    """The messages a provider gets: checked inline images, no larger than its catalog entry's max side."""
+    vision = seeing.chat.vision
+    assert vision is not None
+    big = encoded(Image.new("RGB", (2000, 1000), (0, 128, 0)), "PNG")
+    url = "data:image/png;base64," + base64.b64encode(big).decode()
+    resolved = vision.resolve("gil", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+    model = seeing.catalog.get("demo-vision", "vision")
+    sized = vision.sized(resolved, model)
+    sent = base64.b64decode(sized[0]["content"][0]["image_url"]["url"].split(",", 1)[1])
+    assert Image.open(io.BytesIO(sent)).size == (512, 256)
+    assert vision.sized(sized, model) == sized  # small enough already: untouched
+
+
+def test_a_vision_task_on_the_bus_sees_an_upload_and_another_users_is_not_found(seeing: Platform,
+                                                                                  client: Any) -> None:
+    headers = auth(seeing, "hal")
+    mine = upload(client, headers, encoded(halves(300, 100), "PNG")).json["reference"]
+    task = seeing.tasks.submit("hal", "look", {"kind": "vision", "input": {"prompt": "what colours?", "image": mine}})
+    assert task.state == "succeeded", task
+    assert task.result["text"].startswith("[demo vision, not a real model] Image 1: a 300×100 PNG")
+    assert task.charged > 0 and task.outcome == "settled"
+    auth(seeing, "ida")
+    before = balance(seeing, "ida")
+    refused = seeing.tasks.submit("ida", "peek", {"kind": "vision", "input": {"prompt": "?", "image": mine}})
+    assert refused.state == "failed" and refused.error is not None, refused
+    assert refused.error["type"].rsplit("/", 1)[-1] == "unknown-upload" and balance(seeing, "ida") == before
