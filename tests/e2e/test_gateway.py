@@ -9,7 +9,7 @@ import time
 import openai
 import pytest
 
-from creditflow.domain.pricing import IMAGE_TOKENS, estimate_tokens, token_cost
+from creditflow.domain.pricing import estimate_tokens, token_cost
 from tests.e2e.server import LocalServer
 from tests.fake_openai import FakeOpenAI
 from tests.media_samples import encoded, halves
@@ -359,7 +359,7 @@ def test_images_need_a_vision_model_and_are_held_for(real: LocalServer, upstream
     assert seen.model == VISION and upstream.requests[-1]["messages"] == picture  # checked, and small enough as sent
     held = real.call("GET", "/api/v1/credits/history?kind=hold", token=real.token("gw-vision")).json["entries"]
     assert held[0]["memo"]["model"] == VISION  # the image is in the estimate the hold was sized by:
-    assert held[0]["amount"]["micros"] >= token_cost(IMAGE_TOKENS, 130_000)
+    assert held[0]["amount"]["micros"] >= token_cost(2 + 3 * 2, 130_000)  # its 80 × 40 image in 28-pixel tiles
 
 
 def test_embeddings_are_metered(server: LocalServer, real: LocalServer, upstream: FakeOpenAI) -> None:

@@ -170,3 +170,17 @@ def test_a_vision_task_on_the_bus_sees_an_upload_and_another_users_is_not_found(
     refused = seeing.tasks.submit("ida", "peek", {"kind": "vision", "input": {"prompt": "?", "image": mine}})
     assert refused.state == "failed" and refused.error is not None, refused
     assert refused.error["type"].rsplit("/", 1)[-1] == "unknown-upload" and balance(seeing, "ida") == before
+
+
+def test_the_estimate_counts_each_image_by_the_models_rule(seeing: Platform) -> None:
+    vision = seeing.chat.vision
+    assert vision is not None
+    small = "data:image/png;base64," + base64.b64encode(encoded(halves(64, 64), "PNG")).decode()
+
+    def asking(images: int) -> list[dict[str, Any]]:
+        parts = [{"type": "text", "text": "compare"}] + [{"type": "image_url", "image_url": {"url": small}}] * images
+        return vision.resolve("jo", [{"role": "user", "content": parts}])
+
+    model, one = seeing.chat.quote("jo", asking(1))
+    _, three = seeing.chat.quote("jo", asking(3))
+    assert model.id == "demo-vision" and three.prompt_tokens - one.prompt_tokens == 2 * 256

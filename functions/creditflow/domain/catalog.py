@@ -42,6 +42,17 @@ class Model:
     image: ImageSpec | None = None  # image models: price per megapixel-step, sizes, steps, extras
     vision_max_side: int = 1024  # vision models: images are downscaled to this on their long side before a call
     image_tokens: int = IMAGE_TOKENS  # vision models: what one image part counts for in the estimate
+    image_tiles: tuple[int, int, int] | None = None  # or (tile side, tokens per tile, base tokens) per image
+
+    def tokens_for_image(self, width: int, height: int) -> int:
+        """What one image counts for in the estimate: fixed, or by the tiles of its size as sent (after it is
+        downscaled to `vision_max_side`), as OpenAI-style vision models bill."""
+        if self.image_tiles is None:
+            return self.image_tokens
+        side, per_tile, base = self.image_tiles
+        scale = min(1.0, self.vision_max_side / max(width, height, 1))
+        sent_w, sent_h = max(1, int(width * scale)), max(1, int(height * scale))
+        return base + per_tile * -(-sent_w // side) * -(-sent_h // side)
 
     @property
     def demo(self) -> bool:
@@ -75,13 +86,20 @@ def model_from(data: dict[str, Any]) -> Model:
                  if "image" in capabilities else None, **_vision(str(data.get("id")), data.get("vision")))
 
 
-def _vision(model_id: str, spec: object) -> dict[str, int]:
-    """A vision model's `vision` record: {"max_side": pixels, "image_tokens": tokens per image}, both optional."""
+def _vision(model_id: str, spec: object) -> dict[str, Any]:
+    """A vision model's `vision` record: {"max_side": pixels, "image_tokens": tokens per image, or "tiles": {side,
+    tokens, base}}, each optional."""
     if spec is None:
         return {}
-    if not isinstance(spec, dict) or set(spec) - {"max_side", "image_tokens"}:
-        raise ValueError(f"model {model_id!r}: vision is {{max_side, image_tokens}}")
-    found = {}
+    if not isinstance(spec, dict) or set(spec) - {"max_side", "image_tokens", "tiles"}:
+        raise ValueError(f"model {model_id!r}: vision is {{max_side, image_tokens or tiles}}")
+    found: dict[str, Any] = {}
+    if "tiles" in spec:
+        tiles = spec["tiles"]
+        if not isinstance(tiles, dict) or set(tiles) != {"side", "tokens", "base"} or not all(
+                isinstance(v, int) and 0 <= v <= 100_000 for v in tiles.values()) or tiles["side"] < 16:
+            raise ValueError(f"model {model_id!r}: vision.tiles is {{side ≥ 16, tokens, base}}, whole numbers")
+        found["image_tiles"] = (tiles["side"], tiles["tokens"], tiles["base"])
     if "max_side" in spec:
         if not isinstance(spec["max_side"], int) or not 64 <= spec["max_side"] <= 4096:
             raise ValueError(f"model {model_id!r}: vision.max_side must be a whole number from 64 to 4096")

@@ -123,7 +123,7 @@ class MeteredChat:
         `more_prompt` tokens the caller will add, such as a conversation's history)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return chosen, estimate(chosen, prompt_tokens(messages, None, chosen.image_tokens) + more_prompt, max_out)
+        return chosen, estimate(chosen, self._prompt(messages, None, chosen) + more_prompt, max_out)
 
     def _resolved(self, uid: str, messages: Messages) -> Messages:
         """Image parts read and checked, inline (before anything is held: a bad image costs nothing)."""
@@ -143,8 +143,15 @@ class MeteredChat:
         capability = capability_of(messages)
         chosen = self.catalog.get(model, capability)
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return self._reserve(uid, chosen, prompt_tokens(messages, options, chosen.image_tokens), max_out, key, spend,
+        return self._reserve(uid, chosen, self._prompt(messages, options, chosen), max_out, key, spend,
                              options, f"usage:{capability}", budget)
+
+    def _prompt(self, messages: Messages, options: dict[str, Any] | None, model: Model) -> int:
+        """The prompt's estimate for `model`, each image counted by the model's rule for its size."""
+        if self.vision is None or capability_of(messages) != "vision":
+            return prompt_tokens(messages, options, model.image_tokens)
+        return prompt_tokens(messages, options, 0) + sum(
+            model.tokens_for_image(width, height) for width, height in self.vision.sizes(messages))
 
     def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
                  spend: Spend | None, options: dict[str, Any] | None, target: str,

@@ -83,6 +83,18 @@ class VisionInputs:
                 urls[(m, p)] = data_url(self.tools.inspect(smaller, self.limits, decode=False).content_type, smaller)
         return with_urls(messages, urls) if urls else messages
 
+    def sizes(self, messages: Messages) -> list[tuple[int, int]]:
+        """Width and height of each inline image (resolved messages; a reference not read yet counts as 1024²)."""
+        found = []
+        for _, _, part in image_parts(messages):
+            source = image_source(part["image_url"]["url"])
+            if source.data is None:
+                found.append((1024, 1024))
+                continue
+            facts = self.tools.inspect(source.data, self.limits, decode=False)
+            found.append((facts.width, facts.height))
+        return found
+
     def _bytes(self, uid: str, source: ImageSource) -> bytes:
         if source.data is not None:
             return source.data
