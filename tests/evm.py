@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from tests.firestore_emulator import free_port
+from tests.servers import stop_process, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT = json.loads((ROOT / "tests/chain/TestToken.json").read_text())
@@ -40,16 +40,7 @@ class Anvil:
         self.process = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id",
                                          str(chain_id), "--silent"], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self.rpc("eth_blockNumber")
-                break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("anvil did not start") from None
-                time.sleep(0.02)
+        wait_until_up(self.process, lambda: self.rpc("eth_blockNumber") is not None, "anvil", timeout=15)
         self.w3 = Web3(Web3.HTTPProvider(self.url))
 
     def rpc(self, method: str, *params: object) -> Any:
@@ -77,11 +68,7 @@ class Anvil:
         self.rpc("anvil_mine", hex(blocks))
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 def anvil_missing() -> str | None:

@@ -4,14 +4,15 @@ loopback port with --from-scratch (it pickles its state to one file in the temp 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 from tests.firestore_emulator import free_port
+from tests.servers import stop_process, wait_until_up
 
 
 def localstripe_missing() -> str | None:
@@ -27,22 +28,12 @@ class LocalStripe:
         self.process = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(self.port),
                                          "--from-scratch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/v1/customers", timeout=2)
-                break
-            except urllib.error.HTTPError:  # it answers (401 without a key): up
-                break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.05)
+        wait_until_up(self.process, self._answers, "localstripe", pause=0.05)
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(urllib.error.HTTPError):  # it answers (401 without a key): up
+            urllib.request.urlopen(f"{self.url}/v1/customers", timeout=2)
+        return True
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)

@@ -89,6 +89,23 @@ def available(shop: Platform, uid: str) -> int:
     return shop.credits.balance(uid).available
 
 
+def opted_in(shop: Platform, localstripe: LocalStripe, uid: str, cap: int, card: str = GOOD) -> None:
+    """60 credits, a saved card, and auto top-up of 100 credits below 50, within `cap` credits a month."""
+    shop.credits.open_account(uid)
+    shop.credits.grant(uid, 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    save_card(shop, localstripe, uid, card)
+    shop.auto_top_ups.configure(uid, enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=cap * CREDIT)
+
+
+def topped_up(shop: Platform, localstripe: LocalStripe, uid: str) -> None:
+    """Spend 20 (60 → 40: a crossing), run the job, and deliver Stripe's success event: 140."""
+    spend(shop, uid, 20, "a")
+    run_jobs(shop)
+    deliver_success(shop, localstripe, uid)
+    assert available(shop, uid) == 140 * CREDIT
+
+
 def test_a_crossing_buys_the_pack_once_on_the_saved_card(shop: Platform, localstripe: LocalStripe) -> None:
     shop.credits.open_account("ann")
     shop.credits.grant("ann", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
@@ -116,15 +133,8 @@ def test_a_crossing_buys_the_pack_once_on_the_saved_card(shop: Platform, localst
 
 
 def test_the_monthly_cap_stops_further_top_ups(shop: Platform, localstripe: LocalStripe) -> None:
-    shop.credits.open_account("bob")
-    shop.credits.grant("bob", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
-    save_card(shop, localstripe, "bob")
-    shop.auto_top_ups.configure("bob", enabled=True, threshold=50 * CREDIT, pack="credits-100",
-                                monthly_cap=100 * CREDIT)
-    spend(shop, "bob", 20, "a")
-    run_jobs(shop)
-    deliver_success(shop, localstripe, "bob")
-    assert available(shop, "bob") == 140 * CREDIT
+    opted_in(shop, localstripe, "bob", 100)
+    topped_up(shop, localstripe, "bob")
     spend(shop, "bob", 100, "b")  # 40: a second crossing, past the month's cap
     run_jobs(shop)
     assert len(shop.payments.mine("bob")) == 1 and available(shop, "bob") == 40 * CREDIT
@@ -134,11 +144,7 @@ def test_the_monthly_cap_stops_further_top_ups(shop: Platform, localstripe: Loca
 
 def test_three_declines_in_a_row_turn_auto_top_up_off(shop: Platform, localstripe: LocalStripe,
                                                       clock: SteppedClock) -> None:
-    shop.credits.open_account("cat")
-    shop.credits.grant("cat", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
-    save_card(shop, localstripe, "cat", DECLINED)
-    shop.auto_top_ups.configure("cat", enabled=True, threshold=50 * CREDIT, pack="credits-100",
-                                monthly_cap=1000 * CREDIT)
+    opted_in(shop, localstripe, "cat", 1000, DECLINED)
     for n in range(3):
         spend(shop, "cat", 20, f"down-{n}")  # crosses the threshold
         assert run_jobs(shop) == 1
@@ -155,14 +161,8 @@ def test_three_declines_in_a_row_turn_auto_top_up_off(shop: Platform, localstrip
 
 
 def test_a_refund_of_a_top_up_takes_its_credits_back(shop: Platform, localstripe: LocalStripe) -> None:
-    shop.credits.open_account("dan")
-    shop.credits.grant("dan", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
-    save_card(shop, localstripe, "dan")
-    shop.auto_top_ups.configure("dan", enabled=True, threshold=50 * CREDIT, pack="credits-100",
-                                monthly_cap=300 * CREDIT)
-    spend(shop, "dan", 20, "a")
-    run_jobs(shop)
-    deliver_success(shop, localstripe, "dan")
+    opted_in(shop, localstripe, "dan", 300)
+    topped_up(shop, localstripe, "dan")
     payment = shop.payments.mine("dan")[0]
     client = api(localstripe)
     client.v1.refunds.create(params={"payment_intent": payment.id, "amount": 250})

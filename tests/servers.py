@@ -1,0 +1,33 @@
+"""Servers the tests start as processes: wait until one answers, or say it did not start."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def wait_until_up(process: subprocess.Popen[bytes], answers: Callable[[], bool], what: str,
+                  timeout: float = 30.0, pause: float = 0.02) -> None:
+    """Poll `answers` (True once the server answers; OSError while it cannot be reached) until it does; a process
+    that exits, or a timeout, stops it and raises."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if answers():
+                return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(pause)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL when it has not exited within five seconds."""
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
