@@ -378,6 +378,10 @@ class AgentContext(Protocol):
         """The text of a document the user uploaded or attached; LookupError when the user has none by that
         reference (another user's included: never tell them apart)."""
 
+    def look(self, image: str, question: str, call: str) -> str:
+        """A vision model's answer about one of the owner's images, charged from the task's budget; LookupError when
+        the image cannot be read (another user's included) or no vision model can answer."""
+
     def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
         """Start an image task for the user (never another), priced and held as any image task; the same `call`
         of the same agent task starts it once. Its id, state, price and any problem; LookupError when refused."""

@@ -143,7 +143,7 @@ def test_three_tool_calls_then_a_final_answer_each_call_metered(ai: Platform, ag
     assert list(context.calls) == [f"t1:model:{n}" for n in range(4)] and set(context.calls.values()) == {1}
     assert len(upstream.requests) == 4
     assert [t["function"]["name"] for t in upstream.requests[0]["tools"]] == ["read_document", "arithmetic", "recall",
-                                                                         "start_image_task"]
+                                                                         "start_image_task", "look_at_image"]
     assert upstream.requests[3]["messages"][-1] == {"role": "tool", "tool_call_id": "call_3", "content": "9"}
     settles = ai.credits.history("alice", kinds=frozenset({"settle"}))[0]
     assert len(settles) == 4 and ai.credits.balance("alice").available == 10 * CREDIT - 4 * CALL_COST

@@ -184,3 +184,28 @@ def test_the_estimate_counts_each_image_by_the_models_rule(seeing: Platform) -> 
     model, one = seeing.chat.quote("jo", asking(1))
     _, three = seeing.chat.quote("jo", asking(3))
     assert model.id == "demo-vision" and three.prompt_tokens - one.prompt_tokens == 2 * 256
+
+
+def test_an_agent_looks_at_its_users_image_and_never_at_anothers(seeing: Platform, client: Any) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from creditflow.adapters.ai.agent_tools import call_tool
+    from creditflow.domain.tasks import Task, TaskRequest
+    from creditflow.services.task_runs import AgentContextOfTask
+
+    headers, other = auth(seeing, "kim"), auth(seeing, "lee")
+    mine = upload(client, headers, encoded(halves(120, 60), "PNG")).json["reference"]
+    theirs = upload(client, other, encoded(halves(30, 30), "PNG")).json["reference"]
+    task = Task("agent1", "kim", TaskRequest(kind="agent", input="look"), "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z")
+    run = seeing.tasks.runs["agent"]
+    context = AgentContextOfTask(SimpleNamespace(task=task, budget=None), run.chat,  # type: ignore[arg-type]
+                                 run.conversations, lambda key, reply: None, dict, run.start_image)
+    before = balance(seeing, "kim")
+    seen = call_tool(context, ("look_at_image",), "look_at_image",
+                     json.dumps({"image": mine, "question": "what colours?"}), "c1")
+    assert seen.startswith("[demo vision, not a real model] Image 1: a 120×60 PNG") and balance(seeing, "kim") < before
+    refused = call_tool(context, ("look_at_image",), "look_at_image",
+                        json.dumps({"image": theirs, "question": "?"}), "c2")
+    assert refused.startswith("error: you have no upload")

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..domain.agents import AGENTS, AgentLimits
+from ..domain.catalog import UnknownModel
 from ..domain.errors import LedgerError
+from ..domain.images import InvalidImage
 from ..domain.money import format_credits
 from ..domain.replies import ChatReply
 from ..domain.tasks import InvalidTask, Task, TaskRequest
+from ..domain.vision import InvalidImagePart, UnknownUpload
 from ..ports import AgentRunner, Messages, Realtime
 from .chat import Budget, MeteredChat
 from .conversations import Conversations
@@ -213,6 +216,24 @@ class AgentContextOfTask:
             raise LookupError(str(started.error.get("detail") or started.error.get("title")))
         return {"taskId": started.id, "state": started.state, "price": format_credits(started.reserved),
                 "estimate": format_credits(started.estimate or 0)}
+
+
+    def look(self, image: str, question: str, call: str) -> str:
+        """A vision model's answer about one of the owner's images (upload:<id>, image:<taskId>.<n> or a data: URL),
+        charged from this task's budget and keyed by this task and the call: a resumed run that looks again gets
+        the answer recorded, not a second charge. LookupError when the image cannot be read or no model can."""
+        key = f"task:{self.task_id}:look:{call}"
+        done = self.recorded().get(key)
+        if done is not None:
+            return str(done["text"])
+        messages = [{"role": "user", "content": [{"type": "text", "text": question},
+                                                 {"type": "image_url", "image_url": {"url": image}}]}]
+        try:
+            result = self.chat.chat(self.uid, messages, key=key, budget=self.context.budget)
+        except (UnknownModel, InvalidImagePart, UnknownUpload, InvalidImage) as refused:
+            raise LookupError(refused.detail) from None
+        self.record(key, {"text": result["text"]})
+        return str(result["text"])
 
 
 StartTask = Callable[[str, str, dict[str, Any]], Task]  # (uid, task id, request) -> the task as it is now

@@ -128,6 +128,13 @@ def _start_image(context: AgentContext, args: dict[str, Any], call: str) -> str:
     return json.dumps(started)
 
 
+def _look(context: AgentContext, args: dict[str, Any], call: str) -> str:
+    try:
+        return context.look(args["image"], args["question"], call)[:MAX_TEXT]
+    except LookupError as refused:
+        raise ToolRefused(str(refused)) from None
+
+
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("arithmetic", "Evaluate an arithmetic expression exactly: numbers, + - * / // % ** and parentheses.",
          _object({"expression": {"type": "string"}}), lambda _context, args, _call: arithmetic(args["expression"])),
@@ -142,6 +149,9 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
          _object({"prompt": {"type": "string"}},
                  {"size": {"type": "string"}, "n": {"type": "integer", "minimum": 1, "maximum": 4}}),
          _start_image),
+    Tool("look_at_image", "Ask a vision model about one of the user's images: an upload (upload:<id>) or a "
+         "generated image (image:<taskId>.<n>). Answers what the model sees; charged like any model call.",
+         _object({"image": {"type": "string"}, "question": {"type": "string"}}), _look),
 )}
 
 

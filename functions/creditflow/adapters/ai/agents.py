@@ -34,13 +34,13 @@ class AgentSpec:
 SPECS: dict[str, AgentSpec] = {spec.name: spec for spec in (
     AgentSpec("research", "You research a question for the user. Look through their earlier conversations and "
               "the documents they name before you answer; say what you found and where.",
-              ("recall", "read_document", "arithmetic", "start_image_task")),
+              ("recall", "read_document", "arithmetic", "start_image_task", "look_at_image")),
     AgentSpec("code", "You write and explain code for the user. Read the documents they name; use the "
               "arithmetic tool for any calculation instead of guessing. Answer with the code and a short note.",
               ("read_document", "arithmetic")),
     AgentSpec("analysis", "You analyse data for the user: read their documents, compute every figure with the "
               "arithmetic tool, and answer with the figures and what they mean.",
-              ("read_document", "arithmetic", "recall", "start_image_task")),
+              ("read_document", "arithmetic", "recall", "start_image_task", "look_at_image")),
 )}
 if set(SPECS) != set(AGENTS):
     raise RuntimeError("every agent of domain.agents.AGENTS needs a spec here, and only those")
