@@ -265,8 +265,9 @@ def test_credits_spent_before_a_refund_are_written_off_never_below_zero(shop: Pl
                                 "disputed": {"credits": "0", "micros": 0},
                                 "writtenOff": {"credits": "80", "micros": 80 * CREDIT}}]
     assert client.get("/api/v1/admin/payments", headers=token(shop, "u")).status_code == 403
-    settled = [e.fields() for e in shop.store.chain("user:u") if e.kind == "settle"][-1]  # the write-off, signed
-    assert settled["memo"] == {"payment": payment.id, "reason": "refund", "writtenOff": str(80 * CREDIT)}
+    [written] = [e.fields() for e in shop.store.chain("user:u") if e.kind == "writeoff"]  # signed and chained
+    assert (written["amount"], written["memo"]) == (str(80 * CREDIT), {"payment": payment.id, "reason": "refund"})
+    assert written["balance"] == {"available": "0", "held": "0"}  # it moves nothing
     [short] = [f for f in shop.credits.shortfalls() if f.reference == payment.id]
     assert (short.owed, short.collected, short.missing) == (100 * CREDIT, 20 * CREDIT, 80 * CREDIT)
 
@@ -298,7 +299,10 @@ def test_a_lost_dispute_takes_what_is_left_and_writes_off_the_rest(shop: Platfor
     assert (balance.available, balance.held) == (0, 0)
     [payment] = shop.payments.mine("u")
     assert (payment.dispute, payment.taken_back, payment.written_off) == ("lost", 70 * CREDIT, 30 * CREDIT)
-    assert shop.integrity.audit().ok
+    [written] = [e.fields() for e in shop.store.chain("user:u") if e.kind == "writeoff"]
+    assert (written["amount"], written["memo"]) == (str(30 * CREDIT), {"payment": payment.id, "reason": "dispute lost"})
+    audit = shop.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
 
 
 # -- any interleaving --------------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ def apply_entry(report: ChainReport, fields: dict[str, Any]) -> None:
     elif kind == "expire":
         report.available -= amount
         totals.balance += amount
+    elif kind == "writeoff":  # a loss recorded: nothing moves
+        pass
     else:
         raise ValueError(f"unknown entry kind {kind!r}")
 

@@ -195,6 +195,11 @@ class Book:
                                              self.now))
         return entry
 
+    def write_off(self, amount: int, *, key: str, memo: dict[str, str]) -> Entry:
+        """A record, signed and chained like any entry, that `amount` owed back (for a refund or a lost dispute)
+        was spent already and is lost: it moves nothing, since there is nothing left to take."""
+        return self._append("writeoff", amount, "refund", key, memo=memo)
+
     def expire_lot(self, lot: Lot) -> Entry:
         amount = lot.remaining
         lot.remaining = 0

@@ -30,6 +30,11 @@ def reconcile_payment(payment: Payment, entries: list[dict[str, Any]]) -> list[F
     if taken != payment.taken_back:
         found.append(Finding("payments", subject, f"payment {payment.id} says {payment.taken_back} µc were taken "
                              f"back; the ledger settled {taken} µc against it"))
+    lost = sum(int(e["amount"]) for e in entries if e["kind"] == "writeoff"
+               and (e.get("memo") or {}).get("payment") == payment.id)
+    if lost != payment.written_off:
+        found.append(Finding("payments", subject, f"payment {payment.id} says {payment.written_off} µc were "
+                             f"written off; the ledger's write-offs for it add up to {lost} µc"))
     owed = payment.owed_for(payment.refunded) + (payment.disputed if payment.dispute == LOST else 0)
     if payment.taken_back + payment.written_off != owed:
         found.append(Finding("payments", subject, f"payment {payment.id}: {payment.refunded} refunded and a "

@@ -41,7 +41,7 @@ from ..ports import Clock, LedgerStore, LedgerTransaction
 from .transactions import run_in_transaction
 
 log = logging.getLogger(__name__)
-ENTRY_KINDS = frozenset({"grant", "hold", "settle", "release", "expire"})
+ENTRY_KINDS = frozenset({"grant", "hold", "settle", "release", "expire", "writeoff"})
 MAX_HISTORY_PAGE = 200
 MAX_MEMO_ITEMS = 16
 MAX_HOLD_TTL = timedelta(days=7)
@@ -257,16 +257,16 @@ class Credits:
             lot = book.lots.get(lot_id, stored[0])
             taken = 0 if lot.is_expired(book.now) else min(amount, lot.remaining)
             unrecovered = amount - taken
-            said = {**memo, "writtenOff": str(unrecovered)} if unrecovered else memo  # the entry says the rest
             hold = entry = None
             if taken:
                 expires = iso(parse_iso(book.now) + ttl)
                 placed, placed_entry = book.reserve_from_lot(lot, taken, target="refund", expires_at=expires, key=key,
-                                                          memo=said, owner=PAYMENT)
+                                                          memo=memo, owner=PAYMENT)
                 hold, entry = placed.id, placed_entry.id
                 if not pending:
-                    entry = book.settle(placed, taken, key=key, memo=said).id
-            if unrecovered:  # spent already: recorded beside the ledger, as any charge not collected whole is
+                    entry = book.settle(placed, taken, key=key, memo=memo).id
+            if unrecovered and not pending:  # spent already: a write-off entry, and a shortfall the console lists
+                book.write_off(unrecovered, key=key, memo=memo)
                 book.shortfalls.append(Shortfall(account_id, key, memo.get("payment", lot_id), amount, taken,
                                                  f"{memo.get('reason', 'refund')}: spent already, written off",
                                                  book.now))
@@ -274,6 +274,22 @@ class Credits:
                     **self._balances(book)}
 
         return self._mutate(account_id, account_id, "reclaim", key, request, action)
+
+    def write_off(self, uid: str, amount: int, *, key: str, memo: dict[str, str]) -> dict[str, Any]:
+        """Record that `amount` owed back for a payment (a lost dispute) had been spent and is lost: an entry that
+        moves nothing, and a shortfall the console lists."""
+        account_id = user_account(uid)
+        amount = require_amount(amount)
+        request = {"amount": amount, "memo": _memo(memo)}
+
+        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+            entry = book.write_off(amount, key=key, memo=memo)
+            book.shortfalls.append(Shortfall(account_id, key, memo.get("payment", ""), amount, 0,
+                                             f"{memo.get('reason', 'dispute lost')}: spent already, written off",
+                                             book.now))
+            return {"entry": entry.id, **self._balances(book)}
+
+        return self._mutate(account_id, account_id, "write-off", key, request, action)
 
     def shortfalls(self, limit: int = 100) -> list[Shortfall]:
         """The latest charges that could not be collected whole (for admins)."""

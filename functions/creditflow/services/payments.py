@@ -221,6 +221,9 @@ class Payments:
                 self.credits.settle(payment.uid, payment.dispute_hold, payment.dispute_held, key=key,
                                     memo={"payment": payment.id, "reason": "dispute lost"})
             lost = 0 if won else payment.disputed - payment.dispute_held
+            if lost:  # spent before the dispute: the loss is an entry of its own
+                self.credits.write_off(payment.uid, lost, key=f"{key}-written-off",
+                                       memo={"payment": payment.id, "reason": "dispute lost"})
             payment = replace(payment, dispute=WON if won else LOST, written_off=payment.written_off + lost,
                               taken_back=payment.taken_back + (0 if won else payment.dispute_held))
             self.store.save(payment)

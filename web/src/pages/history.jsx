@@ -4,7 +4,7 @@ import { api } from "../api.js";
 import { verifyEntry } from "../verify.js";
 import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
 
-const KINDS = ["grant", "hold", "settle", "release", "expire"];
+const KINDS = ["grant", "hold", "settle", "release", "expire", "writeoff"];
 
 function Verification({ entryId }) {
   const [result, setResult] = useState(null);

@@ -21,7 +21,7 @@ from .views import balance_out, crypto_covering, entry_out, packs_covering, paym
 
 V1 = "/api/v1"
 CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
-KINDS = "(?:grant|hold|settle|release|expire)"
+KINDS = "(?:grant|hold|settle|release|expire|writeoff)"
 ANALYTICS_DAYS = 30
 Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
 
@@ -56,7 +56,8 @@ class HistoryQuery(BaseModel):
     cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,17}$", s.NOT_A_CURSOR),
                                description="nextCursor of a page")
     kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=s.described(
-        f"^{KINDS}(?:,{KINDS})*$", "must be one or more of grant, hold, settle, release, expire, separated by commas"))
+        f"^{KINDS}(?:,{KINDS})*$",
+        "must be one or more of grant, hold, settle, release, expire, writeoff, separated by commas"))
     since: Moment | None = None
     until: Moment | None = None
     limit: int = Field(default=50, ge=1, le=200)
