@@ -472,6 +472,12 @@ class PaymentStore(Protocol):
     def keep_customer(self, uid: str, customer: str) -> str:
         """Keep `customer` as the user's unless one is kept already; returns the one kept."""
 
+    def take_lease(self, payment_id: str, holder: str, until: float) -> bool:
+        """Hold the payment's lease until `until` (epoch seconds) unless another holder's is still running: one
+        instance at a time handles a payment's events."""
+
+    def end_lease(self, payment_id: str, holder: str) -> None: ...
+
     def auto_top_up(self, uid: str) -> AutoTopUp | None: ...
 
     def save_auto_top_up(self, settings: AutoTopUp) -> None: ...

@@ -64,3 +64,18 @@ def test_auto_top_up_settings_are_kept_whole_per_user(store: Any) -> None:
     assert store.auto_top_up("a") == settings
     store.save_auto_top_up(stopped)
     assert store.auto_top_up("a") == stopped and store.auto_top_up("b") == AutoTopUp("b", False)
+
+
+def test_a_payments_lease_has_one_holder_until_it_ends_or_runs_out(store: Any) -> None:
+    import time
+
+    later = time.time() + 60
+    assert store.take_lease("cs_1", "a", later)
+    assert not store.take_lease("cs_1", "b", later)  # a's is running
+    assert store.take_lease("cs_1", "a", later)  # a's own again
+    assert store.take_lease("cs_2", "b", later)  # another payment's
+    store.end_lease("cs_1", "b")  # not b's to end
+    assert not store.take_lease("cs_1", "b", later)
+    store.end_lease("cs_1", "a")
+    assert store.take_lease("cs_1", "b", time.time() - 1)  # ended: b takes it (and lets it run out at once)
+    assert store.take_lease("cs_1", "c", later)  # run out: c takes it

@@ -47,6 +47,7 @@ READERS = {
     "payment_events/*": "nobody",
     "payment_customers/*": "nobody",
     "auto_top_ups/*": "owner",
+    "payment_leases/*": "nobody",
     "wallets/*": "owner",
     "wallet_challenges/*": "nobody",
     "deposits/*": "owner",
@@ -171,6 +172,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         payments.mark_handled(f"evt_{uid}", "checkout.session.completed", T0)
         payments.keep_customer(uid, f"cus_{uid}")
         payments.save_auto_top_up(AutoTopUp(uid, True, CREDIT, "credits-100", 10 * CREDIT))
+        payments.take_lease(f"cs_{uid}", "instance-1", 4e9)
         address = "0x" + ("a" if uid == "alice" else "b") * 40
         FirestoreWallets(client).link(Wallet(address, uid, 1, T0))
         FirestoreWallets(client).keep_challenge(WalletChallenge(f"nonce{uid}", uid, address, 1, "m", T0, T0))

@@ -231,6 +231,34 @@ def test_twenty_concurrent_deliveries_grant_once(shop: Platform, client: Any, st
     assert available(shop, "u") == 100 * CREDIT and len(shop.credits.balance("u").lots) == 1
 
 
+
+def test_two_instances_handle_one_payments_refunds_one_at_a_time(shop: Platform, client: Any,
+                                                                  stripe_api: FakeStripe, tmp_path: Path) -> None:
+    """Two platforms on one store, as two Cloud Functions instances: concurrent cumulative refunds (250, then 500 of
+    500) take back exactly what 500 buys, not both deltas from the same starting point (the payment's lease)."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    other = make_platform(shop.settings.data_dir, stripe_secret_key="sk_test_x", stripe_webhook_secret=SECRET,
+                          stripe_api_base=stripe_api.url)
+    from creditflow.entrypoints.http.app import create_app
+
+    clients = [client, create_app(other).test_client()]
+    start, replies = threading.Barrier(2), []
+
+    def deliver(n: int, refunded: int) -> None:
+        start.wait()
+        replies.append(send(clients[n], "charge.refunded", charge(session, refunded), f"evt_refund_{refunded}"))
+
+    threads = [threading.Thread(target=deliver, args=(0, 250)), threading.Thread(target=deliver, args=(1, 500))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.status_code for r in replies) == [200, 200]
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back) == (500, 100 * CREDIT) and available(shop, "u") == 0
+    other.store.close()  # type: ignore[attr-defined]
+
 # -- refunds and disputes -------------------------------------------------------------------------------------
 
 

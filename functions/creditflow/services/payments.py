@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -32,6 +35,8 @@ from ..ports import CardPayments, Clock, PaymentStore, Realtime
 from .credits import Credits
 
 log = logging.getLogger(__name__)
+LEASE_SECONDS = 60.0  # a payment's lease outlives any handler; a crashed holder's ends by itself
+LEASE_WAIT = 10.0  # how long a handler waits for another's lease before answering 503
 DISPUTE_HOLD = timedelta(days=365)  # Stripe closes a dispute within months; the hold must outlast it
 REFUND_HOLD = timedelta(minutes=1)  # posted in the same transaction: never seen pending
 
@@ -249,9 +254,24 @@ class Payments:
         """The payment as stored now (read under its lock)."""
         return self.store.payment(payment.id) or payment
 
-    def _lock(self, payment_id: str) -> threading.Lock:
+    @contextmanager
+    def _lock(self, payment_id: str) -> Iterator[None]:
+        """One handler of a payment's events at a time: in this process, then across instances by the store's lease
+        (events of one payment read, change and write its record). A lease held elsewhere for long is a 503, and
+        the provider delivers the event again."""
         with self._locks_lock:
-            return self._locks.setdefault(payment_id, threading.Lock())
+            local = self._locks.setdefault(payment_id, threading.Lock())
+        with local:
+            holder, deadline = uuid.uuid4().hex, time.monotonic() + LEASE_WAIT
+            while not self.store.take_lease(payment_id, holder, time.time() + LEASE_SECONDS):
+                if time.monotonic() > deadline:
+                    raise PaymentNotSeen(f"payment {payment_id} is being handled elsewhere: deliver it again later",
+                                         retry_after=10)
+                time.sleep(0.05)
+            try:
+                yield
+            finally:
+                self.store.end_lease(payment_id, holder)
 
     def _notify(self, uid: str, event_id: str, kind: str, payment: Payment) -> None:
         """A notification named by the event, so a redelivery writes the same one."""

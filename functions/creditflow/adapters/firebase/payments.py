@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import asdict
+from typing import Any
 
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
@@ -21,6 +23,8 @@ class FirestorePayments:
         self.events = client.collection("payment_events")
         self.customers = client.collection("payment_customers")
         self.auto_top_ups = client.collection("auto_top_ups")
+        self.leases = client.collection("payment_leases")
+        self.client = client
 
     def payment(self, payment_id: str) -> Payment | None:
         snapshot = self.payments.document(payment_id).get()
@@ -66,3 +70,29 @@ class FirestorePayments:
 
     def save_auto_top_up(self, settings: AutoTopUp) -> None:
         self.auto_top_ups.document(settings.uid).set(asdict(settings))
+
+    def take_lease(self, payment_id: str, holder: str, until: float) -> bool:
+        ref = self.leases.document(payment_id)
+
+        @firestore.transactional
+        def take(tx: Any) -> bool:
+            snapshot = ref.get(transaction=tx)
+            if snapshot.exists:
+                lease = document_fields(snapshot)
+                if lease["holder"] != holder and float(lease["until"]) >= time.time():
+                    return False
+            tx.set(ref, {"holder": holder, "until": until})
+            return True
+
+        return take(self.client.transaction())
+
+    def end_lease(self, payment_id: str, holder: str) -> None:
+        ref = self.leases.document(payment_id)
+
+        @firestore.transactional
+        def end(tx: Any) -> None:
+            snapshot = ref.get(transaction=tx)
+            if snapshot.exists and document_fields(snapshot)["holder"] == holder:
+                tx.delete(ref)
+
+        end(self.client.transaction())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +23,9 @@ class SqlitePayments(SqliteFile):
             "WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS payment_customers (uid TEXT PRIMARY KEY, customer TEXT NOT NULL) "
             "WITHOUT ROWID",
-            "CREATE TABLE IF NOT EXISTS auto_top_ups (uid TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID")
+            "CREATE TABLE IF NOT EXISTS auto_top_ups (uid TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS payment_leases (id TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT "
+            "NULL) WITHOUT ROWID")
 
     def payment(self, payment_id: str) -> Payment | None:
         row = self.db.execute("SELECT doc FROM payments WHERE id = ?", (payment_id,)).fetchone()
@@ -69,3 +72,13 @@ class SqlitePayments(SqliteFile):
     def save_auto_top_up(self, settings: AutoTopUp) -> None:
         self.db.execute("INSERT OR REPLACE INTO auto_top_ups VALUES (?, ?)", (settings.uid,
                                                                             json.dumps(asdict(settings))))
+
+    def take_lease(self, payment_id: str, holder: str, until: float) -> bool:
+        now = time.time()
+        taken = self.db.execute("INSERT INTO payment_leases VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                                "holder = excluded.holder, until = excluded.until WHERE payment_leases.until < ? OR "
+                                "payment_leases.holder = excluded.holder", (payment_id, holder, until, now))
+        return taken.rowcount > 0
+
+    def end_lease(self, payment_id: str, holder: str) -> None:
+        self.db.execute("DELETE FROM payment_leases WHERE id = ? AND holder = ?", (payment_id, holder))
