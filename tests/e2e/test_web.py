@@ -367,6 +367,23 @@ def test_images_are_priced_made_shown_from_signed_urls_and_deleted(context: Any,
     page.wait_for_function("() => document.querySelectorAll('[data-testid=image]').length === 1")
 
 
+def test_a_chat_message_carries_an_attached_image_to_a_vision_model(context: Any, offline: LocalServer) -> None:
+    from tests.media_samples import encoded, halves
+
+    funded(offline, "vic")
+    page = context.new_page()
+    sign_in(page, offline, "vic", "chat")
+    page.get_by_label("Message").fill("What colours are these?")
+    page.get_by_label(re.compile("^Attach an image")).set_input_files(
+        files=[{"name": "flag.png", "mimeType": "image/png", "buffer": encoded(halves(640, 320), "PNG")}])
+    page.get_by_role("button", name="Send").click()
+    page.get_by_test_id("charge").wait_for()
+    said = page.get_by_test_id("messages").inner_text()
+    assert "[image: flag.png]" in said and "[demo vision, not a real model]" in said
+    assert "512×256 PNG" in said  # sent at demo-vision's largest side
+    assert "demo-vision" in page.get_by_test_id("charge").inner_text()
+
+
 def test_an_expired_or_forged_token_signs_out_with_the_servers_reason(context: Any, web: LocalServer) -> None:
     page = context.new_page()
     use_token(page, web, web.token("fay", ttl_seconds=-120))

@@ -116,14 +116,13 @@ def test_bad_images_are_refused_and_cost_nothing(seeing: Platform, client: Any) 
         "https locally": ask(client, headers, "https://example.com/cat.png", "r5"),
         "not base64": ask(client, headers, "data:image/png;base64,%%%", "r6"),
         "a bare word": ask(client, headers, "cat.png", "r7"),
-        "a conversation": ask(client, headers, theirs, "r8", conversationId="conv_0123456789abcdef0123"),
     }
     statuses = {why: (r.status_code, r.json["type"].rsplit("/", 1)[-1]) for why, r in refusals.items()}
     assert statuses == {
         "another user's upload": (404, "unknown-upload"), "an unknown image": (404, "unknown-upload"),
         "not an image": (422, "invalid-image"), "a bomb": (413, "image-too-large"),
         "https locally": (422, "invalid-image-part"), "not base64": (422, "invalid-image-part"),
-        "a bare word": (422, "invalid-image-part"), "a conversation": (422, "invalid-image-part")}, statuses
+        "a bare word": (422, "invalid-image-part")}, statuses
     assert all(r.headers["Content-Type"] == "application/problem+json" for r in refusals.values())
     assert balance(seeing, "dee") == before
     assert upload(client, headers, b"GIF89a not really").status_code == 422
@@ -209,3 +208,15 @@ def test_an_agent_looks_at_its_users_image_and_never_at_anothers(seeing: Platfor
     refused = call_tool(context, ("look_at_image",), "look_at_image",
                         json.dumps({"image": theirs, "question": "?"}), "c2")
     assert refused.startswith("error: you have no upload")
+
+
+
+def test_a_conversation_sends_the_image_with_its_turn_and_keeps_its_text(seeing: Platform, client: Any) -> None:
+    headers = auth(seeing, "max")
+    conversation = client.post("/api/v1/conversations", json={"title": "photos"}, headers=headers).json["id"]
+    picture = upload(client, headers, encoded(halves(90, 30), "PNG")).json["reference"]
+    reply = ask(client, headers, picture, "conv-1", conversationId=conversation)
+    assert reply.status_code == 200, reply.json
+    assert "90×30 PNG" in reply.json["text"] and reply.json["conversationId"] == conversation
+    kept = client.get(f"/api/v1/conversations/{conversation}", headers=headers).json["history"]
+    assert [(m["role"], m["content"]) for m in kept][0] == ("user", "What is in this picture? [image]")

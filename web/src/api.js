@@ -27,12 +27,14 @@ export async function api(method, path, body, { idempotencyKey, signal, raw } = 
   const headers = {};
   const token = await currentToken();
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const rawBody = body instanceof Blob; // an upload: its bytes as they are
+  if (body !== undefined) headers["Content-Type"] = rawBody ? (body.type || "application/octet-stream") :
+    "application/json";
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
   let response;
   try {
     response = await fetch(`/api/v1${path}`, { method, headers, signal,
-      body: body === undefined ? undefined : JSON.stringify(body) });
+      body: body === undefined ? undefined : rawBody ? body : JSON.stringify(body) });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, { title: "Network error", detail: "the server cannot be reached: check the connection " +

@@ -97,3 +97,14 @@ def new_upload_id() -> str:
 
 def upload_path(uid: str, upload_id: str) -> str:
     return f"users/{uid}/uploads/{upload_id}"
+
+
+def text_of(content: object) -> str:
+    """A message's content as a conversation keeps it: its text, each image said as [image] (the image itself is
+    sent with its turn, not kept)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) if p.get("type") == "text" else "[image]"
+                        for p in content if isinstance(p, dict)).strip()
+    return ""

@@ -14,6 +14,7 @@ from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
+from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
 from .chat import Budget, MeteredChat
 
@@ -118,7 +119,7 @@ class Conversations:
             pieces.close()  # type: ignore[attr-defined]
 
     def _remember(self, uid: str, conversation_id: str, key: str, new: Messages, reply: str) -> None:
-        turn = [(m["role"], m["content"]) for m in new] + [("assistant", reply)]
+        turn = [(m["role"], text_of(m["content"])) for m in new] + [("assistant", reply)]
         self.store.append_turn(uid, conversation_id, key, turn, iso(self.clock.now()))
 
     def _context(self, uid: str, conversation_id: str, new: Messages, key: str, model: str | None,
@@ -194,7 +195,7 @@ class Conversations:
                 ) -> tuple[Stored, int]:
         """Embed what has no vector yet and the new message (one metered call), then rank older messages."""
         missing = [m for m in history if m.vector is None]
-        query = " ".join(m["content"] for m in new if m["role"] == "user") or new[-1]["content"]
+        query = " ".join(text_of(m["content"]) for m in new if m["role"] == "user") or text_of(new[-1]["content"])
         try:
             result = self.metered.embed(uid, [m.content for m in missing] + [query], key=f"{key}:embed")
         except AlreadyAnswered:  # a retry of a turn that failed after embedding: recall is skipped, not re-paid

@@ -30,6 +30,7 @@ export function ChatPage() {
   const [detail, setDetail] = useState(null);
   const [messages, setMessages] = useState([]);
   const [text, setText] = useState("");
+  const [image, setImage] = useState(null); // a File to attach, for a vision model
   const [model, setModel] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -70,13 +71,21 @@ export function ChatPage() {
     setError(null);
     setBusy(true);
     const asked = text;
+    const attached = image;
     setText("");
     const reply = { role: "assistant", text: "", streaming: true };
-    setMessages((ms) => [...ms, { role: "user", text: asked }, reply]);
+    setMessages((ms) => [...ms, { role: "user", text: attached ? `${asked} [image: ${attached.name}]` : asked },
+      reply]);
     const update = (change) => setMessages((ms) => [...ms.slice(0, -1), { ...ms[ms.length - 1], ...change }]);
     let said = "";
     try {
-      const body = { messages: [{ role: "user", content: asked }], stream: true,
+      let content = asked;
+      if (attached) { // uploaded first (sniffed and stripped by the server), then sent by reference
+        const kept = await api("POST", "/uploads", attached);
+        content = [{ type: "text", text: asked }, { type: "image", url: kept.reference }];
+        setImage(null);
+      }
+      const body = { messages: [{ role: "user", content }], stream: true,
         ...(model ? { model } : {}), ...(current ? { conversationId: current } : {}) };
       await postStream("/chat", body, newKey("chat"), (name, data) => {
         if (name === "done") {
@@ -128,6 +137,9 @@ export function ChatPage() {
         <ModelPicker id="chat-model" value={model} onChange={setModel} />
         <label for="chat-text">Message</label>
         <textarea id="chat-text" value={text} onInput={(e) => setText(e.target.value)} required />
+        <label for="chat-image">Attach an image (a vision model answers; at most 10 MB)</label>
+        <input id="chat-image" type="file" accept="image/png,image/jpeg,image/webp,image/gif"
+          onChange={(e) => setImage(e.target.files[0] || null)} />
         <button type="submit" disabled={busy}>{busy ? "Replying…" : "Send"}</button>
       </form>
     </section>

@@ -12,8 +12,6 @@ from flask import Response
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.idempotency import MAX_REQUEST_KEY
-from ...domain.vision import InvalidImagePart
-from ...services.chat import capability_of
 from . import schemas as s
 from .api import Routes
 from .credit_routes import account_of
@@ -53,8 +51,6 @@ def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.Chat
     take_call_slot(caller.uid)
     messages = [m.openai() for m in body.messages]
     model, most = body.model, body.maxTokens
-    if body.conversationId is not None and capability_of(messages) == "vision":
-        raise InvalidImagePart("a conversation keeps text only: send images without conversationId")
     if body.conversationId is not None:
         talk = platform.conversations
         if body.stream:
