@@ -219,4 +219,5 @@ def test_a_conversation_sends_the_image_with_its_turn_and_keeps_its_text(seeing:
     assert reply.status_code == 200, reply.json
     assert "90×30 PNG" in reply.json["text"] and reply.json["conversationId"] == conversation
     kept = client.get(f"/api/v1/conversations/{conversation}", headers=headers).json["history"]
-    assert [(m["role"], m["content"]) for m in kept][0] == ("user", "What is in this picture? [image]")
+    assert [(m["role"], m["content"]) for m in kept] == [("user", "What is in this picture? [image]"),
+                                                         ("assistant", reply.json["text"])]
