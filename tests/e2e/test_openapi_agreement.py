@@ -18,7 +18,8 @@ ADMIN_PATHS = {("/api/v1/admin/grants", "post"), ("/api/v1/admin/models", "get")
                ("/api/v1/admin/models/health", "get"), ("/api/v1/admin/users/{uid}", "get"),
                ("/api/v1/admin/users/{uid}/history", "get"), ("/api/v1/admin/payments", "get"),
                ("/api/v1/admin/deposits", "get"), ("/api/v1/admin/deposits/{depositId}/credit", "post"),
-               ("/api/v1/admin/deposits/{depositId}/refund", "post"), ("/api/v1/admin/deposits/scan", "post")}
+               ("/api/v1/admin/deposits/{depositId}/refund", "post"), ("/api/v1/admin/deposits/scan", "post"),
+               ("/api/v1/admin/revenue", "get")}
 
 
 @pytest.fixture(scope="module")

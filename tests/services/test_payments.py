@@ -259,6 +259,20 @@ def test_two_instances_handle_one_payments_refunds_one_at_a_time(shop: Platform,
     assert (payment.refunded, payment.taken_back) == (500, 100 * CREDIT) and available(shop, "u") == 0
     other.store.close()  # type: ignore[attr-defined]
 
+
+def test_admins_see_credits_sold_per_day_and_the_ranges_totals(shop: Platform, client: Any,
+                                                                stripe_api: FakeStripe) -> None:
+    send(client, "checkout.session.completed", paid_session(client, shop, stripe_api, "u"))
+    admin = token(shop, "root", admin=True)
+    found = client.get("/api/v1/admin/revenue?from=2025-12-31&to=2026-01-02", headers=admin).json
+    assert found["days"] == ["2025-12-31", "2026-01-01", "2026-01-02"]
+    assert found["series"] == {"card": [0, 100 * CREDIT, 0], "crypto": [0, 0, 0]}
+    assert [(t["currency"], t["payments"], t["gross"]) for t in found["card"]] == [("usd", 1, 500)]
+    before = client.get("/api/v1/admin/revenue?from=2025-12-01&to=2025-12-31", headers=admin).json
+    assert before["series"]["card"] == [0] * 31 and before["card"] == []
+    assert client.get("/api/v1/admin/revenue?from=2026-01-02&to=2026-01-01", headers=admin).status_code == 400
+    assert client.get("/api/v1/admin/revenue", headers=token(shop, "u")).status_code == 403
+
 # -- refunds and disputes -------------------------------------------------------------------------------------
 
 

@@ -222,6 +222,43 @@ function ParkedDeposit({ deposit, onDone }) {
       <button type="submit" disabled={refunding}>Mark refunded</button></form></li>;
 }
 
+function Revenue() {
+  const [from, setFrom] = useState(daysAgo(29));
+  const [to, setTo] = useState(daysAgo(0));
+  const [asked, setAsked] = useState({ from: daysAgo(29), to: daysAgo(0) });
+  const data = useLoad(() => api("GET", `/admin/revenue?${new URLSearchParams(asked)}`), [asked]);
+  const sold = (list) => list.reduce((sum, v) => sum + v, 0);
+  return <>
+    <form class="card" onSubmit={(e) => { e.preventDefault(); setAsked({ from, to }); }}>
+      <h2>Revenue over time</h2>
+      <div class="row">
+        <div><label for="r-from">From</label><input id="r-from" type="date" value={from} required
+          onInput={(e) => setFrom(e.target.value)} /></div>
+        <div><label for="r-to">To</label><input id="r-to" type="date" value={to} required
+          onInput={(e) => setTo(e.target.value)} /></div>
+        <button type="submit">Show</button>
+      </div>
+    </form>
+    {data.loading ? <Loading what="revenue" /> : data.error ? <Problem error={data.error} /> : <section class="card">
+      <p>Credits sold {data.data.from} to {data.data.to}: <strong data-testid="revenue-card">
+        {credits(sold(data.data.series.card))}</strong> by card,{" "}
+        <strong data-testid="revenue-crypto">{credits(sold(data.data.series.crypto))}
+        </strong> by crypto.</p>
+      {!sold(data.data.series.card) && !sold(data.data.series.crypto) ? <Empty>Nothing sold in this range.</Empty> :
+        <Chart days={data.data.days} series={data.data.series} title="Credits sold per day, by card and by crypto" />}
+      {data.data.card.length > 0 && <div class="table-wrap"><table><caption>Card payments in the range</caption>
+        <thead><tr><th scope="col">Currency</th><th scope="col" class="num">Payments</th>
+          <th scope="col" class="num">Gross</th><th scope="col" class="num">Refunded</th>
+          <th scope="col" class="num">Disputed</th><th scope="col" class="num">Written off</th></tr></thead>
+        <tbody>{data.data.card.map((t) => <tr key={t.currency}><td>{t.currency.toUpperCase()}</td>
+          <td class="num">{t.payments}</td><td class="num">{price({ amount: t.gross, currency: t.currency })}</td>
+          <td class="num">{price({ amount: t.refunded, currency: t.currency })}</td>
+          <td class="num">{credits(t.disputed)}</td><td class="num">{credits(t.writtenOff)}</td></tr>)}</tbody>
+      </table></div>}
+    </section>}
+  </>;
+}
+
 function PaymentsPage() {
   const cards = useLoad(() => api("GET", "/admin/payments"));
   const crypto = useLoad(() => api("GET", "/admin/deposits"));
@@ -234,6 +271,7 @@ function PaymentsPage() {
   const resolved = (message) => { setDone(message); crypto.reload(); };
   const parked = crypto.data ? crypto.data.deposits.filter((d) => d.status === "parked") : [];
   return <>
+    <Revenue />
     <section class="card" aria-labelledby="cards-title"><h2 id="cards-title">Card payments (Stripe)</h2>
       {cards.loading ? <Loading what="payments" /> : cards.error ? <Problem error={cards.error} /> :
         !cards.data.totals.length ? <Empty>No card payments yet.</Empty> : <div class="table-wrap"><table>

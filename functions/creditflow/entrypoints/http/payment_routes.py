@@ -3,21 +3,44 @@ webhook at /webhooks/stripe (its raw body is what the signature covers)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from flask import Flask, Response, jsonify, request
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
+from ...domain.errors import InvalidQuery
 from ...domain.idempotency import MAX_REQUEST_KEY
 from ...domain.money import parse_credits
 from ...domain.payments import AutoTopUp, Pack, Payment, PaymentTotals, totals
+from ...domain.revenue import revenue
 from ...domain.timefmt import iso
+from ...services.reconciliation import EVERY
 from . import schemas as s
 from .api import Routes
+from .wallet_routes import DepositTotalsOut
 
 V1 = "/api/v1"
 
 routes = Routes()
+
+
+class RangeQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str | None = Field(default=None, alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$",
+                              description="first day (UTC); default: 29 days before `to`")
+    to: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="last day (UTC), included")
+
+    def days(self, today: date) -> tuple[date, date]:
+        try:
+            last = date.fromisoformat(self.to) if self.to else today
+            first = date.fromisoformat(self.from_) if self.from_ else last - timedelta(days=29)
+        except ValueError as error:
+            raise InvalidQuery(f"not a real date: {error}") from error
+        if first > last or (last - first).days >= 366:
+            raise InvalidQuery("from must be no later than to, and at most 366 days before it")
+        return first, last
 
 
 class PriceOut(s.Out):
@@ -171,6 +194,29 @@ def admin_payments(platform: Platform, caller: Caller) -> AdminPaymentsOut:
     found = platform.payments.all()
     return AdminPaymentsOut(payments=[PaymentOut.of(p) for p in found], totals=[TotalsOut.of(t)
                                                                                for t in totals(found)])
+
+
+class RevenueOut(s.Out):
+    from_: str = Field(alias="from")
+    to: str
+    days: list[str]
+    series: dict[str, list[int]] = Field(description="micro-credits sold per day: card, crypto")
+    card: list[TotalsOut] = Field(description="card payments made in the range, per currency")
+    crypto: list[DepositTotalsOut] = Field(description="deposits credited in the range, per coin or token")
+
+
+@routes.route("GET", f"{V1}/admin/revenue", summary="Credits sold per day by card and by crypto, and the range's "
+              "totals (gross, refunded, disputed, written off per currency; received per token) (admins)",
+              auth="admin", query=RangeQuery, response=RevenueOut)
+def admin_revenue(platform: Platform, caller: Caller, query: RangeQuery) -> RevenueOut:
+    first, last = query.days(platform.clock.now().date())
+    found = revenue(platform.payments.all(EVERY), platform.deposits.all(None, EVERY), first, last)
+    return RevenueOut(from_=found.days[0], to=found.days[-1], days=found.days,
+                      series={"card": found.card, "crypto": found.crypto},
+                      card=[TotalsOut.of(t) for t in found.card_totals],
+                      crypto=[DepositTotalsOut(token=t.token, deposits=t.deposits, amount=str(t.amount),
+                                               credits=s.Money.of(t.credits), parked=t.parked)
+                              for t in found.crypto_totals])
 
 
 def register_stripe_webhook(app: Flask, platform: Platform) -> None:
