@@ -36,6 +36,16 @@ function Chart({ days, series, title }) {
     data-testid="chart" />;
 }
 
+/** The first and last day of a range (UTC dates), as two labelled date inputs. */
+function DayRange({ id, from, to, setFrom, setTo }) {
+  return <>
+    <div><label for={`${id}-from`}>From</label><input id={`${id}-from`} type="date" value={from} required
+      onInput={(e) => setFrom(e.target.value)} /></div>
+    <div><label for={`${id}-to`}>To</label><input id={`${id}-to`} type="date" value={to} required
+      onInput={(e) => setTo(e.target.value)} /></div>
+  </>;
+}
+
 function UsagePage() {
   const [from, setFrom] = useState(daysAgo(29));
   const [to, setTo] = useState(daysAgo(0));
@@ -47,10 +57,7 @@ function UsagePage() {
     <form class="card" onSubmit={(e) => { e.preventDefault(); setAsked({ from, to, by }); }}>
       <h2>Usage over time</h2>
       <div class="row">
-        <div><label for="u-from">From</label><input id="u-from" type="date" value={from} required
-          onInput={(e) => setFrom(e.target.value)} /></div>
-        <div><label for="u-to">To</label><input id="u-to" type="date" value={to} required
-          onInput={(e) => setTo(e.target.value)} /></div>
+        <DayRange id="u" from={from} to={to} setFrom={setFrom} setTo={setTo} />
         <div><label for="u-by">Grouped by</label><select id="u-by" value={by} onChange={(e) => setBy(e.target.value)}>
           <option value="day">day</option><option value="category">category</option><option value="model">model</option>
         </select></div>
@@ -232,10 +239,7 @@ function Revenue() {
     <form class="card" onSubmit={(e) => { e.preventDefault(); setAsked({ from, to }); }}>
       <h2>Revenue over time</h2>
       <div class="row">
-        <div><label for="r-from">From</label><input id="r-from" type="date" value={from} required
-          onInput={(e) => setFrom(e.target.value)} /></div>
-        <div><label for="r-to">To</label><input id="r-to" type="date" value={to} required
-          onInput={(e) => setTo(e.target.value)} /></div>
+        <DayRange id="r" from={from} to={to} setFrom={setFrom} setTo={setTo} />
         <button type="submit">Show</button>
       </div>
     </form>
