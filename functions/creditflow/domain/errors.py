@@ -159,6 +159,13 @@ class InvalidQuery(LedgerError):
     title = "Invalid query"
 
 
+class ContextTooLong(InvalidQuery):
+    """A request too long for the model's context window: well formed, but past a limit that is catalog data."""
+
+    code = "context-too-long"
+    title = "Too long for the model"
+
+
 class InvalidToken(LedgerError):
     code = "invalid-token"
     title = "Invalid or expired credentials"

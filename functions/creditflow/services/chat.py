@@ -15,7 +15,7 @@ from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import (
     AlreadyAnswered,
     BudgetExhausted,
-    InvalidQuery,
+    ContextTooLong,
     LedgerError,
     OverRequestLimit,
     ProviderRejected,
@@ -160,7 +160,7 @@ class MeteredChat:
         cover is refused here, with the shortfall, and costs nothing."""
         guess = estimate(chosen, prompt, max_out)
         if guess.prompt_tokens + max_out > chosen.context_window:
-            raise InvalidQuery(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
+            raise ContextTooLong(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
                                f"{chosen.id}'s context window of {chosen.context_window}")
         cap = self.preferences_of(uid).max_credits_per_request
         if cap is not None and guess.micros > cap:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..domain import memory
 from ..domain.conversations import Conversation
-from ..domain.errors import AlreadyAnswered, IdempotencyConflict, InvalidQuery, UnknownConversation
+from ..domain.errors import AlreadyAnswered, ContextTooLong, IdempotencyConflict, UnknownConversation
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.pricing import prompt_tokens
@@ -131,7 +131,7 @@ class Conversations:
         room = min(min(self.context_tokens, m.context_window - min(max_tokens or m.max_output, m.max_output))
                    for m in candidates) - prompt_tokens(new) - FRAMING_TOKENS
         if room < 0:
-            raise InvalidQuery("the new messages alone do not fit the context of the model")
+            raise ContextTooLong("the new messages alone do not fit the context of the model")
         recall_on = bool(self.metered.catalog.models("embedding"))
         space = memory.budget(room, recall_on)
         history = self.store.messages(uid, conversation_id, limit=MEMORY_WINDOW)

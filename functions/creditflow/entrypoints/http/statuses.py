@@ -48,6 +48,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     crypto.WalletTaken: 409,
     images.ImageTooLarge: 413,
     images.InvalidImageRequest: 422,
+    errors.ContextTooLong: 422,
     images.InvalidImage: 422,
     vision.InvalidImagePart: 422,
     crypto.InvalidWallet: 422,
