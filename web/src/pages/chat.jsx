@@ -137,7 +137,7 @@ export function ChatPage() {
         <ModelPicker id="chat-model" value={model} onChange={setModel} />
         <label for="chat-text">Message</label>
         <textarea id="chat-text" value={text} onInput={(e) => setText(e.target.value)} required />
-        <label for="chat-image">Attach an image (a vision model answers; at most 10 MB)</label>
+        <label for="chat-image">Attach an image for the assistant to look at (at most 10 MB)</label>
         <input id="chat-image" type="file" accept="image/png,image/jpeg,image/webp,image/gif"
           onChange={(e) => setImage(e.target.files[0] || null)} />
         <button type="submit" disabled={busy}>{busy ? "Replying…" : "Send"}</button>
