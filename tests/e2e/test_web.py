@@ -292,8 +292,10 @@ def test_preferences_are_saved_and_read_back(context: Any, web: LocalServer) -> 
     assert stored["preferredModel"] == model and stored["costSaving"] is True
     assert stored["maxCreditsPerRequest"]["credits"] == "2.5"
     page.reload()
-    page.get_by_label("Most one request may cost (credits; empty: no cap)").wait_for()
-    assert page.get_by_label("Most one request may cost (credits; empty: no cap)").input_value() == "2.5"
+    cap = page.get_by_label("Most one request may cost (credits; empty: no cap)")
+    cap.wait_for()  # shown at once, and filled once the preferences have loaded: wait for that
+    page.wait_for_function("(input) => input.value === '2.5'", arg=cap.element_handle())
+    assert cap.input_value() == "2.5"
 
 
 def test_keys_are_shown_once_listed_and_revoked(context: Any, web: LocalServer) -> None:
