@@ -55,7 +55,10 @@ def _plain(value: Any) -> bool:
     if kind is int:
         return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
     if kind is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+        for name, item in value.items():  # a loop, not all(<genexpr>): on every entry sealed
+            if type(name) is not str or not name.isascii() or (type(item) is not str and not _plain(item)):
+                return False
+        return True
     if kind is list:
         return all(_plain(v) for v in value)
     return False
@@ -83,7 +86,7 @@ def seal(fields: dict[str, Any], *, seq: int, prev: str, key: SigningKey) -> Ent
     digest = hashlib.sha256(body).digest()
     return Entry(id=fields["id"], account=fields["account"], seq=seq, kind=fields["kind"], at=fields["at"],
                  body=body, hash=digest.hex(), signature=base64.b64encode(key.sign(digest)).decode(),
-                 key_id=key.key_id.hex())
+                 key_id=key.key_id_hex)
 
 
 def signature_ok(entry: Entry, keyring: Keyring) -> bool:

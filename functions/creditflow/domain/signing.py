@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 
 ALG_ED25519 = b"\x01"
 
@@ -52,9 +52,10 @@ class SigningKey:
     """The platform's Ed25519 private key under a name (the log origin)."""
 
     def __init__(self, name: str, seed: bytes) -> None:
-        self._key = nacl.signing.SigningKey(seed)
+        public, self._secret = crypto_sign_seed_keypair(seed)  # libsodium's 64-byte secret key, for crypto_sign
         self.seed = seed
-        self.public = PublicKey(name, bytes(self._key.verify_key))
+        self.public = PublicKey(name, public)
+        self.key_id_hex = self.public.key_id.hex()  # on every entry: computed once
 
     @classmethod
     def generate(cls, name: str) -> SigningKey:
@@ -69,7 +70,7 @@ class SigningKey:
         return self.public.key_id
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message).signature
+        return crypto_sign(message, self._secret)[:64]  # the signature, then the message
 
 
 class Keyring:
