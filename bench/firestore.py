@@ -131,9 +131,9 @@ def measure(platform: Platform, counted: Operations, rounds: int) -> dict[str, l
         timed("grant", lambda uid=uid: credits.grant(uid, 5 * CREDIT, source="stripe", lot_kind="paid",
                                                      key=f"evt-{uid}", reference=f"pi-{uid}"))
         hold = timed("reserve", lambda uid=uid: credits.reserve(uid, 2 * CREDIT, key=f"r-{uid}"))
-        timed("settle", lambda uid=uid, hold=hold: credits.settle(uid, hold["hold"], CREDIT, key=f"s-{uid}"))
+        timed("settle", lambda uid=uid, hold=hold: credits.settle(uid, hold.hold, CREDIT, key=f"s-{uid}"))
         other = credits.reserve(uid, CREDIT, key=f"r2-{uid}")
-        timed("release", lambda uid=uid, other=other: credits.release(uid, other["hold"], key=f"v-{uid}"))
+        timed("release", lambda uid=uid, other=other: credits.release(uid, other.hold, key=f"v-{uid}"))
         timed("metered chat call", lambda uid=uid: platform.chat.chat(
             uid, [{"role": "user", "content": "How many credits is this?"}], key=f"chat-{uid}", model="demo-chat"))
     return figures

@@ -40,12 +40,12 @@ def test_the_firebase_runtime_keeps_everything_in_firestore(on_firebase: tuple[P
     platform, project = on_firebase
     granted = platform.welcome.claim(Caller(uid="ana", email_verified=True), device="phone", ip="192.0.2.7")
     hold = platform.credits.reserve("ana", 2 * CREDIT, key="r1")
-    platform.credits.settle("ana", hold["hold"], CREDIT, key="s1")
+    platform.credits.settle("ana", hold.hold, CREDIT, key="s1")
     platform.conversations.store.create(Conversation(id="conv_1", uid="ana", title="t", created_at="2026-01-01",
                                                      updated_at="2026-01-01"))
-    assert platform.credits.balance("ana").available == granted["granted"] - CREDIT
+    assert platform.credits.balance("ana").available == granted.granted - CREDIT
     seen = firestore_emulator.client(project)  # another client on the same project sees it all
-    assert seen.collection("accounts").document("user:ana").get().get("available") == granted["granted"] - CREDIT
+    assert seen.collection("accounts").document("user:ana").get().get("available") == granted.granted - CREDIT
     assert {c.id for c in seen.collections()} >= {"accounts", "holds", "lots", "idempotency", "welcome_devices",
                                                   "welcome_ips", "conversations"}
     assert platform.integrity.audit().ok

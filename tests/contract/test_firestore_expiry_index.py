@@ -37,14 +37,14 @@ def test_expired_holds_and_lots_are_swept_with_or_without_the_index(
     credits.grant("u", 4 * CREDIT, source="admin", lot_kind="paid", key="p")
     hold = credits.reserve("u", 2 * CREDIT, key="r", ttl=timedelta(minutes=30))
     index = _index(on_firestore, "u")
-    assert index is not None and list(index["holds"]) == [hold["hold"]] and len(index["lots"]) == 1
+    assert index is not None and list(index["holds"]) == [hold.hold] and len(index["lots"]) == 1
     if lose_index:  # an account document written before the index existed
         on_firestore.store.client.collection(layout.ACCOUNTS).document("user:u").update(  # type: ignore[attr-defined]
             {layout.EXPIRING: layout_delete()})
         assert _index(on_firestore, "u") is None
     clock.advance(hours=1)  # the hold has expired, the promotional lot not yet
     credits.grant("u", CREDIT, source="admin", lot_kind="paid", key="p2")  # any command sweeps first
-    assert credits.store.hold("user:u", hold["hold"]).status == "released"
+    assert credits.store.hold("user:u", hold.hold).status == "released"
     assert _index(on_firestore, "u") is not None and not _index(on_firestore, "u")["holds"]
     balance = credits.balance("u")
     assert (balance.available, balance.held) == (8 * CREDIT, 0)

@@ -101,10 +101,10 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
                   expires_at=clock.now() + timedelta(days=1))
     credits.grant("c", 5 * CREDIT, source="stripe", lot_kind="paid", key="evt_1", reference="pi_1")
     hold = credits.reserve("c", 12 * CREDIT, key="r1")
-    assert credits.settle("c", hold["hold"], 4 * CREDIT, key="s1")["released"] == 8 * CREDIT
+    assert credits.settle("c", hold.hold, 4 * CREDIT, key="s1").released == 8 * CREDIT
     other = credits.reserve("c", 2 * CREDIT, key="r2", ttl=timedelta(minutes=1))
-    extended = credits.extend("c", other["hold"], key="x1")
-    assert credits.reserve("c", 12 * CREDIT, key="r1")["replayed"]
+    extended = credits.extend("c", other.hold, key="x1")
+    assert credits.reserve("c", 12 * CREDIT, key="r1").replayed
     clock.advance(days=2)
     assert credits.sweep() >= 2
     balance = credits.balance("c")
@@ -116,7 +116,7 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
     assert [e.kind for e in credits.history("c", kinds=frozenset({"expire"}))[0]] == ["expire"]
     checkpoint = integrity.publish_checkpoint()
     assert checkpoint.size == store.tree_size() == len(page + rest)
-    assert integrity.verify_entry(extended["entry"], "c")["ok"]
+    assert integrity.verify_entry(extended.entry, "c")["ok"]
     report = integrity.audit()
     assert report.ok, report.findings
     assert report.totals["sum"] == 0
@@ -139,7 +139,7 @@ def test_concurrent_reserves_never_overdraw(on_store: Platform, request: pytest.
     def reserve(n: int) -> None:
         start.wait()
         try:
-            wins.append(credits.reserve("hot", CREDIT, key=f"r{n}")["hold"])
+            wins.append(credits.reserve("hot", CREDIT, key=f"r{n}").hold)
         except InsufficientFunds:
             refused.append(n)
 

@@ -25,7 +25,7 @@ def data(tmp_path: Path) -> Path:
     platform.credits.open_account("ada")
     platform.credits.grant("ada", 10 * CREDIT, source="admin", lot_kind="paid", key="g")
     hold = platform.credits.reserve("ada", 3 * CREDIT, key="r")
-    platform.credits.settle("ada", hold["hold"], CREDIT, key="s")
+    platform.credits.settle("ada", hold.hold, CREDIT, key="s")
     return folder
 
 

@@ -40,7 +40,7 @@ def test_api_and_callable_in_the_functions_emulator(tmp_path: Path) -> None:
     assert status == 200 and me["uid"] == probe["uid"] and me["account"] == f"user:{probe['uid']}"
     assert probe["anonymous"][0] == 401
     status, welcome = probe["welcome"]
-    assert status == 200 and welcome["result"]["granted"] == 1_000_000_000
+    assert status == 200 and welcome["result"]["granted"]["micros"] == 1_000_000_000
     status, again = probe["again"]
     assert status == 409 and again["error"]["details"]["reason"] == "already-claimed"
     assert probe["balance"][1]["available"]["credits"] == "1000"

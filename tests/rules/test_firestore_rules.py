@@ -154,7 +154,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         platform.credits.open_account(uid)
         platform.credits.grant(uid, 10 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}")
         hold = platform.credits.reserve(uid, 2 * CREDIT, key=f"r-{uid}")
-        platform.credits.settle(uid, hold["hold"], CREDIT, key=f"s-{uid}")
+        platform.credits.settle(uid, hold.hold, CREDIT, key=f"s-{uid}")
         platform.credits.reserve(uid, CREDIT, key=f"r2-{uid}")
         talk.create(Conversation(id=f"conv_{uid}", uid=uid, title="t", created_at=T0, updated_at=T0))
         talk.append_turn(uid, f"conv_{uid}", "turn1", [("user", "hi"), ("assistant", "hello")], T0)

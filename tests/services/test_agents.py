@@ -64,9 +64,9 @@ class TaskContext:
                                   needed=needed)
         result = self.platform.chat.chat(self.uid, messages, key=key, model=LLAMA, max_tokens=max_tokens,
                                          options=options)
-        self.spent += result["charged"]
-        reply = ChatReply(result["text"], result["model"], result["prompt_tokens"], result["completion_tokens"],
-                          result["finish_reason"], result["tool_calls"])
+        self.spent += result.charged
+        reply = ChatReply(result.text, result.model, result.prompt_tokens, result.completion_tokens,
+                          result.finish_reason, result.tool_calls)
         self.replies[key] = reply
         if key in self.crash_after:
             self.crash_after.discard(key)

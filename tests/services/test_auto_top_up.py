@@ -55,7 +55,7 @@ def save_card(shop: Platform, localstripe: LocalStripe, uid: str, number: str = 
 
 def spend(shop: Platform, uid: str, credits: int, key: str) -> None:
     hold = shop.credits.reserve(uid, credits * CREDIT, key=f"{key}-r")
-    shop.credits.settle(uid, hold["hold"], credits * CREDIT, key=f"{key}-s")
+    shop.credits.settle(uid, hold.hold, credits * CREDIT, key=f"{key}-s")
 
 
 def run_jobs(shop: Platform) -> int:

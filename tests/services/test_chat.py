@@ -19,6 +19,7 @@ from creditflow.domain.errors import (
 )
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_tokens, token_cost
 from creditflow.entrypoints.http.statuses import status_of
+from creditflow.services.chat_results import Completion, Delta, StreamEnd
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -33,10 +34,10 @@ def ask(text: str) -> list[dict[str, str]]:
 def test_a_call_is_held_then_settled_on_reported_usage(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 1)
     result = ai.chat.chat("u", ask("hello"), key="c1", model=LLAMA, max_tokens=200)
-    assert result["text"] == "echo: hello" and result["usage_reported"] and not result["demo"]
+    assert result.text == "echo: hello" and result.usage_reported and not result.demo
     expected = token_cost(100, PRICE_IN) + token_cost(50, PRICE_OUT)
-    assert result["charged"] == expected == 33
-    assert result["estimated"] >= expected
+    assert result.charged == expected == 33
+    assert result.estimated >= expected
     assert upstream.requests[0]["max_tokens"] == 200 and upstream.requests[0]["model"] == LLAMA
     assert ai.credits.balance("u").available == CREDIT - expected
     settle = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()
@@ -48,11 +49,11 @@ def test_a_call_is_held_then_settled_on_reported_usage(ai: Platform, upstream: F
 def test_missing_usage_settles_on_a_local_estimate_flagged_for_reconciliation(ai: Platform) -> None:
     funded(ai, "u", 1)
     result = ai.chat.chat("u", ask("NOUSAGE please"), key="c2", model=LLAMA)
-    assert not result["usage_reported"]
+    assert not result.usage_reported
     memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
     assert memo["usage"] == "estimated" and memo["reconcile"] == "usage missing"
-    assert result["charged"] == cost(ai.chat.catalog.get(LLAMA, "chat"), result["prompt_tokens"],
-                                     estimate_tokens([result["text"]]))
+    assert result.charged == cost(ai.chat.catalog.get(LLAMA, "chat"), result.prompt_tokens,
+                                     estimate_tokens([result.text]))
 
 
 @pytest.mark.parametrize("trouble", ["FAIL500", "RATE429", "BROKEN"])
@@ -90,7 +91,7 @@ def test_a_request_the_provider_rejects_is_the_callers_to_fix(ai: Platform, upst
         ai.chat.run_chain("u", ask("UNSAFE"), key="unsafe-chain", model=LLAMA)
     assert [r["model"] for r in upstream.requests][5:] == [LLAMA, "BAAI/bge-en-icl", LLAMA]
     assert ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
-    assert ai.chat.chat("u", ask("hello"), key="good")["model"] == LLAMA
+    assert ai.chat.chat("u", ask("hello"), key="good").model == LLAMA
     balance = ai.credits.balance("u")
     assert balance.held == 0 and balance.available == CREDIT - 33
     kinds = [e.kind for e in ai.credits.history("u")[0]]
@@ -111,7 +112,7 @@ def test_a_retry_with_the_same_key_charges_once(ai: Platform, upstream: FakeOpen
     first = ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
     with pytest.raises(AlreadyAnswered):
         ai.chat.chat("u", ask("hello"), key="same", model=LLAMA)
-    assert ai.credits.balance("u").available == CREDIT - first["charged"]
+    assert ai.credits.balance("u").available == CREDIT - first.charged
     assert len(upstream.requests) == 1  # and the provider was not asked twice
 
 
@@ -122,8 +123,8 @@ def test_a_retry_while_the_first_call_still_runs_is_refused_not_answered_twice(a
     from creditflow.domain.errors import RequestInProgress
 
     funded(ai, "u", 1)
-    first: dict[str, object] = {}
-    running = threading.Thread(target=lambda: first.update(
+    first: list[Completion] = []
+    running = threading.Thread(target=lambda: first.append(
         ai.chat.chat("u", ask("SLOWLLAMA"), key="dup", model=LLAMA)))
     running.start()
     while not upstream.requests:  # the first call has been held and sent
@@ -134,7 +135,7 @@ def test_a_retry_while_the_first_call_still_runs_is_refused_not_answered_twice(a
             again()
         assert status_of(refused.value) == 409 and "still running" in refused.value.detail
     running.join()
-    assert len(upstream.requests) == 1 and first["charged"] == 33
+    assert len(upstream.requests) == 1 and first[0].charged == 33
     with pytest.raises(AlreadyAnswered):
         ai.chat.chat("u", ask("SLOWLLAMA"), key="dup", model=LLAMA)
     assert ai.credits.balance("u").available == CREDIT - 33 and ai.credits.balance("u").held == 0
@@ -152,10 +153,10 @@ def test_the_demo_provider_answers_offline_and_says_so(tmp_path: Path, clock: St
     platform = make_platform(tmp_path / "demo", clock)
     funded(platform, "d", 1)
     result = platform.chat.chat("d", ask("hello"), key="d1")
-    assert result["demo"] and result["model"] == "demo-chat" and result["text"].startswith("[demo")
-    assert result["charged"] > 0
+    assert result.demo and result.model == "demo-chat" and result.text.startswith("[demo")
+    assert result.charged > 0
     again = platform.chat.chat("d", ask("hello"), key="d2")
-    assert again["text"] == result["text"]  # deterministic
+    assert again.text == result.text  # deterministic
 
 
 def test_unpriced_models_are_refused_not_free() -> None:
@@ -180,9 +181,9 @@ def test_estimates_cover_what_the_model_can_cost() -> None:
 def test_a_stream_is_settled_on_its_usage_chunk(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 1)
     pieces = list(ai.chat.stream("u", ask("hello streaming world"), key="s1", model=LLAMA))
-    assert "".join(p.get("delta", "") for p in pieces) == "echo: hello streaming world"
+    assert "".join((p.text if isinstance(p, Delta) else "") for p in pieces) == "echo: hello streaming world"
     done = pieces[-1]
-    assert done["done"] and done["usage_reported"] and done["charged"] == 33
+    assert isinstance(done, StreamEnd) and done.usage_reported and done.charged == 33
     assert upstream.requests[-1]["stream_options"] == {"include_usage": True}
     assert ai.credits.balance("u").held == 0
 
@@ -190,10 +191,10 @@ def test_a_stream_is_settled_on_its_usage_chunk(ai: Platform, upstream: FakeOpen
 def test_a_stream_without_usage_or_that_breaks_settles_on_an_estimate(ai: Platform) -> None:
     funded(ai, "u", 1)
     no_usage = list(ai.chat.stream("u", ask("NOUSAGE here"), key="s2", model=LLAMA))[-1]
-    assert not no_usage["usage_reported"] and no_usage["charged"] > 0
+    assert not no_usage.usage_reported and no_usage.charged > 0
     broken = list(ai.chat.stream("u", ask("BREAKSTREAM now please"), key="s3", model=LLAMA))
-    assert [p["delta"] for p in broken if "delta" in p] == ["echo:", " BREAKSTREAM"]
-    assert not broken[-1]["usage_reported"]
+    assert [p.text for p in broken if isinstance(p, Delta)] == ["echo:", " BREAKSTREAM"]
+    assert not broken[-1].usage_reported
     memos = [e.fields()["memo"]["reconcile"] for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]]
     assert memos == ["stream broke", "usage missing"]
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
@@ -207,14 +208,14 @@ def test_a_stream_that_outlasts_its_hold_keeps_it_and_is_charged_once(ai: Platfo
     funded(ai, "u", 1)
     _, key = ai.keys.create("u", "capped", CREDIT)  # and its key's limit keeps counting the call in flight
     pieces = ai.chat.stream("u", ask("a long answer"), key="long", model=LLAMA, spend=ai.keys.spending(key))
-    said = [next(pieces)["delta"]]
+    said = [next(pieces).text]
     for _ in range(3):  # the model is slow: 20 minutes between pieces, and the sweeper runs meanwhile
         clock.advance(minutes=20)
         ai.credits.sweep()
-        said.append(next(pieces)["delta"])
+        said.append(next(pieces).text)
         assert ai.keys.keys.in_flight(key.id, iso(clock.now())) == ai.credits.balance("u").held > 0
     done = list(pieces)[-1]
-    assert "".join(said) == "echo: a long answer" and done["charged"] == 33 and done["usage_reported"]
+    assert "".join(said) == "echo: a long answer" and done.charged == 33 and done.usage_reported
     assert ai.keys.keys.in_flight(key.id, iso(clock.now())) == 0 and ai.keys.keys.by_hash(key.hash).spent == 33
     balance = ai.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT - 33, 0)
@@ -233,14 +234,14 @@ def test_a_hold_that_cannot_be_extended_still_settles_the_stream_in_its_time(ai:
     ai.credits.close_account("u")  # no new holds from now on: the hold cannot be extended, only settled
     clock.advance(minutes=20)
     done = list(pieces)[-1]
-    assert done["charged"] == 33 and ai.credits.balance("u").held == 0
+    assert done.charged == 33 and ai.credits.balance("u").held == 0
     assert [e.kind for e in ai.credits.history("u")[0]] == ["settle", "hold", "grant"]
 
 
 def test_a_client_that_goes_away_pays_at_least_its_input(ai: Platform) -> None:
     funded(ai, "u", 1)
     stream = ai.chat.stream("u", ask("a long question " * 50), key="s4", model=LLAMA)
-    assert "delta" in next(stream)
+    assert isinstance(next(stream), Delta)
     stream.close()  # the client disconnected
     settle = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()
     model = ai.chat.catalog.get(LLAMA, "chat")
@@ -268,14 +269,14 @@ def test_an_unaffordable_stream_is_refused_before_it_starts(ai: Platform, upstre
 def test_routing_falls_back_to_the_next_model_and_records_who_served(ai: Platform) -> None:
     funded(ai, "u", 1)
     result = ai.chat.chat("u", ask("FAILLLAMA please"), key="r1")
-    assert result["model"] == "Qwen/Qwen2.5-VL-72B-Instruct" and result["tried"][0].startswith(LLAMA)
+    assert result.model == "Qwen/Qwen2.5-VL-72B-Instruct" and result.tried[0].startswith(LLAMA)
     kinds = [(e.kind, e.fields().get("memo", {}).get("model")) for e in ai.credits.history("u")[0]]
     assert kinds[:4] == [("settle", "Qwen/Qwen2.5-VL-72B-Instruct"), ("hold", "Qwen/Qwen2.5-VL-72B-Instruct"),
                          ("release", None), ("hold", LLAMA)]
-    assert ai.credits.balance("u").available == CREDIT - result["charged"]
+    assert ai.credits.balance("u").available == CREDIT - result.charged
     with pytest.raises(AlreadyAnswered):  # the same request again is not answered (or charged) twice
         ai.chat.chat("u", ask("FAILLLAMA please"), key="r1")
-    assert ai.credits.balance("u").available == CREDIT - result["charged"]
+    assert ai.credits.balance("u").available == CREDIT - result.charged
 
 
 def test_a_named_model_does_not_fall_back(ai: Platform) -> None:
@@ -292,10 +293,10 @@ def test_an_open_breaker_skips_a_failing_model_until_it_recovers(ai: Platform) -
         ai.chat.chat("u", ask("FAILLLAMA"), key=f"b{n}")  # Llama fails, Qwen answers
     assert ai.chat.health.report(now[0])[LLAMA]["state"] == "open"
     skipped = ai.chat.chat("u", ask("hello"), key="b3")
-    assert skipped["model"] != LLAMA and skipped["tried"] == [f"{LLAMA}: breaker open"]
+    assert skipped.model != LLAMA and skipped.tried == [f"{LLAMA}: breaker open"]
     now[0] += 31  # cool-down over: one trial call goes to Llama, and it works
     trial = ai.chat.chat("u", ask("hello"), key="b4")
-    assert trial["model"] == LLAMA and ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+    assert trial.model == LLAMA and ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
 
 
 def test_breaker_rules() -> None:
@@ -321,9 +322,9 @@ def test_preferences_steer_routing_and_cap_a_request(ai: Platform) -> None:
     funded(ai, "u", 1)
     qwen = "Qwen/Qwen2.5-VL-72B-Instruct"
     ai.chat.preferences.put("u", Preferences(preferred_model=qwen))
-    assert ai.chat.chat("u", ask("hello"), key="p1")["model"] == qwen
+    assert ai.chat.chat("u", ask("hello"), key="p1").model == qwen
     ai.chat.preferences.put("u", Preferences(preferred_model=qwen, cost_saving=True))
-    assert ai.chat.chat("u", ask("hello"), key="p2")["model"] == LLAMA  # cheapest first (a tie: catalog order)
+    assert ai.chat.chat("u", ask("hello"), key="p2").model == LLAMA  # cheapest first (a tie: catalog order)
     ai.chat.preferences.put("u", Preferences(max_credits_per_request=5))
     before = ai.credits.balance("u").available
     with pytest.raises(OverRequestLimit):
@@ -343,9 +344,9 @@ def test_a_routed_call_passes_over_a_model_above_the_per_request_cap(ai: Platfor
     cap = 300  # µc: Llama's estimate for 200 tokens out fits (about 100), Qwen's does not (about 850)
     ai.chat.preferences.put("u", Preferences(preferred_model=qwen, max_credits_per_request=cap))
     routed = ai.chat.chat("u", ask("hello"), key="c1", max_tokens=200)
-    assert routed["model"] == LLAMA and routed["tried"][0].startswith(f"{qwen}: this call may cost up to")
+    assert routed.model == LLAMA and routed.tried[0].startswith(f"{qwen}: this call may cost up to")
     streamed = list(ai.chat.stream("u", ask("hello"), key="c2", max_tokens=200))[-1]
-    assert streamed["model"] == LLAMA
+    assert streamed.model == LLAMA
     for named in (lambda: ai.chat.chat("u", ask("hello"), key="c3", model=qwen, max_tokens=200),
                   lambda: ai.chat.chat("u", ask("hello"), key="c4", max_tokens=2000)):  # no model fits
         with pytest.raises(OverRequestLimit):
@@ -365,7 +366,7 @@ def test_a_refused_trial_call_does_not_leave_the_breaker_stuck(ai: Platform) -> 
     ai.credits.open_account("broke")
     with pytest.raises(InsufficientFunds):
         ai.chat.chat("broke", ask("hello"), key="t-broke")
-    assert ai.chat.chat("u", ask("hello"), key="t4")["model"] == LLAMA  # the trial slot was freed
+    assert ai.chat.chat("u", ask("hello"), key="t4").model == LLAMA  # the trial slot was freed
 
 
 def test_a_stream_falls_back_before_its_first_piece_and_feeds_the_breaker(ai: Platform) -> None:
@@ -375,11 +376,11 @@ def test_a_stream_falls_back_before_its_first_piece_and_feeds_the_breaker(ai: Pl
     for n in range(3):
         pieces = list(ai.chat.stream("u", ask("FAILLLAMA stream"), key=f"sf{n}"))
         done = pieces[-1]
-        assert done["model"] == "Qwen/Qwen2.5-VL-72B-Instruct" and done["tried"][0].startswith(LLAMA)
-        assert "".join(p.get("delta", "") for p in pieces) == "echo: FAILLLAMA stream"
+        assert done.model == "Qwen/Qwen2.5-VL-72B-Instruct" and done.tried[0].startswith(LLAMA)
+        assert "".join((p.text if isinstance(p, Delta) else "") for p in pieces) == "echo: FAILLLAMA stream"
     assert ai.chat.health.report(now[0])[LLAMA]["state"] == "open"  # stream failures count
     skipped = list(ai.chat.stream("u", ask("hello"), key="sf3"))[-1]
-    assert skipped["tried"] == [f"{LLAMA}: breaker open"]
+    assert skipped.tried == [f"{LLAMA}: breaker open"]
     held = [e for e in ai.credits.history("u", kinds=frozenset({"hold", "release", "settle"}))[0]]
     assert sum(1 for e in held if e.kind == "release") == 3 and sum(1 for e in held if e.kind == "settle") == 4
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
@@ -411,15 +412,15 @@ def test_further_providers_and_a_timeout_that_falls_back(tmp_path: Path, clock: 
                            ai_providers={"backup": (backup.url, "k2")}, ai_timeout_seconds=0.5, ai_catalog_file=extra)
         funded(ai, "u", 1)
         served = ai.chat.chat("u", ask("hello backup"), key="p1", model="backup/model-b")
-        assert served["provider"] == "backup" and backup.requests[-1]["model"] == "backup/model-b"
-        assert served["charged"] == token_cost(100, 500_000) + token_cost(50, 1_000_000)
+        assert served.provider == "backup" and backup.requests[-1]["model"] == "backup/model-b"
+        assert served.charged == token_cost(100, 500_000) + token_cost(50, 1_000_000)
         slow = ai.chat.chat("u", ask("SLOWLLAMA please"), key="p2")  # Llama times out; the next model answers
-        assert slow["model"] != LLAMA and slow["tried"][0].startswith(f"{LLAMA}: platform could not be reached")
+        assert slow.model != LLAMA and slow.tried[0].startswith(f"{LLAMA}: platform could not be reached")
         outcomes = [e.kind for e in ai.credits.history("u", kinds=frozenset({"hold", "release", "settle"}))[0]]
         assert outcomes[:4] == ["settle", "hold", "release", "hold"]  # one release, one charge for the request
         pieces = list(ai.chat.stream("u", ask("STALL after two"), key="p3", model=LLAMA))  # stalls past 0.5 s
-        assert [p["delta"] for p in pieces if "delta" in p] == ["echo:", " STALL"]
-        assert pieces[-1]["charged"] > 0 and not pieces[-1]["usage_reported"]  # settled on what was said
+        assert [p.text for p in pieces if isinstance(p, Delta)] == ["echo:", " STALL"]
+        assert pieces[-1].charged > 0 and not pieces[-1].usage_reported  # settled on what was said
         memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
         assert memo["reconcile"] == "stream broke"
         assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
@@ -448,7 +449,7 @@ def test_provider_configuration_is_checked(monkeypatch: pytest.MonkeyPatch, vari
 def test_an_error_event_mid_stream_settles_what_was_seen(ai: Platform) -> None:
     funded(ai, "u", 1)
     pieces = list(ai.chat.stream("u", ask("ERREVENT after two"), key="ee", model=LLAMA))
-    assert [p["delta"] for p in pieces if "delta" in p] == ["echo:", " ERREVENT"]
+    assert [p.text for p in pieces if isinstance(p, Delta)] == ["echo:", " ERREVENT"]
     memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
     assert memo["usage"] == "estimated" and memo["reconcile"] == "stream broke"
     assert ai.credits.balance("u").held == 0

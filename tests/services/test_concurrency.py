@@ -25,7 +25,7 @@ def reserve(n):
     while time.time() < start:
         time.sleep(0.0005)
     try:
-        wins.append(platform.credits.reserve("hot", 1_000_000, key=f"proc-{n}")["hold"])
+        wins.append(platform.credits.reserve("hot", 1_000_000, key=f"proc-{n}").hold)
     except InsufficientFunds:
         pass
 workers = [threading.Thread(target=reserve, args=(n,)) for n in range(threads)]
@@ -62,7 +62,7 @@ def test_fifty_threads_and_a_second_process_reserve_exactly_ten(tmp_path: Path) 
 
     def reserve(n: int) -> str | None:
         try:
-            return platform.credits.reserve("hot", CREDIT, key=f"thread-{n}")["hold"]
+            return platform.credits.reserve("hot", CREDIT, key=f"thread-{n}").hold
         except InsufficientFunds:
             return None
 
@@ -80,7 +80,7 @@ def test_fifty_threads_and_a_second_process_reserve_exactly_ten(tmp_path: Path) 
 
 def test_settles_racing_releases_have_one_outcome_each(platform: Platform) -> None:
     funded(platform, "racer", 100)
-    holds = [platform.credits.reserve("racer", 2 * CREDIT, key=f"r{n}")["hold"] for n in range(20)]
+    holds = [platform.credits.reserve("racer", 2 * CREDIT, key=f"r{n}").hold for n in range(20)]
 
     def settle_or_release(n: int) -> tuple[str, str]:
         hold = holds[n // 2]
@@ -105,7 +105,7 @@ def test_settles_racing_releases_have_one_outcome_each(platform: Platform) -> No
 
 def test_the_same_key_from_many_threads_moves_money_once(platform: Platform) -> None:
     funded(platform, "dup", 10)
-    results = _race(30, lambda n: platform.credits.reserve("dup", CREDIT, key="one-key")["hold"],
+    results = _race(30, lambda n: platform.credits.reserve("dup", CREDIT, key="one-key").hold,
                     time.time() + 0.5)
     assert len(set(results)) == 1
     assert platform.credits.balance("dup").held == CREDIT
@@ -134,7 +134,7 @@ print(json.dumps(released))
 def test_settles_in_one_process_race_releases_in_another(tmp_path: Path) -> None:
     platform = make_platform(tmp_path / "data")
     funded(platform, "split", 100)
-    holds = [platform.credits.reserve("split", 2 * CREDIT, key=f"r{n}")["hold"] for n in range(40)]
+    holds = [platform.credits.reserve("split", 2 * CREDIT, key=f"r{n}").hold for n in range(40)]
     start = time.time() + 1.5
     other = subprocess.Popen([sys.executable, "-c", RELEASER, str(tmp_path / "data"), str(start), json.dumps(holds)],
                              cwd=FUNCTIONS, stdout=subprocess.PIPE, text=True)

@@ -16,6 +16,7 @@ from creditflow.domain import memory
 from creditflow.domain.errors import AlreadyAnswered, UnknownConversation
 from creditflow.domain.replies import ChatReply
 from creditflow.services import conversations
+from creditflow.services.chat_results import Delta, MemoryUse, StreamEnd
 from creditflow.services.conversations import SUMMARISE
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -63,7 +64,7 @@ def test_turns_are_stored_once_and_sent_back_as_the_buffer(tmp_path: Path, clock
     talk = ai.conversations
     chat = talk.start("u", "planning")
     first = talk.chat("u", chat.id, say("hello there"), key="t1", model=LLAMA)
-    assert first["memory"] == {"buffered": 0, "summarised": 0, "recalled": 0, "charged": 0}
+    assert first.memory == MemoryUse(buffered=0, summarised=0, recalled=0, charged=0)
     talk.chat("u", chat.id, say("and again"), key="t2", model=LLAMA)
     assert upstream.requests[-1]["messages"] == [
         {"role": "user", "content": "hello there"}, {"role": "assistant", "content": "echo: hello there"},
@@ -94,9 +95,9 @@ def test_older_messages_are_summarised_by_a_metered_call(demo: tuple[Platform, R
     chat = ai.conversations.start("u", "long")
     turns = [ai.conversations.chat("u", chat.id, say(f"fact {n}: " + "ledger entries are signed " * 8),
                                    key=f"t{n}", max_tokens=64) for n in range(8)]
-    summarised = [t for t in turns if t["memory"]["summarised"]]
+    summarised = [t for t in turns if t.memory.summarised]
     assert summarised, "the history outgrew the 400-token budget, so older messages must be summarised"
-    assert sum(t["memory"]["charged"] for t in summarised) > 0
+    assert sum(t.memory.charged for t in summarised) > 0
     summary_calls = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
     assert summary_calls and "fact 0" in summary_calls[0][1]["content"]
     assert len(summary_calls) < len(summarised)  # one summary makes room for several turns
@@ -110,7 +111,7 @@ def test_older_messages_are_summarised_by_a_metered_call(demo: tuple[Platform, R
     settles = ai.credits.history("u", kinds=frozenset({"settle"}))[0]
     assert len(settles) == len(turns) + len(summary_calls)  # each summary is its own ledger charge
     spent = CREDIT - ai.credits.balance("u").available
-    assert spent == sum(t["charged"] + t["memory"]["charged"] for t in turns)
+    assert spent == sum(t.charged + t.memory.charged for t in turns)
     assert ai.integrity.audit().ok
 
 
@@ -123,7 +124,7 @@ def test_older_messages_like_the_new_one_are_recalled(demo: tuple[Platform, Reco
         ai.conversations.chat("u", chat.id, say(f"bananas grow fastest in tropical climates, note {n}"),
                               key=f"f{n}", max_tokens=32)
     turn = ai.conversations.chat("u", chat.id, say("what is my cat called?"), key="ask", max_tokens=32)
-    assert turn["memory"]["recalled"] >= 1 and turn["memory"]["charged"] > 0
+    assert turn.memory.recalled >= 1 and turn.memory.charged > 0
     recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
     assert recalled and "my cat is called Whiskers" in recalled[0]
     embeds = [e for e in ai.credits.history("u", kinds=frozenset({"hold"}))[0]
@@ -145,7 +146,7 @@ def test_a_turn_reads_only_the_latest_messages_of_a_long_conversation(demo: tupl
                               key=f"f{n}", max_tokens=32)
     turn = ai.conversations.chat("u", chat.id, say("what is my cat called?"), key="ask", max_tokens=32)
     assert not any("Whiskers" in m["content"] for m in provider.sent[-1])  # recalled when it was within reach
-    assert turn["memory"]["buffered"] + turn["memory"]["summarised"] <= 12
+    assert turn.memory.buffered + turn.memory.summarised <= 12
 
 
 def test_messages_that_leave_the_window_unsummarised_are_summarised_then(demo: tuple[Platform, RecordingDemo],
@@ -164,12 +165,12 @@ def test_messages_that_leave_the_window_unsummarised_are_summarised_then(demo: t
     summarised = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
     assert len(summarised) == 1 and "Whiskers" in summarised[0][1]["content"]
     assert ai.conversations.get("u", chat.id).summary_upto == 2  # the first turn, now out of the window of 6
-    assert turn["memory"]["charged"] > 0
+    assert turn.memory.charged > 0
     assert provider.sent[-1][0]["content"].startswith("Summary of the conversation so far")
     assert [m["content"] for m in provider.sent[-1][1::2]] == ["ok 0", "ok 1", "ok 2", "and my cat?"]
     again = ai.conversations.chat("u", chat.id, say("thanks"), key="thanks", max_tokens=8)
     assert len([m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]) == 2  # 3, 4 left it
-    assert ai.conversations.get("u", chat.id).summary_upto == 4 and again["memory"]["charged"] > 0
+    assert ai.conversations.get("u", chat.id).summary_upto == 4 and again.memory.charged > 0
     assert ai.integrity.audit().ok
 
 
@@ -178,8 +179,8 @@ def test_a_streamed_turn_is_stored_when_complete(demo: tuple[Platform, Recording
     funded(ai, "u", 1)
     chat = ai.conversations.start("u", "stream")
     pieces = list(ai.conversations.stream("u", chat.id, say("stream to me"), key="s1"))
-    text = "".join(p.get("delta", "") for p in pieces)
-    assert pieces[-1]["done"] and "memory" in pieces[-1]
+    text = "".join((p.text if isinstance(p, Delta) else "") for p in pieces)
+    assert isinstance(pieces[-1], StreamEnd) and pieces[-1].memory is not None
     assert [(m.role, m.content) for m in ai.conversations.messages("u", chat.id)] == [
         ("user", "stream to me"), ("assistant", text)]
     cut = ai.conversations.stream("u", chat.id, say("stop early"), key="s2")
@@ -250,7 +251,7 @@ def test_the_summary_chain_runs_on_langchain_openai_and_is_metered(tmp_path: Pat
     assert asked and asked[0]["model"] == LLAMA  # ChatOpenAI sent the chain's prompt to the provider
     memos = [e.fields()["memo"] for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]]
     assert len(memos) == len(turns) + len(asked) and all(m["usage"] == "reported" for m in memos)
-    assert sum(t["memory"]["charged"] for t in turns) == 33 * len(asked)  # 100 in, 50 out, as reported
+    assert sum(t.memory.charged for t in turns) == 33 * len(asked)  # 100 in, 50 out, as reported
     upstream.stop()  # a chain whose provider cannot be reached is released, not charged
     before = ai.credits.balance("u")
     with pytest.raises(ProviderUnavailable):

@@ -24,8 +24,8 @@ while True:
     n += 1
     grant = credits.grant("crash", 3_000_000, source="admin", lot_kind="paid", key=f"g{n}")
     hold = credits.reserve("crash", 2_000_000, key=f"r{n}")
-    settle = credits.settle("crash", hold["hold"], 1_000_000, key=f"s{n}")
-    print(grant["entry"], hold["entry"], settle["entry"], flush=True)
+    settle = credits.settle("crash", hold.hold, 1_000_000, key=f"s{n}")
+    print(grant.entry, hold.entry, settle.entry, flush=True)
 """
 
 

@@ -1,5 +1,6 @@
 """Credit use cases through the services on a real SQLite store."""
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,11 +15,11 @@ def test_reserve_settle_release_and_balance(platform: Platform) -> None:
     credits = platform.credits
     funded(platform, "alice", 100)
     hold = credits.reserve("alice", 30 * CREDIT, key="r1", target="usage:image")
-    assert (hold["available"], hold["held"]) == (70 * CREDIT, 30 * CREDIT)
-    settled = credits.settle("alice", hold["hold"], 12 * CREDIT, key="s1")
-    assert (settled["charged"], settled["released"]) == (12 * CREDIT, 18 * CREDIT)
+    assert (hold.available, hold.held) == (70 * CREDIT, 30 * CREDIT)
+    settled = credits.settle("alice", hold.hold, 12 * CREDIT, key="s1")
+    assert (settled.charged, settled.released) == (12 * CREDIT, 18 * CREDIT)
     other = credits.reserve("alice", 5 * CREDIT, key="r2")
-    credits.release("alice", other["hold"], key="x1")
+    credits.release("alice", other.hold, key="x1")
     balance = credits.balance("alice")
     assert (balance.available, balance.held) == (88 * CREDIT, 0)
     assert platform.store.system_totals()["usage:image"].balance == 12 * CREDIT
@@ -30,13 +31,13 @@ def test_retries_return_the_first_result_and_conflicts_are_recorded(platform: Pl
     funded(platform, "bob", 10)
     first = credits.reserve("bob", 2 * CREDIT, key="same")
     again = credits.reserve("bob", 2 * CREDIT, key="same")
-    assert again["replayed"] and {**again, "replayed": False} == first
+    assert again.replayed and replace(again, replayed=False) == first
     assert credits.balance("bob").held == 2 * CREDIT
     with pytest.raises(errors.IdempotencyConflict) as conflict:
         credits.reserve("bob", 3 * CREDIT, key="same")
     assert conflict.value.context["field"] == "amount"
-    settle = credits.settle("bob", first["hold"], CREDIT, key="settle-1")
-    assert credits.settle("bob", first["hold"], CREDIT, key="settle-1")["entry"] == settle["entry"]
+    settle = credits.settle("bob", first.hold, CREDIT, key="settle-1")
+    assert credits.settle("bob", first.hold, CREDIT, key="settle-1").entry == settle.entry
     report = platform.integrity.audit()
     assert report.ok and [c["field"] for c in report.idempotency_conflicts] == ["amount"]
 
@@ -60,11 +61,11 @@ def test_expired_holds_read_as_void_and_the_sweeper_voids_them(platform: Platfor
     clock.advance(minutes=6)
     assert (credits.balance("carol").available, credits.balance("carol").held) == (10 * CREDIT, 0)
     warnings = [f for f in platform.integrity.audit().findings if f.severity == "warning"]
-    assert [f.subject for f in warnings] == [hold["hold"]]
+    assert [f.subject for f in warnings] == [hold.hold]
     with pytest.raises(errors.HoldExpired):
-        credits.settle("carol", hold["hold"], CREDIT, key="s")
+        credits.settle("carol", hold.hold, CREDIT, key="s")
     assert credits.sweep() == 1
-    assert credits.find_hold("carol", hold["hold"]).status == "released"
+    assert credits.find_hold("carol", hold.hold).status == "released"
     assert credits.sweep() == 0
     assert platform.integrity.audit().findings == []
 
@@ -72,7 +73,7 @@ def test_expired_holds_read_as_void_and_the_sweeper_voids_them(platform: Platfor
 def test_default_reservation_expiry_comes_from_configuration(platform: Platform) -> None:
     funded(platform, "dan", 10)
     hold = platform.credits.reserve("dan", CREDIT, key="r")
-    assert hold["expires_at"] == "2026-01-01T00:30:00.000000Z"
+    assert hold.expires_at == "2026-01-01T00:30:00.000000Z"
 
 
 def test_lot_expiry_shows_in_history(platform: Platform, clock: SteppedClock) -> None:
@@ -95,7 +96,7 @@ def test_history_pages_with_a_cursor_and_filters(platform: Platform, clock: Step
     for n in range(7):
         clock.advance(seconds=1)
         hold = credits.reserve("fay", CREDIT, key=f"r{n}")
-        credits.settle("fay", hold["hold"], CREDIT, key=f"s{n}")
+        credits.settle("fay", hold.hold, CREDIT, key=f"s{n}")
     seen, cursor = [], None
     while True:
         page, cursor = credits.history("fay", cursor=cursor, limit=4)
@@ -117,12 +118,12 @@ def test_reads_are_scoped_to_the_owner(platform: Platform) -> None:
     platform.credits.open_account("intruder")
     hold = platform.credits.reserve("owner", CREDIT, key="r")
     with pytest.raises(errors.UnknownHold):
-        platform.credits.find_hold("intruder", hold["hold"])
+        platform.credits.find_hold("intruder", hold.hold)
     with pytest.raises(errors.UnknownHold):
-        platform.credits.settle("intruder", hold["hold"], CREDIT, key="steal")
+        platform.credits.settle("intruder", hold.hold, CREDIT, key="steal")
     with pytest.raises(errors.UnknownEntry):
-        platform.integrity.verify_entry(hold["entry"], "intruder")
-    assert platform.integrity.verify_entry(hold["entry"], "owner")["ok"]
+        platform.integrity.verify_entry(hold.entry, "intruder")
+    assert platform.integrity.verify_entry(hold.entry, "owner")["ok"]
 
 
 def _bad_inputs(platform: Platform, hold_id: str) -> list:
@@ -166,7 +167,7 @@ def test_bad_input_is_refused_by_name_and_changes_nothing(platform: Platform, tm
     funded(platform, "u", 5)
     hold = platform.credits.reserve("u", CREDIT, key="first")
     before = database_digest(tmp_path / "data" / "ledger.sqlite3")
-    cases = _bad_inputs(platform, hold["hold"])
+    cases = _bad_inputs(platform, hold.hold)
     for expected, call in cases:
         with pytest.raises(expected):
             call()
@@ -184,7 +185,7 @@ def test_holds_on_closed_accounts_are_refused(platform: Platform, tmp_path: Path
     with pytest.raises(errors.AccountClosed):
         platform.credits.grant("gone", CREDIT, source="admin", lot_kind="paid", key="g2")
     assert database_digest(tmp_path / "data" / "ledger.sqlite3") == before
-    platform.credits.settle("gone", hold["hold"], CREDIT, key="s")
+    platform.credits.settle("gone", hold.hold, CREDIT, key="s")
     assert platform.integrity.audit().ok
 
 
@@ -200,7 +201,7 @@ def test_analytics_group_charges_by_category_model_and_day(platform: Platform, c
     for n, (target, model, charge) in enumerate([("usage:chat", "m1", 2), ("usage:chat", "m2", 3),
                                                   ("usage:image", "flux", 5)]):
         hold = platform.credits.reserve("stats", 10 * CREDIT, key=f"r{n}", target=target)
-        platform.credits.settle("stats", hold["hold"], charge * CREDIT, key=f"s{n}", memo={"model": model})
+        platform.credits.settle("stats", hold.hold, charge * CREDIT, key=f"s{n}", memo={"model": model})
         clock.advance(days=1)
     data = usage(platform.store, "stats")
     assert data["charged"] == 10 * CREDIT

@@ -243,7 +243,7 @@ def test_any_interleaving_of_deposits_scans_and_spends_keeps_the_money_whole(
             available = scene.balance(who)
             if available:
                 hold = scene.platform.credits.reserve(who, min(amount, available), key=f"spend-{n}")
-                scene.platform.credits.settle(who, hold["hold"], min(amount, available), key=f"settle-{n}")
+                scene.platform.credits.settle(who, hold.hold, min(amount, available), key=f"settle-{n}")
         elif step == "mine":
             mine(scene.w3, who)
         else:

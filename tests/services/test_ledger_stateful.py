@@ -3,6 +3,7 @@
 import shutil
 import sqlite3
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -60,7 +61,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(target=holds, uid=st.sampled_from(USERS), amount=amounts)
     def reserve(self, uid: str, amount: int) -> tuple[str, str]:
         result = self.run("reserve", uid, amount, key=self.key())
-        return (uid, result["hold"] if result else "hold_none")
+        return (uid, result.hold if result else "hold_none")
 
     @rule(hold=holds, fraction=st.integers(min_value=0, max_value=100))
     def settle(self, hold: tuple[str, str], fraction: int) -> None:
@@ -91,8 +92,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def retry_same_key(self, which: int) -> None:
         name, args, kwargs, first = self.done[which % len(self.done)]
         again = getattr(self.credits, name)(*args, **kwargs)
-        assert {**again, "replayed": False} == {**first, "replayed": False}
-        assert again["replayed"] is True
+        assert replace(again, replayed=False) == replace(first, replayed=False)
+        assert again.replayed is True
 
     @precondition(lambda self: self.done)
     @rule(which=st.integers(min_value=0))

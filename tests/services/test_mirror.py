@@ -19,7 +19,7 @@ def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
         before = feed.seq
         for n in range(60):  # 120 changes to one balance, committed back to back
             hold = platform.credits.reserve("u", CREDIT, key=f"r{n}")
-            platform.credits.settle("u", hold["hold"], CREDIT // 2, key=f"s{n}")
+            platform.credits.settle("u", hold.hold, CREDIT // 2, key=f"s{n}")
         assert platform.mirror.flush()
         balance = platform.credits.balance("u")
         mirrored = platform.realtime.get("/balances/u")
@@ -37,7 +37,7 @@ def test_a_low_balance_crossing_inside_a_batch_still_notifies_once(platform: Pla
     try:
         for n in range(12):  # down from 100 credits in steps of 10: the threshold (50 here) is crossed once
             hold = platform.credits.reserve("l", 10 * CREDIT, key=f"r{n}")
-            platform.credits.settle("l", hold["hold"], 10 * CREDIT if n < 9 else 0, key=f"s{n}")
+            platform.credits.settle("l", hold.hold, 10 * CREDIT if n < 9 else 0, key=f"s{n}")
         assert platform.mirror.flush()
         notices = platform.realtime.get("/notifications/l") or {}
         assert [n["type"] for n in notices.values()] == ["low_balance"]

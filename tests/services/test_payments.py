@@ -85,7 +85,7 @@ def dispute(session: dict[str, Any], amount: int, status: str = "needs_response"
 
 
 def spend(platform: Platform, uid: str, amount: int, key: str) -> None:
-    hold = platform.credits.reserve(uid, amount, key=f"{key}:hold")["hold"]
+    hold = platform.credits.reserve(uid, amount, key=f"{key}:hold").hold
     platform.credits.settle(uid, hold, amount, key=f"{key}:settle")
 
 

@@ -19,7 +19,7 @@ def paid(platform: Platform, uid: str = "ann", session: str = "cs_1") -> Payment
     granted = platform.credits.grant(uid, 100 * CREDIT, source="stripe", lot_kind="paid", key=f"stripe-{session}",
                                      reference=session, memo={"pack": "credits-100"})
     payment = Payment(session, uid, "stripe", "credits-100", 100 * CREDIT, 500, "usd", f"pi_{session}",
-                      granted["lot"], T0)
+                      granted.lot, T0)
     platform.payments.store.save(payment)
     return payment
 
@@ -31,11 +31,11 @@ def payment_findings(platform: Platform) -> list[str]:
 def test_payments_whose_records_agree_with_the_ledger_reconcile(platform: Platform) -> None:
     payment = paid(platform)
     hold = platform.credits.reserve("ann", 90 * CREDIT, key="spend")
-    platform.credits.settle("ann", hold["hold"], 90 * CREDIT, key="spent")
+    platform.credits.settle("ann", hold.hold, 90 * CREDIT, key="spent")
     taken = platform.credits.reclaim("ann", payment.lot, payment.owed_for(250), key="refund-250", pending=False,
                                      ttl=timedelta(minutes=1), memo={"payment": payment.id, "reason": "refund"})
-    platform.payments.store.save(payment.refund(250, taken["taken"], taken["unrecovered"]))
-    assert (taken["taken"], taken["unrecovered"]) == (10 * CREDIT, 40 * CREDIT)
+    platform.payments.store.save(payment.refund(250, taken.taken, taken.unrecovered))
+    assert (taken.taken, taken.unrecovered) == (10 * CREDIT, 40 * CREDIT)
     assert payment_findings(platform) == []
     report = platform.integrity.audit(uid="ann")
     assert report.ok and not [f for f in report.findings if f.check == "payments"]
@@ -61,7 +61,7 @@ def test_a_deposit_is_reconciled_with_its_grant_amount_and_rate(platform: Platfo
     granted = platform.credits.grant("bo", credits, source="crypto", lot_kind="paid", key=f"crypto:{deposit_id}",
                                      reference=deposit_id)
     deposit = Deposit(deposit_id, 1, "0x" + "ab" * 32, -1, 9, "0x" + "11" * 20, "ETH", wei, CREDITED, T0, uid="bo",
-                      credits=credits, rate=rate, remainder=remainder, lot=granted["lot"])
+                      credits=credits, rate=rate, remainder=remainder, lot=granted.lot)
     platform.deposits.store.save(deposit)
     assert payment_findings(platform) == []
     platform.deposits.store.save(replace(deposit, remainder=remainder + 1))

@@ -22,7 +22,7 @@ def ledger(platform: Platform, tmp_path: Path) -> tuple[Platform, sqlite3.Connec
     funded(platform, "bob", 20)
     for n in range(3):
         hold = platform.credits.reserve("alice", 5 * CREDIT, key=f"a{n}")
-        platform.credits.settle("alice", hold["hold"], 2 * CREDIT, key=f"as{n}")
+        platform.credits.settle("alice", hold.hold, 2 * CREDIT, key=f"as{n}")
     platform.credits.reserve("bob", CREDIT, key="b0")
     platform.integrity.publish_checkpoint()
     assert platform.integrity.audit().findings == []

@@ -13,7 +13,7 @@ def test_verified_email_is_required_when_configured(tmp_path, clock: SteppedCloc
     with pytest.raises(WelcomeRefused) as refused:
         platform.welcome.claim(Caller("u1", email="a@b.c", email_verified=False))
     assert refused.value.context["reason"] == "email-not-verified"
-    assert platform.welcome.claim(Caller("u1", email="a@b.c", email_verified=True))["granted"] == 1000 * CREDIT
+    assert platform.welcome.claim(Caller("u1", email="a@b.c", email_verified=True)).granted == 1000 * CREDIT
 
 
 def test_a_network_gets_a_few_bonuses_per_window(tmp_path, clock: SteppedClock) -> None:
@@ -23,15 +23,15 @@ def test_a_network_gets_a_few_bonuses_per_window(tmp_path, clock: SteppedClock) 
     with pytest.raises(WelcomeRefused) as refused:
         platform.welcome.claim(Caller("c"), ip="203.0.113.7")
     assert refused.value.context["reason"] == "network-limit"
-    assert platform.welcome.claim(Caller("d"), ip="198.51.100.1")["granted"]
+    assert platform.welcome.claim(Caller("d"), ip="198.51.100.1").granted
     clock.advance(hours=25)
-    assert platform.welcome.claim(Caller("c"), ip="203.0.113.7")["granted"]
+    assert platform.welcome.claim(Caller("c"), ip="203.0.113.7").granted
 
 
 def test_the_bonus_expires_when_configured(tmp_path, clock: SteppedClock) -> None:
     platform = make_platform(tmp_path, clock, welcome_bonus_expiry_days=7, welcome_bonus_amount=5 * CREDIT)
     claimed = platform.welcome.claim(Caller("e"))
-    assert claimed["expires_at"] == "2026-01-08T00:00:00.000000Z"
+    assert claimed.expires_at == "2026-01-08T00:00:00.000000Z"
     clock.advance(days=8)
     assert platform.credits.balance("e").available == 0
     platform.credits.sweep()

@@ -51,7 +51,9 @@ class Book:
     # -- commands ---------------------------------------------------------------------------------------------
 
     def grant(self, amount: int, *, source: str, lot_kind: str, key: str, expires_at: str | None = None,
-              priority: int = 0, reference: str | None = None, memo: dict[str, str] | None = None) -> Entry:
+              priority: int = 0, reference: str | None = None,
+              memo: dict[str, str] | None = None) -> tuple[Lot, Entry]:
+        """A new lot of `amount`, and its entry."""
         self._require_open()
         if lot_kind not in LOT_KINDS:
             raise InvalidGrant(f"lot kind must be one of {list(LOT_KINDS)}, not {lot_kind!r}")
@@ -65,8 +67,8 @@ class Book:
         self._touch_lot(lot)
         self.account.available += amount
         self._system(source).balance -= amount
-        return self._append("grant", amount, source, key, lot=lot.id, lot_kind=lot_kind, priority=priority,
-                            expires=expires_at, reference=reference, memo=memo or {})
+        return lot, self._append("grant", amount, source, key, lot=lot.id, lot_kind=lot_kind, priority=priority,
+                                 expires=expires_at, reference=reference, memo=memo or {})
 
     def reserve(self, amount: int, *, target: str, expires_at: str, key: str, candidates: Iterable[Lot] = (),
              memo: dict[str, str] | None = None, owner: str = CLIENT) -> tuple[Hold, Entry]:

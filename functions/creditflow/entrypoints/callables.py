@@ -8,6 +8,7 @@ from ..domain.callers import Caller
 from ..domain.errors import LedgerError
 from .http.json_body import InvalidBody, check
 from .http.statuses import status_of
+from .http.views import welcome_out
 from .runtime import platform
 
 # our HTTP status -> the callable protocol's error code
@@ -16,7 +17,8 @@ _CODES = {400: "invalid-argument", 401: "unauthenticated", 402: "failed-precondi
 
 
 def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
-    """`claimWelcomeBonus`: {deviceFingerprint?} -> the grant, or an HttpsError naming why it was refused."""
+    """`claimWelcomeBonus`: {deviceFingerprint?} -> the grant (the body `POST /api/v1/credits/welcome-bonus`
+    answers), or an HttpsError naming why it was refused."""
     from firebase_functions import https_fn
 
     if auth is None:
@@ -33,8 +35,9 @@ def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
     caller = Caller(uid=auth.uid, admin=token.get("admin") is True, email=token.get("email"),
                     email_verified=token.get("email_verified") is True)
     try:
-        return platform().welcome.claim(caller, device, ip)
+        granted = platform().welcome.claim(caller, device, ip)
     except LedgerError as error:
         code = https_fn.FunctionsErrorCode(_CODES.get(status_of(error), "failed-precondition"))
         raise https_fn.HttpsError(code, error.detail, {"type": error.code, **{
             k: v for k, v in error.context.items() if isinstance(v, str | int | bool)}}) from error
+    return welcome_out(granted).model_dump(mode="json", by_alias=True)

@@ -30,6 +30,8 @@ from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_
 from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, PreferenceStore
 from .catalog import LiveCatalog
+from .chat_results import ChainStep, Charge, Completion, Delta, Embedding, Piece, StreamEnd
+from .credit_results import Capture, Reservation, Settlement
 from .credits import Credits
 from .vision import VisionInputs
 
@@ -54,13 +56,31 @@ class Budget:
     new hold id), instead of each call holding credits of its own."""
 
     uid: str
-    hold: str
+    hold: str | None  # None once a capture took all of it
     remaining: int  # µc still held
     expires_at: str
     limit: int = 0  # µc: what the task may spend in all (its maxCredits)
 
-    def call_hold(self) -> dict[str, Any]:
-        return {"hold": self.hold, "amount": self.remaining, "expires_at": self.expires_at, "replayed": False}
+    def call_hold(self) -> CallHold:
+        if self.hold is None:
+            raise BudgetExhausted("the task has nothing left of its limit", needed=0, spent=self.limit,
+                                  limit=self.limit)
+        return CallHold(self.hold, self.remaining, self.expires_at)
+
+
+@dataclass
+class CallHold:
+    """The hold a call is charged from (a task's: what is left of its budget); a streaming call's hold is replaced
+    when it is extended. `replayed`: placed by an earlier request with the same key."""
+
+    id: str
+    amount: int  # µc
+    expires_at: str
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, reservation: Reservation) -> CallHold:
+        return cls(reservation.hold, reservation.amount, reservation.expires_at, reservation.replayed)
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class Call:
     model: Model
     max_output: int
     guess: Estimate
-    hold: dict[str, Any]
+    hold: CallHold
     options: dict[str, Any] | None = None
     budget: Budget | None = None  # a task's: charged by capture from it, never released
 
@@ -177,24 +197,24 @@ class MeteredChat:
             spend.admit(guess.micros)
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id},
                                     owner=CALL)  # the call's own: only its settle or release closes it
-        return Call(uid, key, chosen, max_out, guess, hold, options)
+        return Call(uid, key, chosen, max_out, guess, CallHold.of(hold), options)
 
     def _require_failed(self, call: Call) -> None:
         """A retry may go on only if the earlier request with its key failed (its hold voided or lapsed): one
         that was answered and charged is refused, and so is one still running."""
-        hold = self.credits.find_hold(call.uid, call.hold["hold"])
+        hold = self.credits.find_hold(call.uid, call.hold.id)
         while hold.replaced_by is not None:  # extended while it streamed: what became of the last one
             hold = self.credits.find_hold(call.uid, hold.replaced_by)
         if hold.status == "settled":
             raise AlreadyAnswered("this request was already answered and charged; see your history",
-                                  reservation=call.hold["hold"])
+                                  reservation=call.hold.id)
         if hold.is_live(iso(self.credits.clock.now())):  # answering it again would give two replies for one
             raise RequestInProgress(f"a request with this Idempotency-Key is still running (if it was cut off, its "
                                     f"hold lapses at {hold.expires_at}): wait for it, or send a new key",
                                     reservation=hold.id)
 
     def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
-                why: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                why: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> Charge:
         """Post the hold for what the call cost: reported usage when there is one, else a local estimate
         flagged for reconciliation; never more than was held."""
         reported = prompt is not None and completion is not None and why is None
@@ -203,28 +223,32 @@ class MeteredChat:
         price = cost(call.model, prompt, completion)  # type: ignore[arg-type]
         if why == "cancelled":  # a cancelled call pays at least its input
             price = max(price, token_cost(call.guess.prompt_tokens, call.model.input_per_million))
-        charged = min(price, call.hold["amount"])
+        charged = min(price, call.hold.amount)
         memo = {"model": call.model.id, "provider": call.model.provider, "prompt_tokens": str(prompt),
                 "completion_tokens": str(completion), "usage": "reported" if reported else "estimated"}
         if not reported:
             memo["reconcile"] = why or "usage missing"
-        elif price > call.hold["amount"]:
+        elif price > call.hold.amount:
             memo["reconcile"] = f"cost {price} above hold"
         if call.budget is not None:  # a task's call: charged from the task's hold, the rest kept for later calls
-            settled = self.credits.capture(call.uid, call.budget.hold, charged, key=f"{call.key}:settle", memo=memo)
-            call.budget.hold, call.budget.remaining = settled["hold"], settled["held"]
-            settled["shortfall"] = 0
+            budget_hold = call.budget.hold or call.hold.id  # the latest: another call of the task may have captured
+            captured = self.credits.capture(call.uid, budget_hold, charged, key=f"{call.key}:settle", memo=memo)
+            call.budget.hold, call.budget.remaining = captured.hold, captured.held
+            outcome: Capture | Settlement = captured
+            shortfall = 0
         else:
-            settled = self.credits.settle(call.uid, call.hold["hold"], charged, key=f"{call.key}:settle", memo=memo,
+            outcome = self.credits.settle(call.uid, call.hold.id, charged, key=f"{call.key}:settle", memo=memo,
                                           charge_if_lapsed=True)  # delivered: a lapsed hold is no reason to charge 0
-        return {"model": call.model.id, "provider": call.model.provider, "demo": call.model.demo,
-                "prompt_tokens": prompt, "completion_tokens": completion, "usage_reported": reported,
-                "charged": settled["charged"], "shortfall": settled["shortfall"], "estimated": call.guess.micros,
-                "reservation": call.hold["hold"], "entry": settled["entry"], "replayed": settled["replayed"]}
+            shortfall = outcome.shortfall
+        return Charge(model=call.model.id, provider=call.model.provider, demo=call.model.demo,
+                      prompt_tokens=prompt, completion_tokens=completion,  # type: ignore[arg-type]
+                      usage_reported=reported, charged=outcome.charged, shortfall=shortfall,
+                      estimated=call.guess.micros, reservation=call.hold.id, entry=outcome.entry,
+                      replayed=outcome.replayed)
 
     def _release(self, call: Call) -> None:
         if call.budget is None:  # a task's hold stays with the task: nothing of it was spent
-            self.credits.release(call.uid, call.hold["hold"], key=f"{call.key}:release")
+            self.credits.release(call.uid, call.hold.id, key=f"{call.key}:release")
 
     def _refused(self, call: Call) -> None:
         """The provider refused the request itself: nothing is charged, and the model's health learns nothing
@@ -270,7 +294,7 @@ class MeteredChat:
             except LedgerError:
                 self.health.untried(candidate.id)
                 raise
-            if call.hold["replayed"]:  # a retry: whatever happens next says nothing new about the model
+            if call.hold.replayed:  # a retry: whatever happens next says nothing new about the model
                 self.health.untried(candidate.id)
                 self._require_failed(call)  # it failed last time: try the next model
                 continue
@@ -282,7 +306,7 @@ class MeteredChat:
 
     def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, spend: Spend | None = None,
-             options: dict[str, Any] | None = None, budget: Budget | None = None) -> dict[str, Any]:
+             options: dict[str, Any] | None = None, budget: Budget | None = None) -> Completion:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own."""
         messages = self._resolved(uid, messages)
@@ -299,55 +323,54 @@ class MeteredChat:
                 except ProviderUnavailable as failure:  # released: on to the next model
                     tried.append(f"{call.model.id}: {failure.detail}")
                     continue
-                result = {"text": reply.text, "finish_reason": reply.finish_reason, "tried": tried,
-                          "tool_calls": reply.tool_calls,
-                          **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
-                                         tool_calls=reply.tool_calls)}
-                charged = result["charged"]
-                return result
+                charge = self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
+                                      tool_calls=reply.tool_calls)
+                charged = charge.charged
+                return Completion(**vars(charge), text=reply.text, finish_reason=reply.finish_reason,
+                                  tool_calls=reply.tool_calls, tried=tried)
         finally:
             if spend is not None:
                 spend.finish(charged)
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
-              spend: Spend | None = None) -> dict[str, Any]:
+              spend: Spend | None = None) -> Embedding:
         """Embeddings paid from the user's credits: held on an estimate of the input, settled on reported usage."""
         charged = 0
         try:
             chosen = self.catalog.get(model, "embedding")
             call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, spend, None, "usage:embedding")
-            if call.hold["replayed"]:
+            if call.hold.replayed:
                 self._require_failed(call)
                 raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
             with self._calling(call):
                 out = self.providers[chosen.provider].embed(chosen.id, inputs)
-            result = {"vectors": out.vectors,
-                      **self._settle(call, "", out.prompt_tokens, 0 if out.prompt_tokens is not None else None)}
-            charged = result["charged"]
-            return result
+            charge = self._settle(call, "", out.prompt_tokens, 0 if out.prompt_tokens is not None else None)
+            charged = charge.charged
+            return Embedding(**vars(charge), vectors=out.vectors)
         finally:
             if spend is not None:
                 spend.finish(charged)
 
     def run_chain(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
-                  max_tokens: int | None = None) -> dict[str, Any]:
+                  max_tokens: int | None = None) -> ChainStep:
         """A chain step (run by the provider with LangChain) paid from the user's credits: held on its prompt,
         settled on the usage the chain's model reports, like any call."""
         chosen = self.catalog.get(model, "chat")
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
         call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat")
-        if call.hold["replayed"]:
+        if call.hold.replayed:
             self._require_failed(call)
             raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
         with self._calling(call):
             reply = self.providers[chosen.provider].chain(chosen.id, messages, max_out)
-        return {"text": reply.text, **self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)}
+        return ChainStep(**vars(self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens)),
+                         text=reply.text)
 
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, spend: Spend | None = None,
-               options: dict[str, Any] | None = None, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
-        """Hold now (refusals raise here, before anything streams), then yield {"delta": text} pieces and a
-        last {"done": ...} with the charge. A model that fails before its first piece is released and the
+               options: dict[str, Any] | None = None, budget: Budget | None = None) -> Iterator[Piece]:
+        """Hold now (refusals raise here, before anything streams), then yield Delta pieces and a last
+        StreamEnd with the charge. A model that fails before its first piece is released and the
         next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
         broken stream or a missing usage chunk settles on a local estimate, a client that goes away pays at
         least its input. Outcomes feed the breaker; a client that goes away says nothing about the model."""
@@ -363,7 +386,7 @@ class MeteredChat:
         return self._pieces(call, messages, key, rest, tried, max_tokens, spend)
 
     def _pieces(self, call: Call, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
-                tried: list[str], max_tokens: int | None, spend: Spend | None) -> Iterator[dict[str, Any]]:
+                tried: list[str], max_tokens: int | None, spend: Spend | None) -> Iterator[Piece]:
         charged = 0
         try:
             while True:
@@ -376,7 +399,7 @@ class MeteredChat:
                     if relay.outcome == "cancelled":  # the consumer stopped reading: the generator is closing
                         self.health.untried(call.model.id)
                         charged = self._settle(call, relay.text, None, None, why="cancelled",
-                                               tool_calls=relay.calls)["charged"]
+                                               tool_calls=relay.calls).charged
                     elif relay.outcome == "rejected":  # raised on to the caller, before any piece
                         self._refused(call)
                 self.health.record(call.model.id, relay.outcome == "complete", self.now() - started, self.now())
@@ -386,12 +409,12 @@ class MeteredChat:
                     call = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend, call.options,
                                            call.budget)
                     continue
-                result = self._settle(call, relay.text, relay.prompt, relay.completion,
+                charge = self._settle(call, relay.text, relay.prompt, relay.completion,
                                       why="stream broke" if relay.outcome == "broken" else None,
                                       tool_calls=relay.calls)
-                charged = result["charged"]
-                yield {"done": True, "finish_reason": relay.finish, "broken": relay.outcome == "broken", "tried": tried,
-                       **result}
+                charged = charge.charged
+                yield StreamEnd(**vars(charge), finish_reason=relay.finish, broken=relay.outcome == "broken",
+                                tried=tried)
                 return
         finally:
             if spend is not None:
@@ -409,21 +432,21 @@ class HoldKeeper:
         self._plan()
 
     def _plan(self) -> None:
-        self.renew_at = parse_iso(self.call.hold["expires_at"]) - self.credits.policy.reservation_ttl / 2
+        self.renew_at = parse_iso(self.call.hold.expires_at) - self.credits.policy.reservation_ttl / 2
 
     def __call__(self) -> None:
         if self.call.budget is not None or self.credits.clock.now() < self.renew_at:
             return  # a task's hold lasts until the task's deadline: the task keeps it
         self.extended += 1
         try:
-            kept = self.credits.extend(self.call.uid, self.call.hold["hold"],
+            kept = self.credits.extend(self.call.uid, self.call.hold.id,
                                        key=f"{self.call.key}:extend:{self.extended}")
         except LedgerError as refused:  # e.g. the account was closed meanwhile: settle within the time left
-            log.warning("hold %s of %s could not be extended: %s", self.call.hold["hold"], self.call.uid,
+            log.warning("hold %s of %s could not be extended: %s", self.call.hold.id, self.call.uid,
                         refused.detail)
             self.renew_at = datetime.max.replace(tzinfo=UTC)
             return
-        self.call.hold.update(hold=kept["hold"], expires_at=kept["expires_at"])
+        self.call.hold.id, self.call.hold.expires_at = kept.hold, kept.expires_at
         if self.spend is not None:
             self.spend.prolong()
         self._plan()
@@ -448,14 +471,14 @@ class Relay:
         return "".join(self.said)
 
     def pieces(self, provider: ChatProvider, call: Call, messages: Messages,
-               keep: Callable[[], None]) -> Iterator[dict[str, Any]]:
+               keep: Callable[[], None]) -> Iterator[Delta]:
         try:
             for piece in provider.stream(call.model.id, messages, call.max_output, call.options):
                 keep()
                 if piece.text or piece.tool_calls:
                     self.said.append(piece.text)
                     self.calls.extend(piece.tool_calls or ())
-                    yield {"delta": piece.text, **({"tool_calls": piece.tool_calls} if piece.tool_calls else {})}
+                    yield Delta(piece.text, piece.tool_calls or None)
                 if piece.prompt_tokens is not None:
                     self.prompt, self.completion = piece.prompt_tokens, piece.completion_tokens
                 self.finish = piece.finish_reason or self.finish

@@ -4,8 +4,7 @@ model call on the way (summaries and embeddings included) metered like any other
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from ..domain import memory
 from ..domain.conversations import Conversation
@@ -17,6 +16,7 @@ from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
 from .chat import Budget, MeteredChat
+from .chat_results import Completion, MemoryUse, Piece, StreamEnd
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
@@ -87,15 +87,15 @@ class Conversations:
             raise UnknownConversation(f"no conversation {conversation_id!r} of yours")
 
     def chat(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
-             max_tokens: int | None = None) -> dict[str, Any]:
+             max_tokens: int | None = None) -> Completion:
         """One turn: the context from memory, a metered completion, then the turn stored (once per key)."""
         context = self._context(uid, conversation_id, new, key, model, max_tokens)
         result = self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens)
-        self._remember(uid, conversation_id, key, new, result["text"])
-        return {**result, "memory": memory_view(context)}
+        self._remember(uid, conversation_id, key, new, result.text)
+        return replace(result, memory=memory_use(context))
 
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
-               max_tokens: int | None = None, budget: Budget | None = None) -> Iterator[dict[str, Any]]:
+               max_tokens: int | None = None, budget: Budget | None = None) -> Iterator[Piece]:
         """As `chat`, streamed; the turn is stored when the reply is complete (a cut-off reply is charged as
         the chat service says, and not remembered). With a task's `budget`, the reply is charged from it."""
         context = self._context(uid, conversation_id, new, key, model, max_tokens)
@@ -104,16 +104,16 @@ class Conversations:
         return self._remembering(uid, conversation_id, key, new, pieces, context)
 
     def _remembering(self, uid: str, conversation_id: str, key: str, new: Messages,
-                     pieces: Iterator[dict[str, Any]], context: Context) -> Iterator[dict[str, Any]]:
+                     pieces: Iterator[Piece], context: Context) -> Iterator[Piece]:
         said: list[str] = []
         try:
             for piece in pieces:
-                if piece.get("done"):
-                    if piece.get("finish_reason") is not None:
+                if isinstance(piece, StreamEnd):
+                    if piece.finish_reason is not None:
                         self._remember(uid, conversation_id, key, new, "".join(said))
-                    piece = {**piece, "memory": memory_view(context)}
+                    piece = replace(piece, memory=memory_use(context))
                 else:
-                    said.append(piece["delta"])
+                    said.append(piece.text)
                 yield piece
         finally:
             pieces.close()  # type: ignore[attr-defined]
@@ -186,7 +186,7 @@ class Conversations:
                                                 max_tokens=max(16, space.summary))
             except AlreadyAnswered:  # a retry after this summary was made and stored: use the stored one
                 return self.get(uid, conversation_id).summary, charged
-            summary, charged = memory.clip(result["text"].strip(), space.summary), charged + result["charged"]
+            summary, charged = memory.clip(result.text.strip(), space.summary), charged + result.charged
             self.store.set_summary(uid, conversation_id, summary, run[-1].seq)
         return summary, charged
 
@@ -200,15 +200,14 @@ class Conversations:
             result = self.metered.embed(uid, [m.content for m in missing] + [query], key=f"{key}:embed")
         except AlreadyAnswered:  # a retry of a turn that failed after embedding: recall is skipped, not re-paid
             return [], 0
-        vectors = {m.seq: v for m, v in zip(missing, result["vectors"], strict=False)}
+        vectors = {m.seq: v for m, v in zip(missing, result.vectors, strict=False)}
         if vectors:
             self.store.set_vectors(uid, conversation_id, vectors)
         with_vectors = [m if m.vector is not None or m.seq not in vectors else
                         memory.StoredMessage(m.seq, m.role, m.content, m.at, m.turn, tuple(vectors[m.seq]))
                         for m in older]
-        return memory.recall(with_vectors, result["vectors"][-1], space.recall), result["charged"]
+        return memory.recall(with_vectors, result.vectors[-1], space.recall), result.charged
 
 
-def memory_view(context: Context) -> dict[str, int]:
-    return {"buffered": context.buffered, "summarised": context.summarised, "recalled": context.recalled,
-            "charged": context.charged}
+def memory_use(context: Context) -> MemoryUse:
+    return MemoryUse(context.buffered, context.summarised, context.recalled, context.charged)

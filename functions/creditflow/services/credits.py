@@ -38,6 +38,17 @@ from ..domain.shortfalls import Shortfall
 from ..domain.signing import SigningKey
 from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, LedgerStore, LedgerTransaction
+from .credit_results import (
+    Capture,
+    Extension,
+    Granted,
+    R,
+    Reclaim,
+    Release,
+    Reservation,
+    Settlement,
+    WriteOff,
+)
 from .transactions import run_in_transaction
 
 log = logging.getLogger(__name__)
@@ -124,7 +135,7 @@ class Credits:
 
     def grant(self, uid: str, amount: int, *, source: str, lot_kind: str, key: str,
               expires_at: datetime | None = None, priority: int = 0, reference: str | None = None,
-              memo: dict[str, str] | None = None) -> dict[str, Any]:
+              memo: dict[str, str] | None = None) -> Granted:
         account_id = user_account(uid)
         amount = require_amount(amount)
         source_account = require_system_account(f"issuance:{source}", ISSUANCE_ACCOUNTS)
@@ -138,16 +149,17 @@ class Credits:
         request = {"account": account_id, "amount": amount, "lot_kind": lot_kind, "expires_at": expires,
                    "priority": priority, "reference": reference, "memo": _memo(memo)}
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
-            entry = book.grant(amount, source=source_account, lot_kind=lot_kind, key=key, expires_at=expires,
-                               priority=priority, reference=reference, memo=memo)
-            return {"entry": entry.id, "lot": entry.fields()["lot"], **self._balances(book)}
+        def action(book: Book, tx: LedgerTransaction) -> Granted:
+            lot, entry = book.grant(amount, source=source_account, lot_kind=lot_kind, key=key, expires_at=expires,
+                                    priority=priority, reference=reference, memo=memo)
+            return Granted(entry=entry.id, lot=lot.id, available=book.account.available,
+                           held=book.account.held)
 
-        return self._mutate(account_id, source_account, "grant", key, request, action)
+        return self._mutate(Granted, account_id, source_account, "grant", key, request, action)
 
     def reserve(self, uid: str, amount: int, *, key: str, target: str = "usage:chat",
                 ttl: timedelta | None = None, memo: dict[str, str] | None = None,
-                owner: str = CLIENT) -> dict[str, Any]:
+                owner: str = CLIENT) -> Reservation:
         """Hold credits; `owner` is who may release the hold: the client that asked, or a call or task of the
         platform, whose hold only it (or the sweeper) closes."""
         account_id = user_account(uid)
@@ -159,17 +171,17 @@ class Credits:
         request = {"account": account_id, "amount": amount, "target": target, "ttl": int(ttl.total_seconds()),
                    "memo": _memo(memo), **({"owner": owner} if owner != CLIENT else {})}
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> Reservation:
             expires = iso(parse_iso(book.now) + ttl)
             hold, entry = book.reserve(amount, target=target, expires_at=expires, key=key, memo=memo, owner=owner,
                                     candidates=tx.spendable_lots(account_id, book.now))
-            return {"hold": hold.id, "entry": entry.id, "amount": amount, "expires_at": expires,
-                    **self._balances(book)}
+            return Reservation(hold=hold.id, entry=entry.id, amount=amount, expires_at=expires,
+                               available=book.account.available, held=book.account.held)
 
-        return self._mutate(account_id, account_id, "reserve", key, request, action)
+        return self._mutate(Reservation, account_id, account_id, "reserve", key, request, action)
 
     def settle(self, uid: str, hold_id: str, amount: int, *, key: str, memo: dict[str, str] | None = None,
-               charge_if_lapsed: bool = False) -> dict[str, Any]:
+               charge_if_lapsed: bool = False) -> Settlement:
         """Post the hold for the actual cost (at most what is held); the rest returns to the user. With
         `charge_if_lapsed` (work already delivered: a call's reply), a hold that lapsed meanwhile is no reason to
         charge nothing: the cost is taken from the available balance, and what it cannot cover is recorded as a
@@ -178,23 +190,24 @@ class Credits:
         amount = require_amount(amount, allow_zero=True)
         request = {"hold": hold_id, "amount": amount, "memo": _memo(memo)}
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> Settlement:
             hold = self._hold_of(book, hold_id)
             if charge_if_lapsed and hold.status == RELEASED:
                 expires = iso(parse_iso(book.now) + timedelta(minutes=1))
-                entry = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
-                                           candidates=tx.spendable_lots(account_id, book.now))
+                lapsed = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
+                                            candidates=tx.spendable_lots(account_id, book.now))
                 collected = amount - sum(s.missing for s in book.shortfalls)
-                return {"hold": hold_id, "entry": entry.id if entry else None, "charged": collected, "released": 0,
-                        "shortfall": amount - collected, **self._balances(book)}
+                return Settlement(hold=hold_id, entry=lapsed.id if lapsed else None, charged=collected, released=0,
+                                  shortfall=amount - collected, available=book.account.available,
+                                  held=book.account.held)
             entry = book.settle(hold, amount, key=key, memo=memo)
-            return {"hold": hold_id, "entry": entry.id, "charged": amount,
-                    "released": int(entry.fields()["released"]), "shortfall": 0, **self._balances(book)}
+            return Settlement(hold=hold_id, entry=entry.id, charged=amount, released=hold.amount - amount,
+                              shortfall=0, available=book.account.available, held=book.account.held)
 
-        return self._mutate(account_id, account_id, "settle", key, request, action, hold_id)
+        return self._mutate(Settlement, account_id, account_id, "settle", key, request, action, hold_id)
 
     def capture(self, uid: str, hold_id: str, amount: int, *, key: str,
-                memo: dict[str, str] | None = None) -> dict[str, Any]:
+                memo: dict[str, str] | None = None) -> Capture:
         """Charge `amount` from a pending hold and keep the rest held under a new hold id (`hold`, None when
         nothing is left): a task's budget, spent call by call, each capture once per key."""
         account_id = user_account(uid)
@@ -202,28 +215,29 @@ class Credits:
         # not the hold id: a task resumed after a crash names the hold the capture left, and must get the capture
         request = {"capture": amount, "memo": _memo(memo)}
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> Capture:
             kept, entry = book.capture(self._hold_of(book, hold_id), amount, key=key, memo=memo,
                                        candidates=tx.spendable_lots(account_id, book.now))
-            return {"captured_from": hold_id, "hold": kept.id if kept else None, "entry": entry.id, "charged": amount,
-                    "held": kept.amount if kept else 0, "available": book.account.available}
+            return Capture(captured_from=hold_id, hold=kept.id if kept else None, entry=entry.id, charged=amount,
+                           held=kept.amount if kept else 0, available=book.account.available)
 
-        return self._mutate(account_id, account_id, "capture", key, request, action, hold_id)
+        return self._mutate(Capture, account_id, account_id, "capture", key, request, action, hold_id)
 
-    def release(self, uid: str, hold_id: str, *, key: str, by: str | None = None) -> dict[str, Any]:
+    def release(self, uid: str, hold_id: str, *, key: str, by: str | None = None) -> Release:
         """Void the hold. `by` names who asks: the public route passes CLIENT, so a hold the platform placed for
         a call or task is refused there (HoldInUse) and stays with its call."""
         account_id = user_account(uid)
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
-            entry = book.release(self._hold_of(book, hold_id), key=key, by=by)
-            return {"hold": hold_id, "entry": entry.id, "released": int(entry.fields()["amount"]),
-                    **self._balances(book)}
+        def action(book: Book, tx: LedgerTransaction) -> Release:
+            hold = self._hold_of(book, hold_id)
+            entry = book.release(hold, key=key, by=by)
+            return Release(hold=hold_id, entry=entry.id, released=hold.amount, available=book.account.available,
+                           held=book.account.held)
 
-        return self._mutate(account_id, account_id, "release", key, {"hold": hold_id}, action, hold_id)
+        return self._mutate(Release, account_id, account_id, "release", key, {"hold": hold_id}, action, hold_id)
 
     def extend(self, uid: str, hold_id: str, *, key: str, ttl: timedelta | None = None,
-               amount: int | None = None) -> dict[str, Any]:
+               amount: int | None = None) -> Extension:
         """Replace a live hold with a new one for the same amount (or `amount`: a task whose user approved a
         higher limit) and a later timeout, atomically; a larger amount the balance cannot cover is refused."""
         account_id = user_account(uid)
@@ -231,18 +245,18 @@ class Credits:
         if amount is not None:
             amount = require_amount(amount, maximum=self.policy.max_reservation)
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> Extension:
             expires = iso(parse_iso(book.now) + ttl)
             new_hold, entry = book.extend(self._hold_of(book, hold_id), expires_at=expires, key=key,
                                           candidates=tx.spendable_lots(account_id, book.now), amount=amount)
-            return {"hold": new_hold.id, "replaces": hold_id, "entry": entry.id, "amount": new_hold.amount,
-                    "expires_at": expires, **self._balances(book)}
+            return Extension(hold=new_hold.id, replaces=hold_id, entry=entry.id, amount=new_hold.amount,
+                             expires_at=expires, available=book.account.available, held=book.account.held)
 
         request = {"hold": hold_id, "ttl": int(ttl.total_seconds()), **({"amount": amount} if amount else {})}
-        return self._mutate(account_id, account_id, "extend", key, request, action, hold_id)
+        return self._mutate(Extension, account_id, account_id, "extend", key, request, action, hold_id)
 
     def reclaim(self, uid: str, lot_id: str, amount: int, *, key: str, pending: bool, ttl: timedelta,
-                memo: dict[str, str]) -> dict[str, Any]:
+                memo: dict[str, str]) -> Reclaim:
         """Take back up to `amount` of what is left of one paid lot, for its payment's refund (posted at once to
         `refund`) or dispute (`pending`: a hold only the payments service closes). What was spent already cannot be
         taken: `unrecovered` says how much."""
@@ -250,7 +264,7 @@ class Credits:
         amount = require_amount(amount)
         request = {"lot": lot_id, "amount": amount, "pending": pending, "memo": _memo(memo)}
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> Reclaim:
             stored = tx.lots_by_id(account_id, [lot_id])
             if not stored:
                 raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
@@ -270,26 +284,26 @@ class Credits:
                 book.shortfalls.append(Shortfall(account_id, key, memo.get("payment", lot_id), amount, taken,
                                                  f"{memo.get('reason', 'refund')}: spent already, written off",
                                                  book.now))
-            return {"hold": hold, "entry": entry, "taken": taken, "unrecovered": amount - taken,
-                    **self._balances(book)}
+            return Reclaim(hold=hold, entry=entry, taken=taken, unrecovered=amount - taken,
+                           available=book.account.available, held=book.account.held)
 
-        return self._mutate(account_id, account_id, "reclaim", key, request, action)
+        return self._mutate(Reclaim, account_id, account_id, "reclaim", key, request, action)
 
-    def write_off(self, uid: str, amount: int, *, key: str, memo: dict[str, str]) -> dict[str, Any]:
+    def write_off(self, uid: str, amount: int, *, key: str, memo: dict[str, str]) -> WriteOff:
         """Record that `amount` owed back for a payment (a lost dispute) had been spent and is lost: an entry that
         moves nothing, and a shortfall the console lists."""
         account_id = user_account(uid)
         amount = require_amount(amount)
         request = {"amount": amount, "memo": _memo(memo)}
 
-        def action(book: Book, tx: LedgerTransaction) -> dict[str, Any]:
+        def action(book: Book, tx: LedgerTransaction) -> WriteOff:
             entry = book.write_off(amount, key=key, memo=memo)
             book.shortfalls.append(Shortfall(account_id, key, memo.get("payment", ""), amount, 0,
                                              f"{memo.get('reason', 'dispute lost')}: spent already, written off",
                                              book.now))
-            return {"entry": entry.id, **self._balances(book)}
+            return WriteOff(entry=entry.id, available=book.account.available, held=book.account.held)
 
-        return self._mutate(account_id, account_id, "write-off", key, request, action)
+        return self._mutate(WriteOff, account_id, account_id, "write-off", key, request, action)
 
     def shortfalls(self, limit: int = 100) -> list[Shortfall]:
         """The latest charges that could not be collected whole (for admins)."""
@@ -388,10 +402,6 @@ class Credits:
         return hold
 
     @staticmethod
-    def _balances(book: Book) -> dict[str, int]:
-        return {"available": book.account.available, "held": book.account.held}
-
-    @staticmethod
     def _changes(book: Book) -> Changes:
         return Changes(accounts=[book.account], entries=book.entries, lots=list(book.touched_lots.values()),
                        holds=list(book.touched_holds.values()), system=book.system, shortfalls=book.shortfalls)
@@ -408,28 +418,27 @@ class Credits:
             changes.events.append(event)
         return changes
 
-    def _mutate(self, account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
-                action: Callable[[Book, LedgerTransaction], dict[str, Any]],
-                hold_id: str | None = None) -> dict[str, Any]:
+    def _mutate(self, kind: type[R], account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
+                action: Callable[[Book, LedgerTransaction], R], hold_id: str | None = None) -> R:
         """Run one command on one account exactly once per idempotency key, in a single transaction."""
         key = require_key(key)
         if hold_id is not None and not isinstance(hold_id, str):
             raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
 
-        def work(tx: LedgerTransaction) -> dict[str, Any]:
+        def work(tx: LedgerTransaction) -> R:
             record = tx.idempotency(scope, key)
             if record is not None:
-                return {**replay(record, command, request), "replayed": True}
+                return kind.from_record(replay(record, command, request))
             now = iso(self.clock.now())
             book = self._load(tx, account_id, now, hold_id)
             before = book.account.available
             book.sweep()
             result = action(book, tx)
             changes = self._with_events(self._changes(book), book, before)
-            changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result, book.now))
+            changes.idempotency.append(IdempotencyRecord(scope, key, command, request, result.record(), book.now))
             tx.write(changes)
             touched.append((book.account, book.entries))
-            return {**result, "replayed": False}
+            return result
 
         touched: list[tuple[UserAccount, list[Entry]]] = []
         try:

@@ -208,7 +208,7 @@ class Deposits:
                                          "rate": str(token.micros_per_unit), "tx": deposit.tx_hash,
                                          "remainder": f"{remainder}/10^{token.decimals}", "sender": deposit.sender})
         credited = replace(deposit, status=CREDITED, credits=credits, rate=token.micros_per_unit,
-                           remainder=remainder, lot=granted["lot"])
+                           remainder=remainder, lot=granted.lot)
         self.store.save(credited)
         self.realtime.set(f"/notifications/{deposit.uid}/{_key(deposit.id)}", {
             "kind": "payment.received", "at": iso(self.clock.now()), "payment": deposit.id,

@@ -334,8 +334,8 @@ class ImageGeneration:
                     "asked": str(held["n"]), "size": f"{held['width']}x{held['height']}",
                     "steps": str(held["steps"]), "per_image": str(held["perImage"]), "task": task_id}
             settled = self.credits.capture(uid, hold, amount, key=f"task:{task_id}:images", memo=memo)
-            context.budget.hold, context.budget.remaining = settled["hold"], settled["held"]
-            return {"charged": amount, "delivered": delivered, "entry": settled["entry"]}
+            context.budget.hold, context.budget.remaining = settled.hold, settled.held
+            return {"charged": amount, "delivered": delivered, "entry": settled.entry}
 
         def notify(outputs: dict[str, Any]) -> dict[str, Any]:
             ids = [f"{task_id}.{image['index']}" for image in outputs["store"]["images"]]

@@ -159,7 +159,7 @@ class Payments:
             granted = self.credits.grant(uid, credits, source="stripe", lot_kind="paid", key=f"stripe-{payment_id}",
                                          reference=payment_id, memo={"pack": pack})
             payment = Payment(payment_id, uid, "stripe", pack, credits, amount, currency,
-                              intent if isinstance(intent, str) else None, granted["lot"], iso(self.clock.now()))
+                              intent if isinstance(intent, str) else None, granted.lot, iso(self.clock.now()))
             self.store.save(payment)
         self._notify(uid, event_id, "payment.received", payment)
         return "granted"
@@ -186,7 +186,7 @@ class Payments:
             taken = self.credits.reclaim(payment.uid, payment.lot, due, key=f"stripe-refund-{payment.id}-{refunded}",
                                          pending=False, ttl=REFUND_HOLD, memo={"payment": payment.id,
                                                                                "reason": "refund"})
-            payment = payment.refund(refunded, taken["taken"], taken["unrecovered"])
+            payment = payment.refund(refunded, taken.taken, taken.unrecovered)
             self.store.save(payment)
         self._notify(payment.uid, event_id, "payment.refunded", payment)
         return "refunded"
@@ -205,7 +205,7 @@ class Payments:
                 taken = self.credits.reclaim(payment.uid, payment.lot, disputed,
                                              key=f"stripe-dispute-{_text(dispute, 'id')}", pending=True,
                                              ttl=DISPUTE_HOLD, memo={"payment": payment.id, "reason": "dispute"})
-                hold, held = taken["hold"], taken["taken"]
+                hold, held = taken.hold, taken.taken
             payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN)
             self.store.save(payment)
         self._notify(payment.uid, event_id, "payment.disputed", payment)

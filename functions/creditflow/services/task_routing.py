@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ..domain.tasks import Classification, InvalidTask, TaskRequest
+from .chat_results import Completion
 
 log = logging.getLogger(__name__)
 Quote = Callable[[str, TaskRequest], tuple[str | None, int]]  # (uid, request) -> (model id, µc the hold needs)
@@ -100,7 +101,7 @@ class ModelClassifier:
     any failure (no such model, a refusal, an answer off the schema, too little credit) falls back to the rules.
     The estimate, and so the hold, always comes from the task's own price."""
 
-    def __init__(self, rules: RulesClassifier, ask: Callable[..., dict[str, Any]], model: str) -> None:
+    def __init__(self, rules: RulesClassifier, ask: Callable[..., Completion], model: str) -> None:
         self.rules, self.ask, self.model = rules, ask, model
 
     def classify(self, uid: str, request: TaskRequest, key: str | None = None) -> Classification:
@@ -114,7 +115,7 @@ class ModelClassifier:
                                    {"role": "user", "content": orjson.dumps(described).decode()}],
                              key=f"{key}:classify", model=self.model, max_tokens=40,
                              options={"response_format": CLASS_SCHEMA})
-            judged = orjson.loads(reply["text"])
+            judged = orjson.loads(reply.text)
             speed, seconds = judged["speed"], judged["seconds"]
             if speed not in ("quick", "long") or isinstance(seconds, bool) or not isinstance(seconds, int) \
                     or not 1 <= seconds <= 3600:

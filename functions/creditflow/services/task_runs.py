@@ -18,6 +18,7 @@ from ..domain.tasks import InvalidTask, Task, TaskRequest
 from ..domain.vision import InvalidImagePart, UnknownUpload
 from ..ports import AgentRunner, Messages, Realtime
 from .chat import Budget, MeteredChat
+from .chat_results import Piece, StreamEnd
 from .conversations import Conversations
 
 STREAM_INTERVAL = 0.05  # at most one write to /streams/{uid}/{task} per 50 ms
@@ -120,27 +121,26 @@ class ChatRun:
         return self._relay(context, pieces)
 
     @staticmethod
-    def _relay(context: Context, pieces: Iterator[dict[str, Any]]) -> RunOutcome:
+    def _relay(context: Context, pieces: Iterator[Piece]) -> RunOutcome:
         writer = context.stream()
         said: list[str] = []
         context.progress(0.05, "waiting for the model")
         try:
             for piece in pieces:
-                if piece.get("done"):
-                    final = {"usage": {"promptTokens": piece["prompt_tokens"],
-                                       "completionTokens": piece["completion_tokens"]},
-                             "charged": {"credits": format_credits(piece["charged"]), "micros": piece["charged"]},
-                             "model": piece["model"], "demo": piece["demo"],
-                             "broken": piece["broken"]}
+                if isinstance(piece, StreamEnd):
+                    usage = {"promptTokens": piece.prompt_tokens, "completionTokens": piece.completion_tokens}
+                    final = {"usage": usage,
+                             "charged": {"credits": format_credits(piece.charged), "micros": piece.charged},
+                             "model": piece.model, "demo": piece.demo, "broken": piece.broken}
                     writer.final(final)
                     return RunOutcome("done", {"text": "".join(said), **final})
                 if context.cancelled():
                     break
-                if piece.get("delta"):
+                if piece.text:
                     if not said:
                         context.progress(0.5, "answering")
-                    said.append(piece["delta"])
-                    writer.add(piece["delta"])
+                    said.append(piece.text)
+                    writer.add(piece.text)
         finally:
             pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
         writer.final({"cancelled": True})
@@ -168,8 +168,8 @@ class AgentContextOfTask:
             return ChatReply(**done)
         result = self.chat.chat(self.uid, messages, key=key, model=self.context.task.model, max_tokens=max_tokens,
                                 options={"tools": tools} if tools else None, budget=self.context.budget)
-        reply = ChatReply(result["text"], result["model"], result["prompt_tokens"], result["completion_tokens"],
-                          result["finish_reason"], result["tool_calls"])
+        reply = ChatReply(result.text, result.model, result.prompt_tokens, result.completion_tokens,
+                          result.finish_reason, result.tool_calls)
         self.record(key, {"text": reply.text, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
                           "completion_tokens": reply.completion_tokens, "finish_reason": reply.finish_reason,
                           "tool_calls": reply.tool_calls})
@@ -232,8 +232,8 @@ class AgentContextOfTask:
             result = self.chat.chat(self.uid, messages, key=key, budget=self.context.budget)
         except (UnknownModel, InvalidImagePart, UnknownUpload, InvalidImage) as refused:
             raise LookupError(refused.detail) from None
-        self.record(key, {"text": result["text"]})
-        return str(result["text"])
+        self.record(key, {"text": result.text})
+        return result.text
 
 
 StartTask = Callable[[str, str, dict[str, Any]], Task]  # (uid, task id, request) -> the task as it is now

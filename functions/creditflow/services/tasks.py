@@ -224,7 +224,7 @@ class Tasks:
             route, why, queue = self.router.choose(c, task.request.priority)
         try:
             accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
-                                  seconds=c.seconds, model=c.model, hold=hold["hold"], reserved=hold["amount"],
+                                  seconds=c.seconds, model=c.model, hold=hold.hold, reserved=hold.amount,
                                   deadline=iso(deadline), message="accepted")
         except TaskConflict:  # another delivery accepted it first
             if route == "inline" and not here:
@@ -341,7 +341,7 @@ class Tasks:
         raised = self.credits.extend(task.uid, hold, key=f"task:{task.id}:raise:{n}",
                                      amount=remaining + asked - task.reserved,
                                      ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
-        return {"hold": raised["hold"], "reserved": asked}
+        return {"hold": raised.hold, "reserved": asked}
 
     def record_call(self, uid: str, task_id: str, key: str, reply: dict[str, Any]) -> None:
         """Keep a model call's reply in the task, so that a resumed run answers from it instead of calling again."""
@@ -447,7 +447,7 @@ class Tasks:
             left = end.amount - end.settled if end.status != PENDING else end.amount
             if end.status == PENDING:
                 try:
-                    left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close")["released"]
+                    left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
                 except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
                     left = end.amount
         charged = task.reserved - left if end is not None else 0  # what the lineage's captures took

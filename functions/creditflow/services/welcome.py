@@ -6,7 +6,6 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from ..domain.callers import Caller
 from ..domain.errors import WelcomeRefused
@@ -24,6 +23,16 @@ class WelcomePolicy:
     ip_window: timedelta
 
 
+@dataclass(frozen=True)
+class WelcomeGrant:
+    granted: int  # µc
+    entry: str
+    lot: str
+    account: str
+    expires_at: str | None
+    available: int  # µc after the grant
+
+
 class WelcomeBonus:
     def __init__(self, credits: Credits, claims: WelcomeClaims, clock: Clock, policy: WelcomePolicy,
                  pepper: bytes) -> None:
@@ -36,7 +45,7 @@ class WelcomeBonus:
     def _hash(self, kind: str, value: str) -> str:
         return hmac.new(self._pepper, f"{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
 
-    def claim(self, caller: Caller, device: str | None = None, ip: str | None = None) -> dict[str, Any]:
+    def claim(self, caller: Caller, device: str | None = None, ip: str | None = None) -> WelcomeGrant:
         policy, uid, now = self.policy, caller.uid, self.clock.now()
         if policy.amount <= 0:
             raise WelcomeRefused("there is no welcome bonus on this platform", reason="disabled")
@@ -60,9 +69,9 @@ class WelcomeBonus:
         expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
         result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional", key=key,
                                     expires_at=expires)
-        if result["replayed"]:  # a concurrent claim won the race
+        if result.replayed:  # a concurrent claim won the race
             raise WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
         if ip:
             self.claims.record_ip_claim(ip_hash, uid, iso(now))
-        return {"granted": policy.amount, "entry": result["entry"], "lot": result["lot"], "account": account.id,
-                "expires_at": iso(expires) if expires else None, "available": result["available"]}
+        return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account.id,
+                            expires_at=iso(expires) if expires else None, available=result.available)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from typing import Any
 
 from flask import Response
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.idempotency import MAX_REQUEST_KEY
+from ...services.chat_results import Piece, StreamEnd
 from . import schemas as s
 from .api import Routes
 from .credit_routes import account_of
@@ -23,7 +23,7 @@ V1 = "/api/v1"
 routes = Routes()
 
 
-def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
+def stream_chat(pieces: Iterator[Piece]) -> Response:
     """Server-sent events: `data: {"delta": …}` pieces, then `event: done` with the charge (a ChatDoneOut). The
     hold is placed and the first piece awaited before the 200 goes out, so refusals and dead providers are plain
     problems."""
@@ -32,11 +32,12 @@ def stream_chat(pieces: Iterator[dict[str, Any]]) -> Response:
     def events() -> Iterator[str]:
         try:
             for piece in itertools.chain([first], pieces):
-                if piece.get("done"):
-                    done = s.ChatDoneOut(**reply_fields(piece), broken=piece["broken"], tried=piece["tried"])
+                if isinstance(piece, StreamEnd):
+                    done = s.ChatDoneOut(**reply_fields(piece), broken=piece.broken, tried=piece.tried)
                     yield f"event: done\ndata: {done.model_dump_json()}\n\n"
                 else:
-                    yield f"data: {json.dumps(piece)}\n\n"
+                    said = {"delta": piece.text, **({"tool_calls": piece.tool_calls} if piece.tool_calls else {})}
+                    yield f"data: {json.dumps(said)}\n\n"
         finally:
             pieces.close()  # type: ignore[attr-defined]  # a client that left: the chat service settles
 
@@ -61,4 +62,4 @@ def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.Chat
         return stream_chat(platform.chat.stream(caller.uid, messages, key=key, model=model, max_tokens=most))
     else:
         result = platform.chat.chat(caller.uid, messages, key=key, model=model, max_tokens=most)
-    return s.ChatOut(text=result["text"], **reply_fields(result), conversationId=body.conversationId)
+    return s.ChatOut(text=result.text, **reply_fields(result), conversationId=body.conversationId)

@@ -17,7 +17,7 @@ from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Configured, Routes
-from .views import balance_out, crypto_covering, entry_out, packs_covering, payment_methods
+from .views import balance_out, crypto_covering, entry_out, packs_covering, payment_methods, welcome_out
 
 V1 = "/api/v1"
 CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
@@ -117,9 +117,7 @@ def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
 @routes.route("POST", f"{V1}/credits/welcome-bonus", summary="Claim the welcome bonus once", body=s.WelcomeIn,
               response=s.WelcomeOut, errors=(409,))
 def welcome(platform: Platform, caller: Caller, body: s.WelcomeIn) -> s.WelcomeOut:
-    result = platform.welcome.claim(caller, body.deviceFingerprint, client_address(platform))
-    return s.WelcomeOut(granted=s.Money.of(result["granted"]), entry=result["entry"], lot=result["lot"],
-                        expires_at=result["expires_at"], available=s.Money.of(result["available"]))
+    return welcome_out(platform.welcome.claim(caller, body.deviceFingerprint, client_address(platform)))
 
 
 @routes.route("POST", f"{V1}/credits/sync-balance", summary="Rewrite the realtime mirror from the ledger",
@@ -137,10 +135,10 @@ def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> 
     ttl = timedelta(seconds=body.ttlSeconds) if body.ttlSeconds else None
     result = platform.credits.reserve(caller.uid, body.micros(), key=key, target=CATEGORIES[body.category], ttl=ttl,
                                       memo=body.memo)
-    return s.ReservationOut(reservationId=result["hold"], entry=result["entry"], amount=s.Money.of(result["amount"]),
-                            category=body.category, expires_at=result["expires_at"],
-                            available=s.Money.of(result["available"]), held=s.Money.of(result["held"]),
-                            replayed=result["replayed"])
+    return s.ReservationOut(reservationId=result.hold, entry=result.entry, amount=s.Money.of(result.amount),
+                            category=body.category, expires_at=result.expires_at,
+                            available=s.Money.of(result.available), held=s.Money.of(result.held),
+                            replayed=result.replayed)
 
 
 @routes.route("POST", f"{V1}/credits/release-reservation", summary="Release a hold; nothing is charged",
@@ -148,9 +146,9 @@ def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> 
 def release(platform: Platform, caller: Caller, body: s.ReleaseIn, key: str) -> s.ReleaseOut:
     account_of(platform, caller)
     result = platform.credits.release(caller.uid, body.reservationId, key=key, by=CLIENT)
-    return s.ReleaseOut(reservationId=body.reservationId, entry=result["entry"],
-                        released=s.Money.of(result["released"]), available=s.Money.of(result["available"]),
-                        held=s.Money.of(result["held"]), replayed=result["replayed"])
+    return s.ReleaseOut(reservationId=body.reservationId, entry=result.entry,
+                        released=s.Money.of(result.released), available=s.Money.of(result.available),
+                        held=s.Money.of(result.held), replayed=result.replayed)
 
 
 @routes.route("POST", f"{V1}/credits/check-insufficient", summary="Would this amount fit? If not, what to buy",

@@ -35,6 +35,7 @@ from ...domain.images import steps_for
 from ...domain.money import format_credits
 from ...domain.tasks import TaskRequest
 from ...services.chat import capability_of
+from ...services.chat_results import Charge, Piece, StreamEnd
 from .api import RateLimiter
 from .json_body import InvalidBody, parse
 from .slots import take_call_slot
@@ -234,10 +235,10 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                                      model=model, spend=platform.keys.spending(key))
         data = [{"object": "embedding", "index": n,
                  "embedding": _base64(vector) if encoding == "base64" else vector}
-                for n, vector in enumerate(result["vectors"])]
-        return charged_response(result, {"object": "list", "data": data, "model": result["model"],
-                                         "usage": {"prompt_tokens": result["prompt_tokens"],
-                                                   "total_tokens": result["prompt_tokens"]}})
+                for n, vector in enumerate(result.vectors)]
+        return charged_response(result, {"object": "list", "data": data, "model": result.model,
+                                         "usage": {"prompt_tokens": result.prompt_tokens,
+                                                   "total_tokens": result.prompt_tokens}})
 
     @gateway.post("/chat/completions")
     def chat_completions() -> Response:
@@ -266,15 +267,15 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
         result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
                                     options=options)
-        message: dict[str, Any] = {"role": "assistant", "content": result["text"]}
-        if result["tool_calls"]:
-            message = {"role": "assistant", "content": result["text"] or None, "tool_calls": result["tool_calls"]}
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message = {"role": "assistant", "content": result.text or None, "tool_calls": result.tool_calls}
         return charged_response(result, {
-            "id": f"chatcmpl-{result['entry']}", "object": "chat.completion", "created": int(time.time()),
-            "model": result["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": result["finish_reason"] or "stop"}],
-            "usage": {"prompt_tokens": result["prompt_tokens"], "completion_tokens": result["completion_tokens"],
-                      "total_tokens": result["prompt_tokens"] + result["completion_tokens"]}})
+            "id": f"chatcmpl-{result.entry}", "object": "chat.completion", "created": int(time.time()),
+            "model": result.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
+            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                      "total_tokens": result.prompt_tokens + result.completion_tokens}})
 
     @gateway.post("/images/generations")
     def image_generations() -> Response:
@@ -424,23 +425,22 @@ def _body_and_model() -> tuple[dict[str, Any], str]:
     return body, model
 
 
-def charged_response(result: dict[str, Any], payload: dict[str, Any]) -> Response:
+def charged_response(result: Charge, payload: dict[str, Any]) -> Response:
     """The OpenAI payload with what the call was charged, in the body and in x-creditflow-charged-micros."""
     response = jsonify({**payload, "creditflow": charge_view(result)})
-    response.headers["x-creditflow-charged-micros"] = str(result["charged"])
+    response.headers["x-creditflow-charged-micros"] = str(result.charged)
     return response
 
 
-def charge_view(result: dict[str, Any]) -> dict[str, Any]:
-    view = {"charged_micros": result["charged"], "charged_credits": format_credits(result["charged"]),
-            "demo": result["demo"], "usage_reported_by_provider": result["usage_reported"]}
-    if result.get("shortfall"):  # the call's hold had lapsed and the balance could not pay it all
-        view["shortfall_micros"] = result["shortfall"]
+def charge_view(result: Charge) -> dict[str, Any]:
+    view = {"charged_micros": result.charged, "charged_credits": format_credits(result.charged),
+            "demo": result.demo, "usage_reported_by_provider": result.usage_reported}
+    if result.shortfall:  # the call's hold had lapsed and the balance could not pay it all
+        view["shortfall_micros"] = result.shortfall
     return view
 
 
-def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]], include_usage: bool
-            ) -> Iterator[bytes]:
+def _chunks(model: str, first: Piece, pieces: Iterator[Piece], include_usage: bool) -> Iterator[bytes]:
     """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]. A stream the provider cut
     off gets no finish chunk but, after the usage, an error event as OpenAI sends one (the SDKs raise it)."""
     chunk_id, created = new_id("chatcmpl"), int(time.time())
@@ -451,23 +451,23 @@ def _chunks(model: str, first: dict[str, Any], pieces: Iterator[dict[str, Any]],
 
     try:
         for piece in itertools.chain([first], pieces):
-            if piece.get("done"):
-                if not piece.get("broken"):
-                    yield chunk([{"index": 0, "delta": {}, "finish_reason": piece.get("finish_reason") or "stop"}])
+            if isinstance(piece, StreamEnd):
+                if not piece.broken:
+                    yield chunk([{"index": 0, "delta": {}, "finish_reason": piece.finish_reason or "stop"}])
                 if include_usage:
-                    yield chunk([], usage={"prompt_tokens": piece["prompt_tokens"],
-                                           "completion_tokens": piece["completion_tokens"],
-                                           "total_tokens": piece["prompt_tokens"] + piece["completion_tokens"]},
+                    yield chunk([], usage={"prompt_tokens": piece.prompt_tokens,
+                                           "completion_tokens": piece.completion_tokens,
+                                           "total_tokens": piece.prompt_tokens + piece.completion_tokens},
                                 creditflow=charge_view(piece))
-                if piece.get("broken"):
+                if piece.broken:
                     yield b"data: " + orjson.dumps({"error": {
                         "message": "the provider's stream broke off; what was sent is charged, on an estimate "
-                                   f"({format_credits(piece['charged'])} credits)",
+                                   f"({format_credits(piece.charged)} credits)",
                         "type": "api_error", "param": None, "code": "stream_broken"}}) + b"\n\n"
             else:
-                delta = {"content": piece["delta"]} if piece["delta"] else {}
-                if piece.get("tool_calls"):
-                    delta["tool_calls"] = piece["tool_calls"]
+                delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
+                if piece.tool_calls:
+                    delta["tool_calls"] = piece.tool_calls
                 yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
         yield b"data: [DONE]\n\n"
     finally:

@@ -9,6 +9,9 @@ from ...bootstrap import Platform
 from ...domain.balance import Balance
 from ...domain.errors import InsufficientFunds, LedgerError
 from ...domain.payments import Pack, covering
+from ...services.chat_results import Completion, StreamEnd
+from ...services.credit_results import Granted
+from ...services.welcome import WelcomeGrant
 from . import schemas as s
 
 
@@ -30,9 +33,14 @@ def entry_out(entry: Any) -> s.EntryOut:
                       balance_after={k: s.Money.of(int(v)) for k, v in fields["balance"].items()}, hash=entry.hash)
 
 
-def grant_out(account: str, amount: int, result: dict[str, Any]) -> s.GrantOut:
-    return s.GrantOut(account=account, entry=result["entry"], lot=result["lot"], granted=s.Money.of(amount),
-                      available=s.Money.of(result["available"]), replayed=result["replayed"])
+def grant_out(account: str, amount: int, result: Granted) -> s.GrantOut:
+    return s.GrantOut(account=account, entry=result.entry, lot=result.lot, granted=s.Money.of(amount),
+                      available=s.Money.of(result.available), replayed=result.replayed)
+
+
+def welcome_out(result: WelcomeGrant) -> s.WelcomeOut:
+    return s.WelcomeOut(granted=s.Money.of(result.granted), entry=result.entry, lot=result.lot,
+                        expires_at=result.expires_at, available=s.Money.of(result.available))
 
 
 def audit_out(report: dict[str, Any]) -> s.AuditOut:
@@ -47,17 +55,18 @@ def packs_covering(packs: tuple[Pack, ...], shortfall: int) -> list[dict[str, An
             for pack, quantity in covering(packs, shortfall)]
 
 
-def reply_fields(result: dict[str, Any]) -> dict[str, Any]:
+def reply_fields(result: Completion | StreamEnd) -> dict[str, Any]:
     """What a chat reply and a stream's `done` event say of the call: the model, the usage and the charge."""
-    memory = result.get("memory")
-    return {"model": result["model"], "provider": result["provider"], "demo": result["demo"],
-            "finish_reason": result["finish_reason"],
-            "usage": s.UsageOut(prompt_tokens=result["prompt_tokens"], completion_tokens=result["completion_tokens"],
-                                reported_by_provider=result["usage_reported"]),
-            "charged": s.Money.of(result["charged"]), "estimated": s.Money.of(result["estimated"]),
-            "reservationId": result["reservation"], "entry": result["entry"], "replayed": result["replayed"],
-            "shortfall": s.Money.of(result["shortfall"]) if result.get("shortfall") else None,
-            "memory": s.MemoryOut(**{**memory, "charged": s.Money.of(memory["charged"])}) if memory else None}
+    memory = result.memory
+    return {"model": result.model, "provider": result.provider, "demo": result.demo,
+            "finish_reason": result.finish_reason,
+            "usage": s.UsageOut(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                                reported_by_provider=result.usage_reported),
+            "charged": s.Money.of(result.charged), "estimated": s.Money.of(result.estimated),
+            "reservationId": result.reservation, "entry": result.entry, "replayed": result.replayed,
+            "shortfall": s.Money.of(result.shortfall) if result.shortfall else None,
+            "memory": s.MemoryOut(buffered=memory.buffered, summarised=memory.summarised, recalled=memory.recalled,
+                                  charged=s.Money.of(memory.charged)) if memory else None}
 
 
 def crypto_covering(platform: Platform, shortfall: int) -> list[dict[str, Any]]:

@@ -1,0 +1,111 @@
+"""What each credit command returns: one frozen record per command, stored whole as its idempotency result, so a
+retry gets the same record back (with `replayed` set)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+R = TypeVar("R", bound="CreditResult")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreditResult:
+    """The balance after the command, and whether this answer is a retry's replay of the first one."""
+
+    available: int
+    replayed: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The fields kept as the command's idempotency result (all but `replayed`)."""
+        return {name: getattr(self, name) for name in _recorded(type(self))}
+
+    @classmethod
+    def from_record(cls: type[R], record: dict[str, Any]) -> R:
+        return cls(**record, replayed=True)
+
+
+_RECORDED: dict[type, tuple[str, ...]] = {}
+
+
+def _recorded(kind: type[CreditResult]) -> tuple[str, ...]:
+    names = _RECORDED.get(kind)
+    if names is None:
+        names = _RECORDED[kind] = tuple(f.name for f in fields(kind) if f.name != "replayed")
+    return names
+
+
+@dataclass(frozen=True, kw_only=True)
+class Granted(CreditResult):
+    entry: str
+    lot: str
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reservation(CreditResult):
+    hold: str
+    entry: str
+    amount: int
+    expires_at: str
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settlement(CreditResult):
+    """A hold posted: `charged` taken, `released` returned; `shortfall` what a lapsed hold's charge could not
+    collect. `entry` is None when a lapsed hold's charge found nothing to take."""
+
+    hold: str
+    entry: str | None
+    charged: int
+    released: int
+    shortfall: int
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capture(CreditResult):
+    """Part of a hold charged; the rest held again under `hold` (None when nothing is left)."""
+
+    captured_from: str
+    hold: str | None
+    entry: str
+    charged: int
+    held: int  # what the new hold keeps (not the account's held total)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release(CreditResult):
+    hold: str
+    entry: str
+    released: int
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Extension(CreditResult):
+    hold: str
+    replaces: str
+    entry: str
+    amount: int
+    expires_at: str
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reclaim(CreditResult):
+    """What a refund or dispute took back from one paid lot: `taken` now (held under `hold` while disputed),
+    `unrecovered` spent already."""
+
+    hold: str | None
+    entry: str | None
+    taken: int
+    unrecovered: int
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteOff(CreditResult):
+    entry: str
+    held: int
