@@ -11,6 +11,7 @@ from ... import __version__
 from ...bootstrap import Platform
 from ...ports import RealtimeServer
 from . import (
+    admin_console_routes,
     admin_routes,
     chat_routes,
     conversation_routes,
@@ -24,6 +25,7 @@ from . import (
     task_routes,
     upload_routes,
     wallet_routes,
+    web_routes,
 )
 from .api import CALLER, Api, RateLimiter
 from .gateway import create_gateway
@@ -32,7 +34,7 @@ from .payment_routes import register_stripe_webhook
 from .realtime import register_realtime
 from .slots import Slots, count_calls
 from .views import payment_options
-from .web_routes import register_web
+from .web_routes import register_web_files
 
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
 API_DOCS = Path(__file__).resolve().with_name("api_docs.html")  # renders the OpenAPI document, offline
@@ -59,14 +61,15 @@ def create_app(platform: Platform) -> Flask:
               else "send Authorization: Bearer <Firebase ID token>")
     app.url_map.converters["wallet_address"] = wallet_routes.AddressConverter
     for resource in (me_routes, credit_routes, ledger_routes, chat_routes, conversation_routes, key_routes,
-                     model_routes, admin_routes, task_routes, payment_routes, wallet_routes, upload_routes):
+                     model_routes, admin_routes, admin_console_routes, task_routes, payment_routes, wallet_routes,
+                     upload_routes, web_routes):
         api.include(resource.routes)
     if platform.images is not None:
         app.url_map.converters["image_id"] = ImageIdConverter
         api.include(image_routes.routes)
     register_stripe_webhook(app, platform)
     register_media(app, platform)  # the local file store's signed URLs (Cloud Storage serves its own)
-    register_web(api, platform)  # the client app at /, its dev sign-in and the admin console's reads
+    register_web_files(app)  # the client app at /
     # the user's limit is shared by both APIs; each gateway key has its own as well
     app.register_blueprint(create_gateway(platform, api.limiter,
                                           RateLimiter(platform.settings.key_rate_limit_per_minute)))

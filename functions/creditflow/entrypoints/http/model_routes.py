@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from . import schemas as s
@@ -12,6 +14,16 @@ from .api import Routes
 V1 = "/api/v1"
 
 routes = Routes()
+
+
+class ModelHealthOut(s.Out):
+    state: str = Field(description="closed (healthy), open (skipped for now) or half-open (on trial)")
+    errorRate: float
+    p50Ms: float | None
+
+
+class ModelsHealthOut(s.Out):
+    models: dict[str, ModelHealthOut] = Field(description="the models called since this instance started")
 
 
 def model_out(m: Any) -> s.ModelOut:
@@ -53,3 +65,12 @@ def override_model(platform: Platform, caller: Caller, body: s.ModelOverrideIn) 
 def drop_model_override(platform: Platform, caller: Caller, query: s.ModelQuery) -> s.AdminModelsOut:
     platform.catalog.remove(query.model)
     return admin_models(platform)
+
+
+@routes.route("GET", f"{V1}/admin/models/health", summary="Each model's circuit breaker as this instance sees it: "
+              "state, error rate and median latency (admins)", auth="admin", response=ModelsHealthOut)
+def models_health(platform: Platform, caller: Caller) -> ModelsHealthOut:
+    chat = platform.chat
+    report = chat.health.report(chat.now())
+    return ModelsHealthOut(models={model: ModelHealthOut(state=str(h["state"]), errorRate=h["error_rate"],
+                                                         p50Ms=h["p50_ms"]) for model, h in report.items()})
