@@ -71,7 +71,7 @@ class ChangeFeed:
             self._events.append((self._seq, path))
             if patch_keys is not None:
                 self._patches[self._seq] = patch_keys
-            if len(self._events) > MAX_EVENTS:
+            if len(self._events) > 2 * MAX_EVENTS:  # trimmed now and then, not a shift of the list every change
                 for seq, _ in self._events[:-MAX_EVENTS]:
                     self._patches.pop(seq, None)
                 del self._events[:-MAX_EVENTS]
@@ -82,9 +82,14 @@ class ChangeFeed:
         return self._patches.get(seq)
 
     def wait(self, after: int, timeout: float) -> list[tuple[int, str]]:
+        """The changes after `after` (those still kept), once there is one, or none after `timeout` seconds."""
         with self._changed:
             self._changed.wait_for(lambda: self._seq > after or self.closed, timeout)
-            return [event for event in self._events if event[0] > after]
+            if not self._events:
+                return []
+            # sequence numbers are consecutive: the first one wanted is found by subtraction, where a scan of the
+            # whole list on every wake of every listener cost each change O(listeners × kept changes)
+            return self._events[max(0, after + 1 - self._events[0][0]):]
 
 
 def now_ms() -> int:
