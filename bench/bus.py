@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue  # noqa: E402
 from creditflow.domain.jobs import Delivery, Job  # noqa: E402
+from creditflow.domain.tasks import TERMINAL  # noqa: E402
 
 
 def row(name: str, value: float, unit: str, target: str) -> None:
@@ -177,8 +179,20 @@ def bus_platform(folder: Path, upstream_url: str, **settings: object) -> Any:
                                    ai_platform_base_url=upstream_url, rate_limit_per_minute=10**9, **settings))
 
 
+def until(feed: Any, seen: int, path: str, done: Callable[[], bool]) -> int:
+    """Wait as a listening client does (the REST stream, the SDK's listener): woken by the tree's change feed when
+    something at or above `path` changes, not by reading the tree in a loop; returns the last change seen."""
+    while not done():
+        changes: list[tuple[int, str]] = []
+        while not any(p.startswith(path) or path.startswith(p) for _, p in changes):
+            changes = feed.wait(seen, 5.0)
+            seen = max((n for n, _ in changes), default=seen)
+    return seen
+
+
 def first_token_figures(quick: bool) -> None:
-    """Request written -> first token readable, through the tree's trigger, the task flow and the stream writer."""
+    """Request written -> first token readable, through the tree's trigger, the task flow and the stream writer. Each
+    user waits for its reply to end before the next request, as a person chatting does."""
     from concurrent.futures import ThreadPoolExecutor
 
     import openai
@@ -213,14 +227,19 @@ def first_token_figures(quick: bool) -> None:
                 uid = f"bench{users}x{n}"
                 platform.credits.open_account(uid)
                 platform.credits.grant(uid, 100 * 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
+                feed = platform.realtime.feed
                 for k in range(5 if quick else 15):
+                    seen = feed.seq
                     started = time.perf_counter()
                     platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": "WAIT50 hi there",
                                                                    "model": model, "createdAt": 1})
-                    while platform.realtime.get(f"/streams/{uid}/r{k}/000001") is None:
-                        time.sleep(0.0005)
+                    stream, task = f"/streams/{uid}/r{k}", f"/tasks/{uid}/r{k}"
+                    seen = until(feed, seen, stream, lambda s=stream: platform.realtime.get(f"{s}/000001") is not None)
+                    first = (time.perf_counter() - started) * 1000
+                    # a user reads the reply to its end before writing again
+                    until(feed, seen, task, lambda t=task: (platform.realtime.get(t) or {}).get("state") in TERMINAL)
                     with lock:
-                        waits.append((time.perf_counter() - started) * 1000)
+                        waits.append(first)
 
             threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
             for thread in threads:
