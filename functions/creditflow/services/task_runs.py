@@ -137,10 +137,10 @@ class ChatRun:
                 if context.cancelled():
                     break
                 if piece.text:
-                    if not said:
-                        context.progress(0.5, "answering")
                     said.append(piece.text)
                     writer.add(piece.text)
+                    if len(said) == 1:  # after the first token is out: the client waits for the token, not this
+                        context.progress(0.5, "answering")
         finally:
             pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
         writer.final({"cancelled": True})
