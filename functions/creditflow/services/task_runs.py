@@ -106,6 +106,8 @@ class ChatRun:
     with a conversationId, through the conversation's memory. A cancel stops reading the provider: the call pays
     for what was used (at least its input) and the rest of the hold is freed."""
 
+    starting = "waiting for the model"  # the task's message from the start of its run to its first token
+
     def __init__(self, chat: MeteredChat, conversations: Conversations) -> None:
         self.chat, self.conversations = chat, conversations
 
@@ -124,7 +126,6 @@ class ChatRun:
     def _relay(context: Context, pieces: Iterator[Piece]) -> RunOutcome:
         writer = context.stream()
         said: list[str] = []
-        context.progress(0.05, "waiting for the model")
         try:
             for piece in pieces:
                 if isinstance(piece, StreamEnd):

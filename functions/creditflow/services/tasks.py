@@ -252,11 +252,11 @@ class Tasks:
         hold = self._current_hold(task)
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
-        task = self._move(task, RUNNING, attempts=task.attempts + 1, message="running", hold=hold or task.hold,
-                          answer=None)
+        run = self.runs[task.request.kind]
+        task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
+                          hold=hold or task.hold, answer=None)
         budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved)
         context = RunContext(self, task, budget)
-        run = self.runs[task.request.kind]
         try:
             if hold is None and not getattr(run, "resumes_spent_hold", False):
                 raise InvalidTask("the task's hold is spent")
