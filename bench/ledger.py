@@ -147,6 +147,59 @@ def grant_latencies(platform: Platform, uids: list[str], count: int, tag: str) -
     return took[count // 2] * 1e6, took[count * 99 // 100] * 1e6, took[-1] * 1e6
 
 
+class _TimedConnection:
+    """A connection that adds the time spent in each execute/executemany to `spent[0]`."""
+
+    def __init__(self, db: object, spent: list[float]) -> None:
+        self._db, self._spent = db, spent
+
+    def execute(self, *args: object) -> object:
+        started = time.perf_counter()
+        try:
+            return self._db.execute(*args)  # type: ignore[attr-defined]
+        finally:
+            self._spent[0] += time.perf_counter() - started
+
+    def executemany(self, *args: object) -> object:
+        started = time.perf_counter()
+        try:
+            return self._db.executemany(*args)  # type: ignore[attr-defined]
+        finally:
+            self._spent[0] += time.perf_counter() - started
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+def grant_breakdown(platform: Platform, uids: list[str], count: int, tag: str) -> tuple[float, float, float]:
+    """µs of one grant (one thread): in all, inside SQLite's calls, and signing the entry; the rest is Python."""
+    store, key = platform.store, platform.credits.key
+    in_sql, in_sign = [0.0], [0.0]
+    timed = _TimedConnection(store.db, in_sql)
+    sign = key.sign
+
+    def timed_sign(message: bytes) -> bytes:
+        started = time.perf_counter()
+        try:
+            return sign(message)
+        finally:
+            in_sign[0] += time.perf_counter() - started
+
+    kind = type(store)
+    db_property = kind.db
+    kind.db = property(lambda self: timed)  # this thread's connection: nothing else uses the store meanwhile
+    key.sign = timed_sign
+    try:
+        started = time.perf_counter()
+        for n in range(count):
+            platform.credits.grant(uids[n % len(uids)], CREDIT, source="admin", lot_kind="paid", key=f"{tag}-{n}")
+        whole = time.perf_counter() - started
+    finally:
+        kind.db = db_property
+        del key.sign
+    return whole / count * 1e6, in_sql[0] / count * 1e6, in_sign[0] / count * 1e6
+
+
 def two_phase(platform: Platform, uid: str, count: int, tag: str) -> float:
     """Reserve then settle (two transfers: the pending one and its post) on one account; returns transfers/s."""
     started = time.perf_counter()
@@ -253,6 +306,9 @@ def main() -> None:
         pages, by_tree = wal_pages_per_grant(str(wal_folder), int(1000 * scale))
         print(f"  {'WAL pages one grant writes':<46} {pages:>12.1f}  ("
               + ", ".join(f"{name} {n:.1f}" for name, n in by_tree if n >= 0.05) + ")")
+        whole, in_sql, in_sign = grant_breakdown(platform, uids, int(4000 * scale), "parts")
+        print(f"  {'one grant: in SQLite / signing / other Python':<46} {in_sql:>8,.0f} / {in_sign:,.0f} / "
+              f"{whole - in_sql - in_sign:,.0f} µs  (of {whole:,.0f} µs; the floor pays the SQLite part only)")
         p50, p99, worst = grant_latencies(platform, uids, int(4000 * scale), "latency")
         print(f"  {'one grant, 1 thread: p50 / p99 / worst':<46} {p50:>8,.0f} / {p99:,.0f} / {worst:,.0f} µs"
               "  (WAL checkpoints run off the writers' thread)")
