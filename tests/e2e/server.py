@@ -46,6 +46,9 @@ class LocalServer:
         while match is None and time.monotonic() < deadline and self.process.poll() is None:
             match = re.search(r"on (http://[\d.]+:\d+)", self.log.read_text())
             time.sleep(0.05)
+        # it may have started and ended between two looks (a crash test's runtime kills itself on resuming a
+        # task): started is what the banner says; the caller sees the exit
+        match = match or re.search(r"on (http://[\d.]+:\d+)", self.log.read_text())
         if match is None:
             self.process.kill()
             raise RuntimeError(f"the local runtime did not start: {self.log.read_text()}")
