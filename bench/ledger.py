@@ -153,19 +153,18 @@ class _TimedConnection:
     def __init__(self, db: object, spent: list[float]) -> None:
         self._db, self._spent = db, spent
 
-    def execute(self, *args: object) -> object:
+    def _timed(self, call: Callable[..., object], *args: object) -> object:
         started = time.perf_counter()
         try:
-            return self._db.execute(*args)  # type: ignore[attr-defined]
+            return call(*args)
         finally:
             self._spent[0] += time.perf_counter() - started
 
+    def execute(self, *args: object) -> object:
+        return self._timed(self._db.execute, *args)  # type: ignore[attr-defined]
+
     def executemany(self, *args: object) -> object:
-        started = time.perf_counter()
-        try:
-            return self._db.executemany(*args)  # type: ignore[attr-defined]
-        finally:
-            self._spent[0] += time.perf_counter() - started
+        return self._timed(self._db.executemany, *args)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._db, name)
