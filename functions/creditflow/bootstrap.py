@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from .adapters.clock import SystemClock
+from .adapters.payments.ethereum import EthereumSignatures
 from .config import Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
-from .domain.crypto import DepositRules, SignIn, Token, checksum_address
+from .domain.crypto import DepositRules, SignIn, Token
 from .domain.media import ImageLimits
 from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
@@ -509,8 +510,9 @@ def deposit_rules(settings: Settings) -> DepositRules | None:
     if not (settings.crypto_chain_id and settings.crypto_deposit_address):
         return None
     coin = (Token("ETH", None, 18, settings.crypto_credits_per_eth),) if settings.crypto_credits_per_eth else ()
-    return DepositRules(settings.crypto_chain_id, checksum_address(settings.crypto_deposit_address),
-                        coin + tuple(Token(symbol, checksum_address(contract), decimals, rate)
+    checksum = EthereumSignatures().checksum
+    return DepositRules(settings.crypto_chain_id, checksum(settings.crypto_deposit_address),
+                        coin + tuple(Token(symbol, checksum(contract), decimals, rate)
                                      for symbol, contract, decimals, rate in settings.crypto_tokens),
                         settings.crypto_confirmations, settings.crypto_start_block, settings.crypto_scan_batch)
 
@@ -525,7 +527,7 @@ def build_crypto(settings: Settings, credits: Credits, users: UserStores, realti
         chain = Web3Chain.over_http(settings.crypto_rpc_url)
     sign_in = (SignIn(settings.wallet_signin_domain, settings.wallet_signin_uri, settings.crypto_chain_id)
                if settings.crypto_chain_id else None)
-    return (Wallets(users.wallets, sign_in, clock),
+    return (Wallets(users.wallets, sign_in, clock, EthereumSignatures()),
             Deposits(credits, users.wallets, users.deposits, chain, rules, realtime, clock))
 
 

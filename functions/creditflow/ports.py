@@ -505,6 +505,16 @@ class CardPayments(Protocol):
 
 
 
+class WalletSignatures(Protocol):
+    """Ethereum's address checksums and message signatures (InvalidWallet for anything malformed)."""
+
+    def checksum(self, address: object) -> str:
+        """The address in its EIP-55 form; a mixed-case address must carry the right checksum."""
+
+    def signer_of(self, message: str, signature: object) -> str:
+        """The checksummed address whose key signed `message` (EIP-191 personal message)."""
+
+
 class WalletStore(Protocol):
     """Wallets linked to users (an address to at most one), and the single-use nonces that link them."""
 

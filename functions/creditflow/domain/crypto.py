@@ -63,19 +63,6 @@ class ChainMismatch(LedgerError):
     title = "The chain disagrees with the configuration"
 
 
-def checksum_address(address: object) -> str:
-    """An address in its EIP-55 checksummed form. All lower (or all upper) case hex is taken as it is; mixed case
-    must be the right checksum, since a typo in a mixed-case address is what the checksum exists to catch."""
-    from eth_utils import is_checksum_address, to_checksum_address
-
-    if not isinstance(address, str) or not HEX_ADDRESS.fullmatch(address):
-        raise InvalidWallet(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
-    digits = address[2:]
-    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(address):
-        raise InvalidWallet(f"{address} has a wrong EIP-55 checksum: check it was copied whole")
-    return str(to_checksum_address(address))
-
-
 @dataclass(frozen=True)
 class Token:
     """A coin or token taken for credits: `contract` is None for the chain's own coin."""
@@ -180,19 +167,6 @@ def sign_in_message(sign_in: SignIn, address: str, nonce: str, issued_at: dateti
     return (f"{sign_in.domain} wants you to sign in with your Ethereum account:\n{address}\n\n{STATEMENT}\n\n"
             f"URI: {sign_in.uri}\nVersion: 1\nChain ID: {sign_in.chain_id}\nNonce: {nonce}\n"
             f"Issued At: {iso(issued_at)}\nExpiration Time: {iso(expires_at)}")
-
-
-def signer_of(message: str, signature: object) -> str:
-    """The address whose key signed `message` (EIP-191 personal message), checksummed."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    if not isinstance(signature, str) or not SIGNATURE.fullmatch(signature):
-        raise InvalidWallet("the signature must be 0x and 130 hex digits (65 bytes)")
-    try:
-        return str(Account.recover_message(encode_defunct(text=message), signature=signature))
-    except Exception as exc:  # eth-account refuses a malformed v, r or s with several exception types
-        raise InvalidWallet(f"the signature cannot be read: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,10 @@ from ..domain.crypto import (
     Wallet,
     WalletChallenge,
     WalletTaken,
-    checksum_address,
     sign_in_message,
-    signer_of,
 )
 from ..domain.timefmt import iso, parse_iso
-from ..ports import Clock, WalletStore
+from ..ports import Clock, WalletSignatures, WalletStore
 
 CHALLENGE_TTL = timedelta(minutes=10)
 MAX_MESSAGE = 2000
@@ -29,15 +27,15 @@ _FIELD = re.compile(r"^(URI|Version|Chain ID|Nonce|Issued At|Expiration Time): (
 
 
 class Wallets:
-    def __init__(self, store: WalletStore, sign_in: SignIn | None, clock: Clock,
+    def __init__(self, store: WalletStore, sign_in: SignIn | None, clock: Clock, signatures: WalletSignatures,
                  missing: str = "set CRYPTO_CHAIN_ID") -> None:
-        self.store, self.sign_in, self.clock = store, sign_in, clock
+        self.store, self.sign_in, self.clock, self.signatures = store, sign_in, clock, signatures
         self.missing = missing
 
     def challenge(self, uid: str, address: object) -> WalletChallenge:
         """A nonce for linking `address` to the user, good for ten minutes and once, with the message to sign."""
         sign_in = self._sign_in()
-        address = checksum_address(address)
+        address = self.signatures.checksum(address)
         now = self.clock.now()
         nonce = secrets.token_hex(16)
         challenge = WalletChallenge(nonce, uid, address, sign_in.chain_id,
@@ -66,7 +64,7 @@ class Wallets:
             raise InvalidWallet(f"the nonce expired at {challenge.expires_at}: ask for a new one")
         if message != challenge.message:
             raise InvalidWallet(f"the message is not the one given with this nonce: {_difference(message, challenge)}")
-        signer = signer_of(message, signature)
+        signer = self.signatures.signer_of(message, signature)
         if signer != challenge.address:
             raise InvalidWallet(f"the signature is by {signer}, not by {challenge.address}")
         kept = self.store.link(Wallet(challenge.address, uid, challenge.chain_id, iso(self.clock.now())))
@@ -82,12 +80,12 @@ class Wallets:
         if wallet is None or wallet.uid != uid:
             return None
         try:
-            return wallet if signer_of(message, signature) == wallet.address else None
+            return wallet if self.signatures.signer_of(message, signature) == wallet.address else None
         except InvalidWallet:
             return None
 
     def unlink(self, uid: str, address: object) -> None:
-        address = checksum_address(address)
+        address = self.signatures.checksum(address)
         if not self.store.unlink(address, uid):
             raise UnknownWallet(f"{address} is not linked to you")
 
