@@ -41,6 +41,19 @@ def ended(server: LocalServer, uid: str, task_id: str, token: str, timeout: floa
     raise AssertionError(f"task {task_id} did not end: {task}")
 
 
+def settled_balance(server: LocalServer, uid: str, token: str, timeout: float = 10) -> dict:
+    """The user's mirrored balance once nothing is held: the balance mirror is written by its own writer after the
+    ledger commits, so it may trail the task's terminal state by a moment."""
+    deadline = time.monotonic() + timeout
+    balance: dict = {}
+    while time.monotonic() < deadline:
+        balance = rtdb(server, "GET", f"balances/{uid}", token)[1] or {}
+        if balance.get("held", {}).get("micros") == 0:
+            break
+        time.sleep(0.05)
+    return balance
+
+
 def test_a_chat_request_streams_its_tokens_and_is_charged_once(real: LocalServer) -> None:
     token = fund(real, "bus-chat", "1")
     events = urllib.request.urlopen(urllib.request.Request(  # as EventSource asks
@@ -65,7 +78,7 @@ def test_a_chat_request_streams_its_tokens_and_is_charged_once(real: LocalServer
     rtdb(real, "PUT", "requests/bus-chat/r1/cancel", token, True)  # after the end: changes nothing
     time.sleep(0.3)
     assert ended(real, "bus-chat", "r1", token)["state"] == "succeeded"
-    _, balance = rtdb(real, "GET", "balances/bus-chat", token)
+    balance = settled_balance(real, "bus-chat", token)
     assert balance["available"]["micros"] == 1_000_000 - 33 and balance["held"]["micros"] == 0
     _, notes = rtdb(real, "GET", "notifications/bus-chat", token)
     assert [n["state"] for n in notes.values() if n.get("kind") == "task.finished"] == ["succeeded"]
@@ -84,7 +97,7 @@ def test_an_agent_request_with_three_tool_calls(real: LocalServer) -> None:
     assert task["state"] == "succeeded" and task["route"] == "queued", task
     assert task["result"]["text"].startswith("done: 42 | 1024 | 9") and task["result"]["toolCalls"] == 3
     assert task["charged"]["micros"] == 4 * 33 and task["reserved"]["micros"] == 1_000_000
-    _, balance = rtdb(real, "GET", "balances/bus-agent", token)
+    balance = settled_balance(real, "bus-agent", token)
     assert balance["held"]["micros"] == 0 and balance["available"]["micros"] == 5_000_000 - 4 * 33
 
 
@@ -99,7 +112,7 @@ def test_a_cancel_written_mid_stream_stops_the_reply(real: LocalServer) -> None:
     assert rtdb(real, "PUT", "requests/bus-cancel/c1/cancel", token, True)[0] == 200
     task = ended(real, "bus-cancel", "c1", token)
     assert task["state"] == "cancelled" and 0 < task["charged"]["micros"] < task["reserved"]["micros"]
-    _, balance = rtdb(real, "GET", "balances/bus-cancel", token)
+    balance = settled_balance(real, "bus-cancel", token)
     assert balance["held"]["micros"] == 0 and balance["available"]["micros"] == 1_000_000 - task["charged"]["micros"]
 
 
