@@ -1,8 +1,13 @@
 """Realtime Database's data model in the local tree: push ids, ordering, queries, arrays, ETags, server values."""
 
+import json
+import math
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from creditflow.adapters.local.push_ids import PUSH_CHARS, PushIds
 from creditflow.domain.errors import InvalidQuery
@@ -65,6 +70,71 @@ def test_what_is_stored_and_what_is_sent() -> None:
     assert to_wire({"0": "a", "1": "b", "3": "d"}) == ["a", "b", None, "d"]
     assert to_wire({"0": "a", "9": "b"}) == {"0": "a", "9": "b"}  # too sparse for an array
     assert shallow({"a": {"b": 1}, "c": 2}) == {"a": True, "c": True} and shallow(5) == 5
+
+
+def stored(value: Any, depth: int = 0) -> Any:
+    """Realtime Database's storage rules, one at a time and slowly: what `normalize` must agree with."""
+    if depth > 32:
+        raise InvalidQuery("too deep")
+    if isinstance(value, list):
+        value = {str(i): v for i, v in enumerate(value)}
+    if isinstance(value, dict):
+        if ".sv" in value:
+            return 7 if value == {".sv": "timestamp"} else (_ for _ in ()).throw(InvalidQuery("server value"))
+        kept = {}
+        for key, child in value.items():
+            if not key or re.search(r"[.#$\[\]/\x00-\x1f\x7f]", key) or len(key.encode()) > 768:
+                raise InvalidQuery("bad key")
+            child = stored(child, depth + 1)
+            if child is not None:
+                kept[key] = child
+        return kept or None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidQuery("not finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return float(value)
+    return value
+
+
+KEYS = st.sampled_from(["a", "b", "credits", "0", "1", "", "a.b", "x/y", "$k", ".priority", "é", "k" * 769])
+LEAVES = st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.floats() | st.text(max_size=4) | \
+    st.just({".sv": "timestamp"}) | st.just({".sv": "nonsense"})
+VALUES = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+                      max_leaves=12)
+
+
+def deep(levels: int, leaf: Any) -> Any:
+    value = leaf
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
+@given(VALUES)
+def test_normalize_follows_the_storage_rules(value: Any) -> None:
+    try:
+        expected: Any = stored(value)
+    except InvalidQuery:
+        expected = InvalidQuery
+    try:
+        got: Any = normalize(value, 7, nothing)
+    except InvalidQuery:
+        got = InvalidQuery
+    assert json.dumps(got, default=str) == json.dumps(expected, default=str)  # 2**60 and 2.0**60 differ here
+
+
+@pytest.mark.parametrize("levels, leaf", [(32, 1), (33, 1), (32, None), (33, None), (32, {}), (33, {"x": None}),
+                                          (32, [1]), (31, [1]), (32, {".sv": "timestamp"})])
+def test_normalize_refuses_what_is_deeper_than_32_levels(levels: int, leaf: Any) -> None:
+    try:
+        expected: Any = stored(deep(levels, leaf))
+    except InvalidQuery:
+        expected = InvalidQuery
+    try:
+        got: Any = normalize(deep(levels, leaf), 7, nothing)
+    except InvalidQuery:
+        got = InvalidQuery
+    assert got == expected
 
 
 def test_etags_follow_the_value_not_its_key_order() -> None:

@@ -35,26 +35,53 @@ def normalize(value: Any, now_ms: int, current: Callable[[tuple[str, ...]], Any]
     InvalidQuery (400)."""
     if len(path) > MAX_DEPTH:
         raise InvalidQuery(f"Invalid data; the tree is at most {MAX_DEPTH} levels deep")
-    if isinstance(value, list):
-        value = {str(i): v for i, v in enumerate(value)}
-    if isinstance(value, dict):
-        if ".sv" in value:
-            return _server_value(value, now_ms, current(path))
-        kept: dict[str, Any] = {}
-        for key, child in value.items():
-            if key in (".priority", ".value"):
-                raise InvalidQuery("priorities are not supported here")
-            if not key or _BAD_KEY.search(key) or len(key.encode()) > MAX_KEY_BYTES:
-                raise InvalidQuery(f"Invalid data; couldn't parse key beginning at {key[:40]!r}. Keys can't be "
-                                   "empty, contain \".\", \"#\", \"$\", \"/\", \"[\", or \"]\", or be longer than "
-                                   f"{MAX_KEY_BYTES} bytes")
+    kind = type(value)
+    if kind is list:
+        value, kind = {str(i): v for i, v in enumerate(value)}, dict
+    if kind is not dict:
+        return _leaf(value)
+    if ".sv" in value:
+        return _server_value(value, now_ms, current(path))
+    if value and len(path) >= MAX_DEPTH:  # its children would be past the deepest level
+        raise InvalidQuery(f"Invalid data; the tree is at most {MAX_DEPTH} levels deep")
+    kept: dict[str, Any] = {}
+    for key, child in value.items():  # every value written to the tree passes here: leaves are not a call each
+        if key not in _GOOD_KEYS:
+            _check_key(key)
+        child_kind = type(child)
+        if child_kind is str or child_kind is bool or (child_kind is int and -_EXACT <= child <= _EXACT):
+            kept[key] = child
+        elif child_kind is dict or child_kind is list:
             child = normalize(child, now_ms, current, (*path, key))
             if child is not None:
                 kept[key] = child
-        return kept or None
+        elif child is not None:
+            kept[key] = _leaf(child)
+    return kept or None
+
+
+_EXACT = 2 ** 53
+_GOOD_KEYS: set[str] = set()  # keys already checked (most keys recur: field names), kept to a bounded number
+_MAX_GOOD_KEYS = 4096
+
+
+def _check_key(key: str) -> None:
+    if key in (".priority", ".value"):
+        raise InvalidQuery("priorities are not supported here")
+    if not key or _BAD_KEY.search(key) or len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidQuery(f"Invalid data; couldn't parse key beginning at {key[:40]!r}. Keys can't be "
+                           "empty, contain \".\", \"#\", \"$\", \"/\", \"[\", or \"]\", or be longer than "
+                           f"{MAX_KEY_BYTES} bytes")
+    if len(_GOOD_KEYS) >= _MAX_GOOD_KEYS:
+        _GOOD_KEYS.clear()
+    _GOOD_KEYS.add(key)
+
+
+def _leaf(value: Any) -> Any:
+    """A value that is not an object or array, as stored: numbers past 2^53 become doubles."""
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise InvalidQuery("Invalid data; numbers must be finite")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 53:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _EXACT:
         return float(value)  # Realtime Database keeps numbers as doubles
     if value is None or isinstance(value, str | int | float | bool):
         return value
