@@ -1,10 +1,10 @@
-"""Bus benchmarks. Through the bus (the local runtime's objects in process, an OpenAI-compatible server whose
-first token comes after 50 ms): the time from a request written to /requests to its first token readable on
-/streams, beside the provider's own first-token time, at 1 and 20 users; and the time from a restart to 100
-interrupted tasks running again. The durable queue (the local runtime's, on SQLite): no-op jobs per second
-through its workers, the enqueue rate alone, and the wait from enqueue to a handler's start, beside their targets
-and beside the anchor every job pays for: SQLite write transactions per second on the same kind of file (a job
-takes three: enqueue, lease, finish). Not a test.
+"""Bus benchmarks. Through the bus (the local runtime's objects in process; an OpenAI-compatible server whose
+first token comes after 50 ms, in a process of its own as a real provider runs elsewhere): the time from a request
+written to /requests to its first token readable on /streams, beside the provider's own first-token time, at 1
+and 20 users; and the time from a restart to 100 interrupted tasks running again. The durable queue (the local
+runtime's, on SQLite): no-op jobs per second through its workers, the enqueue rate alone, and the wait from enqueue
+to a handler's start, beside their targets and beside the anchor every job pays for: SQLite write transactions per
+second on the same kind of file (a job takes three: enqueue, lease, finish). Not a test.
 Run: make bench-bus   (or: functions/venv/bin/python bench/bus.py [--quick])
 """
 
@@ -14,11 +14,13 @@ import argparse
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +173,31 @@ def queue_figures(quick: bool) -> None:
               f"p99 {percentile(waits, 99):,.1f} ms, worst {max(waits):,.1f} ms (mean {statistics.mean(waits):,.1f})")
 
 
+def serve_provider() -> None:
+    """The test provider, in this process until its parent closes our standard input."""
+    from tests.fake_openai import FakeOpenAI
+
+    provider = FakeOpenAI()
+    print(provider.url, flush=True)
+    sys.stdin.read()
+    provider.stop()
+
+
+@contextmanager
+def provider_process() -> Iterator[str]:
+    """The OpenAI-compatible test provider in a process of its own, its URL: a real provider's CPU is not the
+    platform's, and one in this process took the interpreter's lock from the tasks being measured."""
+    process = subprocess.Popen([sys.executable, __file__, "--serve-provider"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(10)
+
+
 def bus_platform(folder: Path, upstream_url: str, **settings: object) -> Any:
     from creditflow.bootstrap import build
     from creditflow.config import Settings
@@ -193,15 +220,17 @@ def until(feed: Any, seen: int, path: str, done: Callable[[], bool]) -> int:
 def first_token_figures(quick: bool) -> None:
     """Request written -> first token readable, through the tree's trigger, the task flow and the stream writer. Each
     user waits for its reply to end before the next request, as a person chatting does."""
+    with provider_process() as provider:
+        first_token_through(provider, quick)
+
+
+def first_token_through(provider: str, quick: bool) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     import openai
 
-    from tests.fake_openai import FakeOpenAI
-
-    upstream = FakeOpenAI()
     model = "meta-llama/Llama-3.3-70B-Instruct"
-    client = openai.OpenAI(base_url=upstream.url, api_key="k", max_retries=0)
+    client = openai.OpenAI(base_url=provider, api_key="k", max_retries=0)
     direct = []
     for _ in range(20 if quick else 60):
         started = time.perf_counter()
@@ -211,9 +240,10 @@ def first_token_figures(quick: bool) -> None:
         direct.append((time.perf_counter() - started) * 1000)
         stream.close()
     with tempfile.TemporaryDirectory(prefix="bench-bus-") as temp:
-        platform = bus_platform(Path(temp), upstream.url, inline_capacity=32)
+        platform = bus_platform(Path(temp), provider, inline_capacity=32)
         pool = ThreadPoolExecutor(32, thread_name_prefix="inline-task")
         platform.tasks.run_inline = pool.submit
+        platform.mirror.run_in_background()  # balances mirrored by their own writer, as the runtime serves
         platform.realtime.start_triggers()
         platform.queue.start()
         print("through the bus (request written -> first token on /streams; provider: first token after 50 ms):")
@@ -254,17 +284,14 @@ def first_token_figures(quick: bool) -> None:
         platform.queue.stop(5)
         platform.realtime.stop_triggers()
         pool.shutdown(wait=True)
-    upstream.stop()
+        platform.mirror.stop()
 
 
 def recovery_figures(count: int = 100) -> None:
     """Tasks accepted to run inline when the process died; a new process on the same folder: how soon is every one
     running again (its first attempt begun), and done."""
-    from tests.fake_openai import FakeOpenAI
-
-    upstream = FakeOpenAI()
-    with tempfile.TemporaryDirectory(prefix="bench-bus-") as temp:
-        before = bus_platform(Path(temp), upstream.url)
+    with provider_process() as provider, tempfile.TemporaryDirectory(prefix="bench-bus-") as temp:
+        before = bus_platform(Path(temp), provider)
         before.tasks.run_inline = lambda work: None  # killed before any inline run began
         for n in range(count):
             uid = f"r{n}"
@@ -272,7 +299,7 @@ def recovery_figures(count: int = 100) -> None:
             before.credits.grant(uid, 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
             before.tasks.submit(uid, "t", {"kind": "chat", "input": "hello",
                                            "model": "meta-llama/Llama-3.3-70B-Instruct"})
-        after = bus_platform(Path(temp), upstream.url, queue_workers=16)
+        after = bus_platform(Path(temp), provider, queue_workers=16)
         started = time.perf_counter()
         after.queue.start()
         after.tasks.recover()
@@ -288,13 +315,15 @@ def recovery_figures(count: int = 100) -> None:
         print(f"recovery: {count} interrupted tasks, a restart on the same folder (16 queue workers):")
         print(f"  {'every one running again':<50} {running:>10.2f} s        target <= 2 s")
         print(f"  {'every one done':<50} {done:>10.2f} s")
-    upstream.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer jobs: a rough figure in a few seconds")
+    parser.add_argument("--serve-provider", action="store_true", help=argparse.SUPPRESS)  # the provider process
     args = parser.parse_args()
+    if args.serve_provider:
+        return serve_provider()
     print(f"bus benchmark on {os.cpu_count()} cores, Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}")
     queue_figures(args.quick)
     first_token_figures(args.quick)
