@@ -212,7 +212,7 @@ def until(feed: Any, seen: int, path: str, done: Callable[[], bool]) -> int:
     while not done():
         changes: list[tuple[int, str]] = []
         while not any(p.startswith(path) or path.startswith(p) for _, p in changes):
-            changes = feed.wait(seen, 5.0)
+            changes = feed.wait(seen, 5.0, path)
             seen = max((n for n, _ in changes), default=seen)
     return seen
 

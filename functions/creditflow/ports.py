@@ -155,7 +155,7 @@ class RealtimeFeed(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def wait(self, after: int, timeout: float) -> list[tuple[int, str]]:
+    def wait(self, after: int, timeout: float, path: str = "/") -> list[tuple[int, str]]:
         """The changes (sequence, path) after `after`, waiting up to `timeout` s for one."""
 
     def patch_keys(self, seq: int) -> tuple[str, ...] | None:

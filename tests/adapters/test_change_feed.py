@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from creditflow.adapters.local import tree
 from creditflow.adapters.local.tree import ChangeFeed
+from creditflow.domain.realtime_query import related
 
 
 @given(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=70))
@@ -44,3 +45,43 @@ def test_a_waiting_listener_wakes_on_the_next_change() -> None:
     listener.join(5)
     assert got == [[(2, "/after")]]
     assert feed.wait(2, 0.01) == []  # nothing newer: empty after the timeout
+
+
+@pytest.mark.parametrize("changed, watched, expected", [
+    ("/a", "/a", True), ("/a/b", "/a", True), ("/a", "/a/b", True), ("/", "/a/b", True), ("/a/b", "/", True),
+    ("/ab", "/a", False), ("/a", "/ab", False), ("/b/a", "/a", False), ("/a/b", "/a/c", False)])
+def test_a_change_concerns_the_paths_at_below_and_above_it(changed: str, watched: str, expected: bool) -> None:
+    assert related(changed, watched) is expected
+
+
+def test_a_listener_sleeps_through_changes_elsewhere_and_wakes_on_its_own() -> None:
+    feed = ChangeFeed()
+    got: list[list[tuple[int, str]]] = []
+    listener = threading.Thread(target=lambda: got.append(feed.wait(0, 10, "/tasks/u1/t1")))
+    listener.start()
+    for path in ("/tasks/u2/t1", "/tasks/u1/t10", "/streams/u1/t1"):  # a sibling, a longer name, another tree
+        feed.publish(path)
+    listener.join(0.3)
+    assert listener.is_alive() and got == []
+    feed.publish("/tasks/u1")  # above it: what it watches may have changed
+    listener.join(5)
+    assert got == [[(1, "/tasks/u2/t1"), (2, "/tasks/u1/t10"), (3, "/streams/u1/t1"), (4, "/tasks/u1")]]
+
+
+def test_a_listener_is_answered_at_once_when_a_change_of_its_own_is_already_there() -> None:
+    feed = ChangeFeed()
+    feed.publish("/a/x")
+    feed.publish("/b")
+    assert feed.wait(0, 10, "/a") == [(1, "/a/x"), (2, "/b")]  # no wait: the first change concerns it
+    assert feed.wait(1, 0.05, "/a") == [(2, "/b")]  # after the timeout: what came, though none concerns it
+
+
+def test_closing_the_feed_wakes_every_listener() -> None:
+    feed = ChangeFeed()
+    listeners = [threading.Thread(target=feed.wait, args=(0, 30, path)) for path in ("/", "/a", "/b/c")]
+    for listener in listeners:
+        listener.start()
+    feed.close()
+    for listener in listeners:
+        listener.join(5)
+        assert not listener.is_alive()

@@ -181,6 +181,32 @@ def test_a_stream_is_cancelled_when_the_rules_stop_allowing_it(platform: Any, tm
     assert rest[-1] == "event: cancel\ndata: null\n\n" and not any(e.startswith("event: put") for e in rest)
 
 
+def test_a_stream_is_cancelled_when_rules_reading_elsewhere_stop_allowing_it(platform: Any, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """Streams wake only for changes around their path; a rule that reads another path is checked at each
+    keep-alive, so the stream still ends, and sends nothing written after the rule stopped allowing it."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
+    platform.realtime.set("/allowed/u", True)
+    platform.realtime.set("/docs/d1", {"text": "first"})
+    events = in_process_stream(platform, {"rules": {"docs": {
+        ".read": "root.child('allowed').child(auth.uid).val() === true"}}}, tmp_path,
+        DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"), "/realtime/docs.json")
+    assert next(events).startswith('event: put\ndata: {"path": "/", "data": {"d1"')
+    platform.realtime.set("/allowed/u", None)  # elsewhere in the tree: wakes no stream on /docs
+    started = time.monotonic()
+    rest = []
+    for event in events:
+        rest.append(event)
+        if len(rest) == 1:
+            platform.realtime.set("/docs/d2", {"text": "secret"})  # written after the rule stopped allowing it
+    assert rest[-1] == "event: cancel\ndata: null\n\n" and not any("secret" in e for e in rest)
+    assert time.monotonic() - started < 5
+
+
 def test_a_stream_ends_with_auth_revoked_when_its_token_expires(platform: Any, tmp_path: Path, monkeypatch) -> None:
     from creditflow.adapters.local.dev_tokens import DevTokens
     from creditflow.bootstrap import dev_token_key

@@ -235,6 +235,13 @@ def join(parts: list[str]) -> str:
     return "/" + "/".join(parts)
 
 
+def related(changed: str, watched: str) -> bool:
+    """A change at `changed` touches what is at `watched`: it is there, below it or above it (the root: all)."""
+    changed_base, watched_base = changed.rstrip("/"), watched.rstrip("/")
+    return changed_base == watched_base or changed.startswith(watched_base + "/") \
+        or watched.startswith(changed_base + "/")
+
+
 class Refused(Exception):
     """A write the check given to it refused (the rules, on the REST surface)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ...domain.errors import InvalidQuery
-from ...domain.realtime_query import Check, Reader, Refused, Unchanged, etag, join, normalize, split
+from ...domain.realtime_query import Check, Reader, Refused, Unchanged, etag, join, normalize, related, split
 from ...ports import TreeHandler
 from .group_commit import Turns
 from .push_ids import PushIds
@@ -45,28 +45,31 @@ def _newer_or_same(current: Any, version: int) -> bool:
 
 
 class ChangeFeed:
-    """Changed paths in order; listeners wait for anything newer than the sequence number they saw. A multi-path
-    update is one change at its base path, with the relative paths it wrote (patch_keys)."""
+    """Changed paths in order; listeners wait for anything newer than the sequence number they saw at, below or
+    above the path they watch. A multi-path update is one change at its base path, with the relative paths it wrote
+    (patch_keys)."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()  # guards all below
         self._events: list[tuple[int, str]] = []
         self._patches: dict[int, tuple[str, ...]] = {}
         self._seq = 0
+        self._waiting: dict[threading.Event, str] = {}  # each waiting listener's wake-up, and the path it watches
         self.closed = False
 
     def close(self) -> None:
         """Wake every listener for good (the server is stopping)."""
-        with self._changed:
+        with self._lock:
             self.closed = True
-            self._changed.notify_all()
+            for wake in self._waiting:
+                wake.set()
 
     @property
     def seq(self) -> int:
         return self._seq
 
     def publish(self, path: str, patch_keys: tuple[str, ...] | None = None) -> None:
-        with self._changed:
+        with self._lock:
             self._seq += 1
             self._events.append((self._seq, path))
             if patch_keys is not None:
@@ -75,21 +78,39 @@ class ChangeFeed:
                 for seq, _ in self._events[:-MAX_EVENTS]:
                     self._patches.pop(seq, None)
                 del self._events[:-MAX_EVENTS]
-            self._changed.notify_all()
+            # only the listeners it concerns: every change woke every open stream, which then checked its token
+            # and its rules again, so N streams cost each write N wake-ups
+            for wake, watched in self._waiting.items():
+                if related(path, watched):
+                    wake.set()
 
     def patch_keys(self, seq: int) -> tuple[str, ...] | None:
         """The relative paths a change wrote when it was a multi-path update, else None."""
         return self._patches.get(seq)
 
-    def wait(self, after: int, timeout: float) -> list[tuple[int, str]]:
-        """The changes after `after` (those still kept), once there is one, or none after `timeout` seconds."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._seq > after or self.closed, timeout)
-            if not self._events:
-                return []
-            # sequence numbers are consecutive: the first one wanted is found by subtraction, where a scan of the
-            # whole list on every wake of every listener cost each change O(listeners × kept changes)
-            return self._events[max(0, after + 1 - self._events[0][0]):]
+    def wait(self, after: int, timeout: float, path: str = "/") -> list[tuple[int, str]]:
+        """The changes after `after` (those still kept), once one of them is related to `path` (any change, for the
+        root); after `timeout` seconds, those there are, maybe none and maybe none of them related."""
+        with self._lock:
+            kept = self._after(after)
+            if self.closed or any(related(changed, path) for _, changed in kept):
+                return kept
+            wake = threading.Event()
+            self._waiting[wake] = path
+        try:
+            wake.wait(timeout)
+        finally:
+            with self._lock:
+                del self._waiting[wake]
+                kept = self._after(after)
+        return kept
+
+    def _after(self, after: int) -> list[tuple[int, str]]:
+        if not self._events or self._seq <= after:
+            return []
+        # sequence numbers are consecutive: the first one wanted is found by subtraction, where a scan of the whole
+        # list on every wake of every listener cost each change O(listeners × kept changes)
+        return self._events[max(0, after + 1 - self._events[0][0]):]
 
 
 def now_ms() -> int:

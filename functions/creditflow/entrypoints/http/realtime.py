@@ -29,7 +29,18 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
-from ...domain.realtime_query import Refused, Unchanged, etag, join, order_by, run_query, shallow, split, to_wire
+from ...domain.realtime_query import (
+    Refused,
+    Unchanged,
+    etag,
+    join,
+    order_by,
+    related,
+    run_query,
+    shallow,
+    split,
+    to_wire,
+)
 from ...domain.realtime_rules import Rules
 from ...ports import RealtimeServer
 from .api import CALLER, RateLimiter
@@ -264,20 +275,21 @@ class RealtimeSurface:
         """Batches of changes from the feed after `seen` (taken before the first value was read, so nothing is
         missed in between), and events to send as they are: keep-alives, and the last one when the token
         (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. Ends after an hour, or at shutdown."""
-        feed = self.tree.feed
+        feed, watched = self.tree.feed, join(list(parts))
         deadline = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < deadline and not feed.closed:
-            changed = feed.wait(seen, KEEP_ALIVE_SECONDS)
+            changed = feed.wait(seen, KEEP_ALIVE_SECONDS, watched)  # woken by changes around the path alone
+            if changed:
+                seen = changed[-1][0]
             if not self.still_valid(who):
                 yield f"event: auth_revoked\ndata: {REVOKED}\n\n"
                 return
-            if not changed:
-                yield "event: keep-alive\ndata: null\n\n"
-                continue
-            seen = changed[-1][0]
-            if not self.can_read(who, parts):
+            if not self.can_read(who, parts):  # rules may read anywhere: checked at each keep-alive as well
                 yield "event: cancel\ndata: null\n\n"
                 return
+            if not any(related(where, watched) for _, where in changed):
+                yield "event: keep-alive\ndata: null\n\n"
+                continue
             yield changed
 
     def node_events(self, who: Identity, parts: tuple[str, ...]) -> Iterator[str]:
