@@ -108,3 +108,28 @@ def test_a_long_read_holding_the_log_does_not_keep_writers_paused(tmp_path: Path
     assert until(lambda: frames_in_log(path) < pinned // 2)
     store.close()
     reader.close()
+
+
+def test_commits_are_checkpointed_in_batches_or_once_they_have_lingered(tmp_path: Path) -> None:
+    from creditflow.adapters.local.sqlite_checkpoints import BackgroundCheckpoints
+
+    path = tmp_path / "file.sqlite3"
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (n INTEGER)")
+        batched = BackgroundCheckpoints(path, commits=5, linger=30)
+        for n in range(4):
+            db.execute("INSERT INTO t VALUES (?)", (n,))
+            batched.nudge()
+        time.sleep(0.3)
+        assert batched.runs == 0  # four commits: one checkpoint for them all, later
+        db.execute("INSERT INTO t VALUES (4)")
+        batched.nudge()
+        assert until(lambda: batched.runs == 1, 5)  # the fifth fills the batch: copied at once, not after 30 s
+        batched.stop()
+
+        lingering = BackgroundCheckpoints(path, commits=1000, linger=0.2)
+        db.execute("INSERT INTO t VALUES (5)")
+        lingering.nudge()
+        assert until(lambda: lingering.runs == 1, 5)  # a lone commit is not left in the log
+        lingering.stop()

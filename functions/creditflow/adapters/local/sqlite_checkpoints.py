@@ -2,7 +2,9 @@
 
 SQLite's default checkpoints inside the commit that crosses 1000 WAL frames: in the ledger that is one commit in
 about ninety, and it took half of all commit time (milliseconds of copying and fsync on the caller's thread). Here
-writers only nudge; a daemon thread runs PASSIVE checkpoints at most every `interval` seconds, and once the log
+writers only nudge; a daemon thread runs a PASSIVE checkpoint once `commits` commits are in the log, or `linger`
+seconds after fewer came, and at most every `interval` seconds (one a commit, at a chat task's pace, copied the
+same hot pages again and again, each time with its fsyncs: 1.25 ms of CPU a task); and once the log
 holds `restart_frames` frames a RESTART one, with the store's writers paused (`pause_writers`; SQLite's busy wait
 alone would starve under steady writes), which copies what is left and makes the next writer start the log from its
 beginning: the WAL stays bounded however long writes go on. A restart waits at most the busy timeout for readers
@@ -23,16 +25,21 @@ from pathlib import Path
 RESTART_FRAMES = 8192  # 32 MiB of 4 KiB pages
 WRITER_SAFETY_FRAMES = 65536  # 256 MiB: writers checkpoint themselves only if this thread has stalled
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # a restarted WAL file is truncated to this (PRAGMA journal_size_limit)
+COMMITS = 64  # commits in the log that wake the thread for a checkpoint (~700 frames of ledger commits)
+LINGER = 1.0  # seconds fewer commits wait for theirs
 MIN_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between restarts a reader refused (writers wait ≤ busy timeout each)
 
 
 class BackgroundCheckpoints:
-    def __init__(self, path: Path | str, *, interval: float = 0.02, restart_frames: int = RESTART_FRAMES,
-                 busy_timeout_ms: int = 50,
+    def __init__(self, path: Path | str, *, interval: float = 0.02, commits: int = COMMITS, linger: float = LINGER,
+                 restart_frames: int = RESTART_FRAMES, busy_timeout_ms: int = 50,
                  pause_writers: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         self.path = str(path)
         self.pause_writers = pause_writers
         self.interval = interval
+        self.commits = commits
+        self.linger = linger
+        self._uncopied = 0  # commits since the last checkpoint began (a count writers race on: it only paces)
         self.restart_frames = restart_frames
         self._busy_timeout = busy_timeout_ms / 1000
         self._wake = threading.Event()
@@ -49,7 +56,7 @@ class BackgroundCheckpoints:
                       f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
     def nudge(self) -> None:
-        """Called after a commit: the thread checkpoints soon (started on first use)."""
+        """Called after a commit: the thread checkpoints once enough have come, or soon (started on first use)."""
         if self._thread is None:
             with self._start:
                 if self._thread is None and not self._stop.is_set():
@@ -57,7 +64,9 @@ class BackgroundCheckpoints:
                                               name=f"wal-checkpoints:{Path(self.path).name}")
                     thread.start()
                     self._thread = thread
-        self._wake.set()
+        self._uncopied += 1
+        if self._uncopied >= self.commits:
+            self._wake.set()
 
     def stop(self) -> None:
         """Ends the thread; nudges afterwards do nothing."""
@@ -92,18 +101,20 @@ def _checkpoint_loop(owner_ref: weakref.ref[BackgroundCheckpoints]) -> None:
     owner = owner_ref()
     if owner is None:
         return
-    wake, stop, interval = owner._wake, owner._stop, owner.interval
+    wake, stop, interval, linger = owner._wake, owner._stop, owner.interval, owner.linger
     db = sqlite3.connect(owner.path, isolation_level=None, check_same_thread=False, timeout=owner._busy_timeout)
     del owner
     try:
         while True:
-            wake.wait(timeout=60)
+            wake.wait(timeout=linger)  # woken by a full batch of commits, or a partial one has lingered enough
             wake.clear()
             owner = owner_ref()
-            if owner is None:
+            if owner is None or stop.is_set():
                 return
-            with suppress(sqlite3.Error):  # busy or locked: the next nudge tries again (writers' own limit is the net)
-                owner.checkpoint(db)
+            if owner._uncopied:
+                owner._uncopied = 0
+                with suppress(sqlite3.Error):  # busy or locked: tried again later (writers' own limit is the net)
+                    owner.checkpoint(db)
             del owner
             if stop.wait(interval):
                 return
