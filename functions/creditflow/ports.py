@@ -156,7 +156,7 @@ class RealtimeFeed(Protocol):
     def closed(self) -> bool: ...
 
     def wait(self, after: int, timeout: float, path: str = "/") -> list[tuple[int, str]]:
-        """The changes (sequence, path) after `after`, waiting up to `timeout` s for one."""
+        """The changes (sequence, path) after `after`, waiting up to `timeout` s for one at, below or above `path`."""
 
     def patch_keys(self, seq: int) -> tuple[str, ...] | None:
         """The relative paths a change wrote when it was a multi-path update, else None."""
