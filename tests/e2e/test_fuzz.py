@@ -11,10 +11,14 @@ import time
 from pathlib import Path
 
 from tests.e2e.server import LocalServer
+from tests.evm import anvil_missing
 
 CLI = Path(sys.executable).with_name("st")
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 MAX_EXAMPLES = 100  # per operation and phase: about 3,400 requests in 45 s here
+# Crypto deposits need a chain: where anvil is not installed, the server has none configured, and they answer 503
+# (crypto-not-configured). They are left out of the run there.
+ON_CHAIN = ("--exclude-path-regex", "^/api/v1/(admin/)?deposits(/|$)")
 
 
 def schemathesis(server: LocalServer, token: str, report: Path, *options: str, ran: tuple[str, ...] = PHASES
@@ -43,15 +47,21 @@ def test_the_server_does_what_its_openapi_document_says(server: LocalServer, tmp
     server.call("POST", "/api/v1/admin/grants", {"uid": "fuzzer", "amount": "5000"}, token=admin,
                 headers={"Idempotency-Key": "fund-fuzzer"})
     started = time.monotonic()
-    out, users = schemathesis(server, server.token("fuzzer", email="fuzz@example.com"), tmp_path / "user")
+    without_chain = ON_CHAIN if server.anvil is None else ()  # type: ignore[attr-defined]
+    if without_chain:
+        print(f"anvil is missing ({anvil_missing()}): the deposit operations are not fuzzed")
+    out, users = schemathesis(server, server.token("fuzzer", email="fuzz@example.com"), tmp_path / "user",
+                              *without_chain)
     document = server.call("GET", "/api/v1/openapi.json").json
-    admin_operations = sum(1 for path in document["paths"].values() for operation in path.values()
-                           if operation.get("security") == [{"bearer": ["admin"]}])
+    admin_operations = sum(1 for route, path in document["paths"].items() for operation in path.values()
+                           if operation.get("security") == [{"bearer": ["admin"]}]
+                           and not (without_chain and re.match(without_chain[1], route)))
     assert admin_operations >= 4  # the admin operations, refused as declared:
     assert users > 3000 and f"403 Forbidden ({admin_operations} operations)" in out
     # The admin operations as an admin. Some requests the schema allows are refused there for what no schema can
     # say: a grant expiring in the past, an override that leaves a model unpriced or on a provider not configured.
     _, admins = schemathesis(server, admin, tmp_path / "admin", "--include-path-regex", "^/api/v1/admin/",
-                             "--exclude-checks", "positive_data_acceptance", ran=PHASES[:3])  # no links: no stateful
+                             "--exclude-checks", "positive_data_acceptance", *without_chain,
+                             ran=PHASES[:3])  # no links: no stateful
     print(f"schemathesis: {users} requests as a user and {admins} as an admin, all passed, in "
           f"{time.monotonic() - started:.0f} s")
