@@ -31,13 +31,23 @@ def _at(value: Any, parts: list[str]) -> Any:
     return value
 
 
-def _prune(value: Any) -> Any:
-    """Realtime Database keeps no empty objects and no nulls."""
-    if isinstance(value, dict):
-        kept = {k: _prune(v) for k, v in value.items()}
-        kept = {k: v for k, v in kept.items() if v is not None}
-        return kept or None
-    return value
+def _place(stored: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Put `value` (None: nothing) at `keys` inside a stored object, which holds no nulls and no empty objects, and
+    keep it so: an object on the way left empty by a deletion goes too (only those on the way can be)."""
+    if len(keys) == 1:
+        if value is None:
+            stored.pop(keys[0], None)
+        else:
+            stored[keys[0]] = value
+        return
+    child = stored.get(keys[0])
+    if not isinstance(child, dict):  # a value on the way becomes an object; nothing to delete below a value
+        if value is None:
+            return
+        child = stored[keys[0]] = {}
+    _place(child, keys[1:], value)
+    if not child:
+        del stored[keys[0]]
 
 
 def _newer_or_same(current: Any, version: int) -> bool:
@@ -160,14 +170,17 @@ class LocalTree(SqliteFile):
             for part in rest[:-1]:
                 node = node.setdefault(part, {})
             node[rest[-1]] = orjson.loads(value)
-        return _prune(tree)
+        return tree or None  # rows hold no nulls and no empty objects, so neither does what they make up
 
     def _deepest_row(self, parts: list[str], deepest: int) -> tuple[int, bytes] | None:
         """The row at `parts[:deepest]` or its nearest ancestor (there is at most one on a path), with its depth:
         one query for all the depths, where one a depth made every read and write several statements."""
         if deepest < 1:
             return None
-        paths = [join(parts[:depth]) for depth in range(1, deepest + 1)]
+        paths, path = [], ""
+        for part in parts[:deepest]:
+            path += "/" + part
+            paths.append(path)
         row = self.db.execute(f"SELECT path, value FROM tree WHERE path IN ({','.join('?' * len(paths))}) "
                               "ORDER BY length(path) DESC LIMIT 1", paths).fetchone()
         return None if row is None else (paths.index(row[0]) + 1, row[1])
@@ -182,32 +195,28 @@ class LocalTree(SqliteFile):
     # ----------------------------------------------------------------------------------------------- writing
 
     def _write_at(self, parts: list[str], value: Any) -> None:
+        """Store `value` (as `normalize` left it: no nulls, no empty objects; None deletes) at the path."""
         db, key = self.db, join(parts)
         if not parts:  # the whole tree: a row per top-level key
             db.execute("DELETE FROM tree")
-            for child, subtree in (_prune(value) or {}).items():
+            for child, subtree in (value or {}).items():
                 db.execute("INSERT INTO tree (path, value) VALUES (?, ?)", (join([child]), orjson.dumps(subtree)))
             return
         found = self._deepest_row(parts, len(parts) - 1)
         if found is not None:  # an ancestor row: rewrite it with the change inside
             depth, row_value = found
-            whole = orjson.loads(row_value) or {}
-            node = whole
-            for part in parts[depth:-1]:
-                child = node.get(part)
-                if not isinstance(child, dict):
-                    child = node[part] = {}
-                node = child
-            node[parts[-1]] = value
-            pruned = _prune(whole)
-            if pruned is None:
+            whole = orjson.loads(row_value)
+            if not isinstance(whole, dict):  # a value there: nothing to delete below it, or it becomes an object
+                if value is None:
+                    return
+                whole = {}
+            _place(whole, parts[depth:], value)
+            if not whole:
                 db.execute("DELETE FROM tree WHERE path = ?", (join(parts[:depth]),))
             else:
-                db.execute("UPDATE tree SET value = ? WHERE path = ?", (orjson.dumps(pruned),
-                                                                       join(parts[:depth])))
+                db.execute("UPDATE tree SET value = ? WHERE path = ?", (orjson.dumps(whole), join(parts[:depth])))
             return
         db.execute("DELETE FROM tree WHERE path = ? OR (path >= ? AND path < ?)", (key, key + "/", key + "0"))
-        value = _prune(value)
         if value is not None:
             db.execute("INSERT INTO tree (path, value) VALUES (?, ?)", (key, orjson.dumps(value)))
 
@@ -309,19 +318,24 @@ class LocalTree(SqliteFile):
 
     def _commit(self, batch: list[_Write]) -> None:
         """The writes queued so far, in one transaction, each in a savepoint of its own: a write that is refused
-        or fails changes nothing, and the others are committed (group commit; see group_commit.Turns)."""
+        or fails changes nothing, and the others are committed (group commit; see group_commit.Turns). A write
+        alone needs no savepoint: its transaction is rolled back instead."""
         db = self.db
+        alone = len(batch) == 1
         try:
             db.execute("BEGIN IMMEDIATE")
             for write in batch:
-                db.execute("SAVEPOINT one_write")
+                if not alone:
+                    db.execute("SAVEPOINT one_write")
                 try:
                     write.result = write.work()
                 except BaseException as error:
-                    db.execute("ROLLBACK TO one_write")
+                    db.execute("ROLLBACK" if alone else "ROLLBACK TO one_write")
                     write.error = error
-                db.execute("RELEASE one_write")
-            db.execute("COMMIT")
+                if not alone:
+                    db.execute("RELEASE one_write")
+            if db.in_transaction:
+                db.execute("COMMIT")
         except BaseException as error:  # nothing of the batch was committed
             if db.in_transaction:
                 db.execute("ROLLBACK")
