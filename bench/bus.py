@@ -249,35 +249,9 @@ def first_token_through(provider: str, quick: bool) -> None:
         print("through the bus (request written -> first token on /streams; provider: first token after 50 ms):")
         print(f"  {'anchor: the provider alone, openai SDK, 1 user':<50} p50 {percentile(direct, 50):,.1f} ms, "
               f"p99 {percentile(direct, 99):,.1f} ms")
-        for users in (1, 20):
-            waits: list[float] = []
-            lock = threading.Lock()
-
-            def user(n: int, users: int = users, waits: list[float] = waits, lock: threading.Lock = lock) -> None:
-                uid = f"bench{users}x{n}"
-                platform.credits.open_account(uid)
-                platform.credits.grant(uid, 100 * 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
-                feed = platform.realtime.feed
-                for k in range(5 if quick else 15):
-                    seen = feed.seq
-                    started = time.perf_counter()
-                    platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": "WAIT50 hi there",
-                                                                   "model": model, "createdAt": 1})
-                    stream, task = f"/streams/{uid}/r{k}", f"/tasks/{uid}/r{k}"
-                    seen = until(feed, seen, stream, lambda s=stream: platform.realtime.get(f"{s}/000001") is not None)
-                    first = (time.perf_counter() - started) * 1000
-                    # a user reads the reply to its end before writing again
-                    until(feed, seen, task, lambda t=task: (platform.realtime.get(t) or {}).get("state") in TERMINAL)
-                    with lock:
-                        waits.append(first)
-
-            threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
-            cpu = time.process_time()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            cpu_per_task = (time.process_time() - cpu) / len(waits) * 1000
+        users_chatting(platform, model, "warm", 1, 3)  # first calls load what later ones reuse (the SDK's client)
+        for users, tasks in ((1, 10 if quick else 40), (20, 5 if quick else 15)):  # tasks each user writes
+            waits, cpu_per_task = users_chatting(platform, model, f"bench{users}", users, tasks)
             added = percentile(waits, 50) - percentile(direct, 50)
             label = f"{users} user" + ("s" if users > 1 else "")
             print(f"  {label:<50} p50 {percentile(waits, 50):,.1f} ms, "
@@ -287,6 +261,39 @@ def first_token_through(provider: str, quick: bool) -> None:
         platform.realtime.stop_triggers()
         pool.shutdown(wait=True)
         platform.mirror.stop()
+
+
+def users_chatting(platform: Any, model: str, tag: str, users: int, tasks: int) -> tuple[list[float], float]:
+    """`users` users at once, each writing `tasks` chat requests one after another (the next once the reply has
+    ended, as a person chatting does): each first token's wait in ms, and the process's CPU ms per task."""
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def user(n: int) -> None:
+        uid = f"{tag}x{n}"
+        platform.credits.open_account(uid)
+        platform.credits.grant(uid, 100 * 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
+        feed = platform.realtime.feed
+        for k in range(tasks):
+            seen = feed.seq
+            started = time.perf_counter()
+            platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": "WAIT50 hi there",
+                                                           "model": model, "createdAt": 1})
+            stream, task = f"/streams/{uid}/r{k}", f"/tasks/{uid}/r{k}"
+            seen = until(feed, seen, stream, lambda s=stream: platform.realtime.get(f"{s}/000001") is not None)
+            first = (time.perf_counter() - started) * 1000
+            # a user reads the reply to its end before writing again
+            until(feed, seen, task, lambda t=task: (platform.realtime.get(t) or {}).get("state") in TERMINAL)
+            with lock:
+                waits.append(first)
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
+    cpu = time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return waits, (time.process_time() - cpu) / len(waits) * 1000
 
 
 def recovery_figures(count: int = 100) -> None:
