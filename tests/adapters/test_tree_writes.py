@@ -62,6 +62,15 @@ def model_read(root: dict[str, Any], keys: list[str]) -> Any:
     return node
 
 
+def disjoint(children: dict[str, Any]) -> bool:
+    """No path of a multi-path update inside another (the database refuses such an update)."""
+    return not any(a != b and b.startswith(a + "/") for a in children for b in children)
+
+
+UPDATES = st.tuples(st.lists(KEYS, max_size=2), st.dictionaries(PATHS.map("/".join), VALUES, min_size=1,
+                                                                max_size=3).filter(disjoint))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(PATHS, VALUES), min_size=1, max_size=12), st.lists(PATHS, max_size=6))
 def test_writes_leave_what_realtime_database_would(writes: list[tuple[list[str], Any]],
@@ -75,3 +84,20 @@ def test_writes_leave_what_realtime_database_would(writes: list[tuple[list[str],
             assert tree.get("/") == (model or None), (keys, value)
         for keys in reads + [keys for keys, _ in writes]:
             assert tree.get("/" + "/".join(keys)) == model_read(model, keys), keys
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(PATHS, VALUES), max_size=6), st.lists(UPDATES, min_size=1, max_size=4))
+def test_multi_path_updates_write_each_path_as_a_set_would(writes: list[tuple[list[str], Any]],
+                                                          updates: list[tuple[list[str], dict[str, Any]]]) -> None:
+    model: dict[str, Any] = {}
+    with TemporaryDirectory() as folder:
+        tree = LocalTree(Path(folder) / "tree.sqlite3")
+        for keys, value in writes:
+            tree.set("/" + "/".join(keys), value)
+            model_write(model, keys, value)
+        for base, children in updates:
+            tree.patch(base, children)
+            for relative, value in children.items():
+                model_write(model, base + relative.split("/"), value)
+            assert tree.get("/") == (model or None), (base, children)
