@@ -143,6 +143,10 @@ class Realtime(Protocol):
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
         """Write `value` (which carries `version`) unless what is stored has a version at least as new."""
 
+    def set_many_if_newer(self, values: dict[str, tuple[dict, int]]) -> frozenset[str]:
+        """`set_if_newer` for each path → (value, version), in one transaction where the tree has them; the paths
+        written."""
+
     def get(self, path: str) -> object: ...
 
 

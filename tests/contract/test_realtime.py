@@ -93,6 +93,27 @@ def test_an_older_version_never_overwrites_a_newer_one(tree: Realtime) -> None:
     assert tree.get("/balances/u/available") == 7
 
 
+def test_many_at_once_write_only_where_they_are_newer(tree: Realtime) -> None:
+    tree.set_if_newer("/balances/a", {"available": 1, "version": 5}, 5)
+    tree.set_if_newer("/balances/b", {"available": 2, "version": 5}, 5)
+    written = tree.set_many_if_newer({"/balances/a": ({"available": 9, "version": 4}, 4),  # older: kept
+                                      "/balances/b": ({"available": 8, "version": 6}, 6),
+                                      "/balances/c": ({"available": 7, "version": 1}, 1)})
+    assert written == {"/balances/b", "/balances/c"}
+    assert tree.get("/balances") == {"a": {"available": 1, "version": 5}, "b": {"available": 8, "version": 6},
+                                     "c": {"available": 7, "version": 1}}
+    assert tree.set_many_if_newer({}) == frozenset()
+
+
+def test_many_at_once_tell_listeners_of_each_path_written(tmp_path: Path) -> None:
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    seen = tree.feed.seq
+    tree.set_many_if_newer({"/balances/a": ({"version": 1}, 1), "/balances/b": ({"version": 1}, 1)})
+    assert sorted(path for _, path in tree.feed.wait(seen, 1.0, "/balances")) == ["/balances/a", "/balances/b"]
+    with pytest.raises(InvalidQuery):
+        tree.set_many_if_newer({"/": ({"version": 1}, 1)})
+
+
 def test_racing_writers_leave_the_newest_version(tree: Realtime) -> None:
     def write(version: int) -> None:
         tree.set_if_newer("/balances/race", {"version": version}, version)

@@ -31,6 +31,30 @@ def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
         platform.mirror.stop()
 
 
+def test_the_balances_of_many_users_in_a_batch_are_written_in_one_transaction(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mirror, "LINGER_SECONDS", 1.0)
+    users = [f"m{n}" for n in range(30)]
+    for uid in users:
+        funded(platform, uid, 10)
+    tree = platform.realtime
+    commits: list[int] = []
+    commit = tree._commit  # type: ignore[attr-defined]
+    monkeypatch.setattr(tree, "_commit", lambda batch: (commits.append(len(batch)), commit(batch)))
+    platform.mirror.run_in_background()
+    try:
+        for n, uid in enumerate(users):
+            platform.credits.reserve(uid, (n + 1) * 1000, key=f"r-{uid}")
+        assert platform.mirror.flush()
+        for n, uid in enumerate(users):
+            balance = platform.credits.balance(uid)
+            assert platform.realtime.get(f"/balances/{uid}")["held"]["micros"] == (n + 1) * 1000
+            assert platform.realtime.get(f"/balances/{uid}")["version"] == balance.version
+        assert commits == [1]  # one write for the 30 balances (one commit, holding it alone)
+    finally:
+        platform.mirror.stop()
+
+
 def test_a_low_balance_crossing_inside_a_batch_still_notifies_once(platform: Platform) -> None:
     funded(platform, "l", 100)
     platform.mirror.run_in_background()

@@ -73,9 +73,9 @@ class BalanceMirror:
 
     By default each change is written on the thread that committed it. `run_in_background` hands changes to
     one writer thread instead, which takes them in commit order a batch at a time (what arrives within
-    LINGER_SECONDS of the first): per user it writes the newest balance once and replays every change through
-    the low-balance notices (so each crossing still notifies once). The mirror is never authoritative:
-    `publish_all` rewrites it from the ledger."""
+    LINGER_SECONDS of the first), and writes each user's newest balance in that batch, all of them in one write
+    (one transaction on the local tree, where a write a balance cost each its own commit). The mirror is never
+    authoritative: `publish_all` rewrites it from the ledger."""
 
     def __init__(self, realtime: Realtime, credits: Credits, clock: Clock, policy: LowBalancePolicy) -> None:
         self.realtime = realtime
@@ -94,7 +94,7 @@ class BalanceMirror:
         change = Change(account.id[len(USER_PREFIX):], account.available, account.held, account.version,
                         _paid_top_up(entries))
         if self._queue is None:
-            self._apply(change.uid, [change])
+            self._write_balance(change.uid, change.available, change.held, change.version)
             return
         with self._idle:
             self._pending += 1
@@ -143,23 +143,21 @@ class BalanceMirror:
                 except queue.Empty:
                     break
             changes = [c for c in batch if c is not None]
-            by_user: dict[str, list[Change]] = {}
+            newest: dict[str, Change] = {}
             for change in changes:
-                by_user.setdefault(change.uid, []).append(change)
-            for uid, mine in by_user.items():
-                try:
-                    self._apply(uid, mine)
-                except Exception:  # a mirror write must never stop the writer; the ledger is unaffected
-                    log.exception("mirroring %s failed; POST /credits/sync-balance rewrites it", uid)
+                if change.uid not in newest or change.version > newest[change.uid].version:
+                    newest[change.uid] = change
+            try:  # every user's newest balance in one write: one transaction on the local tree
+                self.realtime.set_many_if_newer({
+                    f"/balances/{c.uid}": (self._balance(c.available, c.held, c.version), c.version)
+                    for c in newest.values()})
+            except Exception:  # a mirror write must never stop the writer; the ledger is unaffected
+                log.exception("mirroring %d balances failed; POST /credits/sync-balance rewrites one", len(newest))
             with self._idle:
                 self._pending -= len(changes)
                 self._idle.notify_all()
             if len(changes) < len(batch):
                 return
-
-    def _apply(self, uid: str, changes: list[Change]) -> None:
-        newest = max(changes, key=lambda c: c.version)
-        self._write_balance(uid, newest.available, newest.held, newest.version)
 
     def publish(self, uid: str) -> dict[str, Any]:
         """Rewrite the mirror from the ledger (sync-balance). A stored mirror that disagrees with the ledger at
@@ -184,9 +182,12 @@ class BalanceMirror:
 
     def _write_balance(self, uid: str, available: int, held: int, version: int) -> tuple[dict[str, Any], bool]:
         """The mirror document, and whether it was written (not when the stored one is as new or newer)."""
-        mirror = {"available": money(available), "held": money(held), "version": version,
-                  "updatedAt": iso(self.clock.now())}
+        mirror = self._balance(available, held, version)
         return mirror, self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
+
+    def _balance(self, available: int, held: int, version: int) -> dict[str, Any]:
+        return {"available": money(available), "held": money(held), "version": version,
+                "updatedAt": iso(self.clock.now())}
 
     def _last_top_up(self, uid: str) -> int:
         """The user's last paid grant (0 if none), from the lots; remembered until the next paid grant."""

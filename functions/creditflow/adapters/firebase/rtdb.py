@@ -40,5 +40,9 @@ class RealtimeDatabase:
         self._ref(path).transaction(update)
         return written
 
+    def set_many_if_newer(self, values: dict[str, tuple[dict, int]]) -> frozenset[str]:
+        """A transaction a path: Realtime Database has no conditional multi-path write."""
+        return frozenset(path for path, (value, version) in values.items() if self.set_if_newer(path, value, version))
+
     def get(self, path: str) -> Any:
         return self._ref(path).get()

@@ -130,9 +130,9 @@ def now_ms() -> int:
 class _Write:
     __slots__ = ("error", "finished", "result", "work")
 
-    def __init__(self, work: Callable[[], tuple[bool, int]]) -> None:
+    def __init__(self, work: Callable[[], tuple[Any, int]]) -> None:
         self.work = work
-        self.result: tuple[bool, int] = (False, 0)
+        self.result: tuple[Any, int] = (None, 0)  # what the write did (the paths it wrote), and the events it fired
         self.error: BaseException | None = None
         self.finished = False
 
@@ -230,6 +230,31 @@ class LocalTree(SqliteFile):
         parts = split(path)
         return self._transact(parts, {"": value}, lambda read, _, __: not _newer_or_same(read(tuple(parts)), version))
 
+    def set_many_if_newer(self, values: dict[str, tuple[dict, int]]) -> frozenset[str]:
+        """`set_if_newer` for each path → (value, version), in one transaction: the paths written (not those where
+        what is stored is as new or newer). Each written path is a change of its own to listeners."""
+        targets = {path: split(path) for path in values}
+        if not all(targets.values()):
+            raise InvalidQuery("the root cannot be written")
+        stamp = now_ms()
+
+        def work() -> tuple[list[str], int]:
+            fresh = [path for path, parts in targets.items()
+                     if not _newer_or_same(self.read(tuple(parts)), values[path][1])]
+            plan = self.triggers.plan(self.read, [tuple(targets[path]) for path in fresh]) \
+                if self.triggers.watching and fresh else None
+            for path in fresh:
+                parts = targets[path]
+                self._write_at(parts, normalize(values[path][0], stamp, self.read, tuple(parts)))
+            return fresh, self.triggers.record(plan) if plan is not None else 0
+
+        written, fired = self._run(work)
+        for path in written:
+            self.feed.publish(join(targets[path]))
+        if fired:
+            self.triggers.committed()
+        return frozenset(written)
+
     def put(self, parts: list[str], value: Any, *, check: Check | None = None, if_match: str | None = None,
             now: int | None = None) -> Any:
         """Realtime Database's PUT: replace the value at the path (server values resolved) and answer it. With
@@ -301,11 +326,7 @@ class LocalTree(SqliteFile):
                 self._write_at(targets[key], value)
             return True, self.triggers.record(plan) if plan is not None else 0
 
-        write = _Write(work)
-        self._turns.run(write, self._commit)
-        if write.error is not None:
-            raise write.error
-        written, fired = write.result
+        written, fired = self._run(work)
         if not written:
             return False
         if patch:
@@ -315,6 +336,14 @@ class LocalTree(SqliteFile):
         if fired:
             self.triggers.committed()
         return True
+
+    def _run(self, work: Callable[[], tuple[Any, int]]) -> tuple[Any, int]:
+        """`work` done in a transaction of this process's group commit: what it answered, or what it raised."""
+        write = _Write(work)
+        self._turns.run(write, self._commit)
+        if write.error is not None:
+            raise write.error
+        return write.result
 
     def _commit(self, batch: list[_Write]) -> None:
         """The writes queued so far, in one transaction, each in a savepoint of its own: a write that is refused
