@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.services import mirror
+from creditflow.services import mirror_writer
 from tests.conftest import CREDIT, SteppedClock, funded
 
 
 def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
         platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mirror, "LINGER_SECONDS", 1.0)  # long enough for every change below to join one batch
+    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", 1.0)  # long enough for every change below to join one batch
     funded(platform, "u", 100)
     platform.mirror.run_in_background()
     try:
@@ -33,7 +33,7 @@ def test_the_background_writer_writes_each_users_newest_balance_once_per_batch(
 
 def test_the_balances_of_many_users_in_a_batch_are_written_in_one_transaction(
         platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mirror, "LINGER_SECONDS", 1.0)
+    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", 1.0)
     users = [f"m{n}" for n in range(30)]
     for uid in users:
         funded(platform, uid, 10)

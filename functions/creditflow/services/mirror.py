@@ -9,10 +9,8 @@ is keyed by the event's id, so a second delivery writes nothing new."""
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,24 +21,9 @@ from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold
 from ..domain.timefmt import iso
 from ..ports import Clock, Realtime
 from .credits import Credits
+from .mirror_writer import MirrorWriter
 
 log = logging.getLogger(__name__)
-BATCH = 512
-# The background writer waits this long after a change before it writes, so that changes arriving meanwhile are
-# written together, once per user. Woken for every change instead, it contends with the committing threads for
-# the GIL on each one: about 0.8 ms more CPU per hold-and-settle, measured with one thread committing.
-LINGER_SECONDS = 0.01
-
-
-@dataclass(frozen=True)
-class Change:
-    """A committed change to one user's balance, as the mirror needs it."""
-
-    uid: str
-    available: int
-    held: int
-    version: int
-    top_up: int | None  # the amount of a paid grant in the change, if any
 
 
 @dataclass(frozen=True)
@@ -71,93 +54,38 @@ def money(micros: int) -> dict[str, Any]:
 class BalanceMirror:
     """Writes /balances/{uid} after every committed change (never older over newer) and notices low balances.
 
-    By default each change is written on the thread that committed it. `run_in_background` hands changes to
-    one writer thread instead, which takes them in commit order a batch at a time (what arrives within
-    LINGER_SECONDS of the first), and writes each user's newest balance in that batch, all of them in one write
-    (one transaction on the local tree, where a write a balance cost each its own commit). The mirror is never
-    authoritative: `publish_all` rewrites it from the ledger."""
+    By default each change is written on the thread that committed it; `run_in_background` hands changes to a
+    MirrorWriter's thread instead (each user's newest balance in a batch, all users' in one write). The mirror is
+    never authoritative: `publish_all` rewrites it from the ledger."""
 
     def __init__(self, realtime: Realtime, credits: Credits, clock: Clock, policy: LowBalancePolicy) -> None:
         self.realtime = realtime
         self.credits = credits
         self.clock = clock
         self.policy = policy
-        self._queue: queue.SimpleQueue[Change | None] | None = None
-        self._writer: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._pending = 0
+        self.writer = MirrorWriter(realtime, "balance-mirror")
         self._top_ups: dict[str, int] = {}  # uid -> last paid grant (µc), as seen by this process
         self._top_ups_lock = threading.Lock()
 
     def on_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After a commit: the account row is the balance (the command swept it first), so nothing is re-read."""
-        change = Change(account.id[len(USER_PREFIX):], account.available, account.held, account.version,
-                        _paid_top_up(entries))
-        if self._queue is None:
-            self._write_balance(change.uid, change.available, change.held, change.version)
-            return
-        with self._idle:
-            self._pending += 1
-        self._queue.put(change)
+        self.writer.write(f"/balances/{account.id[len(USER_PREFIX):]}",
+                          self._balance(account.available, account.held, account.version), account.version)
 
     def run_in_background(self, *, catch_up: bool = False) -> None:
-        """Hand changes to a writer thread from now on. With `catch_up`, it first rewrites every user's mirror from
-        the ledger (`publish_all`: after a kill the mirror may trail), so that a start need not wait for that;
-        changes committed meanwhile queue up behind it, and versions keep the newest."""
-        if self._writer is None:
-            self._queue = queue.SimpleQueue()
-            self._writer = threading.Thread(target=self._catch_up_then_drain if catch_up else self._drain,
-                                            name="balance-mirror", daemon=True)
-            self._writer.start()
+        """Hand balances to a writer thread from now on. With `catch_up`, it first rewrites every user's mirror from
+        the ledger (`publish_all`: after a kill the mirror may trail), so that a start need not wait for that."""
+        self.writer.run_in_background(first=self._catch_up if catch_up else None)
 
-    def _catch_up_then_drain(self) -> None:
-        try:
-            log.info("mirror caught up with the ledger: %d balances checked", self.publish_all())
-        except Exception:  # the writer must still run; sync-balance rewrites a user's mirror on demand
-            log.exception("catching the mirror up with the ledger failed")
-        self._drain()
+    def _catch_up(self) -> None:
+        log.info("mirror caught up with the ledger: %d balances checked", self.publish_all())
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every change handed over so far is written; False if that took longer than `timeout`."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until every balance handed over so far is written; False if that took longer than `timeout`."""
+        return self.writer.flush(timeout)
 
     def stop(self) -> None:
-        if self._writer is not None and self._queue is not None:
-            self._queue.put(None)
-            self._writer.join(timeout=30)
-            self._writer = None
-            self._queue = None
-
-    def _drain(self) -> None:
-        assert self._queue is not None
-        source = self._queue
-        while True:
-            first = source.get()
-            if first is not None:
-                time.sleep(LINGER_SECONDS)
-            batch = [first]
-            while len(batch) < BATCH:
-                try:
-                    batch.append(source.get_nowait())
-                except queue.Empty:
-                    break
-            changes = [c for c in batch if c is not None]
-            newest: dict[str, Change] = {}
-            for change in changes:
-                if change.uid not in newest or change.version > newest[change.uid].version:
-                    newest[change.uid] = change
-            try:  # every user's newest balance in one write: one transaction on the local tree
-                self.realtime.set_many_if_newer({
-                    f"/balances/{c.uid}": (self._balance(c.available, c.held, c.version), c.version)
-                    for c in newest.values()})
-            except Exception:  # a mirror write must never stop the writer; the ledger is unaffected
-                log.exception("mirroring %d balances failed; POST /credits/sync-balance rewrites one", len(newest))
-            with self._idle:
-                self._pending -= len(changes)
-                self._idle.notify_all()
-            if len(changes) < len(batch):
-                return
+        self.writer.stop()
 
     def publish(self, uid: str) -> dict[str, Any]:
         """Rewrite the mirror from the ledger (sync-balance). A stored mirror that disagrees with the ledger at
@@ -183,7 +111,7 @@ class BalanceMirror:
     def _write_balance(self, uid: str, available: int, held: int, version: int) -> tuple[dict[str, Any], bool]:
         """The mirror document, and whether it was written (not when the stored one is as new or newer)."""
         mirror = self._balance(available, held, version)
-        return mirror, self.realtime.set_if_newer(f"/balances/{uid}", mirror, version)
+        return mirror, self.writer.write_now(f"/balances/{uid}", mirror, version)
 
     def _balance(self, available: int, held: int, version: int) -> dict[str, Any]:
         return {"available": money(available), "held": money(held), "version": version,
