@@ -71,6 +71,14 @@ UPDATES = st.tuples(st.lists(KEYS, max_size=2), st.dictionaries(PATHS.map("/".jo
                                                                 max_size=3).filter(disjoint))
 
 
+def set_each(tree: LocalTree, model: dict[str, Any], writes: list[tuple[list[str], Any]]) -> None:
+    """Each write to both, the whole tree compared with the model after each."""
+    for keys, value in writes:
+        tree.set("/" + "/".join(keys), value)
+        model_write(model, keys, value)
+        assert tree.get("/") == (model or None), (keys, value)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(PATHS, VALUES), min_size=1, max_size=12), st.lists(PATHS, max_size=6))
 def test_writes_leave_what_realtime_database_would(writes: list[tuple[list[str], Any]],
@@ -78,10 +86,7 @@ def test_writes_leave_what_realtime_database_would(writes: list[tuple[list[str],
     model: dict[str, Any] = {}
     with TemporaryDirectory() as folder:
         tree = LocalTree(Path(folder) / "tree.sqlite3")
-        for keys, value in writes:
-            tree.set("/" + "/".join(keys), value)
-            model_write(model, keys, value)
-            assert tree.get("/") == (model or None), (keys, value)
+        set_each(tree, model, writes)
         for keys in reads + [keys for keys, _ in writes]:
             assert tree.get("/" + "/".join(keys)) == model_read(model, keys), keys
 
@@ -93,9 +98,7 @@ def test_multi_path_updates_write_each_path_as_a_set_would(writes: list[tuple[li
     model: dict[str, Any] = {}
     with TemporaryDirectory() as folder:
         tree = LocalTree(Path(folder) / "tree.sqlite3")
-        for keys, value in writes:
-            tree.set("/" + "/".join(keys), value)
-            model_write(model, keys, value)
+        set_each(tree, model, writes)
         for base, children in updates:
             tree.patch(base, children)
             for relative, value in children.items():

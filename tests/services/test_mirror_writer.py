@@ -12,6 +12,15 @@ from creditflow.services import mirror_writer
 from creditflow.services.mirror_writer import MirrorWriter
 
 
+def in_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linger: float) -> tuple[LocalTree, MirrorWriter]:
+    """A tree, and a writer thread writing to it that waits `linger` s for more after a document."""
+    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", linger)
+    tree = LocalTree(tmp_path / "tree.sqlite3")
+    writer = MirrorWriter(tree, "test")
+    writer.run_in_background()
+    return tree, writer
+
+
 def test_without_a_writer_thread_a_document_is_written_at_once(tmp_path: Path) -> None:
     tree = LocalTree(tmp_path / "tree.sqlite3")
     writer = MirrorWriter(tree, "test")
@@ -43,10 +52,7 @@ def test_in_the_background_a_batch_is_one_write_of_each_paths_newest(tmp_path: P
 
 def test_what_is_written_now_is_not_undone_by_an_older_document_still_queued(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", 0.3)
-    tree = LocalTree(tmp_path / "tree.sqlite3")
-    writer = MirrorWriter(tree, "test")
-    writer.run_in_background()
+    tree, writer = in_background(tmp_path, monkeypatch, 0.3)
     try:
         writer.write("/tasks/u/t", {"state": "running", "version": 2}, 2)  # queued
         assert writer.write_now("/tasks/u/t", {"state": "succeeded", "version": 3}, 3)
@@ -58,10 +64,7 @@ def test_what_is_written_now_is_not_undone_by_an_older_document_still_queued(
 
 def test_stop_writes_what_is_queued_and_the_writer_goes_on_at_once(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", 0.2)
-    tree = LocalTree(tmp_path / "tree.sqlite3")
-    writer = MirrorWriter(tree, "test")
-    writer.run_in_background()
+    tree, writer = in_background(tmp_path, monkeypatch, 0.2)
     writer.write("/balances/u", {"version": 1}, 1)
     writer.stop()
     assert tree.get("/balances/u") == {"version": 1}
@@ -71,10 +74,7 @@ def test_stop_writes_what_is_queued_and_the_writer_goes_on_at_once(tmp_path: Pat
 
 def test_a_document_the_tree_refuses_takes_no_other_with_it(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", 0.2)
-    tree = LocalTree(tmp_path / "tree.sqlite3")
-    writer = MirrorWriter(tree, "test")
-    writer.run_in_background()
+    tree, writer = in_background(tmp_path, monkeypatch, 0.2)
     try:
         writer.write("/tasks/u/bad", {"a.b": 1, "version": 1}, 1)  # a key the tree refuses
         writer.write("/tasks/u/good", {"version": 1}, 1)  # in the same batch
