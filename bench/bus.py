@@ -243,8 +243,7 @@ def first_token_through(provider: str, quick: bool) -> None:
         platform = bus_platform(Path(temp), provider, inline_capacity=32)
         pool = ThreadPoolExecutor(32, thread_name_prefix="inline-task")
         platform.tasks.run_inline = pool.submit
-        platform.mirror.run_in_background()  # balances and task steps mirrored by writers, as the runtime serves
-        platform.tasks.mirrors.run_in_background()
+        platform.mirror.run_in_background()  # balances mirrored by their own writer, as the runtime serves
         platform.realtime.start_triggers()
         platform.queue.start()
         print("through the bus (request written -> first token on /streams; provider: first token after 50 ms):")
@@ -262,7 +261,6 @@ def first_token_through(provider: str, quick: bool) -> None:
         platform.realtime.stop_triggers()
         pool.shutdown(wait=True)
         platform.mirror.stop()
-        platform.tasks.mirrors.stop()
 
 
 def users_chatting(platform: Any, model: str, tag: str, users: int, tasks: int) -> tuple[list[float], float]:

@@ -179,7 +179,6 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     print(banner(platform, f"http://{bound_host}:{bound_port}", data_dir), flush=True)
     platform.mirror.run_in_background(catch_up=True)  # balance writes leave the request threads; after a kill the
     # mirror may trail the ledger: its writer first rewrites it from the ledger, while the server already answers
-    platform.tasks.mirrors.run_in_background()  # the steps of a task on /tasks, newest of a batch in one write
     platform.queue.start()  # type: ignore[attr-defined]  # the local queue's workers (QUEUE_WORKERS)
     inline = ThreadPoolExecutor(max(1, platform.settings.inline_capacity), thread_name_prefix="inline-task")
     platform.tasks.run_inline = inline.submit  # quick tasks run beside the trigger that accepted them
@@ -204,7 +203,6 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     serving.join(timeout=SHUTDOWN_SECONDS)
     platform.mirror.flush()
     platform.mirror.stop()
-    platform.tasks.mirrors.stop()  # writes what is queued first
     stop_triggers = getattr(platform.realtime, "stop_triggers", None)
     if stop_triggers is not None:
         stop_triggers()  # what is still pending is delivered at the next start

@@ -1,4 +1,4 @@
-"""Writes versioned documents to the realtime tree (balances, tasks), never an older version over a newer one."""
+"""Writes versioned documents to the realtime tree (the balances), never an older version over a newer one."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ Document = tuple[str, dict, int]  # path, value, version (the value carries it t
 class MirrorWriter:
     """By default a document is written on the caller's thread. After `run_in_background`, `write` hands it to one
     writer thread instead, which takes what arrives within LINGER_SECONDS of the first and writes each path's newest
-    version, all in one write (one transaction on the local tree). The mirror is never authoritative: what a kill
-    loses from the queue its owner writes again (balances from the ledger, unfinished tasks on recovery)."""
+    version, all in one write (one transaction on the local tree): a listener sees the newest of a batch, not each
+    one. The mirror is never authoritative: what a kill loses from the queue its owner writes again (the balances,
+    from the ledger, as the writer starts)."""
 
     def __init__(self, realtime: Realtime, name: str) -> None:
         self.realtime = realtime

@@ -48,7 +48,6 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget
 from .credits import Credits
-from .mirror_writer import MirrorWriter
 from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
@@ -103,7 +102,6 @@ class Tasks:
         self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
         self.queue = queue
         self.run_inline = run_inline or (lambda work: work())
-        self.mirrors = MirrorWriter(realtime, "task-mirror")  # /tasks; the local runtime runs it in the background
 
     # -- what clients ask ------------------------------------------------------------------------------------
 
@@ -519,15 +517,10 @@ class Tasks:
         raise TaskConflict(f"task {task.id} kept changing", task=task.id)
 
     def _mirror(self, task: Task) -> None:
-        """The task's state on /tasks. An end or a question is written before the task moves on (a kill would lose
-        it from the writer's queue, and `recover` mirrors again only the tasks still running); the steps between
-        may go through the writer, which keeps the newest of those arriving together."""
+        """The task's state on /tasks, written now: a client watching sees every step, as on Realtime Database
+        (through a writer thread, steps arriving together were one write, and progress in between went unseen)."""
         try:
-            path, mirror = f"/tasks/{task.uid}/{task.id}", task.mirror()
-            if task.terminal or task.state == WAITING:
-                self.mirrors.write_now(path, mirror, task.version)
-            else:
-                self.mirrors.write(path, mirror, task.version)
+            self.realtime.set_if_newer(f"/tasks/{task.uid}/{task.id}", task.mirror(), task.version)
         except Exception:  # the mirror is not authoritative: the next change rewrites it
             log.exception("could not mirror task %s", task.id)
 
