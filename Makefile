@@ -10,7 +10,7 @@ WEB_SOURCES := $(wildcard web/src/*.js web/src/*.jsx web/src/pages/*.jsx) web/bu
 	web/admin.html web/styles.css
 
 .DEFAULT_GOAL := all
-.PHONY: all venv web chromium run cli test lint typecheck bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-payments bench-web clean
+.PHONY: all venv web chromium run cli test test-setup lint typecheck bench bench-firestore bench-gateway bench-agents bench-bus bench-media bench-payments bench-web clean
 
 all: venv web  # `make`: the Python packages, and the web app built into web/dist
 
@@ -60,8 +60,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)  # mypy over functions/creditflow, settings in pyproject.toml (pydantic's plugin on)
 	$(PY) -m mypy
 
-test: lint typecheck $(TOOLS) $(WEB_BUILT) chromium
+test:  # what the tests need is installed side by side (pip, and npm twice: each mostly waits), then the tests
+	@$(MAKE) --no-print-directory -j4 test-setup
 	$(PY) -m pytest
+
+test-setup: lint typecheck $(TOOLS) $(WEB_BUILT) chromium
 
 bench: $(STAMP)
 	$(PY) bench/ledger.py
