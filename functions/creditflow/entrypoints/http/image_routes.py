@@ -18,14 +18,14 @@ from ...domain.tasks import parse_request, require_task_id
 from ...services.images import ImageGeneration
 from . import task_schemas as t
 from .api import Routes, problem
-from .schemas import WHOLE, Money, Out, Strict
+from .schemas import NOT_BLANK, WHOLE, Money, Out, Strict
 from .task_routes import task_out
 
 V1 = "/api/v1"
 
 routes = Routes()
 SIZE = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT, pattern=r"\S")]
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT, pattern=NOT_BLANK)]
 
 
 class ImageIn(Strict):

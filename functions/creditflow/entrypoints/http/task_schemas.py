@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .schemas import CONVERSATION_ID, WHOLE, Money, Out, Strict, credits_up_to, described
+from .schemas import CONVERSATION_ID, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 
 
-Text = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+Text = Annotated[str, StringConstraints(min_length=1, pattern=NOT_BLANK)]
 Int53 = Annotated[int, Field(ge=-(2**53), le=2**53), WHOLE]
 
 
