@@ -24,41 +24,53 @@ class Turns(Generic[J]):
 
     def __init__(self, max_batch: int) -> None:
         self.max_batch = max_batch
-        self._turn = threading.Condition()  # guards all below
+        self._lock = threading.RLock()  # guards all below; taken as itself, not through the condition's wrapper
+        self._turn = threading.Condition(self._lock)
+        self._waiting = 0  # callers asleep on the condition: a leader done wakes them only if there are some
         self._leading = False
         self._pauses = 0
         self._queue: list[J] = []
 
     def run(self, job: J, commit: Callable[[list[J]], None]) -> None:
         """Queue `job` and return once it is finished: committed by whichever caller leads, maybe this one."""
-        with self._turn:
+        with self._lock:
             self._queue.append(job)
             while not job.finished:
                 if self._leading or self._pauses:
-                    self._turn.wait()
+                    self._wait()
                     continue
                 self._leading = True
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-                self._turn.release()
+                self._lock.release()
                 try:
                     commit(batch)
                 finally:
-                    self._turn.acquire()
-                    self._leading = False
-                    self._turn.notify_all()
+                    self._lock.acquire()
+                    self._hand_over()
 
     @contextmanager
     def paused(self) -> Iterator[None]:
         """Take the turn as a leader would, so that this process commits nothing meanwhile."""
-        with self._turn:
+        with self._lock:
             self._pauses += 1
             while self._leading:
-                self._turn.wait()
+                self._wait()
             self._pauses -= 1
             self._leading = True
         try:
             yield
         finally:
-            with self._turn:
-                self._leading = False
-                self._turn.notify_all()
+            with self._lock:
+                self._hand_over()
+
+    def _wait(self) -> None:
+        self._waiting += 1
+        try:
+            self._turn.wait()
+        finally:
+            self._waiting -= 1
+
+    def _hand_over(self) -> None:
+        self._leading = False
+        if self._waiting:
+            self._turn.notify_all()

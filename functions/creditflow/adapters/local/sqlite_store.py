@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -203,24 +202,6 @@ class SqliteLedgerStore(_Reads):
         self.wal_checkpoints.stop()
         self._connections.close()
 
-    @contextmanager
-    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise StoreConflict(str(error)) from error
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.OperationalError as error:
-            db.execute("ROLLBACK")
-            raise StoreConflict(str(error)) from error
-
     def run(self, work: Callable[[SqliteTransaction], T]) -> T:
         """Run `work` atomically. Concurrent callers are committed together (group commit): each job runs in
         its own savepoint, so a refused job changes nothing, and no job returns before the commit is durable."""
@@ -232,19 +213,21 @@ class SqliteLedgerStore(_Reads):
 
     def _commit(self, batch: list[_Job]) -> None:
         try:
-            with self._write_transaction() as db:
-                tx = SqliteTransaction(db)
-                if len(batch) == 1:  # alone: a refusal rolls the whole transaction back
-                    batch[0].result = batch[0].work(tx)
-                    return
-                for job in batch:
-                    db.execute("SAVEPOINT job")
-                    try:
-                        job.result = job.work(tx)
-                    except Exception as error:  # the job's own refusal: undo it alone
-                        db.execute("ROLLBACK TO job")
-                        job.error = error
-                    db.execute("RELEASE job")
+            db = self.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise StoreConflict(str(error)) from error
+            try:
+                self._work(db, batch)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                db.execute("ROLLBACK")
+                raise StoreConflict(str(error)) from error
         except Exception as error:
             if len(batch) == 1:  # a lone job's own refusal, or its commit failing: its transaction rolled back
                 batch[0].result, batch[0].error = None, error
@@ -256,6 +239,23 @@ class SqliteLedgerStore(_Reads):
             for job in batch:
                 job.finished = True
             self.wal_checkpoints.nudge()
+
+    @staticmethod
+    def _work(db: sqlite3.Connection, batch: list[_Job]) -> None:
+        """Each job's work in the open transaction: a lone job's refusal is the transaction's, a batched job's is
+        undone alone (its savepoint)."""
+        tx = SqliteTransaction(db)
+        if len(batch) == 1:
+            batch[0].result = batch[0].work(tx)
+            return
+        for job in batch:
+            db.execute("SAVEPOINT job")
+            try:
+                job.result = job.work(tx)
+            except Exception as error:
+                db.execute("ROLLBACK TO job")
+                job.error = error
+            db.execute("RELEASE job")
 
     # -- reads ------------------------------------------------------------------------------------------------
 
