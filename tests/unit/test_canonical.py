@@ -1,5 +1,7 @@
 """Entry bodies are RFC 8785 canonical JSON: the fast path must be byte-identical to the rfc8785 package."""
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -35,3 +37,13 @@ def test_floats_and_lone_surrogates_are_not_taken_by_the_fast_path() -> None:
 def test_timestamps_round_trip() -> None:
     text = "2026-01-02T03:04:05.000006Z"
     assert iso(parse_iso(text)) == text
+
+
+ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=11))]
+
+
+@given(st.datetimes(datetime(1900, 1, 1), datetime(2200, 1, 1), timezones=st.sampled_from(ZONES)))
+def test_timestamps_are_utc_isoformat_with_z(moment: datetime) -> None:
+    """`iso` formats by hand for speed: it must write what isoformat() writes of the same moment in UTC."""
+    assert iso(moment) == moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    assert parse_iso(iso(moment)) == moment

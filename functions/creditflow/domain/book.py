@@ -260,7 +260,10 @@ class Book:
         self.touched_lots[lot.id] = lot
 
     def _system(self, account_id: str) -> SystemTotals:
-        return self.system.setdefault(account_id, SystemTotals())
+        totals = self.system.get(account_id)
+        if totals is None:
+            totals = self.system[account_id] = SystemTotals()
+        return totals
 
     def _append(self, kind: str, amount: int, counterparty: str, key: str, **extra: Any) -> Entry:
         fields = {"id": new_id("tx"), "account": self.account.id, "kind": kind, "amount": str(amount),

@@ -1,11 +1,11 @@
 """URL-safe identifiers with a readable prefix: random, or derived from what a request is keyed by."""
 
 import hashlib
-import secrets
+import os
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
+    return f"{prefix}_{os.urandom(10).hex()}"  # what secrets.token_hex(10) does, without its three calls
 
 
 def keyed_id(prefix: str, uid: str, key: str) -> str:

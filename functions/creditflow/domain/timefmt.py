@@ -8,7 +8,11 @@ _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # %-formatting: an f-string or isoformat() takes half as long again, and this runs on every ledger change
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond)
 
 
 def parse_iso(text: str) -> datetime:

@@ -3,7 +3,7 @@ retry gets the same record back (with `replayed` set)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 R = TypeVar("R", bound="CreditResult")
@@ -18,21 +18,13 @@ class CreditResult:
 
     def record(self) -> dict[str, Any]:
         """The fields kept as the command's idempotency result (all but `replayed`)."""
-        return {name: getattr(self, name) for name in _recorded(type(self))}
+        record = dict(self.__dict__)  # a frozen dataclass holds exactly its fields there
+        del record["replayed"]
+        return record
 
     @classmethod
     def from_record(cls: type[R], record: dict[str, Any]) -> R:
         return cls(**record, replayed=True)
-
-
-_RECORDED: dict[type, tuple[str, ...]] = {}
-
-
-def _recorded(kind: type[CreditResult]) -> tuple[str, ...]:
-    names = _RECORDED.get(kind)
-    if names is None:
-        names = _RECORDED[kind] = tuple(f.name for f in fields(kind) if f.name != "replayed")
-    return names
 
 
 @dataclass(frozen=True, kw_only=True)

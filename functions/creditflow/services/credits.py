@@ -66,7 +66,8 @@ class LedgerPolicy:
 
 
 def _memo(memo: dict[str, str] | None) -> dict[str, str]:
-    memo = memo or {}
+    if not memo:
+        return {}
     if (not isinstance(memo, dict) or len(memo) > MAX_MEMO_ITEMS
             or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 256
                        for k, v in memo.items())):
@@ -391,7 +392,8 @@ class Credits:
                 holds.append(named)
         lots = {lot.id: lot for lot in tx.expired_lots(account_id, now)}
         wanted = {lot_id for hold in holds if hold.status == "pending" for lot_id, _ in hold.allocations}
-        lots.update((lot.id, lot) for lot in tx.lots_by_id(account_id, wanted - set(lots)))
+        if wanted:
+            lots.update((lot.id, lot) for lot in tx.lots_by_id(account_id, wanted - set(lots)))
         return Book.load(account, list(lots.values()), holds, now, self.key)
 
     @staticmethod
