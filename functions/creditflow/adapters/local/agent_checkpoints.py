@@ -8,6 +8,8 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from .sqlite_connections import enter_wal
+
 FILE = "agents.sqlite3"
 
 
@@ -19,7 +21,7 @@ def sqlite_checkpointer(data_dir: Path, synchronous: str = "NORMAL") -> SqliteSa
         raise ValueError(f"unknown synchronous mode {synchronous!r}")
     data_dir.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(data_dir / FILE, check_same_thread=False)  # SqliteSaver serialises on a lock
-    connection.execute("PRAGMA journal_mode=WAL")
+    enter_wal(connection, timeout=30.0)
     connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
     saver = SqliteSaver(connection)
     saver.setup()

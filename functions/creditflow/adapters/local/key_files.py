@@ -31,8 +31,10 @@ class KeyFiles:
         return self.folder / "verify.txt"
 
     def load_or_create(self) -> tuple[SigningKey, Keyring]:
+        """The active key; the first start makes it. Processes starting at once on a new folder all end up with
+        the one key that was installed first (the others' never sign: see `_install`)."""
         if not self._signing.exists():
-            self._install(SigningKey.generate(self.name))
+            self._install(SigningKey.generate(self.name), first=True)
         return self.load()
 
     def load(self) -> tuple[SigningKey, Keyring]:
@@ -79,13 +81,24 @@ class KeyFiles:
                 temporary.unlink()
         return base64.b64decode(json.loads(path.read_text())["secret"])
 
-    def _install(self, key: SigningKey) -> None:
+    def _install(self, key: SigningKey, *, first: bool = False) -> None:
+        """Make `key` the active one, listed for verification before it can sign. The `first` key is linked into
+        place, which fails if another process installed one meanwhile: that one stays, and this one never signs.
+        Each caller writes a temporary file of its own (a shared name let one process rename another's away)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._verify.open("a") as out:
             out.write(key.public.vkey + "\n")
-        temporary = self._signing.with_suffix(".tmp")
+        temporary = self._signing.with_suffix(f".{secrets.token_hex(8)}.tmp")
         self._write_private(temporary, {"name": key.name, "seed": base64.b64encode(key.seed).decode()})
-        os.replace(temporary, self._signing)
+        try:
+            if first:
+                os.link(temporary, self._signing)
+            else:
+                os.replace(temporary, self._signing)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
 
     @staticmethod
     def _write_private(path: Path, data: dict[str, str]) -> None:

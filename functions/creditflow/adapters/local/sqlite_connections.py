@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def enter_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode. On a new file the switch needs a lock SQLite does not wait for in its busy handler,
+    so processes opening one file at once (the functions emulator's workers, say) got "database is locked": the
+    switch is tried again until `timeout`, and the mode it reports is checked."""
+    deadline, delay = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        else:
+            if mode == "wal":
+                return
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(f"{db} stayed in journal mode {mode!r}, not WAL")
+        time.sleep(delay)
+        delay = min(2 * delay, 0.05)
 
 
 class ThreadConnections:
@@ -14,8 +35,7 @@ class ThreadConnections:
                  pragmas: tuple[str, ...] = ()) -> None:
         self.path = str(path)
         self._local = threading.local()
-        self._pragmas = ("PRAGMA journal_mode=WAL", f"PRAGMA synchronous={synchronous}",
-                         f"PRAGMA busy_timeout={busy_timeout_ms}", *pragmas)
+        self._pragmas = (f"PRAGMA synchronous={synchronous}", f"PRAGMA busy_timeout={busy_timeout_ms}", *pragmas)
         self._timeout = busy_timeout_ms / 1000
 
     @property
@@ -24,6 +44,7 @@ class ThreadConnections:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._timeout)
+            enter_wal(db, self._timeout)
             for pragma in self._pragmas:
                 db.execute(pragma)
             self._local.db = db
