@@ -71,30 +71,28 @@ class KeyFiles:
         path = self.folder / f"{purpose.replace(' ', '-')}.secret"
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(f".{secrets.token_hex(8)}.tmp")  # one per caller
-            self._write_private(temporary, {"purpose": purpose, "secret": base64.b64encode(first()).decode()})
-            try:
-                os.link(temporary, path)  # fails if another process made it first
-            except FileExistsError:
-                pass
-            finally:
-                temporary.unlink()
+            self._place(path, {"purpose": purpose, "secret": base64.b64encode(first()).decode()}, replace=False)
         return base64.b64decode(json.loads(path.read_text())["secret"])
 
     def _install(self, key: SigningKey, *, first: bool = False) -> None:
-        """Make `key` the active one, listed for verification before it can sign. The `first` key is linked into
-        place, which fails if another process installed one meanwhile: that one stays, and this one never signs.
-        Each caller writes a temporary file of its own (a shared name let one process rename another's away)."""
+        """Make `key` the active one, listed for verification before it can sign. The `first` key is kept only if
+        no other process installed one meanwhile: that one stays, and this one never signs."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with self._verify.open("a") as out:
             out.write(key.public.vkey + "\n")
-        temporary = self._signing.with_suffix(f".{secrets.token_hex(8)}.tmp")
-        self._write_private(temporary, {"name": key.name, "seed": base64.b64encode(key.seed).decode()})
+        self._place(self._signing, {"name": key.name, "seed": base64.b64encode(key.seed).decode()}, replace=not first)
+
+    def _place(self, path: Path, data: dict[str, str], *, replace: bool) -> None:
+        """Write `path` whole, through a temporary file of this caller's own (a shared name let one process rename
+        or truncate another's); unless `replace`, it is linked into place, which keeps a file another process made
+        first."""
+        temporary = path.with_suffix(f".{secrets.token_hex(8)}.tmp")
+        self._write_private(temporary, data)
         try:
-            if first:
-                os.link(temporary, self._signing)
+            if replace:
+                os.replace(temporary, path)
             else:
-                os.replace(temporary, self._signing)
+                os.link(temporary, path)
         except FileExistsError:
             pass
         finally:
