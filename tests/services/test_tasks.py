@@ -128,6 +128,23 @@ def test_request_writes_as_the_bus_delivers_them_at_least_once(ai: Platform, ups
     assert len(upstream.requests) == 1 and ai.credits.balance("u").available == CREDIT - 33
 
 
+def test_a_cancel_delivered_before_its_request_cancels_it_holding_nothing(ai: Platform, upstream: FakeOpenAI) -> None:
+    """On Firebase the cancel child has its own trigger (main.py: cancelRequest), which may run before the request's:
+    its event carries only the cancel, so the request itself is read from the bus, and it ends cancelled, not failed
+    for want of a kind, and never runs."""
+    funded(ai, "u", 1)
+    written = {"kind": "chat", "input": "bus", "model": LLAMA, "createdAt": 1}
+    ai.realtime.set("/requests/u/r1", {**written, "cancel": True})
+    task = ai.tasks.on_request_written("u", "r1", {"cancel": None}, {"cancel": True})
+    assert task is not None and task.state == CANCELLED and task.error is None
+    assert task.request.input == "bus" and task.reserved == 0 and task.charged == 0
+    late = ai.tasks.on_request_written("u", "r1", None, written)  # the request's own trigger, later
+    assert late == ai.tasks.get("u", "r1") and not upstream.requests
+    assert ai.realtime.get("/tasks/u/r1")["state"] == "cancelled"
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0)
+
+
 def plan(*calls: tuple[str, dict]) -> str:
     import json
 

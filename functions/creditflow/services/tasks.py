@@ -105,9 +105,10 @@ class Tasks:
 
     # -- what clients ask ------------------------------------------------------------------------------------
 
-    def submit(self, uid: str, task_id: str, raw: object) -> Task:
+    def submit(self, uid: str, task_id: str, raw: object, *, cancelled: bool = False) -> Task:
         """A request written to /requests/{uid}/{id} (or POSTed): recorded once, then accepted and routed. A bad
-        request ends `failed` at once with its problem on the task, holding nothing."""
+        request ends `failed` at once with its problem on the task, holding nothing; one `cancelled` before it was
+        seen ends `cancelled` at once, holding nothing."""
         task_id = require_task_id(task_id)
         known = self.store.get(uid, task_id)
         if known is not None:  # a trigger delivered twice, or a REST retry
@@ -121,6 +122,12 @@ class Tasks:
             if self.store.create(failed, [self._finished_event(failed)]):
                 self._after(failed)
             return self.store.get(uid, task_id) or failed
+        if cancelled:
+            unseen = Task(task_id, uid, request, now, now, cancel_requested=True)
+            ended = unseen.moved(CANCELLED, now, progress=1.0, message="cancelled before it was accepted")
+            if self.store.create(ended, [self._finished_event(ended)]):
+                self._after(ended)
+            return self.store.get(uid, task_id) or ended
         return self._record(uid, task_id, request)
 
     def submit_now(self, uid: str, task_id: str, request: TaskRequest) -> Task:
@@ -151,7 +158,16 @@ class Tasks:
         if not isinstance(after, dict):
             return None  # deleted: the task record stays
         if self.store.get(uid, request_id) is None:
-            return self.submit(uid, request_id, {k: v for k, v in after.items() if k not in ("cancel", "answer")})
+            # the first delivery may be a cancel's (on Firebase, a trigger on the cancel child alone, racing the
+            # request's own): the request is read from the bus, and a cancel already written is honoured
+            written = after
+            if "kind" not in after:
+                stored = self.realtime.get(REQUESTS.format(uid=uid, requestId=request_id))
+                written = stored if isinstance(stored, dict) else after
+            cancel = after.get("cancel") is True or written.get("cancel") is True
+            task = self.submit(uid, request_id, {k: v for k, v in written.items() if k not in ("cancel", "answer")},
+                               cancelled=cancel)
+            return self.cancel(uid, request_id) if cancel and not task.terminal else task
         if after.get("cancel") is True and before.get("cancel") is not True:
             return self.cancel(uid, request_id)
         if "answer" in after and after.get("answer") != before.get("answer"):
