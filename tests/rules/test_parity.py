@@ -111,6 +111,8 @@ def project_rows() -> list[dict[str, Any]]:
         row("update", "requests/alice/r3", ALICE, {"answer": "ok", "cancel": True}),
         row("update", "requests/alice/r2", ALICE, {"kind": "chat", "input": "hi", "createdAt": 1}),
         row("update", "requests/alice/r2", BOB, {"kind": "chat", "input": "hi", "createdAt": 1}),
+        row("write", "requests/alice/r 2", ALICE, CHAT), row("write", "requests/alice/" + "x" * 64, ALICE, CHAT),
+        row("write", "requests/alice/" + "x" * 65, ALICE, CHAT), row("write", "requests/alice/r\u00e9", ALICE, CHAT),
     ]
     return rows
 

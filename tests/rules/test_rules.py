@@ -34,6 +34,8 @@ def test_database_rules_pass_every_case() -> None:
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].update(
         {".write": "auth != null && auth.uid === $uid"}),
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].pop("$other"),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"].update(
+        {".validate": "newData.hasChildren(['kind', 'input', 'createdAt'])"}),
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["answer"].update(
         {".write": "auth != null && auth.uid === $uid && data.parent().exists()"}),
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["answer"].update({".validate": True}),
