@@ -92,6 +92,18 @@ def test_a_cancel_mid_stream_pays_for_what_was_used_and_frees_the_rest(ai: Platf
     assert ai.integrity.audit().ok
 
 
+def test_a_run_again_starts_its_stream_afresh(ai: Platform) -> None:
+    """A queued task whose first attempt streamed further than the next before its worker died (a restart, a retry):
+    the stream the client reads is the last run's, ending with its final piece, none of the earlier one's after."""
+    funded(ai, "u", 1)
+    ai.realtime.set("/streams/u/again", {f"{n:06d}": {"text": " cut off"} for n in range(1, 20)})  # the dead run's
+    task = ai.tasks.submit("u", "again", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == SUCCEEDED
+    pieces = stream_of(ai, "u", "again")
+    assert pieces[-1]["final"] is True and pieces[-1]["charged"]["micros"] == task.charged
+    assert "".join(p.get("text", "") for p in pieces[:-1]) == "echo: hello there"
+
+
 def test_a_task_is_its_owners_alone(ai: Platform) -> None:
     funded(ai, "u", 1)
     ai.tasks.submit("u", "mine", {"kind": "chat", "input": "hi", "model": LLAMA})

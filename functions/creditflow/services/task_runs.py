@@ -69,15 +69,21 @@ class StreamWriter:
 
     def flush(self) -> None:
         if self.pending:
-            self.seq += 1
-            self.realtime.set(f"{self.path}/{self.seq:06d}", {"text": "".join(self.pending)})
+            self._put({"text": "".join(self.pending)})
             self.pending = []
             self.last = self.now()
 
     def final(self, piece: dict[str, Any]) -> None:
         self.flush()
+        self._put({"final": True, **piece})
+
+    def _put(self, piece: dict[str, Any]) -> None:
         self.seq += 1
-        self.realtime.set(f"{self.path}/{self.seq:06d}", {"final": True, **piece})
+        key = f"{self.seq:06d}"
+        if self.seq == 1:  # a run (a retry, a resume after a restart) starts the stream afresh: an earlier
+            self.realtime.set(self.path, {key: piece})  # attempt's pieces must not outlast its final piece
+        else:
+            self.realtime.set(f"{self.path}/{key}", piece)
 
 
 def request_messages(request: TaskRequest) -> Messages:
