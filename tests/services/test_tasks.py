@@ -213,6 +213,29 @@ def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_an_agent_that_asks_again_can_be_approved_again_over_the_bus(ai: Platform, upstream: FakeOpenAI) -> None:
+    """The client app approves by writing `answer: true` to the request; a task that waits a second time is approved
+    with the same value. The tree (as Realtime Database) fires on a change only, so the answer taken is cleared."""
+    funded(ai, "u", 5)
+    path = "/requests/u/agent5"
+    written = {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA, "maxCredits": "0.0003",
+               "createdAt": 1}
+    ai.realtime.set(path, written)
+    task = ai.tasks.on_request_written("u", "agent5", None, written)
+    task = ai.tasks.run("u", "agent5") if not task.terminal and task.state != "waiting" else task
+    waits = 0
+    while task.state == "waiting" and waits < 10:
+        waits += 1
+        before = ai.realtime.get(path)
+        ai.realtime.set(f"{path}/answer", True)  # "Approve / answer" with the field left empty
+        after = ai.realtime.get(path)
+        if after != before:  # a write that changes nothing fires no trigger
+            ai.tasks.on_request_written("u", "agent5", before, after)
+        task = ai.tasks.run("u", "agent5")
+    assert waits >= 2 and task.state == SUCCEEDED and task.result["partial"] is False
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
 def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tmp_path: Path,
                                                                               upstream: FakeOpenAI) -> None:
     """Through the real queue: every attempt fails, the last leaves a dead letter (nothing charged, nothing held);

@@ -170,11 +170,16 @@ class Tasks:
             return self.cancel(uid, request_id) if cancel and not task.terminal else task
         if after.get("cancel") is True and before.get("cancel") is not True:
             return self.cancel(uid, request_id)
-        if "answer" in after and after.get("answer") != before.get("answer"):
+        if after.get("answer") is not None and after.get("answer") != before.get("answer"):
             try:
-                return self.answer(uid, request_id, after["answer"])
+                answered = self.answer(uid, request_id, after["answer"])
             except (TaskConflict, LedgerError) as refused:
                 log.info("answer to task %s of %s ignored: %s", request_id, uid, refused.detail)
+            else:
+                # taken: cleared, so that the next question's answer is a change even when it is the same value
+                # (triggers fire on changes only; rules let a client write an answer but never remove one)
+                self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id) + "/answer", None)
+                return answered
         return self.store.get(uid, request_id)
 
     def get(self, uid: str, task_id: str) -> Task:
