@@ -236,6 +236,26 @@ def test_an_agent_that_asks_again_can_be_approved_again_over_the_bus(ai: Platfor
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, upstream: FakeOpenAI) -> None:
+    """`answer` saves the answer, then queues the run: a process that died between the two left a task waiting with
+    its answer and no job; the restart's recovery queues that run."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent6", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    task = ai.tasks.get("u", "agent6")
+    assert task.state == "waiting"
+    answered = task.changed(task.updated_at, answer=True, steps={**task.steps, "answers": 1})
+    assert ai.tasks.store.save(answered)  # the answer's save, and then the process died
+    ai.tasks.recover()
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    task = ai.tasks.get("u", "agent6")
+    assert task.attempts == 2 and task.answer is None and "answers" in task.steps
+    assert ai.tasks.recover() and not ai.queue.run_next()  # type: ignore[attr-defined]  # queued once
+
+
 def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tmp_path: Path,
                                                                               upstream: FakeOpenAI) -> None:
     """Through the real queue: every attempt fails, the last leaves a dead letter (nothing charged, nothing held);

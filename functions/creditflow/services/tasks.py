@@ -309,8 +309,9 @@ class Tasks:
     def recover(self, limit: int = 1000) -> int:
         """After a restart: every unfinished task runs again (requested ones are accepted; inline ones, which were
         never in the durable queue, are queued now; queued ones are queued again, which queues nothing when their
-        job is there already but does when a crash came between their acceptance and their job). Each is mirrored
-        again: a crash may have come between a save and its mirror."""
+        job is there already but does when a crash came between their acceptance and their job; waiting ones that were
+        answered are queued as their answer queued them, which a crash may have come before). Each is mirrored again:
+        a crash may have come between a save and its mirror."""
         resumed = 0
         for task in self.store.unfinished(limit):
             if task.state == REQUESTED:
@@ -319,6 +320,10 @@ class Tasks:
                 self._mirror(task)
                 queue = "high" if task.route == "inline" or task.speed == "quick" else task.request.priority
                 self._enqueue(task, queue, "resumed after a restart")
+            elif task.state == WAITING and task.answer is not None:  # answered, maybe not queued: as `answer` queues
+                self._mirror(task)
+                self._enqueue(task, task.request.priority, "answered: resumed after a restart",
+                              f"answer:{task.steps.get('answers', 0)}")
             resumed += 1
         return resumed
 
