@@ -313,6 +313,28 @@ def test_a_model_classifier_judges_speed_metered_and_falls_back_to_the_rules(tmp
     assert fallback.speed == "quick" and fallback.route_reason.startswith("quick (chat is quick)")
 
 
+def test_a_cancel_while_a_task_is_being_accepted_leaves_nothing_held(tmp_path: Path, clock: SteppedClock,
+                                                                     upstream: FakeOpenAI) -> None:
+    """A cancel that lands while the task is classified and held (here: a model classifier that takes 3 s) ends it
+    at once, before its hold is recorded on it; the hold placed meanwhile is nobody's and is freed, not left held
+    until the sweeper voids it."""
+    judged = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                           task_classifier_model=LLAMA)
+    funded(judged, "u", 1)
+    worker = threading.Thread(target=lambda: judged.tasks.submit(
+        "u", "slow", {"kind": "chat", "input": "SLOWLLAMA hi", "model": LLAMA}))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while judged.tasks.store.get("u", "slow") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert judged.tasks.cancel("u", "slow").state == CANCELLED
+    worker.join(timeout=20)
+    task = judged.tasks.get("u", "slow")
+    assert task.state == CANCELLED and task.reserved == 0 and task.charged == 0
+    assert not [r for r in upstream.requests if not r.get("response_format")]  # it never ran
+    assert judged.credits.balance("u").held == 0 and judged.integrity.audit().ok
+
+
 def test_a_chat_task_in_a_conversation_is_remembered_there(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 1)
     conversation = ai.conversations.start("u", "bus talk")

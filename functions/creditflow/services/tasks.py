@@ -5,6 +5,7 @@ financial outcome: the task's hold charged for what was used, the rest freed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ from typing import Any
 from ..domain.agents import approves
 from ..domain.errors import (
     HoldAlreadyReleased,
+    HoldAlreadySettled,
     HoldExpired,
     LedgerError,
     ProviderUnavailable,
@@ -247,10 +249,13 @@ class Tasks:
             accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
                                   seconds=c.seconds, model=c.model, hold=hold.hold, reserved=hold.amount,
                                   deadline=iso(deadline), message="accepted")
-        except TaskConflict:  # another delivery accepted it first
+        except TaskConflict:  # another delivery accepted it first, or it ended (a cancel) while it was held
             if route == "inline" and not here:
                 self.router.done()
-            return self.get(task.uid, task.id)
+            current = self.get(task.uid, task.id)
+            if current.terminal and current.reserved == 0:  # it ended holding nothing: the hold is nobody's
+                self._release_unowned(current, hold.hold)
+            return current
         if here:
             return self.run(accepted.uid, accepted.id)
         self._dispatch(accepted, why, queue, inline=route == "inline")
@@ -387,6 +392,11 @@ class Tasks:
             raise InvalidTask(f"maxCredits is below what this request may cost ({estimate} µc): raise it or ask for "
                               "less output", estimate=estimate)
         return estimate
+
+    def _release_unowned(self, task: Task, hold: str) -> None:
+        """Free a hold placed for a task that ended before it was recorded there (no run will ever close it)."""
+        with contextlib.suppress(HoldAlreadyReleased, HoldAlreadySettled, HoldExpired):  # closed already: another
+            self.credits.release(task.uid, hold, key=f"task:{task.id}:unowned")  # delivery freed it, or it lapsed
 
     def _dispatch(self, task: Task, why: str, queue: str, *, inline: bool = False) -> None:
         if inline:
