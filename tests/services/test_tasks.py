@@ -236,6 +236,33 @@ def test_an_agent_that_asks_again_can_be_approved_again_over_the_bus(ai: Platfor
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_an_approval_the_balance_cannot_cover_says_so_and_can_be_given_again(ai: Platform,
+                                                                            upstream: FakeOpenAI) -> None:
+    """An approval over the bus that the balance cannot cover leaves the task waiting, saying why on /tasks; once
+    the credits are there, the same approval written again is taken."""
+    funded(ai, "u", 1)
+    path = "/requests/u/agent7"
+    written = {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA, "maxCredits": "0.0003",
+               "createdAt": 1}
+    ai.realtime.set(path, written)
+    task = ai.tasks.on_request_written("u", "agent7", None, written)
+    task = ai.tasks.run("u", "agent7") if task.state != "waiting" else task
+    assert task.state == "waiting"
+    spent = ai.credits.reserve("u", ai.credits.balance("u").available, key="elsewhere")  # the rest, in use
+    before = ai.realtime.get(path)
+    ai.realtime.set(f"{path}/answer", True)
+    ai.tasks.on_request_written("u", "agent7", before, ai.realtime.get(path))
+    mirror = ai.realtime.get("/tasks/u/agent7")
+    assert mirror["state"] == "waiting" and mirror["progress"]["message"].startswith("answer not taken: needs")
+    ai.credits.release("u", spent.hold, key="elsewhere:done")
+    before = ai.realtime.get(path)
+    ai.realtime.set(f"{path}/answer", True)
+    after = ai.realtime.get(path)
+    assert after != before  # a change, so the tree (and Realtime Database) delivers it
+    answered = ai.tasks.on_request_written("u", "agent7", before, after)
+    assert answered is not None and answered.reserved == task.steps["approveUpTo"]
+
+
 def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, upstream: FakeOpenAI) -> None:
     """`answer` saves the answer, then queues the run: a process that died between the two left a task waiting with
     its answer and no job; the restart's recovery queues that run."""

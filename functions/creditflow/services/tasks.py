@@ -174,15 +174,22 @@ class Tasks:
             return self.cancel(uid, request_id)
         if after.get("answer") is not None and after.get("answer") != before.get("answer"):
             try:
-                answered = self.answer(uid, request_id, after["answer"])
+                answered: Task | None = self.answer(uid, request_id, after["answer"])
             except (TaskConflict, LedgerError) as refused:
                 log.info("answer to task %s of %s ignored: %s", request_id, uid, refused.detail)
-            else:
-                # taken: cleared, so that the next question's answer is a change even when it is the same value
-                # (triggers fire on changes only; rules let a client write an answer but never remove one)
-                self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id) + "/answer", None)
-                return answered
+                answered = self._refused_answer(uid, request_id, refused)
+            # taken or refused, it is cleared, so that the next answer is a change even when it is the same value
+            # (triggers fire on changes only; rules let a client write an answer but never remove one)
+            self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id) + "/answer", None)
+            return answered
         return self.store.get(uid, request_id)
+
+    def _refused_answer(self, uid: str, task_id: str, refused: LedgerError) -> Task | None:
+        """A task still waiting says why the answer was not taken (too large, a limit the balance cannot cover)."""
+        task = self.store.get(uid, task_id)
+        if task is None or task.state != WAITING:
+            return task  # not waiting: the task says why itself
+        return self._update(task, message=f"answer not taken: {refused.detail}"[:200])
 
     def get(self, uid: str, task_id: str) -> Task:
         task = self.store.get(uid, task_id) if isinstance(task_id, str) else None
