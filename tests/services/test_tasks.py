@@ -236,6 +236,26 @@ def test_an_agent_that_asks_again_can_be_approved_again_over_the_bus(ai: Platfor
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_a_task_answered_once_takes_no_second_answer_before_it_runs_on(ai: Platform, upstream: FakeOpenAI) -> None:
+    """Until its run takes the answer the task still reads `waiting` (the rules let the client answer again): a
+    second answer (a double click, a REST retry) must not queue a second run, which would run the task twice at
+    once."""
+    from creditflow.domain.tasks import TaskConflict
+
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent8", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    assert ai.tasks.get("u", "agent8").state == "waiting"
+    ai.tasks.answer("u", "agent8", True)
+    with pytest.raises(TaskConflict):
+        ai.tasks.answer("u", "agent8", "yes, go on")
+    task = ai.tasks.get("u", "agent8")
+    assert task.state == "waiting" and task.answer is True and task.steps["answers"] == 1
+    assert ai.queue.run_next() and not ai.queue.run_next()  # type: ignore[attr-defined]  # one run queued
+
+
 def test_an_approval_the_balance_cannot_cover_says_so_and_can_be_given_again(ai: Platform,
                                                                             upstream: FakeOpenAI) -> None:
     """An approval over the bus that the balance cannot cover leaves the task waiting, saying why on /tasks; once

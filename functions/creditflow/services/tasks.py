@@ -187,8 +187,8 @@ class Tasks:
     def _refused_answer(self, uid: str, task_id: str, refused: LedgerError) -> Task | None:
         """A task still waiting says why the answer was not taken (too large, a limit the balance cannot cover)."""
         task = self.store.get(uid, task_id)
-        if task is None or task.state != WAITING:
-            return task  # not waiting: the task says why itself
+        if task is None or task.state != WAITING or isinstance(refused, TaskConflict):
+            return task  # not waiting, or answered already: the task says so itself
         return self._update(task, message=f"answer not taken: {refused.detail}"[:200])
 
     def get(self, uid: str, task_id: str) -> Task:
@@ -223,6 +223,9 @@ class Tasks:
         task = self.get(uid, task_id)
         if task.state != WAITING:
             raise TaskConflict(f"task {task_id} is {task.state}, not waiting for an answer", task=task_id,
+                               state=task.state)
+        if task.answer is not None:  # answered, its run not begun yet: a second answer would queue a second run
+            raise TaskConflict(f"task {task_id} was answered already and is about to run on", task=task_id,
                                state=task.state)
         answers = int(task.steps.get("answers", 0)) + 1
         raised = self._raise_limit(task, answer, answers)
