@@ -64,6 +64,17 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
     assert ai.realtime.get("/tasks/u/bad")["error"]["type"] == problem
 
 
+@pytest.mark.parametrize(("written", "micros"), [(0.00005, 50), (0.00001, 10), (0.0001, 100), (2.5, 2_500_000),
+                                                 (3, 3_000_000)])
+def test_max_credits_written_as_a_json_number_is_read_as_its_decimal(written: float, micros: int) -> None:
+    """A client writing maxCredits: 0.00005 to the bus sends that JSON number; Python's repr of the float is
+    '5e-05', which is no amount of credits: the number is read in its plain decimal form."""
+    from creditflow.domain.tasks import parse_request
+
+    request = parse_request({"kind": "chat", "input": "x", "maxCredits": written}, max_reservation=100 * CREDIT)
+    assert request.max_credits == micros
+
+
 def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Platform) -> None:
     ai.credits.open_account("poor")
     task = ai.tasks.submit("poor", "t", {"kind": "chat", "input": "hi", "model": LLAMA})

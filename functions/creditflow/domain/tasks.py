@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -82,11 +83,12 @@ def _credits(value: object, max_reservation: int) -> int:
     fraction is read from its shortest decimal form, never computed with."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidTask("maxCredits must be a number of credits")
-    text = value if isinstance(value, str) else repr(value)
+    # repr is the shortest form, but in exponent notation below 1e-4 ('5e-05'): Decimal writes it out plainly
+    text = value if isinstance(value, str) else format(Decimal(repr(value)), "f")
     try:
         micros = parse_credits(text)
     except (LedgerError, ValueError) as error:
-        raise InvalidTask(f"maxCredits {text!r} is not an amount of credits (at most 6 decimals)") from error
+        raise InvalidTask(f"maxCredits {text[:40]!r} is not an amount of credits (at most 6 decimals)") from error
     if micros <= 0:
         raise InvalidTask("maxCredits must be more than 0")
     if micros > max_reservation:
