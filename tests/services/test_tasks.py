@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
+from creditflow.domain.tasks import CANCELLED, EXPIRED, FAILED, SUCCEEDED
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -113,6 +113,24 @@ def test_a_run_again_starts_its_stream_afresh(ai: Platform) -> None:
     pieces = stream_of(ai, "u", "again")
     assert pieces[-1]["final"] is True and pieces[-1]["charged"]["micros"] == task.charged
     assert "".join(p.get("text", "") for p in pieces[:-1]) == "echo: hello there"
+
+
+def test_a_run_stopped_by_its_deadline_ends_expired_not_cancelled(ai: Platform, clock: SteppedClock) -> None:
+    """The run's stop check says yes for a cancel and for a deadline passed alike; only the user's cancel is
+    `cancelled`: a task stopped at its deadline ends `expired`, paying for what was used."""
+    funded(ai, "u", 1)
+    words = " ".join(["DRIP"] + ["word"] * 30)
+    worker = threading.Thread(target=lambda: ai.tasks.submit("u", "late", {"kind": "chat", "input": words,
+                                                                           "model": LLAMA}))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not stream_of(ai, "u", "late") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    clock.advance(minutes=6)  # past the quick deadline (5 minutes)
+    worker.join(timeout=20)
+    task = ai.tasks.get("u", "late")
+    assert task.state == EXPIRED and not task.cancel_requested and 0 < task.charged < task.reserved
+    assert ai.credits.balance("u").held == 0
 
 
 def test_a_task_is_its_owners_alone(ai: Platform) -> None:

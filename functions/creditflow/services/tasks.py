@@ -465,6 +465,8 @@ class Tasks:
                 **task.steps, "question": outcome.question or "go on?",
                 "approveUpTo": outcome.result.get("approveUpTo")})
         state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
+        if state == CANCELLED and not task.cancel_requested and self._overdue(task):  # stopped by its deadline
+            return self._finish(task, EXPIRED, result=outcome.result or None, message="past its deadline")
         return self._finish(task, state, result=outcome.result or None, message={
             "done": "done", "stopped": "stopped at its limit (partial result)", "cancelled": "cancelled"}[
             outcome.status])
