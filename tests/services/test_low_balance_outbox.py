@@ -31,6 +31,7 @@ def test_a_crossing_is_an_event_of_its_transaction_and_one_notification(platform
     platform.credits.reserve("u", 20 * CREDIT, key="r3")  # 20: still below, nothing new
     [notice] = low_notices(platform, "u")
     assert notice["kind"] == "credits.low" and notice["available"] == 40 * CREDIT and notice["threshold"] == 50 * CREDIT
+    assert notice["at"].endswith("Z") and "createdAt" not in notice  # dated as every notification is (the index)
     assert platform.credits.store.pending_events(10) == []  # delivered after its commit, and marked done
 
 

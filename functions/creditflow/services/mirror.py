@@ -169,7 +169,7 @@ class BalanceMirror:
         self.realtime.set(path, {
             "type": "low_balance", "kind": event.kind, "available": available, "threshold": threshold,
             "message": f"Your balance is {format_credits(available)} credits, below {format_credits(threshold)}.",
-            "createdAt": event.at, "read": False})
+            "at": event.at, "read": False})
 
     def check(self, uid: str) -> dict[str, Any]:
         available = self.credits.balance(uid).available
