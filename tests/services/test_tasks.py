@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import CANCELLED, EXPIRED, FAILED, SUCCEEDED
+from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -40,6 +40,26 @@ def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstr
     assert again == ai.tasks.get("u", "t1") and len(upstream.requests) == 1  # a second delivery: nothing new
     assert ai.tasks.run("u", "t1").state == SUCCEEDED and ai.credits.balance("u").available == CREDIT - 33
     assert ai.integrity.audit().ok
+
+
+def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_back(ai: Platform,
+                                                                               upstream: FakeOpenAI) -> None:
+    """A pool shutting down refuses new work: each task is queued instead, and its inline slot is free again (a lost
+    slot a refusal was one quick task fewer run inline for the rest of the process's life)."""
+    funded(ai, "u", 1)
+
+    def refusing(work: object) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    ai.tasks.run_inline = refusing
+    for n in range(ai.tasks.router.capacity + 2):
+        task = ai.tasks.submit("u", f"t{n}", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
+        assert task.state == ACCEPTED and task.route == "queued", task
+        assert "inline capacity had room" in task.route_reason and "refused" in task.route_reason
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    assert all(ai.tasks.get("u", f"t{n}").state == SUCCEEDED for n in range(ai.tasks.router.capacity + 2))
+    assert ai.credits.balance("u").held == 0
 
 
 @pytest.mark.parametrize(("request_body", "problem"), [

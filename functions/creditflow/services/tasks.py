@@ -255,17 +255,22 @@ class Tasks:
             route, why, queue = "inline", "synchronous: run in the caller's request", "high"
         else:
             route, why, queue = self.router.choose(c, task.request.priority)
+        slot = route == "inline" and not here  # the router's: given back unless a run takes it
         try:
             accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
                                   seconds=c.seconds, model=c.model, hold=hold.hold, reserved=hold.amount,
                                   deadline=iso(deadline), message="accepted")
         except TaskConflict:  # another delivery accepted it first, or it ended (a cancel) while it was held
-            if route == "inline" and not here:
+            if slot:
                 self.router.done()
             current = self.get(task.uid, task.id)
             if current.terminal and current.reserved == 0:  # it ended holding nothing: the hold is nobody's
                 self._release_unowned(current, hold.hold)
             return current
+        except BaseException:  # the store failed: the delivery is retried, and the slot must not be lost meanwhile
+            if slot:
+                self.router.done()
+            raise
         if here:
             return self.run(accepted.uid, accepted.id)
         self._dispatch(accepted, why, queue, inline=route == "inline")
@@ -418,9 +423,15 @@ class Tasks:
                 finally:
                     self.router.done()
 
-            self.run_inline(work)
-        else:
-            self._enqueue(task, queue, why)
+            try:
+                self.run_inline(work)
+                return
+            except RuntimeError as refused:  # the inline pool is shutting down: the durable queue runs it instead
+                self.router.done()
+                why = f"{why}; the inline pool refused it ({refused}): queued at high priority"
+                task = self._update(task, route="queued", route_reason=why[:300])
+                queue = "high"
+        self._enqueue(task, queue, why)
 
     def _enqueue(self, task: Task, queue: str, why: str, suffix: str = "") -> None:
         """Queue a run of the task: the job id is the task's (plus what the run is for), so queuing it twice
