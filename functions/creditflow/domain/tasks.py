@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
@@ -76,6 +77,16 @@ def require_task_id(task_id: object) -> str:
     if not isinstance(task_id, str) or not _ID.fullmatch(task_id):
         raise InvalidTask(f"task id {str(task_id)[:80]!r} must be 1-64 ASCII letters, digits, '-' or '_'")
     return task_id
+
+
+def replay_id(task_id: str) -> str:
+    """The id of a replay of task `task_id`: `{id}-replay` while that fits in an id, else the id cut short with a
+    digest of it, so that a replay of a replay is a new task whatever the length (cut short alone, the two ids of a
+    long one were the same, and its second replay did nothing)."""
+    again = f"{task_id}-replay"
+    if len(again) <= 64:
+        return again
+    return f"{task_id[:47]}-{hashlib.sha256(task_id.encode()).hexdigest()[:16]}"
 
 
 def _credits(value: object, max_reservation: int) -> int:

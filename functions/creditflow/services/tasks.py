@@ -43,6 +43,7 @@ from ..domain.tasks import (
     UnknownTask,
     parse_request,
     problem_of,
+    replay_id,
     require_answer,
     require_task_id,
 )
@@ -353,7 +354,7 @@ class Tasks:
         if letter is None:
             raise UnknownTask(f"no dead letter {letter_id!r}", letter=letter_id)
         old = self.get(letter.uid, letter.task_id)
-        again = f"{old.id[:56]}-replay"
+        again = replay_id(old.id)
         if not self.store.mark_replayed(letter_id, self._now()):  # replayed already: that replay
             return self.get(letter.uid, again)
         return self._record(letter.uid, again, old.request)
