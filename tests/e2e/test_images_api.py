@@ -180,6 +180,21 @@ def test_the_openai_sdk_makes_images_by_url_and_base64(server: LocalServer) -> N
     assert balance(server, token) == (1_000_000 - charged - hd["price"]["micros"] - once, 0)
 
 
+def test_an_openai_images_key_reused_for_other_images_is_a_conflict(server: LocalServer) -> None:
+    """The same Idempotency-Key with another request is refused (409, nothing charged), never answered with the
+    first request's images as if they were what was asked for."""
+    token = fund(server, "sdk-reuser", "1")
+    client = sdk(server, key_of(server, token))
+    first = client.images.generate(prompt="a cat", model="demo-image", size="256x256",
+                                   extra_headers={"Idempotency-Key": "img-reused"})
+    spent = balance(server, token)
+    with pytest.raises(openai.ConflictError) as refused:
+        client.images.generate(prompt="a dog", model="demo-image", size="512x512", n=2,
+                               extra_headers={"Idempotency-Key": "img-reused"})
+    assert refused.value.code == "idempotency-conflict" and refused.value.response.headers["x-should-retry"] == "false"
+    assert balance(server, token) == spent and len(first.data) == 1
+
+
 @pytest.mark.parametrize(("options", "status", "param"), [
     ({"model": "no/such-model"}, 404, "model"),
     ({"size": "1000x1000"}, 400, "size"),

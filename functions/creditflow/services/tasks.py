@@ -19,6 +19,7 @@ from ..domain.errors import (
     HoldAlreadyReleased,
     HoldAlreadySettled,
     HoldExpired,
+    IdempotencyConflict,
     LedgerError,
     ProviderUnavailable,
 )
@@ -59,6 +60,15 @@ RUN_JOB = "task.run"
 REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
 NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
 SAVE_TRIES = 8
+
+
+def same_request(task: Task, request: TaskRequest) -> Task:
+    """`task`, when it was made by this very request: a retry with its key. Another request under the same key is
+    a conflict, never answered with the first request's result."""
+    if task.request != request:
+        raise IdempotencyConflict(f"this Idempotency-Key made task {task.id} for another request: send a new key",
+                                  field="request")
+    return task
 
 
 @dataclass(frozen=True)
@@ -141,8 +151,8 @@ class Tasks:
         task_id = require_task_id(task_id)
         known = self.store.get(uid, task_id)
         if known is not None:
-            return known
-        return self._record(uid, task_id, request, here=True)
+            return same_request(known, request)
+        return same_request(self._record(uid, task_id, request, here=True), request)
 
     def _record(self, uid: str, task_id: str, request: TaskRequest, here: bool = False) -> Task:
         self.credits.open_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first

@@ -36,6 +36,7 @@ from ...domain.money import format_credits
 from ...domain.tasks import TaskRequest
 from ...services.chat import capability_of
 from ...services.chat_results import Charge, Piece, StreamEnd
+from ...services.tasks import same_request
 from .api import RateLimiter
 from .json_body import InvalidBody, parse
 from .slots import take_call_slot
@@ -295,7 +296,9 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         sent = request.headers.get("Idempotency-Key")
         task_id = new_id("gw") if sent is None else keyed_id("gw", uid, require_request_key(sent))
         task = platform.tasks.store.get(uid, task_id)
-        if task is None:  # a retry with the same key is answered from its task, never run twice
+        if task is not None:  # a retry with the same key is answered from its task, never run twice
+            same_request(task, request_)  # the same key for other images is a conflict
+        else:
             spend = platform.keys.spending(key)
             spend.admit(plan.quote.total)
             charged = 0
