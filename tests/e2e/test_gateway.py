@@ -157,6 +157,18 @@ def test_a_replayed_request_is_final_for_the_sdks_retries(server: LocalServer) -
     assert time.monotonic() - started < 0.4  # no retries: the SDK waits at least 0.5 s before one
 
 
+@pytest.mark.parametrize("limits", [{"max_tokens": 5, "max_completion_tokens": None},
+                                    {"max_tokens": None, "max_completion_tokens": 5}])
+def test_a_null_token_limit_leaves_the_other_one_in_force(server: LocalServer, limits: dict) -> None:
+    """Clients that write every field send the one they leave unset as null: the limit that is set still caps
+    the reply, and so what it is held and charged for."""
+    key = new_key(server, "gw-capped")
+    reply = server.call("POST", "/v1/chat/completions", {"model": "demo-chat", "messages": HI, **limits},
+                        headers={"Authorization": f"Bearer {key}"})
+    assert reply.status == 200, reply.body
+    assert reply.json["usage"]["completion_tokens"] <= 5
+
+
 def test_unknown_addresses_under_v1_get_openai_errors(server: LocalServer) -> None:
     sdk = client(server, new_key(server, "gw-lost"))
     with pytest.raises(openai.NotFoundError) as missing:

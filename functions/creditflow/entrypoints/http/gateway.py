@@ -249,7 +249,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         requested = None if model == "auto" else model  # "auto": the cheapest healthy model that can read them
         routed = platform.chat.route(requested, capability_of(messages))
         ceiling = max(m.max_output for m in routed)
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        max_tokens = body.get("max_completion_tokens")  # OpenAI's newer name; null is unset, as absent is
+        max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or not 1 <= max_tokens <= ceiling):
             raise _bad(f"max_tokens must be an integer from 1 to {ceiling} for {model}", "max_tokens")
