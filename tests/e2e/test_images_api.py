@@ -180,6 +180,21 @@ def test_the_openai_sdk_makes_images_by_url_and_base64(server: LocalServer) -> N
     assert balance(server, token) == (1_000_000 - charged - hd["price"]["micros"] - once, 0)
 
 
+def test_an_image_task_id_reused_for_other_images_is_a_conflict(server: LocalServer) -> None:
+    token = fund(server, "rest-reuser", "1")
+    body = {"prompt": "a cat", "size": "256x256"}
+    assert server.call("POST", "/api/v1/images", body, token=token,
+                       headers={"Idempotency-Key": "cat-1"}).status == 200
+    task = ended(server, "rest-reuser", "cat-1", token)
+    spent = balance(server, token)
+    other = server.call("POST", "/api/v1/images", {**body, "prompt": "a dog", "n": 2}, token=token,
+                        headers={"Idempotency-Key": "cat-1"})
+    assert other.status == 409 and other.json["type"].endswith("/idempotency-conflict"), other.body
+    again = server.call("POST", "/api/v1/images", body, token=token, headers={"Idempotency-Key": "cat-1"})
+    assert again.status == 200 and again.json["state"] == task["state"] == "succeeded"
+    assert balance(server, token) == spent
+
+
 def test_an_openai_images_key_reused_for_other_images_is_a_conflict(server: LocalServer) -> None:
     """The same Idempotency-Key with another request is refused (409, nothing charged), never answered with the
     first request's images as if they were what was asked for."""

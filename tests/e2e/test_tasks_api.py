@@ -60,6 +60,22 @@ def test_bad_task_requests_are_refused_and_keep_nothing(real: LocalServer) -> No
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000, 0)
 
 
+def test_a_task_id_reused_for_another_request_is_a_conflict(real: LocalServer) -> None:
+    """The Idempotency-Key is the task id: a retry gets the task, but another request under it is a 409 problem,
+    not a 200 with a task that did something else."""
+    token = fund(real, "reuser-t", "1")
+    body = {"kind": "chat", "input": "first", "model": LLAMA}
+    assert real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "reused-1"}).status == 200
+    task = settled(real, token, "reused-1")
+    other = real.call("POST", "/api/v1/tasks", {**body, "input": "second"}, token=token,
+                      headers={"Idempotency-Key": "reused-1"})
+    assert other.status == 409 and other.content_type == "application/problem+json", other.body
+    assert other.json["type"].endswith("/idempotency-conflict")
+    again = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "reused-1"})
+    assert again.status == 200 and again.json == task
+    assert real.call("GET", "/api/v1/tasks/reused-1", token=token).json == task
+
+
 def test_a_task_is_read_and_cancelled_by_its_owner_only(real: LocalServer) -> None:
     owner = fund(real, "owner-t", "1")
     other = real.token("stranger-t")

@@ -16,6 +16,7 @@ from ...domain.callers import Caller
 from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
 from ...domain.tasks import parse_request, require_task_id
 from ...services.images import ImageGeneration
+from ...services.tasks import same_request
 from . import task_schemas as t
 from .api import Routes, problem
 from .schemas import NOT_BLANK, WHOLE, Money, Out, Strict
@@ -151,13 +152,13 @@ def image_service(platform: Platform) -> ImageGeneration:
               longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
 def create_images(platform: Platform, caller: Caller, body: ImageIn, key: str) -> t.TaskOut:
     task_id = key
-    known = platform.tasks.store.get(caller.uid, task_id)
-    if known is not None:
-        return task_out(known)
     raw = image_request(platform, body)
     asked = parse_request(raw, max_reservation=platform.settings.max_reservation_amount)
+    known = platform.tasks.store.get(caller.uid, task_id)
+    if known is not None:  # a retry: the task as it is now; another request under its key is a conflict
+        return task_out(same_request(known, asked))
     image_service(platform).price(caller.uid, asked)
-    return task_out(platform.tasks.submit(caller.uid, task_id, raw))  # refused above: nothing kept or held
+    return task_out(same_request(platform.tasks.submit(caller.uid, task_id, raw), asked))  # refused above: nothing
 
 
 @routes.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "

@@ -7,6 +7,7 @@ from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.outbox import DeadLetter
 from ...domain.tasks import Task, parse_request, require_task_id
+from ...services.tasks import same_request
 from . import task_schemas as t
 from .api import Configured, Routes
 
@@ -32,8 +33,8 @@ def letter_out(letter: DeadLetter) -> t.DeadLetterOut:
               key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
 def submit_task(platform: Platform, caller: Caller, body: t.TaskIn, key: str) -> t.TaskOut:
     raw = body.model_dump(exclude_none=True)  # the input object's unset fields go too
-    parse_request(raw, max_reservation=platform.settings.max_reservation_amount)  # refused here: nothing kept
-    return task_out(platform.tasks.submit(caller.uid, key, raw))
+    asked = parse_request(raw, max_reservation=platform.settings.max_reservation_amount)  # refused: nothing kept
+    return task_out(same_request(platform.tasks.submit(caller.uid, key, raw), asked))  # another request: 409
 
 
 @routes.route("GET", f"{V1}/tasks", summary="The caller's tasks, newest first, by state and kind",
