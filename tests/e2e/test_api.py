@@ -446,6 +446,22 @@ def test_analytics_count_what_was_charged(server: LocalServer) -> None:
     assert before["releasedHolds"] == 0 and before["since"].startswith("2019-12-02")
 
 
+@pytest.mark.parametrize(("path", "status"), [
+    ("/api/v1/credits/history?since=9999-12-31T23:59:59-14:00", 400),  # past the calendar's end once in UTC
+    ("/api/v1/credits/history?until=9999-12-31T23:59:59-01:00", 400),
+    ("/api/v1/credits/analytics?since=9999-12-31T23:59:59-14:00", 400),
+    ("/api/v1/credits/analytics?until=0001-01-01T00:00:00Z", 200),  # its default window starts at the calendar's
+    ("/api/v1/admin/analytics?from=0001-01-01&to=0001-01-02", 200),
+    ("/api/v1/admin/analytics?to=0001-01-05", 200),
+    ("/api/v1/admin/revenue?to=0001-01-05", 200),
+])
+def test_times_at_the_ends_of_the_calendar_are_answered_not_a_500(server: LocalServer, path: str,
+                                                                  status: int) -> None:
+    reply = server.call("GET", path, token=server.token("root", admin=True))
+    assert reply.status == status, reply.body
+    assert reply.content_type == ("application/problem+json" if status >= 400 else "application/json")
+
+
 def test_openapi_gives_each_route_the_idempotency_keys_it_takes(server: LocalServer) -> None:
     paths = server.call("GET", "/api/v1/openapi.json").json["paths"]
 

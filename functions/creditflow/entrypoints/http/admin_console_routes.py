@@ -78,6 +78,11 @@ def _day(text: str | None, default: date) -> date:
         raise InvalidQuery(f"{text!r} is not a real date") from error
 
 
+def days_before(day: date, days: int) -> date:
+    """`days` days before `day`, or the calendar's first day when that is earlier."""
+    return day - timedelta(days=days) if (day - date.min).days > days else date.min
+
+
 def existing(platform: Platform, uid: str) -> UserAccount:
     account = platform.store.account(user_account(require_uid(uid)))
     if account is None:
@@ -114,7 +119,7 @@ def admin_user_history(platform: Platform, caller: Caller, uid: str, query: Admi
               response=AdminAnalyticsOut, errors=(501,))
 def admin_analytics(platform: Platform, caller: Caller, query: AdminAnalyticsQuery) -> AdminAnalyticsOut:
     last = _day(query.to, platform.clock.now().date())
-    first = _day(query.from_, last - timedelta(days=29))
+    first = _day(query.from_, days_before(last, 29))
     if first > last:
         raise InvalidQuery(f"from ({first}) must be no later than to ({last})")
     if (last - first).days >= MAX_ANALYTICS_DAYS:

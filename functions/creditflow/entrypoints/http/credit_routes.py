@@ -3,7 +3,7 @@ release) for work done outside the platform."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from flask import request
@@ -23,19 +23,28 @@ V1 = "/api/v1"
 CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
 KINDS = "(?:grant|hold|settle|release|expire|writeoff)"
 ANALYTICS_DAYS = 30
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
 
 routes = Routes()
 
 
 def moment(text: str | None) -> datetime | None:
-    """An RFC 3339 time from a query, or None; a well-formed but impossible date is refused."""
+    """An RFC 3339 time from a query, in UTC, or None; a well-formed but impossible date is refused, and so is one
+    that UTC puts past the calendar's end (9999-12-31T23:59:59-14:00)."""
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError as error:
         raise InvalidQuery(f"{text!r} is not a real date and time") from error
+    except OverflowError as error:
+        raise InvalidQuery(f"{text!r} is past the year 9999 in UTC") from error
+
+
+def days_before(end: datetime, days: int) -> datetime:
+    """`days` days before `end`, or the calendar's first moment when that is earlier."""
+    return end - timedelta(days=days) if end - EARLIEST > timedelta(days=days) else EARLIEST
 
 
 def account_of(platform: Platform, caller: Caller) -> str:
@@ -94,7 +103,7 @@ def history(platform: Platform, caller: Caller, query: HistoryQuery) -> s.Histor
 def analytics(platform: Platform, caller: Caller, query: AnalyticsQuery) -> s.AnalyticsOut:
     account_of(platform, caller)
     until = moment(query.until)
-    since = moment(query.since) or (until or platform.clock.now()) - timedelta(days=ANALYTICS_DAYS)
+    since = moment(query.since) or days_before(until or platform.clock.now(), ANALYTICS_DAYS)
     window = iso(since), iso(until) if until else None
     data = usage(platform.store, caller.uid, *window)
     money = s.Money.of

@@ -3,7 +3,7 @@ webhook at /webhooks/stripe (its raw body is what the signature covers)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,7 @@ from ...domain.revenue import revenue
 from ...domain.timefmt import iso
 from ...services.reconciliation import EVERY
 from . import schemas as s
+from .admin_console_routes import days_before
 from .api import Routes
 from .wallet_routes import DepositTotalsOut
 
@@ -35,7 +36,7 @@ class RangeQuery(BaseModel):
     def days(self, today: date) -> tuple[date, date]:
         try:
             last = date.fromisoformat(self.to) if self.to else today
-            first = date.fromisoformat(self.from_) if self.from_ else last - timedelta(days=29)
+            first = date.fromisoformat(self.from_) if self.from_ else days_before(last, 29)
         except ValueError as error:
             raise InvalidQuery(f"not a real date: {error}") from error
         if first > last or (last - first).days >= 366:
