@@ -462,6 +462,15 @@ def test_times_at_the_ends_of_the_calendar_are_answered_not_a_500(server: LocalS
     assert reply.content_type == ("application/problem+json" if status >= 400 else "application/json")
 
 
+def test_a_grant_expiring_past_the_calendars_end_in_utc_is_refused(server: LocalServer) -> None:
+    before = ledger_digest(server.data)
+    reply = server.call("POST", "/api/v1/admin/grants", {"uid": "far-future", "amount": "1",
+                                                         "expiresAt": "9999-12-31T23:59:59-14:00"},
+                        token=server.token("root", admin=True), headers={"Idempotency-Key": "far-1"})
+    assert reply.status == 400 and reply.content_type == "application/problem+json", reply.body
+    assert reply.json["errors"][0]["field"] == "expiresAt" and ledger_digest(server.data) == before
+
+
 def test_openapi_gives_each_route_the_idempotency_keys_it_takes(server: LocalServer) -> None:
     paths = server.call("GET", "/api/v1/openapi.json").json["paths"]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -45,6 +46,18 @@ def _whole(value: object) -> object:
 # by the fuzz test: a prompt of "\u0085" matched the document and was refused.)
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
 WHOLE = BeforeValidator(_whole)  # an integer in a request body, 186.0 included (booleans are not)
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """A time with its offset, as UTC: one that UTC puts past the calendar's end (9999-12-31T23:59:59-14:00) is
+    refused here, not left to overflow where it is stored."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise PydanticCustomError("datetime_out_of_range", "must fall within the years 1 to 9999 in UTC") from error
+
+
+IN_UTC = AfterValidator(_in_utc)
 
 
 class Money(Out):
@@ -182,7 +195,7 @@ USER_ID = described(r"^[A-Za-z0-9][A-Za-z0-9_@-]{0,127}$", "must be a user id: 1
 class AdminGrantIn(AmountIn):
     uid: str = Field(min_length=1, max_length=128, pattern=USER_ID)
     kind: Literal["promotional", "paid"] = "promotional"
-    expiresAt: AwareDatetime | None = None
+    expiresAt: Annotated[AwareDatetime, IN_UTC] | None = None
     reference: str | None = Field(default=None, min_length=1, max_length=256)
 
 
