@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED
+from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -262,16 +262,23 @@ def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def agent_written_to_the_bus(ai: Platform, task_id: str) -> tuple[str, Task]:
+    """An agent task that asks for approval, written to /requests as a client does and run to its first stop: its
+    request's path, and the task."""
+    path = f"/requests/u/{task_id}"
+    written = {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA, "maxCredits": "0.0003",
+               "createdAt": 1}
+    ai.realtime.set(path, written)
+    task = ai.tasks.on_request_written("u", task_id, None, written)
+    assert task is not None
+    return path, ai.tasks.run("u", task_id) if not task.terminal and task.state != "waiting" else task
+
+
 def test_an_agent_that_asks_again_can_be_approved_again_over_the_bus(ai: Platform, upstream: FakeOpenAI) -> None:
     """The client app approves by writing `answer: true` to the request; a task that waits a second time is approved
     with the same value. The tree (as Realtime Database) fires on a change only, so the answer taken is cleared."""
     funded(ai, "u", 5)
-    path = "/requests/u/agent5"
-    written = {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA, "maxCredits": "0.0003",
-               "createdAt": 1}
-    ai.realtime.set(path, written)
-    task = ai.tasks.on_request_written("u", "agent5", None, written)
-    task = ai.tasks.run("u", "agent5") if not task.terminal and task.state != "waiting" else task
+    path, task = agent_written_to_the_bus(ai, "agent5")
     waits = 0
     while task.state == "waiting" and waits < 10:
         waits += 1
@@ -310,12 +317,7 @@ def test_an_approval_the_balance_cannot_cover_says_so_and_can_be_given_again(ai:
     """An approval over the bus that the balance cannot cover leaves the task waiting, saying why on /tasks; once
     the credits are there, the same approval written again is taken."""
     funded(ai, "u", 1)
-    path = "/requests/u/agent7"
-    written = {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA, "maxCredits": "0.0003",
-               "createdAt": 1}
-    ai.realtime.set(path, written)
-    task = ai.tasks.on_request_written("u", "agent7", None, written)
-    task = ai.tasks.run("u", "agent7") if task.state != "waiting" else task
+    path, task = agent_written_to_the_bus(ai, "agent7")
     assert task.state == "waiting"
     spent = ai.credits.reserve("u", ai.credits.balance("u").available, key="elsewhere")  # the rest, in use
     before = ai.realtime.get(path)
