@@ -52,7 +52,7 @@ class TaskIn(Strict):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["chat", "image", "vision", "agent"]
     input: Text | TaskInput = Field(description="the prompt, or an object with a prompt, a goal or messages")
-    model: str | None = Field(default=None, max_length=128)
+    model: str | None = Field(default=None, min_length=1, max_length=128)
     maxCredits: str | Annotated[int, Field(ge=1, le=2**53), WHOLE] | None = Field(
         default=None, description="the most the task may cost, in credits (whole, or a decimal string such as "
         "\"2.5\"), at most MAX_RESERVATION_AMOUNT")
