@@ -165,6 +165,10 @@ class RealtimeFeed(Protocol):
     def patch_keys(self, seq: int) -> tuple[str, ...] | None:
         """The relative paths a change wrote when it was a multi-path update, else None."""
 
+    def written(self, seq: int) -> tuple[bool, Any]:
+        """(True, what a change wrote: for a multi-path update, each relative path's value) while the feed keeps
+        it, else (False, None)."""
+
 
 @runtime_checkable
 class RealtimeServer(Protocol):

@@ -85,3 +85,21 @@ def test_closing_the_feed_wakes_every_listener() -> None:
     for listener in listeners:
         listener.join(5)
         assert not listener.is_alive()
+
+
+def test_what_a_change_wrote_is_kept_within_the_byte_budget_and_trimmed_with_its_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tree, "MAX_EVENTS", 10)
+    monkeypatch.setattr(tree, "MAX_WRITTEN_BYTES", 100)
+    feed = ChangeFeed()
+    feed.publish("/a", None, {"n": 1})
+    feed.publish("/b", ("x", "y"), {"x": 2, "y": None})
+    assert feed.written(1) == (True, {"n": 1}) and feed.written(2) == (True, {"x": 2, "y": None})
+    assert feed.written(3) == (False, None)
+    feed.publish("/big", None, "z" * 150)  # past the budget alone: the newest is kept, every older one goes
+    assert feed.written(3) == (True, "z" * 150) and feed.written(1) == feed.written(2) == (False, None)
+    for n in range(4, 40):
+        feed.publish(f"/p/{n}", None, n)
+        oldest = feed.wait(0, 0)[0][0]
+        assert feed.written(oldest - 1) == (False, None) and feed.written(n) == (True, n)
+    assert feed.written(3) == (False, None)

@@ -243,3 +243,73 @@ def test_a_query_streams_its_result_whenever_it_changes(platform: Any, tmp_path:
     sent = next(e for e in events if not e.startswith("event: keep-alive"))
     assert json.loads(sent.split("data: ")[1]) == {"path": "/", "data": {"t3": {"createdAt": 3},
                                                                          "t4": {"createdAt": 4}}}
+
+
+def test_a_stream_sends_every_write_as_it_was_written_though_it_reads_late(platform: Any, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """Realtime Database hands a listener every write: a stream that gets round to reading only after several writes
+    landed sends each of them with its own value, in order (it sent the value there now, so a client watching a
+    task's progress missed the steps in between)."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
+    tree = platform.realtime
+    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u")
+    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                               token, "/realtime/tasks/u.json")
+    assert next(events) == 'event: put\ndata: {"path": "/", "data": null}\n\n'
+    tree.set("/tasks/u/t1", {"state": "running", "progress": {"fraction": 0.25, "message": "drawing"}})
+    tree.patch(["tasks", "u", "t1"], {"progress/fraction": 0.5, "progress/message": "checking"})
+    tree.set("/tasks/u/t1/progress", {"fraction": 1, "message": "done"})
+    tree.set("/tasks/u/t1", None)
+    sent = []
+    for event in events:
+        if not event.startswith("event: keep-alive"):
+            kind, data = event.split("\n")[:2]
+            sent.append((kind[len("event: "):], json.loads(data[len("data: "):])))
+        if len(sent) == 4:
+            break
+    assert sent == [
+        ("put", {"path": "/t1", "data": {"state": "running", "progress": {"fraction": 0.25, "message": "drawing"}}}),
+        ("patch", {"path": "/t1", "data": {"progress/fraction": 0.5, "progress/message": "checking"}}),
+        ("put", {"path": "/t1/progress", "data": {"fraction": 1, "message": "done"}}),
+        ("put", {"path": "/t1", "data": None})]
+
+
+def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_path: Path, monkeypatch) -> None:
+    """A write committed first is sent first, though its writer is slower to tell listeners than the next one: the
+    last event of a path is what the tree holds."""
+    import threading
+
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.2)
+    tree = platform.realtime
+    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u")
+    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                               token, "/realtime/tasks/u.json")
+    next(events)
+    publish = tree.feed.publish
+
+    def slow_to_tell(path: str, patch_keys: Any = None, written: Any = None) -> None:
+        if written == "first":
+            time.sleep(0.3)
+        publish(path, patch_keys, written)
+
+    monkeypatch.setattr(tree.feed, "publish", slow_to_tell)
+    first = threading.Thread(target=tree.set, args=("/tasks/u/t1/step", "first"))
+    first.start()
+    time.sleep(0.1)  # committed, and telling listeners
+    tree.set("/tasks/u/t1/step", "second")
+    first.join()
+    sent = []
+    for event in events:
+        if event.startswith("event: keep-alive"):
+            break
+        sent.append(json.loads(event.split("\n")[1][len("data: "):]))
+    assert sent == [{"path": "/t1/step", "data": "first"}, {"path": "/t1/step", "data": "second"}]
+    assert tree.get("/tasks/u/t1/step") == "second"

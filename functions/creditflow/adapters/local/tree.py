@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from .sqlite_connections import SqliteFile
 from .tree_triggers import Triggers
 
 MAX_EVENTS = 10_000
+MAX_WRITTEN_BYTES = 16 * 1024 * 1024  # what the newest changes wrote, kept for streams to send (older: read anew)
 MAX_BATCH = 128  # writes committed together
 
 
@@ -57,12 +59,16 @@ def _newer_or_same(current: Any, version: int) -> bool:
 class ChangeFeed:
     """Changed paths in order; listeners wait for anything newer than the sequence number they saw at, below or
     above the path they watch. A multi-path update is one change at its base path, with the relative paths it wrote
-    (patch_keys)."""
+    (patch_keys). What the newest changes wrote is kept too, so that a stream sends every write as it was written,
+    as Realtime Database does, and not only the value there when the stream got round to it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards all below
         self._events: list[tuple[int, str]] = []
         self._patches: dict[int, tuple[str, ...]] = {}
+        self._written: dict[int, Any] = {}
+        self._written_sizes: deque[tuple[int, int]] = deque()  # (seq, bytes) of each value kept, oldest first
+        self._written_bytes = 0
         self._seq = 0
         self._waiting: dict[threading.Event, str] = {}  # each waiting listener's wake-up, and the path it watches
         self.closed = False
@@ -78,25 +84,48 @@ class ChangeFeed:
     def seq(self) -> int:
         return self._seq
 
-    def publish(self, path: str, patch_keys: tuple[str, ...] | None = None) -> None:
+    def publish(self, path: str, patch_keys: tuple[str, ...] | None = None, written: Any = None) -> None:
+        """A committed change at `path`: `written` is the value it wrote there (None: deleted), or for a multi-path
+        update the value it wrote at each of `patch_keys`. Changes are published in the order they were committed."""
+        size = len(orjson.dumps(written))
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, path))
             if patch_keys is not None:
                 self._patches[self._seq] = patch_keys
+            self._written[self._seq] = written
+            self._written_sizes.append((self._seq, size))
+            self._written_bytes += size
             if len(self._events) > 2 * MAX_EVENTS:  # trimmed now and then, not a shift of the list every change
                 for seq, _ in self._events[:-MAX_EVENTS]:
                     self._patches.pop(seq, None)
                 del self._events[:-MAX_EVENTS]
+            self._forget_written(self._events[0][0])
             # only the listeners it concerns: every change woke every open stream, which then checked its token
             # and its rules again, so N streams cost each write N wake-ups
             for wake, watched in self._waiting.items():
                 if related(path, watched):
                     wake.set()
 
+    def _forget_written(self, first_kept: int) -> None:
+        """Drop the written values of changes trimmed from the feed, and the oldest past the byte budget (the
+        newest is always kept)."""
+        sizes = self._written_sizes
+        while sizes and (sizes[0][0] < first_kept or (self._written_bytes > MAX_WRITTEN_BYTES and len(sizes) > 1)):
+            seq, size = sizes.popleft()
+            del self._written[seq]
+            self._written_bytes -= size
+
     def patch_keys(self, seq: int) -> tuple[str, ...] | None:
         """The relative paths a change wrote when it was a multi-path update, else None."""
         return self._patches.get(seq)
+
+    def written(self, seq: int) -> tuple[bool, Any]:
+        """(True, what the change wrote) while it is kept, else (False, None): read the tree instead."""
+        with self._lock:
+            if seq in self._written:
+                return True, self._written[seq]
+        return False, None
 
     def wait(self, after: int, timeout: float, path: str = "/") -> list[tuple[int, str]]:
         """The changes after `after` (those still kept), once one of them is related to `path` (any change, for the
@@ -127,12 +156,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+Change = tuple[str, "tuple[str, ...] | None", Any]  # a path written, its patch keys, and what was written (publish)
+Work = Callable[[], tuple[Any, int, list[Change]]]
+
+
 class _Write:
     __slots__ = ("error", "finished", "result", "work")
 
-    def __init__(self, work: Callable[[], tuple[Any, int]]) -> None:
+    def __init__(self, work: Work) -> None:
         self.work = work
-        self.result: tuple[Any, int] = (None, 0)  # what the write did (the paths it wrote), and the events it fired
+        # what the write answered, the trigger events it fired, and the changes to publish once it is committed
+        self.result: tuple[Any, int, list[Change]] = (None, 0, [])
         self.error: BaseException | None = None
         self.finished = False
 
@@ -238,19 +272,20 @@ class LocalTree(SqliteFile):
             raise InvalidQuery("the root cannot be written")
         stamp = now_ms()
 
-        def work() -> tuple[list[str], int]:
+        def work() -> tuple[list[str], int, list[Change]]:
             fresh = [path for path, parts in targets.items()
                      if not _newer_or_same(self.read(tuple(parts)), values[path][1])]
             plan = self.triggers.plan(self.read, [tuple(targets[path]) for path in fresh]) \
                 if self.triggers.watching and fresh else None
+            changes: list[Change] = []
             for path in fresh:
                 parts = targets[path]
-                self._write_at(parts, normalize(values[path][0], stamp, self.read, tuple(parts)))
-            return fresh, self.triggers.record(plan) if plan is not None else 0
+                value = normalize(values[path][0], stamp, self.read, tuple(parts))
+                self._write_at(parts, value)
+                changes.append((join(parts), None, value))
+            return fresh, self.triggers.record(plan) if plan is not None else 0, changes
 
         written, fired = self._run(work)
-        for path in written:
-            self.feed.publish(join(targets[path]))
         if fired:
             self.triggers.committed()
         return frozenset(written)
@@ -315,35 +350,33 @@ class LocalTree(SqliteFile):
         stamp = now_ms() if now is None else now
         targets = {key: parts + split(key) for key in children}
 
-        def work() -> tuple[bool, int]:
+        def work() -> tuple[bool, int, list[Change]]:
             resolved = {key: normalize(value, stamp, self.read, tuple(targets[key]))
                         for key, value in children.items()}
             if wanted is not None and not wanted(self.read, tuple(parts), resolved):
-                return False, 0
+                return False, 0, []
             plan = self.triggers.plan(self.read, [tuple(t) for t in targets.values()]) \
                 if self.triggers.watching else None
             for key, value in resolved.items():
                 self._write_at(targets[key], value)
-            return True, self.triggers.record(plan) if plan is not None else 0
+            change = (join(parts), tuple(resolved), resolved) if patch else (join(parts), None, resolved[""])
+            return True, self.triggers.record(plan) if plan is not None else 0, [change]
 
         written, fired = self._run(work)
         if not written:
             return False
-        if patch:
-            self.feed.publish(join(parts), tuple(children))
-        else:
-            self.feed.publish(join(parts))
         if fired:
             self.triggers.committed()
         return True
 
-    def _run(self, work: Callable[[], tuple[Any, int]]) -> tuple[Any, int]:
-        """`work` done in a transaction of this process's group commit: what it answered, or what it raised."""
+    def _run(self, work: Work) -> tuple[Any, int]:
+        """`work` done in a transaction of this process's group commit: what it answered and the trigger events it
+        fired, or what it raised. Its changes are published by the commit, in the order of commits."""
         write = _Write(work)
         self._turns.run(write, self._commit)
         if write.error is not None:
             raise write.error
-        return write.result
+        return write.result[:2]
 
     def _commit(self, batch: list[_Write]) -> None:
         """The writes queued so far, in one transaction, each in a savepoint of its own: a write that is refused
@@ -351,6 +384,7 @@ class LocalTree(SqliteFile):
         alone needs no savepoint: its transaction is rolled back instead."""
         db = self.db
         alone = len(batch) == 1
+        committed = False
         try:
             db.execute("BEGIN IMMEDIATE")
             for write in batch:
@@ -365,12 +399,18 @@ class LocalTree(SqliteFile):
                     db.execute("RELEASE one_write")
             if db.in_transaction:
                 db.execute("COMMIT")
+            committed = True
         except BaseException as error:  # nothing of the batch was committed
             if db.in_transaction:
                 db.execute("ROLLBACK")
             for write in batch:
                 write.error = write.error or error
         finally:
+            if committed:  # here, in the order of commits, before any writer returns (it may then read its stream)
+                for write in batch:
+                    if write.error is None:
+                        for path, patch_keys, written in write.result[2]:
+                            self.feed.publish(path, patch_keys, written)
             for write in batch:
                 write.finished = True
 

@@ -304,14 +304,15 @@ class RealtimeSurface:
                 yield changed
                 continue
             for seq, where in changed:
-                patch_keys = feed.patch_keys(seq)
-                if where == watched or where.startswith(base + "/"):
+                if where == watched or where.startswith(base + "/"):  # each write as it was written, in order
                     relative = where[len(base):] or "/"
+                    patch_keys = feed.patch_keys(seq)
+                    kept, written = feed.written(seq)
                     if patch_keys is None:
-                        yield _event("put", relative, tree.get(where))
+                        yield _event("put", relative, written if kept else tree.get(where))
                     else:
-                        yield _event("patch", relative, {key: tree.get(where.rstrip("/") + "/" + key)
-                                                         for key in patch_keys})
+                        yield _event("patch", relative, written if kept else
+                                     {key: tree.get(where.rstrip("/") + "/" + key) for key in patch_keys})
                     last = etag(tree.read(parts))
                 elif watched.startswith(where.rstrip("/") + "/"):  # written above the watched path
                     now = tree.read(parts)
