@@ -123,6 +123,9 @@ def test_insufficient_credits_fail_at_once_with_the_402_problem(real: LocalServe
     task = ended(real, "bus-poor", "p1", token)
     assert task["state"] == "failed" and task["error"]["type"] == "insufficient-funds"
     assert task["error"]["type"] == "insufficient-funds" and task["reserved"]["micros"] == 0
+    assert task["error"]["shortfall"]["micros"] > 0 and set(task["error"]["shortfall"]) == {"credits", "micros"}
+    through_api = real.call("GET", "/api/v1/tasks/p1", token=token).json["error"]
+    assert through_api == task["error"]
 
 
 @pytest.mark.parametrize(("path", "body"), [

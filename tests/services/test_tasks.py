@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -100,6 +101,25 @@ def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Pla
     task = ai.tasks.submit("poor", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
     assert task.state == FAILED and task.error["type"] == "insufficient-funds" and "status" not in task.error
     assert ai.credits.balance("poor").held == 0
+    needed = task.error["required"]["micros"]  # amounts as everywhere else: {credits, micros}
+    assert needed > 0 and task.error["available"] == {"credits": "0", "micros": 0}
+    assert task.error["shortfall"] == task.error["required"] == {"credits": format_credits(needed), "micros": needed}
+
+
+def test_a_refusal_on_a_task_names_what_it_knows_as_the_api_does() -> None:
+    """camelCase members, amounts as {credits, micros}, only plain values: the error a task keeps reads as the
+    problem an HTTP call would get."""
+    from creditflow.domain.errors import InsufficientFunds, ProviderRejected
+    from creditflow.domain.tasks import problem_of
+
+    assert problem_of(InsufficientFunds("short", required=1_500_000, available=500_000, shortfall=1_000_000,
+                                        account="user:u")) == {
+        "type": "insufficient-funds", "title": "Insufficient credits", "detail": "short", "account": "user:u",
+        "required": {"credits": "1.5", "micros": 1_500_000}, "available": {"credits": "0.5", "micros": 500_000},
+        "shortfall": {"credits": "1", "micros": 1_000_000}}
+    refused = problem_of(ProviderRejected("bad", upstream_status=400, upstream_code="content_policy", raw=object()))
+    assert refused["upstreamStatus"] == 400 and refused["upstreamCode"] == "content_policy"
+    assert "raw" not in refused and not any("_" in name for name in refused)
 
 
 def test_a_cancel_mid_stream_pays_for_what_was_used_and_frees_the_rest(ai: Platform) -> None:

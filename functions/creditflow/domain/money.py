@@ -32,6 +32,11 @@ def format_credits(micros: int) -> str:
     return f"{sign}{whole}.{tail}" if tail else f"{sign}{whole}"
 
 
+def money(micros: int) -> dict[str, str | int]:
+    """An amount as clients read it everywhere: {credits: the decimal string, micros: the integer}."""
+    return {"credits": format_credits(micros), "micros": micros}
+
+
 def require_amount(value: object, *, name: str = "amount", allow_zero: bool = False,
                    maximum: int = MAX_MICROS) -> int:
     """Return value as a micro-credit amount, or raise InvalidAmount / AmountTooLarge naming why."""

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from .errors import InvalidQuery, LedgerError
-from .money import parse_credits
+from .money import money, parse_credits
+from .problems import problem_members
 
 KINDS = ("chat", "image", "vision", "agent")
 PRIORITIES = ("high", "normal", "low")
@@ -225,11 +226,6 @@ class Task:
 
     def mirror(self) -> dict[str, Any]:
         """What the client reads at /tasks/{uid}/{id} (camelCase, amounts in µc with credits strings)."""
-        from .money import format_credits
-
-        def money(micros: int) -> dict[str, Any]:
-            return {"credits": format_credits(micros), "micros": micros}
-
         view: dict[str, Any] = {
             "id": self.id, "kind": self.request.kind, "state": self.state, "version": self.version,
             "createdAt": self.created_at, "updatedAt": self.updated_at,
@@ -261,8 +257,7 @@ def require_answer(answer: object) -> object:
 def problem_of(error: LedgerError) -> dict[str, Any]:
     """A refusal as the problem document stored on a failed task (RFC 9457 members, no URLs to resolve; no
     `status` either, as no HTTP response carries it: clients tell refusals apart by `type`)."""
-    extra = {k: v for k, v in error.context.items() if isinstance(v, str | int | bool)}
-    return {"type": error.code, "title": error.title, "detail": error.detail, **extra}
+    return {"type": error.code, "title": error.title, "detail": error.detail, **problem_members(error)}
 
 
 def task_record(task: Task) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..domain.accounts import USER_PREFIX, UserAccount
 from ..domain.entries import Entry
-from ..domain.money import format_credits
+from ..domain.money import format_credits, money
 from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold
 from ..domain.timefmt import iso
 from ..ports import Clock, Realtime
@@ -45,10 +45,6 @@ def _paid_top_up(entries: list[Entry]) -> int | None:
 
 def _differs(stored: object, mirror: dict[str, Any]) -> bool:
     return not isinstance(stored, dict) or any(stored.get(k) != mirror[k] for k in ("available", "held", "version"))
-
-
-def money(micros: int) -> dict[str, Any]:
-    return {"credits": format_credits(micros), "micros": micros}
 
 
 class BalanceMirror:

@@ -12,7 +12,7 @@ from ..domain.agents import AGENTS, AgentLimits
 from ..domain.catalog import UnknownModel
 from ..domain.errors import LedgerError
 from ..domain.images import InvalidImage
-from ..domain.money import format_credits
+from ..domain.money import format_credits, money
 from ..domain.replies import ChatReply
 from ..domain.tasks import InvalidTask, Task, TaskRequest
 from ..domain.vision import InvalidImagePart, UnknownUpload
@@ -137,7 +137,7 @@ class ChatRun:
                 if isinstance(piece, StreamEnd):
                     usage = {"promptTokens": piece.prompt_tokens, "completionTokens": piece.completion_tokens}
                     final = {"usage": usage,
-                             "charged": {"credits": format_credits(piece.charged), "micros": piece.charged},
+                             "charged": money(piece.charged),
                              "model": piece.model, "demo": piece.demo, "broken": piece.broken}
                     writer.final(final)
                     return RunOutcome("done", {"text": "".join(said), **final})

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
-from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
@@ -22,7 +21,7 @@ from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.errors import Contended, InvalidIdempotencyKey, InvalidToken, LedgerError, RateLimited, StoreConflict
 from ...domain.idempotency import MAX_KEY, require_key
-from ...domain.money import format_credits
+from ...domain.problems import problem_members
 from ...ports import TokenVerifier
 from .json_body import MAX_BODY, InvalidBody, parse
 from .schemas import PATTERN_MEANINGS
@@ -43,17 +42,6 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
     response.status_code = status
     response.mimetype = PROBLEM
     return response
-
-
-def problem_members(error: LedgerError) -> dict[str, Any]:
-    """What a refusal knows, as problem members: camelCase names, micro-credit amounts as {credits, micros}."""
-    members: dict[str, Any] = {}
-    for name, value in error.context.items():
-        if name in error.amounts and isinstance(value, int):
-            members[to_camel(name)] = {"credits": format_credits(value), "micros": value}
-        elif isinstance(value, str | int | bool) or value is None:
-            members[to_camel(name)] = value
-    return members
 
 
 class RateLimiter:

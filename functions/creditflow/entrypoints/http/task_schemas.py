@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
 from .schemas import CONVERSATION_ID, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
 
@@ -67,6 +67,24 @@ class Progress(BaseModel):
     message: str
 
 
+class TaskProblem(Out):
+    """Why a task failed: RFC 9457 members (no `status`: no HTTP response carries it; tell failures apart by
+    `type`), and what the refusal knows in camelCase, amounts as {credits, micros}."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(examples=["insufficient-funds"])
+    title: str
+    detail: str
+    required: Money | None = Field(default=None, description="insufficient funds: what the task needs")
+    available: Money | None = Field(default=None, description="insufficient funds: what the balance had")
+    shortfall: Money | None = Field(default=None, description="insufficient funds: what was missing")
+
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The members the failure has, as the bus shows them: none of the amounts above as null."""
+        return {name: value for name, value in handler(self).items() if value is not None}
+
+
 class TaskOut(Out):
     id: str
     kind: str
@@ -84,7 +102,7 @@ class TaskOut(Out):
     model: str | None = None
     outcome: Literal["settled", "released"] | None = Field(default=None, description="once terminal: its hold "
                                                         "charged (in full or part), or freed")
-    error: dict[str, Any] | None = Field(default=None, description="a problem document, when it failed")
+    error: TaskProblem | None = Field(default=None, description="a problem document, when it failed")
     result: dict[str, Any] | None = None
     deadline: str | None = None
     question: str | None = Field(default=None, description="what a waiting task asks")
