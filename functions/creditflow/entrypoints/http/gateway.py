@@ -380,7 +380,7 @@ def _task_error(error: dict[str, Any]) -> GatewayError:
     kind, detail = str(error.get("type", "")), str(error.get("detail", ""))
     status = int(error.get("status") or status_of_code(kind))
     if kind == "provider-rejected-request":
-        return GatewayError(400, detail, "invalid_request_error", error.get("upstream_code"), error.get("param"))
+        return GatewayError(400, detail, "invalid_request_error", error.get("upstreamCode"), error.get("param"))
     if kind == "provider-unavailable" or status >= 500:
         return GatewayError(502 if status < 500 or status == 502 else status, detail, "api_error", "upstream_error")
     if status == 402:
