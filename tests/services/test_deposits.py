@@ -116,6 +116,9 @@ def test_eth_and_token_deposits_are_credited_once_after_their_confirmations(scen
     assert eth.id.endswith(":native") and eth.amount == ETHER // 4 and eth.sender == alice
     lots = scene.lots("alice")
     assert sorted((lot.kind, lot.source) for lot in lots) == [("paid", "issuance:crypto")] * 2
+    notes = scene.platform.realtime.get("/notifications/alice")
+    assert sorted((n["kind"], n["token"], n["credits"]["micros"], n["credits"]["credits"]) for n in notes.values()) \
+        == [("payment.received", "ETH", 250 * CREDIT, "250"), ("payment.received", "TST", 3 * CREDIT, "3")]
 
 
 def test_a_grant_already_made_is_not_made_again_when_the_record_of_it_is_lost(scene: Scene, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from PIL import Image
 from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.media import GeneratedImage
+from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_images import FakeImages, drawn
@@ -68,7 +69,8 @@ def test_an_image_task_is_held_at_its_price_stored_with_thumbnails_and_charged(f
     assert mirror["progress"] == {"fraction": 1.0, "message": "done"}
     assert mirror["result"]["delivered"] == 2  # arrays kept as RTDB keeps them: objects keyed "0", "1", …
     assert mirror["result"]["images"]["0"]["id"] == "t1.0"
-    assert flux.realtime.get("/notifications/u/images-t1")["kind"] == "images.ready"
+    ready = flux.realtime.get("/notifications/u/images-t1")
+    assert ready["kind"] == "images.ready" and ready["charged"] == mirror["charged"] == mirror["result"]["charged"]
     assert flux.integrity.audit().ok
 
 
@@ -76,7 +78,9 @@ def test_fewer_images_than_asked_are_charged_as_delivered(flux: Platform) -> Non
     funded(flux, "u", 1)
     task = image_task(flux, "u", "few", "FEWER please", SCHNELL, n=3, size="256x256")
     assert task.state == SUCCEEDED and task.result["delivered"] == 1
-    assert task.charged == task.result["perImage"] and task.reserved == 3 * task.result["perImage"]
+    per_image = task.result["perImage"]["micros"]  # amounts as everywhere else: {credits, micros}
+    assert task.charged == per_image and task.reserved == 3 * per_image
+    assert task.result["charged"] == {"credits": format_credits(per_image), "micros": per_image}
     assert flux.credits.balance("u").held == 0
 
 
@@ -106,7 +110,7 @@ def test_what_the_provider_refuses_or_spoils_costs_nothing(flux: Platform, promp
     task = image_task(flux, "u", "bad", prompt, SCHNELL, size="256x256")
     assert task.state == FAILED and task.error["type"] == problem and task.charged == 0
     if problem == "provider-rejected-request":
-        assert "safety system" in task.error["detail"] and task.error["upstream_code"] == "content_policy_violation"
+        assert "safety system" in task.error["detail"] and task.error["upstreamCode"] == "content_policy_violation"
     balance = flux.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT, 0) and objects(flux, "u") == []
 
@@ -175,7 +179,7 @@ def test_a_crash_after_any_step_resumes_once_and_charges_once(platform: Platform
     with pytest.raises(Crash):  # an attempt that is not the last: the queue delivers it again
         platform.tasks.run("u", "t", Delivery(1, False))
     task = platform.tasks.run("u", "t", Delivery(2, False))
-    assert crashed == [step] and task.state == SUCCEEDED and task.charged == 2 * task.result["perImage"]
+    assert crashed == [step] and task.state == SUCCEEDED and task.charged == 2 * task.result["perImage"]["micros"]
     assert platform.credits.balance("u").held == 0
     assert sorted(objects(platform, "u")) == sorted(
         f"users/u/images/t/{n}{suffix}" for n in (0, 1) for suffix in (".png", "-256.webp", "-512.webp"))

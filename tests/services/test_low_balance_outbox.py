@@ -30,7 +30,8 @@ def test_a_crossing_is_an_event_of_its_transaction_and_one_notification(platform
     platform.credits.reserve("u", 20 * CREDIT, key="r2")  # 40: crossed
     platform.credits.reserve("u", 20 * CREDIT, key="r3")  # 20: still below, nothing new
     [notice] = low_notices(platform, "u")
-    assert notice["kind"] == "credits.low" and notice["available"] == 40 * CREDIT and notice["threshold"] == 50 * CREDIT
+    assert notice["kind"] == "credits.low" and notice["available"] == {"credits": "40", "micros": 40 * CREDIT} \
+        and notice["threshold"] == {"credits": "50", "micros": 50 * CREDIT}
     assert notice["at"].endswith("Z") and "createdAt" not in notice  # dated as every notification is (the index)
     assert platform.credits.store.pending_events(10) == []  # delivered after its commit, and marked done
 
@@ -110,6 +111,6 @@ def test_a_crash_between_commit_and_delivery_is_delivered_after_the_restart_once
         assert after.mirror.deliver_events() == 1  # what the runtime's outbox sweep does after a restart
         assert after.mirror.deliver_events() == 0
         [notice] = low_notices(after, "c")
-        assert notice["available"] == 40 * CREDIT
+        assert notice["available"]["micros"] == 40 * CREDIT
     finally:
         after.store.close()  # type: ignore[attr-defined]

@@ -155,7 +155,8 @@ def test_a_paid_checkout_grants_its_credits_once_however_often_it_comes(shop: Pl
         session["id"], 100 * CREDIT, {"amount": 500, "currency": "usd"})
     assert client.get("/api/v1/payments", headers=token(shop, "bob")).json["payments"] == []
     notes = shop.realtime.get("/notifications/alice")
-    assert [n["kind"] for n in notes.values()] == ["payment.received"]  # type: ignore[union-attr]
+    assert [(n["kind"], n["credits"]) for n in notes.values()] == [  # type: ignore[union-attr]
+        ("payment.received", {"credits": "100", "micros": 100 * CREDIT})]
     assert shop.integrity.audit().ok
 
 

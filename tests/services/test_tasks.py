@@ -36,7 +36,8 @@ def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstr
     mirror = ai.realtime.get("/tasks/u/t1")
     assert mirror["state"] == "succeeded" and mirror["charged"]["micros"] == 33 and mirror["route"] == "inline"
     notes = ai.realtime.get("/notifications/u")
-    assert [n["state"] for n in notes.values()] == ["succeeded"]
+    assert [(n["state"], n["charged"]) for n in notes.values()] == [
+        ("succeeded", {"credits": "0.000033", "micros": 33})]
     again = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
     assert again == ai.tasks.get("u", "t1") and len(upstream.requests) == 1  # a second delivery: nothing new
     assert ai.tasks.run("u", "t1").state == SUCCEEDED and ai.credits.balance("u").available == CREDIT - 33

@@ -22,7 +22,7 @@ from ..domain.crypto import (
     Transfer,
     UnknownDeposit,
 )
-from ..domain.money import format_credits
+from ..domain.money import money
 from ..domain.timefmt import iso
 from ..ports import Chain, Clock, DepositStore, Realtime, WalletStore
 from .credits import Credits
@@ -212,7 +212,7 @@ class Deposits:
         self.store.save(credited)
         self.realtime.set(f"/notifications/{deposit.uid}/{_key(deposit.id)}", {
             "kind": "payment.received", "at": iso(self.clock.now()), "payment": deposit.id,
-            "credits": format_credits(credits), "token": token.symbol, "amount": str(deposit.amount)})
+            "credits": money(credits), "token": token.symbol, "amount": str(deposit.amount)})
         return credited
 
     def _deposit(self, deposit_id: str) -> Deposit:

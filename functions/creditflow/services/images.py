@@ -40,7 +40,7 @@ from ..domain.images import (
     steps_for,
 )
 from ..domain.media import ImageLimits
-from ..domain.money import format_credits
+from ..domain.money import format_credits, money
 from ..domain.tasks import (
     SUCCEEDED,
     TERMINAL,
@@ -340,8 +340,8 @@ class ImageGeneration:
         def notify(outputs: dict[str, Any]) -> dict[str, Any]:
             ids = [f"{task_id}.{image['index']}" for image in outputs["store"]["images"]]
             self.realtime.set(f"/notifications/{uid}/images-{task_id}", {
-                "kind": "images.ready", "taskId": task_id, "images": ids, "charged": outputs["settle"]["charged"],
-                "at": iso(self.clock.now())})
+                "kind": "images.ready", "taskId": task_id, "images": ids,
+                "charged": money(outputs["settle"]["charged"]), "at": iso(self.clock.now())})
             return {"images": ids}
 
         runs = {"reserve": (reserve, None), "generate": (generate, unstage), "validate": (validate, None),
@@ -409,7 +409,8 @@ class ImageGeneration:
                   for image in outputs["store"]["images"]]
         return {"images": images, "model": held["model"], "size": f"{held['width']}x{held['height']}",
                 "steps": held["steps"], "n": held["n"], "delivered": len(images),
-                "charged": outputs["settle"]["charged"], "perImage": held["perImage"], "demo": held["demo"]}
+                "charged": money(outputs["settle"]["charged"]), "perImage": money(held["perImage"]),
+                "demo": held["demo"]}
 
     def abandon(self, task: Task) -> int:
         """A task that ended otherwise than succeeded (failed for good, cancelled, expired): its folder is
@@ -457,7 +458,7 @@ class ImageGeneration:
         prompt = task.request.text()
         return [{**image, "taskId": task.id, "model": result.get("model"), "steps": result.get("steps"),
                  "prompt": prompt, "createdAt": task.created_at, "demo": bool(result.get("demo")),
-                 "perImage": result.get("perImage", 0)}
+                 "perImage": result["perImage"]["micros"] if "perImage" in result else 0}
                 for image in result.get("images", []) if image["id"] not in deleted]
 
     def delete(self, uid: str, image_id: str) -> dict[str, Any]:

@@ -163,7 +163,7 @@ class BalanceMirror:
             return
         available, threshold = int(event.payload["available"]), int(event.payload["threshold"])
         self.realtime.set(path, {
-            "type": "low_balance", "kind": event.kind, "available": available, "threshold": threshold,
+            "type": "low_balance", "kind": event.kind, "available": money(available), "threshold": money(threshold),
             "message": f"Your balance is {format_credits(available)} credits, below {format_credits(threshold)}.",
             "at": event.at, "read": False})
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain.holds import PAYMENT
-from ..domain.money import format_credits
+from ..domain.money import money
 from ..domain.payments import (
     LOST,
     OPEN,
@@ -277,7 +277,7 @@ class Payments:
         """A notification named by the event, so a redelivery writes the same one."""
         self.realtime.set(f"/notifications/{uid}/{_key(event_id)}", {
             "kind": kind, "at": iso(self.clock.now()), "payment": payment.id,
-            "credits": format_credits(payment.credits), "amount": payment.amount, "currency": payment.currency})
+            "credits": money(payment.credits), "amount": payment.amount, "currency": payment.currency})
 
 
 def _text(data: dict[str, Any], name: str) -> str:

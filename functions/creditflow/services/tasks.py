@@ -25,6 +25,7 @@ from ..domain.errors import (
 )
 from ..domain.holds import PENDING, TASK, Hold
 from ..domain.jobs import Delivery, Job
+from ..domain.money import money
 from ..domain.outbox import DeadLetter, OutboxEvent
 from ..domain.tasks import (
     ACCEPTED,
@@ -381,7 +382,8 @@ class Tasks:
     def _deliver(self, event: OutboxEvent) -> None:
         if event.kind == "task.finished":
             self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
-                              {"kind": event.kind, "at": event.at, **event.payload})
+                              {"kind": event.kind, "at": event.at, **event.payload,
+                               "charged": money(int(event.payload["charged"]))})
         self.store.event_done(event.id)
 
     def _raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:

@@ -49,7 +49,7 @@ export function BalancePage({ session }) {
     .sort((a, b) => String(b.at || b.createdAt || "").localeCompare(String(a.at || a.createdAt || ""))).slice(0, 10);
   const micros = (m) => (typeof m === "number" ? m : m ? m.micros : null);
   const lastLow = notices.find((n) => n.type === "low_balance");
-  const low = lastLow && shown && micros(shown.available) < lastLow.threshold ? lastLow : null; // still below it
+  const low = lastLow && shown && micros(shown.available) < micros(lastLow.threshold) ? lastLow : null; // still below it
   return <>
     <section class="card" aria-labelledby="balance-title">
       <h2 id="balance-title">Your balance</h2>
