@@ -1,16 +1,15 @@
-"""An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it:
-FAIL500, RATE429 and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves
-usage out, BREAKSTREAM cuts a stream after two pieces (mid-chunk), ERREVENT sends an error event after two,
-SLOWLLAMA makes Llama models wait 3 s, DRIP streams a word every 0.3 s, STALL stalls a stream for 2 s after two
-pieces. UNSAFE anywhere in the messages or
-inputs is refused with 400, as OpenAI refuses content its safety system flags, and so is a `temperature` that
-is not a number. Anything else is answered with 100 prompt tokens and 50 completion tokens (streams send the
-reply word by word, then a usage chunk when stream_options.include_usage asks for it). With `tools` in the
-request and a user message last, it calls the first tool with {"q": <message>}; after a tool result it answers
-"tool said: <result>". TOOLPLAN:[["name", {args}], ...] in a user message (with `tools` sent) scripts a
-tool-calling conversation: while fewer tool results than planned calls are in the request it calls the next
-planned tool (ids call_1, call_2, ...), then answers "done: <result> | <result> | ..." (plain replies only).
-/v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token per word."""
+"""An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429 and
+BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out, BREAKSTREAM cuts a
+stream after two pieces (mid-chunk), ERREVENT sends an error event after two, SLOWLLAMA makes Llama models wait 3 s,
+DRIP streams a word every 0.3 s, STALL stalls a stream for 2 s after two pieces. UNSAFE anywhere in the messages or
+inputs is refused with 400, as OpenAI refuses content its safety system flags, and so are a `temperature` that is
+not a number and a `response_format` of a type it does not know. Anything else is answered with 100 prompt tokens
+and 50 completion tokens (streams send the reply word by word, then a usage chunk when stream_options.include_usage
+asks for it). With `tools` in the request and a user message last, it calls the first tool with {"q": <message>};
+after a tool result it answers "tool said: <result>". TOOLPLAN:[["name", {args}], ...] in a user message (with
+`tools` sent) scripts a tool-calling conversation: while fewer tool results than planned calls are in the request it
+calls the next planned tool (ids call_1, call_2, ...), then answers "done: <result> | <result> | ..." (plain replies
+only). /v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token per word."""
 
 from __future__ import annotations
 
@@ -129,6 +128,11 @@ class FakeOpenAI:
                     return self._send(400, {"error": {"message": "temperature: Input should be a valid number",
                                                       "type": "invalid_request_error", "param": "temperature",
                                                       "code": None}})
+                if body.get("response_format", {}).get("type", "text") not in ("text", "json_object", "json_schema"):
+                    return self._send(400, {"error": {"message": "response_format.type: Input should be 'text', "
+                                                      "'json_object' or 'json_schema'",
+                                                      "type": "invalid_request_error",
+                                                      "param": "response_format.type", "code": None}})
                 if self.path.endswith("/embeddings"):
                     return self._embeddings(body)
                 final = body["messages"][-1]

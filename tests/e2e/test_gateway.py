@@ -105,6 +105,19 @@ BAD_BODIES = [
     ({"model": "demo-chat", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]},
      400, "messages[0]"),
     ({"model": "demo-chat", "messages": HI, "tools": [1]}, 400, "tools"),
+    # options passed on to the provider: the demo provider ignores them, a real one refuses them after a hold
+    ({"model": "demo-chat", "messages": HI, "temperature": "hot"}, 400, "temperature"),
+    ({"model": "demo-chat", "messages": HI, "temperature": 2.5}, 400, "temperature"),
+    ({"model": "demo-chat", "messages": HI, "top_p": -0.1}, 400, "top_p"),
+    ({"model": "demo-chat", "messages": HI, "presence_penalty": True}, 400, "presence_penalty"),
+    ({"model": "demo-chat", "messages": HI, "seed": 1.5}, 400, "seed"),
+    ({"model": "demo-chat", "messages": HI, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ({"model": "demo-chat", "messages": HI, "logit_bias": {"x": 5}}, 400, "logit_bias"),
+    ({"model": "demo-chat", "messages": HI, "response_format": "json"}, 400, "response_format"),
+    ({"model": "demo-chat", "messages": HI, "tool_choice": "always"}, 400, "tool_choice"),
+    ({"model": "demo-chat", "messages": HI, "parallel_tool_calls": "yes"}, 400, "parallel_tool_calls"),
+    ({"model": "demo-chat", "messages": HI, "user": 7}, 400, "user"),
+    ({"model": "demo-chat", "messages": HI, "n": True}, 400, "n"),
     ({"model": "demo-chat", "messages": [{"role": "user", "content": "x" * 3_000_000}]}, 413, None),
 ]
 
@@ -327,8 +340,9 @@ def test_a_request_the_provider_rejects_gets_its_error_and_costs_nothing(real: L
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as rejected:
             sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
-                                        temperature="hot", stream=stream)  # type: ignore[arg-type]
-        assert rejected.value.body["param"] == "temperature" and "temperature" in rejected.value.body["message"]
+                                        response_format={"type": "xml"}, stream=stream)  # type: ignore[arg-type]
+        assert rejected.value.body["param"] == "response_format.type"
+        assert "response_format.type" in rejected.value.body["message"]
         assert upstream.requests[-1]["model"] == LLAMA  # not passed on to the next model
     with pytest.raises(openai.BadRequestError) as unsafe:
         sdk.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "UNSAFE"}])

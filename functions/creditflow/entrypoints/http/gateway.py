@@ -38,6 +38,7 @@ from ...services.chat import capability_of
 from ...services.chat_results import Charge, Piece, StreamEnd
 from ...services.tasks import same_request
 from .api import RateLimiter
+from .chat_options import InvalidOption, chat_options
 from .json_body import InvalidBody, parse
 from .slots import take_call_slot
 from .statuses import status_of, status_of_code
@@ -49,10 +50,6 @@ ROLES = {"system", "user", "assistant", "developer", "tool"}
 MAX_EMBEDDING_INPUTS = 2048
 # OpenAI request fields handed to the provider as they are; `n` (several choices) is refused: it multiplies the
 # cost past what was held. Anything else unknown is dropped, as OpenAI-compatible servers commonly do.
-PASS_THROUGH = ("tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "stop", "seed",
-                "presence_penalty", "frequency_penalty", "response_format", "logit_bias", "user")
-
-
 class GatewayError(Exception):
     def __init__(self, status: int, message: str, kind: str, code: str | None = None, param: str | None = None):
         super().__init__(message)
@@ -142,12 +139,10 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _options(body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("n", 1) != 1:
-        raise _bad("n must be 1: each request is held and charged for one choice", "n")
-    tools = body.get("tools", [])
-    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
-        raise _bad("tools must be an array of objects", "tools")
-    return {name: body[name] for name in PASS_THROUGH if body.get(name) is not None}
+    try:
+        return chat_options(body)
+    except InvalidOption as error:
+        raise _bad(str(error), error.param) from None
 
 
 def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLimiter) -> Blueprint:
