@@ -348,6 +348,27 @@ def test_a_lost_dispute_takes_what_is_left_and_writes_off_the_rest(shop: Platfor
     assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
 
 
+@pytest.mark.parametrize("won", [True, False])
+def test_a_dispute_closed_before_its_opening_arrives_is_settled_by_the_closing(shop: Platform, client: Any,
+                                                                               stripe_api: FakeStripe,
+                                                                               won: bool) -> None:
+    """Stripe delivers in any order: a dispute's closing that comes first settles the dispute (lost: the credits
+    are taken back, what was spent written off), and the opening that follows is a replay of it, not a hold of a
+    year on credits whose dispute is over."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 30 * CREDIT, "chat")
+    closed = send(client, "charge.dispute.closed", dispute(session, 500, "won" if won else "lost"))
+    assert closed.json["outcome"] == ("dispute won" if won else "dispute lost")
+    assert send(client, "charge.dispute.created", dispute(session, 500)).json["outcome"] == "disputed already"
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == ((70 * CREDIT, 0) if won else (0, 0))
+    [payment] = shop.payments.mine("u")
+    assert (payment.dispute, payment.taken_back, payment.written_off) == (
+        ("won", 0, 0) if won else ("lost", 70 * CREDIT, 30 * CREDIT))
+    audit = shop.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
+
 # -- any interleaving --------------------------------------------------------------------------------------------
 
 STEPS = st.lists(st.one_of(

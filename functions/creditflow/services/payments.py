@@ -217,9 +217,14 @@ class Payments:
         won = dispute.get("status") == "won"
         with self._lock(payment.id):
             payment = self._fresh(payment)
-            if payment.dispute != OPEN:
-                return "closed already" if payment.dispute in (WON, LOST) else "no open dispute"
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
+            if payment.dispute is None:  # its opening has not come yet (Stripe keeps no order): settle it now
+                payment = self._dispute_settled_unopened(payment, dispute, won, key)
+                self.store.save(payment)
+                self._notify(payment.uid, event_id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
+                return "dispute won" if won else "dispute lost"
+            if payment.dispute != OPEN:
+                return "closed already"
             if payment.dispute_hold is not None and won:
                 self.credits.release(payment.uid, payment.dispute_hold, key=key, by=PAYMENT)
             elif payment.dispute_hold is not None:
@@ -234,6 +239,19 @@ class Payments:
             self.store.save(payment)
         self._notify(payment.uid, event_id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
         return "dispute won" if won else "dispute lost"
+
+    def _dispute_settled_unopened(self, payment: Payment, dispute: dict[str, Any], won: bool, key: str) -> Payment:
+        """A dispute closed before its opening was handled: nothing is held, so a won one changes nothing and a lost
+        one takes back at once what is left of the disputed credits, writing off the rest. Its opening, when it
+        comes, finds the dispute recorded and holds nothing."""
+        disputed = credits_for(payment.credits, payment.amount, _whole(dispute.get("amount"), "amount"))
+        if won or not disputed:
+            return replace(payment, disputed=disputed, dispute=WON if won else LOST)
+        taken = self.credits.reclaim(payment.uid, payment.lot, disputed, key=key, pending=False, ttl=REFUND_HOLD,
+                                     memo={"payment": payment.id, "reason": "dispute lost"})
+        return replace(payment, disputed=disputed, dispute_held=taken.taken, dispute=LOST,
+                       taken_back=payment.taken_back + taken.taken,
+                       written_off=payment.written_off + taken.unrecovered)
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
