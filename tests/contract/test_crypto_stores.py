@@ -93,3 +93,13 @@ def test_the_scanners_mark_moves_forward_only(stores: tuple[Any, Any]) -> None:
     assert store.scanned(1) == 100 and store.scanned(5) == 7 and store.scanned(2) is None
     store.mark_scanned(1, 101)
     assert store.scanned(1) == 101
+
+
+@pytest.mark.parametrize("text", ["", "a/b", "a/b/c", "..", "__x__", "x" * 2000])
+def test_text_that_is_no_nonce_or_address_finds_nothing(stores: tuple[Any, Any], text: str) -> None:
+    """The nonce and address of a message a caller sends, and the deposit id an admin's path names, are any text:
+    none is found, never an error (on Firestore, an id with a slash or of a reserved form is an error to ask for)."""
+    wallets, deposits = stores
+    assert wallets.take_challenge(text) is None
+    assert wallets.owner(text) is None
+    assert deposits.deposit(text) is None

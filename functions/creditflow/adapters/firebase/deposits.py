@@ -10,7 +10,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.crypto import Deposit
-from .firestore_layout import document_fields
+from .firestore_layout import document_fields, may_name_document
 
 DESC = firestore.Query.DESCENDING
 
@@ -38,6 +38,8 @@ class FirestoreDeposits:
         mark(self.client.transaction())
 
     def deposit(self, deposit_id: str) -> Deposit | None:
+        if not may_name_document(deposit_id):  # an id from a request path: no deposit has it
+            return None
         snapshot = self.deposits.document(deposit_id).get()
         return _deposit(document_fields(snapshot)) if snapshot.exists else None
 

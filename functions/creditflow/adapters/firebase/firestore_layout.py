@@ -45,6 +45,12 @@ def document_fields(snapshot: Any) -> dict[str, Any]:
     return data
 
 
+def may_name_document(text: str) -> bool:
+    """Whether Firestore takes `text` as a document id: asking for one it refuses (empty, with a slash, `.` or
+    `..`, `__…__`, over 1500 bytes) is an error, where an id from a request should simply name nothing."""
+    return (isinstance(text, str) and 0 < len(text.encode()) <= 1500 and "/" not in text
+            and text not in (".", "..") and not (text.startswith("__") and text.endswith("__")))
+
 
 def idempotency_id(scope: str, key: str) -> str:
     return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()

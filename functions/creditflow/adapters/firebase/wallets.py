@@ -11,7 +11,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.crypto import Wallet, WalletChallenge
-from .firestore_layout import document_fields
+from .firestore_layout import document_fields, may_name_document
 
 
 class FirestoreWallets:
@@ -24,7 +24,7 @@ class FirestoreWallets:
         self.challenges.document(challenge.nonce).create(asdict(challenge))
 
     def take_challenge(self, nonce: str) -> WalletChallenge | None:
-        if not nonce:
+        if not may_name_document(nonce):  # the caller's text: a nonce this store never gave
             return None
         ref = self.challenges.document(nonce)
 
@@ -59,6 +59,8 @@ class FirestoreWallets:
         return remove(self.client.transaction())
 
     def owner(self, address: str) -> Wallet | None:
+        if not may_name_document(address):  # the caller's text: no address linked here
+            return None
         snapshot = self.wallets.document(address).get()
         return Wallet(**document_fields(snapshot)) if snapshot.exists else None
 
