@@ -369,6 +369,28 @@ def test_a_dispute_closed_before_its_opening_arrives_is_settled_by_the_closing(s
     audit = shop.integrity.audit()
     assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
 
+@pytest.mark.parametrize("closed", ["won", "lost"])
+def test_a_refund_while_a_dispute_holds_the_credits_takes_them_back(shop: Platform, client: Any,
+                                                                    stripe_api: FakeStripe, closed: str) -> None:
+    """A disputed payment can still be refunded (an inquiry, or any dispute whose is_charge_refundable is true): the
+    credits the dispute holds are the ones the refund owes back, not credits "spent already" to write off, and the
+    dispute's closing then has none of them left to return."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 30 * CREDIT, "chat")
+    send(client, "charge.dispute.created", dispute(session, 500, "warning_needs_response"))
+    assert send(client, "charge.refunded", charge(session, 200)).json["outcome"] == "refunded"  # 40 credits owed
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 30 * CREDIT)  # 40 taken back, the 30 left still held
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (40 * CREDIT, 0)
+    send(client, "charge.dispute.closed", dispute(session, 500, closed))
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == ((0, 0) if closed == "lost" else (30 * CREDIT, 0))
+    audit = shop.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
+
+
 # -- any interleaving --------------------------------------------------------------------------------------------
 
 STEPS = st.lists(st.one_of(

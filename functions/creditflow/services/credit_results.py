@@ -88,13 +88,16 @@ class Extension(CreditResult):
 @dataclass(frozen=True, kw_only=True)
 class Reclaim(CreditResult):
     """What a refund or dispute took back from one paid lot: `taken` now (held under `hold` while disputed),
-    `unrecovered` spent already."""
+    `unrecovered` spent already; for a refund made while a dispute held credits of the lot, the dispute's hold
+    on what is left (`dispute_hold`, `dispute_held`)."""
 
     hold: str | None
     entry: str | None
     taken: int
     unrecovered: int
     held: int
+    dispute_hold: str | None = None  # the dispute's hold placed again on what the refund left (see `within`)
+    dispute_held: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

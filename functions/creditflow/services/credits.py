@@ -30,7 +30,7 @@ from ..domain.errors import (
     UnknownHold,
     UnknownLot,
 )
-from ..domain.holds import CLIENT, OWNERS, PAYMENT, RELEASED, Hold
+from ..domain.holds import CLIENT, OWNERS, PAYMENT, PENDING, RELEASED, Hold
 from ..domain.idempotency import IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
 from ..domain.outbox import credits_low
@@ -257,18 +257,26 @@ class Credits:
         return self._mutate(Extension, account_id, account_id, "extend", key, request, action, hold_id)
 
     def reclaim(self, uid: str, lot_id: str, amount: int, *, key: str, pending: bool, ttl: timedelta,
-                memo: dict[str, str]) -> Reclaim:
+                memo: dict[str, str], within: str | None = None) -> Reclaim:
         """Take back up to `amount` of what is left of one paid lot, for its payment's refund (posted at once to
         `refund`) or dispute (`pending`: a hold only the payments service closes). What was spent already cannot be
-        taken: `unrecovered` says how much."""
+        taken: `unrecovered` says how much. `within` names the open dispute's hold on this lot, for a refund made
+        while the payment is disputed: the credits it holds are not spent, so the refund takes them first, and the
+        dispute holds what is left of them again, in the same transaction."""
         account_id = user_account(uid)
         amount = require_amount(amount)
-        request = {"lot": lot_id, "amount": amount, "pending": pending, "memo": _memo(memo)}
+        request = {"lot": lot_id, "amount": amount, "pending": pending, "memo": _memo(memo),
+                   **({"within": within} if within is not None else {})}
 
         def action(book: Book, tx: LedgerTransaction) -> Reclaim:
             stored = tx.lots_by_id(account_id, [lot_id])
             if not stored:
                 raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
+            disputed = book.holds.get(within) if within is not None else None
+            held_before = 0
+            if disputed is not None and disputed.status == PENDING:  # let go of it: a hold that lapsed holds nothing
+                held_before = disputed.amount
+                book.release(disputed, key=key, reason="refund", by=PAYMENT)
             lot = book.lots.get(lot_id, stored[0])
             taken = 0 if lot.is_expired(book.now) else min(amount, lot.remaining)
             unrecovered = amount - taken
@@ -285,10 +293,18 @@ class Credits:
                 book.shortfalls.append(Shortfall(account_id, key, memo.get("payment", lot_id), amount, taken,
                                                  f"{memo.get('reason', 'refund')}: spent already, written off",
                                                  book.now))
+            dispute_hold, dispute_held = None, 0
+            lot = book.lots.get(lot_id, lot)
+            again = 0 if lot.is_expired(book.now) else min(held_before, lot.remaining)
+            if again and disputed is not None:  # the dispute holds what the refund left of its credits
+                kept, _ = book.reserve_from_lot(lot, again, target="refund", expires_at=disputed.expires_at, key=key,
+                                                memo={**memo, "reason": "dispute"}, owner=PAYMENT)
+                dispute_hold, dispute_held = kept.id, again
             return Reclaim(hold=hold, entry=entry, taken=taken, unrecovered=amount - taken,
-                           available=book.account.available, held=book.account.held)
+                           available=book.account.available, held=book.account.held, dispute_hold=dispute_hold,
+                           dispute_held=dispute_held)
 
-        return self._mutate(Reclaim, account_id, account_id, "reclaim", key, request, action)
+        return self._mutate(Reclaim, account_id, account_id, "reclaim", key, request, action, within)
 
     def write_off(self, uid: str, amount: int, *, key: str, memo: dict[str, str]) -> WriteOff:
         """Record that `amount` owed back for a payment (a lost dispute) had been spent and is lost: an entry that

@@ -183,10 +183,13 @@ class Payments:
             due = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
             if due <= 0:
                 return "refunded already"
+            disputed = payment.dispute_hold if payment.dispute == OPEN else None  # its credits are not spent
             taken = self.credits.reclaim(payment.uid, payment.lot, due, key=f"stripe-refund-{payment.id}-{refunded}",
                                          pending=False, ttl=REFUND_HOLD, memo={"payment": payment.id,
-                                                                               "reason": "refund"})
+                                                                               "reason": "refund"}, within=disputed)
             payment = payment.refund(refunded, taken.taken, taken.unrecovered)
+            if disputed is not None:  # the dispute now holds what the refund left of its credits
+                payment = replace(payment, dispute_hold=taken.dispute_hold, dispute_held=taken.dispute_held)
             self.store.save(payment)
         self._notify(payment.uid, event_id, "payment.refunded", payment)
         return "refunded"
