@@ -391,6 +391,23 @@ def test_a_refund_while_a_dispute_holds_the_credits_takes_them_back(shop: Platfo
     assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
 
 
+@pytest.mark.parametrize("status", ["warning_closed", "prevented"])
+def test_an_inquiry_closed_without_a_chargeback_returns_the_credits(shop: Platform, client: Any,
+                                                                   stripe_api: FakeStripe, status: str) -> None:
+    """Only a lost dispute costs the money: an inquiry that closes without escalating (warning_closed) or a dispute
+    prevented leaves the payment whole, so the credits held come back and nothing is taken or written off."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 30 * CREDIT, "chat")
+    send(client, "charge.dispute.created", dispute(session, 500, "warning_needs_response"))
+    assert send(client, "charge.dispute.closed", dispute(session, 500, status)).json["outcome"] == "dispute won"
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (70 * CREDIT, 0)
+    [payment] = shop.payments.mine("u")
+    assert (payment.dispute, payment.taken_back, payment.written_off) == ("won", 0, 0)
+    assert shop.integrity.audit().ok
+
+
 # -- any interleaving --------------------------------------------------------------------------------------------
 
 STEPS = st.lists(st.one_of(

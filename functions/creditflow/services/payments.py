@@ -215,9 +215,10 @@ class Payments:
         return "disputed"
 
     def _dispute_closed(self, event_id: str, dispute: dict[str, Any]) -> str:
-        """Won: the held credits return. Lost: they are taken, and what had been spent is written off."""
+        """Lost: the held credits are taken, and what had been spent is written off. Any other closing (won, an
+        inquiry closed without a chargeback, a dispute prevented) costs no money: the held credits return."""
         payment = self._payment_of(dispute)
-        won = dispute.get("status") == "won"
+        won = dispute.get("status") != "lost"  # won, an inquiry closed (warning_closed), prevented: no money lost
         with self._lock(payment.id):
             payment = self._fresh(payment)
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
