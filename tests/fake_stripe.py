@@ -1,7 +1,8 @@
 """A Stripe API server the tests start on loopback, for what localstripe lacks: Checkout Sessions (and the
 Customers they name). It takes the SDK's form encoding (`a[b][0][c]=v`) and answers in Stripe's object shape;
 the SDK is pointed at it with STRIPE_API_BASE. It keeps what it was sent, and answers an Idempotency-Key it saw
-before with the same object, as Stripe does. Also: Stripe's webhook signature scheme, to sign test events."""
+before with the same object, or refuses it when the parameters differ, as Stripe does. Also: Stripe's webhook
+signature scheme, to sign test events."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class FakeStripe:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []  # (path, body, headers)
         self.answers: dict[str, dict[str, Any]] = {}  # by Idempotency-Key
+        self.bodies: dict[str, tuple[str, dict[str, Any]]] = {}  # what each key was first used with
         self.sessions: dict[str, dict[str, Any]] = {}
         self.connections: list[socket.socket] = []
         self.failing = False
@@ -73,8 +75,14 @@ class FakeStripe:
                 if outer.failing:
                     return send_json(self, 500, {"error": {"type": "api_error", "message": "Stripe is down"}})
                 key = self.headers.get("Idempotency-Key", "")
+                if key in outer.answers and outer.bodies.get(key) != (self.path, body):  # as Stripe refuses it
+                    return send_json(self, 400, {"error": {"type": "idempotency_error", "message": (
+                        "Keys for idempotent requests can only be used with the same parameters they were first "
+                        f"used with. Try using a key other than '{key}' if you meant to execute a different "
+                        "request.")}})
                 if key in outer.answers:
                     return send_json(self, 200, outer.answers[key])
+                outer.bodies[key] = (self.path, body)
                 if self.path == "/v1/customers":
                     answer = {"id": f"cus_{uuid.uuid4().hex[:14]}", "object": "customer",
                               "metadata": body.get("metadata", {})}

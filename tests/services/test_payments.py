@@ -123,6 +123,17 @@ def test_checkout_makes_a_session_for_the_pack_and_the_customer_once(shop: Platf
     assert body["success_url"] == shop.settings.payment_success_url
 
 
+def test_a_checkout_key_used_again_for_another_pack_is_a_conflict(shop: Platform, client: Any,
+                                                                  stripe_api: FakeStripe) -> None:
+    """The same Idempotency-Key with a different request is a 409 that says so (Stripe refuses the key's reuse
+    with other parameters), not a 502 blaming Stripe, which no retry would cure."""
+    assert checkout(client, shop, "alice", "k1").status_code == 200
+    other = checkout(client, shop, "alice", "k1", pack="credits-500")
+    assert other.status_code == 409, other.json
+    assert other.headers["Content-Type"] == "application/problem+json"
+    assert other.json["type"].endswith("idempotency-conflict")
+    assert checkout(client, shop, "alice", "k1").status_code == 200  # the first request's retry still works
+
 def test_checkout_refuses_an_unknown_pack_and_says_what_to_configure(tmp_path: Path, shop: Platform,
                                                                     client: Any) -> None:
     unknown = checkout(client, shop, "u", pack="credits-7")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ...domain.errors import IdempotencyConflict
 from ...domain.money import format_credits
 from ...domain.payments import CardDeclined, InvalidWebhook, Pack, PaymentProviderFailed
 
@@ -68,9 +69,13 @@ class StripeCards:
 
     @contextmanager
     def _provider_errors(self) -> Iterator[None]:
-        """Stripe refusing or failing is a 502 that says what Stripe said, not a 500."""
+        """Stripe refusing or failing is a 502 that says what Stripe said, not a 500; an idempotency key of ours
+        that Stripe saw with other parameters is the caller's key reused for another request: a conflict."""
         try:
             yield
+        except self._stripe.IdempotencyError as error:
+            raise IdempotencyConflict("this Idempotency-Key was used for a different request: send a new key for a "
+                                      "new request (a retry sends the same request again)") from error
         except self._stripe.StripeError as error:
             raise PaymentProviderFailed(f"Stripe: {error.user_message or error}") from error
 
