@@ -100,6 +100,6 @@ def signed_at(signature: str) -> int | None:
     """The `t=` timestamp of a Stripe-Signature header (None when it has none: the SDK refuses that)."""
     for part in signature.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), not to int()
             return int(value)
     return None
