@@ -292,7 +292,7 @@ def _tokens(text: str) -> tuple[tuple[str, str, int, int], ...]:
     found = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         parts = item.split(":")
-        if len(parts) != 4 or not parts[2].isdigit():
+        if len(parts) != 4 or not (parts[2].isascii() and parts[2].isdigit()):
             raise ValueError(f"CRYPTO_TOKENS: {item!r} must be SYMBOL:contract:decimals:credits per unit")
         found.append((parts[0], parts[1], int(parts[2]), parse_credits(parts[3])))
     return tuple(found)

@@ -52,7 +52,8 @@ def test_query_parameters_are_checked() -> None:
     for bad in ({"limitToFirst": "1"}, {"orderBy": "$key"}, {"orderBy": "5"}):
         with pytest.raises(InvalidQuery):
             order_by(bad)
-    for bad in ({"limitToFirst": "0"}, {"limitToFirst": "1", "limitToLast": "1"}, {"startAt": "x"},
+    for bad in ({"limitToFirst": "0"}, {"limitToFirst": "²"}, {"limitToLast": "١"},  # digits to isdigit(), not int()
+                {"limitToFirst": "1", "limitToLast": "1"}, {"startAt": "x"},
                 {"equalTo": "1", "startAt": "1"}):
         with pytest.raises(InvalidQuery):
             run_query({"a": 1}, "$value", bad)

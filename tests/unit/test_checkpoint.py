@@ -73,7 +73,8 @@ def test_rotated_keys_still_verify() -> None:
 
 
 @pytest.mark.parametrize("body", ["o\n01\n" + base64.b64encode(ROOT).decode() + "\n", "o\n1\nxx\n",
-                                  "o\n1\n" + base64.b64encode(b"short").decode() + "\n", "\n1\nAA==\n"])
+                                  "o\n1\n" + base64.b64encode(b"short").decode() + "\n", "\n1\nAA==\n",
+                                  "o\n²\n" + base64.b64encode(ROOT).decode() + "\n"])
 def test_malformed_bodies(body: str) -> None:
     with pytest.raises(NoteError):
         parse_checkpoint(body)

@@ -144,7 +144,7 @@ def _fixed_prices(model_id: str, table: object) -> tuple[tuple[int, int, int, in
             raise ValueError(f"model {model_id!r}: per_image maps sizes like 1024x1024 to {{steps: credits}}")
         width, height = (int(side) for side in str(size).split("x"))
         for steps, price in by_steps.items():
-            if not str(steps).isdigit() or not 1 <= int(steps) <= 1000:
+            if not (str(steps).isascii() and str(steps).isdigit()) or not 1 <= int(steps) <= 1000:
                 raise ValueError(f"model {model_id!r}: steps must be a whole number from 1 to 1000")
             micros = parse_credits(str(price))
             if micros <= 0:

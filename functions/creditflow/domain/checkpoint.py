@@ -42,7 +42,7 @@ def parse_checkpoint(body: str) -> Checkpoint:
     if len(lines) < 4 or lines[-1] != "" or not lines[0]:
         raise NoteError("checkpoint body must be origin, size and root hash lines, each ending in a newline")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+    if not (size_text.isascii() and size_text.isdigit()) or (size_text.startswith("0") and size_text != "0"):
         raise NoteError(f"checkpoint tree size {size_text!r} is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)

@@ -162,7 +162,7 @@ def _limit(params: Mapping[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "²" is a digit to isdigit(), not to int()
         raise InvalidQuery(f"{name} must be a positive integer")
     return int(raw)
 

@@ -31,7 +31,8 @@ class RuleError(Exception):
 _PUNCTUATION = ("===", "!==", "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")",
                 "[", "]", ".", ",", "?", ":")
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
-_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+DIGITS = frozenset("0123456789")
 _REGEX = re.compile(r"/((?:\\.|\[(?:\\.|[^\]\\])*\]|[^/\\\n\[])+)/([a-z]*)")
 
 
@@ -63,7 +64,7 @@ def tokenize(source: str) -> list[Token]:
             text, i = _string(source, i)
             tokens.append(Token("str", text, i))
             continue
-        if c.isdigit() or (c == "." and i + 1 < len(source) and source[i + 1].isdigit()):
+        if c in DIGITS or (c == "." and i + 1 < len(source) and source[i + 1] in DIGITS):
             match = _NUMBER.match(source, i)
             assert match is not None
             literal = match.group()

@@ -174,7 +174,7 @@ def moment(text: str) -> datetime:
 
 def tcp_port(text: str) -> int:
     """A TCP port from the command line; 0 takes any free one."""
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; 0 takes any free port)")
     return int(text)
 

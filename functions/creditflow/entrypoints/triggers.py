@@ -77,5 +77,5 @@ def run_dispatched_task(data: dict[str, Any], headers: Mapping[str, str], max_at
     """As `run_job`, numbering the attempt from the header Cloud Tasks sets (`X-CloudTasks-TaskRetryCount`, 0 on
     the first attempt); the attempt is final when it is the queue's last (`max_attempts` of its RetryConfig)."""
     retries = headers.get("X-CloudTasks-TaskRetryCount") or "0"
-    attempt = int(retries) + 1 if retries.isdigit() else 1
+    attempt = int(retries) + 1 if retries.isascii() and retries.isdigit() else 1
     return run_job(data, attempt, attempt >= max_attempts)

@@ -311,7 +311,7 @@ def _text(data: dict[str, Any], name: str) -> str:
 
 def _whole(value: object, name: str) -> int:
     """A positive whole number, given as one or as its digits (Stripe's metadata values are strings)."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidWebhook(f"the event's {name} is not a whole number")

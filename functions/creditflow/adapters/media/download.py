@@ -23,7 +23,7 @@ def download(url: str, *, timeout: float, max_bytes: int, schemes: tuple[str, ..
             if reply.status_code != 200:
                 raise DownloadFailed(f"the URL answered {reply.status_code}", reply.status_code)
             declared = reply.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadFailed(f"it is {declared} bytes, over the {max_bytes} accepted")
             data, deadline = bytearray(), time.monotonic() + timeout
             for chunk in reply.iter_bytes():

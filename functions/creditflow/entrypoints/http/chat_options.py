@@ -25,7 +25,8 @@ def _stop(value: object) -> bool:
 
 def _logit_bias(value: object) -> bool:
     return isinstance(value, dict) and all(
-        isinstance(token, str) and token.isdigit() and type(bias) in (int, float) and -100 <= bias <= 100
+        isinstance(token, str) and token.isascii() and token.isdigit()
+        and isinstance(bias, int | float) and not isinstance(bias, bool) and -100 <= bias <= 100
         for token, bias in value.items())
 
 
