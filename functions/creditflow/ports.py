@@ -47,6 +47,9 @@ class LedgerTransaction(Protocol):
     def expired_holds(self, account_id: str, now: str) -> list[Hold]:
         """Pending holds of the account whose timeout has passed."""
 
+    def pending_holds(self, account_id: str) -> list[Hold]:
+        """Every pending hold of the account."""
+
     def expired_lots(self, account_id: str, now: str) -> list[Lot]:
         """Lots of the account past their expiry with credits still available."""
 

@@ -63,6 +63,8 @@ def test_holds_idempotency_system_totals_and_conflicts(store: LedgerStore) -> No
     store.run(lambda tx: tx.write(changes))
     store.run(lambda tx: tx.write(Changes(system={"usage:chat": SystemTotals(2, -2)})))
     assert store.run(lambda tx: [h.id for h in tx.expired_holds("user:c", T0)]) == ["hold_a"]
+    assert sorted(h.id for h in store.run(lambda tx: tx.pending_holds("user:c"))) == ["hold_a", "hold_b"]
+    assert store.run(lambda tx: tx.pending_holds("user:d")) == []
     assert store.run(lambda tx: tx.hold("user:c", "hold_b")) == holds[1] == store.hold("user:c", "hold_b")
     assert store.hold("user:d", "hold_b") is None
     assert store.run(lambda tx: tx.idempotency("user:c", "k")) == record
@@ -120,6 +122,18 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
     report = integrity.audit()
     assert report.ok, report.findings
     assert report.totals["sum"] == 0
+
+
+def test_a_refund_frees_the_reservations_that_hold_its_lot(on_store: Platform) -> None:
+    credits = on_store.credits
+    credits.open_account("c")
+    lot = credits.grant("c", 5 * CREDIT, source="stripe", lot_kind="paid", key="evt_1", reference="pi_1").lot
+    held = credits.reserve("c", 4 * CREDIT, key="r1").hold
+    taken = credits.reclaim("c", lot, 5 * CREDIT, key="refund-1", pending=False, ttl=timedelta(minutes=5),
+                            memo={"payment": "pi_1", "reason": "refund"})
+    assert (taken.taken, taken.unrecovered, taken.available, taken.held) == (5 * CREDIT, 0, 0, 0)
+    assert on_store.store.hold("user:c", held).status == "released"  # type: ignore[union-attr]
+    assert on_store.integrity.audit().ok
 
 
 # Google's emulator takes transaction locks with a ~2 s timeout and livelocks once 9 or more transactions contend

@@ -328,6 +328,50 @@ def test_credits_spent_before_a_refund_are_written_off_never_below_zero(shop: Pl
     assert (short.owed, short.collected, short.missing) == (100 * CREDIT, 20 * CREDIT, 80 * CREDIT)
 
 
+@pytest.mark.parametrize("owner", ["client", "call"])
+def test_credits_held_for_work_not_done_are_taken_back_not_written_off(shop: Platform, client: Any,
+                                                                       stripe_api: FakeStripe, owner: str) -> None:
+    """Held is not spent: a user who reserves all a payment bought, has it refunded, then releases the reservation
+    must not keep the credits. The refund releases the holds on its lot (the user's own, or a call's in flight, which
+    then pays from the balance and leaves a shortfall where that is empty)."""
+    from creditflow.domain.holds import CALL, CLIENT
+
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 10 * CREDIT, "chat")
+    hold = shop.credits.reserve("u", 90 * CREDIT, key="all-of-it", owner=CLIENT if owner == "client" else CALL).hold
+    assert send(client, "charge.refunded", charge(session, 500)).json["outcome"] == "refunded"
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (90 * CREDIT, 10 * CREDIT)
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 0)
+    if owner == "client":
+        released = client.post("/api/v1/credits/release-reservation", json={"reservationId": hold},
+                               headers={**token(shop, "u"), "Idempotency-Key": "keep-it"})
+        assert released.status_code == 409 and released.json["type"].endswith("/hold-already-released")
+    else:  # the call's reply was delivered: it is charged from the balance, which the refund emptied
+        settled = shop.credits.settle("u", hold, 2 * CREDIT, key="call-ends", charge_if_lapsed=True)
+        assert (settled.charged, settled.shortfall) == (0, 2 * CREDIT)
+    assert available(shop, "u") == 0 and shop.credits.balance("u").held == 0
+    audit = shop.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
+
+
+def test_a_dispute_holds_credits_a_reservation_held(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    mine = shop.credits.reserve("u", 100 * CREDIT, key="all-of-it").hold
+    assert send(client, "charge.dispute.created", dispute(session, 500)).json["outcome"] == "disputed"
+    [payment] = shop.payments.mine("u")
+    assert payment.dispute_held == 100 * CREDIT and shop.credits.balance("u").held == 100 * CREDIT
+    assert client.post("/api/v1/credits/release-reservation", json={"reservationId": mine},
+                       headers={**token(shop, "u"), "Idempotency-Key": "keep-it"}).status_code == 409
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "lost")).json["outcome"] == "dispute lost"
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (100 * CREDIT, 0) and available(shop, "u") == 0
+    assert shop.integrity.audit().ok
+
+
 def test_a_dispute_holds_the_credits_until_it_is_won(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
     session = paid_session(client, shop, stripe_api, "u")
     send(client, "checkout.session.completed", session)

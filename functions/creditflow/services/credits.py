@@ -260,9 +260,10 @@ class Credits:
                 memo: dict[str, str], within: str | None = None) -> Reclaim:
         """Take back up to `amount` of what is left of one paid lot, for its payment's refund (posted at once to
         `refund`) or dispute (`pending`: a hold only the payments service closes). What was spent already cannot be
-        taken: `unrecovered` says how much. `within` names the open dispute's hold on this lot, for a refund made
-        while the payment is disputed: the credits it holds are not spent, so the refund takes them first, and the
-        dispute holds what is left of them again, in the same transaction."""
+        taken: `unrecovered` says how much. Credits of the lot held for work not done yet are not spent: the holds
+        that keep them are released as needed (see `_free_lot`). `within` names the open dispute's hold on this
+        lot, for a refund made while the payment is disputed: the credits it holds are not spent, so the refund
+        takes them first, and the dispute holds what is left of them again, in the same transaction."""
         account_id = user_account(uid)
         amount = require_amount(amount)
         request = {"lot": lot_id, "amount": amount, "pending": pending, "memo": _memo(memo),
@@ -277,7 +278,10 @@ class Credits:
             if disputed is not None and disputed.status == PENDING:  # let go of it: a hold that lapsed holds nothing
                 held_before = disputed.amount
                 book.release(disputed, key=key, reason="refund", by=PAYMENT)
-            lot = book.lots.get(lot_id, stored[0])
+            lot = book.lots.setdefault(lot_id, stored[0])
+            if amount > lot.remaining and lot.held and not lot.is_expired(book.now):
+                self._free_lot(book, tx, lot_id, amount, key=key, reason=memo.get("reason", "refund"))
+                lot = book.lots[lot_id]
             taken = 0 if lot.is_expired(book.now) else min(amount, lot.remaining)
             unrecovered = amount - taken
             hold = entry = None
@@ -305,6 +309,26 @@ class Credits:
                            dispute_held=dispute_held)
 
         return self._mutate(Reclaim, account_id, account_id, "reclaim", key, request, action, within)
+
+    @staticmethod
+    def _free_lot(book: Book, tx: LedgerTransaction, lot_id: str, amount: int, *, key: str, reason: str) -> None:
+        """Release the pending holds that keep credits of the lot, oldest first, until `amount` of it is free: a
+        user's own reservations and the platform's calls and tasks alike (a payment's own hold excepted). Else a
+        user could reserve what a payment bought, have it refunded or charged back, and release the reservation
+        to keep the credits. The work that held them finds its hold gone, as if it had lapsed: a call is charged
+        from the balance, and what that cannot cover is a shortfall."""
+        holding = sorted((hold for hold in tx.pending_holds(book.account.id)
+                          if hold.owner != PAYMENT and any(lot == lot_id for lot, _ in hold.allocations)),
+                         key=lambda hold: (hold.created_at, hold.id))
+        for stored in holding:
+            if book.lots[lot_id].remaining >= amount:
+                return
+            hold = book.holds.setdefault(stored.id, stored)
+            if hold.status != PENDING:
+                continue
+            missing = {lot for lot, _ in hold.allocations} - set(book.lots)
+            book.lots.update((lot.id, lot) for lot in tx.lots_by_id(book.account.id, missing))
+            book.release(hold, key=key, reason=reason)
 
     def write_off(self, uid: str, amount: int, *, key: str, memo: dict[str, str]) -> WriteOff:
         """Record that `amount` owed back for a payment (a lost dispute) had been spent and is lost: an entry that

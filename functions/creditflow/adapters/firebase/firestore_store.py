@@ -84,6 +84,10 @@ class FirestoreTransaction:
         holds = (layout.hold_of(d) for d in self._due(layout.HOLDS, self._index(account_id).due_holds(now)))
         return [h for h in holds if h.account == account_id and h.status == "pending" and h.expires_at <= now]
 
+    def pending_holds(self, account_id: str) -> list[Hold]:
+        holds = (layout.hold_of(d) for d in self._due(layout.HOLDS, sorted(self._index(account_id).holds)))
+        return [h for h in holds if h.account == account_id and h.status == "pending"]
+
     def expired_lots(self, account_id: str, now: str) -> list[Lot]:
         lots = (layout.lot_of(d) for d in self._due(layout.LOTS, self._index(account_id).due_lots(now)))
         return [lot for lot in lots if lot.account == account_id and lot.is_open and lot.remaining > 0
