@@ -177,6 +177,27 @@ def test_a_refund_of_a_top_up_takes_its_credits_back(shop: Platform, localstripe
     assert shop.integrity.audit().ok and not [f for f in shop.integrity.audit().findings if f.check == "payments"]
 
 
+def test_money_taken_back_for_a_refund_never_buys_a_top_up(shop: Platform, localstripe: LocalStripe) -> None:
+    """A refund (or a chargeback) that takes the balance below the threshold is the card's owner getting money back:
+    charging the same card again at once would undo it. Only spending crosses the threshold."""
+    opted_in(shop, localstripe, "eve", 300)
+    topped_up(shop, localstripe, "eve")
+    payment = shop.payments.mine("eve")[0]
+    client = api(localstripe)
+    client.v1.refunds.create(params={"payment_intent": payment.id})
+    charge = client.v1.payment_intents.retrieve(payment.id).latest_charge
+    charge_id = charge if isinstance(charge, str) else charge.id  # type: ignore[union-attr]
+    body, header = signed(event("charge.refunded", client.v1.charges.retrieve(str(charge_id)).to_dict(),
+                                "evt_refund_eve"), SECRET)
+    assert shop_client(shop).post("/webhooks/stripe", data=body,
+                                  headers={"Stripe-Signature": header}).json["outcome"] == "refunded"
+    assert available(shop, "eve") == 40 * CREDIT  # 140 less the 100 refunded: below the threshold of 50
+    assert run_jobs(shop) == 0 and len(shop.payments.mine("eve")) == 1
+    shop.credits.grant("eve", 20 * CREDIT, source="admin", lot_kind="promotional", key="up")  # 60
+    spend(shop, "eve", 20, "later")  # 40: spending crosses it, and buys
+    assert run_jobs(shop) == 1
+
+
 def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe) -> None:
     from creditflow.bootstrap import issue_dev_token
 

@@ -10,7 +10,8 @@ from .errors import InvalidAccount, UnsupportedUid
 USER_PREFIX = "user:"
 ISSUANCE_ACCOUNTS = frozenset({"issuance:welcome", "issuance:stripe", "issuance:crypto", "issuance:admin"})
 USAGE_ACCOUNTS = frozenset({"usage:chat", "usage:image", "usage:vision", "usage:agent", "usage:embedding"})
-SYSTEM_ACCOUNTS = ISSUANCE_ACCOUNTS | USAGE_ACCOUNTS | {"expiry", "refund"}
+REFUND_ACCOUNT = "refund"  # what refunds and disputes take back of the credits a payment bought
+SYSTEM_ACCOUNTS = ISSUANCE_ACCOUNTS | USAGE_ACCOUNTS | {"expiry", REFUND_ACCOUNT}
 # A uid names the user's account, documents (Firestore ids) and Realtime Database paths (/balances/{uid}): RTDB keys
 # cannot hold '.', '$', '#', '[', ']', '/' or control characters, so only uids every store can hold are accepted.
 _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@\-]{0,127}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from ..domain.accounts import USER_PREFIX, UserAccount
+from ..domain.accounts import REFUND_ACCOUNT, USER_PREFIX, UserAccount
 from ..domain.entries import Entry
 from ..domain.jobs import Delivery, Job
 from ..domain.money import format_credits
@@ -55,7 +55,8 @@ class AutoTopUps:
 
     def after_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After each ledger commit: a change that takes an opted-in user's balance below their threshold queues
-        the top-up for that crossing."""
+        the top-up for that crossing. Credits taken back for a refund or a dispute cross nothing: the card's owner
+        is getting money back, and charging the card again at once would undo it."""
         if not entries or self.queue is None or not account.id.startswith(USER_PREFIX):
             return
         first, last = entries[0].fields(), entries[-1].fields()
@@ -64,7 +65,8 @@ class AutoTopUps:
             return
         uid = account.id[len(USER_PREFIX):]
         settings = self._settings_kept(uid)
-        if settings is not None and settings.enabled and before >= settings.threshold > after:
+        if settings is not None and settings.enabled and before >= settings.threshold > after and \
+                not any(entry.fields()["counterparty"] == REFUND_ACCOUNT for entry in entries):
             crossing = f"{uid}:{last['seq']}"
             self.queue.enqueue(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": uid, "crossing": crossing},
                                    queue="high"))
