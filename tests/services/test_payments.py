@@ -187,6 +187,10 @@ def test_failed_payments_notify_and_move_no_money(shop: Platform, client: Any, s
     intent = {"id": "pi_1", "object": "payment_intent", "metadata": {"uid": "u"}}
     assert send(client, "payment_intent.payment_failed", intent).json["outcome"] == "notified"
     assert send(client, "customer.created", {"id": "cus_1"}).json["outcome"] == "ignored"
+    foreign = {"id": "cs_other_product", "object": "checkout.session", "payment_status": "paid", "amount_total": 900,
+               "currency": "usd", "metadata": {"order": "42"}}  # another product on the same Stripe account
+    assert send(client, "checkout.session.completed", foreign).status_code == 200
+    assert send(client, "checkout.session.completed", foreign, "evt_foreign_2").json["outcome"] == "ignored"
     assert shop.payments.mine("u") == [] and available(shop, "u") == 0
     notes = shop.realtime.get("/notifications/u")
     assert [n["kind"] for n in notes.values()] == ["payment.failed", "payment.failed"]  # type: ignore[union-attr]

@@ -133,8 +133,12 @@ class Payments:
         return self._paid(event_id, session)
 
     def _paid(self, event_id: str, session: dict[str, Any]) -> str:
-        """Grant the paid lot, keyed by the session: its completion and async success cannot both grant."""
+        """Grant the paid lot, keyed by the session: its completion and async success cannot both grant. A session
+        this platform did not make (no pack in its metadata: another product on the same Stripe account) is
+        acknowledged and left alone; refused, Stripe would send it again for days and then turn the endpoint off."""
         metadata = session.get("metadata") or {}
+        if not isinstance(metadata, dict) or "pack" not in metadata or "credits" not in metadata:
+            return "ignored"
         return self._grant(event_id, _text(session, "id"), _text(session, "client_reference_id"), metadata,
                            _whole(session.get("amount_total"), "amount_total"), _text(session, "currency"),
                            session.get("payment_intent"))
