@@ -335,6 +335,8 @@ def test_a_pack_is_bought_on_stripe_checkout_and_its_credits_arrive_when_stripe_
     assert "100 cr" in row.inner_text() and "paid" in row.inner_text()
     page.goto(f"{web.url}/#payments?cancelled=1")
     page.get_by_text("Checkout was cancelled: nothing was charged.").wait_for()
+    page.goto(f"{web.url}/#/")  # the balance page lists the notification, with the credits it brought
+    page.get_by_text(re.compile(r"^Payment received: 100 cr credited \(")).wait_for()
 
 
 @pytest.fixture(scope="module")

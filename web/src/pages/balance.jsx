@@ -25,6 +25,13 @@ function NoticeText({ notice }) {
     return <>Task <a href={`#/tasks/${encodeURIComponent(notice.taskId)}`}>{notice.taskId}</a> {notice.state}, charged{" "}
       {credits(notice.charged)} ({when(notice.at)})</>;
   }
+  if (notice.kind === "images.ready") {
+    return <>Images of task <a href={`#/tasks/${encodeURIComponent(notice.taskId)}`}>{notice.taskId}</a> are ready,
+      charged {credits(notice.charged)} ({when(notice.at)})</>;
+  }
+  if (notice.kind === "payment.received") {
+    return <><strong>Payment received</strong>: {credits(notice.credits)} credited ({when(notice.at)})</>;
+  }
   if (notice.type === "low_balance") return <><strong>Low balance</strong>: {notice.message}</>;
   return <><strong>{notice.kind || notice.type || "Notice"}</strong>: {notice.message || ""}</>;
 }
