@@ -5,6 +5,7 @@ declines notify and three in a row turn it off; a refund of a top-up takes its c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,42 @@ def test_a_refund_of_a_top_up_takes_its_credits_back(shop: Platform, localstripe
     assert reply.json["outcome"] == "refunded"
     assert available(shop, "dan") == 90 * CREDIT  # 140 less half of the 100 bought
     assert shop.integrity.audit().ok and not [f for f in shop.integrity.audit().findings if f.check == "payments"]
+
+
+def test_two_crossings_handled_at_once_stay_within_the_monthly_cap(shop: Platform, localstripe: LocalStripe,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two crossings' jobs on two workers (the balance went up and down again while the first card charge was on
+    its way): each reads the month's purchases before charging, so they take turns, and the second sees the first."""
+    import threading
+
+    from creditflow.domain.jobs import Delivery, Job
+    from creditflow.services.auto_top_ups import AUTO_TOP_UP
+
+    opted_in(shop, localstripe, "fay", 100)  # one pack a month
+    cards = shop.payments.require_cards()
+    charge, on_the_way, answer = cards.charge_saved_card, threading.Event(), threading.Event()
+
+    def slow_charge(**details: Any) -> Any:
+        on_the_way.set()
+        answer.wait(5)
+        return charge(**details)
+
+    monkeypatch.setattr(cards, "charge_saved_card", slow_charge)
+    workers = [threading.Thread(target=shop.auto_top_ups, args=(
+        Job(f"auto-top-up:fay:{n}", AUTO_TOP_UP, {"uid": "fay", "crossing": f"fay:{n}"}), Delivery(1, False)))
+        for n in (1, 2)]
+    workers[0].start()
+    assert on_the_way.wait(5)
+    workers[1].start()
+    time.sleep(0.3)  # the second job reads the settings now, while the first charge is on its way
+    answer.set()
+    for worker in workers:
+        worker.join(10)
+    deliver_success(shop, localstripe, "fay")
+    assert len(shop.payments.mine("fay")) == 1
+    assert shop.auto_top_ups.settings("fay").bought_in("2026-01") == 100 * CREDIT
+    notes = shop.realtime.get("/notifications/fay")
+    assert isinstance(notes, dict) and any(n.get("kind") == "payment.auto-top-up-capped" for n in notes.values())
 
 
 def test_money_taken_back_for_a_refund_never_buys_a_top_up(shop: Platform, localstripe: LocalStripe) -> None:

@@ -73,8 +73,13 @@ class AutoTopUps:
 
     def __call__(self, job: Job, delivery: Delivery) -> None:
         """The job of one crossing: pay for the pack on the saved card, within the month's cap. A provider failure
-        raises, and the queue tries again with the same idempotency key."""
+        raises, and the queue tries again with the same idempotency key. One job of a user at a time: two
+        crossings' jobs on two workers would each read the month's purchases before the other's was saved."""
         uid, crossing = str(job.payload["uid"]), str(job.payload["crossing"])
+        with self.payments.one_at_a_time(f"auto-top-up:{uid}"):
+            self._buy(uid, crossing)
+
+    def _buy(self, uid: str, crossing: str) -> None:
         settings = self.settings(uid)
         if not settings.enabled or settings.last_crossing == crossing:
             return

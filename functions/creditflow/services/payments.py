@@ -156,7 +156,7 @@ class Payments:
                intent: object) -> str:
         credits = _whole(metadata.get("credits"), "metadata.credits")
         pack = str(metadata.get("pack", ""))
-        with self._lock(payment_id):
+        with self.one_at_a_time(payment_id):
             if self.store.payment(payment_id) is not None:
                 return "granted already"
             self.credits.open_account(uid)  # a user may pay before anything opened their account
@@ -182,7 +182,7 @@ class Payments:
         lot; what had been spent is written off on the payment."""
         payment = self._payment_of(charge)
         refunded = _whole(charge.get("amount_refunded"), "amount_refunded")
-        with self._lock(payment.id):
+        with self.one_at_a_time(payment.id):
             payment = self._fresh(payment)
             due = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
             if due <= 0:
@@ -202,7 +202,7 @@ class Payments:
         """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""
         payment = self._payment_of(dispute)
         amount = _whole(dispute.get("amount"), "amount")
-        with self._lock(payment.id):
+        with self.one_at_a_time(payment.id):
             payment = self._fresh(payment)
             if payment.dispute is not None:
                 return "disputed already"
@@ -223,7 +223,7 @@ class Payments:
         inquiry closed without a chargeback, a dispute prevented) costs no money: the held credits return."""
         payment = self._payment_of(dispute)
         won = dispute.get("status") != "lost"  # won, an inquiry closed (warning_closed), prevented: no money lost
-        with self._lock(payment.id):
+        with self.one_at_a_time(payment.id):
             payment = self._fresh(payment)
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
             if payment.dispute is None:  # its opening has not come yet (Stripe keeps no order): settle it now
@@ -281,10 +281,11 @@ class Payments:
         return self.store.payment(payment.id) or payment
 
     @contextmanager
-    def _lock(self, payment_id: str) -> Iterator[None]:
+    def one_at_a_time(self, payment_id: str) -> Iterator[None]:
         """One handler of a payment's events at a time: in this process, then across instances by the store's lease
-        (events of one payment read, change and write its record). A lease held elsewhere for long is a 503, and
-        the provider delivers the event again."""
+        (events of one payment read, change and write its record; an auto top-up reads the month's purchases, then
+        pays). A lease held elsewhere for long is a 503, and the provider delivers the event again (a job: the queue
+        tries again)."""
         with self._locks_lock:
             local = self._locks.setdefault(payment_id, threading.Lock())
         with local:
