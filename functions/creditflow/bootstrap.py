@@ -494,11 +494,12 @@ def https_images(settings: Settings) -> Callable[[str], bytes] | None:
     VISION_FETCH_HTTPS is set."""
     if settings.runtime == "local" and not settings.vision_fetch_https:
         return None
-    from .adapters.media.download import DownloadFailed, download
+    from .adapters.media.download import DownloadFailed, download, public_address
 
-    def fetch(url: str) -> bytes:
+    def fetch(url: str) -> bytes:  # the caller's choice of URL: public addresses only, redirects included
         try:
-            return download(url, timeout=settings.ai_timeout_seconds, max_bytes=settings.media_max_upload_bytes)
+            return download(url, timeout=settings.ai_timeout_seconds, max_bytes=settings.media_max_upload_bytes,
+                            allow=public_address)
         except DownloadFailed as failed:
             raise InvalidImagePart(f"the image at {url[:100]} could not be read: {failed.reason}") from failed
 

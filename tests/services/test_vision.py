@@ -221,3 +221,79 @@ def test_a_conversation_sends_the_image_with_its_turn_and_keeps_its_text(seeing:
     kept = client.get(f"/api/v1/conversations/{conversation}", headers=headers).json["history"]
     assert [(m["role"], m["content"]) for m in kept] == [("user", "What is in this picture? [image]"),
                                                          ("assistant", reply.json["text"])]
+
+
+class Listener:
+    """A TCP port on `host` that counts the connections made to it (and answers `reply` to each, if set)."""
+
+    def __init__(self, host: str = "127.0.0.1", reply: bytes = b"") -> None:
+        import socket
+        import threading
+
+        self.accepted = 0
+        self.sock = socket.create_server((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = self.sock.accept()
+                except OSError:
+                    return
+                self.accepted += 1
+                with connection:
+                    connection.settimeout(2)
+                    try:
+                        connection.recv(65536)
+                        if self.reply:
+                            connection.sendall(self.reply)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+def test_an_https_image_part_at_a_private_address_is_refused_without_a_connection(tmp_path: Path,
+                                                                                   host: str) -> None:
+    """Image parts by https URL are the caller's choice of address: one at a loopback or private address (the
+    metadata server, a service inside the network) is refused before anything connects to it."""
+    from creditflow.bootstrap import https_images
+    from creditflow.config import Settings
+    from creditflow.domain.vision import InvalidImagePart
+
+    fetch = https_images(Settings.from_env(runtime="local", data_dir=tmp_path, vision_fetch_https=True))
+    assert fetch is not None
+    listener = Listener()
+    try:
+        with pytest.raises(InvalidImagePart, match="not a public address"):
+            fetch(f"https://{host}:{listener.port}/cat.png")
+        assert listener.accepted == 0
+    finally:
+        listener.close()
+
+
+def test_a_redirect_to_a_private_address_is_not_followed() -> None:
+    """A public image URL that redirects inward is refused at the redirect: the inner address is never asked."""
+    import ipaddress
+
+    from creditflow.adapters.media.download import DownloadFailed, download
+
+    inner = Listener("127.0.0.2", b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret")
+    outer = Listener("127.0.0.1", f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:{inner.port}/latest\r\n"
+                                  "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    try:
+        with pytest.raises(DownloadFailed, match="not a public address"):
+            download(f"http://127.0.0.1:{outer.port}/cat.png", timeout=5, max_bytes=1000, schemes=("http://",),
+                     allow=lambda address: address == ipaddress.ip_address("127.0.0.1"))  # "public" for the test
+        assert outer.accepted == 1 and inner.accepted == 0
+        both = download(f"http://localhost:{outer.port}/cat.png", timeout=5, max_bytes=1000, schemes=("http://",),
+                        allow=lambda address: address.is_loopback)  # where both are allowed, the hop is taken
+        assert both == b"secret" and outer.accepted == 2 and inner.accepted == 1
+    finally:
+        inner.close()
+        outer.close()
