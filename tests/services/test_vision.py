@@ -297,3 +297,20 @@ def test_a_redirect_to_a_private_address_is_not_followed() -> None:
     finally:
         inner.close()
         outer.close()
+
+
+def test_a_multi_picture_jpeg_is_kept_and_labelled_as_the_jpeg_it_is(seeing: Platform, client: Any) -> None:
+    """A camera's MPO (a JPEG with a second picture after it, which Pillow names MPO) is a JPEG: kept as one and
+    served as image/jpeg, never as a PNG labelled image/mpo that no browser shows."""
+    headers = auth(seeing, "mo")
+    out = io.BytesIO()
+    halves(80, 40).save(out, "MPO", save_all=True, append_images=[halves(80, 40, left=(0, 255, 0))])
+    kept = upload(client, headers, out.getvalue(), "image/jpeg")
+    assert kept.status_code == 200, kept.json
+    assert (kept.json["contentType"], kept.json["width"], kept.json["height"]) == ("image/jpeg", 80, 40)
+    assert seeing.blobs is not None
+    stored = seeing.blobs.get(f"users/mo/uploads/{kept.json['id']}")
+    assert stored is not None and stored.content_type == "image/jpeg"
+    assert Image.open(io.BytesIO(stored.data)).format == "JPEG"
+    served = client.get(kept.json["url"])
+    assert served.status_code == 200 and served.mimetype == "image/jpeg"

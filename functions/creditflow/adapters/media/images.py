@@ -44,11 +44,19 @@ def _open(data: bytes, limits: ImageLimits) -> Iterator[Image.Image]:
         except (OSError, ValueError, SyntaxError) as error:  # a header Pillow recognises but cannot parse
             raise InvalidImage(f"a damaged image header: {error}") from error
     with image:
+        if _format(image) not in limits.formats:  # a kind Pillow opened under an accepted format's plugin
+            raise InvalidImage(f"not an image of an accepted format ({', '.join(sorted(limits.formats))})")
         width, height = image.size
         if width < 1 or height < 1 or width * height > limits.max_pixels:
             raise ImageTooLarge(f"the image declares {width}x{height} pixels; at most {limits.max_pixels} pixels "
                                 "are accepted", width=width, height=height, limit=limits.max_pixels)
         yield image
+
+
+def _format(image: Image.Image) -> str:
+    """The format the bytes are, by Pillow's name: a multi-picture JPEG (MPO: a camera's JPEG with more pictures
+    after it, which Pillow's JPEG plugin opens as MPO) is the JPEG its first picture is, and is kept as one."""
+    return "JPEG" if image.format == "MPO" else str(image.format)
 
 
 @contextmanager
@@ -123,7 +131,7 @@ class PillowImages:
 
     def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True) -> ImageFacts:
         with _open(data, limits or self.limits) as image, _decoding("inspect"):
-            format = str(image.format)
+            format = _format(image)
             orientation = _orientation(image)
             metadata = any(key in image.info for key in METADATA) or bool(image.getexif()) or bool(
                 getattr(image, "text", None))
@@ -147,7 +155,7 @@ class PillowImages:
             raise ValueError("thumbnail sides must be at least 16")
         with _open(data, self.limits) as image, _decoding("thumbnails"):
             largest = max(sides)
-            if image.format == "JPEG":
+            if _format(image) == "JPEG":
                 image.draft("RGB", (largest, largest))
             orientation = _orientation(image)
             kept: dict[str | tuple[int, int], Any] = {key: image.info[key] for key in KEPT if key in image.info}
@@ -166,8 +174,9 @@ class PillowImages:
 
     def strip(self, data: bytes) -> bytes:
         with _open(data, self.limits) as image, _decoding("strip"):
-            format = SAVE_AS.get(str(image.format), "PNG")
-            if format == "JPEG" and _orientation(image) == 1:  # nothing to turn: keep its quantisation, lose less
+            format = SAVE_AS.get(_format(image), "PNG")
+            if image.format == "JPEG" and _orientation(image) == 1:  # nothing to turn: keep its quantisation, lose
+                # less (an MPO's first picture is re-encoded: Pillow keeps the tables of a plain JPEG only)
                 image.load()
                 return _save(_bare(image), "JPEG", quality="keep", subsampling="keep")
             return _save(_upright(image), format)
@@ -176,8 +185,8 @@ class PillowImages:
         if max_side < 16:
             raise ValueError("max_side must be at least 16")
         with _open(data, self.limits) as image, _decoding("downscale"):
-            format = "PNG" if image.format == "GIF" else SAVE_AS.get(str(image.format), "PNG")
-            if image.format == "JPEG":
+            format = "PNG" if image.format == "GIF" else SAVE_AS.get(_format(image), "PNG")
+            if format == "JPEG":
                 image.draft("RGB", (max_side, max_side))
             upright = _upright(image)
         upright.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
