@@ -237,6 +237,33 @@ def test_the_charge_is_the_price_of_what_was_delivered_and_the_hold_always_goes(
     assert balance.held == 0 and balance.available == CREDIT - task.charged
 
 
+class Shrunk:
+    """A provider that draws its second and later images at half the size asked (as one that ignores `size` for
+    some of them): each is a real image, but not the one priced."""
+
+    name = "demo"
+
+    def generate(self, model: str, prompt: str, width: int, height: int, steps: int, n: int,
+                 extras: dict[str, Any] | None = None) -> list[GeneratedImage]:
+        return [GeneratedImage(drawn(width if i == 0 else width // 2, height if i == 0 else height // 2, shade=i),
+                               "image/png") for i in range(n)]
+
+
+def test_an_image_smaller_than_asked_is_not_delivered_nor_charged(platform: Platform) -> None:
+    platform.images.providers["demo"] = Shrunk()
+    funded(platform, "u", 1)
+    task = image_task(platform, "u", "small", "a fox", size="512x512", n=3)
+    _, quote = platform.images.quote(None, "512x512", None, 3)
+    assert task.state == SUCCEEDED and task.result["delivered"] == 1, task
+    assert task.charged == quote.per_image and task.reserved == quote.total
+    assert [(i["width"], i["height"]) for i in task.result["images"]] == [(512, 512)]
+    dropped = task.steps["saga"]["validate"]["output"]["dropped"]
+    assert [d["index"] for d in dropped] == [1, 2] and all("256x256" in d["reason"] for d in dropped)
+    assert sorted(objects(platform, "u")) == ["users/u/images/small/0-256.webp", "users/u/images/small/0-512.webp",
+                                              "users/u/images/small/0.png"]
+    assert platform.credits.balance("u").held == 0
+
+
 def test_a_users_images_newest_first_paged_and_deleted(platform: Platform, clock: SteppedClock) -> None:
     funded(platform, "u", 1)
     funded(platform, "other", 1)

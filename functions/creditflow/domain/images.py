@@ -167,6 +167,14 @@ def quote_images(model: Model, width: int, height: int, steps: int, n: int) -> I
                       total=per_image * n, pixel_steps=width * height * steps * n)
 
 
+def check_delivered(width: int, height: int, asked_width: int, asked_height: int) -> None:
+    """An image a provider delivered is the one priced only at the size asked: another size (fewer pixels, or not
+    what was asked for) is not delivered, and not charged."""
+    if (width, height) != (asked_width, asked_height):
+        raise InvalidImage(f"the model drew {width}x{height}, not the {asked_width}x{asked_height} asked and priced",
+                           width=width, height=height)
+
+
 def provider_extras(model: Model, steps: int, asked: dict[str, Any] | None = None) -> dict[str, Any]:
     """The extras to send the provider: the steps as `num_inference_steps` where the model takes them, and the
     caller's `seed` and `negative_prompt` where the model allows them; anything else is refused (the steps are set

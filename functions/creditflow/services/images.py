@@ -8,13 +8,14 @@ the task's hold. Then a saga whose steps are kept in the task's record (services
 reserve records the hold and the prices the rest of the run keeps to; generate calls the provider (retried with
 backoff on 5xx, 429 and timeouts) and stages its bytes beside the task's folder, so that a crash after it does not
 ask the provider again; validate opens each image with Pillow (format, pixel count, the decompression-bomb guard)
-and drops what is not one; store writes the originals (`users/{uid}/images/{taskId}/{n}.{ext}`, their content
-type, cache control and metadata: model, prompt hash, task id) and thumbnails the WebP thumbnails (256 and 512 on
-the long side); settle captures from the task's hold the price of the images delivered, and only those; notify
-tells the user. Each step reports progress on /tasks/{uid}/{taskId}. A permanent failure (the provider refusing
-the prompt, nothing usable delivered) undoes the finished steps, deleting what was stored, and the task flow frees
-the hold; a task that ends in any other way than succeeded has its folder cleared (`abandon`), and `sweep` removes
-whatever a crash left behind for a task that never succeeded."""
+and drops what is not one, or not of the size asked and priced; store writes the originals
+(`users/{uid}/images/{taskId}/{n}.{ext}`, their content type, cache control and metadata: model, prompt hash, task
+id) and thumbnails the WebP thumbnails (256 and 512 on the long side); settle captures from the task's hold the
+price of the images delivered, and only those; notify tells the user. Each step reports progress on
+/tasks/{uid}/{taskId}. A permanent failure (the provider refusing the prompt, nothing usable delivered) undoes the
+finished steps, deleting what was stored, and the task flow frees the hold; a task that ends in any other way than
+succeeded has its folder cleared (`abandon`), and `sweep` removes whatever a crash left behind for a task that never
+succeeded."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from ..domain.images import (
     ImageQuote,
     InvalidImage,
     InvalidImageRequest,
+    check_delivered,
     check_prompt,
     default_size,
     parse_size,
@@ -253,12 +255,14 @@ class ImageGeneration:
         def validate(outputs: dict[str, Any]) -> dict[str, Any]:
             """Each image's header (type, size, the bomb guard) and then its pixels, decoded whole once: by making
             its thumbnails, kept for the thumbnails step (which makes them again only after a crash)."""
+            held = outputs["reserve"]
             kept, dropped = [], []
             for image in outputs["generate"]["images"]:
                 n = image["index"]
                 try:
                     data = self._bytes(fresh, n, f"{base}incoming-{n}")
                     facts = self.tools.inspect(data, self.policy.limits, decode=False)
+                    check_delivered(facts.width, facts.height, held["width"], held["height"])
                     thumbs[n] = self.tools.thumbnails(data, THUMBNAILS)
                 except InvalidImage as refused:  # one bad image is not delivered; the others are
                     dropped.append({"index": n, "reason": refused.detail[:200]})
