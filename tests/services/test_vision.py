@@ -314,3 +314,17 @@ def test_a_multi_picture_jpeg_is_kept_and_labelled_as_the_jpeg_it_is(seeing: Pla
     assert Image.open(io.BytesIO(stored.data)).format == "JPEG"
     served = client.get(kept.json["url"])
     assert served.status_code == 200 and served.mimetype == "image/jpeg"
+
+
+@pytest.mark.parametrize("url", ["https://[::1/cat.png", "https://\u00e9xample..com/cat.png", "https://a.example:0x1/c"])
+def test_an_https_image_part_that_is_no_url_is_refused_as_a_bad_part(tmp_path: Path, url: str) -> None:
+    """A URL that only starts like one (a broken IPv6 literal, a host no IDNA encodes, a port that is no number)
+    is the caller's mistake: a 422 problem, not a 500."""
+    from creditflow.bootstrap import https_images
+    from creditflow.config import Settings
+    from creditflow.domain.vision import InvalidImagePart
+
+    fetch = https_images(Settings.from_env(runtime="local", data_dir=tmp_path, vision_fetch_https=True))
+    assert fetch is not None
+    with pytest.raises(InvalidImagePart, match="could not be read"):
+        fetch(url)

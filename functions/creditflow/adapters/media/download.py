@@ -71,7 +71,7 @@ def download(url: str, *, timeout: float, max_bytes: int, schemes: tuple[str, ..
             raise DownloadFailed(f"it redirected more than {MAX_REDIRECTS} times")
     except httpx2.HTTPError as error:  # timeouts, refused or cut connections
         raise DownloadFailed(f"it could not be downloaded: {type(error).__name__}") from error
-    except ValueError as error:  # a URL httpx2 cannot parse
+    except (httpx2.InvalidURL, ValueError) as error:  # a URL httpx2 cannot parse (a bad port, IPv6 literal, IDNA name)
         raise DownloadFailed(f"it is not a URL that can be fetched: {error}") from error
 
 
