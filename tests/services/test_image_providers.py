@@ -98,6 +98,15 @@ def test_a_download_over_the_size_limit_is_cut_off(upstream: FakeImages) -> None
         small.generate("m", "a fox", 256, 256, 4, 1)
 
 
+def test_a_base64_image_over_the_size_limit_is_refused_as_a_download_is(upstream: FakeImages) -> None:
+    """The same limit for both of a provider's forms: an inline image larger than a download may be is refused
+    before it is decoded, and never reaches the task's folder."""
+    small = provider(upstream, max_download=100)  # a 256x256 PNG from the server is some hundreds of bytes
+    with pytest.raises(ProviderUnavailable, match="over the 100 bytes"):
+        small.generate("m", "a fox", 256, 256, 4, 1)
+    assert len(provider(upstream, max_download=100_000).generate("m", "a fox", 256, 256, 4, 1)) == 1
+
+
 def test_a_stalled_download_times_out(upstream: FakeImages) -> None:
     with pytest.raises(ProviderUnavailable, match="could not be downloaded: ReadTimeout"):
         provider(upstream, response_format="url", download_timeout=0.5).generate("m", "SLOWFILE", 256, 256, 4, 1)

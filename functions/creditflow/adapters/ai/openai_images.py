@@ -2,8 +2,9 @@
 
 `client.images.generate` with the model's extras (steps as `num_inference_steps`, `seed`, `negative_prompt`, made by
 `domain.images.provider_extras`) in `extra_body`. Images come back as base64 or as URLs; a URL is downloaded here,
-with a size limit and a timeout. Failures read as the chat adapter's: ProviderUnavailable (fall back, charge nothing)
-for 5xx, 429, timeouts and unusable replies; ProviderRejected with the provider's message for 400, 413 and 422."""
+with a size limit and a timeout, and base64 is held to the same size limit before it is decoded. Failures read as
+the chat adapter's: ProviderUnavailable (fall back, charge nothing) for 5xx, 429, timeouts and unusable replies;
+ProviderRejected with the provider's message for 400, 413 and 422."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ class OpenAIImages:
 
     def _image(self, item: Any, asked_seed: object) -> GeneratedImage:
         if item.b64_json:
+            if not isinstance(item.b64_json, str) or len(item.b64_json) > self.max_download * 4 // 3 + 4:
+                raise ProviderUnavailable(f"{self.name} sent an inline image over the {self.max_download} bytes "
+                                          "accepted", provider=self.name)
             try:
                 data = base64.b64decode(item.b64_json, validate=True)
             except (binascii.Error, ValueError) as error:
