@@ -264,6 +264,23 @@ def test_an_image_smaller_than_asked_is_not_delivered_nor_charged(platform: Plat
     assert platform.credits.balance("u").held == 0
 
 
+class AllShrunk(Shrunk):
+    def generate(self, model: str, prompt: str, width: int, height: int, steps: int, n: int,
+                 extras: dict[str, Any] | None = None) -> list[GeneratedImage]:
+        return [GeneratedImage(drawn(width // 2, height // 2, shade=i), "image/png") for i in range(n)]
+
+
+def test_a_provider_that_delivers_nothing_usable_is_the_providers_failure(platform: Platform) -> None:
+    """Nothing of the size asked: the provider failed (502 on /v1, retried by the SDKs), not the caller's request
+    (a 422 the caller cannot fix), and nothing is charged."""
+    platform.images.providers["demo"] = AllShrunk()
+    funded(platform, "u", 1)
+    task = image_task(platform, "u", "none", "a fox", size="512x512", n=2)
+    assert task.state == FAILED and task.error["type"] == "provider-unavailable", task.error
+    assert "nothing usable" in task.error["detail"] and task.charged == 0
+    assert platform.credits.balance("u").held == 0 and objects(platform, "u") == []
+
+
 def test_a_users_images_newest_first_paged_and_deleted(platform: Platform, clock: SteppedClock) -> None:
     funded(platform, "u", 1)
     funded(platform, "other", 1)

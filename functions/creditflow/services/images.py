@@ -272,7 +272,9 @@ class ImageGeneration:
                              "seed": image.get("seed")})
             if not kept:
                 reasons = "; ".join(d["reason"] for d in dropped)
-                raise InvalidImage(f"the model delivered nothing usable: {reasons}"[:500])
+                # the provider's failure, not the caller's request: a 502 the SDKs retry, not a 422 to fix
+                raise ProviderUnavailable(f"the model delivered nothing usable: {reasons}"[:500],
+                                          provider=held["provider"])
             return {"images": kept, "dropped": dropped}
 
         def store(outputs: dict[str, Any]) -> dict[str, Any]:
