@@ -448,6 +448,9 @@ def test_a_refund_while_a_dispute_holds_the_credits_takes_them_back(shop: Platfo
     send(client, "charge.dispute.closed", dispute(session, 500, closed))
     balance = shop.credits.balance("u")
     assert (balance.available, balance.held) == ((0, 0) if closed == "lost" else (30 * CREDIT, 0))
+    [payment] = shop.payments.mine("u")  # every credit bought counted once: taken back, written off, or kept
+    assert (payment.taken_back, payment.written_off) == ((70 * CREDIT, 30 * CREDIT) if closed == "lost" else
+                                                         (40 * CREDIT, 0))
     audit = shop.integrity.audit()
     assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
 

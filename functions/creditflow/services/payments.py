@@ -192,6 +192,8 @@ class Payments:
                                          pending=False, ttl=REFUND_HOLD, memo={"payment": payment.id,
                                                                                "reason": "refund"}, within=disputed)
             payment = payment.refund(refunded, taken.taken, taken.unrecovered)
+            if payment.dispute == OPEN:  # what was refunded is in dispute no longer: a lost dispute loses the rest
+                payment = replace(payment, disputed=max(0, payment.disputed - due))
             if disputed is not None:  # the dispute now holds what the refund left of its credits
                 payment = replace(payment, dispute_hold=taken.dispute_hold, dispute_held=taken.dispute_held)
             self.store.save(payment)
