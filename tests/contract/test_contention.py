@@ -94,3 +94,32 @@ def test_a_locked_key_document_is_a_503_on_the_gateway_and_the_api(
     assert document.get().to_dict() == document_seen.to_dict()  # neither wrote anything to the key
     balance = platform.credits.balance("bo")
     assert (balance.available, balance.held) == (50 * CREDIT, 0)  # the chat's ledger hold was given back
+
+
+def test_a_lost_race_in_the_other_firestore_stores_is_a_conflict_not_a_500(
+        firestore_client: Any, firestore_emulator: FirestoreEmulator, monkeypatch: Any) -> None:
+    """Every Firestore adapter runs its transactions one way (firestore_transactions.run_transaction), so a lost race
+    is StoreConflict, a retryable 503. The wallet challenges, payment leases, tasks, deposits, usage rollups and
+    checkpoints used the SDK's decorator alone, whose "Failed to commit transaction" ValueError was a 500."""
+    import pytest
+
+    from creditflow.adapters.firebase import firestore_transactions
+    from creditflow.adapters.firebase.wallets import FirestoreWallets
+    from creditflow.domain.crypto import WalletChallenge
+    from creditflow.domain.errors import StoreConflict
+
+    monkeypatch.setattr(firestore_transactions, "ATTEMPTS", 1)  # one lock timeout, not five
+    wallets = FirestoreWallets(firestore_client)
+    challenge = WalletChallenge("0123456789abcdef", "alice", "0x" + "ab" * 20, 1, "the message",
+                                "2026-01-01T00:00:00.000000Z", "2026-01-01T00:10:00.000000Z")
+    wallets.keep_challenge(challenge)
+    other = firestore_emulator.client(firestore_client.project)  # another instance, mid-transaction
+    blocker = other.transaction()
+    blocker._begin()
+    assert other.collection("wallet_challenges").document(challenge.nonce).get(transaction=blocker).exists
+    try:
+        with pytest.raises(StoreConflict):
+            wallets.take_challenge(challenge.nonce)
+    finally:
+        blocker._rollback()
+    assert wallets.take_challenge(challenge.nonce) == challenge  # nothing was taken by the lost race

@@ -41,6 +41,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from .firestore_transactions import run_transaction
+
 INLINE = 900_000  # bytes of a value kept in its own document; larger ones go to chunks of this size
 CHUNKS_PER_COMMIT = 4  # a commit stays under 4 MiB, the gRPC message limit (the emulator's too)
 ROOT_NS = "root"
@@ -151,7 +153,6 @@ class FirestoreSaver(BaseCheckpointSaver[str]):
             batch.commit()
             return
 
-        @firestore.transactional
         def first_wins(transaction: firestore.Transaction) -> None:
             stored = {snapshot.id for snapshot in self.client.get_all([ref for ref, _, _ in rows],
                                                                       transaction=transaction) if snapshot.exists}
@@ -159,7 +160,7 @@ class FirestoreSaver(BaseCheckpointSaver[str]):
                 if ref.id not in stored:
                     transaction.set(ref, fields)
 
-        first_wins(self.client.transaction())
+        run_transaction(self.client, first_wins)
 
     def _tuple(self, thread_id: str, checkpoint_ns: str, snapshot: firestore.DocumentSnapshot) -> CheckpointTuple:
         fields = snapshot.to_dict() or {}

@@ -11,6 +11,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.crypto import Deposit
 from .firestore_layout import document_fields, may_name_document
+from .firestore_transactions import run_transaction
 
 DESC = firestore.Query.DESCENDING
 
@@ -29,13 +30,12 @@ class FirestoreDeposits:
         """Never backwards: a slower scan finishing late leaves a further mark alone."""
         ref = self.scans.document(str(chain_id))
 
-        @firestore.transactional
         def mark(tx: Any) -> None:
             snapshot = ref.get(transaction=tx)
             if not snapshot.exists or int(document_fields(snapshot)["block"]) < block:
                 tx.set(ref, {"block": block})
 
-        mark(self.client.transaction())
+        run_transaction(self.client, mark)
 
     def deposit(self, deposit_id: str) -> Deposit | None:
         if not may_name_document(deposit_id):  # an id from a request path: no deposit has it

@@ -11,13 +11,15 @@ from google.cloud import firestore
 from ...domain.errors import StoreConflict
 
 T = TypeVar("T")
+ATTEMPTS = 5  # the SDK's own default
 
 
-def run_transaction(client: Any, body: Callable[[firestore.Transaction], T], attempts: int) -> T:
-    """Run `body` in a transaction, `attempts` times at most (the SDK begins again after an ABORTED commit, with
-    backoff); a transaction that still loses raises StoreConflict, which callers answer with a retryable 503."""
+def run_transaction(client: Any, body: Callable[[firestore.Transaction], T], attempts: int | None = None) -> T:
+    """Run `body` in a transaction, `attempts` (ATTEMPTS) times at most (the SDK begins again after an ABORTED
+    commit, with backoff); a transaction that still loses raises StoreConflict, which callers answer with a
+    retryable 503 (the SDK's own ValueError was a 500)."""
     try:
-        return firestore.transactional(body)(client.transaction(max_attempts=attempts))
+        return firestore.transactional(body)(client.transaction(max_attempts=attempts or ATTEMPTS))
     except google_errors.Aborted as error:
         raise StoreConflict(str(error)) from error
     except ValueError as error:  # "Failed to commit transaction in N attempts", caused by the last ABORTED

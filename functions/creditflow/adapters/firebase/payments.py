@@ -13,6 +13,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.payments import AutoTopUp, Payment
 from .firestore_layout import document_fields
+from .firestore_transactions import run_transaction
 
 DESC = firestore.Query.DESCENDING
 
@@ -74,7 +75,6 @@ class FirestorePayments:
     def take_lease(self, payment_id: str, holder: str, until: float) -> bool:
         ref = self.leases.document(payment_id)
 
-        @firestore.transactional
         def take(tx: Any) -> bool:
             snapshot = ref.get(transaction=tx)
             if snapshot.exists:
@@ -84,15 +84,14 @@ class FirestorePayments:
             tx.set(ref, {"holder": holder, "until": until})
             return True
 
-        return take(self.client.transaction())
+        return run_transaction(self.client, take)
 
     def end_lease(self, payment_id: str, holder: str) -> None:
         ref = self.leases.document(payment_id)
 
-        @firestore.transactional
         def end(tx: Any) -> None:
             snapshot = ref.get(transaction=tx)
             if snapshot.exists and document_fields(snapshot)["holder"] == holder:
                 tx.delete(ref)
 
-        end(self.client.transaction())
+        run_transaction(self.client, end)

@@ -11,6 +11,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.outbox import DeadLetter, OutboxEvent
 from ...domain.tasks import Task, task_of, task_record
+from .firestore_transactions import run_transaction
 
 TASKS, OUTBOX, DEAD_LETTERS = "tasks", "outbox", "dead_letters"
 DESC = firestore.Query.DESCENDING
@@ -32,7 +33,6 @@ class FirestoreTasks:
     def create(self, task: Task, events: Iterable[OutboxEvent] = ()) -> bool:
         ref = self.tasks.document(_doc_id(task.uid, task.id))
 
-        @firestore.transactional
         def add(tx: firestore.Transaction) -> bool:
             if ref.get(transaction=tx).exists:
                 return False
@@ -40,7 +40,7 @@ class FirestoreTasks:
             self._write_events(tx, events)
             return True
 
-        return add(self.client.transaction())
+        return run_transaction(self.client, add)
 
     def get(self, uid: str, task_id: str) -> Task | None:
         snapshot = self.tasks.document(_doc_id(uid, task_id)).get()
@@ -53,7 +53,6 @@ class FirestoreTasks:
     def save(self, task: Task, events: Iterable[OutboxEvent] = ()) -> bool:
         ref = self.tasks.document(_doc_id(task.uid, task.id))
 
-        @firestore.transactional
         def put(tx: firestore.Transaction) -> bool:
             stored = ref.get(transaction=tx)
             if not stored.exists or stored.get("version") != task.version - 1:
@@ -62,7 +61,7 @@ class FirestoreTasks:
             self._write_events(tx, events)
             return True
 
-        return put(self.client.transaction())
+        return run_transaction(self.client, put)
 
     def of_user(self, uid: str, *, states: frozenset[str] | None, kind: str | None, limit: int,
                 before: str | None) -> list[Task]:
@@ -108,7 +107,6 @@ class FirestoreTasks:
     def mark_replayed(self, letter_id: str, at: str) -> bool:
         ref = self.client.collection(DEAD_LETTERS).document(letter_id.replace("/", "_"))
 
-        @firestore.transactional
         def mark(tx: firestore.Transaction) -> bool:
             stored = ref.get(transaction=tx)
             if not stored.exists or stored.get("replayed_at") is not None:
@@ -116,4 +114,4 @@ class FirestoreTasks:
             tx.update(ref, {"replayed_at": at})
             return True
 
-        return mark(self.client.transaction())
+        return run_transaction(self.client, mark)

@@ -14,6 +14,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...services.analytics import RollupKey
+from .firestore_transactions import run_transaction
 
 SHARDS = 16
 BATCH = 400  # under a batch's 500 writes
@@ -35,7 +36,6 @@ class FirestoreUsageRollups:
         self.counted = client.collection("usage_counted")
 
     def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
-        @firestore.transactional
         def count(transaction: firestore.Transaction) -> None:
             markers = [self.counted.document(entry_id) for entry_id, *_ in items]
             seen = {snapshot.id for snapshot in transaction.get_all(markers) if snapshot.exists}
@@ -49,7 +49,7 @@ class FirestoreUsageRollups:
                     "charged": firestore.Increment(charged), "settles": firestore.Increment(settles),
                     "releases": firestore.Increment(releases)}, merge=True)
 
-        count(self.client.transaction())
+        run_transaction(self.client, count)
 
     def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
         totals: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0, 0])

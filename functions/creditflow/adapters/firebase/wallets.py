@@ -12,6 +12,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.crypto import Wallet, WalletChallenge
 from .firestore_layout import document_fields, may_name_document
+from .firestore_transactions import run_transaction
 
 
 class FirestoreWallets:
@@ -28,7 +29,6 @@ class FirestoreWallets:
             return None
         ref = self.challenges.document(nonce)
 
-        @firestore.transactional
         def take(tx: Any) -> WalletChallenge | None:
             snapshot = ref.get(transaction=tx)
             if not snapshot.exists:
@@ -36,7 +36,7 @@ class FirestoreWallets:
             tx.delete(ref)
             return WalletChallenge(**document_fields(snapshot))
 
-        return take(self.client.transaction())
+        return run_transaction(self.client, take)
 
     def link(self, wallet: Wallet) -> Wallet:
         with contextlib.suppress(AlreadyExists):  # linked already (maybe to another user): that link stays
@@ -48,7 +48,6 @@ class FirestoreWallets:
     def unlink(self, address: str, uid: str) -> bool:
         ref = self.wallets.document(address)
 
-        @firestore.transactional
         def remove(tx: Any) -> bool:
             snapshot = ref.get(transaction=tx)
             if not snapshot.exists or document_fields(snapshot)["uid"] != uid:
@@ -56,7 +55,7 @@ class FirestoreWallets:
             tx.delete(ref)
             return True
 
-        return remove(self.client.transaction())
+        return run_transaction(self.client, remove)
 
     def owner(self, address: str) -> Wallet | None:
         if not may_name_document(address):  # the caller's text: no address linked here
