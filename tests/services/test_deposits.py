@@ -177,6 +177,26 @@ def test_a_deposit_from_a_wallet_nobody_linked_waits_for_an_admin(scene: Scene) 
     assert scene.balance("dave") == 50 * CREDIT
 
 
+def test_a_parked_deposit_of_a_token_no_longer_accepted_is_refused_in_words(scene: Scene) -> None:
+    from dataclasses import replace as changed
+
+    from creditflow.domain.crypto import TokenNotAccepted
+    from creditflow.entrypoints.http.statuses import status_of
+
+    stranger = scene.accounts[5]
+    send_eth(scene.w3, stranger, scene.deposit_to, ETHER // 20)
+    mine(scene.w3, CONFIRMATIONS)
+    assert scene.platform.deposits.scan().parked == 1
+    [parked] = scene.platform.deposits.all(PARKED)
+    rules = scene.platform.deposits.rules
+    assert rules is not None
+    scene.platform.deposits.rules = changed(rules, tokens=tuple(t for t in rules.tokens if t.symbol != "ETH"))
+    with pytest.raises(TokenNotAccepted) as refused:
+        scene.platform.deposits.credit_parked(parked.id, "dave", "admin-1")
+    assert status_of(refused.value) == 409 and "ETH" in refused.value.detail
+    assert scene.platform.deposits.all(PARKED) == [parked] and scene.balance("dave") == 0
+
+
 def test_tokens_not_on_the_allowlist_and_failed_transfers_credit_nothing(scene: Scene, chain: dict[str, Any]) -> None:
     erin = scene.accounts[5]
     scene.link("erin", erin)

@@ -40,6 +40,13 @@ class CryptoNotConfigured(LedgerError):
     title = "Crypto top-ups are not configured"
 
 
+class TokenNotAccepted(LedgerError):
+    """A parked deposit's coin or token was taken off CRYPTO_TOKENS since it arrived: its rate is unknown."""
+
+    code = "token-not-accepted"
+    title = "Token no longer accepted"
+
+
 class UnknownDeposit(LedgerError):
     code = "unknown-deposit"
     title = "Unknown deposit"
@@ -187,7 +194,11 @@ class DepositRules:
         return None
 
     def by_symbol(self, symbol: str) -> Token:
-        return next(t for t in self.tokens if t.symbol == symbol)
+        for token in self.tokens:
+            if token.symbol == symbol:
+                return token
+        raise TokenNotAccepted(f"{symbol} is no longer among CRYPTO_TOKENS, so its rate is unknown: add it back to "
+                               "credit this deposit, or send it back and record the refund", token=symbol)
 
     @property
     def contracts(self) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     tasks.TaskConflict: 409,
     payments.AutoTopUpRefused: 409,
     crypto.DepositReviewed: 409,
+    crypto.TokenNotAccepted: 409,
     crypto.WalletTaken: 409,
     images.ImageTooLarge: 413,
     images.InvalidImageRequest: 422,
