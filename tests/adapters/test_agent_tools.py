@@ -34,6 +34,9 @@ def test_arithmetic_computes(expression: str, value: str) -> None:
     ("9 ** 9 ** 9", "the power is too large"),
     ("2 ** 333", "the power is too large"),
     ("10 ** 101", "the power is too large"),
+    ("0.5 ** -10000", "the power is too large"),  # a float power overflowed: an OverflowError failed the task
+    ("1e-100 ** -4", "the power is too large"),
+    ("(1 / 3) ** -1000", "the power is too large"),
     ("1e300", "too large"),
     ("10 ** 60 * 10 ** 60", "too large"),
     ("1 / 0", "division by zero"),
@@ -53,6 +56,12 @@ def test_huge_powers_are_refused_before_they_are_computed() -> None:
     with pytest.raises(ToolRefused):
         arithmetic("99999 ** 99999 ** 99")
     assert time.perf_counter() - started < 0.5
+
+
+def test_an_overflowing_power_comes_back_to_the_model_as_text() -> None:
+    """Not an OverflowError out of the tools node, which failed the whole agent task on every retry."""
+    answer = call_tool(None, ("arithmetic",), "arithmetic", '{"expression": "0.5 ** -10000"}')  # type: ignore[arg-type]
+    assert answer == "error: the power is too large (results are limited to 1e100)"
 
 
 def test_arguments_must_fit_the_schema() -> None:

@@ -37,12 +37,16 @@ def _bounded(value: int | float) -> int | float:
 
 
 def _power(base: int | float, exponent: int | float) -> int | float:
-    """base ** exponent, refused before it is computed when the result would pass the bound."""
-    if abs(base) > 1 and exponent > 0 and exponent * math.log10(abs(base)) > 100:
-        raise ToolRefused("the power is too large (results are limited to 1e100)")
+    """base ** exponent, refused before it is computed when the result would pass the bound: a large base to a
+    positive power, and as much a small one (0.5, 1e-60) to a negative power, whose float overflowed."""
     if base == 0 and exponent < 0:
         raise ToolRefused("zero cannot be raised to a negative power")
-    result = base ** exponent
+    if base != 0 and abs(base) != 1 and exponent * math.log10(abs(base)) > 100:
+        raise ToolRefused("the power is too large (results are limited to 1e100)")
+    try:
+        result = base ** exponent
+    except OverflowError:  # a float power past the bound the estimate above let through by a rounding
+        raise ToolRefused("the power is too large (results are limited to 1e100)") from None
     if isinstance(result, complex):
         raise ToolRefused("the result is not a real number")
     return result
