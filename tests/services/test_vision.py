@@ -210,6 +210,34 @@ def test_an_agent_looks_at_its_users_image_and_never_at_anothers(seeing: Platfor
     assert refused.startswith("error: you have no upload")
 
 
+def test_an_agent_looking_past_its_tasks_limit_is_told_so_and_nothing_is_charged(seeing: Platform,
+                                                                                client: Any) -> None:
+    """The look's estimate is above what is left of the task's hold: the tool refuses (the model then answers with
+    what it has, or its next call stops the agent at its limit), as the model node does. A BudgetExhausted out of
+    the tools node failed the whole agent task, its partial result lost, instead."""
+    import json
+    from types import SimpleNamespace
+
+    from creditflow.adapters.ai.agent_tools import call_tool
+    from creditflow.domain.tasks import Task, TaskRequest
+    from creditflow.services.chat import Budget
+    from creditflow.services.task_runs import AgentContextOfTask
+
+    headers = auth(seeing, "kim")
+    mine = upload(client, headers, encoded(halves(120, 60), "PNG")).json["reference"]
+    task = Task("agent2", "kim", TaskRequest(kind="agent", input="look"), "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z")
+    run = seeing.tasks.runs["agent"]
+    almost_spent = Budget("kim", "hold-of-the-task", 1, "2026-01-01T01:00:00Z", 1000)
+    context = AgentContextOfTask(SimpleNamespace(task=task, budget=almost_spent), run.chat,  # type: ignore[arg-type]
+                                 run.conversations, lambda key, reply: None, dict, run.start_image)
+    before = balance(seeing, "kim")
+    seen = call_tool(context, ("look_at_image",), "look_at_image",
+                     json.dumps({"image": mine, "question": "what colours?"}), "c1")
+    assert seen.startswith("error: ") and "limit" in seen
+    assert balance(seeing, "kim") == before and almost_spent.remaining == 1
+
+
 
 def test_a_conversation_sends_the_image_with_its_turn_and_keeps_its_text(seeing: Platform, client: Any) -> None:
     headers = auth(seeing, "max")

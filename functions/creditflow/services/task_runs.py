@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from ..domain.agents import AGENTS, AgentLimits
 from ..domain.catalog import UnknownModel
-from ..domain.errors import LedgerError
+from ..domain.errors import BudgetExhausted, ContextTooLong, LedgerError, OverRequestLimit
 from ..domain.images import InvalidImage
 from ..domain.money import format_credits, money
 from ..domain.replies import ChatReply
@@ -228,7 +228,8 @@ class AgentContextOfTask:
     def look(self, image: str, question: str, call: str) -> str:
         """A vision model's answer about one of the owner's images (upload:<id>, image:<taskId>.<n> or a data: URL),
         charged from this task's budget and keyed by this task and the call: a resumed run that looks again gets
-        the answer recorded, not a second charge. LookupError when the image cannot be read or no model can."""
+        the answer recorded, not a second charge. LookupError when the image cannot be read or no model can, or
+        the look would pass the task's credit limit (or the user's per-request cap)."""
         key = f"task:{self.task_id}:look:{call}"
         done = self.recorded().get(key)
         if done is not None:
@@ -239,6 +240,8 @@ class AgentContextOfTask:
             result = self.chat.chat(self.uid, messages, key=key, budget=self.context.budget)
         except (UnknownModel, InvalidImagePart, UnknownUpload, InvalidImage) as refused:
             raise LookupError(refused.detail) from None
+        except (BudgetExhausted, OverRequestLimit, ContextTooLong) as refused:  # refused before anything was held:
+            raise LookupError(refused.detail) from None  # the model is told, the task is not failed for it
         self.record(key, {"text": result.text})
         return result.text
 
