@@ -101,3 +101,31 @@ def test_undo_after_a_cancel_undoes_the_finished_steps_once(platform: Platform) 
 def test_step_names_are_unique() -> None:
     with pytest.raises(ValueError):
         Saga("x", (Step("a", lambda _: 1), Step("a", lambda _: 2)))
+
+
+def test_a_crash_in_the_middle_of_undoing_is_finished_by_the_next_delivery(platform: Platform) -> None:
+    """Undoing after a permanent failure crashed after the first undo was recorded: the next delivery undoes the
+    rest (it saw one step undone and gave up, leaving `reserve` and `generate` done and never compensated)."""
+    a_task(platform, "half-undone")
+    world = World(set(), "thumbnail")
+    steps = [world.step(name) for name in STEPS]
+    crashed: list[str] = []
+
+    def undo_generate_once(output: Any) -> None:
+        if not crashed:
+            crashed.append("generate")
+            raise Crash("generate's undo")
+        world.undone.append("generate")
+
+    steps[1] = Step("generate", steps[1].run, undo_generate_once)
+    saga = Saga("image", tuple(steps))
+    journal = platform.tasks.journal("u", "half-undone")
+    with pytest.raises(Crash):
+        saga.run(journal)
+    assert world.undone == ["store"]
+    with pytest.raises(SagaFailed):  # the queue delivers the task again
+        saga.run(journal)
+    assert world.undone == ["store", "generate", "reserve"]
+    with pytest.raises(SagaFailed):
+        saga.run(journal)
+    assert world.undone == ["store", "generate", "reserve"]

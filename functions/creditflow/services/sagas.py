@@ -67,9 +67,10 @@ class Saga:
     def run(self, journal: Journal, progress: Callable[[int, int, str], None] | None = None) -> Outputs:
         """Run the steps not yet done, in order; returns every step's output."""
         entries = journal.load()
-        if any(entry.get("status") == UNDONE for entry in entries.values()):
-            raise SagaFailed(self._failed_step(entries), "it failed earlier and was undone")
         outputs: Outputs = {name: entry["output"] for name, entry in entries.items() if entry.get("status") == DONE}
+        if any(entry.get("status") == UNDONE for entry in entries.values()):
+            self._undo(journal, outputs)  # a crash may have cut the undoing short: the steps still done are undone
+            raise SagaFailed(self._failed_step(entries), "it failed earlier and was undone")
         for n, step in enumerate(self.steps):
             if step.name in outputs:
                 continue
