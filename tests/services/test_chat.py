@@ -461,3 +461,24 @@ def test_streams_reuse_the_providers_connection(ai: Platform, upstream: FakeOpen
         list(ai.chat.stream("u", ask("again"), key=f"re{n}", model=LLAMA))
         ai.chat.chat("u", ask("and plain"), key=f"rp{n}", model=LLAMA)
     assert len(upstream.connections) == 1  # the SDK's own stream would open one per call
+
+
+def test_a_task_call_made_again_after_a_crash_is_charged_once(ai: Platform) -> None:
+    """A task's model call is captured from the task's hold under a key of the task's step. A worker that died
+    after the capture and before the reply was recorded makes the call again on redelivery; the provider answers
+    with other usage (as a real model does). The step was charged: the first capture stands, not a conflict that
+    failed the task and showed it the internal key."""
+    from creditflow.domain.holds import TASK
+    from creditflow.services.chat import Budget
+
+    funded(ai, "u", 1)
+    hold = ai.credits.reserve("u", CREDIT // 2, key="task:t:hold", owner=TASK)
+    budget = Budget("u", hold.hold, CREDIT // 2, hold.expires_at, CREDIT // 2)
+    first = ai.chat.chat("u", ask("a question"), key="task:t:model:0", model=LLAMA, budget=budget)
+    again = Budget("u", hold.hold, CREDIT // 2, hold.expires_at, CREDIT // 2)  # the redelivered run's view
+    second = ai.chat.chat("u", ask("NOUSAGE a question"), key="task:t:model:0", model=LLAMA,  # other usage
+                          budget=again)
+    assert second.charged == first.charged and again.hold == budget.hold and again.remaining == budget.remaining
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT // 2, CREDIT // 2 - first.charged)
+    assert len(ai.credits.history("u", kinds=frozenset({"settle"}))[0]) == 1

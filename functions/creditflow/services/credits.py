@@ -210,11 +210,14 @@ class Credits:
     def capture(self, uid: str, hold_id: str, amount: int, *, key: str,
                 memo: dict[str, str] | None = None) -> Capture:
         """Charge `amount` from a pending hold and keep the rest held under a new hold id (`hold`, None when
-        nothing is left): a task's budget, spent call by call, each capture once per key."""
+        nothing is left): a task's budget, spent call by call, each capture once per key. A capture made again
+        under its key gets the first one, whatever it asks now: a task step that a crash made run again (its model
+        called again, with other usage) was charged the first time, and that charge stands."""
         account_id = user_account(uid)
         amount = require_amount(amount, allow_zero=True)
-        # not the hold id: a task resumed after a crash names the hold the capture left, and must get the capture
-        request = {"capture": amount, "memo": _memo(memo)}
+        # not the hold id (a task resumed after a crash names the hold the capture left), nor the amount and memo
+        # (measured again by the step run again): the key alone names the capture
+        request: dict[str, Any] = {}
 
         def action(book: Book, tx: LedgerTransaction) -> Capture:
             kept, entry = book.capture(self._hold_of(book, hold_id), amount, key=key, memo=memo,
