@@ -99,7 +99,7 @@ def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: Stepped
                                                      "model": LLAMA, "maxCredits": 1})
         task = platform.tasks.run("u", "agent9") if not task.terminal else task
         assert task.state == SUCCEEDED, task.error
-        image_id = image_task_id("agent9", "call_1")
+        image_id = image_task_id("agent9", "1:call_1")  # the run's first tool call, its id call_1
         image = platform.tasks.get("u", image_id)
         assert image.request.kind == "image" and image.state == ACCEPTED and image.reserved > 0
         assert image_id in task.result["text"]

@@ -286,3 +286,33 @@ def test_a_tool_the_agent_does_not_have_is_refused(ai: Platform, agents: LangGra
 def test_an_unknown_agent_is_refused(ai: Platform, agents: LangGraphAgents) -> None:
     with pytest.raises(ValueError, match="unknown agent"):
         agents.run(TaskContext(ai, "alice", "t13"), "poet", "hi", limits=AgentLimits())
+
+
+class SameIds(TaskContext):
+    """A model served by a server that numbers its tool calls afresh in each reply (call_1 every time), as some
+    OpenAI-compatible servers do: two looks in two turns, then an answer. Records what each look was named by."""
+
+    def __init__(self, platform: Platform, uid: str, task_id: str) -> None:
+        super().__init__(platform, uid, task_id)
+        self.looks: list[str] = []
+
+    def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,
+                 max_tokens: int | None = None) -> ChatReply:
+        if step < 2:
+            call = {"id": "call_1", "type": "function", "function": {
+                "name": "look_at_image", "arguments": json.dumps({"image": f"upload:{step}", "question": "what?"})}}
+            return ChatReply("", LLAMA, 10, 5, "tool_calls", [call])
+        return ChatReply("two looks", LLAMA, 10, 5, "stop", None)
+
+    def look(self, image: str, question: str, call: str) -> str:
+        self.looks.append(call)
+        return f"seen {image}"
+
+
+def test_two_tool_calls_with_one_id_are_two_calls(ai: Platform, agents: LangGraphAgents) -> None:
+    """A tool call is named by its place among the run's calls as well as its id: a second look (or image task)
+    under a reused id is a look of its own, not the first one's recorded answer given for free."""
+    context = SameIds(ai, "alice", "t-ids")
+    outcome = agents.run(context, "analysis", "look twice", limits=AgentLimits())
+    assert outcome.status == "done" and len(context.looks) == 2 and len(set(context.looks)) == 2, context.looks
+    assert all(ref.endswith("call_1") for ref in context.looks)

@@ -183,8 +183,9 @@ def checked_arguments(tool: Tool, raw: str) -> dict[str, Any]:
 
 
 def call_tool(context: AgentContext, allowed: tuple[str, ...], name: str, raw_arguments: str, call: str = "") -> str:
-    """Run one tool call for the context's user; a refusal comes back as text the model can act on. `call` is the
-    call's id in the model's reply (the same when a resumed run makes the call again)."""
+    """Run one tool call for the context's user; a refusal comes back as text the model can act on. `call` names
+    the call: its place among the run's tool calls and its id in the model's reply (the same when a resumed run
+    makes the call again; two calls a server gave one id are two calls)."""
     tool = TOOLS.get(name) if name in allowed else None
     if tool is None:
         return f"error: there is no tool {name!r}"

@@ -101,10 +101,11 @@ def _tools(state: AgentState, runtime: Runtime[Run]) -> dict[str, Any]:
     calls = state["messages"][-1].get("tool_calls") or []
     if state["tool_calls"] + len(calls) > run.limits.max_tool_calls:
         return {"ended": {"status": "stopped", "reason": f"tool call limit ({run.limits.max_tool_calls}) reached"}}
+    made = state["tool_calls"]  # checkpointed: the same numbers when a resumed run makes these calls again
     results = [{"role": "tool", "tool_call_id": call.get("id", ""),
                 "content": call_tool(run.context, run.spec.tools, call.get("function", {}).get("name", ""),
-                                     call.get("function", {}).get("arguments", ""), str(call.get("id", "")))}
-               for call in calls]
+                                     call.get("function", {}).get("arguments", ""), f"{made + n}:{call.get('id', '')}")}
+               for n, call in enumerate(calls, 1)]
     return {"messages": results, "tool_calls": state["tool_calls"] + len(calls)}
 
 
