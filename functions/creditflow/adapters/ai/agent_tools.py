@@ -175,10 +175,13 @@ def checked_arguments(tool: Tool, raw: str) -> dict[str, Any]:
     if missing:
         raise ToolRefused(f"missing arguments: {', '.join(missing)}")
     for name, value in args.items():
-        wanted = schema["properties"][name]["type"]
+        field = schema["properties"][name]
+        wanted = field["type"]
         if (wanted == "string" and not isinstance(value, str)) or (
                 wanted == "integer" and (isinstance(value, bool) or not isinstance(value, int))):
             raise ToolRefused(f"{name} must be a {wanted}")
+        if wanted == "integer" and not field.get("minimum", value) <= value <= field.get("maximum", value):
+            raise ToolRefused(f"{name} must be from {field.get('minimum', '…')} to {field.get('maximum', '…')}")
     return args
 
 
