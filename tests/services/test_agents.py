@@ -16,7 +16,7 @@ from creditflow.adapters.ai.agents import LangGraphAgents, thread_of
 from creditflow.adapters.local.agent_checkpoints import sqlite_checkpointer
 from creditflow.bootstrap import Platform
 from creditflow.domain.agents import AgentLimits
-from creditflow.domain.errors import BudgetExhausted
+from creditflow.domain.errors import BudgetExhausted, ContextTooLong
 from creditflow.domain.pricing import estimate, prompt_tokens
 from creditflow.domain.replies import ChatReply
 from creditflow.ports import Messages
@@ -316,3 +316,22 @@ def test_two_tool_calls_with_one_id_are_two_calls(ai: Platform, agents: LangGrap
     outcome = agents.run(context, "analysis", "look twice", limits=AgentLimits())
     assert outcome.status == "done" and len(context.looks) == 2 and len(set(context.looks)) == 2, context.looks
     assert all(ref.endswith("call_1") for ref in context.looks)
+
+
+class Outgrown(TaskContext):
+    """A model whose context the conversation outgrows after the first step (each tool result adds to it)."""
+
+    def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,
+                 max_tokens: int | None = None) -> ChatReply:
+        if step >= 1:
+            raise ContextTooLong("the messages are too long for the model's context")
+        return super().complete(node, step, messages, tools, max_tokens)
+
+
+def test_a_conversation_past_the_models_context_stops_with_what_it_has(ai: Platform,
+                                                                          agents: LangGraphAgents) -> None:
+    """As the other limits do: the agent stops with its partial result (the first step's tool result here), where
+    the error failed the whole task and lost it."""
+    outcome = agents.run(Outgrown(ai, "alice", "t-long"), "analysis", THREE, limits=AgentLimits())
+    assert outcome.status == "stopped" and "context" in (outcome.reason or "")
+    assert "42" in (outcome.result or "")  # 6 * 7, the one tool call made

@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from ...domain.agents import AGENTS, AgentLimits, AgentOutcome, approves, budget_question
-from ...domain.errors import BudgetExhausted
+from ...domain.errors import BudgetExhausted, ContextTooLong
 from ...ports import AgentContext
 from .agent_tools import TOOLS, call_tool
 
@@ -79,6 +79,11 @@ def _model(state: AgentState, runtime: Runtime[Run]) -> dict[str, Any]:
         try:
             reply = run.context.complete("model", step, state["messages"], tools, run.spec.max_tokens)
             break
+        except ContextTooLong:
+            if step == 0:  # the goal alone is too long: the request's fault, refused as it is
+                raise
+            # tool results made the conversation too long: a limit reached, as the others stop it
+            return {"ended": {"status": "stopped", "reason": "the conversation grew past the model's context"}}
         except BudgetExhausted as over:
             if not run.limits.approval_to_exceed:
                 return {"ended": {"status": "stopped", "reason": "credit limit reached"}}
