@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .accounts import SystemTotals, UserAccount
+from .accounts import REFUND_ACCOUNT, SystemTotals, UserAccount
 from .entries import Entry, seal
 from .errors import (
     AccountClosed,
@@ -200,7 +200,7 @@ class Book:
     def write_off(self, amount: int, *, key: str, memo: dict[str, str]) -> Entry:
         """A record, signed and chained like any entry, that `amount` owed back (for a refund or a lost dispute)
         was spent already and is lost: it moves nothing, since there is nothing left to take."""
-        return self._append("writeoff", amount, "refund", key, memo=memo)
+        return self._append("writeoff", amount, REFUND_ACCOUNT, key, memo=memo)
 
     def expire_lot(self, lot: Lot) -> Entry:
         amount = lot.remaining

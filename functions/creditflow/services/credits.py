@@ -11,6 +11,7 @@ from typing import Any
 
 from ..domain.accounts import (
     ISSUANCE_ACCOUNTS,
+    REFUND_ACCOUNT,
     USAGE_ACCOUNTS,
     USER_PREFIX,
     UserAccount,
@@ -290,8 +291,8 @@ class Credits:
             hold = entry = None
             if taken:
                 expires = iso(parse_iso(book.now) + ttl)
-                placed, placed_entry = book.reserve_from_lot(lot, taken, target="refund", expires_at=expires, key=key,
-                                                          memo=memo, owner=PAYMENT)
+                placed, placed_entry = book.reserve_from_lot(lot, taken, target=REFUND_ACCOUNT, expires_at=expires,
+                                                             key=key, memo=memo, owner=PAYMENT)
                 hold, entry = placed.id, placed_entry.id
                 if not pending:
                     entry = book.settle(placed, taken, key=key, memo=memo).id
@@ -304,8 +305,8 @@ class Credits:
             lot = book.lots.get(lot_id, lot)
             again = 0 if lot.is_expired(book.now) else min(held_before, lot.remaining)
             if again and disputed is not None:  # the dispute holds what the refund left of its credits
-                kept, _ = book.reserve_from_lot(lot, again, target="refund", expires_at=disputed.expires_at, key=key,
-                                                memo={**memo, "reason": "dispute"}, owner=PAYMENT)
+                kept, _ = book.reserve_from_lot(lot, again, target=REFUND_ACCOUNT, expires_at=disputed.expires_at,
+                                                key=key, memo={**memo, "reason": "dispute"}, owner=PAYMENT)
                 dispute_hold, dispute_held = kept.id, again
             return Reclaim(hold=hold, entry=entry, taken=taken, unrecovered=amount - taken,
                            available=book.account.available, held=book.account.held, dispute_hold=dispute_hold,
