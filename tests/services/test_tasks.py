@@ -375,6 +375,38 @@ def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, 
     assert ai.tasks.recover() and not ai.queue.run_next()  # type: ignore[attr-defined]  # queued once
 
 
+class Died(BaseException):
+    """The worker's process ending mid-run: nothing of the flow after this point runs."""
+
+
+def test_an_answered_task_whose_run_died_runs_on_with_the_answer(ai: Platform, upstream: FakeOpenAI) -> None:
+    """A run that took the user's answer and died before the agent went past the question is delivered again: it
+    goes on with that answer, rather than asking the user the question they answered."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent9", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    task = ai.tasks.run("u", "agent9") if not task.terminal and task.state != "waiting" else task
+    assert task.state == "waiting"
+    ai.tasks.answer("u", "agent9", True)
+    agent = ai.tasks.runs["agent"]
+    real = agent.run
+
+    def dies_once_resumed(context: object, resume: object) -> object:
+        agent.run = real  # type: ignore[method-assign]
+        raise Died("killed after the run took the answer")
+
+    agent.run = dies_once_resumed  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        ai.tasks.run("u", "agent9")
+    task = ai.tasks.run("u", "agent9")  # the queue's redelivery after the lease
+    assert task.steps["answers"] == 1
+    assert task.state != "waiting" or task.steps["approveUpTo"] > task.reserved  # not the answered question again
+    while task.state == "waiting":
+        ai.tasks.answer("u", "agent9", True)
+        task = ai.tasks.run("u", "agent9")
+    assert task.state == SUCCEEDED and ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
 def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tmp_path: Path,
                                                                               upstream: FakeOpenAI) -> None:
     """Through the real queue: every attempt fails, the last leaves a dead letter (nothing charged, nothing held);

@@ -301,13 +301,15 @@ class Tasks:
             return self._finish(task, EXPIRED, message="past its deadline")
         if task.state == WAITING and task.answer is None:
             return task
-        resume = task.answer if task.state == WAITING else None
+        # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
+        # with it when delivered again, rather than asking the user what they answered
+        resume = task.answer
         hold = self._current_hold(task)
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
-                          hold=hold or task.hold, answer=None)
+                          hold=hold or task.hold)
         budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved)
         context = RunContext(self, task, budget)
         try:
@@ -485,7 +487,7 @@ class Tasks:
 
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
         if outcome.status == "waiting":
-            return self._move(task, WAITING, message="waiting for your answer", steps={
+            return self._move(task, WAITING, answer=None, message="waiting for your answer", steps={
                 **task.steps, "question": outcome.question or "go on?",
                 "approveUpTo": outcome.result.get("approveUpTo")})
         state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
@@ -528,7 +530,7 @@ class Tasks:
             if task.terminal:
                 return task
             try:
-                final = task.moved(state, self._now(), outcome=outcome, charged=charged, hold=None,
+                final = task.moved(state, self._now(), outcome=outcome, charged=charged, hold=None, answer=None,
                                    error=error, result=result, progress=1.0 if state == SUCCEEDED else task.progress,
                                    message=message[:200])
             except TaskConflict:
