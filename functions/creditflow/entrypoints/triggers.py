@@ -45,6 +45,7 @@ def expire_tasks() -> dict[str, Any]:
     tasks = platform().tasks
     return {"expired": tasks.expire_overdue(), "events": tasks.deliver_events()}
 
+
 def sweep_media() -> dict[str, Any]:
     """Blobs no image belongs to (a task that never succeeded, a deleted image, a staged copy) are removed
     (scheduled)."""
