@@ -50,6 +50,9 @@ def test_lots_come_back_in_spend_order_and_by_expiry(store: LedgerStore) -> None
     assert sorted(x.id for x in store.run(lambda tx: tx.lots_by_id("user:c", {"lot_6", "lot_1"}))) == [
         "lot_1", "lot_6"]
     assert {x.id for x in store.lots_of("user:c")} == {x.id for x in lots}
+    latest = store.last_paid_lot("user:c")  # spent or not, the latest paid one
+    assert latest is not None and (latest.id, latest.kind, latest.granted) == ("lot_8", "paid", 10)
+    assert store.last_paid_lot("user:nobody") is None
 
 
 def test_holds_idempotency_system_totals_and_conflicts(store: LedgerStore) -> None:

@@ -114,13 +114,14 @@ class BalanceMirror:
                 "updatedAt": iso(self.clock.now())}
 
     def _last_top_up(self, uid: str) -> int:
-        """The user's last paid grant (0 if none), from the lots; remembered until the next paid grant."""
+        """The user's last paid grant (0 if none), from their latest paid lot; remembered until the next paid
+        grant."""
         with self._top_ups_lock:
             known = self._top_ups.get(uid)
         if known is not None:
             return known
-        paid = [lot for lot in self.credits.store.lots_of(f"{USER_PREFIX}{uid}") if lot.kind == "paid"]
-        last = paid[-1].granted if paid else 0
+        paid = self.credits.store.last_paid_lot(f"{USER_PREFIX}{uid}")
+        last = paid.granted if paid is not None else 0
         with self._top_ups_lock:
             self._top_ups.setdefault(uid, last)
         return last

@@ -311,6 +311,11 @@ class SqliteLedgerStore(_Reads):
         rows = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? ORDER BY created_seq", (account_id,))
         return [_lot(row) for row in rows]
 
+    def last_paid_lot(self, account_id: str) -> Lot | None:
+        row = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? AND kind = 'paid' "
+                              "ORDER BY created_seq DESC LIMIT 1", (account_id,)).fetchone()
+        return _lot(row) if row is not None else None
+
     def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
         rows = self.db.execute(
             "SELECT account FROM holds WHERE status = 'pending' AND expires_at <= ? "
