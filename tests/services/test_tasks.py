@@ -407,6 +407,36 @@ def test_an_answered_task_whose_run_died_runs_on_with_the_answer(ai: Platform, u
     assert task.state == SUCCEEDED and ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_a_task_whose_worker_died_is_ended_at_its_deadline_as_a_dead_letter(ai: Platform,
+                                                                             clock: SteppedClock) -> None:
+    """A worker that died during a task's last attempt leaves the task `running` (the queue, as Cloud Tasks, drops
+    the job). The deadline sweep ends it with its one financial outcome, and the admins see it among the dead
+    letters, where they can run it again."""
+    funded(ai, "u", 1)
+    chat = ai.tasks.runs["chat"]
+    real = chat.run
+
+    def dies(context: object, resume: object) -> object:
+        chat.run = real  # type: ignore[method-assign]
+        raise Died("the worker's process ended during the run")
+
+    chat.run = dies  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        ai.tasks.submit("u", "orphan", {"kind": "chat", "input": "hello", "model": LLAMA})
+    assert ai.tasks.get("u", "orphan").state == "running"
+    clock.advance(minutes=5, seconds=59)  # within a minute past its deadline: its run may still end it
+    assert ai.tasks.expire_overdue() == 0 and not ai.tasks.store.dead_letters(10)
+    clock.advance(minutes=1, seconds=2)
+    assert ai.tasks.expire_overdue() == 1 and ai.tasks.expire_overdue() == 0
+    task = ai.tasks.get("u", "orphan")
+    assert task.state == EXPIRED and task.charged == 0 and ai.credits.balance("u").held == 0
+    [letter] = ai.tasks.store.dead_letters(10)
+    assert (letter.task_id, letter.last_step) == ("orphan", "running") and "worker" in letter.error
+    replayed = ai.tasks.replay(letter.id)
+    replayed = ai.tasks.run("u", replayed.id) if not replayed.terminal else replayed
+    assert replayed.state == SUCCEEDED and replayed.charged > 0 and ai.integrity.audit().ok
+
+
 def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tmp_path: Path,
                                                                               upstream: FakeOpenAI) -> None:
     """Through the real queue: every attempt fails, the last leaves a dead letter (nothing charged, nothing held);

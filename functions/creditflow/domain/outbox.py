@@ -37,7 +37,8 @@ def credits_low(uid: str, before: int, after: int, threshold: int, seq: int, at:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A task whose last attempt failed: its hold was voided; admins may replay it under a new hold."""
+    """A task whose last attempt failed, or whose worker died on it: its hold was voided; admins may replay it under
+    a new hold."""
 
     id: str
     uid: str

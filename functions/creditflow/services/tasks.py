@@ -332,10 +332,13 @@ class Tasks:
 
     def expire_overdue(self, limit: int = 500) -> int:
         """Tasks past their deadline end `expired` (a running one is stopped by its run; one whose worker died is
-        ended here), paying for what was used."""
+        ended here, and is a dead letter the admins see), paying for what was used."""
         ended = 0
         for task in self.store.unfinished(limit):
             if self._overdue(task, grace=timedelta(minutes=1) if task.state == RUNNING else timedelta(0)):
+                if task.state == RUNNING:  # its run would have ended it: the worker died (on its last attempt)
+                    self._dead_letter(task, "the worker stopped during the run, and no attempt was left to end it",
+                                      task.attempts)
                 self._finish(task, EXPIRED, message="past its deadline")
                 ended += 1
         return ended
@@ -504,12 +507,14 @@ class Tasks:
             self._update(task, message=f"attempt {delivery.attempt} failed: {detail[:150]}; retrying")
             raise error  # the queue retries with backoff
         if task.route == "queued" or delivery is not None:
-            self.store.add_dead_letter(DeadLetter(f"dl:{task.uid}:{task.id}", task.uid, task.id, detail[:500],
-                                                  delivery.attempt if delivery else task.attempts, task.state,
-                                                  self._now()))
+            self._dead_letter(task, detail, delivery.attempt if delivery else task.attempts)
         problem = problem_of(error) if isinstance(error, LedgerError) else {
             "type": "task-failed", "title": "The task failed", "status": 502, "detail": detail[:500]}
         return self._finish(task, FAILED, error=problem, message=detail[:200])
+
+    def _dead_letter(self, task: Task, detail: str, attempts: int) -> None:
+        self.store.add_dead_letter(DeadLetter(f"dl:{task.uid}:{task.id}", task.uid, task.id, detail[:500], attempts,
+                                              task.state, self._now()))
 
     def _finish(self, task: Task, state: str, *, error: dict[str, Any] | None = None,
                 result: dict[str, Any] | None = None, message: str = "") -> Task:

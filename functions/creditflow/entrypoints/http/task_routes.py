@@ -63,8 +63,9 @@ def answer_task(platform: Platform, caller: Caller, taskId: str, body: t.AnswerI
     return task_out(platform.tasks.answer(caller.uid, taskId, body.answer))
 
 
-@routes.route("GET", f"{V1}/admin/dead-letters", summary="Tasks whose last attempt failed (their holds released)",
-              auth="admin", query=t.DeadLettersQuery, response=t.DeadLettersOut)
+@routes.route("GET", f"{V1}/admin/dead-letters",
+              summary="Tasks whose last attempt failed or whose worker died (their holds released)", auth="admin",
+              query=t.DeadLettersQuery, response=t.DeadLettersOut)
 def dead_letters(platform: Platform, caller: Caller, query: t.DeadLettersQuery) -> t.DeadLettersOut:
     letters = platform.tasks.store.dead_letters(query.limit)
     return t.DeadLettersOut(deadLetters=[letter_out(letter) for letter in letters])
