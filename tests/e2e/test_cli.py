@@ -148,3 +148,12 @@ def test_the_readmes_command_line_block_runs_as_written(tmp_path: Path) -> None:
                              text=True, timeout=120)
         assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
     assert json.loads((tmp_path / "proof.json").read_text())["entry"]["id"] == entry
+
+
+def test_a_grant_to_a_user_with_no_account_yet_opens_it(data: Path) -> None:
+    """As the admins' REST grant does: credits granted before the user first signs in wait in their account."""
+    result = cli("users", "grant", "grace", "2", "--key", "first", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["account"] == "user:grace"
+    balance = cli("users", "balance", "grace", "--data-dir", str(data))
+    assert json.loads(balance.stdout)["available"] == {"credits": "2", "micros": 2 * CREDIT}

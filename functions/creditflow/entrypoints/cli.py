@@ -183,9 +183,10 @@ def cmd_users_grant(args: argparse.Namespace) -> int:
     from .http.views import grant_out
 
     credits, amount = _platform(args).credits, parse_credits(args.credits)
+    account = credits.open_account(args.uid).id  # a user may be granted credits before they first sign in
     result = credits.grant(args.uid, amount, source=args.source, lot_kind=args.kind, key=args.key,
                            expires_at=args.expires, reference=args.reference)
-    _print(grant_out(credits.open_account(args.uid).id, amount, result))
+    _print(grant_out(account, amount, result))
     return 0
 
 
