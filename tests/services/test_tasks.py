@@ -10,7 +10,8 @@ import pytest
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.money import format_credits
-from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task
+from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
+from creditflow.domain.timefmt import iso
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -373,6 +374,28 @@ def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, 
     task = ai.tasks.get("u", "agent6")
     assert task.attempts == 2 and task.answer is None and "answers" in task.steps
     assert ai.tasks.recover() and not ai.queue.run_next()  # type: ignore[attr-defined]  # queued once
+
+
+def test_a_request_whose_trigger_died_before_accepting_it_ends_expired(ai: Platform, clock: SteppedClock,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Firebase the submitRequest trigger records the task, then accepts it; an instance that died in between
+    (a timeout, a store error) is not retried (RTDB triggers have no retry) and nothing restarts to recover it.
+    The scheduled expireTasks ends such a task once its quick deadline has passed, holding nothing, instead of
+    leaving it `requested` (with no deadline) for ever, at the head of every later sweep."""
+    from creditflow.entrypoints import triggers
+
+    monkeypatch.setattr(triggers, "platform", lambda: ai)
+    funded(ai, "u", 1)
+    at = iso(clock.now())
+    assert ai.tasks.store.create(Task("stuck", "u", TaskRequest("chat", "hi", model=LLAMA), at, at))  # recorded;
+    # and then the trigger's instance died
+    assert triggers.expire_tasks()["expired"] == 0  # it may still be on its way
+    assert ai.tasks.get("u", "stuck").state == "requested"
+    clock.advance(minutes=6)  # past the quick deadline (5 minutes)
+    assert triggers.expire_tasks()["expired"] == 1
+    task = ai.tasks.get("u", "stuck")
+    assert task.state == EXPIRED and task.charged == 0 and task.outcome is None
+    assert ai.tasks.store.unfinished(10) == [] and ai.credits.balance("u").held == 0
 
 
 class Died(BaseException):

@@ -332,10 +332,13 @@ class Tasks:
 
     def expire_overdue(self, limit: int = 500) -> int:
         """Tasks past their deadline end `expired` (a running one is stopped by its run; one whose worker died is
-        ended here, and is a dead letter the admins see), paying for what was used."""
+        ended here, and is a dead letter the admins see), paying for what was used. A task still `requested` has no
+        deadline yet: one older than the quick deadline was recorded by a trigger that died before accepting it (on
+        Firebase nothing retries it or recovers it), so it ends `expired` too, holding nothing."""
         ended = 0
         for task in self.store.unfinished(limit):
-            if self._overdue(task, grace=timedelta(minutes=1) if task.state == RUNNING else timedelta(0)):
+            if self._overdue(task, grace=timedelta(minutes=1) if task.state == RUNNING else timedelta(0)) or (
+                    task.state == REQUESTED and self._never_accepted(task)):
                 if task.state == RUNNING:  # its run would have ended it: the worker died (on its last attempt)
                     self._dead_letter(task, "the worker stopped during the run, and no attempt was left to end it",
                                       task.attempts)
@@ -605,6 +608,9 @@ class Tasks:
 
     def _overdue(self, task: Task, grace: timedelta = timedelta(0)) -> bool:
         return task.deadline is not None and parse_iso(task.deadline) + grace <= self.clock.now()
+
+    def _never_accepted(self, task: Task) -> bool:
+        return parse_iso(task.created_at) + self.policy.quick_deadline <= self.clock.now()
 
     def _now(self) -> str:
         return iso(self.clock.now())
