@@ -114,3 +114,18 @@ def test_a_crash_between_commit_and_delivery_is_delivered_after_the_restart_once
         assert notice["available"]["micros"] == 40 * CREDIT
     finally:
         after.store.close()  # type: ignore[attr-defined]
+
+
+def test_on_firebase_a_scheduled_function_delivers_what_a_dead_instance_left(platform: Platform,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local runtime sweeps the ledger's outbox on a timer; on Firebase a scheduled function must: an instance
+    that died between a commit and its delivery left the event, and no commit may come to deliver it."""
+    from creditflow.entrypoints import triggers
+
+    monkeypatch.setattr(triggers, "platform", lambda: platform)
+    funded(platform, "u", 100)
+    platform.credits.after_commit.remove(platform.mirror.after_commit)  # the instance died after the commit
+    platform.credits.reserve("u", 60 * CREDIT, key="r1")  # crosses
+    assert len(platform.credits.store.pending_events(10)) == 1 and low_notices(platform, "u") == []
+    triggers.expire_holds()
+    assert len(low_notices(platform, "u")) == 1 and platform.credits.store.pending_events(10) == []
