@@ -112,3 +112,14 @@ def test_dead_letters_are_listed_and_replayed_once(tasks: TaskStore) -> None:
     assert tasks.mark_replayed("dl:alice:t1", T[3]) is True
     assert tasks.mark_replayed("dl:alice:t1", T[4]) is False
     assert tasks.dead_letter("dl:alice:t1").replayed_at == T[3]  # type: ignore[union-attr]
+
+
+def test_a_dead_letter_is_kept_as_first_written(tasks: TaskStore) -> None:
+    """A second final failure of the same task (a redelivered last attempt) adds nothing: the first letter stays,
+    and a letter replayed already stays replayed, so it is not offered for replay again."""
+    first = DeadLetter("dl:alice:t1", "alice", "t1", "provider down", 5, "running", T[1])
+    tasks.add_dead_letter(first)
+    assert tasks.mark_replayed("dl:alice:t1", T[2]) is True
+    tasks.add_dead_letter(DeadLetter("dl:alice:t1", "alice", "t1", "again", 5, "running", T[3]))
+    assert tasks.dead_letter("dl:alice:t1") == DeadLetter(**{**first.__dict__, "replayed_at": T[2]})
+    assert tasks.mark_replayed("dl:alice:t1", T[4]) is False

@@ -3,9 +3,11 @@ written compare-and-set on its version in a transaction with its outbox events."
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -94,7 +96,9 @@ class FirestoreTasks:
         self.client.collection(OUTBOX).document(event_id.replace("/", "_")).delete()
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.client.collection(DEAD_LETTERS).document(letter.id.replace("/", "_")).set(asdict(letter))
+        """Kept as first written (as SQLite's INSERT OR IGNORE): a second one must not clear `replayed_at`."""
+        with contextlib.suppress(AlreadyExists):
+            self.client.collection(DEAD_LETTERS).document(letter.id.replace("/", "_")).create(asdict(letter))
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         stream = self.client.collection(DEAD_LETTERS).order_by("at", direction=DESC).limit(limit).stream()
