@@ -335,3 +335,31 @@ def test_a_conversation_past_the_models_context_stops_with_what_it_has(ai: Platf
     outcome = agents.run(Outgrown(ai, "alice", "t-long"), "analysis", THREE, limits=AgentLimits())
     assert outcome.status == "stopped" and "context" in (outcome.reason or "")
     assert "42" in (outcome.result or "")  # 6 * 7, the one tool call made
+
+
+def test_recall_reads_the_latest_messages_of_a_conversation_not_all_of_them(ai: Platform) -> None:
+    """Firestore bills every message read: the recall tool reads the latest 200 of each conversation, however long
+    it has grown, and finds what they say."""
+    from types import SimpleNamespace
+
+    from creditflow.services.task_runs import AgentContextOfTask
+
+    conversation = ai.conversations.start("u", "a long one")
+    for turn in range(150):
+        ai.conversations.store.append_turn("u", conversation.id, f"t{turn}", [
+            ("user", f"question {turn} about otters"), ("assistant", f"answer {turn} about otters")], "2026-01-01")
+    read: list[int] = []
+    messages = ai.conversations.store.messages
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        found = messages(*args, **kwargs)
+        read.append(len(found))
+        return found
+
+    ai.conversations.store.messages = counted  # type: ignore[method-assign]
+    context = SimpleNamespace(task=SimpleNamespace(id="t", uid="u"))
+    agent = AgentContextOfTask(context, ai.chat, ai.conversations, lambda key, value: None,  # type: ignore[arg-type]
+                               lambda: {})
+    found = agent.recall("otters", limit=3)
+    assert len(found) == 3 and all("otters" in text for text in found)
+    assert read and max(read) <= 200

@@ -154,6 +154,9 @@ class ChatRun:
         return RunOutcome("cancelled")
 
 
+RECALLED_MESSAGES = 200  # the latest of each conversation the recall tool reads (Firestore bills every one read)
+
+
 class AgentContextOfTask:
     """What an agent task may do, all of it the owner's: model calls metered against the task's hold (keyed by
     task, node and step; a call already made answers from the task's record, and a capture already made is not
@@ -193,7 +196,7 @@ class AgentContextOfTask:
         words = {w for w in query.lower().split() if len(w) > 2}
         found: list[tuple[int, str]] = []
         for conversation in self.conversations.list(self.uid, 20, None)[0]:
-            for message in self.conversations.messages(self.uid, conversation.id)[-200:]:
+            for message in self.conversations.page_of_messages(self.uid, conversation.id, RECALLED_MESSAGES)[0]:
                 shared = len(words & set(message.content.lower().split()))
                 if shared:
                     found.append((shared, message.content[:1000]))
