@@ -93,7 +93,9 @@ if serves("mirrorAccount"):
 if serves("submitRequest"):
     from firebase_functions import db_fn
 
-    @db_fn.on_value_created(reference="/requests/{uid}/{requestId}", secrets=SECRETS)
+    # a quick task runs inline here, until its deadline (QUICK_TASK_MINUTES, 5 by default): not cut at the
+    # default 60 s; 540 s is the most an event-driven function may have
+    @db_fn.on_value_created(reference="/requests/{uid}/{requestId}", secrets=SECRETS, timeout_sec=540)
     def submitRequest(event: db_fn.Event[object]) -> None:
         from creditflow.entrypoints.triggers import request_written
 

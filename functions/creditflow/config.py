@@ -225,6 +225,9 @@ class Settings:
             raise ValueError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
         if not 1 <= self.quick_task_minutes <= self.long_task_minutes <= 24 * 60:
             raise ValueError("task deadlines: 1 <= QUICK_TASK_MINUTES <= LONG_TASK_MINUTES <= 1440")
+        if self.runtime == "firebase" and self.quick_task_minutes > 9:
+            raise ValueError("QUICK_TASK_MINUTES: on Firebase a quick task runs inside the request's trigger, which "
+                             "may run 9 minutes at most")
         if not 0 <= self.queue_workers <= 64:
             raise ValueError("QUEUE_WORKERS must be between 0 and 64")
         if not 1 <= self.queue_max_attempts <= 100:

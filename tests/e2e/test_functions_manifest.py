@@ -45,6 +45,8 @@ def test_every_function_its_trigger_and_options() -> None:
         assert trigger["eventType"] == f"google.firebase.database.ref.v1.{event}"
         assert trigger["eventFilterPathPatterns"] == {"instance": "*", "ref": ref}
         assert trigger["retry"] is False  # RTDB triggers have no retry: the handlers are idempotent
+    # a quick task runs inline in the request's trigger until its deadline (5 minutes): not cut at the default 60 s
+    assert endpoints["submitRequest"]["timeoutSeconds"] == 540
     for endpoint in endpoints.values():
         assert endpoint["secretEnvironmentVariables"] == [{"key": "LEDGER_SIGNING_KEY"}]
 

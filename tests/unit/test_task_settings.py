@@ -1,0 +1,18 @@
+"""The task deadlines read from the environment, and refused where the runtime cannot keep them."""
+
+from __future__ import annotations
+
+import pytest
+
+from creditflow.config import Settings
+
+
+def test_a_quick_task_on_firebase_fits_the_trigger_it_runs_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Firebase a quick task runs inline in the request's trigger, which may run 9 minutes at most; locally a
+    quick task may be given longer."""
+    monkeypatch.setenv("QUICK_TASK_MINUTES", "10")
+    assert Settings.from_env(runtime="local").quick_task_minutes == 10
+    with pytest.raises(ValueError, match=r"QUICK_TASK_MINUTES.*9 minutes"):
+        Settings.from_env(runtime="firebase")
+    monkeypatch.setenv("QUICK_TASK_MINUTES", "9")
+    assert Settings.from_env(runtime="firebase").quick_task_minutes == 9
