@@ -220,6 +220,7 @@ function ParkedDeposit({ deposit, onDone }) {
   const id = deposit.id.replace(/[^A-Za-z0-9]/g, "-");
   return <li data-testid="parked-deposit"><p><code>{deposit.txHash}</code>: {units(deposit.amount, deposit.decimals)} {deposit.token}
     {" "}from <code>{deposit.sender}</code> ({when(deposit.seenAt)})</p>
+    {deposit.note && <p class="note">{deposit.note}</p>}
     <Problem error={creditError || refundError} />
     <form class="row" onSubmit={credit}><label for={`uid-${id}`}>Credit to user</label>
       <input id={`uid-${id}`} value={uid} required onInput={(e) => setUid(e.target.value)} />

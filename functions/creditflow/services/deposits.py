@@ -22,12 +22,16 @@ from ..domain.crypto import (
     Transfer,
     UnknownDeposit,
 )
+from ..domain.errors import AccountClosed, InvalidAmount, InvalidGrant
 from ..domain.money import money
 from ..domain.timefmt import iso
 from ..ports import Chain, Clock, DepositStore, Realtime, WalletStore
 from .credits import Credits
 
 log = logging.getLogger(__name__)
+# what the ledger refuses a deposit's grant for, whatever the grant is retried: such a deposit waits for an admin
+# (a store's failure is no refusal: it stops the scan, so that the block is read again)
+REFUSED = (InvalidAmount, InvalidGrant, AccountClosed)
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,14 @@ class Deposits:
             self.store.save(deposit)
             return "parked"
         self.credits.open_account(wallet.uid)
-        self._credit(replace(deposit, uid=wallet.uid), rules)
+        try:
+            self._credit(replace(deposit, uid=wallet.uid), rules)
+        except REFUSED as refused:  # never credited, however often the block is read: an admin decides
+            log.warning("deposit %s to %s refused by the ledger, parked for an admin: %s", transfer.id, wallet.uid,
+                        refused.detail)
+            self.store.save(replace(deposit, uid=wallet.uid,
+                                    note=f"not credited: the ledger refused it ({refused.code}): {refused.detail}"))
+            return "parked"
         return "credited"
 
     def _credit(self, deposit: Deposit, rules: DepositRules) -> Deposit:

@@ -83,7 +83,8 @@ class DepositOut(s.Out):
     token: str
     amount: str = Field(description="base units sent (wei for ETH), as decimal digits")
     decimals: int = Field(description="the token's decimals: amount ÷ 10^decimals is in whole units")
-    status: str = Field(description="credited, parked (sender not linked: an admin reviews it), refunded or dust")
+    status: str = Field(description="credited, parked (sender not linked, or the ledger refused it: an admin "
+                                    "reviews it), refunded or dust")
     credits: s.Money
     seen_at: str
     reviewed_by: str | None = None
