@@ -39,6 +39,7 @@ LEASE_SECONDS = 60.0  # a payment's lease outlives any handler; a crashed holder
 LEASE_WAIT = 10.0  # how long a handler waits for another's lease before answering 503
 DISPUTE_HOLD = timedelta(days=365)  # Stripe closes a dispute within months; the hold must outlast it
 REFUND_HOLD = timedelta(minutes=1)  # posted in the same transaction: never seen pending
+CLOSED_STATUSES = frozenset({"won", "lost", "warning_closed", "prevented"})  # a Stripe dispute's, once closed
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,12 @@ class Payments:
                 "payment_intent.succeeded": self._intent_succeeded,
                 "charge.refunded": self._refunded,
                 "charge.dispute.created": self._dispute_opened,
-                "charge.dispute.closed": self._dispute_closed}
+                "charge.dispute.closed": self._dispute_closed,
+                # the dispute as it is now: its status says whether it is still open or how it closed (a won
+                # dispute the cardholder's bank takes to pre-arbitration comes back lost)
+                "charge.dispute.updated": self._dispute_changed,
+                "charge.dispute.funds_withdrawn": self._dispute_changed,
+                "charge.dispute.funds_reinstated": self._dispute_changed}
 
     def _completed(self, event_id: str, session: dict[str, Any]) -> str:
         if session.get("payment_status") != "paid":  # a delayed method: async_payment_succeeded will follow
@@ -220,9 +226,17 @@ class Payments:
         self._notify(payment.uid, event_id, "payment.disputed", payment)
         return "disputed"
 
+    def _dispute_changed(self, event_id: str, dispute: dict[str, Any]) -> str:
+        """A dispute's update or a movement of its funds: closed (by its status), or still open."""
+        if dispute.get("status") in CLOSED_STATUSES:
+            return self._dispute_closed(event_id, dispute)
+        return self._dispute_opened(event_id, dispute)
+
     def _dispute_closed(self, event_id: str, dispute: dict[str, Any]) -> str:
         """Lost: the held credits are taken, and what had been spent is written off. Any other closing (won, an
-        inquiry closed without a chargeback, a dispute prevented) costs no money: the held credits return."""
+        inquiry closed without a chargeback, a dispute prevented) costs no money: the held credits return. A won
+        dispute can still be lost (pre-arbitration): then its credits are taken back as a lost dispute's. Lost is
+        final (Stripe documents no way back from it): a won status after it is an older event arriving late."""
         payment = self._payment_of(dispute)
         won = dispute.get("status") != "lost"  # won, an inquiry closed (warning_closed), prevented: no money lost
         with self.one_at_a_time(payment.id):
@@ -233,6 +247,12 @@ class Payments:
                 self.store.save(payment)
                 self._notify(payment.uid, event_id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
                 return "dispute won" if won else "dispute lost"
+            if payment.dispute == WON and not won:  # lost after all: nothing is held, take back what is left
+                payment = self._dispute_lost(payment, min(payment.disputed, payment.credits - payment.owed_for(
+                    payment.refunded)), key)
+                self.store.save(payment)
+                self._notify(payment.uid, event_id, "payment.dispute-lost", payment)
+                return "dispute lost"
             if payment.dispute != OPEN:
                 return "closed already"
             if payment.dispute_hold is not None and won:
@@ -255,11 +275,18 @@ class Payments:
         one takes back at once what is left of the disputed credits, writing off the rest. Its opening, when it
         comes, finds the dispute recorded and holds nothing."""
         disputed = credits_for(payment.credits, payment.amount, _whole(dispute.get("amount"), "amount"))
-        if won or not disputed:
-            return replace(payment, disputed=disputed, dispute=WON if won else LOST)
+        if won:
+            return replace(payment, disputed=disputed, dispute=WON)
+        return self._dispute_lost(payment, disputed, key)
+
+    def _dispute_lost(self, payment: Payment, disputed: int, key: str) -> Payment:
+        """A dispute lost with nothing held for it: what is left of its credits in the lot is taken back at once,
+        the rest (spent) written off."""
+        if not disputed:
+            return replace(payment, disputed=0, dispute_held=0, dispute_hold=None, dispute=LOST)
         taken = self.credits.reclaim(payment.uid, payment.lot, disputed, key=key, pending=False, ttl=REFUND_HOLD,
                                      memo={"payment": payment.id, "reason": "dispute lost"})
-        return replace(payment, disputed=disputed, dispute_held=taken.taken, dispute=LOST,
+        return replace(payment, disputed=disputed, dispute_held=taken.taken, dispute_hold=None, dispute=LOST,
                        taken_back=payment.taken_back + taken.taken,
                        written_off=payment.written_off + taken.unrecovered)
 

@@ -1,0 +1,91 @@
+"""A won dispute lost after all (the cardholder's bank went on to pre-arbitration, and Stripe sends the dispute
+again with status lost: `charge.dispute.closed`, `.updated` or `.funds_withdrawn`): the credits are taken back as a
+lost dispute's, once, whatever else arrives and however often. A lost dispute stays lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from tests.conftest import CREDIT
+from tests.fake_stripe import FakeStripe
+from tests.services.test_payments import (
+    available,
+    client,
+    dispute,
+    paid_session,
+    send,
+    shop,
+    spend,
+    stripe_api,
+)
+
+__all__ = ["client", "shop", "stripe_api"]  # the fixtures of the payments tests, shared
+
+
+def _reconciled(platform: Platform) -> None:
+    audit = platform.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == [], audit.findings
+
+
+@pytest.mark.parametrize("kind", ["charge.dispute.closed", "charge.dispute.updated",
+                                  "charge.dispute.funds_withdrawn"])
+def test_a_won_dispute_lost_later_takes_the_credits_back_once(shop: Platform, client: Any, stripe_api: FakeStripe,
+                                                              kind: str) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    send(client, "charge.dispute.created", dispute(session, 500))
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "won")).json["outcome"] == "dispute won"
+    assert available(shop, "u") == 100 * CREDIT
+    spend(shop, "u", 30 * CREDIT, "chat")  # after the win: these are spent, not recoverable
+    lost = dispute(session, 500, "lost")
+    assert send(client, kind, lost, "evt_lost").json["outcome"] == "dispute lost"
+    for n in range(3):  # Stripe's redeliveries, and its other events saying the same
+        assert send(client, kind, lost, "evt_lost").json["outcome"] == "replayed"
+        assert send(client, "charge.dispute.closed", lost, f"evt_again_{n}").json["outcome"] == "closed already"
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "won")).json["outcome"] == "closed already"
+    assert available(shop, "u") == 0
+    [payment] = shop.payments.mine("u")
+    assert (payment.dispute, payment.taken_back, payment.written_off) == ("lost", 70 * CREDIT, 30 * CREDIT)
+    _reconciled(shop)
+
+
+def test_a_dispute_won_before_its_opening_arrived_can_still_be_lost(shop: Platform, client: Any,
+                                                                   stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    assert send(client, "charge.dispute.closed", dispute(session, 200, "won")).json["outcome"] == "dispute won"
+    assert send(client, "charge.dispute.created", dispute(session, 200)).json["outcome"] == "disputed already"
+    assert send(client, "charge.dispute.closed", dispute(session, 200, "lost")).json["outcome"] == "dispute lost"
+    assert available(shop, "u") == 60 * CREDIT  # $2 of $5 disputed: 40 credits
+    _reconciled(shop)
+
+
+def test_a_lost_dispute_is_not_undone_by_a_won_status_arriving_after_it(shop: Platform, client: Any,
+                                                                        stripe_api: FakeStripe) -> None:
+    """Stripe documents no way back from lost; a won status after it is an older event delivered late."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    send(client, "charge.dispute.created", dispute(session, 500))
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "lost")).json["outcome"] == "dispute lost"
+    for kind in ("charge.dispute.closed", "charge.dispute.updated", "charge.dispute.funds_reinstated"):
+        assert send(client, kind, dispute(session, 500, "won")).json["outcome"] == "closed already"
+    assert available(shop, "u") == 0
+    _reconciled(shop)
+
+
+def test_dispute_updates_before_it_closes_hold_once_and_change_nothing_more(shop: Platform, client: Any,
+                                                                           stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    assert send(client, "charge.dispute.funds_withdrawn", dispute(session, 500)).json["outcome"] == "disputed"
+    for status in ("needs_response", "under_review"):
+        assert send(client, "charge.dispute.updated", dispute(session, 500, status)).json["outcome"] == \
+            "disputed already"
+    assert shop.credits.balance("u").held == 100 * CREDIT
+    assert send(client, "charge.dispute.funds_reinstated", dispute(session, 500, "won")).json["outcome"] == \
+        "dispute won"
+    assert available(shop, "u") == 100 * CREDIT
+    _reconciled(shop)
