@@ -202,6 +202,27 @@ class Book:
         was spent already and is lost: it moves nothing, since there is nothing left to take."""
         return self._append("writeoff", amount, REFUND_ACCOUNT, key, memo=memo)
 
+    def write_off_cancelled(self, amount: int, *, key: str, memo: dict[str, str]) -> Entry:
+        """A record that `amount` written off before is owed back no longer (the refund it was owed for failed): a
+        write-off entry that moves nothing either, marked as cancelling (`cancels` in its memo)."""
+        return self._append("writeoff", amount, REFUND_ACCOUNT, key, memo={**memo, "cancels": "writeoff"})
+
+    def restore(self, lot: Lot, amount: int, *, key: str, memo: dict[str, str]) -> Entry:
+        """Return to a lot credits that were taken back from it to `refund` and are owed back no longer (the refund
+        failed): a grant from `refund` into the same lot, so that a later refund or dispute of its payment finds
+        them there. Never more than the lot ever lost."""
+        lot = self.lots.get(lot.id, lot)
+        if amount <= 0 or lot.remaining + lot.held + amount > lot.granted:
+            raise InvalidGrant(f"lot {lot.id} cannot take back {format_credits(amount)} credits: it was granted "
+                               f"{format_credits(lot.granted)} and holds {format_credits(lot.remaining + lot.held)}")
+        if self.account.available + self.account.held + amount > MAX_MICROS:
+            raise AmountTooLarge("the account balance would no longer fit in 64 bits")
+        lot.remaining += amount
+        self._touch_lot(lot)
+        self.account.available += amount
+        self._system(REFUND_ACCOUNT).balance -= amount
+        return self._append("grant", amount, REFUND_ACCOUNT, key, lot=lot.id, memo=memo)
+
     def expire_lot(self, lot: Lot) -> Entry:
         amount = lot.remaining
         lot.remaining = 0

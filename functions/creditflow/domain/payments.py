@@ -4,7 +4,7 @@ granted, refunded and taken back, disputed, written off). Integers only: minor c
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .errors import LedgerError
 from .money import format_credits
@@ -106,14 +106,25 @@ class Payment:
     dispute_held: int = 0  # of which held back from the lot (the rest had been spent)
     dispute_hold: str | None = None
     dispute: str | None = None  # open | won | lost
+    # the provider's own cumulative figure, as its newest report (the event's time, in seconds) said: `refunded` is
+    # it less the refunds that failed since (None: recorded before reports were kept; `refunded` is the report)
+    reported: int | None = None
+    reported_at: int | None = None
+    failed_refunds: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)  # by refund id: FailedRefund
+    returns: int = 0  # times credits were given back for refunds that failed (each a ledger command of its own)
 
     def owed_for(self, refunded: int) -> int:
         """The credits a refund of `refunded` (cumulative minor units) makes owed back, pro rata, rounded down."""
         return credits_for(self.credits, self.amount, refunded)
 
     def refund(self, refunded: int, taken: int, unrecovered: int) -> Payment:
-        return replace(self, refunded=max(self.refunded, refunded), taken_back=self.taken_back + taken,
+        return replace(self, refunded=refunded, taken_back=self.taken_back + taken,
                        written_off=self.written_off + unrecovered)
+
+    def refund_written_off(self) -> int:
+        """What of `written_off` refunds owed (the rest is a lost dispute's)."""
+        lost = self.disputed - self.dispute_held if self.dispute == LOST else 0
+        return max(0, self.written_off - lost)
 
 
 def credits_for(credits: int, amount: int, part: int) -> int:

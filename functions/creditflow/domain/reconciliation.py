@@ -25,13 +25,14 @@ def reconcile_payment(payment: Payment, entries: list[dict[str, Any]]) -> list[F
         found.append(Finding("payments", subject, f"payment {payment.id} records {payment.credits} µc granted into "
                              f"lot {payment.lot}; the ledger has {len(grants)} grant(s) for it: "
                              f"{[(g['amount'], g['lot']) for g in grants]}"))
-    taken = sum(int(e["amount"]) for e in entries if e["kind"] == "settle" and e.get("counterparty") == "refund"
-                and (e.get("memo") or {}).get("payment") == payment.id)
+    mine = [e for e in entries if (e.get("memo") or {}).get("payment") == payment.id]
+    taken = sum(int(e["amount"]) * {"settle": 1, "grant": -1}.get(e["kind"], 0) for e in mine
+                if e.get("counterparty") == "refund")  # taken back, less what failed refunds returned
     if taken != payment.taken_back:
         found.append(Finding("payments", subject, f"payment {payment.id} says {payment.taken_back} µc were taken "
-                             f"back; the ledger settled {taken} µc against it"))
-    lost = sum(int(e["amount"]) for e in entries if e["kind"] == "writeoff"
-               and (e.get("memo") or {}).get("payment") == payment.id)
+                             f"back; the ledger settled {taken} µc against it, net of what it returned"))
+    lost = sum(int(e["amount"]) * (-1 if (e.get("memo") or {}).get("cancels") else 1) for e in mine
+               if e["kind"] == "writeoff")  # written off, less what failed refunds made owed no longer
     if lost != payment.written_off:
         found.append(Finding("payments", subject, f"payment {payment.id} says {payment.written_off} µc were "
                              f"written off; the ledger's write-offs for it add up to {lost} µc"))

@@ -101,6 +101,15 @@ class Reclaim(CreditResult):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GivenBack(CreditResult):
+    """Credits owed back no longer (a refund failed): `cancelled` of what was written off, `returned` to the lot."""
+
+    cancelled: int
+    returned: int
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class WriteOff(CreditResult):
     entry: str
     held: int

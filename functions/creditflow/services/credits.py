@@ -42,6 +42,7 @@ from ..ports import Clock, LedgerStore, LedgerTransaction
 from .credit_results import (
     Capture,
     Extension,
+    GivenBack,
     Granted,
     R,
     Reclaim,
@@ -349,6 +350,29 @@ class Credits:
             return WriteOff(entry=entry.id, available=book.account.available, held=book.account.held)
 
         return self._mutate(WriteOff, account_id, account_id, "write-off", key, request, action)
+
+    def give_back(self, uid: str, lot_id: str, *, returned: int, cancelled: int, key: str,
+                  memo: dict[str, str]) -> GivenBack:
+        """Undo what a payment's refund took, when the refund failed: `cancelled` of what was written off for it is
+        owed no longer (an entry saying so), and `returned` credits taken back from the paid lot go back into it
+        (a grant from `refund`). One transaction, once per key."""
+        account_id = user_account(uid)
+        returned = require_amount(returned, name="returned", allow_zero=True)
+        cancelled = require_amount(cancelled, name="cancelled", allow_zero=True)
+        request = {"lot": lot_id, "returned": returned, "cancelled": cancelled, "memo": _memo(memo)}
+
+        def action(book: Book, tx: LedgerTransaction) -> GivenBack:
+            if cancelled:
+                book.write_off_cancelled(cancelled, key=key, memo=memo)
+            if returned:
+                stored = book.lots.get(lot_id) or next(iter(tx.lots_by_id(account_id, [lot_id])), None)
+                if stored is None:
+                    raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
+                book.restore(stored, returned, key=key, memo=memo)
+            return GivenBack(cancelled=cancelled, returned=returned, available=book.account.available,
+                             held=book.account.held)
+
+        return self._mutate(GivenBack, account_id, account_id, "give-back", key, request, action)
 
     def shortfalls(self, limit: int = 100) -> list[Shortfall]:
         """The latest charges that could not be collected whole (for admins)."""

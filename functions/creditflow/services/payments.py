@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from ..domain.holds import PAYMENT
@@ -30,6 +31,7 @@ from ..domain.payments import (
     UnknownPack,
     credits_for,
 )
+from ..domain.refunds import UNDONE, FailedRefund, give_back, still_refunded
 from ..domain.timefmt import iso
 from ..ports import CardPayments, Clock, PaymentStore, Realtime
 from .credits import Credits
@@ -109,7 +111,7 @@ class Payments:
         event_id, kind, data = event["id"], event["type"], event["data"]["object"]
         if self.store.handled(event_id):
             return EventOutcome(event_id, kind, "replayed")
-        handler = self._handlers().get(kind)
+        handler = self._handlers(_whole(event.get("created", 0), "created")).get(kind)
         if handler is None:
             log.info("Stripe event %s of type %s acknowledged and ignored", event_id, kind)
             outcome = "ignored"
@@ -118,13 +120,18 @@ class Payments:
         self.store.mark_handled(event_id, kind, iso(self.clock.now()))
         return EventOutcome(event_id, kind, outcome)
 
-    def _handlers(self) -> dict[str, Callable[[str, dict[str, Any]], str]]:
+    def _handlers(self, at: int) -> dict[str, Callable[[str, dict[str, Any]], str]]:
+        """What acts on each kind of event; `at` is the event's time (Stripe's seconds), which orders reports of
+        the cumulative refunded figure against the refunds that failed."""
+        undone = partial(self._refund_undone, at=at)
         return {"checkout.session.completed": self._completed,
                 "checkout.session.async_payment_succeeded": self._paid,
                 "checkout.session.async_payment_failed": self._failed,
                 "payment_intent.payment_failed": self._failed,
                 "payment_intent.succeeded": self._intent_succeeded,
-                "charge.refunded": self._refunded,
+                "charge.refunded": partial(self._refunded, at=at),
+                # a Refund object: a refund that failed or was canceled takes back what it made owed
+                "refund.failed": undone, "refund.updated": undone, "charge.refund.updated": undone,
                 "charge.dispute.created": self._dispute_opened,
                 "charge.dispute.closed": self._dispute_closed,
                 # the dispute as it is now: its status says whether it is still open or how it closed (a won
@@ -183,28 +190,70 @@ class Payments:
             return "notified"
         return "ignored"
 
-    def _refunded(self, event_id: str, charge: dict[str, Any]) -> str:
-        """Take back the credits bought with what was refunded so far (cumulative), pro rata, from the payment's
-        lot; what had been spent is written off on the payment."""
+    def _refunded(self, event_id: str, charge: dict[str, Any], at: int) -> str:
+        """Stripe's report of what was refunded so far (cumulative): the credits it bought, pro rata, are owed back.
+        A report older than the newest one seen says nothing new."""
         payment = self._payment_of(charge)
-        refunded = _whole(charge.get("amount_refunded"), "amount_refunded")
+        reported = _whole(charge.get("amount_refunded"), "amount_refunded")
         with self.one_at_a_time(payment.id):
             payment = self._fresh(payment)
-            due = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
-            if due <= 0:
+            if payment.reported_at is not None and (at < payment.reported_at or (
+                    at == payment.reported_at and reported <= (payment.reported or 0))):
                 return "refunded already"
+            return self._owe_refunds(event_id, replace(payment, reported=reported, reported_at=at))
+
+    def _refund_undone(self, event_id: str, refund: dict[str, Any], at: int) -> str:
+        """A refund that failed or was canceled: Stripe has the money back and lowers the charge's refunded figure,
+        so what the refund made owed back is owed no longer, once, in whatever order the events come."""
+        if refund.get("status") not in UNDONE:
+            return "ignored"  # made, pending or succeeded: the charge's report counts it
+        payment = self._payment_of(refund)
+        refund_id = _text(refund, "id")
+        failed = FailedRefund(_whole(refund.get("amount"), "amount"), _whole(refund.get("created"), "created"), at)
+        with self.one_at_a_time(payment.id):
+            payment = self._fresh(payment)
+            known = payment.failed_refunds.get(refund_id)
+            if known is not None and FailedRefund.of(known).failed_at <= at:  # an earlier event said so already
+                return "undone already"
+            payment = replace(payment, failed_refunds={**payment.failed_refunds, refund_id: failed.to_dict()})
+            return self._owe_refunds(event_id, payment)
+
+    def _owe_refunds(self, event_id: str, payment: Payment) -> str:
+        """Bring what is taken back and written off for refunds to what is still refunded (the newest report, less
+        the refunds that failed since): more owed is taken back from the payment's lot, what had been spent written
+        off; less owed cancels write-offs first, then returns taken credits to the lot. Saved after the ledger."""
+        failed = [FailedRefund.of(f) for f in payment.failed_refunds.values()]
+        refunded = still_refunded(payment.reported if payment.reported is not None else payment.refunded,
+                                  payment.reported_at, failed)
+        due = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
+        again = f"-after-{payment.returns}-returns" if payment.returns else ""  # a figure seen before its return
+        if due > 0:
             disputed = payment.dispute_hold if payment.dispute == OPEN else None  # its credits are not spent
-            taken = self.credits.reclaim(payment.uid, payment.lot, due, key=f"stripe-refund-{payment.id}-{refunded}",
-                                         pending=False, ttl=REFUND_HOLD, memo={"payment": payment.id,
-                                                                               "reason": "refund"}, within=disputed)
+            taken = self.credits.reclaim(payment.uid, payment.lot, due,
+                                         key=f"stripe-refund-{payment.id}-{refunded}{again}", pending=False,
+                                         ttl=REFUND_HOLD, memo={"payment": payment.id, "reason": "refund"},
+                                         within=disputed)
             payment = payment.refund(refunded, taken.taken, taken.unrecovered)
             if payment.dispute == OPEN:  # what was refunded is in dispute no longer: a lost dispute loses the rest
                 payment = replace(payment, disputed=max(0, payment.disputed - due))
             if disputed is not None:  # the dispute now holds what the refund left of its credits
                 payment = replace(payment, dispute_hold=taken.dispute_hold, dispute_held=taken.dispute_held)
-            self.store.save(payment)
-        self._notify(payment.uid, event_id, "payment.refunded", payment)
-        return "refunded"
+            outcome, note = "refunded", "payment.refunded"
+        elif due < 0:
+            back = give_back(-due, payment.refund_written_off())
+            self.credits.give_back(payment.uid, payment.lot, returned=back.returned, cancelled=back.cancelled,
+                                   key=f"stripe-refund-{payment.id}-{refunded}-return-{payment.returns + 1}",
+                                   memo={"payment": payment.id, "reason": "refund failed"})
+            payment = replace(payment, refunded=refunded, returns=payment.returns + 1,
+                              taken_back=payment.taken_back - back.returned,
+                              written_off=payment.written_off - back.cancelled)
+            outcome, note = "refund undone", "payment.refund-failed"
+        else:
+            self.store.save(replace(payment, refunded=refunded))  # the report or the failure is kept: nothing owed
+            return "refunded already"
+        self.store.save(payment)
+        self._notify(payment.uid, event_id, note, payment)
+        return outcome
 
     def _dispute_opened(self, event_id: str, dispute: dict[str, Any]) -> str:
         """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""

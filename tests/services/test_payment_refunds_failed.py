@@ -1,0 +1,187 @@
+"""Refunds that fail or are canceled (Stripe sends the Refund again, status failed or canceled, as `refund.failed`,
+`refund.updated` and `charge.refund.updated`, and lowers the charge's `amount_refunded`): what the refund took back
+is given back once (write-offs cancelled first: what was spent is not given), in any order and however often the
+events come, and a later refund of the same amount takes back again. A Hypothesis run shuffles and repeats the
+events of refunds made and failed, and finds the same money at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from creditflow.bootstrap import Platform
+from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.fake_stripe import FakeStripe, event, signed
+from tests.services.test_payments import (
+    SECRET,
+    available,
+    charge,
+    client,
+    paid_session,
+    send,
+    shop,
+    spend,
+    stripe_api,
+)
+
+__all__ = ["client", "shop", "stripe_api"]  # the fixtures of the payments tests, shared
+T0 = 1_780_000_000  # Stripe's seconds
+
+
+def deliver(client: Any, kind: str, data: dict[str, Any], at: int, event_id: str | None = None) -> Any:
+    """An event made by Stripe at `at`, delivered now."""
+    raw, header = signed({**event(kind, data, event_id), "created": at}, SECRET)
+    return client.post("/webhooks/stripe", data=raw, headers={"Stripe-Signature": header,
+                                                               "Content-Type": "application/json"})
+
+
+def refund(session: dict[str, Any], refund_id: str, amount: int, created: int, status: str) -> dict[str, Any]:
+    return {"id": refund_id, "object": "refund", "amount": amount, "charge": f"ch_{session['id'][-10:]}",
+            "payment_intent": session["payment_intent"], "created": created, "currency": "usd", "status": status,
+            "failure_reason": "expired_or_canceled_card" if status == "failed" else None}
+
+
+def _reconciled(platform: Platform) -> None:
+    audit = platform.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == [], audit.findings
+
+
+@pytest.mark.parametrize("status", ["failed", "canceled"])
+def test_a_failed_refund_gives_its_credits_back_once_and_a_new_refund_takes_again(
+        shop: Platform, client: Any, stripe_api: FakeStripe, status: str) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    assert deliver(client, "charge.refunded", charge(session, 250), T0).json["outcome"] == "refunded"
+    assert available(shop, "u") == 50 * CREDIT
+    undone = refund(session, "re_1", 250, T0, status)
+    assert deliver(client, "refund.failed", undone, T0 + 60, "evt_f").json["outcome"] == "refund undone"
+    assert available(shop, "u") == 100 * CREDIT
+    for kind in ("refund.failed", "refund.updated", "charge.refund.updated"):  # again, and Stripe's other names
+        assert deliver(client, kind, undone, T0 + 61).json["outcome"] == "undone already"
+    assert deliver(client, "refund.failed", undone, T0 + 60, "evt_f").json["outcome"] == "replayed"
+    assert deliver(client, "charge.refunded", charge(session, 250), T0).json["outcome"] == "refunded already"
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, payment.written_off) == (0, 0, 0)
+    # the merchant refunds the same amount again, another way: taken back again
+    assert deliver(client, "charge.refunded", charge(session, 250), T0 + 120).json["outcome"] == "refunded"
+    assert available(shop, "u") == 50 * CREDIT
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back) == (250, 50 * CREDIT)
+    [lot] = shop.credits.balance("u").lots  # the credits went back into the payment's own lot
+    assert lot.id == payment.lot
+    _reconciled(shop)
+
+
+def test_a_refund_that_failed_gives_back_only_what_it_took_not_what_was_spent(shop: Platform, client: Any,
+                                                                             stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 80 * CREDIT, "chat")
+    deliver(client, "charge.refunded", charge(session, 500), T0)
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off, available(shop, "u")) == (20 * CREDIT, 80 * CREDIT, 0)
+    deliver(client, "charge.refund.updated", refund(session, "re_1", 500, T0, "failed"), T0 + 60)
+    assert available(shop, "u") == 20 * CREDIT  # the 20 taken come back; the 80 spent stay spent
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, payment.written_off) == (0, 0, 0)
+    kinds = [(e.kind, e.fields()["counterparty"], e.fields().get("memo", {}).get("cancels"))
+             for e in shop.store.chain("user:u")][-2:]
+    assert kinds == [("writeoff", "refund", "writeoff"), ("grant", "refund", None)]
+    _reconciled(shop)
+
+
+def test_when_two_refunds_were_taken_and_one_fails_the_write_off_goes_first(shop: Platform, client: Any,
+                                                                           stripe_api: FakeStripe) -> None:
+    """$2 taken whole, then the user spends the rest, then $2 more written off. Whichever fails, $2 stays
+    refunded: the 40 credits taken cover it, so the write-off is cancelled and nothing comes back."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    deliver(client, "charge.refunded", charge(session, 200), T0)  # 40 taken
+    spend(shop, "u", 60 * CREDIT, "chat")
+    deliver(client, "charge.refunded", charge(session, 400), T0 + 10)  # 40 owed, all spent: written off
+    deliver(client, "refund.failed", refund(session, "re_1", 200, T0, "failed"), T0 + 60)
+    assert available(shop, "u") == 0
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, payment.written_off) == (200, 40 * CREDIT, 0)
+    _reconciled(shop)
+
+
+def test_a_failure_that_comes_before_its_refund_means_nothing_is_ever_taken(shop: Platform, client: Any,
+                                                                           stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    failed = deliver(client, "refund.failed", refund(session, "re_1", 300, T0, "failed"), T0 + 60)
+    assert failed.json["outcome"] == "refunded already"  # nothing was taken for it: nothing to give back
+    assert deliver(client, "charge.refunded", charge(session, 300), T0).json["outcome"] == "refunded already"
+    assert available(shop, "u") == 100 * CREDIT
+    _reconciled(shop)
+
+
+def test_refund_updates_that_are_not_failures_change_nothing(shop: Platform, client: Any,
+                                                            stripe_api: FakeStripe) -> None:
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    deliver(client, "charge.refunded", charge(session, 100), T0)
+    for status in ("pending", "requires_action", "succeeded"):
+        assert deliver(client, "refund.updated", refund(session, "re_1", 100, T0, status), T0 + 5).json[
+            "outcome"] == "ignored"
+    assert available(shop, "u") == 80 * CREDIT
+
+
+# -- any order -------------------------------------------------------------------------------------------------
+
+REFUNDS = st.lists(st.tuples(st.integers(1, 200), st.one_of(st.none(), st.integers(0, 40))), min_size=1, max_size=4)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refunds=REFUNDS, order=st.randoms(use_true_random=False), spent=st.integers(0, 100))
+def test_refunds_made_and_failed_in_any_order_owe_back_what_stays_refunded(
+        tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int) -> None:
+    """Refund i is made at T0 + 10·i (Stripe's charge.refunded reports the cumulative figure of the refunds made
+    and not failed by then); some fail, `f` seconds later (at a time no refund is made). Every event is delivered
+    once or twice, in a shuffled order: what stays refunded is owed back, pro rata, no more and no less."""
+    api = FakeStripe()
+    platform = make_platform(tmp_path_factory.mktemp("refunds") / "data", SteppedClock(), stripe_secret_key="sk_x",
+                             stripe_webhook_secret=SECRET, stripe_api_base=api.url)
+    try:
+        from creditflow.entrypoints.http.app import create_app
+
+        hook = create_app(platform).test_client()
+        session = paid_session(hook, platform, api, "u")
+        send(hook, "checkout.session.completed", session)
+        if spent:
+            spend(platform, "u", spent * CREDIT, "before")
+        made, total = [], 0
+        for n, (amount, fails) in enumerate(refunds):
+            if total + amount > 500:
+                break
+            total += amount
+            made.append((f"re_{n}", amount, T0 + 10 * n, None if fails is None else T0 + 10 * n + 1 + fails))
+
+        def reported(at: int) -> int:
+            return sum(a for _, a, made_at, failed_at in made
+                       if made_at <= at and (failed_at is None or failed_at > at))
+
+        events = [("charge.refunded", charge(session, reported(t)), t, f"evt_c{n}")
+                  for n, (_, _, t, _) in enumerate(made)]
+        events += [("refund.failed", refund(session, rid, a, t, "failed"), f, f"evt_f{rid}")
+                   for rid, a, t, f in made if f is not None]
+        deliveries = events + [e for e in events if order.random() < 0.5]
+        order.shuffle(deliveries)
+        for kind, data, at, event_id in deliveries:
+            assert deliver(hook, kind, data, at, event_id).status_code == 200
+        stays = sum(a for _, a, _, f in made if f is None)
+        [payment] = platform.payments.mine("u")
+        assert payment.refunded == stays
+        assert payment.taken_back + payment.written_off == payment.owed_for(stays)
+        balance = platform.credits.balance("u")
+        assert balance.available == 100 * CREDIT - spent * CREDIT - payment.taken_back
+        if not spent:  # nothing spent: exactly what stays refunded was taken, whatever the order
+            assert (payment.taken_back, payment.written_off) == (payment.owed_for(stays), 0)
+        _reconciled(platform)
+    finally:
+        platform.store.close()  # type: ignore[attr-defined]
+        api.stop()
