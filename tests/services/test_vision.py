@@ -83,9 +83,9 @@ def test_images_inline_by_multipart_and_generated_are_all_seen(seeing: Platform,
     parts = client.post("/api/v1/uploads", data={"file": (io.BytesIO(small), "x.png")}, headers=headers,
                         content_type="multipart/form-data")
     assert parts.status_code == 200 and parts.json["width"] == 64
-    assert seeing.blobs is not None  # where the image saga stores a generated image, and its thumbnail beside it
-    seeing.blobs.put("users/bob/images/task_paint/0.png", encoded(halves(256, 256), "PNG"), "image/png")
-    seeing.blobs.put("users/bob/images/task_paint/0-256.webp", encoded(halves(8, 8), "WEBP"), "image/webp")
+    painted = seeing.tasks.submit("bob", "task_paint", {"kind": "image", "input": {"prompt": "a door",
+                                                                                 "size": "256x256"}})
+    assert seeing.tasks.run("bob", painted.id).state == "succeeded"  # charged for: a vision request may read it
     generated = ask(client, headers, "image:task_paint.0", "generated")
     assert generated.status_code == 200 and "256×256 PNG" in generated.json["text"]
 

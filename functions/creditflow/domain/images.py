@@ -287,3 +287,9 @@ def _sizes(sizes: object) -> str:
 
 def _list(values: list[int]) -> str:
     return ", ".join(str(v) for v in values) or "no"
+
+
+def kept_images(result: dict[str, Any] | None, deleted: list[str] | None) -> list[dict[str, Any]]:
+    """The images a succeeded image task's result lists that its user has not deleted."""
+    gone = set(deleted or [])
+    return [image for image in (result or {}).get("images", []) if image["id"] not in gone]

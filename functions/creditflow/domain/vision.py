@@ -30,6 +30,13 @@ class UnknownUpload(LedgerError):
     title = "Unknown image"
 
 
+class ImageNotReady(InvalidImagePart):
+    """A generated image whose task has not succeeded yet: stored, perhaps, but not charged for."""
+
+    code = "image-not-ready"
+    title = "Image not ready"
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """Where an image part's bytes are: inline (`data`), a blob of the user's (`path` under their folder, found by

@@ -36,6 +36,7 @@ from ..domain.images import (
     check_delivered,
     check_prompt,
     default_size,
+    kept_images,
     parse_size,
     provider_extras,
     quote_images,
@@ -460,12 +461,11 @@ class ImageGeneration:
     def shown(task: Task) -> list[dict[str, Any]]:
         """A succeeded task's images that were not deleted, each with its task's facts."""
         result = task.result or {}
-        deleted = set(task.steps.get("deletedImages", []))
         prompt = task.request.text()
         return [{**image, "taskId": task.id, "model": result.get("model"), "steps": result.get("steps"),
                  "prompt": prompt, "createdAt": task.created_at, "demo": bool(result.get("demo")),
                  "perImage": result["perImage"]["micros"] if "perImage" in result else 0}
-                for image in result.get("images", []) if image["id"] not in deleted]
+                for image in kept_images(result, task.steps.get("deletedImages"))]
 
     def delete(self, uid: str, image_id: str) -> dict[str, Any]:
         """Remove one of the user's images (its original and thumbnails) or, by the task id, all of a task's. The

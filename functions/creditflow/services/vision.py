@@ -1,7 +1,8 @@
 """Images for vision models: uploads kept for their user, and the image parts of chat messages made ready for a
 provider. Every part is read (inline bytes, the user's own upload or generated image, or an https URL where that is
 allowed), checked by its bytes (format, size, pixels: a decompression bomb is refused undecoded), and sent inline,
-downscaled to the model's largest side; another user's image is never found."""
+downscaled to the model's largest side; another user's image is never found, and a generated image is read only
+once its task has succeeded (been charged for it)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..domain.catalog import Model
+from ..domain.images import kept_images
 from ..domain.media import ImageFacts, ImageLimits
+from ..domain.tasks import SUCCEEDED
 from ..domain.vision import (
     MAX_IMAGES,
     MAX_UPLOAD,
+    ImageNotReady,
     ImageSource,
     InvalidImagePart,
     UnknownUpload,
@@ -23,7 +27,7 @@ from ..domain.vision import (
     upload_path,
     with_urls,
 )
-from ..ports import BlobStore, ImageTools, Messages
+from ..ports import BlobStore, ImageTools, Messages, TaskStore
 
 UPLOAD_LIMITS = ImageLimits(max_bytes=MAX_UPLOAD)
 
@@ -41,8 +45,10 @@ class Upload:
 
 class VisionInputs:
     def __init__(self, blobs: BlobStore | None, tools: ImageTools, url_seconds: int,
-                 fetch: Callable[[str], bytes] | None = None, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+                 fetch: Callable[[str], bytes] | None = None, limits: ImageLimits = UPLOAD_LIMITS,
+                 tasks: TaskStore | None = None) -> None:
         self.blobs, self.tools, self.url_seconds = blobs, tools, url_seconds
+        self.tasks = tasks  # whose image tasks say which generated images were charged for (None: none are read)
         self.fetch = fetch  # https images: production only, unless configuration allows them locally
         self.limits = limits
 
@@ -110,12 +116,22 @@ class VisionInputs:
                 raise UnknownUpload(f"you have no upload {source.upload}")
             return blob.data
         assert source.image is not None
-        task_id, index = source.image
-        for info in blobs.list(f"users/{uid}/images/{task_id}/"):
-            if info.path.rsplit("/", 1)[-1].split(".")[0] == str(index):
-                blob = blobs.get(info.path)
-                if blob is not None:
-                    return blob.data
+        return self._generated(blobs, uid, *source.image)
+
+    def _generated(self, blobs: BlobStore, uid: str, task_id: str, index: int) -> bytes:
+        """A generated image, by its task's result: only once the task succeeded, i.e. charged for it (between the
+        saga's store and settle the original is stored but unpaid, and a cancel then would pay nothing)."""
+        task = self.tasks.get(uid, task_id) if self.tasks is not None else None
+        if task is None or task.request.kind != "image" or (task.terminal and task.state != SUCCEEDED):
+            raise UnknownUpload(f"you have no image {task_id}.{index}")
+        if task.state != SUCCEEDED:
+            raise ImageNotReady(f"image {task_id}.{index} is not ready: its task is {task.state} and has not been "
+                                "charged for it yet; send it again once the task has succeeded",
+                                task=task_id, state=task.state)
+        wanted = f"{task_id}.{index}"
+        for image in kept_images(task.result, task.steps.get("deletedImages")):
+            if image["id"] == wanted and (blob := blobs.get(image["path"])) is not None:
+                return blob.data
         raise UnknownUpload(f"you have no image {task_id}.{index}")
 
     def _blobs(self) -> BlobStore:
