@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ from .services.chat import MeteredChat
 from .services.conversations import Conversations
 from .services.credits import Credits, LedgerPolicy
 from .services.deposits import Deposits
-from .services.images import ImageGeneration, ImagePolicy, start_image_task
+from .services.images import AgentImageTasks, ImageGeneration, ImagePolicy
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
@@ -437,7 +436,7 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     if images is not None:
         images.journal = tasks.journal
         tasks.runs["image"] = images
-        agents.start_image = partial(start_image_task, tasks, images)  # the agents' start_image_task tool
+        agents.start_image = AgentImageTasks(tasks, images)  # the agents' start_image_task tool
     return tasks
 
 

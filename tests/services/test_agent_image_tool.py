@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from creditflow.adapters.ai.agent_tools import call_tool
 from creditflow.bootstrap import Platform
 from creditflow.domain.tasks import ACCEPTED, FAILED, SUCCEEDED, Task, TaskRequest
+from creditflow.services.chat import Budget
 from creditflow.services.task_runs import AgentContextOfTask, image_task_id
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -24,7 +25,7 @@ def agent_context(platform: Platform, uid: str, agent_task: str) -> AgentContext
     task = Task(agent_task, uid, TaskRequest(kind="agent", input="draw"), "2026-01-01T00:00:00Z",
                 "2026-01-01T00:00:00Z")
     run = platform.tasks.runs["agent"]
-    return AgentContextOfTask(SimpleNamespace(task=task), run.chat, run.conversations,  # type: ignore[arg-type]
+    return AgentContextOfTask(SimpleNamespace(task=task, budget=None), run.chat, run.conversations,  # type: ignore[arg-type]
                               lambda key, reply: None, dict, run.start_image)
 
 
@@ -108,3 +109,26 @@ def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: Stepped
         assert again.state == SUCCEEDED and len(platform.tasks.list("u")[0]) == 2
     finally:
         upstream.stop()
+
+
+def test_what_earlier_image_tasks_hold_counts_against_the_agents_limit_after_a_resume(flux: Platform) -> None:
+    """A context built afresh (a resumed run) counts the image tasks the task's record says it started: held while
+    they run, what they were charged once they end (a cancelled one gives its share back)."""
+    funded(flux, "u", 1)
+    one = flux.images.quote(None, None, None, 1)[1].total
+    calls: dict[str, dict] = {}
+    task = Task("agent1", "u", TaskRequest(kind="agent", input="draw"), "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z")
+    run = flux.tasks.runs["agent"]
+
+    def fresh() -> AgentContextOfTask:
+        budget = Budget("u", "hold-not-used-here", 2 * one + one // 2, "", 2 * one + one // 2)
+        return AgentContextOfTask(SimpleNamespace(task=task, budget=budget), run.chat,  # type: ignore[arg-type]
+                                  run.conversations, calls.__setitem__, lambda: calls, run.start_image)
+
+    first = json.loads(call_tool(fresh(), TOOLS, "start_image_task", json.dumps({"prompt": "a"}), "c1"))
+    two = json.dumps({"prompt": "b", "n": 2})
+    refused = call_tool(fresh(), TOOLS, "start_image_task", two, "c2")
+    assert refused.startswith("error: ") and "limit" in refused and len(flux.tasks.list("u")[0]) == 1
+    flux.tasks.cancel("u", first["taskId"])  # ended without a charge: what it held is the agent's again
+    assert json.loads(call_tool(fresh(), TOOLS, "start_image_task", two, "c3"))["state"] == ACCEPTED

@@ -60,12 +60,18 @@ class Budget:
     remaining: int  # µc still held
     expires_at: str
     limit: int = 0  # µc: what the task may spend in all (its maxCredits)
+    lent: int = 0  # µc: what tasks it started hold or were charged (an agent's image tasks), out of its limit
+
+    @property
+    def left(self) -> int:
+        """What the task's own calls may still take: its hold, less what the tasks it started count."""
+        return max(0, self.remaining - self.lent)
 
     def call_hold(self) -> CallHold:
         if self.hold is None:
             raise BudgetExhausted("the task has nothing left of its limit", needed=0, spent=self.limit,
                                   limit=self.limit)
-        return CallHold(self.hold, self.remaining, self.expires_at)
+        return CallHold(self.hold, self.left, self.expires_at)
 
 
 @dataclass
@@ -187,11 +193,10 @@ class MeteredChat:
             raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
                                    f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
         if budget is not None:  # within a task's hold: what is left of it must cover the call
-            if guess.micros > budget.remaining:
+            if guess.micros > budget.left:
                 raise BudgetExhausted(f"this call may cost up to {format_credits(guess.micros)} credits but the task "
-                                      f"has {format_credits(budget.remaining)} left of its limit",
-                                      needed=guess.micros, spent=budget.limit - budget.remaining,
-                                      limit=budget.limit)
+                                      f"has {format_credits(budget.left)} left of its limit",
+                                      needed=guess.micros, spent=budget.limit - budget.left, limit=budget.limit)
             return Call(uid, key, chosen, max_out, guess, budget.call_hold(), options, budget)
         if spend is not None:  # e.g. an API key's own credit limit
             spend.admit(guess.micros)

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain.catalog import Model
-from ..domain.errors import LedgerError, OverRequestLimit, ProviderUnavailable
+from ..domain.errors import BudgetExhausted, LedgerError, OverRequestLimit, ProviderUnavailable
 from ..domain.images import (
     ImageQuote,
     InvalidImage,
@@ -542,14 +542,33 @@ class ImageGeneration:
         return {"removed": removed, "kept": kept}
 
 
-def start_image_task(tasks: Tasks, images: ImageGeneration, uid: str, task_id: str, raw: dict[str, Any]) -> Task:
+def start_image_task(tasks: Tasks, images: ImageGeneration, uid: str, task_id: str, raw: dict[str, Any],
+                     within: int | None = None) -> Task:
     """What POST /api/v1/images does, for callers inside the platform (an agent's start_image_task tool): a task
     already there is returned as it is; a request the price refuses (unknown model, bad size, above the user's
-    own limit) raises before anything is recorded or held; otherwise the task flow takes it (classify, price,
-    hold, queue) for `uid`, and only `uid`."""
+    own limit, above `within`: what is left of the starting agent's limit) raises before anything is recorded or
+    held; otherwise the task flow takes it (classify, price, hold, queue) for `uid`, and only `uid`."""
     require_task_id(task_id)
     known = tasks.store.get(uid, task_id)
     if known is not None:
         return known
-    images.price(uid, parse_request(raw, max_reservation=tasks.policy.max_reservation))
+    _, price = images.price(uid, parse_request(raw, max_reservation=tasks.policy.max_reservation))
+    if within is not None and price > within:
+        raise BudgetExhausted(f"these images cost {format_credits(price)} credits but only "
+                              f"{format_credits(within)} are left of the agent task's limit (maxCredits counts the "
+                              "image tasks it starts): ask for fewer or smaller images", needed=price)
     return tasks.submit(uid, task_id, raw)
+
+
+class AgentImageTasks:
+    """The image tasks an agent task starts (task_runs.ImageTasks): started as the REST route starts them, within
+    what the agent has left, and read back to count what they hold or were charged."""
+
+    def __init__(self, tasks: Tasks, images: ImageGeneration) -> None:
+        self.tasks, self.images = tasks, images
+
+    def start(self, uid: str, task_id: str, raw: dict[str, Any], *, within: int | None) -> Task:
+        return start_image_task(self.tasks, self.images, uid, task_id, raw, within)
+
+    def get(self, uid: str, task_id: str) -> Task | None:
+        return self.tasks.store.get(uid, task_id)

@@ -164,11 +164,26 @@ class AgentContextOfTask:
 
     def __init__(self, context: Context, chat: MeteredChat, conversations: Conversations,
                  record: Callable[[str, dict[str, Any]], None], recorded: Callable[[], dict[str, Any]],
-                 start_image: StartTask | None = None) -> None:
+                 start_image: ImageTasks | None = None) -> None:
         self.context, self.chat, self.conversations = context, chat, conversations
         self.record, self.recorded = record, recorded
         self.start_image = start_image
         self.task_id, self.uid = context.task.id, context.task.uid
+
+    def _count_images(self) -> None:
+        """The task's budget lends what the image tasks it started hold, or were charged once they ended: its
+        maxCredits bounds them and its own calls together (read afresh, so a resumed run counts them too, and an
+        image task that ended cheaper gives the rest back)."""
+        budget = self.context.budget
+        if budget is None or self.start_image is None:  # no budget: a caller outside any task (tests)
+            return
+        lent = 0
+        for key, started in self.recorded().items():
+            if key.startswith(f"task:{self.task_id}:image:"):
+                image = self.start_image.get(self.uid, str(started["taskId"]))
+                if image is not None:
+                    lent += image.charged if image.terminal else max(image.reserved, image.charged)
+        budget.lent = lent
 
     def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,
                  max_tokens: int | None = None) -> ChatReply:
@@ -176,6 +191,7 @@ class AgentContextOfTask:
         done = self.recorded().get(key)
         if done is not None:
             return ChatReply(**done)
+        self._count_images()
         result = self.chat.chat(self.uid, messages, key=key, model=self.context.task.model, max_tokens=max_tokens,
                                 options={"tools": tools} if tools else None, budget=self.context.budget)
         reply = ChatReply(result.text, result.model, result.prompt_tokens, result.completion_tokens,
@@ -213,15 +229,24 @@ class AgentContextOfTask:
 
     def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
         """An image task of this task's owner (the uid is the context's, never an argument), through the flow the
-        REST route uses. Its id is derived from this task and the call, so a resumed run gets the same task."""
+        REST route uses, refused when its price is above what is left of this task's limit. Its id is derived from
+        this task and the call, so a resumed run gets the same task; it is recorded before it is started, so that
+        the budget counts it from then on (a record whose task was never made counts nothing)."""
         if self.start_image is None:
             raise LookupError("image generation is not available on this platform")
         task_id = image_task_id(self.task_id, call)
         raw = {"kind": "image", "input": {"prompt": prompt, "n": n, **({"size": size} if size else {})}}
+        key = f"task:{self.task_id}:image:{call}"
+        if key not in self.recorded():
+            self.record(key, {"taskId": task_id})
+        self._count_images()
+        budget = self.context.budget
+        within = None if budget is None else budget.left
         try:
-            started = self.start_image(self.uid, task_id, raw)
+            started = self.start_image.start(self.uid, task_id, raw, within=within)
         except LedgerError as refused:  # refused before anything was recorded or held
             raise LookupError(refused.detail) from None
+        self._count_images()
         if started.error:
             raise LookupError(str(started.error.get("detail") or started.error.get("title")))
         return {"taskId": started.id, "state": started.state, "price": format_credits(started.reserved),
@@ -239,6 +264,7 @@ class AgentContextOfTask:
             return str(done["text"])
         messages = [{"role": "user", "content": [{"type": "text", "text": question},
                                                  {"type": "image_url", "image_url": {"url": image}}]}]
+        self._count_images()
         try:
             result = self.chat.chat(self.uid, messages, key=key, budget=self.context.budget)
         except (UnknownModel, InvalidImagePart, UnknownUpload, InvalidImage) as refused:
@@ -249,7 +275,14 @@ class AgentContextOfTask:
         return result.text
 
 
-StartTask = Callable[[str, str, dict[str, Any]], Task]  # (uid, task id, request) -> the task as it is now
+class ImageTasks(Protocol):
+    """The image tasks an agent task starts, each a task of its own (its own hold, its own financial outcome)."""
+
+    def start(self, uid: str, task_id: str, raw: dict[str, Any], *, within: int | None) -> Task:
+        """The task as it is now (started once per id); LedgerError, nothing held, when its price is above
+        `within` (what is left of the agent's limit) or refused as the REST route refuses it."""
+
+    def get(self, uid: str, task_id: str) -> Task | None: ...
 
 
 def image_task_id(agent_task: str, call: str) -> str:
@@ -264,7 +297,7 @@ class AgentRun:
     input.approval) waits for the user's answer."""
 
     def __init__(self, runner: AgentRunner, chat: MeteredChat, conversations: Conversations,
-                 record: Callable[[Task, str, dict[str, Any]], None], start_image: StartTask | None = None) -> None:
+                 record: Callable[[Task, str, dict[str, Any]], None], start_image: ImageTasks | None = None) -> None:
         self.runner, self.chat, self.conversations, self._record = runner, chat, conversations, record
         self.start_image = start_image  # the image tasks its tool starts (None: no image generation here)
 

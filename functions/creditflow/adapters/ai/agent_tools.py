@@ -120,8 +120,9 @@ def _document(context: AgentContext, args: dict[str, Any], _call: str) -> str:
 
 
 def _start_image(context: AgentContext, args: dict[str, Any], call: str) -> str:
-    """An image task of the calling user's own, priced and held like any (its id is keyed by this agent task and
-    this call, so a resumed run that makes the call again gets the same task, not a second one)."""
+    """An image task of the calling user's own, priced and held like any, within what is left of the agent task's
+    limit (its id is keyed by this agent task and this call, so a resumed run that makes the call again gets the
+    same task, not a second one)."""
     n = args.get("n", 1)
     if not 1 <= n <= 4:
         raise ToolRefused("n must be from 1 to 4")
@@ -148,8 +149,9 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("read_document", "Read a document the user uploaded or attached, by its reference.",
          _object({"reference": {"type": "string"}}), _document),
     Tool("start_image_task", "Start generating images from a prompt, for the user, at the image price the user "
-         "pays for any image task (held now, charged for the images delivered). Answers the task id, its state "
-         "and its price; the images arrive in the user's gallery.",
+         "pays for any image task (held now, charged for the images delivered). The price counts against this "
+         "task's credit limit: refused when it is above what is left of it. Answers the task id, its state and "
+         "its price; the images arrive in the user's gallery.",
          _object({"prompt": {"type": "string"}},
                  {"size": {"type": "string"}, "n": {"type": "integer", "minimum": 1, "maximum": 4}}),
          _start_image),

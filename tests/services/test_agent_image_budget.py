@@ -1,0 +1,73 @@
+"""An agent task's maxCredits bounds the whole run, the image tasks it starts included: what those hold (or were
+charged, once they ended) counts against the agent's limit, so an image task the rest cannot cover is refused as
+a tool error the model sees, and the agent's own later calls get only what the images left. Each image task is
+still a task of its own, with its own hold and its one financial outcome. Through LangGraph and the metered chat,
+against the OpenAI-compatible server the tests start (it draws no images: the image tasks stay queued)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.tasks import ACCEPTED, SUCCEEDED, Task
+from creditflow.services.task_runs import image_task_id
+from tests.conftest import SteppedClock, funded, make_platform
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+@pytest.fixture
+def drawing(tmp_path: Path, clock: SteppedClock) -> Iterator[Platform]:
+    upstream = FakeOpenAI()
+    platform = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url)
+    yield platform
+    platform.store.close()  # type: ignore[attr-defined]
+    upstream.stop()
+
+
+def agent(platform: Platform, task_id: str, plan: list[list[object]], max_credits: str) -> Task:
+    goal = "draw TOOLPLAN:" + json.dumps(plan)
+    task = platform.tasks.submit("u", task_id, {"kind": "agent", "input": {"goal": goal, "agent": "research"},
+                                                "model": LLAMA, "maxCredits": max_credits})
+    return platform.tasks.run("u", task_id) if not task.terminal else task
+
+
+def images_of(platform: Platform, agent_id: str) -> list[Task]:
+    return [task for task in platform.tasks.list("u")[0] if task.id.startswith(f"{agent_id}-img-")]
+
+
+def test_an_image_task_past_what_is_left_of_the_agents_limit_is_refused(drawing: Platform) -> None:
+    funded(drawing, "u", 5)
+    four = drawing.images.quote(None, None, None, 4)[1].total
+    one = drawing.images.quote(None, None, None, 1)[1].total
+    limit = 5000  # µc: one image fits beside the agent's own calls, four do not
+    assert one < limit < four
+    task = agent(drawing, "a1", [["start_image_task", {"prompt": "a lighthouse", "n": 4}],
+                                 ["start_image_task", {"prompt": "a lighthouse"}]], "0.005")
+    assert task.state == SUCCEEDED, task.error
+    refused, started = task.result["text"].removeprefix("done: ").split(" | ")
+    assert refused.startswith("error: ") and "limit" in refused, refused
+    [image] = images_of(drawing, "a1")
+    assert image.id == image_task_id("a1", "2:call_2") and image.state == ACCEPTED and image.reserved == one
+    assert json.loads(started)["taskId"] == image.id
+    assert task.charged + image.reserved <= limit
+    assert drawing.credits.balance("u").held == image.reserved  # the agent's own hold is closed; the image's stays
+
+
+def test_the_agents_own_calls_get_only_what_its_image_tasks_left(drawing: Platform) -> None:
+    """After the image task holds most of the limit, the next model call's estimate is above the rest: the agent
+    stops at its credit limit with its partial result, the run and its image within maxCredits."""
+    funded(drawing, "u", 5)
+    two = drawing.images.quote(None, None, None, 2)[1].total
+    limit = 3000  # µc: two images fit after the first call; the next call's estimate (≈ 430 µc) does not
+    task = agent(drawing, "a2", [["start_image_task", {"prompt": "a boat", "n": 2}],
+                                 ["arithmetic", {"expression": "1 + 1"}]], "0.003")
+    assert task.state == SUCCEEDED and task.result["partial"] is True, task.result
+    assert task.result["reason"] == "credit limit reached"
+    [image] = images_of(drawing, "a2")
+    assert image.reserved == two and task.charged + image.reserved <= limit
