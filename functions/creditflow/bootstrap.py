@@ -67,6 +67,7 @@ from .services.reconciliation import PaymentReconciliation
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
 from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
+from .services.uploads import UploadPolicy, Uploads
 from .services.vision import VisionInputs
 from .services.wallets import Wallets
 from .services.welcome import WelcomeBonus, WelcomePolicy
@@ -101,6 +102,18 @@ class Platform:
     usage: UsageRollups | None = None  # the daily usage (admins' analytics), kept as entries commit
     blobs: BlobStore | None = None  # media: Cloud Storage on Firebase, files under the data folder locally
     images: ImageGeneration | None = None  # image generation: the bus's image tasks, /api/v1/images, /v1/images
+    uploads: Uploads | None = None  # users' uploads for vision (None: media are not stored here)
+
+
+def sweep_media(platform: Platform) -> dict[str, dict[str, int]]:
+    """What both runtimes sweep from media on their schedule: blobs no image belongs to, and old uploads no live
+    task names."""
+    swept = {"images": {"removed": 0, "kept": 0}, "uploads": {"removed": 0, "kept": 0}}
+    if platform.images is not None:
+        swept["images"] = platform.images.sweep()
+    if platform.uploads is not None:
+        swept["uploads"] = platform.uploads.sweep()
+    return swept
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
@@ -440,6 +453,15 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     return tasks
 
 
+def build_uploads(settings: Settings, blobs: BlobStore | None, tools: ImageTools, tasks: TaskStore,
+                  clock: Clock) -> Uploads | None:
+    if blobs is None:
+        return None
+    return Uploads(blobs, tools, tasks, clock, UploadPolicy(
+        settings.upload_quota_count, settings.upload_quota_bytes, timedelta(hours=settings.upload_max_age_hours),
+        settings.media_url_seconds))
+
+
 class LazyAgents:
     """The LangGraph agents, built on their first run: importing LangGraph costs every function's cold start."""
 
@@ -606,5 +628,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                      policy.reservation_ttl),
                     conversations=conversations, tasks=tasks, jobs=jobs, queue=queue, blobs=blobs, images=images,
+                    uploads=build_uploads(settings, blobs, tools, users.tasks, clock),
                     payments=payments, auto_top_ups=auto_top_ups,
                     wallets=wallets, deposits=deposits)

@@ -83,6 +83,9 @@ class Settings:
     storage_bucket: str | None = None  # FIREBASE_CONFIG's storageBucket (Cloud Functions set it): the default bucket
     vision_fetch_https: bool = False  # VISION_FETCH_HTTPS: the local runtime fetches image parts given by https URL
     media_sweep_seconds: float = 300.0  # the local runtime's orphan sweep (on Firebase: sweepMedia, hourly)
+    upload_quota_count: int = 100  # uploads a user keeps at once (UPLOAD_QUOTA_COUNT)
+    upload_quota_bytes: int = 200 * 1024 * 1024  # the bytes a user's uploads take in all (UPLOAD_QUOTA_BYTES)
+    upload_max_age_hours: float = 168.0  # older uploads no live task names are swept (UPLOAD_MAX_AGE_HOURS)
     image_attempts: int = 3  # image provider calls per delivery of a task (5xx, 429, timeouts tried again)
     image_backoff_seconds: float = 0.5  # before the second call, doubled before each after it
     crash_after_steps: tuple[str, ...] = ()  # a test mode: kill -9 itself once after each of these image saga steps
@@ -174,6 +177,9 @@ class Settings:
             "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
             "storage_bucket": _storage_bucket(env.get("FIREBASE_CONFIG")),
             "media_sweep_seconds": float(env.get("MEDIA_SWEEP_SECONDS", "300")),
+            "upload_quota_count": int(env.get("UPLOAD_QUOTA_COUNT", "100")),
+            "upload_quota_bytes": int(env.get("UPLOAD_QUOTA_BYTES", str(200 * 1024 * 1024))),
+            "upload_max_age_hours": float(env.get("UPLOAD_MAX_AGE_HOURS", "168")),
             "vision_fetch_https": env.get("VISION_FETCH_HTTPS", "").lower() in ("1", "true", "yes"),
             "image_attempts": int(env.get("IMAGE_ATTEMPTS", "3")),
             "image_backoff_seconds": float(env.get("IMAGE_BACKOFF_SECONDS", "0.5")),
@@ -255,6 +261,8 @@ class Settings:
             raise ValueError("IMAGE_ATTEMPTS must be from 1 to 10 and IMAGE_BACKOFF_SECONDS from 0 to 60")
         if self.media_sweep_seconds <= 0:
             raise ValueError("MEDIA_SWEEP_SECONDS must be positive")
+        if self.upload_quota_count < 1 or self.upload_quota_bytes < 1 or self.upload_max_age_hours <= 0:
+            raise ValueError("UPLOAD_QUOTA_COUNT, UPLOAD_QUOTA_BYTES and UPLOAD_MAX_AGE_HOURS must be positive")
         self._validate_crypto()
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
             raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import LedgerError
 
 UPLOAD = re.compile(r"upload:(up_[0-9a-f]{24})")
+UPLOAD_ID = re.compile(r"up_[0-9a-f]{24}")
 IMAGE = re.compile(r"image:([A-Za-z0-9_-]{1,64})\.([0-9]{1,2})")
 DATA = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 MAX_UPLOAD = 10 * 1024 * 1024
@@ -98,8 +101,24 @@ def data_url(content_type: str, data: bytes) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
 
-def new_upload_id() -> str:
-    return f"up_{secrets.token_hex(12)}"
+class UploadQuotaExceeded(LedgerError):
+    code = "upload-quota-exceeded"
+    title = "Upload quota reached"
+
+
+def new_upload_id(at: datetime) -> str:
+    """up_ and 24 hex digits: the second it was made (8), then 16 random ones, so that its age is in its name."""
+    return f"up_{int(at.timestamp()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def upload_made(upload_id: str) -> datetime:
+    """When an upload was made, read from its id."""
+    return datetime.fromtimestamp(int(upload_id[3:11], 16), UTC)
+
+
+def upload_references(value: object) -> set[str]:
+    """The upload ids a request names anywhere in it (upload:<id>)."""
+    return set(UPLOAD.findall(json.dumps(value, default=str)))
 
 
 def upload_path(uid: str, upload_id: str) -> str:

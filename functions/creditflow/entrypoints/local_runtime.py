@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
-from ..bootstrap import Platform, build, key_watch
+from ..bootstrap import Platform, build, key_watch, sweep_media
 from ..config import Settings
 
 log = logging.getLogger("creditflow")
@@ -189,8 +189,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     every(TASK_SWEEP_SECONDS, platform.tasks.expire_overdue, stop, "task-deadlines")
     every(TASK_SWEEP_SECONDS, platform.tasks.deliver_events, stop, "outbox")
     every(TASK_SWEEP_SECONDS, platform.mirror.deliver_events, stop, "ledger-outbox")  # credits.low, after a crash
-    if platform.images is not None:  # blobs of image tasks that never succeeded (a crash between store and settle)
-        every(platform.settings.media_sweep_seconds, platform.images.sweep, stop, "media-sweep")
+    if platform.blobs is not None:  # blobs no image holds (a crash between store and settle), and old uploads
+        every(platform.settings.media_sweep_seconds, lambda: sweep_media(platform), stop, "media-sweep")
     if platform.deposits.configured:  # crypto deposits: confirmed blocks not read yet
         every(platform.settings.crypto_scan_seconds, platform.deposits.scan, stop, "chain-scan")
     stop.wait()

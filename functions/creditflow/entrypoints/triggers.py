@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..bootstrap import sweep_media as media_sweep
 from .runtime import platform
 
 
@@ -50,10 +51,9 @@ def expire_tasks() -> dict[str, Any]:
 
 
 def sweep_media() -> dict[str, Any]:
-    """Blobs no image belongs to (a task that never succeeded, a deleted image, a staged copy) are removed
-    (scheduled)."""
-    images = platform().images
-    return images.sweep() if images is not None else {"removed": 0, "kept": 0}
+    """Blobs no image belongs to (a task that never succeeded, a deleted image, a staged copy) are removed, and
+    uploads older than UPLOAD_MAX_AGE_HOURS that no live task names (scheduled)."""
+    return media_sweep(platform())
 
 
 def scan_chain() -> dict[str, Any]:

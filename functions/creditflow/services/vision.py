@@ -1,17 +1,16 @@
-"""Images for vision models: uploads kept for their user, and the image parts of chat messages made ready for a
-provider. Every part is read (inline bytes, the user's own upload or generated image, or an https URL where that is
-allowed), checked by its bytes (format, size, pixels: a decompression bomb is refused undecoded), and sent inline,
-downscaled to the model's largest side; another user's image is never found, and a generated image is read only
-once its task has succeeded (been charged for it)."""
+"""Images for vision models: the image parts of chat messages made ready for a provider (services.uploads keeps
+the uploads). Every part is read (inline bytes, the user's own upload or generated image, or an https URL where
+that is allowed), checked by its bytes (format, size, pixels: a decompression bomb is refused undecoded), and sent
+inline, downscaled to the model's largest side; another user's image is never found, and a generated image is
+read only once its task has succeeded (been charged for it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from ..domain.catalog import Model
 from ..domain.images import kept_images
-from ..domain.media import ImageFacts, ImageLimits
+from ..domain.media import ImageLimits
 from ..domain.tasks import SUCCEEDED
 from ..domain.vision import (
     MAX_IMAGES,
@@ -23,24 +22,12 @@ from ..domain.vision import (
     data_url,
     image_parts,
     image_source,
-    new_upload_id,
     upload_path,
     with_urls,
 )
 from ..ports import BlobStore, ImageTools, Messages, TaskStore
 
 UPLOAD_LIMITS = ImageLimits(max_bytes=MAX_UPLOAD)
-
-
-@dataclass(frozen=True)
-class Upload:
-    id: str
-    facts: ImageFacts
-    url: str  # a signed URL that serves it for a while
-
-    @property
-    def reference(self) -> str:
-        return f"upload:{self.id}"
 
 
 class VisionInputs:
@@ -51,19 +38,6 @@ class VisionInputs:
         self.tasks = tasks  # whose image tasks say which generated images were charged for (None: none are read)
         self.fetch = fetch  # https images: production only, unless configuration allows them locally
         self.limits = limits
-
-    def upload(self, uid: str, data: bytes) -> Upload:
-        """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with
-        EXIF and other metadata stripped."""
-        blobs = self._blobs()
-        facts = self.tools.inspect(data, self.limits)
-        stripped = self.tools.strip(data)
-        upload_id = new_upload_id()
-        path = upload_path(uid, upload_id)
-        blobs.put(path, stripped, facts.content_type, cache_control="private, max-age=3600",
-                  metadata={"uid": uid, "kind": "upload"})
-        return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
-                      blobs.signed_url(path, self.url_seconds))
 
     def resolve(self, uid: str, messages: Messages) -> Messages:
         """Every image part as a checked inline image (the user's references read, https fetched where allowed)."""

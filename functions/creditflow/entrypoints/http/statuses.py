@@ -44,6 +44,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.WelcomeRefused: 409,
     tasks.TaskConflict: 409,
     vision.ImageNotReady: 409,
+    vision.UploadQuotaExceeded: 409,
     payments.AutoTopUpRefused: 409,
     crypto.DepositReviewed: 409,
     crypto.TokenNotAccepted: 409,

@@ -1,6 +1,6 @@
 """Images a user uploads for vision (POST /api/v1/uploads): the raw bytes, or multipart with a part named `file`;
-at most 10 MB; the type sniffed from the bytes (never the header's word), EXIF stripped. Chat messages then name
-the image as upload:<id>."""
+at most 10 MB, within the user's quota; the type sniffed from the bytes (never the header's word), EXIF stripped.
+Chat messages then name the image as upload:<id>; DELETE /api/v1/uploads/{id} removes it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.images import ImageTooLarge
-from ...domain.vision import MAX_UPLOAD, InvalidImagePart
+from ...domain.vision import MAX_UPLOAD, InvalidImagePart, UnknownUpload
 from . import schemas as s
 from .api import Routes
 
@@ -37,11 +37,11 @@ class UploadOut(s.Out):
 
 
 @routes.route("POST", UPLOADS, summary="Upload an image for vision (raw bytes or multipart part `file`, at most "
-              "10 MB); chat messages then send it as upload:<id>", response=UploadOut, raw_body=BODY,
-              errors=(413, 422))
+              "10 MB, within the caller's quota); chat messages then send it as upload:<id>", response=UploadOut,
+              raw_body=BODY, errors=(409, 413, 422))
 def upload_image(platform: Platform, caller: Caller) -> UploadOut:
-    vision = platform.chat.vision
-    if vision is None:
+    uploads = platform.uploads
+    if uploads is None:
         raise InvalidImagePart("uploads are not kept on this platform")
     request.max_content_length = MAX_UPLOAD_BODY
     if request.mimetype == "multipart/form-data":
@@ -55,7 +55,21 @@ def upload_image(platform: Platform, caller: Caller) -> UploadOut:
         raise InvalidImagePart("the body is empty: send the image's bytes, or multipart with a part named file")
     if len(data) > MAX_UPLOAD:
         raise ImageTooLarge(f"an upload is at most {MAX_UPLOAD // 1024 // 1024} MB")
-    upload = vision.upload(caller.uid, data)
+    upload = uploads.keep(caller.uid, data)
     return UploadOut(id=upload.id, reference=upload.reference, url=upload.url,
                      content_type=upload.facts.content_type, width=upload.facts.width,
                      height=upload.facts.height, size=upload.facts.size)
+
+
+class UploadDeletedOut(s.Out):
+    id: str
+    deleted: bool = Field(description="always true: an upload the caller does not have is a 404")
+
+
+@routes.route("DELETE", f"{UPLOADS}/{{uploadId}}", summary="Delete one of the caller's uploads (another user's, "
+              "one deleted already and one that never was are all 404)", response=UploadDeletedOut, errors=(404,))
+def delete_upload(platform: Platform, caller: Caller, uploadId: str) -> UploadDeletedOut:
+    if platform.uploads is None:
+        raise UnknownUpload("uploads are not kept on this platform")
+    platform.uploads.delete(caller.uid, uploadId)
+    return UploadDeletedOut(id=uploadId, deleted=True)

@@ -1,0 +1,102 @@
+"""A user's uploads (images for vision, `users/{uid}/uploads/{id}`): kept within a per-user quota (how many, how
+many bytes), deleted by their user, and swept once older than the configured age unless a live task names them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from ..domain.media import ImageFacts, ImageLimits
+from ..domain.vision import (
+    MAX_UPLOAD,
+    UPLOAD_ID,
+    UnknownUpload,
+    UploadQuotaExceeded,
+    new_upload_id,
+    upload_made,
+    upload_path,
+    upload_references,
+)
+from ..ports import BlobStore, Clock, ImageTools, TaskStore
+
+log = logging.getLogger(__name__)
+UPLOAD_LIMITS = ImageLimits(max_bytes=MAX_UPLOAD)
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    max_count: int = 100  # uploads a user keeps at once
+    max_bytes: int = 200 * 1024 * 1024  # bytes they take in all (after metadata is stripped)
+    max_age: timedelta = timedelta(days=7)  # older than this, swept unless a live task names it
+    url_seconds: int = 3600  # how long the signed URL an upload answers with serves
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    facts: ImageFacts
+    url: str  # a signed URL that serves it for a while
+
+    @property
+    def reference(self) -> str:
+        return f"upload:{self.id}"
+
+
+class Uploads:
+    def __init__(self, blobs: BlobStore, tools: ImageTools, tasks: TaskStore, clock: Clock,
+                 policy: UploadPolicy | None = None, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+        self.blobs, self.tools, self.tasks, self.clock = blobs, tools, tasks, clock
+        self.policy = policy or UploadPolicy()
+        self.limits = limits
+
+    def keep(self, uid: str, data: bytes) -> Upload:
+        """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with
+        EXIF and other metadata stripped; refused, nothing stored, past the user's quota. (Two uploads racing
+        may both pass the check: the quota is a bound on a user's storage, not on money.)"""
+        facts = self.tools.inspect(data, self.limits)
+        stripped = self.tools.strip(data)
+        self._require_room(uid, len(stripped))
+        upload_id = new_upload_id(self.clock.now())
+        path = upload_path(uid, upload_id)
+        self.blobs.put(path, stripped, facts.content_type, cache_control="private, max-age=3600",
+                       metadata={"uid": uid, "kind": "upload"})
+        return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
+                      self.blobs.signed_url(path, self.policy.url_seconds))
+
+    def _require_room(self, uid: str, size: int) -> None:
+        kept = self.blobs.list(f"users/{uid}/uploads/")
+        if len(kept) + 1 > self.policy.max_count:
+            raise UploadQuotaExceeded(f"you keep {len(kept)} uploads, the most allowed is {self.policy.max_count}: "
+                                      "delete one (DELETE /api/v1/uploads/{id})", count=len(kept),
+                                      maxCount=self.policy.max_count)
+        used = sum(info.size for info in kept)
+        if used + size > self.policy.max_bytes:
+            raise UploadQuotaExceeded(f"this upload ({size} bytes) would take your uploads to {used + size} bytes, "
+                                      f"above the {self.policy.max_bytes} bytes allowed: delete some first",
+                                      bytes=used, maxBytes=self.policy.max_bytes)
+
+    def delete(self, uid: str, upload_id: str) -> None:
+        """Remove one of the user's uploads. Another user's, one deleted already and one that never was are all
+        unknown (UnknownUpload), and removing nothing changes nothing."""
+        if not (isinstance(upload_id, str) and UPLOAD_ID.fullmatch(upload_id)) or not self.blobs.delete(
+                upload_path(uid, upload_id)):
+            raise UnknownUpload(f"you have no upload {str(upload_id)[:80]!r}")
+
+    def sweep(self, limit: int = 10_000) -> dict[str, int]:
+        """Remove the uploads older than the policy's age that no unfinished task names. Idempotent."""
+        named = {(task.uid, found) for task in self.tasks.unfinished(limit)
+                 for found in upload_references(task.request.input)}
+        oldest = self.clock.now() - self.policy.max_age
+        removed = kept = 0
+        for info in self.blobs.list("users/")[:limit]:
+            parts = info.path.split("/")
+            if len(parts) != 4 or parts[2] != "uploads" or not UPLOAD_ID.fullmatch(parts[3]):
+                continue
+            if upload_made(parts[3]) > oldest or (parts[1], parts[3]) in named:
+                kept += 1
+            elif self.blobs.delete(info.path):
+                removed += 1
+        if removed:
+            log.info("upload sweep removed %d old uploads", removed)
+        return {"removed": removed, "kept": kept}

@@ -1,0 +1,92 @@
+"""A user's uploads: kept within a quota (how many and how many bytes; past it, 409 problem+json and nothing
+stored), deleted by their user (another user's is as unknown as one that never was), and swept once older than
+the configured age unless a live task still names them. Through the HTTP routes, on the SQLite runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from creditflow.bootstrap import Platform, sweep_media
+from creditflow.domain.tasks import ACCEPTED
+from tests.conftest import SteppedClock, make_platform
+from tests.media_samples import encoded, halves
+from tests.services.test_vision import auth, upload
+
+SMALL = encoded(halves(40, 40), "PNG")
+
+
+@pytest.fixture
+def kept(tmp_path: Path, clock: SteppedClock) -> Iterator[Platform]:
+    platform = make_platform(tmp_path / "data", clock, upload_quota_count=2, upload_max_age_hours=24)
+    yield platform
+    platform.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def client(kept: Platform) -> Any:
+    from creditflow.entrypoints.http.app import create_app
+
+    return create_app(kept).test_client()
+
+
+def stored(platform: Platform, uid: str) -> list[str]:
+    assert platform.blobs is not None
+    return [info.path.rsplit("/", 1)[-1] for info in platform.blobs.list(f"users/{uid}/uploads/")]
+
+
+def test_past_the_count_quota_nothing_is_stored_until_one_is_deleted(kept: Platform, client: Any) -> None:
+    headers = auth(kept, "ann")
+    first, _ = (upload(client, headers, SMALL).json["id"] for _ in range(2))
+    refused = upload(client, headers, SMALL)
+    assert refused.status_code == 409 and refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.json["type"].rsplit("/", 1)[-1] == "upload-quota-exceeded" and "2" in refused.json["detail"]
+    assert len(stored(kept, "ann")) == 2
+    assert upload(client, auth(kept, "bob"), SMALL).status_code == 200  # a quota is per user
+    assert client.delete(f"/api/v1/uploads/{first}", headers=headers).status_code == 200
+    assert upload(client, headers, SMALL).status_code == 200
+
+
+def test_the_bytes_quota(tmp_path: Path, clock: SteppedClock) -> None:
+    from creditflow.entrypoints.http.app import create_app
+
+    platform = make_platform(tmp_path / "data", clock, upload_quota_bytes=len(SMALL) + 10)
+    client = create_app(platform).test_client()
+    headers = auth(platform, "cy")
+    assert upload(client, headers, SMALL).status_code == 200
+    refused = upload(client, headers, SMALL)
+    assert refused.status_code == 409 and "bytes" in refused.json["detail"] and len(stored(platform, "cy")) == 1
+
+
+def test_a_delete_is_the_users_own_and_a_second_one_finds_nothing(kept: Platform, client: Any) -> None:
+    headers, other = auth(kept, "dee"), auth(kept, "eve")
+    mine = upload(client, headers, SMALL).json["id"]
+    theirs = upload(client, other, SMALL).json["id"]
+    refused = client.delete(f"/api/v1/uploads/{theirs}", headers=headers)
+    assert refused.status_code == 404 and refused.json["type"].rsplit("/", 1)[-1] == "unknown-upload"
+    assert stored(kept, "eve") == [theirs]
+    assert client.delete(f"/api/v1/uploads/{mine}", headers=headers).status_code == 200
+    assert stored(kept, "dee") == []
+    assert client.delete(f"/api/v1/uploads/{mine}", headers=headers).status_code == 404  # gone: nothing changes
+    assert client.delete("/api/v1/uploads/..%2Fsecret", headers=headers).status_code == 404
+
+
+def test_the_sweep_removes_old_uploads_no_live_task_names(kept: Platform, client: Any, clock: SteppedClock) -> None:
+    headers = auth(kept, "fay")
+    named, old = (upload(client, headers, SMALL).json for _ in range(2))
+    kept.tasks.run_inline = lambda work: None  # the vision task is accepted and waits: a live task names `named`
+    waiting = kept.tasks.submit("fay", "look", {"kind": "vision", "input": {"prompt": "?",
+                                                                           "image": named["reference"]}})
+    assert waiting.state == ACCEPTED
+    clock.advance(hours=23)
+    assert sweep_media(kept)["uploads"] == {"removed": 0, "kept": 2}  # not old yet
+    clock.advance(hours=2)
+    fresh = upload(client, auth(kept, "gus"), SMALL).json
+    assert sweep_media(kept)["uploads"] == {"removed": 1, "kept": 2}
+    assert stored(kept, "fay") == [named["id"]] and stored(kept, "gus") == [fresh["id"]]
+    assert old["id"] not in stored(kept, "fay")
+    kept.tasks.cancel("fay", "look")  # the task ended: nothing names it any more
+    assert sweep_media(kept)["uploads"] == {"removed": 1, "kept": 1} and stored(kept, "fay") == []
