@@ -185,3 +185,38 @@ def test_refunds_made_and_failed_in_any_order_owe_back_what_stays_refunded(
     finally:
         platform.store.close()  # type: ignore[attr-defined]
         api.stop()
+
+
+class Died(BaseException):
+    """The process ending: nothing after this point runs."""
+
+
+def test_an_event_cut_short_after_the_ledger_is_finished_before_another_of_its_payment(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """The ledger took back a refund's credits, and the process died before the payment's record said so. The next
+    refund of that payment must not work from the stale record (it would take back the first refund's credits a
+    second time): it waits (503, Stripe delivers it again) until the first event, delivered again, has finished
+    (its ledger command replays by its key)."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    store = shop.payments.store
+    save = store.save
+
+    def dies_after_the_ledger(payment: Any) -> None:
+        if payment.refunded == 250:  # the first refund's record, after its ledger command committed
+            store.save = save  # type: ignore[method-assign]
+            raise Died("the process died")
+        save(payment)
+
+    store.save = dies_after_the_ledger  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        deliver(client, "charge.refunded", charge(session, 250), T0, "evt_r1")
+    assert available(shop, "u") == 50 * CREDIT
+    second = deliver(client, "charge.refunded", charge(session, 500), T0 + 60, "evt_r2")
+    assert second.status_code == 503 and second.headers["Retry-After"]
+    assert available(shop, "u") == 50 * CREDIT
+    assert deliver(client, "charge.refunded", charge(session, 250), T0, "evt_r1").json["outcome"] == "refunded"
+    assert deliver(client, "charge.refunded", charge(session, 500), T0 + 60, "evt_r2").json["outcome"] == "refunded"
+    [payment] = shop.payments.mine("u")
+    assert available(shop, "u") == 0 and (payment.refunded, payment.taken_back) == (500, 100 * CREDIT)
+    _reconciled(shop)

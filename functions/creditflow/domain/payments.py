@@ -112,6 +112,9 @@ class Payment:
     reported_at: int | None = None
     failed_refunds: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)  # by refund id: FailedRefund
     returns: int = 0  # times credits were given back for refunds that failed (each a ledger command of its own)
+    # the event being handled, marked before its ledger commands and cleared once the record says what they did:
+    # found set by another event, it was cut short (a crash), and is delivered again to finish first
+    busy: str | None = None
 
     def owed_for(self, refunded: int) -> int:
         """The credits a refund of `refunded` (cumulative minor units) makes owed back, pro rata, rounded down."""

@@ -195,8 +195,7 @@ class Payments:
         A report older than the newest one seen says nothing new."""
         payment = self._payment_of(charge)
         reported = _whole(charge.get("amount_refunded"), "amount_refunded")
-        with self.one_at_a_time(payment.id):
-            payment = self._fresh(payment)
+        with self._handling(payment, event_id) as payment:
             if payment.reported_at is not None and (at < payment.reported_at or (
                     at == payment.reported_at and reported <= (payment.reported or 0))):
                 return "refunded already"
@@ -210,8 +209,7 @@ class Payments:
         payment = self._payment_of(refund)
         refund_id = _text(refund, "id")
         failed = FailedRefund(_whole(refund.get("amount"), "amount"), _whole(refund.get("created"), "created"), at)
-        with self.one_at_a_time(payment.id):
-            payment = self._fresh(payment)
+        with self._handling(payment, event_id) as payment:
             known = payment.failed_refunds.get(refund_id)
             if known is not None and FailedRefund.of(known).failed_at <= at:  # an earlier event said so already
                 return "undone already"
@@ -259,8 +257,7 @@ class Payments:
         """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""
         payment = self._payment_of(dispute)
         amount = _whole(dispute.get("amount"), "amount")
-        with self.one_at_a_time(payment.id):
-            payment = self._fresh(payment)
+        with self._handling(payment, event_id) as payment:
             if payment.dispute is not None:
                 return "disputed already"
             disputed = credits_for(payment.credits, payment.amount, amount)
@@ -288,8 +285,7 @@ class Payments:
         final (Stripe documents no way back from it): a won status after it is an older event arriving late."""
         payment = self._payment_of(dispute)
         won = dispute.get("status") != "lost"  # won, an inquiry closed (warning_closed), prevented: no money lost
-        with self.one_at_a_time(payment.id):
-            payment = self._fresh(payment)
+        with self._handling(payment, event_id) as payment:
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
             if payment.dispute is None:  # its opening has not come yet (Stripe keeps no order): settle it now
                 payment = self._dispute_settled_unopened(payment, dispute, won, key)
@@ -357,6 +353,33 @@ class Payments:
     def _fresh(self, payment: Payment) -> Payment:
         """The payment as stored now (read under its lock)."""
         return self.store.payment(payment.id) or payment
+
+    @contextmanager
+    def _handling(self, payment: Payment, event_id: str) -> Iterator[Payment]:
+        """The payment as stored, for one event, under the payment's lease; marked as that event's before its
+        ledger commands. A crash between a command and the record's save leaves the mark: another event of the
+        payment then waits (503; the provider delivers it again) until this one, delivered again, has finished
+        (its commands replay by their keys), so that no event acts on a record that does not say what the ledger
+        did."""
+        with self.one_at_a_time(payment.id):
+            payment = self._fresh(payment)
+            if payment.busy not in (None, event_id):
+                raise PaymentNotSeen(f"payment {payment.id} waits for event {payment.busy}, cut short, to be delivered "
+                                     "again: deliver this one again later", retry_after=60)
+            if payment.busy is None:
+                payment = replace(payment, busy=event_id)
+                self.store.save(payment)
+            try:
+                yield payment
+            except Exception:  # refused (a ledger command refused, or lost its race, committed nothing): unmarked
+                self._unmark(payment, event_id)
+                raise
+            self._unmark(payment, event_id)
+
+    def _unmark(self, payment: Payment, event_id: str) -> None:
+        done = self._fresh(payment)
+        if done.busy == event_id:
+            self.store.save(replace(done, busy=None))
 
     @contextmanager
     def one_at_a_time(self, payment_id: str) -> Iterator[None]:
