@@ -16,6 +16,7 @@ from tests.services.test_payments import (
     client,
     dispute,
     paid_session,
+    reconciled,
     send,
     shop,
     spend,
@@ -23,11 +24,6 @@ from tests.services.test_payments import (
 )
 
 __all__ = ["client", "shop", "stripe_api"]  # the fixtures of the payments tests, shared
-
-
-def _reconciled(platform: Platform) -> None:
-    audit = platform.integrity.audit()
-    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == [], audit.findings
 
 
 @pytest.mark.parametrize("kind", ["charge.dispute.closed", "charge.dispute.updated",
@@ -49,7 +45,7 @@ def test_a_won_dispute_lost_later_takes_the_credits_back_once(shop: Platform, cl
     assert available(shop, "u") == 0
     [payment] = shop.payments.mine("u")
     assert (payment.dispute, payment.taken_back, payment.written_off) == ("lost", 70 * CREDIT, 30 * CREDIT)
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_a_dispute_won_before_its_opening_arrived_can_still_be_lost(shop: Platform, client: Any,
@@ -60,7 +56,7 @@ def test_a_dispute_won_before_its_opening_arrived_can_still_be_lost(shop: Platfo
     assert send(client, "charge.dispute.created", dispute(session, 200)).json["outcome"] == "disputed already"
     assert send(client, "charge.dispute.closed", dispute(session, 200, "lost")).json["outcome"] == "dispute lost"
     assert available(shop, "u") == 60 * CREDIT  # $2 of $5 disputed: 40 credits
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_a_lost_dispute_is_not_undone_by_a_won_status_arriving_after_it(shop: Platform, client: Any,
@@ -73,7 +69,7 @@ def test_a_lost_dispute_is_not_undone_by_a_won_status_arriving_after_it(shop: Pl
     for kind in ("charge.dispute.closed", "charge.dispute.updated", "charge.dispute.funds_reinstated"):
         assert send(client, kind, dispute(session, 500, "won")).json["outcome"] == "closed already"
     assert available(shop, "u") == 0
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_dispute_updates_before_it_closes_hold_once_and_change_nothing_more(shop: Platform, client: Any,
@@ -88,4 +84,4 @@ def test_dispute_updates_before_it_closes_hold_once_and_change_nothing_more(shop
     assert send(client, "charge.dispute.funds_reinstated", dispute(session, 500, "won")).json["outcome"] == \
         "dispute won"
     assert available(shop, "u") == 100 * CREDIT
-    _reconciled(shop)
+    reconciled(shop)

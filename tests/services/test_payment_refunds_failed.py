@@ -21,6 +21,7 @@ from tests.services.test_payments import (
     charge,
     client,
     paid_session,
+    reconciled,
     send,
     shop,
     spend,
@@ -42,11 +43,6 @@ def refund(session: dict[str, Any], refund_id: str, amount: int, created: int, s
     return {"id": refund_id, "object": "refund", "amount": amount, "charge": f"ch_{session['id'][-10:]}",
             "payment_intent": session["payment_intent"], "created": created, "currency": "usd", "status": status,
             "failure_reason": "expired_or_canceled_card" if status == "failed" else None}
-
-
-def _reconciled(platform: Platform) -> None:
-    audit = platform.integrity.audit()
-    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == [], audit.findings
 
 
 @pytest.mark.parametrize("status", ["failed", "canceled"])
@@ -72,7 +68,7 @@ def test_a_failed_refund_gives_its_credits_back_once_and_a_new_refund_takes_agai
     assert (payment.refunded, payment.taken_back) == (250, 50 * CREDIT)
     [lot] = shop.credits.balance("u").lots  # the credits went back into the payment's own lot
     assert lot.id == payment.lot
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_a_refund_that_failed_gives_back_only_what_it_took_not_what_was_spent(shop: Platform, client: Any,
@@ -90,7 +86,7 @@ def test_a_refund_that_failed_gives_back_only_what_it_took_not_what_was_spent(sh
     kinds = [(e.kind, e.fields()["counterparty"], e.fields().get("memo", {}).get("cancels"))
              for e in shop.store.chain("user:u")][-2:]
     assert kinds == [("writeoff", "refund", "writeoff"), ("grant", "refund", None)]
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_when_two_refunds_were_taken_and_one_fails_the_write_off_goes_first(shop: Platform, client: Any,
@@ -106,7 +102,7 @@ def test_when_two_refunds_were_taken_and_one_fails_the_write_off_goes_first(shop
     assert available(shop, "u") == 0
     [payment] = shop.payments.mine("u")
     assert (payment.refunded, payment.taken_back, payment.written_off) == (200, 40 * CREDIT, 0)
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_a_failure_that_comes_before_its_refund_means_nothing_is_ever_taken(shop: Platform, client: Any,
@@ -117,7 +113,7 @@ def test_a_failure_that_comes_before_its_refund_means_nothing_is_ever_taken(shop
     assert failed.json["outcome"] == "refunded already"  # nothing was taken for it: nothing to give back
     assert deliver(client, "charge.refunded", charge(session, 300), T0).json["outcome"] == "refunded already"
     assert available(shop, "u") == 100 * CREDIT
-    _reconciled(shop)
+    reconciled(shop)
 
 
 def test_refund_updates_that_are_not_failures_change_nothing(shop: Platform, client: Any,
@@ -181,7 +177,7 @@ def test_refunds_made_and_failed_in_any_order_owe_back_what_stays_refunded(
         assert balance.available == 100 * CREDIT - spent * CREDIT - payment.taken_back
         if not spent:  # nothing spent: exactly what stays refunded was taken, whatever the order
             assert (payment.taken_back, payment.written_off) == (payment.owed_for(stays), 0)
-        _reconciled(platform)
+        reconciled(platform)
     finally:
         platform.store.close()  # type: ignore[attr-defined]
         api.stop()
@@ -219,4 +215,4 @@ def test_an_event_cut_short_after_the_ledger_is_finished_before_another_of_its_p
     assert deliver(client, "charge.refunded", charge(session, 500), T0 + 60, "evt_r2").json["outcome"] == "refunded"
     [payment] = shop.payments.mine("u")
     assert available(shop, "u") == 0 and (payment.refunded, payment.taken_back) == (500, 100 * CREDIT)
-    _reconciled(shop)
+    reconciled(shop)

@@ -74,6 +74,12 @@ def available(platform: Platform, uid: str) -> int:
     return platform.credits.balance(uid).available
 
 
+def reconciled(platform: Platform) -> None:
+    """The audit passes, and finds every payment's record agreeing with the ledger's entries for it."""
+    audit = platform.integrity.audit()
+    assert audit.ok and [f for f in audit.findings if f.check == "payments"] == [], audit.findings
+
+
 def charge(session: dict[str, Any], refunded: int) -> dict[str, Any]:
     return {"id": f"ch_{session['id'][-10:]}", "object": "charge", "payment_intent": session["payment_intent"],
             "amount": session["amount_total"], "amount_refunded": refunded, "refunded": refunded > 0}

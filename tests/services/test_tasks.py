@@ -402,6 +402,18 @@ class Died(BaseException):
     """The worker's process ending mid-run: nothing of the flow after this point runs."""
 
 
+def dies_once(platform: Platform, kind: str) -> None:
+    """The next run of a task of `kind` dies as it begins (its task already moved to `running`)."""
+    run = platform.tasks.runs[kind]
+    real = run.run
+
+    def dies(context: object, resume: object) -> object:
+        run.run = real  # type: ignore[method-assign]
+        raise Died(f"the worker's process ended during a {kind} run")
+
+    run.run = dies  # type: ignore[method-assign]
+
+
 def test_an_answered_task_whose_run_died_runs_on_with_the_answer(ai: Platform, upstream: FakeOpenAI) -> None:
     """A run that took the user's answer and died before the agent went past the question is delivered again: it
     goes on with that answer, rather than asking the user the question they answered."""
@@ -411,14 +423,7 @@ def test_an_answered_task_whose_run_died_runs_on_with_the_answer(ai: Platform, u
     task = ai.tasks.run("u", "agent9") if not task.terminal and task.state != "waiting" else task
     assert task.state == "waiting"
     ai.tasks.answer("u", "agent9", True)
-    agent = ai.tasks.runs["agent"]
-    real = agent.run
-
-    def dies_once_resumed(context: object, resume: object) -> object:
-        agent.run = real  # type: ignore[method-assign]
-        raise Died("killed after the run took the answer")
-
-    agent.run = dies_once_resumed  # type: ignore[method-assign]
+    dies_once(ai, "agent")  # after the run took the answer
     with pytest.raises(Died):
         ai.tasks.run("u", "agent9")
     task = ai.tasks.run("u", "agent9")  # the queue's redelivery after the lease
@@ -436,14 +441,7 @@ def test_a_task_whose_worker_died_is_ended_at_its_deadline_as_a_dead_letter(ai: 
     the job). The deadline sweep ends it with its one financial outcome, and the admins see it among the dead
     letters, where they can run it again."""
     funded(ai, "u", 1)
-    chat = ai.tasks.runs["chat"]
-    real = chat.run
-
-    def dies(context: object, resume: object) -> object:
-        chat.run = real  # type: ignore[method-assign]
-        raise Died("the worker's process ended during the run")
-
-    chat.run = dies  # type: ignore[method-assign]
+    dies_once(ai, "chat")
     with pytest.raises(Died):
         ai.tasks.submit("u", "orphan", {"kind": "chat", "input": "hello", "model": LLAMA})
     assert ai.tasks.get("u", "orphan").state == "running"

@@ -4,8 +4,6 @@ cancel the image task, pay nothing for it, and still have used the image."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,22 +11,9 @@ import pytest
 from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import CANCELLED, SUCCEEDED, Task
-from tests.conftest import SteppedClock, make_platform
-from tests.services.test_vision import ask, auth, balance
+from tests.services.test_vision import ask, auth, balance, client, seeing
 
-
-@pytest.fixture
-def seeing(tmp_path: Path, clock: SteppedClock) -> Iterator[Platform]:
-    platform = make_platform(tmp_path / "data", clock)
-    yield platform
-    platform.store.close()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def client(seeing: Platform) -> Any:
-    from creditflow.entrypoints.http.app import create_app
-
-    return create_app(seeing).test_client()
+__all__ = ["client", "seeing"]  # the fixtures of the vision tests, shared
 
 
 def draw(platform: Platform, uid: str, task_id: str) -> None:
