@@ -13,6 +13,11 @@ export const leafHash = (data) => sha256(concat(Uint8Array.of(0), data));
 export const nodeHash = (left, right) => sha256(concat(Uint8Array.of(1), left, right));
 const isHash = (h) => h instanceof Uint8Array && h.length === 32;
 const isSize = (n) => Number.isSafeInteger(n) && n >= 0;
+// Halving, not Math.log2: log2(2**50 + 1) rounds to 50, and bitwise operators stop at 32 bits.
+function isPowerOfTwo(n) {
+  while (n > 1 && n % 2 === 0) n /= 2;
+  return n === 1;
+}
 
 export function verifyInclusion(leaf, index, size, proof, root) {
   if (!isHash(leaf) || !isHash(root) || !isSize(index) || !isSize(size) || index >= size) return false;
@@ -40,7 +45,7 @@ export function verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof) {
   if (oldSize === 0) return proof.length === 0 && equal(oldRoot, sha256(new Uint8Array()));
   if (!proof.length) return false;
   let path = proof;
-  if (Number.isInteger(Math.log2(oldSize))) path = [oldRoot, ...proof]; // a power of two
+  if (isPowerOfTwo(oldSize)) path = [oldRoot, ...proof];
   let fn = oldSize - 1, sn = newSize - 1;
   while (fn % 2 === 1) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
   let fr = path[0], sr = path[0];
