@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.checkpoint import Checkpoint, sign_checkpoint
+from creditflow.domain import merkle
+from creditflow.domain.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from creditflow.domain.entries import seal
 from creditflow.domain.errors import InconsistentTree
 from creditflow.domain.signing import SigningKey
@@ -209,3 +210,48 @@ def test_a_tampered_remembered_subtree_hash_fails_proofs_and_is_named(platform: 
     newest = platform.credits.history("t0", limit=1)[0][0]
     with pytest.raises(InconsistentTree):  # a head extended from a wrong remembered hash is never signed
         platform.integrity.verify_entry(newest.id)
+
+
+def rewrite_leaf_and_stored_roots(platform: Platform, db: sqlite3.Connection, index: int) -> None:
+    """A rewritten log whose stored checkpoint rows were made to match it; their signed notes cannot be."""
+    db.execute("UPDATE leaves SET data = ? WHERE idx = ?", (hashlib.sha256(b"rewritten").digest(), index))
+    leaves = [merkle.leaf_hash(data) for data in platform.store.leaves(0, platform.store.tree_size())]
+    for checkpoint in platform.store.checkpoints():
+        db.execute("UPDATE checkpoints SET root = ? WHERE size = ?",
+                   (merkle.root_of_hashes(leaves[:checkpoint.size]), checkpoint.size))
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+
+
+def test_verify_entry_proves_inclusion_in_the_signed_checkpoint_not_the_stored_root(ledger) -> None:
+    platform, db, _ids = ledger
+    [second] = platform.store.leaf_entry_ids(1, 2)
+    assert platform.integrity.verify_entry(second)["ok"]
+    rewrite_leaf_and_stored_roots(platform, db, 0)
+    report = platform.integrity.verify_entry(second)
+    signed = open_checkpoint(report["checkpoint"], platform.keyring).checkpoint
+    proof = [base64.b64decode(p) for p in report["inclusion_proof"]]
+    leaf = merkle.leaf_hash(bytes.fromhex(report["entry"]["hash"]))
+    assert not merkle.verify_inclusion(leaf, report["leaf_index"], signed.size, proof, signed.root)
+    assert not report["included"] and not report["ok"]  # what it says agrees with the checkpoint it shows
+
+
+def test_consistency_is_between_the_signed_checkpoints_not_the_stored_roots(ledger) -> None:
+    platform, db, _ids = ledger
+    first = platform.store.checkpoint()
+    platform.credits.reserve("bob", CREDIT, key="b1")
+    second = platform.integrity.publish_checkpoint()
+    assert platform.integrity.consistency(first.size, second.size)["consistent"]
+    rewrite_leaf_and_stored_roots(platform, db, 0)
+    with pytest.raises(InconsistentTree):  # the stored rows no longer say what was signed
+        platform.integrity.consistency(first.size, second.size)
+
+
+def test_verify_entry_names_a_checkpoint_whose_note_does_not_verify(ledger) -> None:
+    platform, db, ids = ledger
+    latest = platform.store.checkpoint()
+    forged = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, latest.size, latest.root),
+                             SigningKey.generate(platform.settings.ledger_origin))
+    db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (forged, latest.size))
+    report = platform.integrity.verify_entry(ids[0])
+    assert not report["ok"] and not report["included"]
+    assert any(f["check"] == "checkpoint" for f in report["findings"])

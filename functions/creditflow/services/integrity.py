@@ -108,7 +108,9 @@ class Integrity:
                     merkle.consistency_proof_from_hashes(hashes, old_size) if proving else [])
         return range_root(self.subtrees, 0, size), consistency_path(self.subtrees, old_size, size) if proving else []
 
-    def _require_trusted(self, stored: StoredCheckpoint) -> None:
+    def _require_trusted(self, stored: StoredCheckpoint) -> Checkpoint:
+        """The tree head a stored checkpoint's note signs. Proofs are checked against it, never against the stored
+        size and root alone: a row rewritten beside a rewritten log must not vouch for it."""
         try:
             signed = open_checkpoint(stored.note, self.keyring, self.origin)
         except NoteError as error:
@@ -117,6 +119,7 @@ class Integrity:
         if (signed.checkpoint.size, signed.checkpoint.root) != (stored.size, stored.root):
             raise InconsistentTree(f"stored checkpoint at size {stored.size} differs from its signed note",
                                    checkpoint=stored.size)
+        return signed.checkpoint
 
     def latest_checkpoint(self) -> StoredCheckpoint:
         return self.store.checkpoint() or self.publish_checkpoint()
@@ -146,7 +149,7 @@ class Integrity:
         if stored is None:
             raise UnknownCheckpoint(f"no checkpoint of size {size} is stored (the latest is of size {latest.size}); "
                                     "ask with sizes of checkpoints this ledger published")
-        return stored.root
+        return self._require_trusted(stored).root
 
     def check_presented(self, note: str) -> list[Finding]:
         """Is a checkpoint someone was shown (signed by us) consistent with the log as it is now?"""
@@ -194,8 +197,14 @@ class Integrity:
             findings.append(Finding("chain", entry.id, f"entry {entry.id} does not link to the entry before it"))
         index, checkpoint = self._covering_checkpoint(entry)
         proof = inclusion_path(self.subtrees, index, checkpoint.size)
-        included = merkle.verify_inclusion(merkle.leaf_hash(bytes.fromhex(entry.hash)), index, checkpoint.size,
-                                           proof, checkpoint.root)
+        try:
+            signed = self._require_trusted(checkpoint)
+        except InconsistentTree as error:
+            findings.append(Finding("checkpoint", f"checkpoint:{checkpoint.size}", str(error)))
+            included = False
+        else:
+            included = merkle.verify_inclusion(merkle.leaf_hash(bytes.fromhex(entry.hash)), index, signed.size,
+                                               proof, signed.root)
         if not included:
             findings.append(Finding("inclusion", entry.id, f"entry {entry.id} is not leaf {index} of the tree in "
                                                            f"checkpoint {checkpoint.size}"))
