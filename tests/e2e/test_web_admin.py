@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from creditflow.domain import merkle
 from tests.e2e.server import LocalServer
 from tests.e2e.test_web import browser, context, use_token  # noqa: F401  (fixtures)
 from tests.fake_openai import FakeOpenAI
@@ -29,6 +32,10 @@ def busy(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iter
             assert reply.status == 200, reply.body
     yield running
     running.stop()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def admin(server: LocalServer) -> str:
@@ -151,3 +158,32 @@ def test_a_user_token_in_the_console_is_told_it_needs_an_admin(context: Any, bus
     page = context.new_page()
     use_token(page, busy, busy.token("ann"), "admin.html")
     page.get_by_role("alert").filter(has_text="This console needs an admin account: ann is not one").wait_for()
+
+
+def test_the_console_checks_consistency_against_the_signed_checkpoints_not_the_roots_it_is_sent(
+        context: Any, busy: LocalServer) -> None:  # noqa: F811
+    """A server showing a forked log sends roots and a proof that agree with each other: the console must check the
+    proof against the checkpoints it can verify the signatures of, and say it is not consistent."""
+    older = int(busy.call("GET", "/api/v1/ledger/checkpoint").body.decode().split("\n")[1])
+    granted = busy.call("POST", "/api/v1/admin/grants", {"uid": "bob", "amount": "1"}, token=admin(busy),
+                        headers={"Idempotency-Key": "fork-the-log"}).json
+    newer = busy.call("GET", f"/api/v1/credits/verify/{granted['entry']}", token=admin(busy)).json["treeSize"]
+    fork = [merkle.leaf_hash(hashlib.sha256(f"fork {n}".encode()).digest()) for n in range(newer)]
+
+    def forked(route: Any) -> None:
+        answer = route.fetch().json()
+        assert answer["from"] == older and answer["to"] == newer
+        answer.update(fromRoot=b64(merkle.root_of_hashes(fork[:older])), toRoot=b64(merkle.root_of_hashes(fork)),
+                      proof=[b64(p) for p in merkle.consistency_proof_from_hashes(fork, older)])
+        route.fulfill(json=answer)
+
+    page = context.new_page()
+    open_console(page, busy, "ledger")
+    page.get_by_text(re.compile("Its signature verifies in this browser")).wait_for()
+    page.get_by_label("Older tree size").fill(str(older))
+    page.get_by_label("Newer tree size (empty: the latest)").fill(str(newer))
+    page.get_by_role("button", name="Check").click()
+    page.get_by_text(re.compile(rf"^Consistent \(checked in this browser\): tree {older} → {newer}")).wait_for()
+    page.route("**/api/v1/ledger/consistency*", forked)
+    page.get_by_role("button", name="Check").click()
+    page.get_by_text(re.compile(rf"^NOT consistent \(checked in this browser\): tree {older} → {newer}")).wait_for()

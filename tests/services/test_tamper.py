@@ -240,7 +240,13 @@ def test_consistency_is_between_the_signed_checkpoints_not_the_stored_roots(ledg
     first = platform.store.checkpoint()
     platform.credits.reserve("bob", CREDIT, key="b1")
     second = platform.integrity.publish_checkpoint()
-    assert platform.integrity.consistency(first.size, second.size)["consistent"]
+    answer = platform.integrity.consistency(first.size, second.size)
+    assert answer["consistent"]
+    for size, note, root in ((first.size, answer["from_checkpoint"], answer["from_root"]),
+                             (second.size, answer["to_checkpoint"], answer["to_root"])):
+        signed = open_checkpoint(note, platform.keyring).checkpoint  # what a verifier checks the proof against
+        assert (signed.size, base64.b64encode(signed.root).decode()) == (size, root)
+    assert platform.integrity.consistency(0, first.size)["from_checkpoint"] is None  # the empty tree has none
     rewrite_leaf_and_stored_roots(platform, db, 0)
     with pytest.raises(InconsistentTree):  # the stored rows no longer say what was signed
         platform.integrity.consistency(first.size, second.size)

@@ -55,6 +55,19 @@ export function openCheckpoint(note, keys) {
   return { origin: lines[0], size: Number(lines[1]), root, keyId: verifiedBy };
 }
 
+/** A /ledger/consistency answer checked here: its proof against the heads the two checkpoints it names sign (the
+ * empty tree's for size 0), never against the roots sent beside them. True or false, or raises why it cannot tell. */
+export function checkConsistency(answer, keys) {
+  const head = (size, note) => {
+    if (size === 0) return sha256(new Uint8Array());
+    const signed = openCheckpoint(note || "", keys);
+    if (signed.size !== size) throw new Error(`the checkpoint sent for size ${size} is of size ${signed.size}`);
+    return signed.root;
+  };
+  return verifyConsistency(answer.from, answer.to, head(answer.from, answer.fromCheckpoint),
+    head(answer.to, answer.toCheckpoint), answer.proof.map(fromBase64));
+}
+
 async function check(checks, name, what, run) {
   try {
     const result = await run();

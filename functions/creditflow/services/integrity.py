@@ -125,31 +125,32 @@ class Integrity:
         return self.store.checkpoint() or self.publish_checkpoint()
 
     def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
-        """A consistency proof between two checkpoints this ledger signed (the second by default the latest). The
-        empty tree (size 0) comes before every checkpoint; a size never signed is not found (404)."""
+        """A consistency proof between two checkpoints this ledger signed (the second by default the latest), with
+        their signed notes, so that a verifier checks it against heads it can trust rather than the roots beside it.
+        The empty tree (size 0) comes before every checkpoint and has no note; a size never signed is not found."""
         latest = self.store.checkpoint()
         if latest is None:
             raise UnknownCheckpoint("no checkpoint has been published yet")
         latest_note = "" if new_size is not None else ", the latest checkpoint"
         new_size = latest.size if new_size is None else new_size
-        old_root, new_root = self._root(old_size, latest), self._root(new_size, latest)
+        (old_root, old_note), (new_root, new_note) = self._head(old_size, latest), self._head(new_size, latest)
         if old_size > new_size:
             raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size}{latest_note})")
         proof = consistency_path(self.subtrees, old_size, new_size) if old_size > 0 else []
         return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old_root).decode(),
-                "to_root": base64.b64encode(new_root).decode(),
-                "proof": [base64.b64encode(p).decode() for p in proof],
+                "to_root": base64.b64encode(new_root).decode(), "from_checkpoint": old_note,
+                "to_checkpoint": new_note, "proof": [base64.b64encode(p).decode() for p in proof],
                 "consistent": merkle.verify_consistency(old_size, new_size, old_root, new_root, proof)}
 
-    def _root(self, size: int, latest: StoredCheckpoint) -> bytes:
-        """The root of the checkpoint of `size`: the empty tree's for 0, else a stored one's."""
+    def _head(self, size: int, latest: StoredCheckpoint) -> tuple[bytes, str | None]:
+        """The signed root of the checkpoint of `size` and its note: the empty tree's root and none for 0."""
         if size == 0:
-            return merkle.EMPTY_ROOT
+            return merkle.EMPTY_ROOT, None
         stored = self.store.checkpoint(size) if 0 < size <= latest.size else None  # and the store's integers
         if stored is None:
             raise UnknownCheckpoint(f"no checkpoint of size {size} is stored (the latest is of size {latest.size}); "
                                     "ask with sizes of checkpoints this ledger published")
-        return self._require_trusted(stored).root
+        return self._require_trusted(stored).root, stored.note
 
     def check_presented(self, note: str) -> list[Finding]:
         """Is a checkpoint someone was shown (signed by us) consistent with the log as it is now?"""

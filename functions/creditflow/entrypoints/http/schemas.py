@@ -607,6 +607,9 @@ class ConsistencyOut(Out):
     to: int
     from_root: str
     to_root: str
+    from_checkpoint: str | None = Field(description="the signed note of the checkpoint of size `from` (none for 0): "
+                                                    "check the proof against its root, not `fromRoot`")
+    to_checkpoint: str | None = Field(description="the signed note of the checkpoint of size `to` (none for 0)")
     proof: list[str]
     consistent: bool
 
