@@ -557,3 +557,25 @@ def test_without_a_build_the_home_page_says_to_run_make(tmp_path: Path, monkeypa
     page = client.get("/")
     assert page.status_code == 200 and "Run <code>make</code>" in page.text and 'href="/api/v1/docs"' in page.text
     assert client.get("/app.js").status_code == 404
+
+
+def test_verify_fails_when_the_server_answers_with_another_entry(context: Any, web: LocalServer) -> None:
+    """A server asked to prove one entry that answers with the proof of another (valid) entry of the caller must not
+    get the first one marked verified."""
+    funded(web, "eve")
+    granted = web.call("POST", "/api/v1/admin/grants", {"uid": "eve", "amount": "1"},
+                       token=web.token("root", admin=True), headers={"Idempotency-Key": "eve-second"}).json
+    page = context.new_page()
+    sign_in(page, web, "eve", "history")
+    rows = page.get_by_test_id("entry")
+    rows.nth(1).wait_for()
+    older = rows.nth(1).get_attribute("data-entry")
+    assert rows.first.get_attribute("data-entry") == granted["entry"] != older
+    honest = web.call("GET", f"/api/v1/credits/verify/{older}", token=web.token("eve")).json
+    page.route(f"**/api/v1/credits/verify/{granted['entry']}", lambda route: route.fulfill(json=honest))
+    row = rows.first
+    row.get_by_role("button", name=f"Verify entry {granted['entry']}").click()
+    result = row.get_by_test_id("verification")
+    result.wait_for()
+    assert result.get_attribute("data-ok") == "false", result.inner_text()
+    assert older in result.locator("[data-check=canonical]").inner_text()

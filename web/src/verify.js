@@ -103,6 +103,7 @@ export async function verifyEntry(entryId) {
   await check(checks, "canonical", "the body is RFC 8785 canonical JSON and matches where the entry is stored",
     () => {
       fields = JSON.parse(entry.body);
+      if (entry.id !== entryId) return { ok: false, detail: `asked for entry ${entryId}, the server sent ${entry.id}` };
       if (canonical(fields) !== entry.body) return { ok: false, detail: "the body is not RFC 8785 canonical JSON" };
       const wrong = ["id", "account", "seq", "kind", "at"].filter((name) => fields[name] !== entry[name]);
       return wrong.length ? { ok: false, detail: `the body disagrees on ${wrong.join(", ")}` } : true;
