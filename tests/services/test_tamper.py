@@ -261,3 +261,11 @@ def test_verify_entry_names_a_checkpoint_whose_note_does_not_verify(ledger) -> N
     report = platform.integrity.verify_entry(ids[0])
     assert not report["ok"] and not report["included"]
     assert any(f["check"] == "checkpoint" for f in report["findings"])
+
+
+def test_verify_entry_reports_a_hash_column_that_is_not_hexadecimal(ledger) -> None:
+    platform, db, ids = ledger
+    db.execute("UPDATE entries SET hash = ? WHERE id = ?", ("not hexadecimal", ids[1]))
+    report = platform.integrity.verify_entry(ids[1])  # a report naming the entry, not an exception
+    assert not report["ok"] and not report["included"] and not report["chain_ok"]
+    assert ids[1] in named(platform)["hash"]
