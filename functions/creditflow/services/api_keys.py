@@ -105,9 +105,11 @@ class GatewayKeys:
 
 class KeySpend:
     """One request's spending through a key with a limit. Each hold the request places is first counted against
-    the limit, as this call's, in one atomic step (so concurrent calls cannot pass it together); `finish` swaps
-    what was counted for what was charged. A crash in between leaves the count standing only until the call's
-    time is up (its ledger hold has expired by then). A key without a limit only adds up what it spent."""
+    the limit, as this call's, in one atomic step (so concurrent calls cannot pass it together); a hold voided
+    uncharged (a model that failed) leaves its count to the request's next hold, which claims only what it needs
+    beyond it; `finish` swaps what was counted for what was charged. A crash in between leaves the count standing
+    only until the call's time is up (its ledger hold has expired by then). A key without a limit only adds up
+    what it spent."""
 
     def __init__(self, keys: ApiKeys, key: ApiKey, clock: Clock, lasts: timedelta) -> None:
         self.keys = keys
@@ -116,16 +118,25 @@ class KeySpend:
         self.lasts = lasts
         self.call = new_id("call")
         self.counted = False
+        self.spare = 0  # µc counted for this call whose hold was voided uncharged: the next hold may take it
 
     def admit(self, hold: int) -> None:
         if self.key.limit is None:
             return
         now = self.clock.now()
-        if not self.keys.claim_spend(self.key.id, self.call, hold, iso(now + self.lasts), iso(now)):
+        if not self.keys.claim_spend(self.key.id, self.call, max(0, hold - self.spare), iso(now + self.lasts),
+                                     iso(now)):
             left = self.key.limit - self.key.spent
             raise KeyLimitReached(f"key {self.key.prefix}… has at most {format_credits(max(0, left))} credits "
                                   f"left of its limit, and this call may cost {format_credits(hold)}")
+        self.spare = max(0, self.spare - hold)
         self.counted = True
+
+    def release(self, hold: int) -> None:
+        """A hold admitted before was voided uncharged: its count stays claimed (in one place, so nothing races
+        for it), kept for the request's next hold."""
+        if self.counted:
+            self.spare += hold
 
     def prolong(self) -> None:
         """The call's hold was extended: count it in flight until the new hold has expired too."""

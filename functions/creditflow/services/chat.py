@@ -40,9 +40,13 @@ log = logging.getLogger(__name__)
 
 class Spend(Protocol):
     """A budget outside the ledger that a request's holds count against (an API key's limit): `admit` each
-    hold before it is placed (raising to refuse it), then `finish` once with what the request was charged."""
+    hold before it is placed (raising to refuse it), `release` one that was voided uncharged (a model that failed,
+    before the request falls back to the next), then `finish` once with what the request was charged."""
 
     def admit(self, hold: int) -> None: ...
+
+    def release(self, hold: int) -> None:
+        """A hold admitted before was voided with nothing charged: its count may serve the request's next hold."""
 
     def finish(self, charged: int) -> None: ...
 
@@ -255,6 +259,13 @@ class MeteredChat:
         if call.budget is None:  # a task's hold stays with the task: nothing of it was spent
             self.credits.release(call.uid, call.hold.id, key=f"{call.key}:release")
 
+    @staticmethod
+    def _given_back(call: Call, spend: Spend | None) -> None:
+        """A call's hold was voided uncharged and the request goes on to another model: the key's limit no longer
+        counts it (else a fallback would be refused for the failed model's hold and its own together)."""
+        if spend is not None and call.budget is None:
+            spend.release(call.guess.micros)
+
     def _refused(self, call: Call) -> None:
         """The provider refused the request itself: nothing is charged, and the model's health learns nothing
         (one user's malformed calls must not open a breaker for everyone)."""
@@ -302,6 +313,7 @@ class MeteredChat:
             if call.hold.replayed:  # a retry: whatever happens next says nothing new about the model
                 self.health.untried(candidate.id)
                 self._require_failed(call)  # it failed last time: try the next model
+                self._given_back(call, spend)
                 continue
             return call
         if over is not None:
@@ -326,6 +338,7 @@ class MeteredChat:
                         reply = self.providers[call.model.provider].complete(
                             call.model.id, self._sized(messages, call.model), call.max_output, options)
                 except ProviderUnavailable as failure:  # released: on to the next model
+                    self._given_back(call, spend)
                     tried.append(f"{call.model.id}: {failure.detail}")
                     continue
                 charge = self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
@@ -410,6 +423,7 @@ class MeteredChat:
                 self.health.record(call.model.id, relay.outcome == "complete", self.now() - started, self.now())
                 if relay.outcome == "failed":  # nothing reached the client: release, and on to the next model
                     self._release(call)
+                    self._given_back(call, spend)
                     tried.append(f"{call.model.id}: {relay.failure}")
                     call = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend, call.options,
                                            call.budget)
