@@ -208,6 +208,11 @@ class MeteredChat:
                                     owner=CALL)  # the call's own: only its settle or release closes it
         return Call(uid, key, chosen, max_out, guess, CallHold.of(hold), options)
 
+    def held_before(self, uid: str, key: str) -> bool:
+        """Whether a call with this key held credits before (an earlier attempt of the request made it, whatever its
+        outcome)."""
+        return self.credits.used(uid, f"{key}:hold")
+
     def _require_failed(self, call: Call) -> None:
         """A retry may go on only if the earlier request with its key failed (its hold voided or lapsed): one
         that was answered and charged is refused, and so is one still running."""

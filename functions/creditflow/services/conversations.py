@@ -193,12 +193,18 @@ class Conversations:
     def _recall(self, uid: str, conversation_id: str, history: Stored, new: Messages,
                 older: Stored, space: memory.Budget, key: str
                 ) -> tuple[Stored, int]:
-        """Embed what has no vector yet and the new message (one metered call), then rank older messages."""
+        """Embed what has no vector yet and the new message (one metered call), then rank older messages. A turn
+        embeds once: its retry (a redelivery after a later step failed) recalls nothing rather than pay again; the
+        vectors the first attempt stored serve the next turns. (The retry cannot replay that call: the messages
+        it embedded have their vectors now, so the same key would ask for another amount.)"""
+        embed_key = f"{key}:embed"
+        if self.metered.held_before(uid, embed_key):
+            return [], 0
         missing = [m for m in history if m.vector is None]
         query = " ".join(text_of(m["content"]) for m in new if m["role"] == "user") or text_of(new[-1]["content"])
         try:
-            result = self.metered.embed(uid, [m.content for m in missing] + [query], key=f"{key}:embed")
-        except AlreadyAnswered:  # a retry of a turn that failed after embedding: recall is skipped, not re-paid
+            result = self.metered.embed(uid, [m.content for m in missing] + [query], key=embed_key)
+        except AlreadyAnswered:  # an attempt running alongside embedded first: recall is skipped, not re-paid
             return [], 0
         vectors = {m.seq: v for m, v in zip(missing, result.vectors, strict=False)}
         if vectors:

@@ -412,6 +412,11 @@ class Credits:
             raise UnknownAccount(f"no account {account_id}", account=account_id)
         return effective_balance(account, lots, holds, iso(self.clock.now()))
 
+    def used(self, uid: str, key: str) -> bool:
+        """Whether a command on the account was made with this idempotency key (by an earlier attempt of a request)."""
+        account_id = user_account(uid)
+        return run_in_transaction(self.store, lambda tx: tx.idempotency(account_id, require_key(key)) is not None)
+
     def find_hold(self, uid: str, hold_id: str) -> Hold:
         hold = self.store.hold(user_account(uid), hold_id) if isinstance(hold_id, str) else None
         if hold is None:
