@@ -76,6 +76,8 @@ def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_bac
     ({"kind": "chat", "input": "x", "model": "no/such-model"}, "unknown-model"),
     ({"kind": "chat", "input": "x", "model": LLAMA, "maxCredits": "0.000001"}, "invalid-task"),
     ("not an object", "invalid-task"),
+    ({"kind": "vision", "input": "what is in it?"}, "invalid-task"),
+    ({"kind": "vision", "input": {"prompt": "what is in it?"}}, "invalid-task"),
 ])
 def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: object, problem: str) -> None:
     funded(ai, "u", 1)

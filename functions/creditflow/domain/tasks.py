@@ -124,6 +124,9 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
     elif not (isinstance(value, str) and value.strip()):
         raise InvalidTask("input must be a prompt (a string that is not blank) or an object with a prompt, goal or "
                           "messages")
+    if kind == "vision" and not (isinstance(value, dict) and isinstance(value.get("image"), str)):
+        raise InvalidTask("a vision task needs input.image (upload:<id>, image:<taskId>.<n>, a data:image/… or an "
+                          "https URL) beside its prompt")
     try:
         size = len(orjson.dumps(value))
     except orjson.JSONEncodeError as error:

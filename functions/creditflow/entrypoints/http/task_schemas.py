@@ -32,7 +32,7 @@ class TaskInput(BaseModel):
     goal: Text | None = Field(default=None, description="what an agent works towards")
     messages: list[TaskMessage] | None = Field(default=None, min_length=1)
     image: str | None = Field(default=None, pattern=r"^(data:image/|https://|upload:up_|image:)", max_length=60_000,
-                              description="for vision: a data: URL, upload:<id>, image:<taskId>.<n> or https://")
+                              description="a vision task's (required): a data: URL, upload:<id>, image:<taskId>.<n>, https://")
     agent: Literal["research", "code", "analysis"] | None = None
     approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")
     documents: dict[str, str] | None = Field(default=None, description="texts an agent may read, by name")
