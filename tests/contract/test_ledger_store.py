@@ -170,3 +170,15 @@ def test_concurrent_reserves_never_overdraw(on_store: Platform, request: pytest.
     balance = credits.balance("hot")
     assert (balance.available, balance.held) == (0, affordable * CREDIT)
     assert on_store.integrity.audit().ok
+
+
+def test_the_sweep_query_skips_expired_lots_with_nothing_left_to_expire(store: LedgerStore) -> None:
+    """Lots that expired with all they had left in holds stay open until those holds end, but have nothing to
+    expire: more of them than the sweep's limit must not hide a lot that does (they expire first, so a query that
+    filtered them out only after its limit would see nothing else)."""
+    spent = [lot(n, account=f"user:held{n}", remaining=0, held=10, expires_at="2025-12-01T00:00:00.000000Z")
+             for n in range(1, 6)]
+    due = lot(9, account="user:due", remaining=4, expires_at="2025-12-31T00:00:00.000000Z")
+    accounts = [UserAccount(id=x.account, created_at=T0) for x in [*spent, due]]
+    store.run(lambda tx: tx.write(Changes(new_accounts=accounts, lots=[*spent, due])))
+    assert store.accounts_to_sweep(T0, 3) == ["user:due"]

@@ -261,9 +261,13 @@ class FirestoreLedgerStore:
     def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
         holds = _where(_where(self.client.collection(layout.HOLDS), "status", "==", "pending"),
                        "expiresAt", "<=", now).limit(limit).stream()
-        lots = _where(_where(self.client.collection(layout.LOTS), "open", "==", True),
-                      "expiresAt", "<=", now).limit(limit).stream()
-        accounts = {s.get("account") for s in holds} | {s.get("account") for s in lots if s.get("remaining") > 0}
+        # only lots with something left to expire: an expired lot whose credits are all in holds stays open until
+        # they end, and a filter after the limit would let enough of those crowd out every lot that needs work.
+        # Two range filters, so the order is spelled out; firestore.indexes.json has (open, expiresAt, remaining).
+        lots = (_where(_where(_where(self.client.collection(layout.LOTS), "open", "==", True),
+                              "expiresAt", "<=", now), "remaining", ">", 0)
+                .order_by("expiresAt").order_by("remaining").limit(limit).stream())
+        accounts = {s.get("account") for s in holds} | {s.get("account") for s in lots}
         return sorted(accounts)[:limit]
 
     def record_conflict(self, conflict: IdempotencyConflictRecord) -> None:
