@@ -235,6 +235,23 @@ def test_bad_input_gets_problem_json_and_changes_nothing(server: LocalServer) ->
     assert "like 2026-01-31T12:00:00Z" in wording and "grant, hold, settle, release, expire" in wording
 
 
+@pytest.mark.parametrize(("path", "admin", "repeated"), [
+    ("/api/v1/ledger/consistency?from=1&from=2", False, "from"),
+    ("/api/v1/ledger/consistency?from=1&to=1&to=1", False, "to"),  # the same value twice as well
+    ("/api/v1/credits/history?limit=5&kind=grant&kind=settle", False, "kind"),  # a list is written with commas
+    ("/api/v1/tasks?limit=5&cursor=1&limit=6", False, "limit"),
+    ("/api/v1/admin/shortfalls?limit=1&limit=1", True, "limit"),
+])
+def test_a_query_parameter_sent_twice_is_refused(server: LocalServer, path: str, admin: bool, repeated: str) -> None:
+    """Each query parameter takes one value: a second one is refused, not silently dropped (which one a proxy, a
+    cache or another server in front would take is anyone's guess)."""
+    token = server.token("root", admin=True) if admin else funded(server, "twice", "1")
+    reply = server.call("GET", path, token=token)
+    assert (reply.status, reply.content_type) == (400, "application/problem+json"), reply.body
+    assert reply.json["type"].endswith("/invalid-query") and reply.json["field"] == repeated, reply.json
+    assert f"{repeated} is given 2 times" in reply.json["detail"], reply.json
+
+
 def test_chunked_bodies_are_measured_like_any_other(server: LocalServer) -> None:
     """A body sent in chunks has no Content-Length: past the limit it is refused with 413 all the same, not read
     cut short; within it, it is read whole."""

@@ -19,7 +19,15 @@ from werkzeug.exceptions import HTTPException
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.errors import Contended, InvalidIdempotencyKey, InvalidToken, LedgerError, RateLimited, StoreConflict
+from ...domain.errors import (
+    Contended,
+    InvalidIdempotencyKey,
+    InvalidQuery,
+    InvalidToken,
+    LedgerError,
+    RateLimited,
+    StoreConflict,
+)
 from ...domain.idempotency import MAX_KEY, require_key
 from ...domain.problems import problem_members
 from ...ports import TokenVerifier
@@ -280,14 +288,18 @@ class Api:
 
     @staticmethod
     def _query(model: type[BaseModel]) -> BaseModel:
-        """Query strings, validated against the model; integers must be written as integers ("5", not "5.0")."""
+        """Query strings, validated against the model; integers must be written as integers ("5", not "5.0").
+        Each parameter takes one value (a list is one value with commas): one sent twice is refused, not read as
+        its first, since a proxy or cache in front may well have read its last."""
+        repeated = {name: len(sent) for name, sent in request.args.lists() if len(sent) > 1}
+        if repeated:
+            said = ", ".join(f"{name} is given {count} times" for name, count in repeated.items())
+            raise InvalidQuery(f"{said}: send each query parameter once", field=next(iter(repeated)))
         properties = model.model_json_schema()["properties"]
         values = dict(request.args.items())
         for name, value in values.items():
             if properties.get(name, {}).get("type") == "integer" and not re.fullmatch(r"-?[0-9]{1,19}", value):
-                from ...domain.errors import InvalidQuery
-
-                raise InvalidQuery(f"{name} must be a whole number")
+                raise InvalidQuery(f"{name} must be a whole number", field=name)
         return model.model_validate(values)
 
     @staticmethod
@@ -353,6 +365,8 @@ class Api:
                 statuses |= {401, 429} | ({403} if op.auth == "admin" else set())
             for status in sorted(statuses):
                 said = "problem: the caller is not an admin" if op.auth == "admin" and status == 403 else "problem"
+                if status == 400 and op.query is not None:
+                    said = "problem; also when a query parameter is sent more than once (field: its name)"
                 entry["responses"][str(status)] = {"description": said, **problem_ref}
             paths.setdefault(op.path, {})[op.method.lower()] = entry
         return {"openapi": "3.1.0", "info": {"title": self.title, "version": self.version},
