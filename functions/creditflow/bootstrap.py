@@ -587,7 +587,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
     chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
     blobs = build_blobs(settings, key)
-    chat.vision = VisionInputs(blobs, tools, settings.media_url_seconds, fetch=https_images(settings),
+    chat.vision = VisionInputs(blobs, tools, settings.media_url_seconds, clock, fetch=https_images(settings),
                                tasks=users.tasks)
     images = ImageGeneration(catalog, build_image_providers(settings), tools, blobs, credits, realtime,
                              clock, users.tasks, journal=lambda uid, task_id: None,  # type: ignore[arg-type,return-value]

@@ -11,6 +11,7 @@ import pytest
 from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import CANCELLED, SUCCEEDED, Task
+from tests.conftest import SteppedClock
 from tests.services.test_vision import ask, auth, balance, client, seeing
 
 __all__ = ["client", "seeing"]  # the fixtures of the vision tests, shared
@@ -60,3 +61,55 @@ def test_an_image_its_task_was_charged_for_is_seen_and_a_deleted_one_is_not(seei
     assert ask(client, auth(seeing, "wes"), "image:sun.0", "theirs").status_code == 404  # another user's
     seeing.images.delete("vic", "sun.0")
     assert ask(client, headers, "image:sun.0", "deleted").status_code == 404
+
+
+def test_an_image_not_ready_yet_is_worth_retrying_and_a_final_conflict_is_not(seeing: Platform, client: Any,
+                                                                               clock: SteppedClock) -> None:
+    """The openai SDK retries a 409 unless told not to: an image whose task has not succeeded yet will be readable
+    once it has, so the gateway says retry, after what the task is still expected to take (an image task's estimate
+    is 30 s; 10 have passed); a replayed request stays final."""
+    headers = auth(seeing, "ida")
+    secret = client.post("/api/v1/keys", json={"name": "retry"}, headers=headers).json["key"]
+    gateway = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "look-1"}
+    body = {"model": "demo-vision", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": "image:moon.0"}}]}]}
+    draw(seeing, "ida", "moon")
+    clock.advance(seconds=10)
+    early = client.post("/v1/chat/completions", json=body, headers=gateway)
+    assert early.status_code == 409 and early.json["error"]["code"] == "image-not-ready", early.json
+    assert (early.headers["x-should-retry"], early.headers.get("Retry-After")) == ("true", "20")
+    rest = ask(client, headers, "image:moon.0", "look-rest")  # the API says when, too
+    assert rest.status_code == 409 and rest.headers.get("Retry-After") == "20" and rest.json["retryAfter"] == 20
+    clock.advance(seconds=60)  # later than expected: soon, still
+    assert client.post("/v1/chat/completions", json=body, headers=gateway).headers.get("Retry-After") == "1"
+    assert seeing.tasks.run("ida", "moon").state == SUCCEEDED
+    seen = client.post("/v1/chat/completions", json=body, headers=gateway)  # the retry, with the same key
+    assert seen.status_code == 200 and "256×256 PNG" in seen.json["choices"][0]["message"]["content"], seen.json
+    again = client.post("/v1/chat/completions", json=body, headers=gateway)
+    assert again.status_code == 409 and again.json["error"]["code"] == "already-answered"
+    assert again.headers["x-should-retry"] == "false" and "Retry-After" not in again.headers
+
+
+def test_an_image_request_still_running_under_its_key_is_worth_retrying(seeing: Platform, client: Any) -> None:
+    """The gateway answers a retried images request from its task: while that task runs, the retry says so and
+    when to ask again; once it has ended, the same key gets the images."""
+    from creditflow.domain.ids import keyed_id
+
+    headers = auth(seeing, "jo")
+    secret = client.post("/api/v1/keys", json={"name": "images"}, headers=headers).json["key"]
+    gateway = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "paint-1"}
+    body = {"model": "demo-image", "prompt": "a red kite", "size": "256x256"}
+    task_id = keyed_id("gw", "jo", "paint-1")
+    seeing.tasks.submit("jo", task_id, {"kind": "image", "model": "demo-image",  # as if a first attempt was cut off
+                                        "input": {"prompt": "a red kite", "size": "256x256", "n": 1}})
+    running = client.post("/v1/images/generations", json=body, headers=gateway)
+    assert running.status_code == 409 and running.json["error"]["code"] == "request_in_progress", running.json
+    assert (running.headers["x-should-retry"], running.headers.get("Retry-After")) == ("true", "30")
+    assert seeing.tasks.run("jo", task_id).state == SUCCEEDED
+    done = client.post("/v1/images/generations", json=body, headers=gateway)
+    assert done.status_code == 200 and len(done.json["data"]) == 1, done.json
+    from creditflow.entrypoints.http.gateway import GatewayError, error_response
+
+    with client.application.app_context():  # a longer wait is said as the longest the SDKs wait, not as a reason
+        slow = error_response(GatewayError(409, "running", "invalid_request_error", retry=True, retry_after=300))
+    assert (slow.headers["x-should-retry"], slow.headers["Retry-After"]) == ("true", "120")  # to give up

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +15,7 @@ import orjson
 from .errors import InvalidQuery, LedgerError
 from .money import money, parse_credits
 from .problems import problem_members
+from .timefmt import parse_iso
 
 KINDS = ("chat", "image", "vision", "agent")
 PRIORITIES = ("high", "normal", "low")
@@ -215,6 +218,12 @@ class Task:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+    def seconds_left(self, now: datetime) -> int:
+        """Whole seconds until the task is expected to have ended (its classification's estimate, counted from its
+        creation); at least 1, for one that is taking longer than expected."""
+        elapsed = (now - parse_iso(self.created_at)).total_seconds()
+        return max(1, math.ceil(self.seconds - elapsed))
 
     def moved(self, state: str, now: str, **changes: Any) -> Task:
         """The task in `state` (a move the state machine allows), one version newer."""

@@ -25,16 +25,17 @@ from ..domain.vision import (
     upload_path,
     with_urls,
 )
-from ..ports import BlobStore, ImageTools, Messages, TaskStore
+from ..ports import BlobStore, Clock, ImageTools, Messages, TaskStore
 
 UPLOAD_LIMITS = ImageLimits(max_bytes=MAX_UPLOAD)
 
 
 class VisionInputs:
-    def __init__(self, blobs: BlobStore | None, tools: ImageTools, url_seconds: int,
+    def __init__(self, blobs: BlobStore | None, tools: ImageTools, url_seconds: int, clock: Clock,
                  fetch: Callable[[str], bytes] | None = None, limits: ImageLimits = UPLOAD_LIMITS,
                  tasks: TaskStore | None = None) -> None:
         self.blobs, self.tools, self.url_seconds = blobs, tools, url_seconds
+        self.clock = clock  # to say how long an image not ready yet should still take
         self.tasks = tasks  # whose image tasks say which generated images were charged for (None: none are read)
         self.fetch = fetch  # https images: production only, unless configuration allows them locally
         self.limits = limits
@@ -101,7 +102,7 @@ class VisionInputs:
         if task.state != SUCCEEDED:
             raise ImageNotReady(f"image {task_id}.{index} is not ready: its task is {task.state} and has not been "
                                 "charged for it yet; send it again once the task has succeeded",
-                                task=task_id, state=task.state)
+                                task=task_id, state=task.state, retry_after=task.seconds_left(self.clock.now()))
         wanted = f"{task_id}.{index}"
         for image in kept_images(task.result, task.steps.get("deletedImages")):
             if image["id"] == wanted and (blob := blobs.get(image["path"])) is not None:

@@ -41,27 +41,36 @@ from .api import RateLimiter
 from .chat_options import InvalidOption, chat_options
 from .json_body import InvalidBody, parse
 from .slots import take_call_slot
-from .statuses import status_of, status_of_code
+from .statuses import status_of, status_of_code, worth_retrying
 
 log = logging.getLogger(__name__)
 AUTO = {"id": "auto", "object": "model", "created": 0, "owned_by": "creditflow",
         "creditflow": {"label": "the cheapest healthy model, with fallback", "demo": False}}
 ROLES = {"system", "user", "assistant", "developer", "tool"}
 MAX_EMBEDDING_INPUTS = 2048
+SDK_LONGEST_WAIT = 120  # s: the longest Retry-After the openai SDKs wait for (MAX_RETRY_AFTER_DELAY); past it, none
 # OpenAI request fields handed to the provider as they are; `n` (several choices) is refused: it multiplies the
 # cost past what was held. Anything else unknown is dropped, as OpenAI-compatible servers commonly do.
 class GatewayError(Exception):
-    def __init__(self, status: int, message: str, kind: str, code: str | None = None, param: str | None = None):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None, param: str | None = None,
+                 *, retry: bool = False, retry_after: int | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.param = status, message, kind, code, param
+        self.retry, self.retry_after = retry, retry_after  # a 409 the same request may get past later, and when
 
 
 def error_response(error: GatewayError) -> Response:
     response = jsonify({"error": {"message": error.message, "type": error.kind, "param": error.param,
                                   "code": error.code}})
     response.status_code = error.status
-    if error.status == 409:  # final for its Idempotency-Key; OpenAI's SDKs retry a 409 unless told not to
-        response.headers["x-should-retry"] = "false"
+    wait = error.retry_after
+    if error.status == 409:  # OpenAI's SDKs retry a 409 (a lock timeout to them) unless told not to: most of ours
+        # are final for their Idempotency-Key; one that waits on work still running is worth sending again
+        response.headers["x-should-retry"] = "true" if error.retry else "false"
+        if error.retry and wait is not None:  # past two minutes the SDKs would not retry at all, rather than wait
+            wait = min(wait, SDK_LONGEST_WAIT)
+    if wait is not None:
+        response.headers["Retry-After"] = str(wait)
     return response
 
 
@@ -88,7 +97,7 @@ def _translate(error: LedgerError) -> GatewayError:
                             param if isinstance(param, str) else None)
     return GatewayError(status if status < 500 else 500, error.detail,
                         "invalid_request_error" if status < 500 else "api_error", error.code,
-                        param if isinstance(param, str) else None)
+                        param if isinstance(param, str) else None, retry=worth_retrying(error))
 
 
 def _base64(vector: list[float]) -> str:
@@ -154,10 +163,10 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
 
     @gateway.errorhandler(LedgerError)
     def ledger_error(error: LedgerError) -> Response:
-        response = error_response(_translate(error))
-        if "retry_after" in error.context:  # RateLimited, ServerBusy: as the API's problems do
-            response.headers["Retry-After"] = str(error.context["retry_after"])
-        return response
+        translated = _translate(error)
+        if "retry_after" in error.context:  # RateLimited, ServerBusy, ImageNotReady: as the API's problems do
+            translated.retry_after = int(error.context["retry_after"])
+        return error_response(translated)
 
     @gateway.errorhandler(StoreConflict)
     def contended(error: StoreConflict) -> Response:  # a lost race outside a use case's retries
@@ -306,7 +315,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                 spend.finish(charged)
         if not task.terminal:
             raise GatewayError(409, "a request with this Idempotency-Key is still running: wait for it, or send a "
-                               "new key", "invalid_request_error", "request_in_progress")
+                               "new key", "invalid_request_error", "request_in_progress", retry=True,
+                               retry_after=task.seconds_left(platform.clock.now()))  # then answered from its task
         if task.state != "succeeded":
             raise _task_error(task.error or {"status": 500, "detail": f"the image task ended {task.state}"})
         data = []

@@ -67,6 +67,14 @@ STATUS: dict[type[errors.LedgerError], int] = {
     crypto.CryptoNotConfigured: 503,
 }
 
+# 409s that the same request, sent again later, may get past (the others are final for it: a replay, a conflict).
+# The gateway says so in x-should-retry, which the openai SDKs obey; a refusal's retry_after says when.
+WORTH_RETRYING: tuple[type[errors.LedgerError], ...] = (vision.ImageNotReady,)
+
+
+def worth_retrying(error: errors.LedgerError) -> bool:
+    return isinstance(error, WORTH_RETRYING)
+
 
 def status_of(error: errors.LedgerError) -> int:
     return status_of_kind(type(error))
