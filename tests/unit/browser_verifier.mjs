@@ -1,7 +1,9 @@
-// Answers, one JSON line per request line, what the browser's verifier (web/src/canonical.js, merkle.js) says:
-// the Python tests hand it entry bodies and Merkle proofs and compare its verdicts with the Python verifier's.
+// Answers, one JSON line per request line, what the browser's verifier (web/src/canonical.js, merkle.js, keys.js)
+// says: the Python tests hand it entry bodies, Merkle proofs and keys and compare its verdicts with the Python
+// verifier's.
 import { createInterface } from "node:readline";
 import { canonical } from "../../web/src/canonical.js";
+import { trustedKeys } from "../../web/src/keys.js";
 import { leafHash, verifyConsistency, verifyInclusion } from "../../web/src/merkle.js";
 
 const bytes = (hex) => Uint8Array.from(Buffer.from(hex, "hex"));
@@ -13,6 +15,10 @@ const ops = {
     bytes(root)),
   consistency: ({ old, size, oldRoot, root, proof }) => verifyConsistency(old, size, bytes(oldRoot), bytes(root),
     proof.map(bytes)),
+  trusted: ({ published, pinned }) => {
+    const { keys, pinned: wasPinned, said } = trustedKeys(published, pinned);
+    return { keys: [...keys.values()].map((k) => `${k.name}+${k.keyId}+${hex(k.key)}`), pinned: wasPinned, said };
+  },
 };
 for await (const line of createInterface({ input: process.stdin })) {
   let answer;

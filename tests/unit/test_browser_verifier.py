@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from creditflow.domain import merkle
 from creditflow.domain.entries import canonical
 from creditflow.domain.merkle_subtrees import consistency_path, inclusion_path, range_root
+from creditflow.domain.signing import SigningKey
 
 SCRIPT = Path(__file__).with_name("browser_verifier.mjs")
 WEB_MODULES = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "@noble" / "hashes"
@@ -206,3 +208,44 @@ def test_an_old_size_just_above_a_power_of_two_is_not_taken_for_one(browser: Bro
     assert merkle.verify_consistency(old, size, old_root, root, proof)
     assert browser("consistency", old=old, size=size, oldRoot=old_root.hex(), root=root.hex(),
                    proof=[p.hex() for p in proof]) is True
+
+
+# -- which keys it believes -------------------------------------------------------------------------------------------
+
+def _named(key: SigningKey) -> str:
+    """How the harness names a key it trusts: name+key id+hex of the Ed25519 key."""
+    public = key.public
+    return f"{public.name}+{public.key_id.hex()}+{public.key.hex()}"
+
+
+def test_pinned_keys_are_believed_instead_of_those_the_server_publishes(browser: Browser) -> None:
+    """A server (or whoever can write its key list) that publishes a key of its own is not believed once the app was
+    built with pinned keys; without pins the published ones are what there is."""
+    ours, rotated, theirs = (SigningKey.generate("creditflow.local/ledger") for _ in range(3))
+    published = {"active": theirs.public.vkey, "keys": [ours.public.vkey, theirs.public.vkey]}
+    unpinned = browser("trusted", published=published, pinned=[])
+    assert unpinned == {"keys": [_named(theirs), _named(ours)], "pinned": False, "said": "a published key"}
+    pinned = browser("trusted", published=published, pinned=[ours.public.vkey, rotated.public.vkey])
+    assert pinned == {"keys": [_named(ours), _named(rotated)], "pinned": True, "said": "a key pinned in this app"}
+
+
+def test_the_build_pins_the_keys_it_is_given_and_refuses_a_mistyped_one(tmp_path: Path) -> None:
+    if shutil.which("node") is None or not WEB_MODULES.is_dir():
+        pytest.skip("node and web/node_modules are needed to build the web app")
+    key = SigningKey.generate("creditflow.local/ledger").public.vkey
+    web = WEB_MODULES.parents[2]
+
+    def build(pins: str, out: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["node", "build.mjs", "--out", str(out)], cwd=web, capture_output=True, text=True,
+                              env={**os.environ, "WEB_LEDGER_KEYS": pins}, timeout=120)
+
+    def bundled(out: Path) -> str:
+        return "".join(path.read_text() for path in out.rglob("*.js"))
+
+    built = build(f" {key}, ", tmp_path / "pinned")
+    assert built.returncode == 0 and "1 pinned key" in built.stdout, built.stderr
+    assert json.dumps([key]) in bundled(tmp_path / "pinned")  # in the code, not only in the source maps
+    plain = build("", tmp_path / "plain")
+    assert plain.returncode == 0 and "pinned" not in plain.stdout and key not in bundled(tmp_path / "plain")
+    mistyped = build(key[:-6] + "AAAAA=", tmp_path / "mistyped")
+    assert mistyped.returncode != 0 and "WEB_LEDGER_KEYS" in mistyped.stderr, mistyped.stderr

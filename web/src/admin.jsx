@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import { api, newKey } from "./api.js";
-import { checkConsistency, openCheckpoint, parseVkey } from "./verify.js";
+import { checkConsistency, openCheckpoint, trustedKeys } from "./verify.js";
 import { Empty, Loading, Problem, Shell, credits, mount, useAction, useLoad, useRoute, when } from "./ui.jsx";
 import { price } from "./pages/payments.jsx";
 import { units } from "./pages/crypto.jsx";
@@ -86,8 +86,8 @@ function LedgerPage() {
   const [runAudit, auditing, auditError] = useAction(async () => setAudit(await api("GET", "/credits/audit")));
   const latest = useLoad(async () => {
     const [note, published] = await Promise.all([api("GET", "/ledger/checkpoint"), api("GET", "/ledger/public-keys")]);
-    const keys = new Map([published.active, ...published.keys].map((v) => { const k = parseVkey(v); return [k.keyId, k]; }));
-    return { note, keys, checkpoint: openCheckpoint(note, keys) };
+    const { keys, said } = trustedKeys(published);
+    return { note, keys, checkpoint: openCheckpoint(note, keys, said) };
   });
   const [from, setFrom] = useState("");
   const [to, setTo] = useState("");
@@ -95,8 +95,8 @@ function LedgerPage() {
   const [check, checking, checkError] = useAction(async () => {
     const [proof, published] = await Promise.all([
       api("GET", `/ledger/consistency?from=${from}${to ? `&to=${to}` : ""}`), api("GET", "/ledger/public-keys")]);
-    const keys = new Map([published.active, ...published.keys].map((v) => { const k = parseVkey(v); return [k.keyId, k]; }));
-    const ok = checkConsistency(proof, keys); // against the signed checkpoints, not the roots sent with the proof
+    const { keys, said } = trustedKeys(published);
+    const ok = checkConsistency(proof, keys, said); // against the signed checkpoints, not the roots sent with them
     setConsistency({ ...proof, checkedHere: ok });
   });
   return <>

@@ -3,39 +3,26 @@
 // canonical JSON and agrees with where the entry is stored; the Ed25519 signature over the hash verifies with a
 // published key; the body links to the hash of the account's previous entry; the checkpoint (a C2SP signed note)
 // verifies; the entry is leaf `leaf_index` of that tree (RFC 6962 inclusion proof); and that tree is consistent
-// with the latest signed checkpoint. The server's own verdicts are never used: only its data.
+// with the latest signed checkpoint. The server's own verdicts are never used: only its data. The keys are those
+// the server publishes, or those pinned when the app was built (keys.js).
 import * as ed from "@noble/ed25519";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { api } from "./api.js";
 import { canonical } from "./canonical.js";
+import { fromBase64, toHex, trustedKeys, utf8 } from "./keys.js";
 import { equal, leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
+
+export { parseVkey, trustedKeys } from "./keys.js";
 
 ed.hashes.sha512 = sha512;
 const GENESIS = "0".repeat(64);
-const utf8 = (text) => new TextEncoder().encode(text);
-const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 function fromHex(text) {
   if (!/^([0-9a-f]{2})*$/i.test(text)) throw new Error("not hexadecimal");
   return Uint8Array.from(text.match(/../g) || [], (pair) => parseInt(pair, 16));
 }
-function fromBase64(text) {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4) throw new Error("not base64");
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-/** A C2SP note verifier key: name+hex(key id)+base64(0x01 ‖ Ed25519 key), its key id checked. */
-export function parseVkey(vkey) {
-  const [name, id, blob] = [vkey.split("+")[0], vkey.split("+")[1], vkey.split("+").slice(2).join("+")];
-  const raw = fromBase64(blob);
-  if (!name || raw.length !== 33 || raw[0] !== 1) throw new Error(`not an Ed25519 verifier key: ${vkey}`);
-  const key = raw.slice(1);
-  const keyId = toHex(sha256(new Uint8Array([...utf8(`${name}\n`), 1, ...key])).slice(0, 4));
-  if (keyId !== id.toLowerCase()) throw new Error(`verifier key id ${id} does not match its key`);
-  return { name, keyId, key };
-}
 
 /** A C2SP signed note holding a tlog checkpoint: answers { origin, size, root, keyId } or raises why not. */
-export function openCheckpoint(note, keys) {
+export function openCheckpoint(note, keys, said = "a published key") {
   const cut = note.lastIndexOf("\n\n");
   if (cut < 0 || !note.endsWith("\n")) throw new Error("a signed note is a text, a blank line, then signature lines");
   const body = note.slice(0, cut + 1);
@@ -47,7 +34,7 @@ export function openCheckpoint(note, keys) {
     const known = keys.get(toHex(raw.slice(0, 4)));
     if (known && known.name === name && ed.verify(raw.slice(4), utf8(body), known.key)) verifiedBy = known.keyId;
   }
-  if (!verifiedBy) throw new Error("no signature on the checkpoint verifies with a published key");
+  if (!verifiedBy) throw new Error(`no signature on the checkpoint verifies with ${said}`);
   const lines = body.split("\n");
   if (lines.length < 4 || !/^(0|[1-9][0-9]*)$/.test(lines[1])) throw new Error("the checkpoint body is malformed");
   const root = fromBase64(lines[2]);
@@ -57,10 +44,10 @@ export function openCheckpoint(note, keys) {
 
 /** A /ledger/consistency answer checked here: its proof against the heads the two checkpoints it names sign (the
  * empty tree's for size 0), never against the roots sent beside them. True or false, or raises why it cannot tell. */
-export function checkConsistency(answer, keys) {
+export function checkConsistency(answer, keys, said = "a published key") {
   const head = (size, note) => {
     if (size === 0) return sha256(new Uint8Array());
-    const signed = openCheckpoint(note || "", keys);
+    const signed = openCheckpoint(note || "", keys, said);
     if (signed.size !== size) throw new Error(`the checkpoint sent for size ${size} is of size ${signed.size}`);
     return signed.root;
   };
@@ -87,11 +74,8 @@ export async function verifyEntry(entryId) {
     api("GET", "/ledger/public-keys"),
     api("GET", "/ledger/checkpoint"),
   ]);
-  const keys = new Map();
-  for (const vkey of new Set([published.active, ...(published.keys || [])])) {
-    const key = parseVkey(vkey);
-    keys.set(key.keyId, key);
-  }
+  const { keys, pinned, said } = trustedKeys(published);
+  const which = pinned ? "pinned" : "published";
   const entry = report.entry;
   const checks = [];
   let fields = null;
@@ -110,10 +94,10 @@ export async function verifyEntry(entryId) {
     });
   await check(checks, "signature", "the platform's Ed25519 signature over the hash verifies", () => {
     const key = keys.get(entry.key_id);
-    if (!key) return { ok: false, detail: `key ${entry.key_id} is not among the published keys` };
+    if (!key) return { ok: false, detail: `key ${entry.key_id} is not among the ${which} keys` };
     const ok = ed.verify(fromBase64(entry.signature), fromHex(entry.hash), key.key);
-    return ok ? { ok: true, detail: `with key ${key.name}+${key.keyId}` } :
-      { ok: false, detail: `the signature does not verify with the published key ${key.name}+${key.keyId}: the ` +
+    return ok ? { ok: true, detail: `with ${which} key ${key.name}+${key.keyId}` } :
+      { ok: false, detail: `the signature does not verify with the ${which} key ${key.name}+${key.keyId}: the ` +
         "signature or the entry was altered" };
   });
   await check(checks, "chain", "the entry links to the account's previous entry", async () => {
@@ -133,8 +117,8 @@ export async function verifyEntry(entryId) {
       { ok: false, detail: `the body's prev ${String(fields.prev).slice(0, 16)}… is not the hash of ${before}` };
   });
   let checkpoint = null;
-  await check(checks, "checkpoint", "the checkpoint proving it is signed by a published key", () => {
-    checkpoint = openCheckpoint(report.checkpoint, keys);
+  await check(checks, "checkpoint", `the checkpoint proving it is signed by ${said}`, () => {
+    checkpoint = openCheckpoint(report.checkpoint, keys, said);
     return { ok: true, detail: `tree of ${checkpoint.size} entries, ${checkpoint.origin}` };
   });
   await check(checks, "inclusion", "the entry is in the tree (RFC 6962 inclusion proof)", () => {
@@ -148,9 +132,9 @@ export async function verifyEntry(entryId) {
   });
   await check(checks, "latest", "that tree is consistent with the latest signed checkpoint", async () => {
     if (!checkpoint) return { ok: false, detail: "no verified checkpoint to start from" };
-    const latest = openCheckpoint(latestNote, keys);
+    const latest = openCheckpoint(latestNote, keys, said);
     if (latest.size < checkpoint.size) {
-      const again = openCheckpoint(await api("GET", "/ledger/checkpoint"), keys); // one was signed meanwhile
+      const again = openCheckpoint(await api("GET", "/ledger/checkpoint"), keys, said); // signed meanwhile
       if (again.size < checkpoint.size) return { ok: false, detail: "the latest checkpoint is older than the proof's" };
       Object.assign(latest, again);
     }
