@@ -272,3 +272,29 @@ def test_starting_a_conversation_with_a_key_is_idempotent(demo: tuple[Platform, 
     with pytest.raises(InvalidIdempotencyKey):
         ai.conversations.start("u", "plans", key="")
     assert [c.id for c in ai.conversations.list("u", 10, None)[0]] == [first.id]
+
+
+def test_a_summary_made_for_a_roomier_turn_is_cut_to_the_next_turns_share(tmp_path: Path, clock: SteppedClock,
+                                                                          upstream: FakeOpenAI) -> None:
+    """The stored summary was cut to the share of the turn that made it; a later turn with less room (a larger
+    max_tokens, a smaller model, a longer message) sends it cut to its own share, so the turn still fits."""
+    from creditflow.domain.pricing import prompt_tokens
+
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=2000)
+    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})  # summaries only: no recall
+    ai.chat.catalog.put(LLAMA, {"context_window": 3000, "max_output": 2000})
+    funded(ai, "u", 5)
+    chat = ai.conversations.start("u", "shrinking")
+    for n in range(7):  # with a short reply allowed, the summary gets its share of ~1900 tokens of room
+        ai.conversations.chat("u", chat.id, say(f"note {n}: " + "the ledger is signed and chained " * 12),
+                              key=f"n{n}", model=LLAMA, max_tokens=64)
+    made = ai.conversations.get("u", chat.id)
+    assert made.summary_upto > 0 and memory.StoredMessage(0, "system", made.summary, "", "").tokens > 200
+    turn = ai.conversations.chat("u", chat.id, say("short question"), key="long-reply", model=LLAMA,
+                                 max_tokens=1800)  # ~1100 tokens of room: a share of ~140 for the summary
+    assert turn.memory.charged == 0 and turn.memory.summarised > 0  # the stored summary, not a new one
+    sent = upstream.requests[-1]["messages"]
+    assert sent[0]["content"].startswith("Summary of the conversation so far:")
+    assert prompt_tokens(sent) + 1800 <= 3000
+    assert ai.integrity.audit().ok

@@ -137,7 +137,7 @@ class Conversations:
         history = self.store.messages(uid, conversation_id, limit=MEMORY_WINDOW)
         charged = 0
         shape = memory.plan(history, conversation.summary_upto, space)
-        summary = conversation.summary
+        summary = memory.clip(conversation.summary, space.summary)  # made for a turn that may have had more room
         first = history[0].seq if history else 1
         for lapsed in self._beyond_window(uid, conversation_id, conversation.summary_upto, first):
             summary, cost = self._summarise(uid, conversation_id, summary, lapsed, space, key, candidates[0].id)
@@ -185,7 +185,7 @@ class Conversations:
                 result = self.metered.run_chain(uid, prompt, key=f"{key}:summary:{run[-1].seq}", model=model,
                                                 max_tokens=max(16, space.summary))
             except AlreadyAnswered:  # a retry after this summary was made and stored: use the stored one
-                return self.get(uid, conversation_id).summary, charged
+                return memory.clip(self.get(uid, conversation_id).summary, space.summary), charged
             summary, charged = memory.clip(result.text.strip(), space.summary), charged + result.charged
             self.store.set_summary(uid, conversation_id, summary, run[-1].seq)
         return summary, charged
