@@ -298,3 +298,31 @@ def test_a_summary_made_for_a_roomier_turn_is_cut_to_the_next_turns_share(tmp_pa
     assert sent[0]["content"].startswith("Summary of the conversation so far:")
     assert prompt_tokens(sent) + 1800 <= 3000
     assert ai.integrity.audit().ok
+
+
+def test_an_image_turn_is_sized_for_the_vision_model_that_answers_it(demo: tuple[Platform, RecordingDemo]) -> None:
+    """A turn with an image part is answered by a vision model: its window bounds the history, and a vision-only
+    model may be named; the summary is still made by a chat model."""
+    import base64
+
+    from creditflow.domain.pricing import prompt_tokens
+    from tests.media_samples import encoded, halves
+
+    ai, provider = demo
+    ai.conversations.context_tokens = 100_000  # the models' windows are the bounds here
+    ai.chat.catalog.put("demo-embed", {"enabled": False})
+    ai.chat.catalog.put("demo-vision", {"context_window": 1500, "max_output": 200})  # the chat model has 8192
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "pictures")
+    for n in range(12):
+        ai.conversations.chat("u", chat.id, say(f"turn {n}: " + "signed ledger entries " * 12), key=f"w{n}")
+    image = "data:image/png;base64," + base64.b64encode(encoded(halves(64, 64), "PNG")).decode()
+    look = [{"role": "user", "content": [{"type": "text", "text": "what colours?"},
+                                         {"type": "image_url", "image_url": {"url": image}}]}]
+    routed = ai.conversations.chat("u", chat.id, look, key="look")
+    assert routed.model == "demo-vision" and prompt_tokens(provider.sent[-1], None, 256) + 200 <= 1500
+    named = ai.conversations.chat("u", chat.id, look, key="look-again", model="demo-vision")
+    assert named.model == "demo-vision" and prompt_tokens(provider.sent[-1], None, 256) + 200 <= 1500
+    summaries = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
+    assert summaries and routed.memory.summarised > 0
+    assert ai.integrity.audit().ok

@@ -176,6 +176,11 @@ class MeteredChat:
         return self._reserve(uid, chosen, self._prompt(messages, options, chosen), max_out, key, spend,
                              options, f"usage:{capability}", budget)
 
+    def prompt_of(self, messages: Messages, model: Model) -> int:
+        """What `messages` would count as prompt tokens for `model`, its images by the model's rule for their size
+        (an image not read yet as 1024²)."""
+        return self._prompt(messages, None, model)
+
     def _prompt(self, messages: Messages, options: dict[str, Any] | None, model: Model) -> int:
         """The prompt's estimate for `model`, each image counted by the model's rule for its size."""
         if self.vision is None or capability_of(messages) != "vision":

@@ -3,19 +3,19 @@ model call on the way (summaries and embeddings included) metered like any other
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..domain import memory
+from ..domain.catalog import Model
 from ..domain.conversations import Conversation
 from ..domain.errors import AlreadyAnswered, ContextTooLong, IdempotencyConflict, UnknownConversation
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
-from ..domain.pricing import prompt_tokens
 from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
-from .chat import Budget, MeteredChat
+from .chat import Budget, MeteredChat, capability_of
 from .chat_results import Completion, MemoryUse, Piece, StreamEnd
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
@@ -127,9 +127,9 @@ class Conversations:
         conversation = self.get(uid, conversation_id)
         if self.store.has_turn(uid, conversation_id, key):
             raise AlreadyAnswered("this request was already answered and is in the conversation")
-        candidates = self.metered.route(model, uid=uid)
+        candidates = self.metered.route(model, capability_of(new), uid=uid)  # an image turn: vision models
         room = min(min(self.context_tokens, m.context_window - min(max_tokens or m.max_output, m.max_output))
-                   for m in candidates) - prompt_tokens(new) - FRAMING_TOKENS
+                   - self.metered.prompt_of(new, m) for m in candidates) - FRAMING_TOKENS
         if room < 0:
             raise ContextTooLong("the new messages alone do not fit the context of the model")
         recall_on = bool(self.metered.catalog.models("embedding"))
@@ -140,11 +140,12 @@ class Conversations:
         summary = memory.clip(conversation.summary, space.summary)  # made for a turn that may have had more room
         first = history[0].seq if history else 1
         for lapsed in self._beyond_window(uid, conversation_id, conversation.summary_upto, first):
-            summary, cost = self._summarise(uid, conversation_id, summary, lapsed, space, key, candidates[0].id)
+            summary, cost = self._summarise(uid, conversation_id, summary, lapsed, space, key,
+                                            self._summariser(uid, candidates))
             charged += cost
         if shape.unsummarised:
             summary, cost = self._summarise(uid, conversation_id, summary, shape.unsummarised, space, key,
-                                            candidates[0].id)
+                                            self._summariser(uid, candidates))
             charged += cost
         recalled: Stored = []
         if recall_on and shape.older:
@@ -158,6 +159,11 @@ class Conversations:
                              + memory.transcript(recalled, space.recall)})
         messages += [{"role": m.role, "content": m.content} for m in shape.buffer] + list(new)
         return Context(messages, len(shape.buffer), len(shape.older), len(recalled), charged)
+
+    def _summariser(self, uid: str, candidates: Sequence[Model]) -> str:
+        """The model that makes the turn's summaries: summaries are text, so a chat model, for image turns too."""
+        talkers = [m for m in candidates if "chat" in m.capabilities] or self.metered.route(None, uid=uid)
+        return talkers[0].id
 
     def _beyond_window(self, uid: str, conversation_id: str, summary_upto: int,
                        first: int) -> Iterator[Stored]:
