@@ -9,14 +9,20 @@ from dataclasses import dataclass, replace
 from ..domain import memory
 from ..domain.catalog import Model
 from ..domain.conversations import Conversation
-from ..domain.errors import AlreadyAnswered, ContextTooLong, IdempotencyConflict, UnknownConversation
+from ..domain.errors import (
+    AlreadyAnswered,
+    ContextTooLong,
+    IdempotencyConflict,
+    ProviderUnavailable,
+    UnknownConversation,
+)
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
 from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
 from .chat import Budget, MeteredChat, capability_of
-from .chat_results import Completion, MemoryUse, Piece, StreamEnd
+from .chat_results import ChainStep, Completion, MemoryUse, Piece, StreamEnd
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
@@ -188,13 +194,29 @@ class Conversations:
                       {"role": "user", "content": f"Previous summary:\n{summary or '(none)'}\n\nNew messages:\n"
                                                   + memory.transcript(run, space.buffer)}]
             try:
-                result = self.metered.run_chain(uid, prompt, key=f"{key}:summary:{run[-1].seq}", model=model,
-                                                max_tokens=max(16, space.summary))
+                result = self._summary_step(uid, prompt, f"{key}:summary:{run[-1].seq}", model,
+                                            max(16, space.summary))
             except AlreadyAnswered:  # a retry after this summary was made and stored: use the stored one
                 return memory.clip(self.get(uid, conversation_id).summary, space.summary), charged
             summary, charged = memory.clip(result.text.strip(), space.summary), charged + result.charged
             self.store.set_summary(uid, conversation_id, summary, run[-1].seq)
         return summary, charged
+
+    def _summary_step(self, uid: str, prompt: Messages, key: str, model: str, max_tokens: int) -> ChainStep:
+        """One summary call, metered under `key`. The turn's retry after that call failed (its hold voided, nothing
+        charged) makes it again under the next key (`key:2`, `key:3`, …), as a chat call's retry goes on to the
+        next model's key: a spent key would fail the turn on every redelivery. One made and charged raises
+        AlreadyAnswered; one still running, RequestInProgress."""
+        attempt = 1
+        while True:
+            step = key if attempt == 1 else f"{key}:{attempt}"
+            retried = self.metered.held_before(uid, step)
+            try:
+                return self.metered.run_chain(uid, prompt, key=step, model=model, max_tokens=max_tokens)
+            except ProviderUnavailable:
+                if not retried:  # this call failed now: so does the turn, whose retry goes on to the next key
+                    raise
+            attempt += 1
 
     def _recall(self, uid: str, conversation_id: str, history: Stored, new: Messages,
                 older: Stored, space: memory.Budget, key: str
