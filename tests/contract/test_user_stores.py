@@ -3,7 +3,7 @@ on SQLite always and on Firestore emulators as the ledger contract is."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,47 @@ def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str
     assert [c.id for c in talk.of_user("a", 2, None)] == ["conv_2", "conv_0"]  # latest first (T2 both), then by id
     assert not talk.delete("b", "conv_0") and talk.delete("a", "conv_0")
     assert talk.get("a", "conv_0") is None and talk.messages("a", "conv_0") == []
+
+
+def after_reading(monkeypatch: pytest.MonkeyPatch, stores: dict[str, Any], conversation_id: str,
+                  other: Callable[[], object]) -> None:
+    """Run `other` at once on SQLite (one statement: nothing can come between its read and its write); on Firestore,
+    just after the next read of the conversation's document, before the write that follows it."""
+    if stores["backend"] == "sqlite":
+        other()
+        return
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    read, done = DocumentReference.get, list[bool]()
+
+    def read_then_other(self: DocumentReference, *args: Any, **kwargs: Any) -> Any:
+        snapshot = read(self, *args, **kwargs)
+        if not done and self.id == conversation_id:
+            done.append(True)
+            other()
+        return snapshot
+
+    monkeypatch.setattr(DocumentReference, "get", read_then_other)
+
+
+def test_a_summary_made_alongside_a_later_one_does_not_move_it_back(stores: dict[str, Any],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two turns summarise at once: the one covering fewer messages reads the conversation, the other writes its
+    summary, then the first writes: the later summary stays."""
+    talk = stores["conversations"]
+    talk.create(Conversation(id="conv_s", uid="a", title="t", created_at=T0, updated_at=T0))
+    after_reading(monkeypatch, stores, "conv_s", lambda: talk.set_summary("a", "conv_s", "up to 14", 14))
+    talk.set_summary("a", "conv_s", "up to 10", 10)
+    assert (talk.get("a", "conv_s").summary, talk.get("a", "conv_s").summary_upto) == ("up to 14", 14)
+
+
+def test_a_summary_of_a_conversation_deleted_meanwhile_is_dropped(stores: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    talk = stores["conversations"]
+    talk.create(Conversation(id="conv_d", uid="a", title="t", created_at=T0, updated_at=T0))
+    after_reading(monkeypatch, stores, "conv_d", lambda: talk.delete("a", "conv_d"))
+    talk.set_summary("a", "conv_d", "too late", 4)  # no error, and nothing brought back
+    assert talk.get("a", "conv_d") is None
 
 
 def test_conversations_come_a_page_at_a_time(stores: dict[str, Any]) -> None:

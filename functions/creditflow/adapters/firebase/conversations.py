@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from google.api_core.exceptions import AlreadyExists
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.conversations import Conversation
+from ...domain.errors import StoreConflict
 from ...domain.memory import StoredMessage
 from .firestore_layout import document_fields
-from .firestore_transactions import run_transaction
+from .firestore_transactions import ATTEMPTS, run_transaction
 
 
 def _message(data: dict) -> StoredMessage:
@@ -97,9 +98,19 @@ class FirestoreConversations:
         return run_transaction(self.client, append, 5)
 
     def set_summary(self, uid: str, conversation_id: str, summary: str, upto: int) -> None:
-        snapshot = self._mine(uid, conversation_id)
-        if snapshot is not None and snapshot.get("summary_upto") < upto:
-            snapshot.reference.update({"summary": summary, "summary_upto": upto})
+        """Only forward, as SQLite's one conditional UPDATE: written on condition that the conversation is still as
+        read, so a summariser that read it before another one wrote (or before it was deleted) reads it again."""
+        for _ in range(ATTEMPTS):
+            snapshot = self._mine(uid, conversation_id)
+            if snapshot is None or snapshot.get("summary_upto") >= upto:
+                return
+            try:
+                snapshot.reference.update({"summary": summary, "summary_upto": upto},
+                                          option=self.client.write_option(last_update_time=snapshot.update_time))
+                return
+            except (FailedPrecondition, NotFound):  # written or deleted since it was read
+                continue
+        raise StoreConflict(f"conversation {conversation_id} kept changing while its summary was written")
 
     def set_vectors(self, uid: str, conversation_id: str, vectors: dict[int, list[float]]) -> None:
         snapshot = self._mine(uid, conversation_id)
