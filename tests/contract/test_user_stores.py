@@ -108,6 +108,41 @@ def test_a_summary_of_a_conversation_deleted_meanwhile_is_dropped(stores: dict[s
     assert talk.get("a", "conv_d") is None
 
 
+def test_a_turn_stored_while_its_conversation_is_deleted_leaves_nothing(stores: dict[str, Any],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn is stored while the conversation is being deleted (after its messages were listed for deletion): no
+    message of it outlives the conversation, where nothing lists it and a conversation made again under the same
+    id (a start retried with its Idempotency-Key) would show it."""
+    talk = stores["conversations"]
+    talk.create(Conversation(id="conv_r", uid="a", title="t", created_at=T0, updated_at=T0))
+    talk.append_turn("a", "conv_r", "t1", [("user", "hi"), ("assistant", "hello")], T1)
+
+    def late() -> None:
+        assert talk.append_turn("a", "conv_r", "t2", [("user", "secret"), ("assistant", "noted")], T2)
+
+    if stores["backend"] == "sqlite":
+        late()  # the delete is one transaction: the turn comes before it or after
+    else:
+        from google.cloud.firestore_v1.collection import CollectionReference
+
+        listing, done = CollectionReference.stream, list[bool]()
+
+        def list_then_store(self: CollectionReference, *args: Any, **kwargs: Any) -> Any:
+            listed = list(listing(self, *args, **kwargs))
+            if not done and self.id == "messages":
+                done.append(True)
+                late()
+            return iter(listed)
+
+        monkeypatch.setattr(CollectionReference, "stream", list_then_store)
+    assert talk.delete("a", "conv_r") and talk.get("a", "conv_r") is None
+    talk.create(Conversation(id="conv_r", uid="a", title="again", created_at=T2, updated_at=T2))
+    assert talk.messages("a", "conv_r") == [] and not talk.has_turn("a", "conv_r", "t2")
+    if stores["backend"] != "sqlite":
+        left = talk.client.collection("conversations").document("conv_r").collection("messages").get()
+        assert [m.to_dict()["content"] for m in left] == []
+
+
 def test_conversations_come_a_page_at_a_time(stores: dict[str, Any]) -> None:
     talk = stores["conversations"]
     for n, at in enumerate((T0, T1, T2, T2)):

@@ -51,13 +51,28 @@ class FirestoreConversations:
         return [Conversation(**document_fields(s)) for s in query.limit(limit).stream()]
 
     def delete(self, uid: str, conversation_id: str) -> bool:
+        """The messages first (a delete cut short is finished by its retry), then the conversation, in a transaction
+        that finds no message left: append_turn writes the conversation too, so a turn stored meanwhile makes it
+        delete that turn's messages first, instead of leaving them behind the deleted conversation."""
         snapshot = self._mine(uid, conversation_id)
         if snapshot is None:
             return False
-        for message in snapshot.reference.collection("messages").stream():
-            message.reference.delete()
-        snapshot.reference.delete()
-        return True
+        messages = snapshot.reference.collection("messages")
+
+        def finish(transaction: firestore.Transaction) -> bool:
+            now = snapshot.reference.get(transaction=transaction)
+            if not now.exists or now.get("uid") != uid:
+                return True  # deleted alongside
+            if list(messages.limit(1).stream(transaction=transaction)):
+                return False  # a turn was stored meanwhile
+            transaction.delete(snapshot.reference)
+            return True
+
+        while True:
+            for message in messages.stream():
+                message.reference.delete()
+            if run_transaction(self.client, finish):
+                return True
 
     def messages(self, uid: str, conversation_id: str, *, before: int | None = None,
                  limit: int | None = None) -> list[StoredMessage]:
