@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from creditflow.domain.errors import ProviderUnavailable
+from creditflow.domain.errors import ProviderUnavailable, StoreConflict
 from creditflow.domain.health import Health
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import SUCCEEDED
@@ -88,4 +88,56 @@ def test_a_redelivered_turn_whose_summary_call_failed_is_answered(tmp_path: Path
     summaries = [r for r in upstream.requests[asked:] if r["messages"][0]["content"].startswith(SUMMARISE[:40])]
     settles = ai.credits.history("u", kinds=frozenset({"settle"}))[0]
     assert summaries and len(settles) == settled + len(summaries) + 1  # each made once, the failed one not charged
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_turn_that_cannot_be_stored_is_not_charged(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A direct turn (no task to redeliver it) whose storing fails, as a Firestore transaction that keeps losing
+    its race does: the reply reaches neither the client nor the conversation, so it is not charged (a retryable 503
+    with no money effect); it used to be charged and lost, and a retry with its key refused as already answered."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "contended")
+
+    def contended(*args: object, **kwargs: object) -> bool:
+        raise StoreConflict("the conversation kept changing")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ai.conversations.store, "append_turn", contended)
+        with pytest.raises(StoreConflict):
+            ai.conversations.chat("u", chat.id, [{"role": "user", "content": "hello"}], key="t1", model=LLAMA)
+        balance = ai.credits.balance("u")
+        assert (balance.available, balance.held) == (CREDIT, 0)
+    answered = ai.conversations.chat("u", chat.id, [{"role": "user", "content": "hello"}], key="t2", model=LLAMA)
+    streamed = list(ai.conversations.stream("u", chat.id, [{"role": "user", "content": "hi"}], key="s2",
+                                            model=LLAMA))
+    assert [m.content for m in ai.conversations.messages("u", chat.id)] == ["hello", "echo: hello", "hi", "echo: hi"]
+    assert CREDIT - ai.credits.balance("u").available == answered.charged + streamed[-1].charged  # type: ignore[union-attr]
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_task_turn_charged_but_not_stored_is_stored_by_its_redelivery_once_charged(
+        tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's turn charged from its hold, then cut off before it was stored: the queue redelivers it, the model
+    is asked again, and the capture made the first time stands; the turn is stored once, charged once."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       inline_capacity=0)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "redelivered")
+    ai.tasks.submit("u", "turn", {"kind": "chat", "input": "what is signed?", "model": LLAMA, "priority": "low",
+                                  "conversationId": chat.id})
+
+    def cut_off(*args: object, **kwargs: object) -> bool:
+        raise StoreConflict("the worker went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ai.conversations.store, "append_turn", cut_off)
+        with pytest.raises(StoreConflict):
+            ai.tasks.run("u", "turn", Delivery(1, False))
+    charged = CREDIT - ai.credits.balance("u").available - ai.credits.balance("u").held
+    task = ai.tasks.run("u", "turn", Delivery(2, False))
+    assert task.state == SUCCEEDED, task.error
+    assert [m.content for m in ai.conversations.messages("u", chat.id)] == ["what is signed?", "echo: what is signed?"]
+    assert CREDIT - ai.credits.balance("u").available == charged == task.charged
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok

@@ -333,9 +333,12 @@ class MeteredChat:
 
     def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, spend: Spend | None = None,
-             options: dict[str, Any] | None = None, budget: Budget | None = None) -> Completion:
+             options: dict[str, Any] | None = None, budget: Budget | None = None,
+             keep: Callable[[str], None] | None = None) -> Completion:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
-        the next model on a provider failure or an open breaker; each try holds and releases on its own."""
+        the next model on a provider failure or an open breaker; each try holds and releases on its own. `keep`
+        is given the reply before it is charged (a conversation stores its turn): a reply it fails to keep reaches
+        no one, so its hold is released and the error goes on to the caller."""
         messages = self._resolved(uid, messages)
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
@@ -351,6 +354,12 @@ class MeteredChat:
                     self._given_back(call, spend)
                     tried.append(f"{call.model.id}: {failure.detail}")
                     continue
+                if keep is not None:
+                    try:
+                        keep(reply.text)
+                    except BaseException:
+                        self._release(call)
+                        raise
                 charge = self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
                                       tool_calls=reply.tool_calls)
                 charged = charge.charged

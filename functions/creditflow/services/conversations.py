@@ -94,10 +94,12 @@ class Conversations:
 
     def chat(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None) -> Completion:
-        """One turn: the context from memory, a metered completion, then the turn stored (once per key)."""
+        """One turn: the context from memory, a metered completion, the turn stored (once per key), then the
+        completion charged: a reply that could not be stored is not charged, one charged is in the conversation.
+        (Nothing redelivers this call, and its reply reaches the client only if it returns.)"""
         context = self._context(uid, conversation_id, new, key, model, max_tokens)
-        result = self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens)
-        self._remember(uid, conversation_id, key, new, result.text)
+        result = self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
+                                   keep=lambda reply: self._remember(uid, conversation_id, key, new, reply))
         return replace(result, memory=memory_use(context))
 
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
