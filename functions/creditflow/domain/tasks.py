@@ -42,6 +42,10 @@ class InvalidTask(LedgerError):
     title = "Invalid task request"
 
 
+class ImageMissing(InvalidTask):
+    """A vision request that names no image: well formed, but nothing to look at (422, as the other image refusals)."""
+
+
 class UnknownTask(LedgerError):
     code = "unknown-task"
     title = "No such task"
@@ -128,7 +132,7 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
         raise InvalidTask("input must be a prompt (a string that is not blank) or an object with a prompt, goal or "
                           "messages")
     if kind == "vision" and not (isinstance(value, dict) and isinstance(value.get("image"), str)):
-        raise InvalidTask("a vision task needs input.image (upload:<id>, image:<taskId>.<n>, a data:image/… or an "
+        raise ImageMissing("a vision task needs input.image (upload:<id>, image:<taskId>.<n>, a data:image/… or an "
                           "https URL) beside its prompt")
     try:
         size = len(orjson.dumps(value))

@@ -54,6 +54,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.ContextTooLong: 422,
     images.InvalidImage: 422,
     vision.InvalidImagePart: 422,
+    tasks.ImageMissing: 422,
     crypto.InvalidWallet: 422,
     errors.RateLimited: 429,
     errors.InconsistentTree: 500,

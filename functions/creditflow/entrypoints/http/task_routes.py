@@ -29,7 +29,7 @@ def letter_out(letter: DeadLetter) -> t.DeadLetterOut:
 @routes.route("POST", f"{V1}/tasks", summary="Submit a task, as writing /requests/{uid}/{id} does (the "
               "Idempotency-Key is the request id; a retry returns the task as it is now)",
               body=Configured(lambda platform: t.task_in(platform.settings.max_reservation_amount)),
-              response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409), longest_key=64,
+              response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422), longest_key=64,
               key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
 def submit_task(platform: Platform, caller: Caller, body: t.TaskIn, key: str) -> t.TaskOut:
     raw = body.model_dump(exclude_none=True)  # the input object's unset fields go too
