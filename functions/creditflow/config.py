@@ -71,6 +71,8 @@ class Settings:
     task_classifier_model: str | None = None  # a cheap model that classifies tasks; unset: the rules alone
     duplicate_deliveries: bool = False  # a test mode: every trigger and queue delivery is handled twice
     queue_workers: int = 4  # the local queue's worker threads
+    cpu_turns: int = field(default_factory=lambda: os.cpu_count() or 1)  # CPU_TURNS: the local runtime's request
+    # and task threads running Python at once (the others wait, asleep); 0: no limit
     queue_lease_seconds: float = 60.0  # a running job's lease; a heartbeat extends it while the job runs
     queue_max_attempts: int = 5  # the local queue's; on Firebase, the task-queue functions' RetryConfig in main.py
     queue_backoff_base_seconds: float = 1.0  # the wait after a first failed attempt, doubled after each
@@ -166,6 +168,7 @@ class Settings:
             "task_classifier_model": env.get("TASK_CLASSIFIER_MODEL") or None,
             "duplicate_deliveries": env.get("CREDITFLOW_DUPLICATE_DELIVERIES", "").lower() in ("1", "true", "yes"),
             "queue_workers": int(env.get("QUEUE_WORKERS", "4")),
+            "cpu_turns": int(env.get("CPU_TURNS", str(os.cpu_count() or 1))),
             "queue_lease_seconds": float(env.get("QUEUE_LEASE_SECONDS", "60")),
             "queue_max_attempts": int(env.get("QUEUE_MAX_ATTEMPTS", "5")),
             "queue_backoff_base_seconds": float(env.get("QUEUE_BACKOFF_BASE_SECONDS", "1")),
@@ -236,6 +239,8 @@ class Settings:
                              "may run 9 minutes at most")
         if not 0 <= self.queue_workers <= 64:
             raise ValueError("QUEUE_WORKERS must be between 0 and 64")
+        if not 0 <= self.cpu_turns <= 256:
+            raise ValueError("CPU_TURNS must be between 0 (no limit) and 256")
         if not 1 <= self.queue_max_attempts <= 100:
             raise ValueError("QUEUE_MAX_ATTEMPTS must be between 1 and 100")
         if not 0.5 <= self.queue_lease_seconds <= 3600:

@@ -20,6 +20,7 @@ from cheroot import errors
 from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.wsgi import Gateway_10, Server
 
+from ..adapters.cpu_turns import CpuTurns
 from .http.api import PROBLEM, PROBLEM_BASE
 from .http.app import CALLER
 
@@ -40,9 +41,10 @@ QUIET_PATHS = frozenset({"/api/v1/health"})  # polled by monitors: logged only a
 
 def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
                 request_seconds: float = REQUEST_SECONDS, access_log: logging.Logger | None = None,
-                larger: dict[str, int] | None = None) -> Server:
-    """`larger`: paths whose bodies may be longer than `max_body` (uploads), and how long."""
-    served = bodies_measured(slashes_decoded(app), max_body, larger or {})
+                larger: dict[str, int] | None = None, turns: CpuTurns | None = None) -> Server:
+    """`larger`: paths whose bodies may be longer than `max_body` (uploads), and how long. `turns`: the app runs in
+    them, once the request is read (a slow client holds none)."""
+    served = bodies_measured(slashes_decoded(turns.served(app) if turns else app), max_body, larger or {})
     if access_log is not None:
         served = requests_logged(served, access_log)
     # SERVER_NAME is the address listened on (cheroot's default is the machine's name): the dev sign-in is offered

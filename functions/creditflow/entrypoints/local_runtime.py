@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+from ..adapters.cpu_turns import CpuTurns
 from ..bootstrap import Platform, build, key_watch, sweep_media
 from ..config import Settings
 
@@ -152,8 +153,9 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     platform = build(settings)
     if killed:
         reconcile_rollups(platform)
+    turns = CpuTurns(platform.settings.cpu_turns) if platform.settings.cpu_turns else None
     server = http_server(host, port, create_app(platform), MAX_BODY, access_log=access_log,
-                         larger={UPLOADS: MAX_UPLOAD_BODY})
+                         larger={UPLOADS: MAX_UPLOAD_BODY}, turns=turns)
     try:
         server.prepare()
     except OSError as error:

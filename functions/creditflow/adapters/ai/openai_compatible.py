@@ -15,6 +15,7 @@ import orjson
 from ...domain.errors import ProviderUnavailable
 from ...domain.replies import ChatReply, Embedded, StreamPiece
 from ...ports import Messages
+from ..cpu_turns import away, each_away
 from .refusals import REJECTED, rejected
 
 
@@ -60,8 +61,9 @@ class OpenAICompatible:
         """The SDK's client posts (auth, base URL, timeouts, its error types); the reply is read as plain JSON,
         which skips the SDK's request transform and response models: about 0.8 ms of CPU a call."""
         with self._failures("could not be reached"):
-            raw = self._client.post("/chat/completions", cast_to=bytes, body={
-                "model": model, "messages": messages, "max_tokens": max_tokens, **(options or {})})
+            with away():
+                raw = self._client.post("/chat/completions", cast_to=bytes, body={
+                    "model": model, "messages": messages, "max_tokens": max_tokens, **(options or {})})
             reply = orjson.loads(raw)
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"), dict):
@@ -80,13 +82,14 @@ class OpenAICompatible:
         (a new TCP and TLS handshake for every streamed call), and its chunk models cost more CPU than the
         rest of a streamed call."""
         with self._failures("stream broke"):
-            opened = self._client.post(
-                "/chat/completions", cast_to=object, stream=True, stream_cls=openai.Stream[object],
-                body={"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
-                      "stream_options": {"include_usage": True},  # custom base URLs drop usage otherwise
-                      **(options or {})})
+            with away():
+                opened = self._client.post(
+                    "/chat/completions", cast_to=object, stream=True, stream_cls=openai.Stream[object],
+                    body={"model": model, "messages": messages, "max_tokens": max_tokens, "stream": True,
+                          "stream_options": {"include_usage": True},  # custom base URLs drop usage otherwise
+                          **(options or {})})
             try:
-                for chunk in _events(opened.response.iter_lines()):
+                for chunk in _events(each_away(opened.response.iter_lines())):
                     piece = _piece(chunk)
                     if piece is not None:
                         yield piece
@@ -107,10 +110,11 @@ class OpenAICompatible:
 
         llm = ChatOpenAI(model=model, max_tokens=max_tokens, max_retries=0, stream_usage=True,
                          **self._settings)
-        return run_step(llm, self.name, messages)
+        with away():
+            return run_step(llm, self.name, messages)
 
     def embed(self, model: str, inputs: list[str]) -> Embedded:
-        with self._failures("could not be reached"):
+        with self._failures("could not be reached"), away():
             response = self._client.embeddings.create(model=model, input=inputs)
         vectors = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
         if len(vectors) != len(inputs):

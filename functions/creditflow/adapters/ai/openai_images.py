@@ -17,6 +17,7 @@ import openai
 
 from ...domain.errors import ProviderUnavailable
 from ...domain.media import GeneratedImage
+from ..cpu_turns import away
 from ..media.download import DownloadFailed, download
 from .refusals import REJECTED, rejected
 
@@ -65,7 +66,8 @@ class OpenAIImages:
         if self.response_format:
             options["response_format"] = self.response_format
         try:
-            response = self._client.images.generate(**options, extra_body=extras or None)
+            with away():
+                response = self._client.images.generate(**options, extra_body=extras or None)
         except openai.APIStatusError as error:
             if error.status_code in REJECTED:
                 raise rejected(self.name, error.status_code, error.body) from error

@@ -15,6 +15,7 @@ import orjson
 from ...domain.errors import InvalidQuery
 from ...domain.realtime_query import Check, Reader, Refused, Unchanged, etag, join, normalize, related, split
 from ...ports import TreeHandler
+from ..cpu_turns import away
 from .group_commit import Turns
 from .push_ids import PushIds
 from .sqlite_connections import SqliteFile
@@ -137,7 +138,8 @@ class ChangeFeed:
             wake = threading.Event()
             self._waiting[wake] = path
         try:
-            wake.wait(timeout)
+            with away():
+                wake.wait(timeout)
         finally:
             with self._lock:
                 del self._waiting[wake]

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import httpx2
 
+from ..cpu_turns import away
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -55,7 +57,7 @@ def _pinned(url: httpx2.URL, allow: Callable[[IPAddress], bool]
 def download(url: str, *, timeout: float, max_bytes: int, schemes: tuple[str, ...] = ("https://",),
              allow: Callable[[IPAddress], bool] | None = None) -> bytes:
     try:
-        with httpx2.Client(timeout=timeout, follow_redirects=False, trust_env=allow is None) as http:
+        with away(), httpx2.Client(timeout=timeout, follow_redirects=False, trust_env=allow is None) as http:
             for _ in range(MAX_REDIRECTS + 1):
                 if not url.startswith(schemes):
                     raise DownloadFailed(f"the URL is not {' or '.join(s.rstrip(':/') for s in schemes)}")
