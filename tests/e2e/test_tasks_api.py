@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 from tests.e2e.server import LocalServer
 from tests.e2e.test_chat_api import LLAMA, fund
@@ -38,6 +39,24 @@ def test_submit_read_list_and_cancel_a_task(real: LocalServer) -> None:
     assert cancelled.status == 200 and cancelled.json["state"] == "succeeded"  # after the end: nothing changes
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
+
+
+def test_tasks_are_paged_by_their_cursor_and_a_made_up_cursor_is_refused(real: LocalServer) -> None:
+    token = fund(real, "pager", "1")
+    for n in range(3):
+        real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": f"page {n}", "model": LLAMA}, token=token,
+                  headers={"Idempotency-Key": f"page-{n}"})
+    for n in range(3):
+        settled(real, token, f"page-{n}")
+    first = real.call("GET", "/api/v1/tasks?limit=2", token=token).json
+    assert [t["id"] for t in first["tasks"]] == ["page-2", "page-1"] and first["nextCursor"]
+    rest = real.call("GET", f"/api/v1/tasks?limit=2&cursor={quote(first['nextCursor'])}", token=token).json
+    assert [t["id"] for t in rest["tasks"]] == ["page-0"] and rest["nextCursor"] is None
+    for path in ("/api/v1/tasks", "/api/v1/images"):
+        for cursor in ("zzz", "2026-01-01T00:00:00Z|", "page-1", "2026-01-01T00:00:00Z|a/b"):
+            reply = real.call("GET", f"{path}?cursor={quote(cursor)}", token=token)
+            assert reply.status == 400 and reply.content_type == "application/problem+json", (path, cursor)
+            assert reply.json["errors"][0]["field"] == "cursor", reply.json
 
 
 def test_bad_task_requests_are_refused_and_keep_nothing(real: LocalServer) -> None:

@@ -74,7 +74,7 @@ class ImageQuoteOut(Out):
 class ImagesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=20, ge=1, le=100, description="images a page, at most (a task's images stay together)")
-    cursor: str | None = Field(default=None, max_length=120, description="nextCursor of a page")
+    cursor: str | None = Field(default=None, pattern=t.TASK_CURSOR, description="nextCursor of a page")
 
 
 class ImageOut(Out):

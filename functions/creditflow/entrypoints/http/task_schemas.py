@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
-from .schemas import CONVERSATION_ID, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
+from .schemas import CONVERSATION_ID, NOT_A_CURSOR, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
+TASK_CURSOR = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}Z\|[A-Za-z0-9_-]{1,64}$", NOT_A_CURSOR)
 
 
 Text = Annotated[str, StringConstraints(min_length=1, pattern=NOT_BLANK)]
@@ -121,7 +122,7 @@ class TasksQuery(BaseModel):
         "must be task states separated by commas"))
     kind: Literal["chat", "image", "vision", "agent"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=120, description="nextCursor of a page")
+    cursor: str | None = Field(default=None, pattern=TASK_CURSOR, description="nextCursor of a page")
 
 
 class AnswerIn(BaseModel):
