@@ -129,7 +129,10 @@ def test_refund_updates_that_are_not_failures_change_nothing(shop: Platform, cli
 
 # -- any order -------------------------------------------------------------------------------------------------
 
-REFUNDS = st.lists(st.tuples(st.integers(1, 200), st.one_of(st.none(), st.integers(0, 40))), min_size=1, max_size=4)
+# a failure comes `fails` + 1 seconds after its refund, never at a second another refund is made (T0 + 10·i): at
+# the same second Stripe's events cannot tell whether a report counts the failure (taken as after the report)
+FAILS = st.integers(0, 40).filter(lambda fails: (fails + 1) % 10 != 0)
+REFUNDS = st.lists(st.tuples(st.integers(1, 200), st.one_of(st.none(), FAILS)), min_size=1, max_size=4)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
