@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import LedgerError
 from .money import format_credits
@@ -86,6 +87,23 @@ def covering(packs: tuple[Pack, ...], shortfall: int) -> list[tuple[Pack, int]]:
 
 
 @dataclass(frozen=True)
+class ProviderEvent:
+    """A card provider's event, as handlers need it: its id, type, time (the provider's seconds) and object."""
+
+    id: str
+    type: str
+    created: int
+    object: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "created": self.created, "object": self.object}
+
+    @classmethod
+    def of(cls, kept: dict[str, Any]) -> ProviderEvent:
+        return cls(str(kept["id"]), str(kept["type"]), int(kept["created"]), dict(kept["object"]))
+
+
+@dataclass(frozen=True)
 class Payment:
     """One payment and what became of it. `id` is the provider's (a Checkout Session's id), the key of its grant."""
 
@@ -113,8 +131,9 @@ class Payment:
     failed_refunds: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)  # by refund id: FailedRefund
     returns: int = 0  # times credits were given back for refunds that failed (each a ledger command of its own)
     # the event being handled, marked before its ledger commands and cleared once the record says what they did:
-    # found set by another event, it was cut short (a crash), and is delivered again to finish first
+    # found set by another event, it was cut short (a crash), and is finished first, from `busy_event`
     busy: str | None = None
+    busy_event: dict[str, Any] | None = field(default=None, hash=False)  # ProviderEvent.to_dict()
 
     def owed_for(self, refunded: int) -> int:
         """The credits a refund of `refunded` (cumulative minor units) makes owed back, pro rata, rounded down."""

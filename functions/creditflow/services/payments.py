@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from ..domain.holds import PAYMENT
@@ -28,6 +27,7 @@ from ..domain.payments import (
     Payment,
     PaymentNotSeen,
     PaymentsNotConfigured,
+    ProviderEvent,
     UnknownPack,
     credits_for,
 )
@@ -74,6 +74,7 @@ class Payments:
         self.missing = missing  # what the 503 says to configure
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self._holding = threading.local()  # .ids: the payments whose lease this thread holds
 
     def pack(self, pack_id: str) -> Pack:
         for pack in self.packs:
@@ -107,29 +108,34 @@ class Payments:
 
     def webhook(self, body: bytes, signature: str) -> EventOutcome:
         """Check an event's signature, then act on it once (a replay is acknowledged and does nothing)."""
-        event = self.require_cards().event(body, signature)
-        event_id, kind, data = event["id"], event["type"], event["data"]["object"]
-        if self.store.handled(event_id):
-            return EventOutcome(event_id, kind, "replayed")
-        handler = self._handlers(_whole(event.get("created", 0), "created")).get(kind)
+        received = self.require_cards().event(body, signature)
+        event = ProviderEvent(received["id"], received["type"], _whole(received.get("created", 0), "created"),
+                              received["data"]["object"])
+        if self.store.handled(event.id):
+            return EventOutcome(event.id, event.type, "replayed")
+        return EventOutcome(event.id, event.type, self._handle(event))
+
+    def _handle(self, event: ProviderEvent) -> str:
+        """Act on an event not handled yet, then mark it handled."""
+        handler = self._handlers().get(event.type)
         if handler is None:
-            log.info("Stripe event %s of type %s acknowledged and ignored", event_id, kind)
+            log.info("Stripe event %s of type %s acknowledged and ignored", event.id, event.type)
             outcome = "ignored"
         else:
-            outcome = handler(event_id, data)
-        self.store.mark_handled(event_id, kind, iso(self.clock.now()))
-        return EventOutcome(event_id, kind, outcome)
+            outcome = handler(event)
+        self.store.mark_handled(event.id, event.type, iso(self.clock.now()))
+        return outcome
 
-    def _handlers(self, at: int) -> dict[str, Callable[[str, dict[str, Any]], str]]:
-        """What acts on each kind of event; `at` is the event's time (Stripe's seconds), which orders reports of
-        the cumulative refunded figure against the refunds that failed."""
-        undone = partial(self._refund_undone, at=at)
+    def _handlers(self) -> dict[str, Callable[[ProviderEvent], str]]:
+        """What acts on each kind of event. An event's time (Stripe's seconds) orders reports of the cumulative
+        refunded figure against the refunds that failed."""
+        undone = self._refund_undone
         return {"checkout.session.completed": self._completed,
                 "checkout.session.async_payment_succeeded": self._paid,
                 "checkout.session.async_payment_failed": self._failed,
                 "payment_intent.payment_failed": self._failed,
                 "payment_intent.succeeded": self._intent_succeeded,
-                "charge.refunded": partial(self._refunded, at=at),
+                "charge.refunded": self._refunded,
                 # a Refund object: a refund that failed or was canceled takes back what it made owed
                 "refund.failed": undone, "refund.updated": undone, "charge.refund.updated": undone,
                 "charge.dispute.created": self._dispute_opened,
@@ -140,29 +146,32 @@ class Payments:
                 "charge.dispute.funds_withdrawn": self._dispute_changed,
                 "charge.dispute.funds_reinstated": self._dispute_changed}
 
-    def _completed(self, event_id: str, session: dict[str, Any]) -> str:
+    def _completed(self, event: ProviderEvent) -> str:
+        session = event.object
         if session.get("payment_status") != "paid":  # a delayed method: async_payment_succeeded will follow
             return "awaiting payment"
-        return self._paid(event_id, session)
+        return self._paid(event)
 
-    def _paid(self, event_id: str, session: dict[str, Any]) -> str:
+    def _paid(self, event: ProviderEvent) -> str:
         """Grant the paid lot, keyed by the session: its completion and async success cannot both grant. A session
         this platform did not make (no pack in its metadata: another product on the same Stripe account) is
         acknowledged and left alone; refused, Stripe would send it again for days and then turn the endpoint off."""
+        session = event.object
         metadata = session.get("metadata") or {}
         if not isinstance(metadata, dict) or "pack" not in metadata or "credits" not in metadata:
             return "ignored"
-        return self._grant(event_id, _text(session, "id"), _text(session, "client_reference_id"), metadata,
+        return self._grant(event.id, _text(session, "id"), _text(session, "client_reference_id"), metadata,
                            _whole(session.get("amount_total"), "amount_total"), _text(session, "currency"),
                            session.get("payment_intent"))
 
-    def _intent_succeeded(self, event_id: str, intent: dict[str, Any]) -> str:
+    def _intent_succeeded(self, event: ProviderEvent) -> str:
         """An off-session payment this platform made (an auto top-up) succeeded: grant it, keyed by its intent.
         A checkout's own intent succeeds too; its session's events grant that one."""
+        intent = event.object
         metadata = intent.get("metadata") or {}
         if metadata.get("auto_top_up") != "1":
             return "ignored"
-        return self._grant(event_id, _text(intent, "id"), _text(metadata, "uid"), metadata,
+        return self._grant(event.id, _text(intent, "id"), _text(metadata, "uid"), metadata,
                            _whole(intent.get("amount"), "amount"), _text(intent, "currency"), _text(intent, "id"))
 
     def _grant(self, event_id: str, payment_id: str, uid: str, metadata: dict[str, Any], amount: int, currency: str,
@@ -181,42 +190,45 @@ class Payments:
         self._notify(uid, event_id, "payment.received", payment)
         return "granted"
 
-    def _failed(self, event_id: str, data: dict[str, Any]) -> str:
+    def _failed(self, event: ProviderEvent) -> str:
+        data = event.object
         uid = data.get("client_reference_id") or (data.get("metadata") or {}).get("uid")
         if isinstance(uid, str) and uid:
-            self.realtime.set(f"/notifications/{uid}/{_key(event_id)}", {
+            self.realtime.set(f"/notifications/{uid}/{_key(event.id)}", {
                 "kind": "payment.failed", "at": iso(self.clock.now()),
                 "message": "the payment did not go through; nothing was charged"})
             return "notified"
         return "ignored"
 
-    def _refunded(self, event_id: str, charge: dict[str, Any], at: int) -> str:
+    def _refunded(self, event: ProviderEvent) -> str:
         """Stripe's report of what was refunded so far (cumulative): the credits it bought, pro rata, are owed back.
         A report older than the newest one seen says nothing new."""
+        charge, at = event.object, event.created
         payment = self._payment_of(charge)
         reported = _whole(charge.get("amount_refunded"), "amount_refunded")
-        with self._handling(payment, event_id) as payment:
+        with self._handling(payment, event) as payment:
             if payment.reported_at is not None and (at < payment.reported_at or (
                     at == payment.reported_at and reported <= (payment.reported or 0))):
                 return "refunded already"
-            return self._owe_refunds(event_id, replace(payment, reported=reported, reported_at=at))
+            return self._owe_refunds(event, replace(payment, reported=reported, reported_at=at))
 
-    def _refund_undone(self, event_id: str, refund: dict[str, Any], at: int) -> str:
+    def _refund_undone(self, event: ProviderEvent) -> str:
         """A refund that failed or was canceled: Stripe has the money back and lowers the charge's refunded figure,
         so what the refund made owed back is owed no longer, once, in whatever order the events come."""
+        refund, at = event.object, event.created
         if refund.get("status") not in UNDONE:
             return "ignored"  # made, pending or succeeded: the charge's report counts it
         payment = self._payment_of(refund)
         refund_id = _text(refund, "id")
         failed = FailedRefund(_whole(refund.get("amount"), "amount"), _whole(refund.get("created"), "created"), at)
-        with self._handling(payment, event_id) as payment:
+        with self._handling(payment, event) as payment:
             known = payment.failed_refunds.get(refund_id)
             if known is not None and FailedRefund.of(known).failed_at <= at:  # an earlier event said so already
                 return "undone already"
             payment = replace(payment, failed_refunds={**payment.failed_refunds, refund_id: failed.to_dict()})
-            return self._owe_refunds(event_id, payment)
+            return self._owe_refunds(event, payment)
 
-    def _owe_refunds(self, event_id: str, payment: Payment) -> str:
+    def _owe_refunds(self, event: ProviderEvent, payment: Payment) -> str:
         """Bring what is taken back and written off for refunds to what is still refunded (the newest report, less
         the refunds that failed since): more owed is taken back from the payment's lot, what had been spent written
         off; less owed cancels write-offs first, then returns taken credits to the lot. Saved after the ledger."""
@@ -250,14 +262,15 @@ class Payments:
             self.store.save(replace(payment, refunded=refunded))  # the report or the failure is kept: nothing owed
             return "refunded already"
         self.store.save(payment)
-        self._notify(payment.uid, event_id, note, payment)
+        self._notify(payment.uid, event.id, note, payment)
         return outcome
 
-    def _dispute_opened(self, event_id: str, dispute: dict[str, Any]) -> str:
+    def _dispute_opened(self, event: ProviderEvent) -> str:
         """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""
+        dispute = event.object
         payment = self._payment_of(dispute)
         amount = _whole(dispute.get("amount"), "amount")
-        with self._handling(payment, event_id) as payment:
+        with self._handling(payment, event) as payment:
             if payment.dispute is not None:
                 return "disputed already"
             disputed = credits_for(payment.credits, payment.amount, amount)
@@ -269,34 +282,35 @@ class Payments:
                 hold, held = taken.hold, taken.taken
             payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN)
             self.store.save(payment)
-        self._notify(payment.uid, event_id, "payment.disputed", payment)
+        self._notify(payment.uid, event.id, "payment.disputed", payment)
         return "disputed"
 
-    def _dispute_changed(self, event_id: str, dispute: dict[str, Any]) -> str:
+    def _dispute_changed(self, event: ProviderEvent) -> str:
         """A dispute's update or a movement of its funds: closed (by its status), or still open."""
-        if dispute.get("status") in CLOSED_STATUSES:
-            return self._dispute_closed(event_id, dispute)
-        return self._dispute_opened(event_id, dispute)
+        if event.object.get("status") in CLOSED_STATUSES:
+            return self._dispute_closed(event)
+        return self._dispute_opened(event)
 
-    def _dispute_closed(self, event_id: str, dispute: dict[str, Any]) -> str:
+    def _dispute_closed(self, event: ProviderEvent) -> str:
         """Lost: the held credits are taken, and what had been spent is written off. Any other closing (won, an
         inquiry closed without a chargeback, a dispute prevented) costs no money: the held credits return. A won
         dispute can still be lost (pre-arbitration): then its credits are taken back as a lost dispute's. Lost is
         final (Stripe documents no way back from it): a won status after it is an older event arriving late."""
+        dispute = event.object
         payment = self._payment_of(dispute)
         won = dispute.get("status") != "lost"  # won, an inquiry closed (warning_closed), prevented: no money lost
-        with self._handling(payment, event_id) as payment:
+        with self._handling(payment, event) as payment:
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
             if payment.dispute is None:  # its opening has not come yet (Stripe keeps no order): settle it now
                 payment = self._dispute_settled_unopened(payment, dispute, won, key)
                 self.store.save(payment)
-                self._notify(payment.uid, event_id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
+                self._notify(payment.uid, event.id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
                 return "dispute won" if won else "dispute lost"
             if payment.dispute == WON and not won:  # lost after all: nothing is held, take back what is left
                 payment = self._dispute_lost(payment, min(payment.disputed, payment.credits - payment.owed_for(
                     payment.refunded)), key)
                 self.store.save(payment)
-                self._notify(payment.uid, event_id, "payment.dispute-lost", payment)
+                self._notify(payment.uid, event.id, "payment.dispute-lost", payment)
                 return "dispute lost"
             if payment.dispute != OPEN:
                 return "closed already"
@@ -312,7 +326,7 @@ class Payments:
             payment = replace(payment, dispute=WON if won else LOST, written_off=payment.written_off + lost,
                               taken_back=payment.taken_back + (0 if won else payment.dispute_held))
             self.store.save(payment)
-        self._notify(payment.uid, event_id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
+        self._notify(payment.uid, event.id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
         return "dispute won" if won else "dispute lost"
 
     def _dispute_settled_unopened(self, payment: Payment, dispute: dict[str, Any], won: bool, key: str) -> Payment:
@@ -355,31 +369,42 @@ class Payments:
         return self.store.payment(payment.id) or payment
 
     @contextmanager
-    def _handling(self, payment: Payment, event_id: str) -> Iterator[Payment]:
-        """The payment as stored, for one event, under the payment's lease; marked as that event's before its
-        ledger commands. A crash between a command and the record's save leaves the mark: another event of the
-        payment then waits (503; the provider delivers it again) until this one, delivered again, has finished
-        (its commands replay by their keys), so that no event acts on a record that does not say what the ledger
-        did."""
+    def _handling(self, payment: Payment, event: ProviderEvent) -> Iterator[Payment]:
+        """The payment as stored, for one event, under the payment's lease; marked as that event's (the event kept
+        with the mark) before its ledger commands. A crash between a command and the record's save leaves the mark:
+        the next event of the payment first finishes the one cut short, from the event kept (its commands replay by
+        their keys), so that no event acts on a record that does not say what the ledger did, and a payment whose
+        cut-short event the provider never delivers again is not stuck."""
         with self.one_at_a_time(payment.id):
             payment = self._fresh(payment)
-            if payment.busy not in (None, event_id):
-                raise PaymentNotSeen(f"payment {payment.id} waits for event {payment.busy}, cut short, to be delivered "
-                                     "again: deliver this one again later", retry_after=60)
+            if payment.busy not in (None, event.id):
+                payment = self._finish_cut_short(payment)
             if payment.busy is None:
-                payment = replace(payment, busy=event_id)
+                payment = replace(payment, busy=event.id, busy_event=event.to_dict())
                 self.store.save(payment)
             try:
                 yield payment
             except Exception:  # refused (a ledger command refused, or lost its race, committed nothing): unmarked
-                self._unmark(payment, event_id)
+                self._unmark(payment, event.id)
                 raise
-            self._unmark(payment, event_id)
+            self._unmark(payment, event.id)
+
+    def _finish_cut_short(self, payment: Payment) -> Payment:
+        """Handle again the event whose mark a crash left on the payment (still under the payment's lease), and
+        mark it handled: a redelivery of it is then a replay. The payment as stored afterwards."""
+        if payment.busy_event is None:  # marked before events were kept with their marks: only it can finish
+            raise PaymentNotSeen(f"payment {payment.id} waits for event {payment.busy}, cut short, to be delivered "
+                                 "again: deliver this one again later", retry_after=60)
+        cut_short = ProviderEvent.of(payment.busy_event)
+        log.warning("payment %s: event %s (%s) was cut short; finishing it before the next", payment.id, cut_short.id,
+                    cut_short.type)
+        self._handle(cut_short)
+        return self._fresh(payment)
 
     def _unmark(self, payment: Payment, event_id: str) -> None:
         done = self._fresh(payment)
         if done.busy == event_id:
-            self.store.save(replace(done, busy=None))
+            self.store.save(replace(done, busy=None, busy_event=None))
 
     @contextmanager
     def one_at_a_time(self, payment_id: str) -> Iterator[None]:
@@ -387,6 +412,10 @@ class Payments:
         (events of one payment read, change and write its record; an auto top-up reads the month's purchases, then
         pays). A lease held elsewhere for long is a 503, and the provider delivers the event again (a job: the queue
         tries again)."""
+        holding: set[str] = self._holding.__dict__.setdefault("ids", set())
+        if payment_id in holding:  # this thread holds it already (an event cut short, finished before the next)
+            yield
+            return
         with self._locks_lock:
             local = self._locks.setdefault(payment_id, threading.Lock())
         with local:
@@ -396,9 +425,11 @@ class Payments:
                     raise PaymentNotSeen(f"payment {payment_id} is being handled elsewhere: deliver it again later",
                                          retry_after=10)
                 time.sleep(0.05)
+            holding.add(payment_id)
             try:
                 yield
             finally:
+                holding.discard(payment_id)
                 self.store.end_lease(payment_id, holder)
 
     def _notify(self, uid: str, event_id: str, kind: str, payment: Payment) -> None:
