@@ -424,15 +424,17 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     """The task flow: rules from the packaged data, quotes from the chat and image services' own prices."""
     rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
 
-    def quote(uid: str, request: TaskRequest) -> tuple[str | None, int]:
+    def quote(uid: str, request: TaskRequest) -> tuple[str | None, int, int]:
         if request.kind in ("chat", "vision"):
+            messages = request_messages(request)
             history = settings.memory_context_tokens if request.conversation_id else 0  # the most memory sends
-            model, guess = chat.quote(uid, request_messages(request), request.model, more_prompt=history)
-            return model.id, guess.micros
+            model, guess = chat.quote(uid, messages, request.model, more_prompt=history)
+            upkeep = conversations.upkeep(uid, messages, model.id) if request.conversation_id else 0
+            return model.id, guess.micros, upkeep
         if request.kind == "agent":
-            return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount)
+            return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount), 0
         if request.kind == "image" and images is not None:
-            return images.price(uid, request)
+            return *images.price(uid, request), 0
         raise InvalidTask(f"{request.kind} tasks are not served yet on this platform")
 
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,

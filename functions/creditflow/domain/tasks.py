@@ -186,6 +186,7 @@ class Classification:
     rule: str  # which rule decided, for the record
     model: str | None = None
     agent: str | None = None
+    upkeep: int = 0  # µc it may spend beside the estimate, within its maxCredits (a chat turn's memory calls)
 
 
 @dataclass(frozen=True)

@@ -65,11 +65,13 @@ class Budget:
     expires_at: str
     limit: int = 0  # µc: what the task may spend in all (its maxCredits)
     lent: int = 0  # µc: what tasks it started hold or were charged (an agent's image tasks), out of its limit
+    kept: int = 0  # µc: set aside for a call still to come (a chat turn's reply, while its memory calls run)
 
     @property
     def left(self) -> int:
-        """What the task's own calls may still take: its hold, less what the tasks it started count."""
-        return max(0, self.remaining - self.lent)
+        """What the task's own calls may still take: its hold, less what the tasks it started count and what is
+        kept for a call still to come."""
+        return max(0, self.remaining - self.lent - self.kept)
 
     def call_hold(self) -> CallHold:
         if self.hold is None:
@@ -217,6 +219,11 @@ class MeteredChat:
         """Whether a call with this key held credits before (an earlier attempt of the request made it, whatever its
         outcome)."""
         return self.credits.used(uid, f"{key}:hold")
+
+    def charged_before(self, uid: str, key: str) -> bool:
+        """Whether a call with this key was charged before: for a task's call, which holds nothing of its own, the
+        capture from the task's hold (an earlier attempt of the task made it)."""
+        return self.credits.used(uid, f"{key}:settle")
 
     def _require_failed(self, call: Call) -> None:
         """A retry may go on only if the earlier request with its key failed (its hold voided or lapsed): one
@@ -370,12 +377,14 @@ class MeteredChat:
                 spend.finish(charged)
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
-              spend: Spend | None = None) -> Embedding:
-        """Embeddings paid from the user's credits: held on an estimate of the input, settled on reported usage."""
+              spend: Spend | None = None, budget: Budget | None = None) -> Embedding:
+        """Embeddings paid from the user's credits: held on an estimate of the input, settled on reported usage
+        (with a task's `budget`, charged from the task's hold; BudgetExhausted when what is left cannot cover it)."""
         charged = 0
         try:
             chosen = self.catalog.get(model, "embedding")
-            call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, spend, None, "usage:embedding")
+            call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, spend, None, "usage:embedding",
+                                 budget)
             if call.hold.replayed:
                 self._require_failed(call)
                 raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
@@ -389,12 +398,13 @@ class MeteredChat:
                 spend.finish(charged)
 
     def run_chain(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
-                  max_tokens: int | None = None) -> ChainStep:
+                  max_tokens: int | None = None, budget: Budget | None = None) -> ChainStep:
         """A chain step (run by the provider with LangChain) paid from the user's credits: held on its prompt,
-        settled on the usage the chain's model reports, like any call."""
+        settled on the usage the chain's model reports, like any call (with a task's `budget`, charged from the
+        task's hold; BudgetExhausted when what is left cannot cover it)."""
         chosen = self.catalog.get(model, "chat")
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat")
+        call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat", budget)
         if call.hold.replayed:
             self._require_failed(call)
             raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")

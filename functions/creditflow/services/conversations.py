@@ -11,6 +11,7 @@ from ..domain.catalog import Model
 from ..domain.conversations import Conversation
 from ..domain.errors import (
     AlreadyAnswered,
+    BudgetExhausted,
     ContextTooLong,
     IdempotencyConflict,
     ProviderUnavailable,
@@ -18,6 +19,7 @@ from ..domain.errors import (
 )
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
+from ..domain.pricing import estimate, prompt_tokens
 from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
@@ -105,8 +107,9 @@ class Conversations:
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, budget: Budget | None = None) -> Iterator[Piece]:
         """As `chat`, streamed; the turn is stored when the reply is complete (a cut-off reply is charged as
-        the chat service says, and not remembered). With a task's `budget`, the reply is charged from it."""
-        context = self._context(uid, conversation_id, new, key, model, max_tokens)
+        the chat service says, and not remembered). With a task's `budget`, the reply is charged from it, and so are
+        the turn's summaries and embeddings, within what the reply leaves of it (see `_context`)."""
+        context = self._context(uid, conversation_id, new, key, model, max_tokens, budget)
         pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
                                      budget=budget)
         return self._remembering(uid, conversation_id, key, new, pieces, context)
@@ -131,7 +134,23 @@ class Conversations:
         self.store.append_turn(uid, conversation_id, key, turn, iso(self.clock.now()))
 
     def _context(self, uid: str, conversation_id: str, new: Messages, key: str, model: str | None,
-                 max_tokens: int | None) -> Context:
+                 max_tokens: int | None, budget: Budget | None = None) -> Context:
+        """The turn's context. With a task's `budget`, memory is upkeep the task's limit pays for after its reply:
+        the summary and embedding calls are charged from the task's hold, but never from what the reply may need
+        (kept aside, quoted as the task's estimate was: with the whole history's room). One that does not fit is
+        not made: the turn goes on with the summary as it was and the history cut to the buffer (a deferred
+        summary is made by a later turn, from where the stored one ends; messages left without vectors are
+        embedded by a later turn), rather than take the task past its maxCredits or fail a reply it can pay for."""
+        if budget is None:
+            return self._built(uid, conversation_id, new, key, model, max_tokens, None)
+        budget.kept = self.metered.quote(uid, new, model, max_tokens, more_prompt=self.context_tokens)[1].micros
+        try:
+            return self._built(uid, conversation_id, new, key, model, max_tokens, budget)
+        finally:
+            budget.kept = 0
+
+    def _built(self, uid: str, conversation_id: str, new: Messages, key: str, model: str | None,
+               max_tokens: int | None, budget: Budget | None) -> Context:
         conversation = self.get(uid, conversation_id)
         if self.store.has_turn(uid, conversation_id, key):
             raise AlreadyAnswered("this request was already answered and is in the conversation")
@@ -147,17 +166,20 @@ class Conversations:
         shape = memory.plan(history, conversation.summary_upto, space)
         summary = memory.clip(conversation.summary, space.summary)  # made for a turn that may have had more room
         first = history[0].seq if history else 1
+        deferred = False  # a summary the task's limit had no room for: none after it (the summary stays contiguous)
         for lapsed in self._beyond_window(uid, conversation_id, conversation.summary_upto, first):
-            summary, cost = self._summarise(uid, conversation_id, summary, lapsed, space, key,
-                                            self._summariser(uid, candidates))
+            summary, cost, deferred = self._summarise(uid, conversation_id, summary, lapsed, space, key,
+                                                      self._summariser(uid, candidates), budget)
             charged += cost
-        if shape.unsummarised:
-            summary, cost = self._summarise(uid, conversation_id, summary, shape.unsummarised, space, key,
-                                            self._summariser(uid, candidates))
+            if deferred:
+                break
+        if shape.unsummarised and not deferred:
+            summary, cost, deferred = self._summarise(uid, conversation_id, summary, shape.unsummarised, space, key,
+                                                      self._summariser(uid, candidates), budget)
             charged += cost
         recalled: Stored = []
         if recall_on and shape.older:
-            recalled, cost = self._recall(uid, conversation_id, history, new, shape.older, space, key)
+            recalled, cost = self._recall(uid, conversation_id, history, new, shape.older, space, key, budget)
             charged += cost
         messages: Messages = []
         if summary and (shape.older or first > 1):
@@ -167,6 +189,21 @@ class Conversations:
                              + memory.transcript(recalled, space.recall)})
         messages += [{"role": m.role, "content": m.content} for m in shape.buffer] + list(new)
         return Context(messages, len(shape.buffer), len(shape.older), len(recalled), charged)
+
+    def upkeep(self, uid: str, new: Messages, model: str | None = None) -> int:
+        """The most one turn's memory calls hold beside its reply (µc): one summary call over a whole history's
+        worth of messages, and one embedding of as much. A chat task's hold makes room for it within the task's
+        maxCredits; a turn that needs more (many messages the summary lacks) leaves the rest to later turns."""
+        talker = self.metered.catalog.get(self._summariser(uid, self.metered.route(model, capability_of(new), uid)),
+                                          "chat")
+        recall_on = bool(self.metered.catalog.models("embedding"))
+        space = memory.budget(self.context_tokens, recall_on)
+        asked = prompt_tokens([{"role": "system", "content": SUMMARISE.format(words=space.summary)},
+                               {"role": "user", "content": "Previous summary:\n\n\nNew messages:\n"}])
+        most = estimate(talker, asked + self.context_tokens, min(max(16, space.summary), talker.max_output)).micros
+        if recall_on:
+            most += estimate(self.metered.catalog.get(None, "embedding"), self.context_tokens, 0).micros
+        return most
 
     def _summariser(self, uid: str, candidates: Sequence[Model]) -> str:
         """The model that makes the turn's summaries: summaries are text, so a chat model, for image turns too."""
@@ -187,9 +224,11 @@ class Conversations:
                 yield page
             done = end - 1
 
-    def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: Stored,
-                   space: memory.Budget, key: str, model: str) -> tuple[str, int]:
-        """Fold the messages the summary lacks into it: a metered chain step per run that fits."""
+    def _summarise(self, uid: str, conversation_id: str, summary: str, fresh: Stored, space: memory.Budget,
+                   key: str, model: str, budget: Budget | None = None) -> tuple[str, int, bool]:
+        """Fold the messages the summary lacks into it: a metered chain step per run that fits. The summary, what
+        it cost, and whether a run was deferred (a task's `budget` had no room for it: the summary stays as the
+        runs before it left it)."""
         charged = 0
         for run in memory.chunks(fresh, space.buffer):
             prompt = [{"role": "system", "content": SUMMARISE.format(words=max(20, space.summary * 3 // 4))},
@@ -197,18 +236,26 @@ class Conversations:
                                                   + memory.transcript(run, space.buffer)}]
             try:
                 result = self._summary_step(uid, prompt, f"{key}:summary:{run[-1].seq}", model,
-                                            max(16, space.summary))
+                                            max(16, space.summary), budget)
             except AlreadyAnswered:  # a retry after this summary was made and stored: use the stored one
-                return memory.clip(self.get(uid, conversation_id).summary, space.summary), charged
+                return memory.clip(self.get(uid, conversation_id).summary, space.summary), charged, False
+            except BudgetExhausted:  # refused before anything was charged
+                return summary, charged, True
             summary, charged = memory.clip(result.text.strip(), space.summary), charged + result.charged
             self.store.set_summary(uid, conversation_id, summary, run[-1].seq)
-        return summary, charged
+        return summary, charged, False
 
-    def _summary_step(self, uid: str, prompt: Messages, key: str, model: str, max_tokens: int) -> ChainStep:
+    def _summary_step(self, uid: str, prompt: Messages, key: str, model: str, max_tokens: int,
+                      budget: Budget | None = None) -> ChainStep:
         """One summary call, metered under `key`. The turn's retry after that call failed (its hold voided, nothing
         charged) makes it again under the next key (`key:2`, `key:3`, …), as a chat call's retry goes on to the
         next model's key: a spent key would fail the turn on every redelivery. One made and charged raises
-        AlreadyAnswered; one still running, RequestInProgress."""
+        AlreadyAnswered; one still running, RequestInProgress. With a task's `budget` the call holds nothing of its
+        own: one that failed charged nothing and its key serves the retry; one charged raises AlreadyAnswered."""
+        if budget is not None:
+            if self.metered.charged_before(uid, key):
+                raise AlreadyAnswered("this summary was made and charged by an earlier attempt of the task")
+            return self.metered.run_chain(uid, prompt, key=key, model=model, max_tokens=max_tokens, budget=budget)
         attempt = 1
         while True:
             step = key if attempt == 1 else f"{key}:{attempt}"
@@ -221,20 +268,24 @@ class Conversations:
             attempt += 1
 
     def _recall(self, uid: str, conversation_id: str, history: Stored, new: Messages,
-                older: Stored, space: memory.Budget, key: str
+                older: Stored, space: memory.Budget, key: str, budget: Budget | None = None
                 ) -> tuple[Stored, int]:
         """Embed what has no vector yet and the new message (one metered call), then rank older messages. A turn
         embeds once: its retry (a redelivery after a later step failed) recalls nothing rather than pay again; the
         vectors the first attempt stored serve the next turns. (The retry cannot replay that call: the messages
-        it embedded have their vectors now, so the same key would ask for another amount.)"""
+        it embedded have their vectors now, so the same key would ask for another amount.) With a task's `budget`,
+        charged from it: a turn whose task has no room left for it recalls nothing."""
         embed_key = f"{key}:embed"
-        if self.metered.held_before(uid, embed_key):
+        if self.metered.held_before(uid, embed_key) or (budget is not None and
+                                                         self.metered.charged_before(uid, embed_key)):
             return [], 0
         missing = [m for m in history if m.vector is None]
         query = " ".join(text_of(m["content"]) for m in new if m["role"] == "user") or text_of(new[-1]["content"])
         try:
-            result = self.metered.embed(uid, [m.content for m in missing] + [query], key=embed_key)
+            result = self.metered.embed(uid, [m.content for m in missing] + [query], key=embed_key, budget=budget)
         except AlreadyAnswered:  # an attempt running alongside embedded first: recall is skipped, not re-paid
+            return [], 0
+        except BudgetExhausted:  # refused before anything was charged
             return [], 0
         vectors = {m.seq: v for m, v in zip(missing, result.vectors, strict=False)}
         if vectors:

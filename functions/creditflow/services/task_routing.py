@@ -15,7 +15,9 @@ from ..domain.tasks import Classification, InvalidTask, TaskRequest
 from .chat_results import Completion
 
 log = logging.getLogger(__name__)
-Quote = Callable[[str, TaskRequest], tuple[str | None, int]]  # (uid, request) -> (model id, µc the hold needs)
+# (uid, request) -> (model id, µc the task's own call needs, µc more it may spend within its limit: a chat turn's
+# conversation memory)
+Quote = Callable[[str, TaskRequest], tuple[str | None, int, int]]
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,10 @@ class RulesClassifier:
         rule = next((rule for rule in self.rules if rule.holds(request)), None)
         if rule is None:
             raise InvalidTask(f"no rule classifies a {request.kind} task")
-        model, micros = self.quote(uid, request)
+        model, micros, upkeep = self.quote(uid, request)
         return Classification(rule.speed, rule.seconds, micros, rule.name, model,
-                              agent=request.input.get("agent") if isinstance(request.input, dict) else None)
+                              agent=request.input.get("agent") if isinstance(request.input, dict) else None,
+                              upkeep=upkeep)
 
 
 class Router:

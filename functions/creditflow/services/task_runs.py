@@ -136,8 +136,9 @@ class ChatRun:
             for piece in pieces:
                 if isinstance(piece, StreamEnd):
                     usage = {"promptTokens": piece.prompt_tokens, "completionTokens": piece.completion_tokens}
+                    upkeep = piece.memory.charged if piece.memory is not None else 0  # the turn's memory calls
                     final = {"usage": usage,
-                             "charged": money(piece.charged),
+                             "charged": money(piece.charged + upkeep),  # all the turn took from the task's hold
                              "model": piece.model, "demo": piece.demo, "broken": piece.broken}
                     writer.final(final)
                     return RunOutcome("done", {"text": "".join(said), **final})

@@ -254,7 +254,7 @@ class Tasks:
         now = self._now()
         try:
             c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
-            held = self._hold_size(task.request, c.estimate)
+            held = self._hold_size(task.request, c.estimate, c.upkeep)
             deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
                                          self.policy.quick_deadline)
             hold = self.credits.reserve(task.uid, held, key=f"task:{task.id}:hold",
@@ -421,13 +421,17 @@ class Tasks:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _hold_size(self, request: TaskRequest, estimate: int) -> int:
+    def _hold_size(self, request: TaskRequest, estimate: int, upkeep: int = 0) -> int:
+        """What the task holds: an agent its limit; any other task its estimate, and room for its upkeep (a chat
+        turn's conversation memory) as far as its maxCredits and the largest hold allow: the upkeep is optional, so
+        a maxCredits that covers the estimate alone runs the task without it."""
         if request.kind == "agent":
             return min(request.max_credits or self.policy.agent_budget, self.policy.max_reservation)
         if request.max_credits is not None and request.max_credits < estimate:
             raise InvalidTask(f"maxCredits is below what this request may cost ({estimate} µc): raise it or ask for "
                               "less output", estimate=estimate)
-        return estimate
+        limit = min(request.max_credits or self.policy.max_reservation, self.policy.max_reservation)
+        return max(estimate, min(estimate + upkeep, limit))
 
     def _release_unowned(self, task: Task, hold: str) -> None:
         """Free a hold placed for a task that ended before it was recorded there (no run will ever close it)."""

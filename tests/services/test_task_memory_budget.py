@@ -1,0 +1,119 @@
+"""A chat task in a conversation: its summary and embedding calls are charged from the task's hold, within its
+maxCredits, and the task's charged figure is what the ledger took for it (all its keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.tasks import SUCCEEDED, Task
+from creditflow.services.conversations import SUMMARISE
+from tests.conftest import SteppedClock, funded, make_platform
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+CONTEXT = 300  # memory_context_tokens: a few turns outgrow it, so the next turn needs a summary
+NOTE = "the ledger is signed " * 10
+
+
+@pytest.fixture
+def talk(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> Iterator[Platform]:
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=CONTEXT)
+    ai.chat.catalog.put(LLAMA, {"max_output": 50})  # estimates near what calls cost (the server reports 100 + 50)
+    funded(ai, "u", 1)
+    yield ai
+    ai.store.close()  # type: ignore[attr-defined]
+
+
+def said(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def long_conversation(ai: Platform, name: str) -> str:
+    """A conversation whose next turn must summarise older messages (and embed the ones without vectors)."""
+    chat = ai.conversations.start("u", name)
+    for n in range(5):
+        ai.conversations.chat("u", chat.id, said(f"note {n}: {NOTE}"), key=f"{name}-{n}", model=LLAMA, max_tokens=64)
+    return chat.id
+
+
+def taken_for(ai: Platform, task_id: str) -> int:
+    """What the ledger charged under the task's keys: its reply, summaries and embeddings."""
+    total, cursor = 0, None
+    while True:
+        page, cursor = ai.credits.history("u", kinds=frozenset({"settle"}), cursor=cursor, limit=200)
+        total += sum(int(e.fields()["amount"]) for e in page if e.fields()["key"].startswith(f"task:{task_id}:"))
+        if cursor is None:
+            return total
+
+
+def reply_estimate(ai: Platform, text: str) -> int:
+    """The task's estimate: its reply with the whole history's room (what maxCredits must cover)."""
+    return ai.chat.quote("u", said(text), LLAMA, more_prompt=CONTEXT)[1].micros
+
+
+def credits_of(micros: int) -> str:
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+def seen_as(ai: Platform, task: Task) -> tuple[int, int, int]:
+    """The task's charged figure as its record, its mirror and its notification show it."""
+    mirror = ai.realtime.get(f"/tasks/u/{task.id}")
+    notes = [n for n in (ai.realtime.get("/notifications/u") or {}).values() if n["taskId"] == task.id]
+    assert len(notes) == 1
+    return task.charged, mirror["charged"]["micros"], notes[0]["charged"]["micros"]
+
+
+def test_a_limit_with_no_room_for_the_summary_defers_it_and_charges_only_the_reply(
+        talk: Platform, upstream: FakeOpenAI) -> None:
+    conversation = long_conversation(talk, "tight")
+    before = talk.conversations.get("u", conversation)
+    text = f"and now? {NOTE}"
+    limit = reply_estimate(talk, text)
+    task = talk.tasks.submit("u", "tight", {"kind": "chat", "input": text, "model": LLAMA,
+                                            "conversationId": conversation, "maxCredits": credits_of(limit)})
+    assert task.state == SUCCEEDED and task.reserved == limit
+    taken = taken_for(talk, "tight")
+    assert 0 < taken <= limit
+    assert seen_as(talk, task) == (taken, taken, taken)
+    assert task.result["charged"]["micros"] == taken
+    after = talk.conversations.get("u", conversation)
+    assert (after.summary, after.summary_upto) == (before.summary, before.summary_upto)  # deferred, not lost
+    assert talk.credits.balance("u").held == 0
+
+    # the next turn, with no limit of its own, has room for the summary the last one deferred
+    asked = len(upstream.requests)
+    roomy = talk.tasks.submit("u", "roomy", {"kind": "chat", "input": "go on", "model": LLAMA,
+                                             "conversationId": conversation})
+    assert roomy.state == SUCCEEDED and roomy.reserved > reply_estimate(talk, "go on")
+    summaries = [r for r in upstream.requests[asked:] if r.get("messages", [{}])[0].get("content", "").startswith(
+                 SUMMARISE[:40])]
+    assert summaries and talk.conversations.get("u", conversation).summary_upto > before.summary_upto
+    taken = taken_for(talk, "roomy")
+    assert taken > 33  # its reply and its memory calls
+    assert seen_as(talk, roomy) == (taken, taken, taken) and roomy.result["charged"]["micros"] == taken
+    assert talk.credits.balance("u").held == 0 and talk.integrity.audit().ok
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(room=st.integers(min_value=0, max_value=200))
+def test_a_chat_task_never_costs_more_than_its_limit_and_says_what_it_cost(talk: Platform, room: int) -> None:
+    """Whatever room maxCredits leaves beside the reply, the memory calls fit in it or are not made, and the charged
+    figure the user sees is what the ledger took under the task's keys."""
+    n = len(talk.tasks.list("u", limit=200)[0])
+    conversation = long_conversation(talk, f"c{n}")
+    text = f"and now? {NOTE}"
+    limit = reply_estimate(talk, text) + room
+    task = talk.tasks.submit("u", f"t{n}", {"kind": "chat", "input": text, "model": LLAMA,
+                                            "conversationId": conversation, "maxCredits": credits_of(limit)})
+    assert task.state == SUCCEEDED
+    taken = taken_for(talk, task.id)
+    assert 0 < taken <= limit
+    assert seen_as(talk, task) == (taken, taken, taken)
+    assert talk.credits.balance("u").held == 0
