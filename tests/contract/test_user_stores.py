@@ -108,6 +108,24 @@ def test_a_summary_of_a_conversation_deleted_meanwhile_is_dropped(stores: dict[s
     assert talk.get("a", "conv_d") is None
 
 
+def test_vectors_for_a_conversation_deleted_meanwhile_are_dropped(stores: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn's embedding was paid, then its conversation deleted before the vectors were written: they are dropped
+    without an error (the turn goes on), and bring back nothing of the conversation. Vectors for messages that are
+    not there (deleted, or never stored) are dropped the same way, while the others are written."""
+    talk = stores["conversations"]
+    talk.create(Conversation(id="conv_v", uid="a", title="t", created_at=T0, updated_at=T0))
+    talk.append_turn("a", "conv_v", "t1", [("user", "hi"), ("assistant", "hello")], T1)
+    talk.set_vectors("a", "conv_v", {1: [0.5, 0.5], 7: [1.0, 0.0]})  # message 7 does not exist
+    assert [m.vector for m in talk.messages("a", "conv_v")] == [(0.5, 0.5), None]
+    after_reading(monkeypatch, stores, "conv_v", lambda: talk.delete("a", "conv_v"))
+    talk.set_vectors("a", "conv_v", {1: [0.25, 0.75], 2: [0.0, 1.0]})  # no error
+    assert talk.get("a", "conv_v") is None and talk.messages("a", "conv_v") == []
+    if stores["backend"] != "sqlite":
+        left = talk.client.collection("conversations").document("conv_v").collection("messages").get()
+        assert left == []
+
+
 def test_a_turn_stored_while_its_conversation_is_deleted_leaves_nothing(stores: dict[str, Any],
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A turn is stored while the conversation is being deleted (after its messages were listed for deletion): no

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
@@ -128,10 +129,19 @@ class FirestoreConversations:
         raise StoreConflict(f"conversation {conversation_id} kept changing while its summary was written")
 
     def set_vectors(self, uid: str, conversation_id: str, vectors: dict[int, list[float]]) -> None:
+        """As SQLite's UPDATE: a vector for a message that is not there (its conversation deleted since it was read,
+        or a message never stored) is dropped, and the others are written; an update never creates a message. One
+        batch; a batch is all or nothing, so when it finds a message gone, the vectors go one by one."""
         snapshot = self._mine(uid, conversation_id)
         if snapshot is None:
             return
+        messages = snapshot.reference.collection("messages")
         batch = self.client.batch()
         for seq, vector in vectors.items():
-            batch.update(snapshot.reference.collection("messages").document(f"{seq:010d}"), {"vector": vector})
-        batch.commit()
+            batch.update(messages.document(f"{seq:010d}"), {"vector": vector})
+        try:
+            batch.commit()
+        except NotFound:
+            for seq, vector in vectors.items():
+                with contextlib.suppress(NotFound):
+                    messages.document(f"{seq:010d}").update({"vector": vector})
