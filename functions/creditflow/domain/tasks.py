@@ -187,6 +187,7 @@ class Classification:
     model: str | None = None
     agent: str | None = None
     upkeep: int = 0  # µc it may spend beside the estimate, within its maxCredits (a chat turn's memory calls)
+    charged: int = 0  # µc the classification itself cost (a model classifier's call), counted in the task's charged
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,8 @@ class Task:
     model: str | None = None
     hold: str | None = None  # the task's hold now (captures replace it with the rest)
     reserved: int = 0
-    charged: int = 0
+    charged: int = 0  # µc: all the task cost, its classification included
+    classified: int = 0  # µc its classification cost (a model classifier's call, on a hold of its own)
     outcome: str | None = None  # settled | released, once terminal
     progress: float = 0.0  # 0-1, for the bar; not money
     message: str = ""

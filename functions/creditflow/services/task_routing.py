@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from ..domain.errors import AlreadyAnswered, BudgetExhausted
+from ..domain.money import format_credits
 from ..domain.tasks import Classification, InvalidTask, TaskRequest
 from .chat_results import Completion
 
@@ -99,13 +101,39 @@ ASK = ("Classify this AI task for a scheduler. quick: one model reply within sec
        "than half a minute. Answer with JSON {\"speed\": \"quick\"|\"long\", \"seconds\": expected duration}.")
 
 
+class Within:
+    """The classifier call's limit (a Spend): what the task's maxCredits leaves beside the task's own estimate."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def admit(self, hold: int) -> None:
+        if hold > self.room:
+            raise BudgetExhausted(f"classifying the task may cost up to {format_credits(hold)} credits; its limit "
+                                  f"leaves {format_credits(self.room)} beside its estimate", needed=hold, spent=0,
+                                  limit=self.room)
+
+    def release(self, hold: int) -> None:
+        pass
+
+    def finish(self, charged: int) -> None:
+        pass
+
+    def prolong(self) -> None:
+        pass
+
+
 class ModelClassifier:
     """A cheap model judges quick or long (a JSON schema answer), metered like any call and charged to the user;
     any failure (no such model, a refusal, an answer off the schema, too little credit) falls back to the rules.
-    The estimate, and so the hold, always comes from the task's own price."""
+    The estimate, and so the hold, always comes from the task's own price. The call counts against the task's
+    maxCredits: it is made only when its hold fits beside the task's estimate (else the rules decide), and what it
+    cost is in the classification, for the task's charged figure and the room left for its hold."""
 
-    def __init__(self, rules: RulesClassifier, ask: Callable[..., Completion], model: str) -> None:
+    def __init__(self, rules: RulesClassifier, ask: Callable[..., Completion], model: str,
+                 settled: Callable[[str, str], int] = lambda uid, hold: 0) -> None:
         self.rules, self.ask, self.model = rules, ask, model
+        self.settled = settled  # (uid, hold id) -> µc charged from that hold: what an earlier delivery's call cost
 
     def classify(self, uid: str, request: TaskRequest, key: str | None = None) -> Classification:
         ruled = self.rules.classify(uid, request, key)
@@ -113,19 +141,25 @@ class ModelClassifier:
             return ruled
         described = {"kind": request.kind, "input": request.text()[:2000], "model": request.model,
                      "conversation": request.conversation_id is not None}
+        within = Within(request.max_credits - ruled.estimate) if request.max_credits is not None else None
+        charged = 0
         try:
             reply = self.ask(uid, [{"role": "system", "content": ASK},
                                    {"role": "user", "content": orjson.dumps(described).decode()}],
                              key=f"{key}:classify", model=self.model, max_tokens=40,
-                             options={"response_format": CLASS_SCHEMA})
+                             options={"response_format": CLASS_SCHEMA}, spend=within)
+            charged = reply.charged  # paid, whatever the answer says
             judged = orjson.loads(reply.text)
             speed, seconds = judged["speed"], judged["seconds"]
             if speed not in ("quick", "long") or isinstance(seconds, bool) or not isinstance(seconds, int) \
                     or not 1 <= seconds <= 3600:
                 raise ValueError(f"off the schema: {judged!r}")
+        except AlreadyAnswered as answered:  # an earlier delivery asked and paid, then stopped before the task was
+            log.info("task of %s classified by the rules: %s", uid, answered.detail)  # accepted: its answer is lost,
+            return replace(ruled, charged=self.settled(uid, str(answered.context["reservation"])))  # not its cost
         except Exception as failure:  # the rules decide instead, whatever went wrong
             log.info("model classifier fell back to the rules for %s: %s", uid, failure)
-            return ruled
+            return replace(ruled, charged=charged)
         if request.kind in ("agent", "image") and speed == "quick":
             speed = "long"  # never inline: they run as sagas and graphs on the queue
-        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}")
+        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}", charged=charged)

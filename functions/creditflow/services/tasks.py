@@ -90,7 +90,7 @@ class RunContext:
     def progress(self, fraction: float, message: str) -> None:
         self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
                                        hold=self.budget.hold or self.task.hold,
-                                       charged=self.task.reserved - self.budget.remaining)
+                                       charged=self.task.classified + self.task.reserved - self.budget.remaining)
 
     def cancelled(self) -> bool:
         """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
@@ -254,7 +254,8 @@ class Tasks:
         now = self._now()
         try:
             c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
-            held = self._hold_size(task.request, c.estimate, c.upkeep)
+            task = replace(task, classified=c.charged)  # paid, whatever comes next
+            held = self._hold_size(task.request, c.estimate, c.upkeep, c.charged)
             deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
                                          self.policy.quick_deadline)
             hold = self.credits.reserve(task.uid, held, key=f"task:{task.id}:hold",
@@ -271,6 +272,7 @@ class Tasks:
         try:
             accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
                                   seconds=c.seconds, model=c.model, hold=hold.hold, reserved=hold.amount,
+                                  classified=c.charged, charged=c.charged,
                                   deadline=iso(deadline), message="accepted")
         except TaskConflict:  # another delivery accepted it first, or it ended (a cancel) while it was held
             if slot:
@@ -421,16 +423,19 @@ class Tasks:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _hold_size(self, request: TaskRequest, estimate: int, upkeep: int = 0) -> int:
+    def _hold_size(self, request: TaskRequest, estimate: int, upkeep: int = 0, classified: int = 0) -> int:
         """What the task holds: an agent its limit; any other task its estimate, and room for its upkeep (a chat
         turn's conversation memory) as far as its maxCredits and the largest hold allow: the upkeep is optional, so
-        a maxCredits that covers the estimate alone runs the task without it."""
+        a maxCredits that covers the estimate alone runs the task without it. What its classification cost counts
+        against its maxCredits (the classifier was only asked when that left the estimate covered)."""
         if request.kind == "agent":
-            return min(request.max_credits or self.policy.agent_budget, self.policy.max_reservation)
+            return min(request.max_credits - classified if request.max_credits else self.policy.agent_budget,
+                       self.policy.max_reservation)
         if request.max_credits is not None and request.max_credits < estimate:
             raise InvalidTask(f"maxCredits is below what this request may cost ({estimate} µc): raise it or ask for "
                               "less output", estimate=estimate)
-        limit = min(request.max_credits or self.policy.max_reservation, self.policy.max_reservation)
+        limit = min(request.max_credits - classified if request.max_credits else self.policy.max_reservation,
+                    self.policy.max_reservation)
         return max(estimate, min(estimate + upkeep, limit))
 
     def _release_unowned(self, task: Task, hold: str) -> None:
@@ -492,8 +497,9 @@ class Tasks:
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
         task = self.store.get(context.task.uid, context.task.id) or context.task
+        captured = task.reserved - context.budget.remaining if context.budget.hold else task.reserved
         return replace(task, hold=context.budget.hold or task.hold,  # spent whole: the lineage still ends there
-                       charged=task.reserved - context.budget.remaining if context.budget.hold else task.reserved)
+                       charged=task.classified + captured)
 
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
         if outcome.status == "waiting":
@@ -536,8 +542,9 @@ class Tasks:
                     left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
                 except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
                     left = end.amount
-        charged = task.reserved - left if end is not None else 0  # what the lineage's captures took
-        outcome = (SETTLED if charged else RELEASED) if task.reserved else None
+        captured = task.reserved - left if end is not None else 0  # what the lineage's captures took
+        outcome = (SETTLED if captured else RELEASED) if task.reserved else None
+        charged = task.classified + captured  # and its classification, paid on a hold of its own
         for _ in range(SAVE_TRIES):
             if task.terminal:
                 return task
