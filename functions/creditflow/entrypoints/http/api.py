@@ -42,6 +42,9 @@ CALLER = "creditflow.uid"  # in environ: the uid of the request's caller, once k
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$"  # domain.idempotency's rule, said in the schema
 FORGET_AFTER_BUCKETS = 4096  # the rate limiter sweeps out refilled buckets when it holds this many
 Auth = Literal["none", "user", "admin"]
+SAY_WHEN = (429, 503)  # a refusal with these statuses may say when to try again (a rate limit, a busy server)
+RETRY_AFTER = {"description": "seconds to wait before sending the request again (sent when the server knows)",
+               "schema": {"type": "integer", "minimum": 1}}
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
@@ -107,6 +110,7 @@ class Operation:
     key_pattern: str = KEY_PATTERN  # what the route's Idempotency-Key may hold
     path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # a path parameter's own schema
     raw_body: dict[str, Any] | None = None  # a body that is not JSON: its content types and their schemas
+    retry_after: tuple[int, ...] = ()  # statuses besides SAY_WHEN whose refusals may say when to try again
 
 
 def _message(error: ErrorDetails) -> str:
@@ -164,7 +168,7 @@ class Api:
             if self.problem_extra is not None:
                 extra.update(self.problem_extra(error))
             response = problem(status_of(error), error.code, error.title, error.detail, **extra)
-            if "retry_after" in error.context:  # RateLimited, ServerBusy
+            if "retry_after" in error.context:  # RateLimited, ServerBusy, ImageNotReady: see SAY_WHEN, retry_after
                 response.headers["Retry-After"] = str(error.context["retry_after"])
             if isinstance(error, InvalidToken):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="creditflow"'
@@ -231,15 +235,18 @@ class Api:
               errors: tuple[int, ...] = (), also: tuple[str, ...] = (), longest_key: int = MAX_KEY,
               key_pattern: str = KEY_PATTERN, key_rule: Callable[[str], str] | None = None,
               converters: dict[str, str] | None = None, path_schemas: dict[str, dict[str, Any]] | None = None,
-              raw_body: dict[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              raw_body: dict[str, Any] | None = None, retry_after: tuple[int, ...] = ()
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """A handler gets what its parameters name: `caller`, `body`, `query`, `platform`, the path's parameters,
         and `key`, the Idempotency-Key read and checked here (by `key_rule`, else the ledger's rule within
         `longest_key`; None when the header is optional and absent). `converters` names a Flask converter for a path
         parameter (so that a route such as /images/{imageId} does not also match /images/quote), and
         `path_schemas` what the document says of a path parameter (else: a string of at most 64 characters);
-        `raw_body` the content types of a body the handler reads itself (an upload), with their schemas."""
+        `raw_body` the content types of a body the handler reads itself (an upload), with their schemas;
+        `retry_after` the statuses besides 429 and 503 whose refusals here may carry Retry-After (a refusal with
+        retry_after in its context: e.g. a 409 for work still running)."""
         operation = Operation(method, path, summary, auth, body, query, response, produces, idempotent_header,
-                              list(errors), also, longest_key, key_pattern, path_schemas or {}, raw_body)
+                              list(errors), also, longest_key, key_pattern, path_schemas or {}, raw_body, retry_after)
         self.operations.append(operation)
 
         def check(sent: str) -> str:
@@ -368,6 +375,8 @@ class Api:
                 if status == 400 and op.query is not None:
                     said = "problem; also when a query parameter is sent more than once (field: its name)"
                 entry["responses"][str(status)] = {"description": said, **problem_ref}
+                if status in SAY_WHEN or status in op.retry_after:  # as ledger_error sends it
+                    entry["responses"][str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
             paths.setdefault(op.path, {})[op.method.lower()] = entry
         return {"openapi": "3.1.0", "info": {"title": self.title, "version": self.version},
                 "paths": paths, "components": {"schemas": schemas, "securitySchemes": {
