@@ -43,6 +43,7 @@ def test_every_status_that_can_say_when_to_retry_declares_retry_after(client: An
                 assert not response["headers"]["Retry-After"].get("required", False)  # not every 503 says when
         if "security" in operation:  # every signed-in request passes the rate limiter
             assert "429" in operation["responses"], (path, method)
+        assert "503" in operation["responses"], (path, method)  # a store busy or down: any route may say so
     assert "409" in document["paths"]["/api/v1/chat"]["post"]["responses"]
 
 

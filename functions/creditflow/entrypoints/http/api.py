@@ -366,7 +366,8 @@ class Api:
             else:
                 entry["responses"]["200"] = {"description": "OK", "content": {op.produces: {"schema":
                                                                                              {"type": "string"}}}}
-            statuses = {400, 404, 405, 413, 415, 500, *op.errors}
+            statuses = {400, 404, 405, 413, 415, 500, 503, *op.errors}  # 503: a store busy (a lost write race on
+            # Firestore) or down, on any route that reads or writes one
             if op.auth != "none":  # admins are users whose token carries the admin claim: that role is named
                 entry["security"] = [{"bearer": ["admin"] if op.auth == "admin" else []}]
                 statuses |= {401, 429} | ({403} if op.auth == "admin" else set())
@@ -374,6 +375,9 @@ class Api:
                 said = "problem: the caller is not an admin" if op.auth == "admin" and status == 403 else "problem"
                 if status == 400 and op.query is not None:
                     said = "problem; also when a query parameter is sent more than once (field: its name)"
+                if status == 503:
+                    said = "problem: busy or not available now (a store's write race, a provider, a feature not " \
+                           "configured); try again after Retry-After when sent"
                 entry["responses"][str(status)] = {"description": said, **problem_ref}
                 if status in SAY_WHEN or status in op.retry_after:  # as ledger_error sends it
                     entry["responses"][str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
