@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from creditflow.adapters.cpu_turns import CpuTurns, away, each_away
+from creditflow.entrypoints.local_http import in_turns
 
 
 def free(turns: CpuTurns) -> int:
@@ -48,7 +49,7 @@ def test_no_more_than_size_requests_run_at_once(size: int) -> None:
         start_response("200 OK", [])
         return [b"done"]
 
-    served = turns.served(app)
+    served = in_turns(app, turns)
 
     def request() -> None:
         reply = served({}, lambda *_: None)
@@ -164,10 +165,10 @@ def test_turns_are_given_back_when_the_app_raises_or_its_reply_closes() -> None:
         raise RuntimeError("the app broke")
 
     with pytest.raises(RuntimeError):
-        turns.served(failing)({}, lambda *_: None)
+        in_turns(failing, turns)({}, lambda *_: None)
     assert free(turns) == 2
 
-    reply = turns.served(lambda environ, start_response: Reply())({}, lambda *_: None)
+    reply = in_turns(lambda environ, start_response: Reply(), turns)({}, lambda *_: None)
     assert free(turns) == 1  # held while the reply is sent
     assert b"".join(reply) == b"ab"
     reply.close()  # type: ignore[attr-defined]

@@ -44,7 +44,7 @@ def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
                 larger: dict[str, int] | None = None, turns: CpuTurns | None = None) -> Server:
     """`larger`: paths whose bodies may be longer than `max_body` (uploads), and how long. `turns`: the app runs in
     them, once the request is read (a slow client holds none)."""
-    served = bodies_measured(slashes_decoded(turns.served(app) if turns else app), max_body, larger or {})
+    served = bodies_measured(slashes_decoded(in_turns(app, turns) if turns else app), max_body, larger or {})
     if access_log is not None:
         served = requests_logged(served, access_log)
     # SERVER_NAME is the address listened on (cheroot's default is the machine's name): the dev sign-in is offered
@@ -83,6 +83,22 @@ def requests_logged(app: WSGIApplication, log: logging.Logger) -> WSGIApplicatio
         return _Closed(reply, done)
 
     return logged
+
+
+def in_turns(app: WSGIApplication, turns: CpuTurns) -> WSGIApplication:
+    """The app run in a turn, from its call until its reply is closed, which the server does on the thread that
+    called it, once the reply is sent. (Taking a turn again for each piece of a reply put the request back behind
+    every other waiting: no gain on the gateway benchmark.)"""
+
+    def turned(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        turns.take()
+        try:
+            return _Closed(app(environ, start_response), turns.give_back)
+        except BaseException:
+            turns.give_back()
+            raise
+
+    return turned
 
 
 class _Closed:
