@@ -137,6 +137,29 @@ def test_a_grant_already_made_is_not_made_again_when_the_record_of_it_is_lost(sc
     assert len(scene.lots("bob")) == 1
 
 
+def test_a_grant_whose_record_was_lost_is_recorded_at_its_own_rate_after_the_rate_changed(
+        scene: Scene, tmp_path: Path) -> None:
+    """The crash above, then a restart with a new rate: the scan records the grant that was made (its credits, its
+    rate), and neither grants again nor stops at the ledger's idempotency conflict."""
+    dan = scene.accounts[5]
+    scene.link("dan", dan)
+    send_eth(scene.w3, dan, scene.deposit_to, ETHER // 8)
+    mine(scene.w3, CONFIRMATIONS)
+    scene.platform.deposits.scan()
+    assert scene.balance("dan") == 125 * CREDIT
+    deposits = scene.platform.deposits
+    rules = deposits.rules
+    assert rules is not None
+    deposits.rules = replace(rules, tokens=tuple(replace(t, micros_per_unit=t.micros_per_unit * 2)
+                                                 for t in rules.tokens))
+    deposits.store = SqliteDeposits(tmp_path / "forgotten.sqlite3")
+    assert deposits.scan().credited == 1
+    assert scene.balance("dan") == 125 * CREDIT
+    [recorded] = deposits.mine("dan")
+    assert (recorded.status, recorded.credits, recorded.rate) == (CREDITED, 125 * CREDIT, PER_ETH)
+    assert recorded.lot == scene.lots("dan")[0].id
+
+
 def test_a_remainder_below_one_micro_credit_is_recorded_and_dust_is_not_credited(scene: Scene) -> None:
     carol = scene.accounts[3]
     scene.link("carol", carol)

@@ -34,6 +34,15 @@ class Granted(CreditResult):
     held: int
 
 
+@dataclass(frozen=True)
+class GrantMade:
+    """A grant an earlier attempt made with a key: what it granted, with which memo, and its answer."""
+
+    amount: int
+    memo: dict[str, str]
+    granted: Granted
+
+
 @dataclass(frozen=True, kw_only=True)
 class Reservation(CreditResult):
     hold: str

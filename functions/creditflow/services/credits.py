@@ -44,6 +44,7 @@ from .credit_results import (
     Extension,
     GivenBack,
     Granted,
+    GrantMade,
     R,
     Reclaim,
     Release,
@@ -416,6 +417,15 @@ class Credits:
         """Whether a command on the account was made with this idempotency key (by an earlier attempt of a request)."""
         account_id = user_account(uid)
         return run_in_transaction(self.store, lambda tx: tx.idempotency(account_id, require_key(key)) is not None)
+
+    def grant_made(self, source: str, key: str) -> GrantMade | None:
+        """The grant from `issuance:{source}` made with this key, if one was: a caller whose record of it was lost
+        (a crash after the grant) records it from here, whatever it would grant today."""
+        scope = require_system_account(f"issuance:{source}", ISSUANCE_ACCOUNTS)
+        record = run_in_transaction(self.store, lambda tx: tx.idempotency(scope, require_key(key)))
+        if record is None or record.command != "grant":
+            return None
+        return GrantMade(record.request["amount"], dict(record.request["memo"]), Granted.from_record(record.result))
 
     def find_hold(self, uid: str, hold_id: str) -> Hold:
         hold = self.store.hold(user_account(uid), hold_id) if isinstance(hold_id, str) else None

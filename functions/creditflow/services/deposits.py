@@ -209,11 +209,16 @@ class Deposits:
         return "credited"
 
     def _credit(self, deposit: Deposit, rules: DepositRules) -> Deposit:
-        """Grant the deposit's paid lot (keyed by its id, so a second grant replays the first), then record it."""
+        """Grant the deposit's paid lot (keyed by its id, so a second grant replays the first), then record it. A
+        grant made before a crash lost its record is recorded as made, at the rate of then, whatever the rate now."""
         assert deposit.uid is not None
         token = rules.by_symbol(deposit.token)
+        key = f"crypto:{deposit.id}"
+        made = self.credits.grant_made("crypto", key)
+        if made is not None and made.memo.get("rate", "").isdigit():
+            token = replace(token, micros_per_unit=int(made.memo["rate"]))
         credits, remainder = token.credits_for(deposit.amount)
-        granted = self.credits.grant(deposit.uid, credits, source="crypto", lot_kind="paid", key=f"crypto:{deposit.id}",
+        granted = self.credits.grant(deposit.uid, credits, source="crypto", lot_kind="paid", key=key,
                                      reference=deposit.id, memo={
                                          "token": token.symbol, "amount": str(deposit.amount),
                                          "rate": str(token.micros_per_unit), "tx": deposit.tx_hash,
