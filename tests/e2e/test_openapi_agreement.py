@@ -165,7 +165,7 @@ def test_a_chat_takes_as_many_messages_as_the_schema_says_and_no_more(server: Lo
 
 AMOUNT_NAMES = {"amount", "available", "held", "total", "charged", "estimated", "estimate", "shortfall", "required",
                 "granted", "released", "spent", "limit", "needed", "price", "owed", "collected", "missing",
-                "threshold", "balance", "reserved", "cost", "credits", "perImage", "averageCharge", "totals"}
+                "threshold", "balance", "reserved", "cost", "credits", "perImage", "averageCharge", "totals", "series"}
 
 
 def _properties(schema: dict[str, Any]) -> dict[str, Any]:
@@ -173,9 +173,11 @@ def _properties(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_integer(prop: dict[str, Any]) -> bool:
-    """An integer property, or a map or list of integers (totals by name, say)."""
-    kinds = [prop, *prop.get("anyOf", []), prop.get("additionalProperties") or {}, prop.get("items") or {}]
-    return any(kind.get("type") == "integer" for kind in kinds if isinstance(kind, dict))
+    """An integer property, or a map or list of integers, however nested (totals by name, a series a day by name)."""
+    if prop.get("type") == "integer":
+        return True
+    inner = [*prop.get("anyOf", []), prop.get("additionalProperties"), prop.get("items")]
+    return any(_is_integer(kind) for kind in inner if isinstance(kind, dict))
 
 
 def test_api_v1_names_fields_in_camel_case_and_amounts_as_objects(document: dict[str, Any]) -> None:

@@ -290,10 +290,11 @@ def test_admins_see_credits_sold_per_day_and_the_ranges_totals(shop: Platform, c
     admin = token(shop, "root", admin=True)
     found = client.get("/api/v1/admin/revenue?from=2025-12-31&to=2026-01-02", headers=admin).json
     assert found["days"] == ["2025-12-31", "2026-01-01", "2026-01-02"]
-    assert found["series"] == {"card": [0, 100 * CREDIT, 0], "crypto": [0, 0, 0]}
+    zero = {"credits": "0", "micros": 0}
+    assert found["series"] == {"card": [zero, {"credits": "100", "micros": 100 * CREDIT}, zero], "crypto": [zero] * 3}
     assert [(t["currency"], t["payments"], t["gross"]) for t in found["card"]] == [("usd", 1, 500)]
     before = client.get("/api/v1/admin/revenue?from=2025-12-01&to=2025-12-31", headers=admin).json
-    assert before["series"]["card"] == [0] * 31 and before["card"] == []
+    assert before["series"]["card"] == [zero] * 31 and before["card"] == []
     assert client.get("/api/v1/admin/revenue?from=2026-01-02&to=2026-01-01", headers=admin).status_code == 400
     assert client.get("/api/v1/admin/revenue", headers=token(shop, "u")).status_code == 403
 

@@ -27,7 +27,7 @@ function Chart({ days, series, title }) {
       series: [{}, ...names.map((name, i) => ({ label: name, stroke: palette[i % palette.length], width: 2,
         dash: dashes[i % dashes.length], value: (u, v) => (v == null ? "—" : `${(v / 1e6).toFixed(6)} cr`) }))],
       axes: [{}, { values: (u, ticks) => ticks.map((v) => `${+(v / 1e6).toFixed(6)}`), label: "credits" }],
-    }, [xs, ...names.map((name) => series[name])], box.current);
+    }, [xs, ...names.map((name) => series[name].map((day) => day.micros))], box.current);
     return () => plot.destroy();
   }, [days, series, title]);
   return <div ref={box} role="img" aria-label={`${title}: the table below gives the same figures`}
@@ -234,7 +234,7 @@ function Revenue() {
   const [to, setTo] = useState(daysAgo(0));
   const [asked, setAsked] = useState({ from: daysAgo(29), to: daysAgo(0) });
   const data = useLoad(() => api("GET", `/admin/revenue?${new URLSearchParams(asked)}`), [asked]);
-  const sold = (list) => list.reduce((sum, v) => sum + v, 0);
+  const sold = (list) => list.reduce((sum, day) => sum + day.micros, 0);
   return <>
     <form class="card" onSubmit={(e) => { e.preventDefault(); setAsked({ from, to }); }}>
       <h2>Revenue over time</h2>

@@ -62,7 +62,7 @@ class AdminAnalyticsOut(s.Out):
     releases: int
     days: list[str] = Field(description="every day of the window, oldest first")
     groups: list[UsageGroupOut] = Field(description="totals per group, largest first")
-    series: dict[str, list[int]] = Field(description="per group: µc charged on each of `days`")
+    series: dict[str, list[s.Money]] = Field(description="per group: what was charged on each of `days`")
 
 
 class RebuiltOut(s.Out):
@@ -130,7 +130,7 @@ def admin_analytics(platform: Platform, caller: Caller, query: AdminAnalyticsQue
     return AdminAnalyticsOut(from_=days[0], to=days[-1], by=query.by, charged=s.Money.of(data["charged"]),
                              settles=data["settles"], releases=data["releases"], days=days,
                              groups=[UsageGroupOut(key=k, charged=s.Money.of(v)) for k, v in groups],
-                             series={k: [data["series"][k].get(day, 0) for day in days] for k, _ in groups})
+                             series={k: [s.Money.of(data["series"][k].get(day, 0)) for day in days] for k, _ in groups})
 
 
 @routes.route("POST", f"{V1}/admin/analytics/rebuild", summary="Rewrite the usage rollups from the ledger "

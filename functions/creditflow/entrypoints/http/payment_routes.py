@@ -201,7 +201,7 @@ class RevenueOut(s.Out):
     from_: str = Field(alias="from")
     to: str
     days: list[str]
-    series: dict[str, list[int]] = Field(description="micro-credits sold per day: card, crypto")
+    series: dict[str, list[s.Money]] = Field(description="credits sold on each of `days`: card, crypto")
     card: list[TotalsOut] = Field(description="card payments made in the range, per currency")
     crypto: list[DepositTotalsOut] = Field(description="deposits credited in the range, per coin or token")
 
@@ -213,7 +213,8 @@ def admin_revenue(platform: Platform, caller: Caller, query: RangeQuery) -> Reve
     first, last = query.days(platform.clock.now().date())
     found = revenue(platform.payments.all(EVERY), platform.deposits.all(None, EVERY), first, last)
     return RevenueOut(from_=found.days[0], to=found.days[-1], days=found.days,
-                      series={"card": found.card, "crypto": found.crypto},
+                      series={"card": [s.Money.of(m) for m in found.card],
+                              "crypto": [s.Money.of(m) for m in found.crypto]},
                       card=[TotalsOut.of(t) for t in found.card_totals],
                       crypto=[DepositTotalsOut(token=t.token, deposits=t.deposits, amount=str(t.amount),
                                                credits=s.Money.of(t.credits), parked=t.parked)
