@@ -108,6 +108,7 @@ def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Pla
     needed = task.error["required"]["micros"]  # amounts as everywhere else: {credits, micros}
     assert needed > 0 and task.error["available"] == {"credits": "0", "micros": 0}
     assert task.error["shortfall"] == task.error["required"] == {"credits": format_credits(needed), "micros": needed}
+    assert (task.estimate, task.model, task.speed) == (needed, LLAMA, "quick")  # what it would have cost, and on what
 
 
 def test_a_refusal_on_a_task_names_what_it_knows_as_the_api_does() -> None:

@@ -254,7 +254,9 @@ class Tasks:
         now = self._now()
         try:
             c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
-            task = replace(task, classified=c.charged)  # paid, whatever comes next
+            # paid, whatever comes next; and what it would cost stays on the task if the hold is refused
+            task = replace(task, classified=c.charged, speed=c.speed, estimate=c.estimate, seconds=c.seconds,
+                           model=c.model)
             held = self._hold_size(task.request, c.estimate, c.upkeep, c.charged)
             deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
                                          self.policy.quick_deadline)
