@@ -28,7 +28,8 @@ from creditflow.adapters.firebase.tasks import FirestoreTasks
 from creditflow.adapters.firebase.usage_rollups import FirestoreUsageRollups
 from creditflow.adapters.firebase.wallets import FirestoreWallets
 
-INDEXES = json.loads((Path(__file__).parents[2] / "firestore.indexes.json").read_text())["indexes"]
+INDEX_FILE = json.loads((Path(__file__).parents[2] / "firestore.indexes.json").read_text())
+INDEXES, OVERRIDES = INDEX_FILE["indexes"], INDEX_FILE["fieldOverrides"]
 NOW = "2026-11-28T00:00:00.000000Z"
 EQUALITY = {"EQUAL", "IN", "IS_NULL", "IS_NAN"}
 RANGE = {"LESS_THAN", "LESS_THAN_OR_EQUAL", "GREATER_THAN", "GREATER_THAN_OR_EQUAL", "NOT_EQUAL", "NOT_IN"}
@@ -148,3 +149,15 @@ def test_every_composite_index_is_one_a_query_needs(monkeypatch: pytest.MonkeyPa
     assert needed
     unused = [index for index in INDEXES if not any(serves(index, *shape) for shape in needed)]
     assert not unused, unused
+
+
+def test_no_field_override_indexes_a_collection_group_no_query_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every query is on a collection, none on a collection group: an override adding a collection-group index
+    would cost a write on each document and serve nothing. Overrides that exempt a field (an entry's body, large
+    and never filtered on) stay."""
+    made = [query for _, call in QUERIES for query in queries_made(monkeypatch, call)]
+    assert made and not any(query.from_[0].all_descendants for query in made)
+    adding = [(o["collectionGroup"], o["fieldPath"]) for o in OVERRIDES
+              if any(index["queryScope"] == "COLLECTION_GROUP" for index in o["indexes"])]
+    assert adding == []
+    assert {(o["collectionGroup"], o["fieldPath"]) for o in OVERRIDES if not o["indexes"]} == {("entries", "body")}
