@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from creditflow.services.analytics import UsageRollups
+from creditflow.services.analytics import PlatformUsage, UsageRollups
 
 EMULATOR_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 JAR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
@@ -102,9 +102,8 @@ def test_the_service_groups_by_day_category_or_model(store: Any) -> None:
     rollups = UsageRollups(store)
     store.add([("e1", DAY1, 100, 1, 0), ("e2", DAY2, 50, 1, 0), ("e3", ("2026-05-02", "image", "flux"), 30, 1, 0)])
     by_model = rollups.read("2026-05-01", "2026-05-02", "model")
-    assert by_model["groups"] == {"demo-chat": 100, "org/model:v1": 50, "flux": 30}
-    assert by_model["series"]["org/model:v1"] == {"2026-05-02": 50}
-    assert rollups.read("2026-05-01", "2026-05-02", "category")["groups"] == {"chat": 150, "image": 30}
-    assert rollups.read("2026-05-02", "2026-05-02", "day") == {
-        "charged": 80, "settles": 2, "releases": 0, "groups": {"2026-05-02": 80},
-        "series": {"2026-05-02": {"2026-05-02": 80}}}
+    assert by_model.groups == {"demo-chat": 100, "org/model:v1": 50, "flux": 30}
+    assert by_model.series["org/model:v1"] == {"2026-05-02": 50}
+    assert rollups.read("2026-05-01", "2026-05-02", "category").groups == {"chat": 150, "image": 30}
+    assert rollups.read("2026-05-02", "2026-05-02", "day") == PlatformUsage(
+        charged=80, settles=2, releases=0, groups={"2026-05-02": 80}, series={"2026-05-02": {"2026-05-02": 80}})

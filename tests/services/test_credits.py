@@ -204,11 +204,12 @@ def test_analytics_group_charges_by_category_model_and_day(platform: Platform, c
         platform.credits.settle("stats", hold.hold, charge * CREDIT, key=f"s{n}", memo={"model": model})
         clock.advance(days=1)
     data = usage(platform.store, "stats")
-    assert data["charged"] == 10 * CREDIT
-    assert data["by_category"] == {"chat": 5 * CREDIT, "image": 5 * CREDIT}
-    assert data["by_model"] == {"m1": 2 * CREDIT, "m2": 3 * CREDIT, "flux": 5 * CREDIT}
-    assert list(data["by_day"]) == ["2026-01-01", "2026-01-02", "2026-01-03"]
-    assert data["utilisation_percent"] == round(100 * 10 / 30, 1)
+    assert data.charged == 10 * CREDIT
+    assert data.by_category == {"chat": 5 * CREDIT, "image": 5 * CREDIT}
+    assert data.by_model == {"m1": 2 * CREDIT, "m2": 3 * CREDIT, "flux": 5 * CREDIT}
+    assert list(data.by_day) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert data.utilisation_percent == round(100 * 10 / 30, 1)
+    assert (data.settled_holds, data.reserved_for_settled, data.average_charge) == (3, 30 * CREDIT, 10 * CREDIT // 3)
 
 
 def test_verifying_entries_hashes_the_log_once_then_only_what_is_new(platform: Platform) -> None:

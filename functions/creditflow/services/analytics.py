@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..domain.accounts import user_account
@@ -28,7 +29,34 @@ def counted_entries(store: LedgerStore, uid: str, since: str | None, until: str 
         before = page[-1].seq
 
 
-def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UserUsage:
+    """What a user was charged in a window (µc), grouped three ways, and how well their holds were sized."""
+
+    charged: int
+    by_category: dict[str, int]
+    by_model: dict[str, int]
+    by_day: dict[str, int]  # oldest first
+    settled_holds: int
+    released_holds: int
+    reserved_for_settled: int  # what the settled holds had held
+    utilisation_percent: float | None  # charged of reserved_for_settled; None with nothing settled
+    average_charge: int
+
+
+@dataclass(frozen=True)
+class PlatformUsage:
+    """The platform's charges in a range of days (µc), per group (a day, a category or a model) and per group and
+    day, for charts."""
+
+    charged: int
+    settles: int
+    releases: int
+    groups: dict[str, int]
+    series: dict[str, dict[str, int]]  # group -> day -> charged; days with nothing are absent
+
+
+def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | None = None) -> UserUsage:
     by_category: dict[str, int] = defaultdict(int)
     by_model: dict[str, int] = defaultdict(int)
     by_day: dict[str, int] = defaultdict(int)
@@ -45,11 +73,9 @@ def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | N
             by_day[entry.at[:10]] += amount
         else:
             releases += 1
-    return {"charged": charged, "by_category": dict(by_category), "by_model": dict(by_model),
-            "by_day": dict(sorted(by_day.items())), "settled_holds": settles, "released_holds": releases,
-            "reserved_for_settled": reserved,
-            "utilisation_percent": round(100 * charged / reserved, 1) if reserved else None,
-            "average_charge": charged // settles if settles else 0}
+    return UserUsage(charged, dict(by_category), dict(by_model), dict(sorted(by_day.items())), settles, releases,
+                     reserved, round(100 * charged / reserved, 1) if reserved else None,
+                     charged // settles if settles else 0)
 
 
 # -- platform-wide usage, rolled up by day as entries are written ------------------------------------------------
@@ -109,8 +135,8 @@ class UsageRollups:
         if items:
             self.store.add(items)
 
-    def read(self, since_day: str, until_day: str, by: str) -> dict[str, Any]:
-        """Totals per group (`by` day, category or model) and per day and group, for charts."""
+    def read(self, since_day: str, until_day: str, by: str) -> PlatformUsage:
+        """Totals per group (`by` day, category or model) and per day and group."""
         groups: dict[str, int] = defaultdict(int)
         series: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         settles = releases = charged = 0
@@ -121,8 +147,8 @@ class UsageRollups:
             charged += amount
             settles += settled
             releases += released
-        return {"charged": charged, "settles": settles, "releases": releases, "groups": dict(groups),
-                "series": {group: dict(days) for group, days in series.items()}}
+        return PlatformUsage(charged, settles, releases, dict(groups),
+                             {group: dict(days) for group, days in series.items()})
 
     def expected(self, ledger: LedgerStore) -> tuple[dict[RollupKey, tuple[int, int, int]], list[str]]:
         """The rollups as the ledger says they are (a read of every user's settles and releases)."""

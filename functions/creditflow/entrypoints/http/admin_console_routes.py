@@ -126,11 +126,11 @@ def admin_analytics(platform: Platform, caller: Caller, query: AdminAnalyticsQue
         raise InvalidQuery(f"ask for at most {MAX_ANALYTICS_DAYS} days at once")
     data = rollups(platform).read(first.isoformat(), last.isoformat(), query.by)
     days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    groups = sorted(data["groups"].items(), key=lambda item: (-item[1], item[0]))
-    return AdminAnalyticsOut(from_=days[0], to=days[-1], by=query.by, charged=s.Money.of(data["charged"]),
-                             settles=data["settles"], releases=data["releases"], days=days,
+    groups = sorted(data.groups.items(), key=lambda item: (-item[1], item[0]))
+    return AdminAnalyticsOut(from_=days[0], to=days[-1], by=query.by, charged=s.Money.of(data.charged),
+                             settles=data.settles, releases=data.releases, days=days,
                              groups=[UsageGroupOut(key=k, charged=s.Money.of(v)) for k, v in groups],
-                             series={k: [s.Money.of(data["series"][k].get(day, 0)) for day in days] for k, _ in groups})
+                             series={k: [s.Money.of(data.series[k].get(day, 0)) for day in days] for k, _ in groups})
 
 
 @routes.route("POST", f"{V1}/admin/analytics/rebuild", summary="Rewrite the usage rollups from the ledger "

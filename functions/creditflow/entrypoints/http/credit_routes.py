@@ -107,13 +107,12 @@ def analytics(platform: Platform, caller: Caller, query: AnalyticsQuery) -> s.An
     window = iso(since), iso(until) if until else None
     data = usage(platform.store, caller.uid, *window)
     money = s.Money.of
-    return s.AnalyticsOut(since=window[0], until=window[1], charged=money(data["charged"]),
-                          by_category={k: money(v) for k, v in data["by_category"].items()},
-                          by_model={k: money(v) for k, v in data["by_model"].items()},
-                          by_day={k: money(v) for k, v in data["by_day"].items()},
-                          settled_holds=data["settled_holds"], released_holds=data["released_holds"],
-                          utilisation_percent=data["utilisation_percent"],
-                          average_charge=money(data["average_charge"]))
+    return s.AnalyticsOut(since=window[0], until=window[1], charged=money(data.charged),
+                          by_category={k: money(v) for k, v in data.by_category.items()},
+                          by_model={k: money(v) for k, v in data.by_model.items()},
+                          by_day={k: money(v) for k, v in data.by_day.items()},
+                          settled_holds=data.settled_holds, released_holds=data.released_holds,
+                          utilisation_percent=data.utilisation_percent, average_charge=money(data.average_charge))
 
 
 @routes.route("GET", f"{V1}/credits/low-balance-check", summary="Is the balance low, and what to buy",
