@@ -19,6 +19,7 @@ from creditflow.domain.jobs import Delivery
 from creditflow.domain.media import GeneratedImage
 from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
+from creditflow.services.images import ImagesDeleted
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_images import FakeImages, drawn
 
@@ -296,7 +297,7 @@ def test_a_users_images_newest_first_paged_and_deleted(platform: Platform, clock
     assert [image["id"] for image in page3] == ["t0.0"] and cursor3 is None
     spent = platform.credits.balance("u").available
     entries = len(platform.credits.history("u")[0])
-    assert platform.images.delete("u", "t1.0") == {"deleted": ["t1.0"], "objects": 3}
+    assert platform.images.delete("u", "t1.0") == ImagesDeleted(["t1.0"], 3)
     assert [image["id"] for image in platform.images.images("u", limit=10)[0]] == ["t2.0", "t1.1", "t0.0"]
     assert not [p for p in objects(platform, "u") if p.startswith("users/u/images/t1/0")]
     assert platform.credits.balance("u").available == spent and len(platform.credits.history("u")[0]) == entries
@@ -306,7 +307,7 @@ def test_a_users_images_newest_first_paged_and_deleted(platform: Platform, clock
     with pytest.raises(Exception, match="no image"):
         platform.images.delete("other", "t2.0")  # u's image, asked for by another user: as unknown
     assert objects(platform, "other")  # another user's images were never touched
-    assert platform.images.delete("u", "t1") == {"deleted": ["t1.1"], "objects": 3}  # the rest of a task
+    assert platform.images.delete("u", "t1") == ImagesDeleted(["t1.1"], 3)  # the rest of a task
 
 
 def test_the_sweep_removes_what_no_succeeded_image_holds(platform: Platform) -> None:

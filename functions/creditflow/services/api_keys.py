@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
-from typing import Any
 
 from ..domain.api_keys import ApiKey
 from ..domain.callers import Caller
@@ -148,8 +147,3 @@ class KeySpend:
         if self.counted or charged:
             self.keys.record_spend(self.key.id, self.call if self.counted else None, charged)
         self.counted = False
-
-
-def key_view(key: ApiKey) -> dict[str, Any]:
-    return {"id": key.id, "name": key.name, "prefix": key.prefix, "created_at": key.created_at,
-            "limit": key.limit, "spent": key.spent, "revoked_at": key.revoked_at}

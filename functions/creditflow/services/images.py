@@ -83,6 +83,23 @@ class ImagePolicy:
 
 
 @dataclass(frozen=True)
+class SignedImage:
+    """Short-lived URLs of an image and of its thumbnails (by side), and when they stop working."""
+
+    url: str
+    thumbnails: dict[str, str]
+    expires_at: str
+
+
+@dataclass(frozen=True)
+class ImagesDeleted:
+    """The images removed, and how many stored objects (originals and thumbnails) went with them."""
+
+    deleted: list[str]
+    objects: int
+
+
+@dataclass(frozen=True)
 class ImagePlan:
     """What an image request will make and cost, before anything is held."""
 
@@ -467,7 +484,7 @@ class ImageGeneration:
                  "perImage": result["perImage"]["micros"] if "perImage" in result else 0}
                 for image in kept_images(result, task.steps.get("deletedImages"))]
 
-    def delete(self, uid: str, image_id: str) -> dict[str, Any]:
+    def delete(self, uid: str, image_id: str) -> ImagesDeleted:
         """Remove one of the user's images (its original and thumbnails) or, by the task id, all of a task's. The
         ledger entry that charged it stays. Another user's image is as unknown as one that never was."""
         task_id, _, index = image_id.partition(".") if isinstance(image_id, str) else ("", "", "")
@@ -485,7 +502,7 @@ class ImageGeneration:
             for path in [image["path"], *image.get("thumbnails", {}).values()]:
                 gone += bool(self.blobs.delete(path))
         self._note_deleted(uid, task_id, chosen)
-        return {"deleted": chosen, "objects": gone}
+        return ImagesDeleted(chosen, gone)
 
     def _note_deleted(self, uid: str, task_id: str, ids: list[str]) -> None:
         from .tasks import SAVE_TRIES
@@ -499,13 +516,13 @@ class ImageGeneration:
                 return
         raise LedgerError(f"task {task_id} kept changing while its images were deleted")
 
-    def signed(self, image: dict[str, Any]) -> dict[str, Any]:
+    def signed(self, image: dict[str, Any]) -> SignedImage:
         """Short-lived URLs of an image and its thumbnails."""
         seconds = self.policy.url_seconds
-        return {"url": self.blobs.signed_url(image["path"], seconds),
-                "thumbnails": {side: self.blobs.signed_url(path, seconds)
-                               for side, path in image.get("thumbnails", {}).items()},
-                "expiresAt": iso(self.clock.now() + timedelta(seconds=seconds))}
+        return SignedImage(self.blobs.signed_url(image["path"], seconds),
+                           {side: self.blobs.signed_url(path, seconds)
+                            for side, path in image.get("thumbnails", {}).items()},
+                           iso(self.clock.now() + timedelta(seconds=seconds)))
 
     # -- the orphan sweep ------------------------------------------------------------------------------------
 

@@ -327,7 +327,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                     raise GatewayError(404, f"image {image['id']} was deleted", "invalid_request_error")
                 data.append({"b64_json": base64.b64encode(blob.data).decode(), "revised_prompt": None})
             else:
-                url = images.signed(image)["url"]
+                url = images.signed(image).url
                 data.append({"url": request.host_url.rstrip("/") + url if url.startswith("/") else url,
                              "revised_prompt": None})
         result = task.result or {}

@@ -118,9 +118,9 @@ def image_out(images: ImageGeneration, image: dict[str, Any]) -> ImageOut:
                     size=f"{image['width']}x{image['height']}", width=image["width"], height=image["height"],
                     contentType=image["contentType"], bytes=image["bytes"], steps=image.get("steps"),
                     seed=image.get("seed"), demo=image["demo"], createdAt=image["createdAt"],
-                    price=Money.of(image.get("perImage") or 0), url=absolute(signed["url"]),
-                    thumbnails={side: absolute(url) for side, url in signed["thumbnails"].items()},
-                    urlsExpireAt=signed["expiresAt"])
+                    price=Money.of(image.get("perImage") or 0), url=absolute(signed.url),
+                    thumbnails={side: absolute(url) for side, url in signed.thumbnails.items()},
+                    urlsExpireAt=signed.expires_at)
 
 
 def image_request(platform: Platform, body: ImageIn) -> dict[str, Any]:
@@ -183,7 +183,8 @@ def list_images(platform: Platform, caller: Caller, query: ImagesQuery) -> Image
               "all of a task's (taskId): the original and thumbnails go, the ledger entry stays",
               response=ImagesDeletedOut, converters={"imageId": "image_id"})
 def delete_image(platform: Platform, caller: Caller, imageId: str) -> ImagesDeletedOut:
-    return ImagesDeletedOut(**image_service(platform).delete(caller.uid, imageId))
+    deleted = image_service(platform).delete(caller.uid, imageId)
+    return ImagesDeletedOut(deleted=deleted.deleted, objects=deleted.objects)
 
 
 def register_media(app: Flask, platform: Platform) -> None:
