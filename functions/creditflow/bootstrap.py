@@ -315,11 +315,17 @@ def key_watch(platform: Platform) -> Callable[[], bool] | None:
     return check
 
 
-def build_providers(settings: Settings, images: ImageTools | None = None) -> dict[str, ChatProvider]:
-    """The configured OpenAI-compatible providers; with none configured, the local runtime's offline demo."""
+def provider_endpoints(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Each configured OpenAI-compatible provider's base URL and key, by name (AI_PROVIDERS, and the platform's)."""
     configured = dict(settings.ai_providers)
     if settings.ai_platform_api_key and settings.ai_platform_base_url:
         configured["platform"] = (settings.ai_platform_base_url, settings.ai_platform_api_key)
+    return configured
+
+
+def build_providers(settings: Settings, images: ImageTools | None = None) -> dict[str, ChatProvider]:
+    """The configured OpenAI-compatible providers; with none configured, the local runtime's offline demo."""
+    configured = provider_endpoints(settings)
     if configured:
         from .adapters.ai.openai_compatible import OpenAICompatible
 
@@ -335,9 +341,7 @@ def build_providers(settings: Settings, images: ImageTools | None = None) -> dic
 def build_image_providers(settings: Settings) -> dict[str, ImageProvider]:
     """The configured providers' OpenAI-compatible images endpoints (the same names as their chat); with none
     configured, the local runtime's offline demo, which draws with Pillow."""
-    configured = dict(settings.ai_providers)
-    if settings.ai_platform_api_key and settings.ai_platform_base_url:
-        configured["platform"] = (settings.ai_platform_base_url, settings.ai_platform_api_key)
+    configured = provider_endpoints(settings)
     if configured:
         from .adapters.ai.openai_images import OpenAIImages
 
