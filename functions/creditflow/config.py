@@ -8,11 +8,36 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .domain.errors import LedgerError
 from .domain.money import MICROS_PER_CREDIT, parse_credits
 
 
+class ConfigurationError(ValueError):
+    """A setting the platform cannot start with: the message names the variable and what it takes."""
+
+
 def _credits(name: str, default: str) -> int:
-    return parse_credits(os.environ.get(name, default))
+    text = os.environ.get(name, default)
+    try:
+        return parse_credits(text)
+    except LedgerError:
+        raise ConfigurationError(f"{name} must be an amount of credits (e.g. 12.5), not {text!r}") from None
+
+
+def _whole(name: str, default: str) -> int:
+    text = os.environ.get(name, default)
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {text!r}") from None
+
+
+def _number(name: str, default: str) -> float:
+    text = os.environ.get(name, default)
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -118,23 +143,22 @@ class Settings:
             "ledger_origin": env.get("LEDGER_ORIGIN", "creditflow.local/ledger"),
             "signing_key": env.get("LEDGER_SIGNING_KEY") or None,
             "verify_keys": tuple(k for k in env.get("LEDGER_VERIFY_KEYS", "").split(",") if k.strip()),
-            "reservation_expiry_minutes": int(env.get("RESERVATION_EXPIRY_MINUTES", "30")),
+            "reservation_expiry_minutes": _whole("RESERVATION_EXPIRY_MINUTES", "30"),
             "max_reservation_amount": _credits("MAX_RESERVATION_AMOUNT", "10000"),
             "sqlite_synchronous": env.get("SQLITE_SYNCHRONOUS", "NORMAL").upper(),
-            "sequencer_batch": int(env.get("SEQUENCER_BATCH", "10000")),
+            "sequencer_batch": _whole("SEQUENCER_BATCH", "10000"),
             "welcome_bonus_amount": _credits("WELCOME_BONUS_AMOUNT", "1000"),
-            "welcome_bonus_expiry_days": int(env["WELCOME_BONUS_EXPIRY_DAYS"]) if env.get(
+            "welcome_bonus_expiry_days": _whole("WELCOME_BONUS_EXPIRY_DAYS", "") if env.get(
                 "WELCOME_BONUS_EXPIRY_DAYS") else None,
             "welcome_require_verified_email": env.get("WELCOME_REQUIRE_VERIFIED_EMAIL", "false").lower() in (
                 "1", "true", "yes"),
-            "welcome_per_ip_limit": int(env.get("WELCOME_PER_IP_LIMIT", "3")),
-            "welcome_ip_window_hours": int(env.get("WELCOME_IP_WINDOW_HOURS", "24")),
+            "welcome_per_ip_limit": _whole("WELCOME_PER_IP_LIMIT", "3"),
+            "welcome_ip_window_hours": _whole("WELCOME_IP_WINDOW_HOURS", "24"),
             "low_balance_threshold": _credits("LOW_BALANCE_THRESHOLD", "50"),
-            "low_balance_percent": int(env.get("LOW_BALANCE_PERCENT", "10")),
-            "rate_limit_per_minute": int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
-            "key_rate_limit_per_minute": int(env.get("KEY_RATE_LIMIT_PER_MINUTE", env.get("RATE_LIMIT_PER_MINUTE",
-                                                                                         "600"))),
-            "memory_context_tokens": int(env.get("MEMORY_CONTEXT_TOKENS", "6000")),
+            "low_balance_percent": _whole("LOW_BALANCE_PERCENT", "10"),
+            "rate_limit_per_minute": _whole("RATE_LIMIT_PER_MINUTE", "600"),
+            "key_rate_limit_per_minute": _whole("KEY_RATE_LIMIT_PER_MINUTE", env.get("RATE_LIMIT_PER_MINUTE", "600")),
+            "memory_context_tokens": _whole("MEMORY_CONTEXT_TOKENS", "6000"),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
             "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or None,
             "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET") or None,
@@ -142,15 +166,15 @@ class Settings:
             "payment_success_url": env.get("PAYMENT_SUCCESS_URL", "http://127.0.0.1:8080/#payments?paid=1"),
             "payment_cancel_url": env.get("PAYMENT_CANCEL_URL", "http://127.0.0.1:8080/#payments?cancelled=1"),
             "crypto_rpc_url": env.get("CRYPTO_RPC_URL") or None,
-            "crypto_chain_id": int(env["CRYPTO_CHAIN_ID"]) if env.get("CRYPTO_CHAIN_ID") else None,
+            "crypto_chain_id": _whole("CRYPTO_CHAIN_ID", "") if env.get("CRYPTO_CHAIN_ID") else None,
             "crypto_deposit_address": env.get("CRYPTO_DEPOSIT_ADDRESS") or None,
-            "crypto_credits_per_eth": parse_credits(env["CRYPTO_CREDITS_PER_ETH"]) if env.get(
+            "crypto_credits_per_eth": _credits("CRYPTO_CREDITS_PER_ETH", "") if env.get(
                 "CRYPTO_CREDITS_PER_ETH") else None,
             "crypto_tokens": _tokens(env.get("CRYPTO_TOKENS", "")),
-            "crypto_confirmations": int(env.get("CRYPTO_CONFIRMATIONS", "12")),
-            "crypto_start_block": int(env.get("CRYPTO_START_BLOCK", "0")),
-            "crypto_scan_seconds": float(env.get("CRYPTO_SCAN_SECONDS", "15")),
-            "crypto_scan_batch": int(env.get("CRYPTO_SCAN_BATCH", "500")),
+            "crypto_confirmations": _whole("CRYPTO_CONFIRMATIONS", "12"),
+            "crypto_start_block": _whole("CRYPTO_START_BLOCK", "0"),
+            "crypto_scan_seconds": _number("CRYPTO_SCAN_SECONDS", "15"),
+            "crypto_scan_batch": _whole("CRYPTO_SCAN_BATCH", "500"),
             "wallet_signin_domain": env.get("WALLET_SIGNIN_DOMAIN", "127.0.0.1:8080"),
             "wallet_signin_uri": env.get("WALLET_SIGNIN_URI", "http://127.0.0.1:8080"),
             "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
@@ -159,33 +183,33 @@ class Settings:
             "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
             "ai_platform_base_url": env.get("AI_PLATFORM_BASE_URL") or None,
             "ai_providers": _providers(env),
-            "ai_timeout_seconds": float(env.get("AI_TIMEOUT_SECONDS", "60")),
+            "ai_timeout_seconds": _number("AI_TIMEOUT_SECONDS", "60"),
             "ai_catalog_file": Path(env["AI_CATALOG_FILE"]) if env.get("AI_CATALOG_FILE") else None,
-            "inline_capacity": int(env.get("INLINE_CAPACITY", "8")),
+            "inline_capacity": _whole("INLINE_CAPACITY", "8"),
             "agent_budget": _credits("AGENT_BUDGET", "5"),
-            "quick_task_minutes": int(env.get("QUICK_TASK_MINUTES", "5")),
-            "long_task_minutes": int(env.get("LONG_TASK_MINUTES", "30")),
+            "quick_task_minutes": _whole("QUICK_TASK_MINUTES", "5"),
+            "long_task_minutes": _whole("LONG_TASK_MINUTES", "30"),
             "task_classifier_model": env.get("TASK_CLASSIFIER_MODEL") or None,
             "duplicate_deliveries": env.get("CREDITFLOW_DUPLICATE_DELIVERIES", "").lower() in ("1", "true", "yes"),
-            "queue_workers": int(env.get("QUEUE_WORKERS", "4")),
-            "cpu_turns": int(env.get("CPU_TURNS", str(os.cpu_count() or 1))),
-            "queue_lease_seconds": float(env.get("QUEUE_LEASE_SECONDS", "60")),
-            "queue_max_attempts": int(env.get("QUEUE_MAX_ATTEMPTS", "5")),
-            "queue_backoff_base_seconds": float(env.get("QUEUE_BACKOFF_BASE_SECONDS", "1")),
-            "queue_backoff_max_seconds": float(env.get("QUEUE_BACKOFF_MAX_SECONDS", "300")),
-            "queue_retention_hours": float(env.get("QUEUE_RETENTION_HOURS", "24")),
+            "queue_workers": _whole("QUEUE_WORKERS", "4"),
+            "cpu_turns": _whole("CPU_TURNS", str(os.cpu_count() or 1)),
+            "queue_lease_seconds": _number("QUEUE_LEASE_SECONDS", "60"),
+            "queue_max_attempts": _whole("QUEUE_MAX_ATTEMPTS", "5"),
+            "queue_backoff_base_seconds": _number("QUEUE_BACKOFF_BASE_SECONDS", "1"),
+            "queue_backoff_max_seconds": _number("QUEUE_BACKOFF_MAX_SECONDS", "300"),
+            "queue_retention_hours": _number("QUEUE_RETENTION_HOURS", "24"),
             "functions_region": env.get("FUNCTIONS_REGION", "us-central1"),
             "media_bucket": env.get("MEDIA_BUCKET") or None,
-            "media_url_seconds": int(env.get("MEDIA_URL_SECONDS", "3600")),
-            "media_max_upload_bytes": int(env.get("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))),
+            "media_url_seconds": _whole("MEDIA_URL_SECONDS", "3600"),
+            "media_max_upload_bytes": _whole("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)),
             "storage_bucket": _storage_bucket(env.get("FIREBASE_CONFIG")),
-            "media_sweep_seconds": float(env.get("MEDIA_SWEEP_SECONDS", "300")),
-            "upload_quota_count": int(env.get("UPLOAD_QUOTA_COUNT", "100")),
-            "upload_quota_bytes": int(env.get("UPLOAD_QUOTA_BYTES", str(200 * 1024 * 1024))),
-            "upload_max_age_hours": float(env.get("UPLOAD_MAX_AGE_HOURS", "168")),
+            "media_sweep_seconds": _number("MEDIA_SWEEP_SECONDS", "300"),
+            "upload_quota_count": _whole("UPLOAD_QUOTA_COUNT", "100"),
+            "upload_quota_bytes": _whole("UPLOAD_QUOTA_BYTES", str(200 * 1024 * 1024)),
+            "upload_max_age_hours": _number("UPLOAD_MAX_AGE_HOURS", "168"),
             "vision_fetch_https": env.get("VISION_FETCH_HTTPS", "").lower() in ("1", "true", "yes"),
-            "image_attempts": int(env.get("IMAGE_ATTEMPTS", "3")),
-            "image_backoff_seconds": float(env.get("IMAGE_BACKOFF_SECONDS", "0.5")),
+            "image_attempts": _whole("IMAGE_ATTEMPTS", "3"),
+            "image_backoff_seconds": _number("IMAGE_BACKOFF_SECONDS", "0.5"),
             "crash_after_steps": tuple(s.strip() for s in env.get("CREDITFLOW_TEST_CRASH_AFTER", "").split(",")
                                        if s.strip()),
             "project": env.get("GCLOUD_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow",
@@ -197,8 +221,7 @@ class Settings:
             "log_health": env.get("CREDITFLOW_LOG_HEALTH", "").lower() in ("1", "true", "yes"),
         }
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
-            values["credit_packs"] = tuple((parse_credits(c), int(p), cur) for c, p, cur in (
-                pack.split(":") for pack in env["CREDIT_PACKS"].split(",")))
+            values["credit_packs"] = _packs(env["CREDIT_PACKS"])
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
@@ -206,95 +229,97 @@ class Settings:
 
     def validate(self) -> None:
         if self.runtime not in ("local", "firebase"):
-            raise ValueError(f"CREDITFLOW_RUNTIME must be local or firebase, not {self.runtime!r}")
+            raise ConfigurationError(f"CREDITFLOW_RUNTIME must be local or firebase, not {self.runtime!r}")
         if self.sqlite_synchronous not in ("NORMAL", "FULL", "EXTRA"):
-            raise ValueError("SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
+            raise ConfigurationError("SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         if not 1 <= self.reservation_expiry_minutes <= 7 * 24 * 60:
-            raise ValueError("RESERVATION_EXPIRY_MINUTES must be between 1 and 10080")
+            raise ConfigurationError("RESERVATION_EXPIRY_MINUTES must be between 1 and 10080")
         if self.max_reservation_amount <= 0:
-            raise ValueError("MAX_RESERVATION_AMOUNT must be positive")
+            raise ConfigurationError("MAX_RESERVATION_AMOUNT must be positive")
         if bool(self.ai_platform_api_key) != bool(self.ai_platform_base_url):
-            raise ValueError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
+            raise ConfigurationError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
         if not 0 < self.ai_timeout_seconds <= 600:
-            raise ValueError("AI_TIMEOUT_SECONDS must be above 0 and at most 600")
+            raise ConfigurationError("AI_TIMEOUT_SECONDS must be above 0 and at most 600")
         if self.ai_timeout_seconds * 2 > self.reservation_expiry_minutes * 60:  # a call's hold must outlast it
-            raise ValueError(f"AI_TIMEOUT_SECONDS ({self.ai_timeout_seconds:g}) must be at most half of "
-                             f"RESERVATION_EXPIRY_MINUTES ({self.reservation_expiry_minutes} min): a provider call "
-                             "must end well before its hold times out")
+            raise ConfigurationError(f"AI_TIMEOUT_SECONDS ({self.ai_timeout_seconds:g}) must be at most half of "
+                                     f"RESERVATION_EXPIRY_MINUTES ({self.reservation_expiry_minutes} min): a provider "
+                                     "call must end well before its hold times out")
         if self.ai_catalog_file is not None and not self.ai_catalog_file.is_file():
-            raise ValueError(f"AI_CATALOG_FILE {self.ai_catalog_file} is not a file")
+            raise ConfigurationError(f"AI_CATALOG_FILE {self.ai_catalog_file} is not a file")
         if not self.cors_origins or not all(o == "*" or ORIGIN.fullmatch(o) for o in self.cors_origins):
-            raise ValueError("CORS_ORIGINS must be * or origins like https://app.example.com (scheme and host, an "
-                             "optional port, no path), separated by commas")
+            raise ConfigurationError("CORS_ORIGINS must be * or origins like https://app.example.com (scheme and "
+                                     "host, an optional port, no path), separated by commas")
         if self.key_rate_limit_per_minute <= 0:
-            raise ValueError("KEY_RATE_LIMIT_PER_MINUTE must be positive")
+            raise ConfigurationError("KEY_RATE_LIMIT_PER_MINUTE must be positive")
         if self.memory_context_tokens < 256:
-            raise ValueError("MEMORY_CONTEXT_TOKENS must be at least 256")
+            raise ConfigurationError("MEMORY_CONTEXT_TOKENS must be at least 256")
         if self.inline_capacity < 0 or self.agent_budget <= 0:
-            raise ValueError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
+            raise ConfigurationError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
         if not 1 <= self.quick_task_minutes <= self.long_task_minutes <= 24 * 60:
-            raise ValueError("task deadlines: 1 <= QUICK_TASK_MINUTES <= LONG_TASK_MINUTES <= 1440")
+            raise ConfigurationError("task deadlines: 1 <= QUICK_TASK_MINUTES <= LONG_TASK_MINUTES <= 1440")
         if self.runtime == "firebase" and self.quick_task_minutes > 9:
-            raise ValueError("QUICK_TASK_MINUTES: on Firebase a quick task runs inside the request's trigger, which "
-                             "may run 9 minutes at most")
+            raise ConfigurationError("QUICK_TASK_MINUTES: on Firebase a quick task runs inside the request's "
+                                     "trigger, which may run 9 minutes at most")
         if not 0 <= self.queue_workers <= 64:
-            raise ValueError("QUEUE_WORKERS must be between 0 and 64")
+            raise ConfigurationError("QUEUE_WORKERS must be between 0 and 64")
         if not 0 <= self.cpu_turns <= 256:
-            raise ValueError("CPU_TURNS must be between 0 (no limit) and 256")
+            raise ConfigurationError("CPU_TURNS must be between 0 (no limit) and 256")
         if not 1 <= self.queue_max_attempts <= 100:
-            raise ValueError("QUEUE_MAX_ATTEMPTS must be between 1 and 100")
+            raise ConfigurationError("QUEUE_MAX_ATTEMPTS must be between 1 and 100")
         if not 0.5 <= self.queue_lease_seconds <= 3600:
-            raise ValueError("QUEUE_LEASE_SECONDS must be between 0.5 and 3600")
+            raise ConfigurationError("QUEUE_LEASE_SECONDS must be between 0.5 and 3600")
         if not 0 <= self.queue_backoff_base_seconds <= self.queue_backoff_max_seconds:
-            raise ValueError("QUEUE_BACKOFF_BASE_SECONDS must be at least 0 and at most QUEUE_BACKOFF_MAX_SECONDS")
+            raise ConfigurationError("QUEUE_BACKOFF_BASE_SECONDS must be at least 0 and at most "
+                                     "QUEUE_BACKOFF_MAX_SECONDS")
         if self.queue_retention_hours < 0:
-            raise ValueError("QUEUE_RETENTION_HOURS must not be negative")
+            raise ConfigurationError("QUEUE_RETENTION_HOURS must not be negative")
         if not 1 <= self.media_url_seconds <= 7 * 24 * 3600:
-            raise ValueError("MEDIA_URL_SECONDS must be from 1 to 604800 (7 days, the longest a V4 URL lasts)")
+            raise ConfigurationError("MEDIA_URL_SECONDS must be from 1 to 604800 (7 days, the longest a V4 URL lasts)")
         if not 1024 <= self.media_max_upload_bytes <= 64 * 1024 * 1024:
-            raise ValueError("MEDIA_MAX_UPLOAD_BYTES must be from 1024 to 67108864")
+            raise ConfigurationError("MEDIA_MAX_UPLOAD_BYTES must be from 1024 to 67108864")
         if bool(self.stripe_secret_key) != bool(self.stripe_webhook_secret):
-            raise ValueError("set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET together")
+            raise ConfigurationError("set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET together")
         for name, url in (("PAYMENT_SUCCESS_URL", self.payment_success_url),
                           ("PAYMENT_CANCEL_URL", self.payment_cancel_url)):
             if not re.fullmatch(r"https?://[^\s]+", url):
-                raise ValueError(f"{name} must be an http(s) URL, not {url!r}")
+                raise ConfigurationError(f"{name} must be an http(s) URL, not {url!r}")
         if self.media_bucket is not None and not BUCKET.fullmatch(self.media_bucket):
-            raise ValueError(f"MEDIA_BUCKET {self.media_bucket!r} is not a bucket name (3-222 lower-case letters, "
-                             "digits, ., - and _)")
+            raise ConfigurationError(f"MEDIA_BUCKET {self.media_bucket!r} is not a bucket name (3-222 lower-case "
+                                     "letters, digits, ., - and _)")
         if not 1 <= self.image_attempts <= 10 or not 0 <= self.image_backoff_seconds <= 60:
-            raise ValueError("IMAGE_ATTEMPTS must be from 1 to 10 and IMAGE_BACKOFF_SECONDS from 0 to 60")
+            raise ConfigurationError("IMAGE_ATTEMPTS must be from 1 to 10 and IMAGE_BACKOFF_SECONDS from 0 to 60")
         if self.media_sweep_seconds <= 0:
-            raise ValueError("MEDIA_SWEEP_SECONDS must be positive")
+            raise ConfigurationError("MEDIA_SWEEP_SECONDS must be positive")
         if self.upload_quota_count < 1 or self.upload_quota_bytes < 1 or self.upload_max_age_hours <= 0:
-            raise ValueError("UPLOAD_QUOTA_COUNT, UPLOAD_QUOTA_BYTES and UPLOAD_MAX_AGE_HOURS must be positive")
+            raise ConfigurationError("UPLOAD_QUOTA_COUNT, UPLOAD_QUOTA_BYTES and UPLOAD_MAX_AGE_HOURS must be positive")
         self._validate_crypto()
         if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
-            raise ValueError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be positive")
+            raise ConfigurationError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be "
+                                     "positive")
 
 
     def _validate_crypto(self) -> None:
         if self.crypto_rpc_url and not (self.crypto_chain_id and self.crypto_deposit_address):
-            raise ValueError("CRYPTO_RPC_URL needs CRYPTO_CHAIN_ID and CRYPTO_DEPOSIT_ADDRESS")
+            raise ConfigurationError("CRYPTO_RPC_URL needs CRYPTO_CHAIN_ID and CRYPTO_DEPOSIT_ADDRESS")
         if self.crypto_deposit_address and not self.crypto_chain_id:
-            raise ValueError("CRYPTO_DEPOSIT_ADDRESS needs CRYPTO_CHAIN_ID (the chain it is on)")
+            raise ConfigurationError("CRYPTO_DEPOSIT_ADDRESS needs CRYPTO_CHAIN_ID (the chain it is on)")
         if self.crypto_rpc_url and not re.fullmatch(r"https?://[^\s]+", self.crypto_rpc_url):
-            raise ValueError(f"CRYPTO_RPC_URL must be an http(s) URL, not {self.crypto_rpc_url!r}")
+            raise ConfigurationError(f"CRYPTO_RPC_URL must be an http(s) URL, not {self.crypto_rpc_url!r}")
         if self.crypto_chain_id is not None and self.crypto_chain_id <= 0:
-            raise ValueError("CRYPTO_CHAIN_ID must be positive")
+            raise ConfigurationError("CRYPTO_CHAIN_ID must be positive")
         for name, address in (("CRYPTO_DEPOSIT_ADDRESS", self.crypto_deposit_address),
                               *(("CRYPTO_TOKENS", t[1]) for t in self.crypto_tokens)):
             if address is not None and not ADDRESS.fullmatch(address):
-                raise ValueError(f"{name}: {address!r} is not an address (0x and 40 hex digits)")
+                raise ConfigurationError(f"{name}: {address!r} is not an address (0x and 40 hex digits)")
         if self.crypto_credits_per_eth is not None and self.crypto_credits_per_eth <= 0:
-            raise ValueError("CRYPTO_CREDITS_PER_ETH must be positive")
+            raise ConfigurationError("CRYPTO_CREDITS_PER_ETH must be positive")
         if self.crypto_deposit_address and self.crypto_credits_per_eth is None and not self.crypto_tokens:
-            raise ValueError("crypto deposits take nothing: set CRYPTO_CREDITS_PER_ETH or CRYPTO_TOKENS")
+            raise ConfigurationError("crypto deposits take nothing: set CRYPTO_CREDITS_PER_ETH or CRYPTO_TOKENS")
         if self.crypto_confirmations < 1 or self.crypto_start_block < 0 or not 1 <= self.crypto_scan_batch <= 10_000:
-            raise ValueError("CRYPTO_CONFIRMATIONS must be at least 1, CRYPTO_START_BLOCK at least 0 and "
-                             "CRYPTO_SCAN_BATCH from 1 to 10000")
+            raise ConfigurationError("CRYPTO_CONFIRMATIONS must be at least 1, CRYPTO_START_BLOCK at least 0 and "
+                                     "CRYPTO_SCAN_BATCH from 1 to 10000")
         if self.crypto_scan_seconds <= 0:
-            raise ValueError("CRYPTO_SCAN_SECONDS must be positive")
+            raise ConfigurationError("CRYPTO_SCAN_SECONDS must be positive")
 
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -309,8 +334,29 @@ def _tokens(text: str) -> tuple[tuple[str, str, int, int], ...]:
     for item in (t.strip() for t in text.split(",") if t.strip()):
         parts = item.split(":")
         if len(parts) != 4 or not (parts[2].isascii() and parts[2].isdigit()):
-            raise ValueError(f"CRYPTO_TOKENS: {item!r} must be SYMBOL:contract:decimals:credits per unit")
-        found.append((parts[0], parts[1], int(parts[2]), parse_credits(parts[3])))
+            raise ConfigurationError(f"CRYPTO_TOKENS: {item!r} must be SYMBOL:contract:decimals:credits per unit")
+        try:
+            credits = parse_credits(parts[3])
+        except LedgerError:
+            raise ConfigurationError(f"CRYPTO_TOKENS: {item!r} ends with {parts[3]!r}, not an amount of "
+                                     "credits") from None
+        found.append((parts[0], parts[1], int(parts[2]), credits))
+    return tuple(found)
+
+
+def _packs(text: str) -> tuple[tuple[int, int, str], ...]:
+    """CREDIT_PACKS=credits:price in minor units:currency,... (100:500:usd,500:2000:usd)."""
+    found = []
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        parts = item.split(":")
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
+            raise ConfigurationError(f"CREDIT_PACKS: {item!r} must be credits:price in minor units:currency")
+        try:
+            credits = parse_credits(parts[0])
+        except LedgerError:
+            raise ConfigurationError(f"CREDIT_PACKS: {item!r} starts with {parts[0]!r}, not an amount of "
+                                     "credits") from None
+        found.append((credits, int(parts[1]), parts[2]))
     return tuple(found)
 
 
@@ -330,11 +376,11 @@ def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
     for name in (n.strip() for n in env.get("AI_PROVIDERS", "").split(",") if n.strip()):
         if not PROVIDER_NAME.match(name) or name in ("demo", "platform"):
-            raise ValueError(f"AI_PROVIDERS: {name!r} must be lower-case letters, digits and _ (demo and platform "
-                             "are taken)")
+            raise ConfigurationError(f"AI_PROVIDERS: {name!r} must be lower-case letters, digits and _ (demo and "
+                                     "platform are taken)")
         url, key = (env.get(f"AI_PROVIDER_{name.upper()}_{part}") for part in ("BASE_URL", "API_KEY"))
         if not url or not key:
-            raise ValueError(f"AI_PROVIDERS names {name}: set AI_PROVIDER_{name.upper()}_BASE_URL and "
+            raise ConfigurationError(f"AI_PROVIDERS names {name}: set AI_PROVIDER_{name.upper()}_BASE_URL and "
                              f"AI_PROVIDER_{name.upper()}_API_KEY")
         found[name] = (url, key)
     return found

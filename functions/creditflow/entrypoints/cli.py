@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..config import LocalDefaults
+from ..config import ConfigurationError, LocalDefaults
 from ..domain.errors import LedgerError
 from ..domain.money import parse_credits
 
@@ -282,4 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except LedgerError as error:
         print(f"error: {error.title}: {error.detail}", file=sys.stderr)
+        return 2
+    except ConfigurationError as error:  # a variable the platform cannot start with: said without a traceback
+        print(f"error: configuration: {error}", file=sys.stderr)
         return 2

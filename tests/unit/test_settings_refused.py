@@ -1,0 +1,40 @@
+"""A variable the platform cannot start with is refused by name, with what it takes, and the command line says so
+in one line (exit 2), not with a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from creditflow.config import ConfigurationError, Settings
+from creditflow.entrypoints import cli
+
+
+@pytest.mark.parametrize("name, value, said", [
+    ("INLINE_CAPACITY", "eight", "INLINE_CAPACITY must be a whole number, not 'eight'"),
+    ("RESERVATION_EXPIRY_MINUTES", "1.5", "RESERVATION_EXPIRY_MINUTES must be a whole number, not '1.5'"),
+    ("AI_TIMEOUT_SECONDS", "soon", "AI_TIMEOUT_SECONDS must be a number, not 'soon'"),
+    ("WELCOME_BONUS_AMOUNT", "1.2345678", "WELCOME_BONUS_AMOUNT must be an amount of credits (e.g. 12.5), not "
+                                          "'1.2345678'"),
+    ("CRYPTO_CHAIN_ID", "mainnet", "CRYPTO_CHAIN_ID must be a whole number, not 'mainnet'"),
+    ("CREDIT_PACKS", "100:500:usd,lots", "CREDIT_PACKS: 'lots' must be credits:price in minor units:currency"),
+    ("CREDIT_PACKS", "many:500:usd", "CREDIT_PACKS: 'many:500:usd' starts with 'many', not an amount of credits"),
+    ("CRYPTO_TOKENS", "USDC:0x" + "a" * 40 + ":6:x", "ends with 'x', not an amount of credits"),
+    ("CPU_TURNS", "-1", "CPU_TURNS must be between 0 (no limit) and 256"),
+])
+def test_a_setting_that_cannot_be_read_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                                          said: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_env(runtime="local")
+    assert said in str(refused.value)
+
+
+def test_the_command_line_says_what_is_wrong_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("QUEUE_WORKERS", "four")
+    assert cli.main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: configuration: QUEUE_WORKERS must be a whole number, not 'four'\n"
+    assert not (tmp_path / "ledger.sqlite3").exists()  # nothing was started
