@@ -2,42 +2,49 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .domain.errors import LedgerError
 from .domain.money import MICROS_PER_CREDIT, parse_credits
+
+T = TypeVar("T")
 
 
 class ConfigurationError(ValueError):
     """A setting the platform cannot start with: the message names the variable and what it takes."""
 
 
-def _credits(name: str, default: str) -> int:
+def _setting(name: str, default: str, parse: Callable[[str], T], takes: str) -> T:
     text = os.environ.get(name, default)
     try:
-        return parse_credits(text)
-    except LedgerError:
-        raise ConfigurationError(f"{name} must be an amount of credits (e.g. 12.5), not {text!r}") from None
+        return parse(text)
+    except (ValueError, LedgerError):
+        raise ConfigurationError(f"{name} must be {takes}, not {text!r}") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _credits(name: str, default: str) -> int:
+    return _setting(name, default, parse_credits, "an amount of credits (e.g. 12.5)")
 
 
 def _whole(name: str, default: str) -> int:
-    text = os.environ.get(name, default)
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number, not {text!r}") from None
+    return _setting(name, default, int, "a whole number")
 
 
 def _number(name: str, default: str) -> float:
-    text = os.environ.get(name, default)
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, not {text!r}") from None
+    return _setting(name, default, _finite, "a number")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from creditflow.entrypoints import cli
     ("INLINE_CAPACITY", "eight", "INLINE_CAPACITY must be a whole number, not 'eight'"),
     ("RESERVATION_EXPIRY_MINUTES", "1.5", "RESERVATION_EXPIRY_MINUTES must be a whole number, not '1.5'"),
     ("AI_TIMEOUT_SECONDS", "soon", "AI_TIMEOUT_SECONDS must be a number, not 'soon'"),
+    ("AI_TIMEOUT_SECONDS", "nan", "AI_TIMEOUT_SECONDS must be a number, not 'nan'"),  # it compares as nothing
+    ("QUEUE_LEASE_SECONDS", "inf", "QUEUE_LEASE_SECONDS must be a number, not 'inf'"),
     ("WELCOME_BONUS_AMOUNT", "1.2345678", "WELCOME_BONUS_AMOUNT must be an amount of credits (e.g. 12.5), not "
                                           "'1.2345678'"),
     ("CRYPTO_CHAIN_ID", "mainnet", "CRYPTO_CHAIN_ID must be a whole number, not 'mainnet'"),
