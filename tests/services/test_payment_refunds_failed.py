@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
+from creditflow.entrypoints.http.app import create_app
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.fake_stripe import FakeStripe, event, signed
 from tests.services.test_payments import (
@@ -258,3 +259,64 @@ def test_a_dispute_cut_short_is_finished_by_the_refund_that_comes_next(shop: Pla
     assert won.json["outcome"] == "dispute won"
     assert available(shop, "u") == 50 * CREDIT  # what the refund left of the lot
     reconciled(shop)
+
+
+def disputed_then(client: Any, session: dict[str, Any], spent: int, shop: Platform, refund_fails: bool,
+                  closing: str, refund_first: bool = False) -> tuple[int, Any]:
+    """Pay 100 credits ($5), spend `spent`, a dispute of the whole payment opens; with `refund_fails`, $2 are
+    refunded meanwhile and that refund fails (with `refund_first`, the refund's report is delivered before the
+    dispute's opening); the dispute closes `closing`. The balance, and the payment."""
+    send(client, "checkout.session.completed", session)
+    if spent:
+        spend(shop, "u", spent, "before")
+    case = {"id": "dp_1", "object": "dispute", "amount": 500, "charge": f"ch_{session['id'][-10:]}",
+            "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+    if refund_fails and refund_first:
+        assert deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r").json["outcome"] == "refunded"
+    deliver(client, "charge.dispute.created", case, T0, "evt_d1")
+    if refund_fails:
+        if not refund_first:
+            reported = deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r")
+            assert reported.json["outcome"] == "refunded"
+        failed = refund(session, "re_1", 200, T0 + 10, "failed")
+        assert deliver(client, "refund.failed", failed, T0 + 20, "evt_f").json["outcome"] == "refund undone"
+        for again in ("evt_r", "evt_f"):  # each delivered again: replayed, nothing moves
+            kind, data, at = (("charge.refunded", charge(session, 200), T0 + 10) if again == "evt_r" else
+                              ("refund.failed", failed, T0 + 20))
+            assert deliver(client, kind, data, at, again).json["outcome"] == "replayed"
+    closed = deliver(client, "charge.dispute.closed", {**case, "status": closing}, T0 + 30, "evt_d2")
+    assert closed.json["outcome"] == f"dispute {closing}"
+    [payment] = shop.payments.mine("u")
+    reconciled(shop)
+    return available(shop, "u"), payment
+
+
+@pytest.mark.parametrize("refund_first", [False, True], ids=["in-order", "refund-delivered-first"])
+@pytest.mark.parametrize("spent", [0, 30 * CREDIT, 80 * CREDIT])
+@pytest.mark.parametrize("closing", ["lost", "won"])
+def test_a_refund_that_fails_while_its_payment_is_disputed_is_disputed_again(
+        tmp_path: Any, clock: SteppedClock, stripe_api: FakeStripe, spent: int, closing: str,
+        refund_first: bool) -> None:
+    """A refund made while the dispute is open lowers what the dispute covers (its credits are taken for the
+    refund). When that refund fails, Stripe has the money back and the dispute covers it again: the credits that
+    come back are held by the dispute, not spendable, so that losing it takes what losing it without the refund
+    would have taken (and winning it gives back the same), whichever of the refund and the dispute's opening was
+    delivered first."""
+    balances, payments = [], []
+    for n, refund_fails in enumerate((False, True)):
+        platform = make_platform(tmp_path / str(n), clock, stripe_secret_key="sk_test_x",
+                                 stripe_webhook_secret=SECRET, stripe_api_base=stripe_api.url)
+        web = create_app(platform).test_client()
+        balance, payment = disputed_then(web, paid_session(web, platform, stripe_api, "u"), spent, platform,
+                                         refund_fails, closing, refund_first)
+        balances.append(balance)
+        payments.append(payment)
+        platform.store.close()  # type: ignore[attr-defined]
+    without, with_refund = payments
+    assert balances[1] == balances[0]
+    assert (with_refund.refunded, with_refund.undisputed) == (0, 0)
+    assert outcome(with_refund) == outcome(without)
+
+
+def outcome(payment: Any) -> tuple[object, ...]:
+    return (payment.taken_back, payment.written_off, payment.disputed, payment.dispute_held, payment.dispute)

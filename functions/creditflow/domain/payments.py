@@ -130,6 +130,7 @@ class Payment:
     reported_at: int | None = None
     failed_refunds: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)  # by refund id: FailedRefund
     returns: int = 0  # times credits were given back for refunds that failed (each a ledger command of its own)
+    undisputed: int = 0  # micro-credits refunds took off the open dispute: covered again if those refunds fail
     # the event being handled, marked before its ledger commands and cleared once the record says what they did:
     # found set by another event, it was cut short (a crash), and is finished first, from `busy_event`
     busy: str | None = None

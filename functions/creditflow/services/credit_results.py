@@ -111,11 +111,14 @@ class Reclaim(CreditResult):
 
 @dataclass(frozen=True, kw_only=True)
 class GivenBack(CreditResult):
-    """Credits owed back no longer (a refund failed): `cancelled` of what was written off, `returned` to the lot."""
+    """Credits owed back no longer (a refund failed): `cancelled` of what was written off, `returned` to the lot;
+    for a refund that had lowered an open dispute, the dispute's hold placed again (`dispute_hold`, `dispute_held`)."""
 
     cancelled: int
     returned: int
     held: int
+    dispute_hold: str | None = None
+    dispute_held: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -353,27 +353,50 @@ class Credits:
         return self._mutate(WriteOff, account_id, account_id, "write-off", key, request, action)
 
     def give_back(self, uid: str, lot_id: str, *, returned: int, cancelled: int, key: str,
-                  memo: dict[str, str]) -> GivenBack:
+                  memo: dict[str, str], hold_again: int = 0, within: str | None = None,
+                  ttl: timedelta | None = None) -> GivenBack:
         """Undo what a payment's refund took, when the refund failed: `cancelled` of what was written off for it is
         owed no longer (an entry saying so), and `returned` credits taken back from the paid lot go back into it
-        (a grant from `refund`). One transaction, once per key."""
+        (a grant from `refund`). `hold_again`: what the refund had taken off an open dispute, which the dispute
+        covers again: its hold (`within`, if it holds any) is placed again on what it held and up to that much
+        more of the lot (for `ttl`, where there was no hold). One transaction, once per key."""
         account_id = user_account(uid)
         returned = require_amount(returned, name="returned", allow_zero=True)
         cancelled = require_amount(cancelled, name="cancelled", allow_zero=True)
-        request = {"lot": lot_id, "returned": returned, "cancelled": cancelled, "memo": _memo(memo)}
+        hold_again = require_amount(hold_again, name="hold_again", allow_zero=True)
+        request = {"lot": lot_id, "returned": returned, "cancelled": cancelled, "memo": _memo(memo),
+                   **({"hold_again": hold_again, "within": within} if hold_again else {})}
 
         def action(book: Book, tx: LedgerTransaction) -> GivenBack:
             if cancelled:
                 book.write_off_cancelled(cancelled, key=key, memo=memo)
+            stored = book.lots.get(lot_id) or next(iter(tx.lots_by_id(account_id, [lot_id])), None)
+            if stored is None:
+                raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
+            stored = book.lots.setdefault(lot_id, stored)
             if returned:
-                stored = book.lots.get(lot_id) or next(iter(tx.lots_by_id(account_id, [lot_id])), None)
-                if stored is None:
-                    raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
                 book.restore(stored, returned, key=key, memo=memo)
+            dispute_hold, dispute_held = within, 0
+            if hold_again:
+                disputed = book.holds.get(within) if within is not None else None
+                expires = iso(parse_iso(book.now) + (ttl or timedelta(0)))
+                held_before = 0
+                if disputed is not None and disputed.status == PENDING:  # placed again below, larger
+                    held_before, expires = disputed.amount, disputed.expires_at
+                    book.release(disputed, key=key, reason="refund failed", by=PAYMENT)
+                lot = book.lots.get(lot_id, stored)
+                again = 0 if lot.is_expired(book.now) else min(held_before + hold_again, lot.remaining)
+                dispute_hold = None
+                if again:
+                    kept, _ = book.reserve_from_lot(lot, again, target=REFUND_ACCOUNT, expires_at=expires, key=key,
+                                                    memo={**memo, "reason": "dispute"}, owner=PAYMENT)
+                    dispute_hold, dispute_held = kept.id, again
             return GivenBack(cancelled=cancelled, returned=returned, available=book.account.available,
-                             held=book.account.held)
+                             held=book.account.held, dispute_hold=dispute_hold if hold_again else None,
+                             dispute_held=dispute_held)
 
-        return self._mutate(GivenBack, account_id, account_id, "give-back", key, request, action)
+        return self._mutate(GivenBack, account_id, account_id, "give-back", key, request, action,
+                            within if hold_again else None)
 
     def shortfalls(self, limit: int = 100) -> list[Shortfall]:
         """The latest charges that could not be collected whole (for admins)."""

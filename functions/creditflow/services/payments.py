@@ -245,18 +245,30 @@ class Payments:
                                          within=disputed)
             payment = payment.refund(refunded, taken.taken, taken.unrecovered)
             if payment.dispute == OPEN:  # what was refunded is in dispute no longer: a lost dispute loses the rest
-                payment = replace(payment, disputed=max(0, payment.disputed - due))
+                lowered = min(due, payment.disputed)
+                payment = replace(payment, disputed=payment.disputed - lowered,
+                                  undisputed=payment.undisputed + lowered)
             if disputed is not None:  # the dispute now holds what the refund left of its credits
                 payment = replace(payment, dispute_hold=taken.dispute_hold, dispute_held=taken.dispute_held)
             outcome, note = "refunded", "payment.refunded"
         elif due < 0:
             back = give_back(-due, payment.refund_written_off())
-            self.credits.give_back(payment.uid, payment.lot, returned=back.returned, cancelled=back.cancelled,
-                                   key=f"stripe-refund-{payment.id}-{refunded}-return-{payment.returns + 1}",
-                                   memo={"payment": payment.id, "reason": "refund failed"})
+            # while a dispute is open, it covers again what the failed refund had taken off it, and holds of the
+            # credits that come back what it covers and does not hold (whichever event was handled first)
+            opened = payment.dispute == OPEN
+            cover = min(-due, payment.undisputed) if opened else 0
+            hold_again = min(back.returned, payment.disputed + cover - payment.dispute_held) if opened else 0
+            given = self.credits.give_back(
+                payment.uid, payment.lot, returned=back.returned, cancelled=back.cancelled,
+                key=f"stripe-refund-{payment.id}-{refunded}-return-{payment.returns + 1}",
+                memo={"payment": payment.id, "reason": "refund failed"}, hold_again=max(0, hold_again),
+                within=payment.dispute_hold, ttl=DISPUTE_HOLD)
             payment = replace(payment, refunded=refunded, returns=payment.returns + 1,
                               taken_back=payment.taken_back - back.returned,
-                              written_off=payment.written_off - back.cancelled)
+                              written_off=payment.written_off - back.cancelled,
+                              disputed=payment.disputed + cover, undisputed=payment.undisputed - cover)
+            if hold_again > 0:
+                payment = replace(payment, dispute_hold=given.dispute_hold, dispute_held=given.dispute_held)
             outcome, note = "refund undone", "payment.refund-failed"
         else:
             self.store.save(replace(payment, refunded=refunded))  # the report or the failure is kept: nothing owed
