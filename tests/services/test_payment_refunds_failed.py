@@ -143,12 +143,26 @@ def test_refunds_made_and_failed_in_any_order_owe_back_what_stays_refunded(
     """Refund i is made at T0 + 10·i (Stripe's charge.refunded reports the cumulative figure of the refunds made
     and not failed by then); some fail, `f` seconds later (at a time no refund is made). Every event is delivered
     once or twice, in a shuffled order: what stays refunded is owed back, pro rata, no more and no less."""
+    refunds_in_any_order(tmp_path_factory, refunds, order, spent, None)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refunds=REFUNDS, order=st.randoms(use_true_random=False), spent=st.integers(0, 100),
+       closing=st.sampled_from(["lost", "won"]))
+def test_refunds_made_and_failed_during_a_dispute_in_any_order(
+        tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int, closing: str) -> None:
+    """The same refunds, made while a dispute of the whole payment is open (its opening delivered anywhere among
+    them), and the dispute closed last. Lost: everything the payment bought is owed back, taken or written off,
+    once (Stripe takes back the whole payment, refunded or disputed). Won: what stays refunded, as without it."""
+    refunds_in_any_order(tmp_path_factory, refunds, order, spent, closing)
+
+
+def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int,
+                         closing: str | None) -> None:
     api = FakeStripe()
     platform = make_platform(tmp_path_factory.mktemp("refunds") / "data", SteppedClock(), stripe_secret_key="sk_x",
                              stripe_webhook_secret=SECRET, stripe_api_base=api.url)
     try:
-        from creditflow.entrypoints.http.app import create_app
-
         hook = create_app(platform).test_client()
         session = paid_session(hook, platform, api, "u")
         send(hook, "checkout.session.completed", session)
@@ -169,18 +183,28 @@ def test_refunds_made_and_failed_in_any_order_owe_back_what_stays_refunded(
                   for n, (_, _, t, _) in enumerate(made)]
         events += [("refund.failed", refund(session, rid, a, t, "failed"), f, f"evt_f{rid}")
                    for rid, a, t, f in made if f is not None]
+        case = {"id": "dp_1", "object": "dispute", "amount": 500, "charge": charge(session, 0)["id"],
+                "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+        if closing is not None:
+            events.append(("charge.dispute.created", case, T0 - 5, "evt_d1"))
         deliveries = events + [e for e in events if order.random() < 0.5]
         order.shuffle(deliveries)
+        if closing is not None:
+            deliveries.append(("charge.dispute.closed", {**case, "status": closing}, T0 + 1000, "evt_d2"))
         for kind, data, at, event_id in deliveries:
             assert deliver(hook, kind, data, at, event_id).status_code == 200
         stays = sum(a for _, a, _, f in made if f is None)
         [payment] = platform.payments.mine("u")
         assert payment.refunded == stays
-        assert payment.taken_back + payment.written_off == payment.owed_for(stays)
         balance = platform.credits.balance("u")
         assert balance.available == 100 * CREDIT - spent * CREDIT - payment.taken_back
-        if not spent:  # nothing spent: exactly what stays refunded was taken, whatever the order
-            assert (payment.taken_back, payment.written_off) == (payment.owed_for(stays), 0)
+        if closing == "lost":  # the whole payment is owed back: what was left is taken, what was spent written off
+            assert (balance.available, balance.held) == (0, 0)
+            assert (payment.taken_back, payment.written_off) == ((100 - spent) * CREDIT, spent * CREDIT)
+        else:
+            assert payment.taken_back + payment.written_off == payment.owed_for(stays)
+            if not spent:  # nothing spent: exactly what stays refunded was taken, whatever the order
+                assert (payment.taken_back, payment.written_off) == (payment.owed_for(stays), 0)
         reconciled(platform)
     finally:
         platform.store.close()  # type: ignore[attr-defined]

@@ -285,14 +285,18 @@ class Payments:
         with self._handling(payment, event) as payment:
             if payment.dispute is not None:
                 return "disputed already"
-            disputed = credits_for(payment.credits, payment.amount, amount)
+            # a refund handled first (made while the dispute was open, or reported before its opening) lowers
+            # what the dispute can take: its share is owed back already; covered again if the refund fails
+            claimed = credits_for(payment.credits, payment.amount, amount)
+            disputed = min(claimed, payment.credits - payment.owed_for(payment.refunded))
             hold, held = None, 0
             if disputed:
                 taken = self.credits.reclaim(payment.uid, payment.lot, disputed,
                                              key=f"stripe-dispute-{_text(dispute, 'id')}", pending=True,
                                              ttl=DISPUTE_HOLD, memo={"payment": payment.id, "reason": "dispute"})
                 hold, held = taken.hold, taken.taken
-            payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN)
+            payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN,
+                              undisputed=claimed - disputed)
             self.store.save(payment)
         self._notify(payment.uid, event.id, "payment.disputed", payment)
         return "disputed"
