@@ -370,13 +370,17 @@ class Credits:
         def action(book: Book, tx: LedgerTransaction) -> GivenBack:
             if cancelled:
                 book.write_off_cancelled(cancelled, key=key, memo=memo)
+            if not (returned or hold_again):
+                return GivenBack(cancelled=cancelled, returned=0, available=book.account.available,
+                                 held=book.account.held)
             stored = book.lots.get(lot_id) or next(iter(tx.lots_by_id(account_id, [lot_id])), None)
             if stored is None:
                 raise UnknownLot(f"no lot {lot_id} on this account", lot=lot_id)
             stored = book.lots.setdefault(lot_id, stored)
             if returned:
                 book.restore(stored, returned, key=key, memo=memo)
-            dispute_hold, dispute_held = within, 0
+            dispute_hold: str | None = None
+            dispute_held = 0
             if hold_again:
                 disputed = book.holds.get(within) if within is not None else None
                 expires = iso(parse_iso(book.now) + (ttl or timedelta(0)))
@@ -386,14 +390,12 @@ class Credits:
                     book.release(disputed, key=key, reason="refund failed", by=PAYMENT)
                 lot = book.lots.get(lot_id, stored)
                 again = 0 if lot.is_expired(book.now) else min(held_before + hold_again, lot.remaining)
-                dispute_hold = None
                 if again:
                     kept, _ = book.reserve_from_lot(lot, again, target=REFUND_ACCOUNT, expires_at=expires, key=key,
                                                     memo={**memo, "reason": "dispute"}, owner=PAYMENT)
                     dispute_hold, dispute_held = kept.id, again
             return GivenBack(cancelled=cancelled, returned=returned, available=book.account.available,
-                             held=book.account.held, dispute_hold=dispute_hold if hold_again else None,
-                             dispute_held=dispute_held)
+                             held=book.account.held, dispute_hold=dispute_hold, dispute_held=dispute_held)
 
         return self._mutate(GivenBack, account_id, account_id, "give-back", key, request, action,
                             within if hold_again else None)
