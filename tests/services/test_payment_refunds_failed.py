@@ -338,9 +338,29 @@ def test_a_refund_that_fails_while_its_payment_is_disputed_is_disputed_again(
         platform.store.close()  # type: ignore[attr-defined]
     without, with_refund = payments
     assert balances[1] == balances[0]
-    assert (with_refund.refunded, with_refund.undisputed) == (0, 0)
+    assert with_refund.refunded == 0
     assert outcome(with_refund) == outcome(without)
 
 
 def outcome(payment: Any) -> tuple[object, ...]:
     return (payment.taken_back, payment.written_off, payment.disputed, payment.dispute_held, payment.dispute)
+
+
+def test_a_refund_larger_than_the_dispute_leaves_it_what_no_refund_owes(shop: Platform, client: Any,
+                                                                       stripe_api: FakeStripe) -> None:
+    """A dispute of $2 (40 credits) opens, then $4 are refunded: Stripe takes the payment back once, so the dispute
+    covers what the refund leaves of it, $1 (20 credits). Lost, the rest is taken; nothing is written off twice.
+    (It lowered the dispute by the whole refund, below what it still held, and losing it failed.)"""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    case = {"id": "dp_1", "object": "dispute", "amount": 200, "charge": charge(session, 0)["id"],
+            "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+    deliver(client, "charge.dispute.created", case, T0, "evt_d1")
+    assert deliver(client, "charge.refunded", charge(session, 400), T0 + 10, "evt_r").json["outcome"] == "refunded"
+    [payment] = shop.payments.mine("u")
+    assert (payment.disputed, payment.dispute_held, payment.taken_back) == (20 * CREDIT, 20 * CREDIT, 80 * CREDIT)
+    lost = deliver(client, "charge.dispute.closed", {**case, "status": "lost"}, T0 + 20, "evt_d2")
+    assert lost.status_code == 200 and lost.json["outcome"] == "dispute lost", lost.json
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off, available(shop, "u")) == (100 * CREDIT, 0, 0)
+    reconciled(shop)

@@ -130,7 +130,9 @@ class Payment:
     reported_at: int | None = None
     failed_refunds: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)  # by refund id: FailedRefund
     returns: int = 0  # times credits were given back for refunds that failed (each a ledger command of its own)
-    undisputed: int = 0  # micro-credits refunds took off the open dispute: covered again if those refunds fail
+    # micro-credits the dispute claims (its amount, pro rata); it covers (`disputed`) what no refund owes back of
+    # it. None: recorded before the claim was kept, when `disputed` was it
+    claimed: int | None = None
     # the event being handled, marked before its ledger commands and cleared once the record says what they did:
     # found set by another event, it was cut short (a crash), and is finished first, from `busy_event`
     busy: str | None = None
@@ -139,6 +141,12 @@ class Payment:
     def owed_for(self, refunded: int) -> int:
         """The credits a refund of `refunded` (cumulative minor units) makes owed back, pro rata, rounded down."""
         return credits_for(self.credits, self.amount, refunded)
+
+    def covered(self, refunded: int) -> int:
+        """What the dispute covers with `refunded` refunded: its claim, at most what no refund owes back (Stripe
+        takes a payment back once, by refunds and a lost dispute together)."""
+        claim = self.claimed if self.claimed is not None else self.disputed
+        return max(0, min(claim, self.credits - self.owed_for(refunded)))
 
     def refund(self, refunded: int, taken: int, unrecovered: int) -> Payment:
         return replace(self, refunded=refunded, taken_back=self.taken_back + taken,

@@ -245,9 +245,7 @@ class Payments:
                                          within=disputed)
             payment = payment.refund(refunded, taken.taken, taken.unrecovered)
             if payment.dispute == OPEN:  # what was refunded is in dispute no longer: a lost dispute loses the rest
-                lowered = min(due, payment.disputed)
-                payment = replace(payment, disputed=payment.disputed - lowered,
-                                  undisputed=payment.undisputed + lowered)
+                payment = replace(payment, disputed=payment.covered(refunded))
             if disputed is not None:  # the dispute now holds what the refund left of its credits
                 payment = replace(payment, dispute_hold=taken.dispute_hold, dispute_held=taken.dispute_held)
             outcome, note = "refunded", "payment.refunded"
@@ -256,8 +254,8 @@ class Payments:
             # while a dispute is open, it covers again what the failed refund had taken off it, and holds of the
             # credits that come back what it covers and does not hold (whichever event was handled first)
             opened = payment.dispute == OPEN
-            cover = min(-due, payment.undisputed) if opened else 0
-            hold_again = min(back.returned, payment.disputed + cover - payment.dispute_held) if opened else 0
+            covered = payment.covered(refunded) if opened else payment.disputed
+            hold_again = min(back.returned, covered - payment.dispute_held) if opened else 0
             given = self.credits.give_back(
                 payment.uid, payment.lot, returned=back.returned, cancelled=back.cancelled,
                 key=f"stripe-refund-{payment.id}-{refunded}-return-{payment.returns + 1}",
@@ -265,8 +263,7 @@ class Payments:
                 within=payment.dispute_hold, ttl=DISPUTE_HOLD)
             payment = replace(payment, refunded=refunded, returns=payment.returns + 1,
                               taken_back=payment.taken_back - back.returned,
-                              written_off=payment.written_off - back.cancelled,
-                              disputed=payment.disputed + cover, undisputed=payment.undisputed - cover)
+                              written_off=payment.written_off - back.cancelled, disputed=covered)
             if hold_again > 0:
                 payment = replace(payment, dispute_hold=given.dispute_hold, dispute_held=given.dispute_held)
             outcome, note = "refund undone", "payment.refund-failed"
@@ -287,16 +284,15 @@ class Payments:
                 return "disputed already"
             # a refund handled first (made while the dispute was open, or reported before its opening) lowers
             # what the dispute can take: its share is owed back already; covered again if the refund fails
-            claimed = credits_for(payment.credits, payment.amount, amount)
-            disputed = min(claimed, payment.credits - payment.owed_for(payment.refunded))
+            payment = replace(payment, claimed=credits_for(payment.credits, payment.amount, amount))
+            disputed = payment.covered(payment.refunded)
             hold, held = None, 0
             if disputed:
                 taken = self.credits.reclaim(payment.uid, payment.lot, disputed,
                                              key=f"stripe-dispute-{_text(dispute, 'id')}", pending=True,
                                              ttl=DISPUTE_HOLD, memo={"payment": payment.id, "reason": "dispute"})
                 hold, held = taken.hold, taken.taken
-            payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN,
-                              undisputed=claimed - disputed)
+            payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN)
             self.store.save(payment)
         self._notify(payment.uid, event.id, "payment.disputed", payment)
         return "disputed"
