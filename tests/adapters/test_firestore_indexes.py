@@ -93,8 +93,9 @@ QUERIES: list[tuple[str, Callable[[firestore.Client], object]]] = [
     ("ledger events", lambda client: FirestoreLedgerStore(client).pending_events(50)),
     ("idempotency conflicts", lambda client: FirestoreLedgerStore(client).conflicts(50)),
     ("accounts", lambda client: list(FirestoreLedgerStore(client).user_accounts())),
-    *[(f"tasks ({states}, {kind})", lambda client, states=states, kind=kind: FirestoreTasks(client).of_user(
-        "ann", states=states, kind=kind, limit=20, before=None))
+    *[(f"tasks ({'|'.join(sorted(states or ())) or None}, {kind})",  # sorted: ids the same in every process
+       lambda client, states=states, kind=kind: FirestoreTasks(client).of_user(
+           "ann", states=states, kind=kind, limit=20, before=None))
       for states in (None, frozenset({"running", "queued"})) for kind in (None, "image")],
     ("unfinished tasks", lambda client: FirestoreTasks(client).unfinished(50)),
     ("task events", lambda client: FirestoreTasks(client).pending_events(50)),
