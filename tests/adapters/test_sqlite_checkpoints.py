@@ -50,7 +50,7 @@ def test_commits_are_copied_into_the_main_file_by_the_background_thread(tmp_path
     store = SqliteLedgerStore(path)
     writer_limit = store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     assert writer_limit > 1000  # the writer no longer checkpoints inside its commits at SQLite's default
-    name = f"wal-checkpoints:{path.name}"
+    name = f"wal-checkpoints:{path}"
     open_accounts(store, 0, 50)
 
     assert until(lambda: accounts_in_main_file(path, tmp_path / "copy.sqlite3") == 50)
@@ -76,7 +76,7 @@ def test_a_store_dropped_without_close_lets_its_thread_end(tmp_path: Path) -> No
     path = tmp_path / "ledger.sqlite3"
     store = SqliteLedgerStore(path)
     open_accounts(store, 0, 3)
-    name = f"wal-checkpoints:{path.name}"
+    name = f"wal-checkpoints:{path}"
     assert until(lambda: any(t.name == name for t in threading.enumerate()))
     del store
     gc.collect()

@@ -61,7 +61,7 @@ class BackgroundCheckpoints:
             with self._start:
                 if self._thread is None and not self._stop.is_set():
                     thread = threading.Thread(target=_checkpoint_loop, args=(weakref.ref(self),), daemon=True,
-                                              name=f"wal-checkpoints:{Path(self.path).name}")
+                                              name=f"wal-checkpoints:{self.path}")  # the full path: one per store
                     thread.start()
                     self._thread = thread
         self._uncopied += 1
