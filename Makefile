@@ -60,9 +60,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)  # mypy over functions/creditflow, settings in pyproject.toml (pydantic's plugin on)
 	$(PY) -m mypy
 
+# Test processes (pytest-xdist): most tests wait on servers and sockets, so two share two cores well.
+TEST_WORKERS ?= 2
+
 test:  # what the tests need is installed side by side (pip, and npm twice: each mostly waits), then the tests
 	@$(MAKE) --no-print-directory -j4 test-setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-setup: lint typecheck $(TOOLS) $(WEB_BUILT) chromium
 
