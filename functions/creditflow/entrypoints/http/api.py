@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
 from ...bootstrap import Platform
@@ -31,8 +30,8 @@ from ...domain.errors import (
 from ...domain.idempotency import MAX_KEY, require_key
 from ...domain.problems import problem_members
 from ...ports import TokenVerifier
+from .invalid_fields import invalid_fields
 from .json_body import MAX_BODY, InvalidBody, parse
-from .schemas import PATTERN_MEANINGS
 from .statuses import status_of
 
 log = logging.getLogger(__name__)
@@ -113,13 +112,6 @@ class Operation:
     retry_after: tuple[int, ...] = ()  # statuses besides SAY_WHEN whose refusals may say when to try again
 
 
-def _message(error: ErrorDetails) -> str:
-    """Pydantic's message, except that a failed pattern is said in words where its meaning is known."""
-    if error["type"] == "string_pattern_mismatch":
-        return PATTERN_MEANINGS.get(error.get("ctx", {}).get("pattern", ""), error["msg"])
-    return error["msg"]
-
-
 @dataclass(frozen=True)
 class Configured:
     """A route option made from the platform when the routes are included (e.g. a body whose schema says the
@@ -180,8 +172,7 @@ class Api:
 
         @app.errorhandler(ValidationError)
         def invalid(error: ValidationError) -> Response:
-            errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": _message(e)}
-                      for e in error.errors(include_url=False)]
+            errors = invalid_fields(error)
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             return problem(400, "invalid-request", "Invalid request", detail, errors=errors)
 

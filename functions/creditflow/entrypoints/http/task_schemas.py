@@ -11,6 +11,8 @@ from .schemas import CONVERSATION_ID, NOT_A_CURSOR, NOT_BLANK, WHOLE, Money, Out
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 TASK_CURSOR = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}Z\|[A-Za-z0-9_-]{1,64}$", NOT_A_CURSOR)
 
+IMAGE_REFERENCE = described(r"^(data:image/|https://|upload:up_|image:)", "must be a data:image/… URL, upload:<id>, "
+                            "image:<taskId>.<n> or an https:// URL")
 
 Text = Annotated[str, StringConstraints(min_length=1, pattern=NOT_BLANK)]
 Int53 = Annotated[int, Field(ge=-(2**53), le=2**53), WHOLE]
@@ -32,7 +34,7 @@ class TaskInput(BaseModel):
     prompt: Text | None = None
     goal: Text | None = Field(default=None, description="what an agent works towards")
     messages: list[TaskMessage] | None = Field(default=None, min_length=1)
-    image: str | None = Field(default=None, pattern=r"^(data:image/|https://|upload:up_|image:)", max_length=60_000,
+    image: str | None = Field(default=None, pattern=IMAGE_REFERENCE, max_length=60_000,
                               description="a vision task's (required): a data: URL, upload:<id>, image:<taskId>.<n>, https://")
     agent: Literal["research", "code", "analysis"] | None = None
     approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")

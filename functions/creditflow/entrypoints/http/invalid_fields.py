@@ -1,0 +1,53 @@
+"""What a refused body or query got wrong, field by field, in the names the client wrote."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from .schemas import PATTERN_MEANINGS
+
+# Labels pydantic gives a union's members in an error's location, besides a model's class name: `str`,
+# `constrained-str`, `function-before[_whole(), constrained-int]` and the like. None is a field the client wrote.
+CORE_TYPES = frozenset({"str", "int", "float", "bool", "bytes", "list", "dict", "none"})
+
+
+def model_names() -> frozenset[str]:
+    """The class name of every pydantic model loaded (read at each refusal: a few hundred classes)."""
+    names, todo = set(), list(BaseModel.__subclasses__())
+    while todo:
+        model = todo.pop()
+        names.add(model.__name__)
+        todo.extend(model.__subclasses__())
+    return frozenset(names)
+
+
+def _member_label(part: int | str) -> bool:
+    return isinstance(part, str) and (part in CORE_TYPES or "[" in part or part.startswith("constrained-")
+                                      or part in model_names())
+
+
+def _message(error: ErrorDetails) -> str:
+    """Pydantic's message, except that a failed pattern is said in words where its meaning is known."""
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_MEANINGS.get(error.get("ctx", {}).get("pattern", ""), error["msg"])
+    return error["msg"]
+
+
+def invalid_fields(error: ValidationError) -> list[dict[str, str]]:
+    """Each field and why, without the labels of a union's members. Where the value had one member's shape and
+    that member says what is wrong inside it, the members it did not fit at all are not heard (an object given
+    as `input` hears what is wrong in the object, not that it is not a string); the members that all refused
+    the value itself are said together, joined by "or"."""
+    said: list[tuple[str, str, bool]] = []  # field, message, whether a union member said it
+    for detail in error.errors(include_url=False):
+        kept = [str(part) for part in detail["loc"] if not _member_label(part)]
+        said.append((".".join(kept) or "(body)", _message(detail), len(kept) < len(detail["loc"])))
+    deeper = {field for field, _, _ in said}
+    fields: dict[str, list[str]] = {}
+    for field, message, by_member in said:
+        if by_member and any(other.startswith(f"{field}.") for other in deeper):
+            continue
+        if message not in fields.setdefault(field, []):
+            fields[field].append(message)
+    return [{"field": field, "message": ", or ".join(messages)} for field, messages in fields.items()]
