@@ -11,6 +11,7 @@ import pytest
 from creditflow.bootstrap import Platform
 from tests.services.test_vision import auth
 
+
 @pytest.fixture
 def client(platform: Platform) -> Any:
     from creditflow.entrypoints.http.app import create_app
