@@ -38,16 +38,24 @@ def invalid_fields(error: ValidationError) -> list[dict[str, str]]:
     """Each field and why, without the labels of a union's members. Where the value had one member's shape and
     that member says what is wrong inside it, the members it did not fit at all are not heard (an object given
     as `input` hears what is wrong in the object, not that it is not a string); the members that all refused
-    the value itself are said together, joined by "or"."""
+    the value itself are said in one message."""
     said: list[tuple[str, str, bool]] = []  # field, message, whether a union member said it
     for detail in error.errors(include_url=False):
         kept = [str(part) for part in detail["loc"] if not _member_label(part)]
         said.append((".".join(kept) or "(body)", _message(detail), len(kept) < len(detail["loc"])))
-    deeper = {field for field, _, _ in said}
+    named = {field for field, _, _ in said}
     fields: dict[str, list[str]] = {}
     for field, message, by_member in said:
-        if by_member and any(other.startswith(f"{field}.") for other in deeper):
+        if by_member and any(other.startswith(f"{field}.") for other in named):
             continue
         if message not in fields.setdefault(field, []):
             fields[field].append(message)
-    return [{"field": field, "message": ", or ".join(messages)} for field, messages in fields.items()]
+    return [{"field": field, "message": _either(messages)} for field, messages in fields.items()]
+
+
+def _either(messages: list[str]) -> str:
+    """One message for the members that refused a value: "Input should be a valid string, or a valid integer"."""
+    lead = "Input should be "
+    if len(messages) > 1 and all(message.startswith(lead) for message in messages):
+        return lead + ", or ".join(message[len(lead):] for message in messages)
+    return ", or ".join(messages)
