@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[FirestoreEmulator]:
-    """Google's Firestore emulator, started once for the session on a free loopback port (only when a test asks)."""
+    """Google's Firestore emulator, started once per test process on a free loopback port (only when a test asks)."""
     jar, why = find_jar()
     if jar is None:
         pytest.skip(why)
