@@ -13,7 +13,7 @@ CORE_TYPES = frozenset({"str", "int", "float", "bool", "bytes", "list", "dict", 
 
 
 def model_names() -> frozenset[str]:
-    """The class name of every pydantic model loaded (read at each refusal: a few hundred classes)."""
+    """The class name of every pydantic model loaded (read once a refusal: a few hundred classes)."""
     names, todo = set(), list(BaseModel.__subclasses__())
     while todo:
         model = todo.pop()
@@ -22,9 +22,9 @@ def model_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def _member_label(part: int | str) -> bool:
+def _member_label(part: int | str, models: frozenset[str]) -> bool:
     return isinstance(part, str) and (part in CORE_TYPES or "[" in part or part.startswith("constrained-")
-                                      or part in model_names())
+                                      or part in models)
 
 
 def _message(error: ErrorDetails) -> str:
@@ -40,8 +40,9 @@ def invalid_fields(error: ValidationError) -> list[dict[str, str]]:
     as `input` hears what is wrong in the object, not that it is not a string); the members that all refused
     the value itself are said in one message."""
     said: list[tuple[str, str, bool]] = []  # field, message, whether a union member said it
+    models = model_names()
     for detail in error.errors(include_url=False):
-        kept = [str(part) for part in detail["loc"] if not _member_label(part)]
+        kept = [str(part) for part in detail["loc"] if not _member_label(part, models)]
         said.append((".".join(kept) or "(body)", _message(detail), len(kept) < len(detail["loc"])))
     named = {field for field, _, _ in said}
     fields: dict[str, list[str]] = {}
