@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -138,6 +139,28 @@ def test_a_refund_frees_the_reservations_that_hold_its_lot(on_store: Platform) -
     assert on_store.store.hold("user:c", held).status == "released"  # type: ignore[union-attr]
     assert on_store.integrity.audit().ok
 
+
+
+def test_a_split_moves_part_of_a_hold_and_each_store_keeps_what_moved(on_store: Platform) -> None:
+    """A task's hold split for a task it starts: the rest kept under a new hold, the part moved under its own;
+    the old hold says how much it moved, on either store, and the split made again is the first one."""
+    credits, store = on_store.credits, on_store.store
+    credits.open_account("c")
+    credits.grant("c", 5 * CREDIT, source="admin", lot_kind="paid", key="g")
+    agent = credits.reserve("c", 5 * CREDIT, key="task:a:hold", target="usage:agent", owner="task")
+    split = credits.split("c", agent.hold, 2 * CREDIT, key="task:i:hold", target="usage:image",
+                          ttl=timedelta(minutes=10), memo={"task": "i"})
+    assert (split.amount, split.kept_amount, split.available, split.held) == (2 * CREDIT, 3 * CREDIT, 0, 5 * CREDIT)
+    old, kept, moved = (store.hold("user:c", h) for h in (agent.hold, split.kept, split.hold))
+    assert (old.status, old.moved, old.replaced_by) == ("released", 2 * CREDIT, split.kept)  # type: ignore[union-attr]
+    assert (kept.amount, kept.target, moved.amount, moved.target) == (  # type: ignore[union-attr]
+        3 * CREDIT, "usage:agent", 2 * CREDIT, "usage:image")
+    assert credits.hold_placed("c", "task:i:hold") == replace(split, replayed=True)
+    assert credits.split("c", split.kept, 1, key="task:i:hold", target="usage:image",  # type: ignore[arg-type]
+                         ttl=timedelta(minutes=10)).hold == split.hold
+    assert credits.hold_placed("c", "task:a:hold") == replace(agent, replayed=True)  # a reserve's
+    assert credits.hold_placed("c", "g") is None  # a grant's key: no hold
+    assert on_store.integrity.audit().ok
 
 # Google's emulator takes transaction locks with a ~2 s timeout and livelocks once 9 or more transactions contend
 # for one document (firebase-tools#2452; production uses wound-wait), so there a few writers race; SQLite takes 20.

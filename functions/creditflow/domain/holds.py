@@ -26,6 +26,7 @@ class Hold:
     closed_at: str | None = None
     replaced_by: str | None = None
     owner: str = CLIENT
+    moved: int = 0  # µc of it that a split moved to a hold of its own (an agent's image task's); not charged here
 
     def is_expired(self, now: str) -> bool:
         return self.expires_at <= now
@@ -33,3 +34,17 @@ class Hold:
     def is_live(self, now: str) -> bool:
         """Pending and not past its timeout; an expired pending hold counts as void on read."""
         return self.status == PENDING and not self.is_expired(now)
+
+
+def divide(allocations: list[tuple[str, int]], amount: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """A hold's lots split in two, in their order: the first `amount` of them, and the rest."""
+    first: list[tuple[str, int]] = []
+    rest: list[tuple[str, int]] = []
+    for lot, take in allocations:
+        now = min(take, amount)
+        amount -= now
+        if now:
+            first.append((lot, now))
+        if take > now:
+            rest.append((lot, take - now))
+    return first, rest

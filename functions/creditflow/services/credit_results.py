@@ -77,6 +77,21 @@ class Capture(CreditResult):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Split(CreditResult):
+    """Part of a hold moved to a hold of its own (`hold`, `amount`); the rest held again under `kept` (None when
+    nothing is left)."""
+
+    split_from: str
+    hold: str
+    entry: str
+    amount: int
+    expires_at: str
+    kept: str | None
+    kept_amount: int
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Release(CreditResult):
     hold: str
     entry: str

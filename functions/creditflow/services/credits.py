@@ -31,7 +31,7 @@ from ..domain.errors import (
     UnknownHold,
     UnknownLot,
 )
-from ..domain.holds import CLIENT, OWNERS, PAYMENT, PENDING, RELEASED, Hold
+from ..domain.holds import CLIENT, OWNERS, PAYMENT, PENDING, RELEASED, TASK, Hold
 from ..domain.idempotency import IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
 from ..domain.outbox import credits_low
@@ -50,6 +50,7 @@ from .credit_results import (
     Release,
     Reservation,
     Settlement,
+    Split,
     WriteOff,
 )
 from .transactions import run_in_transaction
@@ -229,6 +230,36 @@ class Credits:
                            held=kept.amount if kept else 0, available=book.account.available)
 
         return self._mutate(Capture, account_id, account_id, "capture", key, request, action, hold_id)
+
+    def split(self, uid: str, hold_id: str, amount: int, *, key: str, target: str, ttl: timedelta,
+              memo: dict[str, str] | None = None, owner: str = TASK) -> Split:
+        """Move `amount` of a live hold to a new hold for `target` (a task an agent task starts, held from the
+        agent's own hold rather than from the balance) and keep the rest held under a new id, atomically. Made
+        again under its key, it gets the first split, whatever it asks now (as `capture`: a resumed task names the
+        hold its lender has now)."""
+        account_id = user_account(uid)
+        amount = require_amount(amount, maximum=self.policy.max_reservation)
+        target = require_system_account(target, USAGE_ACCOUNTS)
+        ttl = self._ttl(ttl)
+
+        def action(book: Book, tx: LedgerTransaction) -> Split:
+            expires = iso(parse_iso(book.now) + ttl)
+            kept, moved, entry = book.split(self._hold_of(book, hold_id), amount, target=target, expires_at=expires,
+                                            key=key, owner=owner, memo=memo)
+            return Split(split_from=hold_id, hold=moved.id, entry=entry.id, amount=amount, expires_at=expires,
+                         kept=kept.id if kept else None, kept_amount=kept.amount if kept else 0,
+                         available=book.account.available, held=book.account.held)
+
+        return self._mutate(Split, account_id, account_id, "split", key, {}, action, hold_id)
+
+    def hold_placed(self, uid: str, key: str) -> Reservation | Split | None:
+        """The hold a reserve or a split made with this key placed, if one did: a task whose acceptance a crash cut
+        after its hold was placed finds it here (to take it up, or to free it when the task ends before)."""
+        account_id = user_account(uid)
+        record = run_in_transaction(self.store, lambda tx: tx.idempotency(account_id, require_key(key)))
+        if record is None or record.command not in ("reserve", "split"):
+            return None
+        return (Split if record.command == "split" else Reservation).from_record(record.result)
 
     def release(self, uid: str, hold_id: str, *, key: str, by: str | None = None) -> Release:
         """Void the hold. `by` names who asks: the public route passes CLIENT, so a hold the platform placed for
