@@ -71,3 +71,25 @@ def test_the_agents_own_calls_get_only_what_its_image_tasks_left(drawing: Platfo
     assert task.result["reason"] == "credit limit reached"
     [image] = images_of(drawing, "a2")
     assert image.reserved == two and task.charged + image.reserved <= limit
+
+
+def test_a_user_whose_balance_is_the_agents_limit_still_gets_its_image(drawing: Platform) -> None:
+    """The agent holds the whole balance (its maxCredits): the image task's hold is split out of the agent's, so
+    the balance is not asked for it a second time. Each task still ends with its own outcome, and all of it
+    together stays within the limit."""
+    limit = 5000  # µc, the whole balance
+    one = drawing.images.quote(None, None, None, 1)[1].total
+    drawing.credits.open_account("u")
+    drawing.credits.grant("u", limit, source="admin", lot_kind="paid", key="fund-exact")
+    task = agent(drawing, "a3", [["start_image_task", {"prompt": "a lighthouse"}]], "0.005")
+    assert task.state == SUCCEEDED, task.error
+    [image] = images_of(drawing, "a3")
+    assert image.state == ACCEPTED and image.reserved == one and image.steps["splitFrom"]
+    assert json.loads(task.result["text"].removeprefix("done: "))["taskId"] == image.id
+    assert task.charged > 0 and task.charged + image.reserved <= limit
+    balance = drawing.credits.balance("u")
+    assert (balance.held, balance.available) == (image.reserved, limit - task.charged - image.reserved)
+    drawing.tasks.cancel("u", image.id)  # its own outcome: nothing drawn, all of its hold back to the user
+    assert drawing.credits.balance("u").available == limit - task.charged
+    report = drawing.integrity.audit(signatures=True)
+    assert [f for f in report.findings if f.severity == "error"] == []

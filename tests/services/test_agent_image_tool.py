@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from creditflow.adapters.ai.agent_tools import call_tool
 from creditflow.bootstrap import Platform
+from creditflow.domain.holds import TASK
 from creditflow.domain.tasks import ACCEPTED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.services.chat import Budget
 from creditflow.services.task_runs import AgentContextOfTask, image_task_id
@@ -111,9 +112,43 @@ def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: Stepped
         upstream.stop()
 
 
-def test_what_earlier_image_tasks_hold_counts_against_the_agents_limit_after_a_resume(flux: Platform) -> None:
-    """A context built afresh (a resumed run) counts the image tasks the task's record says it started: held while
-    they run, what they were charged once they end (a cancelled one gives its share back)."""
+def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> None:
+    """With the agent's budget on a live hold, the image task's hold is split out of it (one transaction): the
+    user's balance is not taken a second time, the agent has that much less left, and a second image task past
+    what is left is refused. One that ends without a charge gives its share back to the user, not to the agent."""
+    funded(flux, "u", 1)
+    one = flux.images.quote(None, None, None, 1)[1].total
+    limit = 2 * one + one // 2
+    placed = flux.credits.reserve("u", limit, key="task:agent1:hold", target="usage:agent", owner=TASK)
+    budget = Budget("u", placed.hold, limit, "", limit)
+    calls: dict[str, dict] = {}
+    task = Task("agent1", "u", TaskRequest(kind="agent", input="draw"), "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z")
+    run = flux.tasks.runs["agent"]
+    context = AgentContextOfTask(SimpleNamespace(task=task, budget=budget), run.chat,  # type: ignore[arg-type]
+                                 run.conversations, calls.__setitem__, lambda: calls, run.start_image)
+    before = flux.credits.balance("u")
+    first = json.loads(call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a"}), "c1"))
+    image = flux.tasks.get("u", first["taskId"])
+    assert image.state == ACCEPTED and image.reserved == one and image.steps["splitFrom"] == placed.hold
+    after = flux.credits.balance("u")  # nothing more held: part of the agent's hold became the image's
+    assert (after.available, after.held) == (before.available, before.held)
+    assert (budget.remaining, budget.moved, budget.left) == (limit - one, one, limit - one)
+    assert flux.credits.find_hold("u", placed.hold).replaced_by == budget.hold
+    assert flux.credits.find_hold("u", image.hold).amount == one  # type: ignore[arg-type]
+    two = json.dumps({"prompt": "b", "n": 2})
+    refused = call_tool(context, TOOLS, "start_image_task", two, "c2")
+    assert refused.startswith("error: ") and "limit" in refused and len(flux.tasks.list("u")[0]) == 1
+    flux.tasks.cancel("u", first["taskId"])  # ended without a charge: its share goes back to the user
+    assert flux.credits.balance("u").available == before.available + one
+    assert budget.left == limit - one
+    assert call_tool(context, TOOLS, "start_image_task", two, "c3").startswith("error: ")
+
+
+def test_an_image_task_started_without_a_live_agent_hold_counts_against_the_limit(flux: Platform) -> None:
+    """A context whose budget has no live hold to split (spent whole, or a caller outside a run) starts image
+    tasks held from the balance, as before splits: what they hold, or were charged once they ended, counts against
+    the agent's limit, and a cancelled one gives its share back to it."""
     funded(flux, "u", 1)
     one = flux.images.quote(None, None, None, 1)[1].total
     calls: dict[str, dict] = {}
@@ -122,11 +157,12 @@ def test_what_earlier_image_tasks_hold_counts_against_the_agents_limit_after_a_r
     run = flux.tasks.runs["agent"]
 
     def fresh() -> AgentContextOfTask:
-        budget = Budget("u", "hold-not-used-here", 2 * one + one // 2, "", 2 * one + one // 2)
+        budget = Budget("u", "", 2 * one + one // 2, "", 2 * one + one // 2)
         return AgentContextOfTask(SimpleNamespace(task=task, budget=budget), run.chat,  # type: ignore[arg-type]
                                   run.conversations, calls.__setitem__, lambda: calls, run.start_image)
 
     first = json.loads(call_tool(fresh(), TOOLS, "start_image_task", json.dumps({"prompt": "a"}), "c1"))
+    assert "splitFrom" not in flux.tasks.get("u", first["taskId"]).steps
     two = json.dumps({"prompt": "b", "n": 2})
     refused = call_tool(fresh(), TOOLS, "start_image_task", two, "c2")
     assert refused.startswith("error: ") and "limit" in refused and len(flux.tasks.list("u")[0]) == 1

@@ -111,6 +111,28 @@ def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Pla
     assert (task.estimate, task.model, task.speed) == (needed, LLAMA, "quick")  # what it would have cost, and on what
 
 
+
+def test_a_hold_placed_before_a_crash_is_taken_up_by_the_restart_or_freed_by_a_cancel(ai: Platform) -> None:
+    """The process died after a task's hold was placed and before it was saved as accepted (here at a price the
+    restart no longer asks): the restart accepts the task with that hold and runs it, charged from it once; a
+    task cancelled before the restart frees its hold at once instead of leaving it to lapse."""
+    funded(ai, "u", 1)
+    now = iso(ai.clock.now())
+    for task_id in ("taken", "freed"):
+        ai.tasks.store.create(Task(task_id, "u", TaskRequest("chat", "hi", LLAMA), now, now))
+        ai.credits.reserve("u", 7000, key=f"task:{task_id}:hold", target="usage:chat", owner="task")
+    assert ai.credits.balance("u").held == 14000
+    cancelled = ai.tasks.cancel("u", "freed")
+    assert cancelled.state == CANCELLED and cancelled.reserved == cancelled.charged == 0
+    assert ai.credits.balance("u").held == 7000
+    ai.tasks.recover()
+    accepted = ai.tasks.get("u", "taken")
+    assert accepted.reserved == 7000 and accepted.state != FAILED, accepted.error
+    done = ai.tasks.run("u", "taken")
+    assert done.state == SUCCEEDED and 0 < done.charged <= 7000
+    balance = ai.credits.balance("u")
+    assert (balance.held, balance.available) == (0, CREDIT - done.charged)
+
 def test_a_refusal_on_a_task_names_what_it_knows_as_the_api_does() -> None:
     """camelCase members, amounts as {credits, micros}, only plain values: the error a task keeps reads as the
     problem an HTTP call would get."""

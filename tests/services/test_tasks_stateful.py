@@ -1,12 +1,14 @@
 """A Hypothesis state machine over task events: submissions and their duplicates, deliveries (repeated, out of
-order), cancels, a crash between recording a request and accepting it, restarts, deadlines. Whatever the order,
-each task ends in one terminal state that never changes, with one financial outcome, never charged more than it
-held, and the ledger holds exactly what unfinished tasks hold."""
+order), cancels, a crash between recording a request and accepting it (before or after its hold was placed),
+restarts, deadlines. Whatever the order, each task ends in one terminal state that never changes, with one
+financial outcome, never charged more than it held, and the ledger holds exactly what unfinished tasks hold."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -14,8 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.errors import InsufficientFunds
+from creditflow.domain.holds import PENDING, TASK
 from creditflow.domain.jobs import Delivery
-from creditflow.domain.tasks import TERMINAL, Task, TaskRequest
+from creditflow.domain.tasks import REQUESTED, TERMINAL, Task, TaskRequest
 from tests.conftest import CREDIT, SteppedClock, make_platform
 
 UID = "machine"
@@ -59,12 +63,16 @@ class TaskEvents(RuleBasedStateMachine):
         if self.platform.tasks.store.get(UID, task_id) is not None:
             self.platform.tasks.cancel(UID, task_id)
 
-    @rule(task_id=IDS)
-    def crash_after_recording(self, task_id: str) -> None:
-        """The process died right after the request was recorded, before it was accepted."""
+    @rule(task_id=IDS, held=st.sampled_from([None, 1000, 50_000]))
+    def crash_after_recording(self, task_id: str, held: int | None) -> None:
+        """The process died right after the request was recorded, before it was accepted; or (`held`) after its
+        hold was placed, at a price the restart no longer asks (a catalog changed meanwhile)."""
         now = "2026-01-01T00:00:00.000000Z"
-        self.platform.tasks.store.create(Task(task_id, UID, TaskRequest("chat", "after a crash", "demo-chat"),
-                                              now, now))
+        if self.platform.tasks.store.create(Task(task_id, UID, TaskRequest("chat", "after a crash", "demo-chat"),
+                                                 now, now)) and held:
+            with contextlib.suppress(InsufficientFunds):
+                self.platform.credits.reserve(UID, held, key=f"task:{task_id}:hold", target="usage:chat",
+                                              ttl=timedelta(minutes=10), memo={"task": task_id}, owner=TASK)
 
     @rule()
     def restart(self) -> None:
@@ -100,6 +108,10 @@ class TaskEvents(RuleBasedStateMachine):
                 assert hold is None, f"{task.id} ended with hold {hold} still pending"
             elif hold is not None:
                 live += credits.find_hold(UID, hold).amount
+            elif task.state == REQUESTED:  # a crash came between its hold and its acceptance
+                placed = credits.hold_placed(UID, f"task:{task.id}:hold")
+                if placed is not None and credits.find_hold(UID, placed.hold).status == PENDING:
+                    live += placed.amount
         balance = credits.balance(UID)
         assert balance.held == live
         assert balance.available + balance.held + sum(t.charged for t in self.known() if t.terminal) == FUNDS

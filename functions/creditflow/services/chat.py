@@ -31,7 +31,7 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, PreferenceStore
 from .catalog import LiveCatalog
 from .chat_results import ChainStep, Charge, Completion, Delta, Embedding, Piece, StreamEnd
-from .credit_results import Capture, Reservation, Settlement
+from .credit_results import Capture, Reservation, Settlement, Split
 from .credits import Credits
 from .vision import VisionInputs
 
@@ -66,12 +66,18 @@ class Budget:
     limit: int = 0  # µc: what the task may spend in all (its maxCredits)
     lent: int = 0  # µc: what tasks it started hold or were charged (an agent's image tasks), out of its limit
     kept: int = 0  # µc: set aside for a call still to come (a chat turn's reply, while its memory calls run)
+    moved: int = 0  # µc: what splits moved out of its hold to tasks it started (their own holds now)
 
     @property
     def left(self) -> int:
         """What the task's own calls may still take: its hold, less what the tasks it started count and what is
         kept for a call still to come."""
         return max(0, self.remaining - self.lent - self.kept)
+
+    def lend(self, split: Split) -> None:
+        """Part of the hold moved to a task it started (`Credits.split`): the rest is the budget's hold now."""
+        self.hold, self.remaining = split.kept, split.kept_amount
+        self.moved += split.amount
 
     def call_hold(self) -> CallHold:
         if self.hold is None:

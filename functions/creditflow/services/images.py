@@ -57,6 +57,7 @@ from ..domain.tasks import (
 from ..domain.timefmt import iso
 from ..ports import BlobStore, Clock, ImageProvider, ImageTools, Realtime, TaskStore
 from .catalog import LiveCatalog
+from .chat import Budget
 from .sagas import Journal, Saga, SagaFailed, Step
 from .task_runs import Context, RunOutcome
 from .tasks import TaskJournal, Tasks
@@ -560,21 +561,22 @@ class ImageGeneration:
 
 
 def start_image_task(tasks: Tasks, images: ImageGeneration, uid: str, task_id: str, raw: dict[str, Any],
-                     within: int | None = None) -> Task:
+                     lender: Budget | None = None) -> Task:
     """What POST /api/v1/images does, for callers inside the platform (an agent's start_image_task tool): a task
     already there is returned as it is; a request the price refuses (unknown model, bad size, above the user's
-    own limit, above `within`: what is left of the starting agent's limit) raises before anything is recorded or
-    held; otherwise the task flow takes it (classify, price, hold, queue) for `uid`, and only `uid`."""
+    own limit, above what is left of the lender: the starting agent's budget) raises before anything is recorded
+    or held; otherwise the task flow takes it (classify, price, hold, queue) for `uid`, and only `uid`, its hold
+    moved out of the lender's."""
     require_task_id(task_id)
     known = tasks.store.get(uid, task_id)
     if known is not None:
         return known
     _, price = images.price(uid, parse_request(raw, max_reservation=tasks.policy.max_reservation))
-    if within is not None and price > within:
+    if lender is not None and price > lender.left:
         raise BudgetExhausted(f"these images cost {format_credits(price)} credits but only "
-                              f"{format_credits(within)} are left of the agent task's limit (maxCredits counts the "
-                              "image tasks it starts): ask for fewer or smaller images", needed=price)
-    return tasks.submit(uid, task_id, raw)
+                              f"{format_credits(lender.left)} are left of the agent task's limit (maxCredits counts "
+                              "the image tasks it starts): ask for fewer or smaller images", needed=price)
+    return tasks.submit(uid, task_id, raw, lender=lender)
 
 
 class AgentImageTasks:
@@ -584,8 +586,8 @@ class AgentImageTasks:
     def __init__(self, tasks: Tasks, images: ImageGeneration) -> None:
         self.tasks, self.images = tasks, images
 
-    def start(self, uid: str, task_id: str, raw: dict[str, Any], *, within: int | None) -> Task:
-        return start_image_task(self.tasks, self.images, uid, task_id, raw, within)
+    def start(self, uid: str, task_id: str, raw: dict[str, Any], *, lender: Budget | None) -> Task:
+        return start_image_task(self.tasks, self.images, uid, task_id, raw, lender)
 
     def get(self, uid: str, task_id: str) -> Task | None:
         return self.tasks.store.get(uid, task_id)

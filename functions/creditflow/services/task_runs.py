@@ -174,7 +174,8 @@ class AgentContextOfTask:
     def _count_images(self) -> None:
         """The task's budget lends what the image tasks it started hold, or were charged once they ended: its
         maxCredits bounds them and its own calls together (read afresh, so a resumed run counts them too, and an
-        image task that ended cheaper gives the rest back)."""
+        image task that ended cheaper gives the rest back). One whose hold was split from the task's own counts
+        nothing here: its hold left the task's, and a cheaper end gives the rest back to the user."""
         budget = self.context.budget
         if budget is None or self.start_image is None:  # no budget: a caller outside any task (tests)
             return
@@ -182,7 +183,7 @@ class AgentContextOfTask:
         for key, started in self.recorded().items():
             if key.startswith(f"task:{self.task_id}:image:"):
                 image = self.start_image.get(self.uid, str(started["taskId"]))
-                if image is not None:
+                if image is not None and not image.steps.get("splitFrom"):
                     lent += image.charged if image.terminal else max(image.reserved, image.charged)
         budget.lent = lent
 
@@ -241,10 +242,8 @@ class AgentContextOfTask:
         if key not in self.recorded():
             self.record(key, {"taskId": task_id})
         self._count_images()
-        budget = self.context.budget
-        within = None if budget is None else budget.left
         try:
-            started = self.start_image.start(self.uid, task_id, raw, within=within)
+            started = self.start_image.start(self.uid, task_id, raw, lender=self.context.budget)
         except LedgerError as refused:  # refused before anything was recorded or held
             raise LookupError(refused.detail) from None
         self._count_images()
@@ -279,9 +278,10 @@ class AgentContextOfTask:
 class ImageTasks(Protocol):
     """The image tasks an agent task starts, each a task of its own (its own hold, its own financial outcome)."""
 
-    def start(self, uid: str, task_id: str, raw: dict[str, Any], *, within: int | None) -> Task:
-        """The task as it is now (started once per id); LedgerError, nothing held, when its price is above
-        `within` (what is left of the agent's limit) or refused as the REST route refuses it."""
+    def start(self, uid: str, task_id: str, raw: dict[str, Any], *, lender: Budget | None) -> Task:
+        """The task as it is now (started once per id), its hold moved out of the lender's (the agent task's
+        budget); LedgerError, nothing held, when its price is above what the lender has left or refused as the
+        REST route refuses it."""
 
     def get(self, uid: str, task_id: str) -> Task | None: ...
 

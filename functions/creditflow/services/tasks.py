@@ -52,6 +52,7 @@ from ..domain.tasks import (
 from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget
+from .credit_results import Split
 from .credits import Credits
 from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
@@ -89,8 +90,7 @@ class RunContext:
 
     def progress(self, fraction: float, message: str) -> None:
         self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
-                                       hold=self.budget.hold or self.task.hold,
-                                       charged=self.task.classified + self.task.reserved - self.budget.remaining)
+                                       **self.tasks._budget_fields(self.task, self.budget))
 
     def cancelled(self) -> bool:
         """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
@@ -119,10 +119,12 @@ class Tasks:
 
     # -- what clients ask ------------------------------------------------------------------------------------
 
-    def submit(self, uid: str, task_id: str, raw: object, *, cancelled: bool = False) -> Task:
+    def submit(self, uid: str, task_id: str, raw: object, *, cancelled: bool = False,
+               lender: Budget | None = None) -> Task:
         """A request written to /requests/{uid}/{id} (or POSTed): recorded once, then accepted and routed. A bad
         request ends `failed` at once with its problem on the task, holding nothing; one `cancelled` before it was
-        seen ends `cancelled` at once, holding nothing."""
+        seen ends `cancelled` at once, holding nothing. With `lender` (the budget of the task that starts it: an
+        agent's image task), its hold is moved out of the lender's instead of taken from the balance."""
         task_id = require_task_id(task_id)
         known = self.store.get(uid, task_id)
         if known is not None:  # a trigger delivered twice, or a REST retry
@@ -142,7 +144,7 @@ class Tasks:
             if self.store.create(ended, [self._finished_event(ended)]):
                 self._after(ended)
             return self.store.get(uid, task_id) or ended
-        return self._record(uid, task_id, request)
+        return self._record(uid, task_id, request, lender=lender)
 
     def submit_now(self, uid: str, task_id: str, request: TaskRequest) -> Task:
         """A request run to its end in the caller's thread (the synchronous /v1/images/generations): recorded once,
@@ -155,14 +157,15 @@ class Tasks:
             return same_request(known, request)
         return same_request(self._record(uid, task_id, request, here=True), request)
 
-    def _record(self, uid: str, task_id: str, request: TaskRequest, here: bool = False) -> Task:
+    def _record(self, uid: str, task_id: str, request: TaskRequest, here: bool = False,
+                lender: Budget | None = None) -> Task:
         self.credits.open_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first
         at = self._now()
         task = Task(task_id, uid, request, at, at)
         if not self.store.create(task):
             return self.store.get(uid, task_id) or task
         self._mirror(task)
-        return self.accept(task, here=here)
+        return self.accept(task, here=here, lender=lender)
 
     def on_request_written(self, uid: str, request_id: str, before: object, after: object) -> Task | None:
         """A write under /requests/{uid}/{requestId}, as the bus delivers it (at least once): a new request is
@@ -248,9 +251,10 @@ class Tasks:
 
     # -- the flow --------------------------------------------------------------------------------------------
 
-    def accept(self, task: Task, here: bool = False) -> Task:
+    def accept(self, task: Task, here: bool = False, lender: Budget | None = None) -> Task:
         """Classify, price, hold and route a requested task. A refusal (unknown model, too little credit) ends it
-        `failed` with the refusal's problem and nothing held. With `here`, it runs in this thread, to its end."""
+        `failed` with the refusal's problem and nothing held. With `here`, it runs in this thread, to its end; with
+        `lender`, its hold is moved out of the lender's (see `_place_hold`)."""
         now = self._now()
         try:
             c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
@@ -260,10 +264,8 @@ class Tasks:
             held = self._hold_size(task.request, c.estimate, c.upkeep, c.charged)
             deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
                                          self.policy.quick_deadline)
-            hold = self.credits.reserve(task.uid, held, key=f"task:{task.id}:hold",
-                                        target=f"usage:{task.request.kind}",
-                                        ttl=deadline - parse_iso(now) + timedelta(minutes=5),
-                                        memo={"task": task.id}, owner=TASK)
+            hold, held, lent_by = self._place_hold(task, held, deadline - parse_iso(now) + timedelta(minutes=5),
+                                                   lender)
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
         if here:
@@ -273,15 +275,16 @@ class Tasks:
         slot = route == "inline" and not here  # the router's: given back unless a run takes it
         try:
             accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
-                                  seconds=c.seconds, model=c.model, hold=hold.hold, reserved=hold.amount,
-                                  classified=c.charged, charged=c.charged,
-                                  deadline=iso(deadline), message="accepted")
+                                  seconds=c.seconds, model=c.model, hold=hold, reserved=held,
+                                  classified=c.charged, charged=c.charged, deadline=iso(deadline),
+                                  message="accepted",
+                                  steps={**task.steps, **({"splitFrom": lent_by} if lent_by else {})})
         except TaskConflict:  # another delivery accepted it first, or it ended (a cancel) while it was held
             if slot:
                 self.router.done()
             current = self.get(task.uid, task.id)
             if current.terminal and current.reserved == 0:  # it ended holding nothing: the hold is nobody's
-                self._release_unowned(current, hold.hold)
+                self._release_unowned(current, hold)
             return current
         except BaseException:  # the store failed: the delivery is retried, and the slot must not be lost meanwhile
             if slot:
@@ -308,13 +311,16 @@ class Tasks:
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
         # with it when delivered again, rather than asking the user what they answered
         resume = task.answer
-        hold = self._current_hold(task)
+        end, moved = self._lineage(task)
+        hold = end.id if end is not None and end.status == PENDING else None
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
+        lent = task.lent + moved  # what splits moved out of the lineage so far
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
-                          hold=hold or task.hold)
-        budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved)
+                          hold=hold or task.hold, lent=lent if hold else task.lent)
+        budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved,
+                        moved=lent)
         context = RunContext(self, task, budget)
         try:
             if hold is None and not getattr(run, "resumes_spent_hold", False):
@@ -404,15 +410,14 @@ class Tasks:
         asked = task.steps.get("approveUpTo")
         if not (isinstance(asked, int) and asked > task.reserved and approves(answer)):
             return {}
-        hold = self._current_hold(task)
-        if hold is None:
+        end, moved = self._lineage(task)
+        if end is None or end.status != PENDING:
             raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
-        remaining = self.credits.find_hold(task.uid, hold).amount
         deadline = parse_iso(task.deadline) if task.deadline else self.clock.now()
-        raised = self.credits.extend(task.uid, hold, key=f"task:{task.id}:raise:{n}",
-                                     amount=remaining + asked - task.reserved,
+        raised = self.credits.extend(task.uid, end.id, key=f"task:{task.id}:raise:{n}",
+                                     amount=end.amount + asked - task.reserved,
                                      ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
-        return {"hold": raised.hold, "reserved": asked}
+        return {"hold": raised.hold, "lent": task.lent + moved, "reserved": asked}
 
     def record_call(self, uid: str, task_id: str, key: str, reply: dict[str, Any]) -> None:
         """Keep a model call's reply in the task, so that a resumed run answers from it instead of calling again."""
@@ -439,6 +444,29 @@ class Tasks:
         limit = min(request.max_credits - classified if request.max_credits else self.policy.max_reservation,
                     self.policy.max_reservation)
         return max(estimate, min(estimate + upkeep, limit))
+
+    def _place_hold(self, task: Task, amount: int, ttl: timedelta,
+                    lender: Budget | None) -> tuple[str, int, str | None]:
+        """The task's hold (its id and amount, and the lender's hold it was split from, if it was), keyed by the
+        task: moved out of the lender's hold when a live one is given (an agent's image task: the agent's limit
+        bounds it, and the user's balance is not taken twice for it), otherwise taken from the balance. A task whose
+        acceptance a crash cut after its hold was placed takes that hold up, lender or not."""
+        key, target = f"task:{task.id}:hold", f"usage:{task.request.kind}"
+        if lender is not None and lender.hold:
+            split = self.credits.split(task.uid, lender.hold, amount, key=key, target=target, ttl=ttl,
+                                       memo={"task": task.id})
+            if not split.replayed:  # the lender's budget was read before this split, never after it
+                lender.lend(split)
+            return split.hold, split.amount, split.split_from
+        try:
+            hold = self.credits.reserve(task.uid, amount, key=key, target=target, ttl=ttl, memo={"task": task.id},
+                                        owner=TASK)
+        except IdempotencyConflict:  # placed before a crash, by a split or for another price: that hold is it
+            made = self.credits.hold_placed(task.uid, key)
+            if made is None:
+                raise
+            return made.hold, made.amount, made.split_from if isinstance(made, Split) else None
+        return hold.hold, hold.amount, None
 
     def _release_unowned(self, task: Task, hold: str) -> None:
         """Free a hold placed for a task that ended before it was recorded there (no run will ever close it)."""
@@ -478,19 +506,23 @@ class Tasks:
     def _job_id(task: Task) -> str:
         return f"task:{task.uid}:{task.id}"
 
-    def _lineage_end(self, task: Task) -> Hold | None:
-        """The last hold of the task's lineage (captures, raises and extensions each replace the one before), in
-        whatever state it is: the task may have recorded an earlier one (a crash between a capture and its save)."""
+    def _lineage(self, task: Task) -> tuple[Hold | None, int]:
+        """The last hold of the task's lineage (captures, raises, extensions and splits each replace the one
+        before), in whatever state it is: the task may have recorded an earlier one (a crash between a capture and
+        its save); and what splits moved out of the lineage from the task's recorded hold on (what they moved
+        before it is the task's `lent`)."""
         if task.hold is None:
-            return None
+            return None, 0
         hold = self.credits.find_hold(task.uid, task.hold)
+        moved = hold.moved
         while hold.replaced_by is not None:
             hold = self.credits.find_hold(task.uid, hold.replaced_by)
-        return hold
+            moved += hold.moved
+        return hold, moved
 
     def _current_hold(self, task: Task) -> str | None:
         """The task's live hold, if its lineage still ends in a pending one."""
-        end = self._lineage_end(task)
+        end, _ = self._lineage(task)
         return end.id if end is not None and end.status == PENDING else None
 
     def _held(self, task: Task) -> int:
@@ -499,9 +531,15 @@ class Tasks:
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
         task = self.store.get(context.task.uid, context.task.id) or context.task
-        captured = task.reserved - context.budget.remaining if context.budget.hold else task.reserved
-        return replace(task, hold=context.budget.hold or task.hold,  # spent whole: the lineage still ends there
-                       charged=task.classified + captured)
+        return replace(task, **self._budget_fields(task, context.budget))
+
+    @staticmethod
+    def _budget_fields(task: Task, budget: Budget) -> dict[str, Any]:
+        """The task's hold, what its lineage lent before it, and what it was charged, as its run's budget says:
+        spent whole, the task keeps naming its last hold (its lineage still ends there, with what it lent)."""
+        held = budget.remaining if budget.hold else 0
+        return {"hold": budget.hold or task.hold, "lent": budget.moved if budget.hold else task.lent,
+                "charged": task.classified + task.reserved - budget.moved - held}
 
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
         if outcome.status == "waiting":
@@ -535,16 +573,21 @@ class Tasks:
                 result: dict[str, Any] | None = None, message: str = "") -> Task:
         """The terminal state and its one financial outcome: what was captured stays charged, the rest of the hold
         is freed (keyed by the task, so a second finish frees nothing twice)."""
-        end = self._lineage_end(task)
+        end, moved = self._lineage(task)
+        if end is None and task.state == REQUESTED:  # a crash may have cut its acceptance after its hold was placed
+            placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
+            if placed is not None:
+                self._release_unowned(task, placed.hold)
         left = 0  # what of the lineage's last hold goes back to the user
         if end is not None:
-            left = end.amount - end.settled if end.status != PENDING else end.amount
+            left = end.amount - end.settled - end.moved if end.status != PENDING else end.amount
             if end.status == PENDING:
                 try:
                     left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
                 except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
                     left = end.amount
-        captured = task.reserved - left if end is not None else 0  # what the lineage's captures took
+        # what the lineage's captures took (the rest of what it held was moved to tasks it started, or is left)
+        captured = task.reserved - task.lent - moved - left if end is not None else 0
         outcome = (SETTLED if captured else RELEASED) if task.reserved else None
         charged = task.classified + captured  # and its classification, paid on a hold of its own
         for _ in range(SAVE_TRIES):
