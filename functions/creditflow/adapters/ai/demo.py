@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -31,6 +32,36 @@ def demo_vector(text: str) -> list[float]:
     return [x / norm for x in vector]
 
 
+EXPRESSION = re.compile(r"[(\d][\d\s.()]*(?:[-+*/%^][\d\s.()]*)+\d\)*")  # digits with at least one operator
+DRAWING = re.compile(r"\b(?:draw|paint|(?:an? )?(?:image|picture) of)\b\s*(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def demo_tool_use(messages: Messages, options: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]] | None:
+    """What the demo does with tools, so that an agent shows its tool calls offline: asked with tools, it calls
+    `arithmetic` on the first expression in the user's text and `start_image_task` when the text asks to draw (or
+    for an image or a picture of something); once the tools have answered, it says what they answered. None when
+    no tool is offered or none fits: the plain demo reply."""
+    offered = {tool.get("function", {}).get("name") for tool in (options or {}).get("tools") or []}
+    if not offered:
+        return None
+    last_user = max((n for n, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    answered = [str(m.get("content", "")) for m in messages[last_user + 1:] if m.get("role") == "tool"]
+    if answered:
+        return "[demo reply, not a real model] the tools answered: " + "; ".join(answered), []
+    text = str(messages[last_user].get("content", "")) if last_user >= 0 else ""
+    planned: list[tuple[str, dict[str, str]]] = []
+    expression = EXPRESSION.search(text)
+    if "arithmetic" in offered and expression:
+        planned.append(("arithmetic", {"expression": expression.group(0).strip()}))
+    drawing = DRAWING.search(text)
+    if "start_image_task" in offered and drawing:
+        planned.append(("start_image_task", {"prompt": (drawing.group(1).strip() or text)[:500]}))
+    if not planned:
+        return None
+    return "", [{"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                for n, (name, args) in enumerate(planned, 1)]
+
+
 class DemoProvider:
     name = "demo"
 
@@ -44,6 +75,12 @@ class DemoProvider:
             text = "[demo vision, not a real model] " + " ".join(seen)
             return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options, 256),
                              completion_tokens=min(max_tokens, estimate_tokens([text])), finish_reason="stop")
+        planned = demo_tool_use(messages, options)
+        if planned is not None:
+            text, calls = planned
+            return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options),
+                             completion_tokens=min(max_tokens, 6 + estimate_tokens([text, str(calls)])),
+                             finish_reason="tool_calls" if calls else "stop", tool_calls=calls or None)
         digest = hashlib.sha256("\n".join(str(m.get("content", "")) for m in messages).encode()).digest()
         count = min(max_tokens, 8 + digest[0] % 24)
         words = " ".join(WORDS[b % len(WORDS)] for b in digest[:count])
@@ -69,11 +106,14 @@ class DemoProvider:
     def stream(self, model: str, messages: Messages, max_tokens: int,
                options: dict[str, Any] | None = None) -> Iterator[StreamPiece]:
         reply = self.complete(model, messages, max_tokens, options)
-        words = reply.text.split(" ")
-        for n, word in enumerate(words):
-            yield StreamPiece(text=word if n == 0 else " " + word)
+        if reply.tool_calls:  # one delta with every call whole, as a provider may send them
+            yield StreamPiece(tool_calls=[{"index": n, **call} for n, call in enumerate(reply.tool_calls)])
+        else:
+            words = reply.text.split(" ")
+            for n, word in enumerate(words):
+                yield StreamPiece(text=word if n == 0 else " " + word)
         yield StreamPiece(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                          finish_reason="stop")
+                          finish_reason=reply.finish_reason)
 
     def chain(self, model: str, messages: Messages, max_tokens: int) -> ChatReply:
         from .chains import run_step
