@@ -20,14 +20,14 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.holds import PENDING
 from creditflow.domain.jobs import Delivery
-from creditflow.domain.tasks import REQUESTED, TERMINAL, Task, parse_request
+from creditflow.domain.tasks import Task, parse_request
 from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.task_machine import TaskMachine, held_by_unfinished
 
 UID = "lender"
 FUNDS = CREDIT // 100  # 10,000 µc: the agent's limit is most of it, so a task it starts cannot hold beside it
@@ -81,7 +81,7 @@ def child_id(agent: str, n: int) -> str:
     return f"{agent}-c{n}"
 
 
-class AgentLends(RuleBasedStateMachine):
+class AgentLends(TaskMachine):
     @initialize()
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="lends-machine-"))
@@ -157,27 +157,6 @@ class AgentLends(RuleBasedStateMachine):
         if self.platform.tasks.store.get(UID, task_id) is not None:
             self.platform.tasks.cancel(UID, task_id)
 
-    @rule()
-    def restart(self) -> None:
-        self.platform.tasks.recover()
-
-    @rule(minutes=st.sampled_from([1, 10, 40]))
-    def time_passes(self, minutes: int) -> None:
-        self.clock.advance(minutes=minutes)
-        self.platform.tasks.expire_overdue()
-        self.platform.credits.sweep()
-
-    @invariant()
-    def each_task_ends_once_with_one_outcome(self) -> None:
-        for task in self.known():
-            assert 0 <= task.charged <= task.reserved, task
-            if task.terminal:
-                assert task.hold is None and task.state in TERMINAL
-                assert task.outcome == ("settled" if task.charged else "released") if task.reserved else \
-                    task.outcome is None and task.charged == 0
-                first = self.ended.setdefault(task.id, (task.state, task.charged))
-                assert first == (task.state, task.charged), f"{task.id} ended twice: {first} then {task.state}"
-
     @invariant()
     def an_agent_and_what_it_started_stay_within_its_limit(self) -> None:
         for agent in AGENTS:
@@ -189,19 +168,7 @@ class AgentLends(RuleBasedStateMachine):
 
     @invariant()
     def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
-        tasks, credits = self.platform.tasks, self.platform.credits
-        live = 0
-        for task in self.known():
-            hold = tasks._current_hold(task) if task.hold else None
-            if task.terminal:
-                assert hold is None, f"{task.id} ended with hold {hold} still pending"
-            elif hold is not None:
-                live += credits.find_hold(UID, hold).amount
-            elif task.state == REQUESTED:  # a crash came between its split and its acceptance: the split's hold
-                made = credits.hold_placed(UID, f"task:{task.id}:hold")
-                if made is not None and credits.find_hold(UID, made.hold).status == PENDING:
-                    live += made.amount
-        assert credits.balance(UID).held == live
+        assert self.platform.credits.balance(UID).held == held_by_unfinished(self.platform, UID, self.known())
 
     @invariant()
     def once_all_ended_the_user_paid_what_the_tasks_were_charged(self) -> None:

@@ -13,21 +13,22 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.errors import InsufficientFunds
-from creditflow.domain.holds import PENDING, TASK
+from creditflow.domain.holds import TASK
 from creditflow.domain.jobs import Delivery
-from creditflow.domain.tasks import REQUESTED, TERMINAL, Task, TaskRequest
+from creditflow.domain.tasks import Task, TaskRequest
 from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.task_machine import TaskMachine, held_by_unfinished
 
 UID = "machine"
 IDS = st.sampled_from([f"t{n}" for n in range(5)])
 FUNDS = 3 * CREDIT
 
 
-class TaskEvents(RuleBasedStateMachine):
+class TaskEvents(TaskMachine):
     @initialize()
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="tasks-machine-"))
@@ -74,44 +75,12 @@ class TaskEvents(RuleBasedStateMachine):
                 self.platform.credits.reserve(UID, held, key=f"task:{task_id}:hold", target="usage:chat",
                                               ttl=timedelta(minutes=10), memo={"task": task_id}, owner=TASK)
 
-    @rule()
-    def restart(self) -> None:
-        self.platform.tasks.recover()
-
-    @precondition(lambda self: True)
-    @rule(minutes=st.sampled_from([1, 10, 40]))
-    def time_passes(self, minutes: int) -> None:
-        self.clock.advance(minutes=minutes)
-        self.platform.tasks.expire_overdue()
-        self.platform.credits.sweep()
-
-    @invariant()
-    def each_task_ends_once_with_one_outcome(self) -> None:
-        for task in self.known():
-            assert task.charged <= max(task.reserved, 0), task
-            if task.terminal:
-                assert task.hold is None and task.state in TERMINAL
-                assert task.outcome == ("settled" if task.charged else "released") if task.reserved else \
-                    task.outcome is None and task.charged == 0
-                first = self.ended.setdefault(task.id, (task.state, task.charged))
-                assert first == (task.state, task.charged), f"{task.id} ended twice: {first} then {task.state}"
-
     @invariant()
     def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
         if not hasattr(self, "platform"):
             return
-        tasks, credits = self.platform.tasks, self.platform.credits
-        live = 0
-        for task in self.known():
-            hold = tasks._current_hold(task) if task.hold else None
-            if task.terminal:
-                assert hold is None, f"{task.id} ended with hold {hold} still pending"
-            elif hold is not None:
-                live += credits.find_hold(UID, hold).amount
-            elif task.state == REQUESTED:  # a crash came between its hold and its acceptance
-                placed = credits.hold_placed(UID, f"task:{task.id}:hold")
-                if placed is not None and credits.find_hold(UID, placed.hold).status == PENDING:
-                    live += placed.amount
+        credits = self.platform.credits
+        live = held_by_unfinished(self.platform, UID, self.known())
         balance = credits.balance(UID)
         assert balance.held == live
         assert balance.available + balance.held + sum(t.charged for t in self.known() if t.terminal) == FUNDS

@@ -1,0 +1,69 @@
+"""What the task state machines share: the events every one of them has (a restart, time passing) and their
+invariants (each task ends once with one outcome; the ledger holds exactly what unfinished tasks hold)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.holds import PENDING
+from creditflow.domain.tasks import REQUESTED, TERMINAL, Task
+from tests.conftest import SteppedClock
+
+
+def assert_each_ends_once_with_one_outcome(tasks: list[Task], ended: dict[str, tuple[str, int]]) -> None:
+    """Never charged more than held; a terminal task holds nothing, has the outcome its charge says, and never
+    changes (`ended` keeps what each was first seen ending with)."""
+    for task in tasks:
+        assert 0 <= task.charged <= task.reserved, task
+        if task.terminal:
+            assert task.hold is None and task.state in TERMINAL
+            assert task.outcome == ("settled" if task.charged else "released") if task.reserved else \
+                task.outcome is None and task.charged == 0
+            first = ended.setdefault(task.id, (task.state, task.charged))
+            assert first == (task.state, task.charged), f"{task.id} ended twice: {first} then {task.state}"
+
+
+def held_by_unfinished(platform: Platform, uid: str, tasks: list[Task]) -> int:
+    """What the unfinished tasks hold (a terminal one must hold nothing): each its lineage's live hold, and one
+    that a crash cut between its hold and its acceptance, the hold its key placed."""
+    live = 0
+    for task in tasks:
+        hold = platform.tasks._current_hold(task) if task.hold else None
+        if task.terminal:
+            assert hold is None, f"{task.id} ended with hold {hold} still pending"
+        elif hold is not None:
+            live += platform.credits.find_hold(uid, hold).amount
+        elif task.state == REQUESTED:
+            placed = platform.credits.hold_placed(uid, f"task:{task.id}:hold")
+            if placed is not None and platform.credits.find_hold(uid, placed.hold).status == PENDING:
+                live += placed.amount
+    return live
+
+
+class TaskMachine(RuleBasedStateMachine):
+    """A machine over one platform's tasks: a subclass sets `platform`, `clock` and `ended` when it starts, and
+    says which tasks it knows."""
+
+    platform: Platform
+    clock: SteppedClock
+    ended: dict[str, tuple[str, int]]
+
+    def known(self) -> list[Task]:
+        raise NotImplementedError
+
+    @rule()
+    def restart(self) -> None:
+        self.platform.tasks.recover()
+
+    @rule(minutes=st.sampled_from([1, 10, 40]))
+    def time_passes(self, minutes: int) -> None:
+        self.clock.advance(minutes=minutes)
+        self.platform.tasks.expire_overdue()
+        self.platform.credits.sweep()
+
+    @invariant()
+    def each_task_ends_once_with_one_outcome(self) -> None:
+        if hasattr(self, "platform"):
+            assert_each_ends_once_with_one_outcome(self.known(), self.ended)
