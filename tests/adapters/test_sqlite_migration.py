@@ -1,5 +1,5 @@
 """A data folder an earlier version made opens with today's words: its holds were posted or voided, and are now
-settled or released, their amounts kept; none of them was split (nothing `moved`)."""
+settled or released, their amounts kept; none of them was split (nothing `split_off`)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ def test_posted_and_voided_holds_are_read_as_settled_and_released(tmp_path: Path
     held = {h: store.hold("user:u", h) for h in ("h1", "h2", "h3")}
     assert {h: (hold.status, hold.settled) for h, hold in held.items() if hold} == {
         "h1": ("settled", 7), "h2": ("released", 0), "h3": ("pending", 0)}
-    assert all(hold.moved == 0 for hold in held.values() if hold)
+    assert all(hold.split_off == 0 for hold in held.values() if hold)
     SqliteLedgerStore(path)  # a second opening finds nothing left to change
     assert store.hold("user:u", "h1").settled == 7  # type: ignore[union-attr]

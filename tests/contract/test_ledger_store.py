@@ -152,7 +152,7 @@ def test_a_split_moves_part_of_a_hold_and_each_store_keeps_what_moved(on_store: 
                           ttl=timedelta(minutes=10), memo={"task": "i"})
     assert (split.amount, split.kept_amount, split.available, split.held) == (2 * CREDIT, 3 * CREDIT, 0, 5 * CREDIT)
     old, kept, moved = (store.hold("user:c", h) for h in (agent.hold, split.kept, split.hold))
-    assert (old.status, old.moved, old.replaced_by) == ("released", 2 * CREDIT, split.kept)  # type: ignore[union-attr]
+    assert (old.status, old.split_off, old.replaced_by) == ("released", 2 * CREDIT, split.kept)  # type: ignore[union-attr]
     assert (kept.amount, kept.target, moved.amount, moved.target) == (  # type: ignore[union-attr]
         3 * CREDIT, "usage:agent", 2 * CREDIT, "usage:image")
     assert credits.hold_placed("c", "task:i:hold") == replace(split, replayed=True)

@@ -133,7 +133,7 @@ def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> Non
     assert image.state == ACCEPTED and image.reserved == one and image.steps["splitFrom"] == placed.hold
     after = flux.credits.balance("u")  # nothing more held: part of the agent's hold became the image's
     assert (after.available, after.held) == (before.available, before.held)
-    assert (budget.remaining, budget.moved, budget.left) == (limit - one, one, limit - one)
+    assert (budget.remaining, budget.split_off, budget.left) == (limit - one, one, limit - one)
     assert flux.credits.find_hold("u", placed.hold).replaced_by == budget.hold
     assert flux.credits.find_hold("u", image.hold).amount == one  # type: ignore[arg-type]
     two = json.dumps({"prompt": "b", "n": 2})

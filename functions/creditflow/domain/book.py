@@ -189,7 +189,7 @@ class Book:
             raise SettleExceedsHold(f"cannot move {format_credits(amount)} credits out of a reservation of "
                                     f"{format_credits(hold.amount)}", hold=hold.id, held=hold.amount)
         self.release(hold, key=key, reason="split")
-        hold.moved = amount
+        hold.split_off = amount
         lent, rest = divide(hold.allocations, amount)
         kept = None
         if rest:

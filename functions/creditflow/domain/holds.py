@@ -26,7 +26,7 @@ class Hold:
     closed_at: str | None = None
     replaced_by: str | None = None
     owner: str = CLIENT
-    moved: int = 0  # µc of it that a split moved to a hold of its own (an agent's image task's); not charged here
+    split_off: int = 0  # µc of it that a split moved to a hold of its own (an agent's image task's); not charged here
 
     def is_expired(self, now: str) -> bool:
         return self.expires_at <= now

@@ -208,7 +208,7 @@ class Task:
     seconds: int = 0
     model: str | None = None
     hold: str | None = None  # the task's hold now (captures replace it with the rest)
-    lent: int = 0  # µc its hold's lineage moved to tasks it started (holds of their own), up to `hold`
+    split_off: int = 0  # µc its hold's lineage moved to tasks it started (holds of their own), up to `hold`
     reserved: int = 0
     charged: int = 0  # µc: all the task cost, its classification included
     classified: int = 0  # µc its classification cost (a model classifier's call, on a hold of its own)

@@ -66,7 +66,7 @@ class Budget:
     limit: int = 0  # µc: what the task may spend in all (its maxCredits)
     lent: int = 0  # µc: what tasks it started hold or were charged (an agent's image tasks), out of its limit
     kept: int = 0  # µc: set aside for a call still to come (a chat turn's reply, while its memory calls run)
-    moved: int = 0  # µc: what splits moved out of its hold to tasks it started (their own holds now)
+    split_off: int = 0  # µc: what splits moved out of its hold to tasks it started (their own holds now)
 
     @property
     def left(self) -> int:
@@ -77,7 +77,7 @@ class Budget:
     def lend(self, split: Split) -> None:
         """Part of the hold moved to a task it started (`Credits.split`): the rest is the budget's hold now."""
         self.hold, self.remaining = split.kept, split.kept_amount
-        self.moved += split.amount
+        self.split_off += split.amount
 
     def call_hold(self) -> CallHold:
         if self.hold is None:

@@ -264,7 +264,7 @@ class Tasks:
             held = self._hold_size(task.request, c.estimate, c.upkeep, c.charged)
             deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
                                          self.policy.quick_deadline)
-            hold, held, lent_by = self._place_hold(task, held, deadline - parse_iso(now) + timedelta(minutes=5),
+            hold, held, split_from = self._place_hold(task, held, deadline - parse_iso(now) + timedelta(minutes=5),
                                                    lender)
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
@@ -278,7 +278,7 @@ class Tasks:
                                   seconds=c.seconds, model=c.model, hold=hold, reserved=held,
                                   classified=c.charged, charged=c.charged, deadline=iso(deadline),
                                   message="accepted",
-                                  steps={**task.steps, **({"splitFrom": lent_by} if lent_by else {})})
+                                  steps={**task.steps, **({"splitFrom": split_from} if split_from else {})})
         except TaskConflict:  # another delivery accepted it first, or it ended (a cancel) while it was held
             if slot:
                 self.router.done()
@@ -311,16 +311,16 @@ class Tasks:
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
         # with it when delivered again, rather than asking the user what they answered
         resume = task.answer
-        end, moved = self._lineage(task)
+        end, split_since = self._lineage(task)
         hold = end.id if end is not None and end.status == PENDING else None
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
-        lent = task.lent + moved  # what splits moved out of the lineage so far
+        split_off = task.split_off + split_since  # what splits moved out of the lineage so far
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
-                          hold=hold or task.hold, lent=lent if hold else task.lent)
+                          hold=hold or task.hold, split_off=split_off if hold else task.split_off)
         budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved,
-                        moved=lent)
+                        split_off=split_off)
         context = RunContext(self, task, budget)
         try:
             if hold is None and not getattr(run, "resumes_spent_hold", False):
@@ -410,14 +410,14 @@ class Tasks:
         asked = task.steps.get("approveUpTo")
         if not (isinstance(asked, int) and asked > task.reserved and approves(answer)):
             return {}
-        end, moved = self._lineage(task)
+        end, split_since = self._lineage(task)
         if end is None or end.status != PENDING:
             raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
         deadline = parse_iso(task.deadline) if task.deadline else self.clock.now()
         raised = self.credits.extend(task.uid, end.id, key=f"task:{task.id}:raise:{n}",
                                      amount=end.amount + asked - task.reserved,
                                      ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
-        return {"hold": raised.hold, "lent": task.lent + moved, "reserved": asked}
+        return {"hold": raised.hold, "split_off": task.split_off + split_since, "reserved": asked}
 
     def record_call(self, uid: str, task_id: str, key: str, reply: dict[str, Any]) -> None:
         """Keep a model call's reply in the task, so that a resumed run answers from it instead of calling again."""
@@ -510,15 +510,15 @@ class Tasks:
         """The last hold of the task's lineage (captures, raises, extensions and splits each replace the one
         before), in whatever state it is: the task may have recorded an earlier one (a crash between a capture and
         its save); and what splits moved out of the lineage from the task's recorded hold on (what they moved
-        before it is the task's `lent`)."""
+        before it is the task's `split_off`)."""
         if task.hold is None:
             return None, 0
         hold = self.credits.find_hold(task.uid, task.hold)
-        moved = hold.moved
+        split_off = hold.split_off
         while hold.replaced_by is not None:
             hold = self.credits.find_hold(task.uid, hold.replaced_by)
-            moved += hold.moved
-        return hold, moved
+            split_off += hold.split_off
+        return hold, split_off
 
     def _current_hold(self, task: Task) -> str | None:
         """The task's live hold, if its lineage still ends in a pending one."""
@@ -535,11 +535,11 @@ class Tasks:
 
     @staticmethod
     def _budget_fields(task: Task, budget: Budget) -> dict[str, Any]:
-        """The task's hold, what its lineage lent before it, and what it was charged, as its run's budget says:
-        spent whole, the task keeps naming its last hold (its lineage still ends there, with what it lent)."""
+        """The task's hold, what splits moved out of its lineage before that hold, and what it was charged, as its
+        run's budget says: spent whole, the task keeps naming its last hold (its lineage still ends there)."""
         held = budget.remaining if budget.hold else 0
-        return {"hold": budget.hold or task.hold, "lent": budget.moved if budget.hold else task.lent,
-                "charged": task.classified + task.reserved - budget.moved - held}
+        return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
+                "charged": task.classified + task.reserved - budget.split_off - held}
 
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
         if outcome.status == "waiting":
@@ -573,21 +573,21 @@ class Tasks:
                 result: dict[str, Any] | None = None, message: str = "") -> Task:
         """The terminal state and its one financial outcome: what was captured stays charged, the rest of the hold
         is freed (keyed by the task, so a second finish frees nothing twice)."""
-        end, moved = self._lineage(task)
+        end, split_since = self._lineage(task)
         if end is None and task.state == REQUESTED:  # a crash may have cut its acceptance after its hold was placed
             placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
             if placed is not None:
                 self._release_unowned(task, placed.hold)
         left = 0  # what of the lineage's last hold goes back to the user
         if end is not None:
-            left = end.amount - end.settled - end.moved if end.status != PENDING else end.amount
+            left = end.amount - end.settled - end.split_off if end.status != PENDING else end.amount
             if end.status == PENDING:
                 try:
                     left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
                 except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
                     left = end.amount
         # what the lineage's captures took (the rest of what it held was moved to tasks it started, or is left)
-        captured = task.reserved - task.lent - moved - left if end is not None else 0
+        captured = task.reserved - task.split_off - split_since - left if end is not None else 0
         outcome = (SETTLED if captured else RELEASED) if task.reserved else None
         charged = task.classified + captured  # and its classification, paid on a hold of its own
         for _ in range(SAVE_TRIES):

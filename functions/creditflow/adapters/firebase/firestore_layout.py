@@ -142,7 +142,7 @@ def hold_doc(h: Hold) -> dict[str, Any]:
     return {"id": h.id, "account": h.account, "target": h.target, "amount": h.amount,
             "allocations": [{"lot": lot, "amount": amount} for lot, amount in h.allocations], "status": h.status,
             "settled": h.settled, "expiresAt": h.expires_at, "createdAt": h.created_at, "closedAt": h.closed_at,
-            "replacedBy": h.replaced_by, "owner": h.owner, "moved": h.moved}
+            "replacedBy": h.replaced_by, "owner": h.owner, "splitOff": h.split_off}
 
 
 def shortfall_doc(f: Shortfall) -> dict[str, Any]:
@@ -159,4 +159,4 @@ def hold_of(d: dict[str, Any]) -> Hold:
     return Hold(id=d["id"], account=d["account"], target=d["target"], amount=d["amount"],
                 allocations=[(a["lot"], a["amount"]) for a in d["allocations"]], status=d["status"],
                 settled=d["settled"], expires_at=d["expiresAt"], created_at=d["createdAt"], closed_at=d["closedAt"],
-                replaced_by=d["replacedBy"], owner=d.get("owner", CLIENT), moved=d.get("moved", 0))
+                replaced_by=d["replacedBy"], owner=d.get("owner", CLIENT), split_off=d.get("splitOff", 0))

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, target TEXT NOT NULL, amount INTEGER NOT NULL,
     allocations TEXT NOT NULL, status TEXT NOT NULL, settled INTEGER NOT NULL, expires_at TEXT NOT NULL,
     created_at TEXT NOT NULL, closed_at TEXT, replaced_by TEXT, owner TEXT NOT NULL DEFAULT 'client',
-    moved INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+    split_off INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_pending ON holds (account, expires_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, command TEXT NOT NULL, request TEXT NOT NULL, result TEXT NOT NULL,
@@ -58,7 +58,7 @@ def migrate(db: sqlite3.Connection) -> None:
     """Bring a data folder an earlier version made up to SCHEMA, in one transaction (before SCHEMA runs): lots were
     keyed by id alone, so reading an account's lots scanned every lot; holds had no owner (all were the client's:
     calls' holds placed before owners existed have ended long since, by settle or by the sweeper), and were
-    "posted" or "voided"; and none had been split (`moved`)."""
+    "posted" or "voided"; and none had been split (`split_off`)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'lots'").fetchone()
@@ -72,8 +72,8 @@ def migrate(db: sqlite3.Connection) -> None:
         holds = [row[1] for row in db.execute("PRAGMA table_info(holds)")]
         if holds and "owner" not in holds:
             db.execute("ALTER TABLE holds ADD COLUMN owner TEXT NOT NULL DEFAULT 'client'")
-        if holds and "moved" not in holds:
-            db.execute("ALTER TABLE holds ADD COLUMN moved INTEGER NOT NULL DEFAULT 0")
+        if holds and "split_off" not in holds:
+            db.execute("ALTER TABLE holds ADD COLUMN split_off INTEGER NOT NULL DEFAULT 0")
         if "posted" in holds:  # the words of an earlier version
             db.execute("ALTER TABLE holds RENAME COLUMN posted TO settled")
             db.execute("UPDATE holds SET status = CASE status WHEN 'posted' THEN 'settled' ELSE 'released' END "

@@ -28,7 +28,7 @@ _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
 _LOT = "id, account, kind, granted, remaining, held, priority, expires_at, created_at, created_seq, source"
 _SHORTFALL = "account, key, reference, owed, collected, reason, at"
 _HOLD = ("id, account, target, amount, allocations, status, settled, expires_at, created_at, closed_at, replaced_by, "
-         "owner, moved")
+         "owner, split_off")
 
 
 _SPEND_EXPIRY = f"coalesce(expires_at, '{FAR_FUTURE}')"
@@ -55,7 +55,7 @@ def _hold(row: tuple) -> Hold:
     return Hold(id=row[0], account=row[1], target=row[2], amount=row[3],
                 allocations=[(lot, amount) for lot, amount in orjson.loads(row[4])], status=row[5], settled=row[6],
                 expires_at=row[7], created_at=row[8], closed_at=row[9], replaced_by=row[10], owner=row[11],
-                moved=row[12])
+                split_off=row[12])
 
 
 def _checkpoint(row: tuple) -> StoredCheckpoint:
@@ -141,7 +141,7 @@ class SqliteTransaction(_Reads):
         if changes.holds:
             db.executemany(f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            [(h.id, h.account, h.target, h.amount, orjson.dumps(h.allocations), h.status, h.settled,
-                             h.expires_at, h.created_at, h.closed_at, h.replaced_by, h.owner, h.moved)
+                             h.expires_at, h.created_at, h.closed_at, h.replaced_by, h.owner, h.split_off)
                             for h in changes.holds])
         if changes.system:
             db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) "
