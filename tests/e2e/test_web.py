@@ -279,6 +279,29 @@ def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> No
     page.get_by_text("No entries match these filters.").wait_for()
 
 
+def test_history_says_why_a_hold_was_released(context: Any, web: LocalServer) -> None:
+    """An agent starts an image task held out of its own hold (the test's model plans the tool call): the history
+    shows that release as a split, and a plain one without a reason."""
+    token = funded(web, "ole")
+    hold = web.call("POST", "/api/v1/credits/reserve", {"amount": "1", "category": "image"}, token=token,
+                    headers={"Idempotency-Key": "ole-hold"}).json
+    web.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold["reservationId"]}, token=token,
+             headers={"Idempotency-Key": "ole-release"})
+    llama = "meta-llama/Llama-3.3-70B-Instruct"
+    goal = "draw TOOLPLAN:" + json.dumps([["start_image_task", {"prompt": "a lighthouse"}]])
+    body = {"kind": "agent", "input": goal, "model": llama, "maxCredits": "0.01"}
+    assert web.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "ole-agent"}).status == 200
+    deadline = time.monotonic() + 20
+    while web.call("GET", "/api/v1/tasks/ole-agent", token=token).json["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the agent task did not end"
+        time.sleep(0.1)
+    page = context.new_page()
+    sign_in(page, web, "ole", "history")
+    rows = page.get_by_test_id("entry")
+    rows.first.wait_for()
+    kinds = [row.locator("td").nth(2).inner_text() for row in rows.all()]
+    assert "release (split)" in kinds and "release" in kinds, kinds
+
 def test_preferences_are_saved_and_read_back(context: Any, web: LocalServer) -> None:
     page = context.new_page()
     sign_in(page, web, "nia", "settings")

@@ -6,6 +6,9 @@ import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../u
 
 const KINDS = ["grant", "hold", "settle", "release", "expire", "writeoff"];
 
+// why a hold was released, when it was not simply freed: expired, extended, split (part moved to another task)
+const releasedBecause = (e) => e.kind === "release" && e.reason && e.reason !== "released" ? ` (${e.reason})` : "";
+
 function Verification({ entryId }) {
   const [result, setResult] = useState(null);
   const [run, busy, error] = useAction(async () => setResult(await verifyEntry(entryId)));
@@ -61,7 +64,7 @@ export function HistoryPage() {
         <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Kind</th>
           <th scope="col" class="num">Amount</th><th scope="col">With</th><th scope="col">Proof</th></tr></thead>
         <tbody>{page.data.entries.map((e) => <tr key={e.id} data-testid="entry" data-entry={e.id}>
-          <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}</td>
+          <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}</td>
           <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td>
           <td><Verification entryId={e.id} /></td></tr>)}</tbody>
       </table></div>}
