@@ -255,8 +255,7 @@ class Credits:
     def hold_placed(self, uid: str, key: str) -> Reservation | Split | None:
         """The hold a reserve or a split made with this key placed, if one did: a task whose acceptance a crash cut
         after its hold was placed finds it here (to take it up, or to free it when the task ends before)."""
-        account_id = user_account(uid)
-        record = run_in_transaction(self.store, lambda tx: tx.idempotency(account_id, require_key(key)))
+        record = self._made(user_account(uid), key)
         if record is None or record.command not in ("reserve", "split"):
             return None
         return (Split if record.command == "split" else Reservation).from_record(record.result)
@@ -471,14 +470,13 @@ class Credits:
 
     def used(self, uid: str, key: str) -> bool:
         """Whether a command on the account was made with this idempotency key (by an earlier attempt of a request)."""
-        account_id = user_account(uid)
-        return run_in_transaction(self.store, lambda tx: tx.idempotency(account_id, require_key(key)) is not None)
+        return self._made(user_account(uid), key) is not None
 
     def grant_made(self, source: str, key: str) -> GrantMade | None:
         """The grant from `issuance:{source}` made with this key, if one was: a caller whose record of it was lost
         (a crash after the grant) records it from here, whatever it would grant today."""
         scope = require_system_account(f"issuance:{source}", ISSUANCE_ACCOUNTS)
-        record = run_in_transaction(self.store, lambda tx: tx.idempotency(scope, require_key(key)))
+        record = self._made(scope, key)
         if record is None or record.command != "grant":
             return None
         return GrantMade(record.request["amount"], dict(record.request["memo"]), Granted.from_record(record.result))
@@ -511,6 +509,10 @@ class Credits:
         return page, encode_cursor(page[-1].seq) if more else None
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _made(self, scope: str, key: str) -> IdempotencyRecord | None:
+        """The command made in `scope` with this idempotency key, if one was."""
+        return run_in_transaction(self.store, lambda tx: tx.idempotency(scope, require_key(key)))
 
     def _ttl(self, ttl: timedelta | None) -> timedelta:
         if ttl is None:

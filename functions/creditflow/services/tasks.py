@@ -312,7 +312,7 @@ class Tasks:
         # with it when delivered again, rather than asking the user what they answered
         resume = task.answer
         end, split_since = self._lineage(task)
-        hold = end.id if end is not None and end.status == PENDING else None
+        hold = self._live(end)
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
@@ -522,7 +522,11 @@ class Tasks:
 
     def _current_hold(self, task: Task) -> str | None:
         """The task's live hold, if its lineage still ends in a pending one."""
-        end, _ = self._lineage(task)
+        return self._live(self._lineage(task)[0])
+
+    @staticmethod
+    def _live(end: Hold | None) -> str | None:
+        """The id of a lineage's last hold while it is pending."""
         return end.id if end is not None and end.status == PENDING else None
 
     def _held(self, task: Task) -> int:
