@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import { api, newKey } from "./api.js";
 import { checkConsistency, openCheckpoint, trustedKeys } from "./verify.js";
-import { Empty, Loading, Problem, Shell, credits, mount, useAction, useLoad, useRoute, when } from "./ui.jsx";
+import { Empty, Loading, Problem, TableFrame, Shell, credits, mount, useAction, useLoad, useRoute, when } from "./ui.jsx";
 import { price } from "./pages/payments.jsx";
 import { units } from "./pages/crypto.jsx";
 
@@ -71,11 +71,11 @@ function UsagePage() {
         settled calls ({data.data.releases} holds released), {data.data.from} to {data.data.to}.</p>
       {!data.data.groups.length ? <Empty>No usage in this range.</Empty> : <>
         <Chart days={data.data.days} series={data.data.series} title={`Credits charged per day, by ${data.data.by}`} />
-        <div class="table-wrap"><table>
+        <TableFrame label="Totals"><table>
           <caption>Totals by {data.data.by}</caption>
           <thead><tr><th scope="col">{data.data.by}</th><th scope="col" class="num">Charged</th></tr></thead>
           <tbody>{data.data.groups.map((g) => <tr key={g.key}><td>{g.key}</td>
-            <td class="num">{credits(g.charged)}</td></tr>)}</tbody></table></div>
+            <td class="num">{credits(g.charged)}</td></tr>)}</tbody></table></TableFrame>
       </>}
     </section>}
   </>;
@@ -146,7 +146,7 @@ function ModelsPage() {
   if (models.loading) return <Loading what="models" />;
   if (models.error) return <Problem error={models.error} />;
   return <section class="card"><h2>Models</h2><Problem error={error} />
-    <div class="table-wrap"><table>
+    <TableFrame label="Models"><table>
       <thead><tr><th scope="col">Model</th><th scope="col">Status</th><th scope="col">Health</th>
         <th scope="col">Price per million tokens (input / output)</th><th scope="col">Reprice input</th></tr></thead>
       <tbody>{models.data.models.map((m) => {
@@ -165,7 +165,7 @@ function ModelsPage() {
               value={prices[m.id] || ""} onInput={(e) => setPrices({ ...prices, [m.id]: e.target.value })} />{" "}
             <button type="submit" class="secondary" disabled={busy} aria-label={`Reprice ${m.id}`}>Reprice</button>
           </form></td></tr>;
-      })}</tbody></table></div></section>;
+      })}</tbody></table></TableFrame></section>;
 }
 
 function DeadLettersPage() {
@@ -179,13 +179,13 @@ function DeadLettersPage() {
     {replayed && <p class="success" role="status">Replayed as task {replayed.id}: {replayed.state}.</p>}
     {letters.loading ? <Loading what="dead letters" /> : letters.error ? <Problem error={letters.error} /> :
       !letters.data.deadLetters.length ? <Empty>No dead letters: every task's last attempt succeeded or is pending.</Empty> :
-      <div class="table-wrap"><table><thead><tr><th scope="col">When</th><th scope="col">User</th>
+      <TableFrame label="Dead letters"><table><thead><tr><th scope="col">When</th><th scope="col">User</th>
         <th scope="col">Task</th><th scope="col">Error</th><th scope="col">Attempts</th><th scope="col">Replay</th></tr></thead>
         <tbody>{letters.data.deadLetters.map((l) => <tr key={l.id}><td>{when(l.at)}</td><td>{l.uid}</td>
           <td><code>{l.taskId}</code> ({l.lastStep})</td><td>{l.error}</td><td>{l.attempts}</td>
           <td>{l.replayedAt ? `replayed ${when(l.replayedAt)}` : <button type="button" disabled={busy}
             aria-label={`Replay ${l.taskId}`} onClick={() => replay(l.id)}>Replay</button>}</td></tr>)}</tbody>
-      </table></div>}
+      </table></TableFrame>}
   </section>;
 }
 
@@ -194,12 +194,12 @@ function ShortfallsPage() {
   return <section class="card"><h2>Shortfalls</h2>
     <p>Work delivered whose cost could not be collected whole: its hold had lapsed and the balance fell short.</p>
     {list.loading ? <Loading what="shortfalls" /> : list.error ? <Problem error={list.error} /> :
-      !list.data.shortfalls.length ? <Empty>No shortfalls.</Empty> : <div class="table-wrap"><table>
+      !list.data.shortfalls.length ? <Empty>No shortfalls.</Empty> : <TableFrame label="Shortfalls"><table>
         <thead><tr><th scope="col">When</th><th scope="col">Account</th><th scope="col" class="num">Owed</th>
           <th scope="col" class="num">Collected</th><th scope="col" class="num">Missing</th><th scope="col">Why</th></tr></thead>
         <tbody>{list.data.shortfalls.map((f, i) => <tr key={i}><td>{when(f.at)}</td><td>{f.account}</td>
           <td class="num">{credits(f.owed)}</td><td class="num">{credits(f.collected)}</td>
-          <td class="num">{credits(f.missing)}</td><td>{f.reason}</td></tr>)}</tbody></table></div>}
+          <td class="num">{credits(f.missing)}</td><td>{f.reason}</td></tr>)}</tbody></table></TableFrame>}
   </section>;
 }
 
@@ -250,7 +250,7 @@ function Revenue() {
         </strong> by crypto.</p>
       {!sold(data.data.series.card) && !sold(data.data.series.crypto) ? <Empty>Nothing sold in this range.</Empty> :
         <Chart days={data.data.days} series={data.data.series} title="Credits sold per day, by card and by crypto" />}
-      {data.data.card.length > 0 && <div class="table-wrap"><table><caption>Card payments in the range</caption>
+      {data.data.card.length > 0 && <TableFrame label="Card payments in the range"><table><caption>Card payments in the range</caption>
         <thead><tr><th scope="col">Currency</th><th scope="col" class="num">Payments</th>
           <th scope="col" class="num">Gross</th><th scope="col" class="num">Refunded</th>
           <th scope="col" class="num">Disputed</th><th scope="col" class="num">Written off</th></tr></thead>
@@ -258,7 +258,7 @@ function Revenue() {
           <td class="num">{t.payments}</td><td class="num">{price({ amount: t.gross, currency: t.currency })}</td>
           <td class="num">{price({ amount: t.refunded, currency: t.currency })}</td>
           <td class="num">{credits(t.disputed)}</td><td class="num">{credits(t.writtenOff)}</td></tr>)}</tbody>
-      </table></div>}
+      </table></TableFrame>}
     </section>}
   </>;
 }
@@ -278,7 +278,7 @@ function PaymentsPage() {
     <Revenue />
     <section class="card" aria-labelledby="cards-title"><h2 id="cards-title">Card payments (Stripe)</h2>
       {cards.loading ? <Loading what="payments" /> : cards.error ? <Problem error={cards.error} /> :
-        !cards.data.totals.length ? <Empty>No card payments yet.</Empty> : <div class="table-wrap"><table>
+        !cards.data.totals.length ? <Empty>No card payments yet.</Empty> : <TableFrame label="Card payments"><table>
           <thead><tr><th scope="col">Currency</th><th scope="col" class="num">Payments</th>
             <th scope="col" class="num">Gross</th><th scope="col" class="num">Refunded</th>
             <th scope="col" class="num">Disputed</th><th scope="col" class="num">Written off</th></tr></thead>
@@ -287,20 +287,20 @@ function PaymentsPage() {
             <td class="num">{price({ amount: t.gross, currency: t.currency })}</td>
             <td class="num">{price({ amount: t.refunded, currency: t.currency })}</td>
             <td class="num">{credits(t.disputed)}</td><td class="num">{credits(t.writtenOff)}</td></tr>)}</tbody>
-        </table></div>}
+        </table></TableFrame>}
     </section>
     <section class="card" aria-labelledby="crypto-title"><h2 id="crypto-title">Crypto deposits</h2>
       <Problem error={scanError} />
       {done && <p class="success" role="status">{done}</p>}
       <button type="button" disabled={scanning} onClick={scan}>Scan the chain now</button>
       {crypto.loading ? <Loading what="deposits" /> : crypto.error ? <Problem error={crypto.error} /> :
-        !crypto.data.totals.length ? <Empty>No deposits yet.</Empty> : <div class="table-wrap"><table>
+        !crypto.data.totals.length ? <Empty>No deposits yet.</Empty> : <TableFrame label="Crypto deposits"><table>
           <thead><tr><th scope="col">Token</th><th scope="col" class="num">Credited</th>
             <th scope="col" class="num">Received (base units)</th><th scope="col" class="num">Credits</th>
             <th scope="col" class="num">Parked</th></tr></thead>
           <tbody>{crypto.data.totals.map((t) => <tr key={t.token} data-testid="crypto-totals"><td>{t.token}</td>
             <td class="num">{t.deposits}</td><td class="num">{t.amount}</td><td class="num">{credits(t.credits)}</td>
-            <td class="num">{t.parked}</td></tr>)}</tbody></table></div>}
+            <td class="num">{t.parked}</td></tr>)}</tbody></table></TableFrame>}
       <h3>Waiting for review</h3>
       <p>Deposits from wallets nobody linked: credit one to the user who shows it was theirs, or record that it was
         sent back.</p>
@@ -352,11 +352,11 @@ function UserPage() {
         </form>
       </section>
       <section class="card"><h2>Their latest entries</h2>
-        {!user.data[1].entries.length ? <Empty>No entries.</Empty> : <div class="table-wrap"><table>
+        {!user.data[1].entries.length ? <Empty>No entries.</Empty> : <TableFrame label="Their latest entries"><table>
           <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Kind</th>
             <th scope="col" class="num">Amount</th><th scope="col">With</th></tr></thead>
           <tbody>{user.data[1].entries.map((e) => <tr key={e.id}><td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}</td>
-            <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td></tr>)}</tbody></table></div>}
+            <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td></tr>)}</tbody></table></TableFrame>}
       </section></>)}
   </>;
 }

@@ -65,6 +65,10 @@ export function Problem({ error }) {
 export const Loading = ({ what = "" }) => <p role="status" class="muted">Loading{what ? ` ${what}` : ""}…</p>;
 export const Empty = ({ children }) => <p class="muted">{children}</p>;
 
+/** A table's frame: a table wider than the screen scrolls in it, which the keyboard can do too (it takes focus). */
+export const TableFrame = ({ label, children }) =>
+  <div class="table-wrap" tabindex="0" role="region" aria-label={label}>{children}</div>;
+
 /** Run an action with a busy flag and its error shown: [run, busy, error, clear]. */
 export function useAction(action) {
   const [busy, setBusy] = useState(false);

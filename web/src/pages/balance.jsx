@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, newKey } from "../api.js";
 import { watch } from "../realtime.js";
-import { Empty, Loading, Problem, credits, useAction, when } from "../ui.jsx";
+import { Empty, Loading, Problem, TableFrame, credits, useAction, when } from "../ui.jsx";
 
 export const STATUS_TEXT = { connecting: "Connecting…", live: "Live", lost: "Connection lost: reconnecting…",
   reconnected: "Reconnected: live again", refused: "Not live" };
@@ -78,13 +78,13 @@ export function BalancePage({ session }) {
     <section class="card" aria-labelledby="lots-title">
       <h2 id="lots-title">Lots</h2>
       {!balance ? <Loading what="lots" /> : !balance.lots.length ? <Empty>No credits yet: claim the welcome bonus.</Empty> :
-        <div class="table-wrap"><table>
+        <TableFrame label="Lots"><table>
           <thead><tr><th scope="col">Kind</th><th scope="col" class="num">Available</th>
             <th scope="col" class="num">Held</th><th scope="col">Expires</th></tr></thead>
           <tbody>{balance.lots.map((lot) => <tr key={lot.id}><td>{lot.kind}</td>
             <td class="num">{credits(lot.available)}</td><td class="num">{credits(lot.held)}</td>
             <td>{lot.expiresAt ? when(lot.expiresAt) : "never"}</td></tr>)}</tbody>
-        </table></div>}
+        </table></TableFrame>}
     </section>
     <section class="card" aria-labelledby="notes-title">
       <h2 id="notes-title">Notifications</h2>

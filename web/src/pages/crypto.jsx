@@ -4,7 +4,7 @@
 import qrcode from "qrcode-generator";
 import { useEffect } from "preact/hooks";
 import { api } from "../api.js";
-import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
+import { Empty, Loading, Problem, TableFrame, credits, useAction, useLoad, when } from "../ui.jsx";
 
 const POLL_MS = 15000; // how often transfers on their way are looked at again
 
@@ -99,11 +99,11 @@ export function CryptoTopUp() {
           {p.confirmations >= p.confirmationsNeeded ? ", crediting…" : ""}</li>)}</ul>}
     <h3>Your deposits</h3>
     {deposits.loading ? <Loading what="deposits" /> : deposits.error ? <Problem error={deposits.error} /> :
-      !deposits.data.deposits.length ? <Empty>No deposits yet.</Empty> : <div class="table-wrap"><table>
+      !deposits.data.deposits.length ? <Empty>No deposits yet.</Empty> : <TableFrame label="Deposits"><table>
         <thead><tr><th scope="col">Seen</th><th scope="col" class="num">Sent</th><th scope="col">Status</th>
           <th scope="col" class="num">Credits</th></tr></thead>
         <tbody>{deposits.data.deposits.map((d) => <tr key={d.id} data-testid="deposit-row">
           <td>{when(d.seenAt)}</td><td class="num">{units(d.amount, d.decimals)} {d.token}</td>
-          <td>{d.status}</td><td class="num">{credits(d.credits)}</td></tr>)}</tbody></table></div>}
+          <td>{d.status}</td><td class="num">{credits(d.credits)}</td></tr>)}</tbody></table></TableFrame>}
   </section>;
 }

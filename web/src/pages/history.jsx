@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { verifyEntry } from "../verify.js";
-import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
+import { Empty, Loading, Problem, TableFrame, credits, useAction, useLoad, when } from "../ui.jsx";
 
 const KINDS = ["grant", "hold", "settle", "release", "expire", "writeoff"];
 
@@ -59,7 +59,7 @@ export function HistoryPage() {
     {page.loading ? <Loading what="entries" /> : page.error ? <Problem error={page.error} /> :
       !page.data.entries.length ? <Empty>No entries{filters.kinds.length || filters.since || filters.until
         ? " match these filters" : " yet"}.</Empty> :
-      <div class="table-wrap"><table>
+      <TableFrame label="Ledger entries"><table>
         <caption class="visually-hidden">Ledger entries, newest first</caption>
         <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Kind</th>
           <th scope="col" class="num">Amount</th><th scope="col">With</th><th scope="col">Proof</th></tr></thead>
@@ -67,7 +67,7 @@ export function HistoryPage() {
           <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}</td>
           <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td>
           <td><Verification entryId={e.id} /></td></tr>)}</tbody>
-      </table></div>}
+      </table></TableFrame>}
     <div class="row">
       <button type="button" class="secondary" disabled={cursors.length < 2}
         onClick={() => setCursors(cursors.slice(0, -1))}>Newer entries</button>

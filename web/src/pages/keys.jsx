@@ -1,7 +1,7 @@
 // Gateway API keys: create (shown once, with a copy button), optional credit limit, list, revoke.
 import { useState } from "preact/hooks";
 import { api, newKey } from "../api.js";
-import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
+import { Empty, Loading, Problem, TableFrame, credits, useAction, useLoad, when } from "../ui.jsx";
 
 export function KeysPage() {
   const keys = useLoad(() => api("GET", "/keys"));
@@ -43,7 +43,7 @@ export function KeysPage() {
       <h2 id="keys-title">Your keys</h2>
       <Problem error={revokeError} />
       {keys.loading ? <Loading what="keys" /> : keys.error ? <Problem error={keys.error} /> :
-        !keys.data.keys.length ? <Empty>No keys yet.</Empty> : <div class="table-wrap"><table>
+        !keys.data.keys.length ? <Empty>No keys yet.</Empty> : <TableFrame label="API keys"><table>
           <thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col" class="num">Spent</th>
             <th scope="col" class="num">Limit</th><th scope="col">Created</th><th scope="col">Status</th></tr></thead>
           <tbody>{keys.data.keys.map((k) => <tr key={k.id} data-testid="key-row"><td>{k.name}</td>
@@ -51,7 +51,7 @@ export function KeysPage() {
             <td class="num">{k.limit ? credits(k.limit) : "none"}</td><td>{when(k.createdAt)}</td>
             <td>{k.revokedAt ? `revoked ${when(k.revokedAt)}` : <button type="button" class="secondary"
               disabled={revoking} aria-label={`Revoke key ${k.name}`} onClick={() => revoke(k.id)}>Revoke</button>}
-            </td></tr>)}</tbody></table></div>}
+            </td></tr>)}</tbody></table></TableFrame>}
     </section>
   </>;
 }

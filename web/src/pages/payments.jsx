@@ -1,7 +1,7 @@
 // Buying credits: the packs, each paid for on Stripe's Checkout page, and the caller's payments with what became of
 // them (refunds, disputes). Credits arrive when Stripe confirms the payment to the server, never from this page.
 import { api, newKey } from "../api.js";
-import { Empty, Loading, Problem, credits, useAction, useHashQuery, useLoad, when } from "../ui.jsx";
+import { Empty, Loading, Problem, TableFrame, credits, useAction, useHashQuery, useLoad, when } from "../ui.jsx";
 import { CryptoTopUp } from "./crypto.jsx";
 
 /** A price in minor units (cents) in its currency. */
@@ -48,13 +48,13 @@ export function PaymentsPage() {
     <section class="card" aria-labelledby="payments-title">
       <h2 id="payments-title">Your payments</h2>
       {payments.loading ? <Loading what="payments" /> : payments.error ? <Problem error={payments.error} /> :
-        !payments.data.payments.length ? <Empty>No payments yet.</Empty> : <div class="table-wrap"><table>
+        !payments.data.payments.length ? <Empty>No payments yet.</Empty> : <TableFrame label="Payments"><table>
           <thead><tr><th scope="col">When</th><th scope="col" class="num">Credits</th>
             <th scope="col" class="num">Paid</th><th scope="col">Status</th>
             <th scope="col" class="num">Taken back</th></tr></thead>
           <tbody>{payments.data.payments.map((p) => <tr key={p.id} data-testid="payment-row">
             <td>{when(p.createdAt)}</td><td class="num">{credits(p.credits)}</td><td class="num">{price(p.price)}</td>
-            <td>{status(p)}</td><td class="num">{credits(p.takenBack)}</td></tr>)}</tbody></table></div>}
+            <td>{status(p)}</td><td class="num">{credits(p.takenBack)}</td></tr>)}</tbody></table></TableFrame>}
     </section>
   </>;
 }
