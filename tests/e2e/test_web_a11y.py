@@ -5,6 +5,7 @@ screenshot of each in tests/e2e/screenshots/ (git-ignored)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -93,39 +94,47 @@ def axe_serious(page: Any) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("width", WIDTHS)
-def test_every_user_page_is_keyboard_reachable_accessible_and_fits(browser: Any, lived_in: LocalServer,  # noqa: F811
-                                                                   width: int) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 800})
+@contextmanager
+def signed_in(chromium: Any, server: LocalServer, width: int, token: str, banner: str, path: str = "") -> Iterator[Any]:
+    """A page of a fresh browser context `width` px wide, signed in with `token` (it shows `banner`)."""
+    context = chromium.new_context(viewport={"width": width, "height": 800})
     context.set_default_timeout(15000)
     try:
         page = context.new_page()
-        use_token(page, lived_in, lived_in.token("kay"))
-        page.get_by_text("Signed in as kay").wait_for()
+        use_token(page, server, token, path)
+        page.get_by_text(banner).wait_for()
         SHOTS.mkdir(parents=True, exist_ok=True)
+        yield page
+    finally:
+        context.close()
+
+
+def check_page(page: Any, where: str, width: int, shot: str) -> None:
+    """The page fits the screen with nothing in its tables cut in two, has no serious axe finding, and the keyboard
+    reaches every action; a full-page screenshot is kept (git-ignored) to look at."""
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width, f"{where} is wider"
+    page.screenshot(path=str(SHOTS / shot), full_page=True)
+    assert figures_cut(page) == [], f"{where}: cut across lines"
+    assert axe_serious(page) == [], where
+    keyboard_reaches_every_action(page, where)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_user_page_is_keyboard_reachable_accessible_and_fits(browser: Any, lived_in: LocalServer,  # noqa: F811
+                                                                   width: int) -> None:
+    with signed_in(browser, lived_in, width, lived_in.token("kay"), "Signed in as kay") as page:
         for name in USER_PAGES:
             page.goto(f"{lived_in.url}/#/{name}")
             settle(page)
-            where = f"user page '{name or 'balance'}' at {width} px"
-            assert page.evaluate("() => document.documentElement.scrollWidth") <= width, f"{where} is wider"
-            page.screenshot(path=str(SHOTS / f"app-{name or 'balance'}-{width}.png"), full_page=True)
-            assert figures_cut(page) == [], f"{where}: cut across lines"
-            assert axe_serious(page) == [], where
-            keyboard_reaches_every_action(page, where)
-    finally:
-        context.close()
+            check_page(page, f"user page '{name or 'balance'}' at {width} px", width,
+                       f"app-{name or 'balance'}-{width}.png")
 
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_console_page_is_keyboard_reachable_accessible_and_fits(browser: Any, lived_in: LocalServer,  # noqa: F811
                                                                       width: int) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 800})
-    context.set_default_timeout(15000)
-    try:
-        page = context.new_page()
-        use_token(page, lived_in, lived_in.token("root", admin=True), "admin.html")
-        page.get_by_text("Signed in as root (admin)").wait_for()
-        SHOTS.mkdir(parents=True, exist_ok=True)
+    with signed_in(browser, lived_in, width, lived_in.token("root", admin=True), "Signed in as root (admin)",
+                   "admin.html") as page:
         for name in ADMIN_PAGES:
             page.goto(f"{lived_in.url}/admin.html#/{name}")
             settle(page)
@@ -133,14 +142,8 @@ def test_every_console_page_is_keyboard_reachable_accessible_and_fits(browser: A
                 page.get_by_label("User id").fill("kay")
                 page.get_by_role("button", name="Look up").click()
                 page.get_by_text("Grant credits").wait_for()
-            where = f"console page '{name or 'usage'}' at {width} px"
-            assert page.evaluate("() => document.documentElement.scrollWidth") <= width, f"{where} is wider"
-            page.screenshot(path=str(SHOTS / f"admin-{name or 'usage'}-{width}.png"), full_page=True)
-            assert figures_cut(page) == [], f"{where}: cut across lines"
-            assert axe_serious(page) == [], where
-            keyboard_reaches_every_action(page, where)
-    finally:
-        context.close()
+            check_page(page, f"console page '{name or 'usage'}' at {width} px", width,
+                       f"admin-{name or 'usage'}-{width}.png")
 
 
 def test_the_sign_in_page_is_accessible_too(browser: Any, lived_in: LocalServer) -> None:  # noqa: F811
