@@ -218,6 +218,32 @@ def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: 
     assert task.get_by_role("button", name="Cancel this task").count() == 0  # nothing to cancel at its end
 
 
+def test_the_tasks_page_follows_the_newest_tasks_not_the_whole_history(context: Any, web: LocalServer) -> None:
+    """A long history is not read whole: the page asks the tree for the newest 25 tasks (a query) and for the
+    streams of running ones only; a finished task's reply is read from its result."""
+    token = funded(web, "tia")
+    for n in range(27):
+        assert web.call("POST", "/api/v1/tasks", {"kind": "chat", "input": f"number {n}"}, token=token,
+                        headers={"Idempotency-Key": f"tia-{n}"}).status == 200
+    deadline = time.monotonic() + 60
+    while not all(t["state"] == "succeeded" for t in
+                  web.call("GET", "/api/v1/tasks?limit=50", token=token).json["tasks"]):
+        assert time.monotonic() < deadline, "the tasks did not all finish"
+        time.sleep(0.2)
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    sign_in(page, web, "tia", "tasks")
+    page.get_by_text("Your newest 25 tasks").wait_for()
+    cards = page.get_by_test_id("task")
+    assert cards.count() == 25
+    replies = [card.get_by_test_id("task-output").inner_text() for card in cards.all()]
+    assert replies[0] == "echo: number 26" and replies[-1] == "echo: number 2"  # newest first, from the results
+    realtime = [url.split("?")[0] for url in asked if "/realtime/" in url]
+    assert f"{web.url}/realtime/tasks/tia.json" in realtime
+    assert not any("/realtime/streams/" in url for url in realtime)  # nothing runs: no stream is read
+    assert all("limitToLast=25" in url for url in asked if "/realtime/tasks/tia.json" in url)
+
 def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(context: Any, web: LocalServer) -> None:
     funded(web, "dee")
     page = context.new_page()

@@ -21,18 +21,22 @@ export function setAt(tree, path, data) {
   return root;
 }
 
-export async function realtimeUrl(path) {
+/** The REST URL of `path`; `query` adds a query's parameters ({orderBy: "createdAt", limitToLast: 25}). */
+export async function realtimeUrl(path, query = null) {
   const cfg = await webConfig();
   const base = (cfg.realtime || "/realtime").replace(/\/$/, "");
   const token = await currentToken();
-  return `${base}/${path.replace(/^\//, "")}.json?auth=${encodeURIComponent(token || "")}`;
+  const asked = Object.entries(query || {}).map(([name, value]) =>
+    `&${name}=${encodeURIComponent(typeof value === "string" ? JSON.stringify(value) : String(value))}`).join("");
+  return `${base}/${path.replace(/^\//, "")}.json?auth=${encodeURIComponent(token || "")}${asked}`;
 }
 
 /**
- * Watch a path: onValue(value) after every change; onStatus(state, detail) with state one of "connecting",
- * "live", "lost" (reconnecting), "reconnected", "refused" (with the server's reason). Returns a function that stops.
+ * Watch a path (or a query of it: see realtimeUrl): onValue(value) after every change; onStatus(state, detail) with
+ * state one of "connecting", "live", "lost" (reconnecting), "reconnected", "refused" (with the server's reason).
+ * Returns a function that stops.
  */
-export function watch(path, onValue, onStatus = () => {}) {
+export function watch(path, onValue, onStatus = () => {}, query = null) {
   let source = null;
   let value = null;
   let stopped = false;
@@ -51,7 +55,7 @@ export function watch(path, onValue, onStatus = () => {}) {
   async function open() {
     if (stopped) return;
     onStatus(wasLost ? "lost" : "connecting");
-    const url = await realtimeUrl(path);
+    const url = await realtimeUrl(path, query);
     if (stopped) return;
     source = new EventSource(url);
     source.addEventListener("open", () => {

@@ -13,10 +13,15 @@ export function LiveStatus({ status, detail }) {
     Updates: <strong>{STATUS_TEXT[status] || status}</strong>{detail ? ` — ${detail}` : ""}</p>;
 }
 
-export function useLive(path) {
+const LATEST_NOTICES = { orderBy: "at", limitToLast: 20 }; // the newest; each is kept in the tree
+
+/** [value, status] of a realtime path, or of a query of it ({orderBy, limitToLast…}); no path, nothing watched. */
+export function useLive(path, query = null) {
   const [value, setValue] = useState(null);
   const [status, setStatus] = useState({ status: "connecting" });
-  useEffect(() => watch(path, setValue, (s, detail) => setStatus({ status: s, detail })), [path]);
+  const asked = query && JSON.stringify(query);
+  useEffect(() => (path ? watch(path, setValue, (s, detail) => setStatus({ status: s, detail }), query) : undefined),
+    [path, asked]);
   return [value, status];
 }
 
@@ -38,7 +43,7 @@ function NoticeText({ notice }) {
 
 export function BalancePage({ session }) {
   const [mirror, live] = useLive(`balances/${session.uid}`);
-  const [notes] = useLive(`notifications/${session.uid}`);
+  const [notes] = useLive(`notifications/${session.uid}`, LATEST_NOTICES);
   const [balance, setBalance] = useState(null);
   const [error, setError] = useState(null);
   const version = mirror ? mirror.version : null;

@@ -1,6 +1,7 @@
 // Tasks: submitted by writing /requests/{uid}/{id} through Realtime Database's REST protocol, or by POST
-// /api/v1/tasks where the server takes no writes there (405); followed live from /tasks/{uid} (state, progress)
-// and /streams/{uid} (tokens); cancelled, answered when waiting, with their final charge.
+// /api/v1/tasks where the server takes no writes there (405); the newest followed live from /tasks/{uid} (state,
+// progress: a query, so that a long history is not read whole) and each running one's /streams/{uid}/{id} (tokens);
+// a finished task's reply is its result's; cancelled, answered when waiting, with their final charge.
 import { useState } from "preact/hooks";
 import { api, ApiError, newKey } from "../api.js";
 import { write } from "../realtime.js";
@@ -9,6 +10,9 @@ import { LiveStatus, useLive } from "./balance.jsx";
 import { ModelPicker } from "./chat.jsx";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+const SHOWN = 25; // the newest tasks the page follows
+const LATEST = { orderBy: "createdAt", limitToLast: SHOWN };
+const LIVE_STREAMS = 3; // running tasks whose tokens are followed at once (the server keeps 8 streams a user)
 
 /** Through the bus when it takes writes, else the REST mirror. */
 async function viaBus(path, value, rest) {
@@ -32,7 +36,9 @@ function streamText(pieces) {
   return Object.keys(pieces || {}).sort().map((k) => pieces[k].text || "").join("");
 }
 
-export function TaskCard({ task, uid, pieces, onChanged }) {
+/** A task; with `live`, its tokens as they are written (a finished task's reply is in its result). */
+export function TaskCard({ task, uid, live = true, onChanged }) {
+  const [pieces] = useLive(live && !TERMINAL.has(task.state) ? `streams/${uid}/${task.id}` : null);
   const [answer, setAnswer] = useState("");
   const [act, busy, error] = useAction(async (what, body) => {
     const path = `requests/${uid}/${task.id}/${what === "cancel" ? "cancel" : "answer"}`;
@@ -41,7 +47,8 @@ export function TaskCard({ task, uid, pieces, onChanged }) {
     if (onChanged) onChanged();
   });
   const percent = Math.round(100 * (task.progress?.fraction || 0));
-  const said = streamText(pieces);
+  const reply = TERMINAL.has(task.state) && typeof task.result?.text === "string" ? task.result.text : null;
+  const said = reply ?? streamText(pieces);
   const final = Object.values(pieces || {}).find((p) => p.final);
   return <article class="card" aria-label={`Task ${task.id}`} data-testid="task" data-state={task.state}>
     <h3>{task.kind} task <code>{task.id}</code></h3>
@@ -104,19 +111,20 @@ function TaskForm({ uid, onSubmitted }) {
 }
 
 export function TasksPage({ session, taskId }) {
-  const [tasks, live] = useLive(`tasks/${session.uid}`);
-  const [streams] = useLive(`streams/${session.uid}`);
+  const [tasks, live] = useLive(taskId ? `tasks/${session.uid}/${taskId}` : `tasks/${session.uid}`,
+    taskId ? null : LATEST);
   const one = useLoad(() => (taskId ? api("GET", `/tasks/${encodeURIComponent(taskId)}`) : null), [taskId]);
   if (taskId) {
-    const task = (tasks && tasks[taskId]) || one.data;
+    const task = tasks || one.data;
     return <>
       <p><a href="#/tasks">All tasks</a></p>
       <LiveStatus {...live} />
       {one.error ? <Problem error={one.error} /> : !task ? <Loading what="the task" /> :
-        <TaskCard task={task} uid={session.uid} pieces={streams?.[taskId]} />}
+        <TaskCard task={task} uid={session.uid} />}
     </>;
   }
   const list = Object.values(tasks || {}).sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+  const running = new Set(list.filter((t) => !TERMINAL.has(t.state)).slice(0, LIVE_STREAMS).map((t) => t.id));
   return <>
     <TaskForm uid={session.uid} onSubmitted={() => {}} />
     <section aria-labelledby="tasks-title">
@@ -124,7 +132,9 @@ export function TasksPage({ session, taskId }) {
       <LiveStatus {...live} />
       {tasks === null && live.status === "connecting" ? <Loading what="tasks" /> : !list.length ?
         <Empty>No tasks yet.</Empty> : list.map((task) => <TaskCard key={task.id} task={task} uid={session.uid}
-          pieces={streams?.[task.id]} />)}
+          live={running.has(task.id)} />)}
+      {list.length >= SHOWN && <p class="muted">Your newest {SHOWN} tasks; each older one has its own page,
+        linked from its notice (#/tasks/its-id).</p>}
     </section>
   </>;
 }
