@@ -66,7 +66,7 @@ from .services.payments import Payments, PaymentUrls
 from .services.reconciliation import PaymentReconciliation
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun, request_messages
-from .services.tasks import REQUESTS, RUN_JOB, TaskPolicy, Tasks
+from .services.tasks import CLEAR_JOB, REQUESTS, RUN_JOB, TaskPolicy, Tasks
 from .services.uploads import UploadPolicy, Uploads
 from .services.vision import VisionInputs
 from .services.wallets import Wallets
@@ -442,7 +442,8 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
         raise InvalidTask(f"{request.kind} tasks are not served yet on this platform")
 
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
-                        timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes))
+                        timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes),
+                        timedelta(hours=settings.bus_retention_hours) if settings.bus_retention_hours else None)
     chat_run = ChatRun(chat, conversations)
     by_rules = RulesClassifier(rules, quote)
     classifier: RulesClassifier | ModelClassifier = by_rules
@@ -611,6 +612,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore, images)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
+    jobs.register(CLEAR_JOB, tasks.clear_bus)
     payments = build_payments(settings, credits, users.payments, realtime, clock)
     auto_top_ups = AutoTopUps(payments, users.payments, realtime, clock)
     auto_top_ups.queue = queue

@@ -100,6 +100,8 @@ class Settings:
     agent_budget: int = 5 * MICROS_PER_CREDIT  # held for an agent task that names no maxCredits
     quick_task_minutes: int = 5  # deadlines
     long_task_minutes: int = 30
+    bus_retention_hours: float = 24.0  # a finished task's request and stream stay on the bus this long (0: for
+    # good); its record in /tasks stays, with the reply in its result
     task_classifier_model: str | None = None  # a cheap model that classifies tasks; unset: the rules alone
     duplicate_deliveries: bool = False  # a test mode: every trigger and queue delivery is handled twice
     queue_workers: int = 4  # the local queue's worker threads
@@ -196,6 +198,7 @@ class Settings:
             "agent_budget": _credits("AGENT_BUDGET", "5"),
             "quick_task_minutes": _whole("QUICK_TASK_MINUTES", "5"),
             "long_task_minutes": _whole("LONG_TASK_MINUTES", "30"),
+            "bus_retention_hours": _number("BUS_RETENTION_HOURS", "24"),
             "task_classifier_model": env.get("TASK_CLASSIFIER_MODEL") or None,
             "duplicate_deliveries": env.get("CREDITFLOW_DUPLICATE_DELIVERIES", "").lower() in ("1", "true", "yes"),
             "queue_workers": _whole("QUEUE_WORKERS", "4"),
@@ -264,6 +267,9 @@ class Settings:
             raise ConfigurationError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
         if not 1 <= self.quick_task_minutes <= self.long_task_minutes <= 24 * 60:
             raise ConfigurationError("task deadlines: 1 <= QUICK_TASK_MINUTES <= LONG_TASK_MINUTES <= 1440")
+        if not 0 <= self.bus_retention_hours <= 720:
+            raise ConfigurationError("BUS_RETENTION_HOURS must be from 0 (kept for good) to 720 (30 days, the "
+                                     "longest Cloud Tasks schedules a task ahead)")
         if self.runtime == "firebase" and self.quick_task_minutes > 9:
             raise ConfigurationError("QUICK_TASK_MINUTES: on Firebase a quick task runs inside the request's "
                                      "trigger, which may run 9 minutes at most")

@@ -579,3 +579,39 @@ def test_a_chat_task_in_a_conversation_is_remembered_there(ai: Platform, upstrea
     other = ai.tasks.submit("v", "turn1", {"kind": "chat", "input": "hi", "model": LLAMA,
                                            "conversationId": conversation.id})
     assert other.state == FAILED and other.error["type"] == "unknown-conversation"  # another user's: never theirs
+
+
+def test_a_finished_tasks_request_and_stream_leave_the_bus_after_the_retention(tmp_path: Path, clock: SteppedClock,
+                                                                                upstream: FakeOpenAI) -> None:
+    """Kept while a client may still read them, then cleared by a delayed job (queued when the task's finish is
+    delivered): the task's record stays, its reply in its result, and the request written again runs nothing."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url,
+                       bus_retention_hours=0.0003)  # about a second
+    funded(ai, "u", 1)
+    request = {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1}
+    ai.realtime.set("/requests/u/t1", request)
+    assert ai.tasks.on_request_written("u", "t1", None, request).state == SUCCEEDED
+    queued = ai.queue.status("task-clear:u:t1")  # type: ignore[attr-defined]
+    assert queued is not None and (queued.kind, queued.queue, queued.state) == ("task.clear", "low", "queued")
+    assert not ai.queue.run_next()  # type: ignore[attr-defined]  # not due yet: the bus keeps both meanwhile
+    assert stream_of(ai, "u", "t1")[-1]["final"] is True and ai.realtime.get("/requests/u/t1") == request
+    time.sleep(max(0.0, queued.due - time.time()) + 0.05)
+    assert ai.queue.run_next()  # type: ignore[attr-defined]
+    assert ai.realtime.get("/streams/u/t1") is None and ai.realtime.get("/requests/u/t1") is None
+    mirror = ai.realtime.get("/tasks/u/t1")
+    assert mirror["state"] == "succeeded" and mirror["result"]["text"] == "echo: hello there"
+    assert len(ai.realtime.get("/notifications/u")) == 1
+    ai.realtime.set("/requests/u/t1", request)  # a client writes it again: the task it names answers
+    assert ai.tasks.on_request_written("u", "t1", None, request) == ai.tasks.get("u", "t1")
+    assert len(upstream.requests) == 1 and ai.credits.balance("u").available == CREDIT - 33
+    ai.store.close()  # type: ignore[attr-defined]
+
+
+def test_with_no_retention_a_finished_task_stays_on_the_bus(tmp_path: Path, clock: SteppedClock,
+                                                           upstream: FakeOpenAI) -> None:
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="test-key", ai_platform_base_url=upstream.url,
+                       bus_retention_hours=0)
+    funded(ai, "u", 1)
+    assert ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hi", "model": LLAMA, "createdAt": 1}).terminal
+    assert ai.queue.status("task-clear:u:t1") is None and ai.realtime.get("/streams/u/t1")  # type: ignore[attr-defined]
+    ai.store.close()  # type: ignore[attr-defined]

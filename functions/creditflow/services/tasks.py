@@ -59,6 +59,7 @@ from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
 log = logging.getLogger(__name__)
 RUN_JOB = "task.run"
+CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
 REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
 NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
 SAVE_TRIES = 8
@@ -79,6 +80,7 @@ class TaskPolicy:
     agent_budget: int  # µc held for an agent task that names no maxCredits
     quick_deadline: timedelta = timedelta(minutes=5)
     long_deadline: timedelta = timedelta(minutes=30)
+    bus_retention: timedelta | None = timedelta(hours=24)  # a finished task's request and stream, then cleared
 
 
 class RunContext:
@@ -402,7 +404,28 @@ class Tasks:
             self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
                               {"kind": event.kind, "at": event.at, **event.payload,
                                "charged": money(int(event.payload["charged"]))})
+            self._clear_later(event.uid, str(event.payload["taskId"]))
         self.store.event_done(event.id)
+
+    def _clear_later(self, uid: str, task_id: str) -> None:
+        """Queue the clearing of a finished task's request and stream, the retention from now (by the task's id,
+        so that an event delivered twice queues it once)."""
+        retention = self.policy.bus_retention
+        if retention is None or self.queue is None:
+            return
+        self.queue.enqueue(Job(f"task-clear:{uid}:{task_id}", CLEAR_JOB, {"uid": uid, "task": task_id}, "low",
+                               delay_seconds=retention.total_seconds()))
+
+    def clear_bus(self, job: Job, delivery: Delivery) -> None:
+        """A finished task's request and stream leave the bus (a client has had the retention to read them): its
+        record in /tasks stays, with the reply in its result. A request written again with the task's id is
+        answered by the task it names, so nothing runs twice."""
+        uid, task_id = str(job.payload["uid"]), str(job.payload["task"])
+        task = self.store.get(uid, task_id)
+        if task is None or not task.terminal:
+            return
+        self.realtime.set(f"/streams/{uid}/{task_id}", None)
+        self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
 
     def _raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:
         """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still
