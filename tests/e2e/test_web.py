@@ -234,7 +234,7 @@ def test_the_tasks_page_follows_the_newest_tasks_not_the_whole_history(context: 
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
     sign_in(page, web, "tia", "tasks")
-    page.get_by_text("Your newest 25 tasks").wait_for()
+    page.get_by_text("Your newest 25 tasks are followed live").wait_for()
     cards = page.get_by_test_id("task")
     assert cards.count() == 25
     replies = [card.get_by_test_id("task-output").inner_text() for card in cards.all()]
@@ -243,6 +243,10 @@ def test_the_tasks_page_follows_the_newest_tasks_not_the_whole_history(context: 
     assert f"{web.url}/realtime/tasks/tia.json" in realtime
     assert not any("/realtime/streams/" in url for url in realtime)  # nothing runs: no stream is read
     assert all("limitToLast=25" in url for url in asked if "/realtime/tasks/tia.json" in url)
+    page.get_by_role("button", name="Older tasks").click()  # the rest, a page at a time from the REST API
+    page.get_by_text("No older tasks.").wait_for()
+    assert cards.count() == 27 and cards.last.get_by_test_id("task-output").inner_text() == "echo: number 0"
+    assert page.get_by_text("2 older below").is_visible()
 
 def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(context: Any, web: LocalServer) -> None:
     funded(web, "dee")

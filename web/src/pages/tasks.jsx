@@ -110,6 +110,26 @@ function TaskForm({ uid, onSubmitted }) {
   </form>;
 }
 
+/** Tasks past the newest SHOWN, a page at a time from the REST API (finished ones: nothing to follow live). */
+function OlderTasks({ uid, followed }) {
+  const [older, setOlder] = useState({ tasks: [], cursor: undefined });
+  const [more, busy, error] = useAction(async () => {
+    let cursor = older.cursor;
+    if (cursor === undefined) cursor = (await api("GET", `/tasks?limit=${SHOWN}`)).nextCursor; // past the newest
+    const page = cursor ? await api("GET", `/tasks?limit=${SHOWN}&cursor=${encodeURIComponent(cursor)}`)
+      : { tasks: [], nextCursor: null };
+    setOlder({ tasks: [...older.tasks, ...page.tasks], cursor: page.nextCursor });
+  });
+  const shown = older.tasks.filter((task) => !followed.has(task.id));
+  return <>
+    <p class="muted">Your newest {SHOWN} tasks are followed live{shown.length ? `; ${shown.length} older below` : ""}.</p>
+    {shown.map((task) => <TaskCard key={task.id} task={task} uid={uid} live={false} />)}
+    <Problem error={error} />
+    {older.cursor !== null ? <button type="button" class="secondary" disabled={busy} onClick={() => more()}>
+      {busy ? "Loading…" : "Older tasks"}</button> : <p class="muted">No older tasks.</p>}
+  </>;
+}
+
 export function TasksPage({ session, taskId }) {
   const [tasks, live] = useLive(taskId ? `tasks/${session.uid}/${taskId}` : `tasks/${session.uid}`,
     taskId ? null : LATEST);
@@ -125,6 +145,7 @@ export function TasksPage({ session, taskId }) {
   }
   const list = Object.values(tasks || {}).sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
   const running = new Set(list.filter((t) => !TERMINAL.has(t.state)).slice(0, LIVE_STREAMS).map((t) => t.id));
+  const followed = new Set(list.map((t) => t.id));
   return <>
     <TaskForm uid={session.uid} onSubmitted={() => {}} />
     <section aria-labelledby="tasks-title">
@@ -133,8 +154,7 @@ export function TasksPage({ session, taskId }) {
       {tasks === null && live.status === "connecting" ? <Loading what="tasks" /> : !list.length ?
         <Empty>No tasks yet.</Empty> : list.map((task) => <TaskCard key={task.id} task={task} uid={session.uid}
           live={running.has(task.id)} />)}
-      {list.length >= SHOWN && <p class="muted">Your newest {SHOWN} tasks; each older one has its own page,
-        linked from its notice (#/tasks/its-id).</p>}
+      {list.length >= SHOWN && <OlderTasks uid={session.uid} followed={followed} />}
     </section>
   </>;
 }
