@@ -31,17 +31,7 @@ class SteppedClock:
         self.moment += timedelta(**delta)
 
 
-# Suites that run firebase-tools' emulators, which listen on firebase.json's fixed ports: one at a time.
-FIREBASE_TOOLS_SUITES = frozenset({"test_auth_emulator.py", "test_web_firebase.py", "test_functions_emulator.py",
-                                   "test_task_queue_emulator.py"})
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's `--dist loadgroup` (make test): a module's tests run in one worker, so its servers
-    start once, and the firebase-tools suites share a worker, so their emulators never meet on a port."""
-    for item in items:
-        group = "firebase-tools" if item.path.name in FIREBASE_TOOLS_SUITES else str(item.path)
-        item.add_marker(pytest.mark.xdist_group(group))
+pytest_plugins = ["tests.xdist_groups"]  # which tests share a worker under `make test` (pytest-xdist)
 
 
 @pytest.fixture(scope="session")
