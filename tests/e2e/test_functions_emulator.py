@@ -10,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FIREBASE = ROOT / "tools" / "node_modules" / ".bin" / "firebase"
-
-
-def framework_workers() -> set[int]:
-    found = subprocess.run(["pgrep", "-f", "functions-framework"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in found.split()}
+from tests.e2e.firebase_tools import FIREBASE, ROOT, framework_workers  # this checkout's workers only
 
 
 @pytest.mark.skipif(not FIREBASE.exists(), reason="firebase-tools is not installed (make installs it under tools/)")
