@@ -15,13 +15,20 @@ export function LiveStatus({ status, detail }) {
 
 const LATEST_NOTICES = { orderBy: "at", limitToLast: 20 }; // the newest; each is kept in the tree
 
-/** [value, status] of a realtime path, or of a query of it ({orderBy, limitToLast…}); no path, nothing watched. */
+/**
+ * [value, status] of a realtime path, or of a query of it ({orderBy, limitToLast…}). Another path starts from
+ * nothing (not the last path's value); no path watches nothing and keeps the last value (a finished task's stream).
+ */
 export function useLive(path, query = null) {
   const [value, setValue] = useState(null);
   const [status, setStatus] = useState({ status: "connecting" });
   const asked = query && JSON.stringify(query);
-  useEffect(() => (path ? watch(path, setValue, (s, detail) => setStatus({ status: s, detail }), query) : undefined),
-    [path, asked]);
+  useEffect(() => {
+    if (!path) return undefined;
+    setValue(null);
+    setStatus({ status: "connecting" });
+    return watch(path, setValue, (s, detail) => setStatus({ status: s, detail }), query);
+  }, [path, asked]);
   return [value, status];
 }
 
