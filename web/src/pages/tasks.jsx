@@ -110,7 +110,7 @@ function TaskForm({ uid, onSubmitted }) {
   </form>;
 }
 
-/** Tasks past the newest SHOWN, a page at a time from the REST API (finished ones: nothing to follow live). */
+/** Tasks past the newest SHOWN, a page at a time from the REST API: read once, not followed (they are rarely running). */
 function OlderTasks({ uid, followed }) {
   const [older, setOlder] = useState({ tasks: [], cursor: undefined });
   const [more, busy, error] = useAction(async () => {
