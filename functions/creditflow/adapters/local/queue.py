@@ -148,7 +148,7 @@ class SqliteTaskQueue:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job.id, job.kind, payload, job.queue, PRIORITY[job.queue], QUEUED, now + job.delay_seconds,
                  now)).rowcount == 1
-        if added:
+        if added and job.delay_seconds < self.settings.poll_seconds:  # due later: an idle worker's poll finds it
             with self._wake:
                 self._wake.notify()
         return added
