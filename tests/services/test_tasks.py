@@ -602,8 +602,10 @@ def test_a_finished_tasks_request_and_stream_leave_the_bus_after_the_retention(t
     assert mirror["state"] == "succeeded" and mirror["result"]["text"] == "echo: hello there"
     assert len(ai.realtime.get("/notifications/u")) == 1
     ai.realtime.set("/requests/u/t1", request)  # a client writes it again: the task it names answers
+    clock.advance(seconds=2)  # the retention has passed, by the platform's clock too
     assert ai.tasks.on_request_written("u", "t1", None, request) == ai.tasks.get("u", "t1")
     assert len(upstream.requests) == 1 and ai.credits.balance("u").available == CREDIT - 33
+    assert ai.realtime.get("/requests/u/t1") is None  # and it leaves the bus at once: no job is left to clear it
     ai.store.close()  # type: ignore[attr-defined]
 
 

@@ -199,7 +199,10 @@ class Tasks:
             # (triggers fire on changes only; rules let a client write an answer but never remove one)
             self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id) + "/answer", None)
             return answered
-        return self.store.get(uid, request_id)
+        named = self.store.get(uid, request_id)
+        if named is not None and not before and self._cleared(named):  # written again after its bus was cleared
+            self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id), None)  # its record answers it
+        return named
 
     def _refused_answer(self, uid: str, task_id: str, refused: LedgerError) -> Task | None:
         """A task still waiting says why the answer was not taken (too large, a limit the balance cannot cover)."""
@@ -415,6 +418,12 @@ class Tasks:
             return
         self.queue.enqueue(Job(f"task-clear:{uid}:{task_id}", CLEAR_JOB, {"uid": uid, "task": task_id}, "low",
                                delay_seconds=retention.total_seconds()))
+
+    def _cleared(self, task: Task) -> bool:
+        """Whether the task's request and stream have left the bus (it ended longer than the retention ago)."""
+        retention = self.policy.bus_retention
+        return (task.terminal and retention is not None
+                and parse_iso(task.updated_at) + retention <= self.clock.now())
 
     def clear_bus(self, job: Job, delivery: Delivery) -> None:
         """A finished task's request and stream leave the bus (a client has had the retention to read them): its
