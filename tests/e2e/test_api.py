@@ -144,6 +144,11 @@ def test_welcome_bonus_once_per_user_and_device(server: LocalServer) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(claim, [tokens[0]] * 8))
     assert statuses.count(200) == 1 and statuses.count(409) == 7
+    offer = server.call("GET", "/api/v1/credits/welcome-bonus", token=tokens[0])
+    assert offer.status == 200 and offer.json == {
+        "amount": {"credits": "1000", "micros": 1000 * CREDIT}, "expiryDays": None, "claimable": False,
+        "reason": "already-claimed", "detail": "you already received your welcome bonus"}
+    assert server.call("GET", "/api/v1/credits/welcome-bonus", token=tokens[1]).json["claimable"] is True
     again = server.call("POST", "/api/v1/credits/welcome-bonus", {}, token=tokens[0])
     assert again.status == 409 and again.json["reason"] == "already-claimed"
     reused = server.call("POST", "/api/v1/credits/welcome-bonus", {"deviceFingerprint": "same-device-xyz"},

@@ -134,6 +134,20 @@ def test_sign_in_claim_the_bonus_and_the_balance_changes_live_when_another_page_
     assert repainted < 1.0, f"the first page repainted {repainted:.2f} s after the spend"
 
 
+def test_the_welcome_bonus_is_offered_only_while_it_can_be_claimed(context: Any, web: LocalServer) -> None:
+    page = context.new_page()
+    sign_in(page, web, "wes")
+    claim = page.get_by_role("button", name="Claim the welcome bonus: 1000 cr")
+    claim.click()
+    page.get_by_text("Welcome bonus: 1000 cr granted.").wait_for()
+    claim.wait_for(state="detached")  # a second click could only be refused
+    page.reload()
+    page.get_by_test_id("available").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("button", name=re.compile("welcome bonus")).count() == 0
+    assert "claim the welcome bonus" not in page.inner_text("main")
+
+
 def test_the_low_balance_notice_comes_live_and_goes_when_the_balance_is_back(context: Any, web: LocalServer) -> None:
     token = funded(web, "lou")
     page = context.new_page()

@@ -46,6 +46,35 @@ def test_no_bonus_when_the_amount_is_zero(tmp_path, clock: SteppedClock) -> None
     assert refused.value.context["reason"] == "disabled"
 
 
+def test_the_offer_says_what_a_claim_would_get_and_opens_nothing(tmp_path, clock: SteppedClock) -> None:
+    platform = make_platform(tmp_path, clock, welcome_bonus_expiry_days=30, welcome_require_verified_email=True)
+    unverified = platform.welcome.offer(Caller("o", email="o@b.c", email_verified=False))
+    assert (unverified.claimable, unverified.reason) == (False, "email-not-verified")
+    assert unverified.detail == "verify your email address to receive the welcome bonus"
+    caller = Caller("o", email="o@b.c", email_verified=True)
+    before = platform.welcome.offer(caller)
+    assert (before.claimable, before.reason, before.amount, before.expiry_days) == (True, None, 1000 * CREDIT, 30)
+    assert platform.store.account("user:o") is None  # asking opened no account
+    platform.welcome.claim(caller)
+    after = platform.welcome.offer(caller)
+    assert (after.claimable, after.reason) == (False, "already-claimed")
+    with pytest.raises(WelcomeRefused):  # the offer told the truth
+        platform.welcome.claim(caller)
+
+
+def test_the_offer_of_an_account_that_has_entries_but_no_bonus(tmp_path, clock: SteppedClock) -> None:
+    platform = make_platform(tmp_path, clock)
+    platform.credits.open_account("p")
+    platform.credits.grant("p", CREDIT, source="admin", lot_kind="paid", key="bought")
+    assert platform.welcome.offer(Caller("p")).claimable
+    assert platform.welcome.claim(Caller("p")).granted == 1000 * CREDIT
+
+
+def test_no_offer_when_the_amount_is_zero(tmp_path, clock: SteppedClock) -> None:
+    offer = make_platform(tmp_path, clock, welcome_bonus_amount=0).welcome.offer(Caller("z"))
+    assert (offer.claimable, offer.reason, offer.amount) == (False, "disabled", 0)
+
+
 def test_devices_are_stored_hashed(tmp_path, clock: SteppedClock) -> None:
     platform = make_platform(tmp_path, clock)
     platform.welcome.claim(Caller("h"), device="fingerprint-plain-text", ip="192.0.2.44")

@@ -7,6 +7,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ..domain.accounts import user_account
 from ..domain.callers import Caller
 from ..domain.errors import WelcomeRefused
 from ..domain.timefmt import iso
@@ -33,6 +34,25 @@ class WelcomeGrant:
     available: int  # µc after the grant
 
 
+@dataclass(frozen=True)
+class WelcomeOffer:
+    """What a claim would get, and whether one can succeed as far as is known before it (its device and network
+    are known only when it is made)."""
+
+    amount: int  # µc
+    expiry_days: int | None
+    claimable: bool
+    reason: str | None = None  # why not: the `reason` a claim's refusal carries
+    detail: str | None = None  # the refusal's message
+
+
+WELCOME_KEY = "issuance:welcome"
+
+
+def _already_claimed() -> WelcomeRefused:
+    return WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
+
+
 class WelcomeBonus:
     def __init__(self, credits: Credits, claims: WelcomeClaims, clock: Clock, policy: WelcomePolicy,
                  pepper: bytes) -> None:
@@ -45,18 +65,26 @@ class WelcomeBonus:
     def _hash(self, kind: str, value: str) -> str:
         return hmac.new(self._pepper, f"{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
 
+    def offer(self, caller: Caller) -> WelcomeOffer:
+        """The bonus as the caller would claim it now; reads only (no account is opened)."""
+        policy = self.policy
+        try:
+            self._check_caller(caller)
+            account = self.credits.store.account(user_account(caller.uid))
+            if account is not None and self._claimed(caller.uid, account.seq):
+                raise _already_claimed()
+        except WelcomeRefused as refused:
+            return WelcomeOffer(policy.amount, policy.expiry_days, claimable=False,
+                                reason=refused.context.get("reason"), detail=refused.detail)
+        return WelcomeOffer(policy.amount, policy.expiry_days, claimable=True)
+
     def claim(self, caller: Caller, device: str | None = None, ip: str | None = None) -> WelcomeGrant:
         policy, uid, now = self.policy, caller.uid, self.clock.now()
-        if policy.amount <= 0:
-            raise WelcomeRefused("there is no welcome bonus on this platform", reason="disabled")
-        if policy.require_verified_email and not caller.email_verified:
-            raise WelcomeRefused("verify your email address to receive the welcome bonus",
-                                 reason="email-not-verified")
+        self._check_caller(caller)
         account = self.credits.open_account(uid)
         key = f"welcome:{uid}"
-        # an account with no entry yet cannot have had the bonus: only an older one costs this read
-        if account.seq > 0 and self.credits.store.run(lambda tx: tx.idempotency("issuance:welcome", key)) is not None:
-            raise WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
+        if self._claimed(uid, account.seq):
+            raise _already_claimed()
         if device:
             holder = self.claims.claim_device(self._hash("device", device), uid, iso(now))
             if holder != uid:
@@ -70,8 +98,22 @@ class WelcomeBonus:
         result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional", key=key,
                                     expires_at=expires)
         if result.replayed:  # a concurrent claim won the race
-            raise WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
+            raise _already_claimed()
         if ip:
             self.claims.record_ip_claim(ip_hash, uid, iso(now))
         return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account.id,
                             expires_at=iso(expires) if expires else None, available=result.available)
+
+    def _check_caller(self, caller: Caller) -> None:
+        """Refuses a caller no claim could pay, whatever the device and network."""
+        if self.policy.amount <= 0:
+            raise WelcomeRefused("there is no welcome bonus on this platform", reason="disabled")
+        if self.policy.require_verified_email and not caller.email_verified:
+            raise WelcomeRefused("verify your email address to receive the welcome bonus",
+                                 reason="email-not-verified")
+
+    def _claimed(self, uid: str, seq: int) -> bool:
+        """Whether the bonus was granted to uid; an account with no entry yet cannot have had it, so only an older
+        one costs this read."""
+        key = f"welcome:{uid}"
+        return seq > 0 and self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, key)) is not None

@@ -57,12 +57,21 @@ export function BalancePage({ session }) {
   useEffect(() => {
     api("GET", "/credits/balance").then(setBalance, setError);
   }, [version]);
+  const [offer, setOffer] = useState(null); // the welcome bonus: how much, and whether a claim can succeed
+  useEffect(() => {
+    api("GET", "/credits/welcome-bonus").then(setOffer, () => setOffer(null)); // no offer shown: no button
+  }, []);
   const [claim, claiming, claimError] = useAction(async () => {
     const result = await api("POST", "/credits/welcome-bonus", {}, { idempotencyKey: newKey("welcome") });
     setBalance(await api("GET", "/credits/balance"));
     return result;
   });
   const [claimed, setClaimed] = useState(null);
+  const onClaim = async () => {
+    const result = await claim();
+    setClaimed(result);
+    api("GET", "/credits/welcome-bonus").then(setOffer, () => setOffer(null)); // claimed, or why it was refused
+  };
   const shown = mirror && (!balance || mirror.version >= balance.version) ? mirror : balance;
   const notices = Object.entries(notes || {}).map(([id, n]) => ({ id, ...n }))
     .sort((a, b) => String(b.at || b.createdAt || "").localeCompare(String(a.at || a.createdAt || ""))).slice(0, 10);
@@ -80,16 +89,19 @@ export function BalancePage({ session }) {
       </div>}
       {low && <div class="notice" role="alert" data-testid="low-balance"><strong>Low balance:</strong>{" "}
         {low.message || "your balance is below the low-balance threshold"}</div>}
-      <div class="row">
-        <button type="button" disabled={claiming} onClick={async () => setClaimed(await claim())}>
-          {claiming ? "Claiming…" : "Claim the welcome bonus"}</button>
-      </div>
+      {offer && offer.claimable && <div class="row">
+        <button type="button" disabled={claiming} onClick={onClaim}>
+          {claiming ? "Claiming…" : `Claim the welcome bonus: ${credits(offer.amount)}`}</button>
+      </div>}
+      {offer && !offer.claimable && offer.reason === "email-not-verified" &&
+        <p class="muted" data-testid="welcome-why-not">{offer.detail}.</p>}
       {claimed && <div class="success" role="status">Welcome bonus: {credits(claimed.granted)} granted.</div>}
       <Problem error={claimError} />
     </section>
     <section class="card" aria-labelledby="lots-title">
       <h2 id="lots-title">Lots</h2>
-      {!balance ? <Loading what="lots" /> : !balance.lots.length ? <Empty>No credits yet: claim the welcome bonus.</Empty> :
+      {!balance ? <Loading what="lots" /> : !balance.lots.length ?
+        <Empty>No credits yet{offer && offer.claimable ? ": claim the welcome bonus" : ""}.</Empty> :
         <TableFrame label="Lots"><table>
           <thead><tr><th scope="col">Kind</th><th scope="col" class="num">Available</th>
             <th scope="col" class="num">Held</th><th scope="col">Expires</th></tr></thead>

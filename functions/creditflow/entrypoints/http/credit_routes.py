@@ -17,7 +17,15 @@ from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Configured, Routes
-from .views import balance_out, crypto_covering, entry_out, packs_covering, payment_methods, welcome_out
+from .views import (
+    balance_out,
+    crypto_covering,
+    entry_out,
+    packs_covering,
+    payment_methods,
+    welcome_offer_out,
+    welcome_out,
+)
 
 V1 = "/api/v1"
 CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
@@ -120,6 +128,12 @@ def analytics(platform: Platform, caller: Caller, query: AnalyticsQuery) -> s.An
 def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
     account_of(platform, caller)
     return s.LowBalanceOut.model_validate(platform.mirror.check(caller.uid))
+
+
+@routes.route("GET", f"{V1}/credits/welcome-bonus", summary="The welcome bonus, and whether it can be claimed",
+              response=s.WelcomeOfferOut)
+def welcome_offer(platform: Platform, caller: Caller) -> s.WelcomeOfferOut:
+    return welcome_offer_out(platform.welcome.offer(caller))
 
 
 @routes.route("POST", f"{V1}/credits/welcome-bonus", summary="Claim the welcome bonus once", body=s.WelcomeIn,

@@ -11,7 +11,7 @@ from ...domain.errors import InsufficientFunds, LedgerError
 from ...domain.payments import Pack, covering
 from ...services.chat_results import Completion, StreamEnd
 from ...services.credit_results import Granted
-from ...services.welcome import WelcomeGrant
+from ...services.welcome import WelcomeGrant, WelcomeOffer
 from . import schemas as s
 
 
@@ -41,6 +41,11 @@ def grant_out(account: str, amount: int, result: Granted) -> s.GrantOut:
 def welcome_out(result: WelcomeGrant) -> s.WelcomeOut:
     return s.WelcomeOut(granted=s.Money.of(result.granted), entry=result.entry, lot=result.lot,
                         expires_at=result.expires_at, available=s.Money.of(result.available))
+
+
+def welcome_offer_out(offer: WelcomeOffer) -> s.WelcomeOfferOut:
+    return s.WelcomeOfferOut(amount=s.Money.of(offer.amount), expiry_days=offer.expiry_days,
+                             claimable=offer.claimable, reason=offer.reason, detail=offer.detail)
 
 
 def audit_out(report: dict[str, Any]) -> s.AuditOut:
