@@ -415,6 +415,20 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     running.stop()
 
 
+def test_an_image_task_links_to_its_images(context: Any, offline: LocalServer) -> None:
+    token = funded(offline, "ian")
+    made = offline.call("POST", "/api/v1/images", {"prompt": "a lighthouse", "size": "512x512", "n": 2},
+                        token=token, headers={"Idempotency-Key": "ian-images"})
+    assert made.status in (200, 202), made.json
+    page = context.new_page()
+    sign_in(page, offline, "ian", "tasks")
+    link = page.get_by_test_id("task-images")
+    link.wait_for()  # once the task has succeeded
+    assert link.inner_text() == "2 images made: see them in Images"
+    link.get_by_role("link").click()
+    page.get_by_test_id("image").nth(1).wait_for()
+
+
 def test_images_are_priced_made_shown_from_signed_urls_and_deleted(context: Any, offline: LocalServer) -> None:
     funded(offline, "rae")
     page = context.new_page()

@@ -50,6 +50,7 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
   const reply = TERMINAL.has(task.state) && typeof task.result?.text === "string" ? task.result.text : null;
   const said = reply ?? streamText(pieces);
   const final = Object.values(pieces || {}).find((p) => p.final);
+  const images = task.kind === "image" && Array.isArray(task.result?.images) ? task.result.images.length : 0;
   return <article class="card" aria-label={`Task ${task.id}`} data-testid="task" data-state={task.state}>
     <h3>{task.kind} task <code>{task.id}</code></h3>
     <p>State: <strong data-testid="task-state">{task.state}</strong>
@@ -63,6 +64,8 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
     {said && <div class="msg" aria-label="Live output" data-testid="task-output">{said}</div>}
     {final && final.charged != null && <p class="muted">Stream finished.</p>}
     {task.error && <div class="error">Failed: {task.error.detail || task.error.title}</div>}
+    {images > 0 && <p data-testid="task-images">{images === 1 ? "1 image" : `${images} images`} made:{" "}
+      <a href="#/images">see {images === 1 ? "it" : "them"} in Images</a></p>}
     {task.result && <details><summary>Result</summary><pre class="mono">{JSON.stringify(task.result, null, 2)}</pre></details>}
     {task.state === "waiting" && <form onSubmit={(e) => { e.preventDefault(); act("answer", { answer: answer || true }); }}>
       <p><strong>The task asks:</strong> {task.question || "may it go on?"}</p>
