@@ -116,6 +116,9 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.path.endswith(("/chat/completions", "/embeddings")):  # as a provider that has no images
+                    return self._send(404, {"error": {"message": f"no route {self.path}", "param": None,
+                                                      "type": "invalid_request_error", "code": "not_found"}})
                 outer.requests.append(body)
                 if outer.failing:  # the whole provider down, whatever the request
                     return self._send(503, {"error": {"message": "provider down", "type": "server_error"}})
