@@ -134,6 +134,16 @@ def test_ledger_health_models_and_a_grant_from_the_console(context: Any, busy: L
     assert listed[model]["enabled"] is False
     row.get_by_role("button", name=f"Enable {model}").click()
     row.get_by_role("button", name=f"Disable {model}").wait_for()
+    for row in page.get_by_test_id("model-row").all():  # each priced as it charges
+        shown = listed[row.locator("strong").first.inner_text()]
+        price = row.get_by_test_id("model-price").inner_text()
+        if "image" in shown["capabilities"]:
+            first = shown["imagePrices"][0]
+            assert f"{first['price']['credits']} cr an image at {first['size']}, {first['steps']} steps" in price
+            assert row.get_by_role("button", name=re.compile("^Reprice")).count() == 0  # no token price to set
+        else:
+            assert price.endswith("cr per million tokens (input / output)"), price
+    assert any("image" in m["capabilities"] for m in listed.values())
 
     page.goto(f"{busy.url}/admin.html#/users")
     page.get_by_label("User id").fill("bob")

@@ -135,6 +135,15 @@ function LedgerPage() {
   </>;
 }
 
+const isImageModel = (m) => m.capabilities.includes("image");
+
+/** An image model's example prices: its tokens prices are not what it charges. */
+function ImagePrices({ model }) {
+  if (!model.imagePrices.length) return <span class="muted">no example prices</span>;
+  return <ul class="plain">{model.imagePrices.map((p) => <li key={`${p.size}-${p.steps}`}>
+    {p.price.credits} cr an image at {p.size}, {p.steps} steps</li>)}</ul>;
+}
+
 function ModelsPage() {
   const models = useLoad(() => api("GET", "/admin/models"));
   const health = useLoad(() => api("GET", "/admin/models/health"));
@@ -148,7 +157,7 @@ function ModelsPage() {
   return <section class="card"><h2>Models</h2><Problem error={error} />
     <TableFrame label="Models"><table>
       <thead><tr><th scope="col">Model</th><th scope="col">Status</th><th scope="col">Health</th>
-        <th scope="col">Price per million tokens (input / output)</th><th scope="col">Reprice input</th></tr></thead>
+        <th scope="col">Price</th><th scope="col">Reprice input</th></tr></thead>
       <tbody>{models.data.models.map((m) => {
         const h = health.data?.models?.[m.id];
         return <tr key={m.id} data-testid="model-row"><td><strong>{m.id}</strong><br />
@@ -158,13 +167,20 @@ function ModelsPage() {
             onClick={() => put({ model: m.id, enabled: !m.enabled })}>{m.enabled ? "Disable" : "Enable"}</button></td>
           <td>{h ? `${h.state}, ${Math.round(h.errorRate * 100)} % errors${h.p50Ms != null ? `, p50 ${h.p50Ms} ms` : ""}`
             : "not called yet"}</td>
-          <td>{m.inputPerMillion.credits} / {m.outputPerMillion.credits} cr</td>
-          <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { inputPerMillion: prices[m.id] } }); }}>
-            <label for={`price-${m.id}`} class="visually-hidden">New input price of {m.id}</label>
-            <input id={`price-${m.id}`} required inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" size="8"
-              value={prices[m.id] || ""} onInput={(e) => setPrices({ ...prices, [m.id]: e.target.value })} />{" "}
-            <button type="submit" class="secondary" disabled={busy} aria-label={`Reprice ${m.id}`}>Reprice</button>
-          </form></td></tr>;
+          {isImageModel(m) ? <>
+            <td data-testid="model-price"><ImagePrices model={m} /></td>
+            <td class="muted">per image, by size and steps: <code class="whole">prices.perImage</code> of{" "}
+              <code class="whole">PUT /admin/models</code></td>
+          </> : <>
+            <td data-testid="model-price">{m.inputPerMillion.credits} / {m.outputPerMillion.credits} cr per million
+              tokens (input / output)</td>
+            <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { inputPerMillion: prices[m.id] } }); }}>
+              <label for={`price-${m.id}`} class="visually-hidden">New input price of {m.id}</label>
+              <input id={`price-${m.id}`} required inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" size="8"
+                value={prices[m.id] || ""} onInput={(e) => setPrices({ ...prices, [m.id]: e.target.value })} />{" "}
+              <button type="submit" class="secondary" disabled={busy} aria-label={`Reprice ${m.id}`}>Reprice</button>
+            </form></td>
+          </>}</tr>;
       })}</tbody></table></TableFrame></section>;
 }
 
