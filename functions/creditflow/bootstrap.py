@@ -601,7 +601,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                              clock, users.tasks, journal=lambda uid, task_id: None,  # type: ignore[arg-type,return-value]
                              policy=ImagePolicy(attempts=settings.image_attempts,
                                                 backoff_seconds=settings.image_backoff_seconds,
-                                                url_seconds=settings.media_url_seconds, limits=limits))
+                                                url_seconds=settings.media_url_seconds, limits=limits),
+                             health=chat.health)  # one breaker report for every model
     images.cap_of = lambda uid: chat.preferences_of(uid).max_credits_per_request
     if settings.crash_after_steps:
         images.after_step = crash_after(settings, settings.crash_after_steps)

@@ -101,6 +101,21 @@ def test_an_outage_past_the_attempts_fails_the_delivery_and_charges_nothing(flux
     assert task.outcome == "released" and flux.credits.balance("u").held == 0 and objects(flux, "u") == []
 
 
+def test_image_calls_feed_the_models_health_and_auto_passes_over_a_failing_one(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    first, second = [m.id for m in flux.catalog.models("image")][:2]
+    report = flux.chat.health.report  # the admins' report of every model: image calls are in it
+    assert image_task(flux, "u", "fine", "a lighthouse", first, size="256x256").state == SUCCEEDED
+    assert report(flux.chat.now())[first]["state"] == "closed"
+    assert image_task(flux, "u", "down", "FAIL500 please", first, size="256x256").state == FAILED
+    seen = report(flux.chat.now())[first]
+    assert seen["state"] == "open" and seen["error_rate"] == 0.75  # three failed attempts after one success
+    auto = image_task(flux, "u", "auto", "a harbour", size="256x256")  # no model named: not the failing one
+    assert auto.state == SUCCEEDED and auto.result["model"] == second
+    named = image_task(flux, "u", "named", "a harbour", first, size="256x256")  # a named one is still asked
+    assert named.state == SUCCEEDED and report(flux.chat.now())[first]["state"] == "open"  # cool-down not over
+
+
 @pytest.mark.parametrize(("prompt", "problem"), [
     ("UNSAFE content", "provider-rejected-request"),  # the provider's 400, its message passed on
     ("NOTIMAGE please", "provider-unavailable"),  # bytes that are no image, every attempt

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..domain.catalog import Model
 from ..domain.errors import BudgetExhausted, LedgerError, OverRequestLimit, ProviderUnavailable
+from ..domain.health import Health
 from ..domain.images import (
     ImageQuote,
     InvalidImage,
@@ -153,18 +154,29 @@ class ImageGeneration:
     def __init__(self, catalog: LiveCatalog, providers: dict[str, ImageProvider], tools: ImageTools,
                  blobs: BlobStore, credits: Any, realtime: Realtime, clock: Clock, store: TaskStore,
                  journal: Callable[[str, str], Journal], policy: ImagePolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, health: Health | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.catalog, self.providers, self.tools, self.blobs = catalog, providers, tools, blobs
         self.credits, self.realtime, self.clock, self.store = credits, realtime, clock, store
         self.journal = journal
         self.policy = policy or ImagePolicy()
         self.sleep = sleep
+        self.health = health or Health()  # each call's outcome and time, by model: the chat's, in the platform
+        self.now = now
         self.after_step: Callable[[Task, str], None] | None = None  # a test mode's hook (a crash between steps)
         self.cap_of: Callable[[str], int | None] | None = None  # a user's credit limit per request, if they set one
 
     # -- pricing ---------------------------------------------------------------------------------------------
 
     def model(self, model_id: str | None) -> Model:
+        """The named image model; with none named, the first on offer whose circuit breaker is not open (a model
+        failing now is passed over, as a chat call's is), or the first of all when every one's is."""
+        if model_id is None:
+            now = self.now()
+            working = (m for m in self.catalog.models("image") if self.health.breaker(m.id).state(now) != "open")
+            chosen = next(working, None)
+            if chosen is not None:
+                return chosen
         return self.catalog.get(model_id, "image")
 
     def quote(self, model_id: str | None, size: str | None = None, steps: int | None = None, n: int = 1,
@@ -394,10 +406,14 @@ class ImageGeneration:
         timeouts, an unusable reply); its refusal of the request (400) is final at once."""
         delay = self.policy.backoff_seconds
         for attempt in range(1, self.policy.attempts + 1):
+            started = self.now()
             try:
-                return provider.generate(held["model"], prompt, held["width"], held["height"], held["steps"],
+                made = provider.generate(held["model"], prompt, held["width"], held["height"], held["steps"],
                                          held["n"], held["extras"])
+                self.health.record(held["model"], True, self.now() - started, self.now())
+                return made
             except ProviderUnavailable as failure:
+                self.health.record(held["model"], False, self.now() - started, self.now())
                 if attempt == self.policy.attempts or context.cancelled():
                     raise
                 context.progress(1 / len(STEPS), f"the model failed ({failure.detail[:80]}); trying again in "
