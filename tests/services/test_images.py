@@ -116,6 +116,17 @@ def test_image_calls_feed_the_models_health_and_auto_passes_over_a_failing_one(f
     assert named.state == SUCCEEDED and report(flux.chat.now())[first]["state"] == "open"  # cool-down not over
 
 
+def test_an_image_task_runs_on_the_model_it_was_priced_for(flux: Platform) -> None:
+    funded(flux, "u", 1)
+    first = flux.catalog.models("image")[0].id
+    accepted = flux.tasks.submit("u", "t", {"kind": "image", "input": {"prompt": "a harbour", "size": "256x256"}})
+    assert accepted.model == first
+    for _ in range(3):  # its model's breaker opens before the task runs
+        flux.chat.health.record(first, False, 0.1, flux.chat.now())
+    ran = flux.tasks.run("u", "t")
+    assert ran.state == SUCCEEDED and ran.result["model"] == first and ran.charged == accepted.reserved
+
+
 @pytest.mark.parametrize(("prompt", "problem"), [
     ("UNSAFE content", "provider-rejected-request"),  # the provider's 400, its message passed on
     ("NOTIMAGE please", "provider-unavailable"),  # bytes that are no image, every attempt

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -253,7 +253,8 @@ class ImageGeneration:
             return guarded
 
         def reserve(_: dict[str, Any]) -> dict[str, Any]:
-            plan = self.plan(task.request)
+            asked = task.request  # with no model named, the one priced when the task was accepted: its hold's
+            plan = self.plan(asked if asked.model or not task.model else replace(asked, model=task.model))
             if task.reserved < plan.quote.total:  # the catalog's price rose since the hold was placed
                 raise InvalidImageRequest(f"this request now costs {plan.quote.total} µc, above the {task.reserved} "
                                           "µc held for it: ask again", price=plan.quote.total, held=task.reserved)
