@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,52 @@ def test_a_query_streams_its_result_whenever_it_changes(platform: Any, tmp_path:
     sent = next(e for e in events if not e.startswith("event: keep-alive"))
     assert json.loads(sent.split("data: ")[1]) == {"path": "/", "data": {"t3": {"createdAt": 3},
                                                                          "t4": {"createdAt": 4}}}
+
+
+def test_a_query_stream_reads_again_only_the_child_written_below(platform: Any, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """A write below one child reads that child again, not the whole node (a user's every task, on each token
+    of one); the result stays what a fresh read gives, through children added, moved, emptied and removed, and
+    writes at the node and above it."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.domain.realtime_query import order_by, run_query
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
+    tree = platform.realtime
+    tree.set("/tasks/u", {f"t{n}": {"createdAt": n, "state": "done"} for n in range(1, 6)})
+    reads: list[tuple[str, ...]] = []
+    read = tree.read
+    monkeypatch.setattr(tree, "read", lambda parts: reads.append(tuple(parts)) or read(parts))
+    query = {"orderBy": '"createdAt"', "limitToLast": "2"}
+    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {
+        ".read": "auth.uid === $uid", ".indexOn": ["createdAt"]}}}}, tmp_path,
+        DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
+        '/realtime/tasks/u.json?orderBy="createdAt"&limitToLast=2')
+    shown = json.loads(next(events).split("data: ")[1])["data"]
+
+    def after(write: Callable[[], object]) -> None:
+        """Do the write, take what the stream sends until it falls quiet, and check it against a fresh read."""
+        nonlocal shown
+        write()
+        for event in events:
+            if event.startswith("event: keep-alive"):
+                break
+            shown = json.loads(event.split("data: ")[1])["data"]
+        assert shown == run_query(read(("tasks", "u")), order_by(query), query)
+
+    reads.clear()
+    after(lambda: tree.set("/tasks/u/t5/state", "running"))  # in the window
+    after(lambda: tree.set("/tasks/u/t1/state", "gone"))  # outside it: nothing to send
+    after(lambda: tree.set("/tasks/u/t2/createdAt", 9))  # moves into the window
+    after(lambda: tree.set("/tasks/u/t9", {"createdAt": 10}))  # a new child
+    after(lambda: tree.set("/tasks/u/t9", None))  # removed
+    assert set(reads) <= {("tasks", "u", key) for key in ("t1", "t2", "t5", "t9")}, reads  # never the node
+    after(lambda: tree.patch(["tasks", "u"], {"t7": {"createdAt": 20}, "t2": None}))  # at the node: read whole
+    after(lambda: tree.set("/tasks", {"u": {"only": {"createdAt": 1}}}))  # above it
+    after(lambda: tree.set("/tasks/u/only", None))  # the last child gone: the node is null
+    assert shown is None
 
 
 def test_a_stream_sends_every_write_as_it_was_written_though_it_reads_late(platform: Any, tmp_path: Path,

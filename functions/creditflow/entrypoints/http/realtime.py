@@ -322,22 +322,48 @@ class RealtimeSurface:
 
     def query_events(self, who: Identity, parts: tuple[str, ...], order: str, params: dict[str, str]) -> \
             Iterator[str]:
-        watched = join(list(parts))
+        """The query's result, sent again whole when it changes. The node is kept as last read, and a write below
+        one of its children reads that child again, not the node: a change costs the child, not a user's whole
+        history (a write at or above the node reads it whole)."""
+        tree, watched = self.tree, join(list(parts))
         base = watched.rstrip("/")
-        seen = self.tree.feed.seq
-        current = run_query(self.tree.read(parts), order, params)
-        last = etag(current)
-        yield _event("put", "/", current)
+        seen = tree.feed.seq
+        node = tree.read(parts)
+        last = etag(run_query(node, order, params))
+        yield _event("put", "/", run_query(node, order, params))
         for changed in self.changes(who, parts, seen):
             if isinstance(changed, str):
                 yield changed
                 continue
-            if any(where == watched or where.startswith(base + "/") or watched.startswith(where.rstrip("/") + "/")
-                   for _, where in changed):
-                current = run_query(self.tree.read(parts), order, params)
-                if etag(current) != last:
-                    last = etag(current)
-                    yield _event("put", "/", current)
+            whole, children = False, set()
+            for _, where in changed:
+                child = where[len(base) + 1:].split("/", 1)[0] if where.startswith(base + "/") else ""
+                if child:
+                    children.add(child)
+                elif related(where, watched):  # at the node or above it
+                    whole = True
+            if whole:
+                node = tree.read(parts)
+            elif children:
+                node = _with_children(node, {key: tree.read((*parts, key)) for key in children})
+            else:
+                continue
+            current = run_query(node, order, params)
+            if etag(current) != last:
+                last = etag(current)
+                yield _event("put", "/", current)
+
+
+def _with_children(node: Any, children: dict[str, Any]) -> Any:
+    """`node` with these children as they are now (None: gone); a node left with no child is null, as the tree
+    reads one."""
+    updated = dict(node) if isinstance(node, dict) else {}
+    for key, value in children.items():
+        if value is None:
+            updated.pop(key, None)
+        else:
+            updated[key] = value
+    return updated or None
 
 
 def _event(kind: str, path: str, data: Any) -> str:
