@@ -324,6 +324,46 @@ def test_a_stream_sends_every_write_as_it_was_written_though_it_reads_late(platf
         ("put", {"path": "/t1", "data": None})]
 
 
+def test_a_stream_does_not_read_its_node_again_for_each_write_below(platform: Any, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """A reply's stream grows a piece at a time: each piece is sent as written, and the node is not read again for
+    it (that made a reply of n pieces cost n reads of a growing node). A write above the node still sends it whole,
+    and a later one that leaves it as sent sends nothing."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
+    tree = platform.realtime
+    reads: list[tuple[str, ...]] = []
+    read = tree.read
+    monkeypatch.setattr(tree, "read", lambda parts: reads.append(tuple(parts)) or read(parts))
+    events = in_process_stream(platform, {"rules": {"streams": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                               DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
+                               "/realtime/streams/u/t1.json")
+
+    def sent_until_quiet() -> list[dict[str, Any]]:
+        sent = []
+        for event in events:
+            if event.startswith("event: keep-alive"):
+                return sent
+            sent.append(json.loads(event.split("data: ")[1]))
+        return sent
+
+    assert sent_until_quiet() == [{"path": "/", "data": None}]
+    reads.clear()
+    for n in range(1, 6):
+        tree.set(f"/streams/u/t1/{n:06d}", {"text": f"piece {n} "})
+    assert [e["path"] for e in sent_until_quiet()] == [f"/{n:06d}" for n in range(1, 6)]
+    assert ("streams", "u", "t1") not in reads
+    tree.patch(["streams", "u"], {"t2": {"000001": {"text": "other"}}})  # above the node, leaving it as it is
+    tree.set("/streams/u", {"t1": {"000001": {"text": "replaced"}}})  # above it, changing it
+    after = sent_until_quiet()
+    assert after[-1] == {"path": "/", "data": {"000001": {"text": "replaced"}}}
+    tree.patch(["streams", "u"], {"t3": {"000001": {"text": "other"}}})  # the node is as sent: nothing to send
+    assert sent_until_quiet() == []
+
+
 def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_path: Path, monkeypatch) -> None:
     """A write committed first is sent first, though its writer is slower to tell listeners than the next one: the
     last event of a path is what the tree holds."""

@@ -293,11 +293,14 @@ class RealtimeSurface:
             yield changed
 
     def node_events(self, who: Identity, parts: tuple[str, ...]) -> Iterator[str]:
+        """Each write at or below the node as it was written; a write above it sends the node whole, unless it is
+        known to be what was last sent whole (after a write below, it is not known: the node is not read again
+        for each write below it, a reply's every token piece)."""
         tree, feed, watched = self.tree, self.tree.feed, join(list(parts))
         base = watched.rstrip("/")
         seen = feed.seq
         current = tree.read(parts)
-        last = etag(current)
+        last: str | None = etag(current)  # of what the client holds, when known
         yield _event("put", "/", current)
         for changed in self.changes(who, parts, seen):
             if isinstance(changed, str):
@@ -313,7 +316,7 @@ class RealtimeSurface:
                     else:
                         yield _event("patch", relative, written if kept else
                                      {key: tree.get(where.rstrip("/") + "/" + key) for key in patch_keys})
-                    last = etag(tree.read(parts))
+                    last = None
                 elif watched.startswith(where.rstrip("/") + "/"):  # written above the watched path
                     now = tree.read(parts)
                     if etag(now) != last:
