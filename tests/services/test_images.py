@@ -125,6 +125,8 @@ def test_an_image_task_runs_on_the_model_it_was_priced_for(flux: Platform) -> No
         flux.chat.health.record(first, False, 0.1, flux.chat.now())
     ran = flux.tasks.run("u", "t")
     assert ran.state == SUCCEEDED and ran.result["model"] == first and ran.charged == accepted.reserved
+    holds, _ = flux.credits.history("u", kinds=frozenset({"hold"}))
+    assert holds[0].fields()["memo"] == {"task": "t", "model": first}  # the history names the hold's model
 
 
 @pytest.mark.parametrize(("prompt", "problem"), [

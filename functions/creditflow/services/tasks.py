@@ -484,15 +484,14 @@ class Tasks:
         bounds it, and the user's balance is not taken twice for it), otherwise taken from the balance. A task whose
         acceptance a crash cut after its hold was placed takes that hold up, lender or not."""
         key, target = f"task:{task.id}:hold", f"usage:{task.request.kind}"
+        memo = {"task": task.id, **({"model": task.model} if task.model else {})}  # the history names its model
         if lender is not None and lender.hold:
-            split = self.credits.split(task.uid, lender.hold, amount, key=key, target=target, ttl=ttl,
-                                       memo={"task": task.id})
+            split = self.credits.split(task.uid, lender.hold, amount, key=key, target=target, ttl=ttl, memo=memo)
             if not split.replayed:  # the lender's budget was read before this split, never after it
                 lender.lend(split)
             return split.hold, split.amount, split.split_from
         try:
-            hold = self.credits.reserve(task.uid, amount, key=key, target=target, ttl=ttl, memo={"task": task.id},
-                                        owner=TASK)
+            hold = self.credits.reserve(task.uid, amount, key=key, target=target, ttl=ttl, memo=memo, owner=TASK)
         except IdempotencyConflict:  # placed before a crash, by a split or for another price: that hold is it
             made = self.credits.hold_placed(task.uid, key)
             if made is None:
