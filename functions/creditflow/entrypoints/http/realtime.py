@@ -332,8 +332,9 @@ class RealtimeSurface:
         base = watched.rstrip("/")
         seen = tree.feed.seq
         node = tree.read(parts)
-        last = etag(run_query(node, order, params))
-        yield _event("put", "/", run_query(node, order, params))
+        current = run_query(node, order, params)
+        last = etag(current)
+        yield _event("put", "/", current)
         for changed in self.changes(who, parts, seen):
             if isinstance(changed, str):
                 yield changed
