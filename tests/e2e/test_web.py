@@ -307,6 +307,9 @@ def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> No
     rows = page.get_by_test_id("entry")
     rows.first.wait_for()
     assert rows.count() == 20 and rows.first.locator("td").first.inner_text() == "25"  # newest first
+    available, held = rows.get_by_test_id("available-after"), rows.get_by_test_id("held-after")
+    assert [(available.nth(n).inner_text(), held.nth(n).inner_text()) for n in (0, 1)] == [
+        ("1000 cr", "0 cr"), ("999 cr", "1 cr")]  # what each entry left: the newest hold moved 1 cr aside
     page.get_by_role("button", name="Older entries").click()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=entry]').length === 5")
     assert rows.last.locator("td").first.inner_text() == "1"

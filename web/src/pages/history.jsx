@@ -62,10 +62,14 @@ export function HistoryPage() {
       <TableFrame label="Ledger entries"><table>
         <caption class="visually-hidden">Ledger entries, newest first</caption>
         <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Kind</th>
-          <th scope="col" class="num">Amount</th><th scope="col">With</th><th scope="col">Proof</th></tr></thead>
+          <th scope="col" class="num">Amount</th><th scope="col">With</th>
+          <th scope="col" class="num">Available after</th><th scope="col" class="num">Held after</th>
+          <th scope="col">Proof</th></tr></thead>
         <tbody>{page.data.entries.map((e) => <tr key={e.id} data-testid="entry" data-entry={e.id}>
           <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}</td>
           <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td>
+          <td class="num" data-testid="available-after">{e.balanceAfter ? credits(e.balanceAfter.available) : ""}</td>
+          <td class="num" data-testid="held-after">{e.balanceAfter ? credits(e.balanceAfter.held) : ""}</td>
           <td><Verification entryId={e.id} /></td></tr>)}</tbody>
       </table></TableFrame>}
     <div class="row">
