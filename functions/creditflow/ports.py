@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -146,6 +146,10 @@ class Realtime(Protocol):
     """The realtime tree (Realtime Database, or the local tree): the mirror clients listen to."""
 
     def set(self, path: str, value: object) -> None: ...
+
+    def update(self, path: str, children: Mapping[str, object]) -> None:
+        """Realtime Database's multi-path update: each child (a path relative to `path`) set to its value, all in
+        one write."""
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
         """Write `value` (which carries `version`) unless what is stored has a version at least as new."""

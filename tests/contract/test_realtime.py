@@ -84,6 +84,16 @@ def test_set_replaces_subtrees_and_get_assembles_them(tree: Realtime) -> None:
     assert tree.get("/nothing/here") is None
 
 
+def test_update_writes_each_child_below_the_path(tree: Realtime) -> None:
+    tree.set("/streams/u/t", {"000001": {"text": "a"}})
+    tree.update("/streams/u/t", {"000002": {"text": "b"}, "000003": {"final": True, "charged": 5}})
+    assert tree.get("/streams/u/t") == {"000001": {"text": "a"}, "000002": {"text": "b"},
+                                        "000003": {"final": True, "charged": 5}}
+    tree.update("/streams/u", {"t/000001": None, "t2/000001": {"text": "c"}})  # deeper paths; None deletes
+    assert tree.get("/streams/u") == {"t": {"000002": {"text": "b"}, "000003": {"final": True, "charged": 5}},
+                                      "t2": {"000001": {"text": "c"}}}
+
+
 def test_an_older_version_never_overwrites_a_newer_one(tree: Realtime) -> None:
     assert tree.set_if_newer("/balances/u", {"available": 5, "version": 2}, 2)
     assert not tree.set_if_newer("/balances/u", {"available": 9, "version": 1}, 1)

@@ -170,6 +170,27 @@ def test_a_cancel_mid_stream_pays_for_what_was_used_and_frees_the_rest(ai: Platf
     assert ai.integrity.audit().ok
 
 
+def test_the_last_tokens_and_the_final_piece_are_one_write(tmp_path) -> None:
+    """The stream's end costs one write, not two: the tokens still pending (inside the batching interval) and the
+    final piece land together, in order."""
+    from creditflow.adapters.local.tree import LocalTree
+    from creditflow.services.task_runs import StreamWriter
+
+    tree, clock = LocalTree(tmp_path / "tree.sqlite3"), [100.0]
+    writer = StreamWriter(tree, "u", "t", now=lambda: clock[0])
+    writer.add("Hello")  # the first piece goes at once
+    writer.add(",")
+    writer.add(" world")  # within the interval: pending
+    before = tree.feed.seq
+    writer.final({"charged": 7})
+    assert tree.feed.seq == before + 1
+    assert tree.get("/streams/u/t") == {"000001": {"text": "Hello"}, "000002": {"text": ", world"},
+                                        "000003": {"final": True, "charged": 7}}
+    alone = StreamWriter(tree, "u", "quiet", now=lambda: clock[0])
+    alone.final({"charged": 0})  # nothing streamed: the final piece starts the stream
+    assert tree.get("/streams/u/quiet") == {"000001": {"final": True, "charged": 0}}
+
+
 def test_a_run_again_starts_its_stream_afresh(ai: Platform) -> None:
     """A queued task whose first attempt streamed further than the next before its worker died (a restart, a retry):
     the stream the client reads is the last run's, ending with its final piece, none of the earlier one's after."""

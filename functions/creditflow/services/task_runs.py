@@ -74,16 +74,23 @@ class StreamWriter:
             self.last = self.now()
 
     def final(self, piece: dict[str, Any]) -> None:
-        self.flush()
-        self._put({"final": True, **piece})
+        """The last tokens still pending and the final piece, in one write."""
+        pieces = [{"text": "".join(self.pending)}] if self.pending else []
+        self.pending = []
+        self._put(*pieces, {"final": True, **piece})
 
-    def _put(self, piece: dict[str, Any]) -> None:
-        self.seq += 1
-        key = f"{self.seq:06d}"
-        if self.seq == 1:  # a run (a retry, a resume after a restart) starts the stream afresh: an earlier
-            self.realtime.set(self.path, {key: piece})  # attempt's pieces must not outlast its final piece
-        else:
+    def _put(self, *pieces: dict[str, Any]) -> None:
+        keyed = {}
+        for piece in pieces:
+            self.seq += 1
+            keyed[f"{self.seq:06d}"] = piece
+        if self.seq == len(pieces):  # a run (a retry, a resume after a restart) starts the stream afresh: an
+            self.realtime.set(self.path, keyed)  # earlier attempt's pieces must not outlast its final piece
+        elif len(keyed) == 1:
+            [(key, piece)] = keyed.items()
             self.realtime.set(f"{self.path}/{key}", piece)
+        else:
+            self.realtime.update(self.path, keyed)
 
 
 def request_messages(request: TaskRequest) -> Messages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -24,6 +25,9 @@ class RealtimeDatabase:
             self._ref(path).delete()
         else:
             self._ref(path).set(value)
+
+    def update(self, path: str, children: Mapping[str, object]) -> None:
+        self._ref(path).update(dict(children))
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
         written = False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +261,9 @@ class LocalTree(SqliteFile):
         if not parts:
             raise InvalidQuery("the root cannot be written")
         self._transact(parts, {"": value}, None)
+
+    def update(self, path: str, children: Mapping[str, object]) -> None:
+        self.patch(split(path), dict(children))
 
     def set_if_newer(self, path: str, value: dict, version: int) -> bool:
         parts = split(path)
