@@ -45,6 +45,31 @@ def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstr
     assert ai.integrity.audit().ok
 
 
+def mirrored_states(platform: Platform, path: str, since: int) -> list[str]:
+    """The states written to a task's mirror after feed position `since`, in order."""
+    feed = platform.realtime.feed
+    changes = feed.wait(since, 0.0, path)
+    return [feed.written(seq)[1]["state"] for seq, where in changes if where == path]
+
+
+def test_the_mirror_shows_a_task_from_its_acceptance_on(ai: Platform) -> None:
+    """`requested` lasts only while the same call accepts the task: the mirror is not written for it, unless the
+    acceptance fails and leaves the task requested for the next delivery or the restart's recovery."""
+    funded(ai, "u", 1)
+    since = ai.realtime.feed.seq
+    ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    states = mirrored_states(ai, "/tasks/u/t1", since)
+    assert states[0] == "accepted" and states[-1] == "succeeded" and "requested" not in states
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the store went away")
+
+    ai.tasks.classifier.classify = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        ai.tasks.submit("u", "t2", {"kind": "chat", "input": "hello again", "model": LLAMA})
+    assert ai.realtime.get("/tasks/u/t2")["state"] == "requested"
+
+
 def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_back(ai: Platform,
                                                                                upstream: FakeOpenAI) -> None:
     """A pool shutting down refuses new work: each task is queued instead, and its inline slot is free again (a lost

@@ -166,8 +166,11 @@ class Tasks:
         task = Task(task_id, uid, request, at, at)
         if not self.store.create(task):
             return self.store.get(uid, task_id) or task
-        self._mirror(task)
-        return self.accept(task, here=here, lender=lender)
+        try:  # the mirror shows it once accepted (or ended): `requested` lasts only until the next line returns
+            return self.accept(task, here=here, lender=lender)
+        except BaseException:  # left requested, for the next delivery or the restart's recovery: shown so
+            self._mirror(task)
+            raise
 
     def on_request_written(self, uid: str, request_id: str, before: object, after: object) -> Task | None:
         """A write under /requests/{uid}/{requestId}, as the bus delivers it (at least once): a new request is
