@@ -169,7 +169,8 @@ class Tasks:
         try:  # the mirror shows it once accepted (or ended): `requested` lasts only until the next line returns
             return self.accept(task, here=here, lender=lender)
         except BaseException:  # left requested, for the next delivery or the restart's recovery: shown so
-            self._mirror(task)
+            with contextlib.suppress(Exception):  # the acceptance's own error is the one to report
+                self._mirror(task)
             raise
 
     def on_request_written(self, uid: str, request_id: str, before: object, after: object) -> Task | None:
