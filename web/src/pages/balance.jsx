@@ -58,9 +58,8 @@ export function BalancePage({ session }) {
     api("GET", "/credits/balance").then(setBalance, setError);
   }, [version]);
   const [offer, setOffer] = useState(null); // the welcome bonus: how much, and whether a claim can succeed
-  useEffect(() => {
-    api("GET", "/credits/welcome-bonus").then(setOffer, () => setOffer(null)); // no offer shown: no button
-  }, []);
+  const loadOffer = () => api("GET", "/credits/welcome-bonus").then(setOffer, () => setOffer(null)); // none: no button
+  useEffect(() => { loadOffer(); }, []);
   const [claim, claiming, claimError] = useAction(async () => {
     const result = await api("POST", "/credits/welcome-bonus", {}, { idempotencyKey: newKey("welcome") });
     setBalance(await api("GET", "/credits/balance"));
@@ -70,7 +69,7 @@ export function BalancePage({ session }) {
   const onClaim = async () => {
     const result = await claim();
     setClaimed(result);
-    api("GET", "/credits/welcome-bonus").then(setOffer, () => setOffer(null)); // claimed, or why it was refused
+    loadOffer(); // claimed now, or why it was refused
   };
   const shown = mirror && (!balance || mirror.version >= balance.version) ? mirror : balance;
   const notices = Object.entries(notes || {}).map(([id, n]) => ({ id, ...n }))
