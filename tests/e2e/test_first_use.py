@@ -144,6 +144,19 @@ def test_a_body_without_content_type_is_415_saying_which_to_send(running: LocalS
     assert running.call("GET", "/api/v1/credits/balance", token=token).json["available"]["micros"] == 0  # no change
 
 
+def test_a_request_with_no_body_is_read_as_an_empty_object(running: LocalServer) -> None:
+    """`curl -X POST` with nothing to send claims the welcome bonus, whose fields are all optional; a route that
+    needs fields names them instead of asking for a Content-Type."""
+    token = running.token("nadia")
+    claimed = running.call("POST", "/api/v1/credits/welcome-bonus", token=token)
+    assert claimed.status in (200, 201), claimed.json
+    assert running.call("GET", "/api/v1/credits/balance", token=token).json["available"]["micros"] > 0
+    nameless = running.call("POST", "/api/v1/keys", token=token, headers={"Idempotency-Key": "k-nameless"})
+    assert nameless.status == 400 and nameless.content_type == "application/problem+json"
+    assert nameless.json["detail"] == "name: Field required"
+    assert running.call("GET", "/api/v1/keys", token=token).json["keys"] == []  # nothing made
+
+
 def test_a_missing_token_says_how_to_get_a_dev_token_for_this_runtime(running: LocalServer) -> None:
     missing = running.call("GET", "/api/v1/credits/balance")
     assert missing.status == 401
