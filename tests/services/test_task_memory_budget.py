@@ -53,6 +53,12 @@ def taken_for(ai: Platform, task_id: str) -> int:
             return total
 
 
+def entries_of(ai: Platform, task_id: str) -> list[dict]:
+    """The bodies of the task's ledger entries, oldest first."""
+    page, _ = ai.credits.history("u", limit=200)
+    return [e.fields() for e in reversed(page) if e.fields()["key"].startswith(f"task:{task_id}:")]
+
+
 def reply_estimate(ai: Platform, text: str) -> int:
     """The task's estimate: its reply with the whole history's room (what maxCredits must cover)."""
     return ai.chat.quote("u", said(text), LLAMA, more_prompt=CONTEXT)[1].micros
@@ -99,6 +105,10 @@ def test_a_limit_with_no_room_for_the_summary_defers_it_and_charges_only_the_rep
     assert taken > 33  # its reply and its memory calls
     assert seen_as(talk, roomy) == (taken, taken, taken) and roomy.result["charged"]["micros"] == taken
     assert talk.credits.balance("u").held == 0 and talk.integrity.audit().ok
+    # each memory call keeps the rest held for the reply; the reply, the last charge, gives the rest back itself
+    kinds = [f["kind"] for f in entries_of(talk, "roomy")]
+    assert kinds[0] == "hold" and kinds[-1] == "settle" and "release" not in kinds
+    assert kinds[1:-1] == ["settle", "hold"] * (len(kinds[1:-1]) // 2) and len(kinds) > 2
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -45,6 +45,56 @@ def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstr
     assert ai.integrity.audit().ok
 
 
+def task_entries(platform: Platform, uid: str, task_id: str) -> list[tuple[str, int, str]]:
+    """The task's ledger entries, oldest first: (kind, amount, what went back to the balance)."""
+    page, _ = platform.credits.history(uid, limit=200)
+    mine = [e.fields() for e in reversed(page) if e.fields()["key"].startswith(f"task:{task_id}:")]
+    return [(f["kind"], int(f["amount"]), f.get("released", "")) for f in mine]
+
+
+def test_a_chat_task_is_one_hold_and_one_settle_in_the_history(ai: Platform) -> None:
+    """The reply is the task's last charge: it settles the task's hold and gives the rest back in one entry, rather
+    than keep the rest under a new hold only for the task's end to release it (four entries for one reply)."""
+    funded(ai, "u", 1)
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == SUCCEEDED and task.outcome == "settled" and task.charged == 33
+    assert task_entries(ai, "u", "t1") == [("hold", task.reserved, ""),
+                                           ("settle", 33, str(task.reserved - 33))]
+    assert ai.realtime.get("/tasks/u/t1")["charged"]["micros"] == 33
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    assert ai.integrity.audit().ok
+
+
+def test_a_run_cut_after_its_reply_closed_the_hold_ends_charged_once(ai: Platform, upstream: FakeOpenAI) -> None:
+    """The process dies between the reply's charge (which closed the task's hold) and the task's save: the
+    restart's run finds no live hold, asks the model again, and its charge replays by its key. The task succeeds,
+    charged once; nothing is held."""
+    funded(ai, "u", 1)
+    capture = ai.credits.capture
+
+    class Crash(BaseException):
+        """The process dying: no handler of the platform's catches it."""
+
+    def crashing(*args: object, **kwargs: object) -> object:
+        capture(*args, **kwargs)  # type: ignore[arg-type]
+        raise Crash
+
+    ai.credits.capture = crashing  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    ai.credits.capture = capture  # type: ignore[method-assign]
+    cut = ai.tasks.get("u", "t1")
+    assert not cut.terminal and ai.credits.balance("u").held == 0  # the hold is closed: 33 charged, the rest back
+    done = ai.tasks.run("u", "t1")
+    assert done.state == SUCCEEDED and done.outcome == "settled" and done.charged == 33, done.error
+    assert done.result["text"] == "echo: hello there" and len(upstream.requests) == 2  # asked again
+    assert task_entries(ai, "u", "t1") == [("hold", done.reserved, ""), ("settle", 33, str(done.reserved - 33))]
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    assert ai.integrity.audit().ok
+
+
 def mirrored_states(platform: Platform, path: str, since: int) -> list[str]:
     """The states written to a task's mirror after feed position `since`, in order."""
     feed = platform.realtime.feed

@@ -67,6 +67,7 @@ class Budget:
     lent: int = 0  # µc: what tasks it started hold or were charged (an agent's image tasks), out of its limit
     kept: int = 0  # µc: set aside for a call still to come (a chat turn's reply, while its memory calls run)
     split_off: int = 0  # µc: what splits moved out of its hold to tasks it started (their own holds now)
+    released: int = 0  # µc: what the capture that closed the hold gave back to the balance
 
     @property
     def left(self) -> int:
@@ -246,9 +247,11 @@ class MeteredChat:
                                     reservation=hold.id)
 
     def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
-                why: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> Charge:
+                why: str | None = None, tool_calls: list[dict[str, Any]] | None = None,
+                closes: bool = False) -> Charge:
         """Post the hold for what the call cost: reported usage when there is one, else a local estimate
-        flagged for reconciliation; never more than was held."""
+        flagged for reconciliation; never more than was held. A task's call that `closes` its budget (the task's
+        last charge) gives the rest of the task's hold back in the same step."""
         reported = prompt is not None and completion is not None and why is None
         prompt = prompt if reported else call.guess.prompt_tokens
         completion = completion if reported else reply_tokens(text, tool_calls)
@@ -264,8 +267,10 @@ class MeteredChat:
             memo["reconcile"] = f"cost {price} above hold"
         if call.budget is not None:  # a task's call: charged from the task's hold, the rest kept for later calls
             budget_hold = call.budget.hold or call.hold.id  # the latest: another call of the task may have captured
-            captured = self.credits.capture(call.uid, budget_hold, charged, key=f"{call.key}:settle", memo=memo)
+            captured = self.credits.capture(call.uid, budget_hold, charged, key=f"{call.key}:settle", memo=memo,
+                                            closes=closes)
             call.budget.hold, call.budget.remaining = captured.hold, captured.held
+            call.budget.released += captured.released
             outcome: Capture | Settlement = captured
             shortfall = 0
         else:
@@ -421,12 +426,14 @@ class MeteredChat:
 
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, spend: Spend | None = None,
-               options: dict[str, Any] | None = None, budget: Budget | None = None) -> Iterator[Piece]:
+               options: dict[str, Any] | None = None, budget: Budget | None = None,
+               closes: bool = False) -> Iterator[Piece]:
         """Hold now (refusals raise here, before anything streams), then yield Delta pieces and a last
         StreamEnd with the charge. A model that fails before its first piece is released and the
         next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
         broken stream or a missing usage chunk settles on a local estimate, a client that goes away pays at
-        least its input. Outcomes feed the breaker; a client that goes away says nothing about the model."""
+        least its input. Outcomes feed the breaker; a client that goes away says nothing about the model. With a
+        task's `budget`, `closes` makes the call's charge the task's last: the rest of its hold goes back then."""
         try:
             messages = self._resolved(uid, messages)
             rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
@@ -436,10 +443,10 @@ class MeteredChat:
             if spend is not None:
                 spend.finish(0)
             raise
-        return self._pieces(call, messages, key, rest, tried, max_tokens, spend)
+        return self._pieces(call, messages, key, rest, tried, max_tokens, spend, closes)
 
     def _pieces(self, call: Call, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
-                tried: list[str], max_tokens: int | None, spend: Spend | None) -> Iterator[Piece]:
+                tried: list[str], max_tokens: int | None, spend: Spend | None, closes: bool) -> Iterator[Piece]:
         charged = 0
         try:
             while True:
@@ -452,7 +459,7 @@ class MeteredChat:
                     if relay.outcome == "cancelled":  # the consumer stopped reading: the generator is closing
                         self.health.untried(call.model.id)
                         charged = self._settle(call, relay.text, None, None, why="cancelled",
-                                               tool_calls=relay.calls).charged
+                                               tool_calls=relay.calls, closes=closes).charged
                     elif relay.outcome == "rejected":  # raised on to the caller, before any piece
                         self._refused(call)
                 self.health.record(call.model.id, relay.outcome == "complete", self.now() - started, self.now())
@@ -465,7 +472,7 @@ class MeteredChat:
                     continue
                 charge = self._settle(call, relay.text, relay.prompt, relay.completion,
                                       why="stream broke" if relay.outcome == "broken" else None,
-                                      tool_calls=relay.calls)
+                                      tool_calls=relay.calls, closes=closes)
                 charged = charge.charged
                 yield StreamEnd(**vars(charge), finish_reason=relay.finish, broken=relay.outcome == "broken",
                                 tried=tried)

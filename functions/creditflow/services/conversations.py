@@ -105,13 +105,14 @@ class Conversations:
         return replace(result, memory=memory_use(context))
 
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
-               max_tokens: int | None = None, budget: Budget | None = None) -> Iterator[Piece]:
+               max_tokens: int | None = None, budget: Budget | None = None, closes: bool = False) -> Iterator[Piece]:
         """As `chat`, streamed; the turn is stored when the reply is complete (a cut-off reply is charged as
         the chat service says, and not remembered). With a task's `budget`, the reply is charged from it, and so are
-        the turn's summaries and embeddings, within what the reply leaves of it (see `_context`)."""
+        the turn's summaries and embeddings, within what the reply leaves of it (see `_context`); they come before
+        the reply, so a reply that `closes` the budget is the turn's last charge."""
         context = self._context(uid, conversation_id, new, key, model, max_tokens, budget)
         pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
-                                     budget=budget)
+                                     budget=budget, closes=closes)
         return self._remembering(uid, conversation_id, key, new, pieces, context)
 
     def _remembering(self, uid: str, conversation_id: str, key: str, new: Messages,

@@ -67,13 +67,15 @@ class Settlement(CreditResult):
 
 @dataclass(frozen=True, kw_only=True)
 class Capture(CreditResult):
-    """Part of a hold charged; the rest held again under `hold` (None when nothing is left)."""
+    """Part of a hold charged; the rest held again under `hold` (None when nothing is left), or, by a capture that
+    closes the hold, `released` to the balance."""
 
     captured_from: str
     hold: str | None
     entry: str
     charged: int
     held: int  # what the new hold keeps (not the account's held total)
+    released: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -120,19 +120,26 @@ class ChatRun:
     for what was used (at least its input) and the rest of the hold is freed."""
 
     starting = "waiting for the model"  # the task's message from the start of its run to its first token
+    resumes_spent_hold = True  # the reply's charge closes the hold: a run cut after it finds none left
 
     def __init__(self, chat: MeteredChat, conversations: Conversations) -> None:
         self.chat, self.conversations = chat, conversations
 
     def run(self, context: Context, resume: object | None = None) -> RunOutcome:
-        task = context.task
+        """The reply is the task's last charge (a turn's memory calls come before it), so its capture closes the
+        task's hold: a settle, and the rest back to the balance, in one step."""
+        task, budget = context.task, context.budget
         messages = request_messages(task.request)
         key = f"task:{task.id}"
+        if not budget.hold:  # an earlier attempt's reply closed the hold, and a crash cut the run after it
+            if task.hold is None or not self.chat.charged_before(task.uid, key):
+                raise InvalidTask("the task's hold is spent")
+            budget.hold, budget.remaining = task.hold, task.reserved  # asked again; its charge replays by its key
         if task.request.conversation_id:
             pieces = self.conversations.stream(task.uid, task.request.conversation_id, messages, key=key,
-                                               model=task.model, budget=context.budget)
+                                               model=task.model, budget=budget, closes=True)
         else:
-            pieces = self.chat.stream(task.uid, messages, key=key, model=task.model, budget=context.budget)
+            pieces = self.chat.stream(task.uid, messages, key=key, model=task.model, budget=budget, closes=True)
         return self._relay(context, pieces)
 
     @staticmethod

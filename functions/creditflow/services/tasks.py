@@ -578,7 +578,7 @@ class Tasks:
         run's budget says: spent whole, the task keeps naming its last hold (its lineage still ends there)."""
         held = budget.remaining if budget.hold else 0
         return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
-                "charged": task.classified + task.reserved - budget.split_off - held}
+                "charged": task.classified + task.reserved - budget.split_off - held - budget.released}
 
     def _ended(self, task: Task, outcome: RunOutcome) -> Task:
         if outcome.status == "waiting":
