@@ -116,7 +116,6 @@ class SqliteTaskQueue:
         self.handler = handler
         self._now = now
         self._connections = ThreadConnections(path, synchronous=synchronous)
-        self._write = threading.Lock()  # this process's writers queue here rather than in SQLite's busy sleeps
         with self._transaction() as db:
             for statement in SCHEMA:
                 db.execute(statement)
@@ -130,7 +129,7 @@ class SqliteTaskQueue:
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        with self._write, self._connections.transaction() as db:
+        with self._connections.transaction() as db:
             yield db
 
     # -- the port --------------------------------------------------------------------------------------------
