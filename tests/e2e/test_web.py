@@ -213,6 +213,29 @@ def test_a_task_progress_reaches_100_percent_with_its_final_charge(context: Any,
     assert charged == f"{stored['charged']['credits']} cr" and stored["charged"]["micros"] > 0
 
 
+def test_a_task_with_a_limit_typed_in_the_form_goes_through_the_bus(context: Any, web: LocalServer) -> None:
+    """The form sends the limit as typed, a decimal string (no float near money): the bus's rules take it, and the
+    task holds no more than it. Zero is refused on the page, before anything is written."""
+    funded(web, "lim")
+    page = context.new_page()
+    sign_in(page, web, "lim", "tasks")
+    page.get_by_label("Most it may cost (credits, optional)").fill("0")
+    page.get_by_label("Prompt").fill("a task with a limit")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_role("alert").filter(has_text="must be more than 0 credits").wait_for()
+    assert web.call("GET", "/api/v1/tasks", token=web.token("lim")).json["tasks"] == []
+    page.get_by_label("Kind").select_option("agent")  # an agent holds its limit whole
+    page.get_by_label("Most it may cost (credits, optional)").fill("0.5")
+    page.get_by_label("Goal").fill("say hello")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_text(re.compile(r"Submitted task .* \(through the realtime bus\)")).wait_for()
+    task_id = page.get_by_test_id("task").first.get_attribute("aria-label").removeprefix("Task ")
+    written = web.call("GET", f"/realtime/requests/lim/{task_id}.json?auth={web.token('lim')}").json
+    assert written["maxCredits"] == "0.5"  # as typed
+    stored = web.call("GET", f"/api/v1/tasks/{task_id}", token=web.token("lim")).json
+    assert stored["reserved"]["micros"] == 500_000, stored
+
+
 def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: LocalServer) -> None:
     funded(web, "cam")
     page = context.new_page()

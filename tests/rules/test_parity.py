@@ -80,6 +80,8 @@ def project_rows() -> list[dict[str, Any]]:
         row("write", r2, ALICE, {**CHAT, "input": "\U0001F600" * 50_001}),
         row("write", r2, ALICE, {**CHAT, "input": True}), row("write", r2, ALICE, {**CHAT, "maxCredits": 0}),
         row("write", r2, ALICE, {**CHAT, "maxCredits": 0.001}), row("write", r2, ALICE, {**CHAT, "maxCredits": True}),
+        *(row("write", r2, ALICE, {**CHAT, "maxCredits": text}) for text in (
+            "2.5", "0.000001", "5", "0", "0.000", "-1", "1e3", "2.5000001", "", "5.", ".5", "1234567890123")),
         row("write", r2, ALICE, {**CHAT, "priority": "low"}), row("write", r2, ALICE, {**CHAT, "priority": "LOW"}),
         row("write", r2, ALICE, {**CHAT, "model": "m" * 128}), row("write", r2, ALICE, {**CHAT, "model": "m" * 129}),
         row("write", r2, ALICE, {**CHAT, "extra": {"nested": 1}}), row("write", r2, ALICE, {**CHAT, "cancel": True}),

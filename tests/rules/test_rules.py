@@ -47,6 +47,8 @@ def test_database_rules_pass_every_case() -> None:
         {".validate": "newData.isString()"}),
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["maxCredits"].update(
         {".validate": "newData.isNumber()"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["maxCredits"].update(
+        {".validate": "(newData.isNumber() && newData.val() > 0) || newData.isString()"}),
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["createdAt"].update(
         {".validate": "newData.isNumber()"}),
     lambda rules: rules["rules"]["notifications"]["$uid"].update({".read": "auth != null"}),

@@ -121,6 +121,7 @@ export async function write(path, data) {
     const problem = await problemOf(response);
     const error = new Error(problem.detail || problem.error || `the server answered ${response.status}`);
     error.problem = problem;
+    error.status = response.status;
     throw error;
   }
   return true;

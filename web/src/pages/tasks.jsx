@@ -19,7 +19,10 @@ async function viaBus(path, value, rest) {
   try {
     if (await write(path, value)) return "bus";
   } catch (error) {
-    throw new ApiError(error.problem?.status || 400, { detail: error.message });
+    const refused = error.status === 401 || error.status === 403; // the database's rules said no, and not why
+    throw new ApiError(error.problem?.status || error.status || 400, { detail: refused
+      ? `the realtime database refused the write (${error.message}): a field is not one its rules accept`
+      : error.message });
   }
   await rest();
   return "rest";
@@ -87,6 +90,7 @@ function TaskForm({ uid, onSubmitted }) {
   const [max, setMax] = useState("");
   const [done, setDone] = useState(null);
   const [submit, busy, error] = useAction(async () => {
+    if (max && !(Number(max) > 0)) throw new ApiError(422, { detail: "the most it may cost must be more than 0 credits" });
     const request = { kind, input, ...(model ? { model } : {}), ...(max ? { maxCredits: max } : {}) };
     const result = await submitTask(uid, request);
     setDone(result);
