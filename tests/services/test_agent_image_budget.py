@@ -7,6 +7,7 @@ against the OpenAI-compatible server the tests start (it draws no images: the im
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def test_the_agents_own_calls_get_only_what_its_image_tasks_left(drawing: Platfo
                                  ["arithmetic", {"expression": "1 + 1"}]], "0.003")
     assert task.state == SUCCEEDED and task.result["partial"] is True, task.result
     assert task.result["reason"] == "credit limit reached"
+    # what stopped it, with the figures: the call's price beside what its limit had left
+    assert re.fullmatch(r"this call may cost up to [0-9.]+ credits but the task has [0-9.]+ left of its limit",
+                        task.result["detail"]), task.result
+    assert task.message == f"stopped at its limit (partial result): {task.result['detail']}"[:200]
     [image] = images_of(drawing, "a2")
     assert image.reserved == two and task.charged + image.reserved <= limit
 

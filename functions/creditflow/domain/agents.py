@@ -38,6 +38,7 @@ class AgentOutcome:
     steps: int
     tool_calls: int
     reason: str | None = None
+    detail: str | None = None  # what the limit said: the call's price beside what was left, say
     question: str | None = None
     approve_up_to: int | None = None  # µc: the credit limit the question asks for
 

@@ -336,7 +336,8 @@ class AgentRun:
                                            self.start_image)
         outcome = self.runner.run(agent_context, agent, goal, limits=limits, resume=resume)
         result = {"text": outcome.result, "partial": outcome.partial, "steps": outcome.steps,
-                  "toolCalls": outcome.tool_calls, **({"reason": outcome.reason} if outcome.reason else {})}
+                  "toolCalls": outcome.tool_calls, **({"reason": outcome.reason} if outcome.reason else {}),
+                  **({"detail": outcome.detail} if outcome.detail else {})}
         if outcome.status == "waiting":
             return RunOutcome("waiting", {**result, "approveUpTo": outcome.approve_up_to}, outcome.question)
         return RunOutcome(outcome.status, result)

@@ -588,9 +588,10 @@ class Tasks:
         state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
         if state == CANCELLED and not task.cancel_requested and self._overdue(task):  # stopped by its deadline
             return self._finish(task, EXPIRED, result=outcome.result or None, message="past its deadline")
+        why = outcome.result.get("detail") or outcome.result.get("reason")
         return self._finish(task, state, result=outcome.result or None, message={
-            "done": "done", "stopped": "stopped at its limit (partial result)", "cancelled": "cancelled"}[
-            outcome.status])
+            "done": "done", "stopped": "stopped at its limit (partial result)" + (f": {why}" if why else ""),
+            "cancelled": "cancelled"}[outcome.status])
 
     def _failed_attempt(self, context: RunContext, error: Exception, delivery: Delivery | None) -> Task:
         task = self._spent(context)

@@ -88,10 +88,13 @@ function TaskForm({ uid, onSubmitted }) {
   const [input, setInput] = useState("");
   const [model, setModel] = useState("");
   const [max, setMax] = useState("");
+  const [ask, setAsk] = useState(false);
   const [done, setDone] = useState(null);
   const [submit, busy, error] = useAction(async () => {
     if (max && !(Number(max) > 0)) throw new ApiError(422, { detail: "the most it may cost must be more than 0 credits" });
-    const request = { kind, input, ...(model ? { model } : {}), ...(max ? { maxCredits: max } : {}) };
+    const asking = kind === "agent" && ask; // an agent that asks before passing its limit: {goal, approval}
+    const request = { kind, input: asking ? { goal: input, approval: true } : input, ...(model ? { model } : {}),
+      ...(max ? { maxCredits: max } : {}) };
     const result = await submitTask(uid, request);
     setDone(result);
     setInput("");
@@ -107,6 +110,9 @@ function TaskForm({ uid, onSubmitted }) {
         <input id="task-max" inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" value={max}
           onInput={(e) => setMax(e.target.value)} /></div>
     </div>
+    {kind === "agent" && <label style="font-weight:400"><input type="checkbox" checked={ask}
+      onChange={(e) => setAsk(e.target.checked)} /> Ask me before it spends past its limit (else it stops there
+      with what it has)</label>}
     <ModelPicker id="task-model" value={model} onChange={setModel} />
     <label for="task-input">{kind === "agent" ? "Goal" : "Prompt"}</label>
     <textarea id="task-input" required value={input} onInput={(e) => setInput(e.target.value)} />

@@ -49,7 +49,8 @@ if set(SPECS) != set(AGENTS):
 class AgentState(TypedDict):
     messages: Annotated[list[dict[str, Any]], operator.add]  # OpenAI wire messages, system and goal first
     tool_calls: int
-    ended: dict[str, str] | None  # {"status": "stopped" | "cancelled", "reason": ...} when a node ended it early
+    ended: dict[str, str] | None  # {"status": "stopped" | "cancelled", "reason": ..., "detail"?: ...} when a node
+    # ended it early
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _model(state: AgentState, runtime: Runtime[Run]) -> dict[str, Any]:
             return {"ended": {"status": "stopped", "reason": "the conversation grew past the model's context"}}
         except BudgetExhausted as over:
             if not run.limits.approval_to_exceed:
-                return {"ended": {"status": "stopped", "reason": "credit limit reached"}}
+                return {"ended": {"status": "stopped", "reason": "credit limit reached", "detail": over.detail}}
             question, asked = budget_question(int(over.context.get("spent", 0)), int(over.context.get("limit", 0)),
                                               int(over.context.get("needed", 0)))
             # pauses here (checkpointed); a run with the user's answer comes back to this line with it
@@ -197,5 +198,5 @@ class LangGraphAgents:
         ended = state["ended"]
         if ended is not None:
             return AgentOutcome(ended["status"], partial_result(messages), True, steps,  # type: ignore[arg-type]
-                                tool_calls, reason=ended["reason"])
+                                tool_calls, reason=ended["reason"], detail=ended.get("detail"))
         return AgentOutcome("done", messages[-1].get("content") or "", False, steps, tool_calls)
