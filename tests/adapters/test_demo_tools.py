@@ -43,6 +43,17 @@ def test_once_the_tools_answered_it_says_what_they_answered() -> None:
     assert reply.finish_reason == "stop" and reply.tool_calls is None and reply.text.endswith("answered: 42")
 
 
+def test_an_image_task_started_is_named_with_its_price_not_shown_as_json() -> None:
+    started = '{"taskId": "t-img-1", "state": "accepted", "price": "0.00042", "estimate": "0.00042"}'
+    messages = [{"role": "user", "content": "what is 6 * 7, then draw a boat"},
+                {"role": "assistant", "content": "", "tool_calls": []},
+                {"role": "tool", "tool_call_id": "call_1", "content": "42"},
+                {"role": "tool", "tool_call_id": "call_2", "content": started}]
+    assert demo_tool_use(messages, {"tools": TOOLS}) == (
+        "[demo reply, not a real model] the tools answered: 42; image task t-img-1 started (0.00042 credits held; "
+        "see Images)", [])
+
+
 def test_a_streamed_reply_carries_the_calls_as_a_delta() -> None:
     pieces = list(DemoProvider().stream("demo-chat", [{"role": "user", "content": "1 + 1"}], 100, {"tools": TOOLS}))
     [call] = pieces[0].tool_calls or []

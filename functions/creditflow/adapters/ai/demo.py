@@ -36,6 +36,17 @@ EXPRESSION = re.compile(r"[(\d][\d\s.()]*(?:[-+*/%^][\d\s.()]*)+\d\)*")  # digit
 DRAWING = re.compile(r"\b(?:draw|paint|(?:an? )?(?:image|picture) of)\b\s*(.*)", re.IGNORECASE | re.DOTALL)
 
 
+def said(answer: str) -> str:
+    """A tool's answer as a reply puts it: an image task started is named, with its price, not shown as JSON."""
+    try:
+        started = json.loads(answer)
+    except ValueError:
+        return answer
+    if isinstance(started, dict) and "taskId" in started:
+        return f"image task {started['taskId']} started ({started.get('price', '?')} credits held; see Images)"
+    return answer
+
+
 def demo_tool_use(messages: Messages, options: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]] | None:
     """What the demo does with tools, so that an agent shows its tool calls offline: asked with tools, it calls
     `arithmetic` on the first expression in the user's text and `start_image_task` when the text asks to draw (or
@@ -47,7 +58,7 @@ def demo_tool_use(messages: Messages, options: dict[str, Any] | None) -> tuple[s
     last_user = max((n for n, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     answered = [str(m.get("content", "")) for m in messages[last_user + 1:] if m.get("role") == "tool"]
     if answered:
-        return "[demo reply, not a real model] the tools answered: " + "; ".join(answered), []
+        return "[demo reply, not a real model] the tools answered: " + "; ".join(map(said, answered)), []
     text = str(messages[last_user].get("content", "")) if last_user >= 0 else ""
     planned: list[tuple[str, dict[str, str]]] = []
     expression = EXPRESSION.search(text)
