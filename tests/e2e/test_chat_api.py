@@ -58,7 +58,8 @@ def test_an_unaffordable_call_is_refused_before_the_provider(real: LocalServer, 
     reply = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
                       token=token, headers={"Idempotency-Key": "b-1"})
     assert reply.status == 402 and reply.json["shortfall"]["micros"] > 0
-    assert reply.json["paymentMethods"] == ["stripe"] and reply.json["packs"][0]["price"]["amount"] > 0
+    # this server has no Stripe keys: the packs are listed, and no method offered that could only fail
+    assert reply.json["paymentMethods"] == [] and reply.json["packs"][0]["price"]["amount"] > 0
     assert len(upstream.requests) == before
 
 

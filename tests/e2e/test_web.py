@@ -466,6 +466,23 @@ def test_a_pack_is_bought_on_stripe_checkout_and_its_credits_arrive_when_stripe_
     page.get_by_text(re.compile(r"^Payment received: 100 cr credited \(")).wait_for()
 
 
+def test_a_deployment_without_stripe_or_a_chain_offers_neither_on_the_payments_page(
+        context: Any, offline: LocalServer) -> None:
+    """No Stripe keys: the packs are listed, with no Pay button that could only fail (503), and the page says so.
+    No chain read: no crypto section, and none of its lists is asked for (nor polled) to be refused."""
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    sign_in(page, offline, "pam", "payments")
+    page.get_by_test_id("cards-off").wait_for()
+    assert page.get_by_test_id("pack").count() == 3
+    assert page.get_by_role("button", name=re.compile("^Pay by card")).count() == 0
+    assert offline.call("GET", "/api/v1/payments/packs").json["methods"] == []
+    page.wait_for_timeout(500)
+    assert not [url for url in asked if "/api/v1/deposits" in url], asked
+    assert page.get_by_role("heading", name="Pay with crypto").count() == 0
+
+
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """The local runtime with no provider: its demo models, the image one included."""

@@ -363,6 +363,11 @@ class Payments:
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
+    @property
+    def configured(self) -> bool:
+        """Whether cards can be paid with here (Stripe's keys are set)."""
+        return self.cards is not None
+
     def require_cards(self) -> CardPayments:
         if self.cards is None:
             raise PaymentsNotConfigured(f"card payments are not configured on this platform: {self.missing}")

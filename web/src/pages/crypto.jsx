@@ -50,8 +50,16 @@ function decimalsOf(setup, symbol) {
   return (setup.tokens.find((t) => t.symbol === symbol) || { decimals: 18 }).decimals;
 }
 
+/** The crypto section, where a chain is read here: nothing else is asked (and nothing polled) before that is known. */
 export function CryptoTopUp() {
   const setup = useLoad(() => api("GET", "/wallets"));
+  if (setup.loading) return <Loading what="crypto top-ups" />;
+  if (setup.error) return <Problem error={setup.error} />;
+  if (!setup.data.chainId || !setup.data.depositAddress) return null; // not offered on this platform
+  return <CryptoOffered setup={setup} />;
+}
+
+function CryptoOffered({ setup }) {
   const deposits = useLoad(() => api("GET", "/deposits"));
   const pending = useLoad(() => api("GET", "/deposits/pending"));
   const [link, linking, linkError] = useAction(async () => { await linkWallet(); setup.reload(); });
@@ -63,10 +71,7 @@ export function CryptoTopUp() {
     const timer = setInterval(() => { pending.reload(); deposits.reload(); }, POLL_MS);
     return () => clearInterval(timer);
   }, []);
-  if (setup.loading) return <Loading what="crypto top-ups" />;
-  if (setup.error) return <Problem error={setup.error} />;
   const s = setup.data;
-  if (!s.chainId || !s.depositAddress) return null; // not offered on this platform
   const linked = s.wallets.length > 0;
   return <section class="card" aria-labelledby="crypto-title">
     <h2 id="crypto-title">Pay with crypto</h2>

@@ -35,14 +35,16 @@ export function PaymentsPage() {
     {back.has("cancelled") && <div class="card" role="status">Checkout was cancelled: nothing was charged.</div>}
     <section class="card" aria-labelledby="packs-title">
       <h2 id="packs-title">Buy credits</h2>
-      <p>You pay on Stripe's Checkout page; Creditflow never sees your card.</p>
       <Problem error={buyError} />
-      {packs.loading ? <Loading what="packs" /> : packs.error ? <Problem error={packs.error} /> :
+      {packs.loading ? <Loading what="packs" /> : packs.error ? <Problem error={packs.error} /> : <>
+        {packs.data.methods.includes("stripe") ? <p>You pay on Stripe's Checkout page; Creditflow never sees your
+          card.</p> : <p class="muted" data-testid="cards-off">Card payments are not set up on this deployment (its
+          operator sets Stripe's keys).</p>}
         <ul class="packs">{packs.data.packs.map((p) => <li key={p.id} data-testid="pack">
           <strong>{credits(p.credits)}</strong> for {price(p.price)}{" "}
-          <button type="button" disabled={buying} onClick={() => buy(p.id)}
-            aria-label={`Pay by card: ${p.credits.credits} credits for ${price(p.price)}`}>Pay by card</button>
-        </li>)}</ul>}
+          {packs.data.methods.includes("stripe") && <button type="button" disabled={buying} onClick={() => buy(p.id)}
+            aria-label={`Pay by card: ${p.credits.credits} credits for ${price(p.price)}`}>Pay by card</button>}
+        </li>)}</ul></>}
     </section>
     <CryptoTopUp />
     <section class="card" aria-labelledby="payments-title">

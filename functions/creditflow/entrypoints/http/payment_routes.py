@@ -20,6 +20,7 @@ from ...services.reconciliation import EVERY
 from . import schemas as s
 from .admin_console_routes import days_before
 from .api import Routes
+from .views import pack_methods
 from .wallet_routes import DepositTotalsOut
 
 V1 = "/api/v1"
@@ -151,8 +152,7 @@ class AdminPaymentsOut(s.Out):
 @routes.route("GET", f"{V1}/payments/packs", summary="The credit packs on sale, and how they can be paid for",
               auth="none", response=PacksOut)
 def list_packs(platform: Platform) -> PacksOut:
-    return PacksOut(packs=[PackOut.of(p) for p in platform.payments.packs],
-                    methods=list(platform.settings.payment_methods))
+    return PacksOut(packs=[PackOut.of(p) for p in platform.payments.packs], methods=pack_methods(platform))
 
 
 @routes.route("POST", f"{V1}/payments/stripe/checkout", summary="A Stripe Checkout page for one pack (503 until "

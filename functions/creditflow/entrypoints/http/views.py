@@ -84,9 +84,14 @@ def crypto_covering(platform: Platform, shortfall: int) -> list[dict[str, Any]]:
             for token, amount in rules.covering(shortfall)]
 
 
+def pack_methods(platform: Platform) -> list[str]:
+    """How a pack can be paid for here: the methods offered whose keys are set (no card without Stripe's)."""
+    return [m for m in platform.settings.payment_methods if m != "stripe" or platform.payments.configured]
+
+
 def payment_methods(platform: Platform) -> list[str]:
-    """How credits can be bought here: the configured methods, and crypto where a chain is read."""
-    return list(platform.settings.payment_methods) + (["crypto"] if platform.deposits.configured else [])
+    """How credits can be bought here: a pack by the methods set up, and crypto where a chain is read."""
+    return pack_methods(platform) + (["crypto"] if platform.deposits.configured else [])
 
 
 def payment_options(platform: Platform, error: LedgerError) -> dict[str, Any]:
