@@ -41,6 +41,15 @@ def test_submit_read_list_and_cancel_a_task(real: LocalServer) -> None:
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)
 
 
+def test_the_history_names_the_task_each_entry_was_written_for(real: LocalServer) -> None:
+    token = fund(real, "named", "1")
+    real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "whose entry?", "model": LLAMA}, token=token,
+              headers={"Idempotency-Key": "named-1"})
+    assert settled(real, token, "named-1")["state"] == "succeeded"
+    entries = real.call("GET", "/api/v1/credits/history", token=token).json["entries"]
+    assert [(e["kind"], e["task"]) for e in entries] == [("settle", "named-1"), ("hold", "named-1"), ("grant", None)]
+
+
 def test_tasks_are_paged_by_their_cursor_and_a_made_up_cursor_is_refused(real: LocalServer) -> None:
     token = fund(real, "pager", "1")
     for n in range(3):

@@ -383,6 +383,25 @@ def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> No
     page.get_by_text("No entries match these filters.").wait_for()
 
 
+def test_an_entry_links_to_the_task_it_was_written_for(context: Any, web: LocalServer) -> None:
+    token = funded(web, "tal")
+    body = {"kind": "chat", "input": "which task?", "model": "meta-llama/Llama-3.3-70B-Instruct"}
+    assert web.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "tal-1"}).status == 200
+    deadline = time.monotonic() + 20
+    while web.call("GET", "/api/v1/tasks/tal-1", token=token).json["state"] != "succeeded":
+        assert time.monotonic() < deadline, "the task did not end"
+        time.sleep(0.05)
+    page = context.new_page()
+    sign_in(page, web, "tal", "history")
+    links = page.get_by_test_id("entry-task")
+    links.first.wait_for()
+    assert [link.inner_text() for link in links.all()] == ["task tal-1", "task tal-1"]  # its settle and its hold
+    assert page.get_by_test_id("entry").count() == 3  # and the grant, of no task
+    links.first.click()
+    page.get_by_role("article", name="Task tal-1").wait_for()
+    assert page.url.endswith("#/tasks/tal-1")
+
+
 def test_history_says_why_a_hold_was_released(context: Any, web: LocalServer) -> None:
     """An agent starts an image task held out of its own hold (the test's model plans the tool call): the history
     shows that release as a split, and a plain one without a reason."""

@@ -87,6 +87,16 @@ def require_task_id(task_id: object) -> str:
     return task_id
 
 
+def task_of_entry(key: str, memo: dict[str, str]) -> str | None:
+    """The task a ledger entry was written for: its key is `task:{id}:…` (the task's hold, its calls' charges, its
+    close), or its memo names it; None for an entry of no task."""
+    parts = key.split(":")
+    if len(parts) > 2 and parts[0] == "task" and _ID.fullmatch(parts[1]):
+        return parts[1]
+    named = memo.get("task")
+    return named if isinstance(named, str) and _ID.fullmatch(named) else None
+
+
 def replay_id(task_id: str) -> str:
     """The id of a replay of task `task_id`: `{id}-replay` while that fits in an id, else the id cut short with a
     digest of it, so that a replay of a replay is a new task whatever the length (cut short alone, the two ids of a

@@ -9,6 +9,9 @@ const KINDS = ["grant", "hold", "settle", "release", "expire", "writeoff"];
 // why a hold was released, when it was not simply freed: expired, extended, split (part moved to another task)
 const releasedBecause = (e) => e.kind === "release" && e.reason && e.reason !== "released" ? ` (${e.reason})` : "";
 
+// a task id short enough for a table cell: the whole id is the link's title
+const shortId = (id) => (id.length > 16 ? `${id.slice(0, 12)}…` : id);
+
 function Verification({ entryId }) {
   const [result, setResult] = useState(null);
   const [run, busy, error] = useAction(async () => setResult(await verifyEntry(entryId)));
@@ -67,7 +70,8 @@ export function HistoryPage() {
           <th scope="col">Proof</th></tr></thead>
         <tbody>{page.data.entries.map((e) => <tr key={e.id} data-testid="entry" data-entry={e.id}>
           <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}</td>
-          <td class="num">{credits(e.amount)}</td><td>{e.counterparty}</td>
+          <td class="num">{credits(e.amount)}</td><td>{e.counterparty}{e.task ? <><br /><a href={`#/tasks/${
+            encodeURIComponent(e.task)}`} title={e.task} data-testid="entry-task">task {shortId(e.task)}</a></> : ""}</td>
           <td class="num" data-testid="available-after">{e.balanceAfter ? credits(e.balanceAfter.available) : ""}</td>
           <td class="num" data-testid="held-after">{e.balanceAfter ? credits(e.balanceAfter.held) : ""}</td>
           <td><Verification entryId={e.id} /></td></tr>)}</tbody>

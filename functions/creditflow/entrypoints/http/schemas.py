@@ -492,6 +492,7 @@ class EntryOut(Out):
     reason: str | None = None
     reference: str | None = None
     memo: dict[str, str] = Field(default_factory=dict)
+    task: str | None = Field(default=None, description="the caller's task the entry was written for, if any")
     balance_after: dict[str, Money]
     hash: str
 

@@ -9,6 +9,7 @@ from ...bootstrap import Platform
 from ...domain.balance import Balance
 from ...domain.errors import InsufficientFunds, LedgerError
 from ...domain.payments import Pack, covering
+from ...domain.tasks import task_of_entry
 from ...services.chat_results import Completion, StreamEnd
 from ...services.credit_results import Granted
 from ...services.welcome import WelcomeGrant, WelcomeOffer
@@ -30,6 +31,7 @@ def entry_out(entry: Any) -> s.EntryOut:
                       counterparty=fields["counterparty"], hold=fields.get("hold"), lot=fields.get("lot"),
                       released=s.Money.of(int(released)) if released is not None else None,
                       reason=fields.get("reason"), reference=fields.get("reference"), memo=fields.get("memo", {}),
+                      task=task_of_entry(fields.get("key", ""), fields.get("memo", {})),
                       balance_after={k: s.Money.of(int(v)) for k, v in fields["balance"].items()}, hash=entry.hash)
 
 
