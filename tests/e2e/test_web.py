@@ -525,6 +525,20 @@ def test_an_image_task_links_to_its_images(context: Any, offline: LocalServer) -
     page.get_by_test_id("image").nth(1).wait_for()
 
 
+def test_an_image_task_an_agent_started_links_to_the_agent(context: Any, offline: LocalServer) -> None:
+    token = funded(offline, "ira")
+    body = {"kind": "agent", "input": "draw a lighthouse at dusk", "model": "demo-chat"}
+    assert offline.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "ira-agent"}).status \
+        == 200
+    page = context.new_page()
+    sign_in(page, offline, "ira", "tasks")
+    started_by = page.get_by_test_id("task-started-by")
+    started_by.wait_for(timeout=30000)  # on the image task's card, once the agent has started it
+    assert started_by.inner_text() == "Started by task ira-agent" and started_by.count() == 1
+    started_by.get_by_role("link").click()
+    page.get_by_role("article", name="Task ira-agent").wait_for()
+
+
 def test_images_are_priced_made_shown_from_signed_urls_and_deleted(context: Any, offline: LocalServer) -> None:
     funded(offline, "rae")
     page = context.new_page()

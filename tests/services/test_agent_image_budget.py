@@ -55,6 +55,8 @@ def test_an_image_task_past_what_is_left_of_the_agents_limit_is_refused(drawing:
     assert refused.startswith("error: ") and "limit" in refused, refused
     [image] = images_of(drawing, "a1")
     assert image.id == image_task_id("a1", "2:call_2") and image.state == ACCEPTED and image.reserved == one
+    assert image.mirror()["startedBy"] == "a1" and drawing.realtime.get(f"/tasks/u/{image.id}")["startedBy"] == "a1"
+    assert "startedBy" not in task.mirror()  # a task the user asked for names no other
     assert json.loads(started)["taskId"] == image.id
     assert task.charged + image.reserved <= limit
     assert drawing.credits.balance("u").held == image.reserved  # the agent's own hold is closed; the image's stays

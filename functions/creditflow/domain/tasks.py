@@ -269,6 +269,8 @@ class Task:
                 view[name] = value
         if self.state == WAITING and isinstance(self.steps.get("question"), str):
             view["question"] = self.steps["question"]
+        if isinstance(self.steps.get("startedBy"), str):  # an agent's image task: the agent task
+            view["startedBy"] = self.steps["startedBy"]
         return view
 
 

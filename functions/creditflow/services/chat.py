@@ -68,6 +68,7 @@ class Budget:
     kept: int = 0  # µc: set aside for a call still to come (a chat turn's reply, while its memory calls run)
     split_off: int = 0  # µc: what splits moved out of its hold to tasks it started (their own holds now)
     released: int = 0  # µc: what the capture that closed the hold gave back to the balance
+    task: str | None = None  # the task whose hold it is (the tasks it starts name it)
 
     @property
     def left(self) -> int:

@@ -163,7 +163,8 @@ class Tasks:
                 lender: Budget | None = None) -> Task:
         self.credits.open_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first
         at = self._now()
-        task = Task(task_id, uid, request, at, at)
+        started_by = {"startedBy": lender.task} if lender is not None and lender.task else {}
+        task = Task(task_id, uid, request, at, at, steps=started_by)
         if not self.store.create(task):
             return self.store.get(uid, task_id) or task
         try:  # the mirror shows it once accepted (or ended): `requested` lasts only until the next line returns
@@ -329,7 +330,7 @@ class Tasks:
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
                           hold=hold or task.hold, split_off=split_off if hold else task.split_off)
         budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved,
-                        split_off=split_off)
+                        split_off=split_off, task=task.id)
         context = RunContext(self, task, budget)
         try:
             if hold is None and not getattr(run, "resumes_spent_hold", False):

@@ -56,6 +56,8 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
   const images = task.kind === "image" && Array.isArray(task.result?.images) ? task.result.images.length : 0;
   return <article class="card" aria-label={`Task ${task.id}`} data-testid="task" data-state={task.state}>
     <h3>{task.kind} task <code>{task.id}</code></h3>
+    {task.startedBy && <p data-testid="task-started-by">Started by <a href={`#/tasks/${
+      encodeURIComponent(task.startedBy)}`}>task {task.startedBy}</a></p>}
     <p>State: <strong data-testid="task-state">{task.state}</strong>
       {task.route ? ` (${task.route}${task.routeReason ? `: ${task.routeReason}` : ""})` : ""}</p>
     <label for={`p-${task.id}`}>Progress: <span data-testid="task-percent">{percent} %</span>

@@ -109,6 +109,8 @@ class TaskOut(Out):
     result: dict[str, Any] | None = None
     deadline: str | None = None
     question: str | None = Field(default=None, description="what a waiting task asks")
+    startedBy: str | None = Field(default=None, description="the task that started this one (an agent task, for "
+                                                            "an image it drew)")
 
 
 class TasksOut(Out):
