@@ -397,6 +397,12 @@ def test_an_entry_links_to_the_task_it_was_written_for(context: Any, web: LocalS
     links.first.wait_for()
     assert [link.inner_text() for link in links.all()] == ["task tal-1", "task tal-1"]  # its settle and its hold
     assert page.get_by_test_id("entry").count() == 3  # and the grant, of no task
+    task = web.call("GET", "/api/v1/tasks/tal-1", token=token).json
+    back = task["reserved"]["micros"] - task["charged"]["micros"]
+    back_credits = f"{back // 1_000_000}.{back % 1_000_000:06d}".rstrip("0").rstrip(".")
+    # each amount says where it went: the settle charged the reply and gave the rest of the hold back
+    assert [e.inner_text() for e in page.get_by_test_id("entry-effect").all()] == [
+        f"charged from held; {back_credits} cr back to available", "available → held", "added to available"]
     links.first.click()
     page.get_by_role("article", name="Task tal-1").wait_for()
     assert page.url.endswith("#/tasks/tal-1")

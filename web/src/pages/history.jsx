@@ -9,6 +9,19 @@ const KINDS = ["grant", "hold", "settle", "release", "expire", "writeoff"];
 // why a hold was released, when it was not simply freed: expired, extended, split (part moved to another task)
 const releasedBecause = (e) => e.kind === "release" && e.reason && e.reason !== "released" ? ` (${e.reason})` : "";
 
+/** Where an entry moved the credits, in a few words: an amount alone does not say whether it came or went. */
+function effect(e) {
+  switch (e.kind) {
+    case "grant": return "added to available";
+    case "hold": return "available → held";
+    case "release": return "held → back to available";
+    case "settle": return `charged from held${e.released?.micros ? `; ${credits(e.released)} back to available` : ""}`;
+    case "expire": return "expired: left your balance";
+    case "writeoff": return "written off (moves no credits)";
+    default: return "";
+  }
+}
+
 // a task id short enough for a table cell: the whole id is the link's title
 const shortId = (id) => (id.length > 16 ? `${id.slice(0, 12)}…` : id);
 
@@ -70,7 +83,8 @@ export function HistoryPage() {
           <th scope="col">Proof</th></tr></thead>
         <tbody>{page.data.entries.map((e) => <tr key={e.id} data-testid="entry" data-entry={e.id}>
           <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}</td>
-          <td class="num">{credits(e.amount)}</td><td>{e.counterparty}{e.task ? <><br /><a href={`#/tasks/${
+          <td class="num">{credits(e.amount)}<br /><small class="muted" data-testid="entry-effect">{effect(e)}</small>
+          </td><td>{e.counterparty}{e.task ? <><br /><a href={`#/tasks/${
             encodeURIComponent(e.task)}`} title={e.task} data-testid="entry-task">task {shortId(e.task)}</a></> : ""}</td>
           <td class="num" data-testid="available-after">{e.balanceAfter ? credits(e.balanceAfter.available) : ""}</td>
           <td class="num" data-testid="held-after">{e.balanceAfter ? credits(e.balanceAfter.held) : ""}</td>
