@@ -155,6 +155,10 @@ def test_a_request_with_no_body_is_read_as_an_empty_object(running: LocalServer)
     assert nameless.status == 400 and nameless.content_type == "application/problem+json"
     assert nameless.json["detail"] == "name: Field required"
     assert running.call("GET", "/api/v1/keys", token=token).json["keys"] == []  # nothing made
+    paths = running.call("GET", "/api/v1/openapi.json").json["paths"]  # and the document says which needs one
+    assert paths["/api/v1/credits/welcome-bonus"]["post"]["requestBody"]["required"] is False
+    assert paths["/api/v1/keys"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/v1/credits/reserve"]["post"]["requestBody"]["required"] is True  # amount or amountMicros
 
 
 def test_a_missing_token_says_how_to_get_a_dev_token_for_this_runtime(running: LocalServer) -> None:

@@ -349,8 +349,9 @@ class Api:
                                               "pattern": op.key_pattern}})
             if parameters:
                 entry["parameters"] = parameters
-            if op.body is not None:
-                entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
+            if op.body is not None:  # no body is read as {}: a body is required where {} is not a valid one
+                entry["requestBody"] = {"required": not _takes_empty(op.body),
+                                        "content": {"application/json": {"schema": ref(op.body)}}}
             if op.raw_body is not None:
                 entry["requestBody"] = {"required": True, "content": op.raw_body}
             if op.response is not None:
@@ -389,6 +390,15 @@ def _content_schema(kind: str) -> dict[str, Any]:
             "event": {"type": "string", "enum": ["message", "done"]}, "data": {"type": "string"},
             "id": {"type": "string"}, "retry": {"type": "integer"}}}
     return {"type": "string"}
+
+
+def _takes_empty(model: type[BaseModel]) -> bool:
+    """Whether `{}` is a valid body of the model (all its fields optional, no rule across them)."""
+    try:
+        model.model_validate({})
+    except ValueError:
+        return False
+    return True
 
 
 def _path_params(path: str) -> list[str]:
