@@ -428,7 +428,7 @@ def test_history_says_why_a_hold_was_released(context: Any, web: LocalServer) ->
     sign_in(page, web, "ole", "history")
     rows = page.get_by_test_id("entry")
     rows.first.wait_for()
-    kinds = [row.locator("td").nth(2).inner_text() for row in rows.all()]
+    kinds = [row.get_by_test_id("entry-kind").inner_text() for row in rows.all()]
     assert "release (split)" in kinds and "release" in kinds, kinds
 
 def test_preferences_are_saved_and_read_back(context: Any, web: LocalServer) -> None:

@@ -82,9 +82,9 @@ export function HistoryPage() {
           <th scope="col" class="num">Available after</th><th scope="col" class="num">Held after</th>
           <th scope="col">Proof</th></tr></thead>
         <tbody>{page.data.entries.map((e) => <tr key={e.id} data-testid="entry" data-entry={e.id}>
-          <td>{e.seq}</td><td>{when(e.at)}</td><td>{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}</td>
-          <td class="num">{credits(e.amount)}<br /><small class="muted" data-testid="entry-effect">{effect(e)}</small>
-          </td><td>{e.counterparty}{e.task ? <><br /><a href={`#/tasks/${
+          <td>{e.seq}</td><td>{when(e.at)}</td><td><span data-testid="entry-kind">{e.kind}{e.memo?.model ? ` (${e.memo.model})` : ""}{releasedBecause(e)}
+          </span><br /><small class="muted" data-testid="entry-effect">{effect(e)}</small></td>
+          <td class="num">{credits(e.amount)}</td><td>{e.counterparty}{e.task ? <><br /><a href={`#/tasks/${
             encodeURIComponent(e.task)}`} title={e.task} data-testid="entry-task">task {shortId(e.task)}</a></> : ""}</td>
           <td class="num" data-testid="available-after">{e.balanceAfter ? credits(e.balanceAfter.available) : ""}</td>
           <td class="num" data-testid="held-after">{e.balanceAfter ? credits(e.balanceAfter.held) : ""}</td>
