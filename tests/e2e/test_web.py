@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.server import LocalServer
+from tests.e2e.test_tasks_api import settled
 from tests.fake_openai import FakeOpenAI
 from tests.fake_stripe import FakeStripe, event, signed
 
@@ -387,10 +388,7 @@ def test_an_entry_links_to_the_task_it_was_written_for(context: Any, web: LocalS
     token = funded(web, "tal")
     body = {"kind": "chat", "input": "which task?", "model": "meta-llama/Llama-3.3-70B-Instruct"}
     assert web.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "tal-1"}).status == 200
-    deadline = time.monotonic() + 20
-    while web.call("GET", "/api/v1/tasks/tal-1", token=token).json["state"] != "succeeded":
-        assert time.monotonic() < deadline, "the task did not end"
-        time.sleep(0.05)
+    assert settled(web, token, "tal-1")["state"] == "succeeded"
     page = context.new_page()
     sign_in(page, web, "tal", "history")
     links = page.get_by_test_id("entry-task")
@@ -420,10 +418,7 @@ def test_history_says_why_a_hold_was_released(context: Any, web: LocalServer) ->
     goal = "draw TOOLPLAN:" + json.dumps([["start_image_task", {"prompt": "a lighthouse"}]])
     body = {"kind": "agent", "input": goal, "model": llama, "maxCredits": "0.01"}
     assert web.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": "ole-agent"}).status == 200
-    deadline = time.monotonic() + 20
-    while web.call("GET", "/api/v1/tasks/ole-agent", token=token).json["state"] not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline, "the agent task did not end"
-        time.sleep(0.1)
+    assert settled(web, token, "ole-agent")["state"] in ("succeeded", "failed"), "the agent task did not end"
     page = context.new_page()
     sign_in(page, web, "ole", "history")
     rows = page.get_by_test_id("entry")
