@@ -161,7 +161,7 @@ class Tasks:
 
     def _record(self, uid: str, task_id: str, request: TaskRequest, here: bool = False,
                 lender: Budget | None = None) -> Task:
-        self.credits.open_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first
+        self.credits.ensure_account(uid)  # first touch, as for any caller: a request on the bus may be a user's first
         at = self._now()
         started_by = {"startedBy": lender.task} if lender is not None and lender.task else {}
         task = Task(task_id, uid, request, at, at, steps=started_by)
@@ -329,7 +329,7 @@ class Tasks:
         split_off = task.split_off + split_since  # what splits moved out of the lineage so far
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
                           hold=hold or task.hold, split_off=split_off if hold else task.split_off)
-        budget = Budget(uid, hold or "", self._held(task) if hold else 0, task.deadline or "", task.reserved,
+        budget = Budget(uid, hold or "", end.amount if hold and end else 0, task.deadline or "", task.reserved,
                         split_off=split_off, task=task.id)
         context = RunContext(self, task, budget)
         try:
@@ -564,9 +564,6 @@ class Tasks:
     def _live(end: Hold | None) -> str | None:
         """The id of a lineage's last hold while it is pending."""
         return end.id if end is not None and end.status == PENDING else None
-
-    def _held(self, task: Task) -> int:
-        return self.credits.find_hold(task.uid, task.hold).amount if task.hold else 0
 
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
