@@ -44,6 +44,8 @@ MINIMUM: dict[str, tuple[int, int, str]] = {
                      "the usage shard, the record"),
     "release": (4, 7, "as settle (the hold voided)"),
     "metered chat call": (8, 14, "the user's preferences (routing), then a reserve and a settle"),
+    "chat task (the bus)": (8, 14, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
+                                   "which closes the hold (the ledger's part; the task's record is in the task store)"),
     "welcome bonus": (3, 8, "read the network's claims and a grant's two; write the device's claim (a create: no "
                             "read), the network's claim and a grant's six (the account made by it)"),
 }
@@ -136,6 +138,9 @@ def measure(platform: Platform, counted: Operations, rounds: int) -> dict[str, l
         timed("release", lambda uid=uid, other=other: credits.release(uid, other.hold, key=f"v-{uid}"))
         timed("metered chat call", lambda uid=uid: platform.chat.chat(
             uid, [{"role": "user", "content": "How many credits is this?"}], key=f"chat-{uid}", model="demo-chat"))
+        ask = {"kind": "chat", "input": "How many credits is this?", "model": "demo-chat"}
+        platform.tasks.submit(uid, f"first-{uid}", ask)  # a user's first task opens what the next ones find open
+        timed("chat task (the bus)", lambda uid=uid, ask=ask: platform.tasks.submit(uid, f"task-{uid}", ask))
     return figures
 
 

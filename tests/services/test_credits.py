@@ -194,6 +194,24 @@ def test_open_account_is_idempotent(platform: Platform) -> None:
     assert platform.credits.open_account("zed") == first
 
 
+def test_ensure_account_opens_an_account_once_then_reads_nothing(platform: Platform,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task touches its user's account first; on Firestore each look is a billed read, so a process that has
+    seen the account exist does not look again."""
+    looked: list[str] = []
+    account = platform.store.account
+    monkeypatch.setattr(platform.store, "account", lambda account_id: looked.append(account_id) or account(account_id))
+    platform.credits.ensure_account("yan")
+    assert platform.credits.balance("yan").available == 0 and looked  # opened
+    looked.clear()
+    for _ in range(3):
+        platform.credits.ensure_account("yan")
+    assert looked == []
+    platform.credits.close_account("yan")
+    platform.credits.ensure_account("yan")  # a closed account stays closed: nothing is opened again
+    assert platform.store.account("user:yan").status == "closed"
+
+
 def test_analytics_group_charges_by_category_model_and_day(platform: Platform, clock: SteppedClock) -> None:
     from creditflow.services.analytics import usage
 

@@ -60,6 +60,7 @@ ENTRY_KINDS = frozenset({"grant", "hold", "settle", "release", "expire", "writeo
 MAX_HISTORY_PAGE = 200
 MAX_MEMO_ITEMS = 16
 MAX_HOLD_TTL = timedelta(days=7)
+KNOWN_ACCOUNTS = 100_000  # accounts a process remembers having seen (ensure_account), at most
 PAYMENT_SOURCES = frozenset({"stripe", "crypto"})
 
 
@@ -89,6 +90,7 @@ class Credits:
         # the low-balance threshold of a user (given the entries of the change being written), read inside the
         # transaction of every change that lowers the balance: one that crosses it writes `credits.low` with it
         self.low_threshold: Callable[[str, list[Entry]], int] | None = None
+        self._known: set[str] = set()  # accounts this process has seen exist (an account is never deleted)
 
     def _committed(self, account: UserAccount, entries: list[Entry]) -> None:
         """Tell observers an account changed; they must not fail the command that already committed."""
@@ -120,6 +122,16 @@ class Credits:
         if account.version == 0:
             self._committed(account, [])
         return account
+
+    def ensure_account(self, uid: str) -> None:
+        """Open the user's account unless this process has seen it exist: a first touch that every task makes, and
+        on Firestore a billed read, paid once per user and process instead of once per task."""
+        if uid in self._known:
+            return
+        self.open_account(uid)
+        if len(self._known) >= KNOWN_ACCOUNTS:  # a long-lived process forgets rather than grow without end
+            self._known.clear()
+        self._known.add(uid)
 
     def close_account(self, uid: str) -> UserAccount:
         """Refuse new grants and holds from now on; pending holds can still be settled or released."""
