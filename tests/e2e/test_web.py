@@ -319,6 +319,8 @@ def test_the_tasks_page_follows_the_newest_tasks_not_the_whole_history(context: 
     page.get_by_text("No older tasks.").wait_for()
     assert cards.count() == 27 and cards.last.get_by_test_id("task-output").inner_text() == "echo: number 0"
     assert page.get_by_text("2 older below").is_visible()
+    listed = [url for url in asked if "/api/v1/tasks?" in url]
+    assert len(listed) == 1 and "cursor=" in listed[0], listed  # past the followed ones: not the newest page again
 
 def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(context: Any, web: LocalServer) -> None:
     funded(web, "dee")

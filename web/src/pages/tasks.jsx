@@ -125,14 +125,13 @@ function TaskForm({ uid, onSubmitted }) {
   </form>;
 }
 
-/** Tasks past the newest SHOWN, a page at a time from the REST API: read once, not followed (they are rarely running). */
-function OlderTasks({ uid, followed }) {
+/** Tasks past the newest SHOWN, a page at a time from the REST API: read once, not followed (they are rarely running).
+ * The first page starts past the oldest task followed: a cursor is `createdAt|id` of the last task before it. */
+function OlderTasks({ uid, followed, oldest }) {
   const [older, setOlder] = useState({ tasks: [], cursor: undefined });
   const [more, busy, error] = useAction(async () => {
-    let cursor = older.cursor;
-    if (cursor === undefined) cursor = (await api("GET", `/tasks?limit=${SHOWN}`)).nextCursor; // past the newest
-    const page = cursor ? await api("GET", `/tasks?limit=${SHOWN}&cursor=${encodeURIComponent(cursor)}`)
-      : { tasks: [], nextCursor: null };
+    const cursor = older.cursor ?? `${oldest.createdAt}|${oldest.id}`; // the oldest followed as the first is asked
+    const page = await api("GET", `/tasks?limit=${SHOWN}&cursor=${encodeURIComponent(cursor)}`);
     setOlder({ tasks: [...older.tasks, ...page.tasks], cursor: page.nextCursor });
   });
   const shown = older.tasks.filter((task) => !followed.has(task.id));
@@ -169,7 +168,7 @@ export function TasksPage({ session, taskId }) {
       {tasks === null && live.status === "connecting" ? <Loading what="tasks" /> : !list.length ?
         <Empty>No tasks yet.</Empty> : list.map((task) => <TaskCard key={task.id} task={task} uid={session.uid}
           live={running.has(task.id)} />)}
-      {list.length >= SHOWN && <OlderTasks uid={session.uid} followed={followed} />}
+      {list.length >= SHOWN && <OlderTasks uid={session.uid} followed={followed} oldest={list[list.length - 1]} />}
     </section>
   </>;
 }
