@@ -25,6 +25,7 @@ export function PaymentsPage() {
   const packs = useLoad(() => api("GET", "/payments/packs"));
   const payments = useLoad(() => api("GET", "/payments"));
   const back = useHashQuery();
+  const cards = packs.data?.methods.includes("stripe"); // Stripe's keys are set here
   const [buy, buying, buyError] = useAction(async (pack) => {
     const page = await api("POST", "/payments/stripe/checkout", { pack }, { idempotencyKey: newKey("checkout") });
     location.assign(page.url);
@@ -37,12 +38,12 @@ export function PaymentsPage() {
       <h2 id="packs-title">Buy credits</h2>
       <Problem error={buyError} />
       {packs.loading ? <Loading what="packs" /> : packs.error ? <Problem error={packs.error} /> : <>
-        {packs.data.methods.includes("stripe") ? <p>You pay on Stripe's Checkout page; Creditflow never sees your
+        {cards ? <p>You pay on Stripe's Checkout page; Creditflow never sees your
           card.</p> : <p class="muted" data-testid="cards-off">Card payments are not set up on this deployment (its
           operator sets Stripe's keys).</p>}
         <ul class="packs">{packs.data.packs.map((p) => <li key={p.id} data-testid="pack">
           <strong>{credits(p.credits)}</strong> for {price(p.price)}{" "}
-          {packs.data.methods.includes("stripe") && <button type="button" disabled={buying} onClick={() => buy(p.id)}
+          {cards && <button type="button" disabled={buying} onClick={() => buy(p.id)}
             aria-label={`Pay by card: ${p.credits.credits} credits for ${price(p.price)}`}>Pay by card</button>}
         </li>)}</ul></>}
     </section>
