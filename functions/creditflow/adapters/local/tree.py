@@ -20,6 +20,7 @@ from .group_commit import Turns
 from .push_ids import PushIds
 from .sqlite_connections import SqliteFile
 from .tree_triggers import Triggers
+from .watchers import Watchers
 
 MAX_EVENTS = 10_000
 MAX_WRITTEN_BYTES = 16 * 1024 * 1024  # what the newest changes wrote, kept for streams to send (older: read anew)
@@ -71,7 +72,7 @@ class ChangeFeed:
         self._written_sizes: deque[tuple[int, int]] = deque()  # (seq, bytes) of each value kept, oldest first
         self._written_bytes = 0
         self._seq = 0
-        self._waiting: dict[threading.Event, str] = {}  # each waiting listener's wake-up, and the path it watches
+        self._waiting = Watchers()  # each waiting listener's wake-up, by the path it watches
         self.closed = False
 
     def close(self) -> None:
@@ -104,9 +105,8 @@ class ChangeFeed:
             self._forget_written(self._events[0][0])
             # only the listeners it concerns: every change woke every open stream, which then checked its token
             # and its rules again, so N streams cost each write N wake-ups
-            for wake, watched in self._waiting.items():
-                if related(path, watched):
-                    wake.set()
+            for wake in self._waiting.concerned(path):
+                wake.set()
 
     def _forget_written(self, first_kept: int) -> None:
         """Drop the written values of changes trimmed from the feed, and the oldest past the byte budget (the
@@ -136,13 +136,13 @@ class ChangeFeed:
             if self.closed or any(related(changed, path) for _, changed in kept):
                 return kept
             wake = threading.Event()
-            self._waiting[wake] = path
+            self._waiting.add(wake, path)
         try:
             with away():
                 wake.wait(timeout)
         finally:
             with self._lock:
-                del self._waiting[wake]
+                self._waiting.remove(wake, path)
                 kept = self._after(after)
         return kept
 
