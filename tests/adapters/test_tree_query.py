@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from creditflow.adapters.local.push_ids import PUSH_CHARS, PushIds
 from creditflow.domain.errors import InvalidQuery
-from creditflow.domain.realtime_query import etag, normalize, order_by, run_query, shallow, to_wire
+from creditflow.domain.realtime_query import Ranks, etag, normalize, order_by, run_query, shallow, to_wire
 
 
 def nothing(_: tuple[str, ...]) -> Any:
@@ -45,6 +45,27 @@ def test_values_order_as_realtime_database_orders_them() -> None:
 def test_queries_by_child(params: dict[str, str], expected: list[str]) -> None:
     users = {"u1": {"age": 30}, "u2": {"age": 10}, "u3": {"age": 20}, "u4": {"name": "no age"}}
     assert list(run_query(users, "age", params)) == expected
+
+
+CHILD = st.integers(-3, 3) | st.sampled_from(["a", "b", True, False]) | st.fixed_dictionaries(
+    {}, optional={"age": st.integers(-3, 3) | st.sampled_from(["x", True]), "n": st.integers(0, 2)})
+CHANGES = st.lists(st.tuples(st.sampled_from(["k1", "k2", "k3", "10", "9", "a"]), st.none() | CHILD), max_size=12)
+QUERIES = st.sampled_from([("age", {"limitToLast": "2"}), ("age", {"startAt": "0", "limitToFirst": "2"}),
+                           ("$key", {"limitToLast": "3"}), ("$value", {"endAt": '"a"'}), ("n", {"equalTo": "1"}),
+                           ("$key", {"startAt": '"a"'})])
+
+
+@given(st.dictionaries(st.sampled_from(["k1", "k2", "k3", "10", "9", "a"]), CHILD), CHANGES, QUERIES)
+def test_a_query_that_remembers_ranks_answers_as_one_that_ranks_everything(
+        node: dict[str, Any], changes: list[tuple[str, Any]], query: tuple[str, dict[str, str]]) -> None:
+    order, params = query
+    ranks = Ranks()
+    assert run_query(node, order, params, ranks) == run_query(node, order, params)
+    for key, child in changes:  # each change as the stream makes it: a new node, unchanged children kept as they are
+        node = {**node, key: child} if child is not None else {k: v for k, v in node.items() if k != key}
+        remembered = run_query(node, order, params, ranks)
+        assert remembered == run_query(node, order, params)
+        assert list(remembered) == list(run_query(node, order, params))  # in the same order too
 
 
 def test_query_parameters_are_checked() -> None:

@@ -182,8 +182,10 @@ def order_by(params: Mapping[str, str]) -> str | None:
     return order
 
 
-def run_query(value: Any, order: str, params: Mapping[str, str]) -> Any:
-    """The children of `value` ordered by `order`, kept by startAt/endAt/equalTo and the limits."""
+def run_query(value: Any, order: str, params: Mapping[str, str], ranks: Ranks | None = None) -> Any:
+    """The children of `value` ordered by `order`, kept by startAt/endAt/equalTo and the limits. `ranks` remembers
+    each child's place in the order between runs of one query, so that a run after a change ranks only the children
+    that changed (a stream following a user's thousand tasks)."""
     first, last = _limit(params, "limitToFirst"), _limit(params, "limitToLast")
     if first is not None and last is not None:
         raise InvalidQuery("limitToFirst and limitToLast cannot both be set")
@@ -213,14 +215,37 @@ def run_query(value: Any, order: str, params: Mapping[str, str]) -> Any:
 
         low = None if "startAt" not in params and "equalTo" not in params else (*_value_order(start),)
         high = None if "endAt" not in params and "equalTo" not in params else (*_value_order(end),)
-    items = sorted(value.items(), key=rank)
-    kept = [item for item in items if (low is None or rank(item)[:len(low)] >= low)
-            and (high is None or rank(item)[:len(high)] <= high)]
+    ranked = sorted((rank(item) if ranks is None else ranks.of(item, rank), item) for item in value.items())
+    if ranks is not None:
+        ranks.keep_only(value)
+    kept = [item for place, item in ranked if (low is None or place[:len(low)] >= low)
+            and (high is None or place[:len(high)] <= high)]
     if first is not None:
         kept = kept[:first]
     if last is not None:
         kept = kept[-last:]
     return dict(kept)
+
+
+class Ranks:
+    """Each child's rank in one query's order, remembered with the value it was computed from: a child is ranked
+    again only when it is another value (the tree hands out new values; nothing changes one in place)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[Any, tuple]] = {}
+
+    def of(self, item: tuple[str, Any], rank: Callable[[tuple[str, Any]], tuple]) -> tuple:
+        known = self._known.get(item[0])
+        if known is not None and known[0] is item[1]:
+            return known[1]
+        place = rank(item)
+        self._known[item[0]] = (item[1], place)
+        return place
+
+    def keep_only(self, children: Mapping[str, Any]) -> None:
+        """Forget children that are gone, once they are as many as those there."""
+        if len(self._known) > 2 * len(children):
+            self._known = {key: known for key, known in self._known.items() if key in children}
 
 
 def split(path: str) -> list[str]:

@@ -30,6 +30,7 @@ from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery, InvalidToken, RateLimited
 from ...domain.realtime_query import (
+    Ranks,
     Refused,
     Unchanged,
     etag,
@@ -332,7 +333,8 @@ class RealtimeSurface:
         base = watched.rstrip("/")
         seen = tree.feed.seq
         node = tree.read(parts)
-        current = run_query(node, order, params)
+        ranks = Ranks()  # and the children's places in the order: a change ranks again what it changed
+        current = run_query(node, order, params, ranks)
         last = etag(current)
         yield _event("put", "/", current)
         for changed in self.changes(who, parts, seen):
@@ -352,9 +354,9 @@ class RealtimeSurface:
                 node = _with_children(node, {key: tree.read((*parts, key)) for key in children})
             else:
                 continue
-            current = run_query(node, order, params)
-            if etag(current) != last:
-                last = etag(current)
+            current = run_query(node, order, params, ranks)
+            if (now := etag(current)) != last:
+                last = now
                 yield _event("put", "/", current)
 
 
