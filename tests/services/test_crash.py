@@ -33,10 +33,14 @@ def test_nothing_acknowledged_is_lost_and_nothing_half_done_survives(tmp_path: P
     data = tmp_path / "data"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(data)], cwd=FUNCTIONS, stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "SQLITE_SYNCHRONOUS": "NORMAL"})
-    time.sleep(2.5)
+    assert writer.stdout is not None
+    started, first = time.monotonic(), []
+    while len(first) <= 10 and time.monotonic() - started < 120:  # progress first, however slow the machine is
+        first.append(writer.stdout.readline())
+    time.sleep(0.5)  # then the kill lands in the middle of the stream
     os.kill(writer.pid, signal.SIGKILL)
     out, _ = writer.communicate()
-    acknowledged = [line.split() for line in out.splitlines() if len(line.split()) == 3]
+    acknowledged = [line.split() for line in "".join(first).splitlines() + out.splitlines() if len(line.split()) == 3]
     assert len(acknowledged) > 10, "the writer should have made progress before the kill"
     platform = make_platform(data)
     for grant, hold, settle in acknowledged:
