@@ -22,6 +22,7 @@ from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
 from creditflow.services.images import ImagesDeleted
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_images import FakeImages, drawn
+from tests.services.test_tasks import task_entries
 
 SCHNELL = "black-forest-labs/flux-schnell"
 DEV = "black-forest-labs/flux-dev"
@@ -83,6 +84,41 @@ def test_fewer_images_than_asked_are_charged_as_delivered(flux: Platform) -> Non
     assert task.charged == per_image and task.reserved == 3 * per_image
     assert task.result["charged"] == {"credits": format_credits(per_image), "micros": per_image}
     assert flux.credits.balance("u").held == 0
+    # the charge for what was delivered is the task's last: it settles the hold and gives the rest back in one
+    # entry, not a capture (a settle and a hold for the rest) and then a release at the task's end
+    assert task_entries(flux, "u", "few") == [("hold", 3 * per_image, ""), ("settle", per_image, str(2 * per_image))]
+    assert flux.integrity.audit().ok
+
+
+def test_a_run_cut_after_its_charge_closed_the_hold_ends_charged_once(flux: Platform,
+                                                                   images_server: FakeImages) -> None:
+    """The process dies between the charge for what was delivered (which closed the task's hold) and the saga's
+    record of it: the run delivered again finds no live hold, takes its steps up from the journal without asking
+    the provider again, and its charge replays by its key. Charged once; nothing held."""
+    funded(flux, "u", 1)
+    capture = flux.credits.capture
+
+    class Crash(BaseException):
+        """The process dying: no handler of the platform's catches it."""
+
+    def crashing(*args: object, **kwargs: object) -> object:
+        capture(*args, **kwargs)  # type: ignore[arg-type]
+        raise Crash
+
+    flux.tasks.submit("u", "cut", {"kind": "image", "model": SCHNELL,
+                                   "input": {"prompt": "FEWER please", "n": 3, "size": "256x256"}})
+    flux.credits.capture = crashing  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        flux.tasks.run("u", "cut")
+    flux.credits.capture = capture  # type: ignore[method-assign]
+    asked = len(images_server.requests)
+    assert flux.credits.balance("u").held == 0 and not flux.tasks.get("u", "cut").terminal
+    task = flux.tasks.run("u", "cut")
+    per_image = task.result["perImage"]["micros"]
+    assert task.state == SUCCEEDED and task.outcome == "settled" and task.charged == per_image, task.error
+    assert len(images_server.requests) == asked  # delivered before the crash: not asked again
+    assert task_entries(flux, "u", "cut") == [("hold", 3 * per_image, ""), ("settle", per_image, str(2 * per_image))]
+    assert flux.credits.balance("u").available == CREDIT - per_image and flux.integrity.audit().ok
 
 
 def test_a_flaky_provider_is_asked_again_with_backoff(flux: Platform, images_server: FakeImages) -> None:
