@@ -66,6 +66,23 @@ def test_a_chat_task_is_one_hold_and_one_settle_in_the_history(ai: Platform) -> 
     assert ai.integrity.audit().ok
 
 
+def test_a_task_whose_run_closed_its_hold_is_finished_without_reading_the_hold_again(ai: Platform) -> None:
+    """The run's own last capture ended the hold's lineage: its budget knows what was charged and what went back,
+    so the finish reads no hold (on Firestore, each read is billed). The run reads it once, at its start."""
+    funded(ai, "u", 1)
+    find_hold, reads = ai.credits.find_hold, []
+
+    def counted(uid: str, hold_id: str) -> object:
+        reads.append(hold_id)
+        return find_hold(uid, hold_id)
+
+    ai.credits.find_hold = counted  # type: ignore[method-assign]
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == SUCCEEDED and task.outcome == "settled" and task.charged == 33
+    assert len(reads) == 1
+    assert ai.credits.balance("u").available == CREDIT - 33 and ai.integrity.audit().ok
+
+
 def test_a_run_cut_after_its_reply_closed_the_hold_ends_charged_once(ai: Platform, upstream: FakeOpenAI) -> None:
     """The process dies between the reply's charge (which closed the task's hold) and the task's save: the
     restart's run finds no live hold, asks the model again, and its charge replays by its key. The task succeeds,

@@ -68,6 +68,7 @@ class Budget:
     kept: int = 0  # µc: set aside for a call still to come (a chat turn's reply, while its memory calls run)
     split_off: int = 0  # µc: what splits moved out of its hold to tasks it started (their own holds now)
     released: int = 0  # µc: what the capture that closed the hold gave back to the balance
+    closed: bool = False  # a capture of this run ended the hold's lineage (its last charge, or one that took all)
     task: str | None = None  # the task whose hold it is (the tasks it starts name it)
 
     @property
@@ -80,6 +81,12 @@ class Budget:
         """Part of the hold moved to a task it started (`Credits.split`): the rest is the budget's hold now."""
         self.hold, self.remaining = split.kept, split.kept_amount
         self.split_off += split.amount
+
+    def take(self, captured: Capture) -> None:
+        """A capture from the hold: the rest is the budget's hold now, or none is left (the lineage has ended)."""
+        self.hold, self.remaining = captured.hold, captured.held
+        self.released += captured.released
+        self.closed = self.closed or captured.hold is None
 
     def call_hold(self) -> CallHold:
         if self.hold is None:
@@ -270,8 +277,7 @@ class MeteredChat:
             budget_hold = call.budget.hold or call.hold.id  # the latest: another call of the task may have captured
             captured = self.credits.capture(call.uid, budget_hold, charged, key=f"{call.key}:settle", memo=memo,
                                             closes=closes)
-            call.budget.hold, call.budget.remaining = captured.hold, captured.held
-            call.budget.released += captured.released
+            call.budget.take(captured)
             outcome: Capture | Settlement = captured
             shortfall = 0
         else:

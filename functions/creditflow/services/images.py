@@ -374,8 +374,7 @@ class ImageGeneration:
             # the task's last charge: it settles the hold and gives the rest back in one entry (a capture that kept
             # the rest under a new hold only for the task's end to release it wrote three)
             settled = self.credits.capture(uid, hold, amount, key=f"task:{task_id}:images", memo=memo, closes=True)
-            context.budget.hold, context.budget.remaining = settled.hold, settled.held
-            context.budget.released += settled.released
+            context.budget.take(settled)
             return {"charged": amount, "delivered": delivered, "entry": settled.entry}
 
         def notify(outputs: dict[str, Any]) -> dict[str, Any]:

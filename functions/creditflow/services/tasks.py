@@ -344,7 +344,7 @@ class Tasks:
         except Exception as error:  # a bug or an outage: retried like a provider failure
             log.exception("task %s of %s failed", task_id, uid)
             return self._failed_attempt(context, error, delivery)
-        return self._ended(self._spent(context), outcome)
+        return self._ended(self._spent(context), outcome, context.budget)
 
     def handle_job(self, job: Job, delivery: Delivery) -> None:
         """The queue's delivery of a task's run (at least once: a run of a terminal task changes nothing)."""
@@ -578,16 +578,17 @@ class Tasks:
         return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
                 "charged": task.classified + task.reserved - budget.split_off - held - budget.released}
 
-    def _ended(self, task: Task, outcome: RunOutcome) -> Task:
+    def _ended(self, task: Task, outcome: RunOutcome, budget: Budget) -> Task:
         if outcome.status == "waiting":
             return self._move(task, WAITING, answer=None, message="waiting for your answer", steps={
                 **task.steps, "question": outcome.question or "go on?",
                 "approveUpTo": outcome.result.get("approveUpTo")})
         state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
         if state == CANCELLED and not task.cancel_requested and self._overdue(task):  # stopped by its deadline
-            return self._finish(task, EXPIRED, result=outcome.result or None, message="past its deadline")
+            return self._finish(task, EXPIRED, result=outcome.result or None, message="past its deadline",
+                                budget=budget)
         why = outcome.result.get("detail") or outcome.result.get("reason")
-        return self._finish(task, state, result=outcome.result or None, message={
+        return self._finish(task, state, result=outcome.result or None, budget=budget, message={
             "done": "done", "stopped": "stopped at its limit (partial result)" + (f": {why}" if why else ""),
             "cancelled": "cancelled"}[outcome.status])
 
@@ -608,24 +609,11 @@ class Tasks:
                                               task.state, self._now()))
 
     def _finish(self, task: Task, state: str, *, error: dict[str, Any] | None = None,
-                result: dict[str, Any] | None = None, message: str = "") -> Task:
+                result: dict[str, Any] | None = None, message: str = "", budget: Budget | None = None) -> Task:
         """The terminal state and its one financial outcome: what was captured stays charged, the rest of the hold
-        is freed (keyed by the task, so a second finish frees nothing twice)."""
-        end, split_since = self._lineage(task)
-        if end is None and task.state == REQUESTED:  # a crash may have cut its acceptance after its hold was placed
-            placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
-            if placed is not None:
-                self._release_unowned(task, placed.hold)
-        left = 0  # what of the lineage's last hold goes back to the user
-        if end is not None:
-            left = end.amount - end.settled - end.split_off if end.status != PENDING else end.amount
-            if end.status == PENDING:
-                try:
-                    left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
-                except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
-                    left = end.amount
-        # what the lineage's captures took (the rest of what it held was moved to tasks it started, or is left)
-        captured = task.reserved - task.split_off - split_since - left if end is not None else 0
+        is freed (keyed by the task, so a second finish frees nothing twice). `budget`: the run's, when it ended
+        here."""
+        captured = self._close_lineage(task, budget)
         outcome = (SETTLED if captured else RELEASED) if task.reserved else None
         charged = task.classified + captured  # and its classification, paid on a hold of its own
         for _ in range(SAVE_TRIES):
@@ -644,6 +632,27 @@ class Tasks:
                 return final
             task = self.get(task.uid, task.id)
         raise TaskConflict(f"task {task.id} kept changing while it was being finished", task=task.id)
+
+    def _close_lineage(self, task: Task, budget: Budget | None) -> int:
+        """Free what is left of the task's hold lineage; returns what its captures took (the rest of what it held
+        was moved to tasks it started, or is freed). A run whose own capture ended the lineage knows this from its
+        budget: nothing is left to free, and the lineage is not read again (on Firestore, a billed read a task)."""
+        if budget is not None and budget.closed:
+            return task.reserved - budget.split_off - budget.released
+        end, split_since = self._lineage(task)
+        if end is None and task.state == REQUESTED:  # a crash may have cut its acceptance after its hold was placed
+            placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
+            if placed is not None:
+                self._release_unowned(task, placed.hold)
+        if end is None:
+            return 0
+        left = end.amount - end.settled - end.split_off if end.status != PENDING else end.amount  # back to the user
+        if end.status == PENDING:
+            try:
+                left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
+            except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
+                left = end.amount
+        return task.reserved - task.split_off - split_since - left
 
     def _abandoned(self, task: Task) -> None:
         """A task that ended without succeeding: its run clears what it left (an image task's stored blobs). A
