@@ -408,6 +408,7 @@ def test_proofs_chain_validation_and_consistency_over_http(server: LocalServer) 
     entry = server.call("GET", "/api/v1/credits/history?kind=grant", token=token).json["entries"][0]["id"]
     proof = server.call("GET", f"/api/v1/credits/verify/{entry}", token=token).json
     assert proof["ok"] and proof["included"] and proof["checkpoint"].startswith("creditflow.local/ledger\n")
+    assert set(proof["entry"]) == {"id", "account", "seq", "kind", "at", "body", "hash", "signature", "keyId"}
     first = int(server.call("GET", "/api/v1/ledger/checkpoint").body.decode().split("\n")[1])
     chain = server.call("GET", "/api/v1/credits/validate-chain", token=token).json
     assert chain == {"ok": True, "account": "user:prover", "findings": []}

@@ -93,8 +93,8 @@ export async function verifyEntry(entryId) {
       return wrong.length ? { ok: false, detail: `the body disagrees on ${wrong.join(", ")}` } : true;
     });
   await check(checks, "signature", "the platform's Ed25519 signature over the hash verifies", () => {
-    const key = keys.get(entry.key_id);
-    if (!key) return { ok: false, detail: `key ${entry.key_id} is not among the ${which} keys` };
+    const key = keys.get(entry.keyId);
+    if (!key) return { ok: false, detail: `key ${entry.keyId} is not among the ${which} keys` };
     const ok = ed.verify(fromBase64(entry.signature), fromHex(entry.hash), key.key);
     return ok ? { ok: true, detail: `with ${which} key ${key.name}+${key.keyId}` } :
       { ok: false, detail: `the signature does not verify with the ${which} key ${key.name}+${key.keyId}: the ` +

@@ -572,9 +572,23 @@ class AnalyticsOut(Out):
     average_charge: Money
 
 
+class StoredEntryOut(Out):
+    """A ledger entry as stored and signed: what a verifier checks (its body's own fields are the signed format's)."""
+
+    id: str
+    account: str
+    seq: int
+    kind: str
+    at: str
+    body: str = Field(description="the signed body: canonical JSON (RFC 8785); its hash is `hash`")
+    hash: str
+    signature: str = Field(description="Ed25519 over the hash, base64")
+    key_id: str = Field(description="the signing key's id (hex), as /ledger/public-keys lists it")
+
+
 class VerificationOut(Out):
     ok: bool
-    entry: dict[str, Any]
+    entry: StoredEntryOut
     previous_entry: str | None
     signature_ok: bool
     chain_ok: bool
