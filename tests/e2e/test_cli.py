@@ -93,9 +93,13 @@ def test_consistency_between_checkpoints(data: Path) -> None:
     assert result.returncode == 0 and json.loads(result.stdout)["consistent"]
 
 
-def test_errors_exit_non_zero_with_a_message(data: Path) -> None:
+def test_errors_exit_non_zero_with_a_message(data: Path, tmp_path: Path) -> None:
     result = cli("users", "grant", "ada", "-1", "--key", "neg", "--data-dir", str(data))
     assert result.returncode == 2 and "Invalid amount" in result.stderr
+    missing = tmp_path / "no-such-note"
+    result = cli("ledger", "verify", "--checkpoint", str(missing), "--data-dir", str(data))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {missing}: No such file or directory"
 
 
 @pytest.mark.parametrize("command", [("ledger", "audit"), ("ledger", "verify"), ("users", "balance", "ada"),
@@ -141,8 +145,9 @@ def test_the_readmes_command_line_block_runs_as_written(tmp_path: Path) -> None:
         "SELECT id FROM entries WHERE seq = 1").fetchone()[0]
     vkey = platform.key.public.vkey
     for line in block.splitlines():
-        command = line.split("  #")[0].strip().replace("[--entry TX] [--checkpoint NOTE]", f"--entry {entry}")
+        command = line.split("  #")[0].strip().replace("[--entry TX] [--checkpoint NOTE_FILE]", f"--entry {entry}")
         command = command.replace(" TX ", f" {entry} ").replace("'creditflow.local/ledger+…'", f"'{vkey}'")
+        command = command.replace("/tmp/proof.json", str(tmp_path / "proof.json"))  # this test's own
         assert command.startswith("./creditflow "), line
         ran = subprocess.run(str(FUNCTIONS.parent) + command[1:], shell=True, cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)

@@ -286,3 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:  # a variable the platform cannot start with: said without a traceback
         print(f"error: configuration: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file named on the command line that cannot be read or written
+        print(f"error: {error.filename}: {error.strerror}" if error.filename else f"error: {error}",
+              file=sys.stderr)
+        return 2
