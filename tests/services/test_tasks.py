@@ -66,9 +66,10 @@ def test_a_chat_task_is_one_hold_and_one_settle_in_the_history(ai: Platform) -> 
     assert ai.integrity.audit().ok
 
 
-def test_a_task_whose_run_closed_its_hold_is_finished_without_reading_the_hold_again(ai: Platform) -> None:
-    """The run's own last capture ended the hold's lineage: its budget knows what was charged and what went back,
-    so the finish reads no hold (on Firestore, each read is billed). The run reads it once, at its start."""
+def test_a_chat_task_reads_no_hold_back_from_the_ledger(ai: Platform) -> None:
+    """Its first run starts from the hold its acceptance placed (nothing else touches it before), and the run's own
+    last capture ended the hold's lineage, so its budget knows what was charged and what went back: neither the run
+    nor the finish reads the hold (on Firestore, each read is billed)."""
     funded(ai, "u", 1)
     find_hold, reads = ai.credits.find_hold, []
 
@@ -79,7 +80,7 @@ def test_a_task_whose_run_closed_its_hold_is_finished_without_reading_the_hold_a
     ai.credits.find_hold = counted  # type: ignore[method-assign]
     task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
     assert task.state == SUCCEEDED and task.outcome == "settled" and task.charged == 33
-    assert len(reads) == 1
+    assert reads == []
     assert ai.credits.balance("u").available == CREDIT - 33 and ai.integrity.audit().ok
 
 

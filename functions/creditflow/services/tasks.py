@@ -321,16 +321,14 @@ class Tasks:
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
         # with it when delivered again, rather than asking the user what they answered
         resume = task.answer
-        end, split_since = self._lineage(task)
-        hold = self._live(end)
+        hold, held, split_since = self._start_of_run(task)
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
         split_off = task.split_off + split_since  # what splits moved out of the lineage so far
         task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
                           hold=hold or task.hold, split_off=split_off if hold else task.split_off)
-        budget = Budget(uid, hold or "", end.amount if hold and end else 0, task.deadline or "", task.reserved,
-                        split_off=split_off, task=task.id)
+        budget = Budget(uid, hold or "", held, task.deadline or "", task.reserved, split_off=split_off, task=task.id)
         context = RunContext(self, task, budget)
         try:
             if hold is None and not getattr(run, "resumes_spent_hold", False):
@@ -555,6 +553,17 @@ class Tasks:
             hold = self.credits.find_hold(task.uid, hold.replaced_by)
             split_off += hold.split_off
         return hold, split_off
+
+    def _start_of_run(self, task: Task) -> tuple[str | None, int, int]:
+        """The live hold a run starts from (None: spent), what it holds, and what splits moved out of the lineage
+        since the task's recorded hold. Before its first run, only its acceptance has touched a task's hold (runs
+        alone capture, split and raise; it is not past its deadline, so not lapsed either): it is the hold the task
+        names, as large as the task reserved, and it is not read again (on Firestore, a billed read a task)."""
+        if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None:
+            return task.hold, task.reserved, 0
+        end, split_since = self._lineage(task)
+        hold = self._live(end)
+        return hold, end.amount if hold and end else 0, split_since
 
     def _current_hold(self, task: Task) -> str | None:
         """The task's live hold, if its lineage still ends in a pending one."""
