@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,28 @@ class SteppedClock:
 
     def advance(self, **delta: float) -> None:
         self.moment += timedelta(**delta)
+
+
+class Crash(BaseException):
+    """The process dying: no handler of the platform's catches it."""
+
+
+@contextmanager
+def dying_after(owner: object, method: str) -> Iterator[None]:
+    """Within the block, `owner.method` does its work and then the process dies (Crash), as a kill -9 right after
+    it would leave things; the method is itself again afterwards."""
+    original = getattr(owner, method)
+
+    def then_die(*args: object, **kwargs: object) -> object:
+        original(*args, **kwargs)
+        raise Crash
+
+    setattr(owner, method, then_die)
+    try:
+        with pytest.raises(Crash):
+            yield
+    finally:
+        setattr(owner, method, original)
 
 
 pytest_plugins = ["tests.xdist_groups"]  # which tests share a worker under `make test` (pytest-xdist)

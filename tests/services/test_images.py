@@ -20,7 +20,7 @@ from creditflow.domain.media import GeneratedImage
 from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
 from creditflow.services.images import ImagesDeleted
-from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.conftest import CREDIT, SteppedClock, dying_after, funded, make_platform
 from tests.fake_images import FakeImages, drawn
 from tests.services.test_tasks import task_entries
 
@@ -96,21 +96,10 @@ def test_a_run_cut_after_its_charge_closed_the_hold_ends_charged_once(flux: Plat
     record of it: the run delivered again finds no live hold, takes its steps up from the journal without asking
     the provider again, and its charge replays by its key. Charged once; nothing held."""
     funded(flux, "u", 1)
-    capture = flux.credits.capture
-
-    class Crash(BaseException):
-        """The process dying: no handler of the platform's catches it."""
-
-    def crashing(*args: object, **kwargs: object) -> object:
-        capture(*args, **kwargs)  # type: ignore[arg-type]
-        raise Crash
-
     flux.tasks.submit("u", "cut", {"kind": "image", "model": SCHNELL,
                                    "input": {"prompt": "FEWER please", "n": 3, "size": "256x256"}})
-    flux.credits.capture = crashing  # type: ignore[method-assign]
-    with pytest.raises(Crash):
+    with dying_after(flux.credits, "capture"):
         flux.tasks.run("u", "cut")
-    flux.credits.capture = capture  # type: ignore[method-assign]
     asked = len(images_server.requests)
     assert flux.credits.balance("u").held == 0 and not flux.tasks.get("u", "cut").terminal
     task = flux.tasks.run("u", "cut")

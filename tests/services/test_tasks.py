@@ -12,7 +12,7 @@ from creditflow.bootstrap import Platform
 from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.domain.timefmt import iso
-from tests.conftest import CREDIT, SteppedClock, funded, make_platform
+from tests.conftest import CREDIT, SteppedClock, dying_after, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
@@ -89,19 +89,8 @@ def test_a_run_cut_after_its_reply_closed_the_hold_ends_charged_once(ai: Platfor
     restart's run finds no live hold, asks the model again, and its charge replays by its key. The task succeeds,
     charged once; nothing is held."""
     funded(ai, "u", 1)
-    capture = ai.credits.capture
-
-    class Crash(BaseException):
-        """The process dying: no handler of the platform's catches it."""
-
-    def crashing(*args: object, **kwargs: object) -> object:
-        capture(*args, **kwargs)  # type: ignore[arg-type]
-        raise Crash
-
-    ai.credits.capture = crashing  # type: ignore[method-assign]
-    with pytest.raises(Crash):
+    with dying_after(ai.credits, "capture"):
         ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
-    ai.credits.capture = capture  # type: ignore[method-assign]
     cut = ai.tasks.get("u", "t1")
     assert not cut.terminal and ai.credits.balance("u").held == 0  # the hold is closed: 33 charged, the rest back
     done = ai.tasks.run("u", "t1")
