@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import ACCEPTED, SUCCEEDED, Task
+from creditflow.domain.tasks import ACCEPTED, SUCCEEDED, Task, task_of_entry
 from creditflow.services.task_runs import image_task_id
 from tests.conftest import SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -100,3 +100,18 @@ def test_a_user_whose_balance_is_the_agents_limit_still_gets_its_image(drawing: 
     assert drawing.credits.balance("u").available == limit - task.charged
     report = drawing.integrity.audit(signatures=True)
     assert [f for f in report.findings if f.severity == "error"] == []
+
+
+def test_a_splits_entries_on_the_agents_hold_name_the_agent_in_the_history(drawing: Platform) -> None:
+    """A split is written under the image task's key; its release of the agent's hold and the rest kept held are
+    the agent's, and the history names them so (before, all three named the image task: the agent's whole limit
+    seemed released and held again by it)."""
+    funded(drawing, "u", 5)
+    task = agent(drawing, "a4", [["start_image_task", {"prompt": "a lighthouse"}]], "0.005")
+    assert task.state == SUCCEEDED, task.error
+    [image] = images_of(drawing, "a4")
+    split = [entry.fields() for entry in reversed(drawing.credits.history("u", limit=50)[0])
+             if entry.fields()["key"] == f"task:{image.id}:hold"]
+    named = [(f["kind"], f.get("reason") or ("continues" if "continues" in f.get("memo", {}) else "split_from"),
+              task_of_entry(f["key"], f.get("memo", {}))) for f in split]
+    assert named == [("release", "split", "a4"), ("hold", "continues", "a4"), ("hold", "split_from", image.id)]

@@ -133,7 +133,8 @@ class Book:
         return self._append("settle", amount, hold.target, key, hold=hold.id, released=str(released),
                             memo=memo or {})
 
-    def release(self, hold: Hold, *, key: str, reason: str = "released", by: str | None = None) -> Entry:
+    def release(self, hold: Hold, *, key: str, reason: str = "released", by: str | None = None,
+                memo: dict[str, str] | None = None) -> Entry:
         """Release the hold; `by` names who asks (a client may release only the holds it placed itself)."""
         if by is not None and by != hold.owner:
             raise HoldInUse(f"reservation {hold.id} belongs to a {hold.owner} of the platform: that {hold.owner} "
@@ -146,7 +147,7 @@ class Book:
         self.account.held -= hold.amount
         self.account.available += hold.amount
         self._system(hold.target).pending -= hold.amount
-        return self._append("release", hold.amount, hold.target, key, hold=hold.id, reason=reason)
+        return self._append("release", hold.amount, hold.target, key, hold=hold.id, reason=reason, memo=memo)
 
     def extend(self, hold: Hold, *, expires_at: str, key: str, candidates: Iterable[Lot] = (),
                amount: int | None = None) -> tuple[Hold, Entry]:
@@ -177,10 +178,12 @@ class Book:
         return kept, entry
 
     def split(self, hold: Hold, amount: int, *, target: str, expires_at: str, key: str, owner: str,
-              memo: dict[str, str] | None = None) -> tuple[Hold | None, Hold, Entry]:
+              memo: dict[str, str] | None = None, lender: dict[str, str] | None = None,
+              ) -> tuple[Hold | None, Hold, Entry]:
         """Move `amount` of a pending hold to a new hold of its own (`target`, `owner`, timeout), and keep the rest
         held under a new id linked from the old one (None when nothing is left), in one step and from the same
-        lots: a task lends part of its hold to a task it starts, without taking the user's balance twice."""
+        lots: a task lends part of its hold to a task it starts, without taking the user's balance twice. `memo`
+        goes on the new hold's entry, `lender` on the entries of the lender's hold (its release, the rest kept)."""
         self._require_open()
         self._require_pending(hold)
         if hold.is_expired(self.now):
@@ -188,14 +191,14 @@ class Book:
         if not 0 < amount <= hold.amount:
             raise SettleExceedsHold(f"cannot move {format_credits(amount)} credits out of a reservation of "
                                     f"{format_credits(hold.amount)}", hold=hold.id, held=hold.amount)
-        self.release(hold, key=key, reason="split")
+        self.release(hold, key=key, reason="split", memo=lender)
         hold.split_off = amount
         lent, rest = divide(hold.allocations, amount)
         kept = None
         if rest:
             kept, _ = self._place_hold([(self.lots[lot], take) for lot, take in rest], hold.amount - amount,
                                        target=hold.target, expires_at=hold.expires_at, key=key,
-                                       memo={"continues": hold.id}, owner=hold.owner)
+                                       memo={**(lender or {}), "continues": hold.id}, owner=hold.owner)
             hold.replaced_by = kept.id
         moved, entry = self._place_hold([(self.lots[lot], take) for lot, take in lent], amount, target=target,
                                         expires_at=expires_at, key=key, memo={**(memo or {}), "split_from": hold.id},

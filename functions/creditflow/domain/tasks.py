@@ -88,13 +88,14 @@ def require_task_id(task_id: object) -> str:
 
 
 def task_of_entry(key: str, memo: dict[str, str]) -> str | None:
-    """The task a ledger entry was written for: its key is `task:{id}:…` (the task's hold, its calls' charges, its
-    close), or its memo names it; None for an entry of no task."""
-    parts = key.split(":")
-    if len(parts) > 2 and parts[0] == "task" and _ID.fullmatch(parts[1]):
-        return parts[1]
+    """The task a ledger entry was written for: its memo names it (a split's entries on the lending task's hold are
+    written under the started task's key), or its key is `task:{id}:…` (the task's hold, its calls' charges, its
+    close); None for an entry of no task."""
     named = memo.get("task")
-    return named if isinstance(named, str) and _ID.fullmatch(named) else None
+    if isinstance(named, str) and _ID.fullmatch(named):
+        return named
+    parts = key.split(":")
+    return parts[1] if len(parts) > 2 and parts[0] == "task" and _ID.fullmatch(parts[1]) else None
 
 
 def replay_id(task_id: str) -> str:

@@ -250,7 +250,7 @@ class Credits:
         return self._mutate(Capture, account_id, account_id, "capture", key, request, action, hold_id)
 
     def split(self, uid: str, hold_id: str, amount: int, *, key: str, target: str, ttl: timedelta,
-              memo: dict[str, str] | None = None, owner: str = TASK) -> Split:
+              memo: dict[str, str] | None = None, owner: str = TASK, lender: dict[str, str] | None = None) -> Split:
         """Move `amount` of a live hold to a new hold for `target` (a task an agent task starts, held from the
         agent's own hold rather than from the balance) and keep the rest held under a new id, atomically. Made
         again under its key, it gets the first split, whatever it asks now (as `capture`: a resumed task names the
@@ -263,7 +263,7 @@ class Credits:
         def action(book: Book, tx: LedgerTransaction) -> Split:
             expires = iso(parse_iso(book.now) + ttl)
             kept, moved, entry = book.split(self._hold_of(book, hold_id), amount, target=target, expires_at=expires,
-                                            key=key, owner=owner, memo=memo)
+                                            key=key, owner=owner, memo=memo, lender=lender)
             return Split(split_from=hold_id, hold=moved.id, entry=entry.id, amount=amount, expires_at=expires,
                          kept=kept.id if kept else None, kept_amount=kept.amount if kept else 0,
                          available=book.account.available, held=book.account.held)

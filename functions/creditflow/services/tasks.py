@@ -489,7 +489,8 @@ class Tasks:
         key, target = f"task:{task.id}:hold", f"usage:{task.request.kind}"
         memo = {"task": task.id, **({"model": task.model} if task.model else {})}  # the history names its model
         if lender is not None and lender.hold:
-            split = self.credits.split(task.uid, lender.hold, amount, key=key, target=target, ttl=ttl, memo=memo)
+            split = self.credits.split(task.uid, lender.hold, amount, key=key, target=target, ttl=ttl, memo=memo,
+                                       lender={"task": lender.task} if lender.task else None)
             if not split.replayed:  # the lender's budget was read before this split, never after it
                 lender.lend(split)
             return split.hold, split.amount, split.split_from
