@@ -4,6 +4,8 @@ recorded as a shortfall, in the entry's memo and for the admins."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from creditflow.bootstrap import Platform
@@ -126,18 +128,32 @@ def test_admins_see_shortfalls_over_http(platform: Platform, clock: SteppedClock
         "user:u", hold, 300_000, "balance too low")
 
 
-def test_capture_charges_part_of_a_hold_and_keeps_the_rest_with_its_owner(platform: Platform) -> None:
+def test_capture_charges_part_of_a_hold_and_keeps_the_rest_in_it(platform: Platform) -> None:
+    """One settle entry a capture, which gives nothing back: the hold stays pending with the rest, from the same
+    lots, with its owner, target and timeout (before, a settle gave the rest back and a new hold took it again:
+    two entries a call, and the rest maybe from other lots)."""
     from creditflow.domain.holds import TASK
 
     funded(platform, "u", 1)
     first = platform.credits.reserve("u", 600_000, key="t:hold", owner=TASK).hold
+    placed = platform.credits.find_hold("u", first)
+    entries = len(platform.credits.history("u")[0])
     step = platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"})
-    assert (step.charged, step.held) == (100_000, 500_000) and step.hold != first
-    assert platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"}).hold == step.hold
-    kept = platform.credits.find_hold("u", step.hold)
-    assert (kept.owner, kept.amount, kept.target) == (TASK, 500_000, "usage:chat")
-    assert platform.credits.find_hold("u", first).replaced_by == step.hold
-    last = platform.credits.capture("u", step.hold, 500_000, key="t:n2:2")
+    assert (step.charged, step.held, step.hold, step.released) == (100_000, 500_000, first, 0)
+    assert platform.credits.capture("u", first, 100_000, key="t:n1:1", memo={"node": "n1"}) == replace(
+        step, replayed=True)  # again under its key: the first capture, nothing new
+    kept = platform.credits.find_hold("u", first)
+    assert (kept.status, kept.owner, kept.amount, kept.target, kept.expires_at, kept.replaced_by) == (
+        "pending", TASK, 500_000, "usage:chat", placed.expires_at, None)
+    assert [lot for lot, _ in kept.allocations] == [lot for lot, _ in placed.allocations][-len(kept.allocations):]
+    history = platform.credits.history("u")[0]
+    assert len(history) == entries + 1  # one entry, the newest
+    entry = history[0].fields()
+    assert (entry["kind"], entry["amount"], entry["released"], entry["kept"], entry["hold"]) == (
+        "settle", "100000", "0", "500000", first)
+    balance = platform.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 600_000, 500_000) and platform.integrity.audit().ok
+    last = platform.credits.capture("u", first, 500_000, key="t:n2:2")
     assert last.hold is None and last.held == 0
     balance = platform.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT - 600_000, 0) and platform.integrity.audit().ok

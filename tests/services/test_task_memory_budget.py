@@ -105,10 +105,12 @@ def test_a_limit_with_no_room_for_the_summary_defers_it_and_charges_only_the_rep
     assert taken > 33  # its reply and its memory calls
     assert seen_as(talk, roomy) == (taken, taken, taken) and roomy.result["charged"]["micros"] == taken
     assert talk.credits.balance("u").held == 0 and talk.integrity.audit().ok
-    # each memory call keeps the rest held for the reply; the reply, the last charge, gives the rest back itself
-    kinds = [f["kind"] for f in entries_of(talk, "roomy")]
-    assert kinds[0] == "hold" and kinds[-1] == "settle" and "release" not in kinds
-    assert kinds[1:-1] == ["settle", "hold"] * (len(kinds[1:-1]) // 2) and len(kinds) > 2
+    # each memory call is a settle that keeps the rest in the hold for the reply; the reply, the last charge, gives
+    # the rest back itself: one hold, then only settles
+    entries = entries_of(talk, "roomy")
+    assert [f["kind"] for f in entries] == ["hold"] + ["settle"] * (len(entries) - 1) and len(entries) > 2
+    assert {f["hold"] for f in entries} == {entries[0]["hold"]}  # all of them on the task's one hold
+    assert [f["released"] for f in entries[1:-1]] == ["0"] * (len(entries) - 2) and entries[-1]["released"] != "0"
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -162,20 +162,35 @@ class Book:
         hold.replaced_by = new_hold.id
         return new_hold, entry
 
-    def capture(self, hold: Hold, amount: int, *, key: str, candidates: Iterable[Lot] = (),
-                memo: dict[str, str] | None = None) -> tuple[Hold | None, Entry]:
-        """Post `amount` of a pending hold and keep the rest held: a new hold for the rest, with the same owner,
-        target and timeout, linked from the old one (a task's budget, spent call by call). None when nothing is
-        left to hold."""
+    def capture(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None,
+                ) -> tuple[Hold | None, Entry]:
+        """Post `amount` of a pending hold and keep the rest held in it, from the same lots (a task's budget, spent
+        call by call): one settle entry that gives nothing back, the hold still pending with what is left. None
+        when nothing is left: the settle closed the hold."""
+        if amount >= hold.amount:  # all of it (or more, which settle refuses)
+            return None, self.settle(hold, amount, key=key, memo=memo)
         self._require_pending(hold)
-        rest = hold.amount - amount
-        entry = self.settle(hold, amount, key=key, memo=memo)
-        if rest == 0:
-            return None, entry
-        kept, _ = self.reserve(rest, target=hold.target, expires_at=hold.expires_at, key=key, candidates=candidates,
-                            memo={"continues": hold.id}, owner=hold.owner)
-        hold.replaced_by = kept.id
-        return kept, entry
+        if hold.is_expired(self.now):
+            raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and can no longer be settled",
+                              hold=hold.id)
+        to_consume, kept = amount, []
+        for lot_id, take in hold.allocations:  # consumed in the order the hold took them, as settle consumes
+            used = min(take, to_consume)
+            to_consume -= used
+            if used:
+                lot = self.lots[lot_id]
+                lot.held -= used
+                self._touch_lot(lot)
+            if take > used:
+                kept.append((lot_id, take - used))
+        hold.allocations, hold.amount = kept, hold.amount - amount
+        self.touched_holds[hold.id] = hold
+        self.account.held -= amount
+        totals = self._system(hold.target)
+        totals.balance += amount
+        totals.pending -= amount
+        return hold, self._append("settle", amount, hold.target, key, hold=hold.id, released="0",
+                                  kept=str(hold.amount), memo=memo or {})
 
     def split(self, hold: Hold, amount: int, *, target: str, expires_at: str, key: str, owner: str,
               memo: dict[str, str] | None = None, lender: dict[str, str] | None = None,

@@ -225,9 +225,9 @@ class Credits:
 
     def capture(self, uid: str, hold_id: str, amount: int, *, key: str,
                 memo: dict[str, str] | None = None, closes: bool = False) -> Capture:
-        """Charge `amount` from a pending hold and keep the rest held under a new hold id (`hold`, None when
-        nothing is left): a task's budget, spent call by call, each capture once per key. A capture that `closes`
-        the hold (the task's last charge) gives the rest back instead: one entry, a settle. A capture made again
+        """Charge `amount` from a pending hold and keep the rest held in it (`hold`: the same id, None when nothing
+        is left): a task's budget, spent call by call, each capture once per key, one settle entry each. A capture
+        that `closes` the hold (the task's last charge) gives the rest back instead. A capture made again
         under its key gets the first one, whatever it asks now: a task step that a crash made run again (its model
         called again, with other usage) was charged the first time, and that charge stands."""
         account_id = user_account(uid)
@@ -242,8 +242,7 @@ class Credits:
                 entry = book.settle(hold, amount, key=key, memo=memo)
                 return Capture(captured_from=hold_id, hold=None, entry=entry.id, charged=amount, held=0,
                                released=hold.amount - amount, available=book.account.available)
-            kept, entry = book.capture(hold, amount, key=key, memo=memo,
-                                       candidates=tx.spendable_lots(account_id, book.now))
+            kept, entry = book.capture(hold, amount, key=key, memo=memo)
             return Capture(captured_from=hold_id, hold=kept.id if kept else None, entry=entry.id, charged=amount,
                            held=kept.amount if kept else 0, available=book.account.available)
 
