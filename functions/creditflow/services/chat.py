@@ -56,8 +56,8 @@ class Spend(Protocol):
 
 @dataclass
 class Budget:
-    """A task's hold that its model calls are charged from, call by call (each capture keeps the rest held under a
-    new hold id), instead of each call holding credits of its own."""
+    """A task's hold that its model calls are charged from, call by call (each capture keeps the rest held in it),
+    instead of each call holding credits of its own."""
 
     uid: str
     hold: str | None  # None once a capture took all of it

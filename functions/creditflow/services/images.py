@@ -372,7 +372,7 @@ class ImageGeneration:
                     "asked": str(held["n"]), "size": f"{held['width']}x{held['height']}",
                     "steps": str(held["steps"]), "per_image": str(held["perImage"]), "task": task_id}
             # the task's last charge: it settles the hold and gives the rest back in one entry (a capture that kept
-            # the rest under a new hold only for the task's end to release it wrote three)
+            # the rest held only for the task's end to release it wrote two)
             settled = self.credits.capture(uid, hold, amount, key=f"task:{task_id}:images", memo=memo, closes=True)
             context.budget.take(settled)
             return {"charged": amount, "delivered": delivered, "entry": settled.entry}
