@@ -29,6 +29,7 @@ from creditflow.adapters.firebase.welcome_claims import FirestoreWelcomeClaims  
 from creditflow.bootstrap import Platform, build  # noqa: E402
 from creditflow.config import Settings  # noqa: E402
 from creditflow.domain.callers import Caller  # noqa: E402
+from creditflow.domain.holds import TASK  # noqa: E402
 from tests.firestore_emulator import FirestoreEmulator, find_jar  # noqa: E402
 
 CREDIT = 1_000_000
@@ -43,6 +44,8 @@ MINIMUM: dict[str, tuple[int, int, str]] = {
     "settle": (4, 7, "read the account, the key, the hold, its lot; write the account, entry, ref, hold, lot, "
                      "the usage shard, the record"),
     "release": (4, 7, "as settle (the hold voided)"),
+    "capture": (4, 7, "a task's model call charged from its hold, the rest kept held: as settle (the hold's "
+                      "amount lowered)"),
     "metered chat call": (8, 14, "the user's preferences (routing), then a reserve and a settle"),
     "chat task (the bus)": (8, 14, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
                                    "which closes the hold (the ledger's part; the task's record is in the task store)"),
@@ -136,6 +139,9 @@ def measure(platform: Platform, counted: Operations, rounds: int) -> dict[str, l
         timed("settle", lambda uid=uid, hold=hold: credits.settle(uid, hold.hold, CREDIT, key=f"s-{uid}"))
         other = credits.reserve(uid, CREDIT, key=f"r2-{uid}")
         timed("release", lambda uid=uid, other=other: credits.release(uid, other.hold, key=f"v-{uid}"))
+        budget = credits.reserve(uid, CREDIT, key=f"t-{uid}", owner=TASK)
+        timed("capture", lambda uid=uid, budget=budget: credits.capture(uid, budget.hold, CREDIT // 10,
+                                                                        key=f"c-{uid}"))
         timed("metered chat call", lambda uid=uid: platform.chat.chat(
             uid, [{"role": "user", "content": "How many credits is this?"}], key=f"chat-{uid}", model="demo-chat"))
         ask = {"kind": "chat", "input": "How many credits is this?", "model": "demo-chat"}
