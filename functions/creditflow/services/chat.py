@@ -82,6 +82,12 @@ class Budget:
         self.hold, self.remaining = split.kept, split.kept_amount
         self.split_off += split.amount
 
+    @property
+    def captured(self) -> int:
+        """What the hold's captures took so far: the limit, less what went to tasks it started, what is still
+        held, and what the closing capture gave back."""
+        return self.limit - self.split_off - (self.remaining if self.hold else 0) - self.released
+
     def take(self, captured: Capture) -> None:
         """A capture from the hold: the rest is the budget's hold now, or none is left (the lineage has ended)."""
         self.hold, self.remaining = captured.hold, captured.held

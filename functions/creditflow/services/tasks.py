@@ -584,9 +584,8 @@ class Tasks:
     def _budget_fields(task: Task, budget: Budget) -> dict[str, Any]:
         """The task's hold, what splits moved out of its lineage before that hold, and what it was charged, as its
         run's budget says: spent whole, the task keeps naming its last hold (its lineage still ends there)."""
-        held = budget.remaining if budget.hold else 0
         return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
-                "charged": task.classified + task.reserved - budget.split_off - held - budget.released}
+                "charged": task.classified + budget.captured}
 
     def _ended(self, task: Task, outcome: RunOutcome, budget: Budget) -> Task:
         if outcome.status == "waiting":
@@ -648,7 +647,7 @@ class Tasks:
         was moved to tasks it started, or is freed). A run whose own capture ended the lineage knows this from its
         budget: nothing is left to free, and the lineage is not read again (on Firestore, a billed read a task)."""
         if budget is not None and budget.closed:
-            return task.reserved - budget.split_off - budget.released
+            return budget.captured
         end, split_since = self._lineage(task)
         if end is None and task.state == REQUESTED:  # a crash may have cut its acceptance after its hold was placed
             placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
