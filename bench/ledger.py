@@ -112,7 +112,7 @@ class RawFloor:
         from creditflow.adapters.local.sqlite_store import SqliteLedgerStore
 
         self.store = SqliteLedgerStore(Path(folder) / "raw.sqlite3")
-        self.store.db.executemany("INSERT INTO accounts VALUES (?, 'open', 0, 0, 0, ?, 0, 'now', 'now')",
+        self.store.db.executemany("INSERT INTO accounts VALUES (?, 'open', 0, 0, 0, ?, 0, 'now', 'now', 0)",
                                   [(f"user:u{n}", "0" * 64) for n in range(1000)])
         self.done = 0
         self.cpu_us = 0.0  # the process's CPU µs a grant in the last `rate` (I/O waits left out)

@@ -578,7 +578,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
-    credits.low_threshold = mirror.threshold_in  # credits.low: written with the change that crosses it
+    credits.low_threshold = mirror.threshold  # credits.low: written with the change that crosses it
     credits.after_commit.append(mirror.after_commit)  # and told as a notification after the commit
     usage = build_usage_rollups(settings, firestore)
     credits.after_commit.append(usage.on_commit)

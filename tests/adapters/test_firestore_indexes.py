@@ -83,7 +83,6 @@ QUERIES: list[tuple[str, Callable[[firestore.Client], object]]] = [
     ("a balance", lambda client: in_a_transaction(FirestoreLedgerStore(client)).balance_view("user:ann")),
     ("the log's next entries", lambda client: in_a_transaction(FirestoreLedgerStore(client)).sequence(200)),
     ("an account's lots", lambda client: FirestoreLedgerStore(client).lots_of("user:ann")),
-    ("the last paid lot", lambda client: FirestoreLedgerStore(client).last_paid_lot("user:ann")),
     *[(f"history ({', '.join(k for k, v in given.items() if v is not None) or 'all'})",
        lambda client, given=given: FirestoreLedgerStore(client).history("user:ann", limit=50, **given))
       for given in ({"before_seq": b, "kinds": k, "since": s, "until": u}

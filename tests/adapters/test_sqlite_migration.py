@@ -1,5 +1,6 @@
 """A data folder an earlier version made opens with today's words: its holds were posted or voided, and are now
-settled or released, their amounts kept; none of them was split (nothing `split_off`)."""
+settled or released, their amounts kept; none of them was split (nothing `split_off`); its accounts learn their
+last paid top-up from their lots."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ EARLIER_HOLDS = """CREATE TABLE holds (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, target TEXT NOT NULL, amount INTEGER NOT NULL,
     allocations TEXT NOT NULL, status TEXT NOT NULL, posted INTEGER NOT NULL, expires_at TEXT NOT NULL,
     created_at TEXT NOT NULL, closed_at TEXT, replaced_by TEXT, owner TEXT NOT NULL DEFAULT 'client') WITHOUT ROWID"""
+EARLIER_ACCOUNTS = """CREATE TABLE accounts (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, available INTEGER NOT NULL, held INTEGER NOT NULL,
+    seq INTEGER NOT NULL, head TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL) WITHOUT ROWID"""
 T = "2026-01-01T00:00:00.000000Z"
 
 
@@ -28,3 +33,20 @@ def test_posted_and_voided_holds_are_read_as_settled_and_released(tmp_path: Path
     assert all(hold.split_off == 0 for hold in held.values() if hold)
     SqliteLedgerStore(path)  # a second opening finds nothing left to change
     assert store.hold("user:u", "h1").settled == 7  # type: ignore[union-attr]
+
+
+def test_accounts_learn_their_last_paid_top_up_from_their_lots(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    SqliteLedgerStore(path).close()  # today's lots table, then the accounts table as it was
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE accounts")
+        db.execute(EARLIER_ACCOUNTS)
+        db.executemany("INSERT INTO accounts VALUES (?, 'open', 0, 0, 3, ?, 3, ?, ?)",
+                       [(f"user:{uid}", "0" * 64, T, T) for uid in ("paid", "promo", "none")])
+        lots = [("l1", "user:paid", "paid", 100, 1), ("l2", "user:paid", "paid", 40, 2),  # the latest counts,
+                ("l3", "user:paid", "promotional", 500, 3), ("l4", "user:promo", "promotional", 9, 1)]  # paid only
+        db.executemany("INSERT INTO lots VALUES (?, ?, ?, ?, 0, 0, 0, NULL, ?, ?, 'admin', 0)",
+                       [(lot, account, kind, granted, T, seq) for lot, account, kind, granted, seq in lots])
+    store = SqliteLedgerStore(path)
+    assert {uid: store.account(f"user:{uid}").last_top_up for uid in ("paid", "promo", "none")} == {  # type: ignore[union-attr]
+        "paid": 40, "promo": 0, "none": 0}

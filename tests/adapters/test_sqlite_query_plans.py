@@ -36,7 +36,6 @@ def scans(steps: list[str]) -> list[str]:
 @pytest.mark.parametrize("name, call", [
     ("the sweeper's accounts", lambda store: store.accounts_to_sweep(NOW, 500)),
     ("an account's lots, as the audit reads them", lambda store: store.lots_of("user:a")),
-    ("an account's last paid lot", lambda store: store.last_paid_lot("user:a")),
     ("an account's expired lots", lambda store: SqliteTransaction(store.db).expired_lots("user:a", NOW)),
     ("an account's spendable lots", lambda store: list(SqliteTransaction(store.db).spendable_lots("user:a", NOW))),
     ("an account's expired holds", lambda store: SqliteTransaction(store.db).expired_holds("user:a", NOW)),

@@ -36,6 +36,25 @@ def test_a_crossing_is_an_event_of_its_transaction_and_one_notification(platform
     assert platform.credits.store.pending_events(10) == []  # delivered after its commit, and marked done
 
 
+def test_the_threshold_is_a_share_of_the_last_paid_top_up_whichever_process_took_it(tmp_path: Path,
+                                                                                  clock: SteppedClock) -> None:
+    """10 % of the last paid top-up when that is above the 50-credit floor, kept on the account: a process that read
+    the account before another process's top-up judges the next change by the new one."""
+    first = make_platform(tmp_path / "data", clock)
+    funded(first, "u", 1000)  # threshold 100
+    first.credits.reserve("u", 880 * CREDIT, key="r1")  # 120: not crossed
+    second = make_platform(tmp_path / "data", clock)
+    second.credits.grant("u", 2000 * CREDIT, source="admin", lot_kind="paid", key="top-up")  # 2120; threshold 200
+    second.credits.grant("u", 5000 * CREDIT, source="admin", lot_kind="promotional", key="gift")  # not a top-up
+    assert second.credits.store.account("user:u").last_top_up == 2000 * CREDIT  # type: ignore[union-attr]
+    first.credits.reserve("u", 6930 * CREDIT, key="r2")  # 190: below 200, not below 100
+    [notice] = low_notices(first, "u")
+    assert notice["threshold"] == {"credits": "200", "micros": 200 * CREDIT}
+    assert notice["available"] == {"credits": "190", "micros": 190 * CREDIT}
+    for built in (first, second):
+        built.store.close()  # type: ignore[attr-defined]
+
+
 def test_a_refused_change_writes_no_event(platform: Platform) -> None:
     funded(platform, "u", 60)
     with pytest.raises(LedgerError):

@@ -128,6 +128,15 @@ def test_a_changed_balance_names_the_account(ledger) -> None:
     assert "ledger" in found["conservation"]
 
 
+def test_a_changed_last_top_up_names_the_account_alone(ledger) -> None:
+    """The low-balance threshold's input is the latest paid grant of the chain; a raised one (no low notice until
+    the balance is far lower) is named, and no money check fires for it."""
+    platform, db, _ = ledger
+    assert db.execute("SELECT last_top_up FROM accounts WHERE id = 'user:bob'").fetchone() == (20 * CREDIT,)
+    db.execute("UPDATE accounts SET last_top_up = 1000000000 WHERE id = 'user:bob'")
+    assert named(platform) == {"top-up": {"user:bob"}}
+
+
 def test_a_forked_checkpoint_is_named(ledger) -> None:
     platform, db, _ = ledger
     size = platform.store.tree_size()

@@ -67,6 +67,7 @@ class UserAccount:
     head: str = "0" * 64
     version: int = 0
     updated_at: str = ""
+    last_top_up: int = 0  # µc of the latest paid grant: the low-balance threshold's share of it, read with the account
 
     @property
     def is_open(self) -> bool:

@@ -33,6 +33,7 @@ class ChainReport:
     entries: int = 0
     available: int = 0
     held: int = 0
+    last_top_up: int = 0  # the amount of the chain's latest paid grant
     last_hash: str = GENESIS_HASH
     last_seq: int = 0
     system: dict[str, SystemTotals] = field(default_factory=dict)
@@ -51,6 +52,8 @@ def apply_entry(report: ChainReport, fields: dict[str, Any]) -> None:
     if kind == "grant":
         report.available += amount
         totals.balance -= amount
+        if fields.get("lot_kind") == "paid":
+            report.last_top_up = amount
     elif kind == "hold":
         report.available -= amount
         report.held += amount
@@ -145,6 +148,10 @@ def check_account_head(account: UserAccount, report: ChainReport) -> list[Findin
         found.append(Finding("balance", account.id, f"account {account.id}: stored balance available="
                              f"{account.available}, held={account.held} differs from its entries "
                              f"(available={report.available}, held={report.held})"))
+    if account.last_top_up != report.last_top_up:
+        found.append(Finding("top-up", account.id, f"account {account.id}: stored last paid top-up "
+                             f"{account.last_top_up} is not its latest paid grant ({report.last_top_up}): the "
+                             "low-balance threshold would be wrong"))
     if account.available < 0:
         found.append(Finding("overdraft", account.id, f"account {account.id} is below zero"))
     return found

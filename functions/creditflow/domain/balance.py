@@ -29,6 +29,7 @@ class Balance:
     updated_at: str
     lots: tuple[LotBalance, ...]
     holds: tuple[Hold, ...]
+    last_top_up: int = 0  # µc of the latest paid grant (the low-balance threshold's share)
 
 
 def effective_balance(account: UserAccount, lots: list[Lot], holds: list[Hold], now: str) -> Balance:
@@ -52,4 +53,4 @@ def effective_balance(account: UserAccount, lots: list[Lot], holds: list[Hold], 
             by_lot.append(LotBalance(lot.id, lot.kind, available, held, lot.priority, lot.expires_at))
     return Balance(account=account.id, status=account.status, available=sum(lot.available for lot in by_lot),
                    held=sum(hold.amount for hold in live), version=account.version, updated_at=account.updated_at,
-                   lots=tuple(by_lot), holds=tuple(live))
+                   lots=tuple(by_lot), holds=tuple(live), last_top_up=account.last_top_up)

@@ -66,6 +66,8 @@ class Book:
                   expires_at=expires_at, source=source)
         self._touch_lot(lot)
         self.account.available += amount
+        if lot_kind == "paid":
+            self.account.last_top_up = amount
         self._system(source).balance -= amount
         return lot, self._append("grant", amount, source, key, lot=lot.id, lot_kind=lot_kind, priority=priority,
                                  expires=expires_at, reference=reference, memo=memo or {})

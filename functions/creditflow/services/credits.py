@@ -87,9 +87,9 @@ class Credits:
         self.clock = clock
         self.policy = policy
         self.after_commit: list[Callable[[UserAccount, list[Entry]], None]] = []  # e.g. the realtime mirror
-        # the low-balance threshold of a user (given the entries of the change being written), read inside the
-        # transaction of every change that lowers the balance: one that crosses it writes `credits.low` with it
-        self.low_threshold: Callable[[str, list[Entry]], int] | None = None
+        # the low-balance threshold, given the user's last paid top-up (kept on the account, so nothing more is
+        # read): a change that takes the balance across it writes `credits.low` in its own transaction
+        self.low_threshold: Callable[[int], int] | None = None
         self._known: set[str] = set()  # accounts this process has seen exist (an account is never deleted)
 
     def _committed(self, account: UserAccount, entries: list[Entry]) -> None:
@@ -573,7 +573,8 @@ class Credits:
         if self.low_threshold is None or after >= before or not book.account.id.startswith(USER_PREFIX):
             return changes
         uid = book.account.id[len(USER_PREFIX):]
-        event = credits_low(uid, before, after, self.low_threshold(uid, book.entries), book.account.seq, book.now)
+        event = credits_low(uid, before, after, self.low_threshold(book.account.last_top_up), book.account.seq,
+                            book.now)
         if event is not None:
             changes.events.append(event)
         return changes

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +36,6 @@ NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot 
 LOWERING = frozenset({"hold", "settle", "expire"})  # entry kinds a balance may fall by
 
 
-def _paid_top_up(entries: list[Entry]) -> int | None:
-    """The amount of the last paid grant among a change's entries, if any."""
-    return next((int(f["amount"]) for f in (e.fields() for e in reversed(entries) if e.kind == "grant")
-                 if f.get("lot_kind") == "paid"), None)
-
-
 def _differs(stored: object, mirror: dict[str, Any]) -> bool:
     return not isinstance(stored, dict) or any(stored.get(k) != mirror[k] for k in ("available", "held", "version"))
 
@@ -60,8 +53,6 @@ class BalanceMirror:
         self.clock = clock
         self.policy = policy
         self.writer = MirrorWriter(realtime, "balance-mirror")
-        self._top_ups: dict[str, int] = {}  # uid -> last paid grant (µc), as seen by this process
-        self._top_ups_lock = threading.Lock()
 
     def on_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After a commit: the account row is the balance (the command swept it first), so nothing is re-read."""
@@ -113,37 +104,13 @@ class BalanceMirror:
         return {"available": money(available), "held": money(held), "version": version,
                 "updatedAt": iso(self.clock.now())}
 
-    def _last_top_up(self, uid: str) -> int:
-        """The user's last paid grant (0 if none), from their latest paid lot; remembered until the next paid
-        grant."""
-        with self._top_ups_lock:
-            known = self._top_ups.get(uid)
-        if known is not None:
-            return known
-        paid = self.credits.store.last_paid_lot(f"{USER_PREFIX}{uid}")
-        last = paid.granted if paid is not None else 0
-        with self._top_ups_lock:
-            self._top_ups.setdefault(uid, last)
-        return last
-
-    def threshold(self, uid: str) -> int:
-        return low_balance_threshold(self.policy.absolute, self.policy.percent_of_top_up, self._last_top_up(uid))
-
-    def threshold_in(self, uid: str, entries: list[Entry]) -> int:
-        """The threshold a change is checked against inside its transaction: a paid grant in the change itself
-        counts as the last top-up (Credits.low_threshold)."""
-        top_up = _paid_top_up(entries)
-        if top_up is None:
-            return self.threshold(uid)
-        return low_balance_threshold(self.policy.absolute, self.policy.percent_of_top_up, top_up)
+    def threshold(self, last_top_up: int) -> int:
+        """The low-balance threshold of a user whose last paid top-up was `last_top_up` µc (Credits.low_threshold)."""
+        return low_balance_threshold(self.policy.absolute, self.policy.percent_of_top_up, last_top_up)
 
     def after_commit(self, account: UserAccount, entries: list[Entry]) -> None:
-        """After every ledger commit: remember a paid top-up, and deliver what the outbox holds now (a change that
+        """After every ledger commit that may lower a balance: deliver what the outbox holds now (a change that
         crossed the threshold wrote its `credits.low` there)."""
-        top_up = _paid_top_up(entries)
-        if top_up is not None:
-            with self._top_ups_lock:
-                self._top_ups[account.id[len(USER_PREFIX):]] = top_up
         if any(entry.kind in LOWERING for entry in entries):
             self.deliver_events()
 
@@ -169,8 +136,8 @@ class BalanceMirror:
             "at": event.at, "read": False})
 
     def check(self, uid: str) -> dict[str, Any]:
-        available = self.credits.balance(uid).available
-        threshold = self.threshold(uid)
+        balance = self.credits.balance(uid)
+        available, threshold = balance.available, self.threshold(balance.last_top_up)
         status = "empty" if available == 0 else "low" if available < threshold else "ok"
         packs = [{"credits": money(c), "price": {"amount": p, "currency": cur}} for c, p, cur in self.policy.packs]
         advice = [] if status == "ok" else [f"Top up: your balance is below {format_credits(threshold)} credits."]

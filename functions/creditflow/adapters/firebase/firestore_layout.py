@@ -103,7 +103,8 @@ def expiring_of(d: dict[str, Any]) -> Expiring | None:
 def account_doc(a: UserAccount, expiring: Expiring | None = None) -> dict[str, Any]:
     """The account's document; without its expiry index the next command rebuilds it (with two queries)."""
     document = {"id": a.id, "status": a.status, "available": a.available, "held": a.held, "seq": a.seq,
-                "head": a.head, "version": a.version, "createdAt": a.created_at, "updatedAt": a.updated_at}
+                "head": a.head, "version": a.version, "createdAt": a.created_at, "updatedAt": a.updated_at,
+                "lastTopUp": a.last_top_up}
     if expiring is not None:
         document[EXPIRING] = {"holds": expiring.holds, "lots": expiring.lots}
     return document
@@ -111,7 +112,8 @@ def account_doc(a: UserAccount, expiring: Expiring | None = None) -> dict[str, A
 
 def account_of(d: dict[str, Any]) -> UserAccount:
     return UserAccount(id=d["id"], status=d["status"], available=d["available"], held=d["held"], seq=d["seq"],
-                       head=d["head"], version=d["version"], created_at=d["createdAt"], updated_at=d["updatedAt"])
+                       head=d["head"], version=d["version"], created_at=d["createdAt"], updated_at=d["updatedAt"],
+                       last_top_up=d.get("lastTopUp", 0))
 
 
 def entry_doc(e: Entry) -> dict[str, Any]:

@@ -253,11 +253,6 @@ class FirestoreLedgerStore:
         stream = _where(self.client.collection(layout.LOTS), "account", "==", account_id).stream()
         return sorted((layout.lot_of(s.to_dict()) for s in stream), key=lambda lot: lot.created_seq)
 
-    def last_paid_lot(self, account_id: str) -> Lot | None:
-        query = _where(_where(self.client.collection(layout.LOTS), "account", "==", account_id), "kind", "==", "paid")
-        found = list(query.order_by("createdSeq", direction=DESC).limit(1).stream())
-        return layout.lot_of(found[0].to_dict()) if found else None
-
     def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
         holds = _where(_where(self.client.collection(layout.HOLDS), "status", "==", "pending"),
                        "expiresAt", "<=", now).limit(limit).stream()

@@ -13,7 +13,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, available INTEGER NOT NULL, held INTEGER NOT NULL,
     seq INTEGER NOT NULL, head TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL) WITHOUT ROWID;
+    updated_at TEXT NOT NULL, last_top_up INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS system_accounts (
     id TEXT PRIMARY KEY, balance INTEGER NOT NULL, pending INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
@@ -58,7 +58,8 @@ def migrate(db: sqlite3.Connection) -> None:
     """Bring a data folder an earlier version made up to SCHEMA, in one transaction (before SCHEMA runs): lots were
     keyed by id alone, so reading an account's lots scanned every lot; holds had no owner (all were the client's:
     calls' holds placed before owners existed have ended long since, by settle or by the sweeper), and were
-    "posted" or "voided"; and none had been split (`split_off`)."""
+    "posted" or "voided"; and none had been split (`split_off`); accounts did not keep their last paid top-up
+    (`last_top_up`, the amount of their latest paid lot)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'lots'").fetchone()
@@ -78,6 +79,11 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE holds RENAME COLUMN posted TO settled")
             db.execute("UPDATE holds SET status = CASE status WHEN 'posted' THEN 'settled' ELSE 'released' END "
                        "WHERE status IN ('posted', 'voided')")
+        accounts = [row[1] for row in db.execute("PRAGMA table_info(accounts)")]
+        if accounts and "last_top_up" not in accounts:
+            db.execute("ALTER TABLE accounts ADD COLUMN last_top_up INTEGER NOT NULL DEFAULT 0")
+            db.execute("UPDATE accounts SET last_top_up = coalesce((SELECT granted FROM lots WHERE lots.account = "
+                       "accounts.id AND kind = 'paid' ORDER BY created_seq DESC LIMIT 1), 0)")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -23,7 +23,7 @@ from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
 from .sqlite_schema import SCHEMA, migrate
 
-_ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at"
+_ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at, last_top_up"
 _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
 _LOT = "id, account, kind, granted, remaining, held, priority, expires_at, created_at, created_seq, source"
 _SHORTFALL = "account, key, reference, owed, collected, reason, at"
@@ -37,7 +37,7 @@ _SPEND_ORDER = f"priority, {_SPEND_EXPIRY}, kind = 'paid', created_at, created_s
 
 def _account(row: tuple) -> UserAccount:
     return UserAccount(id=row[0], status=row[1], available=row[2], held=row[3], seq=row[4], head=row[5],
-                       version=row[6], created_at=row[7], updated_at=row[8])
+                       version=row[6], created_at=row[7], updated_at=row[8], last_top_up=row[9])
 
 
 def _entry(row: tuple) -> Entry:
@@ -124,11 +124,12 @@ class SqliteTransaction(_Reads):
     def write(self, changes: Changes) -> None:
         db = self.db
         if changes.new_accounts:
-            db.executemany(f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?,?,?,?,?,?,?,?,?)",
+            db.executemany(f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                            [_account_row(a) for a in changes.new_accounts])
         for a in changes.accounts:
-            db.execute("UPDATE accounts SET status=?, available=?, held=?, seq=?, head=?, version=?, updated_at=? "
-                       "WHERE id=?", (a.status, a.available, a.held, a.seq, a.head, a.version, a.updated_at, a.id))
+            db.execute("UPDATE accounts SET status=?, available=?, held=?, seq=?, head=?, version=?, updated_at=?, "
+                       "last_top_up=? WHERE id=?", (a.status, a.available, a.held, a.seq, a.head, a.version,
+                                                   a.updated_at, a.last_top_up, a.id))
         if changes.entries:
             db.executemany(f"INSERT INTO entries ({_ENTRY}) VALUES (?,?,?,?,?,?,?,?,?)",
                            [(e.id, e.account, e.seq, e.kind, e.at, e.body, e.hash, e.signature, e.key_id)
@@ -162,7 +163,7 @@ class SqliteTransaction(_Reads):
 
 
 def _account_row(a: UserAccount) -> tuple:
-    return (a.id, a.status, a.available, a.held, a.seq, a.head, a.version, a.created_at, a.updated_at)
+    return (a.id, a.status, a.available, a.held, a.seq, a.head, a.version, a.created_at, a.updated_at, a.last_top_up)
 
 
 T = TypeVar("T")
@@ -312,11 +313,6 @@ class SqliteLedgerStore(_Reads):
     def lots_of(self, account_id: str) -> list[Lot]:
         rows = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? ORDER BY created_seq", (account_id,))
         return [_lot(row) for row in rows]
-
-    def last_paid_lot(self, account_id: str) -> Lot | None:
-        row = self.db.execute(f"SELECT {_LOT} FROM lots WHERE account = ? AND kind = 'paid' "
-                              "ORDER BY created_seq DESC LIMIT 1", (account_id,)).fetchone()
-        return _lot(row) if row is not None else None
 
     def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
         rows = self.db.execute(
