@@ -1,5 +1,7 @@
-"""The welcome bonus's guards, as a service: verified email, network window, expiry, disabled."""
+"""The welcome bonus's guards, as a service: verified email, network window, expiry, disabled; a first claim opens
+the account in the grant's own transaction."""
 
+import threading
 
 import pytest
 
@@ -68,6 +70,45 @@ def test_the_offer_of_an_account_that_has_entries_but_no_bonus(tmp_path, clock: 
     platform.credits.grant("p", CREDIT, source="admin", lot_kind="paid", key="bought")
     assert platform.welcome.offer(Caller("p")).claimable
     assert platform.welcome.claim(Caller("p")).granted == 1000 * CREDIT
+
+
+def test_a_first_claim_is_one_ledger_transaction_that_opens_the_account(tmp_path, clock: SteppedClock) -> None:
+    platform = make_platform(tmp_path, clock)
+    store, runs = platform.credits.store, []
+    run = store.run
+    store.run = lambda work: runs.append(work) or run(work)  # type: ignore[method-assign]
+    claimed = platform.welcome.claim(Caller("n"), device="phone-1", ip="192.0.2.8")
+    assert len(runs) == 1 and claimed.account == "user:n"  # before: opening the account was a transaction of its own
+    store.run = run  # type: ignore[method-assign]
+    account = store.account("user:n")
+    assert account is not None and (account.available, account.seq, account.version) == (1000 * CREDIT, 1, 1)
+    assert platform.credits.balance("n").available == claimed.available == 1000 * CREDIT
+    with pytest.raises(WelcomeRefused) as again:  # refused before a new device is counted against it
+        platform.welcome.claim(Caller("n"), device="phone-2")
+    assert again.value.context["reason"] == "already-claimed"
+    assert platform.welcome.claim(Caller("m"), device="phone-2").granted == 1000 * CREDIT
+    assert platform.integrity.audit().findings == []
+
+
+def test_racing_first_claims_of_one_user_grant_once(tmp_path, clock: SteppedClock) -> None:
+    platform = make_platform(tmp_path, clock)
+    outcomes: list[str] = []
+
+    def claim(n: int) -> None:
+        try:
+            platform.welcome.claim(Caller("r"), device=f"device-{n}")
+            outcomes.append("granted")
+        except WelcomeRefused as refused:
+            outcomes.append(refused.context["reason"])
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["already-claimed"] * 7 + ["granted"]
+    assert platform.credits.balance("r").available == 1000 * CREDIT
+    assert platform.integrity.audit().findings == []
 
 
 def test_no_offer_when_the_amount_is_zero(tmp_path, clock: SteppedClock) -> None:

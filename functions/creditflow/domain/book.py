@@ -43,10 +43,16 @@ class Book:
     touched_holds: dict[str, Hold] = field(default_factory=dict)
     system: dict[str, SystemTotals] = field(default_factory=dict)
     shortfalls: list[Shortfall] = field(default_factory=list)
+    opened: bool = False  # the account is new: this command opens it, so it is written as created, not updated
 
     @classmethod
     def load(cls, account: UserAccount, lots: list[Lot], holds: list[Hold], now: str, key: SigningKey) -> Book:
         return cls(account, {lot.id: lot for lot in lots}, {hold.id: hold for hold in holds}, now, key)
+
+    @classmethod
+    def opening(cls, account_id: str, now: str, key: SigningKey) -> Book:
+        """The book of an account no one has opened yet: no lots, no holds."""
+        return cls(UserAccount(id=account_id, created_at=now, updated_at=now), {}, {}, now, key, opened=True)
 
     # -- commands ---------------------------------------------------------------------------------------------
 

@@ -152,7 +152,9 @@ class Credits:
 
     def grant(self, uid: str, amount: int, *, source: str, lot_kind: str, key: str,
               expires_at: datetime | None = None, priority: int = 0, reference: str | None = None,
-              memo: dict[str, str] | None = None) -> Granted:
+              memo: dict[str, str] | None = None, opens: bool = False) -> Granted:
+        """A new lot of `amount` on the user's account; with `opens`, an account not opened yet is opened by the
+        grant's own transaction (a first grant, such as the welcome bonus: one commit where two were)."""
         account_id = user_account(uid)
         amount = require_amount(amount)
         source_account = require_system_account(f"issuance:{source}", ISSUANCE_ACCOUNTS)
@@ -172,7 +174,7 @@ class Credits:
             return Granted(entry=entry.id, lot=lot.id, available=book.account.available,
                            held=book.account.held)
 
-        return self._mutate(Granted, account_id, source_account, "grant", key, request, action)
+        return self._mutate(Granted, account_id, source_account, "grant", key, request, action, opens=opens)
 
     def reserve(self, uid: str, amount: int, *, key: str, target: str = "usage:chat",
                 ttl: timedelta | None = None, memo: dict[str, str] | None = None,
@@ -538,9 +540,13 @@ class Credits:
             raise InvalidQuery("a reservation lasts from 1 second to 7 days")
         return timedelta(seconds=int(ttl.total_seconds()))
 
-    def _load(self, tx: LedgerTransaction, account_id: str, now: str, hold_id: str | None = None) -> Book:
-        """The account with just what this command touches: expired holds and lots, and the named hold."""
+    def _load(self, tx: LedgerTransaction, account_id: str, now: str, hold_id: str | None = None,
+              opens: bool = False) -> Book:
+        """The account with just what this command touches: expired holds and lots, and the named hold; with
+        `opens`, a new account's empty book when there is none."""
         account = tx.account(account_id)
+        if account is None and opens:
+            return Book.opening(account_id, now, self.key)
         if account is None:
             raise UnknownAccount(f"no account {account_id}", account=account_id)
         holds = tx.expired_holds(account_id, now)
@@ -563,8 +569,10 @@ class Credits:
 
     @staticmethod
     def _changes(book: Book) -> Changes:
-        return Changes(accounts=[book.account], entries=book.entries, lots=list(book.touched_lots.values()),
-                       holds=list(book.touched_holds.values()), system=book.system, shortfalls=book.shortfalls)
+        opened, changed = ([book.account], []) if book.opened else ([], [book.account])
+        return Changes(new_accounts=opened, accounts=changed, entries=book.entries,
+                       lots=list(book.touched_lots.values()), holds=list(book.touched_holds.values()),
+                       system=book.system, shortfalls=book.shortfalls)
 
     def _with_events(self, changes: Changes, book: Book, before: int) -> Changes:
         """The change, with `credits.low` when it takes the balance from at-or-above the user's threshold to below
@@ -580,7 +588,8 @@ class Credits:
         return changes
 
     def _mutate(self, kind: type[R], account_id: str, scope: str, command: str, key: str, request: dict[str, Any],
-                action: Callable[[Book, LedgerTransaction], R], hold_id: str | None = None) -> R:
+                action: Callable[[Book, LedgerTransaction], R], hold_id: str | None = None,
+                opens: bool = False) -> R:
         """Run one command on one account exactly once per idempotency key, in a single transaction."""
         key = require_key(key)
         if hold_id is not None and not isinstance(hold_id, str):
@@ -591,7 +600,7 @@ class Credits:
             if record is not None:
                 return kind.from_record(replay(record, command, request))
             now = iso(self.clock.now())
-            book = self._load(tx, account_id, now, hold_id)
+            book = self._load(tx, account_id, now, hold_id, opens)
             before = book.account.available
             book.sweep()
             result = action(book, tx)

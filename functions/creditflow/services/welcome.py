@@ -81,9 +81,9 @@ class WelcomeBonus:
     def claim(self, caller: Caller, device: str | None = None, ip: str | None = None) -> WelcomeGrant:
         policy, uid, now = self.policy, caller.uid, self.clock.now()
         self._check_caller(caller)
-        account = self.credits.open_account(uid)
-        key = f"welcome:{uid}"
-        if self._claimed(uid, account.seq):
+        account_id, key = user_account(uid), f"welcome:{uid}"
+        account = self.credits.store.account(account_id)  # none yet: the grant opens it
+        if account is not None and self._claimed(uid, account.seq):  # before the device and network are counted
             raise _already_claimed()
         if device:
             holder = self.claims.claim_device(self._hash("device", device), uid, iso(now))
@@ -96,12 +96,12 @@ class WelcomeBonus:
                                      reason="network-limit")
         expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
         result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional", key=key,
-                                    expires_at=expires)
+                                    expires_at=expires, opens=True)
         if result.replayed:  # a concurrent claim won the race
             raise _already_claimed()
         if ip:
             self.claims.record_ip_claim(ip_hash, uid, iso(now))
-        return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account.id,
+        return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account_id,
                             expires_at=iso(expires) if expires else None, available=result.available)
 
     def _check_caller(self, caller: Caller) -> None:
