@@ -154,6 +154,7 @@ def test_a_retry_while_the_first_request_runs_is_a_409_problem(real: LocalServer
     first.join()
     assert again.status == 409 and again.content_type == "application/problem+json"
     assert again.json["type"].endswith("/request-in-progress") and "still running" in again.json["detail"]
+    assert again.headers["Retry-After"] == "2"  # the first may yet be cut off and released: ask again soon
     assert len(upstream.requests) == sent + 1
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)

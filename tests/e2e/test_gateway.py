@@ -170,6 +170,31 @@ def test_a_replayed_request_is_final_for_the_sdks_retries(server: LocalServer) -
     assert time.monotonic() - started < 0.4  # no retries: the SDK waits at least 0.5 s before one
 
 
+def test_a_request_sent_again_while_it_runs_is_told_to_ask_again_soon(real: LocalServer,
+                                                                     upstream: FakeOpenAI) -> None:
+    """Not answered twice, but not final either: the first attempt may yet be cut off and released, and then the
+    same request is answered. The SDK obeys x-should-retry and Retry-After; once the first is answered, it is final."""
+    import threading
+
+    key = new_key(real, "gw-twice")
+    asked = {"model": LLAMA, "messages": [{"role": "user", "content": "SLOWLLAMA please"}]}
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "twice-1"}
+    sent = len(upstream.requests)
+    first = threading.Thread(target=real.call, args=("POST", "/v1/chat/completions", asked),
+                             kwargs={"headers": headers})
+    first.start()
+    while len(upstream.requests) == sent:  # the first request reached the provider, which takes 3 s
+        time.sleep(0.02)
+    running = real.call("POST", "/v1/chat/completions", asked, headers=headers)
+    assert running.status == 409 and running.json["error"]["code"] == "request-in-progress"
+    assert (running.headers["x-should-retry"], running.headers["Retry-After"]) == ("true", "2")
+    first.join()
+    answered = real.call("POST", "/v1/chat/completions", asked, headers=headers)
+    assert answered.status == 409 and answered.json["error"]["code"] == "already-answered"
+    assert answered.headers["x-should-retry"] == "false" and "Retry-After" not in answered.headers
+    assert len(upstream.requests) == sent + 1  # answered once
+
+
 @pytest.mark.parametrize("limits", [{"max_tokens": 5, "max_completion_tokens": None},
                                     {"max_tokens": None, "max_completion_tokens": 5}])
 def test_a_null_token_limit_leaves_the_other_one_in_force(server: LocalServer, limits: dict) -> None:

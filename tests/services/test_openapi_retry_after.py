@@ -1,6 +1,7 @@
 """The OpenAPI document says where Retry-After comes: on every 429 and 503 (a rate limit, a busy server, a lost race,
-a payment event not seen yet) and on /api/v1/chat's 409 for an image whose task has not succeeded yet; on no other
-response. The gateway at /v1 (OpenAI's API, with its x-should-retry) is not described by the document."""
+a payment event not seen yet) and on /api/v1/chat's 409 for an image whose task has not succeeded yet or for the
+same request still running; on no other response. The gateway at /v1 (OpenAI's API, with its x-should-retry) is not
+described by the document."""
 
 from __future__ import annotations
 

@@ -36,6 +36,8 @@ from .credits import Credits
 from .vision import VisionInputs
 
 log = logging.getLogger(__name__)
+IN_PROGRESS_WAIT = 2  # s: when a request sent again while its first attempt runs is told to ask once more (one
+# cut off by its client ends at its next write, and its hold is released: the next attempt then answers)
 
 
 class Spend(Protocol):
@@ -258,7 +260,7 @@ class MeteredChat:
         if hold.is_live(iso(self.credits.clock.now())):  # answering it again would give two replies for one
             raise RequestInProgress(f"a request with this Idempotency-Key is still running (if it was cut off, its "
                                     f"hold lapses at {hold.expires_at}): wait for it, or send a new key",
-                                    reservation=hold.id)
+                                    reservation=hold.id, retry_after=IN_PROGRESS_WAIT)
 
     def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
                 why: str | None = None, tool_calls: list[dict[str, Any]] | None = None,

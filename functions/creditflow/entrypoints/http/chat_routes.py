@@ -47,7 +47,8 @@ def stream_chat(pieces: Iterator[Piece]) -> Response:
 @routes.route("POST", f"{V1}/chat", summary="A metered chat completion: held first, settled on reported usage",
               body=s.ChatIn, response=s.ChatOut, idempotent_header=True, errors=(402, 404, 409, 422, 502, 503),
               also=("text/event-stream",), longest_key=MAX_REQUEST_KEY,
-              retry_after=(409,))  # an image part whose task has not succeeded yet: ImageNotReady, and when
+              retry_after=(409,))  # an image part whose task has not succeeded yet (ImageNotReady), or the same
+              # request still running (RequestInProgress): when to ask again
 def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.ChatOut | Response:
     account_of(platform, caller)
     take_call_slot(caller.uid)

@@ -70,7 +70,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
 
 # 409s that the same request, sent again later, may get past (the others are final for it: a replay, a conflict).
 # The gateway says so in x-should-retry, which the openai SDKs obey; a refusal's retry_after says when.
-WORTH_RETRYING: tuple[type[errors.LedgerError], ...] = (vision.ImageNotReady,)
+WORTH_RETRYING: tuple[type[errors.LedgerError], ...] = (vision.ImageNotReady, errors.RequestInProgress)
 
 
 def worth_retrying(error: errors.LedgerError) -> bool:
