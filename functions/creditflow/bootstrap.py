@@ -28,6 +28,7 @@ from .domain.vision import InvalidImagePart
 from .ports import (
     AgentContext,
     AgentRunner,
+    AnswerStore,
     ApiKeys,
     BlobStore,
     CatalogOverrides,
@@ -182,6 +183,7 @@ def build_queue(settings: Settings, handler: JobHandler) -> TaskQueue:
 
 @dataclass(frozen=True)
 class UserStores:
+    answers: AnswerStore
     claims: WelcomeClaims
     api_keys: ApiKeys
     preferences: PreferenceStore
@@ -196,6 +198,7 @@ class UserStores:
 def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
     """The small per-user stores: Firestore collections on Firebase, one SQLite file each locally."""
     if settings.runtime == "firebase":
+        from .adapters.firebase.answers import FirestoreAnswers
         from .adapters.firebase.api_keys import FirestoreApiKeys
         from .adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
         from .adapters.firebase.conversations import FirestoreConversations
@@ -207,9 +210,10 @@ def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
         from .adapters.firebase.welcome_claims import FirestoreWelcomeClaims
 
         db = firestore
-        return UserStores(FirestoreWelcomeClaims(db), FirestoreApiKeys(db), FirestorePreferences(db),
-                          FirestoreConversations(db), FirestoreCatalogOverrides(db), FirestoreTasks(db),
-                          FirestorePayments(db), FirestoreWallets(db), FirestoreDeposits(db))
+        return UserStores(FirestoreAnswers(db), FirestoreWelcomeClaims(db), FirestoreApiKeys(db),
+                          FirestorePreferences(db), FirestoreConversations(db), FirestoreCatalogOverrides(db),
+                          FirestoreTasks(db), FirestorePayments(db), FirestoreWallets(db), FirestoreDeposits(db))
+    from .adapters.local.answers import SqliteAnswers
     from .adapters.local.api_keys import SqliteApiKeys
     from .adapters.local.catalog_overrides import SqliteCatalogOverrides
     from .adapters.local.conversations import SqliteConversations
@@ -221,7 +225,8 @@ def build_user_stores(settings: Settings, firestore: Any = None) -> UserStores:
     from .adapters.local.welcome_claims import SqliteWelcomeClaims
 
     folder = settings.data_dir
-    return UserStores(SqliteWelcomeClaims(folder / "welcome.sqlite3"), SqliteApiKeys(folder / "api_keys.sqlite3"),
+    return UserStores(SqliteAnswers(folder / "answers.sqlite3"), SqliteWelcomeClaims(folder / "welcome.sqlite3"),
+                      SqliteApiKeys(folder / "api_keys.sqlite3"),
                       SqlitePreferences(folder / "preferences.sqlite3"),
                       SqliteConversations(folder / "conversations.sqlite3"),
                       SqliteCatalogOverrides(folder / "catalog.sqlite3"), SqliteTasks(folder / "tasks.sqlite3"),
@@ -594,6 +599,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     providers = build_providers(settings, tools)
     catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
     chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
+    chat.answers, chat.answer_retention = users.answers, timedelta(hours=settings.answer_retention_hours)
     blobs = build_blobs(settings, key)
     chat.vision = VisionInputs(blobs, tools, settings.media_url_seconds, clock, fetch=https_images(settings),
                                tasks=users.tasks)

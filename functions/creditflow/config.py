@@ -68,6 +68,7 @@ class Settings:
     rate_limit_per_minute: int = 600
     key_rate_limit_per_minute: int = 600  # each gateway key, on top of its user's limit
     memory_context_tokens: int = 6000  # the most a conversation's history sends with each turn
+    answer_retention_hours: int = 24  # how long a call's answer is kept for its Idempotency-Key's replays (0: not)
     credit_packs: tuple[tuple[int, int, str], ...] = (
         (100 * MICROS_PER_CREDIT, 500, "usd"), (500 * MICROS_PER_CREDIT, 2000, "usd"),
         (2000 * MICROS_PER_CREDIT, 7000, "usd"))  # (credits in µc, price in cents, currency)
@@ -168,6 +169,7 @@ class Settings:
             "rate_limit_per_minute": _whole("RATE_LIMIT_PER_MINUTE", "600"),
             "key_rate_limit_per_minute": _whole("KEY_RATE_LIMIT_PER_MINUTE", env.get("RATE_LIMIT_PER_MINUTE", "600")),
             "memory_context_tokens": _whole("MEMORY_CONTEXT_TOKENS", "6000"),
+            "answer_retention_hours": _whole("ANSWER_RETENTION_HOURS", "24"),
             "payment_methods": tuple(m for m in env.get("PAYMENT_METHODS", "stripe").split(",") if m),
             "stripe_secret_key": env.get("STRIPE_SECRET_KEY") or None,
             "stripe_webhook_secret": env.get("STRIPE_WEBHOOK_SECRET") or None,
@@ -263,6 +265,8 @@ class Settings:
             raise ConfigurationError("KEY_RATE_LIMIT_PER_MINUTE must be positive")
         if self.memory_context_tokens < 256:
             raise ConfigurationError("MEMORY_CONTEXT_TOKENS must be at least 256")
+        if not 0 <= self.answer_retention_hours <= 720:
+            raise ConfigurationError("ANSWER_RETENTION_HOURS must be from 0 (no answer kept) to 720 (30 days)")
         if self.inline_capacity < 0 or self.agent_budget <= 0:
             raise ConfigurationError("INLINE_CAPACITY must not be negative and AGENT_BUDGET must be positive")
         if not 1 <= self.quick_task_minutes <= self.long_task_minutes <= 24 * 60:

@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .domain.accounts import SystemTotals, UserAccount
 from .domain.agents import AgentLimits, AgentOutcome
+from .domain.answers import Answer
 from .domain.api_keys import ApiKey
 from .domain.callers import Caller
 from .domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
@@ -322,6 +323,18 @@ class ApiKeys(Protocol):
 
     def in_flight(self, key_id: str, now: str) -> int:
         """µc counted for the key's calls in flight at `now`."""
+
+
+class AnswerStore(Protocol):
+    """Metered calls' answers, kept by user and Idempotency-Key for the same request sent again."""
+
+    def keep(self, answer: Answer) -> None:
+        """Keeps it unless the key has an answer already (the first stays)."""
+        ...
+
+    def find(self, uid: str, key: str, now: str) -> Answer | None:
+        """The user's answer under `key`, unless its time is over at `now`."""
+        ...
 
 
 class PreferenceStore(Protocol):

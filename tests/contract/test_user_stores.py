@@ -1,5 +1,5 @@
-"""One contract for the per-user stores the AI features use (conversations, catalog overrides, gateway keys),
-on SQLite always and on Firestore emulators as the ledger contract is."""
+"""One contract for the per-user stores the AI features use (conversations, catalog overrides, gateway keys, answers
+kept for replays), on SQLite always and on Firestore emulators as the ledger contract is."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from creditflow.domain.answers import Answer
 from creditflow.domain.api_keys import ApiKey
 from creditflow.domain.conversations import Conversation
 from creditflow.domain.preferences import Preferences
@@ -20,6 +21,7 @@ T0, T1, T2 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:01.000000Z", "2026
 @pytest.fixture(params=BACKENDS)
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     if request.param == "sqlite":
+        from creditflow.adapters.local.answers import SqliteAnswers
         from creditflow.adapters.local.api_keys import SqliteApiKeys
         from creditflow.adapters.local.catalog_overrides import SqliteCatalogOverrides
         from creditflow.adapters.local.conversations import SqliteConversations
@@ -29,8 +31,9 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         yield {"conversations": SqliteConversations(tmp_path / "c.sqlite3"), "backend": request.param,
                "overrides": SqliteCatalogOverrides(tmp_path / "o.sqlite3"), "keys": SqliteApiKeys(tmp_path / "k.db"),
                "preferences": SqlitePreferences(tmp_path / "p.sqlite3"),
-               "claims": SqliteWelcomeClaims(tmp_path / "w.sqlite3")}
+               "claims": SqliteWelcomeClaims(tmp_path / "w.sqlite3"), "answers": SqliteAnswers(tmp_path / "a.db")}
         return
+    from creditflow.adapters.firebase.answers import FirestoreAnswers
     from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
     from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
     from creditflow.adapters.firebase.conversations import FirestoreConversations
@@ -40,7 +43,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
     client = request.getfixturevalue("firestore_client")
     yield {"conversations": FirestoreConversations(client), "overrides": FirestoreCatalogOverrides(client),
            "keys": FirestoreApiKeys(client), "preferences": FirestorePreferences(client),
-           "claims": FirestoreWelcomeClaims(client), "backend": request.param}
+           "claims": FirestoreWelcomeClaims(client), "answers": FirestoreAnswers(client), "backend": request.param}
 
 
 def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str, Any]) -> None:
@@ -261,3 +264,16 @@ def test_a_device_claims_the_welcome_bonus_once_and_networks_are_counted(stores:
     claims.record_ip_claim("net1", "b", T1)  # one user counts once
     assert claims.count_ip_claims("net1", T0) == 3 and claims.count_ip_claims("net1", T1) == 2
     assert claims.count_ip_claims("net2", T0) == 0
+
+
+def test_answers_are_kept_once_per_key_for_their_asker_until_their_time(stores: dict[str, Any]) -> None:
+    answers = stores["answers"]
+    reply = {"text": "héllo", "tool_calls": [{"id": "call_1", "function": {"name": "f", "arguments": "{}"}}],
+             "tried": [], "charged": 33}
+    answers.keep(Answer("a", "k1", "digest-1", reply, T0, T2))
+    answers.keep(Answer("a", "k1", "digest-2", {"text": "other"}, T1, T2))  # the first stays
+    assert answers.find("a", "k1", T1) == Answer("a", "k1", "digest-1", reply, T0, T2)
+    assert answers.find("b", "k1", T1) is None and answers.find("a", "k2", T1) is None  # another's, another key
+    assert answers.find("a", "k1", T2) is None  # its time is over
+    answers.keep(Answer("b", "k1", "digest-3", {"text": "theirs"}, T2, "2026-01-02T00:00:00.000000Z"))
+    assert answers.find("b", "k1", T2).reply == {"text": "theirs"}

@@ -139,7 +139,8 @@ def test_a_client_that_leaves_a_stream_pays_at_least_its_input(real: LocalServer
     assert balance["available"]["micros"] == 1_000_000 - sum(s["amount"]["micros"] for s in settles)
 
 
-def test_a_retry_while_the_first_request_runs_is_a_409_problem(real: LocalServer, upstream: FakeOpenAI) -> None:
+def test_a_retry_is_a_409_problem_while_the_first_runs_then_gets_its_answer(real: LocalServer,
+                                                                           upstream: FakeOpenAI) -> None:
     import threading
 
     token = fund(real, "impatient", "1")
@@ -155,6 +156,13 @@ def test_a_retry_while_the_first_request_runs_is_a_409_problem(real: LocalServer
     assert again.status == 409 and again.content_type == "application/problem+json"
     assert again.json["type"].endswith("/request-in-progress") and "still running" in again.json["detail"]
     assert again.headers["Retry-After"] == "2"  # the first may yet be cut off and released: ask again soon
+    assert len(upstream.requests) == sent + 1
+    answered = real.call("POST", "/api/v1/chat", ask, token=token, headers={"Idempotency-Key": "twice-1"})
+    assert answered.status == 200 and answered.json["replayed"] is True and answered.json["charged"]["micros"] == 33
+    assert answered.json["text"] and answered.json["entry"] is not None  # its first answer, given again
+    other = real.call("POST", "/api/v1/chat", {**ask, "maxTokens": 7}, token=token,
+                      headers={"Idempotency-Key": "twice-1"})
+    assert other.status == 409 and other.json["type"].endswith("/idempotency-conflict")
     assert len(upstream.requests) == sent + 1
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - 33, 0)

@@ -156,32 +156,44 @@ def test_a_bad_idempotency_key_is_refused_in_its_own_words(server: LocalServer, 
     assert [e["kind"] for e in entries] == ["grant"]
 
 
-def test_a_replayed_request_is_final_for_the_sdks_retries(server: LocalServer) -> None:
-    """The openai SDK retries a 409 twice by default (it reads one as a lock timeout); ours are final for their
-    Idempotency-Key, and say so with x-should-retry: false, which the SDK obeys."""
+def test_a_request_sent_again_with_its_key_gets_its_first_answer_charged_once(server: LocalServer) -> None:
+    """As a client retrying after a lost response would: the same answer (the same id), nothing charged again;
+    the same key with another request is a conflict, final for the SDK (x-should-retry: false), which changes
+    nothing."""
     key = new_key(server, "gw-retried")
     sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=2)  # the SDK's default
     sent = {"model": "demo-chat", "messages": HI, "extra_headers": {"Idempotency-Key": "once-1"}}
-    sdk.chat.completions.create(**sent)
+    first = sdk.chat.completions.with_raw_response.create(**sent)
+    again = sdk.chat.completions.with_raw_response.create(**sent)
+    assert again.parse().id == first.parse().id and again.parse().choices == first.parse().choices
+    assert again.headers["x-creditflow-charged-micros"] == first.headers["x-creditflow-charged-micros"]
+    assert json.loads(again.text)["creditflow"]["replayed"] is True and "replayed" not in json.loads(first.text)[
+        "creditflow"]
+    streamed = list(sdk.chat.completions.create(**sent, stream=True))  # streamed, the same answer
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == \
+        first.parse().choices[0].message.content
     started = time.monotonic()
-    with pytest.raises(openai.ConflictError) as again:
-        sdk.chat.completions.create(**sent)
-    assert again.value.response.headers["x-should-retry"] == "false" and again.value.code == "already-answered"
+    with pytest.raises(openai.ConflictError) as other:
+        sdk.chat.completions.create(**{**sent, "messages": [{"role": "user", "content": "something else"}]})
+    assert other.value.response.headers["x-should-retry"] == "false" and other.value.code == "idempotency-conflict"
     assert time.monotonic() - started < 0.4  # no retries: the SDK waits at least 0.5 s before one
+    entries = server.call("GET", "/api/v1/credits/history", token=server.token("gw-retried")).json["entries"]
+    assert [e["kind"] for e in entries].count("settle") == 1
 
 
 def test_a_request_sent_again_while_it_runs_is_told_to_ask_again_soon(real: LocalServer,
                                                                      upstream: FakeOpenAI) -> None:
     """Not answered twice, but not final either: the first attempt may yet be cut off and released, and then the
-    same request is answered. The SDK obeys x-should-retry and Retry-After; once the first is answered, it is final."""
+    same request is answered. The SDK obeys x-should-retry and Retry-After; once the first is answered, its answer
+    is given again."""
     import threading
 
     key = new_key(real, "gw-twice")
     asked = {"model": LLAMA, "messages": [{"role": "user", "content": "SLOWLLAMA please"}]}
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "twice-1"}
-    sent = len(upstream.requests)
-    first = threading.Thread(target=real.call, args=("POST", "/v1/chat/completions", asked),
-                             kwargs={"headers": headers})
+    sent, replies = len(upstream.requests), []
+    first = threading.Thread(target=lambda: replies.append(real.call("POST", "/v1/chat/completions", asked,
+                                                                     headers=headers)))
     first.start()
     while len(upstream.requests) == sent:  # the first request reached the provider, which takes 3 s
         time.sleep(0.02)
@@ -190,8 +202,8 @@ def test_a_request_sent_again_while_it_runs_is_told_to_ask_again_soon(real: Loca
     assert (running.headers["x-should-retry"], running.headers["Retry-After"]) == ("true", "2")
     first.join()
     answered = real.call("POST", "/v1/chat/completions", asked, headers=headers)
-    assert answered.status == 409 and answered.json["error"]["code"] == "already-answered"
-    assert answered.headers["x-should-retry"] == "false" and "Retry-After" not in answered.headers
+    assert answered.status == 200 and answered.json["choices"] == replies[0].json["choices"]
+    assert answered.json["id"] == replies[0].json["id"] and answered.json["creditflow"]["replayed"] is True
     assert len(upstream.requests) == sent + 1  # answered once
 
 

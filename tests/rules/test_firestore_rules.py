@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from creditflow.domain.answers import Answer
 from creditflow.domain.api_keys import ApiKey
 from creditflow.domain.changes import Changes, IdempotencyConflictRecord
 from creditflow.domain.conversations import Conversation
@@ -67,6 +68,7 @@ READERS = {
     "catalog_overrides/*": "nobody",
     "welcome_devices/*": "nobody",
     "welcome_ips/*/claims/*": "nobody",
+    "answers/*": "nobody",  # a chat answer kept for its Idempotency-Key: given again only through the API
 }
 
 
@@ -130,6 +132,7 @@ def _walk(collections: Any) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     """A project whose every collection was written by the Firebase adapters, with firestore.rules loaded."""
+    from creditflow.adapters.firebase.answers import FirestoreAnswers
     from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
     from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides
     from creditflow.adapters.firebase.conversations import FirestoreConversations
@@ -179,6 +182,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
         FirestoreDeposits(client).save(Deposit(f"1:0x{uid}:0", 1, f"0x{uid}", 0, 7, address, "ETH", 10**18,
                                                "credited", T0, uid=uid, credits=CREDIT))
         FirestoreDeposits(client).mark_scanned(1, 7)
+        FirestoreAnswers(client).keep(Answer(uid, "k", "digest", {"text": "hello"}, T0, "2026-01-02T00:00:00.000000Z"))
         store.run(lambda tx, uid=uid: tx.write(Changes(shortfalls=[
             Shortfall(f"user:{uid}", f"k-{uid}", "hold_x", 5, 2, "balance too low", T0)])))
     store.record_conflict(IdempotencyConflictRecord("user:alice", "r-alice", "reserve", "amount", T0))

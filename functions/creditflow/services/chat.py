@@ -7,15 +7,17 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from ..domain.answers import Answer, request_digest
 from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import (
     AlreadyAnswered,
     BudgetExhausted,
     ContextTooLong,
+    IdempotencyConflict,
     LedgerError,
     OverRequestLimit,
     ProviderRejected,
@@ -28,7 +30,7 @@ from ..domain.money import format_credits
 from ..domain.preferences import Preferences
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..domain.timefmt import iso, parse_iso
-from ..ports import ChatProvider, Messages, PreferenceStore
+from ..ports import AnswerStore, ChatProvider, Messages, PreferenceStore
 from .catalog import LiveCatalog
 from .chat_results import ChainStep, Charge, Completion, Delta, Embedding, Piece, StreamEnd
 from .credit_results import Capture, Reservation, Settlement, Split
@@ -154,6 +156,8 @@ class MeteredChat:
         self.now = now
         self.preferences = preferences
         self.vision: VisionInputs | None = None  # image parts: read, checked and sized for each model
+        self.answers: AnswerStore | None = None  # answers kept for a request sent again with the client's key
+        self.answer_retention = timedelta(hours=24)  # how long; zero keeps none
 
     def preferences_of(self, uid: str | None) -> Preferences:
         return self.preferences.get(uid) if self.preferences is not None and uid is not None else Preferences()
@@ -367,11 +371,14 @@ class MeteredChat:
     def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, spend: Spend | None = None,
              options: dict[str, Any] | None = None, budget: Budget | None = None,
-             keep: Callable[[str], None] | None = None) -> Completion:
+             keep: Callable[[str], None] | None = None, replayable: bool = False) -> Completion:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own. `keep`
         is given the reply before it is charged (a conversation stores its turn): a reply it fails to keep reaches
-        no one, so its hold is released and the error goes on to the caller."""
+        no one, so its hold is released and the error goes on to the caller. `replayable`: the key is the client's,
+        so the answer is kept, and the same request sent again with it gets the same answer (`replayed`), once
+        more for nothing; another request with the key is a conflict."""
+        request = self._replayable(messages, model, max_tokens, options, replayable and budget is None)
         messages = self._resolved(uid, messages)
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
@@ -396,11 +403,48 @@ class MeteredChat:
                 charge = self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
                                       tool_calls=reply.tool_calls)
                 charged = charge.charged
-                return Completion(**vars(charge), text=reply.text, finish_reason=reply.finish_reason,
-                                  tool_calls=reply.tool_calls, tried=tried)
+                completion = Completion(**vars(charge), text=reply.text, finish_reason=reply.finish_reason,
+                                        tool_calls=reply.tool_calls, tried=tried)
+                if request is not None:
+                    self._keep_answer(uid, key, request, completion)
+                return completion
+        except AlreadyAnswered:
+            kept = self._answer(uid, key, request)
+            if kept is None:
+                raise
+            return kept
         finally:
             if spend is not None:
                 spend.finish(charged)
+
+    def _replayable(self, messages: Messages, model: str | None, max_tokens: int | None,
+                    options: dict[str, Any] | None, replayable: bool) -> str | None:
+        """The request's digest when its answer is to be kept for replays."""
+        if not replayable or self.answers is None or self.answer_retention <= timedelta(0):
+            return None
+        return request_digest(model, messages, max_tokens, options)
+
+    def _keep_answer(self, uid: str, key: str, request: str, completion: Completion) -> None:
+        """Keep a charged call's answer for replays: one not kept leaves a replay told it was answered."""
+        assert self.answers is not None
+        now = self.credits.clock.now()
+        reply = {name: value for name, value in asdict(completion).items() if name not in ("memory", "replayed")}
+        try:
+            self.answers.keep(Answer(uid, key, request, reply, iso(now), iso(now + self.answer_retention)))
+        except Exception:
+            log.exception("the answer to %s's request %s was not kept for replays", uid, key)
+
+    def _answer(self, uid: str, key: str, request: str | None) -> Completion | None:
+        """The answer kept for this request, as a replay; a conflict when the key answered another request."""
+        if request is None:
+            return None
+        assert self.answers is not None
+        kept = self.answers.find(uid, key, iso(self.credits.clock.now()))
+        if kept is None:
+            return None
+        if kept.request != request:
+            raise IdempotencyConflict("this Idempotency-Key was used for another request", field="request")
+        return Completion(**{**kept.reply, "replayed": True})
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
               spend: Spend | None = None, budget: Budget | None = None) -> Embedding:
@@ -442,26 +486,36 @@ class MeteredChat:
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, spend: Spend | None = None,
                options: dict[str, Any] | None = None, budget: Budget | None = None,
-               closes: bool = False) -> Iterator[Piece]:
+               closes: bool = False, replayable: bool = False) -> Iterator[Piece]:
         """Hold now (refusals raise here, before anything streams), then yield Delta pieces and a last
         StreamEnd with the charge. A model that fails before its first piece is released and the
         next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
         broken stream or a missing usage chunk settles on a local estimate, a client that goes away pays at
         least its input. Outcomes feed the breaker; a client that goes away says nothing about the model. With a
-        task's `budget`, `closes` makes the call's charge the task's last: the rest of its hold goes back then."""
+        task's `budget`, `closes` makes the call's charge the task's last: the rest of its hold goes back then.
+        `replayable` as for `chat`: a whole answer without tool calls is kept, and a replay streams it again."""
+        request = self._replayable(messages, model, max_tokens, options, replayable and budget is None)
         try:
             messages = self._resolved(uid, messages)
             rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
             tried: list[str] = []
             call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
+        except AlreadyAnswered:
+            if spend is not None:
+                spend.finish(0)
+            kept = self._answer(uid, key, request)
+            if kept is None:
+                raise
+            return iter(_streamed(kept))
         except BaseException:
             if spend is not None:
                 spend.finish(0)
             raise
-        return self._pieces(call, messages, key, rest, tried, max_tokens, spend, closes)
+        return self._pieces(call, messages, key, rest, tried, max_tokens, spend, closes, request)
 
     def _pieces(self, call: Call, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
-                tried: list[str], max_tokens: int | None, spend: Spend | None, closes: bool) -> Iterator[Piece]:
+                tried: list[str], max_tokens: int | None, spend: Spend | None, closes: bool,
+                request: str | None = None) -> Iterator[Piece]:
         charged = 0
         try:
             while True:
@@ -489,12 +543,24 @@ class MeteredChat:
                                       why="stream broke" if relay.outcome == "broken" else None,
                                       tool_calls=relay.calls, closes=closes)
                 charged = charge.charged
+                if request is not None and relay.outcome == "complete" and not relay.calls:
+                    self._keep_answer(call.uid, key, request, Completion(
+                        **vars(charge), text=relay.text, finish_reason=relay.finish, tried=tried))
                 yield StreamEnd(**vars(charge), finish_reason=relay.finish, broken=relay.outcome == "broken",
                                 tried=tried)
                 return
         finally:
             if spend is not None:
                 spend.finish(charged)
+
+
+def _streamed(answer: Completion) -> Iterator[Piece]:
+    """A kept answer as a stream: its text (and tool calls, as deltas) in one piece, then its charge."""
+    calls = [{"index": n, **call} for n, call in enumerate(answer.tool_calls or ())] or None
+    if answer.text or calls:
+        yield Delta(answer.text, calls)
+    charge = {name: value for name, value in vars(answer).items() if name in Charge.__dataclass_fields__}
+    yield StreamEnd(**charge, finish_reason=answer.finish_reason, broken=False, tried=answer.tried)
 
 
 class HoldKeeper:

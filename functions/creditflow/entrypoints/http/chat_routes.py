@@ -61,7 +61,8 @@ def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.Chat
                                            max_tokens=most))
         result = talk.chat(caller.uid, body.conversationId, messages, key=key, model=model, max_tokens=most)
     elif body.stream:
-        return stream_chat(platform.chat.stream(caller.uid, messages, key=key, model=model, max_tokens=most))
+        return stream_chat(platform.chat.stream(caller.uid, messages, key=key, model=model, max_tokens=most,
+                                                replayable=True))
     else:
-        result = platform.chat.chat(caller.uid, messages, key=key, model=model, max_tokens=most)
+        result = platform.chat.chat(caller.uid, messages, key=key, model=model, max_tokens=most, replayable=True)
     return s.ChatOut(text=result.text, **reply_fields(result), conversationId=body.conversationId)

@@ -262,17 +262,18 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
         idempotency = _request_key()
-        spend = platform.keys.spending(key)
+        replayable = "Idempotency-Key" in request.headers  # the client's key: the same request again is answered
+        spend = platform.keys.spending(key)                # again, from what is kept (else a fresh key each time)
         take_call_slot(uid)
         if stream:
             include_usage = _include_usage(body)
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens,
-                                          spend=spend, options=options)
+                                          spend=spend, options=options, replayable=replayable)
             first = next(pieces)
             return Response(_chunks(requested or routed[0].id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
         result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
-                                    options=options)
+                                    options=options, replayable=replayable)
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if result.tool_calls:
             message = {"role": "assistant", "content": result.text or None, "tool_calls": result.tool_calls}
@@ -446,6 +447,8 @@ def charge_view(result: Charge) -> dict[str, Any]:
             "demo": result.demo, "usage_reported_by_provider": result.usage_reported}
     if result.shortfall:  # the call's hold had lapsed and the balance could not pay it all
         view["shortfall_micros"] = result.shortfall
+    if result.replayed:  # the same request again, with the client's Idempotency-Key: its first answer, charged once
+        view["replayed"] = True
     return view
 
 

@@ -1,0 +1,144 @@
+"""A request sent again with the client's Idempotency-Key gets its first answer again (DESIGN §3: a replay returns
+the first result), not a second call nor a second charge; the same key with another request is a conflict; past
+ANSWER_RETENTION_HOURS, or for a key the client did not choose, the replay is told the request was answered."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.errors import AlreadyAnswered, IdempotencyConflict
+from creditflow.services.chat_results import Completion, Delta, StreamEnd
+from tests.conftest import CREDIT, SteppedClock, funded
+from tests.fake_openai import FakeOpenAI
+
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+WEATHER = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def spent(platform: Platform, uid: str) -> int:
+    balance = platform.credits.balance(uid)
+    return 5 * CREDIT - balance.available - balance.held
+
+
+def test_the_same_request_again_gets_the_first_answer_and_pays_nothing_more(ai: Platform,
+                                                                          upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    first = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True)
+    sent, charged = len(upstream.requests), spent(ai, "u")
+    again = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True)
+    assert again == replace(first, replayed=True) and not first.replayed
+    assert len(upstream.requests) == sent and spent(ai, "u") == charged == first.charged
+    streamed = list(ai.chat.stream("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True))
+    assert streamed[0] == Delta(first.text) and isinstance(streamed[1], StreamEnd) and len(streamed) == 2
+    assert (streamed[1].entry, streamed[1].charged, streamed[1].replayed) == (first.entry, first.charged, True)
+    assert len(upstream.requests) == sent and ai.integrity.audit().findings == []
+
+
+def test_another_request_with_the_key_is_a_conflict_and_changes_nothing(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True)
+    charged = spent(ai, "u")
+    for other in ({"messages": ask("goodbye")}, {"max_tokens": 60}):
+        with pytest.raises(IdempotencyConflict):
+            ai.chat.chat("u", **{"messages": ask("hello"), "max_tokens": 50, **other}, key="k1", model=LLAMA,
+                         replayable=True)
+    assert spent(ai, "u") == charged
+
+
+def test_a_streamed_answer_is_kept_and_given_again_whole_or_streamed(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    pieces = list(ai.chat.stream("u", ask("tell me more"), key="s1", model=LLAMA, replayable=True))
+    end = pieces[-1]
+    assert isinstance(end, StreamEnd) and not end.replayed
+    text = "".join(p.text for p in pieces if isinstance(p, Delta))
+    sent = len(upstream.requests)
+    whole = ai.chat.chat("u", ask("tell me more"), key="s1", model=LLAMA, replayable=True)
+    assert (whole.text, whole.entry, whole.charged, whole.replayed) == (text, end.entry, end.charged, True)
+    assert len(upstream.requests) == sent
+
+
+def test_tool_calls_come_back_as_they_were(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    options = {"tools": WEATHER, "tool_choice": "auto"}
+    first = ai.chat.chat("u", ask("weather in Oslo?"), key="t1", model=LLAMA, options=options, replayable=True)
+    assert first.tool_calls and first.finish_reason == "tool_calls"
+    again = ai.chat.chat("u", ask("weather in Oslo?"), key="t1", model=LLAMA, options=options, replayable=True)
+    assert again.tool_calls == first.tool_calls
+    [delta, end] = list(ai.chat.stream("u", ask("weather in Oslo?"), key="t1", model=LLAMA, options=options,
+                                      replayable=True))
+    assert isinstance(delta, Delta) and delta.tool_calls == [{"index": 0, **first.tool_calls[0]}]
+    assert isinstance(end, StreamEnd) and end.finish_reason == "tool_calls"
+
+
+def test_without_the_clients_key_or_past_its_time_a_replay_is_told_it_was_answered(
+        ai: Platform, clock: SteppedClock) -> None:
+    funded(ai, "u", 5)
+    ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA)  # a key the gateway made: nothing kept
+    with pytest.raises(AlreadyAnswered):
+        ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+    ai.chat.chat("u", ask("hello"), key="k2", model=LLAMA, replayable=True)
+    clock.advance(hours=23)
+    assert ai.chat.chat("u", ask("hello"), key="k2", model=LLAMA, replayable=True).replayed
+    clock.advance(hours=1)
+    with pytest.raises(AlreadyAnswered):
+        ai.chat.chat("u", ask("hello"), key="k2", model=LLAMA, replayable=True)
+
+
+def test_an_answer_is_the_askers_alone(ai: Platform) -> None:
+    funded(ai, "u", 5)
+    funded(ai, "v", 5)
+    mine = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+    theirs = ai.chat.chat("v", ask("hello"), key="k1", model=LLAMA, replayable=True)
+    assert not theirs.replayed and theirs.entry != mine.entry and spent(ai, "v") == theirs.charged
+
+
+def test_an_answer_that_could_not_be_kept_still_reaches_the_caller(ai: Platform) -> None:
+    class Broken:
+        def keep(self, answer: object) -> None:
+            raise OSError("disk full")
+
+        def find(self, uid: str, key: str, now: str) -> None:
+            return None
+
+    ai.chat.answers = Broken()  # type: ignore[assignment]
+    funded(ai, "u", 5)
+    first = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+    assert first.text and not first.replayed
+    with pytest.raises(AlreadyAnswered):
+        ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(asks=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["hi", "bye"]),
+                               st.booleans()), min_size=1, max_size=8))
+def test_each_key_is_charged_once_and_answers_one_request(ai: Platform, asks: list[tuple[str, str, bool]]) -> None:
+    """Any sequence of requests, plain or streamed, under a few keys: the first per key is charged and answered; a
+    later one with its request gets that answer for nothing, with another request a conflict."""
+    uid = f"p{len(ai.credits.store.entry_accounts())}"  # a fresh user per example
+    funded(ai, uid, 5)
+    first: dict[str, tuple[str, Completion | StreamEnd]] = {}
+    for key, text, streamed in asks:
+        try:
+            if streamed:
+                pieces = list(ai.chat.stream(uid, ask(text), key=key, model=LLAMA, replayable=True))
+                got: Completion | StreamEnd = pieces[-1]  # type: ignore[assignment]
+            else:
+                got = ai.chat.chat(uid, ask(text), key=key, model=LLAMA, replayable=True)
+        except IdempotencyConflict:
+            assert key in first and first[key][0] != text
+            continue
+        if key in first:
+            assert first[key][0] == text and got.replayed and got.entry == first[key][1].entry
+        else:
+            assert not got.replayed
+            first[key] = (text, got)
+    assert spent(ai, uid) == sum(answer.charged for _, answer in first.values())
