@@ -140,7 +140,8 @@ def test_the_console_shows_crypto_revenue_and_resolves_a_parked_deposit(browser:
         page.get_by_text("Signed in as root (admin)").wait_for()
         page.goto(f"{shop.url}/admin.html#/payments")
         page.get_by_role("button", name="Scan the chain now").click()
-        page.get_by_role("status").get_by_text(re.compile("parked")).wait_for()
+        # it reads each block not scanned yet, one call each, after any scan running: once >15 s on a loaded machine
+        page.get_by_role("status").get_by_text(re.compile("parked")).wait_for(timeout=60000)
         parked = page.get_by_test_id("parked-deposit")
         parked.wait_for()
         assert "0.1 ETH" in parked.inner_text() and stranger in parked.inner_text()
