@@ -176,6 +176,7 @@ def test_a_request_sent_again_with_its_key_gets_its_first_answer_charged_once(se
     with pytest.raises(openai.ConflictError) as other:
         sdk.chat.completions.create(**{**sent, "messages": [{"role": "user", "content": "something else"}]})
     assert other.value.response.headers["x-should-retry"] == "false" and other.value.code == "idempotency-conflict"
+    assert other.value.body["message"].startswith("this Idempotency-Key was used for another request")
     assert time.monotonic() - started < 0.4  # no retries: the SDK waits at least 0.5 s before one
     entries = server.call("GET", "/api/v1/credits/history", token=server.token("gw-retried")).json["entries"]
     assert [e["kind"] for e in entries].count("settle") == 1

@@ -47,10 +47,14 @@ def test_another_request_with_the_key_is_a_conflict_and_changes_nothing(ai: Plat
     funded(ai, "u", 5)
     ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True)
     charged = spent(ai, "u")
-    for other in ({"messages": ask("goodbye")}, {"max_tokens": 60}):
-        with pytest.raises(IdempotencyConflict):
+    for other in ({"messages": ask("goodbye")}, {"max_tokens": 60}, {"messages": ask("hellO")}):
+        with pytest.raises(IdempotencyConflict) as refused:  # the estimate differs, or only the digest does
             ai.chat.chat("u", **{"messages": ask("hello"), "max_tokens": 50, **other}, key="k1", model=LLAMA,
                          replayable=True)
+        assert refused.value.detail.startswith("this Idempotency-Key was used for another request")
+        with pytest.raises(IdempotencyConflict):
+            list(ai.chat.stream("u", **{"messages": ask("hello"), "max_tokens": 50, **other}, key="k1",
+                                model=LLAMA, replayable=True))
     assert spent(ai, "u") == charged
 
 

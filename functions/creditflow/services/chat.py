@@ -413,6 +413,8 @@ class MeteredChat:
             if kept is None:
                 raise
             return kept
+        except IdempotencyConflict as conflict:
+            raise _other_request() from conflict
         finally:
             if spend is not None:
                 spend.finish(charged)
@@ -443,7 +445,7 @@ class MeteredChat:
         if kept is None:
             return None
         if kept.request != request:
-            raise IdempotencyConflict("this Idempotency-Key was used for another request", field="request")
+            raise _other_request()
         return Completion(**{**kept.reply, "replayed": True})
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
@@ -507,6 +509,10 @@ class MeteredChat:
             if kept is None:
                 raise
             return iter(_streamed(kept))
+        except IdempotencyConflict as conflict:
+            if spend is not None:
+                spend.finish(0)
+            raise _other_request() from conflict
         except BaseException:
             if spend is not None:
                 spend.finish(0)
@@ -552,6 +558,13 @@ class MeteredChat:
         finally:
             if spend is not None:
                 spend.finish(charged)
+
+
+def _other_request() -> IdempotencyConflict:
+    """The key came with another request (caught by the call's hold, whose estimate differs, or by the answer's
+    digest): said in the client's words, not the ledger's (`key:hold`, an amount)."""
+    return IdempotencyConflict("this Idempotency-Key was used for another request: send this one with a new key",
+                               field="request")
 
 
 def _streamed(answer: Completion) -> Iterator[Piece]:
