@@ -52,6 +52,7 @@ from .ports import (
     WelcomeClaims,
 )
 from .services.analytics import UsageRollups
+from .services.answers import KeptAnswers
 from .services.api_keys import GatewayKeys
 from .services.auto_top_ups import AUTO_TOP_UP, AutoTopUps
 from .services.catalog import LiveCatalog
@@ -599,7 +600,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     providers = build_providers(settings, tools)
     catalog = build_catalog(providers, users.catalog_overrides, clock, settings.ai_catalog_file)
     chat = MeteredChat(credits, catalog, providers, preferences=users.preferences)
-    chat.answers, chat.answer_retention = users.answers, timedelta(hours=settings.answer_retention_hours)
+    if settings.answer_retention_hours:  # answers kept for a request sent again with the client's key
+        chat.answers = KeptAnswers(users.answers, clock, timedelta(hours=settings.answer_retention_hours))
     blobs = build_blobs(settings, key)
     chat.vision = VisionInputs(blobs, tools, settings.media_url_seconds, clock, fetch=https_images(settings),
                                tasks=users.tasks)

@@ -1,6 +1,7 @@
 """A request sent again with the client's Idempotency-Key gets its first answer again (DESIGN §3: a replay returns
-the first result), not a second call nor a second charge; the same key with another request is a conflict; past
-ANSWER_RETENTION_HOURS, or for a key the client did not choose, the replay is told the request was answered."""
+the first result), not a second call nor a second charge, a conversation's turn as a plain call; the same key with
+another request is a conflict; past ANSWER_RETENTION_HOURS, or for a key the client did not choose, the replay is
+told the request was answered."""
 
 from __future__ import annotations
 
@@ -113,12 +114,39 @@ def test_an_answer_that_could_not_be_kept_still_reaches_the_caller(ai: Platform)
         def find(self, uid: str, key: str, now: str) -> None:
             return None
 
-    ai.chat.answers = Broken()  # type: ignore[assignment]
+    assert ai.chat.answers is not None
+    ai.chat.answers.store = Broken()
     funded(ai, "u", 5)
     first = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
     assert first.text and not first.replayed
     with pytest.raises(AlreadyAnswered):
         ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+
+
+def test_a_conversation_turn_sent_again_gets_its_answer_and_is_stored_once(ai: Platform,
+                                                                          upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    talk = ai.conversations
+    chat = talk.start("u", "planning")
+    first = talk.chat("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True)
+    sent, charged = len(upstream.requests), spent(ai, "u")
+    again = talk.chat("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True)
+    assert again == replace(first, replayed=True) and again.memory == first.memory is not None
+    [delta, end] = list(talk.stream("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True))
+    assert isinstance(delta, Delta) and delta.text == first.text
+    assert isinstance(end, StreamEnd) and (end.entry, end.memory, end.replayed) == (first.entry, first.memory, True)
+    assert len(upstream.requests) == sent and spent(ai, "u") == charged
+    assert [m.turn for m in talk.messages("u", chat.id)] == ["t1", "t1"]  # stored once
+    other = talk.start("u", "another")
+    for retold in (lambda: talk.chat("u", chat.id, ask("goodbye"), key="t1", model=LLAMA, replayable=True),
+                   lambda: talk.chat("u", other.id, ask("hello there"), key="t1", model=LLAMA, replayable=True)):
+        with pytest.raises(IdempotencyConflict):  # another message, or the same in another conversation
+            retold()
+    streamed = list(talk.stream("u", chat.id, ask("and on"), key="t2", model=LLAMA, replayable=True))
+    said = "".join(p.text for p in streamed if isinstance(p, Delta))
+    again = talk.chat("u", chat.id, ask("and on"), key="t2", model=LLAMA, replayable=True)
+    assert (again.text, again.replayed, again.entry) == (said, True, streamed[-1].entry)
+    assert ai.integrity.audit().findings == []
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -7,11 +7,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..domain.answers import Answer, request_digest
 from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import (
     AlreadyAnswered,
@@ -30,7 +29,8 @@ from ..domain.money import format_credits
 from ..domain.preferences import Preferences
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..domain.timefmt import iso, parse_iso
-from ..ports import AnswerStore, ChatProvider, Messages, PreferenceStore
+from ..ports import ChatProvider, Messages, PreferenceStore
+from .answers import KeptAnswers, other_request, streamed
 from .catalog import LiveCatalog
 from .chat_results import ChainStep, Charge, Completion, Delta, Embedding, Piece, StreamEnd
 from .credit_results import Capture, Reservation, Settlement, Split
@@ -156,8 +156,7 @@ class MeteredChat:
         self.now = now
         self.preferences = preferences
         self.vision: VisionInputs | None = None  # image parts: read, checked and sized for each model
-        self.answers: AnswerStore | None = None  # answers kept for a request sent again with the client's key
-        self.answer_retention = timedelta(hours=24)  # how long; zero keeps none
+        self.answers: KeptAnswers | None = None  # answers kept for a request sent again with the client's key
 
     def preferences_of(self, uid: str | None) -> Preferences:
         return self.preferences.get(uid) if self.preferences is not None and uid is not None else Preferences()
@@ -378,7 +377,7 @@ class MeteredChat:
         no one, so its hold is released and the error goes on to the caller. `replayable`: the key is the client's,
         so the answer is kept, and the same request sent again with it gets the same answer (`replayed`), once
         more for nothing; another request with the key is a conflict."""
-        request = self._replayable(messages, model, max_tokens, options, replayable and budget is None)
+        request = self._request(messages, model, max_tokens, options, replayable and budget is None)
         messages = self._resolved(uid, messages)
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
@@ -405,48 +404,29 @@ class MeteredChat:
                 charged = charge.charged
                 completion = Completion(**vars(charge), text=reply.text, finish_reason=reply.finish_reason,
                                         tool_calls=reply.tool_calls, tried=tried)
-                if request is not None:
-                    self._keep_answer(uid, key, request, completion)
+                if request is not None and self.answers is not None:
+                    self.answers.keep(uid, key, request, completion)
                 return completion
         except AlreadyAnswered:
-            kept = self._answer(uid, key, request)
+            kept = self._replay(uid, key, request)
             if kept is None:
                 raise
             return kept
         except IdempotencyConflict as conflict:
-            raise _other_request() from conflict
+            raise other_request() from conflict
         finally:
             if spend is not None:
                 spend.finish(charged)
 
-    def _replayable(self, messages: Messages, model: str | None, max_tokens: int | None,
-                    options: dict[str, Any] | None, replayable: bool) -> str | None:
+    def _request(self, messages: Messages, model: str | None, max_tokens: int | None,
+                 options: dict[str, Any] | None, replayable: bool) -> str | None:
         """The request's digest when its answer is to be kept for replays."""
-        if not replayable or self.answers is None or self.answer_retention <= timedelta(0):
+        if not replayable or self.answers is None:
             return None
-        return request_digest(model, messages, max_tokens, options)
+        return self.answers.request(model, messages, max_tokens, options)
 
-    def _keep_answer(self, uid: str, key: str, request: str, completion: Completion) -> None:
-        """Keep a charged call's answer for replays: one not kept leaves a replay told it was answered."""
-        assert self.answers is not None
-        now = self.credits.clock.now()
-        reply = {name: value for name, value in asdict(completion).items() if name not in ("memory", "replayed")}
-        try:
-            self.answers.keep(Answer(uid, key, request, reply, iso(now), iso(now + self.answer_retention)))
-        except Exception:
-            log.exception("the answer to %s's request %s was not kept for replays", uid, key)
-
-    def _answer(self, uid: str, key: str, request: str | None) -> Completion | None:
-        """The answer kept for this request, as a replay; a conflict when the key answered another request."""
-        if request is None:
-            return None
-        assert self.answers is not None
-        kept = self.answers.find(uid, key, iso(self.credits.clock.now()))
-        if kept is None:
-            return None
-        if kept.request != request:
-            raise _other_request()
-        return Completion(**{**kept.reply, "replayed": True})
+    def _replay(self, uid: str, key: str, request: str | None) -> Completion | None:
+        return self.answers.replay(uid, key, request) if request is not None and self.answers is not None else None
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
               spend: Spend | None = None, budget: Budget | None = None) -> Embedding:
@@ -496,7 +476,7 @@ class MeteredChat:
         least its input. Outcomes feed the breaker; a client that goes away says nothing about the model. With a
         task's `budget`, `closes` makes the call's charge the task's last: the rest of its hold goes back then.
         `replayable` as for `chat`: a whole answer without tool calls is kept, and a replay streams it again."""
-        request = self._replayable(messages, model, max_tokens, options, replayable and budget is None)
+        request = self._request(messages, model, max_tokens, options, replayable and budget is None)
         try:
             messages = self._resolved(uid, messages)
             rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
@@ -505,14 +485,14 @@ class MeteredChat:
         except AlreadyAnswered:
             if spend is not None:
                 spend.finish(0)
-            kept = self._answer(uid, key, request)
+            kept = self._replay(uid, key, request)
             if kept is None:
                 raise
-            return iter(_streamed(kept))
+            return streamed(kept)
         except IdempotencyConflict as conflict:
             if spend is not None:
                 spend.finish(0)
-            raise _other_request() from conflict
+            raise other_request() from conflict
         except BaseException:
             if spend is not None:
                 spend.finish(0)
@@ -549,8 +529,9 @@ class MeteredChat:
                                       why="stream broke" if relay.outcome == "broken" else None,
                                       tool_calls=relay.calls, closes=closes)
                 charged = charge.charged
-                if request is not None and relay.outcome == "complete" and not relay.calls:
-                    self._keep_answer(call.uid, key, request, Completion(
+                if request is not None and self.answers is not None and relay.outcome == "complete" \
+                        and not relay.calls:
+                    self.answers.keep(call.uid, key, request, Completion(
                         **vars(charge), text=relay.text, finish_reason=relay.finish, tried=tried))
                 yield StreamEnd(**vars(charge), finish_reason=relay.finish, broken=relay.outcome == "broken",
                                 tried=tried)
@@ -558,22 +539,6 @@ class MeteredChat:
         finally:
             if spend is not None:
                 spend.finish(charged)
-
-
-def _other_request() -> IdempotencyConflict:
-    """The key came with another request (caught by the call's hold, whose estimate differs, or by the answer's
-    digest): said in the client's words, not the ledger's (`key:hold`, an amount)."""
-    return IdempotencyConflict("this Idempotency-Key was used for another request: send this one with a new key",
-                               field="request")
-
-
-def _streamed(answer: Completion) -> Iterator[Piece]:
-    """A kept answer as a stream: its text (and tool calls, as deltas) in one piece, then its charge."""
-    calls = [{"index": n, **call} for n, call in enumerate(answer.tool_calls or ())] or None
-    if answer.text or calls:
-        yield Delta(answer.text, calls)
-    charge = {name: value for name, value in vars(answer).items() if name in Charge.__dataclass_fields__}
-    yield StreamEnd(**charge, finish_reason=answer.finish_reason, broken=False, tried=answer.tried)
 
 
 class HoldKeeper:

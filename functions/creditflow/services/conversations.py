@@ -23,8 +23,9 @@ from ..domain.pricing import estimate, prompt_tokens
 from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
+from .answers import streamed
 from .chat import Budget, MeteredChat, capability_of
-from .chat_results import ChainStep, Completion, MemoryUse, Piece, StreamEnd
+from .chat_results import ChainStep, Charge, Completion, MemoryUse, Piece, StreamEnd
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
@@ -95,35 +96,73 @@ class Conversations:
             raise UnknownConversation(f"no conversation {conversation_id!r} of yours")
 
     def chat(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
-             max_tokens: int | None = None) -> Completion:
+             max_tokens: int | None = None, replayable: bool = False) -> Completion:
         """One turn: the context from memory, a metered completion, the turn stored (once per key), then the
         completion charged: a reply that could not be stored is not charged, one charged is in the conversation.
-        (Nothing redelivers this call, and its reply reaches the client only if it returns.)"""
-        context = self._context(uid, conversation_id, new, key, model, max_tokens)
-        result = self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
-                                   keep=lambda reply: self._remember(uid, conversation_id, key, new, reply))
-        return replace(result, memory=memory_use(context))
+        (Nothing redelivers this call, and its reply reaches the client only if it returns.) `replayable`: the key
+        is the client's, and the turn sent again with it gets its answer again (MeteredChat.chat)."""
+        request = self._request(uid, conversation_id, new, model, max_tokens, replayable)
+        try:
+            context = self._context(uid, conversation_id, new, key, model, max_tokens)
+            result = replace(self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
+                                               keep=lambda reply: self._remember(uid, conversation_id, key, new,
+                                                                                 reply)),
+                             memory=memory_use(context))
+        except AlreadyAnswered:  # this turn's (stored), or the key's call for another turn (charged)
+            kept = self._replay(uid, key, request)
+            if kept is None:
+                raise
+            return kept
+        if request is not None and self.metered.answers is not None:
+            self.metered.answers.keep(uid, key, request, result)
+        return result
+
+    def _request(self, uid: str, conversation_id: str, new: Messages, model: str | None, max_tokens: int | None,
+                 replayable: bool) -> str | None:
+        """The turn's digest when its answer is to be kept for replays: its conversation is part of the request."""
+        if not replayable or self.metered.answers is None:
+            return None
+        return self.metered.answers.request(model, new, max_tokens, None, conversation=conversation_id)
+
+    def _replay(self, uid: str, key: str, request: str | None) -> Completion | None:
+        answers = self.metered.answers
+        return answers.replay(uid, key, request) if request is not None and answers is not None else None
 
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
-               max_tokens: int | None = None, budget: Budget | None = None, closes: bool = False) -> Iterator[Piece]:
+               max_tokens: int | None = None, budget: Budget | None = None, closes: bool = False,
+               replayable: bool = False) -> Iterator[Piece]:
         """As `chat`, streamed; the turn is stored when the reply is complete (a cut-off reply is charged as
         the chat service says, and not remembered). With a task's `budget`, the reply is charged from it, and so are
         the turn's summaries and embeddings, within what the reply leaves of it (see `_context`); they come before
-        the reply, so a reply that `closes` the budget is the turn's last charge."""
-        context = self._context(uid, conversation_id, new, key, model, max_tokens, budget)
-        pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
-                                     budget=budget, closes=closes)
-        return self._remembering(uid, conversation_id, key, new, pieces, context)
+        the reply, so a reply that `closes` the budget is the turn's last charge. `replayable` as for `chat` (a
+        task's turn is answered from its task instead)."""
+        request = self._request(uid, conversation_id, new, model, max_tokens, replayable and budget is None)
+        try:
+            context = self._context(uid, conversation_id, new, key, model, max_tokens, budget)
+            pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
+                                         budget=budget, closes=closes)
+        except AlreadyAnswered:  # as for `chat`
+            kept = self._replay(uid, key, request)
+            if kept is None:
+                raise
+            return streamed(kept)
+        return self._remembering(uid, conversation_id, key, new, pieces, context, request)
 
     def _remembering(self, uid: str, conversation_id: str, key: str, new: Messages,
-                     pieces: Iterator[Piece], context: Context) -> Iterator[Piece]:
+                     pieces: Iterator[Piece], context: Context, request: str | None = None) -> Iterator[Piece]:
         said: list[str] = []
         try:
             for piece in pieces:
                 if isinstance(piece, StreamEnd):
-                    if piece.finish_reason is not None:
-                        self._remember(uid, conversation_id, key, new, "".join(said))
                     piece = replace(piece, memory=memory_use(context))
+                    if piece.finish_reason is not None:
+                        text = "".join(said)
+                        self._remember(uid, conversation_id, key, new, text)
+                        if request is not None and self.metered.answers is not None and not piece.broken:
+                            charge = {name: value for name, value in vars(piece).items()
+                                      if name in Charge.__dataclass_fields__}
+                            self.metered.answers.keep(uid, key, request, Completion(
+                                **charge, text=text, finish_reason=piece.finish_reason, tried=piece.tried))
                 else:
                     said.append(piece.text)
                 yield piece

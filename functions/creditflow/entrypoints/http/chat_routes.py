@@ -58,8 +58,9 @@ def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.Chat
         talk = platform.conversations
         if body.stream:
             return stream_chat(talk.stream(caller.uid, body.conversationId, messages, key=key, model=model,
-                                           max_tokens=most))
-        result = talk.chat(caller.uid, body.conversationId, messages, key=key, model=model, max_tokens=most)
+                                           max_tokens=most, replayable=True))
+        result = talk.chat(caller.uid, body.conversationId, messages, key=key, model=model, max_tokens=most,
+                           replayable=True)
     elif body.stream:
         return stream_chat(platform.chat.stream(caller.uid, messages, key=key, model=model, max_tokens=most,
                                                 replayable=True))
