@@ -16,12 +16,14 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
+from creditflow.adapters.firebase.answers import FirestoreAnswers  # noqa: E402
 from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides  # noqa: E402
 from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore  # noqa: E402
 from creditflow.adapters.firebase.preferences import FirestorePreferences  # noqa: E402
@@ -30,6 +32,7 @@ from creditflow.bootstrap import Platform, build  # noqa: E402
 from creditflow.config import Settings  # noqa: E402
 from creditflow.domain.callers import Caller  # noqa: E402
 from creditflow.domain.holds import TASK  # noqa: E402
+from creditflow.services.answers import KeptAnswers  # noqa: E402
 from tests.firestore_emulator import FirestoreEmulator, find_jar  # noqa: E402
 
 CREDIT = 1_000_000
@@ -47,6 +50,8 @@ MINIMUM: dict[str, tuple[int, int, str]] = {
     "capture": (4, 7, "a task's model call charged from its hold, the rest kept held: as settle (the hold's "
                       "amount lowered)"),
     "metered chat call": (8, 14, "the user's preferences (routing), then a reserve and a settle"),
+    "chat call, own key": (8, 15, "as a metered chat call, and its answer kept for the key's replays (a "
+                                      "create: no read)"),
     "chat task (the bus)": (8, 14, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
                                    "which closes the hold (the ledger's part; the task's record is in the task store)"),
     "welcome bonus": (3, 8, "read the network's claims and a grant's two; write the device's claim (a create: no "
@@ -117,6 +122,7 @@ def platform_on(client: Any, folder: Path) -> Platform:
     platform.welcome.claims = FirestoreWelcomeClaims(client)
     platform.chat.preferences = FirestorePreferences(client)
     platform.chat.catalog.overrides = FirestoreCatalogOverrides(client)
+    platform.chat.answers = KeptAnswers(FirestoreAnswers(client), platform.clock, timedelta(hours=24))
     return platform
 
 
@@ -144,6 +150,9 @@ def measure(platform: Platform, counted: Operations, rounds: int) -> dict[str, l
                                                                         key=f"c-{uid}"))
         timed("metered chat call", lambda uid=uid: platform.chat.chat(
             uid, [{"role": "user", "content": "How many credits is this?"}], key=f"chat-{uid}", model="demo-chat"))
+        timed("chat call, own key", lambda uid=uid: platform.chat.chat(
+            uid, [{"role": "user", "content": "How many credits is this?"}], key=f"keyed-{uid}", model="demo-chat",
+            replayable=True))
         ask = {"kind": "chat", "input": "How many credits is this?", "model": "demo-chat"}
         platform.tasks.submit(uid, f"first-{uid}", ask)  # a user's first task opens what the next ones find open
         timed("chat task (the bus)", lambda uid=uid, ask=ask: platform.tasks.submit(uid, f"task-{uid}", ask))
