@@ -101,7 +101,7 @@ class Conversations:
         completion charged: a reply that could not be stored is not charged, one charged is in the conversation.
         (Nothing redelivers this call, and its reply reaches the client only if it returns.) `replayable`: the key
         is the client's, and the turn sent again with it gets its answer again (MeteredChat.chat)."""
-        request = self._request(uid, conversation_id, new, model, max_tokens, replayable)
+        request = self._request(conversation_id, new, model, max_tokens, replayable)
         try:
             context = self._context(uid, conversation_id, new, key, model, max_tokens)
             result = replace(self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
@@ -117,7 +117,7 @@ class Conversations:
             self.metered.answers.keep(uid, key, request, result)
         return result
 
-    def _request(self, uid: str, conversation_id: str, new: Messages, model: str | None, max_tokens: int | None,
+    def _request(self, conversation_id: str, new: Messages, model: str | None, max_tokens: int | None,
                  replayable: bool) -> str | None:
         """The turn's digest when its answer is to be kept for replays: its conversation is part of the request."""
         if not replayable or self.metered.answers is None:
@@ -136,7 +136,7 @@ class Conversations:
         the turn's summaries and embeddings, within what the reply leaves of it (see `_context`); they come before
         the reply, so a reply that `closes` the budget is the turn's last charge. `replayable` as for `chat` (a
         task's turn is answered from its task instead)."""
-        request = self._request(uid, conversation_id, new, model, max_tokens, replayable and budget is None)
+        request = self._request(conversation_id, new, model, max_tokens, replayable and budget is None)
         try:
             context = self._context(uid, conversation_id, new, key, model, max_tokens, budget)
             pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
