@@ -5,6 +5,7 @@ told the request was answered."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 
 import pytest
@@ -96,6 +97,20 @@ def test_without_the_clients_key_or_past_its_time_a_replay_is_told_it_was_answer
     clock.advance(hours=1)
     with pytest.raises(AlreadyAnswered):
         ai.chat.chat("u", ask("hello"), key="k2", model=LLAMA, replayable=True)
+
+
+def test_with_no_retention_nothing_is_kept(tmp_path, clock: SteppedClock, upstream: FakeOpenAI) -> None:
+    from tests.conftest import make_platform
+
+    none_kept = make_platform(tmp_path / "none", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                              answer_retention_hours=0)
+    assert none_kept.chat.answers is None
+    funded(none_kept, "u", 5)
+    none_kept.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+    with pytest.raises(AlreadyAnswered):
+        none_kept.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+    assert not (tmp_path / "none" / "answers.sqlite3").exists() or not sqlite3.connect(
+        tmp_path / "none" / "answers.sqlite3").execute("SELECT count(*) FROM answers").fetchone()[0]
 
 
 def test_an_answer_is_the_askers_alone(ai: Platform) -> None:

@@ -24,6 +24,8 @@ from creditflow.entrypoints import cli
     ("CREDIT_PACKS", "many:500:usd", "CREDIT_PACKS: 'many:500:usd' starts with 'many', not an amount of credits"),
     ("CRYPTO_TOKENS", "USDC:0x" + "a" * 40 + ":6:x", "ends with 'x', not an amount of credits"),
     ("CPU_TURNS", "-1", "CPU_TURNS must be between 0 (no limit) and 256"),
+    ("ANSWER_RETENTION_HOURS", "721", "ANSWER_RETENTION_HOURS must be from 0 (no answer kept) to 720"),
+    ("ANSWER_RETENTION_HOURS", "a day", "ANSWER_RETENTION_HOURS must be a whole number, not 'a day'"),
 ])
 def test_a_setting_that_cannot_be_read_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                           said: str) -> None:
