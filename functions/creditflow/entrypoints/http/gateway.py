@@ -262,8 +262,9 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
         idempotency = _request_key()
-        replayable = "Idempotency-Key" in request.headers  # the client's key: the same request again is answered
-        spend = platform.keys.spending(key)                # again, from what is kept (else a fresh key each time)
+        # the client's own key: the same request sent again is answered from what is kept (a key made here is new)
+        replayable = "Idempotency-Key" in request.headers
+        spend = platform.keys.spending(key)
         take_call_slot(uid)
         if stream:
             include_usage = _include_usage(body)
