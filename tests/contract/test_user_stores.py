@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from creditflow.domain.answers import Answer
+from creditflow.domain.answers import Answer, AnswerCharge
 from creditflow.domain.api_keys import ApiKey
 from creditflow.domain.conversations import Conversation
 from creditflow.domain.preferences import Preferences
@@ -275,5 +275,7 @@ def test_answers_are_kept_once_per_key_for_their_asker_until_their_time(stores: 
     assert answers.find("a", "k1", T1) == Answer("a", "k1", "digest-1", reply, T0, T2)
     assert answers.find("b", "k1", T1) is None and answers.find("a", "k2", T1) is None  # another's, another key
     assert answers.find("a", "k1", T2) is None  # its time is over
-    answers.keep(Answer("b", "k1", "digest-3", {"text": "theirs"}, T2, "2026-01-02T00:00:00.000000Z"))
-    assert answers.find("b", "k1", T2).reply == {"text": "theirs"}
+    charge = AnswerCharge("hold_1", 33, "k1:settle", {"model": "m", "prompt_tokens": "5"})
+    answers.keep(Answer("b", "k1", "digest-3", {"text": "theirs"}, T2, "2026-01-02T00:00:00.000000Z", charge))
+    kept = answers.find("b", "k1", T2)
+    assert (kept.reply, kept.charge) == ({"text": "theirs"}, charge)  # the charge it is kept before

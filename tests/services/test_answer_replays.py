@@ -138,6 +138,76 @@ def test_an_answer_that_could_not_be_kept_still_reaches_the_caller(ai: Platform)
         ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
 
 
+class Crash(BaseException):
+    """The process died here."""
+
+
+def dies_at_its_charge(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next settle never happens: the process dies first (the settles after it happen)."""
+    settle = platform.credits.settle
+
+    def crash(*args: object, **kwargs: object) -> None:
+        monkeypatch.setattr(platform.credits, "settle", settle)  # the process started again settles as before
+        raise Crash()
+
+    monkeypatch.setattr(platform.credits, "settle", crash)
+
+
+@pytest.mark.parametrize("lapsed", [False, True], ids=["hold-live", "hold-lapsed"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_an_answer_whose_charge_a_crash_cut_off_is_given_to_the_retry_and_charged_once(
+        ai: Platform, upstream: FakeOpenAI, clock: SteppedClock, monkeypatch: pytest.MonkeyPatch, streamed: bool,
+        lapsed: bool) -> None:
+    """The answer is kept before its charge: a crash between the two leaves the retry its answer, charged then
+    (from the balance if the hold lapsed meanwhile), never a second provider call, nor a 409 for an answer paid."""
+    funded(ai, "u", 5)
+
+    def send() -> Completion | StreamEnd:
+        if streamed:
+            return list(ai.chat.stream("u", ask("hello"), key="k1", model=LLAMA, replayable=True))[-1]
+        return ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, replayable=True)
+
+    dies_at_its_charge(ai, monkeypatch)
+    with pytest.raises(Crash):
+        send()
+    assert spent(ai, "u") == 0 and ai.credits.balance("u").held > 0  # answered, kept, not charged
+    if lapsed:
+        clock.advance(hours=1)
+        ai.credits.sweep()
+        assert ai.credits.balance("u").held == 0
+    sent = len(upstream.requests)
+    again = send()
+    assert again.replayed and again.entry is not None and again.charged > 0 and again.shortfall == 0
+    assert spent(ai, "u") == again.charged and len(upstream.requests) == sent
+    third = send()
+    assert (third.entry, third.charged) == (again.entry, again.charged) and spent(ai, "u") == again.charged
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().findings == []
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_a_turn_whose_charge_a_crash_cut_off_is_answered_stored_and_charged_once(
+        ai: Platform, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, streamed: bool) -> None:
+    funded(ai, "u", 5)
+    talk = ai.conversations
+    chat = talk.start("u", "planning")
+
+    def send() -> Completion | StreamEnd:
+        if streamed:
+            return list(talk.stream("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True))[-1]
+        return talk.chat("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True)
+
+    dies_at_its_charge(ai, monkeypatch)
+    with pytest.raises(Crash):
+        send()
+    sent = len(upstream.requests)
+    again = send()
+    assert again.replayed and again.entry is not None and again.memory is not None
+    assert spent(ai, "u") == again.charged > 0 and len(upstream.requests) == sent
+    assert [m.turn for m in talk.messages("u", chat.id)] == ["t1", "t1"]  # stored once, by either attempt
+    assert send().entry == again.entry and spent(ai, "u") == again.charged
+    assert ai.integrity.audit().findings == []
+
+
 def test_a_conversation_turn_sent_again_gets_its_answer_and_is_stored_once(ai: Platform,
                                                                           upstream: FakeOpenAI) -> None:
     funded(ai, "u", 5)

@@ -12,13 +12,33 @@ import orjson
 
 
 @dataclass(frozen=True)
+class AnswerCharge:
+    """The settle that charges a kept answer. The answer is kept first and charged after: a crash between the two
+    leaves the charge to the replay, which makes it by its key (once, whoever makes it first), so that an answer
+    is never charged without being kept, nor given again uncharged."""
+
+    hold: str
+    amount: int  # µc
+    key: str
+    memo: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hold": self.hold, "amount": self.amount, "key": self.key, "memo": self.memo}
+
+    @classmethod
+    def of(cls, data: dict[str, Any] | None) -> AnswerCharge | None:
+        return cls(data["hold"], data["amount"], data["key"], data["memo"]) if data is not None else None
+
+
+@dataclass(frozen=True)
 class Answer:
     uid: str
     key: str  # the client's Idempotency-Key
     request: str  # the digest of the request it answers (request_digest)
-    reply: dict[str, Any]  # what the call returned, as JSON
+    reply: dict[str, Any]  # what the call returned, as JSON (its entry is the charge's, once made)
     at: str
     expires_at: str  # after this it is no longer given: a replay is told the request was answered, as before
+    charge: AnswerCharge | None = None  # None: kept after its charge
 
 
 def request_digest(model: str | None, messages: list[dict[str, Any]], max_tokens: int | None,

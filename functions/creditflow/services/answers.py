@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from ..domain.answers import Answer, request_digest
+from ..domain.answers import Answer, AnswerCharge, request_digest
 from ..domain.errors import IdempotencyConflict
 from ..domain.timefmt import iso
 from ..ports import AnswerStore, Clock
@@ -35,6 +35,15 @@ def streamed(answer: Completion) -> Iterator[Piece]:
     yield StreamEnd(**charge, finish_reason=answer.finish_reason, broken=False, tried=answer.tried)
 
 
+@dataclass(frozen=True)
+class Keeping:
+    """A call whose answer is kept for replays: the digest of its request, and what a conversation's turn drew from
+    memory (part of the turn's answer)."""
+
+    request: str
+    memory: MemoryUse | None = None
+
+
 class KeptAnswers:
     def __init__(self, store: AnswerStore, clock: Clock, retention: timedelta) -> None:
         self.store = store
@@ -48,22 +57,24 @@ class KeptAnswers:
         return request_digest(model, messages, max_tokens, {**(options or {}), "conversation": conversation}
                               if conversation is not None else options)
 
-    def keep(self, uid: str, key: str, request: str, completion: Completion) -> None:
-        """Keep a charged answer: one not kept (the store failed) leaves a replay told it was answered."""
+    def keep(self, uid: str, key: str, request: str, completion: Completion, charge: AnswerCharge) -> None:
+        """Keep an answer before `charge` is made: one not kept (the store failed) leaves a replay told it was
+        answered."""
         now = self.clock.now()
-        reply = {name: value for name, value in asdict(completion).items() if name != "replayed"}
+        reply = {name: value for name, value in asdict(completion).items() if name not in ("replayed", "entry")}
         try:
-            self.store.keep(Answer(uid, key, request, reply, iso(now), iso(now + self.retention)))
+            self.store.keep(Answer(uid, key, request, reply, iso(now), iso(now + self.retention), charge))
         except Exception:
             log.exception("the answer to %s's request %s was not kept for replays", uid, key)
 
-    def replay(self, uid: str, key: str, request: str) -> Completion | None:
-        """The answer kept for this request, as a replay; a conflict when the key answered another request."""
+    def replay(self, uid: str, key: str, request: str) -> tuple[Completion, AnswerCharge | None] | None:
+        """The answer kept for this request, as a replay, and the charge to make (again) for it; a conflict when the
+        key answered another request."""
         kept = self.store.find(uid, key, iso(self.clock.now()))
         if kept is None:
             return None
         if kept.request != request:
             raise other_request()
         memory = kept.reply.get("memory")
-        return Completion(**{**kept.reply, "replayed": True,
-                             "memory": MemoryUse(**memory) if memory is not None else None})
+        return Completion(**{"entry": None, **kept.reply, "replayed": True,
+                             "memory": MemoryUse(**memory) if memory is not None else None}), kept.charge

@@ -7,10 +7,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ..domain.answers import AnswerCharge
 from ..domain.catalog import Catalog, Model, UnknownModel
 from ..domain.errors import (
     AlreadyAnswered,
@@ -30,7 +31,7 @@ from ..domain.preferences import Preferences
 from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
 from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, PreferenceStore
-from .answers import KeptAnswers, other_request, streamed
+from .answers import Keeping, KeptAnswers, other_request, streamed
 from .catalog import LiveCatalog
 from .chat_results import ChainStep, Charge, Completion, Delta, Embedding, Piece, StreamEnd
 from .credit_results import Capture, Reservation, Settlement, Split
@@ -132,6 +133,26 @@ class Call:
     hold: CallHold
     options: dict[str, Any] | None = None
     budget: Budget | None = None  # a task's: charged by capture from it, never released
+
+
+@dataclass(frozen=True)
+class Priced:
+    """What a call's reply cost, as its settle posts it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    reported: bool  # the provider's usage, not a local estimate
+    amount: int  # µc: what the settle takes, at most what is held
+    memo: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """An earlier attempt's answer to the request, kept for it; `charged`: what its charge took now (it had not
+    been made: a crash came between the answer and its charge), else 0."""
+
+    completion: Completion
+    charged: int
 
 
 def capability_of(messages: Messages) -> str:
@@ -268,9 +289,15 @@ class MeteredChat:
     def _settle(self, call: Call, text: str, prompt: int | None, completion: int | None,
                 why: str | None = None, tool_calls: list[dict[str, Any]] | None = None,
                 closes: bool = False) -> Charge:
-        """Post the hold for what the call cost: reported usage when there is one, else a local estimate
-        flagged for reconciliation; never more than was held. A task's call that `closes` its budget (the task's
+        """Post the hold for what the call cost (`_priced`). A task's call that `closes` its budget (the task's
         last charge) gives the rest of the task's hold back in the same step."""
+        return self._post(call, self._priced(call, text, prompt, completion, why, tool_calls), closes)
+
+    @staticmethod
+    def _priced(call: Call, text: str, prompt: int | None, completion: int | None, why: str | None = None,
+                tool_calls: list[dict[str, Any]] | None = None) -> Priced:
+        """What the call cost: reported usage when there is one, else a local estimate flagged for
+        reconciliation; never more than was held."""
         reported = prompt is not None and completion is not None and why is None
         prompt = prompt if reported else call.guess.prompt_tokens
         completion = completion if reported else reply_tokens(text, tool_calls)
@@ -284,22 +311,59 @@ class MeteredChat:
             memo["reconcile"] = why or "usage missing"
         elif price > call.hold.amount:
             memo["reconcile"] = f"cost {price} above hold"
+        return Priced(prompt, completion, reported, charged, memo)  # type: ignore[arg-type]
+
+    def _post(self, call: Call, priced: Priced, closes: bool = False) -> Charge:
+        """The settle (a task's call: the capture) that charges what `_priced` says."""
         if call.budget is not None:  # a task's call: charged from the task's hold, the rest kept for later calls
             budget_hold = call.budget.hold or call.hold.id  # the latest: another call of the task may have captured
-            captured = self.credits.capture(call.uid, budget_hold, charged, key=f"{call.key}:settle", memo=memo,
-                                            closes=closes)
+            captured = self.credits.capture(call.uid, budget_hold, priced.amount, key=f"{call.key}:settle",
+                                            memo=priced.memo, closes=closes)
             call.budget.take(captured)
             outcome: Capture | Settlement = captured
             shortfall = 0
         else:
-            outcome = self.credits.settle(call.uid, call.hold.id, charged, key=f"{call.key}:settle", memo=memo,
+            outcome = self.credits.settle(call.uid, call.hold.id, priced.amount, key=f"{call.key}:settle",
+                                          memo=priced.memo,
                                           charge_if_lapsed=True)  # delivered: a lapsed hold is no reason to charge 0
             shortfall = outcome.shortfall
+        return replace(self._charge(call, priced), charged=outcome.charged, shortfall=shortfall, entry=outcome.entry,
+                       replayed=outcome.replayed)
+
+    @staticmethod
+    def _charge(call: Call, priced: Priced) -> Charge:
+        """The call's charge as priced, before it is posted."""
         return Charge(model=call.model.id, provider=call.model.provider, demo=call.model.demo,
-                      prompt_tokens=prompt, completion_tokens=completion,  # type: ignore[arg-type]
-                      usage_reported=reported, charged=outcome.charged, shortfall=shortfall,
-                      estimated=call.guess.micros, reservation=call.hold.id, entry=outcome.entry,
-                      replayed=outcome.replayed)
+                      prompt_tokens=priced.prompt_tokens, completion_tokens=priced.completion_tokens,
+                      usage_reported=priced.reported, charged=priced.amount, shortfall=0,
+                      estimated=call.guess.micros, reservation=call.hold.id, entry=None, replayed=False)
+
+    def _keep(self, call: Call, key: str, keeping: Keeping, priced: Priced, completion: Completion) -> None:
+        """Keep the answer for replays before its charge is posted (see AnswerCharge)."""
+        if self.answers is not None:
+            self.answers.keep(call.uid, key, keeping.request, replace(completion, memory=keeping.memory),
+                              AnswerCharge(call.hold.id, priced.amount, f"{call.key}:settle", priced.memo))
+
+    def replay(self, uid: str, key: str, request: str) -> Completion | None:
+        """The answer kept for this request under `key`, charged (once: see AnswerCharge); None when none is kept;
+        a conflict when the key answered another request."""
+        replayed = self._replay(uid, key, request)
+        return replayed.completion if replayed is not None else None
+
+    def _kept(self, uid: str, key: str, keeping: Keeping | None) -> Replay | None:
+        return self._replay(uid, key, keeping.request) if keeping is not None else None
+
+    def _replay(self, uid: str, key: str, request: str) -> Replay | None:
+        found = self.answers.replay(uid, key, request) if self.answers is not None else None
+        if found is None:
+            return None
+        answer, charge = found
+        if charge is None:  # kept after its charge
+            return Replay(answer, 0)
+        settled = self.credits.settle(uid, charge.hold, charge.amount, key=charge.key, memo=charge.memo,
+                                      charge_if_lapsed=True)
+        return Replay(replace(answer, charged=settled.charged, shortfall=settled.shortfall, entry=settled.entry),
+                      0 if settled.replayed else settled.charged)
 
     def _release(self, call: Call) -> None:
         if call.budget is None:  # a task's hold stays with the task: nothing of it was spent
@@ -336,10 +400,12 @@ class MeteredChat:
 
     def _next_call(self, uid: str, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
                    tried: list[str], max_tokens: int | None, spend: Spend | None,
-                   options: dict[str, Any] | None, budget: Budget | None = None) -> Call:
+                   options: dict[str, Any] | None, budget: Budget | None = None,
+                   keeping: Keeping | None = None) -> Call | Replay:
         """Hold for the next routed model whose breaker admits a call (the n-th model's hold has key `key:n`);
         ProviderUnavailable, naming what was tried, when none is left. A model whose estimate is above the
-        user's per-request cap is passed over; when that is why none is left, the refusal is OverRequestLimit."""
+        user's per-request cap is passed over; when that is why none is left, the refusal is OverRequestLimit. A
+        hold placed before by an earlier attempt whose answer is kept: that answer (`keeping`)."""
         over: OverRequestLimit | None = None
         for n, candidate in rest:
             if not self.health.admits(candidate.id, self.now()):
@@ -358,8 +424,18 @@ class MeteredChat:
                 raise
             if call.hold.replayed:  # a retry: whatever happens next says nothing new about the model
                 self.health.untried(candidate.id)
-                self._require_failed(call)  # it failed last time: try the next model
-                self._given_back(call, spend)
+                # an answer is kept before its charge: a settled hold's is there when the hold is seen settled
+                try:
+                    self._require_failed(call)
+                except (AlreadyAnswered, RequestInProgress):  # or still running, or cut off by a crash after it
+                    replayed = self._kept(uid, key, keeping)
+                    if replayed is None:
+                        raise
+                    return replayed
+                replayed = self._kept(uid, key, keeping)  # answered, cut off before its charge, its hold lapsed
+                if replayed is not None:
+                    return replayed
+                self._given_back(call, spend)  # it failed last time: try the next model
                 continue
             return call
         if over is not None:
@@ -370,21 +446,26 @@ class MeteredChat:
     def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, spend: Spend | None = None,
              options: dict[str, Any] | None = None, budget: Budget | None = None,
-             keep: Callable[[str], None] | None = None, replayable: bool = False) -> Completion:
+             keep: Callable[[str], None] | None = None, replayable: bool = False,
+             keeping: Keeping | None = None) -> Completion:
         """One completion paid from the user's credits. Without a named model it is routed, and falls back to
         the next model on a provider failure or an open breaker; each try holds and releases on its own. `keep`
         is given the reply before it is charged (a conversation stores its turn): a reply it fails to keep reaches
         no one, so its hold is released and the error goes on to the caller. `replayable`: the key is the client's,
         so the answer is kept, and the same request sent again with it gets the same answer (`replayed`), once
-        more for nothing; another request with the key is a conflict."""
-        request = self._request(messages, model, max_tokens, options, replayable and budget is None)
+        more for nothing; another request with the key is a conflict. `keeping`: kept as it says (a conversation
+        turn's)."""
+        keeping = keeping or self._keeping(messages, model, max_tokens, options, replayable and budget is None)
         messages = self._resolved(uid, messages)
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
         charged = 0
         try:
             while True:
-                call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
+                call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget, keeping)
+                if isinstance(call, Replay):
+                    charged = call.charged
+                    return call.completion
                 try:
                     with self._calling(call):
                         reply = self.providers[call.model.provider].complete(
@@ -399,34 +480,27 @@ class MeteredChat:
                     except BaseException:
                         self._release(call)
                         raise
-                charge = self._settle(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
+                priced = self._priced(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
                                       tool_calls=reply.tool_calls)
+                answer = Completion(**vars(self._charge(call, priced)), text=reply.text,
+                                    finish_reason=reply.finish_reason, tool_calls=reply.tool_calls, tried=tried)
+                if keeping is not None:
+                    self._keep(call, key, keeping, priced, answer)
+                charge = self._post(call, priced)
                 charged = charge.charged
-                completion = Completion(**vars(charge), text=reply.text, finish_reason=reply.finish_reason,
-                                        tool_calls=reply.tool_calls, tried=tried)
-                if request is not None and self.answers is not None:
-                    self.answers.keep(uid, key, request, completion)
-                return completion
-        except AlreadyAnswered:
-            kept = self._replay(uid, key, request)
-            if kept is None:
-                raise
-            return kept
+                return replace(answer, **vars(charge))
         except IdempotencyConflict as conflict:
             raise other_request() from conflict
         finally:
             if spend is not None:
                 spend.finish(charged)
 
-    def _request(self, messages: Messages, model: str | None, max_tokens: int | None,
-                 options: dict[str, Any] | None, replayable: bool) -> str | None:
-        """The request's digest when its answer is to be kept for replays."""
+    def _keeping(self, messages: Messages, model: str | None, max_tokens: int | None,
+                 options: dict[str, Any] | None, replayable: bool) -> Keeping | None:
+        """How the answer is kept for replays, if it is."""
         if not replayable or self.answers is None:
             return None
-        return self.answers.request(model, messages, max_tokens, options)
-
-    def _replay(self, uid: str, key: str, request: str | None) -> Completion | None:
-        return self.answers.replay(uid, key, request) if request is not None and self.answers is not None else None
+        return Keeping(self.answers.request(model, messages, max_tokens, options))
 
     def embed(self, uid: str, inputs: list[str], *, key: str, model: str | None = None,
               spend: Spend | None = None, budget: Budget | None = None) -> Embedding:
@@ -468,27 +542,21 @@ class MeteredChat:
     def stream(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, spend: Spend | None = None,
                options: dict[str, Any] | None = None, budget: Budget | None = None,
-               closes: bool = False, replayable: bool = False) -> Iterator[Piece]:
+               closes: bool = False, replayable: bool = False, keeping: Keeping | None = None) -> Iterator[Piece]:
         """Hold now (refusals raise here, before anything streams), then yield Delta pieces and a last
         StreamEnd with the charge. A model that fails before its first piece is released and the
         next routed model is tried, as for `chat`. Every way out settles or releases each hold exactly once: a
         broken stream or a missing usage chunk settles on a local estimate, a client that goes away pays at
         least its input. Outcomes feed the breaker; a client that goes away says nothing about the model. With a
         task's `budget`, `closes` makes the call's charge the task's last: the rest of its hold goes back then.
-        `replayable` as for `chat`: a whole answer without tool calls is kept, and a replay streams it again."""
-        request = self._request(messages, model, max_tokens, options, replayable and budget is None)
+        `replayable` and `keeping` as for `chat`: a whole answer without tool calls is kept, and a replay streams it
+        again."""
+        keeping = keeping or self._keeping(messages, model, max_tokens, options, replayable and budget is None)
         try:
             messages = self._resolved(uid, messages)
             rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
             tried: list[str] = []
-            call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget)
-        except AlreadyAnswered:
-            if spend is not None:
-                spend.finish(0)
-            kept = self._replay(uid, key, request)
-            if kept is None:
-                raise
-            return streamed(kept)
+            call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget, keeping)
         except IdempotencyConflict as conflict:
             if spend is not None:
                 spend.finish(0)
@@ -497,11 +565,15 @@ class MeteredChat:
             if spend is not None:
                 spend.finish(0)
             raise
-        return self._pieces(call, messages, key, rest, tried, max_tokens, spend, closes, request)
+        if not isinstance(call, Replay):
+            return self._pieces(call, messages, key, rest, tried, max_tokens, spend, closes, keeping)
+        if spend is not None:
+            spend.finish(call.charged)
+        return streamed(call.completion)
 
     def _pieces(self, call: Call, messages: Messages, key: str, rest: Iterator[tuple[int, Model]],
                 tried: list[str], max_tokens: int | None, spend: Spend | None, closes: bool,
-                request: str | None = None) -> Iterator[Piece]:
+                keeping: Keeping | None = None) -> Iterator[Piece]:
         charged = 0
         try:
             while True:
@@ -522,17 +594,21 @@ class MeteredChat:
                     self._release(call)
                     self._given_back(call, spend)
                     tried.append(f"{call.model.id}: {relay.failure}")
-                    call = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend, call.options,
-                                           call.budget)
+                    following = self._next_call(call.uid, messages, key, rest, tried, max_tokens, spend,
+                                                call.options, call.budget, keeping)
+                    if isinstance(following, Replay):  # an earlier attempt's answer, from a model after this one
+                        charged = following.charged
+                        yield from streamed(following.completion)
+                        return
+                    call = following
                     continue
-                charge = self._settle(call, relay.text, relay.prompt, relay.completion,
-                                      why="stream broke" if relay.outcome == "broken" else None,
-                                      tool_calls=relay.calls, closes=closes)
+                priced = self._priced(call, relay.text, relay.prompt, relay.completion,
+                                      why="stream broke" if relay.outcome == "broken" else None, tool_calls=relay.calls)
+                if keeping is not None and relay.outcome == "complete" and not relay.calls:
+                    self._keep(call, key, keeping, priced, Completion(
+                        **vars(self._charge(call, priced)), text=relay.text, finish_reason=relay.finish, tried=tried))
+                charge = self._post(call, priced, closes)
                 charged = charge.charged
-                if request is not None and self.answers is not None and relay.outcome == "complete" \
-                        and not relay.calls:
-                    self.answers.keep(call.uid, key, request, Completion(
-                        **vars(charge), text=relay.text, finish_reason=relay.finish, tried=tried))
                 yield StreamEnd(**vars(charge), finish_reason=relay.finish, broken=relay.outcome == "broken",
                                 tried=tried)
                 return

@@ -23,9 +23,9 @@ from ..domain.pricing import estimate, prompt_tokens
 from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
-from .answers import streamed
+from .answers import Keeping, streamed
 from .chat import Budget, MeteredChat, capability_of
-from .chat_results import ChainStep, Charge, Completion, MemoryUse, Piece, StreamEnd
+from .chat_results import ChainStep, Completion, MemoryUse, Piece, StreamEnd
 
 SUMMARISE = ("You keep the memory of a conversation between a user and an assistant. Write a new summary that "
              "merges the previous summary with the new messages: keep facts, names, numbers, decisions and open "
@@ -104,18 +104,16 @@ class Conversations:
         request = self._request(conversation_id, new, model, max_tokens, replayable)
         try:
             context = self._context(uid, conversation_id, new, key, model, max_tokens)
-            result = replace(self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
-                                               keep=lambda reply: self._remember(uid, conversation_id, key, new,
-                                                                                 reply)),
-                             memory=memory_use(context))
+            keeping = Keeping(request, memory_use(context)) if request is not None else None
+            return replace(self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
+                                              keep=lambda reply: self._remember(uid, conversation_id, key, new,
+                                                                                reply), keeping=keeping),
+                           memory=memory_use(context))
         except AlreadyAnswered:  # this turn's (stored), or the key's call for another turn (charged)
-            kept = self._replay(uid, key, request)
+            kept = self.metered.replay(uid, key, request) if request is not None else None
             if kept is None:
                 raise
             return kept
-        if request is not None and self.metered.answers is not None:
-            self.metered.answers.keep(uid, key, request, result)
-        return result
 
     def _request(self, conversation_id: str, new: Messages, model: str | None, max_tokens: int | None,
                  replayable: bool) -> str | None:
@@ -123,10 +121,6 @@ class Conversations:
         if not replayable or self.metered.answers is None:
             return None
         return self.metered.answers.request(model, new, max_tokens, None, conversation=conversation_id)
-
-    def _replay(self, uid: str, key: str, request: str | None) -> Completion | None:
-        answers = self.metered.answers
-        return answers.replay(uid, key, request) if request is not None and answers is not None else None
 
     def stream(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
                max_tokens: int | None = None, budget: Budget | None = None, closes: bool = False,
@@ -140,29 +134,26 @@ class Conversations:
         try:
             context = self._context(uid, conversation_id, new, key, model, max_tokens, budget)
             pieces = self.metered.stream(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
-                                         budget=budget, closes=closes)
+                                         budget=budget, closes=closes, keeping=Keeping(
+                                             request, memory_use(context)) if request is not None else None)
         except AlreadyAnswered:  # as for `chat`
-            kept = self._replay(uid, key, request)
+            kept = self.metered.replay(uid, key, request) if request is not None else None
             if kept is None:
                 raise
             return streamed(kept)
-        return self._remembering(uid, conversation_id, key, new, pieces, context, request)
+        return self._remembering(uid, conversation_id, key, new, pieces, context)
 
     def _remembering(self, uid: str, conversation_id: str, key: str, new: Messages,
-                     pieces: Iterator[Piece], context: Context, request: str | None = None) -> Iterator[Piece]:
+                     pieces: Iterator[Piece], context: Context) -> Iterator[Piece]:
+        """The pieces, the turn stored once its reply is whole (a replay's too: a crash may have come between an
+        answer kept and its turn stored)."""
         said: list[str] = []
         try:
             for piece in pieces:
                 if isinstance(piece, StreamEnd):
                     piece = replace(piece, memory=memory_use(context))
                     if piece.finish_reason is not None:
-                        text = "".join(said)
-                        self._remember(uid, conversation_id, key, new, text)
-                        if request is not None and self.metered.answers is not None and not piece.broken:
-                            charge = {name: value for name, value in vars(piece).items()
-                                      if name in Charge.__dataclass_fields__}
-                            self.metered.answers.keep(uid, key, request, Completion(
-                                **charge, text=text, finish_reason=piece.finish_reason, tried=piece.tried))
+                        self._remember(uid, conversation_id, key, new, "".join(said))
                 else:
                     said.append(piece.text)
                 yield piece

@@ -10,7 +10,7 @@ import orjson
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
-from ...domain.answers import Answer
+from ...domain.answers import Answer, AnswerCharge
 from ...domain.timefmt import parse_iso
 from .firestore_layout import document_fields
 
@@ -27,7 +27,8 @@ class FirestoreAnswers:
             self._document(answer.uid, answer.key).create({
                 "uid": answer.uid, "key": answer.key, "request": answer.request,
                 "reply": orjson.dumps(answer.reply).decode(), "at": answer.at, "until": answer.expires_at,
-                "expiresAt": parse_iso(answer.expires_at)})  # a timestamp, as TTL policies need
+                "expiresAt": parse_iso(answer.expires_at),  # a timestamp, as TTL policies need
+                "charge": answer.charge.to_dict() if answer.charge is not None else None})
 
     def find(self, uid: str, key: str, now: str) -> Answer | None:
         snapshot = self._document(uid, key).get()
@@ -36,4 +37,5 @@ class FirestoreAnswers:
         d = document_fields(snapshot)
         if d["uid"] != uid or d["key"] != key or d["until"] <= now:  # TTL deletion may come a day late
             return None
-        return Answer(uid, key, d["request"], orjson.loads(d["reply"]), d["at"], d["until"])
+        return Answer(uid, key, d["request"], orjson.loads(d["reply"]), d["at"], d["until"],
+                      AnswerCharge.of(d.get("charge")))
