@@ -167,6 +167,15 @@ def test_a_split_moves_part_of_a_hold_and_each_store_keeps_what_moved(on_store: 
                          ttl=timedelta(minutes=10)).hold == split.hold
     assert credits.hold_placed("c", "task:a:hold") == replace(agent, replayed=True)  # a reserve's
     assert credits.hold_placed("c", "g") is None  # a grant's key: no hold
+    credits.settle("c", split.hold, CREDIT // 2, key="task:i:settle")  # the image task ends cheaper
+    back = credits.take_back("c", split.kept, 3 * CREDIT, key="task:a:back:i")  # type: ignore[arg-type]
+    assert (back.taken, back.amount, back.available, back.held) == (  # all the balance had of it
+        3 * CREDIT // 2, 9 * CREDIT // 2, 0, 9 * CREDIT // 2)
+    kept, grown = store.hold("user:c", split.kept), store.hold("user:c", back.hold)  # type: ignore[arg-type]
+    assert (kept.status, kept.split_off, kept.replaced_by) == (  # type: ignore[union-attr]
+        "released", -3 * CREDIT // 2, back.hold)  # its lineage counts what came back as moved in
+    assert (grown.amount, grown.target, grown.owner) == (9 * CREDIT // 2, "usage:agent", "task")  # type: ignore[union-attr]
+    assert credits.take_back("c", back.hold, CREDIT, key="task:a:back:i") == replace(back, replayed=True)
     assert on_store.integrity.audit().ok
 
 # Google's emulator takes transaction locks with a ~2 s timeout and livelocks once 9 or more transactions contend

@@ -115,3 +115,32 @@ def test_a_splits_entries_on_the_agents_hold_name_the_agent_in_the_history(drawi
     named = [(f["kind"], f.get("reason") or ("continues" if "continues" in f.get("memo", {}) else "split_from"),
               task_of_entry(f["key"], f.get("memo", {}))) for f in split]
     assert named == [("release", "split", "a4"), ("hold", "continues", "a4"), ("hold", "split_from", image.id)]
+
+
+def test_what_an_image_task_did_not_spend_comes_back_to_the_agents_limit(drawing: Platform,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image task's hold was split out of the agent's; it ends having spent nothing (cancelled here, as one
+    the provider refused would): what it held is taken back into the agent's hold, so the agent's next calls have
+    its whole limit less what the image was charged, not less what the image held. (Before, the agent stopped
+    at its limit as in the test above, with that much back on the user's balance.)"""
+    funded(drawing, "u", 5)
+    images = drawing.tasks.runs["agent"].start_image  # type: ignore[attr-defined]
+    start = images.start
+
+    def started_then_ended(uid: str, task_id: str, raw: dict[str, object], *, lender: object) -> Task:
+        drawing.tasks.cancel(uid, start(uid, task_id, raw, lender=lender).id)
+        return drawing.tasks.get(uid, task_id)
+
+    monkeypatch.setattr(images, "start", started_then_ended)
+    task = agent(drawing, "a5", [["start_image_task", {"prompt": "a boat", "n": 2}],
+                                 ["arithmetic", {"expression": "1 + 1"}]], "0.003")
+    assert task.state == SUCCEEDED and task.result["partial"] is False, task.result
+    [image] = images_of(drawing, "a5")
+    assert image.state == "cancelled" and image.charged == 0 and image.reserved > 0
+    back = [e.fields() for e in drawing.credits.history("u", limit=50)[0]
+            if e.fields()["key"] == f"task:a5:back:{image.id}"]
+    assert sorted((f["kind"], f.get("reason")) for f in back) == [("hold", None), ("release", "taken back")]
+    assert task.charged <= 3000 and drawing.credits.balance("u").held == 0
+    assert drawing.credits.balance("u").available == 5 * 10**6 - task.charged
+    report = drawing.integrity.audit(signatures=True)
+    assert [f for f in report.findings if f.severity == "error"] == []

@@ -115,7 +115,8 @@ def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: Stepped
 def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> None:
     """With the agent's budget on a live hold, the image task's hold is split out of it (one transaction): the
     user's balance is not taken a second time, the agent has that much less left, and a second image task past
-    what is left is refused. One that ends without a charge gives its share back to the user, not to the agent."""
+    what is left is refused. One that ends without a charge gives its share back to the user, and the agent's next
+    step takes it back into the agent's hold (once), so that the agent's limit counts only what it was charged."""
     funded(flux, "u", 1)
     one = flux.images.quote(None, None, None, 1)[1].total
     limit = 2 * one + one // 2
@@ -125,7 +126,9 @@ def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> Non
     task = Task("agent1", "u", TaskRequest(kind="agent", input="draw"), "2026-01-01T00:00:00Z",
                 "2026-01-01T00:00:00Z")
     run = flux.tasks.runs["agent"]
-    context = AgentContextOfTask(SimpleNamespace(task=task, budget=budget), run.chat,  # type: ignore[arg-type]
+    run_context = SimpleNamespace(task=task, budget=budget,
+                                  take_back=lambda started: flux.tasks.take_back(task, budget, started))
+    context = AgentContextOfTask(run_context, run.chat,  # type: ignore[arg-type]
                                  run.conversations, calls.__setitem__, lambda: calls, run.start_image)
     before = flux.credits.balance("u")
     first = json.loads(call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a"}), "c1"))
@@ -141,8 +144,13 @@ def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> Non
     assert refused.startswith("error: ") and "limit" in refused and len(flux.tasks.list("u")[0]) == 1
     flux.tasks.cancel("u", first["taskId"])  # ended without a charge: its share goes back to the user
     assert flux.credits.balance("u").available == before.available + one
-    assert budget.left == limit - one
-    assert call_tool(context, TOOLS, "start_image_task", two, "c3").startswith("error: ")
+    third = json.loads(call_tool(context, TOOLS, "start_image_task", two, "c3"))  # taken back first: two fit now
+    assert flux.tasks.get("u", third["taskId"]).reserved == 2 * one and "task:agent1:back:c1" in calls
+    assert flux.credits.balance("u").available == before.available  # the limit held, and no more
+    assert (budget.split_off, budget.left) == (2 * one, limit - 2 * one)
+    assert call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "d"}), "c4").startswith("error: ")
+    assert len([e for e in flux.credits.history("u", limit=100)[0]  # taken back once, whatever is asked after
+                if e.fields()["key"] == "task:agent1:back:" + first["taskId"]]) == 2
 
 
 def test_an_image_task_started_without_a_live_agent_hold_counts_against_the_limit(flux: Platform) -> None:

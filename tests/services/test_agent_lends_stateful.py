@@ -44,7 +44,8 @@ class Crash(BaseException):
 
 @dataclass
 class Plan:
-    """The steps an agent's run makes, in order (("charge", µc) or ("start", n)), and where its next run dies."""
+    """The steps an agent's run makes, in order (("charge", µc), ("start", n) or ("back", 0)), and where its next
+    run dies."""
 
     steps: list[tuple[str, int]] = field(default_factory=list)
     crash_after: int | None = None
@@ -66,6 +67,10 @@ class ScriptedAgent:
                     continue  # charged before the crash: the agent's record answers it
                 captured = credits.capture(task.uid, budget.hold, min(amount, budget.left), key=key)
                 budget.hold, budget.remaining = captured.hold, captured.held
+            elif what == "back":  # what the tasks it started and that have ended did not spend, back in its hold
+                for started in self.platform.tasks.list(task.uid, limit=100)[0]:
+                    if started.id.startswith(f"{task.id}-c"):
+                        context.take_back(started)
             else:
                 child = child_id(task.id, amount)
                 if self.platform.tasks.store.get(task.uid, child) is None and budget.left >= CHILD_MICROS:
@@ -119,6 +124,10 @@ class AgentLends(TaskMachine):
     def plan_a_started_task(self, agent: str) -> None:
         self.children += 1
         self.plans[agent].steps.append(("start", self.children))
+
+    @rule(agent=st.sampled_from(AGENTS))
+    def plan_a_take_back(self, agent: str) -> None:
+        self.plans[agent].steps.append(("back", 0))
 
     @rule(agent=st.sampled_from(AGENTS), after=st.integers(0, 6))
     def crash_its_next_run(self, agent: str, after: int) -> None:

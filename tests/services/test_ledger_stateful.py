@@ -92,6 +92,18 @@ class LedgerMachine(RuleBasedStateMachine):
                           ttl=timedelta(minutes=30))
         return (uid, result.hold if result else "hold_none")
 
+    @rule(target=holds, hold=holds, amount=amounts)
+    def take_back(self, hold: tuple[str, str], amount: int) -> tuple[str, str]:
+        """A hold grown by what the balance has of `amount` (what a task it lent to did not spend)."""
+        uid, hold_id = hold
+        if hold_id == "hold_none":
+            return hold
+        result = self.run("take_back", uid, hold_id, amount, key=self.key())
+        if result is None:
+            return (uid, "hold_none")
+        assert result.taken == amount or (result.taken < amount and result.available == 0)  # all the balance had
+        return (uid, result.hold)
+
     @rule(minutes=st.integers(min_value=1, max_value=45))
     def time_passes(self, minutes: int) -> None:
         self.clock.advance(minutes=minutes)

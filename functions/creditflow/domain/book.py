@@ -228,6 +228,23 @@ class Book:
                                         owner=owner)
         return kept, moved, entry
 
+    def take_back(self, hold: Hold, amount: int, *, key: str, candidates: Iterable[Lot] = (),
+                  memo: dict[str, str] | None = None) -> tuple[Hold, Entry]:
+        """Grow a pending hold by `amount` from the available balance, in one step (the hold released and held
+        again, larger, with the same target, owner and timeout): what a hold split from it (a task it started) did
+        not spend, which that hold's end gave back to the user. The hold it replaces says so (`split_off`
+        negative), so that its lineage counts the amount as moved back in."""
+        self._require_open()
+        self._require_pending(hold)
+        if hold.is_expired(self.now):
+            raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot grow", hold=hold.id)
+        self.release(hold, key=key, reason="taken back", memo=memo)
+        grown, entry = self.reserve(hold.amount + amount, target=hold.target, expires_at=hold.expires_at, key=key,
+                                    candidates=candidates, memo={**(memo or {}), "continues": hold.id},
+                                    owner=hold.owner)
+        hold.replaced_by, hold.split_off = grown.id, -amount
+        return grown, entry
+
     def charge_lapsed(self, lapsed: Hold, amount: int, *, key: str, expires_at: str, candidates: Iterable[Lot] = (),
                       memo: dict[str, str] | None = None) -> Entry | None:
         """Charge work whose hold lapsed before it was settled (it expired, and the sweeper voided it) for what was

@@ -26,7 +26,9 @@ class Hold:
     closed_at: str | None = None
     replaced_by: str | None = None
     owner: str = CLIENT
-    split_off: int = 0  # µc of it that a split moved to a hold of its own (an agent's image task's); not charged here
+    # µc of it that a split moved to a hold of its own (an agent's image task's; not charged here); negative, what a
+    # take-back moved into the hold that replaced it: what that task did not spend, back from the balance
+    split_off: int = 0
 
     def is_expired(self, now: str) -> bool:
         return self.expires_at <= now

@@ -34,7 +34,7 @@ from ..ports import ChatProvider, Messages, PreferenceStore
 from .answers import Keeping, KeptAnswers, other_request, streamed
 from .catalog import LiveCatalog
 from .chat_results import ChainStep, Charge, Completion, Delta, Embedding, Piece, StreamEnd
-from .credit_results import Capture, Reservation, Settlement, Split
+from .credit_results import Capture, Reservation, Settlement, Split, TakenBack
 from .credits import Credits
 from .vision import VisionInputs
 
@@ -86,6 +86,11 @@ class Budget:
         """Part of the hold moved to a task it started (`Credits.split`): the rest is the budget's hold now."""
         self.hold, self.remaining = split.kept, split.kept_amount
         self.split_off += split.amount
+
+    def took_back(self, taken: TakenBack) -> None:
+        """What a task it started did not spend, moved back into the hold (`Credits.take_back`)."""
+        self.hold, self.remaining = taken.hold, taken.amount
+        self.split_off -= taken.taken
 
     @property
     def captured(self) -> int:

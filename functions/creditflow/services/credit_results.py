@@ -94,6 +94,17 @@ class Split(CreditResult):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TakenBack(CreditResult):
+    """A hold grown by `taken` (what the balance had of what was asked), held now under `hold` (`amount` in all);
+    nothing taken leaves the hold as it was."""
+
+    hold: str
+    taken: int
+    amount: int
+    held: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Release(CreditResult):
     hold: str
     entry: str

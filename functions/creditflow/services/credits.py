@@ -51,6 +51,7 @@ from .credit_results import (
     Reservation,
     Settlement,
     Split,
+    TakenBack,
     WriteOff,
 )
 from .transactions import run_in_transaction
@@ -270,6 +271,25 @@ class Credits:
                          available=book.account.available, held=book.account.held)
 
         return self._mutate(Split, account_id, account_id, "split", key, {}, action, hold_id)
+
+    def take_back(self, uid: str, hold_id: str, amount: int, *, key: str,
+                  memo: dict[str, str] | None = None) -> TakenBack:
+        """Grow a live hold by what a hold split from it did not spend (an agent's image task that ended cheaper
+        gave the rest back to the user): as much of `amount` as the available balance still has. Once per key,
+        which alone names it (as `capture`: a resumed task names the hold its lineage has now)."""
+        account_id = user_account(uid)
+        amount = require_amount(amount)
+
+        def action(book: Book, tx: LedgerTransaction) -> TakenBack:
+            hold = self._hold_of(book, hold_id)
+            taken = min(amount, book.account.available)
+            if taken:
+                hold, _ = book.take_back(hold, taken, key=key, candidates=tx.spendable_lots(account_id, book.now),
+                                         memo=memo)
+            return TakenBack(hold=hold.id, taken=taken, amount=hold.amount, available=book.account.available,
+                             held=book.account.held)
+
+        return self._mutate(TakenBack, account_id, account_id, "take_back", key, {}, action, hold_id)
 
     def hold_placed(self, uid: str, key: str) -> Reservation | Split | None:
         """The hold a reserve or a split made with this key placed, if one did: a task whose acceptance a crash cut

@@ -46,6 +46,10 @@ class Context(Protocol):
 
     def stream(self) -> StreamWriter: ...
 
+    def take_back(self, started: Task) -> bool:
+        """What a task this one started held out of its budget and did not spend, back in the budget once that
+        task has ended (Tasks.take_back); whether that is done."""
+
 
 class Run(Protocol):
     def run(self, context: Context, resume: object | None = None) -> RunOutcome: ...
@@ -189,16 +193,21 @@ class AgentContextOfTask:
         """The task's budget lends what the image tasks it started hold, or were charged once they ended: its
         maxCredits bounds them and its own calls together (read afresh, so a resumed run counts them too, and an
         image task that ended cheaper gives the rest back). One whose hold was split from the task's own counts
-        nothing here: its hold left the task's, and a cheaper end gives the rest back to the user."""
+        nothing here: its hold left the task's; once it has ended, what it did not spend is taken back into the
+        task's hold (once: the task records it, and an ended image is not read again)."""
         budget = self.context.budget
         if budget is None or self.start_image is None:  # no budget: a caller outside any task (tests)
             return
         lent = 0
-        for key, started in self.recorded().items():
-            if key.startswith(f"task:{self.task_id}:image:"):
+        recorded = dict(self.recorded())  # as it is now: a take-back is recorded in it
+        for key, started in recorded.items():
+            back = key.replace(":image:", ":back:", 1)  # the record that its unspent part was taken back
+            if key.startswith(f"task:{self.task_id}:image:") and back not in recorded:
                 image = self.start_image.get(self.uid, str(started["taskId"]))
                 if image is not None and not image.steps.get("splitFrom"):
                     lent += image.charged if image.terminal else max(image.reserved, image.charged)
+                elif image is not None and self.context.take_back(image):
+                    self.record(back, {"taskId": image.id})
         budget.lent = lent
 
     def complete(self, node: str, step: int, messages: Messages, tools: list[dict[str, Any]] | None,

@@ -108,6 +108,9 @@ class RunContext:
     def stream(self) -> StreamWriter:
         return StreamWriter(self.tasks.realtime, self.task.uid, self.task.id)
 
+    def take_back(self, started: Task) -> bool:
+        return self.tasks.take_back(self.task, self.budget, started)
+
 
 class Tasks:
     def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
@@ -438,6 +441,25 @@ class Tasks:
             return
         self.realtime.set(f"/streams/{uid}/{task_id}", None)
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
+
+    def take_back(self, task: Task, budget: Budget, started: Task) -> bool:
+        """What a task it started held out of its hold and did not spend (an agent's image task that failed, or
+        made fewer images), moved back into its hold once that task has ended (its end gave it back to the user),
+        as far as the balance still has it: the task's limit then counts only what the started task was charged.
+        Once per started task, by its key; whether it is done (nothing to take back is done too)."""
+        if not (started.terminal and started.steps.get("splitFrom")):
+            return started.terminal  # its hold was not the task's: nothing of it comes back here
+        unspent = started.reserved - (started.charged - started.classified)  # its classification: on its own hold
+        if unspent <= 0 or budget.hold is None:  # all spent, or nothing of the task's own hold is left to grow
+            return True
+        try:
+            taken = self.credits.take_back(task.uid, budget.hold, unspent, key=f"task:{task.id}:back:{started.id}",
+                                           memo={"task": task.id, "from": started.id})
+        except (HoldExpired, HoldAlreadyReleased, HoldAlreadySettled):  # the task's hold is over: nothing to grow
+            return True
+        if not taken.replayed:  # the budget was read before it, never after (as for a split)
+            budget.took_back(taken)
+        return True
 
     def _raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:
         """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still

@@ -6,7 +6,8 @@ import { Empty, Loading, Problem, TableFrame, credits, useAction, useLoad, when 
 
 const KINDS = ["grant", "hold", "settle", "release", "expire", "writeoff"];
 
-// why a hold was released, when it was not simply freed: expired, extended, split (part moved to another task)
+// why a hold was released, when it was not simply freed: expired, extended, split (part moved to another task),
+// taken back (held again with what a task it lent to did not spend)
 const releasedBecause = (e) => e.kind === "release" && e.reason && e.reason !== "released" ? ` (${e.reason})` : "";
 
 /** Where an entry moved the credits, in a few words: an amount alone does not say whether it came or went. */
