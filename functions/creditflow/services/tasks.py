@@ -450,7 +450,7 @@ class Tasks:
         if not (started.terminal and started.steps.get("splitFrom")):
             return started.terminal  # its hold was not the task's: nothing of it comes back here
         unspent = started.reserved - (started.charged - started.classified)  # its classification: on its own hold
-        if unspent <= 0 or budget.hold is None:  # all spent, or nothing of the task's own hold is left to grow
+        if unspent <= 0 or not budget.hold:  # all spent, or nothing of the task's own hold is left to grow
             return True
         try:
             taken = self.credits.take_back(task.uid, budget.hold, unspent, key=f"task:{task.id}:back:{started.id}",
