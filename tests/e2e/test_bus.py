@@ -41,6 +41,17 @@ def ended(server: LocalServer, uid: str, task_id: str, token: str, timeout: floa
     raise AssertionError(f"task {task_id} did not end: {task}")
 
 
+def notified(server: LocalServer, uid: str, token: str, kinds: set[str], timeout: float = 10) -> dict:
+    """The user's notifications once every one of `kinds` is there: a task's is written after its state is mirrored,
+    so it may trail the terminal state by a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, notes = rtdb(server, "GET", f"notifications/{uid}", token)
+        if kinds <= {note["kind"] for note in (notes or {}).values()} or time.monotonic() > deadline:
+            return notes or {}
+        time.sleep(0.05)
+
+
 def settled_balance(server: LocalServer, uid: str, token: str, timeout: float = 10) -> dict:
     """The user's mirrored balance once nothing is held: the balance mirror is written by its own writer after the
     ledger commits, so it may trail the task's terminal state by a moment."""
@@ -80,7 +91,7 @@ def test_a_chat_request_streams_its_tokens_and_is_charged_once(real: LocalServer
     assert ended(real, "bus-chat", "r1", token)["state"] == "succeeded"
     balance = settled_balance(real, "bus-chat", token)
     assert balance["available"]["micros"] == 1_000_000 - 33 and balance["held"]["micros"] == 0
-    _, notes = rtdb(real, "GET", "notifications/bus-chat", token)
+    notes = notified(real, "bus-chat", token, {"task.finished"})
     assert [n["state"] for n in notes.values() if n.get("kind") == "task.finished"] == ["succeeded"]
 
 

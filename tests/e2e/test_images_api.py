@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.server import LocalServer
-from tests.e2e.test_bus import NOW, ended, rtdb
+from tests.e2e.test_bus import NOW, ended, notified, rtdb
 from tests.e2e.test_chat_api import fund
 from tests.fake_images import FakeImages
 
@@ -287,5 +287,5 @@ def test_an_image_request_on_the_bus_reports_its_progress_live(server: LocalServ
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     task = ended(server, "bus-painter", "img-1", token)
     assert task["state"] == "succeeded" and len(task["result"]["images"]) == 2
-    _, notes = rtdb(server, "GET", "notifications/bus-painter", token)
+    notes = notified(server, "bus-painter", token, {"images.ready", "task.finished"})
     assert {note["kind"] for note in notes.values()} == {"images.ready", "task.finished"}
