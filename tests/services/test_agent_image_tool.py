@@ -176,3 +176,19 @@ def test_an_image_task_started_without_a_live_agent_hold_counts_against_the_limi
     assert refused.startswith("error: ") and "limit" in refused and len(flux.tasks.list("u")[0]) == 1
     flux.tasks.cancel("u", first["taskId"])  # ended without a charge: what it held is the agent's again
     assert json.loads(call_tool(fresh(), TOOLS, "start_image_task", two, "c3"))["state"] == ACCEPTED
+
+
+def test_nothing_is_taken_back_into_a_hold_that_is_spent(flux: Platform) -> None:
+    """A run resumed on a task whose hold is spent has a budget with no hold ('' ): an image task split from that
+    hold before, ended cheaper, leaves its share with the user, and the agent's step goes on."""
+    funded(flux, "u", 1)
+    one = flux.images.quote(None, None, None, 1)[1].total
+    placed = flux.credits.reserve("u", 2 * one, key="task:agent2:hold", target="usage:agent", owner=TASK)
+    lender = Budget("u", placed.hold, 2 * one, "", 2 * one, task="agent2")
+    image = flux.tasks.submit("u", "agent2-img", {"kind": "image", "input": {"prompt": "a"}}, lender=lender)
+    flux.tasks.cancel("u", image.id)
+    agent = Task("agent2", "u", TaskRequest(kind="agent", input="draw"), "2026-01-01T00:00:00Z",
+                 "2026-01-01T00:00:00Z")
+    before = flux.credits.balance("u")
+    assert flux.tasks.take_back(agent, Budget("u", "", 0, "", 2 * one, task="agent2"), flux.tasks.get("u", image.id))
+    assert flux.credits.balance("u") == before
