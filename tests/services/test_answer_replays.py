@@ -185,6 +185,26 @@ def test_an_answer_whose_charge_a_crash_cut_off_is_given_to_the_retry_and_charge
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_the_charge_a_replay_makes_counts_on_the_keys_spend_once(ai: Platform, monkeypatch: pytest.MonkeyPatch,
+                                                                   streamed: bool) -> None:
+    funded(ai, "u", 5)
+    _, key = ai.keys.create("u", "laptop", limit=CREDIT)
+
+    def send() -> Completion | StreamEnd:
+        spend = ai.keys.spending(key)
+        if streamed:
+            return list(ai.chat.stream("u", ask("hello"), key="k1", model=LLAMA, spend=spend, replayable=True))[-1]
+        return ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, spend=spend, replayable=True)
+
+    dies_at_its_charge(ai, monkeypatch)
+    with pytest.raises(Crash):
+        send()
+    charged = send().charged
+    send()
+    assert ai.keys.keys.by_hash(key.hash).spent == charged == spent(ai, "u") > 0
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
 def test_a_turn_whose_charge_a_crash_cut_off_is_answered_stored_and_charged_once(
         ai: Platform, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, streamed: bool) -> None:
     funded(ai, "u", 5)
