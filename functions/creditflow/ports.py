@@ -268,6 +268,9 @@ class WelcomeClaims(Protocol):
     def claim_device(self, device_hash: str, uid: str, at: str) -> str:
         """Record the device for uid if no one has it; returns the uid that holds the device."""
 
+    def release_device(self, device_hash: str, uid: str, at: str) -> None:
+        """Forget the device's claim if it is the one uid made at `at` (a claim then refused); any other stays."""
+
     def count_ip_claims(self, ip_hash: str, since: str) -> int: ...
 
     def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None: ...

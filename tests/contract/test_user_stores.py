@@ -259,6 +259,12 @@ def test_a_device_claims_the_welcome_bonus_once_and_networks_are_counted(stores:
     assert claims.claim_device("dev1", "a", T0) == "a"
     assert claims.claim_device("dev1", "b", T1) == "a"  # the first claimant keeps it
     assert claims.claim_device("dev1", "a", T2) == "a"
+    for uid, at in (("b", T0), ("a", T1), ("a", T2)):  # another's claim, or another moment's: it stays
+        claims.release_device("dev1", uid, at)
+    assert claims.claim_device("dev1", "b", T2) == "a"
+    claims.release_device("dev1", "a", T0)  # the claim a refused claim made: the device is free again
+    claims.release_device("dev2", "a", T0)  # no claim at all: nothing happens
+    assert claims.claim_device("dev1", "b", T2) == "b"
     for uid, at in (("a", T0), ("b", T1), ("c", T2)):
         claims.record_ip_claim("net1", uid, at)
     claims.record_ip_claim("net1", "b", T1)  # one user counts once

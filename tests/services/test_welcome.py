@@ -1,5 +1,6 @@
 """The welcome bonus's guards, as a service: verified email, network window, expiry, disabled; a first claim opens
-the account in the grant's own transaction."""
+the account in the grant's own transaction, and reads nothing before it marks the device; a refused claim leaves
+no device marked."""
 
 import threading
 
@@ -23,9 +24,10 @@ def test_a_network_gets_a_few_bonuses_per_window(tmp_path, clock: SteppedClock) 
     for uid in ("a", "b"):
         platform.welcome.claim(Caller(uid), ip="203.0.113.7")
     with pytest.raises(WelcomeRefused) as refused:
-        platform.welcome.claim(Caller("c"), ip="203.0.113.7")
+        platform.welcome.claim(Caller("c"), device="laptop-c", ip="203.0.113.7")
     assert refused.value.context["reason"] == "network-limit"
-    assert platform.welcome.claim(Caller("d"), ip="198.51.100.1").granted
+    # the refused claim left its device unmarked: another user's claim from it is paid
+    assert platform.welcome.claim(Caller("d"), device="laptop-c", ip="198.51.100.1").granted
     clock.advance(hours=25)
     assert platform.welcome.claim(Caller("c"), ip="203.0.113.7").granted
 
@@ -108,6 +110,11 @@ def test_racing_first_claims_of_one_user_grant_once(tmp_path, clock: SteppedCloc
         thread.join()
     assert sorted(outcomes) == ["already-claimed"] * 7 + ["granted"]
     assert platform.credits.balance("r").available == 1000 * CREDIT
+    claimed = {n for n in range(8) if platform.welcome.claims.claim_device(  # type: ignore[attr-defined]
+        platform.welcome._hash("device", f"device-{n}"), "x", "2026-01-02T00:00:00.000000Z") == "r"}
+    # the winner's device stays marked; a loser's stays only if its claim began before the bonus was granted (here
+    # all began at the grant's moment, the clock standing still, so each is taken as the claim of a user who had it)
+    assert len(claimed) == 1
     assert platform.integrity.audit().findings == []
 
 

@@ -79,28 +79,33 @@ class WelcomeBonus:
         return WelcomeOffer(policy.amount, policy.expiry_days, claimable=True)
 
     def claim(self, caller: Caller, device: str | None = None, ip: str | None = None) -> WelcomeGrant:
+        """The bonus granted, in the grant's own ledger transaction (which opens the account), after the device is
+        marked and the network counted; nothing is read before them (on Firestore, the least a claim can read). A
+        refused claim undoes the device mark it made (see `_refused`)."""
         policy, uid, now = self.policy, caller.uid, self.clock.now()
         self._check_caller(caller)
-        account_id, key = user_account(uid), f"welcome:{uid}"
-        account = self.credits.store.account(account_id)  # none yet: the grant opens it
-        if account is not None and self._claimed(uid, account.seq):  # before the device and network are counted
-            raise _already_claimed()
-        if device:
-            holder = self.claims.claim_device(self._hash("device", device), uid, iso(now))
-            if holder != uid:
-                raise WelcomeRefused("this device already received a welcome bonus", reason="device-used")
+        account_id, at = user_account(uid), iso(now)
+        marked = None  # the device's hash, when this uid holds it (perhaps by this claim)
+        try:
+            if device:
+                device_hash = self._hash("device", device)
+                if self.claims.claim_device(device_hash, uid, at) != uid:
+                    raise WelcomeRefused("this device already received a welcome bonus", reason="device-used")
+                marked = device_hash
+            if ip:
+                ip_hash = self._hash("ip", ip)
+                if self.claims.count_ip_claims(ip_hash, iso(now - policy.ip_window)) >= policy.per_ip_limit:
+                    raise WelcomeRefused("too many welcome bonuses were claimed from your network recently; try "
+                                         "later", reason="network-limit")
+            expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
+            result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional",
+                                        key=f"welcome:{uid}", expires_at=expires, opens=True)
+            if result.replayed:  # granted before, or by a concurrent claim that won the race
+                raise _already_claimed()
+        except WelcomeRefused as refused:
+            raise self._refused(uid, refused, marked, at) from None
         if ip:
-            ip_hash = self._hash("ip", ip)
-            if self.claims.count_ip_claims(ip_hash, iso(now - policy.ip_window)) >= policy.per_ip_limit:
-                raise WelcomeRefused("too many welcome bonuses were claimed from your network recently; try later",
-                                     reason="network-limit")
-        expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
-        result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional", key=key,
-                                    expires_at=expires, opens=True)
-        if result.replayed:  # a concurrent claim won the race
-            raise _already_claimed()
-        if ip:
-            self.claims.record_ip_claim(ip_hash, uid, iso(now))
+            self.claims.record_ip_claim(ip_hash, uid, at)
         return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account_id,
                             expires_at=iso(expires) if expires else None, available=result.available)
 
@@ -111,6 +116,16 @@ class WelcomeBonus:
         if self.policy.require_verified_email and not caller.email_verified:
             raise WelcomeRefused("verify your email address to receive the welcome bonus",
                                  reason="email-not-verified")
+
+    def _refused(self, uid: str, refused: WelcomeRefused, marked: str | None, at: str) -> WelcomeRefused:
+        """What a refused claim is told: that the user had the bonus, when they had it, whatever else refused the
+        claim. The device mark the claim made (at `at`) is undone unless the bonus was granted after the claim
+        began (a concurrent claim of the same user won the race): a refused claim, or a user who had the bonus
+        before, marks no device."""
+        record = self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, f"welcome:{uid}"))
+        if marked is not None and (record is None or record.created_at <= at):
+            self.claims.release_device(marked, uid, at)
+        return _already_claimed() if record is not None else refused
 
     def _claimed(self, uid: str, seq: int) -> bool:
         """Whether the bonus was granted to uid; an account with no entry yet cannot have had it, so only an older

@@ -19,6 +19,17 @@ class FirestoreWelcomeClaims:
             return ref.get().get("uid")
         return uid
 
+    def release_device(self, device_hash: str, uid: str, at: str) -> None:
+        ref = self.client.collection("welcome_devices").document(device_hash)
+
+        @firestore.transactional
+        def release(transaction: firestore.Transaction) -> None:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists and snapshot.get("uid") == uid and snapshot.get("at") == at:
+                transaction.delete(ref)
+
+        release(self.client.transaction())
+
     def count_ip_claims(self, ip_hash: str, since: str) -> int:
         query = self.client.collection("welcome_ips").document(ip_hash).collection("claims").where(
             filter=FieldFilter("at", ">=", since))

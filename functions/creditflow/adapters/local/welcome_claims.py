@@ -19,6 +19,9 @@ class SqliteWelcomeClaims(SqliteFile):
                         (device_hash, uid, at))
         return self.db.execute("SELECT uid FROM welcome_devices WHERE device = ?", (device_hash,)).fetchone()[0]
 
+    def release_device(self, device_hash: str, uid: str, at: str) -> None:
+        self.db.execute("DELETE FROM welcome_devices WHERE device = ? AND uid = ? AND at = ?", (device_hash, uid, at))
+
     def count_ip_claims(self, ip_hash: str, since: str) -> int:
         return self.db.execute("SELECT count(*) FROM welcome_ips WHERE ip = ? AND at >= ?",
                                (ip_hash, since)).fetchone()[0]
