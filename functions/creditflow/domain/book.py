@@ -164,11 +164,8 @@ class Book:
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot be extended",
                               hold=hold.id)
-        self.release(hold, key=key, reason="extended")
-        new_hold, entry = self.reserve(amount or hold.amount, target=hold.target, expires_at=expires_at, key=key,
-                                    candidates=candidates, memo={"extends": hold.id}, owner=hold.owner)
-        hold.replaced_by = new_hold.id
-        return new_hold, entry
+        return self._hold_again(hold, amount or hold.amount, expires_at=expires_at, key=key, candidates=candidates,
+                                reason="extended", memo={"extends": hold.id})
 
     def capture(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None,
                 ) -> tuple[Hold | None, Entry]:
@@ -238,12 +235,21 @@ class Book:
         self._require_pending(hold)
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot grow", hold=hold.id)
-        self.release(hold, key=key, reason="taken back", memo=memo)
-        grown, entry = self.reserve(hold.amount + amount, target=hold.target, expires_at=hold.expires_at, key=key,
-                                    candidates=candidates, memo={**(memo or {}), "continues": hold.id},
-                                    owner=hold.owner)
-        hold.replaced_by, hold.split_off = grown.id, -amount
+        grown, entry = self._hold_again(hold, hold.amount + amount, expires_at=hold.expires_at, key=key,
+                                        candidates=candidates, reason="taken back", released_memo=memo,
+                                        memo={**(memo or {}), "continues": hold.id})
+        hold.split_off = -amount
         return grown, entry
+
+    def _hold_again(self, hold: Hold, amount: int, *, expires_at: str, key: str, candidates: Iterable[Lot],
+                    reason: str, memo: dict[str, str], released_memo: dict[str, str] | None = None,
+                    ) -> tuple[Hold, Entry]:
+        """Release a pending hold and place one for `amount` with its target and owner in its stead, in one step."""
+        self.release(hold, key=key, reason=reason, memo=released_memo)
+        new_hold, entry = self.reserve(amount, target=hold.target, expires_at=expires_at, key=key,
+                                       candidates=candidates, memo=memo, owner=hold.owner)
+        hold.replaced_by = new_hold.id
+        return new_hold, entry
 
     def charge_lapsed(self, lapsed: Hold, amount: int, *, key: str, expires_at: str, candidates: Iterable[Lot] = (),
                       memo: dict[str, str] | None = None) -> Entry | None:

@@ -104,11 +104,12 @@ class Conversations:
         request = self._request(conversation_id, new, model, max_tokens, replayable)
         try:
             context = self._context(uid, conversation_id, new, key, model, max_tokens)
-            keeping = Keeping(request, memory_use(context)) if request is not None else None
+            memory = memory_use(context)
+            keeping = Keeping(request, memory) if request is not None else None
             return replace(self.metered.chat(uid, context.messages, key=key, model=model, max_tokens=max_tokens,
                                               keep=lambda reply: self._remember(uid, conversation_id, key, new,
                                                                                 reply), keeping=keeping),
-                           memory=memory_use(context))
+                           memory=memory)
         except AlreadyAnswered:  # this turn's (stored), or the key's call for another turn (charged)
             kept = self.metered.replay(uid, key, request) if request is not None else None
             if kept is None:
