@@ -157,8 +157,20 @@ def test_refunds_made_and_failed_during_a_dispute_in_any_order(
     refunds_in_any_order(tmp_path_factory, refunds, order, spent, closing)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refunds=REFUNDS, order=st.randoms(use_true_random=False), spent=st.integers(0, 100),
+       closing=st.sampled_from(["lost", "won"]))
+def test_refunds_made_and_failed_before_and_after_a_dispute_closes(
+        tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int, closing: str) -> None:
+    """The same, with the dispute's closing delivered anywhere too: before its opening, between the refunds, before
+    a refund's failure. Stripe takes a payment back once, by refunds and a lost dispute together: a refund that
+    fails after a dispute of the whole payment was lost gives nothing back (the chargeback took that money too),
+    and a refund reported after it owes nothing more."""
+    refunds_in_any_order(tmp_path_factory, refunds, order, spent, closing, closing_anywhere=True)
+
+
 def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int,
-                         closing: str | None) -> None:
+                         closing: str | None, closing_anywhere: bool = False) -> None:
     api = FakeStripe()
     platform = make_platform(tmp_path_factory.mktemp("refunds") / "data", SteppedClock(), stripe_secret_key="sk_x",
                              stripe_webhook_secret=SECRET, stripe_api_base=api.url)
@@ -187,10 +199,13 @@ def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | N
                 "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
         if closing is not None:
             events.append(("charge.dispute.created", case, T0 - 5, "evt_d1"))
+        closed = ("charge.dispute.closed", {**case, "status": closing}, T0 + 1000, "evt_d2")
+        if closing is not None and closing_anywhere:
+            events.append(closed)
         deliveries = events + [e for e in events if order.random() < 0.5]
         order.shuffle(deliveries)
-        if closing is not None:
-            deliveries.append(("charge.dispute.closed", {**case, "status": closing}, T0 + 1000, "evt_d2"))
+        if closing is not None and not closing_anywhere:
+            deliveries.append(closed)
         for kind, data, at, event_id in deliveries:
             assert deliver(hook, kind, data, at, event_id).status_code == 200
         stays = sum(a for _, a, _, f in made if f is None)
@@ -364,3 +379,63 @@ def test_a_refund_larger_than_the_dispute_leaves_it_what_no_refund_owes(shop: Pl
     [payment] = shop.payments.mine("u")
     assert (payment.taken_back, payment.written_off, available(shop, "u")) == (100 * CREDIT, 0, 0)
     reconciled(shop)
+
+
+def refunded_and_disputed(client: Any, shop: Platform, stripe_api: FakeStripe, spent: int,
+                          steps: list[str], disputed: int = 500) -> tuple[int, Any]:
+    """Pay 100 credits ($5), spend `spent`; $2 are refunded (T0 + 10) and, later, that refund fails (T0 + 40); the
+    cardholder disputes `disputed` cents (opened T0 + 20, lost T0 + 30). The events are delivered in the order of
+    `steps` (refunded, failed, opened, lost). The balance, and the payment."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    if spent:
+        spend(shop, "u", spent, "before")
+    case = {"id": "dp_1", "object": "dispute", "amount": disputed, "charge": charge(session, 0)["id"],
+            "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+    events = {"refunded": ("charge.refunded", charge(session, 200), T0 + 10),
+              "failed": ("refund.failed", refund(session, "re_1", 200, T0 + 10, "failed"), T0 + 40),
+              "opened": ("charge.dispute.created", case, T0 + 20),
+              "lost": ("charge.dispute.closed", {**case, "status": "lost"}, T0 + 30)}
+    for step in steps:
+        kind, data, at = events[step]
+        answered = deliver(client, kind, data, at, f"evt_{step}")
+        assert answered.status_code == 200, answered.json
+    [payment] = shop.payments.mine("u")
+    reconciled(shop)
+    return available(shop, "u"), payment
+
+
+@pytest.mark.parametrize("steps", [
+    ["refunded", "opened", "lost", "failed"],
+    ["opened", "lost", "refunded", "failed"],
+    ["opened", "lost", "refunded"],
+    ["refunded", "lost", "opened", "failed"],
+    ["refunded", "lost", "failed"],
+    ["lost", "refunded", "failed", "opened"],
+], ids="-".join)
+@pytest.mark.parametrize("spent", [0, 30 * CREDIT, 80 * CREDIT])
+def test_a_dispute_of_the_whole_payment_lost_takes_it_back_once_whatever_its_refunds_did(
+        shop: Platform, client: Any, stripe_api: FakeStripe, spent: int, steps: list[str]) -> None:
+    """Stripe lets a partly refunded payment be disputed in full; lost, the chargeback takes the whole $5, and a
+    refund that fails afterwards returns its $2 to the platform, not to the user: the user keeps nothing of the
+    payment (its credits taken or written off, once), whichever order the events come in, as if the refund had
+    never been made. (A failed refund gave its 40 credits back though the chargeback had taken that money too; a
+    refund reported after the loss wrote off credits the dispute had taken already.)"""
+    balance, payment = refunded_and_disputed(client, shop, stripe_api, spent, steps)
+    assert balance == 0
+    assert (payment.taken_back, payment.written_off) == (100 * CREDIT - spent, spent)
+    assert payment.dispute == "lost"
+
+
+@pytest.mark.parametrize("steps", [
+    ["refunded", "opened", "lost", "failed"],
+    ["refunded", "lost", "failed", "opened"],
+    ["opened", "refunded", "lost", "failed"],
+], ids="-".join)
+def test_a_refund_that_fails_after_a_dispute_of_the_rest_was_lost_gives_its_credits_back(
+        shop: Platform, client: Any, stripe_api: FakeStripe, steps: list[str]) -> None:
+    """A dispute of only what the refund left ($3) lost: the chargeback took $3, so when the $2 refund fails the
+    platform keeps those $2, and the 40 credits the refund took come back to the user."""
+    balance, payment = refunded_and_disputed(client, shop, stripe_api, 0, steps, disputed=300)
+    assert (balance, payment.refunded) == (40 * CREDIT, 0)
+    assert (payment.taken_back, payment.written_off, payment.disputed) == (60 * CREDIT, 0, 60 * CREDIT)

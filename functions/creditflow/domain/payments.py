@@ -152,6 +152,28 @@ class Payment:
         return replace(self, refunded=refunded, taken_back=self.taken_back + taken,
                        written_off=self.written_off + unrecovered)
 
+    def lost_dispute_shift(self, refunded: int) -> int:
+        """What a lost dispute covers more (negative: less) once `refunded` is refunded, as `covered` says: Stripe
+        takes a payment back once, so a refund that fails after a dispute of the whole payment was lost leaves its
+        share to the chargeback (which took that money too), and one reported after it takes its share from the
+        dispute's. Zero unless the dispute was lost, and never more than the refund's own change."""
+        if self.dispute != LOST:
+            return 0
+        change = self.owed_for(refunded) - self.owed_for(self.refunded)  # what the refunds owe more
+        shift = self.covered(refunded) - self.disputed
+        return max(shift, -change) if change > 0 else min(max(shift, 0), -change) if change < 0 else 0
+
+    def shifted_to_dispute(self, shift: int) -> Payment:
+        """The lost dispute's share grown by `shift` (shrunk, negative) from its refunds' share: the same credits,
+        taken or written off, counted for the other; those taken move first."""
+        if shift == 0:
+            return self
+        if shift > 0:
+            moved = min(shift, max(0, self.taken_back - self.dispute_held))  # of the refunds' taken credits
+        else:
+            moved = -min(-shift, self.dispute_held)
+        return replace(self, disputed=self.disputed + shift, dispute_held=self.dispute_held + moved)
+
     def refund_written_off(self) -> int:
         """What of `written_off` refunds owed (the rest is a lost dispute's)."""
         lost = self.disputed - self.dispute_held if self.dispute == LOST else 0

@@ -235,7 +235,10 @@ class Payments:
         failed = [FailedRefund.of(f) for f in payment.failed_refunds.values()]
         refunded = still_refunded(payment.reported if payment.reported is not None else payment.refunded,
                                   payment.reported_at, failed)
-        due = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
+        owed_more = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
+        shift = payment.lost_dispute_shift(refunded)  # a lost dispute's share the refunds give or take over
+        payment = payment.shifted_to_dispute(shift)
+        due = owed_more + shift  # what moves in the ledger
         again = f"-after-{payment.returns}-returns" if payment.returns else ""  # a figure seen before its return
         if due > 0:
             disputed = payment.dispute_hold if payment.dispute == OPEN else None  # its credits are not spent
@@ -267,6 +270,10 @@ class Payments:
             if hold_again > 0:
                 payment = replace(payment, dispute_hold=given.dispute_hold, dispute_held=given.dispute_held)
             outcome, note = "refund undone", "payment.refund-failed"
+        elif shift:  # the lost dispute took over what the refunds owe no longer, or gave over what they owe now
+            payment = replace(payment, refunded=refunded)
+            outcome, note = ("refunded", "payment.refunded") if owed_more > 0 else ("refund undone",
+                                                                                    "payment.refund-failed")
         else:
             self.store.save(replace(payment, refunded=refunded))  # the report or the failure is kept: nothing owed
             return "refunded already"
@@ -319,8 +326,7 @@ class Payments:
                 self._notify(payment.uid, event.id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
                 return "dispute won" if won else "dispute lost"
             if payment.dispute == WON and not won:  # lost after all: nothing is held, take back what is left
-                payment = self._dispute_lost(payment, min(payment.disputed, payment.credits - payment.owed_for(
-                    payment.refunded)), key)
+                payment = self._dispute_lost(payment, payment.covered(payment.refunded), key)
                 self.store.save(payment)
                 self._notify(payment.uid, event.id, "payment.dispute-lost", payment)
                 return "dispute lost"
@@ -345,7 +351,9 @@ class Payments:
         """A dispute closed before its opening was handled: nothing is held, so a won one changes nothing and a lost
         one takes back at once what is left of the disputed credits, writing off the rest. Its opening, when it
         comes, finds the dispute recorded and holds nothing."""
-        disputed = credits_for(payment.credits, payment.amount, _whole(dispute.get("amount"), "amount"))
+        payment = replace(payment, claimed=credits_for(payment.credits, payment.amount,
+                                                       _whole(dispute.get("amount"), "amount")))
+        disputed = payment.covered(payment.refunded)  # what no refund handled first owes back already
         if won:
             return replace(payment, disputed=disputed, dispute=WON)
         return self._dispute_lost(payment, disputed, key)
