@@ -182,6 +182,23 @@ def test_a_request_sent_again_with_its_key_gets_its_first_answer_charged_once(se
     assert [e["kind"] for e in entries].count("settle") == 1
 
 
+def test_a_replay_says_when_its_answer_was_first_given_and_a_stream_keeps_its_id(server: LocalServer) -> None:
+    """A replay is the first answer, down to OpenAI's `created` (when it was answered, not when it was asked
+    again) and, streamed, the chunks' id: a client that files answers by id or time finds one answer, not two."""
+    sdk = client(server, new_key(server, "gw-created"))
+    whole = {"model": "demo-chat", "messages": HI, "extra_headers": {"Idempotency-Key": "created-1"}}
+    streamed = {"model": "demo-chat", "messages": [{"role": "user", "content": "streamed"}],
+                "extra_headers": {"Idempotency-Key": "created-2"}, "stream": True}
+    first, chunks = sdk.chat.completions.create(**whole), list(sdk.chat.completions.create(**streamed))
+    time.sleep(1.1)  # the replays are asked a second later
+    again, chunks_again = sdk.chat.completions.create(**whole), list(sdk.chat.completions.create(**streamed))
+    assert again.id == first.id and first.created - 1 <= again.created <= first.created
+    assert {c.id for c in chunks_again} == {chunks[0].id} == {c.id for c in chunks}
+    assert {c.created for c in chunks_again} <= {chunks[0].created, chunks[0].created + 1}
+    other = list(sdk.chat.completions.create(**{**streamed, "extra_headers": {"Idempotency-Key": "created-3"}}))
+    assert other[0].id != chunks[0].id  # another key, another answer
+
+
 def test_a_request_sent_again_while_it_runs_is_told_to_ask_again_soon(real: LocalServer,
                                                                      upstream: FakeOpenAI) -> None:
     """Not answered twice, but not final either: the first attempt may yet be cut off and released, and then the

@@ -37,10 +37,12 @@ def test_the_same_request_again_gets_the_first_answer_and_pays_nothing_more(ai: 
     first = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True)
     sent, charged = len(upstream.requests), spent(ai, "u")
     again = ai.chat.chat("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True)
-    assert again == replace(first, replayed=True) and not first.replayed
+    answered = int(ai.clock.now().timestamp())
+    assert again == replace(first, replayed=True, answered_at=answered) and not first.replayed  # when it was kept
     assert len(upstream.requests) == sent and spent(ai, "u") == charged == first.charged
     streamed = list(ai.chat.stream("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True))
-    assert streamed[0] == Delta(first.text) and isinstance(streamed[1], StreamEnd) and len(streamed) == 2
+    assert streamed[0] == Delta(first.text, answered_at=answered) and isinstance(streamed[1], StreamEnd)
+    assert len(streamed) == 2 and streamed[1].answered_at == answered
     assert (streamed[1].entry, streamed[1].charged, streamed[1].replayed) == (first.entry, first.charged, True)
     assert len(upstream.requests) == sent and ai.integrity.audit().findings == []
 
@@ -236,7 +238,8 @@ def test_a_conversation_turn_sent_again_gets_its_answer_and_is_stored_once(ai: P
     first = talk.chat("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True)
     sent, charged = len(upstream.requests), spent(ai, "u")
     again = talk.chat("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True)
-    assert again == replace(first, replayed=True) and again.memory == first.memory is not None
+    assert again == replace(first, replayed=True, answered_at=again.answered_at) and again.answered_at is not None
+    assert again.memory == first.memory is not None
     [delta, end] = list(talk.stream("u", chat.id, ask("hello there"), key="t1", model=LLAMA, replayable=True))
     assert isinstance(delta, Delta) and delta.text == first.text
     assert isinstance(end, StreamEnd) and (end.entry, end.memory, end.replayed) == (first.entry, first.memory, True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..domain.answers import Answer, AnswerCharge, request_digest
 from ..domain.errors import IdempotencyConflict
-from ..domain.timefmt import iso
+from ..domain.timefmt import iso, parse_iso
 from ..ports import AnswerStore, Clock
 from .chat_results import Charge, Completion, Delta, MemoryUse, Piece, StreamEnd
 
@@ -30,7 +30,7 @@ def streamed(answer: Completion) -> Iterator[Piece]:
     """A kept answer as a stream: its text (and tool calls, as deltas) in one piece, then its charge."""
     calls = [{"index": n, **call} for n, call in enumerate(answer.tool_calls or ())] or None
     if answer.text or calls:
-        yield Delta(answer.text, calls)
+        yield Delta(answer.text, calls, answered_at=answer.answered_at)
     charge = {name: value for name, value in vars(answer).items() if name in Charge.__dataclass_fields__}
     yield StreamEnd(**charge, finish_reason=answer.finish_reason, broken=False, tried=answer.tried)
 
@@ -61,7 +61,8 @@ class KeptAnswers:
         """Keep an answer before `charge` is made: one not kept (the store failed) leaves a replay told it was
         answered."""
         now = self.clock.now()
-        reply = {name: value for name, value in asdict(completion).items() if name not in ("replayed", "entry")}
+        reply = {name: value for name, value in asdict(completion).items()
+                 if name not in ("replayed", "entry", "answered_at")}
         try:
             self.store.keep(Answer(uid, key, request, reply, iso(now), iso(now + self.retention), charge))
         except Exception:
@@ -77,4 +78,5 @@ class KeptAnswers:
             raise other_request()
         memory = kept.reply.get("memory")
         return Completion(**{"entry": None, **kept.reply, "replayed": True,
-                             "memory": MemoryUse(**memory) if memory is not None else None}), kept.charge
+                             "memory": MemoryUse(**memory) if memory is not None else None,
+                             "answered_at": int(parse_iso(kept.at).timestamp())}), kept.charge

@@ -35,6 +35,7 @@ class Charge:
     entry: str | None
     replayed: bool
     memory: MemoryUse | None = None  # a conversation turn's
+    answered_at: int | None = None  # a replay's: when the answer was first given (Unix seconds; None: now)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +62,7 @@ class Delta:
 
     text: str
     tool_calls: list[dict[str, Any]] | None = None
+    answered_at: int | None = None  # a replay's first piece: when the answer was first given (Unix seconds)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -271,7 +271,9 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens,
                                           spend=spend, options=options, replayable=replayable)
             first = next(pieces)
-            return Response(_chunks(requested or routed[0].id, first, pieces, include_usage),
+            # the client's key names the stream: its replay has the same id (a whole answer's is its charge's entry)
+            chunk_id = keyed_id("chatcmpl", uid, idempotency) if replayable else new_id("chatcmpl")
+            return Response(_chunks(requested or routed[0].id, chunk_id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
         result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
                                     options=options, replayable=replayable)
@@ -279,7 +281,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if result.tool_calls:
             message = {"role": "assistant", "content": result.text or None, "tool_calls": result.tool_calls}
         return charged_response(result, {
-            "id": f"chatcmpl-{result.entry}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{result.entry}", "object": "chat.completion", "created": _created(result.answered_at),
             "model": result.model,
             "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
             "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
@@ -453,10 +455,16 @@ def charge_view(result: Charge) -> dict[str, Any]:
     return view
 
 
-def _chunks(model: str, first: Piece, pieces: Iterator[Piece], include_usage: bool) -> Iterator[bytes]:
+def _created(answered_at: int | None) -> int:
+    """OpenAI's `created`: now, or when a replayed answer was first given."""
+    return answered_at if answered_at is not None else int(time.time())
+
+
+def _chunks(model: str, chunk_id: str, first: Piece, pieces: Iterator[Piece],
+            include_usage: bool) -> Iterator[bytes]:
     """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]. A stream the provider cut
     off gets no finish chunk but, after the usage, an error event as OpenAI sends one (the SDKs raise it)."""
-    chunk_id, created = new_id("chatcmpl"), int(time.time())
+    created = _created(first.answered_at)
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return b"data: " + orjson.dumps({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
