@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.payments import credits_for
 from creditflow.entrypoints.http.app import create_app
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.fake_stripe import FakeStripe, event, signed
@@ -159,18 +160,20 @@ def test_refunds_made_and_failed_during_a_dispute_in_any_order(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(refunds=REFUNDS, order=st.randoms(use_true_random=False), spent=st.integers(0, 100),
-       closing=st.sampled_from(["lost", "won"]))
+       closing=st.sampled_from(["lost", "won"]), claim=st.one_of(st.just(500), st.integers(1, 500)))
 def test_refunds_made_and_failed_before_and_after_a_dispute_closes(
-        tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int, closing: str) -> None:
-    """The same, with the dispute's closing delivered anywhere too: before its opening, between the refunds, before
-    a refund's failure. Stripe takes a payment back once, by refunds and a lost dispute together: a refund that
-    fails after a dispute of the whole payment was lost gives nothing back (the chargeback took that money too),
-    and a refund reported after it owes nothing more."""
-    refunds_in_any_order(tmp_path_factory, refunds, order, spent, closing, closing_anywhere=True)
+        tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int, closing: str,
+        claim: int) -> None:
+    """The same, with the dispute's closing delivered anywhere too (before its opening, between the refunds, before
+    a refund's failure), and a dispute of the whole payment or of a part. Stripe takes a payment back once, by
+    refunds and a lost dispute together: lost, what stays refunded and the dispute's claim are owed back, up to the
+    whole payment. So a refund that fails after a dispute of the whole payment was lost gives nothing back (the
+    chargeback took that money too), and a refund reported after it owes nothing more."""
+    refunds_in_any_order(tmp_path_factory, refunds, order, spent, closing, closing_anywhere=True, claim=claim)
 
 
 def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | None]], order: Any, spent: int,
-                         closing: str | None, closing_anywhere: bool = False) -> None:
+                         closing: str | None, closing_anywhere: bool = False, claim: int = 500) -> None:
     api = FakeStripe()
     platform = make_platform(tmp_path_factory.mktemp("refunds") / "data", SteppedClock(), stripe_secret_key="sk_x",
                              stripe_webhook_secret=SECRET, stripe_api_base=api.url)
@@ -195,7 +198,7 @@ def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | N
                   for n, (_, _, t, _) in enumerate(made)]
         events += [("refund.failed", refund(session, rid, a, t, "failed"), f, f"evt_f{rid}")
                    for rid, a, t, f in made if f is not None]
-        case = {"id": "dp_1", "object": "dispute", "amount": 500, "charge": charge(session, 0)["id"],
+        case = {"id": "dp_1", "object": "dispute", "amount": claim, "charge": charge(session, 0)["id"],
                 "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
         if closing is not None:
             events.append(("charge.dispute.created", case, T0 - 5, "evt_d1"))
@@ -213,9 +216,14 @@ def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | N
         assert payment.refunded == stays
         balance = platform.credits.balance("u")
         assert balance.available == 100 * CREDIT - spent * CREDIT - payment.taken_back
-        if closing == "lost":  # the whole payment is owed back: what was left is taken, what was spent written off
-            assert (balance.available, balance.held) == (0, 0)
+        if closing == "lost" and claim == 500:  # the whole payment is owed back: what was left is taken, what was
+            assert (balance.available, balance.held) == (0, 0)  # spent written off
             assert (payment.taken_back, payment.written_off) == ((100 - spent) * CREDIT, spent * CREDIT)
+        elif closing == "lost":  # what stays refunded and what the dispute claims, up to the whole payment
+            owed = min(100 * CREDIT, payment.owed_for(stays) + credits_for(100 * CREDIT, 500, claim))
+            assert payment.taken_back + payment.written_off == owed and balance.held == 0
+            if not spent:
+                assert (payment.taken_back, payment.written_off) == (owed, 0)
         else:
             assert payment.taken_back + payment.written_off == payment.owed_for(stays)
             if not spent:  # nothing spent: exactly what stays refunded was taken, whatever the order
