@@ -161,7 +161,11 @@ class Payment:
             return 0
         change = self.owed_for(refunded) - self.owed_for(self.refunded)  # what the refunds owe more
         shift = self.covered(refunded) - self.disputed
-        return max(shift, -change) if change > 0 else min(max(shift, 0), -change) if change < 0 else 0
+        if change > 0:  # the refunds owe more: the dispute covers less, by no more than that
+            return max(min(shift, 0), -change)
+        if change < 0:  # the refunds owe less: the dispute covers more, by no more than that
+            return min(max(shift, 0), -change)
+        return 0
 
     def shifted_to_dispute(self, shift: int) -> Payment:
         """The lost dispute's share grown by `shift` (shrunk, negative) from its refunds' share: the same credits,
