@@ -447,3 +447,35 @@ def test_a_refund_that_fails_after_a_dispute_of_the_rest_was_lost_gives_its_cred
     balance, payment = refunded_and_disputed(client, shop, stripe_api, 0, steps, disputed=300)
     assert (balance, payment.refunded) == (40 * CREDIT, 0)
     assert (payment.taken_back, payment.written_off, payment.disputed) == (60 * CREDIT, 0, 60 * CREDIT)
+
+
+@pytest.mark.parametrize("redelivered", [True, False])
+def test_a_failed_refund_shared_with_a_lost_dispute_survives_a_crash_after_the_ledger(
+        shop: Platform, client: Any, stripe_api: FakeStripe, redelivered: bool) -> None:
+    """A dispute of $4 (80 credits) lost after a $2 refund (40 credits) had left it 60: when the refund fails, the
+    dispute covers 20 more and 20 come back. The process dies after the ledger gave those 20 back, before the
+    payment's record said so; the event is delivered again (or not: the next event of the payment finishes it).
+    Either way: 20 back once, the dispute at 80, the record agreeing with the ledger."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    case = {"id": "dp_1", "object": "dispute", "amount": 400, "charge": charge(session, 0)["id"],
+            "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+    deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r")
+    deliver(client, "charge.dispute.created", case, T0 + 20, "evt_d1")
+    deliver(client, "charge.dispute.closed", {**case, "status": "lost"}, T0 + 30, "evt_d2")
+    assert available(shop, "u") == 0
+    crash_after_the_ledger(shop, lambda payment: payment.refunded == 0 and payment.returns == 1)
+    failed = refund(session, "re_1", 200, T0 + 10, "failed")
+    with pytest.raises(Died):
+        deliver(client, "refund.failed", failed, T0 + 40, "evt_f")
+    assert available(shop, "u") == 20 * CREDIT  # the ledger gave 20 back; the record does not say so yet
+    if redelivered:
+        assert deliver(client, "refund.failed", failed, T0 + 40, "evt_f").json["outcome"] == "refund undone"
+    else:  # another event of the payment finishes it first
+        assert deliver(client, "charge.refunded", charge(session, 0), T0 + 50, "evt_r0").status_code == 200
+    [payment] = shop.payments.mine("u")
+    assert available(shop, "u") == 20 * CREDIT and payment.refunded == 0 and payment.busy is None
+    assert (payment.taken_back, payment.written_off, payment.disputed) == (80 * CREDIT, 0, 80 * CREDIT)
+    assert deliver(client, "refund.failed", failed, T0 + 40, "evt_f").json["outcome"] == "replayed"
+    assert available(shop, "u") == 20 * CREDIT
+    reconciled(shop)
