@@ -46,6 +46,7 @@ class FakeStripe:
         self.answers: dict[str, dict[str, Any]] = {}  # by Idempotency-Key
         self.bodies: dict[str, tuple[str, dict[str, Any]]] = {}  # what each key was first used with
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, list[dict[str, Any]]] = {}  # by payment intent: its Refunds as Stripe lists them
         self.connections: list[socket.socket] = []
         self.failing = False
         outer = self
@@ -65,6 +66,11 @@ class FakeStripe:
                 if self.path.startswith("/v1/payment_methods"):  # no card is ever saved here (see localstripe)
                     return send_json(self, 200, {"object": "list", "data": [], "has_more": False,
                                                  "url": "/v1/payment_methods"})
+                if self.path.startswith("/v1/refunds?"):  # a payment's refunds, newest first, as a test set them
+                    intent = dict(parse_qsl(self.path.split("?", 1)[1])).get("payment_intent", "")
+                    listed = sorted(outer.refunds.get(intent, []), key=lambda r: -int(r["created"]))
+                    return send_json(self, 200, {"object": "list", "data": listed, "has_more": False,
+                                                 "url": "/v1/refunds"})
                 send_json(self, 404, {"error": {"type": "invalid_request_error",
                                                 "message": f"Unrecognized request URL (GET: {self.path})"}})
 

@@ -25,6 +25,7 @@ from .domain.outbox import DeadLetter, OutboxEvent
 from .domain.payments import AutoTopUp, Pack, Payment
 from .domain.preferences import Preferences
 from .domain.realtime_query import Check
+from .domain.refunds import ListedRefund
 from .domain.replies import ChatReply, Embedded, StreamPiece
 from .domain.shortfalls import Shortfall
 from .domain.tasks import Task
@@ -529,6 +530,9 @@ class CardPayments(Protocol):
     def charge_saved_card(self, *, uid: str, customer: str, card: str, pack: Pack, key: str) -> str:
         """An off-session payment of one pack on the saved card, confirmed at once: its PaymentIntent id (credited
         when its success event arrives). CardDeclined when the card is declined."""
+
+    def refunds(self, payment_intent: str) -> list[ListedRefund]:
+        """The payment's refunds as the provider lists them now, each with whether it failed or was canceled."""
 
     def event(self, body: bytes, signature: str) -> dict[str, Any]:
         """The event a webhook delivered, as plain data, once its signature over the raw body is checked (and its

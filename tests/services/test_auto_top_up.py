@@ -176,6 +176,10 @@ def test_a_refund_of_a_top_up_takes_its_credits_back(shop: Platform, localstripe
     assert reply.json["outcome"] == "refunded"
     assert available(shop, "dan") == 90 * CREDIT  # 140 less half of the 100 bought
     assert shop.integrity.audit().ok and not [f for f in shop.integrity.audit().findings if f.check == "payments"]
+    again = client.v1.refunds.create(params={"payment_intent": payment.id, "amount": 100})
+    listed = shop.payments.require_cards().refunds(payment.id)  # as read when a refund failed in a report's second
+    assert sorted((r.amount, r.undone) for r in listed) == [(100, False), (250, False)]
+    assert again.id in {r.id for r in listed} and all(r.created > 0 for r in listed)
 
 
 def test_two_crossings_handled_at_once_stay_within_the_monthly_cap(shop: Platform, localstripe: LocalStripe,

@@ -131,9 +131,10 @@ def test_refund_updates_that_are_not_failures_change_nothing(shop: Platform, cli
 
 # -- any order -------------------------------------------------------------------------------------------------
 
-# a failure comes `fails` + 1 seconds after its refund, never at a second another refund is made (T0 + 10·i): at
-# the same second Stripe's events cannot tell whether a report counts the failure (taken as after the report)
-FAILS = st.integers(0, 40).filter(lambda fails: (fails + 1) % 10 != 0)
+# a failure comes `fails` + 1 seconds after its refund, at times in the very second another refund is made
+# (T0 + 10·i): then Stripe's events cannot tell whether that refund's report counts the failure (here it does not),
+# and the handler reads Stripe's list of the refunds
+FAILS = st.one_of(st.integers(0, 40), st.sampled_from([9, 19, 29]))
 REFUNDS = st.lists(st.tuples(st.integers(1, 200), st.one_of(st.none(), FAILS)), min_size=1, max_size=4)
 
 
@@ -189,6 +190,8 @@ def refunds_in_any_order(tmp_path_factory: Any, refunds: list[tuple[int, int | N
                 break
             total += amount
             made.append((f"re_{n}", amount, T0 + 10 * n, None if fails is None else T0 + 10 * n + 1 + fails))
+        api.refunds[session["payment_intent"]] = [  # as Stripe lists them once all was done
+            refund(session, rid, a, t, "succeeded" if f is None else "failed") for rid, a, t, f in made]
 
         def reported(at: int) -> int:
             return sum(a for _, a, made_at, failed_at in made
@@ -478,4 +481,58 @@ def test_a_failed_refund_shared_with_a_lost_dispute_survives_a_crash_after_the_l
     assert (payment.taken_back, payment.written_off, payment.disputed) == (80 * CREDIT, 0, 80 * CREDIT)
     assert deliver(client, "refund.failed", failed, T0 + 40, "evt_f").json["outcome"] == "replayed"
     assert available(shop, "u") == 20 * CREDIT
+    reconciled(shop)
+
+
+@pytest.mark.parametrize("counted", [False, True], ids=["report-after-the-failure", "report-before-the-failure"])
+@pytest.mark.parametrize("order", ["report-last", "failure-last"])
+def test_a_report_in_the_second_a_refund_failed_is_read_from_stripes_list_of_refunds(
+        shop: Platform, client: Any, stripe_api: FakeStripe, counted: bool, order: str) -> None:
+    """A $1 refund (20 credits) fails at T0 + 10, and in that same second a $2 refund is made: its report, stamped
+    T0 + 10, may come before the failure (it counts the $1: $3) or after it ($2). Seconds cannot tell which: the
+    handler asks Stripe for the payment's refunds (the failed one listed as failed) and owes back what they still
+    refund, $2, 40 credits, either way and in either order of delivery. (It took any report of that second as
+    counting the failure, and gave 20 credits too many back when it did not.)"""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    first, second = refund(session, "re_1", 100, T0, "failed"), refund(session, "re_2", 200, T0 + 10, "succeeded")
+    stripe_api.refunds[session["payment_intent"]] = [first, second]
+    assert deliver(client, "charge.refunded", charge(session, 100), T0, "evt_r1").json["outcome"] == "refunded"
+    events = [("refund.failed", first, T0 + 10, "evt_f1"),
+              ("charge.refunded", charge(session, 300 if counted else 200), T0 + 10, "evt_r2")]
+    for kind, data, at, event_id in (events if order == "report-last" else events[::-1]):
+        assert deliver(client, kind, data, at, event_id).status_code == 200
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, available(shop, "u")) == (200, 40 * CREDIT, 60 * CREDIT)
+    listed = [path for path, _, _ in stripe_api.requests if path.startswith("/v1/refunds?")]
+    assert listed and all(session["payment_intent"] in path for path in listed)
+    for kind, data, at, event_id in events:  # delivered again: nothing moves, nothing is asked again
+        assert deliver(client, kind, data, at, event_id).json["outcome"] == "replayed"
+    assert [path for path, _, _ in stripe_api.requests if path.startswith("/v1/refunds?")] == listed
+    assert available(shop, "u") == 60 * CREDIT
+    reconciled(shop)
+
+
+def test_the_list_read_for_a_report_is_kept_through_a_crash_after_the_ledger(shop: Platform, client: Any,
+                                                                             stripe_api: FakeStripe) -> None:
+    """The handler read Stripe's list, the ledger took the report's credits back, and the process died before the
+    payment's record said so. Handled again, the event reads the list kept before the ledger moved (not a new one,
+    which a refund failing meanwhile could change), so the ledger's command replays as it was made."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    first, second = refund(session, "re_1", 100, T0, "failed"), refund(session, "re_2", 200, T0 + 10, "succeeded")
+    stripe_api.refunds[session["payment_intent"]] = [first, second]
+    deliver(client, "charge.refunded", charge(session, 100), T0, "evt_r1")
+    deliver(client, "refund.failed", first, T0 + 10, "evt_f1")
+    crash_after_the_ledger(shop, lambda payment: payment.refunded == 200)
+    with pytest.raises(Died):
+        deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r2")
+    assert available(shop, "u") == 60 * CREDIT  # taken back; the record does not say so yet
+    [cut] = shop.payments.mine("u")
+    assert cut.refunded == 0 and cut.refunds_listed is not None and cut.refunds_listed["live"] == 200
+    stripe_api.refunds[session["payment_intent"]] = [first, {**second, "status": "failed"}]  # failed since
+    assert deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r2").json["outcome"] == "refunded"
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, available(shop, "u")) == (200, 40 * CREDIT, 60 * CREDIT)
+    assert len([path for path, _, _ in stripe_api.requests if path.startswith("/v1/refunds?")]) == 1
     reconciled(shop)

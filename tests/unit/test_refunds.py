@@ -9,7 +9,15 @@ from creditflow.domain.accounts import UserAccount
 from creditflow.domain.audit import verify_chain
 from creditflow.domain.book import Book
 from creditflow.domain.errors import InvalidGrant
-from creditflow.domain.refunds import FailedRefund, give_back, still_refunded
+from creditflow.domain.refunds import (
+    FailedRefund,
+    ListedRefund,
+    RefundsListed,
+    ambiguous,
+    give_back,
+    listed_for,
+    still_refunded,
+)
 from creditflow.domain.signing import SigningKey
 
 KEY = SigningKey.generate("test/log")
@@ -17,12 +25,30 @@ T0, T1 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:01:00.000000Z"
 
 
 def test_a_report_counts_the_refunds_made_by_then_and_not_failed_yet() -> None:
-    failed = [FailedRefund(100, created=10, failed_at=50), FailedRefund(30, created=60, failed_at=70)]
+    failed = {"re_1": FailedRefund(100, created=10, failed_at=50), "re_2": FailedRefund(30, created=60, failed_at=70)}
     assert still_refunded(400, 40, failed) == 300  # made at 10, failed at 50: the report at 40 counted it
     assert still_refunded(400, 55, failed) == 400  # reported after it failed: Stripe had taken it out already
     assert still_refunded(400, 65, failed) == 370
     assert still_refunded(400, 5, failed) == 400  # reported before it was made
     assert still_refunded(130, None, failed) == 0  # a report of unknown time: taken to count every refund
+
+
+def test_a_report_in_the_second_a_refund_failed_is_read_from_the_providers_list() -> None:
+    """The report at 50 may or may not count the refund that failed at 50: the list says what the refunds made by
+    then still refund (re_2 only), and a refund that fails after the list (re_3, at 90) is taken off it."""
+    failed = {"re_1": FailedRefund(100, created=10, failed_at=50)}
+    assert ambiguous(50, failed) and not ambiguous(40, failed) and not ambiguous(None, failed)
+    refunds = [ListedRefund("re_1", 100, 10, undone=True), ListedRefund("re_2", 200, 50, undone=False),
+               ListedRefund("re_3", 50, 20, undone=False), ListedRefund("re_4", 70, 60, undone=False)]
+    listed = listed_for(250, 50, refunds)  # re_4 was made after the report: not its
+    assert listed is not None and (listed.live, listed.undone) == (250, ("re_1",))
+    assert still_refunded(250, 50, failed, None) == 150  # by the seconds alone: taken to count re_1
+    assert still_refunded(250, 50, failed, listed) == 250
+    assert still_refunded(400, 50, failed, listed) == 300  # a list read for another report is not this one's
+    then = {**failed, "re_3": FailedRefund(50, created=20, failed_at=90)}
+    assert still_refunded(250, 50, then, listed) == 200
+    assert RefundsListed.of(listed.to_dict()) == listed
+    assert listed_for(400, 50, refunds) is None  # the list misses refunds the report counts: it says nothing
 
 
 @given(taken=st.integers(0, 10**12), written=st.integers(0, 10**12), data=st.data())

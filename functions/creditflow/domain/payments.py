@@ -130,6 +130,9 @@ class Payment:
     reported_at: int | None = None
     failed_refunds: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)  # by refund id: FailedRefund
     returns: int = 0  # times credits were given back for refunds that failed (each a ledger command of its own)
+    # the provider's list of the refunds, read for the newest report when a refund failed in its very second
+    # (RefundsListed.to_dict()); None: not needed, or not read
+    refunds_listed: dict[str, Any] | None = field(default=None, hash=False)
     # micro-credits the dispute claims (its amount, pro rata); it covers (`disputed`) what no refund owes back of
     # it. None: recorded before the claim was kept, when `disputed` was it
     claimed: int | None = None

@@ -21,8 +21,9 @@ class FailedRefund:
 
     def counted_by(self, reported_at: int | None) -> bool:
         """Whether a report of the cumulative refunded figure made at `reported_at` still counted this refund: it
-        was made by then and had not failed yet (a report in the very second it failed is taken to count it). A
-        report whose time is unknown (kept before times were) is taken to count every refund."""
+        was made by then and had not failed yet (a report in the very second it failed is taken to count it, unless
+        the provider's list, read then, says otherwise: see RefundsListed). A report whose time is unknown (kept
+        before times were) is taken to count every refund."""
         return reported_at is None or self.created <= reported_at <= self.failed_at
 
     def to_dict(self) -> dict[str, int]:
@@ -33,9 +34,65 @@ class FailedRefund:
         return cls(int(stored["amount"]), int(stored["created"]), int(stored["failed_at"]))
 
 
-def still_refunded(reported: int, reported_at: int | None, failed: list[FailedRefund]) -> int:
-    """What stays refunded: the newest report, less the refunds it counted that failed since."""
-    return max(0, reported - sum(f.amount for f in failed if f.counted_by(reported_at)))
+@dataclass(frozen=True)
+class ListedRefund:
+    """A refund as the provider lists it now: undone when it failed or was canceled."""
+
+    id: str
+    amount: int
+    created: int
+    undone: bool
+
+
+@dataclass(frozen=True)
+class RefundsListed:
+    """The provider's list of a payment's refunds, read in place of the report (`reported` at `at`) it stands for,
+    when seconds cannot tell which refunds that report counted: what the refunds made by then still refund, and
+    which of them had failed by the time of the list."""
+
+    reported: int
+    at: int
+    live: int
+    undone: tuple[str, ...]
+
+    def stands_for(self, reported: int, at: int | None) -> bool:
+        return (self.reported, self.at) == (reported, at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reported": self.reported, "at": self.at, "live": self.live, "undone": list(self.undone)}
+
+    @classmethod
+    def of(cls, stored: dict[str, Any] | None) -> RefundsListed | None:
+        if stored is None:
+            return None
+        return cls(int(stored["reported"]), int(stored["at"]), int(stored["live"]), tuple(stored["undone"]))
+
+
+def listed_for(reported: int, at: int, refunds: list[ListedRefund]) -> RefundsListed | None:
+    """The list read for the report `reported` at `at`: the refunds made by then. None when they add up to less
+    than the report (which counts only refunds made by then): a list that misses some says nothing."""
+    made = [r for r in refunds if r.created <= at]
+    if sum(r.amount for r in made) < reported:
+        return None
+    return RefundsListed(reported, at, sum(r.amount for r in made if not r.undone),
+                         tuple(sorted(r.id for r in made if r.undone)))
+
+
+def ambiguous(reported_at: int | None, failed: dict[str, FailedRefund]) -> bool:
+    """Whether a refund failed in the very second of the report: the report may or may not count it."""
+    return reported_at is not None and any(f.failed_at == reported_at and f.created <= reported_at
+                                           for f in failed.values())
+
+
+def still_refunded(reported: int, reported_at: int | None, failed: dict[str, FailedRefund],
+                   listed: RefundsListed | None = None) -> int:
+    """What stays refunded: the newest report, less the refunds it counted that failed since. With the provider's
+    list read for that report: what the refunds made by then still refunded at the list, less those that failed
+    after it."""
+    if listed is not None and listed.stands_for(reported, reported_at):
+        return max(0, listed.live - sum(f.amount for refund, f in failed.items()
+                                        if refund not in listed.undone and f.created <= listed.at))
+    return max(0, reported - sum(f.amount for f in failed.values() if f.counted_by(reported_at)))
 
 
 @dataclass(frozen=True)

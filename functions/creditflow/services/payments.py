@@ -31,7 +31,7 @@ from ..domain.payments import (
     UnknownPack,
     credits_for,
 )
-from ..domain.refunds import UNDONE, FailedRefund, give_back, still_refunded
+from ..domain.refunds import UNDONE, FailedRefund, RefundsListed, ambiguous, give_back, listed_for, still_refunded
 from ..domain.timefmt import iso
 from ..ports import CardPayments, Clock, PaymentStore, Realtime
 from .credits import Credits
@@ -232,9 +232,14 @@ class Payments:
         """Bring what is taken back and written off for refunds to what is still refunded (the newest report, less
         the refunds that failed since): more owed is taken back from the payment's lot, what had been spent written
         off; less owed cancels write-offs first, then returns taken credits to the lot. Saved after the ledger."""
-        failed = [FailedRefund.of(f) for f in payment.failed_refunds.values()]
-        refunded = still_refunded(payment.reported if payment.reported is not None else payment.refunded,
-                                  payment.reported_at, failed)
+        failed = {refund: FailedRefund.of(f) for refund, f in payment.failed_refunds.items()}
+        reported = payment.reported if payment.reported is not None else payment.refunded
+        listed = RefundsListed.of(payment.refunds_listed)
+        if ambiguous(payment.reported_at, failed) and not (listed and listed.stands_for(reported, payment.reported_at)):
+            listed = self._refunds_listed(payment, reported)
+            if listed is not None:
+                payment = replace(payment, refunds_listed=listed.to_dict())
+        refunded = still_refunded(reported, payment.reported_at, failed, listed)
         owed_more = payment.owed_for(refunded) - payment.owed_for(payment.refunded)
         shift = payment.lost_dispute_shift(refunded)  # a lost dispute's share the refunds give or take over
         payment = payment.shifted_to_dispute(shift)
@@ -280,6 +285,20 @@ class Payments:
         self.store.save(payment)
         self._notify(payment.uid, event.id, note, payment)
         return outcome
+
+    def _refunds_listed(self, payment: Payment, reported: int) -> RefundsListed | None:
+        """A refund failed in the very second of the newest report, which may or may not count it: Stripe's list
+        of the payment's refunds says what they still refund. Kept on the record before any ledger command, so that
+        handling the event again after a crash reads the same list. None when Stripe cannot be asked."""
+        if self.cards is None or not payment.payment_intent or payment.reported_at is None:
+            return None
+        listed = listed_for(reported, payment.reported_at, self.cards.refunds(payment.payment_intent))
+        if listed is None:
+            log.warning("payment %s: Stripe lists fewer refunds than its report of %d counts; read by the seconds",
+                        payment.id, reported)
+            return None
+        self.store.save(replace(self._fresh(payment), refunds_listed=listed.to_dict()))
+        return listed
 
     def _dispute_opened(self, event: ProviderEvent) -> str:
         """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""

@@ -11,6 +11,7 @@ from typing import Any
 from ...domain.errors import IdempotencyConflict
 from ...domain.money import format_credits
 from ...domain.payments import CardDeclined, InvalidWebhook, Pack, PaymentProviderFailed
+from ...domain.refunds import UNDONE, ListedRefund
 
 TOLERANCE_SECONDS = 300  # how old, or how far ahead, a webhook's signed timestamp may be
 
@@ -66,6 +67,12 @@ class StripeCards:
                                    decline=str(getattr(failed.__cause__, "code", "") or "")) from failed.__cause__
             raise
         return str(intent.id)
+
+    def refunds(self, payment_intent: str) -> list[ListedRefund]:
+        with self._provider_errors():
+            listed = self._client.v1.refunds.list(params={"payment_intent": payment_intent, "limit": 100})
+            return [ListedRefund(str(r.id), int(r.amount), int(r.created), r.status in UNDONE)
+                    for r in listed.auto_paging_iter()]
 
     @contextmanager
     def _provider_errors(self) -> Iterator[None]:
