@@ -159,7 +159,7 @@ def test_refunds_made_and_failed_during_a_dispute_in_any_order(
     refunds_in_any_order(tmp_path_factory, refunds, order, spent, closing)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(refunds=REFUNDS, order=st.randoms(use_true_random=False), spent=st.integers(0, 100),
        closing=st.sampled_from(["lost", "won"]), claim=st.one_of(st.just(500), st.integers(1, 500)))
 def test_refunds_made_and_failed_before_and_after_a_dispute_closes(
