@@ -454,8 +454,7 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     by_rules = RulesClassifier(rules, quote)
     classifier: RulesClassifier | ModelClassifier = by_rules
     if settings.task_classifier_model:  # a cheap model judges quick or long; the rules stay its fallback
-        classifier = ModelClassifier(by_rules, chat.chat, settings.task_classifier_model,
-                                     lambda uid, hold: credits.find_hold(uid, hold).settled)
+        classifier = ModelClassifier(by_rules, chat.chat, chat.quote, settings.task_classifier_model)
     tasks = Tasks(store, credits, realtime, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
     tasks.runs["agent"] = agents = AgentRun(LazyAgents(settings, firestore), chat, conversations,

@@ -144,3 +144,42 @@ def test_what_an_image_task_did_not_spend_comes_back_to_the_agents_limit(drawing
     assert drawing.credits.balance("u").available == 5 * 10**6 - task.charged
     report = drawing.integrity.audit(signatures=True)
     assert [f for f in report.findings if f.severity == "error"] == []
+
+
+def test_an_image_tasks_classification_is_paid_from_its_split_and_the_rest_comes_back(
+        tmp_path: Path, clock: SteppedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a model classifier, the image task's hold (split out of the agent's) has room for the classifier's call,
+    which is captured from it: the image task was charged that alone when it ends, and the rest of its hold comes
+    back to the agent's limit (before, the call was paid on a hold of its own, beside the split)."""
+    upstream = FakeOpenAI()
+    judging = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                            task_classifier_model=LLAMA)
+    try:
+        funded(judging, "u", 5)
+        images = judging.tasks.runs["agent"].start_image  # type: ignore[attr-defined]
+        start = images.start
+
+        def started_then_ended(uid: str, task_id: str, raw: dict[str, object], *, lender: object) -> Task:
+            judging.tasks.cancel(uid, start(uid, task_id, raw, lender=lender).id)
+            return judging.tasks.get(uid, task_id)
+
+        monkeypatch.setattr(images, "start", started_then_ended)
+        task = agent(judging, "a6", [["start_image_task", {"prompt": "a boat", "n": 2}],
+                                     ["arithmetic", {"expression": "1 + 1"}]], "0.003")
+        assert task.state == SUCCEEDED and task.result["partial"] is False, task.result
+        [image] = images_of(judging, "a6")
+        assert image.state == "cancelled" and 0 < image.classified == image.charged < image.reserved
+        entries = [e.fields() for e in judging.credits.history("u", limit=100)[0]]
+        assert sum(int(f["amount"]) for f in entries if f["kind"] == "settle"
+                   and f["key"].startswith(f"task:{image.id}:classify:")) == image.charged
+        assert [f["key"] for f in entries if f["kind"] == "hold" and f["key"].endswith(":classify:hold")] == []
+        back = {f["kind"]: int(f["amount"]) for f in entries if f["key"] == f"task:a6:back:{image.id}"}
+        assert back["hold"] - back["release"] == image.reserved - image.charged  # the agent's hold grew by it
+        assert task.charged + image.charged <= 3000
+        balance = judging.credits.balance("u")
+        assert (balance.available, balance.held) == (5 * 10**6 - task.charged - image.charged, 0)
+        report = judging.integrity.audit(signatures=True)
+        assert [f for f in report.findings if f.severity == "error"] == []
+    finally:
+        judging.store.close()  # type: ignore[attr-defined]
+        upstream.stop()

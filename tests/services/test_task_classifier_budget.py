@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import SUCCEEDED
-from tests.conftest import SteppedClock, funded, make_platform
+from creditflow.domain.tasks import SUCCEEDED, parse_request
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
@@ -39,6 +39,12 @@ def classifier_asks(upstream: FakeOpenAI) -> int:
     return len([r for r in upstream.requests if r.get("response_format")])
 
 
+def task_holds(ai: Platform, task: str) -> list[str]:
+    """The keys of the holds placed for a task and the calls it made."""
+    page, _ = ai.credits.history("u", kinds=frozenset({"hold"}), limit=200)
+    return sorted(e.fields()["key"] for e in page if e.fields()["key"].startswith(f"task:{task}:"))
+
+
 @pytest.mark.parametrize("room", [None, 0, 1, 10_000])
 def test_the_classifier_call_is_counted_and_bounded_by_max_credits(judged: Platform, upstream: FakeOpenAI,
                                                                    room: int | None) -> None:
@@ -52,24 +58,53 @@ def test_the_classifier_call_is_counted_and_bounded_by_max_credits(judged: Platf
     assert asked == (0 if room in (0, 1) else 1)  # asked only when its hold fits beside the estimate
     taken = taken_for(judged, "task:t:")
     assert taken > 0 and (room is None or taken <= estimate + room)
-    assert (taken_for(judged, "task:t:classify:") > 0) == bool(asked)
+    assert (taken_for(judged, "task:t:classify:") > 0) == bool(asked) and task.classified == \
+        taken_for(judged, "task:t:classify:")
     notes = list(judged.realtime.get("/notifications/u").values())
     assert (task.charged, judged.realtime.get("/tasks/u/t")["charged"]["micros"], notes[0]["charged"]["micros"]) \
         == (taken, taken, taken)
+    assert task_holds(judged, "t") == ["task:t:hold"]  # one hold, the call's paid from it: one financial outcome
     assert judged.credits.balance("u").held == 0 and judged.integrity.audit().ok
 
 
-def test_a_delivery_that_died_after_paying_the_classifier_is_counted_by_the_next(judged: Platform,
-                                                                                upstream: FakeOpenAI) -> None:
-    """The first delivery asked the classifier (and paid), then died before the task was accepted: the next delivery
-    is not charged again (the key was spent), and the task's charged figure still counts what the first paid."""
-    from creditflow.domain.tasks import parse_request
+def test_a_task_refused_at_its_hold_asks_the_classifier_nothing(judged: Platform, upstream: FakeOpenAI) -> None:
+    """Before, the classifier was asked (and paid) first, then the task's hold was refused: the user paid for a task
+    that never ran."""
+    raw = {"kind": "chat", "input": "tell me " * 1000, "model": LLAMA}  # the classifier reads 2,000 chars
+    room = judged.tasks.classifier.room("u", parse_request(raw, max_reservation=10**8))
+    estimate = judged.chat.quote("u", [{"role": "user", "content": raw["input"]}], LLAMA)[1].micros
+    assert 0 < room < estimate
+    judged.credits.reserve("u", CREDIT - room, key="elsewhere")  # enough for the classifier's call, not the task
+    before = judged.credits.balance("u").available
+    task = judged.tasks.submit("u", "t", raw)
+    assert task.state == "failed" and task.error is not None and task.error["type"] == "insufficient-funds"
+    assert classifier_asks(upstream) == 0 and task.charged == 0
+    assert judged.credits.balance("u").available == before and judged.integrity.audit().ok
 
-    raw = {"kind": "chat", "input": "hi", "model": LLAMA}
-    first = judged.tasks.classifier.classify("u", parse_request(raw, max_reservation=10**8), key="task:t")
-    assert first.charged > 0 and classifier_asks(upstream) == 1
-    task = judged.tasks.submit("u", "t", raw)  # the redelivery
-    assert task.state == SUCCEEDED and task.route_reason.startswith("quick (chat")  # the rules decided this time
+
+def test_a_crash_after_the_classifier_was_paid_is_counted_once(judged: Platform, upstream: FakeOpenAI,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The acceptance dies after the model's call was captured from the task's hold, before the task recorded what
+    it cost and its route: the restart's recovery runs the task from what its hold holds now, and what the task was
+    charged counts the call once."""
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("the process died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(judged.tasks.router, "choose", crash)
+        with pytest.raises(RuntimeError):
+            judged.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
+    cut = judged.tasks.get("u", "t")
+    assert (cut.state, cut.route, cut.classified) == ("accepted", None, 0)
+    paid = taken_for(judged, "task:t:classify:")
+    assert paid > 0 and classifier_asks(upstream) == 1
+    assert judged.tasks.recover() == 1
+    while judged.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    task = judged.tasks.get("u", "t")
     taken = taken_for(judged, "task:t:")
-    assert taken_for(judged, "task:t:classify:") == first.charged and task.charged == taken
-    assert judged.realtime.get("/tasks/u/t")["charged"]["micros"] == taken
+    assert task.state == SUCCEEDED and task.charged == taken and taken_for(judged, "task:t:classify:") == paid
+    assert classifier_asks(upstream) == 1 and task_holds(judged, "t") == ["task:t:hold"]
+    balance = judged.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - taken, 0) and judged.integrity.audit().ok

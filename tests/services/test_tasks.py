@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -644,10 +645,32 @@ def test_a_model_classifier_judges_speed_metered_and_falls_back_to_the_rules(tmp
 
 
 def test_a_cancel_while_a_task_is_being_accepted_leaves_nothing_held(tmp_path: Path, clock: SteppedClock,
-                                                                     upstream: FakeOpenAI) -> None:
-    """A cancel that lands while the task is classified and held (here: a model classifier that takes 3 s) ends it
-    at once, before its hold is recorded on it; the hold placed meanwhile is nobody's and is freed, not left held
-    until the sweeper voids it."""
+                                                                     upstream: FakeOpenAI,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel that lands after the task's hold is placed, before its acceptance is saved, ends it at once; the
+    hold placed meanwhile is nobody's and is freed, not left held until the sweeper voids it (and the model
+    classifier, asked only once the task is accepted, is not asked)."""
+    judged = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                           task_classifier_model=LLAMA)
+    funded(judged, "u", 1)
+    place = judged.tasks._place_hold
+
+    def cancelled_meanwhile(task: Task, *args: Any) -> tuple[str, int, str | None]:
+        placed = place(task, *args)
+        assert judged.tasks.cancel("u", task.id).state == CANCELLED
+        return placed
+
+    monkeypatch.setattr(judged.tasks, "_place_hold", cancelled_meanwhile)
+    judged.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
+    task = judged.tasks.get("u", "t")
+    assert task.state == CANCELLED and task.reserved == 0 and task.charged == 0 and not upstream.requests
+    assert judged.credits.balance("u").held == 0 and judged.integrity.audit().ok
+
+
+def test_a_cancel_while_the_model_classifier_judges_leaves_nothing_held(tmp_path: Path, clock: SteppedClock,
+                                                                        upstream: FakeOpenAI) -> None:
+    """The model classifier is asked once the task is accepted with its hold (here it takes 3 s): a cancel then ends
+    the task at once and frees its hold; the call's answer, come too late, takes nothing and runs nothing."""
     judged = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
                            task_classifier_model=LLAMA)
     funded(judged, "u", 1)
@@ -655,14 +678,14 @@ def test_a_cancel_while_a_task_is_being_accepted_leaves_nothing_held(tmp_path: P
         "u", "slow", {"kind": "chat", "input": "SLOWLLAMA hi", "model": LLAMA}))
     worker.start()
     deadline = time.monotonic() + 10
-    while judged.tasks.store.get("u", "slow") is None and time.monotonic() < deadline:
+    while getattr(judged.tasks.store.get("u", "slow"), "state", None) != "accepted" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert judged.tasks.cancel("u", "slow").state == CANCELLED
     worker.join(timeout=20)
     task = judged.tasks.get("u", "slow")
-    assert task.state == CANCELLED and task.reserved == 0 and task.charged == 0
-    assert not [r for r in upstream.requests if not r.get("response_format")]  # it never ran
-    assert judged.credits.balance("u").held == 0 and judged.integrity.audit().ok
+    assert task.state == CANCELLED and task.reserved > 0 and task.charged == 0 and task.outcome == "released"
+    assert [r for r in upstream.requests if not r.get("response_format")] == []  # it never ran
+    assert len(upstream.requests) == 1 and judged.credits.balance("u").held == 0 and judged.integrity.audit().ok
 
 
 def test_a_chat_task_in_a_conversation_is_remembered_there(ai: Platform, upstream: FakeOpenAI) -> None:

@@ -222,7 +222,7 @@ class Task:
     split_off: int = 0  # µc its hold's lineage moved to tasks it started (holds of their own), up to `hold`
     reserved: int = 0
     charged: int = 0  # µc: all the task cost, its classification included
-    classified: int = 0  # µc its classification cost (a model classifier's call, on a hold of its own)
+    classified: int = 0  # µc its classification cost (a model classifier's call, captured from its hold)
     outcome: str | None = None  # settled | released, once terminal
     progress: float = 0.0  # 0-1, for the bar; not money
     message: str = ""

@@ -202,12 +202,12 @@ class MeteredChat:
         return offered
 
     def quote(self, uid: str, messages: Messages, model: str | None = None, max_tokens: int | None = None,
-              more_prompt: int = 0) -> tuple[Model, Estimate]:
+              more_prompt: int = 0, options: dict[str, Any] | None = None) -> tuple[Model, Estimate]:
         """What a call would hold, before anything is held: the first routed model and its estimate (with
-        `more_prompt` tokens the caller will add, such as a conversation's history)."""
+        `more_prompt` tokens the caller will add, such as a conversation's history, and its `options`)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return chosen, estimate(chosen, self._prompt(messages, None, chosen) + more_prompt, max_out)
+        return chosen, estimate(chosen, self._prompt(messages, options, chosen) + more_prompt, max_out)
 
     def _resolved(self, uid: str, messages: Messages) -> Messages:
         """Image parts read and checked, inline (before anything is held: a bad image costs nothing)."""

@@ -11,9 +11,11 @@ from typing import Any
 
 import orjson
 
-from ..domain.errors import AlreadyAnswered, BudgetExhausted
-from ..domain.money import format_credits
+from ..domain.catalog import Model
+from ..domain.errors import LedgerError
+from ..domain.pricing import Estimate
 from ..domain.tasks import Classification, InvalidTask, TaskRequest
+from .chat import Budget
 from .chat_results import Completion
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class RulesClassifier:
         self.rules = sorted(parsed, key=lambda rule: -rule.priority)  # stable: file order within a priority
         self.quote = quote
 
-    def classify(self, uid: str, request: TaskRequest, key: str | None = None) -> Classification:
+    def classify(self, uid: str, request: TaskRequest) -> Classification:
         rule = next((rule for rule in self.rules if rule.holds(request)), None)
         if rule is None:
             raise InvalidTask(f"no rule classifies a {request.kind} task")
@@ -65,6 +67,14 @@ class RulesClassifier:
         return Classification(rule.speed, rule.seconds, micros, rule.name, model,
                               agent=request.input.get("agent") if isinstance(request.input, dict) else None,
                               upkeep=upkeep)
+
+    def room(self, uid: str, request: TaskRequest) -> int:
+        """The rules ask no model: the task's hold needs no room for one."""
+        return 0
+
+    def judge(self, uid: str, request: TaskRequest, ruled: Classification, budget: Budget,
+              key: str) -> Classification:
+        return ruled
 
 
 class Router:
@@ -97,69 +107,56 @@ CLASS_SCHEMA = {"type": "json_schema", "json_schema": {"name": "task_class", "st
     "type": "object", "additionalProperties": False, "required": ["speed", "seconds"],
     "properties": {"speed": {"type": "string", "enum": ["quick", "long"]},
                    "seconds": {"type": "integer", "minimum": 1, "maximum": 3600}}}}}
+ASKED = {"response_format": CLASS_SCHEMA}
+ANSWER_TOKENS = 40
 ASK = ("Classify this AI task for a scheduler. quick: one model reply within seconds; long: several steps or more "
        "than half a minute. Answer with JSON {\"speed\": \"quick\"|\"long\", \"seconds\": expected duration}.")
 
 
-class Within:
-    """The classifier call's limit (a Spend): what the task's maxCredits leaves beside the task's own estimate."""
-
-    def __init__(self, room: int) -> None:
-        self.room = room
-
-    def admit(self, hold: int) -> None:
-        if hold > self.room:
-            raise BudgetExhausted(f"classifying the task may cost up to {format_credits(hold)} credits; its limit "
-                                  f"leaves {format_credits(self.room)} beside its estimate", needed=hold, spent=0,
-                                  limit=self.room)
-
-    def release(self, hold: int) -> None:
-        pass
-
-    def finish(self, charged: int) -> None:
-        pass
-
-    def prolong(self) -> None:
-        pass
-
-
 class ModelClassifier:
-    """A cheap model judges quick or long (a JSON schema answer), metered like any call and charged to the user;
-    any failure (no such model, a refusal, an answer off the schema, too little credit) falls back to the rules.
-    The estimate, and so the hold, always comes from the task's own price. The call counts against the task's
-    maxCredits: it is made only when its hold fits beside the task's estimate (else the rules decide), and what it
-    cost is in the classification, for the task's charged figure and the room left for its hold."""
+    """A cheap model judges quick or long (a JSON schema answer), metered like any call; any failure (no such
+    model, a refusal, an answer off the schema, a hold with no room for it) leaves the rules' word. The estimate, and
+    so what the task needs held, always comes from the task's own price. The call is paid from the task's own hold,
+    which grows by what the call may cost (`room`) and is asked only once that hold is placed: the classification
+    is inside the task's one financial outcome, and a task refused at its hold has asked (and paid) nothing."""
 
-    def __init__(self, rules: RulesClassifier, ask: Callable[..., Completion], model: str,
-                 settled: Callable[[str, str], int] = lambda uid, hold: 0) -> None:
-        self.rules, self.ask, self.model = rules, ask, model
-        self.settled = settled  # (uid, hold id) -> µc charged from that hold: what an earlier delivery's call cost
+    def __init__(self, rules: RulesClassifier, ask: Callable[..., Completion],
+                 price: Callable[..., tuple[Model, Estimate]], model: str) -> None:
+        self.rules, self.ask, self.price, self.model = rules, ask, price, model
 
-    def classify(self, uid: str, request: TaskRequest, key: str | None = None) -> Classification:
-        ruled = self.rules.classify(uid, request, key)
-        if key is None:
-            return ruled
-        described = {"kind": request.kind, "input": request.text()[:2000], "model": request.model,
-                     "conversation": request.conversation_id is not None}
-        within = Within(request.max_credits - ruled.estimate) if request.max_credits is not None else None
-        charged = 0
+    def classify(self, uid: str, request: TaskRequest) -> Classification:
+        """The rules' classification, which the model may change once the task's hold is placed (`judge`)."""
+        return self.rules.classify(uid, request)
+
+    def room(self, uid: str, request: TaskRequest) -> int:
+        """µc the model's call may cost (the hold it would place on its own); 0 when it cannot be priced."""
         try:
-            reply = self.ask(uid, [{"role": "system", "content": ASK},
-                                   {"role": "user", "content": orjson.dumps(described).decode()}],
-                             key=f"{key}:classify", model=self.model, max_tokens=40,
-                             options={"response_format": CLASS_SCHEMA}, spend=within)
-            charged = reply.charged  # paid, whatever the answer says
+            return self.price(uid, self._asked(request), self.model, ANSWER_TOKENS, options=ASKED)[1].micros
+        except LedgerError as unpriced:  # no such model, or not one for chat: the rules decide
+            log.info("model classifier cannot price a call for %s: %s", uid, unpriced.detail)
+            return 0
+
+    def judge(self, uid: str, request: TaskRequest, ruled: Classification, budget: Budget,
+              key: str) -> Classification:
+        """`ruled`, with the model's speed and duration when it answers; `charged`: what its call took from the
+        task's hold (`budget`, whose room for the call is what it may take), whatever the answer says."""
+        try:
+            reply = self.ask(uid, self._asked(request), key=f"{key}:classify", model=self.model,
+                             max_tokens=ANSWER_TOKENS, options=ASKED, budget=budget)
             judged = orjson.loads(reply.text)
             speed, seconds = judged["speed"], judged["seconds"]
             if speed not in ("quick", "long") or isinstance(seconds, bool) or not isinstance(seconds, int) \
                     or not 1 <= seconds <= 3600:
                 raise ValueError(f"off the schema: {judged!r}")
-        except AlreadyAnswered as answered:  # an earlier delivery asked and paid, then stopped before the task was
-            log.info("task of %s classified by the rules: %s", uid, answered.detail)  # accepted: its answer is lost,
-            return replace(ruled, charged=self.settled(uid, str(answered.context["reservation"])))  # not its cost
         except Exception as failure:  # the rules decide instead, whatever went wrong
             log.info("model classifier fell back to the rules for %s: %s", uid, failure)
-            return replace(ruled, charged=charged)
+            return replace(ruled, charged=budget.captured)
         if request.kind in ("agent", "image") and speed == "quick":
             speed = "long"  # never inline: they run as sagas and graphs on the queue
-        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}", charged=charged)
+        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}", charged=budget.captured)
+
+    @staticmethod
+    def _asked(request: TaskRequest) -> list[dict[str, str]]:
+        described = {"kind": request.kind, "input": request.text()[:2000], "model": request.model,
+                     "conversation": request.conversation_id is not None}
+        return [{"role": "system", "content": ASK}, {"role": "user", "content": orjson.dumps(described).decode()}]

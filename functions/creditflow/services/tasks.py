@@ -38,6 +38,7 @@ from ..domain.tasks import (
     SETTLED,
     SUCCEEDED,
     WAITING,
+    Classification,
     InvalidTask,
     Task,
     TaskConflict,
@@ -267,46 +268,86 @@ class Tasks:
     def accept(self, task: Task, here: bool = False, lender: Budget | None = None) -> Task:
         """Classify, price, hold and route a requested task. A refusal (unknown model, too little credit) ends it
         `failed` with the refusal's problem and nothing held. With `here`, it runs in this thread, to its end; with
-        `lender`, its hold is moved out of the lender's (see `_place_hold`)."""
+        `lender`, its hold is moved out of the lender's (see `_place_hold`). A model classifier is asked once the
+        task is recorded `accepted` with its hold, which has room for its call (see `_judged`)."""
         now = self._now()
         try:
-            c = self.classifier.classify(task.uid, task.request, key=f"task:{task.id}")
-            # paid, whatever comes next; and what it would cost stays on the task if the hold is refused
-            task = replace(task, classified=c.charged, speed=c.speed, estimate=c.estimate, seconds=c.seconds,
-                           model=c.model)
-            held = self._hold_size(task.request, c.estimate, c.upkeep, c.charged)
-            deadline = parse_iso(now) + (self.policy.long_deadline if c.speed == "long" else
-                                         self.policy.quick_deadline)
-            hold, held, split_from = self._place_hold(task, held, deadline - parse_iso(now) + timedelta(minutes=5),
-                                                   lender)
+            c = self.classifier.classify(task.uid, task.request)
+            # what it would cost stays on the task if the hold is refused
+            task = replace(task, speed=c.speed, estimate=c.estimate, seconds=c.seconds, model=c.model)
+            room = self._room(task.uid, task.request, c)
+            held = self._hold_size(task.request, c.estimate, c.upkeep, room)
+            lasts = self.policy.long_deadline if room else self._lasts(c.speed)  # the model may judge it long
+            hold, held, split_from = self._place_hold(task, held, lasts + timedelta(minutes=5), lender)
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
+        accepting: dict[str, Any] = {
+            "speed": c.speed, "estimate": c.estimate, "seconds": c.seconds, "model": c.model, "hold": hold,
+            "reserved": held, "deadline": iso(parse_iso(now) + self._lasts(c.speed)), "message": "accepted",
+            "steps": {**task.steps, **({"splitFrom": split_from} if split_from else {})}}
+        if room:
+            try:
+                task = self._move(task, ACCEPTED, **accepting)
+            except TaskConflict:
+                return self._taken_over(task, hold)
+            c, accepting = self._judged(task, c, room, now)
         if here:
             route, why, queue = "inline", "synchronous: run in the caller's request", "high"
         else:
             route, why, queue = self.router.choose(c, task.request.priority)
         slot = route == "inline" and not here  # the router's: given back unless a run takes it
         try:
-            accepted = self._move(task, ACCEPTED, speed=c.speed, route=route, route_reason=why, estimate=c.estimate,
-                                  seconds=c.seconds, model=c.model, hold=hold, reserved=held,
-                                  classified=c.charged, charged=c.charged, deadline=iso(deadline),
-                                  message="accepted",
-                                  steps={**task.steps, **({"splitFrom": split_from} if split_from else {})})
+            accepted = self._update(task, route=route, route_reason=why, **accepting) if room else \
+                self._move(task, ACCEPTED, route=route, route_reason=why, **accepting)
         except TaskConflict:  # another delivery accepted it first, or it ended (a cancel) while it was held
             if slot:
                 self.router.done()
-            current = self.get(task.uid, task.id)
-            if current.terminal and current.reserved == 0:  # it ended holding nothing: the hold is nobody's
-                self._release_unowned(current, hold)
-            return current
+            return self._taken_over(task, hold)
         except BaseException:  # the store failed: the delivery is retried, and the slot must not be lost meanwhile
             if slot:
                 self.router.done()
             raise
+        if accepted.terminal:  # it ended (a cancel) while the model judged it: its end closed its hold
+            if slot:
+                self.router.done()
+            return accepted
         if here:
             return self.run(accepted.uid, accepted.id)
         self._dispatch(accepted, why, queue, inline=route == "inline")
         return self.get(task.uid, task.id)
+
+    def _room(self, uid: str, request: TaskRequest, ruled: Classification) -> int:
+        """What the task's hold grows by for a model classifier's call: what the call may cost, when the task's
+        maxCredits (and the largest hold) leaves that beside its estimate; else 0, and the rules decide. A task
+        that costs nothing is not worth a paid classification."""
+        if ruled.estimate <= 0:
+            return 0
+        room = self.classifier.room(uid, request)
+        limit = min(request.max_credits if request.max_credits is not None else self.policy.max_reservation,
+                    self.policy.max_reservation)
+        return room if ruled.estimate + room <= limit else 0
+
+    def _judged(self, task: Task, ruled: Classification, room: int,
+                now: str) -> tuple[Classification, dict[str, Any]]:
+        """The model's classification, its call captured from the task's hold (at most `room` of it: the rest is
+        kept for the task), and what changes on the task for it."""
+        budget = Budget(task.uid, task.hold, task.reserved, task.deadline or "", task.reserved,
+                        kept=task.reserved - room, task=task.id)
+        c = self.classifier.judge(task.uid, task.request, ruled, budget, key=f"task:{task.id}")
+        return c, {"speed": c.speed, "seconds": c.seconds, "classified": c.charged, "charged": c.charged,
+                   "deadline": iso(parse_iso(now) + self._lasts(c.speed))}
+
+    def _lasts(self, speed: str) -> timedelta:
+        """How long a task of this speed may take: past it, it ends `expired`."""
+        return self.policy.long_deadline if speed == "long" else self.policy.quick_deadline
+
+    def _taken_over(self, task: Task, hold: str) -> Task:
+        """The task as another delivery left it (accepted, or ended meanwhile): a hold this acceptance placed for a
+        task that ended holding nothing is nobody's, and is freed."""
+        current = self.get(task.uid, task.id)
+        if current.terminal and current.reserved == 0:
+            self._release_unowned(current, hold)
+        return current
 
     def run(self, uid: str, task_id: str, delivery: Delivery | None = None) -> Task:
         """Run (or resume) the task: a terminal task is left as it is, so a redelivery changes nothing."""
@@ -449,7 +490,7 @@ class Tasks:
         Once per started task, by its key; whether it is done (nothing to take back is done too)."""
         if not (started.terminal and started.steps.get("splitFrom")):
             return started.terminal  # its hold was not the task's: nothing of it comes back here
-        unspent = started.reserved - (started.charged - started.classified)  # its classification: on its own hold
+        unspent = started.reserved - started.charged
         if unspent <= 0 or not budget.hold:  # all spent, or nothing of the task's own hold is left to grow
             return True
         try:
@@ -487,20 +528,18 @@ class Tasks:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _hold_size(self, request: TaskRequest, estimate: int, upkeep: int = 0, classified: int = 0) -> int:
+    def _hold_size(self, request: TaskRequest, estimate: int, upkeep: int = 0, room: int = 0) -> int:
         """What the task holds: an agent its limit; any other task its estimate, and room for its upkeep (a chat
         turn's conversation memory) as far as its maxCredits and the largest hold allow: the upkeep is optional, so
-        a maxCredits that covers the estimate alone runs the task without it. What its classification cost counts
-        against its maxCredits (the classifier was only asked when that left the estimate covered)."""
+        a maxCredits that covers the estimate alone runs the task without it. `room`: for a model classifier's call,
+        paid from the hold (`_room` fitted it within the task's maxCredits)."""
         if request.kind == "agent":
-            return min(request.max_credits - classified if request.max_credits else self.policy.agent_budget,
-                       self.policy.max_reservation)
+            return min((request.max_credits or self.policy.agent_budget) + room, self.policy.max_reservation)
         if request.max_credits is not None and request.max_credits < estimate:
             raise InvalidTask(f"maxCredits is below what this request may cost ({estimate} µc): raise it or ask for "
                               "less output", estimate=estimate)
-        limit = min(request.max_credits - classified if request.max_credits else self.policy.max_reservation,
-                    self.policy.max_reservation)
-        return max(estimate, min(estimate + upkeep, limit))
+        limit = min(request.max_credits or self.policy.max_reservation, self.policy.max_reservation)
+        return max(estimate + room, min(estimate + room + upkeep, limit))
 
     def _place_hold(self, task: Task, amount: int, ttl: timedelta,
                     lender: Budget | None) -> tuple[str, int, str | None]:
@@ -581,9 +620,11 @@ class Tasks:
         """The live hold a run starts from (None: spent), what it holds, and what splits moved out of the lineage
         since the task's recorded hold. Before its first run, only its acceptance has touched a task's hold (runs
         alone capture, split and raise; it is not past its deadline, so not lapsed either): it is the hold the task
-        names, as large as the task reserved, and it is not read again (on Firestore, a billed read a task)."""
-        if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None:
-            return task.hold, task.reserved, 0
+        names, as large as the task reserved less what a model classifier's call took, and it is not read again (on
+        Firestore, a billed read a task). A task accepted without a route was cut off while the model judged it:
+        whether its call was charged, only the lineage says."""
+        if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None and task.route is not None:
+            return task.hold, task.reserved - task.classified, 0
         end, split_since = self._lineage(task)
         hold = self._live(end)
         return hold, end.amount if hold and end else 0, split_since
@@ -607,7 +648,7 @@ class Tasks:
         """The task's hold, what splits moved out of its lineage before that hold, and what it was charged, as its
         run's budget says: spent whole, the task keeps naming its last hold (its lineage still ends there)."""
         return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
-                "charged": task.classified + budget.captured}
+                "charged": budget.captured}
 
     def _ended(self, task: Task, outcome: RunOutcome, budget: Budget) -> Task:
         if outcome.status == "waiting":
@@ -646,7 +687,7 @@ class Tasks:
         here."""
         captured = self._close_lineage(task, budget)
         outcome = (SETTLED if captured else RELEASED) if task.reserved else None
-        charged = task.classified + captured  # and its classification, paid on a hold of its own
+        charged = captured  # its classification's too: a model classifier's call is captured from the hold
         for _ in range(SAVE_TRIES):
             if task.terminal:
                 return task
