@@ -15,7 +15,6 @@ import io
 import json
 import re
 import socket
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
@@ -23,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.fake_openai import QuietServer, send_json, stop_serving
+from tests.fake_openai import QuietServer, send_json, start_serving, stop_serving
 
 
 def drawn(width: int, height: int, format: str = "PNG", shade: int = 0) -> bytes:
@@ -122,8 +121,7 @@ class FakeImages:
         self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.url = f"{self.base}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = start_serving(self.server)
 
     def stop(self) -> None:
         stop_serving(self.server, self.connections)

@@ -10,14 +10,13 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.fake_openai import QuietServer, send_json, stop_serving
+from tests.fake_openai import QuietServer, send_json, start_serving, stop_serving
 
 
 def unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -102,7 +101,7 @@ class FakeStripe:
 
         self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        start_serving(self.server)
 
     def _session(self, body: dict[str, Any]) -> dict[str, Any]:
         item = body["line_items"][0]

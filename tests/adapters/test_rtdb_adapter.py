@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from creditflow.adapters.firebase.rtdb import RealtimeDatabase
+from tests.fake_openai import start_serving
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -43,7 +43,7 @@ def recorded() -> Iterator[tuple[RealtimeDatabase, list]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     server.seen = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    start_serving(server)
     url = f"http://127.0.0.1:{server.server_port}?ns=demo-creditflow"
     app = firebase_admin.initialize_app(_Anonymous(AnonymousCredentials()), {"databaseURL": url},
                                         name=f"rtdb-{uuid.uuid4().hex}")
