@@ -73,6 +73,36 @@ def demo_tool_use(messages: Messages, options: dict[str, Any] | None) -> tuple[s
                 for n, (name, args) in enumerate(planned, 1)]
 
 
+def demo_instance(schema: dict[str, Any]) -> Any:
+    """The plainest value a JSON schema admits (an object's required members, an enum's first value, a number's
+    minimum), so that a request for structured output gets JSON its schema accepts."""
+    for choice in ("const", "enum", "anyOf", "oneOf"):
+        if choice in schema:
+            options = schema[choice]
+            return options if choice == "const" else \
+                options[0] if choice == "enum" else demo_instance(options[0])
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        members = schema.get("properties", {})
+        return {name: demo_instance(members.get(name, {})) for name in schema.get("required", [])}
+    if kind == "array":
+        return [demo_instance(schema.get("items", {})) for _ in range(int(schema.get("minItems", 0)))]
+    if kind in ("integer", "number"):
+        least = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1)
+        return min(least, schema.get("maximum", least))
+    return {"string": "demo", "boolean": False}.get(kind)
+
+
+def structured(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The schema a request for structured output gives (`{}` for a JSON object of any shape); None: free text."""
+    wanted = (options or {}).get("response_format") or {}
+    if wanted.get("type") == "json_schema":
+        return dict(wanted.get("json_schema", {}).get("schema") or {})
+    return {} if wanted.get("type") == "json_object" else None
+
+
 class DemoProvider:
     name = "demo"
 
@@ -85,6 +115,11 @@ class DemoProvider:
         if seen:
             text = "[demo vision, not a real model] " + " ".join(seen)
             return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options, 256),
+                             completion_tokens=min(max_tokens, estimate_tokens([text])), finish_reason="stop")
+        schema = structured(options)
+        if schema is not None:  # JSON its schema accepts: the demo is labelled by its model's catalog entry
+            text = json.dumps(demo_instance(schema) if schema else {"demo": True})
+            return ChatReply(text=text, model=model, prompt_tokens=prompt_tokens(messages, options),
                              completion_tokens=min(max_tokens, estimate_tokens([text])), finish_reason="stop")
         planned = demo_tool_use(messages, options)
         if planned is not None:
