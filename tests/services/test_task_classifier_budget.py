@@ -82,6 +82,18 @@ def test_a_task_refused_at_its_hold_asks_the_classifier_nothing(judged: Platform
     assert judged.credits.balance("u").available == before and judged.integrity.audit().ok
 
 
+def test_a_balance_that_covers_the_task_but_not_the_classifier_beside_it_runs_it_by_the_rules(
+        judged: Platform, upstream: FakeOpenAI) -> None:
+    raw = {"kind": "chat", "input": "tell me " * 1000, "model": LLAMA}
+    room = judged.tasks.classifier.room("u", parse_request(raw, max_reservation=10**8))
+    estimate = judged.chat.quote("u", [{"role": "user", "content": raw["input"]}], LLAMA)[1].micros
+    judged.credits.reserve("u", CREDIT - estimate - room + 1, key="elsewhere")  # one µc short of both
+    task = judged.tasks.submit("u", "t", raw)
+    assert task.state == SUCCEEDED and task.route_reason.startswith("quick (chat") and task.reserved == estimate
+    assert classifier_asks(upstream) == 0 and task.classified == 0 and task_holds(judged, "t") == ["task:t:hold"]
+    assert judged.credits.balance("u").held == CREDIT - estimate - room + 1 and judged.integrity.audit().ok
+
+
 def test_a_crash_after_the_classifier_was_paid_is_counted_once(judged: Platform, upstream: FakeOpenAI,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The acceptance dies after the model's call was captured from the task's hold, before the task recorded what

@@ -20,6 +20,7 @@ from ..domain.errors import (
     HoldAlreadySettled,
     HoldExpired,
     IdempotencyConflict,
+    InsufficientFunds,
     LedgerError,
     ProviderUnavailable,
 )
@@ -276,9 +277,13 @@ class Tasks:
             # what it would cost stays on the task if the hold is refused
             task = replace(task, speed=c.speed, estimate=c.estimate, seconds=c.seconds, model=c.model)
             room = self._room(task.uid, task.request, c)
-            held = self._hold_size(task.request, c.estimate, c.upkeep, room)
-            lasts = self.policy.long_deadline if room else self._lasts(c.speed)  # the model may judge it long
-            hold, held, split_from = self._place_hold(task, held, lasts + timedelta(minutes=5), lender)
+            try:
+                hold, held, split_from = self._hold_for(task, c, room, lender)
+            except InsufficientFunds:  # it covers the task, not the model's call beside it: the rules decide
+                if not room:
+                    raise
+                room = 0
+                hold, held, split_from = self._hold_for(task, c, room, lender)
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
         accepting: dict[str, Any] = {
@@ -315,6 +320,14 @@ class Tasks:
             return self.run(accepted.uid, accepted.id)
         self._dispatch(accepted, why, queue, inline=route == "inline")
         return self.get(task.uid, task.id)
+
+    def _hold_for(self, task: Task, ruled: Classification, room: int,
+                  lender: Budget | None) -> tuple[str, int, str | None]:
+        """Place the task's hold (see `_place_hold`), with `room` for a model classifier's call; as long as a long
+        task's when the model may judge it long."""
+        held = self._hold_size(task.request, ruled.estimate, ruled.upkeep, room)
+        lasts = self.policy.long_deadline if room else self._lasts(ruled.speed)
+        return self._place_hold(task, held, lasts + timedelta(minutes=5), lender)
 
     def _room(self, uid: str, request: TaskRequest, ruled: Classification) -> int:
         """What the task's hold grows by for a model classifier's call: what the call may cost, when the task's
