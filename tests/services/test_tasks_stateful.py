@@ -20,20 +20,29 @@ from creditflow.domain.errors import InsufficientFunds
 from creditflow.domain.holds import TASK
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import Task, TaskRequest
+from creditflow.services.task_routing import ModelClassifier
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.task_machine import TaskMachine, held_by_unfinished
 
 UID = "machine"
+
+
+class Died(BaseException):
+    """The process ending: nothing after this point runs."""
+
+
 IDS = st.sampled_from([f"t{n}" for n in range(5)])
 FUNDS = 3 * CREDIT
 
 
 class TaskEvents(TaskMachine):
-    @initialize()
-    def start(self) -> None:
+    @initialize(judged=st.booleans())
+    def start(self, judged: bool) -> None:
+        """`judged`: a model classifier (the offline demo's) judges each task, its call paid from the task's hold."""
         self.folder = Path(tempfile.mkdtemp(prefix="tasks-machine-"))
         self.clock = SteppedClock()
-        self.platform: Platform = make_platform(self.folder / "data", self.clock)
+        self.platform: Platform = make_platform(self.folder / "data", self.clock,
+                                                task_classifier_model="demo-chat" if judged else None)
         self.platform.credits.open_account(UID)
         self.platform.credits.grant(UID, FUNDS, source="admin", lot_kind="paid", key="fund")
         self.ended: dict[str, tuple[str, int]] = {}  # task id -> (terminal state, charged) when first seen ended
@@ -75,6 +84,25 @@ class TaskEvents(TaskMachine):
                 self.platform.credits.reserve(UID, held, key=f"task:{task_id}:hold", target="usage:chat",
                                               ttl=timedelta(minutes=10), memo={"task": task_id}, owner=TASK)
 
+    @rule(task_id=IDS, paid=st.booleans())
+    def crash_while_judging(self, task_id: str, paid: bool) -> None:
+        """With a model classifier: the process died once the task was accepted with its hold, while the model
+        judged it: before its call was charged, or (`paid`) after, before the task recorded what it cost."""
+        tasks = self.platform.tasks
+        if not isinstance(tasks.classifier, ModelClassifier) or tasks.store.get(UID, task_id) is not None:
+            return
+        where, name = (tasks.router, "choose") if paid else (tasks.classifier, "judge")
+
+        def died(*args: object, **kwargs: object) -> None:
+            raise Died(f"the process died in {name}")
+
+        setattr(where, name, died)
+        try:
+            with contextlib.suppress(Died):
+                tasks.submit(UID, task_id, {"kind": "chat", "input": "hello", "model": "demo-chat"})
+        finally:
+            delattr(where, name)
+
     @invariant()
     def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
         if not hasattr(self, "platform"):
@@ -83,7 +111,15 @@ class TaskEvents(TaskMachine):
         live = held_by_unfinished(self.platform, UID, self.known())
         balance = credits.balance(UID)
         assert balance.held == live
-        assert balance.available + balance.held + sum(t.charged for t in self.known() if t.terminal) == FUNDS
+        assert balance.available + balance.held + sum(self.charged_so_far(t) for t in self.known()) == FUNDS
+
+    def charged_so_far(self, task: Task) -> int:
+        """What the task was charged: at its end, its figure; before, what its hold's captures took (a model
+        classifier's call), from the hold it was accepted with."""
+        if task.terminal or not task.hold:
+            return task.charged if task.terminal else 0
+        end, _ = self.platform.tasks._lineage(task)
+        return task.reserved - (end.amount if end is not None and end.status == "pending" else 0)
 
 
 TaskEvents.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
