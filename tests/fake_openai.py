@@ -9,7 +9,9 @@ asks for it). With `tools` in the request and a user message last, it calls the 
 after a tool result it answers "tool said: <result>". TOOLPLAN:[["name", {args}], ...] in a user message (with
 `tools` sent) scripts a tool-calling conversation: while fewer tool results than planned calls are in the request it
 calls the next planned tool (ids call_1, call_2, ...), then answers "done: <result> | <result> | ..." (plain replies
-only). /v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token per word."""
+only). The task classifier's schema is answered quick in 3 s (LONGJOB: long, 42 s), and where it asks for an agent,
+the first offered (CODEAGENT: code). /v1/embeddings gives 8-dimensional vectors of hashed words and counts one
+prompt token per word."""
 
 from __future__ import annotations
 
@@ -169,8 +171,11 @@ class FakeOpenAI:
                     return self._send(200, None, raw=b"{not json")
                 schema = (body.get("response_format") or {}).get("json_schema", {})
                 if schema.get("name") == "task_class":  # a model that answers the task classifier's schema
-                    verdict = {"speed": "long", "seconds": 42} if "LONGJOB" in last else {"speed": "quick",
-                                                                                         "seconds": 3}
+                    verdict: dict[str, object] = {"speed": "long", "seconds": 42} if "LONGJOB" in last else {
+                        "speed": "quick", "seconds": 3}
+                    agents = schema["schema"]["properties"].get("agent", {}).get("enum")
+                    if agents:  # CODEAGENT in the task's text: code; else the first choice it was given
+                        verdict["agent"] = "code" if "CODEAGENT" in last else agents[0]
                     return self._send(200, {"id": "chatcmpl-4", "object": "chat.completion", "created": 1,
                                             "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
                                             "message": {"role": "assistant", "content": json.dumps(verdict)}}],

@@ -39,6 +39,12 @@ def classifier_asks(upstream: FakeOpenAI) -> int:
     return len([r for r in upstream.requests if r.get("response_format")])
 
 
+def room_for(ai: Platform, raw: dict[str, str]) -> int:
+    """What the model classifier's call may cost for this request: what the task's hold grows by for it."""
+    request = parse_request(raw, max_reservation=10**8)
+    return ai.tasks.classifier.room("u", request, ai.tasks.classifier.classify("u", request))
+
+
 def task_holds(ai: Platform, task: str) -> list[str]:
     """The keys of the holds placed for a task and the calls it made."""
     page, _ = ai.credits.history("u", kinds=frozenset({"hold"}), limit=200)
@@ -71,7 +77,7 @@ def test_a_task_refused_at_its_hold_asks_the_classifier_nothing(judged: Platform
     """Before, the classifier was asked (and paid) first, then the task's hold was refused: the user paid for a task
     that never ran."""
     raw = {"kind": "chat", "input": "tell me " * 1000, "model": LLAMA}  # the classifier reads 2,000 chars
-    room = judged.tasks.classifier.room("u", parse_request(raw, max_reservation=10**8))
+    room = room_for(judged, raw)
     estimate = judged.chat.quote("u", [{"role": "user", "content": raw["input"]}], LLAMA)[1].micros
     assert 0 < room < estimate
     judged.credits.reserve("u", CREDIT - room, key="elsewhere")  # enough for the classifier's call, not the task
@@ -85,7 +91,7 @@ def test_a_task_refused_at_its_hold_asks_the_classifier_nothing(judged: Platform
 def test_a_balance_that_covers_the_task_but_not_the_classifier_beside_it_runs_it_by_the_rules(
         judged: Platform, upstream: FakeOpenAI) -> None:
     raw = {"kind": "chat", "input": "tell me " * 1000, "model": LLAMA}
-    room = judged.tasks.classifier.room("u", parse_request(raw, max_reservation=10**8))
+    room = room_for(judged, raw)
     estimate = judged.chat.quote("u", [{"role": "user", "content": raw["input"]}], LLAMA)[1].micros
     judged.credits.reserve("u", CREDIT - estimate - room + 1, key="elsewhere")  # one µc short of both
     task = judged.tasks.submit("u", "t", raw)

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from .agents import AGENTS
 from .errors import InvalidQuery, LedgerError
 from .money import money, parse_credits
 from .problems import problem_members
@@ -185,6 +186,8 @@ def _require_input_object(value: dict[str, Any]) -> None:
     documents = value.get("documents", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in documents.items()):
         raise InvalidTask("input.documents maps names to texts")
+    if "agent" in value and value["agent"] not in AGENTS:
+        raise InvalidTask(f"input.agent must be one of {', '.join(AGENTS)} (or left out: the classifier chooses)")
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,7 @@ class Task:
     estimate: int = 0
     seconds: int = 0
     model: str | None = None
+    agent: str | None = None  # an agent task's agent (research, code, analysis): its input's, or the classifier's
     hold: str | None = None  # the task's hold now (captures replace it with the rest)
     split_off: int = 0  # µc its hold's lineage moved to tasks it started (holds of their own), up to `hold`
     reserved: int = 0
@@ -264,8 +268,8 @@ class Task:
             "estimate": money(self.estimate), "reserved": money(self.reserved), "charged": money(self.charged),
             "estimatedSeconds": self.seconds}
         for name, value in (("route", self.route), ("routeReason", self.route_reason), ("model", self.model),
-                            ("outcome", self.outcome), ("error", self.error), ("result", self.result),
-                            ("deadline", self.deadline)):
+                            ("agent", self.agent), ("outcome", self.outcome), ("error", self.error),
+                            ("result", self.result), ("deadline", self.deadline)):
             if value is not None:
                 view[name] = value
         if self.state == WAITING and isinstance(self.steps.get("question"), str):

@@ -4,6 +4,7 @@ the inline capacity has room, else queued."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..domain.agents import AGENTS
 from ..domain.catalog import Model
 from ..domain.errors import LedgerError
 from ..domain.pricing import Estimate
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 # (uid, request) -> (model id, µc the task's own call needs, µc more it may spend within its limit: a chat turn's
 # conversation memory)
 Quote = Callable[[str, TaskRequest], tuple[str | None, int, int]]
+DEFAULT_AGENT = AGENTS[0]  # research: an agent task no rule and no input chose an agent for
 
 
 @dataclass(frozen=True)
@@ -31,31 +34,48 @@ class Rule:
     when: dict[str, Any]
     speed: str
     seconds: int
+    agent: str | None = None  # the agent an agent task gets when its input names none
 
-    def holds(self, request: TaskRequest) -> bool:
-        when = self.when
-        text = request.text() if isinstance(request.input, dict) else request.input
-        checks = {
-            "kind": lambda wanted: request.kind == wanted,
-            "inputCharsOver": lambda n: len(text) > n or len(orjson.dumps(request.input)) > n,
-            "hasImage": lambda wanted: (isinstance(request.input, dict) and "image" in request.input) == wanted,
-            "modelPrefix": lambda prefix: (request.model or "").startswith(prefix),
-            "conversation": lambda wanted: (request.conversation_id is not None) == wanted,
-        }
-        unknown = set(when) - set(checks)
+    def __post_init__(self) -> None:
+        unknown = set(self.when) - set(CONDITIONS)
         if unknown:
             raise ValueError(f"task rule {self.name!r} has unknown conditions {sorted(unknown)}")
-        return all(checks[name](value) for name, value in when.items())
+        if self.speed not in ("quick", "long"):
+            raise ValueError(f"task rule {self.name!r}: speed is quick or long")
+        if self.agent is not None and self.agent not in AGENTS:
+            raise ValueError(f"task rule {self.name!r}: agent is one of {', '.join(AGENTS)}")
+        if "textMatches" in self.when:
+            re.compile(self.when["textMatches"])  # a bad pattern fails at load, not on a user's request
+
+    def holds(self, request: TaskRequest) -> bool:
+        return all(CONDITIONS[name](request, value) for name, value in self.when.items())
+
+
+def _text(request: TaskRequest) -> str:
+    return request.text() if isinstance(request.input, dict) else request.input
+
+
+CONDITIONS: dict[str, Callable[[TaskRequest, Any], bool]] = {
+    "kind": lambda request, wanted: request.kind == wanted,
+    "inputCharsOver": lambda request, n: len(_text(request)) > n or len(orjson.dumps(request.input)) > n,
+    "hasImage": lambda request, wanted: (isinstance(request.input, dict) and "image" in request.input) == wanted,
+    "modelPrefix": lambda request, prefix: (request.model or "").startswith(prefix),
+    "conversation": lambda request, wanted: (request.conversation_id is not None) == wanted,
+    "textMatches": lambda request, pattern: re.search(pattern, _text(request), re.IGNORECASE) is not None,
+}
+
+
+def named_agent(request: TaskRequest) -> str | None:
+    """The agent an agent task's input names, if it names one."""
+    return request.input.get("agent") if isinstance(request.input, dict) else None
 
 
 class RulesClassifier:
     """The first rule that holds, highest priority first; the estimate is what the task's kind prices it at."""
 
     def __init__(self, rules: list[dict[str, Any]], quote: Quote) -> None:
-        parsed = [Rule(r["name"], int(r.get("priority", 0)), dict(r["when"]), r["speed"], int(r["seconds"]))
-                  for r in rules]
-        if any(rule.speed not in ("quick", "long") for rule in parsed):
-            raise ValueError("a task rule's speed is quick or long")
+        parsed = [Rule(r["name"], int(r.get("priority", 0)), dict(r["when"]), r["speed"], int(r["seconds"]),
+                       r.get("agent")) for r in rules]
         self.rules = sorted(parsed, key=lambda rule: -rule.priority)  # stable: file order within a priority
         self.quote = quote
 
@@ -64,11 +84,10 @@ class RulesClassifier:
         if rule is None:
             raise InvalidTask(f"no rule classifies a {request.kind} task")
         model, micros, upkeep = self.quote(uid, request)
-        return Classification(rule.speed, rule.seconds, micros, rule.name, model,
-                              agent=request.input.get("agent") if isinstance(request.input, dict) else None,
-                              upkeep=upkeep)
+        agent = (named_agent(request) or rule.agent or DEFAULT_AGENT) if request.kind == "agent" else None
+        return Classification(rule.speed, rule.seconds, micros, rule.name, model, agent=agent, upkeep=upkeep)
 
-    def room(self, uid: str, request: TaskRequest) -> int:
+    def room(self, uid: str, request: TaskRequest, ruled: Classification) -> int:
         """The rules ask no model: the task's hold needs no room for one."""
         return 0
 
@@ -103,20 +122,30 @@ class Router:
             self._running -= 1
 
 
-CLASS_SCHEMA = {"type": "json_schema", "json_schema": {"name": "task_class", "strict": True, "schema": {
-    "type": "object", "additionalProperties": False, "required": ["speed", "seconds"],
-    "properties": {"speed": {"type": "string", "enum": ["quick", "long"]},
-                   "seconds": {"type": "integer", "minimum": 1, "maximum": 3600}}}}}
-ASKED = {"response_format": CLASS_SCHEMA}
+def class_schema(agents: list[str] | None = None) -> dict[str, Any]:
+    """The answer asked of a model classifier: speed and duration, and for an agent task with no agent named, the
+    agent (`agents`: the choices, the rules' first)."""
+    properties: dict[str, Any] = {"speed": {"type": "string", "enum": ["quick", "long"]},
+                                  "seconds": {"type": "integer", "minimum": 1, "maximum": 3600}}
+    if agents:
+        properties["agent"] = {"type": "string", "enum": agents}
+    return {"type": "json_schema", "json_schema": {"name": "task_class", "strict": True, "schema": {
+        "type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}}}
+
+
+CLASS_SCHEMA = class_schema()
 ANSWER_TOKENS = 40
 ASK = ("Classify this AI task for a scheduler. quick: one model reply within seconds; long: several steps or more "
        "than half a minute. Answer with JSON {\"speed\": \"quick\"|\"long\", \"seconds\": expected duration}.")
+ASK_AGENT = (" For an agent task also choose \"agent\": research (finding things out and summing them up), code "
+             "(writing, reading or fixing programs) or analysis (working through data and figures).")
 
 
 class ModelClassifier:
-    """A cheap model judges quick or long (a JSON schema answer), metered like any call; any failure (no such
-    model, a refusal, an answer off the schema, a hold with no room for it) leaves the rules' word. The estimate, and
-    so what the task needs held, always comes from the task's own price. The call is paid from the task's own hold,
+    """A cheap model judges quick or long, and an agent task's agent when its input names none (a JSON schema
+    answer), metered like any call; any failure (no such model, a refusal, an answer off the schema, a hold with no
+    room for it) leaves the rules' word. The estimate, and so what the task needs held, always comes from the task's
+    own price. The call is paid from the task's own hold,
     which grows by what the call may cost (`room`) and is asked only once that hold is placed: the classification
     is inside the task's one financial outcome, and a task refused at its hold has asked (and paid) nothing."""
 
@@ -128,35 +157,49 @@ class ModelClassifier:
         """The rules' classification, which the model may change once the task's hold is placed (`judge`)."""
         return self.rules.classify(uid, request)
 
-    def room(self, uid: str, request: TaskRequest) -> int:
+    def room(self, uid: str, request: TaskRequest, ruled: Classification) -> int:
         """µc the model's call may cost (the hold it would place on its own); 0 when it cannot be priced."""
+        messages, options = self._asked(request, ruled)
         try:
-            return self.price(uid, self._asked(request), self.model, ANSWER_TOKENS, options=ASKED)[1].micros
+            return self.price(uid, messages, self.model, ANSWER_TOKENS, options=options)[1].micros
         except LedgerError as unpriced:  # no such model, or not one for chat: the rules decide
             log.info("model classifier cannot price a call for %s: %s", uid, unpriced.detail)
             return 0
 
     def judge(self, uid: str, request: TaskRequest, ruled: Classification, budget: Budget,
               key: str) -> Classification:
-        """`ruled`, with the model's speed and duration when it answers; `charged`: what its call took from the
+        """`ruled`, with the model's speed, duration and agent when it answers; `charged`: what its call took from the
         task's hold (`budget`, whose room for the call is what it may take), whatever the answer says."""
+        messages, options = self._asked(request, ruled)
+        choosing = self._choosing(request)
         try:
-            reply = self.ask(uid, self._asked(request), key=f"{key}:classify", model=self.model,
-                             max_tokens=ANSWER_TOKENS, options=ASKED, budget=budget)
+            reply = self.ask(uid, messages, key=f"{key}:classify", model=self.model, max_tokens=ANSWER_TOKENS,
+                             options=options, budget=budget)
             judged = orjson.loads(reply.text)
             speed, seconds = judged["speed"], judged["seconds"]
+            agent = judged["agent"] if choosing else ruled.agent
             if speed not in ("quick", "long") or isinstance(seconds, bool) or not isinstance(seconds, int) \
-                    or not 1 <= seconds <= 3600:
+                    or not 1 <= seconds <= 3600 or (choosing and agent not in AGENTS):
                 raise ValueError(f"off the schema: {judged!r}")
         except Exception as failure:  # the rules decide instead, whatever went wrong
             log.info("model classifier fell back to the rules for %s: %s", uid, failure)
             return replace(ruled, charged=budget.captured)
         if request.kind in ("agent", "image") and speed == "quick":
             speed = "long"  # never inline: they run as sagas and graphs on the queue
-        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}", charged=budget.captured)
+        return replace(ruled, speed=speed, seconds=seconds, rule=f"model {self.model}", agent=agent,
+                       charged=budget.captured)
 
     @staticmethod
-    def _asked(request: TaskRequest) -> list[dict[str, str]]:
+    def _choosing(request: TaskRequest) -> bool:
+        """Whether the model chooses the agent: an agent task whose input names none."""
+        return request.kind == "agent" and named_agent(request) is None
+
+    def _asked(self, request: TaskRequest, ruled: Classification) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        """The classifier's messages and options for this request (the same for its price and its call)."""
         described = {"kind": request.kind, "input": request.text()[:2000], "model": request.model,
                      "conversation": request.conversation_id is not None}
-        return [{"role": "system", "content": ASK}, {"role": "user", "content": orjson.dumps(described).decode()}]
+        first = ruled.agent or DEFAULT_AGENT
+        choices = [first, *(agent for agent in AGENTS if agent != first)] if self._choosing(request) else None
+        return ([{"role": "system", "content": ASK + (ASK_AGENT if choices else "")},
+                 {"role": "user", "content": orjson.dumps(described).decode()}],
+                {"response_format": class_schema(choices)})

@@ -328,8 +328,8 @@ class AgentRun:
     def run(self, context: Context, resume: object | None = None) -> RunOutcome:
         task = context.task
         spec = task.request.input if isinstance(task.request.input, dict) else {}
-        agent = spec.get("agent", "research")
-        if agent not in AGENTS:
+        agent = task.agent or spec.get("agent") or AGENTS[0]  # as the classifier chose it (a task older than
+        if agent not in AGENTS:  # the choice names none)
             raise InvalidTask(f"input.agent must be one of {', '.join(AGENTS)}")
         goal = task.request.text()
         if not goal:

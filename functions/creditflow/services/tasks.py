@@ -287,7 +287,8 @@ class Tasks:
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
         accepting: dict[str, Any] = {
-            "speed": c.speed, "estimate": c.estimate, "seconds": c.seconds, "model": c.model, "hold": hold,
+            "speed": c.speed, "estimate": c.estimate, "seconds": c.seconds, "model": c.model, "agent": c.agent,
+            "hold": hold,
             "reserved": held, "deadline": iso(parse_iso(now) + self._lasts(c.speed)), "message": "accepted",
             "steps": {**task.steps, **({"splitFrom": split_from} if split_from else {})}}
         if room:
@@ -335,7 +336,7 @@ class Tasks:
         that costs nothing is not worth a paid classification."""
         if ruled.estimate <= 0:
             return 0
-        room = self.classifier.room(uid, request)
+        room = self.classifier.room(uid, request, ruled)
         limit = min(request.max_credits if request.max_credits is not None else self.policy.max_reservation,
                     self.policy.max_reservation)
         return room if ruled.estimate + room <= limit else 0
@@ -347,7 +348,8 @@ class Tasks:
         budget = Budget(task.uid, task.hold, task.reserved, task.deadline or "", task.reserved,
                         kept=task.reserved - room, task=task.id)
         c = self.classifier.judge(task.uid, task.request, ruled, budget, key=f"task:{task.id}")
-        return c, {"speed": c.speed, "seconds": c.seconds, "classified": c.charged, "charged": c.charged,
+        return c, {"speed": c.speed, "seconds": c.seconds, "agent": c.agent, "classified": c.charged,
+                   "charged": c.charged,
                    "deadline": iso(parse_iso(now) + self._lasts(c.speed))}
 
     def _lasts(self, speed: str) -> timedelta:

@@ -103,6 +103,8 @@ class TaskOut(Out):
     route: Literal["inline", "queued"] | None = None
     routeReason: str | None = None
     model: str | None = None
+    agent: Literal["research", "code", "analysis"] | None = Field(default=None, description="an agent task's agent: "
+                                                                  "its input's, or the one the classifier chose")
     outcome: Literal["settled", "released"] | None = Field(default=None, description="once terminal: its hold "
                                                         "charged (in full or part), or freed")
     error: TaskProblem | None = Field(default=None, description="a problem document, when it failed")
