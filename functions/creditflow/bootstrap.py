@@ -451,7 +451,7 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes),
                         timedelta(hours=settings.bus_retention_hours) if settings.bus_retention_hours else None)
     chat_run = ChatRun(chat, conversations)
-    by_rules = RulesClassifier(rules, quote)
+    by_rules = RulesClassifier(rules, quote, lambda uid, conversation: conversations.get(uid, conversation).messages)
     classifier: RulesClassifier | ModelClassifier = by_rules
     if settings.task_classifier_model:  # a cheap model judges quick or long; the rules stay its fallback
         classifier = ModelClassifier(by_rules, chat.chat, chat.quote, settings.task_classifier_model)

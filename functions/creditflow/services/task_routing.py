@@ -47,21 +47,40 @@ class Rule:
         if "textMatches" in self.when:
             re.compile(self.when["textMatches"])  # a bad pattern fails at load, not on a user's request
 
-    def holds(self, request: TaskRequest) -> bool:
-        return all(CONDITIONS[name](request, value) for name, value in self.when.items())
+    def holds(self, facts: Facts) -> bool:
+        return all(CONDITIONS[name](facts, value) for name, value in self.when.items())
 
 
-def _text(request: TaskRequest) -> str:
-    return request.text() if isinstance(request.input, dict) else request.input
+@dataclass
+class Facts:
+    """What the rules look at: the request, and its conversation's length, read once and only when a rule asks."""
+
+    uid: str
+    request: TaskRequest
+    length_of: Callable[[str, str], int] | None = None  # (uid, conversation id) -> messages in it
+    _length: int | None = None
+
+    @property
+    def text(self) -> str:
+        return self.request.text() if isinstance(self.request.input, dict) else self.request.input
+
+    def conversation_length(self) -> int:
+        """Messages in the request's conversation so far (0 without one); an unknown conversation is refused."""
+        if self._length is None:
+            conversation = self.request.conversation_id
+            self._length = self.length_of(self.uid, conversation) if conversation and self.length_of else 0
+        return self._length
 
 
-CONDITIONS: dict[str, Callable[[TaskRequest, Any], bool]] = {
-    "kind": lambda request, wanted: request.kind == wanted,
-    "inputCharsOver": lambda request, n: len(_text(request)) > n or len(orjson.dumps(request.input)) > n,
-    "hasImage": lambda request, wanted: (isinstance(request.input, dict) and "image" in request.input) == wanted,
-    "modelPrefix": lambda request, prefix: (request.model or "").startswith(prefix),
-    "conversation": lambda request, wanted: (request.conversation_id is not None) == wanted,
-    "textMatches": lambda request, pattern: re.search(pattern, _text(request), re.IGNORECASE) is not None,
+CONDITIONS: dict[str, Callable[[Facts, Any], bool]] = {
+    "kind": lambda facts, wanted: facts.request.kind == wanted,
+    "inputCharsOver": lambda facts, n: len(facts.text) > n or len(orjson.dumps(facts.request.input)) > n,
+    "hasImage": lambda facts, wanted: (isinstance(facts.request.input, dict)
+                                       and "image" in facts.request.input) == wanted,
+    "modelPrefix": lambda facts, prefix: (facts.request.model or "").startswith(prefix),
+    "conversation": lambda facts, wanted: (facts.request.conversation_id is not None) == wanted,
+    "conversationMessagesOver": lambda facts, n: facts.conversation_length() > n,
+    "textMatches": lambda facts, pattern: re.search(pattern, facts.text, re.IGNORECASE) is not None,
 }
 
 
@@ -73,14 +92,17 @@ def named_agent(request: TaskRequest) -> str | None:
 class RulesClassifier:
     """The first rule that holds, highest priority first; the estimate is what the task's kind prices it at."""
 
-    def __init__(self, rules: list[dict[str, Any]], quote: Quote) -> None:
+    def __init__(self, rules: list[dict[str, Any]], quote: Quote,
+                 conversation_length: Callable[[str, str], int] | None = None) -> None:
         parsed = [Rule(r["name"], int(r.get("priority", 0)), dict(r["when"]), r["speed"], int(r["seconds"]),
                        r.get("agent")) for r in rules]
         self.rules = sorted(parsed, key=lambda rule: -rule.priority)  # stable: file order within a priority
         self.quote = quote
+        self.conversation_length = conversation_length  # (uid, conversation id) -> messages in it
 
     def classify(self, uid: str, request: TaskRequest) -> Classification:
-        rule = next((rule for rule in self.rules if rule.holds(request)), None)
+        facts = Facts(uid, request, self.conversation_length)
+        rule = next((rule for rule in self.rules if rule.holds(facts)), None)
         if rule is None:
             raise InvalidTask(f"no rule classifies a {request.kind} task")
         model, micros, upkeep = self.quote(uid, request)
