@@ -38,6 +38,27 @@ def agent(platform: Platform, task_id: str, plan: list[list[object]], max_credit
     return platform.tasks.run("u", task_id) if not task.terminal else task
 
 
+def an_image_that_ends_at_once(platform: Platform, agent_id: str,
+                               monkeypatch: pytest.MonkeyPatch) -> tuple[Task, Task]:
+    """An agent task (its limit 0.003 credits, the user's balance 5) that starts an image task of two images, which
+    is cancelled as soon as it is started (having spent nothing of its hold, as one the provider refused would),
+    then calls a tool: the agent task, run to its end, and the image task."""
+    funded(platform, "u", 5)
+    images = platform.tasks.runs["agent"].start_image  # type: ignore[attr-defined]
+    start = images.start
+
+    def started_then_ended(uid: str, task_id: str, raw: dict[str, object], *, lender: object) -> Task:
+        platform.tasks.cancel(uid, start(uid, task_id, raw, lender=lender).id)
+        return platform.tasks.get(uid, task_id)
+
+    monkeypatch.setattr(images, "start", started_then_ended)
+    task = agent(platform, agent_id, [["start_image_task", {"prompt": "a boat", "n": 2}],
+                                      ["arithmetic", {"expression": "1 + 1"}]], "0.003")
+    assert task.state == SUCCEEDED and task.result["partial"] is False, task.result
+    [image] = images_of(platform, agent_id)
+    return task, image
+
+
 def images_of(platform: Platform, agent_id: str) -> list[Task]:
     return [task for task in platform.tasks.list("u")[0] if task.id.startswith(f"{agent_id}-img-")]
 
@@ -123,19 +144,7 @@ def test_what_an_image_task_did_not_spend_comes_back_to_the_agents_limit(drawing
     the provider refused would): what it held is taken back into the agent's hold, so the agent's next calls have
     its whole limit less what the image was charged, not less what the image held. (Before, the agent stopped
     at its limit as in the test above, with that much back on the user's balance.)"""
-    funded(drawing, "u", 5)
-    images = drawing.tasks.runs["agent"].start_image  # type: ignore[attr-defined]
-    start = images.start
-
-    def started_then_ended(uid: str, task_id: str, raw: dict[str, object], *, lender: object) -> Task:
-        drawing.tasks.cancel(uid, start(uid, task_id, raw, lender=lender).id)
-        return drawing.tasks.get(uid, task_id)
-
-    monkeypatch.setattr(images, "start", started_then_ended)
-    task = agent(drawing, "a5", [["start_image_task", {"prompt": "a boat", "n": 2}],
-                                 ["arithmetic", {"expression": "1 + 1"}]], "0.003")
-    assert task.state == SUCCEEDED and task.result["partial"] is False, task.result
-    [image] = images_of(drawing, "a5")
+    task, image = an_image_that_ends_at_once(drawing, "a5", monkeypatch)
     assert image.state == "cancelled" and image.charged == 0 and image.reserved > 0
     back = [e.fields() for e in drawing.credits.history("u", limit=50)[0]
             if e.fields()["key"] == f"task:a5:back:{image.id}"]
@@ -155,19 +164,7 @@ def test_an_image_tasks_classification_is_paid_from_its_split_and_the_rest_comes
     judging = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
                             task_classifier_model=LLAMA)
     try:
-        funded(judging, "u", 5)
-        images = judging.tasks.runs["agent"].start_image  # type: ignore[attr-defined]
-        start = images.start
-
-        def started_then_ended(uid: str, task_id: str, raw: dict[str, object], *, lender: object) -> Task:
-            judging.tasks.cancel(uid, start(uid, task_id, raw, lender=lender).id)
-            return judging.tasks.get(uid, task_id)
-
-        monkeypatch.setattr(images, "start", started_then_ended)
-        task = agent(judging, "a6", [["start_image_task", {"prompt": "a boat", "n": 2}],
-                                     ["arithmetic", {"expression": "1 + 1"}]], "0.003")
-        assert task.state == SUCCEEDED and task.result["partial"] is False, task.result
-        [image] = images_of(judging, "a6")
+        task, image = an_image_that_ends_at_once(judging, "a6", monkeypatch)
         assert image.state == "cancelled" and 0 < image.classified == image.charged < image.reserved
         entries = [e.fields() for e in judging.credits.history("u", limit=100)[0]]
         assert sum(int(f["amount"]) for f in entries if f["kind"] == "settle"
