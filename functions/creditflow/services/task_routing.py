@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -58,7 +58,7 @@ class Facts:
     uid: str
     request: TaskRequest
     length_of: Callable[[str, str], int] | None = None  # (uid, conversation id) -> messages in it
-    _length: int | None = None
+    _length: int | None = field(default=None, init=False)
 
     @property
     def text(self) -> str:
@@ -167,9 +167,9 @@ class ModelClassifier:
     """A cheap model judges quick or long, and an agent task's agent when its input names none (a JSON schema
     answer), metered like any call; any failure (no such model, a refusal, an answer off the schema, a hold with no
     room for it) leaves the rules' word. The estimate, and so what the task needs held, always comes from the task's
-    own price. The call is paid from the task's own hold,
-    which grows by what the call may cost (`room`) and is asked only once that hold is placed: the classification
-    is inside the task's one financial outcome, and a task refused at its hold has asked (and paid) nothing."""
+    own price. The call is paid from the task's own hold, which grows by what the call may cost (`room`), and is
+    made only once that hold is placed: the classification is inside the task's one financial outcome, and a task
+    refused at its hold has asked (and paid) nothing."""
 
     def __init__(self, rules: RulesClassifier, ask: Callable[..., Completion],
                  price: Callable[..., tuple[Model, Estimate]], model: str) -> None:

@@ -275,7 +275,7 @@ class Tasks:
         try:
             c = self.classifier.classify(task.uid, task.request)
             # what it would cost stays on the task if the hold is refused
-            task = replace(task, speed=c.speed, estimate=c.estimate, seconds=c.seconds, model=c.model)
+            task = replace(task, speed=c.speed, estimate=c.estimate, seconds=c.seconds, model=c.model, agent=c.agent)
             room = self._room(task.uid, task.request, c)
             try:
                 hold, held, split_from = self._hold_for(task, c, room, lender)
@@ -288,9 +288,8 @@ class Tasks:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
         accepting: dict[str, Any] = {
             "speed": c.speed, "estimate": c.estimate, "seconds": c.seconds, "model": c.model, "agent": c.agent,
-            "hold": hold,
-            "reserved": held, "deadline": iso(parse_iso(now) + self._lasts(c.speed)), "message": "accepted",
-            "steps": {**task.steps, **({"splitFrom": split_from} if split_from else {})}}
+            "hold": hold, "reserved": held, "deadline": iso(parse_iso(now) + self._lasts(c.speed)),
+            "message": "accepted", "steps": {**task.steps, **({"splitFrom": split_from} if split_from else {})}}
         if room:
             try:
                 task = self._move(task, ACCEPTED, **accepting)
