@@ -126,3 +126,19 @@ def test_a_crash_after_the_classifier_was_paid_is_counted_once(judged: Platform,
     assert classifier_asks(upstream) == 1 and task_holds(judged, "t") == ["task:t:hold"]
     balance = judged.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT - taken, 0) and judged.integrity.audit().ok
+
+
+def test_a_task_run_in_the_callers_request_is_not_judged_by_the_model(tmp_path: Path, clock: SteppedClock) -> None:
+    """The synchronous /v1/images/generations runs its task here, whatever the model would say of its speed: the
+    model is not asked (nor paid), while the same request on the bus is judged."""
+    from creditflow.domain.tasks import TaskRequest
+
+    offline = make_platform(tmp_path / "data", clock, task_classifier_model="demo-chat")
+    funded(offline, "u", 1)
+    request = TaskRequest(kind="image", input={"prompt": "a lighthouse", "size": "256x256"}, model="demo-image")
+    here = offline.tasks.submit_now("u", "here", request)
+    queued = offline.tasks.submit("u", "bus", {"kind": "image", "input": request.input, "model": "demo-image"})
+    assert here.state == SUCCEEDED and here.classified == 0 and here.route_reason.startswith("synchronous")
+    assert queued.classified > 0 and queued.route_reason.startswith("long (model demo-chat)")
+    assert taken_for(offline, "task:here:classify:") == 0 and offline.integrity.audit().ok
+    offline.store.close()  # type: ignore[attr-defined]

@@ -270,13 +270,14 @@ class Tasks:
         """Classify, price, hold and route a requested task. A refusal (unknown model, too little credit) ends it
         `failed` with the refusal's problem and nothing held. With `here`, it runs in this thread, to its end; with
         `lender`, its hold is moved out of the lender's (see `_place_hold`). A model classifier is asked once the
-        task is recorded `accepted` with its hold, which has room for its call (see `_judged`)."""
+        task is recorded `accepted` with its hold, which has room for its call (see `_judged`); not for a task run
+        here, which its answer would route nowhere."""
         now = self._now()
         try:
             c = self.classifier.classify(task.uid, task.request)
             # what it would cost stays on the task if the hold is refused
             task = replace(task, speed=c.speed, estimate=c.estimate, seconds=c.seconds, model=c.model, agent=c.agent)
-            room = self._room(task.uid, task.request, c)
+            room = 0 if here else self._room(task.uid, task.request, c)  # run here, it is routed nowhere
             try:
                 hold, held, split_from = self._hold_for(task, c, room, lender)
             except InsufficientFunds:  # it covers the task, not the model's call beside it: the rules decide
