@@ -226,13 +226,15 @@ def test_a_task_with_a_limit_typed_in_the_form_goes_through_the_bus(context: Any
     page.get_by_role("alert").filter(has_text="must be more than 0 credits").wait_for()
     assert web.call("GET", "/api/v1/tasks", token=web.token("lim")).json["tasks"] == []
     page.get_by_label("Kind").select_option("agent")  # an agent holds its limit whole
+    page.get_by_label("Agent", exact=True).select_option("analysis")  # named, not chosen from the goal
     page.get_by_label("Most it may cost (credits, optional)").fill("0.5")
     page.get_by_label("Goal").fill("say hello")
     page.get_by_role("button", name="Submit the task").click()
     page.get_by_text(re.compile(r"Submitted task .* \(through the realtime bus\)")).wait_for()
     task_id = page.get_by_test_id("task").first.get_attribute("aria-label").removeprefix("Task ")
     written = web.call("GET", f"/realtime/requests/lim/{task_id}.json?auth={web.token('lim')}").json
-    assert written["maxCredits"] == "0.5"  # as typed
+    assert written["maxCredits"] == "0.5" and written["input"] == {"goal": "say hello", "agent": "analysis"}
+    page.get_by_test_id("task-agent").filter(has_text="Agent: analysis").wait_for()
     stored = web.call("GET", f"/api/v1/tasks/{task_id}", token=web.token("lim")).json
     assert stored["reserved"]["micros"] == 500_000, stored
 
@@ -539,7 +541,8 @@ def test_an_image_task_an_agent_started_links_to_the_agent(context: Any, offline
     started_by.wait_for(timeout=30000)  # on the image task's card, once the agent has started it
     assert started_by.inner_text() == "Started by task ira-agent" and started_by.count() == 1
     started_by.get_by_role("link").click()
-    page.get_by_role("article", name="Task ira-agent").wait_for()
+    agent = page.get_by_role("article", name="Task ira-agent")
+    assert agent.get_by_test_id("task-agent").inner_text() == "Agent: research"  # chosen from its goal
 
 
 def test_images_are_priced_made_shown_from_signed_urls_and_deleted(context: Any, offline: LocalServer) -> None:

@@ -58,6 +58,7 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
     <h3>{task.kind} task <code>{task.id}</code></h3>
     {task.startedBy && <p data-testid="task-started-by">Started by <a href={`#/tasks/${
       encodeURIComponent(task.startedBy)}`}>task {task.startedBy}</a></p>}
+    {task.agent && <p data-testid="task-agent">Agent: <strong>{task.agent}</strong></p>}
     <p>State: <strong data-testid="task-state">{task.state}</strong>
       {task.route ? ` (${task.route}${task.routeReason ? `: ${task.routeReason}` : ""})` : ""}</p>
     <label for={`p-${task.id}`}>Progress: <span data-testid="task-percent">{percent} %</span>
@@ -91,11 +92,14 @@ function TaskForm({ uid, onSubmitted }) {
   const [model, setModel] = useState("");
   const [max, setMax] = useState("");
   const [ask, setAsk] = useState(false);
+  const [agent, setAgent] = useState(""); // "": the classifier chooses from the goal
   const [done, setDone] = useState(null);
   const [submit, busy, error] = useAction(async () => {
     if (max && !(Number(max) > 0)) throw new ApiError(422, { detail: "the most it may cost must be more than 0 credits" });
     const asking = kind === "agent" && ask; // an agent that asks before passing its limit: {goal, approval}
-    const request = { kind, input: asking ? { goal: input, approval: true } : input, ...(model ? { model } : {}),
+    const named = kind === "agent" && agent;
+    const request = { kind, input: asking || named ? { goal: input, ...(asking ? { approval: true } : {}),
+      ...(named ? { agent } : {}) } : input, ...(model ? { model } : {}),
       ...(max ? { maxCredits: max } : {}) };
     const result = await submitTask(uid, request);
     setDone(result);
@@ -112,6 +116,10 @@ function TaskForm({ uid, onSubmitted }) {
         <input id="task-max" inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" value={max}
           onInput={(e) => setMax(e.target.value)} /></div>
     </div>
+    {kind === "agent" && <><label for="task-agent">Agent</label>
+      <select id="task-agent" value={agent} onChange={(e) => setAgent(e.target.value)}>
+        <option value="">chosen from the goal</option><option value="research">research</option>
+        <option value="code">code</option><option value="analysis">analysis</option></select></>}
     {kind === "agent" && <label style="font-weight:400"><input type="checkbox" checked={ask}
       onChange={(e) => setAsk(e.target.checked)} /> Ask me before it spends past its limit (else it stops there
       with what it has)</label>}
