@@ -36,7 +36,8 @@ class TaskInput(BaseModel):
     messages: list[TaskMessage] | None = Field(default=None, min_length=1)
     image: str | None = Field(default=None, pattern=IMAGE_REFERENCE, max_length=60_000,
                               description="a vision task's (required): a data: URL, upload:<id>, image:<taskId>.<n>, https://")
-    agent: Literal["research", "code", "analysis"] | None = None
+    agent: Literal["research", "code", "analysis"] | None = Field(default=None, description="which agent works "
+                                                                  "on it; left out, the classifier chooses")
     approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")
     documents: dict[str, str] | None = Field(default=None, description="texts an agent may read, by name")
     size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$",
