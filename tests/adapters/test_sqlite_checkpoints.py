@@ -64,9 +64,10 @@ def test_the_wal_stays_bounded_however_long_writes_go_on(tmp_path: Path) -> None
     path = tmp_path / "ledger.sqlite3"
     store = SqliteLedgerStore(path, wal_restart_frames=64)
     open_accounts(store, 0, 10_000)  # 10,000 commits of at least a page each, with no pause between them
-    # Without the restarts the log would hold every one of those frames (the writers' own limit is far higher).
-    # With them it holds about what is written between two runs of the thread, past the threshold.
-    assert Path(f"{path}-wal").stat().st_size < 6000 * PAGE
+    # Without the restarts the log would hold every one of those frames (the writers' own limit is far higher):
+    # about 18,300 pages. With them it holds about what is written between two runs of the thread, past the
+    # threshold: about 2,200 pages alone, 6,500 with both cores busy with other work (the thread runs less often).
+    assert Path(f"{path}-wal").stat().st_size < 9000 * PAGE
     with sqlite3.connect(path) as reader:
         assert reader.execute("SELECT count(*) FROM accounts").fetchone()[0] == 10_000
     store.close()
