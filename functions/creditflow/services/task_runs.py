@@ -328,8 +328,9 @@ class AgentRun:
     def run(self, context: Context, resume: object | None = None) -> RunOutcome:
         task = context.task
         spec = task.request.input if isinstance(task.request.input, dict) else {}
-        agent = task.agent or spec.get("agent") or AGENTS[0]  # as the classifier chose it (a task older than
-        if agent not in AGENTS:  # the choice names none)
+        # as the classifier chose it; a task accepted before choices were recorded: its input's, or research
+        agent = task.agent or spec.get("agent") or AGENTS[0]
+        if agent not in AGENTS:
             raise InvalidTask(f"input.agent must be one of {', '.join(AGENTS)}")
         goal = task.request.text()
         if not goal:

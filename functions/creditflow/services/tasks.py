@@ -349,8 +349,7 @@ class Tasks:
                         kept=task.reserved - room, task=task.id)
         c = self.classifier.judge(task.uid, task.request, ruled, budget, key=f"task:{task.id}")
         return c, {"speed": c.speed, "seconds": c.seconds, "agent": c.agent, "classified": c.charged,
-                   "charged": c.charged,
-                   "deadline": iso(parse_iso(now) + self._lasts(c.speed))}
+                   "charged": c.charged, "deadline": iso(parse_iso(now) + self._lasts(c.speed))}
 
     def _lasts(self, speed: str) -> timedelta:
         """How long a task of this speed may take: past it, it ends `expired`."""
