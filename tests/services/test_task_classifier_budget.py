@@ -1,4 +1,5 @@
-"""A model classifier's call counts against the task's maxCredits and in the charged figure the user sees."""
+"""A model classifier's call is paid from the task's own hold: it counts against the task's maxCredits and in the
+charged figure the user sees, and a task refused at its hold asks (and pays) nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import SUCCEEDED, parse_request
+from creditflow.domain.tasks import SUCCEEDED, TaskRequest, parse_request
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -131,8 +132,6 @@ def test_a_crash_after_the_classifier_was_paid_is_counted_once(judged: Platform,
 def test_a_task_run_in_the_callers_request_is_not_judged_by_the_model(tmp_path: Path, clock: SteppedClock) -> None:
     """The synchronous /v1/images/generations runs its task here, whatever the model would say of its speed: the
     model is not asked (nor paid), while the same request on the bus is judged."""
-    from creditflow.domain.tasks import TaskRequest
-
     offline = make_platform(tmp_path / "data", clock, task_classifier_model="demo-chat")
     funded(offline, "u", 1)
     request = TaskRequest(kind="image", input={"prompt": "a lighthouse", "size": "256x256"}, model="demo-image")
