@@ -193,6 +193,7 @@ def test_a_replay_says_when_its_answer_was_first_given_and_a_stream_keeps_its_id
     time.sleep(1.1)  # the replays are asked a second later
     again, chunks_again = sdk.chat.completions.create(**whole), list(sdk.chat.completions.create(**streamed))
     assert again.id == first.id and first.created - 1 <= again.created <= first.created
+    assert first.id.startswith("chatcmpl-") and chunks[0].id.startswith("chatcmpl-")  # OpenAI's form, both ways
     assert {c.id for c in chunks_again} == {chunks[0].id} == {c.id for c in chunks}
     assert {c.created for c in chunks_again} <= {chunks[0].created, chunks[0].created + 1}
     other = list(sdk.chat.completions.create(**{**streamed, "extra_headers": {"Idempotency-Key": "created-3"}}))

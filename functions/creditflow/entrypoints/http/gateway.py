@@ -272,7 +272,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                                           spend=spend, options=options, replayable=replayable)
             first = next(pieces)
             # the client's key names the stream: its replay has the same id (a whole answer's is its charge's entry)
-            chunk_id = keyed_id("chatcmpl", uid, idempotency) if replayable else new_id("chatcmpl")
+            chunk_id = "chatcmpl-" + (keyed_id("stream", uid, idempotency) if replayable else new_id("stream"))
             return Response(_chunks(requested or routed[0].id, chunk_id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
         result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
