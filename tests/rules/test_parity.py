@@ -72,6 +72,8 @@ def project_rows() -> list[dict[str, Any]]:
         row("write", r2, ALICE, {**CHAT, "createdAt": NOW}), row("write", r2, ALICE, {**CHAT, "createdAt": NOW + 1}),
         row("write", r2, ALICE, {**CHAT, "kind": "image", "input": {"prompt": "a cat"}, "model": "flux",
                                  "maxCredits": 2.5, "priority": "high", "conversationId": "c1"}),
+        *(row("write", r2, ALICE, {**CHAT, "kind": "agent", "input": {"goal": "plan", "agent": agent}})
+          for agent in ("code", "analysis", "research", "poet", "Code", 3)),
         row("write", r2, ALICE, {**CHAT, "kind": "video"}), row("write", r2, ALICE, {**CHAT, "kind": "CHAT"}),
         row("write", r2, ALICE, {**CHAT, "kind": "chat\n"}), row("write", r2, ALICE, {**CHAT, "input": None}),
         row("write", r2, ALICE, {**CHAT, "input": "x" * 100_000}),

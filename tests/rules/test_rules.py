@@ -52,6 +52,7 @@ def test_database_rules_pass_every_case() -> None:
     lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["createdAt"].update(
         {".validate": "newData.isNumber()"}),
     lambda rules: rules["rules"]["notifications"]["$uid"].update({".read": "auth != null"}),
+    lambda rules: rules["rules"]["requests"]["$uid"]["$requestId"]["input"].pop("agent"),
 ])
 def test_the_cases_catch_a_loosened_rule(tmp_path: Path, loosen) -> None:
     rules = json.loads((ROOT / "database.rules.json").read_text())
@@ -72,3 +73,13 @@ def test_firestore_rules_let_no_client_write_anything() -> None:
     assert re.search(r"match /\{document=\*\*\} \{ allow read, write: if false; \}", text)
     reads = [cond for op, cond in allows if op.strip() == "read"]
     assert all(re.search(r"request\.auth|owns\(|isUser\(", cond) or cond.strip() == "false" for cond in reads)
+
+
+def test_the_rules_name_the_agents_the_platform_runs() -> None:
+    """An agent the rules let through is one the server runs: a client hears of an unknown one at its write."""
+    from creditflow.domain.agents import AGENTS
+
+    rules = json.loads((ROOT / "database.rules.json").read_text())
+    check = rules["rules"]["requests"]["$uid"]["$requestId"]["input"]["agent"][".validate"]
+    named = re.search(r"\^\(([a-z|]+)\)\$", check)
+    assert named is not None and set(named.group(1).split("|")) == set(AGENTS)
