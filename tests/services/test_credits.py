@@ -273,3 +273,21 @@ def test_a_scheduled_checkpoint_hashes_what_is_new_not_the_whole_log(platform: P
     assert 40 <= sum(read) < 2 * 256  # the last partial block, not the 1,540 leaves of the log
     assert platform.integrity.consistency(before.size, after.size)["consistent"]
     assert platform.integrity.audit().ok  # which hashes every leaf: the head signed is the log's
+
+
+def test_a_grant_that_would_take_its_issuing_account_past_64_bits_is_refused_and_changes_nothing(
+        platform: Platform, tmp_path: Path) -> None:
+    """Each user's balance fits 64 bits, but the issuing system account sums every grant: one grant of 2**63 - 1
+    then one of 2 on another account took `issuance:admin` below -2**63, which SQLite then kept as a float and the
+    audit failed for good. The second is refused, as a grant too large for the user's own account is."""
+    for uid in ("whale", "minnow"):
+        platform.credits.open_account(uid)
+    platform.credits.grant("whale", 2**63 - 1, source="admin", lot_kind="promotional", key="huge")
+    before = database_digest(tmp_path / "data" / "ledger.sqlite3")
+    with pytest.raises(errors.AmountTooLarge, match="issuance:admin"):
+        platform.credits.grant("minnow", 2, source="admin", lot_kind="paid", key="over")
+    assert database_digest(tmp_path / "data" / "ledger.sqlite3") == before
+    platform.credits.grant("minnow", 1, source="admin", lot_kind="paid", key="last-one")  # -2**63 still fits
+    report = platform.integrity.audit()
+    assert report.ok, report
+    assert platform.store.system_totals()["issuance:admin"].balance == -2**63

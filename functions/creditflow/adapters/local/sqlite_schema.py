@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     updated_at TEXT NOT NULL, last_top_up INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS system_accounts (
     id TEXT PRIMARY KEY, balance INTEGER NOT NULL, pending INTEGER NOT NULL) WITHOUT ROWID;
+-- a sum past 64 bits is a REAL to SQLite: refused, so that the transaction moving it rolls back whole
+CREATE TRIGGER IF NOT EXISTS system_totals_fit BEFORE UPDATE ON system_accounts
+    WHEN typeof(NEW.balance) != 'integer' OR typeof(NEW.pending) != 'integer'
+    BEGIN SELECT RAISE(ABORT, 'system total beyond 64 bits'); END;
 CREATE TABLE IF NOT EXISTS entries (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at TEXT NOT NULL,
     body BLOB NOT NULL, hash TEXT NOT NULL, signature TEXT NOT NULL, key_id TEXT NOT NULL, leaf INTEGER,

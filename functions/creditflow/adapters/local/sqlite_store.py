@@ -12,7 +12,7 @@ import orjson
 from ...domain.accounts import SystemTotals, UserAccount
 from ...domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from ...domain.entries import Entry
-from ...domain.errors import StoreConflict
+from ...domain.errors import AmountTooLarge, StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
@@ -144,10 +144,13 @@ class SqliteTransaction(_Reads):
                            [(h.id, h.account, h.target, h.amount, orjson.dumps(h.allocations), h.status, h.settled,
                              h.expires_at, h.created_at, h.closed_at, h.replaced_by, h.owner, h.split_off)
                             for h in changes.holds])
-        if changes.system:
-            db.executemany("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) "
+        for name, t in changes.system.items():
+            try:
+                db.execute("INSERT INTO system_accounts (id, balance, pending) VALUES (?, ?, ?) ON CONFLICT (id) "
                            "DO UPDATE SET balance = balance + excluded.balance, pending = pending + excluded.pending",
-                           [(name, t.balance, t.pending) for name, t in changes.system.items()])
+                           (name, t.balance, t.pending))
+            except sqlite3.IntegrityError as error:  # the schema's system_totals_fit
+                raise AmountTooLarge(f"{name}'s total would no longer fit in 64 bits", account=name) from error
         if changes.idempotency:
             db.executemany("INSERT INTO idempotency (scope, key, command, request, result, created_at) "
                            "VALUES (?,?,?,?,?,?)",
