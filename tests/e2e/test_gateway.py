@@ -52,6 +52,13 @@ def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == completion.choices[0].message.content
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    # as OpenAI's: the first delta names the role, so the SDK's accumulated message can be sent back as a turn
+    assert chunks[0].choices[0].delta.role == "assistant"
+    with sdk.chat.completions.stream(model="demo-chat", messages=[{"role": "user", "content": "hi"}]) as stream:
+        said = stream.get_final_completion().choices[0].message
+    turn = sdk.chat.completions.create(model="demo-chat", messages=[
+        {"role": "user", "content": "hi"}, said.model_dump(exclude_none=True), {"role": "user", "content": "more"}])
+    assert said.role == "assistant" and turn.choices[0].message.content
     balance = server.call("GET", "/api/v1/credits/balance", token=server.token("gw-user")).json
     assert balance["held"]["micros"] == 0 and balance["available"]["micros"] < 5_000_000
     keys = server.call("GET", "/api/v1/keys", token=server.token("gw-user")).json["keys"]

@@ -471,6 +471,7 @@ def _chunks(model: str, chunk_id: str, first: Piece, pieces: Iterator[Piece],
                                          "model": model, "choices": choices, **extra}) + b"\n\n"
 
     try:
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])  # OpenAI's
         for piece in itertools.chain([first], pieces):
             if isinstance(piece, StreamEnd):
                 if not piece.broken:
