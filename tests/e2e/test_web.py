@@ -243,18 +243,7 @@ def test_an_agent_that_asks_before_passing_its_limit_waits_for_the_answer_given_
         context: Any, web: LocalServer) -> None:
     """The form's "ask me" makes an agent that pauses at its limit (input.approval): the page shows its question,
     the answer given there raises the limit, and the agent goes on from where it paused to its end."""
-    funded(web, "ask")
-    page = context.new_page()
-    sign_in(page, web, "ask", "tasks")
-    page.get_by_label("Kind").select_option("agent")
-    page.get_by_label("Model", exact=True).select_option("meta-llama/Llama-3.3-70B-Instruct")
-    page.get_by_label("Most it may cost (credits, optional)").fill("0.0003")  # room for one model call of three
-    page.get_by_label("Ask me before it spends past its limit (else it stops there with what it has)").check()
-    plan = [["arithmetic", {"expression": "6 * 7"}], ["arithmetic", {"expression": "2 ** 10"}]]
-    page.get_by_label("Goal").fill("work it out TOOLPLAN:" + json.dumps(plan))
-    page.get_by_role("button", name="Submit the task").click()
-    task = page.get_by_test_id("task").first
-    task_id = task.get_attribute("aria-label").removeprefix("Task ")
+    page, task, task_id = _agent_that_asks(context, web, "ask")
     questions = []
     for _ in range(6):  # each approval doubles the limit; the agent asks again while its next step needs more
         page.wait_for_function("() => ['waiting', 'succeeded'].includes("
@@ -264,13 +253,42 @@ def test_an_agent_that_asks_before_passing_its_limit_waits_for_the_answer_given_
         asked = web.call("GET", f"/api/v1/tasks/{task_id}", token=web.token("ask")).json
         assert asked["question"] not in questions and asked["question"] in task.inner_text()
         questions.append(asked["question"])
-        task.get_by_role("button", name="Approve / answer").click()
+        task.get_by_role("button", name="Approve", exact=True).click()
         task.get_by_text(asked["question"]).wait_for(state="detached", timeout=30000)  # taken: it runs on
     assert task.get_attribute("data-state") == "succeeded" and questions
     done = web.call("GET", f"/api/v1/tasks/{task_id}", token=web.token("ask")).json
     assert done["result"]["partial"] is False and done["result"]["toolCalls"] == 2, done["result"]
     assert done["reserved"]["micros"] > 300 and 0 < done["charged"]["micros"] <= done["reserved"]["micros"]
     assert task.get_by_test_id("task-charged").inner_text() == f"{done['charged']['credits']} cr"
+
+
+def test_an_agent_asked_on_the_page_stops_with_what_it_has_when_declined(context: Any, web: LocalServer) -> None:
+    """The question is answered by a button, Approve or Decline: a typed "Yes, go ahead." once read as a no."""
+    page, task, task_id = _agent_that_asks(context, web, "decline")
+    page.wait_for_function("() => document.querySelector('[data-testid=task]').dataset.state === 'waiting'",
+                           timeout=30000)
+    task.get_by_role("button", name="Decline").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=task]').dataset.state === 'succeeded'",
+                           timeout=30000)
+    done = web.call("GET", f"/api/v1/tasks/{task_id}", token=web.token("decline")).json
+    assert done["result"]["partial"] is True and "not approved" in str(done["result"]), done["result"]
+    assert done["charged"]["micros"] <= 300
+
+
+def _agent_that_asks(context: Any, web: LocalServer, uid: str) -> tuple[Any, Any, str]:
+    """A page with an agent task started that pauses at its limit to ask: the page, its card, its id."""
+    funded(web, uid)
+    page = context.new_page()
+    sign_in(page, web, uid, "tasks")
+    page.get_by_label("Kind").select_option("agent")
+    page.get_by_label("Model", exact=True).select_option("meta-llama/Llama-3.3-70B-Instruct")
+    page.get_by_label("Most it may cost (credits, optional)").fill("0.0003")  # room for one model call of three
+    page.get_by_label("Ask me before it spends past its limit (else it stops there with what it has)").check()
+    plan = [["arithmetic", {"expression": "6 * 7"}], ["arithmetic", {"expression": "2 ** 10"}]]
+    page.get_by_label("Goal").fill("work it out TOOLPLAN:" + json.dumps(plan))
+    page.get_by_role("button", name="Submit the task").click()
+    task = page.get_by_test_id("task").first
+    return page, task, task.get_attribute("aria-label").removeprefix("Task ")
 
 
 def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: LocalServer) -> None:

@@ -434,7 +434,7 @@ def test_an_agent_that_asks_again_can_be_approved_again_over_the_bus(ai: Platfor
     while task.state == "waiting" and waits < 10:
         waits += 1
         before = ai.realtime.get(path)
-        ai.realtime.set(f"{path}/answer", True)  # "Approve / answer" with the field left empty
+        ai.realtime.set(f"{path}/answer", True)  # the page's "Approve" button
         after = ai.realtime.get(path)
         if after != before:  # a write that changes nothing fires no trigger
             ai.tasks.on_request_written("u", "agent5", before, after)

@@ -42,7 +42,6 @@ function streamText(pieces) {
 /** A task; with `live`, its tokens as they are written (a finished task's reply is in its result). */
 export function TaskCard({ task, uid, live = true, onChanged }) {
   const [pieces] = useLive(live && !TERMINAL.has(task.state) ? `streams/${uid}/${task.id}` : null);
-  const [answer, setAnswer] = useState("");
   const [act, busy, error] = useAction(async (what, body) => {
     const path = `requests/${uid}/${task.id}/${what === "cancel" ? "cancel" : "answer"}`;
     await viaBus(path, what === "cancel" ? true : body.answer,
@@ -73,12 +72,12 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
     {images > 0 && <p data-testid="task-images">{images === 1 ? "1 image" : `${images} images`} made:{" "}
       <a href="#/images">see {images === 1 ? "it" : "them"} in Images</a></p>}
     {task.result && <details><summary>Result</summary><pre class="mono">{JSON.stringify(task.result, null, 2)}</pre></details>}
-    {task.state === "waiting" && <form onSubmit={(e) => { e.preventDefault(); act("answer", { answer: answer || true }); }}>
+    {task.state === "waiting" && <div role="group" aria-label="The task's question">
       <p><strong>The task asks:</strong> {task.question || "may it go on?"}</p>
-      <label for={`a-${task.id}`}>Your answer (empty to approve)</label>
-      <input id={`a-${task.id}`} value={answer} onInput={(e) => setAnswer(e.target.value)} />
-      <button type="submit" disabled={busy}>Approve / answer</button>
-    </form>}
+      <button type="button" disabled={busy} onClick={() => act("answer", { answer: true })}>Approve</button>{" "}
+      <button type="button" class="secondary" disabled={busy}
+        onClick={() => act("answer", { answer: false })}>Decline</button>
+    </div>}
     {!TERMINAL.has(task.state) && <button type="button" class="secondary" disabled={busy}
       onClick={() => act("cancel")}>Cancel this task</button>}
     <Problem error={error} />
