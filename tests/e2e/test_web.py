@@ -601,6 +601,28 @@ def test_a_chat_message_carries_an_attached_image_to_a_vision_model(context: Any
     assert "[image: flag.png]" in said and "[demo vision, not a real model]" in said
     assert "512×256 PNG" in said  # sent at demo-vision's largest side
     assert "demo-vision" in page.get_by_test_id("charge").inner_text()
+    picker = page.get_by_label(re.compile("^Attach an image"))
+    assert picker.evaluate("input => input.files.length") == 0  # sent with its message: the picker says so
+
+
+def test_an_image_refused_with_its_message_is_dropped_and_the_text_given_back(context: Any, offline: LocalServer
+                                                                               ) -> None:
+    """A file that is not an image is refused (422) with its message; it stayed attached and every later message
+    failed with it, and the typed text was lost."""
+    funded(offline, "vin")
+    page = context.new_page()
+    sign_in(page, offline, "vin", "chat")
+    page.get_by_label("Message").fill("And this?")
+    picker = page.get_by_label(re.compile("^Attach an image"))
+    picker.set_input_files(files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image at all"}])
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text(re.compile("not an image")).wait_for()
+    assert page.get_by_label("Message").input_value() == "And this?"
+    assert picker.evaluate("input => input.files.length") == 0
+    page.get_by_label("Message").fill("just text now")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_test_id("charge").wait_for()
+    assert "just text now [image:" not in page.get_by_test_id("messages").inner_text()
 
 
 def test_an_expired_or_forged_token_signs_out_with_the_servers_reason(context: Any, web: LocalServer) -> None:

@@ -1,6 +1,6 @@
 // Chat in conversations: replies stream over POST /api/v1/chat (server-sent events); the model and its price are
 // shown before sending; each reply shows its charge and what conversation memory did.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, newKey, postStream } from "../api.js";
 import { credits, Empty, Loading, Problem, useLoad } from "../ui.jsx";
 
@@ -31,6 +31,7 @@ export function ChatPage() {
   const [messages, setMessages] = useState([]);
   const [text, setText] = useState("");
   const [image, setImage] = useState(null); // a File to attach, for a vision model
+  const picker = useRef(null);
   const [model, setModel] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -83,7 +84,6 @@ export function ChatPage() {
       if (attached) { // uploaded first (sniffed and stripped by the server), then sent by reference
         const kept = await api("POST", "/uploads", attached);
         content = [{ type: "text", text: asked }, { type: "image", url: kept.reference }];
-        setImage(null);
       }
       const body = { messages: [{ role: "user", content }], stream: true,
         ...(model ? { model } : {}), ...(current ? { conversationId: current } : {}) };
@@ -98,8 +98,13 @@ export function ChatPage() {
     } catch (caught) {
       update({ streaming: false, failed: true });
       setError(caught);
+      setText((now) => now || asked); // typed again or sent again, not lost
     } finally {
       setBusy(false);
+      if (attached) { // sent with this message, or refused with it: the next message goes without it
+        setImage(null);
+        if (picker.current) picker.current.value = "";
+      }
     }
   };
 
@@ -138,7 +143,7 @@ export function ChatPage() {
         <label for="chat-text">Message</label>
         <textarea id="chat-text" value={text} onInput={(e) => setText(e.target.value)} required />
         <label for="chat-image">Attach an image for the assistant to look at (at most 10 MB)</label>
-        <input id="chat-image" type="file" accept="image/png,image/jpeg,image/webp,image/gif"
+        <input id="chat-image" ref={picker} type="file" accept="image/png,image/jpeg,image/webp,image/gif"
           onChange={(e) => setImage(e.target.files[0] || null)} />
         <button type="submit" disabled={busy}>{busy ? "Replying…" : "Send"}</button>
       </form>
