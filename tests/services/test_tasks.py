@@ -161,11 +161,14 @@ def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_bac
     ("not an object", "invalid-task"),
     ({"kind": "vision", "input": "what is in it?"}, "invalid-task"),
     ({"kind": "vision", "input": {"prompt": "what is in it?"}}, "invalid-task"),
+    ({"kind": "agent", "input": "   "}, "invalid-task"),
 ])
 def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: object, problem: str) -> None:
     funded(ai, "u", 1)
     task = ai.tasks.submit("u", "bad", request_body)
     assert task.state == FAILED and task.error["type"] == problem and task.error["detail"]
+    asked = request_body.get("kind") if isinstance(request_body, dict) else None
+    assert task.request.kind == (asked if asked in ("chat", "image", "vision", "agent") else "chat")  # as listed
     assert task.charged == 0 and task.hold is None
     balance = ai.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT, 0)

@@ -33,6 +33,7 @@ from ..domain.tasks import (
     CANCELLED,
     EXPIRED,
     FAILED,
+    KINDS,
     RELEASED,
     REQUESTED,
     RUNNING,
@@ -140,7 +141,8 @@ class Tasks:
         try:
             request = parse_request(raw, max_reservation=self.policy.max_reservation)
         except InvalidTask as refused:
-            bad = Task(task_id, uid, TaskRequest(kind="chat", input="?"), now, now)
+            named = raw.get("kind") if isinstance(raw, dict) else None  # listed by the kind it asked for, if known
+            bad = Task(task_id, uid, TaskRequest(kind=named if named in KINDS else "chat", input="?"), now, now)
             failed = bad.moved(FAILED, now, error=problem_of(refused), progress=1.0, message=refused.detail[:200])
             if self.store.create(failed, [self._finished_event(failed)]):
                 self._after(failed)
