@@ -236,6 +236,9 @@ def test_bad_input_gets_problem_json_and_changes_nothing(server: LocalServer) ->
         assert reply.json["status"] == status and reply.json["detail"]
         assert "(?:" not in reply.json["detail"] and "[0-9]" not in reply.json["detail"], reply.json  # in words
     assert ledger_digest(server.data) == before
+    too_long = server.call("POST", "/api/v1/credits/reserve", token=token, raw=b"x" * 70_000,
+                           headers={"Idempotency-Key": "bad-2"}).json["detail"]
+    assert too_long == "the request body is larger than the 64 KiB this route accepts"  # the limit, in words
     wording = server.call("GET", "/api/v1/credits/history?since=yesterday&kind=steal", token=token).json["detail"]
     assert "like 2026-01-31T12:00:00Z" in wording and "grant, hold, settle, release, expire" in wording
 

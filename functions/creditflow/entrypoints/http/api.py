@@ -186,7 +186,11 @@ class Api:
         @app.errorhandler(HTTPException)
         def http_error(error: HTTPException) -> Response:
             code = (error.name or "error").lower().replace(" ", "-")
-            response = problem(error.code or 500, code, error.name, error.description or error.name)
+            detail = error.description or error.name
+            if error.code == 413:  # werkzeug's words name no limit
+                limit = request.max_content_length or MAX_BODY
+                detail = f"the request body is larger than the {limit // 1024:,} KiB this route accepts"
+            response = problem(error.code or 500, code, error.name, detail)
             for name, value in error.get_headers():
                 if name.lower() != "content-type":  # e.g. Allow on 405
                     response.headers[name] = value
