@@ -640,6 +640,23 @@ def test_an_expired_or_forged_token_signs_out_with_the_servers_reason(context: A
     notice.wait_for()
     assert "refused" in notice.inner_text() and "Signature verification failed" in notice.inner_text()
     assert page.get_by_label("User id").is_visible()  # back at the sign-in form, nothing of fay's shown
+    use_token(page, web, "garbage.token.x")  # three parts, but no JSON in the middle: said in words
+    page.get_by_text("this is not a token (its middle part is not base64url-encoded JSON)").wait_for()
+
+
+def test_signing_out_in_one_tab_signs_out_the_others(context: Any, web: LocalServer) -> None:
+    """The session is kept in localStorage, which every tab reads at its start; a tab signed out elsewhere went on
+    as the user until reloaded (a shared machine's trap)."""
+    first = context.new_page()
+    sign_in(first, web, "tabby")
+    second = context.new_page()
+    second.goto(f"{web.url}/#/")
+    second.get_by_text("Signed in as tabby").wait_for()
+    first.get_by_role("button", name="Sign out").click()
+    second.get_by_label("User id").wait_for()  # back at the sign-in form
+    assert not second.get_by_text("Signed in as tabby").is_visible()
+    sign_in(first, web, "tabitha")  # and in again, as another user: the other tab follows
+    second.get_by_text("Signed in as tabitha").wait_for()
 
 
 def test_every_kind_of_api_error_shows_its_problem_detail(context: Any, web: LocalServer) -> None:

@@ -19,9 +19,13 @@ function load() {
 export function claimsOf(token) {
   const part = String(token).split(".")[1];
   if (!part) throw new Error("this is not a token (a token has three parts separated by dots)");
-  const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
-  const claims = JSON.parse(json);
-  if (!claims.sub) throw new Error("this token names no user (no sub claim)");
+  let claims;
+  try {
+    claims = JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=")));
+  } catch {
+    throw new Error("this is not a token (its middle part is not base64url-encoded JSON)");
+  }
+  if (!claims || !claims.sub) throw new Error("this token names no user (no sub claim)");
   return claims;
 }
 
@@ -111,4 +115,13 @@ async function startFirebase() {
 }
 
 // A Firebase session outlives the page: the SDK restores its user (and refreshes the ID token) on the next load.
+// another tab signed in or out: this one follows (a tab signed out elsewhere kept working until reloaded)
+window.addEventListener("storage", (event) => {
+  if (event.key !== KEY && event.key !== null) return;
+  const now = load();
+  if ((now && now.token) === (session && session.token)) return;
+  session = now;
+  notify(now ? undefined : "signed out in another tab");
+});
+
 if (session && session.how === "firebase") firebaseAuth().catch(() => signOut("Firebase sign-in is not available here"));
