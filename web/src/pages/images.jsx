@@ -3,9 +3,9 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, newKey } from "../api.js";
 import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
+import { TERMINAL as ENDED } from "./tasks.jsx";  // expired too: an image task past its deadline was polled forever
 
 const SIZES = ["512x512", "768x768", "1024x1024", "1024x768", "768x1024"];
-const ENDED = new Set(["succeeded", "failed", "cancelled"]);
 
 export function ImagesPage() {
   const models = useLoad(() => api("GET", "/models"));

@@ -9,7 +9,7 @@ import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../u
 import { LiveStatus, useLive } from "./balance.jsx";
 import { ModelPicker } from "./chat.jsx";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
 const SHOWN = 25; // the newest tasks the page follows
 const LATEST = { orderBy: "createdAt", limitToLast: SHOWN };
 const LIVE_STREAMS = 3; // running tasks whose tokens are followed at once (the server keeps 8 streams a user)
