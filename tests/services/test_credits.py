@@ -230,6 +230,30 @@ def test_analytics_group_charges_by_category_model_and_day(platform: Platform, c
     assert (data.settled_holds, data.reserved_for_settled, data.average_charge) == (3, 30 * CREDIT, 10 * CREDIT // 3)
 
 
+def test_credits_taken_back_for_a_refund_or_a_dispute_are_not_usage(platform: Platform) -> None:
+    """A refund's take-back is a settle to `refund` and a dispute's a hold on it: neither is something the user
+    used. Both were counted as charges (a user whose pack was refunded read "charged 200" in their analytics, and
+    the admins' rollups had a "refund" category)."""
+    from datetime import timedelta
+
+    from creditflow.services.analytics import rollup_item, usage
+
+    funded(platform, "back", 100, reference="pi_1")
+    lot = platform.store.lots_of("user:back")[0].id
+    hold = platform.credits.reserve("back", 10 * CREDIT, key="use")
+    platform.credits.settle("back", hold.hold, 4 * CREDIT, key="used", memo={"model": "m1"})
+    platform.credits.reclaim("back", lot, 50 * CREDIT, key="refund-1", pending=False, ttl=timedelta(minutes=5),
+                             memo={"payment": "pi_1"})
+    disputed = platform.credits.reclaim("back", lot, 20 * CREDIT, key="dispute-1", pending=True,
+                                        ttl=timedelta(days=7), memo={"payment": "pi_1"})
+    platform.credits.settle("back", disputed.hold, 20 * CREDIT, key="dispute-lost")
+    data = usage(platform.store, "back")
+    assert (data.charged, data.by_category, data.by_model) == (4 * CREDIT, {"chat": 4 * CREDIT}, {"m1": 4 * CREDIT})
+    assert (data.settled_holds, data.released_holds, data.utilisation_percent) == (1, 0, 40.0)
+    entries, _ = platform.credits.history("back", limit=50)
+    assert [rollup_item(e)[0][1] for e in entries if rollup_item(e) is not None] == ["chat"]
+
+
 def test_verifying_entries_hashes_the_log_once_then_only_what_is_new(platform: Platform) -> None:
     for n in range(7):
         platform.credits.open_account(f"v{n}")

@@ -15,6 +15,11 @@ from ..ports import LedgerStore
 
 PAGE = 500
 COUNTED = frozenset({"settle", "release"})
+USAGE = "usage:"  # the holds of what users use; a refund's or dispute's (on `refund`) takes back, it is not used
+
+
+def is_usage(fields: dict[str, Any]) -> bool:
+    return str(fields.get("counterparty", "")).startswith(USAGE)
 
 
 def counted_entries(store: LedgerStore, uid: str, since: str | None, until: str | None) -> Iterator[Entry]:
@@ -62,13 +67,15 @@ def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | N
     by_day: dict[str, int] = defaultdict(int)
     charged = reserved = settles = releases = 0
     for entry in counted_entries(store, uid, since, until):
+        fields = entry.fields()
+        if not is_usage(fields):
+            continue
         if entry.kind == "settle":
-            fields = entry.fields()
             amount = int(fields["amount"])
             charged += amount
             reserved += amount + int(fields["released"])
             settles += 1
-            by_category[fields["counterparty"].removeprefix("usage:")] += amount
+            by_category[fields["counterparty"].removeprefix(USAGE)] += amount
             by_model[fields.get("memo", {}).get("model", "unknown")] += amount
             by_day[entry.at[:10]] += amount
         else:
@@ -89,7 +96,9 @@ def rollup_item(entry: Entry) -> tuple[RollupKey, int, int, int] | None:
     if entry.kind not in COUNTED:
         return None
     fields = entry.fields()
-    category = str(fields.get("counterparty", "usage:unknown")).removeprefix("usage:")
+    if not is_usage(fields):
+        return None
+    category = str(fields["counterparty"]).removeprefix(USAGE)
     model = str((fields.get("memo") or {}).get("model", "unknown"))
     if entry.kind == "settle":
         return (entry.at[:10], category, model), int(fields["amount"]), 1, 0
