@@ -403,6 +403,19 @@ def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return found
 
 
+def served_at(host: str, port: int) -> dict[str, object]:
+    """The settings that name the app's own address (Checkout's return pages, the host SIWE messages name), for a
+    runtime serving at host:port, each unless its variable is set: fixed at 127.0.0.1:8080, they sent a runtime on
+    another port's users back to nothing."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    address = f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+    named = {"PAYMENT_SUCCESS_URL": ("payment_success_url", f"http://{address}/#payments?paid=1"),
+             "PAYMENT_CANCEL_URL": ("payment_cancel_url", f"http://{address}/#payments?cancelled=1"),
+             "WALLET_SIGNIN_DOMAIN": ("wallet_signin_domain", address),
+             "WALLET_SIGNIN_URI": ("wallet_signin_uri", f"http://{address}")}
+    return {setting: value for variable, (setting, value) in named.items() if not os.environ.get(variable)}
+
+
 @dataclass(frozen=True)
 class LocalDefaults:
     """Where the command line finds the local platform unless told: CREDITFLOW_DATA_DIR, _HOST and _PORT."""

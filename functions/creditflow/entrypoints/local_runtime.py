@@ -16,7 +16,7 @@ from typing import IO
 
 from ..adapters.cpu_turns import CpuTurns
 from ..bootstrap import Platform, build, key_watch, sweep_media
-from ..config import Settings
+from ..config import Settings, served_at
 
 log = logging.getLogger("creditflow")
 SWEEP_SECONDS = 15.0
@@ -139,7 +139,7 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     from .http.upload_routes import MAX_UPLOAD_BODY, UPLOADS
     from .local_http import SHUTDOWN_SECONDS, http_server
 
-    settings = Settings.from_env(runtime="local", data_dir=data_dir)
+    settings = Settings.from_env(runtime="local", data_dir=data_dir, **served_at(host, port))
     if settings.log_health:
         access_log.setLevel(logging.DEBUG)
     if settings.auth_emulator_host:

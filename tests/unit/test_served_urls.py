@@ -1,0 +1,34 @@
+"""The app's own address in the settings that name it follows the port the local runtime serves on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from creditflow.config import Settings, served_at
+
+
+@pytest.fixture(autouse=True)
+def unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("PAYMENT_SUCCESS_URL", "PAYMENT_CANCEL_URL", "WALLET_SIGNIN_DOMAIN", "WALLET_SIGNIN_URI"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_checkout_returns_and_sign_in_messages_name_the_port_served_on(tmp_path: Path) -> None:
+    """At 127.0.0.1:8080 whatever the port: Stripe sent a buyer of a runtime on 8102 back to a page not served."""
+    settings = Settings.from_env(runtime="local", data_dir=tmp_path, **served_at("127.0.0.1", 8102))
+    assert settings.payment_success_url == "http://127.0.0.1:8102/#payments?paid=1"
+    assert settings.payment_cancel_url == "http://127.0.0.1:8102/#payments?cancelled=1"
+    assert (settings.wallet_signin_domain, settings.wallet_signin_uri) == ("127.0.0.1:8102", "http://127.0.0.1:8102")
+    assert served_at("0.0.0.0", 9000)["wallet_signin_domain"] == "127.0.0.1:9000"  # every interface: this host
+    assert served_at("::1", 9000)["wallet_signin_uri"] == "http://[::1]:9000"
+
+
+def test_a_configured_address_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYMENT_SUCCESS_URL", "https://app.example/#payments?paid=1")
+    monkeypatch.setenv("WALLET_SIGNIN_DOMAIN", "app.example")
+    settings = Settings.from_env(runtime="local", data_dir=tmp_path, **served_at("127.0.0.1", 8102))
+    assert (settings.payment_success_url, settings.wallet_signin_domain) == ("https://app.example/#payments?paid=1",
+                                                                             "app.example")
+    assert settings.payment_cancel_url == "http://127.0.0.1:8102/#payments?cancelled=1"
