@@ -137,6 +137,16 @@ def test_admin_operations_declare_the_admin_role_and_403(document: dict[str, Any
     assert {(p, m) for p, ops in document["paths"].items() for m in ops if p.startswith("/api/v1/admin")} == ADMIN_PATHS
 
 
+def test_every_operation_taking_an_idempotency_key_declares_its_conflict(document: dict[str, Any]) -> None:
+    """The same key sent with another request is a 409 on every route that takes one (Stripe Checkout's left it
+    out of the document)."""
+    keyed = [(path, method, operation) for path, operations in document["paths"].items()
+             for method, operation in operations.items()
+             if any(p.get("name") == "Idempotency-Key" and p.get("required") for p in operation.get("parameters", []))]
+    assert ("/api/v1/payments/stripe/checkout", "post") in {(p, m) for p, m, _ in keyed}
+    assert [(p, m) for p, m, operation in keyed if "409" not in operation["responses"]] == []
+
+
 def test_the_schema_says_what_a_user_id_is(server: LocalServer, document: dict[str, Any]) -> None:
     schema = body_schema(document, "AdminGrantIn")
     assert schema.is_valid({"uid": "ada-lovelace@example", "amount": "1"})

@@ -367,6 +367,8 @@ class Api:
                                                                                              {"type": "string"}}}}
             statuses = {400, 404, 405, 413, 415, 500, 503, *op.errors}  # 503: a store busy (a lost write race on
             # Firestore) or down, on any route that reads or writes one
+            if op.idempotent_header is True:  # its key sent again with another request
+                statuses.add(409)
             if op.auth != "none":  # admins are users whose token carries the admin claim: that role is named
                 entry["security"] = [{"bearer": ["admin"] if op.auth == "admin" else []}]
                 statuses |= {401, 429} | ({403} if op.auth == "admin" else set())
