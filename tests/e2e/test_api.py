@@ -73,6 +73,27 @@ def test_idempotency_key_semantics(server: LocalServer) -> None:
     changed = server.call("POST", "/api/v1/credits/reserve", {**body, "amount": "2"}, token=token,
                           headers={"Idempotency-Key": "i-1"})
     assert changed.status == 409 and changed.json["field"] == "amount"
+    # a conflict names the field as the client sent it, not as the ledger keeps it
+    for changes, field in (({"category": "image"}, "category"), ({"ttlSeconds": 60}, "ttlSeconds")):
+        named = server.call("POST", "/api/v1/credits/reserve", {**body, **changes}, token=token,
+                            headers={"Idempotency-Key": "i-1"}).json
+        assert (named["status"], named["field"]) == (409, field) and field in named["detail"], named
+        assert "usage:" not in named["detail"] and "target" not in named["detail"], named
+    hold = first.json["reservationId"]
+    released = server.call("POST", "/api/v1/credits/release-reservation", {"reservationId": hold}, token=token,
+                           headers={"Idempotency-Key": "i-2"})
+    other = server.call("POST", "/api/v1/credits/reserve", body, token=token, headers={"Idempotency-Key": "i-3"})
+    named = server.call("POST", "/api/v1/credits/release-reservation", {"reservationId": other.json["reservationId"]},
+                        token=token, headers={"Idempotency-Key": "i-2"}).json
+    assert released.status == 200 and (named["status"], named["field"]) == (409, "reservationId"), named
+    admin = server.token("root", admin=True)
+    grant = {"uid": "ivan", "amount": "1"}
+    granted = server.call("POST", "/api/v1/admin/grants", grant, token=admin, headers={"Idempotency-Key": "g-1"})
+    assert granted.status == 200
+    for changes, field in (({"uid": "ivana"}, "uid"), ({"kind": "paid"}, "kind")):
+        named = server.call("POST", "/api/v1/admin/grants", {**grant, **changes}, token=admin,
+                            headers={"Idempotency-Key": "g-1"}).json
+        assert (named["status"], named["field"]) == (409, field), named
     missing = server.call("POST", "/api/v1/credits/reserve", body, token=token)
     assert missing.status == 400 and missing.json["type"].endswith("/invalid-idempotency-key")
     assert server.call("GET", "/api/v1/credits/balance", token=token).json["held"]["credits"] == "1"

@@ -6,6 +6,7 @@ from ...bootstrap import Platform
 from ...domain.callers import Caller
 from . import schemas as s
 from .api import Routes
+from .conflicts import conflicts_named
 from .views import grant_out
 
 V1 = "/api/v1"
@@ -18,8 +19,9 @@ routes = Routes()
 def admin_grant(platform: Platform, caller: Caller, body: s.AdminGrantIn, key: str) -> s.GrantOut:
     amount = body.micros()
     account = platform.credits.open_account(body.uid).id
-    result = platform.credits.grant(body.uid, amount, source="admin", lot_kind=body.kind, key=key,
-                                    expires_at=body.expiresAt, reference=body.reference, memo={"by": caller.uid})
+    with conflicts_named(account="uid", lot_kind="kind", expires_at="expiresAt"):
+        result = platform.credits.grant(body.uid, amount, source="admin", lot_kind=body.kind, key=key,
+                                        expires_at=body.expiresAt, reference=body.reference, memo={"by": caller.uid})
     return grant_out(account, amount, result)
 
 

@@ -17,6 +17,7 @@ from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
 from .api import Configured, Routes
+from .conflicts import conflicts_named
 from .views import (
     balance_out,
     crypto_covering,
@@ -155,8 +156,9 @@ def sync_balance(platform: Platform, caller: Caller) -> s.MirrorOut:
 def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> s.ReservationOut:
     account_of(platform, caller)
     ttl = timedelta(seconds=body.ttlSeconds) if body.ttlSeconds else None
-    result = platform.credits.reserve(caller.uid, body.micros(), key=key, target=CATEGORIES[body.category], ttl=ttl,
-                                      memo=body.memo)
+    with conflicts_named(target="category", ttl="ttlSeconds"):
+        result = platform.credits.reserve(caller.uid, body.micros(), key=key, target=CATEGORIES[body.category],
+                                          ttl=ttl, memo=body.memo)
     return s.ReservationOut(reservationId=result.hold, entry=result.entry, amount=s.Money.of(result.amount),
                             category=body.category, expires_at=result.expires_at,
                             available=s.Money.of(result.available), held=s.Money.of(result.held),
@@ -167,7 +169,8 @@ def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> 
               body=s.ReleaseIn, response=s.ReleaseOut, idempotent_header=True, errors=(409,))
 def release(platform: Platform, caller: Caller, body: s.ReleaseIn, key: str) -> s.ReleaseOut:
     account_of(platform, caller)
-    result = platform.credits.release(caller.uid, body.reservationId, key=key, by=CLIENT)
+    with conflicts_named(hold="reservationId"):
+        result = platform.credits.release(caller.uid, body.reservationId, key=key, by=CLIENT)
     return s.ReleaseOut(reservationId=body.reservationId, entry=result.entry,
                         released=s.Money.of(result.released), available=s.Money.of(result.available),
                         held=s.Money.of(result.held), replayed=result.replayed)
