@@ -173,9 +173,13 @@ def test_the_openai_sdk_makes_images_by_url_and_base64(server: LocalServer) -> N
     # an Idempotency-Key makes a retry answer from the same task, charging nothing more
     first = client.images.generate(prompt="once", model="demo-image", size="256x256",
                                    extra_headers={"Idempotency-Key": "img-once"})
-    second = client.images.generate(prompt="once", model="demo-image", size="256x256",
-                                    extra_headers={"Idempotency-Key": "img-once"})
+    time.sleep(1.1)  # the replay is asked a second later: it says when the images were first made, as chat's does
+    second = client.images.with_raw_response.generate(prompt="once", model="demo-image", size="256x256",
+                                                      extra_headers={"Idempotency-Key": "img-once"}).parse()
     assert urlsplit(first.data[0].url).path == urlsplit(second.data[0].url).path
+    assert second.created == first.created
+    said = (first.model_extra or {}).get("creditflow", {}), (second.model_extra or {}).get("creditflow", {})
+    assert "replayed" not in said[0] and said[1]["replayed"] is True and said[1]["task_id"] == said[0]["task_id"]
     once = server.call("GET", "/api/v1/images/quote?size=256x256", token=token).json["price"]["micros"]
     assert balance(server, token) == (1_000_000 - charged - hd["price"]["micros"] - once, 0)
 

@@ -34,6 +34,7 @@ from ...domain.ids import keyed_id, new_id
 from ...domain.images import steps_for
 from ...domain.money import format_credits
 from ...domain.tasks import TaskRequest
+from ...domain.timefmt import parse_iso
 from ...services.chat import capability_of
 from ...services.chat_results import Charge, Piece, StreamEnd
 from ...services.tasks import same_request
@@ -305,6 +306,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         sent = request.headers.get("Idempotency-Key")
         task_id = new_id("gw") if sent is None else keyed_id("gw", uid, require_request_key(sent))
         task = platform.tasks.store.get(uid, task_id)
+        replayed = task is not None
         if task is not None:  # a retry with the same key is answered from its task, never run twice
             same_request(task, request_)  # the same key for other images is a conflict
         else:
@@ -335,10 +337,15 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                 data.append({"url": request.host_url.rstrip("/") + url if url.startswith("/") else url,
                              "revised_prompt": None})
         result = task.result or {}
-        response = jsonify({"created": int(time.time()), "data": data, "creditflow": {
+        said: dict[str, Any] = {
             "charged_micros": task.charged, "charged_credits": format_credits(task.charged),
             "demo": bool(result.get("demo")), "task_id": task.id, "model": result.get("model"),
-            "delivered": result.get("delivered", len(data)), "asked": result.get("n")}})
+            "delivered": result.get("delivered", len(data)), "asked": result.get("n")}
+        if replayed:  # the same request again, with the client's Idempotency-Key: its first answer, charged once
+            said["replayed"] = True
+        # when the images were made (the task's end), however often they are asked for again
+        created = int(parse_iso(task.updated_at).timestamp())
+        response = jsonify({"created": created, "data": data, "creditflow": said})
         response.headers["x-creditflow-charged-micros"] = str(task.charged)
         return response
 
