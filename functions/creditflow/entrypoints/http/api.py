@@ -316,7 +316,7 @@ class Api:
                                        + (f" (this request's is {request.mimetype})" if request.mimetype else
                                           " (this request has none)"))
         raw = raw or b"{}"
-        parse(raw)  # the limits every surface shares; the model then reads the same bytes as JSON (dates as text)
+        parse(raw, unique_names=True)  # the limits every surface shares; the model then reads the same bytes
         return model.model_validate_json(raw)
 
     def openapi(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ refused before anything reads its fields, so it can change nothing; each surface
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -26,8 +27,10 @@ class InvalidBody(Exception):
 TOO_DEEP = f"the body is nested too deep: at most {MAX_DEPTH} arrays and objects inside each other"
 
 
-def parse(raw: bytes) -> Any:
-    """The JSON document in `raw`, or InvalidBody saying which limit it passed."""
+def parse(raw: bytes, *, unique_names: bool = False) -> Any:
+    """The JSON document in `raw`, or InvalidBody saying which limit it passed. With `unique_names`, an object
+    naming a member twice is refused too: JSON leaves it undefined, and a proxy that reads the first where this
+    reader keeps the last would see another request (another amount) than the one served."""
     if len(raw) > MAX_BODY:
         raise InvalidBody(f"the body is {len(raw)} bytes; at most {MAX_BODY} are accepted", status=413)
     try:
@@ -37,7 +40,18 @@ def parse(raw: bytes) -> Any:
                           ) from error
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and not _within_depth(document):  # (strings only add)
         raise InvalidBody(TOO_DEEP)
+    if unique_names:
+        json.loads(raw, object_pairs_hook=_once_each)  # only checks: orjson's document is the one kept
     return document
+
+
+def _once_each(members: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in members:
+        if name in found:
+            raise InvalidBody(f"the body names {name!r} more than once in one object: name each member once")
+        found[name] = value
+    return found
 
 
 def _within_depth(document: Any) -> bool:
