@@ -356,3 +356,17 @@ def test_an_https_image_part_that_is_no_url_is_refused_as_a_bad_part(tmp_path: P
     assert fetch is not None
     with pytest.raises(InvalidImagePart, match="could not be read"):
         fetch(url)
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("upload:nope", "'upload:nope' names no upload: an upload's id is up_ and 24 hex digits"),
+    ("image:t1.x", "'image:t1.x' names no generated image: image:<taskId>.<n>"),
+    ("ftp://example.com/a.png", "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
+])
+def test_an_image_reference_of_the_right_form_but_no_id_says_what_an_id_is(url: str, said: str) -> None:
+    """upload:nope was told it must be a data: URL, upload:<id>… though it was of that form."""
+    from creditflow.domain.vision import InvalidImagePart, image_source
+
+    with pytest.raises(InvalidImagePart) as refused:
+        image_source(url)
+    assert said in refused.value.detail

@@ -71,6 +71,11 @@ def image_source(url: object) -> ImageSource:
         return ImageSource(image=(image[1], int(image[2])))
     if url.startswith("https://") and len(url) <= 2048:
         return ImageSource(url=url)
+    if url.startswith("upload:"):  # the right form, but no id POST /api/v1/uploads gives
+        raise InvalidImagePart(f"{url[:80]!r} names no upload: an upload's id is up_ and 24 hex digits, as "
+                               "POST /api/v1/uploads answers")
+    if url.startswith("image:"):
+        raise InvalidImagePart(f"{url[:80]!r} names no generated image: image:<taskId>.<n>, n from 0")
     raise InvalidImagePart("an image part's url must be a data: URL, upload:<id>, image:<taskId>.<n> or https://")
 
 
