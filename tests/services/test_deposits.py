@@ -189,8 +189,10 @@ def test_a_deposit_from_a_wallet_nobody_linked_waits_for_an_admin(scene: Scene) 
     credited = scene.platform.deposits.credit_parked(big.id, "dave", "admin-1")
     assert credited.status == CREDITED and credited.reviewed_by == "admin-1" and credited.credits == 50 * CREDIT
     assert scene.platform.deposits.credit_parked(big.id, "dave", "admin-1") == credited  # a retry
-    with pytest.raises(DepositReviewed):
+    with pytest.raises(DepositReviewed, match="is credited to dave, not waiting"):  # once said "another user"
         scene.platform.deposits.credit_parked(big.id, "erin", "admin-1")
+    with pytest.raises(DepositReviewed, match="is credited to dave, not waiting"):  # to erin, or refunded: alike
+        scene.platform.deposits.refund_parked(big.id, "admin-1", "sent back")
     refunded = scene.platform.deposits.refund_parked(small.id, "admin-1", "sent back in 0xabc")
     assert refunded.status == REFUNDED and refunded.credits == 0
     with pytest.raises(DepositReviewed):

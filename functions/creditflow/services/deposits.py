@@ -241,7 +241,7 @@ class Deposits:
     def _parked(deposit: Deposit) -> Deposit:
         if deposit.status != PARKED:
             raise DepositReviewed(f"deposit {deposit.id} is {deposit.status}"
-                                  f"{' to another user' if deposit.uid else ''}, not waiting for review")
+                                  f"{f' to {deposit.uid}' if deposit.uid else ''}, not waiting for review")
         return deposit
 
 
