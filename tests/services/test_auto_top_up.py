@@ -259,3 +259,10 @@ def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe
     unknown = client.put("/api/v1/payments/auto-top-up", json={**body, "pack": "credits-7"}, headers=headers)
     assert unknown.status_code == 404
     assert client.get("/api/v1/payments/auto-top-up", headers=headers).json["enabled"] is True
+    # off needs nothing more (it demanded threshold, pack and cap again), and keeps them for the next time
+    off = client.put("/api/v1/payments/auto-top-up", json={"enabled": False}, headers=headers)
+    assert off.status_code == 200, off.json
+    assert (off.json["enabled"], off.json["threshold"]["credits"], off.json["pack"]) == (False, "50", "credits-100")
+    half = client.put("/api/v1/payments/auto-top-up", json={"enabled": True, "pack": "credits-100"}, headers=headers)
+    assert half.status_code == 400 and "threshold, pack and monthlyCap" in half.json["detail"], half.json
+    assert client.get("/api/v1/payments/auto-top-up", headers=headers).json["enabled"] is False

@@ -53,6 +53,13 @@ class AutoTopUps:
         self._kept.pop(uid, None)
         return settings
 
+    def turn_off(self, uid: str) -> AutoTopUp:
+        """Opt out, keeping the threshold, pack and cap for turning it on again."""
+        settings = replace(self.settings(uid), enabled=False)
+        self.store.save_auto_top_up(settings)
+        self._kept.pop(uid, None)
+        return settings
+
     def after_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After each ledger commit: a change that takes an opted-in user's balance below their threshold queues
         the top-up for that crossing. Credits taken back for a refund or a dispute cross nothing: the card's owner

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Flask, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
@@ -72,12 +72,22 @@ class CheckoutIn(s.Strict):
 
 
 class AutoTopUpIn(s.Strict):
+    """On, with all three settings; off, with them (kept for later) or alone."""
+
     enabled: bool
-    threshold: str = Field(pattern=s.POSITIVE_CREDITS, description="top up when the balance falls below this many "
-                           "credits", examples=["50"])
-    pack: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["credits-100"])
-    monthly_cap: str = Field(pattern=s.POSITIVE_CREDITS, description="credits bought this way per calendar month "
-                             "(UTC), at most", examples=["500"])
+    threshold: str | None = Field(default=None, pattern=s.POSITIVE_CREDITS, description="top up when the balance "
+                                  "falls below this many credits", examples=["50"])
+    pack: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$",
+                             examples=["credits-100"])
+    monthly_cap: str | None = Field(default=None, pattern=s.POSITIVE_CREDITS, description="credits bought this way "
+                                    "per calendar month (UTC), at most", examples=["500"])
+
+    @model_validator(mode="after")
+    def all_or_off(self) -> AutoTopUpIn:
+        given = [self.threshold, self.pack, self.monthly_cap]
+        if None in given and (self.enabled or any(value is not None for value in given)):
+            raise ValueError("send threshold, pack and monthlyCap together (only turning it off needs none)")
+        return self
 
 
 class AutoTopUpOut(s.Out):
@@ -179,6 +189,8 @@ def get_auto_top_up(platform: Platform, caller: Caller) -> AutoTopUpOut:
               "the threshold, the pack is bought on the saved card, once per crossing and within the monthly cap",
               body=AutoTopUpIn, response=AutoTopUpOut, errors=(404, 409, 502, 503))
 def put_auto_top_up(platform: Platform, caller: Caller, body: AutoTopUpIn) -> AutoTopUpOut:
+    if body.threshold is None or body.pack is None or body.monthly_cap is None:  # off, the settings kept
+        return auto_top_up_out(platform, platform.auto_top_ups.turn_off(caller.uid))
     return auto_top_up_out(platform, platform.auto_top_ups.configure(
         caller.uid, enabled=body.enabled, threshold=parse_credits(body.threshold), pack=body.pack,
         monthly_cap=parse_credits(body.monthly_cap)))
