@@ -173,6 +173,7 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
     balance = ai.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT, 0)
     assert ai.realtime.get("/tasks/u/bad")["error"]["type"] == problem
+    assert "µc" not in task.error["detail"]  # said in credits, as everything a user reads is
 
 
 @pytest.mark.parametrize(("written", "micros"), [(0.00005, 50), (0.00001, 10), (0.0001, 100), (2.5, 2_500_000),

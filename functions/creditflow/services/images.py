@@ -256,8 +256,9 @@ class ImageGeneration:
             asked = task.request  # with no model named, the one priced when the task was accepted: its hold's
             plan = self.plan(asked if asked.model or not task.model else replace(asked, model=task.model))
             if task.reserved < plan.quote.total:  # the catalog's price rose since the hold was placed
-                raise InvalidImageRequest(f"this request now costs {plan.quote.total} µc, above the {task.reserved} "
-                                          "µc held for it: ask again", price=plan.quote.total, held=task.reserved)
+                raise InvalidImageRequest(f"this request now costs {format_credits(plan.quote.total)} credits, above "
+                                          f"the {format_credits(task.reserved)} held for it: ask again",
+                                          price=plan.quote.total, held=task.reserved)
             q = plan.quote
             return {"hold": context.budget.hold or task.hold, "model": plan.model.id, "provider": plan.model.provider,
                     "demo": plan.model.demo, "width": q.width, "height": q.height, "steps": q.steps, "n": q.n,

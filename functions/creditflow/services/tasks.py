@@ -26,7 +26,7 @@ from ..domain.errors import (
 )
 from ..domain.holds import PENDING, TASK, Hold
 from ..domain.jobs import Delivery, Job
-from ..domain.money import money
+from ..domain.money import format_credits, money
 from ..domain.outbox import DeadLetter, OutboxEvent
 from ..domain.tasks import (
     ACCEPTED,
@@ -552,8 +552,8 @@ class Tasks:
         if request.kind == "agent":
             return min((request.max_credits or self.policy.agent_budget) + room, self.policy.max_reservation)
         if request.max_credits is not None and request.max_credits < estimate:
-            raise InvalidTask(f"maxCredits is below what this request may cost ({estimate} µc): raise it or ask for "
-                              "less output", estimate=estimate)
+            raise InvalidTask(f"maxCredits is below what this request may cost ({format_credits(estimate)} credits): "
+                              "raise it or ask for less output", estimate=estimate)
         limit = min(request.max_credits or self.policy.max_reservation, self.policy.max_reservation)
         return max(estimate + room, min(estimate + room + upkeep, limit))
 
