@@ -78,7 +78,8 @@ def test_a_wallet_links_and_a_deposit_shows_its_way_to_credits(browser: Any, sho
         page.get_by_role("button", name="Link a wallet").click()
         page.get_by_test_id("wallet").wait_for()
         assert key.address in page.get_by_test_id("wallet").inner_text()
-        assert len(signed) == 1 and signed[0].startswith("127.0.0.1:8080 wants you to sign in")
+        here = shop.url.removeprefix("http://")  # the message names the app where it is served, not :8080
+        assert len(signed) == 1 and signed[0].startswith(f"{here} wants you to sign in"), signed
         assert page.get_by_test_id("deposit-address").inner_text() == DEPOSITS
         qr = page.get_by_test_id("deposit-qr")
         assert DEPOSITS in (qr.get_attribute("aria-label") or "")

@@ -264,5 +264,7 @@ def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe
     assert off.status_code == 200, off.json
     assert (off.json["enabled"], off.json["threshold"]["credits"], off.json["pack"]) == (False, "50", "credits-100")
     half = client.put("/api/v1/payments/auto-top-up", json={"enabled": True, "pack": "credits-100"}, headers=headers)
-    assert half.status_code == 400 and "threshold, pack and monthlyCap" in half.json["detail"], half.json
-    assert client.get("/api/v1/payments/auto-top-up", headers=headers).json["enabled"] is False
+    assert half.status_code == 409 and "threshold, pack and monthlyCap" in half.json["detail"], half.json
+    changed = client.put("/api/v1/payments/auto-top-up", json={"enabled": False, "threshold": "60"}, headers=headers)
+    assert (changed.json["enabled"], changed.json["threshold"]["credits"], changed.json["pack"]) == (
+        False, "60", "credits-100")  # off still, one setting changed, the others kept

@@ -9,14 +9,17 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..adapters.cpu_turns import CpuTurns
 from ..bootstrap import Platform, build, key_watch, sweep_media
 from ..config import Settings, served_at
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("creditflow")
 SWEEP_SECONDS = 15.0
@@ -139,7 +142,7 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     from .http.upload_routes import MAX_UPLOAD_BODY, UPLOADS
     from .local_http import SHUTDOWN_SECONDS, http_server
 
-    settings = Settings.from_env(runtime="local", data_dir=data_dir, **served_at(host, port))
+    settings = Settings.from_env(runtime="local", data_dir=data_dir)
     if settings.log_health:
         access_log.setLevel(logging.DEBUG)
     if settings.auth_emulator_host:
@@ -150,18 +153,25 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
         print(f"WARNING: FIREBASE_AUTH_EMULATOR_HOST={settings.auth_emulator_host} is set: ID tokens are not "
               "signature-checked (the Auth emulator's mode), so ANY token is accepted, admin claims included. "
               "Serving on loopback only.", file=sys.stderr, flush=True)
-    platform = build(settings)
-    if killed:
-        reconcile_rollups(platform)
-    turns = CpuTurns(platform.settings.cpu_turns) if platform.settings.cpu_turns else None
-    server = http_server(host, port, create_app(platform), MAX_BODY, access_log=access_log,
-                         larger={UPLOADS: MAX_UPLOAD_BODY}, turns=turns)
+    served: list[WSGIApplication] = []  # the app, once the platform is built: it needs the address bound
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return served[0](environ, start_response)
+
+    turns = CpuTurns(settings.cpu_turns) if settings.cpu_turns else None
+    server = http_server(host, port, app, MAX_BODY, access_log=access_log, larger={UPLOADS: MAX_UPLOAD_BODY},
+                         turns=turns)
     try:
-        server.prepare()
+        server.prepare()  # listens: nothing is answered before `serve` below
     except OSError as error:
         print(f"{host}:{port} is in use or cannot be listened on ({error.strerror or error}): stop what holds it, "
               "or choose another port with --port (make run: CREDITFLOW_PORT=8081 make run)", file=sys.stderr)
         return 1
+    # the URLs that name this app (Checkout's return pages, SIWE's domain) at the port bound (--port 0: a free one)
+    platform = build(Settings.from_env(runtime="local", data_dir=data_dir, **served_at(host, server.bind_addr[1])))
+    if killed:
+        reconcile_rollups(platform)
+    served.append(create_app(platform))
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")
     every(CHECKPOINT_SECONDS, platform.integrity.publish_checkpoint, stop, "checkpoints")

@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Flask, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery
 from ...domain.idempotency import MAX_REQUEST_KEY
 from ...domain.money import parse_credits
-from ...domain.payments import AutoTopUp, Pack, Payment, PaymentTotals, totals
+from ...domain.payments import AutoTopUp, AutoTopUpRefused, Pack, Payment, PaymentTotals, totals
 from ...domain.revenue import revenue
 from ...domain.timefmt import iso
 from ...services.reconciliation import EVERY
@@ -72,7 +72,8 @@ class CheckoutIn(s.Strict):
 
 
 class AutoTopUpIn(s.Strict):
-    """On, with all three settings; off, with them (kept for later) or alone."""
+    """On, with all three settings (409 without them); off, alone (the settings kept for later) or with any of
+    them to change."""
 
     enabled: bool
     threshold: str | None = Field(default=None, pattern=s.POSITIVE_CREDITS, description="top up when the balance "
@@ -81,13 +82,6 @@ class AutoTopUpIn(s.Strict):
                              examples=["credits-100"])
     monthly_cap: str | None = Field(default=None, pattern=s.POSITIVE_CREDITS, description="credits bought this way "
                                     "per calendar month (UTC), at most", examples=["500"])
-
-    @model_validator(mode="after")
-    def all_or_off(self) -> AutoTopUpIn:
-        given = [self.threshold, self.pack, self.monthly_cap]
-        if None in given and (self.enabled or any(value is not None for value in given)):
-            raise ValueError("send threshold, pack and monthlyCap together (only turning it off needs none)")
-        return self
 
 
 class AutoTopUpOut(s.Out):
@@ -189,11 +183,18 @@ def get_auto_top_up(platform: Platform, caller: Caller) -> AutoTopUpOut:
               "the threshold, the pack is bought on the saved card, once per crossing and within the monthly cap",
               body=AutoTopUpIn, response=AutoTopUpOut, errors=(404, 409, 502, 503))
 def put_auto_top_up(platform: Platform, caller: Caller, body: AutoTopUpIn) -> AutoTopUpOut:
-    if body.threshold is None or body.pack is None or body.monthly_cap is None:  # off, the settings kept
-        return auto_top_up_out(platform, platform.auto_top_ups.turn_off(caller.uid))
-    return auto_top_up_out(platform, platform.auto_top_ups.configure(
-        caller.uid, enabled=body.enabled, threshold=parse_credits(body.threshold), pack=body.pack,
-        monthly_cap=parse_credits(body.monthly_cap)))
+    tops = platform.auto_top_ups
+    given = (body.threshold, body.pack, body.monthly_cap)
+    if not body.enabled and given == (None, None, None):  # off, the settings kept
+        return auto_top_up_out(platform, tops.turn_off(caller.uid))
+    if body.enabled and None in given:
+        raise AutoTopUpRefused("to turn auto top-up on, send threshold, pack and monthlyCap")
+    kept = tops.settings(caller.uid)  # off, with some settings changed: the others as they are
+    return auto_top_up_out(platform, tops.configure(
+        caller.uid, enabled=body.enabled,
+        threshold=parse_credits(body.threshold) if body.threshold is not None else kept.threshold,
+        pack=body.pack if body.pack is not None else kept.pack,
+        monthly_cap=parse_credits(body.monthly_cap) if body.monthly_cap is not None else kept.monthly_cap))
 
 
 @routes.route("GET", f"{V1}/payments", summary="The caller's payments, newest first", response=PaymentsOut)
