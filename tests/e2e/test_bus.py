@@ -95,6 +95,20 @@ def test_a_chat_request_streams_its_tokens_and_is_charged_once(real: LocalServer
     assert [n["state"] for n in notes.values() if n.get("kind") == "task.finished"] == ["succeeded"]
 
 
+def test_a_request_written_with_a_list_reaches_its_task_as_a_list(real: LocalServer) -> None:
+    """Realtime Database keeps arrays as objects keyed 0, 1, … and sends them back as arrays, to readers and to the
+    functions it triggers: the local trigger handed the task the stored object, so input.messages never worked on
+    the bus (it does through POST /api/v1/tasks)."""
+    token = fund(real, "bus-list", "1")
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello as a list"}]
+    status, _ = rtdb(real, "PUT", "requests/bus-list/m1", token,
+                     {"kind": "chat", "input": {"messages": messages}, "model": LLAMA, "createdAt": NOW})
+    assert status == 200
+    task = ended(real, "bus-list", "m1", token)
+    assert task["state"] == "succeeded", task.get("error")
+    assert task["result"]["text"] == "echo: hello as a list"
+
+
 def test_an_agent_request_with_three_tool_calls(real: LocalServer) -> None:
     token = fund(real, "bus-agent", "5")
     goal = "work it out TOOLPLAN:" + json.dumps([["arithmetic", {"expression": "6 * 7"}],

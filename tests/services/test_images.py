@@ -69,8 +69,8 @@ def test_an_image_task_is_held_at_its_price_stored_with_thumbnails_and_charged(f
     assert (balance.available, balance.held) == (CREDIT - quote.total, 0)
     mirror = flux.realtime.get("/tasks/u/t1")
     assert mirror["progress"] == {"fraction": 1.0, "message": "done"}
-    assert mirror["result"]["delivered"] == 2  # arrays kept as RTDB keeps them: objects keyed "0", "1", …
-    assert mirror["result"]["images"]["0"]["id"] == "t1.0"
+    assert mirror["result"]["delivered"] == 2  # kept as RTDB keeps arrays (objects keyed "0", "1"), read as arrays
+    assert mirror["result"]["images"][0]["id"] == "t1.0"
     ready = flux.realtime.get("/notifications/u/images-t1")
     assert ready["kind"] == "images.ready" and ready["charged"] == mirror["charged"] == mirror["result"]["charged"]
     assert flux.integrity.audit().ok

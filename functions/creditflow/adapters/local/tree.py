@@ -13,7 +13,18 @@ from typing import Any
 import orjson
 
 from ...domain.errors import InvalidQuery
-from ...domain.realtime_query import Check, Reader, Refused, Unchanged, etag, join, normalize, related, split
+from ...domain.realtime_query import (
+    Check,
+    Reader,
+    Refused,
+    Unchanged,
+    etag,
+    join,
+    normalize,
+    related,
+    split,
+    to_wire,
+)
 from ...ports import TreeHandler
 from ..cpu_turns import away
 from .group_commit import Turns
@@ -222,7 +233,8 @@ class LocalTree(SqliteFile):
         return None if row is None else (paths.index(row[0]) + 1, row[1])
 
     def get(self, path: str) -> Any:
-        return self._read(split(path))
+        """As Realtime Database answers a read: arrays where it keeps objects keyed 0, 1, …"""
+        return to_wire(self._read(split(path)))
 
     def read(self, parts: tuple[str, ...]) -> Any:
         """The value at a path given as keys (what rules read through)."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from ...domain.realtime_query import to_wire
 from ...domain.realtime_rules import at
 from ...domain.tree_events import TreeEvent
 from ...ports import TreeHandler
@@ -253,7 +254,9 @@ class Triggers:
                     return
                 handler = self._handlers[trigger]
                 try:
-                    handler(TreeEvent(path, orjson.loads(params), orjson.loads(before), orjson.loads(after)))
+                    # as Realtime Database sends a function a node: arrays, where it keeps objects keyed 0, 1, …
+                    handler(TreeEvent(path, orjson.loads(params), to_wire(orjson.loads(before)),
+                                      to_wire(orjson.loads(after))))
                 except Exception:
                     attempts += 1
                     if attempts >= MAX_ATTEMPTS:
