@@ -42,7 +42,8 @@ QUIET_PATHS = frozenset({"/api/v1/health"})  # polled by monitors: logged only a
 def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
                 request_seconds: float = REQUEST_SECONDS, access_log: logging.Logger | None = None,
                 larger: dict[str, int] | None = None, turns: CpuTurns | None = None) -> Server:
-    """`larger`: paths whose bodies may be longer than `max_body` (uploads), and how long. `turns`: the app runs in
+    """`larger`: paths (and the paths below them) whose bodies may be longer than `max_body` (uploads, the
+    realtime tree's writes), and how long. `turns`: the app runs in
     them, once the request is read (a slow client holds none)."""
     served = bodies_measured(slashes_decoded(in_turns(app, turns) if turns else app), max_body, larger or {})
     if access_log is not None:
@@ -246,7 +247,9 @@ def bodies_measured(app: WSGIApplication, most: int, larger: dict[str, int] | No
     up to OVERSIZED_READ bytes and within the deadline; past either the connection is cut, as a defence."""
 
     def measured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        limit = (larger or {}).get(environ.get("PATH_INFO", ""), most)
+        path = environ.get("PATH_INFO", "")
+        limit = next((n for prefix, n in (larger or {}).items() if path == prefix or path.startswith(prefix + "/")),
+                     most)
         stream = environ["wsgi.input"]
         chunked = not environ.get("CONTENT_LENGTH") and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked:

@@ -139,6 +139,7 @@ def reconcile_rollups(platform: Platform) -> int:
 def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, killed: bool = False) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
+    from .http.realtime import MAX_WRITE
     from .http.upload_routes import MAX_UPLOAD_BODY, UPLOADS
     from .local_http import SHUTDOWN_SECONDS, http_server
 
@@ -159,8 +160,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
         return served[0](environ, start_response)
 
     turns = CpuTurns(settings.cpu_turns) if settings.cpu_turns else None
-    server = http_server(host, port, app, MAX_BODY, access_log=access_log, larger={UPLOADS: MAX_UPLOAD_BODY},
-                         turns=turns)
+    server = http_server(host, port, app, MAX_BODY, access_log=access_log,
+                         larger={UPLOADS: MAX_UPLOAD_BODY, "/realtime": MAX_WRITE}, turns=turns)
     try:
         server.prepare()  # listens: nothing is answered before `serve` below
     except OSError as error:

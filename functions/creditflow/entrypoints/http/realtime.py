@@ -55,6 +55,8 @@ KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noti
 STREAM_SECONDS = 3600  # a stream is closed after an hour; clients reconnect (as they do on Realtime Database)
 REVOKED = "credential is no longer valid"  # what Realtime Database's auth_revoked event carries
 METHODS = ("GET", "PUT", "PATCH", "POST", "DELETE")
+MAX_WRITE = 256 * 1024  # bytes a write may carry: a request's 100 KB input and the rest, escaped (Realtime Database
+# takes far more; the rules and the task's own checks refuse what is too large, each in its words)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class RealtimeSurface:
         except InvalidQuery as error:
             return rtdb_error(400, error.detail)
         except RequestEntityTooLarge:
-            return rtdb_error(413, "Payload too large")
+            return rtdb_error(413, f"Payload too large: a write here carries at most {MAX_WRITE // 1024} KiB")
 
     def answer(self, value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         if request.args.get("print") == "silent":
@@ -201,6 +203,7 @@ class RealtimeSurface:
                                f"\"{join(list(parts))}\", to the rules")
 
     def body(self) -> Any:
+        request.max_content_length = MAX_WRITE
         raw = request.get_data(cache=False)
         try:
             return json.loads(raw)
