@@ -436,12 +436,14 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
 
     def quote(uid: str, request: TaskRequest) -> tuple[str | None, int, int]:
         if request.kind in ("chat", "vision"):
-            messages = request_messages(request)
+            messages = chat.resolved(uid, request_messages(request))  # images read and checked before any hold
             history = settings.memory_context_tokens if request.conversation_id else 0  # the most memory sends
             model, guess = chat.quote(uid, messages, request.model, more_prompt=history)
             upkeep = conversations.upkeep(uid, messages, model.id) if request.conversation_id else 0
             return model.id, guess.micros, upkeep
         if request.kind == "agent":
+            if request.model is not None:  # a model it cannot use is refused before its budget is held
+                chat.route(request.model, "chat", uid=uid)
             return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount), 0
         if request.kind == "image" and images is not None:
             return *images.price(uid, request), 0

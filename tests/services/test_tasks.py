@@ -162,6 +162,9 @@ def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_bac
     ({"kind": "vision", "input": "what is in it?"}, "invalid-task"),
     ({"kind": "vision", "input": {"prompt": "what is in it?"}}, "invalid-task"),
     ({"kind": "agent", "input": "   "}, "invalid-task"),
+    ({"kind": "agent", "input": "plan it", "model": "no/such-model"}, "unknown-model"),  # held its budget first
+    ({"kind": "vision", "input": {"prompt": "what is it?", "image": "upload:up_" + "0" * 24}}, "unknown-upload"),
+    ({"kind": "vision", "input": {"prompt": "what is it?", "image": "image:nosuch.0"}}, "unknown-upload"),
 ])
 def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: object, problem: str) -> None:
     funded(ai, "u", 1)
@@ -174,6 +177,7 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
     assert (balance.available, balance.held) == (CREDIT, 0)
     assert ai.realtime.get("/tasks/u/bad")["error"]["type"] == problem
     assert "µc" not in task.error["detail"]  # said in credits, as everything a user reads is
+    assert [e.kind for e in ai.credits.history("u", limit=10)[0]] == ["grant"]  # not even a hold and its release
 
 
 @pytest.mark.parametrize(("written", "micros"), [(0.00005, 50), (0.00001, 10), (0.0001, 100), (2.5, 2_500_000),
@@ -747,3 +751,16 @@ def test_with_no_retention_a_finished_task_stays_on_the_bus(tmp_path: Path, cloc
     assert ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hi", "model": LLAMA, "createdAt": 1}).terminal
     assert ai.queue.status("task-clear:u:t1") is None and ai.realtime.get("/streams/u/t1")  # type: ignore[attr-defined]
     ai.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("request_body", "problem"), [
+    ({"kind": "chat", "input": "word " * 9000, "model": "demo-chat"}, "context-too-long"),  # 8,192 tokens
+    ({"kind": "agent", "input": "plan it", "model": "demo-image"}, "unknown-model"),  # not for chat: it makes images
+])
+def test_a_request_its_model_cannot_take_fails_before_any_hold(platform: Platform, request_body: dict,
+                                                               problem: str) -> None:
+    """Refused once held: the user's history showed a hold and its release for a request that could never run."""
+    funded(platform, "u", 10)
+    task = platform.tasks.submit("u", "t", {**request_body, "createdAt": 1})
+    assert task.state == FAILED and task.error["type"] == problem, task.error
+    assert task.hold is None and [e.kind for e in platform.credits.history("u", limit=10)[0]] == ["grant"]

@@ -207,9 +207,11 @@ class MeteredChat:
         `more_prompt` tokens the caller will add, such as a conversation's history, and its `options`)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return chosen, estimate(chosen, self._prompt(messages, options, chosen) + more_prompt, max_out)
+        prompt = self._prompt(messages, options, chosen)
+        _within_context(chosen, prompt, max_out)  # the request alone: the history added is trimmed to fit
+        return chosen, estimate(chosen, prompt + more_prompt, max_out)
 
-    def _resolved(self, uid: str, messages: Messages) -> Messages:
+    def resolved(self, uid: str, messages: Messages) -> Messages:
         """Image parts read and checked, inline (before anything is held: a bad image costs nothing)."""
         if self.vision is None or capability_of(messages) != "vision":
             return messages
@@ -248,9 +250,7 @@ class MeteredChat:
         """Hold what a call may cost: a call the balance, the key's limit or the user's per-request cap cannot
         cover is refused here, with the shortfall, and costs nothing."""
         guess = estimate(chosen, prompt, max_out)
-        if guess.prompt_tokens + max_out > chosen.context_window:
-            raise ContextTooLong(f"about {guess.prompt_tokens} prompt tokens plus {max_out} to generate exceed "
-                               f"{chosen.id}'s context window of {chosen.context_window}")
+        _within_context(chosen, guess.prompt_tokens, max_out)
         cap = self.preferences_of(uid).max_credits_per_request
         if cap is not None and guess.micros > cap:
             raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
@@ -461,7 +461,7 @@ class MeteredChat:
         more for nothing; another request with the key is a conflict. `keeping`: kept as it says (a conversation
         turn's)."""
         keeping = keeping or self._keeping(messages, model, max_tokens, options, replayable and budget is None)
-        messages = self._resolved(uid, messages)
+        messages = self.resolved(uid, messages)
         rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
         tried: list[str] = []
         charged = 0
@@ -558,7 +558,7 @@ class MeteredChat:
         again."""
         keeping = keeping or self._keeping(messages, model, max_tokens, options, replayable and budget is None)
         try:
-            messages = self._resolved(uid, messages)
+            messages = self.resolved(uid, messages)
             rest = iter(enumerate(self.route(model, capability_of(messages), uid=uid)))
             tried: list[str] = []
             call = self._next_call(uid, messages, key, rest, tried, max_tokens, spend, options, budget, keeping)
@@ -690,3 +690,9 @@ class Relay:
         except ProviderUnavailable as failure:
             self.outcome = "broken" if self.said else "failed"
             self.failure = failure.detail
+
+
+def _within_context(model: Model, prompt: int, max_out: int) -> None:
+    if prompt + max_out > model.context_window:
+        raise ContextTooLong(f"about {prompt} prompt tokens plus {max_out} to generate exceed {model.id}'s context "
+                             f"window of {model.context_window}")
