@@ -254,7 +254,12 @@ def test_a_cancel_mid_stream_pays_for_what_was_used_and_frees_the_rest(ai: Platf
     worker.join(timeout=20)
     task = ai.tasks.get("u", "long")
     assert task.state == CANCELLED and task.outcome == "settled" and 0 < task.charged < task.reserved
-    assert stream_of(ai, "u", "long")[-1] == {"final": True, "cancelled": True}
+    # the final piece says what was paid, as a finished stream's does, and the task keeps the words paid for
+    said = "".join(piece.get("text", "") for piece in stream_of(ai, "u", "long")[:-1])
+    assert stream_of(ai, "u", "long")[-1] == {"final": True, "cancelled": True,
+                                              "charged": {"credits": format_credits(task.charged),
+                                                          "micros": task.charged}}
+    assert said and task.result is not None and task.result["text"] == said
     balance = ai.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT - task.charged, 0)
     assert ai.tasks.cancel("u", "long") == task  # after the end: nothing changes
@@ -309,6 +314,9 @@ def test_a_run_stopped_by_its_deadline_ends_expired_not_cancelled(ai: Platform, 
     worker.join(timeout=20)
     task = ai.tasks.get("u", "late")
     assert task.state == EXPIRED and not task.cancel_requested and 0 < task.charged < task.reserved
+    final = stream_of(ai, "u", "late")[-1]  # it said "cancelled": true, though no one cancelled it
+    assert final["final"] is True and final.get("expired") is True and "cancelled" not in final
+    assert final["charged"]["micros"] == task.charged
     assert ai.credits.balance("u").held == 0
 
 

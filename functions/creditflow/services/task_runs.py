@@ -39,6 +39,7 @@ class RunOutcome:
 class Context(Protocol):
     task: Task
     budget: Budget
+    stopped_by: str | None  # "cancelled" or "expired", once `cancelled` said to stop
 
     def progress(self, fraction: float, message: str) -> None: ...
 
@@ -169,8 +170,9 @@ class ChatRun:
                         context.progress(0.5, "answering")
         finally:
             pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
-        writer.final({"cancelled": True})
-        return RunOutcome("cancelled")
+        charged = money(context.budget.captured)  # what the turn took from the hold, its cut reply's settle too
+        writer.final({context.stopped_by or "cancelled": True, "charged": charged})
+        return RunOutcome("cancelled", {"text": "".join(said), "charged": charged})  # the words paid for
 
 
 RECALLED_MESSAGES = 200  # the latest of each conversation the recall tool reads (Firestore bills every one read)

@@ -91,7 +91,8 @@ class RunContext:
 
     def __init__(self, tasks: Tasks, task: Task, budget: Budget) -> None:
         self.tasks, self.task, self.budget = tasks, task, budget
-        self._checked, self._cancelled = 0.0, False
+        self._checked = 0.0
+        self.stopped_by: str | None = None  # "cancelled" or "expired", once `cancelled` said to stop
 
     def progress(self, fraction: float, message: str) -> None:
         self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
@@ -99,14 +100,17 @@ class RunContext:
 
     def cancelled(self) -> bool:
         """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
-        if self._cancelled:
+        if self.stopped_by is not None:
             return True
         now = time.monotonic()
         if now - self._checked >= CANCEL_CHECK_INTERVAL:
             self._checked = now
             stored = self.tasks.store.get(self.task.uid, self.task.id)
-            self._cancelled = stored is None or stored.cancel_requested or self.tasks._overdue(stored)
-        return self._cancelled
+            if stored is None or stored.cancel_requested:
+                self.stopped_by = "cancelled"
+            elif self.tasks._overdue(stored):
+                self.stopped_by = "expired"
+        return self.stopped_by is not None
 
     def stream(self) -> StreamWriter:
         return StreamWriter(self.tasks.realtime, self.task.uid, self.task.id)
