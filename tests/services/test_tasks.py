@@ -163,6 +163,10 @@ def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_bac
     ({"kind": "vision", "input": {"prompt": "what is in it?"}}, "invalid-task"),
     ({"kind": "agent", "input": "   "}, "invalid-task"),
     ({"kind": "agent", "input": "plan it", "model": "no/such-model"}, "unknown-model"),  # held its budget first
+    ({"kind": "chat", "input": {"prompt": "hi", "agent": "code"}}, "invalid-task"),  # taken and ignored, once
+    ({"kind": "chat", "input": {"prompt": "hi", "approval": True}}, "invalid-task"),
+    ({"kind": "agent", "input": {"goal": "plan it", "n": 2}}, "invalid-task"),
+    ({"kind": "agent", "input": "plan it", "conversationId": "c1"}, "invalid-task"),
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "upload:up_" + "0" * 24}}, "unknown-upload"),
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "image:nosuch.0"}}, "unknown-upload"),
 ])
@@ -772,3 +776,14 @@ def test_a_request_its_model_cannot_take_fails_before_any_hold(platform: Platfor
     task = platform.tasks.submit("u", "t", {**request_body, "createdAt": 1})
     assert task.state == FAILED and task.error["type"] == problem, task.error
     assert task.hold is None and [e.kind for e in platform.credits.history("u", limit=10)[0]] == ["grant"]
+
+
+def test_a_max_credits_beyond_any_ledger_amount_is_said_to_be_over_the_largest_hold() -> None:
+    """1e30 was told it was "not an amount of credits (at most 6 decimals)", which it is."""
+    from creditflow.domain.tasks import InvalidTask, parse_request
+
+    for written in (1e30, "1000000000000000000000", 99999999999999):
+        with pytest.raises(InvalidTask, match=r"may be at most 10000 credits"):
+            parse_request({"kind": "chat", "input": "hi", "maxCredits": written}, max_reservation=10_000 * CREDIT)
+    with pytest.raises(InvalidTask, match="not an amount of credits"):
+        parse_request({"kind": "chat", "input": "hi", "maxCredits": "1.0000001"}, max_reservation=10_000 * CREDIT)

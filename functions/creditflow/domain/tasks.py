@@ -119,6 +119,9 @@ def _credits(value: object, max_reservation: int) -> int:
     try:
         micros = parse_credits(text)
     except (LedgerError, ValueError) as error:
+        if re.fullmatch(r"[0-9]+([.][0-9]{1,6})?", text):  # an amount, but beyond any a ledger keeps
+            raise InvalidTask(f"maxCredits may be at most {max_reservation // 1_000_000} credits "
+                              "(MAX_RESERVATION_AMOUNT)") from error
         raise InvalidTask(f"maxCredits {text[:40]!r} is not an amount of credits (at most 6 decimals)") from error
     if micros <= 0:
         raise InvalidTask("maxCredits must be more than 0")
@@ -139,7 +142,7 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
         raise InvalidTask(f"kind must be one of {', '.join(KINDS)}, not {str(kind)[:40]!r}")
     value = raw.get("input")
     if isinstance(value, dict):
-        _require_input_object(value)
+        _require_input_object(value, kind)
     elif not (isinstance(value, str) and value.strip()):
         raise InvalidTask("input must be a prompt (a string that is not blank) or an object with a prompt, goal or "
                           "messages")
@@ -161,6 +164,8 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
     conversation = raw.get("conversationId")
     if conversation is not None and (not isinstance(conversation, str) or not 0 < len(conversation) <= 64):
         raise InvalidTask("conversationId must be a conversation id")
+    if conversation is not None and kind not in ("chat", "vision"):
+        raise InvalidTask(f"conversationId is for chat and vision turns, not {kind} tasks")
     max_credits = raw.get("maxCredits")
     return TaskRequest(kind=kind, input=value, model=model, priority=priority, conversation_id=conversation,
                        max_credits=None if max_credits is None else _credits(max_credits, max_reservation))
@@ -172,14 +177,26 @@ INPUT_FIELDS = {"prompt": str, "goal": str, "messages": list, "image": str, "age
                 "size": str, "n": int, "steps": int, "seed": int, "negativePrompt": str}
 
 
-def _require_input_object(value: dict[str, Any]) -> None:
-    """An input object: a prompt, a goal or messages, and only the fields a task reads, each of its type."""
+TEXT = {"prompt", "goal"}
+KIND_INPUT = {"chat": TEXT | {"messages", "image"}, "vision": TEXT | {"messages", "image"},
+              "agent": TEXT | {"agent", "approval", "documents"},
+              "image": TEXT | {"size", "n", "steps", "seed", "negativePrompt"}}  # what each kind's run reads
+
+
+def _require_input_object(value: dict[str, Any], kind: str) -> None:
+    """An input object: a prompt, a goal or messages, and only the fields its kind of task reads, each of its type
+    (one another kind reads was taken and ignored: an `agent` on a chat, an `n` on an agent)."""
     unknown = sorted(set(value) - set(INPUT_FIELDS))
     if unknown:
         raise InvalidTask(f"unknown input fields {unknown[:5]}: an input holds {', '.join(INPUT_FIELDS)}")
-    for name, kind in INPUT_FIELDS.items():
-        if name in value and (not isinstance(value[name], kind) or isinstance(value[name], bool) != (kind is bool)):
-            raise InvalidTask(f"input.{name} must be a {kind.__name__}")
+    elsewhere = sorted(set(value) - KIND_INPUT[kind])
+    if elsewhere:
+        raise InvalidTask(f"input fields {elsewhere} are not read by {kind} tasks: a {kind} task's input holds "
+                          f"{', '.join(sorted(KIND_INPUT[kind]))}")
+    for name, expected in INPUT_FIELDS.items():
+        if name in value and (not isinstance(value[name], expected)
+                              or isinstance(value[name], bool) != (expected is bool)):
+            raise InvalidTask(f"input.{name} must be a {expected.__name__}")
     if not any(isinstance(value.get(name), str) and value[name].strip() for name in ("prompt", "goal")) and not (
             isinstance(value.get("messages"), list) and value["messages"]):
         raise InvalidTask("input needs a prompt or a goal (text that is not blank) or messages")
