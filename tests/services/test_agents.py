@@ -251,6 +251,18 @@ def test_a_cancel_stops_the_agent_between_nodes(ai: Platform, agents: LangGraphA
     assert outcome.result == "42" and context.spent == 2 * CALL_COST
 
 
+def test_a_cancel_during_the_last_call_ends_the_run_cancelled_with_its_answer(ai: Platform,
+                                                                               agents: LangGraphAgents) -> None:
+    """There is no step after the last call to stop at: the run ended `done`, as if the cancel had not come."""
+    whole = agents.run(TaskContext(ai, "alice", "t8a"), "analysis", THREE, limits=AgentLimits())
+    context = TaskContext(ai, "alice", "t8b")
+    context.cancelled = lambda: len(context.replies) >= 4  # type: ignore[method-assign]  # asked during the last
+    outcome = agents.run(context, "analysis", THREE, limits=AgentLimits())
+    assert (whole.status, whole.steps) == ("done", 4)
+    assert (outcome.status, outcome.steps, outcome.tool_calls, outcome.result) == ("cancelled", 4, 3, whole.result)
+    assert context.spent == 4 * CALL_COST
+
+
 def test_step_and_tool_call_limits_stop_with_a_partial_result(ai: Platform, agents: LangGraphAgents) -> None:
     steps = agents.run(TaskContext(ai, "alice", "t9"), "analysis", THREE, limits=AgentLimits(max_steps=2))
     assert (steps.status, steps.reason, steps.steps, steps.result) == ("stopped", "step limit (2) reached", 2,

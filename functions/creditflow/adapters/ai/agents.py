@@ -97,6 +97,8 @@ def _model(state: AgentState, runtime: Runtime[Run]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
     if reply.tool_calls:
         message["tool_calls"] = reply.tool_calls
+    elif run.context.cancelled():  # a cancel while the last call ran: ended as asked, with the answer paid for
+        return {"messages": [message], "ended": {"status": "cancelled", "reason": "cancelled by the user"}}
     return {"messages": [message]}
 
 
