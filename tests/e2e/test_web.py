@@ -605,6 +605,15 @@ def test_a_chat_message_carries_an_attached_image_to_a_vision_model(context: Any
     assert picker.evaluate("input => input.files.length") == 0  # sent with its message: the picker says so
 
 
+def test_a_message_of_spaces_is_said_to_be_empty_not_dropped_in_silence(context: Any, offline: LocalServer) -> None:
+    page = context.new_page()
+    sign_in(page, offline, "spacey", "chat")
+    page.get_by_label("Message").fill("   ")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text("write a message first: this one is only spaces").wait_for()
+    assert page.get_by_test_id("messages").inner_text() == "No messages yet."
+
+
 def test_an_image_refused_with_its_message_is_dropped_and_the_text_given_back(context: Any, offline: LocalServer
                                                                                ) -> None:
     """A file that is not an image is refused (422) with its message; it stayed attached and every later message

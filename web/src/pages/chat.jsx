@@ -1,7 +1,7 @@
 // Chat in conversations: replies stream over POST /api/v1/chat (server-sent events); the model and its price are
 // shown before sending; each reply shows its charge and what conversation memory did.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, newKey, postStream } from "../api.js";
+import { api, ApiError, newKey, postStream } from "../api.js";
 import { credits, Empty, Loading, Problem, useLoad } from "../ui.jsx";
 
 
@@ -68,7 +68,10 @@ export function ChatPage() {
   };
   const send = async (event) => {
     event.preventDefault();
-    if (!text.trim()) return;
+    if (!text.trim()) { // the box's `required` lets spaces through: said, not silently dropped
+      setError(new ApiError(422, { detail: "write a message first: this one is only spaces" }));
+      return;
+    }
     setError(null);
     setBusy(true);
     const asked = text;
