@@ -16,6 +16,7 @@ from creditflow.adapters.firebase.task_queue import CloudTasksQueue
 from creditflow.adapters.local.tree import LocalTree
 from creditflow.domain.jobs import Job
 from creditflow.services.jobs import PING, Ping
+from tests.ping_attempts import by_attempt
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     deadline = time.monotonic() + 90
     attempts: dict[str, object] = {}
     while time.monotonic() < deadline:
-        attempts = {job: tree.get(Ping.path(job) + "/attempts") or {} for job in wanted}
+        attempts = {job: by_attempt(tree.get(Ping.path(job) + "/attempts")) for job in wanted}
         if all(len(attempts[job]) >= n for job, n in wanted.items()):  # type: ignore[arg-type]
             break
         time.sleep(0.25)

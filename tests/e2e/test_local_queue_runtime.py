@@ -10,11 +10,11 @@ from creditflow.adapters.local.tree import LocalTree
 from creditflow.domain.jobs import Job
 from creditflow.services.jobs import PING, Ping
 from tests.e2e.server import LocalServer
+from tests.ping_attempts import by_attempt
 
 
 def attempts(data: Path, job_id: str) -> dict:
-    found = LocalTree(data / "realtime.sqlite3").get(Ping.path(job_id) + "/attempts")
-    return found if isinstance(found, dict) else {}
+    return by_attempt(LocalTree(data / "realtime.sqlite3").get(Ping.path(job_id) + "/attempts"))
 
 
 def test_the_local_runtime_works_the_queue_and_stops_cleanly(tmp_path: Path) -> None:

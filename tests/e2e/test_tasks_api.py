@@ -76,7 +76,9 @@ def test_bad_task_requests_are_refused_and_keep_nothing(real: LocalServer) -> No
             ({"kind": "chat", "input": "x", "maxCredits": "0"}, "b-3", 400),
             ({"kind": "chat", "input": "x", "maxCredits": "99999999"}, "b-4", 400),
             ({"kind": "chat", "input": "x"}, "not/a/request/id", 400),
-            ({"kind": "chat", "input": "x", "extra": 1}, "b-5", 400)):
+            ({"kind": "chat", "input": "x", "extra": 1}, "b-5", 400),
+            ({"kind": "chat", "input": {"prompt": "x", "steps": 4}}, "b-7", 422),  # an image's field: not read
+            ({"kind": "agent", "input": "x", "conversationId": "conv_" + "0" * 20}, "b-8", 422)):
         reply = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": key})
         assert reply.status == status and reply.content_type == "application/problem+json", (body, reply.body)
     assert real.call("GET", "/api/v1/tasks", token=token).json["tasks"] == []

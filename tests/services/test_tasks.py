@@ -167,6 +167,8 @@ def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_bac
     ({"kind": "chat", "input": {"prompt": "hi", "approval": True}}, "invalid-task"),
     ({"kind": "agent", "input": {"goal": "plan it", "n": 2}}, "invalid-task"),
     ({"kind": "agent", "input": "plan it", "conversationId": "c1"}, "invalid-task"),
+    ({"kind": "vision", "input": {"messages": [{"role": "user", "content": "what"}], "image": "upload:up_" + "0" * 24}},
+     "invalid-task"),  # the image went nowhere, the messages sent as given (and charged)
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "upload:up_" + "0" * 24}}, "unknown-upload"),
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "image:nosuch.0"}}, "unknown-upload"),
 ])

@@ -47,6 +47,11 @@ class ImageMissing(InvalidTask):
     """A vision request that names no image: well formed, but nothing to look at (422, as the other image refusals)."""
 
 
+class FieldNotRead(InvalidTask):
+    """A field its kind of task does not read, or one the others make meaningless: well formed, but it would be
+    taken and ignored (422)."""
+
+
 class UnknownTask(LedgerError):
     code = "unknown-task"
     title = "No such task"
@@ -165,7 +170,7 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
     if conversation is not None and (not isinstance(conversation, str) or not 0 < len(conversation) <= 64):
         raise InvalidTask("conversationId must be a conversation id")
     if conversation is not None and kind not in ("chat", "vision"):
-        raise InvalidTask(f"conversationId is for chat and vision turns, not {kind} tasks")
+        raise FieldNotRead(f"conversationId is for chat and vision turns, not {kind} tasks")
     max_credits = raw.get("maxCredits")
     return TaskRequest(kind=kind, input=value, model=model, priority=priority, conversation_id=conversation,
                        max_credits=None if max_credits is None else _credits(max_credits, max_reservation))
@@ -191,7 +196,7 @@ def _require_input_object(value: dict[str, Any], kind: str) -> None:
         raise InvalidTask(f"unknown input fields {unknown[:5]}: an input holds {', '.join(INPUT_FIELDS)}")
     elsewhere = sorted(set(value) - KIND_INPUT[kind])
     if elsewhere:
-        raise InvalidTask(f"input fields {elsewhere} are not read by {kind} tasks: a {kind} task's input holds "
+        raise FieldNotRead(f"input fields {elsewhere} are not read by {kind} tasks: a {kind} task's input holds "
                           f"{', '.join(sorted(KIND_INPUT[kind]))}")
     for name, expected in INPUT_FIELDS.items():
         if name in value and (not isinstance(value[name], expected)
@@ -200,6 +205,9 @@ def _require_input_object(value: dict[str, Any], kind: str) -> None:
     if not any(isinstance(value.get(name), str) and value[name].strip() for name in ("prompt", "goal")) and not (
             isinstance(value.get("messages"), list) and value["messages"]):
         raise InvalidTask("input needs a prompt or a goal (text that is not blank) or messages")
+    if "messages" in value and "image" in value:  # the image went nowhere: the messages were sent as given
+        raise FieldNotRead("input.image goes with a prompt, not with input.messages (whose contents are text): "
+                           "send the prompt and the image")
     documents = value.get("documents", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in documents.items()):
         raise InvalidTask("input.documents maps names to texts")

@@ -55,6 +55,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     images.InvalidImage: 422,
     vision.InvalidImagePart: 422,
     tasks.ImageMissing: 422,
+    tasks.FieldNotRead: 422,
     crypto.InvalidWallet: 422,
     errors.RateLimited: 429,
     errors.InconsistentTree: 500,
