@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -789,3 +790,57 @@ def test_a_max_credits_beyond_any_ledger_amount_is_said_to_be_over_the_largest_h
             parse_request({"kind": "chat", "input": "hi", "maxCredits": written}, max_reservation=10_000 * CREDIT)
     with pytest.raises(InvalidTask, match="not an amount of credits"):
         parse_request({"kind": "chat", "input": "hi", "maxCredits": "1.0000001"}, max_reservation=10_000 * CREDIT)
+
+
+def _waiting_agent(ai: Platform, task_id: str) -> Task:
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", task_id, {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA,
+                                   "maxCredits": "0.0003"})
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    task = ai.tasks.get("u", task_id)
+    assert task.state == "waiting" and task.steps["approveUpTo"] > task.reserved
+    return task
+
+
+def _raised_behind_its_back(ai: Platform, task: Task) -> str:
+    """What an approval does to the hold (`Tasks._raise_limit`), done where the task record does not know of it:
+    an answer racing a cancel whose compare-and-set won."""
+    raised = ai.credits.extend("u", task.hold, key=f"task:{task.id}:raise:1",
+                               amount=task.reserved + (task.steps["approveUpTo"] - task.reserved),
+                               ttl=timedelta(minutes=30))
+    return raised.hold
+
+
+def test_a_cancel_after_an_approval_raised_the_hold_unseen_frees_it_all_and_charges_nothing(ai: Platform) -> None:
+    """An answer and a cancel at once: the answer's raise reached the ledger, its record of it lost to the cancel.
+    The cancel read the raised hold but counted from the old limit: the task said it was charged -1003 µc."""
+    task = _waiting_agent(ai, "race1")
+    charged_before, held_before = task.charged, ai.credits.balance("u").held
+    _raised_behind_its_back(ai, task)
+    assert ai.credits.balance("u").held > held_before
+    ended = ai.tasks.cancel("u", "race1")
+    assert ended.state == CANCELLED and ended.charged == charged_before >= 0
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_cancel_whose_release_meets_a_hold_just_raised_frees_the_raised_one(ai: Platform,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel read the lineage, then the answer raised the hold (released it, holding more under a new id), then
+    the cancel released the old one: refused as released already, read as lapsed, and the raised hold was left
+    held, owned by the task, until its timeout (found by racing an answer and a cancel)."""
+    task = _waiting_agent(ai, "race2")
+    charged_before = task.charged
+    release = ai.credits.release
+    raced: list[str] = []
+
+    def answered_first(uid: str, hold_id: str, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(_raised_behind_its_back(ai, task))  # lands between the cancel's read and its release
+        return release(uid, hold_id, **kwargs)
+
+    monkeypatch.setattr(ai.credits, "release", answered_first)
+    ended = ai.tasks.cancel("u", "race2")
+    assert raced and ended.state == CANCELLED and ended.charged == charged_before
+    assert ai.credits.find_hold("u", raced[0]).status == "released"
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok

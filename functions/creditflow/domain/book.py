@@ -164,8 +164,11 @@ class Book:
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot be extended",
                               hold=hold.id)
-        return self._hold_again(hold, amount or hold.amount, expires_at=expires_at, key=key, candidates=candidates,
-                                reason="extended", memo={"extends": hold.id})
+        extended = self._hold_again(hold, amount or hold.amount, expires_at=expires_at, key=key,
+                                    candidates=candidates, reason="extended", memo={"extends": hold.id})
+        # grown (a limit raised), the lineage counts what came in, as a take-back does: negative, moved in
+        hold.split_off = hold.amount - extended[0].amount
+        return extended
 
     def capture(self, hold: Hold, amount: int, *, key: str, memo: dict[str, str] | None = None,
                 ) -> tuple[Hold | None, Entry]:

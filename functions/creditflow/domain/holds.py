@@ -27,7 +27,8 @@ class Hold:
     replaced_by: str | None = None
     owner: str = CLIENT
     # µc of it that a split moved to a hold of its own (an agent's image task's; not charged here); negative, what a
-    # take-back moved into the hold that replaced it: what that task did not spend, back from the balance
+    # take-back moved into the hold that replaced it: what that task did not spend, back from the balance (or what
+    # an extension that grew it took in: a task's limit the user raised)
     split_off: int = 0
 
     def is_expired(self, now: str) -> bool:

@@ -736,14 +736,21 @@ class Tasks:
             placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
             if placed is not None:
                 self._release_unowned(task, placed.hold)
-        if end is None:
-            return 0
-        left = end.amount - end.settled - end.split_off if end.status != PENDING else end.amount  # back to the user
-        if end.status == PENDING:
+        for _ in range(SAVE_TRIES):
+            if end is None:
+                return 0
+            left = end.amount - end.settled - end.split_off if end.status != PENDING else end.amount  # back to them
+            if end.status != PENDING:
+                break
             try:
                 left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
-            except (HoldAlreadyReleased, HoldExpired):  # it lapsed meanwhile: the sweeper gave it all back
-                left = end.amount
+                break
+            except (HoldAlreadyReleased, HoldExpired):
+                now, split_now = self._lineage(task)
+                if now is None or now.id == end.id:  # it lapsed meanwhile: the sweeper gave it all back
+                    left = end.amount
+                    break
+                end, split_since = now, split_now  # replaced meanwhile (an approval raised it): close the new end
         return task.reserved - task.split_off - split_since - left
 
     def _abandoned(self, task: Task) -> None:
