@@ -441,9 +441,8 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
             model, guess = chat.quote(uid, messages, request.model, more_prompt=history)
             upkeep = conversations.upkeep(uid, messages, model.id) if request.conversation_id else 0
             return model.id, guess.micros, upkeep
-        if request.kind == "agent":
-            if request.model is not None:  # a model it cannot use is refused before its budget is held
-                chat.route(request.model, "chat", uid=uid)
+        if request.kind == "agent":  # a model that cannot chat, or a goal too long for it, before its budget is held
+            chat.quote(uid, [{"role": "user", "content": request.text()}], request.model)
             return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount), 0
         if request.kind == "image" and images is not None:
             return *images.price(uid, request), 0

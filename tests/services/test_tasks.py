@@ -771,6 +771,8 @@ def test_with_no_retention_a_finished_task_stays_on_the_bus(tmp_path: Path, cloc
 @pytest.mark.parametrize(("request_body", "problem"), [
     ({"kind": "chat", "input": "word " * 9000, "model": "demo-chat"}, "context-too-long"),  # 8,192 tokens
     ({"kind": "agent", "input": "plan it", "model": "demo-image"}, "unknown-model"),  # not for chat: it makes images
+    ({"kind": "agent", "input": "word " * 9000, "model": "demo-chat"}, "context-too-long"),
+    ({"kind": "agent", "input": {"goal": "word " * 9000}}, "context-too-long"),  # the model it would be given
 ])
 def test_a_request_its_model_cannot_take_fails_before_any_hold(platform: Platform, request_body: dict,
                                                                problem: str) -> None:
@@ -844,3 +846,22 @@ def test_a_cancel_whose_release_meets_a_hold_just_raised_frees_the_raised_one(ai
     assert raced and ended.state == CANCELLED and ended.charged == charged_before
     assert ai.credits.find_hold("u", raced[0]).status == "released"
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_run_that_fails_on_a_hold_its_cancel_closed_ends_cancelled_not_failed(ai: Platform,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel racing a run's start closed the hold the run then charged from: the run's refusal
+    (hold-already-released) ended the task `failed` (found by racing 80 chats with their cancels)."""
+    from creditflow.domain.errors import HoldAlreadyReleased
+
+    funded(ai, "u", 1)
+    chat_run = ai.tasks.runs["chat"]
+
+    def cut(context: Any, resume: object = None) -> Any:
+        ai.tasks.cancel("u", context.task.id)  # running: the cancel is a flag the run meets…
+        raise HoldAlreadyReleased("reservation hold_x was already released")  # …past a hold already closed
+
+    monkeypatch.setattr(chat_run, "run", cut)
+    task = ai.tasks.submit("u", "cut", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == CANCELLED and task.error is None, task
+    assert ai.credits.balance("u").held == 0 and not ai.tasks.store.dead_letters(10)

@@ -401,8 +401,10 @@ class Tasks:
         except ProviderUnavailable as failure:  # worth another attempt, if one is left
             return self._failed_attempt(context, failure, delivery)
         except LedgerError as refused:  # permanent: the request itself cannot be served
-            return self._finish(self._spent(context), FAILED, error=problem_of(refused),
-                                message=refused.detail[:200])
+            spent = self._spent(context)
+            if spent.cancel_requested:  # the user's cancel, met mid-step (its hold closed by it): ended as asked
+                return self._finish(spent, CANCELLED, message="cancelled")
+            return self._finish(spent, FAILED, error=problem_of(refused), message=refused.detail[:200])
         except Exception as error:  # a bug or an outage: retried like a provider failure
             log.exception("task %s of %s failed", task_id, uid)
             return self._failed_attempt(context, error, delivery)
@@ -686,6 +688,8 @@ class Tasks:
 
     def _failed_attempt(self, context: RunContext, error: Exception, delivery: Delivery | None) -> Task:
         task = self._spent(context)
+        if task.cancel_requested:  # the user's cancel, met mid-step: ended as asked, not tried again
+            return self._finish(task, CANCELLED, message="cancelled")
         detail = getattr(error, "detail", None) or str(error) or type(error).__name__
         if delivery is not None and not delivery.final:
             self._update(task, message=f"attempt {delivery.attempt} failed: {detail[:150]}; retrying")
@@ -745,12 +749,13 @@ class Tasks:
             try:
                 left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
                 break
-            except (HoldAlreadyReleased, HoldExpired):
+            except (HoldAlreadyReleased, HoldAlreadySettled, HoldExpired):
                 now, split_now = self._lineage(task)
-                if now is None or now.id == end.id:  # it lapsed meanwhile: the sweeper gave it all back
-                    left = end.amount
+                if now is None or (now.id == end.id and now.status == PENDING):  # past its timeout: the sweeper
+                    left = end.amount  # gives it all back
                     break
-                end, split_since = now, split_now  # replaced meanwhile (an approval raised it): close the new end
+                # closed meanwhile (a run's last capture) or replaced (an approval raised it): read again
+                end, split_since = now, split_now
         return task.reserved - task.split_off - split_since - left
 
     def _abandoned(self, task: Task) -> None:
