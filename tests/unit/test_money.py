@@ -14,7 +14,8 @@ def test_parse_credits(text: str, micros: int) -> None:
     assert parse_credits(text) == micros
 
 
-@pytest.mark.parametrize("text", ["", "1.0000001", "1e3", "NaN", "1,5", "--1", "0x10", ".5", "1.", "inf"])
+@pytest.mark.parametrize("text", ["", "1.0000001", "1e3", "NaN", "1,5", "--1", "0x10", ".5", "1.", "inf",
+                                  "\u0665", "1.\uff15", "\u0967\u0966"])  # other scripts' digits: 5, 1.5, 10
 def test_parse_credits_refuses(text: str) -> None:
     with pytest.raises(InvalidAmount):
         parse_credits(text)
@@ -23,6 +24,8 @@ def test_parse_credits_refuses(text: str) -> None:
 def test_parse_credits_refuses_beyond_64_bits() -> None:
     with pytest.raises(AmountTooLarge):
         parse_credits("9223372036855")
+    with pytest.raises(AmountTooLarge):  # said to be too large, not to be no number
+        parse_credits("99999999999999999999")
 
 
 @given(st.integers(min_value=-MAX_MICROS, max_value=MAX_MICROS))

@@ -8,7 +8,8 @@ from .errors import AmountTooLarge, InvalidAmount
 
 MICROS_PER_CREDIT = 1_000_000
 MAX_MICROS = 2**63 - 1  # every stored amount and balance fits a signed 64-bit integer
-_DECIMAL = re.compile(r"(?P<sign>-?)(?P<whole>\d{1,19})(?:\.(?P<frac>\d{1,6}))?")
+# ASCII digits only: \d is any script's digits to Python ("٥", "５"), which no other reader of amounts takes
+_DECIMAL = re.compile(r"(?P<sign>-?)(?P<whole>[0-9]{1,40})(?:\.(?P<frac>[0-9]{1,6}))?")
 
 
 def parse_credits(text: str) -> int:

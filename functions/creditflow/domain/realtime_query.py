@@ -18,7 +18,7 @@ NULL_ETAG = "null_etag"
 MAX_KEY_BYTES = 768
 MAX_DEPTH = 32  # Realtime Database's limit on the depth of a path
 _BAD_KEY = re.compile(r"[.#$\[\]/\x00-\x1f\x7f]")
-_INTEGER_KEY = re.compile(r"(0|-?[1-9]\d{0,9})")
+_INTEGER_KEY = re.compile(r"(0|-?[1-9][0-9]{0,9})")  # ASCII digits, as Realtime Database reads keys
 
 
 def etag(value: Any) -> str:
@@ -106,7 +106,7 @@ def to_wire(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     converted = {key: to_wire(child) for key, child in value.items()}
-    if converted and all(re.fullmatch(r"0|[1-9]\d{0,8}", key) for key in converted):
+    if converted and all(re.fullmatch(r"0|[1-9][0-9]{0,8}", key) for key in converted):
         top = max(int(key) for key in converted)
         if top < 2 * len(converted):
             return [converted.get(str(i)) for i in range(top + 1)]

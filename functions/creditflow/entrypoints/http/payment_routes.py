@@ -30,9 +30,10 @@ routes = Routes()
 
 class RangeQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: str | None = Field(default=None, alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$",
+    from_: str | None = Field(default=None, alias="from", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
                               description="first day (UTC); default: 29 days before `to`")
-    to: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="last day (UTC), included")
+    to: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                           description="last day (UTC), included")
 
     def days(self, today: date) -> tuple[date, date]:
         try:
