@@ -144,6 +144,16 @@ def test_ledger_health_models_and_a_grant_from_the_console(context: Any, busy: L
         else:
             assert price.endswith("cr per million tokens (input / output)"), price
     assert any("image" in m["capabilities"] for m in listed.values())
+    # Reprice sets the input price and keeps the output price (it sent only the input: refused, 409, every time)
+    chat = next(r for r in page.get_by_test_id("model-row").all()
+                if r.get_by_role("button", name=re.compile("^Reprice")).count())
+    repriced = chat.locator("strong").first.inner_text()
+    output = listed[repriced]["outputPerMillion"]["credits"]
+    chat.get_by_label(f"New input price of {repriced}").fill("0.7")
+    chat.get_by_role("button", name=f"Reprice {repriced}").click()
+    chat.get_by_test_id("model-price").filter(has_text=f"0.7 / {output} cr per million").wait_for()
+    now = {m["id"]: m for m in busy.call("GET", "/api/v1/admin/models", token=admin(busy)).json["models"]}[repriced]
+    assert (now["inputPerMillion"]["credits"], now["outputPerMillion"]["credits"]) == ("0.7", output)
 
     page.goto(f"{busy.url}/admin.html#/users")
     page.get_by_label("User id").fill("bob")

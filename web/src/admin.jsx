@@ -174,7 +174,7 @@ function ModelsPage() {
           </> : <>
             <td data-testid="model-price">{m.inputPerMillion.credits} / {m.outputPerMillion.credits} cr per million
               tokens (input / output)</td>
-            <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { inputPerMillion: prices[m.id] } }); }}>
+            <td><form onSubmit={(e) => { e.preventDefault(); put({ model: m.id, prices: { inputPerMillion: prices[m.id], outputPerMillion: m.outputPerMillion.credits } }); }}>
               <label for={`price-${m.id}`} class="visually-hidden">New input price of {m.id}</label>
               <input id={`price-${m.id}`} required inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" size="8"
                 value={prices[m.id] || ""} onInput={(e) => setPrices({ ...prices, [m.id]: e.target.value })} />{" "}
