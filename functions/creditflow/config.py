@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -37,6 +39,34 @@ def _finite(text: str) -> float:
 
 def _credits(name: str, default: str) -> int:
     return _setting(name, default, parse_credits, "an amount of credits (e.g. 12.5)")
+
+
+def _signing_key(text: str | None) -> str | None:
+    """LEDGER_SIGNING_KEY: a 32-byte Ed25519 seed in base64, checked here so that a wrong one is said in a line."""
+    if text is None:
+        return None
+    try:
+        seed = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        seed = b""
+    if len(seed) != 32:
+        raise ConfigurationError("LEDGER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64 (44 characters); "
+                                 "unset it locally and the runtime makes one in its data folder's keys/")
+    return text
+
+
+def _verify_keys(text: str) -> tuple[str, ...]:
+    """LEDGER_VERIFY_KEYS: comma-separated verifier keys (name+keyid+base64), each checked here."""
+    from .domain.signing import PublicKey
+
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    for vkey in keys:
+        try:
+            PublicKey.from_vkey(vkey)
+        except ValueError as error:
+            raise ConfigurationError(f"LEDGER_VERIFY_KEYS: {error} (each as `./creditflow keys show` prints a "
+                                     "verifier key)") from error
+    return keys
 
 
 def _whole(name: str, default: str) -> int:
@@ -151,8 +181,8 @@ class Settings:
             "runtime": env.get("CREDITFLOW_RUNTIME", "local"),
             "data_dir": Path(env.get("CREDITFLOW_DATA_DIR", ".creditflow")),
             "ledger_origin": env.get("LEDGER_ORIGIN", "creditflow.local/ledger"),
-            "signing_key": env.get("LEDGER_SIGNING_KEY") or None,
-            "verify_keys": tuple(k for k in env.get("LEDGER_VERIFY_KEYS", "").split(",") if k.strip()),
+            "signing_key": _signing_key(env.get("LEDGER_SIGNING_KEY") or None),
+            "verify_keys": _verify_keys(env.get("LEDGER_VERIFY_KEYS", "")),
             "reservation_expiry_minutes": _whole("RESERVATION_EXPIRY_MINUTES", "30"),
             "max_reservation_amount": _credits("MAX_RESERVATION_AMOUNT", "10000"),
             "sqlite_synchronous": env.get("SQLITE_SYNCHRONOUS", "NORMAL").upper(),
