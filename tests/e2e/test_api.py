@@ -73,6 +73,7 @@ def test_idempotency_key_semantics(server: LocalServer) -> None:
     changed = server.call("POST", "/api/v1/credits/reserve", {**body, "amount": "2"}, token=token,
                           headers={"Idempotency-Key": "i-1"})
     assert changed.status == 409 and changed.json["field"] == "amount"
+    assert "1000000" not in changed.json["detail"]  # not the amounts in micro-credits, as the ledger keeps them
     # a conflict names the field as the client sent it, not as the ledger keeps it
     for changes, field in (({"category": "image"}, "category"), ({"ttlSeconds": 60}, "ttlSeconds")):
         named = server.call("POST", "/api/v1/credits/reserve", {**body, **changes}, token=token,

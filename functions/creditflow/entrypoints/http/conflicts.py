@@ -11,12 +11,14 @@ from ...domain.errors import IdempotencyConflict
 
 @contextmanager
 def conflicts_named(**sent_as: str) -> Iterator[None]:
-    """Inside, an IdempotencyConflict on a field the ledger names otherwise names the field as it was sent."""
+    """Inside, an IdempotencyConflict names the field as it was sent (`sent_as`: the ledger's name → the API's),
+    and not the values as the ledger keeps them (an amount in micro-credits, a memo as Python writes it)."""
     try:
         yield
     except IdempotencyConflict as conflict:
-        field = sent_as.get(str(conflict.context.get("field")))
-        if field is None:
+        kept = conflict.context.get("field")
+        if not isinstance(kept, str):
             raise
+        field = sent_as.get(kept, kept)
         raise IdempotencyConflict(f"this Idempotency-Key was first used with another {field}: send this request "
                                   "with a new key", key=conflict.context.get("key"), field=field) from conflict
