@@ -155,6 +155,10 @@ def test_the_schema_says_what_a_user_id_is(server: LocalServer, document: dict[s
         refused = server.call("POST", "/api/v1/admin/grants", {"uid": uid, "amount": "1"},
                               token=server.token("root", admin=True), headers={"Idempotency-Key": "uid-1"})
         assert refused.status == 400 and "must be a user id" in refused.json["detail"], refused.body
+    for path in ("/api/v1/admin/users/{uid}", "/api/v1/admin/users/{uid}/history"):  # said 64 characters at most
+        uid = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "uid")
+        granted_to = document["components"]["schemas"]["AdminGrantIn"]["properties"]["uid"]
+        assert uid["schema"]["maxLength"] == 128 and uid["schema"]["pattern"] == granted_to["pattern"], path
 
 
 def test_a_chat_takes_as_many_messages_as_the_schema_says_and_no_more(server: LocalServer,

@@ -98,8 +98,11 @@ def rollups(platform: Platform) -> UsageRollups:
     return platform.usage
 
 
+UID_IN_PATH = {"uid": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": s.USER_ID}}  # ids to 128
+
+
 @routes.route("GET", f"{V1}/admin/users/{{uid}}", summary="A user's account and balance (admins)", auth="admin",
-              response=AdminUserOut, errors=(404,))
+              response=AdminUserOut, errors=(404,), path_schemas=UID_IN_PATH)
 def admin_user(platform: Platform, caller: Caller, uid: str) -> AdminUserOut:
     account = existing(platform, uid)
     return AdminUserOut(uid=uid, account=account.id, status=account.status,
@@ -107,7 +110,7 @@ def admin_user(platform: Platform, caller: Caller, uid: str) -> AdminUserOut:
 
 
 @routes.route("GET", f"{V1}/admin/users/{{uid}}/history", summary="A user's entries, newest first (admins)",
-              auth="admin", query=AdminHistoryQuery, response=s.HistoryOut, errors=(404,))
+              auth="admin", query=AdminHistoryQuery, response=s.HistoryOut, errors=(404,), path_schemas=UID_IN_PATH)
 def admin_user_history(platform: Platform, caller: Caller, uid: str, query: AdminHistoryQuery) -> s.HistoryOut:
     existing(platform, uid)
     page, cursor = platform.credits.history(uid, cursor=query.cursor, limit=query.limit)
