@@ -100,6 +100,12 @@ def test_errors_exit_non_zero_with_a_message(data: Path, tmp_path: Path) -> None
     result = cli("ledger", "verify", "--checkpoint", str(missing), "--data-dir", str(data))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {missing}: No such file or directory"
+    # each of these once succeeded: a token already expired, every chain verified, an empty audit "clean"
+    for args, said in ((("dev-token", "ada", "--ttl", "0"), "is not a lifetime"),
+                       (("ledger", "verify", "--entry", ""), "no ledger entry ''"),
+                       (("ledger", "audit", "--user", "nobody"), "no account user:nobody")):
+        result = cli(*args, "--data-dir", str(data))
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, args
 
 
 @pytest.mark.parametrize("command", [("ledger", "audit"), ("ledger", "verify"), ("users", "balance", "ada"),

@@ -60,7 +60,7 @@ def _findings(findings: list, ok_message: str) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     platform = _platform(args)
     integrity = platform.integrity
-    if args.entry:
+    if args.entry is not None:  # given, even empty: that entry, not every chain
         result = integrity.verify_entry(args.entry)
         from .http.schemas import VerificationOut
 
@@ -74,7 +74,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    report = _platform(args).integrity.audit(args.user, signatures=not args.no_signatures)
+    platform = _platform(args)
+    if args.user is not None:
+        platform.credits.balance(args.user)  # no such account: said so, not "audits clean" over nothing
+    report = platform.integrity.audit(args.user, signatures=not args.no_signatures)
     if args.json:
         from .http.views import audit_out
 
@@ -179,6 +182,13 @@ def tcp_port(text: str) -> int:
     return int(text)
 
 
+def lifetime(text: str) -> int:
+    """A token's lifetime in seconds: a whole number above zero (0 or less made a token expired when printed)."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a lifetime: a whole number of seconds, 1 or more")
+    return int(text)
+
+
 def cmd_users_grant(args: argparse.Namespace) -> int:
     from .http.views import grant_out
 
@@ -233,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("uid")
     token.add_argument("--admin", action="store_true", help="with the admin claim")
     token.add_argument("--email", help="the email claim (verified)")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--ttl", type=lifetime, default=3600, help="lifetime in seconds")
 
     ledger = commands.add_parser("ledger", help="verify, audit and prove the ledger").add_subparsers(
         dest="ledger_command", required=True, metavar="ACTION")
