@@ -198,7 +198,7 @@ function DeadLettersPage() {
       <TableFrame label="Dead letters"><table><thead><tr><th scope="col">When</th><th scope="col">User</th>
         <th scope="col">Task</th><th scope="col">Error</th><th scope="col">Attempts</th><th scope="col">Replay</th></tr></thead>
         <tbody>{letters.data.deadLetters.map((l) => <tr key={l.id}><td>{when(l.at)}</td><td>{l.uid}</td>
-          <td><code>{l.taskId}</code> ({l.lastStep})</td><td>{l.error}</td><td>{l.attempts}</td>
+          <td><code>{l.taskId}</code> <span class="muted">(stopped while {l.lastStep})</span></td><td>{l.error}</td><td>{l.attempts}</td>
           <td>{l.replayedAt ? `replayed ${when(l.replayedAt)}` : <button type="button" disabled={busy}
             aria-label={`Replay ${l.taskId}`} onClick={() => replay(l.id)}>Replay</button>}</td></tr>)}</tbody>
       </table></TableFrame>}
