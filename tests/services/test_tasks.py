@@ -865,3 +865,21 @@ def test_a_run_that_fails_on_a_hold_its_cancel_closed_ends_cancelled_not_failed(
     task = ai.tasks.submit("u", "cut", {"kind": "chat", "input": "hello there", "model": LLAMA})
     assert task.state == CANCELLED and task.error is None, task
     assert ai.credits.balance("u").held == 0 and not ai.tasks.store.dead_letters(10)
+
+
+def test_another_request_under_the_id_of_a_task_made_through_rest_leaves_the_bus_and_says_why(ai: Platform) -> None:
+    """REST then the bus, under one id: the bus write was taken in silence and sat beside a task not its own (the
+    other order is a 409 on REST). It is removed, the user told; the task goes on as it was."""
+    funded(ai, "u", 1)
+    made = ai.tasks.submit("u", "same-id", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    again = {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1}  # the same request: kept
+    ai.realtime.set("/requests/u/same-id", again)
+    assert ai.tasks.on_request_written("u", "same-id", None, again) == made
+    assert ai.realtime.get("/requests/u/same-id") == again and not ai.realtime.get("/notifications/u/refused-same-id")
+    other = {"kind": "agent", "input": "plan a trip", "createdAt": 1}
+    ai.realtime.set("/requests/u/same-id", other)
+    assert ai.tasks.on_request_written("u", "same-id", None, other) == ai.tasks.get("u", "same-id") == made
+    assert ai.realtime.get("/requests/u/same-id") is None
+    note = ai.realtime.get("/notifications/u/refused-same-id")
+    assert note["kind"] == "request.refused" and "another request" in note["detail"]
+    assert [e.kind for e in ai.credits.history("u", limit=10)[0]].count("hold") == 1  # nothing more held

@@ -218,7 +218,28 @@ class Tasks:
         named = self.store.get(uid, request_id)
         if named is not None and not before and self._cleared(named):  # written again after its bus was cleared
             self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id), None)  # its record answers it
+        elif named is not None and not before and not self._made_by(named, after):
+            self._refuse_other_request(named)
         return named
+
+    def _made_by(self, task: Task, written: dict[str, Any]) -> bool:
+        """Whether `written` is the request that made `task` (a delivery again, a client's retry)."""
+        try:
+            request = parse_request({k: v for k, v in written.items() if k not in ("cancel", "answer")},
+                                    max_reservation=self.policy.max_reservation)
+        except InvalidTask:
+            return False
+        return request == task.request
+
+    def _refuse_other_request(self, task: Task) -> None:
+        """Another request written under the id of a task made by a request before it (through REST, where the
+        same id sent again with another request is a 409): it would sit on the bus beside a task that is not its
+        own. It leaves the bus, and the user is told why; the task goes on as it was."""
+        self.realtime.set(REQUESTS.format(uid=task.uid, requestId=task.id), None)
+        self.realtime.set(f"/notifications/{task.uid}/refused-{task.id}", {
+            "kind": "request.refused", "at": self._now(), "requestId": task.id,
+            "detail": f"request {task.id} names task {task.id}, made for another request: write yours under a new "
+                      "id (it was removed from the bus)"})
 
     def _refused_answer(self, uid: str, task_id: str, refused: LedgerError) -> Task | None:
         """A task still waiting says why the answer was not taken (too large, a limit the balance cannot cover)."""
