@@ -273,6 +273,9 @@ def test_admins_override_the_catalog(real: LocalServer) -> None:
         answer = real.call("PUT", "/api/v1/admin/models", bad, token=admin)
         assert answer.status in (400, 409) and answer.content_type == "application/problem+json", bad
         assert real.call("GET", "/api/v1/admin/models", token=admin).json == before
+    incomplete = real.call("PUT", "/api/v1/admin/models", {"model": "new/model"}, token=admin).json
+    assert incomplete["type"].endswith("/invalid-model-override"), incomplete  # was invalid-query, a body's fault
+    assert "'contextWindow', 'maxOutput'" in incomplete["detail"], incomplete  # the fields as they are sent
     flux = next(m for m in listed if m["id"] == "black-forest-labs/flux-schnell")
     assert flux["capabilities"] == ["image"] and {(p["size"], p["steps"]) for p in flux["imagePrices"]} == {
         ("512x512", 4), ("1024x1024", 4)}

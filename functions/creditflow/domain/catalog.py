@@ -20,6 +20,13 @@ class UnknownModel(LedgerError):
     title = "Unknown or unavailable model"
 
 
+class InvalidOverride(LedgerError):
+    """An admin's model override the catalog cannot take: incomplete, malformed, or on a provider not configured."""
+
+    code = "invalid-model-override"
+    title = "Invalid model override"
+
+
 class UnpricedModel(LedgerError):
     code = "unpriced-model"
     title = "Model has no price"

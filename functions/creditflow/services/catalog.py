@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ..domain.catalog import Catalog, Model, UnknownModel, check_override, merged
-from ..domain.errors import InvalidQuery
+from ..domain.catalog import Catalog, InvalidOverride, Model, UnknownModel, check_override, merged
 from ..domain.timefmt import iso
 from ..ports import CatalogOverrides, Clock
 
@@ -61,9 +60,9 @@ class LiveCatalog:
         try:
             model = check_override(model_id, fields, base)
         except (ValueError, TypeError, KeyError) as error:
-            raise InvalidQuery(str(error)) from error
+            raise InvalidOverride(str(error)) from error
         if model.provider not in self.providers:
-            raise InvalidQuery(f"provider {model.provider!r} is not configured here; configured: "
+            raise InvalidOverride(f"provider {model.provider!r} is not configured here; configured: "
                                f"{sorted(self.providers)}")
         self.overrides.put(model_id, fields, iso(self.clock.now()))
         self._reload()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field
+from pydantic.alias_generators import to_camel
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
+from ...domain.catalog import InvalidOverride
 from . import schemas as s
 from .api import Routes
 
@@ -56,7 +59,11 @@ def list_admin_models(platform: Platform, caller: Caller) -> s.AdminModelsOut:
 @routes.route("PUT", f"{V1}/admin/models", summary="Override a packaged model's fields, or add a model (priced)",
               auth="admin", body=s.ModelOverrideIn, response=s.AdminModelsOut, errors=(409,))
 def override_model(platform: Platform, caller: Caller, body: s.ModelOverrideIn) -> s.AdminModelsOut:
-    platform.catalog.put(body.model, body.model_dump(exclude_none=True, exclude={"model"}))
+    try:
+        platform.catalog.put(body.model, body.model_dump(exclude_none=True, exclude={"model"}))
+    except InvalidOverride as refused:  # the catalog names its fields as it keeps them: said as they are sent
+        raise InvalidOverride(re.sub(r"'([a-z]+(?:_[a-z]+)+)'", lambda m: repr(to_camel(m[1])), refused.detail)
+                              ) from refused
     return admin_models(platform)
 
 
