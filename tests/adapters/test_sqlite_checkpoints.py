@@ -66,8 +66,11 @@ def test_the_wal_stays_bounded_however_long_writes_go_on(tmp_path: Path) -> None
     open_accounts(store, 0, 10_000)  # 10,000 commits of at least a page each, with no pause between them
     # Without the restarts the log would hold every one of those frames (the writers' own limit is far higher):
     # about 18,300 pages. With them it holds about what is written between two runs of the thread, past the
-    # threshold: about 2,200 pages alone, 6,500 with both cores busy with other work (the thread runs less often).
-    assert Path(f"{path}-wal").stat().st_size < 9000 * PAGE
+    # threshold: about 2,200 pages alone; with both cores busy with other tests the thread runs less often, and
+    # 6,500 to 15,900 were seen. How often it runs is the machine's; that it restarts the log under steady writes
+    # (its writers paused, not starving it) is the store's, and is what is held here.
+    assert store.wal_checkpoints.restarts >= 1  # 13 to 17 here, alone or beside two busy loops
+    assert Path(f"{path}-wal").stat().st_size < 17_000 * PAGE
     with sqlite3.connect(path) as reader:
         assert reader.execute("SELECT count(*) FROM accounts").fetchone()[0] == 10_000
     store.close()

@@ -47,6 +47,7 @@ class BackgroundCheckpoints:
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
         self.runs = 0  # checkpoints run, for tests and curiosity
+        self.restarts = 0  # logs started again from their beginning
         self.restarts_refused = 0
         self._restart_after = 0.0  # monotonic time before which no restart is tried again (a reader held the log)
         self._backoff = MIN_BACKOFF
@@ -88,6 +89,7 @@ class BackgroundCheckpoints:
                 self._backoff = min(2 * self._backoff, MAX_BACKOFF)
             else:
                 self._backoff = MIN_BACKOFF
+                self.restarts += 1
         self.runs += 1
 
 
