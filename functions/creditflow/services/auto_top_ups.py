@@ -36,10 +36,19 @@ class AutoTopUps:
         customer = self.store.customer(uid)
         return customer is not None and self.payments.require_cards().saved_card(customer) is not None
 
-    def configure(self, uid: str, *, enabled: bool, threshold: int, pack: str, monthly_cap: int) -> AutoTopUp:
-        """Opt in or out. Opting in needs a saved card (a checkout with the card kept) and a cap that allows the
-        pack at least once a month; the count of declines starts again."""
-        chosen = self.payments.pack(pack)
+    def configure(self, uid: str, *, enabled: bool, threshold: int | None = None, pack: str | None = None,
+                  monthly_cap: int | None = None) -> AutoTopUp:
+        """Opt in or out. A setting left out stays as it was: turning it off needs none, turning it on all three.
+        Opting in needs a saved card (a checkout with the card kept) and a cap that allows the pack at least once a
+        month; the count of declines starts again."""
+        kept = self.settings(uid)
+        if not enabled and threshold is None and pack is None and monthly_cap is None:  # off, the settings kept
+            return self._saved(replace(kept, enabled=False))
+        if enabled and (threshold is None or pack is None or monthly_cap is None):
+            raise AutoTopUpRefused("to turn auto top-up on, send threshold, pack and monthlyCap")
+        threshold = kept.threshold if threshold is None else threshold
+        monthly_cap = kept.monthly_cap if monthly_cap is None else monthly_cap
+        chosen = self.payments.pack(kept.pack if pack is None else pack)
         if threshold <= 0:
             raise AutoTopUpRefused("the threshold must be above zero")
         if monthly_cap < chosen.credits:
@@ -47,17 +56,12 @@ class AutoTopUps:
                                    f"{chosen.id} ({format_credits(chosen.credits)} credits)")
         if enabled and not self.has_card(uid):
             raise AutoTopUpRefused("no saved card: pay once by card with saveCard set, then turn auto top-up on")
-        settings = replace(self.settings(uid), enabled=enabled, threshold=threshold, pack=chosen.id,
-                           monthly_cap=monthly_cap, declines=0, stopped=None)
-        self.store.save_auto_top_up(settings)
-        self._kept.pop(uid, None)
-        return settings
+        return self._saved(replace(kept, enabled=enabled, threshold=threshold, pack=chosen.id,
+                                   monthly_cap=monthly_cap, declines=0, stopped=None))
 
-    def turn_off(self, uid: str) -> AutoTopUp:
-        """Opt out, keeping the threshold, pack and cap for turning it on again."""
-        settings = replace(self.settings(uid), enabled=False)
+    def _saved(self, settings: AutoTopUp) -> AutoTopUp:
         self.store.save_auto_top_up(settings)
-        self._kept.pop(uid, None)
+        self._kept.pop(settings.uid, None)
         return settings
 
     def after_commit(self, account: UserAccount, entries: list[Entry]) -> None:

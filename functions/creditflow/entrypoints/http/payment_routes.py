@@ -13,7 +13,7 @@ from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery
 from ...domain.idempotency import MAX_REQUEST_KEY
 from ...domain.money import parse_credits
-from ...domain.payments import AutoTopUp, AutoTopUpRefused, Pack, Payment, PaymentTotals, totals
+from ...domain.payments import AutoTopUp, Pack, Payment, PaymentTotals, totals
 from ...domain.revenue import revenue
 from ...domain.timefmt import iso
 from ...services.reconciliation import EVERY
@@ -184,18 +184,10 @@ def get_auto_top_up(platform: Platform, caller: Caller) -> AutoTopUpOut:
               "the threshold, the pack is bought on the saved card, once per crossing and within the monthly cap",
               body=AutoTopUpIn, response=AutoTopUpOut, errors=(404, 409, 502, 503))
 def put_auto_top_up(platform: Platform, caller: Caller, body: AutoTopUpIn) -> AutoTopUpOut:
-    tops = platform.auto_top_ups
-    given = (body.threshold, body.pack, body.monthly_cap)
-    if not body.enabled and given == (None, None, None):  # off, the settings kept
-        return auto_top_up_out(platform, tops.turn_off(caller.uid))
-    if body.enabled and None in given:
-        raise AutoTopUpRefused("to turn auto top-up on, send threshold, pack and monthlyCap")
-    kept = tops.settings(caller.uid)  # off, with some settings changed: the others as they are
-    return auto_top_up_out(platform, tops.configure(
-        caller.uid, enabled=body.enabled,
-        threshold=parse_credits(body.threshold) if body.threshold is not None else kept.threshold,
-        pack=body.pack if body.pack is not None else kept.pack,
-        monthly_cap=parse_credits(body.monthly_cap) if body.monthly_cap is not None else kept.monthly_cap))
+    return auto_top_up_out(platform, platform.auto_top_ups.configure(
+        caller.uid, enabled=body.enabled, pack=body.pack,
+        threshold=parse_credits(body.threshold) if body.threshold is not None else None,
+        monthly_cap=parse_credits(body.monthly_cap) if body.monthly_cap is not None else None))
 
 
 @routes.route("GET", f"{V1}/payments", summary="The caller's payments, newest first", response=PaymentsOut)
