@@ -282,6 +282,36 @@ def test_a_query_parameter_sent_twice_is_refused(server: LocalServer, path: str,
     assert f"{repeated} is given 2 times" in reply.json["detail"], reply.json
 
 
+@pytest.mark.parametrize(("method", "path", "admin", "named"), [
+    ("GET", "/api/v1/credits/balance?uid=bob", False, "uid"),  # reads as a filter applied, were it ignored
+    ("GET", "/api/v1/admin/users/bob?limit=5&x=1", True, "limit"),
+    ("POST", "/api/v1/admin/analytics/rebuild?since=2026-01-01T00:00:00Z", True, "since"),
+    ("GET", "/api/v1/credits/history?limit=5&uid=bob", False, "uid"),  # a route with a query model, for the same
+])
+def test_a_query_parameter_a_route_does_not_read_is_refused(server: LocalServer, method: str, path: str,
+                                                              admin: bool, named: str) -> None:
+    """A parameter no route reads is refused, not ignored: `?uid=bob` would otherwise look like a filter applied."""
+    token = server.token("root", admin=True) if admin else funded(server, "asker", "1")
+    before = ledger_digest(server.data)
+    reply = server.call(method, path, token=token, headers={"Idempotency-Key": "q-1"} if method == "POST" else None)
+    assert (reply.status, reply.content_type) == (400, "application/problem+json"), reply.body
+    assert reply.json["type"].endswith("/invalid-query") and reply.json["field"] == named, reply.json
+    assert ledger_digest(server.data) == before
+
+
+def test_a_body_a_route_does_not_read_is_refused(server: LocalServer) -> None:
+    """A route that reads no body refuses one that says something (its fields would silently do nothing); no
+    body, or `{}`, is fine."""
+    admin = server.token("root", admin=True)
+    refused = server.call("POST", "/api/v1/admin/analytics/rebuild", token=admin, body={"since": "2026-01-01"})
+    assert (refused.status, refused.content_type) == (400, "application/problem+json"), refused.body
+    assert refused.json["errors"] == [{"field": "(body)", "message": "this route takes no body: send none (or {})"}]
+    garbled = server.call("POST", "/api/v1/admin/analytics/rebuild", token=admin, raw=b"not json")
+    assert garbled.status in (400, 415), garbled.body
+    for fine in ({}, None):
+        assert server.call("POST", "/api/v1/admin/analytics/rebuild", token=admin, body=fine).status == 200
+
+
 def test_chunked_bodies_are_measured_like_any_other(server: LocalServer) -> None:
     """A body sent in chunks has no Content-Length: past the limit it is refused with 413 all the same, not read
     cut short; within it, it is read whole."""

@@ -261,8 +261,12 @@ class Api:
                     arguments["platform"] = self.platform
                 if body is not None:
                     arguments["body"] = self._body(body)
+                elif raw_body is None:
+                    self._no_body()
                 if query is not None:
                     arguments["query"] = self._query(query)
+                else:
+                    self._only_known([])
                 result = handler(**arguments)
                 if isinstance(result, BaseModel):
                     return Response(result.model_dump_json(by_alias=True), mimetype="application/json")
@@ -298,11 +302,31 @@ class Api:
             said = ", ".join(f"{name} is given {count} times" for name, count in repeated.items())
             raise InvalidQuery(f"{said}: send each query parameter once", field=next(iter(repeated)))
         properties = model.model_json_schema()["properties"]
+        Api._only_known(list(properties))
         values = dict(request.args.items())
         for name, value in values.items():
             if properties.get(name, {}).get("type") == "integer" and not re.fullmatch(r"-?[0-9]{1,19}", value):
                 raise InvalidQuery(f"{name} must be a whole number", field=name)
         return model.model_validate(values)
+
+    @staticmethod
+    def _only_known(known: list[str]) -> None:
+        """A query parameter the route does not read is refused, not ignored: `?uid=bob` on a route that ignores it
+        would read as a filter that was applied."""
+        unknown = [name for name in dict.fromkeys(request.args.keys()) if name not in known]
+        if unknown:
+            said = ", ".join(unknown)
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            what = "is not a query parameter" if len(unknown) == 1 else "are not query parameters"
+            raise InvalidQuery(f"{said} {what} of this route ({takes})", field=unknown[0])
+
+    @staticmethod
+    def _no_body() -> None:
+        """A route that reads no body refuses one that says something: the fields it holds would do nothing. An
+        empty body, or `{}`, is no body."""
+        raw = request.get_data(cache=True)
+        if raw.strip() and (not request.is_json or parse(raw) != {}):
+            raise InvalidBody("this route takes no body: send none (or {})")
 
     @staticmethod
     def _body(model: type[BaseModel]) -> BaseModel:
