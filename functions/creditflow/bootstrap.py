@@ -119,16 +119,21 @@ def sweep_media(platform: Platform) -> dict[str, dict[str, int]]:
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
+    """The signing key (LEDGER_SIGNING_KEY, else the local key files) and every key accepted for verification:
+    the signing key's, the key files' rotated-out keys, and LEDGER_VERIFY_KEYS in either case."""
     if settings.signing_key:
         key = SigningKey(settings.ledger_origin, base64.b64decode(settings.signing_key))
-        keyring = Keyring(PublicKey.from_vkey(vkey) for vkey in settings.verify_keys)
-        keyring.add(key.public)
-        return key, keyring
-    if settings.runtime == "firebase":
+        keyring = Keyring()
+    elif settings.runtime == "firebase":
         raise RuntimeError("LEDGER_SIGNING_KEY (a secret) is required in the firebase runtime")
-    from .adapters.local.key_files import KeyFiles
+    else:
+        from .adapters.local.key_files import KeyFiles
 
-    return KeyFiles(settings.data_dir, settings.ledger_origin).load_or_create()
+        key, keyring = KeyFiles(settings.data_dir, settings.ledger_origin).load_or_create()
+    for vkey in settings.verify_keys:
+        keyring.add(PublicKey.from_vkey(vkey))
+    keyring.add(key.public)
+    return key, keyring
 
 
 def firestore_of(settings: Settings, store: LedgerStore | None) -> Any:

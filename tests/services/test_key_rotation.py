@@ -59,3 +59,21 @@ def test_secrets_derived_from_the_ledger_key_outlive_its_rotation(tmp_path: Path
         platform.welcome.claim(Caller(uid=uid, email=f"{uid}@example.com", email_verified=True), ip="10.0.0.1")
     with pytest.raises(LedgerError):
         restarted.welcome.claim(Caller(uid="u4", email="u4@example.com", email_verified=True), ip="10.0.0.1")
+
+
+def test_verify_keys_are_accepted_beside_the_key_files(tmp_path: Path) -> None:
+    """An operator who signed with LEDGER_SIGNING_KEY and moves to the local key files keeps the old key's entries
+    verifying by naming it in LEDGER_VERIFY_KEYS, as the README says: the key files do not make it ignored."""
+    import base64
+
+    seed = base64.b64encode(bytes(range(32))).decode()
+    before = make_platform(tmp_path / "data", signing_key=seed)
+    before.credits.open_account("ada")
+    before.credits.grant("ada", 5 * CREDIT, source="admin", lot_kind="paid", key="signed-by-the-secret")
+    old = before.key.public
+    before.store.close()  # type: ignore[attr-defined]
+    after = make_platform(tmp_path / "data", verify_keys=(old.vkey,))
+    assert after.key.public != old  # signs with the key files' key now
+    assert old.vkey in {k.vkey for k in after.keyring.public_keys()}
+    after.credits.grant("ada", 1 * CREDIT, source="admin", lot_kind="paid", key="signed-by-the-files")
+    assert after.integrity.audit().ok
