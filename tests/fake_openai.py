@@ -191,7 +191,9 @@ class FakeOpenAI:
                 reply: dict[str, Any] = {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "tool_calls" if tool else "stop", "message": message}]}
-                if "NOUSAGE" not in last:
+                if "NEGUSAGE" in last:  # a provider's nonsense
+                    reply["usage"] = {"prompt_tokens": -1_000_000, "completion_tokens": 50, "total_tokens": 150}
+                elif "NOUSAGE" not in last:
                     reply["usage"] = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
                 return self._send(200, reply)
 
@@ -217,6 +219,8 @@ class FakeOpenAI:
                         {"index": 0, "function": {"arguments": arguments[5:]}}]}}]})
                     self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
                     return self._usage_and_done(body, last)
+                if "EMPTYLLAMA" in last and "Llama" in body["model"]:  # a stream that ends without a word
+                    return self._chunk(b"data: [DONE]\n\n") or self._chunk(b"")
                 if "WAIT50" in last:  # a provider with a fixed first-token time (the bus benchmark's anchor)
                     time.sleep(0.05)
                 words = f"echo: {last}".split(" ")

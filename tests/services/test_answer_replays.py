@@ -41,7 +41,7 @@ def test_the_same_request_again_gets_the_first_answer_and_pays_nothing_more(ai: 
     assert again == replace(first, replayed=True, answered_at=answered) and not first.replayed  # when it was kept
     assert len(upstream.requests) == sent and spent(ai, "u") == charged == first.charged
     streamed = list(ai.chat.stream("u", ask("hello"), key="k1", model=LLAMA, max_tokens=50, replayable=True))
-    assert streamed[0] == Delta(first.text, answered_at=answered) and isinstance(streamed[1], StreamEnd)
+    assert streamed[0] == Delta(first.text, answered_at=answered, model=LLAMA) and isinstance(streamed[1], StreamEnd)
     assert len(streamed) == 2 and streamed[1].answered_at == answered
     assert (streamed[1].entry, streamed[1].charged, streamed[1].replayed) == (first.entry, first.charged, True)
     assert len(upstream.requests) == sent and ai.integrity.audit().findings == []

@@ -24,6 +24,7 @@ from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+VISION_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
 PRICE_IN, PRICE_OUT = 130_000, 400_000  # µc per 1M tokens, from the catalog
 
 
@@ -257,6 +258,45 @@ def test_a_stream_that_cannot_start_costs_nothing(ai: Platform) -> None:
     with pytest.raises(ProviderUnavailable):
         next(stream)
     assert (ai.credits.balance("u").available, ai.credits.balance("u").held) == (CREDIT, 0)
+
+
+def test_a_stream_that_ends_without_a_word_costs_nothing_and_falls_back(ai: Platform) -> None:
+    """A provider stream that ends (or is closed) before it said anything reached no one: its hold is released
+    and the next model answers, as for a stream that fails before its first piece."""
+    funded(ai, "u", 1)
+    pieces = list(ai.chat.stream("u", ask("EMPTYLLAMA please"), key="empty"))
+    done = pieces[-1]
+    assert isinstance(done, StreamEnd) and done.model == VISION_MODEL and done.tried[0].startswith(LLAMA)
+    assert "the stream ended before it said anything" in done.tried[0]
+    kinds = [e.kind for e in ai.credits.history("u")[0]]
+    assert kinds == ["settle", "hold", "release", "hold", "grant"]  # the empty one released, the answer charged
+    with pytest.raises(ProviderUnavailable):  # named: nothing to fall back to, and nothing charged
+        list(ai.chat.stream("u", ask("EMPTYLLAMA again"), key="empty-named", model=LLAMA))
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_of_a_providers_own_releases_the_hold(tmp_path: Path, clock: SteppedClock, stream: bool) -> None:
+    """Not a provider's failure but an error raised by its adapter (here the demo's, on a tool that is not an
+    object): the caller gets it, and the hold is released at once, not left until it lapses."""
+    platform = make_platform(tmp_path / "demo", clock)
+    funded(platform, "d", 1)
+    with pytest.raises(TypeError):
+        call = platform.chat.stream if stream else platform.chat.chat
+        list(call("d", ask("2+2"), key="odd", options={"tools": [{"function": "arithmetic"}]}))  # type: ignore
+    balance = platform.credits.balance("d")
+    assert (balance.available, balance.held) == (CREDIT, 0)
+    assert [e.kind for e in platform.credits.history("d")[0]] == ["release", "hold", "grant"]
+
+
+def test_a_negative_usage_from_a_provider_is_no_usage(ai: Platform) -> None:
+    """A provider's nonsense usage is not the caller's error: the answer is charged on an estimate, flagged."""
+    funded(ai, "u", 1)
+    result = ai.chat.chat("u", ask("NEGUSAGE please"), key="neg", model=LLAMA)
+    assert not result.usage_reported and result.charged > 0
+    memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
+    assert memo["usage"] == "estimated" and memo["reconcile"] == "usage missing"
+    assert ai.credits.balance("u").held == 0
 
 
 def test_an_unaffordable_stream_is_refused_before_it_starts(ai: Platform, upstream: FakeOpenAI) -> None:

@@ -30,7 +30,7 @@ def streamed(answer: Completion) -> Iterator[Piece]:
     """A kept answer as a stream: its text (and tool calls, as deltas) in one piece, then its charge."""
     calls = [{"index": n, **call} for n, call in enumerate(answer.tool_calls or ())] or None
     if answer.text or calls:
-        yield Delta(answer.text, calls, answered_at=answer.answered_at)
+        yield Delta(answer.text, calls, answered_at=answer.answered_at, model=answer.model)
     charge = {name: value for name, value in vars(answer).items() if name in Charge.__dataclass_fields__}
     yield StreamEnd(**charge, finish_reason=answer.finish_reason, broken=False, tried=answer.tried)
 

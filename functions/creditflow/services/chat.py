@@ -262,7 +262,11 @@ class MeteredChat:
                                       needed=guess.micros, spent=budget.limit - budget.left, limit=budget.limit)
             return Call(uid, key, chosen, max_out, guess, budget.call_hold(), options, budget)
         if spend is not None:  # e.g. an API key's own credit limit
-            spend.admit(guess.micros)
+            try:
+                spend.admit(guess.micros)
+            except LedgerError:
+                if not self.held_before(uid, key):  # a retry's hold is the one placed before: it claims nothing new
+                    raise
         hold = self.credits.reserve(uid, guess.micros, key=f"{key}:hold", target=target, memo={"model": chosen.id},
                                     owner=CALL)  # the call's own: only its settle or release closes it
         return Call(uid, key, chosen, max_out, guess, CallHold.of(hold), options)
@@ -303,7 +307,8 @@ class MeteredChat:
                 tool_calls: list[dict[str, Any]] | None = None) -> Priced:
         """What the call cost: reported usage when there is one, else a local estimate flagged for
         reconciliation; never more than was held."""
-        reported = prompt is not None and completion is not None and why is None
+        reported = (prompt is not None and completion is not None and why is None
+                    and prompt >= 0 and completion >= 0)  # a provider's negative count is no usage
         prompt = prompt if reported else call.guess.prompt_tokens
         completion = completion if reported else reply_tokens(text, tool_calls)
         price = cost(call.model, prompt, completion)  # type: ignore[arg-type]
@@ -399,6 +404,10 @@ class MeteredChat:
             raise
         except ProviderUnavailable:
             self.health.record(call.model.id, False, self.now() - started, self.now())
+            self._release(call)
+            raise
+        except BaseException:  # anything else (a provider adapter's own error): no answer, so nothing is charged
+            self.health.untried(call.model.id)
             self._release(call)
             raise
         self.health.record(call.model.id, True, self.now() - started, self.now())
@@ -594,6 +603,9 @@ class MeteredChat:
                                                tool_calls=relay.calls, closes=closes).charged
                     elif relay.outcome == "rejected":  # raised on to the caller, before any piece
                         self._refused(call)
+                    elif relay.outcome == "errored":  # an error of our own, raised on: nothing is charged
+                        self.health.untried(call.model.id)
+                        self._release(call)
                 self.health.record(call.model.id, relay.outcome == "complete", self.now() - started, self.now())
                 if relay.outcome == "failed":  # nothing reached the client: release, and on to the next model
                     self._release(call)
@@ -656,7 +668,7 @@ class HoldKeeper:
 class Relay:
     """One provider stream passed on piece by piece, remembering what it said and how it ended:
     complete, broken (cut off after some pieces), failed (nothing came), rejected (the provider refused the
-    request) or cancelled (the consumer left)."""
+    request), errored (an error of our own) or cancelled (the consumer left)."""
 
     def __init__(self) -> None:
         self.said: list[str] = []
@@ -679,17 +691,25 @@ class Relay:
                 if piece.text or piece.tool_calls:
                     self.said.append(piece.text)
                     self.calls.extend(piece.tool_calls or ())
-                    yield Delta(piece.text, piece.tool_calls or None)
+                    yield Delta(piece.text, piece.tool_calls or None, model=call.model.id)
                 if piece.prompt_tokens is not None:
                     self.prompt, self.completion = piece.prompt_tokens, piece.completion_tokens
                 self.finish = piece.finish_reason or self.finish
-            self.outcome = "complete" if self.finish is not None else "broken"  # no finish: cut off
+            if self.finish is not None:
+                self.outcome = "complete"
+            elif self.said or self.prompt is not None:
+                self.outcome = "broken"  # no finish: cut off after some of it
+            else:  # a stream that ended without a word: nothing reached the client, so on to the next model
+                self.outcome, self.failure = "failed", "the stream ended before it said anything"
         except ProviderRejected:
             self.outcome = "rejected"  # at the start: a provider refuses a request before it answers any of it
             raise
         except ProviderUnavailable as failure:
             self.outcome = "broken" if self.said else "failed"
             self.failure = failure.detail
+        except Exception:  # not the provider's failure (an adapter's own error): released, and raised on
+            self.outcome = "errored"
+            raise
 
 
 def _within_context(model: Model, prompt: int, max_out: int) -> None:

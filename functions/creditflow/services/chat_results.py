@@ -63,6 +63,7 @@ class Delta:
     text: str
     tool_calls: list[dict[str, Any]] | None = None
     answered_at: int | None = None  # a replay's first piece: when the answer was first given (Unix seconds)
+    model: str | None = None  # the model saying it (routing, or a fallback, may have chosen it)
 
 
 @dataclass(frozen=True, kw_only=True)
