@@ -125,8 +125,23 @@ BAD_BODIES = [
     ({"model": "demo-chat", "messages": HI, "parallel_tool_calls": "yes"}, 400, "parallel_tool_calls"),
     ({"model": "demo-chat", "messages": HI, "user": 7}, 400, "user"),
     ({"model": "demo-chat", "messages": HI, "n": True}, 400, "n"),
+    # shapes OpenAI refuses, each once a 500 from the demo after a hold, or a provider's refusal after one
+    ({"model": "demo-chat", "messages": HI, "tools": [{"type": "function", "function": "arithmetic"}]}, 400,
+     "tools"),
+    ({"model": "demo-chat", "messages": HI, "tools": []}, 400, "tools"),
+    ({"model": "demo-chat", "messages": HI, "response_format": {"type": "json_schema", "json_schema": "x"}}, 400,
+     "response_format"),
+    ({"model": "demo-chat", "messages": HI, "response_format": {"type": "xml"}}, 400, "response_format"),
+    ({"model": "demo-chat", "messages": HI, "tool_choice": {"type": "function", "function": {"name": "f"}}}, 400,
+     "tool_choice"),  # no tools to choose from
+    ({"model": "demo-chat", "messages": HI, "logprobs": True}, 400, "logprobs"),  # not passed back: refused
+    ({"model": "demo-chat", "messages": HI, "top_logprobs": 2}, 400, "top_logprobs"),
+    ({"model": "demo-chat", "messages": HI, "stream_options": {"include_usage": True}}, 400, "stream_options"),
     ({"model": "demo-chat", "messages": [{"role": "user", "content": "x" * 3_000_000}]}, 413, None),
 ]
+
+
+BODIES_KEY: dict[str, str] = {}  # the key the bad bodies are sent with, by server
 
 
 @pytest.mark.parametrize(("body", "status", "param"), BAD_BODIES)
@@ -134,7 +149,7 @@ def test_bad_bodies_get_openai_errors_and_cost_nothing(server: LocalServer, body
                                                        param: str | None) -> None:
     import http.client
 
-    key = new_key(server, "gw-bodies")
+    key = BODIES_KEY.get(server.url) or BODIES_KEY.setdefault(server.url, new_key(server, "gw-bodies"))  # 25 at most
     connection = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=30)
     connection.request("POST", "/v1/chat/completions", json.dumps(body),
                        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
@@ -272,6 +287,75 @@ def test_revoked_keys_and_key_limits(server: LocalServer) -> None:
     assert stranger.status == 404 and stranger.json["type"].endswith("/unknown-key")
 
 
+def test_a_retry_through_a_key_at_its_limit_gets_its_first_answer(server: LocalServer) -> None:
+    """A replay costs nothing, so a key spent down to its limit still gets its answer again: the key's limit is
+    asked only of a hold that is new."""
+    import re
+
+    probe = new_key(server, "gw-spent-key", limit="0.000001")
+    with pytest.raises(openai.APIStatusError) as told:
+        client(server, probe).chat.completions.create(model="demo-chat", messages=HI)
+    estimate = re.search(r"may cost ([0-9.]+)", told.value.body["message"])
+    assert estimate is not None
+    sdk = client(server, new_key(server, "gw-spent-key", credits=None, limit=estimate.group(1)))
+    sent = {"model": "demo-chat", "messages": HI, "extra_headers": {"Idempotency-Key": "capped-1"}}
+    first = sdk.chat.completions.with_raw_response.create(**sent)
+    with pytest.raises(openai.APIStatusError) as spent:  # what it charged leaves less than a new call's estimate
+        sdk.chat.completions.create(model="demo-chat", messages=HI)
+    assert spent.value.status_code == 402
+    again = sdk.chat.completions.with_raw_response.create(**sent)
+    assert again.parse().id == first.parse().id and json.loads(again.text)["creditflow"]["replayed"] is True
+    entries = server.call("GET", "/api/v1/credits/history", token=server.token("gw-spent-key")).json["entries"]
+    assert [e["kind"] for e in entries].count("settle") == 1
+
+
+def test_streamed_chunks_name_the_model_that_answered(real: LocalServer) -> None:
+    """With model "auto", the model is routing's choice (the user's preferred model, or the next one when the first
+    fails): every chunk names the one that answered, as the whole reply does."""
+    sdk = client(real, new_key(real, "gw-routed"))
+    fell_back = list(sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "FAILLLAMA"}],
+                                                 stream=True))
+    assert {chunk.model for chunk in fell_back} == {VISION}
+    preferred = real.call("PUT", "/api/v1/me/preferences", {"preferredModel": VISION},
+                          token=real.token("gw-routed"))
+    assert preferred.status == 200, preferred.body
+    whole = sdk.chat.completions.create(model="auto", messages=HI)
+    chunks = list(sdk.chat.completions.create(model="auto", messages=HI, stream=True))
+    assert whole.model == VISION and {chunk.model for chunk in chunks} == {VISION}
+
+
+def test_the_demo_keeps_to_tool_choice_stop_and_max_tokens(server: LocalServer) -> None:
+    """An app built against `make run` meets what a real model does: tool_choice obeyed, stop sequences end the
+    reply, and a reply cut at max_tokens says "length" (a schema asking for a hundred million items included)."""
+    sdk = client(server, new_key(server, "gw-demo-rules"))
+    tools = [{"type": "function", "function": {"name": "arithmetic", "parameters": {"type": "object"}}},
+             {"type": "function", "function": {"name": "person", "parameters": {
+                 "type": "object", "required": ["name", "age"],
+                 "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 18}}}}}]
+    asked = [{"role": "user", "content": "what is 2+2"}]
+    none = sdk.chat.completions.create(model="demo-chat", messages=asked, tools=tools, tool_choice="none")
+    assert not none.choices[0].message.tool_calls and none.choices[0].finish_reason == "stop"
+    named = sdk.chat.completions.create(model="demo-chat", messages=asked, tools=tools,
+                                        tool_choice={"type": "function", "function": {"name": "person"}})
+    call = named.choices[0].message.tool_calls[0]
+    assert call.function.name == "person" and json.loads(call.function.arguments) == {"name": "demo", "age": 18}
+    required = sdk.chat.completions.create(model="demo-chat", messages=HI, tools=tools, tool_choice="required")
+    assert required.choices[0].message.tool_calls and required.choices[0].finish_reason == "tool_calls"
+    stopped = sdk.chat.completions.create(model="demo-chat", messages=HI, stop=["not"])
+    assert stopped.choices[0].message.content == "[demo reply, "
+    short = sdk.chat.completions.create(model="demo-chat", messages=HI, max_tokens=5)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 5
+    started = time.monotonic()
+    huge = sdk.chat.completions.create(model="demo-chat", messages=HI, max_tokens=50, response_format={
+        "type": "json_schema", "json_schema": {"name": "many", "schema": {
+            "type": "array", "minItems": 100_000_000, "items": {"type": "string"}}}})
+    assert huge.choices[0].finish_reason == "length" and len(huge.choices[0].message.content) <= 150
+    assert time.monotonic() - started < 5
+    unset = sdk.chat.completions.create(model="demo-chat", messages=HI, n=None, seed=7.0,  # type: ignore[arg-type]
+                                        extra_body={"n": 1.0})  # null is unset, 1.0 is 1 (as JSON Schema reads it)
+    assert unset.choices[0].message.content.startswith("[demo")
+
+
 def test_making_a_key_is_idempotent_with_an_idempotency_key(server: LocalServer) -> None:
     token = server.token("gw-retry")
     made = [server.call("POST", "/api/v1/keys", {"name": "ci", "limit": "2"}, token=token,
@@ -402,10 +486,9 @@ def test_a_request_the_provider_rejects_gets_its_error_and_costs_nothing(real: L
     sdk = client(real, new_key(real, "gw-rejected"))
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as rejected:
-            sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
-                                        response_format={"type": "xml"}, stream=stream)  # type: ignore[arg-type]
-        assert rejected.value.body["param"] == "response_format.type"
-        assert "response_format.type" in rejected.value.body["message"]
+            sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "UNSAFE"}],
+                                        stream=stream)
+        assert rejected.value.code == "content_policy_violation"
         assert upstream.requests[-1]["model"] == LLAMA  # not passed on to the next model
     with pytest.raises(openai.BadRequestError) as unsafe:
         sdk.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "UNSAFE"}])

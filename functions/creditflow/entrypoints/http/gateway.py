@@ -252,7 +252,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         body, model = _body_and_model()
         messages, options = _messages(body), _options(body)
         requested = None if model == "auto" else model  # "auto": the cheapest healthy model that can read them
-        routed = platform.chat.route(requested, capability_of(messages))
+        routed = platform.chat.route(requested, capability_of(messages), uid=uid)  # the user's preferred model too
         ceiling = max(m.max_output for m in routed)
         max_tokens = body.get("max_completion_tokens")  # OpenAI's newer name; null is unset, as absent is
         max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
@@ -262,6 +262,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise _bad("stream must be a boolean", "stream")
+        if not stream and body.get("stream_options") is not None:  # as OpenAI refuses it
+            raise _bad("stream_options is only allowed when stream is true", "stream_options")
         idempotency = _request_key()
         # the client's own key: the same request sent again is answered from what is kept (a key made here is new)
         replayable = "Idempotency-Key" in request.headers
@@ -470,8 +472,10 @@ def _created(answered_at: int | None) -> int:
 def _chunks(model: str, chunk_id: str, first: Piece, pieces: Iterator[Piece],
             include_usage: bool) -> Iterator[bytes]:
     """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]. A stream the provider cut
-    off gets no finish chunk but, after the usage, an error event as OpenAI sends one (the SDKs raise it)."""
+    off gets no finish chunk but, after the usage, an error event as OpenAI sends one (the SDKs raise it). Every
+    chunk names the model that answered, which routing or a fallback chose (`model` is what was asked for)."""
     created = _created(first.answered_at)
+    model = first.model or model
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return b"data: " + orjson.dumps({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
