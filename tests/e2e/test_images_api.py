@@ -210,7 +210,7 @@ def test_an_openai_images_key_reused_for_other_images_is_a_conflict(server: Loca
     with pytest.raises(openai.ConflictError) as refused:
         client.images.generate(prompt="a dog", model="demo-image", size="512x512", n=2,
                                extra_headers={"Idempotency-Key": "img-reused"})
-    assert refused.value.code == "idempotency-conflict" and refused.value.response.headers["x-should-retry"] == "false"
+    assert refused.value.code == "idempotency_conflict" and refused.value.response.headers["x-should-retry"] == "false"
     assert balance(server, token) == spent and len(first.data) == 1
 
 

@@ -171,7 +171,7 @@ def test_what_the_provider_refuses_or_spoils_costs_nothing(flux: Platform, promp
 
 @pytest.mark.parametrize(("body", "problem", "param"), [
     ({"input": {"prompt": "x"}, "model": "no/such-model"}, "unknown-model", None),
-    ({"input": {"prompt": "x"}, "model": "meta-llama/Llama-3.3-70B-Instruct"}, "unknown-model", None),
+    ({"input": {"prompt": "x"}, "model": "meta-llama/Llama-3.3-70B-Instruct"}, "model-not-capable", None),
     ({"input": {"prompt": "x", "size": "1000x1000"}}, "invalid-image-request", "size"),  # not a multiple of 64
     ({"input": {"prompt": "x", "size": "4096x4096"}}, "invalid-image-request", "size"),
     ({"input": {"prompt": "x", "size": "big"}}, "invalid-image-request", "size"),

@@ -770,7 +770,7 @@ def test_with_no_retention_a_finished_task_stays_on_the_bus(tmp_path: Path, cloc
 
 @pytest.mark.parametrize(("request_body", "problem"), [
     ({"kind": "chat", "input": "word " * 9000, "model": "demo-chat"}, "context-too-long"),  # 8,192 tokens
-    ({"kind": "agent", "input": "plan it", "model": "demo-image"}, "unknown-model"),  # not for chat: it makes images
+    ({"kind": "agent", "input": "plan it", "model": "demo-image"}, "model-not-capable"),  # it makes images
     ({"kind": "agent", "input": "word " * 9000, "model": "demo-chat"}, "context-too-long"),
     ({"kind": "agent", "input": {"goal": "word " * 9000}}, "context-too-long"),  # the model it would be given
 ])

@@ -20,6 +20,13 @@ class UnknownModel(LedgerError):
     title = "Unknown or unavailable model"
 
 
+class IncapableModel(UnknownModel):
+    """A model on offer that cannot do what the request needs (images sent to a model that reads only text)."""
+
+    code = "model-not-capable"
+    title = "The model cannot do this"
+
+
 class InvalidOverride(LedgerError):
     """An admin's model override the catalog cannot take: incomplete, malformed, or on a provider not configured."""
 
@@ -213,6 +220,8 @@ class Catalog:
                 raise UnknownModel(f"no model for {capability} is configured")
             return offered[0]
         model = self._models.get(model_id)
-        if model is None or not model.enabled or capability not in model.capabilities:
+        if model is not None and model.enabled and capability not in model.capabilities:
+            raise IncapableModel(f"model {model_id!r} is not available for {capability}", model=model_id)
+        if model is None or not model.enabled:
             raise UnknownModel(f"model {model_id!r} is not available for {capability}", model=model_id)
         return model

@@ -93,7 +93,10 @@ class GatewayKeys:
 
     def caller(self, secret: str) -> tuple[Caller, ApiKey]:
         """Who a `cf_` key speaks for; refuses unknown and revoked keys alike."""
-        key = self.keys.by_hash(key_hash(secret)) if secret.startswith(PREFIX) else None
+        if not secret.startswith(PREFIX):  # most often a sign-in token, which is for /api/v1
+            raise InvalidToken(f"the API key is not valid: /v1 takes a key starting {PREFIX} (POST /api/v1/keys "
+                               "makes one); a sign-in token is for /api/v1")
+        key = self.keys.by_hash(key_hash(secret))
         if key is None or key.revoked_at is not None:
             raise InvalidToken("the API key is not valid")
         return Caller(uid=key.uid), key

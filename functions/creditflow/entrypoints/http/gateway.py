@@ -16,9 +16,10 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ...bootstrap import Platform
-from ...domain.catalog import UnknownModel
+from ...domain.catalog import IncapableModel, UnknownModel
 from ...domain.errors import (
     Contended,
+    ContextTooLong,
     InsufficientFunds,
     InvalidToken,
     KeyLimitReached,
@@ -53,10 +54,14 @@ SDK_LONGEST_WAIT = 120  # s: the longest Retry-After the openai SDKs wait for (M
 # OpenAI request fields handed to the provider as they are; `n` (several choices) is refused: it multiplies the
 # cost past what was held. Anything else unknown is dropped, as OpenAI-compatible servers commonly do.
 class GatewayError(Exception):
+    """An error in OpenAI's body; its code written as OpenAI writes codes (`idempotency_conflict`, not the problem
+    type's `idempotency-conflict`)."""
+
     def __init__(self, status: int, message: str, kind: str, code: str | None = None, param: str | None = None,
                  *, retry: bool = False, retry_after: int | None = None):
         super().__init__(message)
-        self.status, self.message, self.kind, self.code, self.param = status, message, kind, code, param
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+        self.code = code.replace("-", "_") if code else code
         self.retry, self.retry_after = retry, retry_after  # a 409 the same request may get past later, and when
 
 
@@ -65,6 +70,8 @@ def error_response(error: GatewayError) -> Response:
                                   "code": error.code}})
     response.status_code = error.status
     wait = error.retry_after
+    if error.code == "insufficient_quota":  # a 429 the SDKs would retry: more credit, not time, gets past it
+        response.headers["x-should-retry"] = "false"
     if error.status == 409:  # OpenAI's SDKs retry a 409 (a lock timeout to them) unless told not to: most of ours
         # are final for their Idempotency-Key; one that waits on work still running is worth sending again
         response.headers["x-should-retry"] = "true" if error.retry else "false"
@@ -78,9 +85,11 @@ def error_response(error: GatewayError) -> Response:
 def _translate(error: LedgerError) -> GatewayError:
     if isinstance(error, InvalidToken):
         return GatewayError(401, error.detail, "invalid_request_error", "invalid_api_key")
-    if isinstance(error, InsufficientFunds | KeyLimitReached):
-        return GatewayError(402, error.detail, "insufficient_quota", "insufficient_quota")
-    if isinstance(error, UnknownModel):
+    if isinstance(error, InsufficientFunds | KeyLimitReached):  # as OpenAI says it: 429, not worth retrying
+        return GatewayError(429, error.detail, "insufficient_quota", "insufficient_quota")
+    if isinstance(error, ContextTooLong):
+        return GatewayError(400, error.detail, "invalid_request_error", "context_length_exceeded", "messages")
+    if isinstance(error, UnknownModel) and not isinstance(error, IncapableModel):
         return GatewayError(404, error.detail, "invalid_request_error", "model_not_found", "model")
     if isinstance(error, ProviderRejected):  # the provider's own message, and the code and parameter it named
         return GatewayError(400, error.detail, "invalid_request_error", error.context.get("upstream_code"),
@@ -402,7 +411,7 @@ def _task_error(error: dict[str, Any]) -> GatewayError:
     if kind == "provider-unavailable" or status >= 500:
         return GatewayError(502 if status < 500 or status == 502 else status, detail, "api_error", "upstream_error")
     if status == 402:
-        return GatewayError(402, detail, "insufficient_quota", "insufficient_quota")
+        return GatewayError(429, detail, "insufficient_quota", "insufficient_quota")
     if kind == "unknown-model":
         return GatewayError(404, detail, "invalid_request_error", "model_not_found", "model")
     return GatewayError(400 if status == 422 else status, detail, "invalid_request_error", kind or None,

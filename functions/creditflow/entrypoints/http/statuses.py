@@ -16,6 +16,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.Forbidden: 403,
     errors.UnsupportedUid: 403,
     catalog.UnknownModel: 404,
+    catalog.IncapableModel: 422,  # on offer, but not for this request
     errors.UnknownAccount: 404,
     errors.UnknownCheckpoint: 404,
     errors.UnknownConversation: 404,
