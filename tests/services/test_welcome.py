@@ -22,7 +22,11 @@ def test_verified_email_is_required_when_configured(tmp_path, clock: SteppedCloc
 def test_a_network_gets_a_few_bonuses_per_window(tmp_path, clock: SteppedClock) -> None:
     platform = make_platform(tmp_path, clock, welcome_per_ip_limit=2, welcome_ip_window_hours=24)
     for uid in ("a", "b"):
+        assert platform.welcome.offer(Caller(uid), ip="203.0.113.7").claimable
         platform.welcome.claim(Caller(uid), ip="203.0.113.7")
+    offer = platform.welcome.offer(Caller("c"), ip="203.0.113.7")  # the offer tells what the claim would meet
+    assert (offer.claimable, offer.reason) == (False, "network-limit")
+    assert platform.welcome.offer(Caller("c"), ip="198.51.100.1").claimable  # another network's
     with pytest.raises(WelcomeRefused) as refused:
         platform.welcome.claim(Caller("c"), device="laptop-c", ip="203.0.113.7")
     assert refused.value.context["reason"] == "network-limit"

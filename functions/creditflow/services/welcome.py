@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..domain.accounts import user_account
 from ..domain.callers import Caller
@@ -65,14 +65,17 @@ class WelcomeBonus:
     def _hash(self, kind: str, value: str) -> str:
         return hmac.new(self._pepper, f"{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
 
-    def offer(self, caller: Caller) -> WelcomeOffer:
-        """The bonus as the caller would claim it now; reads only (no account is opened)."""
+    def offer(self, caller: Caller, ip: str | None = None) -> WelcomeOffer:
+        """The bonus as the caller would claim it now, from the network `ip` (the device is known only to a claim);
+        reads only (no account is opened)."""
         policy = self.policy
         try:
             self._check_caller(caller)
             account = self.credits.store.account(user_account(caller.uid))
             if account is not None and self._claimed(caller.uid, account.seq):
                 raise _already_claimed()
+            if ip:
+                self._check_network(self._hash("ip", ip), self.clock.now())
         except WelcomeRefused as refused:
             return WelcomeOffer(policy.amount, policy.expiry_days, claimable=False,
                                 reason=refused.context.get("reason"), detail=refused.detail)
@@ -94,9 +97,7 @@ class WelcomeBonus:
                 marked = device_hash
             if ip:
                 ip_hash = self._hash("ip", ip)
-                if self.claims.count_ip_claims(ip_hash, iso(now - policy.ip_window)) >= policy.per_ip_limit:
-                    raise WelcomeRefused("too many welcome bonuses were claimed from your network recently; try "
-                                         "later", reason="network-limit")
+                self._check_network(ip_hash, now)
             expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
             result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional",
                                         key=f"welcome:{uid}", expires_at=expires, opens=True)
@@ -116,6 +117,12 @@ class WelcomeBonus:
         if self.policy.require_verified_email and not caller.email_verified:
             raise WelcomeRefused("verify your email address to receive the welcome bonus",
                                  reason="email-not-verified")
+
+    def _check_network(self, ip_hash: str, now: datetime) -> None:
+        """Refuses a claim from a network that had its share of bonuses within the window."""
+        if self.claims.count_ip_claims(ip_hash, iso(now - self.policy.ip_window)) >= self.policy.per_ip_limit:
+            raise WelcomeRefused("too many welcome bonuses were claimed from your network recently; try later",
+                                 reason="network-limit")
 
     def _refused(self, uid: str, refused: WelcomeRefused, marked: str | None, at: str) -> WelcomeRefused:
         """What a refused claim is told: that the user had the bonus, when they had it, whatever else refused the

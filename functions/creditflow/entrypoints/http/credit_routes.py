@@ -134,7 +134,7 @@ def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
 @routes.route("GET", f"{V1}/credits/welcome-bonus", summary="The welcome bonus, and whether it can be claimed",
               response=s.WelcomeOfferOut)
 def welcome_offer(platform: Platform, caller: Caller) -> s.WelcomeOfferOut:
-    return welcome_offer_out(platform.welcome.offer(caller))
+    return welcome_offer_out(platform.welcome.offer(caller, client_address(platform)))
 
 
 @routes.route("POST", f"{V1}/credits/welcome-bonus", summary="Claim the welcome bonus once", body=s.WelcomeIn,
