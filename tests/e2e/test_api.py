@@ -258,6 +258,10 @@ def test_bad_input_gets_problem_json_and_changes_nothing(server: LocalServer) ->
         assert reply.json["status"] == status and reply.json["detail"]
         assert "(?:" not in reply.json["detail"] and "[0-9]" not in reply.json["detail"], reply.json  # in words
     assert ledger_digest(server.data) == before
+    too_large = server.call("POST", "/api/v1/credits/reserve", {"amount": "20000"}, token=token,
+                            headers={"Idempotency-Key": "bad-3"}).json
+    assert too_large["type"].endswith("/amount-too-large") and too_large["limit"] == {  # an amount, as every one is
+        "credits": "10000", "micros": 10_000 * CREDIT}
     too_long = server.call("POST", "/api/v1/credits/reserve", token=token, raw=b"x" * 70_000,
                            headers={"Idempotency-Key": "bad-2"}).json["detail"]
     assert too_long == "the request body is larger than the 64 KiB this route accepts"  # the limit, in words

@@ -29,6 +29,7 @@ class InvalidAmount(LedgerError):
 class AmountTooLarge(InvalidAmount):
     code = "amount-too-large"
     title = "Amount too large"
+    amounts = frozenset({"limit"})
 
 
 class InvalidAccount(LedgerError):
