@@ -77,6 +77,9 @@ def _number(name: str, default: str) -> float:
     return _setting(name, default, _finite, "a number")
 
 
+PACK_METHODS = ("stripe",)  # how a credit pack can be paid for (PAYMENT_METHODS names some of them)
+
+
 @dataclass(frozen=True)
 class Settings:
     runtime: str = "local"
@@ -307,8 +310,8 @@ class Settings:
         if self.runtime == "firebase" and self.quick_task_minutes > 9:
             raise ConfigurationError("QUICK_TASK_MINUTES: on Firebase a quick task runs inside the request's "
                                      "trigger, which may run 9 minutes at most")
-        if not 0 <= self.queue_workers <= 64:
-            raise ConfigurationError("QUEUE_WORKERS must be between 0 and 64")
+        if not 1 <= self.queue_workers <= 64:  # none would leave every queued task waiting, with nothing said
+            raise ConfigurationError("QUEUE_WORKERS must be between 1 and 64")
         if not 0 <= self.cpu_turns <= 256:
             raise ConfigurationError("CPU_TURNS must be between 0 (no limit) and 256")
         if not 1 <= self.queue_max_attempts <= 100:
@@ -340,9 +343,14 @@ class Settings:
         if self.upload_quota_count < 1 or self.upload_quota_bytes < 1 or self.upload_max_age_hours <= 0:
             raise ConfigurationError("UPLOAD_QUOTA_COUNT, UPLOAD_QUOTA_BYTES and UPLOAD_MAX_AGE_HOURS must be positive")
         self._validate_crypto()
-        if self.welcome_bonus_amount < 0 or self.rate_limit_per_minute <= 0:
-            raise ConfigurationError("WELCOME_BONUS_AMOUNT must not be negative and RATE_LIMIT_PER_MINUTE must be "
-                                     "positive")
+        if self.welcome_bonus_amount < 0:
+            raise ConfigurationError("WELCOME_BONUS_AMOUNT must not be negative (0: no welcome bonus)")
+        if self.rate_limit_per_minute <= 0:
+            raise ConfigurationError("RATE_LIMIT_PER_MINUTE must be positive")
+        unknown = [m for m in self.payment_methods if m not in PACK_METHODS]
+        if unknown:  # a client would be offered a way to pay that nothing here takes
+            raise ConfigurationError(f"PAYMENT_METHODS: {', '.join(map(repr, unknown))} is not a way to pay for a "
+                                     f"pack here ({', '.join(PACK_METHODS)}; crypto is offered when CRYPTO_* are set)")
 
 
     def _validate_crypto(self) -> None:

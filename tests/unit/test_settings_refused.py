@@ -30,6 +30,10 @@ from creditflow.entrypoints import cli
     ("LEDGER_SIGNING_KEY", "garbage", "LEDGER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64"),
     ("LEDGER_SIGNING_KEY", "AAAA", "LEDGER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64"),
     ("LEDGER_VERIFY_KEYS", "garbage", "LEDGER_VERIFY_KEYS: not a verifier key (name+keyid+base64): 'garbage'"),
+    # each once taken: no worker to run a queued task, a way to pay offered that nothing takes, the wrong name
+    ("QUEUE_WORKERS", "0", "QUEUE_WORKERS must be between 1 and 64"),
+    ("PAYMENT_METHODS", "stripe,paypal", "PAYMENT_METHODS: 'paypal' is not a way to pay for a pack here (stripe;"),
+    ("WELCOME_BONUS_AMOUNT", "-5", "WELCOME_BONUS_AMOUNT must not be negative (0: no welcome bonus)"),
 ])
 def test_a_setting_that_cannot_be_read_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                           said: str) -> None:
