@@ -32,9 +32,13 @@ $(TOOLS): tools/package.json tools/package-lock.json
 	fi
 
 $(WEB_MODULES): web/package.json web/package-lock.json
-	@echo "Installing the web app's npm packages into web/node_modules (first run: a minute or so)..."
-	cd web && npm ci --no-audit --no-fund --loglevel=error
-	@touch $(WEB_MODULES)
+	@# as for tools/: a link to an install shared by several checkouts is left alone (npm ci would empty it)
+	@if [ -L web/node_modules ]; then \
+	  echo "web/node_modules links to a shared install ($$(readlink web/node_modules)): not reinstalling it"; \
+	else \
+	  echo "Installing the web app's npm packages into web/node_modules (first run: a minute or so)..."; \
+	  cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	fi
 
 $(WEB_BUILT): $(WEB_MODULES) $(WEB_SOURCES)
 	cd web && node build.mjs
