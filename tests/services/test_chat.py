@@ -160,6 +160,26 @@ def test_the_demo_provider_answers_offline_and_says_so(tmp_path: Path, clock: St
     assert again.text == result.text  # deterministic
 
 
+def test_a_long_prompt_without_max_tokens_gets_the_room_its_window_leaves(tmp_path: Path,
+                                                                          clock: SteppedClock) -> None:
+    """As OpenAI does: with no max_tokens, a prompt that leaves less than the model's most in its window is answered
+    within the room left (and held for that), not refused; one that leaves no room, or a max_tokens past it, is."""
+    platform = make_platform(tmp_path / "demo", clock)
+    funded(platform, "d", 1)
+    chat = platform.chat.catalog.get("demo-chat", "chat")
+    long = ask("x" * 22_500)  # about 7,500 tokens of an 8,192-token window, a 1,024-token most
+    prompt = prompt_tokens(long)
+    assert chat.context_window - chat.max_output < prompt < chat.context_window
+    answered = platform.chat.chat("d", long, key="long", model="demo-chat")
+    hold = platform.credits.history("d", kinds=frozenset({"hold"}))[0][0]
+    assert int(hold.fields()["amount"]) == estimate(chat, prompt, chat.context_window - prompt).micros
+    assert answered.text and platform.credits.balance("d").held == 0
+    with pytest.raises(InvalidQuery):  # the caller's own max_tokens past the room is still refused
+        platform.chat.chat("d", long, key="long-capped", model="demo-chat", max_tokens=chat.max_output)
+    with pytest.raises(InvalidQuery):
+        platform.chat.chat("d", ask("x" * 30_000), key="longer", model="demo-chat")
+
+
 def test_unpriced_models_are_refused_not_free() -> None:
     with pytest.raises(UnpricedModel):
         model_from({"id": "free", "provider": "platform", "capabilities": ["chat"], "prices": {},

@@ -206,8 +206,8 @@ class MeteredChat:
         """What a call would hold, before anything is held: the first routed model and its estimate (with
         `more_prompt` tokens the caller will add, such as a conversation's history, and its `options`)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
-        max_out = min(max_tokens or chosen.max_output, chosen.max_output)
         prompt = self._prompt(messages, options, chosen)
+        max_out = _allowance(chosen, prompt, max_tokens)
         _within_context(chosen, prompt, max_out)  # the request alone: the history added is trimmed to fit
         return chosen, estimate(chosen, prompt + more_prompt, max_out)
 
@@ -228,8 +228,8 @@ class MeteredChat:
         """Price a completion and hold its estimate before any provider is contacted."""
         capability = capability_of(messages)
         chosen = self.catalog.get(model, capability)
-        max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        return self._reserve(uid, chosen, self._prompt(messages, options, chosen), max_out, key, spend,
+        prompt = self._prompt(messages, options, chosen)
+        return self._reserve(uid, chosen, prompt, _allowance(chosen, prompt, max_tokens), key, spend,
                              options, f"usage:{capability}", budget)
 
     def prompt_of(self, messages: Messages, model: Model) -> int:
@@ -710,6 +710,14 @@ class Relay:
         except Exception:  # not the provider's failure (an adapter's own error): released, and raised on
             self.outcome = "errored"
             raise
+
+
+def _allowance(model: Model, prompt: int, max_tokens: int | None) -> int:
+    """What a reply may write: `max_tokens` when the caller set it (within the model's most), else the model's most
+    within the room the prompt leaves in its window, as OpenAI does (only a prompt that leaves none is refused)."""
+    if max_tokens is not None:
+        return min(max_tokens, model.max_output)
+    return max(1, min(model.max_output, model.context_window - prompt))
 
 
 def _within_context(model: Model, prompt: int, max_out: int) -> None:
