@@ -197,9 +197,10 @@ def test_a_request_sent_again_with_its_key_gets_its_first_answer_charged_once(se
     assert again.headers["x-creditflow-charged-micros"] == first.headers["x-creditflow-charged-micros"]
     assert json.loads(again.text)["creditflow"]["replayed"] is True and "replayed" not in json.loads(first.text)[
         "creditflow"]
-    streamed = list(sdk.chat.completions.create(**sent, stream=True))  # streamed, the same answer
+    streamed = list(sdk.chat.completions.create(**sent, stream=True))  # streamed, the same answer, the same id
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == \
         first.parse().choices[0].message.content
+    assert {c.id for c in streamed} == {first.parse().id}
     started = time.monotonic()
     with pytest.raises(openai.ConflictError) as other:
         sdk.chat.completions.create(**{**sent, "messages": [{"role": "user", "content": "something else"}]})

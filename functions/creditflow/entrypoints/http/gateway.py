@@ -276,6 +276,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         idempotency = _request_key()
         # the client's own key: the same request sent again is answered from what is kept (a key made here is new)
         replayable = "Idempotency-Key" in request.headers
+        # and names the answer, whole or streamed, first or replayed: one id for one answer
+        answer_id = "chatcmpl-" + keyed_id("answer", uid, idempotency) if replayable else None
         spend = platform.keys.spending(key)
         take_call_slot(uid)
         if stream:
@@ -283,8 +285,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
             pieces = platform.chat.stream(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens,
                                           spend=spend, options=options, replayable=replayable)
             first = next(pieces)
-            # the client's key names the stream: its replay has the same id (a whole answer's is its charge's entry)
-            chunk_id = "chatcmpl-" + (keyed_id("stream", uid, idempotency) if replayable else new_id("stream"))
+            chunk_id = answer_id or "chatcmpl-" + new_id("stream")
             return Response(_chunks(requested or routed[0].id, chunk_id, first, pieces, include_usage),
                             mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
         result = platform.chat.chat(uid, messages, key=idempotency, model=requested, max_tokens=max_tokens, spend=spend,
@@ -293,8 +294,8 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         if result.tool_calls:
             message = {"role": "assistant", "content": result.text or None, "tool_calls": result.tool_calls}
         return charged_response(result, {
-            "id": f"chatcmpl-{result.entry}", "object": "chat.completion", "created": _created(result.answered_at),
-            "model": result.model,
+            "id": answer_id or f"chatcmpl-{result.entry}", "object": "chat.completion",
+            "created": _created(result.answered_at), "model": result.model,
             "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
             "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                       "total_tokens": result.prompt_tokens + result.completion_tokens}})
