@@ -76,7 +76,7 @@ def test_an_image_not_ready_yet_is_worth_retrying_and_a_final_conflict_is_not(se
     draw(seeing, "ida", "moon")
     clock.advance(seconds=10)
     early = client.post("/v1/chat/completions", json=body, headers=gateway)
-    assert early.status_code == 409 and early.json["error"]["code"] == "image-not-ready", early.json
+    assert early.status_code == 409 and early.json["error"]["code"] == "image_not_ready", early.json
     assert (early.headers["x-should-retry"], early.headers.get("Retry-After")) == ("true", "20")
     rest = ask(client, headers, "image:moon.0", "look-rest")  # the API says when, too
     assert rest.status_code == 409 and rest.headers.get("Retry-After") == "20" and rest.json["retryAfter"] == 20
