@@ -436,6 +436,39 @@ def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_an_answer_sent_again_with_its_key_answers_no_later_question(ai: Platform, upstream: FakeOpenAI) -> None:
+    """A client retrying its answer (the reply was lost) sends the same Idempotency-Key: by then the task may ask
+    again, for more; the retry is the first answer, the task as it is now, and approves nothing the user never saw."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent4", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    task = ai.tasks.run("u", "agent4") if not task.terminal and task.state != "waiting" else task
+    assert task.state == "waiting"
+    ai.tasks.answer("u", "agent4", True, key="answer-1")
+    asked_again = ai.tasks.run("u", "agent4")
+    assert asked_again.state == "waiting" and asked_again.steps["approveUpTo"] > asked_again.reserved
+    retried = ai.tasks.answer("u", "agent4", True, key="answer-1")  # the first answer's retry
+    assert retried == asked_again and retried.answer is None and retried.steps["answers"] == 1
+    answered = ai.tasks.answer("u", "agent4", True, key="answer-2")  # a new answer, to the new question
+    assert answered.reserved == asked_again.steps["approveUpTo"] and answered.steps["answers"] == 2
+
+
+def test_a_structured_approval_sent_as_json_text_approves(ai: Platform, upstream: FakeOpenAI) -> None:
+    """The bus's rules take an answer as a string, a number or a boolean: a structured answer travels as JSON text,
+    as the README says, and counts as the object it holds."""
+    from creditflow.domain.agents import approves
+
+    assert approves('{"approved": true}') and approves(' {"approve": true}')
+    assert not approves('{"approved": false}') and not approves("{not json") and not approves('{"approved": "yes"}')
+    funded(ai, "u", 5)
+    path, task = agent_written_to_the_bus(ai, "agent6")
+    assert task.state == "waiting"
+    before = ai.realtime.get(path)
+    ai.realtime.set(f"{path}/answer", '{"approved": true}')
+    answered = ai.tasks.on_request_written("u", "agent6", before, ai.realtime.get(path))
+    assert answered is not None and answered.reserved == task.steps["approveUpTo"]
+
+
 def agent_written_to_the_bus(ai: Platform, task_id: str) -> tuple[str, Task]:
     """An agent task that asks for approval, written to /requests as a client does and run to its first stop: its
     request's path, and the task."""

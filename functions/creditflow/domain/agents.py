@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +55,11 @@ def approves(answer: object) -> bool:
     case, or a mapping with a true `approved` (or `approve`). Anything else is a no."""
     if isinstance(answer, bool):
         return answer
+    if isinstance(answer, str) and answer.lstrip().startswith("{"):  # a structured answer sent as JSON text (the bus)
+        try:
+            answer = json.loads(answer)
+        except ValueError:
+            return False
     if isinstance(answer, str):
         return answer.strip().lower() in ("yes", "y", "approve", "approved", "ok")
     if isinstance(answer, dict):

@@ -119,6 +119,9 @@ class RunContext:
         return self.tasks.take_back(self.task, self.budget, started)
 
 
+ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept on it so that a retry answers nothing
+
+
 class Tasks:
     def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
                  classifier: RulesClassifier | ModelClassifier, router: Router, runs: dict[str, Run],
@@ -274,10 +277,14 @@ class Tasks:
             return self._finish(task, CANCELLED, message="cancelled")
         return task  # running: the run sees it between steps
 
-    def answer(self, uid: str, task_id: str, answer: object) -> Task:
-        """The user's answer to a task waiting for it (an agent asking to go past its limit): it runs on."""
+    def answer(self, uid: str, task_id: str, answer: object, key: str | None = None) -> Task:
+        """The user's answer to a task waiting for it (an agent asking to go past its limit): it runs on. `key`, the
+        client's Idempotency-Key: an answer sent again with it is the one answer, never one to the task's next
+        question (its retry after a lost reply would approve a limit the user never saw)."""
         answer = require_answer(answer)
         task = self.get(uid, task_id)
+        if key is not None and key in task.steps.get("answerKeys", ()):
+            return task
         if task.state != WAITING:
             raise TaskConflict(f"task {task_id} is {task.state}, not waiting for an answer", task=task_id,
                                state=task.state)
@@ -286,8 +293,9 @@ class Tasks:
                                state=task.state)
         answers = int(task.steps.get("answers", 0)) + 1
         raised = self._raise_limit(task, answer, answers)
-        task = self._update(task, answer=answer, message="answered", steps={**task.steps, "answers": answers},
-                            **raised)
+        keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
+        task = self._update(task, answer=answer, message="answered", steps={
+            **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})}, **raised)
         self._enqueue(task, task.request.priority, "answered: running on", f"answer:{answers}")
         return task
 

@@ -57,10 +57,11 @@ def cancel_task(platform: Platform, caller: Caller, taskId: str) -> t.TaskOut:
     return task_out(platform.tasks.cancel(caller.uid, taskId))
 
 
-@routes.route("POST", f"{V1}/tasks/{{taskId}}/answer", summary="Answer a task that waits for you", body=t.AnswerIn,
-              response=t.TaskOut, errors=(409,))
-def answer_task(platform: Platform, caller: Caller, taskId: str, body: t.AnswerIn) -> t.TaskOut:
-    return task_out(platform.tasks.answer(caller.uid, taskId, body.answer))
+@routes.route("POST", f"{V1}/tasks/{{taskId}}/answer", summary="Answer a task that waits for you (with an "
+              "Idempotency-Key, sent again it answers nothing more: the task as it is now)", body=t.AnswerIn,
+              response=t.TaskOut, errors=(409,), idempotent_header="optional")
+def answer_task(platform: Platform, caller: Caller, taskId: str, body: t.AnswerIn, key: str | None) -> t.TaskOut:
+    return task_out(platform.tasks.answer(caller.uid, taskId, body.answer, key=key))
 
 
 @routes.route("GET", f"{V1}/admin/dead-letters",
