@@ -469,6 +469,50 @@ def test_a_structured_approval_sent_as_json_text_approves(ai: Platform, upstream
     assert answered is not None and answered.reserved == task.steps["approveUpTo"]
 
 
+def test_a_task_whose_models_all_rest_is_put_off_not_failed(tmp_path: Path, clock: SteppedClock,
+                                                           upstream: FakeOpenAI) -> None:
+    """A provider out for a few seconds opens the model's breaker; a queued task's attempts that land while it rests
+    call nothing and must not be spent: its last attempt is put off until the breaker takes a trial call again."""
+    from creditflow.domain.health import Health
+    from creditflow.domain.jobs import Delivery
+
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       inline_capacity=0)
+    funded(ai, "u", 5)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    for _ in range(3):
+        ai.chat.health.record(LLAMA, False, 0.1, now[0])  # three failures in a row: open for 30 s
+    task = ai.tasks.submit("u", "rest", {"kind": "chat", "input": "hello", "model": LLAMA})
+    assert task.route == "queued"
+    put_off = ai.tasks.run("u", "rest", Delivery(5, True))  # its last attempt, which would have failed it
+    assert put_off.state == "running" and put_off.error is None and put_off.steps["postponed"] == 1
+    assert "; then every model it may use is resting" in put_off.route_reason  # after how it was routed first
+    later = ai.queue.status(f"task:u:rest:later:{put_off.attempts}")  # type: ignore[attr-defined]
+    assert later is not None and later.state == "queued" and later.due > time.time() + 25  # as the breaker rests
+    assert not ai.tasks.store.dead_letters(10)
+    ai.chat.health = Health()  # the model is back
+    done = ai.tasks.run("u", "rest", Delivery(1, False))
+    assert done.state == SUCCEEDED and ai.credits.balance("u").held == 0
+
+
+def test_an_inline_run_that_fails_is_tried_again_on_the_queue(ai: Platform, upstream: FakeOpenAI) -> None:
+    """A quick task run inline gets the retries a queued one has: a provider failure hands it to the queue."""
+    funded(ai, "u", 5)
+    upstream.failing = True
+    task = ai.tasks.submit("u", "flaky", {"kind": "chat", "input": "hello", "model": LLAMA})
+    task = ai.tasks.get("u", "flaky")
+    assert task.route == "queued" and task.state == "running" and task.error is None
+    assert "its inline run failed" in task.route_reason and task.message.startswith("its inline run failed")
+    upstream.failing = False
+    ran = 0
+    while ran < 20 and not ai.tasks.get("u", "flaky").terminal:
+        time.sleep(0.1 if not ai.queue.run_next() else 0)  # type: ignore[attr-defined]  # due a second later
+        ran += 1
+    done = ai.tasks.get("u", "flaky")
+    assert done.state == SUCCEEDED and done.charged > 0 and ai.credits.balance("u").held == 0
+
+
 def agent_written_to_the_bus(ai: Platform, task_id: str) -> tuple[str, Task]:
     """An agent task that asks for approval, written to /requests as a client does and run to its first stop: its
     request's path, and the task."""

@@ -70,6 +70,13 @@ class Health:
     def record(self, model_id: str, ok: bool, seconds: float, now: float) -> None:
         self.breaker(model_id).record(ok, seconds, now)
 
+    def reopens_in(self, model_id: str, now: float) -> float:
+        """Seconds until the model's breaker lets a trial call through (0: it admits one now, or a trial runs)."""
+        breaker = self.breaker(model_id)
+        if breaker.opened_at is None or breaker.state(now) != "open":
+            return 0.0
+        return breaker.opened_at + COOL_DOWN_SECONDS - now
+
     def untried(self, model_id: str) -> None:
         """An admitted call that never reached the provider (refused, or a replay): free the trial slot."""
         self.breaker(model_id).trial_running = False

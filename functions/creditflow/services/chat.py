@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -421,9 +422,11 @@ class MeteredChat:
         user's per-request cap is passed over; when that is why none is left, the refusal is OverRequestLimit. A
         hold placed before by an earlier attempt whose answer is kept: that answer (`keeping`)."""
         over: OverRequestLimit | None = None
+        resting: list[float] = []  # for each model passed over for its open breaker: when it takes a trial again
         for n, candidate in rest:
             if not self.health.admits(candidate.id, self.now()):
                 tried.append(f"{candidate.id}: breaker open")
+                resting.append(self.health.reopens_in(candidate.id, self.now()))
                 continue
             try:
                 call = self._hold(uid, messages, f"{key}:{n}" if n else key, candidate.id, max_tokens, spend,
@@ -454,8 +457,10 @@ class MeteredChat:
             return call
         if over is not None:
             raise over
+        # every model left was resting (none was called this time): a retry is worth making once one takes a trial
+        rests = {"reopens_in": math.ceil(max(1.0, min(resting)))} if resting and len(resting) == len(tried) else {}
         raise ProviderUnavailable("no model could answer: " + ("; ".join(tried) or "none is available"),
-                                  tried=len(tried))
+                                  tried=len(tried), **rests)
 
     def chat(self, uid: str, messages: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, spend: Spend | None = None,

@@ -119,6 +119,7 @@ class RunContext:
         return self.tasks.take_back(self.task, self.budget, started)
 
 
+MAX_POSTPONED = 20  # runs put off while every model rests (each some 30 s): past it, attempts are spent again
 ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept on it so that a retry answers nothing
 
 
@@ -640,13 +641,13 @@ class Tasks:
                 queue = "high"
         self._enqueue(task, queue, why)
 
-    def _enqueue(self, task: Task, queue: str, why: str, suffix: str = "") -> None:
-        """Queue a run of the task: the job id is the task's (plus what the run is for), so queuing it twice
-        queues it once."""
+    def _enqueue(self, task: Task, queue: str, why: str, suffix: str = "", delay: float = 0.0) -> None:
+        """Queue a run of the task (due in `delay` seconds): the job id is the task's (plus what the run is for), so
+        queuing it twice queues it once."""
         if self.queue is None:
             raise RuntimeError("no task queue is configured")
         self.queue.enqueue(Job(self._job_id(task) + (f":{suffix}" if suffix else ""), RUN_JOB,
-                               {"uid": task.uid, "task": task.id}, queue))
+                               {"uid": task.uid, "task": task.id}, queue, delay_seconds=delay))
         log.info("task %s of %s queued on %s: %s", task.id, task.uid, queue, why)
 
     @staticmethod
@@ -720,6 +721,10 @@ class Tasks:
         if task.cancel_requested:  # the user's cancel, met mid-step: ended as asked, not tried again
             return self._finish(task, CANCELLED, message="cancelled")
         detail = getattr(error, "detail", None) or str(error) or type(error).__name__
+        if isinstance(error, ProviderUnavailable) and self.queue is not None:
+            later = self._tried_later(task, error, delivery, detail)
+            if later is not None:
+                return later
         if delivery is not None and not delivery.final:
             self._update(task, message=f"attempt {delivery.attempt} failed: {detail[:150]}; retrying")
             raise error  # the queue retries with backoff
@@ -728,6 +733,30 @@ class Tasks:
         problem = problem_of(error) if isinstance(error, LedgerError) else {
             "type": "task-failed", "title": "The task failed", "status": 502, "detail": detail[:500]}
         return self._finish(task, FAILED, error=problem, message=detail[:200])
+
+    def _tried_later(self, task: Task, error: ProviderUnavailable, delivery: Delivery | None,
+                     detail: str) -> Task | None:
+        """A run no model could serve goes on later instead of spending its attempts, while its deadline allows:
+        - every model it may use was resting after failures (its circuit breaker open, so none was called): once one
+          takes a trial call again, an attempt spent earlier would fail for nothing;
+        - a task run inline has had one attempt: the durable queue gives it the retries a queued one has.
+        None: not so (the attempt fails as any other)."""
+        resting = error.context.get("reopens_in")
+        postponed = int(task.steps.get("postponed", 0))
+        if isinstance(resting, int) and postponed < MAX_POSTPONED:
+            wait, why, steps = resting, "every model it may use is resting after failures", {"postponed": postponed + 1}
+        elif delivery is None and task.route == "inline":
+            wait, why, steps = 1, f"its inline run failed ({detail[:150]})", {}
+        else:
+            return None
+        deadline = parse_iso(task.deadline) if task.deadline else None
+        if deadline is not None and self.clock.now() + timedelta(seconds=wait) >= deadline:
+            return None
+        routed = f"{task.route_reason}; then " if task.route_reason else ""
+        task = self._update(task, route="queued", route_reason=f"{routed}{why}: tried again on the queue"[-300:],
+                            message=f"{why}: trying again in {wait} s"[:200], steps={**task.steps, **steps})
+        self._enqueue(task, "high", why, f"later:{task.attempts}", delay=wait)
+        return task
 
     def _dead_letter(self, task: Task, detail: str, attempts: int) -> None:
         self.store.add_dead_letter(DeadLetter(f"dl:{task.uid}:{task.id}", task.uid, task.id, detail[:500], attempts,
