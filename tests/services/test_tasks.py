@@ -513,6 +513,17 @@ def test_an_inline_run_that_fails_is_tried_again_on_the_queue(ai: Platform, upst
     assert done.state == SUCCEEDED and done.charged > 0 and ai.credits.balance("u").held == 0
 
 
+def test_a_reply_the_provider_cut_off_says_so_on_its_task(ai: Platform, upstream: FakeOpenAI) -> None:
+    """Never a finish that says all is well: a chat task whose provider stream broke off says it was cut short,
+    on the task (its message and result) as on its stream's final piece."""
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", "cut", {"kind": "chat", "input": "BREAKSTREAM after two", "model": LLAMA})
+    task = ai.tasks.get("u", "cut")
+    assert task.state == SUCCEEDED and task.result["broken"] is True and task.result["text"] == "echo: BREAKSTREAM"
+    assert task.message.startswith("done, cut short: the provider's stream broke off")
+    assert task.mirror()["progress"]["message"] == task.message
+
+
 def agent_written_to_the_bus(ai: Platform, task_id: str) -> tuple[str, Task]:
     """An agent task that asks for approval, written to /requests as a client does and run to its first stop: its
     request's path, and the task."""

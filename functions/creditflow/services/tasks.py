@@ -712,8 +712,10 @@ class Tasks:
             return self._finish(task, EXPIRED, result=outcome.result or None, message="past its deadline",
                                 budget=budget)
         why = outcome.result.get("detail") or outcome.result.get("reason")
+        done = "done" if not outcome.result.get("broken") else \
+            "done, cut short: the provider's stream broke off (what was said is charged, on an estimate)"
         return self._finish(task, state, result=outcome.result or None, budget=budget, message={
-            "done": "done", "stopped": "stopped at its limit (partial result)" + (f": {why}" if why else ""),
+            "done": done, "stopped": "stopped at its limit (partial result)" + (f": {why}" if why else ""),
             "cancelled": "cancelled"}[outcome.status])
 
     def _failed_attempt(self, context: RunContext, error: Exception, delivery: Delivery | None) -> Task:
