@@ -387,3 +387,21 @@ def test_leasing_seeks_the_next_job_without_scanning_or_sorting_the_backlog(queu
     steps = plans(queue._connections.db, lambda: (queue.run_next(), queue._idle_wait(), queue.run_next()))
     assert steps and all("jobs_ready" in step for step in steps if "jobs" in step), steps
     assert not [step for step in steps if step.startswith("SCAN") or "TEMP B-TREE" in step], steps
+
+
+def test_a_runtime_that_starts_releases_the_leases_its_dead_predecessor_held(tmp_path: Path, clock: Clock,
+                                                                             recorder: Recorder) -> None:
+    """A job left running by a process that died waits out its lease; the local runtime, which holds its folder's
+    lock and so knows it is the only worker, makes such leases due at its start: the job runs again at once (and a
+    cancel the user sent meanwhile is seen then, not a lease later)."""
+    path = tmp_path / "queue.sqlite3"
+    dead = queue_at(path, recorder, clock)
+    dead.enqueue(Job("j1", "work", {}))
+    assert dead.lease() is not None  # the process dies here, its job running
+    dead.close()
+    started = queue_at(path, recorder, clock)
+    assert started.lease() is None  # its lease has 30 s to run
+    assert started.release_leases() == 1
+    again = started.lease()
+    assert again is not None and (again.job.id, again.delivery.attempt) == ("j1", 2)
+    started.close()

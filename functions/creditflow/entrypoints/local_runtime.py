@@ -192,6 +192,10 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     print(banner(platform, f"http://{bound_host}:{bound_port}", data_dir), flush=True)
     platform.mirror.run_in_background(catch_up=True)  # balance writes leave the request threads; after a kill the
     # mirror may trail the ledger: its writer first rewrites it from the ledger, while the server already answers
+    # this runtime holds the folder's lock: a job left running was its dead predecessor's, and runs again at once
+    released = platform.queue.release_leases()  # type: ignore[attr-defined]
+    if released:
+        log.info("%d job(s) left running by a stopped runtime run again now", released)
     platform.queue.start()  # type: ignore[attr-defined]  # the local queue's workers (QUEUE_WORKERS)
     inline = ThreadPoolExecutor(max(1, platform.settings.inline_capacity), thread_name_prefix="inline-task")
     platform.tasks.run_inline = inline.submit  # quick tasks run beside the trigger that accepted them
