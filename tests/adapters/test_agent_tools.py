@@ -68,7 +68,8 @@ def test_arguments_must_fit_the_schema() -> None:
     recall = TOOLS["recall"]
     assert checked_arguments(recall, '{"query": "q", "limit": 3}') == {"query": "q", "limit": 3}
     for raw, why in (('{"query": "q", "uid": "bob"}', "unknown arguments: uid"), ("{}", "missing arguments: query"),
-                     ('{"query": 1}', "query must be a string"), ('{"query": "q", "limit": true}', "limit must be"),
+                     ('{"query": 1}', "query must be a string"),
+                     ('{"query": "q", "limit": true}', "limit must be an integer"),
                      ("[1]", "must be a JSON object"), ("{oops", "not JSON"),
                      ('{"query": "q", "limit": 0}', "limit must be from 1 to 10"),  # [:0]: nothing, [:-3]: all but 3
                      ('{"query": "q", "limit": -3}', "limit must be from 1 to 10"),

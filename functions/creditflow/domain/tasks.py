@@ -188,6 +188,9 @@ KIND_INPUT = {"chat": TEXT | {"messages", "image"}, "vision": TEXT | {"messages"
               "image": TEXT | {"size", "n", "steps", "seed", "negativePrompt"}}  # what each kind's run reads
 
 
+TYPE_WORDS = {str: "a string", int: "an integer", bool: "a boolean", list: "an array", dict: "an object"}
+
+
 def _require_input_object(value: dict[str, Any], kind: str) -> None:
     """An input object: a prompt, a goal or messages, and only the fields its kind of task reads, each of its type
     (one another kind reads was taken and ignored: an `agent` on a chat, an `n` on an agent)."""
@@ -201,7 +204,7 @@ def _require_input_object(value: dict[str, Any], kind: str) -> None:
     for name, expected in INPUT_FIELDS.items():
         if name in value and (not isinstance(value[name], expected)
                               or isinstance(value[name], bool) != (expected is bool)):
-            raise InvalidTask(f"input.{name} must be a {expected.__name__}")
+            raise InvalidTask(f"input.{name} must be {TYPE_WORDS.get(expected, expected.__name__)}")
     if not any(isinstance(value.get(name), str) and value[name].strip() for name in ("prompt", "goal")) and not (
             isinstance(value.get("messages"), list) and value["messages"]):
         raise InvalidTask("input needs a prompt or a goal (text that is not blank) or messages")

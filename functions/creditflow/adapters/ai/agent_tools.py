@@ -181,7 +181,7 @@ def checked_arguments(tool: Tool, raw: str) -> dict[str, Any]:
         wanted = field["type"]
         if (wanted == "string" and not isinstance(value, str)) or (
                 wanted == "integer" and (isinstance(value, bool) or not isinstance(value, int))):
-            raise ToolRefused(f"{name} must be a {wanted}")
+            raise ToolRefused(f"{name} must be {'an integer' if wanted == 'integer' else 'a string'}")
         if wanted == "integer" and not field.get("minimum", value) <= value <= field.get("maximum", value):
             raise ToolRefused(f"{name} must be from {field.get('minimum', '…')} to {field.get('maximum', '…')}")
     return args
