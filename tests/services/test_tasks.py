@@ -586,7 +586,7 @@ def test_an_approval_the_balance_cannot_cover_says_so_and_can_be_given_again(ai:
     ai.realtime.set(f"{path}/answer", True)
     ai.tasks.on_request_written("u", "agent7", before, ai.realtime.get(path))
     mirror = ai.realtime.get("/tasks/u/agent7")
-    assert mirror["state"] == "waiting" and mirror["progress"]["message"].startswith("answer not taken: needs")
+    assert mirror["state"] == "waiting" and mirror["progress"]["message"].startswith("answer not taken: raising")
     ai.credits.release("u", spent.hold, key="elsewhere:done")
     before = ai.realtime.get(path)
     ai.realtime.set(f"{path}/answer", True)

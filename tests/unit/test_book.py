@@ -100,6 +100,18 @@ def test_extend_is_void_plus_new_hold() -> None:
     assert (b.account.available, b.account.held) == (60, 40)
 
 
+def test_a_hold_grown_past_the_balance_says_what_growing_it_needs() -> None:
+    """The hold's own credits are its already: a raise the balance cannot cover is told the increase, not the whole."""
+    b = book()
+    b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
+    hold, _ = b.reserve(40, target="usage:agent", expires_at=T1, key="h")
+    with pytest.raises(InsufficientFunds) as short:
+        b.extend(hold, expires_at=T2, key="x", amount=130)
+    assert short.value.context == {"required": 90, "available": 60, "shortfall": 30}
+    assert short.value.detail == "raising the hold to 0.00013 credits needs 0.00009 more, but only 0.00006 are " \
+        "available"
+
+
 def test_expired_lots_leave_through_an_expiry_entry() -> None:
     b = book()
     b.grant(30, source="issuance:welcome", lot_kind="promotional", key="g", expires_at=T1)

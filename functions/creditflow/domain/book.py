@@ -164,8 +164,14 @@ class Book:
         if hold.is_expired(self.now):
             raise HoldExpired(f"reservation {hold.id} expired at {hold.expires_at} and cannot be extended",
                               hold=hold.id)
-        extended = self._hold_again(hold, amount or hold.amount, expires_at=expires_at, key=key,
-                                    candidates=candidates, reason="extended", memo={"extends": hold.id})
+        try:
+            extended = self._hold_again(hold, amount or hold.amount, expires_at=expires_at, key=key,
+                                        candidates=candidates, reason="extended", memo={"extends": hold.id})
+        except InsufficientFunds as short:  # said of what growing it takes: the hold's own credits are its already
+            more, free = short.context["required"] - hold.amount, short.context["available"] - hold.amount
+            raise InsufficientFunds(f"raising the hold to {format_credits(short.context['required'])} credits needs "
+                                    f"{format_credits(more)} more, but only {format_credits(free)} are available",
+                                    required=more, available=free, shortfall=short.context["shortfall"]) from None
         # grown (a limit raised), the lineage counts what came in, as a take-back does: negative, moved in
         hold.split_off = hold.amount - extended[0].amount
         return extended
