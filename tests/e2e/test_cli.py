@@ -168,3 +168,15 @@ def test_a_grant_to_a_user_with_no_account_yet_opens_it(data: Path) -> None:
     assert json.loads(result.stdout)["account"] == "user:grace"
     balance = cli("users", "balance", "grace", "--data-dir", str(data))
     assert json.loads(balance.stdout)["available"] == {"credits": "2", "micros": 2 * CREDIT}
+
+
+def test_the_data_folder_may_be_named_before_the_command_too(data: Path, tmp_path: Path) -> None:
+    """`creditflow --data-dir D users balance u` as `creditflow users balance u --data-dir D`; given after the
+    command too, the command's own wins."""
+    before = cli("--data-dir", str(data), "users", "balance", "ada")
+    after = cli("users", "balance", "ada", "--data-dir", str(data))
+    assert before.returncode == after.returncode == 0, before.stderr
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    both = cli("--data-dir", str(tmp_path / "elsewhere"), "users", "balance", "ada", "--data-dir", str(data))
+    assert both.returncode == 0 and json.loads(both.stdout) == json.loads(after.stdout)
+    assert "$CREDITFLOW_DATA_DIR" in cli("serve", "--help").stdout

@@ -223,21 +223,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(host=args.host, port=args.port, data_dir=Path(args.data_dir))
 
 
+DATA_DIR_HELP = "the local data folder (default: $CREDITFLOW_DATA_DIR, else ./.creditflow)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="creditflow", description="Creditflow: credits, a signed ledger and "
                                    "metered AI on Firebase or on one machine.")
+    # before the command as after it (`creditflow --data-dir D users balance u`): a subcommand's default would
+    # overwrite the root's value, so both default to None and `main` settles it
+    root.add_argument("--data-dir", dest="root_data_dir", metavar="DATA_DIR", help=DATA_DIR_HELP)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(group: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
         command = group.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(handler=handler)
         if handler is not cmd_verify_export:
-            command.add_argument("--data-dir", default=DEFAULTS.data_dir, help="the local data folder")
+            command.add_argument("--data-dir", help=DATA_DIR_HELP)
         return command
 
     serve = add(commands, "serve", cmd_serve, "run the local platform (embedded SQLite store)")
-    serve.add_argument("--host", default=DEFAULTS.host)
-    serve.add_argument("--port", type=tcp_port, default=DEFAULTS.port)  # converted too
+    serve.add_argument("--host", default=DEFAULTS.host,
+                       help=f"the address to listen on (default: $CREDITFLOW_HOST, else {DEFAULTS.host})")
+    serve.add_argument("--port", type=tcp_port, default=DEFAULTS.port,  # converted too
+                       help=f"the port (0: a free one; default: $CREDITFLOW_PORT, else {DEFAULTS.port})")
 
     token = add(commands, "dev-token", cmd_dev_token, "print a local dev token for a user")
     token.add_argument("uid")
@@ -288,6 +296,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.handler is not cmd_verify_export:
+        args.data_dir = args.data_dir or args.root_data_dir or DEFAULTS.data_dir
     try:
         return int(args.handler(args))
     except LedgerError as error:
