@@ -616,6 +616,23 @@ def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, 
     assert ai.tasks.recover() and not ai.queue.run_next()  # type: ignore[attr-defined]  # queued once
 
 
+def test_a_task_whose_routing_a_crash_cut_short_is_routed_by_the_recovery(ai: Platform) -> None:
+    """A task saved accepted before its route (a crash during a model classifier's call) is queued by the restart's
+    recovery, and says so: the route taken and why are on every task."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "unrouted", {"kind": "agent", "input": {"goal": THREE}, "model": LLAMA})
+    task = ai.tasks.get("u", "unrouted")
+    cut = task.changed(task.updated_at, route=None, route_reason=None)
+    assert ai.tasks.store.save(cut)  # as the crash left it
+    ai.tasks.recover()
+    recovered = ai.tasks.get("u", "unrouted")
+    assert recovered.route == "queued" and "resumed after a restart" in (recovered.route_reason or "")
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    done = ai.tasks.get("u", "unrouted")
+    assert done.state == SUCCEEDED and done.route == "queued"
+
+
 def test_a_request_whose_trigger_died_before_accepting_it_ends_expired(ai: Platform, clock: SteppedClock,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """On Firebase the submitRequest trigger records the task, then accepts it; an instance that died in between

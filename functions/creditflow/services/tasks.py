@@ -471,8 +471,11 @@ class Tasks:
             if task.state == REQUESTED:
                 self.accept(task)
             elif task.state in (ACCEPTED, RUNNING):
-                self._mirror(task)
                 queue = "high" if task.route == "inline" or task.speed == "quick" else task.request.priority
+                if task.route is None:  # a crash cut its routing short (a model classifier's call, say)
+                    task = self._update(task, route="queued", route_reason="resumed after a restart that cut its "
+                                        f"routing short: queued at {queue} priority")
+                self._mirror(task)
                 self._enqueue(task, queue, "resumed after a restart")
             elif task.state == WAITING and task.answer is not None:  # answered, maybe not queued: as `answer` queues
                 self._mirror(task)
