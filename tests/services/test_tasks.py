@@ -524,6 +524,30 @@ def test_a_reply_the_provider_cut_off_says_so_on_its_task(ai: Platform, upstream
     assert task.mirror()["progress"]["message"] == task.message
 
 
+@pytest.mark.parametrize("ended_by", ["cancel", "deadline"])
+def test_an_agent_ended_while_it_waits_keeps_what_it_had(ai: Platform, upstream: FakeOpenAI, clock: SteppedClock,
+                                                          ended_by: str) -> None:
+    """An agent asking to go past its limit has done work it was charged for: ended then, by its owner's cancel or
+    its deadline, its result is what it had when it asked, as an agent stopped at its limit shows."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", f"asks-{ended_by}", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                                     "model": LLAMA, "maxCredits": "0.0003"})
+    task = ai.tasks.run("u", task.id) if not task.terminal and task.state != "waiting" else task
+    ai.tasks.answer("u", task.id, True)  # approved once: it works, then asks again
+    task = ai.tasks.run("u", task.id)
+    assert task.state == "waiting" and task.charged > 0
+    if ended_by == "cancel":
+        ended = ai.tasks.cancel("u", task.id)
+    else:
+        clock.advance(hours=2)
+        assert ai.tasks.expire_overdue() == 1
+        ended = ai.tasks.get("u", task.id)
+    assert ended.state == ("cancelled" if ended_by == "cancel" else "expired")
+    assert ended.result is not None and ended.result["partial"] is True and ended.result["text"]
+    assert "approveUpTo" not in ended.result and ended.charged == task.charged
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
 def agent_written_to_the_bus(ai: Platform, task_id: str) -> tuple[str, Task]:
     """An agent task that asks for approval, written to /requests as a client does and run to its first stop: its
     request's path, and the task."""

@@ -119,6 +119,15 @@ class RunContext:
         return self.tasks.take_back(self.task, self.budget, started)
 
 
+PARTIAL = "partialResult"  # in a waiting task's steps: what its run had when it asked (its result if it ends so)
+
+
+def _waited_with(task: Task) -> dict[str, Any] | None:
+    """What a task ended while it waits for its owner had done: its run's partial result when it asked."""
+    partial = task.steps.get(PARTIAL) if task.state == WAITING else None
+    return dict(partial) if isinstance(partial, dict) else None
+
+
 MAX_POSTPONED = 20  # runs put off while every model rests (each some 30 s): past it, attempts are spent again
 ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept on it so that a retry answers nothing
 
@@ -275,7 +284,7 @@ class Tasks:
         if task.state in (REQUESTED, ACCEPTED, WAITING):
             if self.queue is not None:
                 self.queue.cancel(self._job_id(task))
-            return self._finish(task, CANCELLED, message="cancelled")
+            return self._finish(task, CANCELLED, message="cancelled", result=_waited_with(task))
         return task  # running: the run sees it between steps
 
     def answer(self, uid: str, task_id: str, answer: object, key: str | None = None) -> Task:
@@ -407,9 +416,9 @@ class Tasks:
         if task.state == REQUESTED:  # crashed between record and accept
             return self.accept(task)
         if task.cancel_requested:
-            return self._finish(task, CANCELLED, message="cancelled")
+            return self._finish(task, CANCELLED, message="cancelled", result=_waited_with(task))
         if self._overdue(task):
-            return self._finish(task, EXPIRED, message="past its deadline")
+            return self._finish(task, EXPIRED, message="past its deadline", result=_waited_with(task))
         if task.state == WAITING and task.answer is None:
             return task
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
@@ -456,7 +465,7 @@ class Tasks:
                 if task.state == RUNNING:  # its run would have ended it: the worker died (on its last attempt)
                     self._dead_letter(task, "the worker stopped during the run, and no attempt was left to end it",
                                       task.attempts)
-                self._finish(task, EXPIRED, message="past its deadline")
+                self._finish(task, EXPIRED, message="past its deadline", result=_waited_with(task))
                 ended += 1
         return ended
 
@@ -707,9 +716,10 @@ class Tasks:
 
     def _ended(self, task: Task, outcome: RunOutcome, budget: Budget) -> Task:
         if outcome.status == "waiting":
+            partial = {k: v for k, v in outcome.result.items() if k != "approveUpTo"}
             return self._move(task, WAITING, answer=None, message="waiting for your answer", steps={
                 **task.steps, "question": outcome.question or "go on?",
-                "approveUpTo": outcome.result.get("approveUpTo")})
+                "approveUpTo": outcome.result.get("approveUpTo"), **({PARTIAL: partial} if partial else {})})
         state = {"done": SUCCEEDED, "stopped": SUCCEEDED, "cancelled": CANCELLED}[outcome.status]
         if state == CANCELLED and not task.cancel_requested and self._overdue(task):  # stopped by its deadline
             return self._finish(task, EXPIRED, result=outcome.result or None, message="past its deadline",
