@@ -119,6 +119,7 @@ class RunContext:
         return self.tasks.take_back(self.task, self.budget, started)
 
 
+SYNCHRONOUS = "synchronous: run in the caller's request"  # a task's route reason: run to its end, not queued
 PARTIAL = "partialResult"  # in a waiting task's steps: what its run had when it asked (its result if it ends so)
 
 
@@ -343,7 +344,7 @@ class Tasks:
                 return self._taken_over(task, hold)
             c, accepting = self._judged(task, c, room, now)
         if here:
-            route, why, queue = "inline", "synchronous: run in the caller's request", "high"
+            route, why, queue = "inline", SYNCHRONOUS, "high"
         else:
             route, why, queue = self.router.choose(c, task.request.priority)
         slot = route == "inline" and not here  # the router's: given back unless a run takes it
@@ -755,7 +756,9 @@ class Tasks:
         - every model it may use was resting after failures (its circuit breaker open, so none was called): once one
           takes a trial call again, an attempt spent earlier would fail for nothing;
         - a task run inline has had one attempt: the durable queue gives it the retries a queued one has.
-        None: not so (the attempt fails as any other)."""
+        None: not so (the attempt fails as any other), or the task runs in a caller's request, which waits for it."""
+        if task.route_reason == SYNCHRONOUS:
+            return None
         resting = error.context.get("reopens_in")
         postponed = int(task.steps.get("postponed", 0))
         if isinstance(resting, int) and postponed < MAX_POSTPONED:
