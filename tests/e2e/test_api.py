@@ -340,6 +340,14 @@ def test_chunked_bodies_are_measured_like_any_other(server: LocalServer) -> None
     assert status in (200, 201) and json.loads(body)["amount"]["micros"] == 1_000_000
 
 
+def test_a_long_stripe_event_reaches_its_webhook(server: LocalServer) -> None:
+    """The server's body limit lets a Stripe event of 100 KB through to its webhook, which reads it whole to check
+    its signature (refused here: 400), where an API body that long is refused 413."""
+    reply = server.call("POST", "/webhooks/stripe", raw=b'{"pad": "' + b"x" * 100_000 + b'"}',
+                        headers={"Stripe-Signature": "t=1,v1=00"})
+    assert reply.status == 400 and reply.json["type"].endswith("/invalid-webhook"), reply.body
+
+
 def test_a_refused_oversized_body_is_answered_to_a_client_still_sending_it(server: LocalServer) -> None:
     """The server answers 413 before the body is read; closing on the unread rest would reset the connection, and
     http.client (which reads no answer before its body is sent) saw a broken pipe in about one try in eight."""

@@ -139,6 +139,7 @@ def reconcile_rollups(platform: Platform) -> int:
 def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, killed: bool = False) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
+    from .http.payment_routes import MAX_WEBHOOK_BODY, STRIPE_WEBHOOK
     from .http.realtime import MAX_WRITE
     from .http.upload_routes import MAX_UPLOAD_BODY, UPLOADS
     from .local_http import SHUTDOWN_SECONDS, http_server
@@ -161,7 +162,8 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
 
     turns = CpuTurns(settings.cpu_turns) if settings.cpu_turns else None
     server = http_server(host, port, app, MAX_BODY, access_log=access_log,
-                         larger={UPLOADS: MAX_UPLOAD_BODY, "/realtime": MAX_WRITE}, turns=turns)
+                         larger={UPLOADS: MAX_UPLOAD_BODY, "/realtime": MAX_WRITE, STRIPE_WEBHOOK: MAX_WEBHOOK_BODY},
+                         turns=turns)
     try:
         server.prepare()  # listens: nothing is answered before `serve` below
     except OSError as error:

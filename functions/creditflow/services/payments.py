@@ -42,6 +42,11 @@ LEASE_WAIT = 10.0  # how long a handler waits for another's lease before answeri
 DISPUTE_HOLD = timedelta(days=365)  # Stripe closes a dispute within months; the hold must outlast it
 REFUND_HOLD = timedelta(minutes=1)  # posted in the same transaction: never seen pending
 CLOSED_STATUSES = frozenset({"won", "lost", "warning_closed", "prevented"})  # a Stripe dispute's, once closed
+NOT_SEEN_PATIENCE = timedelta(hours=48)  # how long an event about a payment not recorded is asked for again
+
+
+class NotOurs(Exception):
+    """An event about no payment of this platform's: acknowledged, and ignored."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,11 @@ class Payments:
             log.info("Stripe event %s of type %s acknowledged and ignored", event.id, event.type)
             outcome = "ignored"
         else:
-            outcome = handler(event)
+            try:
+                outcome = handler(event)
+            except NotOurs as foreign:
+                log.warning("%s: acknowledged and ignored", foreign)
+                outcome = "ignored"
         self.store.mark_handled(event.id, event.type, iso(self.clock.now()))
         return outcome
 
@@ -204,7 +213,7 @@ class Payments:
         """Stripe's report of what was refunded so far (cumulative): the credits it bought, pro rata, are owed back.
         A report older than the newest one seen says nothing new."""
         charge, at = event.object, event.created
-        payment = self._payment_of(charge)
+        payment = self._payment_of(charge, event)
         reported = _whole(charge.get("amount_refunded"), "amount_refunded")
         with self._handling(payment, event) as payment:
             if payment.reported_at is not None and (at < payment.reported_at or (
@@ -218,7 +227,7 @@ class Payments:
         refund, at = event.object, event.created
         if refund.get("status") not in UNDONE:
             return "ignored"  # made, pending or succeeded: the charge's report counts it
-        payment = self._payment_of(refund)
+        payment = self._payment_of(refund, event)
         refund_id = _text(refund, "id")
         failed = FailedRefund(_whole(refund.get("amount"), "amount"), _whole(refund.get("created"), "created"), at)
         with self._handling(payment, event) as payment:
@@ -303,7 +312,7 @@ class Payments:
     def _dispute_opened(self, event: ProviderEvent) -> str:
         """Hold the disputed credits (what is left of them in the payment's lot) until the dispute closes."""
         dispute = event.object
-        payment = self._payment_of(dispute)
+        payment = self._payment_of(dispute, event)
         amount = _whole(dispute.get("amount"), "amount")
         with self._handling(payment, event) as payment:
             if payment.dispute is not None:
@@ -335,7 +344,7 @@ class Payments:
         dispute can still be lost (pre-arbitration): then its credits are taken back as a lost dispute's. Lost is
         final (Stripe documents no way back from it): a won status after it is an older event arriving late."""
         dispute = event.object
-        payment = self._payment_of(dispute)
+        payment = self._payment_of(dispute, event)
         won = dispute.get("status") != "lost"  # won, an inquiry closed (warning_closed), prevented: no money lost
         with self._handling(payment, event) as payment:
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
@@ -400,10 +409,19 @@ class Payments:
             raise PaymentsNotConfigured(f"card payments are not configured on this platform: {self.missing}")
         return self.cards
 
-    def _payment_of(self, data: dict[str, Any]) -> Payment:
+    def _payment_of(self, data: dict[str, Any], event: ProviderEvent) -> Payment:
+        """The payment an event is about. One not recorded yet is asked for again later (Stripe delivers in any
+        order), for NOT_SEEN_PATIENCE after the event: past it, or with no payment intent at all, it is no payment of
+        this platform's (another product on the Stripe account): acknowledged and ignored, as its checkout is, or
+        Stripe would retry it for days, then disable the endpoint and every payment with it."""
         intent = data.get("payment_intent")
-        payment = self.store.by_intent(intent) if isinstance(intent, str) and intent else None
+        if not isinstance(intent, str) or not intent:
+            raise NotOurs(f"Stripe event {event.id} ({event.type}) names no payment intent: not a payment of ours")
+        payment = self.store.by_intent(intent)
         if payment is None:
+            if self.clock.now().timestamp() - event.created > NOT_SEEN_PATIENCE.total_seconds():
+                raise NotOurs(f"Stripe event {event.id} ({event.type}) is about payment intent {intent}, still not "
+                              f"seen {NOT_SEEN_PATIENCE} after the event: not a payment of ours")
             raise PaymentNotSeen(f"no payment recorded for payment intent {intent!r} yet: deliver it again later",
                                  retry_after=60)
         return payment

@@ -94,11 +94,12 @@ class StripeCards:
             self._stripe.Webhook.construct_event(body, signature, self._webhook_secret, TOLERANCE_SECONDS)
         except self._stripe.SignatureVerificationError as error:
             raise InvalidWebhook(f"Stripe-Signature refused: {error.user_message or error}") from error
-        except ValueError as error:
+        except (ValueError, AttributeError, TypeError) as error:  # the SDK reads a signed `[]` or `1` as an object
             raise InvalidWebhook("the body is not a JSON event") from error
         event = json.loads(body)
+        data = event.get("data") if isinstance(event, dict) else None
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(
-                event.get("type"), str) or not isinstance(event.get("data", {}).get("object"), dict):
+                event.get("type"), str) or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
             raise InvalidWebhook("an event needs an id, a type and data.object")
         return event
 

@@ -227,13 +227,19 @@ def admin_revenue(platform: Platform, caller: Caller, query: RangeQuery) -> Reve
                               for t in found.crypto_totals])
 
 
+# Stripe signs the raw body, so a long event cannot be cut: a dispute's evidence text alone may pass 64 KiB
+MAX_WEBHOOK_BODY = 1024 * 1024
+STRIPE_WEBHOOK = "/webhooks/stripe"
+
+
 def register_stripe_webhook(app: Flask, platform: Platform) -> None:
     """Stripe's webhook, outside the API: it signs the raw body and has no bearer token."""
     payments = platform.payments
 
-    @app.post("/webhooks/stripe")
+    @app.post(STRIPE_WEBHOOK)
     def stripe_webhook() -> Response:
         """Stripe's events: acknowledged once handled (a replay too); a refusal is a problem document, and an event
         about a payment not seen yet a 503, which Stripe delivers again later."""
+        request.max_content_length = MAX_WEBHOOK_BODY
         outcome = payments.webhook(request.get_data(cache=False), request.headers.get("Stripe-Signature", ""))
         return jsonify({"received": True, "event": outcome.event, "type": outcome.type, "outcome": outcome.outcome})
