@@ -4,6 +4,7 @@ the configured age unless a live task still names them. Through the HTTP routes,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,30 @@ def test_past_the_count_quota_nothing_is_stored_until_one_is_deleted(kept: Platf
     assert upload(client, auth(kept, "bob"), SMALL).status_code == 200  # a quota is per user
     assert client.delete(f"/api/v1/uploads/{first}", headers=headers).status_code == 200
     assert upload(client, headers, SMALL).status_code == 200
+
+
+def test_uploads_racing_for_the_quota_never_pass_it(tmp_path: Path, clock: SteppedClock) -> None:
+    """Forty uploads at once against a quota of five: never more than five kept (132 of 160 were, against 100, when
+    the quota was checked before storing only), each refused one stored nothing, and the kept ones answered 200."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from creditflow.domain.vision import UploadQuotaExceeded
+
+    platform = make_platform(tmp_path / "data", clock, upload_quota_count=5)
+    assert platform.uploads is not None
+    barrier = threading.Barrier(40)
+
+    def one(_: int) -> bool:
+        barrier.wait()
+        try:
+            platform.uploads.keep("racer", SMALL)  # type: ignore[union-attr]
+            return True
+        except UploadQuotaExceeded:
+            return False
+
+    with ThreadPoolExecutor(40) as pool:
+        accepted = sum(pool.map(one, range(40)))
+    assert 1 <= accepted <= 5 and len(stored(platform, "racer")) == accepted
 
 
 def test_the_bytes_quota(tmp_path: Path, clock: SteppedClock) -> None:

@@ -52,8 +52,10 @@ class Uploads:
 
     def keep(self, uid: str, data: bytes) -> Upload:
         """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with
-        EXIF and other metadata stripped; refused, nothing stored, past the user's quota. (Two uploads racing
-        may both pass the check: the quota is a bound on a user's storage, not on money.)"""
+        EXIF and other metadata stripped; refused, nothing stored, past the user's quota. The quota is checked
+        before the upload is stored and again after (with it): uploads racing each other each store, then list;
+        of two, the later to list sees the other, so one past the quota is removed and refused, never kept (two
+        racing for the last place may both be refused: a retry then takes it)."""
         facts = self.tools.inspect(data, self.limits)
         stripped = self.tools.strip(data)
         self._require_room(uid, len(stripped))
@@ -61,12 +63,18 @@ class Uploads:
         path = upload_path(uid, upload_id)
         self.blobs.put(path, stripped, facts.content_type, cache_control="private, max-age=3600",
                        metadata={"uid": uid, "kind": "upload"})
+        try:
+            self._require_room(uid, 0, adding=0)  # with this one stored: within the quota, whatever raced it
+        except UploadQuotaExceeded:
+            self.blobs.delete(path)
+            raise
         return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
                       self.blobs.signed_url(path, self.policy.url_seconds))
 
-    def _require_room(self, uid: str, size: int) -> None:
+    def _require_room(self, uid: str, size: int, adding: int = 1) -> None:
+        """Refuses `adding` more uploads of `size` bytes past the user's quota, given what is stored now."""
         kept = self.blobs.list(f"users/{uid}/uploads/")
-        if len(kept) + 1 > self.policy.max_count:
+        if len(kept) + adding > self.policy.max_count:
             raise UploadQuotaExceeded(f"you keep {len(kept)} uploads, the most allowed is {self.policy.max_count}: "
                                       "delete one (DELETE /api/v1/uploads/{id})", count=len(kept),
                                       maxCount=self.policy.max_count)

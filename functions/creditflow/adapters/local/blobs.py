@@ -91,11 +91,14 @@ class LocalBlobs:
                 file = Path(folder) / name
                 path = file.relative_to(self.root).as_posix()
                 if path.startswith(prefix):
-                    with file.open("rb") as handle:
-                        head = handle.read(len(MAGIC) + 4)
-                        length = int.from_bytes(head[len(MAGIC):], "big")
-                        header = json.loads(handle.read(length))
-                    size = file.stat().st_size - len(MAGIC) - 4 - length
+                    try:
+                        with file.open("rb") as handle:
+                            head = handle.read(len(MAGIC) + 4)
+                            length = int.from_bytes(head[len(MAGIC):], "big")
+                            header = json.loads(handle.read(length))
+                            size = os.fstat(handle.fileno()).st_size - len(MAGIC) - 4 - length
+                    except FileNotFoundError:  # deleted since the folder was read: gone, as it would be listed next
+                        continue
                     found.append(BlobInfo(path=path, size=size, content_type=header["content_type"]))
         return sorted(found, key=lambda info: info.path)
 
