@@ -16,6 +16,7 @@ class GeneratedImage:
 class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000  # width × height as the header declares it, checked before anything is decoded
+    max_side: int = 30_000  # px, either side: a 1×49,000,000 strip is within the pixels and takes seconds a read
     formats: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF"})  # Pillow's names
 
 

@@ -37,8 +37,9 @@ def _open(data: bytes, limits: ImageLimits) -> Iterator[Image.Image]:
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow's own guard, as an error
         try:
             image = Image.open(io.BytesIO(data), formats=sorted(limits.formats))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageTooLarge(f"the image declares too many pixels ({error})") from error
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:  # said in our words
+            raise ImageTooLarge(f"the image declares more pixels than the {limits.max_pixels:,} accepted",
+                                limit=limits.max_pixels) from error
         except UnidentifiedImageError as error:
             raise InvalidImage(f"not an image of an accepted format ({', '.join(sorted(limits.formats))})") from error
         except (OSError, ValueError, SyntaxError) as error:  # a header Pillow recognises but cannot parse
@@ -48,8 +49,11 @@ def _open(data: bytes, limits: ImageLimits) -> Iterator[Image.Image]:
             raise InvalidImage(f"not an image of an accepted format ({', '.join(sorted(limits.formats))})")
         width, height = image.size
         if width < 1 or height < 1 or width * height > limits.max_pixels:
-            raise ImageTooLarge(f"the image declares {width}x{height} pixels; at most {limits.max_pixels} pixels "
+            raise ImageTooLarge(f"the image declares {width}x{height} pixels; at most {limits.max_pixels:,} pixels "
                                 "are accepted", width=width, height=height, limit=limits.max_pixels)
+        if max(width, height) > limits.max_side:
+            raise ImageTooLarge(f"the image declares {width}x{height} pixels; a side may be at most "
+                                f"{limits.max_side:,} pixels", width=width, height=height, limit=limits.max_side)
         yield image
 
 
