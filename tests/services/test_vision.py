@@ -340,6 +340,7 @@ def test_a_multi_picture_jpeg_is_kept_and_labelled_as_the_jpeg_it_is(seeing: Pla
     stored = seeing.blobs.get(f"users/mo/uploads/{kept.json['id']}")
     assert stored is not None and stored.content_type == "image/jpeg"
     assert Image.open(io.BytesIO(stored.data)).format == "JPEG"
+    assert kept.json["url"].startswith("http://localhost/media/")  # absolute, as the images' URLs are
     served = client.get(kept.json["url"])
     assert served.status_code == 200 and served.mimetype == "image/jpeg"
 

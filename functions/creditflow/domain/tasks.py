@@ -199,8 +199,9 @@ def _require_input_object(value: dict[str, Any], kind: str) -> None:
         raise InvalidTask(f"unknown input fields {unknown[:5]}: an input holds {', '.join(INPUT_FIELDS)}")
     elsewhere = sorted(set(value) - KIND_INPUT[kind])
     if elsewhere:
-        raise FieldNotRead(f"input fields {elsewhere} are not read by {kind} tasks: a {kind} task's input holds "
-                          f"{', '.join(sorted(KIND_INPUT[kind]))}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise FieldNotRead(f"input fields {elsewhere} are not read by {kind} tasks: {article} {kind} task's input "
+                           f"holds {', '.join(sorted(KIND_INPUT[kind]))}")
     for name, expected in INPUT_FIELDS.items():
         if name in value and (not isinstance(value[name], expected)
                               or isinstance(value[name], bool) != (expected is bool)):

@@ -13,6 +13,7 @@ from ...domain.images import ImageTooLarge
 from ...domain.vision import MAX_UPLOAD, InvalidImagePart, UnknownUpload
 from . import schemas as s
 from .api import Routes
+from .image_routes import absolute
 
 V1 = "/api/v1"
 UPLOADS = f"{V1}/uploads"
@@ -56,7 +57,7 @@ def upload_image(platform: Platform, caller: Caller) -> UploadOut:
     if len(data) > MAX_UPLOAD:
         raise ImageTooLarge(f"an upload is at most {MAX_UPLOAD // 1024 // 1024} MB")
     upload = uploads.keep(caller.uid, data)
-    return UploadOut(id=upload.id, reference=upload.reference, url=upload.url,
+    return UploadOut(id=upload.id, reference=upload.reference, url=absolute(upload.url),
                      content_type=upload.facts.content_type, width=upload.facts.width,
                      height=upload.facts.height, size=upload.facts.size)
 
