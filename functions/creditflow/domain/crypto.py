@@ -229,5 +229,6 @@ def deposit_totals(deposits: list[Deposit]) -> list[DepositTotals]:
     for d in deposits:
         by.setdefault(d.token, []).append(d)
     return [DepositTotals(token, sum(1 for d in ds if d.status == CREDITED),
-                          sum(d.amount for d in ds if d.status == CREDITED), sum(d.credits for d in ds),
+                          sum(d.amount for d in ds if d.status == CREDITED),
+                          sum(d.credits for d in ds if d.status == CREDITED),
                           sum(1 for d in ds if d.status == PARKED)) for token, ds in sorted(by.items())]

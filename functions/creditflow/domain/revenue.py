@@ -24,9 +24,10 @@ def revenue(payments: list[Payment], deposits: list[Deposit], first: date, last:
     index = {day: n for n, day in enumerate(days)}
     card, crypto = [0] * len(days), [0] * len(days)
     paid = [p for p in payments if p.created_at[:10] in index]
-    seen = [d for d in deposits if d.seen_at[:10] in index and d.status == CREDITED]
+    seen = [d for d in deposits if d.seen_at[:10] in index]
     for p in paid:
         card[index[p.created_at[:10]]] += p.credits
     for d in seen:
-        crypto[index[d.seen_at[:10]]] += d.credits
-    return Revenue(days, card, crypto, totals(paid), deposit_totals(seen))
+        if d.status == CREDITED:
+            crypto[index[d.seen_at[:10]]] += d.credits
+    return Revenue(days, card, crypto, totals(paid), deposit_totals(seen))  # totals count the parked ones too
