@@ -138,6 +138,9 @@ def test_a_checkout_key_used_again_for_another_pack_is_a_conflict(shop: Platform
     assert other.status_code == 409, other.json
     assert other.headers["Content-Type"] == "application/problem+json"
     assert other.json["type"].endswith("idempotency-conflict")
+    saving = client.post("/api/v1/payments/stripe/checkout", json={"pack": PACK, "saveCard": True},
+                         headers={**token(shop, "alice"), "Idempotency-Key": "k1"})
+    assert saving.status_code == 409, saving.json  # once a second session, with the card kept
     assert checkout(client, shop, "alice", "k1").status_code == 200  # the first request's retry still works
 
 def test_checkout_refuses_an_unknown_pack_and_says_what_to_configure(tmp_path: Path, shop: Platform,

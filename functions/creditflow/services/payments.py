@@ -92,10 +92,11 @@ class Payments:
         the provider is made once."""
         cards = self.require_cards()
         pack = self.pack(pack_id)
-        kept = ("save-card",) if save_card else ()
+        # the client's key alone names the session: sent again with another pack or saveCard, Stripe sees other
+        # parameters under it and refuses (a conflict), where a key of its own for each would make a second session
         page_id, url = cards.create_checkout(uid=uid, customer=self.customer(uid), pack=pack,
                                              success_url=self.urls.success, cancel_url=self.urls.cancel,
-                                             key=provider_key("checkout", uid, key, *kept), save_card=save_card)
+                                             key=provider_key("checkout", uid, key), save_card=save_card)
         return CheckoutPage(page_id, url, pack)
 
     def customer(self, uid: str) -> str:
