@@ -261,7 +261,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         body, model = _body_and_model()
         messages, options = _messages(body), _options(body)
         requested = None if model == "auto" else model  # "auto": the cheapest healthy model that can read them
-        routed = platform.chat.route(requested, capability_of(messages), uid=uid)  # the user's preferred model too
+        routed = platform.chat.route(requested, capability_of(messages))  # a preference only reorders them
         ceiling = max(m.max_output for m in routed)
         max_tokens = body.get("max_completion_tokens")  # OpenAI's newer name; null is unset, as absent is
         max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
