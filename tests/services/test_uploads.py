@@ -115,3 +115,19 @@ def test_the_sweep_removes_old_uploads_no_live_task_names(kept: Platform, client
     assert old["id"] not in stored(kept, "fay")
     kept.tasks.cancel("fay", "look")  # the task ended: nothing names it any more
     assert sweep_media(kept)["uploads"] == {"removed": 1, "kept": 1} and stored(kept, "fay") == []
+
+
+def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Platform, client: Any,
+                                                                      clock: SteppedClock) -> None:
+    """Which uploads the live tasks name is known only when the sweep read them all: past its limit, an old upload
+    a later live task names would be removed under it. Nothing is removed then."""
+    assert kept.uploads is not None
+    headers = auth(kept, "hal")
+    named = upload(client, headers, SMALL).json
+    kept.tasks.run_inline = lambda work: None  # accepted, waiting: each is a live task
+    for n in range(3):
+        kept.tasks.submit("hal", f"look{n}", {"kind": "vision", "input": {"prompt": "?", "image": named["reference"]}})
+    clock.advance(hours=25)
+    assert kept.uploads.sweep(limit=2) == {"removed": 0, "kept": 0}  # three live tasks, a limit of two
+    assert stored(kept, "hal") == [named["id"]]
+    assert kept.uploads.sweep(limit=10) == {"removed": 0, "kept": 1}

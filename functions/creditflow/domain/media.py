@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,12 @@ class BlobInfo:
     path: str
     size: int
     content_type: str
+
+
+def sweep_window(items: Sequence[T], limit: int, start: int) -> list[T]:
+    """At most `limit` of `items`, from `start` (taken modulo their number) on, around past the end: a sweep that may
+    read only so many a pass still reaches every one over passes begun at other places (all of them when they fit)."""
+    if len(items) <= limit:
+        return list(items)
+    first = start % len(items)
+    return [*items[first:first + limit], *items[:max(0, first + limit - len(items))]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,7 +44,7 @@ from ..domain.images import (
     quote_images,
     steps_for,
 )
-from ..domain.media import ImageLimits
+from ..domain.media import ImageLimits, sweep_window
 from ..domain.money import format_credits, money
 from ..domain.tasks import (
     SUCCEEDED,
@@ -552,7 +553,7 @@ class ImageGeneration:
         store and settle, an abandon that failed), of a task no store knows, what a succeeded task's run staged,
         and what a user deleted. A task still running is left alone. Idempotent."""
         by_task: dict[tuple[str, str], list[str]] = {}
-        for info in self.blobs.list("users/")[:limit]:
+        for info in sweep_window(self.blobs.list("users/"), limit, random.randrange(1 << 30)):
             parts = info.path.split("/")
             if len(parts) >= 5 and parts[2] == "images":
                 by_task.setdefault((parts[1], parts[3]), []).append(info.path)

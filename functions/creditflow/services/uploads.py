@@ -4,10 +4,11 @@ many bytes), deleted by their user, and swept once older than the configured age
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from ..domain.media import ImageFacts, ImageLimits
+from ..domain.media import ImageFacts, ImageLimits, sweep_window
 from ..domain.vision import (
     MAX_UPLOAD,
     UPLOAD_ID,
@@ -92,12 +93,17 @@ class Uploads:
             raise UnknownUpload(f"you have no upload {str(upload_id)[:80]!r}")
 
     def sweep(self, limit: int = 10_000) -> dict[str, int]:
-        """Remove the uploads older than the policy's age that no unfinished task names. Idempotent."""
-        named = {(task.uid, found) for task in self.tasks.unfinished(limit)
-                 for found in upload_references(task.request.input)}
+        """Remove the uploads older than the policy's age that no unfinished task names (at most `limit` objects a
+        pass, from a place drawn each pass, so that every one is reached). Idempotent. With more unfinished tasks
+        than `limit`, which uploads they name is not known whole: nothing is removed."""
+        live = self.tasks.unfinished(limit + 1)
+        if len(live) > limit:
+            log.warning("upload sweep skipped: more than %d unfinished tasks, whose uploads must stay", limit)
+            return {"removed": 0, "kept": 0}
+        named = {(task.uid, found) for task in live for found in upload_references(task.request.input)}
         oldest = self.clock.now() - self.policy.max_age
         removed = kept = 0
-        for info in self.blobs.list("users/")[:limit]:
+        for info in sweep_window(self.blobs.list("users/"), limit, random.randrange(1 << 30)):
             parts = info.path.split("/")
             if len(parts) != 4 or parts[2] != "uploads" or not UPLOAD_ID.fullmatch(parts[3]):
                 continue
