@@ -98,8 +98,10 @@ class Conversations:
     def chat(self, uid: str, conversation_id: str, new: Messages, *, key: str, model: str | None = None,
              max_tokens: int | None = None, replayable: bool = False) -> Completion:
         """One turn: the context from memory, a metered completion, the turn stored (once per key), then the
-        completion charged: a reply that could not be stored is not charged, one charged is in the conversation.
-        (Nothing redelivers this call, and its reply reaches the client only if it returns.) `replayable`: the key
+        completion charged: a reply that could not be stored (the store failed) is not charged, and one charged is
+        in the conversation, unless the user deleted the conversation while the model answered: the reply still
+        reaches them and is charged, with nothing left to store it in. (Nothing redelivers this call, and its reply
+        reaches the client only if it returns.) `replayable`: the key
         is the client's, and the turn sent again with it gets its answer again (MeteredChat.chat)."""
         request = self._request(conversation_id, new, model, max_tokens, replayable)
         try:
