@@ -152,6 +152,13 @@ def test_bad_rest_requests_are_refused_and_cost_nothing(server: LocalServer, bod
     assert quote.status == 422 and quote.json["param"] == "size"
 
 
+def test_a_blank_prompt_is_told_in_words(server: LocalServer) -> None:
+    token = fund(server, "blank", "1")
+    reply = server.call("POST", "/api/v1/images", {"prompt": "   "}, token=token, headers={"Idempotency-Key": "b-1"})
+    assert reply.status == 400 and reply.json["errors"] == [{"field": "prompt",
+                                                            "message": "must hold something besides spaces"}]
+
+
 def test_the_openai_sdk_makes_images_by_url_and_base64(server: LocalServer) -> None:
     token = fund(server, "sdk-painter", "1")
     client = sdk(server, key_of(server, token))

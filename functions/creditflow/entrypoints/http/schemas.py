@@ -79,6 +79,7 @@ def described(pattern: str, meaning: str) -> str:
 
 
 # A positive decimal of credits: no sign, no leading zeros, at most 12 whole digits and 6 decimals (fits 64 bits).
+described(NOT_BLANK, "must hold something besides spaces")
 POSITIVE_CREDITS = described(
     r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,6})?|0\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
     r"|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$",
