@@ -175,3 +175,36 @@ def test_thumbnails_of_every_mode_are_webp(mode: str) -> None:
     assert opened(data).mode == mode
     thumb = opened(tools.thumbnails(data)[256])
     assert thumb.format == "WEBP" and thumb.size == (256, 171) and thumb.mode in ("RGB", "RGBA")
+
+
+def test_large_images_are_decoded_two_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory, not CPU, is what many large images at once exhaust (six 49-megapixel PNGs took 2.7 GB): past four
+    megapixels, two are decoded at once in a process and the others wait their turn; small ones never wait."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    large = encoded(Image.new("RGB", (2500, 2000), "navy"), "PNG")  # 5 megapixels, a few KB
+    small = encoded(halves(64, 32), "PNG")
+    inside, most, lock = [0], [0], threading.Lock()
+    load = Image.Image.load
+
+    def counted(image: Image.Image) -> object:
+        if image.width * image.height > 4_000_000 and getattr(image, "_im", None) is None:  # its first decode
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            try:
+                return load(image)
+            finally:
+                with lock:
+                    inside[0] -= 1
+        return load(image)
+
+    monkeypatch.setattr(Image.Image, "load", counted)
+    with ThreadPoolExecutor(6) as pool:
+        assert all(pool.map(lambda data: tools.strip(data), [large] * 6 + [small] * 6))
+    assert most[0] == 2
