@@ -555,8 +555,9 @@ class WalletStore(Protocol):
 
     def keep_challenge(self, challenge: WalletChallenge) -> None: ...
 
-    def take_challenge(self, nonce: str) -> WalletChallenge | None:
-        """The challenge of `nonce`, removed as it is read: of two takers, one gets it."""
+    def take_challenge(self, nonce: str, uid: str) -> WalletChallenge | None:
+        """The challenge of `nonce`, removed as it is read when it is `uid`'s: of two takers, one gets it. Another
+        user's is answered and left in place (their sign-in goes on)."""
 
     def link(self, wallet: Wallet) -> Wallet:
         """Link the address unless it is linked already; returns the link kept (maybe another user's)."""

@@ -119,7 +119,7 @@ def test_a_lost_race_in_the_other_firestore_stores_is_a_conflict_not_a_500(
     assert other.collection("wallet_challenges").document(challenge.nonce).get(transaction=blocker).exists
     try:
         with pytest.raises(StoreConflict):
-            wallets.take_challenge(challenge.nonce)
+            wallets.take_challenge(challenge.nonce, "alice")
     finally:
         blocker._rollback()
-    assert wallets.take_challenge(challenge.nonce) == challenge  # nothing was taken by the lost race
+    assert wallets.take_challenge(challenge.nonce, "alice") == challenge  # nothing was taken by the lost race

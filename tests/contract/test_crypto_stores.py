@@ -54,7 +54,7 @@ def test_a_nonce_is_taken_once_even_by_racing_takers(stores: tuple[Any, Any]) ->
     def take() -> None:
         barrier.wait()
         try:
-            taken.append(wallets.take_challenge(challenge.nonce))
+            taken.append(wallets.take_challenge(challenge.nonce, "alice"))
         except StoreConflict:  # a race lost past its retries (the emulator's lock timeouts): a 503, taking nothing
             taken.append(None)
 
@@ -64,7 +64,17 @@ def test_a_nonce_is_taken_once_even_by_racing_takers(stores: tuple[Any, Any]) ->
     for thread in threads:
         thread.join()
     assert len(taken) == 8 and [t for t in taken if t is not None] == [challenge]
-    assert wallets.take_challenge(challenge.nonce) is None and wallets.take_challenge("") is None
+    assert wallets.take_challenge(challenge.nonce, "alice") is None and wallets.take_challenge("", "alice") is None
+
+
+def test_another_users_take_reads_a_nonce_and_leaves_it(stores: tuple[Any, Any]) -> None:
+    """Bob sending Alice's nonce is refused by the service; the nonce must stay Alice's to use."""
+    wallets = stores[0]
+    challenge = WalletChallenge("fedcba9876543210", "alice", A, 1, "the message", T0, "2026-01-01T00:10:00.000000Z")
+    wallets.keep_challenge(challenge)
+    assert wallets.take_challenge(challenge.nonce, "bob") == challenge
+    assert wallets.take_challenge(challenge.nonce, "alice") == challenge
+    assert wallets.take_challenge(challenge.nonce, "alice") is None
 
 
 def deposit(n: int, block: int, status: str = CREDITED, uid: str | None = "alice") -> Deposit:
@@ -104,6 +114,6 @@ def test_text_that_is_no_nonce_or_address_finds_nothing(stores: tuple[Any, Any],
     """The nonce and address of a message a caller sends, and the deposit id an admin's path names, are any text:
     none is found, never an error (on Firestore, an id with a slash or of a reserved form is an error to ask for)."""
     wallets, deposits = stores
-    assert wallets.take_challenge(text) is None
+    assert wallets.take_challenge(text, "alice") is None
     assert wallets.owner(text) is None
     assert deposits.deposit(text) is None

@@ -66,6 +66,8 @@ def test_every_wrong_sign_in_is_refused_and_links_nothing(linker: Platform, cloc
     refused(linker, "alice", message, sign(message, key), "used already")  # the failed attempt spent the nonce
     message = fresh("bob")
     refused(linker, "alice", message, sign(message, key), "another user")
+    assert linker.wallets.link("bob", message, sign(message, key)).uid == "bob"  # alice's try spent none of it
+    linker.wallets.unlink("bob", key.address)
     message = fresh()
     clock.advance(minutes=10)
     refused(linker, "alice", message, sign(message, key), "expired")

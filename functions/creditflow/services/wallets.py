@@ -46,14 +46,15 @@ class Wallets:
 
     def link(self, uid: str, message: str, signature: str) -> Wallet:
         """Link the wallet that signed the message given with a nonce of this user's. The nonce is spent by the
-        attempt, whatever its outcome: a refused signature needs a new nonce."""
+        user's attempt, whatever its outcome: a refused signature needs a new nonce. Another user's attempt with it
+        spends nothing (it would otherwise end the user's sign-in)."""
         self._sign_in()
         if len(message) > MAX_MESSAGE:
             raise InvalidWallet(f"the message is longer than {MAX_MESSAGE} characters: not one this platform gave")
         if not isinstance(signature, str) or not SIGNATURE.fullmatch(signature):  # malformed: the nonce is kept
             raise InvalidWallet("the signature must be 0x and 130 hex digits (65 bytes)")
         sent = dict(_FIELD.findall(message))
-        challenge = self.store.take_challenge(sent.get("Nonce", ""))
+        challenge = self.store.take_challenge(sent.get("Nonce", ""), uid)  # spent only by its own user
         if challenge is None and (linked := self._linked_already(uid, message, signature)) is not None:
             return linked  # a retry of a link that was made: its answer again
         if challenge is None:

@@ -24,7 +24,7 @@ class FirestoreWallets:
     def keep_challenge(self, challenge: WalletChallenge) -> None:
         self.challenges.document(challenge.nonce).create(asdict(challenge))
 
-    def take_challenge(self, nonce: str) -> WalletChallenge | None:
+    def take_challenge(self, nonce: str, uid: str) -> WalletChallenge | None:
         if not may_name_document(nonce):  # the caller's text: a nonce this store never gave
             return None
         ref = self.challenges.document(nonce)
@@ -33,8 +33,10 @@ class FirestoreWallets:
             snapshot = ref.get(transaction=tx)
             if not snapshot.exists:
                 return None
-            tx.delete(ref)
-            return WalletChallenge(**document_fields(snapshot))
+            challenge = WalletChallenge(**document_fields(snapshot))
+            if challenge.uid == uid:  # another user's is read, not taken
+                tx.delete(ref)
+            return challenge
 
         return run_transaction(self.client, take)
 

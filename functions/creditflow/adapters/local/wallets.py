@@ -26,8 +26,11 @@ class SqliteWallets(SqliteFile):
             db.execute("INSERT INTO wallet_challenges VALUES (?, ?, ?)",
                        (challenge.nonce, challenge.expires_at, json.dumps(asdict(challenge))))
 
-    def take_challenge(self, nonce: str) -> WalletChallenge | None:
-        row = self.db.execute("DELETE FROM wallet_challenges WHERE nonce = ? RETURNING doc", (nonce,)).fetchone()
+    def take_challenge(self, nonce: str, uid: str) -> WalletChallenge | None:
+        row = self.db.execute("DELETE FROM wallet_challenges WHERE nonce = ? AND json_extract(doc, '$.uid') = ? "
+                              "RETURNING doc", (nonce, uid)).fetchone()
+        if row is None:  # none, or another user's: read, not taken
+            row = self.db.execute("SELECT doc FROM wallet_challenges WHERE nonce = ?", (nonce,)).fetchone()
         return WalletChallenge(**json.loads(row[0])) if row else None
 
     def link(self, wallet: Wallet) -> Wallet:
