@@ -147,3 +147,20 @@ def test_low_balance_rearms_after_a_top_up(tmp_path, clock: SteppedClock) -> Non
     assert len(notices) == 2 and {n["type"] for n in notices.values()} == {"low_balance"}
     clock.advance(seconds=1)
     assert platform.mirror.check("l")["status"] == "low"
+
+
+def test_the_offer_route_answers_a_network_that_had_its_share(tmp_path, clock: SteppedClock) -> None:
+    """Through the route: 200 with the reason, not a 400 from the answer's own schema (which did not know it)."""
+    from creditflow.bootstrap import issue_dev_token
+    from creditflow.entrypoints.http.app import create_app
+
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1)
+    client = create_app(platform).test_client()
+
+    def bearer(uid: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_dev_token(platform.settings, uid)}"}
+
+    assert client.post("/api/v1/credits/welcome-bonus", json={}, headers=bearer("first")).status_code == 200
+    offer = client.get("/api/v1/credits/welcome-bonus", headers=bearer("second"))
+    assert offer.status_code == 200, offer.json
+    assert (offer.json["claimable"], offer.json["reason"]) == (False, "network-limit")

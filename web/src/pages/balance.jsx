@@ -92,7 +92,7 @@ export function BalancePage({ session }) {
         <button type="button" disabled={claiming} onClick={onClaim}>
           {claiming ? "Claiming…" : `Claim the welcome bonus: ${credits(offer.amount)}`}</button>
       </div>}
-      {offer && !offer.claimable && offer.reason === "email-not-verified" &&
+      {offer && !offer.claimable && ["email-not-verified", "network-limit"].includes(offer.reason) &&
         <p class="muted" data-testid="welcome-why-not">{offer.detail}.</p>}
       {claimed && <div class="success" role="status">Welcome bonus: {credits(claimed.granted)} granted.</div>}
       <Problem error={claimError} />

@@ -535,8 +535,8 @@ class WelcomeOfferOut(Out):
     amount: Money
     expiry_days: int | None = Field(description="days a granted bonus lasts; null: it does not expire")
     claimable: bool = Field(description="whether a claim can succeed as far as is known before it is made (a claim "
-                                        "may still be refused for its device or network)")
-    reason: Literal["disabled", "email-not-verified", "already-claimed"] | None = Field(
+                                        "may still be refused for its device)")
+    reason: Literal["disabled", "email-not-verified", "already-claimed", "network-limit"] | None = Field(
         None, description="why not, when it cannot: the reason a claim's 409 would carry")
     detail: str | None = Field(None, description="why not, in words")
 
