@@ -586,6 +586,31 @@ def test_images_are_priced_made_shown_from_signed_urls_and_deleted(context: Any,
     page.wait_for_function("() => document.querySelectorAll('[data-testid=image]').length === 1")
 
 
+def test_a_reply_on_its_way_stays_in_its_own_conversation(context: Any, web: LocalServer) -> None:
+    """Opening another conversation while a reply streams: the reply goes on into its own conversation, and the one
+    on screen keeps its own messages (the reply used to replace its last one)."""
+    token = funded(web, "cal")
+    made = [web.call("POST", "/api/v1/conversations", {"title": title}, token=token).json["id"]
+            for title in ("Alpha", "Beta")]
+    page = context.new_page()
+    sign_in(page, web, "cal", "chat")
+    page.get_by_role("button", name="Alpha", exact=True).click()
+    page.get_by_role("button", name="Leave the conversation").wait_for()
+    page.get_by_label("Message", exact=True).fill("DRIP say several words slowly")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text("(streaming…)").wait_for()
+    page.get_by_role("button", name="Beta", exact=True).click()  # while Alpha's reply streams
+    page.get_by_role("heading", name="Beta").wait_for()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(web.call("GET", f"/api/v1/conversations/{made[0]}", token=token).json[
+            "history"]) < 2:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the reply's last pieces, had they reached the page
+    assert "DRIP" not in page.get_by_test_id("messages").inner_text()
+    page.get_by_role("button", name="Alpha", exact=True).click()
+    page.get_by_text("echo: DRIP say several words slowly").wait_for()  # in its own conversation
+
+
 def test_a_chat_message_carries_an_attached_image_to_a_vision_model(context: Any, offline: LocalServer) -> None:
     from tests.media_samples import encoded, halves
 

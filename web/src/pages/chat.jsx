@@ -36,7 +36,9 @@ export function ChatPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
 
+  const showing = useRef(null); // the conversation on screen: a reply on its way updates only its own
   useEffect(() => {
+    showing.current = current;
     setMessages([]);
     setDetail(null);
     if (!current) return undefined;
@@ -80,7 +82,11 @@ export function ChatPage() {
     const reply = { role: "assistant", text: "", streaming: true };
     setMessages((ms) => [...ms, { role: "user", text: attached ? `${asked} [image: ${attached.name}]` : asked },
       reply]);
-    const update = (change) => setMessages((ms) => [...ms.slice(0, -1), { ...ms[ms.length - 1], ...change }]);
+    const sentIn = current;
+    const update = (change) => { // another conversation opened meanwhile: this reply is in its own, not shown here
+      if (showing.current !== sentIn) return;
+      setMessages((ms) => [...ms.slice(0, -1), { ...ms[ms.length - 1], ...change }]);
+    };
     let said = "";
     try {
       let content = asked;

@@ -26,7 +26,7 @@ export function KeysPage() {
       <h2>API keys</h2>
       <p>A key <code>cf_…</code> lets any OpenAI client spend your credits through <code>/v1</code>.</p>
       <div class="row">
-        <div><label for="key-name">Name</label><input id="key-name" required maxLength={100} value={name}
+        <div><label for="key-name">Name</label><input id="key-name" required maxLength={64} value={name}
           onInput={(e) => setName(e.target.value)} /></div>
         <div><label for="key-limit">Credit limit (optional)</label><input id="key-limit" inputMode="decimal"
           pattern="[0-9]+(\.[0-9]{1,6})?" value={limit} onInput={(e) => setLimit(e.target.value)} /></div>
