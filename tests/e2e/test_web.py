@@ -628,6 +628,11 @@ def test_a_chat_message_carries_an_attached_image_to_a_vision_model(context: Any
     assert "demo-vision" in page.get_by_test_id("charge").inner_text()
     picker = page.get_by_label(re.compile("^Attach an image"))
     assert picker.evaluate("input => input.files.length") == 0  # sent with its message: the picker says so
+    uploads: list[str] = []
+    page.on("request", lambda request: uploads.append(request.url) if "/uploads" in request.url else None)
+    picker.set_input_files(files=[{"name": "huge.png", "mimeType": "image/png", "buffer": b"\0" * (11 << 20)}])
+    page.get_by_text("this image is 11.5 MB: at most 10 MB").wait_for()  # said at once, before 11 MB are sent
+    assert picker.evaluate("input => input.files.length") == 0 and not uploads
 
 
 def test_a_message_of_spaces_is_said_to_be_empty_not_dropped_in_silence(context: Any, offline: LocalServer) -> None:

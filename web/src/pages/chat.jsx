@@ -5,6 +5,8 @@ import { api, ApiError, newKey, postStream } from "../api.js";
 import { credits, Empty, Loading, Problem, useLoad } from "../ui.jsx";
 
 
+const MAX_IMAGE = 10 * 1024 * 1024; // bytes: the uploads route's limit, as its label says
+
 export function ModelPicker({ id, value, onChange, capability = "chat" }) {
   const models = useLoad(() => api("GET", "/models"));
   if (models.loading) return <Loading what="models" />;
@@ -153,7 +155,16 @@ export function ChatPage() {
         <textarea id="chat-text" value={text} onInput={(e) => setText(e.target.value)} required />
         <label for="chat-image">Attach an image for the assistant to look at (at most 10 MB)</label>
         <input id="chat-image" ref={picker} type="file" accept="image/png,image/jpeg,image/webp,image/gif"
-          onChange={(e) => setImage(e.target.files[0] || null)} />
+          onChange={(e) => { // too large: said now, not after sending 10 MB the server refuses
+            const file = e.target.files[0] || null;
+            if (file && file.size > MAX_IMAGE) {
+              setError(new ApiError(413, { detail: `this image is ${(file.size / 1e6).toFixed(1)} MB: at most 10 MB` }));
+              e.target.value = "";
+              setImage(null);
+              return;
+            }
+            setImage(file);
+          }} />
         <button type="submit" disabled={busy}>{busy ? "Replying…" : "Send"}</button>
       </form>
     </section>

@@ -25,12 +25,12 @@ export function SettingsPage() {
   if (prefs.error) return <Problem error={prefs.error} />;
   return <form class="card" onSubmit={(e) => { e.preventDefault(); setSaved(false); save(); }}>
     <h2>Preferences</h2>
-    <ModelPicker id="pref-model" value={model} onChange={setModel} />
+    <ModelPicker id="pref-model" value={model} onChange={(value) => { setModel(value); setSaved(false); }} />
     <label style="font-weight:400"><input type="checkbox" checked={saving}
-      onChange={(e) => setSaving(e.target.checked)} /> Cost-saving routing (prefer cheaper models)</label>
+      onChange={(e) => { setSaving(e.target.checked); setSaved(false); }} /> Cost-saving routing (prefer cheaper models)</label>
     <label for="pref-cap">Most one request may cost (credits; empty: no cap)</label>
     <input id="pref-cap" inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" value={cap}
-      onInput={(e) => setCap(e.target.value)} />
+      onInput={(e) => { setCap(e.target.value); setSaved(false); }} />
     <div><button type="submit" disabled={busy}>Save</button></div>
     {saved && <p class="success" role="status">Saved.</p>}
     <Problem error={error} />
