@@ -245,11 +245,11 @@ function ParkedDeposit({ deposit, onDone }) {
       <button type="submit" disabled={refunding}>Mark refunded</button></form></li>;
 }
 
-function Revenue() {
+function Revenue({ version }) { // version: moved by what changes the figures here (a deposit credited)
   const [from, setFrom] = useState(daysAgo(29));
   const [to, setTo] = useState(daysAgo(0));
   const [asked, setAsked] = useState({ from: daysAgo(29), to: daysAgo(0) });
-  const data = useLoad(() => api("GET", `/admin/revenue?${new URLSearchParams(asked)}`), [asked]);
+  const data = useLoad(() => api("GET", `/admin/revenue?${new URLSearchParams(asked)}`), [asked, version]);
   const sold = (list) => list.reduce((sum, day) => sum + day.micros, 0);
   return <>
     <form class="card" onSubmit={(e) => { e.preventDefault(); setAsked({ from, to }); }}>
@@ -283,15 +283,17 @@ function PaymentsPage() {
   const cards = useLoad(() => api("GET", "/admin/payments"));
   const crypto = useLoad(() => api("GET", "/admin/deposits"));
   const [done, setDone] = useState(null);
+  const [changes, setChanges] = useState(0); // deposits credited or resolved here: the revenue is read again
   const [scan, scanning, scanError] = useAction(async () => {
     const report = await api("POST", "/admin/deposits/scan");
     setDone(`Scanned blocks ${report.first} to ${report.last}: ${report.credited} credited, ${report.parked} parked.`);
     crypto.reload();
+    setChanges((n) => n + 1);
   });
-  const resolved = (message) => { setDone(message); crypto.reload(); };
+  const resolved = (message) => { setDone(message); crypto.reload(); setChanges((n) => n + 1); };
   const parked = crypto.data ? crypto.data.deposits.filter((d) => d.status === "parked") : [];
   return <>
-    <Revenue />
+    <Revenue version={changes} />
     <section class="card" aria-labelledby="cards-title"><h2 id="cards-title">Card payments (Stripe)</h2>
       {cards.loading ? <Loading what="payments" /> : cards.error ? <Problem error={cards.error} /> :
         !cards.data.totals.length ? <Empty>No card payments yet.</Empty> : <TableFrame label="Card payments"><table>
