@@ -217,7 +217,8 @@ class Catalog:
         if model_id is None:
             offered = self.models(capability)
             if not offered:
-                raise UnknownModel(f"no model for {capability} is configured")
+                raise UnknownModel(f"no model for {capability} is on offer: none is configured, or an admin "
+                                   "disabled them")
             return offered[0]
         model = self._models.get(model_id)
         if model is not None and model.enabled and capability not in model.capabilities:

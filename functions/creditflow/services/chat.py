@@ -195,7 +195,7 @@ class MeteredChat:
             return [self.catalog.get(model, capability)]
         offered = sorted(self.catalog.models(capability), key=lambda m: (m.output_per_million, m.input_per_million))
         if not offered:
-            raise UnknownModel(f"no model for {capability} is configured")
+            raise UnknownModel(f"no model for {capability} is on offer: none is configured, or an admin disabled them")
         wanted = self.preferences_of(uid)
         preferred = [m for m in offered if m.id == wanted.preferred_model]
         if preferred and not wanted.cost_saving:
