@@ -732,6 +732,8 @@ def test_every_kind_of_api_error_shows_its_problem_detail(context: Any, web: Loc
     alert = page.get_by_role("alert").filter(has_text="Error 402")
     alert.wait_for()
     assert "credits" in alert.inner_text()
+    alert.get_by_role("link", name="Buy credits").click()  # the packs that cover it, one click away
+    page.wait_for_url(re.compile("#/payments$"))
 
 
 def test_another_users_task_url_shows_not_found_and_leaks_nothing(context: Any, web: LocalServer) -> None:
