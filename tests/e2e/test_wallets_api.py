@@ -87,8 +87,9 @@ def test_eth_sent_from_a_linked_wallet_is_credited_once_and_a_strangers_waits_fo
     mine = server.call("GET", "/api/v1/deposits", token=token).json["deposits"]
     assert [(d["txHash"], d["status"], d["credits"]["credits"], d["amount"]) for d in mine] == [
         (paid, "credited", "500", str(ETHER // 2))]
-    parked = server.call("GET", "/api/v1/admin/deposits?status=parked", token=admin).json["deposits"]
-    assert [d["txHash"] for d in parked] == [strange]
+    listed = server.call("GET", "/api/v1/admin/deposits?status=parked", token=admin).json
+    parked = listed["deposits"]
+    assert [d["txHash"] for d in parked] == [strange] and listed["scanning"] is True
     assert server.call("POST", f"/api/v1/admin/deposits/{parked[0]['id']}/credit", {"uid": "satoshi"},
                        token=token).status == 403
     credited = server.call("POST", f"/api/v1/admin/deposits/{parked[0]['id']}/credit", {"uid": "satoshi"},

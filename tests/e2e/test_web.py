@@ -736,6 +736,16 @@ def test_every_kind_of_api_error_shows_its_problem_detail(context: Any, web: Loc
     page.wait_for_url(re.compile("#/payments$"))
 
 
+def test_the_console_offers_no_chain_scan_where_no_chain_is_configured(context: Any, web: LocalServer) -> None:
+    """The scan would answer 503 crypto-not-configured: the console says no chain is configured instead."""
+    page = context.new_page()
+    use_token(page, web, web.token("root", admin=True), "admin.html")
+    page.get_by_text("Signed in as root (admin)").wait_for()
+    page.goto(f"{web.url}/admin.html#/payments")
+    page.get_by_text("No chain is configured to scan").wait_for()
+    assert page.get_by_role("button", name="Scan the chain now").count() == 0
+
+
 def test_another_users_task_url_shows_not_found_and_leaks_nothing(context: Any, web: LocalServer) -> None:
     token = funded(web, "hal")
     secret = "hal's private prompt 7c1e"

@@ -268,6 +268,12 @@ def test_without_a_chain_deposits_answer_that_they_are_not_configured(tmp_path: 
     with pytest.raises(CryptoNotConfigured, match="CRYPTO_RPC_URL"):
         platform.deposits.scan()
     assert platform.deposits.all() == []
+    from creditflow.bootstrap import issue_dev_token
+    from creditflow.entrypoints.http.app import create_app
+
+    admin = {"Authorization": f"Bearer {issue_dev_token(platform.settings, 'root', admin=True)}"}
+    listed = create_app(platform).test_client().get("/api/v1/admin/deposits", headers=admin)
+    assert listed.status_code == 200 and listed.json["scanning"] is False  # the console offers no scan then
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

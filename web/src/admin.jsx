@@ -310,7 +310,8 @@ function PaymentsPage() {
     <section class="card" aria-labelledby="crypto-title"><h2 id="crypto-title">Crypto deposits</h2>
       <Problem error={scanError} />
       {done && <p class="success" role="status">{done}</p>}
-      <button type="button" disabled={scanning} onClick={scan}>Scan the chain now</button>
+      {crypto.data?.scanning === false ? <p class="muted">No chain is configured to scan (CRYPTO_* in the
+        configuration).</p> : <button type="button" disabled={scanning} onClick={scan}>Scan the chain now</button>}
       {crypto.loading ? <Loading what="deposits" /> : crypto.error ? <Problem error={crypto.error} /> :
         !crypto.data.totals.length ? <Empty>No deposits yet.</Empty> : <TableFrame label="Crypto deposits"><table>
           <thead><tr><th scope="col">Token</th><th scope="col" class="num">Credited</th>

@@ -112,6 +112,8 @@ class DepositTotalsOut(s.Out):
 class AdminDepositsOut(s.Out):
     deposits: list[DepositOut]
     totals: list[DepositTotalsOut] = Field(description="per coin or token, over the deposits listed")
+    scanning: bool = Field(description="whether a chain is configured to scan (POST /admin/deposits/scan: 503 "
+                                       "when not)")
 
 
 class PendingDepositOut(s.Out):
@@ -208,7 +210,7 @@ def admin_deposits(platform: Platform, caller: Caller, query: DepositsQuery) -> 
     found = platform.deposits.all(query.status)
     return AdminDepositsOut(deposits=[DepositOut.of(d) for d in found], totals=[
         DepositTotalsOut(token=t.token, deposits=t.deposits, amount=str(t.amount), credits=s.Money.of(t.credits),
-                         parked=t.parked) for t in deposit_totals(found)])
+                         parked=t.parked) for t in deposit_totals(found)], scanning=platform.deposits.configured)
 
 
 @routes.route("POST", f"{V1}/admin/deposits/{{depositId}}/credit", summary="Credit a parked deposit to a user "
