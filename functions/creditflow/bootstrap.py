@@ -297,6 +297,27 @@ def dev_token_key(settings: Settings, key: SigningKey) -> SigningKey:
     return SigningKey("creditflow-dev-tokens", kept_secret(settings, key, "dev tokens"))
 
 
+def beside_runtime(platform: Platform) -> Platform:
+    """The platform of a command run beside the local runtime (the CLI): its writes to the local tree (a grant's
+    balance) are journaled for the runtime serving the folder to send to its listeners (see `outside_writes`)."""
+    from .adapters.local.tree import LocalTree
+
+    if isinstance(platform.realtime, LocalTree):
+        platform.realtime.tell_others()
+    return platform
+
+
+def outside_writes(platform: Platform) -> Callable[[], int] | None:
+    """For the local runtime's timer: a call that sends the tree's listeners what other processes wrote to it since
+    the last call (None on Firebase, where Realtime Database does). The first call, made here, forgets older ones."""
+    from .adapters.local.tree import LocalTree
+
+    if not isinstance(platform.realtime, LocalTree):
+        return None
+    platform.realtime.take_outside_writes()
+    return platform.realtime.take_outside_writes
+
+
 def key_watch(platform: Platform) -> Callable[[], bool] | None:
     """For the local runtime's timer: a check that takes up a rotation done on its key files (`creditflow keys
     rotate`) while it runs, so that it signs with the new key and lists it without a restart. The new public key

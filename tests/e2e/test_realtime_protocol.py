@@ -404,3 +404,24 @@ def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_pat
         sent.append(json.loads(event.split("\n")[1][len("data: "):]))
     assert sent == [{"path": "/t1/step", "data": "first"}, {"path": "/t1/step", "data": "second"}]
     assert tree.get("/tasks/u/t1/step") == "second"
+
+
+def test_a_grant_from_the_command_line_reaches_an_open_stream(server: LocalServer, stream_lines: Any) -> None:
+    """The CLI writes from a process of its own: the runtime's listeners still see the balance it mirrors."""
+    import subprocess
+    import sys
+
+    token = server.token("cli-granted")
+    server.call("GET", "/api/v1/credits/balance", token=token)  # the account and its mirrored balance
+    events = stream_lines("/realtime/balances/cli-granted.json", token)
+    assert next(events)[0] == "put"  # the balance as it stands (or null: the mirror writes it soon after)
+    granted = subprocess.run([sys.executable, "-m", "creditflow", "users", "grant", "cli-granted", "7", "--key",
+                              "cli-stream-grant", "--data-dir", str(server.data)], capture_output=True, text=True,
+                             timeout=120, cwd=Path(__file__).resolve().parents[2] / "functions")
+    assert granted.returncode == 0, granted.stderr
+    seen = []
+    for kind, data in events:  # keep-alives every 5 s, the balance at 0 maybe; the grant within about a second
+        seen.append((kind, data))
+        if kind == "put" and (data["data"] or {}).get("available", {}).get("micros") == 7_000_000:
+            break
+        assert len(seen) < 4, seen

@@ -44,9 +44,9 @@ def _settings(args: argparse.Namespace) -> Settings:  # deferred import keeps `-
 
 
 def _platform(args: argparse.Namespace):
-    from ..bootstrap import build
+    from ..bootstrap import beside_runtime, build
 
-    return build(_settings(args))
+    return beside_runtime(build(_settings(args)))
 
 
 def _findings(findings: list, ok_message: str) -> int:

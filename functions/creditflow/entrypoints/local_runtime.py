@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..adapters.cpu_turns import CpuTurns
-from ..bootstrap import Platform, build, key_watch, sweep_media
+from ..bootstrap import Platform, build, key_watch, outside_writes, sweep_media
 from ..config import Settings, served_at
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ log = logging.getLogger("creditflow")
 SWEEP_SECONDS = 15.0
 CHECKPOINT_SECONDS = 60.0
 TASK_SWEEP_SECONDS = 5.0  # task deadlines and the outbox
+OUTSIDE_CHECK_SECONDS = 1.0  # how soon the tree's listeners see what a command (a CLI grant) wrote to it
 KEY_CHECK_SECONDS = 2.0  # how soon a `keys rotate` on the running runtime's folder is taken up
 LOCK_FILE = "runtime.lock"  # in the data folder: held (flock) by the runtime serving it, and holds its PID
 
@@ -178,6 +179,9 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     stop = threading.Event()
     every(SWEEP_SECONDS, platform.credits.sweep, stop, "sweeper")
     every(CHECKPOINT_SECONDS, platform.integrity.publish_checkpoint, stop, "checkpoints")
+    outside = outside_writes(platform)
+    if outside is not None:
+        every(OUTSIDE_CHECK_SECONDS, outside, stop, "outside-writes")
     keys_changed = key_watch(platform)
     if keys_changed is not None:
         every(KEY_CHECK_SECONDS, keys_changed, stop, "key-watch")

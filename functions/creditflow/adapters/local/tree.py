@@ -36,6 +36,9 @@ from .watchers import Watchers
 MAX_EVENTS = 10_000
 MAX_WRITTEN_BYTES = 16 * 1024 * 1024  # what the newest changes wrote, kept for streams to send (older: read anew)
 MAX_BATCH = 128  # writes committed together
+# Paths written by a process other than the one serving the folder (the CLI's grants), for that one to publish to its
+# streams: its change feed is in its memory, and saw nothing of them.
+OUTSIDE_SCHEMA = "CREATE TABLE IF NOT EXISTS tree_outside (seq INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL)"
 
 
 def _at(value: Any, parts: list[str]) -> Any:
@@ -97,18 +100,21 @@ class ChangeFeed:
     def seq(self) -> int:
         return self._seq
 
-    def publish(self, path: str, patch_keys: tuple[str, ...] | None = None, written: Any = None) -> None:
+    def publish(self, path: str, patch_keys: tuple[str, ...] | None = None, written: Any = None,
+                known: bool = True) -> None:
         """A committed change at `path`: `written` is the value it wrote there (None: deleted), or for a multi-path
-        update the value it wrote at each of `patch_keys`. Changes are published in the order they were committed."""
-        size = len(orjson.dumps(written))
+        update the value it wrote at each of `patch_keys`; not `known` (another process wrote it), listeners read
+        the path anew. Changes are published in the order they were committed."""
+        size = len(orjson.dumps(written)) if known else 0
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, path))
             if patch_keys is not None:
                 self._patches[self._seq] = patch_keys
-            self._written[self._seq] = written
-            self._written_sizes.append((self._seq, size))
-            self._written_bytes += size
+            if known:
+                self._written[self._seq] = written
+                self._written_sizes.append((self._seq, size))
+                self._written_bytes += size
             if len(self._events) > 2 * MAX_EVENTS:  # trimmed now and then, not a shift of the list every change
                 for seq, _ in self._events[:-MAX_EVENTS]:
                     self._patches.pop(seq, None)
@@ -165,6 +171,15 @@ class ChangeFeed:
         return self._events[max(0, after + 1 - self._events[0][0]):]
 
 
+def _paths(changes: list[Change]) -> Iterator[str]:
+    """Each path a write's changes wrote (a multi-path update's, one by one)."""
+    for path, patch_keys, _ in changes:
+        if patch_keys is None:
+            yield path
+        else:
+            yield from (path.rstrip("/") + "/" + key for key in patch_keys)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -190,8 +205,11 @@ class LocalTree(SqliteFile):
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, "CREATE TABLE IF NOT EXISTS tree (path TEXT PRIMARY KEY, value BLOB NOT NULL) "
-                               "WITHOUT ROWID")
+                               "WITHOUT ROWID", OUTSIDE_SCHEMA)
         self.feed = ChangeFeed()
+        self._telling = False  # whether commits are journaled for the process serving the folder
+        self._outside_seen = 0
+        self._outside_taken = False
         self.triggers = Triggers(lambda: self.db)
         self.push_ids = PushIds()
         self._turns: Turns[_Write] = Turns(MAX_BATCH)
@@ -414,6 +432,9 @@ class LocalTree(SqliteFile):
                     write.error = error
                 if not alone:
                     db.execute("RELEASE one_write")
+            if self._telling:
+                db.executemany("INSERT INTO tree_outside (path) VALUES (?)",
+                               [(path,) for write in batch if write.error is None for path in _paths(write.result[2])])
             if db.in_transaction:
                 db.execute("COMMIT")
             committed = True
@@ -430,6 +451,30 @@ class LocalTree(SqliteFile):
                             self.feed.publish(path, patch_keys, written)
             for write in batch:
                 write.finished = True
+
+    # ------------------------------------------------------------------------------------- other processes
+
+    def tell_others(self) -> None:
+        """Journal this process's writes from now on, for the process serving the folder to publish to its
+        listeners (see `take_outside_writes`): a command run beside the runtime, whose feed nobody listens to."""
+        self._telling = True
+
+    def take_outside_writes(self) -> int:
+        """Publish to this process's listeners the paths other processes wrote since the last call (they read them
+        anew), and forget them: how many. The first call publishes none: those writes predate every listener."""
+        rows = self.db.execute("SELECT seq, path FROM tree_outside WHERE seq > ? ORDER BY seq",
+                               (self._outside_seen,)).fetchall()
+        if not rows:
+            self._outside_taken = True
+            return 0
+        self._outside_seen = rows[-1][0]
+        self.db.execute("DELETE FROM tree_outside WHERE seq <= ?", (self._outside_seen,))  # a transaction alone
+        if not self._outside_taken:
+            self._outside_taken = True
+            return 0
+        for _, path in rows:
+            self.feed.publish(path, known=False)
+        return len(rows)
 
     # ---------------------------------------------------------------------------------------------- triggers
 
