@@ -844,6 +844,14 @@ def test_dev_sign_in_gives_user_tokens_only_and_only_where_it_is_offered(web: Lo
     assert web.call("POST", "/api/v1/dev/sign-in", {"uid": "kim", "admin": True}).status == 400  # no such field
     refused = web.call("POST", "/api/v1/dev/sign-in", {"uid": "john.doe"})
     assert refused.status == 403 and refused.json["type"].endswith("/unsupported-user-id")
+    port = web.url.rsplit(":", 1)[1]
+    assert web.call("POST", "/api/v1/dev/sign-in", {"uid": "kim"}, headers={  # the app's own page
+        "Origin": web.url, "Host": f"localhost:{port}"}).status == 200
+    for headers in ({"Origin": "https://evil.example"},  # another site's page, in the developer's browser
+                    {"Origin": "null"},  # a sandboxed frame or a file
+                    {"Host": f"evil.example:{port}"}):  # another site's name rebound to 127.0.0.1
+        other = web.call("POST", "/api/v1/dev/sign-in", {"uid": "kim"}, headers=headers)
+        assert other.status == 403 and "token" not in other.json and "this machine" in other.json["detail"], headers
     everywhere = LocalServer(tmp_path / "open", CREDITFLOW_HOST="0.0.0.0")  # not loopback: not offered
     try:
         assert everywhere.call("GET", "/api/v1/web/config").json["devSignIn"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, request, send_from_directory
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +13,7 @@ from werkzeug.exceptions import NotFound
 
 from ...bootstrap import Platform
 from ...domain.accounts import UID_RULE, require_uid
+from ...domain.errors import Forbidden
 from . import schemas as s
 from .api import Routes
 
@@ -65,6 +67,17 @@ def dev_sign_in_offered(platform: Platform) -> bool:
             and _loopback(request.remote_addr))
 
 
+def _asked_by_this_machine() -> bool:
+    """The request names a loopback host (not another site's name that resolves to 127.0.0.1: DNS rebinding) and
+    comes from no page, or from a page served by a loopback origin (not another site's page in the same browser)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parsed = urlsplit(origin)
+        if parsed.scheme not in ("http", "https") or not _loopback(parsed.hostname):
+            return False
+    return _loopback(urlsplit(f"//{request.host}").hostname)
+
+
 def web_index() -> Response:
     """The client app's page, or a page saying how to build it."""
     if not (WEB_DIST / "index.html").is_file():
@@ -112,6 +125,9 @@ def web_config(platform: Platform) -> WebConfigOut:
 def dev_sign_in(platform: Platform, body: DevSignInIn) -> DevSignInOut:
     if not dev_sign_in_offered(platform):
         raise NotFound("dev sign-in is offered only by the local runtime, on loopback, without an Auth emulator")
+    if not _asked_by_this_machine():
+        raise Forbidden("dev sign-in answers only pages served from this machine (a loopback Host and Origin): "
+                        "another site's page in your browser, or one whose name resolves to 127.0.0.1, gets no token")
     uid = require_uid(body.uid)
     token = platform.tokens.issue(uid, admin=False)  # type: ignore[attr-defined]
     return DevSignInOut(uid=uid, token=token, expiresIn=3600)
