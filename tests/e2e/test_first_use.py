@@ -108,6 +108,23 @@ def test_each_request_is_logged_with_its_caller_but_health_checks_are_not(runnin
     assert not any("/api/v1/health" in line for line in lines)
 
 
+def test_a_path_cannot_forge_a_line_of_the_request_log(running: LocalServer) -> None:
+    forged = "2026-12-06 20:20:00,000 INFO creditflow.requests: POST /api/v1/admin/grants 200 1.0 ms root"
+    assert running.call("GET", "/x%0a" + forged.replace(" ", "%20") + "%00").status == 404
+    lines = until(lambda: [line for line in running.log.read_text().splitlines() if "/x" in line] or None)
+    assert len(lines) == 1 and "/x\\x0a2026-12-06" in lines[0] and "\\x00 404" in lines[0], lines
+    assert not any(line.startswith(forged[:23]) for line in running.log.read_text().splitlines())
+
+
+def test_private_answers_are_not_stored_by_caches(running: LocalServer) -> None:
+    token = running.token("cache-user")
+    for method, path, body in (("POST", "/api/v1/keys", {"name": "once"}),
+                               ("GET", "/api/v1/credits/balance", None),
+                               ("GET", f"/realtime/balances/cache-user.json?auth={token}", None)):
+        reply = running.call(method, path, body, token=None if "auth=" in path else token)
+        assert reply.status == 200 and reply.headers["Cache-Control"] == "no-store", (path, dict(reply.headers))
+
+
 def test_the_home_page_links_the_api_reference_which_renders_offline(running: LocalServer) -> None:
     home = running.call("GET", "/")
     assert home.status == 200 and home.content_type.startswith("text/html")

@@ -54,6 +54,10 @@ def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
                    shutdown_timeout=SHUTDOWN_SECONDS, request_seconds=request_seconds)
 
 
+# control characters in a logged path, escaped as \xNN: one request, one line
+CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7f)}
+
+
 def requests_logged(app: WSGIApplication, log: logging.Logger) -> WSGIApplication:
     """One line per request once its response is closed: method, path (never the query, which may carry a token),
     status, milliseconds from the app's start to the response's end (a stream's whole life) and the caller's uid,
@@ -63,6 +67,7 @@ def requests_logged(app: WSGIApplication, log: logging.Logger) -> WSGIApplicatio
         started = time.perf_counter()
         path = environ.get("PATH_INFO", "")
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        path = path.translate(CONTROLS)  # a decoded %0a must not start a line of its own in the log
         if not log.isEnabledFor(level):
             return app(environ, start_response)
         status = ["-"]

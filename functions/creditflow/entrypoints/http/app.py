@@ -39,6 +39,7 @@ from .web_routes import register_web_files
 RULES_FILE = Path(__file__).resolve().parents[4] / "database.rules.json"
 API_DOCS = Path(__file__).resolve().with_name("api_docs.html")  # renders the OpenAPI document, offline
 # What may hold one of the local server's worker threads (local_http.THREADS, 128) for long; the rest answer requests
+PRIVATE_PREFIXES = ("/api/", "/v1/", "/realtime")
 MAX_STREAMS = 32  # open event streams
 MAX_STREAMS_PER_CALLER = 8  # a user's tabs and devices; one stream can watch a whole subtree
 MAX_CALLS = 64  # model calls in flight, each up to the provider's timeout
@@ -74,6 +75,14 @@ def create_app(platform: Platform) -> Flask:
     app.register_blueprint(create_gateway(platform, api.limiter,
                                           RateLimiter(platform.settings.key_rate_limit_per_minute)))
     document = api.openapi()
+
+    @app.after_request
+    def not_stored(response: Response) -> Response:
+        """The API's answers are a caller's own (balances, keys shown once, tokens; a realtime read's token may be in
+        its URL, where a shared cache would not know it is private): no cache keeps them, unless a route says so."""
+        if "Cache-Control" not in response.headers and request.path.startswith(PRIVATE_PREFIXES):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/api/v1/openapi.json")
     def openapi() -> Response:
