@@ -252,7 +252,8 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
         from .adapters.firebase.auth import FirebaseTokens
 
         return FirebaseTokens(settings.project, emulated=bool(settings.auth_emulator_host
-                                                              or settings.firestore_emulator_host))
+                                                              or settings.firestore_emulator_host),
+                              recheck_seconds=settings.token_recheck_seconds)
     from .adapters.local.dev_tokens import DevTokens, dev_token_command
 
     return DevTokens(dev_token_key(settings, key), how_to_get=dev_token_command(settings.data_dir))

@@ -95,6 +95,7 @@ class Settings:
     welcome_bonus_expiry_days: int | None = None
     welcome_require_verified_email: bool = False
     welcome_per_ip_limit: int = 3
+    proxies_in_front: int = 0  # proxies of the deployer's own between Google's front end and the functions
     welcome_ip_window_hours: int = 24
     low_balance_threshold: int = 50 * MICROS_PER_CREDIT
     low_balance_percent: int = 10  # of the last paid top-up
@@ -125,6 +126,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)  # the web origins browsers may call the API from; "*" is any
     auth_emulator_host: str | None = None  # FIREBASE_AUTH_EMULATOR_HOST: tokens are then NOT signature-checked
     functions_emulator: bool = False  # FUNCTIONS_EMULATOR=true: the Firebase emulator suite runs this code
+    token_recheck_seconds: float = 60.0  # how long a user's disabled flag and revocation time are taken as read
     ai_platform_api_key: str | None = None
     ai_platform_base_url: str | None = None
     ai_providers: dict[str, tuple[str, str]] = field(default_factory=dict)  # further providers: name → (url, key)
@@ -197,6 +199,7 @@ class Settings:
                 "1", "true", "yes"),
             "welcome_per_ip_limit": _whole("WELCOME_PER_IP_LIMIT", "3"),
             "welcome_ip_window_hours": _whole("WELCOME_IP_WINDOW_HOURS", "24"),
+            "proxies_in_front": _whole("PROXIES_IN_FRONT", "0"),
             "low_balance_threshold": _credits("LOW_BALANCE_THRESHOLD", "50"),
             "low_balance_percent": _whole("LOW_BALANCE_PERCENT", "10"),
             "rate_limit_per_minute": _whole("RATE_LIMIT_PER_MINUTE", "600"),
@@ -224,6 +227,7 @@ class Settings:
             "cors_origins": tuple(o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()),
             "auth_emulator_host": env.get("FIREBASE_AUTH_EMULATOR_HOST") or None,
             "functions_emulator": env.get("FUNCTIONS_EMULATOR", "").lower() == "true",
+            "token_recheck_seconds": _number("TOKEN_RECHECK_SECONDS", "60"),
             "ai_platform_api_key": env.get("AI_PLATFORM_API_KEY") or None,
             "ai_platform_base_url": env.get("AI_PLATFORM_BASE_URL") or None,
             "ai_providers": _providers(env),
@@ -323,6 +327,11 @@ class Settings:
                                      "QUEUE_BACKOFF_MAX_SECONDS")
         if self.queue_retention_hours < 0:
             raise ConfigurationError("QUEUE_RETENTION_HOURS must not be negative")
+        if not 0 <= self.token_recheck_seconds <= 3600:
+            raise ConfigurationError("TOKEN_RECHECK_SECONDS must be from 0 to 3600 (an ID token lasts an hour)")
+        if not 0 <= self.proxies_in_front <= 10:
+            raise ConfigurationError("PROXIES_IN_FRONT must be from 0 to 10: the proxies of yours in front of the "
+                                     "functions that each append an address to X-Forwarded-For")
         if not 1 <= self.media_url_seconds <= 7 * 24 * 3600:
             raise ConfigurationError("MEDIA_URL_SECONDS must be from 1 to 604800 (7 days, the longest a V4 URL lasts)")
         if not 1024 <= self.media_max_upload_bytes <= 64 * 1024 * 1024:

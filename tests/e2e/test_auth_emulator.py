@@ -97,3 +97,27 @@ def test_dev_and_forged_tokens_are_refused_when_real_identity_is_on(emulated: tu
     server, _ = emulated
     assert server.call("GET", "/api/v1/me", token=server.token("dev-user")).status == 401
     assert server.call("GET", "/api/v1/me", token="eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.").status == 401
+
+
+def test_a_disabled_or_signed_out_user_is_refused_before_the_token_expires(
+        auth_emulator: str, tmp_path: Path) -> None:
+    users = Users(auth_emulator)
+    server = LocalServer(tmp_path / "data", FIREBASE_AUTH_EMULATOR_HOST=auth_emulator, GCLOUD_PROJECT=PROJECT,
+                         TOKEN_RECHECK_SECONDS="0")  # the account read on every call: no waiting out the minute
+    try:
+        uid, token = users.sign_up("eve@example.com")
+        assert server.call("GET", "/api/v1/me", token=token).status == 200
+        time.sleep(1.1)  # a revocation counts from the second after the token was issued
+        post(f"{users.base}/projects/{PROJECT}/accounts:update",
+             {"localId": uid, "validSince": str(int(time.time()))}, token="owner")
+        revoked = server.call("GET", "/api/v1/me", token=token)
+        assert revoked.status == 401 and "revoked" in revoked.json["detail"], revoked.json
+        fresh = post(f"{users.base}/accounts:signInWithPassword?key=fake",
+                     {"email": "eve@example.com", "password": "secret-123", "returnSecureToken": True})["idToken"]
+        assert server.call("GET", "/api/v1/me", token=fresh).status == 200
+        post(f"{users.base}/projects/{PROJECT}/accounts:update", {"localId": uid, "disableUser": True},
+             token="owner")
+        disabled = server.call("GET", "/api/v1/me", token=fresh)
+        assert disabled.status == 401 and "disabled" in disabled.json["detail"], disabled.json
+    finally:
+        server.stop()

@@ -62,10 +62,13 @@ def account_of(platform: Platform, caller: Caller) -> str:
 
 
 def client_address(platform: Platform) -> str | None:
-    """The caller's network address: on Firebase, Google's front end puts it first in X-Forwarded-For."""
+    """The caller's network address. On Firebase, the one Google's front end wrote in X-Forwarded-For: the last
+    (the first ones are whatever the client sent), or before it one more for each proxy of the deployer's own
+    that appends its own caller's (PROXIES_IN_FRONT)."""
     if platform.settings.runtime == "firebase":
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        return forwarded.split(",")[0].strip() or request.remote_addr
+        forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+        hops = platform.settings.proxies_in_front
+        return (forwarded[-1 - hops] if len(forwarded) > hops else "") or request.remote_addr
     return request.remote_addr
 
 
