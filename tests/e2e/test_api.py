@@ -202,8 +202,8 @@ def test_the_realtime_mirror_streams_balances_to_their_owner_only(server: LocalS
         seen += stream.readline()
     assert b'"held": {"credits": "1", "micros": 1000000}' in seen
     stream.close()
-    for path, expected in (("/realtime/balances/sse", 401), (f"/realtime/balances/other?auth={token}", 403),
-                           (f"/realtime/requests?auth={token}", 403)):
+    for path, expected in (("/realtime/balances/sse", 401), (f"/realtime/balances/other?auth={token}", 401),
+                           (f"/realtime/requests?auth={token}", 401)):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(server.url + path, timeout=10)
         assert refused.value.code == expected

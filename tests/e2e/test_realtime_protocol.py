@@ -26,10 +26,10 @@ def test_a_client_writes_a_request_then_may_only_cancel_it(server: LocalServer) 
     assert made.status == 200 and made.content_type.startswith("application/json")
     assert made.json["priority"] == "high" and abs(made.json["createdAt"] - time.time() * 1000) < 60_000
     assert server.call("GET", "/realtime/requests/rq-alice/r1.json", token=alice).json == made.json
-    assert server.call("GET", "/realtime/requests/rq-alice/r1.json", token=bob).status == 403
+    assert server.call("GET", "/realtime/requests/rq-alice/r1.json", token=bob).status == 401
     again = server.call("PUT", "/realtime/requests/rq-alice/r1.json", request_body(), token=alice)
-    assert (again.status, again.json) == (403, {"error": "Permission denied"})  # create-only
-    assert server.call("PUT", "/realtime/requests/rq-alice/r1/input.json", "changed", token=alice).status == 403
+    assert (again.status, again.json) == (401, {"error": "Permission denied"})  # create-only
+    assert server.call("PUT", "/realtime/requests/rq-alice/r1/input.json", "changed", token=alice).status == 401
     cancel = server.call("PATCH", "/realtime/requests/rq-alice/r1.json?print=silent", {"cancel": True}, token=alice)
     assert (cancel.status, cancel.body) == (204, b"")
     assert server.call("GET", "/realtime/requests/rq-alice/r1/cancel.json", token=alice).json is True
@@ -39,9 +39,9 @@ def test_a_client_writes_a_request_then_may_only_cancel_it(server: LocalServer) 
         "agent"
     for bad in (request_body(kind="mine-bitcoin"), request_body(charged=0), request_body(maxCredits=-1),
                 {"kind": "chat", "input": "no createdAt"}):
-        assert server.call("PUT", "/realtime/requests/rq-alice/bad.json", bad, token=alice).status == 403
-    assert server.call("PUT", "/realtime/requests/rq-bob/r1.json", request_body(), token=alice).status == 403
-    assert server.call("PUT", "/realtime/balances/rq-alice.json", {"available": 10 ** 12}, token=alice).status == 403
+        assert server.call("PUT", "/realtime/requests/rq-alice/bad.json", bad, token=alice).status == 401
+    assert server.call("PUT", "/realtime/requests/rq-bob/r1.json", request_body(), token=alice).status == 401
+    assert server.call("PUT", "/realtime/balances/rq-alice.json", {"available": 10 ** 12}, token=alice).status == 401
 
 
 def test_errors_are_realtime_databases(server: LocalServer) -> None:
@@ -63,6 +63,11 @@ def test_errors_are_realtime_databases(server: LocalServer) -> None:
             json.loads('{"a":' * 40 + "1" + "}" * 40))}, token=token), 400, None),
         (server.call("PUT", "/realtime/requests/err-user/inf.json", raw=b'{"n": Infinity}', token=token), 400,
          None),
+        (server.call("PUT", "/realtime/requests/err-user/u1.json", raw=b'{"\\udc00k": 1}', token=token), 400,
+         "Invalid data"),  # a lone surrogate, escaped: no Unicode text (it was a 500, in a key)
+        (server.call("PUT", "/realtime/requests/err-user/u2.json", raw=b'{"kind": "chat", "input": "\\ud800", '
+                                                                        b'"createdAt": 1}', token=token), 400,
+         "Invalid data"),  # and in a value (it was a 403: the rules could not read it)
         (server.call("PUT", "/realtime/requests/err-user/big.json", {"kind": "chat", "input": "x" * 300_000,
                                                                       "createdAt": 1}, token=token), 413, None),
     ]

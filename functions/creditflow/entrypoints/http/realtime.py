@@ -4,9 +4,9 @@ server-sent events with Accept: text/event-stream), PUT, PATCH, POST (push), DEL
 Bearer`; `print=silent|pretty`; `X-Firebase-ETag` / `if-match` / `if-none-match`;
 `shallow`; `orderBy` with `limitToFirst|Last`, `startAt`, `endAt`, `equalTo`; server values. Every request is
 checked against database.rules.json as Realtime Database checks it. Errors are Realtime Database's: a JSON
-`{"error": "..."}` with its status (400 bad request, 401 signed out or bad token, 403 denied to a signed-in
-caller, 412 ETag mismatch, 429 past the caller's request budget, shared with the API); a caller over the stream
-limits gets the platform's 429/503 problem.
+`{"error": "..."}` with its status (400 bad request, 401 signed out, bad token or denied by the rules, signed
+in or not, as Realtime Database answers, 412 ETag mismatch, 429 past the caller's request budget, shared with the
+API); a caller over the stream limits gets the platform's 429/503 problem.
 
 The server's own writes go through the tree's methods, not this surface, and need no rules (as firebase-admin's
 do not). Tests may name one bearer token as that admin identity with CREDITFLOW_RTDB_ADMIN_TOKEN (firebase-admin in
@@ -115,8 +115,8 @@ class RealtimeSurface:
         return Identity(False, auth_variable(caller), token)
 
     def denied(self, who: Identity) -> Response:
-        if who.auth is not None:
-            return rtdb_error(403, "Permission denied")
+        if who.auth is not None:  # 401 as well: Realtime Database answers every refusal of its rules so
+            return rtdb_error(401, "Permission denied")
         return rtdb_error(401, "Permission denied" + (f": sign in with ?auth=<dev token>; get one with: "
                                                       f"{self.how_to_get}" if self.how_to_get else ""))
 
@@ -206,9 +206,12 @@ class RealtimeSurface:
         request.max_content_length = MAX_WRITE
         raw = request.get_data(cache=False)
         try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
+            value = json.loads(raw)
+            # an escaped lone surrogate ("\udc00") parses, but is no Unicode text to store (it raised deep in a write)
+            json.dumps(value, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
             raise InvalidQuery("Invalid data; couldn't parse JSON object, array, or value.") from None
+        return value
 
     def write(self, who: Identity, parts: tuple[str, ...], method: str) -> Response:
         keys = list(parts)
