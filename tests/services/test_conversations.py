@@ -236,6 +236,19 @@ def test_a_small_window_bounds_the_history_and_every_turn_fits(demo: tuple[Platf
     assert prompt_tokens(provider.sent[-1]) + 100 <= 700
 
 
+def test_a_message_longer_than_the_historys_share_is_sent_when_the_model_takes_it(
+        demo: tuple[Platform, RecordingDemo]) -> None:
+    """MEMORY_CONTEXT_TOKENS bounds the history a turn sends, not the user's own message (400 here)."""
+    ai, provider = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "long")
+    ai.conversations.chat("u", chat.id, say("a first short turn"), key="l1")
+    long = "lorem ipsum dolor " * 300  # about 1,000 tokens, far from demo-chat's window
+    reply = ai.conversations.chat("u", chat.id, say(long), key="l2")
+    assert reply.text and provider.sent[-1][-1]["content"] == long
+    assert [m["content"] for m in provider.sent[-1][:-1]][-2:][0] == "a first short turn"  # with its history
+
+
 def test_the_summary_chain_runs_on_langchain_openai_and_is_metered(tmp_path: Path, clock: SteppedClock,
                                                                    upstream: FakeOpenAI) -> None:
     from creditflow.domain.errors import ProviderUnavailable
@@ -281,12 +294,12 @@ def test_a_summary_made_for_a_roomier_turn_is_cut_to_the_next_turns_share(tmp_pa
     from creditflow.domain.pricing import prompt_tokens
 
     ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
-                       memory_context_tokens=2000)
+                       memory_context_tokens=1890)  # the history's share; the turn's message comes on top
     ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})  # summaries only: no recall
     ai.chat.catalog.put(LLAMA, {"context_window": 3000, "max_output": 2000})
     funded(ai, "u", 5)
     chat = ai.conversations.start("u", "shrinking")
-    for n in range(7):  # with a short reply allowed, the summary gets its share of ~1900 tokens of room
+    for n in range(7):  # with a short reply allowed, the summary gets its share of the 1890 tokens of room
         ai.conversations.chat("u", chat.id, say(f"note {n}: " + "the ledger is signed and chained " * 12),
                               key=f"n{n}", model=LLAMA, max_tokens=64)
     made = ai.conversations.get("u", chat.id)

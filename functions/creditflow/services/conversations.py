@@ -189,10 +189,13 @@ class Conversations:
         if self.store.has_turn(uid, conversation_id, key):
             raise AlreadyAnswered("this request was already answered and is in the conversation")
         candidates = self.metered.route(model, capability_of(new), uid=uid)  # an image turn: vision models
-        room = min(min(self.context_tokens, m.context_window - min(max_tokens or m.max_output, m.max_output))
-                   - self.metered.prompt_of(new, m) for m in candidates) - FRAMING_TOKENS
-        if room < 0:
+        # the history takes at most context_tokens (MEMORY_CONTEXT_TOKENS), beside new messages that may be longer:
+        # only the model's window bounds those (counted against the history's share, a long message failed)
+        fits = min(m.context_window - min(max_tokens or m.max_output, m.max_output) - self.metered.prompt_of(new, m)
+                   for m in candidates) - FRAMING_TOKENS
+        if fits < 0:
             raise ContextTooLong("the new messages alone do not fit the context of the model")
+        room = min(self.context_tokens, fits)
         recall_on = bool(self.metered.catalog.models("embedding"))
         space = memory.budget(room, recall_on)
         history = self.store.messages(uid, conversation_id, limit=MEMORY_WINDOW)
