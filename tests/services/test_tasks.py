@@ -859,6 +859,27 @@ def test_a_chat_task_in_a_conversation_is_remembered_there(ai: Platform, upstrea
     assert other.state == FAILED and other.error["type"] == "unknown-conversation"  # another user's: never theirs
 
 
+def test_a_turn_with_conversation_id_new_starts_one_the_next_turns_name(ai: Platform, upstream: FakeOpenAI) -> None:
+    """A client that speaks only Realtime Database has no POST /conversations: its first turn starts one."""
+    funded(ai, "u", 1)
+    first = ai.tasks.submit("u", "new1", {"kind": "chat", "input": "my name is  Ada\nand I keep ledgers",
+                                          "model": LLAMA, "conversationId": "new"})
+    assert first.state == SUCCEEDED
+    made = first.result["conversationId"]
+    stream = ai.realtime.get("/streams/u/new1")
+    final = stream[max(stream)]
+    assert final["final"] is True and final["conversationId"] == made  # the stream says it too
+    assert ai.conversations.get("u", made).title == "my name is Ada and I keep ledgers"
+    second = ai.tasks.submit("u", "new2", {"kind": "chat", "input": "what is my name?", "model": LLAMA,
+                                           "conversationId": made})
+    assert second.state == SUCCEEDED and second.result["conversationId"] == made
+    assert {"role": "user", "content": "my name is  Ada\nand I keep ledgers"} in upstream.requests[-1]["messages"]
+    again = ai.tasks.submit("u", "new1", {"kind": "chat", "input": "my name is  Ada\nand I keep ledgers",
+                                          "model": LLAMA, "conversationId": "new"})  # delivered twice
+    assert again.result["conversationId"] == made
+    assert [c.id for c in ai.conversations.list("u", 10, None)[0]] == [made]  # one conversation, not two
+
+
 def test_a_finished_tasks_request_and_stream_leave_the_bus_after_the_retention(tmp_path: Path, clock: SteppedClock,
                                                                                 upstream: FakeOpenAI) -> None:
     """Kept while a client may still read them, then cleared by a delayed job (queued when the task's finish is

@@ -168,12 +168,15 @@ def parse_request(raw: object, *, max_reservation: int) -> TaskRequest:
         raise InvalidTask(f"priority must be one of {', '.join(PRIORITIES)}")
     conversation = raw.get("conversationId")
     if conversation is not None and (not isinstance(conversation, str) or not 0 < len(conversation) <= 64):
-        raise InvalidTask("conversationId must be a conversation id")
+        raise InvalidTask(f"conversationId must be a conversation id, or {NEW_CONVERSATION!r} to start one")
     if conversation is not None and kind not in ("chat", "vision"):
         raise FieldNotRead(f"conversationId is for chat and vision turns, not {kind} tasks")
     max_credits = raw.get("maxCredits")
     return TaskRequest(kind=kind, input=value, model=model, priority=priority, conversation_id=conversation,
                        max_credits=None if max_credits is None else _credits(max_credits, max_reservation))
+
+
+NEW_CONVERSATION = "new"  # a turn's conversationId that starts one (its id comes back in the task's result)
 
 
 INPUT_FIELDS = {"prompt": str, "goal": str, "messages": list, "image": str, "agent": str, "approval": bool,

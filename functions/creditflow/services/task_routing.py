@@ -16,7 +16,7 @@ from ..domain.agents import AGENTS
 from ..domain.catalog import Model
 from ..domain.errors import LedgerError
 from ..domain.pricing import Estimate
-from ..domain.tasks import Classification, InvalidTask, TaskRequest
+from ..domain.tasks import NEW_CONVERSATION, Classification, InvalidTask, TaskRequest
 from .chat import Budget
 from .chat_results import Completion
 
@@ -68,7 +68,8 @@ class Facts:
         """Messages in the request's conversation so far (0 without one); an unknown conversation is refused."""
         if self._length is None:
             conversation = self.request.conversation_id
-            self._length = self.length_of(self.uid, conversation) if conversation and self.length_of else 0
+            self._length = self.length_of(self.uid, conversation) \
+                if conversation and conversation != NEW_CONVERSATION and self.length_of else 0
         return self._length
 
 

@@ -14,7 +14,7 @@ from ..domain.errors import BudgetExhausted, ContextTooLong, LedgerError, OverRe
 from ..domain.images import InvalidImage
 from ..domain.money import format_credits, money
 from ..domain.replies import ChatReply
-from ..domain.tasks import InvalidTask, Task, TaskRequest
+from ..domain.tasks import NEW_CONVERSATION, InvalidTask, Task, TaskRequest
 from ..domain.vision import InvalidImagePart, UnknownUpload
 from ..ports import AgentRunner, Messages, Realtime
 from .chat import Budget, MeteredChat
@@ -24,6 +24,7 @@ from .conversations import Conversations
 STREAM_INTERVAL = 0.05  # at most one write to /streams/{uid}/{task} per 50 ms
 CANCEL_CHECK_INTERVAL = 0.1
 ROLES = frozenset({"system", "user", "assistant"})
+TITLE_CHARS = 80  # of a conversation a task starts
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ class StreamWriter:
             self.realtime.update(self.path, keyed)
 
 
+def title_of(request: TaskRequest) -> str:
+    """A conversation's title, from the first words of the turn that starts it."""
+    words = " ".join((request.text() or "").split())
+    return (words[:TITLE_CHARS - 1] + "…" if len(words) > TITLE_CHARS else words) or "New conversation"
+
+
 def request_messages(request: TaskRequest) -> Messages:
     """The messages a chat or vision task sends: its input text, an image part for vision, or messages given."""
     given = request.input.get("messages") if isinstance(request.input, dict) else None
@@ -140,16 +147,20 @@ class ChatRun:
             if task.hold is None or not self.chat.charged_before(task.uid, key):
                 raise InvalidTask("the task's hold is spent")
             budget.hold, budget.remaining = task.hold, task.reserved  # asked again; its charge replays by its key
-        if task.request.conversation_id:
-            pieces = self.conversations.stream(task.uid, task.request.conversation_id, messages, key=key,
+        conversation = task.request.conversation_id
+        if conversation == NEW_CONVERSATION:  # started by this task (keyed by it: a redelivery finds the same one)
+            conversation = self.conversations.start(task.uid, title_of(task.request), key=key).id
+        if conversation:
+            pieces = self.conversations.stream(task.uid, conversation, messages, key=key,
                                                model=task.model, budget=budget, closes=True)
         else:
             pieces = self.chat.stream(task.uid, messages, key=key, model=task.model, budget=budget, closes=True)
-        return self._relay(context, pieces)
+        return self._relay(context, pieces, conversation)
 
     @staticmethod
-    def _relay(context: Context, pieces: Iterator[Piece]) -> RunOutcome:
+    def _relay(context: Context, pieces: Iterator[Piece], conversation: str | None = None) -> RunOutcome:
         writer = context.stream()
+        turn = {"conversationId": conversation} if conversation else {}  # where the next turn goes
         said: list[str] = []
         try:
             for piece in pieces:
@@ -158,7 +169,7 @@ class ChatRun:
                     upkeep = piece.memory.charged if piece.memory is not None else 0  # the turn's memory calls
                     final = {"usage": usage,
                              "charged": money(piece.charged + upkeep),  # all the turn took from the task's hold
-                             "model": piece.model, "demo": piece.demo, "broken": piece.broken}
+                             "model": piece.model, "demo": piece.demo, "broken": piece.broken, **turn}
                     writer.final(final)
                     return RunOutcome("done", {"text": "".join(said), **final})
                 if context.cancelled():
@@ -171,8 +182,8 @@ class ChatRun:
         finally:
             pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
         charged = money(context.budget.captured)  # what the turn took from the hold, its cut reply's settle too
-        writer.final({context.stopped_by or "cancelled": True, "charged": charged})
-        return RunOutcome("cancelled", {"text": "".join(said), "charged": charged})  # the words paid for
+        writer.final({context.stopped_by or "cancelled": True, "charged": charged, **turn})
+        return RunOutcome("cancelled", {"text": "".join(said), "charged": charged, **turn})  # the words paid for
 
 
 RECALLED_MESSAGES = 200  # the latest of each conversation the recall tool reads (Firestore bills every one read)
