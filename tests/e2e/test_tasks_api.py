@@ -78,7 +78,9 @@ def test_bad_task_requests_are_refused_and_keep_nothing(real: LocalServer) -> No
             ({"kind": "chat", "input": "x"}, "not/a/request/id", 400),
             ({"kind": "chat", "input": "x", "extra": 1}, "b-5", 400),
             ({"kind": "chat", "input": {"prompt": "x", "steps": 4}}, "b-7", 422),  # an image's field: not read
-            ({"kind": "agent", "input": "x", "conversationId": "conv_" + "0" * 20}, "b-8", 422)):
+            ({"kind": "agent", "input": "x", "conversationId": "conv_" + "0" * 20}, "b-8", 422),
+            ({"kind": "agent", "input": "x", "conversationId": "new"}, "b-9", 422),
+            ({"kind": "chat", "input": "x", "conversationId": "New"}, "b-10", 400)):
         reply = real.call("POST", "/api/v1/tasks", body, token=token, headers={"Idempotency-Key": key})
         assert reply.status == status and reply.content_type == "application/problem+json", (body, reply.body)
     assert real.call("GET", "/api/v1/tasks", token=token).json["tasks"] == []
@@ -88,6 +90,18 @@ def test_bad_task_requests_are_refused_and_keep_nothing(real: LocalServer) -> No
     assert unknown.json["error"]["type"] == "unknown-model" and unknown.json["reserved"]["micros"] == 0
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json
     assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000, 0)
+
+
+def test_a_task_starts_a_conversation_the_next_task_continues(real: LocalServer) -> None:
+    token = fund(real, "talker-t", "1")
+    real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "I am Ada", "model": LLAMA,
+                                        "conversationId": "new"}, token=token, headers={"Idempotency-Key": "talk-1"})
+    made = settled(real, token, "talk-1")["result"]["conversationId"]
+    real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "who am I?", "model": LLAMA,
+                                        "conversationId": made}, token=token, headers={"Idempotency-Key": "talk-2"})
+    assert settled(real, token, "talk-2")["state"] == "succeeded"
+    held = real.call("GET", f"/api/v1/conversations/{made}", token=token).json
+    assert held["title"] == "I am Ada" and [m["content"] for m in held["history"]][::2] == ["I am Ada", "who am I?"]
 
 
 def test_a_task_id_reused_for_another_request_is_a_conflict(real: LocalServer) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
-from .schemas import CONVERSATION_ID, NOT_A_CURSOR, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
+from .schemas import NOT_A_CURSOR, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 TASK_CURSOR = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}Z\|[A-Za-z0-9_-]{1,64}$", NOT_A_CURSOR)
@@ -61,7 +61,10 @@ class TaskIn(Strict):
         default=None, description="the most the task may cost, in credits (whole, or a decimal string such as "
         "\"2.5\"), at most MAX_RESERVATION_AMOUNT")
     priority: Literal["high", "normal", "low"] = "normal"
-    conversationId: str | None = Field(default=None, max_length=64, pattern=CONVERSATION_ID)
+    conversationId: str | None = Field(
+        default=None, max_length=64, pattern=described(r"^(conv_[0-9a-f]{20}|new)$", "must be a conversation id "
+                                                       "(conv_ and 20 hexadecimal digits), or new to start one"),
+        description="continue this conversation, or \"new\" to start one (its id comes back in the result)")
     createdAt: Annotated[int, Field(ge=0, le=2**53), WHOLE] | None = Field(
         default=None, description="ms since the epoch, as the client wrote it")
 
