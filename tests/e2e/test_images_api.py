@@ -300,3 +300,9 @@ def test_an_image_request_on_the_bus_reports_its_progress_live(server: LocalServ
     assert task["state"] == "succeeded" and len(task["result"]["images"]) == 2
     notes = notified(server, "bus-painter", token, {"images.ready", "task.finished"})
     assert {note["kind"] for note in notes.values()} == {"images.ready", "task.finished"}
+    ready = next(note for note in notes.values() if note["kind"] == "images.ready")
+    assert [u["id"] for u in ready["urls"]] == ready["images"] == ["img-1.0", "img-1.1"] and ready["urlsExpireAt"]
+    for entry in ready["urls"]:  # a client that speaks only Realtime Database fetches its pictures by them
+        for url in (entry["url"], *entry["thumbnails"].values()):
+            with urllib.request.urlopen(server.url + url if url.startswith("/") else url, timeout=10) as got:
+                assert got.status == 200 and got.headers["Content-Type"].startswith("image/")

@@ -380,9 +380,17 @@ class ImageGeneration:
             return {"charged": amount, "delivered": delivered, "entry": settled.entry}
 
         def notify(outputs: dict[str, Any]) -> dict[str, Any]:
-            ids = [f"{task_id}.{image['index']}" for image in outputs["store"]["images"]]
+            """The user told, with short-lived URLs of the images: a client that speaks only Realtime Database
+            gets them here (GET /api/v1/images signs them again later)."""
+            thumbs = outputs["thumbnails"]["thumbnails"]
+            ids, urls, expires = [], [], None
+            for image in outputs["store"]["images"]:
+                signed = self.signed({"path": image["path"], "thumbnails": thumbs.get(str(image["index"]), {})})
+                ids.append(f"{task_id}.{image['index']}")
+                urls.append({"id": ids[-1], "url": signed.url, "thumbnails": signed.thumbnails})
+                expires = signed.expires_at
             self.realtime.set(f"/notifications/{uid}/images-{task_id}", {
-                "kind": "images.ready", "taskId": task_id, "images": ids,
+                "kind": "images.ready", "taskId": task_id, "images": ids, "urls": urls, "urlsExpireAt": expires,
                 "charged": money(outputs["settle"]["charged"]), "at": iso(self.clock.now())})
             return {"images": ids}
 
