@@ -188,7 +188,8 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
 
 
 @pytest.mark.parametrize(("written", "micros"), [(0.00005, 50), (0.00001, 10), (0.0001, 100), (2.5, 2_500_000),
-                                                 (3, 3_000_000)])
+                                                 (3, 3_000_000),
+                                                 (0.1 * 3, 300_000), (1 / 3, 333_333), (2 / 3, 666_666)])  # cut down
 def test_max_credits_written_as_a_json_number_is_read_as_its_decimal(written: float, micros: int) -> None:
     """A client writing maxCredits: 0.00005 to the bus sends that JSON number; Python's repr of the float is
     '5e-05', which is no amount of credits: the number is read in its plain decimal form."""

@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import orjson
@@ -114,13 +114,23 @@ def replay_id(task_id: str) -> str:
     return f"{task_id[:47]}-{hashlib.sha256(task_id.encode()).hexdigest()[:16]}"
 
 
+MICRO = Decimal("0.000001")
+
+
+def _to_micros(number: Decimal) -> Decimal:
+    """A finite number cut down to 6 decimals (infinities and NaN as they are, for the parser to refuse)."""
+    exponent = number.as_tuple().exponent
+    return number.quantize(MICRO, rounding=ROUND_DOWN) if isinstance(exponent, int) and exponent < -6 else number
+
+
 def _credits(value: object, max_reservation: int) -> int:
     """maxCredits as micro-credits: a whole number of credits or a decimal string ("2.5"); a JSON number with a
-    fraction is read from its shortest decimal form, never computed with."""
+    fraction is read from its shortest decimal form, never computed with, and cut to whole micro-credits (a
+    JavaScript client's 0.1 * 3 is 0.30000000000000004: the cap it meant, not a refusal; cut, never more)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidTask("maxCredits must be a number of credits")
     # repr is the shortest form, but in exponent notation below 1e-4 ('5e-05'): Decimal writes it out plainly
-    text = value if isinstance(value, str) else format(Decimal(repr(value)), "f")
+    text = value if isinstance(value, str) else format(_to_micros(Decimal(repr(value))), "f")
     try:
         micros = parse_credits(text)
     except (LedgerError, ValueError) as error:
