@@ -184,6 +184,8 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
     assert (balance.available, balance.held) == (CREDIT, 0)
     assert ai.realtime.get("/tasks/u/bad")["error"]["type"] == problem
     assert "µc" not in task.error["detail"]  # said in credits, as everything a user reads is
+    if request_body == {"kind": "chat", "input": "x", "model": LLAMA, "maxCredits": "0.000001"}:
+        assert "a cheaper model" in task.error["detail"]  # a request names no output length: not "less output"
     assert [e.kind for e in ai.credits.history("u", limit=10)[0]] == ["grant"]  # not even a hold and its release
 
 

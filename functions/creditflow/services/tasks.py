@@ -601,8 +601,9 @@ class Tasks:
         if request.kind == "agent":
             return min((request.max_credits or self.policy.agent_budget) + room, self.policy.max_reservation)
         if request.max_credits is not None and request.max_credits < estimate:
+            cheaper = "fewer or smaller images, or fewer steps" if request.kind == "image" else "a cheaper model"
             raise InvalidTask(f"maxCredits is below what this request may cost ({format_credits(estimate)} credits): "
-                              "raise it or ask for less output", estimate=estimate)
+                              f"raise it, or ask for {cheaper}", estimate=estimate)
         limit = min(request.max_credits or self.policy.max_reservation, self.policy.max_reservation)
         return max(estimate + room, min(estimate + room + upkeep, limit))
 
