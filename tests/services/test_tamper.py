@@ -278,3 +278,17 @@ def test_verify_entry_reports_a_hash_column_that_is_not_hexadecimal(ledger) -> N
     report = platform.integrity.verify_entry(ids[1])  # a report naming the entry, not an exception
     assert not report["ok"] and not report["included"] and not report["chain_ok"]
     assert ids[1] in named(platform)["hash"]
+
+
+def test_lots_raised_outside_the_ledger_never_get_a_negative_balance_signed(ledger) -> None:
+    """The spending check reads the stored lots; the signed chain is the truth. Lots raised by hand made the
+    ledger sign an entry that took alice below zero: now nothing is signed and nothing changes."""
+    from creditflow.domain.errors import InconsistentBalance
+
+    platform, db, ids = ledger
+    available = platform.credits.balance("alice").available
+    db.execute("UPDATE lots SET remaining = remaining + 100000000 WHERE account = 'user:alice'")
+    with pytest.raises(InconsistentBalance, match="below zero"):
+        platform.credits.reserve("alice", available + 10 * CREDIT, key="overdraft")
+    assert [row[0] for row in db.execute("SELECT id FROM entries WHERE account = 'user:alice' ORDER BY seq")] == ids
+    assert not platform.integrity.audit().ok  # and the audit names what was changed

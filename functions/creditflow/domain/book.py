@@ -19,6 +19,7 @@ from .errors import (
     HoldAlreadySettled,
     HoldExpired,
     HoldInUse,
+    InconsistentBalance,
     InsufficientFunds,
     InvalidGrant,
     SettleExceedsHold,
@@ -371,6 +372,13 @@ class Book:
         return totals
 
     def _append(self, kind: str, amount: int, counterparty: str, key: str, **extra: Any) -> Entry:
+        if min(self.account.available, self.account.held) < 0:
+            # the lots said the credits were there, the signed balance says not: the store was changed outside
+            # the ledger (or a bug). Nothing is signed; the transaction is rolled back.
+            raise InconsistentBalance(
+                f"{self.account.id} would be signed below zero ({format_credits(self.account.available)} available, "
+                f"{format_credits(self.account.held)} held): its stored lots disagree with its signed balance; run "
+                "`creditflow ledger audit`")
         fields = {"id": new_id("tx"), "account": self.account.id, "kind": kind, "amount": str(amount),
                   "counterparty": counterparty, "at": self.now, "key": key,
                   "balance": {"available": str(self.account.available), "held": str(self.account.held)},

@@ -146,6 +146,11 @@ class TooManyKeys(LedgerError):
     title = "Too many active API keys"
 
 
+class InconsistentBalance(LedgerError):
+    code = "inconsistent-balance"
+    title = "An account's stored lots disagree with its signed balance"
+
+
 class InconsistentTree(LedgerError):
     code = "inconsistent-tree"
     title = "Ledger tree is inconsistent with its last checkpoint"

@@ -60,6 +60,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     crypto.InvalidWallet: 422,
     errors.RateLimited: 429,
     errors.InconsistentTree: 500,
+    errors.InconsistentBalance: 500,
     errors.ProviderUnavailable: 502,
     payments.PaymentProviderFailed: 502,
     crypto.ChainUnavailable: 502,
