@@ -355,7 +355,7 @@ def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(contex
     assert "Verified in your browser" in result.inner_text()
     checks = {li.get_attribute("data-check"): li.get_attribute("data-ok") for li in result.locator("li").all()}
     assert checks == {name: "true" for name in ("hash", "canonical", "signature", "chain", "checkpoint", "inclusion",
-                                                "latest")}
+                                                "latest", "kept")}
 
     with sqlite3.connect(web.data / "ledger.sqlite3") as db:  # flip the signature's first byte, as an attacker
         (signature,) = db.execute("SELECT signature FROM entries WHERE id = ?", (entry_id,)).fetchone()
@@ -373,6 +373,40 @@ def test_verify_succeeds_in_the_browser_and_fails_on_an_altered_signature(contex
     assert result.locator("[data-check=signature]").get_attribute("data-ok") == "false"
     assert "the signature does not verify with the published key" in text
     assert result.locator("[data-check=hash]").get_attribute("data-ok") == "true"  # it says which check failed
+
+
+def test_the_browser_keeps_a_checkpoint_and_catches_a_rolled_back_or_rewritten_log(context: Any,
+                                                                                    web: LocalServer) -> None:
+    """Whoever holds the signing key can roll the store back or rewrite it and sign it all again: every check the
+    server can make passes. The checkpoint the browser kept from its last verification does not."""
+    from creditflow.bootstrap import load_keys
+    from creditflow.config import Settings
+    from creditflow.domain.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+
+    funded(web, "wit")
+    page = context.new_page()
+    sign_in(page, web, "wit", "history")
+
+    def verified() -> tuple[str, str]:
+        page.reload()
+        row = page.get_by_test_id("entry").first
+        row.get_by_role("button", name=f"Verify entry {row.get_attribute('data-entry')}").click()
+        result = row.get_by_test_id("verification")
+        result.wait_for()
+        kept = result.locator("[data-check=kept]")
+        return kept.get_attribute("data-ok"), kept.inner_text()
+
+    assert verified()[0] == "true"
+    note = page.evaluate("localStorage.getItem('creditflow.checkpoint')")
+    key, keyring = load_keys(Settings.from_env(runtime="local", data_dir=web.data))
+    head = open_checkpoint(note, keyring).checkpoint
+    assert verified()[0] == "true"  # kept, and the log still holds it
+    for forged, said in ((Checkpoint(head.origin, head.size + 1000, bytes(32)), "rolled back"),
+                         (Checkpoint(head.origin, head.size, bytes(32)), "rewritten")):
+        page.evaluate("note => localStorage.setItem('creditflow.checkpoint', note)", sign_checkpoint(forged, key))
+        ok, text = verified()
+        assert ok == "false" and said in text, text
+        assert page.evaluate("localStorage.getItem('creditflow.checkpoint')") == sign_checkpoint(forged, key)
 
 
 def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> None:

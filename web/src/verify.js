@@ -3,8 +3,10 @@
 // canonical JSON and agrees with where the entry is stored; the Ed25519 signature over the hash verifies with a
 // published key; the body links to the hash of the account's previous entry; the checkpoint (a C2SP signed note)
 // verifies; the entry is leaf `leaf_index` of that tree (RFC 6962 inclusion proof); and that tree is consistent
-// with the latest signed checkpoint. The server's own verdicts are never used: only its data. The keys are those
-// the server publishes, or those pinned when the app was built (keys.js).
+// with the latest signed checkpoint, and the latest with the one this browser kept from its last verification (a
+// witness: a log rolled back or rewritten by whoever holds the signing key passes every check the server can make,
+// but not this one). The server's own verdicts are never used: only its data. The keys are those the server
+// publishes, or those pinned when the app was built (keys.js).
 import * as ed from "@noble/ed25519";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { api } from "./api.js";
@@ -16,6 +18,7 @@ export { parseVkey, trustedKeys } from "./keys.js";
 
 ed.hashes.sha512 = sha512;
 const GENESIS = "0".repeat(64);
+const KEPT = "creditflow.checkpoint"; // the largest signed checkpoint this browser has verified
 function fromHex(text) {
   if (!/^([0-9a-f]{2})*$/i.test(text)) throw new Error("not hexadecimal");
   return Uint8Array.from(text.match(/../g) || [], (pair) => parseInt(pair, 16));
@@ -130,11 +133,14 @@ export async function verifyEntry(entryId) {
     return ok ? { ok: true, detail: `leaf ${report.leafIndex} of ${checkpoint.size}, ${proof.length} hashes` } :
       { ok: false, detail: `the proof does not make it leaf ${report.leafIndex} of the tree of ${checkpoint.size}` };
   });
+  let latest = null;
+  let latestText = latestNote;
   await check(checks, "latest", "that tree is consistent with the latest signed checkpoint", async () => {
     if (!checkpoint) return { ok: false, detail: "no verified checkpoint to start from" };
-    const latest = openCheckpoint(latestNote, keys, said);
+    latest = openCheckpoint(latestNote, keys, said);
     if (latest.size < checkpoint.size) {
-      const again = openCheckpoint(await api("GET", "/ledger/checkpoint"), keys, said); // signed meanwhile
+      latestText = await api("GET", "/ledger/checkpoint"); // signed meanwhile
+      const again = openCheckpoint(latestText, keys, said);
       if (again.size < checkpoint.size) return { ok: false, detail: "the latest checkpoint is older than the proof's" };
       Object.assign(latest, again);
     }
@@ -148,5 +154,46 @@ export async function verifyEntry(entryId) {
     return ok ? { ok: true, detail: `size ${checkpoint.size} → ${latest.size}, ${proof.proof.length} hashes` } :
       { ok: false, detail: `the consistency proof from ${checkpoint.size} to ${latest.size} does not verify` };
   });
+  await check(checks, "kept", "the log still holds the tree this browser verified before (no rollback, no rewrite)",
+    () => keptStillHeld(latest, latestText, keys, said));
   return { ok: checks.every((c) => c.ok), entryId, checks };
+}
+
+/** The latest checkpoint against the one kept from this browser's last verification, which it then replaces. */
+async function keptStillHeld(latest, latestText, keys, said) {
+  if (!latest) return { ok: false, detail: "no verified latest checkpoint" };
+  const keep = () => {
+    try {
+      localStorage.setItem(KEPT, latestText);
+    } catch {
+      // storage full or refused: the next verification starts afresh
+    }
+  };
+  const text = localStorage.getItem(KEPT);
+  let kept = null;
+  try {
+    kept = text ? openCheckpoint(text, keys, said) : null;
+  } catch (error) {
+    return { ok: false, detail: `the checkpoint this browser kept no longer verifies (${error.message}): the ` +
+      "ledger's keys were replaced" };
+  }
+  if (!kept || kept.origin !== latest.origin) {
+    keep();
+    return { ok: true, detail: `none kept yet: the tree of ${latest.size} entries is kept for next time` };
+  }
+  if (latest.size < kept.size) {
+    return { ok: false, detail: `this browser verified a tree of ${kept.size} entries; the log now has ` +
+      `${latest.size}: it was rolled back` };
+  }
+  if (latest.size === kept.size) {
+    return equal(latest.root, kept.root) ? { ok: true, detail: `the same tree of ${kept.size} entries` } :
+      { ok: false, detail: `two signed trees of ${kept.size} entries disagree: the log was rewritten` };
+  }
+  const proof = await api("GET", `/ledger/consistency?from=${kept.size}&to=${latest.size}`);
+  if (!verifyConsistency(kept.size, latest.size, kept.root, latest.root, proof.proof.map(fromBase64))) {
+    return { ok: false, detail: `the tree of ${kept.size} entries this browser verified is not where the log of ` +
+      `${latest.size} starts: it was rewritten` };
+  }
+  keep();
+  return { ok: true, detail: `size ${kept.size} → ${latest.size}, ${proof.proof.length} hashes` };
 }
