@@ -582,8 +582,8 @@ class StoredEntryOut(Out):
     kind: str
     at: str
     body: str = Field(description="the signed body: canonical JSON (RFC 8785); its hash is `hash`")
-    hash: str
-    signature: str = Field(description="Ed25519 over the hash, base64")
+    hash: str = Field(description="SHA-256 of the body's UTF-8 bytes, lowercase hex")
+    signature: str = Field(description="Ed25519 over the 32 raw bytes of the hash (not its hex), base64")
     key_id: str = Field(description="the signing key's id (hex), as /ledger/public-keys lists it")
 
 
@@ -594,10 +594,10 @@ class VerificationOut(Out):
     signature_ok: bool
     chain_ok: bool
     included: bool
-    leaf_index: int
+    leaf_index: int = Field(description="the entry's leaf in the RFC 6962 Merkle log (leaf data: the raw hash)")
     tree_size: int
-    inclusion_proof: list[str]
-    checkpoint: str
+    inclusion_proof: list[str] = Field(description="RFC 6962 inclusion proof: the sibling hashes, base64")
+    checkpoint: str = Field(description="the C2SP signed note (tlog-checkpoint) of the tree the proof is for")
     findings: list[dict[str, str]]
 
 
