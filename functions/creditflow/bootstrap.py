@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +17,7 @@ from typing import Any
 
 from .adapters.clock import SystemClock
 from .adapters.payments.ethereum import EthereumSignatures
-from .config import Settings
+from .config import ConfigurationError, Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
 from .domain.crypto import DepositRules, SignIn, Token
@@ -129,11 +131,28 @@ def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
     else:
         from .adapters.local.key_files import KeyFiles
 
-        key, keyring = KeyFiles(settings.data_dir, settings.ledger_origin).load_or_create()
+        files = KeyFiles(settings.data_dir, settings.ledger_origin)
+        if not files.made() and signed_entries_in(settings.data_dir):
+            raise ConfigurationError(
+                f"{settings.data_dir.resolve() / 'keys'} holds no signing key, yet the ledger there has signed "
+                "entries: restore the keys folder from a backup (a new key would verify none of them)")
+        key, keyring = files.load_or_create()
     for vkey in settings.verify_keys:
         keyring.add(PublicKey.from_vkey(vkey))
     keyring.add(key.public)
     return key, keyring
+
+
+def signed_entries_in(data_dir: Path) -> bool:
+    """Whether the local ledger in the folder holds any entry (read without making the file)."""
+    path = data_dir / "ledger.sqlite3"
+    if not path.is_file():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:
+            return db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:  # no entries table yet
+            return False
 
 
 def firestore_of(settings: Settings, store: LedgerStore | None) -> Any:

@@ -180,3 +180,13 @@ def test_the_data_folder_may_be_named_before_the_command_too(data: Path, tmp_pat
     both = cli("--data-dir", str(tmp_path / "elsewhere"), "users", "balance", "ada", "--data-dir", str(data))
     assert both.returncode == 0 and json.loads(both.stdout) == json.loads(after.stdout)
     assert "$CREDITFLOW_DATA_DIR" in cli("serve", "--help").stdout
+
+
+@pytest.mark.parametrize("command", [("keys", "show"), ("ledger", "verify"), ("users", "balance", "ada")])
+def test_a_folder_whose_signing_key_is_gone_is_refused_not_given_a_new_key(data: Path, command: tuple) -> None:
+    """A read made a new key with no warning, and every entry then failed as a bad signature (dev tokens and
+    gateway secrets were replaced too, with the keys folder gone)."""
+    (data / "keys" / "signing.json").unlink()
+    result = cli(*command, "--data-dir", str(data))
+    assert result.returncode == 2 and "restore the keys folder" in result.stderr, result.stderr
+    assert not (data / "keys" / "signing.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -309,4 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a file named on the command line that cannot be read or written
         print(f"error: {error.filename}: {error.strerror}" if error.filename else f"error: {error}",
               file=sys.stderr)
+        return 2
+    except sqlite3.OperationalError as error:  # a read-only folder, say: SQLite writes its WAL files even to read
+        print(f"error: the data folder's databases cannot be opened ({error}); the commands need to write in "
+              f"{Path(args.data_dir).resolve()}, even to read (SQLite's WAL files): copy a read-only backup to a "
+              "folder of your own first", file=sys.stderr)
         return 2

@@ -30,6 +30,10 @@ class KeyFiles:
     def _verify(self) -> Path:
         return self.folder / "verify.txt"
 
+    def made(self) -> bool:
+        """Whether the folder has its signing key."""
+        return self._signing.exists()
+
     def load_or_create(self) -> tuple[SigningKey, Keyring]:
         """The active key; the first start makes it. Processes starting at once on a new folder all end up with
         the one key that was installed first (the others' never sign: see `_install`)."""
