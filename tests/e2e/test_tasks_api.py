@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from urllib.parse import quote
 
@@ -135,3 +136,23 @@ def test_a_task_is_read_and_cancelled_by_its_owner_only(real: LocalServer) -> No
     admin = real.token("root", admin=True)
     assert real.call("GET", "/api/v1/admin/dead-letters", token=admin).json == {"deadLetters": []}
     assert real.call("POST", "/api/v1/admin/dead-letters/nope/replay", token=admin).status == 404
+
+
+def test_a_client_key_cannot_name_a_key_the_platform_writes(real: LocalServer) -> None:
+    """A client that reserved under `task:{id}:hold` had the task take its hold over, then released it mid-run and
+    got the reply for nothing; one that reserved under a refund's key blocked the refund for good. A client's keys
+    now live under a prefix of their own."""
+    token = fund(real, "squatter-t", "1")
+    squat = real.call("POST", "/api/v1/credits/reserve", {"amount": "0.5"}, token=token,
+                      headers={"Idempotency-Key": "task:own-1:hold"}).json
+    entry = real.call("GET", f"/api/v1/credits/verify/{squat['entry']}", token=token).json["entry"]
+    assert json.loads(entry["body"])["key"] == "api:task:own-1:hold"
+    real.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "hello", "model": LLAMA}, token=token,
+              headers={"Idempotency-Key": "own-1"})
+    task = settled(real, token, "own-1")
+    released = real.call("POST", "/api/v1/credits/release-reservation", {"reservationId": squat["reservationId"]},
+                         token=token, headers={"Idempotency-Key": "let-go"})
+    assert released.status == 200
+    assert task["state"] == "succeeded" and task["charged"]["micros"] > 0 and task["outcome"] == "settled"
+    balance = real.call("GET", "/api/v1/credits/balance", token=token).json
+    assert (balance["available"]["micros"], balance["held"]["micros"]) == (1_000_000 - task["charged"]["micros"], 0)

@@ -22,6 +22,19 @@ def require_key(key: object, *, longest: int = MAX_KEY, named: str = "idempotenc
 
 MAX_REQUEST_KEY = 200  # 255 less the longest suffix a step adds (such as ':summary:<seq>:extend:<n>')
 
+# A client's Idempotency-Key enters the ledger's key space under the prefix of the surface that took it: no client
+# key can then name a key the platform writes on its own (a refund's `stripe-refund-…`, a task's `task:{id}:hold`,
+# which a client that reserved under it first blocked or took over), nor one a metered call derives from a
+# client's key (`{key}:settle`). The platform's own keys never start with these.
+DIRECT = "api:"  # holds placed and released by the client itself (/credits/reserve, /credits/release-reservation)
+CALLS = "call:"  # metered calls (/api/v1/chat, /v1), each step keyed by it plus a suffix
+MAX_LEDGER_KEY = MAX_KEY + 8  # a key the ledger takes: a client's longest, under its prefix
+
+
+def of_client(prefix: str, key: str) -> str:
+    """A client's key (checked already) as the ledger keeps it: under its surface's prefix."""
+    return prefix + key
+
 
 def require_request_key(key: object) -> str:
     """A client's key for a request of several ledger steps (a hold, its settle, the holds of fallbacks and of

@@ -32,7 +32,7 @@ from ..domain.errors import (
     UnknownLot,
 )
 from ..domain.holds import CLIENT, OWNERS, PAYMENT, PENDING, RELEASED, TASK, Hold
-from ..domain.idempotency import IdempotencyRecord, replay, require_key
+from ..domain.idempotency import MAX_LEDGER_KEY, IdempotencyRecord, replay, require_key
 from ..domain.money import require_amount
 from ..domain.outbox import credits_low
 from ..domain.shortfalls import Shortfall
@@ -551,7 +551,8 @@ class Credits:
 
     def _made(self, scope: str, key: str) -> IdempotencyRecord | None:
         """The command made in `scope` with this idempotency key, if one was."""
-        return run_in_transaction(self.store, lambda tx: tx.idempotency(scope, require_key(key)))
+        key = require_key(key, longest=MAX_LEDGER_KEY)
+        return run_in_transaction(self.store, lambda tx: tx.idempotency(scope, key))
 
     def _ttl(self, ttl: timedelta | None) -> timedelta:
         if ttl is None:
@@ -611,7 +612,7 @@ class Credits:
                 action: Callable[[Book, LedgerTransaction], R], hold_id: str | None = None,
                 opens: bool = False) -> R:
         """Run one command on one account exactly once per idempotency key, in a single transaction."""
-        key = require_key(key)
+        key = require_key(key, longest=MAX_LEDGER_KEY)
         if hold_id is not None and not isinstance(hold_id, str):
             raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
 

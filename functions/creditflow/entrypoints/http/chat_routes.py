@@ -10,7 +10,7 @@ from flask import Response
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.idempotency import MAX_REQUEST_KEY
+from ...domain.idempotency import CALLS, MAX_REQUEST_KEY, of_client
 from ...services.chat_results import Piece, StreamEnd
 from . import schemas as s
 from .api import Routes
@@ -53,7 +53,7 @@ def chat(platform: Platform, caller: Caller, body: s.ChatIn, key: str) -> s.Chat
     account_of(platform, caller)
     take_call_slot(caller.uid)
     messages = [m.openai() for m in body.messages]
-    model, most = body.model, body.maxTokens
+    model, most, key = body.model, body.maxTokens, of_client(CALLS, key)
     if body.conversationId is not None:
         talk = platform.conversations
         if body.stream:

@@ -13,6 +13,7 @@ from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery
 from ...domain.holds import CLIENT
+from ...domain.idempotency import DIRECT, of_client
 from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
@@ -160,8 +161,8 @@ def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> 
     account_of(platform, caller)
     ttl = timedelta(seconds=body.ttlSeconds) if body.ttlSeconds else None
     with conflicts_named(target="category", ttl="ttlSeconds"):
-        result = platform.credits.reserve(caller.uid, body.micros(), key=key, target=CATEGORIES[body.category],
-                                          ttl=ttl, memo=body.memo)
+        result = platform.credits.reserve(caller.uid, body.micros(), key=of_client(DIRECT, key),
+                                          target=CATEGORIES[body.category], ttl=ttl, memo=body.memo)
     return s.ReservationOut(reservationId=result.hold, entry=result.entry, amount=s.Money.of(result.amount),
                             category=body.category, expires_at=result.expires_at,
                             available=s.Money.of(result.available), held=s.Money.of(result.held),
@@ -173,7 +174,7 @@ def reserve(platform: Platform, caller: Caller, body: s.ReserveIn, key: str) -> 
 def release(platform: Platform, caller: Caller, body: s.ReleaseIn, key: str) -> s.ReleaseOut:
     account_of(platform, caller)
     with conflicts_named(hold="reservationId"):
-        result = platform.credits.release(caller.uid, body.reservationId, key=key, by=CLIENT)
+        result = platform.credits.release(caller.uid, body.reservationId, key=of_client(DIRECT, key), by=CLIENT)
     return s.ReleaseOut(reservationId=body.reservationId, entry=result.entry,
                         released=s.Money.of(result.released), available=s.Money.of(result.available),
                         held=s.Money.of(result.held), replayed=result.replayed)

@@ -30,7 +30,7 @@ from ...domain.errors import (
     ServerBusy,
     StoreConflict,
 )
-from ...domain.idempotency import require_request_key
+from ...domain.idempotency import CALLS, of_client, require_request_key
 from ...domain.ids import keyed_id, new_id
 from ...domain.images import steps_for
 from ...domain.money import format_credits
@@ -432,9 +432,10 @@ def _body() -> dict[str, Any]:
 
 
 def _request_key() -> str:
-    """The client's Idempotency-Key, if it sent one (OpenAI's SDKs send none by default): a fresh one otherwise."""
+    """The client's Idempotency-Key, if it sent one (OpenAI's SDKs send none by default), as the ledger keeps it
+    (under the metered calls' prefix); a fresh one otherwise."""
     sent = request.headers.get("Idempotency-Key")
-    return new_id("gw") if sent is None else require_request_key(sent)
+    return new_id("gw") if sent is None else of_client(CALLS, require_request_key(sent))
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
