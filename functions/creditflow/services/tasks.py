@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import time
 from collections.abc import Callable
@@ -130,6 +131,7 @@ def _waited_with(task: Task) -> dict[str, Any] | None:
 
 
 MAX_POSTPONED = 20  # runs put off while every model rests (each some 30 s): past it, attempts are spent again
+POSTPONE_JITTER_SECONDS = 5  # a postponed task comes back up to this long after a trial is admitted
 ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept on it so that a retry answers nothing
 
 
@@ -763,7 +765,10 @@ class Tasks:
         resting = error.context.get("reopens_in")
         postponed = int(task.steps.get("postponed", 0))
         if isinstance(resting, int) and postponed < MAX_POSTPONED:
-            wait, why, steps = resting, "every model it may use is resting after failures", {"postponed": postponed + 1}
+            # a little after the first breaker admits a trial call: a live call takes the trial first, so one
+            # request the provider always fails cannot be every trial and keep the model resting for everyone
+            wait = resting + random.randint(1, POSTPONE_JITTER_SECONDS)
+            why, steps = "every model it may use is resting after failures", {"postponed": postponed + 1}
         elif delivery is None and task.route == "inline":
             wait, why, steps = 1, f"its inline run failed ({detail[:150]})", {}
         else:
