@@ -132,7 +132,8 @@ def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:
         from .adapters.local.key_files import KeyFiles
 
         files = KeyFiles(settings.data_dir, settings.ledger_origin)
-        if not files.made() and signed_entries_in(settings.data_dir):
+        # (an operator leaving LEDGER_SIGNING_KEY for key files names the old key in LEDGER_VERIFY_KEYS)
+        if not files.made() and not settings.verify_keys and signed_entries_in(settings.data_dir):
             raise ConfigurationError(
                 f"{settings.data_dir.resolve() / 'keys'} holds no signing key, yet the ledger there has signed "
                 "entries: restore the keys folder from a backup (a new key would verify none of them)")
