@@ -1037,3 +1037,35 @@ def test_another_request_under_the_id_of_a_task_made_through_rest_leaves_the_bus
     note = ai.realtime.get("/notifications/u/refused-same-id")
     assert note["kind"] == "request.refused" and "another request" in note["detail"]
     assert [e.kind for e in ai.credits.history("u", limit=10)[0]].count("hold") == 1  # nothing more held
+
+
+@pytest.mark.parametrize("drained", [False, True])
+def test_a_reply_whose_hold_a_refund_released_midway_is_charged_or_a_shortfall(
+        tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI, drained: bool) -> None:
+    """A refund taking the credits back releases a running task's hold. The reply still arrives: it is charged from
+    the balance, and what the balance cannot cover is a shortfall (it ended failed, charged nothing, recorded
+    nowhere)."""
+    import threading
+
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       inline_capacity=0)
+    funded(ai, "u", 1)
+    task = ai.tasks.submit("u", "refunded", {"kind": "chat", "input": "DRIP one two", "model": LLAMA})
+    runner = threading.Thread(target=ai.tasks.run, args=("u", "refunded"))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while ai.realtime.get("/streams/u/refunded") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ai.credits.release("u", task.hold, key="refund-took-it")  # by the platform, as a refund releases it
+    if drained:
+        ai.credits.reserve("u", ai.credits.balance("u").available, key="spent-elsewhere")
+    runner.join(20)
+    done = ai.tasks.get("u", "refunded")
+    assert done.state == SUCCEEDED and done.result["text"].startswith("echo: DRIP")
+    shortfalls = ai.credits.shortfalls()
+    if drained:
+        assert done.charged == 0 and len(shortfalls) == 1 and shortfalls[0].owed > 0  # recorded, not dropped
+    else:
+        assert done.charged > 0 and not shortfalls
+        assert ai.credits.balance("u").available == CREDIT - done.charged
+    assert ai.integrity.audit().ok

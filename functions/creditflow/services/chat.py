@@ -329,10 +329,10 @@ class MeteredChat:
         if call.budget is not None:  # a task's call: charged from the task's hold, the rest kept for later calls
             budget_hold = call.budget.hold or call.hold.id  # the latest: another call of the task may have captured
             captured = self.credits.capture(call.uid, budget_hold, priced.amount, key=f"{call.key}:settle",
-                                            memo=priced.memo, closes=closes)
+                                            memo=priced.memo, closes=closes, charge_if_lapsed=True)  # delivered
             call.budget.take(captured)
             outcome: Capture | Settlement = captured
-            shortfall = 0
+            shortfall = captured.shortfall
         else:
             outcome = self.credits.settle(call.uid, call.hold.id, priced.amount, key=f"{call.key}:settle",
                                           memo=priced.memo,

@@ -72,10 +72,11 @@ class Capture(CreditResult):
 
     captured_from: str
     hold: str | None
-    entry: str
+    entry: str | None  # None: the hold was gone and nothing could be taken from the balance either
     charged: int
     held: int  # what the new hold keeps (not the account's held total)
     released: int = 0
+    shortfall: int = 0  # what a charge from the balance (its hold gone meanwhile) could not collect
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -227,12 +227,14 @@ class Credits:
         return self._mutate(Settlement, account_id, account_id, "settle", key, request, action, hold_id)
 
     def capture(self, uid: str, hold_id: str, amount: int, *, key: str,
-                memo: dict[str, str] | None = None, closes: bool = False) -> Capture:
+                memo: dict[str, str] | None = None, closes: bool = False, charge_if_lapsed: bool = False) -> Capture:
         """Charge `amount` from a pending hold and keep the rest held in it (`hold`: the same id, None when nothing
         is left): a task's budget, spent call by call, each capture once per key, one settle entry each. A capture
         that `closes` the hold (the task's last charge) gives the rest back instead. A capture made again
         under its key gets the first one, whatever it asks now: a task step that a crash made run again (its model
-        called again, with other usage) was charged the first time, and that charge stands."""
+        called again, with other usage) was charged the first time, and that charge stands. With
+        `charge_if_lapsed` (work delivered: a reply), a hold released meanwhile (a refund took its credits back, or
+        it lapsed) is charged from the balance, as `settle` does, and what it cannot cover is a shortfall."""
         account_id = user_account(uid)
         amount = require_amount(amount, allow_zero=True)
         # not the hold id (a task resumed after a crash names the hold the capture left), nor the amount and memo
@@ -241,6 +243,15 @@ class Credits:
 
         def action(book: Book, tx: LedgerTransaction) -> Capture:
             hold = self._hold_of(book, hold_id)
+            if charge_if_lapsed and hold.status == RELEASED:
+                expires = iso(parse_iso(book.now) + timedelta(minutes=1))
+                lapsed = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
+                                            candidates=tx.spendable_lots(account_id, book.now))
+                collected = amount - sum(s.missing for s in book.shortfalls)
+                # its release gave the hold back whole; net of this charge, that is what went back to the balance
+                return Capture(captured_from=hold_id, hold=None, entry=lapsed.id if lapsed else None,
+                               charged=collected, held=0, released=max(0, hold.amount - collected),
+                               shortfall=amount - collected, available=book.account.available)
             if closes:
                 entry = book.settle(hold, amount, key=key, memo=memo)
                 return Capture(captured_from=hold_id, hold=None, entry=entry.id, charged=amount, held=0,
