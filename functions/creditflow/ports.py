@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -75,6 +76,11 @@ class LedgerStore(Protocol):
         transaction won; the caller retries."""
 
     # reads outside a transaction
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Plain reads made within see one state of the ledger, writers going on meanwhile (an audit of a live
+        ledger: read piece by piece, it saw an entry committed between two reads as tampering)."""
+        ...
+
     def account(self, account_id: str) -> UserAccount | None: ...
 
     def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]: ...

@@ -118,7 +118,14 @@ def rollups_from(entries: Iterable[Entry]) -> dict[RollupKey, tuple[int, int, in
     return {key: (row[0], row[1], row[2]) for key, row in totals.items()}
 
 
+Counted = tuple[list[tuple[RollupKey, int, int, int]], "set[str] | None"]  # rows, the entry ids they count
+
+
 class RollupStore(Protocol):
+    def counts(self) -> Counted:
+        """Every row, and the ids of the entries counted in them, read together (None: the ids cannot be read
+        whole here)."""
+
     def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
         """Count each (entry id, key, charged, settles, releases) once: an entry id seen before adds nothing."""
 
@@ -165,12 +172,31 @@ class UsageRollups:
                    for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
         return rollups_from(entries), [entry.id for entry in entries]
 
-    def check(self, ledger: LedgerStore) -> list[Finding]:
-        """Every day whose stored rollups disagree with the ledger, named with what differs."""
-        expected, _ = self.expected(ledger)
-        stored = {key: (amount, settled, released) for key, amount, settled, released in
-                  self.store.rows("0000-00-00", "9999-99-99")}
+    def counts(self) -> Counted:
+        """The stored rows and the ids of the entries they count, read together (before the ledger, by an audit)."""
+        return self.store.counts()
+
+    def check(self, ledger: LedgerStore, counted: Counted | None = None, settled_before: str | None = None,
+              ) -> list[Finding]:
+        """Every day whose stored rollups disagree with the ledger, named with what differs. With what the store
+        had `counted` before the ledger was read, the rollups are checked against the very entries they count
+        (a ledger taking writes has more, which its observer counts a moment after each commit), and an entry
+        that none counts is named (an observer that did not run), of those committed before `settled_before` when
+        it is given (a live platform's newest are counted a moment later)."""
+        rows, ids = counted if counted is not None else self.store.counts()
+        entries = [entry for account in ledger.user_accounts()
+                   for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
+        expected = rollups_from(entries if ids is None else [e for e in entries if e.id in ids])
+        stored = {key: (amount, settled, released) for key, amount, settled, released in rows}
         findings = []
+        if ids is not None:
+            missed: dict[str, int] = defaultdict(int)
+            for entry in entries:
+                if entry.id not in ids and (settled_before is None or entry.at < settled_before):
+                    missed[entry.at[:10]] += 1
+            findings += [Finding("rollup", f"usage:{day}", f"usage rollup of {day} does not count {n} entr"
+                                 f"{'y' if n == 1 else 'ies'} of the ledger (rebuild the rollups)")
+                         for day, n in sorted(missed.items())]
         for key in sorted(set(expected) | set(stored)):
             want, have = expected.get(key, (0, 0, 0)), stored.get(key, (0, 0, 0))
             if want != have:

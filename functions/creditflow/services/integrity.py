@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from ..domain import merkle
@@ -22,6 +23,9 @@ from ..ports import Clock, LedgerStore
 from .analytics import UsageRollups
 from .reconciliation import PaymentReconciliation
 from .subtree_cache import BLOCK_LEVEL, SubtreeCache
+
+# an entry's rollup is written a moment after its commit: one older than this that none counts is a gap
+ROLLUP_GRACE = timedelta(minutes=1)
 
 
 @dataclass
@@ -239,12 +243,16 @@ class Integrity:
         hashes: dict[str, str] = {}
         replayed: dict[str, SystemTotals] = {}
         paid: dict[str, list[dict[str, Any]]] = {}
-        self._walk_accounts(report, only, signatures, hashes, replayed, paid)
-        if only is None:
-            self._check_system(report, replayed)
-        self._check_log(report, hashes, whole=only is None)
-        if only is None and self.rollups is not None:
-            report.findings.extend(self.rollups.check(self.store))
+        # the rollups first: every entry they count is committed, so the ledger read next holds them all
+        counted = self.rollups.counts() if only is None and self.rollups is not None else None
+        settled_before = iso(self.clock.now() - ROLLUP_GRACE)
+        with self.store.snapshot():  # a live ledger: one state of it, not entries that came between two reads
+            self._walk_accounts(report, only, signatures, hashes, replayed, paid)
+            if only is None:
+                self._check_system(report, replayed)
+            self._check_log(report, hashes, whole=only is None)
+            if counted is not None and self.rollups is not None:
+                report.findings.extend(self.rollups.check(self.store, counted, settled_before))
         if self.payments is not None:
             report.findings.extend(self.payments.check(paid, uid))
         report.idempotency_conflicts = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,12 +267,8 @@ class SqliteLedgerStore(_Reads):
     # -- reads ------------------------------------------------------------------------------------------------
 
     def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
-        db = self.db
-        db.execute("BEGIN")
-        try:
+        with self.snapshot():
             return self.account(account_id), self.open_lots(account_id), self.pending_holds(account_id)
-        finally:
-            db.execute("COMMIT")
 
     def entry(self, entry_id: str) -> Entry | None:
         row = self.db.execute(f"SELECT {_ENTRY} FROM entries WHERE id = ?", (entry_id,)).fetchone()
@@ -296,6 +293,20 @@ class SqliteLedgerStore(_Reads):
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
         return [_entry(row) for row in self.db.execute(sql, args)]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction on this thread's connection: in WAL mode its reads see the ledger as it was at the
+        first, while writers commit beside it."""
+        db = self.db
+        if db.in_transaction:  # inside one already
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
 
     def chain(self, account_id: str) -> Iterator[Entry]:
         cursor = self.db.execute(f"SELECT {_ENTRY} FROM entries WHERE account = ? ORDER BY seq", (account_id,))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...services.analytics import RollupKey
+from ...services.analytics import Counted, RollupKey
 from .sqlite_connections import ThreadConnections
 
 SCHEMA = """
@@ -33,6 +33,14 @@ class SqliteUsageRollups:
                            "charged = charged + excluded.charged, settles = settles + excluded.settles, "
                            "releases = releases + excluded.releases",
                            (day, category, model, charged, settles, releases))
+
+    def counts(self) -> Counted:
+        db = self.connections.db
+        db.execute("BEGIN")  # one read transaction: the rows and the ids they count, as one state
+        try:
+            return self.rows("0000-00-00", "9999-99-99"), {row[0] for row in db.execute("SELECT id FROM usage_counted")}
+        finally:
+            db.execute("COMMIT")
 
     def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
         found = self.connections.db.execute(
