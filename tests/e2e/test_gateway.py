@@ -221,12 +221,22 @@ def test_a_replay_says_when_its_answer_was_first_given_and_a_stream_keeps_its_id
     first, chunks = sdk.chat.completions.create(**whole), list(sdk.chat.completions.create(**streamed))
     time.sleep(1.1)  # the replays are asked a second later
     again, chunks_again = sdk.chat.completions.create(**whole), list(sdk.chat.completions.create(**streamed))
-    assert again.id == first.id and first.created - 1 <= again.created <= first.created
+    assert again.id == first.id and again.created == first.created
     assert first.id.startswith("chatcmpl-") and chunks[0].id.startswith("chatcmpl-")  # OpenAI's form, both ways
     assert {c.id for c in chunks_again} == {chunks[0].id} == {c.id for c in chunks}
-    assert {c.created for c in chunks_again} <= {chunks[0].created, chunks[0].created + 1}
+    assert {c.created for c in chunks_again} == {chunks[0].created}
     other = list(sdk.chat.completions.create(**{**streamed, "extra_headers": {"Idempotency-Key": "created-3"}}))
     assert other[0].id != chunks[0].id  # another key, another answer
+
+
+def test_a_slow_streams_replay_says_the_created_its_first_chunk_said(real: LocalServer) -> None:
+    """A stream is kept at its end: kept with that time, its replay said a `created` seconds after the first."""
+    sdk = client(real, new_key(real, "gw-slow-created"))
+    streamed = {"model": LLAMA, "messages": [{"role": "user", "content": "DRIP one two three"}], "stream": True,
+                "extra_headers": {"Idempotency-Key": "slow-created-1"}}
+    chunks = list(sdk.chat.completions.create(**streamed))  # 0.3 s a word: over a second from first to last
+    again = list(sdk.chat.completions.create(**streamed))
+    assert {c.created for c in again} == {c.created for c in chunks} and len({c.created for c in chunks}) == 1
 
 
 def test_a_request_sent_again_while_it_runs_is_told_to_ask_again_soon(real: LocalServer,

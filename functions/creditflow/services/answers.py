@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..domain.answers import Answer, AnswerCharge, request_digest
@@ -63,8 +63,10 @@ class KeptAnswers:
         now = self.clock.now()
         reply = {name: value for name, value in asdict(completion).items()
                  if name not in ("replayed", "entry", "answered_at")}
+        # when it was given, as its first response said (`created`): a stream is kept at its end, seconds later
+        given = datetime.fromtimestamp(completion.answered_at, UTC) if completion.answered_at is not None else now
         try:
-            self.store.keep(Answer(uid, key, request, reply, iso(now), iso(now + self.retention), charge))
+            self.store.keep(Answer(uid, key, request, reply, iso(given), iso(now + self.retention), charge))
         except Exception:
             log.exception("the answer to %s's request %s was not kept for replays", uid, key)
 

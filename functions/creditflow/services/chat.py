@@ -185,6 +185,10 @@ class MeteredChat:
         self.vision: VisionInputs | None = None  # image parts: read, checked and sized for each model
         self.answers: KeptAnswers | None = None  # answers kept for a request sent again with the client's key
 
+    def given_at(self) -> int:
+        """Now, as an answer's `answered_at` (OpenAI's `created`): by the ledger's clock."""
+        return int(self.credits.clock.now().timestamp())
+
     def preferences_of(self, uid: str | None) -> Preferences:
         return self.preferences.get(uid) if self.preferences is not None and uid is not None else Preferences()
 
@@ -501,13 +505,14 @@ class MeteredChat:
                         raise
                 priced = self._priced(call, reply.text, reply.prompt_tokens, reply.completion_tokens,
                                       tool_calls=reply.tool_calls)
-                answer = Completion(**vars(self._charge(call, priced)), text=reply.text,
-                                    finish_reason=reply.finish_reason, tool_calls=reply.tool_calls, tried=tried)
+                answer = Completion(**{**vars(self._charge(call, priced)), "answered_at": self.given_at()},
+                                    text=reply.text, finish_reason=reply.finish_reason, tool_calls=reply.tool_calls,
+                                    tried=tried)  # given now, and kept as given now
                 if keeping is not None:
                     self._keep(call, key, keeping, priced, answer)
                 charge = self._post(call, priced)
                 charged = charge.charged
-                return replace(answer, **vars(charge))
+                return replace(answer, **{**vars(charge), "answered_at": answer.answered_at})
         except IdempotencyConflict as conflict:
             raise other_request() from conflict
         finally:
@@ -596,7 +601,7 @@ class MeteredChat:
         charged = 0
         try:
             while True:
-                relay = Relay()
+                relay = Relay(self.given_at)
                 started = self.now()
                 try:
                     yield from relay.pieces(self.providers[call.model.provider], call,
@@ -627,8 +632,9 @@ class MeteredChat:
                 priced = self._priced(call, relay.text, relay.prompt, relay.completion,
                                       why="stream broke" if relay.outcome == "broken" else None, tool_calls=relay.calls)
                 if keeping is not None and relay.outcome == "complete" and not relay.calls:
-                    self._keep(call, key, keeping, priced, Completion(
-                        **vars(self._charge(call, priced)), text=relay.text, finish_reason=relay.finish, tried=tried))
+                    self._keep(call, key, keeping, priced, Completion(  # kept with the `created` its first chunk said
+                        **{**vars(self._charge(call, priced)), "answered_at": relay.answered_at}, text=relay.text,
+                        finish_reason=relay.finish, tried=tried))
                 charge = self._post(call, priced, closes)
                 charged = charge.charged
                 yield StreamEnd(**vars(charge), finish_reason=relay.finish, broken=relay.outcome == "broken",
@@ -675,7 +681,8 @@ class Relay:
     complete, broken (cut off after some pieces), failed (nothing came), rejected (the provider refused the
     request), errored (an error of our own) or cancelled (the consumer left)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.clock = clock  # Unix seconds now, for `answered_at`
         self.said: list[str] = []
         self.calls: list[dict[str, Any]] = []  # tool-call deltas, kept only to estimate a reply without usage
         self.prompt: int | None = None
@@ -683,6 +690,7 @@ class Relay:
         self.finish: str | None = None
         self.outcome = "cancelled"
         self.failure = ""
+        self.answered_at: int | None = None  # when its first piece was passed on (Unix seconds): OpenAI's `created`
 
     @property
     def text(self) -> str:
@@ -696,7 +704,9 @@ class Relay:
                 if piece.text or piece.tool_calls:
                     self.said.append(piece.text)
                     self.calls.extend(piece.tool_calls or ())
-                    yield Delta(piece.text, piece.tool_calls or None, model=call.model.id)
+                    self.answered_at = self.answered_at or self.clock()
+                    yield Delta(piece.text, piece.tool_calls or None, answered_at=self.answered_at,
+                                model=call.model.id)
                 if piece.prompt_tokens is not None:
                     self.prompt, self.completion = piece.prompt_tokens, piece.completion_tokens
                 self.finish = piece.finish_reason or self.finish

@@ -35,7 +35,7 @@ class Charge:
     entry: str | None
     replayed: bool
     memory: MemoryUse | None = None  # a conversation turn's
-    answered_at: int | None = None  # a replay's: when the answer was first given (Unix seconds; None: now)
+    answered_at: int | None = None  # when the answer was given (Unix seconds; a replay's: the first time; None: now)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +62,7 @@ class Delta:
 
     text: str
     tool_calls: list[dict[str, Any]] | None = None
-    answered_at: int | None = None  # a replay's first piece: when the answer was first given (Unix seconds)
+    answered_at: int | None = None  # when the answer's first piece was given (Unix seconds; a replay's: the first time)
     model: str | None = None  # the model saying it (routing, or a fallback, may have chosen it)
 
 
