@@ -111,6 +111,8 @@ def test_an_inserted_entry_signed_by_another_key_is_named(ledger) -> None:
     found = named(platform)
     assert "tx_forged" in found["signature"]
     assert "user:alice" in found["chain"]
+    said = [f.detail for f in platform.integrity.audit().findings if f.subject == "tx_forged"]
+    assert any("not among the keys known here" in detail for detail in said), said  # not "does not verify"
 
 
 def test_an_entry_moved_to_another_account_is_named(ledger) -> None:

@@ -123,7 +123,10 @@ def verify_chain(account: str, entries: Iterable[Entry], keyring: Keyring | None
                                     "the entry before it: the chain was cut, reordered or spliced"))
         if keyring is not None and not signature_ok(entry, keyring):
             findings.append(Finding("signature", entry.id, f"entry {entry.id}: signature does not verify "
-                                    f"with key {entry.key_id}"))
+                                    f"with key {entry.key_id}" if keyring.get(entry.key_id) is not None else
+                                    f"entry {entry.id}: signed with key {entry.key_id}, which is not among the keys "
+                                    "known here (a rotated-out key missing from LEDGER_VERIFY_KEYS or the key "
+                                    "files, or a forged entry)"))
         try:
             apply_entry(report, fields)
             stated = fields["balance"]
