@@ -38,8 +38,10 @@ def test_retries_return_the_first_result_and_conflicts_are_recorded(platform: Pl
     assert conflict.value.context["field"] == "amount"
     settle = credits.settle("bob", first.hold, CREDIT, key="settle-1")
     assert credits.settle("bob", first.hold, CREDIT, key="settle-1").entry == settle.entry
+    with pytest.raises(errors.IdempotencyConflict):
+        credits.grant("bob", 10 * CREDIT, source="admin", lot_kind="promotional", key="fund-bob-10")  # funded: paid
     report = platform.integrity.audit()
-    assert report.ok and [c["field"] for c in report.idempotency_conflicts] == ["amount"]
+    assert report.ok and sorted(c["field"] for c in report.idempotency_conflicts) == ["amount", "lotKind"]  # as 409s
 
 
 def test_grant_keys_are_scoped_to_the_issuer(platform: Platform) -> None:

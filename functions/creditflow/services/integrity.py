@@ -16,6 +16,7 @@ from ..domain.entries import GENESIS_HASH, Entry, signature_ok
 from ..domain.errors import InconsistentTree, InvalidQuery, UnknownCheckpoint, UnknownEntry
 from ..domain.holds import PENDING
 from ..domain.merkle_subtrees import consistency_path, inclusion_path, range_root
+from ..domain.problems import camel
 from ..domain.proofs import build_export
 from ..domain.signing import Keyring, SigningKey
 from ..domain.timefmt import iso
@@ -256,7 +257,7 @@ class Integrity:
         if self.payments is not None:
             report.findings.extend(self.payments.check(paid, uid))
         report.idempotency_conflicts = [
-            {"scope": c.scope, "key": c.key, "command": c.command, "field": c.field, "at": c.at}
+            {"scope": c.scope, "key": c.key, "command": c.command, "field": camel(c.field), "at": c.at}
             for c in self.store.conflicts(100) if only is None or c.scope == only[0]]
         return report
 
