@@ -129,8 +129,9 @@ class KeySpend:
         if not self.keys.claim_spend(self.key.id, self.call, max(0, hold - self.spare), iso(now + self.lasts),
                                      iso(now)):
             left = self.key.limit - self.key.spent
-            raise KeyLimitReached(f"key {self.key.prefix}… has at most {format_credits(max(0, left))} credits "
-                                  f"left of its limit, and this call may cost {format_credits(hold)}")
+            raise KeyLimitReached(f"key {self.key.prefix}… has {format_credits(max(0, left))} credits left of its "
+                                  "limit, less what its calls still running may take, and this call may cost "
+                                  f"{format_credits(hold)}")
         self.spare = max(0, self.spare - hold)
         self.counted = True
 
