@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -419,3 +420,23 @@ def test_a_price_above_the_users_limit_per_request_is_refused(platform: Platform
                                                                              "n": 2}})
     assert task.state == FAILED and task.error["type"] == "over-request-limit" and task.reserved == 0
     assert image_task(platform, "u", "one", "x", size="512x512").state == SUCCEEDED  # one image is within it
+
+
+def test_a_cancel_while_the_model_draws_ends_the_task_without_waiting_for_it(flux: Platform) -> None:
+    """The drawing is one provider call of up to AI_TIMEOUT_SECONDS: a cancel sent meanwhile waited for its end
+    (a minute, seen), the hold kept all along. Now the run stops waiting within a second; nothing is charged."""
+    import threading
+
+    funded(flux, "u", 1)
+    task = flux.tasks.submit("u", "slow-c", {"kind": "image", "input": {"prompt": "a DELAY=6000 cat",
+                                                                          "size": "256x256"}})
+    ended: list[Any] = []
+    runner = threading.Thread(target=lambda: ended.append(flux.tasks.run("u", "slow-c")))
+    started = time.monotonic()
+    runner.start()
+    time.sleep(0.5)
+    flux.tasks.cancel("u", "slow-c")
+    runner.join(10)
+    assert ended and ended[0].state == CANCELLED and time.monotonic() - started < 4  # not the drawing's 6 s
+    assert ended[0].charged == 0 and flux.credits.balance("u").held == 0 and task.reserved > 0
+    assert objects(flux, "u") == []

@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ..domain.catalog import Model
 from ..domain.errors import BudgetExhausted, LedgerError, OverRequestLimit, ProviderUnavailable
@@ -65,6 +66,8 @@ from .task_runs import Context, RunOutcome
 from .tasks import TaskJournal, Tasks
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+CANCEL_POLL_SECONDS = 1.0  # how soon a cancel ends the wait for a drawing (each look may be a billed read)
 STEPS = ("reserve", "generate", "validate", "store", "thumbnails", "settle", "notify")
 SAYS = {"reserve": "priced and held", "generate": "the model is drawing", "validate": "checking the images",
         "store": "storing the originals", "thumbnails": "making thumbnails", "settle": "charging what was delivered",
@@ -132,6 +135,31 @@ class Reporting:
             self.journal.record(step, entry, progress=following / len(STEPS), message=SAYS[STEPS[following]])
         else:
             self.journal.record(step, entry)
+
+
+def _until_cancelled(context: Context, call: Callable[[], T]) -> T:
+    """`call` (a provider's drawing, up to AI_TIMEOUT_SECONDS) on a thread of its own, waited for while the task
+    is not cancelled: a cancel (or its deadline) ends the wait within CANCEL_POLL_SECONDS, not when the provider
+    answers; its images, should they come, are dropped (nothing was delivered: nothing is charged)."""
+    done = threading.Event()
+    answered: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            answered.append(call())
+        except BaseException as error:  # handed to the waiting run, which raises it as its own
+            failed.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="image-call", daemon=True).start()
+    while not done.wait(CANCEL_POLL_SECONDS):
+        if context.cancelled():
+            raise Cancelled()
+    if failed:
+        raise failed[0]
+    return answered[0]
 
 
 class Cancelled(Exception):
@@ -421,8 +449,8 @@ class ImageGeneration:
         for attempt in range(1, self.policy.attempts + 1):
             started = self.now()
             try:
-                made = provider.generate(held["model"], prompt, held["width"], held["height"], held["steps"],
-                                         held["n"], held["extras"])
+                made = _until_cancelled(context, lambda: provider.generate(
+                    held["model"], prompt, held["width"], held["height"], held["steps"], held["n"], held["extras"]))
                 self.health.record(held["model"], True, self.now() - started, self.now())
                 return made
             except ProviderUnavailable as failure:
