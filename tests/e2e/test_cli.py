@@ -43,6 +43,10 @@ def test_audit_verify_and_checkpoint(data: Path) -> None:
     assert note.splitlines()[:2] == ["creditflow.local/ledger", "3"]
     report = json.loads(cli("ledger", "audit", "--json", "--data-dir", str(data)).stdout)
     assert report["ok"] and report["totals"]["sum"]["micros"] == 0 and report["checkpointSize"] == 3
+    for saved in (note, note + "\n", note.rstrip("\n")):  # as saved by hand: a newline more or less
+        (data.parent / "kept.txt").write_text(saved)
+        checked = cli("ledger", "verify", "--checkpoint", str(data.parent / "kept.txt"), "--data-dir", str(data))
+        assert checked.returncode == 0 and "the checkpoint is consistent" in checked.stdout, checked.stdout
 
 
 def test_a_proof_verifies_offline_with_only_the_public_key(data: Path, tmp_path: Path) -> None:

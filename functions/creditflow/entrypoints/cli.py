@@ -69,7 +69,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0 if result["ok"] else 1
     findings = integrity.validate_chains(signatures=not args.no_signatures)
     if args.checkpoint:
-        findings += integrity.check_presented(Path(args.checkpoint).read_text())
+        # saved by hand, it may have lost its last newline or gained one: a note ends with exactly one
+        findings += integrity.check_presented(Path(args.checkpoint).read_text().rstrip("\n") + "\n")
     return _findings(findings, "OK: every chain verifies" + (" and the checkpoint is consistent"
                                                               if args.checkpoint else ""))
 
