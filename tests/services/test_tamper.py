@@ -164,6 +164,10 @@ def test_a_rewritten_log_is_refused_before_signing(ledger) -> None:
     platform.integrity.subtrees = restarted  # a fresh process remembers no hash of these few leaves: it reads them
     with pytest.raises(InconsistentTree):
         platform.integrity.publish_checkpoint()
+    from creditflow.entrypoints.http.app import create_app
+
+    health = create_app(platform).test_client().get("/api/v1/health").get_json()  # it served on, saying "ok"
+    assert health["status"] == "degraded" and "not an extension" in health["problem"], health
 
 
 def test_the_scheduled_publisher_signs_the_tree_it_remembers_not_a_rewritten_one(ledger) -> None:

@@ -63,6 +63,7 @@ class Integrity:
         self.subtrees = SubtreeCache(store.leaves, store)  # proofs and checkpoints; audits hash every leaf
         self.rollups: UsageRollups | None = None  # the daily usage rollups, which whole-ledger audits check
         self.payments: PaymentReconciliation | None = None  # card payments and deposits, reconciled in audits
+        self.refused: str | None = None  # why this process last refused to sign a checkpoint (None: it signed)
 
     # -- the log --------------------------------------------------------------------------------------------
 
@@ -93,10 +94,16 @@ class Integrity:
             return latest
         new_root, proof = self._extension(size, latest.size if latest is not None else 0, rehash)
         if latest is not None:
-            self._require_trusted(latest)
-            if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root, proof):
-                raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
-                                       f"{latest.size}; refusing to sign", checkpoint=latest.size)
+            try:
+                self._require_trusted(latest)
+                if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root,
+                                                                       proof):
+                    raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
+                                           f"{latest.size}; refusing to sign", checkpoint=latest.size)
+            except InconsistentTree as refused:  # said by the health check until a checkpoint is signed again
+                self.refused = f"{iso(self.clock.now())}: {refused.detail}"
+                raise
+        self.refused = None
         key = self.key  # read once: a rotation picked up meanwhile must not name another key than the one that signed
         note = sign_checkpoint(Checkpoint(self.origin, size, new_root), key)
         stored = StoredCheckpoint(size, new_root, note, key.key_id.hex(), iso(self.clock.now()))

@@ -22,7 +22,9 @@ def preferences_out(prefs: Preferences) -> s.PreferencesOut:
 
 @routes.route("GET", f"{V1}/health", summary="Liveness and the log size", auth="none", response=s.Health)
 def health(platform: Platform) -> s.Health:
-    return s.Health(status="ok", runtime=platform.settings.runtime, tree_size=platform.store.tree_size())
+    refused = platform.integrity.refused
+    return s.Health(status="degraded" if refused else "ok", runtime=platform.settings.runtime,
+                    tree_size=platform.store.tree_size(), problem=refused)
 
 
 @routes.route("GET", f"{V1}/me", summary="The caller and their account", response=s.Me)

@@ -447,9 +447,12 @@ class Problem(Out):
 
 
 class Health(Out):
-    status: str
+    status: str = Field(description="ok, or degraded: the ledger's log cannot be signed (see problem)")
     runtime: str
     tree_size: int
+    problem: str | None = Field(default=None, description="why the last checkpoint was refused, and since when: "
+                                "the stored log no longer extends the last signed one (run `creditflow ledger "
+                                "audit`)")
 
 
 class Me(Out):
