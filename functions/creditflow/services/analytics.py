@@ -121,6 +121,12 @@ def rollups_from(entries: Iterable[Entry]) -> dict[RollupKey, tuple[int, int, in
 Counted = tuple[list[tuple[RollupKey, int, int, int]], "set[str] | None"]  # rows, the entry ids they count
 
 
+def _rolled_up(ledger: LedgerStore) -> list[Entry]:
+    """Every user's settles and releases: what the rollups count."""
+    return [entry for account in ledger.user_accounts()
+            for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
+
+
 class RollupStore(Protocol):
     def counts(self) -> Counted:
         """Every row, and the ids of the entries counted in them, read together (None: the ids cannot be read
@@ -168,8 +174,7 @@ class UsageRollups:
 
     def expected(self, ledger: LedgerStore) -> tuple[dict[RollupKey, tuple[int, int, int]], list[str]]:
         """The rollups as the ledger says they are (a read of every user's settles and releases)."""
-        entries = [entry for account in ledger.user_accounts()
-                   for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
+        entries = _rolled_up(ledger)
         return rollups_from(entries), [entry.id for entry in entries]
 
     def counts(self) -> Counted:
@@ -184,8 +189,7 @@ class UsageRollups:
         that none counts is named (an observer that did not run), of those committed before `settled_before` when
         it is given (a live platform's newest are counted a moment later)."""
         rows, ids = counted if counted is not None else self.store.counts()
-        entries = [entry for account in ledger.user_accounts()
-                   for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
+        entries = _rolled_up(ledger)
         expected = rollups_from(entries if ids is None else [e for e in entries if e.id in ids])
         stored = {key: (amount, settled, released) for key, amount, settled, released in rows}
         findings = []
