@@ -213,11 +213,8 @@ class Credits:
         def action(book: Book, tx: LedgerTransaction) -> Settlement:
             hold = self._hold_of(book, hold_id)
             if charge_if_lapsed and hold.status == RELEASED:
-                expires = iso(parse_iso(book.now) + timedelta(minutes=1))
-                lapsed = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
-                                            candidates=tx.spendable_lots(account_id, book.now))
-                collected = amount - sum(s.missing for s in book.shortfalls)
-                return Settlement(hold=hold_id, entry=lapsed.id if lapsed else None, charged=collected, released=0,
+                lapsed, collected = _charged_lapsed(book, tx, hold, amount, key, memo)
+                return Settlement(hold=hold_id, entry=lapsed, charged=collected, released=0,
                                   shortfall=amount - collected, available=book.account.available,
                                   held=book.account.held)
             entry = book.settle(hold, amount, key=key, memo=memo)
@@ -244,12 +241,9 @@ class Credits:
         def action(book: Book, tx: LedgerTransaction) -> Capture:
             hold = self._hold_of(book, hold_id)
             if charge_if_lapsed and hold.status == RELEASED:
-                expires = iso(parse_iso(book.now) + timedelta(minutes=1))
-                lapsed = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
-                                            candidates=tx.spendable_lots(account_id, book.now))
-                collected = amount - sum(s.missing for s in book.shortfalls)
+                lapsed, collected = _charged_lapsed(book, tx, hold, amount, key, memo)
                 # its release gave the hold back whole; net of this charge, that is what went back to the balance
-                return Capture(captured_from=hold_id, hold=None, entry=lapsed.id if lapsed else None,
+                return Capture(captured_from=hold_id, hold=None, entry=lapsed,
                                charged=collected, held=0, released=max(0, hold.amount - collected),
                                shortfall=amount - collected, available=book.account.available)
             if closes:
@@ -657,6 +651,16 @@ class Credits:
 def encode_cursor(seq: int) -> str:
     """The cursor of the next page: the position in the caller's own chain (nothing secret; reads are scoped)."""
     return str(seq)
+
+
+def _charged_lapsed(book: Book, tx: LedgerTransaction, hold: Hold, amount: int, key: str,
+                    memo: dict[str, str] | None) -> tuple[str | None, int]:
+    """Work delivered on a hold released meanwhile, charged from the available balance: the entry (None when
+    nothing could be taken) and what was collected; the rest is a shortfall in the book."""
+    expires = iso(parse_iso(book.now) + timedelta(minutes=1))
+    lapsed = book.charge_lapsed(hold, amount, key=key, expires_at=expires, memo=memo,
+                                candidates=tx.spendable_lots(book.account.id, book.now))
+    return (lapsed.id if lapsed else None), amount - sum(s.missing for s in book.shortfalls)
 
 
 def decode_cursor(cursor: str) -> int:
