@@ -67,7 +67,6 @@ def requests_logged(app: WSGIApplication, log: logging.Logger) -> WSGIApplicatio
         started = time.perf_counter()
         path = environ.get("PATH_INFO", "")
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
-        path = path.translate(CONTROLS)  # a decoded %0a must not start a line of its own in the log
         if not log.isEnabledFor(level):
             return app(environ, start_response)
         status = ["-"]
@@ -77,7 +76,8 @@ def requests_logged(app: WSGIApplication, log: logging.Logger) -> WSGIApplicatio
             return start_response(line, *rest)
 
         def done() -> None:
-            log.log(level, "%s %s %s %.1f ms %s", environ.get("REQUEST_METHOD", "-"), path, status[0],
+            log.log(level, "%s %s %s %.1f ms %s", environ.get("REQUEST_METHOD", "-"),
+                    path.translate(CONTROLS), status[0],  # a decoded %0a must not start a line of its own
                     (time.perf_counter() - started) * 1000, environ.get(CALLER, "-"))
 
         try:
