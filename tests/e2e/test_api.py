@@ -286,6 +286,34 @@ def test_a_query_parameter_sent_twice_is_refused(server: LocalServer, path: str,
     assert f"{repeated} is given 2 times" in reply.json["detail"], reply.json
 
 
+@pytest.mark.parametrize("path", ["/api/v1/credits/reserve", "/v1/chat/completions"])
+def test_an_idempotency_key_sent_twice_is_refused(server: LocalServer, path: str) -> None:
+    """Two Idempotency-Key headers name two requests: refused, moving nothing, rather than taking one of them (the
+    last, here, which a retry sending the first would not find: a second charge)."""
+    token = funded(server, "keyed-twice", "5")
+    if path.startswith("/v1"):
+        token = server.call("POST", "/api/v1/keys", {"name": "twice"}, token=token,
+                            headers={"Idempotency-Key": "key-twice"}).json["key"]
+    body = {"amount": "1"} if path.endswith("reserve") else {
+        "model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]}
+    connection = http.client.HTTPConnection(server.url.split("//")[1], timeout=10)
+    connection.putrequest("POST", path)
+    for name, value in (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"),
+                        ("Idempotency-Key", "first"), ("Idempotency-Key", "second")):
+        connection.putheader(name, value)
+    data = json.dumps(body).encode()
+    connection.putheader("Content-Length", str(len(data)))
+    connection.endheaders(data)
+    reply = connection.getresponse()
+    answer = json.loads(reply.read())
+    connection.close()
+    assert reply.status == 400, answer
+    detail = answer["detail"] if path.startswith("/api") else answer["error"]["message"]
+    assert "one Idempotency-Key" in detail, answer
+    balance = server.call("GET", "/api/v1/credits/balance", token=server.token("keyed-twice")).json
+    assert (balance["available"]["credits"], balance["held"]["credits"]) == ("5", "0"), balance
+
+
 @pytest.mark.parametrize(("method", "path", "admin", "named"), [
     ("GET", "/api/v1/credits/balance?uid=bob", False, "uid"),  # reads as a filter applied, were it ignored
     ("GET", "/api/v1/admin/users/bob?limit=5&x=1", True, "limit"),

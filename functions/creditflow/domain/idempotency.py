@@ -13,6 +13,8 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]*")  # '@': keys made from a uid
 
 
 def require_key(key: object, *, longest: int = MAX_KEY, named: str = "idempotency key") -> str:
+    if named == "Idempotency-Key" and isinstance(key, str) and "," in key:  # no key holds one: headers joined
+        raise InvalidIdempotencyKey(f"send one Idempotency-Key header, not several ({key!r}): each names a request")
     if not isinstance(key, str) or len(key) > longest or not _KEY.fullmatch(key):
         raise InvalidIdempotencyKey(
             f"{named} {key!r} must be 1-{longest} ASCII letters, digits, '.', '_', ':', '@' or '-', starting with a "

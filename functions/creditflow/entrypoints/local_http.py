@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cheroot import errors
-from cheroot.server import HTTPConnection, HTTPRequest
+from cheroot.server import HTTPConnection, HTTPRequest, comma_separated_headers  # type: ignore[attr-defined]
 from cheroot.wsgi import Gateway_10, Server
 
 from ..adapters.cpu_turns import CpuTurns
@@ -37,6 +37,12 @@ READ_SIZE = 64 * 1024
 REQUEST_SECONDS = 20.0  # the most a client may take to send a whole request: line, headers and body
 REQUEST_READ = "creditflow.request_read"  # in environ: called once the body is read, which ends the request's deadline
 QUIET_PATHS = frozenset({"/api/v1/health"})  # polled by monitors: logged only at DEBUG
+
+# A header sent twice reaches the app as both values joined with commas, as gunicorn (Cloud Functions' server)
+# joins them, rather than as the last one alone (cheroot's way but for the names in this list): two Idempotency-Keys
+# are then refused, not one of them taken, which a retry sending the other would not find.
+if b"Idempotency-Key" not in comma_separated_headers:
+    comma_separated_headers.append(b"Idempotency-Key")
 
 
 def http_server(host: str, port: int, app: WSGIApplication, max_body: int,
