@@ -115,6 +115,16 @@ def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port} is in use" in done.stderr and "--port" in done.stderr
 
 
+@pytest.mark.parametrize(("host", "said"), [("999.1.1.1", "is not an address or a name"),
+                                             ("192.0.2.1", "is not an address of this machine")])
+def test_a_host_that_is_not_this_machines_is_said_plainly(tmp_path: Path, host: str, said: str) -> None:
+    """Not "in use": nothing holds it, and no port would do."""
+    done = subprocess.run([sys.executable, "-m", "creditflow", "serve", "--host", host, "--port", "0", "--data-dir",
+                           str(tmp_path / "data")], cwd=FUNCTIONS, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{host} {said}" in done.stderr and "in use" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("flag, env", [(["--port", "99999"], {}), ([], {"CREDITFLOW_PORT": "eighty"})])
 def test_a_port_that_is_not_one_is_a_usage_error(tmp_path: Path, flag: list[str], env: dict[str, str]) -> None:
     done = subprocess.run([sys.executable, "-m", "creditflow", "serve", *flag, "--data-dir", str(tmp_path / "data")],

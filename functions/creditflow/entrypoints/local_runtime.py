@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -104,6 +106,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_refused(host: str, port: int, error: OSError) -> str:
+    """Why the address cannot be listened on, said as what to do (cheroot folds the socket's errors into one)."""
+    try:
+        socket.getaddrinfo(host, port)
+    except OSError as unknown:
+        return (f"--host {host} is not an address or a name this machine can look up ({unknown.strerror or unknown}): "
+                "give one of its addresses, such as 127.0.0.1 (the default) or 0.0.0.0 (every one)")
+    reason = error.strerror or str(error)
+    if f"[Errno {errno.EADDRNOTAVAIL}]" in reason:
+        return (f"{host} is not an address of this machine ({reason}): give one of its own, such as 127.0.0.1 (the "
+                "default) or 0.0.0.0 (every one)")
+    return (f"{host}:{port} is in use or cannot be listened on ({reason}): stop what holds it, or choose another port "
+            "with --port (make run: CREDITFLOW_PORT=8081 make run)")
+
+
 def serve(host: str, port: int, data_dir: Path) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
@@ -168,8 +185,7 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
     try:
         server.prepare()  # listens: nothing is answered before `serve` below
     except OSError as error:
-        print(f"{host}:{port} is in use or cannot be listened on ({error.strerror or error}): stop what holds it, "
-              "or choose another port with --port (make run: CREDITFLOW_PORT=8081 make run)", file=sys.stderr)
+        print(listen_refused(host, port, error), file=sys.stderr)
         return 1
     # the URLs that name this app (Checkout's return pages, SIWE's domain) at the port bound (--port 0: a free one)
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir, **served_at(host, server.bind_addr[1])))
