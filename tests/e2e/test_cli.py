@@ -58,6 +58,10 @@ def test_a_proof_verifies_offline_with_only_the_public_key(data: Path, tmp_path:
     elsewhere.mkdir()
     ok = cli("ledger", "verify-export", str(export), "--public-key", vkey, cwd=elsewhere)
     assert ok.returncode == 0, ok.stdout
+    kept = tmp_path / "keys.txt"  # `keys show > keys.txt`, its labels and all
+    kept.write_text(cli("keys", "show", "--data-dir", str(data)).stdout)
+    from_file = cli("ledger", "verify-export", str(export), "--public-key", str(kept), cwd=elsewhere)
+    assert from_file.returncode == 0, from_file.stdout
     stranger = make_platform(tmp_path / "stranger").key.public.vkey
     assert cli("ledger", "verify-export", str(export), "--public-key", stranger).returncode == 1
     document = json.loads(export.read_text())

@@ -124,7 +124,9 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     from ..domain.signing import Keyring, PublicKey
 
     source = Path(args.public_key)
-    vkeys = source.read_text().split() if source.exists() else [args.public_key]
+    # a file of keys: one a line, or as `keys show` prints them ("active: …", "verify: …"), labels skipped
+    vkeys = [word for word in dict.fromkeys(source.read_text().split()) if not word.endswith(":")] \
+        if source.exists() else [args.public_key]
     try:
         keyring = Keyring(PublicKey.from_vkey(vkey) for vkey in vkeys)
         export = json.loads(Path(args.export).read_text())
@@ -274,7 +276,8 @@ def parser() -> argparse.ArgumentParser:
     consistency.add_argument("new", type=int, nargs="?", help="default: the latest checkpoint")
     export = add(ledger, "verify-export", cmd_verify_export, "check an exported entry offline with the public key")
     export.add_argument("export", help="the file `ledger proof --out` wrote")
-    export.add_argument("--public-key", required=True, help="the verifier key (name+id+key) or a file of them")
+    export.add_argument("--public-key", required=True,
+                        help="the verifier key (name+id+key), or a file of them (`keys show > keys.txt` makes one)")
 
     keys = commands.add_parser("keys", help="the ledger signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION")
