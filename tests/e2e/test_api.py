@@ -286,6 +286,16 @@ def test_a_query_parameter_sent_twice_is_refused(server: LocalServer, path: str,
     assert f"{repeated} is given 2 times" in reply.json["detail"], reply.json
 
 
+@pytest.mark.parametrize(("path", "field"), [("/api/v1/ledger/consistency", "from"),
+                                             ("/api/v1/ledger/consistency?from=1&to=-1", "to"),
+                                             ("/api/v1/credits/history?limit=0", "limit")])
+def test_a_query_the_route_cannot_take_is_an_invalid_query(server: LocalServer, path: str, field: str) -> None:
+    """A missing or out-of-range parameter is refused as a query's problem, naming it, as a malformed one is."""
+    reply = server.call("GET", path, token=funded(server, "querying", "1"))
+    assert (reply.status, reply.content_type) == (400, "application/problem+json"), reply.body
+    assert reply.json["type"].endswith("/invalid-query") and reply.json["field"] == field, reply.json
+
+
 @pytest.mark.parametrize("path", ["/api/v1/credits/reserve", "/v1/chat/completions"])
 def test_an_idempotency_key_sent_twice_is_refused(server: LocalServer, path: str) -> None:
     """Two Idempotency-Key headers name two requests: refused, moving nothing, rather than taking one of them (the

@@ -60,7 +60,7 @@ def test_serves_health_checkpoints_and_keys_then_stops_cleanly(server) -> None:
 @pytest.mark.parametrize(("path", "status", "code"), [
     ("/api/v1/nothing-here", 404, "not-found"),
     ("/api/v1/ledger/consistency?from=a&to=2", 400, "invalid-query"),
-    ("/api/v1/ledger/consistency?to=2", 400, "invalid-request"),
+    ("/api/v1/ledger/consistency?to=2", 400, "invalid-query"),  # from missing
     ("/api/v1/ledger/consistency?from=5&to=9", 404, "unknown-checkpoint"),  # never signed
 ])
 def test_bad_requests_get_problem_json(server, path: str, status: int, code: str) -> None:

@@ -307,7 +307,12 @@ class Api:
         for name, value in values.items():
             if properties.get(name, {}).get("type") == "integer" and not re.fullmatch(r"-?[0-9]{1,19}", value):
                 raise InvalidQuery(f"{name} must be a whole number", field=name)
-        return model.model_validate(values)
+        try:
+            return model.model_validate(values)
+        except ValidationError as error:  # a query's problem, as its other refusals are: not the body's kind
+            errors = invalid_fields(error)
+            raise InvalidQuery("; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                               field=errors[0]["field"]) from None
 
     @staticmethod
     def _only_known(known: list[str]) -> None:
