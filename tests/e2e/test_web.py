@@ -124,15 +124,13 @@ def test_sign_in_claim_the_bonus_and_the_balance_changes_live_when_another_page_
         second.get_by_label("Message", exact=True).fill("spend a little")
         second.get_by_role("button", name="Send").click()
         second.get_by_test_id("charge").wait_for()
-        charged_at = time.monotonic()
+        # live, not on a reload or a poll (how soon is bench/web.py's figure, not a test's)
         first.wait_for_function("() => document.querySelector('[data-testid=available]').textContent !== '1000 cr'",
                                 timeout=3000)
-        repainted = time.monotonic() - charged_at
     finally:
         other.close()
     balance = web.call("GET", "/api/v1/credits/balance", token=web.token("ada")).json
     assert available.inner_text() == f"{balance['available']['credits']} cr"  # what the ledger says, unreloaded
-    assert repainted < 1.0, f"the first page repainted {repainted:.2f} s after the spend"
 
 
 def test_the_welcome_bonus_is_offered_only_while_it_can_be_claimed(context: Any, web: LocalServer) -> None:
