@@ -38,20 +38,10 @@ def user_account(uid: str) -> str:
     return USER_PREFIX + uid
 
 
-def require_user_account(account_id: object) -> str:
-    if not isinstance(account_id, str) or not account_id.startswith(USER_PREFIX):
-        raise InvalidAccount(f"{account_id!r} is not a user account (user:<uid>)")
-    return user_account(account_id[len(USER_PREFIX):])
-
-
 def require_system_account(account_id: object, allowed: frozenset[str] = SYSTEM_ACCOUNTS) -> str:
     if account_id not in allowed:
         raise InvalidAccount(f"{account_id!r} is not one of the accounts {sorted(allowed)}")
     return str(account_id)
-
-
-def is_user_account(account_id: str) -> bool:
-    return account_id.startswith(USER_PREFIX)
 
 
 @dataclass

@@ -86,10 +86,6 @@ def canonical(fields: dict[str, Any]) -> bytes:
     return rfc8785.dumps(fields)
 
 
-def body_hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
 def seal(fields: dict[str, Any], *, seq: int, prev: str, key: SigningKey) -> Entry:
     """Fix an entry's place in its account's chain, hash its canonical body and sign the hash."""
     body = canonical({**fields, "v": ENTRY_VERSION, "seq": seq, "prev": prev})

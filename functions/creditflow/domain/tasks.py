@@ -82,10 +82,6 @@ class TaskRequest:
                 return str(self.input[name])
         return ""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "input": self.input, "model": self.model, "maxCredits": self.max_credits,
-                "priority": self.priority, "conversationId": self.conversation_id}
-
 
 def require_task_id(task_id: object) -> str:
     if not isinstance(task_id, str) or not _ID.fullmatch(task_id):
