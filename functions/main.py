@@ -6,17 +6,18 @@ target, defines them all. The Firestore trigger's instance imports none: it is h
 needs only an attribute of it, so it is a plain handler there (the decorated one declares it at discovery).
 """
 
-import os
 from typing import TYPE_CHECKING
 
 from firebase_admin import initialize_app
+
+from creditflow.config import function_target
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
 initialize_app()  # callable functions verify ID tokens with the default app before our code runs
 SECRETS = ["LEDGER_SIGNING_KEY"]
-TARGET = os.environ.get("FUNCTION_TARGET") or None
+TARGET = function_target()
 # The task-queue functions' Cloud Tasks queues, one per priority (creditflow.adapters.firebase.task_queue enqueues):
 # retried up to 5 attempts, 10 s after the first failure, doubling up to 10 min; each queue's own dispatch limits;
 # an attempt may run 9 minutes (within Cloud Tasks' 10-minute dispatch deadline).

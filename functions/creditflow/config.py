@@ -450,6 +450,12 @@ def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return found
 
 
+def function_target() -> str | None:
+    """The one function an instance was started for (Cloud Functions and the emulator set FUNCTION_TARGET), or None
+    at deploy-time discovery, which needs them all."""
+    return os.environ.get("FUNCTION_TARGET") or None
+
+
 def served_at(host: str, port: int) -> dict[str, object]:
     """The settings that name the app's own address (Checkout's return pages, the host SIWE messages name), for a
     runtime serving at host:port, each unless its variable is set: fixed at 127.0.0.1:8080, they sent a runtime on
