@@ -215,6 +215,12 @@ class ProviderUnavailable(LedgerError):
     title = "The model provider failed"
 
 
+class TaskFailed(LedgerError):
+    """A task's run failed for a reason no other refusal names (an error of the run itself)."""
+    code = "task-failed"
+    title = "The task failed"
+
+
 class ProviderRejected(LedgerError):
     """The provider refused the request itself (400, 413, 422): the caller's to fix. Another model is not tried,
     nothing is charged, and the model's health is untouched."""

@@ -24,6 +24,7 @@ from ..domain.errors import (
     InsufficientFunds,
     LedgerError,
     ProviderUnavailable,
+    TaskFailed,
 )
 from ..domain.holds import PENDING, TASK, Hold
 from ..domain.jobs import Delivery, Job
@@ -749,8 +750,7 @@ class Tasks:
             raise error  # the queue retries with backoff
         if task.route == "queued" or delivery is not None:
             self._dead_letter(task, detail, delivery.attempt if delivery else task.attempts)
-        problem = problem_of(error) if isinstance(error, LedgerError) else {
-            "type": "task-failed", "title": "The task failed", "status": 502, "detail": detail[:500]}
+        problem = problem_of(error if isinstance(error, LedgerError) else TaskFailed(detail[:500]))
         return self._finish(task, FAILED, error=problem, message=detail[:200])
 
     def _tried_later(self, task: Task, error: ProviderUnavailable, delivery: Delivery | None,

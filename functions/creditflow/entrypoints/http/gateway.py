@@ -336,7 +336,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
                                "new key", "invalid_request_error", "request_in_progress", retry=True,
                                retry_after=task.seconds_left(platform.clock.now()))  # then answered from its task
         if task.state != "succeeded":
-            raise _task_error(task.error or {"status": 500, "detail": f"the image task ended {task.state}"})
+            raise _task_error(task.error or {"detail": f"the image task ended {task.state}"})
         data = []
         for image in images.shown(task):
             if response_format == "b64_json":
@@ -406,7 +406,7 @@ def _image_request(body: dict[str, Any], images: Any) -> TaskRequest:
 def _task_error(error: dict[str, Any]) -> GatewayError:
     """A failed image task's problem, in OpenAI's words."""
     kind, detail = str(error.get("type", "")), str(error.get("detail", ""))
-    status = int(error.get("status") or status_of_code(kind))
+    status = status_of_code(kind)
     if kind == "provider-rejected-request":
         return GatewayError(400, detail, "invalid_request_error", error.get("upstreamCode"), error.get("param"))
     if kind == "provider-unavailable" or status >= 500:

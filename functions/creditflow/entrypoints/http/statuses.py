@@ -62,6 +62,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     errors.InconsistentTree: 500,
     errors.InconsistentBalance: 500,
     errors.ProviderUnavailable: 502,
+    errors.TaskFailed: 502,
     payments.PaymentProviderFailed: 502,
     crypto.ChainUnavailable: 502,
     errors.ServerBusy: 503,
