@@ -86,6 +86,24 @@ def test_the_bytes_quota(tmp_path: Path, clock: SteppedClock) -> None:
     assert refused.status_code == 409 and "bytes" in refused.json["detail"] and len(stored(platform, "cy")) == 1
 
 
+def test_an_upload_sent_again_with_its_key_is_the_first_not_a_second_copy(kept: Platform, client: Any) -> None:
+    """A client whose answer was lost sends the upload again: with the same Idempotency-Key it gets the upload the
+    first stored, even with the quota full, and another image under that key is a conflict that stores nothing."""
+    headers = auth(kept, "fay")
+    keyed = {**headers, "Idempotency-Key": "photo-1"}
+    first = upload(client, keyed, SMALL)
+    again = upload(client, keyed, SMALL)
+    assert first.status_code == again.status_code == 200 and (first.json["replayed"], again.json["replayed"]) == (
+        False, True)
+    assert again.json["id"] == first.json["id"] and stored(kept, "fay") == [first.json["id"]]
+    assert upload(client, headers, SMALL).json["id"] != first.json["id"]  # no key: a new upload; the quota is full
+    assert upload(client, keyed, SMALL).json["id"] == first.json["id"]  # a retry is no new upload: not refused
+    other = upload(client, keyed, encoded(halves(48, 40), "PNG"))
+    assert other.status_code == 409 and other.json["type"].rsplit("/", 1)[-1] == "idempotency-conflict", other.json
+    assert len(stored(kept, "fay")) == 2
+    assert upload(client, {**auth(kept, "gus"), "Idempotency-Key": "photo-1"}, SMALL).json["replayed"] is False
+
+
 def test_a_delete_is_the_users_own_and_a_second_one_finds_nothing(kept: Platform, client: Any) -> None:
     headers, other = auth(kept, "dee"), auth(kept, "eve")
     mine = upload(client, headers, SMALL).json["id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import secrets
@@ -111,9 +112,15 @@ class UploadQuotaExceeded(LedgerError):
     title = "Upload quota reached"
 
 
-def new_upload_id(at: datetime) -> str:
-    """up_ and 24 hex digits: the second it was made (8), then 16 random ones, so that its age is in its name."""
-    return f"up_{int(at.timestamp()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+def new_upload_id(at: datetime, keyed: str | None = None) -> str:
+    """up_ and 24 hex digits: the second it was made (8), so that its age is in its name, then 16 random ones, or
+    `keyed`'s (upload_key) for an upload sent with an Idempotency-Key."""
+    return f"up_{int(at.timestamp()) & 0xFFFFFFFF:08x}{keyed or secrets.token_hex(8)}"
+
+
+def upload_key(uid: str, key: str) -> str:
+    """The last 16 hex digits of the id of the user's upload sent with this Idempotency-Key: a retry finds it."""
+    return hashlib.sha256(f"{uid}\nupload\n{key}".encode()).hexdigest()[:16]
 
 
 def upload_made(upload_id: str) -> datetime:

@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from ..domain.errors import IdempotencyConflict
 from ..domain.media import ImageFacts, ImageLimits, sweep_window
 from ..domain.vision import (
     MAX_UPLOAD,
@@ -15,6 +16,7 @@ from ..domain.vision import (
     UnknownUpload,
     UploadQuotaExceeded,
     new_upload_id,
+    upload_key,
     upload_made,
     upload_path,
     upload_references,
@@ -38,6 +40,7 @@ class Upload:
     id: str
     facts: ImageFacts
     url: str  # a signed URL that serves it for a while
+    replayed: bool = False  # a retry's answer: the upload its Idempotency-Key stored first
 
     @property
     def reference(self) -> str:
@@ -51,16 +54,23 @@ class Uploads:
         self.policy = policy or UploadPolicy()
         self.limits = limits
 
-    def keep(self, uid: str, data: bytes) -> Upload:
+    def keep(self, uid: str, data: bytes, key: str | None = None) -> Upload:
         """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with
         EXIF and other metadata stripped; refused, nothing stored, past the user's quota. The quota is checked
         before the upload is stored and again after (with it): uploads racing each other each store, then list;
         of two, the later to list sees the other, so one past the quota is removed and refused, never kept (two
-        racing for the last place may both be refused: a retry then takes it)."""
+        racing for the last place may both be refused: a retry then takes it). With an idempotency `key`, a retry
+        gets the upload the first stored (another image under the same key is a conflict), not a second copy."""
         facts = self.tools.inspect(data, self.limits)
         stripped = self.tools.strip(data)
+        keyed = None
+        if key is not None:
+            kept = self._keyed(uid, key, stripped, facts)
+            if kept is not None:
+                return kept
+            keyed = upload_key(uid, key)
         self._require_room(uid, len(stripped))
-        upload_id = new_upload_id(self.clock.now())
+        upload_id = new_upload_id(self.clock.now(), keyed)
         path = upload_path(uid, upload_id)
         self.blobs.put(path, stripped, facts.content_type, cache_control="private, max-age=3600",
                        metadata={"uid": uid, "kind": "upload"})
@@ -71,6 +81,23 @@ class Uploads:
             raise
         return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
                       self.blobs.signed_url(path, self.policy.url_seconds))
+
+    def _keyed(self, uid: str, key: str, stripped: bytes, facts: ImageFacts) -> Upload | None:
+        """The upload stored under this key before, as a retry gets it; None if there is none."""
+        keyed = upload_key(uid, key)
+        for info in self.blobs.list(f"users/{uid}/uploads/"):
+            upload_id = info.path.rsplit("/", 1)[-1]
+            if not (UPLOAD_ID.fullmatch(upload_id) and upload_id.endswith(keyed)):
+                continue
+            first = self.blobs.get(info.path)
+            if first is None:  # deleted meanwhile: stored again
+                return None
+            if first.data != stripped:
+                raise IdempotencyConflict("this Idempotency-Key was used for another image: send this one with a "
+                                          "new key", key=key, field="(body)")
+            return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
+                          self.blobs.signed_url(info.path, self.policy.url_seconds), replayed=True)
+        return None
 
     def _require_room(self, uid: str, size: int, adding: int = 1) -> None:
         """Refuses `adding` more uploads of `size` bytes past the user's quota, given what is stored now."""

@@ -35,12 +35,14 @@ class UploadOut(s.Out):
     width: int
     height: int
     size: int = Field(description="bytes kept (metadata stripped)")
+    replayed: bool = Field(description="true for a retry with the same Idempotency-Key: the upload it stored first")
 
 
 @routes.route("POST", UPLOADS, summary="Upload an image for vision (raw bytes or multipart part `file`, at most "
-              "10 MB, within the caller's quota); chat messages then send it as upload:<id>", response=UploadOut,
-              raw_body=BODY, errors=(409, 413, 422))
-def upload_image(platform: Platform, caller: Caller) -> UploadOut:
+              "10 MB, within the caller's quota); chat messages then send it as upload:<id>. With an "
+              "Idempotency-Key, a retry gets the upload the first stored, not a second copy", response=UploadOut,
+              raw_body=BODY, errors=(409, 413, 422), idempotent_header="optional")
+def upload_image(platform: Platform, caller: Caller, key: str | None) -> UploadOut:
     uploads = platform.uploads
     if uploads is None:
         raise InvalidImagePart("uploads are not kept on this platform")
@@ -56,10 +58,10 @@ def upload_image(platform: Platform, caller: Caller) -> UploadOut:
         raise InvalidImagePart("the body is empty: send the image's bytes, or multipart with a part named file")
     if len(data) > MAX_UPLOAD:
         raise ImageTooLarge(f"an upload is at most {MAX_UPLOAD // 1024 // 1024} MB")
-    upload = uploads.keep(caller.uid, data)
+    upload = uploads.keep(caller.uid, data, key)
     return UploadOut(id=upload.id, reference=upload.reference, url=absolute(upload.url),
                      content_type=upload.facts.content_type, width=upload.facts.width,
-                     height=upload.facts.height, size=upload.facts.size)
+                     height=upload.facts.height, size=upload.facts.size, replayed=upload.replayed)
 
 
 class UploadDeletedOut(s.Out):
