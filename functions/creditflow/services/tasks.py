@@ -56,7 +56,7 @@ from ..domain.tasks import (
 )
 from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
-from .chat import Budget
+from .chat import Budget, Spend
 from .credit_results import Split
 from .credits import Credits
 from .task_routing import ModelClassifier, Router, RulesClassifier
@@ -176,16 +176,32 @@ class Tasks:
             return self.store.get(uid, task_id) or ended
         return self._record(uid, task_id, request, lender=lender)
 
-    def submit_now(self, uid: str, task_id: str, request: TaskRequest) -> Task:
+    def known(self, uid: str, task_id: str, request: TaskRequest) -> Task | None:
+        """The task this request made under this id before (a retry with its key), as it is now; None if none did.
+        Another request under the same id is a conflict (IdempotencyConflict)."""
+        known = self.store.get(uid, require_task_id(task_id))
+        return None if known is None else same_request(known, request)
+
+    def submit_now(self, uid: str, task_id: str, request: TaskRequest, spend: Spend | None = None,
+                   holding: int = 0) -> Task:
         """A request run to its end in the caller's thread (the synchronous /v1/images/generations): recorded once,
         held and run here instead of queued, through the same flow and the same run. A retry with the same task id
         gets the task as it is (terminal, or still running elsewhere); one cut off by a crash is resumed by
-        `recover` after the restart, as an inline task is."""
-        task_id = require_task_id(task_id)
-        known = self.store.get(uid, task_id)
+        `recover` after the restart, as an inline task is. `spend`: the API key it came through, whose limit first
+        admits the `holding` the task will hold, then counts what it charged."""
+        known = self.known(uid, task_id, request)
         if known is not None:
-            return same_request(known, request)
-        return same_request(self._record(uid, task_id, request, here=True), request)
+            return known
+        if spend is not None:
+            spend.admit(holding)
+        charged = 0
+        try:
+            task = same_request(self._record(uid, task_id, request, here=True), request)
+            charged = task.charged
+            return task
+        finally:
+            if spend is not None:
+                spend.finish(charged)
 
     def _record(self, uid: str, task_id: str, request: TaskRequest, here: bool = False,
                 lender: Budget | None = None) -> Task:

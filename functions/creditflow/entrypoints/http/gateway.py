@@ -38,7 +38,6 @@ from ...domain.tasks import TaskRequest
 from ...domain.timefmt import parse_iso
 from ...services.chat import capability_of
 from ...services.chat_results import Charge, Piece, StreamEnd
-from ...services.tasks import same_request
 from .api import RateLimiter
 from .chat_options import InvalidOption, chat_options
 from .json_body import InvalidBody, parse
@@ -317,20 +316,11 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
             raise _bad("response_format must be url or b64_json", "response_format")
         sent = request.headers.get("Idempotency-Key")
         task_id = new_id("gw") if sent is None else keyed_id("gw", uid, require_request_key(sent))
-        task = platform.tasks.store.get(uid, task_id)
+        task = platform.tasks.known(uid, task_id, request_)  # a retry is answered from its task, never run twice
         replayed = task is not None
-        if task is not None:  # a retry with the same key is answered from its task, never run twice
-            same_request(task, request_)  # the same key for other images is a conflict
-        else:
-            spend = platform.keys.spending(key)
-            spend.admit(plan.quote.total)
-            charged = 0
-            try:
-                take_call_slot(uid)
-                task = platform.tasks.submit_now(uid, task_id, request_)
-                charged = task.charged
-            finally:
-                spend.finish(charged)
+        if task is None:
+            take_call_slot(uid)
+            task = platform.tasks.submit_now(uid, task_id, request_, platform.keys.spending(key), plan.quote.total)
         if not task.terminal:
             raise GatewayError(409, "a request with this Idempotency-Key is still running: wait for it, or send a "
                                "new key", "invalid_request_error", "request_in_progress", retry=True,

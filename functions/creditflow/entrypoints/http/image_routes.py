@@ -154,9 +154,9 @@ def create_images(platform: Platform, caller: Caller, body: ImageIn, key: str) -
     task_id = key
     raw = image_request(platform, body)
     asked = parse_request(raw, max_reservation=platform.settings.max_reservation_amount)
-    known = platform.tasks.store.get(caller.uid, task_id)
+    known = platform.tasks.known(caller.uid, task_id, asked)
     if known is not None:  # a retry: the task as it is now; another request under its key is a conflict
-        return task_out(same_request(known, asked))
+        return task_out(known)
     image_service(platform).price(caller.uid, asked)
     return task_out(same_request(platform.tasks.submit(caller.uid, task_id, raw), asked))  # refused above: nothing
 
