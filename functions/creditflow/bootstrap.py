@@ -24,7 +24,6 @@ from .domain.crypto import DepositRules, SignIn, Token
 from .domain.media import ImageLimits
 from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
-from .domain.tasks import InvalidTask, TaskRequest
 from .domain.tree_events import TreeEvent
 from .domain.vision import InvalidImagePart
 from .ports import (
@@ -68,8 +67,9 @@ from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.payments import Payments, PaymentUrls
 from .services.reconciliation import PaymentReconciliation
+from .services.task_quotes import TaskQuotes
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
-from .services.task_runs import AgentRun, ChatRun, request_messages
+from .services.task_runs import AgentRun, ChatRun
 from .services.tasks import CLEAR_JOB, REQUESTS, RUN_JOB, TaskPolicy, Tasks
 from .services.uploads import UploadPolicy, Uploads
 from .services.vision import VisionInputs
@@ -480,21 +480,8 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
                 images: ImageGeneration | None = None) -> Tasks:
     """The task flow: rules from the packaged data, quotes from the chat and image services' own prices."""
     rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
-
-    def quote(uid: str, request: TaskRequest) -> tuple[str | None, int, int]:
-        if request.kind in ("chat", "vision"):
-            messages = chat.resolved(uid, request_messages(request))  # images read and checked before any hold
-            history = settings.memory_context_tokens if request.conversation_id else 0  # the most memory sends
-            model, guess = chat.quote(uid, messages, request.model, more_prompt=history)
-            upkeep = conversations.upkeep(uid, messages, model.id) if request.conversation_id else 0
-            return model.id, guess.micros, upkeep
-        if request.kind == "agent":  # a model that cannot chat, or a goal too long for it, before its budget is held
-            chat.quote(uid, [{"role": "user", "content": request.text()}], request.model)
-            return request.model, min(request.max_credits or settings.agent_budget, settings.max_reservation_amount), 0
-        if request.kind == "image" and images is not None:
-            return *images.price(uid, request), 0
-        raise InvalidTask(f"{request.kind} tasks are not served yet on this platform")
-
+    quote = TaskQuotes(chat, conversations, images, settings.memory_context_tokens, settings.agent_budget,
+                       settings.max_reservation_amount)
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes),
                         timedelta(hours=settings.bus_retention_hours) if settings.bus_retention_hours else None)
