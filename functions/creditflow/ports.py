@@ -467,6 +467,33 @@ class ImageTools(Protocol):
         """The main colours as ("#rrggbb", percent of the pixels), most common first."""
 
 
+RollupKey = tuple[str, str, str]  # day (YYYY-MM-DD, UTC), category, model
+Counted = tuple[list[tuple[RollupKey, int, int, int]], "set[str] | None"]  # rows, the entry ids they count
+
+
+class RollupStore(Protocol):
+    def counts(self) -> Counted:
+        """Every row, and the ids of the entries counted in them, read together (None: the ids cannot be read
+        whole here)."""
+
+    def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
+        """Count each (entry id, key, charged, settles, releases) once: an entry id seen before adds nothing."""
+
+    def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
+        """The rollup rows of the days in [since_day, until_day]."""
+
+    def replace(self, totals: dict[RollupKey, tuple[int, int, int]], entry_ids: Iterable[str]) -> None:
+        """Rewrite every row (a rebuild from the ledger)."""
+
+
+class SubtreeStore(Protocol):
+    """Merkle subtree hashes remembered across processes (by level and index), so that proofs start warm."""
+
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]: ...
+
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None: ...
+
+
 class BlobStore(Protocol):
     """Media by path (`users/{uid}/images/{taskId}/…`); paths are relative, `/`-separated, without `..`."""
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..domain.accounts import user_account
 from ..domain.audit import Finding
 from ..domain.entries import Entry
-from ..ports import LedgerStore
+from ..ports import Counted, LedgerStore, RollupKey, RollupStore
 
 PAGE = 500
 COUNTED = frozenset({"settle", "release"})
@@ -87,7 +87,6 @@ def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | N
 
 # -- platform-wide usage, rolled up by day as entries are written ------------------------------------------------
 
-RollupKey = tuple[str, str, str]  # day (YYYY-MM-DD, UTC), category, model
 ROLLUP_BY = ("day", "category", "model")
 
 
@@ -118,28 +117,12 @@ def rollups_from(entries: Iterable[Entry]) -> dict[RollupKey, tuple[int, int, in
     return {key: (row[0], row[1], row[2]) for key, row in totals.items()}
 
 
-Counted = tuple[list[tuple[RollupKey, int, int, int]], "set[str] | None"]  # rows, the entry ids they count
 
 
 def _rolled_up(ledger: LedgerStore) -> list[Entry]:
     """Every user's settles and releases: what the rollups count."""
     return [entry for account in ledger.user_accounts()
             for entry in counted_entries(ledger, account.id.removeprefix("user:"), None, None)]
-
-
-class RollupStore(Protocol):
-    def counts(self) -> Counted:
-        """Every row, and the ids of the entries counted in them, read together (None: the ids cannot be read
-        whole here)."""
-
-    def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
-        """Count each (entry id, key, charged, settles, releases) once: an entry id seen before adds nothing."""
-
-    def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
-        """The rollup rows of the days in [since_day, until_day]."""
-
-    def replace(self, totals: dict[RollupKey, tuple[int, int, int]], entry_ids: Iterable[str]) -> None:
-        """Rewrite every row (a rebuild from the ledger)."""
 
 
 class UsageRollups:

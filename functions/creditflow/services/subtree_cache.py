@@ -11,18 +11,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from ..domain.merkle import leaf_hash, node_hash, root_of_hashes
+from ..ports import SubtreeStore
 
 BLOCK_LEVEL = 8  # remembered subtrees hold at least 256 leaves: about 2 × 32 bytes per 256 leaves in memory
 SMALL_SUBTREES = 4096
-
-
-class SubtreeStore(Protocol):
-    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]: ...
-
-    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None: ...
 
 
 class SubtreeCache:

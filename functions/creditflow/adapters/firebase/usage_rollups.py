@@ -13,7 +13,7 @@ from urllib.parse import quote
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ...services.analytics import Counted, RollupKey
+from ...ports import Counted, RollupKey
 from .firestore_transactions import run_transaction
 
 SHARDS = 16

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...services.analytics import Counted, RollupKey
+from ...ports import Counted, RollupKey
 from .sqlite_connections import ThreadConnections
 
 SCHEMA = """
