@@ -317,3 +317,46 @@ def test_a_grant_that_would_take_its_issuing_account_past_64_bits_is_refused_and
     report = platform.integrity.audit()
     assert report.ok, report
     assert platform.store.system_totals()["issuance:admin"].balance == -2**63
+
+
+class LosesItsFirstAttempt:
+    """A ledger store whose first transaction runs, is rolled back and loses its race, as Firestore aborts one a
+    concurrent transaction beat; `meanwhile` then commits what that concurrent caller did."""
+
+    def __init__(self, inner: object, meanwhile: object) -> None:
+        self.inner, self.meanwhile, self.lost = inner, meanwhile, False
+
+    def run(self, work: object) -> object:
+        if self.lost:
+            return self.inner.run(work)  # type: ignore[attr-defined]
+        self.lost = True
+
+        def rolled_back(tx: object) -> None:
+            work(tx)  # type: ignore[operator]
+            raise errors.StoreConflict("aborted: a concurrent transaction won")
+
+        with pytest.raises(errors.StoreConflict):
+            self.inner.run(rolled_back)  # type: ignore[attr-defined]
+        self.meanwhile()  # type: ignore[operator]
+        raise errors.StoreConflict("aborted: a concurrent transaction won")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_observers_hear_of_committed_entries_only_when_a_retry_replays(platform: Platform) -> None:
+    """Two calls race with one key; the loser's attempt is aborted and its retry replays the winner's result. The
+    observers (the mirror, the usage rollups, auto top-ups) hear of the one commit, never of the aborted attempt's
+    entries, which are in no ledger."""
+    funded(platform, "ola", 10)
+    hold = platform.credits.reserve("ola", 2 * CREDIT, key="r-1").hold
+    told: list[list[str]] = []
+    platform.credits.after_commit.append(lambda account, entries: told.append([e.id for e in entries]))
+    store = platform.credits.store
+    platform.credits.store = LosesItsFirstAttempt(  # type: ignore[assignment]
+        store, lambda: platform.credits.settle("ola", hold, CREDIT, key="s-1"))
+    replayed = platform.credits.settle("ola", hold, CREDIT, key="s-1")
+    platform.credits.store = store
+    committed = {entry.id for entry in platform.credits.history("ola", limit=50)[0]}
+    assert replayed.replayed and len(told) == 1, told
+    assert set(told[0]) <= committed, (told, committed)

@@ -488,6 +488,7 @@ class Credits:
 
             def work(tx: LedgerTransaction, account_id: str = account_id,
                      swept: list[tuple[UserAccount, list[Entry]]] = swept) -> int:
+                swept.clear()  # as in _mutate: only the attempt that commits is told
                 if tx.account(account_id) is None:
                     return 0
                 book = self._load(tx, account_id, iso(self.clock.now()))
@@ -500,7 +501,7 @@ class Credits:
 
             written += run_in_transaction(self.store, work)
             if swept:
-                self._committed(*swept[-1])
+                self._committed(*swept[0])
         return written
 
     # -- reads ----------------------------------------------------------------------------------------------
@@ -622,6 +623,7 @@ class Credits:
             raise UnknownHold(f"no reservation {hold_id!r} on this account", hold=hold_id)
 
         def work(tx: LedgerTransaction) -> R:
+            touched.clear()  # an attempt aborted before this one (Firestore's retries) committed nothing to tell
             record = tx.idempotency(scope, key)
             if record is not None:
                 return kind.from_record(replay(record, command, request))
@@ -644,7 +646,7 @@ class Credits:
                 scope, key, command, conflict.context.get("field", ""), iso(self.clock.now())))
             raise
         if touched:
-            self._committed(*touched[-1])
+            self._committed(*touched[0])
         return result
 
 
