@@ -123,3 +123,36 @@ def test_a_lost_race_in_the_other_firestore_stores_is_a_conflict_not_a_500(
     finally:
         blocker._rollback()
     assert wallets.take_challenge(challenge.nonce, "alice") == challenge  # nothing was taken by the lost race
+
+
+def test_users_reserving_at_once_do_not_hold_each_other_back(firestore_client: Any, tmp_path: Path,
+                                                             clock: SteppedClock) -> None:
+    """Six users, one reserve each, at once: a transaction may wait only on its own user's documents. With one
+    attempt and no retries, any wait on another user's lock is a refusal (a lots query inside the transaction
+    locked the whole collection on the emulator: five of six were 503s)."""
+    import threading
+
+    store = FirestoreLedgerStore(firestore_client, attempts=1, retries=0)
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock, store=store)
+    users = [f"racer{n}" for n in range(6)]
+    for uid in users:
+        platform.credits.open_account(uid)
+        platform.credits.grant(uid, 5 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}")
+    start = threading.Barrier(len(users))
+    outcomes: dict[str, str] = {}
+
+    def reserve(uid: str) -> None:
+        start.wait()
+        try:
+            platform.credits.reserve(uid, 2 * CREDIT, key=f"r-{uid}")
+            outcomes[uid] = "held"
+        except Exception as error:  # what refused it is the finding
+            outcomes[uid] = type(error).__name__
+
+    threads = [threading.Thread(target=reserve, args=(uid,)) for uid in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert outcomes == {uid: "held" for uid in users}
+    assert [platform.credits.balance(uid).held for uid in users] == [2 * CREDIT] * len(users)
