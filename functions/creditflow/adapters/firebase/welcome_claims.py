@@ -6,6 +6,8 @@ from google.api_core import exceptions as google_errors
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from .firestore_transactions import run_transaction
+
 
 class FirestoreWelcomeClaims:
     def __init__(self, client: firestore.Client) -> None:
@@ -22,13 +24,12 @@ class FirestoreWelcomeClaims:
     def release_device(self, device_hash: str, uid: str, at: str) -> None:
         ref = self.client.collection("welcome_devices").document(device_hash)
 
-        @firestore.transactional
         def release(transaction: firestore.Transaction) -> None:
             snapshot = ref.get(transaction=transaction)
             if snapshot.exists and snapshot.get("uid") == uid and snapshot.get("at") == at:
                 transaction.delete(ref)
 
-        release(self.client.transaction())
+        run_transaction(self.client, release)  # a lost race is a retryable 503, as everywhere else
 
     def count_ip_claims(self, ip_hash: str, since: str) -> int:
         query = self.client.collection("welcome_ips").document(ip_hash).collection("claims").where(
