@@ -125,7 +125,7 @@ def test_reads_are_scoped_to_the_owner(platform: Platform) -> None:
         platform.credits.settle("intruder", hold.hold, CREDIT, key="steal")
     with pytest.raises(errors.UnknownEntry):
         platform.integrity.verify_entry(hold.entry, "intruder")
-    assert platform.integrity.verify_entry(hold.entry, "owner")["ok"]
+    assert platform.integrity.verify_entry(hold.entry, "owner").ok
 
 
 def _bad_inputs(platform: Platform, hold_id: str) -> list:
@@ -263,19 +263,19 @@ def test_verifying_entries_hashes_the_log_once_then_only_what_is_new(platform: P
         platform.credits.grant(f"v{n % 7}", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
     platform.integrity.publish_checkpoint()
     entries = [platform.credits.history(f"v{n}", limit=1)[0][0] for n in range(7)]
-    assert platform.integrity.verify_entry(entries[0].id)["ok"]
+    assert platform.integrity.verify_entry(entries[0].id).ok
     read = platform.integrity.subtrees.leaves_read
-    assert all(platform.integrity.verify_entry(e.id)["ok"] for e in entries[1:])
+    assert all(platform.integrity.verify_entry(e.id).ok for e in entries[1:])
     assert platform.integrity.subtrees.leaves_read - read < 6 * 256  # not 6 × 600
     restarted = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # a new process
     platform.integrity.subtrees = restarted
-    assert platform.integrity.verify_entry(entries[3].id)["ok"] and restarted.leaves_read < 2 * 256  # the store's
+    assert platform.integrity.verify_entry(entries[3].id).ok and restarted.leaves_read < 2 * 256  # the store's
     for n in range(300):
         platform.credits.grant("v0", CREDIT, source="admin", lot_kind="paid", key=f"more{n}")
     read, before = platform.integrity.subtrees.leaves_read, platform.store.checkpoint().size
     newest = platform.credits.history("v0", limit=1)[0][0]
     verified = platform.integrity.verify_entry(newest.id)  # newer than the last head: a new head is signed first
-    assert verified["ok"] and verified["tree_size"] == before + 300
+    assert verified.ok and verified.tree_size == before + 300
     assert platform.integrity.subtrees.leaves_read - read < 600  # the new leaves, not the whole log again
     assert platform.integrity.export_entry(newest.id)["inclusion_proof"]
     assert platform.integrity.audit().ok  # the head signed from remembered hashes is the log's
@@ -297,7 +297,7 @@ def test_a_scheduled_checkpoint_hashes_what_is_new_not_the_whole_log(platform: P
     after = platform.integrity.publish_checkpoint()  # what the timer and the publishCheckpoint function call
     assert after.size == before.size + 40
     assert 40 <= sum(read) < 2 * 256  # the last partial block, not the 1,540 leaves of the log
-    assert platform.integrity.consistency(before.size, after.size)["consistent"]
+    assert platform.integrity.consistency(before.size, after.size).consistent
     assert platform.integrity.audit().ok  # which hashes every leaf: the head signed is the log's
 
 

@@ -177,33 +177,33 @@ def test_the_scheduled_publisher_signs_the_tree_it_remembers_not_a_rewritten_one
     platform.credits.reserve("bob", CREDIT, key="b1")
     after = platform.integrity.publish_checkpoint()  # extended from the hashes it remembers and the new leaf
     assert after.size == before.size + 1
-    assert platform.integrity.consistency(before.size, after.size)["consistent"]
+    assert platform.integrity.consistency(before.size, after.size).consistent
     [first] = platform.store.leaf_entry_ids(0, 1)
-    assert platform.integrity.verify_entry(first)["ok"]  # the entry of leaf 0 is still in the signed tree
+    assert platform.integrity.verify_entry(first).ok  # the entry of leaf 0 is still in the signed tree
     assert f"checkpoint:{after.size}" in named(platform)["checkpoint"]  # and the audit names the rewritten log
 
 
 def test_verify_entry_reports_signature_chain_and_inclusion(ledger) -> None:
     platform, db, ids = ledger
     good = platform.integrity.verify_entry(ids[2])
-    assert good["ok"] and good["included"] and good["signature_ok"] and good["chain_ok"]
+    assert good.ok and good.included and good.signature_ok and good.chain_ok
     signature = base64.b64encode(b"\x00" * 64).decode()
     db.execute("UPDATE entries SET signature = ? WHERE id = ?", (signature, ids[2]))
     bad = platform.integrity.verify_entry(ids[2])
-    assert not bad["ok"] and not bad["signature_ok"] and bad["included"]
+    assert not bad.ok and not bad.signature_ok and bad.included
 
 
 def test_an_entry_changed_after_its_proof_was_remembered_still_fails_verification(ledger) -> None:
     platform, db, ids = ledger
-    assert platform.integrity.verify_entry(ids[2])["ok"]  # proofs now come from remembered subtree hashes
+    assert platform.integrity.verify_entry(ids[2]).ok  # proofs now come from remembered subtree hashes
     body = bytearray(db.execute("SELECT body FROM entries WHERE id = ?", (ids[3],)).fetchone()[0])
     body[60] ^= 0x01
     db.execute("UPDATE entries SET body = ? WHERE id = ?", (bytes(body), ids[3]))
     report = platform.integrity.verify_entry(ids[3])
-    assert not report["ok"] and not report["chain_ok"]  # its body no longer gives its hash
+    assert not report.ok and not report.chain_ok  # its body no longer gives its hash
     db.execute("UPDATE entries SET hash = ? WHERE id = ?", (hashlib.sha256(bytes(body)).hexdigest(), ids[3]))
     report = platform.integrity.verify_entry(ids[3])
-    assert not report["ok"] and not report["included"] and not report["signature_ok"]  # the new hash is in no tree
+    assert not report.ok and not report.included and not report.signature_ok  # the new hash is in no tree
 
 
 def test_a_tampered_remembered_subtree_hash_fails_proofs_and_is_named(platform: Platform, tmp_path: Path) -> None:
@@ -213,13 +213,13 @@ def test_a_tampered_remembered_subtree_hash_fails_proofs_and_is_named(platform: 
         platform.credits.grant(f"t{n % 3}", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
     platform.integrity.publish_checkpoint()
     last = platform.credits.history("t2", limit=1)[0][0]  # leaf 299: its proof needs the hash of leaves 0..255
-    assert platform.integrity.verify_entry(last.id)["ok"]
+    assert platform.integrity.verify_entry(last.id).ok
     db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
     assert db.execute("SELECT count(*) FROM subtrees WHERE level = 8 AND start = 0").fetchone()[0] == 1
     db.execute("UPDATE subtrees SET hash = ? WHERE level = 8 AND start = 0", (b"\x00" * 32,))
     platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
     report = platform.integrity.verify_entry(last.id)
-    assert not report["ok"] and not report["included"]  # a wrong remembered hash fails a proof, never passes one
+    assert not report.ok and not report.included  # a wrong remembered hash fails a proof, never passes one
     assert "subtree:8:0" in named(platform)["merkle"]
     platform.credits.grant("t0", CREDIT, source="admin", lot_kind="paid", key="after")
     newest = platform.credits.history("t0", limit=1)[0][0]
@@ -240,14 +240,14 @@ def rewrite_leaf_and_stored_roots(platform: Platform, db: sqlite3.Connection, in
 def test_verify_entry_proves_inclusion_in_the_signed_checkpoint_not_the_stored_root(ledger) -> None:
     platform, db, _ids = ledger
     [second] = platform.store.leaf_entry_ids(1, 2)
-    assert platform.integrity.verify_entry(second)["ok"]
+    assert platform.integrity.verify_entry(second).ok
     rewrite_leaf_and_stored_roots(platform, db, 0)
     report = platform.integrity.verify_entry(second)
-    signed = open_checkpoint(report["checkpoint"], platform.keyring).checkpoint
-    proof = [base64.b64decode(p) for p in report["inclusion_proof"]]
-    leaf = merkle.leaf_hash(bytes.fromhex(report["entry"]["hash"]))
-    assert not merkle.verify_inclusion(leaf, report["leaf_index"], signed.size, proof, signed.root)
-    assert not report["included"] and not report["ok"]  # what it says agrees with the checkpoint it shows
+    signed = open_checkpoint(report.checkpoint, platform.keyring).checkpoint
+    proof = [base64.b64decode(p) for p in report.inclusion_proof]
+    leaf = merkle.leaf_hash(bytes.fromhex(report.entry.hash))
+    assert not merkle.verify_inclusion(leaf, report.leaf_index, signed.size, proof, signed.root)
+    assert not report.included and not report.ok  # what it says agrees with the checkpoint it shows
 
 
 def test_consistency_is_between_the_signed_checkpoints_not_the_stored_roots(ledger) -> None:
@@ -256,12 +256,12 @@ def test_consistency_is_between_the_signed_checkpoints_not_the_stored_roots(ledg
     platform.credits.reserve("bob", CREDIT, key="b1")
     second = platform.integrity.publish_checkpoint()
     answer = platform.integrity.consistency(first.size, second.size)
-    assert answer["consistent"]
-    for size, note, root in ((first.size, answer["from_checkpoint"], answer["from_root"]),
-                             (second.size, answer["to_checkpoint"], answer["to_root"])):
+    assert answer.consistent
+    for size, note, root in ((first.size, answer.from_checkpoint, answer.from_root),
+                             (second.size, answer.to_checkpoint, answer.to_root)):
         signed = open_checkpoint(note, platform.keyring).checkpoint  # what a verifier checks the proof against
         assert (signed.size, base64.b64encode(signed.root).decode()) == (size, root)
-    assert platform.integrity.consistency(0, first.size)["from_checkpoint"] is None  # the empty tree has none
+    assert platform.integrity.consistency(0, first.size).from_checkpoint is None  # the empty tree has none
     rewrite_leaf_and_stored_roots(platform, db, 0)
     with pytest.raises(InconsistentTree):  # the stored rows no longer say what was signed
         platform.integrity.consistency(first.size, second.size)
@@ -274,15 +274,15 @@ def test_verify_entry_names_a_checkpoint_whose_note_does_not_verify(ledger) -> N
                              SigningKey.generate(platform.settings.ledger_origin))
     db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (forged, latest.size))
     report = platform.integrity.verify_entry(ids[0])
-    assert not report["ok"] and not report["included"]
-    assert any(f["check"] == "checkpoint" for f in report["findings"])
+    assert not report.ok and not report.included
+    assert any(f.check == "checkpoint" for f in report.findings)
 
 
 def test_verify_entry_reports_a_hash_column_that_is_not_hexadecimal(ledger) -> None:
     platform, db, ids = ledger
     db.execute("UPDATE entries SET hash = ? WHERE id = ?", ("not hexadecimal", ids[1]))
     report = platform.integrity.verify_entry(ids[1])  # a report naming the entry, not an exception
-    assert not report["ok"] and not report["included"] and not report["chain_ok"]
+    assert not report.ok and not report.included and not report.chain_ok
     assert ids[1] in named(platform)["hash"]
 
 

@@ -63,10 +63,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     integrity = platform.integrity
     if args.entry is not None:  # given, even empty: that entry, not every chain
         result = integrity.verify_entry(args.entry)
-        from .http.schemas import VerificationOut
+        from .http.views import verification_out
 
-        _print(VerificationOut.model_validate(result))
-        return 0 if result["ok"] else 1
+        _print(verification_out(result))
+        return 0 if result.ok else 1
     findings = integrity.validate_chains(signatures=not args.no_signatures)
     if args.checkpoint:
         # saved by hand, it may have lost its last newline or gained one: a note ends with exactly one
@@ -112,10 +112,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_consistency(args: argparse.Namespace) -> int:
     result = _platform(args).integrity.consistency(args.old, args.new)
-    from .http.schemas import ConsistencyOut
+    from .http.views import consistency_out
 
-    _print(ConsistencyOut.model_validate(result))
-    return 0 if result["consistent"] else 1
+    _print(consistency_out(result))
+    return 0 if result.consistent else 1
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:

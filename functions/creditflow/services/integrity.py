@@ -29,6 +29,37 @@ from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 ROLLUP_GRACE = timedelta(minutes=1)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """One entry checked: its signature, its link to the entry before it, and its inclusion in a signed tree."""
+
+    ok: bool
+    entry: Entry
+    previous_entry: str | None
+    signature_ok: bool
+    chain_ok: bool
+    included: bool
+    leaf_index: int
+    tree_size: int
+    inclusion_proof: list[str]  # RFC 6962 sibling hashes, base64
+    checkpoint: str  # the signed note of the tree of `tree_size`
+    findings: list[Finding]
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """That the log of `to_size` extends the one of `from_size`, with both heads' signed notes (none for 0)."""
+
+    from_size: int
+    to_size: int
+    from_root: str  # base64
+    to_root: str
+    from_checkpoint: str | None
+    to_checkpoint: str | None
+    proof: list[str]  # base64
+    consistent: bool
+
+
 @dataclass
 class AuditReport:
     scope: str
@@ -136,7 +167,7 @@ class Integrity:
     def latest_checkpoint(self) -> StoredCheckpoint:
         return self.store.checkpoint() or self.publish_checkpoint()
 
-    def consistency(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+    def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """A consistency proof between two checkpoints this ledger signed (the second by default the latest), with
         their signed notes, so that a verifier checks it against heads it can trust rather than the roots beside it.
         The empty tree (size 0) comes before every checkpoint and has no note; a size never signed is not found."""
@@ -149,10 +180,10 @@ class Integrity:
         if old_size > new_size:
             raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size}{latest_note})")
         proof = consistency_path(self.subtrees, old_size, new_size) if old_size > 0 else []
-        return {"from": old_size, "to": new_size, "from_root": base64.b64encode(old_root).decode(),
-                "to_root": base64.b64encode(new_root).decode(), "from_checkpoint": old_note,
-                "to_checkpoint": new_note, "proof": [base64.b64encode(p).decode() for p in proof],
-                "consistent": merkle.verify_consistency(old_size, new_size, old_root, new_root, proof)}
+        return ConsistencyProof(old_size, new_size, base64.b64encode(old_root).decode(),
+                                base64.b64encode(new_root).decode(), old_note, new_note,
+                                [base64.b64encode(p).decode() for p in proof],
+                                merkle.verify_consistency(old_size, new_size, old_root, new_root, proof))
 
     def _head(self, size: int, latest: StoredCheckpoint) -> tuple[bytes, str | None]:
         """The signed root of the checkpoint of `size` and its note: the empty tree's root and none for 0."""
@@ -197,7 +228,7 @@ class Integrity:
         assert index is not None
         return index, latest
 
-    def verify_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
+    def verify_entry(self, entry_id: str, uid: str | None = None) -> Verification:
         """Signature, link to the previous entry, and inclusion in the latest signed checkpoint."""
         entry = self._entry_for(entry_id, uid)
         fields, findings = check_entry_body(entry, strict=True)
@@ -224,12 +255,13 @@ class Integrity:
         if not included:
             findings.append(Finding("inclusion", entry.id, f"entry {entry.id} is not leaf {index} of the tree in "
                                                            f"checkpoint {checkpoint.size}"))
-        return {"ok": not findings, "entry": entry.to_dict(), "previous_entry": previous[0].id if previous else None,
-                "signature_ok": not any(f.check == "signature" for f in findings),
-                "chain_ok": not any(f.check in ("chain", "hash", "placement") for f in findings),
-                "included": included, "leaf_index": index, "tree_size": checkpoint.size,
-                "inclusion_proof": [base64.b64encode(p).decode() for p in proof],
-                "checkpoint": checkpoint.note, "findings": [f.to_dict() for f in findings]}
+        return Verification(
+            ok=not findings, entry=entry, previous_entry=previous[0].id if previous else None,
+            signature_ok=not any(f.check == "signature" for f in findings),
+            chain_ok=not any(f.check in ("chain", "hash", "placement") for f in findings),
+            included=included, leaf_index=index, tree_size=checkpoint.size,
+            inclusion_proof=[base64.b64encode(p).decode() for p in proof], checkpoint=checkpoint.note,
+            findings=findings)
 
     def export_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
         entry = self._entry_for(entry_id, uid)

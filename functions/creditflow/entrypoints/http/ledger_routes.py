@@ -11,7 +11,7 @@ from ...domain.callers import Caller
 from . import schemas as s
 from .api import Routes
 from .credit_routes import account_of
-from .views import audit_out
+from .views import audit_out, consistency_out, verification_out
 
 V1 = "/api/v1"
 MAX_TREE_SIZE = 2**63 - 1  # what the store's integers hold
@@ -28,8 +28,7 @@ class ConsistencyQuery(BaseModel):
 @routes.route("GET", f"{V1}/credits/verify/{{transactionId}}", summary="Signature, chain link and inclusion proof",
               response=s.VerificationOut)
 def verify(platform: Platform, caller: Caller, transactionId: str) -> s.VerificationOut:
-    return s.VerificationOut.model_validate(
-        platform.integrity.verify_entry(transactionId, None if caller.admin else caller.uid))
+    return verification_out(platform.integrity.verify_entry(transactionId, None if caller.admin else caller.uid))
 
 
 @routes.route("GET", f"{V1}/credits/validate-chain", summary="Validate the caller's hash chain",
@@ -57,7 +56,7 @@ def checkpoint(platform: Platform) -> Response:
 @routes.route("GET", f"{V1}/ledger/consistency", summary="Consistency proof between two checkpoints",
               auth="none", query=ConsistencyQuery, response=s.ConsistencyOut)
 def consistency(platform: Platform, query: ConsistencyQuery) -> s.ConsistencyOut:
-    return s.ConsistencyOut.model_validate(platform.integrity.consistency(query.from_, query.to))
+    return consistency_out(platform.integrity.consistency(query.from_, query.to))
 
 
 @routes.route("GET", f"{V1}/ledger/public-keys", summary="The keys that verify entries and checkpoints",

@@ -12,6 +12,7 @@ from ...domain.payments import Pack, covering
 from ...domain.tasks import task_of_entry
 from ...services.chat_results import Completion, StreamEnd
 from ...services.credit_results import Granted
+from ...services.integrity import ConsistencyProof, Verification
 from ...services.welcome import WelcomeGrant, WelcomeOffer
 from . import schemas as s
 
@@ -48,6 +49,20 @@ def welcome_out(result: WelcomeGrant) -> s.WelcomeOut:
 def welcome_offer_out(offer: WelcomeOffer) -> s.WelcomeOfferOut:
     return s.WelcomeOfferOut(amount=s.Money.of(offer.amount), expiry_days=offer.expiry_days,
                              claimable=offer.claimable, reason=offer.reason, detail=offer.detail)
+
+
+def verification_out(v: Verification) -> s.VerificationOut:
+    return s.VerificationOut(ok=v.ok, entry=s.StoredEntryOut.model_validate(v.entry.to_dict()),
+                             previous_entry=v.previous_entry, signature_ok=v.signature_ok, chain_ok=v.chain_ok,
+                             included=v.included, leaf_index=v.leaf_index, tree_size=v.tree_size,
+                             inclusion_proof=v.inclusion_proof, checkpoint=v.checkpoint,
+                             findings=[f.to_dict() for f in v.findings])
+
+
+def consistency_out(proof: ConsistencyProof) -> s.ConsistencyOut:
+    return s.ConsistencyOut(from_=proof.from_size, to=proof.to_size, from_root=proof.from_root,
+                            to_root=proof.to_root, from_checkpoint=proof.from_checkpoint,
+                            to_checkpoint=proof.to_checkpoint, proof=proof.proof, consistent=proof.consistent)
 
 
 def audit_out(report: dict[str, Any]) -> s.AuditOut:
