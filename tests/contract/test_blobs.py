@@ -249,7 +249,8 @@ def test_an_image_task_on_cloud_storage(storage_emulator: str, tmp_path: Path) -
     assert original.content_type == "image/png" and original.cache_control.endswith("immutable")
     assert original.metadata["taskId"] == "t1" and original.metadata["model"] == "demo-image"
     assert store.get("users/ann/images/t1/0-256.webp").content_type == "image/webp"
-    url = platform.images.signed(platform.images.shown(task)[0]).url
+    image = platform.images.shown(task)[0]
+    url = platform.images.signed(image.path, image.thumbnails).url
     assert "X-Goog-Signature=" in url and "X-Goog-Expires=3600" in url
     store.put("users/ann/images/gone/0.png", b"stray", "image/png")  # a task no store knows
     assert platform.images.delete("ann", "t1.0").objects == 3

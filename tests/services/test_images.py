@@ -344,15 +344,15 @@ def test_a_users_images_newest_first_paged_and_deleted(platform: Platform, clock
         image_task(platform, "u", f"t{n}", f"picture {n}", size="256x256", n=count)
     image_task(platform, "other", "t0", "not yours", size="256x256")
     page, cursor = platform.images.images("u", limit=2)
-    assert [image["id"] for image in page] == ["t2.0"] and cursor is not None  # t1's two would pass the limit
+    assert [image.id for image in page] == ["t2.0"] and cursor is not None  # t1's two would pass the limit
     page2, cursor2 = platform.images.images("u", limit=2, cursor=cursor)
-    assert [image["id"] for image in page2] == ["t1.0", "t1.1"] and cursor2 is not None
+    assert [image.id for image in page2] == ["t1.0", "t1.1"] and cursor2 is not None
     page3, cursor3 = platform.images.images("u", limit=2, cursor=cursor2)
-    assert [image["id"] for image in page3] == ["t0.0"] and cursor3 is None
+    assert [image.id for image in page3] == ["t0.0"] and cursor3 is None
     spent = platform.credits.balance("u").available
     entries = len(platform.credits.history("u")[0])
     assert platform.images.delete("u", "t1.0") == ImagesDeleted(["t1.0"], 3)
-    assert [image["id"] for image in platform.images.images("u", limit=10)[0]] == ["t2.0", "t1.1", "t0.0"]
+    assert [image.id for image in platform.images.images("u", limit=10)[0]] == ["t2.0", "t1.1", "t0.0"]
     assert not [p for p in objects(platform, "u") if p.startswith("users/u/images/t1/0")]
     assert platform.credits.balance("u").available == spent and len(platform.credits.history("u")[0]) == entries
     for missing in ("t1.0", "t0.7", "nope.0", "t9", ""):

@@ -89,6 +89,32 @@ class ImagePolicy:
 
 
 @dataclass(frozen=True)
+class ShownImage:
+    """One of a succeeded task's images, as its user is shown it: the image, and its task's facts."""
+
+    id: str  # taskId.index
+    path: str  # the original's, in the blob store
+    thumbnails: dict[str, str]  # long side -> path
+    width: int
+    height: int
+    content_type: str
+    bytes: int
+    seed: int | None
+    task_id: str
+    model: str | None
+    steps: int | None
+    prompt: str
+    created_at: str
+    demo: bool
+    per_image: int  # µc
+
+    @property
+    def paths(self) -> list[str]:
+        """The original's and its thumbnails'."""
+        return [self.path, *self.thumbnails.values()]
+
+
+@dataclass(frozen=True)
 class SignedImage:
     """Short-lived URLs of an image and of its thumbnails (by side), and when they stop working."""
 
@@ -413,7 +439,7 @@ class ImageGeneration:
             thumbs = outputs["thumbnails"]["thumbnails"]
             ids, urls, expires = [], [], None
             for image in outputs["store"]["images"]:
-                signed = self.signed({"path": image["path"], "thumbnails": thumbs.get(str(image["index"]), {})})
+                signed = self.signed(image["path"], thumbs.get(str(image["index"]), {}))
                 ids.append(f"{task_id}.{image['index']}")
                 urls.append({"id": ids[-1], "url": signed.url, "thumbnails": signed.thumbnails})
                 expires = signed.expires_at
@@ -510,10 +536,10 @@ class ImageGeneration:
 
     # -- a user's images -------------------------------------------------------------------------------------
 
-    def images(self, uid: str, limit: int = 20, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def images(self, uid: str, limit: int = 20, cursor: str | None = None) -> tuple[list[ShownImage], str | None]:
         """The user's images, newest first: whole tasks at a time, at most `limit` images a page (a task with more
         than `limit` images fills a page by itself); the cursor is the last task's."""
-        found: list[dict[str, Any]] = []
+        found: list[ShownImage] = []
         before = cursor
         while True:
             page = self.store.of_user(uid, states=frozenset({SUCCEEDED}), kind="image", limit=limit + 1,
@@ -533,13 +559,14 @@ class ImageGeneration:
         return bool(self.store.of_user(uid, states=frozenset({SUCCEEDED}), kind="image", limit=1, before=before))
 
     @staticmethod
-    def shown(task: Task) -> list[dict[str, Any]]:
+    def shown(task: Task) -> list[ShownImage]:
         """A succeeded task's images that were not deleted, each with its task's facts."""
         result = task.result or {}
         prompt = task.request.text()
-        return [{**image, "taskId": task.id, "model": result.get("model"), "steps": result.get("steps"),
-                 "prompt": prompt, "createdAt": task.created_at, "demo": bool(result.get("demo")),
-                 "perImage": result["perImage"]["micros"] if "perImage" in result else 0}
+        return [ShownImage(image["id"], image["path"], dict(image.get("thumbnails") or {}), image["width"],
+                           image["height"], image["contentType"], image["bytes"], image.get("seed"), task.id,
+                           result.get("model"), result.get("steps"), prompt, task.created_at,
+                           bool(result.get("demo")), result["perImage"]["micros"] if "perImage" in result else 0)
                 for image in kept_images(result, task.steps.get("deletedImages"))]
 
     def delete(self, uid: str, image_id: str) -> ImagesDeleted:
@@ -574,12 +601,11 @@ class ImageGeneration:
                 return
         raise LedgerError(f"task {task_id} kept changing while its images were deleted")
 
-    def signed(self, image: dict[str, Any]) -> SignedImage:
-        """Short-lived URLs of an image and its thumbnails."""
+    def signed(self, path: str, thumbnails: dict[str, str]) -> SignedImage:
+        """Short-lived URLs of an image and its thumbnails (long side -> path)."""
         seconds = self.policy.url_seconds
-        return SignedImage(self.blobs.signed_url(image["path"], seconds),
-                           {side: self.blobs.signed_url(path, seconds)
-                            for side, path in image.get("thumbnails", {}).items()},
+        return SignedImage(self.blobs.signed_url(path, seconds),
+                           {side: self.blobs.signed_url(thumb, seconds) for side, thumb in thumbnails.items()},
                            iso(self.clock.now() + timedelta(seconds=seconds)))
 
     # -- the orphan sweep ------------------------------------------------------------------------------------
@@ -605,8 +631,7 @@ class ImageGeneration:
                 continue
             wanted: set[str] = set()
             if task is not None and task.state == SUCCEEDED:
-                wanted = {path for image in self.shown(task)
-                          for path in [image["path"], *image.get("thumbnails", {}).values()]}
+                wanted = {path for image in self.shown(task) for path in image.paths}
             for path in paths:
                 if path in wanted:
                     kept += 1

@@ -330,12 +330,12 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
         data = []
         for image in images.shown(task):
             if response_format == "b64_json":
-                blob = platform.blobs.get(image["path"]) if platform.blobs is not None else None
+                blob = platform.blobs.get(image.path) if platform.blobs is not None else None
                 if blob is None:
-                    raise GatewayError(404, f"image {image['id']} was deleted", "invalid_request_error")
+                    raise GatewayError(404, f"image {image.id} was deleted", "invalid_request_error")
                 data.append({"b64_json": base64.b64encode(blob.data).decode(), "revised_prompt": None})
             else:
-                url = images.signed(image).url
+                url = images.signed(image.path, image.thumbnails).url
                 data.append({"url": request.host_url.rstrip("/") + url if url.startswith("/") else url,
                              "revised_prompt": None})
         result = task.result or {}

@@ -15,7 +15,7 @@ from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
 from ...domain.tasks import parse_request, require_task_id
-from ...services.images import ImageGeneration
+from ...services.images import ImageGeneration, ShownImage
 from ...services.tasks import same_request
 from . import task_schemas as t
 from .api import Routes, problem
@@ -112,13 +112,13 @@ def absolute(url: str) -> str:
     return request.host_url.rstrip("/") + url if url.startswith("/") else url
 
 
-def image_out(images: ImageGeneration, image: dict[str, Any]) -> ImageOut:
-    signed = images.signed(image)
-    return ImageOut(id=image["id"], taskId=image["taskId"], model=image.get("model"), prompt=image["prompt"],
-                    size=f"{image['width']}x{image['height']}", width=image["width"], height=image["height"],
-                    contentType=image["contentType"], bytes=image["bytes"], steps=image.get("steps"),
-                    seed=image.get("seed"), demo=image["demo"], createdAt=image["createdAt"],
-                    price=Money.of(image.get("perImage") or 0), url=absolute(signed.url),
+def image_out(images: ImageGeneration, image: ShownImage) -> ImageOut:
+    signed = images.signed(image.path, image.thumbnails)
+    return ImageOut(id=image.id, taskId=image.task_id, model=image.model, prompt=image.prompt,
+                    size=f"{image.width}x{image.height}", width=image.width, height=image.height,
+                    contentType=image.content_type, bytes=image.bytes, steps=image.steps, seed=image.seed,
+                    demo=image.demo, createdAt=image.created_at, price=Money.of(image.per_image),
+                    url=absolute(signed.url),
                     thumbnails={side: absolute(url) for side, url in signed.thumbnails.items()},
                     urlsExpireAt=signed.expires_at)
 
