@@ -146,7 +146,7 @@ def test_low_balance_rearms_after_a_top_up(tmp_path, clock: SteppedClock) -> Non
     notices = platform.realtime.get("/notifications/l")
     assert len(notices) == 2 and {n["type"] for n in notices.values()} == {"low_balance"}
     clock.advance(seconds=1)
-    assert platform.mirror.check("l")["status"] == "low"
+    assert platform.mirror.check("l").status == "low"
 
 
 def test_the_offer_route_answers_a_network_that_had_its_share(tmp_path, clock: SteppedClock) -> None:

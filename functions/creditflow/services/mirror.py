@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class LowBalance:
+    status: str  # ok, low or empty
+    available: int  # µc
+    threshold: int  # µc: below it, the balance is low
+    recommendations: list[str]
+    packs: list[tuple[int, int, str]]  # (µc, price in the currency's minor unit, currency), when not ok
+
+
+@dataclass(frozen=True)
 class LowBalancePolicy:
     absolute: int  # µc
     percent_of_top_up: int
@@ -135,11 +144,10 @@ class BalanceMirror:
             "message": f"Your balance is {format_credits(available)} credits, below {format_credits(threshold)}.",
             "at": event.at, "read": False})
 
-    def check(self, uid: str) -> dict[str, Any]:
+    def check(self, uid: str) -> LowBalance:
+        """Whether the user's balance is low, against their threshold, and (when it is) what to buy."""
         balance = self.credits.balance(uid)
         available, threshold = balance.available, self.threshold(balance.last_top_up)
         status = "empty" if available == 0 else "low" if available < threshold else "ok"
-        packs = [{"credits": money(c), "price": {"amount": p, "currency": cur}} for c, p, cur in self.policy.packs]
         advice = [] if status == "ok" else [f"Top up: your balance is below {format_credits(threshold)} credits."]
-        return {"status": status, "available": money(available), "threshold": money(threshold),
-                "recommendations": advice, "packs": packs if status != "ok" else []}
+        return LowBalance(status, available, threshold, advice, list(self.policy.packs) if status != "ok" else [])

@@ -14,6 +14,7 @@ from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery
 from ...domain.holds import CLIENT
 from ...domain.idempotency import DIRECT, of_client
+from ...domain.money import money
 from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
@@ -132,7 +133,11 @@ def analytics(platform: Platform, caller: Caller, query: AnalyticsQuery) -> s.An
               response=s.LowBalanceOut)
 def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
     account_of(platform, caller)
-    return s.LowBalanceOut.model_validate(platform.mirror.check(caller.uid))
+    low = platform.mirror.check(caller.uid)
+    return s.LowBalanceOut(status=low.status, available=s.Money.of(low.available), threshold=s.Money.of(low.threshold),
+                           recommendations=low.recommendations,
+                           packs=[{"credits": money(c), "price": {"amount": p, "currency": cur}}
+                                  for c, p, cur in low.packs])
 
 
 @routes.route("GET", f"{V1}/credits/welcome-bonus", summary="The welcome bonus, and whether it can be claimed",
