@@ -10,6 +10,7 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
+from ...domain.accounts import USAGE_ACCOUNTS
 from ...domain.callers import Caller
 from ...domain.errors import InvalidQuery
 from ...domain.holds import CLIENT
@@ -31,7 +32,7 @@ from .views import (
 )
 
 V1 = "/api/v1"
-CATEGORIES = {name: f"usage:{name}" for name in ("chat", "image", "vision", "agent", "embedding")}
+CATEGORIES = {account.removeprefix("usage:"): account for account in USAGE_ACCOUNTS}  # a hold's category: its account
 KINDS = "(?:grant|hold|settle|release|expire|writeoff)"
 ANALYTICS_DAYS = 30
 EARLIEST = datetime.min.replace(tzinfo=UTC)
