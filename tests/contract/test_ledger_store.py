@@ -129,7 +129,7 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
     assert [e.kind for e in credits.history("c", kinds=frozenset({"expire"}))[0]] == ["expire"]
     checkpoint = integrity.publish_checkpoint()
     assert checkpoint.size == store.tree_size() == len(page + rest)
-    assert integrity.verify_entry(extended.entry, "c")["ok"]
+    assert integrity.verify_entry(extended.entry, "c").ok
     report = integrity.audit()
     assert report.ok, report.findings
     assert report.totals["sum"] == 0

@@ -187,6 +187,11 @@ class FirestoreLedgerStore:
         return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),
                                self.attempts)
 
+    def read_only(self, work: Callable[[FirestoreTransaction], T]) -> T:
+        """`work`'s reads as of one moment, in a read-only transaction: it takes no locks, so holds back no writer."""
+        return firestore.transactional(lambda transaction: work(FirestoreTransaction(self.client, transaction)))(
+            self.client.transaction(read_only=True))
+
     # -- reads ------------------------------------------------------------------------------------------------
 
     def _account_ref(self, account_id: str) -> Any:
@@ -205,16 +210,15 @@ class FirestoreLedgerStore:
     def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
         """The account, its open lots and pending holds as of one moment: a read-only transaction, which takes no
         locks (a read-write one's queries held back other users' commands on the emulator)."""
-        def read(transaction: firestore.Transaction) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
-            tx = FirestoreTransaction(self.client, transaction)
+        def read(tx: FirestoreTransaction) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
             mine = {name: _where(self.client.collection(name), "account", "==", account_id)
                     for name in (layout.LOTS, layout.HOLDS)}
-            lots = _where(mine[layout.LOTS], "open", "==", True).stream(transaction=transaction)
-            holds = _where(mine[layout.HOLDS], "status", "==", "pending").stream(transaction=transaction)
+            lots = _where(mine[layout.LOTS], "open", "==", True).stream(transaction=tx.tx)
+            holds = _where(mine[layout.HOLDS], "status", "==", "pending").stream(transaction=tx.tx)
             return (tx.account(account_id), [layout.lot_of(s.to_dict()) for s in lots],
                     [layout.hold_of(s.to_dict()) for s in holds])
 
-        return firestore.transactional(read)(self.client.transaction(read_only=True))
+        return self.read_only(read)
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get()
