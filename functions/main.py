@@ -47,7 +47,7 @@ if serves("claimWelcomeBonus"):
     def claimWelcomeBonus(request: https_fn.CallableRequest) -> dict:
         from creditflow.entrypoints.callables import claim_welcome_bonus
 
-        return claim_welcome_bonus(request.auth, request.data, request.raw_request.remote_addr)
+        return claim_welcome_bonus(request.auth, request.data, request.raw_request)
 
 
 if serves("expireHolds"):

@@ -149,5 +149,36 @@ def test_the_welcome_callable_keeps_the_same_limits(monkeypatch: pytest.MonkeyPa
     for data in ({"deviceFingerprint": "\ud800abcdefgh"}, {"deviceFingerprint": "abcdefgh", "\udc00": 1},
                  {"deviceFingerprint": "abcdefgh", "more": deep}, {"deviceFingerprint": "abcdefgh", "n": float("nan")}):
         with pytest.raises(https_fn.HttpsError) as refused:
-            callables.claim_welcome_bonus(SimpleNamespace(uid="ada", token={}), data, "127.0.0.1")
+            callables.claim_welcome_bonus(SimpleNamespace(uid="ada", token={}), data,
+                                          SimpleNamespace(remote_addr="127.0.0.1", headers={}))
         assert refused.value.code == https_fn.FunctionsErrorCode.INVALID_ARGUMENT, data
+
+
+def test_the_welcome_callable_judges_the_network_as_the_rest_route_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Firebase the peer is Google's front end, the same for every user: the callable reads the caller's network
+    from what the front end wrote (the last X-Forwarded-For entry), as POST /api/v1/credits/welcome-bonus does, and
+    refuses a field it does not take rather than ignore it."""
+    from types import SimpleNamespace
+
+    from firebase_functions import https_fn
+
+    from creditflow.domain.errors import WelcomeRefused
+    from creditflow.entrypoints import callables
+
+    seen: list[str | None] = []
+
+    def claim(caller: object, device: object, ip: str | None) -> None:
+        seen.append(ip)
+        raise WelcomeRefused("recorded", reason="network-limit")
+
+    stand_in = SimpleNamespace(settings=SimpleNamespace(runtime="firebase", proxies_in_front=0),
+                               welcome=SimpleNamespace(claim=claim))
+    monkeypatch.setattr(callables, "platform", lambda: stand_in)
+    front_end = SimpleNamespace(remote_addr="169.254.8.1", headers={"X-Forwarded-For": "6.6.6.6, 10.7.7.7"})
+    with pytest.raises(https_fn.HttpsError):
+        callables.claim_welcome_bonus(SimpleNamespace(uid="ada", token={}), {}, front_end)
+    assert seen == ["10.7.7.7"]  # not the front end's own address, nor the first entry, which the client wrote
+    with pytest.raises(https_fn.HttpsError) as refused:
+        callables.claim_welcome_bonus(SimpleNamespace(uid="ada", token={}), {"bogus": 1}, front_end)
+    assert refused.value.code == https_fn.FunctionsErrorCode.INVALID_ARGUMENT and "bogus" in refused.value.message
+    assert seen == ["10.7.7.7"]

@@ -18,3 +18,14 @@ class Caller:
 
     def __post_init__(self) -> None:
         require_uid(self.uid)  # a token may name any uid; the platform serves only those its stores can hold
+
+
+def network_address(remote_addr: str | None, forwarded_for: str, proxies_in_front: int,
+                    behind_front_end: bool) -> str | None:
+    """The caller's network address. Behind Google's front end (Firebase), the one it wrote in X-Forwarded-For: the
+    last (the first ones are whatever the client sent), or before it one more for each proxy of the deployer's own
+    that appends its own caller's (PROXIES_IN_FRONT); elsewhere the connection's peer."""
+    if not behind_front_end:
+        return remote_addr
+    forwarded = [hop.strip() for hop in forwarded_for.split(",")]
+    return (forwarded[-1 - proxies_in_front] if len(forwarded) > proxies_in_front else "") or remote_addr

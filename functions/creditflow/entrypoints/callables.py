@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain.callers import Caller
+from ..domain.callers import Caller, network_address
 from ..domain.errors import LedgerError
 from .http.json_body import InvalidBody, check
 from .http.statuses import status_of
@@ -16,9 +16,10 @@ _CODES = {400: "invalid-argument", 401: "unauthenticated", 402: "failed-precondi
           404: "not-found", 409: "already-exists", 429: "resource-exhausted"}
 
 
-def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
+def claim_welcome_bonus(auth: Any, data: Any, raw_request: Any) -> dict[str, Any]:
     """`claimWelcomeBonus`: {deviceFingerprint?} -> the grant (the body `POST /api/v1/credits/welcome-bonus`
-    answers), or an HttpsError naming why it was refused."""
+    answers), or an HttpsError naming why it was refused. The caller's network is judged as the REST route judges
+    it, from what Google's front end wrote (the connection's peer is the front end)."""
     from firebase_functions import https_fn
 
     if auth is None:
@@ -27,6 +28,11 @@ def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
         check(data)
     except InvalidBody as error:
         raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, error.message) from error
+    unknown = sorted(set(data) - {"deviceFingerprint"}) if isinstance(data, dict) else []
+    if unknown or not (data is None or isinstance(data, dict)):
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT,
+                                  f"{', '.join(unknown)}: not a field this function takes (it takes deviceFingerprint)"
+                                  if unknown else "the data must be an object: {deviceFingerprint?}")
     device = data.get("deviceFingerprint") if isinstance(data, dict) else None
     if device is not None and (not isinstance(device, str) or not 8 <= len(device) <= 512):
         raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT,
@@ -34,6 +40,9 @@ def claim_welcome_bonus(auth: Any, data: Any, ip: str | None) -> dict[str, Any]:
     token = auth.token or {}
     caller = Caller(uid=auth.uid, admin=token.get("admin") is True, email=token.get("email"),
                     email_verified=token.get("email_verified") is True)
+    settings = platform().settings
+    ip = network_address(raw_request.remote_addr, raw_request.headers.get("X-Forwarded-For", ""),
+                         settings.proxies_in_front, settings.runtime == "firebase")
     try:
         granted = platform().welcome.claim(caller, device, ip)
     except LedgerError as error:

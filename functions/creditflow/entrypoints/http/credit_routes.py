@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.accounts import USAGE_ACCOUNTS
-from ...domain.callers import Caller
+from ...domain.callers import Caller, network_address
 from ...domain.errors import InvalidQuery
 from ...domain.holds import CLIENT
 from ...domain.idempotency import DIRECT, of_client
@@ -65,14 +65,9 @@ def account_of(platform: Platform, caller: Caller) -> str:
 
 
 def client_address(platform: Platform) -> str | None:
-    """The caller's network address. On Firebase, the one Google's front end wrote in X-Forwarded-For: the last
-    (the first ones are whatever the client sent), or before it one more for each proxy of the deployer's own
-    that appends its own caller's (PROXIES_IN_FRONT)."""
-    if platform.settings.runtime == "firebase":
-        forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
-        hops = platform.settings.proxies_in_front
-        return (forwarded[-1 - hops] if len(forwarded) > hops else "") or request.remote_addr
-    return request.remote_addr
+    """The caller's network address (domain.callers.network_address)."""
+    return network_address(request.remote_addr, request.headers.get("X-Forwarded-For", ""),
+                           platform.settings.proxies_in_front, platform.settings.runtime == "firebase")
 
 
 class HistoryQuery(BaseModel):
