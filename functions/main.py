@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from firebase_admin import initialize_app
 
-from creditflow.config import function_target
+from creditflow.config import function_secrets, function_target
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
 initialize_app()  # callable functions verify ID tokens with the default app before our code runs
-SECRETS = ["LEDGER_SIGNING_KEY"]
+SECRETS = function_secrets()  # LEDGER_SIGNING_KEY and those CREDITFLOW_SECRETS names (Stripe's, providers' keys)
 TARGET = function_target()
 # The task-queue functions' Cloud Tasks queues, one per priority (creditflow.adapters.firebase.task_queue enqueues):
 # retried up to 5 attempts, 10 s after the first failure, doubling up to 10 min; each queue's own dispatch limits;

@@ -162,7 +162,9 @@ class Settings:
     image_backoff_seconds: float = 0.5  # before the second call, doubled before each after it
     crash_after_steps: tuple[str, ...] = ()  # a test mode: kill -9 itself once after each of these image saga steps
     project: str = "demo-creditflow"  # GCLOUD_PROJECT (or GOOGLE_CLOUD_PROJECT): the Firebase project
-    database_url: str | None = None  # FIREBASE_DATABASE_URL: the Realtime Database (else the project's default)
+    # the Realtime Database: CREDITFLOW_DATABASE_URL, else FIREBASE_CONFIG's databaseURL (Cloud Functions set it:
+    # an instance outside the US is at *.firebasedatabase.app), else the project's default in the US
+    database_url: str | None = None
     database_emulator_host: str | None = None  # FIREBASE_DATABASE_EMULATOR_HOST
     firestore_emulator_host: str | None = None  # FIRESTORE_EMULATOR_HOST: connect without credentials
     tasks_emulator_host: str | None = None  # CLOUD_TASKS_EMULATOR_HOST (firebase-admin reads it too)
@@ -251,7 +253,7 @@ class Settings:
             "media_bucket": env.get("MEDIA_BUCKET") or None,
             "media_url_seconds": _whole("MEDIA_URL_SECONDS", "3600"),
             "media_max_upload_bytes": _whole("MEDIA_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)),
-            "storage_bucket": _storage_bucket(env.get("FIREBASE_CONFIG")),
+            "storage_bucket": _firebase_config(env.get("FIREBASE_CONFIG"), "storageBucket"),
             "media_sweep_seconds": _number("MEDIA_SWEEP_SECONDS", "300"),
             "upload_quota_count": _whole("UPLOAD_QUOTA_COUNT", "100"),
             "upload_quota_bytes": _whole("UPLOAD_QUOTA_BYTES", str(200 * 1024 * 1024)),
@@ -262,7 +264,8 @@ class Settings:
             "crash_after_steps": tuple(s.strip() for s in env.get("CREDITFLOW_TEST_CRASH_AFTER", "").split(",")
                                        if s.strip()),
             "project": env.get("GCLOUD_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or "demo-creditflow",
-            "database_url": env.get("FIREBASE_DATABASE_URL") or None,
+            "database_url": env.get("CREDITFLOW_DATABASE_URL") or _firebase_config(env.get("FIREBASE_CONFIG"),
+                                                                                    "databaseURL"),
             "database_emulator_host": env.get("FIREBASE_DATABASE_EMULATOR_HOST") or None,
             "firestore_emulator_host": env.get("FIRESTORE_EMULATOR_HOST") or None,
             "tasks_emulator_host": env.get("CLOUD_TASKS_EMULATOR_HOST") or None,
@@ -424,15 +427,15 @@ def _packs(text: str) -> tuple[tuple[int, int, str], ...]:
     return tuple(found)
 
 
-def _storage_bucket(firebase_config: str | None) -> str | None:
-    """The default bucket named in FIREBASE_CONFIG (JSON, as Cloud Functions set it), if any."""
+def _firebase_config(firebase_config: str | None, name: str) -> str | None:
+    """A setting FIREBASE_CONFIG names (JSON, as Cloud Functions set it: storageBucket, databaseURL), if any."""
     import json
 
     try:
-        bucket = json.loads(firebase_config or "{}").get("storageBucket")
+        value = json.loads(firebase_config or "{}").get(name)
     except (ValueError, AttributeError):
         return None
-    return bucket if isinstance(bucket, str) and bucket else None
+    return value if isinstance(value, str) and value else None
 
 
 def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -448,6 +451,21 @@ def _providers(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
                              f"AI_PROVIDER_{name.upper()}_API_KEY")
         found[name] = (url, key)
     return found
+
+
+SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
+
+
+def function_secrets() -> list[str]:
+    """The Secret Manager secrets each function is given as variables: LEDGER_SIGNING_KEY, and those named in
+    CREDITFLOW_SECRETS (comma-separated, in functions/.env: e.g. STRIPE_SECRET_KEY,STRIPE_WEBHOOK_SECRET,
+    AI_PLATFORM_API_KEY), each set first with `firebase functions:secrets:set NAME`. Read at deploy time."""
+    named = [name.strip() for name in os.environ.get("CREDITFLOW_SECRETS", "").split(",") if name.strip()]
+    bad = [name for name in named if not SECRET_NAME.fullmatch(name) or name.startswith(("X_GOOGLE_", "FIREBASE_"))]
+    if bad:
+        raise ConfigurationError(f"CREDITFLOW_SECRETS names {', '.join(bad)}: a secret is named in capitals, digits "
+                                 "and _, not starting with X_GOOGLE_ or FIREBASE_")
+    return list(dict.fromkeys(["LEDGER_SIGNING_KEY", *named]))
 
 
 def function_target() -> str | None:

@@ -16,9 +16,10 @@ FUNCTIONS_DEFINED = ("api", "claimWelcomeBonus", "expireHolds", "publishCheckpoi
                      "sweepMedia", "scanChain")
 
 
-def python(code: str, target: str | None = None) -> str:
+def python(code: str, target: str | None = None, **variables: str) -> str:
     """Run `code` in functions/ as a fresh interpreter, as the instance of `target` (None: deploy discovery)."""
-    env = {key: value for key, value in os.environ.items() if key != "FUNCTION_TARGET"}
+    env = {key: value for key, value in os.environ.items() if key not in ("FUNCTION_TARGET", "CREDITFLOW_SECRETS")}
+    env.update(variables)
     if target is not None:
         env["FUNCTION_TARGET"] = target
     return subprocess.run([sys.executable, "-c", code], cwd=FUNCTIONS, env=env, capture_output=True, text=True,
@@ -44,11 +45,26 @@ def test_every_function_its_trigger_and_options() -> None:
         trigger = endpoints[name]["eventTrigger"]
         assert trigger["eventType"] == f"google.firebase.database.ref.v1.{event}"
         assert trigger["eventFilterPathPatterns"] == {"instance": "*", "ref": ref}
-        assert trigger["retry"] is False  # RTDB triggers have no retry: the handlers are idempotent
+        # firebase-functions' Python SDK (0.6) takes no retry option for database or Firestore triggers: a failed
+        # delivery is not retried (a task then ends expired at its deadline, its hold released)
+        assert trigger["retry"] is False
     # a quick task runs inline in the request's trigger until its deadline (5 minutes): not cut at the default 60 s
     assert endpoints["submitRequest"]["timeoutSeconds"] == 540
     for endpoint in endpoints.values():
         assert endpoint["secretEnvironmentVariables"] == [{"key": "LEDGER_SIGNING_KEY"}]
+
+
+def test_the_secrets_named_in_functions_env_reach_every_function() -> None:
+    """Stripe's and the providers' keys live in Secret Manager: named in CREDITFLOW_SECRETS, each function is given
+    them (a key only in the environment of the emulator's .secret.local reached nothing deployed)."""
+    endpoints = yaml.safe_load(python(MANIFEST, CREDITFLOW_SECRETS="STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET,"
+                                                                    "AI_PLATFORM_API_KEY"))["endpoints"]
+    for endpoint in endpoints.values():
+        assert endpoint["secretEnvironmentVariables"] == [{"key": name} for name in (
+            "LEDGER_SIGNING_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AI_PLATFORM_API_KEY")]
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        python(MANIFEST, CREDITFLOW_SECRETS="stripe key")
+    assert "CREDITFLOW_SECRETS names stripe key" in refused.value.stderr
 
 
 def test_one_task_queue_function_per_priority_with_its_retries_and_rate_limits() -> None:

@@ -32,3 +32,18 @@ def test_a_configured_address_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (settings.payment_success_url, settings.wallet_signin_domain) == ("https://app.example/#payments?paid=1",
                                                                              "app.example")
     assert settings.payment_cancel_url == "http://127.0.0.1:8102/#payments?cancelled=1"
+
+
+def test_the_realtime_database_is_the_one_cloud_functions_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the US a project's database is at *.firebasedatabase.app: FIREBASE_CONFIG names it (FIREBASE_ is a
+    prefix firebase-tools refuses in functions/.env, so the override is CREDITFLOW_DATABASE_URL)."""
+    for variable in ("CREDITFLOW_DATABASE_URL", "FIREBASE_DATABASE_EMULATOR_HOST"):
+        monkeypatch.delenv(variable, raising=False)
+    europe = "https://shop-default-rtdb.europe-west1.firebasedatabase.app"
+    monkeypatch.setenv("FIREBASE_CONFIG", f'{{"projectId": "shop", "databaseURL": "{europe}", "storageBucket": "b"}}')
+    assert Settings.from_env(runtime="local", project="shop").realtime_url == europe
+    monkeypatch.setenv("CREDITFLOW_DATABASE_URL", "https://other.firebaseio.com")
+    assert Settings.from_env(runtime="local", project="shop").realtime_url == "https://other.firebaseio.com"
+    monkeypatch.delenv("CREDITFLOW_DATABASE_URL")
+    monkeypatch.setenv("FIREBASE_CONFIG", "{}")
+    assert Settings.from_env(runtime="local", project="shop").realtime_url == "https://shop-default-rtdb.firebaseio.com"
