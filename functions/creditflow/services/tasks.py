@@ -756,18 +756,22 @@ class Tasks:
         task = self._spent(context)
         if task.cancel_requested:  # the user's cancel, met mid-step: ended as asked, not tried again
             return self._finish(task, CANCELLED, message="cancelled")
-        detail = getattr(error, "detail", None) or str(error) or type(error).__name__
+        detail = getattr(error, "detail", None) or str(error) or type(error).__name__  # the operator's words
+        if not isinstance(error, LedgerError):
+            log.error("task %s of %s: attempt failed", task.id, task.uid, exc_info=error)
+        said = detail if isinstance(error, LedgerError) else (  # what the user reads: no internals of the platform
+            f"an error of the platform stopped this task ({type(error).__name__}); it is logged with the task's id")
         if isinstance(error, ProviderUnavailable) and self.queue is not None:
             later = self._tried_later(task, error, delivery, detail)
             if later is not None:
                 return later
         if delivery is not None and not delivery.final:
-            self._update(task, message=f"attempt {delivery.attempt} failed: {detail[:150]}; retrying")
+            self._update(task, message=f"attempt {delivery.attempt} failed: {said[:150]}; retrying")
             raise error  # the queue retries with backoff
         if task.route == "queued" or delivery is not None:
             self._dead_letter(task, detail, delivery.attempt if delivery else task.attempts)
-        problem = problem_of(error if isinstance(error, LedgerError) else TaskFailed(detail[:500]))
-        return self._finish(task, FAILED, error=problem, message=detail[:200])
+        problem = problem_of(error if isinstance(error, LedgerError) else TaskFailed(said))
+        return self._finish(task, FAILED, error=problem, message=said[:200])
 
     def _tried_later(self, task: Task, error: ProviderUnavailable, delivery: Delivery | None,
                      detail: str) -> Task | None:
