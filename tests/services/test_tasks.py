@@ -1087,3 +1087,59 @@ def test_a_reply_whose_hold_a_refund_released_midway_is_charged_or_a_shortfall(
         assert done.charged > 0 and not shortfalls
         assert ai.credits.balance("u").available == CREDIT - done.charged
     assert ai.integrity.audit().ok
+
+
+@pytest.mark.parametrize("cancel_lands", ["before the run saves itself running", "as the run saves itself running"])
+def test_a_cancel_racing_the_start_of_the_run_ends_the_task_with_one_outcome(ai: Platform, cancel_lands: str) -> None:
+    """The cancel marks the task (cancel_requested), then ends it from what it read; the run, starting meanwhile,
+    loses its save to the mark. The run must not start over the mark, and the end must close the hold the task
+    holds when it is saved: the task is cancelled, released, charged nothing, nothing held, nothing settled."""
+    funded(ai, "u", 1)
+    ai.tasks.run_inline = lambda work: None  # accepted and routed, its run started below by hand
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == ACCEPTED and task.reserved > 0
+    store, save = ai.tasks.store, ai.tasks.store.save
+    marked: list[Task] = []
+
+    def racing_save(saved: Task, *args: Any, **kwargs: Any) -> bool:
+        if saved.state == "running" and not marked:  # the cancel's mark lands before the run's own save
+            marked.append(ai.tasks._update(store.get("u", "t1"), cancel_requested=True))
+            if cancel_lands == "as the run saves itself running":
+                ai.tasks._finish(marked[0], CANCELLED, message="cancelled")
+        return save(saved, *args, **kwargs)
+
+    store.save = racing_save  # type: ignore[method-assign]
+    ai.tasks.run("u", "t1")
+    store.save = save  # type: ignore[method-assign]
+    ai.tasks._finish(marked[0], CANCELLED, message="cancelled")  # the cancel goes on from what it read
+    ended = ai.tasks.get("u", "t1")
+    balance = ai.credits.balance("u")
+    kinds = [entry.kind for entry in ai.credits.history("u", limit=50)[0]]
+    assert (ended.state, ended.outcome, ended.charged) == (CANCELLED, "released", 0), ended
+    assert (balance.available, balance.held) == (CREDIT, 0) and "settle" not in kinds, kinds
+
+
+@pytest.mark.parametrize("cancel_lands", ["before the acceptance saves", "as the acceptance saves"])
+def test_a_cancel_racing_the_acceptance_leaves_nothing_held(ai: Platform, cancel_lands: str) -> None:
+    """The acceptance placed the task's hold and is saving the task accepted when the cancel marks it: whichever
+    ends it, the hold is freed (not left until its timeout) and the task says what it holds and what it paid."""
+    funded(ai, "u", 1)
+    store, save = ai.tasks.store, ai.tasks.store.save
+    marked: list[Task] = []
+
+    def racing_save(saved: Task, *args: Any, **kwargs: Any) -> bool:
+        if saved.state == ACCEPTED and not marked:
+            marked.append(ai.tasks._update(store.get("u", "t1"), cancel_requested=True))
+            if cancel_lands == "as the acceptance saves":
+                ai.tasks._finish(marked[0], CANCELLED, message="cancelled")
+        return save(saved, *args, **kwargs)
+
+    store.save = racing_save  # type: ignore[method-assign]
+    ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    store.save = save  # type: ignore[method-assign]
+    ai.tasks._finish(marked[0], CANCELLED, message="cancelled")  # the cancel goes on from what it read
+    ended = ai.tasks.get("u", "t1")
+    balance = ai.credits.balance("u")
+    assert ended.state == CANCELLED and ended.charged == 0, ended
+    assert ended.outcome == ("released" if ended.reserved else None), ended
+    assert (balance.available, balance.held) == (CREDIT, 0), balance

@@ -424,7 +424,7 @@ class Tasks:
         """The task as another delivery left it (accepted, or ended meanwhile): a hold this acceptance placed for a
         task that ended holding nothing is nobody's, and is freed."""
         current = self.get(task.uid, task.id)
-        if current.terminal and current.reserved == 0:
+        if current.reserved == 0 and (current.terminal or current.cancel_requested):  # no delivery will hold it
             self._release_unowned(current, hold)
         return current
 
@@ -449,8 +449,11 @@ class Tasks:
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
         split_off = task.split_off + split_since  # what splits moved out of the lineage so far
-        task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
-                          hold=hold or task.hold, split_off=split_off if hold else task.split_off)
+        try:
+            task = self._move(task, RUNNING, attempts=task.attempts + 1, message=getattr(run, "starting", "running"),
+                              hold=hold or task.hold, split_off=split_off if hold else task.split_off)
+        except TaskConflict:  # ended, or being cancelled, while it started: whoever did so ends it
+            return self.get(uid, task_id)
         budget = Budget(uid, hold or "", held, task.deadline or "", task.reserved, split_off=split_off, task=task.id)
         context = RunContext(self, task, budget)
         try:
@@ -811,12 +814,13 @@ class Tasks:
         """The terminal state and its one financial outcome: what was captured stays charged, the rest of the hold
         is freed (keyed by the task, so a second finish frees nothing twice). `budget`: the run's, when it ended
         here."""
-        captured = self._close_lineage(task, budget)
-        outcome = (SETTLED if captured else RELEASED) if task.reserved else None
-        charged = captured  # its classification's too: a model classifier's call is captured from the hold
         for _ in range(SAVE_TRIES):
             if task.terminal:
                 return task
+            # from the task as it is now: one changed meanwhile (its acceptance placed its hold) is closed as such
+            captured = self._close_lineage(task, budget)
+            outcome = (SETTLED if captured else RELEASED) if task.reserved else None
+            charged = captured  # its classification's too: a model classifier's call is captured from the hold
             try:
                 final = task.moved(state, self._now(), outcome=outcome, charged=charged, hold=None, answer=None,
                                    error=error, result=result, progress=1.0 if state == SUCCEEDED else task.progress,
@@ -828,7 +832,7 @@ class Tasks:
                     self._abandoned(final)
                 self._after(final)
                 return final
-            task = self.get(task.uid, task.id)
+            task, budget = self.get(task.uid, task.id), None  # the run's budget tells of the task it read alone
         raise TaskConflict(f"task {task.id} kept changing while it was being finished", task=task.id)
 
     def _close_lineage(self, task: Task, budget: Budget | None) -> int:
@@ -894,6 +898,8 @@ class Tasks:
             task = self.get(task.uid, task.id)
             if task.terminal:
                 raise TaskConflict(f"task {task.id} is already {task.state}", task=task.id, state=task.state)
+            if task.cancel_requested and state in (ACCEPTED, RUNNING):  # the cancel that marked it ends it
+                raise TaskConflict(f"task {task.id} is being cancelled", task=task.id, state=task.state)
         raise TaskConflict(f"task {task.id} kept changing", task=task.id)
 
     def _update(self, task: Task, **changes: Any) -> Task:
