@@ -1143,3 +1143,34 @@ def test_a_cancel_racing_the_acceptance_leaves_nothing_held(ai: Platform, cancel
     assert ended.state == CANCELLED and ended.charged == 0, ended
     assert ended.outcome == ("released" if ended.reserved else None), ended
     assert (balance.available, balance.held) == (CREDIT, 0), balance
+
+
+def test_a_store_too_busy_at_acceptance_or_in_the_run_is_tried_again_not_a_failure(ai: Platform) -> None:
+    """Contention (Firestore's lock timeouts past the store's retries) writes nothing and is no fault of the
+    request: the task is accepted, or run, again shortly on the queue, and succeeds, charged once."""
+    from creditflow.domain.errors import Contended, StoreConflict
+
+    funded(ai, "u", 1)
+    reserve, stream = ai.credits.reserve, ai.chat.stream
+    busy = {"reserve": 1, "stream": 1}
+
+    def busy_once(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if busy[name]:
+                busy[name] -= 1
+                raise Contended.of(StoreConflict("lock timeout"))
+            return real(*args, **kwargs)
+        return call
+
+    ai.credits.reserve = busy_once("reserve", reserve)  # type: ignore[method-assign]
+    ai.chat.stream = busy_once("stream", stream)  # type: ignore[method-assign]
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == "requested" and task.error is None, task
+    ran = 0
+    while ran < 60 and not ai.tasks.get("u", "t1").terminal:  # due 2 s later, then its inline run's retry 1 s later
+        time.sleep(0.1 if not ai.queue.run_next() else 0)  # type: ignore[attr-defined]
+        ran += 1
+    ended = ai.tasks.get("u", "t1")
+    assert (ended.state, ended.outcome) == (SUCCEEDED, "settled") and busy == {"reserve": 0, "stream": 0}, ended
+    assert ended.route_reason.count("tried again") == 1 and ai.credits.balance("u").held == 0
+    assert ai.credits.balance("u").available == CREDIT - ended.charged

@@ -24,6 +24,7 @@ from ..domain.errors import (
     InsufficientFunds,
     LedgerError,
     ProviderUnavailable,
+    ServerBusy,
     TaskFailed,
 )
 from ..domain.holds import PENDING, TASK, Hold
@@ -133,6 +134,7 @@ def _waited_with(task: Task) -> dict[str, Any] | None:
 
 MAX_POSTPONED = 20  # runs put off while every model rests (each some 30 s): past it, attempts are spent again
 POSTPONE_JITTER_SECONDS = 5  # a postponed task comes back up to this long after a trial is admitted
+BUSY_RETRY_SECONDS = 2.0  # an acceptance the store was too busy for (Firestore contention) is tried again after
 ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept on it so that a retry answers nothing
 
 
@@ -350,6 +352,13 @@ class Tasks:
                     raise
                 room = 0
                 hold, held, split_from = self._hold_for(task, c, room, lender)
+        except ServerBusy:  # nothing written (a store too busy): not the request's fault, so tried again shortly
+            if self.queue is None:
+                raise
+            self._mirror(task)
+            self._enqueue(task, "high", "the store was too busy to accept it: tried again", "accept",
+                          delay=BUSY_RETRY_SECONDS)
+            return task
         except LedgerError as refused:
             return self._finish(task, FAILED, error=problem_of(refused), message=refused.detail[:200])
         accepting: dict[str, Any] = {
@@ -460,7 +469,7 @@ class Tasks:
             if hold is None and not getattr(run, "resumes_spent_hold", False):
                 raise InvalidTask("the task's hold is spent")
             outcome = run.run(context, resume)
-        except ProviderUnavailable as failure:  # worth another attempt, if one is left
+        except (ProviderUnavailable, ServerBusy) as failure:  # worth another attempt, if one is left
             return self._failed_attempt(context, failure, delivery)
         except LedgerError as refused:  # permanent: the request itself cannot be served
             spent = self._spent(context)
@@ -764,7 +773,7 @@ class Tasks:
             log.error("task %s of %s: attempt failed", task.id, task.uid, exc_info=error)
         said = detail if isinstance(error, LedgerError) else (  # what the user reads: no internals of the platform
             f"an error of the platform stopped this task ({type(error).__name__}); it is logged with the task's id")
-        if isinstance(error, ProviderUnavailable) and self.queue is not None:
+        if isinstance(error, ProviderUnavailable | ServerBusy) and self.queue is not None:
             later = self._tried_later(task, error, delivery, detail)
             if later is not None:
                 return later
@@ -776,8 +785,7 @@ class Tasks:
         problem = problem_of(error if isinstance(error, LedgerError) else TaskFailed(said))
         return self._finish(task, FAILED, error=problem, message=said[:200])
 
-    def _tried_later(self, task: Task, error: ProviderUnavailable, delivery: Delivery | None,
-                     detail: str) -> Task | None:
+    def _tried_later(self, task: Task, error: LedgerError, delivery: Delivery | None, detail: str) -> Task | None:
         """A run no model could serve goes on later instead of spending its attempts, while its deadline allows:
         - every model it may use was resting after failures (its circuit breaker open, so none was called): once one
           takes a trial call again, an attempt spent earlier would fail for nothing;
@@ -799,8 +807,10 @@ class Tasks:
         deadline = parse_iso(task.deadline) if task.deadline else None
         if deadline is not None and self.clock.now() + timedelta(seconds=wait) >= deadline:
             return None
-        routed = f"{task.route_reason}; then " if task.route_reason else ""
-        task = self._update(task, route="queued", route_reason=f"{routed}{why}: tried again on the queue"[-300:],
+        again = f"{why}: tried again on the queue"
+        routed = task.route_reason if task.route_reason and again in task.route_reason else (  # said once
+            f"{task.route_reason}; then {again}" if task.route_reason else again)
+        task = self._update(task, route="queued", route_reason=routed[-300:],
                             message=f"{why}: trying again in {wait} s"[:200], steps={**task.steps, **steps})
         self._enqueue(task, "high", why, f"later:{task.attempts}", delay=wait)
         return task
