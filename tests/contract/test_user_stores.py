@@ -213,6 +213,33 @@ def test_a_keys_limit_counts_what_is_in_flight(stores: dict[str, Any]) -> None:
     assert keys.by_hash("h1").revoked_at == T1
 
 
+def test_calls_on_one_key_ending_at_once_each_count_their_spend(stores: dict[str, Any]) -> None:
+    """Six calls through one key end together: each adds what it cost and drops its claim, none refused for the
+    others (on Firestore a read-modify-write of the key lost its race after the call was charged: a 503 for a call
+    answered, and its cost never counted against the key's limit)."""
+    import threading
+
+    keys = stores["keys"]
+    keys.add(ApiKey(id="key_5", uid="a", name="n", prefix="cf_vwxyzab", hash="h5", created_at=T0, limit=100))
+    calls = [f"call:gw_{n}-x.y" for n in range(6)]  # ids as field names: quoted, whatever they hold
+    assert all(keys.claim_spend("key_5", call, 10, T2, T0) for call in calls)
+    start, failed = threading.Barrier(len(calls)), []
+
+    def end(n: int) -> None:
+        start.wait()
+        try:
+            keys.record_spend("key_5", calls[n], n + 1)
+        except Exception as error:  # the finding
+            failed.append(error)
+
+    threads = [threading.Thread(target=end, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failed and keys.by_hash("h5").spent == 21 and keys.in_flight("key_5", T0) == 0, failed
+
+
 def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     key = ApiKey(id="key_3", uid="a", name="n", prefix="cf_opqrstu", hash="h3", created_at=T0)
