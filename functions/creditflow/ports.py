@@ -278,9 +278,15 @@ class WelcomeClaims(Protocol):
     def release_device(self, device_hash: str, uid: str, at: str) -> None:
         """Forget the device's claim if it is the one uid made at `at` (a claim then refused); any other stays."""
 
-    def count_ip_claims(self, ip_hash: str, since: str) -> int: ...
+    def count_ip_claims(self, ip_hash: str, since: str) -> int:
+        """Claims made from the network since `since` (each user's once)."""
 
-    def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None: ...
+    def take_ip_claim(self, ip_hash: str, uid: str, at: str, since: str, limit: int) -> bool:
+        """Record uid's claim from the network, in one atomic step, unless `limit` claims of other users were made
+        there since `since` (then False, nothing recorded); a claim of uid's own there is kept as it was (True)."""
+
+    def release_ip_claim(self, ip_hash: str, uid: str, at: str) -> None:
+        """Forget the network's claim if it is the one uid made at `at` (a claim then refused); any other stays."""
 
 
 Messages = list[dict[str, Any]]  # OpenAI chat messages: role, content (text or parts), tool calls and results

@@ -293,10 +293,35 @@ def test_a_device_claims_the_welcome_bonus_once_and_networks_are_counted(stores:
     claims.release_device("dev2", "a", T0)  # no claim at all: nothing happens
     assert claims.claim_device("dev1", "b", T2) == "b"
     for uid, at in (("a", T0), ("b", T1), ("c", T2)):
-        claims.record_ip_claim("net1", uid, at)
-    claims.record_ip_claim("net1", "b", T1)  # one user counts once
+        assert claims.take_ip_claim("net1", uid, at, T0, limit=3)
+    assert claims.take_ip_claim("net1", "b", T2, T0, limit=3)  # one user counts once, at its first claim
     assert claims.count_ip_claims("net1", T0) == 3 and claims.count_ip_claims("net1", T1) == 2
-    assert claims.count_ip_claims("net2", T0) == 0
+    assert not claims.take_ip_claim("net1", "d", T2, T0, limit=3)  # three others since T0: no place
+    assert claims.take_ip_claim("net1", "d", T2, T1, limit=3)  # within a window from T1, two: a place
+    claims.release_ip_claim("net1", "d", T1)  # another moment's: it stays
+    assert claims.count_ip_claims("net1", T1) == 3
+    claims.release_ip_claim("net1", "d", T2)  # the claim a refused claim made: the place is free again
+    assert claims.count_ip_claims("net1", T1) == 2 and claims.count_ip_claims("net2", T0) == 0
+
+
+def test_claims_racing_for_a_networks_last_places_never_pass_its_limit(stores: dict[str, Any]) -> None:
+    """Six users of one network claim at once with two places left: two take them (counted and taken in one
+    step; a count then a record let all six through)."""
+    import threading
+
+    claims, start, taken = stores["claims"], threading.Barrier(6), []
+
+    def claim(n: int) -> None:
+        start.wait()
+        if claims.take_ip_claim("busy-net", f"user{n}", T1, T0, limit=2):
+            taken.append(n)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(taken) == 2 and claims.count_ip_claims("busy-net", T0) == 2
 
 
 def test_answers_are_kept_once_per_key_for_their_asker_until_their_time(stores: dict[str, Any]) -> None:

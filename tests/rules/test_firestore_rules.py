@@ -67,7 +67,7 @@ READERS = {
     "api_keys/*": "nobody",
     "catalog_overrides/*": "nobody",
     "welcome_devices/*": "nobody",
-    "welcome_ips/*/claims/*": "nobody",
+    "welcome_ips/*": "nobody",
     "answers/*": "nobody",  # a chat answer kept for its Idempotency-Key: given again only through the API
 }
 
@@ -166,7 +166,7 @@ def seeded(firestore_emulator: FirestoreEmulator, tmp_path_factory: pytest.TempP
                         limit=CREDIT))
         keys.claim_spend(f"key_{uid}", "call", 1, T0, T0)
         FirestoreWelcomeClaims(client).claim_device(f"device-{uid}", uid, T0)
-        FirestoreWelcomeClaims(client).record_ip_claim("network", uid, T0)
+        FirestoreWelcomeClaims(client).take_ip_claim("network", uid, T0, T0, limit=10)
         task = Task(f"task_{uid}", uid, TaskRequest("chat", "hi"), T0, T0)
         tasks.create(task, [OutboxEvent(f"task.finished:{uid}:{task.id}", "task.finished", uid, {}, T0)])
         tasks.add_dead_letter(DeadLetter(f"dl:{uid}:{task.id}", uid, task.id, "failed", 5, "running", T0))

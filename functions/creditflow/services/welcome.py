@@ -49,6 +49,11 @@ class WelcomeOffer:
 WELCOME_KEY = "issuance:welcome"
 
 
+def _network_limit() -> WelcomeRefused:
+    return WelcomeRefused("too many welcome bonuses were claimed from your network recently; try later",
+                          reason="network-limit")
+
+
 def _already_claimed() -> WelcomeRefused:
     return WelcomeRefused("you already received your welcome bonus", reason="already-claimed")
 
@@ -89,6 +94,7 @@ class WelcomeBonus:
         self._check_caller(caller)
         account_id, at = user_account(uid), iso(now)
         marked = None  # the device's hash, when this uid holds it (perhaps by this claim)
+        counted = None  # the network's hash, when this claim took a place there
         try:
             if device:
                 device_hash = self._hash("device", device)
@@ -97,16 +103,18 @@ class WelcomeBonus:
                 marked = device_hash
             if ip:
                 ip_hash = self._hash("ip", ip)
-                self._check_network(ip_hash, now)
+                if not self.claims.take_ip_claim(ip_hash, uid, at, iso(now - policy.ip_window), policy.per_ip_limit):
+                    raise _network_limit()
+                counted = ip_hash
             expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
             result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional",
                                         key=f"welcome:{uid}", expires_at=expires, opens=True)
             if result.replayed:  # granted before, or by a concurrent claim that won the race
                 raise _already_claimed()
         except WelcomeRefused as refused:
+            if counted is not None:  # its place on the network is given back (a claim of another moment stays)
+                self.claims.release_ip_claim(counted, uid, at)
             raise self._refused(uid, refused, marked, at) from None
-        if ip:
-            self.claims.record_ip_claim(ip_hash, uid, at)
         return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account_id,
                             expires_at=iso(expires) if expires else None, available=result.available)
 
@@ -121,8 +129,7 @@ class WelcomeBonus:
     def _check_network(self, ip_hash: str, now: datetime) -> None:
         """Refuses a claim from a network that had its share of bonuses within the window."""
         if self.claims.count_ip_claims(ip_hash, iso(now - self.policy.ip_window)) >= self.policy.per_ip_limit:
-            raise WelcomeRefused("too many welcome bonuses were claimed from your network recently; try later",
-                                 reason="network-limit")
+            raise _network_limit()
 
     def _refused(self, uid: str, refused: WelcomeRefused, marked: str | None, at: str) -> WelcomeRefused:
         """What a refused claim is told: that the user had the bonus, when they had it, whatever else refused the

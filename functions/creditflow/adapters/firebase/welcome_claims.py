@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.api_core import exceptions as google_errors
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from .firestore_transactions import run_transaction
 
@@ -31,10 +31,34 @@ class FirestoreWelcomeClaims:
 
         run_transaction(self.client, release)  # a lost race is a retryable 503, as everywhere else
 
-    def count_ip_claims(self, ip_hash: str, since: str) -> int:
-        query = self.client.collection("welcome_ips").document(ip_hash).collection("claims").where(
-            filter=FieldFilter("at", ">=", since))
-        return sum(1 for _ in query.stream())
+    # A network's claims are one document, welcome_ips/{hash}: {"claims": {uid: at}}, those older than the window
+    # dropped as it is written. Counting and taking a place are then one transaction on it.
 
-    def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None:
-        self.client.collection("welcome_ips").document(ip_hash).collection("claims").document(uid).set({"at": at})
+    def count_ip_claims(self, ip_hash: str, since: str) -> int:
+        snapshot = self.client.collection("welcome_ips").document(ip_hash).get()
+        claims = (snapshot.to_dict() or {}).get("claims", {}) if snapshot.exists else {}
+        return sum(1 for at in claims.values() if at >= since)
+
+    def take_ip_claim(self, ip_hash: str, uid: str, at: str, since: str, limit: int) -> bool:
+        ref = self.client.collection("welcome_ips").document(ip_hash)
+
+        def take(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            claims = (snapshot.to_dict() or {}).get("claims", {}) if snapshot.exists else {}
+            recent = {other: when for other, when in claims.items() if when >= since}
+            if sum(1 for other in recent if other != uid) >= limit:
+                return False
+            transaction.set(ref, {"claims": {**recent, uid: claims.get(uid, at)}})
+            return True
+
+        return run_transaction(self.client, take)
+
+    def release_ip_claim(self, ip_hash: str, uid: str, at: str) -> None:
+        ref = self.client.collection("welcome_ips").document(ip_hash)
+
+        def release(transaction: firestore.Transaction) -> None:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists and (snapshot.to_dict() or {}).get("claims", {}).get(uid) == at:
+                transaction.update(ref, {FieldPath("claims", uid).to_api_repr(): firestore.DELETE_FIELD})
+
+        run_transaction(self.client, release)

@@ -26,5 +26,14 @@ class SqliteWelcomeClaims(SqliteFile):
         return self.db.execute("SELECT count(*) FROM welcome_ips WHERE ip = ? AND at >= ?",
                                (ip_hash, since)).fetchone()[0]
 
-    def record_ip_claim(self, ip_hash: str, uid: str, at: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO welcome_ips (ip, uid, at) VALUES (?, ?, ?)", (ip_hash, uid, at))
+    def take_ip_claim(self, ip_hash: str, uid: str, at: str, since: str, limit: int) -> bool:
+        with self._connections.transaction() as db:  # counted and taken in one write transaction
+            others = db.execute("SELECT count(*) FROM welcome_ips WHERE ip = ? AND at >= ? AND uid != ?",
+                                (ip_hash, since, uid)).fetchone()[0]
+            if others >= limit:
+                return False
+            db.execute("INSERT OR IGNORE INTO welcome_ips (ip, uid, at) VALUES (?, ?, ?)", (ip_hash, uid, at))
+            return True
+
+    def release_ip_claim(self, ip_hash: str, uid: str, at: str) -> None:
+        self.db.execute("DELETE FROM welcome_ips WHERE ip = ? AND uid = ? AND at = ?", (ip_hash, uid, at))
