@@ -138,3 +138,17 @@ def test_the_list_shows_active_keys_and_only_the_latest_revoked(keys: GatewayKey
     listed = keys.list("ann")
     assert kept.id in [k.id for k in listed] and len(listed) == 1 + SHOWN_REVOKED
     assert {k.name for k in listed if k.revoked_at} == {f"old-{n}" for n in range(5, SHOWN_REVOKED + 5)}
+
+
+def test_a_voided_holds_count_serves_the_next_hold_once(keys: GatewayKeys, store: SqliteApiKeys,
+                                                         clock: SteppedClock) -> None:
+    """Two models fail in turn, then a dearer third one holds: what is counted in flight is always at least the
+    hold that stands, so concurrent calls cannot pass the limit together."""
+    _, key = keys.create("ann", "capped", 10_000_000)
+    spend = keys.spending(key)
+    spend.admit(1_000_000)
+    spend.release(1_000_000)  # the first model failed: its count stays, kept for the next hold
+    spend.admit(1_000_000)  # taken from what was kept
+    spend.release(1_000_000)
+    spend.admit(1_500_000)
+    assert store.in_flight(key.id, iso(clock.now())) == 1_500_000

@@ -268,3 +268,20 @@ def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe
     changed = client.put("/api/v1/payments/auto-top-up", json={"enabled": False, "threshold": "60"}, headers=headers)
     assert (changed.json["enabled"], changed.json["threshold"]["credits"], changed.json["pack"]) == (
         False, "60", "credits-100")  # off still, one setting changed, the others kept
+
+
+def test_a_crossing_run_again_is_not_bought_again(shop: Platform, localstripe: LocalStripe) -> None:
+    """The queue delivers a crossing's job again after it paid (its ack was lost): nothing more is bought."""
+    from creditflow.domain.jobs import Job
+    from creditflow.services.auto_top_ups import AUTO_TOP_UP
+
+    opted_in(shop, localstripe, "ann", 300)
+    spend(shop, "ann", 20, "a")  # 40: a crossing
+    assert run_jobs(shop) == 1
+    crossing = shop.auto_top_ups.settings("ann").last_crossing
+    assert crossing is not None
+    shop.auto_top_ups(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "ann", "crossing": crossing}, "high"),
+                      None)  # type: ignore[arg-type]
+    assert shop.auto_top_ups.settings("ann").bought_in("2026-01") == 100 * CREDIT
+    intents = api(localstripe).v1.payment_intents.list()
+    assert len([i for i in intents.data if i.metadata.to_dict().get("uid") == "ann"]) == 1

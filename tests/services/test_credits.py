@@ -360,3 +360,14 @@ def test_observers_hear_of_committed_entries_only_when_a_retry_replays(platform:
     committed = {entry.id for entry in platform.credits.history("ola", limit=50)[0]}
     assert replayed.replayed and len(told) == 1, told
     assert set(told[0]) <= committed, (told, committed)
+
+
+def test_credits_of_a_lapsed_hold_can_be_spent_before_the_sweeper_runs(platform: Platform,
+                                                                        clock: SteppedClock) -> None:
+    funded(platform, "u", 1)
+    platform.credits.reserve("u", CREDIT, key="h", ttl=timedelta(minutes=1))
+    clock.advance(minutes=2)  # lapsed; no sweep has run
+    assert platform.credits.balance("u").available == CREDIT
+    again = platform.credits.reserve("u", CREDIT, key="h2")
+    assert (again.amount, again.available, again.held) == (CREDIT, 0, CREDIT)
+    assert platform.integrity.audit().ok

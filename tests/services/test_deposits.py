@@ -366,3 +366,26 @@ def test_a_node_that_does_not_answer_is_said_so(tmp_path: Path, clock: SteppedCl
     platform.deposits.wallets.link(Wallet("0x" + "ab" * 20, "hal", 1, "t"))
     with pytest.raises(ChainUnavailable):
         platform.deposits.pending("hal")
+
+
+def test_a_block_that_changes_while_it_is_read_is_read_again_not_credited(scene: Scene) -> None:
+    """The node answers the logs of one fork and the block hashes of another (a reorganisation in between): the
+    scan stops before that block, credits nothing from it, and reads it again next time."""
+    grace = scene.accounts[7]
+    scene.link("grace", grace)
+    send_eth(scene.w3, grace, scene.deposit_to, ETHER // 10)  # 100 credits
+    mine(scene.w3, CONFIRMATIONS)
+    real = scene.platform.deposits.chain
+
+    class Forked:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def block_hash(self, number: int) -> str:
+            return "0x" + "ab" * 32
+
+    scene.platform.deposits.chain = Forked()  # type: ignore[assignment]
+    report = scene.platform.deposits.scan()
+    assert report.reorganised and report.credited == 0 and scene.balance("grace") == 0
+    scene.platform.deposits.chain = real
+    assert scene.platform.deposits.scan().credited == 1 and scene.balance("grace") == 100 * CREDIT

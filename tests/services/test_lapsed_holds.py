@@ -157,3 +157,17 @@ def test_capture_charges_part_of_a_hold_and_keeps_the_rest_in_it(platform: Platf
     assert last.hold is None and last.held == 0
     balance = platform.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT - 600_000, 0) and platform.integrity.audit().ok
+
+
+def test_a_lapsed_hold_of_a_closed_account_is_a_shortfall_not_a_charge(platform: Platform,
+                                                                       clock: SteppedClock) -> None:
+    funded(platform, "u", 1)
+    hold = platform.credits.reserve("u", CREDIT // 2, key="h", owner=CALL).hold
+    lapse(platform, clock)
+    platform.credits.close_account("u")
+    settled = platform.credits.settle("u", hold, 300_000, key="s", charge_if_lapsed=True)
+    assert (settled.charged, settled.shortfall, settled.entry) == (0, 300_000, None)
+    assert platform.credits.balance("u").available == CREDIT
+    [shortfall] = platform.credits.shortfalls()
+    assert (shortfall.owed, shortfall.collected, shortfall.missing, shortfall.reason) == (
+        300_000, 0, 300_000, "closed account")

@@ -298,3 +298,12 @@ def test_lots_raised_outside_the_ledger_never_get_a_negative_balance_signed(ledg
         platform.credits.reserve("alice", available + 10 * CREDIT, key="overdraft")
     assert [row[0] for row in db.execute("SELECT id FROM entries WHERE account = 'user:alice' ORDER BY seq")] == ids
     assert not platform.integrity.audit().ok  # and the audit names what was changed
+
+
+@pytest.mark.parametrize(("column", "value"), [("kind", "grant"), ("at", "2020-01-01T00:00:00.000000Z")])
+def test_a_changed_kind_or_time_column_names_the_entry(ledger, column: str, value: str) -> None:
+    """History filters and pages by these columns: one that disagrees with the signed body is named."""
+    platform, db, ids = ledger
+    db.execute(f"UPDATE entries SET {column} = ? WHERE id = ?", (value, ids[2]))
+    report = platform.integrity.audit()
+    assert ids[2] in {f.subject for f in report.findings if f.check == "placement"}

@@ -6,12 +6,13 @@ from creditflow.domain.accounts import UserAccount
 from creditflow.domain.audit import verify_chain
 from creditflow.domain.balance import effective_balance
 from creditflow.domain.book import Book
-from creditflow.domain.entries import GENESIS_HASH
+from creditflow.domain.entries import GENESIS_HASH, seal
 from creditflow.domain.errors import (
     AccountClosed,
     HoldAlreadyReleased,
     HoldAlreadySettled,
     HoldExpired,
+    InconsistentBalance,
     InsufficientFunds,
     InvalidGrant,
     SettleExceedsHold,
@@ -151,3 +152,53 @@ def test_entries_form_a_signed_chain_that_replays_to_the_balance() -> None:
     report = verify_chain("user:u", b.entries, Keyring([KEY.public]))
     assert report.findings == []
     assert (report.available, report.held) == (b.account.available, b.account.held) == (90, 0)
+
+
+def test_a_lot_is_never_restored_past_what_it_was_granted_counting_its_held_credits() -> None:
+    """A failed refund gives credits back to their lot: never past what it was granted, counting the credits of it
+    that sit in holds (else a give-back while the lot is reserved makes credits from nothing)."""
+    b = book()
+    b.grant(100, source="issuance:stripe", lot_kind="paid", key="g", reference="cs_1")
+    lot = next(iter(b.lots.values()))
+    b.reserve(60, target="usage:chat", expires_at=T1, key="h")  # the lot: 40 left, 60 held, nothing lost
+    with pytest.raises(InvalidGrant):
+        b.restore(lot, 1, key="r", memo={"payment": "cs_1"})
+    assert (lot.remaining, lot.held, b.account.available) == (40, 60, 40)
+
+
+def test_nothing_is_signed_when_the_held_balance_would_go_below_zero() -> None:
+    """A pending hold the signed account does not count as held (the store changed outside the ledger): releasing
+    it would sign held below zero, so nothing is signed."""
+    b = book()
+    b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
+    hold, _ = b.reserve(60, target="usage:chat", expires_at=T1, key="h")
+    b.account.held, b.account.available = 0, 160  # the stored account rewritten: the hold is missing from it
+    tampered = Book.load(b.account, list(b.lots.values()), [hold], T0, KEY)
+    seq = tampered.account.seq
+    with pytest.raises(InconsistentBalance, match="below zero"):
+        tampered.release(hold, key="v")
+    assert tampered.entries == [] and tampered.account.seq == seq
+
+
+def test_splitting_a_whole_hold_keeps_nothing_held_for_the_lender() -> None:
+    b = book()
+    b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
+    hold, _ = b.reserve(40, target="usage:agent", expires_at=T1, key="h")
+    kept, moved, _ = b.split(hold, 40, target="usage:image", expires_at=T1, key="s", owner="task")
+    assert kept is None and hold.replaced_by is None
+    assert (moved.amount, moved.allocations) == (40, hold.allocations)
+    assert [e.kind for e in b.entries] == ["grant", "hold", "release", "hold"]
+    assert (b.account.available, b.account.held) == (60, 40)
+
+
+def test_a_signed_chain_that_skips_a_sequence_number_is_named() -> None:
+    """Linked and signed, but numbered #1, #2, #4: an entry numbered past the one before it is a gap in the chain."""
+    b = book()
+    b.grant(100, source="issuance:admin", lot_kind="paid", key="g")
+    hold, _ = b.reserve(60, target="usage:chat", expires_at=T1, key="h")
+    b.settle(hold, 10, key="p")
+    third = b.entries[2]
+    fields = {k: v for k, v in third.fields().items() if k not in ("v", "seq", "prev")}
+    skipped = seal(fields, seq=4, prev=b.entries[1].hash, key=KEY)
+    report = verify_chain("user:u", [*b.entries[:2], skipped], Keyring([KEY.public]))
+    assert [(f.check, f.subject) for f in report.findings] == [("chain", third.id)]

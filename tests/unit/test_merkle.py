@@ -189,3 +189,10 @@ def test_any_single_byte_flip_in_a_proof_fails(size: int, data: st.DataObject) -
     if consistency:
         consistency[-1] = consistency[-1][::-1] if consistency[-1] != consistency[-1][::-1] else b"\x00" * 32
         assert not merkle.verify_consistency(old, size, merkle.root(leaves[:old]), root, consistency)
+
+
+def test_no_leaf_past_the_end_of_the_tree_is_proved_included() -> None:
+    leaves = [b"a"]
+    root = merkle.root(leaves)
+    assert merkle.verify_inclusion(merkle.leaf_hash(b"a"), 0, 1, [], root)
+    assert not merkle.verify_inclusion(merkle.leaf_hash(b"a"), 1, 1, [], root)

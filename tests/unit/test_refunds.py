@@ -74,3 +74,14 @@ def test_a_lot_takes_back_what_it_lost_to_a_refund_and_no_more() -> None:
     assert book.system["refund"].balance == 0
     report = verify_chain("user:u", book.entries, None)
     assert report.findings == [] and report.available == 100
+
+
+def test_a_refund_made_in_the_second_of_the_list_and_failed_after_it_is_taken_off() -> None:
+    """re_2, made at 50 (the report's second), is live on the list read for that report; when it fails later, what
+    stays refunded goes down by it, as for any refund the list counted."""
+    failed = {"re_1": FailedRefund(100, created=10, failed_at=50)}
+    refunds = [ListedRefund("re_1", 100, 10, undone=True), ListedRefund("re_2", 200, 50, undone=False)]
+    listed = listed_for(300, 50, refunds)
+    assert listed is not None and (listed.live, listed.undone) == (200, ("re_1",))
+    then = {**failed, "re_2": FailedRefund(200, created=50, failed_at=90)}
+    assert still_refunded(300, 50, then, listed) == 0
