@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import httpx
 import openai
@@ -642,3 +643,16 @@ def test_the_gateway_shares_the_users_rate_limit_and_each_key_has_its_own(tmp_pa
         assert balance.status == 429  # the same bucket as the REST API
     finally:
         limited.stop()
+
+
+def test_with_no_model_on_offer_the_list_offers_no_auto_either(tmp_path: Any) -> None:
+    """"auto" picks one of the models listed: with none (a deployment with no provider yet), listing it promised a
+    model every call to it would be told does not exist."""
+    from creditflow.entrypoints.http.app import create_app
+    from tests.conftest import make_platform
+
+    platform = make_platform(tmp_path / "data")
+    secret, _ = platform.keys.create("nobody-served", "k", None)
+    platform.chat.catalog.models = lambda *args, **kwargs: []  # type: ignore[method-assign]
+    listed = create_app(platform).test_client().get("/v1/models", headers={"Authorization": f"Bearer {secret}"})
+    assert listed.status_code == 200 and listed.get_json() == {"object": "list", "data": []}

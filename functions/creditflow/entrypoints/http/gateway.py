@@ -212,7 +212,7 @@ def create_gateway(platform: Platform, limiter: RateLimiter, key_limiter: RateLi
     def offered() -> list[dict[str, Any]]:
         listed = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
                    "creditflow": {"label": m.label, "demo": m.demo}} for m in platform.chat.catalog.models()]
-        return [*listed, AUTO]
+        return [*listed, AUTO] if listed else []  # "auto" picks one of them: with none on offer, nothing is
 
     @gateway.get("/models")
     def models() -> Response:
