@@ -24,11 +24,13 @@ export function setAt(tree, path, data) {
 /** The REST URL of `path`; `query` adds a query's parameters ({orderBy: "createdAt", limitToLast: 25}). */
 export async function realtimeUrl(path, query = null) {
   const cfg = await webConfig();
-  const base = (cfg.realtime || "/realtime").replace(/\/$/, "");
+  // the emulator's database is named by a query parameter (http://host:port?ns=…): it follows the path's .json
+  const [where, ns] = (cfg.realtime || "/realtime").split("?");
+  const base = where.replace(/\/$/, "");
   const token = await currentToken();
   const asked = Object.entries(query || {}).map(([name, value]) =>
     `&${name}=${encodeURIComponent(typeof value === "string" ? JSON.stringify(value) : String(value))}`).join("");
-  return `${base}/${path.replace(/^\//, "")}.json?auth=${encodeURIComponent(token || "")}${asked}`;
+  return `${base}/${path.replace(/^\//, "")}.json?auth=${encodeURIComponent(token || "")}${ns ? `&${ns}` : ""}${asked}`;
 }
 
 /**
