@@ -30,6 +30,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from tests.at_once import at_once
 from tests.firestore_emulator import FirestoreEmulator
 
 SAVERS = ["sqlite", "firestore", "community-firestore"]
@@ -211,24 +212,9 @@ def test_a_regular_write_is_stored_once_and_a_special_one_replaced(backend: Back
 def test_the_same_writes_made_at_once_are_stored_once(backend: Backend) -> None:
     """A node's run delivered twice writes its step twice, at the same moment: both succeed, one write is kept (in
     a transaction reading every write, five of six such calls failed on Firestore's lock timeouts)."""
-    import threading
-
     saver = backend.saver
     put(saver, "t", "0001")
-    start, failed = threading.Barrier(6), []
-
-    def write() -> None:
-        start.wait()
-        try:
-            saver.put_writes(config("t", "", "0001"), [("messages", "m"), ("count", 1)], "task")
-        except Exception as error:  # the finding
-            failed.append(error)
-
-    threads = [threading.Thread(target=write) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    failed = at_once(6, lambda n: saver.put_writes(config("t", "", "0001"), [("messages", "m"), ("count", 1)], "task"))
     found = saver.get_tuple(config("t", "", "0001"))
     assert not failed and found is not None, failed
     assert found.pending_writes == [("task", "messages", "m"), ("task", "count", 1)]

@@ -14,6 +14,7 @@ from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
 from creditflow.bootstrap import build
 from creditflow.config import Settings
 from creditflow.entrypoints.http.app import create_app
+from tests.at_once import at_once
 from tests.conftest import CREDIT, SteppedClock
 from tests.firestore_emulator import FirestoreEmulator
 
@@ -130,29 +131,12 @@ def test_users_reserving_at_once_do_not_hold_each_other_back(firestore_client: A
     """Six users, one reserve each, at once: a transaction may wait only on its own user's documents. With one
     attempt and no retries, any wait on another user's lock is a refusal (a lots query inside the transaction
     locked the whole collection on the emulator: five of six were 503s)."""
-    import threading
-
     store = FirestoreLedgerStore(firestore_client, attempts=1, retries=0)
     platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock, store=store)
     users = [f"racer{n}" for n in range(6)]
     for uid in users:
         platform.credits.open_account(uid)
         platform.credits.grant(uid, 5 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}")
-    start = threading.Barrier(len(users))
-    outcomes: dict[str, str] = {}
-
-    def reserve(uid: str) -> None:
-        start.wait()
-        try:
-            platform.credits.reserve(uid, 2 * CREDIT, key=f"r-{uid}")
-            outcomes[uid] = "held"
-        except Exception as error:  # what refused it is the finding
-            outcomes[uid] = type(error).__name__
-
-    threads = [threading.Thread(target=reserve, args=(uid,)) for uid in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert outcomes == {uid: "held" for uid in users}
+    refused = at_once(len(users), lambda n: platform.credits.reserve(users[n], 2 * CREDIT, key=f"r-{users[n]}"))
+    assert not refused, {users[n]: type(error).__name__ for n, error in refused.items()}
     assert [platform.credits.balance(uid).held for uid in users] == [2 * CREDIT] * len(users)

@@ -13,6 +13,7 @@ from creditflow.domain.answers import Answer, AnswerCharge
 from creditflow.domain.api_keys import ApiKey
 from creditflow.domain.conversations import Conversation
 from creditflow.domain.preferences import Preferences
+from tests.at_once import at_once
 from tests.contract.conftest import BACKENDS
 
 T0, T1, T2 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:01.000000Z", "2026-01-01T00:00:02.000000Z"
@@ -217,26 +218,11 @@ def test_calls_on_one_key_ending_at_once_each_count_their_spend(stores: dict[str
     """Six calls through one key end together: each adds what it cost and drops its claim, none refused for the
     others (on Firestore a read-modify-write of the key lost its race after the call was charged: a 503 for a call
     answered, and its cost never counted against the key's limit)."""
-    import threading
-
     keys = stores["keys"]
     keys.add(ApiKey(id="key_5", uid="a", name="n", prefix="cf_vwxyzab", hash="h5", created_at=T0, limit=100))
     calls = [f"call:gw_{n}-x.y" for n in range(6)]  # ids as field names: quoted, whatever they hold
     assert all(keys.claim_spend("key_5", call, 10, T2, T0) for call in calls)
-    start, failed = threading.Barrier(len(calls)), []
-
-    def end(n: int) -> None:
-        start.wait()
-        try:
-            keys.record_spend("key_5", calls[n], n + 1)
-        except Exception as error:  # the finding
-            failed.append(error)
-
-    threads = [threading.Thread(target=end, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    failed = at_once(len(calls), lambda n: keys.record_spend("key_5", calls[n], n + 1))
     assert not failed and keys.by_hash("h5").spent == 21 and keys.in_flight("key_5", T0) == 0, failed
 
 
@@ -307,20 +293,8 @@ def test_a_device_claims_the_welcome_bonus_once_and_networks_are_counted(stores:
 def test_claims_racing_for_a_networks_last_places_never_pass_its_limit(stores: dict[str, Any]) -> None:
     """Six users of one network claim at once with two places left: two take them (counted and taken in one
     step; a count then a record let all six through)."""
-    import threading
-
-    claims, start, taken = stores["claims"], threading.Barrier(6), []
-
-    def claim(n: int) -> None:
-        start.wait()
-        if claims.take_ip_claim("busy-net", f"user{n}", T1, T0, limit=2):
-            taken.append(n)
-
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    claims, taken = stores["claims"], []
+    assert not at_once(6, lambda n: claims.take_ip_claim("busy-net", f"user{n}", T1, T0, limit=2) and taken.append(n))
     assert len(taken) == 2 and claims.count_ip_claims("busy-net", T0) == 2
 
 
