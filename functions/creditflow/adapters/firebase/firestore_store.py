@@ -316,11 +316,17 @@ class FirestoreLedgerStore:
         batch = min(limit, 200)
 
         def work(tx: FirestoreTransaction) -> int:
-            state = self._state_ref().get(transaction=tx.tx)
+            state = self._state_ref().get(transaction=tx.tx)  # one sequencer at a time gives out leaves
             size = state.get("size") if state.exists else 0
+            # the entries waiting, found outside the transaction, then read in it by id: a query in it locked what
+            # it scanned, so every writer's new entry waited on it, and sequencers overlapping (the scheduled one,
+            # a user's verification) made users' spends 503s; an entry given a leaf meanwhile is left out here
             query = (_where(self.client.collection(layout.ENTRY_REFS), "leaf", "==", None)
                      .order_by("committedAt").order_by("id").limit(batch))
-            rows = list(query.stream(transaction=tx.tx))
+            waiting = [snapshot.reference for snapshot in query.stream()]
+            rows = sorted((s for s in self.client.get_all(waiting, transaction=tx.tx)
+                           if s.exists and s.get("leaf") is None), key=lambda s: (s.get("committedAt"), s.id)) \
+                if waiting else []
             chunks: dict[int, dict[str, Any]] = {}
             for n, snapshot in enumerate(rows):
                 index = size + n
