@@ -271,17 +271,18 @@ def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe
 
 
 def test_a_crossing_run_again_is_not_bought_again(shop: Platform, localstripe: LocalStripe) -> None:
-    """The queue delivers a crossing's job again after it paid (its ack was lost): nothing more is bought."""
+    """The queue delivers a crossing's job again after it paid (its ack was lost): nothing more is bought. (A uid
+    of its own: localstripe is shared by the module's tests.)"""
     from creditflow.domain.jobs import Job
     from creditflow.services.auto_top_ups import AUTO_TOP_UP
 
-    opted_in(shop, localstripe, "ann", 300)
-    spend(shop, "ann", 20, "a")  # 40: a crossing
+    opted_in(shop, localstripe, "rerun", 300)
+    spend(shop, "rerun", 20, "a")  # 40: a crossing
     assert run_jobs(shop) == 1
-    crossing = shop.auto_top_ups.settings("ann").last_crossing
+    crossing = shop.auto_top_ups.settings("rerun").last_crossing
     assert crossing is not None
-    shop.auto_top_ups(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "ann", "crossing": crossing}, "high"),
+    shop.auto_top_ups(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "rerun", "crossing": crossing}, "high"),
                       None)  # type: ignore[arg-type]
-    assert shop.auto_top_ups.settings("ann").bought_in("2026-01") == 100 * CREDIT
+    assert shop.auto_top_ups.settings("rerun").bought_in("2026-01") == 100 * CREDIT
     intents = api(localstripe).v1.payment_intents.list()
-    assert len([i for i in intents.data if i.metadata.to_dict().get("uid") == "ann"]) == 1
+    assert len([i for i in intents.data if i.metadata.to_dict().get("uid") == "rerun"]) == 1
