@@ -187,7 +187,7 @@ class Settings:
         values: dict[str, object] = {
             "runtime": env.get("CREDITFLOW_RUNTIME", "local"),
             "data_dir": Path(env.get("CREDITFLOW_DATA_DIR", ".creditflow")),
-            "ledger_origin": env.get("LEDGER_ORIGIN", "creditflow.local/ledger"),
+            "ledger_origin": env.get("LEDGER_ORIGIN") or None,  # None: see below
             "signing_key": _signing_key(env.get("LEDGER_SIGNING_KEY") or None),
             "verify_keys": _verify_keys(env.get("LEDGER_VERIFY_KEYS", "")),
             "reservation_expiry_minutes": _whole("RESERVATION_EXPIRY_MINUTES", "30"),
@@ -275,6 +275,9 @@ class Settings:
         if env.get("CREDIT_PACKS"):  # "100:500:usd,500:2000:usd" = credits:price in cents:currency
             values["credit_packs"] = _packs(env["CREDIT_PACKS"])
         values.update(overrides)
+        if values["ledger_origin"] is None:  # a deployment's log is named for its project, not for a local run
+            values["ledger_origin"] = f"{values['project']}.web.app/ledger" if values["runtime"] == "firebase" \
+                else "creditflow.local/ledger"
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings

@@ -47,3 +47,12 @@ def test_the_realtime_database_is_the_one_cloud_functions_name(monkeypatch: pyte
     monkeypatch.delenv("CREDITFLOW_DATABASE_URL")
     monkeypatch.setenv("FIREBASE_CONFIG", "{}")
     assert Settings.from_env(runtime="local", project="shop").realtime_url == "https://shop-default-rtdb.firebaseio.com"
+
+
+def test_a_deployments_log_is_named_for_its_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every checkpoint names its log: a Firebase deployment's is its project's, not a local run's, unless set."""
+    monkeypatch.delenv("LEDGER_ORIGIN", raising=False)
+    assert Settings.from_env(runtime="firebase", project="shop").ledger_origin == "shop.web.app/ledger"
+    assert Settings.from_env(runtime="local", project="shop").ledger_origin == "creditflow.local/ledger"
+    monkeypatch.setenv("LEDGER_ORIGIN", "app.example.com/ledger")
+    assert Settings.from_env(runtime="firebase", project="shop").ledger_origin == "app.example.com/ledger"
