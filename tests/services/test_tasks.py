@@ -1174,3 +1174,29 @@ def test_a_store_too_busy_at_acceptance_or_in_the_run_is_tried_again_not_a_failu
     assert (ended.state, ended.outcome) == (SUCCEEDED, "settled") and busy == {"reserve": 0, "stream": 0}, ended
     assert ended.route_reason.count("tried again") == 1 and ai.credits.balance("u").held == 0
     assert ai.credits.balance("u").available == CREDIT - ended.charged
+
+
+@pytest.mark.parametrize("conversation", [None, "new"])
+def test_a_reply_the_platform_cannot_deliver_is_not_charged(ai: Platform, conversation: str | None) -> None:
+    """The stream's writes fail (on Firebase: the database unreachable): the user gets none of the reply, so the
+    task is charged nothing, its hold freed, whether the turn is in a conversation or not."""
+    funded(ai, "u", 1)
+    realtime = ai.tasks.realtime
+    write, update = realtime.set, realtime.update
+
+    def unreachable(real: Any) -> Any:
+        def call(path: str, *args: Any, **kwargs: Any) -> Any:
+            if path.startswith("/streams/"):
+                raise ConnectionError("the database cannot be reached")
+            return real(path, *args, **kwargs)
+        return call
+
+    realtime.set, realtime.update = unreachable(write), unreachable(update)
+    request = {"kind": "chat", "input": "hello there " * 20, "model": LLAMA,
+               **({"conversationId": conversation} if conversation else {})}
+    ai.tasks.submit("u", "t1", request)
+    realtime.set, realtime.update = write, update
+    ended = ai.tasks.get("u", "t1")
+    kinds = [entry.kind for entry in ai.credits.history("u", limit=50)[0]]
+    assert ended.state == FAILED and (ended.charged, ended.outcome) == (0, "released"), ended
+    assert "settle" not in kinds and ai.credits.balance("u").available == CREDIT, kinds

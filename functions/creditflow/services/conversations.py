@@ -159,7 +159,13 @@ class Conversations:
                         self._remember(uid, conversation_id, key, new, "".join(said))
                 else:
                     said.append(piece.text)
-                yield piece
+                try:
+                    yield piece
+                except GeneratorExit:
+                    raise
+                except Exception as error:  # the consumer's own failure: passed on, so the stream charges nothing
+                    pieces.throw(error)  # type: ignore[attr-defined]
+                    raise
         finally:
             pieces.close()  # type: ignore[attr-defined]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -179,6 +180,10 @@ class ChatRun:
                     writer.add(piece.text)
                     if len(said) == 1:  # after the first token is out: the client waits for the token, not this
                         context.progress(0.5, "answering")
+        except Exception as error:  # the platform's own failure (the stream's writes): the reply does not reach
+            with contextlib.suppress(Exception):  # the user, so the stream is told why, and charges nothing
+                pieces.throw(error)  # type: ignore[attr-defined]
+            raise
         finally:
             pieces.close()  # type: ignore[attr-defined]  # a cancel: the relay settles what was used
         charged = money(context.budget.captured)  # what the turn took from the hold, its cut reply's settle too
