@@ -40,11 +40,11 @@ def claim_welcome_bonus(auth: Any, data: Any, raw_request: Any) -> dict[str, Any
     token = auth.token or {}
     caller = Caller(uid=auth.uid, admin=token.get("admin") is True, email=token.get("email"),
                     email_verified=token.get("email_verified") is True)
-    settings = platform().settings
+    served = platform()
     ip = network_address(raw_request.remote_addr, raw_request.headers.get("X-Forwarded-For", ""),
-                         settings.proxies_in_front, settings.runtime == "firebase")
+                         served.settings.proxies_in_front, served.settings.runtime == "firebase")
     try:
-        granted = platform().welcome.claim(caller, device, ip)
+        granted = served.welcome.claim(caller, device, ip)
     except LedgerError as error:
         code = https_fn.FunctionsErrorCode(_CODES.get(status_of(error), "failed-precondition"))
         raise https_fn.HttpsError(code, error.detail, {"type": error.code, **{

@@ -65,10 +65,10 @@ class Uploads:
         stripped = self.tools.strip(data)
         keyed = None
         if key is not None:
-            kept = self._keyed(uid, key, stripped, facts)
+            keyed = upload_key(uid, key)
+            kept = self._keyed(uid, key, keyed, stripped, facts)
             if kept is not None:
                 return kept
-            keyed = upload_key(uid, key)
         self._require_room(uid, len(stripped))
         upload_id = new_upload_id(self.clock.now(), keyed)
         path = upload_path(uid, upload_id)
@@ -82,9 +82,8 @@ class Uploads:
         return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
                       self.blobs.signed_url(path, self.policy.url_seconds))
 
-    def _keyed(self, uid: str, key: str, stripped: bytes, facts: ImageFacts) -> Upload | None:
-        """The upload stored under this key before, as a retry gets it; None if there is none."""
-        keyed = upload_key(uid, key)
+    def _keyed(self, uid: str, key: str, keyed: str, stripped: bytes, facts: ImageFacts) -> Upload | None:
+        """The upload stored under this key (`keyed`: its id's end) before, as a retry gets it; None if none."""
         for info in self.blobs.list(f"users/{uid}/uploads/"):
             upload_id = info.path.rsplit("/", 1)[-1]
             if not (UPLOAD_ID.fullmatch(upload_id) and upload_id.endswith(keyed)):

@@ -35,8 +35,7 @@ class FirestoreWelcomeClaims:
     # dropped as it is written. Counting and taking a place are then one transaction on it.
 
     def count_ip_claims(self, ip_hash: str, since: str) -> int:
-        snapshot = self.client.collection("welcome_ips").document(ip_hash).get()
-        claims = (snapshot.to_dict() or {}).get("claims", {}) if snapshot.exists else {}
+        claims = _claims(self.client.collection("welcome_ips").document(ip_hash).get())
         return sum(1 for at in claims.values() if at >= since)
 
     def take_ip_claim(self, ip_hash: str, uid: str, at: str, since: str, limit: int) -> bool:
@@ -44,7 +43,7 @@ class FirestoreWelcomeClaims:
 
         def take(transaction: firestore.Transaction) -> bool:
             snapshot = ref.get(transaction=transaction)
-            claims = (snapshot.to_dict() or {}).get("claims", {}) if snapshot.exists else {}
+            claims = _claims(snapshot)
             recent = {other: when for other, when in claims.items() if when >= since}
             if sum(1 for other in recent if other != uid) >= limit:
                 return False
@@ -58,7 +57,12 @@ class FirestoreWelcomeClaims:
 
         def release(transaction: firestore.Transaction) -> None:
             snapshot = ref.get(transaction=transaction)
-            if snapshot.exists and (snapshot.to_dict() or {}).get("claims", {}).get(uid) == at:
+            if _claims(snapshot).get(uid) == at:
                 transaction.update(ref, {FieldPath("claims", uid).to_api_repr(): firestore.DELETE_FIELD})
 
         run_transaction(self.client, release)
+
+
+def _claims(snapshot: firestore.DocumentSnapshot) -> dict[str, str]:
+    """A network's document's claims, uid -> when (none if there is no document)."""
+    return dict((snapshot.to_dict() or {}).get("claims", {})) if snapshot.exists else {}
