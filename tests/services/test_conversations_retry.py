@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from creditflow.domain.errors import ProviderUnavailable, StoreConflict
+from creditflow.domain.errors import AlreadyAnswered, ProviderUnavailable, RequestInProgress, StoreConflict
 from creditflow.domain.health import Health
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import SUCCEEDED
 from creditflow.services.conversations import SUMMARISE
+from tests.at_once import at_once
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -142,4 +143,27 @@ def test_a_task_turn_charged_but_not_stored_is_stored_by_its_redelivery_once_cha
     assert task.state == SUCCEEDED, task.error
     assert [m.content for m in ai.conversations.messages("u", chat.id)] == ["what is signed?", "echo: what is signed?"]
     assert CREDIT - ai.credits.balance("u").available == charged == task.charged
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_turn_sent_twice_at_once_is_answered_once_and_never_called_another_request(
+        tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI) -> None:
+    """The same turn sent twice at once (a client's retry racing its first attempt): one is answered; the other is
+    told the request is in progress or already answered, never that its key was used for another request (which
+    would tell the client to send a new key, and so to pay twice). One attempt summarising the conversation before
+    its hold changes the context the other builds, and so the size of the hold it asks for under the same key
+    (summaries and recall both on)."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=300)
+    funded(ai, "u", 50)
+    chat = ai.conversations.start("u", "twice")
+    for n in range(8):
+        turn = [{"role": "user", "content": f"PAUSE turn {n}: " + "the ledger is signed " * 10}]
+        raised = at_once(2, lambda _, turn=turn, n=n: ai.conversations.chat("u", chat.id, turn, key=f"t{n}",
+                                                                            model=LLAMA, max_tokens=64))
+        assert len(raised) <= 1
+        for error in raised.values():
+            assert isinstance(error, (RequestInProgress, AlreadyAnswered)), repr(error)
+        said = [m.content for m in ai.conversations.messages("u", chat.id)]
+        assert said.count(turn[0]["content"]) == 1
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
