@@ -36,6 +36,28 @@ def test_a_network_gets_a_few_bonuses_per_window(tmp_path, clock: SteppedClock) 
     assert platform.welcome.claim(Caller("c"), ip="203.0.113.7").granted
 
 
+def test_an_ipv6_network_is_its_64_prefix_not_each_address(tmp_path, clock: SteppedClock) -> None:
+    """One IPv6 host or home network holds a whole /64 (2^64 addresses: privacy addresses rotate through it by
+    themselves); counted by address, every fresh one would be a network of its own, and the limit none."""
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    platform.welcome.claim(Caller("a"), ip="2001:db8:1:2::1")
+    for other in ("2001:db8:1:2::2", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:0db8:0001:0002:0:0:0:7"):
+        assert platform.welcome.offer(Caller("b"), ip=other).reason == "network-limit"
+        with pytest.raises(WelcomeRefused) as refused:
+            platform.welcome.claim(Caller("b"), ip=other)
+        assert refused.value.context["reason"] == "network-limit"
+    assert platform.welcome.claim(Caller("b"), ip="2001:db8:1:3::1").granted  # the next /64 is another network
+
+
+def test_an_ipv4_address_written_as_ipv6_is_the_same_network(tmp_path, clock: SteppedClock) -> None:
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    platform.welcome.claim(Caller("a"), ip="203.0.113.7")
+    with pytest.raises(WelcomeRefused) as refused:
+        platform.welcome.claim(Caller("b"), ip="::ffff:203.0.113.7")
+    assert refused.value.context["reason"] == "network-limit"
+    assert platform.welcome.claim(Caller("b"), ip="203.0.113.8").granted  # IPv4 stays one address a network
+
+
 def test_the_bonus_expires_when_configured(tmp_path, clock: SteppedClock) -> None:
     platform = make_platform(tmp_path, clock, welcome_bonus_expiry_days=7, welcome_bonus_amount=5 * CREDIT)
     claimed = platform.welcome.claim(Caller("e"))

@@ -1,11 +1,15 @@
 """The caller's network, which the welcome bonus's per-network limit counts: never what the client wrote."""
 
+import ipaddress
 from types import SimpleNamespace
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
 from creditflow.config import ConfigurationError, Settings
+from creditflow.domain.callers import network_of
 from creditflow.entrypoints.http.credit_routes import client_address
 
 
@@ -35,3 +39,26 @@ def test_locally_the_peer_whatever_the_header() -> None:
 def test_proxies_in_front_is_checked() -> None:
     with pytest.raises(ConfigurationError, match="PROXIES_IN_FRONT"):
         Settings.from_env(runtime="local", proxies_in_front=-1)
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(1, 2**64 - 1))
+def test_an_ipv6_address_counts_for_its_64(prefix: int, host: int, other_host: int, other_prefix: int) -> None:
+    """Every address of one /64 is one network, however written; an address of another /64 is another."""
+    first = ipaddress.IPv6Address((prefix << 64) | host)
+    same = ipaddress.IPv6Address((prefix << 64) | other_host)
+    elsewhere = ipaddress.IPv6Address((((prefix + other_prefix) % 2**64) << 64) | host)
+    if first.ipv4_mapped is None and same.ipv4_mapped is None:
+        assert network_of(str(first)) == network_of(same.exploded)
+    if elsewhere.ipv4_mapped is None and first.ipv4_mapped is None:
+        assert network_of(str(first)) != network_of(str(elsewhere))
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_an_ipv4_address_is_its_own_network_written_either_way(address: int, other: int) -> None:
+    v4 = ipaddress.IPv4Address(address)
+    assert network_of(str(v4)) == network_of(f"::ffff:{v4}") == str(v4)
+    assert (network_of(str(v4)) == network_of(str(ipaddress.IPv4Address(other)))) == (address == other)
+
+
+def test_what_is_no_address_counts_as_written() -> None:
+    assert network_of("unknown") == "unknown"

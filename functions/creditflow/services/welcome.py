@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..domain.accounts import user_account
-from ..domain.callers import Caller
+from ..domain.callers import Caller, network_of
 from ..domain.errors import WelcomeRefused
 from ..domain.timefmt import iso
 from ..ports import Clock, WelcomeClaims
@@ -70,6 +70,10 @@ class WelcomeBonus:
     def _hash(self, kind: str, value: str) -> str:
         return hmac.new(self._pepper, f"{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
 
+    def _network(self, ip: str) -> str:
+        """The hash the per-network limit counts the address `ip` under: its network's (`network_of`)."""
+        return self._hash("ip", network_of(ip))
+
     def offer(self, caller: Caller, ip: str | None = None) -> WelcomeOffer:
         """The bonus as the caller would claim it now, from the network `ip` (the device is known only to a claim);
         reads only (no account is opened)."""
@@ -80,7 +84,7 @@ class WelcomeBonus:
             if account is not None and self._claimed(caller.uid, account.seq):
                 raise _already_claimed()
             if ip:
-                self._check_network(self._hash("ip", ip), self.clock.now())
+                self._check_network(self._network(ip), self.clock.now())
         except WelcomeRefused as refused:
             return WelcomeOffer(policy.amount, policy.expiry_days, claimable=False,
                                 reason=refused.context.get("reason"), detail=refused.detail)
@@ -102,7 +106,7 @@ class WelcomeBonus:
                     raise WelcomeRefused("this device already received a welcome bonus", reason="device-used")
                 marked = device_hash
             if ip:
-                ip_hash = self._hash("ip", ip)
+                ip_hash = self._network(ip)
                 if not self.claims.take_ip_claim(ip_hash, uid, at, iso(now - policy.ip_window), policy.per_ip_limit):
                     raise _network_limit()
                 counted = ip_hash
