@@ -505,6 +505,30 @@ def test_tools_pass_through_plain_and_streamed(real: LocalServer, upstream: Fake
         sdk.chat.completions.create(model=LLAMA, messages=[{"role": "tool", "content": "sunny"}])
 
 
+@pytest.mark.parametrize("carrier", ["function_call", "refusal", "part"])
+def test_every_member_of_a_message_passed_on_is_in_the_hold(real: LocalServer, upstream: FakeOpenAI,
+                                                            carrier: str) -> None:
+    """Messages go to the provider as sent, every member with them, and the provider reads the text of each as
+    prompt tokens (a legacy `function_call`'s arguments, a `refusal`, a member of a content part). A hold that
+    counted only the members it knew let a call pass 30,000 characters with its prompt for the price of "hi",
+    since a charge never passes its hold."""
+    uid = f"gw-members-{carrier}"
+    sdk = client(real, new_key(real, uid))
+    text = "the notes say: " + "lorem ipsum dolor sit amet " * 1100  # 30,000 characters
+    said: dict[str, Any] = {"role": "assistant", "content": "noted"}
+    if carrier == "function_call":
+        said["function_call"] = {"name": "notes", "arguments": text}
+    elif carrier == "refusal":
+        said["refusal"] = text
+    else:
+        said["content"] = [{"type": "text", "text": "noted", "notes": text}]
+    sdk.chat.completions.create(model=LLAMA, max_tokens=1, messages=[
+        {"role": "user", "content": "take notes"}, said, {"role": "user", "content": "what do they say?"}])
+    assert text in json.dumps(upstream.requests[-1]["messages"])  # passed on, as sent
+    held = real.call("GET", "/api/v1/credits/history?kind=hold", token=real.token(uid)).json["entries"][0]
+    assert held["amount"]["micros"] >= token_cost(estimate_tokens([text]), 130_000)
+
+
 def test_a_request_the_provider_rejects_gets_its_error_and_costs_nothing(real: LocalServer,
                                                                          upstream: FakeOpenAI) -> None:
     sdk = client(real, new_key(real, "gw-rejected"))

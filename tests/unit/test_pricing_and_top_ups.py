@@ -3,11 +3,15 @@ top-up's monthly cap."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
 from creditflow.domain.payments import AutoTopUp
-from creditflow.domain.pricing import estimate, token_cost
+from creditflow.domain.pricing import estimate, prompt_tokens, token_cost
 from creditflow.services.chat import MeteredChat
 
 
@@ -21,6 +25,20 @@ def test_the_hold_pads_the_prompt_estimate_by_the_safety_margin() -> None:
     """An offline count of the prompt may fall short of the provider's: the hold takes a quarter more of it."""
     held = estimate(model(1_000_000, 2_000_000), 400, 100)
     assert held.micros == token_cost(500, 1_000_000) + token_cost(100, 2_000_000) == 700
+
+
+MEMBER = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12).filter(
+    lambda name: name not in ("role", "content", "type", "text", "image_url"))
+
+
+@given(MEMBER, st.text(min_size=1, max_size=300), st.booleans())
+def test_every_member_sent_with_a_message_is_in_its_estimate(name: str, text: str, in_a_part: bool) -> None:
+    """Messages reach the provider as sent: whatever member carries text, in a message or in one of its parts,
+    the prompt estimate (the hold) grows by at least that text's own estimate."""
+    plain = {"role": "assistant", "content": [{"type": "text", "text": "noted"}] if in_a_part else "noted"}
+    carrying = ({**plain, "content": [{"type": "text", "text": "noted", name: text}]} if in_a_part
+                else {**plain, name: text})
+    assert prompt_tokens([carrying]) - prompt_tokens([plain]) >= math.ceil(len(text.encode()) / 3)
 
 
 def priced_call(held: int) -> SimpleNamespace:

@@ -21,25 +21,40 @@ def estimate_tokens(texts: Sequence[str]) -> int:
     return sum(math.ceil(len(text.encode()) / 3) + PER_MESSAGE_TOKENS for text in texts) + REPLY_PRIMER_TOKENS
 
 
+def _beyond(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A content part's members other than its type, its text and its image's url: passed on with it all the same."""
+    extra = {k: v for k, v in part.items() if k not in ("type", "text", "image_url") and v is not None}
+    image = part.get("image_url")
+    if isinstance(image, Mapping):
+        extra.update({f"image_url.{k}": v for k, v in image.items() if k != "url" and v is not None})
+    return extra
+
+
 def message_texts(messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any] | None = None
                   ) -> tuple[list[str], int]:
     """Everything in a request the model reads as tokens, as texts, and the number of images: string or
-    text-part content, tool calls and results, and the tool and response-format schemas."""
+    text-part content, every other member of a message or a part as JSON (a name, tool calls and results, and
+    whatever else a client sent: messages are passed on as sent, and a charge never passes its hold), and the tool
+    and response-format schemas."""
     texts: list[str] = []
     images = 0
     for message in messages:
         content = message.get("content")
+        beyond: list[dict[str, Any]] = []
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
             parts = [part for part in content if isinstance(part, Mapping)]
             texts.append("".join(str(p.get("text", "")) for p in parts if p.get("type") == "text"))
             images += sum(1 for p in parts if p.get("type") == "image_url")
+            beyond = [extra for extra in map(_beyond, parts) if extra]
         else:
             texts.append("")
-        extra = {k: message[k] for k in ("name", "tool_calls", "tool_call_id") if message.get(k) is not None}
+        extra = {k: v for k, v in message.items() if k not in ("role", "content") and v is not None}
+        if beyond:
+            extra["content"] = beyond
         if extra:
-            texts[-1] += json.dumps(extra, ensure_ascii=False)
+            texts[-1] += json.dumps(extra, ensure_ascii=False, default=str)
     for name in ("tools", "response_format"):
         if options and options.get(name) is not None:
             texts.append(json.dumps(options[name], ensure_ascii=False))
