@@ -590,6 +590,17 @@ def test_times_at_the_ends_of_the_calendar_are_answered_not_a_500(server: LocalS
     assert reply.content_type == ("application/problem+json" if status >= 400 else "application/json")
 
 
+@pytest.mark.parametrize(("moment", "said"), [
+    ("9999-12-31T23:59:59-14:00", "past the year 9999"),
+    ("0001-01-01T00:00:00%2B14:00", "before the year 1"),  # +14:00: UTC puts it in the year 0
+])
+def test_a_time_off_the_calendar_in_utc_is_refused_saying_which_end(server: LocalServer, moment: str,
+                                                                    said: str) -> None:
+    reply = server.call("GET", f"/api/v1/credits/history?since={moment}", token=server.token("calendar"))
+    assert reply.status == 400 and reply.content_type == "application/problem+json", reply.body
+    assert said in reply.json["detail"]
+
+
 def test_a_grant_expiring_past_the_calendars_end_in_utc_is_refused(server: LocalServer) -> None:
     before = ledger_digest(server.data)
     reply = server.call("POST", "/api/v1/admin/grants", {"uid": "far-future", "amount": "1",

@@ -43,15 +43,19 @@ routes = Routes()
 
 def moment(text: str | None) -> datetime | None:
     """An RFC 3339 time from a query, in UTC, or None; a well-formed but impossible date is refused, and so is one
-    that UTC puts past the calendar's end (9999-12-31T23:59:59-14:00)."""
+    that UTC puts off the calendar, past its end (9999-12-31T23:59:59-14:00) or before its start
+    (0001-01-01T00:00:00+14:00), saying which."""
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+        written = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as error:
         raise InvalidQuery(f"{text!r} is not a real date and time") from error
+    try:
+        return written.astimezone(UTC)
     except OverflowError as error:
-        raise InvalidQuery(f"{text!r} is past the year 9999 in UTC") from error
+        off = "before the year 1" if written.year == 1 else "past the year 9999"
+        raise InvalidQuery(f"{text!r} is {off} in UTC") from error
 
 
 def days_before(end: datetime, days: int) -> datetime:
