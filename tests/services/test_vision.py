@@ -285,11 +285,18 @@ class Listener:
         self.sock.close()
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "localhost", "[::ffff:127.0.0.1]",
+    # IPv4 inside IPv6 by the other standard translations, which a NAT64 or 6to4 gateway on the way delivers to
+    # the address they carry: NAT64's well-known prefix (the loopback, the metadata server), its local-use prefix,
+    # 6to4, and the deprecated IPv4-compatible form
+    "[64:ff9b::7f00:1]", "[64:ff9b::a9fe:a9fe]", "[64:ff9b:1::a9fe:a9fe]", "[2002:7f00:1::]", "[::127.0.0.1]",
+])
 def test_an_https_image_part_at_a_private_address_is_refused_without_a_connection(tmp_path: Path,
                                                                                    host: str) -> None:
     """Image parts by https URL are the caller's choice of address: one at a loopback or private address (the
-    metadata server, a service inside the network) is refused before anything connects to it."""
+    metadata server, a service inside the network) is refused before anything connects to it, however the
+    address is written."""
     from creditflow.bootstrap import https_images
     from creditflow.config import Settings
     from creditflow.domain.vision import InvalidImagePart

@@ -29,11 +29,31 @@ class DownloadFailed(Exception):
         self.reason, self.status = reason, status
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is its last 32 bits
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215's, for one network's own translators
+COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible addresses (::a.b.c.d)
+
+
+def _carried(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, by a translation that delivers to it: mapped, IPv4-compatible,
+    NAT64 (well-known prefix) or 6to4."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64 or address in COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
 def public_address(address: IPAddress) -> bool:
     """An address on the public internet: not loopback, private, link-local (the metadata server), shared,
-    reserved or multicast, nor one of those written as an IPv4-mapped IPv6 address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    reserved or multicast, nor one of those carried in an IPv6 address (IPv4-mapped or -compatible, NAT64, 6to4:
+    a gateway on the way delivers to the address carried); nothing behind a network's own NAT64 prefix."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in LOCAL_NAT64:
+            return False
+        carried = _carried(address)
+        if carried is not None:
+            address = carried
     return address.is_global and not address.is_multicast
 
 
