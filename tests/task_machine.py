@@ -30,7 +30,7 @@ def held_by_unfinished(platform: Platform, uid: str, tasks: list[Task]) -> int:
     that a crash cut between its hold and its acceptance, the hold its key placed."""
     live = 0
     for task in tasks:
-        hold = platform.tasks._current_hold(task) if task.hold else None
+        hold = platform.tasks.holds.current(task) if task.hold else None
         if task.terminal:
             assert hold is None, f"{task.id} ended with hold {hold} still pending"
         elif hold is not None:

@@ -138,7 +138,7 @@ class AgentLends(TaskMachine):
         """The agent's run moved part of its hold to a task it started, and the process died before that task was
         saved as accepted (it stays requested: a restart accepts it, and finds its split made)."""
         task = self.platform.tasks.store.get(UID, agent)
-        hold = self.platform.tasks._current_hold(task) if task is not None and not task.terminal else None
+        hold = self.platform.tasks.holds.current(task) if task is not None and not task.terminal else None
         if hold is None or self.platform.credits.find_hold(UID, hold).amount < CHILD_MICROS:
             return
         self.children += 1

@@ -827,14 +827,14 @@ def test_a_cancel_while_a_task_is_being_accepted_leaves_nothing_held(tmp_path: P
     judged = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
                            task_classifier_model=LLAMA)
     funded(judged, "u", 1)
-    place = judged.tasks._place_hold
+    place = judged.tasks.holds.place
 
     def cancelled_meanwhile(task: Task, *args: Any) -> tuple[str, int, str | None]:
         placed = place(task, *args)
         assert judged.tasks.cancel("u", task.id).state == CANCELLED
         return placed
 
-    monkeypatch.setattr(judged.tasks, "_place_hold", cancelled_meanwhile)
+    monkeypatch.setattr(judged.tasks.holds, "place", cancelled_meanwhile)
     judged.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
     task = judged.tasks.get("u", "t")
     assert task.state == CANCELLED and task.reserved == 0 and task.charged == 0 and not upstream.requests
@@ -978,7 +978,7 @@ def _waiting_agent(ai: Platform, task_id: str) -> Task:
 
 
 def _raised_behind_its_back(ai: Platform, task: Task) -> str:
-    """What an approval does to the hold (`Tasks._raise_limit`), done where the task record does not know of it:
+    """What an approval does to the hold (`TaskHolds.raise_limit`), done where the task record does not know of it:
     an answer racing a cancel whose compare-and-set won."""
     raised = ai.credits.extend("u", task.hold, key=f"task:{task.id}:raise:1",
                                amount=task.reserved + (task.steps["approveUpTo"] - task.reserved),

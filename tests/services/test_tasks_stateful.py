@@ -118,7 +118,7 @@ class TaskEvents(TaskMachine):
         classifier's call), from the hold it was accepted with."""
         if task.terminal or not task.hold:
             return task.charged if task.terminal else 0
-        end, _ = self.platform.tasks._lineage(task)
+        end, _ = self.platform.tasks.holds.lineage(task)
         return task.reserved - (end.amount if end is not None and end.status == "pending" else 0)
 
 

@@ -15,11 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from ..domain.agents import approves
 from ..domain.errors import (
-    HoldAlreadyReleased,
-    HoldAlreadySettled,
-    HoldExpired,
     IdempotencyConflict,
     InsufficientFunds,
     LedgerError,
@@ -27,9 +23,8 @@ from ..domain.errors import (
     ServerBusy,
     TaskFailed,
 )
-from ..domain.holds import PENDING, TASK, Hold
 from ..domain.jobs import Delivery, Job
-from ..domain.money import format_credits, money
+from ..domain.money import money
 from ..domain.outbox import DeadLetter, OutboxEvent
 from ..domain.tasks import (
     ACCEPTED,
@@ -58,8 +53,8 @@ from ..domain.tasks import (
 from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget, Spend
-from .credit_results import Split
 from .credits import Credits
+from .task_holds import TaskHolds, budget_fields, hold_size, room_within_limit
 from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
@@ -99,7 +94,7 @@ class RunContext:
 
     def progress(self, fraction: float, message: str) -> None:
         self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
-                                       **self.tasks._budget_fields(self.task, self.budget))
+                                       **budget_fields(self.task, self.budget))
 
     def cancelled(self) -> bool:
         """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
@@ -147,6 +142,7 @@ class Tasks:
         self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
         self.queue = queue
         self.run_inline = run_inline or (lambda work: work())
+        self.holds = TaskHolds(credits, clock)  # the task's hold along its lineage, placed to closed
 
     # -- what clients ask ------------------------------------------------------------------------------------
 
@@ -324,7 +320,7 @@ class Tasks:
             raise TaskConflict(f"task {task_id} was answered already and is about to run on", task=task_id,
                                state=task.state)
         answers = int(task.steps.get("answers", 0)) + 1
-        raised = self._raise_limit(task, answer, answers)
+        raised = self.holds.raise_limit(task, answer, answers)
         keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
         task = self._update(task, answer=answer, message="answered", steps={
             **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})}, **raised)
@@ -336,7 +332,7 @@ class Tasks:
     def accept(self, task: Task, here: bool = False, lender: Budget | None = None) -> Task:
         """Classify, price, hold and route a requested task. A refusal (unknown model, too little credit) ends it
         `failed` with the refusal's problem and nothing held. With `here`, it runs in this thread, to its end; with
-        `lender`, its hold is moved out of the lender's (see `_place_hold`). A model classifier is asked once the
+        `lender`, its hold is moved out of the lender's (see `TaskHolds.place`). A model classifier is asked once the
         task is recorded `accepted` with its hold, which has room for its call (see `_judged`); not for a task run
         here, which its answer would route nowhere."""
         now = self._now()
@@ -398,11 +394,12 @@ class Tasks:
 
     def _hold_for(self, task: Task, ruled: Classification, room: int,
                   lender: Budget | None) -> tuple[str, int, str | None]:
-        """Place the task's hold (see `_place_hold`), with `room` for a model classifier's call; as long as a long
-        task's when the model may judge it long."""
-        held = self._hold_size(task.request, ruled.estimate, ruled.upkeep, room)
+        """Place the task's hold (see `TaskHolds.place`), with `room` for a model classifier's call; as long as a
+        long task's when the model may judge it long."""
+        held = hold_size(task.request, ruled.estimate, ruled.upkeep, room, agent_budget=self.policy.agent_budget,
+                         max_reservation=self.policy.max_reservation)
         lasts = self.policy.long_deadline if room else self._lasts(ruled.speed)
-        return self._place_hold(task, held, lasts + timedelta(minutes=5), lender)
+        return self.holds.place(task, held, lasts + timedelta(minutes=5), lender)
 
     def _room(self, uid: str, request: TaskRequest, ruled: Classification) -> int:
         """What the task's hold grows by for a model classifier's call: what the call may cost, when the task's
@@ -410,10 +407,8 @@ class Tasks:
         that costs nothing is not worth a paid classification."""
         if ruled.estimate <= 0:
             return 0
-        room = self.classifier.room(uid, request, ruled)
-        limit = min(request.max_credits if request.max_credits is not None else self.policy.max_reservation,
-                    self.policy.max_reservation)
-        return room if ruled.estimate + room <= limit else 0
+        return room_within_limit(request, ruled.estimate, self.classifier.room(uid, request, ruled),
+                                 self.policy.max_reservation)
 
     def _judged(self, task: Task, ruled: Classification, room: int,
                 now: str) -> tuple[Classification, dict[str, Any]]:
@@ -434,7 +429,7 @@ class Tasks:
         task that ended holding nothing is nobody's, and is freed."""
         current = self.get(task.uid, task.id)
         if current.reserved == 0 and (current.terminal or current.cancel_requested):  # no delivery will hold it
-            self._release_unowned(current, hold)
+            self.holds.release_unowned(current, hold)
         return current
 
     def run(self, uid: str, task_id: str, delivery: Delivery | None = None) -> Task:
@@ -453,7 +448,7 @@ class Tasks:
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
         # with it when delivered again, rather than asking the user what they answered
         resume = task.answer
-        hold, held, split_since = self._start_of_run(task)
+        hold, held, split_since = self.holds.start_of_run(task)
         # with no live hold left (a capture took it all before a crash), the task keeps naming its lineage, so that
         # its end still finds what the captures charged
         run = self.runs[task.request.kind]
@@ -580,38 +575,9 @@ class Tasks:
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
 
     def take_back(self, task: Task, budget: Budget, started: Task) -> bool:
-        """What a task it started held out of its hold and did not spend (an agent's image task that failed, or
-        made fewer images), moved back into its hold once that task has ended (its end gave it back to the user),
-        as far as the balance still has it: the task's limit then counts only what the started task was charged.
-        Once per started task, by its key; whether it is done (nothing to take back is done too)."""
-        if not (started.terminal and started.steps.get("splitFrom")):
-            return started.terminal  # its hold was not the task's: nothing of it comes back here
-        unspent = started.reserved - started.charged
-        if unspent <= 0 or not budget.hold:  # all spent, or nothing of the task's own hold is left to grow
-            return True
-        try:
-            taken = self.credits.take_back(task.uid, budget.hold, unspent, key=f"task:{task.id}:back:{started.id}",
-                                           memo={"task": task.id, "from": started.id})
-        except (HoldExpired, HoldAlreadyReleased, HoldAlreadySettled):  # the task's hold is over: nothing to grow
-            return True
-        if not taken.replayed:  # the budget was read before it, never after (as for a split)
-            budget.took_back(taken)
-        return True
-
-    def _raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:
-        """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still
-        waiting, when the balance cannot cover it)."""
-        asked = task.steps.get("approveUpTo")
-        if not (isinstance(asked, int) and asked > task.reserved and approves(answer)):
-            return {}
-        end, split_since = self._lineage(task)
-        if end is None or end.status != PENDING:
-            raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
-        deadline = parse_iso(task.deadline) if task.deadline else self.clock.now()
-        raised = self.credits.extend(task.uid, end.id, key=f"task:{task.id}:raise:{n}",
-                                     amount=end.amount + asked - task.reserved,
-                                     ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
-        return {"hold": raised.hold, "split_off": task.split_off + split_since, "reserved": asked}
+        """What a task it started held out of its hold and did not spend, back in its hold once that task has ended
+        (see `TaskHolds.take_back`); whether that is done."""
+        return self.holds.take_back(task, budget, started)
 
     def record_call(self, uid: str, task_id: str, key: str, reply: dict[str, Any]) -> None:
         """Keep a model call's reply in the task, so that a resumed run answers from it instead of calling again."""
@@ -623,48 +589,6 @@ class Tasks:
         return TaskJournal(self, uid, task_id)
 
     # -- internals -------------------------------------------------------------------------------------------
-
-    def _hold_size(self, request: TaskRequest, estimate: int, upkeep: int = 0, room: int = 0) -> int:
-        """What the task holds: an agent its limit; any other task its estimate, and room for its upkeep (a chat
-        turn's conversation memory) as far as its maxCredits and the largest hold allow: the upkeep is optional, so
-        a maxCredits that covers the estimate alone runs the task without it. `room`: for a model classifier's call,
-        paid from the hold (`_room` fitted it within the task's maxCredits)."""
-        if request.kind == "agent":
-            return min((request.max_credits or self.policy.agent_budget) + room, self.policy.max_reservation)
-        if request.max_credits is not None and request.max_credits < estimate:
-            cheaper = "fewer or smaller images, or fewer steps" if request.kind == "image" else "a cheaper model"
-            raise InvalidTask(f"maxCredits is below what this request may cost ({format_credits(estimate)} credits): "
-                              f"raise it, or ask for {cheaper}", estimate=estimate)
-        limit = min(request.max_credits or self.policy.max_reservation, self.policy.max_reservation)
-        return max(estimate + room, min(estimate + room + upkeep, limit))
-
-    def _place_hold(self, task: Task, amount: int, ttl: timedelta,
-                    lender: Budget | None) -> tuple[str, int, str | None]:
-        """The task's hold (its id and amount, and the lender's hold it was split from, if it was), keyed by the
-        task: moved out of the lender's hold when a live one is given (an agent's image task: the agent's limit
-        bounds it, and the user's balance is not taken twice for it), otherwise taken from the balance. A task whose
-        acceptance a crash cut after its hold was placed takes that hold up, lender or not."""
-        key, target = f"task:{task.id}:hold", f"usage:{task.request.kind}"
-        memo = {"task": task.id, **({"model": task.model} if task.model else {})}  # the history names its model
-        if lender is not None and lender.hold:
-            split = self.credits.split(task.uid, lender.hold, amount, key=key, target=target, ttl=ttl, memo=memo,
-                                       lender={"task": lender.task} if lender.task else None)
-            if not split.replayed:  # the lender's budget was read before this split, never after it
-                lender.lend(split)
-            return split.hold, split.amount, split.split_from
-        try:
-            hold = self.credits.reserve(task.uid, amount, key=key, target=target, ttl=ttl, memo=memo, owner=TASK)
-        except IdempotencyConflict:  # placed before a crash, by a split or for another price: that hold is it
-            made = self.credits.hold_placed(task.uid, key)
-            if made is None:
-                raise
-            return made.hold, made.amount, made.split_from if isinstance(made, Split) else None
-        return hold.hold, hold.amount, None
-
-    def _release_unowned(self, task: Task, hold: str) -> None:
-        """Free a hold placed for a task that ended before it was recorded there (no run will ever close it)."""
-        with contextlib.suppress(HoldAlreadyReleased, HoldAlreadySettled, HoldExpired):  # closed already: another
-            self.credits.release(task.uid, hold, key=f"task:{task.id}:unowned")  # delivery freed it, or it lapsed
 
     def _dispatch(self, task: Task, why: str, queue: str, *, inline: bool = False) -> None:
         if inline:
@@ -699,53 +623,10 @@ class Tasks:
     def _job_id(task: Task) -> str:
         return f"task:{task.uid}:{task.id}"
 
-    def _lineage(self, task: Task) -> tuple[Hold | None, int]:
-        """The last hold of the task's lineage (captures, raises, extensions and splits each replace the one
-        before), in whatever state it is: the task may have recorded an earlier one (a crash between a capture and
-        its save); and what splits moved out of the lineage from the task's recorded hold on (what they moved
-        before it is the task's `split_off`)."""
-        if task.hold is None:
-            return None, 0
-        hold = self.credits.find_hold(task.uid, task.hold)
-        split_off = hold.split_off
-        while hold.replaced_by is not None:
-            hold = self.credits.find_hold(task.uid, hold.replaced_by)
-            split_off += hold.split_off
-        return hold, split_off
-
-    def _start_of_run(self, task: Task) -> tuple[str | None, int, int]:
-        """The live hold a run starts from (None: spent), what it holds, and what splits moved out of the lineage
-        since the task's recorded hold. Before its first run, only its acceptance has touched a task's hold (runs
-        alone capture, split and raise; it is not past its deadline, so not lapsed either): it is the hold the task
-        names, as large as the task reserved less what a model classifier's call took, and it is not read again (on
-        Firestore, a billed read a task). A task accepted without a route was cut off while the model judged it:
-        whether its call was charged, only the lineage says."""
-        if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None and task.route is not None:
-            return task.hold, task.reserved - task.classified, 0
-        end, split_since = self._lineage(task)
-        hold = self._live(end)
-        return hold, end.amount if hold and end else 0, split_since
-
-    def _current_hold(self, task: Task) -> str | None:
-        """The task's live hold, if its lineage still ends in a pending one."""
-        return self._live(self._lineage(task)[0])
-
-    @staticmethod
-    def _live(end: Hold | None) -> str | None:
-        """The id of a lineage's last hold while it is pending."""
-        return end.id if end is not None and end.status == PENDING else None
-
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
         task = self.store.get(context.task.uid, context.task.id) or context.task
-        return replace(task, **self._budget_fields(task, context.budget))
-
-    @staticmethod
-    def _budget_fields(task: Task, budget: Budget) -> dict[str, Any]:
-        """The task's hold, what splits moved out of its lineage before that hold, and what it was charged, as its
-        run's budget says: spent whole, the task keeps naming its last hold (its lineage still ends there)."""
-        return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
-                "charged": budget.captured}
+        return replace(task, **budget_fields(task, context.budget))
 
     def _ended(self, task: Task, outcome: RunOutcome, budget: Budget) -> Task:
         if outcome.status == "waiting":
@@ -828,7 +709,7 @@ class Tasks:
             if task.terminal:
                 return task
             # from the task as it is now: one changed meanwhile (its acceptance placed its hold) is closed as such
-            captured = self._close_lineage(task, budget)
+            captured = self.holds.close(task, budget)
             outcome = (SETTLED if captured else RELEASED) if task.reserved else None
             charged = captured  # its classification's too: a model classifier's call is captured from the hold
             try:
@@ -844,35 +725,6 @@ class Tasks:
                 return final
             task, budget = self.get(task.uid, task.id), None  # the run's budget tells of the task it read alone
         raise TaskConflict(f"task {task.id} kept changing while it was being finished", task=task.id)
-
-    def _close_lineage(self, task: Task, budget: Budget | None) -> int:
-        """Free what is left of the task's hold lineage; returns what its captures took (the rest of what it held
-        was moved to tasks it started, or is freed). A run whose own capture ended the lineage knows this from its
-        budget: nothing is left to free, and the lineage is not read again (on Firestore, a billed read a task)."""
-        if budget is not None and budget.closed:
-            return budget.captured
-        end, split_since = self._lineage(task)
-        if end is None and task.state == REQUESTED:  # a crash may have cut its acceptance after its hold was placed
-            placed = self.credits.hold_placed(task.uid, f"task:{task.id}:hold")
-            if placed is not None:
-                self._release_unowned(task, placed.hold)
-        for _ in range(SAVE_TRIES):
-            if end is None:
-                return 0
-            left = end.amount - end.settled - end.split_off if end.status != PENDING else end.amount  # back to them
-            if end.status != PENDING:
-                break
-            try:
-                left = self.credits.release(task.uid, end.id, key=f"task:{task.id}:close").released
-                break
-            except (HoldAlreadyReleased, HoldAlreadySettled, HoldExpired):
-                now, split_now = self._lineage(task)
-                if now is None or (now.id == end.id and now.status == PENDING):  # past its timeout: the sweeper
-                    left = end.amount  # gives it all back
-                    break
-                # closed meanwhile (a run's last capture) or replaced (an approval raised it): read again
-                end, split_since = now, split_now
-        return task.reserved - task.split_off - split_since - left
 
     def _abandoned(self, task: Task) -> None:
         """A task that ended without succeeding: its run clears what it left (an image task's stored blobs). A
