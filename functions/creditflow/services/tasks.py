@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import re
 import time
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget, Spend
 from .credits import Credits
 from .task_holds import TaskHolds, budget_fields, hold_size, room_within_limit
+from .task_retries import tried_later
 from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
@@ -127,8 +127,6 @@ def _waited_with(task: Task) -> dict[str, Any] | None:
     return dict(partial) if isinstance(partial, dict) else None
 
 
-MAX_POSTPONED = 20  # runs put off while every model rests (each some 30 s): past it, attempts are spent again
-POSTPONE_JITTER_SECONDS = 5  # a postponed task comes back up to this long after a trial is admitted
 BUSY_RETRY_SECONDS = 2.0  # an acceptance the store was too busy for (Firestore contention) is tried again after
 ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept on it so that a retry answers nothing
 
@@ -667,33 +665,17 @@ class Tasks:
         return self._finish(task, FAILED, error=problem, message=said[:200])
 
     def _tried_later(self, task: Task, error: LedgerError, delivery: Delivery | None, detail: str) -> Task | None:
-        """A run no model could serve goes on later instead of spending its attempts, while its deadline allows:
-        - every model it may use was resting after failures (its circuit breaker open, so none was called): once one
-          takes a trial call again, an attempt spent earlier would fail for nothing;
-        - a task run inline has had one attempt: the durable queue gives it the retries a queued one has.
-        None: not so (the attempt fails as any other), or the task runs in a caller's request, which waits for it."""
+        """The task put off and queued again (see `tried_later`); None when it is not put off, or when it runs in a
+        caller's request, which waits for it."""
         if task.route_reason == SYNCHRONOUS:
             return None
-        resting = error.context.get("reopens_in")
-        postponed = int(task.steps.get("postponed", 0))
-        if isinstance(resting, int) and postponed < MAX_POSTPONED:
-            # a little after the first breaker admits a trial call: a live call takes the trial first, so one
-            # request the provider always fails cannot be every trial and keep the model resting for everyone
-            wait = resting + random.randint(1, POSTPONE_JITTER_SECONDS)
-            why, steps = "every model it may use is resting after failures", {"postponed": postponed + 1}
-        elif delivery is None and task.route == "inline":
-            wait, why, steps = 1, f"its inline run failed ({detail[:150]})", {}
-        else:
+        later = tried_later(task, error.context.get("reopens_in"), delivery, detail, self.clock.now)
+        if later is None:
             return None
-        deadline = parse_iso(task.deadline) if task.deadline else None
-        if deadline is not None and self.clock.now() + timedelta(seconds=wait) >= deadline:
-            return None
-        again = f"{why}: tried again on the queue"
-        routed = task.route_reason if task.route_reason and again in task.route_reason else (  # said once
-            f"{task.route_reason}; then {again}" if task.route_reason else again)
-        task = self._update(task, route="queued", route_reason=routed[-300:],
-                            message=f"{why}: trying again in {wait} s"[:200], steps={**task.steps, **steps})
-        self._enqueue(task, "high", why, f"later:{task.attempts}", delay=wait)
+        task = self._update(task, route="queued", route_reason=later.route_reason,
+                            message=f"{later.why}: trying again in {later.wait} s"[:200],
+                            steps={**task.steps, **later.steps})
+        self._enqueue(task, "high", later.why, f"later:{task.attempts}", delay=later.wait)
         return task
 
     def _dead_letter(self, task: Task, detail: str, attempts: int) -> None:
