@@ -31,10 +31,8 @@ from ..domain.tasks import (
     EXPIRED,
     FAILED,
     KINDS,
-    RELEASED,
     REQUESTED,
     RUNNING,
-    SETTLED,
     SUCCEEDED,
     WAITING,
     Classification,
@@ -53,6 +51,7 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget, Spend
 from .credits import Credits
+from .task_endings import PARTIAL, ended_as, finished_event, waited_with
 from .task_holds import TaskHolds, budget_fields, hold_size, room_within_limit
 from .task_retries import tried_later
 from .task_routing import ModelClassifier, Router, RulesClassifier
@@ -118,13 +117,6 @@ class RunContext:
 
 
 SYNCHRONOUS = "synchronous: run in the caller's request"  # a task's route reason: run to its end, not queued
-PARTIAL = "partialResult"  # in a waiting task's steps: what its run had when it asked (its result if it ends so)
-
-
-def _waited_with(task: Task) -> dict[str, Any] | None:
-    """What a task ended while it waits for its owner had done: its run's partial result when it asked."""
-    partial = task.steps.get(PARTIAL) if task.state == WAITING else None
-    return dict(partial) if isinstance(partial, dict) else None
 
 
 BUSY_RETRY_SECONDS = 2.0  # an acceptance the store was too busy for (Firestore contention) is tried again after
@@ -161,13 +153,13 @@ class Tasks:
             named = raw.get("kind") if isinstance(raw, dict) else None  # listed by the kind it asked for, if known
             bad = Task(task_id, uid, TaskRequest(kind=named if named in KINDS else "chat", input="?"), now, now)
             failed = bad.moved(FAILED, now, error=problem_of(refused), progress=1.0, message=refused.detail[:200])
-            if self.store.create(failed, [self._finished_event(failed)]):
+            if self.store.create(failed, [finished_event(failed)]):
                 self._after(failed)
             return self.store.get(uid, task_id) or failed
         if cancelled:
             unseen = Task(task_id, uid, request, now, now, cancel_requested=True)
             ended = unseen.moved(CANCELLED, now, progress=1.0, message="cancelled before it was accepted")
-            if self.store.create(ended, [self._finished_event(ended)]):
+            if self.store.create(ended, [finished_event(ended)]):
                 self._after(ended)
             return self.store.get(uid, task_id) or ended
         return self._record(uid, task_id, request, lender=lender)
@@ -300,7 +292,7 @@ class Tasks:
         if task.state in (REQUESTED, ACCEPTED, WAITING):
             if self.queue is not None:
                 self.queue.cancel(self._job_id(task))
-            return self._finish(task, CANCELLED, message="cancelled", result=_waited_with(task))
+            return self._finish(task, CANCELLED, message="cancelled", result=waited_with(task))
         return task  # running: the run sees it between steps
 
     def answer(self, uid: str, task_id: str, answer: object, key: str | None = None) -> Task:
@@ -438,9 +430,9 @@ class Tasks:
         if task.state == REQUESTED:  # crashed between record and accept
             return self.accept(task)
         if task.cancel_requested:
-            return self._finish(task, CANCELLED, message="cancelled", result=_waited_with(task))
+            return self._finish(task, CANCELLED, message="cancelled", result=waited_with(task))
         if self._overdue(task):
-            return self._finish(task, EXPIRED, message="past its deadline", result=_waited_with(task))
+            return self._finish(task, EXPIRED, message="past its deadline", result=waited_with(task))
         if task.state == WAITING and task.answer is None:
             return task
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
@@ -490,7 +482,7 @@ class Tasks:
                 if task.state == RUNNING:  # its run would have ended it: the worker died (on its last attempt)
                     self._dead_letter(task, "the worker stopped during the run, and no attempt was left to end it",
                                       task.attempts)
-                self._finish(task, EXPIRED, message="past its deadline", result=_waited_with(task))
+                self._finish(task, EXPIRED, message="past its deadline", result=waited_with(task))
                 ended += 1
         return ended
 
@@ -692,15 +684,11 @@ class Tasks:
                 return task
             # from the task as it is now: one changed meanwhile (its acceptance placed its hold) is closed as such
             captured = self.holds.close(task, budget)
-            outcome = (SETTLED if captured else RELEASED) if task.reserved else None
-            charged = captured  # its classification's too: a model classifier's call is captured from the hold
             try:
-                final = task.moved(state, self._now(), outcome=outcome, charged=charged, hold=None, answer=None,
-                                   error=error, result=result, progress=1.0 if state == SUCCEEDED else task.progress,
-                                   message=message[:200])
+                final = ended_as(task, state, captured, self._now(), error=error, result=result, message=message)
             except TaskConflict:
                 return task
-            if self.store.save(final, [self._finished_event(final)]):
+            if self.store.save(final, [finished_event(final)]):
                 if state != SUCCEEDED:
                     self._abandoned(final)
                 self._after(final)
@@ -719,17 +707,13 @@ class Tasks:
         except Exception:
             log.exception("could not clear what task %s of %s left", task.id, task.uid)
 
-    def _finished_event(self, task: Task) -> OutboxEvent:
-        return OutboxEvent(f"task.finished:{task.uid}:{task.id}", "task.finished", task.uid,
-                           {"taskId": task.id, "state": task.state, "charged": task.charged}, task.updated_at)
-
     def _after(self, task: Task) -> None:
         """After a terminal state is saved: its mirror, and its own event delivered now (not the whole outbox: with
         16 workers finishing at once, each delivered every pending event again, racing the others on the task
         file; what a crash left is delivered by the runtime's outbox sweep, `deliver_events`)."""
         self._mirror(task)
         try:
-            self._deliver(self._finished_event(task))
+            self._deliver(finished_event(task))
         except Exception:  # the outbox keeps it: delivered on the next pass
             log.exception("outbox delivery failed")
 
