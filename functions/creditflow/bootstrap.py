@@ -67,10 +67,11 @@ from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
 from .services.payments import Payments, PaymentUrls
 from .services.reconciliation import PaymentReconciliation
+from .services.task_outbox import CLEAR_JOB, REQUESTS
 from .services.task_quotes import TaskQuotes
 from .services.task_routing import ModelClassifier, Router, RulesClassifier
 from .services.task_runs import AgentRun, ChatRun
-from .services.tasks import CLEAR_JOB, REQUESTS, RUN_JOB, TaskPolicy, Tasks
+from .services.tasks import RUN_JOB, TaskPolicy, Tasks
 from .services.uploads import UploadPolicy, Uploads
 from .services.vision import VisionInputs
 from .services.wallets import Wallets

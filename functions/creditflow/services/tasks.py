@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,8 +22,7 @@ from ..domain.errors import (
     TaskFailed,
 )
 from ..domain.jobs import Delivery, Job
-from ..domain.money import money
-from ..domain.outbox import DeadLetter, OutboxEvent
+from ..domain.outbox import DeadLetter
 from ..domain.tasks import (
     ACCEPTED,
     CANCELLED,
@@ -53,15 +51,13 @@ from .chat import Budget, Spend
 from .credits import Credits
 from .task_endings import PARTIAL, ended_as, finished_event, waited_with
 from .task_holds import TaskHolds, budget_fields, hold_size, room_within_limit
+from .task_outbox import REQUESTS, TaskOutbox
 from .task_retries import tried_later
 from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
 
 log = logging.getLogger(__name__)
 RUN_JOB = "task.run"
-CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
-REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
-NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
 SAVE_TRIES = 8
 
 
@@ -133,6 +129,7 @@ class Tasks:
         self.queue = queue
         self.run_inline = run_inline or (lambda work: work())
         self.holds = TaskHolds(credits, clock)  # the task's hold along its lineage, placed to closed
+        self.outbox = TaskOutbox(store, realtime, clock, policy.bus_retention)  # after its end, on the bus
 
     # -- what clients ask ------------------------------------------------------------------------------------
 
@@ -237,7 +234,7 @@ class Tasks:
             self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id) + "/answer", None)
             return answered
         named = self.store.get(uid, request_id)
-        if named is not None and not before and self._cleared(named):  # written again after its bus was cleared
+        if named is not None and not before and self.outbox.cleared(named):  # written again after its bus was cleared
             self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id), None)  # its record answers it
         elif named is not None and not before and not self._made_by(named, after):
             self._refuse_other_request(named)
@@ -522,47 +519,12 @@ class Tasks:
         return self._record(letter.uid, again, old.request)
 
     def deliver_events(self, limit: int = 200) -> int:
-        """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is
-        once)."""
-        delivered = 0
-        for event in self.store.pending_events(limit):
-            self._deliver(event)
-            delivered += 1
-        return delivered
-
-    def _deliver(self, event: OutboxEvent) -> None:
-        if event.kind == "task.finished":
-            self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
-                              {"kind": event.kind, "at": event.at, **event.payload,
-                               "charged": money(int(event.payload["charged"]))})
-            self._clear_later(event.uid, str(event.payload["taskId"]))
-        self.store.event_done(event.id)
-
-    def _clear_later(self, uid: str, task_id: str) -> None:
-        """Queue the clearing of a finished task's request and stream, the retention from now (by the task's id,
-        so that an event delivered twice queues it once)."""
-        retention = self.policy.bus_retention
-        if retention is None or self.queue is None:
-            return
-        self.queue.enqueue(Job(f"task-clear:{uid}:{task_id}", CLEAR_JOB, {"uid": uid, "task": task_id}, "low",
-                               delay_seconds=retention.total_seconds()))
-
-    def _cleared(self, task: Task) -> bool:
-        """Whether the task's request and stream have left the bus (it ended longer than the retention ago)."""
-        retention = self.policy.bus_retention
-        return (task.terminal and retention is not None
-                and parse_iso(task.updated_at) + retention <= self.clock.now())
+        """The outbox, at least once (see `TaskOutbox.deliver_pending`)."""
+        return self.outbox.deliver_pending(limit, self.queue)
 
     def clear_bus(self, job: Job, delivery: Delivery) -> None:
-        """A finished task's request and stream leave the bus (a client has had the retention to read them): its
-        record in /tasks stays, with the reply in its result. A request written again with the task's id is
-        answered by the task it names, so nothing runs twice."""
-        uid, task_id = str(job.payload["uid"]), str(job.payload["task"])
-        task = self.store.get(uid, task_id)
-        if task is None or not task.terminal:
-            return
-        self.realtime.set(f"/streams/{uid}/{task_id}", None)
-        self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
+        """A finished task's request and stream leave the bus (see `TaskOutbox.clear`)."""
+        self.outbox.clear(job, delivery)
 
     def take_back(self, task: Task, budget: Budget, started: Task) -> bool:
         """What a task it started held out of its hold and did not spend, back in its hold once that task has ended
@@ -713,7 +675,7 @@ class Tasks:
         file; what a crash left is delivered by the runtime's outbox sweep, `deliver_events`)."""
         self._mirror(task)
         try:
-            self._deliver(finished_event(task))
+            self.outbox.deliver(finished_event(task), self.queue)
         except Exception:  # the outbox keeps it: delivered on the next pass
             log.exception("outbox delivery failed")
 

@@ -1,0 +1,68 @@
+"""After a task ends, on the bus: its task.finished event delivered (at least once) as its owner's notification,
+and its request and stream cleared once the retention has passed; its record in /tasks stays."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from ..domain.jobs import Delivery, Job
+from ..domain.money import money
+from ..domain.outbox import OutboxEvent
+from ..domain.tasks import Task
+from ..domain.timefmt import parse_iso
+from ..ports import Clock, Realtime, TaskQueue, TaskStore
+
+CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
+REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
+NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
+
+
+class TaskOutbox:
+    """`retention`: how long a finished task's request and stream stay on the bus (None: they stay)."""
+
+    def __init__(self, store: TaskStore, realtime: Realtime, clock: Clock, retention: timedelta | None) -> None:
+        self.store, self.realtime, self.clock, self.retention = store, realtime, clock, retention
+
+    def deliver_pending(self, limit: int, queue: TaskQueue | None) -> int:
+        """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is
+        once)."""
+        delivered = 0
+        for event in self.store.pending_events(limit):
+            self.deliver(event, queue)
+            delivered += 1
+        return delivered
+
+    def deliver(self, event: OutboxEvent, queue: TaskQueue | None) -> None:
+        if event.kind == "task.finished":
+            self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
+                              {"kind": event.kind, "at": event.at, **event.payload,
+                               "charged": money(int(event.payload["charged"]))})
+            self._clear_later(event.uid, str(event.payload["taskId"]), queue)
+        self.store.event_done(event.id)
+
+    def _clear_later(self, uid: str, task_id: str, queue: TaskQueue | None) -> None:
+        """Queue the clearing of a finished task's request and stream, the retention from now (by the task's id,
+        so that an event delivered twice queues it once)."""
+        retention = self.retention
+        if retention is None or queue is None:
+            return
+        queue.enqueue(Job(f"task-clear:{uid}:{task_id}", CLEAR_JOB, {"uid": uid, "task": task_id}, "low",
+                          delay_seconds=retention.total_seconds()))
+
+    def cleared(self, task: Task) -> bool:
+        """Whether the task's request and stream have left the bus (it ended longer than the retention ago)."""
+        retention = self.retention
+        return (task.terminal and retention is not None
+                and parse_iso(task.updated_at) + retention <= self.clock.now())
+
+    def clear(self, job: Job, delivery: Delivery) -> None:
+        """A finished task's request and stream leave the bus (a client has had the retention to read them): its
+        record in /tasks stays, with the reply in its result. A request written again with the task's id is
+        answered by the task it names, so nothing runs twice."""
+        uid, task_id = str(job.payload["uid"]), str(job.payload["task"])
+        task = self.store.get(uid, task_id)
+        if task is None or not task.terminal:
+            return
+        self.realtime.set(f"/streams/{uid}/{task_id}", None)
+        self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
