@@ -1,7 +1,11 @@
 """The task flow, one for every kind: validate → classify → price → reserve → route (inline or queued) → run
 (progress, stream) → settle or void → terminal state → notify. Every step is keyed by the task id, so a trigger
 or queue delivery that arrives twice changes nothing the second time; every terminal state has exactly one
-financial outcome: the task's hold charged for what was used, the rest freed."""
+financial outcome: the task's hold charged for what was used, the rest freed.
+
+Beside it: how a task is classified and routed (task_routing), priced (task_quotes) and run (task_runs); how large
+its hold is and the hold along its lineage (task_holds); when a failed attempt is put off (task_retries); what it
+ends as (task_endings); what follows its end on the bus (task_outbox)."""
 
 from __future__ import annotations
 
