@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,12 @@ class OutboxEvent:
 
 
 CREDITS_LOW = "credits.low"
+NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
+
+
+def notification_path(event: OutboxEvent) -> str:
+    """Where the notification of `event` is written on the bus: one per event, whatever its delivery count."""
+    return f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}"
 
 
 def low_balance_threshold(absolute: int, percent_of_top_up: int, last_top_up: int) -> int:

@@ -9,14 +9,13 @@ is keyed by the event's id, so a second delivery writes nothing new."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..domain.accounts import USER_PREFIX, UserAccount
 from ..domain.entries import Entry
 from ..domain.money import format_credits, money
-from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold
+from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold, notification_path
 from ..domain.timefmt import iso
 from ..ports import Clock, Realtime
 from .credits import Credits
@@ -41,7 +40,6 @@ class LowBalancePolicy:
     packs: tuple[tuple[int, int, str], ...]
 
 
-NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
 LOWERING = frozenset({"hold", "settle", "expire"})  # entry kinds a balance may fall by
 
 
@@ -135,7 +133,7 @@ class BalanceMirror:
         return delivered
 
     def _notify_low(self, event: OutboxEvent) -> None:
-        path = f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}"
+        path = notification_path(event)
         if self.realtime.get(path) is not None:
             return
         available, threshold = int(event.payload["available"]), int(event.payload["threshold"])

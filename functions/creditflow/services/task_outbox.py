@@ -3,19 +3,17 @@ and its request and stream cleared once the retention has passed; its record in 
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from ..domain.jobs import Delivery, Job
 from ..domain.money import money
-from ..domain.outbox import OutboxEvent
+from ..domain.outbox import OutboxEvent, notification_path
 from ..domain.tasks import Task
 from ..domain.timefmt import parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 
 CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
 REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
-NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
 
 
 class TaskOutbox:
@@ -35,7 +33,7 @@ class TaskOutbox:
 
     def deliver(self, event: OutboxEvent, queue: TaskQueue | None) -> None:
         if event.kind == "task.finished":
-            self.realtime.set(f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}",
+            self.realtime.set(notification_path(event),
                               {"kind": event.kind, "at": event.at, **event.payload,
                                "charged": money(int(event.payload["charged"]))})
             self._clear_later(event.uid, str(event.payload["taskId"]), queue)
