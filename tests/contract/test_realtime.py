@@ -385,6 +385,25 @@ def test_a_handler_that_always_fails_is_dropped_and_counted(tmp_path: Path) -> N
     assert len(calls) == triggers.MAX_ATTEMPTS and tree.triggers.pending() == 0
 
 
+def test_a_delivery_takes_the_trees_write_turn_for_its_own_writes(tmp_path: Path) -> None:
+    """A delivered event is deleted in this process's write turn, as the tree's writes are committed: while the turn
+    is held (as a WAL restart holds it, `paused`), the delivery waits for it instead of meeting the tree's writers
+    at SQLite's lock, where whoever came second slept in SQLite's busy handler."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    handled = threading.Event()
+    tree.on_write("/requests/{uid}/{requestId}", lambda event: handled.set())
+    tree.set("/requests/alice/r1", {"kind": "chat"})
+    tree.start_triggers()
+    try:
+        with tree._turns.paused():
+            assert handled.wait(10)
+            time.sleep(0.2)  # the delivery has had time to delete its event, were it not waiting for the turn
+            assert tree.triggers.pending() == 1 and tree.triggers.delivered == 0
+        wait_for(lambda: tree.triggers.pending() == 0 and tree.triggers.delivered == 1)
+    finally:
+        tree.stop_triggers()
+
+
 def test_a_failed_write_fires_nothing(tmp_path: Path) -> None:
     from creditflow.domain.realtime_query import Refused
 

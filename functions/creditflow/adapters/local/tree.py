@@ -210,7 +210,7 @@ class LocalTree(SqliteFile):
         self._telling = False  # whether commits are journaled for the process serving the folder
         self._outside_seen = 0
         self._outside_taken = False
-        self.triggers = Triggers(lambda: self.db)
+        self.triggers = Triggers(lambda: self.db, write=self._execute)
         self.push_ids = PushIds()
         self._turns: Turns[_Write] = Turns(MAX_BATCH)
 
@@ -403,6 +403,11 @@ class LocalTree(SqliteFile):
         if fired:
             self.triggers.committed()
         return True
+
+    def _execute(self, statement: str, arguments: tuple[object, ...]) -> None:
+        """One statement of this process's own bookkeeping (the trigger dispatcher's), committed in its write turn
+        with the tree's writes, changing nothing a listener sees."""
+        self._run(lambda: (self.db.execute(statement, arguments), 0, []))
 
     def _run(self, work: Work) -> tuple[Any, int]:
         """`work` done in a transaction of this process's group commit: what it answered and the trigger events it
