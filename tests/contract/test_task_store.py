@@ -123,3 +123,48 @@ def test_a_dead_letter_is_kept_as_first_written(tasks: TaskStore) -> None:
     tasks.add_dead_letter(DeadLetter("dl:alice:t1", "alice", "t1", "again", 5, "running", T[3]))
     assert tasks.dead_letter("dl:alice:t1") == DeadLetter(**{**first.__dict__, "replayed_at": T[2]})
     assert tasks.mark_replayed("dl:alice:t1", T[4]) is False
+
+
+@pytest.mark.parametrize("write", ["event_done", "add_dead_letter", "mark_replayed"])
+def test_sqlite_bookkeeping_writes_wait_for_the_process_write_turn(tmp_path: Path, write: str) -> None:
+    """An outbox event marked done, a dead letter added or replayed: each waits for this process's write turn, as a
+    task's create and save do, and never meets another writer of the process at SQLite's lock (where whoever came
+    second slept in SQLite's busy handler). With SQLite's own wait switched off, one that met the lock would fail."""
+    from creditflow.adapters.local.tasks import SqliteTasks
+
+    store = SqliteTasks(tmp_path / "tasks.sqlite3")
+    store.create(a_task("alice", "t1", T[0]), [event("alice", "t1", T[0])])
+    letter = DeadLetter("dl:alice:t1", "alice", "t1", "provider down", 5, "running", T[1])
+    store.add_dead_letter(letter)
+    holding, release = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def other_writer() -> None:
+        with store._connections.transaction() as db:
+            db.execute("UPDATE tasks SET version = version WHERE uid = 'alice'")
+            holding.set()
+            release.wait(10)
+
+    def bookkeeping() -> None:
+        store.db.execute("PRAGMA busy_timeout=0")
+        try:
+            {"event_done": lambda: store.event_done("task.finished:alice:t1"),
+             "add_dead_letter": lambda: store.add_dead_letter(replace(letter, id="dl:alice:t2", task_id="t2")),
+             "mark_replayed": lambda: store.mark_replayed("dl:alice:t1", T[2])}[write]()
+        except BaseException as error:
+            failed.append(error)
+
+    first = threading.Thread(target=other_writer)
+    first.start()
+    assert holding.wait(10)
+    second = threading.Thread(target=bookkeeping)
+    second.start()
+    second.join(0.2)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert failed == []
+    replayed = store.dead_letter("dl:alice:t1")
+    assert {"event_done": store.pending_events(10) == [],
+            "add_dead_letter": store.dead_letter("dl:alice:t2") is not None,
+            "mark_replayed": replayed is not None and replayed.replayed_at == T[2]}[write]

@@ -87,13 +87,19 @@ class SqliteTasks(SqliteFile):
         rows = self.db.execute("SELECT id, kind, uid, payload, at FROM outbox ORDER BY n LIMIT ?", (limit,))
         return [OutboxEvent(i, k, u, orjson.loads(p), a) for i, k, u, p, a in rows]
 
+    # Every write below takes this process's write turn (`transaction`), as create and save do: alone, it met their
+    # transactions at SQLite's lock, and whoever came second slept in SQLite's busy handler (1, 2, 5 … ms; an
+    # outbox event marked done, once a task, took 2 ms on average and up to 38 at 20 users chatting).
+
     def event_done(self, event_id: str) -> None:
-        self.db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
+        with self._connections.transaction() as db:
+            db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.db.execute(f"INSERT OR IGNORE INTO dead_letters ({_LETTER}) VALUES (?,?,?,?,?,?,?,?)",
-                        (letter.id, letter.uid, letter.task_id, letter.error, letter.attempts, letter.last_step,
-                         letter.at, letter.replayed_at))
+        with self._connections.transaction() as db:
+            db.execute(f"INSERT OR IGNORE INTO dead_letters ({_LETTER}) VALUES (?,?,?,?,?,?,?,?)",
+                       (letter.id, letter.uid, letter.task_id, letter.error, letter.attempts, letter.last_step,
+                        letter.at, letter.replayed_at))
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         rows = self.db.execute(f"SELECT {_LETTER} FROM dead_letters ORDER BY at DESC LIMIT ?", (limit,))
@@ -104,6 +110,7 @@ class SqliteTasks(SqliteFile):
         return DeadLetter(*row) if row else None
 
     def mark_replayed(self, letter_id: str, at: str) -> bool:
-        marked = self.db.execute("UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
-                                 (at, letter_id))
-        return marked.rowcount == 1
+        with self._connections.transaction() as db:
+            marked = db.execute("UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+                                (at, letter_id))
+            return marked.rowcount == 1
