@@ -132,7 +132,9 @@ class Settings:
     ai_providers: dict[str, tuple[str, str]] = field(default_factory=dict)  # further providers: name → (url, key)
     ai_timeout_seconds: float = 60.0
     ai_catalog_file: Path | None = None  # more catalog records, for the further providers' models
-    inline_capacity: int = 8  # quick tasks running inline at once; past it they are queued
+    # quick tasks running inline at once; past it they are queued, behind the queue's workers (each a whole run): an
+    # inline run is a thread waiting on a provider, and the local runtime takes 32 event streams at once
+    inline_capacity: int = 32
     agent_budget: int = 5 * MICROS_PER_CREDIT  # held for an agent task that names no maxCredits
     quick_task_minutes: int = 5  # deadlines
     long_task_minutes: int = 30
@@ -235,7 +237,7 @@ class Settings:
             "ai_providers": _providers(env),
             "ai_timeout_seconds": _number("AI_TIMEOUT_SECONDS", "60"),
             "ai_catalog_file": Path(env["AI_CATALOG_FILE"]) if env.get("AI_CATALOG_FILE") else None,
-            "inline_capacity": _whole("INLINE_CAPACITY", "8"),
+            "inline_capacity": _whole("INLINE_CAPACITY", "32"),
             "agent_budget": _credits("AGENT_BUDGET", "5"),
             "quick_task_minutes": _whole("QUICK_TASK_MINUTES", "5"),
             "long_task_minutes": _whole("LONG_TASK_MINUTES", "30"),
