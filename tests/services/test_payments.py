@@ -6,6 +6,7 @@ credits already spent written off. A Hypothesis run interleaves events and spend
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ def token(platform: Platform, uid: str, admin: bool = False) -> dict[str, str]:
 
 
 def send(client: Any, kind: str, data: dict[str, Any], event_id: str | None = None, *, secret: str = SECRET,
-         at: int | None = None, body: bytes | None = None) -> Any:
-    raw, header = signed(event(kind, data, event_id), secret, at)
+         at: int | None = None, body: bytes | None = None, created: int | None = None) -> Any:
+    made = event(kind, data, event_id)
+    raw, header = signed(made if created is None else {**made, "created": created}, secret, at)
     return client.post("/webhooks/stripe", data=body if body is not None else raw,
                        headers={"Stripe-Signature": header, "Content-Type": "application/json"})
 
@@ -273,10 +275,12 @@ def test_two_instances_handle_one_payments_refunds_one_at_a_time(shop: Platform,
 
     clients = [client, create_app(other).test_client()]
     start, replies = threading.Barrier(2), []
+    now = int(time.time())  # the second report is the newer (made on the fly, a busy machine could swap them)
 
     def deliver(n: int, refunded: int) -> None:
         start.wait()
-        replies.append(send(clients[n], "charge.refunded", charge(session, refunded), f"evt_refund_{refunded}"))
+        replies.append(send(clients[n], "charge.refunded", charge(session, refunded), f"evt_refund_{refunded}",
+                            created=now + n))
 
     threads = [threading.Thread(target=deliver, args=(0, 250)), threading.Thread(target=deliver, args=(1, 500))]
     for thread in threads:
