@@ -536,3 +536,36 @@ def test_the_list_read_for_a_report_is_kept_through_a_crash_after_the_ledger(sho
     assert (payment.refunded, payment.taken_back, available(shop, "u")) == (200, 40 * CREDIT, 60 * CREDIT)
     assert len([path for path, _, _ in stripe_api.requests if path.startswith("/v1/refunds?")]) == 1
     reconciled(shop)
+
+
+@pytest.mark.parametrize("opened_first", [False, True], ids=["refund-first", "dispute-first"])
+def test_a_refund_larger_than_the_dispute_that_fails_holds_again_only_what_the_dispute_claims(
+        shop: Platform, client: Any, stripe_api: FakeStripe, opened_first: bool) -> None:
+    """$4 refunded (80 credits taken) and a dispute of $2 (40 credits) open: the dispute holds the 20 the refund
+    left of its claim. The refund fails and its 80 credits come back: the dispute covers its whole claim again, so
+    it holds 40, no more; the other 60 are the user's to spend. Lost, it takes its 40 and the user keeps 60."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    case = {"id": "dp_1", "object": "dispute", "amount": 200, "charge": charge(session, 0)["id"],
+            "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+    events = [("charge.refunded", charge(session, 400), T0 + 10, "evt_r"),
+              ("charge.dispute.created", case, T0 + 20, "evt_d1")]
+    for kind, data, at, event_id in (events[::-1] if opened_first else events):
+        assert deliver(client, kind, data, at, event_id).status_code == 200
+    [payment] = shop.payments.mine("u")
+    assert (payment.disputed, payment.dispute_held, payment.taken_back) == (20 * CREDIT, 20 * CREDIT, 80 * CREDIT)
+    failed = deliver(client, "refund.failed", refund(session, "re_1", 400, T0 + 10, "failed"), T0 + 40, "evt_f")
+    assert failed.json["outcome"] == "refund undone"
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back, payment.disputed, payment.dispute_held) == (
+        0, 0, 40 * CREDIT, 40 * CREDIT)
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (60 * CREDIT, 40 * CREDIT)
+    reconciled(shop)
+    lost = deliver(client, "charge.dispute.closed", {**case, "status": "lost"}, T0 + 50, "evt_d2")
+    assert lost.json["outcome"] == "dispute lost", lost.json
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (40 * CREDIT, 0)
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (60 * CREDIT, 0)
+    reconciled(shop)

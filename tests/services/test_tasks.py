@@ -104,6 +104,32 @@ def test_a_run_cut_after_its_reply_closed_the_hold_ends_charged_once(ai: Platfor
     assert ai.integrity.audit().ok
 
 
+@pytest.mark.parametrize("ended_by", ["cancel", "deadline"])
+def test_a_run_cut_after_its_reply_closed_the_hold_and_then_ended_is_charged_the_reply(
+        ai: Platform, clock: SteppedClock, ended_by: str) -> None:
+    """The process dies between the reply's charge (which closed the task's hold, giving the rest back) and the
+    task's save; before a run starts again, its owner cancels it, or its deadline passes. Its end finds the hold's
+    lineage closed by a capture: the task is charged what that capture took, not nothing, and frees nothing more."""
+    funded(ai, "u", 1)
+    with dying_after(ai.credits, "capture"):
+        ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert ai.tasks.get("u", "t1").state == "running" and ai.credits.balance("u").held == 0
+    if ended_by == "cancel":
+        ai.tasks.cancel("u", "t1")  # running: marked, and ended by its next run
+        ended = ai.tasks.run("u", "t1")
+    else:
+        clock.advance(hours=1)
+        assert ai.tasks.expire_overdue() == 1
+        ended = ai.tasks.get("u", "t1")
+    assert ended.state == ("cancelled" if ended_by == "cancel" else "expired")
+    assert (ended.charged, ended.outcome) == (33, "settled")
+    assert ai.realtime.get("/tasks/u/t1")["charged"]["micros"] == 33
+    assert task_entries(ai, "u", "t1") == [("hold", ended.reserved, ""), ("settle", 33, str(ended.reserved - 33))]
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    assert ai.integrity.audit().ok
+
+
 def mirrored_states(platform: Platform, path: str, since: int) -> list[str]:
     """The states written to a task's mirror after feed position `since`, in order."""
     feed = platform.realtime.feed
@@ -205,6 +231,22 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
     if request_body == {"kind": "chat", "input": "x", "model": LLAMA, "maxCredits": "0.000001"}:
         assert "a cheaper model" in task.error["detail"]  # a request names no output length: not "less output"
     assert [e.kind for e in ai.credits.history("u", limit=10)[0]] == ["grant"]  # not even a hold and its release
+
+
+def test_a_max_credits_one_micro_below_the_estimate_is_refused_and_one_at_it_runs(ai: Platform) -> None:
+    """maxCredits must cover what the request may cost: a micro-credit below the estimate is refused at once,
+    holding nothing (a hold of the estimate would pass the limit the user set); the estimate itself is enough."""
+    funded(ai, "u", 1)
+    request = {"kind": "chat", "input": "hello there", "model": LLAMA}
+    estimate = ai.tasks.submit("u", "priced", request).estimate
+    assert estimate > 1
+    below = ai.tasks.submit("u", "below", {**request, "maxCredits": format_credits(estimate - 1)})
+    assert below.state == FAILED and below.error["type"] == "invalid-task", below
+    assert "maxCredits is below" in below.error["detail"] and below.hold is None and below.charged == 0
+    at = ai.tasks.submit("u", "at", {**request, "maxCredits": format_credits(estimate)})
+    assert at.state == SUCCEEDED and at.reserved == estimate and at.charged == 33, at.error
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 2 * 33, 0)
 
 
 @pytest.mark.parametrize(("written", "micros"), [(0.00005, 50), (0.00001, 10), (0.0001, 100), (2.5, 2_500_000),
