@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from creditflow.bootstrap import Platform
-from creditflow.domain.tasks import SUCCEEDED, TaskRequest, parse_request
+from creditflow.domain.tasks import ACCEPTED, CANCELLED, SUCCEEDED, Task, TaskRequest, parse_request
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -141,3 +142,26 @@ def test_a_task_run_in_the_callers_request_is_not_judged_by_the_model(tmp_path: 
     assert queued.classified > 0 and queued.route_reason.startswith("long (model demo-chat)")
     assert taken_for(offline, "task:here:classify:") == 0 and offline.integrity.audit().ok
     offline.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_task_cancelled_as_it_is_accepted_asks_and_pays_the_classifier_nothing(judged: Platform,
+                                                                               upstream: FakeOpenAI) -> None:
+    """The cancel marks the task while its acceptance saves it accepted, before the model would judge it: the
+    acceptance gives way to the cancel, so the user pays no classification for a task that never ran."""
+    store, save = judged.tasks.store, judged.tasks.store.save
+    marked: list[Task] = []
+
+    def racing_save(saved: Task, *args: Any, **kwargs: Any) -> bool:
+        if saved.state == ACCEPTED and not marked:
+            marked.append(judged.tasks._update(store.get("u", "t"), cancel_requested=True))
+        return save(saved, *args, **kwargs)
+
+    store.save = racing_save  # type: ignore[method-assign]
+    judged.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
+    store.save = save  # type: ignore[method-assign]
+    judged.tasks._finish(marked[0], CANCELLED, message="cancelled")  # the cancel goes on from what it read
+    ended = judged.tasks.get("u", "t")
+    assert ended.state == CANCELLED and ended.charged == 0 and ended.classified == 0, ended
+    assert classifier_asks(upstream) == 0 and taken_for(judged, "task:t:") == 0
+    balance = judged.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0)

@@ -1242,3 +1242,72 @@ def test_a_reply_the_platform_cannot_deliver_is_not_charged(ai: Platform, conver
     kinds = [entry.kind for entry in ai.credits.history("u", limit=50)[0]]
     assert ended.state == FAILED and (ended.charged, ended.outcome) == (0, "released"), ended
     assert "settle" not in kinds and ai.credits.balance("u").available == CREDIT, kinds
+
+
+def test_a_cancel_that_died_after_marking_the_task_leaves_the_acceptance_nothing_held(ai: Platform) -> None:
+    """The cancel marks the task while its acceptance is saving it accepted, and its process dies before it ends
+    the task. No delivery will hold for a task being cancelled: the acceptance, losing its save to the mark, frees
+    the hold it placed at once, rather than leave the user's credits held until the hold lapses."""
+    funded(ai, "u", 1)
+    store, save = ai.tasks.store, ai.tasks.store.save
+    marked: list[Task] = []
+
+    def racing_save(saved: Task, *args: Any, **kwargs: Any) -> bool:
+        if saved.state == ACCEPTED and not marked:  # the cancel's mark, and then its process dies
+            marked.append(ai.tasks._update(store.get("u", "t1"), cancel_requested=True))
+        return save(saved, *args, **kwargs)
+
+    store.save = racing_save  # type: ignore[method-assign]
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    store.save = save  # type: ignore[method-assign]
+    assert marked and task.cancel_requested and task.reserved == 0 and task.charged == 0, task
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0), balance
+
+
+def test_a_late_acceptance_leaves_the_hold_of_a_task_running_under_a_cancel_alone(ai: Platform) -> None:
+    """Two deliveries of one request: the first accepted the task and is running it when its user cancels (a running
+    task is only marked) and the second, late, replays the task's hold and loses its save. That hold is the running
+    task's, not nobody's: left alone, the run's charge for the reply it made is taken from it (freed, the reply
+    would go unpaid and the task end charged nothing)."""
+    funded(ai, "u", 1)
+    capture = ai.credits.capture
+    late: list[Task] = []
+    held: list[tuple[str, bool, int, int]] = []  # as the late acceptance left things: the task, and the hold
+
+    def cancelled_and_accepted_again(*args: Any, **kwargs: Any) -> object:
+        if not late:
+            stored = ai.tasks.get("u", "t1")
+            late.append(Task(stored.id, stored.uid, stored.request, stored.created_at, stored.created_at))
+            ai.tasks.cancel("u", "t1")  # running: marked, ended by its run
+            ai.tasks.accept(late[0])  # the late delivery, as it read the task: requested
+            now = ai.tasks.get("u", "t1")
+            held.append((now.state, now.cancel_requested, stored.reserved, ai.credits.balance("u").held))
+        return capture(*args, **kwargs)
+
+    ai.credits.capture = cancelled_and_accepted_again  # type: ignore[method-assign]
+    ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    ended = ai.tasks.get("u", "t1")
+    [(state, cancelling, reserved, held_then)] = held
+    assert (state, cancelling, held_then) == ("running", True, reserved)  # the running task's hold, still held
+    assert ended.terminal and (ended.charged, ended.outcome) == (33, "settled"), ended
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    assert ai.integrity.audit().ok
+
+
+def test_a_store_too_busy_at_acceptance_without_a_queue_is_a_retryable_refusal(ai: Platform) -> None:
+    """With no queue to try it again on (a Tasks built without one), contention at acceptance is raised as it is,
+    a retryable 503 with nothing written, not the queue's absence (a 500)."""
+    from creditflow.domain.errors import Contended, ServerBusy, StoreConflict  # as the test above imports them
+
+    funded(ai, "u", 1)
+    ai.tasks.queue = None
+
+    def busy(*args: Any, **kwargs: Any) -> object:
+        raise Contended.of(StoreConflict("lock timeout"))
+
+    ai.credits.reserve = busy  # type: ignore[method-assign]
+    with pytest.raises(ServerBusy):
+        ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert ai.tasks.get("u", "t1").state == "requested" and ai.credits.balance("u").held == 0
