@@ -186,3 +186,17 @@ def test_the_offer_route_answers_a_network_that_had_its_share(tmp_path, clock: S
     offer = client.get("/api/v1/credits/welcome-bonus", headers=bearer("second"))
     assert offer.status_code == 200, offer.json
     assert (offer.json["claimable"], offer.json["reason"]) == (False, "network-limit")
+
+
+def test_a_refused_claim_gives_its_place_on_the_network_back(tmp_path, clock: SteppedClock) -> None:
+    """A user who had the bonus claims again from another network: refused (already claimed), the place the claim
+    took there is given back, so the network's next new user still gets one (it counted the refused claim, and
+    that user was turned away as if the network had had its share)."""
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    assert platform.welcome.claim(Caller("a"), ip="198.51.100.1").granted
+    clock.advance(minutes=1)
+    with pytest.raises(WelcomeRefused) as refused:
+        platform.welcome.claim(Caller("a"), ip="203.0.113.7")
+    assert refused.value.context["reason"] == "already-claimed"
+    assert platform.welcome.offer(Caller("b"), ip="203.0.113.7").claimable
+    assert platform.welcome.claim(Caller("b"), ip="203.0.113.7").granted == 1000 * CREDIT
