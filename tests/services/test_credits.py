@@ -362,6 +362,25 @@ def test_observers_hear_of_committed_entries_only_when_a_retry_replays(platform:
     assert set(told[0]) <= committed, (told, committed)
 
 
+def test_observers_hear_nothing_of_a_sweep_whose_attempt_was_aborted(platform: Platform,
+                                                                     clock: SteppedClock) -> None:
+    """The sweeper voids a lapsed hold, and its transaction loses its race to a reserve that voided it first (each
+    command sweeps its account): its retry finds nothing left to sweep. The observers hear of the reserve's commit
+    only, never of the aborted sweep's void, which is in no ledger."""
+    funded(platform, "ola", 10)
+    platform.credits.reserve("ola", 2 * CREDIT, key="r-1", ttl=timedelta(minutes=1))
+    clock.advance(minutes=2)  # lapsed
+    told: list[list[str]] = []
+    platform.credits.after_commit.append(lambda account, entries: told.append([e.id for e in entries]))
+    store = platform.credits.store
+    platform.credits.store = LosesItsFirstAttempt(  # type: ignore[assignment]
+        store, lambda: platform.credits.reserve("ola", CREDIT, key="r-2"))
+    assert platform.credits.sweep() == 0  # the reserve voided it
+    platform.credits.store = store
+    committed = {entry.id for entry in platform.credits.history("ola", limit=50)[0]}
+    assert len(told) == 1 and set(told[0]) <= committed, (told, committed)
+
+
 def test_credits_of_a_lapsed_hold_can_be_spent_before_the_sweeper_runs(platform: Platform,
                                                                         clock: SteppedClock) -> None:
     funded(platform, "u", 1)
