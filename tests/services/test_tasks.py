@@ -1335,3 +1335,24 @@ def test_a_cancel_delivered_again_after_one_that_died_having_marked_the_task_end
     ended = ai.tasks.cancel("u", "t1")  # the cancel, delivered again
     assert ended.state == CANCELLED and ended.outcome in ("released", "settled"), ended
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_cancel_delivered_first_still_cancels_when_its_requests_own_delivery_wins_the_race(ai: Platform) -> None:
+    """On Firebase the cancel child's trigger may come first: it finds no task and submits the request it reads
+    from the bus, cancelled. The request's own trigger records and accepts the task in between: the cancel's submit
+    gets that task, and the cancel still ends it, holding nothing (not lost because the task was not its own)."""
+    funded(ai, "u", 1)
+    ai.tasks.run_inline = lambda work: None  # accepted, its run not begun
+    body = {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1}
+    ai.realtime.set("/requests/u/t1", {**body, "cancel": True})
+    submit = ai.tasks.submit
+
+    def request_delivered_meanwhile(uid: str, task_id: str, raw: object, **kwargs: Any) -> Task:
+        ai.tasks.submit = submit  # type: ignore[method-assign]
+        assert submit(uid, task_id, body).state == ACCEPTED  # the request's own trigger, in between
+        return submit(uid, task_id, raw, **kwargs)
+
+    ai.tasks.submit = request_delivered_meanwhile  # type: ignore[method-assign]
+    ended = ai.tasks.on_request_written("u", "t1", {}, {"cancel": True})
+    assert ended is not None and (ended.state, ended.outcome, ended.charged) == (CANCELLED, "released", 0), ended
+    assert ai.credits.balance("u").held == 0
