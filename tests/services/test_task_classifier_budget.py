@@ -144,10 +144,13 @@ def test_a_task_run_in_the_callers_request_is_not_judged_by_the_model(tmp_path: 
     offline.store.close()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("cancel", ["ends it", "dies having marked it"])
 def test_a_task_cancelled_as_it_is_accepted_asks_and_pays_the_classifier_nothing(judged: Platform,
-                                                                               upstream: FakeOpenAI) -> None:
+                                                                               upstream: FakeOpenAI,
+                                                                               cancel: str) -> None:
     """The cancel marks the task while its acceptance saves it accepted, before the model would judge it: the
-    acceptance gives way to the cancel, so the user pays no classification for a task that never ran."""
+    acceptance gives way to the cancel, so the user pays no classification for a task that never ran; and it frees
+    the hold it placed, whether the cancel goes on to end the task or its process dies first."""
     store, save = judged.tasks.store, judged.tasks.store.save
     marked: list[Task] = []
 
@@ -159,9 +162,11 @@ def test_a_task_cancelled_as_it_is_accepted_asks_and_pays_the_classifier_nothing
     store.save = racing_save  # type: ignore[method-assign]
     judged.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
     store.save = save  # type: ignore[method-assign]
-    judged.tasks._finish(marked[0], CANCELLED, message="cancelled")  # the cancel goes on from what it read
+    if cancel == "ends it":
+        judged.tasks._finish(marked[0], CANCELLED, message="cancelled")  # the cancel goes on from what it read
     ended = judged.tasks.get("u", "t")
-    assert ended.state == CANCELLED and ended.charged == 0 and ended.classified == 0, ended
+    assert ended.state == CANCELLED or cancel != "ends it", ended
+    assert ended.charged == 0 and ended.classified == 0 and ended.reserved == 0, ended
     assert classifier_asks(upstream) == 0 and taken_for(judged, "task:t:") == 0
     balance = judged.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT, 0)
