@@ -282,6 +282,7 @@ def test_a_device_claims_the_welcome_bonus_once_and_networks_are_counted(stores:
         assert claims.take_ip_claim("net1", uid, at, T0, limit=3)
     assert claims.take_ip_claim("net1", "b", T2, T0, limit=3)  # one user counts once, at its first claim
     assert claims.count_ip_claims("net1", T0) == 3 and claims.count_ip_claims("net1", T1) == 2
+    assert claims.count_ip_claims("net1", T2) == 1  # b's claim stays at T1: claiming again moves no place on
     assert not claims.take_ip_claim("net1", "d", T2, T0, limit=3)  # three others since T0: no place
     assert claims.take_ip_claim("net1", "d", T2, T1, limit=3)  # within a window from T1, two: a place
     claims.release_ip_claim("net1", "d", T1)  # another moment's: it stays
