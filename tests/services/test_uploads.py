@@ -104,6 +104,18 @@ def test_an_upload_sent_again_with_its_key_is_the_first_not_a_second_copy(kept: 
     assert upload(client, {**auth(kept, "gus"), "Idempotency-Key": "photo-1"}, SMALL).json["replayed"] is False
 
 
+def test_an_upload_with_a_new_key_is_new_beside_the_users_other_uploads(kept: Platform, client: Any) -> None:
+    """Only the upload its own key stored answers a retry: beside an upload sent without a key (another image), a
+    first upload under a key is stored as new, not taken for a retry of the other and refused as a conflict."""
+    headers = auth(kept, "hal")
+    other = upload(client, headers, SMALL)
+    assert other.status_code == 200, other.json
+    keyed = upload(client, {**headers, "Idempotency-Key": "photo-2"}, encoded(halves(48, 40), "PNG"))
+    assert keyed.status_code == 200 and keyed.json["replayed"] is False, keyed.json
+    assert keyed.json["id"] != other.json["id"] and sorted(stored(kept, "hal")) == sorted(
+        [other.json["id"], keyed.json["id"]])
+
+
 def test_a_delete_is_the_users_own_and_a_second_one_finds_nothing(kept: Platform, client: Any) -> None:
     headers, other = auth(kept, "dee"), auth(kept, "eve")
     mine = upload(client, headers, SMALL).json["id"]
