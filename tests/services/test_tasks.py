@@ -1356,3 +1356,29 @@ def test_a_cancel_delivered_first_still_cancels_when_its_requests_own_delivery_w
     ended = ai.tasks.on_request_written("u", "t1", {}, {"cancel": True})
     assert ended is not None and (ended.state, ended.outcome, ended.charged) == (CANCELLED, "released", 0), ended
     assert ai.credits.balance("u").held == 0
+
+
+def test_an_end_that_loses_the_hold_to_the_runs_last_charge_is_charged_that_charge(ai: Platform,
+                                                                                   clock: SteppedClock) -> None:
+    """A running task is ended past its deadline while its worker, slow but alive, makes its last charge: between
+    the end's read of the task's hold and its release, the run's capture closes the hold (settled, the rest given
+    back). The release is refused; the end reads the hold again and charges what the capture took, not nothing."""
+    funded(ai, "u", 1)
+    ai.tasks.run_inline = lambda work: None  # accepted; its run is played below
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    ai.tasks._move(task, "running", attempts=1)
+    release = ai.credits.release
+
+    def the_run_charges_first(uid: str, hold_id: str, *, key: str, **kwargs: Any) -> object:
+        if key == "task:t1:close":  # the end's release; the run's last charge lands just before it
+            ai.credits.capture(uid, hold_id, 33, key="task:t1:reply", closes=True)
+        return release(uid, hold_id, key=key, **kwargs)
+
+    ai.credits.release = the_run_charges_first  # type: ignore[method-assign]
+    clock.advance(minutes=7)  # past its deadline and the minute's grace a running task has
+    assert ai.tasks.expire_overdue() == 1
+    ended = ai.tasks.get("u", "t1")
+    assert (ended.state, ended.charged, ended.outcome) == (EXPIRED, 33, "settled"), ended
+    balance = ai.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT - 33, 0)
+    assert ai.integrity.audit().ok
