@@ -1313,8 +1313,6 @@ def test_a_store_too_busy_at_acceptance_without_a_queue_is_a_retryable_refusal(a
     assert ai.tasks.get("u", "t1").state == "requested" and ai.credits.balance("u").held == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Tasks.cancel returns at once when the task is marked already: the fix (in "
-                   "services/tasks.py, being refactored) is to mark only if not marked, then end a task not running")
 @pytest.mark.parametrize("state", [ACCEPTED, "waiting"])
 def test_a_cancel_delivered_again_after_one_that_died_having_marked_the_task_ends_it(ai: Platform,
                                                                                    state: str) -> None:

@@ -285,11 +285,13 @@ class Tasks:
 
     def cancel(self, uid: str, task_id: str) -> Task:
         """Stop the task at its next step boundary; it pays for what was used and frees the rest. A task not
-        running yet ends at once; a cancel after the end changes nothing."""
+        running yet ends at once; a cancel after the end changes nothing; a cancel delivered again ends what an
+        earlier delivery marked and did not end."""
         task = self.get(uid, task_id)
-        if task.terminal or task.cancel_requested:
+        if task.terminal:
             return task
-        task = self._update(task, cancel_requested=True)
+        if not task.cancel_requested:  # marked already: a cancel that died after its mark is finished by this one
+            task = self._update(task, cancel_requested=True)
         if task.state in (REQUESTED, ACCEPTED, WAITING):
             if self.queue is not None:
                 self.queue.cancel(self._job_id(task))
