@@ -27,11 +27,13 @@ from creditflow.adapters.firebase.answers import FirestoreAnswers  # noqa: E402
 from creditflow.adapters.firebase.catalog_overrides import FirestoreCatalogOverrides  # noqa: E402
 from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore  # noqa: E402
 from creditflow.adapters.firebase.preferences import FirestorePreferences  # noqa: E402
+from creditflow.adapters.firebase.usage_rollups import FirestoreUsageRollups  # noqa: E402
 from creditflow.adapters.firebase.welcome_claims import FirestoreWelcomeClaims  # noqa: E402
 from creditflow.bootstrap import Platform, build  # noqa: E402
 from creditflow.config import Settings  # noqa: E402
 from creditflow.domain.callers import Caller  # noqa: E402
 from creditflow.domain.holds import TASK  # noqa: E402
+from creditflow.services.analytics import UsageRollups  # noqa: E402
 from creditflow.services.answers import KeptAnswers  # noqa: E402
 from tests.firestore_emulator import FirestoreEmulator, find_jar  # noqa: E402
 
@@ -119,6 +121,8 @@ def platform_on(client: Any, folder: Path) -> Platform:
     """The platform as Firebase runs it: ledger and user stores on Firestore (the offline demo model for chat)."""
     platform = build(Settings.from_env(runtime="local", data_dir=folder), store=FirestoreLedgerStore(client))
     platform.credits.after_commit.clear()  # on Firebase the mirror is the mirrorAccount trigger, not this process
+    platform.usage = UsageRollups(FirestoreUsageRollups(client))  # the usage rollups, as bootstrap keeps them there
+    platform.credits.after_commit.append(platform.usage.on_commit)
     platform.welcome.claims = FirestoreWelcomeClaims(client)
     platform.chat.preferences = FirestorePreferences(client)
     platform.chat.catalog.overrides = FirestoreCatalogOverrides(client)
