@@ -46,15 +46,15 @@ MINIMUM: dict[str, tuple[int, int, str]] = {
                     "Merkle log's queue), the lot, the issuer's shard (accounts sum to zero), the idempotency record"),
     "reserve": (3, 7, "read the account, the key, the lot it holds from; write the account, entry, ref, hold, lot, "
                       "the usage shard (pending), the record"),
-    "settle": (4, 7, "read the account, the key, the hold, its lot; write the account, entry, ref, hold, lot, "
-                     "the usage shard, the record"),
-    "release": (4, 7, "as settle (the hold voided)"),
-    "capture": (4, 7, "a task's model call charged from its hold, the rest kept held: as settle (the hold's "
+    "settle": (4, 8, "read the account, the key, the hold, its lot; write the account, entry, ref, hold, lot, "
+                     "the usage shard, the record, the day's usage rollup (a shard of it, with the entry: once)"),
+    "release": (4, 8, "as settle (the hold voided)"),
+    "capture": (4, 8, "a task's model call charged from its hold, the rest kept held: as settle (the hold's "
                       "amount lowered)"),
-    "metered chat call": (8, 14, "the user's preferences (routing), then a reserve and a settle"),
-    "chat call, own key": (8, 15, "as a metered chat call, and its answer kept for the key's replays (a "
+    "metered chat call": (8, 15, "the user's preferences (routing), then a reserve and a settle"),
+    "chat call, own key": (8, 16, "as a metered chat call, and its answer kept for the key's replays (a "
                                       "create: no read)"),
-    "chat task (the bus)": (8, 14, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
+    "chat task (the bus)": (8, 15, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
                                    "which closes the hold (the ledger's part; the task's record is in the task store)"),
     "welcome bonus": (3, 8, "read the network's claims and a grant's two; write the device's claim (a create: no "
                             "read), the network's claim and a grant's six (the account made by it)"),
@@ -121,8 +121,7 @@ def platform_on(client: Any, folder: Path) -> Platform:
     """The platform as Firebase runs it: ledger and user stores on Firestore (the offline demo model for chat)."""
     platform = build(Settings.from_env(runtime="local", data_dir=folder), store=FirestoreLedgerStore(client))
     platform.credits.after_commit.clear()  # on Firebase the mirror is the mirrorAccount trigger, not this process
-    platform.usage = UsageRollups(FirestoreUsageRollups(client))  # the usage rollups, as bootstrap keeps them there
-    platform.credits.after_commit.append(platform.usage.on_commit)
+    platform.usage = UsageRollups(FirestoreUsageRollups(client))  # read there; each ledger transaction counts its own
     platform.welcome.claims = FirestoreWelcomeClaims(client)
     platform.chat.preferences = FirestorePreferences(client)
     platform.chat.catalog.overrides = FirestoreCatalogOverrides(client)

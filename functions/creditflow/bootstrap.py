@@ -622,7 +622,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     credits.low_threshold = mirror.threshold  # credits.low: written with the change that crosses it
     credits.after_commit.append(mirror.after_commit)  # and told as a notification after the commit
     usage = build_usage_rollups(settings, firestore)
-    credits.after_commit.append(usage.on_commit)
+    if settings.runtime == "local":  # on Firebase, each ledger transaction counts its own entries (usage_rollups.py)
+        credits.after_commit.append(usage.on_commit)
     users = build_user_stores(settings, firestore)
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,

@@ -144,6 +144,26 @@ def test_users_reserving_at_once_do_not_hold_each_other_back(firestore_client: A
     assert [platform.credits.balance(uid).held for uid in users] == [2 * CREDIT] * len(users)
 
 
+def test_users_charged_at_once_are_not_held_back_by_the_usage_rollups(firestore_client: Any, tmp_path: Path,
+                                                                       clock: SteppedClock) -> None:
+    """Six users charged for one model on one day at once, each with one attempt: the day's usage rollup, which
+    every charge's own transaction adds to, is a blind Increment on one of its shards, never a lock that refuses."""
+    store = FirestoreLedgerStore(firestore_client, attempts=1, retries=0)
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock, store=store)
+    users = [f"payer{n}" for n in range(6)]
+    holds = {}
+    for uid in users:
+        platform.credits.open_account(uid)
+        platform.credits.grant(uid, 5 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}")
+        holds[uid] = platform.credits.reserve(uid, 2 * CREDIT, key=f"r-{uid}").hold
+    refused = at_once(len(users), lambda n: platform.credits.settle(users[n], holds[users[n]], CREDIT,
+                                                                    key=f"s-{users[n]}", memo={"model": "one"}))
+    assert not refused, {users[n]: type(error).__name__ for n, error in refused.items()}
+    rows = list(firestore_client.collection("usage_rollups").stream())
+    assert sum(row.get("settles") for row in rows) == len(users)
+    assert sum(row.get("charged") for row in rows) == len(users) * CREDIT
+
+
 def test_checkpoints_published_at_once_hold_back_no_users_spends(firestore_client: Any, tmp_path: Path,
                                                                  clock: SteppedClock) -> None:
     """Three instances publish checkpoints while six users spend (the scheduled publisher, users' verifications):

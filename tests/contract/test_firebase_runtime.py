@@ -49,3 +49,32 @@ def test_the_firebase_runtime_keeps_everything_in_firestore(on_firebase: tuple[P
     assert {c.id for c in seen.collections()} >= {"accounts", "holds", "lots", "idempotency", "welcome_devices",
                                                   "welcome_ips", "conversations"}
     assert platform.integrity.audit().ok
+
+
+def test_a_kill_right_after_a_charge_leaves_the_usage_rollups_right(on_firebase: tuple[Platform, str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rollups were an after-commit observer's second transaction: a process killed between the charge's commit
+    and it left the day uncounted until an admin rebuilt them. Now the charge's own transaction counts it, once."""
+    from creditflow.services.credits import Credits
+
+    platform, _ = on_firebase
+    platform.credits.open_account("kim")
+    platform.credits.grant("kim", 5 * CREDIT, source="admin", lot_kind="paid", key="g")
+    hold = platform.credits.reserve("kim", 2 * CREDIT, key="r1")
+    platform.credits.settle("kim", hold.hold, CREDIT, key="s1", memo={"model": "m1"})  # a process that lives on
+    other = platform.credits.reserve("kim", CREDIT, key="r2")
+
+    def killed(self: Credits, account: object, entries: object) -> None:
+        raise SystemExit("killed between the commit and its observers")
+
+    monkeypatch.setattr(Credits, "_committed", killed)
+    with pytest.raises(SystemExit):
+        platform.credits.settle("kim", other.hold, CREDIT // 2, key="s2", memo={"model": "m1"})
+    monkeypatch.undo()
+    assert platform.credits.balance("kim").available == 5 * CREDIT - CREDIT - CREDIT // 2  # it was committed
+    assert platform.usage is not None
+    day = platform.clock.now().date().isoformat()
+    usage = platform.usage.read(day, day, by="model")
+    assert (usage.charged, usage.settles, usage.groups) == (CREDIT + CREDIT // 2, 2, {"m1": CREDIT + CREDIT // 2})
+    assert not platform.usage.check(platform.store)  # nothing for an admin to rebuild
+    assert platform.integrity.audit().ok

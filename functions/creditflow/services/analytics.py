@@ -11,15 +11,10 @@ from typing import Any
 from ..domain.accounts import user_account
 from ..domain.audit import Finding
 from ..domain.entries import Entry
+from ..domain.usage import COUNTED, USAGE, is_usage, rollup_item
 from ..ports import Counted, LedgerStore, RollupKey, RollupStore
 
 PAGE = 500
-COUNTED = frozenset({"settle", "release"})
-USAGE = "usage:"  # the holds of what users use; a refund's or dispute's (on `refund`) takes back, it is not used
-
-
-def is_usage(fields: dict[str, Any]) -> bool:
-    return str(fields.get("counterparty", "")).startswith(USAGE)
 
 
 def counted_entries(store: LedgerStore, uid: str, since: str | None, until: str | None) -> Iterator[Entry]:
@@ -88,20 +83,6 @@ def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | N
 # -- platform-wide usage, rolled up by day as entries are written ------------------------------------------------
 
 ROLLUP_BY = ("day", "category", "model")
-
-
-def rollup_item(entry: Entry) -> tuple[RollupKey, int, int, int] | None:
-    """What one entry adds to the daily rollups: (day, category, model), charged µc, settles, releases."""
-    if entry.kind not in COUNTED:
-        return None
-    fields = entry.fields()
-    if not is_usage(fields):
-        return None
-    category = str(fields["counterparty"]).removeprefix(USAGE)
-    model = str((fields.get("memo") or {}).get("model", "unknown"))
-    if entry.kind == "settle":
-        return (entry.at[:10], category, model), int(fields["amount"]), 1, 0
-    return (entry.at[:10], category, model), 0, 0, 1
 
 
 def rollups_from(entries: Iterable[Entry]) -> dict[RollupKey, tuple[int, int, int]]:

@@ -9,6 +9,7 @@ idempotency/{sha256(scope, key)}   first results of mutating commands
 ledger_log/state, …/chunks/{n}     the Merkle log's size and its leaves, CHUNK to a document
 …/subtrees/{level}-{start}         remembered hashes of perfect subtrees (for proofs without every leaf)
 checkpoints/{size}                 signed tree heads
+usage_rollups/{day~cat~model~n}    daily usage, counted by the transaction that writes the entry (usage_rollups.py)
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
 from . import firestore_layout as layout
 from .firestore_transactions import run_transaction
+from .usage_rollups import rollup_writes
 
 T = TypeVar("T")
 DESC = firestore.Query.DESCENDING
@@ -152,6 +153,8 @@ class FirestoreTransaction:
             tx.create(client.collection(layout.ENTRY_REFS).document(entry.id),
                       {"id": entry.id, "account": entry.account, "hash": entry.hash, "leaf": None,
                        "committedAt": firestore.SERVER_TIMESTAMP})
+        for reference, increments in rollup_writes(client, changes.entries):  # counted with its entry, once
+            tx.set(reference, increments, merge=True)
         for lot in changes.lots:
             tx.set(client.collection(layout.LOTS).document(lot.id), layout.lot_doc(lot))
         for hold in changes.holds:

@@ -1,7 +1,12 @@
-"""Daily usage rollups on Firestore: usage_rollups/{day~category~model~shard} documents added to with Increment,
-and usage_counted/{entryId} markers so an entry redelivered to the observer is counted once. Every user's spend
-lands on the same few documents, so each key is split over SHARDS documents (picked by entry id): Firestore takes
-about one sustained write a second per document."""
+"""Daily usage rollups on Firestore: usage_rollups/{day~category~model~shard} documents added to with Increment.
+
+On Firebase the ledger's own transaction counts its entries (`rollup_writes`, called by FirestoreTransaction.write):
+an entry is created once, so it is counted once, and a process killed after the commit leaves no gap for an admin
+to rebuild (the after-commit observer did; bootstrap no longer registers it there). That write is a blind Increment,
+no read and so no lock while the transaction runs. `add` is the port's observer path, kept exact by
+usage_counted/{entryId} markers. Every user's spend lands on the same few documents, so each key is split over
+SHARDS documents (picked by entry id): Firestore takes about one sustained write a second per document, as the
+system accounts' shards do."""
 
 from __future__ import annotations
 
@@ -13,9 +18,13 @@ from urllib.parse import quote
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ...domain.entries import Entry
+from ...domain.usage import rollup_item
 from ...ports import Counted, RollupKey
 from .firestore_transactions import run_transaction
 
+ROLLUPS = "usage_rollups"
+COUNTED = "usage_counted"  # markers of the entries `add` counted (an observer's path; Firebase's ledger writes none)
 SHARDS = 16
 BATCH = 400  # under a batch's 500 writes
 
@@ -29,11 +38,30 @@ def _shard(entry_id: str) -> int:
     return hashlib.sha256(entry_id.encode()).digest()[0] % SHARDS
 
 
+def rollup_writes(client: firestore.Client, entries: list[Entry]) -> list[tuple[firestore.DocumentReference,
+                                                                                dict[str, object]]]:
+    """The merged Increments a transaction writing `entries` adds to the rollups: one per (key, shard), since one
+    commit may not write a document twice. Nothing for entries that are not usage."""
+    totals: dict[tuple[RollupKey, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for entry in entries:
+        item = rollup_item(entry)
+        if item is not None:
+            key, charged, settles, releases = item
+            row = totals[(key, _shard(entry.id))]
+            row[0] += charged
+            row[1] += settles
+            row[2] += releases
+    return [(client.collection(ROLLUPS).document(_doc_id(key, shard)), {
+        "day": key[0], "category": key[1], "model": key[2], "charged": firestore.Increment(charged),
+        "settles": firestore.Increment(settles), "releases": firestore.Increment(releases)})
+        for (key, shard), (charged, settles, releases) in totals.items()]
+
+
 class FirestoreUsageRollups:
     def __init__(self, client: firestore.Client) -> None:
         self.client = client
-        self.rollups = client.collection("usage_rollups")
-        self.counted = client.collection("usage_counted")
+        self.rollups = client.collection(ROLLUPS)
+        self.counted = client.collection(COUNTED)
 
     def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
         def count(transaction: firestore.Transaction) -> None:
