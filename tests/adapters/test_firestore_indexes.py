@@ -74,7 +74,8 @@ def expiry_index(store: FirestoreLedgerStore) -> object:
 
 def in_a_transaction(store: FirestoreLedgerStore) -> FirestoreLedgerStore:
     """The store, its transactions run on a stand-in (nothing is sent): their queries are made, and recorded."""
-    store.run = lambda work: work(FirestoreTransaction(store.client, mock.Mock()))  # type: ignore[method-assign]
+    store.run = lambda work, attempts=None: work(  # type: ignore[method-assign]
+        FirestoreTransaction(store.client, mock.Mock()))
     store.read_only = store.run  # type: ignore[method-assign]
     return store
 

@@ -6,7 +6,6 @@ the test takes seconds, not the minutes a full budget would wait."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 from creditflow.adapters.firebase.firestore_store import FirestoreLedgerStore
 from creditflow.bootstrap import build
 from creditflow.config import Settings
-from creditflow.domain.errors import StoreConflict
 from creditflow.entrypoints.http.app import create_app
 from tests.at_once import at_once
 from tests.conftest import CREDIT, SteppedClock
@@ -182,10 +180,15 @@ def test_checkpoints_published_at_once_hold_back_no_users_spends(firestore_clien
         spending.credits.grant(uid, 5 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}")
     done = threading.Event()
 
+    failed: list[BaseException] = []
+
     def publish(n: int) -> None:
         while not done.is_set():
-            with contextlib.suppress(StoreConflict):  # sequencers racing each other: the next round goes on
-                publishers[n].integrity.publish_checkpoint()
+            try:
+                publishers[n].integrity.publish_checkpoint()  # one that loses to another yields, raising nothing
+            except BaseException as error:
+                failed.append(error)
+                raise
 
     def spend(n: int) -> None:
         for k in range(4):
@@ -202,6 +205,71 @@ def test_checkpoints_published_at_once_hold_back_no_users_spends(firestore_clien
         for thread in publishing:
             thread.join(60)
     assert not refused, {users[n]: f"{type(e).__name__}: {e}" for n, e in refused.items()}
+    assert not failed, [f"{type(e).__name__}: {e}" for e in failed]
     size = spending.integrity.publish_checkpoint().size
     leaves = spending.store.leaf_entry_ids(0, size)
     assert len(set(leaves)) == len(leaves) == size and spending.integrity.audit().ok
+
+
+def test_publishers_racing_each_other_yield_and_every_caller_gets_its_proof(
+        firestore_client: Any, tmp_path: Path, clock: SteppedClock) -> None:
+    """Instances publishing checkpoints and users verifying new entries, all at once and each in its own process:
+    the sequencer that loses the log's state to another yields (the other gave out the leaves) instead of raising
+    StoreConflict, a publisher never reads a head newer than the tree it read and refuses to sign, and every
+    verification is of a signed head that includes its entry."""
+    def platform() -> Any:
+        return build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock,
+                     store=FirestoreLedgerStore(firestore_client))
+
+    writer = platform()
+    users = [f"verifier{n}" for n in range(3)]
+    entries = []
+    for uid in users:
+        writer.credits.open_account(uid)
+        entries.append(writer.credits.grant(uid, 5 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}"))
+    instances = [platform() for _ in range(6)]
+    for round_ in range(3):
+        for uid in users:
+            entries.append(writer.credits.grant(uid, CREDIT, source="admin", lot_kind="paid", key=f"g{round_}-{uid}"))
+
+        def race(n: int, round_: int = round_) -> None:
+            if n < len(users):
+                verified = instances[n].integrity.verify_entry(entries[-len(users) + n].entry)
+                assert verified.ok and verified.included, verified.findings
+            else:
+                instances[n].integrity.publish_checkpoint()
+
+        refused = at_once(len(instances), race)
+        assert not refused, {n: f"{type(e).__name__}: {e}" for n, e in refused.items()}
+        assert all(instance.integrity.refused is None for instance in instances)
+    assert writer.integrity.audit().ok
+
+
+def test_a_publisher_overtaken_by_another_signs_no_fork(firestore_client: Any, tmp_path: Path, clock: SteppedClock,
+                                                        monkeypatch: Any) -> None:
+    """Another instance signs a larger tree between this publisher's read of the tree and of the last head: the
+    head is newer than the tree, which is no fork (read the other way round, it refused to sign and reported the
+    log inconsistent)."""
+    def platform() -> Any:
+        return build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock,
+                     store=FirestoreLedgerStore(firestore_client))
+
+    slow, fast = platform(), platform()
+    slow.credits.open_account("ann")
+    slow.credits.grant("ann", CREDIT, source="admin", lot_kind="paid", key="g1")
+    first = slow.integrity.publish_checkpoint()
+    read_tree = slow.store.tree_size
+
+    def overtaken() -> int:
+        size = read_tree()
+        fast.credits.grant("ann", CREDIT, source="admin", lot_kind="paid", key="g2")
+        fast.integrity.publish_checkpoint()
+        return size
+
+    slow.credits.grant("ann", CREDIT, source="admin", lot_kind="paid", key="g3")
+    monkeypatch.setattr(slow.store, "tree_size", overtaken)
+    signed = slow.integrity.publish_checkpoint()
+    monkeypatch.undo()
+    assert slow.integrity.refused is None and first.size < signed.size
+    assert slow.store.checkpoint() is not None and slow.store.checkpoint().size == signed.size + 1
+    assert slow.integrity.audit().ok

@@ -13,7 +13,7 @@ from ..domain.audit import Finding, check_account_head, check_entry_body, verify
 from ..domain.changes import StoredCheckpoint
 from ..domain.checkpoint import Checkpoint, NoteError, open_checkpoint, sign_checkpoint
 from ..domain.entries import GENESIS_HASH, Entry, signature_ok
-from ..domain.errors import InconsistentTree, InvalidQuery, UnknownCheckpoint, UnknownEntry
+from ..domain.errors import InconsistentTree, InvalidQuery, StoreConflict, UnknownCheckpoint, UnknownEntry
 from ..domain.holds import PENDING
 from ..domain.merkle_subtrees import consistency_path, inclusion_path, range_root
 from ..domain.problems import camel
@@ -27,6 +27,7 @@ from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 
 # an entry's rollup is written a moment after its commit: one older than this that none counts is a gap
 ROLLUP_GRACE = timedelta(minutes=1)
+COVERING_ROUNDS = 5  # publications a verification tries before its entry's lost race is a retryable 503
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,18 @@ class Integrity:
     # -- the log --------------------------------------------------------------------------------------------
 
     def sequence(self) -> int:
-        """Move every committed entry into the Merkle log, a batch per transaction."""
+        """Move every committed entry into the Merkle log, a batch per transaction. A sequencer that loses the log's
+        state to another (instances publishing at once, a user's verification) yields: the winner gave out the
+        leaves it found, and what came after them is the next round's; a lost race is no error of the caller's."""
         total = 0
-        while (done := self.store.sequence(self.batch)) > 0:
+        while True:
+            try:
+                done = self.store.sequence(self.batch)
+            except StoreConflict:
+                return total
             total += done
             if done < self.batch:
-                break
-        return total
+                return total
 
     def _leaf_hashes(self, size: int) -> list[bytes]:
         return [merkle.leaf_hash(data) for data in self.store.leaves(0, size)]
@@ -119,8 +125,10 @@ class Integrity:
         signing; otherwise a rewrite of older leaves fails the proofs of its entries and is named by the audit,
         and a wrong remembered hash makes the head inconsistent with the last signed one, which is refused."""
         self.sequence()
-        size = self.store.tree_size()
+        # the head before the tree: another publisher may sign a larger tree between the two reads, and a head read
+        # after the tree could then be larger than it, which is no fork
         latest = self.store.checkpoint()
+        size = self.store.tree_size()
         if latest is not None and latest.size == size:
             return latest
         new_root, proof = self._extension(size, latest.size if latest is not None else 0, rehash)
@@ -220,12 +228,18 @@ class Integrity:
         return entry
 
     def _covering_checkpoint(self, entry: Entry) -> tuple[int, StoredCheckpoint]:
+        """The entry's leaf and a signed head that covers it, published if none does yet. A publisher that yields
+        to another may find its entry not yet given a leaf (the winner had not seen it): it publishes again, and
+        each round some sequencer gives out leaves, so a few rounds suffice; after them the race is a 503."""
         index = self.store.leaf_index(entry.id)
         latest = self.store.checkpoint()
-        if index is None or latest is None or index >= latest.size:
+        rounds = 0
+        while index is None or latest is None or index >= latest.size:
+            if rounds == COVERING_ROUNDS:
+                raise StoreConflict(f"entry {entry.id} is still waiting for a leaf: sequencers are racing")
+            rounds += 1
             latest = self.publish_checkpoint()
             index = self.store.leaf_index(entry.id)
-        assert index is not None
         return index, latest
 
     def verify_entry(self, entry_id: str, uid: str | None = None) -> Verification:

@@ -27,6 +27,7 @@ from .usage_rollups import rollup_writes
 
 T = TypeVar("T")
 DESC = firestore.Query.DESCENDING
+SEQUENCER_ATTEMPTS = 1
 
 
 def _where(query: Any, field: str, op: str, value: Any) -> Any:
@@ -186,9 +187,9 @@ class FirestoreLedgerStore:
         self.attempts = attempts
         self.retries = retries
 
-    def run(self, work: Callable[[FirestoreTransaction], T]) -> T:
+    def run(self, work: Callable[[FirestoreTransaction], T], attempts: int | None = None) -> T:
         return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),
-                               self.attempts)
+                               attempts or self.attempts)
 
     def read_only(self, work: Callable[[FirestoreTransaction], T]) -> T:
         """`work`'s reads as of one moment, in a read-only transaction: it takes no locks, so holds back no writer."""
@@ -350,7 +351,9 @@ class FirestoreLedgerStore:
             tx.tx.set(self._state_ref(), {"size": size + len(rows)})
             return len(rows)
 
-        return self.run(work)
+        # one attempt: a sequencer aborted on the log's state lost it to another, which gave out these leaves;
+        # trying again would only wait on it once more (the service yields on StoreConflict)
+        return self.run(work, SEQUENCER_ATTEMPTS)
 
     def tree_size(self) -> int:
         state = self._state_ref().get()
