@@ -230,6 +230,23 @@ def test_a_checkpoint_larger_than_a_document_round_trips(backend: Backend) -> No
     assert found.pending_writes == [("task", "blob", big[:1_500_000])]
 
 
+def test_metadata_larger_than_a_document_round_trips_beside_its_checkpoint(backend: Backend) -> None:
+    """A graph's metadata is its own to fill (writes, a big agent state): over 1 MiB, and over what a large
+    checkpoint leaves of its head's mebibyte, it is saved and comes back whole, found by a filter too."""
+    saver = backend.saver
+    note = os.urandom(700_000).hex()  # 1.4 MB of metadata
+    saver.put(config("t"), checkpoint("0001", blob=os.urandom(100)), {"source": "loop", "step": 1, "note": note}, {})
+    saver.put(config("t", "", "0001"), checkpoint("0002", blob=os.urandom(800_000)),
+              {"source": "loop", "step": 2, "note": note[:600_000]}, {})  # 0.8 + 0.6 MB: neither alone too large
+    reopened = backend.reopen()
+    first = reopened.get_tuple(config("t", "", "0001"))
+    latest = reopened.get_tuple(config("t"))
+    assert first is not None and first.metadata["note"] == note and first.metadata["step"] == 1
+    assert latest is not None and latest.metadata["note"] == note[:600_000]
+    assert len(latest.checkpoint["channel_values"]["blob"]) == 800_000
+    assert [found.metadata["step"] for found in reopened.list(config("t"), filter={"note": note})] == [1]
+
+
 def _log(left: list[str], right: list[str]) -> list[str]:
     return left + right
 

@@ -4,12 +4,15 @@ Layout, one thread per agent task:
 
     checkpoints/{thread}                                      {thread_id}
       namespaces/{ns}                                         {checkpoint_ns}   ("root" for the top graph)
-        checkpoints/{checkpoint_id}                           head: parent, metadata, type, data or chunk list
-          chunks/{digest}-{n}                                 pieces of a checkpoint too large for one document
+        checkpoints/{checkpoint_id}                           head: parent, type, data or chunk list, metadata
+                                                              (its own bytes or chunk list)
+          chunks/{digest}-{n}                                 pieces of a checkpoint or its metadata too large for
+                                                              one document
           writes/{task_id}~{idx}                              a pending write (its value inline or in chunks)
             chunks/{digest}-{n}
 
-A document holds at most 1 MiB, so a serialised checkpoint or write above INLINE bytes is split into chunks,
+A document holds at most 1 MiB, so a serialised checkpoint or write above INLINE bytes is split into chunks (and
+a checkpoint's metadata, a graph's own to fill, above what the head has room for beside the checkpoint),
 written before the document that names them (a reader never finds a head without its pieces), and named by a
 digest of their content (a second put of the same id never mixes its pieces with the first's). Writes keep
 SQLite's rules: a task's regular writes are stored once (the first wins, in one transaction), special writes
@@ -84,14 +87,17 @@ class FirestoreSaver(BaseCheckpointSaver[str]):
 
     # -- values that may pass a document's size ------------------------------------------------------------
 
-    def _stored(self, parent: firestore.DocumentReference, data: bytes) -> tuple[dict[str, Any], list]:
-        """The fields that hold `data`, and the chunk documents to write first when it is too large."""
-        if len(data) <= INLINE:
-            return {"data": data, "chunks": []}, []
+    def _stored(self, parent: firestore.DocumentReference, data: bytes, room: int = INLINE,
+                field: str = "data") -> tuple[dict[str, Any], list]:
+        """The fields that hold `data` (`field`, and its chunk list), and the chunk documents to write first when
+        it is larger than the `room` left in its document."""
+        chunk_list = "chunks" if field == "data" else f"{field}_chunks"
+        if len(data) <= room:
+            return {field: data, chunk_list: []}, []
         digest = hashlib.sha256(data).hexdigest()[:16]
         pieces = [(parent.collection("chunks").document(f"{digest}-{n:05d}"), {"data": data[at:at + INLINE]})
                   for n, at in enumerate(range(0, len(data), INLINE))]
-        return {"data": None, "chunks": [ref.id for ref, _ in pieces]}, pieces
+        return {field: None, chunk_list: [ref.id for ref, _ in pieces]}, pieces
 
     def _write_chunks(self, pieces: list) -> None:
         for start in range(0, len(pieces), CHUNKS_PER_COMMIT):
@@ -100,15 +106,16 @@ class FirestoreSaver(BaseCheckpointSaver[str]):
                 batch.set(ref, fields)
             batch.commit()
 
-    def _loaded(self, parent: firestore.DocumentReference, fields: dict[str, Any]) -> bytes:
-        if not fields.get("chunks"):
-            return bytes(fields["data"])
-        refs = [parent.collection("chunks").document(name) for name in fields["chunks"]]
+    def _loaded(self, parent: firestore.DocumentReference, fields: dict[str, Any], field: str = "data") -> bytes:
+        names = fields.get("chunks" if field == "data" else f"{field}_chunks")
+        if not names:  # a head written before metadata could be chunked has none: its metadata is inline
+            return bytes(fields[field])
+        refs = [parent.collection("chunks").document(name) for name in names]
         found = {snapshot.id: snapshot.get("data") for snapshot in self.client.get_all(refs)}
-        missing = [name for name in fields["chunks"] if name not in found]
+        missing = [name for name in names if name not in found]
         if missing:
             raise RuntimeError(f"checkpoint {parent.path} lost chunks {missing}")
-        return b"".join(bytes(found[name]) for name in fields["chunks"])
+        return b"".join(bytes(found[name]) for name in names)
 
     # -- the saver -------------------------------------------------------------------------------------------
 
@@ -120,12 +127,14 @@ class FirestoreSaver(BaseCheckpointSaver[str]):
         kind, data = self.serde.dumps_typed(checkpoint)
         meta_kind, meta = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
         fields, pieces = self._stored(ref, data)
-        self._write_chunks(pieces)
+        # the metadata gets what room the checkpoint left in the head (the two inline could pass 1 MiB together)
+        meta_fields, meta_pieces = self._stored(ref, meta, INLINE - len(fields["data"] or b""), "metadata")
+        self._write_chunks(pieces + meta_pieces)
         batch = self.client.batch()
         batch.set(self._thread(thread_id), {"thread_id": thread_id})
         batch.set(self._namespace(thread_id, checkpoint_ns), {"checkpoint_ns": checkpoint_ns})
         batch.set(ref, {"checkpoint_id": checkpoint["id"], "parent_id": configurable.get("checkpoint_id"),
-                        "type": kind, "metadata_type": meta_kind, "metadata": meta, "size": len(data), **fields})
+                        "type": kind, "metadata_type": meta_kind, "size": len(data), **fields, **meta_fields})
         batch.commit()
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
@@ -160,7 +169,8 @@ class FirestoreSaver(BaseCheckpointSaver[str]):
     def _tuple(self, thread_id: str, checkpoint_ns: str, snapshot: firestore.DocumentSnapshot) -> CheckpointTuple:
         fields = snapshot.to_dict() or {}
         checkpoint = self.serde.loads_typed((fields["type"], self._loaded(snapshot.reference, fields)))
-        metadata = self.serde.loads_typed((fields["metadata_type"], bytes(fields["metadata"])))
+        metadata = self.serde.loads_typed((fields["metadata_type"],
+                                           self._loaded(snapshot.reference, fields, "metadata")))
         writes = sorted((w.to_dict() | {"ref": w.reference} for w in snapshot.reference.collection("writes").stream()),
                         key=lambda w: writes_sort_key(w["task_path"], w["task_id"], w["idx"]))
         pending = [(w["task_id"], w["channel"], self.serde.loads_typed((w["type"], self._loaded(w["ref"], w))))
