@@ -53,8 +53,8 @@ def test_the_classifiers_room_is_all_or_nothing_within_the_tasks_limit(estimate:
                                                                        max_credits: int | None) -> None:
     request = TaskRequest("chat", "hi", max_credits=max_credits)
     fitted = room_within_limit(request, estimate, room, MAX)
-    assert fitted in (0, room)
-    assert (fitted == room) == (estimate + room <= min(MAX if max_credits is None else max_credits, MAX))
+    limit = min(MAX if max_credits is None else max_credits, MAX)
+    assert fitted == (room if estimate + room <= limit else 0)
 
 
 def test_room_that_fills_the_limit_exactly_fits() -> None:
