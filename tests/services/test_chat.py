@@ -17,7 +17,7 @@ from creditflow.domain.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_tokens, token_cost
+from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_bound, prompt_tokens, token_cost
 from creditflow.entrypoints.http.statuses import status_of
 from creditflow.services.chat_results import Completion, Delta, StreamEnd
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
@@ -172,7 +172,8 @@ def test_a_long_prompt_without_max_tokens_gets_the_room_its_window_leaves(tmp_pa
     assert chat.context_window - chat.max_output < prompt < chat.context_window
     answered = platform.chat.chat("d", long, key="long", model="demo-chat")
     hold = platform.credits.history("d", kinds=frozenset({"hold"}))[0][0]
-    assert int(hold.fields()["amount"]) == estimate(chat, prompt, chat.context_window - prompt).micros
+    held = estimate(chat, prompt, chat.context_window - prompt, prompt_bound(long)).micros  # the prompt at its most
+    assert int(hold.fields()["amount"]) == held
     assert answered.text and platform.credits.balance("d").held == 0
     with pytest.raises(InvalidQuery):  # the caller's own max_tokens past the room is still refused
         platform.chat.chat("d", long, key="long-capped", model="demo-chat", max_tokens=chat.max_output)

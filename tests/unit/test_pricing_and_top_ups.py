@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
 from creditflow.domain.payments import AutoTopUp
-from creditflow.domain.pricing import estimate, prompt_tokens, token_cost
+from creditflow.domain.pricing import cost, estimate, prompt_bound, prompt_tokens, token_cost
 from creditflow.services.chat import MeteredChat
 
 
@@ -57,3 +58,27 @@ def test_a_new_month_starts_the_auto_top_up_cap_again() -> None:
     settings = AutoTopUp("ann", enabled=True, monthly_cap=100, month="2026-01", bought=100)
     assert settings.bought_in("2026-01") == 100 and settings.bought_in("2026-02") == 0
     assert settings.charged("2026-02", 100, "ann:9").bought_in("2026-02") == 100
+
+
+# (text, its tokens by the o200k and cl100k tokenizers, the more of the two; counted with gpt-tokenizer 3)
+TOKENIZED = [
+    (" ".join(str(i * 7 % 10) for i in range(600)), 1199),
+    ("".join(chr(1 + i % 8) for i in range(600)), 600),
+    ("".join("0123456789abcdef"[(i * 11 + i // 16) % 16] for i in range(1200)), 742),
+    ("".join(chr(0x3400 + i * 37 % 6000) for i in range(400)), 1196),  # rare CJK
+    ("".join(chr(0x1F300 + i * 13 % 300) for i in range(300)), 895),  # emoji
+    ("The ledger is signed with the platform's key, and every entry is chained to the one before it. " * 6, 127),
+]
+
+
+@pytest.mark.parametrize(("text", "tokens"), TOKENIZED,
+                         ids=["spaced digits", "control characters", "hex", "rare CJK", "emoji", "English"])
+def test_a_hold_covers_the_prompt_whatever_its_text(text: str, tokens: int) -> None:
+    """A charge never passes its hold, so the hold must cover what a provider can count: spaced digits, control
+    characters, hex, rare CJK and emoji are 1.3-2.4 times the estimate's one token per 3 bytes."""
+    messages = [{"role": "user", "content": text}]
+    model = Model("m", "p", "M", frozenset({"chat"}), input_per_million=1_000_000, output_per_million=0,
+                  context_window=128_000, max_output=1)
+    held = estimate(model, prompt_tokens(messages), 1, prompt_bound(messages)).micros
+    assert held >= cost(model, tokens, 0)
+    assert prompt_tokens(messages) < prompt_bound(messages)  # the estimate itself is unchanged (fit, no usage)

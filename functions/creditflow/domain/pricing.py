@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,13 +11,22 @@ from .catalog import IMAGE_TOKENS, Model
 
 PER_MESSAGE_TOKENS = 4  # role and separators, as chat templates add them
 REPLY_PRIMER_TOKENS = 3
+BYTES_PER_TOKEN_ESTIMATED = 3  # real tokenizers average ~4 UTF-8 bytes a token on English, ~2.5-3 on most scripts
 SAFETY_MARGIN_PERCENT = 25  # on the prompt estimate, which counts without the model's tokenizer
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:
-    """An offline over-estimate of prompt tokens: one token per 3 UTF-8 bytes (real tokenizers average ~4
-    bytes per token on English and ~2.5-3 on most other scripts), plus chat framing."""
-    return sum(math.ceil(len(text.encode()) / 3) + PER_MESSAGE_TOKENS for text in texts) + REPLY_PRIMER_TOKENS
+    """An offline estimate of prompt tokens, over on usual text: one token per 3 UTF-8 bytes, plus chat framing
+    (for a context's fit, and for a charge the provider reported no usage for; a hold uses `token_bound`)."""
+    return sum(-(-len(text.encode()) // BYTES_PER_TOKEN_ESTIMATED) + PER_MESSAGE_TOKENS
+               for text in texts) + REPLY_PRIMER_TOKENS
+
+
+def token_bound(texts: Sequence[str]) -> int:
+    """The most tokens `texts` can be, with chat framing: a byte-level BPE tokenizer's every token is at least one
+    UTF-8 byte. What a hold covers whatever the text is: the estimate above is beaten 1.3-2.4 times by spaced
+    digits, hex, base64, control characters, rare CJK or emoji, and a charge never passes its hold."""
+    return sum(len(text.encode()) + PER_MESSAGE_TOKENS for text in texts) + REPLY_PRIMER_TOKENS
 
 
 def _beyond(part: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,6 +76,13 @@ def prompt_tokens(messages: Sequence[Mapping[str, Any]], options: Mapping[str, A
     return estimate_tokens(texts) + images * image_tokens
 
 
+def prompt_bound(messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any] | None = None,
+                 image_tokens: int = IMAGE_TOKENS) -> int:
+    """The most tokens the prompt can be (`token_bound`), each image counted as for `prompt_tokens`."""
+    texts, images = message_texts(messages, options)
+    return token_bound(texts) + images * image_tokens
+
+
 def token_cost(tokens: int, per_million: int) -> int:
     """Micro-credits for `tokens` at `per_million` µc per 1M tokens, rounded up (integers only)."""
     return -(-tokens * per_million // 1_000_000)
@@ -80,9 +95,10 @@ class Estimate:
     micros: int
 
 
-def estimate(model: Model, prompt: int, max_output_tokens: int) -> Estimate:
-    """The hold for a call: the prompt estimate plus the safety margin, and the whole output allowance."""
-    padded = prompt + prompt * SAFETY_MARGIN_PERCENT // 100
+def estimate(model: Model, prompt: int, max_output_tokens: int, bound: int = 0) -> Estimate:
+    """The hold for a call: the prompt estimate plus the safety margin, or the most the prompt can be (`bound`)
+    when that is more, and the whole output allowance."""
+    padded = max(prompt + prompt * SAFETY_MARGIN_PERCENT // 100, bound)
     micros = token_cost(padded, model.input_per_million) + token_cost(max_output_tokens, model.output_per_million)
     return Estimate(prompt, max_output_tokens, max(micros, 1))
 

@@ -29,7 +29,18 @@ from ..domain.health import Health
 from ..domain.holds import CALL
 from ..domain.money import format_credits
 from ..domain.preferences import Preferences
-from ..domain.pricing import Estimate, cost, estimate, estimate_tokens, message_texts, prompt_tokens, token_cost
+from ..domain.pricing import (
+    BYTES_PER_TOKEN_ESTIMATED,
+    Estimate,
+    cost,
+    estimate,
+    estimate_tokens,
+    message_texts,
+    prompt_bound,
+    prompt_tokens,
+    token_bound,
+    token_cost,
+)
 from ..domain.timefmt import iso, parse_iso
 from ..ports import ChatProvider, Messages, PreferenceStore
 from .answers import Keeping, KeptAnswers, other_request, streamed
@@ -214,7 +225,8 @@ class MeteredChat:
         prompt = self._prompt(messages, options, chosen)
         max_out = _allowance(chosen, prompt, max_tokens)
         _within_context(chosen, prompt, max_out)  # the request alone: the history added is trimmed to fit
-        return chosen, estimate(chosen, prompt + more_prompt, max_out)
+        bound = self._bound(messages, options, prompt) + more_prompt * BYTES_PER_TOKEN_ESTIMATED
+        return chosen, estimate(chosen, prompt + more_prompt, max_out, bound)
 
     def resolved(self, uid: str, messages: Messages) -> Messages:
         """Image parts read and checked, inline (before anything is held: a bad image costs nothing)."""
@@ -235,7 +247,7 @@ class MeteredChat:
         chosen = self.catalog.get(model, capability)
         prompt = self._prompt(messages, options, chosen)
         return self._reserve(uid, chosen, prompt, _allowance(chosen, prompt, max_tokens), key, spend,
-                             options, f"usage:{capability}", budget)
+                             options, f"usage:{capability}", budget, self._bound(messages, options, prompt))
 
     def prompt_of(self, messages: Messages, model: Model) -> int:
         """What `messages` would count as prompt tokens for `model`, its images by the model's rule for their size
@@ -249,12 +261,18 @@ class MeteredChat:
         return prompt_tokens(messages, options, 0) + sum(
             model.tokens_for_image(width, height) for width, height in self.vision.sizes(messages))
 
+    @staticmethod
+    def _bound(messages: Messages, options: dict[str, Any] | None, prompt: int) -> int:
+        """The most the prompt estimated as `prompt` can be: its texts by `token_bound`, its images as estimated."""
+        texts = message_texts(messages, options)[0]
+        return prompt - estimate_tokens(texts) + token_bound(texts)
+
     def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
                  spend: Spend | None, options: dict[str, Any] | None, target: str,
-                 budget: Budget | None = None) -> Call:
-        """Hold what a call may cost: a call the balance, the key's limit or the user's per-request cap cannot
-        cover is refused here, with the shortfall, and costs nothing."""
-        guess = estimate(chosen, prompt, max_out)
+                 budget: Budget | None = None, bound: int = 0) -> Call:
+        """Hold what a call may cost (its prompt at the most it can be, `bound`): a call the balance, the key's
+        limit or the user's per-request cap cannot cover is refused here, with the shortfall, and costs nothing."""
+        guess = estimate(chosen, prompt, max_out, bound)
         _within_context(chosen, guess.prompt_tokens, max_out)
         cap = self.preferences_of(uid).max_credits_per_request
         if cap is not None and guess.micros > cap:
@@ -534,7 +552,7 @@ class MeteredChat:
         try:
             chosen = self.catalog.get(model, "embedding")
             call = self._reserve(uid, chosen, estimate_tokens(inputs), 0, key, spend, None, "usage:embedding",
-                                 budget)
+                                 budget, token_bound(inputs))
             if call.hold.replayed:
                 self._require_failed(call)
                 raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")
@@ -554,7 +572,8 @@ class MeteredChat:
         task's hold; BudgetExhausted when what is left cannot cover it)."""
         chosen = self.catalog.get(model, "chat")
         max_out = min(max_tokens or chosen.max_output, chosen.max_output)
-        call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat", budget)
+        call = self._reserve(uid, chosen, prompt_tokens(messages), max_out, key, None, None, "usage:chat", budget,
+                             prompt_bound(messages))
         if call.hold.replayed:
             self._require_failed(call)
             raise ProviderUnavailable("an earlier request with this key failed; send a new Idempotency-Key")

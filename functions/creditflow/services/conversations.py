@@ -19,7 +19,7 @@ from ..domain.errors import (
 )
 from ..domain.idempotency import require_key
 from ..domain.ids import keyed_id, new_id
-from ..domain.pricing import estimate, prompt_tokens
+from ..domain.pricing import BYTES_PER_TOKEN_ESTIMATED, estimate, prompt_bound, prompt_tokens
 from ..domain.timefmt import iso
 from ..domain.vision import text_of
 from ..ports import Clock, ConversationStore, Messages
@@ -241,11 +241,13 @@ class Conversations:
                                           "chat")
         recall_on = bool(self.metered.catalog.models("embedding"))
         space = memory.budget(self.context_tokens, recall_on)
-        asked = prompt_tokens([{"role": "system", "content": SUMMARISE.format(words=space.summary)},
-                               {"role": "user", "content": "Previous summary:\n\n\nNew messages:\n"}])
-        most = estimate(talker, asked + self.context_tokens, min(max(16, space.summary), talker.max_output)).micros
+        framing = [{"role": "system", "content": SUMMARISE.format(words=space.summary)},
+                   {"role": "user", "content": "Previous summary:\n\n\nNew messages:\n"}]
+        history = self.context_tokens * BYTES_PER_TOKEN_ESTIMATED  # the most a history estimated so can be
+        most = estimate(talker, prompt_tokens(framing) + self.context_tokens,
+                        min(max(16, space.summary), talker.max_output), prompt_bound(framing) + history).micros
         if recall_on:
-            most += estimate(self.metered.catalog.get(None, "embedding"), self.context_tokens, 0).micros
+            most += estimate(self.metered.catalog.get(None, "embedding"), self.context_tokens, 0, history).micros
         return most
 
     def _summariser(self, uid: str, candidates: Sequence[Model]) -> str:
