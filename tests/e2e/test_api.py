@@ -623,3 +623,13 @@ def test_openapi_gives_each_route_the_idempotency_keys_it_takes(server: LocalSer
         reply = server.call("POST", "/api/v1/credits/reserve", {"amount": "0.1"}, token=token,
                             headers={"Idempotency-Key": "k" * length})
         assert reply.status == status
+
+
+def test_a_doubled_slash_is_no_route_not_a_redirect_that_repeats_the_token(server: LocalServer) -> None:
+    """Werkzeug merged `a//b` into `a/b` with a 308 to an HTML page whose Location repeated the query, `?auth=`
+    and all; a path is now taken as sent, and one no route has is a 404 problem."""
+    token = server.token("slashes")
+    for path in ("/api/v1//credits/balance", f"/realtime//balances/slashes.json?auth={token}"):
+        reply = server.call("GET", path, token=token)
+        assert reply.status == 404 and reply.headers["Content-Type"] == "application/problem+json", path
+        assert "Location" not in reply.headers

@@ -50,6 +50,7 @@ def create_app(platform: Platform) -> Flask:
     from flask_cors import CORS
 
     app = Flask("creditflow")
+    app.url_map.merge_slashes = False  # `a//b` is no route (a 404 problem), not a redirect repeating ?auth=
     how_to_get = getattr(platform.tokens, "how_to_get", "")  # local dev tokens say how to get one
     # browsers may call from the web app's origins; auth is a bearer token, never a cookie
     CORS(app, origins=list(platform.settings.cors_origins), methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
