@@ -273,3 +273,31 @@ def test_a_publisher_overtaken_by_another_signs_no_fork(firestore_client: Any, t
     assert slow.integrity.refused is None and first.size < signed.size
     assert slow.store.checkpoint() is not None and slow.store.checkpoint().size == signed.size + 1
     assert slow.integrity.audit().ok
+
+
+def test_a_keys_spend_is_recorded_after_a_lock_on_its_document_is_let_go(
+        firestore_client: Any, firestore_emulator: FirestoreEmulator) -> None:
+    """The call is charged when its spend is recorded on the key: a transaction holding the key's document a moment
+    (another call's claim) must not turn that write into an error after the charge, nor lose the spend."""
+    import threading
+
+    from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
+    from creditflow.domain.api_keys import ApiKey
+
+    keys = FirestoreApiKeys(firestore_client, attempts=1)
+    key = ApiKey(id="key_locked", uid="bo", name="n", prefix="cf_lock", hash="h" * 64, created_at="2026-01-01",
+                 limit=10 * CREDIT, spent=0)
+    keys.add(key)
+    assert keys.claim_spend(key.id, "call_1", 3 * CREDIT, "2026-01-01T01:00:00Z", "2026-01-01T00:00:00Z")
+    other = firestore_emulator.client(firestore_client.project)
+    blocker = other.transaction()
+    blocker._begin()
+    other.collection("api_keys").document(key.hash).get(transaction=blocker)
+    let_go = threading.Timer(3.0, blocker._rollback)  # longer than the emulator's ~2 s lock timeout
+    let_go.start()
+    try:
+        keys.record_spend(key.id, "call_1", 2 * CREDIT)
+    finally:
+        let_go.join()
+    stored = firestore_client.collection("api_keys").document(key.hash).get().to_dict()
+    assert stored["spent"] == 2 * CREDIT and not stored.get("in_flight")

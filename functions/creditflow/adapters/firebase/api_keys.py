@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
+from google.api_core import exceptions, retry
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -14,6 +15,9 @@ from ...domain.api_keys import ApiKey
 from .firestore_layout import document_fields
 from .firestore_transactions import run_transaction
 
+# a transaction holding the key's document (another call's claim) aborts a plain write after ~2 s: try again
+AFTER_A_LOCK = retry.Retry(predicate=retry.if_exception_type(exceptions.Aborted), initial=0.1, maximum=2.0,
+                           timeout=20.0)
 IN_FLIGHT = "in_flight"  # {call id: {"micros", "until"}}: what calls in flight count against the limit
 ATTEMPTS = 5  # a key's document is one point of contention, as an account's is
 _FIELDS = {field.name for field in fields(ApiKey)}
@@ -83,7 +87,7 @@ class FirestoreApiKeys:
         changes: dict[str, Any] = {"spent": firestore.Increment(spent)}
         if call is not None:  # counted in flight (a key with a limit)
             changes[FieldPath(IN_FLIGHT, call).to_api_repr()] = firestore.DELETE_FIELD
-        found.reference.update(changes)
+        found.reference.update(changes, retry=AFTER_A_LOCK)  # the call is charged: wait out a claim's lock
 
     def in_flight(self, key_id: str, now: str) -> int:
         found = self._by_id(key_id)
