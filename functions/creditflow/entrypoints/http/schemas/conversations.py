@@ -1,0 +1,46 @@
+"""Bodies of the caller's conversations (conversation_routes)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .common import Out, Strict
+from .patterns import described
+
+CONVERSATION_ID = described(r"^conv_[0-9a-f]{20}$", "must be a conversation id: conv_ and 20 hexadecimal digits")
+
+
+class ConversationIn(Strict):
+    title: str = Field(default="New conversation", min_length=1, max_length=200)
+
+
+class ConversationOut(Out):
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    messages: int
+
+
+class ConversationsOut(Out):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class StoredMessageOut(Out):
+    seq: int
+    role: str
+    content: str
+    at: str
+
+
+class ConversationDetailOut(ConversationOut):
+    summary: str = Field(description="the running summary of messages older than the buffer")
+    summary_upto: int
+    history: list[StoredMessageOut] = Field(description="oldest first: the latest page of messages")
+    next_cursor: str | None = Field(description="the page of older messages: pass it as cursor")
+
+
+class DeletedOut(Out):
+    id: str
+    deleted: bool
