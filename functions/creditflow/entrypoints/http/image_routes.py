@@ -17,9 +17,9 @@ from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
 from ...domain.tasks import parse_request, require_task_id
 from ...services.images import ImageGeneration, ShownImage
 from ...services.tasks import same_request
-from . import task_schemas as t
 from .api import Routes, problem
 from .schemas import NOT_BLANK, WHOLE, Money, Out, Strict
+from .schemas import tasks as t
 from .task_routes import task_out
 
 V1 = "/api/v1"

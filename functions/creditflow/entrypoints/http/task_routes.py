@@ -8,8 +8,8 @@ from ...domain.callers import Caller
 from ...domain.outbox import DeadLetter
 from ...domain.tasks import Task, parse_request, require_task_id
 from ...services.tasks import same_request
-from . import task_schemas as t
 from .api import Configured, Routes
+from .schemas import tasks as t
 
 V1 = "/api/v1"
 

@@ -1,7 +1,8 @@
 """Pydantic v2 models of the REST API's request and response bodies, one module per resource (named as its routes'
 module is), over what they share (`common`: the bases and amounts; `patterns`: the regexes and what they mean).
 
-The route modules read them from here: `from . import schemas as s`, then `s.ChatIn`."""
+The route modules read them from here (`from . import schemas as s`, then `s.ChatIn`); the task routes' own are
+`schemas.tasks`."""
 
 from .admin import AdminGrantIn, GrantOut, ShortfallOut, ShortfallsOut, ShortfallsQuery
 from .chat import ChargeOut, ChatDoneOut, ChatIn, ChatOut, ImagePart, MemoryOut, Message, TextPart, UsageOut

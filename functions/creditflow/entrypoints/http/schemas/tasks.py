@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
-from .schemas import NOT_A_CURSOR, NOT_BLANK, WHOLE, Money, Out, Strict, credits_up_to, described
+from .common import WHOLE, Money, Out, Strict
+from .patterns import NOT_A_CURSOR, NOT_BLANK, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 TASK_CURSOR = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}Z\|[A-Za-z0-9_-]{1,64}$", NOT_A_CURSOR)
