@@ -83,7 +83,7 @@ def test_a_request_the_provider_rejects_is_the_callers_to_fix(ai: Platform, upst
     assert status_of(rejected.value) == 400 and rejected.value.context["param"] == "temperature"
     assert "temperature" in rejected.value.detail
     assert [r["model"] for r in upstream.requests] == [LLAMA] * 5  # routed to Llama first, and no further
-    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+    assert ai.chat.health.report(now[0])[LLAMA].state == "closed"
     with pytest.raises(ProviderRejected):  # content the provider's safety system refuses: not tried elsewhere
         ai.chat.chat("u", ask("something UNSAFE"), key="unsafe")
     with pytest.raises(ProviderRejected):
@@ -91,7 +91,7 @@ def test_a_request_the_provider_rejects_is_the_callers_to_fix(ai: Platform, upst
     with pytest.raises(ProviderRejected):  # through langchain-openai
         ai.chat.run_chain("u", ask("UNSAFE"), key="unsafe-chain", model=LLAMA)
     assert [r["model"] for r in upstream.requests][5:] == [LLAMA, "BAAI/bge-en-icl", LLAMA]
-    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+    assert ai.chat.health.report(now[0])[LLAMA].state == "closed"
     assert ai.chat.chat("u", ask("hello"), key="good").model == LLAMA
     balance = ai.credits.balance("u")
     assert balance.held == 0 and balance.available == CREDIT - 33
@@ -352,12 +352,12 @@ def test_an_open_breaker_skips_a_failing_model_until_it_recovers(ai: Platform) -
     ai.chat.now = lambda: now[0]
     for n in range(3):
         ai.chat.chat("u", ask("FAILLLAMA"), key=f"b{n}")  # Llama fails, Qwen answers
-    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "open"
+    assert ai.chat.health.report(now[0])[LLAMA].state == "open"
     skipped = ai.chat.chat("u", ask("hello"), key="b3")
     assert skipped.model != LLAMA and skipped.tried == [f"{LLAMA}: breaker open"]
     now[0] += 31  # cool-down over: one trial call goes to Llama, and it works
     trial = ai.chat.chat("u", ask("hello"), key="b4")
-    assert trial.model == LLAMA and ai.chat.health.report(now[0])[LLAMA]["state"] == "closed"
+    assert trial.model == LLAMA and ai.chat.health.report(now[0])[LLAMA].state == "closed"
 
 
 def test_breaker_rules() -> None:
@@ -439,7 +439,7 @@ def test_a_stream_falls_back_before_its_first_piece_and_feeds_the_breaker(ai: Pl
         done = pieces[-1]
         assert done.model == "Qwen/Qwen2.5-VL-72B-Instruct" and done.tried[0].startswith(LLAMA)
         assert "".join((p.text if isinstance(p, Delta) else "") for p in pieces) == "echo: FAILLLAMA stream"
-    assert ai.chat.health.report(now[0])[LLAMA]["state"] == "open"  # stream failures count
+    assert ai.chat.health.report(now[0])[LLAMA].state == "open"  # stream failures count
     skipped = list(ai.chat.stream("u", ask("hello"), key="sf3"))[-1]
     assert skipped.tried == [f"{LLAMA}: breaker open"]
     held = [e for e in ai.credits.history("u", kinds=frozenset({"hold", "release", "settle"}))[0]]
@@ -455,7 +455,8 @@ def test_a_client_leaving_a_stream_says_nothing_about_the_model(ai: Platform) ->
         pieces = ai.chat.stream("u", ask("leave early"), key=f"gone{n}", model=LLAMA)
         next(pieces)
         pieces.close()
-    assert ai.chat.health.report(now[0]).get(LLAMA, {"state": "closed"})["state"] == "closed"
+    health = ai.chat.health.report(now[0])
+    assert LLAMA not in health or health[LLAMA].state == "closed"
     assert ai.credits.balance("u").held == 0
 
 

@@ -132,14 +132,14 @@ def test_image_calls_feed_the_models_health_and_auto_passes_over_a_failing_one(f
     first, second = [m.id for m in flux.catalog.models("image")][:2]
     report = flux.chat.health.report  # the admins' report of every model: image calls are in it
     assert image_task(flux, "u", "fine", "a lighthouse", first, size="256x256").state == SUCCEEDED
-    assert report(flux.chat.now())[first]["state"] == "closed"
+    assert report(flux.chat.now())[first].state == "closed"
     assert image_task(flux, "u", "down", "FAIL500 please", first, size="256x256").state == FAILED
     seen = report(flux.chat.now())[first]
-    assert seen["state"] == "open" and seen["error_rate"] == 0.75  # three failed attempts after one success
+    assert seen.state == "open" and seen.error_rate == 0.75  # three failed attempts after one success
     auto = image_task(flux, "u", "auto", "a harbour", size="256x256")  # no model named: not the failing one
     assert auto.state == SUCCEEDED and auto.result["model"] == second
     named = image_task(flux, "u", "named", "a harbour", first, size="256x256")  # a named one is still asked
-    assert named.state == SUCCEEDED and report(flux.chat.now())[first]["state"] == "open"  # cool-down not over
+    assert named.state == SUCCEEDED and report(flux.chat.now())[first].state == "open"  # cool-down not over
 
 
 def test_an_image_task_runs_on_the_model_it_was_priced_for(flux: Platform) -> None:

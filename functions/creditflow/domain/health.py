@@ -5,12 +5,24 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 WINDOW = 20
 MIN_SAMPLES = 5
 MAX_ERROR_RATE = 0.5
 CONSECUTIVE_FAILURES = 3
 COOL_DOWN_SECONDS = 30.0
+
+BreakerState = Literal["closed", "open", "half-open"]
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """One model's breaker as the admins' report says it."""
+
+    state: BreakerState
+    error_rate: float  # of the recent calls, rounded to 3 decimals
+    p50_ms: float | None  # median latency of the recent calls; None before the first
 
 
 @dataclass
@@ -25,7 +37,7 @@ class Breaker:
     def error_rate(self) -> float:
         return self.outcomes.count(False) / len(self.outcomes) if self.outcomes else 0.0
 
-    def state(self, now: float) -> str:
+    def state(self, now: float) -> BreakerState:
         if self.opened_at is None:
             return "closed"
         return "open" if now - self.opened_at < COOL_DOWN_SECONDS else "half-open"
@@ -81,7 +93,9 @@ class Health:
         """An admitted call that never reached the provider (refused, or a replay): free the trial slot."""
         self.breaker(model_id).trial_running = False
 
-    def report(self, now: float) -> dict[str, dict[str, object]]:
-        return {model: {"state": b.state(now), "error_rate": round(b.error_rate, 3),
-                        "p50_ms": round(sorted(b.latencies)[len(b.latencies) // 2] * 1000, 1) if b.latencies else None}
+    def report(self, now: float) -> dict[str, ModelHealth]:
+        """Each model's breaker, by model id: the models called since this instance started."""
+        return {model: ModelHealth(state=b.state(now), error_rate=round(b.error_rate, 3),
+                                   p50_ms=round(sorted(b.latencies)[len(b.latencies) // 2] * 1000, 1)
+                                   if b.latencies else None)
                 for model, b in self._breakers.items()}

@@ -79,5 +79,5 @@ def drop_model_override(platform: Platform, caller: Caller, query: s.ModelQuery)
 def models_health(platform: Platform, caller: Caller) -> ModelsHealthOut:
     chat = platform.chat
     report = chat.health.report(chat.now())
-    return ModelsHealthOut(models={model: ModelHealthOut(state=str(h["state"]), errorRate=h["error_rate"],
-                                                         p50Ms=h["p50_ms"]) for model, h in report.items()})
+    return ModelsHealthOut(models={model: ModelHealthOut(state=h.state, errorRate=h.error_rate, p50Ms=h.p50_ms)
+                                   for model, h in report.items()})
