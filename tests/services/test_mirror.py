@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
 from creditflow.services import mirror_writer
+from creditflow.services.mirror import MirroredBalance
 from tests.conftest import CREDIT, SteppedClock, funded
 
 
@@ -73,10 +78,11 @@ def test_sync_balance_of_a_current_mirror_answers_with_what_is_stored(platform: 
     funded(platform, "s", 10)
     stored = platform.realtime.get("/balances/s")
     clock.advance(minutes=5)
-    assert platform.mirror.publish("s") == stored == platform.realtime.get("/balances/s")  # not a newer updatedAt
+    answered = platform.mirror.publish("s")
+    assert answered.document() == stored == platform.realtime.get("/balances/s")  # not a newer updatedAt
     platform.realtime.set("/balances/s", {**stored, "available": 1})  # damaged at the ledger's version: repaired
     repaired = platform.mirror.publish("s")
-    assert repaired["available"]["micros"] == 10 * CREDIT and platform.realtime.get("/balances/s") == repaired
+    assert repaired.available == 10 * CREDIT and platform.realtime.get("/balances/s") == repaired.document()
 
 
 def test_the_writer_first_catches_the_mirror_up_with_the_ledger(platform: Platform) -> None:
@@ -100,3 +106,19 @@ def test_the_writer_first_catches_the_mirror_up_with_the_ledger(platform: Platfo
         assert platform.realtime.get("/balances/behind")["held"] == {"credits": "4", "micros": 4 * CREDIT}
     finally:
         platform.mirror.stop()
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**53), st.text())
+def test_a_mirrored_balance_reads_back_from_the_document_it_writes(available: int, held: int, version: int,
+                                                                   updated_at: str) -> None:
+    balance = MirroredBalance(available, held, version, updated_at)
+    assert MirroredBalance.read(json.loads(json.dumps(balance.document()))) == balance  # through JSON, as stored
+
+
+@pytest.mark.parametrize("damage", [{"available": 1}, {"available": {"credits": "2", "micros": 1_000_000}},
+                                    {"held": {"micros": 0}}, {"version": True}, {"version": "3"},
+                                    {"updatedAt": None}])
+def test_a_document_not_written_as_a_mirrored_balance_is_not_read_as_one(damage: dict[str, object]) -> None:
+    document = MirroredBalance(1_000_000, 0, 3, "2026-01-01T00:00:00.000000Z").document()
+    assert MirroredBalance.read({**document, **damage}) is None
+    assert MirroredBalance.read(None) is None and MirroredBalance.read([document]) is None

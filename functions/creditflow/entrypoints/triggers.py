@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bootstrap import sweep_media as media_sweep
 from .runtime import platform
+
+if TYPE_CHECKING:
+    from ..services.mirror import MirroredBalance
 
 
 def expire_holds(limit: int = 500) -> dict[str, Any]:
@@ -23,14 +26,14 @@ def publish_checkpoint() -> dict[str, Any]:
     return {"size": checkpoint.size, "note": checkpoint.note}
 
 
-def mirror_account(account_id: str) -> dict[str, Any] | None:
+def mirror_account(account_id: str) -> MirroredBalance | None:
     """Rewrite /balances/{uid} after the account document changed (Firestore trigger; versions keep order)."""
     if not account_id.startswith("user:"):
         return None
     return platform().mirror.publish(account_id.removeprefix("user:"))
 
 
-def mirror_account_document(document: str) -> dict[str, Any] | None:
+def mirror_account_document(document: str) -> MirroredBalance | None:
     """As `mirror_account`, from the path of the document that changed (`accounts/{accountId}`)."""
     collection, _, account_id = document.partition("/")
     if collection != "accounts" or not account_id or "/" in account_id:

@@ -43,8 +43,46 @@ class LowBalancePolicy:
 LOWERING = frozenset({"hold", "settle", "expire"})  # entry kinds a balance may fall by
 
 
-def _differs(stored: object, mirror: dict[str, Any]) -> bool:
-    return not isinstance(stored, dict) or any(stored.get(k) != mirror[k] for k in ("available", "held", "version"))
+@dataclass(frozen=True)
+class MirroredBalance:
+    """A user's balance as /balances/{uid} holds it for the clients."""
+
+    available: int  # µc
+    held: int  # µc
+    version: int  # the account's version it shows
+    updated_at: str  # when it was written (RFC 3339)
+
+    def document(self) -> dict[str, Any]:
+        """As the realtime tree holds it."""
+        return balance_document(self.available, self.held, self.version, self.updated_at)
+
+    @classmethod
+    def read(cls, stored: object) -> MirroredBalance | None:
+        """The balance a stored document says, or None when it is not one written as `document` writes it."""
+        if not isinstance(stored, dict):
+            return None
+        available, held = _micros(stored.get("available")), _micros(stored.get("held"))
+        version, updated_at = stored.get("version"), stored.get("updatedAt")
+        if available is None or held is None or type(version) is not int or not isinstance(updated_at, str):
+            return None
+        return cls(available, held, version, updated_at)
+
+    def same_balance(self, other: MirroredBalance) -> bool:
+        """The same amounts at the same version (when each was written aside)."""
+        return (self.available, self.held, self.version) == (other.available, other.held, other.version)
+
+
+def balance_document(available: int, held: int, version: int, updated_at: str) -> dict[str, Any]:
+    """/balances/{uid} as the clients read it: amounts as {credits, micros}, fields camelCase. (Built straight from
+    the numbers: every ledger change writes one.)"""
+    return {"available": money(available), "held": money(held), "version": version, "updatedAt": updated_at}
+
+
+def _micros(amount: object) -> int | None:
+    """The µc of an amount written as `money` writes it, or None."""
+    if not isinstance(amount, dict) or type(amount.get("micros")) is not int:
+        return None
+    return amount["micros"] if amount == money(amount["micros"]) else None
 
 
 class BalanceMirror:
@@ -64,7 +102,8 @@ class BalanceMirror:
     def on_commit(self, account: UserAccount, entries: list[Entry]) -> None:
         """After a commit: the account row is the balance (the command swept it first), so nothing is re-read."""
         self.writer.write(f"/balances/{account.id[len(USER_PREFIX):]}",
-                          self._balance(account.available, account.held, account.version), account.version)
+                          balance_document(account.available, account.held, account.version, iso(self.clock.now())),
+                          account.version)
 
     def run_in_background(self, *, catch_up: bool = False) -> None:
         """Hand balances to a writer thread from now on. With `catch_up`, it first rewrites every user's mirror from
@@ -81,17 +120,18 @@ class BalanceMirror:
     def stop(self) -> None:
         self.writer.stop()
 
-    def publish(self, uid: str) -> dict[str, Any]:
+    def publish(self, uid: str) -> MirroredBalance:
         """Rewrite the mirror from the ledger (sync-balance). A stored mirror that disagrees with the ledger at
         a version the ledger has not moved past is damaged (say, a version from the future): it is replaced."""
         balance = self.credits.balance(uid)
         mirror, written = self._write_balance(uid, balance.available, balance.held, balance.version)
         if not written:  # the stored one is as new or newer: answer with it, unless it is damaged
-            stored = self.realtime.get(f"/balances/{uid}")
-            if not _differs(stored, mirror) or self.credits.balance(uid).version != balance.version:
-                mirror = stored if isinstance(stored, dict) else mirror
+            stored = MirroredBalance.read(self.realtime.get(f"/balances/{uid}"))
+            if (stored is not None and stored.same_balance(mirror)) or \
+                    self.credits.balance(uid).version != balance.version:
+                mirror = stored or mirror
             else:
-                self.realtime.set(f"/balances/{uid}", mirror)
+                self.realtime.set(f"/balances/{uid}", mirror.document())
         return mirror
 
     def publish_all(self) -> int:
@@ -102,14 +142,13 @@ class BalanceMirror:
             count += 1
         return count
 
-    def _write_balance(self, uid: str, available: int, held: int, version: int) -> tuple[dict[str, Any], bool]:
-        """The mirror document, and whether it was written (not when the stored one is as new or newer)."""
-        mirror = self._balance(available, held, version)
-        return mirror, self.writer.write_now(f"/balances/{uid}", mirror, version)
+    def _write_balance(self, uid: str, available: int, held: int, version: int) -> tuple[MirroredBalance, bool]:
+        """The mirrored balance, and whether it was written (not when the stored one is as new or newer)."""
+        mirror = self._mirrored(available, held, version)
+        return mirror, self.writer.write_now(f"/balances/{uid}", mirror.document(), version)
 
-    def _balance(self, available: int, held: int, version: int) -> dict[str, Any]:
-        return {"available": money(available), "held": money(held), "version": version,
-                "updatedAt": iso(self.clock.now())}
+    def _mirrored(self, available: int, held: int, version: int) -> MirroredBalance:
+        return MirroredBalance(available, held, version, iso(self.clock.now()))
 
     def threshold(self, last_top_up: int) -> int:
         """The low-balance threshold of a user whose last paid top-up was `last_top_up` µc (Credits.low_threshold)."""

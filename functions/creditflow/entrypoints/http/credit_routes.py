@@ -25,6 +25,7 @@ from .views import (
     balance_out,
     crypto_covering,
     entry_out,
+    mirror_out,
     packs_covering,
     payment_methods,
     welcome_offer_out,
@@ -156,7 +157,7 @@ def welcome(platform: Platform, caller: Caller, body: s.WelcomeIn) -> s.WelcomeO
               response=s.MirrorOut)
 def sync_balance(platform: Platform, caller: Caller) -> s.MirrorOut:
     account_of(platform, caller)
-    return s.MirrorOut.model_validate(platform.mirror.publish(caller.uid))
+    return mirror_out(platform.mirror.publish(caller.uid))
 
 
 @routes.route("POST", f"{V1}/credits/reserve", summary="Hold credits for a piece of work",

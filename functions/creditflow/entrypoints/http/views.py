@@ -13,6 +13,7 @@ from ...domain.tasks import task_of_entry
 from ...services.chat_results import Completion, StreamEnd
 from ...services.credit_results import Granted
 from ...services.integrity import ConsistencyProof, Verification
+from ...services.mirror import MirroredBalance
 from ...services.welcome import WelcomeGrant, WelcomeOffer
 from . import schemas as s
 
@@ -34,6 +35,11 @@ def entry_out(entry: Any) -> s.EntryOut:
                       reason=fields.get("reason"), reference=fields.get("reference"), memo=fields.get("memo", {}),
                       task=task_of_entry(fields.get("key", ""), fields.get("memo", {})),
                       balance_after={k: s.Money.of(int(v)) for k, v in fields["balance"].items()}, hash=entry.hash)
+
+
+def mirror_out(b: MirroredBalance) -> s.MirrorOut:
+    return s.MirrorOut(available=s.Money.of(b.available), held=s.Money.of(b.held), version=b.version,
+                       updatedAt=b.updated_at)
 
 
 def grant_out(account: str, amount: int, result: Granted) -> s.GrantOut:
