@@ -21,7 +21,7 @@ from .config import ConfigurationError, Settings
 from .domain.agents import AgentLimits, AgentOutcome
 from .domain.catalog import merged
 from .domain.crypto import DepositRules, SignIn, Token
-from .domain.media import ImageLimits
+from .domain.media import ImageLimits, MediaSwept, Swept
 from .domain.payments import packs_from
 from .domain.signing import Keyring, PublicKey, SigningKey
 from .domain.tree_events import TreeEvent
@@ -110,15 +110,11 @@ class Platform:
     uploads: Uploads | None = None  # users' uploads for vision (None: media are not stored here)
 
 
-def sweep_media(platform: Platform) -> dict[str, dict[str, int]]:
+def sweep_media(platform: Platform) -> MediaSwept:
     """What both runtimes sweep from media on their schedule: blobs no image belongs to, and old uploads no live
     task names."""
-    swept = {"images": {"removed": 0, "kept": 0}, "uploads": {"removed": 0, "kept": 0}}
-    if platform.images is not None:
-        swept["images"] = platform.images.sweep()
-    if platform.uploads is not None:
-        swept["uploads"] = platform.uploads.sweep()
-    return swept
+    return MediaSwept(images=platform.images.sweep() if platform.images is not None else Swept(),
+                      uploads=platform.uploads.sweep() if platform.uploads is not None else Swept())
 
 
 def load_keys(settings: Settings) -> tuple[SigningKey, Keyring]:

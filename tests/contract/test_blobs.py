@@ -19,6 +19,7 @@ import pytest
 
 from creditflow.adapters.local.blobs import LocalBlobs
 from creditflow.adapters.media.paths import UnsafePath, image_path
+from creditflow.domain.media import Swept
 from creditflow.ports import BlobStore
 
 SECRET = b"s" * 32
@@ -254,6 +255,6 @@ def test_an_image_task_on_cloud_storage(storage_emulator: str, tmp_path: Path) -
     assert "X-Goog-Signature=" in url and "X-Goog-Expires=3600" in url
     store.put("users/ann/images/gone/0.png", b"stray", "image/png")  # a task no store knows
     assert platform.images.delete("ann", "t1.0").objects == 3
-    assert platform.images.sweep() == {"removed": 1, "kept": 3}
+    assert platform.images.sweep() == Swept(removed=1, kept=3)
     assert len(store.list("users/ann/")) == 3
     platform.store.close()  # type: ignore[attr-defined]

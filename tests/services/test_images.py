@@ -17,7 +17,7 @@ from PIL import Image
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery
-from creditflow.domain.media import GeneratedImage
+from creditflow.domain.media import GeneratedImage, Swept
 from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import CANCELLED, FAILED, SUCCEEDED
 from creditflow.services.images import ImagesDeleted
@@ -374,10 +374,10 @@ def test_the_sweep_removes_what_no_succeeded_image_holds(platform: Platform) -> 
               "users/u/images/running/incoming-0"]
     for path in strays:
         platform.blobs.put(path, png, "image/png")
-    assert platform.images.sweep() == {"removed": 3, "kept": 4}
+    assert platform.images.sweep() == Swept(removed=3, kept=4)
     assert sorted(objects(platform, "u")) == ["users/u/images/kept/0-256.webp", "users/u/images/kept/0-512.webp",
                                               "users/u/images/kept/0.png", "users/u/images/running/incoming-0"]
-    assert platform.images.sweep()["removed"] == 0
+    assert platform.images.sweep().removed == 0
 
 
 @pytest.mark.parametrize("model", [SCHNELL, DEV])

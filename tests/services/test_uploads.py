@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from creditflow.bootstrap import Platform, sweep_media
+from creditflow.domain.media import Swept
 from creditflow.domain.tasks import ACCEPTED
 from tests.conftest import SteppedClock, make_platform
 from tests.media_samples import encoded, halves
@@ -137,14 +138,14 @@ def test_the_sweep_removes_old_uploads_no_live_task_names(kept: Platform, client
                                                                            "image": named["reference"]}})
     assert waiting.state == ACCEPTED
     clock.advance(hours=23)
-    assert sweep_media(kept)["uploads"] == {"removed": 0, "kept": 2}  # not old yet
+    assert sweep_media(kept).uploads == Swept(removed=0, kept=2)  # not old yet
     clock.advance(hours=2)
     fresh = upload(client, auth(kept, "gus"), SMALL).json
-    assert sweep_media(kept)["uploads"] == {"removed": 1, "kept": 2}
+    assert sweep_media(kept).uploads == Swept(removed=1, kept=2)
     assert stored(kept, "fay") == [named["id"]] and stored(kept, "gus") == [fresh["id"]]
     assert old["id"] not in stored(kept, "fay")
     kept.tasks.cancel("fay", "look")  # the task ended: nothing names it any more
-    assert sweep_media(kept)["uploads"] == {"removed": 1, "kept": 1} and stored(kept, "fay") == []
+    assert sweep_media(kept).uploads == Swept(removed=1, kept=1) and stored(kept, "fay") == []
 
 
 def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Platform, client: Any,
@@ -158,6 +159,6 @@ def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Plat
     for n in range(3):
         kept.tasks.submit("hal", f"look{n}", {"kind": "vision", "input": {"prompt": "?", "image": named["reference"]}})
     clock.advance(hours=25)
-    assert kept.uploads.sweep(limit=2) == {"removed": 0, "kept": 0}  # three live tasks, a limit of two
+    assert kept.uploads.sweep(limit=2) == Swept(removed=0, kept=0)  # three live tasks, a limit of two
     assert stored(kept, "hal") == [named["id"]]
-    assert kept.uploads.sweep(limit=10) == {"removed": 0, "kept": 1}
+    assert kept.uploads.sweep(limit=10) == Swept(removed=0, kept=1)

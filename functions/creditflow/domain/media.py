@@ -52,6 +52,22 @@ class BlobInfo:
     content_type: str
 
 
+@dataclass(frozen=True)
+class Swept:
+    """What one pass of a media sweep did: the objects it removed, and those it looked at and left."""
+
+    removed: int = 0
+    kept: int = 0
+
+
+@dataclass(frozen=True)
+class MediaSwept:
+    """What both runtimes' scheduled media sweep did: images no task holds, and old uploads."""
+
+    images: Swept = Swept()
+    uploads: Swept = Swept()
+
+
 def sweep_window(items: Sequence[T], limit: int, start: int) -> list[T]:
     """At most `limit` of `items`, from `start` (taken modulo their number) on, around past the end: a sweep that may
     read only so many a pass still reaches every one over passes begun at other places (all of them when they fit)."""

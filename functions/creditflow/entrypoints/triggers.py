@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..bootstrap import sweep_media as media_sweep
@@ -56,7 +57,7 @@ def expire_tasks() -> dict[str, Any]:
 def sweep_media() -> dict[str, Any]:
     """Blobs no image belongs to (a task that never succeeded, a deleted image, a staged copy) are removed, and
     uploads older than UPLOAD_MAX_AGE_HOURS that no live task names (scheduled)."""
-    return media_sweep(platform())
+    return asdict(media_sweep(platform()))
 
 
 def scan_chain() -> dict[str, Any]:

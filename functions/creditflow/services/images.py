@@ -45,7 +45,7 @@ from ..domain.images import (
     quote_images,
     steps_for,
 )
-from ..domain.media import ImageLimits, sweep_window
+from ..domain.media import ImageLimits, Swept, sweep_window
 from ..domain.money import format_credits, money
 from ..domain.tasks import (
     SUCCEEDED,
@@ -610,7 +610,7 @@ class ImageGeneration:
 
     # -- the orphan sweep ------------------------------------------------------------------------------------
 
-    def sweep(self, limit: int = 10_000) -> dict[str, int]:
+    def sweep(self, limit: int = 10_000) -> Swept:
         """Remove the blobs no image belongs to: those of a task that ended without succeeding (a crash between
         store and settle, an abandon that failed), of a task no store knows, what a succeeded task's run staged,
         and what a user deleted. A task still running is left alone. Idempotent."""
@@ -639,7 +639,7 @@ class ImageGeneration:
                     removed += 1
         if removed:
             log.info("media sweep removed %d orphan objects", removed)
-        return {"removed": removed, "kept": kept}
+        return Swept(removed, kept)
 
 
 def start_image_task(tasks: Tasks, images: ImageGeneration, uid: str, task_id: str, raw: dict[str, Any],

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from ..domain.errors import IdempotencyConflict
-from ..domain.media import ImageFacts, ImageLimits, sweep_window
+from ..domain.media import ImageFacts, ImageLimits, Swept, sweep_window
 from ..domain.vision import (
     MAX_UPLOAD,
     UPLOAD_ID,
@@ -118,14 +118,14 @@ class Uploads:
                 upload_path(uid, upload_id)):
             raise UnknownUpload(f"you have no upload {str(upload_id)[:80]!r}")
 
-    def sweep(self, limit: int = 10_000) -> dict[str, int]:
+    def sweep(self, limit: int = 10_000) -> Swept:
         """Remove the uploads older than the policy's age that no unfinished task names (at most `limit` objects a
         pass, from a place drawn each pass, so that every one is reached). Idempotent. With more unfinished tasks
         than `limit`, which uploads they name is not known whole: nothing is removed."""
         live = self.tasks.unfinished(limit + 1)
         if len(live) > limit:
             log.warning("upload sweep skipped: more than %d unfinished tasks, whose uploads must stay", limit)
-            return {"removed": 0, "kept": 0}
+            return Swept()
         named = {(task.uid, found) for task in live for found in upload_references(task.request.input)}
         oldest = self.clock.now() - self.policy.max_age
         removed = kept = 0
@@ -139,4 +139,4 @@ class Uploads:
                 removed += 1
         if removed:
             log.info("upload sweep removed %d old uploads", removed)
-        return {"removed": removed, "kept": kept}
+        return Swept(removed, kept)
