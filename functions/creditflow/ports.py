@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .domain.accounts import SystemTotals, UserAccount
-from .domain.agents import AgentLimits, AgentOutcome
+from .domain.agents import AgentLimits, AgentOutcome, StartedImageTask
 from .domain.answers import Answer
 from .domain.api_keys import ApiKey
 from .domain.callers import Caller
@@ -426,9 +426,10 @@ class AgentContext(Protocol):
         """A vision model's answer about one of the owner's images, charged from the task's budget; LookupError when
         the image cannot be read (another user's included) or no vision model can answer."""
 
-    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
+    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> StartedImageTask:
         """Start an image task for the user (never another), priced and held as any image task; the same `call`
-        of the same agent task starts it once. Its id, state, price and any problem; LookupError when refused."""
+        of the same agent task starts it once. Its id, state, price and estimate; LookupError when refused (a
+        problem it ended with at once included)."""
 
 
 class AgentRunner(Protocol):

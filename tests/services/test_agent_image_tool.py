@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from creditflow.adapters.ai.agent_tools import call_tool
 from creditflow.bootstrap import Platform
 from creditflow.domain.holds import TASK
+from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import ACCEPTED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.services.chat import Budget
 from creditflow.services.task_runs import AgentContextOfTask, image_task_id
@@ -36,9 +37,10 @@ def test_the_tool_starts_a_held_image_task_of_the_caller_that_runs_and_is_charge
     answer = call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "a lighthouse", "n": 2}), "call_1")
     started = json.loads(answer)
     task_id = image_task_id("agent1", "call_1")
-    assert started["taskId"] == task_id and started["state"] == ACCEPTED
     image = flux.tasks.get("u", task_id)
     _, quote = flux.images.quote(image.model, None, None, 2)
+    assert started == {"taskId": task_id, "state": ACCEPTED, "price": format_credits(quote.total),
+                       "estimate": format_credits(quote.total)}  # what the model is told, credits as strings
     assert image.request.kind == "image" and image.reserved == image.estimate == quote.total
     assert flux.credits.balance("u").held == quote.total  # held at its price, as any image task
     assert image.route == "queued"  # long: the queue runs it, as for the REST route

@@ -50,6 +50,16 @@ class AgentOutcome:
             raise ValueError("a waiting agent, and only one, carries a question")
 
 
+@dataclass(frozen=True)
+class StartedImageTask:
+    """An image task an agent started for its user: what the agent is told of it."""
+
+    task_id: str
+    state: str  # the task's state when it was started (or found started)
+    price: int  # µc: what its hold took
+    estimate: int  # µc: what it is expected to cost
+
+
 def approves(answer: object) -> bool:
     """Whether the user's answer to an approval question says yes: True, "yes"/"approve"/"approved"/"ok" in any
     case, or a mapping with a true `approved` (or `approve`). Anything else is a no."""

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..domain.agents import AGENTS, AgentLimits
+from ..domain.agents import AGENTS, AgentLimits, StartedImageTask
 from ..domain.catalog import UnknownModel
 from ..domain.errors import BudgetExhausted, ContextTooLong, LedgerError, OverRequestLimit
 from ..domain.images import InvalidImage
-from ..domain.money import format_credits, money
+from ..domain.money import money
 from ..domain.replies import ChatReply
 from ..domain.tasks import NEW_CONVERSATION, InvalidTask, Task, TaskRequest
 from ..domain.vision import InvalidImagePart, UnknownUpload
@@ -270,7 +270,7 @@ class AgentContextOfTask:
             return str(documents[reference])
         raise LookupError(f"no document {reference!r}")
 
-    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> dict[str, Any]:
+    def start_image_task(self, prompt: str, *, size: str | None, n: int, call: str) -> StartedImageTask:
         """An image task of this task's owner (the uid is the context's, never an argument), through the flow the
         REST route uses, refused when its price is above what is left of this task's limit. Its id is derived from
         this task and the call, so a resumed run gets the same task; it is recorded before it is started, so that
@@ -290,8 +290,7 @@ class AgentContextOfTask:
         self._count_images()
         if started.error:
             raise LookupError(str(started.error.get("detail") or started.error.get("title")))
-        return {"taskId": started.id, "state": started.state, "price": format_credits(started.reserved),
-                "estimate": format_credits(started.estimate or 0)}
+        return StartedImageTask(started.id, started.state, started.reserved, started.estimate or 0)
 
 
     def look(self, image: str, question: str, call: str) -> str:

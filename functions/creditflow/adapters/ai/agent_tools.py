@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ...domain.money import format_credits
 from ...ports import AgentContext
 
 MAX_EXPRESSION = 200  # characters
@@ -130,7 +131,8 @@ def _start_image(context: AgentContext, args: dict[str, Any], call: str) -> str:
         started = context.start_image_task(args["prompt"], size=args.get("size"), n=n, call=call)
     except LookupError as refused:
         raise ToolRefused(str(refused)) from None
-    return json.dumps(started)
+    return json.dumps({"taskId": started.task_id, "state": started.state, "price": format_credits(started.price),
+                       "estimate": format_credits(started.estimate)})
 
 
 def _look(context: AgentContext, args: dict[str, Any], call: str) -> str:
