@@ -83,7 +83,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         from .http.views import audit_out
 
-        _print(audit_out(report.to_dict()))
+        _print(audit_out(report))
         return 0 if report.ok else 1
     print(f"audit of {report.scope}: {report.accounts} accounts, {report.entries} entries, "
           f"tree size {report.tree_size}, latest checkpoint {report.checkpoint_size}")

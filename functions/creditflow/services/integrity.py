@@ -76,12 +76,6 @@ class AuditReport:
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "scope": self.scope, "accounts": self.accounts, "entries": self.entries,
-                "tree_size": self.tree_size, "checkpoint_size": self.checkpoint_size, "totals": self.totals,
-                "findings": [f.to_dict() for f in self.findings],
-                "idempotency_conflicts": self.idempotency_conflicts}
-
 
 class Integrity:
     def __init__(self, store: LedgerStore, key: SigningKey, keyring: Keyring, clock: Clock,

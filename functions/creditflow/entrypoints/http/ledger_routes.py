@@ -44,7 +44,7 @@ def validate_chain(platform: Platform, caller: Caller) -> s.FindingsOut:
 def audit(platform: Platform, caller: Caller) -> s.AuditOut:
     if not caller.admin:
         account_of(platform, caller)
-    return audit_out(platform.integrity.audit(None if caller.admin else caller.uid).to_dict())
+    return audit_out(platform.integrity.audit(None if caller.admin else caller.uid))
 
 
 @routes.route("GET", f"{V1}/ledger/checkpoint", summary="The latest signed checkpoint (C2SP signed note)",

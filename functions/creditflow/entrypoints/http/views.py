@@ -12,7 +12,7 @@ from ...domain.payments import Pack, covering
 from ...domain.tasks import task_of_entry
 from ...services.chat_results import Completion, StreamEnd
 from ...services.credit_results import Granted
-from ...services.integrity import ConsistencyProof, Verification
+from ...services.integrity import AuditReport, ConsistencyProof, Verification
 from ...services.mirror import MirroredBalance
 from ...services.welcome import WelcomeGrant, WelcomeOffer
 from . import schemas as s
@@ -71,8 +71,12 @@ def consistency_out(proof: ConsistencyProof) -> s.ConsistencyOut:
                             to_checkpoint=proof.to_checkpoint, proof=proof.proof, consistent=proof.consistent)
 
 
-def audit_out(report: dict[str, Any]) -> s.AuditOut:
-    return s.AuditOut.model_validate({**report, "totals": {k: s.Money.of(v) for k, v in report["totals"].items()}})
+def audit_out(report: AuditReport) -> s.AuditOut:
+    return s.AuditOut(ok=report.ok, scope=report.scope, accounts=report.accounts, entries=report.entries,
+                      tree_size=report.tree_size, checkpoint_size=report.checkpoint_size,
+                      totals={name: s.Money.of(micros) for name, micros in report.totals.items()},
+                      findings=[f.to_dict() for f in report.findings],
+                      idempotency_conflicts=report.idempotency_conflicts)
 
 
 def packs_covering(packs: tuple[Pack, ...], shortfall: int) -> list[dict[str, Any]]:
