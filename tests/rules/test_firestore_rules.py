@@ -68,6 +68,7 @@ READERS = {
     "catalog_overrides/*": "nobody",
     "welcome_devices/*": "nobody",
     "welcome_ips/*": "nobody",
+    "usage_rollups/*": "nobody",  # daily usage by model, written with the charge that it counts: admins only
     "answers/*": "nobody",  # a chat answer kept for its Idempotency-Key: given again only through the API
 }
 
