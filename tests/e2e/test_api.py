@@ -633,3 +633,19 @@ def test_a_doubled_slash_is_no_route_not_a_redirect_that_repeats_the_token(serve
         reply = server.call("GET", path, token=token)
         assert reply.status == 404 and reply.headers["Content-Type"] == "application/problem+json", path
         assert "Location" not in reply.headers
+
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "esc\x1b[31m", "evil\u202etxt.exe", "iso\u2066late"])
+def test_names_shown_back_hold_no_control_or_direction_characters(server: LocalServer, name: str) -> None:
+    """A conversation's title and a key's name are shown to people (the web app, the CLI): a NUL, an escape or a
+    line break, or a bidirectional override that makes `evil\u202etxt.exe` read as `evilexe.txt`, is refused and
+    nothing is made; names in any script are kept."""
+    token = server.token(f"namer-{ord(name[-1])}-{len(name)}")
+    for path, field, listed in (("/api/v1/conversations", "title", "conversations"), ("/api/v1/keys", "name", "keys")):
+        refused = server.call("POST", path, {field: name}, token=token, headers={"Idempotency-Key": "bad"})
+        assert refused.status == 400 and refused.json["errors"][0]["field"] == field, refused.json
+        assert "control characters" in refused.json["errors"][0]["message"]
+        assert server.call("GET", path, token=token).json[listed] == []
+        made = server.call("POST", path, {field: "Résumé 日本 مرحبا"}, token=token, headers={"Idempotency-Key": "ok"})
+        assert made.status == 200 and made.json[field] == "Résumé 日本 مرحبا", made.json

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from .common import Out, Strict
-from .patterns import described
+from .patterns import SHOWN_NAME, described
 
 CONVERSATION_ID = described(r"^conv_[0-9a-f]{20}$", "must be a conversation id: conv_ and 20 hexadecimal digits")
 
 
 class ConversationIn(Strict):
-    title: str = Field(default="New conversation", min_length=1, max_length=200)
+    title: str = Field(default="New conversation", min_length=1, max_length=200, pattern=SHOWN_NAME)
 
 
 class ConversationOut(Out):

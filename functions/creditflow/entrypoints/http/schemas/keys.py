@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from .common import Money, Out, Strict
-from .patterns import POSITIVE_CREDITS
+from .patterns import POSITIVE_CREDITS, SHOWN_NAME
 
 
 class KeyIn(Strict):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=SHOWN_NAME)
     limit: str | None = Field(default=None, pattern=POSITIVE_CREDITS, description="credits this key may spend")
 
 

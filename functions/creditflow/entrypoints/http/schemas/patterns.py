@@ -19,6 +19,13 @@ def described(pattern: str, meaning: str) -> str:
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
 described(NOT_BLANK, "must hold something besides spaces")
 
+# A name shown back to people (a conversation's title, a key's name): no control characters (a NUL, an escape, a
+# line break) and no bidirectional overrides or isolates, which make a name read as something else; the same
+# escapes in Rust's, ECMA-262's and Python's regexes.
+SHOWN_NAME = described(r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$",
+                       "must hold no control characters (line breaks and tabs included) and no bidirectional "
+                       "overrides")
+
 # A positive decimal of credits: no sign, no leading zeros, at most 12 whole digits and 6 decimals (fits 64 bits).
 POSITIVE_CREDITS = described(
     r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,6})?|0\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
