@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 from google.api_core import exceptions as google_errors
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from ...domain.errors import StoreConflict
 from .firestore_transactions import run_transaction
+
+CLAIM_ROUNDS = 4  # rounds of the SDK's attempts a network claim makes before its lost race is a retryable 503
 
 
 class FirestoreWelcomeClaims:
@@ -50,6 +56,13 @@ class FirestoreWelcomeClaims:
             transaction.set(ref, {"claims": {**recent, uid: claims.get(uid, at)}})
             return True
 
+        # claims racing on one network's document can abort one another in turn, every attempt at once: a round
+        # lost whole starts again after a random pause, so that one of them gets through
+        for round_ in range(1, CLAIM_ROUNDS):
+            try:
+                return run_transaction(self.client, take)
+            except StoreConflict:
+                time.sleep(random.uniform(0.05, 0.4) * round_)
         return run_transaction(self.client, take)
 
     def release_ip_claim(self, ip_hash: str, uid: str, at: str) -> None:
