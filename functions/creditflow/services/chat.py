@@ -222,10 +222,10 @@ class MeteredChat:
         """What a call would hold, before anything is held: the first routed model and its estimate (with
         `more_prompt` tokens the caller will add, such as a conversation's history, and its `options`)."""
         chosen = self.route(model, capability_of(messages), uid=uid)[0]
-        prompt = self._prompt(messages, options, chosen)
+        prompt, bound = self._measured(messages, options, chosen)
         max_out = _allowance(chosen, prompt, max_tokens)
         _within_context(chosen, prompt, max_out)  # the request alone: the history added is trimmed to fit
-        bound = self._bound(messages, options, prompt) + more_prompt * BYTES_PER_TOKEN_ESTIMATED
+        bound += more_prompt * BYTES_PER_TOKEN_ESTIMATED
         return chosen, estimate(chosen, prompt + more_prompt, max_out, bound)
 
     def resolved(self, uid: str, messages: Messages) -> Messages:
@@ -245,27 +245,24 @@ class MeteredChat:
         """Price a completion and hold its estimate before any provider is contacted."""
         capability = capability_of(messages)
         chosen = self.catalog.get(model, capability)
-        prompt = self._prompt(messages, options, chosen)
+        prompt, bound = self._measured(messages, options, chosen)
         return self._reserve(uid, chosen, prompt, _allowance(chosen, prompt, max_tokens), key, spend,
-                             options, f"usage:{capability}", budget, self._bound(messages, options, prompt))
+                             options, f"usage:{capability}", budget, bound)
 
     def prompt_of(self, messages: Messages, model: Model) -> int:
         """What `messages` would count as prompt tokens for `model`, its images by the model's rule for their size
         (an image not read yet as 1024²)."""
-        return self._prompt(messages, None, model)
+        return self._measured(messages, None, model)[0]
 
-    def _prompt(self, messages: Messages, options: dict[str, Any] | None, model: Model) -> int:
-        """The prompt's estimate for `model`, each image counted by the model's rule for its size."""
-        if self.vision is None or capability_of(messages) != "vision":
-            return prompt_tokens(messages, options, model.image_tokens)
-        return prompt_tokens(messages, options, 0) + sum(
-            model.tokens_for_image(width, height) for width, height in self.vision.sizes(messages))
-
-    @staticmethod
-    def _bound(messages: Messages, options: dict[str, Any] | None, prompt: int) -> int:
-        """The most the prompt estimated as `prompt` can be: its texts by `token_bound`, its images as estimated."""
-        texts = message_texts(messages, options)[0]
-        return prompt - estimate_tokens(texts) + token_bound(texts)
+    def _measured(self, messages: Messages, options: dict[str, Any] | None, model: Model) -> tuple[int, int]:
+        """The prompt's estimate for `model` and the most it can be (`token_bound`), its texts read once; each
+        image counted in both by the model's rule for its size."""
+        texts, images = message_texts(messages, options)
+        if self.vision is None or not images:
+            pictured = images * model.image_tokens
+        else:
+            pictured = sum(model.tokens_for_image(width, height) for width, height in self.vision.sizes(messages))
+        return estimate_tokens(texts) + pictured, token_bound(texts) + pictured
 
     def _reserve(self, uid: str, chosen: Model, prompt: int, max_out: int, key: str,
                  spend: Spend | None, options: dict[str, Any] | None, target: str,
