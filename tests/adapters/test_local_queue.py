@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue, backoff_seconds
+from creditflow.adapters.local.queue import QueueSettings, SqliteTaskQueue
+from creditflow.domain.backoff import backoff_seconds
 from creditflow.domain.jobs import Delivery, Job
 
 ROOT = Path(__file__).resolve().parents[2]

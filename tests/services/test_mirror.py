@@ -122,3 +122,24 @@ def test_a_document_not_written_as_a_mirrored_balance_is_not_read_as_one(damage:
     document = MirroredBalance(1_000_000, 0, 3, "2026-01-01T00:00:00.000000Z").document()
     assert MirroredBalance.read({**document, **damage}) is None
     assert MirroredBalance.read(None) is None and MirroredBalance.read([document]) is None
+
+
+def test_the_account_trigger_tries_again_after_a_failure(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Firestore triggers are never delivered again on Firebase either: mirrorAccount tries again itself, or the
+    balance would stay stale until the account next changes."""
+    from creditflow.entrypoints import triggers
+
+    monkeypatch.setattr(triggers, "platform", lambda: platform)
+    monkeypatch.setattr(triggers, "pause", lambda seconds: None)
+    funded(platform, "u", 3)
+    platform.realtime.set("/balances/u", None)
+    publish, failures = platform.mirror.publish, [TimeoutError("deadline exceeded")]
+
+    def flaky(uid: str) -> MirroredBalance | None:
+        if failures:
+            raise failures.pop()
+        return publish(uid)
+
+    monkeypatch.setattr(platform.mirror, "publish", flaky)
+    mirrored = triggers.mirror_account_document("accounts/user:u")
+    assert mirrored is not None and platform.realtime.get("/balances/u")["available"]["micros"] == 3 * CREDIT

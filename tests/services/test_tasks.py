@@ -724,7 +724,7 @@ def test_a_task_whose_routing_a_crash_cut_short_is_routed_by_the_recovery(ai: Pl
 def test_a_request_whose_trigger_died_before_accepting_it_ends_expired(ai: Platform, clock: SteppedClock,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """On Firebase the submitRequest trigger records the task, then accepts it; an instance that died in between
-    (a timeout, a store error) is not retried (RTDB triggers have no retry) and nothing restarts to recover it.
+    (a timeout, a crash) is not delivered again (RTDB triggers have no retry) and nothing restarts to recover it.
     The scheduled expireTasks ends such a task once its quick deadline has passed, holding nothing, instead of
     leaving it `requested` (with no deadline) for ever, at the head of every later sweep."""
     from creditflow.entrypoints import triggers
@@ -741,6 +741,52 @@ def test_a_request_whose_trigger_died_before_accepting_it_ends_expired(ai: Platf
     task = ai.tasks.get("u", "stuck")
     assert task.state == EXPIRED and task.charged == 0 and task.outcome is None
     assert ai.tasks.store.unfinished(10) == [] and ai.credits.balance("u").held == 0
+
+
+def failing_first(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, failures: list[Exception]) -> None:
+    """`owner.name` raises each of `failures` on its first calls, then does its work."""
+    real = getattr(owner, name)
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, flaky)
+
+
+def test_a_request_trigger_that_fails_tries_again_itself(ai: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Firebase never delivers a Realtime Database event again (the SDK declares `retry: false`): a passing store
+    failure in submitRequest would leave the request unanswered for good. The trigger tries again after a backoff,
+    as the local tree's change feed does, and the request is answered and charged once."""
+    from creditflow.domain.errors import Contended, StoreConflict
+    from creditflow.entrypoints import triggers
+
+    monkeypatch.setattr(triggers, "platform", lambda: ai)
+    waits: list[float] = []
+    monkeypatch.setattr(triggers, "pause", waits.append)
+    funded(ai, "u", 1)
+    failing_first(monkeypatch, ai.tasks.store, "get", [Contended.of(StoreConflict("lock timeout")),
+                                                       ConnectionError("connection reset")])
+    request = {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1}
+    assert triggers.request_written("u", "r1", None, request) == {"task": "r1", "state": SUCCEEDED}
+    assert len(waits) == 2 and 0.5 <= waits[0] <= 1 and 1 <= waits[1] <= 2  # backing off, with jitter
+    assert ai.tasks.get("u", "r1").charged == 33 and ai.credits.balance("u").available == CREDIT - 33
+
+
+def test_a_request_trigger_failing_every_time_gives_up_holding_nothing(ai: Platform,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from creditflow.entrypoints import triggers
+
+    monkeypatch.setattr(triggers, "platform", lambda: ai)
+    waits: list[float] = []
+    monkeypatch.setattr(triggers, "pause", waits.append)
+    funded(ai, "u", 1)
+    failing_first(monkeypatch, ai.tasks.store, "get", [ConnectionError(f"down {n}") for n in range(5)])
+    with pytest.raises(ConnectionError, match="down 4"):
+        triggers.request_written("u", "r1", None, {"kind": "chat", "input": "hi", "model": LLAMA, "createdAt": 1})
+    assert len(waits) == 4 and sum(waits) <= 15  # inside a trigger's 60 s timeout
+    assert ai.tasks.store.get("u", "r1") is None and ai.credits.balance("u").held == 0
 
 
 class Died(BaseException):

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..bootstrap import sweep_media as media_sweep
+from ..domain.backoff import backoff_seconds
 from .runtime import platform
 
 if TYPE_CHECKING:
     from ..services.mirror import MirroredBalance
+
+log = logging.getLogger("creditflow.triggers")
+T = TypeVar("T")
+
+# a failed event trigger is tried again here as the local tree's change feed tries it: up to 5 attempts, waiting
+# about 1, 2, 4, 8 s between them (at most 15 s in all, well inside a trigger's 60 s timeout)
+EVENT_ATTEMPTS = 5
+EVENT_BACKOFF_SECONDS = 1.0
+pause = time.sleep
+
+
+def retried(name: str, handle: Callable[[], T]) -> T:
+    """`handle()`, tried again after a failure: Firebase never delivers a Realtime Database or Firestore event
+    again (the SDK declares them `retry: false`), so a store's passing error would lose the request for good. The
+    handlers are idempotent, as for any delivery at least once."""
+    for attempt in range(1, EVENT_ATTEMPTS):
+        try:
+            return handle()
+        except Exception:
+            log.warning("%s failed (attempt %d of %d); trying again", name, attempt, EVENT_ATTEMPTS, exc_info=True)
+            pause(backoff_seconds(attempt, EVENT_BACKOFF_SECONDS, 8 * EVENT_BACKOFF_SECONDS))
+    return handle()
 
 
 def expire_holds(limit: int = 500) -> dict[str, Any]:
@@ -31,7 +56,7 @@ def mirror_account(account_id: str) -> MirroredBalance | None:
     """Rewrite /balances/{uid} after the account document changed (Firestore trigger; versions keep order)."""
     if not account_id.startswith("user:"):
         return None
-    return platform().mirror.publish(account_id.removeprefix("user:"))
+    return retried("mirrorAccount", lambda: platform().mirror.publish(account_id.removeprefix("user:")))
 
 
 def mirror_account_document(document: str) -> MirroredBalance | None:
@@ -44,7 +69,7 @@ def mirror_account_document(document: str) -> MirroredBalance | None:
 
 def request_written(uid: str, request_id: str, before: Any, after: Any) -> dict[str, Any] | None:
     """A write under /requests/{uid}/{requestId} (RTDB trigger on Firebase, the tree's change feed locally)."""
-    task = platform().tasks.on_request_written(uid, request_id, before, after)
+    task = retried("a request's trigger", lambda: platform().tasks.on_request_written(uid, request_id, before, after))
     return {"task": task.id, "state": task.state} if task is not None else None
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import secrets
 import threading
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...domain.backoff import backoff_seconds
 from ...domain.jobs import Delivery, Job
 from ...ports import QUEUES, JobHandler
 from .sqlite_connections import ThreadConnections
@@ -58,13 +58,6 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL, "
     "queue TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, at REAL NOT NULL)",
 )
-
-
-def backoff_seconds(attempt: int, base: float, cap: float, draw: Callable[[], float] = random.random) -> float:
-    """The wait after failed attempt `attempt` (from 1): base·2^(attempt-1) capped at `cap`, then "equal jitter",
-    between half of it and all of it, so retries of many jobs failing together spread out yet still back off."""
-    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
-    return ceiling / 2 + ceiling / 2 * draw()
 
 
 @dataclass(frozen=True)
