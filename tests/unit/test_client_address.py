@@ -32,6 +32,16 @@ def test_proxies_of_ones_own_in_front_are_skipped() -> None:
     assert address("198.51.100.1", proxies=1) == "10.1.2.3"  # fewer entries than proxies: the peer's
 
 
+def test_a_front_ends_own_hop_after_the_client_is_passed_over() -> None:
+    """A Google front end proxying for a load balancer writes `<client>, <its own address>`: were its hop taken, every
+    caller would be one network, and the welcome bonus's per-network limit would refuse all but the first few."""
+    assert address("203.0.113.7, 35.191.4.9") == "203.0.113.7"
+    assert address("6.6.6.6, 203.0.113.7, 130.211.1.2") == "203.0.113.7"
+    assert address("203.0.113.7, 35.191.4.9, 198.51.100.1", proxies=1) == "203.0.113.7"
+    assert address("35.191.4.9") == "35.191.4.9"  # nothing before it: the front end is all there is to count
+    assert address("35.192.0.1") == "35.192.0.1"  # next to the range, not in it
+
+
 def test_locally_the_peer_whatever_the_header() -> None:
     assert address("203.0.113.7", runtime="local") == "10.1.2.3"
 
