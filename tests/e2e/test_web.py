@@ -308,6 +308,56 @@ def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: 
     assert task.get_by_role("button", name="Cancel this task").count() == 0  # nothing to cancel at its end
 
 
+def test_a_request_no_function_answered_is_sent_again_through_the_rest_api(context: Any, web: LocalServer) -> None:
+    """Firebase never delivers a Realtime Database trigger again, and an instance can die before it records the task:
+    a request the bus took but no task was made for is sent again through the REST API under the same id, after
+    20 s, and runs once. (Here the bus takes the write and drops it, as a lost trigger leaves it unanswered.)"""
+    funded(web, "lost")
+    page = context.new_page()
+    page.clock.install()
+    dropped: list[str] = []
+
+    def lost(route: Any) -> None:
+        if route.request.method != "PUT":
+            route.continue_()
+            return
+        dropped.append(route.request.url.split("?")[0].removesuffix(".json").rsplit("/", 1)[1])
+        route.fulfill(status=200, json=json.loads(route.request.post_data))
+
+    page.route("**/realtime/requests/**", lost)
+    sign_in(page, web, "lost", "tasks")
+    page.get_by_label("Prompt").fill("a request whose trigger is lost")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_text(re.compile(r"Submitted task .* \(through the realtime bus\)")).wait_for()
+    token = web.token("lost")
+    page.clock.fast_forward(15000)
+    assert len(dropped) == 1 and web.call("GET", "/api/v1/tasks", token=token).json["tasks"] == []  # still waits
+    page.clock.fast_forward(6000)  # past 20 s unanswered
+    page.wait_for_function("() => document.querySelector('[data-testid=task]')?.dataset.state === 'succeeded'",
+                           timeout=30000)
+    tasks = web.call("GET", "/api/v1/tasks", token=token).json["tasks"]
+    assert [t["id"] for t in tasks] == dropped and tasks[0]["state"] == "succeeded"
+    assert tasks[0]["charged"]["micros"] > 0
+    page.clock.fast_forward(30000)  # and once only
+    assert len(web.call("GET", "/api/v1/tasks", token=token).json["tasks"]) == 1
+
+
+def test_a_request_answered_is_not_sent_again(context: Any, web: LocalServer) -> None:
+    funded(web, "kept")
+    page = context.new_page()
+    page.clock.install()
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" and "/api/v1/tasks" in r.url else None)
+    sign_in(page, web, "kept", "tasks")
+    page.get_by_label("Prompt").fill("a request answered on the bus")
+    page.get_by_role("button", name="Submit the task").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=task]')?.dataset.state === 'succeeded'",
+                           timeout=30000)
+    with page.expect_response(lambda r: "/api/v1/tasks/" in r.url and r.request.method == "GET") as looked:
+        page.clock.fast_forward(21000)
+    assert looked.value.status == 200 and posted == []  # it looked, found its task, and sent nothing
+
+
 def test_the_tasks_page_follows_the_newest_tasks_not_the_whole_history(context: Any, web: LocalServer) -> None:
     """A long history is not read whole: the page asks the tree for the newest 25 tasks (a query) and for the
     streams of running ones only; a finished task's reply is read from its result."""

@@ -28,11 +28,26 @@ async function viaBus(path, value, rest) {
   return "rest";
 }
 
+// a request the bus took with no task made for it this long after: its trigger was lost (Firebase never delivers a
+// Realtime Database trigger again, and an instance can die before it records the task)
+export const UNANSWERED_MS = 20000;
+
 export async function submitTask(uid, request) {
   const id = newKey("task").replace(/[^A-Za-z0-9_-]/g, "");
-  const how = await viaBus(`requests/${uid}/${id}`, { ...request, createdAt: Date.now() },
-    () => api("POST", "/tasks", request, { idempotencyKey: id }));
+  const rest = () => api("POST", "/tasks", request, { idempotencyKey: id });
+  const how = await viaBus(`requests/${uid}/${id}`, { ...request, createdAt: Date.now() }, rest);
+  if (how === "bus") setTimeout(() => sendAgainIfLost(id, rest), UNANSWERED_MS);
   return { id, how };
+}
+
+/** The request sent again through the REST API, under the same id, when no task was made for it: one task in the
+ * end, whichever of the two arrives first (the id is the task's, and the REST API's Idempotency-Key). */
+async function sendAgainIfLost(id, rest) {
+  try {
+    await api("GET", `/tasks/${id}`);
+  } catch (error) {
+    if (error.status === 404) await rest().catch(() => {}); // what goes wrong shows on the task, or not at all
+  }
 }
 
 function streamText(pieces) {
