@@ -30,7 +30,7 @@ from ...domain.errors import (
 from ...domain.idempotency import MAX_KEY, require_key
 from ...domain.problems import problem_members
 from ...ports import TokenVerifier
-from .invalid_fields import invalid_fields
+from .invalid_fields import InvalidFields, invalid_fields
 from .json_body import MAX_BODY, InvalidBody, parse
 from .statuses import status_of
 
@@ -170,11 +170,10 @@ class Api:
         def contended(error: StoreConflict) -> Response:  # a lost race outside a use case's retries
             return ledger_error(Contended.of(error))
 
-        @app.errorhandler(ValidationError)
-        def invalid(error: ValidationError) -> Response:
-            errors = invalid_fields(error)
-            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-            return problem(400, "invalid-request", "Invalid request", detail, errors=errors)
+        @app.errorhandler(InvalidFields)
+        def invalid(error: InvalidFields) -> Response:  # a request body its model refused (see _body)
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in error.fields)
+            return problem(400, "invalid-request", "Invalid request", detail, errors=error.fields)
 
         @app.errorhandler(InvalidBody)
         def invalid_body(error: InvalidBody) -> Response:  # past a limit of the one JSON reader
@@ -197,7 +196,7 @@ class Api:
             return response
 
         @app.errorhandler(Exception)
-        def unexpected(error: Exception) -> Response:
+        def unexpected(error: Exception) -> Response:  # also a ValidationError: a response model that failed to build
             log.exception("unhandled error on %s %s", request.method, request.path)
             return problem(500, "internal", "Internal error", "something went wrong on our side; nothing was "
                            "charged twice, and the request can be retried with the same Idempotency-Key")
@@ -346,7 +345,10 @@ class Api:
                                           " (this request has none)"))
         raw = raw or b"{}"
         parse(raw, unique_names=True)  # the limits every surface shares; the model then reads the same bytes
-        return model.model_validate_json(raw)
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as error:  # the client's request: a 400 (elsewhere, a ValidationError is ours: 500)
+            raise InvalidFields(error) from None
 
     def openapi(self) -> dict[str, Any]:
         """OpenAPI 3.1, generated from the registered operations and their Pydantic models."""

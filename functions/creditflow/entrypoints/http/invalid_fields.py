@@ -34,6 +34,15 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"]
 
 
+class InvalidFields(Exception):
+    """A request the route's model refused: the client's to fix (400). Only what reads a request raises it; any
+    other ValidationError is a model the server failed to build (a response), which is the server's fault."""
+
+    def __init__(self, error: ValidationError) -> None:
+        super().__init__(str(error))
+        self.fields = invalid_fields(error)
+
+
 def invalid_fields(error: ValidationError) -> list[dict[str, str]]:
     """Each field and why, without the labels of a union's members. Where the value had one member's shape and
     that member says what is wrong inside it, the members it did not fit at all are not heard (an object given
