@@ -4,6 +4,8 @@ the configured age unless a live task still names them. Through the HTTP routes,
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +164,46 @@ def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Plat
     assert kept.uploads.sweep(limit=2) == Swept(removed=0, kept=0)  # three live tasks, a limit of two
     assert stored(kept, "hal") == [named["id"]]
     assert kept.uploads.sweep(limit=10) == Swept(removed=0, kept=1)
+
+
+def multipart(parts: int, image: bytes = SMALL) -> dict[str, Any]:
+    """A multipart body of `parts` parts: text parts, then the image as the part named file."""
+    return {**{f"note{n}": "x" for n in range(parts - 1)}, "file": (io.BytesIO(image), "x.png")}
+
+
+def test_a_multipart_body_past_the_parts_limit_is_refused_naming_that_limit(kept: Platform, client: Any) -> None:
+    """Werkzeug refuses more than 1,000 parts with a bare 413, which was said as the body's size (10,304 KiB) though
+    the body was a few KiB: the refusal names the parts' count, and nothing is stored."""
+    headers = auth(kept, "ida")
+    refused = client.post("/api/v1/uploads", data=multipart(1001), headers=headers, content_type="multipart/form-data")
+    assert refused.status_code == 413 and refused.headers["Content-Type"] == "application/problem+json"
+    assert "at most 1,000 parts" in refused.json["detail"] and "KiB" not in refused.json["detail"], refused.json
+    assert stored(kept, "ida") == []
+    within = client.post("/api/v1/uploads", data=multipart(1000), headers=headers, content_type="multipart/form-data")
+    assert within.status_code == 200, within.json
+
+
+def test_a_chunked_multipart_body_is_refused_for_the_limit_it_passed(kept: Platform) -> None:
+    """A body sent without a length (chunked, as Cloud Functions' server hands it over) may be cut at the body's
+    limit while its parts are read: that refusal still names the body's size; too many parts, their count."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+    from werkzeug.wrappers import Response
+
+    from creditflow.entrypoints.http.app import create_app
+    from creditflow.entrypoints.http.upload_routes import MAX_UPLOAD_BODY
+
+    app = create_app(kept)
+    headers = auth(kept, "jo")
+
+    def chunked(data: dict[str, Any]) -> Any:
+        environ = EnvironBuilder("/api/v1/uploads", method="POST", data=data, headers=headers,
+                                 content_type="multipart/form-data").get_environ()
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True
+        return Response(*run_wsgi_app(app, environ, buffered=True))  # as built (a test client adds a length)
+
+    parts = chunked(multipart(1001))
+    assert parts.status_code == 413 and "at most 1,000 parts" in json.loads(parts.data)["detail"], parts.data
+    large = chunked({"file": (io.BytesIO(b"\0" * (MAX_UPLOAD_BODY + 1)), "x.png")})
+    assert large.status_code == 413 and "10,304 KiB" in json.loads(large.data)["detail"], large.data
+    assert stored(kept, "jo") == []

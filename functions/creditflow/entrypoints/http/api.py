@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
@@ -186,7 +186,7 @@ class Api:
         def http_error(error: HTTPException) -> Response:
             code = (error.name or "error").lower().replace(" ", "-")
             detail = error.description or error.name
-            if error.code == 413:  # werkzeug's words name no limit
+            if error.code == 413 and detail == RequestEntityTooLarge.description:  # werkzeug's words name no limit
                 limit = request.max_content_length or MAX_BODY
                 detail = f"the request body is larger than the {limit // 1024:,} KiB this route accepts"
             response = problem(error.code or 500, code, error.name, detail)

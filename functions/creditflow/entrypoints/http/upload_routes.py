@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from flask import request
 from pydantic import Field
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
@@ -48,7 +51,7 @@ def upload_image(platform: Platform, caller: Caller, key: str | None) -> UploadO
         raise InvalidImagePart("uploads are not kept on this platform")
     request.max_content_length = MAX_UPLOAD_BODY
     if request.mimetype == "multipart/form-data":
-        part = request.files.get("file")
+        part = _file_part()
         if part is None:
             raise InvalidImagePart("a multipart upload needs a part named file holding the image")
         data = part.read(MAX_UPLOAD + 1)
@@ -62,6 +65,23 @@ def upload_image(platform: Platform, caller: Caller, key: str | None) -> UploadO
     return UploadOut(id=upload.id, reference=upload.reference, url=absolute(upload.url),
                      content_type=upload.facts.content_type, width=upload.facts.width,
                      height=upload.facts.height, size=upload.facts.size, replayed=upload.replayed)
+
+
+def _file_part() -> FileStorage | None:
+    """The multipart body's part named file. Werkzeug refuses a body past one of three limits with the same bare 413:
+    its size, a text part's size, and the count of its parts. A text part is let be as large as the body (the body's
+    limit bounds it), so a 413 while parsing names the parts' count, unless a body sent without a length (chunked)
+    was cut at the body's limit."""
+    request.max_form_memory_size = MAX_UPLOAD_BODY
+    stream = request.stream  # a declared length past the body's limit is refused here, as the body's size
+    try:
+        return request.files.get("file")
+    except RequestEntityTooLarge:
+        if request.content_length is None and isinstance(stream, LimitedStream) and stream.is_exhausted:
+            raise
+        most = request.max_form_parts
+        raise RequestEntityTooLarge(f"a multipart body has at most {most:,} parts; this one has more: send the image "
+                                    "as one part named file") from None
 
 
 class UploadDeletedOut(s.Out):
