@@ -58,10 +58,11 @@ V1_REFUSED = [
 ]
 
 
-def post(server: LocalServer, path: str, body: bytes, secret: str, key: str = "json-1") -> tuple[int, str, dict]:
+def post(server: LocalServer, path: str, body: bytes, secret: str, key: str = "json-1",
+         content_type: str = "application/json") -> tuple[int, str, dict]:
     host, port = server.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    connection.request("POST", path, body, {"Authorization": f"Bearer {secret}", "Content-Type": "application/json",
+    connection.request("POST", path, body, {"Authorization": f"Bearer {secret}", "Content-Type": content_type,
                                             "Idempotency-Key": key})
     reply = connection.getresponse()
     answer = reply.status, reply.getheader("Content-Type", ""), json.loads(reply.read())
@@ -131,6 +132,48 @@ def test_the_api_refuses_the_same_bodies_with_a_problem(server: LocalServer, pat
     else:
         assert "surrogate" in answer["detail"]
     assert ledger_digest(server.data) == before
+
+
+NOT_UTF8 = ["latin1", "ISO-8859-1", "us-ascii", "utf-16", "windows-1252", "nonsense"]
+
+
+@pytest.mark.parametrize("charset", NOT_UTF8)
+def test_a_body_in_another_charset_is_refused_with_415_on_each_surface(server: LocalServer, charset: str) -> None:
+    """JSON is UTF-8 (RFC 8259): a body said to be in another charset was read as UTF-8 all the same (its text
+    changed, or refused as invalid JSON when it was not UTF-8 too); it is refused for its charset, in each surface's
+    words, and nothing is held or charged."""
+    admin = server.token("root", admin=True)
+    server.call("POST", "/api/v1/admin/grants", {"uid": "json-cs", "amount": "5"}, token=admin,
+                headers={"Idempotency-Key": "json-cs"})
+    key = new_key(server, "json-cs-gw")
+    before = ledger_digest(server.data)
+    declared = f"application/json; charset={charset}"
+    status, kind, answer = post(server, "/api/v1/credits/reserve", '{"amount": "1", "memo": {"note": "café"}}'
+                                .encode("latin-1"), server.token("json-cs"), f"cs-{charset}", declared)
+    assert (status, kind) == (415, "application/problem+json"), answer
+    assert answer["type"].endswith("/unsupported-media-type") and f"charset is {charset!r}" in answer["detail"]
+    status, kind, answer = post(server, "/api/v1/credits/reserve", b'{"amount": "1"}', server.token("json-cs"),
+                                f"cs-ascii-{charset}", declared)  # ASCII: the same in most charsets, still refused
+    assert status == 415, answer
+    status, kind, answer = post(server, "/v1/chat/completions", chat(content='"café"'.encode("latin-1")), key,
+                                f"gw-cs-{charset}", declared)
+    assert (status, kind) == (415, "application/json"), answer
+    assert answer["error"]["type"] == "invalid_request_error" and "UTF-8" in answer["error"]["message"], answer
+    assert ledger_digest(server.data) == before
+
+
+@pytest.mark.parametrize(("n", "charset"), list(enumerate(["utf-8", "UTF-8", "Utf-8", "utf8", '"utf-8"'])))
+def test_a_body_said_to_be_utf8_in_any_spelling_is_read(server: LocalServer, n: int, charset: str) -> None:
+    admin = server.token("root", admin=True)
+    server.call("POST", "/api/v1/admin/grants", {"uid": "json-u8", "amount": "50"}, token=admin,
+                headers={"Idempotency-Key": "json-u8"})
+    declared = f"application/json; charset={charset}"
+    status, _, answer = post(server, "/api/v1/credits/reserve", '{"amount": "1", "memo": {"note": "café"}}'.encode(),
+                             server.token("json-u8"), f"u8-{n}", declared)
+    assert status == 200, answer
+    status, _, answer = post(server, "/v1/chat/completions", chat(content='"café"'.encode()),
+                             new_key(server, f"json-u8-{n}"), f"gw-u8-{n}", declared)
+    assert status == 200, answer
 
 
 def test_the_welcome_callable_keeps_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ from ...domain.idempotency import MAX_KEY, require_key
 from ...domain.problems import problem_members
 from ...ports import TokenVerifier
 from .invalid_fields import InvalidFields, invalid_fields
-from .json_body import MAX_BODY, InvalidBody, parse
+from .json_body import MAX_BODY, InvalidBody, parse, require_utf8
 from .statuses import status_of
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,8 @@ class Api:
         def invalid_body(error: InvalidBody) -> Response:  # past a limit of the one JSON reader
             if error.status == 413:
                 return problem(413, "request-entity-too-large", "Request Entity Too Large", error.message)
+            if error.status == 415:
+                return problem(415, "unsupported-media-type", "Unsupported Media Type", error.message)
             return problem(400, "invalid-request", "Invalid request", f"(body): {error.message}",
                            errors=[{"field": "(body)", "message": error.message}])
 
@@ -343,6 +345,8 @@ class Api:
             raise UnsupportedMediaType("send the body as JSON, with the header Content-Type: application/json"
                                        + (f" (this request's is {request.mimetype})" if request.mimetype else
                                           " (this request has none)"))
+        if raw:
+            require_utf8(request.mimetype_params)
         raw = raw or b"{}"
         parse(raw, unique_names=True)  # the limits every surface shares; the model then reads the same bytes
         try:

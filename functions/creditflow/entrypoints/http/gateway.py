@@ -40,7 +40,7 @@ from ...services.chat import capability_of
 from ...services.chat_results import Charge, Piece, StreamEnd
 from .api import RateLimiter
 from .chat_options import InvalidOption, chat_options
-from .json_body import InvalidBody, parse
+from .json_body import InvalidBody, parse, require_utf8
 from .slots import take_call_slot
 from .statuses import status_of, status_of_code, worth_retrying
 
@@ -413,6 +413,7 @@ def _body() -> dict[str, Any]:
     if not request.is_json:
         raise _bad("the body must be a JSON object, sent with Content-Type: application/json")
     try:
+        require_utf8(request.mimetype_params)
         body = parse(request.get_data(cache=True))
     except InvalidBody as error:
         raise GatewayError(error.status, error.message, "invalid_request_error") from error

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 MAX_BODY = 64 * 1024  # bytes; the server refuses a longer body (413) before reading it
+UTF8_NAMES = frozenset({"utf-8", "utf8"})  # a body's charset, lowercased, that says UTF-8
 MAX_DEPTH = 64  # arrays and objects inside each other; deep enough for any tool's JSON Schema
 
 
 class InvalidBody(Exception):
-    """A body that is not JSON within the limits; `status` 400, or 413 past the size limit."""
+    """A body that is not JSON within the limits; `status` 400, 413 past the size limit, or 415 for a charset other
+    than UTF-8."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -43,6 +46,17 @@ def parse(raw: bytes, *, unique_names: bool = False) -> Any:
     if unique_names:
         json.loads(raw, object_pairs_hook=_once_each)  # only checks: orjson's document is the one kept
     return document
+
+
+def require_utf8(content_type_params: Mapping[str, str]) -> None:
+    """JSON is UTF-8 (RFC 8259 §8.1): a body whose Content-Type names another charset (`application/json;
+    charset=latin1`) would be read as UTF-8 all the same, its text changed, so it is refused (415) instead. No
+    charset is UTF-8; UTF-8 may be spelt in any case, and `utf8` too. (Not codecs.lookup: it remembers every unknown
+    name it is asked, and the names here are the client's.)"""
+    charset = content_type_params.get("charset")
+    if charset is not None and charset.strip().lower() not in UTF8_NAMES:
+        raise InvalidBody(f"the body's charset is {charset[:40]!r}: JSON is read as UTF-8 only; send it as UTF-8, "
+                          "with Content-Type: application/json (or ; charset=utf-8)", status=415)
 
 
 def _once_each(members: list[tuple[str, Any]]) -> dict[str, Any]:
