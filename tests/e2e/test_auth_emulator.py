@@ -9,14 +9,14 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.firebase_tools import FIREBASE, ROOT, free_ports
 from tests.e2e.server import LocalServer
 
-ROOT = Path(__file__).resolve().parents[2]
-FIREBASE = ROOT / "tools" / "node_modules" / ".bin" / "firebase"
 PROJECT = "demo-creditflow"
 
 
@@ -31,22 +31,46 @@ def post(url: str, body: object, token: str | None = None) -> dict:
 def auth_emulator() -> Iterator[str]:
     if not FIREBASE.exists():
         pytest.skip("firebase-tools is not installed (make installs it under tools/)")
-    emulator = subprocess.Popen([str(FIREBASE), "emulators:start", "--only", "auth", "--project", PROJECT],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    host = "127.0.0.1:9099"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", 9099), timeout=1).close()
-            break
-        except OSError:
+    with running_auth_emulator() as host:
+        yield host
+
+
+@contextmanager
+def running_auth_emulator() -> Iterator[str]:
+    """The Auth emulator on a free loopback port, and the emulator hub and logging beside it on ports of their own:
+    firebase.json's fixed 9099 was held by another checkout's run, whose emulator this one then talked to. The
+    config sits beside firebase.json, since firebase-tools takes the project folder from where it is."""
+    port, hub, logging = free_ports(3)
+    config = ROOT / f".firebase-auth-e2e-{port}.json"
+    config.write_text(json.dumps({"emulators": {
+        "singleProjectMode": True, "auth": {"host": "127.0.0.1", "port": port},
+        "hub": {"host": "127.0.0.1", "port": hub}, "logging": {"host": "127.0.0.1", "port": logging},
+        "ui": {"enabled": False}}}))
+    emulator = subprocess.Popen([str(FIREBASE), "--config", str(config), "emulators:start", "--only", "auth",
+                                 "--project", PROJECT], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not listening(port):
+            if emulator.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the Auth emulator did not start")
             time.sleep(0.3)
-    else:
-        emulator.kill()
-        pytest.fail("the Auth emulator did not start")
-    yield host
-    emulator.terminate()
-    emulator.wait(timeout=30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        config.unlink(missing_ok=True)
+        emulator.terminate()
+        try:
+            emulator.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+            emulator.wait()
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 class Users:
@@ -121,3 +145,22 @@ def test_a_disabled_or_signed_out_user_is_refused_before_the_token_expires(
         assert disabled.status == 401 and "disabled" in disabled.json["detail"], disabled.json
     finally:
         server.stop()
+
+
+def test_two_runs_at_once_each_have_their_own_emulator(auth_emulator: str) -> None:
+    """Another checkout's suite running at the same time starts its own Auth emulator: it starts, and each holds
+    only its own users (on firebase.json's fixed port the second could not start, and the first's answered it)."""
+    users = Users(auth_emulator)
+    uid, _ = users.sign_up("first-run@example.com")
+    with running_auth_emulator() as other:
+        assert other != auth_emulator
+        theirs, _ = Users(other).sign_up("other-run@example.com")
+        assert lookup(other, theirs) and not lookup(other, uid)
+    assert lookup(auth_emulator, uid) and not lookup(auth_emulator, theirs)
+
+
+def lookup(host: str, uid: str) -> bool:
+    """Whether the emulator at `host` has the user."""
+    found = post(f"http://{host}/identitytoolkit.googleapis.com/v1/projects/{PROJECT}/accounts:lookup",
+                 {"localId": [uid]}, token="owner")
+    return bool(found.get("users"))
