@@ -174,8 +174,10 @@ class RealtimeFeed(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def wait(self, after: int, timeout: float, path: str = "/") -> list[tuple[int, str]]:
-        """The changes (sequence, path) after `after`, waiting up to `timeout` s for one at, below or above `path`."""
+    def wait(self, after: int, timeout: float, path: str = "/",
+             gone: Callable[[], bool] | None = None) -> list[tuple[int, str]]:
+        """The changes (sequence, path) after `after`, waiting up to `timeout` s for one at, below or above `path`;
+        less, with what there is, once `gone()` says the one waiting has gone (asked every second or less)."""
 
     def patch_keys(self, seq: int) -> tuple[str, ...] | None:
         """The relative paths a change wrote when it was a multi-path update, else None."""

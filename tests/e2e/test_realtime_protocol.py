@@ -4,7 +4,9 @@ client drives it in tests/contract/test_realtime.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -137,6 +139,56 @@ def test_streams_carry_puts_and_patches(server: LocalServer, stream_lines: Any) 
             break
         kind, data = next(events)
     assert (kind, data) == ("patch", {"path": "/", "data": {"cancel": True}})
+
+
+def raw_stream(server: LocalServer, path: str, token: str) -> tuple[socket.socket, int]:
+    """An event stream on a socket of its own, and its response's status (the rest is left unread)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10)
+    connection.sendall(f"GET {path}?auth={token} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+                       .encode())
+    return connection, int(connection.recv(4096).split(b" ", 2)[1])
+
+
+def hang_up(connection: socket.socket) -> None:
+    """Close as a browser's EventSource.close() does, having read all that came: a FIN, not a reset (the server's
+    next write still succeeds; only the one after it would fail)."""
+    connection.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while connection.recv(65536):
+            pass
+    connection.close()
+
+
+def test_a_closed_streams_slot_is_free_again_within_a_second(server: LocalServer) -> None:
+    """A stream holds one of its caller's slots while it is open. The server learnt that the client had gone only
+    when a write to it failed: the second keep-alive after it left, 5 to 10 s later, all that time refusing the
+    caller a new stream (as a page reloaded reopens its streams at once). It now notices the hang-up itself."""
+    from creditflow.entrypoints.http.app import MAX_STREAMS_PER_CALLER
+
+    token, path = server.token("gone-user"), "/realtime/balances/gone-user.json"
+    opened = [raw_stream(server, path, token) for _ in range(MAX_STREAMS_PER_CALLER)]
+    assert [status for _, status in opened] == [200] * MAX_STREAMS_PER_CALLER
+    streams = [connection for connection, _ in opened]
+    refused, status = raw_stream(server, path, token)
+    refused.close()
+    assert status == 429
+    waited = []
+    for trial in range(3):
+        time.sleep(trial * 1.7)  # at other moments between two keep-alives
+        hang_up(streams.pop(0))
+        closed = time.monotonic()
+        while time.monotonic() - closed < 12:
+            connection, status = raw_stream(server, path, token)
+            if status == 200:
+                streams.append(connection)
+                break
+            connection.close()
+            time.sleep(0.05)
+        waited.append(time.monotonic() - closed)
+    for connection in streams:
+        hang_up(connection)
+    assert max(waited) < 1.5, waited
 
 
 def test_the_admin_token_when_the_runtime_names_it_and_the_write_budget(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ from cheroot.wsgi import Gateway_10, Server
 from ..adapters.cpu_turns import CpuTurns
 from .http.api import PROBLEM, PROBLEM_BASE
 from .http.app import CALLER
+from .http.realtime import CLIENT_GONE
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -187,7 +189,26 @@ class _Gateway(Gateway_10):
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot annotates it None; it returns it
         environ = super().get_environ()
         environ[REQUEST_READ] = partial(self.req.server.deadlines.done, self.req)
+        environ[CLIENT_GONE] = partial(peer_closed, self.req.conn.socket)
         return environ
+
+
+def peer_closed(connection: socket.socket) -> bool:
+    """Whether the client has closed its side of the connection (or reset it), without waiting or reading anything:
+    the socket is readable and a peek finds its end. A client that sends more (the next request, pipelined) has
+    not."""
+    if connection.fileno() < 0:  # closed here already
+        return True
+    try:
+        poller = select.poll()
+        poller.register(connection, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(0):
+            return False
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:  # reset by the peer
+        return True
+    except ValueError:  # a socket that cannot peek (TLS): not known, so not gone; a failed write will tell
+        return False
 
 
 class _ProblemRequest(HTTPRequest):

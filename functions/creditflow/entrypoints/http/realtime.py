@@ -51,7 +51,9 @@ from .slots import Slots
 def now_ms() -> int:
     return int(time.time() * 1000)
 
-KEEP_ALIVE_SECONDS = 5.0  # also how soon a stream whose client has gone is noticed (the next write fails)
+KEEP_ALIVE_SECONDS = 5.0  # without CLIENT_GONE, also how soon a stream whose client has gone is noticed: at the
+# second write after it left (the first is taken by the socket; the peer's reset makes the next fail), 5-10 s
+CLIENT_GONE = "creditflow.client_gone"  # in environ, where the server can tell: whether the client hung up
 STREAM_SECONDS = 3600  # a stream is closed after an hour; clients reconnect (as they do on Realtime Database)
 REVOKED = "credential is no longer valid"  # what Realtime Database's auth_revoked event carries
 METHODS = ("GET", "PUT", "PATCH", "POST", "DELETE")
@@ -250,18 +252,20 @@ class RealtimeSurface:
         """Realtime Database REST streaming: `put` and `patch` events with {path, data}, `keep-alive`s, `cancel`
         when the rules stop allowing the read, `auth_revoked` when the token stops being valid. A stream of a
         query (orderBy…) sends the query's result again, whole, whenever it changes. Each open stream holds a
-        slot, given back when the server closes the response (a client gone is noticed at the next write)."""
+        slot, given back when the server closes the response: when the stream ends, or its client has gone (noticed
+        within half a second where the server can tell, CLIENT_GONE; else at a write that fails)."""
         if not self.can_read(who, parts):
             return self.denied(who)
         order = order_by(request.args)
         unindexed = self.unindexed(parts, order)
         if unindexed is not None:
             return unindexed
+        gone = request.environ.get(CLIENT_GONE)
         if order is not None:
             run_query({}, order, request.args)  # a bad query is refused now, not in the stream
-            events = self.query_events(who, parts, order, dict(request.args))
+            events = self.query_events(who, parts, order, dict(request.args), gone)
         else:
-            events = self.node_events(who, parts)
+            events = self.node_events(who, parts, gone)
         give_back = self.slots.take(who.auth["uid"] if who.auth and "uid" in who.auth else
                                     "admin" if who.admin else f"address:{request.remote_addr}")
         response = Response(events, mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
@@ -278,14 +282,18 @@ class RealtimeSurface:
             return False
         return True
 
-    def changes(self, who: Identity, parts: tuple[str, ...], seen: int) -> Iterator[str | list[tuple[int, str]]]:
+    def changes(self, who: Identity, parts: tuple[str, ...], seen: int,
+                gone: Callable[[], bool] | None = None) -> Iterator[str | list[tuple[int, str]]]:
         """Batches of changes from the feed after `seen` (taken before the first value was read, so nothing is
         missed in between), and events to send as they are: keep-alives, and the last one when the token
-        (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. Ends after an hour, or at shutdown."""
+        (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. Ends after an hour, at shutdown, or
+        once `gone()` says the client has hung up."""
         feed, watched = self.tree.feed, join(list(parts))
         deadline = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < deadline and not feed.closed:
-            changed = feed.wait(seen, KEEP_ALIVE_SECONDS, watched)  # woken by changes around the path alone
+            changed = feed.wait(seen, KEEP_ALIVE_SECONDS, watched, gone)  # woken by changes around the path alone
+            if gone is not None and gone():
+                return
             if changed:
                 seen = changed[-1][0]
             if not self.still_valid(who):
@@ -299,7 +307,8 @@ class RealtimeSurface:
                 continue
             yield changed
 
-    def node_events(self, who: Identity, parts: tuple[str, ...]) -> Iterator[str]:
+    def node_events(self, who: Identity, parts: tuple[str, ...],
+                    gone: Callable[[], bool] | None = None) -> Iterator[str]:
         """Each write at or below the node as it was written; a write above it sends the node whole, unless it is
         known to be what was last sent whole (after a write below, it is not known: the node is not read again
         for each write below it, a reply's every token piece)."""
@@ -309,7 +318,7 @@ class RealtimeSurface:
         current = tree.read(parts)
         last: str | None = etag(current)  # of what the client holds, when known
         yield _event("put", "/", current)
-        for changed in self.changes(who, parts, seen):
+        for changed in self.changes(who, parts, seen, gone):
             if isinstance(changed, str):
                 yield changed
                 continue
@@ -330,8 +339,8 @@ class RealtimeSurface:
                         last = etag(now)
                         yield _event("put", "/", now)
 
-    def query_events(self, who: Identity, parts: tuple[str, ...], order: str, params: dict[str, str]) -> \
-            Iterator[str]:
+    def query_events(self, who: Identity, parts: tuple[str, ...], order: str, params: dict[str, str],
+                     gone: Callable[[], bool] | None = None) -> Iterator[str]:
         """The query's result, sent again whole when it changes. The node is kept as last read, and a write below
         one of its children reads that child again, not the node: a change costs the child, not a user's whole
         history (a write at or above the node reads it whole)."""
@@ -343,7 +352,7 @@ class RealtimeSurface:
         current = run_query(node, order, params, ranks)
         last = etag(current)
         yield _event("put", "/", current)
-        for changed in self.changes(who, parts, seen):
+        for changed in self.changes(who, parts, seen, gone):
             if isinstance(changed, str):
                 yield changed
                 continue
