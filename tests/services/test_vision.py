@@ -132,6 +132,34 @@ def test_bad_images_are_refused_and_cost_nothing(seeing: Platform, client: Any) 
                        content_type="multipart/form-data").status_code == 422
 
 
+def test_a_stored_image_named_by_a_caller_without_credit_is_not_decoded_again(seeing: Platform, client: Any,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload had every pixel decoded when it was kept: a request naming it is checked by its header only before
+    the hold. Decoded whole again, one 142 KB upload of 49 megapixels named eight times made the server decode for
+    17 s, and answer 402, for a caller with no credit at all, as often as it liked."""
+    headers = auth(seeing, "fay")
+    kept = upload(client, headers, encoded(halves(1200, 800), "PNG")).json["reference"]
+    broke = {"Authorization": f"Bearer {issue_dev_token(seeing.settings, 'gus')}"}
+    assert seeing.blobs is not None
+    stored = seeing.blobs.get(f"users/fay/uploads/{kept.split(':', 1)[1]}")
+    assert stored is not None
+    seeing.blobs.put(f"users/gus/uploads/{kept.split(':', 1)[1]}", stored.data, stored.content_type)
+    tools = seeing.chat.vision.tools  # type: ignore[union-attr]
+    decoded: list[bool] = []  # for each image inspected: whether its pixels were decoded
+    checked = tools.inspect
+    monkeypatch.setattr(tools, "inspect", lambda data, limits=None, decode=True: (
+        decoded.append(decode), checked(data, limits, decode))[1])
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is in these?"}] + [
+        {"type": "image", "url": kept}] * 8}]}
+    refused = client.post("/api/v1/chat", json=body, headers={**broke, "Idempotency-Key": "broke-1"})
+    assert refused.status_code == 402, refused.json
+    assert decoded and not any(decoded)  # headers only: for the check, and for the estimate
+    inline = "data:image/png;base64," + base64.b64encode(encoded(halves(64, 32), "PNG")).decode()
+    decoded.clear()
+    assert ask(client, broke, inline, "broke-2").status_code == 402
+    assert decoded[:1] == [True]  # inline bytes were never checked whole: they are, before the hold
+
+
 def test_without_a_vision_model_the_refusal_says_so(seeing: Platform, client: Any) -> None:
     headers = auth(seeing, "fay")
     admin = {"Authorization": f"Bearer {issue_dev_token(seeing.settings, 'root', admin=True)}"}

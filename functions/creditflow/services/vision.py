@@ -47,8 +47,13 @@ class VisionInputs:
             raise InvalidImagePart(f"at most {MAX_IMAGES} images in one request, not {len(parts)}")
         urls = {}
         for m, p, part in parts:
-            data = self._bytes(uid, image_source(part.get("image_url", {}).get("url")))
-            facts = self.tools.inspect(data, self.limits)
+            source = image_source(part.get("image_url", {}).get("url"))
+            data = self._bytes(uid, source)
+            # an upload or a generated image had every pixel decoded when it was stored: its header is checked
+            # again, not its pixels, so that one large upload named eight times a request by a caller with no
+            # credit does not cost the server seconds of decoding each time, for a 402
+            stored = source.upload is not None or source.image is not None
+            facts = self.tools.inspect(data, self.limits, decode=not stored)
             urls[(m, p)] = data_url(facts.content_type, data)
         return with_urls(messages, urls) if urls else messages
 
