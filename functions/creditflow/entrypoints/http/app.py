@@ -44,6 +44,11 @@ MAX_STREAMS = 32  # open event streams
 MAX_STREAMS_PER_CALLER = 8  # a user's tabs and devices; one stream can watch a whole subtree
 MAX_CALLS = 64  # model calls in flight, each up to the provider's timeout
 MAX_CALLS_PER_CALLER = 32
+# No page of ours is shown inside another site's frame: the web app and the console act with the token the browser
+# keeps for this origin, so a framing page could lead an admin's clicks onto a grant it hides. Nor is any answer
+# read as another type than it says (a stored image taken for a script or a page).
+GUARDS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+          "X-Content-Type-Options": "nosniff"}
 
 
 def create_app(platform: Platform) -> Flask:
@@ -80,9 +85,12 @@ def create_app(platform: Platform) -> Flask:
     @app.after_request
     def not_stored(response: Response) -> Response:
         """The API's answers are a caller's own (balances, keys shown once, tokens; a realtime read's token may be in
-        its URL, where a shared cache would not know it is private): no cache keeps them, unless a route says so."""
+        its URL, where a shared cache would not know it is private): no cache keeps them, unless a route says so.
+        Every answer, pages included, refuses to be framed elsewhere or sniffed as another type (GUARDS)."""
         if "Cache-Control" not in response.headers and request.path.startswith(PRIVATE_PREFIXES):
             response.headers["Cache-Control"] = "no-store"
+        for name, value in GUARDS.items():
+            response.headers.setdefault(name, value)
         return response
 
     @app.get("/api/v1/openapi.json")
