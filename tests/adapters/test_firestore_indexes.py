@@ -158,12 +158,13 @@ def test_every_composite_index_is_one_a_query_needs(monkeypatch: pytest.MonkeyPa
 def test_no_field_override_indexes_a_collection_group_no_query_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every query is on a collection, none on a collection group: an override adding a collection-group index
     would cost a write on each document and serve nothing. Overrides that exempt a field (an entry's body, large
-    and never filtered on; a kept answer's expiry, read only by its TTL policy) stay."""
+    and never filtered on; a kept answer's and a sign-in nonce's expiry, read only by their TTL policies) stay."""
     made = [query for _, call in QUERIES for query in queries_made(monkeypatch, call)]
     assert made and not any(query.from_[0].all_descendants for query in made)
     adding = [(o["collectionGroup"], o["fieldPath"]) for o in OVERRIDES
               if any(index["queryScope"] == "COLLECTION_GROUP" for index in o["indexes"])]
     assert adding == []
     assert {(o["collectionGroup"], o["fieldPath"]) for o in OVERRIDES if not o["indexes"]} == {
-        ("entries", "body"), ("answers", "expiresAt")}
-    assert [(o["collectionGroup"], o["fieldPath"]) for o in OVERRIDES if o.get("ttl")] == [("answers", "expiresAt")]
+        ("entries", "body"), ("answers", "expiresAt"), ("wallet_challenges", "expiresAt")}
+    assert [(o["collectionGroup"], o["fieldPath"]) for o in OVERRIDES if o.get("ttl")] == [
+        ("answers", "expiresAt"), ("wallet_challenges", "expiresAt")]

@@ -77,6 +77,26 @@ def test_another_users_take_reads_a_nonce_and_leaves_it(stores: tuple[Any, Any])
     assert wallets.take_challenge(challenge.nonce, "alice") is None
 
 
+def test_a_nonce_never_taken_is_deleted_by_firestores_ttl_policy(request: pytest.FixtureRequest) -> None:
+    """Any user may ask for nonces as often as the rate limit allows, and one never used was kept for good on
+    Firestore (SQLite drops the expired at each new one): each now carries its expiry as a timestamp, which the
+    deployed TTL policy deletes it by."""
+    import json
+    from datetime import datetime
+
+    from creditflow.adapters.firebase.wallets import FirestoreWallets
+
+    client = request.getfixturevalue("firestore_client")
+    challenge = WalletChallenge("0123456789abcdef", "alice", A, 1, "the message", T0, "2026-01-01T00:10:00.000000Z")
+    FirestoreWallets(client).keep_challenge(challenge)
+    kept = client.collection("wallet_challenges").document(challenge.nonce).get().to_dict()
+    assert isinstance(kept["expiresAt"], datetime) and kept["expiresAt"].isoformat() == "2026-01-01T00:10:00+00:00"
+    assert FirestoreWallets(client).take_challenge(challenge.nonce, "alice") == challenge
+    policies = json.loads((Path(__file__).resolve().parents[2] / "firestore.indexes.json").read_text())
+    assert {"collectionGroup": "wallet_challenges", "fieldPath": "expiresAt", "ttl": True,
+            "indexes": []} in policies["fieldOverrides"]
+
+
 def deposit(n: int, block: int, status: str = CREDITED, uid: str | None = "alice") -> Deposit:
     return Deposit(f"1:0x{n:064x}:native", 1, f"0x{n:064x}", -1, block, A, "ETH", n * 10**18, status, T0, uid=uid,
                    credits=n, rate=10**9, remainder=n * 7, lot=f"lot_{n}" if status == CREDITED else None)

@@ -1,4 +1,6 @@
-"""Linked wallets and their sign-in nonces on Firestore: wallets/{address}, wallet_challenges/{nonce}."""
+"""Linked wallets and their sign-in nonces on Firestore: wallets/{address}, wallet_challenges/{nonce}. A nonce never
+taken would stay for good (any user may ask for one as often as the rate limit lets them): each carries its expiry as
+a timestamp, `expiresAt`, by which a TTL policy (firestore.indexes.json) deletes it."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.crypto import Wallet, WalletChallenge
+from ...domain.timefmt import parse_iso
 from .firestore_layout import document_fields, may_name_document
 from .firestore_transactions import run_transaction
+
+EXPIRES = "expiresAt"  # a timestamp, as TTL policies need
 
 
 class FirestoreWallets:
@@ -22,7 +27,8 @@ class FirestoreWallets:
         self.challenges = client.collection("wallet_challenges")
 
     def keep_challenge(self, challenge: WalletChallenge) -> None:
-        self.challenges.document(challenge.nonce).create(asdict(challenge))
+        self.challenges.document(challenge.nonce).create({**asdict(challenge),
+                                                          EXPIRES: parse_iso(challenge.expires_at)})
 
     def take_challenge(self, nonce: str, uid: str) -> WalletChallenge | None:
         if not may_name_document(nonce):  # the caller's text: a nonce this store never gave
@@ -33,7 +39,9 @@ class FirestoreWallets:
             snapshot = ref.get(transaction=tx)
             if not snapshot.exists:
                 return None
-            challenge = WalletChallenge(**document_fields(snapshot))
+            fields = document_fields(snapshot)
+            fields.pop(EXPIRES, None)
+            challenge = WalletChallenge(**fields)
             if challenge.uid == uid:  # another user's is read, not taken
                 tx.delete(ref)
             return challenge
