@@ -50,6 +50,25 @@ def test_orientation_and_metadata_are_reported() -> None:
     assert not tools.inspect(encoded(halves(64, 32), "PNG")).has_metadata
 
 
+def test_a_look_at_the_header_decodes_no_pixels_of_a_png() -> None:
+    """decode=False is what the vision flow checks stored images with before a hold, and sizes them for the
+    estimate: Pillow's PNG plugin decodes every pixel in getexif() (looking for an eXIf chunk after them), so it read
+    a 49-megapixel upload whole each time, 0.65 s, eight times a request. A PNG whose pixel data is not even zlib is
+    now read by its header, and refused once decoded; its EXIF written before the pixels is still read."""
+    def broken(data: bytes) -> bytes:  # the pixel data's zlib header and first bytes overwritten
+        start = data.index(b"IDAT") + 4
+        return data[:start] + b"\xff" * 16 + data[start + 16:]
+
+    plain = broken(encoded(halves(64, 32), "PNG"))
+    facts = tools.inspect(plain, decode=False)
+    assert (facts.format, facts.width, facts.height, facts.orientation, facts.has_metadata) == (
+        "PNG", 64, 32, 1, False)
+    with pytest.raises(InvalidImage):
+        tools.inspect(plain)
+    turned = tools.inspect(broken(encoded(halves(300, 200), "PNG", exif=exif(6))), decode=False)
+    assert (turned.width, turned.height, turned.orientation, turned.has_metadata) == (200, 300, 6, True)
+
+
 def test_an_animation_counts_its_frames() -> None:
     frames = [halves(32, 32, left=(n * 60, 0, 0)).convert("P") for n in range(3)]
     data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])

@@ -110,7 +110,11 @@ def _turned(image: Image.Image, orientation: int) -> Image.Image:
 
 
 def _orientation(image: Image.Image) -> int:
-    value = image.getexif().get(ORIENTATION, 1)
+    return _orientation_in(image.getexif())
+
+
+def _orientation_in(exif: Image.Exif) -> int:
+    value = exif.get(ORIENTATION, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
@@ -146,9 +150,15 @@ class PillowImages:
     def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True) -> ImageFacts:
         with _open(data, limits or self.limits) as image, _decoding("inspect"):
             format = _format(image)
-            orientation = _orientation(image)
-            metadata = any(key in image.info for key in METADATA) or bool(image.getexif()) or bool(
-                getattr(image, "text", None))
+            if decode:
+                orientation = _orientation(image)
+                metadata = any(key in image.info for key in METADATA) or bool(image.getexif()) or bool(
+                    getattr(image, "text", None))
+            else:  # Pillow's PNG plugin decodes every pixel in getexif() and .text, to find chunks written after
+                # them: a look at the header reads what comes before the pixels (Image's own getexif) and no more
+                exif = Image.Image.getexif(image)
+                orientation = _orientation_in(exif)
+                metadata = any(key in image.info for key in METADATA) or bool(exif)
             frames = int(getattr(image, "n_frames", 1))
             if decode:
                 image.load()  # the whole first frame decodes: truncated or corrupt data is refused here
