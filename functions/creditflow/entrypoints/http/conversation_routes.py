@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ...bootstrap import Platform
 from ...domain.callers import Caller
 from ...domain.conversations import Conversation
@@ -15,25 +13,10 @@ V1 = "/api/v1"
 routes = Routes()
 
 
-class ConversationsQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=s.described(r"^[0-9T:.+Z-]{20,35}\|conv_[0-9a-f]{20}$",
-                                                                    s.NOT_A_CURSOR),
-                                  description="nextCursor of a page")
-    limit: int = Field(default=20, ge=1, le=100)
-
-
-class MessagesQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,11}$", s.NOT_A_CURSOR),
-                                  description="nextCursor of a page: the messages before it")
-    limit: int = Field(default=100, ge=1, le=500)
-
-
 def conversation_out(conversation: Conversation) -> s.ConversationOut:
     c = conversation
     return s.ConversationOut(id=c.id, title=c.title, created_at=c.created_at, updated_at=c.updated_at,
-                                messages=c.messages)
+                             messages=c.messages)
 
 
 @routes.route("POST", f"{V1}/conversations", summary="Start a conversation (chat in it with conversationId)",
@@ -45,17 +28,17 @@ def start_conversation(platform: Platform, caller: Caller, body: s.ConversationI
 
 
 @routes.route("GET", f"{V1}/conversations", summary="The caller's conversations, latest activity first",
-              query=ConversationsQuery, response=s.ConversationsOut)
-def list_conversations(platform: Platform, caller: Caller, query: ConversationsQuery) -> s.ConversationsOut:
+              query=s.ConversationsQuery, response=s.ConversationsOut)
+def list_conversations(platform: Platform, caller: Caller, query: s.ConversationsQuery) -> s.ConversationsOut:
     page, cursor = platform.conversations.list(caller.uid, query.limit, query.cursor)
     return s.ConversationsOut(conversations=[conversation_out(c) for c in page], next_cursor=cursor)
 
 
 @routes.route("GET", f"{V1}/conversations/{{conversationId}}",
               summary="A conversation with its latest messages (older ones a page at a time, by nextCursor)",
-              query=MessagesQuery, response=s.ConversationDetailOut)
+              query=s.MessagesQuery, response=s.ConversationDetailOut)
 def read_conversation(platform: Platform, caller: Caller, conversationId: str,
-                      query: MessagesQuery) -> s.ConversationDetailOut:
+                      query: s.MessagesQuery) -> s.ConversationDetailOut:
     conversation = platform.conversations.get(caller.uid, conversationId)
     page, cursor = platform.conversations.page_of_messages(caller.uid, conversationId, query.limit, query.cursor)
     history = [s.StoredMessageOut(seq=m.seq, role=m.role, content=m.content, at=m.at) for m in page]

@@ -4,10 +4,8 @@ release) for work done outside the platform."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.accounts import USAGE_ACCOUNTS
@@ -34,10 +32,7 @@ from .views import (
 
 V1 = "/api/v1"
 CATEGORIES = {account.removeprefix("usage:"): account for account in USAGE_ACCOUNTS}  # a hold's category: its account
-KINDS = "(?:grant|hold|settle|release|expire|writeoff)"
-ANALYTICS_DAYS = 30
 EARLIEST = datetime.min.replace(tzinfo=UTC)
-Moment = Annotated[str, Field(pattern=s.RFC3339, json_schema_extra={"format": "date-time"})]
 
 routes = Routes()
 
@@ -75,24 +70,6 @@ def client_address(platform: Platform) -> str | None:
                            platform.settings.proxies_in_front, platform.settings.runtime == "firebase")
 
 
-class HistoryQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=s.described(r"^[1-9][0-9]{0,17}$", s.NOT_A_CURSOR),
-                               description="nextCursor of a page")
-    kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=s.described(
-        f"^{KINDS}(?:,{KINDS})*$",
-        "must be one or more of grant, hold, settle, release, expire, writeoff, separated by commas"))
-    since: Moment | None = None
-    until: Moment | None = None
-    limit: int = Field(default=50, ge=1, le=200)
-
-
-class AnalyticsQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    since: Moment | None = Field(default=None, description=f"default: {ANALYTICS_DAYS} days ago")
-    until: Moment | None = Field(default=None, description="default: now")
-
-
 @routes.route("GET", f"{V1}/credits/balance", summary="Available and held credits, by lot", response=s.BalanceOut)
 def balance(platform: Platform, caller: Caller) -> s.BalanceOut:
     account_of(platform, caller)
@@ -100,8 +77,8 @@ def balance(platform: Platform, caller: Caller) -> s.BalanceOut:
 
 
 @routes.route("GET", f"{V1}/credits/history", summary="The caller's entries, newest first, a page at a time",
-              query=HistoryQuery, response=s.HistoryOut)
-def history(platform: Platform, caller: Caller, query: HistoryQuery) -> s.HistoryOut:
+              query=s.HistoryQuery, response=s.HistoryOut)
+def history(platform: Platform, caller: Caller, query: s.HistoryQuery) -> s.HistoryOut:
     account_of(platform, caller)
     kinds = frozenset(k.strip() for k in query.kind.split(",") if k.strip()) if query.kind else None
     since, until = moment(query.since), moment(query.until)
@@ -114,11 +91,11 @@ def history(platform: Platform, caller: Caller, query: HistoryQuery) -> s.Histor
 
 @routes.route("GET", f"{V1}/credits/analytics",
               summary="Usage by category, model and day, and hold efficiency, in a window (default: 30 days)",
-              query=AnalyticsQuery, response=s.AnalyticsOut)
-def analytics(platform: Platform, caller: Caller, query: AnalyticsQuery) -> s.AnalyticsOut:
+              query=s.AnalyticsQuery, response=s.AnalyticsOut)
+def analytics(platform: Platform, caller: Caller, query: s.AnalyticsQuery) -> s.AnalyticsOut:
     account_of(platform, caller)
     until = moment(query.until)
-    since = moment(query.since) or days_before(until or platform.clock.now(), ANALYTICS_DAYS)
+    since = moment(query.since) or days_before(until or platform.clock.now(), s.ANALYTICS_DAYS)
     window = iso(since), iso(until) if until else None
     data = usage(platform.store, caller.uid, *window)
     money = s.Money.of

@@ -5,106 +5,25 @@ file store gives out (on Firebase those URLs are Cloud Storage's own)."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from flask import Flask, Response, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from werkzeug.routing import BaseConverter
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
-from ...domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT, steps_for
+from ...domain.images import steps_for
 from ...domain.tasks import parse_request, require_task_id
 from ...services.images import ImageGeneration, ShownImage
 from ...services.tasks import same_request
+from . import schemas as s
 from .api import Routes, problem
-from .schemas import NOT_BLANK, WHOLE, Money, Out, Strict
 from .schemas import tasks as t
 from .task_routes import task_out
 
 V1 = "/api/v1"
 
 routes = Routes()
-SIZE = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT, pattern=NOT_BLANK)]
-
-
-class ImageIn(Strict):
-    """What to draw; anything unset takes the model's default. The Idempotency-Key is the task's id."""
-
-    prompt: Prompt
-    model: str | None = Field(default=None, max_length=128, description="an image model (GET /api/v1/models); "
-                              "default: the first on offer")
-    size: Annotated[str, StringConstraints(pattern=SIZE)] | None = Field(
-        default=None, description="WIDTHxHEIGHT within the model's sizes (default 1024x1024)")
-    n: Annotated[int, Field(ge=1, le=4), WHOLE] = Field(default=1, description="how many images")
-    steps: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(default=None,
-                                                                      description="within the model's step bounds")
-    quality: Literal["standard", "hd"] | None = Field(default=None, description="the model's steps for this "
-                                                      "quality, when steps is unset")
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1), WHOLE] | None = Field(default=None,
-                                                                          description="where the model takes one")
-    negativePrompt: Annotated[str, StringConstraints(max_length=MAX_NEGATIVE_PROMPT)] | None = Field(
-        default=None, description="where the model takes one")
-    priority: Literal["high", "normal", "low"] = "normal"
-
-
-class ImageQuoteQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = Field(default=None, max_length=128)
-    size: Annotated[str, StringConstraints(pattern=SIZE)] | None = None
-    steps: int | None = Field(default=None, ge=1, le=1000)
-    n: int = Field(default=1, ge=1, le=4)
-    quality: Literal["standard", "hd"] | None = None
-
-
-class ImageQuoteOut(Out):
-    model: str
-    size: str
-    width: int
-    height: int
-    steps: int
-    n: int
-    perImage: Money = Field(description="the price of each image delivered")
-    price: Money = Field(description="all n images: what the task holds; only delivered images are charged")
-    megapixelSteps: str = Field(description="width × height × steps × n, in millions, exactly")
-    demo: bool
-
-
-class ImagesQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    limit: int = Field(default=20, ge=1, le=100, description="images a page, at most (a task's images stay together)")
-    cursor: str | None = Field(default=None, pattern=t.TASK_CURSOR, description="nextCursor of a page")
-
-
-class ImageOut(Out):
-    id: str = Field(description="taskId.index")
-    taskId: str
-    model: str | None
-    prompt: str
-    size: str
-    width: int
-    height: int
-    contentType: str
-    bytes: int
-    steps: int | None
-    seed: int | None
-    demo: bool
-    createdAt: str
-    price: Money
-    url: str = Field(description="the original, through a signed URL that lapses at urlsExpireAt")
-    thumbnails: dict[str, str] = Field(description="WebP thumbnails by long side (256, 512), signed URLs")
-    urlsExpireAt: str
-
-
-class ImagesOut(Out):
-    images: list[ImageOut]
-    nextCursor: str | None
-
-
-class ImagesDeletedOut(Out):
-    deleted: list[str]
-    objects: int = Field(description="originals and thumbnails removed; the ledger entry that charged them stays")
 
 
 def absolute(url: str) -> str:
@@ -112,18 +31,18 @@ def absolute(url: str) -> str:
     return request.host_url.rstrip("/") + url if url.startswith("/") else url
 
 
-def image_out(images: ImageGeneration, image: ShownImage) -> ImageOut:
+def image_out(images: ImageGeneration, image: ShownImage) -> s.ImageOut:
     signed = images.signed(image.path, image.thumbnails)
-    return ImageOut(id=image.id, taskId=image.task_id, model=image.model, prompt=image.prompt,
-                    size=f"{image.width}x{image.height}", width=image.width, height=image.height,
-                    contentType=image.content_type, bytes=image.bytes, steps=image.steps, seed=image.seed,
-                    demo=image.demo, createdAt=image.created_at, price=Money.of(image.per_image),
-                    url=absolute(signed.url),
-                    thumbnails={side: absolute(url) for side, url in signed.thumbnails.items()},
-                    urlsExpireAt=signed.expires_at)
+    return s.ImageOut(id=image.id, taskId=image.task_id, model=image.model, prompt=image.prompt,
+                      size=f"{image.width}x{image.height}", width=image.width, height=image.height,
+                      contentType=image.content_type, bytes=image.bytes, steps=image.steps, seed=image.seed,
+                      demo=image.demo, createdAt=image.created_at, price=s.Money.of(image.per_image),
+                      url=absolute(signed.url),
+                      thumbnails={side: absolute(url) for side, url in signed.thumbnails.items()},
+                      urlsExpireAt=signed.expires_at)
 
 
-def image_request(platform: Platform, body: ImageIn) -> dict[str, Any]:
+def image_request(platform: Platform, body: s.ImageIn) -> dict[str, Any]:
     """The bus request an ImageIn makes (quality resolved to steps here: a task's input names steps)."""
     steps = body.steps
     if body.quality is not None and steps is None:
@@ -148,9 +67,9 @@ def image_service(platform: Platform) -> ImageGeneration:
 
 @routes.route("POST", f"{V1}/images", summary="Ask for images: an image task, priced and held first, queued, its "
               "progress on /tasks/{uid}/{taskId} (the Idempotency-Key is the task id; a retry returns the task as "
-              "it is now)", body=ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
+              "it is now)", body=s.ImageIn, response=t.TaskOut, idempotent_header=True, errors=(402, 404, 409, 422),
               longest_key=64, key_pattern=r"^[A-Za-z0-9_-]{1,64}$", key_rule=require_task_id)
-def create_images(platform: Platform, caller: Caller, body: ImageIn, key: str) -> t.TaskOut:
+def create_images(platform: Platform, caller: Caller, body: s.ImageIn, key: str) -> t.TaskOut:
     task_id = key
     raw = image_request(platform, body)
     asked = parse_request(raw, max_reservation=platform.settings.max_reservation_amount)
@@ -162,29 +81,29 @@ def create_images(platform: Platform, caller: Caller, body: ImageIn, key: str) -
 
 
 @routes.route("GET", f"{V1}/images/quote", summary="What images would cost, before asking: the price is the hold, "
-              "and only delivered images are charged", query=ImageQuoteQuery, response=ImageQuoteOut,
+              "and only delivered images are charged", query=s.ImageQuoteQuery, response=s.ImageQuoteOut,
               errors=(404, 422))
-def quote_images(platform: Platform, caller: Caller, query: ImageQuoteQuery) -> ImageQuoteOut:
+def quote_images(platform: Platform, caller: Caller, query: s.ImageQuoteQuery) -> s.ImageQuoteOut:
     model, quote = image_service(platform).quote(query.model, query.size, query.steps, query.n, query.quality)
-    return ImageQuoteOut(model=model.id, size=f"{quote.width}x{quote.height}", width=quote.width,
-                         height=quote.height, steps=quote.steps, n=quote.n, perImage=Money.of(quote.per_image),
-                         price=Money.of(quote.total), megapixelSteps=quote.megapixel_steps, demo=model.demo)
+    return s.ImageQuoteOut(model=model.id, size=f"{quote.width}x{quote.height}", width=quote.width,
+                           height=quote.height, steps=quote.steps, n=quote.n, perImage=s.Money.of(quote.per_image),
+                           price=s.Money.of(quote.total), megapixelSteps=quote.megapixel_steps, demo=model.demo)
 
 
 @routes.route("GET", f"{V1}/images", summary="The caller's images, newest first, with signed URLs of the original "
-              "and thumbnails", query=ImagesQuery, response=ImagesOut)
-def list_images(platform: Platform, caller: Caller, query: ImagesQuery) -> ImagesOut:
+              "and thumbnails", query=s.ImagesQuery, response=s.ImagesOut)
+def list_images(platform: Platform, caller: Caller, query: s.ImagesQuery) -> s.ImagesOut:
     images = image_service(platform)
     page, cursor = images.images(caller.uid, query.limit, query.cursor)
-    return ImagesOut(images=[image_out(images, image) for image in page], nextCursor=cursor)
+    return s.ImagesOut(images=[image_out(images, image) for image in page], nextCursor=cursor)
 
 
 @routes.route("DELETE", f"{V1}/images/{{imageId}}", summary="Delete one of the caller's images (taskId.index), or "
               "all of a task's (taskId): the original and thumbnails go, the ledger entry stays",
-              response=ImagesDeletedOut, converters={"imageId": "image_id"})
-def delete_image(platform: Platform, caller: Caller, imageId: str) -> ImagesDeletedOut:
+              response=s.ImagesDeletedOut, converters={"imageId": "image_id"})
+def delete_image(platform: Platform, caller: Caller, imageId: str) -> s.ImagesDeletedOut:
     deleted = image_service(platform).delete(caller.uid, imageId)
-    return ImagesDeletedOut(deleted=deleted.deleted, objects=deleted.objects)
+    return s.ImagesDeletedOut(deleted=deleted.deleted, objects=deleted.objects)
 
 
 def register_media(app: Flask, platform: Platform) -> None:

@@ -4,7 +4,6 @@ and the public log under /api/v1/ledger (checkpoint, consistency proofs, public 
 from __future__ import annotations
 
 from flask import Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from ...bootstrap import Platform
 from ...domain.callers import Caller
@@ -14,15 +13,8 @@ from .credit_routes import account_of
 from .views import audit_out, consistency_out, verification_out
 
 V1 = "/api/v1"
-MAX_TREE_SIZE = 2**63 - 1  # what the store's integers hold
 
 routes = Routes()
-
-
-class ConsistencyQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: int = Field(alias="from", ge=0, le=MAX_TREE_SIZE)
-    to: int | None = Field(default=None, ge=0, le=MAX_TREE_SIZE, description="default: the latest checkpoint")
 
 
 @routes.route("GET", f"{V1}/credits/verify/{{transactionId}}", summary="Signature, chain link and inclusion proof",
@@ -54,8 +46,8 @@ def checkpoint(platform: Platform) -> Response:
 
 
 @routes.route("GET", f"{V1}/ledger/consistency", summary="Consistency proof between two checkpoints",
-              auth="none", query=ConsistencyQuery, response=s.ConsistencyOut)
-def consistency(platform: Platform, query: ConsistencyQuery) -> s.ConsistencyOut:
+              auth="none", query=s.ConsistencyQuery, response=s.ConsistencyOut)
+def consistency(platform: Platform, query: s.ConsistencyQuery) -> s.ConsistencyOut:
     return consistency_out(platform.integrity.consistency(query.from_, query.to))
 
 

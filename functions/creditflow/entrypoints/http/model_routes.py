@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field
 from pydantic.alias_generators import to_camel
 
 from ...bootstrap import Platform
@@ -17,16 +16,6 @@ from .api import Routes
 V1 = "/api/v1"
 
 routes = Routes()
-
-
-class ModelHealthOut(s.Out):
-    state: str = Field(description="closed (healthy), open (skipped for now) or half-open (on trial)")
-    errorRate: float
-    p50Ms: float | None
-
-
-class ModelsHealthOut(s.Out):
-    models: dict[str, ModelHealthOut] = Field(description="the models called since this instance started")
 
 
 def model_out(m: Any) -> s.ModelOut:
@@ -75,9 +64,9 @@ def drop_model_override(platform: Platform, caller: Caller, query: s.ModelQuery)
 
 
 @routes.route("GET", f"{V1}/admin/models/health", summary="Each model's circuit breaker as this instance sees it: "
-              "state, error rate and median latency (admins)", auth="admin", response=ModelsHealthOut)
-def models_health(platform: Platform, caller: Caller) -> ModelsHealthOut:
+              "state, error rate and median latency (admins)", auth="admin", response=s.ModelsHealthOut)
+def models_health(platform: Platform, caller: Caller) -> s.ModelsHealthOut:
     chat = platform.chat
     report = chat.health.report(chat.now())
-    return ModelsHealthOut(models={model: ModelHealthOut(state=h.state, errorRate=h.error_rate, p50Ms=h.p50_ms)
-                                   for model, h in report.items()})
+    return s.ModelsHealthOut(models={model: s.ModelHealthOut(state=h.state, errorRate=h.error_rate, p50Ms=h.p50_ms)
+                                     for model, h in report.items()})

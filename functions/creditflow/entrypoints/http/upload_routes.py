@@ -5,7 +5,6 @@ Chat messages then name the image as upload:<id>; DELETE /api/v1/uploads/{id} re
 from __future__ import annotations
 
 from flask import request
-from pydantic import Field
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
@@ -30,22 +29,11 @@ BODY = {**{kind: BINARY for kind in ("image/png", "image/jpeg", "image/webp", "i
 routes = Routes()
 
 
-class UploadOut(s.Out):
-    id: str
-    reference: str = Field(description="what an image part's url says to send this image: upload:<id>")
-    url: str = Field(description="a signed URL that shows it for a while")
-    content_type: str = Field(description="as sniffed from the bytes")
-    width: int
-    height: int
-    size: int = Field(description="bytes kept (metadata stripped)")
-    replayed: bool = Field(description="true for a retry with the same Idempotency-Key: the upload it stored first")
-
-
 @routes.route("POST", UPLOADS, summary="Upload an image for vision (raw bytes or multipart part `file`, at most "
               "10 MB, within the caller's quota); chat messages then send it as upload:<id>. With an "
-              "Idempotency-Key, a retry gets the upload the first stored, not a second copy", response=UploadOut,
+              "Idempotency-Key, a retry gets the upload the first stored, not a second copy", response=s.UploadOut,
               raw_body=BODY, errors=(409, 413, 422), idempotent_header="optional")
-def upload_image(platform: Platform, caller: Caller, key: str | None) -> UploadOut:
+def upload_image(platform: Platform, caller: Caller, key: str | None) -> s.UploadOut:
     uploads = platform.uploads
     if uploads is None:
         raise InvalidImagePart("uploads are not kept on this platform")
@@ -62,9 +50,9 @@ def upload_image(platform: Platform, caller: Caller, key: str | None) -> UploadO
     if len(data) > MAX_UPLOAD:
         raise ImageTooLarge(f"an upload is at most {MAX_UPLOAD // 1024 // 1024} MB")
     upload = uploads.keep(caller.uid, data, key)
-    return UploadOut(id=upload.id, reference=upload.reference, url=absolute(upload.url),
-                     content_type=upload.facts.content_type, width=upload.facts.width,
-                     height=upload.facts.height, size=upload.facts.size, replayed=upload.replayed)
+    return s.UploadOut(id=upload.id, reference=upload.reference, url=absolute(upload.url),
+                       content_type=upload.facts.content_type, width=upload.facts.width,
+                       height=upload.facts.height, size=upload.facts.size, replayed=upload.replayed)
 
 
 def _file_part() -> FileStorage | None:
@@ -84,15 +72,10 @@ def _file_part() -> FileStorage | None:
                                     "as one part named file") from None
 
 
-class UploadDeletedOut(s.Out):
-    id: str
-    deleted: bool = Field(description="always true: an upload the caller does not have is a 404")
-
-
 @routes.route("DELETE", f"{UPLOADS}/{{uploadId}}", summary="Delete one of the caller's uploads (another user's, "
-              "one deleted already and one that never was are all 404)", response=UploadDeletedOut, errors=(404,))
-def delete_upload(platform: Platform, caller: Caller, uploadId: str) -> UploadDeletedOut:
+              "one deleted already and one that never was are all 404)", response=s.UploadDeletedOut, errors=(404,))
+def delete_upload(platform: Platform, caller: Caller, uploadId: str) -> s.UploadDeletedOut:
     if platform.uploads is None:
         raise UnknownUpload("uploads are not kept on this platform")
     platform.uploads.delete(caller.uid, uploadId)
-    return UploadDeletedOut(id=uploadId, deleted=True)
+    return s.UploadDeletedOut(id=uploadId, deleted=True)

@@ -8,11 +8,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request, send_from_directory
-from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import NotFound
 
 from ...bootstrap import Platform
-from ...domain.accounts import UID_RULE, require_uid
+from ...domain.accounts import require_uid
 from ...domain.errors import Forbidden
 from . import schemas as s
 from .api import Routes
@@ -27,25 +26,6 @@ NOT_BUILT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 installs the app's npm packages into <code>web/node_modules</code> and bundles it into <code>web/dist</code>, which
 this runtime then serves here. Reload this page afterwards.</p><p>The API works meanwhile: its reference is at
 <a href="/api/v1/docs">/api/v1/docs</a>.</p></main></body></html>"""
-
-
-class WebConfigOut(s.Out):
-    runtime: str
-    devSignIn: bool = Field(description="the local runtime's dev sign-in is offered to this caller")
-    realtime: str = Field(description="the base URL of the Realtime Database REST protocol")
-    firebase: dict[str, str] | None = Field(description="the Firebase web config, where the server knows it")
-    authEmulator: str | None = Field(description="host:port of the Auth emulator the tokens come from")
-
-
-class DevSignInIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    uid: str = Field(min_length=1, max_length=128, description=f"a user id: {UID_RULE}")
-
-
-class DevSignInOut(s.Out):
-    uid: str
-    token: str = Field(description="a dev token (an hour's), for Authorization: Bearer and ?auth=")
-    expiresIn: int
 
 
 def _loopback(address: str | None) -> bool:
@@ -107,22 +87,22 @@ def register_web_files(app: Flask) -> None:
 
 
 @routes.route("GET", f"{V1}/web/config", summary="What the web app needs to know: how to sign in, where the "
-              "realtime tree is", auth="none", response=WebConfigOut)
-def web_config(platform: Platform) -> WebConfigOut:
+              "realtime tree is", auth="none", response=s.WebConfigOut)
+def web_config(platform: Platform) -> s.WebConfigOut:
     settings = platform.settings
     emulator = settings.auth_emulator_host
     project = settings.project
     firebase = {"apiKey": "demo-api-key", "projectId": project, "authDomain": f"{project}.firebaseapp.com"} \
         if emulator else None
     realtime = settings.realtime_url if settings.runtime == "firebase" else "/realtime"
-    return WebConfigOut(runtime=settings.runtime, devSignIn=dev_sign_in_offered(platform), realtime=realtime,
-                        firebase=firebase, authEmulator=emulator)
+    return s.WebConfigOut(runtime=settings.runtime, devSignIn=dev_sign_in_offered(platform), realtime=realtime,
+                          firebase=firebase, authEmulator=emulator)
 
 
 @routes.route("POST", f"{V1}/dev/sign-in", summary="The local runtime's dev sign-in: a user's dev token (loopback "
-              "only, without the Auth emulator; never admin tokens)", auth="none", body=DevSignInIn,
-              response=DevSignInOut, errors=(403,))
-def dev_sign_in(platform: Platform, body: DevSignInIn) -> DevSignInOut:
+              "only, without the Auth emulator; never admin tokens)", auth="none", body=s.DevSignInIn,
+              response=s.DevSignInOut, errors=(403,))
+def dev_sign_in(platform: Platform, body: s.DevSignInIn) -> s.DevSignInOut:
     if not dev_sign_in_offered(platform):
         raise NotFound("dev sign-in is offered only by the local runtime, on loopback, without an Auth emulator")
     if not _asked_by_this_machine():
@@ -130,4 +110,4 @@ def dev_sign_in(platform: Platform, body: DevSignInIn) -> DevSignInOut:
                         "another site's page in your browser, or one whose name resolves to 127.0.0.1, gets no token")
     uid = require_uid(body.uid)
     token = platform.tokens.issue(uid, admin=False)  # type: ignore[attr-defined]
-    return DevSignInOut(uid=uid, token=token, expiresIn=3600)
+    return s.DevSignInOut(uid=uid, token=token, expiresIn=3600)

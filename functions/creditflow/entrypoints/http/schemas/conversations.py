@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .common import Out, Strict
-from .patterns import SHOWN_NAME, described
+from .patterns import NOT_A_CURSOR, SHOWN_NAME, described
 
 CONVERSATION_ID = described(r"^conv_[0-9a-f]{20}$", "must be a conversation id: conv_ and 20 hexadecimal digits")
 
@@ -44,3 +44,18 @@ class ConversationDetailOut(ConversationOut):
 class DeletedOut(Out):
     id: str
     deleted: bool
+
+
+class ConversationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, pattern=described(r"^[0-9T:.+Z-]{20,35}\|conv_[0-9a-f]{20}$",
+                                                               NOT_A_CURSOR),
+                               description="nextCursor of a page")
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class MessagesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, pattern=described(r"^[1-9][0-9]{0,11}$", NOT_A_CURSOR),
+                               description="nextCursor of a page: the messages before it")
+    limit: int = Field(default=100, ge=1, le=500)

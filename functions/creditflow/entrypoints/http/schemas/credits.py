@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .common import WHOLE, AmountIn, Money, Out, Strict, one_amount_said
-from .patterns import credits_up_to
+from .patterns import NOT_A_CURSOR, RFC3339, credits_up_to, described
 
 
 class ReserveIn(AmountIn):
@@ -159,3 +159,26 @@ class MirrorOut(Out):
     held: Money
     version: int
     updatedAt: str
+
+
+KINDS = "(?:grant|hold|settle|release|expire|writeoff)"
+ANALYTICS_DAYS = 30  # the window of usage analytics when the query gives no start
+Moment = Annotated[str, Field(pattern=RFC3339, json_schema_extra={"format": "date-time"})]
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cursor: str | None = Field(default=None, pattern=described(r"^[1-9][0-9]{0,17}$", NOT_A_CURSOR),
+                               description="nextCursor of a page")
+    kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=described(
+        f"^{KINDS}(?:,{KINDS})*$",
+        "must be one or more of grant, hold, settle, release, expire, writeoff, separated by commas"))
+    since: Moment | None = None
+    until: Moment | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class AnalyticsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: Moment | None = Field(default=None, description=f"default: {ANALYTICS_DAYS} days ago")
+    until: Moment | None = Field(default=None, description="default: now")

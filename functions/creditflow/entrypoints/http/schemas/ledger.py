@@ -3,7 +3,7 @@ the public keys."""
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .common import Money, Out
 
@@ -72,3 +72,12 @@ class PublicKeysOut(Out):
     origin: str
     active: str
     keys: list[str]
+
+
+MAX_TREE_SIZE = 2**63 - 1  # what the store's integers hold
+
+
+class ConsistencyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: int = Field(alias="from", ge=0, le=MAX_TREE_SIZE)
+    to: int | None = Field(default=None, ge=0, le=MAX_TREE_SIZE, description="default: the latest checkpoint")

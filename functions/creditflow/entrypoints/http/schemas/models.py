@@ -1,4 +1,4 @@
-"""Bodies of the model catalog and the admins' overrides of it (model_routes)."""
+"""Bodies of the model catalog, the admins' overrides of it, and the health of its models (model_routes)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,13 @@ class AdminModelsOut(Out):
 
 class ModelQuery(Strict):
     model: str = Field(min_length=1, max_length=128, pattern=MODEL_ID)
+
+
+class ModelHealthOut(Out):
+    state: str = Field(description="closed (healthy), open (skipped for now) or half-open (on trial)")
+    errorRate: float
+    p50Ms: float | None
+
+
+class ModelsHealthOut(Out):
+    models: dict[str, ModelHealthOut] = Field(description="the models called since this instance started")
