@@ -14,6 +14,7 @@ from creditflow.bootstrap import Platform
 from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.domain.timefmt import iso
+from creditflow.services.task_holds import RaisedLimit
 from tests.conftest import CREDIT, SteppedClock, dying_after, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -1072,6 +1073,18 @@ def _raised_behind_its_back(ai: Platform, task: Task) -> str:
                                amount=task.reserved + (task.steps["approveUpTo"] - task.reserved),
                                ttl=timedelta(minutes=30))
     return raised.hold
+
+
+def test_raising_a_limit_answers_the_hold_that_holds_it_or_none_when_nothing_is_raised(ai: Platform) -> None:
+    """`TaskHolds.raise_limit`: a no raises nothing, and says so with None; a yes holds the limit asked for, under
+    the hold that replaced the task's, and answers that hold, the splits before it and the limit."""
+    task = _waiting_agent(ai, "raise1")
+    held = ai.credits.balance("u").held
+    assert ai.tasks.holds.raise_limit(task, "no", 1) is None
+    assert ai.credits.balance("u").held == held
+    raised = ai.tasks.holds.raise_limit(task, True, 1)
+    assert raised == RaisedLimit(ai.tasks.holds.current(task), task.split_off, task.steps["approveUpTo"])
+    assert raised.hold != task.hold and ai.credits.balance("u").held == held + raised.reserved - task.reserved
 
 
 def test_a_cancel_after_an_approval_raised_the_hold_unseen_frees_it_all_and_charges_nothing(ai: Platform) -> None:

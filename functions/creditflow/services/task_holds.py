@@ -6,8 +6,8 @@ what a task it started did not spend, and closed once when the task ends."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from ..domain.agents import approves
 from ..domain.errors import HoldAlreadyReleased, HoldAlreadySettled, HoldExpired, IdempotencyConflict
@@ -51,11 +51,30 @@ def live(end: Hold | None) -> str | None:
     return end.id if end is not None and end.status == PENDING else None
 
 
-def budget_fields(task: Task, budget: Budget) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HeldByRun:
+    """The task's hold as its run's budget leaves it: the hold, what splits moved out of its lineage before that
+    hold, and what the task was charged."""
+
+    hold: str | None
+    split_off: int  # µc
+    charged: int  # µc
+
+
+@dataclass(frozen=True)
+class RaisedLimit:
+    """An approved higher limit, held: the hold that replaced the task's, what splits moved out of its lineage
+    before that hold, and the limit the task now holds."""
+
+    hold: str
+    split_off: int  # µc
+    reserved: int  # µc
+
+
+def held_by_run(task: Task, budget: Budget) -> HeldByRun:
     """The task's hold, what splits moved out of its lineage before that hold, and what it was charged, as its
     run's budget says: spent whole, the task keeps naming its last hold (its lineage still ends there)."""
-    return {"hold": budget.hold or task.hold, "split_off": budget.split_off if budget.hold else task.split_off,
-            "charged": budget.captured}
+    return HeldByRun(budget.hold or task.hold, budget.split_off if budget.hold else task.split_off, budget.captured)
 
 
 class TaskHolds:
@@ -151,12 +170,13 @@ class TaskHolds:
                 end, split_since = now, split_now
         return task.reserved - task.split_off - split_since - left
 
-    def raise_limit(self, task: Task, answer: object, n: int) -> dict[str, Any]:
+    def raise_limit(self, task: Task, answer: object, n: int) -> RaisedLimit | None:
         """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still
-        waiting, when the balance cannot cover it). What changes on the task for it."""
+        waiting, when the balance cannot cover it). None when the answer raises nothing (no higher limit was
+        asked, or it was not approved)."""
         asked = task.steps.get("approveUpTo")
         if not (isinstance(asked, int) and asked > task.reserved and approves(answer)):
-            return {}
+            return None
         end, split_since = self.lineage(task)
         if end is None or end.status != PENDING:
             raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
@@ -164,7 +184,7 @@ class TaskHolds:
         raised = self.credits.extend(task.uid, end.id, key=f"task:{task.id}:raise:{n}",
                                      amount=end.amount + asked - task.reserved,
                                      ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
-        return {"hold": raised.hold, "split_off": task.split_off + split_since, "reserved": asked}
+        return RaisedLimit(raised.hold, task.split_off + split_since, asked)
 
     def take_back(self, task: Task, budget: Budget, started: Task) -> bool:
         """What a task it started held out of its hold and did not spend (an agent's image task that failed, or

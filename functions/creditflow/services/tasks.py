@@ -54,7 +54,7 @@ from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget, Spend
 from .credits import Credits
 from .task_endings import PARTIAL, ended_as, finished_event, waited_with
-from .task_holds import TaskHolds, budget_fields, hold_size, room_within_limit
+from .task_holds import TaskHolds, held_by_run, hold_size, room_within_limit
 from .task_outbox import REQUESTS, TaskOutbox
 from .task_retries import tried_later
 from .task_routing import ModelClassifier, Router, RulesClassifier
@@ -92,8 +92,9 @@ class RunContext:
         self.stopped_by: str | None = None  # "cancelled" or "expired", once `cancelled` said to stop
 
     def progress(self, fraction: float, message: str) -> None:
+        held = held_by_run(self.task, self.budget)
         self.task = self.tasks._update(self.task, progress=max(0.0, min(1.0, fraction)), message=message[:200],
-                                       **budget_fields(self.task, self.budget))
+                                       hold=held.hold, split_off=held.split_off, charged=held.charged)
 
     def cancelled(self) -> bool:
         """Whether the user asked to cancel or the deadline passed (read at most every CANCEL_CHECK_INTERVAL)."""
@@ -315,8 +316,11 @@ class Tasks:
         answers = int(task.steps.get("answers", 0)) + 1
         raised = self.holds.raise_limit(task, answer, answers)
         keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
+        # the hold's fields change only when it was raised (a retried save applies them to the task as stored)
+        limit = {} if raised is None else {"hold": raised.hold, "split_off": raised.split_off,
+                                           "reserved": raised.reserved}
         task = self._update(task, answer=answer, message="answered", steps={
-            **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})}, **raised)
+            **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})}, **limit)
         self._enqueue(task, task.request.priority, "answered: running on", f"answer:{answers}")
         return task
 
@@ -584,7 +588,8 @@ class Tasks:
     def _spent(self, context: RunContext) -> Task:
         """The task with its budget as the run left it: the live hold, and what its calls captured."""
         task = self.store.get(context.task.uid, context.task.id) or context.task
-        return replace(task, **budget_fields(task, context.budget))
+        held = held_by_run(task, context.budget)
+        return replace(task, hold=held.hold, split_off=held.split_off, charged=held.charged)
 
     def _ended(self, task: Task, outcome: RunOutcome, budget: Budget) -> Task:
         if outcome.status == "waiting":
