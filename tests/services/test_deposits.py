@@ -175,6 +175,30 @@ def test_a_remainder_below_one_micro_credit_is_recorded_and_dust_is_not_credited
     assert found[DUST].credits == 0
 
 
+def test_the_admins_see_deposits_totalled_per_token_in_their_list_and_in_the_revenue(scene: Scene) -> None:
+    """/admin/deposits and /admin/revenue total deposits per coin or token: how many were credited, the base units
+    they brought (as digits), their credits, and how many wait for an admin."""
+    from creditflow.bootstrap import issue_dev_token
+    from creditflow.entrypoints.http.app import create_app
+
+    alice, stranger = scene.accounts[1], scene.accounts[5]
+    scene.link("alice", alice)
+    scene.fund(alice, 5_000_000)
+    send_eth(scene.w3, alice, scene.deposit_to, ETHER // 4)  # 250 credits
+    send_token(scene.token, alice, scene.deposit_to, 1_500_000)  # 1.5 TST: 3 credits
+    send_eth(scene.w3, stranger, scene.deposit_to, ETHER // 20)  # parked: nobody linked it
+    mine(scene.w3, CONFIRMATIONS)
+    assert (scene.platform.deposits.scan().credited, scene.platform.deposits.all(PARKED) != []) == (2, True)
+    api = create_app(scene.platform).test_client()
+    admin = {"Authorization": f"Bearer {issue_dev_token(scene.platform.settings, 'root', admin=True)}"}
+    eth, tst = (("ETH", str(ETHER // 4), "250", 1), ("TST", "1500000", "3", 0))
+    totals = [{"token": token, "deposits": 1, "amount": amount, "credits": {"credits": credits,
+                                                                          "micros": int(credits) * CREDIT},
+               "parked": parked} for token, amount, credits, parked in (eth, tst)]
+    assert api.get("/api/v1/admin/deposits", headers=admin).json["totals"] == totals
+    assert api.get("/api/v1/admin/revenue", headers=admin).json["crypto"] == totals  # the stranger's parked too
+
+
 def test_a_deposit_from_a_wallet_nobody_linked_waits_for_an_admin(scene: Scene) -> None:
     stranger = scene.accounts[4]
     send_eth(scene.w3, stranger, scene.deposit_to, ETHER // 20)

@@ -81,9 +81,7 @@ def admin_revenue(platform: Platform, caller: Caller, query: s.RangeQuery) -> s.
                         series={"card": [s.Money.of(m) for m in found.card],
                                 "crypto": [s.Money.of(m) for m in found.crypto]},
                         card=[s.TotalsOut.of(t) for t in found.card_totals],
-                        crypto=[s.DepositTotalsOut(token=t.token, deposits=t.deposits, amount=str(t.amount),
-                                                   credits=s.Money.of(t.credits), parked=t.parked)
-                                for t in found.crypto_totals])
+                        crypto=[s.DepositTotalsOut.of(t) for t in found.crypto_totals])
 
 
 # Stripe signs the raw body, so a long event cannot be cut: a dispute's evidence text alone may pass 64 KiB

@@ -78,9 +78,9 @@ def pending_deposits(platform: Platform, caller: Caller) -> s.PendingDepositsOut
               response=s.AdminDepositsOut)
 def admin_deposits(platform: Platform, caller: Caller, query: s.DepositsQuery) -> s.AdminDepositsOut:
     found = platform.deposits.all(query.status)
-    return s.AdminDepositsOut(deposits=[s.DepositOut.of(d) for d in found], totals=[
-        s.DepositTotalsOut(token=t.token, deposits=t.deposits, amount=str(t.amount), credits=s.Money.of(t.credits),
-                           parked=t.parked) for t in deposit_totals(found)], scanning=platform.deposits.configured)
+    return s.AdminDepositsOut(deposits=[s.DepositOut.of(d) for d in found],
+                              totals=[s.DepositTotalsOut.of(t) for t in deposit_totals(found)],
+                              scanning=platform.deposits.configured)
 
 
 @routes.route("POST", f"{V1}/admin/deposits/{{depositId}}/credit", summary="Credit a parked deposit to a user "

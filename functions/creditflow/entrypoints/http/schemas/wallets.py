@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ....domain.crypto import Deposit, Token, Wallet
+from ....domain.crypto import Deposit, DepositTotals, Token, Wallet
 from .common import Money, Out, Strict
 from .patterns import USER_ID
 
@@ -94,6 +94,11 @@ class DepositTotalsOut(Out):
     amount: str = Field(description="base units received by credited deposits, as decimal digits")
     credits: Money
     parked: int = Field(description="deposits waiting for an admin")
+
+    @classmethod
+    def of(cls, t: DepositTotals) -> DepositTotalsOut:
+        return cls(token=t.token, deposits=t.deposits, amount=str(t.amount), credits=Money.of(t.credits),
+                   parked=t.parked)
 
 
 class AdminDepositsOut(Out):
