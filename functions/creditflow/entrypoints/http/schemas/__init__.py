@@ -69,7 +69,6 @@ from .ledger import (
 )
 from .me import Health, Me, PreferencesIn, PreferencesOut
 from .models import (
-    IMAGE_SIZE,
     IMAGE_STEPS,
     MODEL_ID,
     AdminModelOut,
@@ -85,6 +84,7 @@ from .models import (
 )
 from .patterns import (
     CREDITS_OR_ZERO,
+    IMAGE_SIZE,
     NOT_A_CURSOR,
     NOT_BLANK,
     PATTERN_MEANINGS,

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .common import Money, Out
-from .credits import BalanceOut
-from .patterns import NOT_A_CURSOR, described
+from .credits import ENTRY_CURSOR, BalanceOut
+from .patterns import DAY
 
 
 class AdminUserOut(Out):
@@ -21,11 +21,8 @@ class AdminUserOut(Out):
 
 class AdminHistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=described(r"^[1-9][0-9]{0,17}$", NOT_A_CURSOR))
+    cursor: str | None = Field(default=None, pattern=ENTRY_CURSOR)
     limit: int = Field(default=50, ge=1, le=200)
-
-
-DAY = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "must be a date like 2026-01-31")
 
 
 class AdminAnalyticsQuery(BaseModel):

@@ -162,14 +162,14 @@ class MirrorOut(Out):
 
 
 KINDS = "(?:grant|hold|settle|release|expire|writeoff)"
+ENTRY_CURSOR = described(r"^[1-9][0-9]{0,17}$", NOT_A_CURSOR)  # the nextCursor of a page of ledger entries
 ANALYTICS_DAYS = 30  # the window of usage analytics when the query gives no start
 Moment = Annotated[str, Field(pattern=RFC3339, json_schema_extra={"format": "date-time"})]
 
 
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: str | None = Field(default=None, pattern=described(r"^[1-9][0-9]{0,17}$", NOT_A_CURSOR),
-                               description="nextCursor of a page")
+    cursor: str | None = Field(default=None, pattern=ENTRY_CURSOR, description="nextCursor of a page")
     kind: str | None = Field(default=None, description="e.g. grant,settle", pattern=described(
         f"^{KINDS}(?:,{KINDS})*$",
         "must be one or more of grant, hold, settle, release, expire, writeoff, separated by commas"))

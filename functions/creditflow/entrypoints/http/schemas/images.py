@@ -8,10 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ....domain.images import MAX_NEGATIVE_PROMPT, MAX_PROMPT
 from .common import WHOLE, Money, Out, Strict
-from .patterns import NOT_BLANK
+from .patterns import IMAGE_SIZE, NOT_BLANK
 from .tasks import TASK_CURSOR
 
-SIZE = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT, pattern=NOT_BLANK)]
 
 
@@ -21,7 +20,7 @@ class ImageIn(Strict):
     prompt: Prompt
     model: str | None = Field(default=None, max_length=128, description="an image model (GET /api/v1/models); "
                               "default: the first on offer")
-    size: Annotated[str, StringConstraints(pattern=SIZE)] | None = Field(
+    size: Annotated[str, StringConstraints(pattern=IMAGE_SIZE)] | None = Field(
         default=None, description="WIDTHxHEIGHT within the model's sizes (default 1024x1024)")
     n: Annotated[int, Field(ge=1, le=4), WHOLE] = Field(default=1, description="how many images")
     steps: Annotated[int, Field(ge=1, le=1000), WHOLE] | None = Field(default=None,
@@ -38,7 +37,7 @@ class ImageIn(Strict):
 class ImageQuoteQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(default=None, max_length=128)
-    size: Annotated[str, StringConstraints(pattern=SIZE)] | None = None
+    size: Annotated[str, StringConstraints(pattern=IMAGE_SIZE)] | None = None
     steps: int | None = Field(default=None, ge=1, le=1000)
     n: int = Field(default=1, ge=1, le=4)
     quality: Literal["standard", "hd"] | None = None

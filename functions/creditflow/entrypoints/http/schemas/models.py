@@ -7,10 +7,9 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .common import WHOLE, Money, Out, Strict
-from .patterns import CREDITS_OR_ZERO, POSITIVE_CREDITS, described
+from .patterns import CREDITS_OR_ZERO, IMAGE_SIZE, POSITIVE_CREDITS, described
 
 MODEL_ID = described(r"^[A-Za-z0-9._:/-]+$", "may hold only ASCII letters, digits and . _ : / -")
-IMAGE_SIZE = described(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", "must be an image size like 1024x1024")
 IMAGE_STEPS = described(r"^[1-9][0-9]{0,3}$", "must be a number of steps from 1 to 9999")
 
 

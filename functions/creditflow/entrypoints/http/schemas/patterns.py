@@ -38,6 +38,8 @@ NOT_A_CURSOR = "must be the nextCursor of a page this endpoint returned"
 CREDITS_OR_ZERO = described(f"(?:^0$)|{POSITIVE_CREDITS}", PATTERN_MEANINGS[POSITIVE_CREDITS] + ", or 0")
 USER_ID = described(r"^[A-Za-z0-9][A-Za-z0-9_@-]{0,127}$", "must be a user id: 1-128 ASCII letters, digits, "
                     "'_', '@' or '-', starting with a letter or digit")
+DAY = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "must be a date like 2026-01-31")
+IMAGE_SIZE = described(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", "must be an image size like 1024x1024")
 
 
 def _digits(low: int, high: int) -> str:

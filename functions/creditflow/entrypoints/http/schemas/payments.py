@@ -11,16 +11,17 @@ from ....domain.days import days_before
 from ....domain.errors import InvalidQuery
 from ....domain.payments import AutoTopUp, Pack, Payment, PaymentTotals
 from .common import Money, Out, Strict
-from .patterns import POSITIVE_CREDITS
+from .patterns import DAY, POSITIVE_CREDITS
 from .wallets import DepositTotalsOut
+
+PACK = r"^[a-z0-9][a-z0-9-]*$"  # a pack's id
 
 
 class RangeQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: str | None = Field(default=None, alias="from", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    from_: str | None = Field(default=None, alias="from", pattern=DAY,
                               description="first day (UTC); default: 29 days before `to`")
-    to: str | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                           description="last day (UTC), included")
+    to: str | None = Field(default=None, pattern=DAY, description="last day (UTC), included")
 
     def days(self, today: date) -> tuple[date, date]:
         try:
@@ -55,7 +56,7 @@ class PacksOut(Out):
 
 
 class CheckoutIn(Strict):
-    pack: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["credits-100"])
+    pack: str = Field(min_length=1, max_length=40, pattern=PACK, examples=["credits-100"])
     save_card: bool = Field(default=False, description="keep the card for auto top-ups (paid without the user)")
 
 
@@ -66,8 +67,7 @@ class AutoTopUpIn(Strict):
     enabled: bool
     threshold: str | None = Field(default=None, pattern=POSITIVE_CREDITS, description="top up when the balance "
                                   "falls below this many credits", examples=["50"])
-    pack: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$",
-                             examples=["credits-100"])
+    pack: str | None = Field(default=None, min_length=1, max_length=40, pattern=PACK, examples=["credits-100"])
     monthly_cap: str | None = Field(default=None, pattern=POSITIVE_CREDITS, description="credits bought this way "
                                     "per calendar month (UTC), at most", examples=["500"])
 

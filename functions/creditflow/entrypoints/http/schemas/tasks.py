@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
 from .common import WHOLE, Money, Out, Strict
-from .patterns import NOT_A_CURSOR, NOT_BLANK, credits_up_to, described
+from .patterns import IMAGE_SIZE, NOT_A_CURSOR, NOT_BLANK, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
 TASK_CURSOR = described(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}Z\|[A-Za-z0-9_-]{1,64}$", NOT_A_CURSOR)
@@ -41,7 +41,7 @@ class TaskInput(BaseModel):
                                                                   "on it; left out, the classifier chooses")
     approval: bool | None = Field(default=None, description="an agent over its limit asks instead of stopping")
     documents: dict[str, str] | None = Field(default=None, description="texts an agent may read, by name")
-    size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$",
+    size: str | None = Field(default=None, pattern=IMAGE_SIZE,
                              description="an image task's WIDTHxHEIGHT, as its model allows (default 1024x1024)")
     n: int | None = Field(default=None, ge=1, le=4, description="how many images (default 1)")
     steps: int | None = Field(default=None, ge=1, le=1000, description="an image model's steps, within its bounds "
