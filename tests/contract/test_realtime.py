@@ -393,9 +393,9 @@ def test_a_delivery_takes_the_trees_write_turn_for_its_own_writes(tmp_path: Path
     handled = threading.Event()
     tree.on_write("/requests/{uid}/{requestId}", lambda event: handled.set())
     tree.set("/requests/alice/r1", {"kind": "chat"})
-    tree.start_triggers()
     try:
-        with tree._turns.paused():
+        with tree._turns.paused():  # taken before the delivery starts, or it could be done before the turn is held
+            tree.start_triggers()
             assert handled.wait(10)
             time.sleep(0.2)  # the delivery has had time to delete its event, were it not waiting for the turn
             assert tree.triggers.pending() == 1 and tree.triggers.delivered == 0
