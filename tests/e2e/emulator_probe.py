@@ -1,4 +1,5 @@
-"""Run inside `firebase emulators:exec --only auth,functions`: calls `api` and `claimWelcomeBonus` through the
+"""Run inside `firebase emulators:exec --only auth,functions` (arguments: the file to write, the functions emulator's
+port): calls `api` and `claimWelcomeBonus` through the
 functions emulator with an ID token from the Auth emulator, and writes what came back to the file named."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def call(url: str, body: object = None, token: str | None = None) -> tuple[int, 
 
 def main() -> None:
     auth = os.environ["FIREBASE_AUTH_EMULATOR_HOST"]
-    functions = f"http://127.0.0.1:5001/{PROJECT}/us-central1"
+    functions = f"http://127.0.0.1:{sys.argv[2]}/{PROJECT}/us-central1"  # the port the test gave the emulator
     _, user = call(f"http://{auth}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=fake-key",
                    {"email": "emu@example.com", "password": "secret-123", "returnSecureToken": True})
     token = user["idToken"]  # type: ignore[index]
