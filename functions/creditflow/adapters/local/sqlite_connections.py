@@ -57,9 +57,11 @@ class ThreadConnections:
         process take their turns on a lock, woken as the one before commits: SQLite's own busy handler polls,
         sleeping 1, 2, 5, 10… ms between tries, so each writer that met another waited milliseconds for a lock
         free long since (another process's writers still meet that handler). The lock is reentrant, so that a
-        transaction begun inside another fails as SQLite says rather than wait for itself."""
-        db = self.db
+        transaction begun inside another fails as SQLite says rather than wait for itself. A thread's connection is
+        opened in its turn too: a first read of the file (its journal mode, its pragmas) beside another's commit could
+        meet that commit's lock."""
         with self._write:
+            db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
