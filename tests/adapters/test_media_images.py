@@ -85,7 +85,7 @@ def test_what_is_not_an_accepted_image_is_refused(data: bytes) -> None:
     with pytest.raises(InvalidImage) as refused:
         tools.inspect(data)
     assert status_of(refused.value) == 422  # well formed, and not an image this platform takes
-    for derive in (tools.thumbnails, tools.strip):
+    for derive in (tools.thumbnails, tools.strip, tools.upload_copy):
         with pytest.raises(InvalidImage):
             derive(data)
 
@@ -97,7 +97,7 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(size: tuple[int, i
     assert len(bomb) < 2_000  # a few hundred bytes that would decode to 400-900 MB
     tracemalloc.start()
     try:
-        for check in (tools.inspect, tools.thumbnails, tools.strip, tools.dominant_colours):
+        for check in (tools.inspect, tools.thumbnails, tools.strip, tools.upload_copy, tools.dominant_colours):
             with pytest.raises(ImageTooLarge, match="pixels") as refused:
                 check(bomb)
             assert status_of(refused.value) == 413
@@ -160,6 +160,35 @@ def test_strip_drops_exif_comments_and_text_chunks() -> None:
         stripped = tools.strip(data)
         assert b"SecretCam" not in stripped and opened(stripped).format == format
         assert opened(stripped).size == (300, 200) and not tools.inspect(stripped).has_metadata
+
+
+def test_an_upload_copy_is_upright_stripped_and_described_as_it_is_kept() -> None:
+    """What `inspect` and `strip` did in two decodes: the facts are the copy's, and it carries no metadata."""
+    upright_jpeg = encoded(halves(300, 200), "JPEG", exif=exif(1), comment=b"SecretCam")
+    gif = encoded(halves(64, 32).convert("P"), "GIF", comment=b"SecretCam")
+    for data, format, size in ((rotated_jpeg(), "JPEG", (200, 400)), (upright_jpeg, "JPEG", (300, 200)),
+                               (png_with_text(), "PNG", (300, 200)), (gif, "GIF", (64, 32))):
+        assert b"SecretCam" in data
+        copy, facts = tools.upload_copy(data)
+        assert b"SecretCam" not in copy and opened(copy).format == format and opened(copy).size == size
+        assert facts == tools.inspect(copy) and not facts.has_metadata and facts.orientation == 1
+    turned = opened(tools.upload_copy(rotated_jpeg())[0])
+    assert near(turned.getpixel((100, 10)), RED)
+    with pytest.raises(ImageTooLarge, match="bytes"):
+        tools.upload_copy(upright_jpeg, ImageLimits(max_bytes=len(upright_jpeg) - 1))
+
+
+def test_an_upload_copy_shrinks_to_the_long_side_and_never_enlarges() -> None:
+    wide, facts = tools.upload_copy(encoded(halves(2000, 1000), "JPEG", exif=exif(1)), max_side=512)
+    assert opened(wide).format == "JPEG" and (facts.width, facts.height) == opened(wide).size == (512, 256)
+    assert b"SecretCam" not in wide and facts == tools.inspect(wide)
+    turned = opened(tools.upload_copy(rotated_jpeg(), max_side=100)[0])
+    assert turned.size == (50, 100) and near(turned.getpixel((25, 5)), RED)
+    assert opened(tools.upload_copy(encoded(halves(64, 32), "PNG"), max_side=512)[0]).size == (64, 32)
+    gif, facts = tools.upload_copy(encoded(halves(64, 32).convert("P"), "GIF"), max_side=32)
+    assert opened(gif).format == "PNG" and opened(gif).size == (32, 16) and facts.content_type == "image/png"
+    left = opened(tools.upload_copy(encoded(halves(64, 32).convert("P"), "GIF"), max_side=32)[0]).convert("RGB")
+    assert near(left.getpixel((4, 8)), RED)
 
 
 def test_downscale_shrinks_to_the_long_side_and_never_enlarges() -> None:

@@ -17,7 +17,7 @@ from creditflow.bootstrap import Platform, sweep_media
 from creditflow.domain.media import Swept
 from creditflow.domain.tasks import ACCEPTED
 from tests.conftest import SteppedClock, make_platform
-from tests.media_samples import encoded, halves
+from tests.media_samples import encoded, exif, halves, noise
 from tests.services.test_vision import auth, upload
 
 SMALL = encoded(halves(40, 40), "PNG")
@@ -87,6 +87,30 @@ def test_the_bytes_quota(tmp_path: Path, clock: SteppedClock) -> None:
     assert upload(client, headers, SMALL).status_code == 200
     refused = upload(client, headers, SMALL)
     assert refused.status_code == 409 and "bytes" in refused.json["detail"] and len(stored(platform, "cy")) == 1
+
+
+def test_an_upload_decodes_its_image_once(kept: Platform, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked, turned upright and stripped from one decode: a 7000² PNG of 142 KB decoded twice an upload cost
+    1.75 s of CPU, and one user uploading and deleting it held the process's two slots for large images."""
+    from PIL import ImageFile
+
+    decodes: list[tuple[int, int]] = []
+    load = ImageFile.ImageFile.load
+
+    def counted(image: ImageFile.ImageFile) -> object:
+        if image.tile:  # pixels still to decode: a decode starts
+            decodes.append(image.size)
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+    photo = encoded(halves(300, 200), "JPEG", exif=exif(6))  # turned upright and stripped on the way
+    kept_photo = upload(client, auth(kept, "ida"), photo)
+    assert kept_photo.status_code == 200, kept_photo.json
+    assert (kept_photo.json["width"], kept_photo.json["height"]) == (200, 300)
+    assert decodes == [(300, 200)]
+    decodes.clear()
+    assert upload(client, auth(kept, "ida"), encoded(noise(500, 400), "PNG")).status_code == 200
+    assert decodes == [(500, 400)]
 
 
 def test_an_upload_sent_again_with_its_key_is_the_first_not_a_second_copy(kept: Platform, client: Any) -> None:

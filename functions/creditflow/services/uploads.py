@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from ..domain.errors import IdempotencyConflict
@@ -61,8 +61,7 @@ class Uploads:
         of two, the later to list sees the other, so one past the quota is removed and refused, never kept (two
         racing for the last place may both be refused: a retry then takes it). With an idempotency `key`, a retry
         gets the upload the first stored (another image under the same key is a conflict), not a second copy."""
-        facts = self.tools.inspect(data, self.limits)
-        stripped = self.tools.strip(data)
+        stripped, facts = self.tools.upload_copy(data, self.limits)  # checked and stripped from one decode
         keyed = None
         if key is not None:
             keyed = upload_key(uid, key)
@@ -79,8 +78,7 @@ class Uploads:
         except UploadQuotaExceeded:
             self.blobs.delete(path)
             raise
-        return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
-                      self.blobs.signed_url(path, self.policy.url_seconds))
+        return Upload(upload_id, facts, self.blobs.signed_url(path, self.policy.url_seconds))
 
     def _keyed(self, uid: str, key: str, keyed: str, stripped: bytes, facts: ImageFacts) -> Upload | None:
         """The upload stored under this key (`keyed`: its id's end) before, as a retry gets it; None if none."""
@@ -94,8 +92,7 @@ class Uploads:
             if first.data != stripped:
                 raise IdempotencyConflict("this Idempotency-Key was used for another image: send this one with a "
                                           "new key", key=key, field="(body)")
-            return Upload(upload_id, replace(facts, size=len(stripped), has_metadata=False),
-                          self.blobs.signed_url(info.path, self.policy.url_seconds), replayed=True)
+            return Upload(upload_id, facts, self.blobs.signed_url(info.path, self.policy.url_seconds), replayed=True)
         return None
 
     def _require_room(self, uid: str, size: int, adding: int = 1) -> None:
