@@ -499,12 +499,13 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
 
 
 def build_uploads(settings: Settings, blobs: BlobStore | None, tools: ImageTools, tasks: TaskStore,
-                  clock: Clock) -> Uploads | None:
+                  clock: Clock, catalog: LiveCatalog) -> Uploads | None:
+    """Uploads kept at most the largest side a vision model of the catalog takes."""
     if blobs is None:
         return None
     return Uploads(blobs, tools, tasks, clock, UploadPolicy(
         settings.upload_quota_count, settings.upload_quota_bytes, timedelta(hours=settings.upload_max_age_hours),
-        settings.media_url_seconds))
+        settings.media_url_seconds), max_side=catalog.largest_vision_side)
 
 
 class LazyAgents:
@@ -678,6 +679,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                     keys=GatewayKeys(users.api_keys, clock, kept_secret(settings, key, "gateway keys"),
                                      policy.reservation_ttl),
                     conversations=conversations, tasks=tasks, jobs=jobs, queue=queue, blobs=blobs, images=images,
-                    uploads=build_uploads(settings, blobs, tools, users.tasks, clock),
+                    uploads=build_uploads(settings, blobs, tools, users.tasks, clock, catalog),
                     payments=payments, auto_top_ups=auto_top_ups,
                     wallets=wallets, deposits=deposits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from creditflow.domain.catalog import IMAGE_TOKENS, model_from
+from creditflow.domain.catalog import IMAGE_TOKENS, VISION_SIDES, largest_vision_side, model_from
 
 BASE = {"id": "v", "provider": "p", "capabilities": ["chat", "vision"], "context_window": 8192, "max_output": 100,
         "prices": {"input_per_million": "1", "output_per_million": "1"}}
@@ -31,3 +31,11 @@ def test_tiles_count_the_image_as_it_is_sent() -> None:
 def test_a_wrong_vision_entry_is_refused(vision: object) -> None:
     with pytest.raises(ValueError, match="vision"):
         model_from({**BASE, "vision": vision})
+
+
+def test_the_largest_vision_side_is_the_largest_any_vision_model_takes() -> None:
+    models = [model_from({**BASE, "id": "a", "vision": {"max_side": 512}}),
+              model_from({**BASE, "id": "b", "vision": {"max_side": 1280}, "enabled": False}),  # disabled for now
+              model_from({**BASE, "id": "c", "capabilities": ["chat"]})]  # no vision: its default side is none
+    assert largest_vision_side(models) == 1280
+    assert largest_vision_side(models[2:]) == VISION_SIDES[1] == 4096  # none: the most a record may say

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ class UnpricedModel(LedgerError):
     title = "Model has no price"
 
 
+VISION_SIDES = (64, 4096)  # what a vision model's max_side may be, in pixels
 IMAGE_TOKENS = 1_600  # per image part unless a model says: above what OpenAI-style vision models bill for 1024²
 
 
@@ -100,6 +102,14 @@ def model_from(data: dict[str, Any]) -> Model:
                  if "image" in capabilities else None, **_vision(str(data.get("id")), data.get("vision")))
 
 
+def largest_vision_side(models: Iterable[Model]) -> int:
+    """The largest side any of these vision models takes (enabled or not): an upload is kept no larger, so a
+    vision call shrinks it at most from this, never from the full size sent. With no vision model, the most a
+    catalog record may say."""
+    return max((model.vision_max_side for model in models if "vision" in model.capabilities),
+               default=VISION_SIDES[1])
+
+
 def _vision(model_id: str, spec: object) -> dict[str, Any]:
     """A vision model's `vision` record: {"max_side": pixels, "image_tokens": tokens per image, or "tiles": {side,
     tokens, base}}, each optional."""
@@ -115,8 +125,9 @@ def _vision(model_id: str, spec: object) -> dict[str, Any]:
             raise ValueError(f"model {model_id!r}: vision.tiles is {{side ≥ 16, tokens, base}}, whole numbers")
         found["image_tiles"] = (tiles["side"], tiles["tokens"], tiles["base"])
     if "max_side" in spec:
-        if not isinstance(spec["max_side"], int) or not 64 <= spec["max_side"] <= 4096:
-            raise ValueError(f"model {model_id!r}: vision.max_side must be a whole number from 64 to 4096")
+        low, high = VISION_SIDES
+        if not isinstance(spec["max_side"], int) or not low <= spec["max_side"] <= high:
+            raise ValueError(f"model {model_id!r}: vision.max_side must be a whole number from {low} to {high}")
         found["vision_max_side"] = spec["max_side"]
     if "image_tokens" in spec:
         if not isinstance(spec["image_tokens"], int) or not 1 <= spec["image_tokens"] <= 100_000:

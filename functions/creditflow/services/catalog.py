@@ -7,7 +7,16 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ..domain.catalog import Catalog, InvalidOverride, Model, UnknownModel, check_override, merged
+from ..domain.catalog import (
+    Catalog,
+    InvalidOverride,
+    Model,
+    UnknownModel,
+    check_override,
+    largest_vision_side,
+    merged,
+    model_from,
+)
 from ..domain.timefmt import iso
 from ..ports import CatalogOverrides, Clock
 
@@ -47,6 +56,12 @@ class LiveCatalog:
 
     def all(self) -> list[Model]:
         return self.current.all()
+
+    def largest_vision_side(self) -> int:
+        """The largest side any vision model of the catalog takes, overrides laid over it, whether its provider is
+        configured here or not (what uploads are kept at must not shrink with the providers of one deployment)."""
+        self.current  # noqa: B018  # the overrides at most `ttl` seconds stale, as the catalog itself
+        return largest_vision_side(model_from(record) for record in merged(self.records, self._changed))
 
     def source(self, model_id: str) -> Literal["package", "override", "package+override"]:
         packaged = any(record["id"] == model_id for record in self.records)

@@ -1,13 +1,16 @@
-"""A user's uploads (images for vision, `users/{uid}/uploads/{id}`): kept within a per-user quota (how many, how
-many bytes), deleted by their user, and swept once older than the configured age unless a live task names them."""
+"""A user's uploads (images for vision, `users/{uid}/uploads/{id}`, at most the catalog's largest vision side):
+kept within a per-user quota (how many, how many bytes), deleted by their user, and swept once older than the
+configured age unless a live task names them."""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ..domain.catalog import VISION_SIDES
 from ..domain.errors import IdempotencyConflict
 from ..domain.media import ImageFacts, ImageLimits, Swept, sweep_window
 from ..domain.vision import (
@@ -49,19 +52,23 @@ class Upload:
 
 class Uploads:
     def __init__(self, blobs: BlobStore, tools: ImageTools, tasks: TaskStore, clock: Clock,
-                 policy: UploadPolicy | None = None, limits: ImageLimits = UPLOAD_LIMITS) -> None:
+                 policy: UploadPolicy | None = None, limits: ImageLimits = UPLOAD_LIMITS,
+                 max_side: Callable[[], int] = lambda: VISION_SIDES[1]) -> None:
         self.blobs, self.tools, self.tasks, self.clock = blobs, tools, tasks, clock
         self.policy = policy or UploadPolicy()
         self.limits = limits
+        self.max_side = max_side  # the largest side any vision model takes (the catalog's, as it is now)
 
     def keep(self, uid: str, data: bytes, key: str | None = None) -> Upload:
-        """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with
-        EXIF and other metadata stripped; refused, nothing stored, past the user's quota. The quota is checked
-        before the upload is stored and again after (with it): uploads racing each other each store, then list;
-        of two, the later to list sees the other, so one past the quota is removed and refused, never kept (two
-        racing for the last place may both be refused: a retry then takes it). With an idempotency `key`, a retry
-        gets the upload the first stored (another image under the same key is a conflict), not a second copy."""
-        stripped, facts = self.tools.upload_copy(data, self.limits)  # checked and stripped from one decode
+        """Keep an image for the user: its type sniffed from the bytes (never the header's word), upright, with EXIF and
+        other metadata stripped, no larger on its long side than the largest any vision model takes (a vision call
+        shrinks it from there, not from the size sent, and nothing else reads an upload); refused, nothing stored, past
+        the user's quota. The quota is checked before the upload is stored and again after (with it): uploads racing
+        each other each store, then list; of two, the later to list sees the other, so one past the quota is removed and
+        refused, never kept (two racing for the last place may both be refused: a retry then takes it). With an
+        idempotency `key`, a retry gets the upload the first stored (another image under the same key is a conflict),
+        not a second copy."""
+        stripped, facts = self.tools.upload_copy(data, self.limits, self.max_side())  # from one decode
         keyed = None
         if key is not None:
             keyed = upload_key(uid, key)

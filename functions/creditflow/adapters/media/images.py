@@ -227,8 +227,8 @@ class PillowImages:
                 return self._facts(_save(_bare(image), "JPEG", quality="keep", subsampling="keep"), format,
                                    image.size)
             current = image if not side or image.mode in SHRINKABLE else _rgb(image)  # a palette shrinks to noise
-            if side:
-                current.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+            if side:  # whole factors first (a box average), then Lanczos: 7000² to 1280² in 0.1 s, not 0.3 s at 2.0
+                current.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=1.0)
             if current is image:  # the pixels taken out of the file before it closes
                 current = image.copy()
         upright = _turned(current, orientation)

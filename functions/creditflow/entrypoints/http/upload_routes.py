@@ -1,5 +1,6 @@
 """Images a user uploads for vision (POST /api/v1/uploads): the raw bytes, or multipart with a part named `file`;
-at most 10 MB, within the user's quota; the type sniffed from the bytes (never the header's word), EXIF stripped.
+at most 10 MB, within the user's quota; the type sniffed from the bytes (never the header's word), EXIF stripped,
+kept no larger than the largest side any vision model of the catalog takes.
 Chat messages then name the image as upload:<id>; DELETE /api/v1/uploads/{id} removes it."""
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ class UploadOut(Out):
     reference: str = Field(description="what an image part's url says to send this image: upload:<id>")
     url: str = Field(description="a signed URL that shows it for a while")
     content_type: str = Field(description="as sniffed from the bytes")
-    width: int
+    width: int = Field(description="as kept: upright, at most the largest side a vision model of the catalog takes")
     height: int
-    size: int = Field(description="bytes kept (metadata stripped)")
+    size: int = Field(description="bytes kept (metadata stripped, shrunk to that side)")
     replayed: bool = Field(description="true for a retry with the same Idempotency-Key: the upload it stored first")
 
 
