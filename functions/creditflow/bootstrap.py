@@ -532,16 +532,22 @@ class LazyAgents:
         return self._runner.run(context, agent, goal, limits=limits, resume=resume)
 
 
-def build_usage_rollups(settings: Settings, firestore: Any = None) -> UsageRollups:
-    """Daily usage rollups, kept as entries are committed: Firestore documents (sharded) on Firebase, a small
-    SQLite file beside the ledger locally."""
-    if settings.runtime == "firebase":
+def build_usage_rollups(store: LedgerStore) -> UsageRollups | None:
+    """Daily usage rollups, counted by the ledger's own transactions: a table in the ledger's file beside a SQLite
+    ledger, Firestore documents (sharded) beside a Firestore one; none beside another store."""
+    from .adapters.local.sqlite_store import SqliteLedgerStore
+
+    if isinstance(store, SqliteLedgerStore):
+        from .adapters.local.usage_rollups import SqliteUsageRollups
+
+        return UsageRollups(SqliteUsageRollups(store))
+    from .adapters.firebase.firestore_store import FirestoreLedgerStore  # not imported by a local runtime
+
+    if isinstance(store, FirestoreLedgerStore):
         from .adapters.firebase.usage_rollups import FirestoreUsageRollups
 
-        return UsageRollups(FirestoreUsageRollups(firestore))
-    from .adapters.local.usage_rollups import SqliteUsageRollups
-
-    return UsageRollups(SqliteUsageRollups(settings.data_dir / "usage.sqlite3", settings.sqlite_synchronous))
+        return UsageRollups(FirestoreUsageRollups(store.client))
+    return None
 
 
 def build_payments(settings: Settings, credits: Credits, store: PaymentStore, realtime: Realtime,
@@ -618,9 +624,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         credits.after_commit.append(mirror.on_commit)
     credits.low_threshold = mirror.threshold  # credits.low: written with the change that crosses it
     credits.after_commit.append(mirror.after_commit)  # and told as a notification after the commit
-    usage = build_usage_rollups(settings, firestore)
-    if settings.runtime == "local":  # on Firebase, each ledger transaction counts its own entries (usage_rollups.py)
-        credits.after_commit.append(usage.on_commit)
+    usage = build_usage_rollups(store)
     users = build_user_stores(settings, firestore)
     welcome = WelcomeBonus(credits, users.claims, clock, WelcomePolicy(
         settings.welcome_bonus_amount, settings.welcome_bonus_expiry_days, settings.welcome_require_verified_email,

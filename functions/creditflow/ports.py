@@ -483,22 +483,21 @@ class ImageTools(Protocol):
 
 
 RollupKey = tuple[str, str, str]  # day (YYYY-MM-DD, UTC), category, model
-Counted = tuple[list[tuple[RollupKey, int, int, int]], "set[str] | None"]  # rows, the entry ids they count
+RollupCounts = tuple[int, int, int]  # charged µc, settles, releases
 
 
 class RollupStore(Protocol):
-    def counts(self) -> Counted:
-        """Every row, and the ids of the entries counted in them, read together (None: the ids cannot be read
-        whole here)."""
+    """The daily usage rollups. Each ledger transaction that writes a usage entry counts it in the same commit, so
+    the rows never lag the ledger; an admin's rebuild only corrects them, beside the charges counting meanwhile."""
 
-    def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
-        """Count each (entry id, key, charged, settles, releases) once: an entry id seen before adds nothing."""
+    def one_moment(self) -> AbstractContextManager[None]:
+        """Inside it, the rows and the ledger store's reads see one moment of both (a rebuild's, an audit's)."""
 
     def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
         """The rollup rows of the days in [since_day, until_day]."""
 
-    def replace(self, totals: dict[RollupKey, tuple[int, int, int]], entry_ids: Iterable[str]) -> None:
-        """Rewrite every row (a rebuild from the ledger)."""
+    def correct(self, deltas: dict[RollupKey, RollupCounts]) -> None:
+        """Add `deltas` (what the rows were found off by) to the rows, as charges add theirs: never overwrite."""
 
 
 class SubtreeStore(Protocol):

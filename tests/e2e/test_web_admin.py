@@ -54,7 +54,7 @@ def test_usage_rollups_count_each_entry_once_and_the_audit_names_a_day_that_disa
     assert sum(day["micros"] for day in usage["series"][largest["key"]]) == largest["charged"]["micros"]
     assert busy.call("GET", "/api/v1/credits/audit", token=token).json["ok"] is True
 
-    with sqlite3.connect(busy.data / "usage.sqlite3") as db:
+    with sqlite3.connect(busy.data / "ledger.sqlite3") as db:  # the rollups live beside the entries they count
         db.execute("UPDATE usage_rollups SET charged = charged + 7")
     audit = busy.call("GET", "/api/v1/credits/audit", token=token).json
     assert audit["ok"] is False

@@ -238,7 +238,8 @@ def test_credits_taken_back_for_a_refund_or_a_dispute_are_not_usage(platform: Pl
     the admins' rollups had a "refund" category)."""
     from datetime import timedelta
 
-    from creditflow.services.analytics import rollup_item, usage
+    from creditflow.domain.usage import rollup_item
+    from creditflow.services.analytics import usage
 
     funded(platform, "back", 100, reference="pi_1")
     lot = platform.store.lots_of("user:back")[0].id

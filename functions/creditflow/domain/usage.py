@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .entries import Entry
@@ -28,3 +29,29 @@ def rollup_item(entry: Entry) -> tuple[UsageKey, int, int, int] | None:
     if entry.kind == "settle":
         return (entry.at[:10], category, model), int(fields["amount"]), 1, 0
     return (entry.at[:10], category, model), 0, 0, 1
+
+
+UsageCounts = tuple[int, int, int]  # charged µc, settles, releases
+
+
+def rollup_totals(entries: Iterable[Entry]) -> dict[UsageKey, UsageCounts]:
+    """What `entries` add to the daily rollups, summed per (day, category, model)."""
+    totals: dict[UsageKey, UsageCounts] = {}
+    for entry in entries:
+        item = rollup_item(entry)
+        if item is not None:
+            key, charged, settles, releases = item
+            was = totals.get(key, (0, 0, 0))
+            totals[key] = (was[0] + charged, was[1] + settles, was[2] + releases)
+    return totals
+
+
+def corrections(expected: dict[UsageKey, UsageCounts], stored: dict[UsageKey, UsageCounts],
+                ) -> dict[UsageKey, UsageCounts]:
+    """What to add to the `stored` rows to make them `expected` (the keys that differ only)."""
+    found = {}
+    for key in expected.keys() | stored.keys():
+        want, have = expected.get(key, (0, 0, 0)), stored.get(key, (0, 0, 0))
+        if want != have:
+            found[key] = (want[0] - have[0], want[1] - have[1], want[2] - have[2])
+    return found

@@ -127,8 +127,6 @@ def serve(host: str, port: int, data_dir: Path) -> int:
     for chatty in ("httpx", "httpx2", "openai"):  # a line per provider call: noise, and CPU on the hot path
         logging.getLogger(chatty).setLevel(logging.WARNING)
     access_log = logging.getLogger("creditflow.requests")
-    lock_file = data_dir / LOCK_FILE
-    killed = lock_file.is_file() and bool(lock_file.read_text().strip())  # a clean stop empties it; a kill does not
     lock = hold_folder(data_dir)
     if isinstance(lock, str):
         print(f"{data_dir.resolve()} is served by another Creditflow runtime already (PID {lock}): two on one folder "
@@ -136,26 +134,13 @@ def serve(host: str, port: int, data_dir: Path) -> int:
               "folder with --data-dir (make run: CREDITFLOW_DATA_DIR=/some/dir).", file=sys.stderr)
         return 1
     try:
-        return _serve(host, port, data_dir, access_log, killed)
+        return _serve(host, port, data_dir, access_log)
     finally:
         lock.truncate(0)  # stopped: no PID to name (a kill -9 leaves it, and the lock goes anyway)
         lock.close()
 
 
-def reconcile_rollups(platform: Platform) -> int:
-    """After a kill: the usage rollups are written just after each ledger commit, in another file, so a kill between
-    the two leaves a gap. Checked against the ledger before anything runs, and rebuilt from it if they differ."""
-    if platform.usage is None:
-        return 0
-    findings = platform.usage.check(platform.store)
-    if findings:
-        platform.usage.rebuild(platform.store)
-        log.warning("the last run was killed: %d usage rollup rows disagreed with the ledger and were rebuilt",
-                    len(findings))
-    return len(findings)
-
-
-def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, killed: bool = False) -> int:
+def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger) -> int:
     from .http.api import MAX_BODY
     from .http.app import create_app
     from .http.payment_routes import MAX_WEBHOOK_BODY, STRIPE_WEBHOOK
@@ -190,8 +175,6 @@ def _serve(host: str, port: int, data_dir: Path, access_log: logging.Logger, kil
         return 1
     # the URLs that name this app (Checkout's return pages, SIWE's domain) at the port bound (--port 0: a free one)
     platform = build(Settings.from_env(runtime="local", data_dir=data_dir, **served_at(host, server.bind_addr[1])))
-    if killed:
-        reconcile_rollups(platform)
     served.append(create_app(platform))
     # what is built by now (modules, the catalog, the app) lives as long as the process: out of the collector's
     # way, so that its full collections, every few thousand requests, go over what requests made and not over all

@@ -4,15 +4,14 @@ the platform's, from daily rollups kept as entries are written."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from ..domain.accounts import user_account
 from ..domain.audit import Finding
 from ..domain.entries import Entry
-from ..domain.usage import COUNTED, USAGE, is_usage, rollup_item
-from ..ports import Counted, LedgerStore, RollupKey, RollupStore
+from ..domain.usage import COUNTED, USAGE, corrections, is_usage, rollup_totals
+from ..ports import LedgerStore, RollupCounts, RollupKey, RollupStore
 
 PAGE = 500
 
@@ -85,21 +84,6 @@ def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | N
 ROLLUP_BY = ("day", "category", "model")
 
 
-def rollups_from(entries: Iterable[Entry]) -> dict[RollupKey, tuple[int, int, int]]:
-    totals: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for entry in entries:
-        item = rollup_item(entry)
-        if item is not None:
-            key, charged, settles, releases = item
-            row = totals[key]
-            row[0] += charged
-            row[1] += settles
-            row[2] += releases
-    return {key: (row[0], row[1], row[2]) for key, row in totals.items()}
-
-
-
-
 def _rolled_up(ledger: LedgerStore) -> list[Entry]:
     """Every user's settles and releases: what the rollups count."""
     return [entry for account in ledger.user_accounts()
@@ -107,19 +91,13 @@ def _rolled_up(ledger: LedgerStore) -> list[Entry]:
 
 
 class UsageRollups:
-    """Daily usage totals by category and model over every user, kept up to date by an after-commit observer so
-    that the admins' analytics read a few rows per day instead of the ledger. The ledger stays authoritative:
-    the audit recomputes the rollups from it and names every day that disagrees, and `rebuild` rewrites them
-    (an observer that did not run, e.g. a crash between a commit and its rollup write, leaves a gap the audit
-    finds)."""
+    """Daily usage totals by category and model over every user, counted by the ledger transaction that writes each
+    usage entry, so that the admins' analytics read a few rows per day instead of the ledger. The ledger stays
+    authoritative: the audit recomputes the rollups from it and names every day that disagrees, and `rebuild`
+    corrects them."""
 
     def __init__(self, store: RollupStore) -> None:
         self.store = store
-
-    def on_commit(self, account: Any, entries: list[Entry]) -> None:
-        items = [(entry.id, *item) for entry in entries if (item := rollup_item(entry)) is not None]
-        if items:
-            self.store.add(items)
 
     def read(self, since_day: str, until_day: str, by: str) -> PlatformUsage:
         """Totals per group (`by` day, category or model) and per day and group."""
@@ -136,45 +114,30 @@ class UsageRollups:
         return PlatformUsage(charged, settles, releases, dict(groups),
                              {group: dict(days) for group, days in series.items()})
 
-    def expected(self, ledger: LedgerStore) -> tuple[dict[RollupKey, tuple[int, int, int]], list[str]]:
-        """The rollups as the ledger says they are (a read of every user's settles and releases)."""
-        entries = _rolled_up(ledger)
-        return rollups_from(entries), [entry.id for entry in entries]
+    def _off_by(self, ledger: LedgerStore) -> tuple[dict[RollupKey, RollupCounts], dict[RollupKey, RollupCounts]]:
+        """The rollups as the ledger says they are and as they are stored, both read at one moment: a charge
+        committed before it is in both, one committed after it in neither, whenever its commit came."""
+        with self.store.one_moment():
+            stored = {key: (amount, settled, released)
+                      for key, amount, settled, released in self.store.rows("0000-00-00", "9999-99-99")}
+            return rollup_totals(_rolled_up(ledger)), stored
 
-    def counts(self) -> Counted:
-        """The stored rows and the ids of the entries they count, read together (before the ledger, by an audit)."""
-        return self.store.counts()
-
-    def check(self, ledger: LedgerStore, counted: Counted | None = None, settled_before: str | None = None,
-              ) -> list[Finding]:
-        """Every day whose stored rollups disagree with the ledger, named with what differs. With what the store
-        had `counted` before the ledger was read, the rollups are checked against the very entries they count
-        (a ledger taking writes has more, which its observer counts a moment after each commit), and an entry
-        that none counts is named (an observer that did not run), of those committed before `settled_before` when
-        it is given (a live platform's newest are counted a moment later)."""
-        rows, ids = counted if counted is not None else self.store.counts()
-        entries = _rolled_up(ledger)
-        expected = rollups_from(entries if ids is None else [e for e in entries if e.id in ids])
-        stored = {key: (amount, settled, released) for key, amount, settled, released in rows}
+    def check(self, ledger: LedgerStore) -> list[Finding]:
+        """Every day whose stored rollups disagree with the ledger, named with what differs."""
+        expected, stored = self._off_by(ledger)
         findings = []
-        if ids is not None:
-            missed: dict[str, int] = defaultdict(int)
-            for entry in entries:
-                if entry.id not in ids and (settled_before is None or entry.at < settled_before):
-                    missed[entry.at[:10]] += 1
-            findings += [Finding("rollup", f"usage:{day}", f"usage rollup of {day} does not count {n} entr"
-                                 f"{'y' if n == 1 else 'ies'} of the ledger (rebuild the rollups)")
-                         for day, n in sorted(missed.items())]
-        for key in sorted(set(expected) | set(stored)):
+        for key in sorted(corrections(expected, stored)):
             want, have = expected.get(key, (0, 0, 0)), stored.get(key, (0, 0, 0))
-            if want != have:
-                day, category, model = key
-                findings.append(Finding("rollup", f"usage:{day}", f"usage rollup of {day} ({category}, {model}) "
-                                        f"holds {have[0]} µc in {have[1]} settles and {have[2]} releases; the ledger "
-                                        f"says {want[0]} µc in {want[1]} and {want[2]}"))
+            day, category, model = key
+            findings.append(Finding("rollup", f"usage:{day}", f"usage rollup of {day} ({category}, {model}) "
+                                    f"holds {have[0]} µc in {have[1]} settles and {have[2]} releases; the ledger "
+                                    f"says {want[0]} µc in {want[1]} and {want[2]} (rebuild the rollups)"))
         return findings
 
     def rebuild(self, ledger: LedgerStore) -> int:
-        totals, ids = self.expected(ledger)
-        self.store.replace(totals, ids)
-        return len(totals)
+        """Correct the rows by what they were off by at one moment. The correction is added, as charges add
+        theirs, so one committed while this runs is counted once: by its own transaction. The rows corrected."""
+        deltas = corrections(*self._off_by(ledger))
+        if deltas:
+            self.store.correct(deltas)
+        return len(deltas)

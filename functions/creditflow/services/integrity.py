@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from ..domain import merkle
@@ -25,8 +24,6 @@ from .analytics import UsageRollups
 from .reconciliation import PaymentReconciliation
 from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 
-# an entry's rollup is written a moment after its commit: one older than this that none counts is a gap
-ROLLUP_GRACE = timedelta(minutes=1)
 COVERING_ROUNDS = 5  # publications a verification tries before its entry's lost race is a retryable 503
 
 
@@ -291,16 +288,13 @@ class Integrity:
         hashes: dict[str, str] = {}
         replayed: dict[str, SystemTotals] = {}
         paid: dict[str, list[dict[str, Any]]] = {}
-        # the rollups first: every entry they count is committed, so the ledger read next holds them all
-        counted = self.rollups.counts() if only is None and self.rollups is not None else None
-        settled_before = iso(self.clock.now() - ROLLUP_GRACE)
         with self.store.snapshot():  # a live ledger: one state of it, not entries that came between two reads
             self._walk_accounts(report, only, signatures, hashes, replayed, paid)
             if only is None:
                 self._check_system(report, replayed)
             self._check_log(report, hashes, whole=only is None)
-            if counted is not None and self.rollups is not None:
-                report.findings.extend(self.rollups.check(self.store, counted, settled_before))
+            if only is None and self.rollups is not None:  # the rows and the ledger they count, read at one moment
+                report.findings.extend(self.rollups.check(self.store))
         if self.payments is not None:
             report.findings.extend(self.payments.check(paid, uid))
         report.idempotency_conflicts = [

@@ -22,6 +22,7 @@ from ...domain.lots import Lot
 from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
 from . import firestore_layout as layout
+from .firestore_moments import as_of
 from .firestore_transactions import run_transaction
 from .usage_rollups import rollup_writes
 
@@ -203,8 +204,8 @@ class FirestoreLedgerStore:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Reads are not pinned to one time here (Firestore's read_time would): an audit of a ledger taking writes
-        may see one committed between two of its reads."""
+        """Reads are not pinned to one time here: an audit of a ledger taking writes may see one committed between
+        two of its reads. (Inside firestore_moments.one_moment, `user_accounts`, `history` and `chain` are.)"""
         yield
 
     def account(self, account_id: str) -> UserAccount | None:
@@ -251,17 +252,17 @@ class FirestoreLedgerStore:
         if until is not None:
             query = _where(query, "at", "<", until)
         query = query.order_by("seq", direction=DESC).limit(limit)
-        return [layout.entry_of(s.to_dict()) for s in query.stream()]
+        return [layout.entry_of(s.to_dict()) for s in query.stream(**as_of())]
 
     def chain(self, account_id: str) -> Iterator[Entry]:
-        for snapshot in self._account_ref(account_id).collection("entries").order_by("seq").stream():
+        for snapshot in self._account_ref(account_id).collection("entries").order_by("seq").stream(**as_of()):
             yield layout.entry_of(snapshot.to_dict())
 
     def entry_accounts(self) -> set[str]:
         return {s.get("account") for s in self.client.collection(layout.ENTRY_REFS).select(["account"]).stream()}
 
     def user_accounts(self) -> Iterator[UserAccount]:
-        for snapshot in self.client.collection(layout.ACCOUNTS).order_by("id").stream():
+        for snapshot in self.client.collection(layout.ACCOUNTS).order_by("id").stream(**as_of()):
             yield layout.account_of(layout.document_fields(snapshot))
 
     def system_totals(self) -> dict[str, SystemTotals]:

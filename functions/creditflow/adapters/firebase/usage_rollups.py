@@ -1,18 +1,18 @@
 """Daily usage rollups on Firestore: usage_rollups/{day~category~model~shard} documents added to with Increment.
 
-On Firebase the ledger's own transaction counts its entries (`rollup_writes`, called by FirestoreTransaction.write):
-an entry is created once, so it is counted once, and a process killed after the commit leaves no gap for an admin
-to rebuild (the after-commit observer did; bootstrap no longer registers it there). That write is a blind Increment,
-no read and so no lock while the transaction runs. `add` is the port's observer path, kept exact by
-usage_counted/{entryId} markers. Every user's spend lands on the same few documents, so each key is split over
-SHARDS documents (picked by entry id): Firestore takes about one sustained write a second per document, as the
-system accounts' shards do."""
+The ledger's own transaction counts its entries (`rollup_writes`, called by FirestoreTransaction.write): an entry is
+created once, so it is counted once, and a process killed after the commit leaves no gap. That write is a blind
+Increment, no read and so no lock while the transaction runs. Every user's spend lands on the same few documents, so
+each key is split over SHARDS documents (picked by entry id): Firestore takes about one sustained write a second per
+document, as the system accounts' shards do. A rebuild adds its corrections as Increments too, never overwriting
+what charges counted meanwhile. (Deployments before that kept usage_counted/{entryId} markers: nothing reads them.)"""
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import defaultdict
-from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from urllib.parse import quote
 
 from google.cloud import firestore
@@ -20,11 +20,10 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.entries import Entry
 from ...domain.usage import rollup_item
-from ...ports import Counted, RollupKey
-from .firestore_transactions import run_transaction
+from ...ports import RollupCounts, RollupKey
+from .firestore_moments import as_of, one_moment
 
 ROLLUPS = "usage_rollups"
-COUNTED = "usage_counted"  # markers of the entries `add` counted (an observer's path; Firebase's ledger writes none)
 SHARDS = 16
 BATCH = 400  # under a batch's 500 writes
 
@@ -61,33 +60,16 @@ class FirestoreUsageRollups:
     def __init__(self, client: firestore.Client) -> None:
         self.client = client
         self.rollups = client.collection(ROLLUPS)
-        self.counted = client.collection(COUNTED)
 
-    def add(self, items: list[tuple[str, RollupKey, int, int, int]]) -> None:
-        def count(transaction: firestore.Transaction) -> None:
-            markers = [self.counted.document(entry_id) for entry_id, *_ in items]
-            seen = {snapshot.id for snapshot in transaction.get_all(markers) if snapshot.exists}
-            for (entry_id, key, charged, settles, releases), marker in zip(items, markers, strict=True):
-                if entry_id in seen:
-                    continue
-                transaction.create(marker, {"at": firestore.SERVER_TIMESTAMP})
-                day, category, model = key
-                transaction.set(self.rollups.document(_doc_id(key, _shard(entry_id))), {
-                    "day": day, "category": category, "model": model,
-                    "charged": firestore.Increment(charged), "settles": firestore.Increment(settles),
-                    "releases": firestore.Increment(releases)}, merge=True)
-
-        run_transaction(self.client, count)
-
-    def counts(self) -> Counted:
-        """The rows; not the ids (a read of one marker per entry ever counted): the audit compares totals."""
-        return self.rows("0000-00-00", "9999-99-99"), None
+    def one_moment(self) -> AbstractContextManager[None]:
+        """The rows and the Firestore ledger store's reads, pinned to one read time on this thread."""
+        return one_moment(self.client)
 
     def rows(self, since_day: str, until_day: str) -> list[tuple[RollupKey, int, int, int]]:
         totals: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0, 0])
         query = self.rollups.where(filter=FieldFilter("day", ">=", since_day)).where(
             filter=FieldFilter("day", "<=", until_day))
-        for snapshot in query.stream():
+        for snapshot in query.stream(**as_of()):
             data = snapshot.to_dict() or {}
             row = totals[(data["day"], data["category"], data["model"])]
             row[0] += int(data.get("charged", 0))
@@ -95,25 +77,15 @@ class FirestoreUsageRollups:
             row[2] += int(data.get("releases", 0))
         return [(key, *row) for key, row in sorted(totals.items())]  # type: ignore[misc]
 
-    def replace(self, totals: dict[RollupKey, tuple[int, int, int]], entry_ids: Iterable[str]) -> None:
-        for collection in (self.rollups, self.counted):
-            self._write(("delete", snapshot.reference, None) for snapshot in collection.stream())
-        self._write(("set", self.rollups.document(_doc_id(key, 0)), {
-            "day": key[0], "category": key[1], "model": key[2], "charged": charged, "settles": settles,
-            "releases": releases}) for key, (charged, settles, releases) in totals.items())
-        self._write(("set", self.counted.document(entry_id), {"at": firestore.SERVER_TIMESTAMP})
-                    for entry_id in entry_ids)
-
-    def _write(self, operations: Iterable[tuple[str, firestore.DocumentReference, dict | None]]) -> None:
-        batch, pending = self.client.batch(), 0
-        for kind, reference, data in operations:
-            if kind == "set" and data is not None:
-                batch.set(reference, data)
-            else:
-                batch.delete(reference)
-            pending += 1
-            if pending == BATCH:
-                batch.commit()
-                batch, pending = self.client.batch(), 0
-        if pending:
+    def correct(self, deltas: dict[RollupKey, RollupCounts]) -> None:
+        """Each key's delta added to one of its shards (a random one: a rebuild's few writes, spread), in batches
+        under the 500 writes a batch may hold. A batch is all or nothing; one that failed changed nothing, and the
+        audit then still names its days."""
+        items = list(deltas.items())
+        for start in range(0, len(items), BATCH):
+            batch = self.client.batch()
+            for key, (charged, settles, releases) in items[start:start + BATCH]:
+                batch.set(self.rollups.document(_doc_id(key, random.randrange(SHARDS))), {
+                    "day": key[0], "category": key[1], "model": key[2], "charged": firestore.Increment(charged),
+                    "settles": firestore.Increment(settles), "releases": firestore.Increment(releases)}, merge=True)
             batch.commit()

@@ -19,10 +19,12 @@ from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import FAR_FUTURE, Lot
 from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
+from ...domain.usage import rollup_totals
 from .group_commit import Turns
 from .sqlite_checkpoints import RESTART_FRAMES, BackgroundCheckpoints
 from .sqlite_connections import ThreadConnections
 from .sqlite_schema import SCHEMA, migrate
+from .usage_rollups import add_usage, start_counting
 
 _ACCOUNT = "id, status, available, held, seq, head, version, created_at, updated_at, last_top_up"
 _ENTRY = "id, account, seq, kind, at, body, hash, signature, key_id"
@@ -135,6 +137,7 @@ class SqliteTransaction(_Reads):
             db.executemany(f"INSERT INTO entries ({_ENTRY}) VALUES (?,?,?,?,?,?,?,?,?)",
                            [(e.id, e.account, e.seq, e.kind, e.at, e.body, e.hash, e.signature, e.key_id)
                             for e in changes.entries])
+            add_usage(db, rollup_totals(changes.entries))  # counted with its entry, once (usage_rollups.py)
         if changes.lots:
             db.executemany(f"INSERT OR REPLACE INTO lots ({_LOT}, open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                            [(lot.id, lot.account, lot.kind, lot.granted, lot.remaining, lot.held, lot.priority,
@@ -164,6 +167,12 @@ class SqliteTransaction(_Reads):
         if changes.events:
             db.executemany("INSERT OR IGNORE INTO outbox (id, kind, uid, payload, at) VALUES (?,?,?,?,?)",
                            [(e.id, e.kind, e.uid, orjson.dumps(e.payload), e.at) for e in changes.events])
+
+
+def _usage_entries(db: sqlite3.Connection) -> Iterator[Entry]:
+    """The entries the usage rollups may count (settles and releases), for a ledger that had no rollups yet."""
+    for row in db.execute(f"SELECT {_ENTRY} FROM entries WHERE kind IN ('settle', 'release')"):
+        yield _entry(row)
 
 
 def _account_row(a: UserAccount) -> tuple:
@@ -200,6 +209,7 @@ class SqliteLedgerStore(_Reads):
                                               pragmas=pragmas)
         migrate(self.db)
         self.db.executescript(SCHEMA)
+        start_counting(self.db, _usage_entries)
 
     @property
     def db(self) -> sqlite3.Connection:  # type: ignore[override]

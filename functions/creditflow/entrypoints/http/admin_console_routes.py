@@ -84,8 +84,8 @@ def admin_analytics(platform: Platform, caller: Caller, query: s.AdminAnalyticsQ
                                series={k: [s.Money.of(data.series[k].get(day, 0)) for day in days] for k, _ in groups})
 
 
-@routes.route("POST", f"{V1}/admin/analytics/rebuild", summary="Rewrite the usage rollups from the ledger "
-              "(admins; after an audit names a day that disagrees)", auth="admin", response=s.RebuiltOut,
-              errors=(501,))
+@routes.route("POST", f"{V1}/admin/analytics/rebuild", summary="Correct the usage rollups from the ledger "
+              "(admins; after an audit names a day that disagrees): the rows corrected", auth="admin",
+              response=s.RebuiltOut, errors=(501,))
 def rebuild_analytics(platform: Platform, caller: Caller) -> s.RebuiltOut:
     return s.RebuiltOut(rows=rollups(platform).rebuild(platform.store))
