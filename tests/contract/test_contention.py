@@ -301,3 +301,36 @@ def test_a_keys_spend_is_recorded_after_a_lock_on_its_document_is_let_go(
         let_go.join()
     stored = firestore_client.collection("api_keys").document(key.hash).get().to_dict()
     assert stored["spent"] == 2 * CREDIT and not stored.get("in_flight")
+
+
+def test_six_metered_calls_at_once_on_one_key_each_get_through_on_one_attempt(
+        firestore_client: Any, tmp_path: Path, clock: SteppedClock) -> None:
+    """Six gateway calls at once through one key with a limit, on one user, every transaction with one attempt:
+    the key's claim and the account's reserve and settle are each read-then-write of one document. Begun together,
+    they held each other's read locks at commit until the emulator's lock timeout aborted them (5 of 6 refused
+    here; 4 of 24 with the SDK's five attempts); this process's transactions on one document now take turns. The
+    key's spend stays within its limit, and the ledger audits clean."""
+    from creditflow.adapters.firebase.api_keys import FirestoreApiKeys
+
+    platform = build(Settings.from_env(runtime="local", data_dir=tmp_path / "data"), clock=clock,
+                     store=FirestoreLedgerStore(firestore_client, attempts=1, retries=0))
+    platform.keys.keys = FirestoreApiKeys(firestore_client, attempts=1)
+    platform.credits.open_account("bo")
+    platform.credits.grant("bo", 500 * CREDIT, source="admin", lot_kind="paid", key="g")
+    secret, key = platform.keys.create("bo", "limited", limit=400 * CREDIT)
+    app = create_app(platform)
+    statuses: list[int] = []
+
+    def call(n: int) -> None:
+        answer = app.test_client().post("/v1/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                                        json={"model": "demo-chat", "messages": [{"role": "user", "content": f"{n}"}]})
+        statuses.append(answer.status_code)
+
+    assert not at_once(6, call)
+    assert statuses == [200] * 6
+    stored = platform.keys.keys.by_hash(key.hash)
+    balance = platform.credits.balance("bo")
+    assert stored is not None and 0 < stored.spent <= 400 * CREDIT
+    assert balance.held == 0 and balance.available == 500 * CREDIT - stored.spent
+    assert platform.integrity.audit().ok
+

@@ -13,13 +13,14 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from ...domain.api_keys import ApiKey
 from .firestore_layout import document_fields
-from .firestore_transactions import run_transaction
+from .firestore_transactions import DocumentTurns, run_transaction
 
 # a transaction holding the key's document (another call's claim) aborts a plain write after ~2 s: try again
 AFTER_A_LOCK = retry.Retry(predicate=retry.if_exception_type(exceptions.Aborted), initial=0.1, maximum=2.0,
                            timeout=20.0)
 IN_FLIGHT = "in_flight"  # {call id: {"micros", "until"}}: what calls in flight count against the limit
 ATTEMPTS = 5  # a key's document is one point of contention, as an account's is
+CLAIMS = DocumentTurns()  # claims on one key from this process's calls queue in it, not in Firestore's locks
 _FIELDS = {field.name for field in fields(ApiKey)}
 
 
@@ -76,7 +77,9 @@ class FirestoreApiKeys:
             transaction.update(found.reference, {IN_FLIGHT: flying})  # the map, without calls past their time
             return True
 
-        return run_transaction(self.client, claim, self.attempts)
+        with CLAIMS.held() as turns:  # this process's claims on the key, one at a time
+            turns.take(found.reference.path)
+            return run_transaction(self.client, claim, self.attempts)
 
     def record_spend(self, key_id: str, call: str | None, spent: int) -> None:
         found = self._by_id(key_id)

@@ -23,12 +23,13 @@ from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
 from . import firestore_layout as layout
 from .firestore_moments import as_of
-from .firestore_transactions import run_transaction
+from .firestore_transactions import DocumentTurns, HeldTurns, run_transaction
 from .usage_rollups import rollup_writes
 
 T = TypeVar("T")
 DESC = firestore.Query.DESCENDING
 SEQUENCER_ATTEMPTS = 1
+ACCOUNT_TURNS = DocumentTurns()  # this process's transactions on one account queue here, not in Firestore's locks
 
 
 def _where(query: Any, field: str, op: str, value: Any) -> Any:
@@ -40,16 +41,21 @@ class FirestoreTransaction:
     read with the account, it tells whether any hold or lot of the account has expired, so a command's sweep costs
     no query (each a billed read even when it finds nothing) unless one has, and then reads just those."""
 
-    def __init__(self, client: firestore.Client, transaction: firestore.Transaction) -> None:
+    def __init__(self, client: firestore.Client, transaction: firestore.Transaction,
+                 turns: HeldTurns | None = None) -> None:
         self.client = client
         self.tx = transaction
+        self.turns = turns  # this process's turns on account documents, taken before they are read
         self.expiring: dict[str, layout.Expiring | None] = {}  # by account read here; None: the index is missing
 
     def _account_ref(self, account_id: str) -> Any:
         return self.client.collection(layout.ACCOUNTS).document(account_id)
 
     def account(self, account_id: str) -> UserAccount | None:
-        snapshot = self._account_ref(account_id).get(transaction=self.tx)
+        reference = self._account_ref(account_id)
+        if self.turns is not None:  # one of this process's transactions on the account at a time (DocumentTurns)
+            self.turns.take(reference.path)
+        snapshot = reference.get(transaction=self.tx)
         if not snapshot.exists:
             return None
         document = snapshot.to_dict()
@@ -189,8 +195,9 @@ class FirestoreLedgerStore:
         self.retries = retries
 
     def run(self, work: Callable[[FirestoreTransaction], T], attempts: int | None = None) -> T:
-        return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(self.client, transaction)),
-                               attempts or self.attempts)
+        with ACCOUNT_TURNS.held() as turns:  # held over every attempt, let go after the last
+            return run_transaction(self.client, lambda transaction: work(FirestoreTransaction(
+                self.client, transaction, turns)), attempts or self.attempts)
 
     def read_only(self, work: Callable[[FirestoreTransaction], T]) -> T:
         """`work`'s reads as of one moment, in a read-only transaction: it takes no locks, so holds back no writer."""
