@@ -36,6 +36,21 @@ def test_a_network_gets_a_few_bonuses_per_window(tmp_path, clock: SteppedClock) 
     assert platform.welcome.claim(Caller("c"), ip="203.0.113.7").granted
 
 
+def test_a_network_claim_counts_for_its_whole_window_not_only_its_moment(tmp_path, clock: SteppedClock) -> None:
+    """A claim made hours ago is still within the window: the network's next claim and offer meet the limit until
+    the window has passed since it."""
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    assert platform.welcome.claim(Caller("a"), ip="203.0.113.7").granted
+    clock.advance(hours=23)
+    assert platform.welcome.offer(Caller("b"), ip="203.0.113.7").reason == "network-limit"
+    with pytest.raises(WelcomeRefused) as refused:
+        platform.welcome.claim(Caller("b"), ip="203.0.113.7")
+    assert refused.value.context["reason"] == "network-limit"
+    clock.advance(hours=2)
+    assert platform.welcome.offer(Caller("b"), ip="203.0.113.7").claimable
+    assert platform.welcome.claim(Caller("b"), ip="203.0.113.7").granted == 1000 * CREDIT
+
+
 def test_an_ipv6_network_is_its_64_prefix_not_each_address(tmp_path, clock: SteppedClock) -> None:
     """One IPv6 host or home network holds a whole /64 (2^64 addresses: privacy addresses rotate through it by
     themselves); counted by address, every fresh one would be a network of its own, and the limit none."""
