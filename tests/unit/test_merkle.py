@@ -196,3 +196,15 @@ def test_no_leaf_past_the_end_of_the_tree_is_proved_included() -> None:
     root = merkle.root(leaves)
     assert merkle.verify_inclusion(merkle.leaf_hash(b"a"), 0, 1, [], root)
     assert not merkle.verify_inclusion(merkle.leaf_hash(b"a"), 1, 1, [], root)
+
+
+def test_a_proof_that_goes_on_past_its_trees_root_is_refused() -> None:
+    """RFC 9162 §2.1.3.2 and §2.1.4.2 stop at the root of the tree the sizes name: a proof of the right half of an
+    8-leaf tree, taken on by the left half's hash, must not pass as a proof in a 4-leaf tree with the 8-leaf root."""
+    left = merkle.root(LEAVES[:4])
+    right_half = LEAVES[4:]
+    inclusion = [*merkle.inclusion_proof(right_half, 0), left]
+    assert merkle.verify_inclusion(merkle.leaf_hash(LEAVES[4]), 4, 8, inclusion, ROOT8)  # the same hashes
+    assert not merkle.verify_inclusion(merkle.leaf_hash(LEAVES[4]), 0, 4, inclusion, ROOT8)
+    consistency = [*merkle.consistency_proof(right_half, 3), left]
+    assert not merkle.verify_consistency(3, 4, bytes.fromhex(ROOTS[6]), ROOT8, consistency)
