@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
 from creditflow.domain.payments import AutoTopUp
-from creditflow.domain.pricing import cost, estimate, prompt_bound, prompt_tokens, token_cost
+from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_bound, prompt_tokens, token_cost
 from creditflow.services.chat import MeteredChat
 
 
@@ -26,6 +26,22 @@ def test_the_hold_pads_the_prompt_estimate_by_the_safety_margin() -> None:
     """An offline count of the prompt may fall short of the provider's: the hold takes a quarter more of it."""
     held = estimate(model(1_000_000, 2_000_000), 400, 100)
     assert held.micros == token_cost(500, 1_000_000) + token_cost(100, 2_000_000) == 700
+
+
+@given(st.text(max_size=40))
+def test_the_estimate_counts_a_token_for_every_three_bytes_begun(text: str) -> None:
+    """The offline estimate is one token per 3 UTF-8 bytes, rounded up: a text of one byte is a token more than
+    none, never nothing."""
+    assert estimate_tokens([text]) - estimate_tokens([""]) == math.ceil(len(text.encode()) / 3)
+
+
+@given(st.lists(st.text(max_size=40), max_size=5))
+def test_a_hold_covers_the_chat_formats_framing_whatever_the_text(texts: list[str]) -> None:
+    """OpenAI's chat format counts 3 tokens a message, its role's token, and 3 priming the reply, beside the
+    content (whose tokens are at most its bytes): the most a prompt can be, and a hold covers it."""
+    messages = [{"role": "user", "content": text} for text in texts]
+    most = sum(3 + 1 + len(text.encode()) for text in texts) + 3
+    assert prompt_bound(messages) >= most
 
 
 MEMBER = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12).filter(
