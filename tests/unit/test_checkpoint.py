@@ -26,6 +26,13 @@ def test_vkey_round_trip_and_refusals() -> None:
         PublicKey.from_vkey("nonsense")
 
 
+def test_a_vkey_whose_key_id_is_written_in_upper_case_is_the_same_key() -> None:
+    """The key id is a hexadecimal number (Go's note package parses it as one): its digits' case is no matter."""
+    name, key_id, blob = KEY.public.vkey.split("+", 2)
+    assert key_id != key_id.upper()  # the id has hex letters to write in capitals
+    assert PublicKey.from_vkey(f"{name}+{key_id.upper()}+{blob}") == KEY.public
+
+
 def test_note_has_the_c2sp_shape() -> None:
     note = sign_checkpoint(Checkpoint("example.com/log", 8, ROOT), KEY)
     lines = note.split("\n")
