@@ -33,6 +33,16 @@ def test_a_vkey_whose_key_id_is_written_in_upper_case_is_the_same_key() -> None:
     assert PublicKey.from_vkey(f"{name}+{key_id.upper()}+{blob}") == KEY.public
 
 
+def test_a_signature_is_64_bytes_and_no_more() -> None:
+    """Bytes after a signature are not read as the start of the message: the key's signature of `x` followed by a
+    message, with `x` moved to the signature's end, does not verify the message."""
+    keyring, key_id, message = Keyring([KEY.public]), KEY.key_id.hex(), b"a tree head"
+    signature = KEY.sign(b"x" + message)
+    assert keyring.verify(key_id, b"x" + message, signature)
+    assert not keyring.verify(key_id, message, signature + b"x")
+    assert not keyring.verify(key_id, message, KEY.sign(message)[:63])
+
+
 def test_note_has_the_c2sp_shape() -> None:
     note = sign_checkpoint(Checkpoint("example.com/log", 8, ROOT), KEY)
     lines = note.split("\n")
@@ -55,6 +65,7 @@ def test_open_verifies_and_parses() -> None:
     lambda n: n[:-3] + ("A" if n[-3] != "A" else "B") + n[-2:],
     lambda n: n.replace("\n\n", "\n"),
     lambda n: n.rstrip("\n"),
+    lambda n: n.replace("\u2014 example.com/log ", "\u2014 evil.com/log "),  # the signer's name, key id kept
 ])
 def test_any_change_to_the_note_is_refused(change) -> None:
     note = sign_checkpoint(Checkpoint("example.com/log", 8, ROOT), KEY)
