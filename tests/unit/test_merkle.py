@@ -208,3 +208,13 @@ def test_a_proof_that_goes_on_past_its_trees_root_is_refused() -> None:
     assert not merkle.verify_inclusion(merkle.leaf_hash(LEAVES[4]), 0, 4, inclusion, ROOT8)
     consistency = [*merkle.consistency_proof(right_half, 3), left]
     assert not merkle.verify_consistency(3, 4, bytes.fromhex(ROOTS[6]), ROOT8, consistency)
+
+
+def test_a_boolean_is_no_index_or_size_even_where_its_number_would_verify() -> None:
+    """JSON's true is not the number 1: an export's leaf index or a head's size given as true is malformed."""
+    proof = merkle.inclusion_proof(LEAVES, 1)
+    assert merkle.verify_inclusion(merkle.leaf_hash(LEAVES[1]), 1, 8, proof, ROOT8)
+    assert not merkle.verify_inclusion(merkle.leaf_hash(LEAVES[1]), True, 8, proof, ROOT8)
+    first = merkle.leaf_hash(LEAVES[0])
+    assert not merkle.verify_inclusion(first, 0, True, [], first)
+    assert not merkle.verify_consistency(True, 8, first, ROOT8, merkle.consistency_proof(LEAVES, 1))
