@@ -218,3 +218,10 @@ def test_a_boolean_is_no_index_or_size_even_where_its_number_would_verify() -> N
     first = merkle.leaf_hash(LEAVES[0])
     assert not merkle.verify_inclusion(first, 0, True, [], first)
     assert not merkle.verify_consistency(True, 8, first, ROOT8, merkle.consistency_proof(LEAVES, 1))
+
+
+def test_no_proof_makes_a_tree_consistent_with_a_smaller_one() -> None:
+    """A log only grows: whatever the hashes, a head of 7 leaves is never proved a prefix of a head of 2."""
+    hashes = [merkle.leaf_hash(leaf) for leaf in LEAVES[:2]]
+    assert merkle.verify_consistency(1, 2, hashes[0], merkle.root(LEAVES[:2]), [hashes[1]])
+    assert not merkle.verify_consistency(7, 2, hashes[0], merkle.root(LEAVES[:2]), hashes)
