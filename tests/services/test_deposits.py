@@ -219,6 +219,10 @@ def test_a_deposit_from_a_wallet_nobody_linked_waits_for_an_admin(scene: Scene) 
         scene.platform.deposits.refund_parked(big.id, "admin-1", "sent back")
     refunded = scene.platform.deposits.refund_parked(small.id, "admin-1", "sent back in 0xabc")
     assert refunded.status == REFUNDED and refunded.credits == 0
+    assert scene.platform.deposits.refund_parked(small.id, "admin-1", "sent back in 0xabc") == refunded  # a retry
+    with pytest.raises(DepositReviewed):  # another review of it is no retry: it is refused, the note kept
+        scene.platform.deposits.refund_parked(small.id, "admin-2", "sent back in 0xdef")
+    assert [d.note for d in scene.platform.deposits.all() if d.id == small.id] == ["sent back in 0xabc"]
     with pytest.raises(DepositReviewed):
         scene.platform.deposits.credit_parked(small.id, "dave", "admin-1")
     with pytest.raises(UnknownDeposit):
