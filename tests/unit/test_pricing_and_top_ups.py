@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
-from creditflow.domain.payments import AutoTopUp
+from creditflow.domain.payments import AutoTopUp, credits_for
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_bound, prompt_tokens, token_cost
 from creditflow.services.chat import MeteredChat
 
@@ -98,3 +98,13 @@ def test_a_hold_covers_the_prompt_whatever_its_text(text: str, tokens: int) -> N
     held = estimate(model, prompt_tokens(messages), 1, prompt_bound(messages)).micros
     assert held >= cost(model, tokens, 0)
     assert prompt_tokens(messages) < prompt_bound(messages)  # the estimate itself is unchanged (fit, no usage)
+
+
+@given(st.integers(min_value=1, max_value=10**12), st.integers(min_value=1, max_value=10**6),
+       st.integers(min_value=-10**7, max_value=10**7))
+def test_a_part_of_a_payment_owes_back_at_most_the_credits_it_bought(credits: int, amount: int, part: int) -> None:
+    """Pro rata and rounded down, never below nothing nor above the whole: a report of more than was paid (or
+    less than nothing) owes back what all of it (or none of it) would."""
+    owed = credits_for(credits, amount, part)
+    assert 0 <= owed <= credits
+    assert credits_for(credits, amount, amount + 1) == credits
