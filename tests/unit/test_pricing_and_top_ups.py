@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
-from creditflow.domain.payments import AutoTopUp, credits_for
+from creditflow.domain.payments import AutoTopUp, covering, credits_for, packs_from
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_bound, prompt_tokens, token_cost
 from creditflow.services.chat import MeteredChat
 
@@ -108,3 +108,11 @@ def test_a_part_of_a_payment_owes_back_at_most_the_credits_it_bought(credits: in
     owed = credits_for(credits, amount, part)
     assert 0 <= owed <= credits
     assert credits_for(credits, amount, amount + 1) == credits
+
+
+def test_the_packs_covering_a_shortfall_take_at_least_one_of_each() -> None:
+    """A 402 whose shortfall is not known (0) still offers one of every pack, not none of each."""
+    packs = packs_from(((10 * 10**6, 500, "usd"), (100 * 10**6, 4000, "usd")))
+    assert [(p.id, n) for p, n in covering(packs, 0)] == [("credits-10", 1), ("credits-100", 1)]
+    assert [(p.id, n) for p, n in covering(packs, 50 * 10**6)] == [("credits-100", 1)]
+    assert [(p.id, n) for p, n in covering(packs, 250 * 10**6)] == [("credits-100", 3)]
