@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.firebase_tools import FIREBASE, ROOT, free_ports
+from tests.e2e.firebase_tools import FIREBASE, ROOT, emulators_config
 from tests.e2e.server import LocalServer
 
 PROJECT = "demo-creditflow"
@@ -40,29 +40,25 @@ def running_auth_emulator() -> Iterator[str]:
     """The Auth emulator on a free loopback port, and the emulator hub and logging beside it on ports of their own:
     firebase.json's fixed 9099 was held by another checkout's run, whose emulator this one then talked to. The
     config sits beside firebase.json, since firebase-tools takes the project folder from where it is."""
-    port, hub, logging = free_ports(3)
-    config = ROOT / f".firebase-auth-e2e-{port}.json"
-    config.write_text(json.dumps({"emulators": {
-        "singleProjectMode": True, "auth": {"host": "127.0.0.1", "port": port},
-        "hub": {"host": "127.0.0.1", "port": hub}, "logging": {"host": "127.0.0.1", "port": logging},
-        "ui": {"enabled": False}}}))
-    emulator = subprocess.Popen([str(FIREBASE), "--config", str(config), "emulators:start", "--only", "auth",
-                                 "--project", PROJECT], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not listening(port):
-            if emulator.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the Auth emulator did not start")
-            time.sleep(0.3)
-        yield f"127.0.0.1:{port}"
-    finally:
-        config.unlink(missing_ok=True)
-        emulator.terminate()
+    with emulators_config("auth") as (config, ports):
+        port = ports["auth"]
+        emulator = subprocess.Popen([str(FIREBASE), "--config", str(config), "emulators:start", "--only", "auth",
+                                     "--project", PROJECT], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
         try:
-            emulator.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
-            emulator.wait()
+            deadline = time.monotonic() + 120
+            while not listening(port):
+                if emulator.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the Auth emulator did not start")
+                time.sleep(0.3)
+            yield f"127.0.0.1:{port}"
+        finally:
+            emulator.terminate()
+            try:
+                emulator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                emulator.kill()
+                emulator.wait()
 
 
 def listening(port: int) -> bool:

@@ -10,32 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.firebase_tools import FIREBASE, ROOT, framework_workers, free_ports  # this checkout's workers only
+from tests.e2e.firebase_tools import FIREBASE, ROOT, emulators_config, framework_workers
 
 
 @pytest.mark.skipif(not FIREBASE.exists(), reason="firebase-tools is not installed (make installs it under tools/)")
 def test_api_and_callable_in_the_functions_emulator(tmp_path: Path) -> None:
-    # Ports of their own (the repository's firebase.json names fixed ones, 5001 and 9099, that another checkout's
-    # run may hold); the config sits beside firebase.json, since firebase-tools takes the project folder from there.
-    functions, auth, hub, logging, eventarc = free_ports(5)
-    config = ROOT / f".firebase-functions-e2e-{functions}.json"
-    config.write_text(json.dumps({
-        "functions": json.loads((ROOT / "firebase.json").read_text())["functions"],
-        "emulators": {"singleProjectMode": True, "functions": {"host": "127.0.0.1", "port": functions},
-                      "auth": {"host": "127.0.0.1", "port": auth}, "hub": {"host": "127.0.0.1", "port": hub},
-                      "logging": {"host": "127.0.0.1", "port": logging},
-                      "eventarc": {"host": "127.0.0.1", "port": eventarc}, "ui": {"enabled": False}}}))
     env_local = ROOT / "functions" / ".env.local"  # emulator-only settings: the embedded store, a fresh folder
     env_local.write_text(f"CREDITFLOW_RUNTIME=local\nCREDITFLOW_DATA_DIR={tmp_path / 'data'}\n")
     before = framework_workers()
     try:
-        run = subprocess.run(
-            [str(FIREBASE), "--config", str(config), "emulators:exec", "--only", "auth,functions", "--project",
-             "demo-creditflow", f"{sys.executable} tests/e2e/emulator_probe.py {tmp_path / 'probe.json'} {functions}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=480)
+        with emulators_config("functions", "auth", functions=True) as (config, ports):
+            run = subprocess.run(
+                [str(FIREBASE), "--config", str(config), "emulators:exec", "--only", "auth,functions", "--project",
+                 "demo-creditflow",
+                 f"{sys.executable} tests/e2e/emulator_probe.py {tmp_path / 'probe.json'} {ports['functions']}"],
+                cwd=ROOT, capture_output=True, text=True, timeout=480)
     finally:
         env_local.unlink(missing_ok=True)
-        config.unlink(missing_ok=True)
         for pid in framework_workers() - before:  # the emulator leaves its Python workers behind
             subprocess.run(["kill", str(pid)], check=False)
     written = tmp_path / "probe.json"

@@ -12,36 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.firebase_tools import FIREBASE, ROOT, framework_workers, free_ports
+from tests.e2e.firebase_tools import FIREBASE, ROOT, emulators_config, framework_workers
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FIREBASE.exists(), reason="firebase-tools is not installed (make installs it under tools/)")
 def test_jobs_reach_the_task_queue_functions_through_the_tasks_emulator(tmp_path: Path) -> None:
-    # Ports of their own (the repository's firebase.json names fixed ones another emulator run may hold); the
-    # config sits beside firebase.json, since firebase-tools takes the project folder from where it is.
-    functions, tasks, hub, logging, eventarc = free_ports(5)
-    config = ROOT / f".firebase-queue-e2e-{tasks}.json"
-    config.write_text(json.dumps({
-        "functions": json.loads((ROOT / "firebase.json").read_text())["functions"],
-        "emulators": {"singleProjectMode": True, "functions": {"host": "127.0.0.1", "port": functions},
-                      "tasks": {"host": "127.0.0.1", "port": tasks}, "hub": {"host": "127.0.0.1", "port": hub},
-                      "logging": {"host": "127.0.0.1", "port": logging},
-                      "eventarc": {"host": "127.0.0.1", "port": eventarc}, "ui": {"enabled": False}}}))
     env_local = ROOT / "functions" / ".env.local"  # emulator-only settings: the embedded store, a fresh folder
     data = tmp_path / "data"
     data.mkdir()
     env_local.write_text(f"CREDITFLOW_RUNTIME=local\nCREDITFLOW_DATA_DIR={data}\n")
     before = framework_workers()
     try:
-        run = subprocess.run(
-            [str(FIREBASE), "--config", str(config), "emulators:exec", "--only", "functions,tasks", "--project",
-             "demo-creditflow", f"{sys.executable} tests/e2e/task_queue_probe.py {data} {tmp_path / 'probe.json'}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=480,
-            env={**os.environ, "PYTHONPATH": f"{ROOT / 'functions'}:{ROOT}"})
+        with emulators_config("functions", "tasks", functions=True) as (config, _):
+            run = subprocess.run(
+                [str(FIREBASE), "--config", str(config), "emulators:exec", "--only", "functions,tasks", "--project",
+                 "demo-creditflow", f"{sys.executable} tests/e2e/task_queue_probe.py {data} {tmp_path / 'probe.json'}"],
+                cwd=ROOT, capture_output=True, text=True, timeout=480,
+                env={**os.environ, "PYTHONPATH": f"{ROOT / 'functions'}:{ROOT}"})
     finally:
         env_local.unlink(missing_ok=True)
-        config.unlink(missing_ok=True)
         for pid in framework_workers() - before:  # the emulator leaves its Python workers behind
             subprocess.run(["kill", str(pid)], check=False)
     (tmp_path / "emulators.log").write_text(run.stdout + run.stderr)
