@@ -108,6 +108,7 @@ def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: Stepped
         assert image.request.kind == "image" and image.state == ACCEPTED and image.reserved > 0
         assert image_id in task.result["text"]
         assert platform.credits.balance("u").held == image.reserved  # the agent's own hold is settled
+        assert task.split_off == image.reserved  # its record says what moved out of its hold's lineage
         again = platform.tasks.run("u", "agent9")  # a redelivery after the end: no second image task
         assert again.state == SUCCEEDED and len(platform.tasks.list("u")[0]) == 2
     finally:
