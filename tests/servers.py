@@ -24,10 +24,11 @@ def wait_until_up(process: subprocess.Popen[bytes], answers: Callable[[], bool],
         time.sleep(pause)
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, and SIGKILL when it has not exited within five seconds."""
+def stop_process(process: subprocess.Popen[bytes], seconds: float = 5.0) -> None:
+    """SIGTERM, and SIGKILL when it has not exited within `seconds`."""
     process.terminate()
     try:
-        process.wait(5)
+        process.wait(seconds)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()

@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.firebase_tools import FIREBASE, ROOT, emulators_config
 from tests.e2e.server import LocalServer
+from tests.servers import stop_process, wait_until_up
 
 PROJECT = "demo-creditflow"
 
@@ -46,26 +47,14 @@ def running_auth_emulator() -> Iterator[str]:
                                      "--project", PROJECT], cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 120
-            while not listening(port):
-                if emulator.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the Auth emulator did not start")
-                time.sleep(0.3)
+            wait_until_up(emulator, lambda: listening(port), "the Auth emulator", timeout=120, pause=0.3)
             yield f"127.0.0.1:{port}"
         finally:
-            emulator.terminate()
-            try:
-                emulator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                emulator.kill()
-                emulator.wait()
+            stop_process(emulator, seconds=30)  # it stops the hub and its Java server first
 
 
 def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
     return True
 
 
