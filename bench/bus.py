@@ -1,10 +1,11 @@
-"""Bus benchmarks. Through the bus (the local runtime's objects in process; an OpenAI-compatible server whose
-first token comes after 50 ms, in a process of its own as a real provider runs elsewhere): the time from a request
-written to /requests to its first token readable on /streams, beside the provider's own first-token time, at 1
-and 20 users; and the time from a restart to 100 interrupted tasks running again. The durable queue (the local
-runtime's, on SQLite): no-op jobs per second through its workers, the enqueue rate alone, and the wait from enqueue
-to a handler's start, beside their targets and beside the anchor every job pays for: SQLite write transactions per
-second on the same kind of file (a job takes three: enqueue, lease, finish). Not a test.
+"""Bus benchmarks. Through the bus (the local runtime's objects in process; an OpenAI-compatible server whose first
+token comes after 50 ms, in a process of its own as a real provider runs elsewhere): the time from a request written
+to /requests to its first token readable on /streams, beside the provider's own first-token time, at 1 and 20 users
+(20 whose replies stream at a model's pace, and 20 whose replies come at once); and the time from a restart to 100
+interrupted tasks running again. The durable queue (the local runtime's, on SQLite): no-op jobs per second through
+its workers, the enqueue rate alone, and the wait from enqueue to a handler's start, beside their targets and beside
+the anchor every job pays for: SQLite write transactions per second on the same kind of file (a job takes three:
+enqueue, lease, finish). Not a test.
 Run: make bench-bus   (or: functions/venv/bin/python bench/bus.py [--quick])
 """
 
@@ -217,6 +218,14 @@ def until(feed: Any, seen: int, path: str, done: Callable[[], bool]) -> int:
     return seen
 
 
+# What the users write. The provider's first token comes after 50 ms either way; then a reply at a model's pace is 40
+# words, one every 20 ms (about 65 tokens/s, a fast hosted 70B model's pace), so each user writes about once a second;
+# a reply at once is 4 words with no pause, so each user writes again some 60 ms after the last: ten times the tasks
+# a second, a stress load no person chatting makes.
+PACED = "WAIT50 PACE20 " + " ".join(["word"] * 37)
+AT_ONCE = "WAIT50 hi there"
+
+
 def first_token_figures(quick: bool) -> None:
     """Request written -> first token readable, through the tree's trigger, the task flow and the stream writer. Each
     user waits for its reply to end before the next request, as a person chatting does."""
@@ -235,7 +244,7 @@ def first_token_through(provider: str, quick: bool) -> None:
     for _ in range(20 if quick else 60):
         started = time.perf_counter()
         stream = client.chat.completions.create(model=model, stream=True,
-                                                messages=[{"role": "user", "content": "WAIT50 hi there"}])
+                                                messages=[{"role": "user", "content": AT_ONCE}])
         next(iter(stream))
         direct.append((time.perf_counter() - started) * 1000)
         stream.close()
@@ -250,10 +259,12 @@ def first_token_through(provider: str, quick: bool) -> None:
         print(f"  {'anchor: the provider alone, openai SDK, 1 user':<50} p50 {percentile(direct, 50):,.1f} ms, "
               f"p99 {percentile(direct, 99):,.1f} ms")
         users_chatting(platform, model, "warm", 1, 3)  # first calls load what later ones reuse (the SDK's client)
-        for users, tasks in ((1, 10 if quick else 40), (20, 5 if quick else 15)):  # tasks each user writes
-            waits, cpu_per_task = users_chatting(platform, model, f"bench{users}", users, tasks)
+        for label, users, tasks, prompt in (
+                ("1 user", 1, 10 if quick else 40, AT_ONCE),
+                ("20 users, replies at a model's pace", 20, 5 if quick else 15, PACED),
+                ("20 users, replies at once (10x the tasks/s)", 20, 5 if quick else 15, AT_ONCE)):
+            waits, cpu_per_task = users_chatting(platform, model, f"bench{users}{len(prompt)}", users, tasks, prompt)
             added = percentile(waits, 50) - percentile(direct, 50)
-            label = f"{users} user" + ("s" if users > 1 else "")
             print(f"  {label:<50} p50 {percentile(waits, 50):,.1f} ms, "
                   f"p99 {percentile(waits, 99):,.1f} ms: {added:+,.1f} ms p50 beside the provider "
                   f"(target <= 15 ms added); {cpu_per_task:,.1f} ms CPU a task (users and accounts included)")
@@ -263,7 +274,8 @@ def first_token_through(provider: str, quick: bool) -> None:
         platform.mirror.stop()
 
 
-def users_chatting(platform: Any, model: str, tag: str, users: int, tasks: int) -> tuple[list[float], float]:
+def users_chatting(platform: Any, model: str, tag: str, users: int, tasks: int,
+                   prompt: str = AT_ONCE) -> tuple[list[float], float]:
     """`users` users at once, each writing `tasks` chat requests one after another (the next once the reply has
     ended, as a person chatting does): each first token's wait in ms, and the process's CPU ms per task."""
     waits: list[float] = []
@@ -277,7 +289,7 @@ def users_chatting(platform: Any, model: str, tag: str, users: int, tasks: int) 
         for k in range(tasks):
             seen = feed.seq
             started = time.perf_counter()
-            platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": "WAIT50 hi there",
+            platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": prompt,
                                                            "model": model, "createdAt": 1})
             stream, task = f"/streams/{uid}/r{k}", f"/tasks/{uid}/r{k}"
             seen = until(feed, seen, stream, lambda s=stream: platform.realtime.get(f"{s}/000001") is not None)

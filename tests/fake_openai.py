@@ -1,17 +1,18 @@
-"""An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429 and
-BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out, BREAKSTREAM cuts a
+"""An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429
+and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out, BREAKSTREAM cuts a
 stream after two pieces (mid-chunk), ERREVENT sends an error event after two, SLOWLLAMA makes Llama models wait 3 s,
-DRIP streams a word every 0.3 s, STALL stalls a stream for 2 s after two pieces. UNSAFE anywhere in the messages or
-inputs is refused with 400, as OpenAI refuses content its safety system flags, and so are a `temperature` that is
-not a number and a `response_format` of a type it does not know. Anything else is answered with 100 prompt tokens
-and 50 completion tokens (streams send the reply word by word, then a usage chunk when stream_options.include_usage
-asks for it). With `tools` in the request and a user message last, it calls the first tool with {"q": <message>};
-after a tool result it answers "tool said: <result>". TOOLPLAN:[["name", {args}], ...] in a user message (with
-`tools` sent) scripts a tool-calling conversation: while fewer tool results than planned calls are in the request it
-calls the next planned tool (ids call_1, call_2, ...), then answers "done: <result> | <result> | ..." (plain replies
-only). The task classifier's schema is answered quick in 3 s (LONGJOB: long, 42 s), and where it asks for an agent,
-the first offered (CODEAGENT: code). /v1/embeddings gives 8-dimensional vectors of hashed words and counts one
-prompt token per word."""
+DRIP streams a word every 0.3 s, PACE20 one every 20 ms (a model's pace), STALL stalls a stream for 2 s after two
+pieces. UNSAFE anywhere in the messages or inputs is refused with 400, as OpenAI refuses content its safety system
+flags, and so are a `temperature` that is not a number and a `response_format` of a type it does not know. Anything
+else is answered with 100 prompt tokens and 50 completion tokens (streams send the reply word by word, then a usage
+chunk when stream_options.include_usage asks for it). With `tools` in the request and a user message last, it calls
+the first tool with {"q": <message>}; after a tool result it answers "tool said: <result>". TOOLPLAN:[["name",
+{args}], ...] in a user message (with `tools` sent) scripts a tool-calling conversation: while fewer tool results
+than planned calls are in the request it calls the next planned tool (ids call_1, call_2, ...), then answers "done:
+<result> | <result> | ..." (plain replies only). The task classifier's schema is answered quick in 3 s (LONGJOB:
+long, 42 s), and where it asks for an agent, the first offered (CODEAGENT: code). /v1/embeddings gives 8-dimensional
+vectors of hashed words and counts one prompt token per word.
+"""
 
 from __future__ import annotations
 
@@ -238,6 +239,8 @@ class FakeOpenAI:
                     self._event({**base, "choices": [delta]})
                     if "PAUSE" in last:
                         time.sleep(0.005)
+                    if "PACE20" in last:
+                        time.sleep(0.02)
                     if "DRIP" in last or ("STALL" in last and n == 1):
                         time.sleep(0.3 if "DRIP" in last else 2)
                 self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
