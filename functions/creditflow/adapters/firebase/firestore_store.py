@@ -22,7 +22,7 @@ from ...domain.lots import Lot
 from ...domain.outbox import OutboxEvent
 from ...domain.shortfalls import Shortfall
 from . import firestore_layout as layout
-from .firestore_moments import as_of
+from .firestore_moments import as_of, one_moment
 from .firestore_transactions import DocumentTurns, HeldTurns, run_transaction
 from .usage_rollups import rollup_writes
 
@@ -211,26 +211,32 @@ class FirestoreLedgerStore:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Reads are not pinned to one time here: an audit of a ledger taking writes may see one committed between
-        two of its reads. (Inside firestore_moments.one_moment, `user_accounts`, `history` and `chain` are.)"""
-        yield
+        """This thread's reads of the ledger as of one moment (a `read_time`: what had committed then, nothing
+        after), so that an audit of a ledger taking writes sees each one wholly or not at all. Firestore keeps old
+        versions for an hour: what is read inside must be read within that."""
+        with one_moment(self.client):
+            yield
 
     def account(self, account_id: str) -> UserAccount | None:
-        snapshot = self._account_ref(account_id).get()
+        snapshot = self._account_ref(account_id).get(**as_of())
         return layout.account_of(snapshot.to_dict()) if snapshot.exists else None
 
     def balance_view(self, account_id: str) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
         """The account, its open lots and pending holds as of one moment: a read-only transaction, which takes no
-        locks (a read-write one's queries held back other users' commands on the emulator)."""
-        def read(tx: FirestoreTransaction) -> tuple[UserAccount | None, list[Lot], list[Hold]]:
-            mine = {name: _where(self.client.collection(name), "account", "==", account_id)
-                    for name in (layout.LOTS, layout.HOLDS)}
-            lots = _where(mine[layout.LOTS], "open", "==", True).stream(transaction=tx.tx)
-            holds = _where(mine[layout.HOLDS], "status", "==", "pending").stream(transaction=tx.tx)
-            return (tx.account(account_id), [layout.lot_of(s.to_dict()) for s in lots],
-                    [layout.hold_of(s.to_dict()) for s in holds])
+        locks (a read-write one's queries held back other users' commands on the emulator); inside `snapshot`,
+        reads at its moment."""
+        mine = {name: _where(self.client.collection(name), "account", "==", account_id)
+                for name in (layout.LOTS, layout.HOLDS)}
 
-        return self.read_only(read)
+        def view(account: UserAccount | None, reading: dict[str, Any]) -> tuple[UserAccount | None, list[Lot],
+                                                                               list[Hold]]:
+            lots = _where(mine[layout.LOTS], "open", "==", True).stream(**reading)
+            holds = _where(mine[layout.HOLDS], "status", "==", "pending").stream(**reading)
+            return account, [layout.lot_of(s.to_dict()) for s in lots], [layout.hold_of(s.to_dict()) for s in holds]
+
+        if as_of():
+            return view(self.account(account_id), as_of())
+        return self.read_only(lambda tx: view(tx.account(account_id), {"transaction": tx.tx}))
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get()
@@ -266,7 +272,8 @@ class FirestoreLedgerStore:
             yield layout.entry_of(snapshot.to_dict())
 
     def entry_accounts(self) -> set[str]:
-        return {s.get("account") for s in self.client.collection(layout.ENTRY_REFS).select(["account"]).stream()}
+        return {s.get("account")
+                for s in self.client.collection(layout.ENTRY_REFS).select(["account"]).stream(**as_of())}
 
     def user_accounts(self) -> Iterator[UserAccount]:
         for snapshot in self.client.collection(layout.ACCOUNTS).order_by("id").stream(**as_of()):
@@ -275,14 +282,14 @@ class FirestoreLedgerStore:
     def system_totals(self) -> dict[str, SystemTotals]:
         totals: dict[str, SystemTotals] = {}
         for name in sorted(SYSTEM_ACCOUNTS):
-            for shard in self.client.collection(layout.SYSTEM).document(name).collection("shards").stream():
+            for shard in self.client.collection(layout.SYSTEM).document(name).collection("shards").stream(**as_of()):
                 merged = totals.setdefault(name, SystemTotals())
                 merged.balance += shard.get("balance") or 0
                 merged.pending += shard.get("pending") or 0
         return totals
 
     def lots_of(self, account_id: str) -> list[Lot]:
-        stream = _where(self.client.collection(layout.LOTS), "account", "==", account_id).stream()
+        stream = _where(self.client.collection(layout.LOTS), "account", "==", account_id).stream(**as_of())
         return sorted((layout.lot_of(s.to_dict()) for s in stream), key=lambda lot: lot.created_seq)
 
     def accounts_to_sweep(self, now: str, limit: int) -> list[str]:
@@ -364,13 +371,13 @@ class FirestoreLedgerStore:
         return self.run(work, SEQUENCER_ATTEMPTS)
 
     def tree_size(self) -> int:
-        state = self._state_ref().get()
+        state = self._state_ref().get(**as_of())
         return state.get("size") if state.exists else 0
 
     def _chunks(self, start: int, end: int) -> Iterator[tuple[int, bytes, str]]:
         chunks = self._state_ref().collection("chunks")
         refs = [chunks.document(f"{n:012d}") for n in range(start // layout.CHUNK, (end - 1) // layout.CHUNK + 1)]
-        found = {s.id: s for s in self.client.get_all(refs) if s.exists}
+        found = {s.id: s for s in self.client.get_all(refs, **as_of()) if s.exists}
         for ref in refs:
             snapshot = found.get(ref.id)
             if snapshot is None:
@@ -400,7 +407,7 @@ class FirestoreLedgerStore:
         refs = [self._subtrees().document(layout.subtree_id(level, s)) for s in range(first, end, size)]
         found: dict[int, bytes] = {}
         for batch in range(0, len(refs), 300):
-            for snapshot in self.client.get_all(refs[batch:batch + 300]):
+            for snapshot in self.client.get_all(refs[batch:batch + 300], **as_of()):
                 if snapshot.exists:
                     found[snapshot.get("start")] = snapshot.get("hash")
         return found
@@ -431,7 +438,7 @@ class FirestoreLedgerStore:
         return _checkpoint_of(layout.document_fields(snapshot)) if snapshot else None
 
     def checkpoints(self) -> list[StoredCheckpoint]:
-        stream = self.client.collection(layout.CHECKPOINTS).order_by("size").stream()
+        stream = self.client.collection(layout.CHECKPOINTS).order_by("size").stream(**as_of())
         return [_checkpoint_of(layout.document_fields(s)) for s in stream]
 
 
