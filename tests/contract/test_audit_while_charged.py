@@ -4,7 +4,6 @@ wholly out of it, and it reports nothing wrong with a sound ledger."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,20 +11,7 @@ import pytest
 
 from creditflow.bootstrap import Platform
 from tests.conftest import CREDIT
-
-
-def _charge_on_another_thread(platform: Platform) -> Callable[[str, str], None]:
-    """A charge of 1 credit, committed on a thread of its own (as another user's request would be)."""
-    def charge(uid: str, key: str) -> None:
-        def run() -> None:
-            hold = platform.credits.reserve(uid, 2 * CREDIT, key=f"r-{key}")
-            platform.credits.settle(uid, hold.hold, CREDIT, key=f"s-{key}", memo={"model": "m1"})
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join()
-
-    return charge
+from tests.contract.charging import charge_on_another_thread
 
 
 def test_an_audit_while_users_are_charged_finds_nothing_wrong(on_store: Platform,
@@ -37,7 +23,6 @@ def test_an_audit_while_users_are_charged_finds_nothing_wrong(on_store: Platform
         platform.credits.open_account(uid)
         platform.credits.grant(uid, 50 * CREDIT, source="admin", lot_kind="paid", key=f"g-{uid}")
     platform.integrity.publish_checkpoint()
-    charge = _charge_on_another_thread(platform)
     store: Any = platform.store
     accounts, chain, lots_of = store.user_accounts, store.chain, store.lots_of
     system_totals, tree_size = store.system_totals, store.tree_size
@@ -48,14 +33,14 @@ def test_an_audit_while_users_are_charged_finds_nothing_wrong(on_store: Platform
             found = read(*args)
             found = list(found) if isinstance(found, Iterator) else found
             steps.append(name)
-            charge(uid, f"{name}-{len(steps)}")
+            charge_on_another_thread(platform, uid, f"{name}-{len(steps)}")
             return found
         return step
 
     def charged_before(name: str, uid: str, read: Callable[..., Any]) -> Callable[..., Any]:
         def step(*args: Any) -> Any:
             steps.append(name)
-            charge(uid, f"{name}-{len(steps)}")
+            charge_on_another_thread(platform, uid, f"{name}-{len(steps)}")
             return read(*args)
         return step
 

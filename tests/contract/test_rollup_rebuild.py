@@ -4,8 +4,7 @@ Firestore emulator (the Firebase runtime), no charge is missed or counted twice,
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from creditflow.bootstrap import Platform, build
 from creditflow.config import Settings
 from tests.conftest import CREDIT, SteppedClock
+from tests.contract.charging import charge_on_another_thread
 from tests.firestore_emulator import FirestoreEmulator
 
 
@@ -40,20 +40,6 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path, clock: SteppedClock
             firebase_admin.delete_app(firebase_admin._apps[name])
 
 
-def _charger(platform: Platform) -> Callable[[str], None]:
-    """A charge of 1 credit for model m1, committed on a thread of its own (as another request would be)."""
-    def charge(key: str) -> None:
-        def run() -> None:
-            hold = platform.credits.reserve("ann", 2 * CREDIT, key=f"r-{key}")
-            platform.credits.settle("ann", hold.hold, CREDIT, key=f"s-{key}", memo={"model": "m1"})
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join()
-
-    return charge
-
-
 def test_a_rebuild_counts_every_charge_committed_while_it_runs_once(platform: Platform,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Charges commit at each step of a rebuild: as it reads the ledger's accounts, between two accounts' entries,
@@ -63,7 +49,9 @@ def test_a_rebuild_counts_every_charge_committed_while_it_runs_once(platform: Pl
     platform.credits.open_account("bob")
     platform.credits.grant("ann", 50 * CREDIT, source="admin", lot_kind="paid", key="g-ann")
     platform.credits.grant("bob", 50 * CREDIT, source="admin", lot_kind="paid", key="g-bob")
-    charge = _charger(platform)
+    def charge(key: str) -> None:
+        charge_on_another_thread(platform, "ann", key)
+
     charge("before")
     hold = platform.credits.reserve("bob", CREDIT, key="r-bob")
     platform.credits.settle("bob", hold.hold, CREDIT // 2, key="s-bob", memo={"model": "m1"})
