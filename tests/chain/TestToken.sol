@@ -27,6 +27,15 @@ contract TestToken {
         return true;
     }
 
+    /// Several transfers in one transaction (as batch senders make them): one Transfer log each.
+    function transferEach(address[] calldata to, uint256[] calldata values) external returns (bool) {
+        require(to.length == values.length, "lengths");
+        for (uint256 i = 0; i < to.length; i++) {
+            _move(msg.sender, to[i], values[i]);
+        }
+        return true;
+    }
+
     function approve(address spender, uint256 value) external returns (bool) {
         allowance[msg.sender][spender] = value;
         emit Approval(msg.sender, spender, value);
