@@ -1,6 +1,7 @@
 """The chain reader against anvil, a real node over HTTP JSON-RPC (batched requests, block-level log indexes,
-several transfers in one block), and the scanner on it: deposits credited once, reorganisations before
-confirmation and during a scan credit nothing. Also: the committed ERC-20 artifact is what its source compiles to."""
+several transfers in one block or one transaction), and the scanner on it: deposits credited once, reorganisations
+before confirmation and during a scan credit nothing, and a deeper one that moves a credited transfer credits it
+once. Also: the committed ERC-20 artifact is what its source compiles to."""
 
 from __future__ import annotations
 
@@ -135,3 +136,59 @@ def test_the_committed_token_artifact_is_what_its_source_compiles_to(tmp_path: P
     subprocess.run(["node", str(ROOT / "tests/chain/compile.js"), str(out)], check=True, capture_output=True)
     built, committed = json.loads(out.read_text()), json.loads((ROOT / "tests/chain/TestToken.json").read_text())
     assert built == committed
+
+
+def test_a_token_deposit_a_deep_reorganisation_moves_behind_another_is_credited_once(anvil: Anvil,
+                                                                                    tmp_path: Path) -> None:
+    """A reorganisation deeper than the confirmations (past what the rules guard against, but chains have had them)
+    takes back the block of a token deposit that was credited, and the same signed transaction lands in a later
+    block, behind another transfer to the deposit address: its log index there is not the one it had. It is the
+    same deposit, and it is credited once; the other transfer is a deposit of its own."""
+    w3 = anvil.w3
+    owner, alice, bob = w3.eth.accounts[:3]
+    token = deploy_token(w3, owner)
+    send_token(token, owner, alice, 10**9)
+    send_token(token, owner, bob, 10**9)
+    platform = platform_on(anvil, tmp_path, token.address, confirmations=1)
+    platform.deposits.wallets.link(Wallet(alice, "alice", 31337, "t"))
+    platform.deposits.wallets.link(Wallet(bob, "bob", 31337, "t"))
+    snapshot = anvil.rpc("evm_snapshot")
+    sent = send_token(token, alice, DEPOSITS, 3_000_000)
+    raw = anvil.rpc("eth_getRawTransactionByHash", "0x" + bytes(sent["transactionHash"]).hex())
+    assert platform.deposits.scan().credited == 1
+    [first] = platform.deposits.mine("alice")
+    anvil.rpc("evm_revert", snapshot)
+    anvil.mine(3)  # past every block the scanner read: it reads where the transaction lands next
+    anvil.rpc("evm_setAutomine", False)
+    # bob's first in the block: it pays more for its place than alice's transaction offered
+    token.functions.transfer(DEPOSITS, 2_000_000).transact({"from": bob, "maxPriorityFeePerGas": 10**11,
+                                                            "maxFeePerGas": 10**12})
+    anvil.rpc("eth_sendRawTransaction", raw)
+    anvil.rpc("evm_mine")
+    anvil.rpc("evm_setAutomine", True)
+    [again] = [t for t in platform.deposits.chain.transfers(  # type: ignore[union-attr]
+        1, anvil.w3.eth.block_number, DEPOSITS, [token.address]) if t.sender == alice]
+    assert again.tx_hash == first.tx_hash and again.log_index != first.log_index  # moved within its new block
+    report = platform.deposits.scan()
+    assert (report.credited, report.seen) == (1, 1)  # bob's; alice's is the one credited before
+    assert platform.credits.balance("alice").available == 3 * CREDIT
+    assert platform.credits.balance("bob").available == 2 * CREDIT
+    assert [d.id for d in platform.deposits.mine("alice")] == [first.id]
+
+
+def test_two_transfers_of_one_transaction_are_two_deposits(anvil: Anvil, tmp_path: Path) -> None:
+    """A batch sender's transaction sends the deposit address two amounts (and someone else a third): two deposits,
+    each credited once, told apart by their places in the transaction, the first 0."""
+    w3 = anvil.w3
+    owner, alice, carol = w3.eth.accounts[:3]
+    token = deploy_token(w3, owner)
+    send_token(token, owner, alice, 10**9)
+    platform = platform_on(anvil, tmp_path, token.address, confirmations=1)
+    platform.deposits.wallets.link(Wallet(alice, "alice", 31337, "t"))
+    token.functions.transferEach([DEPOSITS, carol, DEPOSITS], [1_000_000, 5, 2_000_000]).transact({"from": alice})
+    assert platform.deposits.scan().credited == 2
+    assert platform.deposits.scan().credited == 0
+    deposits = sorted(platform.deposits.mine("alice"), key=lambda d: d.log_index)
+    assert [d.amount for d in deposits] == [1_000_000, 2_000_000]
+    assert [d.id.rsplit(":", 1)[1] for d in deposits] == ["0", "1"]
+    assert platform.credits.balance("alice").available == 3 * CREDIT

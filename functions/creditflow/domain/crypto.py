@@ -97,21 +97,24 @@ class Transfer:
 
     chain_id: int
     tx_hash: str  # 0x and lower-case hex
-    log_index: int  # NATIVE for ETH
+    log_index: int  # the log's place in its block (where explorers show it); NATIVE for ETH
     block_number: int
     block_hash: str
     sender: str  # checksummed
     contract: str | None  # the token's contract; None for ETH
     amount: int  # wei or token base units
+    place: int = 0  # a token transfer's place among its transaction's token transfers to the deposit address
 
     @property
     def id(self) -> str:
-        """Its crediting key: (chain id, transaction hash, log index)."""
-        return deposit_id(self.chain_id, self.tx_hash, self.log_index)
+        """Its crediting key: (chain id, transaction hash, its place in the transaction). Not the log index: that
+        is the log's place in its block, and a transaction a reorganisation moves to another block keeps its hash
+        and its transfers, not their log indexes (a deposit credited before would be credited again)."""
+        return deposit_id(self.chain_id, self.tx_hash, NATIVE if self.contract is None else self.place)
 
 
-def deposit_id(chain_id: int, tx_hash: str, log_index: int) -> str:
-    return f"{chain_id}:{tx_hash.lower()}:{'native' if log_index == NATIVE else log_index}"
+def deposit_id(chain_id: int, tx_hash: str, place: int) -> str:
+    return f"{chain_id}:{tx_hash.lower()}:{'native' if place == NATIVE else place}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Crypto deposits: a scanner reads the chain from the last block it finished, takes transfers of ETH and of the
 allowlisted tokens to the deposit address once they have their confirmations and their block is still canonical,
-and credits each to the user whose linked wallet sent it, once per (chain id, transaction hash, log index): the
-ledger keys the grant by it, in the grant's own transaction. Deposits from wallets nobody linked wait for an admin."""
+and credits each to the user whose linked wallet sent it, once per (chain id, transaction hash, the transfer's place
+in the transaction): the ledger keys the grant by it, in the grant's own transaction. Deposits from wallets nobody
+linked wait for an admin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Crypto deposits and the scanner's progress on Firestore: deposits/{chainId:txHash:logIndex}, chain_scans/{chainId}.
+"""Crypto deposits and the scanner's progress on Firestore: deposits/{chainId:txHash:place}, chain_scans/{chainId}.
 Amounts in base units are kept as decimal strings: a wei amount outgrows Firestore's 64-bit integers."""
 
 from __future__ import annotations

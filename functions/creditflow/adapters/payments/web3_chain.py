@@ -75,10 +75,18 @@ class Web3Chain:
         logs = self.w3.eth.get_logs({"fromBlock": first, "toBlock": last,
                                      "address": [Web3.to_checksum_address(c) for c in contracts],
                                      "topics": [TRANSFER_TOPIC, None, recipient]})
-        return [Transfer(chain_id, _hex(log["transactionHash"]), int(log["logIndex"]), int(log["blockNumber"]),
-                         _hex(log["blockHash"]), Web3.to_checksum_address(bytes(log["topics"][1])[-20:]),
-                         Web3.to_checksum_address(log["address"]), int.from_bytes(bytes(log["data"]), "big"))
-                for log in logs if not log.get("removed") and len(log["topics"]) == 3]
+        kept = sorted((log for log in logs if not log.get("removed") and len(log["topics"]) == 3),
+                      key=lambda log: (int(log["blockNumber"]), int(log["logIndex"])))
+        places: dict[str, int] = {}  # transfers counted so far in each transaction, in log order
+        found = []
+        for log in kept:
+            tx_hash = _hex(log["transactionHash"])
+            place = places[tx_hash] = places.get(tx_hash, -1) + 1
+            found.append(Transfer(chain_id, tx_hash, int(log["logIndex"]), int(log["blockNumber"]),
+                                  _hex(log["blockHash"]), Web3.to_checksum_address(bytes(log["topics"][1])[-20:]),
+                                  Web3.to_checksum_address(log["address"]), int.from_bytes(bytes(log["data"]), "big"),
+                                  place))
+        return found
 
     def _coin_transfers(self, chain_id: int, first: int, last: int, to: str) -> list[Transfer]:
         """ETH sent to `to` by transactions that succeeded (ETH a contract sends on has no transaction of its own

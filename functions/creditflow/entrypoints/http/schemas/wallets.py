@@ -62,7 +62,8 @@ class WalletsOut(Out):
 
 
 class DepositOut(Out):
-    id: str = Field(description="chain id : transaction hash : log index (native for ETH)")
+    id: str = Field(description="chain id : transaction hash : the transfer's place among the transaction's token "
+                                "transfers to the deposit address, from 0 (native for ETH)")
     chain_id: int
     tx_hash: str
     block_number: int
