@@ -469,11 +469,12 @@ class ImageTools(Protocol):
     def strip(self, data: bytes) -> bytes:
         """The image in its own format, upright (EXIF orientation applied), without EXIF or other metadata."""
 
-    def upload_copy(self, data: bytes, limits: ImageLimits | None = None,
-                    max_side: int | None = None) -> tuple[bytes, ImageFacts]:
+    def upload_copy(self, data: bytes, limits: ImageLimits | None = None, max_side: int | None = None,
+                    owner: str | None = None) -> tuple[bytes, ImageFacts]:
         """The image checked as `inspect` checks it (every pixel of its first frame decoded) and the copy an upload
         keeps, from one decode: upright, without metadata, at most `max_side` on its long side (None: as it is), in
-        its own format (a GIF shrunk becomes a PNG); the facts are the copy's."""
+        its own format (a GIF shrunk becomes a PNG); the facts are the copy's. A large image of the caller `owner`
+        is refused (RateLimited, with retry_after) while another of theirs is being decoded."""
 
     def downscale(self, data: bytes, max_side: int) -> bytes:
         """At most `max_side` on its long side, upright and stripped, in its own format (PNG if it has none)."""

@@ -287,3 +287,52 @@ def test_a_chunked_multipart_body_is_refused_for_the_limit_it_passed(kept: Platf
     large = chunked({"file": (io.BytesIO(b"\0" * (MAX_UPLOAD_BODY + 1)), "x.png")})
     assert large.status_code == 413 and "10,304 KiB" in json.loads(large.data)["detail"], large.data
     assert stored(kept, "jo") == []
+
+
+def test_one_caller_decodes_one_large_upload_at_a_time_and_others_get_through(tmp_path: Path, clock: SteppedClock,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two large images (past 4 megapixels) are decoded at once in a process, each about 0.7 s for a 7000² PNG. One
+    caller sending four at once took both slots and everyone else's large upload waited behind them: now a caller
+    has one decoding at a time, and their others are refused at once (429 problem+json, Retry-After), so another
+    caller's large upload takes the other slot while the first caller's is still decoding."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from PIL import Image, ImageFile
+
+    from creditflow.entrypoints.http.app import create_app
+
+    platform = make_platform(tmp_path / "data", clock)
+    app = create_app(platform)
+    hog, other = auth(platform, "hog"), auth(platform, "other")
+    hogs_image = encoded(Image.new("RGB", (2500, 2000), "navy"), "PNG")  # 5 megapixels, a few KB
+    others_image = encoded(Image.new("RGB", (2400, 2000), "teal"), "PNG")
+    decoding, finish = threading.Event(), threading.Event()
+    load = ImageFile.ImageFile.load
+
+    def slow_for_the_hog(image: ImageFile.ImageFile) -> object:
+        if image.tile and image.size == (2500, 2000):  # one of the hog's, decoding: until the test lets it end
+            decoding.set()
+            finish.wait(30)
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", slow_for_the_hog)
+    with ThreadPoolExecutor(5) as pool:
+        try:
+            hogs = [pool.submit(upload, app.test_client(), hog, hogs_image) for _ in range(4)]
+            assert decoding.wait(10)
+            wait(hogs, timeout=2)  # the hog's others settle: refused, or (as it was) queued for the second slot
+            theirs = pool.submit(upload, app.test_client(), other, others_image)
+            answered = theirs.result(timeout=10)  # within the hog's decode, not after it
+            assert answered.status_code == 200, answered.json
+            assert not all(hog_upload.done() for hog_upload in hogs)
+        finally:
+            finish.set()
+        answers = [hog_upload.result(timeout=30) for hog_upload in hogs]
+    refused = [answer for answer in answers if answer.status_code != 200]
+    assert len(refused) == 3 and len(stored(platform, "hog")) == 1, [answer.status_code for answer in answers]
+    for answer in refused:
+        assert answer.status_code == 429 and answer.headers["Content-Type"] == "application/problem+json"
+        assert answer.headers["Retry-After"] == "1" and answer.json["type"].endswith("/rate-limited")
+        assert "one of a caller's at a time" in answer.json["detail"], answer.json
+    assert upload(app.test_client(), hog, hogs_image).status_code == 200  # the slot was given back
+    platform.store.close()  # type: ignore[attr-defined]

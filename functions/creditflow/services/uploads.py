@@ -68,7 +68,7 @@ class Uploads:
         refused, never kept (two racing for the last place may both be refused: a retry then takes it). With an
         idempotency `key`, a retry gets the upload the first stored (another image under the same key is a conflict),
         not a second copy."""
-        stripped, facts = self.tools.upload_copy(data, self.limits, self.max_side())  # from one decode
+        stripped, facts = self.tools.upload_copy(data, self.limits, self.max_side(), owner=uid)  # from one decode
         keyed = None
         if key is not None:
             keyed = upload_key(uid, key)

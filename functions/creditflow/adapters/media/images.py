@@ -9,7 +9,6 @@ is kept, since it is colour, not personal data, and dropping it would shift the 
 from __future__ import annotations
 
 import io
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ...domain.images import ImageTooLarge, InvalidImage
 from ...domain.media import ImageFacts, ImageLimits
+from .decode_slots import LARGE_PIXELS, DecodeSlots
 
 ORIENTATION = 0x0112
 SAVE_AS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "GIF"}  # strip keeps the format (a GIF its first
@@ -26,14 +26,13 @@ SAVE_AS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "GIF": "GIF"}  # strip 
 METADATA = ("exif", "xmp", "XML:com.adobe.xmp", "comment", "icc_profile", "photoshop", "iptc")
 
 
-LARGE_PIXELS = 4_000_000  # an image past this decodes to tens or hundreds of MB (a 16-bit one, twice as much)
-LARGE_AT_ONCE = threading.BoundedSemaphore(2)  # large images decoded at once in this process: memory, not CPU, binds
+LARGE_AT_ONCE = DecodeSlots(2)  # large images decoded at once in this process, one of them a caller's
 
 
 @contextmanager
-def _open(data: bytes, limits: ImageLimits) -> Iterator[Image.Image]:
+def _open(data: bytes, limits: ImageLimits, owner: str | None = None) -> Iterator[Image.Image]:
     """The image, header read and checked, nothing decoded yet; a large one waits for its turn among the large ones
-    being read (six 49-megapixel uploads at once took 2.7 GB)."""
+    being read (six 49-megapixel uploads at once took 2.7 GB), one at a time of the caller named `owner`."""
     if not isinstance(data, bytes | bytearray | memoryview) or not data:
         raise InvalidImage("no image bytes")
     if len(data) > limits.max_bytes:
@@ -63,7 +62,7 @@ def _open(data: bytes, limits: ImageLimits) -> Iterator[Image.Image]:
         if width * height <= LARGE_PIXELS:
             yield image
             return
-        with LARGE_AT_ONCE:
+        with LARGE_AT_ONCE.held(owner):
             yield image
 
 
@@ -205,16 +204,17 @@ class PillowImages:
                 return _save(_bare(image), "JPEG", quality="keep", subsampling="keep")
             return _save(_upright(image), format)
 
-    def upload_copy(self, data: bytes, limits: ImageLimits | None = None,
-                    max_side: int | None = None) -> tuple[bytes, ImageFacts]:
+    def upload_copy(self, data: bytes, limits: ImageLimits | None = None, max_side: int | None = None,
+                    owner: str | None = None) -> tuple[bytes, ImageFacts]:
         """What an upload keeps, and its facts, from one decode (a 49-megapixel PNG decoded by `inspect` and again
         by `strip` took 1.75 s of CPU an upload): checked as `inspect` checks (the real type, bytes, pixels
         declared, the first frame decoded whole), upright, without metadata, at most `max_side` on its long side
         (never enlarged; shrunk before it is turned, which costs less), in its own format: a JPEG kept at its size
-        and upright keeps its quantisation, a GIF shrunk becomes a PNG (resampled, it is no longer a palette)."""
+        and upright keeps its quantisation, a GIF shrunk becomes a PNG (resampled, it is no longer a palette). A large
+        image of the caller `owner` is refused (RateLimited) while another of theirs is decoding."""
         if max_side is not None and max_side < 16:
             raise ValueError("max_side must be at least 16")
-        with _open(data, limits or self.limits) as image, _decoding("upload"):
+        with _open(data, limits or self.limits, owner) as image, _decoding("upload"):
             source = _format(image)
             side = max_side if max_side is not None and max(image.size) > max_side else None  # None: kept as is
             format = "PNG" if side and source == "GIF" else SAVE_AS.get(source, "PNG")
