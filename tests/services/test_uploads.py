@@ -336,3 +336,23 @@ def test_one_caller_decodes_one_large_upload_at_a_time_and_others_get_through(tm
         assert "one of a caller's at a time" in answer.json["detail"], answer.json
     assert upload(app.test_client(), hog, hogs_image).status_code == 200  # the slot was given back
     platform.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_multipart_part_named_file_without_a_filename_is_refused_saying_so(kept: Platform, client: Any) -> None:
+    """A part named file with no filename (curl -F 'file=<photo.png') is a text field to a multipart reader, not a
+    file: it was refused as if no part were named file. The problem says what is wrong and how to send it."""
+    headers = auth(kept, "kim")
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\nContent-Type: image/png\r\n\r\n" + SMALL +
+            b"\r\n--b--\r\n")
+    refused = client.post("/api/v1/uploads", data=body, headers={**headers,
+                                                                 "Content-Type": "multipart/form-data; boundary=b"})
+    assert refused.status_code == 422 and refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.json["type"].endswith("/invalid-image-part") and refused.json["field"] == "file"
+    assert "has no filename" in refused.json["detail"] and "file=@" in refused.json["detail"], refused.json
+    other = client.post("/api/v1/uploads", data={"image": (io.BytesIO(SMALL), "x.png")}, headers=headers,
+                        content_type="multipart/form-data")
+    assert other.status_code == 422 and "this one has parts named 'image'" in other.json["detail"], other.json
+    assert stored(kept, "kim") == []
+    named = client.post("/api/v1/uploads", data={"file": (io.BytesIO(SMALL), "x.png")}, headers=headers,
+                        content_type="multipart/form-data")
+    assert named.status_code == 200, named.json

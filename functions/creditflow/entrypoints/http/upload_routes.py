@@ -42,7 +42,7 @@ def upload_image(platform: Platform, caller: Caller, key: str | None) -> s.Uploa
     if request.mimetype == "multipart/form-data":
         part = _file_part()
         if part is None:
-            raise InvalidImagePart("a multipart upload needs a part named file holding the image")
+            raise _no_file_part()
         data = part.read(MAX_UPLOAD + 1)
     else:
         data = request.get_data(cache=False)
@@ -71,6 +71,20 @@ def _file_part() -> FileStorage | None:
         most = request.max_form_parts
         raise RequestEntityTooLarge(f"a multipart body has at most {most:,} parts; this one has more: send the image "
                                     "as one part named file") from None
+
+
+def _no_file_part() -> InvalidImagePart:
+    """What is wrong with a multipart body that has no file part named file. A part named file sent without a
+    filename (curl's -F 'file=<photo.png', or a form field) is read as text, not as a file: said so, not as if no
+    part had that name."""
+    if "file" in request.form:
+        return InvalidImagePart("the part named file has no filename, so it was read as a text field, not a file: "
+                                "send the image as a file part, with a filename (curl -F file=@photo.png), or send "
+                                "its raw bytes as the body", field="file")
+    named = sorted({*request.files, *request.form})
+    listed = ", ".join(repr(name[:40]) for name in named[:5]) + (", …" if len(named) > 5 else "")
+    sent = f" (this one has parts named {listed})" if named else ""
+    return InvalidImagePart(f"a multipart upload needs a part named file holding the image{sent}", field="file")
 
 
 @routes.route("DELETE", f"{UPLOADS}/{{uploadId}}", summary="Delete one of the caller's uploads (another user's, "
