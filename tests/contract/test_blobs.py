@@ -21,6 +21,7 @@ from creditflow.adapters.local.blobs import LocalBlobs
 from creditflow.adapters.media.paths import UnsafePath, image_path
 from creditflow.domain.media import Swept
 from creditflow.ports import BlobStore
+from tests.servers import stop_process, wait_until_up
 
 SECRET = b"s" * 32
 EMULATOR = Path(sys.executable).parent / "gcp-storage-emulator"
@@ -44,23 +45,15 @@ def storage_emulator() -> Iterator[str]:
     server = subprocess.Popen([str(EMULATOR), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "-q"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gcp-storage-emulator did not start: {server.stderr.read()!r}") from None
-                time.sleep(0.1)
+        wait_until_up(server, lambda: listening(port), "gcp-storage-emulator", timeout=20, pause=0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, seconds=10)
+
+
+def listening(port: int) -> bool:
+    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    return True
 
 
 def signing_credentials() -> object:
