@@ -15,12 +15,17 @@ WEB_SOURCES := $(wildcard web/src/*.js web/src/*.jsx web/src/pages/*.jsx) web/bu
 all: venv web  # `make`: the Python packages, and the web app built into web/dist
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
-	@echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
-	     "about a minute, quiet until it is done..."
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@start=$$(date +%s); $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
-	  echo "Installed in $$(( $$(date +%s) - start )) s."
-	@touch $(STAMP)
+	@# as for tools/ and web/: a link to a venv shared by several checkouts is left alone (pip would change it under
+	@# the others' runs)
+	@if [ -L $(VENV) ]; then \
+	  echo "$(VENV) links to a shared venv ($$(readlink $(VENV))): not installing into it"; \
+	else \
+	  echo "Installing Creditflow's Python packages into $(VENV) (first run, or the requirements changed):" \
+	       "about a minute, quiet until it is done..."; \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	  start=$$(date +%s); $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
+	    echo "Installed in $$(( $$(date +%s) - start )) s." && touch $(STAMP); \
+	fi
 
 $(TOOLS): tools/package.json tools/package-lock.json
 	@# a link to an install shared by several checkouts is left alone: npm ci would empty it under the others
