@@ -198,3 +198,19 @@ def test_a_folder_whose_signing_key_is_gone_is_refused_not_given_a_new_key(data:
     result = cli(*command, "--data-dir", str(data))
     assert result.returncode == 2 and "restore the keys folder" in result.stderr, result.stderr
     assert not (data / "keys" / "signing.json").exists()
+
+
+def test_a_grant_refused_says_so_in_credits_and_in_the_commands_words(data: Path) -> None:
+    """The ledger's refusals name what it keeps: `-5` was "must not be negative (got -5000000)", and a key used
+    again with another amount "first used with amount=25000000, now amount=26000000"."""
+    negative = cli("users", "grant", "ada", "-5", "--key", "neg", "--data-dir", str(data))
+    assert negative.returncode == 2 and "more than 0 credits, not -5" in negative.stderr, negative.stderr
+    assert cli("users", "grant", "ada", "25", "--key", "top-1", "--data-dir", str(data)).returncode == 0
+    again = cli("users", "grant", "ada", "25", "--key", "top-1", "--data-dir", str(data))
+    assert again.returncode == 0 and json.loads(again.stdout)["replayed"]
+    for args, field in ((("ada", "26"), "amount of credits"), (("bob", "25"), "user"),
+                        (("ada", "25", "--kind", "paid"), "kind")):
+        other = cli("users", "grant", *args, "--key", "top-1", "--data-dir", str(data))
+        assert other.returncode == 2, other.stderr
+        assert f"--key 'top-1' was first used for a grant with a different {field}:" in other.stderr, other.stderr
+        assert "000000" not in other.stderr, other.stderr

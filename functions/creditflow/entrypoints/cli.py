@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ..config import ConfigurationError, LocalDefaults
-from ..domain.errors import LedgerError
+from ..domain.errors import IdempotencyConflict, InvalidAmount, LedgerError
 from ..domain.money import parse_credits
 
 if TYPE_CHECKING:
@@ -196,10 +196,21 @@ def lifetime(text: str) -> int:
 def cmd_users_grant(args: argparse.Namespace) -> int:
     from .http.views import grant_out
 
-    credits, amount = _platform(args).credits, parse_credits(args.credits)
+    amount = parse_credits(args.credits)
+    if amount <= 0:  # said in credits, as typed (the ledger's own refusal counts micro-credits)
+        raise InvalidAmount(f"a grant is of more than 0 credits, not {args.credits}")
+    credits = _platform(args).credits
     account = credits.open_account(args.uid).id  # a user may be granted credits before they first sign in
-    result = credits.grant(args.uid, amount, source=args.source, lot_kind=args.kind, key=args.key,
-                           expires_at=args.expires, reference=args.reference)
+    try:
+        result = credits.grant(args.uid, amount, source=args.source, lot_kind=args.kind, key=args.key,
+                               expires_at=args.expires, reference=args.reference)
+    except IdempotencyConflict as conflict:  # the ledger's words name its values (micro-credits, its field names)
+        kept = str(conflict.context.get("field"))
+        field = {"amount": "amount of credits", "account": "user", "lot_kind": "kind", "expires_at": "expiry"}.get(
+            kept, kept)
+        raise IdempotencyConflict(f"--key {args.key!r} was first used for a grant with a different {field}: the "
+                                  "same key and grant again is a retry, answered with the first; another grant "
+                                  "needs a new key", key=args.key, field=field) from conflict
     _print(grant_out(account, amount, result))
     return 0
 
