@@ -214,3 +214,13 @@ def test_a_grant_refused_says_so_in_credits_and_in_the_commands_words(data: Path
         assert other.returncode == 2, other.stderr
         assert f"--key 'top-1' was first used for a grant with a different {field}:" in other.stderr, other.stderr
         assert "000000" not in other.stderr, other.stderr
+
+
+def test_verify_export_of_a_file_that_is_not_json_names_it(data: Path, tmp_path: Path) -> None:
+    """The checkpoint note given where the proof goes said only "FAILED: Expecting value: line 1 column 1"."""
+    note = tmp_path / "note.txt"
+    note.write_text(cli("ledger", "checkpoint", "--data-dir", str(data)).stdout)
+    vkey = cli("keys", "show", "--data-dir", str(data)).stdout.split()[1]
+    refused = cli("ledger", "verify-export", str(note), "--public-key", vkey)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"FAILED: {note} is not JSON" in refused.stdout and "ledger proof --out" in refused.stdout, refused.stdout

@@ -129,9 +129,14 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
         if source.exists() else [args.public_key]
     try:
         keyring = Keyring(PublicKey.from_vkey(vkey) for vkey in vkeys)
-        export = json.loads(Path(args.export).read_text())
+        text = Path(args.export).read_text()
     except (ValueError, OSError) as error:
         print(f"FAILED: {error}")
+        return 1
+    try:
+        export = json.loads(text)
+    except ValueError as error:  # JSON's own words ("Expecting value: line 1 column 1") named no file
+        print(f"FAILED: {args.export} is not JSON ({error}): give the file `ledger proof --out` wrote")
         return 1
     return _findings(verify_export(export, keyring), "OK: signature, canonical form and inclusion in the signed "
                                                       "checkpoint all verify")
