@@ -41,3 +41,21 @@ def test_each_wrong_field_is_named_as_the_client_wrote_it(platform: Platform, cl
     assert problem["detail"] == "; ".join(f"{field}: {message}" for field, message in expected.items())
     assert client.get("/api/v1/tasks/t-1", headers=headers).status_code == 404
     assert platform.credits.balance("ann") == before
+
+
+@pytest.mark.parametrize(("amount", "written"), [(1, '"1"'), (2.5, '"2.5"')])
+def test_an_amount_sent_as_a_number_is_told_to_be_sent_in_quotes(platform: Platform, client: Any, amount: float,
+                                                                 written: str) -> None:
+    """The API writes amounts as strings ("2.5"); `"amount": 1` was refused with pydantic's bare "Input should be a
+    valid string", which does not say that a number was the trouble, nor how to send one."""
+    headers = {**auth(platform, "ann"), "Idempotency-Key": "r-1"}
+    refused = client.post("/api/v1/credits/reserve", json={"amount": amount, "category": "image"}, headers=headers)
+    assert refused.status_code == 400 and refused.content_type == "application/problem+json"
+    assert refused.json["errors"] == [{"field": "amount", "message": "Input should be a valid string, not a number: "
+                                                                     f"send it in quotes ({written})"}]
+    assert client.post("/api/v1/credits/reserve", json={"amount": "1", "category": "image"},
+                       headers=headers).status_code == 200
+    union = client.post("/api/v1/tasks", json={"kind": "chat", "input": "hi", "maxCredits": [1]},
+                        headers={**headers, "Idempotency-Key": "t-1"})
+    assert union.json["errors"] == [{"field": "maxCredits",  # a string or an integer: said as before
+                                     "message": "Input should be a valid string, or a valid integer"}]

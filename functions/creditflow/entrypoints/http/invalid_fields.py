@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -27,10 +29,15 @@ def _member_label(part: int | str, models: frozenset[str]) -> bool:
                                       or part in models)
 
 
-def _message(error: ErrorDetails) -> str:
-    """Pydantic's message, except that a failed pattern is said in words where its meaning is known."""
+def _message(error: ErrorDetails, in_union: bool = False) -> str:
+    """Pydantic's message, except that a failed pattern is said in words where its meaning is known, and a number
+    sent for a string (`"amount": 1`, where the API writes amounts as strings) is told how to send it."""
     if error["type"] == "string_pattern_mismatch":
         return PATTERN_MEANINGS.get(error.get("ctx", {}).get("pattern", ""), error["msg"])
+    sent = error.get("input")
+    if error["type"] == "string_type" and not in_union and isinstance(sent, int | float) and not isinstance(
+            sent, bool):
+        return f'{error["msg"]}, not a number: send it in quotes ("{json.dumps(sent)}")'
     return error["msg"]
 
 
@@ -52,7 +59,8 @@ def invalid_fields(error: ValidationError) -> list[dict[str, str]]:
     models = model_names()
     for detail in error.errors(include_url=False):
         kept = [str(part) for part in detail["loc"] if not _member_label(part, models)]
-        said.append((".".join(kept) or "(body)", _message(detail), len(kept) < len(detail["loc"])))
+        in_union = len(kept) < len(detail["loc"])
+        said.append((".".join(kept) or "(body)", _message(detail, in_union), in_union))
     named = {field for field, _, _ in said}
     fields: dict[str, list[str]] = {}
     for field, message, by_member in said:
