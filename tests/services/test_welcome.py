@@ -215,3 +215,29 @@ def test_a_refused_claim_gives_its_place_on_the_network_back(tmp_path, clock: St
     assert refused.value.context["reason"] == "already-claimed"
     assert platform.welcome.offer(Caller("b"), ip="203.0.113.7").claimable
     assert platform.welcome.claim(Caller("b"), ip="203.0.113.7").granted == 1000 * CREDIT
+
+
+def test_a_network_past_its_share_is_told_the_limit_and_its_window(tmp_path, clock: SteppedClock) -> None:
+    """"too many welcome bonuses were claimed from your network recently; try later" left the user guessing for how
+    long; on `make run`, where every test user claims from 127.0.0.1, a developer's fourth user met it for a day."""
+    from creditflow.bootstrap import issue_dev_token
+    from creditflow.entrypoints.http.app import create_app
+
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=3, welcome_ip_window_hours=24)
+    client = create_app(platform).test_client()
+
+    def bearer(uid: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_dev_token(platform.settings, uid)}"}
+
+    for uid in ("a", "b", "c"):
+        assert client.post("/api/v1/credits/welcome-bonus", json={}, headers=bearer(uid)).status_code == 200
+    said = "3 welcome bonuses were claimed from your network within the last 24 hours"
+    offer = client.get("/api/v1/credits/welcome-bonus", headers=bearer("d")).json
+    assert offer["reason"] == "network-limit" and offer["detail"].startswith(said), offer
+    refused = client.post("/api/v1/credits/welcome-bonus", json={}, headers=bearer("d"))
+    assert refused.status_code == 409 and refused.json["detail"].startswith(said), refused.json
+    assert (refused.json["limit"], refused.json["windowHours"]) == (3, 24)
+    one = make_platform(tmp_path / "one", clock, welcome_per_ip_limit=1, welcome_ip_window_hours=6)
+    assert one.welcome.claim(Caller("a"), ip="203.0.113.7").granted
+    assert one.welcome.offer(Caller("b"), ip="203.0.113.7").detail.startswith(  # type: ignore[union-attr]
+        "1 welcome bonus was claimed from your network within the last 6 hours")

@@ -49,9 +49,14 @@ class WelcomeOffer:
 WELCOME_KEY = "issuance:welcome"
 
 
-def _network_limit() -> WelcomeRefused:
-    return WelcomeRefused("too many welcome bonuses were claimed from your network recently; try later",
-                          reason="network-limit")
+def _network_limit(policy: WelcomePolicy) -> WelcomeRefused:
+    """Says the limit and its window: "try later" alone left a user (or a developer whose every test user claims
+    from 127.0.0.1) guessing for how long, and at what."""
+    hours = int(policy.ip_window.total_seconds() // 3600)
+    bonuses = "1 welcome bonus was" if policy.per_ip_limit == 1 else f"{policy.per_ip_limit} welcome bonuses were"
+    return WelcomeRefused(f"{bonuses} claimed from your network within the last {hours} hours, the most one network "
+                          "may have: try again once the earliest of them is that old", reason="network-limit",
+                          limit=policy.per_ip_limit, window_hours=hours)
 
 
 def _already_claimed() -> WelcomeRefused:
@@ -108,7 +113,7 @@ class WelcomeBonus:
             if ip:
                 ip_hash = self._network(ip)
                 if not self.claims.take_ip_claim(ip_hash, uid, at, iso(now - policy.ip_window), policy.per_ip_limit):
-                    raise _network_limit()
+                    raise _network_limit(self.policy)
                 counted = ip_hash
             expires = now + timedelta(days=policy.expiry_days) if policy.expiry_days else None
             result = self.credits.grant(uid, policy.amount, source="welcome", lot_kind="promotional",
@@ -133,7 +138,7 @@ class WelcomeBonus:
     def _check_network(self, ip_hash: str, now: datetime) -> None:
         """Refuses a claim from a network that had its share of bonuses within the window."""
         if self.claims.count_ip_claims(ip_hash, iso(now - self.policy.ip_window)) >= self.policy.per_ip_limit:
-            raise _network_limit()
+            raise _network_limit(self.policy)
 
     def _refused(self, uid: str, refused: WelcomeRefused, marked: str | None, at: str) -> WelcomeRefused:
         """What a refused claim is told: that the user had the bonus, when they had it, whatever else refused the
