@@ -44,6 +44,9 @@ def upload_image(platform: Platform, caller: Caller, key: str | None) -> s.Uploa
         if part is None:
             raise _no_file_part()
         data = part.read(MAX_UPLOAD + 1)
+        if not data:
+            raise InvalidImagePart(f"the part named file ({str(part.filename)[:80]!r}) is empty: it holds no bytes",
+                                   field="file")
     else:
         data = request.get_data(cache=False)
     if not data:
@@ -74,9 +77,14 @@ def _file_part() -> FileStorage | None:
 
 
 def _no_file_part() -> InvalidImagePart:
-    """What is wrong with a multipart body that has no file part named file. A part named file sent without a
-    filename (curl's -F 'file=<photo.png', or a form field) is read as text, not as a file: said so, not as if no
-    part had that name."""
+    """What is wrong with a multipart body that has no file part named file: a Content-Type without its boundary
+    (set by hand), whose parts cannot be read; a part named file sent without a filename (curl's -F 'file=<photo.png',
+    or a form field), read as text, not as a file; or no part of that name, whose names are said."""
+    if not request.mimetype_params.get("boundary"):
+        return InvalidImagePart("the Content-Type multipart/form-data names no boundary, so its parts cannot be "
+                                "read: let the client write that header (a browser's fetch with FormData, curl -F "
+                                "and the like add the boundary themselves, unless the header is set by hand)",
+                                field="file")
     if "file" in request.form:
         return InvalidImagePart("the part named file has no filename, so it was read as a text field, not a file: "
                                 "send the image as a file part, with a filename (curl -F file=@photo.png), or send "
