@@ -457,11 +457,12 @@ class ImageProvider(Protocol):
 
 
 class ImageTools(Protocol):
-    def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True) -> ImageFacts:
+    def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True,
+                owner: str | None = None) -> ImageFacts:
         """The real type and size; raises InvalidImage (not an image, a format not allowed, truncated) or
         ImageTooLarge (bytes, or pixels declared by the header: a decompression bomb is refused undecoded). With
         `decode` False only the header is read (a caller that decodes the image next, as thumbnails do, checks the
-        pixels there)."""
+        pixels there). A large image decoded for the caller `owner` waits while another of theirs is decoding."""
 
     def thumbnails(self, data: bytes, sides: tuple[int, ...] = (256, 512)) -> dict[int, bytes]:
         """WebP thumbnails whose long side is each of `sides` (never enlarged), upright, without metadata."""
@@ -476,8 +477,9 @@ class ImageTools(Protocol):
         its own format (a GIF shrunk becomes a PNG); the facts are the copy's. A large image of the caller `owner`
         is refused (RateLimited, with retry_after) while another of theirs is being decoded."""
 
-    def downscale(self, data: bytes, max_side: int) -> bytes:
-        """At most `max_side` on its long side, upright and stripped, in its own format (PNG if it has none)."""
+    def downscale(self, data: bytes, max_side: int, owner: str | None = None) -> bytes:
+        """At most `max_side` on its long side, upright and stripped, in its own format (PNG if it has none). A
+        large image of the caller `owner` waits while another of theirs is decoding."""
 
     def dominant_colours(self, data: bytes, count: int = 5) -> list[tuple[str, int]]:
         """The main colours as ("#rrggbb", percent of the pixels), most common first."""

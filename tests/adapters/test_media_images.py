@@ -256,3 +256,61 @@ def test_large_images_are_decoded_two_at_a_time(monkeypatch: pytest.MonkeyPatch)
     with ThreadPoolExecutor(6) as pool:
         assert all(pool.map(lambda data: tools.strip(data), [large] * 6 + [small] * 6))
     assert most[0] == 2
+
+
+class HeldDecodes:
+    """Image.load of a chosen large size held until the test lets it go: a decode that takes long."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+        import threading
+
+        self.size, self.started, self.finish = size, threading.Semaphore(0), threading.Event()
+        load = Image.Image.load
+
+        def held(image: Image.Image) -> object:
+            if image.size == self.size and getattr(image, "_im", None) is None:
+                self.started.release()
+                self.finish.wait(30)
+            return load(image)
+
+        monkeypatch.setattr(Image.Image, "load", held)
+
+
+def test_a_callers_large_images_in_chat_wait_for_each_other_and_leave_a_slot_to_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat turn's or a task's images are decoded one at a time of a caller's: one caller's six large images at
+    once took both slots, and another caller's waited behind all of them. The caller's others wait (a refusal would
+    fail a task), and another caller's is decoded while the first caller's is still decoding."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hogs_image = encoded(Image.new("RGB", (2500, 2000), "navy"), "PNG")  # 5 megapixels, a few KB
+    others_image = encoded(Image.new("RGB", (2400, 2000), "teal"), "PNG")
+    held = HeldDecodes(monkeypatch, (2500, 2000))
+    with ThreadPoolExecutor(5) as pool:
+        try:
+            hogs = [pool.submit(tools.inspect, hogs_image, owner="hog") for _ in range(4)]
+            assert held.started.acquire(timeout=10)
+            theirs = pool.submit(tools.inspect, others_image, owner="other")
+            assert theirs.result(timeout=10).width == 2400  # within the hog's decode, not after it
+            assert not held.started.acquire(timeout=0.3)  # the hog's others wait for the first: none decodes
+        finally:
+            held.finish.set()
+        assert [hog.result(timeout=30).width for hog in hogs] == [2500] * 4  # each in its turn, none refused
+
+
+def test_a_look_at_a_large_images_header_does_not_wait_for_a_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored image's header is checked again when a chat names it, and its pixels were checked when it was
+    stored: that look reads no pixels, so it does not wait while every large-decode slot is taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    large = encoded(Image.new("RGB", (2500, 2000), "navy"), "PNG")
+    held = HeldDecodes(monkeypatch, (2500, 2000))
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            decodes = [pool.submit(tools.inspect, large, owner=owner) for owner in ("ann", "bob")]
+            assert held.started.acquire(timeout=10) and held.started.acquire(timeout=10)  # both slots taken
+            with ThreadPoolExecutor(1) as looker:
+                assert looker.submit(tools.inspect, large, decode=False).result(timeout=5).width == 2500
+        finally:
+            held.finish.set()
+        assert all(decode.result(timeout=30) for decode in decodes)

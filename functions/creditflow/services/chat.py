@@ -234,10 +234,10 @@ class MeteredChat:
             return messages
         return self.vision.resolve(uid, messages)
 
-    def _sized(self, messages: Messages, model: Model) -> Messages:
+    def _sized(self, uid: str, messages: Messages, model: Model) -> Messages:
         if self.vision is None or capability_of(messages) != "vision":
             return messages
-        return self.vision.sized(messages, model)
+        return self.vision.sized(uid, messages, model)
 
     def _hold(self, uid: str, messages: Messages, key: str, model: str | None, max_tokens: int | None,
               spend: Spend | None = None, options: dict[str, Any] | None = None,
@@ -507,7 +507,7 @@ class MeteredChat:
                 try:
                     with self._calling(call):
                         reply = self.providers[call.model.provider].complete(
-                            call.model.id, self._sized(messages, call.model), call.max_output, options)
+                            call.model.id, self._sized(call.uid, messages, call.model), call.max_output, options)
                 except ProviderUnavailable as failure:  # released: on to the next model
                     self._given_back(call, spend)
                     tried.append(f"{call.model.id}: {failure.detail}")
@@ -621,7 +621,8 @@ class MeteredChat:
                 started = self.now()
                 try:
                     yield from relay.pieces(self.providers[call.model.provider], call,
-                                            self._sized(messages, call.model), HoldKeeper(self.credits, call, spend))
+                                            self._sized(call.uid, messages, call.model),
+                                            HoldKeeper(self.credits, call, spend))
                 finally:
                     if relay.outcome == "cancelled":  # the consumer stopped reading: the generator is closing
                         self.health.untried(call.model.id)

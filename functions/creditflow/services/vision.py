@@ -53,19 +53,20 @@ class VisionInputs:
             # again, not its pixels, so that one large upload named eight times a request by a caller with no
             # credit does not cost the server seconds of decoding each time, for a 402
             stored = source.upload is not None or source.image is not None
-            facts = self.tools.inspect(data, self.limits, decode=not stored)
+            facts = self.tools.inspect(data, self.limits, decode=not stored, owner=uid)
             urls[(m, p)] = data_url(facts.content_type, data)
         return with_urls(messages, urls) if urls else messages
 
-    def sized(self, messages: Messages, model: Model) -> Messages:
-        """The inline images no larger than the model takes on their long side (resolved messages only)."""
+    def sized(self, uid: str, messages: Messages, model: Model) -> Messages:
+        """The inline images no larger than the model takes on their long side (resolved messages only), shrunk one
+        at a time of the caller's when large."""
         urls = {}
         for m, p, part in image_parts(messages):
             source = image_source(part["image_url"]["url"])
             assert source.data is not None, "resolve the messages first"
             facts = self.tools.inspect(source.data, self.limits, decode=False)
             if max(facts.width, facts.height) > model.vision_max_side:
-                smaller = self.tools.downscale(source.data, model.vision_max_side)
+                smaller = self.tools.downscale(source.data, model.vision_max_side, owner=uid)
                 urls[(m, p)] = data_url(self.tools.inspect(smaller, self.limits, decode=False).content_type, smaller)
         return with_urls(messages, urls) if urls else messages
 

@@ -1,5 +1,5 @@
 """The slots for decoding large images in this process: a few at once, since memory, not CPU, binds (six
-49-megapixel PNGs at once took 2.7 GB), and at most one per caller, so that one caller's uploads cannot take every
+49-megapixel PNGs at once took 2.7 GB), and at most one per caller, so that one caller's images cannot take every
 slot and make everyone else's wait behind them (a 7000² PNG holds one for about 0.7 s)."""
 
 from __future__ import annotations
@@ -18,26 +18,30 @@ class DecodeSlots:
     def __init__(self, total: int) -> None:
         self._free = threading.BoundedSemaphore(total)
         self._owners: set[str] = set()  # the callers with a large image decoding or waiting for a slot
-        self._lock = threading.Lock()
+        self._turns = threading.Condition()  # guards _owners; told when a caller's image leaves
 
     @contextmanager
-    def held(self, owner: str | None = None) -> Iterator[None]:
+    def held(self, owner: str | None = None, refuse: bool = False) -> Iterator[None]:
         """A slot, waited for while every one is taken. A caller named `owner` has one large image in here at a
-        time, waiting or decoding: a second is refused at once (RateLimited, retry after a second) rather than left
-        waiting, since a waiting request holds a server thread and its image's bytes (up to 10 MB), which are what
-        one caller's many uploads would otherwise take from everyone else. Work of no caller (None) only waits."""
+        time, waiting or decoding; a second waits for it to leave, or with `refuse` is refused at once
+        (RateLimited, retry after a second): an upload, which holds a server thread and its image's bytes (up to
+        10 MB) while it waits, which are what one caller's many uploads would otherwise take from everyone else.
+        The images of a chat turn or a task wait their turn, since a refusal would fail the task. Work of no
+        caller (None) only waits for a slot."""
         if owner is not None:
-            with self._lock:
-                if owner in self._owners:
+            with self._turns:
+                if owner in self._owners and refuse:
                     raise RateLimited(f"you are already sending a large image (over {LARGE_PIXELS:,} pixels), and this "
                                       "server decodes one of a caller's at a time: send this one when that one is "
                                       "answered",
                                       retry_after=RETRY_SECONDS)
+                self._turns.wait_for(lambda: owner not in self._owners)
                 self._owners.add(owner)
         try:
             with self._free:
                 yield
         finally:
             if owner is not None:
-                with self._lock:
+                with self._turns:
                     self._owners.discard(owner)
+                    self._turns.notify_all()

@@ -30,9 +30,11 @@ LARGE_AT_ONCE = DecodeSlots(2)  # large images decoded at once in this process, 
 
 
 @contextmanager
-def _open(data: bytes, limits: ImageLimits, owner: str | None = None) -> Iterator[Image.Image]:
-    """The image, header read and checked, nothing decoded yet; a large one waits for its turn among the large ones
-    being read (six 49-megapixel uploads at once took 2.7 GB), one at a time of the caller named `owner`."""
+def _open(data: bytes, limits: ImageLimits, owner: str | None = None, refuse: bool = False,
+          pixels: bool = True) -> Iterator[Image.Image]:
+    """The image, header read and checked, nothing decoded yet; a large one whose `pixels` are to be read waits for
+    its turn among the large ones being read (six 49-megapixel uploads at once took 2.7 GB), one at a time of the
+    caller named `owner` (see DecodeSlots.held for `refuse`). A look at the header alone takes no turn."""
     if not isinstance(data, bytes | bytearray | memoryview) or not data:
         raise InvalidImage("no image bytes")
     if len(data) > limits.max_bytes:
@@ -59,10 +61,10 @@ def _open(data: bytes, limits: ImageLimits, owner: str | None = None) -> Iterato
         if max(width, height) > limits.max_side:
             raise ImageTooLarge(f"the image declares {width}x{height} pixels; a side may be at most "
                                 f"{limits.max_side:,} pixels", width=width, height=height, limit=limits.max_side)
-        if width * height <= LARGE_PIXELS:
+        if width * height <= LARGE_PIXELS or not pixels:
             yield image
             return
-        with LARGE_AT_ONCE.held(owner):
+        with LARGE_AT_ONCE.held(owner, refuse):
             yield image
 
 
@@ -146,8 +148,9 @@ class PillowImages:
         self.webp_quality = webp_quality
         self.webp_method = webp_method  # 0 fastest .. 6 smallest; 2 is 3× faster than the default 4, 8 % larger
 
-    def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True) -> ImageFacts:
-        with _open(data, limits or self.limits) as image, _decoding("inspect"):
+    def inspect(self, data: bytes, limits: ImageLimits | None = None, decode: bool = True,
+                owner: str | None = None) -> ImageFacts:
+        with _open(data, limits or self.limits, owner, pixels=decode) as image, _decoding("inspect"):
             format = _format(image)
             if decode:
                 orientation = _orientation(image)
@@ -214,7 +217,7 @@ class PillowImages:
         image of the caller `owner` is refused (RateLimited) while another of theirs is decoding."""
         if max_side is not None and max_side < 16:
             raise ValueError("max_side must be at least 16")
-        with _open(data, limits or self.limits, owner) as image, _decoding("upload"):
+        with _open(data, limits or self.limits, owner, refuse=True) as image, _decoding("upload"):
             source = _format(image)
             side = max_side if max_side is not None and max(image.size) > max_side else None  # None: kept as is
             format = "PNG" if side and source == "GIF" else SAVE_AS.get(source, "PNG")
@@ -241,10 +244,10 @@ class PillowImages:
                                 width=size[0], height=size[1], frames=1, orientation=1, has_metadata=False,
                                 size=len(data))
 
-    def downscale(self, data: bytes, max_side: int) -> bytes:
+    def downscale(self, data: bytes, max_side: int, owner: str | None = None) -> bytes:
         if max_side < 16:
             raise ValueError("max_side must be at least 16")
-        with _open(data, self.limits) as image, _decoding("downscale"):
+        with _open(data, self.limits, owner) as image, _decoding("downscale"):
             format = "PNG" if image.format == "GIF" else SAVE_AS.get(_format(image), "PNG")
             if format == "JPEG":
                 image.draft("RGB", (max_side, max_side))
