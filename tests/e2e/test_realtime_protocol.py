@@ -105,6 +105,29 @@ def test_conditional_writes_and_queries(server: LocalServer) -> None:
     assert shallow == {"kind": True, "input": True, "createdAt": True}
 
 
+def test_a_write_gives_no_etag_of_what_its_writer_may_not_read(server: LocalServer) -> None:
+    """A multi-path update at /requests (or the root) is allowed when each of its paths is, but /requests is nobody's
+    to read: its ETag, a digest of every user's requests, told the writer whenever another user wrote one."""
+    alice, bob = server.token("tag-alice"), server.token("tag-bob")
+    assert server.call("PUT", "/realtime/requests/tag-alice/r1.json", request_body(), token=alice).status == 200
+    tagged = {"X-Firebase-ETag": "true"}
+
+    def cancel_at(base: str) -> Any:
+        relative = "tag-alice/r1/cancel" if base == "requests" else "requests/tag-alice/r1/cancel"
+        return server.call("PATCH", f"/realtime/{base}.json", {relative: True}, token=alice, headers=tagged)
+
+    for base in ("requests", ""):
+        written = cancel_at(base)
+        assert written.status == 200 and list(written.json.values()) == [True]
+        assert server.call("GET", f"/realtime/{base}.json", token=alice).status == 401
+        assert "ETag" not in written.headers
+    server.call("PUT", "/realtime/requests/tag-bob/b1.json", request_body(), token=bob)
+    assert "ETag" not in cancel_at("requests").headers  # nothing tells alice that bob wrote
+    own = server.call("PATCH", "/realtime/requests/tag-alice/r1.json", {"cancel": True}, token=alice, headers=tagged)
+    read = server.call("GET", "/realtime/requests/tag-alice/r1.json", token=alice, headers=tagged)
+    assert own.status == 200 and own.headers["ETag"] == read.headers["ETag"]  # where the writer may read: as before
+
+
 @pytest.fixture
 def stream_lines(server: LocalServer) -> Iterator[Any]:
     opened: list[Any] = []

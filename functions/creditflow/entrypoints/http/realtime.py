@@ -238,12 +238,15 @@ class RealtimeSurface:
         except Refused:
             return self.denied(who)
         except Unchanged as stale:
-            shown = stale.value if self.can_read(who, parts) else None
-            return Response(json.dumps(to_wire(shown)), 412, mimetype="application/json",
-                            headers={"ETag": stale.etag})
+            readable = self.can_read(who, parts)  # what is there, and its digest, only to who may read it
+            return Response(json.dumps(to_wire(stale.value if readable else None)), 412,
+                            mimetype="application/json", headers={"ETag": stale.etag} if readable else {})
         headers = {}
         if if_match is not None or request.headers.get("X-Firebase-ETag", "").lower() == "true":
-            headers["ETag"] = etag(written if method != "PATCH" else self.tree.read(parts))
+            if method != "PATCH":  # the ETag of what the writer wrote there
+                headers["ETag"] = etag(written)
+            elif self.can_read(who, parts):  # an update's is of the whole node, others' writes too (at /requests:
+                headers["ETag"] = etag(self.tree.read(parts))  # every user's), read whole: for its readers only
         return self.answer(written, headers=headers)
 
     # ------------------------------------------------------------------------------------------------ streams
