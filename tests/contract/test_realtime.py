@@ -146,10 +146,23 @@ def test_racing_writers_leave_the_newest_version(tree: Realtime) -> None:
     assert tree.get("/balances/race") == {"version": 40}
 
 
-@pytest.mark.parametrize("path", ["/a/../b", "/a/./b", "/a/b#c", "/a[0]", "/a/$b", "/a/b.c"])
+BAD_PATHS = ["/a/../b", "/a/./b", "/a/b#c", "/a[0]", "/a/$b", "/a/b.c", "/a/b\x01c", "/a/\x7f", "/a/" + "k" * 769]
+
+
+@pytest.mark.parametrize("path", BAD_PATHS, ids=range(len(BAD_PATHS)))
 def test_bad_paths_are_refused(tmp_path: Path, path: str) -> None:
     with pytest.raises(InvalidQuery):
         LocalTree(tmp_path / "t.sqlite3").get(path)
+
+
+@pytest.mark.parametrize("path", BAD_PATHS, ids=range(len(BAD_PATHS)))
+def test_a_multi_path_update_takes_no_key_a_value_could_not_hold(tmp_path: Path, path: str) -> None:
+    """A PATCH's relative paths are keys too: a control character or a key past 768 bytes was stored through them,
+    where a value's own keys are refused (as Realtime Database refuses both)."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    with pytest.raises(InvalidQuery):
+        tree.patch(["r"], {"ok": 1, path.lstrip("/"): 1})
+    assert tree.get("/r") is None
 
 
 def test_the_change_feed_wakes_listeners(tmp_path: Path) -> None:

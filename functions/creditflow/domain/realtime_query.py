@@ -249,10 +249,11 @@ class Ranks:
 
 
 def split(path: str) -> list[str]:
+    """The keys of a path: each as a value's keys may be (a multi-path update's relative paths are paths too)."""
     parts = [p for p in path.strip("/").split("/") if p]
     for part in parts:
-        if part in (".", "..") or any(c in part for c in ".#$[]"):
-            raise InvalidQuery(f"{path!r} is not a valid realtime path")
+        if _BAD_KEY.search(part) or len(part.encode(errors="surrogatepass")) > MAX_KEY_BYTES:
+            raise InvalidQuery(f"{path[:200]!r} is not a valid realtime path")
     return parts
 
 
