@@ -233,6 +233,28 @@ def test_the_admin_token_when_the_runtime_names_it_and_the_write_budget(tmp_path
         own.stop()
 
 
+def test_a_multi_path_update_spends_the_write_budget_of_each_path(tmp_path: Path) -> None:
+    """A write is one unit of the caller's budget, but a multi-path update writes many places at once: one PATCH of
+    256 KiB made some 3,000 requests, each a task with a hold and a model call, for one unit."""
+    own = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="4")
+    try:
+        token = own.token("pu")
+
+        def requests_under_one_patch(*names: str) -> Any:
+            return own.call("PATCH", "/realtime/requests/pu.json", {name: request_body() for name in names},
+                            token=token)
+
+        too_many = requests_under_one_patch("a1", "a2", "a3", "a4", "a5")
+        assert too_many.status == 400 and "at most 4" in too_many.json["error"]
+        assert own.call("GET", "/realtime/requests/pu/a1.json", token=token).json is None  # nothing of it written
+        assert requests_under_one_patch("b1", "b2").status == 200  # the refused update took its first unit
+        refused = requests_under_one_patch("d1", "d2")  # one unit left of four: the second path waits for the refill
+        assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert own.call("GET", "/realtime/requests/pu/d1.json", token=token).json is None
+    finally:
+        own.stop()
+
+
 def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, token: str, path: str) -> Iterator[str]:
     """An event stream from the surface served in process, with the given rules."""
     from flask import Flask

@@ -47,3 +47,15 @@ def test_a_sweep_never_forgets_a_caller_still_limited() -> None:
     assert limiter.remembered == FORGET_AFTER_BUCKETS + 1
     with pytest.raises(RateLimited):
         limiter.take("busy")
+
+
+def test_units_are_taken_all_or_none() -> None:
+    clock = Clock()
+    limiter = RateLimiter(60, clock)
+    limiter.take("alice", 58)
+    with pytest.raises(RateLimited) as refused:
+        limiter.take("alice", 3)  # two left: none is taken
+    assert refused.value.context["retry_after"] == 1
+    limiter.take("alice", 2)
+    with pytest.raises(RateLimited):
+        limiter.take("alice")

@@ -66,16 +66,17 @@ class RateLimiter:
         self._sweep_at = FORGET_AFTER_BUCKETS
         self._lock = threading.Lock()
 
-    def take(self, who: str) -> None:
+    def take(self, who: str, units: int = 1) -> None:
+        """`units` requests' worth of the caller's bucket (all or none of them)."""
         now = self._clock()
         with self._lock:
             tokens, last = self._buckets.get(who, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens < 1:
+            if tokens < units:
                 self._buckets[who] = (tokens, now)
-                retry = max(1, int((1 - tokens) / self.rate + 0.999))
+                retry = max(1, int((units - tokens) / self.rate + 0.999))
                 raise RateLimited(f"slow down: try again in {retry} s", retry_after=retry)
-            self._buckets[who] = (tokens - 1, now)
+            self._buckets[who] = (tokens - units, now)
             if len(self._buckets) >= self._sweep_at:
                 self._forget_full(now)
 

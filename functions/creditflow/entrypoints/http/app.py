@@ -120,6 +120,6 @@ class _CallerNoted(RateLimiter):
     """The users' rate limiter, which every signed-in request (the API's and the gateway's) passes once its caller is
     known: it notes the caller's uid for the request log too, at the cost of one dict write."""
 
-    def take(self, who: str) -> None:
+    def take(self, who: str, units: int = 1) -> None:
         request.environ[CALLER] = who
-        super().take(who)
+        super().take(who, units)

@@ -6,7 +6,8 @@ Bearer`; `print=silent|pretty`; `X-Firebase-ETag` / `if-match` / `if-none-match`
 checked against database.rules.json as Realtime Database checks it. Errors are Realtime Database's: a JSON
 `{"error": "..."}` with its status (400 bad request, 401 signed out, bad token or denied by the rules, signed
 in or not, as Realtime Database answers, 412 ETag mismatch, 429 past the caller's request budget, shared with the
-API); a caller over the stream limits gets the platform's 429/503 problem.
+API, of which a multi-path update spends a unit a path); a caller over the stream limits gets the platform's 429/503
+problem.
 
 The server's own writes go through the tree's methods, not this surface, and need no rules (as firebase-admin's
 do not). Tests may name one bearer token as that admin identity with CREDITFLOW_RTDB_ADMIN_TOKEN (firebase-admin in
@@ -215,26 +216,42 @@ class RealtimeSurface:
             raise InvalidQuery("Invalid data; couldn't parse JSON object, array, or value.") from None
         return value
 
+    def spend(self, who: Identity, units: int = 1) -> None:
+        """Take `units` of the caller's write budget (RateLimited when it has not that many left); an admin has no
+        budget."""
+        if self.limiter is not None and not who.admin:
+            self.limiter.take(who.auth["uid"] if who.auth and "uid" in who.auth else
+                              f"address:{request.remote_addr}", units)
+
+    def update_paths(self, who: Identity, children: Any) -> Any:
+        """A multi-path update's object, once the budget of its paths beyond the first is taken: each path is a
+        write (one PATCH of 256 KiB made some 3,000 requests, each a task, for one unit). More paths than a whole
+        budget could never pass: refused as invalid, not told to wait."""
+        paths = len(children) if isinstance(children, dict) else 1
+        if self.limiter is not None and not who.admin and paths > self.limiter.capacity:
+            raise InvalidQuery(f"Invalid data; a multi-path update here writes at most {int(self.limiter.capacity)} "
+                               "paths (each is a write of the caller's budget a minute)")
+        if paths > 1:
+            self.spend(who, paths - 1)
+        return children
+
     def write(self, who: Identity, parts: tuple[str, ...], method: str) -> Response:
         keys = list(parts)
-        if self.limiter is not None and not who.admin:  # a write costs a transaction: the caller's API budget
-            try:
-                self.limiter.take(who.auth["uid"] if who.auth and "uid" in who.auth else
-                                  f"address:{request.remote_addr}")
-            except RateLimited as error:
-                return rtdb_error(429, error.detail, **{"Retry-After": str(error.context["retry_after"])})
-        stamp = now_ms()
-        check = self.check(who, stamp)
-        if_match = request.headers.get("if-match") if method in ("PUT", "DELETE") else None
         try:
+            self.spend(who)  # a write costs a transaction: the caller's API budget
+            stamp = now_ms()
+            check = self.check(who, stamp)
+            if_match = request.headers.get("if-match") if method in ("PUT", "DELETE") else None
             if method == "PUT":
                 written = self.tree.put(keys, self.body(), check=check, if_match=if_match, now=stamp)
             elif method == "DELETE":
                 written = self.tree.put(keys, None, check=check, if_match=if_match, now=stamp)
             elif method == "PATCH":
-                written = self.tree.patch(keys, self.body(), check=check, now=stamp)
+                written = self.tree.patch(keys, self.update_paths(who, self.body()), check=check, now=stamp)
             else:
                 return self.answer({"name": self.tree.push(keys, self.body(), check=check, now=stamp)})
+        except RateLimited as error:
+            return rtdb_error(429, error.detail, **{"Retry-After": str(error.context["retry_after"])})
         except Refused:
             return self.denied(who)
         except Unchanged as stale:
