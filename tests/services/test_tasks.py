@@ -663,6 +663,50 @@ def test_a_task_answered_once_takes_no_second_answer_before_it_runs_on(ai: Platf
     assert ai.queue.run_next() and not ai.queue.run_next()  # type: ignore[attr-defined]  # one run queued
 
 
+def test_two_answers_at_once_are_one_answer(ai: Platform, upstream: FakeOpenAI) -> None:
+    """The bus's answer and the REST route's, at once (or two clicks): both read the task waiting and unanswered;
+    the second to save found the task changed and wrote its answer and its copy of the steps over the first's
+    anyway, so both were told they answered, and whatever the task recorded meanwhile (a run begun with the first
+    answer) was written over. The second is refused, as one after the first is."""
+    import threading
+
+    from creditflow.domain.tasks import TaskConflict
+
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", "agent10", {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA,
+                                     "maxCredits": "0.0003"})
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    assert ai.tasks.get("u", "agent10").state == "waiting"
+    both_read = threading.Barrier(2, timeout=10)
+    raise_limit = ai.tasks.holds.raise_limit
+
+    def after_both_read(*args: object) -> object:  # between an answer's checks and its save
+        both_read.wait()
+        return raise_limit(*args)  # type: ignore[arg-type]
+
+    ai.tasks.holds.raise_limit = after_both_read  # type: ignore[method-assign]
+    outcomes: list[object] = []
+
+    def answer(value: object) -> None:
+        try:
+            outcomes.append(ai.tasks.answer("u", "agent10", value))
+        except TaskConflict as refused:
+            outcomes.append(refused)
+
+    # two answers that raise no limit, so that neither meets the other's hold in the ledger first
+    answers = [threading.Thread(target=answer, args=(value,)) for value in (False, "no, stop here")]
+    for thread in answers:
+        thread.start()
+    for thread in answers:
+        thread.join()
+    taken = [o for o in outcomes if not isinstance(o, TaskConflict)]
+    assert len(outcomes) == 2 and len(taken) == 1, outcomes
+    task = ai.tasks.get("u", "agent10")
+    assert task.answer == taken[0].answer and task.steps["answers"] == 1  # type: ignore[attr-defined]
+    assert ai.queue.run_next() and not ai.queue.run_next()  # type: ignore[attr-defined]  # one run queued
+
+
 def test_an_approval_the_balance_cannot_cover_says_so_and_can_be_given_again(ai: Platform,
                                                                             upstream: FakeOpenAI) -> None:
     """An approval over the bus that the balance cannot cover leaves the task waiting, saying why on /tasks; once

@@ -304,25 +304,31 @@ class Tasks:
         client's Idempotency-Key: an answer sent again with it is the one answer, never one to the task's next
         question (its retry after a lost reply would approve a limit the user never saw)."""
         answer = require_answer(answer)
-        task = self.get(uid, task_id)
-        if key is not None and key in task.steps.get("answerKeys", ()):
-            return task
-        if task.state != WAITING:
-            raise TaskConflict(f"task {task_id} is {task.state}, not waiting for an answer", task=task_id,
-                               state=task.state)
-        if task.answer is not None:  # answered, its run not begun yet: a second answer would queue a second run
-            raise TaskConflict(f"task {task_id} was answered already and is about to run on", task=task_id,
-                               state=task.state)
-        answers = int(task.steps.get("answers", 0)) + 1
-        raised = self.holds.raise_limit(task, answer, answers)
-        keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
-        # the hold's fields change only when it was raised (a retried save applies them to the task as stored)
-        limit = {} if raised is None else {"hold": raised.hold, "split_off": raised.split_off,
-                                           "reserved": raised.reserved}
-        task = self._update(task, answer=answer, message="answered", steps={
-            **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})}, **limit)
-        self._enqueue(task, task.request.priority, "answered: running on", f"answer:{answers}")
-        return task
+        for _ in range(SAVE_TRIES):  # checked again on the task as stored whenever it changed before the save
+            task = self.get(uid, task_id)
+            if key is not None and key in task.steps.get("answerKeys", ()):
+                return task
+            if task.state != WAITING:
+                raise TaskConflict(f"task {task_id} is {task.state}, not waiting for an answer", task=task_id,
+                                   state=task.state)
+            if task.answer is not None:  # answered, its run not begun yet: a second answer would queue a second run
+                raise TaskConflict(f"task {task_id} was answered already and is about to run on", task=task_id,
+                                   state=task.state)
+            answers = int(task.steps.get("answers", 0)) + 1
+            raised = self.holds.raise_limit(task, answer, answers)  # by its key: the same raise, asked again
+            keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
+            limit = {} if raised is None else {"hold": raised.hold, "split_off": raised.split_off,
+                                               "reserved": raised.reserved}
+            # compare-and-set, never applied over a task another answer (or a run) changed meanwhile: that wrote
+            # its answer and its copy of the steps over theirs
+            answered = task.changed(self._now(), answer=answer, message="answered", steps={
+                **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})},
+                **limit)
+            if self.store.save(answered):
+                self._mirror(answered)
+                self._enqueue(answered, answered.request.priority, "answered: running on", f"answer:{answers}")
+                return answered
+        raise TaskConflict(f"task {task_id} kept changing", task=task_id)
 
     # -- the flow --------------------------------------------------------------------------------------------
 
