@@ -246,6 +246,7 @@ def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe
     headers = {"Authorization": f"Bearer {issue_dev_token(shop.settings, 'eve')}"}
     shown = client.get("/api/v1/payments/auto-top-up", headers=headers)
     assert shown.status_code == 200 and shown.json["enabled"] is False and shown.json["cardSaved"] is False
+    assert shown.json["pack"] is None  # none chosen yet: not an empty name
     body = {"enabled": True, "threshold": "50", "pack": "credits-100", "monthlyCap": "300"}
     refused = client.put("/api/v1/payments/auto-top-up", json=body, headers=headers)
     assert refused.status_code == 409 and refused.json["type"].endswith("/auto-top-up-refused")

@@ -75,7 +75,7 @@ class AutoTopUpIn(Strict):
 class AutoTopUpOut(Out):
     enabled: bool
     threshold: Money
-    pack: str
+    pack: str | None = Field(description="the pack bought, once one was chosen")
     monthly_cap: Money
     bought_this_month: Money
     declines: int = Field(description="declines of the saved card in a row (three turn auto top-up off)")
@@ -84,7 +84,7 @@ class AutoTopUpOut(Out):
 
     @classmethod
     def of(cls, settings: AutoTopUp, month: str, card_saved: bool) -> AutoTopUpOut:
-        return cls(enabled=settings.enabled, threshold=Money.of(settings.threshold), pack=settings.pack,
+        return cls(enabled=settings.enabled, threshold=Money.of(settings.threshold), pack=settings.pack or None,
                    monthly_cap=Money.of(settings.monthly_cap),
                    bought_this_month=Money.of(settings.bought_in(month)), declines=settings.declines,
                    stopped=settings.stopped, card_saved=card_saved)
