@@ -707,6 +707,60 @@ def test_two_answers_at_once_are_one_answer(ai: Platform, upstream: FakeOpenAI) 
     assert ai.queue.run_next() and not ai.queue.run_next()  # type: ignore[attr-defined]  # one run queued
 
 
+def test_two_approvals_at_once_are_one_and_the_other_is_told_so_in_task_words(ai: Platform,
+                                                                              upstream: FakeOpenAI) -> None:
+    """Two approvals of one raise at once, the second reading the hold after the first raised it: the second asked
+    the ledger for a bigger hold under the same key, and its refusal came out as the ledger's own (an idempotency
+    key 'task:...:raise:1' first used with amount=...), words about internals, on the bus as the task's message.
+    It is told the task was answered, as any answer after the first is; the hold was raised once."""
+    import threading
+
+    from creditflow.domain.errors import LedgerError
+    from creditflow.domain.tasks import TaskConflict
+
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", "agent11", {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA,
+                                     "maxCredits": "0.0003"})
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    waiting = ai.tasks.get("u", "agent11")
+    assert waiting.state == "waiting" and waiting.steps["approveUpTo"] > waiting.reserved
+    both_read, first_raised = threading.Barrier(2, timeout=10), threading.Event()
+    raise_limit, turn = ai.tasks.holds.raise_limit, iter(range(2))
+
+    def one_after_the_other(*args: object) -> object:  # both checked the task; the second raises after the first
+        both_read.wait()
+        if next(turn):
+            assert first_raised.wait(10)
+            return raise_limit(*args)  # type: ignore[arg-type]
+        try:
+            return raise_limit(*args)  # type: ignore[arg-type]
+        finally:
+            first_raised.set()
+
+    ai.tasks.holds.raise_limit = one_after_the_other  # type: ignore[method-assign]
+    outcomes: list[object] = []
+
+    def approve() -> None:
+        try:
+            outcomes.append(ai.tasks.answer("u", "agent11", True))
+        except LedgerError as refused:
+            outcomes.append(refused)
+
+    approvals = [threading.Thread(target=approve) for _ in range(2)]
+    for thread in approvals:
+        thread.start()
+    for thread in approvals:
+        thread.join()
+    refused = [o for o in outcomes if isinstance(o, LedgerError)]
+    assert len(outcomes) == 2 and len(refused) == 1, outcomes
+    assert isinstance(refused[0], TaskConflict) and "answered" in refused[0].detail, refused[0]
+    task = ai.tasks.get("u", "agent11")
+    assert task.answer is True and task.steps["answers"] == 1 and task.reserved == waiting.steps["approveUpTo"]
+    assert ai.credits.balance("u").held == task.reserved  # raised once, to the limit approved
+    assert ai.queue.run_next() and not ai.queue.run_next()  # type: ignore[attr-defined]  # one run queued
+
+
 def test_an_approval_the_balance_cannot_cover_says_so_and_can_be_given_again(ai: Platform,
                                                                             upstream: FakeOpenAI) -> None:
     """An approval over the bus that the balance cannot cover leaves the task waiting, saying why on /tasks; once

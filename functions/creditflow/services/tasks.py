@@ -315,7 +315,13 @@ class Tasks:
                 raise TaskConflict(f"task {task_id} was answered already and is about to run on", task=task_id,
                                    state=task.state)
             answers = int(task.steps.get("answers", 0)) + 1
-            raised = self.holds.raise_limit(task, answer, answers)  # by its key: the same raise, asked again
+            try:
+                raised = self.holds.raise_limit(task, answer, answers)  # by its key: the same raise, asked again
+            except IdempotencyConflict:  # another answer raised it under this key, before this one read the hold
+                if self.get(uid, task_id) != task:
+                    continue  # and saved: refused below as any answer after another is
+                raise TaskConflict(f"task {task_id} was answered by another answer at this same moment, which raised "
+                                   "its limit: this one was not taken", task=task_id, state=task.state) from None
             keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
             limit = {} if raised is None else {"hold": raised.hold, "split_off": raised.split_off,
                                                "reserved": raised.reserved}
