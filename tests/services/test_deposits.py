@@ -381,6 +381,18 @@ def test_pending_deposits_show_their_confirmations_until_credited(scene: Scene) 
     assert scene.platform.deposits.pending("nobody") == []
 
 
+def test_pending_deposits_look_back_five_hundred_blocks_at_most(scene: Scene) -> None:
+    """Pending reads the chain live, so it looks at the last 500 blocks only: a transfer with 500 confirmations,
+    not scanned yet, still shows; one with 501 no longer does."""
+    ida = scene.accounts[7]
+    scene.link("ida", ida)
+    send_eth(scene.w3, ida, scene.deposit_to, ETHER // 100)
+    send_eth(scene.w3, ida, scene.deposit_to, ETHER // 50)  # the next block
+    mine(scene.w3, 499)  # the second now has 500 confirmations, the first 501
+    pending = scene.platform.deposits.pending("ida")
+    assert [(p.transfer.amount, p.confirmations) for p in pending] == [(ETHER // 50, 500)]
+
+
 def test_a_node_that_does_not_answer_is_said_so(tmp_path: Path, clock: SteppedClock) -> None:
     from creditflow.domain.crypto import ChainUnavailable
     from tests.firestore_emulator import free_port
