@@ -207,6 +207,15 @@ def test_failed_payments_notify_and_move_no_money(shop: Platform, client: Any, s
     assert [n["kind"] for n in notes.values()] == ["payment.failed", "payment.failed"]  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("named", [{"client_reference_id": ""}, {"metadata": {"uid": ""}}, {"metadata": {"uid": 7}},
+                                   {}], ids=["empty reference", "empty uid", "a number", "none"])
+def test_a_failed_payment_that_names_no_user_notifies_nobody(shop: Platform, client: Any,
+                                                             named: dict[str, Any]) -> None:
+    intent = {"id": "pi_1", "object": "payment_intent", **named}
+    assert send(client, "payment_intent.payment_failed", intent).json["outcome"] == "ignored"
+    assert shop.realtime.get("/notifications") is None
+
+
 @pytest.mark.parametrize("case", ["tampered", "wrong secret", "too old", "in the future", "no signature",
                                   "not json", "superscript timestamp", "[]", "1", '"x"',
                                   '{"id": "evt_1", "type": "charge.refunded", "data": []}',
@@ -327,6 +336,35 @@ def test_a_refund_before_its_payment_is_retried_and_then_takes_back_pro_rata(sho
     assert shop.integrity.audit().ok
 
 
+def test_refund_reports_delivered_out_of_order_count_the_newest_once(shop: Platform, client: Any,
+                                                                    stripe_api: FakeStripe) -> None:
+    """Stripe's report of what was refunded is cumulative and comes in any order: an older report (an earlier
+    second, or the same second and no higher a figure) changes nothing; a higher figure in the same second is the
+    newer one."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    second = 1_800_000_000
+
+    def report(refunded: int, at: int, n: int) -> str:
+        return str(send(client, "charge.refunded", charge(session, refunded), f"evt_report_{n}", created=at)
+                   .json["outcome"])
+
+    assert report(0, second - 10, 0) == "refunded already"  # nothing refunded: nothing owed
+    assert report(1, second - 10, 6) == "refunded"  # the same second, higher: a cent of $5.00
+    assert available(shop, "u") == 100 * CREDIT - CREDIT // 5
+    assert report(300, second, 1) == "refunded"
+    assert available(shop, "u") == 40 * CREDIT  # $3.00 of $5.00: 60 of 100 credits taken back
+    assert report(150, second - 1, 2) == "refunded already"  # an older second
+    assert report(200, second, 3) == "refunded already"  # the same second, lower: older
+    assert report(300, second, 4) == "refunded already"
+    assert available(shop, "u") == 40 * CREDIT
+    assert report(400, second, 5) == "refunded"  # the same second, higher: newer
+    assert available(shop, "u") == 20 * CREDIT
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.taken_back) == (400, 80 * CREDIT)
+    assert shop.integrity.audit().ok
+
+
 @pytest.mark.parametrize("intent", [None, "pi_of_another_product"])
 def test_an_event_about_no_payment_of_ours_is_acknowledged_in_time(shop: Platform, client: Any, clock: SteppedClock,
                                                                    intent: str | None) -> None:
@@ -349,6 +387,19 @@ def test_an_event_about_no_payment_of_ours_is_acknowledged_in_time(shop: Platfor
         late = deliver(49, "evt_foreign_2")  # still unknown two days on: not ours
         assert late.status_code == 200 and late.json["outcome"] == "ignored"
     assert shop.integrity.audit().ok
+
+
+@pytest.mark.parametrize(("seconds_ago", "status"), [(48 * 3600, 503), (48 * 3600 + 1, 200)],
+                         ids=["48 hours on", "a second later"])
+def test_an_event_about_a_payment_not_seen_is_asked_for_again_for_48_hours(
+        shop: Platform, client: Any, clock: SteppedClock, seconds_ago: int, status: int) -> None:
+    """Stripe delivers in any order: an event about a payment not recorded yet is asked for again until 48 hours
+    after the event, and past them acknowledged as another product's."""
+    foreign = {"id": "ch_late", "object": "charge", "payment_intent": "pi_not_seen", "amount": 500,
+               "amount_refunded": 500}
+    reply = send(client, "charge.refunded", foreign, created=int(clock.now().timestamp()) - seconds_ago)
+    assert reply.status_code == status
+    assert (reply.json.get("outcome") == "ignored") == (status == 200)
 
 
 def test_credits_spent_before_a_refund_are_written_off_never_below_zero(shop: Platform, client: Any,
