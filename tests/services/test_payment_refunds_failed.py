@@ -539,6 +539,26 @@ def test_the_list_read_for_a_report_is_kept_through_a_crash_after_the_ledger(sho
     reconciled(shop)
 
 
+def test_the_list_read_for_a_report_stays_on_the_record_for_the_events_after_it(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """Stripe's list, read for a report in the second a refund failed, is kept on the payment's record once the
+    report is handled: a later failure reads it from there, not from Stripe again."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    first, second = refund(session, "re_1", 100, T0, "failed"), refund(session, "re_2", 200, T0 + 10, "succeeded")
+    stripe_api.refunds[session["payment_intent"]] = [first, second]
+    deliver(client, "charge.refunded", charge(session, 100), T0, "evt_r1")
+    deliver(client, "refund.failed", first, T0 + 10, "evt_f1")
+    assert deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r2").json["outcome"] == "refunded"
+    [payment] = shop.payments.mine("u")
+    assert payment.refunds_listed is not None and payment.refunds_listed["live"] == 200
+    failed = {**second, "status": "failed"}
+    assert deliver(client, "refund.failed", failed, T0 + 20, "evt_f2").json["outcome"] == "refund undone"
+    assert available(shop, "u") == 100 * CREDIT
+    assert len([path for path, _, _ in stripe_api.requests if path.startswith("/v1/refunds?")]) == 1
+    reconciled(shop)
+
+
 @pytest.mark.parametrize("opened_first", [False, True], ids=["refund-first", "dispute-first"])
 def test_a_refund_larger_than_the_dispute_that_fails_holds_again_only_what_the_dispute_claims(
         shop: Platform, client: Any, stripe_api: FakeStripe, opened_first: bool) -> None:
