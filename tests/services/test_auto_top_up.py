@@ -71,7 +71,7 @@ def run_jobs(shop: Platform) -> int:
 def deliver_success(shop: Platform, localstripe: LocalStripe, uid: str) -> list[Any]:
     """The signed payment_intent.succeeded events of the user's intents, as Stripe would send them."""
     client = shop_client(shop)
-    intents = api(localstripe).v1.payment_intents.list()
+    intents = api(localstripe).v1.payment_intents.list(params={"limit": 100})  # the module shares it
     replies = []
     for intent in intents.data:
         if intent.metadata.to_dict().get("uid") == uid and intent.status == "succeeded":
@@ -156,7 +156,10 @@ def test_three_declines_in_a_row_turn_auto_top_up_off(shop: Platform, localstrip
     assert shop.payments.mine("cat") == [] and available(shop, "cat") == 60 * CREDIT
     notes = shop.realtime.get("/notifications/cat")
     assert isinstance(notes, dict)
-    assert sum(1 for n in notes.values() if n.get("kind") == "payment.auto-top-up-declined") == 3
+    declined = [n["message"] for n in notes.values() if n.get("kind") == "payment.auto-top-up-declined"]
+    assert len(declined) == 3
+    assert sum("auto top-up is off after 3 declines in a row" in message for message in declined) == 1  # the third
+    assert sum("auto top-up is off" in message for message in declined) == 1
     spend(shop, "cat", 20, "after")
     assert run_jobs(shop) == 0  # off: nothing queued
 
@@ -271,6 +274,79 @@ def test_auto_top_up_settings_over_http(shop: Platform, localstripe: LocalStripe
         False, "60", "credits-100")  # off still, one setting changed, the others kept
 
 
+def test_turning_auto_top_up_on_needs_every_setting_and_off_changes_only_those_sent(
+        shop: Platform, localstripe: LocalStripe) -> None:
+    save_card(shop, localstripe, "gil")
+    full: dict[str, Any] = {"threshold": 50 * CREDIT, "pack": "credits-100", "monthly_cap": 300 * CREDIT}
+    shop.auto_top_ups.configure("gil", enabled=True, **full)
+    for missing in [*full, "all"]:
+        with pytest.raises(AutoTopUpRefused, match="threshold, pack and monthlyCap"):
+            shop.auto_top_ups.configure("gil", enabled=True, **{k: v for k, v in full.items() if missing not in (k,
+                                                                                                         "all")})
+    assert shop.auto_top_ups.settings("gil").enabled  # a refused change changes nothing
+    for name, value in (("threshold", 70 * CREDIT), ("monthly_cap", 500 * CREDIT), ("pack", "credits-500")):
+        off = shop.auto_top_ups.configure("gil", enabled=False, **{name: value})
+        assert not off.enabled and getattr(off, name) == value, name
+    kept = shop.auto_top_ups.settings("gil")
+    assert (kept.enabled, kept.threshold, kept.pack, kept.monthly_cap) == (False, 70 * CREDIT, "credits-500",
+                                                                          500 * CREDIT)
+
+
+def test_a_threshold_must_be_above_zero_and_a_cap_may_allow_exactly_one_pack(
+        shop: Platform, localstripe: LocalStripe) -> None:
+    save_card(shop, localstripe, "hal")
+    one_pack: dict[str, Any] = {"pack": "credits-100", "monthly_cap": 100 * CREDIT}
+    with pytest.raises(AutoTopUpRefused, match="above zero"):
+        shop.auto_top_ups.configure("hal", enabled=True, threshold=0, **one_pack)
+    with pytest.raises(AutoTopUpRefused, match="does not allow one"):
+        shop.auto_top_ups.configure("hal", enabled=True, threshold=1, pack="credits-100",
+                                    monthly_cap=100 * CREDIT - 1)
+    on = shop.auto_top_ups.configure("hal", enabled=True, threshold=1, **one_pack)
+    assert (on.enabled, on.threshold, on.monthly_cap) == (True, 1, 100 * CREDIT)
+
+
+def test_a_crossing_leaves_the_threshold_and_landing_on_it_is_none(shop: Platform, localstripe: LocalStripe) -> None:
+    """Below the threshold is what buys: a balance that comes down to exactly the threshold has not crossed it; the
+    next spend, from exactly the threshold, has."""
+    opted_in(shop, localstripe, "ivy", 300)  # 60, below 50 buys
+    spend(shop, "ivy", 10, "a")  # 50: on it
+    assert run_jobs(shop) == 0
+    hold = shop.credits.reserve("ivy", 1, key="b-r")
+    shop.credits.settle("ivy", hold.hold, 1, key="b-s")  # a micro-credit below it
+    assert run_jobs(shop) == 1
+
+
+def test_a_crossing_right_after_opting_in_buys_though_the_balance_was_just_checked(
+        shop: Platform, localstripe: LocalStripe) -> None:
+    """The settings read for the check after each ledger change are kept a while; opting in on this instance is
+    seen at once, not when what was kept runs out (the clock does not move here)."""
+    shop.credits.open_account("jon")
+    shop.credits.grant("jon", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    spend(shop, "jon", 1, "before")  # 59, not opted in yet: the check reads (and keeps) no settings
+    assert run_jobs(shop) == 0
+    save_card(shop, localstripe, "jon")
+    shop.auto_top_ups.configure("jon", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=300 * CREDIT)
+    spend(shop, "jon", 10, "after")  # 49: crosses it
+    assert run_jobs(shop) == 1
+
+
+def test_a_card_removed_after_opting_in_turns_auto_top_up_off_at_the_next_crossing(
+        shop: Platform, localstripe: LocalStripe) -> None:
+    opted_in(shop, localstripe, "kim", 300)
+    for card in api(localstripe).v1.payment_methods.list(params={"customer": shop.payments.customer("kim"),
+                                                                  "type": "card"}).data:
+        api(localstripe).v1.payment_methods.detach(card.id)
+    spend(shop, "kim", 20, "a")  # 40: a crossing, and no card to charge
+    assert run_jobs(shop) == 1
+    settings = shop.auto_top_ups.settings("kim")
+    assert (settings.enabled, settings.stopped) == (False, "no saved card")
+    assert shop.payments.mine("kim") == [] and available(shop, "kim") == 40 * CREDIT
+    notes = shop.realtime.get("/notifications/kim")
+    assert isinstance(notes, dict)
+    assert [n["kind"] for n in notes.values() if n["kind"].startswith("payment.")] == ["payment.auto-top-up-stopped"]
+
+
 def test_a_crossing_run_again_is_not_bought_again(shop: Platform, localstripe: LocalStripe) -> None:
     """The queue delivers a crossing's job again after it paid (its ack was lost): nothing more is bought. (A uid
     of its own: localstripe is shared by the module's tests.)"""
@@ -285,5 +361,5 @@ def test_a_crossing_run_again_is_not_bought_again(shop: Platform, localstripe: L
     shop.auto_top_ups(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "rerun", "crossing": crossing}, "high"),
                       None)  # type: ignore[arg-type]
     assert shop.auto_top_ups.settings("rerun").bought_in("2026-01") == 100 * CREDIT
-    intents = api(localstripe).v1.payment_intents.list()
+    intents = api(localstripe).v1.payment_intents.list(params={"limit": 100})  # the module shares it
     assert len([i for i in intents.data if i.metadata.to_dict().get("uid") == "rerun"]) == 1
