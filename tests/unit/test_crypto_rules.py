@@ -18,6 +18,7 @@ from creditflow.domain.crypto import (
     DepositRules,
     Token,
     TokenNotAccepted,
+    Transfer,
     deposit_id,
     deposit_totals,
 )
@@ -87,10 +88,13 @@ def test_tokens_are_found_by_contract_and_symbol() -> None:
         RULES.by_symbol("DAI")
 
 
-def test_a_deposit_is_keyed_by_chain_transaction_and_log() -> None:
+def test_a_deposit_is_keyed_by_chain_transaction_and_place_in_it() -> None:
     assert deposit_id(1, "0xAB", NATIVE) == "1:0xab:native"
-    assert deposit_id(1, "0xAB", 0) == "1:0xab:0"  # a token's first log is not the coin's transfer
+    assert deposit_id(1, "0xAB", 0) == "1:0xab:0"  # a token's first transfer is not the coin's transfer
     assert deposit_id(5, "0xab", 7) == "5:0xab:7"
+    coin = Transfer(1, "0xab", NATIVE, 9, "0x" + "00" * 32, "0x" + "11" * 20, None, 10)
+    token = Transfer(1, "0xab", 42, 9, "0x" + "00" * 32, "0x" + "11" * 20, CONTRACT, 10, place=1)
+    assert (coin.id, token.id) == ("1:0xab:native", "1:0xab:1")  # its place in the transaction, not its log index
 
 
 def _deposit(n: int, token: str, status: str, amount: int, credits: int = 0) -> Deposit:
