@@ -147,8 +147,8 @@ def test_a_stored_image_named_by_a_caller_without_credit_is_not_decoded_again(se
     tools = seeing.chat.vision.tools  # type: ignore[union-attr]
     decoded: list[bool] = []  # for each image inspected: whether its pixels were decoded
     checked = tools.inspect
-    monkeypatch.setattr(tools, "inspect", lambda data, limits=None, decode=True: (
-        decoded.append(decode), checked(data, limits, decode))[1])
+    monkeypatch.setattr(tools, "inspect", lambda data, limits=None, decode=True, owner=None: (
+        decoded.append(decode), checked(data, limits, decode, owner))[1])
     body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is in these?"}] + [
         {"type": "image", "url": kept}] * 8}]}
     refused = client.post("/api/v1/chat", json=body, headers={**broke, "Idempotency-Key": "broke-1"})
@@ -178,10 +178,10 @@ def test_an_image_larger_than_the_model_takes_reaches_the_provider_smaller(seein
     url = "data:image/png;base64," + base64.b64encode(big).decode()
     resolved = vision.resolve("gil", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
     model = seeing.catalog.get("demo-vision", "vision")
-    sized = vision.sized(resolved, model)
+    sized = vision.sized("gil", resolved, model)
     sent = base64.b64decode(sized[0]["content"][0]["image_url"]["url"].split(",", 1)[1])
     assert Image.open(io.BytesIO(sent)).size == (512, 256)
-    assert vision.sized(sized, model) == sized  # small enough already: untouched
+    assert vision.sized("gil", sized, model) == sized  # small enough already: untouched
 
 
 def test_a_vision_task_on_the_bus_sees_an_upload_and_another_users_is_not_found(seeing: Platform,
