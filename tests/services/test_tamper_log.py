@@ -1,0 +1,238 @@
+"""The Merkle log, its checkpoints and remembered subtree hashes changed outside the ledger are named; the proofs
+between checkpoints answer for the sizes they are asked."""
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from creditflow.bootstrap import Platform
+from creditflow.domain.checkpoint import Checkpoint, sign_checkpoint
+from creditflow.domain.errors import InvalidQuery, UnknownCheckpoint
+from creditflow.domain.signing import SigningKey
+from tests.conftest import CREDIT, funded
+
+Ledger = tuple[Platform, sqlite3.Connection]
+
+
+@pytest.fixture
+def ledger(platform: Platform, tmp_path: Path) -> Ledger:
+    funded(platform, "alice", 50)
+    for n in range(3):
+        platform.credits.reserve("alice", CREDIT, key=f"a{n}")
+    platform.integrity.publish_checkpoint()
+    assert platform.integrity.audit().findings == []
+    return platform, sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+
+
+def named(platform: Platform, uid: str | None = None) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for finding in platform.integrity.audit(uid).findings:
+        found.setdefault(finding.check, set()).add(finding.subject)
+    return found
+
+
+def entries_of(db: sqlite3.Connection, account: str) -> list[str]:
+    return [row[0] for row in db.execute("SELECT id FROM entries WHERE account = ? ORDER BY seq", (account,))]
+
+
+# -- consistency proofs between signed checkpoints ------------------------------------------------------------
+
+
+def test_no_consistency_is_answered_before_a_checkpoint_is_published(platform: Platform) -> None:
+    funded(platform, "alice", 5)
+    with pytest.raises(UnknownCheckpoint):
+        platform.integrity.consistency(0)
+
+
+def test_consistency_runs_to_the_latest_checkpoint_unless_told(ledger: Ledger) -> None:
+    platform, _ = ledger
+    first = platform.store.checkpoint()
+    platform.credits.reserve("alice", CREDIT, key="later")
+    latest = platform.integrity.publish_checkpoint()
+    answer = platform.integrity.consistency(first.size)
+    assert (answer.from_size, answer.to_size, answer.consistent) == (first.size, latest.size, True)
+    assert answer.to_checkpoint == latest.note
+
+
+def test_a_checkpoint_is_consistent_with_itself(ledger: Ledger) -> None:
+    platform, _ = ledger
+    size = platform.store.checkpoint().size
+    answer = platform.integrity.consistency(size, size)
+    assert answer.consistent and answer.proof == []
+
+
+def test_consistency_from_a_larger_checkpoint_to_a_smaller_is_refused(ledger: Ledger) -> None:
+    platform, _ = ledger
+    first = platform.store.checkpoint()
+    platform.credits.reserve("alice", CREDIT, key="later")
+    latest = platform.integrity.publish_checkpoint()
+    with pytest.raises(InvalidQuery):
+        platform.integrity.consistency(latest.size, first.size)
+
+
+def test_a_size_never_signed_is_not_found(ledger: Ledger) -> None:
+    platform, _ = ledger
+    size = platform.store.checkpoint().size
+    for asked in (size - 1, size + 1):
+        with pytest.raises(UnknownCheckpoint):
+            platform.integrity.consistency(asked, size) if asked < size else platform.integrity.consistency(0, asked)
+
+
+def test_the_checkpoint_of_the_first_leaf_is_proven_consistent_with_later_ones(platform: Platform) -> None:
+    platform.credits.open_account("alice")
+    platform.credits.grant("alice", CREDIT, source="admin", lot_kind="paid", key="g0")
+    first = platform.integrity.publish_checkpoint()
+    assert first.size == 1
+    for n in range(1, 4):
+        platform.credits.grant("alice", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    latest = platform.integrity.publish_checkpoint()
+    answer = platform.integrity.consistency(1, latest.size)
+    assert answer.consistent and answer.proof != [] and answer.from_checkpoint == first.note
+
+
+# -- checkpoints shown to someone ------------------------------------------------------------------------------
+
+
+def test_a_presented_checkpoint_larger_than_the_log_is_named(ledger: Ledger) -> None:
+    platform, _ = ledger
+    size = platform.store.tree_size()
+    larger = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, size + 1, b"\x01" * 32), platform.key)
+    assert [f.subject for f in platform.integrity.check_presented(larger)] == [f"checkpoint:{size + 1}"]
+
+
+def test_a_presented_checkpoint_signed_by_another_key_is_named(ledger: Ledger) -> None:
+    platform, _ = ledger
+    latest = platform.store.checkpoint()
+    other = SigningKey.generate(platform.settings.ledger_origin)
+    forged = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, latest.size, latest.root), other)
+    assert [(f.check, f.subject) for f in platform.integrity.check_presented(forged)] == [("checkpoint", "presented")]
+
+
+def test_an_older_presented_checkpoint_is_consistent_with_the_grown_log(ledger: Ledger) -> None:
+    platform, _ = ledger
+    older = platform.store.checkpoint().note
+    platform.credits.reserve("alice", CREDIT, key="later")
+    platform.integrity.publish_checkpoint()
+    assert platform.integrity.check_presented(older) == []
+
+
+def test_a_presented_checkpoint_is_checked_against_the_leaves_not_remembered_hashes(
+        platform: Platform, tmp_path: Path) -> None:
+    platform.credits.open_account("t")
+    for n in range(300):  # leaves 0..255 get a remembered subtree hash
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    honest = platform.integrity.publish_checkpoint()
+    assert platform.integrity.check_presented(honest.note) == []
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"rewritten").digest(),))
+    assert [f.subject for f in platform.integrity.check_presented(honest.note)] == [f"checkpoint:{honest.size}"]
+
+
+# -- the log and the stored checkpoints ------------------------------------------------------------------------
+
+
+def test_a_deleted_leaf_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    db.execute("DELETE FROM leaves WHERE idx = 1")
+    found = named(platform)
+    assert "log" in found["merkle"]
+
+
+def test_a_leaf_recording_an_entry_that_is_not_stored_is_named_by_the_whole_audit_only(ledger: Ledger) -> None:
+    platform, db = ledger
+    db.execute("UPDATE leaves SET entry_id = 'tx_nowhere' WHERE idx = 0")
+    assert named(platform) == {"merkle": {"tx_nowhere"}}
+    assert named(platform, "alice") == {}  # an account's audit speaks of the leaves of its own entries
+
+
+def test_a_leaf_recording_another_hash_of_an_entry_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    [(entry_id,)] = db.execute("SELECT entry_id FROM leaves WHERE idx = 1")
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 1", (hashlib.sha256(b"other").digest(),))
+    assert entry_id in named(platform, "alice")["merkle"]
+
+
+def test_a_checkpoint_over_more_leaves_than_the_log_has_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    size = platform.store.tree_size()
+    db.execute("DELETE FROM leaves WHERE idx = ?", (size - 1,))
+    assert named(platform) == {"checkpoint": {f"checkpoint:{size}"}}
+
+
+def test_a_stored_root_that_is_not_the_signed_one_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    size = platform.store.tree_size()
+    db.execute("UPDATE checkpoints SET root = ? WHERE size = ?", (b"\x02" * 32, size))
+    assert named(platform) == {"checkpoint": {f"checkpoint:{size}"}}
+
+
+def test_the_audit_reports_the_log_and_its_latest_checkpoint(ledger: Ledger) -> None:
+    platform, _ = ledger
+    first = platform.store.checkpoint().size
+    platform.credits.reserve("alice", CREDIT, key="later")
+    platform.integrity.sequence()
+    report = platform.integrity.audit()
+    assert (report.tree_size, report.checkpoint_size, report.ok) == (first + 1, first, True)
+
+
+# -- remembered subtree hashes --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def grown(platform: Platform, tmp_path: Path) -> Ledger:
+    """A log of 300 leaves, the first 256 of them under a remembered hash."""
+    platform.credits.open_account("t")
+    for n in range(300):
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    platform.integrity.publish_checkpoint()
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    assert [row[:2] for row in db.execute("SELECT level, start FROM subtrees WHERE level >= 8")] == [(8, 0)]
+    assert platform.integrity.audit().findings == []
+    return platform, db
+
+
+def test_a_remembered_hash_stored_at_a_start_no_subtree_begins_at_is_named(grown: Ledger) -> None:
+    platform, db = grown
+    [(real,)] = db.execute("SELECT hash FROM subtrees WHERE level = 8 AND start = 0")
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (8, 1, ?)", (real,))  # the right hash, misplaced
+    assert named(platform) == {"merkle": {"subtree:8:1"}}
+
+
+def test_a_remembered_hash_of_leaves_the_log_does_not_have_yet_is_named(grown: Ledger) -> None:
+    platform, db = grown
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (8, 256, ?)", (b"\x03" * 32,))
+    assert named(platform) == {"merkle": {"subtree:8:256"}}
+
+
+def test_remembered_hashes_below_the_block_level_are_not_asked_for(grown: Ledger) -> None:
+    platform, db = grown
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (7, 0, ?)", (b"\x04" * 32,))
+    assert named(platform) == {}
+
+
+# -- one entry verified ---------------------------------------------------------------------------------------
+
+
+def test_verify_entry_names_an_entry_that_does_not_link_to_the_one_before(ledger: Ledger) -> None:
+    platform, db = ledger
+    ids = entries_of(db, "user:alice")
+    db.execute("DELETE FROM entries WHERE id = ?", (ids[1],))
+    report = platform.integrity.verify_entry(ids[2])
+    assert [f.check for f in report.findings] == ["chain"]
+    assert not report.ok and not report.chain_ok and report.signature_ok and report.included
+    assert report.previous_entry == ids[0]
+
+
+def test_verify_entry_names_a_body_that_is_not_canonical_json(ledger: Ledger) -> None:
+    platform, db = ledger
+    ids = entries_of(db, "user:alice")
+    [(body,)] = db.execute("SELECT body FROM entries WHERE id = ?", (ids[1],))
+    spaced = json.dumps(json.loads(body), sort_keys=True).encode()  # the same fields, not canonically written
+    db.execute("UPDATE entries SET body = ?, hash = ? WHERE id = ?",
+               (spaced, hashlib.sha256(spaced).hexdigest(), ids[1]))
+    report = platform.integrity.verify_entry(ids[1])
+    assert "canonical" in {f.check for f in report.findings} and not report.ok
+
