@@ -236,3 +236,12 @@ def test_verify_entry_names_a_body_that_is_not_canonical_json(ledger: Ledger) ->
     report = platform.integrity.verify_entry(ids[1])
     assert "canonical" in {f.check for f in report.findings} and not report.ok
 
+
+
+def test_a_remembered_hash_above_the_height_of_the_log_is_named_before_the_log_grows_into_it(
+        grown: Ledger) -> None:
+    """Leaves 0..511 are not all in the log yet; their planted hash would be read once they are, and the head
+    extended from it never signed: the audit names it now."""
+    platform, db = grown
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (9, 0, ?)", (b"\x05" * 32,))
+    assert named(platform) == {"merkle": {"subtree:9:0"}}

@@ -24,6 +24,7 @@ from .analytics import UsageRollups
 from .reconciliation import PaymentReconciliation
 from .subtree_cache import BLOCK_LEVEL, SubtreeCache
 
+SUBTREE_LEVELS = 63  # a log's leaf indexes are 64-bit integers: no subtree is higher
 COVERING_ROUNDS = 5  # publications a verification tries before its entry's lost race is a retryable 503
 
 
@@ -421,11 +422,12 @@ class Integrity:
 
     def _check_subtrees(self, report: AuditReport, leaf_hashes: list[bytes]) -> None:
         """Every remembered subtree hash against the leaves: a wrong one would only make proofs fail, but name it.
-        Only levels from BLOCK_LEVEL up are remembered, so only those are asked of the store."""
-        level, hashes = 0, leaf_hashes
-        while len(hashes) > 1:
-            level, hashes = level + 1, [merkle.node_hash(hashes[n], hashes[n + 1])
-                                        for n in range(0, len(hashes) - 1, 2)]
+        Only levels from BLOCK_LEVEL up are remembered, so only those are asked of the store; levels above the
+        log's height too, where no subtree is whole yet: a hash stored there would be read once the log grows, and
+        every head extended from it refused."""
+        hashes = leaf_hashes
+        for level in range(1, SUBTREE_LEVELS + 1):
+            hashes = [merkle.node_hash(hashes[n], hashes[n + 1]) for n in range(0, len(hashes) - 1, 2)]
             if level < BLOCK_LEVEL:
                 continue
             for start, remembered in self.store.subtree_hashes(level, 0, len(leaf_hashes)).items():
