@@ -169,13 +169,23 @@ def test_a_stored_root_that_is_not_the_signed_one_is_named(ledger: Ledger) -> No
     assert named(platform) == {"checkpoint": {f"checkpoint:{size}"}}
 
 
+def test_a_stored_checkpoint_signed_by_another_key_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    latest = platform.store.checkpoint()
+    forged = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, latest.size, latest.root),
+                             SigningKey.generate(platform.settings.ledger_origin))
+    db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (forged, latest.size))
+    assert named(platform) == {"checkpoint": {f"checkpoint:{latest.size}"}}
+
+
 def test_the_audit_reports_the_log_and_its_latest_checkpoint(ledger: Ledger) -> None:
     platform, _ = ledger
-    first = platform.store.checkpoint().size
     platform.credits.reserve("alice", CREDIT, key="later")
+    latest = platform.integrity.publish_checkpoint().size
+    platform.credits.reserve("alice", CREDIT, key="unsigned")
     platform.integrity.sequence()
     report = platform.integrity.audit()
-    assert (report.tree_size, report.checkpoint_size, report.ok) == (first + 1, first, True)
+    assert (report.tree_size, report.checkpoint_size, report.ok) == (latest + 1, latest, True)
 
 
 # -- remembered subtree hashes --------------------------------------------------------------------------------

@@ -71,6 +71,8 @@ def test_a_lot_whose_held_amount_is_not_what_its_holds_draw_is_named(ledger: Led
     [(_, _, _), (free_lot, _, _)] = alice_lots(db)
     db.execute("UPDATE lots SET held = 1 WHERE id = ?", (free_lot,))
     assert named(platform) == {"lots": {free_lot}}
+    [finding] = platform.integrity.audit().findings
+    assert finding.detail == f"lot {free_lot}: 1 held but holds draw 0 from it"
 
 
 def test_a_pending_hold_of_another_amount_is_named_on_the_account_and_the_hold(ledger: Ledger) -> None:
