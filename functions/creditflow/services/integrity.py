@@ -174,11 +174,11 @@ class Integrity:
         latest = self.store.checkpoint()
         if latest is None:
             raise UnknownCheckpoint("no checkpoint has been published yet")
-        latest_note = "" if new_size is not None else ", the latest checkpoint"
         new_size = latest.size if new_size is None else new_size
+        # a `from` past the latest is not found here (the answer names the latest's size), before this order check
         (old_root, old_note), (new_root, new_note) = self._head(old_size, latest), self._head(new_size, latest)
         if old_size > new_size:
-            raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size}{latest_note})")
+            raise InvalidQuery(f"from ({old_size}) must be no larger than to ({new_size})")
         proof = consistency_path(self.subtrees, old_size, new_size) if old_size > 0 else []
         return ConsistencyProof(old_size, new_size, base64.b64encode(old_root).decode(),
                                 base64.b64encode(new_root).decode(), old_note, new_note,
