@@ -514,17 +514,25 @@ def test_a_report_in_the_second_a_refund_failed_is_read_from_stripes_list_of_ref
     reconciled(shop)
 
 
-def test_the_list_read_for_a_report_is_kept_through_a_crash_after_the_ledger(shop: Platform, client: Any,
-                                                                             stripe_api: FakeStripe) -> None:
-    """The handler read Stripe's list, the ledger took the report's credits back, and the process died before the
-    payment's record said so. Handled again, the event reads the list kept before the ledger moved (not a new one,
-    which a refund failing meanwhile could change), so the ledger's command replays as it was made."""
+def second_refund_after_a_failure(shop: Platform, client: Any,
+                                  stripe_api: FakeStripe) -> tuple[dict, dict, dict]:
+    """A paid session, a first refund reported and then failed, and a second refund in the same second as the
+    failure listed by Stripe (not reported yet): the session and the two refunds."""
     session = paid_session(client, shop, stripe_api, "u")
     send(client, "checkout.session.completed", session)
     first, second = refund(session, "re_1", 100, T0, "failed"), refund(session, "re_2", 200, T0 + 10, "succeeded")
     stripe_api.refunds[session["payment_intent"]] = [first, second]
     deliver(client, "charge.refunded", charge(session, 100), T0, "evt_r1")
     deliver(client, "refund.failed", first, T0 + 10, "evt_f1")
+    return session, first, second
+
+
+def test_the_list_read_for_a_report_is_kept_through_a_crash_after_the_ledger(shop: Platform, client: Any,
+                                                                             stripe_api: FakeStripe) -> None:
+    """The handler read Stripe's list, the ledger took the report's credits back, and the process died before the
+    payment's record said so. Handled again, the event reads the list kept before the ledger moved (not a new one,
+    which a refund failing meanwhile could change), so the ledger's command replays as it was made."""
+    session, first, second = second_refund_after_a_failure(shop, client, stripe_api)
     crash_after_the_ledger(shop, lambda payment: payment.refunded == 200)
     with pytest.raises(Died):
         deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r2")
@@ -543,12 +551,7 @@ def test_the_list_read_for_a_report_stays_on_the_record_for_the_events_after_it(
         shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
     """Stripe's list, read for a report in the second a refund failed, is kept on the payment's record once the
     report is handled: a later failure reads it from there, not from Stripe again."""
-    session = paid_session(client, shop, stripe_api, "u")
-    send(client, "checkout.session.completed", session)
-    first, second = refund(session, "re_1", 100, T0, "failed"), refund(session, "re_2", 200, T0 + 10, "succeeded")
-    stripe_api.refunds[session["payment_intent"]] = [first, second]
-    deliver(client, "charge.refunded", charge(session, 100), T0, "evt_r1")
-    deliver(client, "refund.failed", first, T0 + 10, "evt_f1")
+    session, _, second = second_refund_after_a_failure(shop, client, stripe_api)
     assert deliver(client, "charge.refunded", charge(session, 200), T0 + 10, "evt_r2").json["outcome"] == "refunded"
     [payment] = shop.payments.mine("u")
     assert payment.refunds_listed is not None and payment.refunds_listed["live"] == 200
