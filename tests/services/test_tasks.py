@@ -1219,6 +1219,35 @@ def test_a_cancel_whose_release_meets_a_hold_just_raised_frees_the_raised_one(ai
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+@pytest.mark.parametrize("answer", [True, "no"])
+def test_an_approval_whose_save_a_crash_lost_after_its_raise_is_taken_at_the_next_answer(
+        ai: Platform, upstream: FakeOpenAI, answer: object) -> None:
+    """An instance died between an approval's raise (committed) and the task's save: the task still waited on the
+    same question. The user's next approval was refused as one "answered by another answer at this same moment" (its
+    raise, under the same key, asked for more than the raised hold), and the task waited until its deadline. The
+    next answer now saves the approval that raised the hold, and the task runs on under the limit approved; a no
+    is refused, saying so (the credits were held for the approval, and the run would spend them)."""
+    from creditflow.domain.tasks import TaskConflict
+
+    task = _waiting_agent(ai, f"lost-{answer}")
+    raised = _raised_behind_its_back(ai, task)  # the approval's raise; its save died with the instance
+    held = ai.credits.balance("u").held
+    if answer is True:
+        ai.tasks.answer("u", task.id, answer)
+    else:
+        with pytest.raises(TaskConflict, match="approved by an earlier answer"):
+            ai.tasks.answer("u", task.id, answer)
+    answered = ai.tasks.get("u", task.id)
+    assert answered.answer is True and answered.steps["answers"] == 1
+    assert answered.hold == raised and answered.reserved == task.steps["approveUpTo"]
+    assert ai.credits.balance("u").held == held  # raised once
+    assert ai.queue.run_next()  # type: ignore[attr-defined]
+    ran_on = ai.tasks.get("u", task.id)
+    assert ran_on.steps["answers"] == 1 and ran_on.charged > task.charged
+    assert ran_on.state != "waiting" or ran_on.steps["approveUpTo"] > answered.reserved  # not the same question
+    assert ai.integrity.audit().ok
+
+
 def test_a_run_that_fails_on_a_hold_its_cancel_closed_ends_cancelled_not_failed(ai: Platform,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A cancel racing a run's start closed the hold the run then charged from: the run's refusal

@@ -304,6 +304,12 @@ class Credits:
             return None
         return (Split if record.command == "split" else Reservation).from_record(record.result)
 
+    def extension_made(self, uid: str, key: str) -> Extension | None:
+        """The extension (or raise) made with this key, if one was: an approval whose task's save a crash lost
+        finds its raise here."""
+        record = self._made(user_account(uid), key)
+        return None if record is None or record.command != "extend" else Extension.from_record(record.result)
+
     def release(self, uid: str, hold_id: str, *, key: str, by: str | None = None) -> Release:
         """Void the hold. `by` names who asks: the public route passes CLIENT, so a hold the platform placed for
         a call or task is refused there (HoldInUse) and stays with its call."""

@@ -69,6 +69,7 @@ class RaisedLimit:
     hold: str
     split_off: int  # µc
     reserved: int  # µc
+    earlier: bool = False  # raised by an earlier approval of the same question, whose save a crash lost
 
 
 def held_by_run(task: Task, budget: Budget) -> HeldByRun:
@@ -173,15 +174,24 @@ class TaskHolds:
     def raise_limit(self, task: Task, answer: object, n: int) -> RaisedLimit | None:
         """An agent's user approved a higher limit: the task's hold grows to it (refused, with the task still
         waiting, when the balance cannot cover it). None when the answer raises nothing (no higher limit was
-        asked, or it was not approved)."""
+        asked, or it was not approved). An earlier approval of the same question that raised the hold, its task's
+        save lost to a crash, is the raise, whatever this answer says (`earlier`): the user approved it, and the
+        credits are held for it."""
         asked = task.steps.get("approveUpTo")
-        if not (isinstance(asked, int) and asked > task.reserved and approves(answer)):
+        if not (isinstance(asked, int) and asked > task.reserved):
             return None
         end, split_since = self.lineage(task)
+        key = f"task:{task.id}:raise:{n}"
+        if end is not None and end.id != task.hold and end.status == PENDING:  # moved on since the task's save
+            made = self.credits.extension_made(task.uid, key)
+            if made is not None and made.hold == end.id:  # by this question's approval: its save was lost
+                return RaisedLimit(end.id, task.split_off + split_since, asked, earlier=True)
+        if not approves(answer):
+            return None
         if end is None or end.status != PENDING:
             raise TaskConflict(f"task {task.id} has no live hold to raise", task=task.id)
         deadline = parse_iso(task.deadline) if task.deadline else self.clock.now()
-        raised = self.credits.extend(task.uid, end.id, key=f"task:{task.id}:raise:{n}",
+        raised = self.credits.extend(task.uid, end.id, key=key,
                                      amount=end.amount + asked - task.reserved,
                                      ttl=max(deadline - self.clock.now(), timedelta(0)) + timedelta(minutes=5))
         return RaisedLimit(raised.hold, task.split_off + split_since, asked)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from ..domain.agents import approves
 from ..domain.errors import (
     IdempotencyConflict,
     InsufficientFunds,
@@ -303,7 +304,7 @@ class Tasks:
         """The user's answer to a task waiting for it (an agent asking to go past its limit): it runs on. `key`, the
         client's Idempotency-Key: an answer sent again with it is the one answer, never one to the task's next
         question (its retry after a lost reply would approve a limit the user never saw)."""
-        answer = require_answer(answer)
+        answer = given = require_answer(answer)
         for _ in range(SAVE_TRIES):  # checked again on the task as stored whenever it changed before the save
             task = self.get(uid, task_id)
             if key is not None and key in task.steps.get("answerKeys", ()):
@@ -322,6 +323,8 @@ class Tasks:
                     continue  # and saved: refused below as any answer after another is
                 raise TaskConflict(f"task {task_id} was answered by another answer at this same moment, which raised "
                                    "its limit: this one was not taken", task=task_id, state=task.state) from None
+            if raised is not None and raised.earlier:  # that approval is the answer, saved now: the user approved
+                answer = True  # the raise, and its credits are held for it; this answer, if a no, is refused below
             keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
             limit = {} if raised is None else {"hold": raised.hold, "split_off": raised.split_off,
                                                "reserved": raised.reserved}
@@ -333,6 +336,10 @@ class Tasks:
             if self.store.save(answered):
                 self._mirror(answered)
                 self._enqueue(answered, answered.request.priority, "answered: running on", f"answer:{answers}")
+                if raised is not None and raised.earlier and not approves(given):
+                    raise TaskConflict(f"task {task_id} was approved by an earlier answer (its record was cut short, "
+                                       "its raise was not): it runs on under the limit approved", task=task_id,
+                                       state=answered.state)
                 return answered
         raise TaskConflict(f"task {task_id} kept changing", task=task_id)
 
