@@ -32,6 +32,8 @@ def test_values_order_as_realtime_database_orders_them() -> None:
     assert list(run_query(children, "$value", {})) == ["e", "c", "i", "g", "b", "h", "a", "f"]
     keys = {"10": 1, "9": 1, "a": 1, "-1": 1, "B": 1}
     assert list(run_query(keys, "$key", {})) == ["-1", "9", "10", "B", "a"]  # integer keys first, numerically
+    assert list(run_query(keys, "$key", {"startAfter": '"9"'})) == ["10", "B", "a"]
+    assert list(run_query(keys, "$key", {"endBefore": '"B"', "limitToLast": "2"})) == ["9", "10"]
 
 
 @pytest.mark.parametrize(("params", "expected"), [
@@ -41,6 +43,11 @@ def test_values_order_as_realtime_database_orders_them() -> None:
     ({"endAt": "20"}, ["u4", "u2", "u3"]),
     ({"equalTo": "20"}, ["u3"]),
     ({"startAt": "11", "endAt": "29", "limitToFirst": "5"}, ["u3"]),
+    ({"startAfter": "20"}, ["u1"]),  # strictly after: the child at 20 is left out
+    ({"endBefore": "20"}, ["u4", "u2"]),
+    ({"startAfter": "10", "endBefore": "30"}, ["u3"]),
+    ({"startAfter": "null", "limitToFirst": "1"}, ["u2"]),  # past the children without the field
+    ({"startAfter": "20", "endAt": "30"}, ["u1"]),
 ])
 def test_queries_by_child(params: dict[str, str], expected: list[str]) -> None:
     users = {"u1": {"age": 30}, "u2": {"age": 10}, "u3": {"age": 20}, "u4": {"name": "no age"}}
@@ -75,11 +82,17 @@ def test_query_parameters_are_checked() -> None:
             order_by(bad)
     for bad in ({"limitToFirst": "0"}, {"limitToFirst": "²"}, {"limitToLast": "١"},  # digits to isdigit(), not int()
                 {"limitToFirst": "1", "limitToLast": "1"}, {"startAt": "x"},
-                {"equalTo": "1", "startAt": "1"}):
+                {"equalTo": "1", "startAt": "1"}, {"equalTo": "1", "startAfter": "0"},
+                {"equalTo": "1", "endBefore": "2"},
+                {"startAt": "1", "startAfter": "1"}, {"endAt": "1", "endBefore": "1"}, {"startAfter": "x"}):
         with pytest.raises(InvalidQuery):
             run_query({"a": 1}, "$value", bad)
     with pytest.raises(InvalidQuery):
         run_query({"a": 1}, "$key", {"startAt": "1"})  # keys are strings
+    with pytest.raises(InvalidQuery, match="endBefore must be a string"):
+        run_query({"a": 1}, "$key", {"endBefore": "1"})
+    with pytest.raises(InvalidQuery, match="orderBy must be defined"):  # not read as a plain read of it all
+        order_by({"startAfter": '"a"'})
 
 
 def test_what_is_stored_and_what_is_sent() -> None:

@@ -59,6 +59,8 @@ def test_errors_are_realtime_databases(server: LocalServer) -> None:
          'Index not defined, add ".indexOn": ".value", for path "/tasks/err-user", to the rules'),
         (server.call("GET", "/realtime/tasks/err-user.json?limitToFirst=2", token=token), 400,
          "orderBy must be defined when other query parameters are defined"),
+        (server.call("GET", "/realtime/tasks/err-user.json?endBefore=2", token=token), 400,  # not the whole node
+         "orderBy must be defined when other query parameters are defined"),
         (server.call("PUT", "/realtime/requests/err-user/deep.json", raw=b"[" * 30_000 + b"]" * 30_000,
                      token=token), 400, None),
         (server.call("PUT", "/realtime/requests/err-user/deep.json", {"kind": "chat", "createdAt": 1, "input": (

@@ -1,5 +1,6 @@
 """Realtime Database's data model on plain JSON: what a value may hold, server values, ETags, arrays on the
-wire, shallow reads and ordered, filtered queries (orderBy, limitToFirst/Last, startAt, endAt, equalTo)."""
+wire, shallow reads and ordered, filtered queries (orderBy, limitToFirst/Last, startAt/After, endAt/Before,
+equalTo)."""
 
 from __future__ import annotations
 
@@ -167,7 +168,7 @@ def _limit(params: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
-QUERY_PARAMS = ("orderBy", "limitToFirst", "limitToLast", "startAt", "endAt", "equalTo")
+QUERY_PARAMS = ("orderBy", "limitToFirst", "limitToLast", "startAt", "startAfter", "endAt", "endBefore", "equalTo")
 
 
 def order_by(params: Mapping[str, str]) -> str | None:
@@ -182,30 +183,31 @@ def order_by(params: Mapping[str, str]) -> str | None:
     return order
 
 
+STARTS, ENDS = ("startAt", "startAfter"), ("endAt", "endBefore")  # the second of each leaves its bound out
+
+
 def run_query(value: Any, order: str, params: Mapping[str, str], ranks: Ranks | None = None) -> Any:
-    """The children of `value` ordered by `order`, kept by startAt/endAt/equalTo and the limits. `ranks` remembers
-    each child's place in the order between runs of one query, so that a run after a change ranks only the children
-    that changed (a stream following a user's thousand tasks)."""
+    """The children of `value` ordered by `order`, kept by startAt/startAfter/endAt/endBefore/equalTo and the
+    limits. `ranks` remembers each child's place in the order between runs of one query, so that a run after a
+    change ranks only the children that changed (a stream following a user's thousand tasks)."""
     first, last = _limit(params, "limitToFirst"), _limit(params, "limitToLast")
     if first is not None and last is not None:
         raise InvalidQuery("limitToFirst and limitToLast cannot both be set")
-    if "equalTo" in params and ("startAt" in params or "endAt" in params):
-        raise InvalidQuery("equalTo cannot be set with startAt or endAt")
+    bounds = [name for name in (*STARTS, *ENDS) if name in params]
+    if "equalTo" in params and bounds:
+        raise InvalidQuery(f"equalTo cannot be set with {bounds[0]}")
+    for pair in (STARTS, ENDS):
+        if all(name in params for name in pair):
+            raise InvalidQuery(f"{pair[0]} and {pair[1]} cannot both be set")
     if not isinstance(value, dict):
         return value
-    start, end = _json_param(params, "startAt"), _json_param(params, "endAt")
-    if "equalTo" in params:
-        start = end = _json_param(params, "equalTo")
+    start = _bound(params, (*STARTS, "equalTo"))
+    end = _bound(params, (*ENDS, "equalTo"))
     if order == "$key":
-        for name, bound in (("startAt", start), ("endAt", end)):
-            if bound is not None and not isinstance(bound, str):
-                raise InvalidQuery(f"{name} must be a string when ordering by key")
-
         def rank(item: tuple[str, Any]) -> tuple:
             return _key_order(item[0])
 
-        low = None if start is None else _key_order(start)
-        high = None if end is None else _key_order(end)
+        low, high = (None if b is None else _key_order(_key_bound(*b)) for b in (start, end))
     else:
         def index(item: tuple[str, Any]) -> Any:
             return item[1] if order == "$value" else (None if order == "$priority" else _child_at(item[1], order))
@@ -213,18 +215,31 @@ def run_query(value: Any, order: str, params: Mapping[str, str], ranks: Ranks | 
         def rank(item: tuple[str, Any]) -> tuple:
             return (*_value_order(index(item)), _key_order(item[0]))
 
-        low = None if "startAt" not in params and "equalTo" not in params else (*_value_order(start),)
-        high = None if "endAt" not in params and "equalTo" not in params else (*_value_order(end),)
+        low, high = (None if b is None else (*_value_order(b[1]),) for b in (start, end))
     ranked = sorted((rank(item) if ranks is None else ranks.of(item, rank), item) for item in value.items())
     if ranks is not None:
         ranks.keep_only(value)
-    kept = [item for place, item in ranked if (low is None or place[:len(low)] >= low)
-            and (high is None or place[:len(high)] <= high)]
+    after, before = start is not None and start[0] == "startAfter", end is not None and end[0] == "endBefore"
+    kept = [item for place, item in ranked
+            if (low is None or (place[:len(low)] > low if after else place[:len(low)] >= low))
+            and (high is None or (place[:len(high)] < high if before else place[:len(high)] <= high))]
     if first is not None:
         kept = kept[:first]
     if last is not None:
         kept = kept[-last:]
     return dict(kept)
+
+
+def _bound(params: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, Any] | None:
+    """The first of these bounds the query sets, by name, and its value."""
+    name = next((name for name in names if name in params), None)
+    return None if name is None else (name, _json_param(params, name))
+
+
+def _key_bound(name: str, bound: Any) -> str:
+    if not isinstance(bound, str):
+        raise InvalidQuery(f"{name} must be a string when ordering by key")
+    return bound
 
 
 class Ranks:

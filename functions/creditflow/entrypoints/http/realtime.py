@@ -1,13 +1,12 @@
 """The local tree over Realtime Database's REST protocol, at /realtime/{path}.json (and /realtime/{path}, which
-streams; and /{path}.json?ns=…, where firebase-admin's emulator mode sends its requests): GET (JSON, or
-server-sent events with Accept: text/event-stream), PUT, PATCH, POST (push), DELETE; `auth=` or `Authorization:
-Bearer`; `print=silent|pretty`; `X-Firebase-ETag` / `if-match` / `if-none-match`;
-`shallow`; `orderBy` with `limitToFirst|Last`, `startAt`, `endAt`, `equalTo`; server values. Every request is
-checked against database.rules.json as Realtime Database checks it. Errors are Realtime Database's: a JSON
-`{"error": "..."}` with its status (400 bad request, 401 signed out, bad token or denied by the rules, signed
-in or not, as Realtime Database answers, 412 ETag mismatch, 429 past the caller's request budget, shared with the
-API, of which a multi-path update spends a unit a path); a caller over the stream limits gets the platform's 429/503
-problem.
+streams; and /{path}.json?ns=…, where firebase-admin's emulator mode sends its requests): GET (JSON, or server-sent
+events with Accept: text/event-stream), PUT, PATCH, POST (push), DELETE; `auth=` or `Authorization: Bearer`;
+`print=silent|pretty`; `X-Firebase-ETag` / `if-match` / `if-none-match`; `shallow`; `orderBy` with
+`limitToFirst|Last`, `startAt|After`, `endAt|Before`, `equalTo`; server values. Every request is checked against
+database.rules.json as Realtime Database checks it. Errors are Realtime Database's: a JSON `{"error": "..."}` with
+its status (400 bad request, 401 signed out, bad token or denied by the rules, signed in or not, as Realtime
+Database answers, 412 ETag mismatch, 429 past the caller's request budget, shared with the API, of which a
+multi-path update spends a unit a path); a caller over the stream limits gets the platform's 429/503 problem.
 
 The server's own writes go through the tree's methods, not this surface, and need no rules (as firebase-admin's
 do not). Tests may name one bearer token as that admin identity with CREDITFLOW_RTDB_ADMIN_TOKEN (firebase-admin in
