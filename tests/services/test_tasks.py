@@ -1245,6 +1245,9 @@ def test_an_approval_whose_save_a_crash_lost_after_its_raise_is_taken_at_the_nex
     ran_on = ai.tasks.get("u", task.id)
     assert ran_on.steps["answers"] == 1 and ran_on.charged > task.charged
     assert ran_on.state != "waiting" or ran_on.steps["approveUpTo"] > answered.reserved  # not the same question
+    ended = ran_on if ran_on.terminal else ai.tasks.cancel("u", task.id)
+    assert ended.terminal and ai.credits.balance("u").held == 0
+    assert ai.credits.balance("u").available == 5 * CREDIT - ended.charged  # charged what was taken, no more
     assert ai.integrity.audit().ok
 
 

@@ -185,7 +185,10 @@ class TaskHolds:
         if end is not None and end.id != task.hold and end.status == PENDING:  # moved on since the task's save
             made = self.credits.extension_made(task.uid, key)
             if made is not None and made.hold == end.id:  # by this question's approval: its save was lost
-                return RaisedLimit(end.id, task.split_off + split_since, asked, earlier=True)
+                # what the raise moved into the lineage is not a split (a raise saved with its task counts the
+                # lineage before it): the hold it replaced counts it, negative
+                grown = self.credits.find_hold(task.uid, made.replaces).split_off
+                return RaisedLimit(end.id, task.split_off + split_since - grown, asked, earlier=True)
         if not approves(answer):
             return None
         if end is None or end.status != PENDING:
