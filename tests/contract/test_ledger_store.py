@@ -135,6 +135,21 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
     assert report.totals["sum"] == 0
 
 
+# what a client may send where an id is read: a hold's (release-reservation) or an entry's (verify, in the path)
+NO_IDS = ["", "a/b", "a/b/c", ".", "..", "__x__", "x" * 1500, "x" * 2000]
+
+
+@pytest.mark.parametrize("text", NO_IDS, ids=lambda text: (text or "empty") if len(text) < 40 else f"{len(text)} bytes")
+def test_text_that_is_no_hold_or_entry_id_finds_nothing(store: LedgerStore, text: str) -> None:
+    """Any text a caller sends for a hold's or an entry's id finds nothing, as an id that never was: never an error
+    (on Firestore, a document id with a slash or of a reserved form is an error to ask for, which was a 500 where
+    any other unknown id is a 404)."""
+    store.run(lambda tx: tx.write(Changes(new_accounts=[UserAccount(id="user:c", created_at=T0)])))
+    assert store.hold("user:c", text) is None
+    assert store.run(lambda tx: tx.hold("user:c", text)) is None
+    assert store.entry(text) is None and store.leaf_index(text) is None
+
+
 def test_a_refund_frees_the_reservations_that_hold_its_lot(on_store: Platform) -> None:
     credits = on_store.credits
     credits.open_account("c")

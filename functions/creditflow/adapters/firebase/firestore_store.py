@@ -86,6 +86,8 @@ class FirestoreTransaction:
         return [layout.document_fields(s) for s in self.client.get_all(refs, transaction=self.tx) if s.exists]
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
+        if not layout.may_name_document(hold_id):  # the caller's text: no hold has it
+            return None
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get(transaction=self.tx)
         hold = layout.hold_of(layout.document_fields(snapshot)) if snapshot.exists else None
         return hold if hold is not None and hold.account == account_id else None
@@ -239,16 +241,22 @@ class FirestoreLedgerStore:
         return self.read_only(lambda tx: view(tx.account(account_id), {"transaction": tx.tx}))
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
+        if not layout.may_name_document(hold_id):  # the caller's text: no hold has it
+            return None
         snapshot = self.client.collection(layout.HOLDS).document(hold_id).get()
         hold = layout.hold_of(layout.document_fields(snapshot)) if snapshot.exists else None
         return hold if hold is not None and hold.account == account_id else None
 
     def _entry_ref(self, entry_id: str) -> Any:
-        return self.client.collection(layout.ENTRY_REFS).document(entry_id).get()
+        """The entry's reference document, or None (an id from a request path may be no document id at all)."""
+        if not layout.may_name_document(entry_id):
+            return None
+        ref = self.client.collection(layout.ENTRY_REFS).document(entry_id).get()
+        return ref if ref.exists else None
 
     def entry(self, entry_id: str) -> Entry | None:
         ref = self._entry_ref(entry_id)
-        if not ref.exists:
+        if ref is None:
             return None
         snapshot = self._account_ref(ref.get("account")).collection("entries").document(entry_id).get()
         return layout.entry_of(snapshot.to_dict()) if snapshot.exists else None
@@ -396,7 +404,7 @@ class FirestoreLedgerStore:
 
     def leaf_index(self, entry_id: str) -> int | None:
         ref = self._entry_ref(entry_id)
-        return ref.get("leaf") if ref.exists else None
+        return ref.get("leaf") if ref is not None else None
 
     def _subtrees(self) -> Any:
         return self._state_ref().collection("subtrees")
