@@ -71,6 +71,25 @@ def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str
     assert talk.get("a", "conv_0") is None and talk.messages("a", "conv_0") == []
 
 
+@pytest.mark.parametrize("text", ["", "a/b", "conv_0/messages/0000000001", ".", "..", "__x__", "x" * 1500,
+                                  "x" * 2000],
+                         ids=lambda text: (text or "empty") if len(text) < 40 else f"{len(text)} bytes")
+def test_text_that_is_no_conversation_or_key_id_finds_nothing(stores: dict[str, Any], text: str) -> None:
+    """A conversation's id (in a path, or a task's conversationId) and a key's id (in a path) are any text a caller
+    sends: each finds nothing and changes nothing, as an id that never was; never an error (on Firestore, a
+    document id with a slash or of a reserved form, or a value too long for a query, is an error to ask for)."""
+    talk, keys = stores["conversations"], stores["keys"]
+    talk.create(Conversation(id="conv_0", uid="a", title="c", created_at=T0, updated_at=T0))
+    assert talk.append_turn("a", "conv_0", "t1", [("user", "hi")], T1)
+    assert talk.get("a", text) is None and talk.messages("a", text) == [] and not talk.has_turn("a", text, "t1")
+    assert not talk.append_turn("a", text, "t2", [("user", "hi")], T2) and not talk.delete("a", text)
+    talk.set_summary("a", text, "s", 1)
+    talk.set_vectors("a", text, {1: [0.5]})
+    assert [(m.seq, m.content, m.vector) for m in talk.messages("a", "conv_0")] == [(1, "hi", None)]
+    assert talk.get("a", "conv_0").summary_upto == 0
+    assert not keys.revoke("a", text, T0)
+
+
 def after_reading(monkeypatch: pytest.MonkeyPatch, stores: dict[str, Any], conversation_id: str,
                   other: Callable[[], object]) -> None:
     """Run `other` at once on SQLite (one statement: nothing can come between its read and its write); on Firestore,

@@ -12,7 +12,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from ...domain.api_keys import ApiKey
-from .firestore_layout import document_fields
+from .firestore_layout import document_fields, may_be_queried
 from .firestore_transactions import DocumentTurns, run_transaction
 
 # a transaction holding the key's document (another call's claim) aborts a plain write after ~2 s: try again
@@ -42,6 +42,8 @@ class FirestoreApiKeys:
         return _key(document_fields(snapshot)) if snapshot.exists else None
 
     def _by_id(self, key_id: str) -> firestore.DocumentSnapshot | None:
+        if not may_be_queried(key_id):  # the caller's text (a path): one no query takes is no key's id
+            return None
         found = list(self.keys.where(filter=FieldFilter("id", "==", key_id)).limit(1).stream())
         return found[0] if found else None
 

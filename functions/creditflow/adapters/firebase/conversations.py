@@ -12,7 +12,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ...domain.conversations import Conversation
 from ...domain.errors import StoreConflict
 from ...domain.memory import StoredMessage
-from .firestore_layout import document_fields
+from .firestore_layout import document_fields, may_name_document
 from .firestore_transactions import ATTEMPTS, run_transaction
 
 
@@ -28,6 +28,8 @@ class FirestoreConversations:
         self.collection = client.collection("conversations")
 
     def _mine(self, uid: str, conversation_id: str) -> firestore.DocumentSnapshot | None:
+        if not may_name_document(conversation_id):  # the caller's text (a path, a task's conversationId): not ours
+            return None
         snapshot = self.collection.document(conversation_id).get()
         return snapshot if snapshot.exists and snapshot.get("uid") == uid else None
 
@@ -95,6 +97,8 @@ class FirestoreConversations:
 
     def append_turn(self, uid: str, conversation_id: str, turn: str, messages: list[tuple[str, str]],
                     at: str) -> bool:
+        if not may_name_document(conversation_id):
+            return False
         reference = self.collection.document(conversation_id)
 
         def append(transaction: firestore.Transaction) -> bool:

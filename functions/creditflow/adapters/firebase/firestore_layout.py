@@ -53,6 +53,12 @@ def may_name_document(text: str) -> bool:
             and text not in (".", "..") and not (text.startswith("__") and text.endswith("__")))
 
 
+def may_be_queried(text: str) -> bool:
+    """Whether Firestore takes `text` as the value a query compares an indexed field with: one of 1,500 bytes or more
+    is an error to ask with, where a caller's text should simply match nothing."""
+    return isinstance(text, str) and len(text.encode()) < 1500
+
+
 def idempotency_id(scope: str, key: str) -> str:
     return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
 
