@@ -106,7 +106,8 @@ class LedgerStore(Protocol):
 
     def record_conflict(self, conflict: IdempotencyConflictRecord) -> None: ...
 
-    def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]: ...
+    def conflicts(self, limit: int, scope: str | None = None) -> list[IdempotencyConflictRecord]:
+        """The latest refused idempotency keys, newest first: of one scope (an account's), or of all."""
 
     def shortfalls(self, limit: int) -> list[Shortfall]:
         """The latest recorded shortfalls, newest first."""

@@ -95,6 +95,7 @@ QUERIES: list[tuple[str, Callable[[firestore.Client], object]]] = [
     ("shortfalls", lambda client: FirestoreLedgerStore(client).shortfalls(50)),
     ("ledger events", lambda client: FirestoreLedgerStore(client).pending_events(50)),
     ("idempotency conflicts", lambda client: FirestoreLedgerStore(client).conflicts(50)),
+    ("an account's idempotency conflicts", lambda client: FirestoreLedgerStore(client).conflicts(50, "user:ann")),
     ("accounts", lambda client: list(FirestoreLedgerStore(client).user_accounts())),
     *[(f"tasks ({'|'.join(sorted(states or ())) or None}, {kind})",  # sorted: ids the same in every process
        lambda client, states=states, kind=kind: FirestoreTasks(client).of_user(

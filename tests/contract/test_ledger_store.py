@@ -18,7 +18,7 @@ from creditflow.domain.lots import Lot, spend_order_key
 from creditflow.ports import LedgerStore
 from tests.conftest import CREDIT, SteppedClock
 
-T0 = "2026-01-01T00:00:00.000000Z"
+T0, T1 = "2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:01.000000Z"
 
 
 def lot(n: int, **fields: object) -> Lot:
@@ -84,7 +84,9 @@ def test_holds_idempotency_system_totals_and_conflicts(store: LedgerStore) -> No
     assert (totals["usage:chat"], totals["issuance:admin"]) == (SystemTotals(2, 6), SystemTotals(-8, 0))
     assert store.accounts_to_sweep(T0, 10) == ["user:c"]
     store.record_conflict(IdempotencyConflictRecord("user:c", "k", "reserve", "amount", T0))
-    assert [c.field for c in store.conflicts(5)] == ["amount"]
+    store.record_conflict(IdempotencyConflictRecord("user:d", "k", "release", "hold", T1))
+    assert [c.field for c in store.conflicts(5)] == ["hold", "amount"]  # newest first
+    assert [c.field for c in store.conflicts(1, "user:c")] == ["amount"]  # an account's own, however old
 
 
 def test_checkpoints_are_stored_once_per_size(store: LedgerStore) -> None:

@@ -44,6 +44,23 @@ def test_retries_return_the_first_result_and_conflicts_are_recorded(platform: Pl
     assert report.ok and sorted(c["field"] for c in report.idempotency_conflicts) == ["amount", "lotKind"]  # as 409s
 
 
+def test_a_users_audit_lists_their_conflicts_however_many_others_made_since(platform: Platform) -> None:
+    """A user's audit reads their own refused keys, not the platform's latest hundred filtered down to theirs: another
+    user making a hundred conflicts afterwards hid them all."""
+    funded(platform, "bob", 10)
+    funded(platform, "eve", 10)
+    platform.credits.reserve("bob", CREDIT, key="mine")
+    with pytest.raises(errors.IdempotencyConflict):
+        platform.credits.reserve("bob", 2 * CREDIT, key="mine")
+    platform.credits.reserve("eve", CREDIT, key="noise")
+    for _ in range(100):
+        with pytest.raises(errors.IdempotencyConflict):
+            platform.credits.reserve("eve", 2 * CREDIT, key="noise")
+    assert [(c["scope"], c["key"]) for c in platform.integrity.audit("bob").idempotency_conflicts] == [
+        ("user:bob", "mine")]
+    assert {c["scope"] for c in platform.integrity.audit("eve").idempotency_conflicts} == {"user:eve"}
+
+
 def test_grant_keys_are_scoped_to_the_issuer(platform: Platform) -> None:
     """A payment event id replayed for another user is a conflict, not a second grant."""
     credits = platform.credits

@@ -300,7 +300,7 @@ class Integrity:
             report.findings.extend(self.payments.check(paid, uid))
         report.idempotency_conflicts = [
             {"scope": c.scope, "key": c.key, "command": c.command, "field": camel(c.field), "at": c.at}
-            for c in self.store.conflicts(100) if only is None or c.scope == only[0]]
+            for c in self.store.conflicts(100, only[0] if only else None)]
         return report
 
     def _walk_accounts(self, report: AuditReport, only: list[str] | None, signatures: bool,

@@ -328,8 +328,11 @@ class FirestoreLedgerStore:
     def event_done(self, event_id: str) -> None:
         self.client.collection(layout.LEDGER_OUTBOX).document(event_id.replace("/", "_")).delete()
 
-    def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
-        stream = self.client.collection(layout.CONFLICTS).order_by("at", direction=DESC).limit(limit).stream()
+    def conflicts(self, limit: int, scope: str | None = None) -> list[IdempotencyConflictRecord]:
+        query: Any = self.client.collection(layout.CONFLICTS)
+        if scope is not None:
+            query = _where(query, "scope", "==", scope)
+        stream = query.order_by("at", direction=DESC).limit(limit).stream()
         return [IdempotencyConflictRecord(s.get("scope"), s.get("key"), s.get("command"), s.get("field"),
                                           s.get("at")) for s in stream]
 

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE TABLE IF NOT EXISTS idempotency_conflicts (
     n INTEGER PRIMARY KEY, scope TEXT NOT NULL, key TEXT NOT NULL, command TEXT NOT NULL, field TEXT NOT NULL,
     at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idempotency_conflicts_by_scope ON idempotency_conflicts (scope, n);
 CREATE TABLE IF NOT EXISTS shortfalls (
     account TEXT NOT NULL, key TEXT NOT NULL, reference TEXT NOT NULL, owed INTEGER NOT NULL,
     collected INTEGER NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (account, key));

@@ -350,9 +350,10 @@ class SqliteLedgerStore(_Reads):
         self.db.execute("INSERT INTO idempotency_conflicts (scope, key, command, field, at) VALUES (?,?,?,?,?)",
                         (conflict.scope, conflict.key, conflict.command, conflict.field, conflict.at))
 
-    def conflicts(self, limit: int) -> list[IdempotencyConflictRecord]:
-        rows = self.db.execute("SELECT scope, key, command, field, at FROM idempotency_conflicts ORDER BY n DESC "
-                               "LIMIT ?", (limit,))
+    def conflicts(self, limit: int, scope: str | None = None) -> list[IdempotencyConflictRecord]:
+        where, args = ("WHERE scope = ? ", (scope, limit)) if scope is not None else ("", (limit,))
+        rows = self.db.execute(f"SELECT scope, key, command, field, at FROM idempotency_conflicts {where}"
+                               "ORDER BY n DESC LIMIT ?", args)
         return [IdempotencyConflictRecord(*row) for row in rows]
 
     def shortfalls(self, limit: int) -> list[Shortfall]:
