@@ -109,6 +109,8 @@ def test_dead_letters_are_listed_and_replayed_once(tasks: TaskStore) -> None:
     tasks.add_dead_letter(DeadLetter("dl:bob:t2", "bob", "t2", "bug", 5, "running", T[2]))
     assert [d.id for d in tasks.dead_letters(10)] == ["dl:bob:t2", "dl:alice:t1"]
     assert tasks.dead_letter("dl:alice:t1") == letter and tasks.dead_letter("nope") is None
+    for unnamable in (".", "..", "__x__", "x" * 1501):  # from a request's path: no document has such a name
+        assert tasks.dead_letter(unnamable) is None
     assert tasks.mark_replayed("dl:alice:t1", T[3]) is True
     assert tasks.mark_replayed("dl:alice:t1", T[4]) is False
     assert tasks.dead_letter("dl:alice:t1").replayed_at == T[3]  # type: ignore[union-attr]

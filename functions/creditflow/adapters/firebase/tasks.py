@@ -13,6 +13,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...domain.outbox import DeadLetter, OutboxEvent
 from ...domain.tasks import Task, task_of, task_record
+from .firestore_layout import may_name_document
 from .firestore_transactions import run_transaction
 
 TASKS, OUTBOX, DEAD_LETTERS = "tasks", "outbox", "dead_letters"
@@ -105,6 +106,8 @@ class FirestoreTasks:
         return [DeadLetter(**(s.to_dict() or {})) for s in stream]
 
     def dead_letter(self, letter_id: str) -> DeadLetter | None:
+        if not may_name_document(letter_id.replace("/", "_")):  # ".." from a request names no letter
+            return None
         snapshot = self.client.collection(DEAD_LETTERS).document(letter_id.replace("/", "_")).get()
         return DeadLetter(**(snapshot.to_dict() or {})) if snapshot.exists else None
 
