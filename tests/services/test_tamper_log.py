@@ -12,7 +12,7 @@ from creditflow.bootstrap import Platform
 from creditflow.domain.checkpoint import Checkpoint, sign_checkpoint
 from creditflow.domain.errors import InvalidQuery, UnknownCheckpoint
 from creditflow.domain.signing import SigningKey
-from tests.conftest import CREDIT, funded
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 
 Ledger = tuple[Platform, sqlite3.Connection]
 
@@ -221,6 +221,44 @@ def test_remembered_hashes_below_the_block_level_are_not_asked_for(grown: Ledger
     platform, db = grown
     db.execute("INSERT INTO subtrees (level, start, hash) VALUES (7, 0, ?)", (b"\x04" * 32,))
     assert named(platform) == {}
+
+
+def test_an_accounts_audit_reads_the_leaves_of_its_entries_not_the_whole_log(grown: Ledger) -> None:
+    """A user's audit read every leaf of the log (on Firestore, a billed read each: any user could make the
+    platform read the whole ledger at each call); it reads those of its own entries, and what proves them."""
+    platform, _ = grown
+    funded(platform, "alice", 5)
+    platform.credits.reserve("alice", CREDIT, key="a")
+    platform.integrity.publish_checkpoint()
+    read: list[int] = []
+    leaves = platform.store.leaves
+
+    def counted(start: int, end: int) -> list[bytes]:
+        got = leaves(start, end)
+        read.append(len(got))
+        return got
+
+    platform.store.leaves = counted  # type: ignore[method-assign]
+    report = platform.integrity.audit("alice")
+    assert report.ok and report.tree_size == platform.store.tree_size() > 300
+    assert report.checkpoint_size == report.tree_size
+    assert 0 < sum(read) < 100, read  # alice's 3 leaves, and the few beside them that their proofs hash
+
+
+def test_an_accounts_audit_names_its_entry_that_the_checkpoint_does_not_include(grown: Ledger,
+                                                                               clock: SteppedClock) -> None:
+    """A remembered subtree hash changed under an account's entry: its leaf still holds its hash, but the proof
+    from the latest checkpoint no longer reaches it."""
+    platform, db = grown
+    funded(platform, "alice", 5)
+    platform.credits.reserve("alice", CREDIT, key="a")
+    platform.integrity.publish_checkpoint()
+    db.execute("UPDATE subtrees SET hash = ? WHERE level = 8 AND start = 0", (b"\x05" * 32,))
+    fresh = make_platform(Path(platform.settings.data_dir), clock)  # a process that reads the subtrees again
+    alice = set(entries_of(db, "user:alice"))
+    assert {f.check for f in fresh.integrity.audit("alice").findings} == {"inclusion"}
+    assert {f.subject for f in fresh.integrity.audit("alice").findings} == alice
+    fresh.store.close()  # type: ignore[attr-defined]
 
 
 # -- one entry verified ---------------------------------------------------------------------------------------
