@@ -1236,7 +1236,9 @@ def test_an_approval_whose_save_a_crash_lost_after_its_raise_is_taken_at_the_nex
         ai.tasks.answer("u", task.id, answer)
     else:
         with pytest.raises(TaskConflict, match="approved by an earlier answer"):
-            ai.tasks.answer("u", task.id, answer)
+            ai.tasks.answer("u", task.id, answer, key="no-1")
+        with pytest.raises(TaskConflict, match="answered already"):  # the same no sent again with its key
+            ai.tasks.answer("u", task.id, answer, key="no-1")
     answered = ai.tasks.get("u", task.id)
     assert answered.answer is True and answered.steps["answers"] == 1
     assert answered.hold == raised and answered.reserved == task.steps["approveUpTo"]

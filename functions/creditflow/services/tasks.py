@@ -304,7 +304,7 @@ class Tasks:
         """The user's answer to a task waiting for it (an agent asking to go past its limit): it runs on. `key`, the
         client's Idempotency-Key: an answer sent again with it is the one answer, never one to the task's next
         question (its retry after a lost reply would approve a limit the user never saw)."""
-        answer = given = require_answer(answer)
+        answer = require_answer(answer)
         for _ in range(SAVE_TRIES):  # checked again on the task as stored whenever it changed before the save
             task = self.get(uid, task_id)
             if key is not None and key in task.steps.get("answerKeys", ()):
@@ -323,20 +323,23 @@ class Tasks:
                     continue  # and saved: refused below as any answer after another is
                 raise TaskConflict(f"task {task_id} was answered by another answer at this same moment, which raised "
                                    "its limit: this one was not taken", task=task_id, state=task.state) from None
-            if raised is not None and raised.earlier:  # that approval is the answer, saved now: the user approved
-                answer = True  # the raise, and its credits are held for it; this answer, if a no, is refused below
-            keys = [*task.steps.get("answerKeys", ()), key] if key is not None else task.steps.get("answerKeys")
+            # an earlier approval that raised the limit is the answer, saved now (the user approved the raise, and
+            # its credits are held for it): this answer, a no, is refused below, and its key is not this answer's
+            overruled = raised is not None and raised.earlier and not approves(answer)
+            taken, kept_key = (True, None) if overruled else (answer, key)
+            keys = [*task.steps.get("answerKeys", ()), kept_key] if kept_key is not None else \
+                task.steps.get("answerKeys")
             limit = {} if raised is None else {"hold": raised.hold, "split_off": raised.split_off,
                                                "reserved": raised.reserved}
             # compare-and-set, never applied over a task another answer (or a run) changed meanwhile: that wrote
             # its answer and its copy of the steps over theirs
-            answered = task.changed(self._now(), answer=answer, message="answered", steps={
+            answered = task.changed(self._now(), answer=taken, message="answered", steps={
                 **task.steps, "answers": answers, **({"answerKeys": keys[-ANSWER_KEYS_KEPT:]} if keys else {})},
                 **limit)
             if self.store.save(answered):
                 self._mirror(answered)
                 self._enqueue(answered, answered.request.priority, "answered: running on", f"answer:{answers}")
-                if raised is not None and raised.earlier and not approves(given):
+                if overruled:
                     raise TaskConflict(f"task {task_id} was approved by an earlier answer (its record was cut short, "
                                        "its raise was not): it runs on under the limit approved", task=task_id,
                                        state=answered.state)
