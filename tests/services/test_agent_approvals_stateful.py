@@ -140,6 +140,34 @@ class AgentApprovals(TaskMachine):
         """An answer through REST (with or without an Idempotency-Key: one sent again is the one answer)."""
         self.answered(agent, answer, key=key)
 
+    @rule(agent=st.sampled_from(AGENTS))
+    def submit_over_the_bus(self, agent: str) -> None:
+        """The request written to /requests as a client app writes it, and its trigger's delivery (again: a
+        duplicate)."""
+        path = f"/requests/{UID}/{agent}"
+        if self.platform.realtime.get(path) is None:
+            self.platform.realtime.set(path, {"kind": "agent", "input": "ask", "maxCredits": LIMIT, "createdAt": 1})
+        self.platform.tasks.on_request_written(UID, agent, None, self.platform.realtime.get(path))
+
+    @rule(agent=st.sampled_from(AGENTS), answer=st.sampled_from([True, "no"]), change=st.sampled_from(
+        ["answer", "cancel"]))
+    def write_to_the_request(self, agent: str, answer: object, change: str) -> None:
+        """An answer (or a cancel) written to the request on the bus, as the client app writes it, and its trigger:
+        the rules let a client write an answer only while the task waits."""
+        path = f"/requests/{UID}/{agent}"
+        before = self.platform.realtime.get(path)
+        if not isinstance(before, dict) or (change == "answer" and self.waiting(agent) is None):
+            return
+        if change == "answer":
+            if approves(answer):
+                task = self.waiting(agent)
+                assert task is not None
+                self.approved[agent] = max(self.approved[agent], int(task.steps["approveUpTo"]))
+            self.platform.realtime.set(f"{path}/answer", answer)
+        else:
+            self.platform.realtime.set(f"{path}/cancel", True)
+        self.platform.tasks.on_request_written(UID, agent, before, self.platform.realtime.get(path))
+
     @rule(agent=st.sampled_from(AGENTS), where=st.sampled_from(["raise_limit", "_enqueue"]))
     def approve_and_die(self, agent: str, where: str) -> None:
         """An approval whose instance died right after its raise committed (before the task's save), or right
