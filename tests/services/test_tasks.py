@@ -234,6 +234,27 @@ def test_bad_requests_fail_at_once_and_hold_nothing(ai: Platform, request_body: 
     assert [e.kind for e in ai.credits.history("u", limit=10)[0]] == ["grant"]  # not even a hold and its release
 
 
+def test_a_request_refused_on_the_bus_leaves_it_at_once_and_a_valid_one_stays(ai: Platform) -> None:
+    """Realtime Database's rules cannot bound a request's size (an input object may hold anything): one of 5 MB
+    that the server refused stayed on the bus until its retention (24 hours) cleared it. A refused request now
+    leaves the bus as it is refused; its task says why. One refused later (too little credit) stays, as any."""
+    funded(ai, "u", 1)
+    huge = {"kind": "agent", "input": {"goal": "plan", "documents": {"a": "x" * 5_000_000}}, "createdAt": 1}
+    ai.realtime.set("/requests/u/huge", huge)
+    task = ai.tasks.on_request_written("u", "huge", None, huge)
+    assert task is not None and task.state == FAILED and "larger than" in task.error["detail"]
+    assert ai.realtime.get("/requests/u/huge") is None and ai.realtime.get("/tasks/u/huge")["state"] == FAILED
+    dear = {"kind": "chat", "input": "x", "model": LLAMA, "maxCredits": "0.000001", "createdAt": 1}
+    ai.realtime.set("/requests/u/dear", dear)
+    assert ai.tasks.on_request_written("u", "dear", None, dear).state == FAILED  # type: ignore[union-attr]
+    assert ai.realtime.get("/requests/u/dear") == dear  # refused when priced, not when read: it stays, as any
+    again = ai.tasks.on_request_written("u", "huge", None, huge)  # a trigger delivered twice: the same task
+    assert again == task and ai.realtime.get("/notifications/u/refused-huge") is None  # not "another request"
+    ai.realtime.set("/requests/u/huge", huge)  # written again under its id (the rules let it: it left the bus)
+    assert ai.tasks.on_request_written("u", "huge", None, huge) == task
+    assert ai.realtime.get("/requests/u/huge") is None  # refused again as it was read: it leaves the bus again
+
+
 def test_a_max_credits_one_micro_below_the_estimate_is_refused_and_one_at_it_runs(ai: Platform) -> None:
     """maxCredits must cover what the request may cost: a micro-credit below the estimate is refused at once,
     holding nothing (a hold of the estimate would pass the limit the user set); the estimate itself is enough."""

@@ -140,11 +140,13 @@ class Tasks:
     # -- what clients ask ------------------------------------------------------------------------------------
 
     def submit(self, uid: str, task_id: str, raw: object, *, cancelled: bool = False,
-               lender: Budget | None = None) -> Task:
+               lender: Budget | None = None, on_bus: bool = False) -> Task:
         """A request written to /requests/{uid}/{id} (or POSTed): recorded once, then accepted and routed. A bad
-        request ends `failed` at once with its problem on the task, holding nothing; one `cancelled` before it was
-        seen ends `cancelled` at once, holding nothing. With `lender` (the budget of the task that starts it: an
-        agent's image task), its hold is moved out of the lender's instead of taken from the balance."""
+        request ends `failed` at once with its problem on the task, holding nothing, and (`on_bus`) leaves the bus
+        at once: the rules cannot bound a request's size, so one the server refuses (too large, say) is not kept
+        there until the bus is next cleared. One `cancelled` before it was seen ends `cancelled` at once, holding
+        nothing. With `lender` (the budget of the task that starts it: an agent's image task), its hold is moved
+        out of the lender's instead of taken from the balance."""
         task_id = require_task_id(task_id)
         known = self.store.get(uid, task_id)
         if known is not None:  # a trigger delivered twice, or a REST retry
@@ -158,6 +160,8 @@ class Tasks:
             failed = bad.moved(FAILED, now, error=problem_of(refused), progress=1.0, message=refused.detail[:200])
             if self.store.create(failed, [finished_event(failed)]):
                 self._after(failed)
+            if on_bus:
+                self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
             return self.store.get(uid, task_id) or failed
         if cancelled:
             unseen = Task(task_id, uid, request, now, now, cancel_requested=True)
@@ -225,7 +229,7 @@ class Tasks:
                 written = stored if isinstance(stored, dict) else after
             cancel = after.get("cancel") is True or written.get("cancel") is True
             task = self.submit(uid, request_id, {k: v for k, v in written.items() if k not in ("cancel", "answer")},
-                               cancelled=cancel)
+                               cancelled=cancel, on_bus=True)
             return self.cancel(uid, request_id) if cancel and not task.terminal else task
         if after.get("cancel") is True and before.get("cancel") is not True:
             return self.cancel(uid, request_id)
@@ -240,19 +244,27 @@ class Tasks:
             self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id) + "/answer", None)
             return answered
         named = self.store.get(uid, request_id)
-        if named is not None and not before and self.outbox.cleared(named):  # written again after its bus was cleared
-            self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id), None)  # its record answers it
-        elif named is not None and not before and not self._made_by(named, after):
+        if named is None or before:
+            return named
+        if self.outbox.cleared(named) or (self._refused_as_read(named) and self._made_by(named, after)):
+            # written again after its bus was cleared, or once more refused as it is read: its record answers it
+            self.realtime.set(REQUESTS.format(uid=uid, requestId=request_id), None)
+        elif not self._made_by(named, after):
             self._refuse_other_request(named)
         return named
+
+    @staticmethod
+    def _refused_as_read(task: Task) -> bool:
+        """A task whose request was refused as it was read (never classified), and left the bus at once."""
+        return task.state == FAILED and task.speed is None
 
     def _made_by(self, task: Task, written: dict[str, Any]) -> bool:
         """Whether `written` is the request that made `task` (a delivery again, a client's retry)."""
         try:
             request = parse_request({k: v for k, v in written.items() if k not in ("cancel", "answer")},
                                     max_reservation=self.policy.max_reservation)
-        except InvalidTask:
-            return False
+        except InvalidTask:  # one refused as it was read was made by such a request
+            return self._refused_as_read(task)
         return request == task.request
 
     def _refuse_other_request(self, task: Task) -> None:
