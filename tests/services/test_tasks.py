@@ -248,6 +248,11 @@ def test_a_request_refused_on_the_bus_leaves_it_at_once_and_a_valid_one_stays(ai
     ai.realtime.set("/requests/u/dear", dear)
     assert ai.tasks.on_request_written("u", "dear", None, dear).state == FAILED  # type: ignore[union-attr]
     assert ai.realtime.get("/requests/u/dear") == dear  # refused when priced, not when read: it stays, as any
+    unknown = {"kind": "chat", "input": "x", "model": "no/such-model", "createdAt": 1}  # refused before it was priced
+    ai.realtime.set("/requests/u/unknown", unknown)
+    for _ in range(2):  # and delivered again: still not one refused as it was read
+        assert ai.tasks.on_request_written("u", "unknown", None, unknown).state == FAILED  # type: ignore[union-attr]
+        assert ai.realtime.get("/requests/u/unknown") == unknown
     again = ai.tasks.on_request_written("u", "huge", None, huge)  # a trigger delivered twice: the same task
     assert again == task and ai.realtime.get("/notifications/u/refused-huge") is None  # not "another request"
     ai.realtime.set("/requests/u/huge", huge)  # written again under its id (the rules let it: it left the bus)

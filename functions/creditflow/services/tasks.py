@@ -75,6 +75,9 @@ def same_request(task: Task, request: TaskRequest) -> Task:
     return task
 
 
+UNREAD = "?"  # the input of a task whose request was refused as it was read
+
+
 @dataclass(frozen=True)
 class TaskPolicy:
     max_reservation: int  # µc
@@ -156,7 +159,7 @@ class Tasks:
             request = parse_request(raw, max_reservation=self.policy.max_reservation)
         except InvalidTask as refused:
             named = raw.get("kind") if isinstance(raw, dict) else None  # listed by the kind it asked for, if known
-            bad = Task(task_id, uid, TaskRequest(kind=named if named in KINDS else "chat", input="?"), now, now)
+            bad = Task(task_id, uid, TaskRequest(kind=named if named in KINDS else "chat", input=UNREAD), now, now)
             failed = bad.moved(FAILED, now, error=problem_of(refused), progress=1.0, message=refused.detail[:200])
             if self.store.create(failed, [finished_event(failed)]):
                 self._after(failed)
@@ -255,8 +258,8 @@ class Tasks:
 
     @staticmethod
     def _refused_as_read(task: Task) -> bool:
-        """A task whose request was refused as it was read (never classified), and left the bus at once."""
-        return task.state == FAILED and task.speed is None
+        """A task whose request was refused as it was read (its input unread), and left the bus at once."""
+        return task.state == FAILED and task.speed is None and task.request.input == UNREAD
 
     def _made_by(self, task: Task, written: dict[str, Any]) -> bool:
         """Whether `written` is the request that made `task` (a delivery again, a client's retry)."""
