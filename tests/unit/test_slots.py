@@ -40,3 +40,27 @@ def test_a_slot_is_given_back_once_however_often_it_is_asked() -> None:
     streams.take("ann")
     with pytest.raises(RateLimited):
         streams.take("ann")
+
+
+def test_four_callers_cannot_take_every_slot_the_last_quarter_is_kept_for_those_holding_few() -> None:
+    """32 streams, 8 a caller: four users' tabs took every one, and a fifth user could open none. Past 24, only a
+    caller holding fewer than 2 takes one."""
+    streams = slots(total=32, per_caller=8)
+    for caller in ("ann", "ben", "cat"):
+        for _ in range(8):
+            streams.take(caller)
+    assert streams.open_count() == 24
+    dan = [streams.take("dan"), streams.take("dan")]
+    with pytest.raises(RateLimited, match="the rest are kept for other users"):
+        streams.take("dan")
+    for caller in ("eve", "fay", "gus"):
+        streams.take(caller)
+        streams.take(caller)
+    assert streams.open_count() == 32
+    with pytest.raises(ServerBusy):
+        streams.take("hal")
+    dan[0]()
+    streams.take("hal")  # one holding none takes what dan gave back
+    dan[1]()
+    with pytest.raises(RateLimited):  # ann holds 8: what is free past 24 is not hers
+        streams.take("ann")

@@ -16,9 +16,15 @@ CALLS = "creditflow.model_calls"  # app.extensions: the Slots of model calls in 
 
 
 class Slots:
+    """`total` slots, at most `per_caller` of them a caller's. The last quarter of them is kept for callers who hold
+    few (fewer than a quarter of their share): without it, four callers' streams took every slot, and a fifth user
+    could open none."""
+
     def __init__(self, total: int, per_caller: int, what: str, advice: str) -> None:
         self.total = total
         self.per_caller = per_caller
+        self.open_to_all = total - total // 4  # past it, only callers holding fewer than `few` take a slot
+        self.few = max(1, per_caller // 4)
         self.what = what
         self.advice = advice
         self._open: dict[str, int] = {}
@@ -38,6 +44,10 @@ class Slots:
             if self._taken >= self.total:
                 raise ServerBusy(f"this server is at its {self.total} {self.what} at once: try again shortly",
                                  retry_after=RETRY_SECONDS)
+            if self._taken >= self.open_to_all and self._open.get(caller, 0) >= self.few:
+                raise RateLimited(f"you have {self._open[caller]} {self.what} at once, the most one caller may while "
+                                  f"this server is this busy (the rest are kept for other users): {self.advice}",
+                                  retry_after=RETRY_SECONDS)
             self._open[caller] = self._open.get(caller, 0) + 1
             self._taken += 1
         held = True
