@@ -5,8 +5,10 @@ declines notify and three in a row turn it off; a refund of a top-up takes its c
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +365,70 @@ def test_a_crossing_run_again_is_not_bought_again(shop: Platform, localstripe: L
     assert shop.auto_top_ups.settings("rerun").bought_in("2026-01") == 100 * CREDIT
     intents = api(localstripe).v1.payment_intents.list(params={"limit": 100})  # the module shares it
     assert len([i for i in intents.data if i.metadata.to_dict().get("uid") == "rerun"]) == 1
+
+
+def test_a_spend_that_frees_a_lapsed_hold_and_ends_below_the_threshold_buys(
+        shop: Platform, localstripe: LocalStripe, clock: SteppedClock) -> None:
+    """One command can write several entries (a lapsed hold freed, then the new hold): the balance it ends with is
+    what crosses, not the balance after its first entry."""
+    opted_in(shop, localstripe, "kim", 300)  # 60, below 50 buys
+    shop.credits.reserve("kim", 10 * CREDIT, key="lapses", ttl=timedelta(minutes=1))  # 50: on the threshold
+    assert run_jobs(shop) == 0
+    clock.advance(minutes=2)
+    shop.credits.reserve("kim", 15 * CREDIT, key="next")  # the lapsed 10 back (60), then 15 held: 45
+    assert available(shop, "kim") == 45 * CREDIT
+    assert run_jobs(shop) == 1
+
+
+def test_a_spend_that_frees_a_lapsed_hold_and_leaves_more_than_before_buys_nothing(
+        shop: Platform, localstripe: LocalStripe, clock: SteppedClock) -> None:
+    """Below the threshold already (its crossing bought), a command that frees a lapsed hold (above it for a moment)
+    and holds a little ends higher than it began: no crossing, and the card is not charged again."""
+    opted_in(shop, localstripe, "lee", 300)
+    shop.credits.reserve("lee", 20 * CREDIT, key="lapses", ttl=timedelta(minutes=1))  # 40: a crossing
+    assert run_jobs(shop) == 1
+    clock.advance(minutes=2)
+    shop.credits.reserve("lee", 15 * CREDIT, key="next")  # the lapsed 20 back (60), then 15 held: 45
+    assert available(shop, "lee") == 45 * CREDIT
+    assert run_jobs(shop) == 0
+    assert shop.auto_top_ups.settings("lee").bought_in("2026-01") == 100 * CREDIT  # one pack, bought once
+
+
+def test_ledger_changes_of_a_user_not_opted_in_fail_no_after_commit_check(
+        shop: Platform, caplog: pytest.LogCaptureFixture) -> None:
+    """Opening an account (a commit of no entries) and spending without auto top-up settings are no errors of the
+    check that runs after each commit (its failures are only logged, so only the log shows them)."""
+    with caplog.at_level(logging.ERROR, logger="creditflow.services.credits"):
+        shop.credits.open_account("max")
+        shop.credits.grant("max", 60 * CREDIT, source="admin", lot_kind="promotional", key="start")
+        spend(shop, "max", 20, "a")
+    assert [r.getMessage() for r in caplog.records if "after-commit" in r.getMessage()] == []
+    assert run_jobs(shop) == 0
+
+
+def test_settings_can_be_changed_while_turning_auto_top_up_off_without_a_saved_card(
+        shop: Platform, localstripe: LocalStripe) -> None:
+    """A saved card is needed to turn auto top-up on, not to turn it off (a user whose card was removed)."""
+    off = shop.auto_top_ups.configure("ned", enabled=False, threshold=20 * CREDIT, pack="credits-100",
+                                      monthly_cap=100 * CREDIT)
+    assert (off.enabled, off.threshold, off.pack) == (False, 20 * CREDIT, "credits-100")
+    assert shop.auto_top_ups.settings("ned") == off
+
+
+def test_turning_auto_top_up_on_again_after_declines_starts_their_count_again(
+        shop: Platform, localstripe: LocalStripe, clock: SteppedClock) -> None:
+    """Two declines, then the user opts in again (a new card, say): one more decline is the first of a new run,
+    not the third in a row that turns auto top-up off."""
+    opted_in(shop, localstripe, "ola", 1000, DECLINED)
+    for n in range(2):
+        spend(shop, "ola", 20, f"down-{n}")
+        assert run_jobs(shop) == 1
+        shop.credits.grant("ola", 20 * CREDIT, source="admin", lot_kind="promotional", key=f"up-{n}")
+        clock.advance(seconds=31)
+    assert shop.auto_top_ups.settings("ola").declines == 2
+    shop.auto_top_ups.configure("ola", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=1000 * CREDIT)
+    spend(shop, "ola", 20, "down-again")
+    assert run_jobs(shop) == 1
+    settings = shop.auto_top_ups.settings("ola")
+    assert (settings.enabled, settings.declines) == (True, 1)
