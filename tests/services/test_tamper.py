@@ -307,3 +307,34 @@ def test_a_changed_kind_or_time_column_names_the_entry(ledger, column: str, valu
     db.execute(f"UPDATE entries SET {column} = ? WHERE id = ?", (value, ids[2]))
     report = platform.integrity.audit()
     assert ids[2] in {f.subject for f in report.findings if f.check == "placement"}
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_a_rewritten_log_beside_rewritten_checkpoint_rows_is_refused_before_signing(ledger, rehash: bool) -> None:
+    """The last head a new one must extend is the one its note signs, not the stored size and root: rows rewritten
+    to match a rewritten log must not let the publisher sign the rewrite."""
+    platform, db, _ids = ledger
+    latest = platform.store.checkpoint()
+    rewrite_leaf_and_stored_roots(platform, db, 0)
+    platform.credits.reserve("bob", CREDIT, key="b1")
+    with pytest.raises(InconsistentTree, match="differs from its signed note"):
+        platform.integrity.publish_checkpoint(rehash=rehash)
+    assert platform.store.checkpoint().size == latest.size  # nothing signed
+
+
+def test_the_health_check_is_ok_again_once_a_checkpoint_is_signed_after_a_refusal(ledger) -> None:
+    """A refusal to sign is reported until a checkpoint is signed again (the rewrite undone), not forever."""
+    from creditflow.entrypoints.http.app import create_app
+
+    platform, db, _ids = ledger
+    [(honest,)] = db.execute("SELECT data FROM leaves WHERE idx = 0")
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
+    platform.credits.reserve("bob", CREDIT, key="b1")
+    with pytest.raises(InconsistentTree):
+        platform.integrity.publish_checkpoint(rehash=True)
+    health = create_app(platform).test_client()
+    assert health.get("/api/v1/health").get_json()["status"] == "degraded"
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (honest,))
+    signed = platform.integrity.publish_checkpoint(rehash=True)
+    assert signed.size == platform.store.tree_size() and platform.integrity.refused is None
+    assert "not an extension" not in str(health.get("/api/v1/health").get_json().get("problem"))
