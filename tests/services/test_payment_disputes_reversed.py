@@ -13,6 +13,7 @@ from tests.conftest import CREDIT
 from tests.fake_stripe import FakeStripe
 from tests.services.test_payments import (
     available,
+    charge,
     client,
     dispute,
     paid_session,
@@ -84,4 +85,27 @@ def test_dispute_updates_before_it_closes_hold_once_and_change_nothing_more(shop
     assert send(client, "charge.dispute.funds_reinstated", dispute(session, 500, "won")).json["outcome"] == \
         "dispute won"
     assert available(shop, "u") == 100 * CREDIT
+    reconciled(shop)
+
+
+@pytest.mark.parametrize("opened_first", [True, False], ids=["opened-first", "closed-first"])
+@pytest.mark.parametrize("closed", ["won", "lost"])
+def test_a_dispute_of_a_payment_refunded_in_full_holds_nothing_and_takes_nothing(
+        shop: Platform, client: Any, stripe_api: FakeStripe, closed: str, opened_first: bool) -> None:
+    """A cardholder may dispute a charge refunded already: its credits were all taken back by the refund, so the
+    dispute holds none (a hold of nothing was refused, and the event failed at every delivery) and its closing,
+    in whichever order the two come, takes nothing more."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    assert send(client, "charge.refunded", charge(session, 500)).json["outcome"] == "refunded"
+    events = [("charge.dispute.created", dispute(session, 500), "disputed"),
+              ("charge.dispute.closed", dispute(session, 500, closed), f"dispute {closed}")]
+    for kind, data, outcome in events if opened_first else events[::-1]:
+        reply = send(client, kind, data)
+        assert reply.status_code == 200 and reply.json["outcome"] in (outcome, "disputed already"), reply.json
+    [payment] = shop.payments.mine("u")
+    assert (payment.dispute, payment.disputed, payment.dispute_held, payment.dispute_hold) == (closed, 0, 0, None)
+    assert (payment.taken_back, payment.written_off) == (100 * CREDIT, 0)
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 0)
     reconciled(shop)
