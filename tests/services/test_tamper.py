@@ -338,3 +338,22 @@ def test_the_health_check_is_ok_again_once_a_checkpoint_is_signed_after_a_refusa
     signed = platform.integrity.publish_checkpoint(rehash=True)
     assert signed.size == platform.store.tree_size() and platform.integrity.refused is None
     assert "not an extension" not in str(health.get("/api/v1/health").get_json().get("problem"))
+
+
+def test_validating_a_users_chain_names_their_account_alone(ledger) -> None:
+    """GET /credits/validate-chain checks the caller's chain: another user's tampered entry is not theirs to see."""
+    platform, db, ids = ledger
+    body = bytearray(db.execute("SELECT body FROM entries WHERE id = ?", (ids[3],)).fetchone()[0])
+    body[17] ^= 0x01
+    db.execute("UPDATE entries SET body = ? WHERE id = ?", (bytes(body), ids[3]))
+    assert platform.integrity.validate_chains("bob") == []
+    assert ids[3] in {f.subject for f in platform.integrity.validate_chains("alice")}
+    assert ids[3] in {f.subject for f in platform.integrity.validate_chains()}  # `ledger verify`: every chain
+
+
+def test_validating_chains_without_signatures_checks_no_signature(ledger) -> None:
+    """`ledger verify --no-signatures` (no public keys at hand) checks hashes and links, not signatures."""
+    platform, db, ids = ledger
+    db.execute("UPDATE entries SET signature = ? WHERE id = ?", (base64.b64encode(b"\x00" * 64).decode(), ids[2]))
+    assert {f.check for f in platform.integrity.validate_chains()} == {"signature"}
+    assert platform.integrity.validate_chains(signatures=False) == []

@@ -293,3 +293,36 @@ def test_a_remembered_hash_above_the_height_of_the_log_is_named_before_the_log_g
     platform, db = grown
     db.execute("INSERT INTO subtrees (level, start, hash) VALUES (9, 0, ?)", (b"\x05" * 32,))
     assert named(platform) == {"merkle": {"subtree:9:0"}}
+
+
+# -- the checkpoint that proves an entry ------------------------------------------------------------------------
+
+
+def test_an_entry_given_the_leaf_just_past_the_latest_checkpoint_is_proven_in_a_new_one(ledger: Ledger) -> None:
+    """A sequencer gave the entry its leaf (index = the latest checkpoint's size) but no head covers it yet: its
+    verification publishes one that does, rather than proving it against the head that stops short of it."""
+    platform, _db = ledger
+    latest = platform.store.checkpoint()
+    entry = platform.credits.reserve("alice", CREDIT, key="past-the-head").entry
+    platform.integrity.sequence()
+    assert platform.store.leaf_index(entry) == latest.size
+    verified = platform.integrity.verify_entry(entry)
+    assert verified.ok and verified.included and verified.leaf_index == latest.size < verified.tree_size
+
+
+def test_a_verification_whose_entry_never_gets_a_leaf_gives_up_after_a_few_publications(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequencers racing for ever (here: the entry never given a leaf) end in a retryable conflict after
+    COVERING_ROUNDS publications, not in a loop that holds the caller."""
+    from creditflow.domain.errors import StoreConflict
+    from creditflow.services.integrity import COVERING_ROUNDS
+
+    platform, _db = ledger
+    entry = platform.credits.reserve("alice", CREDIT, key="no-leaf").entry
+    published = []
+    publish = platform.integrity.publish_checkpoint
+    monkeypatch.setattr(platform.store, "leaf_index", lambda entry_id: None)
+    monkeypatch.setattr(platform.integrity, "publish_checkpoint", lambda: published.append(1) or publish())
+    with pytest.raises(StoreConflict, match="still waiting for a leaf"):
+        platform.integrity.verify_entry(entry)
+    assert len(published) == COVERING_ROUNDS
