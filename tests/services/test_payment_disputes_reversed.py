@@ -109,3 +109,21 @@ def test_a_dispute_of_a_payment_refunded_in_full_holds_nothing_and_takes_nothing
     balance = shop.credits.balance("u")
     assert (balance.available, balance.held) == (0, 0)
     reconciled(shop)
+
+
+def test_a_won_dispute_lost_after_a_refund_takes_back_only_what_the_refund_left(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """Won, then refunded in part, then lost after all (pre-arbitration): the refund took its share back already,
+    so the loss takes the rest, not the whole dispute again (Stripe takes a payment back once)."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    send(client, "charge.dispute.created", dispute(session, 500))
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "won")).json["outcome"] == "dispute won"
+    assert send(client, "charge.refunded", charge(session, 200)).json["outcome"] == "refunded"  # 40 of 100 back
+    assert available(shop, "u") == 60 * CREDIT
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "lost")).json["outcome"] == "dispute lost"
+    [payment] = shop.payments.mine("u")
+    assert (payment.dispute, payment.disputed, payment.taken_back, payment.written_off) == (
+        "lost", 60 * CREDIT, 100 * CREDIT, 0)
+    assert available(shop, "u") == 0
+    reconciled(shop)
