@@ -326,3 +326,18 @@ def test_a_verification_whose_entry_never_gets_a_leaf_gives_up_after_a_few_publi
     with pytest.raises(StoreConflict, match="still waiting for a leaf"):
         platform.integrity.verify_entry(entry)
     assert len(published) == COVERING_ROUNDS
+
+
+def test_a_log_shorter_than_the_latest_checkpoint_is_refused_not_taken_for_signed(ledger: Ledger) -> None:
+    """The newest entry and its leaf deleted, so no sequencer puts it back: the publisher refuses (and the health
+    check says so) rather than answering with the latest head as if it were the log's."""
+    from creditflow.domain.errors import InconsistentTree
+
+    platform, db = ledger
+    latest = platform.store.checkpoint()
+    [(entry,)] = db.execute("SELECT entry_id FROM leaves WHERE idx = ?", (latest.size - 1,))
+    db.execute("DELETE FROM leaves WHERE idx = ?", (latest.size - 1,))
+    db.execute("DELETE FROM entries WHERE id = ?", (entry,))
+    with pytest.raises(InconsistentTree, match="not an extension"):
+        platform.integrity.publish_checkpoint()
+    assert platform.integrity.refused is not None and platform.store.tree_size() == latest.size - 1

@@ -57,6 +57,13 @@ def test_lots_that_hold_more_than_the_account_has_are_named(ledger: Ledger) -> N
     assert not platform.integrity.audit().ok
 
 
+def test_lots_that_hold_less_than_the_account_has_are_named(ledger: Ledger) -> None:
+    """Credits removed from a lot (spendable no more, though the account still counts them) are named too."""
+    platform, db, _hold = ledger
+    db.execute("UPDATE lots SET remaining = remaining - 1 WHERE id = ?", (alice_lots(db)[1][0],))
+    assert named(platform) == {"lots": {"user:alice"}}
+
+
 def test_a_lot_below_zero_is_named_even_when_the_account_sum_agrees(ledger: Ledger) -> None:
     platform, db, _ = ledger
     [(held_lot, remaining, _), (free_lot, _, _)] = alice_lots(db)
