@@ -119,11 +119,12 @@ def test_a_hold_past_its_time_is_a_warning_until_the_sweeper_voids_it(ledger: Le
     assert report.ok
 
 
+@pytest.mark.parametrize("change", [1, -1], ids=["raised", "lowered"])  # credits made, or credits destroyed
 @pytest.mark.parametrize("column", ["balance", "pending"])
-def test_a_changed_system_total_is_named_and_breaks_conservation(ledger: Ledger, column: str) -> None:
+def test_a_changed_system_total_is_named_and_breaks_conservation(ledger: Ledger, column: str, change: int) -> None:
     platform, db, _ = ledger
     [(name,)] = db.execute(f"SELECT id FROM system_accounts WHERE {column} != 0 ORDER BY id LIMIT 1")
-    db.execute(f"UPDATE system_accounts SET {column} = {column} + 1 WHERE id = ?", (name,))
+    db.execute(f"UPDATE system_accounts SET {column} = {column} + ? WHERE id = ?", (change, name))
     assert named(platform) == {"balance": {name}, "conservation": {"ledger"}}
 
 
@@ -140,3 +141,20 @@ def test_the_totals_of_a_sound_ledger(ledger: Ledger) -> None:
     totals = platform.integrity.audit().totals
     users = (50 + 10 - 2 + 20) * CREDIT
     assert totals == {"users": users, "held": 4 * CREDIT, "system": -users, "sum": 0, "pending": 4 * CREDIT}
+
+
+def test_a_changed_usage_rollup_is_named_by_the_whole_audit_only(ledger: Ledger) -> None:
+    """The daily usage rollups count every user's charges: the whole-ledger audit checks them, a user's does not
+    (it would name other users' spending, and read the whole ledger for one account)."""
+    platform, db, _ = ledger
+    [(day,)] = db.execute("SELECT day FROM usage_rollups WHERE charged > 0")
+    db.execute("UPDATE usage_rollups SET charged = charged + 1 WHERE day = ?", (day,))
+    assert named(platform) == {"rollup": {f"usage:{day}"}}
+    assert platform.integrity.audit("alice").findings == []
+
+
+def test_entries_stored_for_an_account_that_does_not_exist_are_named(ledger: Ledger) -> None:
+    platform, db, _ = ledger
+    [(last,)] = db.execute("SELECT id FROM entries WHERE account = 'user:bob' ORDER BY seq DESC LIMIT 1")
+    db.execute("UPDATE entries SET account = 'user:nobody' WHERE id = ?", (last,))
+    assert "user:nobody" in named(platform)["placement"]
