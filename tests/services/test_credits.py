@@ -42,6 +42,9 @@ def test_retries_return_the_first_result_and_conflicts_are_recorded(platform: Pl
         credits.grant("bob", 10 * CREDIT, source="admin", lot_kind="promotional", key="fund-bob-10")  # funded: paid
     report = platform.integrity.audit()
     assert report.ok and sorted(c["field"] for c in report.idempotency_conflicts) == ["amount", "lotKind"]  # as 409s
+    funded(platform, "cat", 1)
+    assert [c["field"] for c in platform.integrity.audit("bob").idempotency_conflicts] == ["amount"]  # bob's scope
+    assert platform.integrity.audit("cat").idempotency_conflicts == []  # another user's conflicts are not theirs
 
 
 def test_a_users_audit_lists_their_conflicts_however_many_others_made_since(platform: Platform) -> None:

@@ -167,6 +167,8 @@ def test_a_stored_root_that_is_not_the_signed_one_is_named(ledger: Ledger) -> No
     size = platform.store.tree_size()
     db.execute("UPDATE checkpoints SET root = ? WHERE size = ?", (b"\x02" * 32, size))
     assert named(platform) == {"checkpoint": {f"checkpoint:{size}"}}
+    [finding] = platform.integrity.audit().findings
+    assert "differs from its signed note" in finding.detail  # the row was changed, not the log
 
 
 def test_a_stored_checkpoint_signed_by_another_key_is_named(ledger: Ledger) -> None:
