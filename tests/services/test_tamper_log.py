@@ -343,3 +343,24 @@ def test_a_log_shorter_than_the_latest_checkpoint_is_refused_not_taken_for_signe
     with pytest.raises(InconsistentTree, match="not an extension"):
         platform.integrity.publish_checkpoint()
     assert platform.integrity.refused is not None and platform.store.tree_size() == latest.size - 1
+
+
+def test_a_remembered_hash_planted_past_the_signed_head_is_never_signed(platform: Platform, tmp_path: Path) -> None:
+    """A hash stored for leaves 256..511 while the log and its last head stop short of them: the head extended over
+    them hashes those leaves (a consistency proof carrying the planted hash agreed with a head built from it, and
+    a root that is not the log's was signed), and the row is replaced by theirs."""
+    from creditflow.domain import merkle
+
+    platform.credits.open_account("t")
+    for n in range(250):
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    assert platform.integrity.publish_checkpoint().size == 250
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (8, 256, ?)", (b"\x06" * 32,))
+    for n in range(250, 512):
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    signed = platform.integrity.publish_checkpoint()
+    leaves = [merkle.leaf_hash(data) for data in platform.store.leaves(0, 512)]
+    assert signed.size == 512 and signed.root == merkle.root_of_hashes(leaves)
+    assert db.execute("SELECT hash FROM subtrees WHERE level = 8 AND start = 256").fetchone()[0] != b"\x06" * 32
+    assert platform.integrity.audit().findings == []

@@ -76,3 +76,26 @@ def test_another_process_starts_warm_from_the_remembered_hashes() -> None:
         assert inclusion_path(second, index, len(leaves)) == merkle.inclusion_proof(leaves, index)
         assert consistency_path(second, index + 1, len(leaves)) == merkle.consistency_proof(leaves, index + 1)
     assert second.leaves_read < 6 * 2 * 256  # its proofs read a few partial blocks, never the log
+
+
+@pytest.mark.parametrize("planted", [(2, 8), (3, 8)], ids=["block", "above-a-block"])
+def test_a_head_extended_past_the_signed_one_is_built_from_its_leaves_not_remembered_hashes(
+        planted: tuple[int, int]) -> None:
+    """A hash remembered for leaves past the last signed head (a store row planted there) would make the new head
+    and its consistency proof agree with each other, and not with the log: extending, those leaves are hashed."""
+    leaves, store = leaves_of(16), DictStore()
+    store.hashes[planted] = b"\x07" * 32
+    cache = SubtreeCache(lambda start, end: leaves[start:end], store, block_level=2)
+    extending = cache.signed_up_to(6)
+    assert range_root(extending, 0, 16) == merkle.root(leaves)
+    assert consistency_path(extending, 6, 16) == merkle.consistency_proof(leaves, 6)
+
+
+def test_hashes_remembered_under_the_signed_head_are_still_read_from_the_store() -> None:
+    leaves, store = leaves_of(4096), DictStore()
+    first = SubtreeCache(lambda start, end: leaves[start:end], store)
+    assert range_root(first, 0, 4096) == merkle.root(leaves)
+    second = SubtreeCache(lambda start, end: leaves[start:end], store)  # a new process
+    extending = second.signed_up_to(4000)
+    assert range_root(extending, 0, 4096) == merkle.root(leaves)
+    assert second.leaves_read <= 256  # the last block, past the signed head: the rest is remembered

@@ -149,7 +149,8 @@ class Integrity:
             hashes = self._leaf_hashes(size)
             return (merkle.root_of_hashes(hashes),
                     merkle.consistency_proof_from_hashes(hashes, old_size) if proving else [])
-        return range_root(self.subtrees, 0, size), consistency_path(self.subtrees, old_size, size) if proving else []
+        subtrees = self.subtrees.signed_up_to(old_size)
+        return range_root(subtrees, 0, size), consistency_path(subtrees, old_size, size) if proving else []
 
     def _require_trusted(self, stored: StoredCheckpoint) -> Checkpoint:
         """The tree head a stored checkpoint's note signs. Proofs are checked against it, never against the stored
@@ -453,8 +454,8 @@ class Integrity:
     def _check_subtrees(self, report: AuditReport, leaf_hashes: list[bytes]) -> None:
         """Every remembered subtree hash against the leaves: a wrong one would only make proofs fail, but name it.
         Only levels from BLOCK_LEVEL up are remembered, so only those are asked of the store; levels above the
-        log's height too, where no subtree is whole yet: a hash stored there would be read once the log grows, and
-        every head extended from it refused."""
+        log's height too, where no subtree is whole yet: a hash stored there is no hash of the log's (a publisher
+        extending over its leaves hashes them instead, and replaces it)."""
         hashes = leaf_hashes
         for level in range(1, SUBTREE_LEVELS + 1):
             hashes = [merkle.node_hash(hashes[n], hashes[n + 1]) for n in range(0, len(hashes) - 1, 2)]

@@ -2,8 +2,9 @@
 
 Leaves never change once in the log, so a remembered subtree hash stays the hash of what was sequenced; a proof
 built from it is checked against the signed checkpoint all the same (a tampered remembered hash makes a proof fail,
-never pass, and the audit names it). New checkpoints are extended from them too, and signed only if consistent with
-the last signed head; audits and `ledger checkpoint` do not use them: they hash the leaves as stored.
+never pass, and the audit names it). New checkpoints are extended from them too (those of leaves under the last
+signed head; past it, from the leaves), and signed only if consistent with the last signed head; audits and
+`ledger checkpoint` do not use them: they hash the leaves as stored.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from ..domain.merkle import leaf_hash, node_hash, root_of_hashes
+from ..domain.merkle_subtrees import SubtreeHash
 from ..ports import SubtreeStore
 
 BLOCK_LEVEL = 8  # remembered subtrees hold at least 256 leaves: about 2 × 32 bytes per 256 leaves in memory
@@ -36,6 +38,15 @@ class SubtreeCache:
         self._small = functools.lru_cache(maxsize=SMALL_SUBTREES)(self._small_subtree)
 
     def __call__(self, start: int, level: int) -> bytes:
+        return self.hash(start, level)
+
+    def signed_up_to(self, size: int) -> SubtreeHash:
+        """The hashes for extending the signed head of `size` leaves: a remembered hash of leaves past it is not
+        read from the store, where nothing vouches for it (a consistency proof that carries it would check the new
+        head against itself), but built from the leaves: what publishing costs anyway, the new leaves."""
+        return functools.partial(self.hash, signed=size)
+
+    def hash(self, start: int, level: int, signed: int | None = None) -> bytes:
         known = self._known.get((start, level))
         if known is not None:
             return known
@@ -43,7 +54,7 @@ class SubtreeCache:
             return self._small(start, level)
         with self._lock:
             if (start, level) not in self._known:
-                self._fill(start, level)
+                self._fill(start, level, signed)
         return self._known[(start, level)]
 
     def _small_subtree(self, start: int, level: int) -> bytes:
@@ -56,20 +67,22 @@ class SubtreeCache:
         self.leaves_read += len(leaves)
         return [leaf_hash(data) for data in leaves]
 
-    def _fill(self, start: int, level: int) -> None:
+    def _fill(self, start: int, level: int, signed: int | None) -> None:
         """Find the subtree in the store, or build it and every subtree of BLOCK_LEVEL and up inside it: blocks
         from the store where it has them, the others from their leaves read in one pass, the levels above from
-        those; what was built is stored."""
-        if self.store is not None:
+        those; what was built is stored (replacing what was remembered). With `signed`, only hashes of leaves
+        within the first `signed` are taken from the store."""
+        bottom, end = self.block_level, start + (1 << level)
+        if self.store is not None and (signed is None or end <= signed):
             stored = self.store.subtree_hashes(level, start, start + 1)
             if start in stored:
                 self._known[(start, level)] = stored[start]
                 return
-        bottom, end = self.block_level, start + (1 << level)
         size = 1 << bottom
         blocks = {b: self._known[(b, bottom)] for b in range(start, end, size) if (b, bottom) in self._known}
         if self.store is not None and len(blocks) < (end - start) // size:
-            blocks.update(self.store.subtree_hashes(bottom, start, end))
+            vouched = end if signed is None else min(end, signed)  # the blocks wholly within it
+            blocks.update(self.store.subtree_hashes(bottom, start, vouched - size + 1))
         built: dict[int, dict[int, bytes]] = {}
         missing = [b for b in range(start, end, size) if b not in blocks]
         if missing:
