@@ -248,6 +248,33 @@ def test_bad_webhooks_are_refused_and_change_nothing(shop: Platform, client: Any
     assert available(shop, "u") == 0 and shop.payments.mine("u") == []
 
 
+
+MALFORMED = {"created in words": {"event": {"created": "yesterday"}},
+             "created before 1970": {"event": {"created": -1}},
+             "credits in other digits": {"metadata": {"credits": "\u0663\u0660\u0660"}},  # Arabic-Indic 300
+             "credits below zero": {"metadata": {"credits": -5}},
+             "amount a boolean": {"object": {"amount_total": True}},
+             "session without an id": {"object": {"id": ""}},
+             "no user": {"object": {"client_reference_id": ""}}}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_signed_event_with_a_malformed_part_is_refused_and_changes_nothing(shop: Platform, client: Any,
+                                                                             stripe_api: FakeStripe,
+                                                                             case: str) -> None:
+    """Signed by Stripe, but a part the grant reads is not what it must be: a 400 that names the event invalid
+    (not a 500, and not a number read leniently), nothing granted, and the event not marked handled."""
+    session = paid_session(client, shop, stripe_api, "u")
+    change = MALFORMED[case]
+    data = {**session, **change.get("object", {}),
+            "metadata": {**session["metadata"], **change.get("metadata", {})}}
+    raw, header = signed({**event("checkout.session.completed", data, "evt_bad"), **change.get("event", {})}, SECRET)
+    reply = client.post("/webhooks/stripe", data=raw, headers={"Stripe-Signature": header})
+    assert reply.status_code == 400, reply.json
+    assert reply.json["type"].endswith("invalid-webhook")
+    assert available(shop, "u") == 0 and shop.payments.mine("u") == []
+    assert send(client, "checkout.session.completed", session, "evt_bad").json["outcome"] == "granted"
+
 def test_twenty_concurrent_deliveries_grant_once(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
     from creditflow.entrypoints.http.app import create_app
 
