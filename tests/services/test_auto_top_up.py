@@ -432,3 +432,23 @@ def test_turning_auto_top_up_on_again_after_declines_starts_their_count_again(
     assert run_jobs(shop) == 1
     settings = shop.auto_top_ups.settings("ola")
     assert (settings.enabled, settings.declines) == (True, 1)
+
+
+def test_a_capped_crossing_delivered_again_next_month_buys_nothing(shop: Platform, localstripe: LocalStripe,
+                                                                   clock: SteppedClock) -> None:
+    """The queue delivers at least once: a crossing skipped for the month's cap, its job run again after the month
+    turned, is the same crossing, handled already; it does not charge the card on the new month's cap."""
+    from creditflow.domain.jobs import Delivery, Job
+    from creditflow.services.auto_top_ups import AUTO_TOP_UP
+
+    opted_in(shop, localstripe, "pam", 100)  # one pack a month
+    topped_up(shop, localstripe, "pam")
+    spend(shop, "pam", 100, "b")  # 40: a second crossing, past January's cap
+    assert run_jobs(shop) == 1
+    crossing = shop.auto_top_ups.settings("pam").last_crossing
+    assert crossing is not None
+    clock.advance(days=31)
+    shop.auto_top_ups(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "pam", "crossing": crossing}),
+                      Delivery(2, True))
+    assert shop.auto_top_ups.settings("pam").bought_in("2026-02") == 0
+    assert len(shop.payments.mine("pam")) == 1 and available(shop, "pam") == 40 * CREDIT
