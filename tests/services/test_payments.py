@@ -207,6 +207,19 @@ def test_failed_payments_notify_and_move_no_money(shop: Platform, client: Any, s
     assert [n["kind"] for n in notes.values()] == ["payment.failed", "payment.failed"]  # type: ignore[union-attr]
 
 
+
+@pytest.mark.parametrize("metadata", [{"pack": "gold"}, {"credits": "100"}, ["pack", "credits"]],
+                         ids=["a pack alone", "credits alone", "not a mapping"])
+def test_a_session_whose_metadata_is_not_ours_is_acknowledged_and_ignored(shop: Platform, client: Any,
+                                                                          metadata: Any) -> None:
+    """Another product on the Stripe account may use a key of the same name: only a session carrying both the pack
+    and its credits is this platform's. Refused, Stripe would send it again for days, then turn the endpoint off."""
+    foreign = {"id": "cs_other_product", "object": "checkout.session", "payment_status": "paid", "amount_total": 900,
+               "currency": "usd", "client_reference_id": "u", "metadata": metadata}
+    reply = send(client, "checkout.session.completed", foreign)
+    assert reply.status_code == 200 and reply.json["outcome"] == "ignored", reply.json
+    assert shop.payments.mine("u") == [] and available(shop, "u") == 0
+
 @pytest.mark.parametrize("named", [{"client_reference_id": ""}, {"metadata": {"uid": ""}}, {"metadata": {"uid": 7}},
                                    {}], ids=["empty reference", "empty uid", "a number", "none"])
 def test_a_failed_payment_that_names_no_user_notifies_nobody(shop: Platform, client: Any,
