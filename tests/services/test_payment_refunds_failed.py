@@ -593,3 +593,24 @@ def test_a_refund_larger_than_the_dispute_that_fails_holds_again_only_what_the_d
     balance = shop.credits.balance("u")
     assert (balance.available, balance.held) == (60 * CREDIT, 0)
     reconciled(shop)
+
+
+def test_a_refund_failing_after_a_dispute_lost_before_its_opening_gives_back_only_what_it_took(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """A dispute lost (its closing came first) took the 20 credits left and wrote off 20 spent; a refund then wrote
+    off its 50 (nothing left to take). The refund failing cancels its own write-off: it gives back no credits,
+    and none of the dispute's."""
+    from tests.services.test_payments import dispute
+
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    spend(shop, "u", 80 * CREDIT, "chat")
+    assert send(client, "charge.dispute.closed", dispute(session, 200, "lost")).json["outcome"] == "dispute lost"
+    assert deliver(client, "charge.refunded", charge(session, 250), T0).json["outcome"] == "refunded"
+    assert deliver(client, "refund.failed", refund(session, "re_1", 250, T0, "failed"), T0 + 60).json[
+        "outcome"] == "refund undone"
+    assert available(shop, "u") == 0
+    [payment] = shop.payments.mine("u")
+    assert (payment.refunded, payment.disputed, payment.taken_back, payment.written_off) == (
+        0, 40 * CREDIT, 20 * CREDIT, 20 * CREDIT)
+    reconciled(shop)
