@@ -182,6 +182,19 @@ def test_a_paid_checkout_grants_its_credits_once_however_often_it_comes(shop: Pl
     assert shop.integrity.audit().ok
 
 
+
+def test_a_checkouts_own_payment_intent_succeeding_grants_nothing_more(shop: Platform, client: Any,
+                                                                      stripe_api: FakeStripe) -> None:
+    """A checkout's PaymentIntent carries the session's metadata (uid, pack, credits) and succeeds too: only the
+    session's events grant it; its intent's success is no second purchase (only an auto top-up's intent is)."""
+    session = paid_session(client, shop, stripe_api, "u")
+    assert send(client, "checkout.session.completed", session).json["outcome"] == "granted"
+    intent = {"id": session["payment_intent"], "object": "payment_intent", "status": "succeeded",
+              "amount": session["amount_total"], "currency": session["currency"], "metadata": session["metadata"]}
+    assert {"uid", "pack", "credits"} <= set(intent["metadata"])
+    assert send(client, "payment_intent.succeeded", intent).json["outcome"] == "ignored"
+    assert available(shop, "u") == 100 * CREDIT and len(shop.payments.mine("u")) == 1
+
 def test_an_unpaid_completion_waits_for_the_async_success(shop: Platform, client: Any,
                                                           stripe_api: FakeStripe) -> None:
     session = paid_session(client, shop, stripe_api, "u")
