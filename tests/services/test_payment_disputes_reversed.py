@@ -127,3 +127,24 @@ def test_a_won_dispute_lost_after_a_refund_takes_back_only_what_the_refund_left(
         "lost", 60 * CREDIT, 100 * CREDIT, 0)
     assert available(shop, "u") == 0
     reconciled(shop)
+
+
+def test_a_disputes_hold_outlasts_the_months_a_dispute_stays_open(shop: Platform, client: Any,
+                                                                  stripe_api: FakeStripe) -> None:
+    """Stripe closes a dispute within months: its hold must not lapse meanwhile (the sweeper would void it, and the
+    disputed credits could be spent before the dispute is lost)."""
+    from tests.conftest import SteppedClock
+
+    clock = shop.credits.clock
+    assert isinstance(clock, SteppedClock)
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    send(client, "charge.dispute.created", dispute(session, 500))
+    clock.advance(days=120)
+    shop.credits.sweep()
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 100 * CREDIT)
+    assert send(client, "charge.dispute.closed", dispute(session, 500, "lost")).json["outcome"] == "dispute lost"
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (100 * CREDIT, 0)
+    reconciled(shop)
