@@ -237,6 +237,24 @@ def test_a_task_with_a_limit_typed_in_the_form_goes_through_the_bus(context: Any
     assert stored["reserved"]["micros"] == 500_000, stored
 
 
+def test_a_prompt_of_spaces_is_refused_on_the_page_not_made_a_failed_task(context: Any, web: LocalServer) -> None:
+    """The bus cannot answer 422: a blank prompt written there became a failed task under a green "Submitted"."""
+    funded(web, "blank")
+    page = context.new_page()
+    written: list[str] = []
+    page.on("request", lambda r: written.append(r.url) if "/realtime/requests/" in r.url else None)
+    sign_in(page, web, "blank", "tasks")
+    page.get_by_role("textbox", name="Prompt").fill("   ")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_role("alert").filter(has_text="write a prompt first: this one is only spaces").wait_for()
+    page.get_by_label("Kind").select_option("agent")
+    page.get_by_role("textbox", name="Goal").fill("\n\t ")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_role("alert").filter(has_text="write a goal first").wait_for()
+    assert not written and web.call("GET", "/api/v1/tasks", token=web.token("blank")).json["tasks"] == []
+    assert page.get_by_text("Submitted task").count() == 0
+
+
 def test_an_agent_that_asks_before_passing_its_limit_waits_for_the_answer_given_on_the_page(
         context: Any, web: LocalServer) -> None:
     """The form's "ask me" makes an agent that pauses at its limit (input.approval): the page shows its question,

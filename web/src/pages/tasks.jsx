@@ -109,6 +109,10 @@ function TaskForm({ uid, onSubmitted }) {
   const [agent, setAgent] = useState(""); // "": the classifier chooses from the goal
   const [done, setDone] = useState(null);
   const [submit, busy, error] = useAction(async () => {
+    if (!input.trim()) { // `required` lets spaces through, and the bus would make a failed task of them
+      const what = kind === "agent" ? "a goal" : "a prompt";
+      throw new ApiError(422, { detail: `write ${what} first: this one is only spaces` });
+    }
     if (max && !(Number(max) > 0)) throw new ApiError(422, { detail: "the most it may cost must be more than 0 credits" });
     const asking = kind === "agent" && ask; // an agent that asks before passing its limit: {goal, approval}
     const named = kind === "agent" && agent;
