@@ -255,6 +255,27 @@ def test_a_prompt_of_spaces_is_refused_on_the_page_not_made_a_failed_task(contex
     assert page.get_by_text("Submitted task").count() == 0
 
 
+def test_a_limit_of_more_digits_than_the_bus_takes_is_stopped_by_the_form(context: Any, web: LocalServer) -> None:
+    """The bus's rules take at most 12 whole digits; the form let more through, and the rules' refusal came back as
+    "Error 401: the realtime database refused the write (Permission denied)", naming no field."""
+    funded(web, "huge")
+    page = context.new_page()
+    written: list[str] = []
+    page.on("request", lambda r: written.append(r.url) if "/realtime/requests/" in r.url else None)
+    sign_in(page, web, "huge", "tasks")
+    limit = page.get_by_label("Most it may cost (credits, optional)")
+    limit.fill("1" * 13)
+    page.get_by_role("textbox", name="Prompt").fill("a task with an absurd limit")
+    page.get_by_role("button", name="Submit the task").click()
+    page.wait_for_timeout(500)
+    assert limit.evaluate("input => input.validity.patternMismatch")  # the browser says what it needs, at the field
+    assert "12 digits" in limit.get_attribute("title")
+    assert not written and page.get_by_role("alert").count() == 0
+    limit.fill("1" * 12 + ".5")  # as much as the rules take still goes
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_text(re.compile(r"Submitted task .* \(through the realtime bus\)")).wait_for()
+
+
 def test_an_agent_that_asks_before_passing_its_limit_waits_for_the_answer_given_on_the_page(
         context: Any, web: LocalServer) -> None:
     """The form's "ask me" makes an agent that pauses at its limit (input.approval): the page shows its question,

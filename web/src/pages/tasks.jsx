@@ -131,7 +131,8 @@ function TaskForm({ uid, onSubmitted }) {
         <select id="task-kind" value={kind} onChange={(e) => setKind(e.target.value)}>
           <option value="chat">chat</option><option value="agent">agent</option></select></div>
       <div><label for="task-max">Most it may cost (credits, optional)</label>
-        <input id="task-max" inputMode="decimal" pattern="[0-9]+(\.[0-9]{1,6})?" value={max}
+        <input id="task-max" inputMode="decimal" pattern="[0-9]{1,12}(\.[0-9]{1,6})?" value={max}
+          title="a number of credits, like 2.5: at most 12 digits before the point and 6 after"
           onInput={(e) => setMax(e.target.value)} /></div>
     </div>
     {kind === "agent" && <><label for="task-agent">Agent</label>
