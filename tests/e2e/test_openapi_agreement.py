@@ -224,3 +224,15 @@ def test_a_refusal_for_want_of_credits_says_its_amounts_as_objects(server: Local
     assert reply.json["paymentMethods"][0] == "stripe" and reply.json["packs"]
     assert all(option["amount"].isdigit() for option in reply.json["crypto"])
     assert all("_" not in name for name in reply.json)
+
+
+def test_an_amount_of_too_many_whole_digits_is_told_so(server: LocalServer) -> None:
+    """A key limit or a per-request cap of 13 digits was told it must be "a positive number … (at most 6 decimals, no
+    sign)": which it was; what it broke, at most 12 digits before the point, went unsaid."""
+    token = server.token("digits")
+    for method, path, body in (("POST", "/api/v1/keys", {"name": "k", "limit": "1" * 13}),
+                               ("PUT", "/api/v1/me/preferences", {"maxCreditsPerRequest": "9" * 14})):
+        refused = server.call(method, path, body, token=token)
+        assert refused.status == 400 and "at most 12 digits before the point" in refused.json["detail"], refused.body
+    assert server.call("GET", "/api/v1/keys", token=token).json["keys"] == []
+    assert server.call("GET", "/api/v1/me/preferences", token=token).json["maxCreditsPerRequest"] is None

@@ -30,7 +30,8 @@ SHOWN_NAME = described(r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$",
 POSITIVE_CREDITS = described(
     r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,6})?|0\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}"
     r"|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$",
-    'must be a positive number of credits written as a string, like "2.5" (at most 6 decimals, no sign)')
+    'must be a positive number of credits written as a string, like "2.5" (at most 12 digits before the point and '
+    '6 after, no sign)')
 RFC3339 = described(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$",
     "must be an RFC 3339 date and time with its offset, like 2026-01-31T12:00:00Z")
