@@ -883,6 +883,21 @@ def test_another_users_task_url_shows_not_found_and_leaks_nothing(context: Any, 
     assert "hal" not in page.inner_text("main").replace("'hal-task-1'", "")  # only the id that was asked for
 
 
+def test_a_task_url_no_database_path_can_hold_is_not_retried_forever(context: Any, web: LocalServer) -> None:
+    """A '.' in a typed task URL makes a path the realtime database refuses with 400: the page said "Connection lost:
+    reconnecting…" and asked again forever, beside the 404 that said there is no such task."""
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/realtime/tasks/" in r.url else None)
+    sign_in(page, web, "dot", "tasks/a.b")
+    page.get_by_role("alert").filter(has_text="Error 404").wait_for()
+    status = page.locator("[data-status]")
+    page.wait_for_function("() => document.querySelector('[data-status]').dataset.status === 'refused'",
+                           timeout=5000)
+    page.wait_for_timeout(3000)  # long past the first retries' back-off
+    assert status.get_attribute("data-status") == "refused" and len(asked) <= 3, asked
+
+
 class CuttableProxy:
     """A TCP relay on loopback in front of the runtime: cut() closes every connection through it, as a network
     that drops does; new connections go through again."""

@@ -92,7 +92,8 @@ export function watch(path, onValue, onStatus = () => {}, query = null) {
       const probe = new AbortController();
       try {
         const response = await fetch(url, { signal: probe.signal, headers: { Accept: "text/event-stream" } });
-        if (response.status === 401 || response.status === 403 || response.status === 404) {
+        // a refusal, which asking again will not change (a path no database can hold is a 400); not a 408 or 429
+        if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
           const problem = await problemOf(response);
           onStatus("refused", problem.detail || `the server answered ${response.status}`);
           return;
