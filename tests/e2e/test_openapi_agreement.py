@@ -236,3 +236,19 @@ def test_an_amount_of_too_many_whole_digits_is_told_so(server: LocalServer) -> N
         assert refused.status == 400 and "at most 12 digits before the point" in refused.json["detail"], refused.body
     assert server.call("GET", "/api/v1/keys", token=token).json["keys"] == []
     assert server.call("GET", "/api/v1/me/preferences", token=token).json["maxCreditsPerRequest"] is None
+
+
+def test_a_name_of_spaces_is_refused_by_the_schema_and_the_server(server: LocalServer,
+                                                                   document: dict[str, Any]) -> None:
+    """A key named "   " was made, and listed as an empty cell no one could tell from another key."""
+    token = server.token("blanks")
+    for schema_name, path, field in (("KeyIn", "/api/v1/keys", "name"),
+                                     ("ConversationIn", "/api/v1/conversations", "title")):
+        schema = body_schema(document, schema_name)
+        assert schema.is_valid({field: " my laptop "}), schema_name
+        for blank in ("   ", "\u00a0", "\u3000 "):
+            assert not schema.is_valid({field: blank}), (schema_name, blank)
+            refused = server.call("POST", path, {field: blank}, token=token)
+            assert refused.status == 400 and "something besides spaces" in refused.json["detail"], refused.body
+    assert server.call("GET", "/api/v1/keys", token=token).json["keys"] == []
+    assert server.call("GET", "/api/v1/conversations", token=token).json["conversations"] == []

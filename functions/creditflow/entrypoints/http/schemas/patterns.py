@@ -19,12 +19,14 @@ def described(pattern: str, meaning: str) -> str:
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
 described(NOT_BLANK, "must hold something besides spaces")
 
-# A name shown back to people (a conversation's title, a key's name): no control characters (a NUL, an escape, a
-# line break) and no bidirectional overrides or isolates, which make a name read as something else; the same
-# escapes in Rust's, ECMA-262's and Python's regexes.
-SHOWN_NAME = described(r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$",
-                       "must hold no control characters (line breaks and tabs included) and no bidirectional "
-                       "overrides")
+# A name shown back to people (a conversation's title, a key's name): something besides spaces (a blank name is an
+# empty cell in a list, a key no one can tell from another), no control characters (a NUL, an escape, a line break)
+# and no bidirectional overrides or isolates, which make a name read as something else; the same escapes in Rust's,
+# ECMA-262's and Python's regexes, the blanks spelled out as NOT_BLANK does.
+_SHOWN_CHAR = r"[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]"
+SHOWN_NAME = described(rf"^{_SHOWN_CHAR}*[^\s\x00-\x1f\x7f\x85\ufeff\u202a-\u202e\u2066-\u2069]{_SHOWN_CHAR}*$",
+                       "must hold something besides spaces, no control characters (line breaks and tabs included) "
+                       "and no bidirectional overrides")
 
 # A positive decimal of credits: no sign, no leading zeros, at most 12 whole digits and 6 decimals (fits 64 bits).
 POSITIVE_CREDITS = described(
