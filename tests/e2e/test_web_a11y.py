@@ -163,3 +163,26 @@ def test_the_sign_in_page_is_accessible_too(browser: Any, lived_in: LocalServer)
         page.get_by_text("Signed in as lee").wait_for()
     finally:
         context.close()
+
+
+def test_sending_from_the_keyboard_leaves_the_focus_in_the_text_box(browser: Any, lived_in: LocalServer  # noqa: F811
+                                                                    ) -> None:
+    """Send and Submit are disabled while they work: the focus they held fell to the page, and a keyboard user had
+    to find the box again for the next message. It goes back to the box the next message is typed in."""
+    with signed_in(browser, lived_in, 1280, lived_in.token("kay"), "Signed in as kay", "#/chat") as page:
+        focused = "() => document.activeElement.id"
+        page.get_by_label("Message", exact=True).focus()
+        page.keyboard.type("hello from the keyboard")
+        page.get_by_role("button", name="Send").focus()
+        page.keyboard.press("Enter")
+        page.get_by_test_id("charge").wait_for()
+        assert page.evaluate(focused) == "chat-text"
+        page.keyboard.type("and again")  # straight on, no Tab needed
+        assert page.get_by_label("Message", exact=True).input_value() == "and again"
+        page.goto(f"{lived_in.url}/#/tasks")
+        page.get_by_role("textbox", name="Prompt").focus()
+        page.keyboard.type("a task from the keyboard")
+        page.get_by_role("button", name="Submit the task").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("Submitted task").wait_for()
+        assert page.evaluate(focused) == "task-input"

@@ -34,6 +34,7 @@ export function ChatPage() {
   const [text, setText] = useState("");
   const [image, setImage] = useState(null); // a File to attach, for a vision model
   const picker = useRef(null);
+  const box = useRef(null); // the message box: focus goes back to it on sending, not to the page (Send is disabled)
   const [model, setModel] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -77,6 +78,7 @@ export function ChatPage() {
       return;
     }
     setError(null);
+    box.current.focus();
     setBusy(true);
     const asked = text;
     const attached = image;
@@ -152,7 +154,7 @@ export function ChatPage() {
       <form onSubmit={send}>
         <ModelPicker id="chat-model" value={model} onChange={setModel} />
         <label for="chat-text">Message</label>
-        <textarea id="chat-text" value={text} onInput={(e) => setText(e.target.value)} required />
+        <textarea id="chat-text" ref={box} value={text} onInput={(e) => setText(e.target.value)} required />
         <label for="chat-image">Attach an image for the assistant to look at (at most 10 MB)</label>
         <input id="chat-image" ref={picker} type="file" accept="image/png,image/jpeg,image/webp,image/gif"
           onChange={(e) => { // too large: said now, not after sending 10 MB the server refuses

@@ -2,7 +2,7 @@
 // /api/v1/tasks where the server takes no writes there (405); the newest followed live from /tasks/{uid} (state,
 // progress: a query, so that a long history is not read whole) and each running one's /streams/{uid}/{id} (tokens);
 // a finished task's reply is its result's; cancelled, answered when waiting, with their final charge.
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api, ApiError, newKey } from "../api.js";
 import { write } from "../realtime.js";
 import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
@@ -108,6 +108,7 @@ function TaskForm({ uid, onSubmitted }) {
   const [ask, setAsk] = useState(false);
   const [agent, setAgent] = useState(""); // "": the classifier chooses from the goal
   const [done, setDone] = useState(null);
+  const box = useRef(null); // the prompt: focus goes back to it on submitting, not to the page (the button is disabled)
   const [submit, busy, error] = useAction(async () => {
     if (!input.trim()) { // `required` lets spaces through, and the bus would make a failed task of them
       const what = kind === "agent" ? "a goal" : "a prompt";
@@ -124,7 +125,7 @@ function TaskForm({ uid, onSubmitted }) {
     setInput("");
     onSubmitted(result);
   });
-  return <form class="card" onSubmit={(e) => { e.preventDefault(); submit(); }}>
+  return <form class="card" onSubmit={(e) => { e.preventDefault(); box.current.focus(); submit(); }}>
     <h2>New task</h2>
     <div class="row">
       <div><label for="task-kind">Kind</label>
@@ -144,7 +145,7 @@ function TaskForm({ uid, onSubmitted }) {
       with what it has)</label>}
     <ModelPicker id="task-model" value={model} onChange={setModel} />
     <label for="task-input">{kind === "agent" ? "Goal" : "Prompt"}</label>
-    <textarea id="task-input" required value={input} onInput={(e) => setInput(e.target.value)} />
+    <textarea id="task-input" ref={box} required value={input} onInput={(e) => setInput(e.target.value)} />
     <button type="submit" disabled={busy}>{busy ? "Submitting…" : "Submit the task"}</button>
     {done && <p class="success" role="status">Submitted task {done.id} ({done.how === "bus" ? "through the realtime bus"
       : "through the REST API"}).</p>}
