@@ -588,6 +588,33 @@ def test_preferences_are_saved_and_read_back(context: Any, web: LocalServer) -> 
     assert cap.input_value() == "2.5"
 
 
+def test_auto_says_it_asks_the_preferred_model_which_then_answers(context: Any, web: LocalServer) -> None:
+    """With a preferred model saved, "auto" said it picks the cheapest healthy model, and the reply came from the
+    preferred one: the server tries it first unless cost-saving routing is on."""
+    token = funded(web, "pru")
+    preferred = "Qwen/Qwen2.5-VL-72B-Instruct"
+    assert web.call("PUT", "/api/v1/me/preferences", {"preferredModel": preferred, "costSaving": False},
+                    token=token).status == 200
+    page = context.new_page()
+    sign_in(page, web, "pru", "chat")
+    auto = page.locator("#chat-model option").first
+    page.wait_for_function("() => document.querySelector('#chat-model option')?.textContent.includes('preferred')")
+    assert auto.inner_text() == "auto: your preferred model, Qwen 2.5 VL 72B"
+    assert "auto asks your preferred model (see Preferences), Qwen 2.5 VL 72B" in page.get_by_test_id(
+        "price").inner_text()
+    page.get_by_label("Message", exact=True).fill("who answers?")
+    page.get_by_role("button", name="Send").click()
+    assert f"by {preferred}" in page.get_by_test_id("charge").inner_text()
+    page.goto(f"{web.url}/#/tasks")  # the tasks form says the same
+    page.wait_for_function("() => document.querySelector('#task-model option')?.textContent.includes('preferred')")
+    assert web.call("PUT", "/api/v1/me/preferences", {"preferredModel": preferred, "costSaving": True},
+                    token=token).status == 200
+    page.reload()  # cost-saving routing: the cheapest, whatever is preferred
+    page.get_by_test_id("price").filter(has_text="auto picks the cheapest").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#task-model option").first.inner_text() == "auto: the cheapest healthy model"
+
+
 def test_keys_are_shown_once_listed_and_revoked(context: Any, web: LocalServer) -> None:
     page = context.new_page()
     sign_in(page, web, "eli", "keys")

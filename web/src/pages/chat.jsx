@@ -7,21 +7,28 @@ import { credits, Empty, Loading, Problem, useLoad } from "../ui.jsx";
 
 const MAX_IMAGE = 10 * 1024 * 1024; // bytes: the uploads route's limit, as its label says
 
-export function ModelPicker({ id, value, onChange, capability = "chat" }) {
+/** The models on offer; with `preferences`, "auto" says it asks the user's preferred model first, as the server does
+ * (unless cost-saving routing is on). */
+export function ModelPicker({ id, value, onChange, capability = "chat", preferences = false }) {
   const models = useLoad(() => api("GET", "/models"));
+  const prefs = useLoad(() => (preferences ? api("GET", "/me/preferences") : null)); // unread: said as no preference
   if (models.loading) return <Loading what="models" />;
   if (models.error) return <Problem error={models.error} />;
   const offered = models.data.models.filter((m) => m.capabilities.includes(capability));
   const chosen = offered.find((m) => m.id === value);
+  const preferred = prefs.data && !prefs.data.costSaving && offered.find((m) => m.id === prefs.data.preferredModel);
+  const named = preferred && (preferred.label || preferred.id);
   return <div>
     <label for={id}>Model</label>
     <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
-      <option value="">auto: the cheapest healthy model</option>
+      <option value="">{preferred ? `auto: your preferred model, ${named}` : "auto: the cheapest healthy model"}</option>
       {offered.map((m) => <option key={m.id} value={m.id}>{m.label || m.id}{m.demo ? " (demo)" : ""}</option>)}
     </select>
     <p class="muted" data-testid="price">{chosen ? <>Price: {chosen.inputPerMillion.credits} cr per million
       input tokens, {chosen.outputPerMillion.credits} cr per million output tokens
       {chosen.demo ? ". A demo model: offline, answers are not real" : ""}.</>
+      : preferred ? `auto asks your preferred model (see Preferences), ${named}, when it can read the request, else ` +
+        "the cheapest healthy model that can; its price shows on the reply."
       : "auto picks the cheapest healthy model that can read the request; its price shows on the reply."}</p>
   </div>;
 }
@@ -152,7 +159,7 @@ export function ChatPage() {
       </div>
       <Problem error={error} />
       <form onSubmit={send}>
-        <ModelPicker id="chat-model" value={model} onChange={setModel} />
+        <ModelPicker id="chat-model" value={model} onChange={setModel} preferences />
         <label for="chat-text">Message</label>
         <textarea id="chat-text" ref={box} value={text} onInput={(e) => setText(e.target.value)} required />
         <label for="chat-image">Attach an image for the assistant to look at (at most 10 MB)</label>

@@ -143,7 +143,7 @@ function TaskForm({ uid, onSubmitted }) {
     {kind === "agent" && <label style="font-weight:400"><input type="checkbox" checked={ask}
       onChange={(e) => setAsk(e.target.checked)} /> Ask me before it spends past its limit (else it stops there
       with what it has)</label>}
-    <ModelPicker id="task-model" value={model} onChange={setModel} />
+    <ModelPicker id="task-model" value={model} onChange={setModel} preferences />
     <label for="task-input">{kind === "agent" ? "Goal" : "Prompt"}</label>
     <textarea id="task-input" ref={box} required value={input} onInput={(e) => setInput(e.target.value)} />
     <button type="submit" disabled={busy}>{busy ? "Submitting…" : "Submit the task"}</button>
