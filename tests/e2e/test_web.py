@@ -615,6 +615,21 @@ def test_auto_says_it_asks_the_preferred_model_which_then_answers(context: Any, 
     assert page.locator("#task-model option").first.inner_text() == "auto: the cheapest healthy model"
 
 
+def test_a_message_over_the_per_request_cap_links_to_where_the_cap_is_set(context: Any, web: LocalServer) -> None:
+    """The refusal said "above your limit of 0.000001 per request" and not where that limit is: set once in
+    Preferences, perhaps long ago."""
+    token = funded(web, "cap")
+    assert web.call("PUT", "/api/v1/me/preferences", {"maxCreditsPerRequest": "0.000001"}, token=token).status == 200
+    page = context.new_page()
+    sign_in(page, web, "cap", "chat")
+    page.get_by_label("Message", exact=True).fill("a message over my cap")
+    page.get_by_role("button", name="Send").click()
+    alert = page.get_by_role("alert").filter(has_text="above your limit of 0.000001 per request")
+    alert.get_by_role("link", name="Change the limit in Preferences").click()
+    page.wait_for_url(re.compile("#/settings$"))
+    page.wait_for_function("() => document.getElementById('pref-cap')?.value === '0.000001'")  # the cap to change
+
+
 def test_keys_are_shown_once_listed_and_revoked(context: Any, web: LocalServer) -> None:
     page = context.new_page()
     sign_in(page, web, "eli", "keys")

@@ -60,8 +60,10 @@ export function Problem({ error }) {
   if (!error) return null;
   // too few credits: the problem names the packs that would cover it, so the way to buy them is one click away
   const buy = error.status === 402 && Array.isArray(error.problem?.packs) && error.problem.packs.length > 0;
+  const cap = error.type === "over-request-limit"; // the user's own per-request cap: changed where it was set
   return <div class="error" role="alert"><strong>Error{error.status ? ` ${error.status}` : ""}:</strong>{" "}
-    {error.message}{buy && <>{" "}<a href="#/payments">Buy credits</a></>}</div>;
+    {error.message}{buy && <>{" "}<a href="#/payments">Buy credits</a></>}
+    {cap && <>{" "}<a href="#/settings">Change the limit in Preferences</a></>}</div>;
 }
 
 export const Loading = ({ what = "" }) => <p role="status" class="muted">Loading{what ? ` ${what}` : ""}…</p>;
