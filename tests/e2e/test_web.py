@@ -774,6 +774,26 @@ def test_a_reply_on_its_way_stays_in_its_own_conversation(context: Any, web: Loc
     page.get_by_text("echo: DRIP say several words slowly").wait_for()  # in its own conversation
 
 
+def test_a_task_or_images_failed_for_want_of_credits_link_to_the_packs(context: Any, offline: LocalServer) -> None:
+    """A chat refused for want of credits links to the packs; a task or images refused the same way (they fail as
+    tasks, not with a 402) said only "needs X credits but only 0 are available"."""
+    page = context.new_page()
+    sign_in(page, offline, "nil", "tasks")  # no credits: the welcome bonus not claimed
+    page.get_by_role("textbox", name="Prompt").fill("a task I cannot pay for")
+    page.get_by_role("button", name="Submit the task").click()
+    failed = page.get_by_test_id("task").first.locator(".error")
+    failed.filter(has_text="but only 0 are available").wait_for(timeout=30000)
+    assert failed.get_by_role("link", name="Buy credits").get_attribute("href") == "#/payments"
+    page.goto(f"{offline.url}/#/images")
+    page.get_by_label("Prompt").fill("images I cannot pay for")
+    page.get_by_test_id("image-quote").get_by_text(re.compile(" cr")).wait_for()
+    page.get_by_role("button", name="Generate").click()
+    said = page.get_by_test_id("image-task")
+    said.filter(has_text="but only 0 are available").wait_for()
+    said.get_by_role("link", name="Buy credits").click()
+    page.wait_for_url(re.compile("#/payments$"))
+
+
 def test_a_chat_message_carries_an_attached_image_to_a_vision_model(context: Any, offline: LocalServer) -> None:
     from tests.media_samples import encoded, halves
 

@@ -3,7 +3,8 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, newKey } from "../api.js";
 import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../ui.jsx";
-import { TERMINAL as ENDED } from "./tasks.jsx";  // expired too: an image task past its deadline was polled forever
+// ENDED: expired too (an image task past its deadline was polled forever)
+import { BuyCredits, TERMINAL as ENDED } from "./tasks.jsx";
 
 const SIZES = ["512x512", "768x768", "1024x1024", "1024x768", "768x1024"];
 
@@ -77,7 +78,7 @@ export function ImagesPage() {
       </>}
       <Problem error={askError} />
       {task && <p role="status" data-testid="image-task">Task {task.id}: {task.state}
-        {task.error ? ` (${task.error.detail || task.error.title})` : ""}</p>}
+        {task.error ? ` (${task.error.detail || task.error.title})` : ""}<BuyCredits error={task.error} /></p>}
     </form>
     <section class="card" aria-labelledby="gallery-title">
       <h2 id="gallery-title">Your images</h2>

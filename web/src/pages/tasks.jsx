@@ -54,6 +54,10 @@ function streamText(pieces) {
   return Object.keys(pieces || {}).sort().map((k) => pieces[k].text || "").join("");
 }
 
+/** A link to the packs after a task's failure for want of credits (the chat's 402 has the same). */
+export const BuyCredits = ({ error }) =>
+  (error?.type === "insufficient-funds" ? <>{" "}<a href="#/payments">Buy credits</a></> : null);
+
 /** A task; with `live`, its tokens as they are written (a finished task's reply is in its result). */
 export function TaskCard({ task, uid, live = true, onChanged }) {
   const [pieces] = useLive(live && !TERMINAL.has(task.state) ? `streams/${uid}/${task.id}` : null);
@@ -83,7 +87,8 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
       {task.outcome ? ` (${task.outcome === "settled" ? "charged" : "hold freed"})` : ""}</p>
     {said && <div class="msg" aria-label="Live output" data-testid="task-output">{said}</div>}
     {final && final.charged != null && <p class="muted">Stream finished.</p>}
-    {task.error && <div class="error">Failed: {task.error.detail || task.error.title}</div>}
+    {task.error && <div class="error">Failed: {task.error.detail || task.error.title}
+      <BuyCredits error={task.error} /></div>}
     {images > 0 && <p data-testid="task-images">{images === 1 ? "1 image" : `${images} images`} made:{" "}
       <a href="#/images">see {images === 1 ? "it" : "them"} in Images</a></p>}
     {task.result && <details><summary>Result</summary><pre class="mono">{JSON.stringify(task.result, null, 2)}</pre></details>}
