@@ -671,6 +671,26 @@ def test_a_pack_is_bought_on_stripe_checkout_and_its_credits_arrive_when_stripe_
     page.get_by_text(re.compile(r"^Payment received: 100 cr credited \(")).wait_for()
 
 
+def test_a_payment_stripe_confirms_after_the_buyer_is_back_shows_without_a_reload(
+        context: Any, web: LocalServer, stripe_api: FakeStripe) -> None:
+    """Stripe sends the buyer to the success page, often before its webhook: the page said "Thank you … the balance
+    updates by itself" above "No payments yet.", which stayed until a reload."""
+    token = web.token("ned")
+    made = web.call("POST", "/api/v1/payments/stripe/checkout", {"pack": "credits-100"}, token=token,
+                    headers={"Idempotency-Key": "ned-checkout"})
+    assert made.status == 200, made.body
+    page = context.new_page()
+    sign_in(page, web, "ned", "payments?paid=1")  # back from Checkout; Stripe has not confirmed yet
+    page.get_by_text(re.compile("^Thank you")).wait_for()
+    page.get_by_text("No payments yet.").wait_for()  # read before Stripe confirms
+    [session] = [s for s in stripe_api.sessions.values() if s["client_reference_id"] == "ned"]
+    body, header = signed(event("checkout.session.completed", stripe_api.paid(session["id"])), HOOKS)
+    assert web.call("POST", "/webhooks/stripe", raw=body, headers={"Stripe-Signature": header}).status == 200
+    row = page.get_by_test_id("payment-row")
+    row.wait_for(timeout=5000)  # live, not on a reload
+    assert "paid" in row.inner_text()
+
+
 def test_a_deployment_without_stripe_or_a_chain_offers_neither_on_the_payments_page(
         context: Any, offline: LocalServer) -> None:
     """No Stripe keys: the packs are listed, with no Pay button that could only fail (503), and the page says so.

@@ -1,7 +1,9 @@
 // Buying credits: the packs, each paid for on Stripe's Checkout page, and the caller's payments with what became of
 // them (refunds, disputes). Credits arrive when Stripe confirms the payment to the server, never from this page.
+import { useEffect } from "preact/hooks";
 import { api, newKey } from "../api.js";
 import { Empty, Loading, Problem, TableFrame, credits, useAction, useHashQuery, useLoad, when } from "../ui.jsx";
+import { useLive } from "./balance.jsx";
 import { CryptoTopUp } from "./crypto.jsx";
 
 /** A price in minor units (cents) in its currency. */
@@ -21,9 +23,13 @@ function status(p) {
   return "paid";
 }
 
-export function PaymentsPage() {
+export function PaymentsPage({ session }) {
   const packs = useLoad(() => api("GET", "/payments/packs"));
   const payments = useLoad(() => api("GET", "/payments"));
+  // Stripe often sends the buyer back before it confirms the payment: the list is read again as the balance moves
+  const [mirror] = useLive(`balances/${session.uid}`);
+  const version = mirror ? mirror.version : null;
+  useEffect(() => { if (version != null) payments.reload(); }, [version]); // the list shown meanwhile stays
   const back = useHashQuery();
   const cards = packs.data?.methods.includes("stripe"); // Stripe's keys are set here
   const [buy, buying, buyError] = useAction(async (pack) => {
@@ -50,7 +56,8 @@ export function PaymentsPage() {
     <CryptoTopUp />
     <section class="card" aria-labelledby="payments-title">
       <h2 id="payments-title">Your payments</h2>
-      {payments.loading ? <Loading what="payments" /> : payments.error ? <Problem error={payments.error} /> :
+      {payments.loading && !payments.data ? <Loading what="payments" /> :
+        payments.error ? <Problem error={payments.error} /> :
         !payments.data.payments.length ? <Empty>No payments yet.</Empty> : <TableFrame label="Payments"><table>
           <thead><tr><th scope="col">When</th><th scope="col" class="num">Credits</th>
             <th scope="col" class="num">Paid</th><th scope="col">Status</th>
