@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,23 @@ def test_a_task_with_a_limit_typed_in_the_form_goes_through_the_bus(context: Any
     page.get_by_test_id("task-agent").filter(has_text="Agent: analysis").wait_for()
     stored = web.call("GET", f"/api/v1/tasks/{task_id}", token=web.token("lim")).json
     assert stored["reserved"]["micros"] == 500_000, stored
+
+
+def test_a_computer_whose_clock_is_fast_still_submits_tasks(context: Any, web: LocalServer) -> None:
+    """The request's createdAt was this computer's Date.now(), and the rules refuse one later than the database's
+    `now`: with a clock 5 s fast every task was refused ("Error 401: the realtime database refused the write")."""
+    funded(web, "fast")
+    page = context.new_page()
+    sign_in(page, web, "fast", "tasks")
+    page.clock.set_system_time(datetime.now(UTC) + timedelta(seconds=5))
+    page.get_by_role("textbox", name="Prompt").fill("a task from a clock 5 s fast")
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_text(re.compile(r"Submitted task .* \(through the realtime bus\)")).wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=task]')?.dataset.state === 'succeeded'",
+                           timeout=30000)
+    task_id = page.get_by_test_id("task").first.get_attribute("aria-label").removeprefix("Task ")
+    written = web.call("GET", f"/realtime/requests/fast/{task_id}.json?auth={web.token('fast')}").json
+    assert written["createdAt"] <= time.time() * 1000  # the database's time, not the page's
 
 
 def test_a_prompt_of_spaces_is_refused_on_the_page_not_made_a_failed_task(context: Any, web: LocalServer) -> None:

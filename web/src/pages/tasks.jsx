@@ -35,7 +35,9 @@ export const UNANSWERED_MS = 20000;
 export async function submitTask(uid, request) {
   const id = newKey("task").replace(/[^A-Za-z0-9_-]/g, "");
   const rest = () => api("POST", "/tasks", request, { idempotencyKey: id });
-  const how = await viaBus(`requests/${uid}/${id}`, { ...request, createdAt: Date.now() }, rest);
+  // the database's clock, not this computer's: the rules refuse a createdAt later than their `now`, and a clock a
+  // second fast had every request refused
+  const how = await viaBus(`requests/${uid}/${id}`, { ...request, createdAt: { ".sv": "timestamp" } }, rest);
   if (how === "bus") setTimeout(() => sendAgainIfLost(id, rest), UNANSWERED_MS);
   return { id, how };
 }
