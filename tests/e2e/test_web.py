@@ -255,6 +255,25 @@ def test_a_computer_whose_clock_is_fast_still_submits_tasks(context: Any, web: L
     assert written["createdAt"] <= time.time() * 1000  # the database's time, not the page's
 
 
+def test_a_prompt_larger_than_a_task_takes_is_said_so_on_the_page(context: Any, web: LocalServer) -> None:
+    """A prompt over 100 KB was written to the bus and refused by its rules (at most 100,000 characters) as "Error
+    401: the realtime database refused the write (Permission denied)", naming neither the prompt nor its limit."""
+    funded(web, "long")
+    page = context.new_page()
+    written: list[str] = []
+    page.on("request", lambda r: written.append(r.url) if "/realtime/requests/" in r.url else None)
+    sign_in(page, web, "long", "tasks")
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.fill("z" * 100_001)
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_role("alert").filter(has_text="the prompt is 100.0 KB: a task takes at most 100 KB").wait_for()
+    assert not written and len(prompt.input_value()) == 100_001  # nothing sent, nothing lost
+    prompt.fill("é" * 50_000)  # 100 KB in UTF-8, as the server counts it: 50,000 characters
+    page.get_by_role("button", name="Submit the task").click()
+    page.get_by_role("alert").filter(has_text="the prompt is 100.0 KB").wait_for()
+    assert not written and web.call("GET", "/api/v1/tasks", token=web.token("long")).json["tasks"] == []
+
+
 def test_a_prompt_of_spaces_is_refused_on_the_page_not_made_a_failed_task(context: Any, web: LocalServer) -> None:
     """The bus cannot answer 422: a blank prompt written there became a failed task under a green "Submitted"."""
     funded(web, "blank")

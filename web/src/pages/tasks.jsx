@@ -9,6 +9,7 @@ import { Empty, Loading, Problem, credits, useAction, useLoad, when } from "../u
 import { LiveStatus, useLive } from "./balance.jsx";
 import { ModelPicker } from "./chat.jsx";
 
+const MAX_INPUT_BYTES = 100000; // a task's input as JSON in UTF-8: the server's limit (the rules', in characters)
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
 const SHOWN = 25; // the newest tasks the page follows
 const LATEST = { orderBy: "createdAt", limitToLast: SHOWN };
@@ -127,6 +128,11 @@ function TaskForm({ uid, onSubmitted }) {
     const request = { kind, input: asking || named ? { goal: input, ...(asking ? { approval: true } : {}),
       ...(named ? { agent } : {}) } : input, ...(model ? { model } : {}),
       ...(max ? { maxCredits: max } : {}) };
+    const size = new TextEncoder().encode(JSON.stringify(request.input)).length; // as the server counts it
+    if (size > MAX_INPUT_BYTES) { // else the rules' refusal, which names no field, or a task failed for it
+      throw new ApiError(413, { detail: `the ${kind === "agent" ? "goal" : "prompt"} is ${(size / 1000).toFixed(1)} ` +
+        `KB: a task takes at most ${MAX_INPUT_BYTES / 1000} KB` });
+    }
     const result = await submitTask(uid, request);
     setDone(result);
     setInput("");
