@@ -384,6 +384,33 @@ def test_a_task_streams_its_tokens_live_and_can_be_cancelled(context: Any, web: 
     assert task.get_by_role("button", name="Cancel this task").count() == 0  # nothing to cancel at its end
 
 
+def test_a_task_made_through_the_rest_api_is_cancelled_and_answered_on_the_page(context: Any, web: LocalServer
+                                                                                 ) -> None:
+    """A task an API client (or the images page, or an agent) made has no request on the bus: writing its cancel or
+    answer there was refused by the rules, and the page said "Error 401: the realtime database refused the write"."""
+    token = funded(web, "rex")
+    made = web.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "DRIP " + "slowly " * 40}, token=token,
+                    headers={"Idempotency-Key": "rex-drip"})
+    assert made.status == 200, made.body
+    page = context.new_page()
+    sign_in(page, web, "rex", "tasks")
+    task = page.get_by_role("article", name="Task rex-drip")
+    task.get_by_role("button", name="Cancel this task").click()
+    page.wait_for_function("() => document.querySelector('[aria-label=\"Task rex-drip\"]').dataset.state === "
+                           "'cancelled'", timeout=20000)
+    assert task.get_by_role("alert").count() == 0
+    plan = [["arithmetic", {"expression": "6 * 7"}], ["arithmetic", {"expression": "2 ** 10"}]]
+    asking = {"kind": "agent", "model": "meta-llama/Llama-3.3-70B-Instruct", "maxCredits": "0.0003",
+              "input": {"goal": "work it out TOOLPLAN:" + json.dumps(plan), "approval": True}}
+    assert web.call("POST", "/api/v1/tasks", asking, token=token, headers={"Idempotency-Key": "rex-ask"}).status == 200
+    agent = page.get_by_role("article", name="Task rex-ask")
+    agent.get_by_role("button", name="Decline").click(timeout=30000)  # once it waits for the answer
+    page.wait_for_function("() => document.querySelector('[aria-label=\"Task rex-ask\"]').dataset.state === "
+                           "'succeeded'", timeout=30000)
+    done = web.call("GET", "/api/v1/tasks/rex-ask", token=token).json
+    assert done["result"]["partial"] is True and "not approved" in str(done["result"]), done["result"]
+
+
 def test_a_request_no_function_answered_is_sent_again_through_the_rest_api(context: Any, web: LocalServer) -> None:
     """Firebase never delivers a Realtime Database trigger again, and an instance can die before it records the task:
     a request the bus took but no task was made for is sent again through the REST API under the same id, after

@@ -15,12 +15,17 @@ const SHOWN = 25; // the newest tasks the page follows
 const LATEST = { orderBy: "createdAt", limitToLast: SHOWN };
 const LIVE_STREAMS = 3; // running tasks whose tokens are followed at once (the server keeps 8 streams a user)
 
-/** Through the bus when it takes writes, else the REST mirror. */
-async function viaBus(path, value, rest) {
+/** Through the bus when it takes writes, else the REST mirror; with `restIfRefused`, the REST mirror too when the
+ * database's rules refuse the write. */
+async function viaBus(path, value, rest, { restIfRefused = false } = {}) {
   try {
     if (await write(path, value)) return "bus";
   } catch (error) {
     const refused = error.status === 401 || error.status === 403; // the database's rules said no, and not why
+    if (refused && restIfRefused) {
+      await rest();
+      return "rest";
+    }
     throw new ApiError(error.problem?.status || error.status || 400, { detail: refused
       ? `the realtime database refused the write (${error.message}): a field is not one its rules accept`
       : error.message });
@@ -66,8 +71,10 @@ export function TaskCard({ task, uid, live = true, onChanged }) {
   const [pieces] = useLive(live && !TERMINAL.has(task.state) ? `streams/${uid}/${task.id}` : null);
   const [act, busy, error] = useAction(async (what, body) => {
     const path = `requests/${uid}/${task.id}/${what === "cancel" ? "cancel" : "answer"}`;
+    // a task made through the REST API (an API client's, the images page's, an agent's) has no request on the bus to
+    // write under: the rules refuse, and the REST API takes it
     await viaBus(path, what === "cancel" ? true : body.answer,
-      () => api("POST", `/tasks/${task.id}/${what}`, what === "cancel" ? undefined : body));
+      () => api("POST", `/tasks/${task.id}/${what}`, what === "cancel" ? undefined : body), { restIfRefused: true });
     if (onChanged) onChanged();
   });
   const percent = Math.round(100 * (task.progress?.fraction || 0));
