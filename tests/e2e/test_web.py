@@ -107,6 +107,22 @@ def test_the_page_says_this_is_the_local_runtimes_dev_sign_in(context: Any, web:
     assert config["devSignIn"] is True and config["realtime"] == "/realtime" and config["firebase"] is None
 
 
+def test_a_server_out_of_reach_at_sign_in_is_said_so_and_asked_again(context: Any, web: LocalServer) -> None:
+    """The page read what the server offers once: out of reach then, it said "No way to sign in is configured here",
+    an operator's matter, and kept saying it until a reload."""
+    page = context.new_page()
+    page.route("**/api/v1/web/config", lambda route: route.abort("connectionrefused"))
+    page.goto(web.url + "/")
+    page.get_by_role("alert").filter(has_text="the server cannot be reached").wait_for()
+    assert page.get_by_text("No way to sign in is configured").count() == 0
+    page.unroute("**/api/v1/web/config")  # back
+    page.get_by_role("button", name="try again").click()
+    page.get_by_label("User id").fill("rae-back")
+    page.get_by_role("button", name="Sign in as this user").click()
+    page.get_by_text("Signed in as rae-back").wait_for()
+    page.get_by_text("Updates: Live").wait_for()  # the realtime base, read from the same config
+
+
 def test_sign_in_claim_the_bonus_and_the_balance_changes_live_when_another_page_spends(
         browser: Any, context: Any, web: LocalServer) -> None:
     first = context.new_page()

@@ -63,7 +63,12 @@ export function signOut(reason) {
 
 /** What the server offers: { runtime, devSignIn, realtime, firebase }. */
 export function webConfig() {
-  if (!config) config = readConfig(); // one request, however many ask at once
+  if (!config) { // one request, however many ask at once; not kept when the server could not be read (asked again)
+    config = readConfig().then((found) => {
+      if (found.unreachable) config = null;
+      return found;
+    });
+  }
   return config;
 }
 
@@ -72,7 +77,10 @@ async function readConfig() {
   try {
     const response = await fetch("/api/v1/web/config");
     if (response.ok) found = await response.json();
-  } catch { /* offline: no way to sign in is said */ }
+    else found = { unreachable: `the server answered ${response.status}` };
+  } catch {
+    found = { unreachable: "the server cannot be reached" }; // offline, or the server is down: not "no way to sign in"
+  }
   if (!found.firebase && found.runtime === "firebase") {
     try { // Firebase Hosting serves the project's web config here
       const init = await fetch("/__/firebase/init.json");

@@ -99,13 +99,19 @@ function SignIn({ reason }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState(null);
-  useEffect(() => { webConfig().then(setCfg); }, []);
+  const readConfig = () => { setCfg(null); webConfig().then(setCfg); };
+  useEffect(readConfig, []);
   const attempt = (fn) => async (event) => {
     event.preventDefault();
     setError(null);
     try { await fn(); } catch (caught) { setError(caught); }
   };
   if (!cfg) return <Loading what="sign-in" />;
+  if (cfg.unreachable) {
+    return <div><h2>Sign in</h2>
+      <div class="error" role="alert">Cannot offer a way to sign in: {cfg.unreachable}. Check the connection, then{" "}
+        <button type="button" class="secondary" onClick={readConfig}>try again</button></div></div>;
+  }
   return <div>
     <h2>Sign in</h2>
     {reason && <div class="notice" role="status">Signed out: {reason}</div>}
