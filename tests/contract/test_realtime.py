@@ -86,12 +86,13 @@ def test_set_replaces_subtrees_and_get_assembles_them(tree: Realtime) -> None:
 
 def test_a_list_comes_back_a_list_as_realtime_database_sends_it(tree: Realtime) -> None:
     """Kept as an object keyed 0, 1, …, sent back as an array (firebase-admin's reads get one; the local tree's
-    gave its services the object)."""
-    tree.set("/requests/u/r", {"input": {"messages": [{"role": "user", "content": "a"}, {"role": "user"}]}})
-    assert tree.get("/requests/u/r/input/messages") == [{"role": "user", "content": "a"}, {"role": "user"}]
-    assert tree.get("/requests/u/r") == {"input": {"messages": [{"role": "user", "content": "a"}, {"role": "user"}]}}
-    tree.set("/requests/u/s", {"0": "a", "5": "b"})  # sparse: an object still
-    assert tree.get("/requests/u/s") == {"0": "a", "5": "b"}
+    gave its services the object). Under /streams: the local runtime's trigger on /requests takes a request it
+    cannot read off the bus."""
+    tree.set("/streams/u/r", {"input": {"messages": [{"role": "user", "content": "a"}, {"role": "user"}]}})
+    assert tree.get("/streams/u/r/input/messages") == [{"role": "user", "content": "a"}, {"role": "user"}]
+    assert tree.get("/streams/u/r") == {"input": {"messages": [{"role": "user", "content": "a"}, {"role": "user"}]}}
+    tree.set("/streams/u/s", {"0": "a", "5": "b"})  # sparse: an object still
+    assert tree.get("/streams/u/s") == {"0": "a", "5": "b"}
 
 
 def test_update_writes_each_child_below_the_path(tree: Realtime) -> None:
