@@ -3,11 +3,15 @@ invariants (each task ends once with one outcome; the ledger holds exactly what 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.holds import PENDING
+from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import REQUESTED, TERMINAL, Task
 from tests.conftest import SteppedClock
 
@@ -67,3 +71,41 @@ class TaskMachine(RuleBasedStateMachine):
     def each_task_ends_once_with_one_outcome(self) -> None:
         if hasattr(self, "platform"):
             assert_each_ends_once_with_one_outcome(self.known(), self.ended)
+
+
+def run_every_task_to_its_end(machine: TaskMachine, uid: str, *, survive: tuple[type[BaseException], ...] = (),
+                              before: Callable[[Task], object] | None = None, rounds: int = 3) -> list[Task]:
+    """After a machine's last event: restarts, and each unfinished task's last delivery (`before` it, what the user
+    does to it), then time past every deadline and the sweeper; every task has ended. `survive`: what a run may
+    die of (the machine's crashes still planned)."""
+    for _ in range(rounds):
+        machine.platform.tasks.recover()
+        for task in machine.known():
+            if before is not None:
+                before(task)
+            if not task.terminal:
+                with contextlib.suppress(*survive):
+                    machine.platform.tasks.run(uid, task.id, Delivery(3, True))
+    machine.clock.advance(hours=2)
+    machine.platform.tasks.expire_overdue()
+    machine.platform.credits.sweep()
+    known = machine.known()
+    assert all(t.terminal for t in known), [t for t in known if not t.terminal]
+    return known
+
+
+def assert_the_audit_finds_no_error(platform: Platform) -> None:
+    report = platform.integrity.audit(signatures=False)
+    assert [f for f in report.findings if f.severity == "error"] == []
+
+
+class ToTheEnd:
+    """Mixed in before a machine: its teardown first checks the end (the machine's `check_everything_ends`), then
+    tears down."""
+
+    def teardown(self) -> None:
+        try:
+            if hasattr(self, "platform"):
+                self.check_everything_ends()  # type: ignore[attr-defined]
+        finally:
+            super().teardown()  # type: ignore[misc]

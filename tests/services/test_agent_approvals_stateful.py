@@ -28,7 +28,13 @@ from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import WAITING, Task
 from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT, SteppedClock, make_platform
-from tests.task_machine import TaskMachine, held_by_unfinished
+from tests.task_machine import (
+    TaskMachine,
+    ToTheEnd,
+    assert_the_audit_finds_no_error,
+    held_by_unfinished,
+    run_every_task_to_its_end,
+)
 
 UID = "approver"
 FUNDS = CREDIT // 50  # 20,000 µc
@@ -215,30 +221,18 @@ class AgentApprovals(TaskMachine):
     def check_everything_ends(self) -> None:
         """After the last event: a waiting task is refused more, every task is run to its end (or past its
         deadline), and the money adds up."""
-        for _ in range(3):
-            self.platform.tasks.recover()
-            for task in self.known():
-                if task.state == WAITING and task.answer is None:
-                    self.answered(task.id, "no")
-                if not task.terminal:
-                    with contextlib.suppress(Crash):
-                        self.platform.tasks.run(UID, task.id, Delivery(3, True))
-        self.clock.advance(hours=2)
-        self.platform.tasks.expire_overdue()
-        self.platform.credits.sweep()
-        assert all(t.terminal for t in self.known())
+
+        def refuse_more(task: Task) -> None:
+            if task.state == WAITING and task.answer is None:
+                self.answered(task.id, "no")
+
+        run_every_task_to_its_end(self, UID, survive=(Crash,), before=refuse_more)
         self.once_all_ended_the_user_paid_what_the_tasks_were_charged()
-        report = self.platform.integrity.audit(signatures=False)
-        assert [f for f in report.findings if f.severity == "error"] == []
+        assert_the_audit_finds_no_error(self.platform)
 
 
-class AgentApprovalsToTheEnd(AgentApprovals):
-    def teardown(self) -> None:
-        try:
-            if hasattr(self, "platform"):
-                self.check_everything_ends()
-        finally:
-            super().teardown()
+class AgentApprovalsToTheEnd(ToTheEnd, AgentApprovals):
+    pass
 
 
 AgentApprovalsToTheEnd.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,

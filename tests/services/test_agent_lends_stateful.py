@@ -27,7 +27,13 @@ from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import Task, parse_request
 from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT, SteppedClock, make_platform
-from tests.task_machine import TaskMachine, held_by_unfinished
+from tests.task_machine import (
+    TaskMachine,
+    ToTheEnd,
+    assert_the_audit_finds_no_error,
+    held_by_unfinished,
+    run_every_task_to_its_end,
+)
 
 UID = "lender"
 FUNDS = CREDIT // 100  # 10,000 µc: the agent's limit is most of it, so a task it starts cannot hold beside it
@@ -189,28 +195,13 @@ class AgentLends(TaskMachine):
 
     def check_everything_ends(self) -> None:
         """After the last event: every task is run to its end (or past its deadline), and the money adds up."""
-        for _ in range(3):
-            self.platform.tasks.recover()
-            for task in self.known():
-                if not task.terminal:
-                    with contextlib.suppress(Crash):
-                        self.platform.tasks.run(UID, task.id, Delivery(3, True))
-        self.clock.advance(hours=2)
-        self.platform.tasks.expire_overdue()
-        self.platform.credits.sweep()
-        assert all(t.terminal for t in self.known())
+        run_every_task_to_its_end(self, UID, survive=(Crash,))
         self.once_all_ended_the_user_paid_what_the_tasks_were_charged()
-        report = self.platform.integrity.audit(signatures=False)
-        assert [f for f in report.findings if f.severity == "error"] == []
+        assert_the_audit_finds_no_error(self.platform)
 
 
-class AgentLendsToTheEnd(AgentLends):
-    def teardown(self) -> None:
-        try:
-            if hasattr(self, "platform"):
-                self.check_everything_ends()
-        finally:
-            super().teardown()
+class AgentLendsToTheEnd(ToTheEnd, AgentLends):
+    pass
 
 
 AgentLendsToTheEnd.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
