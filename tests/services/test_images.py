@@ -4,6 +4,7 @@ only what was delivered charged. Against the OpenAI-compatible image server the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import time
@@ -240,6 +241,46 @@ def test_a_crash_after_any_step_resumes_once_and_charges_once(platform: Platform
         f"users/u/images/t/{n}{suffix}" for n in (0, 1) for suffix in (".png", "-256.webp", "-512.webp"))
     captures = [e for e in platform.credits.history("u")[0] if e.kind == "settle"]
     assert len(captures) == 1
+
+
+class Died(BaseException):
+    """The worker died here: nothing after it runs."""
+
+
+@pytest.mark.parametrize("then", ["deadline", "cancel", "last attempt"])
+def test_a_task_charged_for_its_images_is_finished_whatever_comes_after(platform: Platform, clock: SteppedClock,
+                                                                         then: str) -> None:
+    """The worker died (or its last attempt failed) after the charge for the images and before the saga recorded
+    it. Then the deadline passed, or the user cancelled: the task ended expired or cancelled, charged for the
+    images, which its ending then removed; on a last attempt that failed, it ended failed, charged the same. The
+    user paid for nothing (found by the image task state machine). It is finished instead: succeeded, its images
+    kept, charged once."""
+    funded(platform, "u", 1)
+    platform.tasks.submit("u", "paid", {"kind": "image", "input": {"prompt": "a fox", "size": "256x256", "n": 2}})
+
+    def die_after_settle(task: object, name: str) -> None:
+        if name == "settle":
+            platform.images.after_step = None
+            raise (Crash if then == "last attempt" else Died)(name)
+
+    platform.images.after_step = die_after_settle
+    with contextlib.suppress(Died):
+        platform.tasks.run("u", "paid", Delivery(3 if then == "last attempt" else 1, then == "last attempt"))
+    if then == "deadline":
+        clock.advance(hours=1)
+        platform.tasks.expire_overdue()
+    elif then == "cancel":
+        platform.tasks.cancel("u", "paid")
+        platform.tasks.run("u", "paid", Delivery(2, False))
+    else:
+        assert platform.tasks.get("u", "paid").state == "running"  # not failed: queued once more
+        assert platform.queue.run_next()  # type: ignore[attr-defined]
+    task = platform.tasks.get("u", "paid")
+    per_image = task.result["perImage"]["micros"] if task.result else 0
+    assert task.state == SUCCEEDED and task.charged == 2 * per_image > 0, (task.state, task.message)
+    assert sorted(objects(platform, "u")) == sorted(
+        f"users/u/images/paid/{n}{suffix}" for n in (0, 1) for suffix in (".png", "-256.webp", "-512.webp"))
+    assert platform.credits.balance("u").available == CREDIT - task.charged and platform.integrity.audit().ok
 
 
 EXAMPLES = itertools.count()

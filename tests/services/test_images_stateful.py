@@ -25,7 +25,13 @@ from creditflow.domain.tasks import SUCCEEDED, Task
 from creditflow.services.images import STEPS
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.fake_images import drawn
-from tests.task_machine import TaskMachine, held_by_unfinished
+from tests.task_machine import (
+    TaskMachine,
+    ToTheEnd,
+    assert_the_audit_finds_no_error,
+    held_by_unfinished,
+    run_every_task_to_its_end,
+)
 
 UID = "painter"
 FUNDS = CREDIT
@@ -147,17 +153,8 @@ class ImageEvents(TaskMachine):
         """After the last event: every task is run to its end (or past its deadline), the orphan sweep runs, and
         the money and the store add up."""
         self.platform.images.after_step = None
-        for _ in range(2):
-            self.platform.tasks.recover()
-            for task in self.known():
-                if not task.terminal:
-                    self.platform.tasks.run(UID, task.id, Delivery(3, True))
-        self.clock.advance(hours=2)
-        self.platform.tasks.expire_overdue()
-        self.platform.credits.sweep()
+        known = run_every_task_to_its_end(self, UID, rounds=2)
         self.platform.images.sweep()
-        known = self.known()
-        assert all(t.terminal for t in known)
         balance = self.platform.credits.balance(UID)
         assert balance.held == 0 and balance.available + sum(t.charged for t in known) == FUNDS
         kept = sorted(info.path for info in self.platform.blobs.list(f"users/{UID}/"))
@@ -165,17 +162,11 @@ class ImageEvents(TaskMachine):
                           for image in self.platform.images.shown(t) for path in image.paths)
         assert kept == expected
         assert all(len(image.paths) == 3 for t in known for image in self.platform.images.shown(t))
-        report = self.platform.integrity.audit(signatures=False)
-        assert [f for f in report.findings if f.severity == "error"] == []
+        assert_the_audit_finds_no_error(self.platform)
 
 
-class ImageEventsToTheEnd(ImageEvents):
-    def teardown(self) -> None:
-        try:
-            if hasattr(self, "platform"):
-                self.check_everything_ends()
-        finally:
-            super().teardown()
+class ImageEventsToTheEnd(ToTheEnd, ImageEvents):
+    pass
 
 
 ImageEventsToTheEnd.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None,

@@ -520,6 +520,10 @@ class ImageGeneration:
                 "charged": money(outputs["settle"]["charged"]), "perImage": money(held["perImage"]),
                 "demo": held["demo"]}
 
+    def committed(self, task: Task) -> bool:
+        """Whether the task's images were charged (the saga's settle made): its run must go on to its end."""
+        return self.credits.used(task.uid, f"task:{task.id}:images")
+
     def abandon(self, task: Task) -> int:
         """A task that ended otherwise than succeeded (failed for good, cancelled, expired): its folder is
         cleared. Returns how many objects went."""

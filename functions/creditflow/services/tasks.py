@@ -473,9 +473,9 @@ class Tasks:
             return task  # type: ignore[return-value]
         if task.state == REQUESTED:  # crashed between record and accept
             return self.accept(task)
-        if task.cancel_requested:
-            return self._finish(task, CANCELLED, message="cancelled", result=waited_with(task))
-        if self._overdue(task):
+        if (task.cancel_requested or self._overdue(task)) and not self._committed(task):
+            if task.cancel_requested:
+                return self._finish(task, CANCELLED, message="cancelled", result=waited_with(task))
             return self._finish(task, EXPIRED, message="past its deadline", result=waited_with(task))
         if task.state == WAITING and task.answer is None:
             return task
@@ -502,6 +502,8 @@ class Tasks:
             return self._failed_attempt(context, failure, delivery)
         except LedgerError as refused:  # permanent: the request itself cannot be served
             spent = self._spent(context)
+            if self._committed(spent):  # past its charge, what is left is its record: tried again, not failed
+                return self._failed_attempt(context, refused, delivery)
             if spent.cancel_requested:  # the user's cancel, met mid-step (its hold closed by it): ended as asked
                 return self._finish(spent, CANCELLED, message="cancelled")
             return self._finish(spent, FAILED, error=problem_of(refused), message=refused.detail[:200])
@@ -523,6 +525,10 @@ class Tasks:
         for task in self.store.unfinished(limit):
             if self._overdue(task, grace=timedelta(minutes=1) if task.state == RUNNING else timedelta(0)) or (
                     task.state == REQUESTED and self._never_accepted(task)):
+                if task.state == RUNNING and self._committed(task):  # its worker died past its charge: finished
+                    with contextlib.suppress(Exception):  # here (what is left is recorded); else tried next pass
+                        ended += self.run(task.uid, task.id).terminal
+                    continue
                 if task.state == RUNNING:  # its run would have ended it: the worker died (on its last attempt)
                     self._dead_letter(task, "the worker stopped during the run, and no attempt was left to end it",
                                       task.attempts)
@@ -647,7 +653,8 @@ class Tasks:
 
     def _failed_attempt(self, context: RunContext, error: Exception, delivery: Delivery | None) -> Task:
         task = self._spent(context)
-        if task.cancel_requested:  # the user's cancel, met mid-step: ended as asked, not tried again
+        committed = self._committed(task)
+        if task.cancel_requested and not committed:  # the user's cancel, met mid-step: ended as asked
             return self._finish(task, CANCELLED, message="cancelled")
         detail = getattr(error, "detail", None) or str(error) or type(error).__name__  # the operator's words
         if not isinstance(error, LedgerError):
@@ -661,6 +668,13 @@ class Tasks:
         if delivery is not None and not delivery.final:
             self._update(task, message=f"attempt {delivery.attempt} failed: {said[:150]}; retrying")
             raise error  # the queue retries with backoff
+        if committed:  # charged for what it delivered: never failed, but run again (past its attempts), or at the
+            # latest finished by the deadlines' sweep
+            waiting = self._update(task, message=f"its last attempt failed after its charge: {said[:120]}; finishing")
+            if self.queue is not None:
+                self._enqueue(waiting, "high", "finishing: its last attempt failed after its charge",
+                              f"finish:{waiting.attempts}", delay=BUSY_RETRY_SECONDS)
+            return waiting
         if task.route == "queued" or delivery is not None:
             self._dead_letter(task, detail, delivery.attempt if delivery else task.attempts)
         problem = problem_of(error if isinstance(error, LedgerError) else TaskFailed(said))
@@ -758,6 +772,13 @@ class Tasks:
             self.realtime.set_if_newer(f"/tasks/{task.uid}/{task.id}", task.mirror(), task.version)
         except Exception:  # the mirror is not authoritative: the next change rewrites it
             log.exception("could not mirror task %s", task.id)
+
+    def _committed(self, task: Task) -> bool:
+        """Whether the task's run charged for what it delivered, with only its record of that left to make (an
+        image task whose worker died after its charge): it is finished, never cancelled or expired, or the user
+        would pay for images the ending then removes."""
+        committed = getattr(self.runs.get(task.request.kind), "committed", None)
+        return task.state == RUNNING and committed is not None and bool(committed(task))
 
     def _overdue(self, task: Task, grace: timedelta = timedelta(0)) -> bool:
         return task.deadline is not None and parse_iso(task.deadline) + grace <= self.clock.now()
