@@ -14,7 +14,7 @@ from creditflow.domain.checkpoint import Checkpoint, open_checkpoint, sign_check
 from creditflow.domain.entries import seal
 from creditflow.domain.errors import InconsistentTree
 from creditflow.domain.signing import SigningKey
-from tests.conftest import CREDIT, funded
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 
 
 @pytest.fixture
@@ -338,6 +338,25 @@ def test_the_health_check_is_ok_again_once_a_checkpoint_is_signed_after_a_refusa
     signed = platform.integrity.publish_checkpoint(rehash=True)
     assert signed.size == platform.store.tree_size() and platform.integrity.refused is None
     assert "not an extension" not in str(health.get("/api/v1/health").get_json().get("problem"))
+
+
+def test_a_refusal_is_over_once_another_instance_signed_the_tree_as_it_is(ledger, tmp_path: Path,
+                                                                         clock: SteppedClock) -> None:
+    """This instance refused to sign (a rewritten leaf); the leaf was put back and another instance signed the log
+    as it is. This instance's next publish found that head, the tree's own size, and returned it, but still said
+    "degraded" until the log grew (found by mutation testing)."""
+    platform, db, _ids = ledger
+    [(honest,)] = db.execute("SELECT data FROM leaves WHERE idx = 0")
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
+    platform.credits.reserve("bob", CREDIT, key="b1")
+    with pytest.raises(InconsistentTree):
+        platform.integrity.publish_checkpoint(rehash=True)
+    assert platform.integrity.refused is not None
+    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (honest,))
+    other = make_platform(tmp_path / "data", clock)
+    signed = other.integrity.publish_checkpoint(rehash=True)
+    assert platform.integrity.publish_checkpoint() == signed and platform.integrity.refused is None
+    other.store.close()  # type: ignore[attr-defined]
 
 
 def test_validating_a_users_chain_names_their_account_alone(ledger) -> None:

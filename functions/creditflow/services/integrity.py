@@ -121,7 +121,8 @@ class Integrity:
         # after the tree could then be larger than it, which is no fork
         latest = self.store.checkpoint()
         size = self.store.tree_size()
-        if latest is not None and latest.size == size:
+        if latest is not None and latest.size == size:  # signed as it is (by another instance, maybe): any refusal
+            self.refused = None  # of this one is over, as when it signs
             return latest
         new_root, proof = self._extension(size, latest.size if latest is not None else 0, rehash)
         if latest is not None:
