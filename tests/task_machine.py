@@ -73,6 +73,30 @@ class TaskMachine(RuleBasedStateMachine):
             assert_each_ends_once_with_one_outcome(self.known(), self.ended)
 
 
+class OneUsersTasks(TaskMachine):
+    """A machine over one user's tasks (`uid`), funded with `funds` at its start: the ledger holds exactly what their
+    unfinished tasks hold, and once every task has ended the user paid exactly what the tasks were charged."""
+
+    uid: str
+    funds: int
+
+    @invariant()
+    def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
+        if hasattr(self, "platform"):
+            held = held_by_unfinished(self.platform, self.uid, self.known())
+            assert self.platform.credits.balance(self.uid).held == held
+
+    @invariant()
+    def once_all_ended_the_user_paid_what_the_tasks_were_charged(self) -> None:
+        if not hasattr(self, "platform"):
+            return
+        known = self.known()
+        if all(t.terminal for t in known):
+            balance = self.platform.credits.balance(self.uid)
+            assert balance.held == 0
+            assert balance.available + sum(t.charged for t in known) == self.funds
+
+
 def run_every_task_to_its_end(machine: TaskMachine, uid: str, *, survive: tuple[type[BaseException], ...] = (),
                               before: Callable[[Task], object] | None = None, rounds: int = 3) -> list[Task]:
     """After a machine's last event: restarts, and each unfinished task's last delivery (`before` it, what the user

@@ -29,10 +29,9 @@ from creditflow.domain.tasks import WAITING, Task
 from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.task_machine import (
-    TaskMachine,
+    OneUsersTasks,
     ToTheEnd,
     assert_the_audit_finds_no_error,
-    held_by_unfinished,
     run_every_task_to_its_end,
 )
 
@@ -85,7 +84,9 @@ class AskingAgent:
         return RunOutcome("done", {"charges": len(plan.charges)})
 
 
-class AgentApprovals(TaskMachine):
+class AgentApprovals(OneUsersTasks):
+    uid, funds = UID, FUNDS
+
     @initialize()
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="approvals-machine-"))
@@ -206,17 +207,7 @@ class AgentApprovals(TaskMachine):
             if end is not None and end.status == "pending":
                 assert end.amount <= self.approved[task.id], (task, end)
 
-    @invariant()
-    def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
-        assert self.platform.credits.balance(UID).held == held_by_unfinished(self.platform, UID, self.known())
 
-    @invariant()
-    def once_all_ended_the_user_paid_what_the_tasks_were_charged(self) -> None:
-        known = self.known()
-        if all(t.terminal for t in known):
-            balance = self.platform.credits.balance(UID)
-            assert balance.held == 0
-            assert balance.available + sum(t.charged for t in known) == FUNDS
 
     def check_everything_ends(self) -> None:
         """After the last event: a waiting task is refused more, every task is run to its end (or past its

@@ -28,10 +28,9 @@ from creditflow.domain.tasks import Task, parse_request
 from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.task_machine import (
-    TaskMachine,
+    OneUsersTasks,
     ToTheEnd,
     assert_the_audit_finds_no_error,
-    held_by_unfinished,
     run_every_task_to_its_end,
 )
 
@@ -92,7 +91,9 @@ def child_id(agent: str, n: int) -> str:
     return f"{agent}-c{n}"
 
 
-class AgentLends(TaskMachine):
+class AgentLends(OneUsersTasks):
+    uid, funds = UID, FUNDS
+
     @initialize()
     def start(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="lends-machine-"))
@@ -181,17 +182,7 @@ class AgentLends(TaskMachine):
                            if c.steps.get("splitFrom"))
                 assert task.charged + lent <= LIMIT_MICROS
 
-    @invariant()
-    def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
-        assert self.platform.credits.balance(UID).held == held_by_unfinished(self.platform, UID, self.known())
 
-    @invariant()
-    def once_all_ended_the_user_paid_what_the_tasks_were_charged(self) -> None:
-        known = self.known()
-        if all(t.terminal for t in known):
-            balance = self.platform.credits.balance(UID)
-            assert balance.held == 0
-            assert balance.available + sum(t.charged for t in known) == FUNDS
 
     def check_everything_ends(self) -> None:
         """After the last event: every task is run to its end (or past its deadline), and the money adds up."""

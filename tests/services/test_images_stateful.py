@@ -26,10 +26,9 @@ from creditflow.services.images import STEPS
 from tests.conftest import CREDIT, SteppedClock, make_platform
 from tests.fake_images import drawn
 from tests.task_machine import (
-    TaskMachine,
+    OneUsersTasks,
     ToTheEnd,
     assert_the_audit_finds_no_error,
-    held_by_unfinished,
     run_every_task_to_its_end,
 )
 
@@ -60,7 +59,9 @@ class Drawing:
         return [GeneratedImage(drawn(width, height, shade=i), "image/png") for i in range(min(self.good, n))]
 
 
-class ImageEvents(TaskMachine):
+class ImageEvents(OneUsersTasks):
+    uid, funds = UID, FUNDS
+
     submitted = Bundle("submitted")
 
     @initialize(target=submitted)
@@ -131,11 +132,6 @@ class ImageEvents(TaskMachine):
         self.platform.images.sweep()
 
     @invariant()
-    def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:
-        if hasattr(self, "platform"):
-            assert self.platform.credits.balance(UID).held == held_by_unfinished(self.platform, UID, self.known())
-
-    @invariant()
     def a_task_is_charged_what_it_delivered_and_nothing_else(self) -> None:
         """One that succeeded, the price of its images; one that ended otherwise delivered none, and costs
         nothing (its images, if any were stored, are removed)."""
@@ -155,8 +151,7 @@ class ImageEvents(TaskMachine):
         self.platform.images.after_step = None
         known = run_every_task_to_its_end(self, UID, rounds=2)
         self.platform.images.sweep()
-        balance = self.platform.credits.balance(UID)
-        assert balance.held == 0 and balance.available + sum(t.charged for t in known) == FUNDS
+        self.once_all_ended_the_user_paid_what_the_tasks_were_charged()
         kept = sorted(info.path for info in self.platform.blobs.list(f"users/{UID}/"))
         expected = sorted(path for t in known if t.state == SUCCEEDED
                           for image in self.platform.images.shown(t) for path in image.paths)

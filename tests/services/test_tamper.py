@@ -322,16 +322,22 @@ def test_a_rewritten_log_beside_rewritten_checkpoint_rows_is_refused_before_sign
     assert platform.store.checkpoint().size == latest.size  # nothing signed
 
 
-def test_the_health_check_is_ok_again_once_a_checkpoint_is_signed_after_a_refusal(ledger) -> None:
-    """A refusal to sign is reported until a checkpoint is signed again (the rewrite undone), not forever."""
-    from creditflow.entrypoints.http.app import create_app
-
-    platform, db, _ids = ledger
+def refused_after_a_rewrite(platform: Platform, db: sqlite3.Connection) -> bytes:
+    """The first leaf rewritten and a new entry made: the next checkpoint is refused. Returns the honest leaf."""
     [(honest,)] = db.execute("SELECT data FROM leaves WHERE idx = 0")
     db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
     platform.credits.reserve("bob", CREDIT, key="b1")
     with pytest.raises(InconsistentTree):
         platform.integrity.publish_checkpoint(rehash=True)
+    return honest
+
+
+def test_the_health_check_is_ok_again_once_a_checkpoint_is_signed_after_a_refusal(ledger) -> None:
+    """A refusal to sign is reported until a checkpoint is signed again (the rewrite undone), not forever."""
+    from creditflow.entrypoints.http.app import create_app
+
+    platform, db, _ids = ledger
+    honest = refused_after_a_rewrite(platform, db)
     health = create_app(platform).test_client()
     assert health.get("/api/v1/health").get_json()["status"] == "degraded"
     db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (honest,))
@@ -346,11 +352,7 @@ def test_a_refusal_is_over_once_another_instance_signed_the_tree_as_it_is(ledger
     as it is. This instance's next publish found that head, the tree's own size, and returned it, but still said
     "degraded" until the log grew (found by mutation testing)."""
     platform, db, _ids = ledger
-    [(honest,)] = db.execute("SELECT data FROM leaves WHERE idx = 0")
-    db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (hashlib.sha256(b"x").digest(),))
-    platform.credits.reserve("bob", CREDIT, key="b1")
-    with pytest.raises(InconsistentTree):
-        platform.integrity.publish_checkpoint(rehash=True)
+    honest = refused_after_a_rewrite(platform, db)
     assert platform.integrity.refused is not None
     db.execute("UPDATE leaves SET data = ? WHERE idx = 0", (honest,))
     other = make_platform(tmp_path / "data", clock)
