@@ -4,7 +4,10 @@ invariants (each task ends once with one outcome; the ledger holds exactly what 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -13,7 +16,7 @@ from creditflow.bootstrap import Platform
 from creditflow.domain.holds import PENDING
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import REQUESTED, TERMINAL, Task
-from tests.conftest import SteppedClock
+from tests.conftest import SteppedClock, make_platform
 
 
 def assert_each_ends_once_with_one_outcome(tasks: list[Task], ended: dict[str, tuple[str, int]]) -> None:
@@ -79,6 +82,23 @@ class OneUsersTasks(TaskMachine):
 
     uid: str
     funds: int
+
+    def open_platform(self, prefix: str, **settings: object) -> None:
+        """A platform in a folder of its own, on a stepped clock, with the user's account funded."""
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self.clock = SteppedClock()
+        self.platform = make_platform(self.folder / "data", self.clock, **settings)
+        self.platform.credits.open_account(self.uid)
+        self.platform.credits.grant(self.uid, self.funds, source="admin", lot_kind="paid", key="fund")
+        self.ended = {}
+
+    def teardown(self) -> None:
+        if hasattr(self, "platform"):
+            self.platform.store.close()  # type: ignore[attr-defined]
+        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
+
+    def known(self) -> list[Task]:
+        return self.platform.tasks.list(self.uid, limit=100)[0]
 
     @invariant()
     def the_ledger_holds_what_unfinished_tasks_hold(self) -> None:

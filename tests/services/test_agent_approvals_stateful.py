@@ -12,10 +12,7 @@ as the agent does. The task flow, the ledger and the stores are the platform's."
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,7 +24,7 @@ from creditflow.domain.errors import LedgerError
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import WAITING, Task
 from creditflow.services.task_runs import Context, RunOutcome
-from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.conftest import CREDIT
 from tests.task_machine import (
     OneUsersTasks,
     ToTheEnd,
@@ -89,25 +86,12 @@ class AgentApprovals(OneUsersTasks):
 
     @initialize()
     def start(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="approvals-machine-"))
-        self.clock = SteppedClock()
         # no inline room: every task is queued, and runs when the machine delivers it
-        self.platform: Platform = make_platform(self.folder / "data", self.clock, inline_capacity=0)
-        self.platform.credits.open_account(UID)
-        self.platform.credits.grant(UID, FUNDS, source="admin", lot_kind="paid", key="fund")
+        self.open_platform("approvals-machine-", inline_capacity=0)
         # each plan passes the first limit on its third charge: a first run asks
         self.plans: dict[str, Plan] = {agent: Plan([1500, 2000, 2500]) for agent in AGENTS}
         self.platform.tasks.runs["agent"] = AskingAgent(self.plans, self.platform)  # type: ignore[assignment]
         self.approved = dict.fromkeys(AGENTS, LIMIT_MICROS)  # the highest limit the user approved for each
-        self.ended: dict[str, tuple[str, int]] = {}
-
-    def teardown(self) -> None:
-        if hasattr(self, "platform"):
-            self.platform.store.close()  # type: ignore[attr-defined]
-        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
-
-    def known(self) -> list[Task]:
-        return self.platform.tasks.list(UID, limit=100)[0]
 
     def waiting(self, agent: str) -> Task | None:
         task = self.platform.tasks.store.get(UID, agent)

@@ -12,11 +12,8 @@ id), and the machine may crash it after any step. The task flow, the ledger and 
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -26,7 +23,7 @@ from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.tasks import Task, parse_request
 from creditflow.services.task_runs import Context, RunOutcome
-from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.conftest import CREDIT
 from tests.task_machine import (
     OneUsersTasks,
     ToTheEnd,
@@ -96,24 +93,11 @@ class AgentLends(OneUsersTasks):
 
     @initialize()
     def start(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="lends-machine-"))
-        self.clock = SteppedClock()
         # no inline room: every task is queued, and runs when the machine delivers it
-        self.platform: Platform = make_platform(self.folder / "data", self.clock, inline_capacity=0)
-        self.platform.credits.open_account(UID)
-        self.platform.credits.grant(UID, FUNDS, source="admin", lot_kind="paid", key="fund")
+        self.open_platform("lends-machine-", inline_capacity=0)
         self.plans: dict[str, Plan] = {agent: Plan() for agent in AGENTS}
         self.platform.tasks.runs["agent"] = ScriptedAgent(self.plans, self.platform)  # type: ignore[assignment]
-        self.ended: dict[str, tuple[str, int]] = {}
         self.children = 0
-
-    def teardown(self) -> None:
-        if hasattr(self, "platform"):
-            self.platform.store.close()  # type: ignore[attr-defined]
-        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
-
-    def known(self) -> list[Task]:
-        return self.platform.tasks.list(UID, limit=100)[0]
 
     def children_of(self, agent: str) -> list[Task]:
         return [t for t in self.known() if t.id.startswith(f"{agent}-c")]

@@ -9,21 +9,17 @@ and the store keeps exactly the images of the tasks that succeeded (each with it
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, initialize, invariant, rule
 
-from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery
 from creditflow.domain.media import GeneratedImage
-from creditflow.domain.tasks import SUCCEEDED, Task
+from creditflow.domain.tasks import SUCCEEDED
 from creditflow.services.images import STEPS
-from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.conftest import CREDIT
 from tests.fake_images import drawn
 from tests.task_machine import (
     OneUsersTasks,
@@ -67,24 +63,11 @@ class ImageEvents(OneUsersTasks):
     @initialize(target=submitted)
     def start(self) -> str:
         """A platform with a funded user, and a first request of two images written."""
-        self.folder = Path(tempfile.mkdtemp(prefix="images-machine-"))
-        self.clock = SteppedClock()
-        self.platform: Platform = make_platform(self.folder / "data", self.clock)
-        self.platform.credits.open_account(UID)
-        self.platform.credits.grant(UID, FUNDS, source="admin", lot_kind="paid", key="fund")
+        self.open_platform("images-machine-")
         self.drawing = Drawing()
         self.platform.images.providers["demo"] = self.drawing  # type: ignore[assignment]
         self.platform.images.sleep = lambda _: None  # no backoff between the provider's attempts
-        self.ended: dict[str, tuple[str, int]] = {}
         return self.submit("i0", 2, 256)
-
-    def teardown(self) -> None:
-        if hasattr(self, "platform"):
-            self.platform.store.close()  # type: ignore[attr-defined]
-        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
-
-    def known(self) -> list[Task]:
-        return self.platform.tasks.list(UID, limit=100)[0]
 
     @rule(target=submitted, task_id=IDS, n=st.integers(1, 3), side=st.sampled_from([256, 512]))
     def submit(self, task_id: str, n: int, side: int) -> str:
