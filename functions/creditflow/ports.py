@@ -165,6 +165,12 @@ class Realtime(Protocol):
 
     def get(self, path: str) -> object: ...
 
+    def keys(self, path: str) -> list[str]:
+        """The keys of the children at `path`, their values unread (a shallow read)."""
+
+    def first_by(self, path: str, child: str, count: int) -> dict[str, Any]:
+        """The `count` children at `path` that come first ordered by their `child` (orderByChild, limitToFirst)."""
+
 
 class RealtimeFeed(Protocol):
     """The order of a realtime tree's committed changes, for its event streams."""

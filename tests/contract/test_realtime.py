@@ -105,6 +105,19 @@ def test_update_writes_each_child_below_the_path(tree: Realtime) -> None:
                                       "t2": {"000001": {"text": "c"}}}
 
 
+def test_keys_and_the_first_children_by_a_child(tree: Realtime) -> None:
+    """A shallow read of the keys; the first children ordered by one of theirs, ties by key, missing ones first
+    (on /tasks/{uid}, whose rules index createdAt as Realtime Database requires for the query)."""
+    assert tree.keys("/tasks/u") == [] and tree.first_by("/tasks/u", "createdAt", 2) == {}
+    tree.set("/tasks/u", {"c": {"createdAt": "2026-01-03", "state": "running"}, "a": {"createdAt": "2026-01-02"},
+                          "b": {"createdAt": "2026-01-02"}, "d": {"state": "failed"}, "e": {"createdAt": "2026-01-09"}})
+    assert sorted(tree.keys("/tasks/u")) == ["a", "b", "c", "d", "e"]
+    assert tree.keys("/tasks/u/a/createdAt") == []  # a value has no children
+    first = tree.first_by("/tasks/u", "createdAt", 3)
+    assert list(first) == ["d", "a", "b"] and first["a"] == {"createdAt": "2026-01-02"}
+    assert list(tree.first_by("/tasks/u", "createdAt", 9)) == ["d", "a", "b", "c", "e"]
+
+
 def test_an_older_version_never_overwrites_a_newer_one(tree: Realtime) -> None:
     assert tree.set_if_newer("/balances/u", {"available": 5, "version": 2}, 2)
     assert not tree.set_if_newer("/balances/u", {"available": 9, "version": 1}, 1)

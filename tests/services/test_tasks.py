@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.jobs import Delivery, Job
 from creditflow.domain.money import format_credits
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.domain.timefmt import iso
 from creditflow.services.task_holds import RaisedLimit
+from creditflow.services.task_outbox import CLEAR_JOB
 from tests.conftest import CREDIT, SteppedClock, dying_after, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
@@ -192,6 +194,29 @@ def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_bac
         pass
     assert all(ai.tasks.get("u", f"t{n}").state == SUCCEEDED for n in range(ai.tasks.router.capacity + 2))
     assert ai.credits.balance("u").held == 0
+
+
+def test_the_mirror_keeps_a_users_newest_finished_tasks_and_notifications(tmp_path: Path,
+                                                                          clock: SteppedClock) -> None:
+    """Once a finished task is cleared from the bus, its owner's /tasks and /notifications keep their newest
+    MIRROR_KEPT children: older finished records leave (the store keeps them, as GET /api/v1/tasks shows), a record
+    of a task still running stays whatever its age, and other users' mirrors are not touched."""
+    ai = make_platform(tmp_path / "data", clock, mirror_kept=10)
+    funded(ai, "u", 10)
+    funded(ai, "v", 10)
+    ai.realtime.set("/tasks/u/running", {"id": "running", "state": "running", "createdAt": iso(clock.now())})
+    for n in range(13):
+        clock.advance(seconds=1)
+        assert ai.tasks.submit("u", f"t{n:02}", {"kind": "chat", "input": "hi"}).state == SUCCEEDED
+    assert ai.tasks.submit("v", "t00", {"kind": "chat", "input": "hi"}).state == SUCCEEDED
+    assert len(ai.realtime.get("/tasks/u")) == 14 and len(ai.realtime.get("/notifications/u")) == 13
+    ai.tasks.clear_bus(Job("task-clear:u:t12", CLEAR_JOB, {"uid": "u", "task": "t12"}, "low"), Delivery(1, True))
+    assert sorted(ai.realtime.get("/tasks/u")) == ["running", *(f"t{n:02}" for n in range(3, 13))]
+    notifications = ai.realtime.get("/notifications/u")
+    assert sorted(note["taskId"] for note in notifications.values()) == [f"t{n:02}" for n in range(3, 13)]
+    assert ai.tasks.get("u", "t00").state == SUCCEEDED and len(ai.tasks.list("u")[0]) == 13
+    assert list(ai.realtime.get("/tasks/v")) == ["t00"] and len(ai.realtime.get("/notifications/v")) == 1
+    ai.store.close()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("request_body", "problem"), [

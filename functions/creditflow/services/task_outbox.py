@@ -1,14 +1,17 @@
 """After a task ends, on the bus: its task.finished event delivered (at least once) as its owner's notification,
-and its request and stream cleared once the retention has passed; its record in /tasks stays."""
+and its request and stream cleared once the retention has passed; its record in /tasks stays, among its owner's
+newest (older finished records and notifications leave the mirror; the store keeps every task)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from ..domain.jobs import Delivery, Job
 from ..domain.money import money
 from ..domain.outbox import OutboxEvent, notification_path
-from ..domain.tasks import Task
+from ..domain.tasks import TERMINAL, Task
 from ..domain.timefmt import parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 
@@ -17,10 +20,13 @@ REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (t
 
 
 class TaskOutbox:
-    """`retention`: how long a finished task's request and stream stay on the bus (None: they stay)."""
+    """`retention`: how long a finished task's request and stream stay on the bus (None: they stay); `kept`: how
+    many of a user's newest task records and notifications the mirror keeps once a task is cleared (None: all)."""
 
-    def __init__(self, store: TaskStore, realtime: Realtime, clock: Clock, retention: timedelta | None) -> None:
+    def __init__(self, store: TaskStore, realtime: Realtime, clock: Clock, retention: timedelta | None,
+                 kept: int | None = None) -> None:
         self.store, self.realtime, self.clock, self.retention = store, realtime, clock, retention
+        self.kept = kept
 
     def deliver_pending(self, limit: int, queue: TaskQueue | None) -> int:
         """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is
@@ -64,3 +70,22 @@ class TaskOutbox:
             return
         self.realtime.set(f"/streams/{uid}/{task_id}", None)
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
+        if self.kept is not None:
+            self._keep_newest(f"/tasks/{uid}", "createdAt", self.kept, _finished)
+            self._keep_newest(f"/notifications/{uid}", "at", self.kept, lambda _: True)
+
+    def _keep_newest(self, path: str, order: str, kept: int, removable: Callable[[Any], bool]) -> None:
+        """Past `kept` children at `path`, the oldest by `order` leave it, those `removable` says may (one shallow
+        read; the query and the deletion only when there are too many, of as many as there are too many)."""
+        extra = len(self.realtime.keys(path)) - kept
+        if extra <= 0:
+            return
+        oldest = self.realtime.first_by(path, order, extra)
+        gone = {key: None for key, value in oldest.items() if removable(value)}
+        if gone:
+            self.realtime.update(path, gone)
+
+
+def _finished(mirrored: Any) -> bool:
+    """A task's record that may leave the mirror: one that has ended (a running one is written again)."""
+    return isinstance(mirrored, dict) and mirrored.get("state") in TERMINAL

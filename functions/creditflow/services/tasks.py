@@ -85,6 +85,7 @@ class TaskPolicy:
     quick_deadline: timedelta = timedelta(minutes=5)
     long_deadline: timedelta = timedelta(minutes=30)
     bus_retention: timedelta | None = timedelta(hours=24)  # a finished task's request and stream, then cleared
+    mirror_kept: int | None = 200  # a user's newest task records and notifications the mirror keeps (None: all)
 
 
 class RunContext:
@@ -138,7 +139,8 @@ class Tasks:
         self.queue = queue
         self.run_inline = run_inline or (lambda work: work())
         self.holds = TaskHolds(credits, clock)  # the task's hold along its lineage, placed to closed
-        self.outbox = TaskOutbox(store, realtime, clock, policy.bus_retention)  # after its end, on the bus
+        self.outbox = TaskOutbox(store, realtime, clock, policy.bus_retention,  # after its end, on the bus
+                                 policy.mirror_kept)
 
     # -- what clients ask ------------------------------------------------------------------------------------
 

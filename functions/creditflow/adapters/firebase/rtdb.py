@@ -50,3 +50,11 @@ class RealtimeDatabase:
 
     def get(self, path: str) -> Any:
         return self._ref(path).get()
+
+    def keys(self, path: str) -> list[str]:
+        children = self._ref(path).get(shallow=True)
+        return list(children) if isinstance(children, dict) else []
+
+    def first_by(self, path: str, child: str, count: int) -> dict[str, Any]:
+        found = self._ref(path).order_by_child(child).limit_to_first(count).get()
+        return dict(found) if isinstance(found, dict) else {}

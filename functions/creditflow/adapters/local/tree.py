@@ -22,6 +22,7 @@ from ...domain.realtime_query import (
     join,
     normalize,
     related,
+    run_query,
     split,
     to_wire,
 )
@@ -262,6 +263,14 @@ class LocalTree(SqliteFile):
     def get(self, path: str) -> Any:
         """As Realtime Database answers a read: arrays where it keeps objects keyed 0, 1, …"""
         return to_wire(self._read(split(path)))
+
+    def keys(self, path: str) -> list[str]:
+        value = self._read(split(path))
+        return list(value) if isinstance(value, dict) else []
+
+    def first_by(self, path: str, child: str, count: int) -> dict[str, Any]:
+        found = run_query(self._read(split(path)), child, {"limitToFirst": str(count)})
+        return {key: to_wire(value) for key, value in found.items()} if isinstance(found, dict) else {}
 
     def read(self, parts: tuple[str, ...]) -> Any:
         """The value at a path given as keys (what rules read through)."""
