@@ -482,7 +482,7 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     policy = TaskPolicy(settings.max_reservation_amount, settings.agent_budget,
                         timedelta(minutes=settings.quick_task_minutes), timedelta(minutes=settings.long_task_minutes),
                         timedelta(hours=settings.bus_retention_hours) if settings.bus_retention_hours else None,
-                        settings.mirror_kept or None)
+                        settings.mirror_kept or None, settings.max_unfinished_tasks or None)
     chat_run = ChatRun(chat, conversations)
     by_rules = RulesClassifier(rules, quote, lambda uid, conversation: conversations.get(uid, conversation).messages)
     classifier: RulesClassifier | ModelClassifier = by_rules

@@ -140,6 +140,7 @@ class Settings:
     long_task_minutes: int = 30
     bus_retention_hours: float = 24.0  # a finished task's request and stream stay on the bus this long (0: for
     # good); its record in /tasks stays, with the reply in its result
+    max_unfinished_tasks: int = 50  # a user's tasks not yet ended at once (0: no limit)
     mirror_kept: int = 200  # a user's newest task records (/tasks) and notifications the mirror keeps (0: all)
     task_classifier_model: str | None = None  # a cheap model that classifies tasks; unset: the rules alone
     duplicate_deliveries: bool = False  # a test mode: every trigger and queue delivery is handled twice
@@ -244,6 +245,7 @@ class Settings:
             "long_task_minutes": _whole("LONG_TASK_MINUTES", "30"),
             "bus_retention_hours": _number("BUS_RETENTION_HOURS", "24"),
             "mirror_kept": _whole("MIRROR_KEPT", "200"),
+            "max_unfinished_tasks": _whole("MAX_UNFINISHED_TASKS", "50"),
             "task_classifier_model": env.get("TASK_CLASSIFIER_MODEL") or None,
             "duplicate_deliveries": env.get("CREDITFLOW_DUPLICATE_DELIVERIES", "").lower() in ("1", "true", "yes"),
             "queue_workers": _whole("QUEUE_WORKERS", "4"),
@@ -321,6 +323,8 @@ class Settings:
         if not 0 <= self.bus_retention_hours <= 720:
             raise ConfigurationError("BUS_RETENTION_HOURS must be from 0 (kept for good) to 720 (30 days, the "
                                      "longest Cloud Tasks schedules a task ahead)")
+        if not 0 <= self.max_unfinished_tasks <= 100_000:
+            raise ConfigurationError("MAX_UNFINISHED_TASKS must be from 0 (no limit) to 100000")
         if not (self.mirror_kept == 0 or 10 <= self.mirror_kept <= 10_000):
             raise ConfigurationError("MIRROR_KEPT must be 0 (all kept) or from 10 to 10000")
         if self.runtime == "firebase" and self.quick_task_minutes > 9:

@@ -264,6 +264,9 @@ class TaskStore(Protocol):
     def unfinished(self, limit: int) -> list[Task]:
         """Tasks not in a terminal state, oldest first (recovery and deadlines)."""
 
+    def unfinished_count(self, uid: str, at_most: int) -> int:
+        """How many of the user's tasks are not in a terminal state, counted up to `at_most`."""
+
     def pending_events(self, limit: int) -> list[OutboxEvent]: ...
 
     def event_done(self, event_id: str) -> None: ...

@@ -101,6 +101,8 @@ def test_pages_by_user_state_and_kind_and_the_unfinished(tasks: TaskStore) -> No
     assert [t.id for t in tasks.of_user("alice", states=frozenset({FAILED}), kind=None, limit=10,
                                         before=None)] == ["t0"]
     assert [t.id for t in tasks.unfinished(10)] == ["t1", "t2", "t3", "t4", "b0"]  # oldest first
+    assert [tasks.unfinished_count("alice", most) for most in (2, 4, 9)] == [2, 4, 4]  # t0 has ended
+    assert tasks.unfinished_count("bob", 9) == 1 and tasks.unfinished_count("carol", 9) == 0
 
 
 def test_dead_letters_are_listed_and_replayed_once(tasks: TaskStore) -> None:

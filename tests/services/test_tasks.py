@@ -313,6 +313,28 @@ def test_max_credits_written_as_a_json_number_is_read_as_its_decimal(written: fl
     assert request.max_credits == micros
 
 
+def test_a_user_has_at_most_max_unfinished_tasks_at_once(tmp_path: Path, clock: SteppedClock) -> None:
+    """One more request than MAX_UNFINISHED_TASKS ends `failed` with the 429 problem, holding nothing, before it is
+    priced; a retry of one already accepted is not refused, another user is not limited, and once one of the user's
+    tasks has ended the next is taken."""
+    ai = make_platform(tmp_path / "data", clock, max_unfinished_tasks=3)
+    funded(ai, "u", 100)
+    funded(ai, "v", 100)
+    queued = [ai.tasks.submit("u", f"a{n}", {"kind": "agent", "input": f"plan {n}"}) for n in range(3)]
+    assert [task.state for task in queued] == [ACCEPTED] * 3
+    held = ai.credits.balance("u").held
+    refused = ai.tasks.submit("u", "a3", {"kind": "agent", "input": "plan 3"})
+    assert refused.state == FAILED and refused.error["type"] == "too-many-tasks" and refused.error["most"] == 3
+    assert "3 tasks not yet finished" in refused.error["detail"] and refused.reserved == 0 and refused.speed is None
+    assert ai.credits.balance("u").held == held and ai.realtime.get("/tasks/u/a3")["state"] == FAILED
+    assert ai.tasks.submit("u", "a0", {"kind": "agent", "input": "plan 0"}) == ai.tasks.get("u", "a0")  # a retry
+    assert ai.tasks.submit("v", "a0", {"kind": "agent", "input": "plan"}).state == ACCEPTED
+    assert ai.tasks.cancel("u", "a1").state == CANCELLED
+    assert ai.tasks.submit("u", "a4", {"kind": "agent", "input": "plan 4"}).state == ACCEPTED
+    assert ai.tasks.submit("u", "a5", {"kind": "agent", "input": "plan 5"}).error["type"] == "too-many-tasks"
+    ai.store.close()  # type: ignore[attr-defined]
+
+
 def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Platform) -> None:
     ai.credits.open_account("poor")
     task = ai.tasks.submit("poor", "t", {"kind": "chat", "input": "hi", "model": LLAMA})

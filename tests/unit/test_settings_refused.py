@@ -26,6 +26,7 @@ from creditflow.entrypoints import cli
     ("CPU_TURNS", "-1", "CPU_TURNS must be between 0 (no limit) and 256"),
     ("ANSWER_RETENTION_HOURS", "721", "ANSWER_RETENTION_HOURS must be from 0 (no answer kept) to 720"),
     ("ANSWER_RETENTION_HOURS", "a day", "ANSWER_RETENTION_HOURS must be a whole number, not 'a day'"),
+    ("MAX_UNFINISHED_TASKS", "-1", "MAX_UNFINISHED_TASKS must be from 0 (no limit) to 100000"),
     ("MIRROR_KEPT", "5", "MIRROR_KEPT must be 0 (all kept) or from 10 to 10000"),
     # each once a traceback (binascii.Error, nacl's "Invalid seed", a ValueError) from the first use of the key
     ("LEDGER_SIGNING_KEY", "garbage", "LEDGER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64"),

@@ -146,6 +146,13 @@ class TooManyKeys(LedgerError):
     title = "Too many active API keys"
 
 
+class TooManyTasks(LedgerError):
+    """A user's tasks not yet ended are as many as one user may have at once (fairness on the shared queues)."""
+
+    code = "too-many-tasks"
+    title = "Too many unfinished tasks"
+
+
 class InconsistentBalance(LedgerError):
     code = "inconsistent-balance"
     title = "An account's stored lots disagree with its signed balance"

@@ -25,6 +25,7 @@ from ..domain.errors import (
     ProviderUnavailable,
     ServerBusy,
     TaskFailed,
+    TooManyTasks,
 )
 from ..domain.jobs import Delivery, Job
 from ..domain.outbox import DeadLetter
@@ -86,6 +87,7 @@ class TaskPolicy:
     long_deadline: timedelta = timedelta(minutes=30)
     bus_retention: timedelta | None = timedelta(hours=24)  # a finished task's request and stream, then cleared
     mirror_kept: int | None = 200  # a user's newest task records and notifications the mirror keeps (None: all)
+    max_unfinished: int | None = 50  # a user's tasks not yet ended at once (None: no limit)
 
 
 class RunContext:
@@ -373,6 +375,8 @@ class Tasks:
         here, which its answer would route nowhere."""
         now = self._now()
         try:
+            if lender is None:  # one an agent starts runs on its hold, within the agent's own place
+                self._within_unfinished(task.uid)
             c = self.classifier.classify(task.uid, task.request)
             # what it would cost stays on the task if the hold is refused
             task = replace(task, speed=c.speed, estimate=c.estimate, seconds=c.seconds, model=c.model, agent=c.agent)
@@ -427,6 +431,15 @@ class Tasks:
             return self.run(accepted.uid, accepted.id)
         self._dispatch(accepted, why, queue, inline=route == "inline")
         return self.get(task.uid, task.id)
+
+    def _within_unfinished(self, uid: str) -> None:
+        """Refuse a task (TooManyTasks) that would be one more than a user may have unfinished at once (itself,
+        recorded `requested`, counted): one user's thousand requests do not fill the queues every user shares. A
+        count, not a lock: two requests at the same moment may both pass at the limit."""
+        most = self.policy.max_unfinished
+        if most is not None and self.store.unfinished_count(uid, most + 1) > most:
+            raise TooManyTasks(f"you have {most} tasks not yet finished, the most one user may have at once: wait "
+                               "for one to end (or cancel one), then send this again under a new id", most=most)
 
     def _hold_for(self, task: Task, ruled: Classification, room: int,
                   lender: Budget | None) -> tuple[str, int, str | None]:

@@ -12,12 +12,13 @@ from ...domain.outbox import DeadLetter, OutboxEvent
 from ...domain.tasks import TERMINAL, Task, task_of, task_record
 from .sqlite_connections import SqliteFile
 
+UNFINISHED = f"state NOT IN ({', '.join(repr(s) for s in sorted(TERMINAL))})"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tasks (uid TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, kind TEXT NOT NULL, "
     "created_at TEXT NOT NULL, version INTEGER NOT NULL, doc BLOB NOT NULL, PRIMARY KEY (uid, id)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (uid, created_at DESC, id DESC)",
-    "CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (created_at) WHERE state NOT IN "
-    f"({', '.join(repr(s) for s in sorted(TERMINAL))})",
+    f"CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (created_at) WHERE {UNFINISHED}",
+    f"CREATE INDEX IF NOT EXISTS tasks_unfinished_by_user ON tasks (uid) WHERE {UNFINISHED}",
     "CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
     "uid TEXT NOT NULL, payload BLOB NOT NULL, at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, uid TEXT NOT NULL, task_id TEXT NOT NULL, "
@@ -78,10 +79,14 @@ class SqliteTasks(SqliteFile):
         return [task_of(orjson.loads(row[0])) for row in rows]
 
     def unfinished(self, limit: int) -> list[Task]:
-        rows = self.db.execute("SELECT doc FROM tasks WHERE state NOT IN "
-                               f"({', '.join(repr(s) for s in sorted(TERMINAL))}) ORDER BY created_at LIMIT ?",
-                               (limit,))
+        rows = self.db.execute(f"SELECT doc FROM tasks WHERE {UNFINISHED} ORDER BY created_at LIMIT ?", (limit,))
         return [task_of(orjson.loads(row[0])) for row in rows]
+
+    def unfinished_count(self, uid: str, at_most: int) -> int:
+        row = self.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_unfinished_by_user "
+                              f"WHERE uid = ? AND {UNFINISHED} LIMIT ?)",
+                              (uid, at_most)).fetchone()
+        return int(row[0])
 
     def pending_events(self, limit: int) -> list[OutboxEvent]:
         rows = self.db.execute("SELECT id, kind, uid, payload, at FROM outbox ORDER BY n LIMIT ?", (limit,))

@@ -405,6 +405,8 @@ def _task_error(error: dict[str, Any]) -> GatewayError:
         return GatewayError(429, detail, "insufficient_quota", "insufficient_quota")
     if kind == "unknown-model":
         return GatewayError(404, detail, "invalid_request_error", "model_not_found", "model")
+    if status == 429:  # too many of the user's tasks unfinished: sent again once one has ended, it is taken
+        return GatewayError(429, detail, "rate_limit_error", kind)
     return GatewayError(400 if status == 422 else status, detail, "invalid_request_error", kind or None,
                         error.get("param"))
 

@@ -59,6 +59,7 @@ STATUS: dict[type[errors.LedgerError], int] = {
     tasks.FieldNotRead: 422,
     crypto.InvalidWallet: 422,
     errors.RateLimited: 429,
+    errors.TooManyTasks: 429,
     errors.InconsistentTree: 500,
     errors.InconsistentBalance: 500,
     errors.ProviderUnavailable: 502,
