@@ -4,6 +4,7 @@ screenshot of each in tests/e2e/screenshots/ (git-ignored)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -186,3 +187,50 @@ def test_sending_from_the_keyboard_leaves_the_focus_in_the_text_box(browser: Any
         page.keyboard.press("Enter")
         page.get_by_text("Submitted task").wait_for()
         assert page.evaluate(focused) == "task-input"
+
+
+FOCUSED = """() => { const el = document.activeElement;
+    return el === document.body ? 'body' : `${el.tagName} ${el.textContent.trim().replace(/\\s+/g, ' ')}`; }"""
+
+
+def focus_lands(page: Any, expected: str) -> None:
+    """The focus, once the page has settled after a button's action (within 5 s), is on `expected` (tag, text)."""
+    for _ in range(50):
+        if page.evaluate(FOCUSED) == expected:
+            return
+        page.wait_for_timeout(100)
+    assert page.evaluate(FOCUSED) == expected
+
+
+def test_a_button_its_action_disables_or_removes_leaves_the_focus_in_its_card(
+        browser: Any, lived_in: LocalServer) -> None:  # noqa: F811
+    """Pressed from the keyboard, a button disabled while it works ("Claiming…") or removed by what it did (the
+    bonus claimed, a key revoked, a task cancelled) had the focus fall to <body>: a keyboard or screen-reader user
+    lost their place and started again from the top. It lands on what the card says now, or on its heading."""
+    token = lived_in.token("fay")
+    assert lived_in.call("POST", "/api/v1/keys", {"name": "old laptop"}, token=token).status == 200
+    with signed_in(browser, lived_in, 1280, token, "Signed in as fay") as page:
+        page.get_by_role("button", name="Claim the welcome bonus: 1000 cr").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name=re.compile("Claim the welcome bonus")).wait_for(state="detached")
+        focus_lands(page, "DIV Welcome bonus: 1000 cr granted.")  # the message the claim left, in its card
+
+        page.goto(f"{lived_in.url}/#/keys")
+        page.get_by_role("button", name="Revoke key old laptop").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("cell", name=re.compile("^revoked")).wait_for()
+        focus_lands(page, "H2 Your keys")  # the button was replaced by the words "revoked …": the table's heading
+        page.keyboard.press("Tab")  # and Tab goes on from there, not from the top of the page
+        assert page.evaluate("() => document.activeElement.closest('section')?.getAttribute('aria-labelledby')"
+                             ) == "keys-title"
+
+        made = lived_in.call("POST", "/api/v1/tasks", {"kind": "chat", "input": "DRIP " + "slowly " * 40},
+                             token=token, headers={"Idempotency-Key": "fay-drip"})
+        assert made.status == 200, made.body
+        page.goto(f"{lived_in.url}/#/tasks")
+        task = page.get_by_role("article", name="Task fay-drip")
+        task.get_by_role("button", name="Cancel this task").focus()
+        page.keyboard.press("Enter")
+        task.get_by_role("button", name="Cancel this task").wait_for(state="detached", timeout=20000)
+        assert task.get_attribute("data-state") == "cancelled"
+        focus_lands(page, "H3 chat task fay-drip")  # the cancelled task's card, by its heading

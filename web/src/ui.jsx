@@ -3,6 +3,7 @@
 import { render } from "preact";
 import { useEffect, useState, useCallback } from "preact/hooks";
 import { devSignIn, firebaseAuth, getSession, onSession, signOut, useToken, webConfig } from "./auth.js";
+import { keepFocus } from "./focus.js";
 
 /** An amount as the API shows it ({credits, micros}) or as the realtime mirror does (integer micro-credits). */
 export function credits(money) {
@@ -179,5 +180,6 @@ export function Shell({ title, links, route, children, other }) {
 }
 
 export function mount(App) {
+  keepFocus(); // a button disabled or removed by its action leaves the focus near it, not on <body>
   render(<App />, document.getElementById("root"));
 }
