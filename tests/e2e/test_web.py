@@ -30,7 +30,7 @@ SHOTS = ROOT / "tests" / "e2e" / "screenshots"  # git-ignored
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
-USER_PAGES = ["", "chat", "tasks", "history", "keys", "settings", "images", "payments"]
+USER_PAGES = ["", "chat", "tasks", "history", "audit", "keys", "settings", "images", "payments"]
 HOOKS = "whsec_web"  # the web server's Stripe webhook secret
 
 
@@ -574,6 +574,72 @@ def test_the_browser_keeps_a_checkpoint_and_catches_a_rolled_back_or_rewritten_l
         ok, text = verified()
         assert ok == "false" and said in text, text
         assert page.evaluate("localStorage.getItem('creditflow.checkpoint')") == sign_checkpoint(forged, key)
+
+
+def audited(page: Any) -> Any:
+    """The user's own audit run from its page with the keyboard: what it shows."""
+    button = page.get_by_role("button", name="Audit my account")
+    button.focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Auditing…").wait_for(state="detached")
+    report = page.get_by_test_id("own-audit")
+    report.wait_for()
+    return report
+
+
+def test_a_user_audits_their_own_entries_against_the_latest_checkpoint(context: Any, web: LocalServer) -> None:
+    """The whole-ledger audit had a page in the console; a user's own, which proves their entries included in the
+    signed checkpoint, had none. It says what the audit said: passed, how many entries, which checkpoint."""
+    token = funded(web, "aud")
+    hold = web.call("POST", "/api/v1/credits/reserve", {"amount": "2"}, token=token,
+                    headers={"Idempotency-Key": "aud-hold"}).json
+    newest = hold["entry"]
+    assert web.call("GET", f"/api/v1/credits/verify/{newest}", token=token).json["ok"]  # a checkpoint covers them
+    expected = web.call("GET", "/api/v1/credits/audit", token=token).json
+    assert expected["ok"] and expected["entries"] == 2 and expected["checkpointSize"] >= 2
+    page = context.new_page()
+    sign_in(page, web, "aud")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
+    page.get_by_role("heading", name="Audit your account").wait_for()
+    report = audited(page)
+    assert report.get_attribute("role") == "status" and report.get_attribute("data-ok") == "true"
+    text = report.inner_text()
+    assert text.startswith("Your audit passed.")
+    assert report.get_by_test_id("own-audit-entries").inner_text() == "2"
+    assert "your balance (1000 cr, 2 cr of it held)" in text
+    assert report.get_by_test_id("own-audit-checkpoint").inner_text() == str(expected["checkpointSize"])
+    assert report.get_by_test_id("own-audit-findings").count() == 0
+    # pressed from the keyboard, disabled while it ran: the focus is back on it, not on the page
+    page.wait_for_function("() => document.activeElement.textContent === 'Audit my account'", timeout=5000)
+
+
+def test_a_users_audit_names_an_entry_whose_leaf_in_the_log_was_rewritten(context: Any,
+                                                                           tmp_path: Path) -> None:
+    """An attacker with the database rewrites the leaf of one of the user's entries: the page says the audit failed
+    and names the entry and the leaf. A runtime of its own: the rewritten log is left to no other test."""
+    server = LocalServer(tmp_path / "data", RATE_LIMIT_PER_MINUTE="100000")
+    try:
+        token = funded(server, "eve")
+        [entry] = [e["id"] for e in server.call("GET", "/api/v1/credits/history", token=token).json["entries"]]
+        assert server.call("GET", f"/api/v1/credits/verify/{entry}", token=token).json["ok"]
+        page = context.new_page()
+        sign_in(page, server, "eve", "audit")
+        assert audited(page).get_attribute("data-ok") == "true"
+        with sqlite3.connect(server.data / "ledger.sqlite3") as db:
+            (index,) = db.execute("SELECT idx FROM leaves WHERE entry_id = ?", (entry,)).fetchone()
+            db.execute("UPDATE leaves SET data = ? WHERE entry_id = ?", (b"rewritten".ljust(32, b"\0"), entry))
+        report = audited(page)
+        page.locator("[data-testid=own-audit][data-ok=false]").wait_for()
+        assert report.inner_text().startswith("Your audit FAILED: 1 error.")
+        assert report.get_by_test_id("own-audit-entries").inner_text() == "1"
+        findings = report.get_by_test_id("own-audit-findings").locator("li")
+        assert findings.count() == 1
+        assert findings.first.get_attribute("data-check") == "merkle"
+        assert findings.first.get_attribute("data-severity") == "error"
+        assert f"leaf {index} records a different hash for entry {entry} than the entry has now" in \
+            findings.first.inner_text()
+    finally:
+        server.stop()
 
 
 def test_history_pages_and_filters_by_kind(context: Any, web: LocalServer) -> None:
