@@ -596,7 +596,7 @@ def test_a_user_audits_their_own_entries_against_the_latest_checkpoint(context: 
     newest = hold["entry"]
     assert web.call("GET", f"/api/v1/credits/verify/{newest}", token=token).json["ok"]  # a checkpoint covers them
     expected = web.call("GET", "/api/v1/credits/audit", token=token).json
-    assert expected["ok"] and expected["entries"] == 2 and expected["checkpointSize"] >= 2
+    assert expected["ok"] and expected["entries"] == expected["proved"] == 2 and expected["checkpointSize"] >= 2
     page = context.new_page()
     sign_in(page, web, "aud")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
@@ -608,6 +608,7 @@ def test_a_user_audits_their_own_entries_against_the_latest_checkpoint(context: 
     assert report.get_by_test_id("own-audit-entries").inner_text() == "2"
     assert "your balance (1000 cr, 2 cr of it held)" in text
     assert report.get_by_test_id("own-audit-checkpoint").inner_text() == str(expected["checkpointSize"])
+    assert report.get_by_test_id("own-audit-proved").inner_text() == "2" and "after it" not in text
     assert report.get_by_test_id("own-audit-findings").count() == 0
     # pressed from the keyboard, disabled while it ran: the focus is back on it, not on the page
     page.wait_for_function("() => document.activeElement.textContent === 'Audit my account'", timeout=5000)

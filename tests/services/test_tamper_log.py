@@ -245,6 +245,11 @@ def test_an_accounts_audit_reads_the_leaves_of_its_entries_not_the_whole_log(gro
     assert report.ok and report.tree_size == platform.store.tree_size() > 300
     assert report.checkpoint_size == report.tree_size
     assert 0 < sum(read) < 100, read  # alice's 3 leaves, and the few beside them that their proofs hash
+    assert (report.entries, report.proved, platform.integrity.audit().proved) == (2, 2, None)  # grant, hold
+    platform.credits.reserve("alice", CREDIT, key="b")
+    platform.integrity.sequence()  # a leaf past the signed checkpoint: the next one proves it
+    later = platform.integrity.audit("alice")
+    assert (later.ok, later.entries, later.proved, later.tree_size - later.checkpoint_size) == (True, 3, 2, 1)
 
 
 def test_an_accounts_audit_names_its_entry_that_the_checkpoint_does_not_include(grown: Ledger,

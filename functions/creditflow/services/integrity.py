@@ -66,6 +66,7 @@ class AuditReport:
     entries: int = 0
     tree_size: int = 0
     checkpoint_size: int | None = None
+    proved: int | None = None  # a user's audit: their entries proved included in the signed checkpoint
     totals: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     idempotency_conflicts: list[dict[str, str]] = field(default_factory=list)
@@ -391,6 +392,7 @@ class Integrity:
         hash, and the latest signed checkpoint includes it, by a proof from the remembered subtrees."""
         size = self.store.tree_size()
         report.tree_size = size
+        report.proved = 0
         latest = self.store.checkpoint()
         signed = None
         if latest is not None:
@@ -407,11 +409,13 @@ class Integrity:
             if not leaf or leaf[0].hex() != expected:
                 report.findings.append(Finding("merkle", entry_id, f"leaf {index} records a different hash for "
                                                f"entry {entry_id} than the entry has now"))
-            elif signed is not None and index < signed.size and not merkle.verify_inclusion(
-                    merkle.leaf_hash(leaf[0]), index, signed.size, inclusion_path(self.subtrees, index, signed.size),
-                    signed.root):
-                report.findings.append(Finding("inclusion", entry_id, f"entry {entry_id} is not leaf {index} of the "
-                                               f"tree in checkpoint {signed.size}"))
+            elif signed is not None and index < signed.size:
+                if merkle.verify_inclusion(merkle.leaf_hash(leaf[0]), index, signed.size,
+                                           inclusion_path(self.subtrees, index, signed.size), signed.root):
+                    report.proved += 1
+                else:
+                    report.findings.append(Finding("inclusion", entry_id, f"entry {entry_id} is not leaf {index} of "
+                                                   f"the tree in checkpoint {signed.size}"))
 
     def _check_log(self, report: AuditReport, hashes: dict[str, str]) -> None:
         size = self.store.tree_size()

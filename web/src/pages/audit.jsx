@@ -10,10 +10,12 @@ function Checkpoint({ report }) {
   if (report.checkpointSize == null) {
     return <>No checkpoint is signed yet, so none of your entries could be proved included in the log.</>;
   }
+  const later = report.entries - (report.proved ?? 0);
   return <>Against the latest signed checkpoint, a tree of{" "}
     <strong data-testid="own-audit-checkpoint">{report.checkpointSize}</strong>{" "}
-    {report.checkpointSize === 1 ? "entry" : "entries"}: each of yours in it is checked by an inclusion proof; those
-    written after it are checked against the next checkpoint
+    {report.checkpointSize === 1 ? "entry" : "entries"}:{" "}
+    <strong data-testid="own-audit-proved">{report.proved ?? 0}</strong> of yours proved in it by an inclusion proof
+    {later > 0 ? `; ${later} written after it ${later === 1 ? "is" : "are"} proved against the next checkpoint` : ""}
     {report.treeSize > report.checkpointSize ? ` (the log has ${report.treeSize} entries now)` : ""}.</>;
 }
 

@@ -73,7 +73,7 @@ def consistency_out(proof: ConsistencyProof) -> s.ConsistencyOut:
 
 def audit_out(report: AuditReport) -> s.AuditOut:
     return s.AuditOut(ok=report.ok, scope=report.scope, accounts=report.accounts, entries=report.entries,
-                      tree_size=report.tree_size, checkpoint_size=report.checkpoint_size,
+                      tree_size=report.tree_size, checkpoint_size=report.checkpoint_size, proved=report.proved,
                       totals={name: s.Money.of(micros) for name, micros in report.totals.items()},
                       findings=[f.to_dict() for f in report.findings],
                       idempotency_conflicts=report.idempotency_conflicts)

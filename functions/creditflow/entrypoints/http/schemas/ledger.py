@@ -49,6 +49,9 @@ class AuditOut(Out):
     entries: int
     tree_size: int
     checkpoint_size: int | None
+    proved: int | None = Field(description="a user's audit: how many of their entries were proved included in the "
+                                           "checkpoint of size checkpointSize (those after it are proved by the next); "
+                                           "none for the whole ledger's audit, which reads every leaf")
     totals: dict[str, Money]
     findings: list[dict[str, str]]
     idempotency_conflicts: list[dict[str, str]]
