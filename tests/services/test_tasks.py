@@ -13,6 +13,7 @@ import pytest
 from creditflow.bootstrap import Platform
 from creditflow.domain.jobs import Delivery, Job
 from creditflow.domain.money import format_credits
+from creditflow.domain.preferences import Preferences
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.domain.timefmt import iso
 from creditflow.services.task_holds import RaisedLimit
@@ -333,6 +334,25 @@ def test_a_user_has_at_most_max_unfinished_tasks_at_once(tmp_path: Path, clock: 
     assert ai.tasks.submit("u", "a4", {"kind": "agent", "input": "plan 4"}).state == ACCEPTED
     assert ai.tasks.submit("u", "a5", {"kind": "agent", "input": "plan 5"}).error["type"] == "too-many-tasks"
     ai.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_chat_task_past_the_users_limit_per_request_is_refused_before_its_hold(ai: Platform) -> None:
+    """As a chat call is: refused with its quote, nothing held (it held its estimate, then its call was refused and
+    the hold released: two entries for nothing). A turn in a conversation is refused so only when even without its
+    memory it is past the limit: the memory it sends may be less than the most it could."""
+    funded(ai, "u", 10)
+    ask = [{"role": "user", "content": "tell me everything"}]
+    _, alone = ai.chat.quote("u", ask, LLAMA)
+    _, remembered = ai.chat.quote("u", ask, LLAMA, more_prompt=ai.settings.memory_context_tokens)
+    assert alone.micros < remembered.micros
+    ai.chat.preferences.put("u", Preferences(max_credits_per_request=alone.micros - 1))  # type: ignore[union-attr]
+    task = ai.tasks.submit("u", "t", {"kind": "chat", "input": "tell me everything", "model": LLAMA})
+    assert task.state == FAILED and task.error["type"] == "over-request-limit" and task.reserved == 0
+    assert task.error["estimate"]["micros"] == alone.micros and task_entries(ai, "u", "t") == []
+    ai.chat.preferences.put("u", Preferences(max_credits_per_request=alone.micros))  # type: ignore[union-attr]
+    turn = ai.tasks.submit("u", "c", {"kind": "chat", "input": "tell me everything", "model": LLAMA,
+                                      "conversationId": "new"})
+    assert turn.state == SUCCEEDED and 0 < turn.charged <= alone.micros
 
 
 def test_insufficient_credits_fail_with_the_402_problem_and_hold_nothing(ai: Platform) -> None:

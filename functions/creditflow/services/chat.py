@@ -203,28 +203,36 @@ class MeteredChat:
     def preferences_of(self, uid: str | None) -> Preferences:
         return self.preferences.get(uid) if self.preferences is not None and uid is not None else Preferences()
 
-    def route(self, model: str | None, capability: str = "chat", uid: str | None = None) -> list[Model]:
+    def route(self, model: str | None, capability: str = "chat", uid: str | None = None,
+              wanted: Preferences | None = None) -> list[Model]:
         """The models to try, in order. A named model is the only one. Otherwise the user's preferred model
-        first (unless cost-saving is on), then every model that can do the job, cheapest first."""
+        first (unless cost-saving is on), then every model that can do the job, cheapest first (`wanted`: the
+        user's preferences, when the caller has read them)."""
         if model is not None:
             return [self.catalog.get(model, capability)]
         offered = sorted(self.catalog.models(capability), key=lambda m: (m.output_per_million, m.input_per_million))
         if not offered:
             raise UnknownModel(f"no model for {capability} is on offer: none is configured, or an admin disabled them")
-        wanted = self.preferences_of(uid)
+        wanted = wanted or self.preferences_of(uid)
         preferred = [m for m in offered if m.id == wanted.preferred_model]
         if preferred and not wanted.cost_saving:
             offered = preferred + [m for m in offered if m.id != wanted.preferred_model]
         return offered
 
     def quote(self, uid: str, messages: Messages, model: str | None = None, max_tokens: int | None = None,
-              more_prompt: int = 0, options: dict[str, Any] | None = None) -> tuple[Model, Estimate]:
+              more_prompt: int = 0, options: dict[str, Any] | None = None,
+              within_limit: bool = False) -> tuple[Model, Estimate]:
         """What a call would hold, before anything is held: the first routed model and its estimate (with
-        `more_prompt` tokens the caller will add, such as a conversation's history, and its `options`)."""
-        chosen = self.route(model, capability_of(messages), uid=uid)[0]
+        `more_prompt` tokens the caller will add, such as a conversation's history, and its `options`). With
+        `within_limit`, a call past the user's own limit per request even without `more_prompt` (so surely
+        refused when it is made) is refused here (OverRequestLimit)."""
+        wanted = self.preferences_of(uid) if within_limit else None
+        chosen = self.route(model, capability_of(messages), uid=uid, wanted=wanted)[0]
         prompt, bound = self._measured(messages, options, chosen)
         max_out = _allowance(chosen, prompt, max_tokens)
         _within_context(chosen, prompt, max_out)  # the request alone: the history added is trimmed to fit
+        if wanted is not None:
+            _within_request_limit(wanted, estimate(chosen, prompt, max_out, bound).micros)
         bound += more_prompt * BYTES_PER_TOKEN_ESTIMATED
         return chosen, estimate(chosen, prompt + more_prompt, max_out, bound)
 
@@ -271,10 +279,7 @@ class MeteredChat:
         limit or the user's per-request cap cannot cover is refused here, with the shortfall, and costs nothing."""
         guess = estimate(chosen, prompt, max_out, bound)
         _within_context(chosen, guess.prompt_tokens, max_out)
-        cap = self.preferences_of(uid).max_credits_per_request
-        if cap is not None and guess.micros > cap:
-            raise OverRequestLimit(f"this call may cost up to {format_credits(guess.micros)} credits, above your "
-                                   f"limit of {format_credits(cap)} per request", estimate=guess.micros, limit=cap)
+        _within_request_limit(self.preferences_of(uid), guess.micros)
         if budget is not None:  # within a task's hold: what is left of it must cover the call
             if guess.micros > budget.left:
                 raise BudgetExhausted(f"this call may cost up to {format_credits(guess.micros)} credits but the task "
@@ -756,3 +761,11 @@ def _within_context(model: Model, prompt: int, max_out: int) -> None:
     if prompt + max_out > model.context_window:
         raise ContextTooLong(f"about {prompt} prompt tokens plus {max_out} to generate exceed {model.id}'s context "
                              f"window of {model.context_window}")
+
+
+def _within_request_limit(wanted: Preferences, micros: int) -> None:
+    """Refuse (OverRequestLimit) a call that may cost more than the user's own limit per request."""
+    cap = wanted.max_credits_per_request
+    if cap is not None and micros > cap:
+        raise OverRequestLimit(f"this call may cost up to {format_credits(micros)} credits, above your limit of "
+                               f"{format_credits(cap)} per request", estimate=micros, limit=cap)

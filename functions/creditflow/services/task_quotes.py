@@ -27,7 +27,9 @@ class TaskQuotes:
         if request.kind in ("chat", "vision"):
             messages = self.chat.resolved(uid, request_messages(request))  # images read and checked before any hold
             history = self.memory_tokens if request.conversation_id else 0  # the most memory sends
-            model, guess = self.chat.quote(uid, messages, request.model, more_prompt=history)
+            # past the user's limit per request even without its memory, the reply's call would be refused: before
+            # any hold, as a chat call is
+            model, guess = self.chat.quote(uid, messages, request.model, more_prompt=history, within_limit=True)
             upkeep = self.conversations.upkeep(uid, messages, model.id) if request.conversation_id else 0
             return model.id, guess.micros, upkeep
         if request.kind == "agent":  # a model that cannot chat, or a goal too long for it, before its budget is held
