@@ -141,7 +141,7 @@ class Settings:
     bus_retention_hours: float = 24.0  # a finished task's request and stream stay on the bus this long (0: for
     # good); its record in /tasks stays, with the reply in its result
     max_unfinished_tasks: int = 50  # a user's tasks not yet ended at once (0: no limit)
-    mirror_kept: int = 200  # a user's newest task records (/tasks) and notifications the mirror keeps (0: all)
+    mirror_kept: int = 200  # a user's task records (/tasks, changed last) and notifications the mirror keeps (0: all)
     task_classifier_model: str | None = None  # a cheap model that classifies tasks; unset: the rules alone
     duplicate_deliveries: bool = False  # a test mode: every trigger and queue delivery is handled twice
     queue_workers: int = 4  # the local queue's worker threads

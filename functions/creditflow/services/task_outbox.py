@@ -1,6 +1,6 @@
 """After a task ends, on the bus: its task.finished event delivered (at least once) as its owner's notification,
-and its request and stream cleared once the retention has passed; its record in /tasks stays, among its owner's
-newest (older finished records and notifications leave the mirror; the store keeps every task)."""
+and its request and stream cleared once the retention has passed; its record in /tasks stays, among those of its
+owner that changed last (older finished records and notifications leave the mirror; the store keeps every task)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (t
 
 class TaskOutbox:
     """`retention`: how long a finished task's request and stream stay on the bus (None: they stay); `kept`: how
-    many of a user's newest task records and notifications the mirror keeps once a task is cleared (None: all)."""
+    many of a user's task records (those that changed last) and notifications the mirror keeps once a task is
+    cleared (None: all)."""
 
     def __init__(self, store: TaskStore, realtime: Realtime, clock: Clock, retention: timedelta | None,
                  kept: int | None = None) -> None:
@@ -71,7 +72,7 @@ class TaskOutbox:
         self.realtime.set(f"/streams/{uid}/{task_id}", None)
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
         if self.kept is not None:
-            self._keep_newest(f"/tasks/{uid}", "createdAt", self.kept, _finished)
+            self._keep_newest(f"/tasks/{uid}", "updatedAt", self.kept, _finished)
             self._keep_newest(f"/notifications/{uid}", "at", self.kept, lambda _: True)
 
     def _keep_newest(self, path: str, order: str, kept: int, removable: Callable[[Any], bool]) -> None:

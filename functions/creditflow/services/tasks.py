@@ -86,7 +86,7 @@ class TaskPolicy:
     quick_deadline: timedelta = timedelta(minutes=5)
     long_deadline: timedelta = timedelta(minutes=30)
     bus_retention: timedelta | None = timedelta(hours=24)  # a finished task's request and stream, then cleared
-    mirror_kept: int | None = 200  # a user's newest task records and notifications the mirror keeps (None: all)
+    mirror_kept: int | None = 200  # a user's task records (changed last) and notifications the mirror keeps
     max_unfinished: int | None = 50  # a user's tasks not yet ended at once (None: no limit)
 
 
