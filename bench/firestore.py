@@ -54,8 +54,10 @@ MINIMUM: dict[str, tuple[int, int, str]] = {
     "metered chat call": (8, 15, "the user's preferences (routing), then a reserve and a settle"),
     "chat call, own key": (8, 16, "as a metered chat call, and its answer kept for the key's replays (a "
                                       "create: no read)"),
-    "chat task (the bus)": (8, 15, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
-                                   "which closes the hold (the ledger's part; the task's record is in the task store)"),
+    "chat task (the bus)": (9, 15, "a user's second: as a metered chat call, the task's hold, then its reply's charge, "
+                                   "which closes the hold (the ledger's part; the task's record is in the task store); "
+                                   "the preferences read twice: at the quote (a task past the user's limit per request "
+                                   "holds nothing) and at the call (a queued task runs later: they may have changed)"),
     "welcome bonus": (3, 8, "read the network's claims and a grant's two; write the device's claim (a create: no "
                             "read), the network's claim and a grant's six (the account made by it)"),
 }
