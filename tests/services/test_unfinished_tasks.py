@@ -42,7 +42,7 @@ def test_past_the_limit_a_task_is_refused_and_holds_nothing(limited: Platform, c
                         headers={"Authorization": f"Bearer {key}"})
     assert drawn.status_code == 429, drawn.json
     assert drawn.json["error"]["type"] == "rate_limit_error" and drawn.json["error"]["code"] == "too_many_tasks"
-    assert "1 tasks not yet finished" in drawn.json["error"]["message"]
+    assert "you have 1 task not yet finished" in drawn.json["error"]["message"]
     assert limited.credits.balance("ann") == balance  # nothing held, nothing charged
     limited.tasks.cancel("ann", "plan")
     again = client.post("/api/v1/tasks", json={"kind": "chat", "input": "hi"},

@@ -438,8 +438,9 @@ class Tasks:
         count, not a lock: two requests at the same moment may both pass at the limit."""
         most = self.policy.max_unfinished
         if most is not None and self.store.unfinished_count(uid, most + 1) > most:
-            raise TooManyTasks(f"you have {most} tasks not yet finished, the most one user may have at once: wait "
-                               "for one to end (or cancel one), then send this again under a new id", most=most)
+            raise TooManyTasks(f"you have {most} {'task' if most == 1 else 'tasks'} not yet finished, the most one "
+                               "user may have at once: wait for one to end (or cancel one), then send this again "
+                               "under a new id", most=most)
 
     def _hold_for(self, task: Task, ruled: Classification, room: int,
                   lender: Budget | None) -> tuple[str, int, str | None]:
