@@ -6,7 +6,9 @@ target, defines them all. The Firestore trigger's instance imports none: it is h
 needs only an attribute of it, so it is a plain handler there (the decorated one declares it at discovery).
 """
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from firebase_admin import initialize_app
 
@@ -14,6 +16,8 @@ from creditflow.config import function_secrets, function_target
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 initialize_app()  # callable functions verify ID tokens with the default app before our code runs
 SECRETS = function_secrets()  # LEDGER_SIGNING_KEY and those CREDITFLOW_SECRETS names (Stripe's, providers' keys)
@@ -27,6 +31,17 @@ TASK_RATES = {"runTaskHigh": (200, 100), "runTask": (100, 50), "runTaskLow": (20
 
 def serves(name: str) -> bool:
     return TARGET is None or name == TARGET
+
+
+def redelivered(function: "F") -> "F":
+    """Declared `retry: true`: Eventarc delivers the event again when the handler fails, or its instance dies, before
+    it returns (a request whose instance died before recording it would otherwise never be answered). The platform
+    and the JavaScript SDK take this option for database triggers; firebase-functions' Python SDK writes `false`
+    and takes none, so it is set on the endpoint the SDK declares. The handlers are idempotent."""
+    endpoint = function.__firebase_endpoint__  # type: ignore[attr-defined]
+    function.__firebase_endpoint__ = replace(  # type: ignore[attr-defined]
+        endpoint, eventTrigger={**endpoint.eventTrigger, "retry": True})
+    return function
 
 
 if serves("api"):
@@ -96,6 +111,7 @@ if serves("submitRequest"):
 
     # a quick task runs inline here, until its deadline (QUICK_TASK_MINUTES, 5 by default): not cut at the
     # default 60 s; 540 s is the most an event-driven function may have
+    @redelivered
     @db_fn.on_value_created(reference="/requests/{uid}/{requestId}", secrets=SECRETS, timeout_sec=540)
     def submitRequest(event: db_fn.Event[object]) -> None:
         from creditflow.entrypoints.triggers import request_written
@@ -106,6 +122,7 @@ if serves("submitRequest"):
 if serves("cancelRequest"):
     from firebase_functions import db_fn
 
+    @redelivered
     @db_fn.on_value_written(reference="/requests/{uid}/{requestId}/cancel", secrets=SECRETS)
     def cancelRequest(event: db_fn.Event[db_fn.Change[object]]) -> None:
         from creditflow.entrypoints.triggers import request_written
@@ -117,6 +134,7 @@ if serves("cancelRequest"):
 if serves("answerRequest"):
     from firebase_functions import db_fn
 
+    @redelivered
     @db_fn.on_value_written(reference="/requests/{uid}/{requestId}/answer", secrets=SECRETS)
     def answerRequest(event: db_fn.Event[db_fn.Change[object]]) -> None:
         from creditflow.entrypoints.triggers import request_written
