@@ -297,6 +297,8 @@ class Settings:
             raise ConfigurationError("RESERVATION_EXPIRY_MINUTES must be between 1 and 10080")
         if self.max_reservation_amount <= 0:
             raise ConfigurationError("MAX_RESERVATION_AMOUNT must be positive")
+        if self.sequencer_batch < 1:  # 0 or below: no batch ever fell short, so the sequencer's loop never ended
+            raise ConfigurationError("SEQUENCER_BATCH must be at least 1")
         if bool(self.ai_platform_api_key) != bool(self.ai_platform_base_url):
             raise ConfigurationError("set AI_PLATFORM_API_KEY and AI_PLATFORM_BASE_URL together")
         if not 0 < self.ai_timeout_seconds <= 600:

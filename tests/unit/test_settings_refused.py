@@ -28,6 +28,10 @@ from creditflow.entrypoints import cli
     ("ANSWER_RETENTION_HOURS", "a day", "ANSWER_RETENTION_HOURS must be a whole number, not 'a day'"),
     ("MAX_UNFINISHED_TASKS", "-1", "MAX_UNFINISHED_TASKS must be from 0 (no limit) to 100000"),
     ("MIRROR_KEPT", "5", "MIRROR_KEPT must be 0 (all kept) or from 10 to 10000"),
+    # each once a hang: a batch of 0 (or, read by SQLite as no limit, -1) never fell short, so the sequencer that
+    # publishes checkpoints and proves entries looped for good
+    ("SEQUENCER_BATCH", "0", "SEQUENCER_BATCH must be at least 1"),
+    ("SEQUENCER_BATCH", "-1", "SEQUENCER_BATCH must be at least 1"),
     # each once a traceback (binascii.Error, nacl's "Invalid seed", a ValueError) from the first use of the key
     ("LEDGER_SIGNING_KEY", "garbage", "LEDGER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64"),
     ("LEDGER_SIGNING_KEY", "AAAA", "LEDGER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64"),
