@@ -372,6 +372,10 @@ class Settings:
         self._validate_crypto()
         if self.welcome_bonus_amount < 0:
             raise ConfigurationError("WELCOME_BONUS_AMOUNT must not be negative (0: no welcome bonus)")
+        if self.welcome_bonus_expiry_days is not None and self.welcome_bonus_expiry_days < 1:
+            raise ConfigurationError("WELCOME_BONUS_EXPIRY_DAYS must be at least 1 (unset: the bonus never expires)")
+        if self.welcome_per_ip_limit < 1 or self.welcome_ip_window_hours < 1:
+            raise ConfigurationError("WELCOME_PER_IP_LIMIT and WELCOME_IP_WINDOW_HOURS must be at least 1")
         if self.rate_limit_per_minute <= 0:
             raise ConfigurationError("RATE_LIMIT_PER_MINUTE must be positive")
         unknown = [m for m in self.payment_methods if m not in PACK_METHODS]

@@ -40,6 +40,13 @@ from creditflow.entrypoints import cli
     ("QUEUE_WORKERS", "0", "QUEUE_WORKERS must be between 1 and 64"),
     ("PAYMENT_METHODS", "stripe,paypal", "PAYMENT_METHODS: 'paypal' is not a way to pay for a pack here (stripe;"),
     ("WELCOME_BONUS_AMOUNT", "-5", "WELCOME_BONUS_AMOUNT must not be negative (0: no welcome bonus)"),
+    # each once taken as it came: every claim failing on a lot that would expire in the past (or, at 0, a bonus that
+    # never expires), every claim refused as over a network's limit, or a window that counted no claim at all
+    ("WELCOME_BONUS_EXPIRY_DAYS", "-1", "WELCOME_BONUS_EXPIRY_DAYS must be at least 1 (unset: the bonus never"),
+    ("WELCOME_BONUS_EXPIRY_DAYS", "0", "WELCOME_BONUS_EXPIRY_DAYS must be at least 1 (unset: the bonus never"),
+    ("WELCOME_PER_IP_LIMIT", "-1", "WELCOME_PER_IP_LIMIT and WELCOME_IP_WINDOW_HOURS must be at least 1"),
+    ("WELCOME_IP_WINDOW_HOURS", "0", "WELCOME_PER_IP_LIMIT and WELCOME_IP_WINDOW_HOURS must be at least 1"),
+    ("WELCOME_IP_WINDOW_HOURS", "-24", "WELCOME_PER_IP_LIMIT and WELCOME_IP_WINDOW_HOURS must be at least 1"),
 ])
 def test_a_setting_that_cannot_be_read_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                                           said: str) -> None:
