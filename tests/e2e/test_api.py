@@ -354,6 +354,17 @@ def test_a_body_a_route_does_not_read_is_refused(server: LocalServer) -> None:
         assert server.call("POST", "/api/v1/admin/analytics/rebuild", token=admin, body=fine).status == 200
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json; charset=latin1"])
+def test_a_body_sent_to_a_route_that_takes_none_is_json_too(server: LocalServer, content_type: str) -> None:
+    """A body is JSON in UTF-8 on every route (415 otherwise): `{}` as text/plain was once told "send none (or
+    {})", and `{}` said to be latin1 was taken where a route reading a body refuses it."""
+    token = funded(server, "no-body-typed", "1")
+    reply = server.call("POST", "/api/v1/credits/sync-balance", token=token, raw=b"{}",
+                        headers={"Content-Type": content_type})
+    assert (reply.status, reply.content_type) == (415, "application/problem+json"), reply.body
+    assert reply.json["type"].endswith("/unsupported-media-type"), reply.json
+
+
 def test_chunked_bodies_are_measured_like_any_other(server: LocalServer) -> None:
     """A body sent in chunks has no Content-Length: past the limit it is refused with 413 all the same, not read
     cut short; within it, it is read whole."""

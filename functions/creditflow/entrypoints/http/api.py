@@ -330,24 +330,32 @@ class Api:
     @staticmethod
     def _no_body() -> None:
         """A route that reads no body refuses one that says something: the fields it holds would do nothing. An
-        empty body, or `{}`, is no body."""
+        empty body, or `{}`, is no body; a body sent at all is JSON as every route's is (`{}` as text/plain was told
+        to send `{}`)."""
         raw = request.get_data(cache=True)
-        if raw.strip() and (not request.is_json or parse(raw) != {}):
-            raise InvalidBody("this route takes no body: send none (or {})")
+        if raw.strip():
+            Api._json_media_type()
+            if parse(raw) != {}:
+                raise InvalidBody("this route takes no body: send none (or {})")
+
+    @staticmethod
+    def _json_media_type() -> None:
+        """A body comes as application/json in UTF-8, or is refused with 415."""
+        if not request.is_json:
+            from werkzeug.exceptions import UnsupportedMediaType
+
+            raise UnsupportedMediaType("send the body as JSON, with the header Content-Type: application/json"
+                                       + (f" (this request's is {request.mimetype})" if request.mimetype else
+                                          " (this request has none)"))
+        require_utf8(request.mimetype_params)
 
     @staticmethod
     def _body(model: type[BaseModel]) -> BaseModel:
         """The JSON body, validated against the model. A request with no body at all is read as `{}`: a route whose
         fields are all optional (claiming the welcome bonus) needs none, and one with required fields names them."""
         raw = request.get_data(cache=True)
-        if raw and not request.is_json:
-            from werkzeug.exceptions import UnsupportedMediaType
-
-            raise UnsupportedMediaType("send the body as JSON, with the header Content-Type: application/json"
-                                       + (f" (this request's is {request.mimetype})" if request.mimetype else
-                                          " (this request has none)"))
         if raw:
-            require_utf8(request.mimetype_params)
+            Api._json_media_type()
         raw = raw or b"{}"
         parse(raw, unique_names=True)  # the limits every surface shares; the model then reads the same bytes
         try:
