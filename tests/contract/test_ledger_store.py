@@ -137,6 +137,17 @@ def test_the_services_run_whole_on_the_store(on_store: Platform, clock: SteppedC
     assert report.totals["sum"] == 0
 
 
+def test_a_checkpoint_takes_every_entry_written_before_it(on_store: Platform) -> None:
+    """A store's `sequence(limit)` gives leaves to the waiting entries up to `limit`, and fewer only when none are
+    left, which is where the sequencer stops: Firestore's stopped at its 200 entries a transaction, so a checkpoint
+    (publishCheckpoint's, every 5 minutes) took 200 new entries however many more had been written."""
+    credits, integrity = on_store.credits, on_store.integrity
+    credits.open_account("many")
+    for n in range(205):
+        credits.grant("many", CREDIT, source="admin", lot_kind="paid", key=f"g-{n}")
+    assert integrity.publish_checkpoint().size == on_store.store.tree_size() == 205
+
+
 # what a client may send where an id is read: a hold's (release-reservation) or an entry's (verify, in the path)
 NO_IDS = ["", "a/b", "a/b/c", ".", "..", "__x__", "x" * 1500, "x" * 2000]
 

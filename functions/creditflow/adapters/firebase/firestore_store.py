@@ -16,6 +16,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ...domain.accounts import SYSTEM_ACCOUNTS, SystemTotals, UserAccount
 from ...domain.changes import Changes, IdempotencyConflictRecord, StoredCheckpoint
 from ...domain.entries import Entry
+from ...domain.errors import StoreConflict
 from ...domain.holds import Hold
 from ...domain.idempotency import IdempotencyRecord
 from ...domain.lots import Lot
@@ -29,6 +30,7 @@ from .usage_rollups import rollup_writes
 T = TypeVar("T")
 DESC = firestore.Query.DESCENDING
 SEQUENCER_ATTEMPTS = 1
+SEQUENCE_BATCH = 200  # entries given leaves in one transaction (each a write, beside its chunk's)
 ACCOUNT_TURNS = DocumentTurns()  # this process's transactions on one account queue here, not in Firestore's locks
 
 
@@ -342,8 +344,26 @@ class FirestoreLedgerStore:
         return self.client.collection(layout.LOG).document("state")
 
     def sequence(self, limit: int) -> int:
-        """Give unsequenced entries the next leaf indexes in one transaction (at most ~200 per batch)."""
-        batch = min(limit, 200)
+        """Give up to `limit` unsequenced entries the next leaf indexes, in transactions of at most 200 (fewer than
+        `limit` only when no more are waiting, where the sequencer stops: one transaction's 200 once ended each
+        checkpoint there). A transaction that loses the log's state to another sequencer ends the run with what was
+        given out before it, or, first, raises StoreConflict."""
+        total = 0
+        while total < limit:
+            batch = min(limit - total, SEQUENCE_BATCH)
+            try:
+                done = self._sequence_batch(batch)
+            except StoreConflict:
+                if not total:
+                    raise
+                return total  # the other sequencer gives out the rest
+            total += done
+            if done < batch:
+                break
+        return total
+
+    def _sequence_batch(self, batch: int) -> int:
+        """Give at most `batch` unsequenced entries the next leaf indexes in one transaction."""
 
         def work(tx: FirestoreTransaction) -> int:
             state = self._state_ref().get(transaction=tx.tx)  # one sequencer at a time gives out leaves
