@@ -119,6 +119,8 @@ def test_insufficient_credits_come_with_payment_options(server: LocalServer) -> 
     assert fits["sufficient"] is True and fits["packs"] == []
     low = server.call("GET", "/api/v1/credits/low-balance-check", token=token).json
     assert low["status"] == "low" and low["threshold"]["credits"] == "50"
+    # each pack named as checkout takes it (`{"pack": "credits-100"}`), as the 402's and /payments/packs' are
+    assert [p["id"] for p in low["packs"]] == ["credits-100", "credits-500", "credits-2000"], low["packs"]
 
 
 def test_no_user_sees_or_moves_another_users_credits(server: LocalServer) -> None:

@@ -14,6 +14,7 @@ from ...domain.errors import InvalidQuery
 from ...domain.holds import CLIENT
 from ...domain.idempotency import DIRECT, of_client
 from ...domain.money import money
+from ...domain.payments import packs_from
 from ...domain.timefmt import iso
 from ...services.analytics import usage
 from . import schemas as s
@@ -114,8 +115,9 @@ def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
     low = platform.mirror.check(caller.uid)
     return s.LowBalanceOut(status=low.status, available=s.Money.of(low.available), threshold=s.Money.of(low.threshold),
                            recommendations=low.recommendations,
-                           packs=[{"credits": money(c), "price": {"amount": p, "currency": cur}}
-                                  for c, p, cur in low.packs])
+                           packs=[{"id": pack.id, "credits": money(pack.credits),
+                                   "price": {"amount": pack.price, "currency": pack.currency}}
+                                  for pack in packs_from(tuple(low.packs))])  # named as checkout takes them
 
 
 @routes.route("GET", f"{V1}/credits/welcome-bonus", summary="The welcome bonus, and whether it can be claimed",
