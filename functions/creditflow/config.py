@@ -325,6 +325,9 @@ class Settings:
         if not 0 <= self.bus_retention_hours <= 720:
             raise ConfigurationError("BUS_RETENTION_HOURS must be from 0 (kept for good) to 720 (30 days, the "
                                      "longest Cloud Tasks schedules a task ahead)")
+        if self.low_balance_threshold < 0 or not 0 <= self.low_balance_percent <= 100:
+            raise ConfigurationError("LOW_BALANCE_THRESHOLD must not be negative (0: no floor) and "
+                                     "LOW_BALANCE_PERCENT must be from 0 to 100 (of the last paid top-up)")
         if not 0 <= self.max_unfinished_tasks <= 100_000:
             raise ConfigurationError("MAX_UNFINISHED_TASKS must be from 0 (no limit) to 100000")
         if not (self.mirror_kept == 0 or 10 <= self.mirror_kept <= 10_000):

@@ -26,6 +26,8 @@ from creditflow.entrypoints import cli
     ("CPU_TURNS", "-1", "CPU_TURNS must be between 0 (no limit) and 256"),
     ("ANSWER_RETENTION_HOURS", "721", "ANSWER_RETENTION_HOURS must be from 0 (no answer kept) to 720"),
     ("ANSWER_RETENTION_HOURS", "a day", "ANSWER_RETENTION_HOURS must be a whole number, not 'a day'"),
+    ("LOW_BALANCE_THRESHOLD", "-5", "LOW_BALANCE_THRESHOLD must not be negative (0: no floor)"),
+    ("LOW_BALANCE_PERCENT", "101", "LOW_BALANCE_PERCENT must be from 0 to 100"),
     ("MAX_UNFINISHED_TASKS", "-1", "MAX_UNFINISHED_TASKS must be from 0 (no limit) to 100000"),
     ("MIRROR_KEPT", "5", "MIRROR_KEPT must be 0 (all kept) or from 10 to 10000"),
     # each once a hang: a batch of 0 (or, read by SQLite as no limit, -1) never fell short, so the sequencer that
