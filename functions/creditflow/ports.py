@@ -257,7 +257,7 @@ class TaskStore(Protocol):
         """Writes the task if the stored one is exactly one version older (compare-and-set), with its events, in one
         transaction; False when another writer got there first (reload and decide again)."""
 
-    def of_user(self, uid: str, *, states: frozenset[str] | None, kind: str | None, limit: int,
+    def of_user(self, uid: str, *, states: frozenset[str] | None, kinds: frozenset[str] | None, limit: int,
                 before: str | None) -> list[Task]:
         """Newest first; `before` is a created_at|id cursor from an earlier page."""
 

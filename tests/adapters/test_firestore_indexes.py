@@ -99,8 +99,8 @@ QUERIES: list[tuple[str, Callable[[firestore.Client], object]]] = [
     ("accounts", lambda client: list(FirestoreLedgerStore(client).user_accounts())),
     *[(f"tasks ({'|'.join(sorted(states or ())) or None}, {kind})",  # sorted: ids the same in every process
        lambda client, states=states, kind=kind: FirestoreTasks(client).of_user(
-           "ann", states=states, kind=kind, limit=20, before=None))
-      for states in (None, frozenset({"running", "queued"})) for kind in (None, "image")],
+           "ann", states=states, kinds=kind and frozenset(kind.split(",")), limit=20, before=None))
+      for states in (None, frozenset({"running", "queued"})) for kind in (None, "image", "agent,chat")],
     ("unfinished tasks", lambda client: FirestoreTasks(client).unfinished(50)),
     ("task events", lambda client: FirestoreTasks(client).pending_events(50)),
     ("dead letters", lambda client: FirestoreTasks(client).dead_letters(50)),

@@ -92,13 +92,15 @@ def test_pages_by_user_state_and_kind_and_the_unfinished(tasks: TaskStore) -> No
     tasks.create(a_task("bob", "b0", T[5]))
     first = tasks.get("alice", "t0")
     assert first is not None and tasks.save(first.moved(FAILED, T[6]))
-    page = tasks.of_user("alice", states=None, kind=None, limit=2, before=None)
+    page = tasks.of_user("alice", states=None, kinds=None, limit=2, before=None)
     assert [t.id for t in page] == ["t4", "t3"]
-    more = tasks.of_user("alice", states=None, kind=None, limit=10, before=f"{page[-1].created_at}|{page[-1].id}")
+    more = tasks.of_user("alice", states=None, kinds=None, limit=10, before=f"{page[-1].created_at}|{page[-1].id}")
     assert [t.id for t in more] == ["t2", "t1", "t0"]
-    assert [t.id for t in tasks.of_user("alice", states=frozenset({REQUESTED}), kind="agent", limit=10,
+    assert [t.id for t in tasks.of_user("alice", states=frozenset({REQUESTED}), kinds=frozenset({"agent"}), limit=10,
                                         before=None)] == ["t3", "t1"]
-    assert [t.id for t in tasks.of_user("alice", states=frozenset({FAILED}), kind=None, limit=10,
+    assert [t.id for t in tasks.of_user("alice", states=frozenset({REQUESTED, FAILED}),
+                                        kinds=frozenset({"agent", "chat"}), limit=3, before=None)] == ["t4", "t3", "t2"]
+    assert [t.id for t in tasks.of_user("alice", states=frozenset({FAILED}), kinds=None, limit=10,
                                         before=None)] == ["t0"]
     assert [t.id for t in tasks.unfinished(10)] == ["t1", "t2", "t3", "t4", "b0"]  # oldest first
     assert [tasks.unfinished_count("alice", most) for most in (2, 4, 9)] == [2, 4, 4]  # t0 has ended

@@ -36,6 +36,11 @@ def test_submit_read_list_and_cancel_a_task(real: LocalServer) -> None:
     assert real.call("GET", "/api/v1/tasks/req-1", token=token).json == task
     listed = real.call("GET", "/api/v1/tasks?state=succeeded&kind=chat", token=token).json
     assert [t["id"] for t in listed["tasks"]] == ["req-1"] and listed["nextCursor"] is None
+    # kinds as states are given: a list separated by commas (it was a 400 while state took one)
+    assert [t["id"] for t in real.call("GET", "/api/v1/tasks?kind=agent,chat", token=token).json["tasks"]] == ["req-1"]
+    assert real.call("GET", "/api/v1/tasks?kind=agent,image", token=token).json["tasks"] == []
+    refused = real.call("GET", "/api/v1/tasks?kind=chat,talk", token=token)
+    assert refused.status == 400 and "must be task kinds separated by commas" in refused.json["detail"]
     cancelled = real.call("POST", "/api/v1/tasks/req-1/cancel", token=token)
     assert cancelled.status == 200 and cancelled.json["state"] == "succeeded"  # after the end: nothing changes
     balance = real.call("GET", "/api/v1/credits/balance", token=token).json

@@ -73,6 +73,7 @@ SAYS = {"reserve": "priced and held", "generate": "the model is drawing", "valid
         "store": "storing the originals", "thumbnails": "making thumbnails", "settle": "charging what was delivered",
         "notify": "telling you"}
 THUMBNAILS = (256, 512)
+IMAGES = frozenset({"image"})  # the kind of task that makes images, as a filter of the task store
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 CACHE_CONTROL = "private, max-age=31536000, immutable"  # an object's bytes never change under its path
 INPUT = {"size": "size", "n": "n", "steps": "steps", "seed": "seed", "negativePrompt": "negative_prompt"}
@@ -546,7 +547,7 @@ class ImageGeneration:
         found: list[ShownImage] = []
         before = cursor
         while True:
-            page = self.store.of_user(uid, states=frozenset({SUCCEEDED}), kind="image", limit=limit + 1,
+            page = self.store.of_user(uid, states=frozenset({SUCCEEDED}), kinds=IMAGES, limit=limit + 1,
                                       before=before)
             for task in page[:limit]:
                 shown = self.shown(task)
@@ -560,7 +561,7 @@ class ImageGeneration:
                 return found, None
 
     def _more(self, uid: str, before: str) -> bool:
-        return bool(self.store.of_user(uid, states=frozenset({SUCCEEDED}), kind="image", limit=1, before=before))
+        return bool(self.store.of_user(uid, states=frozenset({SUCCEEDED}), kinds=IMAGES, limit=1, before=before))
 
     @staticmethod
     def shown(task: Task) -> list[ShownImage]:

@@ -297,9 +297,9 @@ class Tasks:
             raise UnknownTask(f"no task {str(task_id)[:80]!r} of yours", task=str(task_id)[:80])
         return task
 
-    def list(self, uid: str, *, states: frozenset[str] | None = None, kind: str | None = None, limit: int = 50,
-             cursor: str | None = None) -> tuple[list[Task], str | None]:
-        page = self.store.of_user(uid, states=states, kind=kind, limit=limit + 1, before=cursor)
+    def list(self, uid: str, *, states: frozenset[str] | None = None, kinds: frozenset[str] | None = None,
+             limit: int = 50, cursor: str | None = None) -> tuple[list[Task], str | None]:
+        page = self.store.of_user(uid, states=states, kinds=kinds, limit=limit + 1, before=cursor)
         more = len(page) > limit
         page = page[:limit]
         return page, f"{page[-1].created_at}|{page[-1].id}" if more else None

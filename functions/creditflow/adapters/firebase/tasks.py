@@ -67,13 +67,13 @@ class FirestoreTasks:
 
         return run_transaction(self.client, put)
 
-    def of_user(self, uid: str, *, states: frozenset[str] | None, kind: str | None, limit: int,
+    def of_user(self, uid: str, *, states: frozenset[str] | None, kinds: frozenset[str] | None, limit: int,
                 before: str | None) -> list[Task]:
         query = self.tasks.where(filter=FieldFilter("uid", "==", uid))
         if states:
             query = query.where(filter=FieldFilter("state", "in", sorted(states)))
-        if kind:
-            query = query.where(filter=FieldFilter("request.kind", "==", kind))
+        if kinds:
+            query = query.where(filter=FieldFilter("request.kind", "in", sorted(kinds)))
         query = query.order_by("created_at", direction=DESC).order_by("id", direction=DESC)
         if before:
             at, _, last = before.partition("|")

@@ -61,15 +61,15 @@ class SqliteTasks(SqliteFile):
         db.executemany("INSERT OR IGNORE INTO outbox (id, kind, uid, payload, at) VALUES (?,?,?,?,?)",
                        [(e.id, e.kind, e.uid, orjson.dumps(e.payload), e.at) for e in events])
 
-    def of_user(self, uid: str, *, states: frozenset[str] | None, kind: str | None, limit: int,
+    def of_user(self, uid: str, *, states: frozenset[str] | None, kinds: frozenset[str] | None, limit: int,
                 before: str | None) -> list[Task]:
         where, args = ["uid = ?"], [uid]
         if states:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             args.extend(sorted(states))
-        if kind:
-            where.append("kind = ?")
-            args.append(kind)
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            args.extend(sorted(kinds))
         if before:
             at, _, last = before.partition("|")
             where.append("(created_at, id) < (?, ?)")

@@ -41,7 +41,8 @@ def submit_task(platform: Platform, caller: Caller, body: t.TaskIn, key: str) ->
               query=t.TasksQuery, response=t.TasksOut)
 def list_tasks(platform: Platform, caller: Caller, query: t.TasksQuery) -> t.TasksOut:
     states = frozenset(query.state.split(",")) if query.state else None
-    page, cursor = platform.tasks.list(caller.uid, states=states, kind=query.kind, limit=query.limit,
+    kinds = frozenset(query.kind.split(",")) if query.kind else None
+    page, cursor = platform.tasks.list(caller.uid, states=states, kinds=kinds, limit=query.limit,
                                        cursor=query.cursor)
     return t.TasksOut(tasks=[task_out(task) for task in page], nextCursor=cursor)
 

@@ -131,7 +131,8 @@ class TasksQuery(BaseModel):
         r"^(requested|accepted|running|waiting|succeeded|failed|cancelled|expired)"
         r"(,(requested|accepted|running|waiting|succeeded|failed|cancelled|expired))*$",
         "must be task states separated by commas"))
-    kind: Literal["chat", "image", "vision", "agent"] | None = None
+    kind: str | None = Field(default=None, description="e.g. chat,vision", pattern=described(
+        r"^(chat|image|vision|agent)(,(chat|image|vision|agent))*$", "must be task kinds separated by commas"))
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, pattern=TASK_CURSOR, description="nextCursor of a page")
 
