@@ -121,6 +121,7 @@ def test_insufficient_credits_come_with_payment_options(server: LocalServer) -> 
     assert low["status"] == "low" and low["threshold"]["credits"] == "50"
     # each pack named as checkout takes it (`{"pack": "credits-100"}`), as the 402's and /payments/packs' are
     assert [p["id"] for p in low["packs"]] == ["credits-100", "credits-500", "credits-2000"], low["packs"]
+    assert low["paymentMethods"] == check["paymentMethods"]  # and how they are paid for here, as the check says
 
 
 def test_no_user_sees_or_moves_another_users_credits(server: LocalServer) -> None:

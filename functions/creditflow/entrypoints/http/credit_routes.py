@@ -117,7 +117,8 @@ def low_balance(platform: Platform, caller: Caller) -> s.LowBalanceOut:
                            recommendations=low.recommendations,
                            packs=[{"id": pack.id, "credits": money(pack.credits),
                                    "price": {"amount": pack.price, "currency": pack.currency}}
-                                  for pack in packs_from(tuple(low.packs))])  # named as checkout takes them
+                                  for pack in packs_from(tuple(low.packs))],  # named as checkout takes them
+                           payment_methods=payment_methods(platform))
 
 
 @routes.route("GET", f"{V1}/credits/welcome-bonus", summary="The welcome bonus, and whether it can be claimed",

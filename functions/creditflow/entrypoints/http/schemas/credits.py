@@ -128,6 +128,7 @@ class LowBalanceOut(Out):
     threshold: Money
     recommendations: list[str]
     packs: list[dict[str, Any]]
+    payment_methods: list[str] = Field(description="how the packs can be paid for here (empty: none is set up)")
 
 
 class InsufficientOut(Out):
