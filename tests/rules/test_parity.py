@@ -148,6 +148,7 @@ def feature_rows() -> list[dict[str, Any]]:
         f("write", "posts/p3", ALICE, {**post, "tags": {"muchtoolongtag": True}}),
         f("write", "posts/p3", ALICE, {**post, "tags": {"a": "yes"}}),
         f("write", "posts/p3", ALICE, {**post, "public": "yes"}), f("write", "posts/p3", ALICE, {**post, "x": 1}),
+        f("write", "posts/p3", ALICE, {**post, "public": True}),
         f("write", "posts/p1/score", ALICE, 6), f("write", "posts/p1/score", ALICE, 4),
         f("write", "posts/p1/score", ALICE, "6"), f("write", "posts/p2/title", ALICE, "Mine now"),
         f("write", "posts/p3", None, post), f("update", "posts", ALICE, {"p3": post, "p4/owner": "alice"}),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from creditflow.domain.realtime_rules import Parser, RuleError, Rules, at, holds
+from creditflow.domain.realtime_rules import Parser, RuleError, Rules, Snapshot, at, holds
 
 RULES = Rules(__import__("json").loads((Path(__file__).resolve().parents[2] / "database.rules.json").read_text()))
 ALICE = {"uid": "alice"}
@@ -53,9 +53,27 @@ def test_answers_only_while_the_task_waits() -> None:
     ("'abc'.length === 3", True), ("'abc'.contains('b')", True), ("'ABC'.toLowerCase() === 'abc'", True),
     ("'a\\'b'.length === 3", True), ("-1 < 0", True), ("1 === true", False), ("'1' == 1", False),
     ("'a' < 1", False), ("null.foo === null", True), ("1 / 0 === 1 / 0", False),
+    ("'a' + 2.0 === 'a2'", True), ("3.0 + 'b' === '3b'", True), ("'' + 1.5 === '1.5'", True),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
+
+
+def test_a_list_in_the_auth_token_has_a_length_and_its_items_by_index() -> None:
+    scope = {"auth": {"uid": "alice", "roles": ["admin", "x"]}}  # custom claims may hold arrays
+    assert holds(Parser.parse("auth.roles.length === 2 && auth.roles[0] === 'admin' && auth.roles[1] === 'x'"), scope)
+    assert holds(Parser.parse("auth.roles[2] === null && auth.roles[-1] === null"), scope)
+    assert not holds(Parser.parse("auth.roles[0] === 'x'"), scope)
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    (True, "isBoolean"), (False, "isBoolean"), ("yes", "isString"), ("", "isString"), (3, "isNumber"),
+    (2.5, "isNumber"), ({"a": 1}, None), (None, None),
+])
+def test_a_snapshot_tells_the_type_of_its_value(value: object, kind: str | None) -> None:
+    scope = {"newData": Snapshot(lambda path: at({"v": value}, path), ("v",))}
+    for method in ("isBoolean", "isString", "isNumber"):
+        assert holds(Parser.parse(f"newData.{method}()"), scope) is (method == kind), method
 
 
 @pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "{}", "1 2"])
