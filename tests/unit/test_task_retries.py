@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -52,3 +53,29 @@ def test_an_inline_run_that_failed_is_tried_once_more_on_the_queue_and_says_so_o
     assert again is not None and again.route_reason == first.route_reason  # said once
     assert later(inline, delivery=QUEUED) is None  # a queued delivery: the queue's own retries
     assert later(TASK, delivery=None) is None  # queued already, nothing resting: fails as any other attempt
+
+
+def test_a_task_is_put_off_up_to_the_bound_and_no_further() -> None:
+    assert later(replace(TASK, steps={"postponed": MAX_POSTPONED - 1}), resting=30) is not None
+    assert later(replace(TASK, steps={"postponed": MAX_POSTPONED}), resting=30) is None
+
+
+def test_a_task_put_off_comes_back_one_to_a_few_seconds_after_the_first_trial() -> None:
+    draws = random.Random(7)
+    put_offs = [tried_later(TASK, 30, QUEUED, "down", lambda: NOW, draws.randint) for _ in range(300)]
+    waits = {put_off.wait for put_off in put_offs if put_off is not None}
+    assert waits == set(range(31, 31 + POSTPONE_JITTER_SECONDS))  # never at the trial itself, where a live call goes
+
+
+def test_a_task_without_a_deadline_or_a_route_reason_is_put_off() -> None:
+    bare = replace(TASK, deadline=None, route_reason=None)
+    put_off = later(bare, resting=10 ** 6)
+    assert put_off is not None and put_off.wait == 10 ** 6 + 3
+    assert put_off.route_reason == "every model it may use is resting after failures: tried again on the queue"
+
+
+def test_what_an_inline_failure_says_is_bounded() -> None:
+    inline = replace(TASK, route="inline", route_reason="r" * 400)
+    again = tried_later(inline, None, None, "d" * 200, lambda: NOW)
+    assert again is not None and again.why == f"its inline run failed ({'d' * 150})"
+    assert again.route_reason == f"{'r' * 400}; then {again.why}: tried again on the queue"[-300:]
