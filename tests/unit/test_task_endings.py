@@ -43,6 +43,12 @@ def test_a_task_ends_with_one_outcome_charged_what_its_captures_took_and_holding
     assert final.progress == (1.0 if state == SUCCEEDED else task.progress)
 
 
+def test_the_message_a_task_ends_with_is_cut_to_200_characters() -> None:
+    said = "".join(str(n % 10) for n in range(250))
+    assert ended_as(TASK, FAILED, 0, LATER, error=None, result=None, message=said).message == said[:200]
+    assert ended_as(TASK, FAILED, 0, LATER, error=None, result=None, message=said[:200]).message == said[:200]
+
+
 def test_a_task_that_ended_cannot_end_again() -> None:
     ended = ended_as(TASK, CANCELLED, 0, LATER, error=None, result=None, message="cancelled")
     with pytest.raises(TaskConflict):
