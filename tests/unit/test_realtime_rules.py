@@ -54,6 +54,8 @@ def test_answers_only_while_the_task_waits() -> None:
     ("'a\\'b'.length === 3", True), ("-1 < 0", True), ("1 === true", False), ("'1' == 1", False),
     ("'a' < 1", False), ("null.foo === null", True), ("1 / 0 === 1 / 0", False),
     ("'a' + 2.0 === 'a2'", True), ("3.0 + 'b' === '3b'", True), ("'' + 1.5 === '1.5'", True),
+    ("0.5 + .5 === 1", True), ("'abc'.matches(/b/ ) && true", True), ("'a\\'b' === \"a'b\"", True),
+    ("true - 1 === 0", False), ("1 - true === 1", False), ("2 * true === 2", False),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
@@ -76,7 +78,8 @@ def test_a_snapshot_tells_the_type_of_its_value(value: object, kind: str | None)
         assert holds(Parser.parse(f"newData.{method}()"), scope) is (method == kind), method
 
 
-@pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "{}", "1 2"])
+@pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "'open\\",
+                                        "{}", "1 2"])
 def test_what_is_not_the_rule_language_never_runs(expression: str) -> None:
     try:
         parsed = Parser.parse(expression)
@@ -137,3 +140,5 @@ def test_the_tree_after_an_update_reads_as_the_writes_applied_in_order() -> None
     assert after(("e", "h")) == 5 and after(("x",)) == {"y": 6} and after(("a", "b")) == 1
     overlapping = Overlay(lambda path: at(base, path), [(("a",), {"z": 1}), (("a", "y"), 2), (("e",), None)])
     assert overlapping(()) == {"a": {"z": 1, "y": 2}} and overlapping(("a", "z")) == 1
+    emptied = Overlay(lambda path: at(base, path), [(("a",), {"z": 1}), (("a", "z"), None)])
+    assert emptied(("a",)) is None and emptied(()) == {"e": 3}  # an object whose last child went is no object
