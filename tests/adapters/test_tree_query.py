@@ -11,7 +11,17 @@ from hypothesis import strategies as st
 
 from creditflow.adapters.local.push_ids import PUSH_CHARS, PushIds
 from creditflow.domain.errors import InvalidQuery
-from creditflow.domain.realtime_query import Ranks, etag, normalize, order_by, run_query, shallow, to_wire
+from creditflow.domain.realtime_query import (
+    Ranks,
+    etag,
+    join,
+    normalize,
+    order_by,
+    run_query,
+    shallow,
+    split,
+    to_wire,
+)
 
 
 def nothing(_: tuple[str, ...]) -> Any:
@@ -170,6 +180,53 @@ def test_normalize_refuses_what_is_deeper_than_32_levels(levels: int, leaf: Any)
     except InvalidQuery:
         got = InvalidQuery
     assert got == expected
+
+
+def test_integers_are_kept_exactly_up_to_two_to_the_53rd_and_past_it_are_doubles() -> None:
+    for exact in (2**53, -2**53):
+        assert type(normalize(exact, 7, nothing)) is int and type(normalize({"n": exact}, 7, nothing)["n"]) is int
+    for past in (2**53 + 1, -2**53 - 1):
+        assert normalize(past, 7, nothing) == float(past) and type(normalize(past, 7, nothing)) is float
+        assert type(normalize({"n": past}, 7, nothing)["n"]) is float
+
+
+def test_a_key_may_be_768_bytes_long_and_no_longer() -> None:
+    for longest in ("k" * 768, "\u00e9" * 384):
+        assert normalize({longest: 1}, 7, nothing) == {longest: 1}
+        assert split(f"a/{longest}") == ["a", longest]
+    for too_long in ("k" * 769, "\u00e9" * 384 + "k"):
+        with pytest.raises(InvalidQuery):
+            normalize({too_long: 1}, 7, nothing)
+        with pytest.raises(InvalidQuery):
+            split(f"a/{too_long}")
+
+
+@pytest.mark.parametrize("bad", [
+    float("inf"), float("-inf"), {"t": {".sv": "timestamp", "x": 1}}, {"n": {".sv": ["increment"]}},
+    {"n": {".sv": {"increment": 1, "by": 2}}}, {"n": {".sv": {"increment": 1}, "x": 1}},
+])
+def test_what_is_no_number_and_no_server_value_is_refused(bad: Any) -> None:
+    with pytest.raises(InvalidQuery):
+        normalize(bad, 7, nothing)
+
+
+def test_only_objects_keyed_by_small_integers_are_sent_as_arrays() -> None:
+    assert to_wire({"a": {"0": 1, "1": 2}, "b": {"x": 1}}) == {"a": [1, 2], "b": {"x": 1}}
+    assert to_wire({}) == {}  # a query that kept nothing
+
+
+def test_a_query_of_a_leaf_is_the_leaf_and_orders_by_something() -> None:
+    assert run_query(5, "$key", {"orderBy": '"$key"', "limitToFirst": "1"}) == 5
+    with pytest.raises(InvalidQuery):
+        order_by({"orderBy": '""'})
+
+
+def test_a_path_has_at_most_32_valid_keys() -> None:
+    assert split("/a/b/") == ["a", "b"] and join(["a", "b"]) == "/a/b" and join([]) == "/"
+    assert len(split("/".join(["d"] * 32))) == 32
+    for bad in ("/".join(["d"] * 33), "a/b.c", "a/b#", "a/$b", "a/[b]"):
+        with pytest.raises(InvalidQuery):
+            split(bad)
 
 
 def test_etags_follow_the_value_not_its_key_order() -> None:
