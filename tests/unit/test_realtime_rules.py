@@ -56,6 +56,8 @@ def test_answers_only_while_the_task_waits() -> None:
     ("'a' + 2.0 === 'a2'", True), ("3.0 + 'b' === '3b'", True), ("'' + 1.5 === '1.5'", True),
     ("0.5 + .5 === 1", True), ("'abc'.matches(/b/ ) && true", True), ("'a\\'b' === \"a'b\"", True),
     ("true - 1 === 0", False), ("1 - true === 1", False), ("2 * true === 2", False),
+    ("'a1'.matches(/^a\\d$/) && 'a$'.matches(/^a\\$/)", True), ("'$'.matches(/^[$]$/)", True),
+    ("'a\\n'.matches(/^a$/)", False), ("'' + 1e21 === '1e+21'", True),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
@@ -78,6 +80,13 @@ def test_a_snapshot_tells_the_type_of_its_value(value: object, kind: str | None)
         assert holds(Parser.parse(f"newData.{method}()"), scope) is (method == kind), method
 
 
+def test_has_children_takes_a_list_of_names() -> None:
+    scope = {"newData": Snapshot(lambda path: at({"a": 1, "b": 2}, path), ())}
+    assert holds(Parser.parse("newData.hasChildren(['a', 'b']) && newData.hasChildren()"), scope)
+    assert not holds(Parser.parse("newData.hasChildren(['a', 'c'])"), scope)
+    assert not holds(Parser.parse("newData.hasChildren('ab')"), scope)  # a string is no list of names
+
+
 @pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "'open\\",
                                         "{}", "1 2"])
 def test_what_is_not_the_rule_language_never_runs(expression: str) -> None:
@@ -93,6 +102,8 @@ def test_a_broken_rules_file_is_refused() -> None:
         Rules({"rules": {"x": {".read": "auth.uid ==="}}})
     with pytest.raises(RuleError):
         Rules({"rules": {"$a": {}, "$b": {}}})
+    with pytest.raises(RuleError):
+        Rules({"rules": {"x": {".read": "=== true]"}}})
 
 
 def test_an_update_of_many_paths_is_judged_in_time_linear_in_them() -> None:
