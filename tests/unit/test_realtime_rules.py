@@ -58,6 +58,9 @@ def test_answers_only_while_the_task_waits() -> None:
     ("true - 1 === 0", False), ("1 - true === 1", False), ("2 * true === 2", False),
     ("'a1'.matches(/^a\\d$/) && 'a$'.matches(/^a\\$/)", True), ("'$'.matches(/^[$]$/)", True),
     ("'a\\n'.matches(/^a$/)", False), ("'' + 1e21 === '1e+21'", True),
+    ("(4) / 2 === 2", True), ("true || false && false", True), ("false && true || true", True),
+    ("null <= null", True), ("null <= 1", False), ("false < true", False), ("true + 1 === 2", False),
+    ("1 + true === 2", False),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
@@ -80,6 +83,24 @@ def test_a_snapshot_tells_the_type_of_its_value(value: object, kind: str | None)
         assert holds(Parser.parse(f"newData.{method}()"), scope) is (method == kind), method
 
 
+def test_a_snapshot_is_no_value_to_compare() -> None:
+    scope = {"data": Snapshot(read, ("balances", "alice"))}
+    for expression in ("data !== null", "null !== data", "data === data.parent()"):
+        assert not holds(Parser.parse(expression), scope), expression  # an error: denied
+
+
+def test_a_write_below_the_last_rule_is_allowed_by_the_write_above_it() -> None:
+    rules = Rules({"rules": {"open": {".write": True}}})
+    assert rules.can_write(None, ("open", "x", "y"), {"a": {"b": 1}}, read, 10)
+    assert not rules.can_write(None, ("closed", "x"), {"a": 1}, read, 10)
+
+
+def test_only_the_children_named_by_index_on_are_indexed_there() -> None:
+    assert RULES.indexed(("tasks", "alice"), "createdAt") and RULES.indexed(("tasks", "bob"), "state")
+    assert not RULES.indexed(("tasks", "alice"), "model") and not RULES.indexed(("tasks",), "createdAt")
+    assert not RULES.indexed(("nowhere", "x"), "createdAt")
+
+
 def test_has_children_takes_a_list_of_names() -> None:
     scope = {"newData": Snapshot(lambda path: at({"a": 1, "b": 2}, path), ())}
     assert holds(Parser.parse("newData.hasChildren(['a', 'b']) && newData.hasChildren()"), scope)
@@ -87,7 +108,7 @@ def test_has_children_takes_a_list_of_names() -> None:
     assert not holds(Parser.parse("newData.hasChildren('ab')"), scope)  # a string is no list of names
 
 
-@pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "'open\\",
+@pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "'open\\", "auth.",
                                         "{}", "1 2"])
 def test_what_is_not_the_rule_language_never_runs(expression: str) -> None:
     try:
@@ -104,6 +125,9 @@ def test_a_broken_rules_file_is_refused() -> None:
         Rules({"rules": {"$a": {}, "$b": {}}})
     with pytest.raises(RuleError):
         Rules({"rules": {"x": {".read": "=== true]"}}})
+    for not_one_member in ({"rules": {}, "version": 2}, ["rules"]):
+        with pytest.raises(RuleError):
+            Rules(not_one_member)  # type: ignore[arg-type]
 
 
 def test_an_update_of_many_paths_is_judged_in_time_linear_in_them() -> None:
