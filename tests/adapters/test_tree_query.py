@@ -203,6 +203,7 @@ def test_a_key_may_be_768_bytes_long_and_no_longer() -> None:
 
 @pytest.mark.parametrize("bad", [
     float("inf"), float("-inf"), {"t": {".sv": "timestamp", "x": 1}}, {"n": {".sv": ["increment"]}},
+    {"n": {".sv": {"increment": True}}}, {"n": {".sv": {"increment": "1"}}},
     {"n": {".sv": {"increment": 1, "by": 2}}}, {"n": {".sv": {"increment": 1}, "x": 1}},
 ])
 def test_what_is_no_number_and_no_server_value_is_refused(bad: Any) -> None:
@@ -210,15 +211,38 @@ def test_what_is_no_number_and_no_server_value_is_refused(bad: Any) -> None:
         normalize(bad, 7, nothing)
 
 
+def test_an_increment_adds_to_a_number_there_and_to_zero_in_place_of_anything_else() -> None:
+    def there(value: Any) -> Any:
+        return lambda path: value if path == ("n",) else None
+
+    increment = {"n": {".sv": {"increment": 2}}}
+    assert normalize(increment, 7, nothing) == {"n": 2}
+    assert normalize(increment, 7, there(40)) == {"n": 42} and normalize(increment, 7, there(0.5)) == {"n": 2.5}
+    for other in ("40", True, {"a": 1}):
+        assert normalize(increment, 7, there(other)) == {"n": 2}
+
+
 def test_only_objects_keyed_by_small_integers_are_sent_as_arrays() -> None:
     assert to_wire({"a": {"0": 1, "1": 2}, "b": {"x": 1}}) == {"a": [1, 2], "b": {"x": 1}}
     assert to_wire({}) == {}  # a query that kept nothing
+    assert to_wire({"0": "a", "3": "b"}) == ["a", None, None, "b"]  # as Firebase's SDKs: the top key < 2 × keys
+    assert to_wire({"0": "a", "4": "b"}) == {"0": "a", "4": "b"}
+
+
+def test_integer_keys_come_first_by_number_and_a_missing_child_before_false() -> None:
+    keyed = {"b": 1, "10": 1, "2": 1, "a": 1}
+    assert list(run_query(keyed, "$key", {"orderBy": '"$key"'})) == ["2", "10", "a", "b"]
+    by_x = {"a": {"x": False}, "b": {"y": 1}, "c": {"x": True}, "d": {"x": 0}}  # b has no x: null, first
+    assert list(run_query(by_x, "x", {"orderBy": '"x"'})) == ["b", "a", "c", "d"]
 
 
 def test_a_query_of_a_leaf_is_the_leaf_and_orders_by_something() -> None:
     assert run_query(5, "$key", {"orderBy": '"$key"', "limitToFirst": "1"}) == 5
     with pytest.raises(InvalidQuery):
         order_by({"orderBy": '""'})
+    for bad in ("abc", "-1", "1.5"):
+        with pytest.raises(InvalidQuery):
+            run_query({"a": 1}, "$key", {"limitToLast": bad})
 
 
 def test_a_path_has_at_most_32_valid_keys() -> None:
