@@ -60,7 +60,7 @@ def test_answers_only_while_the_task_waits() -> None:
     ("'a\\n'.matches(/^a$/)", False), ("'' + 1e21 === '1e+21'", True),
     ("(4) / 2 === 2", True), ("true || false && false", True), ("false && true || true", True),
     ("null <= null", True), ("null <= 1", False), ("false < true", False), ("true + 1 === 2", False),
-    ("1 + true === 2", False),
+    ("1 + true === 2", False), ("7 % 1 === 0", True), ("'a1b'.matches(/^a\\db$/)", True),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
@@ -69,7 +69,8 @@ def test_expressions(expression: str, value: bool) -> None:
 def test_a_list_in_the_auth_token_has_a_length_and_its_items_by_index() -> None:
     scope = {"auth": {"uid": "alice", "roles": ["admin", "x"]}}  # custom claims may hold arrays
     assert holds(Parser.parse("auth.roles.length === 2 && auth.roles[0] === 'admin' && auth.roles[1] === 'x'"), scope)
-    assert holds(Parser.parse("auth.roles[2] === null && auth.roles[-1] === null"), scope)
+    assert holds(Parser.parse("auth.roles[2] === null && auth.roles[-1] === null && auth.roles['x'] === null"),
+                 scope)
     assert not holds(Parser.parse("auth.roles[0] === 'x'"), scope)
 
 
@@ -95,10 +96,18 @@ def test_a_write_below_the_last_rule_is_allowed_by_the_write_above_it() -> None:
     assert not rules.can_write(None, ("closed", "x"), {"a": 1}, read, 10)
 
 
+def test_a_write_granted_above_cannot_be_taken_back_below_and_a_delete_skips_validate() -> None:
+    rules = Rules({"rules": {".write": "auth != null", "locked": {".write": False},
+                             "x": {".write": True, ".validate": "newData.isNumber()"}}})
+    assert rules.can_write(ALICE, ("locked",), 2, read, 10) and not rules.can_write(None, ("locked",), 2, read, 10)
+    assert rules.can_write(None, ("x",), None, read, 10) and not rules.can_write(None, ("x",), "s", read, 10)
+
+
 def test_only_the_children_named_by_index_on_are_indexed_there() -> None:
     assert RULES.indexed(("tasks", "alice"), "createdAt") and RULES.indexed(("tasks", "bob"), "state")
     assert not RULES.indexed(("tasks", "alice"), "model") and not RULES.indexed(("tasks",), "createdAt")
     assert not RULES.indexed(("nowhere", "x"), "createdAt")
+    assert Rules({"rules": {"n": {".indexOn": "at"}}}).indexed(("n",), "at")  # one name, not a list of them
 
 
 def test_has_children_takes_a_list_of_names() -> None:
@@ -109,7 +118,7 @@ def test_has_children_takes_a_list_of_names() -> None:
 
 
 @pytest.mark.parametrize("expression", ["__import__('os')", "1 +", "auth.uid ===", "a = 1", "'open", "'open\\", "auth.",
-                                        "{}", "1 2"])
+                                        "(true]", "(true ')'", "{}", "1 2"])
 def test_what_is_not_the_rule_language_never_runs(expression: str) -> None:
     try:
         parsed = Parser.parse(expression)
