@@ -61,6 +61,9 @@ def test_answers_only_while_the_task_waits() -> None:
     ("(4) / 2 === 2", True), ("true || false && false", True), ("false && true || true", True),
     ("null <= null", True), ("null <= 1", False), ("false < true", False), ("true + 1 === 2", False),
     ("1 + true === 2", False), ("7 % 1 === 0", True), ("'a1b'.matches(/^a\\db$/)", True),
+    ("'a\\n'.matches(/^[a]$/)", False), ("1 < 1", False), ("2 >= 2", True), ("2 > 2", False), ("2 <= 2", True),
+    ("1 - 1 - 1 === -1", True), ("8 / 4 / 2 === 1", True), ("1 + 2 < 4", True), ("false ? false : true", True),
+    ("false ? true : false", False),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
@@ -184,5 +187,6 @@ def test_the_tree_after_an_update_reads_as_the_writes_applied_in_order() -> None
     assert after(("e", "h")) == 5 and after(("x",)) == {"y": 6} and after(("a", "b")) == 1
     overlapping = Overlay(lambda path: at(base, path), [(("a",), {"z": 1}), (("a", "y"), 2), (("e",), None)])
     assert overlapping(()) == {"a": {"z": 1, "y": 2}} and overlapping(("a", "z")) == 1
+    assert overlapping(("a",)) == {"z": 1, "y": 2}
     emptied = Overlay(lambda path: at(base, path), [(("a",), {"z": 1}), (("a", "z"), None)])
     assert emptied(("a",)) is None and emptied(()) == {"e": 3}  # an object whose last child went is no object
