@@ -236,6 +236,13 @@ def test_integer_keys_come_first_by_number_and_a_missing_child_before_false() ->
     assert list(run_query(by_x, "x", {"orderBy": '"x"'})) == ["b", "a", "c", "d"]
 
 
+def test_bounds_on_values_keep_or_leave_out_every_child_equal_to_them() -> None:
+    scores = {"a": 1, "b": 2, "c": 2, "d": 3}
+    assert list(run_query(scores, "$value", {"orderBy": '"$value"', "startAfter": "1", "endAt": "2"})) == ["b", "c"]
+    assert list(run_query(scores, "$value", {"orderBy": '"$value"', "startAt": "2", "endBefore": "3"})) == ["b", "c"]
+    assert list(run_query(scores, "$value", {"orderBy": '"$value"', "startAfter": "2"})) == ["d"]
+
+
 def test_a_query_of_a_leaf_is_the_leaf_and_orders_by_something() -> None:
     assert run_query(5, "$key", {"orderBy": '"$key"', "limitToFirst": "1"}) == 5
     with pytest.raises(InvalidQuery):
