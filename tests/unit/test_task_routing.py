@@ -75,6 +75,12 @@ def test_a_conversation_is_counted_only_when_there_is_one_to_count() -> None:
         "u", TaskRequest("chat", "hi", conversation_id="c1")).rule == "the rest"  # no way to count: 0
 
 
+def test_a_rule_without_a_priority_comes_after_one_of_priority_1_whatever_the_order() -> None:
+    rules = RulesClassifier([{"name": "first in the file", "when": {}, "speed": "quick", "seconds": 1},
+                             {"name": "priority 1", "priority": 1, "when": {}, "speed": "quick", "seconds": 1}], quote)
+    assert rules.classify("u", TaskRequest("chat", "hi")).rule == "priority 1"
+
+
 def test_a_model_prefix_is_matched_on_the_model_asked_for() -> None:
     rules = classifier({"name": "llama", "when": {"modelPrefix": "llama"}, "speed": "quick", "seconds": 9})
     assert rules.classify("u", TaskRequest("chat", "hi", model="llama-3")).rule == "llama"
@@ -135,8 +141,10 @@ def test_the_model_is_told_whether_the_task_is_a_conversation_turn() -> None:
     _, asked = judged_by_a_model(TaskRequest("chat", "hi", conversation_id="c1"), {"speed": "quick", "seconds": 3},
                                  classifier())
     assert asked[0]["described"] == {"kind": "chat", "input": "hi", "model": None, "conversation": True}
-    _, asked = judged_by_a_model(TaskRequest("chat", "hi"), {"speed": "quick", "seconds": 1}, classifier())
-    assert asked[0]["described"]["conversation"] is False
+    long_text = "".join(str(n % 10) for n in range(2500))
+    judged, asked = judged_by_a_model(TaskRequest("chat", long_text), {"speed": "quick", "seconds": 1}, classifier())
+    assert asked[0]["described"]["conversation"] is False and asked[0]["described"]["input"] == long_text[:2000]
+    assert (judged.rule, judged.seconds) == ("model m", 1)
 
 
 def test_a_classifier_model_that_cannot_be_priced_asks_no_room() -> None:
