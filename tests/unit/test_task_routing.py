@@ -154,3 +154,11 @@ def test_a_classifier_model_that_cannot_be_priced_asks_no_room() -> None:
     model = ModelClassifier(classifier(), lambda *args, **kwargs: None, unpriced, "m")  # type: ignore[arg-type]
     request = TaskRequest("chat", "hi")
     assert model.room("u", request, model.classify("u", request)) == 0
+
+
+def test_the_model_is_asked_for_exactly_the_answers_that_are_accepted() -> None:
+    _, asked = judged_by_a_model(TaskRequest("chat", "hi"), {"speed": "quick", "seconds": 3}, classifier())
+    schema = asked[0]["options"]["response_format"]["json_schema"]
+    assert schema["strict"] is True and schema["schema"]["additionalProperties"] is False
+    assert schema["schema"]["properties"]["seconds"] == {"type": "integer", "minimum": 1, "maximum": 3600}
+    assert schema["schema"]["required"] == ["speed", "seconds"]
