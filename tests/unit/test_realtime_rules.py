@@ -63,7 +63,7 @@ def test_answers_only_while_the_task_waits() -> None:
     ("1 + true === 2", False), ("7 % 1 === 0", True), ("'a1b'.matches(/^a\\db$/)", True),
     ("'a\\n'.matches(/^[a]$/)", False), ("1 < 1", False), ("2 >= 2", True), ("2 > 2", False), ("2 <= 2", True),
     ("1 - 1 - 1 === -1", True), ("8 / 4 / 2 === 1", True), ("1 + 2 < 4", True), ("false ? false : true", True),
-    ("false ? true : false", False),
+    ("false ? true : false", False), ("1 - 0.5 === .5", True), ("'x\\ty' !== 'xty'", True),
 ])
 def test_expressions(expression: str, value: bool) -> None:
     assert holds(Parser.parse(expression), {}) is value
@@ -137,6 +137,8 @@ def test_a_broken_rules_file_is_refused() -> None:
         Rules({"rules": {"$a": {}, "$b": {}}})
     with pytest.raises(RuleError):
         Rules({"rules": {"x": {".read": "=== true]"}}})
+    with pytest.raises(RuleError):
+        Rules({"rules": {"x": {".read": "'ab\\'"}}})  # its closing quote escaped: it never ends
     for not_one_member in ({"rules": {}, "version": 2}, ["rules"]):
         with pytest.raises(RuleError):
             Rules(not_one_member)  # type: ignore[arg-type]
