@@ -20,8 +20,10 @@ class Chat:
     def resolved(self, uid: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return messages
 
-    def quote(self, uid: str, messages: list[dict[str, Any]], model: str | None, more_prompt: int = 0) -> Any:
-        self.quoted.append({"messages": messages, "model": model, "more_prompt": more_prompt})
+    def quote(self, uid: str, messages: list[dict[str, Any]], model: str | None, more_prompt: int = 0,
+              within_limit: bool = False) -> Any:
+        self.quoted.append({"messages": messages, "model": model, "more_prompt": more_prompt,
+                            "within_limit": within_limit})
         return SimpleNamespace(id=model or "default"), SimpleNamespace(micros=100)
 
 
@@ -38,6 +40,8 @@ def test_a_turn_in_a_conversation_is_quoted_with_room_for_its_memory_and_its_upk
     assert chat.quoted[-1]["more_prompt"] == 0
     assert quote("u", TaskRequest("chat", "hi", model="m", conversation_id="c1")) == ("m", 100, 40)
     assert chat.quoted[-1]["more_prompt"] == MEMORY_TOKENS
+    # the user's own limit per request is asked at the quote, before any hold, as a chat call asks it
+    assert all(asked["within_limit"] for asked in chat.quoted)
 
 
 @pytest.mark.parametrize(("max_credits", "held"), [(None, AGENT_BUDGET), (3_000, 3_000),
