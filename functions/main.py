@@ -6,18 +6,15 @@ target, defines them all. The Firestore trigger's instance imports none: it is h
 needs only an attribute of it, so it is a plain handler there (the decorated one declares it at discovery).
 """
 
-from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from firebase_admin import initialize_app
 
 from creditflow.config import function_secrets, function_target
+from creditflow.entrypoints.redelivery import redelivered
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 initialize_app()  # callable functions verify ID tokens with the default app before our code runs
 SECRETS = function_secrets()  # LEDGER_SIGNING_KEY and those CREDITFLOW_SECRETS names (Stripe's, providers' keys)
@@ -31,17 +28,6 @@ TASK_RATES = {"runTaskHigh": (200, 100), "runTask": (100, 50), "runTaskLow": (20
 
 def serves(name: str) -> bool:
     return TARGET is None or name == TARGET
-
-
-def redelivered(function: "F") -> "F":
-    """Declared `retry: true`: Eventarc delivers the event again when the handler fails, or its instance dies, before
-    it returns (a request whose instance died before recording it would otherwise never be answered). The platform
-    and the JavaScript SDK take this option for database triggers; firebase-functions' Python SDK writes `false`
-    and takes none, so it is set on the endpoint the SDK declares. The handlers are idempotent."""
-    endpoint = function.__firebase_endpoint__  # type: ignore[attr-defined]
-    function.__firebase_endpoint__ = replace(  # type: ignore[attr-defined]
-        endpoint, eventTrigger={**endpoint.eventTrigger, "retry": True})
-    return function
 
 
 if serves("api"):
