@@ -83,3 +83,14 @@ def test_the_rules_name_the_agents_the_platform_runs() -> None:
     check = rules["rules"]["requests"]["$uid"]["$requestId"]["input"]["agent"][".validate"]
     named = re.search(r"\^\(([a-z|]+)\)\$", check)
     assert named is not None and set(named.group(1).split("|")) == set(AGENTS)
+
+
+def test_the_orders_the_mirror_is_trimmed_in_are_indexed() -> None:
+    """Realtime Database refuses a query ordered by a child its rules do not index (400): the trimming of a user's
+    /tasks and /notifications would fail on Firebase alone, the local tree reading unindexed orders as well."""
+    from creditflow.domain.realtime_rules import Rules
+    from creditflow.services.task_outbox import KEPT_IN_ORDER
+
+    rules = Rules(json.loads((ROOT / "database.rules.json").read_text()))
+    assert [(kind, rules.indexed((kind, "u1"), order)) for kind, order in KEPT_IN_ORDER] == [
+        (kind, True) for kind, _ in KEPT_IN_ORDER]

@@ -17,6 +17,8 @@ from ..ports import Clock, Realtime, TaskQueue, TaskStore
 
 CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
 REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
+# what a user's mirror keeps, and in what order (each indexed in database.rules.json, as Realtime Database requires)
+KEPT_IN_ORDER = (("tasks", "updatedAt"), ("notifications", "at"))
 
 
 class TaskOutbox:
@@ -72,8 +74,8 @@ class TaskOutbox:
         self.realtime.set(f"/streams/{uid}/{task_id}", None)
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
         if self.kept is not None:
-            self._keep_newest(f"/tasks/{uid}", "updatedAt", self.kept, _finished)
-            self._keep_newest(f"/notifications/{uid}", "at", self.kept, lambda _: True)
+            for kind, order in KEPT_IN_ORDER:
+                self._keep_newest(f"/{kind}/{uid}", order, self.kept, _finished if kind == "tasks" else _any)
 
     def _keep_newest(self, path: str, order: str, kept: int, removable: Callable[[Any], bool]) -> None:
         """Past `kept` children at `path`, the oldest by `order` leave it, those `removable` says may (one shallow
@@ -85,6 +87,10 @@ class TaskOutbox:
         gone = {key: None for key, value in oldest.items() if removable(value)}
         if gone:
             self.realtime.update(path, gone)
+
+
+def _any(mirrored: Any) -> bool:
+    return True
 
 
 def _finished(mirrored: Any) -> bool:
