@@ -8,7 +8,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -153,3 +155,12 @@ class ToTheEnd:
                 self.check_everything_ends()  # type: ignore[attr-defined]
         finally:
             super().teardown()  # type: ignore[misc]
+
+
+def run_to_the_end(machine: type[RuleBasedStateMachine], max_examples: int) -> Any:
+    """The machine's test case, each run checked at its end (`ToTheEnd`): 30 steps a run, no deadline (a run starts
+    a platform)."""
+    ended: Any = type(f"{machine.__name__}ToTheEnd", (ToTheEnd, machine), {})
+    ended.TestCase.settings = settings(max_examples=max_examples, stateful_step_count=30, deadline=None,
+                                       suppress_health_check=[HealthCheck.too_slow])
+    return ended.TestCase

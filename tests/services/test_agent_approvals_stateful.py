@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
@@ -27,9 +26,9 @@ from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT
 from tests.task_machine import (
     OneUsersTasks,
-    ToTheEnd,
     assert_the_audit_finds_no_error,
     run_every_task_to_its_end,
+    run_to_the_end,
 )
 
 UID = "approver"
@@ -206,10 +205,4 @@ class AgentApprovals(OneUsersTasks):
         assert_the_audit_finds_no_error(self.platform)
 
 
-class AgentApprovalsToTheEnd(ToTheEnd, AgentApprovals):
-    pass
-
-
-AgentApprovalsToTheEnd.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
-                                                    suppress_health_check=[HealthCheck.too_slow])
-test_agent_approvals = AgentApprovalsToTheEnd.TestCase
+test_agent_approvals = run_to_the_end(AgentApprovals, max_examples=60)

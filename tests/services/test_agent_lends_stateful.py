@@ -15,7 +15,6 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
@@ -26,9 +25,9 @@ from creditflow.services.task_runs import Context, RunOutcome
 from tests.conftest import CREDIT
 from tests.task_machine import (
     OneUsersTasks,
-    ToTheEnd,
     assert_the_audit_finds_no_error,
     run_every_task_to_its_end,
+    run_to_the_end,
 )
 
 UID = "lender"
@@ -175,10 +174,4 @@ class AgentLends(OneUsersTasks):
         assert_the_audit_finds_no_error(self.platform)
 
 
-class AgentLendsToTheEnd(ToTheEnd, AgentLends):
-    pass
-
-
-AgentLendsToTheEnd.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
-                                                suppress_health_check=[HealthCheck.too_slow])
-test_agent_lends = AgentLendsToTheEnd.TestCase
+test_agent_lends = run_to_the_end(AgentLends, max_examples=40)

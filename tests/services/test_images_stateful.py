@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, initialize, invariant, rule
 
@@ -23,9 +22,9 @@ from tests.conftest import CREDIT
 from tests.fake_images import drawn
 from tests.task_machine import (
     OneUsersTasks,
-    ToTheEnd,
     assert_the_audit_finds_no_error,
     run_every_task_to_its_end,
+    run_to_the_end,
 )
 
 UID = "painter"
@@ -143,10 +142,4 @@ class ImageEvents(OneUsersTasks):
         assert_the_audit_finds_no_error(self.platform)
 
 
-class ImageEventsToTheEnd(ToTheEnd, ImageEvents):
-    pass
-
-
-ImageEventsToTheEnd.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None,
-                                                 suppress_health_check=[HealthCheck.too_slow])
-test_image_events = ImageEventsToTheEnd.TestCase
+test_image_events = run_to_the_end(ImageEvents, max_examples=100)
