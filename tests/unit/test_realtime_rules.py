@@ -1,6 +1,7 @@
 """database.rules.json read and written the way Realtime Database does (the evaluator's own cases; its parity
 with targaryen is tests/rules/test_parity.py)."""
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,68 @@ def test_a_broken_rules_file_is_refused() -> None:
     for not_one_member in ({"rules": {}, "version": 2}, ["rules"]):
         with pytest.raises(RuleError):
             Rules(not_one_member)  # type: ignore[arg-type]
+
+
+def loads(kind: str, rule: str | bool) -> bool:
+    """Whether a rules file with `rule` at rules/$x/$y/kind loads."""
+    try:
+        Rules({"rules": {"$x": {"$y": {kind: rule}}}})
+    except RuleError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("kind", "rule"), [
+    (".read", True), (".read", "auth != null"), (".read", "auth.token.admin === true"), (".read", "now > 0"),
+    (".read", "$x === 'a' && $y.length < 10"), (".read", "root.child('x').val() === true"),
+    (".read", "data.exists() ? data.val() === 1 : auth != null"), (".read", "true ? true : false"),
+    (".read", "!data.exists() || !!true"), (".read", "data.val() < auth.uid"), (".read", "-data.val() < 0"),
+    (".read", "'a' + auth.uid === 'ab'"), (".read", "data.val() + 1 > 2"), (".read", "auth.uid.matches(/x/)"),
+    (".read", "data.hasChildren(['a', $x]) && data.hasChildren()"), (".read", "auth['uid'] === 'a'"),
+    (".read", "data['exists']()"), (".read", "query.orderByKey"), (".read", "data.getPriority() === null"),
+    (".write", "newData.exists() && newData.val() === data.val()"), (".validate", "newData.isString()"),
+    (".validate", "newData.val().length <= 3 && newData.val().matches(/^a+$/)"),
+    (".validate", "newData.val().toLowerCase().contains(auth.uid)"),
+])
+def test_a_rule_certainly_boolean_loads(kind: str, rule: str | bool) -> None:
+    assert loads(kind, rule)
+
+
+@pytest.mark.parametrize(("kind", "rule"), [
+    (".read", "auth.uid"), (".read", "auth.token.admin"), (".read", "auth"), (".read", "'yes'"), (".write", "'yes'"),
+    (".read", "1"), (".read", "null"), (".read", "now"), (".read", "$x"), (".read", "$y.length"),
+    (".read", "data.val()"), (".read", "data"), (".read", "data.child('a')"), (".read", "data.exists"),
+    (".read", "data.getPriority()"), (".read", "query.limitToFirst"), (".read", "[1]"), (".read", "true ? 1 : 2"),
+    (".read", "auth != null ? auth.uid : false"), (".validate", "newData.val() + 1"), (".validate", "newData.val()"),
+    (".validate", "newData.val().length"),
+])
+def test_a_rule_that_is_not_certainly_boolean_is_refused_at_load(kind: str, rule: str) -> None:
+    with pytest.raises(RuleError, match="^" + re.escape(f"rules/$x/$y/{kind}: a rule must evaluate to a boolean")):
+        Rules({"rules": {"$x": {"$y": {kind: rule}}}})
+
+
+@pytest.mark.parametrize(("kind", "rule"), [
+    (".read", "auth.uid && true"), (".read", "true || data.val()"), (".read", "!auth.uid"), (".read", "!data.val()"),
+    (".read", "data.val() ? true : false"), (".read", "'a' < 1"), (".read", "null <= 1"), (".read", "data == null"),
+    (".read", "data.val() == /x/"), (".read", "[1] == null"), (".read", "-'a' < 0"), (".read", "1 - 'a' > 0"),
+    (".read", "true + 1 == 2"), (".read", "'a' + null === 'a'"), (".read", "data.foo === 1"),
+    (".read", "data.val()['a'] === 1"), (".read", "'abc'[0] === 'a'"), (".read", "now.x === 1"),
+    (".read", "data.exists()()"), (".read", "auth.uid.foo()"), (".read", "data.child(1).exists()"),
+    (".read", "data.child().exists()"), (".read", "data.hasChildren([])"), (".read", "data.hasChildren('a')"),
+    (".read", "data.hasChildren([1])"), (".validate", "newData.val().matches('a')"),
+    (".validate", "newData.val().contains(1)"), (".read", "newData.exists()"), (".read", "$z === 'a'"),
+    (".read", "undefined == null"), (".read", "(data.exists() ? data : 'a').exists()"),
+])
+def test_a_rule_whose_parts_cannot_be_typed_is_refused_at_load(kind: str, rule: str) -> None:
+    assert not loads(kind, rule)
+
+
+def test_a_wildcard_is_a_string_known_where_it_is_and_below() -> None:
+    assert Rules({"rules": {"a": {"$x": {".read": "$x.length > 1", "b": {".read": "$x === 'b'"}}}}})
+    with pytest.raises(RuleError, match=r"^rules/a/\.read: unknown variable \$x"):
+        Rules({"rules": {"a": {".read": "$x === 'b'", "$x": {}}}})
+    with pytest.raises(RuleError, match=r"^rules/a/\$x/b/\.validate: a rule must evaluate to a boolean, not string"):
+        Rules({"rules": {"a": {"$x": {"b": {".validate": "$x"}}}}})
 
 
 def test_an_update_of_many_paths_is_judged_in_time_linear_in_them() -> None:

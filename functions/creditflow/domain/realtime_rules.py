@@ -5,6 +5,10 @@ JavaScript's semantics where they matter: strict equality without coercion, comp
 two numbers or nulls, `+` joining strings, member access on null giving null. An expression that fails (a type
 error, calling what is not a method) evaluates as false, as in Realtime Database. Nothing is ever `eval`ed.
 
+A rules file is typed as it loads, as targaryen types it (and Realtime Database, refusing to deploy): a rule that is
+not certainly a boolean (`auth.uid`, `data.val()`, `'yes'`), or whose parts cannot be typed (`auth.uid && true`, a
+member no snapshot or string has, an unknown variable), is refused then, not denied at every evaluation.
+
 Reads cascade: the first `.read` granting on the way from the root to the path allows it. A write at a path is
 permitted by the first `.write` that grants on the way from the root to it, and valid when every `.validate` on the
 way (where the new data exists) and every `.validate` below it, on each node of the new data, holds. A multi-path
@@ -469,6 +473,149 @@ def holds(expression: tuple, scope: dict[str, Any]) -> bool:
         return False
 
 
+# ------------------------------------------------------------------------------------------------------- types
+
+@dataclass(frozen=True)
+class Signature:
+    """A method's type: its arguments' types (none checked when empty; None for hasChildren's) and its result's."""
+
+    args: tuple[str, ...] | None
+    returns: str
+
+
+Type = str | Signature  # "boolean", "string", "number", "null", "RegExp", "array", "RuleDataSnapshot", "Query",
+# "primitive" (a value: `val()`, known only when evaluated), "any" (auth and its members), or a method
+
+_FUZZY = ("any", "primitive")
+_PRIMITIVES = ("string", "number", "boolean", "null", "primitive")
+_MEMBERS: dict[str, dict[str, Type]] = {
+    "Query": {"orderByKey": "boolean", "orderByPriority": "boolean", "orderByValue": "boolean",
+              "orderByChild": "string", "startAt": "primitive", "endAt": "primitive", "equalTo": "primitive",
+              "limitToFirst": "number", "limitToLast": "number"},
+    "string": {"length": "number", "contains": Signature(("string",), "boolean"),
+               "beginsWith": Signature(("string",), "boolean"), "endsWith": Signature(("string",), "boolean"),
+               "replace": Signature(("string", "string"), "string"), "toLowerCase": Signature((), "string"),
+               "toUpperCase": Signature((), "string"), "matches": Signature(("RegExp",), "boolean")},
+    "RuleDataSnapshot": {"val": Signature((), "primitive"), "child": Signature(("string",), "RuleDataSnapshot"),
+                         "parent": Signature((), "RuleDataSnapshot"), "hasChild": Signature(("string",), "boolean"),
+                         "hasChildren": Signature(None, "boolean"), "exists": Signature((), "boolean"),
+                         "getPriority": Signature((), "any"), "isNumber": Signature((), "boolean"),
+                         "isString": Signature((), "boolean"), "isBoolean": Signature((), "boolean")},
+}
+_EQUATABLE = ("string", "number", "boolean", "null", "Object")
+_ADDABLE = ("string", "number")
+_ORDERABLE = ("string", "number", "null")
+
+
+def rule_scope(kind: str, wildcards: tuple[str, ...]) -> dict[str, Type]:
+    """The variables a rule of `kind` (".read", ".write", ".validate") sees, and their types."""
+    scope: dict[str, Type] = {name: "string" for name in wildcards}
+    scope.update(auth="any", root="RuleDataSnapshot", data="RuleDataSnapshot", now="number", query="Query")
+    if kind != ".read":
+        scope["newData"] = "RuleDataSnapshot"
+    return scope
+
+
+def _shown(found: Type) -> str:
+    return found if isinstance(found, str) else "a method"
+
+
+def _expect(found: Type, allowed: tuple[str, ...], what: str, *, certain: bool = False) -> str:
+    """`found` must be one of `allowed`; a type known only when evaluated passes unless it must be `certain`."""
+    if isinstance(found, str) and (found in allowed or (not certain and found in _FUZZY)):
+        return found
+    raise RuleError(f"{what} must be {' or '.join(allowed)}, not {_shown(found)}")
+
+
+def infer(node: tuple, scope: dict[str, Type]) -> Type:
+    """The type of an expression, as targaryen (and Realtime Database, deploying) infers it; RuleError where the
+    expression cannot be typed: a boolean operator on what may not be a boolean, a member no such value has..."""
+    kind = node[0]
+    if kind == "lit":
+        return "RegExp" if isinstance(node[1], Regex) else _kind(node[1])
+    if kind == "name":
+        if node[1] not in scope:
+            raise RuleError(f"unknown variable {node[1]}")
+        return scope[node[1]]
+    if kind in ("&&", "||"):
+        for side in node[1:]:
+            _expect(infer(side, scope), ("boolean",), f"an operand of {kind}", certain=True)
+        return "boolean"
+    if kind == "if":
+        _expect(infer(node[1], scope), ("boolean",), "the condition of ?", certain=True)
+        yes, no = infer(node[2], scope), infer(node[3], scope)
+        if yes == no and isinstance(yes, str):
+            return yes
+        return "primitive" if yes in _PRIMITIVES and no in _PRIMITIVES else "any"
+    if kind == "unary":
+        if node[1] == "!":
+            _expect(infer(node[2], scope), ("boolean",), "the operand of !", certain=True)
+            return "boolean"
+        _expect(infer(node[2], scope), ("number",), "the operand of -")
+        return "number"
+    if kind == "bin":
+        return _infer_binary(node[1], infer(node[2], scope), infer(node[3], scope))
+    if kind == "member":
+        return _infer_member(node, scope)
+    if kind == "call":
+        return _infer_call(node, scope)
+    if kind == "array":
+        for item in node[1]:
+            infer(item, scope)
+        return "array"
+    raise RuleError(f"unknown node {kind}")
+
+
+def _infer_binary(op: str, left: Type, right: Type) -> Type:
+    equality, ordering = op in ("===", "!==", "==", "!="), op in ("<", "<=", ">", ">=")
+    allowed = _EQUATABLE if equality else _ORDERABLE if ordering else _ADDABLE if op == "+" else ("number",)
+    _expect(left, allowed, f"the left operand of {op}")
+    _expect(right, allowed, f"the right operand of {op}")
+    if ordering and left != right and left not in _FUZZY and right not in _FUZZY:
+        raise RuleError(f"{op} cannot order {left} and {right}")
+    if equality or ordering:
+        return "boolean"
+    if op == "+":
+        return "string" if "string" in (left, right) else "number" if left == right == "number" else "primitive"
+    return "number"
+
+
+def _infer_member(node: tuple, scope: dict[str, Type], *, as_string: bool = False) -> Type:
+    """`object.name` or `object[key]` (a literal key but for auth's members); `as_string` when it is called and its
+    object may be a string."""
+    target, key = node[1], node[2]
+    owner = _expect(infer(target, scope), ("Query", "RuleDataSnapshot", "string"), "what has members")
+    if owner == "primitive" or as_string:
+        owner = "string"  # a value's members are a string's
+    infer(key, scope)
+    if owner == "any":
+        return "any"
+    if key[0] != "lit" or not isinstance(key[1], str) or key[1] not in _MEMBERS[owner]:
+        raise RuleError(f"{owner} has no member {key[1] if key[0] == 'lit' else '[...]'}")
+    return _MEMBERS[owner][key[1]]
+
+
+def _infer_call(node: tuple, scope: dict[str, Type]) -> Type:
+    callee, args = node[1], node[2]
+    found = infer(callee, scope)
+    arg_types = [infer(arg, scope) for arg in args]
+    if found in _FUZZY and callee[0] == "member":
+        found = _infer_member(callee, scope, as_string=True)  # `auth.name.matches(...)`: a string's method
+    if not isinstance(found, Signature):
+        raise RuleError("only methods can be called")
+    if found.args is None:  # hasChildren(), or hasChildren([names])
+        if len(args) > 1 or (args and (args[0][0] != "array" or not args[0][1])):
+            raise RuleError("hasChildren takes nothing or a list of names")
+        for item in args[0][1] if args else ():
+            _expect(infer(item, scope), ("string",), "a name given to hasChildren")
+        return found.returns
+    if found.args and len(args) != len(found.args):
+        raise RuleError(f"a method expects {len(found.args)} arguments, got {len(args)}")
+    for i, (expected, actual) in enumerate(zip(found.args, arg_types, strict=False), 1):
+        _expect(actual, (expected,), f"argument {i}")
+    return found.returns
+
+
 # -------------------------------------------------------------------------------------------------- the rule tree
 
 def at(value: Any, path: tuple[str, ...]) -> Any:
@@ -560,20 +707,28 @@ class RuleNode:
     wildcard: tuple[str, RuleNode] | None
 
 
-def _compile(rule: Any, where: str) -> tuple | None:
+def _compile(node: dict[str, Any], kind: str, where: str, bound: tuple[str, ...]) -> tuple | None:
+    """The rule `kind` of a node, parsed and typed: refused, as Realtime Database refuses to deploy it, unless it is
+    certainly a boolean (`auth.uid`, `data.val()` or `'yes'` might deny at every evaluation, never grant)."""
+    rule = node.get(kind)
     if rule is None:
         return None
     if isinstance(rule, bool):
         return ("lit", rule)
     if not isinstance(rule, str):
-        raise RuleError(f"{where}: a rule is a string or a boolean")
+        raise RuleError(f"{where}/{kind}: a rule is a string or a boolean")
     try:
-        return Parser.parse(rule)
+        parsed = Parser.parse(rule)
+        found = infer(parsed, rule_scope(kind, bound))
     except RuleError as error:
-        raise RuleError(f"{where}: {error}") from error
+        raise RuleError(f"{where}/{kind}: {error}") from error
+    if found != "boolean":
+        raise RuleError(f"{where}/{kind}: a rule must evaluate to a boolean, not {_shown(found)}")
+    return parsed
 
 
-def compile_rules(node: Any, where: str = "rules") -> RuleNode:
+def compile_rules(node: Any, where: str = "rules", bound: tuple[str, ...] = ()) -> RuleNode:
+    """The rules of `node` and below it; `bound`, the $variables of the path to it (its own name if it is one)."""
     if not isinstance(node, dict):
         raise RuleError(f"{where}: rules are objects")
     wildcards = [k for k in node if k.startswith("$")]
@@ -581,11 +736,12 @@ def compile_rules(node: Any, where: str = "rules") -> RuleNode:
         raise RuleError(f"{where}: only one $variable per level")
     index_on = node.get(".indexOn", ())
     return RuleNode(
-        read=_compile(node.get(".read"), where + "/.read"), write=_compile(node.get(".write"), where + "/.write"),
-        validate=_compile(node.get(".validate"), where + "/.validate"),
+        read=_compile(node, ".read", where, bound), write=_compile(node, ".write", where, bound),
+        validate=_compile(node, ".validate", where, bound),
         index_on=(index_on,) if isinstance(index_on, str) else tuple(index_on),
-        children={k: compile_rules(v, f"{where}/{k}") for k, v in node.items() if not k.startswith((".", "$"))},
-        wildcard=(wildcards[0], compile_rules(node[wildcards[0]], f"{where}/{wildcards[0]}")) if wildcards else None)
+        children={k: compile_rules(v, f"{where}/{k}", bound) for k, v in node.items() if not k.startswith((".", "$"))},
+        wildcard=(wildcards[0], compile_rules(node[wildcards[0]], f"{where}/{wildcards[0]}", (*bound, wildcards[0])))
+        if wildcards else None)
 
 
 class Rules:
