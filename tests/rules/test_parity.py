@@ -1,6 +1,7 @@
 """The local runtime's rules evaluator gives targaryen's verdict on every row of a table of reads, writes and
 multi-path updates: database.rules.json with different callers, existing data, invalid fields, cancel and answer;
-and a rule set that exercises the expression language's corners (operators, types, string methods)."""
+and a rule set that exercises the expression language's corners (operators, types, string methods). It loads the
+rules targaryen loads, and refuses those it refuses (a rule that is not certainly a boolean)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from creditflow.domain.realtime_query import normalize
-from creditflow.domain.realtime_rules import Rules, at
+from creditflow.domain.realtime_rules import RuleError, Rules, at
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGARYEN = ROOT / "tools" / "node_modules" / "targaryen"
@@ -194,3 +195,54 @@ def test_every_verdict_is_targaryens(tmp_path: Path) -> None:
     assert not differ, differ
     assert len(rows) >= 60
     assert 0.25 < sum(expected) / len(expected) < 0.75  # the table holds plenty of both verdicts
+
+
+# (kind, rule): each put at rules/$x/$y, loaded or refused by both
+LOADS: list[tuple[str, str | bool]] = [
+    (".read", True), (".read", "auth != null"), (".read", "auth.uid"), (".read", "auth.token.admin"),
+    (".read", "auth.token.admin === true"), (".read", "'yes'"), (".write", "'yes'"), (".read", "1"), (".read", "null"),
+    (".read", "now"), (".read", "now > 0"), (".read", "$x"), (".read", "$y.length"), (".read", "$y.length < 10"),
+    (".read", "$z === 'a'"), (".read", "data.val()"), (".read", "data.val() === true"), (".read", "data"),
+    (".read", "data.exists()"), (".read", "data.child('a')"), (".read", "root.child('x').val() === true"),
+    (".read", "data.getPriority()"), (".read", "newData.exists()"), (".write", "newData.exists()"),
+    (".validate", "newData.isString()"), (".validate", "newData.val() + 1"), (".validate", "newData.val() + 1 > 2"),
+    (".validate", "newData.val() + 'a' === 'ba'"), (".validate", "newData.val().length"),
+    (".validate", "newData.val().length <= 3"), (".validate", "newData.val().matches(/^a+$/)"),
+    (".validate", "newData.val().matches('a')"), (".read", "auth.uid.matches(/x/)"), (".read", "auth.uid.foo()"),
+    (".validate", "newData.val().contains(1)"), (".validate", "newData.val().toLowerCase() === 'a'"),
+    (".read", "true ? true : false"), (".read", "true ? 1 : 2"), (".read", "auth != null ? auth.uid : false"),
+    (".read", "data.val() ? true : false"), (".read", "data.exists() ? data.val() === 1 : auth != null"),
+    (".read", "true && false || true"), (".read", "auth.uid && true"), (".read", "true || data.val()"),
+    (".read", "data.val() === 1 && auth != null"), (".read", "!data.exists()"), (".read", "!auth.uid"),
+    (".read", "!data.val()"), (".read", "!!true"), (".read", "1 < 2"), (".read", "'a' < 1"), (".read", "null <= 1"),
+    (".read", "data.val() < auth.uid"), (".read", "data == null"), (".read", "data.val() == /x/"),
+    (".read", "-data.val() < 0"), (".read", "-'a' < 0"), (".read", "1 - 'a' > 0"), (".read", "true + 1 == 2"),
+    (".read", "'a' + auth.uid === 'ab'"), (".read", "data.hasChildren(['a', $x])"), (".read", "data.hasChildren([])"),
+    (".read", "data.hasChildren('a')"), (".read", "data.child(1).exists()"), (".read", "data.child().exists()"),
+    (".read", "data.foo === 1"), (".read", "auth['uid'] === 'a'"), (".read", "data.val()['a'] === 1"),
+    (".read", "data['exists']()"), (".read", "data.exists()()"), (".read", "query.orderByKey"),
+    (".read", "query.limitToFirst"), (".read", "[1] == null"), (".read", "undefined == null"),
+]
+
+
+def test_the_rules_targaryen_refuses_to_load_are_refused_and_no_other(tmp_path: Path) -> None:
+    if not (TARGARYEN / "package.json").exists() or not shutil.which("node"):
+        pytest.skip("targaryen is not installed (make installs it under tools/)")
+    definitions = [{"rules": {"$x": {"$y": {kind: rule}}}} for kind, rule in LOADS]
+    cases = tmp_path / "definitions.json"
+    cases.write_text(json.dumps(definitions))
+    result = subprocess.run(["node", str(Path(__file__).with_name("targaryen_loads.js")), str(TARGARYEN),
+                             str(cases)], capture_output=True, text=True, timeout=120, check=True)
+    expected = json.loads(result.stdout)
+
+    def loads(definition: dict[str, Any]) -> bool:
+        try:
+            Rules(definition)
+        except RuleError:
+            return False
+        return True
+
+    differ = [(kind, rule, want) for (kind, rule), definition, want in zip(LOADS, definitions, expected, strict=True)
+              if loads(definition) != want]
+    assert not differ, differ
+    assert 0.3 < sum(expected) / len(expected) < 0.7  # the table holds plenty of both verdicts
