@@ -65,6 +65,7 @@ from .services.images import AgentImageTasks, ImageGeneration, ImagePolicy
 from .services.integrity import Integrity
 from .services.jobs import PING, JobRouter, Ping
 from .services.mirror import BalanceMirror, LowBalancePolicy
+from .services.notifications import Notifications
 from .services.payments import Payments, PaymentUrls
 from .services.reconciliation import PaymentReconciliation
 from .services.task_outbox import CLEAR_JOB, REQUESTS
@@ -551,7 +552,7 @@ def build_usage_rollups(store: LedgerStore) -> UsageRollups | None:
     return None
 
 
-def build_payments(settings: Settings, credits: Credits, store: PaymentStore, realtime: Realtime,
+def build_payments(settings: Settings, credits: Credits, store: PaymentStore, notifications: Notifications,
                    clock: Clock) -> Payments:
     """Credit packs and card payments through Stripe (answering 503 until its two secrets are set)."""
     cards = None
@@ -559,7 +560,7 @@ def build_payments(settings: Settings, credits: Credits, store: PaymentStore, re
         from .adapters.payments.stripe_cards import StripeCards
 
         cards = StripeCards(settings.stripe_secret_key, settings.stripe_webhook_secret, settings.stripe_api_base)
-    return Payments(credits, store, cards, packs_from(settings.credit_packs), realtime, clock,
+    return Payments(credits, store, cards, packs_from(settings.credit_packs), notifications, clock,
                     PaymentUrls(settings.payment_success_url, settings.payment_cancel_url))
 
 
@@ -592,7 +593,7 @@ def deposit_rules(settings: Settings) -> DepositRules | None:
                         settings.crypto_confirmations, settings.crypto_start_block, settings.crypto_scan_batch)
 
 
-def build_crypto(settings: Settings, credits: Credits, users: UserStores, realtime: Realtime, clock: Clock,
+def build_crypto(settings: Settings, credits: Credits, users: UserStores, notifications: Notifications, clock: Clock,
                  chain: Chain | None = None) -> tuple[Wallets, Deposits]:
     """Wallet links (Sign-In with Ethereum on CRYPTO_CHAIN_ID) and the deposit scanner over CRYPTO_RPC_URL."""
     rules = deposit_rules(settings)
@@ -603,7 +604,7 @@ def build_crypto(settings: Settings, credits: Credits, users: UserStores, realti
     sign_in = (SignIn(settings.wallet_signin_domain, settings.wallet_signin_uri, settings.crypto_chain_id)
                if settings.crypto_chain_id else None)
     return (Wallets(users.wallets, sign_in, clock, EthereumSignatures()),
-            Deposits(credits, users.wallets, users.deposits, chain, rules, realtime, clock))
+            Deposits(credits, users.wallets, users.deposits, chain, rules, notifications, clock))
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
@@ -619,7 +620,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                           max_reservation=settings.max_reservation_amount)
     credits = Credits(store, key, clock, policy)
     realtime = build_realtime(settings)
-    mirror = BalanceMirror(realtime, credits, clock, LowBalancePolicy(
+    notifications = Notifications(realtime, settings.mirror_kept or None)  # every service's, bounded in one place
+    mirror = BalanceMirror(realtime, notifications, credits, clock, LowBalancePolicy(
         settings.low_balance_threshold, settings.low_balance_percent, settings.credit_packs))
     if settings.runtime == "local":  # on Firebase, the mirrorAccount trigger does this (DESIGN §1)
         credits.after_commit.append(mirror.on_commit)
@@ -643,7 +645,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     blobs = build_blobs(settings, key)
     chat.vision = VisionInputs(blobs, tools, settings.media_url_seconds, clock, fetch=https_images(settings),
                                tasks=users.tasks)
-    images = ImageGeneration(catalog, build_image_providers(settings), tools, blobs, credits, realtime,
+    images = ImageGeneration(catalog, build_image_providers(settings), tools, blobs, credits, notifications,
                              clock, users.tasks, journal=lambda uid, task_id: None,  # type: ignore[arg-type,return-value]
                              policy=ImagePolicy(attempts=settings.image_attempts,
                                                 backoff_seconds=settings.image_backoff_seconds,
@@ -660,8 +662,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
     jobs.register(CLEAR_JOB, tasks.clear_bus)
-    payments = build_payments(settings, credits, users.payments, realtime, clock)
-    auto_top_ups = AutoTopUps(payments, users.payments, realtime, clock)
+    payments = build_payments(settings, credits, users.payments, notifications, clock)
+    auto_top_ups = AutoTopUps(payments, users.payments, notifications, clock)
     auto_top_ups.queue = queue
     jobs.register(AUTO_TOP_UP, auto_top_ups)
     credits.after_commit.append(auto_top_ups.after_commit)  # a balance falling below a user's threshold
@@ -673,7 +675,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     if isinstance(realtime, RealtimeTriggers):  # the local tree; on Firebase, main.py declares the RTDB triggers
         realtime.on_write(REQUESTS, request_written)
 
-    wallets, deposits = build_crypto(settings, credits, users, realtime, clock, chain)
+    wallets, deposits = build_crypto(settings, credits, users, notifications, clock, chain)
     integrity = Integrity(store, key, keyring, clock, settings.ledger_origin, settings.sequencer_batch)
     integrity.rollups = usage  # audits check them against the ledger
     integrity.payments = PaymentReconciliation(users.payments, users.deposits)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +19,11 @@ class OutboxEvent:
 
 
 CREDITS_LOW = "credits.low"
-NOT_IN_KEYS = re.compile(r"[.#$\[\]/:]")  # what a Realtime Database key cannot hold (and ':', for tidiness)
-
-
-def notification_path(event: OutboxEvent) -> str:
-    """Where the notification of `event` is written on the bus: one per event, whatever its delivery count."""
-    return f"/notifications/{event.uid}/{NOT_IN_KEYS.sub('-', event.id)}"
+def notification_key(about: str) -> str:
+    """The key of a notification on the bus, from the id of what it tells of (an event, a payment, a deposit): one
+    per thing, whatever its delivery count. Anything but letters, digits, '_' and '-' becomes '-' (a Realtime
+    Database key cannot hold . $ # [ ] /)."""
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in about)
 
 
 def low_balance_threshold(absolute: int, percent_of_top_up: int, last_top_up: int) -> int:

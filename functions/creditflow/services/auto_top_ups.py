@@ -15,7 +15,8 @@ from ..domain.jobs import Delivery, Job
 from ..domain.money import format_credits
 from ..domain.payments import AutoTopUp, AutoTopUpRefused, CardDeclined, available_before
 from ..domain.timefmt import iso
-from ..ports import Clock, PaymentStore, Realtime, TaskQueue
+from ..ports import Clock, PaymentStore, TaskQueue
+from .notifications import Notifications
 from .payments import Payments, provider_key
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,8 @@ SETTINGS_SECONDS = 30.0  # how long a user's settings are kept in memory for the
 
 
 class AutoTopUps:
-    def __init__(self, payments: Payments, store: PaymentStore, realtime: Realtime, clock: Clock) -> None:
-        self.payments, self.store, self.realtime, self.clock = payments, store, realtime, clock
+    def __init__(self, payments: Payments, store: PaymentStore, notifications: Notifications, clock: Clock) -> None:
+        self.payments, self.store, self.notifications, self.clock = payments, store, notifications, clock
         self.queue: TaskQueue | None = None  # set once the queue is built
         self._kept: dict[str, tuple[float, AutoTopUp | None]] = {}  # uid → (until, settings): the hot path's reads
 
@@ -133,5 +134,5 @@ class AutoTopUps:
         return settings
 
     def _notify(self, uid: str, crossing: str, kind: str, message: str) -> None:
-        self.realtime.set(f"/notifications/{uid}/{kind.replace('.', '-')}-{crossing.replace(':', '-')}",
-                          {"kind": kind, "at": iso(self.clock.now()), "message": message})
+        self.notifications.notify(uid, f"{kind}-{crossing}", {"kind": kind, "at": iso(self.clock.now()),
+                                                             "message": message})

@@ -26,8 +26,9 @@ from ..domain.crypto import (
 from ..domain.errors import AccountClosed, InvalidAmount, InvalidGrant
 from ..domain.money import money
 from ..domain.timefmt import iso
-from ..ports import Chain, Clock, DepositStore, Realtime, WalletStore
+from ..ports import Chain, Clock, DepositStore, WalletStore
 from .credits import Credits
+from .notifications import Notifications
 
 log = logging.getLogger(__name__)
 # what the ledger refuses a deposit's grant for, whatever the grant is retried: such a deposit waits for an admin
@@ -64,11 +65,11 @@ PENDING_WINDOW = 500  # blocks behind the head looked at for pending deposits, a
 
 class Deposits:
     def __init__(self, credits: Credits, wallets: WalletStore, store: DepositStore, chain: Chain | None,
-                 rules: DepositRules | None, realtime: Realtime, clock: Clock,
+                 rules: DepositRules | None, notifications: Notifications, clock: Clock,
                  missing: str = "set CRYPTO_RPC_URL, CRYPTO_CHAIN_ID and CRYPTO_DEPOSIT_ADDRESS") -> None:
         self.credits, self.wallets, self.store = credits, wallets, store
         self.chain, self.rules = chain, rules
-        self.realtime, self.clock = realtime, clock
+        self.notifications, self.clock = notifications, clock
         self.missing = missing
         self._scanning = threading.Lock()  # one scan at a time in this process; the ledger's keys guard the rest
         self._reviewing = threading.Lock()
@@ -227,7 +228,7 @@ class Deposits:
         credited = replace(deposit, status=CREDITED, credits=credits, rate=token.micros_per_unit,
                            remainder=remainder, lot=granted.lot)
         self.store.save(credited)
-        self.realtime.set(f"/notifications/{deposit.uid}/{_key(deposit.id)}", {
+        self.notifications.notify(deposit.uid, deposit.id, {
             "kind": "payment.received", "at": iso(self.clock.now()), "payment": deposit.id,
             "credits": money(credits), "token": token.symbol, "amount": str(deposit.amount)})
         return credited
@@ -245,7 +246,3 @@ class Deposits:
                                   f"{f' to {deposit.uid}' if deposit.uid else ''}, not waiting for review")
         return deposit
 
-
-def _key(deposit_id: str) -> str:
-    """A deposit id as a realtime key (no . $ # [ ] /)."""
-    return deposit_id.replace(":", "-")

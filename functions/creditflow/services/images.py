@@ -58,9 +58,10 @@ from ..domain.tasks import (
     require_task_id,
 )
 from ..domain.timefmt import iso
-from ..ports import BlobStore, Clock, ImageProvider, ImageTools, Realtime, TaskStore
+from ..ports import BlobStore, Clock, ImageProvider, ImageTools, TaskStore
 from .catalog import LiveCatalog
 from .chat import Budget
+from .notifications import Notifications
 from .sagas import Journal, Saga, SagaFailed, Step
 from .task_runs import Context, RunOutcome
 from .tasks import TaskJournal, Tasks
@@ -208,12 +209,12 @@ class ImageGeneration:
     resumes_spent_hold = True  # settle may take the whole hold: a run resumed after it finds none left, and goes on
 
     def __init__(self, catalog: LiveCatalog, providers: dict[str, ImageProvider], tools: ImageTools,
-                 blobs: BlobStore, credits: Any, realtime: Realtime, clock: Clock, store: TaskStore,
+                 blobs: BlobStore, credits: Any, notifications: Notifications, clock: Clock, store: TaskStore,
                  journal: Callable[[str, str], Journal], policy: ImagePolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep, health: Health | None = None,
                  now: Callable[[], float] = time.monotonic) -> None:
         self.catalog, self.providers, self.tools, self.blobs = catalog, providers, tools, blobs
-        self.credits, self.realtime, self.clock, self.store = credits, realtime, clock, store
+        self.credits, self.notifications, self.clock, self.store = credits, notifications, clock, store
         self.journal = journal
         self.policy = policy or ImagePolicy()
         self.sleep = sleep
@@ -444,7 +445,7 @@ class ImageGeneration:
                 ids.append(f"{task_id}.{image['index']}")
                 urls.append({"id": ids[-1], "url": signed.url, "thumbnails": signed.thumbnails})
                 expires = signed.expires_at
-            self.realtime.set(f"/notifications/{uid}/images-{task_id}", {
+            self.notifications.notify(uid, f"images-{task_id}", {
                 "kind": "images.ready", "taskId": task_id, "images": ids, "urls": urls, "urlsExpireAt": expires,
                 "charged": money(outputs["settle"]["charged"]), "at": iso(self.clock.now())})
             return {"images": ids}

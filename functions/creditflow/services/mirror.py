@@ -15,11 +15,12 @@ from typing import Any
 from ..domain.accounts import USER_PREFIX, UserAccount
 from ..domain.entries import Entry
 from ..domain.money import format_credits, money
-from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold, notification_path
+from ..domain.outbox import CREDITS_LOW, OutboxEvent, low_balance_threshold
 from ..domain.timefmt import iso
 from ..ports import Clock, Realtime
 from .credits import Credits
 from .mirror_writer import MirrorWriter
+from .notifications import Notifications
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,9 @@ class BalanceMirror:
     MirrorWriter's thread instead (each user's newest balance in a batch, all users' in one write). The mirror is
     never authoritative: `publish_all` rewrites it from the ledger."""
 
-    def __init__(self, realtime: Realtime, credits: Credits, clock: Clock, policy: LowBalancePolicy) -> None:
-        self.realtime = realtime
+    def __init__(self, realtime: Realtime, notifications: Notifications, credits: Credits, clock: Clock,
+                 policy: LowBalancePolicy) -> None:
+        self.realtime, self.notifications = realtime, notifications
         self.credits = credits
         self.clock = clock
         self.policy = policy
@@ -172,14 +174,11 @@ class BalanceMirror:
         return delivered
 
     def _notify_low(self, event: OutboxEvent) -> None:
-        path = notification_path(event)
-        if self.realtime.get(path) is not None:
-            return
         available, threshold = int(event.payload["available"]), int(event.payload["threshold"])
-        self.realtime.set(path, {
+        self.notifications.notify(event.uid, event.id, {
             "type": "low_balance", "kind": event.kind, "available": money(available), "threshold": money(threshold),
             "message": f"Your balance is {format_credits(available)} credits, below {format_credits(threshold)}.",
-            "at": event.at, "read": False})
+            "at": event.at, "read": False}, unless_there=True)
 
     def check(self, uid: str) -> LowBalance:
         """Whether the user's balance is low, against their threshold, and (when it is) what to buy."""

@@ -33,8 +33,9 @@ from ..domain.payments import (
 )
 from ..domain.refunds import UNDONE, FailedRefund, RefundsListed, ambiguous, give_back, listed_for, still_refunded
 from ..domain.timefmt import iso
-from ..ports import CardPayments, Clock, PaymentStore, Realtime
+from ..ports import CardPayments, Clock, PaymentStore
 from .credits import Credits
+from .notifications import Notifications
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0  # a payment's lease outlives any handler; a crashed holder's ends by itself
@@ -71,11 +72,11 @@ class PaymentUrls:
 
 class Payments:
     def __init__(self, credits: Credits, store: PaymentStore, cards: CardPayments | None, packs: tuple[Pack, ...],
-                 realtime: Realtime, clock: Clock, urls: PaymentUrls,
+                 notifications: Notifications, clock: Clock, urls: PaymentUrls,
                  missing: str = "set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET") -> None:
         self.credits, self.store, self.cards = credits, store, cards
         self.packs = packs
-        self.realtime, self.clock, self.urls = realtime, clock, urls
+        self.notifications, self.clock, self.urls = notifications, clock, urls
         self.missing = missing  # what the 503 says to configure
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -204,7 +205,7 @@ class Payments:
         data = event.object
         uid = data.get("client_reference_id") or (data.get("metadata") or {}).get("uid")
         if isinstance(uid, str) and uid:
-            self.realtime.set(f"/notifications/{uid}/{_key(event.id)}", {
+            self.notifications.notify(uid, event.id, {
                 "kind": "payment.failed", "at": iso(self.clock.now()),
                 "message": "the payment did not go through; nothing was charged"})
             return "notified"
@@ -497,7 +498,7 @@ class Payments:
 
     def _notify(self, uid: str, event_id: str, kind: str, payment: Payment) -> None:
         """A notification named by the event, so a redelivery writes the same one."""
-        self.realtime.set(f"/notifications/{uid}/{_key(event_id)}", {
+        self.notifications.notify(uid, event_id, {
             "kind": kind, "at": iso(self.clock.now()), "payment": payment.id,
             "credits": money(payment.credits), "amount": payment.amount, "currency": payment.currency})
 
@@ -523,7 +524,3 @@ def provider_key(*parts: str) -> str:
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return f"{parts[0]}-{digest}"
 
-
-def _key(event_id: str) -> str:
-    """An event id as a realtime key (no . $ # [ ] /)."""
-    return "".join(c if c.isalnum() or c in "_-" else "-" for c in event_id)

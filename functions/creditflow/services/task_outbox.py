@@ -1,35 +1,37 @@
 """After a task ends, on the bus: its task.finished event delivered (at least once) as its owner's notification,
 and its request and stream cleared once the retention has passed; its record in /tasks stays, among those of its
-owner that changed last (older finished records and notifications leave the mirror; the store keeps every task)."""
+owner that changed last (older finished records leave the mirror; the store keeps every task)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from ..domain.jobs import Delivery, Job
 from ..domain.money import money
-from ..domain.outbox import OutboxEvent, notification_path
+from ..domain.outbox import OutboxEvent
 from ..domain.tasks import TERMINAL, Task
 from ..domain.timefmt import parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
+from .notifications import NOTIFIED_IN_ORDER, Notifications, keep_newest
 
 CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
 REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
 # what a user's mirror keeps, and in what order (each indexed in database.rules.json, as Realtime Database requires)
-KEPT_IN_ORDER = (("tasks", "updatedAt"), ("notifications", "at"))
+TASKS_IN_ORDER = "updatedAt"
+KEPT_IN_ORDER = (("tasks", TASKS_IN_ORDER), ("notifications", NOTIFIED_IN_ORDER))
 
 
 class TaskOutbox:
     """`retention`: how long a finished task's request and stream stay on the bus (None: they stay); `kept`: how
-    many of a user's task records (those that changed last) and notifications the mirror keeps once a task is
-    cleared (None: all)."""
+    many of a user's task records (those that changed last) the mirror keeps once a task is cleared, and how many
+    notifications (None: all)."""
 
     def __init__(self, store: TaskStore, realtime: Realtime, clock: Clock, retention: timedelta | None,
                  kept: int | None = None) -> None:
         self.store, self.realtime, self.clock, self.retention = store, realtime, clock, retention
         self.kept = kept
+        self.notifications = Notifications(realtime, kept)
 
     def deliver_pending(self, limit: int, queue: TaskQueue | None) -> int:
         """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is
@@ -42,9 +44,9 @@ class TaskOutbox:
 
     def deliver(self, event: OutboxEvent, queue: TaskQueue | None) -> None:
         if event.kind == "task.finished":
-            self.realtime.set(notification_path(event),
-                              {"kind": event.kind, "at": event.at, **event.payload,
-                               "charged": money(int(event.payload["charged"]))})
+            self.notifications.notify(event.uid, event.id,
+                                      {"kind": event.kind, "at": event.at, **event.payload,
+                                       "charged": money(int(event.payload["charged"]))})
             self._clear_later(event.uid, str(event.payload["taskId"]), queue)
         self.store.event_done(event.id)
 
@@ -73,24 +75,8 @@ class TaskOutbox:
             return
         self.realtime.set(f"/streams/{uid}/{task_id}", None)
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
-        if self.kept is not None:
-            for kind, order in KEPT_IN_ORDER:
-                self._keep_newest(f"/{kind}/{uid}", order, self.kept, _finished if kind == "tasks" else _any)
-
-    def _keep_newest(self, path: str, order: str, kept: int, removable: Callable[[Any], bool]) -> None:
-        """Past `kept` children at `path`, the oldest by `order` leave it, those `removable` says may (one shallow
-        read; the query and the deletion only when there are too many, of as many as there are too many)."""
-        extra = len(self.realtime.keys(path)) - kept
-        if extra <= 0:
-            return
-        oldest = self.realtime.first_by(path, order, extra)
-        gone = {key: None for key, value in oldest.items() if removable(value)}
-        if gone:
-            self.realtime.update(path, gone)
-
-
-def _any(mirrored: Any) -> bool:
-    return True
+        if self.kept is not None:  # (notifications are kept to as many as each is written)
+            keep_newest(self.realtime, f"/tasks/{uid}", TASKS_IN_ORDER, self.kept, _finished)
 
 
 def _finished(mirrored: Any) -> bool:

@@ -279,7 +279,7 @@ class Tasks:
         same id sent again with another request is a 409): it would sit on the bus beside a task that is not its
         own. It leaves the bus, and the user is told why; the task goes on as it was."""
         self.realtime.set(REQUESTS.format(uid=task.uid, requestId=task.id), None)
-        self.realtime.set(f"/notifications/{task.uid}/refused-{task.id}", {
+        self.outbox.notifications.notify(task.uid, f"refused-{task.id}", {
             "kind": "request.refused", "at": self._now(), "requestId": task.id,
             "detail": f"request {task.id} names task {task.id}, made for another request: write yours under a new "
                       "id (it was removed from the bus)"})
