@@ -68,6 +68,48 @@ def test_chat_completions_plain_and_streamed(server: LocalServer) -> None:
 
 
 
+def http_chunks(server: LocalServer, path: str, body: dict[str, Any], key: str) -> list[bytes]:
+    """The chunks of a chunked response, as the server wrote them (read on a raw socket, not reassembled)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.url)
+    data = json.dumps(body).encode()
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {where.netloc}\r\nAuthorization: Bearer {key}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                     .encode() + data)
+        raw = b""
+        while block := sock.recv(65536):
+            raw += block
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"chunked" in head.lower(), head
+    chunks = []
+    while True:
+        size, _, rest = rest.partition(b"\r\n")
+        if int(size, 16) == 0:
+            return chunks
+        chunks.append(rest[:int(size, 16)])
+        rest = rest[int(size, 16) + 2:]
+
+
+def test_a_streams_events_known_at_one_moment_go_in_one_write(server: LocalServer) -> None:
+    """The role's event goes with the first piece's, and the finish, the usage and [DONE] together: a client
+    reads as many events, in fewer writes."""
+    key = new_key(server, "gw-writes")
+    chunks = http_chunks(server, "/v1/chat/completions", {
+        "model": "demo-chat", "messages": [{"role": "user", "content": "hi there, how are you"}], "stream": True,
+        "stream_options": {"include_usage": True}}, key)
+    events = [[json.loads(line[6:]) if line != b"data: [DONE]" else "[DONE]" for line in chunk.split(b"\n\n") if line]
+              for chunk in chunks]
+    assert len(events) >= 3 and all(events)
+    first, *middle, last = events
+    assert [e["choices"][0]["delta"].get("role") for e in first] == ["assistant", None]
+    assert first[1]["choices"][0]["delta"]["content"] and all(len(e) == 1 for e in middle)
+    assert last[0]["choices"][0]["finish_reason"] == "stop" and last[1]["usage"]["completion_tokens"] > 0
+    assert last[2:] == ["[DONE]"]
+
+
 def test_every_call_gives_back_its_place_among_the_calls_in_flight(server: LocalServer) -> None:
     """A streamed reply holds its place until the stream ends, a refused call until its error is sent: more calls
     in a row than a user may have at once all go through."""

@@ -4,7 +4,6 @@ user's credits through the same hold → call → settle path as /api/v1/chat. E
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import struct
 import time
@@ -477,7 +476,8 @@ def _chunks(model: str, chunk_id: str, first: Piece, pieces: Iterator[Piece],
             include_usage: bool) -> Iterator[bytes]:
     """OpenAI chat.completion.chunk events, a usage chunk when asked for, then [DONE]. A stream the provider cut
     off gets no finish chunk but, after the usage, an error event as OpenAI sends one (the SDKs raise it). Every
-    chunk names the model that answered, which routing or a fallback chose (`model` is what was asked for)."""
+    chunk names the model that answered, which routing or a fallback chose (`model` is what was asked for). The
+    events known at one moment go in one write: the role's with the first piece's, the end's together."""
     created = _created(first.answered_at)
     model = first.model or model
 
@@ -485,27 +485,30 @@ def _chunks(model: str, chunk_id: str, first: Piece, pieces: Iterator[Piece],
         return b"data: " + orjson.dumps({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
                                          "model": model, "choices": choices, **extra}) + b"\n\n"
 
+    def events(piece: Piece) -> bytes:
+        if not isinstance(piece, StreamEnd):
+            delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
+            if piece.tool_calls:
+                delta["tool_calls"] = piece.tool_calls
+            return chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        end = b""
+        if not piece.broken:
+            end += chunk([{"index": 0, "delta": {}, "finish_reason": piece.finish_reason or "stop"}])
+        if include_usage:
+            end += chunk([], usage={"prompt_tokens": piece.prompt_tokens, "completion_tokens": piece.completion_tokens,
+                                    "total_tokens": piece.prompt_tokens + piece.completion_tokens},
+                         creditflow=charge_view(piece))
+        if piece.broken:
+            end += b"data: " + orjson.dumps({"error": {
+                "message": "the provider's stream broke off; what was sent is charged, on an estimate "
+                           f"({format_credits(piece.charged)} credits)",
+                "type": "api_error", "param": None, "code": "stream_broken"}}) + b"\n\n"
+        return end + b"data: [DONE]\n\n"
+
     try:
-        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])  # OpenAI's
-        for piece in itertools.chain([first], pieces):
-            if isinstance(piece, StreamEnd):
-                if not piece.broken:
-                    yield chunk([{"index": 0, "delta": {}, "finish_reason": piece.finish_reason or "stop"}])
-                if include_usage:
-                    yield chunk([], usage={"prompt_tokens": piece.prompt_tokens,
-                                           "completion_tokens": piece.completion_tokens,
-                                           "total_tokens": piece.prompt_tokens + piece.completion_tokens},
-                                creditflow=charge_view(piece))
-                if piece.broken:
-                    yield b"data: " + orjson.dumps({"error": {
-                        "message": "the provider's stream broke off; what was sent is charged, on an estimate "
-                                   f"({format_credits(piece.charged)} credits)",
-                        "type": "api_error", "param": None, "code": "stream_broken"}}) + b"\n\n"
-            else:
-                delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
-                if piece.tool_calls:
-                    delta["tool_calls"] = piece.tool_calls
-                yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-        yield b"data: [DONE]\n\n"
+        role = chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])  # OpenAI's
+        yield role + events(first)
+        for piece in pieces:
+            yield events(piece)
     finally:
         pieces.close()  # type: ignore[attr-defined]
