@@ -51,6 +51,8 @@ FEATURES = {"rules": {
     "math": {"$n": {".write": "newData.val() === $n.length * 2 + 1 - 1 / 1 || newData.val() + '' === $n"}},
     "parents": {"$a": {"$b": {".write": "newData.parent().parent().child($a).child($b).exists() && "
                                         "root.child('open').val() != null && newData.parent().hasChild($b)"}}},
+    # arguments a method takes none of are ignored, as JavaScript ignores them
+    "extras": {"$x": {".read": "!data.exists(1) && $x.toLowerCase(2) === 'ab' && !data.child('y').isString('z')"}},
 }}
 
 
@@ -157,6 +159,7 @@ def feature_rows() -> list[dict[str, Any]]:
         f("write", "admins/x", ADMINISH, 1), f("write", "admins/x", ALICE, 1),
         f("write", "math/abc", None, 7), f("write", "math/abc", None, 6), f("write", "math/12", None, 12),
         f("write", "math/12", None, "12"), f("write", "parents/a/b", None, 2), f("write", "parents/a/c", None, 2),
+        f("read", "extras/AB", None), f("read", "extras/abc", None),
     ]
 
 

@@ -259,8 +259,14 @@ def _js_ends(pattern: str) -> str:
 
 
 class Method:
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self.function = function
+    """A snapshot's or a string's method. Arguments past the `takes` it declares are ignored, as JavaScript ignores
+    them (`data.exists(1)` is `data.exists()`)."""
+
+    def __init__(self, function: Callable[..., Any], takes: int) -> None:
+        self.function, self.takes = function, takes
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args[:self.takes])
 
 
 class Snapshot:
@@ -275,7 +281,7 @@ class Snapshot:
 
     def member(self, name: str) -> Any:
         method = _SNAPSHOT_METHODS.get(name)
-        return Method(getattr(self, method)) if method is not None else None
+        return Method(getattr(self, method[0]), method[1]) if method is not None else None
 
     def exists(self) -> bool:
         return self.value() is not None
@@ -313,9 +319,10 @@ class Snapshot:
         return all(self.has_child(name) for name in names)
 
 
-_SNAPSHOT_METHODS = {"val": "value", "exists": "exists", "child": "child", "parent": "parent", "hasChild": "has_child",
-                     "hasChildren": "has_children", "getPriority": "priority", "isNumber": "is_number",
-                     "isString": "is_string", "isBoolean": "is_boolean"}
+_SNAPSHOT_METHODS = {  # a rule's name for it: this class's, and how many arguments it takes
+    "val": ("value", 0), "exists": ("exists", 0), "child": ("child", 1), "parent": ("parent", 0),
+    "hasChild": ("has_child", 1), "hasChildren": ("has_children", 1), "getPriority": ("priority", 0),
+    "isNumber": ("is_number", 0), "isString": ("is_string", 0), "isBoolean": ("is_boolean", 0)}
 
 
 def _kind(value: Any) -> str:
@@ -353,12 +360,12 @@ def _utf16_length(text: str) -> int:
 
 
 def _string_member(text: str, name: str) -> Any:
-    def needs_string(function: Callable[..., Any]) -> Method:
+    def needs_string(function: Callable[..., Any], takes: int = 1) -> Method:
         def checked(*args: Any) -> Any:
             if not all(isinstance(a, str) for a in args):
                 raise RuleError(f"{name}() takes strings")
             return function(*args)
-        return Method(checked)
+        return Method(checked, takes)
 
     def matches(regex: Any) -> bool:
         if not isinstance(regex, Regex):
@@ -370,10 +377,10 @@ def _string_member(text: str, name: str) -> Any:
         "contains": lambda: needs_string(lambda s: s in text),
         "beginsWith": lambda: needs_string(lambda s: text.startswith(s)),
         "endsWith": lambda: needs_string(lambda s: text.endswith(s)),
-        "replace": lambda: needs_string(lambda old, new: text.replace(old, new)),
-        "toLowerCase": lambda: Method(text.lower),
-        "toUpperCase": lambda: Method(text.upper),
-        "matches": lambda: Method(matches),
+        "replace": lambda: needs_string(lambda old, new: text.replace(old, new), 2),
+        "toLowerCase": lambda: Method(text.lower, 0),
+        "toUpperCase": lambda: Method(text.upper, 0),
+        "matches": lambda: Method(matches, 1),
     }
     return members[name]() if name in members else None
 
@@ -459,7 +466,7 @@ def evaluate(node: tuple, scope: dict[str, Any]) -> Any:
         callee = evaluate(node[1], scope)
         if not isinstance(callee, Method):
             raise RuleError("only methods can be called")
-        return callee.function(*(evaluate(arg, scope) for arg in node[2]))
+        return callee(*(evaluate(arg, scope) for arg in node[2]))
     if kind == "array":
         return [evaluate(item, scope) for item in node[1]]
     raise RuleError(f"unknown node {kind}")
