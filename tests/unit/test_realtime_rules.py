@@ -205,6 +205,10 @@ def test_a_wildcard_is_a_string_known_where_it_is_and_below() -> None:
         Rules({"rules": {"a": {".read": "$x === 'b'", "$x": {}}}})
     with pytest.raises(RuleError, match=r"^rules/a/\$x/b/\.validate: a rule must evaluate to a boolean, not string"):
         Rules({"rules": {"a": {"$x": {"b": {".validate": "$x"}}}}})
+    for nested in ({"$x": {"$x": {}}}, {"$x": {"b": {"$x": {".read": True}}}}):  # as targaryen refuses them
+        with pytest.raises(RuleError, match=r"\$x is a \$variable of the path above already"):
+            Rules({"rules": {"a": nested}})
+    assert Rules({"rules": {"$x": {"$y": {".read": "$x !== $y"}}}})
 
 
 def test_an_update_of_many_paths_is_judged_in_time_linear_in_them() -> None:

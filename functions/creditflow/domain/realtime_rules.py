@@ -741,6 +741,8 @@ def compile_rules(node: Any, where: str = "rules", bound: tuple[str, ...] = ()) 
     wildcards = [k for k in node if k.startswith("$")]
     if len(wildcards) > 1:
         raise RuleError(f"{where}: only one $variable per level")
+    if wildcards and wildcards[0] in bound:  # it would hide the one above (Realtime Database refuses it too)
+        raise RuleError(f"{where}: {wildcards[0]} is a $variable of the path above already")
     index_on = node.get(".indexOn", ())
     return RuleNode(
         read=_compile(node, ".read", where, bound), write=_compile(node, ".write", where, bound),
