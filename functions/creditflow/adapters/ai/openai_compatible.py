@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,7 +89,7 @@ class OpenAICompatible:
                           "stream_options": {"include_usage": True},  # custom base URLs drop usage otherwise
                           **(options or {})})
             try:
-                for chunk in _events(each_away(opened.response.iter_lines())):
+                for chunk in _events(lines_of(each_away(opened.response.iter_bytes()))):
                     piece = _piece(chunk)
                     if piece is not None:
                         yield piece
@@ -140,6 +140,20 @@ def _piece(chunk: object) -> StreamPiece | None:
         return None
     return StreamPiece(text=text, prompt_tokens=prompt if reported else None,
                        completion_tokens=completion if reported else None, finish_reason=finish, tool_calls=calls)
+
+
+def lines_of(reads: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a body, from its reads as they arrive, ended by LF, CRLF or CR as server-sent events' are. Split
+    here rather than by the HTTP client's line reader so that a thread gives its turn at the interpreter up only
+    for a read that waits on the network, not for every line (a stream's events mostly come several to a read)."""
+    rest = b""
+    for read in reads:
+        lines = (rest + read).splitlines(keepends=True)
+        rest = lines.pop() if lines and (lines[-1].endswith(b"\r") or not lines[-1].endswith(b"\n")) else b""
+        for line in lines:  # (a CR kept back: the LF of its CRLF may come with the next read)
+            yield line.rstrip(b"\r\n").decode()
+    if rest:
+        yield rest.rstrip(b"\r\n").decode()
 
 
 def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
