@@ -1,18 +1,17 @@
-"""An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429
-and BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out, BREAKSTREAM cuts a
-stream after two pieces (mid-chunk), ERREVENT sends an error event after two, SLOWLLAMA makes Llama models wait 3 s,
-DRIP streams a word every 0.3 s, PACE20 one every 20 ms (a model's pace), STALL stalls a stream for 2 s after two
-pieces. UNSAFE anywhere in the messages or inputs is refused with 400, as OpenAI refuses content its safety system
-flags, and so are a `temperature` that is not a number and a `response_format` of a type it does not know. Anything
-else is answered with 100 prompt tokens and 50 completion tokens (streams send the reply word by word, then a usage
-chunk when stream_options.include_usage asks for it). With `tools` in the request and a user message last, it calls
-the first tool with {"q": <message>}; after a tool result it answers "tool said: <result>". TOOLPLAN:[["name",
-{args}], ...] in a user message (with `tools` sent) scripts a tool-calling conversation: while fewer tool results
-than planned calls are in the request it calls the next planned tool (ids call_1, call_2, ...), then answers "done:
-<result> | <result> | ..." (plain replies only). The task classifier's schema is answered quick in 3 s (LONGJOB:
-long, 42 s), and where it asks for an agent, the first offered (CODEAGENT: code). /v1/embeddings gives 8-dimensional
-vectors of hashed words and counts one prompt token per word.
-"""
+"""An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429 and
+BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out, BREAKSTREAM cuts a
+stream after two pieces (mid-chunk), ERREVENT sends an error event after two, SLOWLLAMA makes Llama models wait 3 s
+(HELDLLAMA: until `let_go` is set, 30 s at most), DRIP streams a word every 0.3 s, PACE20 one every 20 ms (a model's
+pace), STALL stalls a stream for 2 s after two pieces. UNSAFE anywhere in the messages or inputs is refused with 400,
+as OpenAI refuses content its safety system flags, and so are a `temperature` that is not a number and a
+`response_format` of a type it does not know. Anything else is answered with 100 prompt tokens and 50 completion
+tokens (streams send the reply word by word, then a usage chunk when stream_options.include_usage asks for it). With
+`tools` in the request and a user message last, it calls the first tool with {"q": <message>}; after a tool result it
+answers "tool said: <result>". TOOLPLAN:[["name", {args}], ...] in a user message (with `tools` sent) scripts a tool-
+calling conversation: while fewer tool results than planned calls are in the request it calls the next planned tool
+(ids call_1, call_2, ...), then answers "done: <result> | <result> | ..." (plain replies only). The task classifier's
+schema is answered quick in 3 s (LONGJOB: long, 42 s), and where it asks for an agent, the first offered (CODEAGENT:
+code). /v1/embeddings gives 8-dimensional vectors of hashed words and counts one prompt token per word."""
 
 from __future__ import annotations
 
@@ -120,6 +119,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failing = False  # set to make every request fail with 503 until it is cleared
+        self.let_go = threading.Event()  # what HELDLLAMA calls wait for
         self.connections: list[socket.socket] = []  # kept alive: stop() cuts them too
         outer = self
 
@@ -164,6 +164,8 @@ class FakeOpenAI:
                     return self._send(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
                 if "SLOWLLAMA" in last and "Llama" in body["model"]:
                     time.sleep(3)
+                if "HELDLLAMA" in last and "Llama" in body["model"]:
+                    outer.let_go.wait(30)
                 if "PAUSE" in last:  # a reply that takes a moment: long enough for a client to race it
                     time.sleep(0.02)
                 if "RATE429" in last:

@@ -301,17 +301,19 @@ def test_a_user_has_at_most_so_many_model_calls_in_flight(real: LocalServer, ups
     from creditflow.entrypoints.http.app import MAX_CALLS_PER_CALLER
 
     token, other = fund(real, "eager", "100"), fund(real, "patient", "1")
-    slow = {"model": LLAMA, "messages": [{"role": "user", "content": "SLOWLLAMA please"}]}
+    slow = {"model": LLAMA, "messages": [{"role": "user", "content": "HELDLLAMA please"}]}
     sent = len(upstream.requests)
+    upstream.let_go.clear()
     with ThreadPoolExecutor(MAX_CALLS_PER_CALLER) as pool:
         calls = [pool.submit(real.call, "POST", "/api/v1/chat", slow, token=token,
                              headers={"Idempotency-Key": f"eager-{n}"}) for n in range(MAX_CALLS_PER_CALLER)]
         deadline = time.monotonic() + 20
         while len(upstream.requests) < sent + MAX_CALLS_PER_CALLER and time.monotonic() < deadline:
-            time.sleep(0.02)  # every call reached the provider, which takes 3 s
+            time.sleep(0.02)  # every call reached the provider, which holds them until let go
         refused = real.call("POST", "/api/v1/chat", slow, token=token, headers={"Idempotency-Key": "eager-more"})
         served = real.call("POST", "/api/v1/chat", {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]},
                            token=other, headers={"Idempotency-Key": "patient-1"})
+        upstream.let_go.set()
         assert [call.result().status for call in calls] == [200] * MAX_CALLS_PER_CALLER
     assert (refused.status, refused.content_type) == (429, "application/problem+json")
     assert "model calls in flight" in refused.json["detail"] and int(refused.headers["Retry-After"]) >= 1
