@@ -13,7 +13,7 @@ export function LiveStatus({ status, detail }) {
     Updates: <strong>{STATUS_TEXT[status] || status}</strong>{detail ? ` — ${detail}` : ""}</p>;
 }
 
-const LATEST_NOTICES = { orderBy: "at", limitToLast: 20 }; // the newest; each is kept in the tree
+const LATEST_NOTICES = { orderBy: "at", limitToLast: 20 }; // the newest (the tree keeps MIRROR_KEPT, 200 by default)
 
 /**
  * [value, status] of a realtime path, or of a query of it ({orderBy, limitToLast…}). Another path starts from
