@@ -76,6 +76,16 @@ def test_a_new_month_starts_the_auto_top_up_cap_again() -> None:
     assert settings.charged("2026-02", 100, "ann:9").bought_in("2026-02") == 100
 
 
+def test_a_purchase_between_declines_starts_their_count_again() -> None:
+    """Three declines in a row turn auto top-up off: a card charged in between makes the next decline the first of a
+    new run, not the third."""
+    twice = AutoTopUp("ann", enabled=True, monthly_cap=300).declined("ann:1").declined("ann:2")
+    bought = twice.charged("2026-01", 100, "ann:3")
+    assert (twice.declines, bought.declines) == (2, 0)
+    again = bought.declined("ann:4").declined("ann:5")
+    assert (again.enabled, again.declines, again.stopped) == (True, 2, None)
+
+
 # (text, its tokens by the o200k and cl100k tokenizers, the more of the two; counted with gpt-tokenizer 3)
 TOKENIZED = [
     (" ".join(str(i * 7 % 10) for i in range(600)), 1199),
