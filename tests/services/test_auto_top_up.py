@@ -394,6 +394,69 @@ def test_a_spend_that_frees_a_lapsed_hold_and_leaves_more_than_before_buys_nothi
     assert shop.auto_top_ups.settings("lee").bought_in("2026-01") == 100 * CREDIT  # one pack, bought once
 
 
+def test_credits_expiring_below_the_threshold_buy_as_spending_does(shop: Platform, localstripe: LocalStripe,
+                                                                   clock: SteppedClock) -> None:
+    """Any ledger change that takes the balance below the threshold is a crossing, not spending alone: a lot that
+    expires does, and the sweep that expires it queues the top-up."""
+    shop.credits.open_account("rae")
+    shop.credits.grant("rae", 45 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    shop.credits.grant("rae", 10 * CREDIT, source="admin", lot_kind="promotional", key="brief",
+                       expires_at=clock.now() + timedelta(hours=1))  # 55
+    save_card(shop, localstripe, "rae")
+    shop.auto_top_ups.configure("rae", enabled=True, threshold=50 * CREDIT, pack="credits-100",
+                                monthly_cap=300 * CREDIT)
+    clock.advance(hours=2)
+    assert shop.credits.sweep() == 1 and available(shop, "rae") == 45 * CREDIT
+    assert run_jobs(shop) == 1
+    assert shop.auto_top_ups.settings("rae").bought_in("2026-01") == 100 * CREDIT
+
+
+def test_a_settle_that_gives_back_part_of_its_hold_crosses_nothing(shop: Platform, localstripe: LocalStripe) -> None:
+    """A settle returns what its hold did not spend: the balance goes up, though it stays below the threshold, and
+    nothing is bought for it (the reservation's crossing bought already)."""
+    opted_in(shop, localstripe, "sam", 300)  # 60, below 50 buys
+    hold = shop.credits.reserve("sam", 40 * CREDIT, key="r").hold  # 20: a crossing
+    assert run_jobs(shop) == 1
+    shop.credits.settle("sam", hold, 25 * CREDIT, key="s")  # 15 back: 35, up from 20, still below 50
+    assert available(shop, "sam") == 35 * CREDIT
+    assert run_jobs(shop) == 0
+    assert shop.auto_top_ups.settings("sam").bought_in("2026-01") == 100 * CREDIT
+
+
+def test_each_crossing_pays_under_a_key_of_its_own_the_same_when_run_again(
+        shop: Platform, localstripe: LocalStripe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card is charged under an idempotency key made from the crossing: a job whose charge went through and
+    whose save was lost pays again under the same key (Stripe answers the first payment), and the next crossing
+    under another (or Stripe would answer it with the first payment, and it would buy nothing)."""
+    from creditflow.domain.jobs import Delivery, Job
+    from creditflow.services.auto_top_ups import AUTO_TOP_UP
+
+    opted_in(shop, localstripe, "tia", 300)
+    cards, store = shop.payments.require_cards(), shop.auto_top_ups.store
+    charge, save, keys, lost = cards.charge_saved_card, store.save_auto_top_up, [], []
+
+    def keyed(**details: Any) -> Any:
+        keys.append(details["key"])
+        return charge(**details)
+
+    def lose_once(settings: Any) -> None:
+        if not lost:
+            lost.append(settings)
+            raise ConnectionError("the settings' save was lost")
+        save(settings)
+
+    monkeypatch.setattr(cards, "charge_saved_card", keyed)
+    monkeypatch.setattr(store, "save_auto_top_up", lose_once)
+    for crossing in ("tia:1", "tia:1", "tia:2"):
+        job = Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "tia", "crossing": crossing})
+        try:
+            shop.auto_top_ups(job, Delivery(1, False))
+        except ConnectionError:
+            assert crossing == "tia:1" and len(keys) == 1
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2]
+    assert shop.auto_top_ups.settings("tia").bought_in("2026-01") == 200 * CREDIT
+
+
 def test_ledger_changes_of_a_user_not_opted_in_fail_no_after_commit_check(
         shop: Platform, caplog: pytest.LogCaptureFixture) -> None:
     """Opening an account (a commit of no entries) and spending without auto top-up settings are no errors of the
@@ -444,9 +507,9 @@ def test_a_capped_crossing_delivered_again_next_month_buys_nothing(shop: Platfor
     opted_in(shop, localstripe, "pam", 100)  # one pack a month
     topped_up(shop, localstripe, "pam")
     spend(shop, "pam", 100, "b")  # 40: a second crossing, past January's cap
+    crossing = f"pam:{[e for e in shop.store.chain('user:pam') if e.kind == 'hold'][-1].seq}"  # its hold crossed
     assert run_jobs(shop) == 1
-    crossing = shop.auto_top_ups.settings("pam").last_crossing
-    assert crossing is not None
+    assert shop.auto_top_ups.settings("pam").last_crossing == crossing  # skipped, and remembered as handled
     clock.advance(days=31)
     shop.auto_top_ups(Job(f"auto-top-up:{crossing}", AUTO_TOP_UP, {"uid": "pam", "crossing": crossing}),
                       Delivery(2, True))
