@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,87 @@ def test_eth_and_token_deposits_are_credited_once_after_their_confirmations(scen
     notes = scene.platform.realtime.get("/notifications/alice")
     assert sorted((n["kind"], n["token"], n["credits"]["micros"], n["credits"]["credits"]) for n in notes.values()) \
         == [("payment.received", "ETH", 250 * CREDIT, "250"), ("payment.received", "TST", 3 * CREDIT, "3")]
+    with pytest.raises(DepositReviewed, match="not waiting for review"):  # the scan credited it: no admin's to
+        scene.platform.deposits.credit_parked(eth.id, "alice", "admin-1")
+
+
+def test_two_transfers_of_one_transaction_are_credited_each_by_its_place(scene: Scene) -> None:
+    """A batch sender's transaction sends the deposit address two amounts: two deposits, each granted under the key
+    of its place in the transaction (not the transaction's hash, which would make the second a replay)."""
+    jo = scene.accounts[6]
+    scene.link("jo", jo)
+    scene.fund(jo, 10**9)
+    scene.token.functions.transferEach([scene.deposit_to, scene.deposit_to], [1_000_000, 2_000_000]).transact(
+        {"from": jo})
+    mine(scene.w3, CONFIRMATIONS)
+    assert scene.platform.deposits.scan().credited == 2
+    assert scene.balance("jo") == 6 * CREDIT and len(scene.lots("jo")) == 2
+
+
+def test_a_scan_reads_on_from_the_block_after_the_last_it_read(scene: Scene) -> None:
+    """A deposit in the last block a scan read is not read again by the next scan (seen), nor by any after it."""
+    kai = scene.accounts[6]
+    scene.link("kai", kai)
+    send_eth(scene.w3, kai, scene.deposit_to, ETHER // 10)
+    mine(scene.w3, CONFIRMATIONS - 1)  # its block is the newest with its confirmations
+    first = scene.platform.deposits.scan()
+    assert (first.credited, first.last) == (1, scene.w3.eth.block_number - CONFIRMATIONS + 1)
+    again = scene.platform.deposits.scan()
+    assert (again.first, again.last, again.seen) == (first.last + 1, first.last, 0)
+    mine(scene.w3, 1)
+    after = scene.platform.deposits.scan()
+    assert (after.first, after.last, after.seen, after.credited) == (first.last + 1, first.last + 1, 0, 0)
+
+
+def test_a_scan_reads_its_batch_of_blocks_at_a_time(scene: Scene) -> None:
+    """CRYPTO_SCAN_BATCH (7 here) bounds each read of the chain's logs (a node limits the blocks one query may
+    span): the reads are consecutive, each of 7 blocks at most."""
+    real, reads = scene.platform.deposits.chain, []
+
+    class Counted:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def transfers(self, first: int, last: int, *rest: Any) -> Any:
+            reads.append((first, last))
+            return real.transfers(first, last, *rest)  # type: ignore[union-attr]
+
+    scene.platform.deposits.chain = Counted()  # type: ignore[assignment]
+    mine(scene.w3, 20)
+    report = scene.platform.deposits.scan()
+    assert reads[0][0] == report.first and reads[-1][1] == report.last and report.last - report.first >= 14
+    assert all(last - first + 1 <= 7 for first, last in reads)
+    assert all(b[0] == a[1] + 1 for a, b in pairwise(reads))
+    assert [last - first + 1 for first, last in reads[:-1]] == [7] * (len(reads) - 1)
+
+
+def test_deposits_read_again_after_a_crash_are_seen_not_taken_again(scene: Scene) -> None:
+    """A crash after a batch's deposits were recorded and before its blocks were marked read: the next scan reads
+    them again and finds them recorded (seen), a deposit an admin credited meanwhile stays credited (not parked
+    again, to be credited twice), and none of them shows as pending."""
+    lia, stranger = scene.accounts[8], scene.accounts[9]
+    scene.link("lia", lia)
+    send_eth(scene.w3, lia, scene.deposit_to, ETHER // 10)
+    send_eth(scene.w3, stranger, scene.deposit_to, ETHER // 20)
+    mine(scene.w3, CONFIRMATIONS)
+    assert (scene.platform.deposits.scan().credited, len(scene.platform.deposits.all(PARKED))) == (1, 1)
+    [parked] = scene.platform.deposits.all(PARKED)
+    scene.platform.deposits.credit_parked(parked.id, "lia", "admin-1")
+    real = scene.platform.deposits.store
+
+    class Forgetful:  # the mark of the blocks read was lost
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def scanned(self, chain_id: int) -> None:
+            return None
+
+    scene.platform.deposits.store = Forgetful()  # type: ignore[assignment]
+    assert scene.platform.deposits.pending("lia") == []
+    report = scene.platform.deposits.scan()
+    assert (report.credited, report.parked, report.seen) == (0, 0, 2)
+    assert {d.status for d in scene.platform.deposits.mine("lia")} == {CREDITED}
+    assert scene.balance("lia") == 150 * CREDIT
 
 
 def test_a_grant_already_made_is_not_made_again_when_the_record_of_it_is_lost(scene: Scene, tmp_path: Path) -> None:
@@ -379,6 +461,36 @@ def test_pending_deposits_show_their_confirmations_until_credited(scene: Scene) 
     scene.platform.deposits.scan()
     assert scene.platform.deposits.pending("gus") == [] and scene.balance("gus") == 100 * CREDIT
     assert scene.platform.deposits.pending("nobody") == []
+
+
+def test_a_transfer_in_the_first_block_to_scan_is_pending(scene: Scene) -> None:
+    """Nothing scanned yet: pending looks from CRYPTO_START_BLOCK itself, where the first transfer may be, before
+    and after it has its confirmations."""
+    max_ = scene.accounts[8]
+    scene.link("max", max_)
+    start = scene.platform.deposits.rules.start_block  # type: ignore[union-attr]
+    receipt = send_eth(scene.w3, max_, scene.deposit_to, ETHER // 10)
+    assert receipt["blockNumber"] == start
+    assert [p.transfer.block_number for p in scene.platform.deposits.pending("max")] == [start]
+    mine(scene.w3, CONFIRMATIONS)
+    assert [p.confirmations for p in scene.platform.deposits.pending("max")] == [CONFIRMATIONS + 1]
+
+
+def test_with_one_confirmation_a_transfer_in_the_newest_block_is_pending_until_scanned(
+        tmp_path: Path, chain: dict[str, Any], clock: SteppedClock) -> None:
+    """One confirmation: a transfer is confirmed in the block that holds it, and pending until a scan reads it,
+    even when that block is the head, the only block not read yet."""
+    scene = make_scene(tmp_path / "data", chain, clock, crypto_confirmations=1)
+    try:
+        ned = scene.accounts[8]
+        scene.link("ned", ned)
+        mine(scene.w3, 1)
+        scene.platform.deposits.scan()  # read up to the head
+        send_eth(scene.w3, ned, scene.deposit_to, ETHER // 10)  # the new head
+        assert [(p.confirmations, p.needed) for p in scene.platform.deposits.pending("ned")] == [(1, 1)]
+        assert scene.platform.deposits.scan().credited == 1 and scene.platform.deposits.pending("ned") == []
+    finally:
+        scene.platform.store.close()  # type: ignore[attr-defined]
 
 
 def test_pending_deposits_look_back_five_hundred_blocks_at_most(scene: Scene) -> None:
