@@ -37,6 +37,8 @@ def test_a_wallet_is_linked_by_signing_the_message_given_with_a_nonce(linker: Pl
     wallet = linker.wallets.link("alice", challenge.message, signature)
     assert (wallet.address, wallet.uid, wallet.chain_id) == (key.address, "alice", CHAIN)
     assert linker.wallets.link("alice", challenge.message, signature) == wallet  # a retry: the same answer
+    with pytest.raises(InvalidWallet, match="used already"):  # alice's message sent again by bob: no retry of his
+        linker.wallets.link("bob", challenge.message, signature)
     assert linker.wallets.mine("alice") == [wallet] and linker.wallets.mine("bob") == []
     linker.wallets.unlink("alice", key.address)
     assert linker.wallets.mine("alice") == []
