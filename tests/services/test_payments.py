@@ -183,6 +183,32 @@ def test_a_paid_checkout_grants_its_credits_once_however_often_it_comes(shop: Pl
 
 
 
+def test_a_grant_whose_record_a_crash_lost_is_not_made_again_by_another_event(
+        shop: Platform, client: Any, stripe_api: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grant is keyed by the session, not by the event that brings it: a completion that died after its grant
+    and before the payment's record, then the session's async success (another event), grant one lot."""
+    session = paid_session(client, shop, stripe_api, "u")
+    store = shop.payments.store
+    save = store.save
+
+    def dies(payment: Any) -> None:
+        raise ConnectionError("the process died before the payment's record")
+
+    monkeypatch.setattr(store, "save", dies)
+    try:
+        reply = send(client, "checkout.session.completed", session, "evt_cut_short")
+        assert reply.status_code >= 500
+    except ConnectionError:
+        pass
+    monkeypatch.setattr(store, "save", save)
+    assert available(shop, "u") == 100 * CREDIT and shop.payments.mine("u") == []
+    assert send(client, "checkout.session.async_payment_succeeded", session).json["outcome"] == "granted"
+    assert available(shop, "u") == 100 * CREDIT and len(shop.credits.balance("u").lots) == 1
+    [payment] = shop.payments.mine("u")
+    assert payment.lot == shop.credits.balance("u").lots[0].id
+    reconciled(shop)
+
+
 def test_a_checkouts_own_payment_intent_succeeding_grants_nothing_more(shop: Platform, client: Any,
                                                                       stripe_api: FakeStripe) -> None:
     """A checkout's PaymentIntent carries the session's metadata (uid, pack, credits) and succeeds too: only the
