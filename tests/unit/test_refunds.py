@@ -85,3 +85,14 @@ def test_a_refund_made_in_the_second_of_the_list_and_failed_after_it_is_taken_of
     assert listed is not None and (listed.live, listed.undone) == (200, ("re_1",))
     then = {**failed, "re_2": FailedRefund(200, created=50, failed_at=90)}
     assert still_refunded(300, 50, then, listed) == 0
+
+
+def test_a_refund_made_after_the_list_and_failed_takes_nothing_off_it() -> None:
+    """re_4, made at 60 after the report at 50, was never in the list read for it; its failure (delivered before
+    the report that counts it) leaves what the list says stays refunded as it is."""
+    failed = {"re_1": FailedRefund(100, created=10, failed_at=50)}
+    refunds = [ListedRefund("re_1", 100, 10, undone=True), ListedRefund("re_2", 200, 50, undone=False)]
+    listed = listed_for(300, 50, refunds)
+    assert listed is not None and listed.live == 200
+    then = {**failed, "re_4": FailedRefund(70, created=60, failed_at=80)}
+    assert still_refunded(300, 50, then, listed) == 200
