@@ -4,6 +4,7 @@ top-up's monthly cap."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
-from creditflow.domain.payments import AutoTopUp, covering, credits_for, packs_from
+from creditflow.domain.payments import (
+    LOST,
+    OPEN,
+    WON,
+    AutoTopUp,
+    Payment,
+    PaymentTotals,
+    covering,
+    credits_for,
+    packs_from,
+    totals,
+)
 from creditflow.domain.pricing import cost, estimate, estimate_tokens, prompt_bound, prompt_tokens, token_cost
 from creditflow.services.chat import MeteredChat
 
@@ -126,3 +138,39 @@ def test_the_packs_covering_a_shortfall_take_at_least_one_of_each() -> None:
     assert [(p.id, n) for p, n in covering(packs, 0)] == [("credits-10", 1), ("credits-100", 1)]
     assert [(p.id, n) for p, n in covering(packs, 50 * 10**6)] == [("credits-100", 1)]
     assert [(p.id, n) for p, n in covering(packs, 250 * 10**6)] == [("credits-100", 3)]
+    assert [(p.id, n) for p, n in covering(packs, 10 * 10**6)] == [("credits-10", 1), ("credits-100", 1)]  # exactly
+
+
+def test_a_part_of_a_payment_is_its_credits_pro_rata_rounded_down() -> None:
+    """A cent of a $3.00 payment that bought 100 micro-credits owes back 33 of them, not 34; a payment of nothing
+    (a coupon took all of it) owes back nothing, whatever is reported."""
+    assert [credits_for(100, 300, part) for part in (1, 2, 3, 299, 300)] == [0, 0, 1, 99, 100]
+    assert [credits_for(100, 3, part) for part in (1, 2)] == [33, 66]
+    assert credits_for(100, 0, 0) == credits_for(100, 0, 5) == 0
+
+
+def test_the_payments_report_counts_disputes_open_or_lost_never_won() -> None:
+    """The admins' totals per currency: a won dispute cost nothing and is not counted as disputed."""
+    def paid(pid: str, currency: str, dispute: str | None, refunded: int = 0) -> Payment:
+        return Payment(pid, "u", "stripe", "credits-100", 100, 500, currency, None, "lot", "t", refunded=refunded,
+                       disputed=40 if dispute else 0, dispute=dispute, written_off=7 if dispute == LOST else 0)
+
+    found = totals([paid("a", "usd", OPEN), paid("b", "usd", WON), paid("c", "usd", LOST, 100),
+                    paid("d", "eur", None)])
+    assert found == [PaymentTotals("eur", 1, 500, 0, 0, 0), PaymentTotals("usd", 3, 1500, 100, 80, 7)]
+
+
+def test_a_lost_disputes_share_moves_by_no_more_than_the_refunds_change() -> None:
+    """A lost dispute and refunds take a payment back once: a refund reported after the loss takes its share from
+    the dispute's, by no more than what the refunds owe more (a record from before claims were kept said the
+    dispute covered all 100 with 50 owed for refunds already); a share given back to the dispute moves the refunds'
+    taken credits first, and never makes it hold more than was taken."""
+    legacy = Payment("cs", "u", "stripe", "credits-100", 100, 500, "usd", "pi", "lot", "t", refunded=250,
+                     taken_back=50, disputed=100, dispute_held=50, dispute=LOST)
+    assert legacy.lost_dispute_shift(500) == -50  # the refunds owe 50 more: the dispute gives up 50, not 100
+    assert legacy.lost_dispute_shift(0) == 0  # they owe 50 less: it covers all 100 already
+    grown = replace(legacy, disputed=50, claimed=100).shifted_to_dispute(30)
+    assert (grown.disputed, grown.dispute_held) == (80, 50)  # none of the 50 taken was the refunds' own
+    assert grown.dispute_held <= grown.taken_back
+    shrunk = legacy.shifted_to_dispute(-80)  # taken from what it holds first, never below none
+    assert (shrunk.disputed, shrunk.dispute_held) == (20, 0)
