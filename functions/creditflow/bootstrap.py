@@ -473,9 +473,9 @@ def build_catalog(providers: dict[str, ChatProvider], overrides: CatalogOverride
     return LiveCatalog(records, set(providers), overrides, clock)
 
 
-def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock,
-                chat: MeteredChat, conversations: Conversations, firestore: Any = None,
-                images: ImageGeneration | None = None) -> Tasks:
+def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime: Realtime,
+                notifications: Notifications, clock: Clock, chat: MeteredChat, conversations: Conversations,
+                firestore: Any = None, images: ImageGeneration | None = None) -> Tasks:
     """The task flow: rules from the packaged data, quotes from the chat and image services' own prices."""
     rules = json.loads(resources.files("creditflow.catalog").joinpath("task_rules.json").read_text())["rules"]
     quote = TaskQuotes(chat, conversations, images, settings.memory_context_tokens, settings.agent_budget,
@@ -489,7 +489,7 @@ def build_tasks(settings: Settings, store: TaskStore, credits: Credits, realtime
     classifier: RulesClassifier | ModelClassifier = by_rules
     if settings.task_classifier_model:  # a cheap model judges quick or long; the rules stay its fallback
         classifier = ModelClassifier(by_rules, chat.chat, chat.quote, settings.task_classifier_model)
-    tasks = Tasks(store, credits, realtime, clock, policy, classifier,
+    tasks = Tasks(store, credits, realtime, notifications, clock, policy, classifier,
                   Router(settings.inline_capacity), {"chat": chat_run, "vision": chat_run})
     tasks.runs["agent"] = agents = AgentRun(LazyAgents(settings, firestore), chat, conversations,
                                             lambda task, key, reply: tasks.record_call(task.uid, task.id, key, reply))
@@ -658,7 +658,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     jobs = JobRouter(twice=settings.duplicate_deliveries)
     jobs.register(PING, Ping(realtime, clock))
     queue = build_queue(settings, jobs)
-    tasks = build_tasks(settings, users.tasks, credits, realtime, clock, chat, conversations, firestore, images)
+    tasks = build_tasks(settings, users.tasks, credits, realtime, notifications, clock, chat, conversations, firestore,
+                        images)
     tasks.queue = queue
     jobs.register(RUN_JOB, tasks.handle_job)
     jobs.register(CLEAR_JOB, tasks.clear_bus)

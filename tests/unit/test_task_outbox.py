@@ -10,6 +10,7 @@ from typing import Any
 from creditflow.domain.jobs import Delivery, Job
 from creditflow.domain.tasks import SUCCEEDED, Task, TaskRequest
 from creditflow.domain.timefmt import iso
+from creditflow.services.notifications import Notifications
 from creditflow.services.task_endings import finished_event
 from creditflow.services.task_outbox import CLEAR_JOB, TaskOutbox
 
@@ -51,7 +52,7 @@ class Clock:
 
 
 def outbox(bus: Bus, retention: timedelta | None = timedelta(hours=1)) -> TaskOutbox:
-    return TaskOutbox(bus, bus, Clock(), retention)  # type: ignore[arg-type]
+    return TaskOutbox(bus, bus, Notifications(bus), Clock(), retention)  # type: ignore[arg-type]
 
 
 def test_an_event_delivered_twice_is_one_notification_and_one_clearing() -> None:

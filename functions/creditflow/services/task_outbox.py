@@ -24,14 +24,13 @@ KEPT_IN_ORDER = (("tasks", TASKS_IN_ORDER), ("notifications", NOTIFIED_IN_ORDER)
 
 class TaskOutbox:
     """`retention`: how long a finished task's request and stream stay on the bus (None: they stay); `kept`: how
-    many of a user's task records (those that changed last) the mirror keeps once a task is cleared, and how many
-    notifications (None: all)."""
+    many of a user's task records (those that changed last) the mirror keeps once a task is cleared (None: all;
+    `notifications` keeps its own count)."""
 
-    def __init__(self, store: TaskStore, realtime: Realtime, clock: Clock, retention: timedelta | None,
-                 kept: int | None = None) -> None:
-        self.store, self.realtime, self.clock, self.retention = store, realtime, clock, retention
-        self.kept = kept
-        self.notifications = Notifications(realtime, kept)
+    def __init__(self, store: TaskStore, realtime: Realtime, notifications: Notifications, clock: Clock,
+                 retention: timedelta | None, kept: int | None = None) -> None:
+        self.store, self.realtime, self.notifications = store, realtime, notifications
+        self.clock, self.retention, self.kept = clock, retention, kept
 
     def deliver_pending(self, limit: int, queue: TaskQueue | None) -> int:
         """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is

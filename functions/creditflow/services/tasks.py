@@ -55,6 +55,7 @@ from ..domain.timefmt import iso, parse_iso
 from ..ports import Clock, Realtime, TaskQueue, TaskStore
 from .chat import Budget, Spend
 from .credits import Credits
+from .notifications import Notifications
 from .task_endings import PARTIAL, ended_as, finished_event, waited_with
 from .task_holds import TaskHolds, held_by_run, hold_size, room_within_limit
 from .task_outbox import REQUESTS, TaskOutbox
@@ -132,17 +133,19 @@ ANSWER_KEYS_KEPT = 20  # the Idempotency-Keys of a task's latest answers, kept o
 
 
 class Tasks:
-    def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, clock: Clock, policy: TaskPolicy,
+    def __init__(self, store: TaskStore, credits: Credits, realtime: Realtime, notifications: Notifications,
+                 clock: Clock, policy: TaskPolicy,
                  classifier: RulesClassifier | ModelClassifier, router: Router, runs: dict[str, Run],
                  queue: TaskQueue | None = None,
                  run_inline: Callable[[Callable[[], None]], object] | None = None) -> None:
         self.store, self.credits, self.realtime, self.clock = store, credits, realtime, clock
+        self.notifications = notifications
         self.policy, self.classifier, self.router, self.runs = policy, classifier, router, runs
         self.queue = queue
         self.run_inline = run_inline or (lambda work: work())
         self.holds = TaskHolds(credits, clock)  # the task's hold along its lineage, placed to closed
-        self.outbox = TaskOutbox(store, realtime, clock, policy.bus_retention,  # after its end, on the bus
-                                 policy.mirror_kept)
+        self.outbox = TaskOutbox(store, realtime, notifications, clock,  # after its end, on the bus
+                                 policy.bus_retention, policy.mirror_kept)
 
     # -- what clients ask ------------------------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ class Tasks:
         same id sent again with another request is a 409): it would sit on the bus beside a task that is not its
         own. It leaves the bus, and the user is told why; the task goes on as it was."""
         self.realtime.set(REQUESTS.format(uid=task.uid, requestId=task.id), None)
-        self.outbox.notifications.notify(task.uid, f"refused-{task.id}", {
+        self.notifications.notify(task.uid, f"refused-{task.id}", {
             "kind": "request.refused", "at": self._now(), "requestId": task.id,
             "detail": f"request {task.id} names task {task.id}, made for another request: write yours under a new "
                       "id (it was removed from the bus)"})

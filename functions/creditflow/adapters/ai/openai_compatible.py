@@ -145,7 +145,7 @@ def _piece(chunk: object) -> StreamPiece | None:
 def lines_of(reads: Iterable[bytes]) -> Iterator[str]:
     """The lines of a body, from its reads as they arrive, ended by LF, CRLF or CR as server-sent events' are. Split
     here rather than by the HTTP client's line reader so that a thread gives its turn at the interpreter up only
-    for a read that waits on the network, not for every line (a stream's events mostly come several to a read)."""
+    for a read that waits on the network, not for every line (an event's lines come in one read, or more)."""
     rest = b""
     for read in reads:
         lines = (rest + read).splitlines(keepends=True)
