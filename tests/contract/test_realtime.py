@@ -113,6 +113,11 @@ def test_keys_and_the_first_children_by_a_child(tree: Realtime) -> None:
                           "b": {"createdAt": "2026-01-02"}, "d": {"state": "failed"}, "e": {"createdAt": "2026-01-09"}})
     assert sorted(tree.keys("/tasks/u")) == ["a", "b", "c", "d", "e"]
     assert tree.keys("/tasks/u/a/createdAt") == []  # a value has no children
+    assert tree.keys("/tasks/u/c") == ["createdAt", "state"] and tree.keys("/tasks/u/z") == []
+    tree.update("/streams/u", {"t/000001": {"text": "a"}, "t/000002": {"text": "b"}, "t2/000001": {"text": "c"}})
+    tree.set("/streams/u/t3", "a value")
+    assert sorted(tree.keys("/streams/u")) == ["t", "t2", "t3"] and sorted(tree.keys("/streams")) == ["u"]
+    assert sorted(tree.keys("/streams/u/t")) == ["000001", "000002"]
     first = tree.first_by("/tasks/u", "createdAt", 3)
     assert list(first) == ["d", "a", "b"] and first["a"] == {"createdAt": "2026-01-02"}
     assert list(tree.first_by("/tasks/u", "createdAt", 9)) == ["d", "a", "b", "c", "e"]

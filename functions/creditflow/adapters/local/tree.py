@@ -265,8 +265,16 @@ class LocalTree(SqliteFile):
         return to_wire(self._read(split(path)))
 
     def keys(self, path: str) -> list[str]:
-        value = self._read(split(path))
-        return list(value) if isinstance(value, dict) else []
+        """A shallow read: rows below the path give their keys by their paths alone, none of their values read."""
+        parts = split(path)
+        found = self._deepest_row(parts, len(parts))
+        if found is not None:
+            depth, value = found
+            held = _at(orjson.loads(value), parts[depth:])
+            return list(held) if isinstance(held, dict) else []
+        prefix = join(parts).rstrip("/") + "/"
+        rows = self.db.execute("SELECT path FROM tree WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0"))
+        return list(dict.fromkeys(below[len(prefix):].split("/", 1)[0] for (below,) in rows))
 
     def first_by(self, path: str, child: str, count: int) -> dict[str, Any]:
         found = run_query(self._read(split(path)), child, {"limitToFirst": str(count)})
