@@ -1,7 +1,7 @@
 """A user's notifications on the bus, /notifications/{uid}/{key}, written by every service that tells a user
 something (a payment received or failed, a low balance, a task finished or refused, images ready, an automatic
-top-up), and bounded in one place: past `kept`, a user's oldest leave the mirror as each new one arrives, whether
-or not the user ever runs a task."""
+top-up), and bounded in one place: a user's oldest leave the mirror as new ones arrive (down to `kept`, once a tenth
+more have piled up), whether or not the user ever runs a task."""
 
 from __future__ import annotations
 
@@ -35,12 +35,18 @@ class Notifications:
 
 def keep_newest(realtime: Realtime, path: str, order: str, kept: int,
                 removable: Callable[[Any], bool] = lambda _: True) -> None:
-    """Past `kept` children at `path`, the oldest by `order` leave it, those `removable` says may (one shallow
-    read; the query and the deletion only when there are too many, of as many as there are too many)."""
+    """Once `path` holds more than `kept` and a tenth (`over_kept`), the oldest children by `order` leave it down to
+    `kept`, those `removable` says may. Each call is one shallow read; the query, which reads every child, and the
+    deletion come once in a tenth of `kept` calls, not at every call once the mirror is full."""
     extra = len(realtime.keys(path)) - kept
-    if extra <= 0:
+    if extra <= over_kept(kept):
         return
     oldest = realtime.first_by(path, order, extra)
     gone = {key: None for key, value in oldest.items() if removable(value)}
     if gone:
         realtime.update(path, gone)
+
+
+def over_kept(kept: int) -> int:
+    """How many more than `kept` a path may hold before its oldest go: a tenth, at least one."""
+    return max(1, kept // 10)
