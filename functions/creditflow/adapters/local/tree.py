@@ -239,9 +239,10 @@ class LocalTree(SqliteFile):
             depth, value = found
             return _at(orjson.loads(value), parts[depth:])
         tree: dict[str, Any] = {}
-        for path, value in self._rows_under(key):  # or rows below it make it up
+        below = len(key.rstrip("/")) + 1
+        for path, value in self._rows_under(key):  # or rows below it make it up (their paths checked when written)
             node = tree
-            rest = split(path)[len(parts):]
+            rest = path[below:].split("/")
             for part in rest[:-1]:
                 node = node.setdefault(part, {})
             node[rest[-1]] = orjson.loads(value)
