@@ -259,11 +259,15 @@ def first_token_through(provider: str, quick: bool) -> None:
         print(f"  {'anchor: the provider alone, openai SDK, 1 user':<50} p50 {percentile(direct, 50):,.1f} ms, "
               f"p99 {percentile(direct, 99):,.1f} ms")
         users_chatting(platform, model, "warm", 1, 3)  # first calls load what later ones reuse (the SDK's client)
-        for label, users, tasks, prompt in (
-                ("1 user", 1, 10 if quick else 40, AT_ONCE),
-                ("20 users, replies at a model's pace", 20, 5 if quick else 15, PACED),
-                ("20 users, replies at once (10x the tasks/s)", 20, 5 if quick else 15, AT_ONCE)):
-            waits, cpu_per_task = users_chatting(platform, model, f"bench{users}{len(prompt)}", users, tasks, prompt)
+        runs = [("1 user", "new", 1, 10 if quick else 40, AT_ONCE, 0),
+                ("20 users, replies at a model's pace", "paced", 20, 5 if quick else 15, PACED, 0),
+                ("20 users, replies at once (10x the tasks/s)", "burst", 20, 5 if quick else 15, AT_ONCE, 0)]
+        if not quick:  # a user with a history: their mirror holds all the tasks and notifications it keeps
+            history = platform.settings.mirror_kept + 10
+            users_chatting(platform, model, "old", 1, history)
+            runs.insert(1, ("1 user with a full mirror (MIRROR_KEPT)", "old", 1, 40, AT_ONCE, history))
+        for label, tag, users, tasks, prompt, numbered_from in runs:
+            waits, cpu_per_task = users_chatting(platform, model, tag, users, tasks, prompt, numbered_from)
             added = percentile(waits, 50) - percentile(direct, 50)
             print(f"  {label:<50} p50 {percentile(waits, 50):,.1f} ms, "
                   f"p99 {percentile(waits, 99):,.1f} ms: {added:+,.1f} ms p50 beside the provider "
@@ -275,18 +279,20 @@ def first_token_through(provider: str, quick: bool) -> None:
 
 
 def users_chatting(platform: Any, model: str, tag: str, users: int, tasks: int,
-                   prompt: str = AT_ONCE) -> tuple[list[float], float]:
+                   prompt: str = AT_ONCE, numbered_from: int = 0) -> tuple[list[float], float]:
     """`users` users at once, each writing `tasks` chat requests one after another (the next once the reply has
-    ended, as a person chatting does): each first token's wait in ms, and the process's CPU ms per task."""
+    ended, as a person chatting does): each first token's wait in ms, and the process's CPU ms per task. The
+    requests are numbered from `numbered_from` (a user's account is opened and funded at 0)."""
     waits: list[float] = []
     lock = threading.Lock()
 
     def user(n: int) -> None:
         uid = f"{tag}x{n}"
-        platform.credits.open_account(uid)
-        platform.credits.grant(uid, 100 * 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
+        if numbered_from == 0:
+            platform.credits.open_account(uid)
+            platform.credits.grant(uid, 100 * 10**6, source="admin", lot_kind="paid", key=f"fund-{uid}")
         feed = platform.realtime.feed
-        for k in range(tasks):
+        for k in range(numbered_from, numbered_from + tasks):
             seen = feed.seq
             started = time.perf_counter()
             platform.realtime.set(f"/requests/{uid}/r{k}", {"kind": "chat", "input": prompt,
