@@ -453,6 +453,17 @@ def test_a_refund_that_fails_after_a_dispute_of_the_rest_was_lost_gives_its_cred
     assert (payment.taken_back, payment.written_off, payment.disputed) == (60 * CREDIT, 0, 60 * CREDIT)
 
 
+def test_a_refund_that_fails_after_a_lost_dispute_wrote_off_spent_credits_gives_back_what_it_took(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """50 credits spent; the $2 refund takes 40 of the 50 left; a dispute of the other $3 (60 credits) is lost with
+    10 left to take and 50 written off. When the refund fails, its 40 come back: that write-off is the dispute's,
+    not the refund's, and stays. (Cancelling it in place of returning the 40 would keep them from the user.)"""
+    balance, payment = refunded_and_disputed(client, shop, stripe_api, 50 * CREDIT,
+                                             ["refunded", "opened", "lost", "failed"], disputed=300)
+    assert (balance, payment.refunded) == (40 * CREDIT, 0)
+    assert (payment.taken_back, payment.written_off, payment.disputed) == (10 * CREDIT, 50 * CREDIT, 60 * CREDIT)
+
+
 @pytest.mark.parametrize("redelivered", [True, False])
 def test_a_failed_refund_shared_with_a_lost_dispute_survives_a_crash_after_the_ledger(
         shop: Platform, client: Any, stripe_api: FakeStripe, redelivered: bool) -> None:
