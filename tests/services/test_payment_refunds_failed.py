@@ -625,3 +625,40 @@ def test_a_refund_failing_after_a_dispute_lost_before_its_opening_gives_back_onl
     assert (payment.refunded, payment.disputed, payment.taken_back, payment.written_off) == (
         0, 40 * CREDIT, 20 * CREDIT, 20 * CREDIT)
     reconciled(shop)
+
+
+# -- what the user is told ---------------------------------------------------------------------------------------
+
+def told(shop: Platform, uid: str, *events: str) -> list[str]:
+    """The kinds of the notifications a user got for these events (each notification is keyed by its event)."""
+    notes = shop.realtime.get(f"/notifications/{uid}")
+    assert isinstance(notes, dict)
+    return [notes[e]["kind"] if e in notes else "nothing" for e in events]
+
+
+def test_a_refund_its_failure_and_a_won_dispute_are_each_told_as_what_they_are(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """A refund, its failure (the credits come back), a dispute opened and won: one notification each, of its own
+    kind."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    deliver(client, "charge.refunded", charge(session, 200), T0, "evt_r")
+    assert deliver(client, "refund.failed", refund(session, "re_1", 200, T0, "failed"), T0 + 60,
+                   "evt_f").json["outcome"] == "refund undone"
+    case = {"id": "dp_1", "object": "dispute", "amount": 500, "charge": charge(session, 0)["id"],
+            "payment_intent": session["payment_intent"], "status": "needs_response", "currency": "usd"}
+    deliver(client, "charge.dispute.created", case, T0 + 120, "evt_d1")
+    deliver(client, "charge.dispute.closed", {**case, "status": "won"}, T0 + 180, "evt_d2")
+    assert available(shop, "u") == 100 * CREDIT
+    assert told(shop, "u", "evt_r", "evt_f", "evt_d1", "evt_d2") == [
+        "payment.refunded", "payment.refund-failed", "payment.disputed", "payment.dispute-won"]
+
+
+def test_a_refund_and_its_failure_after_the_whole_payment_was_lost_are_told_as_such(
+        shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """The chargeback took the whole payment: a refund reported after it, and that refund's failure, move no
+    credits (the dispute gives its share over, then takes it back), yet the user is told of each as what it is."""
+    balance, payment = refunded_and_disputed(client, shop, stripe_api, 0, ["opened", "lost", "refunded", "failed"])
+    assert (balance, payment.taken_back, payment.dispute) == (0, 100 * CREDIT, "lost")
+    assert told(shop, "u", "evt_opened", "evt_lost", "evt_refunded", "evt_failed") == [
+        "payment.disputed", "payment.dispute-lost", "payment.refunded", "payment.refund-failed"]
