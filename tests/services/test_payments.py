@@ -531,6 +531,28 @@ def test_credits_held_for_work_not_done_are_taken_back_not_written_off(shop: Pla
     assert audit.ok and [f for f in audit.findings if f.check == "payments"] == []
 
 
+
+def test_a_refund_releases_only_the_reservations_it_needs_not_one_more(shop: Platform, client: Any,
+                                                                      stripe_api: FakeStripe,
+                                                                      clock: SteppedClock) -> None:
+    """Two reservations of 30 credits leave 40 of the payment's 100 free; a refund of $3.50 (70 credits) releases
+    the older one, which frees exactly enough, and leaves the newer one held: its work can still be settled."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    older = shop.credits.reserve("u", 30 * CREDIT, key="older").hold
+    clock.advance(seconds=1)
+    newer = shop.credits.reserve("u", 30 * CREDIT, key="newer").hold
+    assert send(client, "charge.refunded", charge(session, 350)).json["outcome"] == "refunded"
+    [payment] = shop.payments.mine("u")
+    assert (payment.taken_back, payment.written_off) == (70 * CREDIT, 0)
+    balance = shop.credits.balance("u")
+    assert (balance.available, balance.held) == (0, 30 * CREDIT)
+    shop.credits.settle("u", newer, 30 * CREDIT, key="newer-done")
+    released = client.post("/api/v1/credits/release-reservation", json={"reservationId": older},
+                           headers={**token(shop, "u"), "Idempotency-Key": "older-back"})
+    assert released.status_code == 409 and released.json["type"].endswith("/hold-already-released")
+    reconciled(shop)
+
 def test_a_dispute_holds_credits_a_reservation_held(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
     session = paid_session(client, shop, stripe_api, "u")
     send(client, "checkout.session.completed", session)
