@@ -275,7 +275,7 @@ class LocalTree(SqliteFile):
             return list(held) if isinstance(held, dict) else []
         prefix = join(parts).rstrip("/") + "/"
         rows = self.db.execute("SELECT path FROM tree WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0"))
-        return list(dict.fromkeys(below[len(prefix):].split("/", 1)[0] for (below,) in rows))
+        return list(dict.fromkeys(row_path[len(prefix):].split("/", 1)[0] for (row_path,) in rows))
 
     def first_by(self, path: str, child: str, count: int) -> dict[str, Any]:
         found = run_query(self._read(split(path)), child, {"limitToFirst": str(count)})
