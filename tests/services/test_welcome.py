@@ -241,3 +241,45 @@ def test_a_network_past_its_share_is_told_the_limit_and_its_window(tmp_path, clo
     assert one.welcome.claim(Caller("a"), ip="203.0.113.7").granted
     assert one.welcome.offer(Caller("b"), ip="203.0.113.7").detail.startswith(  # type: ignore[union-attr]
         "1 welcome bonus was claimed from your network within the last 6 hours")
+
+
+def test_a_claim_that_meets_contention_gives_its_device_and_network_place_back(
+        tmp_path, clock: SteppedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grant meets a lock timeout (a 503 the user may retry): the network's only place and the device were kept
+    by a claim that paid nothing, and another user of that network was refused for the whole window."""
+    from creditflow.domain.errors import Contended, StoreConflict
+
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    grant = platform.credits.grant
+
+    def busy(*args: object, **kwargs: object) -> object:
+        raise Contended.of(StoreConflict("lock timeout"))
+
+    monkeypatch.setattr(platform.credits, "grant", busy)
+    with pytest.raises(Contended):
+        platform.welcome.claim(Caller("a"), device="phone", ip="203.0.113.7")
+    monkeypatch.setattr(platform.credits, "grant", grant)
+    assert platform.welcome.offer(Caller("b"), ip="203.0.113.7").claimable
+    assert platform.welcome.claim(Caller("b"), device="phone", ip="203.0.113.7").granted == 1000 * CREDIT
+    assert platform.welcome.offer(Caller("a")).claimable  # and "a" was paid nothing: its own retry is paid
+
+
+def test_a_claim_granted_before_its_failure_keeps_its_marks(
+        tmp_path, clock: SteppedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after the grant committed (its reply lost) undoes nothing: the network had its bonus."""
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    grant = platform.credits.grant
+
+    def granted_then_lost(*args: object, **kwargs: object) -> object:
+        grant(*args, **kwargs)  # type: ignore[arg-type]
+        raise ConnectionError("connection reset after the commit")
+
+    monkeypatch.setattr(platform.credits, "grant", granted_then_lost)
+    with pytest.raises(ConnectionError):
+        platform.welcome.claim(Caller("a"), device="phone", ip="203.0.113.7")
+    monkeypatch.setattr(platform.credits, "grant", grant)
+    assert platform.credits.balance("a").available == 1000 * CREDIT
+    assert platform.welcome.offer(Caller("b"), ip="203.0.113.7").reason == "network-limit"
+    with pytest.raises(WelcomeRefused) as refused:
+        platform.welcome.claim(Caller("b"), device="phone", ip="198.51.100.1")
+    assert refused.value.context["reason"] == "device-used"

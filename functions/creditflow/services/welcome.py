@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -124,6 +125,9 @@ class WelcomeBonus:
             if counted is not None:  # its place on the network is given back (a claim of another moment stays)
                 self.claims.release_ip_claim(counted, uid, at)
             raise self._refused(uid, refused, marked, at) from None
+        except Exception:  # contention or an outage (a 503, worth a retry): its marks go too, unless it was granted
+            self._undo(uid, marked, counted, at)
+            raise
         return WelcomeGrant(granted=policy.amount, entry=result.entry, lot=result.lot, account=account_id,
                             expires_at=iso(expires) if expires else None, available=result.available)
 
@@ -149,6 +153,17 @@ class WelcomeBonus:
         if marked is not None and (record is None or record.created_at <= at):
             self.claims.release_device(marked, uid, at)
         return _already_claimed() if record is not None else refused
+
+    def _undo(self, uid: str, marked: str | None, counted: str | None, at: str) -> None:
+        """A claim that failed for no fault of its own gives back the device it marked and its place on the network
+        (kept, another user of that network was refused for a whole window by a claim that paid nothing), unless
+        its grant was committed after all. Best effort: when the store itself is what failed, they stay."""
+        with contextlib.suppress(Exception):
+            if self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, f"welcome:{uid}")) is None:
+                if counted is not None:
+                    self.claims.release_ip_claim(counted, uid, at)
+                if marked is not None:
+                    self.claims.release_device(marked, uid, at)
 
     def _claimed(self, uid: str, seq: int) -> bool:
         """Whether the bonus was granted to uid; an account with no entry yet cannot have had it, so only an older
