@@ -278,12 +278,13 @@ def build_tokens(settings: Settings, key: SigningKey) -> TokenVerifier:
 
 
 def issue_dev_token(settings: Settings, uid: str, *, admin: bool = False, email: str | None = None,
-                    ttl_seconds: int = 3600) -> str:
-    """A local dev token, signed with the key the running local runtime checks it with."""
+                    email_verified: bool | None = None, ttl_seconds: int = 3600) -> str:
+    """A local dev token, signed with the key the running local runtime checks it with (see `DevTokens.issue`)."""
     from .adapters.local.dev_tokens import DevTokens
 
     key, _ = load_keys(settings)
-    return DevTokens(dev_token_key(settings, key)).issue(uid, admin=admin, email=email, ttl_seconds=ttl_seconds)
+    return DevTokens(dev_token_key(settings, key)).issue(uid, admin=admin, email=email, email_verified=email_verified,
+                                                         ttl_seconds=ttl_seconds)
 
 
 def rotate_key_files(settings: Settings) -> SigningKey:

@@ -110,6 +110,7 @@ def test_errors_exit_non_zero_with_a_message(data: Path, tmp_path: Path) -> None
     assert result.stderr.strip() == f"error: {missing}: No such file or directory"
     # each of these once succeeded: a token already expired, every chain verified, an empty audit "clean"
     for args, said in ((("dev-token", "ada", "--ttl", "0"), "is not a lifetime"),
+                       (("dev-token", "ada", "--unverified"), "--unverified needs --email"),
                        (("ledger", "verify", "--entry", ""), "no ledger entry ''"),
                        (("ledger", "audit", "--user", "nobody"), "no account user:nobody")):
         result = cli(*args, "--data-dir", str(data))

@@ -283,3 +283,25 @@ def test_a_claim_granted_before_its_failure_keeps_its_marks(
     with pytest.raises(WelcomeRefused) as refused:
         platform.welcome.claim(Caller("b"), device="phone", ip="198.51.100.1")
     assert refused.value.context["reason"] == "device-used"
+
+
+def test_a_dev_token_has_a_verified_email_only_when_it_has_one(tmp_path, clock: SteppedClock) -> None:
+    """Firebase's anonymous users have no verified email: a dev token without one (the web app's dev sign-in, or
+    `dev-token UID`) is refused a bonus that asks for it, so the guard can be tried on `make run` as it will act."""
+    from creditflow.bootstrap import issue_dev_token
+    from creditflow.entrypoints.http.app import create_app
+
+    platform = make_platform(tmp_path, clock, welcome_require_verified_email=True)
+    client = create_app(platform).test_client()
+
+    def claim(uid: str, **claims: object) -> tuple[int, dict]:
+        token = issue_dev_token(platform.settings, uid, **claims)  # type: ignore[arg-type]
+        answer = client.post("/api/v1/credits/welcome-bonus", json={}, headers={"Authorization": f"Bearer {token}"})
+        return answer.status_code, answer.json
+
+    for uid, claims in (("bare", {}), ("unverified", {"email": "u@example.com", "email_verified": False})):
+        status, body = claim(uid, **claims)
+        assert (status, body["reason"]) == (409, "email-not-verified"), (uid, body)
+    signed_in = client.post("/api/v1/dev/sign-in", json={"uid": "web"}).json["token"]
+    assert not platform.tokens.verify(signed_in).email_verified  # type: ignore[attr-defined]
+    assert claim("verified", email="v@example.com")[0] == 200

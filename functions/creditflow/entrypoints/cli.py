@@ -233,7 +233,12 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     from ..domain.accounts import user_account
 
     user_account(args.uid)  # refuses a malformed uid
-    print(issue_dev_token(_settings(args), args.uid, admin=args.admin, email=args.email, ttl_seconds=args.ttl))
+    if args.unverified and args.email is None:
+        print("error: --unverified needs --email (a token without an email has no verified email already)",
+              file=sys.stderr)
+        return 2
+    print(issue_dev_token(_settings(args), args.uid, admin=args.admin, email=args.email,
+                          email_verified=not args.unverified, ttl_seconds=args.ttl))
     return 0
 
 
@@ -270,7 +275,8 @@ def parser() -> argparse.ArgumentParser:
     token = add(commands, "dev-token", cmd_dev_token, "print a local dev token for a user")
     token.add_argument("uid")
     token.add_argument("--admin", action="store_true", help="with the admin claim")
-    token.add_argument("--email", help="the email claim (verified)")
+    token.add_argument("--email", help="the email claim, verified (without it: no email, none verified)")
+    token.add_argument("--unverified", action="store_true", help="the --email given is not verified")
     token.add_argument("--ttl", type=lifetime, default=3600, help="lifetime in seconds")
 
     ledger = commands.add_parser("ledger", help="verify, audit and prove the ledger").add_subparsers(

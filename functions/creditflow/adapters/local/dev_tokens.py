@@ -38,8 +38,11 @@ class DevTokens:
         self._private = Ed25519PrivateKey.from_private_bytes(key.seed)
         self._public: Ed25519PublicKey = self._private.public_key()
 
-    def issue(self, uid: str, *, admin: bool = False, email: str | None = None, email_verified: bool = True,
+    def issue(self, uid: str, *, admin: bool = False, email: str | None = None, email_verified: bool | None = None,
               ttl_seconds: int = 3600) -> str:
+        """A token for `uid`; its email counts as verified unless `email_verified` says otherwise, and a token without
+        an email has none verified (as Firebase's anonymous users), so WELCOME_REQUIRE_VERIFIED_EMAIL refuses it."""
+        email_verified = email is not None and email_verified is not False
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": uid, "iat": now, "exp": now + ttl_seconds,
                   "admin": admin, "email": email, "email_verified": email_verified}
