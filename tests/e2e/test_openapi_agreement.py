@@ -213,6 +213,17 @@ def test_api_v1_names_fields_in_camel_case_and_amounts_as_objects(document: dict
     assert snake == [] and bare == []
 
 
+def test_field_titles_are_words_not_squashed_names(document: dict[str, Any]) -> None:
+    """A field's title is its name in words (`createdAt`: "Created at"): Pydantic titled camelCase names as one
+    word ("Createdat", "Urlsexpireat"), which documentation and client generators show."""
+    squashed = [f"{name}.{prop}: {spec['title']!r}" for name, schema in document["components"]["schemas"].items()
+                for prop, spec in _properties(schema).items()
+                if "title" in spec and any(c.isupper() for c in prop[1:]) and " " not in spec["title"]]
+    assert squashed == []
+    created = document["components"]["schemas"]["KeyOut"]["properties"]["createdAt"]
+    assert created["title"] == "Created at"
+
+
 def test_a_refusal_for_want_of_credits_says_its_amounts_as_objects(server: LocalServer) -> None:
     token = funded(server, "shorty", "1")
     reply = server.call("POST", "/api/v1/credits/reserve", {"amount": "3"}, token=token,

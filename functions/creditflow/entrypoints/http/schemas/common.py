@@ -3,6 +3,7 @@ times, an amount of credits out ({credits, micros}) and in (amount or amountMicr
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,19 +15,25 @@ from ....domain.money import format_credits, parse_credits
 from .patterns import POSITIVE_CREDITS
 
 
+def field_title(name: str, _info: object) -> str:
+    """A field's title in the OpenAPI document, in words (`created_at` and `createdAt`: "Created at"); from a camelCase
+    name Pydantic wrote "Createdat"."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").strip().capitalize()
+
+
 class Strict(BaseModel):
     """Requests refuse fields they do not know and values of the wrong type; their fields are camelCase on the wire
     (`context_window` is read from `contextWindow`, and only so)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, validate_by_name=False,
-                              validate_by_alias=True)
+                              validate_by_alias=True, field_title_generator=field_title)
 
 
 class Out(BaseModel):
     """Responses: built in Python by field name, written camelCase on the wire (`created_at` is `createdAt`)."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
-                              serialize_by_alias=True)
+                              serialize_by_alias=True, field_title_generator=field_title)
 
 
 EXACT_FLOATS = 2**53  # every whole number up to this is exactly a JSON number with a fraction or exponent

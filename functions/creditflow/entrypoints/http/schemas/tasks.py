@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
-from .common import WHOLE, Money, Out, Strict
+from .common import WHOLE, Money, Out, Strict, field_title
 from .patterns import IMAGE_SIZE, NOT_A_CURSOR, NOT_BLANK, credits_up_to, described
 
 TASK_ID = described(r"^[A-Za-z0-9_-]{1,64}$", "may hold only 1-64 ASCII letters, digits, '-' and '_'")
@@ -28,7 +28,7 @@ class TaskMessage(BaseModel):
 class TaskInput(BaseModel):
     """A task's input as an object: a prompt, a goal or messages, with what the kind reads besides."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+    model_config = ConfigDict(extra="forbid", field_title_generator=field_title, json_schema_extra={"anyOf": [
         {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
         {"required": ["goal"], "properties": {"goal": {"type": "string"}}},
         {"required": ["messages"], "properties": {"messages": {"type": "array"}}}]})
