@@ -72,6 +72,42 @@ def test_stop_writes_what_is_queued_and_the_writer_goes_on_at_once(tmp_path: Pat
     assert tree.get("/balances/u") == {"version": 2}
 
 
+def test_a_stopped_writer_thread_ends_and_leaves_nothing_pending(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop sentinel ends the thread (not the join's timeout), and is not counted as a document: a flush after
+    the stop, or after the writer is started again, is not left waiting for one that never comes."""
+    tree, writer = in_background(tmp_path, monkeypatch, 0.05)
+    thread = writer._writer
+    writer.write("/balances/u", {"version": 1}, 1)
+    writer.stop()
+    assert thread is not None and not thread.is_alive()
+    assert writer.flush(timeout=1)
+    writer.run_in_background()
+    try:
+        writer.write("/balances/u", {"version": 2}, 2)
+        assert writer.flush(timeout=5) and tree.get("/balances/u") == {"version": 2}
+    finally:
+        writer.stop()
+
+
+def test_a_catch_up_that_fails_leaves_the_writer_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catch-up before the first batch (the balances rewritten from the ledger) may fail, say on a locked
+    store: it is logged, and the documents handed over are still written."""
+    monkeypatch.setattr(mirror_writer, "LINGER_SECONDS", 0.05)
+    tree = LocalTree(tmp_path / "tree.sqlite3")
+    writer = MirrorWriter(tree, "test")
+
+    def failing_catch_up() -> None:
+        raise OSError("the store is locked")
+
+    writer.run_in_background(first=failing_catch_up)
+    try:
+        writer.write("/balances/u", {"version": 1}, 1)
+        assert writer.flush(timeout=5) and tree.get("/balances/u") == {"version": 1}
+    finally:
+        writer.stop()
+
+
 def test_a_document_the_tree_refuses_takes_no_other_with_it(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     tree, writer = in_background(tmp_path, monkeypatch, 0.2)
