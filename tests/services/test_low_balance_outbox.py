@@ -169,3 +169,48 @@ def test_a_user_who_runs_no_task_keeps_the_newest_notifications(tmp_path: Path, 
     assert kept == sorted({note["at"] for notes in written for note in notes.values()})[-10:] and len(set(kept)) == 10
     assert len(low_notices(platform, "v")) == 1
     platform.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_lot_expiring_below_the_threshold_is_told_when_it_expires(platform: Platform, clock: SteppedClock) -> None:
+    """Expiry lowers a balance as a spend does: the crossing it makes is delivered after the sweep's commit, not
+    left for the outbox's next pass."""
+    from datetime import timedelta
+
+    funded(platform, "x", 40)  # 40 paid, kept; threshold 50
+    platform.credits.grant("x", 40 * CREDIT, source="admin", lot_kind="promotional", key="promo",
+                           expires_at=clock.now() + timedelta(days=1))  # 80: not low
+    assert low_notices(platform, "x") == []
+    clock.advance(days=2)
+    assert platform.credits.sweep() >= 1
+    [notice] = low_notices(platform, "x")
+    assert notice["available"]["micros"] == 40 * CREDIT and platform.credits.store.pending_events(10) == []
+
+
+def test_a_crossing_committed_with_an_expired_holds_release_is_told_at_once(platform: Platform,
+                                                                            clock: SteppedClock) -> None:
+    """A reserve that first releases an expired hold (its command sweeps the account, in its transaction) and then
+    crosses the threshold: one commit of a release and a hold, delivered after it like any crossing."""
+    from datetime import timedelta
+
+    funded(platform, "y", 100)
+    platform.credits.reserve("y", 30 * CREDIT, key="old", ttl=timedelta(minutes=1))  # 70 available
+    clock.advance(minutes=2)  # past the hold's lifetime, not swept yet
+    platform.credits.reserve("y", 80 * CREDIT, key="new")  # 100 back, then 20: crossed
+    [notice] = low_notices(platform, "y")
+    assert notice["available"]["micros"] == 20 * CREDIT and platform.credits.store.pending_events(10) == []
+
+
+def test_a_notification_delivered_again_is_not_written_again(platform: Platform,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery whose acknowledgement was lost is delivered again: the notification there is left as it is, no
+    write reaches the tree (a listener is not told it again)."""
+    funded(platform, "z", 100)
+    store = platform.credits.store
+    done = store.event_done
+    monkeypatch.setattr(store, "event_done", lambda event_id: (_ for _ in ()).throw(OSError("gone")))
+    platform.credits.reserve("z", 60 * CREDIT, key="cross")
+    monkeypatch.setattr(store, "event_done", done)
+    feed = platform.realtime.feed  # type: ignore[attr-defined]
+    before = feed.seq
+    assert platform.mirror.deliver_events() == 1 and len(low_notices(platform, "z")) == 1
+    assert feed.seq == before

@@ -143,3 +143,65 @@ def test_the_account_trigger_tries_again_after_a_failure(platform: Platform, mon
     monkeypatch.setattr(platform.mirror, "publish", flaky)
     mirrored = triggers.mirror_account_document("accounts/user:u")
     assert mirrored is not None and platform.realtime.get("/balances/u")["available"]["micros"] == 3 * CREDIT
+
+
+def test_sync_balance_repairs_a_well_formed_mirror_that_disagrees_with_the_ledger(platform: Platform) -> None:
+    """A stored balance that reads as one but is not the ledger's at its version (the held amount wrong), or that
+    names a version the ledger never reached (which would refuse every later balance as older): replaced."""
+    funded(platform, "d", 10)
+    platform.credits.reserve("d", CREDIT, key="r")
+    ledger = platform.credits.balance("d")
+    stored = MirroredBalance.read(platform.realtime.get("/balances/d"))
+    assert stored is not None
+    for damaged in (MirroredBalance(stored.available, stored.held + 7, stored.version, stored.updated_at),
+                    MirroredBalance(stored.available, stored.held, stored.version + 5, stored.updated_at)):
+        platform.realtime.set("/balances/d", damaged.document())
+        repaired = platform.mirror.publish("d")
+        assert (repaired.available, repaired.held, repaired.version) == (ledger.available, ledger.held, ledger.version)
+        assert platform.realtime.get("/balances/d") == repaired.document()
+    platform.credits.reserve("d", CREDIT, key="after")  # and the next change is mirrored
+    assert platform.realtime.get("/balances/d")["held"]["micros"] == 2 * CREDIT
+
+
+def test_sync_balance_racing_a_change_never_writes_the_older_balance(platform: Platform,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change committed between sync-balance's read of the ledger and its write: the mirror keeps the newer
+    balance that change wrote, and sync-balance answers with it."""
+    funded(platform, "race", 10)
+    read = platform.credits.balance
+    raced: list[bool] = []
+
+    def read_then_change(uid: str) -> object:
+        balance = read(uid)
+        if not raced:
+            raced.append(True)
+            platform.credits.reserve(uid, CREDIT, key="in-between")
+        return balance
+
+    monkeypatch.setattr(platform.credits, "balance", read_then_change)
+    answered = platform.mirror.publish("race")
+    newest = read("race")
+    assert (answered.held, answered.version) == (CREDIT, newest.version)
+    assert platform.realtime.get("/balances/race")["held"]["micros"] == CREDIT
+
+
+def test_the_workers_catch_up_counts_every_users_balance(platform: Platform) -> None:
+    for uid in ("a", "b", "c"):
+        funded(platform, uid, 1)
+    assert platform.mirror.publish_all() == 3
+
+
+@pytest.mark.parametrize(("granted", "spent", "status", "threshold"), [
+    (100, 50, "ok", 50),  # at the threshold: not below it
+    (100, 51, "low", 50),
+    (100, 100, "empty", 50),
+    (1000, 910, "low", 100),  # 10 % of the last paid top-up, above the 50-credit floor
+    (1000, 899, "ok", 100),
+])
+def test_the_low_balance_check_judges_by_the_users_own_threshold(platform: Platform, granted: int, spent: int,
+                                                                 status: str, threshold: int) -> None:
+    funded(platform, "c", granted)
+    platform.credits.reserve("c", spent * CREDIT, key="spend")
+    low = platform.mirror.check("c")
+    assert (low.status, low.available, low.threshold) == (status, (granted - spent) * CREDIT, threshold * CREDIT)
+    assert bool(low.recommendations) == bool(low.packs) == (status != "ok")
