@@ -113,6 +113,7 @@ def test_a_call_cut_off_by_a_crash_holds_the_keys_limit_only_until_its_hold_expi
     with pytest.raises(KeyLimitReached):  # its ledger hold may still be settled until then
         keys.spending(key).admit(3_000_000)
     clock.advance(seconds=1)
+    assert store.in_flight(key.id, iso(clock.now())) == 0  # counted until then, not at its end
     later = keys.spending(key)
     later.admit(3_000_000)
     later.finish(2_000_000)
@@ -152,3 +153,14 @@ def test_a_voided_holds_count_serves_the_next_hold_once(keys: GatewayKeys, store
     spend.release(1_000_000)
     spend.admit(1_500_000)
     assert store.in_flight(key.id, iso(clock.now())) == 1_500_000
+
+
+def test_revoking_a_key_again_keeps_the_time_it_was_first_revoked(keys: GatewayKeys, clock: SteppedClock) -> None:
+    """A revoke sent again (a retry whose answer was lost) changes nothing: the key keeps its first time, by which
+    the list picks the latest revoked keys."""
+    _, key = keys.create("ann", "old")
+    keys.revoke("ann", key.id)
+    first = keys.list("ann")[0].revoked_at
+    clock.advance(hours=1)
+    keys.revoke("ann", key.id)
+    assert first is not None and keys.list("ann")[0].revoked_at == first
