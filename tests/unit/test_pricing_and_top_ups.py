@@ -70,6 +70,17 @@ def test_every_member_sent_with_a_message_is_in_its_estimate(name: str, text: st
     assert prompt_tokens([carrying]) - prompt_tokens([plain]) >= math.ceil(len(text.encode()) / 3)
 
 
+
+@given(st.sampled_from(["tools", "response_format"]), st.text(min_size=1, max_size=300))
+def test_the_schemas_sent_with_a_call_are_in_its_hold(option: str, text: str) -> None:
+    """Tool schemas and a response format reach the provider with the messages, which reads them as prompt: the
+    most the prompt can be (the hold) grows by at least their text's bytes."""
+    schema = {"type": "object", "description": text}
+    sent = ([{"type": "function", "function": {"name": "f", "parameters": schema}}] if option == "tools"
+            else {"type": "json_schema", "json_schema": {"name": "f", "schema": schema}})
+    messages = [{"role": "user", "content": "hi"}]
+    assert prompt_bound(messages, {option: sent}) - prompt_bound(messages) >= len(text.encode())
+
 def priced_call(held: int) -> SimpleNamespace:
     chat_model = model_from({"id": "m", "provider": "p", "capabilities": ["chat"], "context_window": 1000,
                              "max_output": 100, "prices": {"input_per_million": "2", "output_per_million": "6"}})
