@@ -187,6 +187,8 @@ BAD_BODIES = [
     ({"model": "demo-chat", "messages": HI, "logprobs": True}, 400, "logprobs"),  # not passed back: refused
     ({"model": "demo-chat", "messages": HI, "top_logprobs": 2}, 400, "top_logprobs"),
     ({"model": "demo-chat", "messages": HI, "stream_options": {"include_usage": True}}, 400, "stream_options"),
+    ({"model": "demo-chat", "messages": HI, "max_tokens": 0}, 400, "max_tokens"),  # as OpenAI: at least 1
+    ({"model": "demo-chat", "messages": HI, "max_completion_tokens": 0}, 400, "max_tokens"),
     ({"model": "demo-chat", "messages": [{"role": "user", "content": "x" * 3_000_000}]}, 413, None),
 ]
 
