@@ -355,6 +355,30 @@ def test_revoked_keys_and_key_limits(server: LocalServer) -> None:
     assert stranger.status == 404 and stranger.json["type"].endswith("/unknown-key")
 
 
+def test_a_keys_limit_counts_its_embeddings_too(server: LocalServer) -> None:
+    """Every call through a key spends against its limit, embeddings as chat: refused past it, counted within it."""
+    words = "hello " * 200  # held for more than one micro-credit
+    limited = client(server, new_key(server, "gw-embed-capped", limit="0.000001"))
+    with pytest.raises(openai.RateLimitError) as refused:
+        limited.embeddings.create(model="demo-embed", input=words)
+    assert refused.value.body["code"] == "insufficient_quota"
+    secret = new_key(server, "gw-embed-capped", credits=None, limit="1")
+    raw = client(server, secret).embeddings.with_raw_response.create(model="demo-embed", input=words)
+    keys = server.call("GET", "/api/v1/keys", token=server.token("gw-embed-capped")).json["keys"]
+    spent = {k["prefix"]: k["spent"]["micros"] for k in keys}
+    assert spent[secret[:10]] == int(raw.headers["x-creditflow-charged-micros"]) > 0
+    assert sorted(spent.values())[0] == 0
+
+
+def test_a_clients_key_names_no_task_of_the_platform(server: LocalServer) -> None:
+    """A client's Idempotency-Key is kept under the metered calls' prefix: one written as a task's key
+    (`task:{id}`) takes no key of that task, and its entries are the call's, not a task's."""
+    sdk = client(server, new_key(server, "gw-task-like"))
+    sdk.chat.completions.create(model="demo-chat", messages=HI, extra_headers={"Idempotency-Key": "task:t1"})
+    entries = server.call("GET", "/api/v1/credits/history", token=server.token("gw-task-like")).json["entries"]
+    assert [(e["kind"], e.get("task")) for e in entries] == [("settle", None), ("hold", None), ("grant", None)]
+
+
 def test_a_retry_through_a_key_at_its_limit_gets_its_first_answer(server: LocalServer) -> None:
     """A replay costs nothing, so a key spent down to its limit still gets its answer again: the key's limit is
     asked only of a hold that is new."""
