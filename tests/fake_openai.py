@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429 and
-BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out, BREAKSTREAM cuts a
-stream after two pieces (mid-chunk), ERREVENT sends an error event after two, SLOWLLAMA makes Llama models wait 3 s
+BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out (NEGUSAGE and NEGOUT
+report a negative prompt or completion count), BREAKSTREAM cuts a stream after two pieces (mid-chunk), ERREVENT
+sends an error event after two, SLOWLLAMA makes Llama models wait 3 s
 (HELDLLAMA: until `let_go` is set, 30 s at most), DRIP streams a word every 0.3 s, PACE20 one every 20 ms (a model's
 pace), STALL stalls a stream for 2 s after two pieces. UNSAFE anywhere in the messages or inputs is refused with 400,
 as OpenAI refuses content its safety system flags, and so are a `temperature` that is not a number and a
@@ -196,6 +197,8 @@ class FakeOpenAI:
                     "choices": [{"index": 0, "finish_reason": "tool_calls" if tool else "stop", "message": message}]}
                 if "NEGUSAGE" in last:  # a provider's nonsense
                     reply["usage"] = {"prompt_tokens": -1_000_000, "completion_tokens": 50, "total_tokens": 150}
+                elif "NEGOUT" in last:  # the same, of the reply
+                    reply["usage"] = {"prompt_tokens": 100, "completion_tokens": -50, "total_tokens": 50}
                 elif "NOUSAGE" not in last:
                     reply["usage"] = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
                 return self._send(200, reply)

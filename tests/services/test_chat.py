@@ -310,10 +310,12 @@ def test_an_error_of_a_providers_own_releases_the_hold(tmp_path: Path, clock: St
     assert [e.kind for e in platform.credits.history("d")[0]] == ["release", "hold", "grant"]
 
 
-def test_a_negative_usage_from_a_provider_is_no_usage(ai: Platform) -> None:
-    """A provider's nonsense usage is not the caller's error: the answer is charged on an estimate, flagged."""
+@pytest.mark.parametrize("nonsense", ["NEGUSAGE", "NEGOUT"])
+def test_a_negative_usage_from_a_provider_is_no_usage(ai: Platform, nonsense: str) -> None:
+    """A provider's nonsense usage (a negative prompt or completion count) is not the caller's error: the answer is
+    charged on an estimate, flagged."""
     funded(ai, "u", 1)
-    result = ai.chat.chat("u", ask("NEGUSAGE please"), key="neg", model=LLAMA)
+    result = ai.chat.chat("u", ask(f"{nonsense} please"), key="neg", model=LLAMA)
     assert not result.usage_reported and result.charged > 0
     memo = ai.credits.history("u", kinds=frozenset({"settle"}))[0][0].fields()["memo"]
     assert memo["usage"] == "estimated" and memo["reconcile"] == "usage missing"
