@@ -52,7 +52,7 @@ class PlatformUsage:
     settles: int
     releases: int
     groups: dict[str, int]
-    series: dict[str, dict[str, int]]  # group -> day -> charged; days with nothing are absent
+    series: dict[str, dict[str, int]]  # group -> day -> charged; days with no row (no settle or release) absent
 
 
 def usage(store: LedgerStore, uid: str, since: str | None = None, until: str | None = None) -> UserUsage:
