@@ -72,6 +72,24 @@ def test_a_deposit_is_reconciled_with_its_grant_amount_and_rate(platform: Platfo
     assert payment_findings(platform) == [f"deposit {deposit_id} is parked but the ledger granted {credits} µc for it"]
 
 
+def test_a_deposit_granted_twice_is_found(platform: Platform) -> None:
+    """A second grant naming the same deposit (a scan that credited it again under another key): the audit names the
+    deposit with both grants, not only the first it finds."""
+    platform.credits.open_account("di")
+    deposit_id = "1:0x" + "cd" * 32 + ":native"
+    wei, rate = 10**18, 1000 * CREDIT
+    granted = platform.credits.grant("di", rate, source="crypto", lot_kind="paid", key=f"crypto:{deposit_id}",
+                                     reference=deposit_id)
+    platform.deposits.store.save(Deposit(deposit_id, 1, "0x" + "cd" * 32, -1, 9, "0x" + "22" * 20, "ETH", wei,
+                                         CREDITED, T0, uid="di", credits=rate, rate=rate, remainder=0,
+                                         lot=granted.lot))
+    assert payment_findings(platform) == []
+    again = platform.credits.grant("di", rate, source="crypto", lot_kind="paid", key=f"crypto:{deposit_id}:again",
+                                   reference=deposit_id)
+    [found] = [f for f in payment_findings(platform) if deposit_id in f]
+    assert granted.lot in found and again.lot in found
+
+
 def test_a_paid_grant_no_payment_record_names_is_a_warning(platform: Platform) -> None:
     platform.credits.open_account("cy")
     platform.credits.grant("cy", CREDIT, source="stripe", lot_kind="paid", key="lost-record", reference="cs_lost")
