@@ -378,3 +378,53 @@ def test_validating_chains_without_signatures_checks_no_signature(ledger) -> Non
     db.execute("UPDATE entries SET signature = ? WHERE id = ?", (base64.b64encode(b"\x00" * 64).decode(), ids[2]))
     assert {f.check for f in platform.integrity.validate_chains()} == {"signature"}
     assert platform.integrity.validate_chains(signatures=False) == []
+
+
+def test_an_altered_body_names_its_entry_and_not_the_next_as_cut_from_it(ledger) -> None:
+    """The next entry links to the altered one's stored hash, which the chain goes on from: no chain finding names
+    an entry that was not touched."""
+    platform, db, ids = ledger
+    body = bytearray(db.execute("SELECT body FROM entries WHERE id = ?", (ids[3],)).fetchone()[0])
+    body[17] ^= 0x01
+    db.execute("UPDATE entries SET body = ? WHERE id = ?", (bytes(body), ids[3]))
+    found = named(platform)
+    assert found["hash"] == {ids[3]}
+    assert "chain" not in found
+
+
+def test_an_entry_moved_to_another_account_at_its_next_number_is_named_misplaced(ledger) -> None:
+    """Alice's entry of the number bob's next would have, stored under bob as that: only its account disagrees
+    with its signed body, and it is named for it."""
+    platform, db, ids = ledger
+    [(seq,)] = db.execute("SELECT seq FROM accounts WHERE id = 'user:bob'")
+    moved = ids[seq]  # alice's entry #seq + 1
+    db.execute("UPDATE entries SET account = 'user:bob' WHERE id = ?", (moved,))
+    details = [f.detail for f in platform.integrity.audit().findings if f.check == "placement"]
+    assert details == [f"entry {moved}: body says account='user:alice' but it is stored with account='user:bob'"]
+
+
+@pytest.mark.parametrize("change", ["seq = seq + 1", "head = ?"], ids=["seq", "head"])
+def test_an_account_head_that_is_not_its_chains_end_is_named(ledger, change: str) -> None:
+    """The account's head (its last entry's number and hash) is where the next entry links: either one changed
+    alone is named on the account."""
+    platform, db, _ = ledger
+    values = ("0" * 64,) if "?" in change else ()
+    db.execute(f"UPDATE accounts SET {change} WHERE id = 'user:bob'", values)
+    assert named(platform) == {"chain": {"user:bob"}}
+
+
+def test_a_changed_held_balance_names_the_account(ledger) -> None:
+    platform, db, _ = ledger
+    db.execute("UPDATE accounts SET held = held + 1 WHERE id = 'user:bob'")
+    found = named(platform)
+    assert "user:bob" in found["balance"]
+    assert "user:bob" in found["holds"]  # and its pending holds no longer add up to it
+
+
+def test_verify_entry_names_a_stored_kind_that_is_not_the_signed_ones_as_a_chain_fault(ledger) -> None:
+    """The stored columns place an entry in its chain: one that disagrees with the signed body is not chain_ok."""
+    platform, db, ids = ledger
+    db.execute("UPDATE entries SET kind = 'grant' WHERE id = ?", (ids[2],))
+    report = platform.integrity.verify_entry(ids[2])
+    assert [f.check for f in report.findings] == ["placement"]
+    assert not report.ok and not report.chain_ok and report.signature_ok and report.included
