@@ -421,6 +421,28 @@ def test_a_changed_held_balance_names_the_account(ledger) -> None:
     assert "user:bob" in found["holds"]  # and its pending holds no longer add up to it
 
 
+@pytest.mark.parametrize("tamper", ["rows beside a rewritten log", "note by another key", "size of a row"])
+def test_a_users_audit_names_a_latest_checkpoint_it_cannot_trust(ledger, tamper: str) -> None:
+    """A user's audit proves their entries against the head the latest checkpoint's note signs: a row that is not
+    what was signed is named there, and proves nothing (a rewrite of another user's leaf with the rows made to
+    match it would have proved alice's entries against the rewritten root)."""
+    platform, db, _ids = ledger
+    latest = platform.store.checkpoint()
+    if tamper == "rows beside a rewritten log":
+        [bobs] = [n for n, (entry,) in enumerate(db.execute("SELECT entry_id FROM leaves ORDER BY idx"))
+                  if platform.store.entry(entry).account == "user:bob"][:1]
+        rewrite_leaf_and_stored_roots(platform, db, bobs)
+    elif tamper == "note by another key":
+        forged = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, latest.size, latest.root),
+                                 SigningKey.generate(platform.settings.ledger_origin))
+        db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (forged, latest.size))
+    else:
+        db.execute("UPDATE checkpoints SET size = ? WHERE size = ?", (latest.size + 1, latest.size))
+    report = platform.integrity.audit("alice")
+    assert {(f.check, f.subject) for f in report.findings} == {("checkpoint", f"checkpoint:{report.checkpoint_size}")}
+    assert report.proved == 0 and not report.ok
+
+
 def test_verify_entry_names_a_stored_kind_that_is_not_the_signed_ones_as_a_chain_fault(ledger) -> None:
     """The stored columns place an entry in its chain: one that disagrees with the signed body is not chain_ok."""
     platform, db, ids = ledger
