@@ -100,7 +100,9 @@ def test_a_presented_checkpoint_larger_than_the_log_is_named(ledger: Ledger) -> 
     platform, _ = ledger
     size = platform.store.tree_size()
     larger = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, size + 1, b"\x01" * 32), platform.key)
-    assert [f.subject for f in platform.integrity.check_presented(larger)] == [f"checkpoint:{size + 1}"]
+    [finding] = platform.integrity.check_presented(larger)
+    assert finding.subject == f"checkpoint:{size + 1}"
+    assert "larger than the log" in finding.detail  # entries removed since, not a fork of the same size
 
 
 def test_a_presented_checkpoint_signed_by_another_key_is_named(ledger: Ledger) -> None:
@@ -169,6 +171,16 @@ def test_a_stored_root_that_is_not_the_signed_one_is_named(ledger: Ledger) -> No
     assert named(platform) == {"checkpoint": {f"checkpoint:{size}"}}
     [finding] = platform.integrity.audit().findings
     assert "differs from its signed note" in finding.detail  # the row was changed, not the log
+
+
+def test_a_stored_size_that_is_not_the_signed_one_is_named_as_the_rows_change(ledger: Ledger) -> None:
+    """A row claiming a size its note does not sign: the row was changed, not the log, and that is what is said."""
+    platform, db = ledger
+    size = platform.store.tree_size()
+    db.execute("UPDATE checkpoints SET size = ? WHERE size = ?", (size + 1, size))
+    [finding] = platform.integrity.audit().findings
+    assert (finding.check, finding.subject) == ("checkpoint", f"checkpoint:{size + 1}")
+    assert "differs from its signed note" in finding.detail
 
 
 def test_a_stored_checkpoint_signed_by_another_key_is_named(ledger: Ledger) -> None:
