@@ -305,13 +305,14 @@ def test_verify_entry_names_a_body_that_is_not_canonical_json(ledger: Ledger) ->
 
 
 
+@pytest.mark.parametrize("level", [9, 63])  # 63: the highest a log of 64-bit leaf indexes has
 def test_a_remembered_hash_above_the_height_of_the_log_is_named_before_the_log_grows_into_it(
-        grown: Ledger) -> None:
-    """Leaves 0..511 are not all in the log yet; their planted hash would be read once they are, and the head
-    extended from it never signed: the audit names it now."""
+        grown: Ledger, level: int) -> None:
+    """Leaves 0..511 (or more) are not all in the log yet; their planted hash would be read once they are, and the
+    head extended from it never signed: the audit names it now."""
     platform, db = grown
-    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (9, 0, ?)", (b"\x05" * 32,))
-    assert named(platform) == {"merkle": {"subtree:9:0"}}
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (?, 0, ?)", (level, b"\x05" * 32))
+    assert named(platform) == {"merkle": {f"subtree:{level}:0"}}
 
 
 # -- the checkpoint that proves an entry ------------------------------------------------------------------------
@@ -380,4 +381,26 @@ def test_a_remembered_hash_planted_past_the_signed_head_is_never_signed(platform
     leaves = [merkle.leaf_hash(data) for data in platform.store.leaves(0, 512)]
     assert signed.size == 512 and signed.root == merkle.root_of_hashes(leaves)
     assert db.execute("SELECT hash FROM subtrees WHERE level = 8 AND start = 256").fetchone()[0] != b"\x06" * 32
+    assert platform.integrity.audit().findings == []
+
+
+def test_a_remembered_hash_planted_across_the_signed_head_is_never_read(platform: Platform, tmp_path: Path) -> None:
+    """A hash stored for leaves 0..255 while the last head covers 250 of them: nothing vouches for the 6 past it,
+    so the next head hashes the leaves (it read the planted row and refused to sign an honest log), and the row is
+    replaced by theirs."""
+    from creditflow.domain import merkle
+
+    platform.credits.open_account("t")
+    for n in range(250):
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    assert platform.integrity.publish_checkpoint().size == 250
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (8, 0, ?)", (b"\x07" * 32,))
+    for n in range(250, 300):
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    signed = platform.integrity.publish_checkpoint()
+    leaves = [merkle.leaf_hash(data) for data in platform.store.leaves(0, 300)]
+    assert signed.size == 300 and signed.root == merkle.root_of_hashes(leaves)
+    assert db.execute("SELECT hash FROM subtrees WHERE level = 8 AND start = 0").fetchone()[0] != b"\x07" * 32
     assert platform.integrity.audit().findings == []
