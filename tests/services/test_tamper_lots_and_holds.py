@@ -158,3 +158,25 @@ def test_entries_stored_for_an_account_that_does_not_exist_are_named(ledger: Led
     [(last,)] = db.execute("SELECT id FROM entries WHERE account = 'user:bob' ORDER BY seq DESC LIMIT 1")
     db.execute("UPDATE entries SET account = 'user:nobody' WHERE id = ?", (last,))
     assert "user:nobody" in named(platform)["placement"]
+
+
+def test_a_deleted_system_account_is_named_by_its_entries(ledger: Ledger) -> None:
+    """The entries that moved credits to and from a system account still give its totals when its row is gone."""
+    platform, db, _ = ledger
+    db.execute("DELETE FROM system_accounts WHERE id = 'issuance:admin'")
+    assert named(platform) == {"balance": {"issuance:admin"}, "conservation": {"ledger"}}
+
+
+def test_a_stored_system_account_no_entry_names_is_named(ledger: Ledger) -> None:
+    platform, db, _ = ledger
+    db.execute("INSERT INTO system_accounts (id, balance, pending) VALUES ('issuance:nowhere', 5, 0)")
+    assert named(platform) == {"balance": {"issuance:nowhere"}, "conservation": {"ledger"}}
+
+
+def test_entries_of_an_account_that_does_not_exist_are_counted_as_checked(ledger: Ledger) -> None:
+    """The audit says how many entries it checked: every one stored, those of no account too."""
+    platform, db, _ = ledger
+    [(last,)] = db.execute("SELECT id FROM entries WHERE account = 'user:bob' ORDER BY seq DESC LIMIT 1")
+    db.execute("UPDATE entries SET account = 'user:nobody' WHERE id = ?", (last,))
+    [(stored,)] = db.execute("SELECT count(*) FROM entries")
+    assert platform.integrity.audit().entries == stored
