@@ -97,3 +97,14 @@ def test_a_paid_grant_no_payment_record_names_is_a_warning(platform: Platform) -
     warnings = [f for f in report.findings if f.check == "payments"]
     assert [(f.severity, "cs_lost" in f.detail) for f in warnings] == [("warning", True)]
     assert report.ok  # a crash between grant and record leaves this until the provider delivers the event again
+
+
+def test_a_users_audit_reconciles_their_payments_alone(platform: Platform) -> None:
+    """A user's audit walks their chain only: another user's payments are neither theirs to see nor to be read
+    against an empty ledger (each would be named as granted nothing)."""
+    paid(platform, "ann", "cs_ann")
+    theirs = paid(platform, "bea", "cs_bea")
+    platform.payments.store.save(replace(theirs, credits=200 * CREDIT))  # bea's record contradicts her ledger
+    assert [f.subject for f in platform.integrity.audit().findings if f.check == "payments"] == ["payment:cs_bea"]
+    assert platform.integrity.audit(uid="ann").findings == []
+    assert [f.subject for f in platform.integrity.audit(uid="bea").findings] == ["payment:cs_bea"]
