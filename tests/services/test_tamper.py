@@ -130,12 +130,14 @@ def test_a_changed_balance_names_the_account(ledger) -> None:
     assert "ledger" in found["conservation"]
 
 
-def test_a_changed_last_top_up_names_the_account_alone(ledger) -> None:
+@pytest.mark.parametrize("stored", [1_000_000_000, 1], ids=["raised", "lowered"])
+def test_a_changed_last_top_up_names_the_account_alone(ledger, stored: int) -> None:
     """The low-balance threshold's input is the latest paid grant of the chain; a raised one (no low notice until
-    the balance is far lower) is named, and no money check fires for it."""
+    the balance is far lower) or a lowered one (none until it is nearly gone) is named, and no money check fires
+    for it."""
     platform, db, _ = ledger
     assert db.execute("SELECT last_top_up FROM accounts WHERE id = 'user:bob'").fetchone() == (20 * CREDIT,)
-    db.execute("UPDATE accounts SET last_top_up = 1000000000 WHERE id = 'user:bob'")
+    db.execute("UPDATE accounts SET last_top_up = ? WHERE id = 'user:bob'", (stored,))
     assert named(platform) == {"top-up": {"user:bob"}}
 
 
