@@ -404,3 +404,41 @@ def test_a_remembered_hash_planted_across_the_signed_head_is_never_read(platform
     assert signed.size == 300 and signed.root == merkle.root_of_hashes(leaves)
     assert db.execute("SELECT hash FROM subtrees WHERE level = 8 AND start = 0").fetchone()[0] != b"\x07" * 32
     assert platform.integrity.audit().findings == []
+
+
+# -- every finding, not the first -------------------------------------------------------------------------------
+
+
+def test_every_rewritten_leaf_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    rewritten = [entry for (entry,) in db.execute("SELECT entry_id FROM leaves WHERE idx IN (0, 2)")]
+    db.execute("UPDATE leaves SET data = ? WHERE idx IN (0, 2)", (hashlib.sha256(b"rewritten").digest(),))
+    assert set(rewritten) <= named(platform)["merkle"]
+
+
+def test_every_stored_checkpoint_whose_note_does_not_verify_is_named(ledger: Ledger) -> None:
+    platform, db = ledger
+    platform.credits.reserve("alice", CREDIT, key="later")
+    platform.integrity.publish_checkpoint()
+    other = SigningKey.generate(platform.settings.ledger_origin)
+    for checkpoint in platform.store.checkpoints():
+        forged = sign_checkpoint(Checkpoint(platform.settings.ledger_origin, checkpoint.size, checkpoint.root), other)
+        db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (forged, checkpoint.size))
+    sizes = [c.size for c in platform.store.checkpoints()]
+    assert len(sizes) == 2 and named(platform) == {"checkpoint": {f"checkpoint:{size}" for size in sizes}}
+
+
+def test_every_wrong_remembered_hash_is_named(grown: Ledger) -> None:
+    platform, db = grown
+    db.execute("UPDATE subtrees SET hash = ? WHERE level = 8 AND start = 0", (b"\x08" * 32,))
+    db.execute("INSERT INTO subtrees (level, start, hash) VALUES (9, 0, ?)", (b"\x09" * 32,))
+    assert named(platform) == {"merkle": {"subtree:8:0", "subtree:9:0"}}
+
+
+def test_the_empty_log_is_signed_as_the_empty_tree(platform: Platform) -> None:
+    """The scheduled publisher's first run may find no entry yet: it signs the empty tree, which audits clean."""
+    from creditflow.domain import merkle
+
+    signed = platform.integrity.publish_checkpoint()
+    assert (signed.size, signed.root) == (0, merkle.EMPTY_ROOT)
+    assert platform.integrity.audit().findings == []
