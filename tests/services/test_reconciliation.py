@@ -108,3 +108,18 @@ def test_a_users_audit_reconciles_their_payments_alone(platform: Platform) -> No
     assert [f.subject for f in platform.integrity.audit().findings if f.check == "payments"] == ["payment:cs_bea"]
     assert platform.integrity.audit(uid="ann").findings == []
     assert [f.subject for f in platform.integrity.audit(uid="bea").findings] == ["payment:cs_bea"]
+
+
+def test_a_deposit_whose_remainder_is_a_whole_unit_is_found(platform: Platform) -> None:
+    """What rounding left is less than one base unit: a record with a µc less and a whole unit over is named,
+    though its grant agrees with it and the sums come out."""
+    platform.credits.open_account("bo")
+    deposit_id = "1:0x" + "cd" * 32 + ":native"
+    wei, rate = 10**18 // 4, 1000 * CREDIT
+    credits = wei * rate // 10**18 - 1  # a µc short, in the remainder as a whole unit of it
+    granted = platform.credits.grant("bo", credits, source="crypto", lot_kind="paid", key=f"crypto:{deposit_id}",
+                                     reference=deposit_id)
+    deposit = Deposit(deposit_id, 1, "0x" + "cd" * 32, -1, 9, "0x" + "11" * 20, "ETH", wei, CREDITED, T0, uid="bo",
+                      credits=credits, rate=rate, remainder=10**18, lot=granted.lot)
+    platform.deposits.store.save(deposit)
+    assert any("a remainder of 1000000000000000000/10^18" in f for f in payment_findings(platform))
