@@ -1,6 +1,7 @@
 """The command line, run as a user would: audit, proofs, offline verification with only the public key."""
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -47,6 +48,22 @@ def test_audit_verify_and_checkpoint(data: Path) -> None:
         (data.parent / "kept.txt").write_text(saved)
         checked = cli("ledger", "verify", "--checkpoint", str(data.parent / "kept.txt"), "--data-dir", str(data))
         assert checked.returncode == 0 and "the checkpoint is consistent" in checked.stdout, checked.stdout
+
+
+def test_a_kept_checkpoint_tells_a_store_rolled_back_to_a_copy(data: Path, tmp_path: Path) -> None:
+    """The README's rollback: the store put back to a copy from before a grant audits clean; the checkpoint kept
+    since the grant is larger than the log, and `ledger verify --checkpoint` says so and fails."""
+    assert cli("ledger", "checkpoint", "--data-dir", str(data)).returncode == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    assert cli("users", "grant", "ada", "1", "--key", "later", "--data-dir", str(data)).returncode == 0
+    kept = tmp_path / "kept.txt"
+    kept.write_text(cli("ledger", "checkpoint", "--data-dir", str(data)).stdout)
+    shutil.rmtree(data)
+    shutil.copytree(copy, data)
+    assert cli("ledger", "audit", "--data-dir", str(data)).returncode == 0  # nothing in the store tells
+    result = cli("ledger", "verify", "--checkpoint", str(kept), "--data-dir", str(data))
+    assert result.returncode == 1 and "checkpoint:4" in result.stdout and "larger than the log" in result.stdout
 
 
 def test_a_proof_verifies_offline_with_only_the_public_key(data: Path, tmp_path: Path) -> None:
