@@ -442,3 +442,19 @@ def test_the_empty_log_is_signed_as_the_empty_tree(platform: Platform) -> None:
     signed = platform.integrity.publish_checkpoint()
     assert (signed.size, signed.root) == (0, merkle.EMPTY_ROOT)
     assert platform.integrity.audit().findings == []
+
+
+def test_an_accounts_audit_names_the_entries_a_deleted_leaf_leaves_unproven(ledger: Ledger) -> None:
+    """A leaf deleted from the log: the account's audit names its own entry's leaf as gone and every entry whose
+    proof needed it as not proven, and a verification says it is not included (both raised, a 500 to the user)."""
+    platform, db = ledger
+    by_leaf = [entry for (entry,) in db.execute("SELECT entry_id FROM leaves ORDER BY idx")]
+    db.execute("DELETE FROM leaves WHERE idx = 1")
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    report = platform.integrity.audit("alice")
+    assert {(f.check, f.subject) for f in report.findings} == {
+        ("merkle", by_leaf[1]), *(("inclusion", entry) for entry in (by_leaf[0], *by_leaf[2:]))}
+    assert report.proved == 0 and not report.ok
+    verified = platform.integrity.verify_entry(by_leaf[0])
+    assert not verified.ok and not verified.included
+    assert [f.check for f in verified.findings] == ["inclusion"]

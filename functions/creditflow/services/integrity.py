@@ -249,7 +249,7 @@ class Integrity:
         if fields is not None and fields.get("prev") != expected_prev:
             findings.append(Finding("chain", entry.id, f"entry {entry.id} does not link to the entry before it"))
         index, checkpoint = self._covering_checkpoint(entry)
-        proof = inclusion_path(self.subtrees, index, checkpoint.size)
+        proof, unprovable = self._inclusion_path(index, checkpoint.size)
         try:
             signed = self._require_trusted(checkpoint)
         except InconsistentTree as error:
@@ -263,7 +263,7 @@ class Integrity:
             included = merkle.verify_inclusion(leaf, index, signed.size, proof, signed.root)
         if not included:
             findings.append(Finding("inclusion", entry.id, f"entry {entry.id} is not leaf {index} of the tree in "
-                                                           f"checkpoint {checkpoint.size}"))
+                                                           f"checkpoint {checkpoint.size}{unprovable}"))
         return Verification(
             ok=not findings, entry=entry, previous_entry=previous[0].id if previous else None,
             signature_ok=not any(f.check == "signature" for f in findings),
@@ -271,6 +271,14 @@ class Integrity:
             included=included, leaf_index=index, tree_size=checkpoint.size,
             inclusion_proof=[base64.b64encode(p).decode() for p in proof], checkpoint=checkpoint.note,
             findings=findings)
+
+    def _inclusion_path(self, index: int, size: int) -> tuple[list[bytes], str]:
+        """The leaf's audit path in the tree of `size`, or none and why: the leaves it reads (or their remembered
+        hashes) may be gone from the log, which makes the entry unproven, not the check an error."""
+        try:
+            return inclusion_path(self.subtrees, index, size), ""
+        except ValueError as error:
+            return [], f" (its proof cannot be made: {error})"
 
     def export_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
         entry = self._entry_for(entry_id, uid)
@@ -410,12 +418,12 @@ class Integrity:
                 report.findings.append(Finding("merkle", entry_id, f"leaf {index} records a different hash for "
                                                f"entry {entry_id} than the entry has now"))
             elif signed is not None and index < signed.size:
-                if merkle.verify_inclusion(merkle.leaf_hash(leaf[0]), index, signed.size,
-                                           inclusion_path(self.subtrees, index, signed.size), signed.root):
+                proof, unprovable = self._inclusion_path(index, signed.size)
+                if merkle.verify_inclusion(merkle.leaf_hash(leaf[0]), index, signed.size, proof, signed.root):
                     report.proved += 1
                 else:
                     report.findings.append(Finding("inclusion", entry_id, f"entry {entry_id} is not leaf {index} of "
-                                                   f"the tree in checkpoint {signed.size}"))
+                                                   f"the tree in checkpoint {signed.size}{unprovable}"))
 
     def _check_log(self, report: AuditReport, hashes: dict[str, str]) -> None:
         size = self.store.tree_size()
