@@ -458,3 +458,16 @@ def test_an_accounts_audit_names_the_entries_a_deleted_leaf_leaves_unproven(ledg
     verified = platform.integrity.verify_entry(by_leaf[0])
     assert not verified.ok and not verified.included
     assert [f.check for f in verified.findings] == ["inclusion"]
+
+
+def test_a_proof_of_an_entry_a_deleted_leaf_leaves_unproven_is_refused_by_name(ledger: Ledger) -> None:
+    """`ledger proof` of such an entry: a refusal that names the entry and what its proof lacks (the CLI prints it
+    and exits 2), not a ValueError from deep in the proof's making."""
+    from creditflow.domain.errors import InconsistentTree
+
+    platform, db = ledger
+    by_leaf = [entry for (entry,) in db.execute("SELECT entry_id FROM leaves ORDER BY idx")]
+    db.execute("DELETE FROM leaves WHERE idx = 1")
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    with pytest.raises(InconsistentTree, match=f"entry {by_leaf[0]} cannot be proved included"):
+        platform.integrity.export_entry(by_leaf[0])

@@ -281,9 +281,14 @@ class Integrity:
             return [], f" (its proof cannot be made: {error})"
 
     def export_entry(self, entry_id: str, uid: str | None = None) -> dict[str, Any]:
+        """The entry with its inclusion proof, to verify offline; InconsistentTree when the log lacks a leaf the
+        proof reads (the audit then names it)."""
         entry = self._entry_for(entry_id, uid)
         index, checkpoint = self._covering_checkpoint(entry)
-        proof = inclusion_path(self.subtrees, index, checkpoint.size)
+        proof, unprovable = self._inclusion_path(index, checkpoint.size)
+        if unprovable:
+            raise InconsistentTree(f"entry {entry_id} cannot be proved included in checkpoint {checkpoint.size}"
+                                   f"{unprovable}; run the audit", entry=entry_id)
         return build_export(entry, index, proof, checkpoint.note)
 
     # -- whole-ledger checks --------------------------------------------------------------------------------
