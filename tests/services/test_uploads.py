@@ -87,6 +87,12 @@ def test_the_bytes_quota(tmp_path: Path, clock: SteppedClock) -> None:
     assert upload(client, headers, SMALL).status_code == 200
     refused = upload(client, headers, SMALL)
     assert refused.status_code == 409 and "bytes" in refused.json["detail"] and len(stored(platform, "cy")) == 1
+    assert platform.blobs is not None
+    [first] = platform.blobs.list("users/cy/uploads/")
+    exact = make_platform(tmp_path / "exact", clock, upload_quota_bytes=first.size)  # what one takes, no more
+    exact_client = create_app(exact).test_client()
+    assert upload(exact_client, auth(exact, "cy"), SMALL).status_code == 200  # up to the quota, not below it
+    assert upload(exact_client, auth(exact, "cy"), SMALL).status_code == 409
 
 
 def test_an_upload_decodes_its_image_once(kept: Platform, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,6 +250,18 @@ def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Plat
     assert kept.uploads.sweep(limit=2) == Swept(removed=0, kept=0)  # three live tasks, a limit of two
     assert stored(kept, "hal") == [named["id"]]
     assert kept.uploads.sweep(limit=10) == Swept(removed=0, kept=1)
+
+
+def test_the_sweep_keeps_the_uploads_every_live_task_names(kept: Platform, client: Any, clock: SteppedClock) -> None:
+    """Each live task keeps the upload it names, whoever's and however many tasks there are, not only the first."""
+    kept.tasks.run_inline = lambda work: None  # accepted, waiting: each is a live task
+    names = {}
+    for uid in ("ida", "jon", "kim"):
+        names[uid] = upload(client, auth(kept, uid), SMALL).json["id"]
+        kept.tasks.submit(uid, "look", {"kind": "vision", "input": {"prompt": "?", "image": f"upload:{names[uid]}"}})
+    clock.advance(hours=25)
+    assert sweep_media(kept).uploads == Swept(removed=0, kept=3)
+    assert {uid: stored(kept, uid) for uid in names} == {uid: [upload_id] for uid, upload_id in names.items()}
 
 
 def multipart(parts: int, image: bytes = SMALL) -> dict[str, Any]:
