@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from ..domain.accounts import user_account
 from ..domain.callers import Caller, network_of
 from ..domain.errors import WelcomeRefused
+from ..domain.idempotency import IdempotencyRecord
 from ..domain.timefmt import iso
 from ..ports import Clock, WelcomeClaims
 from .credits import Credits
@@ -149,7 +150,7 @@ class WelcomeBonus:
         claim. The device mark the claim made (at `at`) is undone unless the bonus was granted after the claim
         began (a concurrent claim of the same user won the race): a refused claim, or a user who had the bonus
         before, marks no device."""
-        record = self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, f"welcome:{uid}"))
+        record = self._grant_record(uid)
         if marked is not None and (record is None or record.created_at <= at):
             self.claims.release_device(marked, uid, at)
         return _already_claimed() if record is not None else refused
@@ -159,7 +160,7 @@ class WelcomeBonus:
         (kept, another user of that network was refused for a whole window by a claim that paid nothing), unless
         its grant was committed after all. Best effort: when the store itself is what failed, they stay."""
         with contextlib.suppress(Exception):
-            if self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, f"welcome:{uid}")) is None:
+            if self._grant_record(uid) is None:
                 if counted is not None:
                     self.claims.release_ip_claim(counted, uid, at)
                 if marked is not None:
@@ -168,5 +169,8 @@ class WelcomeBonus:
     def _claimed(self, uid: str, seq: int) -> bool:
         """Whether the bonus was granted to uid; an account with no entry yet cannot have had it, so only an older
         one costs this read."""
-        key = f"welcome:{uid}"
-        return seq > 0 and self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, key)) is not None
+        return seq > 0 and self._grant_record(uid) is not None
+
+    def _grant_record(self, uid: str) -> IdempotencyRecord | None:
+        """The record of the bonus's grant to uid (None: not granted), read in a transaction of its own."""
+        return self.credits.store.run(lambda tx: tx.idempotency(WELCOME_KEY, f"welcome:{uid}"))
