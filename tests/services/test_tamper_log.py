@@ -471,3 +471,24 @@ def test_a_proof_of_an_entry_a_deleted_leaf_leaves_unproven_is_refused_by_name(l
     platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
     with pytest.raises(InconsistentTree, match=f"entry {by_leaf[0]} cannot be proved included"):
         platform.integrity.export_entry(by_leaf[0])
+
+
+def test_a_leaf_gone_past_the_signed_head_refuses_the_next_head_by_name(ledger: Ledger) -> None:
+    """A leaf deleted beyond the latest checkpoint: the next head cannot be hashed. The publisher refuses by name
+    (the health check says so), and a verification of an entry that needs that head gets the refusal, not a
+    ValueError from deep in the hashing (a bare 500)."""
+    from creditflow.domain.errors import InconsistentTree
+
+    platform, db = ledger
+    newer = [platform.credits.reserve("alice", CREDIT, key=f"past-{n}").entry for n in range(2)]
+    platform.integrity.sequence()
+    size = platform.store.checkpoint().size
+    db.execute("DELETE FROM leaves WHERE idx = ?", (size,))
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    with pytest.raises(InconsistentTree, match="cannot be hashed"):
+        platform.integrity.publish_checkpoint()
+    assert platform.integrity.refused is not None and "cannot be hashed" in platform.integrity.refused
+    for entry in newer:
+        with pytest.raises(InconsistentTree, match="cannot be hashed"):
+            platform.integrity.verify_entry(entry)
+    assert "merkle" in named(platform, "alice")

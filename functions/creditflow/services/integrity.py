@@ -125,17 +125,21 @@ class Integrity:
         if latest is not None and latest.size == size:  # signed as it is (by another instance, maybe): any refusal
             self.refused = None  # of this one is over, as when it signs
             return latest
-        new_root, proof = self._extension(size, latest.size if latest is not None else 0, rehash)
-        if latest is not None:
+        try:
             try:
+                new_root, proof = self._extension(size, latest.size if latest is not None else 0, rehash)
+            except ValueError as missing:  # a leaf it reads (or its remembered hash) is gone from the log
+                raise InconsistentTree(f"the log of size {size} cannot be hashed ({missing}); refusing to sign",
+                                       checkpoint=size) from missing
+            if latest is not None:
                 self._require_trusted(latest)
                 if latest.size > size or not merkle.verify_consistency(latest.size, size, latest.root, new_root,
                                                                        proof):
                     raise InconsistentTree(f"the log of size {size} is not an extension of the checkpoint at size "
                                            f"{latest.size}; refusing to sign", checkpoint=latest.size)
-            except InconsistentTree as refused:  # said by the health check until a checkpoint is signed again
-                self.refused = f"{iso(self.clock.now())}: {refused.detail}"
-                raise
+        except InconsistentTree as refused:  # said by the health check until a checkpoint is signed again
+            self.refused = f"{iso(self.clock.now())}: {refused.detail}"
+            raise
         self.refused = None
         key = self.key  # read once: a rotation picked up meanwhile must not name another key than the one that signed
         note = sign_checkpoint(Checkpoint(self.origin, size, new_root), key)
