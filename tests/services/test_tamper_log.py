@@ -363,20 +363,29 @@ def test_a_log_shorter_than_the_latest_checkpoint_is_refused_not_taken_for_signe
     assert platform.integrity.refused is not None and platform.store.tree_size() == latest.size - 1
 
 
+def granted(platform: Platform, first: int, stop: int) -> None:
+    """Grants to "t" numbered first..stop-1: one entry, one leaf each."""
+    for n in range(first, stop):
+        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+
+
+def signed_at_250(platform: Platform, tmp_path: Path) -> sqlite3.Connection:
+    """A log of 250 leaves, the last head signed over them; the store, to plant rows in."""
+    platform.credits.open_account("t")
+    granted(platform, 0, 250)
+    assert platform.integrity.publish_checkpoint().size == 250
+    return sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+
+
 def test_a_remembered_hash_planted_past_the_signed_head_is_never_signed(platform: Platform, tmp_path: Path) -> None:
     """A hash stored for leaves 256..511 while the log and its last head stop short of them: the head extended over
     them hashes those leaves (a consistency proof carrying the planted hash agreed with a head built from it, and
     a root that is not the log's was signed), and the row is replaced by theirs."""
     from creditflow.domain import merkle
 
-    platform.credits.open_account("t")
-    for n in range(250):
-        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
-    assert platform.integrity.publish_checkpoint().size == 250
-    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    db = signed_at_250(platform, tmp_path)
     db.execute("INSERT INTO subtrees (level, start, hash) VALUES (8, 256, ?)", (b"\x06" * 32,))
-    for n in range(250, 512):
-        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    granted(platform, 250, 512)
     signed = platform.integrity.publish_checkpoint()
     leaves = [merkle.leaf_hash(data) for data in platform.store.leaves(0, 512)]
     assert signed.size == 512 and signed.root == merkle.root_of_hashes(leaves)
@@ -390,14 +399,9 @@ def test_a_remembered_hash_planted_across_the_signed_head_is_never_read(platform
     replaced by theirs."""
     from creditflow.domain import merkle
 
-    platform.credits.open_account("t")
-    for n in range(250):
-        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
-    assert platform.integrity.publish_checkpoint().size == 250
-    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite3", isolation_level=None)
+    db = signed_at_250(platform, tmp_path)
     db.execute("INSERT INTO subtrees (level, start, hash) VALUES (8, 0, ?)", (b"\x07" * 32,))
-    for n in range(250, 300):
-        platform.credits.grant("t", CREDIT, source="admin", lot_kind="paid", key=f"g{n}")
+    granted(platform, 250, 300)
     platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
     signed = platform.integrity.publish_checkpoint()
     leaves = [merkle.leaf_hash(data) for data in platform.store.leaves(0, 300)]
@@ -444,13 +448,18 @@ def test_the_empty_log_is_signed_as_the_empty_tree(platform: Platform) -> None:
     assert platform.integrity.audit().findings == []
 
 
+def without_leaf(platform: Platform, db: sqlite3.Connection, index: int) -> None:
+    """Leaf `index` deleted from the log, and the subtree cache started afresh (as a restart does)."""
+    db.execute("DELETE FROM leaves WHERE idx = ?", (index,))
+    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)
+
+
 def test_an_accounts_audit_names_the_entries_a_deleted_leaf_leaves_unproven(ledger: Ledger) -> None:
     """A leaf deleted from the log: the account's audit names its own entry's leaf as gone and every entry whose
     proof needed it as not proven, and a verification says it is not included (both raised, a 500 to the user)."""
     platform, db = ledger
     by_leaf = [entry for (entry,) in db.execute("SELECT entry_id FROM leaves ORDER BY idx")]
-    db.execute("DELETE FROM leaves WHERE idx = 1")
-    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    without_leaf(platform, db, 1)
     report = platform.integrity.audit("alice")
     assert {(f.check, f.subject) for f in report.findings} == {
         ("merkle", by_leaf[1]), *(("inclusion", entry) for entry in (by_leaf[0], *by_leaf[2:]))}
@@ -467,8 +476,7 @@ def test_a_proof_of_an_entry_a_deleted_leaf_leaves_unproven_is_refused_by_name(l
 
     platform, db = ledger
     by_leaf = [entry for (entry,) in db.execute("SELECT entry_id FROM leaves ORDER BY idx")]
-    db.execute("DELETE FROM leaves WHERE idx = 1")
-    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    without_leaf(platform, db, 1)
     with pytest.raises(InconsistentTree, match=f"entry {by_leaf[0]} cannot be proved included"):
         platform.integrity.export_entry(by_leaf[0])
 
@@ -483,8 +491,7 @@ def test_a_leaf_gone_past_the_signed_head_refuses_the_next_head_by_name(ledger: 
     newer = [platform.credits.reserve("alice", CREDIT, key=f"past-{n}").entry for n in range(2)]
     platform.integrity.sequence()
     size = platform.store.checkpoint().size
-    db.execute("DELETE FROM leaves WHERE idx = ?", (size,))
-    platform.integrity.subtrees = type(platform.integrity.subtrees)(platform.store.leaves, platform.store)  # restart
+    without_leaf(platform, db, size)
     with pytest.raises(InconsistentTree, match="cannot be hashed"):
         platform.integrity.publish_checkpoint()
     assert platform.integrity.refused is not None and "cannot be hashed" in platform.integrity.refused
