@@ -464,6 +464,8 @@ def test_an_accounts_audit_names_the_entries_a_deleted_leaf_leaves_unproven(ledg
     assert {(f.check, f.subject) for f in report.findings} == {
         ("merkle", by_leaf[1]), *(("inclusion", entry) for entry in (by_leaf[0], *by_leaf[2:]))}
     assert report.proved == 0 and not report.ok
+    [gone] = [f.detail for f in report.findings if f.check == "merkle"]
+    assert gone == f"leaf 1, entry {by_leaf[1]}'s, is gone from the log"  # not "records a different hash"
     verified = platform.integrity.verify_entry(by_leaf[0])
     assert not verified.ok and not verified.included
     assert [f.check for f in verified.findings] == ["inclusion"]

@@ -423,7 +423,10 @@ class Integrity:
             if index is None or index >= size:  # not sequenced yet
                 continue
             leaf = self.store.leaves(index, index + 1)
-            if not leaf or leaf[0].hex() != expected:
+            if not leaf:
+                report.findings.append(Finding("merkle", entry_id, f"leaf {index}, entry {entry_id}'s, is gone from "
+                                               "the log"))
+            elif leaf[0].hex() != expected:
                 report.findings.append(Finding("merkle", entry_id, f"leaf {index} records a different hash for "
                                                f"entry {entry_id} than the entry has now"))
             elif signed is not None and index < signed.size:
