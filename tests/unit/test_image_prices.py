@@ -10,7 +10,9 @@ import pytest
 
 from creditflow.domain.catalog import Catalog, UnpricedModel, check_override, merged, model_from
 from creditflow.domain.images import (
+    InvalidImage,
     InvalidImageRequest,
+    check_delivered,
     parse_size,
     provider_extras,
     quote_images,
@@ -62,6 +64,9 @@ def test_a_quote_counts_megapixel_steps_exactly() -> None:
     (SCHNELL, 1000, 1024, "multiples of 64"), (SCHNELL, 192, 192, "from 256 to 2048"),
     (SCHNELL, 2112, 1024, "from 256 to 2048"), (DEMO, 1000, 1024, "multiples of 16"), (DEV, 0, 1024, "width"),
     (DEV, 4096, 4096, "from 256 to 2048"),
+    # the height alone out of bounds
+    (SCHNELL, 1024, 1000, "multiples of 64"), (SCHNELL, 1024, 192, "from 256 to 2048"),
+    (SCHNELL, 1024, 2112, "from 256 to 2048"), (DEMO, 1024, 1000, "multiples of 16"),
 ])
 def test_sizes_out_of_bounds_are_refused(model, width: int, height: int, why: str) -> None:
     with pytest.raises(InvalidImageRequest, match=why) as refused:
@@ -187,3 +192,11 @@ def test_a_chat_and_image_model_needs_both_kinds_of_price() -> None:
     both = model_from({**FLUX, "capabilities": ["chat", "image"], "prices": {
         **FLUX["prices"], "input_per_million": "1", "output_per_million": "2"}})
     assert both.input_per_million == 1_000_000 and quote_images(both, 1024, 1024, 4, 1).per_image == 1301
+
+
+@pytest.mark.parametrize(("width", "height"), [(512, 256), (256, 512), (1024, 512), (512, 1024), (256, 256)])
+def test_an_image_not_of_the_size_priced_is_not_delivered(width: int, height: int) -> None:
+    """Either side other than the one asked (and priced) is another image, not the one delivered."""
+    with pytest.raises(InvalidImage, match=f"drew {width}x{height}, not the 512x512"):
+        check_delivered(width, height, 512, 512)
+    check_delivered(512, 512, 512, 512)
