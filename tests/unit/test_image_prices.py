@@ -109,6 +109,13 @@ def test_quality_maps_to_steps() -> None:
         parse_size("big")
 
 
+def test_a_records_quality_steps_set_what_standard_and_hd_ask_for() -> None:
+    """`quality_steps` maps each quality to its steps, standard too: not always the model's default steps."""
+    model = model_from({**FLUX, "images": {"steps": {"min": 1, "max": 8, "default": 4},
+                                           "quality_steps": {"standard": 2, "hd": 6}}})
+    assert steps_for(model) == 4 and steps_for(model, quality="standard") == 2 and steps_for(model, quality="hd") == 6
+
+
 def test_provider_extras_are_the_allowed_ones() -> None:
     assert provider_extras(DEV, 20, {"seed": 7, "negative_prompt": "blur"}) == {
         "num_inference_steps": 20, "seed": 7, "negative_prompt": "blur"}
