@@ -481,3 +481,14 @@ def test_a_cancel_while_the_model_draws_ends_the_task_without_waiting_for_it(flu
     assert ended and ended[0].state == CANCELLED and time.monotonic() - started < 4  # not the drawing's 6 s
     assert ended[0].charged == 0 and flux.credits.balance("u").held == 0 and task.reserved > 0
     assert objects(flux, "u") == []
+
+
+def test_a_price_equal_to_the_users_limit_per_request_is_within_it(platform: Platform) -> None:
+    """Refused only above the limit: a request that costs exactly the limit runs, held and charged its price."""
+    from creditflow.domain.preferences import Preferences
+
+    funded(platform, "u", 1)
+    _, quote = platform.images.quote(None, "512x512", None, 2)
+    platform.chat.preferences.put("u", Preferences(max_credits_per_request=quote.total))  # type: ignore
+    task = image_task(platform, "u", "at-limit", "x", size="512x512", n=2)
+    assert task.state == SUCCEEDED and task.reserved == task.charged == quote.total
