@@ -492,3 +492,16 @@ def test_a_price_equal_to_the_users_limit_per_request_is_within_it(platform: Pla
     platform.chat.preferences.put("u", Preferences(max_credits_per_request=quote.total))  # type: ignore
     task = image_task(platform, "u", "at-limit", "x", size="512x512", n=2)
     assert task.state == SUCCEEDED and task.reserved == task.charged == quote.total
+
+
+def test_a_price_risen_past_the_hold_is_asked_again_and_costs_nothing(platform: Platform) -> None:
+    """The catalog's price rose between the hold and the run: the images are not drawn at a price above what was
+    held; the task fails naming both, its hold is freed, and nothing is stored."""
+    funded(platform, "u", 1)
+    held = platform.tasks.submit("u", "dearer", {"kind": "image", "input": {"prompt": "a fox", "size": "1024x1024"}})
+    platform.images.catalog.put("demo-image", {"prices": {"per_megapixel_step": "0.001", "image_floor": "0.0001"}})
+    task = platform.tasks.run("u", "dearer")
+    assert task.state == FAILED and task.error["type"] == "invalid-image-request", task.error
+    assert task.error["held"] == held.reserved < task.error["price"] and task.charged == 0
+    balance = platform.credits.balance("u")
+    assert (balance.available, balance.held) == (CREDIT, 0) and objects(platform, "u") == []
