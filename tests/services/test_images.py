@@ -505,3 +505,27 @@ def test_a_price_risen_past_the_hold_is_asked_again_and_costs_nothing(platform: 
     assert task.error["held"] == held.reserved < task.error["price"] and task.charged == 0
     balance = platform.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT, 0) and objects(platform, "u") == []
+
+
+@pytest.mark.parametrize("step", ["store", "thumbnails"])
+def test_a_task_that_expires_after_its_worker_died_leaves_no_objects(platform: Platform, clock: SteppedClock,
+                                                                     step: str) -> None:
+    """The worker died after storing (before the charge), and the task's deadline passed: it ends expired,
+    charging nothing, and its folder is cleared as it ends, not left for the orphan sweep."""
+    funded(platform, "u", 1)
+    platform.tasks.submit("u", "died", {"kind": "image", "input": {"prompt": "a fox", "size": "256x256", "n": 2}})
+
+    def die(task: object, name: str) -> None:
+        if name == step:
+            platform.images.after_step = None
+            raise Died(name)
+
+    platform.images.after_step = die
+    with contextlib.suppress(Died):
+        platform.tasks.run("u", "died", Delivery(1, False))
+    assert objects(platform, "u")  # what the dead worker stored
+    clock.advance(hours=1)
+    platform.tasks.expire_overdue()
+    task = platform.tasks.get("u", "died")
+    assert task.state == "expired" and task.charged == 0 and platform.credits.balance("u").held == 0
+    assert objects(platform, "u") == []
