@@ -529,3 +529,27 @@ def test_a_task_that_expires_after_its_worker_died_leaves_no_objects(platform: P
     task = platform.tasks.get("u", "died")
     assert task.state == "expired" and task.charged == 0 and platform.credits.balance("u").held == 0
     assert objects(platform, "u") == []
+
+
+def test_signed_urls_last_as_long_as_the_media_url_setting_says(platform: Platform, clock: SteppedClock) -> None:
+    """MEDIA_URL_SECONDS sets how long the URLs of the images.ready notification and of the gallery serve, and
+    `urlsExpireAt` says when they stop."""
+    from dataclasses import replace
+    from datetime import timedelta
+    from urllib.parse import parse_qs, urlsplit
+
+    from creditflow.domain.timefmt import iso
+
+    funded(platform, "u", 1)
+    platform.images.policy = replace(platform.images.policy, url_seconds=60)
+    before = int(time.time())
+    image_task(platform, "u", "short", "a fox", size="256x256")
+    ready = platform.realtime.get("/notifications/u/images-short")
+    shown = platform.images.images("u")[0][0]
+    signed = platform.images.signed(shown.path, shown.thumbnails)
+    after = int(time.time())
+    assert ready["urlsExpireAt"] == signed.expires_at == iso(clock.now() + timedelta(seconds=60))
+    for url in (ready["urls"][0]["url"], *ready["urls"][0]["thumbnails"].values(), signed.url,
+                *signed.thumbnails.values()):
+        expires = int(parse_qs(urlsplit(url).query)["expires"][0])
+        assert before + 60 <= expires <= after + 60, url
