@@ -553,3 +553,23 @@ def test_signed_urls_last_as_long_as_the_media_url_setting_says(platform: Platfo
                 *signed.thumbnails.values()):
         expires = int(parse_qs(urlsplit(url).query)["expires"][0])
         assert before + 60 <= expires <= after + 60, url
+
+
+def test_the_images_ready_notification_signs_each_images_thumbnails(platform: Platform) -> None:
+    """Each image of the notification comes with signed URLs of its own two thumbnails, by long side: a client
+    that speaks only Realtime Database shows the gallery from them."""
+    from urllib.parse import parse_qs, urlsplit
+
+    funded(platform, "u", 1)
+    image_task(platform, "u", "seen", "a fox", size="256x256", n=2)
+    ready = platform.realtime.get("/notifications/u/images-seen")
+    assert [entry["id"] for entry in ready["urls"]] == ["seen.0", "seen.1"]
+    for n, entry in enumerate(ready["urls"]):
+        assert urlsplit(entry["url"]).path == f"/media/users/u/images/seen/{n}.png"
+        assert sorted(entry["thumbnails"]) == ["256", "512"]
+        for side, url in entry["thumbnails"].items():
+            parts = urlsplit(url)
+            path = parts.path.removeprefix("/media/")
+            assert path == f"users/u/images/seen/{n}-{side}.webp"
+            query = parse_qs(parts.query)
+            assert platform.blobs.verify(path, query["expires"][0], query["sig"][0])  # type: ignore[union-attr]
