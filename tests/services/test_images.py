@@ -573,3 +573,23 @@ def test_the_images_ready_notification_signs_each_images_thumbnails(platform: Pl
             assert path == f"users/u/images/seen/{n}-{side}.webp"
             query = parse_qs(parts.query)
             assert platform.blobs.verify(path, query["expires"][0], query["sig"][0])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("step", ["reserve", "generate", "validate", "store"])
+def test_a_cancel_met_between_steps_undoes_them_and_charges_nothing(platform: Platform, step: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's cancel arrives while a step before the charge runs: the next step sees it, the finished steps
+    are undone (what was stored goes) and the hold is freed."""
+    monkeypatch.setattr("creditflow.services.tasks.CANCEL_CHECK_INTERVAL", 0.0)  # each step reads the task
+    funded(platform, "u", 1)
+    platform.tasks.submit("u", "c", {"kind": "image", "input": {"prompt": "a fox", "size": "256x256", "n": 2}})
+
+    def cancel(task: object, name: str) -> None:
+        if name == step:
+            platform.images.after_step = None
+            platform.tasks.cancel("u", "c")
+
+    platform.images.after_step = cancel
+    task = platform.tasks.run("u", "c")
+    assert task.state == CANCELLED and task.charged == 0, (task.state, task.error)
+    assert platform.credits.balance("u").held == 0 and objects(platform, "u") == []
