@@ -112,6 +112,25 @@ def test_rest_quote_ask_list_fetch_and_delete(server: LocalServer) -> None:
     assert len(settles) == 1
 
 
+@pytest.mark.parametrize(("query", "asked", "steps"), [
+    ("steps=2", {"steps": 2}, 2), ("quality=hd", {"quality": "hd"}, 8), ("steps=8&n=3", {"steps": 8, "n": 3}, 8),
+])
+def test_the_quote_is_the_hold_and_the_charge_at_the_steps_asked(server: LocalServer, query: str, asked: dict,
+                                                                 steps: int) -> None:
+    """The quote at the steps (or quality) and n asked is what POST /api/v1/images holds and, all delivered,
+    charges: neither prices the model's default steps instead."""
+    uid = f"quoted-{query.replace('=', '-').replace('&', '-')}"
+    token = fund(server, uid, "1")
+    default = server.call("GET", "/api/v1/images/quote?size=1024x1024", token=token).json
+    quote = server.call("GET", f"/api/v1/images/quote?size=1024x1024&{query}", token=token).json
+    assert quote["steps"] == steps != default["steps"] and quote["price"] != default["price"]
+    made = server.call("POST", "/api/v1/images", {"prompt": "a fox", "size": "1024x1024", **asked}, token=token,
+                       headers={"Idempotency-Key": "quoted"})
+    assert made.status == 200 and made.json["reserved"] == quote["price"], made.body
+    task = ended(server, uid, "quoted", token)
+    assert task["state"] == "succeeded" and task["charged"] == quote["price"] and task["result"]["steps"] == steps
+
+
 def test_an_expired_url_is_refused(server: LocalServer) -> None:
     from creditflow.adapters.local.blobs import LocalBlobs
     from creditflow.bootstrap import kept_secret, load_keys
