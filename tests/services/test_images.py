@@ -575,7 +575,7 @@ def test_the_images_ready_notification_signs_each_images_thumbnails(platform: Pl
             assert platform.blobs.verify(path, query["expires"][0], query["sig"][0])  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("step", ["reserve", "generate", "validate", "store"])
+@pytest.mark.parametrize("step", ["reserve", "generate", "validate", "store", "thumbnails"])
 def test_a_cancel_met_between_steps_undoes_them_and_charges_nothing(platform: Platform, step: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's cancel arrives while a step before the charge runs: the next step sees it, the finished steps

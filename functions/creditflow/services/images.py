@@ -422,6 +422,8 @@ class ImageGeneration:
                     self.blobs.delete(path)
 
         def settle(outputs: dict[str, Any]) -> dict[str, Any]:
+            if context.cancelled() and not self.committed(task):  # a cancel before the charge: nothing is charged
+                raise Cancelled()
             held = outputs["reserve"]
             delivered = len(outputs["store"]["images"])
             amount = held["perImage"] * delivered
