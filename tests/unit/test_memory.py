@@ -124,3 +124,8 @@ def test_recall_never_takes_more_than_its_count() -> None:
 def test_vectors_of_another_size_are_least_alike() -> None:
     assert memory.cosine((1.0, 0.0), (1.0, 0.0, 0.0)) < memory.cosine((1.0, 0.0), (0.0, 1.0))
     assert memory.cosine((0.0, 0.0), (1.0, 0.0)) == 0.0
+
+
+def test_recalled_messages_come_back_in_conversation_order_not_by_likeness() -> None:
+    older = [message(1, 30, (0.6, 0.4)), message(2, 30, (0.0, 1.0)), message(3, 30, (1.0, 0.0))]
+    assert [m.seq for m in memory.recall(older, (1.0, 0.0), room=1_000, count=2)] == [1, 3]  # 3 is the most alike
