@@ -71,6 +71,20 @@ def test_conversations_keep_turns_once_and_only_for_their_owner(stores: dict[str
     assert talk.get("a", "conv_0") is None and talk.messages("a", "conv_0") == []
 
 
+
+def test_another_users_turns_summary_and_vectors_are_out_of_reach(stores: dict[str, Any]) -> None:
+    """Every read and write of a conversation is its owner's: another user asking with its id finds no turn and
+    writes no summary or vector into it."""
+    talk = stores["conversations"]
+    talk.create(Conversation(id="conv_0", uid="a", title="mine", created_at=T0, updated_at=T0))
+    assert talk.append_turn("a", "conv_0", "t1", [("user", "hi"), ("assistant", "hello")], T1)
+    assert not talk.has_turn("b", "conv_0", "t1")
+    talk.set_summary("b", "conv_0", "written by b", 2)
+    talk.set_vectors("b", "conv_0", {1: [0.5], 2: [1.0]})
+    assert (talk.get("a", "conv_0").summary, talk.get("a", "conv_0").summary_upto) == ("", 0)
+    assert [m.vector for m in talk.messages("a", "conv_0")] == [None, None]
+
+
 @pytest.mark.parametrize("text", ["", "a/b", "conv_0/messages/0000000001", ".", "..", "__x__", "x" * 1500,
                                   "x" * 2000],
                          ids=lambda text: (text or "empty") if len(text) < 40 else f"{len(text)} bytes")
