@@ -339,3 +339,26 @@ def test_an_image_turn_is_sized_for_the_vision_model_that_answers_it(demo: tuple
     summaries = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
     assert summaries and routed.memory.summarised > 0
     assert ai.integrity.audit().ok
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 6, 7])
+def test_history_pages_give_every_message_once_and_no_cursor_past_the_first(demo: tuple[Platform, RecordingDemo],
+                                                                            limit: int) -> None:
+    """`history` a page at a time, latest page first: following nextCursor reads each message once, in order, and
+    the page that holds the first message has none (there is nothing older to ask for)."""
+    ai, _ = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "paged")
+    for n in range(3):
+        ai.conversations.chat("u", chat.id, say(f"turn {n}"), key=f"p{n}")
+    pages: list[list[int]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = ai.conversations.page_of_messages("u", chat.id, limit, cursor)
+        pages.append([m.seq for m in page])
+        if cursor is None:
+            break
+    assert [seq for page in reversed(pages) for seq in page] == [1, 2, 3, 4, 5, 6]
+    assert all(pages) and pages[-1][0] == 1
+    with pytest.raises(UnknownConversation):  # another user's: no page, empty or not
+        ai.conversations.page_of_messages("intruder", chat.id, limit)
