@@ -362,3 +362,22 @@ def test_history_pages_give_every_message_once_and_no_cursor_past_the_first(demo
     assert all(pages) and pages[-1][0] == 1
     with pytest.raises(UnknownConversation):  # another user's: no page, empty or not
         ai.conversations.page_of_messages("intruder", chat.id, limit)
+
+
+def test_every_message_a_long_turn_pushed_out_of_the_window_reaches_the_summary(
+        demo: tuple[Platform, RecordingDemo], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One turn of many messages leaves more than a window's worth behind the next turn's window: the summary
+    takes them a window at a time, each message once, none skipped between two reads."""
+    ai, provider = demo
+    monkeypatch.setattr(conversations, "MEMORY_WINDOW", 4)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "many")
+    facts = [f"fact{n}" for n in range(1, 10)]
+    ai.conversations.chat("u", chat.id, [{"role": "user", "content": fact} for fact in facts], key="many",
+                          max_tokens=8)
+    ai.conversations.chat("u", chat.id, say("ok"), key="ok", max_tokens=8)  # its window: seq 7 to 10
+    prompts = [m[1]["content"].split("New messages:\n", 1)[1] for m in provider.sent
+               if m[0]["content"].startswith(SUMMARISE[:40])]
+    told = [line.removeprefix("user: ") for prompt in prompts for line in prompt.split("\n")]
+    assert told == facts[:6]  # seq 1 to 6, in order, once each
+    assert ai.conversations.get("u", chat.id).summary_upto == 6
