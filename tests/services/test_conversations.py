@@ -381,3 +381,17 @@ def test_every_message_a_long_turn_pushed_out_of_the_window_reaches_the_summary(
     told = [line.removeprefix("user: ") for prompt in prompts for line in prompt.split("\n")]
     assert told == facts[:6]  # seq 1 to 6, in order, once each
     assert ai.conversations.get("u", chat.id).summary_upto == 6
+
+
+def test_a_turn_whose_provider_cut_its_stream_is_charged_but_not_remembered(tmp_path: Path, clock: SteppedClock,
+                                                                            upstream: FakeOpenAI) -> None:
+    """README: a stream cut short is charged but not remembered, the provider's break as much as the client's."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "cut")
+    ai.conversations.chat("u", chat.id, say("hello there"), key="t1", model=LLAMA)
+    pieces = list(ai.conversations.stream("u", chat.id, say("BREAKSTREAM now please"), key="t2", model=LLAMA))
+    end = pieces[-1]
+    assert isinstance(end, StreamEnd) and end.broken and end.charged > 0
+    assert [m.turn for m in ai.conversations.messages("u", chat.id)] == ["t1", "t1"]
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
