@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.tasks import SUCCEEDED, Task
+from creditflow.services import conversations
 from creditflow.services.conversations import SUMMARISE
 from tests.conftest import SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
@@ -129,3 +130,31 @@ def test_a_chat_task_never_costs_more_than_its_limit_and_says_what_it_cost(talk:
     assert 0 < taken <= limit
     assert seen_as(talk, task) == (taken, taken, taken)
     assert talk.credits.balance("u").held == 0
+
+
+def test_a_deferred_summary_leaves_no_gap_in_what_the_summary_covers(talk: Platform, upstream: FakeOpenAI,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's limit may fit the summary of the messages in its window but not of those that left it before:
+    then neither is made, so the summary stays contiguous (it covers every message up to summary_upto) and a later
+    turn makes it from where the stored one ends, instead of skipping the messages it had no room for."""
+    monkeypatch.setattr(conversations, "MEMORY_WINDOW", 4)
+    signed = "the ledger is signed "  # 7 tokens
+    sizes = [9, 9, 9, 16, 13]  # 70 tokens thrice (beyond the window, one summary run), then 119 and 98
+    made = set()
+    for room in range(100, 160, 2):  # from a limit fitting no summary, past one fitting both
+        chat = talk.conversations.start("u", f"gap {room}")
+        notes = [{"role": "user", "content": f"note{n}: {signed * k}"} for n, k in enumerate(sizes)]
+        talk.conversations.chat("u", chat.id, [*notes, {"role": "user", "content": "ok"}], key=f"many-{room}",
+                                model=LLAMA, max_tokens=64)  # its window: note3 (the summary's), note4, ok, echo: ok
+        asked = len(upstream.requests)
+        text = f"and now? {NOTE}"
+        task = talk.tasks.submit("u", f"gap-{room}", {
+            "kind": "chat", "input": text, "model": LLAMA, "conversationId": chat.id,
+            "maxCredits": credits_of(reply_estimate(talk, text) + room)})
+        assert task.state == SUCCEEDED
+        told = "".join(r["messages"][1]["content"] for r in upstream.requests[asked:]
+                       if r.get("messages", [{}])[0].get("content", "").startswith(SUMMARISE[:40]))
+        upto = talk.conversations.get("u", chat.id).summary_upto
+        assert all(f"note{n}:" in told for n in range(upto)), (room, upto)
+        made.add(upto)
+    assert made == {0, 3, 4}  # none, the run beyond the window, both
