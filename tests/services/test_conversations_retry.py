@@ -167,3 +167,59 @@ def test_a_turn_sent_twice_at_once_is_answered_once_and_never_called_another_req
         said = [m.content for m in ai.conversations.messages("u", chat.id)]
         assert said.count(turn[0]["content"]) == 1
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+@pytest.mark.timeout(60)  # the retry loops over its summary keys: one that never moves on hangs
+def test_a_direct_turn_retried_after_its_summary_call_failed_twice_is_answered(tmp_path: Path, clock: SteppedClock,
+                                                                             upstream: FakeOpenAI) -> None:
+    """A direct turn (POST /chat) whose summary call fails is failed; each retry with its Idempotency-Key makes the
+    summary under a key of its own (`:summary:N:2`, `:3`…), so a provider down for two attempts fails them both,
+    and the third, with the provider back, is answered and charged once for the summary."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=300)
+    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})  # summaries only: the first call is the summary
+    funded(ai, "u", 5)
+    chat = ai.conversations.start("u", "summarised")
+    for n in range(2):
+        ai.conversations.chat("u", chat.id, [{"role": "user", "content": f"note {n}: " + "the ledger is signed " * 10}],
+                              key=f"n{n}", model=LLAMA, max_tokens=64)
+    ask = [{"role": "user", "content": "what is signed? " + "the ledger is signed " * 10}]
+    settled = len(ai.credits.history("u", kinds=frozenset({"settle"}))[0])
+    upstream.failing = True
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            ai.conversations.chat("u", chat.id, ask, key="ask", model=LLAMA, max_tokens=64)
+        assert upstream.requests[-1]["messages"][0]["content"].startswith(SUMMARISE[:40])  # failed on the summary
+    upstream.failing = False
+    turn = ai.conversations.chat("u", chat.id, ask, key="ask", model=LLAMA, max_tokens=64)
+    assert turn.memory.summarised > 0 and turn.memory.charged > 0
+    assert len(ai.credits.history("u", kinds=frozenset({"settle"}))[0]) == settled + 2  # one summary, one reply
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_direct_turn_retried_after_its_embedding_was_paid_pays_it_once(tmp_path: Path, clock: SteppedClock,
+                                                                        upstream: FakeOpenAI) -> None:
+    """A direct turn's memory calls are paid, then its reply fails (every model resting); the client's retry with
+    its Idempotency-Key is answered without embedding again: its vectors are stored, the retry recalls nothing."""
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=300)
+    funded(ai, "u", 5)
+    chat = ai.conversations.start("u", "recalled")
+    for n in range(5):
+        ai.conversations.chat("u", chat.id, [{"role": "user", "content": f"note {n}: " + "the ledger is signed " * 10}],
+                              key=f"n{n}", model=LLAMA, max_tokens=64)
+    now = [1000.0]
+    ai.chat.now = lambda: now[0]
+    open_breaker(ai.chat.health, LLAMA, now[0])
+    ask = [{"role": "user", "content": "what is signed?"}]
+    with pytest.raises(ProviderUnavailable):
+        ai.conversations.chat("u", chat.id, ask, key="ask", model=LLAMA, max_tokens=64)
+    embeds = [e for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]
+              if e.fields()["memo"]["model"] == "BAAI/bge-en-icl"]
+    ai.chat.health = Health()
+    turn = ai.conversations.chat("u", chat.id, ask, key="ask", model=LLAMA, max_tokens=64)
+    assert turn.text == "echo: what is signed?" and turn.memory.recalled == 0
+    again = [e for e in ai.credits.history("u", kinds=frozenset({"settle"}))[0]
+             if e.fields()["memo"]["model"] == "BAAI/bge-en-icl"]
+    assert again == embeds
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
