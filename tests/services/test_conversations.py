@@ -395,3 +395,19 @@ def test_a_turn_whose_provider_cut_its_stream_is_charged_but_not_remembered(tmp_
     assert isinstance(end, StreamEnd) and end.broken and end.charged > 0
     assert [m.turn for m in ai.conversations.messages("u", chat.id)] == ["t1", "t1"]
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_single_message_that_leaves_the_window_is_summarised_by_that_turn(demo: tuple[Platform, RecordingDemo],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turns of two and three messages: the turn that pushes only the first message out of the window of 4 folds
+    it into the summary then, as it does a longer run of them."""
+    ai, provider = demo
+    monkeypatch.setattr(conversations, "MEMORY_WINDOW", 4)
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "one out")
+    ai.conversations.chat("u", chat.id, say("my cat is Whiskers"), key="cat", max_tokens=8)  # seq 1, 2
+    ai.conversations.chat("u", chat.id, say("ok") + say("fine"), key="ok", max_tokens=8)  # seq 3, 4, 5
+    ai.conversations.chat("u", chat.id, say("and my cat?"), key="ask", max_tokens=8)  # its window: seq 2 to 5
+    summarised = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
+    assert len(summarised) == 1 and "Whiskers" in summarised[0][1]["content"]
+    assert ai.conversations.get("u", chat.id).summary_upto == 1
