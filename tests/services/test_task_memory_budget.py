@@ -158,3 +158,19 @@ def test_a_deferred_summary_leaves_no_gap_in_what_the_summary_covers(talk: Platf
         assert all(f"note{n}:" in told for n in range(upto)), (room, upto)
         made.add(upto)
     assert made == {0, 3, 4}  # none, the run beyond the window, both
+
+
+def test_a_turns_hold_makes_room_for_its_embedding_when_recall_is_on(talk: Platform) -> None:
+    """README: a conversation's chat task holds its estimate plus room for one summary call and one embedding; with
+    no embedding model there is no embedding to make room for, so the same turn holds less."""
+    text = f"and now? {NOTE}"
+    held = []
+    for recall in (True, False):
+        talk.chat.catalog.put("BAAI/bge-en-icl", {"enabled": recall})
+        conversation = long_conversation(talk, f"recall-{recall}")
+        task = talk.tasks.submit("u", f"hold-{recall}", {"kind": "chat", "input": text, "model": LLAMA,
+                                                         "conversationId": conversation})
+        assert task.state == SUCCEEDED
+        held.append(task.reserved - reply_estimate(talk, text))
+    with_embedding, summary_only = held
+    assert with_embedding > summary_only > 0
