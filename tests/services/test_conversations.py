@@ -411,3 +411,18 @@ def test_a_single_message_that_leaves_the_window_is_summarised_by_that_turn(demo
     summarised = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
     assert len(summarised) == 1 and "Whiskers" in summarised[0][1]["content"]
     assert ai.conversations.get("u", chat.id).summary_upto == 1
+
+
+def test_recall_looks_for_what_all_the_turns_user_messages_ask(demo: tuple[Platform, RecordingDemo]) -> None:
+    """A turn of several user messages recalls what any of them is about, not only what its last one says."""
+    ai, provider = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "pets")
+    ai.conversations.chat("u", chat.id, say("remember that my cat is called Whiskers"), key="cat")
+    for n in range(10):
+        ai.conversations.chat("u", chat.id, say(f"bananas grow fastest in tropical climates, note {n}"),
+                              key=f"f{n}", max_tokens=32)
+    ai.conversations.chat("u", chat.id, say("what is my cat called?") + say("thanks, and be brief"), key="ask",
+                          max_tokens=32)
+    recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
+    assert recalled and "my cat is called Whiskers" in recalled[0]
