@@ -132,6 +132,28 @@ def test_a_chat_task_never_costs_more_than_its_limit_and_says_what_it_cost(talk:
     assert talk.credits.balance("u").held == 0
 
 
+def summaries_within_limits(ai: Platform, upstream: FakeOpenAI, turn: list[str], rooms: range) -> set[int]:
+    """For each room beside the reply, a conversation of one `turn` (its messages), then a chat task limited to that
+    room: the summary_upto each task left, each checked to cover every message up to it (no gap)."""
+    made = set()
+    for room in rooms:
+        chat = ai.conversations.start("u", f"gap {room}")
+        ai.conversations.chat("u", chat.id, [{"role": "user", "content": text} for text in turn], key=f"many-{room}",
+                              model=LLAMA, max_tokens=64)
+        asked = len(upstream.requests)
+        text = f"and now? {NOTE}"
+        task = ai.tasks.submit("u", f"gap-{room}", {
+            "kind": "chat", "input": text, "model": LLAMA, "conversationId": chat.id,
+            "maxCredits": credits_of(reply_estimate(ai, text) + room)})
+        assert task.state == SUCCEEDED
+        told = "".join(r["messages"][1]["content"] for r in upstream.requests[asked:]
+                       if r.get("messages", [{}])[0].get("content", "").startswith(SUMMARISE[:40]))
+        upto = ai.conversations.get("u", chat.id).summary_upto
+        assert all(f"note{n}:" in told for n in range(upto)), (room, upto)
+        made.add(upto)
+    return made
+
+
 def test_a_deferred_summary_leaves_no_gap_in_what_the_summary_covers(talk: Platform, upstream: FakeOpenAI,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A task's limit may fit the summary of the messages in its window but not of those that left it before:
@@ -140,24 +162,22 @@ def test_a_deferred_summary_leaves_no_gap_in_what_the_summary_covers(talk: Platf
     monkeypatch.setattr(conversations, "MEMORY_WINDOW", 4)
     signed = "the ledger is signed "  # 7 tokens
     sizes = [9, 9, 9, 16, 13]  # 70 tokens thrice (beyond the window, one summary run), then 119 and 98
-    made = set()
-    for room in range(100, 160, 2):  # from a limit fitting no summary, past one fitting both
-        chat = talk.conversations.start("u", f"gap {room}")
-        notes = [{"role": "user", "content": f"note{n}: {signed * k}"} for n, k in enumerate(sizes)]
-        talk.conversations.chat("u", chat.id, [*notes, {"role": "user", "content": "ok"}], key=f"many-{room}",
-                                model=LLAMA, max_tokens=64)  # its window: note3 (the summary's), note4, ok, echo: ok
-        asked = len(upstream.requests)
-        text = f"and now? {NOTE}"
-        task = talk.tasks.submit("u", f"gap-{room}", {
-            "kind": "chat", "input": text, "model": LLAMA, "conversationId": chat.id,
-            "maxCredits": credits_of(reply_estimate(talk, text) + room)})
-        assert task.state == SUCCEEDED
-        told = "".join(r["messages"][1]["content"] for r in upstream.requests[asked:]
-                       if r.get("messages", [{}])[0].get("content", "").startswith(SUMMARISE[:40]))
-        upto = talk.conversations.get("u", chat.id).summary_upto
-        assert all(f"note{n}:" in told for n in range(upto)), (room, upto)
-        made.add(upto)
-    assert made == {0, 3, 4}  # none, the run beyond the window, both
+    turn = [f"note{n}: {signed * k}" for n, k in enumerate(sizes)] + ["ok"]  # window: note3, note4, ok, echo: ok
+    # from a limit fitting no summary, past one fitting both
+    assert summaries_within_limits(talk, upstream, turn, range(100, 160, 2)) == {0, 3, 4}
+
+
+def test_a_deferred_summary_of_a_windows_worth_defers_those_after_it(talk: Platform, upstream: FakeOpenAI,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages beyond the window are summarised a window's worth at a time: when a limit defers the first, the
+    (smaller) next one waits too."""
+    monkeypatch.setattr(conversations, "MEMORY_WINDOW", 4)
+    signed = "the ledger is signed "
+    turn = [f"note{n}: {signed * k}" for n, k in enumerate([6, 6, 6, 6, 1])] + ["a", "b", "c"]
+    # seq 1-4 (49 tokens each) and 5 leave the window (a, b, c, echo: c), read in two: a limit too small for the
+    # first summary but not the second makes neither
+    assert summaries_within_limits(talk, upstream, turn, range(100, 160, 2)) == {0, 5}
+
 
 
 def test_a_turns_hold_makes_room_for_its_embedding_when_recall_is_on(talk: Platform) -> None:
