@@ -426,3 +426,25 @@ def test_recall_looks_for_what_all_the_turns_user_messages_ask(demo: tuple[Platf
                           max_tokens=32)
     recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
     assert recalled and "my cat is called Whiskers" in recalled[0]
+
+
+def test_a_turn_with_every_share_full_still_fits_the_models_window(demo: tuple[Platform, RecordingDemo]) -> None:
+    """The history's room within a model's window leaves space for the summary's and recall's own headings: a turn
+    whose summary, recalled messages and buffer all fill their shares still fits the window with its output."""
+    from creditflow.domain.pricing import prompt_tokens
+
+    ai, provider = demo
+    ai.conversations.context_tokens = 100_000  # the model's window is the tighter bound here
+    ai.chat.catalog.put("demo-chat", {"context_window": 700, "max_output": 100})
+    funded(ai, "u", 1)
+    store = ai.conversations.store
+    for fill in range(0, 24, 2):  # the buffer from about 320 tokens to past its share (then a summary is made)
+        chat = ai.conversations.start("u", f"full {fill}")
+        store.append_turn("u", chat.id, "old", [("user", f"my cat Whiskers likes fish {n} " * 3) for n in range(4)],
+                          "2026-01-01T00:00:00.000000Z")  # to recall
+        store.set_summary("u", chat.id, "the user talked about cats " * 40, 4)  # longer than its share
+        recent = ["signed ledger entries " * (fill if n == 0 else 8) for n in range(6)]
+        store.append_turn("u", chat.id, "recent", [("user" if n % 2 == 0 else "assistant", text)
+                                                   for n, text in enumerate(recent)], "2026-01-01T00:00:01.000000Z")
+        turn = ai.conversations.chat("u", chat.id, say("my cat Whiskers?"), key=f"q{fill}")
+        assert turn.memory.recalled and prompt_tokens(provider.sent[-1]) + 100 <= 700, fill
