@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from creditflow.adapters.ai.demo import DemoProvider
 from creditflow.bootstrap import Platform
 from creditflow.domain import memory
+from creditflow.domain.conversations import Conversation
 from creditflow.domain.errors import AlreadyAnswered, UnknownConversation
 from creditflow.domain.replies import ChatReply
 from creditflow.services import conversations
@@ -115,14 +116,20 @@ def test_older_messages_are_summarised_by_a_metered_call(demo: tuple[Platform, R
     assert ai.integrity.audit().ok
 
 
-def test_older_messages_like_the_new_one_are_recalled(demo: tuple[Platform, RecordingDemo]) -> None:
-    ai, provider = demo
+def a_cat_among_bananas(ai: Platform) -> Conversation:
+    """A funded user's conversation: the cat's name, then ten turns about bananas that push it out of the window."""
     funded(ai, "u", 1)
     chat = ai.conversations.start("u", "pets")
     ai.conversations.chat("u", chat.id, say("remember that my cat is called Whiskers"), key="cat")
     for n in range(10):
         ai.conversations.chat("u", chat.id, say(f"bananas grow fastest in tropical climates, note {n}"),
                               key=f"f{n}", max_tokens=32)
+    return chat
+
+
+def test_older_messages_like_the_new_one_are_recalled(demo: tuple[Platform, RecordingDemo]) -> None:
+    ai, provider = demo
+    chat = a_cat_among_bananas(ai)
     turn = ai.conversations.chat("u", chat.id, say("what is my cat called?"), key="ask", max_tokens=32)
     assert turn.memory.recalled >= 1 and turn.memory.charged > 0
     recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
@@ -416,12 +423,7 @@ def test_a_single_message_that_leaves_the_window_is_summarised_by_that_turn(demo
 def test_recall_looks_for_what_all_the_turns_user_messages_ask(demo: tuple[Platform, RecordingDemo]) -> None:
     """A turn of several user messages recalls what any of them is about, not only what its last one says."""
     ai, provider = demo
-    funded(ai, "u", 1)
-    chat = ai.conversations.start("u", "pets")
-    ai.conversations.chat("u", chat.id, say("remember that my cat is called Whiskers"), key="cat")
-    for n in range(10):
-        ai.conversations.chat("u", chat.id, say(f"bananas grow fastest in tropical climates, note {n}"),
-                              key=f"f{n}", max_tokens=32)
+    chat = a_cat_among_bananas(ai)
     ai.conversations.chat("u", chat.id, say("what is my cat called?") + say("thanks, and be brief"), key="ask",
                           max_tokens=32)
     recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]

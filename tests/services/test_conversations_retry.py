@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from creditflow.bootstrap import Platform
+from creditflow.domain.conversations import Conversation
 from creditflow.domain.errors import AlreadyAnswered, ProviderUnavailable, RequestInProgress, StoreConflict
 from creditflow.domain.health import Health
 from creditflow.domain.jobs import Delivery
@@ -60,18 +62,26 @@ def test_a_redelivered_turn_after_its_memory_was_paid_is_answered(tmp_path: Path
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
-def test_a_redelivered_turn_whose_summary_call_failed_is_answered(tmp_path: Path, clock: SteppedClock,
-                                                                  upstream: FakeOpenAI) -> None:
-    """The summary call of a turn fails (the provider out for a moment): its hold is voided and the task queue
-    redelivers the turn under the same key, which must make the summary again rather than fail for good."""
+def summarising(tmp_path: Path, clock: SteppedClock, upstream: FakeOpenAI,
+                **settings: object) -> tuple[Platform, Conversation]:
+    """A platform whose memory is small and makes summaries only (no embeddings: a turn's first call is its
+    summary), and a funded user's conversation of two long notes: the next long turn summarises first."""
     ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
-                       memory_context_tokens=300, inline_capacity=0)
-    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})  # summaries only: the first call is the summary
+                       memory_context_tokens=300, **settings)
+    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})
     funded(ai, "u", 5)
     chat = ai.conversations.start("u", "summarised")
     for n in range(2):
         ai.conversations.chat("u", chat.id, [{"role": "user", "content": f"note {n}: " + "the ledger is signed " * 10}],
                               key=f"n{n}", model=LLAMA, max_tokens=64)
+    return ai, chat
+
+
+def test_a_redelivered_turn_whose_summary_call_failed_is_answered(tmp_path: Path, clock: SteppedClock,
+                                                                  upstream: FakeOpenAI) -> None:
+    """The summary call of a turn fails (the provider out for a moment): its hold is voided and the task queue
+    redelivers the turn under the same key, which must make the summary again rather than fail for good."""
+    ai, chat = summarising(tmp_path, clock, upstream, inline_capacity=0)
     ask = "what is signed? " + "the ledger is signed " * 10  # long enough that this turn summarises first
     ai.tasks.submit("u", "turn", {"kind": "chat", "input": ask, "model": LLAMA, "priority": "low",
                                   "conversationId": chat.id})
@@ -175,14 +185,7 @@ def test_a_direct_turn_retried_after_its_summary_call_failed_twice_is_answered(t
     """A direct turn (POST /chat) whose summary call fails is failed; each retry with its Idempotency-Key makes the
     summary under a key of its own (`:summary:N:2`, `:3`…), so a provider down for two attempts fails them both,
     and the third, with the provider back, is answered and charged once for the summary."""
-    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
-                       memory_context_tokens=300)
-    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})  # summaries only: the first call is the summary
-    funded(ai, "u", 5)
-    chat = ai.conversations.start("u", "summarised")
-    for n in range(2):
-        ai.conversations.chat("u", chat.id, [{"role": "user", "content": f"note {n}: " + "the ledger is signed " * 10}],
-                              key=f"n{n}", model=LLAMA, max_tokens=64)
+    ai, chat = summarising(tmp_path, clock, upstream)
     ask = [{"role": "user", "content": "what is signed? " + "the ledger is signed " * 10}]
     settled = len(ai.credits.history("u", kinds=frozenset({"settle"}))[0])
     upstream.failing = True
