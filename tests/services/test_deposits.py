@@ -257,6 +257,19 @@ def test_a_remainder_below_one_micro_credit_is_recorded_and_dust_is_not_credited
     assert found[DUST].credits == 0
 
 
+def test_a_deposit_worth_one_micro_credit_is_credited_and_a_wei_less_is_dust(scene: Scene) -> None:
+    """At 1000 credits an ETH, a gwei buys one micro-credit: the least deposit credited. A wei less buys none."""
+    olga = scene.accounts[4]
+    scene.link("olga", olga)
+    send_eth(scene.w3, olga, scene.deposit_to, 10**9)
+    send_eth(scene.w3, olga, scene.deposit_to, 10**9 - 1)
+    mine(scene.w3, CONFIRMATIONS)
+    report = scene.platform.deposits.scan()
+    assert (report.credited, report.dust) == (1, 1) and scene.balance("olga") == 1
+    assert sorted((d.amount, d.status, d.credits) for d in scene.platform.deposits.mine("olga")) == [
+        (10**9 - 1, DUST, 0), (10**9, CREDITED, 1)]
+
+
 def test_the_admins_see_deposits_totalled_per_token_in_their_list_and_in_the_revenue(scene: Scene) -> None:
     """/admin/deposits and /admin/revenue total deposits per coin or token: how many were credited, the base units
     they brought (as digits), their credits, and how many wait for an admin."""
