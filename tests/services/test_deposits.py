@@ -225,7 +225,7 @@ def test_a_grant_whose_record_was_lost_is_recorded_at_its_own_rate_after_the_rat
     rate), and neither grants again nor stops at the ledger's idempotency conflict."""
     dan = scene.accounts[5]
     scene.link("dan", dan)
-    send_eth(scene.w3, dan, scene.deposit_to, ETHER // 8)
+    send_eth(scene.w3, dan, scene.deposit_to, ETHER // 8 + 1)  # the wei over is worth PER_ETH/10^18 µc: a remainder
     mine(scene.w3, CONFIRMATIONS)
     scene.platform.deposits.scan()
     assert scene.balance("dan") == 125 * CREDIT
@@ -238,8 +238,11 @@ def test_a_grant_whose_record_was_lost_is_recorded_at_its_own_rate_after_the_rat
     assert deposits.scan().credited == 1
     assert scene.balance("dan") == 125 * CREDIT
     [recorded] = deposits.mine("dan")
-    assert (recorded.status, recorded.credits, recorded.rate) == (CREDITED, 125 * CREDIT, PER_ETH)
+    assert (recorded.status, recorded.credits, recorded.rate, recorded.remainder) == (
+        CREDITED, 125 * CREDIT, PER_ETH, PER_ETH)  # the remainder too at the rate of then, not twice it
     assert recorded.lot == scene.lots("dan")[0].id
+    audit = scene.platform.integrity.audit()
+    assert audit.ok, audit
 
 
 def test_a_remainder_below_one_micro_credit_is_recorded_and_dust_is_not_credited(scene: Scene) -> None:
