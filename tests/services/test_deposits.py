@@ -273,6 +273,16 @@ def test_a_deposit_worth_one_micro_credit_is_credited_and_a_wei_less_is_dust(sce
         (10**9 - 1, DUST, 0), (10**9, CREDITED, 1)]
 
 
+def test_a_deposit_opens_the_account_of_a_user_who_has_none_yet(scene: Scene) -> None:
+    """Linking a wallet opens no account: the first deposit from it opens one, and is credited there."""
+    pia = scene.accounts[2]
+    scene.platform.deposits.wallets.link(Wallet(pia, "pia", scene.w3.eth.chain_id, "t"))
+    send_eth(scene.w3, pia, scene.deposit_to, ETHER // 10)
+    mine(scene.w3, CONFIRMATIONS)
+    assert scene.platform.deposits.scan().credited == 1
+    assert scene.balance("pia") == 100 * CREDIT
+
+
 def test_the_admins_see_deposits_totalled_per_token_in_their_list_and_in_the_revenue(scene: Scene) -> None:
     """/admin/deposits and /admin/revenue total deposits per coin or token: how many were credited, the base units
     they brought (as digits), their credits, and how many wait for an admin."""
