@@ -283,6 +283,18 @@ def test_a_deposit_opens_the_account_of_a_user_who_has_none_yet(scene: Scene) ->
     assert scene.balance("pia") == 100 * CREDIT
 
 
+def test_a_wallet_linked_on_another_chain_is_still_its_users_here(scene: Scene) -> None:
+    """Only a key's signature links a wallet, and a key has the same address on every EVM chain: a wallet linked
+    while the platform took another chain's deposits (CRYPTO_CHAIN_ID changed since) is credited, not parked."""
+    quinn = scene.accounts[3]
+    scene.platform.credits.open_account("quinn")
+    scene.platform.deposits.wallets.link(Wallet(quinn, "quinn", scene.w3.eth.chain_id + 1, "t"))
+    send_eth(scene.w3, quinn, scene.deposit_to, ETHER // 10)
+    mine(scene.w3, CONFIRMATIONS)
+    assert scene.platform.deposits.scan().credited == 1
+    assert scene.balance("quinn") == 100 * CREDIT
+
+
 def test_the_admins_see_deposits_totalled_per_token_in_their_list_and_in_the_revenue(scene: Scene) -> None:
     """/admin/deposits and /admin/revenue total deposits per coin or token: how many were credited, the base units
     they brought (as digits), their credits, and how many wait for an admin."""
