@@ -398,17 +398,19 @@ def test_a_reorganised_deposit_is_never_credited(scene: Scene) -> None:
 
 def test_a_configuration_the_chain_contradicts_credits_nothing(tmp_path: Path, chain: dict[str, Any],
                                                                 clock: SteppedClock) -> None:
-    wrong_decimals = make_scene(tmp_path / "a", chain, clock,
-                                crypto_tokens=(("TST", chain["token"].address, 18, PER_TOKEN),))
-    wrong_decimals.link("gina", chain["accounts"][7])
-    send_token(chain["token"], chain["accounts"][0], wrong_decimals.deposit_to, 10**6)
-    mine(chain["w3"], CONFIRMATIONS)
-    with pytest.raises(ChainMismatch, match="6 decimals on chain"):
-        wrong_decimals.platform.deposits.scan()
+    for decimals in (18, 2):  # more than the token's 6, or fewer: a rate off by a power of ten either way
+        wrong_decimals = make_scene(tmp_path / f"a{decimals}", chain, clock,
+                                    crypto_tokens=(("TST", chain["token"].address, decimals, PER_TOKEN),))
+        wrong_decimals.link("gina", chain["accounts"][7])
+        send_token(chain["token"], chain["accounts"][0], wrong_decimals.deposit_to, 10**6)
+        mine(chain["w3"], CONFIRMATIONS)
+        with pytest.raises(ChainMismatch, match=f"6 decimals on chain, and CRYPTO_TOKENS says {decimals}"):
+            wrong_decimals.platform.deposits.scan()
+        assert wrong_decimals.platform.deposits.all() == []
     wrong_chain = make_scene(tmp_path / "b", chain, clock, crypto_chain_id=1)
     with pytest.raises(ChainMismatch, match="serves chain"):
         wrong_chain.platform.deposits.scan()
-    assert wrong_decimals.platform.deposits.all() == [] and wrong_chain.platform.deposits.all() == []
+    assert wrong_chain.platform.deposits.all() == []
 
 
 def test_without_a_chain_deposits_answer_that_they_are_not_configured(tmp_path: Path, clock: SteppedClock) -> None:
