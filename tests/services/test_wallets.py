@@ -26,7 +26,7 @@ def linker(tmp_path: Path, clock: SteppedClock) -> Iterator[Platform]:
 
 
 def test_a_wallet_is_linked_by_signing_the_message_given_with_a_nonce(linker: Platform) -> None:
-    key = Account.create()
+    key, other = Account.create(), Account.create()
     challenge = linker.wallets.challenge("alice", key.address.lower())  # all lower case is taken, and checksummed
     assert challenge.address == key.address
     lines = challenge.message.split("\n")
@@ -37,6 +37,7 @@ def test_a_wallet_is_linked_by_signing_the_message_given_with_a_nonce(linker: Pl
     wallet = linker.wallets.link("alice", challenge.message, signature)
     assert (wallet.address, wallet.uid, wallet.chain_id) == (key.address, "alice", CHAIN)
     assert linker.wallets.link("alice", challenge.message, signature) == wallet  # a retry: the same answer
+    refused(linker, "alice", challenge.message, sign(challenge.message, other), "used already")  # not the wallet's
     with pytest.raises(InvalidWallet, match="used already"):  # alice's message sent again by bob: no retry of his
         linker.wallets.link("bob", challenge.message, signature)
     assert linker.wallets.mine("alice") == [wallet] and linker.wallets.mine("bob") == []
