@@ -77,6 +77,9 @@ def test_every_wrong_sign_in_is_refused_and_links_nothing(linker: Platform, cloc
     refused(linker, "alice", "no nonce here", sign("no nonce here", key), "nonce is unknown")
     message = fresh()
     refused(linker, "alice", message, "0xnot-hex", "130 hex digits")  # malformed: the nonce is not spent
+    refused(linker, "alice", message, 7, "130 hex digits")  # type: ignore[arg-type]  # not text: alike
+    padded = message.replace("\nURI:", "\n" + " " * 2000 + "\nURI:")  # longer than any message given: refused
+    refused(linker, "alice", padded, sign(padded, key), "longer than 2000")  # unread, and the nonce is kept
     refused(linker, "alice", message, "0x" + "00" * 65, "cannot be read")
     assert linker.wallets.mine("alice") == [] and linker.wallets.mine("bob") == []
 
