@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -397,12 +398,83 @@ def test_an_https_image_part_that_is_no_url_is_refused_as_a_bad_part(tmp_path: P
 @pytest.mark.parametrize(("url", "said"), [
     ("upload:nope", "'upload:nope' names no upload: an upload's id is up_ and 24 hex digits"),
     ("image:t1.x", "'image:t1.x' names no generated image: image:<taskId>.<n>"),
+    ("http://example.com/a.png", "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
     ("ftp://example.com/a.png", "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
+    ("data:image/png;base64,YQ==YQ==", "the data: URL's base64 does not decode"),  # not cut at its padding
+    ("data:image/png;base64," + "A" * (10 * 1024 * 1024 * 4 // 3 + 8), "an inline image is larger than 10 MB"),
 ])
 def test_an_image_reference_of_the_right_form_but_no_id_says_what_an_id_is(url: str, said: str) -> None:
-    """upload:nope was told it must be a data: URL, upload:<id>… though it was of that form."""
+    """upload:nope was told it must be a data: URL, upload:<id>… though it was of that form; a data: URL is read
+    whole, or refused."""
     from creditflow.domain.vision import InvalidImagePart, image_source
 
     with pytest.raises(InvalidImagePart) as refused:
         image_source(url)
     assert said in refused.value.detail
+
+
+def inline(image: Image.Image, format: str = "PNG") -> str:
+    return f"data:image/{format.lower()};base64," + base64.b64encode(encoded(image, format)).decode()
+
+
+def test_at_most_eight_images_go_in_one_request_and_a_ninth_costs_nothing(seeing: Platform, client: Any) -> None:
+    headers = auth(seeing, "kim")
+    small = inline(halves(16, 16))
+
+    def with_images(count: int, key: str) -> Any:
+        parts = [{"type": "text", "text": "compare"}] + [{"type": "image", "url": small}] * count
+        return client.post("/api/v1/chat", json={"messages": [{"role": "user", "content": parts}]},
+                           headers={**headers, "Idempotency-Key": key})
+
+    before = balance(seeing, "kim")
+    refused = with_images(9, "nine")
+    assert refused.status_code == 422 and refused.json["type"].rsplit("/", 1)[-1] == "invalid-image-part"
+    assert "at most 8 images in one request, not 9" in refused.json["detail"]
+    assert balance(seeing, "kim") == before
+    answered = with_images(8, "eight")
+    assert answered.status_code == 200, answered.json
+    assert "Image 8:" in answered.json["text"] and "Image 9:" not in answered.json["text"]
+
+
+@pytest.mark.parametrize(("size", "sent"), [((600, 300), (512, 256)), ((300, 600), (256, 512)),
+                                            ((512, 256), (512, 256)), ((511, 511), (511, 511))])
+def test_an_image_is_shrunk_by_its_longer_side_and_one_that_fits_is_sent_as_it_came(
+        seeing: Platform, size: tuple[int, int], sent: tuple[int, int]) -> None:
+    """demo-vision takes 512 pixels on the long side: a side at the limit is no reason to encode the image again."""
+    vision = seeing.chat.vision
+    assert vision is not None
+    original = encoded(halves(*size), "JPEG", quality=95)  # saved again, a JPEG's bytes would differ
+    url = "data:image/jpeg;base64," + base64.b64encode(original).decode()
+    resolved = vision.resolve("lou", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+    sized = vision.sized("lou", resolved, seeing.catalog.get("demo-vision", "vision"))
+    data = base64.b64decode(sized[0]["content"][0]["image_url"]["url"].split(",", 1)[1])
+    assert Image.open(io.BytesIO(data)).size == sent
+    assert (data == original) == (size == sent)
+
+
+def test_a_gif_shrunk_for_the_model_is_sent_as_the_png_it_became(seeing: Platform) -> None:
+    vision = seeing.chat.vision
+    assert vision is not None
+    url = inline(halves(1024, 200).convert("P"), "GIF")
+    resolved = vision.resolve("max", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+    assert resolved[0]["content"][0]["image_url"]["url"].startswith("data:image/gif;base64,")
+    sized = vision.sized("max", resolved, seeing.catalog.get("demo-vision", "vision"))
+    sent = sized[0]["content"][0]["image_url"]["url"]
+    assert sent.startswith("data:image/png;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(sent.split(",", 1)[1]))).format == "PNG"
+
+
+def test_an_image_not_read_yet_counts_as_a_large_one_for_a_tiled_model(seeing: Platform, client: Any) -> None:
+    """A conversation measures a new turn before its images are read: an upload named then counts as 1024², which a
+    model billing 512-pixel tiles counts as four tiles; the same image read counts by its own size."""
+    vision = seeing.chat.vision
+    assert vision is not None
+    demo = seeing.catalog.get("demo-vision", "vision")
+    tiled = replace(demo, image_tiles=(512, 170, 85), vision_max_side=2048)
+    headers = auth(seeing, "ned")
+    kept = upload(client, headers, encoded(halves(64, 64), "PNG")).json["reference"]
+    text = [{"type": "text", "text": "compare"}]
+    named = [{"role": "user", "content": [*text, {"type": "image_url", "image_url": {"url": kept}}]}]
+    alone = seeing.chat.prompt_of([{"role": "user", "content": text}], tiled)
+    assert seeing.chat.prompt_of(named, tiled) - alone == 85 + 4 * 170
+    assert seeing.chat.prompt_of(vision.resolve("ned", named), tiled) - alone == 85 + 170
