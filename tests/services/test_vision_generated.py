@@ -113,3 +113,41 @@ def test_an_image_request_still_running_under_its_key_is_worth_retrying(seeing: 
     with client.application.app_context():  # a longer wait is said as the longest the SDKs wait, not as a reason
         slow = error_response(GatewayError(409, "running", "invalid_request_error", retry=True, retry_after=300))
     assert (slow.headers["x-should-retry"], slow.headers["Retry-After"]) == ("true", "120")  # to give up
+
+
+def test_a_generated_image_is_named_by_its_index_and_an_index_it_lacks_is_not_found(seeing: Platform,
+                                                                                     client: Any) -> None:
+    headers = auth(seeing, "kai")
+    seeing.tasks.submit("kai", "pair", {"kind": "image", "input": {"prompt": "two kites", "size": "256x256", "n": 2}})
+    assert seeing.tasks.run("kai", "pair").state == SUCCEEDED
+    assert ask(client, headers, "image:pair.1", "second").status_code == 200
+    missing = ask(client, headers, "image:pair.2", "third")
+    assert missing.status_code == 404 and "pair.2" in missing.json["detail"], missing.json
+    seeing.images.delete("kai", "pair.0")
+    assert ask(client, headers, "image:pair.0", "first").status_code == 404
+    assert ask(client, headers, "image:pair.1", "second-again").status_code == 200
+
+
+def test_a_task_that_makes_no_images_is_no_image_even_before_it_ends(seeing: Platform, client: Any) -> None:
+    """Only an image task's images are found: a task of another kind still queued is not "an image not ready"."""
+    headers = auth(seeing, "lea")
+    queued = seeing.tasks.submit("lea", "study", {"kind": "agent", "input": {"prompt": "add 2 and 2"}})
+    assert not queued.terminal, queued
+    named = ask(client, headers, "image:study.0", "look")
+    assert named.status_code == 404 and named.json["type"].rsplit("/", 1)[-1] == "unknown-upload", named.json
+
+
+def test_a_generated_image_is_read_by_its_header_not_decoded_again(seeing: Platform, client: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated image had every pixel made here: like an upload, naming it costs a header check, not a decode."""
+    headers = auth(seeing, "mia")
+    draw(seeing, "mia", "dawn")
+    assert seeing.tasks.run("mia", "dawn").state == SUCCEEDED
+    tools = seeing.chat.vision.tools  # type: ignore[union-attr]
+    decoded: list[bool] = []
+    checked = tools.inspect
+    monkeypatch.setattr(tools, "inspect", lambda data, limits=None, decode=True, owner=None: (
+        decoded.append(decode), checked(data, limits, decode, owner))[1])
+    seen = ask(client, headers, "image:dawn.0", "look")
+    assert seen.status_code == 200, seen.json
+    assert decoded[:3] == [False, False, False]  # read, measured, sized: by headers (the demo model decodes it)
