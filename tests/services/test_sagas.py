@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.errors import ProviderUnavailable, ServerBusy
+from creditflow.domain.images import InvalidImage
 from creditflow.services.sagas import Permanent, Saga, SagaFailed, Step
 from tests.conftest import funded
 
@@ -24,19 +27,22 @@ class Crash(Exception):
 class World:
     """What the steps do to the outside, so the test can see each step ran once and each undo ran once."""
 
-    def __init__(self, crash_at: set[str], fail_at: str | None) -> None:
+    def __init__(self, crash_at: set[str], fail_at: str | None,
+                 crash: Callable[[str], Exception] = Crash,
+                 failure: Callable[[str], Exception] = lambda name: Permanent(f"{name} cannot be done")) -> None:
         self.ran: list[str] = []
         self.undone: list[str] = []
         self.crash_at, self.fail_at = set(crash_at), fail_at
+        self.crash, self.failure = crash, failure  # what a passing failure and a lasting one raise
 
     def step(self, name: str) -> Step:
         def run(earlier: dict[str, Any]) -> Any:
             assert list(earlier) == list(STEPS[:STEPS.index(name)])  # every earlier output, in order
             if name in self.crash_at:
                 self.crash_at.discard(name)  # the next delivery gets past it
-                raise Crash(name)
+                raise self.crash(name)
             if name == self.fail_at:
-                raise Permanent(f"{name} cannot be done")
+                raise self.failure(name)
             self.ran.append(name)
             return {"made": name}
 
@@ -78,8 +84,9 @@ def test_any_crashes_and_a_failure_keep_each_step_once(platform: Platform, crash
         assert isinstance(outcome, SagaFailed) and outcome.step == fail_at
         done = list(STEPS[:STEPS.index(fail_at)])
         assert world.ran == done and world.undone == done[::-1]
-        with pytest.raises(SagaFailed):  # delivered again: nothing runs, nothing is undone twice
+        with pytest.raises(SagaFailed) as again:  # delivered again: nothing runs, nothing is undone twice
             saga.run(journal)
+        assert again.value.step == fail_at  # and the task still says where it failed
         saga.undo(journal, "again")
         assert world.ran == done and world.undone == done[::-1]
 
@@ -96,6 +103,58 @@ def test_undo_after_a_cancel_undoes_the_finished_steps_once(platform: Platform) 
     assert world.undone == ["generate", "reserve"]
     with pytest.raises(SagaFailed):
         saga.run(journal)
+
+
+def test_a_cancel_before_any_step_finished_keeps_the_saga_from_ever_running(platform: Platform) -> None:
+    a_task(platform, "cancelled-early")
+    world = World(set(), None)
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", "cancelled-early")
+    saga.undo(journal, "cancelled")  # nothing was done, so nothing is undone: the cancel is still recorded
+    with pytest.raises(SagaFailed):  # a late delivery
+        saga.run(journal)
+    assert world.ran == [] and world.undone == []
+
+
+@pytest.mark.parametrize("refusal", [ProviderUnavailable, ServerBusy])
+def test_a_transient_refusal_leaves_the_saga_to_resume_at_its_step(platform: Platform,
+                                                                    refusal: type[Exception]) -> None:
+    """An outage or a busy store is not the request's fault: nothing is undone, the next delivery goes on."""
+    a_task(platform, "outage")
+    world = World({"store"}, None, crash=lambda name: refusal(f"{name}: not now"))
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", "outage")
+    with pytest.raises(refusal):
+        saga.run(journal)
+    assert world.undone == []
+    assert saga.run(journal) == {name: {"made": name} for name in STEPS}
+    assert world.ran == list(STEPS) and world.undone == []
+
+
+def test_a_lasting_refusal_undoes_the_finished_steps_and_says_why(platform: Platform) -> None:
+    a_task(platform, "refused")
+    refused = InvalidImage("the stored original is gone")
+    world = World(set(), "store", failure=lambda name: refused)
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", "refused")
+    with pytest.raises(SagaFailed) as failed:
+        saga.run(journal)
+    assert (failed.value.step, failed.value.reason, failed.value.cause) == ("store", refused.detail, refused)
+    assert world.ran == ["reserve", "generate"] and world.undone == ["generate", "reserve"]
+
+
+def test_progress_tells_each_step_run_and_its_place_and_a_resume_starts_at_its_step(platform: Platform) -> None:
+    a_task(platform, "progress")
+    world = World({"store"}, None)
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", "progress")
+    said: list[tuple[int, int, str]] = []
+    with pytest.raises(Crash):
+        saga.run(journal, lambda n, total, name: said.append((n, total, name)))
+    assert said == [(0, 5, "reserve"), (1, 5, "generate"), (2, 5, "store")]
+    said.clear()
+    saga.run(journal, lambda n, total, name: said.append((n, total, name)))
+    assert said == [(2, 5, "store"), (3, 5, "thumbnail"), (4, 5, "settle")]
 
 
 def test_step_names_are_unique() -> None:
