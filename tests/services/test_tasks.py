@@ -246,6 +246,8 @@ def test_the_mirror_keeps_a_users_newest_finished_tasks_and_notifications(tmp_pa
     ({"kind": "agent", "input": "plan it", "conversationId": "c1"}, "invalid-task"),
     ({"kind": "vision", "input": {"messages": [{"role": "user", "content": "what"}], "image": "upload:up_" + "0" * 24}},
      "invalid-task"),  # the image went nowhere, the messages sent as given (and charged)
+    ({"kind": "chat", "input": {"prompt": "hi", "messages": []}}, "invalid-task"),  # no turn to send
+    ({"kind": "chat", "input": {"messages": [{"role": "tool", "content": "hi"}]}}, "invalid-task"),
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "upload:up_" + "0" * 24}}, "unknown-upload"),
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "image:nosuch.0"}}, "unknown-upload"),
 ])
@@ -1185,6 +1187,78 @@ def test_a_turn_with_conversation_id_new_starts_one_the_next_turns_name(ai: Plat
                                           "model": LLAMA, "conversationId": "new"})  # delivered twice
     assert again.result["conversationId"] == made
     assert [c.id for c in ai.conversations.list("u", 10, None)[0]] == [made]  # one conversation, not two
+
+
+def test_a_conversation_a_task_starts_is_titled_by_its_first_80_characters(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    words = " ".join(f"word{n}" for n in range(40))
+    task = ai.tasks.submit("u", "long", {"kind": "chat", "input": words, "model": LLAMA, "conversationId": "new"})
+    title = ai.conversations.get("u", task.result["conversationId"]).title
+    assert len(title) == 80 and title == words[:79] + "…"
+    exact = ai.tasks.submit("u", "exact", {"kind": "chat", "input": words[:80], "model": LLAMA,
+                                           "conversationId": "new"})
+    assert ai.conversations.get("u", exact.result["conversationId"]).title == words[:80]  # fits: kept whole
+
+
+def test_a_turn_starting_a_conversation_cut_after_it_started_it_continues_there(ai: Platform) -> None:
+    """The process dies after the turn started its conversation and before the turn was saved: the run again
+    finds the same conversation, rather than leaving an empty one behind and starting another."""
+    funded(ai, "u", 1)
+    ai.tasks.run_inline = lambda work: None  # accepted and routed, its runs started below by hand
+    ai.tasks.submit("u", "new1", {"kind": "chat", "input": "hello there", "model": LLAMA, "conversationId": "new"})
+    with dying_after(ai.conversations, "start"):
+        ai.tasks.run("u", "new1")
+    done = ai.tasks.run("u", "new1")
+    assert done.state == SUCCEEDED
+    assert [c.id for c in ai.conversations.list("u", 10, None)[0]] == [done.result["conversationId"]]
+
+
+def test_a_conversation_turn_is_one_hold_and_its_reply_closes_it(ai: Platform) -> None:
+    """As a turn alone: the reply's charge settles the hold and gives the rest back, with no release after it."""
+    funded(ai, "u", 1)
+    conversation = ai.conversations.start("u", "ledger talk")
+    task = ai.tasks.submit("u", "turn", {"kind": "chat", "input": "hello there", "model": LLAMA,
+                                         "conversationId": conversation.id})
+    assert task.state == SUCCEEDED and task.outcome == "settled"
+    entries = task_entries(ai, "u", "turn")
+    assert [kind for kind, _, _ in entries] == ["hold", "settle"]
+    assert entries[-1][2] == str(task.reserved - task.charged)
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
+def test_a_chat_task_whose_hold_was_freed_between_its_runs_asks_the_model_nothing(
+        ai: Platform, upstream: FakeOpenAI) -> None:
+    """The first run died as it started; a refund then released the task's hold. The next run finds no hold and no
+    charge of its reply: it fails, asking the model nothing and charging nothing."""
+    funded(ai, "u", 1)
+    ai.tasks.run_inline = lambda work: None  # accepted and routed, its runs started below by hand
+    task = ai.tasks.submit("u", "refunded", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    with dying_after(ai.tasks, "_move"):
+        ai.tasks.run("u", "refunded")
+    ai.credits.release("u", task.hold, key="refund-took-it")
+    asked = len(upstream.requests)
+    done = ai.tasks.run("u", "refunded")
+    assert done.state == FAILED and done.error["type"] == "invalid-task" and done.charged == 0
+    assert len(upstream.requests) == asked and ai.credits.balance("u").available == CREDIT
+
+
+def test_a_streamed_reply_moves_the_tasks_progress_once_at_its_first_token(ai: Platform) -> None:
+    """Each save of a task is a billed write: its tokens go to the stream, and the task itself says `answering`
+    once, when the first arrives (until then it says it is waiting for the model)."""
+    funded(ai, "u", 1)
+    store, save = ai.tasks.store, ai.tasks.store.save
+    said: list[tuple[str, float]] = []
+
+    def saving(saved: Task, *args: Any, **kwargs: Any) -> bool:
+        said.append((saved.message, saved.progress))
+        return save(saved, *args, **kwargs)
+
+    store.save = saving  # type: ignore[method-assign]
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "one two three four five six", "model": LLAMA})
+    store.save = save  # type: ignore[method-assign]
+    assert task.state == SUCCEEDED and len(stream_of(ai, "u", "t1")) > 2  # the reply came in several pieces
+    running = said[[message for message, _ in said].index("waiting for the model"):]
+    assert running[1] == ("answering", 0.5) and [m for m, _ in running].count("answering") == 1, said
 
 
 def test_a_finished_tasks_request_and_stream_leave_the_bus_after_the_retention(tmp_path: Path, clock: SteppedClock,
