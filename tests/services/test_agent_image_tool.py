@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from creditflow.adapters.ai.agent_tools import call_tool
 from creditflow.bootstrap import Platform
 from creditflow.domain.holds import TASK
@@ -115,7 +117,7 @@ def test_an_agent_task_calls_it_through_its_graph(tmp_path: Path, clock: Stepped
         upstream.stop()
 
 
-def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> None:
+def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the agent's budget on a live hold, the image task's hold is split out of it (one transaction): the
     user's balance is not taken a second time, the agent has that much less left, and a second image task past
     what is left is refused. One that ends without a charge gives its share back to the user, and the agent's next
@@ -151,7 +153,11 @@ def test_an_image_task_is_held_out_of_the_agents_own_hold(flux: Platform) -> Non
     assert flux.tasks.get("u", third["taskId"]).reserved == 2 * one and "task:agent1:back:c1" in calls
     assert flux.credits.balance("u").available == before.available  # the limit held, and no more
     assert (budget.split_off, budget.left) == (2 * one, limit - 2 * one)
+    read: list[str] = []
+    get = run.start_image.get
+    monkeypatch.setattr(run.start_image, "get", lambda uid, task_id: read.append(task_id) or get(uid, task_id))
     assert call_tool(context, TOOLS, "start_image_task", json.dumps({"prompt": "d"}), "c4").startswith("error: ")
+    assert read and first["taskId"] not in read  # taken back: not read again (on Firestore, a billed read)
     assert len([e for e in flux.credits.history("u", limit=100)[0]  # taken back once, whatever is asked after
                 if e.fields()["key"] == "task:agent1:back:" + first["taskId"]]) == 2
 

@@ -375,3 +375,17 @@ def test_recall_reads_the_latest_messages_of_a_conversation_not_all_of_them(ai: 
     found = agent.recall("otters", limit=3)
     assert len(found) == 3 and all("otters" in text for text in found)
     assert read and max(read) <= 200
+
+
+def test_recall_gives_the_passages_that_share_most_of_the_querys_words_first(ai: Platform) -> None:
+    from types import SimpleNamespace
+
+    from creditflow.services.task_runs import AgentContextOfTask
+
+    conversation = ai.conversations.start("u", "rivers")
+    ai.conversations.store.append_turn("u", conversation.id, "t0", [
+        ("user", "cold rivers"), ("assistant", "otters swim in cold rivers"), ("user", "otters swim")], "2026-01-01")
+    context = SimpleNamespace(task=SimpleNamespace(id="t", uid="u"))
+    agent = AgentContextOfTask(context, ai.chat, ai.conversations, lambda key, value: None,  # type: ignore[arg-type]
+                               lambda: {})
+    assert agent.recall("do otters swim in rivers", limit=2) == ["otters swim in cold rivers", "otters swim"]

@@ -573,6 +573,23 @@ def test_an_agent_task_with_three_tool_calls_pays_each_call_from_its_hold(ai: Pl
     assert ai.integrity.audit().ok
 
 
+def test_an_agent_task_cut_after_a_calls_reply_was_kept_does_not_ask_that_call_again(
+        ai: Platform, upstream: FakeOpenAI) -> None:
+    """The worker dies after the task kept the model's reply and before the graph's checkpoint: the run again
+    answers that call from the task, rather than asking (and waiting for) the model a second time."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent9", {"kind": "agent", "input": {"goal": THREE, "agent": "analysis"},
+                                           "model": LLAMA, "maxCredits": 1})
+    assert task.route == "queued"
+    with dying_after(ai.tasks, "record_call"):
+        ai.tasks.run("u", "agent9")
+    assert len([r for r in upstream.requests if r.get("tools")]) == 1
+    done = ai.tasks.run("u", "agent9")
+    assert done.state == SUCCEEDED and done.result["text"].startswith("done: 42 | 1024 | 9"), done.error
+    assert len([r for r in upstream.requests if r.get("tools")]) == 4 and done.charged == 4 * 33
+    assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
+
+
 def test_an_agent_over_its_limit_stops_with_its_partial_result(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 5)
     task = ai.tasks.submit("u", "agent2", {"kind": "agent", "input": {"goal": THREE}, "model": LLAMA,

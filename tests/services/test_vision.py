@@ -239,6 +239,31 @@ def test_an_agent_looks_at_its_users_image_and_never_at_anothers(seeing: Platfor
     assert refused.startswith("error: you have no upload")
 
 
+def test_a_look_asked_again_by_a_resumed_run_is_answered_from_the_tasks_record(seeing: Platform,
+                                                                              client: Any) -> None:
+    """A run resumed after a crash makes its tool call again: the look it made is answered from what the task
+    kept, neither charged nor sent to the model a second time."""
+    import json
+    from types import SimpleNamespace
+
+    from creditflow.adapters.ai.agent_tools import call_tool
+    from creditflow.domain.tasks import Task, TaskRequest
+    from creditflow.services.task_runs import AgentContextOfTask
+
+    mine = upload(client, auth(seeing, "kim"), encoded(halves(120, 60), "PNG")).json["reference"]
+    task = Task("agent3", "kim", TaskRequest(kind="agent", input="look"), "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z")
+    run, kept = seeing.tasks.runs["agent"], {}
+    context = AgentContextOfTask(SimpleNamespace(task=task, budget=None), run.chat,  # type: ignore[arg-type]
+                                 run.conversations, kept.__setitem__, lambda: kept, run.start_image)
+    ask = json.dumps({"image": mine, "question": "what colours?"})
+    seen = call_tool(context, ("look_at_image",), "look_at_image", ask, "c1")
+    after_one = balance(seeing, "kim")
+    assert seen.startswith("[demo vision, not a real model]") and list(kept) == ["task:agent3:look:c1"]
+    assert call_tool(context, ("look_at_image",), "look_at_image", ask, "c1") == seen
+    assert balance(seeing, "kim") == after_one
+
+
 def test_an_agent_looking_past_its_tasks_limit_is_told_so_and_nothing_is_charged(seeing: Platform,
                                                                                 client: Any) -> None:
     """The look's estimate is above what is left of the task's hold: the tool refuses (the model then answers with
