@@ -190,7 +190,8 @@ def test_an_upload_sent_again_with_its_key_is_the_first_not_a_second_copy(kept: 
     other = upload(client, keyed, encoded(halves(48, 40), "PNG"))
     assert other.status_code == 409 and other.json["type"].rsplit("/", 1)[-1] == "idempotency-conflict", other.json
     assert len(stored(kept, "fay")) == 2
-    assert upload(client, {**auth(kept, "gus"), "Idempotency-Key": "photo-1"}, SMALL).json["replayed"] is False
+    theirs = upload(client, {**auth(kept, "gus"), "Idempotency-Key": "photo-1"}, SMALL).json
+    assert theirs["replayed"] is False and theirs["id"] != first.json["id"]  # a key names one user's upload
 
 
 def test_an_upload_with_a_new_key_is_new_beside_the_users_other_uploads(kept: Platform, client: Any) -> None:

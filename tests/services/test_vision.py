@@ -422,10 +422,13 @@ def test_an_https_image_part_that_is_no_url_is_refused_as_a_bad_part(tmp_path: P
 
 @pytest.mark.parametrize(("url", "said"), [
     ("upload:nope", "'upload:nope' names no upload: an upload's id is up_ and 24 hex digits"),
+    ("upload:up_0123456789abcdef", "names no upload: an upload's id is up_ and 24 hex digits"),
     ("image:t1.x", "'image:t1.x' names no generated image: image:<taskId>.<n>"),
     ("http://example.com/a.png", "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
     ("ftp://example.com/a.png", "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
     ("data:image/png;base64,YQ==YQ==", "the data: URL's base64 does not decode"),  # not cut at its padding
+    ("data:image/png;base64,YWJj#more", "a data: URL must be base64"),  # nor where its base64 stops
+    ("https://example.com/" + "a" * 2048, "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
     ("data:image/png;base64," + "A" * (10 * 1024 * 1024 * 4 // 3 + 8), "an inline image is larger than 10 MB"),
 ])
 def test_an_image_reference_of_the_right_form_but_no_id_says_what_an_id_is(url: str, said: str) -> None:
@@ -503,3 +506,23 @@ def test_an_image_not_read_yet_counts_as_a_large_one_for_a_tiled_model(seeing: P
     alone = seeing.chat.prompt_of([{"role": "user", "content": text}], tiled)
     assert seeing.chat.prompt_of(named, tiled) - alone == 85 + 4 * 170
     assert seeing.chat.prompt_of(vision.resolve("ned", named), tiled) - alone == 85 + 170
+
+
+def test_only_a_part_of_type_image_url_is_an_image() -> None:
+    """A text part that also carries an image_url (as a client's serializer may leave it) is read as its text."""
+    from creditflow.domain.vision import image_parts
+
+    stray = {"type": "text", "text": "no picture here", "image_url": {"url": "upload:up_" + "0" * 24}}
+    image = {"type": "image_url", "image_url": {"url": "upload:up_" + "1" * 24}}
+    assert list(image_parts([{"role": "user", "content": [stray, image]}])) == [(0, 1, image)]
+
+
+def test_an_image_read_and_shrunk_keeps_the_detail_the_caller_asked_for(seeing: Platform) -> None:
+    """OpenAI's `detail` (low, high) decides what a provider makes of an image, and charges for it."""
+    vision = seeing.chat.vision
+    assert vision is not None
+    part = {"type": "image_url", "image_url": {"url": inline(halves(1024, 200)), "detail": "low"}}
+    resolved = vision.resolve("ola", [{"role": "user", "content": [part]}])
+    sized = vision.sized("ola", resolved, seeing.catalog.get("demo-vision", "vision"))
+    assert [m["content"][0]["image_url"]["detail"] for m in (resolved[0], sized[0])] == ["low", "low"]
+    assert sized[0]["content"][0]["image_url"]["url"] != part["image_url"]["url"]  # it was shrunk, and still says so
