@@ -428,12 +428,14 @@ def test_an_https_image_part_that_is_no_url_is_refused_as_a_bad_part(tmp_path: P
     ("ftp://example.com/a.png", "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
     ("data:image/png;base64,YQ==YQ==", "the data: URL's base64 does not decode"),  # not cut at its padding
     ("data:image/png;base64,YWJj#more", "a data: URL must be base64"),  # nor where its base64 stops
-    ("https://example.com/" + "a" * 2048, "must be a data: URL, upload:<id>, image:<taskId>.<n> or https://"),
-    ("data:image/png;base64," + "A" * (10 * 1024 * 1024 * 4 // 3 + 8), "an inline image is larger than 10 MB"),
+    pytest.param("https://example.com/" + "a" * 2029, "an image's https URL is at most 2048 characters, not 2049",
+                 id="https-too-long"),
+    pytest.param("data:image/png;base64," + "A" * (10 * 1024 * 1024 * 4 // 3 + 8),
+                 "an inline image is larger than 10 MB", id="data-too-large"),
 ])
 def test_an_image_reference_of_the_right_form_but_no_id_says_what_an_id_is(url: str, said: str) -> None:
-    """upload:nope was told it must be a data: URL, upload:<id>… though it was of that form; a data: URL is read
-    whole, or refused."""
+    """upload:nope was told it must be a data: URL, upload:<id>… though it was of that form, and so was an https
+    URL too long; a data: URL is read whole, or refused."""
     from creditflow.domain.vision import InvalidImagePart, image_source
 
     with pytest.raises(InvalidImagePart) as refused:

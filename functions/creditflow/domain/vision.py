@@ -22,6 +22,7 @@ IMAGE = re.compile(r"image:([A-Za-z0-9_-]{1,64})\.([0-9]{1,2})")
 DATA = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 MAX_UPLOAD = 10 * 1024 * 1024
 MAX_IMAGES = 8  # image parts in one request
+MAX_URL = 2048  # characters of an https image URL
 
 
 class InvalidImagePart(LedgerError):
@@ -70,7 +71,10 @@ def image_source(url: object) -> ImageSource:
         return ImageSource(upload=upload[1])
     if (image := IMAGE.fullmatch(url)) is not None:
         return ImageSource(image=(image[1], int(image[2])))
-    if url.startswith("https://") and len(url) <= 2048:
+    if url.startswith("https://"):
+        if len(url) > MAX_URL:
+            raise InvalidImagePart(f"an image's https URL is at most {MAX_URL} characters, not {len(url)}: upload "
+                                   "the image (POST /api/v1/uploads) and send upload:<id>")
         return ImageSource(url=url)
     if url.startswith("upload:"):  # the right form, but no id POST /api/v1/uploads gives
         raise InvalidImagePart(f"{url[:80]!r} names no upload: an upload's id is up_ and 24 hex digits, as "
