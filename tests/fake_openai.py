@@ -1,7 +1,7 @@
 """An OpenAI-compatible HTTP server the tests start on loopback. The last user message steers it: FAIL500, RATE429 and
 BROKEN make it fail those ways (FAILLLAMA fails only Llama models), NOUSAGE leaves usage out (NEGUSAGE and NEGOUT
-report a negative prompt or completion count), BREAKSTREAM cuts a stream after two pieces (mid-chunk), ERREVENT
-sends an error event after two, SLOWLLAMA makes Llama models wait 3 s
+report a negative prompt or completion count), BREAKSTREAM cuts a stream after two pieces (mid-chunk), CUTATEND
+after its usage chunk (before [DONE]), ERREVENT sends an error event after two, SLOWLLAMA makes Llama models wait 3 s
 (HELDLLAMA: until `let_go` is set, 30 s at most), DRIP streams a word every 0.3 s, PACE20 one every 20 ms (a model's
 pace), STALL stalls a stream for 2 s after two pieces. UNSAFE anywhere in the messages or inputs is refused with 400,
 as OpenAI refuses content its safety system flags, and so are a `temperature` that is not a number and a
@@ -256,6 +256,12 @@ class FakeOpenAI:
                 if (body.get("stream_options") or {}).get("include_usage") and "NOUSAGE" not in last:
                     self._event({**base, "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 50,
                                                                    "total_tokens": 150}})
+                if "CUTATEND" in last:  # all of it sent, usage too; the connection lost before [DONE]
+                    self.wfile.write(b"e\r\ndata: [DO")
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    self.close_connection = True
+                    return
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
 

@@ -636,6 +636,20 @@ def test_a_stream_the_provider_cuts_off_ends_in_an_error_event_not_a_clean_stop(
     assert settle["memo"]["reconcile"] == "stream broke" and settle["amount"]["micros"] > 0
 
 
+def test_a_stream_cut_only_after_its_usage_ends_as_the_provider_finished_it(real: LocalServer) -> None:
+    """Finished, with its usage said: the provider's connection lost before [DONE] takes nothing from the answer."""
+    sdk = client(real, new_key(real, "gw-cut-late"))
+    asked = [{"role": "user", "content": "CUTATEND please"}]
+    chunks = list(sdk.chat.completions.create(model=LLAMA, messages=asked, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices) == "echo: CUTATEND please"
+    assert [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason] == ["stop"]
+    usage = chunks[-1].usage
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (100, 50)
+    settle = real.call("GET", "/api/v1/credits/history?kind=settle", token=real.token("gw-cut-late")).json["entries"][0]
+    assert settle["memo"]["usage"] == "reported" and "reconcile" not in settle["memo"]
+
+
 def test_images_need_a_vision_model_and_are_held_for(real: LocalServer, upstream: FakeOpenAI) -> None:
     sdk = client(real, new_key(real, "gw-vision"))
     png = "data:image/png;base64," + base64.b64encode(encoded(halves(80, 40), "PNG")).decode()

@@ -222,6 +222,21 @@ def test_a_stream_without_usage_or_that_breaks_settles_on_an_estimate(ai: Platfo
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_a_stream_cut_after_its_usage_came_is_whole_and_charged_on_that_usage(ai: Platform) -> None:
+    """The reply finished and the provider said what it used (and bills that): only the [DONE] line was lost. Charged
+    on a local estimate, it paid other than the provider's bill and was flagged for reconciliation as broken."""
+    funded(ai, "u", 1)
+    pieces = list(ai.chat.stream("u", ask("CUTATEND please"), key="s4", model=LLAMA))
+    done = pieces[-1]
+    assert "".join(p.text for p in pieces if isinstance(p, Delta)) == "echo: CUTATEND please"
+    assert isinstance(done, StreamEnd) and done.usage_reported and not done.broken and done.charged == 33
+    assert done.finish_reason == "stop"
+    [settled] = ai.credits.history("u", kinds=frozenset({"settle"}))[0]
+    assert "reconcile" not in settled.fields()["memo"] and settled.fields()["memo"]["usage"] == "reported"
+    cut_early = list(ai.chat.stream("u", ask("NOUSAGE CUTATEND"), key="s5", model=LLAMA))[-1]
+    assert not cut_early.usage_reported and cut_early.broken  # no usage came: still an estimate, and broken
+
+
 def test_a_stream_that_outlasts_its_hold_keeps_it_and_is_charged_once(ai: Platform, clock: SteppedClock) -> None:
     """Holds time out (30 minutes here) so that a crashed call frees its credits; a stream still running is
     not a crashed call: its hold is extended while it streams, and the end of the stream settles it."""

@@ -742,8 +742,11 @@ class Relay:
             self.outcome = "rejected"  # at the start: a provider refuses a request before it answers any of it
             raise
         except ProviderUnavailable as failure:
-            self.outcome = "broken" if self.said else "failed"
-            self.failure = failure.detail
+            if self.finish is not None and self.prompt is not None:  # all of it came, and its usage: only the
+                self.outcome = "complete"  # end of the body was lost, and the provider bills what it said
+            else:
+                self.outcome = "broken" if self.said else "failed"
+                self.failure = failure.detail
         except Exception:  # not the provider's failure (an adapter's own error): released, and raised on
             self.outcome = "errored"
             raise
