@@ -101,6 +101,20 @@ def test_without_the_clients_key_or_past_its_time_a_replay_is_told_it_was_answer
         ai.chat.chat("u", ask("hello"), key="k2", model=LLAMA, replayable=True)
 
 
+def test_a_long_streams_answer_is_kept_for_the_retention_from_its_end(ai: Platform, clock: SteppedClock) -> None:
+    """A stream that took ten minutes is kept 24 hours from when it ended (and was kept), not from its first token."""
+    funded(ai, "u", 5)
+    pieces = ai.chat.stream("u", ask("a long one"), key="s1", model=LLAMA, replayable=True)
+    first = next(pieces)
+    clock.advance(minutes=10)
+    assert isinstance(list(pieces)[-1], StreamEnd) and isinstance(first, Delta)
+    clock.advance(hours=24, minutes=-5)
+    assert ai.chat.chat("u", ask("a long one"), key="s1", model=LLAMA, replayable=True).replayed
+    clock.advance(minutes=5)
+    with pytest.raises(AlreadyAnswered):
+        ai.chat.chat("u", ask("a long one"), key="s1", model=LLAMA, replayable=True)
+
+
 def test_with_no_retention_nothing_is_kept(tmp_path, clock: SteppedClock, upstream: FakeOpenAI) -> None:
     from tests.conftest import make_platform
 
