@@ -135,6 +135,27 @@ def test_an_agent_the_platform_lacks_leaves_the_rules_agent() -> None:
     judged, _ = judged_by_a_model(TaskRequest("agent", {"goal": "plan"}),
                                   {"speed": "quick", "seconds": 3600, "agent": "code"}, classifier())
     assert (judged.rule, judged.speed, judged.seconds) == ("model m", "long", 3600)  # an agent is never inline
+    judged, _ = judged_by_a_model(TaskRequest("image", {"prompt": "a kite"}), {"speed": "quick", "seconds": 2},
+                                  classifier())
+    assert (judged.rule, judged.speed, judged.seconds) == ("model m", "long", 2)  # nor is an image task (a saga)
+
+
+def test_a_condition_may_ask_for_no_image_or_no_conversation() -> None:
+    """Rules ship as data: an operator's `false` is a condition too, not the same as `true`."""
+    rules = classifier({"name": "unpictured", "when": {"hasImage": False, "conversation": False}, "speed": "quick",
+                        "seconds": 7})
+    assert rules.classify("u", TaskRequest("vision", {"prompt": "what?"})).rule == "unpictured"
+    assert rules.classify("u", TaskRequest("vision", {"prompt": "what?", "image": "data:,"})).rule == "the rest"
+    assert rules.classify("u", TaskRequest("chat", "hi", conversation_id="c1")).rule == "the rest"
+
+
+def test_a_rules_pattern_matches_whatever_the_case() -> None:
+    """As task_rules.json says: "Python", "SQL" or "Debug" in a request find the code agent's rule."""
+    rules = classifier({"name": "code", "when": {"textMatches": r"\b(python|sql|debug)\b"}, "speed": "long",
+                        "seconds": 180})
+    assert [rules.classify("u", TaskRequest("chat", text)).rule for text in ("Python please", "an SQL query",
+                                                                             "DEBUG this", "a snake")] == [
+        "code", "code", "code", "the rest"]
 
 
 def test_the_model_is_told_whether_the_task_is_a_conversation_turn() -> None:
