@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from creditflow.domain.tasks import InvalidTask, TaskRequest
@@ -20,6 +20,7 @@ def held(request: TaskRequest, estimate: int, upkeep: int = 0, room: int = 0) ->
 
 
 @given(amounts, amounts, st.integers(0, MAX), limits)
+@example(0, 0, 1, MAX)  # a limit that is the largest hold leaves no room beside it
 def test_an_agent_holds_its_limit_and_the_classifiers_room_within_the_largest_hold(
         estimate: int, upkeep: int, room: int, max_credits: int | None) -> None:
     request = TaskRequest("agent", "find out", max_credits=max_credits)
@@ -27,6 +28,7 @@ def test_an_agent_holds_its_limit_and_the_classifiers_room_within_the_largest_ho
 
 
 @given(st.sampled_from(["chat", "vision", "image"]), st.integers(0, MAX), amounts, st.integers(0, MAX // 10), limits)
+@example("chat", 1, 2 * MAX, 0, 2 * MAX)  # a maxCredits above the largest hold holds no more than it
 def test_a_task_holds_its_estimate_and_its_upkeep_as_far_as_its_limit_allows(
         kind: str, estimate: int, upkeep: int, room: int, max_credits: int | None) -> None:
     request = TaskRequest(kind, "hi", max_credits=max_credits)
@@ -49,6 +51,7 @@ def test_a_limit_below_the_estimate_names_what_would_cost_less() -> None:
 
 
 @given(st.integers(1, MAX), st.integers(0, MAX), limits)
+@example(MAX, 1, MAX + 1)  # a maxCredits above the largest hold: the largest hold bounds the room
 def test_the_classifiers_room_is_all_or_nothing_within_the_tasks_limit(estimate: int, room: int,
                                                                        max_credits: int | None) -> None:
     request = TaskRequest("chat", "hi", max_credits=max_credits)
