@@ -3,6 +3,7 @@ charged figure the user sees, and a task refused at its hold asks (and pays) not
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.errors import ProviderUnavailable
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, SUCCEEDED, Task, TaskRequest, parse_request
 from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
+from tests.services.test_tasks import failing_first
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
 
@@ -170,3 +173,22 @@ def test_a_task_cancelled_as_it_is_accepted_asks_and_pays_the_classifier_nothing
     assert classifier_asks(upstream) == 0 and taken_for(judged, "task:t:") == 0
     balance = judged.credits.balance("u")
     assert (balance.available, balance.held) == (CREDIT, 0)
+
+
+def test_a_task_tried_again_shows_the_classifier_call_it_was_charged_meanwhile(
+        judged: Platform, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider fails the task's first attempt, after its hold paid the classifier's call: while it waits for
+    its next attempt, the task shows what it was charged (that call), not 0; the next attempt counts it once."""
+    failing_first(monkeypatch, judged.tasks.runs["chat"], "run", [ProviderUnavailable("the provider answered 503")])
+    waiting = judged.tasks.submit("u", "t", {"kind": "chat", "input": "hi", "model": LLAMA})
+    paid = taken_for(judged, "task:t:classify:")
+    assert not waiting.terminal and waiting.attempts == 1 and classifier_asks(upstream) == 1, waiting
+    assert waiting.charged == waiting.classified == paid > 0
+    assert judged.realtime.get("/tasks/u/t")["charged"]["micros"] == paid
+    ran = 0
+    while ran < 20 and not judged.tasks.get("u", "t").terminal:  # queued again, due a second later
+        time.sleep(0.1 if not judged.queue.run_next() else 0)  # type: ignore[attr-defined]
+        ran += 1
+    task = judged.tasks.get("u", "t")
+    assert task.state == SUCCEEDED and task.charged == taken_for(judged, "task:t:") > paid
+    assert judged.credits.balance("u").held == 0 and judged.integrity.audit().ok
