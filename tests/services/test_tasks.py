@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import timedelta
@@ -1367,6 +1368,8 @@ def test_raising_a_limit_answers_the_hold_that_holds_it_or_none_when_nothing_is_
     the hold that replaced the task's, and answers that hold, the splits before it and the limit."""
     task = _waiting_agent(ai, "raise1")
     held = ai.credits.balance("u").held
+    asks_no_more = dataclasses.replace(task, steps={**task.steps, "approveUpTo": task.reserved})
+    assert ai.tasks.holds.raise_limit(asks_no_more, True, 1) is None  # the limit it holds already: nothing to raise
     assert ai.tasks.holds.raise_limit(task, "no", 1) is None
     assert ai.credits.balance("u").held == held
     raised = ai.tasks.holds.raise_limit(task, True, 1)
