@@ -16,7 +16,7 @@ import pytest
 from creditflow.bootstrap import Platform
 from creditflow.domain.tasks import ACCEPTED, SUCCEEDED, Task, task_of_entry
 from creditflow.services.task_runs import image_task_id
-from tests.conftest import SteppedClock, funded, make_platform
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 from tests.fake_openai import FakeOpenAI
 
 LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
@@ -99,6 +99,24 @@ def test_the_agents_own_calls_get_only_what_its_image_tasks_left(drawing: Platfo
     assert task.message == f"stopped at its limit (partial result): {task.result['detail']}"[:200]
     [image] = images_of(drawing, "a2")
     assert image.reserved == two and task.charged + image.reserved <= limit
+
+
+def test_an_image_task_that_takes_all_the_agent_has_left_leaves_its_charge_as_it_was(drawing: Platform) -> None:
+    """The image task's price is exactly what the agent's limit has left after its first call: the split moves the
+    whole of the agent's hold, and its lineage ends there. The agent was charged its call, not less (the split's
+    credits are the image task's, not given back to the user by the agent's end)."""
+    funded(drawing, "u", 5)
+    one = drawing.images.quote(None, None, None, 1)[1].total
+    call = 33  # µc: the agent's first model call (100 prompt and 50 completion tokens)
+    task = agent(drawing, "a7", [["start_image_task", {"prompt": "a boat"}],
+                                 ["arithmetic", {"expression": "1 + 1"}]], f"0.{call + one:06d}")
+    assert task.state == SUCCEEDED and task.result["partial"] is True, task.result
+    [image] = images_of(drawing, "a7")
+    assert image.reserved == one and image.state == ACCEPTED
+    settled = [e.fields() for e in drawing.credits.history("u", kinds=frozenset({"settle"}), limit=100)[0]]
+    assert task.charged == call == sum(int(f["amount"]) for f in settled if f["key"].startswith("task:a7:"))
+    balance = drawing.credits.balance("u")
+    assert (balance.available, balance.held) == (5 * CREDIT - call - one, one) and drawing.integrity.audit().ok
 
 
 def test_a_user_whose_balance_is_the_agents_limit_still_gets_its_image(drawing: Platform) -> None:
