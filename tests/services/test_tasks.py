@@ -612,6 +612,8 @@ def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform
         asked_for.append(task.steps["approveUpTo"])
         answered = ai.tasks.answer("u", "agent3", True)
         assert answered.reserved == asked_for[-1] > task.reserved
+        # held: the raised limit less what the task was charged before it, never more than it may still spend
+        assert ai.credits.balance("u").held == answered.reserved - answered.charged
         task = ai.tasks.run("u", "agent3")
     assert asked_for and task.state == SUCCEEDED and task.result["partial"] is False
     assert task.result["text"].startswith("done: 42 | 1024 | 9") and 0 < task.charged <= task.reserved
