@@ -17,6 +17,7 @@ from creditflow.domain.money import format_credits
 from creditflow.domain.preferences import Preferences
 from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
 from creditflow.domain.timefmt import iso
+from creditflow.services.chat import Budget
 from creditflow.services.task_holds import RaisedLimit
 from creditflow.services.task_outbox import CLEAR_JOB
 from tests.conftest import CREDIT, SteppedClock, dying_after, funded, make_platform
@@ -1377,6 +1378,19 @@ def test_raising_a_limit_answers_the_hold_that_holds_it_or_none_when_nothing_is_
     raised = ai.tasks.holds.raise_limit(task, True, 1)
     assert raised == RaisedLimit(ai.tasks.holds.current(task), task.split_off, task.steps["approveUpTo"])
     assert raised.hold != task.hold and ai.credits.balance("u").held == held + raised.reserved - task.reserved
+
+
+def test_an_image_task_that_spent_all_it_held_gives_its_agent_nothing_back(ai: Platform) -> None:
+    """`TaskHolds.take_back`: a task started from the agent's hold that ended charged all it held has nothing to
+    give back; that is done, with no ledger change (not a take-back of zero, which the ledger refuses)."""
+    task = _waiting_agent(ai, "back1")
+    budget = Budget("u", task.hold or "", task.reserved, task.deadline or "", task.reserved, task="back1")
+    spent = dataclasses.replace(task, id="back1-img", state=SUCCEEDED, steps={"splitFrom": task.hold},
+                                reserved=task.reserved, charged=task.reserved)
+    version = ai.credits.balance("u").version
+    assert ai.tasks.holds.take_back(task, budget, spent) is True
+    assert (budget.hold, budget.remaining) == (task.hold, task.reserved)
+    assert ai.credits.balance("u").version == version
 
 
 def test_a_cancel_after_an_approval_raised_the_hold_unseen_frees_it_all_and_charges_nothing(ai: Platform) -> None:
