@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from creditflow.bootstrap import Platform
+from creditflow.domain.errors import HoldAlreadyReleased
 from creditflow.domain.jobs import Delivery, Job
 from creditflow.domain.money import format_credits
 from creditflow.domain.preferences import Preferences
@@ -49,6 +50,7 @@ def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstr
         ("succeeded", {"credits": "0.000033", "micros": 33})]
     again = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
     assert again == ai.tasks.get("u", "t1") and len(upstream.requests) == 1  # a second delivery: nothing new
+    assert ai.tasks.cancel("u", "t1") == again and ai.realtime.get("/tasks/u/t1") == mirror  # after the end
     assert ai.tasks.run("u", "t1").state == SUCCEEDED and ai.credits.balance("u").available == CREDIT - 33
     assert ai.integrity.audit().ok
 
@@ -293,6 +295,21 @@ def test_a_request_refused_on_the_bus_leaves_it_at_once_and_a_valid_one_stays(ai
     ai.realtime.set("/requests/u/huge", huge)  # written again under its id (the rules let it: it left the bus)
     assert ai.tasks.on_request_written("u", "huge", None, huge) == task
     assert ai.realtime.get("/requests/u/huge") is None  # refused again as it was read: it leaves the bus again
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_request_ended_as_it_is_read_is_told_to_its_owner_after_a_crash(ai: Platform, cancelled: bool) -> None:
+    """A request refused as it is read, or cancelled before it was seen, ends at once, its task.finished saved with
+    that end: a process that dies right after the save still tells its owner, through the outbox sweep."""
+    funded(ai, "u", 1)
+    raw = {"kind": "chat", "input": "hi", "model": LLAMA} if cancelled else {"kind": "chat", "model": LLAMA}
+    with dying_after(ai.tasks.store, "create"):
+        ai.tasks.submit("u", "t1", raw, cancelled=cancelled)
+    ended = CANCELLED if cancelled else FAILED
+    assert ai.tasks.get("u", "t1").state == ended and not ai.realtime.get("/notifications/u")
+    assert ai.tasks.deliver_events() == 1 and ai.tasks.deliver_events() == 0
+    [note] = ai.realtime.get("/notifications/u").values()
+    assert (note["taskId"], note["state"], note["charged"]["micros"]) == ("t1", ended, 0)
 
 
 def test_a_max_credits_one_micro_below_the_estimate_is_refused_and_one_at_it_runs(ai: Platform) -> None:
@@ -1461,18 +1478,21 @@ def test_an_approval_whose_save_a_crash_lost_after_its_raise_is_taken_at_the_nex
     assert ai.integrity.audit().ok
 
 
-def test_a_run_that_fails_on_a_hold_its_cancel_closed_ends_cancelled_not_failed(ai: Platform,
+@pytest.mark.parametrize("error", [
+    HoldAlreadyReleased("reservation hold_x was already released"),  # past a hold the cancel closed
+    RuntimeError("the tokenizer fell over"),  # an error of the platform's own, met after the cancel
+])
+def test_a_run_that_fails_on_a_hold_its_cancel_closed_ends_cancelled_not_failed(ai: Platform, error: Exception,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A cancel racing a run's start closed the hold the run then charged from: the run's refusal
-    (hold-already-released) ended the task `failed` (found by racing 80 chats with their cancels)."""
-    from creditflow.domain.errors import HoldAlreadyReleased
-
+    (hold-already-released) ended the task `failed` (found by racing 80 chats with their cancels). Any failure of a
+    run its owner cancelled ends it as asked."""
     funded(ai, "u", 1)
     chat_run = ai.tasks.runs["chat"]
 
     def cut(context: Any, resume: object = None) -> Any:
         ai.tasks.cancel("u", context.task.id)  # running: the cancel is a flag the run meets…
-        raise HoldAlreadyReleased("reservation hold_x was already released")  # …past a hold already closed
+        raise error  # …as it fails
 
     monkeypatch.setattr(chat_run, "run", cut)
     task = ai.tasks.submit("u", "cut", {"kind": "chat", "input": "hello there", "model": LLAMA})
