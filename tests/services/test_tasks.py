@@ -510,6 +510,60 @@ def test_a_run_stopped_by_its_deadline_ends_expired_not_cancelled(ai: Platform, 
     assert ai.credits.balance("u").held == 0
 
 
+def test_a_long_task_lasts_the_long_deadline_to_the_second(ai: Platform, clock: SteppedClock) -> None:
+    """A task the rules judge long (an agent's, queued) ends `expired` 30 minutes after its acceptance: not at the
+    quick deadline (5 minutes), and not a moment after its own."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "plan", {"kind": "agent", "input": "plan it", "model": LLAMA})
+    assert (task.speed, task.route, task.state) == ("long", "queued", ACCEPTED)
+    clock.advance(minutes=29, seconds=59)
+    assert ai.tasks.expire_overdue() == 0 and ai.tasks.get("u", "plan").state == ACCEPTED
+    clock.advance(seconds=1)
+    assert ai.tasks.expire_overdue() == 1
+    ended = ai.tasks.get("u", "plan")
+    assert (ended.state, ended.charged, ended.outcome) == (EXPIRED, 0, "released")
+    assert ai.credits.balance("u").held == 0
+
+
+def test_a_queued_task_delivered_past_its_deadline_ends_expired_and_never_runs(ai: Platform, clock: SteppedClock,
+                                                                              upstream: FakeOpenAI) -> None:
+    """Its job comes after its deadline (a queue slower than its tasks): the task ends `expired`, holding nothing,
+    without one attempt or one call to the model."""
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", "plan", {"kind": "agent", "input": "plan it", "model": LLAMA})
+    clock.advance(minutes=31)
+    assert ai.queue.run_next()  # type: ignore[attr-defined]
+    task = ai.tasks.get("u", "plan")
+    assert (task.state, task.charged, task.outcome, task.attempts) == (EXPIRED, 0, "released", 0)
+    assert not upstream.requests and ai.credits.balance("u").held == 0
+
+
+def test_a_cancelled_queued_task_leaves_no_run_on_the_queue(ai: Platform, upstream: FakeOpenAI) -> None:
+    funded(ai, "u", 5)
+    assert ai.tasks.submit("u", "plan", {"kind": "agent", "input": "plan it", "model": LLAMA}).route == "queued"
+    assert ai.tasks.cancel("u", "plan").state == CANCELLED
+    assert not ai.queue.run_next() and not upstream.requests  # type: ignore[attr-defined]
+
+
+def test_a_cancel_wins_over_a_deadline_passed_after_it(ai: Platform, clock: SteppedClock) -> None:
+    """The user cancels a run mid-stream, and its deadline passes before the run meets the cancel: the task ends
+    `cancelled`, as asked, not `expired`, paying for what was used."""
+    funded(ai, "u", 1)
+    words = " ".join(["DRIP"] + ["word"] * 30)
+    worker = threading.Thread(target=lambda: ai.tasks.submit("u", "both", {"kind": "chat", "input": words,
+                                                                           "model": LLAMA}))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not stream_of(ai, "u", "both") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ai.tasks.cancel("u", "both").cancel_requested
+    clock.advance(minutes=6)  # past the quick deadline (5 minutes)
+    worker.join(timeout=20)
+    task = ai.tasks.get("u", "both")
+    assert task.state == CANCELLED and task.outcome == "settled" and 0 < task.charged < task.reserved
+    assert ai.credits.balance("u").held == 0
+
+
 def test_a_task_is_its_owners_alone(ai: Platform) -> None:
     funded(ai, "u", 1)
     ai.tasks.submit("u", "mine", {"kind": "chat", "input": "hi", "model": LLAMA})
@@ -971,9 +1025,10 @@ def test_a_request_whose_trigger_died_before_accepting_it_ends_expired(ai: Platf
     at = iso(clock.now())
     assert ai.tasks.store.create(Task("stuck", "u", TaskRequest("chat", "hi", model=LLAMA), at, at))  # recorded;
     # and then the trigger's instance died
+    clock.advance(minutes=4, seconds=59)
     assert triggers.expire_tasks()["expired"] == 0  # it may still be on its way
     assert ai.tasks.get("u", "stuck").state == "requested"
-    clock.advance(minutes=6)  # past the quick deadline (5 minutes)
+    clock.advance(seconds=1)  # its quick deadline (5 minutes) reached
     assert triggers.expire_tasks()["expired"] == 1
     task = ai.tasks.get("u", "stuck")
     assert task.state == EXPIRED and task.charged == 0 and task.outcome is None
