@@ -692,6 +692,19 @@ def test_an_agent_that_asks_waits_then_runs_on_under_a_raised_limit(ai: Platform
     assert ai.credits.balance("u").held == 0 and ai.integrity.audit().ok
 
 
+def test_a_waiting_task_delivered_again_before_its_answer_goes_on_waiting(ai: Platform,
+                                                                          upstream: FakeOpenAI) -> None:
+    """A run delivered again while the task waits for its owner (a queue's redelivery) neither runs it nor asks the
+    model anything: it waits for the answer."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent5", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    task = ai.tasks.run("u", "agent5") if not task.terminal and task.state != "waiting" else task
+    assert task.state == "waiting"
+    asked = len(upstream.requests)
+    assert ai.tasks.run("u", "agent5") == task and len(upstream.requests) == asked
+
+
 def test_an_answer_sent_again_with_its_key_answers_no_later_question(ai: Platform, upstream: FakeOpenAI) -> None:
     """A client retrying its answer (the reply was lost) sends the same Idempotency-Key: by then the task may ask
     again, for more; the retry is the first answer, the task as it is now, and approves nothing the user never saw."""
@@ -707,6 +720,22 @@ def test_an_answer_sent_again_with_its_key_answers_no_later_question(ai: Platfor
     assert retried == asked_again and retried.answer is None and retried.steps["answers"] == 1
     answered = ai.tasks.answer("u", "agent4", True, key="answer-2")  # a new answer, to the new question
     assert answered.reserved == asked_again.steps["approveUpTo"] and answered.steps["answers"] == 2
+
+
+def test_the_keys_a_task_keeps_are_its_latest_answers(ai: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task keeps the Idempotency-Keys of its latest answers only (one here): the latest answer's retry is that
+    answer, not a second one refused as answered already."""
+    from creditflow.services import tasks as flow
+
+    monkeypatch.setattr(flow, "ANSWER_KEYS_KEPT", 1)
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent6", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    task = ai.tasks.run("u", "agent6") if not task.terminal and task.state != "waiting" else task
+    ai.tasks.answer("u", "agent6", True, key="answer-1")
+    assert ai.tasks.run("u", "agent6").state == "waiting"
+    answered = ai.tasks.answer("u", "agent6", True, key="answer-2")
+    assert ai.tasks.answer("u", "agent6", True, key="answer-2") == answered  # its retry: the same answer
 
 
 def test_a_structured_approval_sent_as_json_text_approves(ai: Platform, upstream: FakeOpenAI) -> None:
@@ -751,6 +780,16 @@ def test_a_task_whose_models_all_rest_is_put_off_not_failed(tmp_path: Path, cloc
     ai.chat.health = Health()  # the model is back
     done = ai.tasks.run("u", "rest", Delivery(1, False))
     assert done.state == SUCCEEDED and ai.credits.balance("u").held == 0
+
+
+def test_a_task_run_in_its_callers_request_fails_there_not_later(ai: Platform, upstream: FakeOpenAI) -> None:
+    """The caller of a synchronous request waits for its task's end: an outage fails the task there, where an inline
+    run would be put off on the queue, leaving the caller a task still running."""
+    funded(ai, "u", 1)
+    upstream.failing = True
+    task = ai.tasks.submit_now("u", "here", TaskRequest("chat", "hello there", model=LLAMA))
+    assert (task.state, task.charged) == (FAILED, 0) and ai.credits.balance("u").held == 0
+    assert not ai.queue.run_next()  # type: ignore[attr-defined]
 
 
 def test_an_inline_run_that_fails_is_tried_again_on_the_queue(ai: Platform, upstream: FakeOpenAI) -> None:
@@ -1178,6 +1217,22 @@ def test_a_poison_task_becomes_a_dead_letter_with_its_hold_voided_and_replays(tm
         platform.queue.stop(5)  # type: ignore[attr-defined]
 
 
+def test_a_dead_letter_counts_the_deliveries_of_its_run(ai: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admins read how often the queue delivered the task's run, not how often it began: here the workers of
+    its first two deliveries died before moving it to `running`, and the third, its last, failed."""
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", "plan", {"kind": "agent", "input": "plan it", "model": LLAMA})
+
+    def broken(context: object, resume: object) -> None:
+        raise RuntimeError("the planner fell over")
+
+    monkeypatch.setattr(ai.tasks.runs["agent"], "run", broken)
+    task = ai.tasks.run("u", "plan", Delivery(3, True))
+    assert (task.state, task.attempts, task.charged) == (FAILED, 1, 0) and ai.credits.balance("u").held == 0
+    [letter] = ai.tasks.store.dead_letters(10)
+    assert (letter.task_id, letter.attempts) == ("plan", 3)
+
+
 def test_a_model_classifier_judges_speed_metered_and_falls_back_to_the_rules(tmp_path: Path, clock: SteppedClock,
                                                                              upstream: FakeOpenAI) -> None:
     judged = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
@@ -1352,6 +1407,23 @@ def test_a_streamed_reply_moves_the_tasks_progress_once_at_its_first_token(ai: P
     assert task.state == SUCCEEDED and len(stream_of(ai, "u", "t1")) > 2  # the reply came in several pieces
     running = said[[message for message, _ in said].index("waiting for the model"):]
     assert running[1] == ("answering", 0.5) and [m for m, _ in running].count("answering") == 1, said
+
+
+def test_a_runs_progress_is_shown_between_none_and_all(ai: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a run reports is shown within 0 and 1, its message cut at 200 characters, whatever the run said."""
+    funded(ai, "u", 1)
+    chat_run, shown = ai.tasks.runs["chat"], []
+    real = chat_run.run
+
+    def reporting(context: Any, resume: object = None) -> Any:
+        for fraction in (-0.5, 1.7):
+            context.progress(fraction, "x" * 300)
+            shown.append(ai.realtime.get("/tasks/u/p")["progress"])
+        return real(context, resume)
+
+    monkeypatch.setattr(chat_run, "run", reporting)
+    assert ai.tasks.submit("u", "p", {"kind": "chat", "input": "hello there", "model": LLAMA}).state == SUCCEEDED
+    assert shown == [{"fraction": 0.0, "message": "x" * 200}, {"fraction": 1.0, "message": "x" * 200}]
 
 
 def test_a_finished_tasks_request_and_stream_leave_the_bus_after_the_retention(tmp_path: Path, clock: SteppedClock,
