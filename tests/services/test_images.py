@@ -247,34 +247,41 @@ class Died(BaseException):
     """The worker died here: nothing after it runs."""
 
 
-@pytest.mark.parametrize("then", ["deadline", "cancel", "last attempt"])
+@pytest.mark.parametrize("then", ["deadline", "cancel", "last attempt", "failed last attempt"])
 def test_a_task_charged_for_its_images_is_finished_whatever_comes_after(platform: Platform, clock: SteppedClock,
                                                                          then: str) -> None:
     """The worker died (or its last attempt failed) after the charge for the images and before the saga recorded
     it. Then the deadline passed, or the user cancelled: the task ended expired or cancelled, charged for the
     images, which its ending then removed; on a last attempt that failed, it ended failed, charged the same. The
     user paid for nothing (found by the image task state machine). It is finished instead: succeeded, its images
-    kept, charged once."""
+    kept, charged once (a last attempt that failed queues its finish)."""
     funded(platform, "u", 1)
     platform.tasks.submit("u", "paid", {"kind": "image", "input": {"prompt": "a fox", "size": "256x256", "n": 2}})
 
     def die_after_settle(task: object, name: str) -> None:
         if name == "settle":
             platform.images.after_step = None
-            raise (Crash if then == "last attempt" else Died)(name)
+            raise {"last attempt": Crash, "failed last attempt": RuntimeError}.get(then, Died)(name)
 
     platform.images.after_step = die_after_settle
     with contextlib.suppress(Died):
-        platform.tasks.run("u", "paid", Delivery(3 if then == "last attempt" else 1, then == "last attempt"))
+        last = then.endswith("last attempt")
+        platform.tasks.run("u", "paid", Delivery(3 if last else 1, last))
     if then == "deadline":
         clock.advance(hours=1)
         platform.tasks.expire_overdue()
     elif then == "cancel":
         platform.tasks.cancel("u", "paid")
         platform.tasks.run("u", "paid", Delivery(2, False))
-    else:
+    elif then == "last attempt":
         assert platform.tasks.get("u", "paid").state == "running"  # not failed: queued once more
         assert platform.queue.run_next()  # type: ignore[attr-defined]
+    else:
+        waiting = platform.tasks.get("u", "paid")
+        assert waiting.state == "running" and waiting.error is None  # not failed: its finish is queued
+        finish = platform.queue.status(f"task:u:paid:finish:{waiting.attempts}")  # type: ignore[attr-defined]
+        assert finish is not None and finish.state == "queued"
+        platform.tasks.run("u", "paid", Delivery(1, False))  # that job's delivery
     task = platform.tasks.get("u", "paid")
     per_image = task.result["perImage"]["micros"] if task.result else 0
     assert task.state == SUCCEEDED and task.charged == 2 * per_image > 0, (task.state, task.message)
