@@ -32,6 +32,18 @@ def stream_of(platform: Platform, uid: str, task_id: str) -> list[dict]:
     return [pieces[key] for key in sorted(pieces)]
 
 
+def dripping(platform: Platform, task_id: str) -> threading.Thread:
+    """A chat task of u's whose model says a word every 0.3 s, run inline on a thread: started, and streaming."""
+    words = " ".join(["DRIP"] + ["word"] * 30)
+    worker = threading.Thread(target=lambda: platform.tasks.submit("u", task_id, {"kind": "chat", "input": words,
+                                                                                  "model": LLAMA}))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not stream_of(platform, "u", task_id) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return worker
+
+
 def test_a_chat_task_runs_inline_streams_and_is_charged_once(ai: Platform, upstream: FakeOpenAI) -> None:
     funded(ai, "u", 1)
     task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
@@ -432,14 +444,7 @@ def test_a_refusal_on_a_task_names_what_it_knows_as_the_api_does() -> None:
 
 def test_a_cancel_mid_stream_pays_for_what_was_used_and_frees_the_rest(ai: Platform) -> None:
     funded(ai, "u", 1)
-    words = " ".join(["DRIP"] + ["word"] * 30)
-    done: list = []
-    worker = threading.Thread(target=lambda: done.append(ai.tasks.submit(
-        "u", "long", {"kind": "chat", "input": words, "model": LLAMA})))
-    worker.start()
-    deadline = time.monotonic() + 10
-    while not stream_of(ai, "u", "long") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    worker = dripping(ai, "long")
     assert ai.tasks.cancel("u", "long").cancel_requested
     worker.join(timeout=20)
     task = ai.tasks.get("u", "long")
@@ -493,13 +498,7 @@ def test_a_run_stopped_by_its_deadline_ends_expired_not_cancelled(ai: Platform, 
     """The run's stop check says yes for a cancel and for a deadline passed alike; only the user's cancel is
     `cancelled`: a task stopped at its deadline ends `expired`, paying for what was used."""
     funded(ai, "u", 1)
-    words = " ".join(["DRIP"] + ["word"] * 30)
-    worker = threading.Thread(target=lambda: ai.tasks.submit("u", "late", {"kind": "chat", "input": words,
-                                                                           "model": LLAMA}))
-    worker.start()
-    deadline = time.monotonic() + 10
-    while not stream_of(ai, "u", "late") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    worker = dripping(ai, "late")
     clock.advance(minutes=6)  # past the quick deadline (5 minutes)
     worker.join(timeout=20)
     task = ai.tasks.get("u", "late")
@@ -549,13 +548,7 @@ def test_a_cancel_wins_over_a_deadline_passed_after_it(ai: Platform, clock: Step
     """The user cancels a run mid-stream, and its deadline passes before the run meets the cancel: the task ends
     `cancelled`, as asked, not `expired`, paying for what was used."""
     funded(ai, "u", 1)
-    words = " ".join(["DRIP"] + ["word"] * 30)
-    worker = threading.Thread(target=lambda: ai.tasks.submit("u", "both", {"kind": "chat", "input": words,
-                                                                           "model": LLAMA}))
-    worker.start()
-    deadline = time.monotonic() + 10
-    while not stream_of(ai, "u", "both") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    worker = dripping(ai, "both")
     assert ai.tasks.cancel("u", "both").cancel_requested
     clock.advance(minutes=6)  # past the quick deadline (5 minutes)
     worker.join(timeout=20)
