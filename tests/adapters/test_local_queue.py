@@ -89,10 +89,10 @@ def test_an_id_is_queued_once_while_waiting_after_it_ran_and_until_its_retention
 def test_the_first_payload_is_the_one_delivered(tmp_path: Path, clock: Clock) -> None:
     got: list[Job] = []
     queue = SqliteTaskQueue(tmp_path / "q.sqlite3", lambda job, _: got.append(job), now=clock)
-    queue.enqueue(Job("j1", "ok", {"n": 1, "nested": {"a": [1, 2]}}))
+    queue.enqueue(Job("j1", "ok", {"n": 1, "nested": {"a": [1, 2]}}, queue="low"))
     queue.enqueue(Job("j1", "ok", {"n": 2}))
     queue.run_next()
-    assert got == [Job("j1", "ok", {"n": 1, "nested": {"a": [1, 2]}}, "normal")]
+    assert got == [Job("j1", "ok", {"n": 1, "nested": {"a": [1, 2]}}, "low")]  # its queue too, as on Cloud Tasks
 
 
 def test_high_before_normal_before_low_then_oldest_first(queue: SqliteTaskQueue, recorder: Recorder,
@@ -114,6 +114,16 @@ def test_a_delayed_job_waits_its_delay_and_lets_later_jobs_pass(queue: SqliteTas
     assert not queue.run_next()
     clock.t += 0.1
     assert queue.run_next() and recorder.seen[-1] == ("later", 1, False)
+
+
+def test_among_due_jobs_of_a_priority_the_one_due_longest_runs_first(queue: SqliteTaskQueue, recorder: Recorder,
+                                                                     clock: Clock) -> None:
+    queue.enqueue(Job("older-but-delayed", "ok", {}, delay_seconds=10))
+    clock.t += 1
+    queue.enqueue(Job("newer", "ok", {}))
+    clock.t += 20
+    drain(queue)
+    assert [seen[0] for seen in recorder.seen] == ["newer", "older-but-delayed"]
 
 
 def test_unknown_queues_and_negative_delays_are_refused(queue: SqliteTaskQueue) -> None:
@@ -224,9 +234,78 @@ def test_a_worker_dying_on_the_last_attempt_leaves_a_dead_letter(tmp_path: Path,
     for _ in range(2):
         assert queue.lease() is not None  # and the worker dies
         clock.t += 31
-    assert queue.lease() is None
+    queue.enqueue(Job("next", "ok", {}))
+    lease = queue.lease()
+    assert lease is not None and lease.job.id == "next"  # the job due behind the dead one is leased in the same call
     [dead] = queue.dead_letters()
     assert dead.attempts == 2 and "lease ran out" in (dead.last_error or "")
+
+
+@pytest.mark.parametrize("stale_fails", [False, True], ids=["late-success", "late-failure"])
+def test_a_late_answer_from_a_worker_whose_lease_ran_out_leaves_the_job_to_its_new_worker(
+        tmp_path: Path, clock: Clock, stale_fails: bool) -> None:
+    """A stalled worker that answers while another worker holds the job neither finishes nor requeues it: the
+    new worker's own failure is still retried."""
+    path = tmp_path / "q.sqlite3"
+    stale = queue_at(path, Recorder(failing=("work",) if stale_fails else ()), clock)
+    live = queue_at(path, Recorder(failing=("work",)), clock)
+    stale.enqueue(Job("j", "work", {}))
+    late = stale.lease()
+    clock.t += 31
+    current = live.lease()
+    assert late is not None and current is not None and current.delivery.attempt == 2
+    stale.run(late)
+    status = live.status("j")
+    assert status is not None and (status.state, status.attempts) == ("running", 2)
+    live.run(current)
+    status = live.status("j")
+    assert status is not None and (status.state, status.attempts) == ("queued", 2)  # waits for attempt 3
+    assert status.due > clock.t and status.last_error == "RuntimeError: j failed"
+
+
+def test_dead_letters_list_the_newest_first_with_the_error_cut_short(tmp_path: Path, clock: Clock) -> None:
+    def failing(job: Job, delivery: Delivery) -> None:
+        raise RuntimeError(job.id * 3000)
+
+    queue = SqliteTaskQueue(tmp_path / "q.sqlite3", failing, QueueSettings(max_attempts=1), now=clock)
+    for job_id in ("a", "b"):
+        queue.enqueue(Job(job_id, "ok", {}))
+        assert queue.run_next()
+        clock.t += 1
+    assert [letter.id for letter in queue.dead_letters()] == ["b", "a"]
+    [newest] = queue.dead_letters(limit=1)
+    assert newest.id == "b" and newest.last_error == ("RuntimeError: " + "b" * 3000)[:2000]
+    status = queue.status("b")
+    assert status is not None and status.last_error == newest.last_error
+
+
+def test_an_idle_worker_starts_a_job_queued_in_its_process_at_once(tmp_path: Path) -> None:
+    ran = threading.Event()
+    queue = SqliteTaskQueue(tmp_path / "q.sqlite3", lambda job, _: ran.set(),
+                            QueueSettings(workers=1, poll_seconds=30))
+    queue.start()
+    try:
+        time.sleep(0.2)  # the worker found nothing and sleeps its poll
+        queue.enqueue(Job("j", "ok", {}))
+        assert ran.wait(5)
+    finally:
+        assert queue.stop(5)
+
+
+def test_an_idle_worker_finds_a_job_another_process_queued_within_its_poll(tmp_path: Path) -> None:
+    """Even when its next own job is an hour away, an idle worker looks again after `poll_seconds`."""
+    path = tmp_path / "q.sqlite3"
+    ran = threading.Event()
+    queue = SqliteTaskQueue(path, lambda job, _: ran.set() if job.id == "now" else None,
+                            QueueSettings(workers=1, poll_seconds=0.05))
+    queue.enqueue(Job("later", "ok", {}, delay_seconds=3600))
+    queue.start()
+    try:
+        time.sleep(0.2)
+        assert queue_at(path, Recorder()).enqueue(Job("now", "ok", {}))  # another process: no wake-up here
+        assert ran.wait(5)
+    finally:
+        assert queue.stop(5)
 
 
 def test_the_heartbeat_keeps_a_long_job_to_its_worker(tmp_path: Path) -> None:
