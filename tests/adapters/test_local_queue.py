@@ -101,8 +101,9 @@ def test_high_before_normal_before_low_then_oldest_first(queue: SqliteTaskQueue,
                              ("high2", "high"), ("low2", "low")]:
         queue.enqueue(Job(job_id, "ok", {}, queue=priority))
         clock.t += 1
+    queue.enqueue(Job("n3", "ok", {}))  # no queue named: normal
     drain(queue)
-    assert [seen[0] for seen in recorder.seen] == ["high1", "high2", "n1", "n2", "low1", "low2"]
+    assert [seen[0] for seen in recorder.seen] == ["high1", "high2", "n1", "n2", "n3", "low1", "low2"]
 
 
 def test_a_delayed_job_waits_its_delay_and_lets_later_jobs_pass(queue: SqliteTaskQueue, recorder: Recorder,
