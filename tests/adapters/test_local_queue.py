@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,16 @@ from creditflow.domain.backoff import backoff_seconds
 from creditflow.domain.jobs import Delivery, Job
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def working(queue: SqliteTaskQueue) -> Iterator[SqliteTaskQueue]:
+    """The queue's workers started for the block, and stopped after it (within 5 s)."""
+    queue.start()
+    try:
+        yield queue
+    finally:
+        assert queue.stop(5)
 
 
 class Clock:
@@ -284,13 +296,10 @@ def test_an_idle_worker_starts_a_job_queued_in_its_process_at_once(tmp_path: Pat
     ran = threading.Event()
     queue = SqliteTaskQueue(tmp_path / "q.sqlite3", lambda job, _: ran.set(),
                             QueueSettings(workers=1, poll_seconds=30))
-    queue.start()
-    try:
+    with working(queue):
         time.sleep(0.2)  # the worker found nothing and sleeps its poll
         queue.enqueue(Job("j", "ok", {}))
         assert ran.wait(5)
-    finally:
-        assert queue.stop(5)
 
 
 def test_an_idle_worker_finds_a_job_another_process_queued_within_its_poll(tmp_path: Path) -> None:
@@ -300,13 +309,10 @@ def test_an_idle_worker_finds_a_job_another_process_queued_within_its_poll(tmp_p
     queue = SqliteTaskQueue(path, lambda job, _: ran.set() if job.id == "now" else None,
                             QueueSettings(workers=1, poll_seconds=0.05))
     queue.enqueue(Job("later", "ok", {}, delay_seconds=3600))
-    queue.start()
-    try:
+    with working(queue):
         time.sleep(0.2)
         assert queue_at(path, Recorder()).enqueue(Job("now", "ok", {}))  # another process: no wake-up here
         assert ran.wait(5)
-    finally:
-        assert queue.stop(5)
 
 
 def test_the_heartbeat_keeps_a_long_job_to_its_worker(tmp_path: Path) -> None:
@@ -322,15 +328,12 @@ def test_the_heartbeat_keeps_a_long_job_to_its_worker(tmp_path: Path) -> None:
     other = Recorder()
     rival = queue_at(path, other, lease_seconds=0.5)
     runner.enqueue(Job("long", "ok", {}))
-    runner.start()
-    try:
+    with working(runner):
         assert started.wait(5)
         deadline = time.monotonic() + 1.2
         while time.monotonic() < deadline:
             assert rival.lease() is None
             time.sleep(0.05)
-    finally:
-        assert runner.stop(5)
     status = rival.status("long")
     assert status is not None and (status.state, status.attempts) == ("done", 1)
 
@@ -383,12 +386,9 @@ def test_a_job_of_a_killed_worker_process_runs_again_elsewhere_after_its_lease(t
     killed_at = time.monotonic()
     heir = Recorder(failing=())
     survivor = SqliteTaskQueue(path, heir, QueueSettings(workers=2, lease_seconds=1.0, poll_seconds=0.02))
-    survivor.start()
-    try:
+    with working(survivor):
         while not heir.seen and time.monotonic() < killed_at + 10:
             time.sleep(0.02)
-    finally:
-        survivor.stop(5)
     assert logged(log) == [("j", 1)] and heir.seen == [("j", 2, False)]
     assert time.monotonic() - killed_at < 5
 
