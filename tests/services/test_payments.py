@@ -145,6 +145,21 @@ def test_a_checkout_key_used_again_for_another_pack_is_a_conflict(shop: Platform
     assert saving.status_code == 409, saving.json  # once a second session, with the card kept
     assert checkout(client, shop, "alice", "k1").status_code == 200  # the first request's retry still works
 
+
+def test_two_users_sending_the_same_key_get_a_checkout_and_a_customer_each(shop: Platform, client: Any,
+                                                                          stripe_api: FakeStripe) -> None:
+    """An Idempotency-Key is unique only among one user's requests: bob's "k1" after alice's must make bob's own
+    page (one answered with alice's would credit alice for bob's card) and bob's own customer (a shared one would
+    let an auto top-up of one charge the other's saved card)."""
+    alice = checkout(client, shop, "alice", "k1")
+    bob = checkout(client, shop, "bob", "k1")
+    assert (alice.status_code, bob.status_code) == (200, 200), bob.json
+    assert alice.json["id"] != bob.json["id"]
+    assert stripe_api.sessions[bob.json["id"]]["client_reference_id"] == "bob"
+    assert shop.payments.store.customer("alice") != shop.payments.store.customer("bob")
+    assert stripe_api.sessions[bob.json["id"]]["customer"] == shop.payments.store.customer("bob")
+
+
 def test_checkout_refuses_an_unknown_pack_and_says_what_to_configure(tmp_path: Path, shop: Platform,
                                                                     client: Any) -> None:
     unknown = checkout(client, shop, "u", pack="credits-7")
