@@ -246,6 +246,18 @@ def test_an_unpaid_completion_waits_for_the_async_success(shop: Platform, client
     assert available(shop, "u") == 100 * CREDIT
 
 
+@pytest.mark.parametrize("status", ["unpaid", "no_payment_required", None])
+def test_a_completed_checkout_not_paid_grants_nothing(shop: Platform, client: Any, stripe_api: FakeStripe,
+                                                      status: str | None) -> None:
+    """Only a session Stripe says is paid grants: a completion without the money (or that does not say) waits."""
+    session = paid_session(client, shop, stripe_api, "u")
+    pending = {k: v for k, v in session.items() if k != "payment_status"}
+    if status is not None:
+        pending["payment_status"] = status
+    assert send(client, "checkout.session.completed", pending).json["outcome"] == "awaiting payment"
+    assert available(shop, "u") == 0 and shop.payments.mine("u") == []
+
+
 def test_failed_payments_notify_and_move_no_money(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
     session = paid_session(client, shop, stripe_api, "u")
     assert send(client, "checkout.session.async_payment_failed", session).json["outcome"] == "notified"
