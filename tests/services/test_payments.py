@@ -258,6 +258,30 @@ def test_a_completed_checkout_not_paid_grants_nothing(shop: Platform, client: An
     assert available(shop, "u") == 0 and shop.payments.mine("u") == []
 
 
+def test_a_payment_records_and_tells_what_stripe_charged(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
+    """Stripe may charge in the buyer's currency (Adaptive Pricing): the payment and its notification say what was
+    charged, not the pack's list price, and the pack's credits are granted."""
+    session = {**paid_session(client, shop, stripe_api, "u"), "amount_total": 465, "currency": "eur"}
+    assert send(client, "checkout.session.completed", session).json["outcome"] == "granted"
+    [payment] = client.get("/api/v1/payments", headers=token(shop, "u")).json["payments"]
+    assert payment["price"] == {"amount": 465, "currency": "eur"}
+    assert available(shop, "u") == 100 * CREDIT
+    [note] = shop.realtime.get("/notifications/u").values()  # type: ignore[union-attr]
+    assert (note["amount"], note["currency"], note["payment"]) == (465, "eur", session["id"])
+
+
+def test_a_pack_withdrawn_after_its_checkout_still_grants_what_was_bought(shop: Platform, client: Any,
+                                                                        stripe_api: FakeStripe) -> None:
+    """An asynchronous payment can succeed days after its checkout, when CREDIT_PACKS may offer other packs: the
+    credits the session was made for are granted, not refused as an unknown pack nor read from today's packs."""
+    session = paid_session(client, shop, stripe_api, "u")
+    bought = {**session, "metadata": {**session["metadata"], "pack": "credits-250", "credits": str(250 * CREDIT)}}
+    assert send(client, "checkout.session.completed", bought).json["outcome"] == "granted"
+    assert available(shop, "u") == 250 * CREDIT
+    [payment] = shop.payments.mine("u")
+    assert (payment.pack, payment.credits) == ("credits-250", 250 * CREDIT)
+
+
 def test_failed_payments_notify_and_move_no_money(shop: Platform, client: Any, stripe_api: FakeStripe) -> None:
     session = paid_session(client, shop, stripe_api, "u")
     assert send(client, "checkout.session.async_payment_failed", session).json["outcome"] == "notified"
