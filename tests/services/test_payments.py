@@ -351,6 +351,19 @@ def test_bad_webhooks_are_refused_and_change_nothing(shop: Platform, client: Any
     assert available(shop, "u") == 0 and shop.payments.mine("u") == []
 
 
+def test_a_signature_up_to_five_minutes_ahead_is_taken_and_no_further(stripe_api: FakeStripe) -> None:
+    """The sender's clock may run a little ahead; a timestamp past the tolerance is refused, as the SDK refuses one
+    older than it."""
+    from creditflow.adapters.payments.stripe_cards import StripeCards
+    from creditflow.domain.payments import InvalidWebhook
+
+    now = int(time.time())
+    cards = StripeCards("sk_test_x", SECRET, stripe_api.url, now=lambda: now)
+    made = event("customer.created", {"id": "cus_1"})
+    assert cards.event(*signed(made, SECRET, now + 300))["id"] == made["id"]
+    with pytest.raises(InvalidWebhook):
+        cards.event(*signed(made, SECRET, now + 301))
+
 
 MALFORMED = {"created in words": {"event": {"created": "yesterday"}},
              "created before 1970": {"event": {"created": -1}},
