@@ -445,6 +445,38 @@ def test_two_instances_handle_one_payments_refunds_one_at_a_time(shop: Platform,
     other.store.close()  # type: ignore[attr-defined]
 
 
+def test_an_event_refused_midway_leaves_its_payment_free_for_the_next(shop: Platform, client: Any,
+                                                                      stripe_api: FakeStripe) -> None:
+    """A dispute event missing its id is refused (400) after its payment was marked as its: the mark goes with the
+    refusal, or every later event of the payment would finish it first, be refused too, and the refund never be
+    taken back."""
+    session = paid_session(client, shop, stripe_api, "u")
+    send(client, "checkout.session.completed", session)
+    nameless = {k: v for k, v in dispute(session, 500).items() if k != "id"}
+    assert send(client, "charge.dispute.created", nameless).status_code == 400
+    assert shop.payments.mine("u")[0].busy is None
+    assert send(client, "charge.refunded", charge(session, 500)).json["outcome"] == "refunded"
+    assert available(shop, "u") == 0
+
+
+def test_an_event_of_a_payment_another_instance_holds_is_asked_for_again(shop: Platform, client: Any,
+                                                                          stripe_api: FakeStripe,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another instance holds a payment's lease, an event of that payment waits, then is a 503 that changes
+    nothing and is not marked handled; once the lease ends, its delivery again grants."""
+    from creditflow.services import payments
+
+    monkeypatch.setattr(payments, "LEASE_WAIT", 0.2)
+    session = paid_session(client, shop, stripe_api, "u")
+    assert shop.payments.store.take_lease(session["id"], "another instance", time.time() + 60)
+    busy = send(client, "checkout.session.completed", session, "evt_1")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "10"
+    assert available(shop, "u") == 0 and shop.payments.mine("u") == []
+    shop.payments.store.end_lease(session["id"], "another instance")
+    assert send(client, "checkout.session.completed", session, "evt_1").json["outcome"] == "granted"
+    assert available(shop, "u") == 100 * CREDIT
+
+
 def test_admins_see_credits_sold_per_day_and_the_ranges_totals(shop: Platform, client: Any,
                                                                 stripe_api: FakeStripe) -> None:
     send(client, "checkout.session.completed", paid_session(client, shop, stripe_api, "u"))
