@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.payments import credits_for
-from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.conftest import CREDIT, SteppedClock, dying_after, make_platform
 from tests.fake_stripe import FakeStripe, event, signature_of, signed
 
 SECRET = "whsec_test_secret"
@@ -222,6 +222,21 @@ def test_a_grant_whose_record_a_crash_lost_is_not_made_again_by_another_event(
     [payment] = shop.payments.mine("u")
     assert payment.lot == shop.credits.balance("u").lots[0].id
     reconciled(shop)
+
+
+def test_a_grant_cut_off_after_its_record_still_tells_its_user_once(shop: Platform, client: Any,
+                                                                   stripe_api: FakeStripe) -> None:
+    """The process dies after the payment's record and before its notification: Stripe sends the event again (no
+    2xx came), and the session's async success follows; the user is told once that the credits came."""
+    session = paid_session(client, shop, stripe_api, "u")
+    with dying_after(shop.payments.store, "save"):
+        send(client, "checkout.session.completed", session, "evt_cut")
+    for again in (send(client, "checkout.session.completed", session, "evt_cut"),
+                  send(client, "checkout.session.async_payment_succeeded", session)):
+        assert again.json["outcome"] == "granted already", again.json
+    notes = shop.realtime.get("/notifications/u") or {}
+    assert [(n["kind"], n["payment"]) for n in notes.values()] == [("payment.received", session["id"])]
+    assert available(shop, "u") == 100 * CREDIT and len(shop.payments.mine("u")) == 1
 
 
 def test_a_checkouts_own_payment_intent_succeeding_grants_nothing_more(shop: Platform, client: Any,

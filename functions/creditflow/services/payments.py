@@ -171,7 +171,7 @@ class Payments:
         metadata = session.get("metadata") or {}
         if not isinstance(metadata, dict) or "pack" not in metadata or "credits" not in metadata:
             return "ignored"
-        return self._grant(event.id, _text(session, "id"), _text(session, "client_reference_id"), metadata,
+        return self._grant(_text(session, "id"), _text(session, "client_reference_id"), metadata,
                            _whole(session.get("amount_total"), "amount_total"), _text(session, "currency"),
                            session.get("payment_intent"))
 
@@ -182,10 +182,10 @@ class Payments:
         metadata = intent.get("metadata") or {}
         if metadata.get("auto_top_up") != "1":
             return "ignored"
-        return self._grant(event.id, _text(intent, "id"), _text(metadata, "uid"), metadata,
+        return self._grant(_text(intent, "id"), _text(metadata, "uid"), metadata,
                            _whole(intent.get("amount"), "amount"), _text(intent, "currency"), _text(intent, "id"))
 
-    def _grant(self, event_id: str, payment_id: str, uid: str, metadata: dict[str, Any], amount: int, currency: str,
+    def _grant(self, payment_id: str, uid: str, metadata: dict[str, Any], amount: int, currency: str,
                intent: object) -> str:
         credits = _whole(metadata.get("credits"), "metadata.credits")
         pack = str(metadata.get("pack", ""))
@@ -197,8 +197,11 @@ class Payments:
                                          reference=payment_id, memo={"pack": pack})
             payment = Payment(payment_id, uid, "stripe", pack, credits, amount, currency,
                               intent if isinstance(intent, str) else None, granted.lot, iso(self.clock.now()))
+            # told before the record, and named by the payment, not the event: once the record is saved, every later
+            # event finds it "granted already", so a process that died between the two would never tell the user;
+            # whichever event makes the record again writes the same notification
+            self._notify(uid, f"{payment_id}:received", "payment.received", payment)
             self.store.save(payment)
-        self._notify(uid, event_id, "payment.received", payment)
         return "granted"
 
     def _failed(self, event: ProviderEvent) -> str:
@@ -496,9 +499,10 @@ class Payments:
                 holding.discard(payment_id)
                 self.store.end_lease(payment_id, holder)
 
-    def _notify(self, uid: str, event_id: str, kind: str, payment: Payment) -> None:
-        """A notification named by the event, so a redelivery writes the same one."""
-        self.notifications.notify(uid, event_id, {
+    def _notify(self, uid: str, about: str, kind: str, payment: Payment) -> None:
+        """A notification named by what it tells of (the event, or the payment's grant), so that a redelivery
+        writes the same one."""
+        self.notifications.notify(uid, about, {
             "kind": kind, "at": iso(self.clock.now()), "payment": payment.id,
             "credits": money(payment.credits), "amount": payment.amount, "currency": payment.currency})
 
