@@ -30,7 +30,7 @@ from creditflow.domain.crypto import (
     UnknownDeposit,
     Wallet,
 )
-from tests.conftest import CREDIT, SteppedClock
+from tests.conftest import CREDIT, SteppedClock, dying_after
 from tests.evm import ETHER, deploy_token, in_process_chain, mine, send_eth, send_token
 
 CONFIRMATIONS = 3
@@ -217,6 +217,21 @@ def test_a_grant_already_made_is_not_made_again_when_the_record_of_it_is_lost(sc
         assert scene.platform.deposits.scan().credited == 1
     assert scene.balance("bob") == 100 * CREDIT
     assert len(scene.lots("bob")) == 1
+
+
+def test_a_deposit_whose_scan_died_after_its_record_is_still_told_to_its_user_once(scene: Scene) -> None:
+    """The scan dies after the credited deposit's record, before its notification: the next scan reads the block
+    again and finds the deposit seen; the user is told once that the credits came."""
+    carol = scene.accounts[3]
+    scene.link("carol", carol)
+    send_eth(scene.w3, carol, scene.deposit_to, ETHER // 10)
+    mine(scene.w3, CONFIRMATIONS)
+    with dying_after(scene.platform.deposits.store, "save"):
+        scene.platform.deposits.scan()
+    scene.platform.deposits.scan()
+    notes = scene.platform.realtime.get("/notifications/carol") or {}
+    assert [(n["kind"], n["credits"]["micros"]) for n in notes.values()] == [("payment.received", 100 * CREDIT)]
+    assert scene.balance("carol") == 100 * CREDIT and len(scene.lots("carol")) == 1
 
 
 def test_a_grant_whose_record_was_lost_is_recorded_at_its_own_rate_after_the_rate_changed(

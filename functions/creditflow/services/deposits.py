@@ -227,10 +227,12 @@ class Deposits:
                                          "remainder": f"{remainder}/10^{token.decimals}", "sender": deposit.sender})
         credited = replace(deposit, status=CREDITED, credits=credits, rate=token.micros_per_unit,
                            remainder=remainder, lot=granted.lot)
-        self.store.save(credited)
+        # told before the record (named by the deposit, so telling twice is once): once the record is saved, a scan
+        # reading the block again finds the deposit seen, and a scan that died between the two would never tell
         self.notifications.notify(deposit.uid, deposit.id, {
             "kind": "payment.received", "at": iso(self.clock.now()), "payment": deposit.id,
             "credits": money(credits), "token": token.symbol, "amount": str(deposit.amount)})
+        self.store.save(credited)
         return credited
 
     def _deposit(self, deposit_id: str) -> Deposit:
