@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.payments import credits_for
-from tests.conftest import CREDIT, SteppedClock, dying_after, make_platform
+from tests.conftest import CREDIT, Crash, SteppedClock, dying_after, make_platform
 from tests.fake_stripe import FakeStripe, event, signature_of, signed
 
 SECRET = "whsec_test_secret"
@@ -237,6 +237,36 @@ def test_a_grant_cut_off_after_its_record_still_tells_its_user_once(shop: Platfo
     notes = shop.realtime.get("/notifications/u") or {}
     assert [(n["kind"], n["payment"]) for n in notes.values()] == [("payment.received", session["id"])]
     assert available(shop, "u") == 100 * CREDIT and len(shop.payments.mine("u")) == 1
+
+
+@pytest.mark.parametrize(("kind", "data", "told"), [
+    ("charge.refunded", lambda session: charge(session, 250), "payment.refunded"),
+    ("charge.dispute.created", lambda session: dispute(session, 500), "payment.disputed"),
+    ("charge.dispute.closed", lambda session: dispute(session, 500, "lost"), "payment.dispute-lost"),
+])
+def test_an_event_cut_off_after_its_record_still_tells_its_user_once(
+        shop: Platform, client: Any, stripe_api: FakeStripe, monkeypatch: pytest.MonkeyPatch, kind: str, data: Any,
+        told: str) -> None:
+    """A refund's or a dispute's record saved, the process dead before its notification: Stripe's retry of the
+    event tells the user, once."""
+    session = paid_session(client, shop, stripe_api, "u")
+    assert send(client, "checkout.session.completed", session, "evt_paid").json["outcome"] == "granted"
+    store = shop.payments.store
+    save, saved = store.save, []
+
+    def dies_after_the_record(payment: Any) -> None:
+        save(payment)
+        saved.append(payment)
+        if len(saved) == 2:  # the event's mark, then the record it made: then the process dies
+            raise Crash
+
+    monkeypatch.setattr(store, "save", dies_after_the_record)
+    with pytest.raises(Crash):
+        send(client, kind, data(session), "evt_cut")
+    monkeypatch.setattr(store, "save", save)
+    send(client, kind, data(session), "evt_cut")
+    notes = [n["kind"] for n in (shop.realtime.get("/notifications/u") or {}).values()]
+    assert sorted(note for note in notes if note.startswith("payment.")) == sorted(["payment.received", told]), notes
 
 
 def test_a_checkouts_own_payment_intent_succeeding_grants_nothing_more(shop: Platform, client: Any,

@@ -296,8 +296,8 @@ class Payments:
         else:
             self.store.save(replace(payment, refunded=refunded))  # the report or the failure is kept: nothing owed
             return "refunded already"
+        self._notify(payment.uid, event.id, note, payment)  # before the record (see _grant)
         self.store.save(payment)
-        self._notify(payment.uid, event.id, note, payment)
         return outcome
 
     def _refunds_listed(self, payment: Payment, reported: int) -> RefundsListed | None:
@@ -333,8 +333,8 @@ class Payments:
                                              ttl=DISPUTE_HOLD, memo={"payment": payment.id, "reason": "dispute"})
                 hold, held = taken.hold, taken.taken
             payment = replace(payment, disputed=disputed, dispute_held=held, dispute_hold=hold, dispute=OPEN)
+            self._notify(payment.uid, event.id, "payment.disputed", payment)  # before the record (see _grant)
             self.store.save(payment)
-        self._notify(payment.uid, event.id, "payment.disputed", payment)
         return "disputed"
 
     def _dispute_changed(self, event: ProviderEvent) -> str:
@@ -355,13 +355,13 @@ class Payments:
             key = f"stripe-dispute-{_text(dispute, 'id')}-{'won' if won else 'lost'}"
             if payment.dispute is None:  # its opening has not come yet (Stripe keeps no order): settle it now
                 payment = self._dispute_settled_unopened(payment, dispute, won, key)
-                self.store.save(payment)
                 self._notify(payment.uid, event.id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
+                self.store.save(payment)
                 return "dispute won" if won else "dispute lost"
             if payment.dispute == WON and not won:  # lost after all: nothing is held, take back what is left
                 payment = self._dispute_lost(payment, payment.covered(payment.refunded), key)
-                self.store.save(payment)
                 self._notify(payment.uid, event.id, "payment.dispute-lost", payment)
+                self.store.save(payment)
                 return "dispute lost"
             if payment.dispute != OPEN:
                 return "closed already"
@@ -376,8 +376,8 @@ class Payments:
                                        memo={"payment": payment.id, "reason": "dispute lost"})
             payment = replace(payment, dispute=WON if won else LOST, written_off=payment.written_off + lost,
                               taken_back=payment.taken_back + (0 if won else payment.dispute_held))
+            self._notify(payment.uid, event.id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
             self.store.save(payment)
-        self._notify(payment.uid, event.id, "payment.dispute-won" if won else "payment.dispute-lost", payment)
         return "dispute won" if won else "dispute lost"
 
     def _dispute_settled_unopened(self, payment: Payment, dispute: dict[str, Any], won: bool, key: str) -> Payment:
