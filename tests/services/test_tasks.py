@@ -1383,6 +1383,27 @@ def test_a_chat_task_whose_hold_was_freed_between_its_runs_asks_the_model_nothin
     assert len(upstream.requests) == asked and ai.credits.balance("u").available == CREDIT
 
 
+def test_a_queued_chat_task_whose_hold_was_freed_before_its_first_run_asks_the_model_nothing(
+        ai: Platform, upstream: FakeOpenAI) -> None:
+    """A quick task the inline pool refused waits on the queue; meanwhile a refund releases its hold. Its first run
+    finds no hold, as a run after a crash does: it fails, asking the model nothing and charging nothing (it took
+    the charge from the balance the refund had just taken back, or recorded it as a shortfall)."""
+    funded(ai, "u", 1)
+
+    def refusing(work: object) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    ai.tasks.run_inline = refusing
+    task = ai.tasks.submit("u", "refunded", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert (task.state, task.route) == (ACCEPTED, "queued")
+    ai.credits.release("u", task.hold, key="refund-took-it")
+    assert ai.queue.run_next()  # type: ignore[attr-defined]
+    done = ai.tasks.get("u", "refunded")
+    assert done.state == FAILED and done.error["type"] == "invalid-task" and done.charged == 0, done
+    assert not upstream.requests and ai.credits.balance("u").available == CREDIT
+    assert not ai.credits.shortfalls() and ai.integrity.audit().ok
+
+
 def test_a_streamed_reply_moves_the_tasks_progress_once_at_its_first_token(ai: Platform) -> None:
     """Each save of a task is a billed write: its tokens go to the stream, and the task itself says `answering`
     once, when the first arrives (until then it says it is waiting for the model)."""

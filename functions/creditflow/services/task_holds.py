@@ -131,12 +131,13 @@ class TaskHolds:
 
     def start_of_run(self, task: Task) -> tuple[str | None, int, int]:
         """The live hold a run starts from (None: spent), what it holds, and what splits moved out of the lineage
-        since the task's recorded hold. Before its first run, only its acceptance has touched a task's hold (runs
-        alone capture, split and raise; it is not past its deadline, so not lapsed either): it is the hold the task
-        names, as large as the task reserved less what a model classifier's call took, and it is not read again (on
-        Firestore, a billed read a task). A task accepted without a route was cut off while the model judged it:
-        whether its call was charged, only the lineage says."""
-        if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None and task.route is not None:
+        since the task's recorded hold. A task run inline starts its first run as it is accepted: only its
+        acceptance has touched its hold (runs alone capture, split and raise), which is the hold the task names, as
+        large as the task reserved less what a model classifier's call took, and it is not read again (on
+        Firestore, a billed read a task). A queued task is read: a refund or an admin may have released its hold
+        while it waited, and its run must not then call a model and charge the balance. A task accepted without a
+        route was cut off while the model judged it: whether its call was charged, only the lineage says."""
+        if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None and task.route == "inline":
             return task.hold, task.reserved - task.classified, 0
         end, split_since = self.lineage(task)
         hold = live(end)
