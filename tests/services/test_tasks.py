@@ -193,16 +193,17 @@ def test_a_run_failing_on_an_error_of_its_own_ends_with_a_task_failed_problem(ai
     assert "tokenizer" not in task.message and ai.credits.balance("u").held == 0
 
 
+def pool_shut_down(work: object) -> None:
+    """An inline pool that refuses every run, as one shutting down does: each quick task is queued instead."""
+    raise RuntimeError("cannot schedule new futures after shutdown")
+
+
 def test_quick_tasks_the_inline_pool_refuses_are_queued_and_give_their_slots_back(ai: Platform,
                                                                                upstream: FakeOpenAI) -> None:
     """A pool shutting down refuses new work: each task is queued instead, and its inline slot is free again (a lost
     slot a refusal was one quick task fewer run inline for the rest of the process's life)."""
     funded(ai, "u", 1)
-
-    def refusing(work: object) -> None:
-        raise RuntimeError("cannot schedule new futures after shutdown")
-
-    ai.tasks.run_inline = refusing
+    ai.tasks.run_inline = pool_shut_down
     for n in range(ai.tasks.router.capacity + 2):
         task = ai.tasks.submit("u", f"t{n}", {"kind": "chat", "input": "hello there", "model": LLAMA, "createdAt": 1})
         assert task.state == ACCEPTED and task.route == "queued", task
@@ -1390,11 +1391,7 @@ def test_a_queued_chat_task_whose_hold_was_freed_before_its_first_run_asks_the_m
     finds no hold, as a run after a crash does: it fails, asking the model nothing and charging nothing (it took
     the charge from the balance the refund had just taken back, or recorded it as a shortfall)."""
     funded(ai, "u", 1)
-
-    def refusing(work: object) -> None:
-        raise RuntimeError("cannot schedule new futures after shutdown")
-
-    ai.tasks.run_inline = refusing
+    ai.tasks.run_inline = pool_shut_down
     task = ai.tasks.submit("u", "refunded", {"kind": "chat", "input": "hello there", "model": LLAMA})
     assert (task.state, task.route) == (ACCEPTED, "queued")
     ai.credits.release("u", task.hold, key="refund-took-it")
