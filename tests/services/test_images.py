@@ -514,6 +514,20 @@ def test_a_price_risen_past_the_hold_is_asked_again_and_costs_nothing(platform: 
     assert (balance.available, balance.held) == (CREDIT, 0) and objects(platform, "u") == []
 
 
+def test_an_image_task_whose_hold_a_refund_released_before_its_run_draws_nothing(flux: Platform,
+                                                                                images_server: FakeImages) -> None:
+    """A refund released the hold while the task waited on the queue: the provider is not asked (the platform
+    would pay for images it cannot charge); the task fails, charging nothing, storing nothing."""
+    funded(flux, "u", 1)
+    held = flux.tasks.submit("u", "refunded", {"kind": "image", "model": SCHNELL, "input": {"prompt": "a fox"}})
+    flux.credits.release("u", held.hold, key="refund-took-it")
+    asked = len(images_server.requests)
+    task = flux.tasks.run("u", "refunded")
+    assert task.state == FAILED and task.error["type"] == "invalid-task" and task.charged == 0, task.error
+    assert len(images_server.requests) == asked and objects(flux, "u") == []
+    assert flux.credits.balance("u").available == CREDIT and not flux.credits.shortfalls()
+
+
 @pytest.mark.parametrize("step", ["store", "thumbnails"])
 def test_a_task_that_expires_after_its_worker_died_leaves_no_objects(platform: Platform, clock: SteppedClock,
                                                                      step: str) -> None:
