@@ -53,6 +53,15 @@ FEATURES = {"rules": {
                                         "root.child('open').val() != null && newData.parent().hasChild($b)"}}},
     # arguments a method takes none of are ignored, as JavaScript ignores them
     "extras": {"$x": {".read": "!data.exists(1) && $x.toLowerCase(2) === 'ab' && !data.child('y').isString('z')"}},
+    # root is the tree before the write, not after it
+    "gate": {"flag": {".write": True}, "$k": {".write": "root.child('gate/flag').val() === true"}},
+    # || stops at a side that grants (the other would fail: `true > 5`); % keeps the dividend's sign
+    "either": {"$k": {".write": "newData.val() === true || newData.val() > 5"}},
+    "mod": {"$n": {".write": "newData.val() % 4 === -3"}},
+    "flags": {"$k": {".write": "data.exists() && newData.exists()"}},  # false and 0 exist
+    "loose": {".write": True, "c": {".validate": False}},  # no rule for loose/$x/c: loose/c's is not it
+    "claims": {".read": "auth.levels[1] === 'gold'"},  # a number names an object's member as its string
+    "digits": {"$k": {".write": "newData.isString() && newData.val().matches(/^\\d+$/)"}},  # ASCII digits only
 }}
 
 
@@ -128,7 +137,7 @@ def feature_rows() -> list[dict[str, Any]]:
     post = {"owner": "alice", "title": "Hello"}
     data = {"open": 2, "posts": {"p1": {"owner": "alice", "title": "First", "public": True, "score": 5},
                                  "p2": {"owner": "bob", "title": "Private"}},
-            "parents": {"a": {"b": 1}}}
+            "parents": {"a": {"b": 1}}, "gate": {"flag": False}, "flags": {"f": False, "z": 0}}
 
     def f(op: str, path: str, auth: dict | None, value: Any = None) -> dict[str, Any]:
         return row(op, path, auth, value, data=data, rules="features")
@@ -160,6 +169,12 @@ def feature_rows() -> list[dict[str, Any]]:
         f("write", "math/abc", None, 7), f("write", "math/abc", None, 6), f("write", "math/12", None, 12),
         f("write", "math/12", None, "12"), f("write", "parents/a/b", None, 2), f("write", "parents/a/c", None, 2),
         f("read", "extras/AB", None), f("read", "extras/abc", None),
+        f("update", "gate", None, {"flag": True, "x": 1}), f("write", "gate/flag", None, True),
+        f("write", "either/x", None, True), f("write", "either/x", None, 7), f("write", "either/x", None, 3),
+        f("write", "mod/x", None, -7), f("write", "mod/x", None, 5), f("write", "flags/f", None, True),
+        f("write", "flags/z", None, 1), f("write", "flags/n", None, 1), f("write", "loose/zz", None, {"c": 1}),
+        f("write", "loose/c", None, 1), f("read", "claims", {"uid": "x", "levels": {"1": "gold"}}),
+        f("read", "claims", ALICE), f("write", "digits/a", None, "123"), f("write", "digits/a", None, "\u0661\u0662"),
     ]
 
 
