@@ -62,6 +62,7 @@ FEATURES = {"rules": {
     "loose": {".write": True, "c": {".validate": False}},  # no rule for loose/$x/c: loose/c's is not it
     "claims": {".read": "auth.levels[1] === 'gold'"},  # a number names an object's member as its string
     "digits": {"$k": {".write": "newData.isString() && newData.val().matches(/^\\d+$/)"}},  # ASCII digits only
+    "orphan": {".read": "root.parent().exists() || !root.parent().exists()"},  # the root has no parent: an error
 }}
 
 
@@ -175,6 +176,7 @@ def feature_rows() -> list[dict[str, Any]]:
         f("write", "flags/z", None, 1), f("write", "flags/n", None, 1), f("write", "loose/zz", None, {"c": 1}),
         f("write", "loose/c", None, 1), f("read", "claims", {"uid": "x", "levels": {"1": "gold"}}),
         f("read", "claims", ALICE), f("write", "digits/a", None, "123"), f("write", "digits/a", None, "\u0661\u0662"),
+        f("read", "orphan", None),
     ]
 
 

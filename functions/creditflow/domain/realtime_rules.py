@@ -305,7 +305,9 @@ class Snapshot:
         return Snapshot(self.read, None if self.path is None else self.path + parts)
 
     def parent(self) -> Snapshot:
-        return Snapshot(self.read, None if not self.path else self.path[:-1])
+        if not self.path:  # the root has none: an error, which denies (as targaryen), not a snapshot of nothing
+            raise RuleError("the root has no parent")
+        return Snapshot(self.read, self.path[:-1])
 
     def has_child(self, path: Any) -> bool:
         return self.child(path).value() is not None
