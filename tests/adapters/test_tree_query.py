@@ -236,6 +236,29 @@ def test_integer_keys_come_first_by_number_and_a_missing_child_before_false() ->
     assert list(run_query(by_x, "x", {"orderBy": '"x"'})) == ["b", "a", "c", "d"]
 
 
+def test_children_with_equal_values_are_ordered_by_key_integer_keys_first() -> None:
+    equal = {"b": 1, "10": 1, "9": 1, "a": 0}
+    assert list(run_query(equal, "$value", {"orderBy": '"$value"'})) == ["a", "9", "10", "b"]
+    by_age = {"10": {"age": 3}, "9": {"age": 3}}
+    assert list(run_query(by_age, "age", {"orderBy": '"age"', "limitToFirst": "1"})) == ["9"]
+
+
+def test_a_child_path_orders_by_a_grandchild() -> None:
+    users = {"u1": {"meta": {"age": 30}}, "u2": {"meta": {"age": 10}}, "u3": {"meta": {}}, "u4": {"age": 1}}
+    assert list(run_query(users, "meta/age", {"orderBy": '"meta/age"'})) == ["u3", "u4", "u2", "u1"]
+    assert list(run_query(users, "meta/age", {"orderBy": '"meta/age"', "startAt": "20"})) == ["u1"]
+
+
+def test_a_remembered_rank_is_dropped_when_a_child_becomes_an_equal_python_value() -> None:
+    """1 == True and {"age": 0} == {"age": False} in Python; in the database's order true and false come before
+    every number: a stream's next run must rank the child again, not reuse the rank of the number."""
+    ranks = Ranks()
+    assert list(run_query({"a": 1, "b": 0.5}, "$value", {}, ranks)) == ["b", "a"]
+    assert list(run_query({"a": True, "b": 0.5}, "$value", {}, ranks)) == ["a", "b"]
+    assert list(run_query({"x": {"age": 0}, "y": {"age": True}}, "age", {}, ranks)) == ["y", "x"]
+    assert list(run_query({"x": {"age": False}, "y": {"age": True}}, "age", {}, ranks)) == ["x", "y"]
+
+
 def test_bounds_on_values_keep_or_leave_out_every_child_equal_to_them() -> None:
     scores = {"a": 1, "b": 2, "c": 2, "d": 3}
     assert list(run_query(scores, "$value", {"orderBy": '"$value"', "startAfter": "1", "endAt": "2"})) == ["b", "c"]
