@@ -236,6 +236,14 @@ def test_integer_keys_come_first_by_number_and_a_missing_child_before_false() ->
     assert list(run_query(by_x, "x", {"orderBy": '"x"'})) == ["b", "a", "c", "d"]
 
 
+def test_only_keys_that_are_32_bit_integers_order_as_numbers_leading_zeros_or_not() -> None:
+    keys = {k: 1 for k in ("a", "2147483648", "2", "01", "1", "-2147483649", "2147483647", "-2147483648", "0042")}
+    integers = ["-2147483648", "1", "01", "2", "0042", "2147483647"]
+    assert list(run_query(keys, "$key", {})) == [*integers, "-2147483649", "2147483648", "a"]
+    assert list(run_query(keys, "$key", {"startAt": '"01"', "endAt": '"2147483647"'})) == integers[2:]
+    assert list(run_query(keys, "$value", {"limitToLast": "3"})) == ["-2147483649", "2147483648", "a"]
+
+
 def test_children_with_equal_values_are_ordered_by_key_integer_keys_first() -> None:
     equal = {"b": 1, "10": 1, "9": 1, "a": 0}
     assert list(run_query(equal, "$value", {"orderBy": '"$value"'})) == ["a", "9", "10", "b"]

@@ -19,7 +19,8 @@ NULL_ETAG = "null_etag"
 MAX_KEY_BYTES = 768
 MAX_DEPTH = 32  # Realtime Database's limit on the depth of a path
 _BAD_KEY = re.compile(r"[.#$\[\]/\x00-\x1f\x7f]")
-_INTEGER_KEY = re.compile(r"(0|-?[1-9][0-9]{0,9})")  # ASCII digits, as Realtime Database reads keys
+_INTEGER_KEY = re.compile(r"-?0*[0-9]{1,10}")  # ASCII digits, leading zeros allowed, as Realtime Database reads keys
+_INT32 = range(-2 ** 31, 2 ** 31)
 
 
 def etag(value: Any) -> str:
@@ -121,9 +122,11 @@ def shallow(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------------- ordering
 
 def _key_order(key: str) -> tuple:
-    if _INTEGER_KEY.fullmatch(key):
-        return (0, int(key), "")
-    return (1, 0, key)
+    """Keys that are 32-bit integers first, by number ("1" before "01": the shorter first), then all others as
+    strings ("2147483648" among them), as Realtime Database and its SDKs order keys."""
+    if _INTEGER_KEY.fullmatch(key) and (number := int(key)) in _INT32:
+        return (0, number, len(key), key)
+    return (1, 0, 0, key)
 
 
 def _value_order(value: Any) -> tuple:
