@@ -310,8 +310,8 @@ class ImageGeneration:
             return guarded
 
         def reserve(_: dict[str, Any]) -> dict[str, Any]:
-            if not context.budget.hold:  # nothing charged yet (no step past this one ran): a refund or an admin
-                raise InvalidTask("the task's hold was released before its images were drawn")  # freed it
+            if not context.budget.hold:  # nothing charged yet (no step past this one ran): a refund freed it
+                raise InvalidTask("the task's hold was released before its images were drawn")
             asked = task.request  # with no model named, the one priced when the task was accepted: its hold's
             plan = self.plan(asked if asked.model or not task.model else replace(asked, model=task.model))
             if task.reserved < plan.quote.total:  # the catalog's price rose since the hold was placed

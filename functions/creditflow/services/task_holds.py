@@ -134,9 +134,10 @@ class TaskHolds:
         since the task's recorded hold. A task run inline starts its first run as it is accepted: only its
         acceptance has touched its hold (runs alone capture, split and raise), which is the hold the task names, as
         large as the task reserved less what a model classifier's call took, and it is not read again (on
-        Firestore, a billed read a task). A queued task is read: a refund or an admin may have released its hold
-        while it waited, and its run must not then call a model and charge the balance. A task accepted without a
-        route was cut off while the model judged it: whether its call was charged, only the lineage says."""
+        Firestore, a billed read a task). A queued task is read: a refund (which releases the holds on the credits
+        it takes back) may have released its hold while it waited, and its run must not then call a model. A task
+        accepted without a route was cut off while the model judged it: whether its call was charged, only the
+        lineage says."""
         if task.state == ACCEPTED and task.attempts == 0 and task.hold is not None and task.route == "inline":
             return task.hold, task.reserved - task.classified, 0
         end, split_since = self.lineage(task)
