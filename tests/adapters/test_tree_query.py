@@ -37,6 +37,22 @@ def test_push_ids_sort_in_the_order_they_were_made() -> None:
     assert "".join(sorted(PUSH_CHARS)) == PUSH_CHARS  # the alphabet is in ASCII order, so ids sort as strings
 
 
+def test_push_ids_sort_as_made_across_a_carry_a_clock_step_back_and_a_time_digit_rolling_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time is written most significant character first; an id in the same millisecond or after the clock
+    stepped back counts up from the last, carrying into the first random character when the others are all at the
+    top of the alphabet."""
+    from creditflow.adapters.local import push_ids
+
+    randoms = iter([5] + [63] * 11)
+    monkeypatch.setattr(push_ids.secrets, "randbelow", lambda _: next(randoms, 7))
+    ids = PushIds()
+    made = [ids.next(63), ids.next(63), ids.next(62), ids.next(64), ids.next(64 ** 3), ids.next(64 ** 3 + 1)]
+    assert made == sorted(made) and len(set(made)) == len(made), made
+    assert made[1][8:] == PUSH_CHARS[6] + "-" * 11  # the carry reached the first random character
+    assert made[3][:8] == "------0-"
+
+
 def test_values_order_as_realtime_database_orders_them() -> None:
     children = {"a": "b", "b": 2, "c": True, "e": False, "f": {"x": 1}, "g": 1.5, "h": "a", "i": -1}
     assert list(run_query(children, "$value", {})) == ["e", "c", "i", "g", "b", "h", "a", "f"]
