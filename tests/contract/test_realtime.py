@@ -103,6 +103,10 @@ def test_update_writes_each_child_below_the_path(tree: Realtime) -> None:
     tree.update("/streams/u", {"t/000001": None, "t2/000001": {"text": "c"}})  # deeper paths; None deletes
     assert tree.get("/streams/u") == {"t": {"000002": {"text": "b"}, "000003": {"final": True, "charged": 5}},
                                       "t2": {"000001": {"text": "c"}}}
+    # a path that begins as another does, but is not inside it, is a sibling: the update is not ambiguous
+    tree.update("/streams/u", {"t": {"000001": {"text": "d"}}, "t2/000002": {"text": "e"}})
+    assert tree.get("/streams/u") == {"t": {"000001": {"text": "d"}},
+                                      "t2": {"000001": {"text": "c"}, "000002": {"text": "e"}}}
 
 
 def test_keys_and_the_first_children_by_a_child(tree: Realtime) -> None:
@@ -185,6 +189,16 @@ def test_a_multi_path_update_takes_no_key_a_value_could_not_hold(tmp_path: Path,
     assert tree.get("/r") is None
 
 
+def test_a_multi_path_update_takes_no_empty_path(tmp_path: Path) -> None:
+    """An empty relative path would be the node itself, beside paths inside it: refused, nothing written."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    tree.set("/r", {"a": 1})
+    for empty in ("", "/"):
+        with pytest.raises(InvalidQuery):
+            tree.patch(["r"], {"b": 2, empty: 3})
+    assert tree.get("/r") == {"a": 1}
+
+
 def test_the_change_feed_wakes_listeners(tmp_path: Path) -> None:
     tree = LocalTree(tmp_path / "t.sqlite3")
     seen = tree.feed.seq
@@ -192,6 +206,19 @@ def test_the_change_feed_wakes_listeners(tmp_path: Path) -> None:
     changed = tree.feed.wait(seen, timeout=5)
     assert [path for _, path in changed] == ["/balances/x"]
     assert tree.feed.wait(changed[-1][0], timeout=0.1) == []
+
+
+def test_writes_of_another_process_reach_the_listeners_of_the_one_serving_the_folder(tmp_path: Path) -> None:
+    """What a command beside the runtime writes is published to the runtime's listeners, once each; what it wrote
+    before the runtime first looked predates every listener, and is not."""
+    serving, command = LocalTree(tmp_path / "t.sqlite3"), LocalTree(tmp_path / "t.sqlite3")
+    command.tell_others()
+    command.set("/balances/old", {"version": 1})
+    seen = serving.feed.seq
+    assert serving.take_outside_writes() == 0 and serving.feed.seq == seen
+    command.set("/balances/new", {"version": 1})
+    assert serving.take_outside_writes() == 1 and serving.take_outside_writes() == 0
+    assert [path for _, path in serving.feed.wait(seen, 1.0, "/balances")] == ["/balances/new"]
 
 
 # ------------------------------------------------------------------------------ the protocol, via firebase-admin
