@@ -259,8 +259,8 @@ def test_a_multi_path_update_spends_the_write_budget_of_each_path(tmp_path: Path
         own.stop()
 
 
-def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, token: str, path: str) -> Iterator[str]:
-    """An event stream from the surface served in process, with the given rules."""
+def in_process_client(platform: Any, rules: dict[str, Any], tmp_path: Path, limiter: Any = None) -> Any:
+    """A test client of the surface served in process, with the given rules (and write budget)."""
     from flask import Flask
 
     from creditflow.entrypoints.http.realtime import register_realtime
@@ -269,11 +269,66 @@ def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, toke
     (tmp_path / "rules.json").write_text(json.dumps(rules))
     app = Flask("realtime-events")
     register_realtime(app, platform, platform.realtime, tmp_path / "rules.json",
-                      Slots(4, 2, "event streams open", "close one"))
-    reply = app.test_client().get(path, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {token}"},
-                                  buffered=False)
+                      Slots(4, 2, "event streams open", "close one"), limiter)
+    return app.test_client()
+
+
+def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, token: str, path: str) -> Iterator[str]:
+    """An event stream from the surface served in process, with the given rules."""
+    reply = in_process_client(platform, rules, tmp_path).get(
+        path, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}, buffered=False)
     assert reply.status_code == 200, reply.data
     return (chunk.decode() for chunk in reply.response)
+
+
+def test_conditional_and_overridden_writes_as_realtime_database_answers_them(platform: Any, tmp_path: Path) -> None:
+    """ETags on reads and on writes, DELETE under a stale ETag, X-HTTP-Method-Override, queries that cannot take
+    `shallow` or an ETag, a push the rules refuse, and a path without .json, which streams."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+
+    client = in_process_client(platform, {"rules": {
+        "docs": {".read": "auth != null", ".write": "auth != null", ".indexOn": ["n"]},
+        "locked": {".read": "auth != null"}}}, tmp_path)
+    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u")
+    auth = {"Authorization": f"bearer {token}"}  # the scheme's name in any case, as HTTP has it
+    put = client.put("/realtime/docs/d.json", json={"n": 1}, headers={**auth, "X-Firebase-ETag": "true"})
+    assert (put.status_code, put.json) == (200, {"n": 1})
+    tag = put.headers["ETag"]
+    assert client.get("/realtime/docs/d.json", headers={**auth, "if-none-match": tag}).status_code == 304
+    other = client.get("/realtime/docs/d.json", headers={**auth, "if-none-match": "not-it"})
+    assert (other.status_code, other.json, other.headers["ETag"]) == (200, {"n": 1}, tag)
+    stale = client.delete("/realtime/docs/d.json", headers={**auth, "if-match": "null_etag"})
+    assert (stale.status_code, stale.json, stale.headers["ETag"]) == (412, {"n": 1}, tag)
+    assert platform.realtime.get("/docs/d") == {"n": 1}  # nothing deleted
+    changed = client.put("/realtime/docs/d.json", json={"n": 2}, headers={**auth, "if-match": tag})
+    now = client.get("/realtime/docs/d.json", headers={**auth, "X-Firebase-ETag": "true"}).headers["ETag"]
+    assert changed.status_code == 200 and changed.headers.get("ETag") == now != tag  # the new ETag, unasked
+    gone = client.post("/realtime/docs/d.json", headers={**auth, "X-HTTP-Method-Override": "DELETE", "if-match": now})
+    assert (gone.status_code, gone.json) == (200, None) and platform.realtime.get("/docs/d") is None
+    platform.realtime.set("/docs/e", {"n": 3})
+    assert client.get('/realtime/docs.json?orderBy="n"&shallow=true', headers=auth).status_code == 400
+    assert client.get('/realtime/docs.json?orderBy="n"&limitToFirst=1',
+                      headers={**auth, "X-Firebase-ETag": "true"}).status_code == 400
+    refused = client.post("/realtime/locked.json", json=1, headers=auth)
+    assert refused.status_code == 401 and platform.realtime.get("/locked") is None
+    streamed = client.get("/realtime/docs", headers=auth, buffered=False)
+    assert streamed.mimetype == "text/event-stream"
+    assert next(iter(streamed.response)).decode() == 'event: put\ndata: {"path": "/", "data": {"e": {"n": 3}}}\n\n'
+    streamed.close()
+
+
+def test_a_multi_path_update_of_a_whole_budget_of_paths_takes_all_of_it(platform: Any, tmp_path: Path) -> None:
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http.api import RateLimiter
+
+    client = in_process_client(platform, {"rules": {"docs": {".read": "auth != null", ".write": "auth != null"}}},
+                               tmp_path, RateLimiter(3, clock=lambda: 0.0))
+    auth = {"Authorization": f"Bearer {DevTokens(dev_token_key(platform.settings, platform.key)).issue('u')}"}
+    whole = client.patch("/realtime/docs.json", json={"a": 1, "b": 2, "c": 3}, headers=auth)
+    assert (whole.status_code, whole.json) == (200, {"a": 1, "b": 2, "c": 3})
+    assert client.put("/realtime/docs/d.json", json=4, headers=auth).status_code == 429  # nothing left of it
 
 
 def test_a_stream_is_cancelled_when_the_rules_stop_allowing_it(platform: Any, tmp_path: Path, monkeypatch) -> None:
@@ -473,6 +528,38 @@ def test_a_stream_does_not_read_its_node_again_for_each_write_below(platform: An
     assert after[-1] == {"path": "/", "data": {"000001": {"text": "replaced"}}}
     tree.patch(["streams", "u"], {"t3": {"000001": {"text": "other"}}})  # the node is as sent: nothing to send
     assert sent_until_quiet() == []
+
+
+def test_a_write_above_the_node_that_puts_back_what_was_first_sent_is_sent(platform: Any, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """After a write below it, the client holds more than was first sent: a write above the node that sets it back
+    to that first value changes what the client holds, and is sent; a write at a sibling whose key begins as the
+    node's is not the node's."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
+    tree = platform.realtime
+    tree.set("/streams/u/t1", {"000001": {"text": "a"}})
+    events = in_process_stream(platform, {"rules": {"streams": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                               DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
+                               "/realtime/streams/u/t1.json")
+
+    def sent_until_quiet() -> list[dict[str, Any]]:
+        sent = []
+        for event in events:
+            if event.startswith("event: keep-alive"):
+                return sent
+            sent.append(json.loads(event.split("data: ")[1]))
+        return sent
+
+    assert sent_until_quiet() == [{"path": "/", "data": {"000001": {"text": "a"}}}]
+    tree.set("/streams/u/t10/000001", {"text": "not this node's"})
+    tree.set("/streams/u/t1/000002", {"text": "b"})
+    assert sent_until_quiet() == [{"path": "/000002", "data": {"text": "b"}}]
+    tree.set("/streams/u", {"t1": {"000001": {"text": "a"}}})
+    assert sent_until_quiet() == [{"path": "/", "data": {"000001": {"text": "a"}}}]
 
 
 def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_path: Path, monkeypatch) -> None:
