@@ -474,3 +474,37 @@ def test_a_failed_write_fires_nothing(tmp_path: Path) -> None:
     assert tree.triggers.pending() == 0 and tree.get("/requests") is None
     assert re.fullmatch(r"[-\w]{20}", tree.push(["requests", "a"], {"kind": "chat"}))
     assert tree.triggers.pending() == 1
+
+
+def test_a_write_failing_in_a_batch_changes_nothing_and_the_rest_is_committed(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes queued together commit in one transaction, each in a savepoint of its own: one that fails after it
+    wrote (here, recording its trigger event) leaves nothing of it behind, and tells no listener."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    tree.on_write("/requests/{uid}/{requestId}", lambda event: None)
+    record = tree.triggers.record
+
+    def failing_once_bad_is_written(plan: Any) -> int:
+        if tree.read(("requests", "a", "bad")) is not None:
+            raise RuntimeError("the trigger event could not be recorded")
+        return record(plan)
+
+    monkeypatch.setattr(tree.triggers, "record", failing_once_bad_is_written)
+    seen, errors = tree.feed.seq, []
+
+    def write(name: str) -> None:
+        try:
+            tree.set(f"/requests/a/{name}", {"kind": "chat"})
+        except RuntimeError as error:
+            errors.append((name, error))
+
+    with tree._turns.paused():  # both queued before either commits: one batch
+        threads = [threading.Thread(target=write, args=(name,)) for name in ("bad", "good")]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(tree._turns._queue) == 2)
+    for thread in threads:
+        thread.join()
+    assert [name for name, _ in errors] == ["bad"]
+    assert tree.get("/requests/a") == {"good": {"kind": "chat"}} and tree.triggers.pending() == 1
+    assert [path for _, path in tree.feed.wait(seen, 0.1, "/requests")] == ["/requests/a/good"]
