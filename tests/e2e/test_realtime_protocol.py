@@ -562,6 +562,39 @@ def test_a_write_above_the_node_that_puts_back_what_was_first_sent_is_sent(platf
     assert sent_until_quiet() == [{"path": "/", "data": {"000001": {"text": "a"}}}]
 
 
+def test_a_stream_that_fell_behind_what_the_feed_keeps_sends_its_node_anew(platform: Any, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """A stream slow to send (its client not reading) while more changes were made than the feed keeps: the changes
+    it had not sent are gone from the feed, so it sends the node whole (it sent only what was kept, and the client
+    never saw a write among those trimmed)."""
+    from creditflow.adapters.local import tree as tree_module
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+    from creditflow.entrypoints.http import realtime
+
+    monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
+    monkeypatch.setattr(tree_module, "MAX_EVENTS", 3)
+    tree = platform.realtime
+    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                               DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
+                               "/realtime/tasks/u.json")
+    query = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                              DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
+                              '/realtime/tasks/u.json?orderBy="$key"&limitToLast=5')
+    assert next(events) == next(query) == 'event: put\ndata: {"path": "/", "data": null}\n\n'
+    tree.set("/tasks/u/t1", {"state": "done"})  # while the streams are not reading
+    for n in range(10):
+        tree.set(f"/tasks/other/t{n}", {"state": "done"})
+    tree.set("/tasks/u/t2", {"state": "running"})
+    for stream in (events, query):
+        sent = []
+        for event in stream:
+            if event.startswith("event: keep-alive"):
+                break
+            sent.append(json.loads(event.split("\n")[1][len("data: "):]))
+        assert sent == [{"path": "/", "data": {"t1": {"state": "done"}, "t2": {"state": "running"}}}]
+
+
 def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_path: Path, monkeypatch) -> None:
     """A write committed first is sent first, though its writer is slower to tell listeners than the next one: the
     last event of a path is what the tree holds."""

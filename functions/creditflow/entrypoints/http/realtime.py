@@ -302,18 +302,22 @@ class RealtimeSurface:
         return True
 
     def changes(self, who: Identity, parts: tuple[str, ...], seen: int,
-                gone: Callable[[], bool] | None = None) -> Iterator[str | list[tuple[int, str]]]:
+                gone: Callable[[], bool] | None = None) -> Iterator[str | list[tuple[int, str]] | None]:
         """Batches of changes from the feed after `seen` (taken before the first value was read, so nothing is
         missed in between), and events to send as they are: keep-alives, and the last one when the token
-        (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. Ends after an hour, at shutdown, or
-        once `gone()` says the client has hung up."""
+        (`auth_revoked`) or the rules (`cancel`) stop allowing the stream. None when the feed no longer holds every
+        change after `seen` (the stream fell that far behind): the node is to be read and sent anew, as at the
+        start. Ends after an hour, at shutdown, or once `gone()` says the client has hung up."""
         feed, watched = self.tree.feed, join(list(parts))
         deadline = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < deadline and not feed.closed:
             changed = feed.wait(seen, KEEP_ALIVE_SECONDS, watched, gone)  # woken by changes around the path alone
             if gone is not None and gone():
                 return
-            if changed:
+            lost = bool(changed) and changed[0][0] > seen + 1  # changes after `seen` trimmed before they were sent
+            if lost:
+                seen = feed.seq  # taken before the node is read again, as at the start
+            elif changed:
                 seen = changed[-1][0]
             if not self.still_valid(who):
                 yield f"event: auth_revoked\ndata: {REVOKED}\n\n"
@@ -321,6 +325,9 @@ class RealtimeSurface:
             if not self.can_read(who, parts):  # rules may read anywhere: checked at each keep-alive as well
                 yield "event: cancel\ndata: null\n\n"
                 return
+            if lost:
+                yield None
+                continue
             if not any(related(where, watched) for _, where in changed):
                 yield "event: keep-alive\ndata: null\n\n"
                 continue
@@ -340,6 +347,12 @@ class RealtimeSurface:
         for changed in self.changes(who, parts, seen, gone):
             if isinstance(changed, str):
                 yield changed
+                continue
+            if changed is None:  # writes were lost to the stream: the node as it is now, unless the client holds it
+                now = tree.read(parts)
+                if etag(now) != last:
+                    last = etag(now)
+                    yield _event("put", "/", now)
                 continue
             for seq, where in changed:
                 if where == watched or where.startswith(base + "/"):  # each write as it was written, in order
@@ -375,8 +388,8 @@ class RealtimeSurface:
             if isinstance(changed, str):
                 yield changed
                 continue
-            whole, children = False, set()
-            for _, where in changed:
+            whole, children = changed is None, set()  # None: writes were lost to the stream, the node is read
+            for _, where in changed or ():
                 child = where[len(base) + 1:].split("/", 1)[0] if where.startswith(base + "/") else ""
                 if child:
                     children.add(child)
