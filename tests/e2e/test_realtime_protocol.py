@@ -405,6 +405,7 @@ def test_a_query_streams_its_result_whenever_it_changes(platform: Any, tmp_path:
     assert json.loads(next(events).split("data: ")[1]) == {"path": "/", "data": {"t2": {"createdAt": 2},
                                                                                  "t3": {"createdAt": 3}}}
     tree.set("/tasks/u/t0", {"createdAt": 0})  # outside the last two: nothing to send
+    assert next(events).startswith("event: keep-alive")
     tree.set("/tasks/u/t4", {"createdAt": 4})
     sent = next(e for e in events if not e.startswith("event: keep-alive"))
     assert json.loads(sent.split("data: ")[1]) == {"path": "/", "data": {"t3": {"createdAt": 3},
