@@ -281,6 +281,27 @@ def in_process_stream(platform: Any, rules: dict[str, Any], tmp_path: Path, toke
     return (chunk.decode() for chunk in reply.response)
 
 
+def owners_stream(platform: Any, tmp_path: Path, path: str) -> Iterator[str]:
+    """User u's event stream of `path` (under /realtime/{root}/u...), with rules that let each user read their own
+    node of that root."""
+    from creditflow.adapters.local.dev_tokens import DevTokens
+    from creditflow.bootstrap import dev_token_key
+
+    root = path.removeprefix("/realtime/").split("/", 1)[0]
+    return in_process_stream(platform, {"rules": {root: {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
+                             DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"), path)
+
+
+def sent_until_quiet(events: Iterator[str]) -> list[dict[str, Any]]:
+    """The data of each event sent until the stream goes quiet (its next keep-alive)."""
+    sent = []
+    for event in events:
+        if event.startswith("event: keep-alive"):
+            return sent
+        sent.append(json.loads(event.split("\n")[1][len("data: "):]))
+    return sent
+
+
 def test_conditional_and_overridden_writes_as_realtime_database_answers_them(platform: Any, tmp_path: Path) -> None:
     """ETags on reads and on writes, DELETE under a stale ETag, X-HTTP-Method-Override, queries that cannot take
     `shallow` or an ETag, a push the rules refuse, and a path without .json, which streams."""
@@ -463,15 +484,11 @@ def test_a_stream_sends_every_write_as_it_was_written_though_it_reads_late(platf
     """Realtime Database hands a listener every write: a stream that gets round to reading only after several writes
     landed sends each of them with its own value, in order (it sent the value there now, so a client watching a
     task's progress missed the steps in between)."""
-    from creditflow.adapters.local.dev_tokens import DevTokens
-    from creditflow.bootstrap import dev_token_key
     from creditflow.entrypoints.http import realtime
 
     monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.1)
     tree = platform.realtime
-    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u")
-    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
-                               token, "/realtime/tasks/u.json")
+    events = owners_stream(platform, tmp_path, "/realtime/tasks/u.json")
     assert next(events) == 'event: put\ndata: {"path": "/", "data": null}\n\n'
     tree.set("/tasks/u/t1", {"state": "running", "progress": {"fraction": 0.25, "message": "drawing"}})
     tree.patch(["tasks", "u", "t1"], {"progress/fraction": 0.5, "progress/message": "checking"})
@@ -496,8 +513,6 @@ def test_a_stream_does_not_read_its_node_again_for_each_write_below(platform: An
     """A reply's stream grows a piece at a time: each piece is sent as written, and the node is not read again for
     it (that made a reply of n pieces cost n reads of a growing node). A write above the node still sends it whole,
     and a later one that leaves it as sent sends nothing."""
-    from creditflow.adapters.local.dev_tokens import DevTokens
-    from creditflow.bootstrap import dev_token_key
     from creditflow.entrypoints.http import realtime
 
     monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
@@ -505,30 +520,20 @@ def test_a_stream_does_not_read_its_node_again_for_each_write_below(platform: An
     reads: list[tuple[str, ...]] = []
     read = tree.read
     monkeypatch.setattr(tree, "read", lambda parts: reads.append(tuple(parts)) or read(parts))
-    events = in_process_stream(platform, {"rules": {"streams": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
-                               DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
-                               "/realtime/streams/u/t1.json")
+    events = owners_stream(platform, tmp_path, "/realtime/streams/u/t1.json")
 
-    def sent_until_quiet() -> list[dict[str, Any]]:
-        sent = []
-        for event in events:
-            if event.startswith("event: keep-alive"):
-                return sent
-            sent.append(json.loads(event.split("data: ")[1]))
-        return sent
-
-    assert sent_until_quiet() == [{"path": "/", "data": None}]
+    assert sent_until_quiet(events) == [{"path": "/", "data": None}]
     reads.clear()
     for n in range(1, 6):
         tree.set(f"/streams/u/t1/{n:06d}", {"text": f"piece {n} "})
-    assert [e["path"] for e in sent_until_quiet()] == [f"/{n:06d}" for n in range(1, 6)]
+    assert [e["path"] for e in sent_until_quiet(events)] == [f"/{n:06d}" for n in range(1, 6)]
     assert ("streams", "u", "t1") not in reads
     tree.patch(["streams", "u"], {"t2": {"000001": {"text": "other"}}})  # above the node, leaving it as it is
     tree.set("/streams/u", {"t1": {"000001": {"text": "replaced"}}})  # above it, changing it
-    after = sent_until_quiet()
+    after = sent_until_quiet(events)
     assert after[-1] == {"path": "/", "data": {"000001": {"text": "replaced"}}}
     tree.patch(["streams", "u"], {"t3": {"000001": {"text": "other"}}})  # the node is as sent: nothing to send
-    assert sent_until_quiet() == []
+    assert sent_until_quiet(events) == []
 
 
 def test_a_write_above_the_node_that_puts_back_what_was_first_sent_is_sent(platform: Any, tmp_path: Path,
@@ -536,31 +541,19 @@ def test_a_write_above_the_node_that_puts_back_what_was_first_sent_is_sent(platf
     """After a write below it, the client holds more than was first sent: a write above the node that sets it back
     to that first value changes what the client holds, and is sent; a write at a sibling whose key begins as the
     node's is not the node's."""
-    from creditflow.adapters.local.dev_tokens import DevTokens
-    from creditflow.bootstrap import dev_token_key
     from creditflow.entrypoints.http import realtime
 
     monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
     tree = platform.realtime
     tree.set("/streams/u/t1", {"000001": {"text": "a"}})
-    events = in_process_stream(platform, {"rules": {"streams": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
-                               DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
-                               "/realtime/streams/u/t1.json")
+    events = owners_stream(platform, tmp_path, "/realtime/streams/u/t1.json")
 
-    def sent_until_quiet() -> list[dict[str, Any]]:
-        sent = []
-        for event in events:
-            if event.startswith("event: keep-alive"):
-                return sent
-            sent.append(json.loads(event.split("data: ")[1]))
-        return sent
-
-    assert sent_until_quiet() == [{"path": "/", "data": {"000001": {"text": "a"}}}]
+    assert sent_until_quiet(events) == [{"path": "/", "data": {"000001": {"text": "a"}}}]
     tree.set("/streams/u/t10/000001", {"text": "not this node's"})
     tree.set("/streams/u/t1/000002", {"text": "b"})
-    assert sent_until_quiet() == [{"path": "/000002", "data": {"text": "b"}}]
+    assert sent_until_quiet(events) == [{"path": "/000002", "data": {"text": "b"}}]
     tree.set("/streams/u", {"t1": {"000001": {"text": "a"}}})
-    assert sent_until_quiet() == [{"path": "/", "data": {"000001": {"text": "a"}}}]
+    assert sent_until_quiet(events) == [{"path": "/", "data": {"000001": {"text": "a"}}}]
 
 
 def test_a_stream_that_fell_behind_what_the_feed_keeps_sends_its_node_anew(platform: Any, tmp_path: Path,
@@ -569,31 +562,21 @@ def test_a_stream_that_fell_behind_what_the_feed_keeps_sends_its_node_anew(platf
     it had not sent are gone from the feed, so it sends the node whole (it sent only what was kept, and the client
     never saw a write among those trimmed)."""
     from creditflow.adapters.local import tree as tree_module
-    from creditflow.adapters.local.dev_tokens import DevTokens
-    from creditflow.bootstrap import dev_token_key
     from creditflow.entrypoints.http import realtime
 
     monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.05)
     monkeypatch.setattr(tree_module, "MAX_EVENTS", 3)
     tree = platform.realtime
-    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
-                               DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
-                               "/realtime/tasks/u.json")
-    query = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
-                              DevTokens(dev_token_key(platform.settings, platform.key)).issue("u"),
-                              '/realtime/tasks/u.json?orderBy="$key"&limitToLast=5')
+    events = owners_stream(platform, tmp_path, "/realtime/tasks/u.json")
+    query = owners_stream(platform, tmp_path, '/realtime/tasks/u.json?orderBy="$key"&limitToLast=5')
     assert next(events) == next(query) == 'event: put\ndata: {"path": "/", "data": null}\n\n'
     tree.set("/tasks/u/t1", {"state": "done"})  # while the streams are not reading
     for n in range(10):
         tree.set(f"/tasks/other/t{n}", {"state": "done"})
     tree.set("/tasks/u/t2", {"state": "running"})
+    whole = {"t1": {"state": "done"}, "t2": {"state": "running"}}
     for stream in (events, query):
-        sent = []
-        for event in stream:
-            if event.startswith("event: keep-alive"):
-                break
-            sent.append(json.loads(event.split("\n")[1][len("data: "):]))
-        assert sent == [{"path": "/", "data": {"t1": {"state": "done"}, "t2": {"state": "running"}}}]
+        assert sent_until_quiet(stream) == [{"path": "/", "data": whole}]
 
 
 def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_path: Path, monkeypatch) -> None:
@@ -601,15 +584,11 @@ def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_pat
     last event of a path is what the tree holds."""
     import threading
 
-    from creditflow.adapters.local.dev_tokens import DevTokens
-    from creditflow.bootstrap import dev_token_key
     from creditflow.entrypoints.http import realtime
 
     monkeypatch.setattr(realtime, "KEEP_ALIVE_SECONDS", 0.2)
     tree = platform.realtime
-    token = DevTokens(dev_token_key(platform.settings, platform.key)).issue("u")
-    events = in_process_stream(platform, {"rules": {"tasks": {"$uid": {".read": "auth.uid === $uid"}}}}, tmp_path,
-                               token, "/realtime/tasks/u.json")
+    events = owners_stream(platform, tmp_path, "/realtime/tasks/u.json")
     next(events)
     publish = tree.feed.publish
 
@@ -624,12 +603,7 @@ def test_writes_are_sent_in_the_order_they_were_committed(platform: Any, tmp_pat
     time.sleep(0.1)  # committed, and telling listeners
     tree.set("/tasks/u/t1/step", "second")
     first.join()
-    sent = []
-    for event in events:
-        if event.startswith("event: keep-alive"):
-            break
-        sent.append(json.loads(event.split("\n")[1][len("data: "):]))
-    assert sent == [{"path": "/t1/step", "data": "first"}, {"path": "/t1/step", "data": "second"}]
+    assert sent_until_quiet(events) == [{"path": "/t1/step", "data": "first"}, {"path": "/t1/step", "data": "second"}]
     assert tree.get("/tasks/u/t1/step") == "second"
 
 
