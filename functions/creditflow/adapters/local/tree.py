@@ -401,9 +401,6 @@ class LocalTree(SqliteFile):
         self.put([*parts, name], value, check=check, now=now)
         return name
 
-    def delete(self, parts: list[str], *, check: Check | None = None, if_match: str | None = None) -> None:
-        self.put(parts, None, check=check, if_match=if_match)
-
     def _transact(self, parts: list[str], children: dict[str, Any], wanted: Check | None, *,
                   patch: bool = False, now: int | None = None) -> bool:
         """Write each relative path → value below `parts` in one transaction (with the trigger events it fires),
