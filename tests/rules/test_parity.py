@@ -63,6 +63,8 @@ FEATURES = {"rules": {
     "claims": {".read": "auth.levels[1] === 'gold'"},  # a number names an object's member as its string
     "digits": {"$k": {".write": "newData.isString() && newData.val().matches(/^\\d+$/)"}},  # ASCII digits only
     "orphan": {".read": "root.parent().exists() || !root.parent().exists()"},  # the root has no parent: an error
+    # a string and a number join as JavaScript writes them; a string and a boolean are an error, which denies
+    "joined": {"$k": {".write": "'v' + newData.val() === 'vtrue' || 'v' + newData.val() === 'v2.5'"}},
 }}
 
 
@@ -176,7 +178,8 @@ def feature_rows() -> list[dict[str, Any]]:
         f("write", "flags/z", None, 1), f("write", "flags/n", None, 1), f("write", "loose/zz", None, {"c": 1}),
         f("write", "loose/c", None, 1), f("read", "claims", {"uid": "x", "levels": {"1": "gold"}}),
         f("read", "claims", ALICE), f("write", "digits/a", None, "123"), f("write", "digits/a", None, "\u0661\u0662"),
-        f("read", "orphan", None),
+        f("read", "orphan", None), f("write", "joined/a", None, True), f("write", "joined/a", None, "true"),
+        f("write", "joined/a", None, 2.5), f("write", "joined/a", None, False),
     ]
 
 
