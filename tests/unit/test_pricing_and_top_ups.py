@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from fractions import Fraction
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from creditflow.domain.catalog import Model, model_from
@@ -61,6 +63,8 @@ MEMBER = st.text(st.characters(categories=("L", "N")), min_size=1, max_size=12).
 
 
 @given(MEMBER, st.text(min_size=1, max_size=300), st.booleans())
+@example("name", "a name the model reads " * 4, False)  # a member OpenAI's own format has, as any other
+@example("name", "a part's name " * 4, True)
 def test_every_member_sent_with_a_message_is_in_its_estimate(name: str, text: str, in_a_part: bool) -> None:
     """Messages reach the provider as sent: whatever member carries text, in a message or in one of its parts,
     the prompt estimate (the hold) grows by at least that text's own estimate."""
@@ -80,6 +84,71 @@ def test_the_schemas_sent_with_a_call_are_in_its_hold(option: str, text: str) ->
             else {"type": "json_schema", "json_schema": {"name": "f", "schema": schema}})
     messages = [{"role": "user", "content": "hi"}]
     assert prompt_bound(messages, {option: sent}) - prompt_bound(messages) >= len(text.encode())
+
+
+CONTENT = st.none() | st.text(max_size=40) | st.lists(st.text(max_size=20), max_size=3)  # a list: text parts
+
+
+@given(st.lists(CONTENT, max_size=5))
+def test_the_estimate_counts_the_chat_formats_framing_whatever_the_content(contents: list[Any]) -> None:
+    """A call the provider reports no usage for is charged the estimate: it counts each message's framing (3 tokens
+    and its role's, a message with no content too, as an assistant's tool call) and the 3 priming the reply beside
+    one token per 3 bytes begun of all its text parts, not the text alone nor only a first part; the hold counts
+    every byte of them."""
+    def sent(content: Any) -> dict[str, Any]:
+        parts = [{"type": "text", "text": text} for text in content] if isinstance(content, list) else content
+        return {"role": "user", "content": parts}
+
+    sizes = [len("".join(content if isinstance(content, list) else [content or ""]).encode()) for content in contents]
+    messages = [sent(content) for content in contents]
+    assert prompt_tokens(messages) >= sum(3 + 1 + math.ceil(size / 3) for size in sizes) + 3
+    assert prompt_bound(messages) >= sum(3 + 1 + size for size in sizes) + 3
+
+
+@given(st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=2000))
+def test_every_image_sent_is_in_the_estimate_and_the_hold(images: int, each: int) -> None:
+    """Each image is as many tokens as the model's catalog entry says: the estimate and the most the prompt can be
+    (the hold) count every one of them, not one for all nor none."""
+    text = {"role": "user", "content": [{"type": "text", "text": "what is this?"}]}
+    shown = {"role": "user", "content": [{"type": "text", "text": "what is this?"}] + [
+        {"type": "image_url", "image_url": {"url": f"https://example.com/{n}.png"}} for n in range(images)]}
+    for count in (prompt_tokens, prompt_bound):
+        assert count([shown], image_tokens=each) - count([text], image_tokens=each) >= images * each
+
+
+@given(MEMBER.filter(lambda name: name != "url"), st.text(min_size=1, max_size=300))
+def test_the_members_of_an_images_url_beside_it_are_in_the_hold(name: str, text: str) -> None:
+    """An image part's `image_url` reaches the provider whole (its `detail`, or whatever else a client put there,
+    besides the url): the hold grows by at least that text's bytes."""
+    def shown(extra: dict[str, str]) -> list[dict[str, object]]:
+        part = {"type": "image_url", "image_url": {"url": "https://e.x/i.png", **extra}}
+        return [{"role": "user", "content": [part]}]
+
+    assert prompt_bound(shown({name: text})) - prompt_bound(shown({})) >= len(text.encode())
+
+
+@given(st.integers(min_value=0, max_value=10**7), st.integers(min_value=0, max_value=10**8))
+def test_a_token_cost_is_its_exact_price_rounded_up_to_a_micro_credit(tokens: int, per_million: int) -> None:
+    """Never less than the price (the platform would pay the difference), and never a whole micro-credit more."""
+    assert token_cost(tokens, per_million) == math.ceil(Fraction(tokens * per_million, 1_000_000))
+
+
+PRICES = st.integers(min_value=1, max_value=10**8)
+
+
+@given(PRICES, st.integers(min_value=0, max_value=10**8), st.integers(min_value=0, max_value=10**6),
+       st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=10**6), st.data())
+def test_a_hold_is_never_below_the_price_of_what_it_covers(
+        input_per_million: int, output_per_million: int, prompt: int, bound: int, most: int, data: st.DataObject,
+) -> None:
+    """The hold covers a prompt up to the most it can be (`bound`, or the estimate and its margin) and any reply
+    up to the output allowance: whatever the provider reports within them costs no more than was held."""
+    held = estimate(model(input_per_million, output_per_million), prompt, most, bound)
+    read = data.draw(st.integers(min_value=0, max_value=max(bound, prompt + prompt // 4)))
+    written = data.draw(st.integers(min_value=0, max_value=most))
+    assert held.micros >= cost(model(input_per_million, output_per_million), read, written)
+    assert (held.prompt_tokens, held.max_output_tokens) == (prompt, most)
+
 
 def priced_call(held: int) -> SimpleNamespace:
     chat_model = model_from({"id": "m", "provider": "p", "capabilities": ["chat"], "context_window": 1000,
