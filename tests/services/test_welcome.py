@@ -8,7 +8,7 @@ import pytest
 
 from creditflow.domain.callers import Caller
 from creditflow.domain.errors import WelcomeRefused
-from tests.conftest import CREDIT, SteppedClock, make_platform
+from tests.conftest import CREDIT, SteppedClock, funded, make_platform
 
 
 def test_verified_email_is_required_when_configured(tmp_path, clock: SteppedClock) -> None:
@@ -82,6 +82,19 @@ def test_the_bonus_expires_when_configured(tmp_path, clock: SteppedClock) -> Non
     platform.credits.sweep()
     page, _ = platform.credits.history("e", kinds=frozenset({"expire"}))
     assert page[0].fields()["amount"] == str(5 * CREDIT)
+
+
+def test_the_bonus_is_spent_before_credits_the_user_bought(tmp_path, clock: SteppedClock) -> None:
+    """The bonus is a promotional lot: a charge takes it before the paid credits bought earlier, which stay whole
+    (what a refund of the purchase can take back)."""
+    platform = make_platform(tmp_path, clock)
+    funded(platform, "s", 10)
+    lot = platform.welcome.claim(Caller("s")).lot
+    hold = platform.credits.reserve("s", 3 * CREDIT, key="use")
+    platform.credits.settle("s", hold.hold, 3 * CREDIT, key="used")
+    remaining = {held.id: (held.kind, held.remaining) for held in platform.store.lots_of("user:s")}
+    assert remaining.pop(lot) == ("promotional", 997 * CREDIT)
+    assert list(remaining.values()) == [("paid", 10 * CREDIT)]
 
 
 def test_no_bonus_when_the_amount_is_zero(tmp_path, clock: SteppedClock) -> None:
@@ -241,6 +254,21 @@ def test_a_network_past_its_share_is_told_the_limit_and_its_window(tmp_path, clo
     assert one.welcome.claim(Caller("a"), ip="203.0.113.7").granted
     assert one.welcome.offer(Caller("b"), ip="203.0.113.7").detail.startswith(  # type: ignore[union-attr]
         "1 welcome bonus was claimed from your network within the last 6 hours")
+
+
+def test_a_user_who_had_the_bonus_is_told_so_whatever_else_refuses_the_claim(tmp_path, clock: SteppedClock) -> None:
+    """A second claim from another user's device, or from a network another user took the last place of, is refused
+    as already claimed: not as the device's use or the network's limit, which would tell the user to try again
+    elsewhere or later (for a bonus they had)."""
+    platform = make_platform(tmp_path, clock, welcome_per_ip_limit=1, welcome_ip_window_hours=24)
+    assert platform.welcome.claim(Caller("a"), device="phone", ip="198.51.100.1").granted
+    assert platform.welcome.claim(Caller("b"), device="tablet", ip="203.0.113.7").granted
+    clock.advance(minutes=1)
+    for device, ip in (("tablet", None), (None, "203.0.113.7"), ("tablet", "203.0.113.7")):
+        with pytest.raises(WelcomeRefused) as refused:
+            platform.welcome.claim(Caller("a"), device=device, ip=ip)
+        assert refused.value.context["reason"] == "already-claimed", (device, ip)
+    assert platform.credits.balance("a").available == 1000 * CREDIT
 
 
 def test_a_claim_that_meets_contention_gives_its_device_and_network_place_back(
