@@ -252,6 +252,29 @@ def test_analytics_group_charges_by_category_model_and_day(platform: Platform, c
     assert (data.settled_holds, data.reserved_for_settled, data.average_charge) == (3, 30 * CREDIT, 10 * CREDIT // 3)
 
 
+def test_analytics_read_every_page_of_a_users_charges_once(platform: Platform,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The charges are read a page at a time: a user with more than a page (here of 2) has every one counted once,
+    a page read whole included (4 charges: pages of 2, 2 and an empty one), a released hold counted apart,
+    and a charge that names no model under "unknown"."""
+    from creditflow.services import analytics
+
+    monkeypatch.setattr(analytics, "PAGE", 2)
+    funded(platform, "pages", 100)
+    for n in range(5):
+        hold = platform.credits.reserve("pages", 10 * CREDIT, key=f"r{n}", target="usage:chat")
+        platform.credits.settle("pages", hold.hold, (n + 1) * CREDIT, key=f"s{n}", memo={"model": "m"})
+        if n == 3:
+            assert analytics.usage(platform.store, "pages").charged == 10 * CREDIT
+    back = platform.credits.reserve("pages", 10 * CREDIT, key="r-back", target="usage:chat")
+    platform.credits.release("pages", back.hold, key="s-back")  # a hold released: counted apart, charged nothing
+    unnamed = platform.credits.reserve("pages", CREDIT, key="r-unnamed", target="usage:chat")
+    platform.credits.settle("pages", unnamed.hold, CREDIT, key="s-unnamed")  # no model named: "unknown"
+    data = analytics.usage(platform.store, "pages")
+    assert (data.charged, data.settled_holds, data.by_model) == (16 * CREDIT, 6, {"m": 15 * CREDIT, "unknown": CREDIT})
+    assert (data.released_holds, data.reserved_for_settled) == (1, 51 * CREDIT)
+
+
 def test_credits_taken_back_for_a_refund_or_a_dispute_are_not_usage(platform: Platform) -> None:
     """A refund's take-back is a settle to `refund` and a dispute's a hold on it: neither is something the user
     used. Both were counted as charges (a user whose pack was refunded read "charged 200" in their analytics, and
