@@ -69,6 +69,15 @@ def test_saves_are_compare_and_set_and_carry_their_events(tasks: TaskStore) -> N
     assert tasks.pending_events(10) == []
 
 
+def test_events_come_oldest_first_whether_written_with_a_task_made_or_moved(tasks: TaskStore) -> None:
+    """A batch of pending events starts with the oldest: a newer one never holds back one waiting longer."""
+    task = a_task("alice", "t1", T[0])
+    assert tasks.create(task, [OutboxEvent("task.created:alice:t1", "task.created", "alice", {}, T[0])])
+    assert tasks.save(task.moved(FAILED, T[2]), [event("alice", "t1", T[2])])
+    assert [e.id for e in tasks.pending_events(1)] == ["task.created:alice:t1"]
+    assert [e.id for e in tasks.pending_events(10)] == ["task.created:alice:t1", "task.finished:alice:t1"]
+
+
 def test_racing_writers_one_wins_each_version(tasks: TaskStore) -> None:
     task = a_task("alice", "race", T[0])
     tasks.create(task)
@@ -107,6 +116,19 @@ def test_pages_by_user_state_and_kind_and_the_unfinished(tasks: TaskStore) -> No
     assert [t.id for t in tasks.unfinished(10)] == ["t1", "t2", "t3", "t4", "b0"]  # oldest first
     assert [tasks.unfinished_count("alice", most) for most in (2, 4, 9)] == [2, 4, 4]  # t0 has ended
     assert tasks.unfinished_count("bob", 9) == 1 and tasks.unfinished_count("carol", 9) == 0
+
+
+def test_tasks_made_at_one_moment_come_a_page_at_a_time_each_once(tasks: TaskStore) -> None:
+    """Tasks with the same creation time are ordered by id, latest first, and a page's cursor goes on from the last
+    one shown: none is skipped or shown twice."""
+    for task_id in ("ta", "tb", "tc", "td"):
+        tasks.create(a_task("alice", task_id, T[1]))
+    tasks.create(a_task("alice", "t0", T[0]))
+    seen, before = [], None
+    while page := tasks.of_user("alice", states=None, kinds=None, limit=2, before=before):
+        seen += [t.id for t in page]
+        before = f"{page[-1].created_at}|{page[-1].id}"
+    assert seen == ["td", "tc", "tb", "ta", "t0"]
 
 
 def test_dead_letters_are_listed_and_replayed_once(tasks: TaskStore) -> None:
