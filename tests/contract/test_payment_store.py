@@ -79,3 +79,17 @@ def test_a_payments_lease_has_one_holder_until_it_ends_or_runs_out(store: Any) -
     store.end_lease("cs_1", "a")
     assert store.take_lease("cs_1", "b", time.time() - 1)  # ended: b takes it (and lets it run out at once)
     assert store.take_lease("cs_1", "c", later)  # run out: c takes it
+
+
+def test_holders_racing_for_a_free_lease_leave_it_with_one(store: Any) -> None:
+    """Four workers take one payment's lease at once (a webhook retried while the first delivery still runs): one
+    gets it, so only one of them acts on the payment."""
+    import time
+
+    from tests.at_once import at_once
+
+    won: list[int] = []
+    assert not at_once(4, lambda n: store.take_lease("cs_1", f"w{n}", time.time() + 60) and won.append(n))
+    assert len(won) == 1
+    assert store.take_lease("cs_1", f"w{won[0]}", time.time() + 60)  # its holder's, and nobody else's
+    assert not any(store.take_lease("cs_1", f"w{n}", time.time() + 60) for n in range(4) if n != won[0])
