@@ -290,6 +290,45 @@ def test_a_call_whose_hold_was_extended_counts_until_its_new_time(stores: dict[s
     assert keys.in_flight("key_3", T2) == 0
 
 
+def test_an_extended_call_counts_on_past_the_limit_and_never_for_less_time(stores: dict[str, Any]) -> None:
+    """A call's hold is extended after its key's spend passed the limit (another call charged past its claim): the
+    extension counts nothing more, so it is taken, and the call counts until its new time. An extension asking an
+    earlier time (another instance's clock behind) does not cut the call's count short."""
+    keys = stores["keys"]
+    keys.add(ApiKey(id="key_6", uid="a", name="n", prefix="cf_cdefghi", hash="h6", created_at=T0, limit=10))
+    assert keys.claim_spend("key_6", "long", 9, T1, T0)
+    keys.record_spend("key_6", None, 5)  # 5 spent and 9 in flight: past the limit of 10
+    assert keys.claim_spend("key_6", "long", 0, T2, T0) and keys.in_flight("key_6", T1) == 9
+    assert keys.claim_spend("key_6", "long", 0, T1, T0) and keys.in_flight("key_6", T1) == 9
+
+
+def test_a_claim_counts_a_spend_recorded_by_another_instance_as_it_starts(stores: dict[str, Any],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another instance records a call's spend just after this one found the key, before it counts: the claim
+    counts that spend (read in its transaction), so the key's limit is not passed."""
+    keys, done = stores["keys"], list[bool]()
+    keys.add(ApiKey(id="key_7", uid="a", name="n", prefix="cf_jklmnop", hash="h7", created_at=T0, limit=10))
+
+    def other() -> None:
+        keys.record_spend("key_7", None, 8)
+
+    if stores["backend"] == "sqlite":
+        other()  # one transaction: nothing comes between finding the key and counting
+    else:
+        find = keys._by_id
+
+        def find_then_other(key_id: str) -> Any:
+            found = find(key_id)
+            if not done:
+                done.append(True)
+                other()
+            return found
+
+        monkeypatch.setattr(keys, "_by_id", find_then_other)
+    assert not keys.claim_spend("key_7", "c", 5, T2, T0)  # 8 spent: 5 more would pass 10
+    assert keys.in_flight("key_7", T0) == 0 and keys.by_hash("h7").spent == 8
+
+
 def test_preferences_are_each_users_own(stores: dict[str, Any]) -> None:
     preferences = stores["preferences"]
     assert preferences.get("a") == Preferences()  # nothing stored: the defaults
