@@ -84,6 +84,31 @@ def test_a_rebuild_counts_every_charge_committed_while_it_runs_once(platform: Pl
     assert platform.integrity.audit().ok
 
 
+def test_corrections_add_to_what_a_row_holds_and_keep_its_charges(platform: Platform,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row that holds too much (a correction made from a wrong reading) is rebuilt back to what the ledger says:
+    each correction is added to the row, with what charges counted into it kept. On Firestore every correction
+    here lands on one shard of the row, as a rebuild's random pick may."""
+    from types import SimpleNamespace
+
+    from creditflow.adapters.firebase import usage_rollups
+
+    monkeypatch.setattr(usage_rollups, "random", SimpleNamespace(randrange=lambda shards: 0))
+    assert platform.usage is not None
+    platform.credits.open_account("ann")
+    platform.credits.grant("ann", 5 * CREDIT, source="admin", lot_kind="paid", key="g-ann")
+    hold = platform.credits.reserve("ann", CREDIT, key="r-ann")
+    platform.credits.settle("ann", hold.hold, CREDIT // 2, key="s-ann", memo={"model": "m1"})
+    day = platform.clock.now().date().isoformat()
+    [(key, *_)] = platform.usage.store.rows(day, day)
+    platform.usage.store.correct({key: (CREDIT, 1, 0)})  # off: a charge and a settle too many
+    assert platform.usage.check(platform.store)
+    assert platform.usage.rebuild(platform.store) == 1
+    usage = platform.usage.read(day, day, by="model")
+    assert (usage.charged, usage.settles, usage.groups) == (CREDIT // 2, 1, {"m1": CREDIT // 2})
+    assert not platform.usage.check(platform.store)
+
+
 def test_a_local_ledger_from_before_its_rollups_table_is_counted_once_when_opened(tmp_path: Path,
                                                                                  clock: SteppedClock) -> None:
     """Earlier versions kept the local rollups in usage.sqlite3: a ledger they wrote has no rollups table. The first
