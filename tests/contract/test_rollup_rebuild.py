@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from creditflow.config import Settings
 from tests.conftest import CREDIT, SteppedClock
 from tests.contract.charging import charge_on_another_thread
 from tests.firestore_emulator import FirestoreEmulator
+
+MODEL = "meta-llama/Llama-3.3-70B-Instruct"
 
 
 @pytest.fixture(params=["local", "firebase"])
@@ -88,7 +91,7 @@ def test_corrections_add_to_what_a_row_holds_and_keep_its_charges(platform: Plat
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A row that holds too much (a correction made from a wrong reading) is rebuilt back to what the ledger says:
     each correction is added to the row, with what charges counted into it kept. On Firestore every correction
-    here lands on one shard of the row, as a rebuild's random pick may."""
+    here lands on one shard of the row, as a rebuild's random pick may. The model's id holds a slash, as most do."""
     from types import SimpleNamespace
 
     from creditflow.adapters.firebase import usage_rollups
@@ -98,14 +101,29 @@ def test_corrections_add_to_what_a_row_holds_and_keep_its_charges(platform: Plat
     platform.credits.open_account("ann")
     platform.credits.grant("ann", 5 * CREDIT, source="admin", lot_kind="paid", key="g-ann")
     hold = platform.credits.reserve("ann", CREDIT, key="r-ann")
-    platform.credits.settle("ann", hold.hold, CREDIT // 2, key="s-ann", memo={"model": "m1"})
+    platform.credits.settle("ann", hold.hold, CREDIT // 2, key="s-ann", memo={"model": MODEL})
     day = platform.clock.now().date().isoformat()
     [(key, *_)] = platform.usage.store.rows(day, day)
     platform.usage.store.correct({key: (CREDIT, 1, 0)})  # off: a charge and a settle too many
     assert platform.usage.check(platform.store)
     assert platform.usage.rebuild(platform.store) == 1
     usage = platform.usage.read(day, day, by="model")
-    assert (usage.charged, usage.settles, usage.groups) == (CREDIT // 2, 1, {"m1": CREDIT // 2})
+    assert (usage.charged, usage.settles, usage.groups) == (CREDIT // 2, 1, {MODEL: CREDIT // 2})
+    assert not platform.usage.check(platform.store)
+
+
+def test_holds_voided_together_are_each_counted(platform: Platform, clock: SteppedClock) -> None:
+    """Seventeen holds run out and one sweep voids them all, in one transaction: each release is counted (on
+    Firestore, at least two of them count into one of a row's sixteen shards)."""
+    assert platform.usage is not None
+    platform.credits.open_account("ann")
+    platform.credits.grant("ann", 50 * CREDIT, source="admin", lot_kind="paid", key="g-ann")
+    for n in range(17):
+        platform.credits.reserve("ann", CREDIT, key=f"r-{n}", ttl=timedelta(minutes=1))
+    clock.advance(minutes=2)
+    platform.credits.sweep()
+    day = platform.clock.now().date().isoformat()
+    assert platform.usage.read(day, day, by="model").releases == 17
     assert not platform.usage.check(platform.store)
 
 
