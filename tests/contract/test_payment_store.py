@@ -79,6 +79,9 @@ def test_a_payments_lease_has_one_holder_until_it_ends_or_runs_out(store: Any) -
     store.end_lease("cs_1", "a")
     assert store.take_lease("cs_1", "b", time.time() - 1)  # ended: b takes it (and lets it run out at once)
     assert store.take_lease("cs_1", "c", later)  # run out: c takes it
+    assert store.take_lease("cs_3", "c", time.time() - 1)  # run out at once...
+    assert store.take_lease("cs_3", "c", later)  # ...and taken again by its holder: it runs until its new time
+    assert not store.take_lease("cs_3", "a", later)
 
 
 def test_holders_racing_for_a_free_lease_leave_it_with_one(store: Any) -> None:
