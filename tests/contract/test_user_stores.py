@@ -267,6 +267,15 @@ def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
     assert [k.id for k in keys.of_user("a") if k.hash == "h3"] == ["key_3"] and keys.by_hash("h3").name == "n"
 
 
+
+def test_a_users_keys_are_listed_oldest_first(stores: dict[str, Any]) -> None:
+    keys = stores["keys"]
+    for key_id, key_hash, at in (("key_b", "ha", T2), ("key_a", "hz", T0), ("key_c", "hm", T1)):
+        keys.add(ApiKey(id=key_id, uid="a", name="n", prefix="cf_qrstuvw", hash=key_hash, created_at=at))
+    keys.add(ApiKey(id="key_x", uid="b", name="n", prefix="cf_xyzabcd", hash="hb", created_at=T0))
+    assert [k.id for k in keys.of_user("a")] == ["key_a", "key_c", "key_b"]
+
+
 def test_a_call_cut_off_stops_counting_when_its_time_is_up(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     keys.add(ApiKey(id="key_2", uid="a", name="n", prefix="cf_hijklmn", hash="h2", created_at=T0, limit=10))
