@@ -114,6 +114,7 @@ def test_pages_by_user_state_and_kind_and_the_unfinished(tasks: TaskStore) -> No
     assert [t.id for t in tasks.of_user("alice", states=frozenset({FAILED}), kinds=None, limit=10,
                                         before=None)] == ["t0"]
     assert [t.id for t in tasks.unfinished(10)] == ["t1", "t2", "t3", "t4", "b0"]  # oldest first
+    assert [t.id for t in tasks.unfinished(2)] == ["t1", "t2"]
     assert [tasks.unfinished_count("alice", most) for most in (2, 4, 9)] == [2, 4, 4]  # t0 has ended
     assert tasks.unfinished_count("bob", 9) == 1 and tasks.unfinished_count("carol", 9) == 0
 
@@ -136,6 +137,7 @@ def test_dead_letters_are_listed_and_replayed_once(tasks: TaskStore) -> None:
     tasks.add_dead_letter(letter)
     tasks.add_dead_letter(DeadLetter("dl:bob:t2", "bob", "t2", "bug", 5, "running", T[2]))
     assert [d.id for d in tasks.dead_letters(10)] == ["dl:bob:t2", "dl:alice:t1"]
+    assert [d.id for d in tasks.dead_letters(1)] == ["dl:bob:t2"]  # the latest
     assert tasks.dead_letter("dl:alice:t1") == letter and tasks.dead_letter("nope") is None
     for unnamable in (".", "..", "__x__", "x" * 1501):  # from a request's path: no document has such a name
         assert tasks.dead_letter(unnamable) is None
