@@ -259,6 +259,15 @@ def test_calls_on_one_key_ending_at_once_each_count_their_spend(stores: dict[str
     assert not failed and keys.by_hash("h5").spent == 21 and keys.in_flight("key_5", T0) == 0, failed
 
 
+def test_calls_on_one_key_starting_at_once_are_each_answered_within_its_limit(stores: dict[str, Any]) -> None:
+    """Six calls through one key start together with room for two: two are counted, the others refused for the
+    limit, and none fails for the race (on Firestore each claim is a transaction on the key's one document)."""
+    keys, admitted = stores["keys"], []
+    keys.add(ApiKey(id="key_8", uid="a", name="n", prefix="cf_efghijk", hash="h8", created_at=T0, limit=25))
+    failed = at_once(6, lambda n: keys.claim_spend("key_8", f"c{n}", 10, T2, T0) and admitted.append(n))
+    assert not failed and len(admitted) == 2 and keys.in_flight("key_8", T0) == 20, failed
+
+
 def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
     keys = stores["keys"]
     key = ApiKey(id="key_3", uid="a", name="n", prefix="cf_opqrstu", hash="h3", created_at=T0)
