@@ -3,6 +3,8 @@ kept for replays), on SQLite always and on Firestore emulators as the ledger con
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -266,6 +268,44 @@ def test_calls_on_one_key_starting_at_once_are_each_answered_within_its_limit(st
     keys.add(ApiKey(id="key_8", uid="a", name="n", prefix="cf_efghijk", hash="h8", created_at=T0, limit=25))
     failed = at_once(6, lambda n: keys.claim_spend("key_8", f"c{n}", 10, T2, T0) and admitted.append(n))
     assert not failed and len(admitted) == 2 and keys.in_flight("key_8", T0) == 20, failed
+
+
+def test_a_spend_recorded_while_another_call_claims_the_key_is_counted(stores: dict[str, Any],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call ends (charged) while another call's claim holds the key: its spend is counted once the claim is done
+    (on Firestore, the claim's transaction locks the key's document, and a write meeting the lock is aborted after
+    about two seconds: it tries again rather than leave a charged call uncounted)."""
+    keys, ending, failed = stores["keys"], list[threading.Thread](), list[BaseException]()
+    keys.add(ApiKey(id="key_9", uid="a", name="n", prefix="cf_lmnopqr", hash="h9", created_at=T0, limit=100))
+    assert keys.claim_spend("key_9", "done", 10, T2, T0)
+
+    def other() -> None:
+        try:
+            keys.record_spend("key_9", "done", 7)
+        except Exception as error:
+            failed.append(error)
+
+    if stores["backend"] == "sqlite":
+        other()  # one process's writes take turns: nothing to meet
+    else:
+        from google.cloud.firestore_v1.document import DocumentReference
+
+        read = DocumentReference.get
+
+        def read_then_hold(self: DocumentReference, *args: Any, **kwargs: Any) -> Any:
+            snapshot = read(self, *args, **kwargs)
+            if kwargs.get("transaction") is not None and not ending:
+                ending.append(threading.Thread(target=other))
+                ending[0].start()
+                time.sleep(2.5)  # the claim holds the key's lock past the emulator's timeout
+            return snapshot
+
+        monkeypatch.setattr(DocumentReference, "get", read_then_hold)
+    assert keys.claim_spend("key_9", "next", 10, T2, T0)
+    monkeypatch.undo()
+    for thread in ending:
+        thread.join(30)
+    assert not failed and keys.by_hash("h9").spent == 7 and keys.in_flight("key_9", T0) == 10, failed
 
 
 def test_a_key_is_stored_once(stores: dict[str, Any]) -> None:
