@@ -146,6 +146,19 @@ def test_a_checkout_key_used_again_for_another_pack_is_a_conflict(shop: Platform
     assert checkout(client, shop, "alice", "k1").status_code == 200  # the first request's retry still works
 
 
+def test_a_checkout_without_a_key_or_with_one_too_long_is_refused_before_stripe(shop: Platform, client: Any,
+                                                                               stripe_api: FakeStripe) -> None:
+    """A checkout needs its Idempotency-Key (a retry without one would open a second page), of at most 200
+    characters: the ledger keys a payment's steps derive from it must stay within 255."""
+    refused = [client.post("/api/v1/payments/stripe/checkout", json={"pack": PACK}, headers=token(shop, "alice")),
+               checkout(client, shop, "alice", "k" * 201)]
+    for reply in refused:
+        assert reply.status_code == 400 and reply.headers["Content-Type"] == "application/problem+json", reply.json
+        assert reply.json["type"].endswith("/invalid-idempotency-key")
+    assert stripe_api.requests == []
+    assert checkout(client, shop, "alice", "k" * 200).status_code == 200
+
+
 def test_two_users_sending_the_same_key_get_a_checkout_and_a_customer_each(shop: Platform, client: Any,
                                                                           stripe_api: FakeStripe) -> None:
     """An Idempotency-Key is unique only among one user's requests: bob's "k1" after alice's must make bob's own
