@@ -380,7 +380,7 @@ def test_a_multipart_part_named_file_without_a_filename_is_refused_saying_so(kep
 def test_a_multipart_body_without_a_boundary_or_with_an_empty_file_says_which(kept: Platform, client: Any) -> None:
     """A Content-Type of multipart/form-data set by hand (fetch with FormData and the header written too) has no
     boundary, and the parts cannot be read: that was "needs a part named file". An empty file part was "the body is
-    empty", of a body that was not."""
+    empty", of a body that was not; a raw body with no bytes is "the body is empty"."""
     headers = auth(kept, "lee")
     body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\n" + SMALL +
             b"\r\n--b--\r\n")
@@ -389,6 +389,9 @@ def test_a_multipart_body_without_a_boundary_or_with_an_empty_file_says_which(ke
     empty = client.post("/api/v1/uploads", data={"file": (io.BytesIO(b""), "x.png")}, headers=headers,
                         content_type="multipart/form-data")
     assert empty.status_code == 422 and "the part named file ('x.png') is empty" in empty.json["detail"], empty.json
+    nothing = upload(client, headers, b"")  # a raw body with no bytes: said as such, not as a broken image
+    assert nothing.status_code == 422 and nothing.json["type"].endswith("/invalid-image-part"), nothing.json
+    assert nothing.json["detail"].startswith("the body is empty"), nothing.json
     assert stored(kept, "lee") == []
     whole = client.post("/api/v1/uploads", data=body, headers={**headers,
                                                                 "Content-Type": "multipart/form-data; boundary=b"})
