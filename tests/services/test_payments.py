@@ -366,6 +366,7 @@ def test_a_session_whose_metadata_is_not_ours_is_acknowledged_and_ignored(shop: 
                "currency": "usd", "client_reference_id": "u", "metadata": metadata}
     reply = send(client, "checkout.session.completed", foreign)
     assert reply.status_code == 200 and reply.json["outcome"] == "ignored", reply.json
+    assert reply.json["received"] is True and reply.json["type"] == "checkout.session.completed"  # taken, not used
     assert shop.payments.mine("u") == [] and available(shop, "u") == 0
 
 @pytest.mark.parametrize("named", [{"client_reference_id": ""}, {"metadata": {"uid": ""}}, {"metadata": {"uid": 7}},
