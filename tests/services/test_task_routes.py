@@ -71,3 +71,12 @@ def test_the_idempotency_key_is_read_by_the_task_ids_rule(ai: Platform, client: 
                          headers={**headers, "Idempotency-Key": task_id})
     assert posted.status_code == 200 and posted.json["id"] == task_id, posted.json
     assert client.get(f"/api/v1/tasks/{task_id}", headers=headers).json == posted.json
+
+
+def test_a_task_without_an_idempotency_key_is_refused_saying_so(ai: Platform, client: Any) -> None:
+    headers = auth(ai, "u")
+    before = ai.credits.balance("u")
+    refused = client.post("/api/v1/tasks", json={"kind": "chat", "input": "hi", "model": LLAMA}, headers=headers)
+    assert refused.status_code == 400 and refused.content_type == "application/problem+json", refused.json
+    assert refused.json["type"].endswith("/invalid-idempotency-key") and "Idempotency-Key" in refused.json["detail"]
+    assert ids(client, headers) == [] and ai.credits.balance("u") == before
