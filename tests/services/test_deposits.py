@@ -331,6 +331,9 @@ def test_the_admins_see_deposits_totalled_per_token_in_their_list_and_in_the_rev
                                                                           "micros": int(credits) * CREDIT},
                "parked": parked} for token, amount, credits, parked in (eth, tst)]
     assert api.get("/api/v1/admin/deposits", headers=admin).json["totals"] == totals
+    user = {"Authorization": f"Bearer {issue_dev_token(scene.platform.settings, 'alice')}"}
+    refused = api.get("/api/v1/admin/deposits", headers=user)  # everyone's deposits: not a user's to list
+    assert refused.status_code == 403 and refused.content_type == "application/problem+json", refused.json
     assert api.get("/api/v1/admin/revenue", headers=admin).json["crypto"] == totals  # the stranger's parked too
 
 
@@ -509,6 +512,13 @@ def test_pending_deposits_show_their_confirmations_until_credited(scene: Scene) 
     pending = scene.platform.deposits.pending("gus")
     assert [(p.token, p.transfer.amount, p.confirmations, p.needed) for p in pending] == [
         ("ETH", ETHER // 10, 1, CONFIRMATIONS)]
+    from creditflow.bootstrap import issue_dev_token
+    from creditflow.entrypoints.http.app import create_app
+
+    mine_only = {"Authorization": f"Bearer {issue_dev_token(scene.platform.settings, 'gus')}"}
+    listed = create_app(scene.platform).test_client().get("/api/v1/deposits/pending", headers=mine_only).json
+    assert [(d["token"], d["amount"], d["sender"], d["confirmations"], d["confirmationsNeeded"])
+            for d in listed["deposits"]] == [("ETH", str(ETHER // 10), pending[0].transfer.sender, 1, CONFIRMATIONS)]
     mine(scene.w3, 1)
     assert [p.confirmations for p in scene.platform.deposits.pending("gus")] == [2]
     mine(scene.w3, CONFIRMATIONS)
