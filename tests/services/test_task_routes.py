@@ -80,3 +80,12 @@ def test_a_task_without_an_idempotency_key_is_refused_saying_so(ai: Platform, cl
     assert refused.status_code == 400 and refused.content_type == "application/problem+json", refused.json
     assert refused.json["type"].endswith("/invalid-idempotency-key") and "Idempotency-Key" in refused.json["detail"]
     assert ids(client, headers) == [] and ai.credits.balance("u") == before
+
+
+def test_the_bearer_schemes_name_is_taken_in_any_case(ai: Platform, client: Any) -> None:
+    """HTTP's authentication schemes are case-insensitive: `bearer <token>` (some clients write it so) is the
+    caller's, as the Realtime surface takes it."""
+    token = auth(ai, "u")["Authorization"].split(" ", 1)[1]
+    for scheme in ("bearer", "BEARER"):
+        listed = client.get("/api/v1/tasks", headers={"Authorization": f"{scheme} {token}"})
+        assert listed.status_code == 200 and listed.json == {"tasks": [], "nextCursor": None}, listed.json
