@@ -186,6 +186,9 @@ def test_an_upload_sent_again_with_its_key_is_the_first_not_a_second_copy(kept: 
         False, True)
     assert again.json["id"] == first.json["id"] and stored(kept, "fay") == [first.json["id"]]
     assert upload(client, headers, SMALL).json["id"] != first.json["id"]  # no key: a new upload; the quota is full
+    empty = upload(client, {**headers, "Idempotency-Key": ""}, SMALL)  # an unset variable: not taken for no key
+    assert empty.status_code == 400 and empty.json["type"].endswith("/invalid-idempotency-key"), empty.json
+    assert len(stored(kept, "fay")) == 2
     assert upload(client, keyed, SMALL).json["id"] == first.json["id"]  # a retry is no new upload: not refused
     other = upload(client, keyed, encoded(halves(48, 40), "PNG"))
     assert other.status_code == 409 and other.json["type"].rsplit("/", 1)[-1] == "idempotency-conflict", other.json
