@@ -89,3 +89,17 @@ def test_the_bearer_schemes_name_is_taken_in_any_case(ai: Platform, client: Any)
     for scheme in ("bearer", "BEARER"):
         listed = client.get("/api/v1/tasks", headers={"Authorization": f"{scheme} {token}"})
         assert listed.status_code == 200 and listed.json == {"tasks": [], "nextCursor": None}, listed.json
+
+
+@pytest.mark.parametrize("limit", ["2.0", "1e1", "2."])
+def test_a_page_size_not_written_as_a_whole_number_is_refused(ai: Platform, client: Any, limit: str) -> None:
+    refused = client.get(f"/api/v1/tasks?limit={limit}", headers=auth(ai, "u"))
+    assert refused.status_code == 400 and refused.content_type == "application/problem+json", refused.json
+    assert refused.json["type"].endswith("/invalid-query") and refused.json["field"] == "limit"
+    assert refused.json["detail"] == "limit must be a whole number"
+
+
+def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_takes(ai: Platform, client: Any) -> None:
+    refused = client.put("/api/v1/tasks", json={}, headers=auth(ai, "u"))
+    assert refused.status_code == 405 and refused.content_type == "application/problem+json", refused.json
+    assert set(refused.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
