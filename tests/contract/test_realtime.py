@@ -445,6 +445,135 @@ def test_a_handler_that_always_fails_is_dropped_and_counted(tmp_path: Path) -> N
     assert len(calls) == triggers.MAX_ATTEMPTS and tree.triggers.pending() == 0
 
 
+def test_a_write_above_the_nodes_fires_each_with_both_keys_bound_deletes_too(tmp_path: Path) -> None:
+    """A client writing its own node (/requests/{uid}) fires each request below it with `uid` bound as well as
+    `requestId` (a handler reading `params["uid"]` would fail, and the request never run), and a request that such a
+    write removes fires its delete, as Realtime Database runs a node's trigger for a write above it."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    events: list[TreeEvent] = []
+    tree.on_write("/requests/{uid}/{requestId}", events.append)
+    tree.start_triggers()
+    try:
+        tree.set("/requests/alice", {"r1": {"kind": "chat"}, "r2": {"kind": "agent"}})
+        tree.set("/requests/alice", {"r2": {"kind": "agent"}})  # r1 removed, r2 unchanged
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        tree.stop_triggers()
+    assert sorted(((e.path, e.params, e.before, e.after) for e in events), key=lambda e: e[0]) == [
+        ("/requests/alice/r1", {"uid": "alice", "requestId": "r1"}, None, {"kind": "chat"}),
+        ("/requests/alice/r1", {"uid": "alice", "requestId": "r1"}, {"kind": "chat"}, None),
+        ("/requests/alice/r2", {"uid": "alice", "requestId": "r2"}, None, {"kind": "agent"}),
+    ]
+
+
+def test_a_write_is_handed_to_its_handler_at_once_not_at_the_dispatchers_next_round(tmp_path: Path) -> None:
+    """The dispatcher sleeps up to a second when it has nothing to do: a commit wakes it, and so does a handler that
+    returns while its node has a later event waiting (a cancel written while its request is being taken up), or each
+    request written to an idle runtime would start up to a second late."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    handled: dict[str, float] = {}
+    running, release = threading.Event(), threading.Event()
+
+    def handler(event: TreeEvent) -> None:
+        if event.path.endswith("r2") and not event.after.get("cancel"):
+            running.set()
+            release.wait(10)
+        handled[f"{event.path}{'+cancel' if event.after.get('cancel') else ''}"] = time.monotonic()
+
+    tree.on_write("/requests/{uid}/{requestId}", handler)
+    tree.start_triggers()
+    try:
+        tree.set("/requests/a/r1", {"kind": "chat"})
+        wait_for(lambda: tree.triggers.delivered == 1)
+        time.sleep(0.1)  # the dispatcher found nothing more to do: it sleeps
+        written = time.monotonic()
+        tree.set("/requests/a/r2", {"kind": "chat"})
+        assert running.wait(10)
+        assert list(handled) == ["/requests/a/r1"]
+        started = time.monotonic()
+        tree.set("/requests/a/r2/cancel", True)  # its node is busy: it waits behind the request's handler
+        time.sleep(0.1)
+        released = time.monotonic()
+        release.set()
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        release.set()
+        tree.stop_triggers()
+    assert started - written < 0.5
+    assert handled["/requests/a/r2+cancel"] - released < 0.5
+
+
+def test_stopping_waits_for_a_running_handler_and_starting_again_delivers_what_came_meanwhile(
+        tmp_path: Path) -> None:
+    """A handler running when the runtime stops is let finish (its event deleted, so not delivered again at the next
+    start: a request run twice), and triggers started again deliver what was written while they were stopped."""
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    calls: list[str] = []
+    running = threading.Event()
+
+    def slow(event: TreeEvent) -> None:
+        running.set()
+        time.sleep(0.3)
+        calls.append(event.path)
+
+    tree.on_write("/requests/{uid}/{requestId}", slow)
+    tree.start_triggers()
+    try:
+        tree.set("/requests/a/r1", {"kind": "chat"})
+        assert running.wait(10)
+        tree.stop_triggers()
+        assert calls == ["/requests/a/r1"] and tree.triggers.pending() == 0
+        tree.set("/requests/a/r2", {"kind": "chat"})
+        assert tree.triggers.pending() == 1
+        tree.start_triggers()
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        tree.stop_triggers()
+    assert calls == ["/requests/a/r1", "/requests/a/r2"]
+
+
+def test_a_failed_handler_is_tried_again_after_a_growing_backoff_not_at_once(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler failing for a moment (a busy database) gets its retries spread out, BACKOFF_SECONDS · 2^attempt
+    with ±20 % jitter: all MAX_ATTEMPTS at once would drop the request within milliseconds."""
+    import creditflow.adapters.local.tree_triggers as triggers
+
+    monkeypatch.setattr(triggers, "BACKOFF_SECONDS", 0.2)
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    calls: list[float] = []
+
+    def flaky(event: TreeEvent) -> None:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise RuntimeError("the first two deliveries fail")
+
+    tree.on_write("/requests/{uid}/{requestId}", flaky)
+    tree.start_triggers()
+    try:
+        tree.set("/requests/a/r1", {"kind": "chat"})
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        tree.stop_triggers()
+    assert len(calls) == 3 and tree.triggers.delivered == 1
+    assert calls[1] - calls[0] >= 0.8 * 0.2 and calls[2] - calls[1] >= 0.8 * 0.4
+
+
+def test_each_handler_on_a_pattern_gets_each_write_once(tmp_path: Path) -> None:
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    first: list[str] = []
+    second: list[str] = []
+    tree.on_write("/requests/{uid}/{requestId}", lambda event: first.append(event.path))
+    tree.on_write("/requests/{uid}/{requestId}", lambda event: second.append(event.path))
+    tree.set("/requests/a/r1", {"kind": "chat"})
+    assert tree.triggers.pending() == 2
+    tree.start_triggers()
+    try:
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        tree.stop_triggers()
+    assert first == second == ["/requests/a/r1"]
+
+
 def test_a_delivery_takes_the_trees_write_turn_for_its_own_writes(tmp_path: Path) -> None:
     """A delivered event is deleted in this process's write turn, as the tree's writes are committed: while the turn
     is held (as a WAL restart holds it, `paused`), the delivery waits for it instead of meeting the tree's writers
