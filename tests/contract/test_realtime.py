@@ -608,6 +608,34 @@ def test_a_failed_handler_is_tried_again_after_a_growing_backoff_not_at_once(tmp
     assert calls[1] - calls[0] >= 0.8 * 0.2 and calls[2] - calls[1] >= 0.8 * 0.4
 
 
+def test_a_retry_is_made_when_it_is_due_the_dispatcher_sleeping_until_then(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a failed event waits for its retry, the dispatcher sleeps until it is due: neither past it (the retry,
+    and the node's cancel behind it, a second late) nor reading the database over and over in the meantime."""
+    import creditflow.adapters.local.tree_triggers as triggers
+
+    monkeypatch.setattr(triggers, "BACKOFF_SECONDS", 0.3)
+    tree = LocalTree(tmp_path / "t.sqlite3")
+    calls: list[float] = []
+
+    def failing_once(event: TreeEvent) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("the first delivery fails")
+
+    tree.on_write("/requests/{uid}/{requestId}", failing_once)
+    deliver_due, rounds = tree.triggers.deliver_due, []
+    monkeypatch.setattr(tree.triggers, "deliver_due", lambda: rounds.append(1) or deliver_due())
+    tree.start_triggers()
+    try:
+        tree.set("/requests/a/r1", {"kind": "chat"})
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        tree.stop_triggers()
+    assert len(calls) == 2 and 0.8 * 0.3 <= calls[1] - calls[0] < 0.8
+    assert len(rounds) < 10
+
+
 def test_each_handler_on_a_pattern_gets_each_write_once(tmp_path: Path) -> None:
     tree = LocalTree(tmp_path / "t.sqlite3")
     first: list[str] = []
