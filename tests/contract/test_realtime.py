@@ -318,6 +318,16 @@ def wait_for(condition: Any, seconds: float = 10) -> None:
         time.sleep(0.02)
 
 
+def one_request_handled(tree: LocalTree) -> None:
+    """Triggers started, one request written, and triggers stopped once it has been handled (retries included)."""
+    tree.start_triggers()
+    try:
+        tree.set("/requests/a/r1", {"kind": "chat"})
+        wait_for(lambda: tree.triggers.pending() == 0)
+    finally:
+        tree.stop_triggers()
+
+
 def test_writes_under_a_pattern_fire_for_each_matching_node(tmp_path: Path) -> None:
     tree = LocalTree(tmp_path / "t.sqlite3")
     events: list[TreeEvent] = []
@@ -598,12 +608,7 @@ def test_a_failed_handler_is_tried_again_after_a_growing_backoff_not_at_once(tmp
             raise RuntimeError("the first two deliveries fail")
 
     tree.on_write("/requests/{uid}/{requestId}", flaky)
-    tree.start_triggers()
-    try:
-        tree.set("/requests/a/r1", {"kind": "chat"})
-        wait_for(lambda: tree.triggers.pending() == 0)
-    finally:
-        tree.stop_triggers()
+    one_request_handled(tree)
     assert len(calls) == 3 and tree.triggers.delivered == 1
     assert calls[1] - calls[0] >= 0.8 * 0.2 and calls[2] - calls[1] >= 0.8 * 0.4
 
@@ -626,12 +631,7 @@ def test_a_retry_is_made_when_it_is_due_the_dispatcher_sleeping_until_then(tmp_p
     tree.on_write("/requests/{uid}/{requestId}", failing_once)
     deliver_due, rounds = tree.triggers.deliver_due, []
     monkeypatch.setattr(tree.triggers, "deliver_due", lambda: rounds.append(1) or deliver_due())
-    tree.start_triggers()
-    try:
-        tree.set("/requests/a/r1", {"kind": "chat"})
-        wait_for(lambda: tree.triggers.pending() == 0)
-    finally:
-        tree.stop_triggers()
+    one_request_handled(tree)
     assert len(calls) == 2 and 0.8 * 0.3 <= calls[1] - calls[0] < 0.8
     assert len(rounds) < 10
 
