@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,13 +37,16 @@ class Crash(BaseException):
 
 
 @contextmanager
-def dying_after(owner: object, method: str) -> Iterator[None]:
+def dying_after(owner: object, method: str, when: Callable[..., bool] | None = None) -> Iterator[None]:
     """Within the block, `owner.method` does its work and then the process dies (Crash), as a kill -9 right after
-    it would leave things; the method is itself again afterwards."""
+    it would leave things (only after a call whose arguments `when` accepts, if given); the method is itself again
+    afterwards."""
     original = getattr(owner, method)
 
     def then_die(*args: object, **kwargs: object) -> object:
-        original(*args, **kwargs)
+        done = original(*args, **kwargs)
+        if when is not None and not when(*args, **kwargs):
+            return done
         raise Crash
 
     setattr(owner, method, then_die)

@@ -325,6 +325,47 @@ def test_a_request_ended_as_it_is_read_is_told_to_its_owner_after_a_crash(ai: Pl
     assert (note["taskId"], note["state"], note["charged"]["micros"]) == ("t1", ended, 0)
 
 
+def test_a_task_whose_process_died_before_its_end_was_mirrored_is_mirrored_by_the_outbox(ai: Platform) -> None:
+    """kill -9 right after a task's end is saved, before /tasks shows it: the mirror says `running`, and the restart's
+    recovery passes the task by (it is not unfinished). The outbox sweep, which tells its owner, mirrors the end
+    first (the crash test's `c20: running` after its last restart)."""
+    funded(ai, "u", 1)
+    with dying_after(ai.tasks.store, "save", when=lambda task, *_: task.terminal):
+        ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert ai.tasks.get("u", "t1").state == SUCCEEDED and ai.realtime.get("/tasks/u/t1")["state"] == "running"
+    assert ai.tasks.recover() == 0 and ai.realtime.get("/tasks/u/t1")["state"] == "running"
+    assert ai.tasks.deliver_events() == 1
+    mirror = ai.realtime.get("/tasks/u/t1")
+    assert (mirror["state"], mirror["charged"]["micros"], mirror["version"]) == (
+        SUCCEEDED, 33, ai.tasks.get("u", "t1").version)
+    [note] = ai.realtime.get("/notifications/u").values()
+    assert (note["taskId"], note["state"]) == ("t1", SUCCEEDED)
+
+
+def test_an_end_whose_mirror_write_failed_is_told_only_once_it_is_mirrored(ai: Platform) -> None:
+    """The mirror write of a task's end fails (the tree busy, a network error on Firebase): the owner's notification
+    waits in the outbox, whose sweep writes the end to /tasks again first; a client never reads "succeeded" in its
+    notifications beside a task record that still says `running`."""
+    funded(ai, "u", 1)
+    write = ai.realtime.set_if_newer
+    refused: list[str] = []
+
+    def failing_once_at_the_end(path: str, value: dict, version: int) -> bool:
+        if value.get("state") == SUCCEEDED and not refused:
+            refused.append(path)
+            raise OSError("the tree is not answering")
+        return write(path, value, version)
+
+    ai.realtime.set_if_newer = failing_once_at_the_end  # type: ignore[method-assign]
+    task = ai.tasks.submit("u", "t1", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    assert task.state == SUCCEEDED and refused == ["/tasks/u/t1"]
+    assert ai.realtime.get("/tasks/u/t1")["state"] == "running" and not ai.realtime.get("/notifications/u")
+    assert ai.tasks.deliver_events() == 1 and ai.tasks.deliver_events() == 0
+    assert ai.realtime.get("/tasks/u/t1")["state"] == SUCCEEDED
+    [note] = ai.realtime.get("/notifications/u").values()
+    assert (note["taskId"], note["state"]) == ("t1", SUCCEEDED)
+
+
 def test_a_max_credits_one_micro_below_the_estimate_is_refused_and_one_at_it_runs(ai: Platform) -> None:
     """maxCredits must cover what the request may cost: a micro-credit below the estimate is refused at once,
     holding nothing (a hold of the estimate would pass the limit the user set); the estimate itself is enough."""

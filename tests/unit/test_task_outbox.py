@@ -42,6 +42,12 @@ class Bus:
         else:
             self.tree[path] = value
 
+    def set_if_newer(self, path: str, value: dict, version: int) -> bool:
+        if (self.tree.get(path) or {}).get("version", -1) >= version:
+            return False
+        self.tree[path] = value
+        return True
+
     def enqueue(self, job: Job) -> None:
         self.jobs.setdefault(job.id, job)
 
@@ -60,6 +66,7 @@ def test_an_event_delivered_twice_is_one_notification_and_one_clearing() -> None
     box = outbox(bus)
     event = bus.pending[0]
     assert box.deliver_pending(10, bus) == 1 and not bus.pending  # type: ignore[arg-type]
+    assert bus.tree["/tasks/u/t.1"] == DONE.mirror()  # the end mirrored again: a crash may have come before it was
     box.deliver(event, bus)  # type: ignore[arg-type]  # the outbox's at-least-once: again
     assert bus.tree["/notifications/u/task-finished-u-t-1"] == {
         "kind": "task.finished", "at": iso(NOW), "taskId": "t.1", "state": SUCCEEDED,

@@ -17,6 +17,7 @@ from .notifications import NOTIFIED_IN_ORDER, Notifications, keep_newest
 
 CLEAR_JOB = "task.clear"  # a finished task's request and stream leave the bus
 REQUESTS = "/requests/{uid}/{requestId}"  # where clients write task requests (the bus)
+TASK = "/tasks/{uid}/{taskId}"  # a task's record on the bus: the store's, mirrored
 # what a user's mirror keeps, and in what order (each indexed in database.rules.json, as Realtime Database requires)
 TASKS_IN_ORDER = "updatedAt"
 KEPT_IN_ORDER = (("tasks", TASKS_IN_ORDER), ("notifications", NOTIFIED_IN_ORDER))
@@ -34,9 +35,14 @@ class TaskOutbox:
 
     def deliver_pending(self, limit: int, queue: TaskQueue | None) -> int:
         """The outbox, at least once: task.finished becomes a notification (written by its event id, so twice is
-        once)."""
+        once). A task's end is mirrored again first: a process that died between saving the end and mirroring it
+        (or a mirror write that failed) left its record on /tasks as it was before, and nothing else rewrites it."""
         delivered = 0
         for event in self.store.pending_events(limit):
+            if event.kind == "task.finished":
+                ended = self.store.get(event.uid, str(event.payload["taskId"]))
+                if ended is not None:
+                    mirror(self.realtime, ended)
             self.deliver(event, queue)
             delivered += 1
         return delivered
@@ -76,6 +82,11 @@ class TaskOutbox:
         self.realtime.set(REQUESTS.format(uid=uid, requestId=task_id), None)
         if self.kept is not None:  # (notifications are kept to as many as each is written)
             keep_newest(self.realtime, f"/tasks/{uid}", TASKS_IN_ORDER, self.kept, _finished)
+
+
+def mirror(realtime: Realtime, task: Task) -> None:
+    """The task's record on /tasks, unless what is there is as new (written by version, as balances are)."""
+    realtime.set_if_newer(TASK.format(uid=task.uid, taskId=task.id), task.mirror(), task.version)
 
 
 def _finished(mirrored: Any) -> bool:

@@ -58,7 +58,7 @@ from .credits import Credits
 from .notifications import Notifications
 from .task_endings import PARTIAL, ended_as, finished_event, waited_with
 from .task_holds import TaskHolds, held_by_run, hold_size, room_within_limit
-from .task_outbox import REQUESTS, TaskOutbox
+from .task_outbox import REQUESTS, TaskOutbox, mirror
 from .task_retries import tried_later
 from .task_routing import ModelClassifier, Router, RulesClassifier
 from .task_runs import CANCEL_CHECK_INTERVAL, Run, RunOutcome, StreamWriter
@@ -753,8 +753,10 @@ class Tasks:
     def _after(self, task: Task) -> None:
         """After a terminal state is saved: its mirror, and its own event delivered now (not the whole outbox: with
         16 workers finishing at once, each delivered every pending event again, racing the others on the task
-        file; what a crash left is delivered by the runtime's outbox sweep, `deliver_events`)."""
-        self._mirror(task)
+        file; what a crash left is delivered by the runtime's outbox sweep, `deliver_events`). An end the mirror
+        missed is left to that sweep, which mirrors it again before it tells the owner."""
+        if not self._mirror(task):
+            return
         try:
             self.outbox.deliver(finished_event(task), self.queue)
         except Exception:  # the outbox keeps it: delivered on the next pass
@@ -784,13 +786,16 @@ class Tasks:
                 return task
         raise TaskConflict(f"task {task.id} kept changing", task=task.id)
 
-    def _mirror(self, task: Task) -> None:
+    def _mirror(self, task: Task) -> bool:
         """The task's state on /tasks, written now: a client watching sees every step, as on Realtime Database
-        (through a writer thread, steps arriving together were one write, and progress in between went unseen)."""
+        (through a writer thread, steps arriving together were one write, and progress in between went unseen).
+        Whether it was written (or found newer)."""
         try:
-            self.realtime.set_if_newer(f"/tasks/{task.uid}/{task.id}", task.mirror(), task.version)
-        except Exception:  # the mirror is not authoritative: the next change rewrites it
+            mirror(self.realtime, task)
+        except Exception:  # the mirror is not authoritative: the next change (or, for an end, the outbox) rewrites it
             log.exception("could not mirror task %s", task.id)
+            return False
+        return True
 
     def _committed(self, task: Task) -> bool:
         """Whether the task's run charged for what it delivered, with only its record of that left to make (an
