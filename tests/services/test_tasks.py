@@ -16,7 +16,7 @@ from creditflow.domain.errors import HoldAlreadyReleased
 from creditflow.domain.jobs import Delivery, Job
 from creditflow.domain.money import format_credits
 from creditflow.domain.preferences import Preferences
-from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, Task, TaskRequest
+from creditflow.domain.tasks import ACCEPTED, CANCELLED, EXPIRED, FAILED, SUCCEEDED, WAITING, Task, TaskRequest
 from creditflow.domain.timefmt import iso
 from creditflow.services.chat import Budget
 from creditflow.services.task_holds import RaisedLimit
@@ -738,6 +738,20 @@ def test_a_waiting_task_delivered_again_before_its_answer_goes_on_waiting(ai: Pl
     assert task.state == "waiting"
     asked = len(upstream.requests)
     assert ai.tasks.run("u", "agent5") == task and len(upstream.requests) == asked
+
+
+def test_a_question_a_crash_kept_from_the_mirror_is_mirrored_by_the_recovery(ai: Platform) -> None:
+    """kill -9 right after an agent's pause is saved, before /tasks shows it: the owner would read `running` until the
+    deadline and never see what to answer. The restart's recovery mirrors the waiting task with its question."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent9", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                           "model": LLAMA, "maxCredits": "0.0003"})
+    with dying_after(ai.tasks.store, "save", when=lambda saved, *_: saved.state == WAITING):
+        ai.tasks.run("u", task.id)
+    assert ai.tasks.get("u", "agent9").state == WAITING and ai.realtime.get("/tasks/u/agent9")["state"] == "running"
+    assert ai.tasks.recover() == 1
+    mirror, waiting = ai.realtime.get("/tasks/u/agent9"), ai.tasks.get("u", "agent9")
+    assert mirror == waiting.mirror() and mirror["state"] == WAITING and mirror["question"], mirror
 
 
 def test_an_answer_sent_again_with_its_key_answers_no_later_question(ai: Platform, upstream: FakeOpenAI) -> None:

@@ -576,6 +576,8 @@ class Tasks:
                 self._mirror(task)
                 self._enqueue(task, task.request.priority, "answered: resumed after a restart",
                               f"answer:{task.steps.get('answers', 0)}")
+            else:  # waiting for its owner, who answers what the mirror asks: one the crash kept from it said `running`
+                self._mirror(task)
             resumed += 1
         return resumed
 
