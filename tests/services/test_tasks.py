@@ -754,6 +754,21 @@ def test_a_question_a_crash_kept_from_the_mirror_is_mirrored_by_the_recovery(ai:
     assert mirror == waiting.mirror() and mirror["state"] == WAITING and mirror["question"], mirror
 
 
+def test_a_question_a_crash_kept_from_the_mirror_is_mirrored_when_its_run_is_delivered_again(
+        ai: Platform, upstream: FakeOpenAI) -> None:
+    """The same crash on Firebase, where no restart recovers anything: the queue delivers the run again (its worker
+    died before acknowledging it), and that delivery, which leaves a waiting task as it is, mirrors its question."""
+    funded(ai, "u", 5)
+    task = ai.tasks.submit("u", "agent10", {"kind": "agent", "input": {"goal": THREE, "approval": True},
+                                            "model": LLAMA, "maxCredits": "0.0003"})
+    with dying_after(ai.tasks.store, "save", when=lambda saved, *_: saved.state == WAITING):
+        ai.tasks.run("u", task.id)
+    asked = len(upstream.requests)
+    waiting = ai.tasks.run("u", task.id)
+    assert waiting.state == WAITING and len(upstream.requests) == asked
+    assert ai.realtime.get("/tasks/u/agent10") == waiting.mirror()
+
+
 def test_an_answer_sent_again_with_its_key_answers_no_later_question(ai: Platform, upstream: FakeOpenAI) -> None:
     """A client retrying its answer (the reply was lost) sends the same Idempotency-Key: by then the task may ask
     again, for more; the retry is the first answer, the task as it is now, and approves nothing the user never saw."""

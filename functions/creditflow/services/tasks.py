@@ -496,7 +496,8 @@ class Tasks:
             if task.cancel_requested:
                 return self._finish(task, CANCELLED, message="cancelled", result=waited_with(task))
             return self._finish(task, EXPIRED, message="past its deadline", result=waited_with(task))
-        if task.state == WAITING and task.answer is None:
+        if task.state == WAITING and task.answer is None:  # delivered again: its worker may have died between saving
+            self._mirror(task)  # the pause and mirroring it (on Firebase, nothing else would show the question)
             return task
         # the answer stays on the task until its run ends or asks again: a run that died after taking it goes on
         # with it when delivered again, rather than asking the user what they answered
