@@ -1099,6 +1099,34 @@ def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, 
     assert ai.tasks.recover() and not ai.queue.run_next()  # type: ignore[attr-defined]  # queued once
 
 
+def test_an_answer_queued_before_a_crash_is_queued_once_by_the_recovery(ai: Platform) -> None:
+    """An answer saved and its run queued, then the process died: the recovery queues the run under the answer's own
+    job id, which is there already, so the task runs on once, not twice side by side."""
+    funded(ai, "u", 5)
+    ai.tasks.submit("u", "agent11", {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA,
+                                     "maxCredits": "0.0003"})
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    assert ai.tasks.get("u", "agent11").state == "waiting"
+    ai.tasks.answer("u", "agent11", True)  # saved and queued; nothing ran it before the crash
+    assert ai.tasks.recover() == 1 and ai.queue.counts()["queued"] == 1  # type: ignore[attr-defined]
+
+
+def test_a_quick_task_cut_inline_by_a_crash_is_queued_at_high_priority(ai: Platform) -> None:
+    """A chat turn running inline when the process died was never in the durable queue: the recovery queues it at
+    high priority, as a quick task the inline capacity turned away is, not behind the long work of the queue."""
+    funded(ai, "u", 1)
+    with dying_after(ai.tasks.store, "save", when=lambda saved, *_: saved.state == "running"):
+        ai.tasks.submit("u", "cut", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    cut = ai.tasks.get("u", "cut")
+    assert (cut.state, cut.route, cut.request.priority) == ("running", "inline", "normal")
+    assert ai.tasks.recover() == 1
+    assert ai.queue.status("task:u:cut").queue == "high"  # type: ignore[attr-defined]
+    while ai.queue.run_next():  # type: ignore[attr-defined]
+        pass
+    assert ai.tasks.get("u", "cut").state == SUCCEEDED
+
+
 def test_a_task_whose_routing_a_crash_cut_short_is_routed_by_the_recovery(ai: Platform) -> None:
     """A task saved accepted before its route (a crash during a model classifier's call) is queued by the restart's
     recovery, and says so: the route taken and why are on every task."""
