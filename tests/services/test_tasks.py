@@ -1112,6 +1112,19 @@ def test_an_answer_queued_before_a_crash_is_queued_once_by_the_recovery(ai: Plat
     assert ai.tasks.recover() == 1 and ai.queue.counts()["queued"] == 1  # type: ignore[attr-defined]
 
 
+def test_a_queued_task_a_crash_kept_from_the_mirror_is_mirrored_by_the_recovery(ai: Platform) -> None:
+    """kill -9 right after a long task's acceptance is saved: /tasks does not show it accepted (with its estimate
+    and route), and it may wait in the queue a long while before its run writes it again. The recovery mirrors it
+    as it queues it."""
+    funded(ai, "u", 5)
+    with dying_after(ai.tasks.store, "save", when=lambda saved, *_: saved.state == ACCEPTED):
+        ai.tasks.submit("u", "agent12", {"kind": "agent", "input": {"goal": THREE}, "model": LLAMA})
+    accepted = ai.tasks.get("u", "agent12")
+    assert accepted.state == ACCEPTED and ai.realtime.get("/tasks/u/agent12") != accepted.mirror()
+    assert ai.tasks.recover() == 1
+    assert ai.realtime.get("/tasks/u/agent12") == ai.tasks.get("u", "agent12").mirror()
+
+
 def test_a_quick_task_cut_inline_by_a_crash_is_queued_at_high_priority(ai: Platform) -> None:
     """A chat turn running inline when the process died was never in the durable queue: the recovery queues it at
     high priority, as a quick task the inline capacity turned away is, not behind the long work of the queue."""
