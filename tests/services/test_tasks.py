@@ -1125,6 +1125,30 @@ def test_a_queued_task_a_crash_kept_from_the_mirror_is_mirrored_by_the_recovery(
     assert ai.realtime.get("/tasks/u/agent12") == ai.tasks.get("u", "agent12").mirror()
 
 
+def test_a_cancel_delivered_again_to_a_running_task_writes_nothing_more(ai: Platform) -> None:
+    """The bus delivers at least once: a second delivery of the cancel of a task still running (its run sees the
+    mark between steps) leaves the task as the first left it, instead of saving and mirroring it again."""
+    funded(ai, "u", 1)
+    with dying_after(ai.tasks.store, "save", when=lambda saved, *_: saved.state == "running"):
+        ai.tasks.submit("u", "stop", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    marked = ai.tasks.cancel("u", "stop")
+    assert marked.state == "running" and marked.cancel_requested
+    assert ai.tasks.cancel("u", "stop") == marked == ai.tasks.get("u", "stop")
+
+
+def test_tasks_are_paged_newest_first_with_a_cursor_only_when_more_are_left(ai: Platform) -> None:
+    funded(ai, "u", 1)
+    for n in range(3):
+        ai.tasks.submit("u", f"p{n}", {"kind": "chat", "input": f"page {n}", "model": LLAMA})
+        ai.clock.advance(seconds=1)  # type: ignore[attr-defined]
+    whole, none_left = ai.tasks.list("u", limit=3)
+    assert [t.id for t in whole] == ["p2", "p1", "p0"] and none_left is None  # exactly a page: nothing more
+    first, cursor = ai.tasks.list("u", limit=2)
+    assert [t.id for t in first] == ["p2", "p1"] and cursor is not None
+    rest, end = ai.tasks.list("u", limit=2, cursor=cursor)
+    assert [t.id for t in rest] == ["p0"] and end is None
+
+
 def test_a_quick_task_cut_inline_by_a_crash_is_queued_at_high_priority(ai: Platform) -> None:
     """A chat turn running inline when the process died was never in the durable queue: the recovery queues it at
     high priority, as a quick task the inline capacity turned away is, not behind the long work of the queue."""
