@@ -265,6 +265,9 @@ def test_the_mirror_keeps_a_users_newest_finished_tasks_and_notifications(tmp_pa
      "invalid-task"),  # the image went nowhere, the messages sent as given (and charged)
     ({"kind": "chat", "input": {"prompt": "hi", "messages": []}}, "invalid-task"),  # no turn to send
     ({"kind": "chat", "input": {"messages": [{"role": "tool", "content": "hi"}]}}, "invalid-task"),
+    ({"kind": "chat", "input": {"messages": [{"role": "user", "content": {"text": "hi"}}]}}, "invalid-task"),
+    ({"kind": "vision", "input": {"prompt": "what is it?", "image": "http://example.com/a.png"}},
+     "invalid-task"),  # not fetched over plain HTTP
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "upload:up_" + "0" * 24}}, "unknown-upload"),
     ({"kind": "vision", "input": {"prompt": "what is it?", "image": "image:nosuch.0"}}, "unknown-upload"),
 ])
@@ -414,6 +417,31 @@ def test_a_user_has_at_most_max_unfinished_tasks_at_once(tmp_path: Path, clock: 
     assert ai.tasks.submit("u", "a4", {"kind": "agent", "input": "plan 4"}).state == ACCEPTED
     assert ai.tasks.submit("u", "a5", {"kind": "agent", "input": "plan 5"}).error["type"] == "too-many-tasks"
     ai.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_chat_task_is_estimated_with_room_for_memory_only_in_a_conversation(ai: Platform) -> None:
+    """What a user sees before a turn starts is what it holds: a turn with a conversation holds room for the memory
+    its prompt may carry; one without sends only its own messages, and is not estimated as if it had a memory."""
+    funded(ai, "u", 1)
+    plain = ai.tasks.submit("u", "plain", {"kind": "chat", "input": "hello there", "model": LLAMA})
+    conversation = ai.conversations.start("u", "talk")
+    turn = ai.tasks.submit("u", "turn", {"kind": "chat", "input": "hello there", "model": LLAMA,
+                                         "conversationId": conversation.id})
+    _, quoted = ai.chat.quote("u", [{"role": "user", "content": "hello there"}], LLAMA)
+    assert plain.estimate == quoted.micros < turn.estimate
+
+
+def test_an_agent_that_names_no_limit_is_estimated_at_what_it_may_hold(tmp_path: Path, clock: SteppedClock,
+                                                                       upstream: FakeOpenAI) -> None:
+    """AGENT_BUDGET above MAX_RESERVATION_AMOUNT: the agent holds the largest hold, and its estimate says so."""
+    platform = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                             agent_budget=50 * CREDIT, max_reservation_amount=20 * CREDIT)
+    try:
+        funded(platform, "u", 30)
+        task = platform.tasks.submit("u", "a", {"kind": "agent", "input": {"goal": THREE}, "model": LLAMA})
+        assert task.estimate == task.reserved == 20 * CREDIT
+    finally:
+        platform.store.close()  # type: ignore[attr-defined]
 
 
 def test_a_chat_task_past_the_users_limit_per_request_is_refused_before_its_hold(ai: Platform) -> None:
