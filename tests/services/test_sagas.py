@@ -143,6 +143,41 @@ def test_a_lasting_refusal_undoes_the_finished_steps_and_says_why(platform: Plat
     assert world.ran == ["reserve", "generate"] and world.undone == ["generate", "reserve"]
 
 
+def test_a_cancel_after_a_lasting_refusal_keeps_the_refusal_as_the_reason(platform: Platform) -> None:
+    """A saga undone by its failure is not undone again by a cancel (or deadline) that comes after: the journal keeps
+    one reason, the failure's (cut to 500 characters, as a task's record must stay small), and says which step."""
+    a_task(platform, "refused-then-cancelled")
+    world = World(set(), "store", failure=lambda name: Permanent("no room " * 100))
+    saga = Saga("image", tuple(world.step(name) for name in STEPS))
+    journal = platform.tasks.journal("u", "refused-then-cancelled")
+    with pytest.raises(SagaFailed):
+        saga.run(journal)
+    saga.undo(journal, "cancelled")
+    failures = {name: entry for name, entry in journal.load().items() if name.startswith("!")}
+    assert list(failures) == ["!store"] and failures["!store"]["output"]["reason"] == ("no room " * 100)[:500]
+    assert world.undone == ["generate", "reserve"]
+    with pytest.raises(SagaFailed) as again:
+        saga.run(journal)
+    assert again.value.step == "store"
+
+
+def test_a_step_that_changes_what_it_is_given_changes_nothing_the_saga_keeps(platform: Platform) -> None:
+    a_task(platform, "meddling")
+    seen: list[list[str]] = []
+
+    def meddle(earlier: dict[str, Any]) -> Any:
+        earlier.clear()
+        return {"made": "meddle"}
+
+    def last(earlier: dict[str, Any]) -> Any:
+        seen.append(sorted(earlier))
+        return {"made": "last"}
+
+    saga = Saga("image", (Step("first", lambda _: {"made": "first"}), Step("meddle", meddle), Step("last", last)))
+    outputs = saga.run(platform.tasks.journal("u", "meddling"))
+    assert seen == [["first", "meddle"]] and sorted(outputs) == ["first", "last", "meddle"]
+
+
 def test_progress_tells_each_step_run_and_its_place_and_a_resume_starts_at_its_step(platform: Platform) -> None:
     a_task(platform, "progress")
     world = World({"store"}, None)
