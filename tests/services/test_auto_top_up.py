@@ -333,6 +333,30 @@ def test_a_crossing_right_after_opting_in_buys_though_the_balance_was_just_check
     assert run_jobs(shop) == 1
 
 
+def test_settings_saved_by_another_instance_are_seen_once_those_kept_run_out(
+        shop: Platform, localstripe: LocalStripe, clock: SteppedClock) -> None:
+    """The check after each ledger change reads a user's settings at most every SETTINGS_SECONDS (a read of the
+    store on every change was the hot path's cost): an opt-in saved by another instance is seen that late, and
+    then at once."""
+    from dataclasses import replace
+
+    from creditflow.services.auto_top_ups import SETTINGS_SECONDS
+
+    shop.credits.open_account("kim")
+    shop.credits.grant("kim", 80 * CREDIT, source="admin", lot_kind="promotional", key="start")
+    spend(shop, "kim", 1, "kept")  # 79: the check reads and keeps "not opted in"
+    save_card(shop, localstripe, "kim")
+    opted = replace(shop.auto_top_ups.settings("kim"), enabled=True, threshold=70 * CREDIT, pack="credits-100",
+                    monthly_cap=300 * CREDIT)
+    shop.auto_top_ups.store.save_auto_top_up(opted)  # as another instance saves it: this one's kept copy stays
+    spend(shop, "kim", 10, "unseen")  # 69: crosses 70, but what is kept says not opted in
+    assert run_jobs(shop) == 0
+    clock.advance(seconds=SETTINGS_SECONDS)  # exactly when the kept copy runs out
+    shop.credits.grant("kim", 10 * CREDIT, source="admin", lot_kind="promotional", key="back")  # 79 again
+    spend(shop, "kim", 10, "seen")  # 69: this crossing is seen
+    assert run_jobs(shop) == 1
+
+
 def test_a_card_removed_after_opting_in_turns_auto_top_up_off_at_the_next_crossing(
         shop: Platform, localstripe: LocalStripe) -> None:
     opted_in(shop, localstripe, "kim", 300)
