@@ -240,6 +240,21 @@ def test_the_sweep_removes_old_uploads_no_live_task_names(kept: Platform, client
     assert sweep_media(kept).uploads == Swept(removed=1, kept=1) and stored(kept, "fay") == []
 
 
+def test_an_upload_is_swept_once_exactly_its_age_and_nothing_else_under_users_is(kept: Platform, client: Any,
+                                                                                 clock: SteppedClock) -> None:
+    """An upload made exactly the policy's age ago goes; what else lies under users/ (a name in uploads/ that is no
+    upload id, another folder) is not the sweep's to remove."""
+    assert kept.uploads is not None and kept.blobs is not None
+    made = upload(client, auth(kept, "lee"), SMALL).json
+    for path in ("users/lee/uploads/notes.png", "users/lee/avatars/me.png"):
+        kept.blobs.put(path, SMALL, "image/png")
+    clock.advance(seconds=kept.uploads.policy.max_age.total_seconds() - 1)
+    assert kept.uploads.sweep() == Swept(removed=0, kept=1)  # a second short of its age
+    clock.advance(seconds=1)
+    assert kept.uploads.sweep() == Swept(removed=1, kept=0) and made["id"] not in stored(kept, "lee")
+    assert all(kept.blobs.get(path) is not None for path in ("users/lee/uploads/notes.png", "users/lee/avatars/me.png"))
+
+
 def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Platform, client: Any,
                                                                       clock: SteppedClock) -> None:
     """Which uploads the live tasks name is known only when the sweep read them all: past its limit, an old upload
@@ -253,6 +268,7 @@ def test_with_more_live_tasks_than_a_sweep_reads_no_upload_is_removed(kept: Plat
     clock.advance(hours=25)
     assert kept.uploads.sweep(limit=2) == Swept(removed=0, kept=0)  # three live tasks, a limit of two
     assert stored(kept, "hal") == [named["id"]]
+    assert kept.uploads.sweep(limit=3) == Swept(removed=0, kept=1)  # a limit of three reads them all
     assert kept.uploads.sweep(limit=10) == Swept(removed=0, kept=1)
 
 
