@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from creditflow.bootstrap import Platform
 from creditflow.domain.errors import AlreadyAnswered, IdempotencyConflict
+from creditflow.services.answers import streamed as replayed_as_a_stream
 from creditflow.services.chat_results import Completion, Delta, StreamEnd
 from tests.conftest import CREDIT, SteppedClock, funded
 from tests.fake_openai import FakeOpenAI
@@ -72,6 +73,8 @@ def test_a_streamed_answer_is_kept_and_given_again_whole_or_streamed(ai: Platfor
     whole = ai.chat.chat("u", ask("tell me more"), key="s1", model=LLAMA, replayable=True)
     assert (whole.text, whole.entry, whole.charged, whole.replayed) == (text, end.entry, end.charged, True)
     assert len(upstream.requests) == sent
+    failed_over = replace(whole, tried=["a/model: unavailable"])  # an answer a second model gave
+    assert list(replayed_as_a_stream(failed_over))[-1].tried == ["a/model: unavailable"]  # as the first said
 
 
 def test_tool_calls_come_back_as_they_were(ai: Platform, upstream: FakeOpenAI) -> None:
@@ -109,7 +112,8 @@ def test_a_long_streams_answer_is_kept_for_the_retention_from_its_end(ai: Platfo
     clock.advance(minutes=10)
     assert isinstance(list(pieces)[-1], StreamEnd) and isinstance(first, Delta)
     clock.advance(hours=24, minutes=-5)
-    assert ai.chat.chat("u", ask("a long one"), key="s1", model=LLAMA, replayable=True).replayed
+    replay = ai.chat.chat("u", ask("a long one"), key="s1", model=LLAMA, replayable=True)
+    assert replay.replayed and replay.answered_at == first.answered_at  # `created`: when it was first given
     clock.advance(minutes=5)
     with pytest.raises(AlreadyAnswered):
         ai.chat.chat("u", ask("a long one"), key="s1", model=LLAMA, replayable=True)
