@@ -450,3 +450,47 @@ def test_a_turn_with_every_share_full_still_fits_the_models_window(demo: tuple[P
                                                    for n, text in enumerate(recent)], "2026-01-01T00:00:01.000000Z")
         turn = ai.conversations.chat("u", chat.id, say("my cat Whiskers?"), key=f"q{fill}")
         assert turn.memory.recalled and prompt_tokens(provider.sent[-1]) + 100 <= 700, fill
+
+
+def test_a_turn_fits_every_model_it_may_fall_back_to(tmp_path: Path, clock: SteppedClock,
+                                                   upstream: FakeOpenAI) -> None:
+    """A routed turn may be answered by its second model when the first fails: its history is cut to the smallest
+    window among them, so the fallback takes the turn instead of refusing a context sized for the largest."""
+    from creditflow.domain.pricing import prompt_tokens
+
+    ai = make_platform(tmp_path / "data", clock, ai_platform_api_key="k", ai_platform_base_url=upstream.url,
+                       memory_context_tokens=100_000)  # the models' windows are the bounds here
+    ai.chat.catalog.put("BAAI/bge-en-icl", {"enabled": False})
+    ai.chat.catalog.put(LLAMA, {"max_output": 100})  # routed first, with a window of 131072
+    qwen = "Qwen/Qwen2.5-VL-72B-Instruct"
+    ai.chat.catalog.put(qwen, {"context_window": 1500, "max_output": 100})
+    funded(ai, "u", 5)
+    chat = ai.conversations.start("u", "fallback")
+    for n in range(12):  # about 2,000 tokens of history: more than the smaller window takes
+        ai.conversations.chat("u", chat.id, say(f"note {n}: " + "the ledger is signed " * 12), key=f"n{n}")
+    turn = ai.conversations.chat("u", chat.id, say("FAILLLAMA what is signed?"), key="ask")  # Llama fails it
+    assert turn.model == qwen and turn.text == "echo: FAILLLAMA what is signed?"
+    sent = upstream.requests[-1]["messages"]
+    assert sent[0]["content"].startswith("Summary of the conversation so far:")
+    assert prompt_tokens(sent) + 100 <= 1500
+    assert ai.integrity.audit().ok
+
+
+def test_new_messages_that_fill_the_window_to_the_last_token_are_answered(
+        demo: tuple[Platform, RecordingDemo]) -> None:
+    """A conversation's first turn whose new messages, reply room and memory framing fill the model's window
+    exactly fits; with one token less of window it is refused as too long, before anything is called."""
+    from creditflow.domain.errors import ContextTooLong
+
+    ai, provider = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "exact")
+    ask = say("a question that takes the whole window")
+    exact = ai.chat.prompt_of(ask, ai.chat.catalog.get("demo-chat", "chat")) + 32 + conversations.FRAMING_TOKENS
+    ai.chat.catalog.put("demo-chat", {"context_window": exact - 1, "max_output": 32})
+    with pytest.raises(ContextTooLong):
+        ai.conversations.chat("u", chat.id, ask, key="e2", max_tokens=32)
+    ai.chat.catalog.put("demo-chat", {"context_window": exact, "max_output": 32})
+    turn = ai.conversations.chat("u", chat.id, ask, key="e2", max_tokens=32)
+    assert turn.text and provider.sent[-1] == ask
+    assert [m.turn for m in ai.conversations.messages("u", chat.id)] == ["e2", "e2"]
