@@ -418,6 +418,10 @@ def test_a_single_message_that_leaves_the_window_is_summarised_by_that_turn(demo
     summarised = [m for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
     assert len(summarised) == 1 and "Whiskers" in summarised[0][1]["content"]
     assert ai.conversations.get("u", chat.id).summary_upto == 1
+    # the window starts at seq 2 and all of it fits the buffer: the summary still carries seq 1 to the model
+    assert provider.sent[-1][0]["content"].startswith("Summary of the conversation so far:")
+    window = [m.content for m in ai.conversations.messages("u", chat.id) if 2 <= m.seq <= 5]
+    assert [m["content"] for m in provider.sent[-1][1:]] == [*window, "and my cat?"]
 
 
 def test_recall_looks_for_what_all_the_turns_user_messages_ask(demo: tuple[Platform, RecordingDemo]) -> None:
