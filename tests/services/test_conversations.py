@@ -498,3 +498,21 @@ def test_new_messages_that_fill_the_window_to_the_last_token_are_answered(
     turn = ai.conversations.chat("u", chat.id, ask, key="e2", max_tokens=32)
     assert turn.text and provider.sent[-1] == ask
     assert [m.turn for m in ai.conversations.messages("u", chat.id)] == ["e2", "e2"]
+
+
+def test_the_summary_asked_for_fits_its_share_of_the_history(demo: tuple[Platform, RecordingDemo]) -> None:
+    """A summary is asked for in words, at about 4/3 tokens a word: the words asked for fit the summary's token
+    share, so a model that writes as many as it may is not cut short (losing the summary's end) when stored."""
+    import re
+
+    ai, provider = demo
+    ai.chat.catalog.put("demo-embed", {"enabled": False})  # no recall: the summary's share is 400 // 8
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "words")
+    for n in range(8):
+        ai.conversations.chat("u", chat.id, say(f"fact {n}: " + "ledger entries are signed " * 8), key=f"t{n}",
+                              max_tokens=64)
+    share = memory.budget(400, recall=False).summary
+    asked = [int(re.search(r"at most (\d+) words", m[0]["content"]).group(1))  # type: ignore[union-attr]
+             for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
+    assert asked and all(words >= 20 and words * 4 <= share * 3 for words in asked), (asked, share)
