@@ -516,3 +516,32 @@ def test_the_summary_asked_for_fits_its_share_of_the_history(demo: tuple[Platfor
     asked = [int(re.search(r"at most (\d+) words", m[0]["content"]).group(1))  # type: ignore[union-attr]
              for m in provider.sent if m[0]["content"].startswith(SUMMARISE[:40])]
     assert asked and all(words >= 20 and words * 4 <= share * 3 for words in asked), (asked, share)
+
+
+def test_a_streamed_turn_whose_consumer_fails_is_neither_charged_nor_stored(
+        demo: tuple[Platform, RecordingDemo]) -> None:
+    """The platform's own failure while relaying a turn's stream (its writes to the client or task record) is
+    passed on to the chat service: the reply did not reach the user, so nothing is charged and nothing stored."""
+    ai, _ = demo
+    funded(ai, "u", 1)
+    chat = ai.conversations.start("u", "relay")
+    before = ai.credits.balance("u")
+    pieces = ai.conversations.stream("u", chat.id, say("stream to me at length"), key="s1")
+    assert isinstance(next(pieces), Delta)
+    with pytest.raises(RuntimeError, match="the write failed"):
+        pieces.throw(RuntimeError("the write failed"))
+    after = ai.credits.balance("u")
+    assert (after.available, after.held) == (before.available, before.held)
+    assert ai.conversations.messages("u", chat.id) == []
+    assert ai.integrity.audit().ok
+
+
+def test_recall_looks_for_what_the_user_asks_not_the_turns_instructions(demo: tuple[Platform, RecordingDemo]) -> None:
+    """A turn's system message (instructions, however long) is not what the user is looking for: recall ranks
+    older messages by the turn's user messages alone."""
+    ai, provider = demo
+    chat = a_cat_among_bananas(ai)
+    instructions = {"role": "system", "content": "bananas grow fastest in tropical climates note " * 6}
+    ai.conversations.chat("u", chat.id, [instructions, *say("what is my cat called?")], key="ask", max_tokens=32)
+    recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
+    assert recalled and "my cat is called Whiskers" in recalled[0]
