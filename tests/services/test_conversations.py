@@ -545,3 +545,15 @@ def test_recall_looks_for_what_the_user_asks_not_the_turns_instructions(demo: tu
     ai.conversations.chat("u", chat.id, [instructions, *say("what is my cat called?")], key="ask", max_tokens=32)
     recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
     assert recalled and "my cat is called Whiskers" in recalled[0]
+
+
+def test_a_turn_without_a_user_message_recalls_by_its_last_message(demo: tuple[Platform, RecordingDemo]) -> None:
+    """A turn of system messages only (an app's nudge): recall looks for what the last of them says, the
+    instruction the turn ends on, not its opening one."""
+    ai, provider = demo
+    chat = a_cat_among_bananas(ai)
+    opening = {"role": "system", "content": "bananas grow fastest in tropical climates note " * 6}
+    nudge = {"role": "system", "content": "remind the user what their cat is called"}
+    ai.conversations.chat("u", chat.id, [opening, nudge], key="nudge", max_tokens=32)
+    recalled = [m["content"] for m in provider.sent[-1] if m["content"].startswith("Earlier messages")]
+    assert recalled and "my cat is called Whiskers" in recalled[0]
