@@ -194,3 +194,15 @@ def test_a_turns_hold_makes_room_for_its_embedding_when_recall_is_on(talk: Platf
         held.append(task.reserved - reply_estimate(talk, text))
     with_embedding, summary_only = held
     assert with_embedding > summary_only > 0
+
+
+def test_the_room_made_for_a_summary_is_what_its_model_may_write(talk: Platform) -> None:
+    """A summary call's reply is held for at most its model's max_output: with a history's share whose summary
+    share (1000 tokens) is more than the model writes, a turn's room for memory calls shrinks with the model's cap
+    rather than holding credits the call can never use."""
+    talk.conversations.context_tokens = 8000  # a summary share of 1000 tokens
+    room = []
+    for max_output in (2000, 64):
+        talk.chat.catalog.put(LLAMA, {"max_output": max_output})
+        room.append(talk.conversations.upkeep("u", said("and now?"), LLAMA))
+    assert room[0] > room[1] > 0
