@@ -84,14 +84,31 @@ LINE = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\n"
 @settings(deadline=None)
 @given(st.lists(LINE, min_size=1, max_size=6), st.integers(min_value=1, max_value=40))
 def test_a_transcript_gives_each_message_its_share_of_the_room(texts: list[str], room: int) -> None:
+    """Messages that fit the room go whole; otherwise none shorter than an even share is cut, and the lines keep
+    to the room in all (what the short ones leave goes to the long ones)."""
     messages = [StoredMessage(n, "user", text, "at", "t") for n, text in enumerate(texts)]
     lines = memory.transcript(messages, room).split("\n")
-    share = max(1, room * 3 // len(messages))
-    for text, shown in zip(texts, (line.removeprefix("user: ") for line in lines), strict=False):
-        if len(text.encode()) <= share:
-            assert shown == text
-        else:
-            assert shown.endswith(" …") and len(shown.removesuffix(" …").encode()) <= share
+    shown = [line.removeprefix("user: ") for line in lines]
+    even = max(1, room * 3 // len(messages))
+    kept = 0
+    for text, line in zip(texts, shown, strict=True):
+        if len(text.encode()) <= even or sum(len(t.encode()) for t in texts) <= room * 3:
+            assert line == text
+        if line != text:
+            assert line.endswith(" …") and text.encode().startswith(line.removesuffix(" …").encode())
+        kept += len(line.removesuffix(" …").encode()) if line != text else len(text.encode())
+    assert kept <= max(room * 3, len(texts))
+
+
+def test_recalled_messages_that_fit_their_share_go_verbatim() -> None:
+    """Recall picks the messages that fit its share: a long one beside a short one is sent whole, not cut to an
+    even half of the share (which lost the end of it, where the fact asked for may be)."""
+    fact = "the ledger is signed and chained twice a day, every day, by the nightly job; my cat is called Whiskers"
+    older = [StoredMessage(1, "user", fact, "at", "t", (1.0, 0.0)),
+             StoredMessage(2, "user", "ok", "at", "t", (0.9, 0.1))]
+    chosen = memory.recall(older, (1.0, 0.0), 50)
+    assert [m.seq for m in chosen] == [1, 2]
+    assert memory.transcript(chosen, 50) == f"user: {fact}\nuser: ok"
 
 
 def test_a_text_exactly_at_its_limit_is_not_cut() -> None:

@@ -86,9 +86,21 @@ def chunks(messages: Sequence[StoredMessage], room: int) -> list[list[StoredMess
 
 
 def transcript(messages: Sequence[StoredMessage], room: int) -> str:
-    """Messages as `role: text` lines, each cut to fit `room` tokens in all (3 bytes a token, as estimated)."""
-    share = max(1, room * 3 // max(1, len(messages)))
-    return "\n".join(f"{m.role}: {_cut(m.content, share)}" for m in messages)
+    """Messages as `role: text` lines, cut to fit `room` tokens in all (3 bytes a token, as estimated): messages
+    that fit go whole (recall picks them to fit its share); otherwise a message shorter than an even share keeps
+    all of it, and what it leaves goes to the longer ones."""
+    limits = _shares([len(m.content.encode()) for m in messages], room * 3)
+    return "\n".join(f"{m.role}: {_cut(m.content, limit)}" for m, limit in zip(messages, limits, strict=True))
+
+
+def _shares(sizes: Sequence[int], total: int) -> list[int]:
+    """Each size's share of `total` bytes (at least 1): the shortest first, each taking all it needs up to an even
+    split of what the shorter ones left."""
+    shares, left = [0] * len(sizes), total
+    for done, n in enumerate(sorted(range(len(sizes)), key=lambda n: sizes[n])):
+        taken = min(sizes[n], left // (len(sizes) - done))
+        shares[n], left = max(1, taken), left - taken
+    return shares
 
 
 def clip(text: str, room: int) -> str:
