@@ -996,12 +996,7 @@ def test_two_answers_at_once_are_one_answer(ai: Platform, upstream: FakeOpenAI) 
 
     from creditflow.domain.tasks import TaskConflict
 
-    funded(ai, "u", 5)
-    ai.tasks.submit("u", "agent10", {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA,
-                                     "maxCredits": "0.0003"})
-    while ai.queue.run_next():  # type: ignore[attr-defined]
-        pass
-    assert ai.tasks.get("u", "agent10").state == "waiting"
+    _waiting_agent(ai, "agent10")
     both_read = threading.Barrier(2, timeout=10)
     raise_limit = ai.tasks.holds.raise_limit
 
@@ -1130,12 +1125,7 @@ def test_an_answer_taken_before_a_crash_runs_on_after_the_restart(ai: Platform, 
 def test_an_answer_queued_before_a_crash_is_queued_once_by_the_recovery(ai: Platform) -> None:
     """An answer saved and its run queued, then the process died: the recovery queues the run under the answer's own
     job id, which is there already, so the task runs on once, not twice side by side."""
-    funded(ai, "u", 5)
-    ai.tasks.submit("u", "agent11", {"kind": "agent", "input": {"goal": THREE, "approval": True}, "model": LLAMA,
-                                     "maxCredits": "0.0003"})
-    while ai.queue.run_next():  # type: ignore[attr-defined]
-        pass
-    assert ai.tasks.get("u", "agent11").state == "waiting"
+    _waiting_agent(ai, "agent11")
     ai.tasks.answer("u", "agent11", True)  # saved and queued; nothing ran it before the crash
     assert ai.tasks.recover() == 1 and ai.queue.counts()["queued"] == 1  # type: ignore[attr-defined]
 
