@@ -501,3 +501,19 @@ def test_a_leaf_gone_past_the_signed_head_refuses_the_next_head_by_name(ledger: 
         with pytest.raises(InconsistentTree, match="cannot be hashed"):
             platform.integrity.verify_entry(entry)
     assert "merkle" in named(platform, "alice")
+
+
+def test_an_accounts_audit_names_its_entry_whose_leaf_was_cut_from_the_end_of_the_log(ledger: Ledger) -> None:
+    """The log's last leaf deleted (its entry kept): the log is one leaf shorter than the signed head, and the
+    account whose entry that leaf held has it named as gone, not skipped as if it were not sequenced yet (its audit
+    said ok, having proved nothing, while the whole audit named the checkpoint)."""
+    platform, db = ledger
+    funded(platform, "bob", 5)  # bob's one entry: the log's last leaf
+    signed = platform.integrity.publish_checkpoint()
+    [(entry, leaf)] = db.execute("SELECT id, leaf FROM entries WHERE account = 'user:bob'")
+    assert leaf == signed.size - 1
+    db.execute("DELETE FROM leaves WHERE idx = ?", (leaf,))
+    report = platform.integrity.audit("bob")
+    assert [(f.check, f.subject) for f in report.findings] == [("merkle", entry)]
+    assert report.findings[0].detail == f"leaf {leaf}, entry {entry}'s, is gone from the log"
+    assert not report.ok and report.proved == 0
