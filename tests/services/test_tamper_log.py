@@ -1,6 +1,7 @@
 """The Merkle log, its checkpoints and remembered subtree hashes changed outside the ledger are named; the proofs
 between checkpoints answer for the sizes they are asked."""
 
+import base64
 import hashlib
 import json
 import sqlite3
@@ -517,3 +518,60 @@ def test_an_accounts_audit_names_its_entry_whose_leaf_was_cut_from_the_end_of_th
     assert [(f.check, f.subject) for f in report.findings] == [("merkle", entry)]
     assert report.findings[0].detail == f"leaf {leaf}, entry {entry}'s, is gone from the log"
     assert not report.ok and report.proved == 0
+
+
+def test_sequencing_moves_every_committed_entry_batch_after_batch(ledger: Ledger) -> None:
+    """More entries waiting than a batch holds: one call gives them all leaves, a full batch after another (a
+    sequencer that stopped after the first left the rest for a later publication, and their proofs waited)."""
+    platform, _ = ledger
+    size = platform.store.tree_size()
+    for n in range(5):
+        platform.credits.reserve("alice", CREDIT, key=f"waiting-{n}")
+    platform.integrity.batch = 2
+    assert platform.integrity.sequence() == 5
+    assert platform.store.tree_size() == size + 5
+
+
+def test_reading_the_latest_checkpoint_signs_nothing(ledger: Ledger) -> None:
+    """GET /ledger/checkpoint (anyone may call it) answers the latest signed head; entries made since are signed by
+    the publishers, not by a reader."""
+    platform, _ = ledger
+    latest = platform.store.checkpoint()
+    platform.credits.reserve("alice", CREDIT, key="unsigned")
+    assert platform.integrity.latest_checkpoint() == latest
+    assert [c.size for c in platform.store.checkpoints()] == [latest.size]
+
+
+@pytest.mark.parametrize("asked", [-1, 2**64], ids=["negative", "past-the-stores-integers"])
+def test_a_size_no_checkpoint_can_have_is_not_found(ledger: Ledger, asked: int) -> None:
+    """`ledger consistency` takes any integer: a negative size is not the empty tree, and one past what the store's
+    integers hold is not a database error; neither was ever signed."""
+    platform, _ = ledger
+    with pytest.raises(UnknownCheckpoint):
+        platform.integrity.consistency(asked) if asked < 0 else platform.integrity.consistency(0, asked)
+
+
+def test_a_verification_names_the_size_of_the_checkpoint_its_proof_is_for(ledger: Ledger) -> None:
+    """The first entry of a larger log: the tree size reported is the signed head's, which the proof and the note
+    are for (a verifier checks the proof at that size), not the smallest tree that holds the entry."""
+    from creditflow.domain import merkle
+    from creditflow.domain.checkpoint import open_checkpoint
+
+    platform, db = ledger
+    signed = platform.store.checkpoint()
+    first = entries_of(db, "user:alice")[0]
+    verified = platform.integrity.verify_entry(first)
+    assert verified.ok and verified.leaf_index == 0 and verified.tree_size == signed.size > 1
+    note = open_checkpoint(verified.checkpoint, platform.keyring, platform.settings.ledger_origin).checkpoint
+    proof = [base64.b64decode(p) for p in verified.inclusion_proof]
+    assert merkle.verify_inclusion(merkle.leaf_hash(bytes.fromhex(verified.entry.hash)), 0, verified.tree_size,
+                                   proof, note.root)
+
+
+def test_a_leaf_recording_an_entry_that_is_not_stored_says_so(ledger: Ledger) -> None:
+    """Not "a different hash": the entry the leaf names is missing (or altered beyond reading), which is what the
+    operator has to look for."""
+    platform, db = ledger
+    db.execute("UPDATE leaves SET entry_id = 'tx_nowhere' WHERE idx = 0")
+    [finding] = platform.integrity.audit().findings
+    assert finding.detail == "leaf 0 records entry tx_nowhere, which is missing or altered"
