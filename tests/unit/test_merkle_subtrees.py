@@ -99,3 +99,52 @@ def test_hashes_remembered_under_the_signed_head_are_still_read_from_the_store()
     extending = second.signed_up_to(4000)
     assert range_root(extending, 0, 4096) == merkle.root(leaves)
     assert second.leaves_read <= 256  # the last block, past the signed head: the rest is remembered
+
+
+class CountingStore(DictStore):
+    """A DictStore that counts its queries and writes: on Firestore each is a billed request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = self.writes = 0
+
+    def subtree_hashes(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        self.reads += 1
+        return super().subtree_hashes(level, start, end)
+
+    def add_subtree_hashes(self, level: int, hashes: dict[int, bytes]) -> None:
+        self.writes += 1
+        super().add_subtree_hashes(level, hashes)
+
+
+def test_a_subtree_ending_at_the_signed_head_is_read_from_the_store_and_only_the_new_leaves_hashed() -> None:
+    """The signed head vouches for every leaf under it, its last one included: a remembered hash of leaves 0..511
+    extends the head signed at 512, and what is read is the 88 leaves past it (as the counter says)."""
+    leaves, store = leaves_of(600), DictStore()
+    store.hashes[(9, 0)] = merkle.root(leaves[:512])  # remembered, without the blocks under it
+    cache = SubtreeCache(lambda start, end: leaves[start:end], store)
+    assert range_root(cache.signed_up_to(512), 0, 600) == merkle.root(leaves)
+    assert cache.leaves_read == 600 - 512
+
+
+def test_a_warm_process_asks_the_store_once_per_subtree_and_writes_nothing_back() -> None:
+    """A new process proving over remembered subtrees: one query finds the subtree, none repeats it (it is then in
+    memory), and nothing already remembered is written again."""
+    leaves, store = leaves_of(1024), CountingStore()
+    first = SubtreeCache(lambda start, end: leaves[start:end], store)
+    assert range_root(first, 0, 1024) == merkle.root(leaves)
+    second = SubtreeCache(lambda start, end: leaves[start:end], store)
+    store.reads = store.writes = 0
+    for _ in range(2):
+        assert range_root(second, 0, 1024) == merkle.root(leaves)
+    assert (store.reads, store.writes, second.leaves_read) == (1, 0, 0)
+
+
+def test_blocks_already_hashed_in_memory_are_not_asked_of_the_store_again() -> None:
+    """Both halves of a subtree hashed by this process: the subtree over them asks the store for itself only."""
+    leaves, store = leaves_of(1024), CountingStore()
+    cache = SubtreeCache(lambda start, end: leaves[start:end], store)
+    cache(0, 9), cache(512, 9)
+    store.reads, read = 0, cache.leaves_read
+    assert cache(0, 10) == merkle.root(leaves)
+    assert (store.reads, cache.leaves_read - read) == (1, 0)
